@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Bring the DriftGuard test services up or down.
+#   scripts/test-services.sh up     build/reuse k8s binaries, start cluster + SecantusDB,
+#                                   write $DRIFTGUARD_RUN/services.env
+#   scripts/test-services.sh down   stop both and remove their data
+#   scripts/test-services.sh status print whether each service answers
+# Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
+# KUBECONFIG, KUBECTL and MONGODB_URI for tests.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/common.sh
+. "$HERE/lib/common.sh"
+
+SERVICES_ENV="$DRIFTGUARD_RUN/services.env"
+
+case "${1:-}" in
+  up)
+    mkdir -p "$DRIFTGUARD_RUN"
+    rm -f "$SERVICES_ENV"
+    "$HERE/test-cluster/build.sh"
+    "$HERE/test-cluster/start.sh" >/dev/null
+    "$HERE/mongo/start.sh" >/dev/null
+    {
+      echo "# written by scripts/test-services.sh up"
+      sed 's/^/export /' "$DRIFTGUARD_RUN/env"
+      sed 's/^/export /' "$DRIFTGUARD_RUN/mongo.env"
+      echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
+      echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
+    } >"$SERVICES_ENV.tmp"
+    mv "$SERVICES_ENV.tmp" "$SERVICES_ENV"
+    log "services up; env in $SERVICES_ENV"
+    cat "$SERVICES_ENV"
+    ;;
+  down)
+    rc=0
+    "$HERE/mongo/stop.sh" || rc=1
+    "$HERE/test-cluster/stop.sh" || rc=1
+    rm -f "$SERVICES_ENV"
+    exit "$rc"
+    ;;
+  status)
+    rc=0
+    if [ -s "$DRIFTGUARD_RUN/env" ]; then
+      # shellcheck disable=SC1091
+      . "$DRIFTGUARD_RUN/env"
+      if "$KUBECTL" --kubeconfig "$KUBECONFIG" get --raw /readyz >/dev/null 2>&1; then
+        echo "kubernetes: ready ($KUBECONFIG)"
+      else echo "kubernetes: NOT ready"; rc=1; fi
+    else echo "kubernetes: not started"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/mongo.env" ] && pid_alive "$DRIFTGUARD_RUN/mongo.pid"; then
+      echo "secantusdb: running ($(cat "$DRIFTGUARD_RUN/mongo.env"))"
+    else echo "secantusdb: not running"; rc=1; fi
+    exit "$rc"
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac
