@@ -1,0 +1,1 @@
+//! DriftGuard cli (filled by a later issue).

@@ -1,0 +1,439 @@
+//! Comparison of a normalized desired view with a normalized live view.
+//!
+//! Only the fields Git sets are compared (the "desired subset"), so server defaults never count.
+//! Closed maps are compared in both directions so that additions by hand are caught:
+//! `metadata.labels`, `metadata.annotations`, ConfigMap `data`/`binaryData`, Secret `data` and
+//! a container's `env`. Lists without merge keys are compared whole: same length and order,
+//! with the desired subset applied inside their items.
+//!
+//! Every compared leaf gets a path hash and a value hash on each side ([`FieldHashes`]); the
+//! object's hash is the hash of its leaves.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::hash::{encode, encode_str, FieldHashes, T_ABSENT};
+use crate::path;
+
+/// Longest string shown in a field diff before it is shortened.
+const MAX_SHOWN: usize = 2048;
+
+/// What is shown in place of a Secret value.
+pub const REDACTED: &str = "(secret value)";
+
+/// One drifted field: the Git value and the live value (`None` = absent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldDiff {
+    /// The field path (see [`crate::path`]).
+    pub path: String,
+    /// Value in Git.
+    pub desired: Option<Value>,
+    /// Value in the cluster.
+    pub live: Option<Value>,
+}
+
+/// One compared leaf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Leaf {
+    /// Hash of the path.
+    pub path: u64,
+    /// Hash of the desired value (`None` = absent).
+    pub desired: Option<u64>,
+    /// Hash of the live value, projected on the desired shape (`None` = absent).
+    pub live: Option<u64>,
+}
+
+/// The outcome of comparing one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// Every compared leaf.
+    pub leaves: Vec<Leaf>,
+    /// The leaves that differ, with values for display.
+    pub drifted: Vec<FieldDiff>,
+    /// The path hashes of `drifted`, in the same order.
+    pub drifted_hashes: Vec<u64>,
+}
+
+impl Comparison {
+    /// Whether both sides agree.
+    pub fn in_sync(&self) -> bool {
+        self.drifted.is_empty()
+    }
+
+    /// Field hashes of the desired side.
+    pub fn desired_fields(&self) -> FieldHashes {
+        FieldHashes::from_pairs(
+            self.leaves
+                .iter()
+                .filter_map(|l| l.desired.map(|h| (l.path, h)))
+                .collect(),
+        )
+    }
+
+    /// Field hashes of the live side (projected on the desired shape).
+    pub fn live_fields(&self) -> FieldHashes {
+        FieldHashes::from_pairs(
+            self.leaves
+                .iter()
+                .filter_map(|l| l.live.map(|h| (l.path, h)))
+                .collect(),
+        )
+    }
+
+    /// Hash of the desired side.
+    pub fn desired_hash(&self) -> u64 {
+        combine(self.leaves.iter().map(|l| (l.path, l.desired)))
+    }
+
+    /// Hash of the live side.
+    pub fn live_hash(&self) -> u64 {
+        combine(self.leaves.iter().map(|l| (l.path, l.live)))
+    }
+
+    /// The drifted paths.
+    pub fn drifted_paths(&self) -> Vec<String> {
+        self.drifted.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// Drops drifted fields for which `ignore` says yes (ignored field managers, rules): they
+    /// count as agreeing.
+    pub fn retain_drift(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let mut i = 0;
+        while i < self.drifted.len() {
+            if keep(&self.drifted[i].path) {
+                i += 1;
+                continue;
+            }
+            let ph = self.drifted_hashes.remove(i);
+            self.drifted.remove(i);
+            if let Some(leaf) = self.leaves.iter_mut().find(|l| l.path == ph) {
+                leaf.live = leaf.desired;
+            }
+        }
+    }
+}
+
+fn combine(items: impl Iterator<Item = (u64, Option<u64>)>) -> u64 {
+    let mut buf = Vec::with_capacity(512);
+    for (p, v) in items {
+        if let Some(v) = v {
+            buf.extend_from_slice(&p.to_le_bytes());
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    xxh3_64(&buf)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Node {
+    Root,
+    Metadata,
+    Closed,
+    ContainerList,
+    Container,
+    Other,
+}
+
+/// Compares normalized content. `kind` and `group` select the closed maps of ConfigMaps and
+/// Secrets.
+pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Comparison {
+    let mut w = Walker {
+        configmap: group.is_empty() && kind == "ConfigMap",
+        secret: group.is_empty() && kind == "Secret",
+        buf: String::with_capacity(128),
+        enc: Vec::with_capacity(256),
+        out: Comparison {
+            leaves: Vec::with_capacity(64),
+            drifted: Vec::new(),
+            drifted_hashes: Vec::new(),
+        },
+    };
+    w.walk(Some(desired), Some(live), Node::Root);
+    let mut out = w.out;
+    if out.drifted.len() > 1 {
+        let mut pairs: Vec<(FieldDiff, u64)> = out
+            .drifted
+            .drain(..)
+            .zip(out.drifted_hashes.drain(..))
+            .collect();
+        pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        (out.drifted, out.drifted_hashes) = pairs.into_iter().unzip();
+    }
+    out
+}
+
+struct Walker {
+    configmap: bool,
+    secret: bool,
+    buf: String,
+    enc: Vec<u8>,
+    out: Comparison,
+}
+
+static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+
+fn empty_map() -> &'static Map<String, Value> {
+    EMPTY.get_or_init(Map::new)
+}
+
+impl Walker {
+    fn closed_children(&self, node: Node) -> &'static [&'static str] {
+        match node {
+            Node::Root if self.configmap => &["metadata", "data", "binaryData"],
+            Node::Root if self.secret => &["metadata", "data"],
+            Node::Root => &["metadata"],
+            Node::Metadata => &["labels", "annotations"],
+            Node::Container => &["env"],
+            _ => &[],
+        }
+    }
+
+    fn child_node(&self, node: Node, key: &str) -> Node {
+        match node {
+            Node::Root => match key {
+                "metadata" => Node::Metadata,
+                "data" if self.configmap || self.secret => Node::Closed,
+                "binaryData" if self.configmap => Node::Closed,
+                _ => Node::Other,
+            },
+            Node::Metadata => match key {
+                "labels" | "annotations" => Node::Closed,
+                _ => Node::Other,
+            },
+            Node::ContainerList => Node::Container,
+            Node::Container if key == "env" => Node::Closed,
+            _ => match key {
+                "containers" | "initContainers" | "ephemeralContainers" => Node::ContainerList,
+                _ => Node::Other,
+            },
+        }
+    }
+
+    fn walk(&mut self, d: Option<&Value>, l: Option<&Value>, node: Node) {
+        let closed = node == Node::Closed;
+        let structural = matches!(node, Node::Root | Node::Metadata | Node::Container);
+        match (d, l) {
+            (Some(Value::Object(dm)), lv) if !dm.is_empty() || closed || structural => {
+                let lm = match lv {
+                    Some(Value::Object(m)) => Some(m),
+                    None => None,
+                    Some(_) => {
+                        self.leaf(d, l);
+                        return;
+                    }
+                };
+                self.walk_map(dm, lm, node);
+            }
+            (None, Some(Value::Object(lm))) if closed || structural => {
+                self.walk_map(empty_map(), Some(lm), node);
+            }
+            (None, None) => {}
+            _ => self.leaf(d, l),
+        }
+    }
+
+    fn walk_map(&mut self, dm: &Map<String, Value>, lm: Option<&Map<String, Value>>, node: Node) {
+        let closed = node == Node::Closed;
+        for (k, dv) in dm {
+            let len = self.buf.len();
+            path::push_key(&mut self.buf, k);
+            let child = self.child_node(node, k);
+            self.walk(Some(dv), lm.and_then(|m| m.get(k)), child);
+            self.buf.truncate(len);
+        }
+        let Some(lm) = lm else {
+            return;
+        };
+        if closed {
+            for (k, lv) in lm {
+                if dm.contains_key(k) {
+                    continue;
+                }
+                let len = self.buf.len();
+                path::push_key(&mut self.buf, k);
+                self.leaf(None, Some(lv));
+                self.buf.truncate(len);
+            }
+        } else {
+            for k in self.closed_children(node) {
+                if dm.contains_key(*k) {
+                    continue;
+                }
+                if let Some(lv) = lm.get(*k) {
+                    let len = self.buf.len();
+                    path::push_key(&mut self.buf, k);
+                    let child = self.child_node(node, k);
+                    self.walk(None, Some(lv), child);
+                    self.buf.truncate(len);
+                }
+            }
+        }
+    }
+
+    fn leaf(&mut self, d: Option<&Value>, l: Option<&Value>) {
+        let path_hash = xxh3_64(self.buf.as_bytes());
+        let dh = d.map(|d| {
+            self.enc.clear();
+            encode(d, &mut self.enc);
+            xxh3_64(&self.enc)
+        });
+        let lh = l.map(|l| {
+            self.enc.clear();
+            match d {
+                Some(d) => encode_projected(d, l, &mut self.enc),
+                None => encode(l, &mut self.enc),
+            }
+            xxh3_64(&self.enc)
+        });
+        self.out.leaves.push(Leaf {
+            path: path_hash,
+            desired: dh,
+            live: lh,
+        });
+        if dh != lh {
+            let secret =
+                self.secret && (self.buf.starts_with("data.") || self.buf.starts_with("data["));
+            let show = |v: Option<Value>| {
+                v.map(|v| {
+                    if secret {
+                        Value::String(REDACTED.to_owned())
+                    } else {
+                        shorten(v)
+                    }
+                })
+            };
+            let live_shown = match (d, l) {
+                (Some(d), Some(l)) => Some(project(d, l)),
+                (None, l) => l.cloned(),
+                (_, None) => None,
+            };
+            self.out.drifted.push(FieldDiff {
+                path: self.buf.clone(),
+                desired: show(d.cloned()),
+                live: show(live_shown),
+            });
+            self.out.drifted_hashes.push(path_hash);
+        }
+    }
+}
+
+/// Encodes `l` restricted to the shape of `d`: the same bytes as `encode(d)` when they agree on
+/// every field `d` sets.
+fn encode_projected(d: &Value, l: &Value, out: &mut Vec<u8>) {
+    match (d, l) {
+        (Value::Object(dm), Value::Object(lm)) => {
+            out.push(8);
+            out.extend_from_slice(&(dm.len() as u64).to_le_bytes());
+            for (k, dv) in dm {
+                encode_str(k, out);
+                match lm.get(k) {
+                    Some(lv) => encode_projected(dv, lv, out),
+                    None => out.push(T_ABSENT),
+                }
+            }
+        }
+        (Value::Array(da), Value::Array(la)) if da.len() == la.len() => {
+            out.push(7);
+            out.extend_from_slice(&(da.len() as u64).to_le_bytes());
+            for (dv, lv) in da.iter().zip(la) {
+                encode_projected(dv, lv, out);
+            }
+        }
+        _ => encode(l, out),
+    }
+}
+
+/// `l` restricted to the shape of `d`, for display.
+pub fn project(d: &Value, l: &Value) -> Value {
+    match (d, l) {
+        (Value::Object(dm), Value::Object(lm)) => Value::Object(
+            dm.iter()
+                .filter_map(|(k, dv)| lm.get(k).map(|lv| (k.clone(), project(dv, lv))))
+                .collect(),
+        ),
+        (Value::Array(da), Value::Array(la)) if da.len() == la.len() => {
+            Value::Array(da.iter().zip(la).map(|(d, l)| project(d, l)).collect())
+        }
+        _ => l.clone(),
+    }
+}
+
+fn shorten(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > MAX_SHOWN => {
+            let mut end = MAX_SHOWN;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            Value::String(format!("{}… ({} bytes)", &s[..end], s.len()))
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn paths(d: Value, l: Value) -> Vec<String> {
+        compare("apps", "Deployment", &d, &l).drifted_paths()
+    }
+
+    #[test]
+    fn server_defaults_are_not_drift() {
+        let d = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": {
+            "[a]": {"name": "a", "image": "x"}}}}}});
+        let l = json!({"spec": {"replicas": 3, "strategy": {"type": "RollingUpdate"},
+            "template": {"spec": {"dnsPolicy": "ClusterFirst", "containers": {
+            "[a]": {"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}}}}}});
+        assert!(paths(d, l).is_empty());
+    }
+
+    #[test]
+    fn closed_maps_catch_additions() {
+        let d = json!({"spec": {"template": {"spec": {"containers": {
+            "[a]": {"name": "a", "env": {"[X]": {"name": "X", "value": "1"}}}}}}}});
+        let l = json!({"metadata": {"labels": {"hand": "made"}},
+            "spec": {"template": {"spec": {"containers": {
+            "[a]": {"name": "a", "env": {"[X]": {"name": "X", "value": "1"},
+                                          "[Y]": {"name": "Y", "value": "2"}}}}}}}});
+        assert_eq!(
+            paths(d, l),
+            vec![
+                "metadata.labels.hand",
+                "spec.template.spec.containers[a].env[Y]"
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_without_keys_compare_whole_with_defaults_inside() {
+        let d = json!({"spec": {"rules": [{"host": "a", "paths": [{"path": "/"}]}]}});
+        let l = json!({"spec": {"rules": [{"host": "a", "paths": [{"path": "/", "pathType": "Prefix"}]}]}});
+        assert!(paths(d.clone(), l).is_empty());
+        let l2 =
+            json!({"spec": {"rules": [{"host": "a", "paths": [{"path": "/"}]}, {"host": "b"}]}});
+        assert_eq!(paths(d, l2), vec!["spec.rules"]);
+    }
+
+    #[test]
+    fn secret_diffs_are_redacted() {
+        let d = json!({"data": {"k": "hmac-sha256:aa"}});
+        let l = json!({"data": {"k": "hmac-sha256:bb"}});
+        let c = compare("", "Secret", &d, &l);
+        assert_eq!(c.drifted[0].desired, Some(json!(REDACTED)));
+        assert_eq!(c.drifted[0].live, Some(json!(REDACTED)));
+    }
+
+    #[test]
+    fn hashes_agree_when_in_sync() {
+        let d = json!({"spec": {"x": 1}});
+        let l = json!({"spec": {"x": 1, "y": 2}});
+        let c = compare("g", "K", &d, &l);
+        assert!(c.in_sync());
+        assert_eq!(c.desired_hash(), c.live_hash());
+        assert_eq!(c.desired_fields(), c.live_fields());
+    }
+}

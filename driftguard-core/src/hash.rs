@@ -1,0 +1,196 @@
+//! The field hasher: xxh3 over a canonical encoding.
+//!
+//! Map keys are visited in sorted order (`serde_json` maps are ordered by key), numbers are
+//! encoded by value (`1` and `1.0` alike), so equal values hash equal whatever their key order
+//! or formatting.
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use xxhash_rust::xxh3::xxh3_64;
+
+const T_NULL: u8 = 0;
+const T_FALSE: u8 = 1;
+const T_TRUE: u8 = 2;
+const T_INT: u8 = 3;
+const T_UINT: u8 = 4;
+const T_FLOAT: u8 = 5;
+const T_STR: u8 = 6;
+const T_ARR: u8 = 7;
+const T_OBJ: u8 = 8;
+pub(crate) const T_ABSENT: u8 = 9;
+
+/// Appends the canonical encoding of `v` to `out`.
+pub fn encode(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Null => out.push(T_NULL),
+        Value::Bool(false) => out.push(T_FALSE),
+        Value::Bool(true) => out.push(T_TRUE),
+        Value::Number(n) => encode_number(n, out),
+        Value::String(s) => encode_str(s, out),
+        Value::Array(items) => {
+            out.push(T_ARR);
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for i in items {
+                encode(i, out);
+            }
+        }
+        Value::Object(map) => {
+            out.push(T_OBJ);
+            out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+            for (k, v) in map {
+                encode_str(k, out);
+                encode(v, out);
+            }
+        }
+    }
+}
+
+pub(crate) fn encode_str(s: &str, out: &mut Vec<u8>) {
+    out.push(T_STR);
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn encode_number(n: &serde_json::Number, out: &mut Vec<u8>) {
+    if let Some(i) = n.as_i64() {
+        out.push(T_INT);
+        out.extend_from_slice(&i.to_le_bytes());
+    } else if let Some(u) = n.as_u64() {
+        out.push(T_UINT);
+        out.extend_from_slice(&u.to_le_bytes());
+    } else {
+        let f = n.as_f64().unwrap_or(f64::NAN);
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            out.push(T_INT);
+            out.extend_from_slice(&(f as i64).to_le_bytes());
+        } else {
+            out.push(T_FLOAT);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// xxh3 of the canonical encoding of `v`.
+pub fn hash_value(v: &Value) -> u64 {
+    let mut buf = Vec::with_capacity(256);
+    encode(v, &mut buf);
+    xxh3_64(&buf)
+}
+
+/// xxh3 of raw bytes.
+pub fn hash_bytes(b: &[u8]) -> u64 {
+    xxh3_64(b)
+}
+
+/// One hash per compared field path: `(hash of the path, hash of the value)`, sorted by path
+/// hash. Lets the engine tell which side changed a field without keeping old values.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldHashes(pub Vec<(u64, u64)>);
+
+impl FieldHashes {
+    /// Builds from unsorted pairs.
+    pub fn from_pairs(mut pairs: Vec<(u64, u64)>) -> Self {
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|p| p.0);
+        FieldHashes(pairs)
+    }
+
+    /// The value hash of a path, if the path existed.
+    pub fn get(&self, path_hash: u64) -> Option<u64> {
+        self.0
+            .binary_search_by_key(&path_hash, |p| p.0)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One hash over all fields.
+    pub fn combined(&self) -> u64 {
+        let mut buf = Vec::with_capacity(self.0.len() * 16);
+        for (p, v) in &self.0 {
+            buf.extend_from_slice(&p.to_le_bytes());
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        xxh3_64(&buf)
+    }
+
+    /// Compact text form (base64 of the little-endian pairs), used by stores.
+    pub fn to_base64(&self) -> String {
+        let mut buf = Vec::with_capacity(self.0.len() * 16);
+        for (p, v) in &self.0 {
+            buf.extend_from_slice(&p.to_le_bytes());
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(buf)
+    }
+
+    /// Parses [`FieldHashes::to_base64`].
+    pub fn from_base64(s: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(s)
+            .ok()?;
+        if bytes.len() % 16 != 0 {
+            return None;
+        }
+        let pairs = bytes
+            .chunks_exact(16)
+            .map(|c| {
+                let mut a = [0u8; 8];
+                let mut b = [0u8; 8];
+                a.copy_from_slice(&c[..8]);
+                b.copy_from_slice(&c[8..]);
+                (u64::from_le_bytes(a), u64::from_le_bytes(b))
+            })
+            .collect();
+        Some(FieldHashes(pairs))
+    }
+}
+
+impl Serialize for FieldHashes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_base64())
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldHashes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        FieldHashes::from_base64(&s).ok_or_else(|| serde::de::Error::custom("invalid field hashes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_hash_by_value() {
+        assert_eq!(hash_value(&json!(1)), hash_value(&json!(1.0)));
+        assert_ne!(hash_value(&json!(1)), hash_value(&json!("1")));
+        assert_ne!(hash_value(&json!([1, 2])), hash_value(&json!([2, 1])));
+    }
+
+    #[test]
+    fn field_hashes_round_trip() {
+        let f = FieldHashes::from_pairs(vec![(3, 4), (1, 2)]);
+        assert_eq!(f.get(1), Some(2));
+        assert_eq!(f.get(5), None);
+        assert_eq!(FieldHashes::from_base64(&f.to_base64()), Some(f.clone()));
+        let json = serde_json::to_string(&f).expect("serializes");
+        assert_eq!(
+            serde_json::from_str::<FieldHashes>(&json).expect("parses"),
+            f
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! # driftguard-core
+//!
+//! The pure heart of DriftGuard: the normalized resource model, normalization, the field
+//! hasher, the drift state machine, severity and drift score, the scan engine, and the ports
+//! (traits) through which sources, stores and notifiers plug in.
+//!
+//! This crate does no IO: it reads no files, opens no sockets and never reads the clock (time
+//! is passed in through [`ports::Clock`] or as a value).
+//!
+//! ```
+//! use driftguard_core::prelude::*;
+//! use serde_json::json;
+//!
+//! let engine = Engine::new(
+//!     EnvironmentSpec::new("prod"),
+//!     Normalizer::new(SecretKey::new(b"key".to_vec())),
+//! );
+//! let desired = DesiredSet {
+//!     objects: vec![RawManifest {
+//!         object: RawObject(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+//!             "metadata": {"name": "web", "namespace": "shop"},
+//!             "spec": {"replicas": 3}})),
+//!         provenance: Provenance::default(),
+//!     }],
+//!     ..DesiredSet::default()
+//! };
+//! let live = LiveSnapshot {
+//!     objects: vec![RawLive::new(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+//!         "metadata": {"name": "web", "namespace": "shop", "uid": "1"},
+//!         "spec": {"replicas": 5, "revisionHistoryLimit": 10}}))],
+//!     ..LiveSnapshot::default()
+//! };
+//! let state = engine.index(&desired, &live);
+//! let id = ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web");
+//! let obs = engine.observe(&state, &id);
+//! let Presence::Both(cmp) = &obs.presence else { unreachable!() };
+//! assert_eq!(cmp.drifted_paths(), vec!["spec.replicas"]);
+//! ```
+
+pub mod compare;
+pub mod convert;
+pub mod engine;
+pub mod hash;
+pub mod id;
+pub mod ignore;
+pub mod managed;
+pub mod manifest;
+pub mod memory;
+pub mod model;
+pub mod normalize;
+pub mod path;
+pub mod ports;
+pub mod quantity;
+pub mod query;
+pub mod severity;
+pub mod state;
+
+/// The names most users need.
+pub mod prelude {
+    pub use crate::compare::{compare, Comparison, FieldDiff};
+    pub use crate::engine::{
+        Engine, EnvState, EnvironmentSpec, ScanError, ScanReport, Scanner, Verdict, VerdictStatus,
+    };
+    pub use crate::id::{GroupKind, ResourceId};
+    pub use crate::ignore::{IgnoreRule, IgnoreRules, JsonPointer};
+    pub use crate::manifest::{parse_file, ManifestError};
+    pub use crate::model::{CommitInfo, Provenance, RawLive, RawManifest, RawObject, Revision};
+    pub use crate::normalize::{Normalizer, SecretKey};
+    pub use crate::ports::{
+        Clock, DesiredSet, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope,
+        LiveSnapshot, LiveSource, Notification, Notifier, ScanBatch, ScanSummary,
+    };
+    pub use crate::query::{DriftQuery, EventQuery, Page};
+    pub use crate::severity::{Severity, SeverityRules};
+    pub use crate::state::{
+        Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Presence, Resolution,
+    };
+}

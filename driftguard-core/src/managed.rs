@@ -1,0 +1,204 @@
+//! `metadata.managedFields`: who owns which field.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::path;
+
+/// One entry of `metadata.managedFields`, with the owned fields turned into DriftGuard paths.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManagedFieldsEntry {
+    /// Field manager, e.g. `kubectl-edit`, `kubectl-client-side-apply`, `kube-controller-manager`.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// Subresource (`scale`, `status`) or empty.
+    #[serde(default)]
+    pub subresource: String,
+    /// When the manager last wrote.
+    pub time: Option<DateTime<Utc>>,
+    /// Paths owned, in DriftGuard's path syntax (see [`crate::path`]).
+    pub paths: Vec<String>,
+}
+
+/// Who owns a drifted field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldOwner {
+    /// The drifted path.
+    pub path: String,
+    /// Field manager.
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// Subresource, if any.
+    #[serde(default)]
+    pub subresource: String,
+    /// When it wrote.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// Reads `metadata.managedFields` of a live object.
+pub fn parse_managed_fields(object: &Value) -> Vec<ManagedFieldsEntry> {
+    let Some(entries) = object
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let mut paths = Vec::new();
+            if let Some(fields) = e.get("fieldsV1") {
+                let mut buf = String::new();
+                collect_paths(fields, &mut buf, &mut paths);
+            }
+            ManagedFieldsEntry {
+                manager: s("manager"),
+                operation: s("operation"),
+                subresource: s("subresource"),
+                time: e
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc)),
+                paths,
+            }
+        })
+        .collect()
+}
+
+/// Walks a `fieldsV1` tree; every node whose children are empty (or that is marked `.`) is an
+/// owned leaf.
+fn collect_paths(node: &Value, buf: &mut String, out: &mut Vec<String>) {
+    let Some(map) = node.as_object() else {
+        return;
+    };
+    let children: Vec<_> = map.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() {
+        if !buf.is_empty() {
+            out.push(buf.clone());
+        }
+        return;
+    }
+    if map.contains_key(".") && !buf.is_empty() {
+        out.push(buf.clone());
+    }
+    for (k, child) in children {
+        let len = buf.len();
+        if let Some(field) = k.strip_prefix("f:") {
+            path::push_key(buf, field);
+        } else if let Some(key) = k.strip_prefix("k:") {
+            buf.push_str(&path::item_key(&merge_key_from_json(key)));
+        } else if let Some(v) = k.strip_prefix("v:") {
+            // set-like list items: the list is compared whole, so own the list itself
+            let _ = v;
+            if !out.contains(buf) && !buf.is_empty() {
+                out.push(buf.clone());
+            }
+            continue;
+        } else if k.starts_with("i:") {
+            if !out.contains(buf) && !buf.is_empty() {
+                out.push(buf.clone());
+            }
+            continue;
+        } else {
+            continue;
+        }
+        collect_paths(child, buf, out);
+        buf.truncate(len);
+    }
+}
+
+/// `{"containerPort":80,"protocol":"TCP"}` -> `80/TCP`; `{"name":"nginx"}` -> `nginx`.
+/// Values are joined by `/` in the order of their key names, matching how
+/// [`crate::normalize`] names keyed list items.
+fn merge_key_from_json(json: &str) -> String {
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(json) else {
+        return json.to_owned();
+    };
+    let parts: Vec<String> = map
+        .values()
+        .map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    parts.join("/")
+}
+
+/// The owners of `drifted` paths among `entries`: for each path the most recent manager whose
+/// owned fields are the path, lie below it, or contain it.
+pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[String]) -> Vec<FieldOwner> {
+    let mut out = Vec::new();
+    for p in drifted {
+        let best = entries
+            .iter()
+            .filter(|e| {
+                e.paths
+                    .iter()
+                    .any(|owned| path::is_within(owned, p) || path::is_within(p, owned))
+            })
+            .max_by_key(|e| e.time);
+        if let Some(e) = best {
+            out.push(FieldOwner {
+                path: p.clone(),
+                manager: e.manager.clone(),
+                operation: e.operation.clone(),
+                subresource: e.subresource.clone(),
+                time: e.time,
+            });
+        }
+    }
+    out
+}
+
+/// Whether `path` is owned by one of `managers` (and by no other manager more recently).
+pub fn owned_by_any(entries: &[ManagedFieldsEntry], managers: &[String], p: &str) -> bool {
+    entries
+        .iter()
+        .filter(|e| {
+            e.paths
+                .iter()
+                .any(|owned| path::is_within(p, owned) || path::is_within(owned, p))
+        })
+        .max_by_key(|e| e.time)
+        .is_some_and(|e| managers.iter().any(|m| m == &e.manager))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn reads_fields_v1() {
+        let obj = json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-scale", "operation": "Update", "subresource": "scale",
+             "time": "2026-11-25T17:40:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+            {"manager": "kubectl-set", "operation": "Update", "time": "2026-11-25T17:41:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"nginx\"}": {"f:image": {}},
+                "k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}}}}}}}}
+        ]}});
+        let entries = parse_managed_fields(&obj);
+        assert_eq!(entries[0].paths, vec!["spec.replicas"]);
+        assert_eq!(entries[0].subresource, "scale");
+        assert!(entries[1]
+            .paths
+            .contains(&"spec.template.spec.containers[nginx].image".to_owned()));
+        assert!(entries[1]
+            .paths
+            .contains(&"spec.template.spec.containers[80/TCP]".to_owned()));
+        let owners = owners_of(&entries, &["spec.replicas".to_owned()]);
+        assert_eq!(owners[0].manager, "kubectl-scale");
+        assert!(owned_by_any(
+            &entries,
+            &["kubectl-set".to_owned()],
+            "spec.template.spec.containers[nginx].image"
+        ));
+    }
+}

@@ -1,0 +1,349 @@
+//! Small in-memory implementations of the ports, for tests and for embedding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::id::ResourceId;
+use crate::model::{RawLive, Revision};
+use crate::ports::{
+    Clock, DesiredSet, DriftStore, GitSource, LiveScope, LiveSnapshot, LiveSource, Notification,
+    Notifier, NotifyError, ObjectVersion, PruneStats, ScanBatch, ScanSummary, SourceError,
+    StoreError,
+};
+use crate::query::{DriftQuery, EventQuery, Page};
+use crate::state::{Drift, DriftEvent, DriftRecord, EventKind};
+
+/// A store kept in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    records: BTreeMap<ResourceId, DriftRecord>,
+    events: BTreeMap<String, DriftEvent>,
+    episodes: BTreeMap<String, Drift>,
+    scans: BTreeMap<String, ScanSummary>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        self.inner
+            .lock()
+            .expect("memory store lock is never poisoned")
+    }
+}
+
+/// Applies an event to the episode it belongs to (shared meaning for every store).
+pub fn apply_event_to_episode(episodes: &mut BTreeMap<String, Drift>, e: &DriftEvent) {
+    match e.kind {
+        EventKind::Detected | EventKind::Changed | EventKind::Resolved => {
+            let newer = episodes
+                .get(&e.drift.episode)
+                .is_none_or(|old| old.updated_at <= e.drift.updated_at || old.is_open());
+            if newer {
+                episodes.insert(e.drift.episode.clone(), e.drift.clone());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DriftStore for MemoryStore {
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .records
+            .values()
+            .filter(|r| r.id.environment == environment)
+            .cloned()
+            .collect())
+    }
+
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for r in &batch.upserts {
+            inner.records.insert(r.id.clone(), r.clone());
+        }
+        for id in &batch.deletes {
+            inner.records.remove(id);
+        }
+        for e in &batch.events {
+            if inner.events.contains_key(&e.event_id) {
+                continue;
+            }
+            inner.events.insert(e.event_id.clone(), e.clone());
+            apply_event_to_episode(&mut inner.episodes, e);
+        }
+        if let Some(s) = &batch.summary {
+            inner.scans.insert(s.scan_id.clone(), s.clone());
+        }
+        Ok(())
+    }
+
+    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        Ok(query.apply(self.lock().episodes.values().cloned()))
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        Ok(query.apply(self.lock().events.values().cloned()))
+    }
+
+    async fn scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        let mut v: Vec<ScanSummary> = self
+            .lock()
+            .scans
+            .values()
+            .filter(|s| environment.is_none_or(|e| s.environment == e))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then(b.scan_id.cmp(&a.scan_id))
+        });
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        let mut inner = self.lock();
+        let mut stats = PruneStats::default();
+        let n = inner.events.len();
+        inner.events.retain(|_, e| e.at >= before);
+        stats.events = (n - inner.events.len()) as u64;
+        let n = inner.scans.len();
+        inner.scans.retain(|_, s| s.started_at >= before);
+        stats.scans = (n - inner.scans.len()) as u64;
+        let n = inner.episodes.len();
+        inner
+            .episodes
+            .retain(|_, d| d.resolved_at.is_none_or(|t| t >= before));
+        stats.episodes = (n - inner.episodes.len()) as u64;
+        Ok(stats)
+    }
+}
+
+/// A desired side held in memory: revisions of object sets, and object histories.
+#[derive(Debug, Default)]
+pub struct MemoryGitSource {
+    inner: Mutex<MemoryGit>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryGit {
+    current: Option<Revision>,
+    sets: HashMap<String, DesiredSet>,
+    history: HashMap<ResourceId, Vec<ObjectVersion>>,
+    history_supported: bool,
+}
+
+impl MemoryGitSource {
+    /// An empty source with no revision.
+    pub fn new() -> Self {
+        MemoryGitSource::default()
+    }
+
+    /// Makes `set` the current revision.
+    pub fn set(&self, set: DesiredSet) {
+        let mut inner = self.inner.lock().expect("lock is never poisoned");
+        let rev = set
+            .revision
+            .clone()
+            .unwrap_or_else(|| Revision::plain(format!("mem-{}", inner.sets.len())));
+        inner.sets.insert(rev.id.clone(), set);
+        inner.current = Some(rev);
+    }
+
+    /// Sets the history of one object (newest first) and turns history support on.
+    pub fn set_history(&self, id: ResourceId, versions: Vec<ObjectVersion>) {
+        let mut inner = self.inner.lock().expect("lock is never poisoned");
+        inner.history_supported = true;
+        inner.history.insert(id, versions);
+    }
+
+    /// Turns history support on (objects without a set history have none).
+    pub fn enable_history(&self) {
+        self.inner
+            .lock()
+            .expect("lock is never poisoned")
+            .history_supported = true;
+    }
+}
+
+#[async_trait]
+impl GitSource for MemoryGitSource {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    async fn revision(&self) -> Result<Revision, SourceError> {
+        self.inner
+            .lock()
+            .expect("lock is never poisoned")
+            .current
+            .clone()
+            .ok_or_else(|| SourceError::NotFound {
+                what: "no revision set".into(),
+            })
+    }
+
+    async fn desired(&self, revision: &Revision) -> Result<DesiredSet, SourceError> {
+        let inner = self.inner.lock().expect("lock is never poisoned");
+        let mut set =
+            inner
+                .sets
+                .get(&revision.id)
+                .cloned()
+                .ok_or_else(|| SourceError::NotFound {
+                    what: format!("revision {}", revision.id),
+                })?;
+        set.revision = Some(revision.clone());
+        Ok(set)
+    }
+
+    async fn history(
+        &self,
+        id: &ResourceId,
+        limit: usize,
+    ) -> Result<Vec<ObjectVersion>, SourceError> {
+        let inner = self.inner.lock().expect("lock is never poisoned");
+        if !inner.history_supported {
+            return Err(SourceError::Unsupported {
+                what: "object history".into(),
+            });
+        }
+        let mut v = inner.history.get(id).cloned().unwrap_or_default();
+        v.truncate(limit);
+        Ok(v)
+    }
+}
+
+/// A live side held in memory.
+#[derive(Debug, Default)]
+pub struct MemoryLiveSource {
+    objects: Mutex<Option<Vec<RawLive>>>,
+    errors: Mutex<Vec<crate::ports::KindError>>,
+}
+
+impl MemoryLiveSource {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        MemoryLiveSource {
+            objects: Mutex::new(Some(Vec::new())),
+            errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Replaces the objects.
+    pub fn set(&self, objects: Vec<RawLive>) {
+        *self.objects.lock().expect("lock is never poisoned") = Some(objects);
+    }
+
+    /// Makes the cluster unreachable (`None`) or reachable again.
+    pub fn set_unreachable(&self) {
+        *self.objects.lock().expect("lock is never poisoned") = None;
+    }
+
+    /// Kinds that fail to list.
+    pub fn set_errors(&self, errors: Vec<crate::ports::KindError>) {
+        *self.errors.lock().expect("lock is never poisoned") = errors;
+    }
+}
+
+#[async_trait]
+impl LiveSource for MemoryLiveSource {
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+
+    async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
+        let objects = self
+            .objects
+            .lock()
+            .expect("lock is never poisoned")
+            .clone()
+            .ok_or_else(|| SourceError::Unreachable {
+                target: "memory cluster".into(),
+                source: "set unreachable by the test".into(),
+            })?;
+        let errors = self.errors.lock().expect("lock is never poisoned").clone();
+        let in_scope = |o: &RawLive| {
+            let meta = o.object.meta();
+            let gk = meta.group_kind();
+            scope.kinds.iter().any(|k| k.group_kind() == gk)
+                && !errors.iter().any(|e| e.kind == gk)
+                && (scope.namespaces.is_empty()
+                    || meta
+                        .namespace
+                        .is_none_or(|ns| scope.namespaces.iter().any(|s| s == ns)))
+        };
+        Ok(LiveSnapshot {
+            objects: objects.into_iter().filter(in_scope).collect(),
+            errors,
+        })
+    }
+}
+
+/// A notifier that keeps what it was sent.
+#[derive(Debug, Default)]
+pub struct RecordingNotifier {
+    /// Notifications received.
+    pub received: Mutex<Vec<Notification>>,
+}
+
+#[async_trait]
+impl Notifier for RecordingNotifier {
+    fn name(&self) -> &str {
+        "recording"
+    }
+
+    async fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
+        self.received
+            .lock()
+            .expect("lock is never poisoned")
+            .push(notification.clone());
+        Ok(())
+    }
+}
+
+/// A clock set by hand.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock showing `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        ManualClock(Mutex::new(t))
+    }
+
+    /// Moves the clock.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("lock is never poisoned") = t;
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: chrono::Duration) {
+        let mut g = self.0.lock().expect("lock is never poisoned");
+        *g += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().expect("lock is never poisoned")
+    }
+}

@@ -1,0 +1,203 @@
+//! The resource model: raw objects as sources hand them over, with their provenance, and typed
+//! accessors the engine needs.
+//!
+//! Raw objects are unstructured (`serde_json::Value`), like `kubectl` sees them. They may hold
+//! Secret values in plain text, so their `Debug` output never shows the content; they are turned
+//! into normalized views (see [`crate::normalize`]) before anything is compared, stored or printed.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::id::{GroupKind, ResourceId};
+use crate::managed::ManagedFieldsEntry;
+
+/// A Git commit, as far as DriftGuard reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitInfo {
+    /// Full object id (hex).
+    pub id: String,
+    /// Author name.
+    pub author: String,
+    /// Author e-mail.
+    #[serde(default)]
+    pub email: String,
+    /// Author time.
+    pub time: DateTime<Utc>,
+    /// First line of the message.
+    pub message: String,
+}
+
+/// A revision of the desired state: a Git commit, or a content hash for plain folders.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// Commit id, or `dir:<hash>` for a folder that is not a Git repository.
+    pub id: String,
+    /// The commit, when the source is Git.
+    pub commit: Option<CommitInfo>,
+}
+
+impl Revision {
+    /// A revision that is not a commit (a plain folder, a test).
+    pub fn plain(id: impl Into<String>) -> Self {
+        Revision {
+            id: id.into(),
+            commit: None,
+        }
+    }
+
+    /// The id shortened to 12 characters for display.
+    pub fn short(&self) -> &str {
+        let end = self
+            .id
+            .char_indices()
+            .nth(12)
+            .map_or(self.id.len(), |(i, _)| i);
+        &self.id[..end]
+    }
+}
+
+/// Where a desired object came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// File path relative to the source root.
+    pub file: String,
+    /// Index of the YAML document in the file (0-based).
+    pub document: usize,
+    /// Line (1-based) where the document starts.
+    pub line: usize,
+    /// The Git commit (or plain revision id) the file was read at.
+    pub revision: Option<String>,
+}
+
+impl fmt::Display for Provenance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// An unstructured object whose content is never printed by `Debug`.
+#[derive(Clone, PartialEq)]
+pub struct RawObject(pub Value);
+
+impl fmt::Debug for RawObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meta = ObjectMeta::of(&self.0);
+        write!(
+            f,
+            "RawObject({}/{} {}/{}, content redacted)",
+            meta.api_version,
+            meta.kind,
+            meta.namespace.unwrap_or(""),
+            meta.name
+        )
+    }
+}
+
+impl RawObject {
+    /// Typed view of the identifying fields.
+    pub fn meta(&self) -> ObjectMeta<'_> {
+        ObjectMeta::of(&self.0)
+    }
+}
+
+/// A desired object as read from Git or a folder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawManifest {
+    /// The object.
+    pub object: RawObject,
+    /// Where it came from.
+    pub provenance: Provenance,
+}
+
+/// A live object as read from a cluster or a dump.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawLive {
+    /// The object, as the API server returned it.
+    pub object: RawObject,
+}
+
+impl RawLive {
+    /// Wraps a value.
+    pub fn new(value: Value) -> Self {
+        RawLive {
+            object: RawObject(value),
+        }
+    }
+}
+
+/// Borrowed typed accessors for the fields the engine needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectMeta<'a> {
+    /// `apiVersion` (empty when absent).
+    pub api_version: &'a str,
+    /// `kind` (empty when absent).
+    pub kind: &'a str,
+    /// `metadata.name` (empty when absent).
+    pub name: &'a str,
+    /// `metadata.namespace`.
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> ObjectMeta<'a> {
+    /// Reads the identifying fields of an unstructured object.
+    pub fn of(value: &'a Value) -> Self {
+        let s = |v: Option<&'a Value>| v.and_then(Value::as_str).unwrap_or("");
+        let metadata = value.get("metadata");
+        ObjectMeta {
+            api_version: s(value.get("apiVersion")),
+            kind: s(value.get("kind")),
+            name: s(metadata.and_then(|m| m.get("name"))),
+            namespace: metadata
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty()),
+        }
+    }
+
+    /// The object's group and kind.
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(GroupKind::group_of(self.api_version), self.kind)
+    }
+
+    /// The object's identity in `environment`.
+    pub fn id(&self, environment: &str) -> ResourceId {
+        ResourceId::new(
+            environment,
+            GroupKind::group_of(self.api_version),
+            self.kind,
+            self.namespace,
+            self.name,
+        )
+    }
+}
+
+/// What the engine keeps of a live object besides its normalized content.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveMeta {
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+    /// Summary of `metadata.managedFields`.
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+    /// Whether the object has an owner reference (made by a controller).
+    pub owned: bool,
+    /// Labels (system ones included), used for tracking-label checks.
+    pub tracking: bool,
+    /// `metadata.creationTimestamp`.
+    pub created: Option<DateTime<Utc>>,
+    /// Whether the object is one the API server or a controller makes by itself in every
+    /// namespace (`default` ServiceAccount, `kube-root-ca.crt`, service-account tokens).
+    pub system_default: bool,
+}
+
+/// Reads a string at a dotted path of plain keys.
+pub fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    value_at(value, path).and_then(Value::as_str)
+}
+
+/// Reads a value at a path of plain keys.
+pub fn value_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(*key))
+}

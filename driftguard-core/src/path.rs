@@ -1,0 +1,105 @@
+//! Field paths as DriftGuard prints them.
+//!
+//! A path is a dotted list of segments: map keys (`spec.replicas`), keys that are not plain
+//! identifiers in quotes (`metadata.labels["app.kubernetes.io/name"]`), and items of lists with
+//! merge keys by their key (`spec.template.spec.containers[nginx].image`,
+//! `spec.ports[80/TCP].targetPort`). Lists without merge keys are compared whole and never
+//! indexed.
+
+/// Appends one map key to a path buffer.
+pub fn push_key(buf: &mut String, key: &str) {
+    if is_item(key) {
+        // keyed list items are stored as `[key]` map keys and printed as they are
+        buf.push_str(key);
+        return;
+    }
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        if !buf.is_empty() {
+            buf.push('.');
+        }
+        buf.push_str(key);
+    } else {
+        buf.push_str("[\"");
+        for c in key.chars() {
+            if c == '"' || c == '\\' {
+                buf.push('\\');
+            }
+            buf.push(c);
+        }
+        buf.push_str("\"]");
+    }
+}
+
+/// Whether a normalized map key stands for an item of a keyed list (`[nginx]`).
+pub fn is_item(key: &str) -> bool {
+    key.len() >= 2 && key.starts_with('[') && key.ends_with(']') && !key.starts_with("[\"")
+}
+
+/// The map key under which a keyed list item is stored in the normalized view.
+pub fn item_key(key: &str) -> String {
+    let mut s = String::with_capacity(key.len() + 2);
+    s.push('[');
+    s.push_str(key);
+    s.push(']');
+    s
+}
+
+/// Builds a path from plain segments (test and rule helper).
+pub fn join(segments: &[&str]) -> String {
+    let mut buf = String::new();
+    for s in segments {
+        push_key(&mut buf, s);
+    }
+    buf
+}
+
+/// Whether `path` is `prefix` or lies below it.
+pub fn is_within(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || (path.starts_with(prefix)
+            && matches!(path.as_bytes().get(prefix.len()), Some(b'.') | Some(b'[')))
+}
+
+/// Matches a path against a pattern where `*` stands for any run of characters.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn inner(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) => (0..=t.len()).any(|i| inner(rest, &t[i..])),
+            Some((c, rest)) => t.first() == Some(c) && inner(rest, &t[1..]),
+        }
+    }
+    inner(pattern.as_bytes(), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_paths() {
+        assert_eq!(join(&["spec", "replicas"]), "spec.replicas");
+        assert_eq!(
+            join(&["metadata", "labels", "app.kubernetes.io/name"]),
+            "metadata.labels[\"app.kubernetes.io/name\"]"
+        );
+        assert_eq!(
+            join(&["spec", "containers", "[nginx]", "image"]),
+            "spec.containers[nginx].image"
+        );
+    }
+
+    #[test]
+    fn within_and_globs() {
+        assert!(is_within("spec.containers[a].image", "spec.containers"));
+        assert!(is_within("spec.replicas", "spec.replicas"));
+        assert!(!is_within("spec.replicasX", "spec.replicas"));
+        assert!(glob_match("spec.*.image", "spec.containers[a].image"));
+        assert!(glob_match("prod-*", "prod-eu"));
+        assert!(!glob_match("prod-*", "dev"));
+    }
+}

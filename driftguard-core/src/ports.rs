@@ -1,0 +1,463 @@
+//! Ports: the traits through which the core talks to the outside (Git, clusters, stores,
+//! notifiers, the clock). Adapters live in other crates; small in-memory implementations are in
+//! [`crate::memory`].
+//!
+//! Each trait has few required methods and provided defaults built on them, and is object safe
+//! (`Arc<dyn GitSource>` and so on) so that an implementation can be chosen at run time.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_core::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{GroupKind, ResourceId};
+use crate::manifest::ManifestError;
+use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
+use crate::query::{DriftQuery, EventQuery, Page};
+use crate::state::{Drift, DriftEvent, DriftRecord};
+
+/// A boxed error from an adapter.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Errors of Git and live sources.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A ref, path, object or kind does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The remote or the API server could not be reached.
+    #[error("cannot reach {target}")]
+    Unreachable {
+        /// Remote URL or server address.
+        target: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// Access was refused (HTTP 401/403, bad credentials).
+    #[error("access denied: {what}")]
+    Forbidden {
+        /// What was refused.
+        what: String,
+    },
+    /// The source cannot do this (e.g. history of a plain folder).
+    #[error("not supported by this source: {what}")]
+    Unsupported {
+        /// The operation.
+        what: String,
+    },
+    /// Input that cannot be used (a malformed dump, a bad configuration).
+    #[error("invalid input: {0}")]
+    Invalid(ManifestError),
+    /// Anything else.
+    #[error("{context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Errors of stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The item does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// A write conflicted with another writer.
+    #[error("conflict: {what}")]
+    Conflict {
+        /// What conflicted.
+        what: String,
+    },
+    /// The store cannot be reached now; the write may be retried.
+    #[error("store unavailable")]
+    Unavailable {
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// Stored data could not be read back.
+    #[error("corrupt data: {what}")]
+    Corrupt {
+        /// What was unreadable.
+        what: String,
+    },
+    /// Anything else.
+    #[error("{context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Errors of notifiers.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// The receiver answered with an error.
+    #[error("receiver rejected the notification (status {status})")]
+    Rejected {
+        /// HTTP status or protocol code.
+        status: u16,
+    },
+    /// The receiver could not be reached.
+    #[error("cannot reach the receiver")]
+    Unreachable {
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// Anything else.
+    #[error("{context}")]
+    Backend {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// The desired objects of an environment at one revision.
+#[derive(Clone, Debug, Default)]
+pub struct DesiredSet {
+    /// The revision read.
+    pub revision: Option<Revision>,
+    /// Objects.
+    pub objects: Vec<RawManifest>,
+    /// Files or documents that could not be read; the rest was.
+    pub errors: Vec<ManifestError>,
+    /// Things worth telling that are not errors (a Helm chart skipped, a kustomization rendered).
+    pub notes: Vec<String>,
+}
+
+/// One version of an object in Git history.
+#[derive(Clone, Debug)]
+pub struct ObjectVersion {
+    /// The commit that produced this version.
+    pub commit: CommitInfo,
+    /// The object as of that commit; `None` when the commit deleted it.
+    pub object: Option<RawObject>,
+}
+
+/// The desired side: a Git repository, a folder, or anything that yields manifests.
+#[async_trait]
+pub trait GitSource: Send + Sync {
+    /// A human-readable description (`git https://host/repo@main:envs/prod`).
+    fn describe(&self) -> String;
+
+    /// The revision the tracked ref points at now (as of the last fetch).
+    async fn revision(&self) -> Result<Revision, SourceError>;
+
+    /// The desired objects at `revision`.
+    async fn desired(&self, revision: &Revision) -> Result<DesiredSet, SourceError>;
+
+    /// Fetches from the remote. Returns the new revision when the tracked ref moved.
+    async fn fetch(&self) -> Result<Option<Revision>, SourceError> {
+        Ok(None)
+    }
+
+    /// The versions of one object, newest first, at most `limit`.
+    async fn history(
+        &self,
+        id: &ResourceId,
+        limit: usize,
+    ) -> Result<Vec<ObjectVersion>, SourceError> {
+        let _ = (id, limit);
+        Err(SourceError::Unsupported {
+            what: "object history".into(),
+        })
+    }
+
+    /// The desired objects at the current revision.
+    async fn load(&self) -> Result<DesiredSet, SourceError> {
+        let revision = self.revision().await?;
+        self.desired(&revision).await
+    }
+}
+
+/// A kind to read from a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupVersionKind {
+    /// API group.
+    pub group: String,
+    /// Version (the one Git uses, so that fields compare like for like).
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+impl GroupVersionKind {
+    /// From an `apiVersion` and a kind.
+    pub fn from_api_version(api_version: &str, kind: &str) -> Self {
+        let (group, version) = match api_version.rsplit_once('/') {
+            Some((g, v)) => (g, v),
+            None => ("", api_version),
+        };
+        GroupVersionKind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// The group and kind.
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(self.group.clone(), self.kind.clone())
+    }
+
+    /// `group/version` or `version`.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// What to read from a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveScope {
+    /// Kinds to read.
+    pub kinds: Vec<GroupVersionKind>,
+    /// Namespaces (empty: all).
+    pub namespaces: Vec<String>,
+    /// Label selector, if any.
+    pub label_selector: Option<String>,
+}
+
+/// A kind that could not be read; the others were.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindError {
+    /// The kind.
+    pub kind: GroupKind,
+    /// Why (e.g. `forbidden`).
+    pub message: String,
+}
+
+/// A snapshot of the live objects of the tracked kinds.
+#[derive(Clone, Debug, Default)]
+pub struct LiveSnapshot {
+    /// Objects.
+    pub objects: Vec<RawLive>,
+    /// Kinds that could not be read: their objects' live state is unknown.
+    pub errors: Vec<KindError>,
+}
+
+/// A change seen by a watch.
+#[derive(Clone, Debug)]
+pub enum LiveChange {
+    /// An object was created or modified.
+    Applied(RawLive),
+    /// An object was deleted.
+    Deleted(RawLive),
+    /// The watch restarted; this is the complete state again.
+    Restarted(LiveSnapshot),
+    /// The connection was lost: the live state is unknown until `Restarted`.
+    Disconnected(String),
+}
+
+/// The live side: a cluster, a dump.
+#[async_trait]
+pub trait LiveSource: Send + Sync {
+    /// A human-readable description (`cluster prod (context prod-eu)`, `dump cluster.yaml`).
+    fn describe(&self) -> String;
+
+    /// Lists the objects in scope.
+    async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError>;
+
+    /// Watches the objects in scope.
+    async fn watch(
+        &self,
+        scope: &LiveScope,
+    ) -> Result<BoxStream<'static, LiveChange>, SourceError> {
+        let _ = scope;
+        Err(SourceError::Unsupported {
+            what: "watch".into(),
+        })
+    }
+}
+
+/// Counts of one scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCounts {
+    /// Objects tracked (desired, plus orphans).
+    pub tracked: usize,
+    /// In sync.
+    pub in_sync: usize,
+    /// Modified.
+    pub modified: usize,
+    /// Missing.
+    pub missing: usize,
+    /// Orphans.
+    pub orphan: usize,
+    /// Objects whose live state is unknown (their kind could not be read).
+    pub unknown: usize,
+}
+
+/// The summary of one scan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanSummary {
+    /// Scan id.
+    pub scan_id: String,
+    /// Environment.
+    pub environment: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Git revision.
+    pub revision: Option<String>,
+    /// Counts.
+    pub counts: ScanCounts,
+    /// Drift score (see [`crate::severity::drift_score`]).
+    pub score: f64,
+    /// Problems met (manifest errors, unreadable kinds), one line each.
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Events emitted.
+    pub events: usize,
+}
+
+/// What one scan (or one incremental re-evaluation) writes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScanBatch {
+    /// Environment.
+    pub environment: String,
+    /// Summary (`None` for an incremental update).
+    pub summary: Option<ScanSummary>,
+    /// Records that changed.
+    pub upserts: Vec<DriftRecord>,
+    /// Records to forget.
+    pub deletes: Vec<ResourceId>,
+    /// New events (their ids are deterministic; writing them twice must not duplicate them).
+    pub events: Vec<DriftEvent>,
+}
+
+impl ScanBatch {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.summary.is_none()
+            && self.upserts.is_empty()
+            && self.deletes.is_empty()
+            && self.events.is_empty()
+    }
+}
+
+/// What a prune removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneStats {
+    /// Events removed.
+    pub events: u64,
+    /// Scan summaries removed.
+    pub scans: u64,
+    /// Resolved episodes removed.
+    pub episodes: u64,
+}
+
+/// Durable history: records, events, episodes and scans.
+///
+/// `commit` must be idempotent (a retried batch does not duplicate events) and atomic enough
+/// that a crash leaves either all or none of a batch's events. Episodes are derived from events:
+/// `detected` opens one, `changed` updates it, `resolved` closes it (each event carries the
+/// drift as it stands after it).
+#[async_trait]
+pub trait DriftStore: Send + Sync {
+    /// Every current record of an environment.
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError>;
+
+    /// Writes a batch.
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError>;
+
+    /// Drift episodes matching a query.
+    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError>;
+
+    /// Events matching a query, oldest first.
+    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError>;
+
+    /// Scan summaries, newest first.
+    async fn scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError>;
+
+    /// Removes events, scans and resolved episodes older than `before`.
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError>;
+
+    /// One record.
+    async fn record(&self, id: &ResourceId) -> Result<Option<DriftRecord>, StoreError> {
+        Ok(self
+            .records(&id.environment)
+            .await?
+            .into_iter()
+            .find(|r| &r.id == id))
+    }
+
+    /// The events of one object, oldest first.
+    async fn history(&self, id: &ResourceId, limit: usize) -> Result<Vec<DriftEvent>, StoreError> {
+        let q = EventQuery {
+            environment: Some(id.environment.clone()),
+            object: Some(id.clone()),
+            limit,
+            ..EventQuery::default()
+        };
+        Ok(self.events(&q).await?.items)
+    }
+
+    /// Whether the store answers.
+    async fn health(&self) -> Result<(), StoreError> {
+        self.scans(None, 1).await.map(|_| ())
+    }
+}
+
+/// Events to announce for one environment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    /// Environment.
+    pub environment: String,
+    /// Events (a burst is grouped into one notification).
+    pub events: Vec<DriftEvent>,
+}
+
+/// Somewhere to announce drift: Slack, a webhook, PagerDuty, e-mail.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Delivers one notification (no retries here: callers retry).
+    async fn notify(&self, notification: &Notification) -> Result<(), NotifyError>;
+}
+
+/// The clock. The core never reads time by itself: adapters pass it in.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+impl fmt::Debug for dyn GitSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GitSource({})", self.describe())
+    }
+}
+
+impl fmt::Debug for dyn LiveSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LiveSource({})", self.describe())
+    }
+}

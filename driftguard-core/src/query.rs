@@ -1,0 +1,249 @@
+//! History queries and their pure evaluation (used by the in-memory store and as the reference
+//! meaning of every filter for the other stores).
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::id::ResourceId;
+use crate::path::glob_match;
+use crate::severity::Severity;
+use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
+
+/// Open, resolved or both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftStatus {
+    /// Still open.
+    #[default]
+    Open,
+    /// Resolved.
+    Resolved,
+    /// Both.
+    All,
+}
+
+impl FromStr for DriftStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(DriftStatus::Open),
+            "resolved" => Ok(DriftStatus::Resolved),
+            "all" => Ok(DriftStatus::All),
+            other => Err(format!(
+                "unknown status `{other}` (expected open, resolved or all)"
+            )),
+        }
+    }
+}
+
+/// Sort order of drifts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftSort {
+    /// Highest severity first, then oldest first.
+    #[default]
+    Severity,
+    /// Oldest detection first.
+    Detected,
+    /// Most recent update first.
+    Updated,
+    /// By object identity.
+    Object,
+}
+
+impl FromStr for DriftSort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "severity" => Ok(DriftSort::Severity),
+            "detected" => Ok(DriftSort::Detected),
+            "updated" => Ok(DriftSort::Updated),
+            "object" => Ok(DriftSort::Object),
+            other => Err(format!(
+                "unknown sort `{other}` (expected severity, detected, updated or object)"
+            )),
+        }
+    }
+}
+
+/// A query over drift episodes. Unset filters match everything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftQuery {
+    /// Environment.
+    pub environment: Option<String>,
+    /// Kubernetes kind (exact).
+    pub kind: Option<String>,
+    /// Namespace (exact).
+    pub namespace: Option<String>,
+    /// Name (glob).
+    pub name: Option<String>,
+    /// Kind of drift.
+    pub drift: Option<DriftKind>,
+    /// Direction.
+    pub direction: Option<Direction>,
+    /// Minimum severity.
+    pub min_severity: Option<Severity>,
+    /// Open, resolved or both.
+    pub status: DriftStatus,
+    /// Order.
+    pub sort: DriftSort,
+    /// Page size.
+    pub limit: usize,
+    /// Items to skip.
+    pub offset: usize,
+}
+
+impl Default for DriftQuery {
+    fn default() -> Self {
+        DriftQuery {
+            environment: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            drift: None,
+            direction: None,
+            min_severity: None,
+            status: DriftStatus::Open,
+            sort: DriftSort::Severity,
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+impl DriftQuery {
+    /// Whether `d` passes the filters.
+    pub fn matches(&self, d: &Drift) -> bool {
+        self.environment
+            .as_ref()
+            .is_none_or(|e| &d.id.environment == e)
+            && self.kind.as_ref().is_none_or(|k| &d.id.kind == k)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|n| d.id.namespace.as_ref() == Some(n))
+            && self.name.as_ref().is_none_or(|n| glob_match(n, &d.id.name))
+            && self.drift.is_none_or(|k| d.kind == k)
+            && self.direction.is_none_or(|x| d.direction == x)
+            && self.min_severity.is_none_or(|s| d.severity >= s)
+            && match self.status {
+                DriftStatus::Open => d.is_open(),
+                DriftStatus::Resolved => !d.is_open(),
+                DriftStatus::All => true,
+            }
+    }
+
+    /// Sorts drifts in this query's order (ties broken by episode id, so pages are stable).
+    pub fn sort(&self, items: &mut [Drift]) {
+        match self.sort {
+            DriftSort::Severity => items.sort_by(|a, b| {
+                b.severity
+                    .cmp(&a.severity)
+                    .then(a.detected_at.cmp(&b.detected_at))
+                    .then(a.episode.cmp(&b.episode))
+            }),
+            DriftSort::Detected => items.sort_by(|a, b| {
+                a.detected_at
+                    .cmp(&b.detected_at)
+                    .then(a.episode.cmp(&b.episode))
+            }),
+            DriftSort::Updated => items.sort_by(|a, b| {
+                b.updated_at
+                    .cmp(&a.updated_at)
+                    .then(a.episode.cmp(&b.episode))
+            }),
+            DriftSort::Object => {
+                items.sort_by(|a, b| a.id.cmp(&b.id).then(a.episode.cmp(&b.episode)))
+            }
+        }
+    }
+
+    /// Filters, sorts and pages a full list.
+    pub fn apply(&self, all: impl IntoIterator<Item = Drift>) -> Page<Drift> {
+        let mut items: Vec<Drift> = all.into_iter().filter(|d| self.matches(d)).collect();
+        self.sort(&mut items);
+        Page::slice(items, self.offset, self.limit)
+    }
+}
+
+/// A query over events. Unset filters match everything.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventQuery {
+    /// Environment.
+    pub environment: Option<String>,
+    /// One object.
+    pub object: Option<ResourceId>,
+    /// Event kind.
+    pub kind: Option<EventKind>,
+    /// From (inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// To (exclusive).
+    pub until: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: usize,
+    /// Items to skip.
+    pub offset: usize,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            environment: None,
+            object: None,
+            kind: None,
+            since: None,
+            until: None,
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+impl EventQuery {
+    /// Whether `e` passes the filters.
+    pub fn matches(&self, e: &DriftEvent) -> bool {
+        self.environment
+            .as_ref()
+            .is_none_or(|env| &e.drift.id.environment == env)
+            && self.object.as_ref().is_none_or(|o| &e.drift.id == o)
+            && self.kind.is_none_or(|k| e.kind == k)
+            && self.since.is_none_or(|s| e.at >= s)
+            && self.until.is_none_or(|u| e.at < u)
+    }
+
+    /// Filters, sorts (oldest first, then by id) and pages a full list.
+    pub fn apply(&self, all: impl IntoIterator<Item = DriftEvent>) -> Page<DriftEvent> {
+        let mut items: Vec<DriftEvent> = all.into_iter().filter(|e| self.matches(e)).collect();
+        items.sort_by(|a, b| a.at.cmp(&b.at).then(a.event_id.cmp(&b.event_id)));
+        Page::slice(items, self.offset, self.limit)
+    }
+}
+
+/// One page of results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// How many matched in all.
+    pub total: usize,
+    /// Offset of the next page, if there is one.
+    pub next_offset: Option<usize>,
+}
+
+impl<T> Page<T> {
+    /// Cuts one page out of a full, sorted list.
+    pub fn slice(items: Vec<T>, offset: usize, limit: usize) -> Page<T> {
+        let total = items.len();
+        let items: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+        let end = offset + items.len();
+        Page {
+            next_offset: (end < total).then_some(end),
+            items,
+            total,
+        }
+    }
+}

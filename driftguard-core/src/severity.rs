@@ -1,0 +1,255 @@
+//! Severity of a drift and the environment's drift score.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::compare::FieldDiff;
+use crate::id::ResourceId;
+use crate::path::glob_match;
+use crate::state::DriftKind;
+
+/// How bad a drift is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Cosmetic: labels, annotations.
+    #[default]
+    Low,
+    /// Configuration that changes behaviour: env vars, resources, ConfigMap data, ports.
+    Medium,
+    /// Images, Secret data, RBAC rules, replicas scaled to zero.
+    High,
+    /// Security posture: privileged containers, host namespaces.
+    Critical,
+}
+
+impl Severity {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Weight in the drift score.
+    pub fn weight(self) -> f64 {
+        match self {
+            Severity::Low => 0.05,
+            Severity::Medium => 0.2,
+            Severity::High => 0.5,
+            Severity::Critical => 1.0,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Ok(Severity::Low),
+            "medium" => Ok(Severity::Medium),
+            "high" => Ok(Severity::High),
+            "critical" => Ok(Severity::Critical),
+            other => Err(format!(
+                "unknown severity `{other}` (expected low, medium, high or critical)"
+            )),
+        }
+    }
+}
+
+/// A configured severity override: objects matched by globs, and optionally a path glob.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeverityRule {
+    /// Kind glob (absent: any).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Namespace glob (absent: any).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Name glob (absent: any).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Field path glob, e.g. `spec.template.spec.containers*.image` (absent: any field).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The severity to give.
+    pub severity: Severity,
+}
+
+/// Severity rules: the built-in ones, then configured overrides (the highest matching override
+/// wins over the built-in verdict).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityRules {
+    /// Overrides.
+    pub overrides: Vec<SeverityRule>,
+}
+
+const RBAC_KINDS: &[&str] = &["Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"];
+
+impl SeverityRules {
+    /// The severity of a drift of `id` with `fields` drifted.
+    pub fn classify(&self, id: &ResourceId, kind: DriftKind, fields: &[FieldDiff]) -> Severity {
+        let builtin = match kind {
+            DriftKind::Modified => fields
+                .iter()
+                .map(|f| builtin_field(id, f))
+                .max()
+                .unwrap_or(Severity::Low),
+            DriftKind::Missing | DriftKind::Orphan => {
+                if id.group == "rbac.authorization.k8s.io" && RBAC_KINDS.contains(&id.kind.as_str())
+                    || (id.group.is_empty() && id.kind == "Secret")
+                {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                }
+            }
+        };
+        let matching: Vec<&SeverityRule> = self
+            .overrides
+            .iter()
+            .filter(|r| {
+                let m = |p: &Option<String>, v: &str| p.as_deref().is_none_or(|p| glob_match(p, v));
+                m(&r.kind, &id.kind)
+                    && m(&r.namespace, id.namespace.as_deref().unwrap_or(""))
+                    && m(&r.name, &id.name)
+                    && match &r.path {
+                        None => true,
+                        Some(p) => fields.iter().any(|f| glob_match(p, &f.path)),
+                    }
+            })
+            .collect();
+        match matching.iter().map(|r| r.severity).max() {
+            Some(s) => s,
+            None => builtin,
+        }
+    }
+}
+
+fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
+    let p = f.path.as_str();
+    let last = p.rsplit(['.', ']']).next().unwrap_or(p);
+    let is_true = |v: &Option<Value>| v.as_ref().and_then(Value::as_bool) == Some(true);
+    if (last == "privileged" || last == "hostNetwork" || last == "hostPID" || last == "hostIPC")
+        && is_true(&f.live)
+    {
+        return Severity::Critical;
+    }
+    if id.group == "rbac.authorization.k8s.io"
+        && RBAC_KINDS.contains(&id.kind.as_str())
+        && (p.starts_with("rules") || p.starts_with("subjects") || p.starts_with("roleRef"))
+    {
+        return Severity::High;
+    }
+    if id.group.is_empty() && id.kind == "Secret" && (p.starts_with("data") || p == "type") {
+        return Severity::High;
+    }
+    if p.ends_with(".image") && p.contains("ontainers[") {
+        return Severity::High;
+    }
+    if p == "spec.replicas" {
+        let zero = f.live.as_ref().and_then(Value::as_i64) == Some(0);
+        return if zero {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+    }
+    if p.starts_with("metadata.labels") || p.starts_with("metadata.annotations") {
+        return Severity::Low;
+    }
+    Severity::Medium
+}
+
+/// The environment's drift score, 0 (in sync) to 100.
+///
+/// `score = min(100, 100 × Σ weight(severity of each open drift) / tracked objects)`, with
+/// weights low 0.05, medium 0.2, high 0.5, critical 1.0. An environment where every tracked object
+/// has a critical drift scores 100; one low drift among 100 objects scores 0.05 (rounded to two
+/// decimals).
+pub fn drift_score(tracked: usize, open: impl IntoIterator<Item = Severity>) -> f64 {
+    let sum: f64 = open.into_iter().map(Severity::weight).sum();
+    if sum == 0.0 {
+        return 0.0;
+    }
+    let score = (100.0 * sum / tracked.max(1) as f64).min(100.0);
+    (score * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn diff(path: &str, live: Value) -> FieldDiff {
+        FieldDiff {
+            path: path.into(),
+            desired: Some(json!(1)),
+            live: Some(live),
+        }
+    }
+
+    #[test]
+    fn builtin_severities() {
+        let id = ResourceId::new("e", "apps", "Deployment", Some("n"), "d");
+        let r = SeverityRules::default();
+        let c = |p: &str, v: Value| r.classify(&id, DriftKind::Modified, &[diff(p, v)]);
+        assert_eq!(c("spec.replicas", json!(0)), Severity::High);
+        assert_eq!(c("spec.replicas", json!(5)), Severity::Medium);
+        assert_eq!(
+            c("spec.template.spec.containers[a].image", json!("x")),
+            Severity::High
+        );
+        assert_eq!(c("metadata.labels.x", json!("y")), Severity::Low);
+        assert_eq!(
+            c(
+                "spec.template.spec.containers[a].securityContext.privileged",
+                json!(true)
+            ),
+            Severity::Critical
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let id = ResourceId::new("e", "apps", "Deployment", Some("n"), "d");
+        let r = SeverityRules {
+            overrides: vec![SeverityRule {
+                path: Some("metadata.labels*".into()),
+                severity: Severity::High,
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            r.classify(
+                &id,
+                DriftKind::Modified,
+                &[diff("metadata.labels.x", json!("y"))]
+            ),
+            Severity::High
+        );
+    }
+
+    #[test]
+    fn score_formula() {
+        assert_eq!(drift_score(10, []), 0.0);
+        assert_eq!(drift_score(10, [Severity::High]), 5.0);
+        assert_eq!(drift_score(1, [Severity::Critical, Severity::High]), 100.0);
+    }
+}

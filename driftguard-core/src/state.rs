@@ -1,0 +1,606 @@
+//! The drift state machine: a pure function from the previous record and an observation (and
+//! the time, passed in) to the next record and the events.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::compare::{Comparison, FieldDiff};
+use crate::hash::FieldHashes;
+use crate::id::ResourceId;
+use crate::managed::FieldOwner;
+use crate::model::{CommitInfo, Provenance};
+use crate::severity::Severity;
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// Lower-case name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $s),+ }
+            }
+            /// Every value.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($s => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} `{}` (expected one of: {})",
+                        stringify!($name).to_lowercase(), other,
+                        [$($s),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What kind of drift.
+    DriftKind {
+        /// Both sides exist and differ.
+        Modified => "modified",
+        /// In Git, not in the cluster.
+        Missing => "missing",
+        /// In the cluster (and tracked), not in Git.
+        Orphan => "orphan",
+    }
+);
+
+string_enum!(
+    /// Which side moved.
+    Direction {
+        /// Live changed since the two last agreed; Git did not.
+        Forward => "forward",
+        /// Git changed; live did not (not applied).
+        Reverse => "reverse",
+        /// Both changed.
+        Conflict => "conflict",
+        /// No evidence either way.
+        Unknown => "unknown",
+    }
+);
+
+string_enum!(
+    /// How a drift ended.
+    Resolution {
+        /// Live went back to Git.
+        Reverted => "reverted",
+        /// Git changed to match live.
+        Adopted => "adopted",
+        /// A reverse drift was applied.
+        Applied => "applied",
+        /// The object left both sides.
+        Removed => "removed",
+    }
+);
+
+string_enum!(
+    /// What happened to a drift.
+    EventKind {
+        /// A drift began.
+        Detected => "detected",
+        /// The drifted fields, direction or severity changed.
+        Changed => "changed",
+        /// The drift ended.
+        Resolved => "resolved",
+    }
+);
+
+/// A 64-bit hash, written as 16 hex digits (safe for JSON and BSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash64(pub u64);
+
+impl fmt::Display for Hash64 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl Serialize for Hash64 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        u64::from_str_radix(&s, 16)
+            .map(Hash64)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Who changed a drifted object: field managers on the live side, the commit on the Git side.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// Owners of the drifted fields (from `metadata.managedFields`).
+    #[serde(default)]
+    pub owners: Vec<FieldOwner>,
+    /// The commit that last changed the object in Git.
+    #[serde(default)]
+    pub commit: Option<CommitInfo>,
+}
+
+impl Attribution {
+    /// Distinct field managers, most recent first.
+    pub fn managers(&self) -> Vec<String> {
+        let mut owners: Vec<&FieldOwner> = self.owners.iter().collect();
+        owners.sort_by_key(|o| std::cmp::Reverse(o.time));
+        let mut out: Vec<String> = Vec::new();
+        for o in owners {
+            if !out.contains(&o.manager) {
+                out.push(o.manager.clone());
+            }
+        }
+        out
+    }
+
+    /// A one-line summary of who: the field managers for forward drift, the commit author for
+    /// reverse drift.
+    pub fn who(&self, direction: Direction) -> String {
+        let managers = self.managers().join(", ");
+        let commit = self
+            .commit
+            .as_ref()
+            .map(|c| format!("{} ({})", c.author, &c.id[..c.id.len().min(8)]));
+        match (direction, managers.is_empty(), commit) {
+            (Direction::Reverse, _, Some(c)) => c,
+            (_, false, _) => managers,
+            (_, true, Some(c)) => c,
+            _ => String::new(),
+        }
+    }
+}
+
+/// One drift episode: from detection to resolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Drift {
+    /// Episode id (stable across scans).
+    pub episode: String,
+    /// The object.
+    pub id: ResourceId,
+    /// Its API version.
+    pub api_version: String,
+    /// Kind of drift.
+    pub kind: DriftKind,
+    /// Direction.
+    pub direction: Direction,
+    /// Severity.
+    pub severity: Severity,
+    /// Drifted fields (empty for missing and orphan objects).
+    #[serde(default)]
+    pub fields: Vec<FieldDiff>,
+    /// Who.
+    #[serde(default)]
+    pub attribution: Attribution,
+    /// When it was first seen.
+    pub detected_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(default)]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// How it ended.
+    #[serde(default)]
+    pub resolution: Option<Resolution>,
+    /// Git revision at the last update.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Where the object is defined in Git.
+    #[serde(default)]
+    pub provenance: Option<Provenance>,
+}
+
+impl Drift {
+    /// Whether the drift is still open.
+    pub fn is_open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+
+    /// The drifted paths.
+    pub fn paths(&self) -> Vec<&str> {
+        self.fields.iter().map(|f| f.path.as_str()).collect()
+    }
+}
+
+/// The current record of one tracked object. Holds hashes, never values (except the display
+/// values of an open drift's fields, where Secret values are redacted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftRecord {
+    /// The object.
+    pub id: ResourceId,
+    /// Its API version.
+    pub api_version: String,
+    /// Hash of the desired side (`None`: not in Git).
+    pub desired_hash: Option<Hash64>,
+    /// Hash of the live side (`None`: not in the cluster).
+    pub live_hash: Option<Hash64>,
+    /// Field hashes when the two sides last agreed.
+    #[serde(default)]
+    pub baseline: Option<FieldHashes>,
+    /// The open drift, if any.
+    #[serde(default)]
+    pub drift: Option<Drift>,
+    /// When the record last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One event of the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DriftEvent {
+    /// Deterministic id: a retried scan yields the same ids.
+    pub event_id: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The scan that saw it.
+    pub scan_id: String,
+    /// Git revision at the time.
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// The drift as it stands after the event.
+    pub drift: Drift,
+}
+
+/// What the engine saw of one object in one scan.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Presence {
+    /// On both sides, compared.
+    Both(Comparison),
+    /// In Git only.
+    DesiredOnly {
+        /// Hash of the desired side.
+        desired_hash: u64,
+        /// Its field hashes.
+        fields: FieldHashes,
+    },
+    /// Live only, and eligible as an orphan.
+    LiveOnly {
+        /// Hash of the live object.
+        live_hash: u64,
+    },
+    /// On neither side (or live but not tracked).
+    Neither,
+}
+
+/// An observation of one object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// The object.
+    pub id: ResourceId,
+    /// API version seen.
+    pub api_version: String,
+    /// What was seen.
+    pub presence: Presence,
+    /// Owners of the drifted fields.
+    pub owners: Vec<FieldOwner>,
+    /// The last commit that changed the object in Git, if known.
+    pub commit: Option<CommitInfo>,
+    /// Direction from evidence, used when there is no history (first scan).
+    pub evidence: Option<Direction>,
+    /// Severity the rules give this drift (ignored when in sync).
+    pub severity: Severity,
+    /// Where the object is defined in Git.
+    pub provenance: Option<Provenance>,
+}
+
+impl Observation {
+    /// An observation with no drift-specific facts filled in.
+    pub fn new(id: ResourceId, api_version: impl Into<String>, presence: Presence) -> Self {
+        Observation {
+            id,
+            api_version: api_version.into(),
+            presence,
+            owners: Vec::new(),
+            commit: None,
+            evidence: None,
+            severity: Severity::Low,
+            provenance: None,
+        }
+    }
+}
+
+/// The context of one evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// Now (never read from the clock inside the core).
+    pub now: DateTime<Utc>,
+    /// The scan id.
+    pub scan_id: String,
+    /// The Git revision.
+    pub revision: Option<String>,
+    /// Whether the environment has no history yet: with no stored records, a missing or orphan
+    /// object says nothing about which side moved.
+    pub first_scan: bool,
+}
+
+/// The result of a transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    /// The next record (`None`: forget the object).
+    pub record: Option<DriftRecord>,
+    /// Events.
+    pub events: Vec<DriftEvent>,
+    /// Whether the record differs from the previous one (must be written).
+    pub changed: bool,
+}
+
+/// Which kind of drift an observation shows, if any.
+fn drift_kind(p: &Presence) -> Option<DriftKind> {
+    match p {
+        Presence::Both(c) if !c.in_sync() => Some(DriftKind::Modified),
+        Presence::DesiredOnly { .. } => Some(DriftKind::Missing),
+        Presence::LiveOnly { .. } => Some(DriftKind::Orphan),
+        _ => None,
+    }
+}
+
+/// The pure transition function.
+pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) -> Transition {
+    let mut events = Vec::new();
+    let prev_drift = prev.and_then(|r| r.drift.as_ref());
+    let (desired_hash, live_hash) = match &obs.presence {
+        Presence::Both(c) => (Some(c.desired_hash()), Some(c.live_hash())),
+        Presence::DesiredOnly { desired_hash, .. } => (Some(*desired_hash), None),
+        Presence::LiveOnly { live_hash } => (None, Some(*live_hash)),
+        Presence::Neither => (None, None),
+    };
+    let baseline = match &obs.presence {
+        Presence::Both(c) if c.in_sync() => Some(c.desired_fields()),
+        _ => prev.and_then(|r| r.baseline.clone()),
+    };
+
+    let new_kind = drift_kind(&obs.presence);
+    // close the open drift if it ended or changed kind
+    if let Some(open) = prev_drift {
+        if new_kind != Some(open.kind) {
+            let how = resolution(prev, open, obs, desired_hash, live_hash);
+            let mut closed = open.clone();
+            closed.resolved_at = Some(tick.now);
+            closed.resolution = Some(how);
+            closed.updated_at = tick.now;
+            closed.revision = tick.revision.clone().or(closed.revision);
+            events.push(event(EventKind::Resolved, closed, tick));
+        }
+    }
+
+    let drift = match new_kind {
+        None => None,
+        Some(kind) => {
+            let fields = match &obs.presence {
+                Presence::Both(c) => c.drifted.clone(),
+                _ => Vec::new(),
+            };
+            let direction = direction(prev, obs, kind, tick);
+            let attribution = Attribution {
+                owners: obs.owners.clone(),
+                commit: obs.commit.clone(),
+            };
+            match prev_drift.filter(|d| d.kind == kind) {
+                Some(open) => {
+                    let moved = open.fields != fields
+                        || open.severity != obs.severity
+                        || prev.and_then(|r| r.live_hash) != live_hash.map(Hash64)
+                        || prev.and_then(|r| r.desired_hash) != desired_hash.map(Hash64);
+                    let direction = if moved { direction } else { open.direction };
+                    let mut next = open.clone();
+                    next.direction = direction;
+                    next.severity = obs.severity;
+                    next.fields = fields;
+                    next.api_version = obs.api_version.clone();
+                    if !obs.owners.is_empty() || obs.commit.is_some() {
+                        next.attribution = attribution;
+                    }
+                    if obs.provenance.is_some() {
+                        next.provenance = obs.provenance.clone();
+                    }
+                    if next.fields != open.fields
+                        || next.direction != open.direction
+                        || next.severity != open.severity
+                    {
+                        next.updated_at = tick.now;
+                        next.revision = tick.revision.clone();
+                        events.push(event(EventKind::Changed, next.clone(), tick));
+                        Some(next)
+                    } else {
+                        Some(Drift {
+                            updated_at: open.updated_at,
+                            revision: open.revision.clone(),
+                            ..next
+                        })
+                    }
+                }
+                None => {
+                    let d = Drift {
+                        episode: episode_id(&obs.id, kind, tick.now),
+                        id: obs.id.clone(),
+                        api_version: obs.api_version.clone(),
+                        kind,
+                        direction,
+                        severity: obs.severity,
+                        fields,
+                        attribution,
+                        detected_at: tick.now,
+                        updated_at: tick.now,
+                        resolved_at: None,
+                        resolution: None,
+                        revision: tick.revision.clone(),
+                        provenance: obs.provenance.clone(),
+                    };
+                    events.push(event(EventKind::Detected, d.clone(), tick));
+                    Some(d)
+                }
+            }
+        }
+    };
+
+    if matches!(obs.presence, Presence::Neither) {
+        return Transition {
+            changed: prev.is_some(),
+            record: None,
+            events,
+        };
+    }
+    let mut record = DriftRecord {
+        id: obs.id.clone(),
+        api_version: obs.api_version.clone(),
+        desired_hash: desired_hash.map(Hash64),
+        live_hash: live_hash.map(Hash64),
+        baseline,
+        drift,
+        updated_at: prev.map_or(tick.now, |p| p.updated_at),
+    };
+    let changed = prev != Some(&record);
+    if changed {
+        record.updated_at = tick.now;
+    }
+    Transition {
+        record: Some(record),
+        events,
+        changed,
+    }
+}
+
+fn direction(
+    prev: Option<&DriftRecord>,
+    obs: &Observation,
+    kind: DriftKind,
+    tick: &Tick,
+) -> Direction {
+    match kind {
+        DriftKind::Modified => {
+            let Presence::Both(c) = &obs.presence else {
+                return Direction::Unknown;
+            };
+            let Some(base) = prev.and_then(|r| r.baseline.as_ref()) else {
+                return obs.evidence.unwrap_or(Direction::Unknown);
+            };
+            let (mut fwd, mut rev, mut both) = (false, false, false);
+            for (i, _) in c.drifted.iter().enumerate() {
+                let ph = c.drifted_hashes[i];
+                let Some(leaf) = c.leaves.iter().find(|l| l.path == ph) else {
+                    continue;
+                };
+                let b = base.get(ph);
+                let git_moved = leaf.desired != b;
+                let live_moved = leaf.live != b;
+                match (git_moved, live_moved) {
+                    (true, true) => both = true,
+                    (true, false) => rev = true,
+                    (false, true) => fwd = true,
+                    (false, false) => {}
+                }
+            }
+            match (fwd, rev, both) {
+                (_, _, true) | (true, true, _) => Direction::Conflict,
+                (true, false, false) => Direction::Forward,
+                (false, true, false) => Direction::Reverse,
+                _ => obs.evidence.unwrap_or(Direction::Unknown),
+            }
+        }
+        DriftKind::Missing => match prev {
+            // it was live before and now is gone: deleted by hand
+            Some(r) if r.live_hash.is_some() => Direction::Forward,
+            Some(r) => r
+                .drift
+                .as_ref()
+                .filter(|d| d.kind == DriftKind::Missing)
+                .map_or(Direction::Reverse, |d| d.direction),
+            // new in Git since the last scan, never applied
+            None if !tick.first_scan => Direction::Reverse,
+            None => obs.evidence.unwrap_or(Direction::Unknown),
+        },
+        DriftKind::Orphan => match prev {
+            // it was in Git before: removed from Git and not pruned
+            Some(r) if r.desired_hash.is_some() => Direction::Reverse,
+            Some(r) => r
+                .drift
+                .as_ref()
+                .filter(|d| d.kind == DriftKind::Orphan)
+                .map_or(Direction::Forward, |d| d.direction),
+            None if !tick.first_scan => Direction::Forward,
+            None => obs.evidence.unwrap_or(Direction::Unknown),
+        },
+    }
+}
+
+fn resolution(
+    prev: Option<&DriftRecord>,
+    open: &Drift,
+    obs: &Observation,
+    desired_hash: Option<u64>,
+    live_hash: Option<u64>,
+) -> Resolution {
+    match (&obs.presence, open.kind) {
+        (Presence::Neither, _) => Resolution::Removed,
+        (_, DriftKind::Orphan) => Resolution::Adopted,
+        (_, DriftKind::Missing) => match open.direction {
+            Direction::Forward => Resolution::Reverted,
+            _ => Resolution::Applied,
+        },
+        (Presence::DesiredOnly { .. }, DriftKind::Modified)
+        | (Presence::LiveOnly { .. }, DriftKind::Modified) => Resolution::Removed,
+        (Presence::Both(_), DriftKind::Modified) => {
+            let prev_desired = prev.and_then(|r| r.desired_hash).map(|h| h.0);
+            let prev_live = prev.and_then(|r| r.live_hash).map(|h| h.0);
+            let desired_moved = desired_hash != prev_desired;
+            let live_moved = live_hash != prev_live;
+            match (desired_moved, live_moved) {
+                (true, false) => Resolution::Adopted,
+                (false, true) if open.direction == Direction::Reverse => Resolution::Applied,
+                (false, true) => Resolution::Reverted,
+                (true, true) => Resolution::Applied,
+                (false, false) => Resolution::Reverted,
+            }
+        }
+    }
+}
+
+fn event(kind: EventKind, drift: Drift, tick: &Tick) -> DriftEvent {
+    let seed = format!(
+        "{}|{}|{}|{}",
+        drift.episode,
+        kind.as_str(),
+        tick.scan_id,
+        tick.now.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    DriftEvent {
+        event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes())),
+        kind,
+        at: tick.now,
+        scan_id: tick.scan_id.clone(),
+        revision: tick.revision.clone(),
+        drift,
+    }
+}
+
+/// The id of the episode of `id` that began at `at`.
+pub fn episode_id(id: &ResourceId, kind: DriftKind, at: DateTime<Utc>) -> String {
+    let seed = format!(
+        "{}|{}|{}",
+        id.key(),
+        kind.as_str(),
+        at.to_rfc3339_opts(SecondsFormat::Millis, true)
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}

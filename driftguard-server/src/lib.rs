@@ -1,0 +1,1 @@
+//! DriftGuard server (filled by a later issue).

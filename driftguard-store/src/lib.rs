@@ -1,0 +1,1 @@
+//! DriftGuard store (filled by a later issue).
