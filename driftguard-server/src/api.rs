@@ -1,0 +1,763 @@
+//! The REST API (axum), its authentication, limits and the OpenAPI document.
+
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{Direction, DriftKind, EventKind};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use utoipa::{IntoParams, OpenApi};
+
+use crate::dto::*;
+use crate::error::{AppError, ErrorBody, ErrorDetail};
+use crate::state::{AppState, Environment, SourceState};
+
+/// Largest page size.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/environments", get(list_environments))
+        .route("/environments/{env}", get(get_environment))
+        .route("/environments/{env}/scan", post(scan_now))
+        .route("/environments/{env}/objects/{*object}", get(object_history))
+        .route("/drifts", get(list_drifts))
+        .route("/drifts/{episode}", get(get_drift))
+        .route("/events", get(list_events))
+        .route("/scans", get(list_scans))
+        .route("/openapi.json", get(openapi_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let hooks = Router::new().route("/webhooks/git", post(git_webhook));
+    Router::new()
+        .nest("/api/v1", api.merge(hooks))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    AppError::internal().into_response()
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {} ms",
+                state.request_timeout.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Constant-time comparison.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if state.tokens.is_empty() {
+        return next.run(req).await;
+    }
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return AppError::unauthorized("missing bearer token").into_response();
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let Some(token) = token else {
+        return AppError::unauthorized("expected `Authorization: Bearer <token>`").into_response();
+    };
+    let mut ok = false;
+    for t in &state.tokens {
+        ok |= constant_time_eq(t.as_bytes(), token.as_bytes());
+    }
+    if !ok {
+        return AppError::unauthorized("invalid bearer token").into_response();
+    }
+    next.run(req).await
+}
+
+fn query_error(e: QueryRejection) -> AppError {
+    AppError::bad_request(format!("invalid query: {}", e.body_text()))
+}
+
+fn parse<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| T::from_str(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+fn parse_usize(
+    name: &str,
+    v: &Option<String>,
+    default: usize,
+    max: usize,
+) -> Result<usize, AppError> {
+    match v.as_deref() {
+        None | Some("") => Ok(default),
+        Some(s) => {
+            let n: usize = s.parse().map_err(|_| {
+                AppError::bad_request(format!("{name}: `{s}` is not a non-negative integer"))
+            })?;
+            if n > max {
+                return Err(AppError::bad_request(format!("{name}: at most {max}")));
+            }
+            Ok(n)
+        }
+    }
+}
+
+fn parse_limit(v: &Option<String>, default: usize) -> Result<usize, AppError> {
+    let n = parse_usize("limit", v, default, MAX_LIMIT)?;
+    if n == 0 {
+        return Err(AppError::bad_request("limit: must be at least 1"));
+    }
+    Ok(n)
+}
+
+fn parse_time(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, AppError> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    AppError::bad_request(format!(
+                        "{name}: `{s}` is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+fn known_env(state: &AppState, env: &Option<String>) -> Result<(), AppError> {
+    match env.as_deref() {
+        Some(e) if !e.is_empty() && state.environment(e).is_none() => {
+            Err(AppError::not_found(format!("no environment `{e}`")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Filters of `GET /api/v1/drifts`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DriftParams {
+    /// Environment.
+    pub environment: Option<String>,
+    /// Kubernetes kind (exact).
+    pub kind: Option<String>,
+    /// Namespace (exact).
+    pub namespace: Option<String>,
+    /// Name (glob, e.g. `web-*`).
+    pub name: Option<String>,
+    /// Kind of drift: `modified`, `missing`, `orphan`.
+    pub drift: Option<String>,
+    /// Direction: `forward`, `reverse`, `conflict`, `unknown`.
+    pub direction: Option<String>,
+    /// Minimum severity: `low`, `medium`, `high`, `critical`.
+    pub severity: Option<String>,
+    /// `open` (default), `resolved` or `all`.
+    pub status: Option<String>,
+    /// `severity` (default), `detected`, `updated` or `object`.
+    pub sort: Option<String>,
+    /// Page size (1..1000, default 100).
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    #[param(value_type = Option<u32>)]
+    pub offset: Option<String>,
+}
+
+impl DriftParams {
+    fn query(&self) -> Result<DriftQuery, AppError> {
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        Ok(DriftQuery {
+            environment: non_empty(&self.environment),
+            kind: non_empty(&self.kind),
+            namespace: non_empty(&self.namespace),
+            name: non_empty(&self.name),
+            drift: parse::<DriftKind>("drift", &self.drift)?,
+            direction: parse::<Direction>("direction", &self.direction)?,
+            min_severity: parse::<Severity>("severity", &self.severity)?,
+            status: parse::<DriftStatus>("status", &self.status)?.unwrap_or_default(),
+            sort: parse::<DriftSort>("sort", &self.sort)?.unwrap_or_default(),
+            limit: parse_limit(&self.limit, 100)?,
+            offset: parse_usize("offset", &self.offset, 0, usize::MAX / 4)?,
+        })
+    }
+}
+
+/// Drift episodes, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/drifts", tag = "drifts", params(DriftParams),
+    responses((status = 200, body = DriftPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_drifts(
+    State(state): State<AppState>,
+    q: Result<Query<DriftParams>, QueryRejection>,
+) -> Result<Json<DriftPage>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let query = p.query()?;
+    known_env(&state, &query.environment)?;
+    let page = state.store.drifts(&query).await?;
+    Ok(Json(DriftPage {
+        items: page.items.iter().map(DriftSummary::from).collect(),
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+        next_offset: page.next_offset,
+    }))
+}
+
+/// One drift episode with its field diff and attribution.
+#[utoipa::path(get, path = "/api/v1/drifts/{episode}", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id")),
+    responses((status = 200, body = DriftDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_drift(
+    State(state): State<AppState>,
+    Path(episode): Path<String>,
+) -> Result<Json<DriftDetail>, AppError> {
+    // open drifts first (the common case), then the whole history
+    for status in [DriftStatus::Open, DriftStatus::Resolved] {
+        let mut offset = 0;
+        loop {
+            let q = DriftQuery {
+                status,
+                sort: DriftSort::Detected,
+                limit: 1000,
+                offset,
+                ..DriftQuery::default()
+            };
+            let page = state.store.drifts(&q).await?;
+            if let Some(d) = page.items.iter().find(|d| d.episode == episode) {
+                return Ok(Json(DriftDetail::from(d)));
+            }
+            match page.next_offset {
+                Some(n) => offset = n,
+                None => break,
+            }
+        }
+    }
+    Err(AppError::not_found(format!("no drift episode `{episode}`")))
+}
+
+/// Filters of `GET /api/v1/events`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventParams {
+    /// Environment.
+    pub environment: Option<String>,
+    /// Object reference `Kind[.group]/[namespace/]name` (needs `environment`).
+    pub object: Option<String>,
+    /// Event kind: `detected`, `changed`, `resolved`.
+    pub event: Option<String>,
+    /// From (inclusive, RFC 3339).
+    pub since: Option<String>,
+    /// To (exclusive, RFC 3339).
+    pub until: Option<String>,
+    /// Page size (1..1000, default 100).
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+    /// Items to skip.
+    #[param(value_type = Option<u32>)]
+    pub offset: Option<String>,
+}
+
+/// Events in a time range, oldest first.
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", params(EventParams),
+    responses((status = 200, body = EventPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_events(
+    State(state): State<AppState>,
+    q: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Json<EventPage>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let environment = p.environment.clone().filter(|s| !s.is_empty());
+    known_env(&state, &environment)?;
+    let object = match p.object.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(r) => {
+            let env = environment.as_deref().ok_or_else(|| {
+                AppError::bad_request("object: needs the environment parameter too")
+            })?;
+            Some(ResourceId::parse_ref(env, r).ok_or_else(|| {
+                AppError::bad_request(format!(
+                    "object: `{r}` is not `Kind[.group]/[namespace/]name`"
+                ))
+            })?)
+        }
+    };
+    let query = EventQuery {
+        environment,
+        object,
+        kind: parse::<EventKind>("event", &p.event)?,
+        since: parse_time("since", &p.since)?,
+        until: parse_time("until", &p.until)?,
+        limit: parse_limit(&p.limit, 100)?,
+        offset: parse_usize("offset", &p.offset, 0, usize::MAX / 4)?,
+    };
+    if let (Some(s), Some(u)) = (query.since, query.until) {
+        if u < s {
+            return Err(AppError::bad_request("until: must not be before since"));
+        }
+    }
+    let page = state.store.events(&query).await?;
+    Ok(Json(EventPage {
+        items: page.items.iter().map(EventDto::from).collect(),
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+        next_offset: page.next_offset,
+    }))
+}
+
+/// Filters of `GET /api/v1/scans`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ScanParams {
+    /// Environment.
+    pub environment: Option<String>,
+    /// How many (1..1000, default 20).
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+}
+
+/// Scan summaries, newest first.
+#[utoipa::path(get, path = "/api/v1/scans", tag = "scans", params(ScanParams),
+    responses((status = 200, body = ScanList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_scans(
+    State(state): State<AppState>,
+    q: Result<Query<ScanParams>, QueryRejection>,
+) -> Result<Json<ScanList>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let environment = p.environment.clone().filter(|s| !s.is_empty());
+    known_env(&state, &environment)?;
+    let limit = parse_limit(&p.limit, 20)?;
+    let scans = state.store.scans(environment.as_deref(), limit).await?;
+    Ok(Json(ScanList {
+        items: scans.iter().map(ScanDto::from).collect(),
+    }))
+}
+
+fn source_dto(source: &str, description: String, s: &SourceState) -> SourceDto {
+    SourceDto {
+        source: source.into(),
+        description,
+        up: s.up,
+        last_ok: s.last_ok,
+        error: s.error.clone(),
+    }
+}
+
+fn environment_dto(env: &Environment) -> EnvironmentDto {
+    let s = env.status();
+    let status = if s.last_error.is_some() {
+        "error"
+    } else if s.last_scan.is_none() {
+        "pending"
+    } else if s.open_drifts > 0 {
+        "drifted"
+    } else {
+        "in_sync"
+    };
+    EnvironmentDto {
+        name: env.name.clone(),
+        status: status.into(),
+        score: s.last_scan.as_ref().map(|l| l.score),
+        open_drifts: s.open_drifts,
+        scanning: s.scanning,
+        watching: s.watching,
+        last_scan: s.last_scan.as_ref().map(ScanDto::from),
+        last_error: s.last_error.clone(),
+        sources: vec![
+            source_dto("git", env.scanner.git.describe(), &s.git),
+            source_dto("live", env.scanner.live.describe(), &s.live),
+        ],
+    }
+}
+
+/// Environments with their status and score.
+#[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
+    responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_environments(State(state): State<AppState>) -> Json<EnvironmentList> {
+    Json(EnvironmentList {
+        items: state
+            .environments
+            .iter()
+            .map(|e| environment_dto(e))
+            .collect(),
+    })
+}
+
+/// One environment.
+#[utoipa::path(get, path = "/api/v1/environments/{env}", tag = "environments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 200, body = EnvironmentDto), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_environment(
+    State(state): State<AppState>,
+    Path(env): Path<String>,
+) -> Result<Json<EnvironmentDto>, AppError> {
+    let e = state
+        .environment(&env)
+        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
+    Ok(Json(environment_dto(e)))
+}
+
+/// Scans an environment now and answers its summary.
+#[utoipa::path(post, path = "/api/v1/environments/{env}/scan", tag = "environments",
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 200, body = ScanDto), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 502, description = "The scan failed (a source could not be read)", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn scan_now(
+    State(state): State<AppState>,
+    Path(env): Path<String>,
+) -> Result<Json<ScanDto>, AppError> {
+    let e = state
+        .environment(&env)
+        .cloned()
+        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
+    let ctx = state.scan_context();
+    // the scan goes on even if the client goes away
+    let handle = tokio::spawn(async move { e.run_scan(&ctx).await });
+    match handle.await {
+        Ok(Ok(summary)) => Ok(Json(ScanDto::from(&summary))),
+        Ok(Err(msg)) => Err(AppError::new(StatusCode::BAD_GATEWAY, "scan_failed", msg)),
+        Err(_) => Err(AppError::internal()),
+    }
+}
+
+/// Filters of the object history.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Most events (1..1000, default 100).
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+}
+
+/// The record and events of one object.
+#[utoipa::path(get, path = "/api/v1/environments/{env}/objects/{object}", tag = "environments",
+    params(("env" = String, Path, description = "Environment name"),
+        ("object" = String, Path, description = "`Kind[.group]/[namespace/]name`, slashes unescaped (e.g. `Deployment.apps/shop/web`)"),
+        HistoryParams),
+    responses((status = 200, body = ObjectHistory), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn object_history(
+    State(state): State<AppState>,
+    Path((env, object)): Path<(String, String)>,
+    q: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<ObjectHistory>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    if state.environment(&env).is_none() {
+        return Err(AppError::not_found(format!("no environment `{env}`")));
+    }
+    let id = ResourceId::parse_ref(&env, &object).ok_or_else(|| {
+        AppError::bad_request(format!("`{object}` is not `Kind[.group]/[namespace/]name`"))
+    })?;
+    let limit = parse_limit(&p.limit, 100)?;
+    let record = state.store.record(&id).await?;
+    let events = state.store.history(&id, limit).await?;
+    if record.is_none() && events.is_empty() {
+        return Err(AppError::not_found(format!("nothing known about {id}")));
+    }
+    Ok(Json(ObjectHistory {
+        object: ObjectRef::from(&id),
+        record: record.as_ref().map(RecordDto::from),
+        events: events.iter().map(EventDto::from).collect(),
+    }))
+}
+
+/// Verifies a push webhook and triggers an immediate Git fetch.
+#[utoipa::path(post, path = "/api/v1/webhooks/git", tag = "webhooks",
+    request_body(content = Object, description = "GitHub or GitLab push payload", content_type = "application/json"),
+    params(
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub: `sha256=` + hex HMAC-SHA256 of the body with the shared secret"),
+        ("X-Gitlab-Token" = Option<String>, Header, description = "GitLab: the shared secret"),
+        ("X-GitHub-Event" = Option<String>, Header, description = "GitHub event (`push`, `ping`)"),
+        ("X-Gitlab-Event" = Option<String>, Header, description = "GitLab event (`Push Hook`)")),
+    responses((status = 202, body = WebhookAccepted), (status = 200, description = "Ping or other event: nothing triggered", body = WebhookAccepted),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No webhook secret configured", body = ErrorBody),
+        (status = 413, body = ErrorBody)))]
+async fn git_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<WebhookAccepted>), AppError> {
+    let Some(secret) = state.webhook_secret.as_deref() else {
+        return Err(AppError::not_found("the Git webhook is not configured"));
+    };
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body too large",
+            )
+        } else {
+            AppError::bad_request("cannot read the request body")
+        }
+    })?;
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(sig) = h("x-hub-signature-256") {
+        let hex_sig = sig
+            .strip_prefix("sha256=")
+            .ok_or_else(|| AppError::unauthorized("malformed X-Hub-Signature-256"))?;
+        let expected = hex::decode(hex_sig)
+            .map_err(|_| AppError::unauthorized("malformed X-Hub-Signature-256"))?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|_| AppError::internal())?;
+        mac.update(&body);
+        mac.verify_slice(&expected)
+            .map_err(|_| AppError::unauthorized("signature does not match"))?;
+    } else if let Some(token) = h("x-gitlab-token") {
+        if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+            return Err(AppError::unauthorized("invalid X-Gitlab-Token"));
+        }
+    } else {
+        return Err(AppError::unauthorized(
+            "missing X-Hub-Signature-256 or X-Gitlab-Token",
+        ));
+    }
+    let event = h("x-github-event")
+        .or_else(|| h("x-gitlab-event"))
+        .unwrap_or("push")
+        .to_owned();
+    let payload: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| AppError::bad_request(format!("body is not JSON: {e}")))?;
+    let is_push = matches!(event.as_str(), "push" | "Push Hook")
+        || payload.get("object_kind").and_then(|v| v.as_str()) == Some("push");
+    if !is_push {
+        return Ok((
+            StatusCode::OK,
+            Json(WebhookAccepted {
+                event,
+                triggered: vec![],
+            }),
+        ));
+    }
+    let mut urls = Vec::new();
+    for (obj, keys) in [
+        (
+            "repository",
+            &[
+                "clone_url",
+                "html_url",
+                "ssh_url",
+                "git_url",
+                "url",
+                "git_http_url",
+                "git_ssh_url",
+                "homepage",
+            ][..],
+        ),
+        (
+            "project",
+            &[
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "http_url",
+                "ssh_url",
+            ][..],
+        ),
+    ] {
+        if let Some(o) = payload.get(obj) {
+            for k in keys {
+                if let Some(u) = o.get(*k).and_then(|v| v.as_str()) {
+                    urls.push(u.to_owned());
+                }
+            }
+        }
+    }
+    let mut triggered = Vec::new();
+    for env in &state.environments {
+        if env.wants_push(&urls) {
+            env.request_fetch();
+            triggered.push(env.name.clone());
+        }
+    }
+    tracing::info!(event = %event, triggered = ?triggered, "Git push webhook");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(WebhookAccepted { event, triggered }),
+    ))
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the store answers and every environment's sources are healthy.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = Ready), (status = 503, description = "Not ready; the checks say why", body = Ready)))]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let mut checks = Vec::new();
+    let store = match tokio::time::timeout(Duration::from_secs(2), state.store.health()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "store health check failed");
+            Some("store unreachable".to_owned())
+        }
+        Err(_) => Some("store did not answer within 2 s".to_owned()),
+    };
+    checks.push(Check {
+        name: "store".into(),
+        ok: store.is_none(),
+        reason: store,
+    });
+    for env in &state.environments {
+        let s = env.status();
+        for (which, src) in [("git", &s.git), ("live", &s.live)] {
+            let reason = match src.up {
+                Some(true) => None,
+                Some(false) => Some(src.error.clone().unwrap_or_else(|| "down".into())),
+                None => Some("not checked yet (first scan pending)".into()),
+            };
+            checks.push(Check {
+                name: format!("{}/{which}", env.name),
+                ok: reason.is_none(),
+                reason,
+            });
+        }
+    }
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(Ready { ready, checks }))
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.encode(state.clock.now());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The OpenAPI document.
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document", content_type = "application/json"),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .unwrap_or_else(|_| "{}".into())
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.clone(),
+    )
+        .into_response()
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI description of the API, generated from the handlers and DTOs.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
+    paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
+        list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
+    components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
+        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, DriftPage, EventDto, EventPage,
+        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
+        ObjectHistory, Health, Check, Ready, WebhookAccepted)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;

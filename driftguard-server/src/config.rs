@@ -1,0 +1,353 @@
+//! Configuration of the server and of its notifiers, as read from the YAML configuration file
+//! (the CLI deserializes these structs; unknown fields are refused).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use driftguard_core::severity::Severity;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A duration written as `500ms`, `30s`, `5m`, `1h`, `1d`, or a plain number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    /// Parses `500ms`, `30s`, `5m`, `1h`, `1d` or `30`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}` (expected e.g. 30s, 5m, 1h)"))?;
+        let d = match unit.trim() {
+            "" | "s" => Duration::from_secs(n),
+            "ms" => Duration::from_millis(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
+            other => {
+                return Err(format!(
+                    "invalid duration unit `{other}` in `{s}` (expected ms, s, m, h or d)"
+                ))
+            }
+        };
+        Ok(HumanDuration(d))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            s.serialize_str(&format!("{}s", ms / 1000))
+        } else {
+            s.serialize_str(&format!("{ms}ms"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) => Ok(HumanDuration(Duration::from_secs(n))),
+            Raw::Text(t) => HumanDuration::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The `server:` section of the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: String,
+    /// Bearer tokens accepted by the API. Prefer `token_env`.
+    pub tokens: Vec<String>,
+    /// Name of an environment variable holding bearer tokens (comma separated).
+    pub token_env: Option<String>,
+    /// Name of an environment variable holding the Git webhook secret.
+    pub webhook_secret_env: Option<String>,
+    /// How often Git is fetched.
+    pub poll_interval: HumanDuration,
+    /// How often a full reconciling scan runs.
+    pub full_scan_interval: HumanDuration,
+    /// Time limit of one API request.
+    pub request_timeout: HumanDuration,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+    /// Public URL of the server, used for links in alerts (e.g. `https://driftguard.example`).
+    pub public_url: Option<String>,
+    /// How long shutdown waits for in-flight scans and alert queues.
+    pub shutdown_grace: HumanDuration,
+    /// Notifiers.
+    pub notifiers: Vec<NotifierConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+            token_env: None,
+            webhook_secret_env: None,
+            poll_interval: HumanDuration(Duration::from_secs(60)),
+            full_scan_interval: HumanDuration(Duration::from_secs(3600)),
+            request_timeout: HumanDuration(Duration::from_secs(30)),
+            body_limit: 1024 * 1024,
+            public_url: None,
+            shutdown_grace: HumanDuration(Duration::from_secs(10)),
+            notifiers: Vec::new(),
+        }
+    }
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An environment variable named by the configuration is not set.
+    #[error("environment variable {var} (named by {field}) is not set")]
+    MissingEnv {
+        /// The variable.
+        var: String,
+        /// The configuration field naming it.
+        field: String,
+    },
+    /// A value is malformed.
+    #[error("invalid {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ServerConfig {
+    /// The bearer tokens: `tokens` plus those in the variable named by `token_env`.
+    pub fn resolve_tokens(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut out: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect();
+        if let Some(var) = &self.token_env {
+            let v = env(var).ok_or_else(|| ConfigError::MissingEnv {
+                var: var.clone(),
+                field: "server.token_env".into(),
+            })?;
+            out.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        Ok(out)
+    }
+
+    /// The webhook secret, if configured.
+    pub fn resolve_webhook_secret(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<String>, ConfigError> {
+        match &self.webhook_secret_env {
+            None => Ok(None),
+            Some(var) => env(var).filter(|s| !s.is_empty()).map(Some).ok_or_else(|| {
+                ConfigError::MissingEnv {
+                    var: var.clone(),
+                    field: "server.webhook_secret_env".into(),
+                }
+            }),
+        }
+    }
+
+    /// The address to bind: `override_listen` or `listen`; without tokens, a non-loopback
+    /// address is replaced by `127.0.0.1` on the same port (the second value says so).
+    pub fn effective_listen(
+        &self,
+        override_listen: Option<&str>,
+        has_tokens: bool,
+    ) -> Result<(SocketAddr, Option<String>), ConfigError> {
+        let raw = override_listen.unwrap_or(&self.listen);
+        let addr: SocketAddr = raw.parse().map_err(|e| ConfigError::Invalid {
+            field: "server.listen".into(),
+            message: format!("`{raw}`: {e}"),
+        })?;
+        if !has_tokens && !addr.ip().is_loopback() {
+            let local = SocketAddr::from(([127, 0, 0, 1], addr.port()));
+            return Ok((
+                local,
+                Some(format!(
+                    "no API tokens configured: listening on {local} only instead of {addr}"
+                )),
+            ));
+        }
+        Ok((addr, None))
+    }
+}
+
+/// Which events a notifier receives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Environments (empty: all).
+    pub environments: Vec<String>,
+    /// Minimum severity (default: low, i.e. everything).
+    pub min_severity: Option<Severity>,
+}
+
+/// Delivery settings of a notifier's queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Notifications waiting at most; more are dropped (and counted).
+    pub capacity: usize,
+    /// Attempts per notification.
+    pub max_attempts: u32,
+    /// First retry delay (doubles each attempt).
+    pub initial_backoff: HumanDuration,
+    /// Longest retry delay.
+    pub max_backoff: HumanDuration,
+    /// Notifications for the same environment arriving within this window are sent as one.
+    pub group_window: HumanDuration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            capacity: 1000,
+            max_attempts: 5,
+            initial_backoff: HumanDuration(Duration::from_secs(1)),
+            max_backoff: HumanDuration(Duration::from_secs(60)),
+            group_window: HumanDuration(Duration::from_secs(2)),
+        }
+    }
+}
+
+/// One notifier.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum NotifierConfig {
+    /// Slack incoming webhook.
+    Slack {
+        /// Name for logs and metrics (default `slack`).
+        #[serde(default)]
+        name: Option<String>,
+        /// Environment variable holding the incoming-webhook URL (it is a secret).
+        url_env: Option<String>,
+        /// The URL itself (prefer `url_env`).
+        #[serde(default)]
+        url: Option<String>,
+        /// Routing.
+        #[serde(default)]
+        route: RouteConfig,
+        /// Queue.
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// Generic webhook: JSON body signed with HMAC-SHA256.
+    Webhook {
+        /// Name (default `webhook`).
+        #[serde(default)]
+        name: Option<String>,
+        /// Receiver URL.
+        url: String,
+        /// Environment variable holding the signing secret.
+        #[serde(default)]
+        secret_env: Option<String>,
+        /// Routing.
+        #[serde(default)]
+        route: RouteConfig,
+        /// Queue.
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// PagerDuty Events API v2.
+    Pagerduty {
+        /// Name (default `pagerduty`).
+        #[serde(default)]
+        name: Option<String>,
+        /// Environment variable holding the integration (routing) key.
+        routing_key_env: String,
+        /// Events URL (default `https://events.pagerduty.com/v2/enqueue`).
+        #[serde(default)]
+        events_url: Option<String>,
+        /// Routing.
+        #[serde(default)]
+        route: RouteConfig,
+        /// Queue.
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+    /// E-mail over SMTP (plain SMTP, optional AUTH PLAIN; no TLS).
+    Email {
+        /// Name (default `email`).
+        #[serde(default)]
+        name: Option<String>,
+        /// SMTP host.
+        host: String,
+        /// SMTP port (default 25).
+        #[serde(default)]
+        port: Option<u16>,
+        /// Envelope and header sender.
+        from: String,
+        /// Recipients.
+        to: Vec<String>,
+        /// User for AUTH PLAIN.
+        #[serde(default)]
+        username: Option<String>,
+        /// Environment variable holding the password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Routing.
+        #[serde(default)]
+        route: RouteConfig,
+        /// Queue.
+        #[serde(default)]
+        queue: QueueConfig,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(
+            HumanDuration::parse("5m").map(|d| d.0),
+            Ok(Duration::from_secs(300))
+        );
+        assert_eq!(
+            HumanDuration::parse("250ms").map(|d| d.0),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(HumanDuration::parse("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn reads_config_and_refuses_unknown_fields() {
+        let cfg: ServerConfig = serde_yaml::from_str(
+            "listen: 0.0.0.0:9000\npoll_interval: 30s\nnotifiers:\n  - type: webhook\n    url: http://127.0.0.1:1/x\n    route: {min_severity: high}\n",
+        )
+        .expect("valid config");
+        assert_eq!(cfg.poll_interval.0, Duration::from_secs(30));
+        assert_eq!(cfg.notifiers.len(), 1);
+        let err = serde_yaml::from_str::<ServerConfig>("listn: x\n").expect_err("typo refused");
+        assert!(err.to_string().contains("listn"), "{err}");
+        let (addr, note) = cfg.effective_listen(None, false).expect("valid addr");
+        assert_eq!(addr.to_string(), "127.0.0.1:9000");
+        assert!(note.is_some());
+    }
+}

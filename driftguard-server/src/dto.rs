@@ -1,0 +1,472 @@
+//! The JSON shapes the API answers (mirrors of the core types, described in the OpenAPI
+//! document).
+
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::ports::ScanSummary;
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The identity of an object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectRef {
+    /// Environment.
+    pub environment: String,
+    /// API group (empty for the core group).
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (absent for cluster-scoped objects).
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `Kind[.group]/[namespace/]name`, as used in the object history URL.
+    pub reference: String,
+}
+
+impl From<&ResourceId> for ObjectRef {
+    fn from(id: &ResourceId) -> Self {
+        let kg = if id.group.is_empty() {
+            id.kind.clone()
+        } else {
+            format!("{}.{}", id.kind, id.group)
+        };
+        ObjectRef {
+            environment: id.environment.clone(),
+            group: id.group.clone(),
+            kind: id.kind.clone(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            reference: format!("{kg}/{}", id.namespaced_name()),
+        }
+    }
+}
+
+/// A drift episode, without its field values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftSummary {
+    /// Episode id (stable from detection to resolution).
+    pub episode: String,
+    /// The object.
+    pub object: ObjectRef,
+    /// API version of the object.
+    pub api_version: String,
+    /// Kind of drift: `modified`, `missing` or `orphan`.
+    pub drift: String,
+    /// `forward` (live changed), `reverse` (Git not applied), `conflict` or `unknown`.
+    pub direction: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// Drifted field paths.
+    pub paths: Vec<String>,
+    /// Who: field managers (forward) or commit author (reverse); may be empty.
+    pub who: String,
+    /// First seen.
+    pub detected_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Ended.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// How it ended: `reverted`, `adopted`, `applied` or `removed`.
+    pub resolution: Option<String>,
+    /// Git revision at the last update.
+    pub revision: Option<String>,
+}
+
+impl From<&Drift> for DriftSummary {
+    fn from(d: &Drift) -> Self {
+        DriftSummary {
+            episode: d.episode.clone(),
+            object: ObjectRef::from(&d.id),
+            api_version: d.api_version.clone(),
+            drift: d.kind.as_str().to_owned(),
+            direction: d.direction.as_str().to_owned(),
+            severity: d.severity.as_str().to_owned(),
+            status: if d.is_open() { "open" } else { "resolved" }.to_owned(),
+            paths: d.fields.iter().map(|f| f.path.clone()).collect(),
+            who: d.attribution.who(d.direction),
+            detected_at: d.detected_at,
+            updated_at: d.updated_at,
+            resolved_at: d.resolved_at,
+            resolution: d.resolution.map(|r| r.as_str().to_owned()),
+            revision: d.revision.clone(),
+        }
+    }
+}
+
+/// One drifted field. Secret values are redacted by the core.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldDiffDto {
+    /// Path.
+    pub path: String,
+    /// Value in Git (absent: not set in Git).
+    #[schema(value_type = Object, nullable = true)]
+    pub desired: Option<serde_json::Value>,
+    /// Value in the cluster (absent: not set live).
+    #[schema(value_type = Object, nullable = true)]
+    pub live: Option<serde_json::Value>,
+}
+
+/// A Git commit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CommitDto {
+    /// Commit id.
+    pub id: String,
+    /// Author.
+    pub author: String,
+    /// Author e-mail.
+    pub email: String,
+    /// Author time.
+    pub time: DateTime<Utc>,
+    /// First line of the message.
+    pub message: String,
+}
+
+/// The field manager that owns a drifted field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FieldOwnerDto {
+    /// Drifted path.
+    pub path: String,
+    /// Field manager (`kubectl-edit`, ...).
+    pub manager: String,
+    /// `Apply` or `Update`.
+    pub operation: String,
+    /// Subresource, or empty.
+    pub subresource: String,
+    /// When it wrote.
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// Who changed a drifted object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttributionDto {
+    /// Owners of the drifted fields.
+    pub owners: Vec<FieldOwnerDto>,
+    /// The commit that last changed the object in Git.
+    pub commit: Option<CommitDto>,
+    /// One-line summary.
+    pub who: String,
+}
+
+/// Where the object is defined in Git.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProvenanceDto {
+    /// File.
+    pub file: String,
+    /// YAML document index in the file (0-based).
+    pub document: usize,
+    /// Line (1-based).
+    pub line: usize,
+    /// Revision read.
+    pub revision: Option<String>,
+}
+
+/// A drift episode with its field diff and attribution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftDetail {
+    /// The episode.
+    pub drift: DriftSummary,
+    /// Drifted fields with both values.
+    pub fields: Vec<FieldDiffDto>,
+    /// Who.
+    pub attribution: AttributionDto,
+    /// Where it is defined in Git.
+    pub provenance: Option<ProvenanceDto>,
+}
+
+impl From<&Drift> for DriftDetail {
+    fn from(d: &Drift) -> Self {
+        DriftDetail {
+            drift: DriftSummary::from(d),
+            fields: d
+                .fields
+                .iter()
+                .map(|f| FieldDiffDto {
+                    path: f.path.clone(),
+                    desired: f.desired.clone(),
+                    live: f.live.clone(),
+                })
+                .collect(),
+            attribution: AttributionDto {
+                owners: d
+                    .attribution
+                    .owners
+                    .iter()
+                    .map(|o| FieldOwnerDto {
+                        path: o.path.clone(),
+                        manager: o.manager.clone(),
+                        operation: o.operation.clone(),
+                        subresource: o.subresource.clone(),
+                        time: o.time,
+                    })
+                    .collect(),
+                commit: d.attribution.commit.as_ref().map(|c| CommitDto {
+                    id: c.id.clone(),
+                    author: c.author.clone(),
+                    email: c.email.clone(),
+                    time: c.time,
+                    message: c.message.clone(),
+                }),
+                who: d.attribution.who(d.direction),
+            },
+            provenance: d.provenance.as_ref().map(|p| ProvenanceDto {
+                file: p.file.clone(),
+                document: p.document,
+                line: p.line,
+                revision: p.revision.clone(),
+            }),
+        }
+    }
+}
+
+/// A page of drifts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DriftPage {
+    /// The drifts.
+    pub items: Vec<DriftSummary>,
+    /// How many matched in all.
+    pub total: usize,
+    /// Page size asked.
+    pub limit: usize,
+    /// Offset asked.
+    pub offset: usize,
+    /// Offset of the next page, if any.
+    pub next_offset: Option<usize>,
+}
+
+/// One event of the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventDto {
+    /// Event id.
+    pub event_id: String,
+    /// `detected`, `changed` or `resolved`.
+    pub event: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The scan that saw it.
+    pub scan_id: String,
+    /// Git revision then.
+    pub revision: Option<String>,
+    /// The drift as it stood after the event.
+    pub drift: DriftSummary,
+}
+
+impl From<&DriftEvent> for EventDto {
+    fn from(e: &DriftEvent) -> Self {
+        EventDto {
+            event_id: e.event_id.clone(),
+            event: e.kind.as_str().to_owned(),
+            at: e.at,
+            scan_id: e.scan_id.clone(),
+            revision: e.revision.clone(),
+            drift: DriftSummary::from(&e.drift),
+        }
+    }
+}
+
+/// A page of events, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EventPage {
+    /// Events.
+    pub items: Vec<EventDto>,
+    /// How many matched in all.
+    pub total: usize,
+    /// Page size asked.
+    pub limit: usize,
+    /// Offset asked.
+    pub offset: usize,
+    /// Offset of the next page, if any.
+    pub next_offset: Option<usize>,
+}
+
+/// Counts of a scan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CountsDto {
+    /// Objects tracked.
+    pub tracked: usize,
+    /// In sync.
+    pub in_sync: usize,
+    /// Modified.
+    pub modified: usize,
+    /// Missing.
+    pub missing: usize,
+    /// Orphans.
+    pub orphan: usize,
+    /// Live state unknown.
+    pub unknown: usize,
+}
+
+/// A scan summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScanDto {
+    /// Scan id.
+    pub scan_id: String,
+    /// Environment.
+    pub environment: String,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Duration in milliseconds.
+    pub duration_ms: u64,
+    /// Git revision.
+    pub revision: Option<String>,
+    /// Counts.
+    pub counts: CountsDto,
+    /// Drift score (0..1).
+    pub score: f64,
+    /// Problems met, one line each.
+    pub errors: Vec<String>,
+    /// Events emitted.
+    pub events: usize,
+}
+
+impl From<&ScanSummary> for ScanDto {
+    fn from(s: &ScanSummary) -> Self {
+        ScanDto {
+            scan_id: s.scan_id.clone(),
+            environment: s.environment.clone(),
+            started_at: s.started_at,
+            duration_ms: s.duration_ms,
+            revision: s.revision.clone(),
+            counts: CountsDto {
+                tracked: s.counts.tracked,
+                in_sync: s.counts.in_sync,
+                modified: s.counts.modified,
+                missing: s.counts.missing,
+                orphan: s.counts.orphan,
+                unknown: s.counts.unknown,
+            },
+            score: s.score,
+            errors: s.errors.clone(),
+            events: s.events,
+        }
+    }
+}
+
+/// Scan summaries, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ScanList {
+    /// Scans.
+    pub items: Vec<ScanDto>,
+}
+
+/// The state of one source.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SourceDto {
+    /// `git` or `live`.
+    pub source: String,
+    /// Description of the source.
+    pub description: String,
+    /// Whether it answered at its last use (absent: not used yet).
+    pub up: Option<bool>,
+    /// When it last answered.
+    pub last_ok: Option<DateTime<Utc>>,
+    /// Last error.
+    pub error: Option<String>,
+}
+
+/// An environment with its status and score.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentDto {
+    /// Name.
+    pub name: String,
+    /// `pending` (no scan yet), `in_sync`, `drifted` or `error` (last scan failed).
+    pub status: String,
+    /// Drift score of the last scan.
+    pub score: Option<f64>,
+    /// Open drifts.
+    pub open_drifts: usize,
+    /// Whether a scan is running.
+    pub scanning: bool,
+    /// Whether the cluster is being watched.
+    pub watching: bool,
+    /// The last successful scan.
+    pub last_scan: Option<ScanDto>,
+    /// The last scan failure, if the last scan failed.
+    pub last_error: Option<String>,
+    /// Sources.
+    pub sources: Vec<SourceDto>,
+}
+
+/// Environments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentList {
+    /// Environments.
+    pub items: Vec<EnvironmentDto>,
+}
+
+/// The current record of an object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RecordDto {
+    /// API version.
+    pub api_version: String,
+    /// In Git.
+    pub in_git: bool,
+    /// In the cluster.
+    pub in_cluster: bool,
+    /// The open drift, if any.
+    pub drift: Option<DriftSummary>,
+    /// Last change of the record.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&DriftRecord> for RecordDto {
+    fn from(r: &DriftRecord) -> Self {
+        RecordDto {
+            api_version: r.api_version.clone(),
+            in_git: r.desired_hash.is_some(),
+            in_cluster: r.live_hash.is_some(),
+            drift: r.drift.as_ref().map(DriftSummary::from),
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// The history of one object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectHistory {
+    /// The object.
+    pub object: ObjectRef,
+    /// Its current record (absent: not tracked now).
+    pub record: Option<RecordDto>,
+    /// Its events, oldest first.
+    pub events: Vec<EventDto>,
+}
+
+/// Liveness.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// One readiness check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Check {
+    /// `store`, or `<environment>/git`, `<environment>/live`.
+    pub name: String,
+    /// Passed.
+    pub ok: bool,
+    /// Why not.
+    pub reason: Option<String>,
+}
+
+/// Readiness (answered with 200 when ready, 503 when not).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    /// Every check passed.
+    pub ready: bool,
+    /// Checks.
+    pub checks: Vec<Check>,
+}
+
+/// Answer to a Git push webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAccepted {
+    /// Event type as sent (`push`, `Push Hook`, `ping`, ...).
+    pub event: String,
+    /// Environments whose Git fetch was triggered.
+    pub triggered: Vec<String>,
+}

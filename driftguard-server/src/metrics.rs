@@ -1,0 +1,296 @@
+//! Prometheus metrics (prometheus-client), named after the Prometheus conventions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use driftguard_core::ports::ScanSummary;
+use driftguard_core::state::{Drift, DriftEvent};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// `{environment}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct EnvLabels {
+    /// Environment.
+    pub environment: String,
+}
+
+/// `{environment,source}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Environment.
+    pub environment: String,
+    /// `git` or `live`.
+    pub source: String,
+}
+
+/// `{environment,event}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// Environment.
+    pub environment: String,
+    /// `detected`, `changed`, `resolved`.
+    pub event: String,
+}
+
+/// `{environment,kind,namespace,drift,direction,severity}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct DriftLabels {
+    /// Environment.
+    pub environment: String,
+    /// Kubernetes kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects).
+    pub namespace: String,
+    /// `modified`, `missing`, `orphan`.
+    pub drift: String,
+    /// `forward`, `reverse`, `conflict`, `unknown`.
+    pub direction: String,
+    /// `low` .. `critical`.
+    pub severity: String,
+}
+
+/// `{notifier}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifierLabels {
+    /// Notifier name.
+    pub notifier: String,
+}
+
+type HistogramCtor = fn() -> Histogram;
+
+fn scan_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 16))
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    drift_score: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    drifts: Family<DriftLabels, Gauge>,
+    drift_age: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    events: Family<EventLabels, Counter>,
+    scan_duration: Family<EnvLabels, Histogram, HistogramCtor>,
+    last_scan: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    source_up: Family<SourceLabels, Gauge>,
+    notify_sent: Family<NotifierLabels, Counter>,
+    notify_failed: Family<NotifierLabels, Counter>,
+    notify_dropped: Family<NotifierLabels, Counter>,
+    /// Label sets of open drifts per environment, and the oldest detection.
+    open: Mutex<BTreeMap<String, (BTreeSet<DriftLabels>, Option<DateTime<Utc>>)>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let drift_score = Family::<EnvLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "driftguard_drift_score",
+            "Drift score of the environment (0 in sync .. 1 badly drifted), from the last scan",
+            drift_score.clone(),
+        );
+        let drifts = Family::<DriftLabels, Gauge>::default();
+        registry.register("driftguard_drifts", "Open drifts", drifts.clone());
+        let drift_age = Family::<EnvLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "driftguard_drift_age_seconds",
+            "Age of the oldest open drift of the environment (0 when none)",
+            drift_age.clone(),
+        );
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "driftguard_drift_events",
+            "Drift events (detected, changed, resolved)",
+            events.clone(),
+        );
+        let scan_duration =
+            Family::<EnvLabels, Histogram, HistogramCtor>::new_with_constructor(scan_histogram);
+        registry.register(
+            "driftguard_scan_duration_seconds",
+            "Duration of full scans",
+            scan_duration.clone(),
+        );
+        let last_scan = Family::<SourceLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "driftguard_last_scan_timestamp_seconds",
+            "Unix time of the last successful read of the source",
+            last_scan.clone(),
+        );
+        let source_up = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "driftguard_source_up",
+            "Whether the source answered at its last use (1) or not (0)",
+            source_up.clone(),
+        );
+        let notify_sent = Family::<NotifierLabels, Counter>::default();
+        registry.register(
+            "driftguard_notifications_sent",
+            "Notifications delivered",
+            notify_sent.clone(),
+        );
+        let notify_failed = Family::<NotifierLabels, Counter>::default();
+        registry.register(
+            "driftguard_notification_failures",
+            "Failed notification delivery attempts",
+            notify_failed.clone(),
+        );
+        let notify_dropped = Family::<NotifierLabels, Counter>::default();
+        registry.register(
+            "driftguard_notifications_dropped",
+            "Notifications given up after every retry, or dropped because the queue was full",
+            notify_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            drift_score,
+            drifts,
+            drift_age,
+            events,
+            scan_duration,
+            last_scan,
+            source_up,
+            notify_sent,
+            notify_failed,
+            notify_dropped,
+            open: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn env(environment: &str) -> EnvLabels {
+        EnvLabels {
+            environment: environment.to_owned(),
+        }
+    }
+
+    fn src(environment: &str, source: &str) -> SourceLabels {
+        SourceLabels {
+            environment: environment.to_owned(),
+            source: source.to_owned(),
+        }
+    }
+
+    /// Records a finished full scan.
+    pub fn record_scan(&self, summary: &ScanSummary, seconds: f64) {
+        let env = Metrics::env(&summary.environment);
+        self.drift_score.get_or_create(&env).set(summary.score);
+        self.scan_duration.get_or_create(&env).observe(seconds);
+    }
+
+    /// Says whether a source answered, and when it last did.
+    pub fn source(&self, environment: &str, source: &str, up: bool, at: DateTime<Utc>) {
+        let l = Metrics::src(environment, source);
+        self.source_up.get_or_create(&l).set(i64::from(up));
+        if up {
+            self.last_scan
+                .get_or_create(&l)
+                .set(at.timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    /// Counts events.
+    pub fn count_events(&self, environment: &str, events: &[DriftEvent]) {
+        for e in events {
+            self.events
+                .get_or_create(&EventLabels {
+                    environment: environment.to_owned(),
+                    event: e.kind.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// Replaces the open drifts of one environment.
+    pub fn set_open_drifts(&self, environment: &str, open: &[Drift], now: DateTime<Utc>) {
+        let mut counts: BTreeMap<DriftLabels, i64> = BTreeMap::new();
+        let mut oldest: Option<DateTime<Utc>> = None;
+        for d in open.iter().filter(|d| d.is_open()) {
+            *counts
+                .entry(DriftLabels {
+                    environment: environment.to_owned(),
+                    kind: d.id.kind.clone(),
+                    namespace: d.id.namespace.clone().unwrap_or_default(),
+                    drift: d.kind.as_str().to_owned(),
+                    direction: d.direction.as_str().to_owned(),
+                    severity: d.severity.as_str().to_owned(),
+                })
+                .or_default() += 1;
+            oldest = Some(oldest.map_or(d.detected_at, |o| o.min(d.detected_at)));
+        }
+        let mut guard = self.open.lock().expect("metrics lock is never poisoned");
+        let entry = guard.entry(environment.to_owned()).or_default();
+        for stale in entry.0.iter().filter(|l| !counts.contains_key(*l)) {
+            self.drifts.remove(stale);
+        }
+        for (l, n) in &counts {
+            self.drifts.get_or_create(l).set(*n);
+        }
+        entry.0 = counts.into_keys().collect();
+        entry.1 = oldest;
+        let age = oldest.map_or(0.0, |o| age_seconds(o, now));
+        self.drift_age
+            .get_or_create(&Metrics::env(environment))
+            .set(age);
+    }
+
+    /// Notifier outcomes.
+    pub fn notification(&self, notifier: &str, outcome: NotifyOutcome) {
+        let l = NotifierLabels {
+            notifier: notifier.to_owned(),
+        };
+        match outcome {
+            NotifyOutcome::Sent => self.notify_sent.get_or_create(&l).inc(),
+            NotifyOutcome::Failed => self.notify_failed.get_or_create(&l).inc(),
+            NotifyOutcome::Dropped => self.notify_dropped.get_or_create(&l).inc(),
+        };
+    }
+
+    /// The text exposition (OpenMetrics), with drift ages brought up to `now`.
+    pub fn encode(&self, now: DateTime<Utc>) -> String {
+        {
+            let guard = self.open.lock().expect("metrics lock is never poisoned");
+            for (env, (_, oldest)) in guard.iter() {
+                let age = oldest.map_or(0.0, |o| age_seconds(o, now));
+                self.drift_age.get_or_create(&Metrics::env(env)).set(age);
+            }
+        }
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// What happened to a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Delivered.
+    Sent,
+    /// One attempt failed.
+    Failed,
+    /// Given up.
+    Dropped,
+}
+
+fn age_seconds(since: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    ((now - since).num_milliseconds().max(0) as f64) / 1000.0
+}

@@ -1,0 +1,154 @@
+//! Continuous detection: per environment, a full-scan loop, a Git poll loop (also woken by the
+//! push webhook) and a live watch loop, each independent of the other environments.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftguard_core::ports::SourceError;
+use futures_util::StreamExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{source_message, AppState, Environment, ScanContext};
+
+/// The running detection tasks.
+pub struct Supervisor {
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+impl Supervisor {
+    /// Spawns the loops of every environment. They stop when `cancel` is cancelled (or on
+    /// [`Supervisor::shutdown`]).
+    pub fn start(state: &AppState, cancel: CancellationToken) -> Self {
+        let mut tasks = JoinSet::new();
+        for env in &state.environments {
+            let ctx = state.scan_context();
+            tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
+            tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
+            tasks.spawn(watch_loop(env.clone(), ctx, cancel.clone()));
+        }
+        Supervisor { cancel, tasks }
+    }
+
+    /// Stops accepting work, waits up to `grace` for in-flight scans, then abandons the rest.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.cancel.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("abandoning in-flight scans after the shutdown grace period");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+    }
+}
+
+async fn full_scan_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    loop {
+        if cancel.is_cancelled() {
+            return;
+        }
+        // a scan is not interrupted by cancellation: shutdown waits for it (up to the grace)
+        let _ = env.run_scan(&ctx).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(env.full_scan_interval) => {}
+        }
+    }
+}
+
+async fn poll_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(env.poll_interval) => {}
+            _ = env.fetch_now.notified() => {
+                tracing::info!(environment = %env.name, "fetch requested");
+            }
+        }
+        let fetched = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = env.scanner.git.fetch() => r,
+        };
+        match fetched {
+            Ok(Some(rev)) => {
+                env.mark_git(Ok(()), &ctx);
+                tracing::info!(environment = %env.name, revision = %rev.short(), "Git moved; scanning");
+                let _ = env.run_scan(&ctx).await;
+            }
+            Ok(None) => env.mark_git(Ok(()), &ctx),
+            Err(e) => {
+                tracing::warn!(environment = %env.name, error = %e, "Git fetch failed");
+                env.mark_git(Err(source_message(&e)), &ctx);
+            }
+        }
+    }
+}
+
+async fn watch_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        // the scope is known after the first successful scan
+        let scope = loop {
+            if let Some(s) = env.scanner.live_scope() {
+                break s;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = env.scope_changed.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
+        let watched = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = env.scanner.live.watch(&scope) => r,
+        };
+        let mut stream = match watched {
+            Ok(s) => s,
+            Err(SourceError::Unsupported { .. }) => {
+                tracing::info!(environment = %env.name, "live source cannot watch; relying on scans");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(environment = %env.name, error = %e, "cannot watch the cluster");
+                env.mark_live(Err(source_message(&e)), &ctx);
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        env.set_watching(true);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    env.set_watching(false);
+                    return;
+                }
+                _ = env.scope_changed.notified() => {
+                    tracing::info!(environment = %env.name, "tracked kinds changed; restarting the watch");
+                    break;
+                }
+                item = stream.next() => match item {
+                    Some(change) => env.apply_change(&ctx, &change).await,
+                    None => {
+                        tracing::warn!(environment = %env.name, "watch ended; restarting");
+                        break;
+                    }
+                }
+            }
+        }
+        env.set_watching(false);
+    }
+}
