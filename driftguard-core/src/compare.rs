@@ -2,8 +2,9 @@
 //!
 //! Only the fields Git sets are compared (the "desired subset"), so server defaults never count.
 //! Closed maps are compared in both directions so that additions by hand are caught:
-//! `metadata.labels`, `metadata.annotations`, ConfigMap `data`/`binaryData`, Secret `data` and
-//! a container's `env`. Lists without merge keys are compared whole: same length and order,
+//! `metadata.labels`, `metadata.annotations`, ConfigMap `data`/`binaryData`, Secret `data`, a
+//! container's `env` and `securityContext`; and a pod spec's `hostNetwork`, `hostPID` and
+//! `hostIPC` are compared even when Git does not set them (security posture). Lists without merge keys are compared whole: same length and order,
 //! with the desired subset applied inside their items.
 //!
 //! Every compared leaf gets a path hash and a value hash on each side ([`FieldHashes`]); the
@@ -184,7 +185,8 @@ impl Walker {
             Node::Root if self.secret => &["metadata", "data"],
             Node::Root => &["metadata"],
             Node::Metadata => &["labels", "annotations"],
-            Node::Container => &["env"],
+            Node::Container => &["env", "securityContext"],
+            Node::Other => &["hostNetwork", "hostPID", "hostIPC"],
             _ => &[],
         }
     }
@@ -202,7 +204,7 @@ impl Walker {
                 _ => Node::Other,
             },
             Node::ContainerList => Node::Container,
-            Node::Container if key == "env" => Node::Closed,
+            Node::Container if key == "env" || key == "securityContext" => Node::Closed,
             _ => match key {
                 "containers" | "initContainers" | "ephemeralContainers" => Node::ContainerList,
                 _ => Node::Other,
@@ -256,7 +258,8 @@ impl Walker {
                 self.buf.truncate(len);
             }
         } else {
-            for k in self.closed_children(node) {
+            let pod_spec = node != Node::Other || dm.contains_key("containers");
+            for k in self.closed_children(node).iter().filter(|_| pod_spec) {
                 if dm.contains_key(*k) {
                     continue;
                 }

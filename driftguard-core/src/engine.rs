@@ -78,6 +78,9 @@ pub struct EnvState {
     pub managed_namespaces: HashSet<String>,
     /// Kinds in which orphans count.
     pub orphan_kinds: HashSet<GroupKind>,
+    /// PersistentVolumeClaims made from StatefulSet `volumeClaimTemplates`, as
+    /// `(namespace, name prefix)`: `<template>-<statefulset>-`.
+    pub claim_prefixes: HashSet<(String, String)>,
     /// Kinds whose live state is unknown (could not be read).
     pub unknown_kinds: HashSet<GroupKind>,
     /// Problems met (manifest errors, duplicates, unreadable kinds).
@@ -150,6 +153,7 @@ impl Engine {
             if let Some(target) = hpa_target(env, raw) {
                 st.hpa_targets.insert(target);
             }
+            st.claim_prefixes.extend(claim_prefixes(raw));
         }
         let mut where_defined: HashMap<ResourceId, String> = HashMap::new();
         for m in &desired.objects {
@@ -332,8 +336,44 @@ fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
     Some(target_meta.id(env))
 }
 
+/// Name prefixes of the claims a StatefulSet makes from its `volumeClaimTemplates`.
+fn claim_prefixes(raw: &RawObject) -> Vec<(String, String)> {
+    let meta = raw.meta();
+    if meta.kind != "StatefulSet" || meta.group_kind().group != "apps" {
+        return Vec::new();
+    }
+    let Some(templates) = raw
+        .0
+        .get("spec")
+        .and_then(|s| s.get("volumeClaimTemplates"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    let ns = meta.namespace.unwrap_or("").to_owned();
+    templates
+        .iter()
+        .filter_map(|t| t.get("metadata")?.get("name")?.as_str())
+        .map(|t| (ns.clone(), format!("{t}-{}-", meta.name)))
+        .collect()
+}
+
+fn made_by_statefulset(st: &EnvState, id: &ResourceId) -> bool {
+    if !(id.group.is_empty() && id.kind == "PersistentVolumeClaim") {
+        return false;
+    }
+    let ns = id.namespace.clone().unwrap_or_default();
+    st.claim_prefixes.iter().any(|(n, prefix)| {
+        n == &ns
+            && id
+                .name
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|ordinal| ordinal.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 fn orphan_eligible(st: &EnvState, id: &ResourceId, live: &LiveObject) -> bool {
-    if !st.orphan_kinds.contains(&id.group_kind()) {
+    if !st.orphan_kinds.contains(&id.group_kind()) || made_by_statefulset(st, id) {
         return false;
     }
     if live.meta.tracking {

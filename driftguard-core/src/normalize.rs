@@ -40,6 +40,13 @@ pub const SECRET_HASH_PREFIX: &str = "hmac-sha256:";
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Annotations the API server or its controllers write that lie outside the system prefixes
+/// (or must go even when system prefixes are compared).
+const SERVER_ANNOTATIONS: &[&str] = &[
+    "deployment.kubernetes.io/revision",
+    "deprecated.daemonset.template.generation",
+];
+
 /// The key Secret values are hashed with. Its `Debug` output is redacted.
 #[derive(Clone)]
 pub struct SecretKey(Vec<u8>);
@@ -278,7 +285,7 @@ impl Normalizer {
                         let mut kept = Map::new();
                         for (lk, lv) in map {
                             if lk == LAST_APPLIED
-                                || lk == "deployment.kubernetes.io/revision"
+                                || SERVER_ANNOTATIONS.contains(&lk.as_str())
                                 || (self.ignore_system_prefixes && is_system_key(lk))
                             {
                                 continue;

@@ -1,0 +1,358 @@
+//! Drift verdicts on real API-server data: the manifests in `fixtures/apiserver-1.20-corpus`
+//! and the objects a real kube-apiserver 1.20 returned for them (defaults, status, controller-made
+//! objects). Unchanged, nothing drifts; each hand change is reported with the right kind,
+//! direction, fields and severity, and nothing else.
+
+use std::fs;
+use std::path::Path;
+
+use driftguard_core::engine::EnvState;
+use driftguard_core::manifest::parse_file;
+use driftguard_core::prelude::*;
+use serde_json::{json, Value};
+
+const ENV: &str = "corpus";
+
+fn fixtures() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/apiserver-1.20-corpus"
+    ))
+}
+
+fn desired() -> DesiredSet {
+    let mut set = DesiredSet::default();
+    let mut files: Vec<_> = fs::read_dir(fixtures().join("desired"))
+        .expect("fixture folder")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = fs::read_to_string(&f).expect("fixture file");
+        let name = f.file_name().expect("name").to_string_lossy().into_owned();
+        let (objects, errors) = parse_file(&name, &text, None).into_manifests();
+        assert!(errors.is_empty(), "{errors:?}");
+        set.objects.extend(objects);
+    }
+    set
+}
+
+fn live_values() -> Vec<Value> {
+    let mut out = Vec::new();
+    for f in ["live-namespaced.yaml", "live-cluster.yaml"] {
+        let text = fs::read_to_string(fixtures().join(f)).expect("fixture file");
+        let (objects, errors) = parse_file(f, &text, None).into_live();
+        assert!(errors.is_empty(), "{errors:?}");
+        out.extend(objects.into_iter().map(|o| o.object.0));
+    }
+    out
+}
+
+fn engine() -> Engine {
+    Engine::new(
+        EnvironmentSpec::new(ENV),
+        Normalizer::new(SecretKey::new(b"corpus-key".to_vec())),
+    )
+}
+
+/// Every object's verdict as one line: `Kind/name kind direction severity paths`.
+fn verdicts(engine: &Engine, st: &EnvState) -> Vec<String> {
+    let mut ids: Vec<&ResourceId> = st.desired.keys().chain(st.live.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for id in ids {
+        let obs = engine.observe(st, id);
+        let line = match &obs.presence {
+            Presence::Both(c) if c.in_sync() => continue,
+            Presence::Both(c) => format!(
+                "{}/{} modified {} {} {}",
+                id.kind,
+                id.name,
+                obs.evidence.unwrap_or(Direction::Unknown),
+                obs.severity,
+                c.drifted_paths().join(",")
+            ),
+            Presence::DesiredOnly { .. } => {
+                format!("{}/{} missing {}", id.kind, id.name, obs.severity)
+            }
+            Presence::LiveOnly { .. } => format!("{}/{} orphan {}", id.kind, id.name, obs.severity),
+            Presence::Neither => continue,
+        };
+        out.push(line);
+    }
+    out
+}
+
+fn check(mutate: impl FnOnce(&mut Vec<Value>), expect: &[&str]) {
+    let mut live = live_values();
+    mutate(&mut live);
+    let engine = engine();
+    let snapshot = LiveSnapshot {
+        objects: live.into_iter().map(RawLive::new).collect(),
+        ..LiveSnapshot::default()
+    };
+    let st = engine.index(&desired(), &snapshot);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(verdicts(&engine, &st), expect);
+}
+
+fn find<'a>(live: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {
+    live.iter_mut()
+        .find(|v| v["kind"] == kind && v["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} in the corpus"))
+}
+
+#[test]
+fn unchanged_corpus_has_no_drift() {
+    check(|_| {}, &[]);
+}
+
+#[test]
+fn scale_of_a_statefulset() {
+    check(
+        |l| find(l, "StatefulSet", "cache")["spec"]["replicas"] = json!(5),
+        // applied client-side: the last-applied annotation equals Git, so live moved
+        &["StatefulSet/cache modified forward medium spec.replicas"],
+    );
+}
+
+#[test]
+fn scale_to_zero_is_high() {
+    check(
+        |l| find(l, "StatefulSet", "cache")["spec"]["replicas"] = json!(0),
+        &["StatefulSet/cache modified forward high spec.replicas"],
+    );
+}
+
+#[test]
+fn hpa_owned_replicas_are_not_drift() {
+    check(
+        |l| find(l, "Deployment", "frontend")["spec"]["replicas"] = json!(7),
+        &[],
+    );
+}
+
+#[test]
+fn image_hotfix() {
+    check(
+        |l| {
+            find(l, "Deployment", "frontend")["spec"]["template"]["spec"]["containers"][0]
+                ["image"] = json!("nginx:1.25.4")
+        },
+        &["Deployment/frontend modified forward high spec.template.spec.containers[nginx].image"],
+    );
+}
+
+#[test]
+fn env_var_added_and_changed() {
+    check(
+        |l| {
+            let c = &mut find(l, "Deployment", "frontend")["spec"]["template"]["spec"]
+                ["containers"][0];
+            c["env"][0]["value"] = json!("debug");
+            c["env"]
+                .as_array_mut()
+                .expect("env list")
+                .push(json!({"name": "DEBUG", "value": "1"}));
+        },
+        &["Deployment/frontend modified forward medium spec.template.spec.containers[nginx].env[DEBUG],spec.template.spec.containers[nginx].env[MODE].value"],
+    );
+}
+
+#[test]
+fn configmap_patched_and_key_added() {
+    check(
+        |l| {
+            let cm = find(l, "ConfigMap", "frontend-config");
+            cm["data"]["retries"] = json!("5");
+            cm["data"]["extra"] = json!("x");
+        },
+        &["ConfigMap/frontend-config modified forward medium data.extra,data.retries"],
+    );
+}
+
+#[test]
+fn label_added_by_hand() {
+    check(
+        |l| find(l, "Service", "frontend")["metadata"]["labels"] = json!({"hotfix": "true"}),
+        &["Service/frontend modified forward low metadata.labels.hotfix"],
+    );
+}
+
+#[test]
+fn system_labels_are_ignored() {
+    check(
+        |l| {
+            find(l, "Service", "frontend")["metadata"]["labels"] =
+                json!({"app.kubernetes.io/managed-by": "someone"})
+        },
+        &[],
+    );
+}
+
+#[test]
+fn secret_rotated_by_hand_is_high_and_redacted() {
+    let mut live = live_values();
+    // base64 of "rotated-token"
+    find(&mut live, "Secret", "frontend-tls")["data"]["token"] = json!("cm90YXRlZC10b2tlbg==");
+    let engine = engine();
+    let st = engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects: live.into_iter().map(RawLive::new).collect(),
+            ..LiveSnapshot::default()
+        },
+    );
+    let id = ResourceId::new(ENV, "", "Secret", Some("corpus"), "frontend-tls");
+    let obs = engine.observe(&st, &id);
+    let Presence::Both(c) = &obs.presence else {
+        panic!("both sides present")
+    };
+    assert_eq!(c.drifted_paths(), vec!["data.token"]);
+    assert_eq!(obs.severity, Severity::High);
+    let shown = serde_json::to_string(&c.drifted).expect("serializes");
+    for plain in [
+        "rotated-token",
+        "cm90YXRlZC10b2tlbg",
+        "not-a-real-token",
+        "bm90LWEtcmVhbC10b2tlbg",
+    ] {
+        assert!(!shown.contains(plain), "{plain} leaked in {shown}");
+    }
+    // the normalized live object keeps no plaintext either, last-applied included
+    let l = st.live.get(&id).expect("tracked");
+    let all = format!("{:?} {:?}", l.object.content, l.last_applied);
+    assert!(!all.contains("not-a-real-token"), "{all}");
+}
+
+#[test]
+fn deleted_object_is_missing() {
+    check(
+        |l| l.retain(|v| !(v["kind"] == "ConfigMap" && v["metadata"]["name"] == "frontend-config")),
+        &["ConfigMap/frontend-config missing medium"],
+    );
+}
+
+#[test]
+fn objects_created_by_hand_are_orphans() {
+    check(
+        |l| {
+            // in a namespace Git manages: no tracking label needed
+            l.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "hand-made", "namespace": "corpus", "uid": "u1"},
+                "data": {"a": "b"}}));
+            // elsewhere: only with DriftGuard's tracking label
+            l.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "tracked", "namespace": "other",
+                    "labels": {"driftguard.io/tracked": "true"}}}));
+            l.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "untracked", "namespace": "other"}}));
+            // controller-made objects are not orphans
+            l.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "owned", "namespace": "corpus",
+                    "ownerReferences": [{"kind": "X", "name": "y", "uid": "z"}]}}));
+        },
+        &[
+            "ConfigMap/hand-made orphan medium",
+            "ConfigMap/tracked orphan medium",
+        ],
+    );
+}
+
+#[test]
+fn custom_resource_changed_but_schema_default_ignored() {
+    check(
+        |l| find(l, "Widget", "blue")["spec"]["color"] = json!("red"),
+        &["Widget/blue modified forward medium spec.color"],
+    );
+}
+
+#[test]
+fn rbac_rules_widened() {
+    check(
+        |l| {
+            find(l, "Role", "config-reader")["rules"][0]["verbs"] =
+                json!(["get", "list", "watch", "update"])
+        },
+        // applied server-side: no last-applied annotation, no history: direction unknown
+        &["Role/config-reader modified unknown high rules"],
+    );
+}
+
+#[test]
+fn privileged_container_is_critical() {
+    check(
+        |l| {
+            find(l, "Deployment", "frontend")["spec"]["template"]["spec"]["containers"][1]
+                ["securityContext"] = json!({"privileged": true})
+        },
+        &["Deployment/frontend modified forward critical spec.template.spec.containers[sidecar].securityContext.privileged"],
+    );
+}
+
+#[test]
+fn quantities_written_differently_are_equal() {
+    check(
+        |l| {
+            let r = &mut find(l, "Deployment", "frontend")["spec"]["template"]["spec"]
+                ["containers"][0]["resources"];
+            r["limits"]["memory"] = json!("1024Mi");
+            r["limits"]["cpu"] = json!("1000m");
+        },
+        &[],
+    );
+}
+
+#[test]
+fn field_manager_attribution() {
+    let mut live = live_values();
+    let sts = find(&mut live, "StatefulSet", "cache");
+    sts["spec"]["replicas"] = json!(4);
+    sts["metadata"]["managedFields"] = json!([
+        {"manager": "kubectl", "operation": "Apply", "time": "2026-11-25T17:36:45Z",
+         "fieldsV1": {"f:spec": {"f:replicas": {}, "f:serviceName": {}}}},
+        {"manager": "kubectl-scale", "operation": "Update", "subresource": "scale",
+         "time": "2026-11-25T18:00:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]);
+    let engine = engine();
+    let st = engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects: live.into_iter().map(RawLive::new).collect(),
+            ..LiveSnapshot::default()
+        },
+    );
+    let id = ResourceId::new(ENV, "apps", "StatefulSet", Some("corpus"), "cache");
+    let obs = engine.observe(&st, &id);
+    assert_eq!(obs.owners.len(), 1);
+    assert_eq!(obs.owners[0].manager, "kubectl-scale");
+    assert_eq!(obs.owners[0].subresource, "scale");
+}
+
+#[test]
+fn ignore_rules_by_pointer_and_manager() {
+    let mut live = live_values();
+    let sts = find(&mut live, "StatefulSet", "cache");
+    sts["spec"]["replicas"] = json!(4);
+    sts["metadata"]["annotations"] = json!({"note": "x"});
+    sts["metadata"]["managedFields"] = json!([
+        {"manager": "autoscaler", "operation": "Update", "time": "2026-11-25T18:00:00Z",
+         "fieldsV1": {"f:metadata": {"f:annotations": {"f:note": {}}}}}
+    ]);
+    let mut spec = EnvironmentSpec::new(ENV);
+    spec.ignore = serde_json::from_value(json!({"rules": [
+        {"kind": "StatefulSet", "jsonPointers": ["/spec/replicas"]},
+        {"kind": "Stateful*", "managedFieldsManagers": ["autoscaler"]}
+    ]}))
+    .expect("valid rules");
+    let engine = Engine::new(spec, Normalizer::new(SecretKey::new(b"k".to_vec())));
+    let st = engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects: live.into_iter().map(RawLive::new).collect(),
+            ..LiveSnapshot::default()
+        },
+    );
+    assert_eq!(verdicts(&engine, &st), Vec::<String>::new());
+}

@@ -1,0 +1,93 @@
+//! Properties: key order never changes a hash; normalization is idempotent.
+
+use driftguard_core::hash::hash_value;
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use proptest::prelude::*;
+use serde_json::{json, Map, Value};
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(|i| json!(i)),
+        "[a-z0-9]{0,6}".prop_map(Value::String),
+        prop_oneof![Just("500m"), Just("1Gi"), Just("0.5"), Just("2")]
+            .prop_map(|s| Value::String(s.into())),
+        Just(Value::Null),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(
+                prop_oneof![
+                    "[a-z]{1,5}".prop_map(String::from),
+                    Just("requests".to_owned()),
+                    Just("containers".to_owned()),
+                    Just("env".to_owned()),
+                    Just("name".to_owned()),
+                ],
+                inner,
+                0..5
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// JSON text with every object's keys written in reverse order.
+fn reversed_text(v: &Value) -> String {
+    match v {
+        Value::Object(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .rev()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), reversed_text(v)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(reversed_text).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn object(kind: &str, spec: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": kind,
+        "metadata": {"name": "x", "namespace": "n", "labels": {"b": "1", "a": "2"}},
+        "spec": spec})
+}
+
+proptest! {
+    #[test]
+    fn key_order_never_changes_a_hash(spec in value()) {
+        let obj = object("Deployment", spec);
+        let reordered: Value = serde_json::from_str(&reversed_text(&obj)).expect("valid JSON");
+        let yaml = serde_yaml::to_string(&obj).expect("yaml");
+        let from_yaml: Value = serde_yaml::from_str(&yaml).expect("yaml back");
+        let n = Normalizer::new(SecretKey::new(b"k".to_vec()));
+        let a = n.normalize("e", &obj, &[]).expect("valid");
+        let b = n.normalize("e", &reordered, &[]).expect("valid");
+        let c = n.normalize("e", &from_yaml, &[]).expect("valid");
+        prop_assert_eq!(hash_value(&a.content), hash_value(&b.content));
+        prop_assert_eq!(hash_value(&a.content), hash_value(&c.content));
+    }
+
+    #[test]
+    fn normalize_is_idempotent(spec in value(), kind in prop_oneof![Just("Deployment"), Just("ConfigMap"), Just("Service")]) {
+        let n = Normalizer::new(SecretKey::new(b"k".to_vec()));
+        let once = n.normalize("e", &object(kind, spec), &[]).expect("valid");
+        let mut again_input = once.content.clone();
+        let m: &mut Map<String, Value> = again_input.as_object_mut().expect("object");
+        m.insert("apiVersion".into(), json!("apps/v1"));
+        m.insert("kind".into(), json!(kind));
+        let meta = m.entry("metadata").or_insert_with(|| json!({}));
+        meta["name"] = json!("x");
+        meta["namespace"] = json!("n");
+        let twice = n.normalize("e", &again_input, &[]).expect("valid");
+        prop_assert_eq!(once.content, twice.content);
+    }
+}
