@@ -1,1 +1,61 @@
-//! DriftGuard store (filled by a later issue).
+//! # driftguard-store
+//!
+//! Durable implementations of [`driftguard_core::ports::DriftStore`]:
+//!
+//! - [`sqlite::SqliteStore`]: one file, no set-up; the default for the CLI and a single server.
+//! - [`mongo::MongoStore`]: the official `mongodb` driver; several servers may share a database.
+//! - [`buffered::BufferedStore`]: wraps any store; when it is unavailable, batches are queued in
+//!   order (bounded) and retried with backoff in the background, and health reports degraded.
+//!
+//! Every store keeps, per environment, the current record of each tracked object, the
+//! append-only event log, scan summaries and drift episodes (derived from events exactly like
+//! [`driftguard_core::memory::apply_event_to_episode`]). Records, events, episodes and scans are
+//! stored as their serde JSON form plus indexed columns for the filters; none of them holds a
+//! Secret value (the core hashes Secret data and redacts it in field diffs).
+
+pub mod buffered;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod mongo;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use driftguard_core::ports::{BoxError, StoreError};
+use driftguard_core::severity::Severity;
+
+pub use buffered::{BufferHealth, BufferedStore};
+pub use mongo::{MongoOptions, MongoStore};
+pub use sqlite::SqliteStore;
+
+/// A time as integer nanoseconds since the epoch (saturating outside 1677..2262), the sort and
+/// filter key every store uses so that order matches the in-memory store exactly.
+pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// Severity as a number that sorts like [`Severity`].
+pub(crate) fn severity_rank(s: Severity) -> i64 {
+    match s {
+        Severity::Low => 0,
+        Severity::Medium => 1,
+        Severity::High => 2,
+        Severity::Critical => 3,
+    }
+}
+
+pub(crate) fn backend(context: impl Into<String>, e: impl Into<BoxError>) -> StoreError {
+    StoreError::Backend {
+        context: context.into(),
+        source: e.into(),
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: format!("{what}: {e}"),
+    }
+}

@@ -1,0 +1,295 @@
+//! A store wrapper that keeps the server detecting while its database is down.
+//!
+//! When a commit fails because the store is unavailable, the batch is queued (bounded, in order)
+//! and acknowledged; a background task retries the queue with exponential backoff. While the
+//! queue is not empty every later batch joins it (so order is kept), [`BufferedStore::status`]
+//! is degraded and [`DriftStore::health`] fails. Record reads overlay the queued batches on what
+//! the store returns (or on the last records read when the store cannot be read), so the next
+//! scan continues from what was acknowledged and emits no event twice. Other reads pass through.
+//!
+//! Batches are kept in memory: they survive a database outage, not the loss of this process.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
+use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use tokio::sync::Notify;
+
+/// Health of a buffered store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BufferHealth {
+    /// Everything acknowledged is in the store.
+    Healthy,
+    /// Batches wait for the store.
+    Degraded {
+        /// Batches queued.
+        queued: usize,
+        /// The last error met.
+        last_error: String,
+    },
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<ScanBatch>,
+    last_error: Option<String>,
+    /// Last known records per environment (kept up to date with acknowledged batches).
+    cache: HashMap<String, BTreeMap<ResourceId, DriftRecord>>,
+}
+
+/// Wraps a store with an in-order, bounded write buffer and background retries.
+pub struct BufferedStore {
+    inner: Arc<dyn DriftStore>,
+    state: Arc<Mutex<State>>,
+    /// Held while a batch is written to the inner store, so batches land in order.
+    writer: Arc<tokio::sync::Mutex<()>>,
+    wake: Arc<Notify>,
+    capacity: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for BufferedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BufferedStore({:?})", self.status())
+    }
+}
+
+impl Drop for BufferedStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn apply_to_cache(cache: &mut HashMap<String, BTreeMap<ResourceId, DriftRecord>>, b: &ScanBatch) {
+    for r in &b.upserts {
+        if let Some(env) = cache.get_mut(&r.id.environment) {
+            env.insert(r.id.clone(), r.clone());
+        }
+    }
+    for id in &b.deletes {
+        if let Some(env) = cache.get_mut(&id.environment) {
+            env.remove(id);
+        }
+    }
+}
+
+impl BufferedStore {
+    /// Wraps `inner`, queueing at most `capacity` batches. Retries start at `initial_backoff`
+    /// and double up to 30 s. Must be called inside a tokio runtime.
+    pub fn new(inner: Arc<dyn DriftStore>, capacity: usize, initial_backoff: Duration) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let wake = Arc::new(Notify::new());
+        let task = tokio::spawn(retry_loop(
+            inner.clone(),
+            state.clone(),
+            writer.clone(),
+            wake.clone(),
+            initial_backoff,
+        ));
+        BufferedStore {
+            inner,
+            state,
+            writer,
+            wake,
+            capacity: capacity.max(1),
+            task,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("buffer state lock is never poisoned")
+    }
+
+    /// Healthy, or degraded with the queue length and last error.
+    pub fn status(&self) -> BufferHealth {
+        let s = self.lock();
+        if s.queue.is_empty() {
+            BufferHealth::Healthy
+        } else {
+            BufferHealth::Degraded {
+                queued: s.queue.len(),
+                last_error: s.last_error.clone().unwrap_or_default(),
+            }
+        }
+    }
+
+    /// Batches waiting.
+    pub fn queued(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Waits until the queue is empty or `timeout` passes; returns whether it emptied.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.queued() == 0 {
+                return true;
+            }
+            self.wake.notify_one();
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn enqueue(&self, s: &mut State, batch: &ScanBatch, why: String) -> Result<(), StoreError> {
+        if s.queue.len() >= self.capacity {
+            return Err(StoreError::Unavailable {
+                source: format!(
+                    "write buffer full ({} batches waiting); last error: {why}",
+                    s.queue.len()
+                )
+                .into(),
+            });
+        }
+        s.queue.push_back(batch.clone());
+        s.last_error = Some(why);
+        apply_to_cache(&mut s.cache, batch);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+async fn retry_loop(
+    inner: Arc<dyn DriftStore>,
+    state: Arc<Mutex<State>>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    wake: Arc<Notify>,
+    initial: Duration,
+) {
+    let max = Duration::from_secs(30);
+    let mut backoff = initial;
+    loop {
+        let empty = state.lock().expect("lock").queue.is_empty();
+        if empty {
+            wake.notified().await;
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        let _w = writer.lock().await;
+        loop {
+            let front = state.lock().expect("lock").queue.front().cloned();
+            let Some(batch) = front else {
+                backoff = initial;
+                break;
+            };
+            match inner.commit(&batch).await {
+                Ok(()) => {
+                    let mut s = state.lock().expect("lock");
+                    s.queue.pop_front();
+                    if s.queue.is_empty() {
+                        s.last_error = None;
+                    }
+                    backoff = initial;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "store still unavailable; batch kept for retry");
+                    state.lock().expect("lock").last_error = Some(e.to_string());
+                    backoff = (backoff * 2).min(max);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl DriftStore for BufferedStore {
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        match self.inner.records(environment).await {
+            Ok(stored) => {
+                let mut map: BTreeMap<ResourceId, DriftRecord> =
+                    stored.into_iter().map(|r| (r.id.clone(), r)).collect();
+                let mut s = self.lock();
+                // batches still queued are newer than what the store has
+                for b in &s.queue {
+                    for r in b.upserts.iter().filter(|r| r.id.environment == environment) {
+                        map.insert(r.id.clone(), r.clone());
+                    }
+                    for id in b.deletes.iter().filter(|i| i.environment == environment) {
+                        map.remove(id);
+                    }
+                }
+                s.cache.insert(environment.to_owned(), map.clone());
+                Ok(map.into_values().collect())
+            }
+            Err(e @ StoreError::Unavailable { .. }) => match self.lock().cache.get(environment) {
+                Some(map) => Ok(map.values().cloned().collect()),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut s = self.lock();
+            if !s.queue.is_empty() {
+                let why = s.last_error.clone().unwrap_or_default();
+                return self.enqueue(&mut s, batch, why);
+            }
+        }
+        let _w = self.writer.lock().await;
+        {
+            // the retry task may have queued nothing, or a batch may have joined meanwhile
+            let mut s = self.lock();
+            if !s.queue.is_empty() {
+                let why = s.last_error.clone().unwrap_or_default();
+                return self.enqueue(&mut s, batch, why);
+            }
+        }
+        match self.inner.commit(batch).await {
+            Ok(()) => {
+                apply_to_cache(&mut self.lock().cache, batch);
+                Ok(())
+            }
+            Err(e @ StoreError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "store unavailable; batch buffered");
+                let mut s = self.lock();
+                self.enqueue(&mut s, batch, e.to_string())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        self.inner.drifts(query).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        self.inner.events(query).await
+    }
+
+    async fn scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.inner.scans(environment, limit).await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        self.inner.prune(before).await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        if let BufferHealth::Degraded { queued, last_error } = self.status() {
+            return Err(StoreError::Unavailable {
+                source: format!("degraded: {queued} batches buffered; last error: {last_error}")
+                    .into(),
+            });
+        }
+        self.inner.health().await
+    }
+}

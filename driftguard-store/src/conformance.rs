@@ -1,0 +1,912 @@
+//! The DriftStore conformance suite (feature `conformance`).
+//!
+//! Each function takes a fresh, empty store and panics on a failed check. Most of them write the
+//! same batches to the store under test and to the reference [`MemoryStore`] and compare every
+//! answer, so "same meaning as the in-memory store" is what is tested. Use
+//! [`conformance_tests!`](crate::conformance_tests) to generate one `#[tokio::test]` per check.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::compare::FieldDiff;
+use driftguard_core::id::ResourceId;
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
+use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
+use driftguard_core::ports::{DesiredSet, DriftStore, ScanBatch, ScanCounts, ScanSummary};
+use driftguard_core::prelude::{Engine, EnvironmentSpec, Normalizer, Scanner, SecretKey};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{
+    Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64, Resolution,
+};
+use serde_json::json;
+
+/// Generates one `#[tokio::test]` per conformance check, each with a fresh store from
+/// `$fresh` (an `async fn() -> Arc<dyn DriftStore>`, or a path to one).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@one $fresh, conformance_round_trip, round_trip);
+        $crate::conformance_tests!(@one $fresh, conformance_queries_match_reference, queries_match_reference);
+        $crate::conformance_tests!(@one $fresh, conformance_pagination, pagination);
+        $crate::conformance_tests!(@one $fresh, conformance_idempotent_retries, idempotent_retries);
+        $crate::conformance_tests!(@one $fresh, conformance_retention, retention);
+        $crate::conformance_tests!(@one $fresh, conformance_concurrent_writers, concurrent_writers);
+        $crate::conformance_tests!(@one $fresh, conformance_scanner_round_trip, scanner_round_trip);
+    };
+    (@one $fresh:path, $name:ident, $check:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let store = $fresh().await;
+            $crate::conformance::$check(store).await;
+        }
+    };
+}
+
+/// A fixed time `secs` seconds after 2024-01-01T00:00:00Z (with a sub-millisecond part, so
+/// that stores must keep full precision).
+pub fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date")
+        + Duration::seconds(secs)
+        + Duration::microseconds(secs.rem_euclid(7) * 13)
+}
+
+/// One drift of an object.
+#[allow(clippy::too_many_arguments)]
+pub fn drift(
+    id: &ResourceId,
+    episode: &str,
+    kind: DriftKind,
+    direction: Direction,
+    severity: Severity,
+    detected: DateTime<Utc>,
+    updated: DateTime<Utc>,
+    resolved: Option<DateTime<Utc>>,
+) -> Drift {
+    Drift {
+        episode: episode.to_owned(),
+        id: id.clone(),
+        api_version: if id.group.is_empty() {
+            "v1".into()
+        } else {
+            format!("{}/v1", id.group)
+        },
+        kind,
+        direction,
+        severity,
+        fields: if kind == DriftKind::Modified {
+            vec![FieldDiff {
+                path: "spec.replicas".into(),
+                desired: Some(json!(3)),
+                live: Some(json!(5)),
+            }]
+        } else {
+            Vec::new()
+        },
+        attribution: Default::default(),
+        detected_at: detected,
+        updated_at: updated,
+        resolved_at: resolved,
+        resolution: resolved.map(|_| Resolution::Reverted),
+        revision: Some("rev-1".into()),
+        provenance: Some(Provenance {
+            file: "apps/web.yaml".into(),
+            document: 0,
+            line: 1,
+            revision: Some("rev-1".into()),
+        }),
+    }
+}
+
+/// An event with a deterministic id.
+pub fn event(kind: EventKind, d: &Drift, at: DateTime<Utc>, scan: &str) -> DriftEvent {
+    DriftEvent {
+        event_id: format!("{}-{}-{scan}", d.episode, kind.as_str()),
+        kind,
+        at,
+        scan_id: scan.to_owned(),
+        revision: d.revision.clone(),
+        drift: d.clone(),
+    }
+}
+
+/// A record of an object with an optional open drift.
+pub fn record(id: &ResourceId, drift: Option<Drift>, at: DateTime<Utc>) -> DriftRecord {
+    DriftRecord {
+        id: id.clone(),
+        api_version: "v1".into(),
+        desired_hash: Some(Hash64(0xdead_beef)),
+        live_hash: Some(Hash64(u64::MAX - 3)),
+        baseline: None,
+        drift,
+        updated_at: at,
+    }
+}
+
+/// A scan summary.
+pub fn summary(env: &str, scan: &str, at: DateTime<Utc>, events: usize) -> ScanSummary {
+    ScanSummary {
+        scan_id: scan.to_owned(),
+        environment: env.to_owned(),
+        started_at: at,
+        duration_ms: 12,
+        revision: Some("rev-1".into()),
+        counts: ScanCounts {
+            tracked: 10,
+            in_sync: 9,
+            modified: 1,
+            ..ScanCounts::default()
+        },
+        score: 2.5,
+        errors: vec!["apps/bad.yaml:3: oops".into()],
+        events,
+    }
+}
+
+/// A varied history: two environments, several kinds and namespaces, every drift kind,
+/// direction and severity, open, changed and resolved episodes, in several batches.
+pub fn dataset() -> Vec<ScanBatch> {
+    let kinds: [(&str, &str, bool); 3] = [
+        ("apps", "Deployment", true),
+        ("", "ConfigMap", true),
+        ("", "Namespace", false),
+    ];
+    let mut batches: Vec<ScanBatch> = Vec::new();
+    let mut n = 0i64;
+    for (ei, env) in ["prod", "dev"].iter().enumerate() {
+        for scan in 0..4i64 {
+            let scan_id = format!("{env}-scan-{scan}");
+            let at = t(1000 * scan + ei as i64 * 10);
+            let mut b = ScanBatch {
+                environment: (*env).to_owned(),
+                summary: Some(summary(env, &scan_id, at, 0)),
+                ..ScanBatch::default()
+            };
+            for (ki, (group, kind, namespaced)) in kinds.iter().enumerate() {
+                for i in 0..4i64 {
+                    n += 1;
+                    let ns = namespaced.then_some(if i % 2 == 0 { "shop" } else { "web" });
+                    let name = if i == 3 {
+                        format!("api[{scan}]")
+                    } else {
+                        format!("web-{scan}-{i}")
+                    };
+                    let id = ResourceId::new(*env, *group, *kind, ns, name);
+                    let dk = DriftKind::ALL[(n as usize) % 3];
+                    let dir = Direction::ALL[(n as usize / 3) % 4];
+                    let sev = [
+                        Severity::Low,
+                        Severity::Medium,
+                        Severity::High,
+                        Severity::Critical,
+                    ][(n as usize * 7 + ki) % 4];
+                    let ep = format!("ep-{env}-{scan}-{ki}-{i}");
+                    let detected = at + Duration::milliseconds(i);
+                    let d = drift(&id, &ep, dk, dir, sev, detected, detected, None);
+                    b.events
+                        .push(event(EventKind::Detected, &d, detected, &scan_id));
+                    let mut last = d.clone();
+                    if n % 3 == 0 {
+                        let mut c = d.clone();
+                        c.severity = Severity::Critical;
+                        c.updated_at = detected + Duration::seconds(5);
+                        b.events
+                            .push(event(EventKind::Changed, &c, c.updated_at, &scan_id));
+                        last = c;
+                    }
+                    if n % 4 == 0 {
+                        let mut r = last.clone();
+                        r.updated_at = last.updated_at + Duration::seconds(30);
+                        r.resolved_at = Some(r.updated_at);
+                        r.resolution = Some(Resolution::Reverted);
+                        b.events
+                            .push(event(EventKind::Resolved, &r, r.updated_at, &scan_id));
+                        b.upserts.push(record(&id, None, r.updated_at));
+                    } else {
+                        b.upserts
+                            .push(record(&id, Some(last.clone()), last.updated_at));
+                    }
+                    if n % 11 == 0 {
+                        b.deletes.push(id.clone());
+                        b.upserts.retain(|r| r.id != id);
+                    }
+                }
+            }
+            if let Some(s) = b.summary.as_mut() {
+                s.events = b.events.len();
+            }
+            batches.push(b);
+        }
+    }
+    batches
+}
+
+async fn commit_both(store: &Arc<dyn DriftStore>, reference: &MemoryStore, b: &ScanBatch) {
+    store.commit(b).await.expect("store commits");
+    reference.commit(b).await.expect("reference commits");
+}
+
+/// Every drift query the suite compares.
+pub fn drift_queries() -> Vec<DriftQuery> {
+    let base = DriftQuery {
+        limit: 1000,
+        ..DriftQuery::default()
+    };
+    let mut qs = Vec::new();
+    for status in [DriftStatus::Open, DriftStatus::Resolved, DriftStatus::All] {
+        for sort in [
+            DriftSort::Severity,
+            DriftSort::Detected,
+            DriftSort::Updated,
+            DriftSort::Object,
+        ] {
+            qs.push(DriftQuery {
+                status,
+                sort,
+                ..base.clone()
+            });
+        }
+    }
+    let all = DriftQuery {
+        status: DriftStatus::All,
+        ..base.clone()
+    };
+    for env in ["prod", "dev", "nope"] {
+        qs.push(DriftQuery {
+            environment: Some(env.into()),
+            ..base.clone()
+        });
+    }
+    for kind in ["Deployment", "ConfigMap", "Namespace", "Secret"] {
+        qs.push(DriftQuery {
+            kind: Some(kind.into()),
+            ..all.clone()
+        });
+    }
+    for ns in ["shop", "web"] {
+        qs.push(DriftQuery {
+            namespace: Some(ns.into()),
+            ..all.clone()
+        });
+    }
+    for name in ["web-*", "*-1", "api[1]", "api[*", "*", "web-?-1", "w*b-2-*"] {
+        qs.push(DriftQuery {
+            name: Some(name.into()),
+            ..all.clone()
+        });
+    }
+    for k in DriftKind::ALL {
+        qs.push(DriftQuery {
+            drift: Some(*k),
+            ..all.clone()
+        });
+    }
+    for d in Direction::ALL {
+        qs.push(DriftQuery {
+            direction: Some(*d),
+            ..all.clone()
+        });
+    }
+    for s in [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ] {
+        qs.push(DriftQuery {
+            min_severity: Some(s),
+            ..base.clone()
+        });
+    }
+    qs.push(DriftQuery {
+        environment: Some("prod".into()),
+        kind: Some("Deployment".into()),
+        namespace: Some("shop".into()),
+        min_severity: Some(Severity::Medium),
+        sort: DriftSort::Updated,
+        ..all.clone()
+    });
+    qs.push(DriftQuery {
+        environment: Some("dev".into()),
+        drift: Some(DriftKind::Missing),
+        direction: Some(Direction::Forward),
+        status: DriftStatus::Resolved,
+        ..base.clone()
+    });
+    qs.push(DriftQuery {
+        limit: 0,
+        ..all.clone()
+    });
+    qs.push(DriftQuery {
+        limit: 5,
+        offset: 3,
+        ..all.clone()
+    });
+    qs.push(DriftQuery {
+        limit: 5,
+        offset: 10_000,
+        ..all
+    });
+    qs
+}
+
+/// Every event query the suite compares.
+pub fn event_queries(sample: &ResourceId) -> Vec<EventQuery> {
+    let base = EventQuery {
+        limit: 1000,
+        ..EventQuery::default()
+    };
+    let mut qs = vec![base.clone()];
+    for env in ["prod", "dev", "nope"] {
+        qs.push(EventQuery {
+            environment: Some(env.into()),
+            ..base.clone()
+        });
+    }
+    for k in EventKind::ALL {
+        qs.push(EventQuery {
+            kind: Some(*k),
+            ..base.clone()
+        });
+    }
+    qs.push(EventQuery {
+        object: Some(sample.clone()),
+        ..base.clone()
+    });
+    qs.push(EventQuery {
+        since: Some(t(1000)),
+        ..base.clone()
+    });
+    qs.push(EventQuery {
+        until: Some(t(2000)),
+        ..base.clone()
+    });
+    qs.push(EventQuery {
+        environment: Some("prod".into()),
+        since: Some(t(1000)),
+        until: Some(t(3000)),
+        kind: Some(EventKind::Detected),
+        ..base.clone()
+    });
+    // boundaries: `since` inclusive, `until` exclusive, at full precision
+    qs.push(EventQuery {
+        since: Some(t(2000)),
+        until: Some(t(2000) + Duration::nanoseconds(1)),
+        ..base.clone()
+    });
+    qs.push(EventQuery {
+        limit: 7,
+        offset: 4,
+        ..base
+    });
+    qs
+}
+
+async fn assert_same(store: &Arc<dyn DriftStore>, reference: &MemoryStore, what: &str) {
+    for env in ["prod", "dev", "nope"] {
+        let mut a = store.records(env).await.expect("records");
+        let mut b = reference.records(env).await.expect("records");
+        a.sort_by(|x, y| x.id.cmp(&y.id));
+        b.sort_by(|x, y| x.id.cmp(&y.id));
+        assert_eq!(a, b, "{what}: records of {env}");
+        assert_eq!(
+            store.scans(Some(env), 100).await.expect("scans"),
+            reference.scans(Some(env), 100).await.expect("scans"),
+            "{what}: scans of {env}"
+        );
+    }
+    assert_eq!(
+        store.scans(None, 3).await.expect("scans"),
+        reference.scans(None, 3).await.expect("scans"),
+        "{what}: newest scans"
+    );
+    for q in drift_queries() {
+        assert_eq!(
+            store.drifts(&q).await.expect("drifts"),
+            reference.drifts(&q).await.expect("drifts"),
+            "{what}: {q:?}"
+        );
+    }
+    let sample = ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web-1-0");
+    for q in event_queries(&sample) {
+        assert_eq!(
+            store.events(&q).await.expect("events"),
+            reference.events(&q).await.expect("events"),
+            "{what}: {q:?}"
+        );
+    }
+    assert_eq!(
+        store.history(&sample, 10).await.expect("history"),
+        reference.history(&sample, 10).await.expect("history"),
+        "{what}: history"
+    );
+}
+
+/// Writes, reads back, deletes.
+pub async fn round_trip(store: Arc<dyn DriftStore>) {
+    store.health().await.expect("healthy");
+    let id = ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web");
+    let d = drift(
+        &id,
+        "ep1",
+        DriftKind::Modified,
+        Direction::Forward,
+        Severity::High,
+        t(10),
+        t(10),
+        None,
+    );
+    let e = event(EventKind::Detected, &d, t(10), "s1");
+    let r = record(&id, Some(d.clone()), t(10));
+    let b = ScanBatch {
+        environment: "prod".into(),
+        summary: Some(summary("prod", "s1", t(10), 1)),
+        upserts: vec![r.clone()],
+        deletes: vec![],
+        events: vec![e.clone()],
+    };
+    store.commit(&b).await.expect("commits");
+    assert_eq!(store.records("prod").await.expect("records"), vec![r.clone()]);
+    assert_eq!(store.record(&id).await.expect("record"), Some(r));
+    assert!(store.records("dev").await.expect("records").is_empty());
+    let open = store.drifts(&DriftQuery::default()).await.expect("drifts");
+    assert_eq!(open.items, vec![d.clone()]);
+    assert_eq!(open.total, 1);
+    assert_eq!(
+        store.history(&id, 10).await.expect("history"),
+        vec![e.clone()]
+    );
+    assert_eq!(
+        store.scans(Some("prod"), 10).await.expect("scans"),
+        vec![summary("prod", "s1", t(10), 1)]
+    );
+    // resolve and forget the object
+    let mut resolved = d.clone();
+    resolved.updated_at = t(20);
+    resolved.resolved_at = Some(t(20));
+    resolved.resolution = Some(Resolution::Reverted);
+    let b2 = ScanBatch {
+        environment: "prod".into(),
+        summary: Some(summary("prod", "s2", t(20), 1)),
+        upserts: vec![],
+        deletes: vec![id.clone()],
+        events: vec![event(EventKind::Resolved, &resolved, t(20), "s2")],
+    };
+    store.commit(&b2).await.expect("commits");
+    assert!(store.records("prod").await.expect("records").is_empty());
+    assert_eq!(store.record(&id).await.expect("record"), None);
+    assert!(store
+        .drifts(&DriftQuery::default())
+        .await
+        .expect("drifts")
+        .items
+        .is_empty());
+    let all = store
+        .drifts(&DriftQuery {
+            status: DriftStatus::Resolved,
+            ..DriftQuery::default()
+        })
+        .await
+        .expect("drifts");
+    assert_eq!(all.items, vec![resolved]);
+    assert_eq!(store.history(&id, 10).await.expect("history").len(), 2);
+    let scans = store.scans(None, 10).await.expect("scans");
+    assert_eq!(
+        scans.iter().map(|s| s.scan_id.as_str()).collect::<Vec<_>>(),
+        ["s2", "s1"]
+    );
+    // an empty batch is a no-op
+    store
+        .commit(&ScanBatch::default())
+        .await
+        .expect("empty commit");
+}
+
+/// The dataset, written in batches, answers every query like the reference store.
+pub async fn queries_match_reference(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    for b in dataset() {
+        commit_both(&store, &reference, &b).await;
+    }
+    assert_same(&store, &reference, "dataset").await;
+}
+
+/// Walking pages yields every item once, in order, with a stable total.
+pub async fn pagination(store: Arc<dyn DriftStore>) {
+    for b in dataset() {
+        store.commit(&b).await.expect("commits");
+    }
+    for sort in [
+        DriftSort::Severity,
+        DriftSort::Detected,
+        DriftSort::Updated,
+        DriftSort::Object,
+    ] {
+        let full = store
+            .drifts(&DriftQuery {
+                status: DriftStatus::All,
+                sort,
+                limit: 10_000,
+                ..DriftQuery::default()
+            })
+            .await
+            .expect("drifts");
+        let mut walked = Vec::new();
+        let mut offset = Some(0);
+        while let Some(o) = offset {
+            let p = store
+                .drifts(&DriftQuery {
+                    status: DriftStatus::All,
+                    sort,
+                    limit: 7,
+                    offset: o,
+                    ..DriftQuery::default()
+                })
+                .await
+                .expect("page");
+            assert_eq!(p.total, full.total);
+            assert!(p.items.len() <= 7);
+            walked.extend(p.items);
+            offset = p.next_offset;
+        }
+        assert_eq!(walked, full.items, "{sort:?}");
+    }
+    let all = store
+        .events(&EventQuery {
+            limit: 10_000,
+            ..EventQuery::default()
+        })
+        .await
+        .expect("events");
+    let mut walked = Vec::new();
+    let mut offset = Some(0);
+    while let Some(o) = offset {
+        let p = store
+            .events(&EventQuery {
+                limit: 9,
+                offset: o,
+                ..EventQuery::default()
+            })
+            .await
+            .expect("page");
+        assert_eq!(p.total, all.total);
+        walked.extend(p.items);
+        offset = p.next_offset;
+    }
+    assert_eq!(walked, all.items);
+}
+
+/// A retried batch, or an old batch replayed after newer ones, changes nothing.
+pub async fn idempotent_retries(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    let batches = dataset();
+    for b in &batches {
+        commit_both(&store, &reference, b).await;
+        store.commit(b).await.expect("retry commits");
+    }
+    // replay everything again, oldest first, like a buffer draining after an outage
+    for b in &batches {
+        store.commit(b).await.expect("replay commits");
+    }
+    // the last batch again: records are already current
+    store
+        .commit(batches.last().expect("dataset is not empty"))
+        .await
+        .expect("commits");
+    assert_same(&store, &reference, "after retries").await;
+    let total = store
+        .events(&EventQuery::default())
+        .await
+        .expect("events")
+        .total;
+    let expected: usize = batches.iter().map(|b| b.events.len()).sum();
+    assert_eq!(total, expected, "no event stored twice");
+}
+
+/// Pruning removes old events, scans and resolved episodes, like the reference.
+pub async fn retention(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    for b in dataset() {
+        commit_both(&store, &reference, &b).await;
+    }
+    for cut in [t(500), t(2000), t(2031)] {
+        let a = store.prune(cut).await.expect("prunes");
+        let b = reference.prune(cut).await.expect("prunes");
+        assert_eq!(a, b, "prune stats at {cut}");
+        assert_same(&store, &reference, "after prune").await;
+    }
+    let again = store.prune(t(2031)).await.expect("prunes");
+    assert_eq!(again, Default::default(), "nothing left to prune");
+    // open drifts survive any prune
+    assert!(
+        store
+            .drifts(&DriftQuery::default())
+            .await
+            .expect("drifts")
+            .total
+            > 0
+    );
+}
+
+/// Many writers at once (distinct environments, and the same batches retried concurrently).
+pub async fn concurrent_writers(store: Arc<dyn DriftStore>) {
+    let reference = Arc::new(MemoryStore::new());
+    let batches = dataset();
+    let mut tasks = Vec::new();
+    // prod and dev batches are written by different tasks; each batch twice, concurrently
+    for env in ["prod", "dev"] {
+        for copy in 0..2 {
+            let store = store.clone();
+            let mine: Vec<ScanBatch> = batches
+                .iter()
+                .filter(|b| b.environment == env)
+                .cloned()
+                .collect();
+            tasks.push(tokio::spawn(async move {
+                for b in mine {
+                    let _ = copy;
+                    store.commit(&b).await.expect("concurrent commit");
+                }
+            }));
+        }
+    }
+    // plus writers of unrelated environments
+    for w in 0..4 {
+        let store = store.clone();
+        let reference = reference.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let env = format!("w{w}");
+                let id = ResourceId::new(&env, "", "ConfigMap", Some("ns"), format!("cm-{i}"));
+                let d = drift(
+                    &id,
+                    &format!("ep-{env}-{i}"),
+                    DriftKind::Missing,
+                    Direction::Unknown,
+                    Severity::Medium,
+                    t(i),
+                    t(i),
+                    None,
+                );
+                let b = ScanBatch {
+                    environment: env.clone(),
+                    summary: Some(summary(&env, &format!("{env}-{i}"), t(i), 1)),
+                    upserts: vec![record(&id, Some(d.clone()), t(i))],
+                    deletes: vec![],
+                    events: vec![event(EventKind::Detected, &d, t(i), &format!("{env}-{i}"))],
+                };
+                store.commit(&b).await.expect("concurrent commit");
+                reference.commit(&b).await.expect("reference");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    // the reference gets prod/dev in order: within an environment, batches are ordered
+    for b in &batches {
+        reference.commit(b).await.expect("reference");
+    }
+    assert_same(&store, &reference, "concurrent").await;
+    for w in 0..4 {
+        let env = format!("w{w}");
+        assert_eq!(store.records(&env).await.expect("records").len(), 10);
+        assert_eq!(store.scans(Some(&env), 100).await.expect("scans").len(), 10);
+    }
+    let q = EventQuery {
+        limit: 100_000,
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        store.events(&q).await.expect("events"),
+        reference.events(&q).await.expect("events")
+    );
+}
+
+fn deployment(replicas: i64) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:1.25"}]}}}})
+}
+
+fn scanner(store: Arc<dyn DriftStore>, git: Arc<MemoryGitSource>, live: Arc<MemoryLiveSource>, clock: Arc<ManualClock>) -> Scanner {
+    let engine = Engine::new(
+        EnvironmentSpec::new("prod"),
+        Normalizer::new(SecretKey::new(b"conformance-key".to_vec())),
+    );
+    Scanner::new(engine, git, live, store, clock)
+}
+
+/// The core scanner runs over the store: detect, change, resolve, and a scan after a "restart"
+/// (a new scanner reading the records back) emits nothing new; all like the reference store.
+pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
+    let reference: Arc<dyn DriftStore> = Arc::new(MemoryStore::new());
+    let git = Arc::new(MemoryGitSource::new());
+    git.set(DesiredSet {
+        revision: Some(Revision::plain("r1")),
+        objects: vec![RawManifest {
+            object: RawObject(deployment(3)),
+            provenance: Provenance {
+                file: "web.yaml".into(),
+                document: 0,
+                line: 1,
+                revision: Some("r1".into()),
+            },
+        }],
+        ..DesiredSet::default()
+    });
+    let live = Arc::new(MemoryLiveSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let mut all_events = Vec::new();
+    for (step, replicas) in [3, 5, 7, 7, 3].into_iter().enumerate() {
+        live.set(vec![RawLive::new(deployment(replicas))]);
+        clock.set(t(60 * step as i64));
+        // a fresh scanner each time, as after a restart: state comes from the store
+        let a = scanner(store.clone(), git.clone(), live.clone(), clock.clone())
+            .scan()
+            .await
+            .expect("scan");
+        let b = scanner(reference.clone(), git.clone(), live.clone(), clock.clone())
+            .scan()
+            .await
+            .expect("reference scan");
+        assert_eq!(a.events, b.events, "step {step}");
+        all_events.extend(a.events);
+    }
+    let kinds: Vec<EventKind> = all_events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Detected, EventKind::Changed, EventKind::Resolved]
+    );
+    let q = EventQuery::default();
+    assert_eq!(
+        store.events(&q).await.expect("events"),
+        reference.events(&q).await.expect("events")
+    );
+    let dq = DriftQuery {
+        status: DriftStatus::All,
+        ..DriftQuery::default()
+    };
+    assert_eq!(
+        store.drifts(&dq).await.expect("drifts"),
+        reference.drifts(&dq).await.expect("drifts")
+    );
+    assert_eq!(
+        store.records("prod").await.expect("records"),
+        reference.records("prod").await.expect("records")
+    );
+    assert_eq!(store.scans(Some("prod"), 100).await.expect("scans").len(), 5);
+}
+
+/// Canary strings held by the Secrets that [`write_secret_canary`] scans: the plain values and
+/// their base64 forms. None may appear anywhere in a store.
+pub fn canary_needles() -> Vec<String> {
+    let plain = [
+        "CANARY-desired-7f3a9c1e5b2d4f60",
+        "CANARY-live-0d9e8c7b6a5f4e3d",
+    ];
+    let mut out: Vec<String> = plain.iter().map(|s| (*s).to_owned()).collect();
+    for p in plain {
+        out.push(b64(p.as_bytes()));
+    }
+    out
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64_lite as b;
+    b::encode(bytes)
+}
+
+mod base64_lite {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    pub fn encode(input: &[u8]) -> String {
+        let mut out = String::new();
+        for chunk in input.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Runs the core scanner over Secrets whose values are the canaries (a drifted Secret, a
+/// missing one and an orphan one), so that the store holds records, events and episodes of
+/// Secrets. Returns the needles to search the store's raw storage for.
+pub async fn write_secret_canary(store: Arc<dyn DriftStore>) -> Vec<String> {
+    let needles = canary_needles();
+    let secret = |name: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "shop",
+                "labels": {"app.kubernetes.io/managed-by": "driftguard"}},
+            "type": "Opaque",
+            "data": {"password": b64(value.as_bytes())}})
+    };
+    let with_string_data = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "plain", "namespace": "shop"},
+        "stringData": {"token": needles[0]}});
+    let git = Arc::new(MemoryGitSource::new());
+    git.set(DesiredSet {
+        revision: Some(Revision::plain("r1")),
+        objects: vec![
+            RawManifest {
+                object: RawObject(secret("db", &needles[0])),
+                provenance: Provenance::default(),
+            },
+            RawManifest {
+                object: RawObject(secret("gone", &needles[0])),
+                provenance: Provenance::default(),
+            },
+            RawManifest {
+                object: RawObject(with_string_data),
+                provenance: Provenance::default(),
+            },
+            RawManifest {
+                object: RawObject(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "shop"}})),
+                provenance: Provenance::default(),
+            },
+        ],
+        ..DesiredSet::default()
+    });
+    let live = Arc::new(MemoryLiveSource::new());
+    live.set(vec![
+        RawLive::new(secret("db", &needles[1])),
+        RawLive::new(secret("stray", &needles[1])),
+        RawLive::new(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "plain", "namespace": "shop"},
+            "data": {"token": b64(needles[1].as_bytes())}})),
+        RawLive::new(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop"}})),
+    ]);
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let report = scanner(store.clone(), git.clone(), live.clone(), clock.clone())
+        .scan()
+        .await
+        .expect("scan");
+    assert!(
+        report.events.len() >= 3,
+        "the canary scan must detect drift on Secrets: {:?}",
+        report.events.iter().map(|e| e.drift.id.to_string()).collect::<Vec<_>>()
+    );
+    // a second scan with the values changed again, so that `changed` events are written too
+    live.set(vec![
+        RawLive::new(secret("db", &needles[0][..10])),
+        RawLive::new(secret("stray", &needles[1])),
+        RawLive::new(json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "shop"}})),
+    ]);
+    clock.set(t(60));
+    scanner(store.clone(), git, live, clock)
+        .scan()
+        .await
+        .expect("scan");
+    // the Secret's drift is in the store, its values are not (checked by the caller)
+    let drifts = store
+        .drifts(&DriftQuery {
+            kind: Some("Secret".into()),
+            status: DriftStatus::All,
+            ..DriftQuery::default()
+        })
+        .await
+        .expect("drifts");
+    assert!(drifts.total >= 2, "Secret drifts stored");
+    let dump = serde_json::to_string(&drifts).expect("serializes");
+    for n in &needles {
+        assert!(!dump.contains(n.as_str()), "canary in a query answer");
+    }
+    needles
+}

@@ -1,0 +1,656 @@
+//! The embedded store: one SQLite file.
+//!
+//! - WAL journal with `synchronous=FULL`: a commit returns only after the WAL is synced, so a
+//!   killed process (or a power cut) loses nothing that was acknowledged, and readers never block
+//!   the writer. (`NORMAL` would be safe against a killed process but may lose the last commits
+//!   on power loss; FULL costs one fsync per batch, and a batch is a whole scan.)
+//! - One batch is one `BEGIN IMMEDIATE` transaction: all or nothing.
+//! - A schema version (`PRAGMA user_version`) with forward migrations, applied at open.
+//! - Blocking calls run on tokio's blocking pool, never on the async threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use crate::{backend, corrupt, nanos, severity_rank};
+
+/// Schema migrations; `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: records, events, episodes, scans
+    "
+    CREATE TABLE records (
+        key TEXT PRIMARY KEY,
+        env TEXT NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX records_env ON records(env);
+
+    CREATE TABLE events (
+        event_id TEXT PRIMARY KEY,
+        env TEXT NOT NULL,
+        object_key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        scan_id TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX events_env_at ON events(env, at, event_id);
+    CREATE INDEX events_object_at ON events(object_key, at, event_id);
+    CREATE INDEX events_at ON events(at, event_id);
+
+    CREATE TABLE episodes (
+        episode TEXT PRIMARY KEY,
+        env TEXT NOT NULL,
+        grp TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT,
+        name TEXT NOT NULL,
+        drift_kind TEXT NOT NULL,
+        direction TEXT NOT NULL,
+        severity INTEGER NOT NULL,
+        open INTEGER NOT NULL,
+        detected_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        resolved_at INTEGER,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX episodes_env_open_sev ON episodes(env, open, severity DESC, detected_at, episode);
+    CREATE INDEX episodes_open_sev ON episodes(open, severity DESC, detected_at, episode);
+    CREATE INDEX episodes_env_detected ON episodes(env, open, detected_at, episode);
+    CREATE INDEX episodes_env_updated ON episodes(env, open, updated_at DESC, episode);
+    CREATE INDEX episodes_resolved ON episodes(resolved_at) WHERE resolved_at IS NOT NULL;
+
+    CREATE TABLE scans (
+        scan_id TEXT PRIMARY KEY,
+        env TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX scans_env_started ON scans(env, started_at DESC, scan_id DESC);
+    CREATE INDEX scans_started ON scans(started_at DESC, scan_id DESC);
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A DriftStore in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteStore({:?})", self.path)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                backend(format!("cannot create the folder {}", dir.display()), e)
+            })?;
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| backend(format!("cannot open {}", path.display()), e))?;
+        Self::init(conn, Some(path))
+    }
+
+    /// A store in memory (for tests and one-shot CLI runs).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|e| backend("cannot open memory", e))?;
+        Self::init(conn, None)
+    }
+
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
+        let what = path
+            .as_ref()
+            .map_or_else(|| "memory".to_owned(), |p| p.display().to_string());
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| backend("busy_timeout", e))?;
+        if path.is_some() {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .map_err(|e| backend(format!("cannot set WAL mode on {what}"), e))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(backend(
+                    format!("cannot set WAL mode on {what}"),
+                    format!("journal_mode is {mode}"),
+                ));
+            }
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(|e| backend("pragmas", e))?;
+        migrate(&mut conn).map_err(|e| match e {
+            e @ StoreError::Corrupt { .. } => e,
+            e => backend(format!("cannot migrate {what}"), e),
+        })?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| backend("sqlite", "connection lock poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| backend("sqlite task", e))?
+    }
+
+    /// The schema version of the open file.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(sql)
+        })
+        .await
+    }
+
+    /// Copies the WAL into the main file (for backups; not needed for safety).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .map_err(sql)
+        })
+        .await
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+        {
+            StoreError::Unavailable { source: e.into() }
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            StoreError::Corrupt {
+                what: e.to_string(),
+            }
+        }
+        _ => backend("sqlite", e),
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt {
+            what: format!(
+                "schema version {version} is newer than this DriftGuard understands \
+                 ({SCHEMA_VERSION}); upgrade DriftGuard"
+            ),
+        });
+    }
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(m).map_err(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+            .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| backend("serialize", e))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn put_episode(tx: &Transaction<'_>, d: &Drift) -> Result<(), StoreError> {
+    let old: Option<(i64, bool)> = tx
+        .query_row(
+            "SELECT updated_at, open FROM episodes WHERE episode = ?1",
+            [&d.episode],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    // same rule as driftguard_core::memory::apply_event_to_episode
+    let newer = old.is_none_or(|(updated, open)| updated <= nanos(d.updated_at) || open);
+    if !newer {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO episodes (episode, env, grp, kind, namespace, name, drift_kind,
+             direction, severity, open, detected_at, updated_at, resolved_at, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            d.episode,
+            d.id.environment,
+            d.id.group,
+            d.id.kind,
+            d.id.namespace,
+            d.id.name,
+            d.kind.as_str(),
+            d.direction.as_str(),
+            severity_rank(d.severity),
+            d.is_open(),
+            nanos(d.detected_at),
+            nanos(d.updated_at),
+            d.resolved_at.map(nanos),
+            to_json(d)?,
+        ],
+    )
+    .map_err(sql)?;
+    Ok(())
+}
+
+fn commit_batch(conn: &mut Connection, batch: &ScanBatch) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    {
+        let mut up = tx
+            .prepare_cached("INSERT OR REPLACE INTO records (key, env, body) VALUES (?1, ?2, ?3)")
+            .map_err(sql)?;
+        for r in &batch.upserts {
+            up.execute(params![r.id.key(), r.id.environment, to_json(r)?])
+                .map_err(sql)?;
+        }
+        let mut del = tx
+            .prepare_cached("DELETE FROM records WHERE key = ?1")
+            .map_err(sql)?;
+        for id in &batch.deletes {
+            del.execute([id.key()]).map_err(sql)?;
+        }
+        let mut ins = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, env, object_key, kind, at, scan_id, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .map_err(sql)?;
+        for e in &batch.events {
+            let n = ins
+                .execute(params![
+                    e.event_id,
+                    e.drift.id.environment,
+                    e.drift.id.key(),
+                    e.kind.as_str(),
+                    nanos(e.at),
+                    e.scan_id,
+                    to_json(e)?,
+                ])
+                .map_err(sql)?;
+            // only a newly written event moves its episode (a retried batch changes nothing)
+            if n == 1 {
+                put_episode(&tx, &e.drift)?;
+            }
+        }
+        if let Some(s) = &batch.summary {
+            tx.execute(
+                "INSERT OR REPLACE INTO scans (scan_id, env, started_at, body)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![s.scan_id, s.environment, nanos(s.started_at), to_json(s)?],
+            )
+            .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
+}
+
+/// Escapes a DriftGuard name glob (`*` only) for SQLite's GLOB (which also knows `?` and `[`).
+fn sqlite_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match c {
+            '?' => out.push_str("[?]"),
+            '[' => out.push_str("[[]"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn drift_where(q: &DriftQuery) -> (String, Vec<SqlValue>) {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(e) = &q.environment {
+        clauses.push("env = ?");
+        args.push(e.clone().into());
+    }
+    match q.status {
+        DriftStatus::Open => clauses.push("open = 1"),
+        DriftStatus::Resolved => clauses.push("open = 0"),
+        DriftStatus::All => {}
+    }
+    if let Some(k) = &q.kind {
+        clauses.push("kind = ?");
+        args.push(k.clone().into());
+    }
+    if let Some(n) = &q.namespace {
+        clauses.push("namespace = ?");
+        args.push(n.clone().into());
+    }
+    if let Some(n) = &q.name {
+        clauses.push("name GLOB ?");
+        args.push(sqlite_glob(n).into());
+    }
+    if let Some(k) = q.drift {
+        clauses.push("drift_kind = ?");
+        args.push(k.as_str().to_owned().into());
+    }
+    if let Some(d) = q.direction {
+        clauses.push("direction = ?");
+        args.push(d.as_str().to_owned().into());
+    }
+    if let Some(s) = q.min_severity {
+        clauses.push("severity >= ?");
+        args.push(severity_rank(s).into());
+    }
+    let w = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (w, args)
+}
+
+fn drift_order(s: DriftSort) -> &'static str {
+    match s {
+        DriftSort::Severity => "severity DESC, detected_at ASC, episode ASC",
+        DriftSort::Detected => "detected_at ASC, episode ASC",
+        DriftSort::Updated => "updated_at DESC, episode ASC",
+        DriftSort::Object => {
+            "env ASC, grp ASC, kind ASC, namespace IS NOT NULL, namespace ASC, name ASC, episode ASC"
+        }
+    }
+}
+
+fn limit_args(limit: usize, offset: usize) -> (i64, i64) {
+    (
+        i64::try_from(limit).unwrap_or(i64::MAX),
+        i64::try_from(offset).unwrap_or(i64::MAX),
+    )
+}
+
+fn page<T>(items: Vec<T>, total: usize, offset: usize) -> Page<T> {
+    let end = offset + items.len();
+    Page {
+        next_offset: (end < total).then_some(end),
+        items,
+        total,
+    }
+}
+
+fn query_drifts(conn: &Connection, q: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+    let (w, mut args) = drift_where(q);
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM episodes{w}"))
+        .map_err(sql)?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))
+        .map_err(sql)?;
+    let (limit, offset) = limit_args(q.limit, q.offset);
+    args.push(limit.into());
+    args.push(offset.into());
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT body FROM episodes{w} ORDER BY {} LIMIT ? OFFSET ?",
+            drift_order(q.sort)
+        ))
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+        .map_err(sql)?;
+    let mut items = Vec::new();
+    for body in rows {
+        items.push(from_json("episode", &body.map_err(sql)?)?);
+    }
+    Ok(page(items, total as usize, q.offset))
+}
+
+fn query_events(conn: &Connection, q: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(e) = &q.environment {
+        clauses.push("env = ?");
+        args.push(e.clone().into());
+    }
+    if let Some(o) = &q.object {
+        clauses.push("object_key = ?");
+        args.push(o.key().into());
+    }
+    if let Some(k) = q.kind {
+        clauses.push("kind = ?");
+        args.push(k.as_str().to_owned().into());
+    }
+    if let Some(s) = q.since {
+        clauses.push("at >= ?");
+        args.push(nanos(s).into());
+    }
+    if let Some(u) = q.until {
+        clauses.push("at < ?");
+        args.push(nanos(u).into());
+    }
+    let w = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT COUNT(*) FROM events{w}"))
+        .map_err(sql)?
+        .query_row(params_from_iter(args.iter()), |r| r.get(0))
+        .map_err(sql)?;
+    let (limit, offset) = limit_args(q.limit, q.offset);
+    args.push(limit.into());
+    args.push(offset.into());
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT body FROM events{w} ORDER BY at ASC, event_id ASC LIMIT ? OFFSET ?"
+        ))
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(0))
+        .map_err(sql)?;
+    let mut items = Vec::new();
+    for body in rows {
+        items.push(from_json("event", &body.map_err(sql)?)?);
+    }
+    Ok(page(items, total as usize, q.offset))
+}
+
+#[async_trait]
+impl DriftStore for SqliteStore {
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        let env = environment.to_owned();
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM records WHERE env = ?1 ORDER BY key")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([&env], |r| r.get::<_, String>(0))
+                .map_err(sql)?;
+            let mut out = Vec::new();
+            for body in rows {
+                out.push(from_json("record", &body.map_err(sql)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record(&self, id: &ResourceId) -> Result<Option<DriftRecord>, StoreError> {
+        let key = id.key();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .query_row("SELECT body FROM records WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(sql)?;
+            body.map(|b| from_json("record", &b)).transpose()
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let batch = batch.clone();
+        self.with(move |c| commit_batch(c, &batch)).await
+    }
+
+    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        let q = query.clone();
+        self.with(move |c| query_drifts(c, &q)).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        let q = query.clone();
+        self.with(move |c| query_events(c, &q)).await
+    }
+
+    async fn scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        let env = environment.map(str::to_owned);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |c| {
+            let mut out = Vec::new();
+            let mut push = |body: rusqlite::Result<String>| -> Result<(), StoreError> {
+                out.push(from_json("scan", &body.map_err(sql)?)?);
+                Ok(())
+            };
+            match env {
+                Some(env) => {
+                    let mut stmt = c
+                        .prepare_cached(
+                            "SELECT body FROM scans WHERE env = ?1
+                             ORDER BY started_at DESC, scan_id DESC LIMIT ?2",
+                        )
+                        .map_err(sql)?;
+                    for b in stmt
+                        .query_map(params![env, limit], |r| r.get::<_, String>(0))
+                        .map_err(sql)?
+                    {
+                        push(b)?;
+                    }
+                }
+                None => {
+                    let mut stmt = c
+                        .prepare_cached(
+                            "SELECT body FROM scans ORDER BY started_at DESC, scan_id DESC LIMIT ?1",
+                        )
+                        .map_err(sql)?;
+                    for b in stmt
+                        .query_map(params![limit], |r| r.get::<_, String>(0))
+                        .map_err(sql)?
+                    {
+                        push(b)?;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        let t = nanos(before);
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let events = tx
+                .execute("DELETE FROM events WHERE at < ?1", [t])
+                .map_err(sql)?;
+            let scans = tx
+                .execute("DELETE FROM scans WHERE started_at < ?1", [t])
+                .map_err(sql)?;
+            let episodes = tx
+                .execute(
+                    "DELETE FROM episodes WHERE resolved_at IS NOT NULL AND resolved_at < ?1",
+                    [t],
+                )
+                .map_err(sql)?;
+            tx.commit().map_err(sql)?;
+            Ok(PruneStats {
+                events: events as u64,
+                scans: scans as u64,
+                episodes: episodes as u64,
+            })
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_escape_sqlite_specials() {
+        assert_eq!(sqlite_glob("web-*"), "web-*");
+        assert_eq!(sqlite_glob("a?[b]"), "a[?][[]b]");
+    }
+
+    #[tokio::test]
+    async fn migrates_once_and_refuses_newer_schemas() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.db");
+        let s = SqliteStore::open(&path).expect("opens");
+        assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
+        drop(s);
+        let s = SqliteStore::open(&path).expect("reopens");
+        assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
+        drop(s);
+        let c = Connection::open(&path).expect("raw open");
+        c.execute_batch("PRAGMA user_version = 99").expect("bump");
+        drop(c);
+        let err = SqliteStore::open(&path).expect_err("newer schema refused");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+}
