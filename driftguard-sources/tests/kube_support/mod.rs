@@ -1,0 +1,228 @@
+//! Shared helpers of the kube integration tests: finding the test cluster, running its
+//! `kubectl`, building a [`Scanner`] over a [`KubeLiveSource`] and the same manifests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use driftguard_core::engine::{EnvironmentSpec, Scanner};
+use driftguard_core::manifest::parse_file;
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryStore};
+use driftguard_core::model::Revision;
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::DesiredSet;
+use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+
+/// The test cluster, as `scripts/test-services.sh up` describes it.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub kubectl: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+fn from_env_file(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut kubeconfig = None;
+    let mut kubectl = None;
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches("export ").trim();
+        if let Some(v) = line.strip_prefix("KUBECONFIG=") {
+            kubeconfig = Some(v.trim_matches('"').to_owned());
+        } else if let Some(v) = line.strip_prefix("KUBECTL=") {
+            kubectl = Some(v.trim_matches('"').to_owned());
+        }
+    }
+    Some((kubeconfig?, kubectl?))
+}
+
+/// The test cluster, or `None` (with a message) when it is not running outside CI. In CI a
+/// missing cluster fails the test.
+pub fn cluster() -> Option<Cluster> {
+    let run_dir = PathBuf::from(
+        std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into()),
+    );
+    let found = match (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
+        (Ok(c), Ok(k)) if !c.is_empty() && !k.is_empty() => Some((c, k)),
+        _ => from_env_file(&run_dir.join("services.env")),
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let Some((kubeconfig, kubectl)) = found else {
+        if ci {
+            panic!(
+                "the test cluster is not running (no KUBECONFIG/KUBECTL and no {}): \
+                 start it with scripts/test-services.sh up",
+                run_dir.join("services.env").display()
+            );
+        }
+        eprintln!("SKIPPED: test cluster not running (run scripts/test-services.sh up)");
+        return None;
+    };
+    let c = Cluster {
+        kubeconfig: kubeconfig.into(),
+        kubectl: kubectl.into(),
+        run_dir,
+    };
+    let ok = Command::new(&c.kubectl)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if ci {
+            panic!("the test cluster does not answer /readyz");
+        }
+        eprintln!("SKIPPED: the test cluster does not answer (run scripts/test-services.sh up)");
+        return None;
+    }
+    Some(c)
+}
+
+impl Cluster {
+    /// Runs kubectl; panics with its output on failure.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_raw(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl with standard input.
+    pub fn kubectl_raw(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        use std::io::Write;
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl runs");
+        {
+            let mut pipe = child.stdin.take().expect("stdin");
+            if let Some(text) = stdin {
+                pipe.write_all(text.as_bytes()).expect("write stdin");
+            }
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// `kubectl apply -f -` of a YAML text.
+    pub fn apply(&self, yaml: &str, extra: &[&str]) -> String {
+        let mut args = vec!["apply", "-f", "-"];
+        args.extend_from_slice(extra);
+        let out = self.kubectl_raw(&args, Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A live source on this cluster.
+    pub async fn source(&self) -> KubeLiveSource {
+        KubeLiveSource::connect(&KubeConfigSpec {
+            kubeconfig: Some(self.kubeconfig.clone()),
+            context: None,
+            in_cluster: false,
+        })
+        .await
+        .expect("connect to the test cluster")
+    }
+
+    /// Deletes a namespace without waiting.
+    pub fn drop_namespace(&self, ns: &str) {
+        let _ = self.kubectl_raw(
+            &["delete", "namespace", ns, "--wait=false", "--ignore-not-found"],
+            None,
+        );
+    }
+}
+
+/// A namespace name unique to this test run.
+pub fn unique_ns(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{}", std::process::id() % 100_000, nanos % 100_000)
+}
+
+/// The desired set of named YAML texts, parsed like Git files.
+pub fn desired(files: &[(String, String)]) -> DesiredSet {
+    let mut set = DesiredSet {
+        revision: Some(Revision::plain("test-rev")),
+        ..DesiredSet::default()
+    };
+    for (name, text) in files {
+        let (objects, errors) = parse_file(name, text, Some("test-rev")).into_manifests();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        set.objects.extend(objects);
+    }
+    set
+}
+
+/// A scanner for one environment reading `namespaces` from the cluster.
+pub fn scanner(
+    env: &str,
+    namespaces: &[&str],
+    set: DesiredSet,
+    live: Arc<KubeLiveSource>,
+) -> (Scanner, Arc<ManualClock>, Arc<MemoryStore>) {
+    let git = Arc::new(MemoryGitSource::new());
+    git.set(set);
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid time"),
+    ));
+    let mut spec = EnvironmentSpec::new(env);
+    spec.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
+    let engine = driftguard_core::engine::Engine::new(
+        spec,
+        Normalizer::new(SecretKey::new(b"test-key".to_vec())),
+    );
+    let scanner = Scanner::new(engine, git, live, store.clone(), clock.clone());
+    (scanner, clock, store)
+}
+
+/// The corpus of real manifests shared by the project, with its namespace renamed.
+pub fn corpus(ns: &str) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = [
+        root.join("../driftguard-core/tests/fixtures/apiserver-1.20-corpus/desired"),
+        root.join("../../shared/fixtures/apiserver-1.20-corpus/desired"),
+    ]
+    .into_iter()
+    .find(|d| d.exists())
+    .expect("the apiserver-1.20 corpus (driftguard-core/tests/fixtures or shared/fixtures)");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus folder {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(&f).expect("corpus file");
+            let text = text
+                .replace("namespace: corpus", &format!("namespace: {ns}"))
+                .replace("name: corpus\n", &format!("name: {ns}\n"));
+            (
+                f.file_name()
+                    .expect("file name")
+                    .to_string_lossy()
+                    .into_owned(),
+                text,
+            )
+        })
+        .collect()
+}
