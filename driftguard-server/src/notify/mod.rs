@@ -1,1 +1,513 @@
-//! Notifiers.
+//! Notifiers behind the core's [`Notifier`] port: Slack, generic webhooks, PagerDuty and
+//! e-mail, plus routing ([`RoutedNotifier`]) and a delivery queue with retries
+//! ([`QueuedNotifier`]) so that detection never waits for a receiver.
+//!
+//! [`build_notifiers`] turns the configuration into ready notifiers: each is
+//! `RoutedNotifier(QueuedNotifier(concrete))`. Add each to every environment's `Scanner`
+//! (`Scanner::with_notifier`); routing by environment happens inside.
+
+pub mod pagerduty;
+pub mod slack;
+pub mod smtp;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::ports::{Notification, Notifier, NotifyError};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{DriftEvent, EventKind};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, NotifierConfig, QueueConfig, RouteConfig};
+use crate::dto::ObjectRef;
+use crate::metrics::{Metrics, NotifyOutcome};
+
+/// What a notifier tells about one event. Holds no field values (only paths), so no Secret
+/// value and no raw object is ever sent.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventView {
+    /// Event id.
+    pub event_id: String,
+    /// `detected`, `changed` or `resolved`.
+    pub event: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Episode id (also the PagerDuty dedup key).
+    pub episode: String,
+    /// The object.
+    pub object: ObjectRef,
+    /// `modified`, `missing`, `orphan`.
+    pub drift: String,
+    /// `forward`, `reverse`, `conflict`, `unknown`.
+    pub direction: String,
+    /// `low` .. `critical`.
+    pub severity: String,
+    /// Drifted field paths.
+    pub fields: Vec<String>,
+    /// Who changed it (field managers or commit author), may be empty.
+    pub who: String,
+    /// Git revision.
+    pub revision: Option<String>,
+    /// How it ended (resolved events).
+    pub resolution: Option<String>,
+    /// Link to the drift in the API (when `public_url` is configured).
+    pub link: Option<String>,
+}
+
+impl EventView {
+    /// The view of one event.
+    pub fn of(e: &DriftEvent, public_url: Option<&str>) -> Self {
+        let d = &e.drift;
+        EventView {
+            event_id: e.event_id.clone(),
+            event: e.kind.as_str().to_owned(),
+            at: e.at,
+            episode: d.episode.clone(),
+            object: ObjectRef::from(&d.id),
+            drift: d.kind.as_str().to_owned(),
+            direction: d.direction.as_str().to_owned(),
+            severity: d.severity.as_str().to_owned(),
+            fields: d.fields.iter().map(|f| f.path.clone()).collect(),
+            who: d.attribution.who(d.direction),
+            revision: e.revision.clone(),
+            resolution: d.resolution.map(|r| r.as_str().to_owned()),
+            link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),
+        }
+    }
+
+    /// `Deployment.apps shop/web`.
+    pub fn object_label(&self) -> String {
+        let kg = if self.object.group.is_empty() {
+            self.object.kind.clone()
+        } else {
+            format!("{}.{}", self.object.kind, self.object.group)
+        };
+        match &self.object.namespace {
+            Some(ns) => format!("{kg} {ns}/{}", self.object.name),
+            None => format!("{kg} {}", self.object.name),
+        }
+    }
+
+    /// A one-line summary.
+    pub fn headline(&self) -> String {
+        match self.event.as_str() {
+            "resolved" => format!(
+                "resolved: {} {} ({}){}",
+                self.drift,
+                self.object_label(),
+                self.severity,
+                self.resolution
+                    .as_ref()
+                    .map(|r| format!(", {r}"))
+                    .unwrap_or_default()
+            ),
+            ev => format!(
+                "{ev}: {} {} drift of {} ({})",
+                self.direction,
+                self.drift,
+                self.object_label(),
+                self.severity
+            ),
+        }
+    }
+}
+
+/// Counts per event kind: `2 detected, 1 resolved`.
+pub fn tally(events: &[DriftEvent]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in events {
+        *counts.entry(e.kind.as_str()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("driftguard/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+pub(crate) fn send_error(e: reqwest::Error) -> NotifyError {
+    // never include the URL: for Slack it is the secret
+    let e = e.without_url();
+    if e.is_connect() || e.is_timeout() {
+        NotifyError::Unreachable {
+            source: Box::new(e),
+        }
+    } else {
+        NotifyError::Backend {
+            context: "sending the notification".into(),
+            source: Box::new(e),
+        }
+    }
+}
+
+pub(crate) fn check_status(status: reqwest::StatusCode) -> Result<(), NotifyError> {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(NotifyError::Rejected {
+            status: status.as_u16(),
+        })
+    }
+}
+
+/// Passes on only the events of some environments at or above a severity, and only
+/// detections and resolutions (a drift is announced once when detected, once when resolved).
+pub struct RoutedNotifier {
+    /// Where to pass them.
+    pub inner: Arc<dyn Notifier>,
+    /// Environments (empty: all).
+    pub environments: Vec<String>,
+    /// Minimum severity.
+    pub min_severity: Severity,
+}
+
+impl RoutedNotifier {
+    /// Filters a notification; `None` when nothing is left.
+    pub fn route(&self, n: &Notification) -> Option<Notification> {
+        if !self.environments.is_empty() && !self.environments.contains(&n.environment) {
+            return None;
+        }
+        let events: Vec<DriftEvent> = n
+            .events
+            .iter()
+            .filter(|e| e.kind != EventKind::Changed && e.drift.severity >= self.min_severity)
+            .cloned()
+            .collect();
+        (!events.is_empty()).then(|| Notification {
+            environment: n.environment.clone(),
+            events,
+        })
+    }
+}
+
+#[async_trait]
+impl Notifier for RoutedNotifier {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+        match self.route(n) {
+            Some(n) => self.inner.notify(&n).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// A bounded queue in front of a notifier: `notify` returns at once; a background task
+/// groups bursts, delivers, retries with exponential backoff, and counts failures.
+pub struct QueuedNotifier {
+    name: String,
+    tx: mpsc::Sender<Notification>,
+    metrics: Arc<Metrics>,
+}
+
+impl QueuedNotifier {
+    /// Starts the delivery task. On `cancel` it stops waiting for more, delivers what is
+    /// queued with one attempt each, and ends.
+    pub fn spawn(
+        inner: Arc<dyn Notifier>,
+        cfg: QueueConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+    ) -> (Arc<QueuedNotifier>, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(cfg.capacity.max(1));
+        let name = inner.name().to_owned();
+        let handle = tokio::spawn(deliver_loop(inner, cfg, metrics.clone(), rx, cancel));
+        (Arc::new(QueuedNotifier { name, tx, metrics }), handle)
+    }
+}
+
+#[async_trait]
+impl Notifier for QueuedNotifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
+        if let Err(e) = self.tx.try_send(n.clone()) {
+            self.metrics
+                .notification(&self.name, NotifyOutcome::Dropped);
+            tracing::warn!(notifier = %self.name, reason = %e, "notification dropped: queue full or closed");
+        }
+        Ok(())
+    }
+}
+
+/// Merges notifications of the same environment, keeping order of first appearance.
+fn group(batch: Vec<Notification>) -> Vec<Notification> {
+    let mut out: Vec<Notification> = Vec::new();
+    for n in batch {
+        match out.iter_mut().find(|o| o.environment == n.environment) {
+            Some(o) => o.events.extend(n.events),
+            None => out.push(n),
+        }
+    }
+    out
+}
+
+async fn deliver_loop(
+    inner: Arc<dyn Notifier>,
+    cfg: QueueConfig,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<Notification>,
+    cancel: CancellationToken,
+) {
+    let name = inner.name().to_owned();
+    let mut closing = false;
+    loop {
+        let first = if closing {
+            match rx.recv().await {
+                Some(n) => n,
+                None => break,
+            }
+        } else {
+            tokio::select! {
+                n = rx.recv() => match n { Some(n) => n, None => break },
+                _ = cancel.cancelled() => { closing = true; rx.close(); continue; }
+            }
+        };
+        let mut batch = vec![first];
+        if closing {
+            while let Ok(n) = rx.try_recv() {
+                batch.push(n);
+            }
+        } else {
+            let deadline = tokio::time::Instant::now() + cfg.group_window.0;
+            loop {
+                tokio::select! {
+                    n = rx.recv() => match n { Some(n) => batch.push(n), None => break },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = cancel.cancelled() => { closing = true; rx.close(); break; }
+                }
+            }
+        }
+        for n in group(batch) {
+            let attempts = if closing { 1 } else { cfg.max_attempts.max(1) };
+            let mut backoff = cfg.initial_backoff.0;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match inner.notify(&n).await {
+                    Ok(()) => {
+                        metrics.notification(&name, NotifyOutcome::Sent);
+                        break;
+                    }
+                    Err(e) => {
+                        metrics.notification(&name, NotifyOutcome::Failed);
+                        tracing::warn!(notifier = %name, environment = %n.environment, attempt, error = %e, "notification failed");
+                        if attempt >= attempts {
+                            metrics.notification(&name, NotifyOutcome::Dropped);
+                            tracing::error!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification given up");
+                            break;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = cancel.cancelled(), if !closing => { closing = true; rx.close(); }
+                        }
+                        backoff = (backoff * 2).min(cfg.max_backoff.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Notifiers built from the configuration, and their delivery tasks.
+pub struct BuiltNotifiers {
+    /// Add each to every environment's scanner.
+    pub notifiers: Vec<Arc<dyn Notifier>>,
+    /// Delivery tasks; they end after the cancellation token given to [`build_notifiers`].
+    pub workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for BuiltNotifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltNotifiers")
+            .field("notifiers", &self.notifiers.len())
+            .finish()
+    }
+}
+
+impl BuiltNotifiers {
+    /// Waits (at most `grace`) for the delivery tasks to flush after cancellation.
+    pub async fn flush(self, grace: Duration) {
+        let all = futures_util::future::join_all(self.workers);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("notification queues not flushed within the shutdown grace period");
+        }
+    }
+}
+
+fn env_var(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    field: &str,
+) -> Result<String, ConfigError> {
+    env(var)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::MissingEnv {
+            var: var.to_owned(),
+            field: field.to_owned(),
+        })
+}
+
+/// Builds the configured notifiers (must run inside a Tokio runtime: it spawns their queues).
+/// `env` reads environment variables (pass `|k| std::env::var(k).ok()`).
+pub fn build_notifiers(
+    configs: &[NotifierConfig],
+    metrics: Arc<Metrics>,
+    public_url: Option<String>,
+    cancel: CancellationToken,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BuiltNotifiers, ConfigError> {
+    let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
+    let mut out = BuiltNotifiers {
+        notifiers: Vec::new(),
+        workers: Vec::new(),
+    };
+    for (i, cfg) in configs.iter().enumerate() {
+        let field = |f: &str| format!("server.notifiers[{i}].{f}");
+        let (inner, route, queue): (Arc<dyn Notifier>, &RouteConfig, &QueueConfig) = match cfg {
+            NotifierConfig::Slack {
+                name,
+                url_env,
+                url,
+                route,
+                queue,
+            } => {
+                let url = match (url_env, url) {
+                    (Some(var), _) => env_var(env, var, &field("url_env"))?,
+                    (None, Some(u)) => u.clone(),
+                    (None, None) => {
+                        return Err(ConfigError::Invalid {
+                            field: field("url_env"),
+                            message: "a Slack notifier needs url_env (or url)".into(),
+                        })
+                    }
+                };
+                let n = slack::SlackNotifier::new(
+                    name.clone().unwrap_or_else(|| "slack".into()),
+                    parse_url(&url, &field("url"))?,
+                    public_url.clone(),
+                );
+                (Arc::new(n), route, queue)
+            }
+            NotifierConfig::Webhook {
+                name,
+                url,
+                secret_env,
+                route,
+                queue,
+            } => {
+                let secret = secret_env
+                    .as_ref()
+                    .map(|v| env_var(env, v, &field("secret_env")))
+                    .transpose()?;
+                let n = webhook::WebhookNotifier::new(
+                    name.clone().unwrap_or_else(|| "webhook".into()),
+                    parse_url(url, &field("url"))?,
+                    secret,
+                    public_url.clone(),
+                );
+                (Arc::new(n), route, queue)
+            }
+            NotifierConfig::Pagerduty {
+                name,
+                routing_key_env,
+                events_url,
+                route,
+                queue,
+            } => {
+                let key = env_var(env, routing_key_env, &field("routing_key_env"))?;
+                let url = events_url
+                    .clone()
+                    .unwrap_or_else(|| pagerduty::DEFAULT_EVENTS_URL.into());
+                let n = pagerduty::PagerDutyNotifier::new(
+                    name.clone().unwrap_or_else(|| "pagerduty".into()),
+                    parse_url(&url, &field("events_url"))?,
+                    key,
+                    public_url.clone(),
+                );
+                (Arc::new(n), route, queue)
+            }
+            NotifierConfig::Email {
+                name,
+                host,
+                port,
+                from,
+                to,
+                username,
+                password_env,
+                route,
+                queue,
+            } => {
+                let credentials = match (username, password_env) {
+                    (Some(u), Some(p)) => {
+                        Some((u.clone(), env_var(env, p, &field("password_env"))?))
+                    }
+                    (None, None) => None,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            field: field("username"),
+                            message: "username and password_env go together".into(),
+                        })
+                    }
+                };
+                let n = smtp::SmtpNotifier::new(
+                    name.clone().unwrap_or_else(|| "email".into()),
+                    host.clone(),
+                    port.unwrap_or(25),
+                    from.clone(),
+                    to.clone(),
+                    credentials,
+                    public_url.clone(),
+                )
+                .map_err(|message| ConfigError::Invalid {
+                    field: field("to"),
+                    message,
+                })?;
+                (Arc::new(n), route, queue)
+            }
+        };
+        let (queued, handle) =
+            QueuedNotifier::spawn(inner, queue.clone(), metrics.clone(), cancel.clone());
+        out.workers.push(handle);
+        out.notifiers.push(Arc::new(RoutedNotifier {
+            inner: queued,
+            environments: route.environments.clone(),
+            min_severity: route.min_severity.unwrap_or(Severity::Low),
+        }));
+    }
+    Ok(out)
+}
+
+fn parse_url(u: &str, field: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(u).map_err(|e| ConfigError::Invalid {
+        field: field.to_owned(),
+        message: format!("not a URL: {e}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            field: field.to_owned(),
+            message: "expected an http or https URL".into(),
+        });
+    }
+    Ok(url)
+}
