@@ -1,1 +1,264 @@
-//! (being written)
+//! File-based sources: a manifest folder that is not a Git repository (desired side, with the
+//! same rules as the Git source), and saved dumps of live objects (`kubectl get ... -o yaml`
+//! or `-o json`) as the live side, for air-gapped audits.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use driftguard_core::manifest::{parse_file, ManifestError};
+use driftguard_core::model::{RawLive, Revision};
+use driftguard_core::ports::{
+    DesiredSet, GitSource, LiveScope, LiveSnapshot, LiveSource, SourceError,
+};
+
+use crate::git::select::Filter;
+use crate::git::{
+    extend_set, find_kustomize, parse_bytes, plan, render_kustomization, FileObjects,
+};
+
+/// A folder of manifests that is not a Git repository.
+///
+/// Its revision is `dir:<xxh3 of the selected files' paths and contents>`; it has no history
+/// ([`GitSource::history`] answers `Unsupported`).
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    root: PathBuf,
+    filter: Filter,
+    kustomize_bin: Option<PathBuf>,
+}
+
+fn io_error(context: String, e: std::io::Error) -> SourceError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        SourceError::NotFound { what: context }
+    } else {
+        SourceError::Backend {
+            context,
+            source: Box::new(e),
+        }
+    }
+}
+
+fn walk_dir(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| io_error(format!("folder {}", dir.display()), e))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            walk_dir(root, &path, out)?;
+        } else if ft.is_file() {
+            out.push((path, entry.path()));
+        }
+    }
+    Ok(())
+}
+
+impl DirSource {
+    /// A folder, read whole.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirSource {
+            root: root.into(),
+            filter: Filter::new("", &[], &[]).expect("no globs are valid globs"),
+            kustomize_bin: None,
+        }
+    }
+
+    /// Keeps only files matching `include` (if any) and not matching `exclude` (globs relative
+    /// to the folder).
+    pub fn with_globs(
+        mut self,
+        include: &[String],
+        exclude: &[String],
+    ) -> Result<Self, SourceError> {
+        self.filter = Filter::new("", include, exclude)?;
+        Ok(self)
+    }
+
+    /// The binary rendering kustomizations (`kubectl` or `kustomize`).
+    pub fn with_kustomize_bin(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.kustomize_bin = Some(bin.into());
+        self
+    }
+
+    /// Reads the folder: the set (with revision) or an IO error.
+    fn read(&self) -> Result<DesiredSet, SourceError> {
+        let mut all = Vec::new();
+        walk_dir(&self.root, "", &mut all)?;
+        let plan = plan(&self.filter, all);
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut files: Vec<(String, FileObjects)> = Vec::with_capacity(plan.files.len());
+        for (rel, path) in &plan.files {
+            let data =
+                std::fs::read(path).map_err(|e| io_error(format!("file {}", path.display()), e))?;
+            hasher.update(rel.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&(data.len() as u64).to_le_bytes());
+            hasher.update(&data);
+            files.push((rel.clone(), parse_bytes(rel, &data)));
+        }
+        let mut rendered = Vec::new();
+        for dir in &plan.kustomizations {
+            let file = if dir.is_empty() {
+                "kustomization.yaml".to_owned()
+            } else {
+                format!("{dir}/kustomization.yaml")
+            };
+            let fail = |message: String| FileObjects {
+                objects: Vec::new(),
+                errors: vec![ManifestError {
+                    file: file.clone(),
+                    line: 1,
+                    field: None,
+                    message,
+                }],
+            };
+            let parsed = match find_kustomize(self.kustomize_bin.as_deref()) {
+                None => fail(
+                    "cannot render the kustomization: no kubectl or kustomize binary found".into(),
+                ),
+                Some(bin) => match render_kustomization(&bin, &self.root.join(dir)) {
+                    Ok(text) => {
+                        hasher.update(file.as_bytes());
+                        hasher.update(&[0]);
+                        hasher.update(text.as_bytes());
+                        parse_bytes(&file, text.as_bytes())
+                    }
+                    Err(m) => fail(m),
+                },
+            };
+            rendered.push((file, dir.clone(), parsed));
+        }
+        let revision = Revision::plain(format!("dir:{:016x}", hasher.digest()));
+        let mut set = DesiredSet {
+            revision: Some(revision.clone()),
+            notes: plan.notes,
+            ..DesiredSet::default()
+        };
+        for (rel, parsed) in &files {
+            extend_set(&mut set, parsed, rel, &revision.id);
+        }
+        for (file, dir, parsed) in &rendered {
+            extend_set(&mut set, parsed, file, &revision.id);
+            set.notes.push(format!(
+                "kustomization {} rendered",
+                if dir.is_empty() { "." } else { dir }
+            ));
+        }
+        Ok(set)
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SourceError::Backend {
+            context: "file task failed".into(),
+            source: Box::new(e),
+        })?
+}
+
+#[async_trait]
+impl GitSource for DirSource {
+    fn describe(&self) -> String {
+        format!("dir {}", self.root.display())
+    }
+
+    async fn revision(&self) -> Result<Revision, SourceError> {
+        let me = self.clone();
+        let set = blocking(move || me.read()).await?;
+        Ok(set.revision.unwrap_or_else(|| Revision::plain("dir:")))
+    }
+
+    /// The folder as it is now (a folder keeps no old revisions): the set's revision says
+    /// which content was read.
+    async fn desired(&self, _revision: &Revision) -> Result<DesiredSet, SourceError> {
+        let me = self.clone();
+        blocking(move || me.read()).await
+    }
+
+    async fn load(&self) -> Result<DesiredSet, SourceError> {
+        let me = self.clone();
+        blocking(move || me.read()).await
+    }
+}
+
+/// Saved dumps of live objects: the output of `kubectl get <kinds> -A -o yaml` or `-o json`
+/// (a `List`), one or several files.
+#[derive(Debug, Clone)]
+pub struct DumpSource {
+    paths: Vec<PathBuf>,
+}
+
+impl DumpSource {
+    /// Dumps to read (each is read at every snapshot).
+    pub fn new(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
+        DumpSource {
+            paths: paths.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    fn read(&self) -> Result<Vec<RawLive>, SourceError> {
+        let mut objects = Vec::new();
+        for path in &self.paths {
+            let name = path.display().to_string();
+            let data = std::fs::read(path).map_err(|e| io_error(format!("dump {name}"), e))?;
+            let text = std::str::from_utf8(&data).map_err(|_| {
+                SourceError::Invalid(ManifestError {
+                    file: name.clone(),
+                    line: 1,
+                    field: None,
+                    message: "dump is not valid UTF-8".into(),
+                })
+            })?;
+            let (live, errors) = parse_file(&name, text, None).into_live();
+            if let Some(e) = errors.into_iter().next() {
+                return Err(SourceError::Invalid(e));
+            }
+            objects.extend(live);
+        }
+        Ok(objects)
+    }
+}
+
+#[async_trait]
+impl LiveSource for DumpSource {
+    fn describe(&self) -> String {
+        let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        format!("dump {}", names.join(", "))
+    }
+
+    async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
+        let me = self.clone();
+        let objects = blocking(move || me.read()).await?;
+        let in_scope = |o: &RawLive| {
+            let meta = o.object.meta();
+            let gk = meta.group_kind();
+            scope.kinds.iter().any(|k| k.group_kind() == gk)
+                && (scope.namespaces.is_empty()
+                    || meta
+                        .namespace
+                        .is_none_or(|ns| scope.namespaces.iter().any(|s| s == ns)))
+        };
+        Ok(LiveSnapshot {
+            objects: objects.into_iter().filter(in_scope).collect(),
+            errors: Vec::new(),
+        })
+    }
+}

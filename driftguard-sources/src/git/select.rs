@@ -1,0 +1,280 @@
+//! Which files of a tree are read, which folders are rendered with kustomize, and which are
+//! skipped (Helm charts). Shared by the Git source and the plain-folder source.
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use driftguard_core::manifest::{is_manifest_path, parse_file, ManifestError};
+use driftguard_core::model::{Provenance, RawManifest, RawObject};
+use driftguard_core::ports::{DesiredSet, SourceError};
+
+/// File names that make a folder a kustomization.
+pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The environment's folder and its include/exclude globs.
+#[derive(Clone, Debug)]
+pub(crate) struct Filter {
+    /// Folder inside the root, without leading or trailing `/` (empty: the root).
+    pub prefix: String,
+    include: Option<GlobSet>,
+    exclude: Option<GlobSet>,
+}
+
+fn glob_set(field: &str, globs: &[String]) -> Result<Option<GlobSet>, SourceError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        let glob = Glob::new(g).map_err(|e| {
+            SourceError::Invalid(ManifestError {
+                file: "(configuration)".into(),
+                line: 1,
+                field: Some(field.into()),
+                message: format!("bad glob `{g}`: {e}"),
+            })
+        })?;
+        b.add(glob);
+    }
+    b.build().map(Some).map_err(|e| {
+        SourceError::Invalid(ManifestError {
+            file: "(configuration)".into(),
+            line: 1,
+            field: Some(field.into()),
+            message: format!("bad globs: {e}"),
+        })
+    })
+}
+
+/// Normalizes a folder path: no leading `./` or `/`, no trailing `/`.
+pub(crate) fn normalize_prefix(path: &str) -> String {
+    let mut p = path.trim().trim_matches('/');
+    while let Some(rest) = p.strip_prefix("./") {
+        p = rest.trim_start_matches('/');
+    }
+    if p == "." {
+        p = "";
+    }
+    p.to_owned()
+}
+
+impl Filter {
+    /// A filter for `path` with include and exclude globs (matched against paths relative to
+    /// `path`; `*` also matches `/`).
+    pub fn new(path: &str, include: &[String], exclude: &[String]) -> Result<Self, SourceError> {
+        Ok(Filter {
+            prefix: normalize_prefix(path),
+            include: glob_set("include", include)?,
+            exclude: glob_set("exclude", exclude)?,
+        })
+    }
+
+    /// The part of `path` below the environment's folder, if it is below it.
+    pub fn relative<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            return Some(path);
+        }
+        path.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
+    }
+
+    /// Whether a file (path relative to the root) is selected by the globs.
+    pub fn selects(&self, path: &str) -> bool {
+        let Some(rel) = self.relative(path) else {
+            return false;
+        };
+        self.include.as_ref().is_none_or(|g| g.is_match(rel))
+            && self.exclude.as_ref().is_none_or(|g| !g.is_match(rel))
+    }
+}
+
+/// What to do with the files of one tree.
+#[derive(Debug)]
+pub(crate) struct Plan<K> {
+    /// Manifest files to read one by one: path (relative to the root) and a key.
+    pub files: Vec<(String, K)>,
+    /// Folders (relative to the root) to render with kustomize, outermost only.
+    pub kustomizations: Vec<String>,
+    /// Things to tell (Helm charts skipped).
+    pub notes: Vec<String>,
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(d, _)| d)
+}
+
+fn file_name(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, f)| f)
+}
+
+/// Whether `path` is `dir` or below it.
+fn under(path: &str, dir: &str) -> bool {
+    dir.is_empty()
+        || path == dir
+        || (path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/')
+}
+
+/// Decides, from every file below the environment's folder, what is read.
+///
+/// Files or folders whose name starts with `.` are skipped. A folder holding a
+/// `kustomization.yaml` is rendered as a whole; a folder holding a `Chart.yaml` is a Helm
+/// chart, not supported yet: it is skipped with a note.
+pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
+    let mut kust: Vec<String> = Vec::new();
+    let mut helm: Vec<String> = Vec::new();
+    for (path, _) in &entries {
+        let Some(rel) = filter.relative(path) else {
+            continue;
+        };
+        if rel.split('/').any(|c| c.starts_with('.')) {
+            continue;
+        }
+        let name = file_name(path);
+        if KUSTOMIZATION_FILES.contains(&name) && filter.selects(path) {
+            kust.push(parent(path).to_owned());
+        } else if name == "Chart.yaml" {
+            helm.push(parent(path).to_owned());
+        }
+    }
+    helm.sort();
+    helm.dedup();
+    let helm: Vec<String> = helm
+        .iter()
+        .filter(|h| !helm.iter().any(|o| o != *h && under(h, o)))
+        .cloned()
+        .collect();
+    kust.sort();
+    kust.dedup();
+    let kust: Vec<String> = kust
+        .iter()
+        .filter(|k| !kust.iter().any(|o| o != *k && under(k, o)))
+        .filter(|k| !helm.iter().any(|h| under(k, h)))
+        .cloned()
+        .collect();
+    let mut notes: Vec<String> = helm
+        .iter()
+        .map(|h| {
+            format!(
+                "Helm chart at {} is not supported yet: its files were skipped",
+                if h.is_empty() { "." } else { h }
+            )
+        })
+        .collect();
+    notes.sort();
+    let files = entries
+        .into_iter()
+        .filter(|(path, _)| {
+            let Some(rel) = filter.relative(path) else {
+                return false;
+            };
+            !rel.split('/').any(|c| c.starts_with('.'))
+                && is_manifest_path(path)
+                && filter.selects(path)
+                && !kust.iter().any(|k| under(path, k))
+                && !helm.iter().any(|h| under(path, h))
+        })
+        .collect();
+    Plan {
+        files,
+        kustomizations: kust,
+        notes,
+    }
+}
+
+/// The objects and problems of one parsed file, kept for reuse while its content is the same.
+#[derive(Debug, Default)]
+pub(crate) struct FileObjects {
+    /// Objects with their provenance (revision not set).
+    pub objects: Vec<(RawObject, Provenance)>,
+    /// Problems.
+    pub errors: Vec<ManifestError>,
+}
+
+/// Parses the bytes of one file (`path` relative to the root).
+pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
+    match std::str::from_utf8(data) {
+        Ok(text) => {
+            let p = parse_file(path, text, None);
+            FileObjects {
+                objects: p.objects,
+                errors: p.errors,
+            }
+        }
+        Err(e) => FileObjects {
+            objects: Vec::new(),
+            errors: vec![ManifestError {
+                file: path.to_owned(),
+                line: 1 + data[..e.valid_up_to()]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count(),
+                field: None,
+                message: "file is not valid UTF-8".into(),
+            }],
+        },
+    }
+}
+
+/// Appends a parsed file's objects and errors to `set`, as found at `path` and `revision`.
+pub(crate) fn extend_set(set: &mut DesiredSet, parsed: &FileObjects, path: &str, revision: &str) {
+    for (object, provenance) in &parsed.objects {
+        set.objects.push(RawManifest {
+            object: object.clone(),
+            provenance: Provenance {
+                file: path.to_owned(),
+                document: provenance.document,
+                line: provenance.line,
+                revision: Some(revision.to_owned()),
+            },
+        });
+    }
+    for e in &parsed.errors {
+        set.errors.push(ManifestError {
+            file: path.to_owned(),
+            ..e.clone()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(v: &[&str]) -> Vec<(String, ())> {
+        v.iter().map(|p| ((*p).to_owned(), ())).collect()
+    }
+
+    #[test]
+    fn plan_selects_renders_and_skips() {
+        let f = Filter::new("./envs/prod/", &[], &["**/skip-*".into()]).expect("valid");
+        let p = plan(
+            &f,
+            paths(&[
+                "envs/prod/a.yaml",
+                "envs/prod/b.json",
+                "envs/prod/readme.md",
+                "envs/prod/skip-me.yaml",
+                "envs/prod/.github/ci.yaml",
+                "envs/prod/app/kustomization.yaml",
+                "envs/prod/app/deploy.yaml",
+                "envs/prod/app/sub/kustomization.yaml",
+                "envs/prod/chart/Chart.yaml",
+                "envs/prod/chart/templates/x.yaml",
+                "envs/prodx/c.yaml",
+            ]),
+        );
+        let files: Vec<&str> = p.files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(files, vec!["envs/prod/a.yaml", "envs/prod/b.json"]);
+        assert_eq!(p.kustomizations, vec!["envs/prod/app".to_owned()]);
+        assert_eq!(p.notes.len(), 1);
+        assert!(p.notes[0].contains("envs/prod/chart"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn include_globs_are_relative_to_the_folder() {
+        let f = Filter::new("envs", &["prod/**".into()], &[]).expect("valid");
+        assert!(f.selects("envs/prod/a.yaml"));
+        assert!(!f.selects("envs/dev/a.yaml"));
+        assert!(!f.selects("other/prod/a.yaml"));
+        assert!(Filter::new("", &["[".into()], &[]).is_err());
+    }
+}
