@@ -403,11 +403,17 @@ async fn assert_same(store: &Arc<dyn DriftStore>, reference: &MemoryStore, what:
         "{what}: newest scans"
     );
     for q in drift_queries() {
-        assert_eq!(
-            store.drifts(&q).await.expect("drifts"),
-            reference.drifts(&q).await.expect("drifts"),
-            "{what}: {q:?}"
-        );
+        let a = store.drifts(&q).await.expect("drifts");
+        let b = reference.drifts(&q).await.expect("drifts");
+        let ids = |p: &driftguard_core::query::Page<Drift>| {
+            (
+                p.total,
+                p.next_offset,
+                p.items.iter().map(|d| d.episode.clone()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(ids(&a), ids(&b), "{what}: episodes of {q:?}");
+        assert_eq!(a, b, "{what}: {q:?}");
     }
     let sample = ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web-1-0");
     for q in event_queries(&sample) {

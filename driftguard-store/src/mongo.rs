@@ -25,7 +25,7 @@ use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document};
 use mongodb::error::ErrorKind;
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
 use mongodb::{Client, Collection, Database, IndexModel};
 use tokio::sync::OnceCell;
 
@@ -181,6 +181,10 @@ impl MongoStore {
         }
         if co.connect_timeout.is_none() {
             co.connect_timeout = Some(options.server_selection_timeout);
+        }
+        if co.write_concern.is_none() {
+            // acknowledged means journaled: a crash of the database loses nothing acknowledged
+            co.write_concern = Some(WriteConcern::builder().journal(true).build());
         }
         if co.app_name.is_none() {
             co.app_name = Some("driftguard".into());
@@ -557,7 +561,9 @@ fn drift_filter(q: &DriftQuery) -> Document {
         f.insert("direction", d.as_str());
     }
     if let Some(s) = q.min_severity {
-        f.insert("severity", doc! {"$gte": severity_rank(s)});
+        // `$in` rather than `$gte`: exact matches only (SecantusDB 0.7 drops 0 from `$gte: 0`)
+        let ranks: Vec<i64> = (severity_rank(s)..=3).collect();
+        f.insert("severity", doc! {"$in": ranks});
     }
     f
 }

@@ -1,0 +1,351 @@
+//! The conformance suite, the Secret canary and the outage test against MongoDB (SecantusDB).
+//!
+//! Needs `MONGODB_URI` (see scripts/README.md: `scripts/test-services.sh up`). Without it the
+//! tests fail in CI (`CI=true`) and are skipped with a message elsewhere.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
+use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
+use driftguard_core::ports::{DesiredSet, DriftStore};
+use driftguard_core::prelude::{Engine, EnvironmentSpec, Normalizer, Scanner, SecretKey};
+use driftguard_core::query::{DriftQuery, DriftStatus, EventQuery};
+use driftguard_store::buffered::{BufferHealth, BufferedStore};
+use driftguard_store::conformance::t;
+use driftguard_store::mongo::{MongoOptions, MongoStore};
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Document};
+use serde_json::json;
+
+fn mongo_uri() -> Option<String> {
+    match std::env::var("MONGODB_URI") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("MONGODB_URI is not set: start SecantusDB with scripts/test-services.sh up");
+            }
+            eprintln!("skipped: MONGODB_URI is not set (scripts/test-services.sh up)");
+            None
+        }
+    }
+}
+
+fn unique_db(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "dgt_{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() % 1_000_000_000)
+    )
+}
+
+async fn fresh() -> Arc<dyn DriftStore> {
+    let Some(uri) = mongo_uri() else {
+        // locally without a server: run the suite's checks on the reference instead
+        return Arc::new(MemoryStore::new());
+    };
+    Arc::new(
+        MongoStore::connect(&uri, &unique_db("c"))
+            .await
+            .expect("connects to MongoDB"),
+    )
+}
+
+driftguard_store::conformance_tests!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_and_ttl_are_created() {
+    let Some(uri) = mongo_uri() else { return };
+    let mut o = MongoOptions::new(&uri, unique_db("ix"));
+    o.retention = Some(Duration::from_secs(3600));
+    let store = MongoStore::connect_with(o).await.expect("connects");
+    let names = |coll: &'static str| {
+        let db = store.database().clone();
+        async move {
+            db.collection::<Document>(coll)
+                .list_index_names()
+                .await
+                .expect("indexes")
+        }
+    };
+    assert!(names("records").await.contains(&"identity".to_owned()));
+    assert!(names("events").await.contains(&"ttl_at_date".to_owned()));
+    assert!(names("scans").await.contains(&"ttl_started_date".to_owned()));
+    // a new retention replaces the TTL index; none drops it
+    store
+        .set_retention(Some(Duration::from_secs(60)))
+        .await
+        .expect("retention");
+    store.set_retention(None).await.expect("no retention");
+    assert!(!names("events").await.contains(&"ttl_at_date".to_owned()));
+    // the unique identity index refuses a second record of the same object
+    let coll = store.database().collection::<Document>("records");
+    let d = doc! {"env": "e", "group": "", "kind": "K", "namespace": "n", "name": "x", "body": "{}"};
+    let mut d1 = d.clone();
+    d1.insert("_id", "a");
+    let mut d2 = d;
+    d2.insert("_id", "b");
+    coll.insert_one(d1).await.expect("first");
+    assert!(coll.insert_one(d2).await.is_err(), "identity is unique");
+    store.database().drop().await.expect("drop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_canary_is_not_in_any_collection() {
+    let Some(uri) = mongo_uri() else { return };
+    let store = MongoStore::connect(&uri, &unique_db("canary"))
+        .await
+        .expect("connects");
+    let needles = driftguard_store::conformance::write_secret_canary(Arc::new(store.clone())).await;
+    let db = store.database();
+    let mut docs = 0;
+    for coll in db.list_collection_names().await.expect("collections") {
+        let all: Vec<Document> = db
+            .collection::<Document>(&coll)
+            .find(doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("read");
+        for d in &all {
+            docs += 1;
+            let text = format!("{d}");
+            for n in &needles {
+                assert!(!text.contains(n.as_str()), "canary found in {coll}");
+            }
+        }
+    }
+    assert!(docs > 5, "the canary scan stored documents ({docs})");
+    db.drop().await.expect("drop");
+}
+
+/// A SecantusDB of the test's own, on a free port, with data in a folder (so it can be killed
+/// and started again on the same data).
+struct OwnServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnServer {
+    fn binary() -> PathBuf {
+        let cache = std::env::var("DRIFTGUARD_CACHE").map_or_else(
+            |_| {
+                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/driftguard")
+            },
+            PathBuf::from,
+        );
+        cache.join("secantus-venv/bin/secantusd-py")
+    }
+
+    fn start(dir: PathBuf) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut s = OwnServer {
+            port,
+            dir,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let bin = Self::binary();
+        assert!(
+            bin.exists(),
+            "{} missing: run scripts/mongo/start.sh once",
+            bin.display()
+        );
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(&self.dir)
+            .args(["--log-level", "WARNING"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start secantusd");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "secantusd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL secantusd");
+            c.wait().expect("reaped");
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn deployment(name: &str, replicas: i64) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"replicas": replicas}})
+}
+
+/// The database is killed during scans and started again: the scanner keeps detecting through
+/// the buffered store (health degraded), and after recovery every acknowledged event is stored
+/// exactly once and the scans go on exactly like scans over the in-memory reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_killed_during_scans_loses_nothing() {
+    if mongo_uri().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = OwnServer::start(dir.path().join("data"));
+    let mut o = MongoOptions::new(server.uri(), "outage");
+    o.server_selection_timeout = Duration::from_millis(1500);
+    let mongo = Arc::new(MongoStore::connect_with(o).await.expect("connects"));
+    let buffered = Arc::new(BufferedStore::new(
+        mongo.clone(),
+        10_000,
+        Duration::from_millis(200),
+    ));
+    let reference: Arc<dyn DriftStore> = Arc::new(MemoryStore::new());
+
+    let names: Vec<String> = (0..30).map(|i| format!("web-{i}")).collect();
+    let git = Arc::new(MemoryGitSource::new());
+    git.set(DesiredSet {
+        revision: Some(Revision::plain("r1")),
+        objects: names
+            .iter()
+            .map(|n| RawManifest {
+                object: RawObject(deployment(n, 3)),
+                provenance: Provenance::default(),
+            })
+            .collect(),
+        ..DesiredSet::default()
+    });
+    let live = Arc::new(MemoryLiveSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let engine = || {
+        Engine::new(
+            EnvironmentSpec::new("prod"),
+            Normalizer::new(SecretKey::new(b"k".to_vec())),
+        )
+    };
+    let scanner = Scanner::new(
+        engine(),
+        git.clone(),
+        live.clone(),
+        buffered.clone(),
+        clock.clone(),
+    );
+    let ref_scanner = Scanner::new(engine(), git, live.clone(), reference.clone(), clock.clone());
+
+    let mut acked = Vec::new();
+    let mut saw_degraded = false;
+    for step in 0..12i64 {
+        // every step some objects drift, change, or go back
+        live.set(
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let r = if (i as i64 + step) % 3 == 0 { 3 } else { 3 + step % 4 + 1 };
+                    RawLive::new(deployment(n, r))
+                })
+                .collect(),
+        );
+        clock.set(t(60 * step));
+        let scan = {
+            let s = scanner.scan();
+            if step == 3 {
+                // kill the database while this scan writes
+                let (r, ()) = tokio::join!(s, async {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    server.kill();
+                });
+                r
+            } else {
+                s.await
+            }
+        };
+        let report = scan.expect("scan goes on while the database is down");
+        let expected = ref_scanner.scan().await.expect("reference scan");
+        assert_eq!(report.events, expected.events, "step {step}");
+        acked.extend(report.events.into_iter().map(|e| e.event_id));
+        if matches!(buffered.status(), BufferHealth::Degraded { .. }) {
+            saw_degraded = true;
+            assert!(buffered.health().await.is_err(), "degraded health");
+        }
+        if step == 8 {
+            server.spawn();
+        }
+    }
+    assert!(saw_degraded, "the outage was noticed");
+    assert!(
+        buffered.flush(Duration::from_secs(90)).await,
+        "the buffer drains after recovery"
+    );
+    assert_eq!(buffered.status(), BufferHealth::Healthy);
+    buffered.health().await.expect("healthy again");
+
+    // every acknowledged event once, and the same history as the reference
+    let q = EventQuery {
+        limit: 1_000_000,
+        ..EventQuery::default()
+    };
+    let stored = mongo.events(&q).await.expect("events");
+    let mut ids: Vec<&str> = stored.items.iter().map(|e| e.event_id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want: Vec<&str> = acked.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    assert_eq!(ids, want, "every acknowledged event exactly once");
+    assert_eq!(stored, reference.events(&q).await.expect("events"));
+    let dq = DriftQuery {
+        status: DriftStatus::All,
+        limit: 10_000,
+        ..DriftQuery::default()
+    };
+    assert_eq!(
+        mongo.drifts(&dq).await.expect("drifts"),
+        reference.drifts(&dq).await.expect("drifts")
+    );
+    assert_eq!(
+        mongo.records("prod").await.expect("records"),
+        reference.records("prod").await.expect("records")
+    );
+    assert_eq!(mongo.scans(Some("prod"), 100).await.expect("scans").len(), 12);
+    // and the next scan continues on the recovered database
+    clock.set(t(60 * 20));
+    live.set(names.iter().map(|n| RawLive::new(deployment(n, 3))).collect());
+    let report = scanner.scan().await.expect("scan after recovery");
+    let expected = ref_scanner.scan().await.expect("reference scan");
+    assert_eq!(report.events, expected.events);
+    assert!(!report.events.is_empty(), "everything resolves");
+    assert_eq!(buffered.queued(), 0, "written straight through");
+    assert_eq!(
+        mongo.events(&q).await.expect("events"),
+        reference.events(&q).await.expect("events")
+    );
+    mongo.database().drop().await.expect("drop");
+}
