@@ -103,10 +103,8 @@ pub struct FieldDiffDto {
     /// Path.
     pub path: String,
     /// Value in Git (absent: not set in Git).
-    #[schema(value_type = Object, nullable = true)]
     pub desired: Option<serde_json::Value>,
     /// Value in the cluster (absent: not set live).
-    #[schema(value_type = Object, nullable = true)]
     pub live: Option<serde_json::Value>,
 }
 
@@ -314,7 +312,7 @@ pub struct ScanDto {
     pub revision: Option<String>,
     /// Counts.
     pub counts: CountsDto,
-    /// Drift score (0..1).
+    /// Drift score (0 in sync .. 100).
     pub score: f64,
     /// Problems met, one line each.
     pub errors: Vec<String>,

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod notify;
 pub mod state;
 pub mod supervisor;
+pub mod testkit;
 
 use std::future::Future;
 

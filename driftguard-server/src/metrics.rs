@@ -105,7 +105,7 @@ impl Metrics {
         let drift_score = Family::<EnvLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "driftguard_drift_score",
-            "Drift score of the environment (0 in sync .. 1 badly drifted), from the last scan",
+            "Drift score of the environment (0 in sync .. 100), from the last scan",
             drift_score.clone(),
         );
         let drifts = Family::<DriftLabels, Gauge>::default();

@@ -1,0 +1,235 @@
+//! Helpers for tests and benchmarks: in-memory environments and stores filled with drifts.
+//! Not for production use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use driftguard_core::compare::FieldDiff;
+use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
+use driftguard_core::id::ResourceId;
+use driftguard_core::managed::FieldOwner;
+use driftguard_core::memory::{MemoryGitSource, MemoryLiveSource};
+use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::{
+    Clock, DesiredSet, DriftStore, GitSource, LiveSource, ScanBatch, ScanCounts, ScanSummary,
+    StoreError,
+};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{
+    Attribution, Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64,
+};
+use serde_json::{json, Value};
+
+use crate::state::Environment;
+
+/// A fixed start time.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// A Deployment manifest.
+pub fn deployment(ns: &str, name: &str, replicas: u32, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
+            {"name": "app", "image": image}]}}}
+    })
+}
+
+/// A desired set at a plain revision.
+pub fn desired(revision: &str, objects: Vec<Value>) -> DesiredSet {
+    DesiredSet {
+        revision: Some(Revision::plain(revision)),
+        objects: objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| RawManifest {
+                object: RawObject(o),
+                provenance: Provenance {
+                    file: "deploy.yaml".into(),
+                    document: i,
+                    line: 1 + i * 20,
+                    revision: Some(revision.into()),
+                },
+            })
+            .collect(),
+        ..DesiredSet::default()
+    }
+}
+
+/// Live copies of objects (with a uid).
+pub fn live(objects: Vec<Value>) -> Vec<RawLive> {
+    objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut o)| {
+            o["metadata"]["uid"] = json!(format!("uid-{i}"));
+            RawLive::new(o)
+        })
+        .collect()
+}
+
+/// An environment on in-memory sources: returns the environment and its sources.
+pub fn memory_environment(
+    name: &str,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    full: Duration,
+) -> (
+    Arc<Environment>,
+    Arc<MemoryGitSource>,
+    Arc<MemoryLiveSource>,
+) {
+    let git = Arc::new(MemoryGitSource::new());
+    let live = Arc::new(MemoryLiveSource::new());
+    let env = environment(name, git.clone(), live.clone(), store, clock, poll, full);
+    (env, git, live)
+}
+
+/// An environment over any sources.
+pub fn environment(
+    name: &str,
+    git: Arc<dyn GitSource>,
+    live: Arc<dyn LiveSource>,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    full: Duration,
+) -> Arc<Environment> {
+    let engine = Engine::new(
+        EnvironmentSpec::new(name),
+        Normalizer::new(SecretKey::new(b"test-key".to_vec())),
+    );
+    let scanner = Scanner::new(engine, git, live, store, clock);
+    Arc::new(Environment::new(Arc::new(scanner), poll, full))
+}
+
+/// A drift episode made by hand (number `i`).
+pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
+    let ns = format!("ns-{}", i % 5);
+    let kind = match i % 3 {
+        0 => DriftKind::Modified,
+        1 => DriftKind::Missing,
+        _ => DriftKind::Orphan,
+    };
+    let direction = if i % 2 == 0 {
+        Direction::Forward
+    } else {
+        Direction::Reverse
+    };
+    let at = t0() + chrono::Duration::seconds(i as i64);
+    Drift {
+        episode: format!("{env}-{i:08}"),
+        id: ResourceId::new(env, "apps", "Deployment", Some(&ns), format!("web-{i}")),
+        api_version: "apps/v1".into(),
+        kind,
+        direction,
+        severity,
+        fields: if kind == DriftKind::Modified {
+            vec![FieldDiff {
+                path: "spec.replicas".into(),
+                desired: Some(json!(3)),
+                live: Some(json!(5)),
+            }]
+        } else {
+            Vec::new()
+        },
+        attribution: Attribution {
+            owners: vec![FieldOwner {
+                path: "spec.replicas".into(),
+                manager: "kubectl-edit".into(),
+                operation: "Update".into(),
+                subresource: String::new(),
+                time: Some(at),
+            }],
+            commit: None,
+        },
+        detected_at: at,
+        updated_at: at,
+        resolved_at: (!open).then_some(at + chrono::Duration::seconds(60)),
+        resolution: (!open).then_some(driftguard_core::state::Resolution::Reverted),
+        revision: Some("rev-1".into()),
+        provenance: Some(Provenance {
+            file: "deploy.yaml".into(),
+            document: 0,
+            line: 1,
+            revision: Some("rev-1".into()),
+        }),
+    }
+}
+
+/// Writes `n` drift episodes of `env` (every fourth one resolved, severities cycling) with
+/// their records, detection (and resolution) events and one scan summary.
+pub async fn fill_store(
+    store: &dyn DriftStore,
+    env: &str,
+    n: usize,
+    resolved_every: usize,
+) -> Result<(), StoreError> {
+    let severities = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+    let mut batch = ScanBatch {
+        environment: env.into(),
+        summary: Some(ScanSummary {
+            scan_id: format!("{env}-fill"),
+            environment: env.into(),
+            started_at: t0(),
+            duration_ms: 12,
+            revision: Some("rev-1".into()),
+            counts: ScanCounts {
+                tracked: n,
+                modified: n,
+                ..ScanCounts::default()
+            },
+            score: 0.5,
+            errors: Vec::new(),
+            events: n,
+        }),
+        ..ScanBatch::default()
+    };
+    for i in 0..n {
+        let open = resolved_every == 0 || i % resolved_every != resolved_every - 1;
+        let d = drift(env, i, severities[i % 4], open);
+        let mut opened = d.clone();
+        opened.resolved_at = None;
+        opened.resolution = None;
+        batch.events.push(DriftEvent {
+            event_id: format!("{}-d", d.episode),
+            kind: EventKind::Detected,
+            at: d.detected_at,
+            scan_id: format!("{env}-fill"),
+            revision: d.revision.clone(),
+            drift: opened,
+        });
+        if !open {
+            batch.events.push(DriftEvent {
+                event_id: format!("{}-r", d.episode),
+                kind: EventKind::Resolved,
+                at: d.resolved_at.unwrap_or(d.detected_at),
+                scan_id: format!("{env}-fill"),
+                revision: d.revision.clone(),
+                drift: d.clone(),
+            });
+        }
+        batch.upserts.push(DriftRecord {
+            id: d.id.clone(),
+            api_version: d.api_version.clone(),
+            desired_hash: Some(Hash64(i as u64)),
+            live_hash: Some(Hash64(i as u64 + 1)),
+            baseline: None,
+            drift: open.then_some(d.clone()),
+            updated_at: d.updated_at,
+        });
+    }
+    store.commit(&batch).await
+}

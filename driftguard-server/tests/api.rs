@@ -1,0 +1,1065 @@
+//! Handler tests (tower::ServiceExt::oneshot) for every endpoint, and the OpenAPI document
+//! checked against the real responses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
+use driftguard_core::ports::DriftStore;
+use driftguard_server::metrics::Metrics;
+use driftguard_server::state::AppState;
+use driftguard_server::testkit::{self, deployment};
+use driftguard_server::{router, Environment};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-token";
+const HOOK_SECRET: &str = "hook-secret";
+
+struct Fixture {
+    app: Router,
+    state: AppState,
+    #[allow(dead_code)]
+    git: Arc<MemoryGitSource>,
+    live: Arc<MemoryLiveSource>,
+}
+
+/// `dev` runs on memory sources (web has 5 replicas live, 3 in Git); `prod` is filled with
+/// 40 hand-made drifts (every fourth resolved).
+async fn fixture() -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let (dev, git, live) = testkit::memory_environment(
+        "dev",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    git.set(testkit::desired(
+        "rev-a",
+        vec![
+            deployment("shop", "web", 3, "web:1"),
+            deployment("shop", "api", 2, "api:1"),
+        ],
+    ));
+    live.set(testkit::live(vec![
+        deployment("shop", "web", 5, "web:1"),
+        deployment("shop", "api", 2, "api:1"),
+    ]));
+    let (prod, _, _) = testkit::memory_environment(
+        "prod",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    testkit::fill_store(store.as_ref(), "prod", 40, 4)
+        .await
+        .expect("store filled");
+    let state = AppState::builder(store, vec![dev, prod], Arc::new(Metrics::new()))
+        .tokens(vec![TOKEN.into()])
+        .webhook_secret(Some(HOOK_SECRET.into()))
+        .clock(clock)
+        .body_limit(64 * 1024)
+        .build();
+    Fixture {
+        app: router(state.clone()),
+        state,
+        git,
+        live,
+    }
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+    json: Value,
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Resp {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body read")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Resp {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Resp {
+    let req = Request::get(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .expect("request");
+    send(app, req).await
+}
+
+async fn post(app: &Router, uri: &str) -> Resp {
+    let req = Request::post(uri)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .expect("request");
+    send(app, req).await
+}
+
+fn assert_error(r: &Resp, status: StatusCode, code: &str) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.json["error"]["code"], code, "{}", r.text);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        r.json.as_object().map(|o| o.len()),
+        Some(1),
+        "only `error`: {}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_token() {
+    let f = fixture().await;
+    let r = send(
+        &f.app,
+        Request::get("/healthz").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, json!({"status": "ok"}));
+    let r = send(
+        &f.app,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("application/openmetrics-text"));
+    assert!(
+        r.text.contains("# TYPE driftguard_drift_score gauge"),
+        "{}",
+        r.text
+    );
+    let r = send(
+        &f.app,
+        Request::get("/readyz").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "no scan yet");
+    assert_eq!(r.json["ready"], false);
+    let reasons: Vec<&str> = r.json["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("first scan pending")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        r.json["checks"][0],
+        json!({"name": "store", "ok": true, "reason": null})
+    );
+}
+
+#[tokio::test]
+async fn authentication_is_required_and_checked() {
+    let f = fixture().await;
+    for uri in [
+        "/api/v1/drifts",
+        "/api/v1/environments",
+        "/api/v1/openapi.json",
+        "/api/v1/events",
+        "/api/v1/scans",
+    ] {
+        let r = send(&f.app, Request::get(uri).body(Body::empty()).expect("req")).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+        let r = send(
+            &f.app,
+            Request::get(uri)
+                .header("authorization", "Bearer wrong")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        let r = send(
+            &f.app,
+            Request::get(uri)
+                .header("authorization", format!("Basic {TOKEN}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(get(&f.app, uri).await.status, StatusCode::OK, "{uri}");
+    }
+    let r = send(
+        &f.app,
+        Request::post("/api/v1/environments/dev/scan")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn without_tokens_the_api_is_open() {
+    let store = Arc::new(MemoryStore::new());
+    let state = AppState::builder(store, vec![], Arc::new(Metrics::new())).build();
+    let app = router(state);
+    let r = send(
+        &app,
+        Request::get("/api/v1/drifts")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn environments_scan_and_status() {
+    let f = fixture().await;
+    let r = get(&f.app, "/api/v1/environments").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["items"][0]["name"], "dev");
+    assert_eq!(r.json["items"][0]["status"], "pending");
+    assert_eq!(r.json["items"][0]["sources"][0]["source"], "git");
+
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["environment"], "dev");
+    assert_eq!(r.json["counts"]["modified"], 1);
+    assert_eq!(r.json["counts"]["tracked"], 2);
+
+    let r = get(&f.app, "/api/v1/environments/dev").await;
+    assert_eq!(r.json["status"], "drifted", "{}", r.text);
+    assert_eq!(r.json["open_drifts"], 1);
+    assert!(r.json["score"].as_f64().expect("score") > 0.0);
+    assert_eq!(r.json["sources"][1]["up"], true);
+
+    let r = get(&f.app, "/api/v1/drifts?environment=dev").await;
+    assert_eq!(r.json["total"], 1);
+    let d = &r.json["items"][0];
+    assert_eq!(d["object"]["reference"], "Deployment.apps/shop/web");
+    assert_eq!(d["paths"], json!(["spec.replicas"]));
+    // first scan, no history: the direction is unknown
+    assert_eq!(d["direction"], "unknown");
+
+    // live fixed: scanning again resolves it
+    f.live.set(testkit::live(vec![
+        deployment("shop", "web", 3, "web:1"),
+        deployment("shop", "api", 2, "api:1"),
+    ]));
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    assert_eq!(r.json["counts"]["in_sync"], 2, "{}", r.text);
+    let r = get(&f.app, "/api/v1/drifts?environment=dev&status=resolved").await;
+    assert_eq!(r.json["total"], 1);
+    assert_eq!(r.json["items"][0]["resolution"], "reverted");
+
+    // a broken cluster: 502 with a clear message, status says error
+    f.live.set_unreachable();
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    assert_error(&r, StatusCode::BAD_GATEWAY, "scan_failed");
+    assert!(r.json["error"]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("live state"));
+    let r = get(&f.app, "/api/v1/environments/dev").await;
+    assert_eq!(r.json["status"], "error");
+    assert_eq!(r.json["sources"][1]["up"], false);
+
+    let r = post(&f.app, "/api/v1/environments/nope/scan").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = get(&f.app, "/api/v1/environments/nope").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn drifts_filters_and_pagination() {
+    let f = fixture().await;
+    // 40 in prod, 10 resolved (i % 4 == 3), so 30 open
+    let r = get(&f.app, "/api/v1/drifts?environment=prod").await;
+    assert_eq!(r.json["total"], 30, "{}", r.text);
+    // default sort: severity first (the critical ones, i % 4 == 3, are the resolved ones)
+    assert_eq!(r.json["items"][0]["severity"], "high");
+    let r = get(&f.app, "/api/v1/drifts?environment=prod&status=all").await;
+    assert_eq!(r.json["total"], 40);
+    let r = get(&f.app, "/api/v1/drifts?environment=prod&status=resolved").await;
+    assert_eq!(r.json["total"], 10);
+    assert!(r.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .all(|d| d["status"] == "resolved"));
+
+    let cases: &[(&str, &dyn Fn(&Value) -> bool)] = &[
+        ("namespace=ns-1", &|d| d["object"]["namespace"] == "ns-1"),
+        ("kind=Deployment", &|d| d["object"]["kind"] == "Deployment"),
+        ("name=web-1*", &|d| {
+            d["object"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("web-1"))
+        }),
+        ("drift=missing", &|d| d["drift"] == "missing"),
+        ("direction=reverse", &|d| d["direction"] == "reverse"),
+        ("severity=high", &|d| {
+            d["severity"] == "high" || d["severity"] == "critical"
+        }),
+    ];
+    for (q, pred) in cases {
+        let r = get(&f.app, &format!("/api/v1/drifts?environment=prod&{q}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+        let items = r.json["items"].as_array().expect("items");
+        assert!(!items.is_empty(), "{q}");
+        assert!(items.iter().all(|d| pred(d)), "{q}: {}", r.text);
+        assert_eq!(r.json["total"].as_u64(), Some(items.len() as u64), "{q}");
+    }
+    let r = get(&f.app, "/api/v1/drifts?kind=ConfigMap").await;
+    assert_eq!(r.json["total"], 0);
+
+    // pagination walks every item once, in a stable order
+    let mut seen = Vec::new();
+    let mut offset = Some(0u64);
+    while let Some(o) = offset {
+        let r = get(
+            &f.app,
+            &format!("/api/v1/drifts?environment=prod&sort=detected&limit=7&offset={o}"),
+        )
+        .await;
+        assert_eq!(r.json["limit"], 7);
+        assert_eq!(r.json["offset"], o);
+        for d in r.json["items"].as_array().expect("items") {
+            seen.push(d["episode"].as_str().expect("episode").to_owned());
+        }
+        offset = r.json["next_offset"].as_u64();
+    }
+    assert_eq!(seen.len(), 30);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "sort=detected follows detection order");
+}
+
+#[tokio::test]
+async fn bad_parameters_are_refused_with_one_shape() {
+    let f = fixture().await;
+    for q in [
+        "limit=0",
+        "limit=abc",
+        "limit=5000",
+        "offset=-1",
+        "severity=bogus",
+        "status=maybe",
+        "drift=weird",
+        "direction=sideways",
+        "sort=random",
+        "colour=blue",
+    ] {
+        let r = get(&f.app, &format!("/api/v1/drifts?{q}")).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let r = get(&f.app, "/api/v1/drifts?environment=nowhere").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    for q in [
+        "since=yesterday",
+        "until=2024-13-01T00:00:00Z",
+        "object=Deployment.apps/shop/web",
+        "environment=prod&object=nonsense",
+        "event=exploded",
+        "since=2024-05-02T00:00:00Z&until=2024-05-01T00:00:00Z",
+    ] {
+        let r = get(&f.app, &format!("/api/v1/events?{q}")).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    }
+    let r = get(&f.app, "/api/v1/scans?limit=x").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = get(&f.app, "/api/v1/nothing-here").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = send(
+        &f.app,
+        Request::builder()
+            .method(Method::DELETE)
+            .uri("/api/v1/drifts")
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+#[tokio::test]
+async fn one_drift_with_diff_and_attribution() {
+    let f = fixture().await;
+    let r = get(&f.app, "/api/v1/drifts/prod-00000000").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["drift"]["episode"], "prod-00000000");
+    assert_eq!(
+        r.json["fields"],
+        json!([{"path": "spec.replicas", "desired": 3, "live": 5}])
+    );
+    assert_eq!(
+        r.json["attribution"]["owners"][0]["manager"],
+        "kubectl-edit"
+    );
+    assert_eq!(r.json["attribution"]["who"], "kubectl-edit");
+    assert_eq!(r.json["provenance"]["file"], "deploy.yaml");
+    // a resolved one is found too
+    let r = get(&f.app, "/api/v1/drifts/prod-00000003").await;
+    assert_eq!(r.json["drift"]["status"], "resolved");
+    let r = get(&f.app, "/api/v1/drifts/does-not-exist").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn object_history_events_and_scans() {
+    let f = fixture().await;
+    let r = get(
+        &f.app,
+        "/api/v1/environments/prod/objects/Deployment.apps/ns-3/web-3",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["object"]["name"], "web-3");
+    let kinds: Vec<&str> = r.json["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert_eq!(kinds, ["detected", "resolved"]);
+    assert_eq!(r.json["record"]["drift"], Value::Null);
+    let r = get(
+        &f.app,
+        "/api/v1/environments/prod/objects/Deployment.apps/ns-0/web-0",
+    )
+    .await;
+    assert_eq!(r.json["record"]["drift"]["episode"], "prod-00000000");
+    let r = get(&f.app, "/api/v1/environments/prod/objects/nonsense").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = get(
+        &f.app,
+        "/api/v1/environments/prod/objects/Deployment.apps/ns-0/ghost",
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = get(
+        &f.app,
+        "/api/v1/environments/mars/objects/Deployment.apps/ns-0/web-0",
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    // events in a time range: drift i is detected at t0 + i s
+    let r = get(
+        &f.app,
+        "/api/v1/events?environment=prod&event=detected&since=2024-05-01T12:00:10Z&until=2024-05-01T12:00:20Z",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["total"], 10);
+    assert_eq!(r.json["items"][0]["drift"]["episode"], "prod-00000010");
+    let r = get(
+        &f.app,
+        "/api/v1/events?environment=prod&event=resolved&limit=3",
+    )
+    .await;
+    assert_eq!(r.json["total"], 10);
+    assert_eq!(r.json["items"].as_array().map(Vec::len), Some(3));
+    assert_eq!(r.json["next_offset"], 3);
+    let r = get(
+        &f.app,
+        "/api/v1/events?environment=prod&object=Deployment.apps/ns-3/web-3",
+    )
+    .await;
+    assert_eq!(r.json["total"], 2);
+
+    let r = get(&f.app, "/api/v1/scans?environment=prod").await;
+    assert_eq!(r.json["items"][0]["scan_id"], "prod-fill");
+    let r = get(&f.app, "/api/v1/scans?environment=zzz").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+}
+
+fn github_request(body: &str, signature: Option<String>, event: &str) -> Request<Body> {
+    let mut b = Request::post("/api/v1/webhooks/git")
+        .header("content-type", "application/json")
+        .header("x-github-event", event);
+    if let Some(s) = signature {
+        b = b.header("x-hub-signature-256", s);
+    }
+    b.body(Body::from(body.to_owned())).expect("req")
+}
+
+#[tokio::test]
+async fn git_webhook_is_verified_and_triggers_fetch() {
+    let f = fixture().await;
+    let body =
+        r#"{"ref":"refs/heads/main","repository":{"clone_url":"https://git.example/shop.git"}}"#;
+    let good = driftguard_server::notify::webhook::sign(HOOK_SECRET, body.as_bytes());
+    let r = send(&f.app, github_request(body, Some(good.clone()), "push")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert_eq!(
+        r.json,
+        json!({"event": "push", "triggered": ["dev", "prod"]})
+    );
+
+    let bad = driftguard_server::notify::webhook::sign("other", body.as_bytes());
+    let r = send(&f.app, github_request(body, Some(bad), "push")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = send(
+        &f.app,
+        github_request(body, Some("sha256=zz".into()), "push"),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    let r = send(&f.app, github_request(body, None, "push")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    // the signature covers the body
+    let r = send(
+        &f.app,
+        github_request(&body.replace("main", "evil"), Some(good), "push"),
+    )
+    .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let ping = r#"{"zen":"hi"}"#;
+    let r = send(
+        &f.app,
+        github_request(
+            ping,
+            Some(driftguard_server::notify::webhook::sign(
+                HOOK_SECRET,
+                ping.as_bytes(),
+            )),
+            "ping",
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["triggered"], json!([]));
+
+    let gl =
+        r#"{"object_kind":"push","project":{"git_http_url":"https://gitlab.example/shop.git"}}"#;
+    let req = |token: &str| {
+        Request::post("/api/v1/webhooks/git")
+            .header("x-gitlab-event", "Push Hook")
+            .header("x-gitlab-token", token)
+            .body(Body::from(gl))
+            .expect("req")
+    };
+    let r = send(&f.app, req(HOOK_SECRET)).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let r = send(&f.app, req("guess")).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+
+    let junk = "not json";
+    let r = send(
+        &f.app,
+        github_request(
+            junk,
+            Some(driftguard_server::notify::webhook::sign(
+                HOOK_SECRET,
+                junk.as_bytes(),
+            )),
+            "push",
+        ),
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // request size limit (64 KiB in the fixture)
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(100 * 1024));
+    let r = send(
+        &f.app,
+        github_request(
+            &big,
+            Some(driftguard_server::notify::webhook::sign(
+                HOOK_SECRET,
+                big.as_bytes(),
+            )),
+            "push",
+        ),
+    )
+    .await;
+    assert_error(&r, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
+#[tokio::test]
+async fn webhook_without_secret_is_disabled_and_repos_are_matched() {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let git = Arc::new(MemoryGitSource::new());
+    let live = Arc::new(MemoryLiveSource::new());
+    let env = Arc::new(
+        Environment::new(
+            testkit::environment(
+                "dev",
+                git,
+                live,
+                store.clone(),
+                clock,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )
+            .scanner
+            .clone(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .with_repositories(vec!["https://git.example/shop".into()]),
+    );
+    let state =
+        AppState::builder(store.clone(), vec![env.clone()], Arc::new(Metrics::new())).build();
+    let r = send(
+        &router(state),
+        github_request("{}", Some("sha256=00".into()), "push"),
+    )
+    .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    let state = AppState::builder(store, vec![env], Arc::new(Metrics::new()))
+        .webhook_secret(Some("k".into()))
+        .build();
+    let app = router(state);
+    for (url, expect) in [
+        ("https://git.example/shop.git", json!(["dev"])),
+        ("https://git.example/other.git", json!([])),
+    ] {
+        let body = json!({"repository": {"clone_url": url}}).to_string();
+        let sig = driftguard_server::notify::webhook::sign("k", body.as_bytes());
+        let r = send(&app, github_request(&body, Some(sig), "push")).await;
+        assert_eq!(r.json["triggered"], expect, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_the_error_shape() {
+    struct SlowStore(MemoryStore);
+    #[async_trait::async_trait]
+    impl DriftStore for SlowStore {
+        async fn records(
+            &self,
+            e: &str,
+        ) -> Result<Vec<driftguard_core::state::DriftRecord>, driftguard_core::ports::StoreError>
+        {
+            self.0.records(e).await
+        }
+        async fn commit(
+            &self,
+            b: &driftguard_core::ports::ScanBatch,
+        ) -> Result<(), driftguard_core::ports::StoreError> {
+            self.0.commit(b).await
+        }
+        async fn drifts(
+            &self,
+            q: &driftguard_core::query::DriftQuery,
+        ) -> Result<
+            driftguard_core::query::Page<driftguard_core::state::Drift>,
+            driftguard_core::ports::StoreError,
+        > {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            self.0.drifts(q).await
+        }
+        async fn events(
+            &self,
+            q: &driftguard_core::query::EventQuery,
+        ) -> Result<
+            driftguard_core::query::Page<driftguard_core::state::DriftEvent>,
+            driftguard_core::ports::StoreError,
+        > {
+            self.0.events(q).await
+        }
+        async fn scans(
+            &self,
+            e: Option<&str>,
+            l: usize,
+        ) -> Result<Vec<driftguard_core::ports::ScanSummary>, driftguard_core::ports::StoreError>
+        {
+            Err(driftguard_core::ports::StoreError::Unavailable {
+                source: format!("{e:?} {l} secret-internal-detail").into(),
+            })
+        }
+        async fn prune(
+            &self,
+            b: chrono::DateTime<chrono::Utc>,
+        ) -> Result<driftguard_core::ports::PruneStats, driftguard_core::ports::StoreError>
+        {
+            self.0.prune(b).await
+        }
+    }
+    let state = AppState::builder(
+        Arc::new(SlowStore(MemoryStore::new())),
+        vec![],
+        Arc::new(Metrics::new()),
+    )
+    .request_timeout(Duration::from_millis(100))
+    .build();
+    let app = router(state);
+    let r = send(
+        &app,
+        Request::get("/api/v1/drifts")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "timeout");
+    // store failures leak nothing
+    let r = send(
+        &app,
+        Request::get("/api/v1/scans")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_error(&r, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+    assert!(!r.text.contains("secret-internal-detail"));
+    let r = send(
+        &app,
+        Request::get("/readyz").body(Body::empty()).expect("req"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json["checks"][0]["reason"], "store unreachable");
+}
+
+#[tokio::test]
+async fn metrics_follow_scans() {
+    let f = fixture().await;
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = send(
+        &f.app,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await;
+    let m = r.text;
+    for needle in [
+        "driftguard_drift_score{environment=\"dev\"}",
+        "driftguard_drifts{environment=\"dev\",kind=\"Deployment\",namespace=\"shop\",drift=\"modified\",direction=\"unknown\",severity=\"medium\"} 1",
+        "driftguard_drift_age_seconds{environment=\"dev\"} 0.0",
+        "driftguard_drift_events_total{environment=\"dev\",event=\"detected\"} 1",
+        "driftguard_scan_duration_seconds_count{environment=\"dev\"} 1",
+        "driftguard_last_scan_timestamp_seconds{environment=\"dev\",source=\"git\"}",
+        "driftguard_source_up{environment=\"dev\",source=\"live\"} 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle} in\n{m}");
+    }
+    // once resolved, the open-drift series goes away
+    f.live.set(testkit::live(vec![
+        deployment("shop", "web", 3, "web:1"),
+        deployment("shop", "api", 2, "api:1"),
+    ]));
+    post(&f.app, "/api/v1/environments/dev/scan").await;
+    let m = send(
+        &f.app,
+        Request::get("/metrics").body(Body::empty()).expect("req"),
+    )
+    .await
+    .text;
+    assert!(!m.contains("driftguard_drifts{environment=\"dev\""), "{m}");
+    assert!(
+        m.contains("driftguard_drift_events_total{environment=\"dev\",event=\"resolved\"} 1"),
+        "{m}"
+    );
+    let _ = &f.state;
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAPI: every answer below is validated against the schema the document gives for its
+// route and status; every route the router serves is in the document.
+
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let name = r.trim_start_matches("#/components/schemas/");
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+fn type_ok(t: &str, v: &Value) -> bool {
+    match t {
+        "null" => v.is_null(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "array" => v.is_array(),
+        "object" => v.is_object(),
+        _ => false,
+    }
+}
+
+fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
+    let s = resolve(doc, schema);
+    for key in ["oneOf", "anyOf"] {
+        if let Some(alts) = s.get(key).and_then(Value::as_array) {
+            let ok = alts.iter().any(|a| {
+                let mut e = Vec::new();
+                validate(doc, a, v, at, &mut e);
+                e.is_empty()
+            });
+            if !ok {
+                errors.push(format!("{at}: matches no alternative of {key}"));
+            }
+            return;
+        }
+    }
+    if let Some(all) = s.get("allOf").and_then(Value::as_array) {
+        for a in all {
+            validate(doc, a, v, at, errors);
+        }
+        return;
+    }
+    if v.is_null() && s.get("nullable") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match s.get("type") {
+        Some(Value::String(t)) => {
+            if !type_ok(t, v) {
+                errors.push(format!("{at}: expected {t}, got {v}"));
+                return;
+            }
+        }
+        Some(Value::Array(ts)) => {
+            if !ts.iter().filter_map(Value::as_str).any(|t| type_ok(t, v)) {
+                errors.push(format!("{at}: expected one of {ts:?}, got {v}"));
+                return;
+            }
+        }
+        _ => {}
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array) {
+        if !e.contains(v) {
+            errors.push(format!("{at}: {v} not in enum"));
+        }
+    }
+    if let Value::Object(map) = v {
+        let props = s.get("properties").and_then(Value::as_object);
+        if let Some(req) = s.get("required").and_then(Value::as_array) {
+            for r in req.iter().filter_map(Value::as_str) {
+                if !map.contains_key(r) {
+                    errors.push(format!("{at}: required `{r}` missing"));
+                }
+            }
+        }
+        if let Some(props) = props {
+            for (k, val) in map {
+                match props.get(k) {
+                    Some(ps) => validate(doc, ps, val, &format!("{at}.{k}"), errors),
+                    None => errors.push(format!("{at}: field `{k}` not described")),
+                }
+            }
+        }
+    }
+    if let (Value::Array(items), Some(is)) = (v, s.get("items")) {
+        for (i, it) in items.iter().enumerate() {
+            validate(doc, is, it, &format!("{at}[{i}]"), errors);
+        }
+    }
+}
+
+fn template_matches(template: &str, path: &str) -> bool {
+    let t: Vec<&str> = template.split('/').collect();
+    let p: Vec<&str> = path.split('/').collect();
+    // the last parameter of the object history route takes the rest of the path
+    if template.ends_with("{object}") {
+        return p.len() >= t.len()
+            && t[..t.len() - 1]
+                .iter()
+                .zip(&p)
+                .all(|(a, b)| a.starts_with('{') || a == b);
+    }
+    t.len() == p.len() && t.iter().zip(&p).all(|(a, b)| a.starts_with('{') || a == b)
+}
+
+fn check_against_doc(doc: &Value, method: &str, uri: &str, r: &Resp) -> Vec<String> {
+    let path = uri.split('?').next().unwrap_or(uri);
+    let mut templates: Vec<&String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .filter(|t| template_matches(t, path))
+        .collect();
+    // prefer literal segments over parameters
+    templates.sort_by_key(|t| t.matches('{').count());
+    let Some(template) = templates.first() else {
+        return vec![format!("{method} {path}: no path in the document")];
+    };
+    let op = &doc["paths"][template.as_str()][method];
+    if op.is_null() {
+        return vec![format!("{method} {template}: no operation in the document")];
+    }
+    let resp = &op["responses"][r.status.as_str()];
+    if resp.is_null() {
+        return vec![format!(
+            "{method} {template}: status {} not documented",
+            r.status
+        )];
+    }
+    let Some(schema) = resp["content"]["application/json"].get("schema") else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    validate(
+        doc,
+        schema,
+        &r.json,
+        &format!("{method} {template} {}", r.status),
+        &mut errors,
+    );
+    errors
+}
+
+#[tokio::test]
+async fn openapi_document_matches_the_answers() {
+    let f = fixture().await;
+    post(&f.app, "/api/v1/environments/dev/scan").await;
+    let doc = get(&f.app, "/api/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.json;
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    let hook_body = r#"{"repository":{"clone_url":"https://x/y.git"}}"#;
+    let mut answers: Vec<(&str, String, Resp)> = Vec::new();
+    for uri in [
+        "/api/v1/environments",
+        "/api/v1/environments/dev",
+        "/api/v1/environments/zzz",
+        "/api/v1/environments/prod/objects/Deployment.apps/ns-3/web-3",
+        "/api/v1/environments/prod/objects/Deployment.apps/ns-0/web-0",
+        "/api/v1/environments/prod/objects/bad",
+        "/api/v1/drifts?environment=prod&status=all&limit=50",
+        "/api/v1/drifts?environment=dev",
+        "/api/v1/drifts?limit=0",
+        "/api/v1/drifts/prod-00000000",
+        "/api/v1/drifts/prod-00000003",
+        "/api/v1/drifts/nope",
+        "/api/v1/events?environment=prod",
+        "/api/v1/events?since=bad",
+        "/api/v1/scans",
+        "/healthz",
+        "/readyz",
+    ] {
+        let r = get(&f.app, uri).await;
+        answers.push(("get", uri.to_owned(), r));
+    }
+    let r = send(
+        &f.app,
+        Request::get("/api/v1/drifts")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    answers.push(("get", "/api/v1/drifts".into(), r));
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    answers.push(("post", "/api/v1/environments/dev/scan".into(), r));
+    f.live.set_unreachable();
+    let r = post(&f.app, "/api/v1/environments/dev/scan").await;
+    answers.push(("post", "/api/v1/environments/dev/scan".into(), r));
+    let r = send(
+        &f.app,
+        github_request(
+            hook_body,
+            Some(driftguard_server::notify::webhook::sign(
+                HOOK_SECRET,
+                hook_body.as_bytes(),
+            )),
+            "push",
+        ),
+    )
+    .await;
+    answers.push(("post", "/api/v1/webhooks/git".into(), r));
+    let r = send(&f.app, github_request(hook_body, None, "push")).await;
+    answers.push(("post", "/api/v1/webhooks/git".into(), r));
+    let r = send(
+        &f.app,
+        Request::get("/readyz").body(Body::empty()).expect("req"),
+    )
+    .await;
+    answers.push(("get", "/readyz".into(), r));
+
+    let mut errors = Vec::new();
+    for (m, uri, r) in &answers {
+        errors.extend(check_against_doc(&doc, m, uri, r));
+    }
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+
+    // every route of the router is documented (and nothing else)
+    let mut documented: Vec<String> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    documented.sort();
+    let mut served = vec![
+        "/api/v1/environments",
+        "/api/v1/environments/{env}",
+        "/api/v1/environments/{env}/scan",
+        "/api/v1/environments/{env}/objects/{object}",
+        "/api/v1/drifts",
+        "/api/v1/drifts/{episode}",
+        "/api/v1/events",
+        "/api/v1/scans",
+        "/api/v1/openapi.json",
+        "/api/v1/webhooks/git",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    served.sort();
+    assert_eq!(documented, served);
+    // and each of them answers (not the 404 fallback)
+    for p in served {
+        let uri = p
+            .replace("{env}", "dev")
+            .replace("{episode}", "prod-00000000")
+            .replace("{object}", "Deployment.apps/shop/web");
+        let method = if p.ends_with("/scan") || p.ends_with("/git") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let r = send(
+            &f.app,
+            Request::builder()
+                .method(method)
+                .uri(&uri)
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+        assert_ne!(r.json["error"]["message"], "no such route", "{uri}");
+    }
+}
