@@ -1,0 +1,918 @@
+//! `driftguard`: one-shot drift scans (a CI guardrail), history queries, explain.
+//!
+//! Exit codes: 0 no drift, 2 drift found (at or above `--fail-on`), 1 error.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use driftguard_cli::config::{
+    Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig, OneOrMany,
+};
+use driftguard_cli::output::{self, EnvResult, ScanOutput, Style};
+use driftguard_cli::setup::{self, DeferredStore, StoreChoice, SystemClock};
+use driftguard_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use driftguard_core::engine::{Engine, Scanner};
+use driftguard_core::normalize::Normalizer;
+use driftguard_core::ports::{Clock, DriftStore};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{Direction, Drift, DriftKind, EventKind};
+
+/// Detects configuration drift between Git and Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "driftguard", version, about, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 no drift, 2 drift found (at or above --fail-on), 1 error.")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file (default: ./driftguard.yaml when it exists).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DRIFTGUARD_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    /// SQLite store file (default: .driftguard/driftguard.db next to the configuration).
+    #[arg(long, global = true, value_name = "FILE")]
+    store: Option<PathBuf>,
+    /// Keep no history: every scan is a first scan.
+    #[arg(long, global = true, conflicts_with = "store")]
+    no_store: bool,
+    /// Print only results and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Colors: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Scans environments once and prints what drifted.
+    Scan(ScanArgs),
+    /// Lists drifts kept in the store.
+    Drifts(DriftsArgs),
+    /// The events of one object (`[env:]Kind[.group]/[namespace/]name`).
+    History(ObjectArgs),
+    /// Lists drift events kept in the store.
+    Events(EventsArgs),
+    /// Explains one object's drift: field diff, who changed each field, commit, classification.
+    Explain(ObjectArgs),
+    /// Configuration file commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Runs the server (REST API, continuous detection, metrics, notifications).
+    Serve,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Checks a configuration file and prints every problem with its location.
+    Validate {
+        /// The file (default: --config, or ./driftguard.yaml).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ScanArgs {
+    /// Environments to scan (default: all in the configuration). Without a configuration: the
+    /// name given to the flags' environment.
+    #[arg(short, long = "env", value_name = "NAME")]
+    env: Vec<String>,
+    /// Desired side: a Git repository URL or local path.
+    #[arg(long, value_name = "URL|PATH", conflicts_with = "dir")]
+    git: Option<String>,
+    /// Branch, tag or commit of --git.
+    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    reference: Option<String>,
+    /// Folder inside the --git repository.
+    #[arg(long, value_name = "PATH", requires = "git")]
+    path: Option<String>,
+    /// Desired side: a plain folder of manifests.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Live side: a kubeconfig file (like kubectl).
+    #[arg(long, value_name = "FILE", conflicts_with = "live_dump")]
+    kubeconfig: Option<PathBuf>,
+    /// Live side: the kubeconfig context.
+    #[arg(long, value_name = "NAME", conflicts_with = "live_dump")]
+    context: Option<String>,
+    /// Namespaces to read (repeatable; default: all).
+    #[arg(short, long, value_name = "NS")]
+    namespace: Vec<String>,
+    /// Live side: a dump (`kubectl get -o yaml` output), repeatable.
+    #[arg(long, value_name = "FILE")]
+    live_dump: Vec<PathBuf>,
+    /// File holding the Secret hashing key.
+    #[arg(long, value_name = "FILE")]
+    secret_key_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// Print field-level diffs (Secret values are never shown).
+    #[arg(long)]
+    diff: bool,
+    /// Exit 2 only for drift at or above this severity.
+    #[arg(long, value_name = "SEVERITY", default_value = "low", value_parser = parse_severity)]
+    fail_on: Severity,
+}
+
+#[derive(Debug, Args)]
+struct DriftsArgs {
+    /// Environment.
+    #[arg(short, long = "env")]
+    env: Option<String>,
+    /// Kubernetes kind.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Namespace.
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Name (glob).
+    #[arg(long)]
+    name: Option<String>,
+    /// open, resolved or all.
+    #[arg(long, default_value = "open", value_parser = parse_status)]
+    status: DriftStatus,
+    /// Minimum severity.
+    #[arg(long, value_parser = parse_severity)]
+    severity: Option<Severity>,
+    /// Direction (forward, reverse, conflict, unknown).
+    #[arg(long, value_parser = parse_direction)]
+    direction: Option<Direction>,
+    /// Kind of drift (modified, missing, orphan).
+    #[arg(long, value_parser = parse_drift_kind)]
+    drift: Option<DriftKind>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// Environment.
+    #[arg(short, long = "env")]
+    env: Option<String>,
+    /// Event kind (detected, changed, resolved).
+    #[arg(long, value_parser = parse_event_kind)]
+    kind: Option<EventKind>,
+    /// Only events since: a duration back (`30m`, `2h`, `7d`) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    since: Option<DateTime<Utc>>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(Debug, Args)]
+struct ObjectArgs {
+    /// The object: `[env:]Kind[.group]/[namespace/]name`, e.g. `prod:Deployment/shop/web`.
+    object: String,
+    /// Environment (instead of the `env:` prefix).
+    #[arg(short, long = "env")]
+    env: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+}
+fn parse_status(s: &str) -> Result<DriftStatus, String> {
+    s.parse()
+}
+fn parse_direction(s: &str) -> Result<Direction, String> {
+    s.parse()
+}
+fn parse_drift_kind(s: &str) -> Result<DriftKind, String> {
+    s.parse()
+}
+fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+    s.parse()
+}
+fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a duration (30m, 2h, 7d) or an RFC 3339 time"))?;
+    let d = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" | "" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("`{s}`: unknown unit (s, m, h or d)")),
+    };
+    Ok(Utc::now() - d)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = setup::one_line(e.as_ref());
+            for line in msg.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let level = if g.quiet {
+        "error"
+    } else {
+        match g.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = if g.verbose == 0 {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+    } else {
+        EnvFilter::new(level)
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color_enabled(g.color, std::io::stderr().is_terminal()))
+        .with_target(false)
+        .try_init();
+}
+
+fn color_enabled(choice: ColorChoice, tty: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+    }
+}
+
+fn stdout_style(g: &Global) -> Style {
+    Style {
+        color: color_enabled(g.color, std::io::stdout().is_terminal()),
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Scan(a) => scan(g, a).await,
+        Command::Drifts(a) => drifts(g, a).await,
+        Command::History(a) => history(g, a).await,
+        Command::Events(a) => events(g, a).await,
+        Command::Explain(a) => explain(g, a).await,
+        Command::Config(ConfigCommand::Validate { file }) => validate(g, file.as_deref()),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(*shell, &mut cmd, "driftguard", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Serve => bail!(
+            "`driftguard serve` is not available in this build yet (the server crate has no entry point)"
+        ),
+    }
+}
+
+/// The configuration file to use: --config, else ./driftguard.yaml when it exists.
+fn config_path(g: &Global) -> Option<PathBuf> {
+    g.config.clone().or_else(|| {
+        let p = PathBuf::from("driftguard.yaml");
+        p.is_file().then_some(p)
+    })
+}
+
+fn load_config(path: &Path) -> Result<Config> {
+    Config::load(path).map_err(|e| anyhow!("{e}"))
+}
+
+/// The configuration for query commands: the file if any, else an empty one (store in ./).
+fn query_config(g: &Global) -> Result<Config> {
+    match config_path(g) {
+        Some(p) => load_config(&p),
+        None => Ok(Config::from_flags(ConfigFile::default())),
+    }
+}
+
+fn validate(g: &Global, file: Option<&Path>) -> Result<u8> {
+    let path = file
+        .map(Path::to_path_buf)
+        .or_else(|| config_path(g))
+        .ok_or_else(|| anyhow!("no configuration file: pass one, or --config FILE"))?;
+    match Config::load(&path) {
+        Ok(c) => {
+            if !g.quiet {
+                println!(
+                    "{}: ok ({} environment{})",
+                    path.display(),
+                    c.file.environments.len(),
+                    if c.file.environments.len() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            eprintln!(
+                "{}: {} problem{}",
+                path.display(),
+                e.problems.len(),
+                if e.problems.len() == 1 { "" } else { "s" }
+            );
+            Ok(EXIT_ERROR)
+        }
+    }
+}
+
+/// Builds the configuration of a scan: the file (with flag overrides) or flags alone.
+fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<String>)> {
+    let desired_flag = a.git.is_some() || a.dir.is_some();
+    let live_flag = a.kubeconfig.is_some() || a.context.is_some() || !a.live_dump.is_empty();
+    let file = if g.config.is_some() || !desired_flag {
+        config_path(g)
+    } else {
+        None
+    };
+    let git = a.git.as_ref().map(|url| GitConfig {
+        url: url.clone(),
+        reference: a.reference.clone(),
+        path: a.path.clone(),
+        ..GitConfig::default()
+    });
+    let live = live_flag.then(|| LiveConfig {
+        kubeconfig: a.kubeconfig.clone(),
+        context: a.context.clone(),
+        in_cluster: false,
+        dump: (!a.live_dump.is_empty()).then(|| OneOrMany::Many(a.live_dump.clone())),
+    });
+    let dir = a.dir.clone().map(DirConfig::Path);
+    match file {
+        Some(path) => {
+            let mut config = load_config(&path)?;
+            let selected: Vec<String> = if a.env.is_empty() {
+                config
+                    .file
+                    .environments
+                    .iter()
+                    .map(|e| e.name.clone())
+                    .collect()
+            } else {
+                for n in &a.env {
+                    if config.environment(n).is_none() {
+                        let known: Vec<&str> = config
+                            .file
+                            .environments
+                            .iter()
+                            .map(|e| e.name.as_str())
+                            .collect();
+                        bail!(
+                            "{}: no environment `{n}` (known: {})",
+                            path.display(),
+                            known.join(", ")
+                        );
+                    }
+                }
+                a.env.clone()
+            };
+            if selected.is_empty() {
+                bail!("{}: no environments to scan", path.display());
+            }
+            // flags override the file, relative to the current folder
+            let cwd = std::env::current_dir().context("cannot read the current folder")?;
+            let abs = |p: &Path| {
+                if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    cwd.join(p)
+                }
+            };
+            for env in config
+                .file
+                .environments
+                .iter_mut()
+                .filter(|e| selected.contains(&e.name))
+            {
+                if let Some(gc) = &git {
+                    let mut gc = gc.clone();
+                    if !gc.url.contains("://") {
+                        gc.url = abs(Path::new(&gc.url)).display().to_string();
+                    }
+                    env.git = Some(gc);
+                    env.dir = None;
+                }
+                if let Some(d) = &dir {
+                    env.dir = Some(DirConfig::Path(abs(d.path())));
+                    env.git = None;
+                }
+                if let Some(l) = &live {
+                    let mut l = l.clone();
+                    l.kubeconfig = l.kubeconfig.as_deref().map(abs);
+                    l.dump = l
+                        .dump
+                        .map(|d| OneOrMany::Many(d.paths().iter().map(|p| abs(p)).collect()));
+                    env.live = Some(l);
+                }
+                env.namespaces.extend(a.namespace.iter().cloned());
+            }
+            Ok((config, selected))
+        }
+        None => {
+            if !desired_flag {
+                bail!("no configuration: pass --config FILE (or run where driftguard.yaml is), or --git/--dir with --kubeconfig/--live-dump");
+            }
+            let name = a.env.first().cloned().unwrap_or_else(|| "default".into());
+            let live = live.unwrap_or_default();
+            let env = EnvironmentConfig {
+                name: name.clone(),
+                git,
+                dir,
+                live: Some(live),
+                namespaces: a.namespace.clone(),
+                ..EnvironmentConfig::default()
+            };
+            let config = Config::from_flags(ConfigFile {
+                environments: vec![env],
+                ..ConfigFile::default()
+            });
+            let problems = config.validate();
+            if let Some(p) = problems.first() {
+                bail!(
+                    "{}",
+                    p.message.clone()
+                        + match p.path.as_deref() {
+                            Some(path) if path.ends_with("dir") => " (--dir)",
+                            Some(path) if path.contains("dump") => " (--live-dump)",
+                            _ => "",
+                        }
+                );
+            }
+            Ok((config, vec![name]))
+        }
+    }
+}
+
+/// A spinner on stderr for scans that take more than a moment (only on a terminal).
+struct Progress {
+    stop: Arc<AtomicBool>,
+    message: Arc<Mutex<String>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(enabled: bool) -> Progress {
+        let stop = Arc::new(AtomicBool::new(false));
+        let message = Arc::new(Mutex::new(String::new()));
+        let handle = enabled.then(|| {
+            let stop = stop.clone();
+            let message = message.clone();
+            std::thread::spawn(move || {
+                let frames = ['|', '/', '-', '\\'];
+                let mut i = 0usize;
+                let mut shown = false;
+                // only after a moment
+                for _ in 0..5 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                while !stop.load(Ordering::Relaxed) {
+                    let m = message.lock().map(|m| m.clone()).unwrap_or_default();
+                    eprint!("\r\x1b[2K{} {m}", frames[i % frames.len()]);
+                    shown = true;
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if shown {
+                    eprint!("\r\x1b[2K");
+                }
+            })
+        });
+        Progress {
+            stop,
+            message,
+            handle,
+        }
+    }
+
+    fn set(&self, m: String) {
+        if let Ok(mut g) = self.message.lock() {
+            *g = m;
+        }
+    }
+
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
+    let (config, selected) = scan_config(g, a)?;
+    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
+    let key = setup::secret_key(&config, a.secret_key_file.as_deref(), &choice)?;
+    let existing = !matches!(&choice, StoreChoice::Sqlite(p) if !p.exists());
+    let read_store = choice.open_read().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let progress = Progress::start(!g.quiet && std::io::stderr().is_terminal());
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    let mut batches = Vec::new();
+    for name in &selected {
+        let env = config
+            .environment(name)
+            .ok_or_else(|| anyhow!("no environment `{name}`"))?;
+        progress.set(format!("scanning {name}..."));
+        tracing::info!(environment = %name, "scanning");
+        let outcome = async {
+            let git = setup::git_source(&config, env).await?;
+            let live = setup::live_source(&config, env).await?;
+            let deferred = Arc::new(DeferredStore::new(read_store.clone()));
+            let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
+            let scanner = Scanner::new(engine, git, live, deferred.clone(), clock.clone());
+            let report = scanner
+                .scan()
+                .await
+                .map_err(|e| anyhow!("environment {name}: {}", setup::one_line(&e)))?;
+            anyhow::Ok((report, deferred.take()))
+        }
+        .await;
+        match outcome {
+            Ok((report, b)) => {
+                results.push(EnvResult::from_report(&report));
+                batches.extend(b);
+            }
+            Err(e) => failed.push(setup::one_line(e.as_ref())),
+        }
+    }
+    progress.finish();
+    // store what the successful scans saw
+    if !batches.is_empty() && choice != StoreChoice::Memory {
+        let store: Arc<dyn DriftStore> = if existing {
+            read_store.clone()
+        } else {
+            choice.open_write().await?
+        };
+        if let Some((path, k)) = &key.create {
+            setup::write_key_file(path, k)?;
+        }
+        for b in &batches {
+            store.commit(b).await.map_err(|e| {
+                anyhow!(
+                    "cannot store the scan ({}): {}",
+                    choice.describe(),
+                    setup::one_line(&e)
+                )
+            })?;
+        }
+    }
+    let now = clock.now();
+    let style = stdout_style(g);
+    match a.output {
+        Format::Json | Format::Yaml => {
+            let out = ScanOutput {
+                environments: results.clone(),
+                failed: failed.clone(),
+            };
+            print_machine(a.output, &out)?;
+        }
+        Format::Table => {
+            let drifts: Vec<&Drift> = results.iter().flat_map(|r| r.drifts.iter()).collect();
+            if drifts.is_empty() {
+                if !failed.is_empty() && results.is_empty() {
+                    // nothing scanned: errors only
+                } else if !g.quiet {
+                    let tracked: usize = results.iter().map(|r| r.summary.counts.tracked).sum();
+                    println!(
+                        "No drift: {tracked} objects in sync in {} environment{}.",
+                        results.len(),
+                        if results.len() == 1 { "" } else { "s" }
+                    );
+                }
+            } else {
+                print!("{}", output::drift_table(&drifts, now, style));
+                if a.diff {
+                    println!();
+                    print!("{}", output::diffs(&drifts, style));
+                }
+            }
+            let resolved: Vec<&Drift> = results.iter().flat_map(|r| r.resolved.iter()).collect();
+            if !resolved.is_empty() && !g.quiet {
+                println!();
+                println!("Resolved since the last scan:");
+                for d in resolved {
+                    println!(
+                        "  {} {} {} ({} {}, {})",
+                        d.id.environment,
+                        output::kind_label(d),
+                        d.id.namespaced_name(),
+                        d.kind,
+                        d.direction,
+                        d.resolution.map(|r| r.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+            if !drifts.is_empty() && !g.quiet {
+                let per_env: Vec<String> = results
+                    .iter()
+                    .map(|r| format!("{}: {}", r.environment, r.drifts.len()))
+                    .collect();
+                println!();
+                println!(
+                    "{} drift{} ({}).",
+                    drifts.len(),
+                    if drifts.len() == 1 { "" } else { "s" },
+                    per_env.join(", ")
+                );
+            }
+        }
+    }
+    let mut manifest_errors = false;
+    for r in &results {
+        for e in &r.errors {
+            manifest_errors = true;
+            eprintln!("warning: {}: {e}", r.environment);
+        }
+        if !g.quiet {
+            for n in &r.notes {
+                tracing::info!(environment = %r.environment, "{n}");
+            }
+        }
+    }
+    for f in &failed {
+        eprintln!("error: {f}");
+    }
+    if !failed.is_empty() {
+        return Ok(EXIT_ERROR);
+    }
+    let failing = results
+        .iter()
+        .flat_map(|r| r.drifts.iter())
+        .any(|d| d.severity >= a.fail_on);
+    Ok(if failing {
+        EXIT_DRIFT
+    } else if manifest_errors {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}
+
+fn print_machine<T: serde::Serialize>(format: Format, v: &T) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(v)?),
+        Format::Yaml => print!("{}", serde_yaml::to_string(v)?),
+        Format::Table => {}
+    }
+    Ok(())
+}
+
+async fn query_store(g: &Global) -> Result<Arc<dyn DriftStore>> {
+    let config = query_config(g)?;
+    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
+    Ok(choice.open_read().await?)
+}
+
+async fn drifts(g: &Global, a: &DriftsArgs) -> Result<u8> {
+    let store = query_store(g).await?;
+    let q = DriftQuery {
+        environment: a.env.clone(),
+        kind: a.kind.clone(),
+        namespace: a.namespace.clone(),
+        name: a.name.clone(),
+        drift: a.drift,
+        direction: a.direction,
+        min_severity: a.severity,
+        status: a.status,
+        limit: a.limit,
+        ..DriftQuery::default()
+    };
+    let page = store
+        .drifts(&q)
+        .await
+        .map_err(|e| anyhow!("cannot read drifts: {}", setup::one_line(&e)))?;
+    match a.output {
+        Format::Table => {
+            if page.items.is_empty() {
+                if !g.quiet {
+                    println!("No drifts.");
+                }
+            } else {
+                let refs: Vec<&Drift> = page.items.iter().collect();
+                print!(
+                    "{}",
+                    output::drift_table(&refs, Utc::now(), stdout_style(g))
+                );
+                if page.total > page.items.len() && !g.quiet {
+                    println!("({} of {} shown)", page.items.len(), page.total);
+                }
+            }
+        }
+        f => print_machine(f, &page.items)?,
+    }
+    Ok(EXIT_OK)
+}
+
+async fn events(g: &Global, a: &EventsArgs) -> Result<u8> {
+    let store = query_store(g).await?;
+    let q = EventQuery {
+        environment: a.env.clone(),
+        kind: a.kind,
+        since: a.since,
+        limit: a.limit,
+        ..EventQuery::default()
+    };
+    let page = store
+        .events(&q)
+        .await
+        .map_err(|e| anyhow!("cannot read events: {}", setup::one_line(&e)))?;
+    match a.output {
+        Format::Table => {
+            if page.items.is_empty() {
+                if !g.quiet {
+                    println!("No events.");
+                }
+            } else {
+                print!("{}", output::events_table(&page.items, stdout_style(g)));
+            }
+        }
+        f => print_machine(f, &page.items)?,
+    }
+    Ok(EXIT_OK)
+}
+
+/// Finds the episodes of the object a reference names, most recently updated first.
+async fn find_object(
+    store: &dyn DriftStore,
+    reference: &str,
+    env_flag: Option<&str>,
+) -> Result<Vec<Drift>> {
+    let (env, rest) = match reference.split_once(':') {
+        Some((e, r)) if !e.contains('/') => (Some(e.to_owned()), r),
+        _ => (env_flag.map(str::to_owned), reference),
+    };
+    let bad = || {
+        anyhow!("`{reference}`: expected [env:]Kind[.group]/[namespace/]name, e.g. prod:Deployment/shop/web")
+    };
+    let id = driftguard_core::id::ResourceId::parse_ref(env.as_deref().unwrap_or("_"), rest)
+        .ok_or_else(bad)?;
+    let group_given = rest.split('/').next().is_some_and(|k| k.contains('.'));
+    let q = DriftQuery {
+        environment: env.clone(),
+        kind: Some(id.kind.clone()),
+        namespace: id.namespace.clone(),
+        status: DriftStatus::All,
+        sort: DriftSort::Updated,
+        limit: 10_000,
+        ..DriftQuery::default()
+    };
+    let page = store
+        .drifts(&q)
+        .await
+        .map_err(|e| anyhow!("cannot read drifts: {}", setup::one_line(&e)))?;
+    let mut items: Vec<Drift> = page
+        .items
+        .into_iter()
+        .filter(|d| d.id.name == id.name && (!group_given || d.id.group == id.group))
+        .collect();
+    // prefer open episodes, then the most recent
+    items.sort_by(|a, b| {
+        b.is_open()
+            .cmp(&a.is_open())
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    let mut ids: Vec<String> = items.iter().map(|d| d.id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    if ids.len() > 1 {
+        bail!(
+            "`{reference}` is ambiguous: {} (give the environment, namespace or group)",
+            ids.join(", ")
+        );
+    }
+    Ok(items)
+}
+
+async fn history(g: &Global, a: &ObjectArgs) -> Result<u8> {
+    let store = query_store(g).await?;
+    let found = find_object(store.as_ref(), &a.object, a.env.as_deref()).await?;
+    let Some(first) = found.first() else {
+        if a.output == Format::Table {
+            if !g.quiet {
+                println!(
+                    "No history for {}: it never drifted (or was never scanned).",
+                    a.object
+                );
+            }
+        } else {
+            print_machine(a.output, &Vec::<()>::new())?;
+        }
+        return Ok(EXIT_OK);
+    };
+    let events = store
+        .history(&first.id, 10_000)
+        .await
+        .map_err(|e| anyhow!("cannot read history: {}", setup::one_line(&e)))?;
+    match a.output {
+        Format::Table => print!("{}", output::events_table(&events, stdout_style(g))),
+        f => print_machine(f, &events)?,
+    }
+    Ok(EXIT_OK)
+}
+
+async fn explain(g: &Global, a: &ObjectArgs) -> Result<u8> {
+    let store = query_store(g).await?;
+    let found = find_object(store.as_ref(), &a.object, a.env.as_deref()).await?;
+    let Some(d) = found.first() else {
+        if a.output == Format::Table {
+            if !g.quiet {
+                println!(
+                    "{}: no drift recorded (in sync as of the last scan, or never scanned).",
+                    a.object
+                );
+            }
+        } else {
+            print_machine(a.output, &serde_json::Value::Null)?;
+        }
+        return Ok(EXIT_OK);
+    };
+    match a.output {
+        Format::Table => print!("{}", output::explain(d, Utc::now(), stdout_style(g))),
+        f => print_machine(f, d)?,
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,443 @@
+//! Renderings: the drift table, field diffs, events, and `explain`.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use driftguard_core::compare::FieldDiff;
+use driftguard_core::engine::ScanReport;
+use driftguard_core::ports::ScanSummary;
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind};
+use serde::Serialize;
+use serde_json::Value;
+
+/// How text output is styled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Style {
+    /// ANSI colors.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
+    }
+
+    fn severity(&self, s: Severity, text: &str) -> String {
+        let code = match s {
+            Severity::Critical => "1;31",
+            Severity::High => "31",
+            Severity::Medium => "33",
+            Severity::Low => "2",
+        };
+        self.paint(code, text)
+    }
+
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+}
+
+/// The results of one environment's scan, as printed by `-o json|yaml`.
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvResult {
+    /// Environment.
+    pub environment: String,
+    /// The scan summary.
+    pub summary: ScanSummary,
+    /// Open drifts.
+    pub drifts: Vec<Drift>,
+    /// Drifts this scan saw end.
+    pub resolved: Vec<Drift>,
+    /// Problems met (manifest errors, unreadable kinds).
+    pub errors: Vec<String>,
+    /// Notes from the sources.
+    pub notes: Vec<String>,
+}
+
+impl EnvResult {
+    /// From a scan report.
+    pub fn from_report(r: &ScanReport) -> Self {
+        EnvResult {
+            environment: r.summary.environment.clone(),
+            summary: r.summary.clone(),
+            drifts: r.drifts().cloned().collect(),
+            resolved: r
+                .events
+                .iter()
+                .filter(|e| e.kind == driftguard_core::state::EventKind::Resolved)
+                .map(|e| e.drift.clone())
+                .collect(),
+            errors: r.summary.errors.clone(),
+            notes: r.notes.clone(),
+        }
+    }
+}
+
+/// What `scan -o json|yaml` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScanOutput {
+    /// One entry per environment scanned.
+    pub environments: Vec<EnvResult>,
+    /// Environments that could not be scanned, one line each.
+    pub failed: Vec<String>,
+}
+
+/// `Kind.group` for display (`Deployment`, not `Deployment.apps`, for well-known groups).
+pub fn kind_label(d: &Drift) -> String {
+    let g = d.id.group.as_str();
+    if g.is_empty() || !g.contains('.') || g.ends_with(".k8s.io") {
+        d.id.kind.clone()
+    } else {
+        format!("{}.{}", d.id.kind, g)
+    }
+}
+
+/// The changed fields of a drift, for the table.
+pub fn fields_label(d: &Drift) -> String {
+    if d.fields.is_empty() {
+        return "-".into();
+    }
+    d.paths().join(", ")
+}
+
+/// "just now", "5m ago", "3h ago", "2d ago".
+pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - t).num_seconds().max(0);
+    match s {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86_399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+fn pad(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n >= w {
+        s.to_owned()
+    } else {
+        format!("{s}{}", " ".repeat(w - n))
+    }
+}
+
+/// Renders rows as aligned columns (the last column is not padded). `paint` styles a cell after
+/// padding (so colors do not upset alignment).
+fn table(
+    header: &[&str],
+    rows: &[Vec<String>],
+    style: Style,
+    paint: impl Fn(usize, usize, &str) -> String,
+) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let last = header.len() - 1;
+    let line = |cells: Vec<String>| -> String {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(c);
+        }
+        l.trim_end().to_owned()
+    };
+    let head: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let p = if i == last {
+                (*h).to_owned()
+            } else {
+                pad(h, widths[i])
+            };
+            style.bold(&p)
+        })
+        .collect();
+    out.push_str(&line(head));
+    out.push('\n');
+    for (ri, r) in rows.iter().enumerate() {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let p = if i == last {
+                    c.clone()
+                } else {
+                    pad(c, widths[i])
+                };
+                paint(ri, i, &p)
+            })
+            .collect();
+        out.push_str(&line(cells));
+        out.push('\n');
+    }
+    out
+}
+
+/// The drift table: environment, kind, namespace/name, drift kind, direction, severity,
+/// fields, who, since.
+pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> String {
+    let header = [
+        "ENVIRONMENT",
+        "KIND",
+        "OBJECT",
+        "DRIFT",
+        "DIRECTION",
+        "SEVERITY",
+        "FIELDS",
+        "WHO",
+        "SINCE",
+    ];
+    let rows: Vec<Vec<String>> = drifts
+        .iter()
+        .map(|d| {
+            let who = d.attribution.who(d.direction);
+            vec![
+                d.id.environment.clone(),
+                kind_label(d),
+                d.id.namespaced_name(),
+                d.kind.to_string(),
+                d.direction.to_string(),
+                d.severity.to_string(),
+                fields_label(d),
+                if who.is_empty() { "-".into() } else { who },
+                ago(d.detected_at, now),
+            ]
+        })
+        .collect();
+    table(&header, &rows, style, |r, c, s| {
+        if c == 5 {
+            style.severity(drifts[r].severity, s)
+        } else {
+            s.to_owned()
+        }
+    })
+}
+
+/// A value for display: compact JSON, strings bare, absent as `(absent)`.
+pub fn show_value(v: &Option<Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(absent)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// One field diff line: `path: git=<v> live=<v>`.
+pub fn diff_line(f: &FieldDiff) -> String {
+    format!(
+        "{}: git={} live={}",
+        f.path,
+        show_value(&f.desired),
+        show_value(&f.live)
+    )
+}
+
+/// Field-level diffs of drifts (Secret values come redacted from the core).
+pub fn diffs(drifts: &[&Drift], style: Style) -> String {
+    let mut out = String::new();
+    for d in drifts {
+        let _ = writeln!(
+            out,
+            "{} {} {} ({}, {}, {})",
+            style.bold(&d.id.environment),
+            kind_label(d),
+            d.id.namespaced_name(),
+            d.kind,
+            d.direction,
+            d.severity
+        );
+        match d.kind {
+            DriftKind::Modified => {
+                for f in &d.fields {
+                    let _ = writeln!(out, "  {}", diff_line(f));
+                }
+            }
+            DriftKind::Missing => {
+                let _ = writeln!(out, "  in Git, not in the cluster");
+            }
+            DriftKind::Orphan => {
+                let _ = writeln!(out, "  in the cluster, not in Git");
+            }
+        }
+    }
+    out
+}
+
+/// The events table.
+pub fn events_table(events: &[DriftEvent], style: Style) -> String {
+    let header = [
+        "TIME",
+        "EVENT",
+        "ENVIRONMENT",
+        "KIND",
+        "OBJECT",
+        "DRIFT",
+        "DIRECTION",
+        "SEVERITY",
+        "DETAIL",
+    ];
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            let d = &e.drift;
+            let detail = match (e.kind, d.resolution) {
+                (driftguard_core::state::EventKind::Resolved, Some(r)) => r.to_string(),
+                _ => fields_label(d),
+            };
+            vec![
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                e.kind.to_string(),
+                d.id.environment.clone(),
+                kind_label(d),
+                d.id.namespaced_name(),
+                d.kind.to_string(),
+                d.direction.to_string(),
+                d.severity.to_string(),
+                detail,
+            ]
+        })
+        .collect();
+    table(&header, &rows, style, |r, c, s| {
+        if c == 7 {
+            style.severity(events[r].drift.severity, s)
+        } else {
+            s.to_owned()
+        }
+    })
+}
+
+/// Why a direction was given.
+pub fn direction_reason(d: &Drift) -> &'static str {
+    match (d.kind, d.direction) {
+        (DriftKind::Modified, Direction::Forward) => {
+            "live changed since it last matched Git (or it differs from what was last applied); Git did not"
+        }
+        (DriftKind::Modified, Direction::Reverse) => {
+            "Git changed and the change was not applied: live still equals the last applied (or an earlier Git) version"
+        }
+        (DriftKind::Modified, Direction::Conflict) => "both Git and live changed the same fields",
+        (DriftKind::Missing, Direction::Forward) => "the object was live before and was deleted by hand",
+        (DriftKind::Missing, Direction::Reverse) => "the object is new in Git and was never applied",
+        (DriftKind::Orphan, Direction::Forward) => "the object was created by hand in a namespace Git manages",
+        (DriftKind::Orphan, Direction::Reverse) => "the object was removed from Git and not pruned",
+        (_, Direction::Unknown) => {
+            "no history and no evidence yet: later scans will tell which side moves"
+        }
+        _ => "",
+    }
+}
+
+/// `explain`: the field diff, who changed each field, the commit, the classification.
+pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {} in {} ({})",
+        style.bold(&kind_label(d)),
+        style.bold(&d.id.namespaced_name()),
+        d.id.environment,
+        d.api_version
+    );
+    if let Some(p) = &d.provenance {
+        let _ = writeln!(out, "  defined in Git at {p}");
+    }
+    let status = if d.is_open() {
+        "open".to_owned()
+    } else {
+        format!(
+            "resolved {} ({})",
+            d.resolved_at.map(|t| ago(t, now)).unwrap_or_default(),
+            d.resolution.map(|r| r.to_string()).unwrap_or_default()
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  drift:     {} ({status}), detected {}, updated {}",
+        d.kind,
+        ago(d.detected_at, now),
+        ago(d.updated_at, now)
+    );
+    let _ = writeln!(
+        out,
+        "  direction: {} — {}",
+        d.direction,
+        direction_reason(d)
+    );
+    let _ = writeln!(
+        out,
+        "  severity:  {}",
+        style.severity(d.severity, d.severity.as_str())
+    );
+    if let Some(r) = &d.revision {
+        let _ = writeln!(out, "  revision:  {r}");
+    }
+    match &d.attribution.commit {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  commit:    {} {} <{}> {} \"{}\"",
+                &c.id[..c.id.len().min(12)],
+                c.author,
+                c.email,
+                c.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                c.message
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  commit:    unknown (no Git history for this source)");
+        }
+    }
+    if d.fields.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {}",
+            match d.kind {
+                DriftKind::Missing => "the object is in Git, not in the cluster",
+                DriftKind::Orphan => "the object is in the cluster, not in Git",
+                DriftKind::Modified => "no field detail",
+            }
+        );
+    } else {
+        let _ = writeln!(out, "  fields:");
+    }
+    for f in &d.fields {
+        let _ = writeln!(out, "    {}", f.path);
+        let _ = writeln!(out, "      git:  {}", show_value(&f.desired));
+        let _ = writeln!(out, "      live: {}", show_value(&f.live));
+        let owners: Vec<String> = d
+            .attribution
+            .owners
+            .iter()
+            .filter(|o| o.path == f.path)
+            .map(|o| {
+                let mut s = format!("{} ({}", o.manager, o.operation);
+                if !o.subresource.is_empty() {
+                    let _ = write!(s, ", subresource {}", o.subresource);
+                }
+                s.push(')');
+                if let Some(t) = o.time {
+                    let _ = write!(s, " at {}", t.format("%Y-%m-%d %H:%M:%S UTC"));
+                }
+                s
+            })
+            .collect();
+        let by = if owners.is_empty() {
+            "unknown (no field manager owns it)".to_owned()
+        } else {
+            owners.join("; ")
+        };
+        let _ = writeln!(out, "      changed by: {by}");
+    }
+    out
+}
