@@ -1,0 +1,561 @@
+//! Notifiers against local receivers on 127.0.0.1: a HTTP receiver (Slack, webhook,
+//! PagerDuty) and an SMTP receiver written here.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use driftguard_core::ports::{Notification, Notifier};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{DriftEvent, EventKind};
+use driftguard_server::config::{HumanDuration, NotifierConfig, QueueConfig, RouteConfig};
+use driftguard_server::metrics::Metrics;
+use driftguard_server::notify::{self, build_notifiers, QueuedNotifier, RoutedNotifier};
+use driftguard_server::testkit;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Receiver {
+    got: Mutex<Vec<(HeaderMap, Bytes)>>,
+    /// Statuses to answer, in order (then 200).
+    script: Mutex<VecDeque<u16>>,
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.got.lock().expect("lock").push((headers, body));
+    let code = r.script.lock().expect("lock").pop_front().unwrap_or(202);
+    StatusCode::from_u16(code).expect("status")
+}
+
+async fn receiver() -> (Arc<Receiver>, String) {
+    let r = Arc::new(Receiver::default());
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (r, format!("http://{addr}/hook"))
+}
+
+fn event(env: &str, i: usize, kind: EventKind, severity: Severity) -> DriftEvent {
+    let mut d = testkit::drift(env, i, severity, kind != EventKind::Resolved);
+    // a Secret-like value in a diff: notifiers send paths, never values
+    if let Some(f) = d.fields.first_mut() {
+        f.live = Some(serde_json::json!("hunter2-live-value"));
+    }
+    DriftEvent {
+        event_id: format!("{}-{}", d.episode, kind.as_str()),
+        kind,
+        at: d.updated_at,
+        scan_id: "s1".into(),
+        revision: Some("rev-1".into()),
+        drift: d,
+    }
+}
+
+fn notification(env: &str, events: Vec<DriftEvent>) -> Notification {
+    Notification {
+        environment: env.into(),
+        events,
+    }
+}
+
+fn fast_queue() -> QueueConfig {
+    QueueConfig {
+        capacity: 100,
+        max_attempts: 4,
+        initial_backoff: HumanDuration(Duration::from_millis(20)),
+        max_backoff: HumanDuration(Duration::from_millis(100)),
+        group_window: HumanDuration(Duration::from_millis(100)),
+    }
+}
+
+async fn wait_for(r: &Receiver, n: usize) {
+    let start = Instant::now();
+    while r.got.lock().expect("lock").len() < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {n} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |k| {
+        pairs
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+#[tokio::test]
+async fn generic_webhook_is_signed_and_documented_shape() {
+    let (rx, url) = receiver().await;
+    let cancel = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
+    let built = build_notifiers(
+        &[NotifierConfig::Webhook {
+            name: None,
+            url,
+            secret_env: Some("HOOK_SECRET".into()),
+            route: RouteConfig::default(),
+            queue: fast_queue(),
+        }],
+        metrics.clone(),
+        Some("https://dg.example/".into()),
+        cancel.clone(),
+        &env_of(&[("HOOK_SECRET", "k3y")]),
+    )
+    .expect("built");
+    let n = &built.notifiers[0];
+    n.notify(&notification(
+        "prod",
+        vec![event("prod", 0, EventKind::Detected, Severity::High)],
+    ))
+    .await
+    .expect("queued");
+    wait_for(&rx, 1).await;
+    let (headers, body) = rx.got.lock().expect("lock")[0].clone();
+    let sig = headers["x-driftguard-signature-256"]
+        .to_str()
+        .expect("ascii");
+    assert_eq!(sig, notify::webhook::sign("k3y", &body));
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("hunter2"), "values are never sent: {text}");
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["environment"], "prod");
+    let e = &v["events"][0];
+    assert_eq!(e["event"], "detected");
+    assert_eq!(e["episode"], "prod-00000000");
+    assert_eq!(e["severity"], "high");
+    assert_eq!(e["direction"], "forward");
+    assert_eq!(e["fields"], serde_json::json!(["spec.replicas"]));
+    assert_eq!(e["who"], "kubectl-edit");
+    assert_eq!(e["object"]["reference"], "Deployment.apps/ns-0/web-0");
+    assert_eq!(e["link"], "https://dg.example/api/v1/drifts/prod-00000000");
+    cancel.cancel();
+    built.flush(Duration::from_secs(5)).await;
+    assert!(metrics
+        .encode(chrono::Utc::now())
+        .contains("driftguard_notifications_sent_total{notifier=\"webhook\"} 1"));
+}
+
+#[tokio::test]
+async fn slack_block_kit_message() {
+    let (rx, url) = receiver().await;
+    let n = notify::slack::SlackNotifier::new(
+        "slack".into(),
+        url.parse().expect("url"),
+        Some("https://dg.example".into()),
+    );
+    let events: Vec<DriftEvent> = (0..25)
+        .map(|i| event("prod", i * 4, EventKind::Detected, Severity::Critical))
+        .chain([event("prod", 3, EventKind::Resolved, Severity::Low)])
+        .collect();
+    n.notify(&notification("prod", events)).await.expect("sent");
+    let (_, body) = rx.got.lock().expect("lock")[0].clone();
+    let text = String::from_utf8_lossy(&body);
+    assert!(!text.contains("hunter2"));
+    let v: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["text"], "DriftGuard · prod: 25 detected, 1 resolved");
+    let blocks = v["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(
+        blocks.len(),
+        1 + notify::slack::MAX_LISTED + 1,
+        "grouped, capped, counted"
+    );
+    let first = blocks[1]["text"]["text"].as_str().expect("mrkdwn");
+    for part in [
+        "*detected*",
+        "`Deployment.apps ns-0/web-0`",
+        "*critical*",
+        "forward",
+        "`spec.replicas`",
+        "Who: kubectl-edit",
+        "<https://dg.example/api/v1/drifts/prod-00000000|Details>",
+    ] {
+        assert!(first.contains(part), "{part} in {first}");
+    }
+    assert!(blocks.last().expect("last")["elements"][0]["text"]
+        .as_str()
+        .expect("t")
+        .contains("6 more"));
+    // a rejected post is an error (the queue retries it)
+    rx.script.lock().expect("lock").push_back(500);
+    let err = n
+        .notify(&notification(
+            "prod",
+            vec![event("prod", 0, EventKind::Detected, Severity::Low)],
+        ))
+        .await;
+    assert!(matches!(
+        err,
+        Err(driftguard_core::ports::NotifyError::Rejected { status: 500 })
+    ));
+}
+
+#[tokio::test]
+async fn pagerduty_triggers_and_resolves_with_the_episode_as_dedup_key() {
+    let (rx, url) = receiver().await;
+    let n = notify::pagerduty::PagerDutyNotifier::new(
+        "pd".into(),
+        url.parse().expect("url"),
+        "RKEY".into(),
+        None,
+    );
+    n.notify(&notification(
+        "prod",
+        vec![
+            event("prod", 0, EventKind::Detected, Severity::High),
+            event("prod", 0, EventKind::Changed, Severity::High),
+        ],
+    ))
+    .await
+    .expect("sent");
+    n.notify(&notification(
+        "prod",
+        vec![event("prod", 0, EventKind::Resolved, Severity::High)],
+    ))
+    .await
+    .expect("sent");
+    let got = rx.got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 2, "changed is not sent");
+    let trigger: Value = serde_json::from_slice(&got[0].1).expect("json");
+    assert_eq!(trigger["routing_key"], "RKEY");
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["dedup_key"], "prod-00000000");
+    assert_eq!(trigger["payload"]["severity"], "error");
+    assert_eq!(trigger["payload"]["source"], "driftguard/prod");
+    assert!(trigger["payload"]["summary"]
+        .as_str()
+        .expect("s")
+        .contains("Deployment.apps ns-0/web-0"));
+    assert!(!String::from_utf8_lossy(&got[0].1).contains("hunter2"));
+    let resolve: Value = serde_json::from_slice(&got[1].1).expect("json");
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], "prod-00000000");
+    assert!(resolve.get("payload").is_none());
+}
+
+/// A minimal SMTP receiver: records the envelope and the DATA of each message.
+async fn smtp_receiver(auth: bool) -> (Arc<Mutex<Vec<(Vec<String>, String)>>>, u16) {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let store = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                w.write_all(b"220 test ESMTP\r\n").await.expect("write");
+                let mut envelope = Vec::new();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_owned();
+                    let reply: &[u8] = if cmd.starts_with("EHLO") {
+                        if auth {
+                            b"250-test\r\n250 AUTH PLAIN\r\n"
+                        } else {
+                            b"250-test\r\n250 8BITMIME\r\n"
+                        }
+                    } else if let Some(token) = cmd.strip_prefix("AUTH PLAIN ") {
+                        envelope.push(format!("AUTH {token}"));
+                        b"235 ok\r\n"
+                    } else if cmd.starts_with("MAIL FROM:") || cmd.starts_with("RCPT TO:") {
+                        envelope.push(cmd.clone());
+                        b"250 ok\r\n"
+                    } else if cmd == "DATA" {
+                        w.write_all(b"354 go\r\n").await.expect("write");
+                        let mut data = String::new();
+                        loop {
+                            line.clear();
+                            r.read_line(&mut line).await.expect("read");
+                            if line == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&line);
+                        }
+                        store.lock().expect("lock").push((envelope.clone(), data));
+                        b"250 queued\r\n"
+                    } else if cmd == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"500 what\r\n"
+                    };
+                    w.write_all(reply).await.expect("write");
+                }
+            });
+        }
+    });
+    (got, port)
+}
+
+#[tokio::test]
+async fn email_over_smtp_to_a_local_receiver() {
+    let (got, port) = smtp_receiver(true).await;
+    let n = notify::smtp::SmtpNotifier::new(
+        "email".into(),
+        "127.0.0.1".into(),
+        port,
+        "driftguard@example.org".into(),
+        vec!["ops@example.org".into(), "sre@example.org".into()],
+        Some(("bot".into(), "pw".into())),
+        None,
+    )
+    .expect("valid");
+    let e = event("prod", 0, EventKind::Detected, Severity::High);
+    n.notify(&notification(
+        "prod",
+        vec![e, event("prod", 3, EventKind::Resolved, Severity::Low)],
+    ))
+    .await
+    .expect("sent");
+    let got = got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1);
+    let (envelope, data) = &got[0];
+    assert_eq!(envelope[0], "AUTH AGJvdABwdw==", "AUTH PLAIN \\0bot\\0pw");
+    assert_eq!(envelope[1], "MAIL FROM:<driftguard@example.org>");
+    assert_eq!(
+        &envelope[2..],
+        ["RCPT TO:<ops@example.org>", "RCPT TO:<sre@example.org>"]
+    );
+    assert!(
+        data.contains("Subject: [DriftGuard] prod: 1 detected, 1 resolved\r\n"),
+        "{data}"
+    );
+    assert!(
+        data.contains("detected: forward modified drift of Deployment.apps ns-0/web-0 (high)"),
+        "{data}"
+    );
+    assert!(
+        data.contains("resolved: modified Deployment.apps ns-3/web-3 (low), reverted"),
+        "{data}"
+    );
+    assert!(data.contains("who: kubectl-edit"));
+    assert!(!data.contains("hunter2"));
+
+    assert!(notify::smtp::SmtpNotifier::new(
+        "e".into(),
+        "h".into(),
+        25,
+        "x@y".into(),
+        vec!["a@b\r\nBcc: evil@x".into()],
+        None,
+        None
+    )
+    .is_err());
+    // an unreachable server is an error, not a hang
+    let dead = notify::smtp::SmtpNotifier::new(
+        "e".into(),
+        "127.0.0.1".into(),
+        1,
+        "x@y.z".into(),
+        vec!["a@b.c".into()],
+        None,
+        None,
+    )
+    .expect("valid");
+    assert!(dead
+        .notify(&notification(
+            "prod",
+            vec![event("prod", 0, EventKind::Detected, Severity::High)]
+        ))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn routing_by_environment_and_severity_and_only_transitions() {
+    let sink = Arc::new(driftguard_core::memory::RecordingNotifier::default());
+    let routed = RoutedNotifier {
+        inner: sink.clone(),
+        environments: vec!["prod".into()],
+        min_severity: Severity::High,
+    };
+    routed
+        .notify(&notification(
+            "dev",
+            vec![event("dev", 0, EventKind::Detected, Severity::Critical)],
+        ))
+        .await
+        .expect("ok");
+    routed
+        .notify(&notification(
+            "prod",
+            vec![
+                event("prod", 0, EventKind::Detected, Severity::Medium),
+                event("prod", 1, EventKind::Detected, Severity::High),
+                event("prod", 2, EventKind::Changed, Severity::Critical),
+                event("prod", 3, EventKind::Resolved, Severity::Critical),
+            ],
+        ))
+        .await
+        .expect("ok");
+    let got = sink.received.lock().expect("lock").clone();
+    assert_eq!(got.len(), 1);
+    let ids: Vec<&str> = got[0]
+        .events
+        .iter()
+        .map(|e| e.drift.episode.as_str())
+        .collect();
+    assert_eq!(ids, ["prod-00000001", "prod-00000003"]);
+}
+
+/// Answers slowly and fails a few times.
+struct Flaky {
+    fail: Mutex<u32>,
+    delay: Duration,
+    calls: Mutex<Vec<Notification>>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    async fn notify(&self, n: &Notification) -> Result<(), driftguard_core::ports::NotifyError> {
+        tokio::time::sleep(self.delay).await;
+        self.calls.lock().expect("lock").push(n.clone());
+        let mut f = self.fail.lock().expect("lock");
+        if *f > 0 {
+            *f -= 1;
+            return Err(driftguard_core::ports::NotifyError::Rejected { status: 503 });
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn queue_never_blocks_groups_bursts_and_retries_with_backoff() {
+    let flaky = Arc::new(Flaky {
+        fail: Mutex::new(2),
+        delay: Duration::from_millis(50),
+        calls: Mutex::new(Vec::new()),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let cancel = CancellationToken::new();
+    let (q, handle) =
+        QueuedNotifier::spawn(flaky.clone(), fast_queue(), metrics.clone(), cancel.clone());
+    let t = Instant::now();
+    for i in 0..5 {
+        q.notify(&notification(
+            "prod",
+            vec![event("prod", i, EventKind::Detected, Severity::High)],
+        ))
+        .await
+        .expect("queued");
+    }
+    q.notify(&notification(
+        "dev",
+        vec![event("dev", 9, EventKind::Detected, Severity::High)],
+    ))
+    .await
+    .expect("queued");
+    assert!(
+        t.elapsed() < Duration::from_millis(40),
+        "notify returns at once"
+    );
+    let start = Instant::now();
+    loop {
+        let calls = flaky.calls.lock().expect("lock").len();
+        // prod group: 2 failures + 1 success; dev group: 1 success
+        if calls >= 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "deliveries: {calls}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let calls = flaky.calls.lock().expect("lock").clone();
+    assert_eq!(calls[0].environment, "prod");
+    assert_eq!(calls[0].events.len(), 5, "the burst went out as one");
+    assert_eq!(calls[2].events.len(), 5, "the retry sends the same");
+    assert_eq!(calls[3].environment, "dev");
+    let m = metrics.encode(chrono::Utc::now());
+    assert!(
+        m.contains("driftguard_notification_failures_total{notifier=\"flaky\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("driftguard_notifications_sent_total{notifier=\"flaky\"} 2"),
+        "{m}"
+    );
+
+    // a receiver that never recovers: given up after max_attempts, counted as dropped
+    *flaky.fail.lock().expect("lock") = 100;
+    q.notify(&notification(
+        "prod",
+        vec![event("prod", 1, EventKind::Resolved, Severity::High)],
+    ))
+    .await
+    .expect("queued");
+    let start = Instant::now();
+    while !metrics
+        .encode(chrono::Utc::now())
+        .contains("driftguard_notifications_dropped_total{notifier=\"flaky\"} 1")
+    {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("worker ends")
+        .expect("no panic");
+}
+
+#[test]
+fn missing_secrets_are_named_in_errors() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let err = build_notifiers(
+            &[NotifierConfig::Pagerduty {
+                name: None,
+                routing_key_env: "PD_KEY".into(),
+                events_url: None,
+                route: RouteConfig::default(),
+                queue: QueueConfig::default(),
+            }],
+            Arc::new(Metrics::new()),
+            None,
+            CancellationToken::new(),
+            &|_| None,
+        )
+        .expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "environment variable PD_KEY (named by server.notifiers[0].routing_key_env) is not set"
+        );
+    });
+}
