@@ -137,8 +137,11 @@ async fn watch_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellatio
                     return;
                 }
                 _ = env.scope_changed.notified() => {
-                    tracing::info!(environment = %env.name, "tracked kinds changed; restarting the watch");
-                    break;
+                    // a stale wake-up (the scope was already current) keeps the watch
+                    if env.scanner.live_scope().as_ref() != Some(&scope) {
+                        tracing::info!(environment = %env.name, "tracked kinds changed; restarting the watch");
+                        break;
+                    }
                 }
                 item = stream.next() => match item {
                     Some(change) => env.apply_change(&ctx, &change).await,
