@@ -369,3 +369,40 @@ async fn kustomizations_are_rendered() {
     assert_eq!(set.errors.len(), 1, "{:?}", set.errors);
     assert_eq!(set.errors[0].file, "envs/prod/app/kustomization.yaml");
 }
+
+#[tokio::test]
+async fn many_files_are_parsed_in_parallel_with_the_same_result() {
+    let mut repo = TestRepo::new();
+    for i in 0..150 {
+        repo.write(
+            &format!("apps/app-{i}.yaml"),
+            &configmap(&format!("c{i}"), "shop", &i.to_string()),
+        );
+    }
+    // two files with the same content: one blob, parsed once, both provenances kept
+    repo.write("apps/copy.yaml", &configmap("c0", "other", "0"));
+    repo.write("apps/copy2.yaml", &configmap("c0", "other", "0"));
+    repo.commit("many", "Alice");
+    let cache = cache();
+    let src = GitRepoSource::open(GitSourceConfig::new(repo.url(), cache.path()))
+        .await
+        .expect("opens");
+    let set = src.load().await.expect("loads");
+    assert_eq!(set.objects.len(), 152);
+    assert_eq!(src.files_parsed(), 151);
+    let mut files: Vec<&str> = set
+        .objects
+        .iter()
+        .map(|m| m.provenance.file.as_str())
+        .collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 152);
+    assert!(files.contains(&"apps/copy2.yaml"));
+    let c7 = set
+        .objects
+        .iter()
+        .find(|m| m.object.meta().name == "c7")
+        .expect("c7");
+    assert_eq!(c7.provenance.file, "apps/app-7.yaml");
+}

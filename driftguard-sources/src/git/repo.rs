@@ -195,6 +195,63 @@ impl Reader {
         Ok(parsed)
     }
 
+    /// Parses the files not in the cache yet, on several threads when there are many.
+    fn parse_missing(&self, files: &[(String, ObjectId)]) -> Result<(), SourceError> {
+        let missing: Vec<&(String, ObjectId)> = {
+            let c = self.caches();
+            let mut seen = std::collections::HashSet::new();
+            files
+                .iter()
+                .filter(|(_, b)| !c.parsed.contains_key(b) && seen.insert(*b))
+                .collect()
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(8);
+        if missing.len() < 64 || threads < 2 {
+            return Ok(());
+        }
+        let results: Vec<Result<Vec<(ObjectId, Arc<FileObjects>)>, SourceError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let missing = &missing;
+                        scope.spawn(move || {
+                            let repo = self.local();
+                            let mut out = Vec::new();
+                            for (path, blob) in missing.iter().skip(t).step_by(threads) {
+                                let data = repo
+                                    .find_blob(*blob)
+                                    .map_err(|e| backend(format!("cannot read {path}"), e))?;
+                                out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
+                            }
+                            Ok(out)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(backend(
+                                "cannot parse files",
+                                std::io::Error::other("a parser thread panicked"),
+                            ))
+                        })
+                    })
+                    .collect()
+            });
+        let mut c = self.caches();
+        let generation = c.generation;
+        for r in results {
+            for (blob, parsed) in r? {
+                self.parsed_count.fetch_add(1, Ordering::Relaxed);
+                c.parsed.insert(blob, (generation, parsed));
+            }
+        }
+        Ok(())
+    }
+
     /// Renders the kustomization in `dir` as of `root` (cached by root tree).
     fn rendered(
         &self,
@@ -266,6 +323,7 @@ impl Reader {
             ..DesiredSet::default()
         };
         set.objects.reserve(plan.files.len() * 2);
+        self.parse_missing(&plan.files)?;
         for (path, blob) in &plan.files {
             let parsed = self.parsed(&repo, path, *blob)?;
             extend_set(&mut set, &parsed, path, rev);
