@@ -256,7 +256,15 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // usage errors exit 1 (2 means drift); help and version exit 0
+            let code = if e.use_stderr() { EXIT_ERROR } else { EXIT_OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     init_logging(&cli.global);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -294,7 +302,9 @@ fn init_logging(g: &Global) {
         }
     };
     let filter = if g.verbose == 0 {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level))
+        // the kube client logs connection failures as errors: the CLI reports them itself
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube_client=off,kube=off")))
     } else {
         EnvFilter::new(level)
     };
@@ -418,6 +428,22 @@ fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<String>)> {
         dump: (!a.live_dump.is_empty()).then(|| OneOrMany::Many(a.live_dump.clone())),
     });
     let dir = a.dir.clone().map(DirConfig::Path);
+    for (flag, p, want_dir) in a
+        .live_dump
+        .iter()
+        .map(|p| ("--live-dump", p, false))
+        .chain(a.kubeconfig.iter().map(|p| ("--kubeconfig", p, false)))
+        .chain(a.dir.iter().map(|p| ("--dir", p, true)))
+    {
+        let ok = if want_dir { p.is_dir() } else { p.is_file() };
+        if !ok {
+            bail!(
+                "{flag}: {} {} does not exist",
+                if want_dir { "folder" } else { "file" },
+                p.display()
+            );
+        }
+    }
     match file {
         Some(path) => {
             let mut config = load_config(&path)?;

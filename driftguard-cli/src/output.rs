@@ -437,7 +437,7 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         } else {
             owners.join("; ")
         };
-        let _ = writeln!(out, "      changed by: {by}");
+        let _ = writeln!(out, "      live value set by: {by}");
     }
     out
 }

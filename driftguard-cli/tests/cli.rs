@@ -1,0 +1,499 @@
+//! End-to-end tests of the `driftguard` binary: every command, output format and exit code,
+//! bad input, and the shipped example.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+use util::{demo_copy, edit, repo_root, run_env, run_in, write};
+
+/// (kind, namespace/name, drift, direction, fields) of every open drift in a `-o json` scan.
+fn drift_set(v: &Value) -> BTreeSet<(String, String, String, String, String, String)> {
+    let mut out = BTreeSet::new();
+    for env in v["environments"].as_array().expect("environments") {
+        for d in env["drifts"].as_array().expect("drifts") {
+            let id = &d["id"];
+            let ns = id["namespace"].as_str().unwrap_or("");
+            let fields: Vec<&str> = d["fields"]
+                .as_array()
+                .expect("fields")
+                .iter()
+                .map(|f| f["path"].as_str().expect("path"))
+                .collect();
+            out.insert((
+                env["environment"].as_str().expect("env").to_owned(),
+                id["kind"].as_str().expect("kind").to_owned(),
+                format!("{ns}/{}", id["name"].as_str().expect("name")),
+                d["kind"].as_str().expect("drift kind").to_owned(),
+                d["direction"].as_str().expect("direction").to_owned(),
+                fields.join(","),
+            ));
+        }
+    }
+    out
+}
+
+fn expected_demo() -> BTreeSet<(String, String, String, String, String, String)> {
+    [
+        (
+            "Deployment",
+            "shop/web",
+            "modified",
+            "forward",
+            "spec.replicas",
+        ),
+        (
+            "Deployment",
+            "shop/api",
+            "modified",
+            "forward",
+            "spec.template.spec.containers[api].image",
+        ),
+        (
+            "ConfigMap",
+            "shop/web-config",
+            "modified",
+            "forward",
+            "data.LOG_LEVEL",
+        ),
+        (
+            "Deployment",
+            "shop/worker",
+            "modified",
+            "forward",
+            "metadata.labels.debug",
+        ),
+        ("ConfigMap", "shop/worker-config", "missing", "unknown", ""),
+        ("ConfigMap", "shop/debug-snapshot", "orphan", "unknown", ""),
+        (
+            "ConfigMap",
+            "shop/api-config",
+            "modified",
+            "reverse",
+            "data.RATE_LIMIT",
+        ),
+    ]
+    .into_iter()
+    .map(|(k, o, d, dir, f)| {
+        (
+            "prod".to_owned(),
+            k.to_owned(),
+            o.to_owned(),
+            d.to_owned(),
+            dir.to_owned(),
+            f.to_owned(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn shipped_example_gives_exactly_its_drifts() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["scan", "-o", "json"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(drift_set(&r.json()), expected_demo(), "{}", r.stdout);
+    // with a kustomize renderer on PATH staging is read and in sync; without, it says why
+    let v = r.json();
+    let staging = &v["environments"][0];
+    assert_eq!(staging["environment"], "staging");
+    assert_eq!(staging["drifts"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn readme_command_prints_the_drift_table() {
+    let root = repo_root();
+    let store = tempfile::tempdir().expect("tmp");
+    let db = store.path().join("dg.db");
+    let r = run_in(
+        &root,
+        &[
+            "scan",
+            "--config",
+            "examples/demo/driftguard.yaml",
+            "--store",
+            db.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("ENVIRONMENT  KIND"), "{}", r.stdout);
+    for h in [
+        "OBJECT",
+        "DRIFT",
+        "DIRECTION",
+        "SEVERITY",
+        "FIELDS",
+        "WHO",
+        "SINCE",
+    ] {
+        assert!(lines[0].contains(h), "{}", lines[0]);
+    }
+    assert!(r.stdout.contains("kubectl-set"), "{}", r.stdout);
+    assert!(r.stdout.contains("kubectl-patch"), "{}", r.stdout);
+    assert!(r.stdout.contains("kubectl-label"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("7 drifts (staging: 0, prod: 7)."),
+        "{}",
+        r.stdout
+    );
+    // not a terminal and NO_COLOR: no escape codes
+    assert!(!r.stdout.contains('\x1b'), "{}", r.stdout);
+}
+
+#[test]
+fn yaml_output_and_diff() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["scan", "--no-store", "-e", "prod", "-o", "yaml"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let v: Value = serde_yaml::from_str(&r.stdout).expect("yaml");
+    assert_eq!(drift_set(&v), expected_demo());
+
+    let r = run_in(&demo, &["scan", "--no-store", "-e", "prod", "--diff"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("spec.replicas: git=2 live=5"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(
+            "spec.template.spec.containers[api].image: git=ghcr.io/example/shop-api:1.4.2 live=ghcr.io/example/shop-api:1.4.3-hotfix"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("data.RATE_LIMIT: git=200 live=100"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn fail_on_sets_the_threshold() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["scan", "--no-store", "--fail-on", "critical"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("shop/web"), "the table is still printed");
+    let r = run_in(&demo, &["scan", "--no-store", "--fail-on", "high"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let r = run_in(&demo, &["scan", "--no-store", "--fail-on", "bad"]);
+    assert_eq!(r.code, 1, "usage errors exit 1: {r:?}");
+}
+
+#[test]
+fn secret_values_are_never_shown() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    write(
+        &d.join("git/s.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: app}\nstringData:\n  PASSWORD: git-plaintext-value\n",
+    );
+    // live: base64("live-plaintext-value")
+    write(
+        &d.join("live.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: app, uid: x}\ntype: Opaque\ndata:\n  PASSWORD: bGl2ZS1wbGFpbnRleHQtdmFsdWU=\n",
+    );
+    for fmt in ["table", "json", "yaml"] {
+        let r = run_env(
+            d,
+            &[
+                "scan",
+                "--dir",
+                "git",
+                "--live-dump",
+                "live.yaml",
+                "--no-store",
+                "--diff",
+                "-o",
+                fmt,
+            ],
+            &[("DRIFTGUARD_SECRET_KEY", "k")],
+        );
+        assert_eq!(r.code, 2, "{r:?}");
+        assert!(r.stdout.contains("data.PASSWORD"), "{}", r.stdout);
+        for secret in [
+            "git-plaintext-value",
+            "live-plaintext-value",
+            "bGl2ZS1wbGFpbnRleHQtdmFsdWU=",
+        ] {
+            assert!(!r.stdout.contains(secret), "{fmt}: {}", r.stdout);
+            assert!(!r.stderr.contains(secret), "{fmt}: {}", r.stderr);
+        }
+    }
+}
+
+#[test]
+fn flags_alone_and_no_drift_exit_zero() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let d = tmp.path();
+    write(
+        &d.join("git/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: app}\ndata: {k: v}\n",
+    );
+    write(
+        &d.join("live.yaml"),
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: a, namespace: app, uid: u1, resourceVersion: '1'}\n  data: {k: v}\n",
+    );
+    let r = run_in(d, &["scan", "--dir", "git", "--live-dump", "live.yaml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("No drift: 1 objects in sync"),
+        "{}",
+        r.stdout
+    );
+    // the default store is ./.driftguard/driftguard.db, with its per-store key
+    assert!(d.join(".driftguard/driftguard.db").is_file());
+    assert!(d.join(".driftguard/driftguard.key").is_file());
+    let r = run_in(
+        d,
+        &["scan", "-q", "--dir", "git", "--live-dump", "live.yaml"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "", "quiet prints nothing when there is no drift");
+}
+
+#[test]
+fn history_drifts_events_explain_and_resolved_drift() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(demo.join(".driftguard/driftguard.db").is_file());
+
+    // the scale is reverted, the label removed by hand: the second scan tells they resolved
+    let live = demo.join("live/prod.yaml");
+    edit(&live, "replicas: 5", "replicas: 2");
+    edit(&live, "      debug: 'true'\n", "");
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stdout.contains("Resolved since the last scan:"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("prod Deployment shop/web (modified forward, reverted)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("5 drifts (staging: 0, prod: 5)."),
+        "{}",
+        r.stdout
+    );
+
+    let r = run_in(&demo, &["drifts", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json().as_array().map(Vec::len), Some(5));
+    let r = run_in(&demo, &["drifts", "--status", "resolved"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("shop/web"), "{}", r.stdout);
+    assert!(r.stdout.contains("shop/worker"), "{}", r.stdout);
+    let r = run_in(&demo, &["drifts", "--severity", "high", "-o", "yaml"]);
+    let v: Value = serde_yaml::from_str(&r.stdout).expect("yaml");
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{}", r.stdout);
+
+    let r = run_in(&demo, &["events", "-o", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    let kinds: Vec<&str> = v
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "detected").count(), 7);
+    assert_eq!(kinds.iter().filter(|k| **k == "resolved").count(), 2);
+    let r = run_in(&demo, &["events", "--kind", "resolved"]);
+    assert!(r.stdout.lines().count() == 3, "{}", r.stdout);
+
+    let r = run_in(&demo, &["history", "prod:Deployment/shop/web"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("detected"), "{}", r.stdout);
+    assert!(r.stdout.contains("resolved"), "{}", r.stdout);
+    assert!(r.stdout.contains("reverted"), "{}", r.stdout);
+    let r = run_in(
+        &demo,
+        &["history", "Deployment.apps/shop/web", "-o", "json"],
+    );
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+
+    let r = run_in(&demo, &["explain", "prod:Deployment/shop/api"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for s in [
+        "spec.template.spec.containers[api].image",
+        "git:  ghcr.io/example/shop-api:1.4.2",
+        "live: ghcr.io/example/shop-api:1.4.3-hotfix",
+        "live value set by: kubectl-set (Update) at 2026-",
+        "direction: forward",
+        "severity:  high",
+        "defined in Git at api.yaml:1",
+    ] {
+        assert!(r.stdout.contains(s), "missing {s:?} in\n{}", r.stdout);
+    }
+    let r = run_in(&demo, &["explain", "ConfigMap/shop/api-config"]);
+    assert!(r.stdout.contains("direction: reverse"), "{}", r.stdout);
+    let r = run_in(&demo, &["explain", "prod:Deployment/shop/nothing"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("no drift recorded"), "{}", r.stdout);
+    let r = run_in(&demo, &["explain", "nonsense"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.starts_with("error: `nonsense`: expected"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn store_state(demo: &Path) -> (String, String) {
+    let d = run_in(demo, &["drifts", "--status", "all", "-o", "json"]);
+    let e = run_in(demo, &["events", "-o", "json"]);
+    assert_eq!(d.code, 0);
+    assert_eq!(e.code, 0);
+    (d.stdout, e.stdout)
+}
+
+fn assert_one_line_error(r: &util::Run, needle: &str) {
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {}", r.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", r.stderr);
+    assert!(lines[0].contains(needle), "{needle:?} not in {}", r.stderr);
+}
+
+#[test]
+fn bad_input_is_one_line_exit_one_and_changes_nothing() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    let before = store_state(&demo);
+
+    // a missing file
+    let r = run_in(&demo, &["scan", "-c", "nope.yaml"]);
+    assert_one_line_error(&r, "nope.yaml: cannot read the configuration: no such file");
+    let r = run_in(&demo, &["scan", "--live-dump", "nope.yaml"]);
+    assert_one_line_error(&r, "nope.yaml");
+
+    // an invalid config
+    write(
+        &demo.join("bad.yaml"),
+        "environments:\n  - name: prod\n    dir: gitops/envs/prod\n    live:\n      dumb: live/prod.yaml\n",
+    );
+    let r = run_in(&demo, &["scan", "-c", "bad.yaml"]);
+    assert_one_line_error(
+        &r,
+        "bad.yaml:5:7: environments[0].live: unknown field `dumb`, expected one of",
+    );
+
+    // a malformed dump
+    let live = demo.join("live/prod.yaml");
+    let good = std::fs::read_to_string(&live).expect("read");
+    write(&live, &format!("{good}\n---\nkind: [unclosed\n"));
+    let r = run_in(&demo, &["scan", "-e", "prod"]);
+    assert_one_line_error(&r, "environment prod: cannot read the live state");
+    assert!(r.stderr.contains("invalid YAML"), "{}", r.stderr);
+    write(&live, &good);
+
+    // an unreachable cluster
+    write(
+        &demo.join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    );
+    let r = run_in(&demo, &["scan", "-e", "prod", "--kubeconfig", "kubeconfig"]);
+    assert_one_line_error(&r, "environment prod: cannot read the live state");
+    assert!(r.stderr.contains("127.0.0.1:1"), "{}", r.stderr);
+
+    assert_eq!(store_state(&demo), before, "nothing stored changed");
+
+    // no configuration at all
+    let empty = tempfile::tempdir().expect("tmp");
+    let r = run_in(empty.path(), &["scan"]);
+    assert_one_line_error(&r, "no configuration");
+    assert!(!empty.path().join(".driftguard").exists());
+}
+
+#[test]
+fn failed_first_scan_creates_no_store() {
+    let (_tmp, demo) = demo_copy();
+    write(&demo.join("live/prod.yaml"), "items: [\n");
+    let r = run_in(&demo, &["scan", "-e", "prod"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(!demo.join(".driftguard").exists());
+}
+
+#[test]
+fn config_validate_lists_every_problem_with_its_line() {
+    let (_tmp, demo) = demo_copy();
+    let r = run_in(&demo, &["config", "validate"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "driftguard.yaml: ok (2 environments)\n");
+
+    write(
+        &demo.join("bad.yaml"),
+        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    live:\n      dump: missing.yaml\n  - name: a\n    git:\n      url: x\n    dir: y\nsecretKey:\n  env: ''\n",
+    );
+    let r = run_in(&demo, &["config", "validate", "bad.yaml"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines
+            .contains(&"bad.yaml:5: environments[0].live.dump: file ./missing.yaml does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines.contains(&"bad.yaml:6: environments[1].name: environment `a` is defined twice"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines
+            .contains(&"bad.yaml:9: environments[1].dir: `git` and `dir` are both set: choose one"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("bad.yaml:6: environments[1]: no live side")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines.contains(&"bad.yaml:11: secretKey.env: must not be empty"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines.last(), Some(&"bad.yaml: 5 problems"), "{}", r.stderr);
+
+    // a wrong type names the key and line
+    write(
+        &demo.join("bad2.yaml"),
+        "environments:\n  - name: a\n    namespaces: shop\n",
+    );
+    let r = run_in(&demo, &["config", "validate", "bad2.yaml"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .starts_with("bad2.yaml:3:17: environments[0].namespaces: invalid type"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn completions_and_serve_placeholder() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run_in(tmp.path(), &["completions", shell]);
+        assert_eq!(r.code, 0, "{r:?}");
+        assert!(r.stdout.contains("driftguard"), "{shell}");
+    }
+    let r = run_in(tmp.path(), &["--version"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("driftguard "));
+}
