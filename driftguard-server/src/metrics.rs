@@ -65,6 +65,9 @@ pub struct NotifierLabels {
 
 type HistogramCtor = fn() -> Histogram;
 
+/// The open-drift label sets of one environment and its oldest detection.
+type OpenSeries = (BTreeSet<DriftLabels>, Option<DateTime<Utc>>);
+
 fn scan_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 16))
 }
@@ -83,7 +86,7 @@ pub struct Metrics {
     notify_failed: Family<NotifierLabels, Counter>,
     notify_dropped: Family<NotifierLabels, Counter>,
     /// Label sets of open drifts per environment, and the oldest detection.
-    open: Mutex<BTreeMap<String, (BTreeSet<DriftLabels>, Option<DateTime<Utc>>)>>,
+    open: Mutex<BTreeMap<String, OpenSeries>>,
 }
 
 impl std::fmt::Debug for Metrics {

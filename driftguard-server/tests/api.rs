@@ -318,7 +318,8 @@ async fn drifts_filters_and_pagination() {
         .iter()
         .all(|d| d["status"] == "resolved"));
 
-    let cases: &[(&str, &dyn Fn(&Value) -> bool)] = &[
+    type Pred = dyn Fn(&Value) -> bool;
+    let cases: &[(&str, &Pred)] = &[
         ("namespace=ns-1", &|d| d["object"]["namespace"] == "ns-1"),
         ("kind=Deployment", &|d| d["object"]["kind"] == "Deployment"),
         ("name=web-1*", &|d| {
@@ -337,7 +338,7 @@ async fn drifts_filters_and_pagination() {
         assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
         let items = r.json["items"].as_array().expect("items");
         assert!(!items.is_empty(), "{q}");
-        assert!(items.iter().all(|d| pred(d)), "{q}: {}", r.text);
+        assert!(items.iter().all(pred), "{q}: {}", r.text);
         assert_eq!(r.json["total"].as_u64(), Some(items.len() as u64), "{q}");
     }
     let r = get(&f.app, "/api/v1/drifts?kind=ConfigMap").await;
@@ -841,17 +842,13 @@ fn validate(doc: &Value, schema: &Value, v: &Value, at: &str, errors: &mut Vec<S
         return;
     }
     match s.get("type") {
-        Some(Value::String(t)) => {
-            if !type_ok(t, v) {
-                errors.push(format!("{at}: expected {t}, got {v}"));
-                return;
-            }
+        Some(Value::String(t)) if !type_ok(t, v) => {
+            errors.push(format!("{at}: expected {t}, got {v}"));
+            return;
         }
-        Some(Value::Array(ts)) => {
-            if !ts.iter().filter_map(Value::as_str).any(|t| type_ok(t, v)) {
-                errors.push(format!("{at}: expected one of {ts:?}, got {v}"));
-                return;
-            }
+        Some(Value::Array(ts)) if !ts.iter().filter_map(Value::as_str).any(|t| type_ok(t, v)) => {
+            errors.push(format!("{at}: expected one of {ts:?}, got {v}"));
+            return;
         }
         _ => {}
     }
