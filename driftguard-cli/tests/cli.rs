@@ -497,3 +497,16 @@ fn completions_and_serve_placeholder() {
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("driftguard "));
 }
+
+#[test]
+fn the_documented_example_parses() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/configuration.md")).expect("docs");
+    let start = doc.find("## Full example").expect("section");
+    let block = &doc[start..];
+    let body = &block[block.find("```yaml\n").expect("yaml block") + 8..];
+    let body = &body[..body.find("```").expect("block end")];
+    let parsed: driftguard_cli::config::ConfigFile =
+        serde_yaml::from_str(body).expect("the documented example parses");
+    assert_eq!(parsed.environments.len(), 2);
+    assert_eq!(parsed.environments[0].spec().severity.overrides.len(), 2);
+}
