@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run calls this).
+#
+# Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
+# source package, SecantusDB for MongoDB), runs formatting, lints and every test of the
+# workspace, and stops the services again, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DRIFTGUARD_RUN=${DRIFTGUARD_RUN:-/tmp/driftguard-test}
+export DRIFTGUARD_CACHE=${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}
+
+cleanup() { scripts/test-services.sh down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "test services (kube-apiserver 1.20, SecantusDB)"
+scripts/test-services.sh up
+# shellcheck disable=SC1091
+. "$DRIFTGUARD_RUN/services.env"
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace --no-fail-fast -- --include-ignored
