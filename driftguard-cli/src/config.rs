@@ -31,12 +31,12 @@ pub struct ConfigFile {
     /// The key Secret values are hashed with.
     #[serde(default)]
     pub secret_key: Option<SecretKeySource>,
-    /// Notifications (read by `driftguard serve`; see the server documentation).
+    /// Notifiers (used by `driftguard serve`, added to `server.notifiers`).
     #[serde(default)]
-    pub notifications: Option<serde_yaml::Value>,
-    /// The `server:` section (read by `driftguard serve`).
+    pub notifications: Vec<driftguard_server::config::NotifierConfig>,
+    /// The `server:` section (used by `driftguard serve`).
     #[serde(default)]
-    pub server: Option<serde_yaml::Value>,
+    pub server: Option<driftguard_server::config::ServerConfig>,
     /// Folder holding the clones of remote repositories (default `.driftguard/git`).
     #[serde(default)]
     pub git_cache: Option<PathBuf>,

@@ -100,7 +100,14 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Runs the server (REST API, continuous detection, metrics, notifications).
-    Serve,
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (default: server.listen, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -344,9 +351,7 @@ async fn run(cli: Cli) -> Result<u8> {
             clap_complete::generate(*shell, &mut cmd, "driftguard", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
-        Command::Serve => bail!(
-            "`driftguard serve` is not available in this build yet (the server crate has no entry point)"
-        ),
+        Command::Serve(a) => serve(g, a).await,
     }
 }
 
@@ -940,5 +945,84 @@ async fn explain(g: &Global, a: &ObjectArgs) -> Result<u8> {
         Format::Table => print!("{}", output::explain(d, Utc::now(), stdout_style(g))),
         f => print_machine(f, d)?,
     }
+    Ok(EXIT_OK)
+}
+
+async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
+    use driftguard_server::{config::ServerConfig, metrics::Metrics, supervisor::Supervisor};
+    let path = config_path(g).ok_or_else(|| {
+        anyhow!("serve needs a configuration file: --config FILE (or driftguard.yaml here)")
+    })?;
+    let config = load_config(&path)?;
+    if config.file.environments.is_empty() {
+        bail!("{}: no environments to watch", path.display());
+    }
+    let mut server_cfg: ServerConfig = config.file.server.clone().unwrap_or_default();
+    server_cfg
+        .notifiers
+        .extend(config.file.notifications.iter().cloned());
+    let env_var = |k: &str| std::env::var(k).ok();
+    let tokens = server_cfg.resolve_tokens(&env_var)?;
+    let webhook_secret = server_cfg.resolve_webhook_secret(&env_var)?;
+    let (addr, note) = server_cfg.effective_listen(a.listen.as_deref(), !tokens.is_empty())?;
+    if let Some(n) = note {
+        tracing::warn!("{n}");
+    }
+    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
+    let key = setup::secret_key(&config, None, &choice)?;
+    let store = choice.open_write().await?;
+    if let Some((p, k)) = &key.create {
+        setup::write_key_file(p, k)?;
+    }
+    let metrics = Arc::new(Metrics::new());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let built = driftguard_server::notify::build_notifiers(
+        &server_cfg.notifiers,
+        metrics.clone(),
+        server_cfg.public_url.clone(),
+        cancel.clone(),
+        &env_var,
+    )?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let mut envs = Vec::new();
+    for env in &config.file.environments {
+        let git = setup::git_source(&config, env).await?;
+        let live = setup::live_source(&config, env).await?;
+        let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
+        let mut scanner = Scanner::new(engine, git, live, store.clone(), clock.clone());
+        for n in &built.notifiers {
+            scanner = scanner.with_notifier(n.clone());
+        }
+        envs.push(Arc::new(driftguard_server::Environment::new(
+            Arc::new(scanner),
+            server_cfg.poll_interval.0,
+            server_cfg.full_scan_interval.0,
+        )));
+    }
+    let state = driftguard_server::AppState::builder(store, envs, metrics)
+        .tokens(tokens)
+        .webhook_secret(webhook_secret)
+        .clock(clock)
+        .config(&server_cfg)
+        .build();
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    if !g.quiet {
+        eprintln!("driftguard: serving on http://{addr}");
+    }
+    let supervisor = Supervisor::start(&state, cancel.clone());
+    let stop = cancel.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = stop.cancelled() => {}
+        }
+    };
+    let served = driftguard_server::run(listener, state, shutdown).await;
+    cancel.cancel();
+    supervisor.shutdown(server_cfg.shutdown_grace.0).await;
+    built.flush(server_cfg.shutdown_grace.0).await;
+    served.with_context(|| format!("server on {addr} failed"))?;
     Ok(EXIT_OK)
 }

@@ -486,7 +486,7 @@ fn config_validate_lists_every_problem_with_its_line() {
 }
 
 #[test]
-fn completions_and_serve_placeholder() {
+fn completions_and_version() {
     let tmp = tempfile::tempdir().expect("tmp");
     for shell in ["bash", "zsh", "fish"] {
         let r = run_in(tmp.path(), &["completions", shell]);
@@ -509,4 +509,56 @@ fn the_documented_example_parses() {
         serde_yaml::from_str(body).expect("the documented example parses");
     assert_eq!(parsed.environments.len(), 2);
     assert_eq!(parsed.environments[0].spec().severity.overrides.len(), 2);
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn serve_runs_the_server_on_the_same_configuration() {
+    let (_tmp, demo) = demo_copy();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftguard"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(&demo)
+        .env("NO_COLOR", "1")
+        .env_remove("DRIFTGUARD_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut drifts = None;
+    while std::time::Instant::now() < deadline {
+        if let Some(r) = http_get(port, "/api/v1/drifts?environment=prod") {
+            if r.starts_with("HTTP/1.1 200") && r.contains("debug-snapshot") {
+                drifts = Some(r);
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let envs = http_get(port, "/api/v1/environments");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        drifts.is_some(),
+        "the server scanned prod and lists its drifts"
+    );
+    assert!(envs.is_some_and(|e| e.contains("staging")));
 }
