@@ -311,8 +311,23 @@ impl Config {
         Config::from_text(path, &text)
     }
 
-    /// Parses and validates text read from `path`.
-    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    /// Reads and parses a file, checking keys and types only (not that the files it names
+    /// exist): enough for commands that only read the store.
+    pub fn load_unchecked(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                path: None,
+                message: format!("cannot read the configuration: {}", io_message(&e)),
+            }],
+        })?;
+        Config::parse(path, &text)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let file: ConfigFile = if text.trim().is_empty() {
             ConfigFile::default()
@@ -325,11 +340,16 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let config = Config {
+        Ok(Config {
             file,
             path: path.to_path_buf(),
             base,
-        };
+        })
+    }
+
+    /// Parses and validates text read from `path`.
+    pub fn from_text(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config = Config::parse(path, text)?;
         let mut problems = config.validate();
         if problems.is_empty() {
             return Ok(config);

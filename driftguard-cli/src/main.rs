@@ -287,9 +287,14 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let msg = setup::one_line(e.as_ref());
-            for line in msg.lines() {
-                eprintln!("error: {line}");
+            match e.downcast_ref::<driftguard_cli::config::ConfigError>() {
+                // one line per problem
+                Some(ce) => {
+                    for p in &ce.problems {
+                        eprintln!("error: {p}");
+                    }
+                }
+                None => eprintln!("error: {}", setup::one_line(e.as_ref())),
             }
             ExitCode::from(EXIT_ERROR)
         }
@@ -364,13 +369,13 @@ fn config_path(g: &Global) -> Option<PathBuf> {
 }
 
 fn load_config(path: &Path) -> Result<Config> {
-    Config::load(path).map_err(|e| anyhow!("{e}"))
+    Ok(Config::load(path)?)
 }
 
 /// The configuration for query commands: the file if any, else an empty one (store in ./).
 fn query_config(g: &Global) -> Result<Config> {
     match config_path(g) {
-        Some(p) => load_config(&p),
+        Some(p) => Ok(Config::load_unchecked(&p)?),
         None => Ok(Config::from_flags(ConfigFile::default())),
     }
 }

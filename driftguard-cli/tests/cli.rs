@@ -628,3 +628,78 @@ fn the_example_against_a_real_cluster_gives_the_same_verdicts() {
     let d = run_in(&demo, &["scan", "-e", "prod", "--no-store", "-o", "json"]);
     assert_eq!(drift_set(&d.json()), drift_set(&r.json()));
 }
+
+#[test]
+fn git_flags_scan_a_repository_and_attribute_commits() {
+    let (tmp, demo) = demo_copy();
+    let repo = tmp.path().join("repo");
+    std::fs::rename(demo.join("gitops"), &repo).expect("move");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args([
+                "-c",
+                "user.name=Alice",
+                "-c",
+                "user.email=alice@example.com",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .output()
+    };
+    match git(&["init", "-q"]) {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            assert!(std::env::var("CI").is_err(), "CI: git is required");
+            eprintln!("skipped: no git binary");
+            return;
+        }
+    }
+    assert!(git(&["add", "-A"]).expect("git add").status.success());
+    assert!(git(&["commit", "-qm", "shop: initial"])
+        .expect("git commit")
+        .status
+        .success());
+    let repo_s = repo.to_str().expect("utf-8");
+    let r = run_in(
+        &demo,
+        &[
+            "scan",
+            "--git",
+            repo_s,
+            "--path",
+            "envs/prod",
+            "--live-dump",
+            "live/prod.yaml",
+            "-e",
+            "prod",
+            "--store",
+            "h.db",
+            "-o",
+            "json",
+        ],
+    );
+    // --git without --config: flags alone, the environment named by -e
+    assert_eq!(r.code, 2, "{r:?}");
+    let set = drift_set(&r.json());
+    assert_eq!(set.len(), 7, "{set:?}");
+    let r = run_in(
+        &demo,
+        &[
+            "--store",
+            "h.db",
+            "explain",
+            "prod:ConfigMap/shop/api-config",
+        ],
+    );
+    assert!(
+        r.stdout.contains("Alice <alice@example.com>"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("\"shop: initial\""), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("defined in Git at envs/prod/api.yaml"),
+        "{}",
+        r.stdout
+    );
+}
