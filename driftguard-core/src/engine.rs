@@ -138,6 +138,11 @@ impl Engine {
 
     /// Normalizes and indexes both sides.
     pub fn index(&self, desired: &DesiredSet, live: &LiveSnapshot) -> EnvState {
+        self.index_owned(desired.clone(), live.clone())
+    }
+
+    /// Like [`Engine::index`], consuming the raw objects (no copies).
+    pub fn index_owned(&self, desired: DesiredSet, live: LiveSnapshot) -> EnvState {
         let env = &self.spec.name;
         let mut st = EnvState {
             revision: desired.revision.clone(),
@@ -156,7 +161,7 @@ impl Engine {
             st.claim_prefixes.extend(claim_prefixes(raw));
         }
         let mut where_defined: HashMap<ResourceId, String> = HashMap::new();
-        for m in &desired.objects {
+        for m in desired.objects {
             let id = m.object.meta().id(env);
             if let Some(first) = where_defined.get(&id) {
                 st.errors.push(ManifestError {
@@ -168,14 +173,15 @@ impl Engine {
                 continue;
             }
             let pointers = self.pointers(&id, &st.hpa_targets);
-            match self.normalizer.desired(env, m, &pointers) {
+            let (file, line) = (m.provenance.file.clone(), m.provenance.line);
+            match self.normalizer.desired_owned(env, m, &pointers) {
                 Ok(d) => {
-                    where_defined.insert(id.clone(), m.provenance.to_string());
+                    where_defined.insert(id.clone(), d.provenance.to_string());
                     st.desired.insert(id, d);
                 }
                 Err(e) => st.errors.push(ManifestError {
-                    file: m.provenance.file.clone(),
-                    line: m.provenance.line,
+                    file,
+                    line,
                     field: None,
                     message: e.to_string(),
                 }),
@@ -199,8 +205,8 @@ impl Engine {
             st.live_errors
                 .push(format!("cannot read {}: {}", e.kind, e.message));
         }
-        for raw in &live.objects {
-            self.insert_live(&mut st, raw);
+        for raw in live.objects {
+            self.insert_live_owned(&mut st, raw);
         }
         st
     }
@@ -208,12 +214,24 @@ impl Engine {
     /// Normalizes one live object into `st` if it is tracked. Returns its identity.
     pub fn insert_live(&self, st: &mut EnvState, raw: &RawLive) -> Option<ResourceId> {
         let id = raw.object.meta().id(&self.spec.name);
+        if !st.desired.contains_key(&id) && !st.orphan_kinds.contains(&id.group_kind()) {
+            return None;
+        }
+        self.insert_live_owned(st, raw.clone())
+    }
+
+    /// Like [`Engine::insert_live`], consuming the raw object.
+    pub fn insert_live_owned(&self, st: &mut EnvState, raw: RawLive) -> Option<ResourceId> {
+        let id = raw.object.meta().id(&self.spec.name);
         let candidate = st.desired.contains_key(&id) || st.orphan_kinds.contains(&id.group_kind());
         if !candidate {
             return None;
         }
         let pointers = self.pointers(&id, &st.hpa_targets);
-        let live = self.normalizer.live(&self.spec.name, raw, &pointers).ok()?;
+        let live = self
+            .normalizer
+            .live_owned(&self.spec.name, raw, &pointers)
+            .ok()?;
         if !st.desired.contains_key(&id) && !orphan_eligible(st, &id, &live) {
             st.live.remove(&id);
             return None;
@@ -237,8 +255,8 @@ impl Engine {
                 let mut obs = Observation::new(id.clone(), api_version, Presence::Both(cmp));
                 if let Presence::Both(cmp) = &obs.presence {
                     if !cmp.in_sync() {
-                        obs.owners = owners_of(&l.meta.managed_fields, &cmp.drifted_paths());
-                        obs.evidence = last_applied_evidence(d, l);
+                        obs.owners = owners_of(&l.managed_fields(), &cmp.drifted_paths());
+                        obs.evidence = self.last_applied_evidence(st, d, l);
                         obs.severity =
                             self.spec
                                 .severity
@@ -292,7 +310,8 @@ impl Engine {
         if !cmp.in_sync() {
             let managers = self.spec.ignore.managers_for(id);
             if !managers.is_empty() {
-                cmp.retain_drift(|p| !owned_by_any(&l.meta.managed_fields, &managers, p));
+                let managed = l.managed_fields();
+                cmp.retain_drift(|p| !owned_by_any(&managed, &managers, p));
             }
         }
         cmp
@@ -386,9 +405,24 @@ fn orphan_eligible(st: &EnvState, id: &ResourceId, live: &LiveObject) -> bool {
     managed_ns && !live.meta.owned && !live.meta.system_default
 }
 
-/// Direction evidence from the last-applied annotation, for objects with no history.
-fn last_applied_evidence(d: &DesiredObject, l: &LiveObject) -> Option<Direction> {
-    let la = l.last_applied.as_ref()?;
+impl Engine {
+    /// Direction evidence from the last-applied annotation, for objects with no history.
+    fn last_applied_evidence(
+        &self,
+        st: &EnvState,
+        d: &DesiredObject,
+        l: &LiveObject,
+    ) -> Option<Direction> {
+        let id = &d.object.id;
+        let pointers = self.pointers(id, &st.hpa_targets);
+        let la = self
+            .normalizer
+            .last_applied(&self.spec.name, l, &pointers)?;
+        last_applied_evidence(d, l, &la)
+    }
+}
+
+fn last_applied_evidence(d: &DesiredObject, l: &LiveObject, la: &Value) -> Option<Direction> {
     if la == &d.object.content {
         // Git's current version was applied, and live differs from it: changed by hand
         return Some(Direction::Forward);
@@ -558,7 +592,7 @@ impl Scanner {
     pub async fn scan(&self) -> Result<ScanReport, ScanError> {
         let started = self.clock.now();
         let scan_id = self.scan_id(started);
-        let desired = self.git.load().await.map_err(|source| ScanError::Desired {
+        let mut desired = self.git.load().await.map_err(|source| ScanError::Desired {
             source_name: self.git.describe(),
             source,
         })?;
@@ -590,7 +624,8 @@ impl Scanner {
                 });
             }
         };
-        let st = self.engine.index(&desired, &snapshot);
+        let notes = std::mem::take(&mut desired.notes);
+        let st = self.engine.index_owned(desired, snapshot);
         let records: HashMap<ResourceId, DriftRecord> = self
             .store
             .records(self.env())
@@ -697,7 +732,7 @@ impl Scanner {
             verdicts,
             events: batch.events,
             manifest_errors: st.errors.clone(),
-            notes: desired.notes.clone(),
+            notes,
             notify_errors,
         };
         *self.records.lock().expect("records lock is never poisoned") = next_records;

@@ -40,11 +40,15 @@ pub struct FieldOwner {
 
 /// Reads `metadata.managedFields` of a live object.
 pub fn parse_managed_fields(object: &Value) -> Vec<ManagedFieldsEntry> {
-    let Some(entries) = object
-        .get("metadata")
-        .and_then(|m| m.get("managedFields"))
-        .and_then(Value::as_array)
-    else {
+    match object.get("metadata").and_then(|m| m.get("managedFields")) {
+        Some(list) => parse_managed_fields_list(list),
+        None => Vec::new(),
+    }
+}
+
+/// Reads a `managedFields` list.
+pub fn parse_managed_fields_list(list: &Value) -> Vec<ManagedFieldsEntry> {
+    let Some(entries) = list.as_array() else {
         return Vec::new();
     };
     entries

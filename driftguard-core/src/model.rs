@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::id::{GroupKind, ResourceId};
-use crate::managed::ManagedFieldsEntry;
 
 /// A Git commit, as far as DriftGuard reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,8 +178,6 @@ impl<'a> ObjectMeta<'a> {
 pub struct LiveMeta {
     /// `metadata.resourceVersion`.
     pub resource_version: Option<String>,
-    /// Summary of `metadata.managedFields`.
-    pub managed_fields: Vec<ManagedFieldsEntry>,
     /// Whether the object has an owner reference (made by a controller).
     pub owned: bool,
     /// Labels (system ones included), used for tracking-label checks.

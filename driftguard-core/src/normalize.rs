@@ -26,7 +26,6 @@ use sha2::Sha256;
 
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
-use crate::managed::parse_managed_fields;
 use crate::model::{LiveMeta, ObjectMeta, Provenance, RawLive, RawManifest};
 use crate::path;
 use crate::quantity;
@@ -103,11 +102,34 @@ pub struct DesiredObject {
 pub struct LiveObject {
     /// The view.
     pub object: NormalizedObject,
-    /// Resource version, managed fields and other facts about the live object.
+    /// Resource version and other facts about the live object.
     pub meta: LiveMeta,
-    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation, normalized like a
-    /// desired object (Secret values hashed).
-    pub last_applied: Option<Value>,
+    /// `metadata.managedFields` as the server sent it (field names only, no values); read with
+    /// [`LiveObject::managed_fields`] when a drift needs attribution.
+    pub managed: Value,
+    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation.
+    pub last_applied: LastApplied,
+}
+
+impl LiveObject {
+    /// The managed-fields summary (who owns which field).
+    pub fn managed_fields(&self) -> Vec<crate::managed::ManagedFieldsEntry> {
+        crate::managed::parse_managed_fields_list(&self.managed)
+    }
+}
+
+/// The last-applied annotation of a live object, normalized only when needed (it is only read
+/// for drifted objects without history). A Secret's is normalized at once, so that no plain
+/// text is kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum LastApplied {
+    /// No annotation (or not valid JSON).
+    #[default]
+    Absent,
+    /// The annotation's JSON, not yet normalized (never for Secrets).
+    Raw(Box<str>),
+    /// Normalized like a desired object.
+    Normalized(Value),
 }
 
 /// Normalizes objects; holds the Secret hashing key.
@@ -143,10 +165,20 @@ impl Normalizer {
         raw: &RawManifest,
         ignore: &[JsonPointer],
     ) -> Result<DesiredObject, NormalizeError> {
-        let object = self.normalize(environment, &raw.object.0, ignore)?;
+        self.desired_owned(environment, raw.clone(), ignore)
+    }
+
+    /// Like [`Normalizer::desired`], consuming the raw object (no copies).
+    pub fn desired_owned(
+        &self,
+        environment: &str,
+        raw: RawManifest,
+        ignore: &[JsonPointer],
+    ) -> Result<DesiredObject, NormalizeError> {
+        let object = self.normalize_owned(environment, raw.object.0, ignore)?;
         Ok(DesiredObject {
             object,
-            provenance: raw.provenance.clone(),
+            provenance: raw.provenance,
         })
     }
 
@@ -157,46 +189,92 @@ impl Normalizer {
         raw: &RawLive,
         ignore: &[JsonPointer],
     ) -> Result<LiveObject, NormalizeError> {
-        let value = &raw.object.0;
-        let object = self.normalize(environment, value, ignore)?;
-        let metadata = value.get("metadata");
-        let label = |k: &str| {
-            metadata
-                .and_then(|m| m.get(k))
-                .and_then(|l| l.get(TRACKING_LABEL))
-                .and_then(Value::as_str)
-                .is_some_and(|v| v == "true" || v == "enabled")
+        self.live_owned(environment, raw.clone(), ignore)
+    }
+
+    /// Like [`Normalizer::live`], consuming the raw object (no copies).
+    pub fn live_owned(
+        &self,
+        environment: &str,
+        raw: RawLive,
+        ignore: &[JsonPointer],
+    ) -> Result<LiveObject, NormalizeError> {
+        let mut value = raw.object.0;
+        let secret = {
+            let m = ObjectMeta::of(&value);
+            m.kind == "Secret" && m.group_kind().group.is_empty()
         };
-        let meta = LiveMeta {
-            resource_version: metadata
-                .and_then(|m| m.get("resourceVersion"))
+        let system_default = is_system_default(&value);
+        let mut managed = Value::Null;
+        let mut last_applied = LastApplied::Absent;
+        let mut meta = LiveMeta {
+            system_default,
+            ..LiveMeta::default()
+        };
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            if let Some(m) = metadata.remove("managedFields") {
+                managed = m;
+            }
+            let tracked = |k: &str| {
+                metadata
+                    .get(k)
+                    .and_then(|l| l.get(TRACKING_LABEL))
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| v == "true" || v == "enabled")
+            };
+            meta.tracking = tracked("labels") || tracked("annotations");
+            meta.resource_version = metadata
+                .get("resourceVersion")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
-            managed_fields: parse_managed_fields(value),
-            owned: metadata
-                .and_then(|m| m.get("ownerReferences"))
+                .map(str::to_owned);
+            meta.owned = metadata
+                .get("ownerReferences")
                 .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty()),
-            tracking: label("labels") || label("annotations"),
-            created: metadata
-                .and_then(|m| m.get("creationTimestamp"))
+                .is_some_and(|a| !a.is_empty());
+            meta.created = metadata
+                .get("creationTimestamp")
                 .and_then(Value::as_str)
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-            system_default: is_system_default(value),
-        };
-        let last_applied = metadata
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.get(LAST_APPLIED))
-            .and_then(Value::as_str)
-            .and_then(|s| serde_json::from_str::<Value>(s).ok())
-            .and_then(|v| self.normalize(environment, &v, ignore).ok())
-            .map(|o| o.content);
+                .map(|t| t.with_timezone(&Utc));
+            if let Some(Value::String(la)) = metadata
+                .get_mut("annotations")
+                .and_then(Value::as_object_mut)
+                .and_then(|a| a.remove(LAST_APPLIED))
+            {
+                last_applied = if secret {
+                    serde_json::from_str::<Value>(&la)
+                        .ok()
+                        .and_then(|v| self.normalize_owned(environment, v, ignore).ok())
+                        .map_or(LastApplied::Absent, |o| LastApplied::Normalized(o.content))
+                } else {
+                    LastApplied::Raw(la.into_boxed_str())
+                };
+            }
+        }
+        let object = self.normalize_owned(environment, value, ignore)?;
         Ok(LiveObject {
             object,
             meta,
+            managed,
             last_applied,
         })
+    }
+
+    /// The normalized last-applied configuration of a live object.
+    pub fn last_applied(
+        &self,
+        environment: &str,
+        live: &LiveObject,
+        ignore: &[JsonPointer],
+    ) -> Option<Value> {
+        match &live.last_applied {
+            LastApplied::Absent => None,
+            LastApplied::Normalized(v) => Some(v.clone()),
+            LastApplied::Raw(s) => serde_json::from_str::<Value>(s)
+                .ok()
+                .and_then(|v| self.normalize_owned(environment, v, ignore).ok())
+                .map(|o| o.content),
+        }
     }
 
     /// Normalizes any object.
@@ -206,35 +284,39 @@ impl Normalizer {
         value: &Value,
         ignore: &[JsonPointer],
     ) -> Result<NormalizedObject, NormalizeError> {
+        self.normalize_owned(environment, value.clone(), ignore)
+    }
+
+    /// Normalizes any object, consuming it.
+    pub fn normalize_owned(
+        &self,
+        environment: &str,
+        mut value: Value,
+        ignore: &[JsonPointer],
+    ) -> Result<NormalizedObject, NormalizeError> {
         if !value.is_object() {
             return Err(NormalizeError::NotAMapping);
         }
-        let meta = ObjectMeta::of(value);
-        if meta.api_version.is_empty() {
-            return Err(NormalizeError::MissingField {
-                field: "apiVersion",
-            });
-        }
-        if meta.kind.is_empty() {
-            return Err(NormalizeError::MissingField { field: "kind" });
-        }
-        if meta.name.is_empty() {
-            return Err(NormalizeError::MissingField {
-                field: "metadata.name",
-            });
-        }
-        let id = meta.id(environment);
-        let pruned;
-        let value = if ignore.is_empty() {
-            value
-        } else {
-            let mut v = value.clone();
-            for p in ignore {
-                p.remove(&mut v);
+        let (id, api_version) = {
+            let meta = ObjectMeta::of(&value);
+            if meta.api_version.is_empty() {
+                return Err(NormalizeError::MissingField {
+                    field: "apiVersion",
+                });
             }
-            pruned = v;
-            &pruned
+            if meta.kind.is_empty() {
+                return Err(NormalizeError::MissingField { field: "kind" });
+            }
+            if meta.name.is_empty() {
+                return Err(NormalizeError::MissingField {
+                    field: "metadata.name",
+                });
+            }
+            (meta.id(environment), meta.api_version.to_owned())
         };
+        for p in ignore {
+            p.remove(&mut value);
+        }
         let ctx = Ctx {
             kind: &id.kind,
             group: &id.group,
@@ -243,23 +325,23 @@ impl Normalizer {
             in_resources: false,
         };
         let mut content = Map::new();
-        if let Some(obj) = value.as_object() {
+        if let Value::Object(obj) = value {
             for (k, v) in obj {
                 match k.as_str() {
                     "apiVersion" | "kind" | "status" => {}
                     "metadata" => {
                         if let Some(m) = self.metadata(v) {
-                            content.insert(k.clone(), m);
+                            content.insert(k, m);
                         }
                     }
                     _ => {
                         let c = Ctx {
                             depth: 1,
-                            parent: k,
+                            parent: &k,
                             ..ctx
                         };
                         if let Some(n) = self.norm(v, c) {
-                            content.insert(k.clone(), n);
+                            content.insert(k, n);
                         }
                     }
                 }
@@ -270,38 +352,40 @@ impl Normalizer {
         }
         Ok(NormalizedObject {
             id,
-            api_version: meta.api_version.to_owned(),
+            api_version,
             content: Value::Object(content),
         })
     }
 
-    fn metadata(&self, v: &Value) -> Option<Value> {
-        let obj = v.as_object()?;
+    fn metadata(&self, v: Value) -> Option<Value> {
+        let Value::Object(obj) = v else {
+            return None;
+        };
         let mut out = Map::new();
         for (k, v) in obj {
             match k.as_str() {
                 "labels" | "annotations" => {
-                    if let Some(map) = v.as_object() {
+                    if let Value::Object(map) = v {
                         let mut kept = Map::new();
                         for (lk, lv) in map {
                             if lk == LAST_APPLIED
                                 || SERVER_ANNOTATIONS.contains(&lk.as_str())
-                                || (self.ignore_system_prefixes && is_system_key(lk))
+                                || (self.ignore_system_prefixes && is_system_key(&lk))
                             {
                                 continue;
                             }
-                            if let Some(s) = scalar_string(lv) {
-                                kept.insert(lk.clone(), Value::String(s));
+                            if let Some(s) = scalar_string(&lv) {
+                                kept.insert(lk, Value::String(s));
                             }
                         }
                         if !kept.is_empty() {
-                            out.insert(k.clone(), Value::Object(kept));
+                            out.insert(k, Value::Object(kept));
                         }
                     }
                 }
                 "finalizers" => {
-                    if let Some(n) = self.norm(v, Ctx::root(k)) {
-                        out.insert(k.clone(), n);
+                    if let Some(n) = self.norm(v, Ctx::root("finalizers")) {
+                        out.insert(k, n);
                     }
                 }
                 // written by the server, or identity (kept elsewhere)
@@ -311,37 +395,38 @@ impl Normalizer {
         (!out.is_empty()).then_some(Value::Object(out))
     }
 
-    fn norm(&self, v: &Value, ctx: Ctx<'_>) -> Option<Value> {
+    fn norm(&self, v: Value, ctx: Ctx<'_>) -> Option<Value> {
         match v {
             Value::Null => None,
-            Value::Bool(_) => Some(v.clone()),
+            Value::Bool(_) => Some(v),
             Value::Number(n) => {
                 if ctx.in_resources {
                     return Some(Value::String(
                         quantity::canonical(&n.to_string()).unwrap_or_else(|| n.to_string()),
                     ));
                 }
-                Some(Value::Number(normalize_number(n)))
+                Some(Value::Number(normalize_number(&n)))
             }
             Value::String(s) => {
                 if ctx.in_resources || ctx.parent == "sizeLimit" {
-                    if let Some(q) = quantity::canonical(s) {
+                    if let Some(q) = quantity::canonical(&s) {
                         return Some(Value::String(q));
                     }
                 }
-                Some(v.clone())
+                Some(Value::String(s))
             }
             Value::Array(items) => {
-                if let Some(keyed) = self.keyed_list(items, ctx) {
-                    return Some(keyed);
-                }
+                let items = match self.keyed_list(items, ctx) {
+                    Ok(keyed) => return Some(keyed),
+                    Err(items) => items,
+                };
                 let child = Ctx {
                     depth: ctx.depth + 1,
                     ..ctx
                 };
                 Some(Value::Array(
                     items
-                        .iter()
+                        .into_iter()
                         .map(|i| self.norm(i, child).unwrap_or(Value::Null))
                         .collect(),
                 ))
@@ -365,12 +450,12 @@ impl Normalizer {
                 for (k, child) in map {
                     let c = Ctx {
                         depth: ctx.depth + 1,
-                        parent: k,
+                        parent: &k,
                         in_resources,
                         ..ctx
                     };
                     if let Some(n) = self.norm(child, c) {
-                        out.insert(k.clone(), n);
+                        out.insert(k, n);
                     }
                 }
                 Some(Value::Object(out))
@@ -378,8 +463,9 @@ impl Normalizer {
         }
     }
 
-    /// Turns a list with a Kubernetes merge key into a map keyed by `[key]`.
-    fn keyed_list(&self, items: &[Value], ctx: Ctx<'_>) -> Option<Value> {
+    /// Turns a list with a Kubernetes merge key into a map keyed by `[key]`; gives the list
+    /// back when it has no merge key (or an item lacks it, or keys repeat).
+    fn keyed_list(&self, items: Vec<Value>, ctx: Ctx<'_>) -> Result<Value, Vec<Value>> {
         type KeyFn = fn(&Map<String, Value>) -> Option<String>;
         let name: KeyFn = |m| m.get("name").and_then(scalar_string);
         let key_fn: KeyFn = match ctx.parent {
@@ -392,7 +478,9 @@ impl Normalizer {
             "volumeMounts" => |m| m.get("mountPath").and_then(scalar_string),
             "volumeDevices" => |m| m.get("devicePath").and_then(scalar_string),
             "ports" => {
-                let first = items.first()?.as_object()?;
+                let Some(first) = items.first().and_then(Value::as_object) else {
+                    return Err(items);
+                };
                 if first.contains_key("containerPort") {
                     |m| {
                         let port = m.get("containerPort").and_then(scalar_string)?;
@@ -404,26 +492,33 @@ impl Normalizer {
                         Some(format!("{port}/{}", protocol(m)))
                     }
                 } else {
-                    return None;
+                    return Err(items);
                 }
             }
-            _ => return None,
+            _ => return Err(items),
         };
-        let mut out = Map::new();
+        let mut keys = Vec::with_capacity(items.len());
+        for item in &items {
+            let Some(key) = item.as_object().and_then(key_fn) else {
+                return Err(items);
+            };
+            if keys.contains(&key) {
+                // duplicate merge keys: not a valid keyed list, compare it whole
+                return Err(items);
+            }
+            keys.push(key);
+        }
         let child = Ctx {
             depth: ctx.depth + 1,
             ..ctx
         };
-        for item in items {
-            let m = item.as_object()?;
-            let key = path::item_key(&key_fn(m)?);
-            let n = self.norm(item, child)?;
-            if out.insert(key, n).is_some() {
-                // duplicate merge keys: not a valid keyed list, compare it whole
-                return None;
+        let mut out = Map::new();
+        for (item, key) in items.into_iter().zip(keys) {
+            if let Some(n) = self.norm(item, child) {
+                out.insert(path::item_key(&key), n);
             }
         }
-        Some(Value::Object(out))
+        Ok(Value::Object(out))
     }
 
     fn fold_secret(&self, content: &mut Map<String, Value>) {
@@ -435,9 +530,11 @@ impl Normalizer {
             let hashed = match v.as_str() {
                 Some(s) => match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
                     Ok(bytes) => self.hash_secret(&bytes),
-                    Err(_) => format!("{}invalid-base64:{}", SECRET_HASH_PREFIX, {
+                    Err(_) => format!(
+                        "{}invalid-base64:{}",
+                        SECRET_HASH_PREFIX,
                         self.hash_secret(s.as_bytes())
-                    }),
+                    ),
                 },
                 None => self.hash_secret(v.to_string().as_bytes()),
             };
@@ -461,7 +558,8 @@ impl Normalizer {
         let mut s = String::with_capacity(SECRET_HASH_PREFIX.len() + 32);
         s.push_str(SECRET_HASH_PREFIX);
         for b in &out[..16] {
-            s.push_str(&format!("{b:02x}"));
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
         }
         s
     }
