@@ -255,8 +255,15 @@ impl Engine {
                 let mut obs = Observation::new(id.clone(), api_version, Presence::Both(cmp));
                 if let Presence::Both(cmp) = &obs.presence {
                     if !cmp.in_sync() {
-                        obs.owners = owners_of(&l.managed_fields(), &cmp.drifted_paths());
                         obs.evidence = self.last_applied_evidence(st, d, l);
+                        let mut managed = l.managed_fields();
+                        if obs.evidence == Some(Direction::Forward) {
+                            // the last client-side apply wrote Git's values, and live differs:
+                            // that manager is not who changed the field (a 1.20 server does not
+                            // record `kubectl scale` in managedFields, for one)
+                            managed.retain(|e| e.manager != "kubectl-client-side-apply");
+                        }
+                        obs.owners = owners_of(&managed, &cmp.drifted_paths());
                         obs.severity =
                             self.spec
                                 .severity

@@ -331,6 +331,34 @@ fn field_manager_attribution() {
 }
 
 #[test]
+fn client_side_apply_is_not_blamed_for_a_forward_drift() {
+    // on a 1.20 server `kubectl scale` leaves managedFields alone: the applier still owns
+    // replicas, but it applied Git's value (the last-applied annotation equals Git)
+    let mut live = live_values();
+    let sts = find(&mut live, "StatefulSet", "cache");
+    sts["spec"]["replicas"] = json!(4);
+    sts["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration":
+            r#"{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{"annotations":{},"name":"cache","namespace":"corpus"},"spec":{"replicas":2,"selector":{"matchLabels":{"app":"cache"}},"serviceName":"cache","template":{"metadata":{"labels":{"app":"cache"}},"spec":{"containers":[{"image":"redis:7.2","name":"redis","ports":[{"containerPort":6379}]}]}},"volumeClaimTemplates":[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"2Gi"}}}}]}}"#});
+    sts["metadata"]["managedFields"] = json!([
+        {"manager": "kubectl-client-side-apply", "operation": "Update",
+         "time": "2026-11-25T17:36:45Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    ]);
+    let engine = engine();
+    let st = engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects: live.into_iter().map(RawLive::new).collect(),
+            ..LiveSnapshot::default()
+        },
+    );
+    let id = ResourceId::new(ENV, "apps", "StatefulSet", Some("corpus"), "cache");
+    let obs = engine.observe(&st, &id);
+    assert_eq!(obs.evidence, Some(Direction::Forward));
+    assert!(obs.owners.is_empty(), "{:?}", obs.owners);
+}
+
+#[test]
 fn ignore_rules_by_pointer_and_manager() {
     let mut live = live_values();
     let sts = find(&mut live, "StatefulSet", "cache");
