@@ -104,7 +104,9 @@ impl BufferedStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("buffer state lock is never poisoned")
+        self.state
+            .lock()
+            .expect("buffer state lock is never poisoned")
     }
 
     /// Healthy, or degraded with the queue length and last error.

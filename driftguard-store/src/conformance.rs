@@ -409,7 +409,10 @@ async fn assert_same(store: &Arc<dyn DriftStore>, reference: &MemoryStore, what:
             (
                 p.total,
                 p.next_offset,
-                p.items.iter().map(|d| d.episode.clone()).collect::<Vec<_>>(),
+                p.items
+                    .iter()
+                    .map(|d| d.episode.clone())
+                    .collect::<Vec<_>>(),
             )
         };
         assert_eq!(ids(&a), ids(&b), "{what}: episodes of {q:?}");
@@ -454,7 +457,10 @@ pub async fn round_trip(store: Arc<dyn DriftStore>) {
         events: vec![e.clone()],
     };
     store.commit(&b).await.expect("commits");
-    assert_eq!(store.records("prod").await.expect("records"), vec![r.clone()]);
+    assert_eq!(
+        store.records("prod").await.expect("records"),
+        vec![r.clone()]
+    );
     assert_eq!(store.record(&id).await.expect("record"), Some(r));
     assert!(store.records("dev").await.expect("records").is_empty());
     let open = store.drifts(&DriftQuery::default()).await.expect("drifts");
@@ -718,7 +724,12 @@ fn deployment(replicas: i64) -> serde_json::Value {
             {"name": "web", "image": "nginx:1.25"}]}}}})
 }
 
-fn scanner(store: Arc<dyn DriftStore>, git: Arc<MemoryGitSource>, live: Arc<MemoryLiveSource>, clock: Arc<ManualClock>) -> Scanner {
+fn scanner(
+    store: Arc<dyn DriftStore>,
+    git: Arc<MemoryGitSource>,
+    live: Arc<MemoryLiveSource>,
+    clock: Arc<ManualClock>,
+) -> Scanner {
     let engine = Engine::new(
         EnvironmentSpec::new("prod"),
         Normalizer::new(SecretKey::new(b"conformance-key".to_vec())),
@@ -784,7 +795,10 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
         store.records("prod").await.expect("records"),
         reference.records("prod").await.expect("records")
     );
-    assert_eq!(store.scans(Some("prod"), 100).await.expect("scans").len(), 5);
+    assert_eq!(
+        store.scans(Some("prod"), 100).await.expect("scans").len(),
+        5
+    );
 }
 
 /// Canary strings held by the Secrets that [`write_secret_canary`] scans: the plain values and
@@ -886,7 +900,11 @@ pub async fn write_secret_canary(store: Arc<dyn DriftStore>) -> Vec<String> {
     assert!(
         report.events.len() >= 3,
         "the canary scan must detect drift on Secrets: {:?}",
-        report.events.iter().map(|e| e.drift.id.to_string()).collect::<Vec<_>>()
+        report
+            .events
+            .iter()
+            .map(|e| e.drift.id.to_string())
+            .collect::<Vec<_>>()
     );
     // a second scan with the values changed again, so that `changed` events are written too
     live.set(vec![

@@ -67,7 +67,9 @@ pub struct MongoStore {
 fn is_unavailable(e: &mongodb::error::Error) -> bool {
     matches!(
         e.kind.as_ref(),
-        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. }
+        ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. }
     ) || e.contains_label("RetryableWriteError")
         || e.contains_label("TransientTransactionError")
         || matches!(e.kind.as_ref(), ErrorKind::Command(c)
@@ -225,17 +227,15 @@ impl MongoStore {
                 .options(IndexOptions::builder().name(name.to_owned()).build())
                 .build()
         };
-        let records = vec![
-            IndexModel::builder()
-                .keys(doc! {"env": 1, "group": 1, "kind": 1, "namespace": 1, "name": 1})
-                .options(
-                    IndexOptions::builder()
-                        .name("identity".to_owned())
-                        .unique(true)
-                        .build(),
-                )
-                .build(),
-        ];
+        let records = vec![IndexModel::builder()
+            .keys(doc! {"env": 1, "group": 1, "kind": 1, "namespace": 1, "name": 1})
+            .options(
+                IndexOptions::builder()
+                    .name("identity".to_owned())
+                    .unique(true)
+                    .build(),
+            )
+            .build()];
         let events = vec![
             idx(doc! {"env": 1, "at": 1, "_id": 1}, "env_at"),
             idx(doc! {"object_key": 1, "at": 1, "_id": 1}, "object_at"),
@@ -250,8 +250,14 @@ impl MongoStore {
                 doc! {"open": 1, "severity": -1, "detected_at": 1, "_id": 1},
                 "open_severity",
             ),
-            idx(doc! {"env": 1, "open": 1, "detected_at": 1, "_id": 1}, "env_detected"),
-            idx(doc! {"env": 1, "open": 1, "updated_at": -1, "_id": 1}, "env_updated"),
+            idx(
+                doc! {"env": 1, "open": 1, "detected_at": 1, "_id": 1},
+                "env_detected",
+            ),
+            idx(
+                doc! {"env": 1, "open": 1, "updated_at": -1, "_id": 1},
+                "env_updated",
+            ),
             idx(doc! {"open": 1, "resolved_at": 1}, "resolved"),
         ];
         let scans = vec![
@@ -336,10 +342,7 @@ impl MongoStore {
         limit: Option<usize>,
     ) -> Result<Vec<T>, StoreError> {
         let c = self.coll(coll);
-        let mut find = c
-            .find(filter)
-            .sort(sort)
-            .projection(doc! {"body": 1});
+        let mut find = c.find(filter).sort(sort).projection(doc! {"body": 1});
         if skip > 0 {
             find = find.skip(skip as u64);
         }

@@ -78,7 +78,9 @@ async fn indexes_and_ttl_are_created() {
     };
     assert!(names("records").await.contains(&"identity".to_owned()));
     assert!(names("events").await.contains(&"ttl_at_date".to_owned()));
-    assert!(names("scans").await.contains(&"ttl_started_date".to_owned()));
+    assert!(names("scans")
+        .await
+        .contains(&"ttl_started_date".to_owned()));
     // a new retention replaces the TTL index; none drops it
     store
         .set_retention(Some(Duration::from_secs(60)))
@@ -88,7 +90,8 @@ async fn indexes_and_ttl_are_created() {
     assert!(!names("events").await.contains(&"ttl_at_date".to_owned()));
     // the unique identity index refuses a second record of the same object
     let coll = store.database().collection::<Document>("records");
-    let d = doc! {"env": "e", "group": "", "kind": "K", "namespace": "n", "name": "x", "body": "{}"};
+    let d =
+        doc! {"env": "e", "group": "", "kind": "K", "namespace": "n", "name": "x", "body": "{}"};
     let mut d1 = d.clone();
     d1.insert("_id", "a");
     let mut d2 = d;
@@ -139,9 +142,7 @@ struct OwnServer {
 impl OwnServer {
     fn binary() -> PathBuf {
         let cache = std::env::var("DRIFTGUARD_CACHE").map_or_else(
-            |_| {
-                PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/driftguard")
-            },
+            |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/driftguard"),
             PathBuf::from,
         );
         cache.join("secantus-venv/bin/secantusd-py")
@@ -182,7 +183,10 @@ impl OwnServer {
         self.child = Some(child);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "secantusd did not start");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "secantusd did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -259,7 +263,13 @@ async fn database_killed_during_scans_loses_nothing() {
         buffered.clone(),
         clock.clone(),
     );
-    let ref_scanner = Scanner::new(engine(), git, live.clone(), reference.clone(), clock.clone());
+    let ref_scanner = Scanner::new(
+        engine(),
+        git,
+        live.clone(),
+        reference.clone(),
+        clock.clone(),
+    );
 
     let mut acked = Vec::new();
     let mut saw_degraded = false;
@@ -270,7 +280,11 @@ async fn database_killed_during_scans_loses_nothing() {
                 .iter()
                 .enumerate()
                 .map(|(i, n)| {
-                    let r = if (i as i64 + step) % 3 == 0 { 3 } else { 3 + step % 4 + 1 };
+                    let r = if (i as i64 + step) % 3 == 0 {
+                        3
+                    } else {
+                        3 + step % 4 + 1
+                    };
                     RawLive::new(deployment(n, r))
                 })
                 .collect(),
@@ -334,10 +348,18 @@ async fn database_killed_during_scans_loses_nothing() {
         mongo.records("prod").await.expect("records"),
         reference.records("prod").await.expect("records")
     );
-    assert_eq!(mongo.scans(Some("prod"), 100).await.expect("scans").len(), 12);
+    assert_eq!(
+        mongo.scans(Some("prod"), 100).await.expect("scans").len(),
+        12
+    );
     // and the next scan continues on the recovered database
     clock.set(t(60 * 20));
-    live.set(names.iter().map(|n| RawLive::new(deployment(n, 3))).collect());
+    live.set(
+        names
+            .iter()
+            .map(|n| RawLive::new(deployment(n, 3)))
+            .collect(),
+    );
     let report = scanner.scan().await.expect("scan after recovery");
     let expected = ref_scanner.scan().await.expect("reference scan");
     assert_eq!(report.events, expected.events);

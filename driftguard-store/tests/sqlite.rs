@@ -1,10 +1,10 @@
 //! The conformance suite, the Secret canary and crash safety against SQLite.
 
+use std::io::Write;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use std::io::Write;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use driftguard_core::id::ResourceId;
@@ -42,7 +42,9 @@ async fn secret_canary_is_not_in_the_file() {
     let scan = |files: &[std::path::PathBuf]| {
         let mut searched = 0;
         for f in files {
-            let Ok(bytes) = std::fs::read(f) else { continue };
+            let Ok(bytes) = std::fs::read(f) else {
+                continue;
+            };
             searched += bytes.len();
             for n in &needles {
                 assert!(
@@ -59,10 +61,7 @@ async fn secret_canary_is_not_in_the_file() {
     files.push(path.with_extension("db-shm"));
     assert!(scan(&files) > 0);
     // and the stored Secret drift is there
-    let page = store
-        .events(&EventQuery::default())
-        .await
-        .expect("events");
+    let page = store.events(&EventQuery::default()).await.expect("events");
     assert!(page.items.iter().any(|e| e.drift.id.kind == "Secret"));
 }
 
@@ -77,7 +76,12 @@ async fn killed_writer_loses_nothing_acknowledged() {
     let mut acked: Vec<String> = Vec::new();
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(
                 "DRIFTGUARD_CRASH_WRITER",
                 format!("{},r{round}", path.display()),
@@ -118,12 +122,10 @@ async fn killed_writer_loses_nothing_acknowledged() {
             .await
             .expect("events");
         let stored: std::collections::HashMap<&str, usize> =
-            all.items
-                .iter()
-                .fold(Default::default(), |mut m, e| {
-                    *m.entry(e.event_id.as_str()).or_default() += 1;
-                    m
-                });
+            all.items.iter().fold(Default::default(), |mut m, e| {
+                *m.entry(e.event_id.as_str()).or_default() += 1;
+                m
+            });
         for id in &acked {
             assert_eq!(stored.get(id.as_str()), Some(&1), "acknowledged event {id}");
         }
@@ -148,7 +150,7 @@ async fn crash_writer_child() {
     };
     let (path, prefix) = spec.split_once(',').expect("path,prefix");
     let prefix = prefix.to_owned();
-    let store = SqliteStore::open(&path).expect("open store");
+    let store = SqliteStore::open(path).expect("open store");
     let base = Utc
         .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
         .single()
