@@ -245,18 +245,41 @@ impl DriftParams {
 async fn list_drifts(
     State(state): State<AppState>,
     q: Result<Query<DriftParams>, QueryRejection>,
-) -> Result<Json<DriftPage>, AppError> {
+) -> Result<Response, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let query = p.query()?;
     known_env(&state, &query.environment)?;
+    let key = format!(
+        "drifts:{}",
+        serde_json::to_string(&query).map_err(|_| AppError::internal())?
+    );
+    if let Some(body) = state.cache.get(&key) {
+        return Ok(json_bytes(body));
+    }
+    let generation = state.cache.generation();
     let page = state.store.drifts(&query).await?;
-    Ok(Json(DriftPage {
+    let body = serde_json::to_vec(&DriftPage {
         items: page.items.iter().map(DriftSummary::from).collect(),
         total: page.total,
         limit: query.limit,
         offset: query.offset,
         next_offset: page.next_offset,
-    }))
+    })
+    .map_err(|_| AppError::internal())?;
+    let body = Bytes::from(body);
+    state.cache.put(key, generation, body.clone());
+    Ok(json_bytes(body))
+}
+
+fn json_bytes(body: Bytes) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// One drift episode with its field diff and attribution.

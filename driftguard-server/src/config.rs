@@ -86,6 +86,9 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long shutdown waits for in-flight scans and alert queues.
     pub shutdown_grace: HumanDuration,
+    /// Longest time the drift and event lists are answered from the server's cache (it is
+    /// also invalidated by every scan and live change of this server; `0s` disables it).
+    pub cache_ttl: HumanDuration,
     /// Notifiers.
     pub notifiers: Vec<NotifierConfig>,
 }
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             public_url: None,
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
+            cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
         }
     }

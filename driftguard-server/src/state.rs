@@ -200,6 +200,7 @@ impl Environment {
             }
         };
         self.update(|s| s.scanning = false);
+        ctx.cache.invalidate();
         if self.scanner.live_scope() != before {
             self.scope_changed.notify_one();
         }
@@ -222,7 +223,9 @@ impl Environment {
             }
             _ => self.source("live", Ok(()), now, &ctx.metrics),
         }
-        match self.scanner.apply_live_change(change).await {
+        let applied = self.scanner.apply_live_change(change).await;
+        ctx.cache.invalidate();
+        match applied {
             Ok(events) if events.is_empty() => {}
             Ok(events) => {
                 ctx.metrics.count_events(&self.name, &events);
@@ -300,6 +303,80 @@ pub struct ScanContext {
     pub metrics: Arc<Metrics>,
     /// Time.
     pub clock: Arc<dyn Clock>,
+    /// Answers cached by the API, invalidated after every write.
+    pub cache: Arc<ResponseCache>,
+}
+
+impl ScanContext {
+    /// A context with its own (unshared) cache.
+    pub fn new(store: Arc<dyn DriftStore>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
+        ScanContext {
+            store,
+            metrics,
+            clock,
+            cache: Arc::new(ResponseCache::new(Duration::ZERO)),
+        }
+    }
+}
+
+/// Serialized answers of read-only queries, keyed by the normalized query. An entry is used
+/// only while no scan or live change of this process has written since it was made, and for
+/// at most `ttl` (a bound on staleness when another process writes to the same store).
+#[derive(Debug)]
+pub struct ResponseCache {
+    generation: std::sync::atomic::AtomicU64,
+    entries: RwLock<std::collections::HashMap<String, (u64, Instant, axum::body::Bytes)>>,
+    ttl: Duration,
+}
+
+/// Most cached answers kept.
+const CACHE_ENTRIES: usize = 512;
+
+impl ResponseCache {
+    /// A cache keeping answers for at most `ttl` (zero: disabled).
+    pub fn new(ttl: Duration) -> Self {
+        ResponseCache {
+            generation: std::sync::atomic::AtomicU64::new(0),
+            entries: RwLock::new(std::collections::HashMap::new()),
+            ttl,
+        }
+    }
+
+    /// The current generation (read it before querying the store).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Forgets everything (after a write).
+    pub fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// A fresh cached answer.
+    pub fn get(&self, key: &str) -> Option<axum::body::Bytes> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let generation = self.generation();
+        let entries = self.entries.read().expect("cache lock is never poisoned");
+        entries
+            .get(key)
+            .filter(|(g, at, _)| *g == generation && at.elapsed() < self.ttl)
+            .map(|(_, _, b)| b.clone())
+    }
+
+    /// Keeps an answer computed at `generation`.
+    pub fn put(&self, key: String, generation: u64, body: axum::body::Bytes) {
+        if self.ttl.is_zero() || generation != self.generation() {
+            return;
+        }
+        let mut entries = self.entries.write().expect("cache lock is never poisoned");
+        if entries.len() >= CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (generation, Instant::now(), body));
+    }
 }
 
 /// Everything the handlers and the supervisor share. Cheap to clone.
@@ -328,6 +405,8 @@ pub struct Inner {
     pub body_limit: usize,
     /// Public URL used in links.
     pub public_url: Option<String>,
+    /// Cached answers of the drift and event lists.
+    pub cache: Arc<ResponseCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -370,6 +449,7 @@ impl AppState {
                 request_timeout: Duration::from_secs(30),
                 body_limit: 1024 * 1024,
                 public_url: None,
+                cache: Arc::new(ResponseCache::new(Duration::from_secs(1))),
             },
         }
     }
@@ -385,6 +465,7 @@ impl AppState {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
+            cache: self.cache.clone(),
         }
     }
 }
@@ -420,6 +501,13 @@ impl AppStateBuilder {
         self
     }
 
+    /// How long the drift and event lists may be answered from the cache when no write of
+    /// this process happened meanwhile (default 1 s; zero disables the cache).
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.inner.cache = Arc::new(ResponseCache::new(ttl));
+        self
+    }
+
     /// Public URL for links.
     pub fn public_url(mut self, url: Option<String>) -> Self {
         self.inner.public_url = url.map(|u| u.trim_end_matches('/').to_owned());
@@ -431,6 +519,7 @@ impl AppStateBuilder {
     pub fn config(self, cfg: &crate::config::ServerConfig) -> Self {
         self.request_timeout(cfg.request_timeout.0)
             .body_limit(cfg.body_limit)
+            .cache_ttl(cfg.cache_ttl.0)
             .public_url(cfg.public_url.clone())
     }
 

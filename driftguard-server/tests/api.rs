@@ -278,6 +278,9 @@ async fn environments_scan_and_status() {
     ]));
     let r = post(&f.app, "/api/v1/environments/dev/scan").await;
     assert_eq!(r.json["counts"]["in_sync"], 2, "{}", r.text);
+    // the same query again: the scan invalidated the cached answer
+    let r = get(&f.app, "/api/v1/drifts?environment=dev").await;
+    assert_eq!(r.json["total"], 0, "{}", r.text);
     let r = get(&f.app, "/api/v1/drifts?environment=dev&status=resolved").await;
     assert_eq!(r.json["total"], 1);
     assert_eq!(r.json["items"][0]["resolution"], "reverted");

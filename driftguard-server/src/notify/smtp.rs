@@ -119,19 +119,27 @@ impl SmtpNotifier {
             self.to.join(", "),
             chrono::Utc::now().to_rfc2822(),
         );
-        for line in body.split("\r\n") {
-            if line.starts_with('.') {
-                msg.push('.');
-            }
-            msg.push_str(line);
-            msg.push_str("\r\n");
-        }
-        msg.push_str(".\r\n");
+        msg.push_str(&dot_stuff(body));
         w.write_all(msg.as_bytes()).await.map_err(io_err)?;
         expect(&mut r, 250).await?;
         let _ = w.write_all(b"QUIT\r\n").await;
         Ok(())
     }
+}
+
+/// The DATA payload of a body: CRLF line ends, lines starting with `.` doubled, and the
+/// terminating `.` line.
+pub fn dot_stuff(body: &str) -> String {
+    let mut out = String::with_capacity(body.len() + 8);
+    for line in body.lines() {
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str(".\r\n");
+    out
 }
 
 fn io_err(e: std::io::Error) -> NotifyError {
@@ -201,5 +209,15 @@ impl Notifier for SmtpNotifier {
             .map_err(|_| NotifyError::Unreachable {
                 source: "SMTP transaction timed out".into(),
             })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(dot_stuff("a\r\n.b\n..c"), "a\r\n..b\r\n...c\r\n.\r\n");
     }
 }
