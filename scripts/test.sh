@@ -31,3 +31,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --workspace --no-fail-fast -- --include-ignored
+# the workspace turns on serde_json's preserve_order (through bson); the core alone does not:
+# run its tests both ways, since hashes must not depend on map order
+step "cargo test -p driftguard-core (without preserve_order)"
+cargo test -p driftguard-core

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::hash::{encode, encode_str, FieldHashes, T_ABSENT};
+use crate::hash::{encode, encode_str, for_each_sorted, FieldHashes, T_ABSENT};
 use crate::path;
 
 /// Longest string shown in a field diff before it is shortened.
@@ -237,26 +237,26 @@ impl Walker {
 
     fn walk_map(&mut self, dm: &Map<String, Value>, lm: Option<&Map<String, Value>>, node: Node) {
         let closed = node == Node::Closed;
-        for (k, dv) in dm {
+        for_each_sorted(dm, |k, dv| {
             let len = self.buf.len();
             path::push_key(&mut self.buf, k);
             let child = self.child_node(node, k);
             self.walk(Some(dv), lm.and_then(|m| m.get(k)), child);
             self.buf.truncate(len);
-        }
+        });
         let Some(lm) = lm else {
             return;
         };
         if closed {
-            for (k, lv) in lm {
+            for_each_sorted(lm, |k, lv| {
                 if dm.contains_key(k) {
-                    continue;
+                    return;
                 }
                 let len = self.buf.len();
                 path::push_key(&mut self.buf, k);
                 self.leaf(None, Some(lv));
                 self.buf.truncate(len);
-            }
+            });
         } else {
             let pod_spec = node != Node::Other || dm.contains_key("containers");
             for k in self.closed_children(node).iter().filter(|_| pod_spec) {
@@ -328,13 +328,13 @@ fn encode_projected(d: &Value, l: &Value, out: &mut Vec<u8>) {
         (Value::Object(dm), Value::Object(lm)) => {
             out.push(8);
             out.extend_from_slice(&(dm.len() as u64).to_le_bytes());
-            for (k, dv) in dm {
+            for_each_sorted(dm, |k, dv| {
                 encode_str(k, out);
                 match lm.get(k) {
                     Some(lv) => encode_projected(dv, lv, out),
                     None => out.push(T_ABSENT),
                 }
-            }
+            });
         }
         (Value::Array(da), Value::Array(la)) if da.len() == la.len() => {
             out.push(7);

@@ -38,10 +38,30 @@ pub fn encode(v: &Value, out: &mut Vec<u8>) {
         Value::Object(map) => {
             out.push(T_OBJ);
             out.extend_from_slice(&(map.len() as u64).to_le_bytes());
-            for (k, v) in map {
+            for_each_sorted(map, |k, v| {
                 encode_str(k, out);
                 encode(v, out);
-            }
+            });
+        }
+    }
+}
+
+/// Visits a map's entries in key order, whatever order the map keeps (serde_json keeps
+/// insertion order when another crate turns on its `preserve_order` feature).
+pub(crate) fn for_each_sorted<'a>(
+    map: &'a serde_json::Map<String, Value>,
+    mut f: impl FnMut(&'a String, &'a Value),
+) {
+    let sorted = map.keys().zip(map.keys().skip(1)).all(|(a, b)| a <= b);
+    if sorted {
+        for (k, v) in map {
+            f(k, v);
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in entries {
+            f(k, v);
         }
     }
 }
@@ -173,6 +193,17 @@ impl<'de> Deserialize<'de> for FieldHashes {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn insertion_order_does_not_matter() {
+        let mut a = serde_json::Map::new();
+        a.insert("b".into(), json!(1));
+        a.insert("a".into(), json!(2));
+        let mut b = serde_json::Map::new();
+        b.insert("a".into(), json!(2));
+        b.insert("b".into(), json!(1));
+        assert_eq!(hash_value(&Value::Object(a)), hash_value(&Value::Object(b)));
+    }
 
     #[test]
     fn numbers_hash_by_value() {

@@ -350,6 +350,7 @@ impl Normalizer {
         if id.kind == "Secret" && id.group.is_empty() {
             self.fold_secret(&mut content);
         }
+        content.sort_keys();
         Ok(NormalizedObject {
             id,
             api_version,
@@ -379,6 +380,7 @@ impl Normalizer {
                             }
                         }
                         if !kept.is_empty() {
+                            kept.sort_keys();
                             out.insert(k, Value::Object(kept));
                         }
                     }
@@ -392,6 +394,7 @@ impl Normalizer {
                 _ => {}
             }
         }
+        out.sort_keys();
         (!out.is_empty()).then_some(Value::Object(out))
     }
 
@@ -458,6 +461,7 @@ impl Normalizer {
                         out.insert(k, n);
                     }
                 }
+                out.sort_keys();
                 Some(Value::Object(out))
             }
         }
@@ -518,6 +522,7 @@ impl Normalizer {
                 out.insert(path::item_key(&key), n);
             }
         }
+        out.sort_keys();
         Ok(Value::Object(out))
     }
 
@@ -546,6 +551,7 @@ impl Normalizer {
                 data.insert(k, Value::String(self.hash_secret(s.as_bytes())));
             }
         }
+        data.sort_keys();
         content.insert("data".to_owned(), Value::Object(data));
     }
 
