@@ -271,6 +271,8 @@ fn prepare(config: &GitSourceConfig, mirror: &Path) -> Result<Option<String>, So
         &[
             "clone".as_ref(),
             "--mirror".as_ref(),
+            // a local path is cloned through the pack protocol too: packed objects, no links
+            "--no-local".as_ref(),
             "--quiet".as_ref(),
             "--".as_ref(),
             config.url.as_ref(),

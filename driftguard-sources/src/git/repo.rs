@@ -30,6 +30,9 @@ fn backend(
     }
 }
 
+/// Files parsed by one thread.
+type Parsed = Vec<(ObjectId, Arc<FileObjects>)>;
+
 /// Parsed files and rendered kustomizations, reused while their content is unchanged.
 #[derive(Debug, Default)]
 struct Caches {
@@ -211,36 +214,35 @@ impl Reader {
         if missing.len() < 64 || threads < 2 {
             return Ok(());
         }
-        let results: Vec<Result<Vec<(ObjectId, Arc<FileObjects>)>, SourceError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..threads)
-                    .map(|t| {
-                        let missing = &missing;
-                        scope.spawn(move || {
-                            let repo = self.local();
-                            let mut out = Vec::new();
-                            for (path, blob) in missing.iter().skip(t).step_by(threads) {
-                                let data = repo
-                                    .find_blob(*blob)
-                                    .map_err(|e| backend(format!("cannot read {path}"), e))?;
-                                out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
-                            }
-                            Ok(out)
-                        })
+        let results: Vec<Result<Parsed, SourceError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let missing = &missing;
+                    scope.spawn(move || {
+                        let repo = self.local();
+                        let mut out = Vec::new();
+                        for (path, blob) in missing.iter().skip(t).step_by(threads) {
+                            let data = repo
+                                .find_blob(*blob)
+                                .map_err(|e| backend(format!("cannot read {path}"), e))?;
+                            out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
+                        }
+                        Ok(out)
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(backend(
-                                "cannot parse files",
-                                std::io::Error::other("a parser thread panicked"),
-                            ))
-                        })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(backend(
+                            "cannot parse files",
+                            std::io::Error::other("a parser thread panicked"),
+                        ))
                     })
-                    .collect()
-            });
+                })
+                .collect()
+        });
         let mut c = self.caches();
         let generation = c.generation;
         for r in results {
