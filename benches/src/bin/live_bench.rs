@@ -1,0 +1,294 @@
+//! Live scan benchmark on the test cluster: a full DriftGuard scan (snapshot through the kube
+//! live source + comparison with the desired manifests) of 500 and 5,000 objects, side by side
+//! with `kubectl diff -f` on the same manifests and `kubectl get -o json` of the same objects,
+//! in one run.
+//!
+//! ```sh
+//! scripts/test-services.sh up
+//! cargo run --release -p driftguard-benches --bin live_bench -- [SIZES] [RUNS] [DIFF_RUNS]
+//! #   SIZES: comma-separated object counts (default 500,5000); RUNS: timed runs each (default 3)
+//! #   DIFF_RUNS: timed runs of `kubectl diff` (default 1: it takes minutes at 5,000 objects)
+//! ```
+//!
+//! Objects are created once per size in namespace `dg-bench-<size>` with
+//! `kubectl apply --server-side` (kept between runs). Medians are printed as a Markdown table.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
+use driftguard_core::manifest::parse_file;
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryStore};
+use driftguard_core::model::Revision;
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::{DesiredSet, LiveSource};
+use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Cluster {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+fn cluster() -> Result<Cluster, BoxError> {
+    if let (Ok(c), Ok(k)) = (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
+        return Ok(Cluster {
+            kubeconfig: c.into(),
+            kubectl: k.into(),
+        });
+    }
+    let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
+    let env = Path::new(&run).join("services.env");
+    let text = std::fs::read_to_string(&env).map_err(|e| {
+        format!(
+            "{}: {e} (start the test cluster: scripts/test-services.sh up)",
+            env.display()
+        )
+    })?;
+    let get = |key: &str| {
+        text.lines()
+            .map(|l| l.trim().trim_start_matches("export ").trim())
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_matches('"').to_owned()))
+    };
+    Ok(Cluster {
+        kubeconfig: get("KUBECONFIG=")
+            .ok_or("no KUBECONFIG in services.env")?
+            .into(),
+        kubectl: get("KUBECTL=").ok_or("no KUBECTL in services.env")?.into(),
+    })
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.kubectl);
+        c.env("KUBECONFIG", &self.kubeconfig).args(args);
+        c
+    }
+}
+
+/// The manifests of one size: one file per kind, a mix of what Git holds.
+fn manifests(ns: &str, n: usize) -> Vec<(String, String)> {
+    let mut cms = String::new();
+    let mut secrets = String::new();
+    let mut roles = String::new();
+    let mut bindings = String::new();
+    let mut deployments = String::new();
+    for i in 0..n {
+        match i % 10 {
+            0..=3 => cms.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n  labels: {{app: bench, shard: \"{}\"}}\ndata:\n  LOG_LEVEL: info\n  FEATURE_FLAGS: \"a,b,c\"\n  config.yaml: |\n    server:\n      port: {}\n      workers: 4\n",
+                i % 7,
+                8000 + i % 100
+            )),
+            4 | 5 => secrets.push_str(&format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\ntype: Opaque\nstringData:\n  username: user{i}\n  password: not-a-real-password-{i}\n"
+            )),
+            6 | 7 => roles.push_str(&format!(
+                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: role-{i}\n  namespace: {ns}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps, secrets]\n  verbs: [get, list, watch]\n- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get]\n"
+            )),
+            8 => bindings.push_str(&format!(
+                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: binding-{i}\n  namespace: {ns}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: role-{}}}\nsubjects:\n- {{kind: ServiceAccount, name: default, namespace: {ns}}}\n",
+                i - 2
+            )),
+            _ => deployments.push_str(&format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {{app: app-{i}}}\n  template:\n    metadata:\n      labels: {{app: app-{i}}}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.25\n        ports: [{{containerPort: 80}}]\n        env: [{{name: MODE, value: bench}}]\n        resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}\n"
+            )),
+        }
+    }
+    vec![
+        (
+            "00-namespace.yaml".into(),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+        ),
+        ("10-configmaps.yaml".into(), cms),
+        ("20-secrets.yaml".into(), secrets),
+        ("30-roles.yaml".into(), roles),
+        ("40-rolebindings.yaml".into(), bindings),
+        ("50-deployments.yaml".into(), deployments),
+    ]
+}
+
+/// Objects of the benchmark's kinds in the namespace (with the two the cluster makes itself).
+fn count_in_namespace(c: &Cluster, ns: &str) -> usize {
+    c.kubectl(&[
+        "get",
+        "configmaps,secrets,roles,rolebindings,deployments",
+        "-n",
+        ns,
+        "-o",
+        "name",
+    ])
+    .output()
+    .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+    .unwrap_or(0)
+}
+
+fn timed(mut cmd: Command, ok_codes: &[i32]) -> Result<Duration, BoxError> {
+    let start = Instant::now();
+    let status = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).status()?;
+    let took = start.elapsed();
+    let code = status.code().unwrap_or(-1);
+    if !ok_codes.contains(&code) {
+        return Err(format!("{cmd:?} exited with {code}").into());
+    }
+    Ok(took)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args
+        .first()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![500, 5000]);
+    let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    let diff_runs: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, runs);
+    let c = cluster()?;
+    let work = tempfile::tempdir()?;
+    let source = Arc::new(
+        KubeLiveSource::connect(&KubeConfigSpec {
+            kubeconfig: Some(c.kubeconfig.clone()),
+            context: None,
+            in_cluster: false,
+        })
+        .await?,
+    );
+    let mut rows = Vec::new();
+    for &n in &sizes {
+        let ns = format!("dg-bench-{n}");
+        let files = manifests(&ns, n);
+        let dir = work.path().join(&ns);
+        std::fs::create_dir_all(&dir)?;
+        for (name, text) in &files {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let have = count_in_namespace(&c, &ns);
+        if have < n {
+            eprintln!("creating {n} objects in {ns} (have {have}) ...");
+            let t = Instant::now();
+            let dir_s = dir.to_string_lossy().into_owned();
+            let status = c
+                .kubectl(&["apply", "--server-side", "-f", &dir_s])
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                return Err(format!("kubectl apply of {ns} failed").into());
+            }
+            eprintln!("  done in {:.1} s", t.elapsed().as_secs_f64());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let mut set = DesiredSet {
+            revision: Some(Revision::plain("bench")),
+            ..DesiredSet::default()
+        };
+        for (name, text) in &files {
+            let (objects, errors) = parse_file(name, text, Some("bench")).into_manifests();
+            if !errors.is_empty() {
+                return Err(format!("{name}: {errors:?}").into());
+            }
+            set.objects.extend(objects);
+        }
+        let total = set.objects.len();
+
+        let dir_s = dir.to_string_lossy().into_owned();
+        let (mut scan_t, mut snap_t, mut diff_t, mut get_t) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut drifted = 0;
+        let mut live_objects = 0;
+        for run in 0..=runs {
+            // DriftGuard: a full scan (desired from memory, live snapshot, comparison, store)
+            let git = Arc::new(MemoryGitSource::new());
+            git.set(set.clone());
+            let mut spec = EnvironmentSpec::new("bench");
+            spec.namespaces = vec![ns.clone()];
+            let scanner = Scanner::new(
+                Engine::new(spec, Normalizer::new(SecretKey::new(b"bench".to_vec()))),
+                git,
+                source.clone(),
+                Arc::new(MemoryStore::new()),
+                Arc::new(ManualClock::new(chrono::DateTime::<chrono::Utc>::from(
+                    std::time::SystemTime::now(),
+                ))),
+            );
+            let t = Instant::now();
+            let report = scanner.scan().await?;
+            let scan = t.elapsed();
+            drifted = report.drifts().count();
+            let scope = scanner.live_scope().ok_or("no scope")?;
+            let t = Instant::now();
+            live_objects = source.snapshot(&scope).await?.objects.len();
+            let snap = t.elapsed();
+            // kubectl diff is slow (one GET and one dry-run PATCH per object, behind kubectl's
+            // client-side rate limit): it runs only in the first DIFF_RUNS timed runs
+            let diff = if run >= 1 && run <= diff_runs {
+                Some(timed(c.kubectl(&["diff", "-f", &dir_s]), &[0, 1])?)
+            } else {
+                None
+            };
+            let get = timed(
+                c.kubectl(&[
+                    "get",
+                    "configmaps,secrets,roles,rolebindings,deployments",
+                    "-n",
+                    &ns,
+                    "-o",
+                    "json",
+                ]),
+                &[0],
+            )?;
+            if run == 0 {
+                continue; // warm-up (discovery caches, connections)
+            }
+            eprintln!(
+                "{n}: run {run}: scan {} ms, snapshot {} ms, kubectl diff {} ms, kubectl get {} ms",
+                ms(scan),
+                ms(snap),
+                diff.map_or("-".into(), ms),
+                ms(get)
+            );
+            scan_t.push(scan);
+            snap_t.push(snap);
+            diff_t.extend(diff);
+            get_t.push(get);
+        }
+        let (scan, snap, diff, get) = (
+            median(scan_t),
+            median(snap_t),
+            median(diff_t),
+            median(get_t),
+        );
+        rows.push(format!(
+            "| {n} | {total} | {live_objects} | {drifted} | {} | {} | {} | {} | {:.1}x | {:.2}x |",
+            ms(scan),
+            ms(snap),
+            ms(diff),
+            ms(get),
+            diff.as_secs_f64() / scan.as_secs_f64(),
+            scan.as_secs_f64() / get.as_secs_f64()
+        ));
+    }
+    println!("live scan on the test cluster (kube-apiserver 1.20.2), median of {runs} runs ({diff_runs} for kubectl diff), after one warm-up, ms");
+    println!();
+    println!("| objects | desired | live listed | drifts | DriftGuard scan | of which snapshot | kubectl diff -f | kubectl get -o json | diff / scan (target >= 10) | scan / get (target <= 1.25) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for r in rows {
+        println!("{r}");
+    }
+    Ok(())
+}
