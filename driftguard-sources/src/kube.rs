@@ -323,6 +323,9 @@ impl Target {
     }
 }
 
+/// The items of one list and its resource version.
+type ListResult = Result<(Vec<Value>, String), ::kube::Error>;
+
 /// The objects of one target, and where a watch can start.
 #[derive(Debug)]
 struct Listed {
@@ -498,18 +501,17 @@ impl Inner {
             }
         }
         let lp = self.list_params(scope);
-        let results: Vec<(Target, Result<(Vec<Value>, String), ::kube::Error>)> =
-            futures_util::stream::iter(targets)
-                .map(|t| {
-                    let lp = &lp;
-                    async move {
-                        let r = self.list_target(&t, lp).await;
-                        (t, r)
-                    }
-                })
-                .buffered(self.concurrency)
-                .collect()
-                .await;
+        let results: Vec<(Target, ListResult)> = futures_util::stream::iter(targets)
+            .map(|t| {
+                let lp = &lp;
+                async move {
+                    let r = self.list_target(&t, lp).await;
+                    (t, r)
+                }
+            })
+            .buffered(self.concurrency)
+            .collect()
+            .await;
         for (target, result) in results {
             match result {
                 Ok((items, resource_version)) => listing.listed.push(Listed {

@@ -143,7 +143,11 @@ async fn read_only_service_account_can_scan_and_watch_but_not_write() {
     let live = Arc::new(source_from(kubeconfig).await);
     let (scanner, clock, _store) = scanner("rbac", &[&ns], desired(&files), live.clone());
     let report = scanner.scan().await.expect("scan as the ServiceAccount");
-    assert!(report.summary.errors.is_empty(), "{:?}", report.summary.errors);
+    assert!(
+        report.summary.errors.is_empty(),
+        "{:?}",
+        report.summary.errors
+    );
     assert_eq!(report.drifts().count(), 0);
     assert_eq!(report.summary.counts.in_sync, 4);
 
@@ -222,10 +226,7 @@ subjects: [{{kind: ServiceAccount, name: limited, namespace: {ns}}}]
         "{}",
         snap.errors[0].message
     );
-    assert!(snap
-        .objects
-        .iter()
-        .any(|o| o.object.meta().name == "flags"));
+    assert!(snap.objects.iter().any(|o| o.object.meta().name == "flags"));
 
     // the scan goes on: Secret unknown, Namespace (cluster-scoped, not granted) unknown, the
     // rest compared

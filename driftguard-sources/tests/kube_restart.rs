@@ -59,7 +59,10 @@ async fn next(
     stream: &mut futures_util::stream::BoxStream<'static, LiveChange>,
     limit: Duration,
 ) -> Option<LiveChange> {
-    tokio::time::timeout(limit, stream.next()).await.ok().flatten()
+    tokio::time::timeout(limit, stream.next())
+        .await
+        .ok()
+        .flatten()
 }
 
 fn app(ns: &str) -> Vec<(String, String)> {
@@ -110,7 +113,9 @@ async fn apiserver_restart_during_a_watch_resyncs_without_false_resolution() {
     assert_eq!(scanner.scan().await.expect("scan").drifts().count(), 0);
     let scope = scanner.live_scope().expect("scope");
     let mut stream = live.watch(&scope).await.expect("watch");
-    let first = next(&mut stream, Duration::from_secs(10)).await.expect("initial state");
+    let first = next(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("initial state");
     assert!(matches!(first, LiveChange::Restarted(_)));
     scanner.apply_live_change(&first).await.expect("apply");
 
@@ -118,7 +123,9 @@ async fn apiserver_restart_during_a_watch_resyncs_without_false_resolution() {
     c.kubectl(&["-n", &ns, "scale", "deployment/api", "--replicas=4"]);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let ch = next(&mut stream, Duration::from_secs(5)).await.expect("change");
+        let ch = next(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("change");
         let ev = scanner.apply_live_change(&ch).await.expect("apply");
         if ev.iter().any(|e| e.kind == EventKind::Detected) {
             break;
@@ -154,11 +161,16 @@ async fn apiserver_restart_during_a_watch_resyncs_without_false_resolution() {
     let err = scanner.scan().await.expect_err("live unknown");
     assert!(matches!(err, ScanError::Live { .. }), "{err:?}");
     // no second Disconnected while the server stays down
-    assert!(next(&mut stream, Duration::from_millis(1500)).await.is_none());
+    assert!(next(&mut stream, Duration::from_millis(1500))
+        .await
+        .is_none());
 
     // back up; a change made right away is caught too (by the resync or the new watch)
     restart_script(&c, "--start");
-    println!("API server back {} ms after the kill", killed.elapsed().as_millis());
+    println!(
+        "API server back {} ms after the kill",
+        killed.elapsed().as_millis()
+    );
     c.kubectl(&[
         "-n",
         &ns,
@@ -176,14 +188,24 @@ async fn apiserver_restart_during_a_watch_resyncs_without_false_resolution() {
     while !(restarted && seen_flags && seen_limits) {
         let ch = next(&mut stream, Duration::from_secs(20))
             .await
-            .unwrap_or_else(|| panic!("resync (restarted={restarted}, flags={seen_flags}, limits={seen_limits})"));
+            .unwrap_or_else(|| {
+                panic!("resync (restarted={restarted}, flags={seen_flags}, limits={seen_limits})")
+            });
         if matches!(ch, LiveChange::Restarted(_)) {
             restarted = true;
-            println!("Restarted {} ms after the server was back", back.elapsed().as_millis());
+            println!(
+                "Restarted {} ms after the server was back",
+                back.elapsed().as_millis()
+            );
         }
         clock.advance(chrono::Duration::seconds(1));
         for e in scanner.apply_live_change(&ch).await.expect("apply") {
-            assert_ne!(e.kind, EventKind::Resolved, "false resolution: {:?}", e.drift.id);
+            assert_ne!(
+                e.kind,
+                EventKind::Resolved,
+                "false resolution: {:?}",
+                e.drift.id
+            );
             if e.kind == EventKind::Detected && e.drift.id.name == "flags" {
                 seen_flags = true;
             }
@@ -206,7 +228,10 @@ async fn apiserver_restart_during_a_watch_resyncs_without_false_resolution() {
     let open = |records: Vec<driftguard_core::state::DriftRecord>| {
         let mut v: Vec<String> = records
             .into_iter()
-            .filter_map(|r| r.drift.map(|d| format!("{}/{} {}", r.id.kind, r.id.name, d.kind)))
+            .filter_map(|r| {
+                r.drift
+                    .map(|d| format!("{}/{} {}", r.id.kind, r.id.name, d.kind))
+            })
             .collect();
         v.sort();
         v

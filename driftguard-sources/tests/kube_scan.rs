@@ -69,10 +69,7 @@ data:
             ),
         ),
     ];
-    files
-        .into_iter()
-        .map(|(n, t)| (n.to_owned(), t))
-        .collect()
+    files.into_iter().map(|(n, t)| (n.to_owned(), t)).collect()
 }
 
 fn drift_of<'a>(report: &'a ScanReport, kind: &str, name: &str) -> Option<&'a Drift> {
@@ -112,9 +109,22 @@ async fn operator_changes_are_reported_with_kind_direction_fields_and_manager() 
 
     // right after kubectl apply: server defaults are not drift
     let report = scanner.scan().await.expect("first scan");
-    assert!(report.summary.errors.is_empty(), "{:?}", report.summary.errors);
-    assert_eq!(report.drifts().count(), 0, "drift after apply:\n{}", show(&report));
-    assert_eq!(report.summary.counts.tracked, 4, "{:?}", report.summary.counts);
+    assert!(
+        report.summary.errors.is_empty(),
+        "{:?}",
+        report.summary.errors
+    );
+    assert_eq!(
+        report.drifts().count(),
+        0,
+        "drift after apply:\n{}",
+        show(&report)
+    );
+    assert_eq!(
+        report.summary.counts.tracked, 4,
+        "{:?}",
+        report.summary.counts
+    );
     assert!(report
         .verdicts
         .iter()
@@ -193,7 +203,10 @@ async fn operator_changes_are_reported_with_kind_direction_fields_and_manager() 
         .map(|o| (o.path.clone(), o.manager.clone()))
         .collect();
     assert!(
-        owners.contains(&("metadata.labels.tier".to_owned(), "kubectl-label".to_owned())),
+        owners.contains(&(
+            "metadata.labels.tier".to_owned(),
+            "kubectl-label".to_owned()
+        )),
         "{owners:?}"
     );
     assert!(
@@ -283,7 +296,11 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
     let n = set.objects.len();
     let (scanner, _clock, _store) = scanner("corpus", &[&ns], set, live.clone());
     let report = scanner.scan().await.expect("scan");
-    assert!(report.summary.errors.is_empty(), "{:?}", report.summary.errors);
+    assert!(
+        report.summary.errors.is_empty(),
+        "{:?}",
+        report.summary.errors
+    );
     assert_eq!(report.drifts().count(), 0, "drift:\n{}", show(&report));
     assert_eq!(report.summary.counts.tracked, n);
     assert_eq!(report.summary.counts.in_sync, n);

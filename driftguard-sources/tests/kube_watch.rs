@@ -210,7 +210,10 @@ async fn changes_made_while_watching_reach_the_engine_within_a_second() {
     }
     // the store saw the same: the Resolved above closed the ConfigMap episode
     let open: Vec<String> = store_open(&store).await;
-    assert_eq!(open, vec!["ConfigMap/stray", "Deployment/api", "Service/api"]);
+    assert_eq!(
+        open,
+        vec!["ConfigMap/stray", "Deployment/api", "Service/api"]
+    );
     c.drop_namespace(&ns);
 }
 

@@ -101,7 +101,11 @@ impl Supervisor {
                 Err(e) => {
                     if !announced {
                         tracing::warn!(source = %self.inner.describe, error = %e, "watch: live state unknown");
-                        if self.send(LiveChange::Disconnected(e.to_string())).await.is_err() {
+                        if self
+                            .send(LiveChange::Disconnected(e.to_string()))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         announced = true;
@@ -138,11 +142,7 @@ impl Supervisor {
                 End::Closed => return,
                 End::Lost(reason) => {
                     tracing::warn!(source = %self.inner.describe, %reason, "watch: connection lost");
-                    if self
-                        .send(LiveChange::Disconnected(reason))
-                        .await
-                        .is_err()
-                    {
+                    if self.send(LiveChange::Disconnected(reason)).await.is_err() {
                         return;
                     }
                     announced = true;

@@ -140,7 +140,13 @@ impl Cluster {
     /// Deletes a namespace without waiting.
     pub fn drop_namespace(&self, ns: &str) {
         let _ = self.kubectl_raw(
-            &["delete", "namespace", ns, "--wait=false", "--ignore-not-found"],
+            &[
+                "delete",
+                "namespace",
+                ns,
+                "--wait=false",
+                "--ignore-not-found",
+            ],
             None,
         );
     }
@@ -152,7 +158,11 @@ pub fn unique_ns(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{prefix}-{}-{}", std::process::id() % 100_000, nanos % 100_000)
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 100_000,
+        nanos % 100_000
+    )
 }
 
 /// The desired set of named YAML texts, parsed like Git files.
