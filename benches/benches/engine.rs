@@ -15,21 +15,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("normalize_hash_classify");
     group.sample_size(10);
     for n in [10_000usize, 100_000] {
-        let (desired, live) = driftguard_benches::corpus(n);
-        let desired = DesiredSet {
-            objects: desired
-                .into_iter()
-                .map(|v| RawManifest {
-                    object: RawObject(v),
-                    provenance: Provenance::default(),
-                })
-                .collect(),
-            ..DesiredSet::default()
-        };
-        let live = LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        };
+        let (desired, live) = driftguard_benches::engine_inputs(n);
         let engine = Engine::new(
             EnvironmentSpec::new("bench"),
             Normalizer::new(SecretKey::new(b"bench-key".to_vec())),

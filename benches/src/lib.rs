@@ -1,5 +1,6 @@
 //! Shared helpers for the benchmarks: realistic synthetic objects.
 
+use driftguard_core::prelude::*;
 use serde_json::{json, Value};
 
 /// `n` desired objects (Deployments, Services, ConfigMaps, Secrets in equal parts) and the live
@@ -28,6 +29,26 @@ pub fn corpus(n: usize) -> (Vec<Value>, Vec<Value>) {
         desired.push(d);
         live.push(l);
     }
+    (desired, live)
+}
+
+/// [`corpus`] as the engine takes it.
+pub fn engine_inputs(n: usize) -> (DesiredSet, LiveSnapshot) {
+    let (desired, live) = corpus(n);
+    let desired = DesiredSet {
+        objects: desired
+            .into_iter()
+            .map(|v| RawManifest {
+                object: RawObject(v),
+                provenance: Provenance::default(),
+            })
+            .collect(),
+        ..DesiredSet::default()
+    };
+    let live = LiveSnapshot {
+        objects: live.into_iter().map(RawLive::new).collect(),
+        ..LiveSnapshot::default()
+    };
     (desired, live)
 }
 

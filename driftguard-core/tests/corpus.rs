@@ -84,15 +84,21 @@ fn verdicts(engine: &Engine, st: &EnvState) -> Vec<String> {
     out
 }
 
+fn index(engine: &Engine, live: Vec<Value>) -> EnvState {
+    engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects: live.into_iter().map(RawLive::new).collect(),
+            ..LiveSnapshot::default()
+        },
+    )
+}
+
 fn check(mutate: impl FnOnce(&mut Vec<Value>), expect: &[&str]) {
     let mut live = live_values();
     mutate(&mut live);
     let engine = engine();
-    let snapshot = LiveSnapshot {
-        objects: live.into_iter().map(RawLive::new).collect(),
-        ..LiveSnapshot::default()
-    };
-    let st = engine.index(&desired(), &snapshot);
+    let st = index(&engine, live);
     assert!(st.errors.is_empty(), "{:?}", st.errors);
     assert_eq!(verdicts(&engine, &st), expect);
 }
@@ -197,13 +203,7 @@ fn secret_rotated_by_hand_is_high_and_redacted() {
     // base64 of "rotated-token"
     find(&mut live, "Secret", "frontend-tls")["data"]["token"] = json!("cm90YXRlZC10b2tlbg==");
     let engine = engine();
-    let st = engine.index(
-        &desired(),
-        &LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        },
-    );
+    let st = index(&engine, live);
     let id = ResourceId::new(ENV, "", "Secret", Some("corpus"), "frontend-tls");
     let obs = engine.observe(&st, &id);
     let Presence::Both(c) = &obs.presence else {
@@ -316,13 +316,7 @@ fn field_manager_attribution() {
          "time": "2026-11-25T18:00:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
     ]);
     let engine = engine();
-    let st = engine.index(
-        &desired(),
-        &LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        },
-    );
+    let st = index(&engine, live);
     let id = ResourceId::new(ENV, "apps", "StatefulSet", Some("corpus"), "cache");
     let obs = engine.observe(&st, &id);
     assert_eq!(obs.owners.len(), 1);
@@ -345,13 +339,7 @@ fn client_side_apply_is_not_blamed_for_a_forward_drift() {
          "time": "2026-11-25T17:36:45Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
     ]);
     let engine = engine();
-    let st = engine.index(
-        &desired(),
-        &LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        },
-    );
+    let st = index(&engine, live);
     let id = ResourceId::new(ENV, "apps", "StatefulSet", Some("corpus"), "cache");
     let obs = engine.observe(&st, &id);
     assert_eq!(obs.evidence, Some(Direction::Forward));
@@ -375,12 +363,6 @@ fn ignore_rules_by_pointer_and_manager() {
     ]}))
     .expect("valid rules");
     let engine = Engine::new(spec, Normalizer::new(SecretKey::new(b"k".to_vec())));
-    let st = engine.index(
-        &desired(),
-        &LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        },
-    );
+    let st = index(&engine, live);
     assert_eq!(verdicts(&engine, &st), Vec::<String>::new());
 }

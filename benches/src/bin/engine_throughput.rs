@@ -30,21 +30,7 @@ fn main() {
         Normalizer::new(SecretKey::new(b"bench-key".to_vec())),
     );
     for n in [10_000usize, 100_000] {
-        let (desired, live) = driftguard_benches::corpus(n);
-        let desired = DesiredSet {
-            objects: desired
-                .into_iter()
-                .map(|v| RawManifest {
-                    object: RawObject(v),
-                    provenance: Provenance::default(),
-                })
-                .collect(),
-            ..DesiredSet::default()
-        };
-        let live = LiveSnapshot {
-            objects: live.into_iter().map(RawLive::new).collect(),
-            ..LiveSnapshot::default()
-        };
+        let (desired, live) = driftguard_benches::engine_inputs(n);
         let rounds = if n <= 10_000 { 5 } else { 2 };
         let (mut wall, mut cpu) = (0.0f64, 0.0f64);
         let (mut cpu_index, mut cpu_observe) = (0.0f64, 0.0f64);
