@@ -440,8 +440,9 @@ impl Server {
         }
     }
 
-    /// Waits for `/readyz` and a completed scan of both environments started after `after`.
-    fn wait_ready(&mut self, after: &str) {
+    /// Waits for `/readyz`, a completed scan of both environments started after `after` (Unix
+    /// seconds) and their watches.
+    fn wait_ready(&mut self, after: f64) {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -455,7 +456,7 @@ impl Server {
                         && items.iter().all(|e| {
                             e["last_scan"]["started_at"]
                                 .as_str()
-                                .is_some_and(|t| t >= after)
+                                .is_some_and(|t| unix_secs(t) >= after)
                                 && e["watching"] == Value::Bool(true)
                         })
                 });
@@ -503,15 +504,6 @@ fn unix_secs(t: &str) -> f64 {
 /// The Unix time now, in seconds.
 fn unix_secs_now() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
-}
-
-fn now_rfc3339() -> String {
-    // the server answers RFC 3339 UTC; compare as text, second precision is enough
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%S"])
-        .output()
-        .expect("date runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Polls `check` every 100 ms until it answers `Some`, at most `limit`; returns the value and
@@ -688,7 +680,7 @@ server:
 
     // ---- first run: everything in sync
     let mut server = start_server(&s, dir, &config, 1);
-    server.wait_ready("");
+    server.wait_ready(0.0);
     let t_ready = started.elapsed();
     assert!(
         server.drifts("status=all").is_empty(),
@@ -937,10 +929,10 @@ server:
     let _ = server.child.kill();
     let _ = server.child.wait();
     drop(server);
-    let restart_at = now_rfc3339();
+    let restart_at = unix_secs_now();
     let mut server = start_server(&s, dir, &config, 2);
     let t3 = Instant::now();
-    server.wait_ready(&restart_at);
+    server.wait_ready(restart_at);
     let t_restart = t3.elapsed();
     let open: Vec<_> = server.drifts("status=open").iter().map(describe).collect();
     assert_eq!(
@@ -1000,8 +992,25 @@ server:
         "no mail after the restart: {:?}",
         smtp.all()
     );
+    // ---- a graceful stop (Ctrl-C) ends the server with success
+    let t4 = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let exited = poll(t4, Duration::from_secs(15), || {
+        server.child.try_wait().ok().flatten()
+    });
+    let Some((status, t_stop)) = exited else {
+        panic!(
+            "the server did not stop within 15 s of SIGINT:\n{}",
+            server.log()
+        );
+    };
+    assert!(status.success(), "{status}\n{}", server.log());
     eprintln!(
-        "first ready after {t_ready:?}, restart ready after {t_restart:?}, total {:?}",
+        "first ready after {t_ready:?}, restart ready after {t_restart:?}, graceful stop {t_stop:?}, total {:?}",
         started.elapsed()
     );
     drop(server);
