@@ -115,10 +115,12 @@ fn kubectl(s: &Services, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Deletes the test namespaces (without waiting) when the test ends, passed or failed.
+/// Deletes the test namespaces (without waiting) and, best effort, the test database when the
+/// test ends, passed or failed.
 struct Namespaces<'a> {
     s: &'a Services,
     names: Vec<String>,
+    database: String,
 }
 
 impl Drop for Namespaces<'_> {
@@ -136,6 +138,28 @@ impl Drop for Namespaces<'_> {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();
+        }
+        // the Python of the MongoDB test server's venv has pymongo (scripts/mongo/start.sh)
+        let cache = std::env::var("DRIFTGUARD_CACHE").ok().or_else(|| {
+            std::env::var("HOME")
+                .ok()
+                .map(|h| format!("{h}/.cache/driftguard"))
+        });
+        if let Some(cache) = cache {
+            let python = Path::new(&cache).join("secantus-venv/bin/python");
+            if python.exists() {
+                let _ = Command::new(python)
+                    .args([
+                        "-c",
+                        "import os, pymongo; pymongo.MongoClient(os.environ['E2E_URI'], \
+                         serverSelectionTimeoutMS=3000).drop_database(os.environ['E2E_DB'])",
+                    ])
+                    .env("E2E_URI", &self.s.mongodb_uri)
+                    .env("E2E_DB", &self.database)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
         }
     }
 }
@@ -616,9 +640,11 @@ fn serve_end_to_end_cluster_mongodb_webhook_smtp_and_restart() {
             % 1_000_000
     );
     let (ns_a, ns_b) = (format!("e2e-a-{uniq}"), format!("e2e-b-{uniq}"));
+    let database = format!("dg_e2e_{}", uniq.replace('-', "_"));
     let _cleanup = Namespaces {
         s: &s,
         names: vec![ns_a.clone(), ns_b.clone()],
+        database: database.clone(),
     };
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
@@ -637,7 +663,6 @@ fn serve_end_to_end_cluster_mongodb_webhook_smtp_and_restart() {
 
     let hook = webhook_receiver();
     let smtp = smtp_receiver();
-    let database = format!("dg_e2e_{}", uniq.replace('-', "_"));
     let config = dir.join("driftguard.yaml");
     std::fs::write(
         &config,
