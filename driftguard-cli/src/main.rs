@@ -1018,9 +1018,13 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
     }
     let supervisor = Supervisor::start(&state, cancel.clone());
     let stop = cancel.clone();
+    // SIGINT (Ctrl-C) and SIGTERM (how Kubernetes stops a pod) both shut down gracefully
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
     let shutdown = async move {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
             _ = stop.cancelled() => {}
         }
     };

@@ -1017,10 +1017,10 @@ server:
         "no mail after the restart: {:?}",
         smtp.all()
     );
-    // ---- a graceful stop (Ctrl-C) ends the server with success
+    // ---- a graceful stop (SIGTERM, as Kubernetes sends) ends the server with success
     let t4 = Instant::now();
     let sent = Command::new("kill")
-        .args(["-INT", &server.child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(sent.success());
@@ -1029,7 +1029,7 @@ server:
     });
     let Some((status, t_stop)) = exited else {
         panic!(
-            "the server did not stop within 15 s of SIGINT:\n{}",
+            "the server did not stop within 15 s of SIGTERM:\n{}",
             server.log()
         );
     };
