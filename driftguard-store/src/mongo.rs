@@ -512,25 +512,43 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Replaces (upserting) documents by `_id`, a few at a time.
+    /// Replaces (upserting) documents by `_id`, with one `update` command per 500 documents
+    /// (one round trip each; a retry rewrites the same documents).
     async fn replace_all(&self, coll: &str, docs: Vec<Document>) -> Result<(), StoreError> {
-        let c = self.coll(coll);
-        let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(docs)
-            .map(|d| {
-                let c = c.clone();
-                async move {
+        for chunk in docs.chunks(500) {
+            let updates: Vec<Document> = chunk
+                .iter()
+                .map(|d| {
                     let id = d.get("_id").cloned().unwrap_or(Bson::Null);
-                    c.replace_one(doc! {"_id": id}, d)
-                        .upsert(true)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| merr(&format!("write {coll}"), e))
+                    doc! {"q": {"_id": id}, "u": d.clone(), "upsert": true}
+                })
+                .collect();
+            let reply = self
+                .db
+                .run_command(doc! {
+                    "update": coll,
+                    "updates": updates,
+                    "ordered": false,
+                    "writeConcern": {"j": true},
+                })
+                .await
+                .map_err(|e| merr(&format!("write {coll}"), e))?;
+            if let Ok(errors) = reply.get_array("writeErrors") {
+                if !errors.is_empty() {
+                    return Err(StoreError::Backend {
+                        context: format!("mongodb: write {coll}"),
+                        source: format!("{} write errors, first: {:?}", errors.len(), errors[0])
+                            .into(),
+                    });
                 }
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        results.into_iter().collect()
+            }
+            if let Ok(wce) = reply.get_document("writeConcernError") {
+                return Err(StoreError::Unavailable {
+                    source: format!("write concern error: {wce}").into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 

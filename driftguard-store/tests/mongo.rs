@@ -52,11 +52,27 @@ async fn fresh() -> Arc<dyn DriftStore> {
         // locally without a server: run the suite's checks on the reference instead
         return Arc::new(MemoryStore::new());
     };
-    Arc::new(
-        MongoStore::connect(&uri, &unique_db("c"))
-            .await
-            .expect("connects to MongoDB"),
-    )
+    let store = MongoStore::connect(&uri, &unique_db("c"))
+        .await
+        .expect("connects to MongoDB");
+    drop_stale_databases(&store).await;
+    Arc::new(store)
+}
+
+/// Test databases are named `dgt_<kind>_<pid>_...`; those of earlier test processes are dropped
+/// (each test's own database stays until the next run, for inspection).
+async fn drop_stale_databases(store: &MongoStore) {
+    static ONCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ONCE.get_or_init(|| async {
+        let client = store.database().client().clone();
+        let mine = format!("_{}_", std::process::id());
+        for name in client.list_database_names().await.unwrap_or_default() {
+            if name.starts_with("dgt_") && !name.contains(&mine) {
+                let _ = client.database(&name).drop().await;
+            }
+        }
+    })
+    .await;
 }
 
 driftguard_store::conformance_tests!(fresh);
