@@ -108,14 +108,15 @@ impl Engine {
 
     /// The live scope: the kinds Git defines, in the version Git uses, plus configured ones.
     pub fn live_scope(&self, desired: &DesiredSet) -> LiveScope {
-        let mut kinds: BTreeSet<GroupVersionKind> = desired
-            .objects
-            .iter()
-            .map(|m| {
-                let meta = m.object.meta();
-                GroupVersionKind::from_api_version(meta.api_version, meta.kind)
-            })
-            .collect();
+        self.scope_of(desired.objects.iter().map(|m| {
+            let meta = m.object.meta();
+            GroupVersionKind::from_api_version(meta.api_version, meta.kind)
+        }))
+    }
+
+    /// The live scope for these kinds plus the configured ones, one version per group/kind.
+    fn scope_of(&self, kinds: impl Iterator<Item = GroupVersionKind>) -> LiveScope {
+        let mut kinds: BTreeSet<GroupVersionKind> = kinds.collect();
         kinds.extend(self.spec.extra_kinds.iter().cloned());
         let mut seen = HashSet::new();
         LiveScope {
@@ -578,20 +579,9 @@ impl Scanner {
     pub fn live_scope(&self) -> Option<LiveScope> {
         let st = self.state.lock().expect("state lock is never poisoned");
         st.as_ref().map(|st| {
-            let mut kinds: Vec<GroupVersionKind> = st
-                .desired
-                .values()
-                .map(|d| {
-                    GroupVersionKind::from_api_version(&d.object.api_version, &d.object.id.kind)
-                })
-                .collect();
-            kinds.sort();
-            kinds.dedup_by(|a, b| a.group_kind() == b.group_kind());
-            LiveScope {
-                kinds,
-                namespaces: self.engine.spec.namespaces.clone(),
-                label_selector: None,
-            }
+            self.engine.scope_of(st.desired.values().map(|d| {
+                GroupVersionKind::from_api_version(&d.object.api_version, &d.object.id.kind)
+            }))
         })
     }
 
@@ -832,13 +822,10 @@ impl Scanner {
                 return Ok(Vec::new());
             };
             let ids: Vec<ResourceId> = match change {
-                LiveChange::Applied(raw) => self
-                    .engine
-                    .insert_live(st, raw)
-                    .into_iter()
-                    .chain(std::iter::once(raw.object.meta().id(self.env())))
-                    .take(1)
-                    .collect(),
+                LiveChange::Applied(raw) => {
+                    self.engine.insert_live(st, raw);
+                    vec![raw.object.meta().id(self.env())]
+                }
                 LiveChange::Deleted(raw) => {
                     let id = raw.object.meta().id(self.env());
                     st.live.remove(&id);
