@@ -284,7 +284,12 @@ pub async fn git_source(
     let url = if looks_like_url(&g.url) {
         g.url.clone()
     } else {
-        config.resolve(Path::new(&g.url)).display().to_string()
+        // absolute: `git fetch` runs inside the mirror, where a relative path means nothing
+        let path = config.resolve(Path::new(&g.url));
+        std::path::absolute(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string()
     };
     let cache = config.file.git_cache.as_ref().map_or_else(
         || config.base.join(".driftguard").join("git"),

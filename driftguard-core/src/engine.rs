@@ -761,6 +761,10 @@ impl Scanner {
             _ => false,
         };
         if unchanged {
+            // nothing new: the commit named when it was detected still stands
+            if obs.commit.is_none() {
+                obs.commit = open.and_then(|d| d.attribution.commit.clone());
+            }
             return;
         }
         let Ok(versions) = self.git.history(&obs.id, HISTORY_DEPTH).await else {

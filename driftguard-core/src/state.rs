@@ -162,11 +162,24 @@ impl Attribution {
             .commit
             .as_ref()
             .map(|c| format!("{} ({})", c.author, &c.id[..c.id.len().min(8)]));
-        match (direction, managers.is_empty(), commit) {
-            (Direction::Reverse, _, Some(c)) => c,
-            (_, false, _) => managers,
-            (_, true, Some(c)) => c,
-            _ => String::new(),
+        match direction {
+            // Git moved: the commit is who; the cluster's managers only applied older Git
+            Direction::Reverse => commit.unwrap_or_default(),
+            // the cluster moved: only its field managers can say who (the commit that last
+            // changed the object in Git is not the person who changed the cluster)
+            Direction::Forward => managers,
+            Direction::Conflict => match commit {
+                Some(c) if !managers.is_empty() => format!("{managers}; {c}"),
+                Some(c) => c,
+                None => managers,
+            },
+            Direction::Unknown => {
+                if managers.is_empty() {
+                    commit.unwrap_or_default()
+                } else {
+                    managers
+                }
+            }
         }
     }
 }

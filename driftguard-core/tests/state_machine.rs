@@ -416,6 +416,15 @@ fn first_scan_direction_from_git_history() {
     w.live(&[deployment(3, "app:1"), configmap("x", json!({})), hand]);
     let events = w.scan();
     assert_eq!(events, vec!["detected:ConfigMap/hand:orphan:forward"]);
+    // a later scan (Git moved elsewhere, the drift unchanged) still names the commit
+    let open = block_on(w.store.drifts(&DriftQuery::default())).expect("query");
+    let web = open
+        .items
+        .iter()
+        .find(|d| d.id.kind == "Deployment")
+        .expect("still open");
+    let c = web.attribution.commit.as_ref().expect("commit still named");
+    assert_eq!(c.author, "Bea");
 }
 
 #[test]

@@ -165,6 +165,7 @@ setsid "$K8S_BIN/kube-controller-manager" \
   --authorization-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --port=0 \
   --leader-elect=false \
+  --horizontal-pod-autoscaler-sync-period=2s \
   --controllers='*' \
   --service-account-private-key-file="$PKI/sa.key" \
   --root-ca-file="$PKI/ca.crt" \

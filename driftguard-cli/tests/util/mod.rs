@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod e2e;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -66,7 +68,7 @@ pub fn demo_copy() -> (tempfile::TempDir, PathBuf) {
     (tmp, dst)
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).expect("mkdir");
     for e in std::fs::read_dir(src).expect("read dir") {
         let e = e.expect("entry");
