@@ -622,6 +622,7 @@ impl Scanner {
             }
         };
         let notes = std::mem::take(&mut desired.notes);
+        let warnings = std::mem::take(&mut desired.warnings);
         let st = self.engine.index_owned(desired, snapshot);
         let records: HashMap<ResourceId, DriftRecord> = self
             .store
@@ -710,6 +711,7 @@ impl Scanner {
         );
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());
+        errors.extend(warnings);
         let summary = ScanSummary {
             scan_id,
             environment: self.env().to_owned(),

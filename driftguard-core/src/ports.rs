@@ -142,6 +142,9 @@ pub struct DesiredSet {
     pub errors: Vec<ManifestError>,
     /// Things worth telling that are not errors (a Helm chart skipped, a kustomization rendered).
     pub notes: Vec<String>,
+    /// Problems of the source that did not stop the read but make it less than current (a
+    /// failed fetch: the last good revision was read). Reported with the scan's errors.
+    pub warnings: Vec<String>,
 }
 
 /// One version of an object in Git history.

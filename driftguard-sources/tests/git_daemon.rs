@@ -105,11 +105,11 @@ async fn polls_a_git_daemon_and_keeps_the_last_good_revision() {
     let set = src.desired(&rev).await.expect("still loads");
     assert_eq!(set.objects.len(), 1);
     assert!(
-        set.notes
+        set.warnings
             .iter()
             .any(|n| n.contains("last fetch") && n.contains(&url)),
         "{:?}",
-        set.notes
+        set.warnings
     );
 
     // a new source on the same cache reuses the clone even while the server is down

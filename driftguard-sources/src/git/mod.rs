@@ -432,7 +432,7 @@ impl GitSource for GitRepoSource {
             .await
             .map_err(|e| self.not_found(e))?;
         if let Some(err) = self.last_fetch_error() {
-            set.notes.push(format!(
+            set.warnings.push(format!(
                 "the last fetch from {} failed ({err}); reading the last good revision {}",
                 redact_url(&self.config.url),
                 revision.short()
