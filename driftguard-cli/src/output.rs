@@ -326,7 +326,7 @@ pub fn direction_reason(d: &Drift) -> &'static str {
         (DriftKind::Modified, Direction::Reverse) => {
             "Git changed and the change was not applied: live still equals the last applied (or an earlier Git) version"
         }
-        (DriftKind::Modified, Direction::Conflict) => "both Git and live changed the same fields",
+        (DriftKind::Modified, Direction::Conflict) => "both Git and live changed since they last agreed",
         (DriftKind::Missing, Direction::Forward) => "the object was live before and was deleted by hand",
         (DriftKind::Missing, Direction::Reverse) => "the object is new in Git and was never applied",
         (DriftKind::Orphan, Direction::Forward) => "the object was created by hand in a namespace Git manages",

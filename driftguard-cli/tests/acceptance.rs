@@ -113,6 +113,10 @@ fn expectations() -> Vec<Expect> {
           v("modified", "reverse", "high", &["spec.template.spec.containers[notifications].image"], &[], Some("Alice Dev")), None),
         e("Git commit and live change to one object", "prod", "Deployment", "auth",
           v("modified", "conflict", "high", &["spec.replicas", "spec.template.spec.containers[auth].image"], &["kubectl-set"], Some("Bob Sre")), None),
+        e("custom resource edited (`kubectl patch featureflag`)", "prod", "FeatureFlag", "checkout-v2",
+          v("modified", "forward", "medium", &["spec.rollout"], &["kubectl-patch"], None), None),
+        e("RBAC rule widened by hand", "prod", "Role", "config-reader",
+          v("modified", "forward", "high", &["rules"], &["kubectl-patch"], None), None),
         e("HPA changes replicas (controller)", "prod", "Deployment", "web", None, None),
         e("scaled to zero, later reverted by hand", "prod", "Deployment", "cart",
           v("modified", "forward", "high", &["spec.replicas"], &[], None), Some("reverted")),
@@ -186,6 +190,25 @@ fn changes(s: &Services, repo: &Path) {
         "image",
         "deploy/auth",
         "auth=registry.example.com/acme/auth:1.4.2-debug",
+    ]);
+    k(&[
+        "patch",
+        "featureflag",
+        "checkout-v2",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"rollout":50}}"#,
+    ]);
+    let widen = r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}}]"#;
+    k(&[
+        "patch",
+        "role",
+        "config-reader",
+        "--type",
+        "json",
+        "-p",
+        widen,
     ]);
     kubectl(
         s,
