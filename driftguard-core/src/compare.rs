@@ -11,10 +11,11 @@
 //! object's hash is the hash of its leaves.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::hash::{encode, encode_str, for_each_sorted, FieldHashes, T_ABSENT};
+use crate::doc::{Doc, Node};
+use crate::hash::FieldHashes;
 use crate::path;
 
 /// Longest string shown in a field diff before it is shortened.
@@ -127,7 +128,7 @@ fn combine(items: impl Iterator<Item = (u64, Option<u64>)>) -> u64 {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Node {
+enum Kind {
     Root,
     Metadata,
     Closed,
@@ -136,9 +137,19 @@ enum Node {
     Other,
 }
 
+/// Compares normalized content given as values (see [`compare_docs`]).
+pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Comparison {
+    compare_docs(
+        group,
+        kind,
+        &Doc::from_value(desired),
+        &Doc::from_value(live),
+    )
+}
+
 /// Compares normalized content. `kind` and `group` select the closed maps of ConfigMaps and
 /// Secrets.
-pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Comparison {
+pub fn compare_docs(group: &str, kind: &str, desired: &Doc, live: &Doc) -> Comparison {
     let mut w = Walker {
         configmap: group.is_empty() && kind == "ConfigMap",
         secret: group.is_empty() && kind == "Secret",
@@ -150,7 +161,7 @@ pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Compar
             drifted_hashes: Vec::new(),
         },
     };
-    w.walk(Some(desired), Some(live), Node::Root);
+    w.walk(Some(desired.root()), Some(live.root()), Kind::Root);
     let mut out = w.out;
     if out.drifted.len() > 1 {
         let mut pairs: Vec<(FieldDiff, u64)> = out
@@ -172,101 +183,91 @@ struct Walker {
     out: Comparison,
 }
 
-static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-
-fn empty_map() -> &'static Map<String, Value> {
-    EMPTY.get_or_init(Map::new)
-}
-
 impl Walker {
-    fn closed_children(&self, node: Node) -> &'static [&'static str] {
+    fn closed_children(&self, node: Kind) -> &'static [&'static str] {
         match node {
-            Node::Root if self.configmap => &["metadata", "data", "binaryData"],
-            Node::Root if self.secret => &["metadata", "data"],
-            Node::Root => &["metadata"],
-            Node::Metadata => &["labels", "annotations"],
-            Node::Container => &["env", "securityContext"],
-            Node::Other => &["hostNetwork", "hostPID", "hostIPC"],
+            Kind::Root if self.configmap => &["metadata", "data", "binaryData"],
+            Kind::Root if self.secret => &["metadata", "data"],
+            Kind::Root => &["metadata"],
+            Kind::Metadata => &["labels", "annotations"],
+            Kind::Container => &["env", "securityContext"],
+            Kind::Other => &["hostNetwork", "hostPID", "hostIPC"],
             _ => &[],
         }
     }
 
-    fn child_node(&self, node: Node, key: &str) -> Node {
+    fn child_kind(&self, node: Kind, key: &str) -> Kind {
         match node {
-            Node::Root => match key {
-                "metadata" => Node::Metadata,
-                "data" if self.configmap || self.secret => Node::Closed,
-                "binaryData" if self.configmap => Node::Closed,
-                _ => Node::Other,
+            Kind::Root => match key {
+                "metadata" => Kind::Metadata,
+                "data" if self.configmap || self.secret => Kind::Closed,
+                "binaryData" if self.configmap => Kind::Closed,
+                _ => Kind::Other,
             },
-            Node::Metadata => match key {
-                "labels" | "annotations" => Node::Closed,
-                _ => Node::Other,
+            Kind::Metadata => match key {
+                "labels" | "annotations" => Kind::Closed,
+                _ => Kind::Other,
             },
-            Node::ContainerList => Node::Container,
-            Node::Container if key == "env" || key == "securityContext" => Node::Closed,
+            Kind::ContainerList => Kind::Container,
+            Kind::Container if key == "env" || key == "securityContext" => Kind::Closed,
             _ => match key {
-                "containers" | "initContainers" | "ephemeralContainers" => Node::ContainerList,
-                _ => Node::Other,
+                "containers" | "initContainers" | "ephemeralContainers" => Kind::ContainerList,
+                _ => Kind::Other,
             },
         }
     }
 
-    fn walk(&mut self, d: Option<&Value>, l: Option<&Value>, node: Node) {
-        let closed = node == Node::Closed;
-        let structural = matches!(node, Node::Root | Node::Metadata | Node::Container);
+    fn walk(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>, node: Kind) {
+        let closed = node == Kind::Closed;
+        let structural = matches!(node, Kind::Root | Kind::Metadata | Kind::Container);
         match (d, l) {
-            (Some(Value::Object(dm)), lv) if !dm.is_empty() || closed || structural => {
-                let lm = match lv {
-                    Some(Value::Object(m)) => Some(m),
-                    None => None,
-                    Some(_) => {
-                        self.leaf(d, l);
-                        return;
-                    }
-                };
-                self.walk_map(dm, lm, node);
-            }
-            (None, Some(Value::Object(lm))) if closed || structural => {
-                self.walk_map(empty_map(), Some(lm), node);
+            (Some(dm), lv) if dm.is_map() && (!dm.is_empty() || closed || structural) => match lv {
+                Some(lm) if lm.is_map() => self.walk_map(Some(dm), Some(lm), node),
+                None => self.walk_map(Some(dm), None, node),
+                Some(_) => self.leaf(d, l),
+            },
+            (None, Some(lm)) if lm.is_map() && (closed || structural) => {
+                self.walk_map(None, Some(lm), node);
             }
             (None, None) => {}
             _ => self.leaf(d, l),
         }
     }
 
-    fn walk_map(&mut self, dm: &Map<String, Value>, lm: Option<&Map<String, Value>>, node: Node) {
-        let closed = node == Node::Closed;
-        for_each_sorted(dm, |k, dv| {
+    fn walk_map(&mut self, dm: Option<Node<'_>>, lm: Option<Node<'_>>, node: Kind) {
+        let closed = node == Kind::Closed;
+        let d_entries = dm.into_iter().flat_map(|m| m.entries());
+        for (k, dv) in d_entries {
             let len = self.buf.len();
             path::push_key(&mut self.buf, k);
-            let child = self.child_node(node, k);
+            let child = self.child_kind(node, k);
             self.walk(Some(dv), lm.and_then(|m| m.get(k)), child);
             self.buf.truncate(len);
-        });
+        }
         let Some(lm) = lm else {
             return;
         };
+        let in_desired = |k: &str| dm.is_some_and(|m| m.get(k).is_some());
         if closed {
-            for_each_sorted(lm, |k, lv| {
-                if dm.contains_key(k) {
-                    return;
+            for (k, lv) in lm.entries() {
+                if in_desired(k) {
+                    continue;
                 }
                 let len = self.buf.len();
                 path::push_key(&mut self.buf, k);
                 self.leaf(None, Some(lv));
                 self.buf.truncate(len);
-            });
+            }
         } else {
-            let pod_spec = node != Node::Other || dm.contains_key("containers");
+            let pod_spec = node != Kind::Other || in_desired("containers");
             for k in self.closed_children(node).iter().filter(|_| pod_spec) {
-                if dm.contains_key(*k) {
+                if in_desired(k) {
                     continue;
                 }
-                if let Some(lv) = lm.get(*k) {
+                if let Some(lv) = lm.get(k) {
                     let len = self.buf.len();
                     path::push_key(&mut self.buf, k);
-                    let child = self.child_node(node, k);
+                    let child = self.child_kind(node, k);
                     self.walk(None, Some(lv), child);
                     self.buf.truncate(len);
                 }
@@ -274,18 +275,18 @@ impl Walker {
         }
     }
 
-    fn leaf(&mut self, d: Option<&Value>, l: Option<&Value>) {
+    fn leaf(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>) {
         let path_hash = xxh3_64(self.buf.as_bytes());
         let dh = d.map(|d| {
             self.enc.clear();
-            encode(d, &mut self.enc);
+            d.encode(&mut self.enc);
             xxh3_64(&self.enc)
         });
         let lh = l.map(|l| {
             self.enc.clear();
             match d {
-                Some(d) => encode_projected(d, l, &mut self.enc),
-                None => encode(l, &mut self.enc),
+                Some(d) => d.encode_projected(l, &mut self.enc),
+                None => l.encode(&mut self.enc),
             }
             xxh3_64(&self.enc)
         });
@@ -307,13 +308,13 @@ impl Walker {
                 })
             };
             let live_shown = match (d, l) {
-                (Some(d), Some(l)) => Some(project(d, l)),
-                (None, l) => l.cloned(),
+                (Some(d), Some(l)) => Some(d.project(l)),
+                (None, l) => l.map(|l| l.to_value()),
                 (_, None) => None,
             };
             self.out.drifted.push(FieldDiff {
                 path: self.buf.clone(),
-                desired: show(d.cloned()),
+                desired: show(d.map(|d| d.to_value())),
                 live: show(live_shown),
             });
             self.out.drifted_hashes.push(path_hash);
@@ -321,45 +322,9 @@ impl Walker {
     }
 }
 
-/// Encodes `l` restricted to the shape of `d`: the same bytes as `encode(d)` when they agree on
-/// every field `d` sets.
-fn encode_projected(d: &Value, l: &Value, out: &mut Vec<u8>) {
-    match (d, l) {
-        (Value::Object(dm), Value::Object(lm)) => {
-            out.push(8);
-            out.extend_from_slice(&(dm.len() as u64).to_le_bytes());
-            for_each_sorted(dm, |k, dv| {
-                encode_str(k, out);
-                match lm.get(k) {
-                    Some(lv) => encode_projected(dv, lv, out),
-                    None => out.push(T_ABSENT),
-                }
-            });
-        }
-        (Value::Array(da), Value::Array(la)) if da.len() == la.len() => {
-            out.push(7);
-            out.extend_from_slice(&(da.len() as u64).to_le_bytes());
-            for (dv, lv) in da.iter().zip(la) {
-                encode_projected(dv, lv, out);
-            }
-        }
-        _ => encode(l, out),
-    }
-}
-
 /// `l` restricted to the shape of `d`, for display.
 pub fn project(d: &Value, l: &Value) -> Value {
-    match (d, l) {
-        (Value::Object(dm), Value::Object(lm)) => Value::Object(
-            dm.iter()
-                .filter_map(|(k, dv)| lm.get(k).map(|lv| (k.clone(), project(dv, lv))))
-                .collect(),
-        ),
-        (Value::Array(da), Value::Array(la)) if da.len() == la.len() => {
-            Value::Array(da.iter().zip(la).map(|(d, l)| project(d, l)).collect())
-        }
-        _ => l.clone(),
-    }
+    Doc::from_value(d).root().project(Doc::from_value(l).root())
 }
 
 fn shorten(v: Value) -> Value {

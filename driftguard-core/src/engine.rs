@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compare::{compare, Comparison};
+use crate::compare::{compare_docs, Comparison};
 use crate::convert::convert;
-use crate::hash::hash_value;
+use crate::doc::Doc;
 use crate::id::{GroupKind, ResourceId};
 use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::{owned_by_any, owners_of};
 use crate::manifest::ManifestError;
 use crate::model::{ObjectMeta, RawLive, RawObject, Revision};
-use crate::normalize::{DesiredObject, LiveObject, Normalizer};
+use crate::normalize::{identify, DesiredObject, LiveObject, Normalizer};
 use crate::ports::{
     Clock, DesiredSet, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope,
     LiveSnapshot, LiveSource, Notification, Notifier, ScanBatch, ScanCounts, ScanSummary,
@@ -65,24 +65,30 @@ impl EnvironmentSpec {
     }
 }
 
+/// A hash map with a fast, randomly seeded hasher (foldhash) for the engine's indexes.
+pub type FastMap<K, V> = foldhash::HashMap<K, V>;
+
+/// A hash set with a fast, randomly seeded hasher (foldhash) for the engine's indexes.
+pub type FastSet<T> = foldhash::HashSet<T>;
+
 /// The normalized state of one environment, kept between scans for incremental use.
 #[derive(Clone, Debug, Default)]
 pub struct EnvState {
     /// Desired objects by identity.
-    pub desired: HashMap<ResourceId, DesiredObject>,
+    pub desired: FastMap<ResourceId, DesiredObject>,
     /// Live objects that are tracked (in Git, or eligible as orphans).
-    pub live: HashMap<ResourceId, LiveObject>,
+    pub live: FastMap<ResourceId, LiveObject>,
     /// Objects whose replicas an HPA owns.
-    pub hpa_targets: HashSet<ResourceId>,
+    pub hpa_targets: FastSet<ResourceId>,
     /// Namespaces fully managed by Git.
-    pub managed_namespaces: HashSet<String>,
+    pub managed_namespaces: FastSet<String>,
     /// Kinds in which orphans count.
-    pub orphan_kinds: HashSet<GroupKind>,
+    pub orphan_kinds: FastSet<GroupKind>,
     /// PersistentVolumeClaims made from StatefulSet `volumeClaimTemplates`, as
     /// `(namespace, name prefix)`: `<template>-<statefulset>-`.
-    pub claim_prefixes: HashSet<(String, String)>,
+    pub claim_prefixes: FastSet<(String, String)>,
     /// Kinds whose live state is unknown (could not be read).
-    pub unknown_kinds: HashSet<GroupKind>,
+    pub unknown_kinds: FastSet<GroupKind>,
     /// Problems met (manifest errors, duplicates, unreadable kinds).
     pub errors: Vec<ManifestError>,
     /// Problems reading live kinds.
@@ -129,7 +135,7 @@ impl Engine {
         }
     }
 
-    fn pointers(&self, id: &ResourceId, hpa_targets: &HashSet<ResourceId>) -> Vec<JsonPointer> {
+    fn pointers(&self, id: &ResourceId, hpa_targets: &FastSet<ResourceId>) -> Vec<JsonPointer> {
         let mut p = self.spec.ignore.pointers_for(id);
         if self.spec.hpa_owns_replicas && hpa_targets.contains(id) {
             p.push(JsonPointer::parse("/spec/replicas").expect("static pointer is valid"));
@@ -137,13 +143,9 @@ impl Engine {
         p
     }
 
-    /// Normalizes and indexes both sides.
+    /// Normalizes and indexes both sides. The raw objects are only read: the state keeps
+    /// compact normalized copies.
     pub fn index(&self, desired: &DesiredSet, live: &LiveSnapshot) -> EnvState {
-        self.index_owned(desired.clone(), live.clone())
-    }
-
-    /// Like [`Engine::index`], consuming the raw objects (no copies).
-    pub fn index_owned(&self, desired: DesiredSet, live: LiveSnapshot) -> EnvState {
         let env = &self.spec.name;
         let mut st = EnvState {
             revision: desired.revision.clone(),
@@ -161,32 +163,33 @@ impl Engine {
             }
             st.claim_prefixes.extend(claim_prefixes(raw));
         }
-        let mut where_defined: HashMap<ResourceId, String> = HashMap::new();
-        for m in desired.objects {
-            let id = m.object.meta().id(env);
-            if let Some(first) = where_defined.get(&id) {
-                st.errors.push(ManifestError {
-                    file: m.provenance.file.clone(),
-                    line: m.provenance.line,
-                    field: None,
-                    message: format!("duplicate object {id}: also defined at {first}"),
-                });
-                continue;
-            }
-            let pointers = self.pointers(&id, &st.hpa_targets);
-            let (file, line) = (m.provenance.file.clone(), m.provenance.line);
-            match self.normalizer.desired_owned(env, m, &pointers) {
-                Ok(d) => {
-                    where_defined.insert(id.clone(), d.provenance.to_string());
-                    st.desired.insert(id, d);
+        st.desired.reserve(desired.objects.len());
+        for m in &desired.objects {
+            let result = identify(env, &m.object.0).and_then(|(id, api_version)| {
+                if let Some(first) = st.desired.get(&id) {
+                    return Ok(Err(format!(
+                        "duplicate object {id}: also defined at {}",
+                        first.provenance
+                    )));
                 }
-                Err(e) => st.errors.push(ManifestError {
-                    file,
-                    line,
-                    field: None,
-                    message: e.to_string(),
-                }),
-            }
+                let pointers = self.pointers(&id, &st.hpa_targets);
+                let d = self
+                    .normalizer
+                    .desired_as(id.clone(), api_version, m, &pointers)?;
+                st.desired.insert(id, d);
+                Ok(Ok(()))
+            });
+            let message = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(duplicate)) => duplicate,
+                Err(e) => e.to_string(),
+            };
+            st.errors.push(ManifestError {
+                file: m.provenance.file.clone(),
+                line: m.provenance.line,
+                field: None,
+                message,
+            });
         }
         st.managed_namespaces = match &self.spec.managed_namespaces {
             Some(list) => list.iter().cloned().collect(),
@@ -206,39 +209,66 @@ impl Engine {
             st.live_errors
                 .push(format!("cannot read {}: {}", e.kind, e.message));
         }
-        for raw in live.objects {
-            self.insert_live_owned(&mut st, raw);
+        st.live.reserve(live.objects.len());
+        for raw in &live.objects {
+            self.track_live(&mut st, raw);
         }
         st
+    }
+
+    /// Like [`Engine::index`], taking the raw objects (dropped afterwards).
+    pub fn index_owned(&self, desired: DesiredSet, live: LiveSnapshot) -> EnvState {
+        self.index(&desired, &live)
     }
 
     /// Normalizes one live object into `st` if it is tracked. Returns its identity.
     pub fn insert_live(&self, st: &mut EnvState, raw: &RawLive) -> Option<ResourceId> {
         let id = raw.object.meta().id(&self.spec.name);
-        if !st.desired.contains_key(&id) && !st.orphan_kinds.contains(&id.group_kind()) {
-            return None;
-        }
-        self.insert_live_owned(st, raw.clone())
+        self.track_live(st, raw).then_some(id)
     }
 
-    /// Like [`Engine::insert_live`], consuming the raw object.
-    pub fn insert_live_owned(&self, st: &mut EnvState, raw: RawLive) -> Option<ResourceId> {
-        let id = raw.object.meta().id(&self.spec.name);
-        let candidate = st.desired.contains_key(&id) || st.orphan_kinds.contains(&id.group_kind());
-        if !candidate {
-            return None;
+    /// [`Engine::insert_live`] without handing the identity back.
+    fn track_live(&self, st: &mut EnvState, raw: &RawLive) -> bool {
+        let Ok((id, api_version)) = identify(&self.spec.name, &raw.object.0) else {
+            return false;
+        };
+        let in_git = st.desired.contains_key(&id);
+        if !in_git && !st.orphan_kinds.contains(&id.group_kind()) {
+            return false;
         }
         let pointers = self.pointers(&id, &st.hpa_targets);
-        let live = self
+        let Ok(mut live) = self
             .normalizer
-            .live_owned(&self.spec.name, raw, &pointers)
-            .ok()?;
-        if !st.desired.contains_key(&id) && !orphan_eligible(st, &id, &live) {
-            st.live.remove(&id);
-            return None;
+            .live_view_as(id.clone(), api_version, raw, &pointers)
+        else {
+            return false;
+        };
+        match st.desired.get(&id) {
+            Some(d) => {
+                // compared once, here; attribution data is kept only when it can be needed
+                let cmp = self.compare_fields(d, &live);
+                if !cmp.in_sync() {
+                    self.normalizer
+                        .attach_attribution(raw, &pointers, &mut live);
+                }
+                live.compared = Some(cmp);
+            }
+            None => {
+                if !orphan_eligible(st, &id, &live) {
+                    st.live.remove(&id);
+                    return false;
+                }
+                self.normalizer
+                    .attach_attribution(raw, &pointers, &mut live);
+            }
         }
-        st.live.insert(id.clone(), live);
-        Some(id)
+        st.live.insert(id, live);
+        true
+    }
+
+    /// Like [`Engine::insert_live`], taking the raw object.
+    pub fn insert_live_owned(&self, st: &mut EnvState, raw: RawLive) -> Option<ResourceId> {
+        self.insert_live(st, &raw)
     }
 
     /// What is seen of one object. Severity and evidence from last-applied are filled in;
@@ -252,7 +282,12 @@ impl Engine {
             .unwrap_or_default();
         let mut obs = match (d, l) {
             (Some(d), Some(l)) => {
-                let cmp = self.compare(d, l);
+                // indexed objects were compared when the live side was indexed
+                let cmp = match &l.compared {
+                    Some(cmp) => cmp.clone(),
+                    None => self.compare_fields(d, l),
+                };
+                let cmp = self.ignore_managers(id, l, cmp);
                 let mut obs = Observation::new(id.clone(), api_version, Presence::Both(cmp));
                 if let Presence::Both(cmp) = &obs.presence {
                     if !cmp.in_sync() {
@@ -274,8 +309,8 @@ impl Engine {
                 obs
             }
             (Some(d), None) => {
-                let fields =
-                    compare(&id.group, &id.kind, &d.object.content, &Value::Null).desired_fields();
+                let fields = compare_docs(&id.group, &id.kind, &d.object.content, &Doc::null())
+                    .desired_fields();
                 let mut obs = Observation::new(
                     id.clone(),
                     api_version,
@@ -292,7 +327,7 @@ impl Engine {
                     id.clone(),
                     api_version,
                     Presence::LiveOnly {
-                        live_hash: hash_value(&l.object.content),
+                        live_hash: l.object.content.hash(),
                     },
                 );
                 obs.severity = self.spec.severity.classify(id, DriftKind::Orphan, &[]);
@@ -306,15 +341,11 @@ impl Engine {
 
     /// Compares the two sides of one object, with version conversion and ignored managers.
     pub fn compare(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
-        let id = &d.object.id;
-        let converted = convert(
-            &id.kind,
-            &d.object.api_version,
-            &l.object.api_version,
-            &d.object.content,
-        );
-        let desired = converted.as_ref().unwrap_or(&d.object.content);
-        let mut cmp = compare(&id.group, &id.kind, desired, &l.object.content);
+        self.ignore_managers(&d.object.id, l, self.compare_fields(d, l))
+    }
+
+    /// Drops drift in fields that ignored field managers own.
+    fn ignore_managers(&self, id: &ResourceId, l: &LiveObject, mut cmp: Comparison) -> Comparison {
         if !cmp.in_sync() {
             let managers = self.spec.ignore.managers_for(id);
             if !managers.is_empty() {
@@ -323,6 +354,24 @@ impl Engine {
             }
         }
         cmp
+    }
+
+    /// Compares the fields of both sides, with version conversion.
+    fn compare_fields(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
+        let id = &d.object.id;
+        let converted = (d.object.api_version != l.object.api_version)
+            .then(|| {
+                convert(
+                    &id.kind,
+                    &d.object.api_version,
+                    &l.object.api_version,
+                    &d.object.content.to_value(),
+                )
+            })
+            .flatten()
+            .map(|v| Doc::from_value(&v));
+        let desired = converted.as_ref().unwrap_or(&d.object.content);
+        compare_docs(&id.group, &id.kind, desired, &l.object.content)
     }
 
     /// Whether a live object equals an earlier desired version (normalized the same way).
@@ -346,6 +395,9 @@ impl Engine {
 }
 
 fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
+    if raw.0.get("kind").and_then(Value::as_str) != Some("HorizontalPodAutoscaler") {
+        return None;
+    }
     let meta = raw.meta();
     if meta.kind != "HorizontalPodAutoscaler" || meta.group_kind().group != "autoscaling" {
         return None;
@@ -365,6 +417,9 @@ fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
 
 /// Name prefixes of the claims a StatefulSet makes from its `volumeClaimTemplates`.
 fn claim_prefixes(raw: &RawObject) -> Vec<(String, String)> {
+    if raw.0.get("kind").and_then(Value::as_str) != Some("StatefulSet") {
+        return Vec::new();
+    }
     let meta = raw.meta();
     if meta.kind != "StatefulSet" || meta.group_kind().group != "apps" {
         return Vec::new();
@@ -430,13 +485,13 @@ impl Engine {
     }
 }
 
-fn last_applied_evidence(d: &DesiredObject, l: &LiveObject, la: &Value) -> Option<Direction> {
+fn last_applied_evidence(d: &DesiredObject, l: &LiveObject, la: &Doc) -> Option<Direction> {
     if la == &d.object.content {
         // Git's current version was applied, and live differs from it: changed by hand
         return Some(Direction::Forward);
     }
     let id = &d.object.id;
-    if compare(&id.group, &id.kind, la, &l.object.content).in_sync() {
+    if compare_docs(&id.group, &id.kind, la, &l.object.content).in_sync() {
         // live is still what was applied last, and Git moved on
         return Some(Direction::Reverse);
     }

@@ -9,15 +9,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
-const T_NULL: u8 = 0;
-const T_FALSE: u8 = 1;
-const T_TRUE: u8 = 2;
-const T_INT: u8 = 3;
-const T_UINT: u8 = 4;
-const T_FLOAT: u8 = 5;
-const T_STR: u8 = 6;
-const T_ARR: u8 = 7;
-const T_OBJ: u8 = 8;
+pub(crate) const T_NULL: u8 = 0;
+pub(crate) const T_FALSE: u8 = 1;
+pub(crate) const T_TRUE: u8 = 2;
+pub(crate) const T_INT: u8 = 3;
+pub(crate) const T_UINT: u8 = 4;
+pub(crate) const T_FLOAT: u8 = 5;
+pub(crate) const T_STR: u8 = 6;
+pub(crate) const T_ARR: u8 = 7;
+pub(crate) const T_OBJ: u8 = 8;
 pub(crate) const T_ABSENT: u8 = 9;
 
 /// Appends the canonical encoding of `v` to `out`.

@@ -17,7 +17,7 @@
 //! );
 //! let desired = DesiredSet {
 //!     objects: vec![RawManifest {
-//!         object: RawObject(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+//!         object: RawObject::new(json!({"apiVersion": "apps/v1", "kind": "Deployment",
 //!             "metadata": {"name": "web", "namespace": "shop"},
 //!             "spec": {"replicas": 3}})),
 //!         provenance: Provenance::default(),
@@ -39,6 +39,7 @@
 
 pub mod compare;
 pub mod convert;
+pub mod doc;
 pub mod engine;
 pub mod hash;
 pub mod id;
@@ -57,7 +58,8 @@ pub mod state;
 
 /// The names most users need.
 pub mod prelude {
-    pub use crate::compare::{compare, Comparison, FieldDiff};
+    pub use crate::compare::{compare, compare_docs, Comparison, FieldDiff};
+    pub use crate::doc::Doc;
     pub use crate::engine::{
         Engine, EnvState, EnvironmentSpec, ScanError, ScanReport, Scanner, Verdict, VerdictStatus,
     };

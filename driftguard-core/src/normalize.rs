@@ -24,10 +24,11 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Number, Value};
 use sha2::Sha256;
 
+use crate::compare::Comparison;
+use crate::doc::{with_builder, Builder, Doc, Val};
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::model::{LiveMeta, ObjectMeta, Provenance, RawLive, RawManifest};
-use crate::path;
 use crate::quantity;
 
 /// The label or annotation that marks a live object as tracked by DriftGuard even when Git does
@@ -85,7 +86,7 @@ pub struct NormalizedObject {
     /// The API version it was read in.
     pub api_version: String,
     /// Normalized content (no `apiVersion`, `kind`, name or namespace).
-    pub content: Value,
+    pub content: Doc,
 }
 
 /// A normalized desired object.
@@ -105,16 +106,24 @@ pub struct LiveObject {
     /// Resource version and other facts about the live object.
     pub meta: LiveMeta,
     /// `metadata.managedFields` as the server sent it (field names only, no values); read with
-    /// [`LiveObject::managed_fields`] when a drift needs attribution.
-    pub managed: Value,
-    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation.
+    /// [`LiveObject::managed_fields`] when a drift needs attribution. The engine keeps it only
+    /// for objects that differ from Git or that Git does not define.
+    pub managed: Doc,
+    /// The `kubectl.kubernetes.io/last-applied-configuration` annotation (kept by the engine
+    /// under the same condition as `managed`).
     pub last_applied: LastApplied,
+    /// The comparison with the desired object, made by the engine when it indexed this object
+    /// (`None` when Git does not define it, or outside the engine).
+    pub compared: Option<Comparison>,
 }
 
 impl LiveObject {
     /// The managed-fields summary (who owns which field).
     pub fn managed_fields(&self) -> Vec<crate::managed::ManagedFieldsEntry> {
-        crate::managed::parse_managed_fields_list(&self.managed)
+        if self.managed.is_null() {
+            return Vec::new();
+        }
+        crate::managed::parse_managed_fields_list(&self.managed.to_value())
     }
 }
 
@@ -129,7 +138,7 @@ pub enum LastApplied {
     /// The annotation's JSON, not yet normalized (never for Secrets).
     Raw(Box<str>),
     /// Normalized like a desired object.
-    Normalized(Value),
+    Normalized(Doc),
 }
 
 /// Normalizes objects; holds the Secret hashing key.
@@ -149,6 +158,15 @@ struct Ctx<'a> {
     in_resources: bool,
 }
 
+/// How the items of a list with a merge key are named.
+#[derive(Clone, Copy)]
+enum MergeKey {
+    /// By one field (`name`, `mountPath`).
+    Field(&'static str),
+    /// By a port field and the protocol: `80/TCP`.
+    Port(&'static str),
+}
+
 impl Normalizer {
     /// A normalizer hashing Secret values with `key`.
     pub fn new(key: SecretKey) -> Self {
@@ -165,17 +183,34 @@ impl Normalizer {
         raw: &RawManifest,
         ignore: &[JsonPointer],
     ) -> Result<DesiredObject, NormalizeError> {
-        self.desired_owned(environment, raw.clone(), ignore)
+        let value: &Value = &raw.object.0;
+        let (id, api_version) = identify(environment, value)?;
+        self.desired_as(id, api_version, raw, ignore)
     }
 
-    /// Like [`Normalizer::desired`], consuming the raw object (no copies).
+    /// [`Normalizer::desired`] for an object whose identity the caller read already.
+    pub(crate) fn desired_as(
+        &self,
+        id: ResourceId,
+        api_version: &str,
+        raw: &RawManifest,
+        ignore: &[JsonPointer],
+    ) -> Result<DesiredObject, NormalizeError> {
+        let object = self.normalize_as(id, api_version, &raw.object.0, ignore)?;
+        Ok(DesiredObject {
+            object,
+            provenance: raw.provenance.clone(),
+        })
+    }
+
+    /// Like [`Normalizer::desired`], consuming the raw object.
     pub fn desired_owned(
         &self,
         environment: &str,
         raw: RawManifest,
         ignore: &[JsonPointer],
     ) -> Result<DesiredObject, NormalizeError> {
-        let object = self.normalize_owned(environment, raw.object.0, ignore)?;
+        let object = self.normalize(environment, &raw.object.0, ignore)?;
         Ok(DesiredObject {
             object,
             provenance: raw.provenance,
@@ -189,75 +224,112 @@ impl Normalizer {
         raw: &RawLive,
         ignore: &[JsonPointer],
     ) -> Result<LiveObject, NormalizeError> {
-        self.live_owned(environment, raw.clone(), ignore)
+        let value: &Value = &raw.object.0;
+        let (id, api_version) = identify(environment, value)?;
+        self.live_as(id, api_version, raw, ignore)
     }
 
-    /// Like [`Normalizer::live`], consuming the raw object (no copies).
+    /// [`Normalizer::live`] for an object whose identity the caller read already.
+    pub(crate) fn live_as(
+        &self,
+        id: ResourceId,
+        api_version: &str,
+        raw: &RawLive,
+        ignore: &[JsonPointer],
+    ) -> Result<LiveObject, NormalizeError> {
+        let mut live = self.live_view_as(id, api_version, raw, ignore)?;
+        self.attach_attribution(raw, ignore, &mut live);
+        Ok(live)
+    }
+
+    /// Reads what attribution needs (`managedFields`, the last-applied annotation) into a live
+    /// object made by [`Normalizer::live_view_as`].
+    pub(crate) fn attach_attribution(
+        &self,
+        raw: &RawLive,
+        ignore: &[JsonPointer],
+        live: &mut LiveObject,
+    ) {
+        let Some(metadata) = raw.object.0.get("metadata").and_then(Value::as_object) else {
+            return;
+        };
+        if let Some(m) = metadata.get("managedFields") {
+            live.managed = Doc::from_value(m);
+        }
+        let id = &live.object.id;
+        if let Some(la) = metadata
+            .get("annotations")
+            .and_then(|a| a.get(LAST_APPLIED))
+            .and_then(Value::as_str)
+        {
+            live.last_applied = if id.kind == "Secret" && id.group.is_empty() {
+                serde_json::from_str::<Value>(la)
+                    .ok()
+                    .and_then(|v| self.normalize(&id.environment, &v, ignore).ok())
+                    .map_or(LastApplied::Absent, |o| LastApplied::Normalized(o.content))
+            } else {
+                LastApplied::Raw(la.into())
+            };
+        }
+    }
+
+    /// A live object's normalized content and facts, without what only attribution needs.
+    pub(crate) fn live_view_as(
+        &self,
+        id: ResourceId,
+        api_version: &str,
+        raw: &RawLive,
+        ignore: &[JsonPointer],
+    ) -> Result<LiveObject, NormalizeError> {
+        let value: &Value = &raw.object.0;
+        let mut meta = LiveMeta::default();
+        let tracked = |v: &Value| {
+            v.get(TRACKING_LABEL)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v == "true" || v == "enabled")
+        };
+        // one pass over the metadata
+        for (k, v) in value
+            .get("metadata")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            match k.as_str() {
+                "labels" | "annotations" => meta.tracking |= tracked(v),
+                "resourceVersion" => meta.resource_version = v.as_str().map(str::to_owned),
+                "ownerReferences" => {
+                    meta.owned = v.as_array().is_some_and(|a| !a.is_empty());
+                }
+                "creationTimestamp" => {
+                    meta.created = v
+                        .as_str()
+                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| t.with_timezone(&Utc));
+                }
+                _ => {}
+            }
+        }
+        meta.system_default = is_system_default(&id, value);
+        // `managedFields` and the last-applied annotation are dropped by normalization
+        let object = self.normalize_as(id, api_version, value, ignore)?;
+        Ok(LiveObject {
+            object,
+            meta,
+            managed: Doc::null(),
+            last_applied: LastApplied::Absent,
+            compared: None,
+        })
+    }
+
+    /// Like [`Normalizer::live`], consuming the raw object.
     pub fn live_owned(
         &self,
         environment: &str,
         raw: RawLive,
         ignore: &[JsonPointer],
     ) -> Result<LiveObject, NormalizeError> {
-        let mut value = raw.object.0;
-        let secret = {
-            let m = ObjectMeta::of(&value);
-            m.kind == "Secret" && m.group_kind().group.is_empty()
-        };
-        let system_default = is_system_default(&value);
-        let mut managed = Value::Null;
-        let mut last_applied = LastApplied::Absent;
-        let mut meta = LiveMeta {
-            system_default,
-            ..LiveMeta::default()
-        };
-        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-            if let Some(m) = metadata.remove("managedFields") {
-                managed = m;
-            }
-            let tracked = |k: &str| {
-                metadata
-                    .get(k)
-                    .and_then(|l| l.get(TRACKING_LABEL))
-                    .and_then(Value::as_str)
-                    .is_some_and(|v| v == "true" || v == "enabled")
-            };
-            meta.tracking = tracked("labels") || tracked("annotations");
-            meta.resource_version = metadata
-                .get("resourceVersion")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            meta.owned = metadata
-                .get("ownerReferences")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
-            meta.created = metadata
-                .get("creationTimestamp")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            if let Some(Value::String(la)) = metadata
-                .get_mut("annotations")
-                .and_then(Value::as_object_mut)
-                .and_then(|a| a.remove(LAST_APPLIED))
-            {
-                last_applied = if secret {
-                    serde_json::from_str::<Value>(&la)
-                        .ok()
-                        .and_then(|v| self.normalize_owned(environment, v, ignore).ok())
-                        .map_or(LastApplied::Absent, |o| LastApplied::Normalized(o.content))
-                } else {
-                    LastApplied::Raw(la.into_boxed_str())
-                };
-            }
-        }
-        let object = self.normalize_owned(environment, value, ignore)?;
-        Ok(LiveObject {
-            object,
-            meta,
-            managed,
-            last_applied,
-        })
+        self.live(environment, &raw, ignore)
     }
 
     /// The normalized last-applied configuration of a live object.
@@ -266,57 +338,71 @@ impl Normalizer {
         environment: &str,
         live: &LiveObject,
         ignore: &[JsonPointer],
-    ) -> Option<Value> {
+    ) -> Option<Doc> {
         match &live.last_applied {
             LastApplied::Absent => None,
             LastApplied::Normalized(v) => Some(v.clone()),
             LastApplied::Raw(s) => serde_json::from_str::<Value>(s)
                 .ok()
-                .and_then(|v| self.normalize_owned(environment, v, ignore).ok())
+                .and_then(|v| self.normalize(environment, &v, ignore).ok())
                 .map(|o| o.content),
         }
     }
 
-    /// Normalizes any object.
+    /// Like [`Normalizer::normalize`], consuming the value.
+    pub fn normalize_owned(
+        &self,
+        environment: &str,
+        value: Value,
+        ignore: &[JsonPointer],
+    ) -> Result<NormalizedObject, NormalizeError> {
+        self.normalize(environment, &value, ignore)
+    }
+
+    /// Normalizes any object. `ignore` pointers are removed first.
     pub fn normalize(
         &self,
         environment: &str,
         value: &Value,
         ignore: &[JsonPointer],
     ) -> Result<NormalizedObject, NormalizeError> {
-        self.normalize_owned(environment, value.clone(), ignore)
+        let (id, api_version) = identify(environment, value)?;
+        self.normalize_as(id, api_version, value, ignore)
     }
 
-    /// Normalizes any object, consuming it.
-    pub fn normalize_owned(
+    /// [`Normalizer::normalize`] for an object whose identity the caller read already.
+    pub(crate) fn normalize_as(
         &self,
-        environment: &str,
-        mut value: Value,
+        id: ResourceId,
+        api_version: &str,
+        value: &Value,
         ignore: &[JsonPointer],
     ) -> Result<NormalizedObject, NormalizeError> {
-        if !value.is_object() {
+        let Value::Object(obj) = value else {
             return Err(NormalizeError::NotAMapping);
-        }
-        let (id, api_version) = {
-            let meta = ObjectMeta::of(&value);
-            if meta.api_version.is_empty() {
-                return Err(NormalizeError::MissingField {
-                    field: "apiVersion",
-                });
-            }
-            if meta.kind.is_empty() {
-                return Err(NormalizeError::MissingField { field: "kind" });
-            }
-            if meta.name.is_empty() {
-                return Err(NormalizeError::MissingField {
-                    field: "metadata.name",
-                });
-            }
-            (meta.id(environment), meta.api_version.to_owned())
         };
-        for p in ignore {
-            p.remove(&mut value);
-        }
+        let content = if ignore.is_empty() {
+            self.content(obj, &id)
+        } else {
+            let mut value = value.clone();
+            for p in ignore {
+                p.remove(&mut value);
+            }
+            match &value {
+                Value::Object(obj) => self.content(obj, &id),
+                _ => return Err(NormalizeError::NotAMapping),
+            }
+        };
+        Ok(NormalizedObject {
+            id,
+            api_version: api_version.to_owned(),
+            content,
+        })
+    }
+
+    /// The normalized content of an object of kind `id`.
+    fn content(&self, obj: &Map<String, Value>, id: &ResourceId) -> Doc {
+        let secret = id.kind == "Secret" && id.group.is_empty();
         let ctx = Ctx {
             kind: &id.kind,
             group: &id.group,
@@ -324,115 +410,177 @@ impl Normalizer {
             parent: "",
             in_resources: false,
         };
-        let mut content = Map::new();
-        if let Value::Object(obj) = value {
+        // a Secret's values are hashed before they reach the document
+        let secret_data = secret.then(|| self.secret_data(obj, ctx));
+        with_builder(|b| {
+            let mark = b.mark();
             for (k, v) in obj {
                 match k.as_str() {
                     "apiVersion" | "kind" | "status" => {}
+                    "data" | "stringData" if secret => {}
                     "metadata" => {
-                        if let Some(m) = self.metadata(v) {
-                            content.insert(k, m);
+                        if let Some(m) = self.metadata(b, v) {
+                            let key = b.str(k);
+                            b.push(key, m);
                         }
                     }
                     _ => {
                         let c = Ctx {
                             depth: 1,
-                            parent: &k,
+                            parent: k,
                             ..ctx
                         };
-                        if let Some(n) = self.norm(v, c) {
-                            content.insert(k, n);
+                        if let Some(n) = self.norm(b, v, c) {
+                            let key = b.str(k);
+                            b.push(key, n);
                         }
                     }
                 }
             }
-        }
-        if id.kind == "Secret" && id.group.is_empty() {
-            self.fold_secret(&mut content);
-        }
-        content.sort_keys();
-        Ok(NormalizedObject {
-            id,
-            api_version,
-            content: Value::Object(content),
+            if let Some(data) = secret_data {
+                let inner = b.mark();
+                for (k, v) in &data {
+                    let (k, v) = (b.str(k), b.str(v));
+                    b.push(k, Val::Str(v));
+                }
+                let map = b.end_map(inner);
+                let key = b.str("data");
+                b.push(key, map);
+            }
+            let root = b.end_map(mark);
+            b.finish(root)
         })
     }
 
-    fn metadata(&self, v: Value) -> Option<Value> {
+    /// A Secret's `data` with `stringData` folded in, every value replaced by its keyed hash,
+    /// sorted by key.
+    fn secret_data(&self, obj: &Map<String, Value>, ctx: Ctx<'_>) -> Vec<(String, String)> {
+        // normalized on their own, so that no plain text reaches the object's document
+        let part = |key: &str| -> Option<Doc> {
+            let v = obj.get(key)?;
+            if !v.is_object() {
+                return None;
+            }
+            let c = Ctx {
+                depth: 1,
+                parent: key,
+                ..ctx
+            };
+            let mut b = Builder::default();
+            let root = self.norm(&mut b, v, c)?;
+            Some(b.finish(root))
+        };
+        let mut data: Vec<(String, String)> = Vec::new();
+        if let Some(doc) = part("data") {
+            for (k, v) in doc.root().entries() {
+                let hashed = match v.as_str() {
+                    Some(s) => match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
+                        Ok(bytes) => self.hash_secret(&bytes),
+                        Err(_) => format!(
+                            "{}invalid-base64:{}",
+                            SECRET_HASH_PREFIX,
+                            self.hash_secret(s.as_bytes())
+                        ),
+                    },
+                    None => self.hash_secret(v.to_value().to_string().as_bytes()),
+                };
+                data.push((k.to_owned(), hashed));
+            }
+        }
+        if let Some(doc) = part("stringData") {
+            for (k, v) in doc.root().entries() {
+                let s = scalar_string(&v.to_value()).unwrap_or_default();
+                let hashed = self.hash_secret(s.as_bytes());
+                match data.binary_search_by(|(dk, _)| dk.as_str().cmp(k)) {
+                    Ok(i) => data[i].1 = hashed,
+                    Err(i) => data.insert(i, (k.to_owned(), hashed)),
+                }
+            }
+        }
+        data
+    }
+
+    fn metadata(&self, b: &mut Builder, v: &Value) -> Option<Val> {
         let Value::Object(obj) = v else {
             return None;
         };
-        let mut out = Map::new();
+        let mark = b.mark();
         for (k, v) in obj {
             match k.as_str() {
                 "labels" | "annotations" => {
                     if let Value::Object(map) = v {
-                        let mut kept = Map::new();
+                        let inner = b.mark();
                         for (lk, lv) in map {
                             if lk == LAST_APPLIED
                                 || SERVER_ANNOTATIONS.contains(&lk.as_str())
-                                || (self.ignore_system_prefixes && is_system_key(&lk))
+                                || (self.ignore_system_prefixes && is_system_key(lk))
                             {
                                 continue;
                             }
-                            if let Some(s) = scalar_string(&lv) {
-                                kept.insert(lk, Value::String(s));
+                            let start = b.text().len();
+                            if write_scalar(b.text(), lv) {
+                                let value = b.span_from(start);
+                                let key = b.str(lk);
+                                b.push(key, Val::Str(value));
                             }
                         }
-                        if !kept.is_empty() {
-                            kept.sort_keys();
-                            out.insert(k, Value::Object(kept));
+                        if b.mark() > inner {
+                            let map = b.end_map(inner);
+                            let key = b.str(k);
+                            b.push(key, map);
                         }
                     }
                 }
                 "finalizers" => {
-                    if let Some(n) = self.norm(v, Ctx::root("finalizers")) {
-                        out.insert(k, n);
+                    if let Some(n) = self.norm(b, v, Ctx::root("finalizers")) {
+                        let key = b.str(k);
+                        b.push(key, n);
                     }
                 }
                 // written by the server, or identity (kept elsewhere)
                 _ => {}
             }
         }
-        out.sort_keys();
-        (!out.is_empty()).then_some(Value::Object(out))
+        if b.mark() == mark {
+            return None;
+        }
+        Some(b.end_map(mark))
     }
 
-    fn norm(&self, v: Value, ctx: Ctx<'_>) -> Option<Value> {
+    fn norm(&self, b: &mut Builder, v: &Value, ctx: Ctx<'_>) -> Option<Val> {
         match v {
             Value::Null => None,
-            Value::Bool(_) => Some(v),
+            Value::Bool(x) => Some(Val::Bool(*x)),
             Value::Number(n) => {
                 if ctx.in_resources {
-                    return Some(Value::String(
-                        quantity::canonical(&n.to_string()).unwrap_or_else(|| n.to_string()),
-                    ));
+                    let s = n.to_string();
+                    let q = quantity::canonical(&s).unwrap_or(s);
+                    return Some(Val::Str(b.str(&q)));
                 }
-                Some(Value::Number(normalize_number(&n)))
+                Some(Builder::number(&normalize_number(n)))
             }
             Value::String(s) => {
                 if ctx.in_resources || ctx.parent == "sizeLimit" {
-                    if let Some(q) = quantity::canonical(&s) {
-                        return Some(Value::String(q));
+                    if let Some(q) = quantity::canonical(s) {
+                        return Some(Val::Str(b.str(&q)));
                     }
                 }
-                Some(Value::String(s))
+                Some(Val::Str(b.str(s)))
             }
             Value::Array(items) => {
-                let items = match self.keyed_list(items, ctx) {
-                    Ok(keyed) => return Some(keyed),
-                    Err(items) => items,
-                };
+                if let Some(keyed) = self.keyed_list(b, items, ctx) {
+                    return Some(keyed);
+                }
                 let child = Ctx {
                     depth: ctx.depth + 1,
                     ..ctx
                 };
-                Some(Value::Array(
-                    items
-                        .into_iter()
-                        .map(|i| self.norm(i, child).unwrap_or(Value::Null))
-                        .collect(),
-                ))
+                let mark = b.mark();
+                for i in items {
+                    let n = self.norm(b, i, child).unwrap_or(Val::Null);
+                    b.item(n);
+                }
+                Some(b.end_list(mark))
             }
             Value::Object(map) => {
                 let in_resources = ctx.in_resources
@@ -449,110 +597,79 @@ impl Normalizer {
                             | "maxLimitRequestRatio"
                             | "overhead"
                     ) && ctx.kind != "CustomResourceDefinition");
-                let mut out = Map::new();
+                let mark = b.mark();
                 for (k, child) in map {
                     let c = Ctx {
                         depth: ctx.depth + 1,
-                        parent: &k,
+                        parent: k,
                         in_resources,
                         ..ctx
                     };
-                    if let Some(n) = self.norm(child, c) {
-                        out.insert(k, n);
+                    if let Some(n) = self.norm(b, child, c) {
+                        let key = b.str(k);
+                        b.push(key, n);
                     }
                 }
-                out.sort_keys();
-                Some(Value::Object(out))
+                Some(b.end_map(mark))
             }
         }
     }
 
-    /// Turns a list with a Kubernetes merge key into a map keyed by `[key]`; gives the list
-    /// back when it has no merge key (or an item lacks it, or keys repeat).
-    fn keyed_list(&self, items: Vec<Value>, ctx: Ctx<'_>) -> Result<Value, Vec<Value>> {
-        type KeyFn = fn(&Map<String, Value>) -> Option<String>;
-        let name: KeyFn = |m| m.get("name").and_then(scalar_string);
-        let key_fn: KeyFn = match ctx.parent {
+    /// Turns a list with a Kubernetes merge key into a map keyed by `[key]`; `None` when the
+    /// list has no merge key (or an item lacks it, or keys repeat).
+    fn keyed_list(&self, b: &mut Builder, items: &[Value], ctx: Ctx<'_>) -> Option<Val> {
+        let merge_key = match ctx.parent {
             "containers"
             | "initContainers"
             | "ephemeralContainers"
             | "env"
             | "volumes"
-            | "imagePullSecrets" => name,
-            "volumeMounts" => |m| m.get("mountPath").and_then(scalar_string),
-            "volumeDevices" => |m| m.get("devicePath").and_then(scalar_string),
+            | "imagePullSecrets" => MergeKey::Field("name"),
+            "volumeMounts" => MergeKey::Field("mountPath"),
+            "volumeDevices" => MergeKey::Field("devicePath"),
             "ports" => {
-                let Some(first) = items.first().and_then(Value::as_object) else {
-                    return Err(items);
-                };
+                let first = items.first().and_then(Value::as_object)?;
                 if first.contains_key("containerPort") {
-                    |m| {
-                        let port = m.get("containerPort").and_then(scalar_string)?;
-                        Some(format!("{port}/{}", protocol(m)))
-                    }
+                    MergeKey::Port("containerPort")
                 } else if ctx.kind == "Service" && ctx.group.is_empty() && ctx.depth == 2 {
-                    |m| {
-                        let port = m.get("port").and_then(scalar_string)?;
-                        Some(format!("{port}/{}", protocol(m)))
-                    }
+                    MergeKey::Port("port")
                 } else {
-                    return Err(items);
+                    return None;
                 }
             }
-            _ => return Err(items),
+            _ => return None,
         };
-        let mut keys = Vec::with_capacity(items.len());
-        for item in &items {
-            let Some(key) = item.as_object().and_then(key_fn) else {
-                return Err(items);
-            };
-            if keys.contains(&key) {
-                // duplicate merge keys: not a valid keyed list, compare it whole
-                return Err(items);
+        // the `[key]` names are written first; nested keyed lists stack theirs above
+        let text_mark = b.text().len();
+        let keys_mark = b.keys.len();
+        for item in items {
+            let start = b.text().len();
+            let ok = item
+                .as_object()
+                .is_some_and(|m| write_merge_key(b.text(), m, merge_key));
+            let key = b.span_from(start);
+            let name = b.text_of(key);
+            if !ok || b.keys[keys_mark..].iter().any(|k| b.text_of(*k) == name) {
+                // missing or duplicate merge keys: not a keyed list, compare it whole
+                b.text().truncate(text_mark);
+                b.keys.truncate(keys_mark);
+                return None;
             }
-            keys.push(key);
+            b.keys.push(key);
         }
         let child = Ctx {
             depth: ctx.depth + 1,
             ..ctx
         };
-        let mut out = Map::new();
-        for (item, key) in items.into_iter().zip(keys) {
-            if let Some(n) = self.norm(item, child) {
-                out.insert(path::item_key(&key), n);
+        let mark = b.mark();
+        for (i, item) in items.iter().enumerate() {
+            let key = b.keys[keys_mark + i];
+            if let Some(n) = self.norm(b, item, child) {
+                b.push(key, n);
             }
         }
-        out.sort_keys();
-        Ok(Value::Object(out))
-    }
-
-    fn fold_secret(&self, content: &mut Map<String, Value>) {
-        let mut data = match content.remove("data") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        for (_, v) in data.iter_mut() {
-            let hashed = match v.as_str() {
-                Some(s) => match base64::engine::general_purpose::STANDARD.decode(s.trim()) {
-                    Ok(bytes) => self.hash_secret(&bytes),
-                    Err(_) => format!(
-                        "{}invalid-base64:{}",
-                        SECRET_HASH_PREFIX,
-                        self.hash_secret(s.as_bytes())
-                    ),
-                },
-                None => self.hash_secret(v.to_string().as_bytes()),
-            };
-            *v = Value::String(hashed);
-        }
-        if let Some(Value::Object(string_data)) = content.remove("stringData") {
-            for (k, v) in string_data {
-                let s = scalar_string(&v).unwrap_or_default();
-                data.insert(k, Value::String(self.hash_secret(s.as_bytes())));
-            }
-        }
-        data.sort_keys();
-        content.insert("data".to_owned(), Value::Object(data));
+        b.keys.truncate(keys_mark);
+        Some(b.end_map(mark))
     }
 
     /// The keyed hash of a Secret value: `hmac-sha256:` and 32 hex digits.
@@ -563,9 +680,10 @@ impl Normalizer {
         let out = mac.finalize().into_bytes();
         let mut s = String::with_capacity(SECRET_HASH_PREFIX.len() + 32);
         s.push_str(SECRET_HASH_PREFIX);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in &out[..16] {
-            use std::fmt::Write as _;
-            let _ = write!(s, "{b:02x}");
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 15)]));
         }
         s
     }
@@ -583,17 +701,42 @@ impl Ctx<'_> {
     }
 }
 
-fn protocol(m: &Map<String, Value>) -> &str {
-    m.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+/// Writes `[key]`, the name of a keyed list item (see [`crate::path::item_key`]); false when the item
+/// has no merge key.
+fn write_merge_key(out: &mut String, m: &Map<String, Value>, key: MergeKey) -> bool {
+    out.push('[');
+    let ok = match key {
+        MergeKey::Field(field) => m.get(field).is_some_and(|v| write_scalar(out, v)),
+        MergeKey::Port(field) => {
+            let ok = m.get(field).is_some_and(|v| write_scalar(out, v));
+            if ok {
+                out.push('/');
+                out.push_str(m.get("protocol").and_then(Value::as_str).unwrap_or("TCP"));
+            }
+            ok
+        }
+    };
+    out.push(']');
+    ok
+}
+
+/// Writes a scalar as a string (`1.0` as `1`); false for null, lists and maps.
+fn write_scalar(out: &mut String, v: &Value) -> bool {
+    use std::fmt::Write as _;
+    match v {
+        Value::String(s) => out.push_str(s),
+        Value::Number(n) => {
+            let _ = write!(out, "{}", normalize_number(n));
+        }
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        _ => return false,
+    }
+    true
 }
 
 fn scalar_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(normalize_number(n).to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
+    let mut s = String::new();
+    write_scalar(&mut s, v).then_some(s)
 }
 
 /// `1.0` -> `1`; other numbers unchanged.
@@ -619,12 +762,36 @@ pub fn is_system_key(key: &str) -> bool {
         || prefix.ends_with(".k8s.io")
 }
 
-/// Objects that the API server or its controllers create in every namespace by themselves.
-fn is_system_default(value: &Value) -> bool {
+/// The identity and API version of an object, checking the fields identity needs.
+pub(crate) fn identify<'a>(
+    environment: &str,
+    value: &'a Value,
+) -> Result<(ResourceId, &'a str), NormalizeError> {
+    if !value.is_object() {
+        return Err(NormalizeError::NotAMapping);
+    }
     let meta = ObjectMeta::of(value);
-    match (meta.group_kind().group.as_str(), meta.kind) {
-        ("", "ServiceAccount") => meta.name == "default",
-        ("", "ConfigMap") => meta.name == "kube-root-ca.crt",
+    if meta.api_version.is_empty() {
+        return Err(NormalizeError::MissingField {
+            field: "apiVersion",
+        });
+    }
+    if meta.kind.is_empty() {
+        return Err(NormalizeError::MissingField { field: "kind" });
+    }
+    if meta.name.is_empty() {
+        return Err(NormalizeError::MissingField {
+            field: "metadata.name",
+        });
+    }
+    Ok((meta.id(environment), meta.api_version))
+}
+
+/// Objects that the API server or its controllers create in every namespace by themselves.
+fn is_system_default(id: &ResourceId, value: &Value) -> bool {
+    match (id.group.as_str(), id.kind.as_str()) {
+        ("", "ServiceAccount") => id.name == "default",
+        ("", "ConfigMap") => id.name == "kube-root-ca.crt",
         ("", "Secret") => {
             value.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
         }
@@ -654,7 +821,7 @@ mod tests {
             "status": {"replicas": 1}});
         let o = n().normalize("dev", &v, &[]).expect("valid");
         assert_eq!(
-            o.content,
+            o.content.to_value(),
             json!({"metadata": {"labels": {"app": "a"}},
                 "spec": {"replicas": 1, "template": {"spec": {"containers": {"[c]":
                     {"name": "c", "image": "i", "ports": {"[80/TCP]": {"containerPort": 80}},
@@ -671,7 +838,7 @@ mod tests {
         let d = n().normalize("dev", &desired, &[]).expect("valid");
         let l = n().normalize("dev", &live, &[]).expect("valid");
         assert_eq!(d.content, l.content);
-        let text = d.content.to_string();
+        let text = d.content.to_value().to_string();
         assert!(!text.contains("hunter2"));
         assert!(!text.contains("aHVudGVyMg"));
         assert!(text.contains(SECRET_HASH_PREFIX));
