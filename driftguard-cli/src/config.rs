@@ -211,6 +211,10 @@ pub struct StoreConfig {
     /// A MongoDB database.
     #[serde(default)]
     pub mongodb: Option<MongoConfig>,
+    /// Age after which events, scan summaries and resolved episodes are pruned (e.g. `90d`;
+    /// default: kept). Open drifts and current records are never pruned.
+    #[serde(default)]
+    pub retention: Option<driftguard_server::config::HumanDuration>,
 }
 
 /// A MongoDB database.
@@ -296,6 +300,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// `store.retention`: how long events, scans and resolved episodes are kept.
+    pub fn retention(&self) -> Option<std::time::Duration> {
+        self.file
+            .store
+            .as_ref()
+            .and_then(|s| s.retention)
+            .map(|d| d.0)
+    }
+
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();

@@ -675,6 +675,15 @@ async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                 )
             })?;
         }
+        if let Some(retention) = config.retention() {
+            // what is older than the retention goes; a failure only delays that to the next scan
+            if let Err(e) =
+                driftguard_server::retention::prune_once(store.as_ref(), clock.as_ref(), retention)
+                    .await
+            {
+                tracing::warn!("cannot prune the history: {}", setup::one_line(&e));
+            }
+        }
     }
     let now = clock.now();
     let style = stdout_style(g);
@@ -953,6 +962,9 @@ async fn explain(g: &Global, a: &ObjectArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// How often `serve` prunes history older than `store.retention`.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
 async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
     use driftguard_server::{config::ServerConfig, metrics::Metrics, supervisor::Supervisor};
     let path = config_path(g).ok_or_else(|| {
@@ -1017,6 +1029,15 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
         eprintln!("driftguard: serving on http://{addr}");
     }
     let supervisor = Supervisor::start(&state, cancel.clone());
+    let pruner = config.retention().map(|retention| {
+        driftguard_server::retention::spawn_pruner(
+            state.store.clone(),
+            state.clock.clone(),
+            retention,
+            PRUNE_EVERY,
+            cancel.clone(),
+        )
+    });
     let stop = cancel.clone();
     // SIGINT (Ctrl-C) and SIGTERM (how Kubernetes stops a pod) both shut down gracefully
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -1032,6 +1053,9 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
     cancel.cancel();
     supervisor.shutdown(server_cfg.shutdown_grace.0).await;
     built.flush(server_cfg.shutdown_grace.0).await;
+    if let Some(p) = pruner {
+        let _ = p.await;
+    }
     served.with_context(|| format!("server on {addr} failed"))?;
     Ok(EXIT_OK)
 }

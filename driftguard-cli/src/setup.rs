@@ -16,7 +16,7 @@ use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
-use driftguard_store::{MongoStore, SqliteStore};
+use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::config::{Config, EnvironmentConfig, StoreConfig};
 
@@ -64,6 +64,8 @@ pub enum StoreChoice {
         uri_env: String,
         /// The database.
         database: String,
+        /// Retention (TTL indexes), from `store.retention`.
+        retention: Option<std::time::Duration>,
     },
 }
 
@@ -82,6 +84,7 @@ impl StoreChoice {
             }) => StoreChoice::Mongo {
                 uri_env: m.uri_env.clone().unwrap_or_else(|| "MONGODB_URI".into()),
                 database: m.database.clone().unwrap_or_else(|| "driftguard".into()),
+                retention: config.retention(),
             },
             Some(StoreConfig {
                 sqlite: Some(p), ..
@@ -122,13 +125,19 @@ impl StoreChoice {
                         one_line(&e)
                     ))
                 }),
-            StoreChoice::Mongo { uri_env, database } => {
+            StoreChoice::Mongo {
+                uri_env,
+                database,
+                retention,
+            } => {
                 let uri = std::env::var(uri_env).map_err(|_| {
                     SetupError(format!(
                         "store: environment variable {uri_env} (the MongoDB URI) is not set"
                     ))
                 })?;
-                MongoStore::connect(&uri, database)
+                let mut options = MongoOptions::new(uri, database.clone());
+                options.retention = *retention;
+                MongoStore::connect_with(options)
                     .await
                     .map(|s| Arc::new(s) as Arc<dyn DriftStore>)
                     .map_err(|e| {

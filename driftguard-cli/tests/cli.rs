@@ -703,3 +703,71 @@ fn git_flags_scan_a_repository_and_attribute_commits() {
         r.stdout
     );
 }
+
+#[test]
+fn store_retention_prunes_old_history_after_a_scan_and_keeps_open_drifts() {
+    use driftguard_core::ports::DriftStore;
+    use driftguard_core::query::{DriftQuery, EventQuery};
+    let (_tmp, demo) = demo_copy();
+    let db = demo.join(".driftguard/driftguard.db");
+    std::fs::create_dir_all(db.parent().expect("parent")).expect("mkdir");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let count = |store: &driftguard_store::SqliteStore| {
+        rt.block_on(async {
+            let q = EventQuery {
+                environment: Some("archive".into()),
+                ..EventQuery::default()
+            };
+            let events = store.events(&q).await.expect("events").items.len();
+            let scans = store.scans(Some("archive"), 10).await.expect("scans").len();
+            let d = DriftQuery {
+                environment: Some("archive".into()),
+                ..DriftQuery::default()
+            };
+            let open = store.drifts(&d).await.expect("drifts").items.len();
+            (events, scans, open)
+        })
+    };
+    {
+        // history of an environment from 2024 (testkit's t0), 2 of 4 drifts resolved
+        let store = driftguard_store::SqliteStore::open(&db).expect("open");
+        rt.block_on(driftguard_server::testkit::fill_store(
+            &store, "archive", 4, 2,
+        ))
+        .expect("fill");
+        assert_eq!(count(&store), (6, 1, 2));
+    }
+    // without retention nothing goes
+    let r = run_in(&demo, &["scan", "--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        count(&driftguard_store::SqliteStore::open(&db).expect("open")),
+        (6, 1, 2)
+    );
+    // with 30 days of retention the 2024 events and scan go, the open drifts stay
+    let config = demo.join("driftguard.yaml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("{text}\nstore:\n  retention: 30d\n")).expect("write");
+    let r = run_in(&demo, &["scan", "--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        count(&driftguard_store::SqliteStore::open(&db).expect("open")),
+        (0, 0, 2)
+    );
+    // and the demo's own history (made just now) is kept
+    let r = run_in(&demo, &["events", "-e", "prod"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("detected"), "{}", r.stdout);
+    // a bad value names the key
+    std::fs::write(&config, format!("{text}\nstore:\n  retention: soon\n")).expect("write");
+    let r = run_in(&demo, &["scan", "--quiet"]);
+    assert_eq!(r.code, 1);
+    // the line is the `retention:` line (the path stops at `store`: serde_yaml's)
+    let line = text.lines().count() + 3;
+    assert!(
+        r.stderr.contains(&format!("driftguard.yaml:{line}:"))
+            && r.stderr.contains("invalid duration `soon`"),
+        "{}",
+        r.stderr
+    );
+}

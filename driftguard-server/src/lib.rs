@@ -23,6 +23,7 @@ pub mod dto;
 pub mod error;
 pub mod metrics;
 pub mod notify;
+pub mod retention;
 pub mod state;
 pub mod supervisor;
 pub mod testkit;
