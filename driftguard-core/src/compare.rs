@@ -10,6 +10,8 @@
 //! Every compared leaf gets a path hash and a value hash on each side ([`FieldHashes`]); the
 //! object's hash is the hash of its leaves.
 
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
@@ -150,37 +152,47 @@ pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Compar
 /// Compares normalized content. `kind` and `group` select the closed maps of ConfigMaps and
 /// Secrets.
 pub fn compare_docs(group: &str, kind: &str, desired: &Doc, live: &Doc) -> Comparison {
-    let mut w = Walker {
-        configmap: group.is_empty() && kind == "ConfigMap",
-        secret: group.is_empty() && kind == "Secret",
-        buf: String::with_capacity(128),
-        enc: Vec::with_capacity(256),
-        out: Comparison {
-            leaves: Vec::with_capacity(64),
-            drifted: Vec::new(),
-            drifted_hashes: Vec::new(),
-        },
-    };
-    w.walk(Some(desired.root()), Some(live.root()), Kind::Root);
-    let mut out = w.out;
-    if out.drifted.len() > 1 {
-        let mut pairs: Vec<(FieldDiff, u64)> = out
-            .drifted
-            .drain(..)
-            .zip(out.drifted_hashes.drain(..))
-            .collect();
-        pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-        (out.drifted, out.drifted_hashes) = pairs.into_iter().unzip();
+    thread_local! {
+        static SCRATCH: RefCell<Walker> = RefCell::new(Walker::default());
     }
-    out
+    let run = |w: &mut Walker| {
+        w.configmap = group.is_empty() && kind == "ConfigMap";
+        w.secret = group.is_empty() && kind == "Secret";
+        w.buf.clear();
+        w.leaves.clear();
+        w.walk(Some(desired.root()), Some(live.root()), Kind::Root);
+        // the scratch buffers are reused; the result gets exact-size copies
+        let mut out = Comparison {
+            leaves: w.leaves.as_slice().to_vec(),
+            drifted: std::mem::take(&mut w.drifted),
+            drifted_hashes: std::mem::take(&mut w.drifted_hashes),
+        };
+        if out.drifted.len() > 1 {
+            let mut pairs: Vec<(FieldDiff, u64)> = out
+                .drifted
+                .drain(..)
+                .zip(out.drifted_hashes.drain(..))
+                .collect();
+            pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+            (out.drifted, out.drifted_hashes) = pairs.into_iter().unzip();
+        }
+        out
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut w) => run(&mut w),
+        Err(_) => run(&mut Walker::default()),
+    })
 }
 
+#[derive(Default)]
 struct Walker {
     configmap: bool,
     secret: bool,
     buf: String,
     enc: Vec<u8>,
-    out: Comparison,
+    leaves: Vec<Leaf>,
+    drifted: Vec<FieldDiff>,
+    drifted_hashes: Vec<u64>,
 }
 
 impl Walker {
@@ -236,21 +248,24 @@ impl Walker {
 
     fn walk_map(&mut self, dm: Option<Node<'_>>, lm: Option<Node<'_>>, node: Kind) {
         let closed = node == Kind::Closed;
-        let d_entries = dm.into_iter().flat_map(|m| m.entries());
-        for (k, dv) in d_entries {
+        // both maps are sorted by key: one pass over each
+        let mut lpos = 0;
+        let mut containers = false;
+        for (k, dv) in dm.into_iter().flat_map(|m| m.entries()) {
+            containers |= k == "containers";
             let len = self.buf.len();
             path::push_key(&mut self.buf, k);
             let child = self.child_kind(node, k);
-            self.walk(Some(dv), lm.and_then(|m| m.get(k)), child);
+            self.walk(Some(dv), lm.and_then(|m| m.seek(k, &mut lpos)), child);
             self.buf.truncate(len);
         }
         let Some(lm) = lm else {
             return;
         };
-        let in_desired = |k: &str| dm.is_some_and(|m| m.get(k).is_some());
         if closed {
+            let mut dpos = 0;
             for (k, lv) in lm.entries() {
-                if in_desired(k) {
+                if dm.is_some_and(|m| m.seek(k, &mut dpos).is_some()) {
                     continue;
                 }
                 let len = self.buf.len();
@@ -259,9 +274,9 @@ impl Walker {
                 self.buf.truncate(len);
             }
         } else {
-            let pod_spec = node != Kind::Other || in_desired("containers");
+            let pod_spec = node != Kind::Other || containers;
             for k in self.closed_children(node).iter().filter(|_| pod_spec) {
-                if in_desired(k) {
+                if dm.is_some_and(|m| m.get(k).is_some()) {
                     continue;
                 }
                 if let Some(lv) = lm.get(k) {
@@ -290,7 +305,7 @@ impl Walker {
             }
             xxh3_64(&self.enc)
         });
-        self.out.leaves.push(Leaf {
+        self.leaves.push(Leaf {
             path: path_hash,
             desired: dh,
             live: lh,
@@ -312,12 +327,12 @@ impl Walker {
                 (None, l) => l.map(|l| l.to_value()),
                 (_, None) => None,
             };
-            self.out.drifted.push(FieldDiff {
+            self.drifted.push(FieldDiff {
                 path: self.buf.clone(),
                 desired: show(d.map(|d| d.to_value())),
                 live: show(live_shown),
             });
-            self.out.drifted_hashes.push(path_hash);
+            self.drifted_hashes.push(path_hash);
         }
     }
 }

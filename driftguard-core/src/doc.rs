@@ -207,6 +207,29 @@ impl<'a> Node<'a> {
             })
     }
 
+    /// A map's value for `key`, looking from entry `*pos` on and leaving `*pos` after it:
+    /// visiting keys in ascending order costs one pass over the map.
+    pub(crate) fn seek(&self, key: &str, pos: &mut usize) -> Option<Node<'a>> {
+        let Val::Map(r) = self.val else {
+            return None;
+        };
+        let items = self.doc.entries(r);
+        while let Some(e) = items.get(*pos) {
+            match self.doc.str(e.key).cmp(key) {
+                std::cmp::Ordering::Less => *pos += 1,
+                std::cmp::Ordering::Equal => {
+                    *pos += 1;
+                    return Some(Node {
+                        doc: self.doc,
+                        val: e.val,
+                    });
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
+        }
+        None
+    }
+
     /// Converts to a `serde_json` value.
     pub fn to_value(&self) -> Value {
         match self.val {

@@ -20,7 +20,7 @@ use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::{owned_by_any, owners_of};
 use crate::manifest::ManifestError;
 use crate::model::{ObjectMeta, RawLive, RawObject, Revision};
-use crate::normalize::{identify, DesiredObject, LiveObject, Normalizer};
+use crate::normalize::{field, identify, DesiredObject, LiveObject, Normalizer};
 use crate::ports::{
     Clock, DesiredSet, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope,
     LiveSnapshot, LiveSource, Notification, Notifier, ScanBatch, ScanCounts, ScanSummary,
@@ -136,8 +136,12 @@ impl Engine {
     }
 
     fn pointers(&self, id: &ResourceId, hpa_targets: &FastSet<ResourceId>) -> Vec<JsonPointer> {
-        let mut p = self.spec.ignore.pointers_for(id);
-        if self.spec.hpa_owns_replicas && hpa_targets.contains(id) {
+        let mut p = if self.spec.ignore.rules.is_empty() {
+            Vec::new()
+        } else {
+            self.spec.ignore.pointers_for(id)
+        };
+        if self.spec.hpa_owns_replicas && !hpa_targets.is_empty() && hpa_targets.contains(id) {
             p.push(JsonPointer::parse("/spec/replicas").expect("static pointer is valid"));
         }
         p
@@ -158,10 +162,11 @@ impl Engine {
             .map(|m| &m.object)
             .chain(live.objects.iter().map(|l| &l.object))
         {
-            if let Some(target) = hpa_target(env, raw) {
-                st.hpa_targets.insert(target);
+            match kind_of(raw) {
+                Some("HorizontalPodAutoscaler") => st.hpa_targets.extend(hpa_target(env, raw)),
+                Some("StatefulSet") => st.claim_prefixes.extend(claim_prefixes(raw)),
+                _ => {}
             }
-            st.claim_prefixes.extend(claim_prefixes(raw));
         }
         st.desired.reserve(desired.objects.len());
         for m in &desired.objects {
@@ -394,8 +399,12 @@ impl Engine {
     }
 }
 
+fn kind_of(raw: &RawObject) -> Option<&str> {
+    field(raw.0.as_object()?, "kind")?.as_str()
+}
+
 fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
-    if raw.0.get("kind").and_then(Value::as_str) != Some("HorizontalPodAutoscaler") {
+    if kind_of(raw) != Some("HorizontalPodAutoscaler") {
         return None;
     }
     let meta = raw.meta();
@@ -417,7 +426,7 @@ fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
 
 /// Name prefixes of the claims a StatefulSet makes from its `volumeClaimTemplates`.
 fn claim_prefixes(raw: &RawObject) -> Vec<(String, String)> {
-    if raw.0.get("kind").and_then(Value::as_str) != Some("StatefulSet") {
+    if kind_of(raw) != Some("StatefulSet") {
         return Vec::new();
     }
     let meta = raw.meta();

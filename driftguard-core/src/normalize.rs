@@ -289,8 +289,8 @@ impl Normalizer {
                 .is_some_and(|v| v == "true" || v == "enabled")
         };
         // one pass over the metadata
-        for (k, v) in value
-            .get("metadata")
+        let obj = value.as_object().ok_or(NormalizeError::NotAMapping)?;
+        for (k, v) in field(obj, "metadata")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
@@ -466,9 +466,10 @@ impl Normalizer {
                 parent: key,
                 ..ctx
             };
-            let mut b = Builder::default();
-            let root = self.norm(&mut b, v, c)?;
-            Some(b.finish(root))
+            with_builder(|b| {
+                let root = self.norm(b, v, c)?;
+                Some(b.finish(root))
+            })
         };
         let mut data: Vec<(String, String)> = Vec::new();
         if let Some(doc) = part("data") {
@@ -767,24 +768,48 @@ pub(crate) fn identify<'a>(
     environment: &str,
     value: &'a Value,
 ) -> Result<(ResourceId, &'a str), NormalizeError> {
-    if !value.is_object() {
+    let Value::Object(obj) = value else {
         return Err(NormalizeError::NotAMapping);
-    }
-    let meta = ObjectMeta::of(value);
-    if meta.api_version.is_empty() {
+    };
+    // the same reads as `ObjectMeta::of`, without hashing keys
+    let s = |v: Option<&'a Value>| v.and_then(Value::as_str).unwrap_or("");
+    let metadata = field(obj, "metadata").and_then(Value::as_object);
+    let api_version = s(field(obj, "apiVersion"));
+    let kind = s(field(obj, "kind"));
+    let name = s(metadata.and_then(|m| field(m, "name")));
+    if api_version.is_empty() {
         return Err(NormalizeError::MissingField {
             field: "apiVersion",
         });
     }
-    if meta.kind.is_empty() {
+    if kind.is_empty() {
         return Err(NormalizeError::MissingField { field: "kind" });
     }
-    if meta.name.is_empty() {
+    if name.is_empty() {
         return Err(NormalizeError::MissingField {
             field: "metadata.name",
         });
     }
-    Ok((meta.id(environment), meta.api_version))
+    let meta = ObjectMeta {
+        api_version,
+        kind,
+        name,
+        namespace: metadata
+            .and_then(|m| field(m, "namespace"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty()),
+    };
+    Ok((meta.id(environment), api_version))
+}
+
+/// A map's value for `key`; small maps are scanned (no key hashing when serde_json keeps
+/// insertion order).
+pub(crate) fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    if map.len() <= 8 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
 }
 
 /// Objects that the API server or its controllers create in every namespace by themselves.
