@@ -6,6 +6,7 @@
 //! machine against the stored records, store, notify, and report. Re-evaluating one object after
 //! a live change ([`Scanner::apply_live_change`]) touches only that object.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -171,18 +172,20 @@ impl Engine {
         st.desired.reserve(desired.objects.len());
         for m in &desired.objects {
             let result = identify(env, &m.object.0).and_then(|(id, api_version)| {
-                if let Some(first) = st.desired.get(&id) {
-                    return Ok(Err(format!(
-                        "duplicate object {id}: also defined at {}",
-                        first.provenance
-                    )));
-                }
                 let pointers = self.pointers(&id, &st.hpa_targets);
-                let d = self
-                    .normalizer
-                    .desired_as(id.clone(), api_version, m, &pointers)?;
-                st.desired.insert(id, d);
-                Ok(Ok(()))
+                match st.desired.entry(id) {
+                    Entry::Occupied(first) => Ok(Err(format!(
+                        "duplicate object {}: also defined at {}",
+                        first.key(),
+                        first.get().provenance
+                    ))),
+                    Entry::Vacant(slot) => {
+                        let id = slot.key().clone();
+                        let d = self.normalizer.desired_as(id, api_version, m, &pointers)?;
+                        slot.insert(d);
+                        Ok(Ok(()))
+                    }
+                }
             });
             let message = match result {
                 Ok(Ok(())) => continue,
@@ -237,8 +240,8 @@ impl Engine {
         let Ok((id, api_version)) = identify(&self.spec.name, &raw.object.0) else {
             return false;
         };
-        let in_git = st.desired.contains_key(&id);
-        if !in_git && !st.orphan_kinds.contains(&id.group_kind()) {
+        let desired = st.desired.get(&id);
+        if desired.is_none() && !st.orphan_kinds.contains(&id.group_kind()) {
             return false;
         }
         let pointers = self.pointers(&id, &st.hpa_targets);
@@ -248,7 +251,7 @@ impl Engine {
         else {
             return false;
         };
-        match st.desired.get(&id) {
+        match desired {
             Some(d) => {
                 // compared once, here; attribution data is kept only when it can be needed
                 let cmp = self.compare_fields(d, &live);

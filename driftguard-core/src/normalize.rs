@@ -284,7 +284,8 @@ impl Normalizer {
         let value: &Value = &raw.object.0;
         let mut meta = LiveMeta::default();
         let tracked = |v: &Value| {
-            v.get(TRACKING_LABEL)
+            v.as_object()
+                .and_then(|m| field(m, TRACKING_LABEL))
                 .and_then(Value::as_str)
                 .is_some_and(|v| v == "true" || v == "enabled")
         };
@@ -457,7 +458,7 @@ impl Normalizer {
     fn secret_data(&self, obj: &Map<String, Value>, ctx: Ctx<'_>) -> Vec<(String, String)> {
         // normalized on their own, so that no plain text reaches the object's document
         let part = |key: &str| -> Option<Doc> {
-            let v = obj.get(key)?;
+            let v = field(obj, key)?;
             if !v.is_object() {
                 return None;
             }
@@ -630,7 +631,7 @@ impl Normalizer {
             "volumeDevices" => MergeKey::Field("devicePath"),
             "ports" => {
                 let first = items.first().and_then(Value::as_object)?;
-                if first.contains_key("containerPort") {
+                if field(first, "containerPort").is_some() {
                     MergeKey::Port("containerPort")
                 } else if ctx.kind == "Service" && ctx.group.is_empty() && ctx.depth == 2 {
                     MergeKey::Port("port")
@@ -707,12 +708,16 @@ impl Ctx<'_> {
 fn write_merge_key(out: &mut String, m: &Map<String, Value>, key: MergeKey) -> bool {
     out.push('[');
     let ok = match key {
-        MergeKey::Field(field) => m.get(field).is_some_and(|v| write_scalar(out, v)),
-        MergeKey::Port(field) => {
-            let ok = m.get(field).is_some_and(|v| write_scalar(out, v));
+        MergeKey::Field(name) => field(m, name).is_some_and(|v| write_scalar(out, v)),
+        MergeKey::Port(name) => {
+            let ok = field(m, name).is_some_and(|v| write_scalar(out, v));
             if ok {
                 out.push('/');
-                out.push_str(m.get("protocol").and_then(Value::as_str).unwrap_or("TCP"));
+                out.push_str(
+                    field(m, "protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("TCP"),
+                );
             }
             ok
         }

@@ -27,6 +27,23 @@ fn thread_cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Touches what the engine must read of a parsed value (every key and string, not `status` or
+/// `managedFields`): the memory-bound floor under any engine.
+fn touch(v: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    let first = |s: &str| usize::from(s.as_bytes().first().copied().unwrap_or(0));
+    match v {
+        Value::String(s) => first(s),
+        Value::Array(items) => items.iter().map(touch).sum::<usize>() + 1,
+        Value::Object(map) => map
+            .iter()
+            .filter(|(k, _)| k.as_str() != "status" && k.as_str() != "managedFields")
+            .map(|(k, v)| first(k) + touch(v))
+            .sum::<usize>(),
+        _ => 1,
+    }
+}
+
 fn main() {
     let engine = Engine::new(
         EnvironmentSpec::new("bench"),
@@ -62,6 +79,22 @@ fn main() {
             cpu += thread_cpu_seconds() - c;
             assert_eq!(drifted, n / 10);
         }
+        let c = thread_cpu_seconds();
+        let mut touched = 0usize;
+        for _ in 0..rounds {
+            touched += desired
+                .objects
+                .iter()
+                .map(|m| touch(&m.object.0))
+                .sum::<usize>();
+            touched += live
+                .objects
+                .iter()
+                .map(|l| touch(&l.object.0))
+                .sum::<usize>();
+        }
+        let cpu_touch = thread_cpu_seconds() - c;
+        assert!(touched > 0);
         let objects = (n * rounds) as f64;
         println!(
             "{n:>7} objects: {:>9.0} objects/s by wall time, {:>9.0} objects/s by CPU time",
@@ -73,6 +106,10 @@ fn main() {
             cpu_index / objects * 1e6,
             cpu_observe / objects * 1e6,
             (cpu - cpu_index - cpu_observe) / objects * 1e6
+        );
+        println!(
+            "         reading the parsed inputs alone (both sides, no engine): {:.1} µs per object",
+            cpu_touch / objects * 1e6
         );
     }
 }
