@@ -39,7 +39,7 @@ pub fn engine_inputs(n: usize) -> (DesiredSet, LiveSnapshot) {
         objects: desired
             .into_iter()
             .map(|v| RawManifest {
-                object: RawObject(v),
+                object: RawObject::new(v),
                 provenance: Provenance::default(),
             })
             .collect(),

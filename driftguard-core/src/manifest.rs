@@ -188,7 +188,7 @@ fn accept(
         }
     }
     parsed.objects.push((
-        RawObject(value),
+        RawObject::new(value),
         Provenance {
             file: file.to_owned(),
             document,

@@ -6,6 +6,7 @@
 //! into normalized views (see [`crate::normalize`]) before anything is compared, stored or printed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -78,8 +79,11 @@ impl fmt::Display for Provenance {
 }
 
 /// An unstructured object whose content is never printed by `Debug`.
+///
+/// The value is shared: cloning a `RawObject` is cheap (a reference count), so sources can keep
+/// parsed objects cached and hand them out again without copying them.
 #[derive(Clone, PartialEq)]
-pub struct RawObject(pub Value);
+pub struct RawObject(pub Arc<Value>);
 
 impl fmt::Debug for RawObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -95,7 +99,28 @@ impl fmt::Debug for RawObject {
     }
 }
 
+impl From<Value> for RawObject {
+    fn from(value: Value) -> Self {
+        RawObject::new(value)
+    }
+}
+
 impl RawObject {
+    /// Wraps a value.
+    pub fn new(value: Value) -> Self {
+        RawObject(Arc::new(value))
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.0
+    }
+
+    /// The value, owned (copied only when it is shared).
+    pub fn into_value(self) -> Value {
+        Arc::try_unwrap(self.0).unwrap_or_else(|shared| (*shared).clone())
+    }
+
     /// Typed view of the identifying fields.
     pub fn meta(&self) -> ObjectMeta<'_> {
         ObjectMeta::of(&self.0)
@@ -122,7 +147,7 @@ impl RawLive {
     /// Wraps a value.
     pub fn new(value: Value) -> Self {
         RawLive {
-            object: RawObject(value),
+            object: RawObject::new(value),
         }
     }
 }

@@ -43,7 +43,7 @@ fn live_values() -> Vec<Value> {
         let text = fs::read_to_string(fixtures().join(f)).expect("fixture file");
         let (objects, errors) = parse_file(f, &text, None).into_live();
         assert!(errors.is_empty(), "{errors:?}");
-        out.extend(objects.into_iter().map(|o| o.object.0));
+        out.extend(objects.into_iter().map(|o| o.object.into_value()));
     }
     out
 }

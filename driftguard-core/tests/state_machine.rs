@@ -112,7 +112,7 @@ impl World {
             objects: objects
                 .iter()
                 .map(|o| RawManifest {
-                    object: RawObject(o.clone()),
+                    object: RawObject::new(o.clone()),
                     provenance: Provenance::default(),
                 })
                 .collect(),
@@ -391,11 +391,11 @@ fn first_scan_direction_from_git_history() {
         vec![
             ObjectVersion {
                 commit: commit("bbbb", "Bea", "bump app to 2"),
-                object: Some(RawObject(deployment(3, "app:2"))),
+                object: Some(RawObject::new(deployment(3, "app:2"))),
             },
             ObjectVersion {
                 commit: commit("aaaa", "Al", "first"),
-                object: Some(RawObject(deployment(3, "app:1"))),
+                object: Some(RawObject::new(deployment(3, "app:1"))),
             },
         ],
     );

@@ -49,7 +49,7 @@ pub fn desired(revision: &str, objects: Vec<Value>) -> DesiredSet {
             .into_iter()
             .enumerate()
             .map(|(i, o)| RawManifest {
-                object: RawObject(o),
+                object: RawObject::new(o),
                 provenance: Provenance {
                     file: "deploy.yaml".into(),
                     document: i,

@@ -25,7 +25,7 @@ fn yaml_to_live(text: &str, uid: &str) -> RawLive {
 fn serde_yaml_like(text: &str) -> serde_json::Value {
     let parsed = driftguard_core::manifest::parse_file("x.yaml", text, None);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    parsed.objects[0].0 .0.clone()
+    parsed.objects[0].0.value().clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

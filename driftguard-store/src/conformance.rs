@@ -745,7 +745,7 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
     git.set(DesiredSet {
         revision: Some(Revision::plain("r1")),
         objects: vec![RawManifest {
-            object: RawObject(deployment(3)),
+            object: RawObject::new(deployment(3)),
             provenance: Provenance {
                 file: "web.yaml".into(),
                 document: 0,
@@ -863,19 +863,19 @@ pub async fn write_secret_canary(store: Arc<dyn DriftStore>) -> Vec<String> {
         revision: Some(Revision::plain("r1")),
         objects: vec![
             RawManifest {
-                object: RawObject(secret("db", &needles[0])),
+                object: RawObject::new(secret("db", &needles[0])),
                 provenance: Provenance::default(),
             },
             RawManifest {
-                object: RawObject(secret("gone", &needles[0])),
+                object: RawObject::new(secret("gone", &needles[0])),
                 provenance: Provenance::default(),
             },
             RawManifest {
-                object: RawObject(with_string_data),
+                object: RawObject::new(with_string_data),
                 provenance: Provenance::default(),
             },
             RawManifest {
-                object: RawObject(json!({"apiVersion": "v1", "kind": "Namespace",
+                object: RawObject::new(json!({"apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": "shop"}})),
                 provenance: Provenance::default(),
             },

@@ -258,7 +258,7 @@ async fn database_killed_during_scans_loses_nothing() {
         objects: names
             .iter()
             .map(|n| RawManifest {
-                object: RawObject(deployment(n, 3)),
+                object: RawObject::new(deployment(n, 3)),
                 provenance: Provenance::default(),
             })
             .collect(),

@@ -100,6 +100,8 @@ pub struct GitSourceConfig {
     pub kustomize_bin: Option<PathBuf>,
     /// Longest a clone or fetch may take.
     pub timeout: Duration,
+    /// Threads parsing files when many changed (0: one per core, at most 8).
+    pub parse_threads: usize,
 }
 
 impl GitSourceConfig {
@@ -115,6 +117,7 @@ impl GitSourceConfig {
             auth: None,
             kustomize_bin: None,
             timeout: Duration::from_secs(300),
+            parse_threads: 0,
         }
     }
 
@@ -127,6 +130,12 @@ impl GitSourceConfig {
     /// Sets the folder inside the repository.
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Sets how many threads parse files (0: one per core, at most 8; 1: the calling thread).
+    pub fn parse_threads(mut self, threads: usize) -> Self {
+        self.parse_threads = threads;
         self
     }
 }
@@ -341,7 +350,7 @@ impl GitRepoSource {
         let m = mirror.clone();
         let (reader, fetch_error, head) = blocking(move || {
             let fetch_error = prepare(&cfg, &m)?;
-            let reader = Reader::open(&m, filter, cfg.kustomize_bin.clone())?;
+            let reader = Reader::open(&m, filter, cfg.kustomize_bin.clone(), cfg.parse_threads)?;
             let head = reader.resolve(&cfg.reference).map_err(|e| match e {
                 SourceError::NotFound { what } => SourceError::NotFound {
                     what: format!("{what} in {}", redact_url(&cfg.url)),

@@ -17,6 +17,9 @@ use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 use super::kustomize;
 use super::select::{extend_set, parse_bytes, plan, FileObjects, Filter, KUSTOMIZATION_FILES};
 
+/// Memory for delta bases while reading blobs (per reading thread).
+const DELTA_BASE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// How many commits a history walk looks at, at most.
 const MAX_HISTORY_WALK: usize = 2_000;
 
@@ -39,7 +42,7 @@ struct Caches {
     /// Generation of the last full load.
     generation: u64,
     /// Parsed files by blob id, with the generation that last used them.
-    parsed: HashMap<ObjectId, (u64, Arc<FileObjects>)>,
+    parsed: gix::hashtable::HashMap<ObjectId, (u64, Arc<FileObjects>)>,
     /// Rendered kustomizations by (root tree, folder).
     rendered: HashMap<(ObjectId, String), (u64, Arc<FileObjects>)>,
 }
@@ -50,6 +53,8 @@ pub(crate) struct Reader {
     repo: gix::ThreadSafeRepository,
     pub filter: Filter,
     kustomize_bin: Option<PathBuf>,
+    /// Threads parsing files when many changed (0: one per core, at most 8).
+    parse_threads: usize,
     caches: Mutex<Caches>,
     /// Blobs parsed so far (cache misses).
     pub parsed_count: AtomicU64,
@@ -69,6 +74,7 @@ impl Reader {
         path: &Path,
         filter: Filter,
         kustomize_bin: Option<PathBuf>,
+        parse_threads: usize,
     ) -> Result<Self, SourceError> {
         let repo = gix::open(path)
             .map_err(|e| backend(format!("cannot open repository {}", path.display()), e))?;
@@ -76,6 +82,7 @@ impl Reader {
             repo: repo.into_sync(),
             filter,
             kustomize_bin,
+            parse_threads,
             caches: Mutex::new(Caches::default()),
             parsed_count: AtomicU64::new(0),
         })
@@ -84,6 +91,20 @@ impl Reader {
     fn local(&self) -> gix::Repository {
         let mut repo = self.repo.to_thread_local();
         repo.object_cache_size_if_unset(4 * 1024 * 1024);
+        repo
+    }
+
+    /// A handle for reading many blobs once each: no object cache (each blob is read once, a
+    /// copy into a cache is wasted work), a delta-base cache large enough for the long delta
+    /// chains of a pack of similar manifests.
+    fn blob_reader(&self) -> gix::Repository {
+        let mut repo = self.repo.to_thread_local();
+        repo.object_cache_size(None);
+        repo.objects.set_pack_cache(|| {
+            Box::new(gix::odb::pack::cache::lru::MemoryCappedHashmap::new(
+                DELTA_BASE_CACHE_BYTES,
+            ))
+        });
         repo
     }
 
@@ -198,60 +219,100 @@ impl Reader {
         Ok(parsed)
     }
 
-    /// Parses the files not in the cache yet, on several threads when there are many.
-    fn parse_missing(&self, files: &[(String, ObjectId)]) -> Result<(), SourceError> {
-        let missing: Vec<&(String, ObjectId)> = {
-            let c = self.caches();
-            let mut seen = std::collections::HashSet::new();
-            files
-                .iter()
-                .filter(|(_, b)| !c.parsed.contains_key(b) && seen.insert(*b))
-                .collect()
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(8);
-        if missing.len() < 64 || threads < 2 {
-            return Ok(());
-        }
-        let results: Vec<Result<Parsed, SourceError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let missing = &missing;
-                    scope.spawn(move || {
-                        let repo = self.local();
-                        let mut out = Vec::new();
-                        for (path, blob) in missing.iter().skip(t).step_by(threads) {
-                            let data = repo
-                                .find_blob(*blob)
-                                .map_err(|e| backend(format!("cannot read {path}"), e))?;
-                            out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
+    /// The parsed objects of every file, in order: cached ones are reused, the others are read
+    /// and parsed (on several threads when there are many).
+    fn parse_all(
+        &self,
+        repo: &gix::Repository,
+        files: &[(String, ObjectId)],
+    ) -> Result<Vec<Arc<FileObjects>>, SourceError> {
+        let mut out: Vec<Option<Arc<FileObjects>>> = Vec::with_capacity(files.len());
+        let mut missing: Vec<(&str, ObjectId)> = Vec::new();
+        {
+            let mut c = self.caches();
+            let generation = c.generation;
+            let mut seen = gix::hashtable::HashSet::default();
+            for (path, blob) in files {
+                match c.parsed.get_mut(blob) {
+                    Some((g, p)) => {
+                        *g = generation;
+                        out.push(Some(Arc::clone(p)));
+                    }
+                    None => {
+                        if seen.insert(*blob) {
+                            missing.push((path.as_str(), *blob));
                         }
-                        Ok(out)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(backend(
-                            "cannot parse files",
-                            std::io::Error::other("a parser thread panicked"),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        let mut c = self.caches();
-        let generation = c.generation;
-        for r in results {
-            for (blob, parsed) in r? {
-                self.parsed_count.fetch_add(1, Ordering::Relaxed);
-                c.parsed.insert(blob, (generation, parsed));
+                        out.push(None);
+                    }
+                }
             }
         }
-        Ok(())
+        let threads = match self.parse_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(8),
+            n => n,
+        };
+        let parsed: Parsed = if missing.is_empty() {
+            Vec::new()
+        } else if missing.len() < 64 {
+            read_and_parse(repo, missing.iter())?
+        } else if threads < 2 {
+            read_and_parse(&self.blob_reader(), missing.iter())?
+        } else {
+            // contiguous runs of files: neighbours in the tree tend to share delta bases
+            let per_thread = missing.len().div_ceil(threads);
+            let results: Vec<Result<Parsed, SourceError>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = missing
+                    .chunks(per_thread)
+                    .map(|files| {
+                        scope.spawn(move || read_and_parse(&self.blob_reader(), files.iter()))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(backend(
+                                "cannot parse files",
+                                std::io::Error::other("a parser thread panicked"),
+                            ))
+                        })
+                    })
+                    .collect()
+            });
+            let mut all = Vec::with_capacity(missing.len());
+            for r in results {
+                all.extend(r?);
+            }
+            all
+        };
+        if parsed.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
+        }
+        self.parsed_count
+            .fetch_add(parsed.len() as u64, Ordering::Relaxed);
+        let mut c = self.caches();
+        let generation = c.generation;
+        for (blob, p) in parsed {
+            c.parsed.insert(blob, (generation, p));
+        }
+        out.into_iter()
+            .zip(files)
+            .map(|(o, (path, blob))| match o {
+                Some(p) => Ok(p),
+                None => c
+                    .parsed
+                    .get(blob)
+                    .map(|(_, p)| Arc::clone(p))
+                    .ok_or_else(|| {
+                        backend(
+                            format!("cannot read {path}"),
+                            std::io::Error::other("parsed file missing from the cache"),
+                        )
+                    }),
+            })
+            .collect()
     }
 
     /// Renders the kustomization in `dir` as of `root` (cached by root tree).
@@ -324,11 +385,11 @@ impl Reader {
             notes: plan.notes,
             ..DesiredSet::default()
         };
-        set.objects.reserve(plan.files.len() * 2);
-        self.parse_missing(&plan.files)?;
-        for (path, blob) in &plan.files {
-            let parsed = self.parsed(&repo, path, *blob)?;
-            extend_set(&mut set, &parsed, path, rev);
+        let parsed = self.parse_all(&repo, &plan.files)?;
+        set.objects
+            .reserve(parsed.iter().map(|p| p.objects.len()).sum::<usize>());
+        for ((path, _), parsed) in plan.files.iter().zip(&parsed) {
+            extend_set(&mut set, parsed, path, rev);
         }
         let mut checkout = None;
         for dir in &plan.kustomizations {
@@ -475,6 +536,21 @@ impl Reader {
     }
 }
 
+/// Reads and parses blobs.
+fn read_and_parse<'a>(
+    repo: &gix::Repository,
+    files: impl Iterator<Item = &'a (&'a str, ObjectId)>,
+) -> Result<Parsed, SourceError> {
+    let mut out = Vec::new();
+    for (path, blob) in files {
+        let data = repo
+            .find_blob(*blob)
+            .map_err(|e| backend(format!("cannot read {path}"), e))?;
+        out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
+    }
+    Ok(out)
+}
+
 fn root_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId, SourceError> {
     let c = repo
         .find_commit(commit)
@@ -520,12 +596,13 @@ fn walk_tree(
         .map_err(|e| backend("cannot read tree", e))?;
     let decoded = t.decode().map_err(|e| backend("cannot decode tree", e))?;
     for e in &decoded.entries {
-        let name = e.filename.to_string();
-        let path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
+        let name = String::from_utf8_lossy(e.filename);
+        let mut path = String::with_capacity(prefix.len() + 1 + name.len());
+        if !prefix.is_empty() {
+            path.push_str(prefix);
+            path.push('/');
+        }
+        path.push_str(&name);
         if e.mode.is_tree() {
             walk_tree(repo, e.oid.to_owned(), &path, out)?;
         } else if e.mode.is_blob() {
