@@ -152,6 +152,16 @@ pub fn compare(group: &str, kind: &str, desired: &Value, live: &Value) -> Compar
 /// Compares normalized content. `kind` and `group` select the closed maps of ConfigMaps and
 /// Secrets.
 pub fn compare_docs(group: &str, kind: &str, desired: &Doc, live: &Doc) -> Comparison {
+    compare_nodes(group, kind, desired.root(), live.root())
+}
+
+/// [`compare_docs`] on values inside documents.
+pub(crate) fn compare_nodes(
+    group: &str,
+    kind: &str,
+    desired: Node<'_>,
+    live: Node<'_>,
+) -> Comparison {
     thread_local! {
         static SCRATCH: RefCell<Walker> = RefCell::new(Walker::default());
     }
@@ -160,7 +170,7 @@ pub fn compare_docs(group: &str, kind: &str, desired: &Doc, live: &Doc) -> Compa
         w.secret = group.is_empty() && kind == "Secret";
         w.buf.clear();
         w.leaves.clear();
-        w.walk(Some(desired.root()), Some(live.root()), Kind::Root);
+        w.walk(Some(desired), Some(live), Kind::Root);
         // the scratch buffers are reused; the result gets exact-size copies
         let mut out = Comparison {
             leaves: w.leaves.as_slice().to_vec(),

@@ -65,10 +65,11 @@ pub struct Doc {
     root: Val,
 }
 
-/// A value inside a [`Doc`].
+/// A value inside a [`Doc`] (or inside a document still being built).
 #[derive(Clone, Copy)]
 pub struct Node<'a> {
-    doc: &'a Doc,
+    text: &'a str,
+    nodes: &'a [Entry],
     val: Val,
 }
 
@@ -89,7 +90,8 @@ impl Doc {
     /// The root value.
     pub fn root(&self) -> Node<'_> {
         Node {
-            doc: self,
+            text: &self.text,
+            nodes: &self.nodes,
             val: self.root,
         }
     }
@@ -115,14 +117,6 @@ impl Doc {
     pub fn is_null(&self) -> bool {
         matches!(self.root, Val::Null)
     }
-
-    fn str(&self, s: Span) -> &str {
-        &self.text[s.range()]
-    }
-
-    fn entries(&self, s: Span) -> &[Entry] {
-        &self.nodes[s.range()]
-    }
 }
 
 impl PartialEq for Doc {
@@ -144,10 +138,22 @@ impl fmt::Debug for Node<'_> {
 }
 
 impl<'a> Node<'a> {
+    fn str_at(&self, s: Span) -> &'a str {
+        &self.text[s.range()]
+    }
+
+    fn items_at(&self, r: Span) -> &'a [Entry] {
+        &self.nodes[r.range()]
+    }
+
+    fn child(&self, val: Val) -> Node<'a> {
+        Node { val, ..*self }
+    }
+
     /// The string, if this is one.
     pub fn as_str(&self) -> Option<&'a str> {
         match self.val {
-            Val::Str(s) => Some(self.doc.str(s)),
+            Val::Str(s) => Some(self.str_at(s)),
             _ => None,
         }
     }
@@ -159,24 +165,24 @@ impl<'a> Node<'a> {
 
     /// The entries of a map (sorted by key), empty for anything else.
     pub fn entries(&self) -> impl Iterator<Item = (&'a str, Node<'a>)> + 'a {
-        let doc = self.doc;
+        let this = *self;
         let items: &'a [Entry] = match self.val {
-            Val::Map(r) => doc.entries(r),
+            Val::Map(r) => self.items_at(r),
             _ => &[],
         };
         items
             .iter()
-            .map(move |e| (doc.str(e.key), Node { doc, val: e.val }))
+            .map(move |e| (this.str_at(e.key), this.child(e.val)))
     }
 
     /// The items of a list, empty for anything else.
     pub fn items(&self) -> impl Iterator<Item = Node<'a>> + 'a {
-        let doc = self.doc;
+        let this = *self;
         let items: &'a [Entry] = match self.val {
-            Val::Arr(r) => doc.entries(r),
+            Val::Arr(r) => self.items_at(r),
             _ => &[],
         };
-        items.iter().map(move |e| Node { doc, val: e.val })
+        items.iter().map(move |e| this.child(e.val))
     }
 
     /// Number of entries or items (0 for scalars).
@@ -197,14 +203,11 @@ impl<'a> Node<'a> {
         let Val::Map(r) = self.val else {
             return None;
         };
-        let items = self.doc.entries(r);
+        let items = self.items_at(r);
         items
-            .binary_search_by(|e| self.doc.str(e.key).cmp(key))
+            .binary_search_by(|e| self.str_at(e.key).cmp(key))
             .ok()
-            .map(|i| Node {
-                doc: self.doc,
-                val: items[i].val,
-            })
+            .map(|i| self.child(items[i].val))
     }
 
     /// A map's value for `key`, looking from entry `*pos` on and leaving `*pos` after it:
@@ -213,16 +216,13 @@ impl<'a> Node<'a> {
         let Val::Map(r) = self.val else {
             return None;
         };
-        let items = self.doc.entries(r);
+        let items = self.items_at(r);
         while let Some(e) = items.get(*pos) {
-            match self.doc.str(e.key).cmp(key) {
+            match self.str_at(e.key).cmp(key) {
                 std::cmp::Ordering::Less => *pos += 1,
                 std::cmp::Ordering::Equal => {
                     *pos += 1;
-                    return Some(Node {
-                        doc: self.doc,
-                        val: e.val,
-                    });
+                    return Some(self.child(e.val));
                 }
                 std::cmp::Ordering::Greater => return None,
             }
@@ -238,7 +238,7 @@ impl<'a> Node<'a> {
             Val::Int(i) => Value::Number(i.into()),
             Val::UInt(u) => Value::Number(u.into()),
             Val::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-            Val::Str(s) => Value::String(self.doc.str(s).to_owned()),
+            Val::Str(s) => Value::String(self.str_at(s).to_owned()),
             Val::Arr(_) => Value::Array(self.items().map(|i| i.to_value()).collect()),
             Val::Map(_) => {
                 let mut m = Map::new();
@@ -273,7 +273,7 @@ impl<'a> Node<'a> {
                     out.extend_from_slice(&f.to_bits().to_le_bytes());
                 }
             }
-            Val::Str(s) => encode_str(self.doc.str(s), out),
+            Val::Str(s) => encode_str(self.str_at(s), out),
             Val::Arr(r) => {
                 out.push(T_ARR);
                 out.extend_from_slice(&(r.len as u64).to_le_bytes());
@@ -525,6 +525,15 @@ impl Builder {
                 }
                 self.end_map(mark)
             }
+        }
+    }
+
+    /// A view of a value built so far (before [`Builder::finish`]).
+    pub(crate) fn view(&self, root: Val) -> Node<'_> {
+        Node {
+            text: &self.text,
+            nodes: &self.nodes,
+            val: root,
         }
     }
 

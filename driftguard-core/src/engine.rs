@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::compare::{compare_docs, Comparison};
+use crate::compare::{compare_docs, compare_nodes, Comparison};
 use crate::convert::convert;
-use crate::doc::Doc;
+use crate::doc::{Doc, Node};
 use crate::id::{GroupKind, ResourceId};
 use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::{owned_by_any, owners_of};
@@ -245,16 +245,30 @@ impl Engine {
             return false;
         }
         let pointers = self.pointers(&id, &st.hpa_targets);
-        let Ok(mut live) = self
-            .normalizer
-            .live_view_as(id.clone(), api_version, raw, &pointers)
-        else {
+        // compared once, here, before the content is stored: what an object in sync with Git
+        // keeps is its comparison
+        let judged =
+            self.normalizer
+                .live_view_as(
+                    id.clone(),
+                    api_version,
+                    raw,
+                    &pointers,
+                    |content| match desired {
+                        Some(d) => {
+                            let cmp = self.compare_with(d, api_version, content);
+                            let differs = !cmp.in_sync();
+                            (Some(cmp), differs)
+                        }
+                        None => (None, true),
+                    },
+                );
+        let Ok((mut live, cmp)) = judged else {
             return false;
         };
-        match desired {
-            Some(d) => {
-                // compared once, here; attribution data is kept only when it can be needed
-                let cmp = self.compare_fields(d, &live);
+        match cmp {
+            Some(cmp) => {
+                // attribution data is kept only when it can be needed
                 if !cmp.in_sync() {
                     self.normalizer
                         .attach_attribution(raw, &pointers, &mut live);
@@ -366,20 +380,25 @@ impl Engine {
 
     /// Compares the fields of both sides, with version conversion.
     fn compare_fields(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
+        self.compare_with(d, &l.object.api_version, l.object.content.root())
+    }
+
+    /// Compares a desired object with live content read in `live_version`.
+    fn compare_with(&self, d: &DesiredObject, live_version: &str, live: Node<'_>) -> Comparison {
         let id = &d.object.id;
-        let converted = (d.object.api_version != l.object.api_version)
+        let converted = (d.object.api_version != live_version)
             .then(|| {
                 convert(
                     &id.kind,
                     &d.object.api_version,
-                    &l.object.api_version,
+                    live_version,
                     &d.object.content.to_value(),
                 )
             })
             .flatten()
             .map(|v| Doc::from_value(&v));
         let desired = converted.as_ref().unwrap_or(&d.object.content);
-        compare_docs(&id.group, &id.kind, desired, &l.object.content)
+        compare_nodes(&id.group, &id.kind, desired.root(), live)
     }
 
     /// Whether a live object equals an earlier desired version (normalized the same way).

@@ -25,7 +25,7 @@ use serde_json::{Map, Number, Value};
 use sha2::Sha256;
 
 use crate::compare::Comparison;
-use crate::doc::{with_builder, Builder, Doc, Val};
+use crate::doc::{with_builder, Builder, Doc, Node, Val};
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::model::{LiveMeta, ObjectMeta, Provenance, RawLive, RawManifest};
@@ -101,7 +101,9 @@ pub struct DesiredObject {
 /// A normalized live object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveObject {
-    /// The view.
+    /// The view. The engine keeps the content only for objects that differ from Git or that
+    /// Git does not define: for an object in sync, `content` is empty (`Doc::null()`) and
+    /// `compared` says all there is to say.
     pub object: NormalizedObject,
     /// Resource version and other facts about the live object.
     pub meta: LiveMeta,
@@ -237,7 +239,7 @@ impl Normalizer {
         raw: &RawLive,
         ignore: &[JsonPointer],
     ) -> Result<LiveObject, NormalizeError> {
-        let mut live = self.live_view_as(id, api_version, raw, ignore)?;
+        let (mut live, ()) = self.live_view_as(id, api_version, raw, ignore, |_| ((), true))?;
         self.attach_attribution(raw, ignore, &mut live);
         Ok(live)
     }
@@ -274,13 +276,15 @@ impl Normalizer {
     }
 
     /// A live object's normalized content and facts, without what only attribution needs.
-    pub(crate) fn live_view_as(
+    /// `judge` sees the content before it is stored and says whether to keep it.
+    pub(crate) fn live_view_as<R>(
         &self,
         id: ResourceId,
         api_version: &str,
         raw: &RawLive,
         ignore: &[JsonPointer],
-    ) -> Result<LiveObject, NormalizeError> {
+        judge: impl FnOnce(Node<'_>) -> (R, bool),
+    ) -> Result<(LiveObject, R), NormalizeError> {
         let value: &Value = &raw.object.0;
         let mut meta = LiveMeta::default();
         let tracked = |v: &Value| {
@@ -313,14 +317,26 @@ impl Normalizer {
         }
         meta.system_default = is_system_default(&id, value);
         // `managedFields` and the last-applied annotation are dropped by normalization
-        let object = self.normalize_as(id, api_version, value, ignore)?;
-        Ok(LiveObject {
-            object,
-            meta,
-            managed: Doc::null(),
-            last_applied: LastApplied::Absent,
-            compared: None,
-        })
+        let (content, judged) = self.normalized_with(&id, value, ignore, |b, root| {
+            let (judged, keep) = judge(b.view(root));
+            let content = if keep { b.finish(root) } else { Doc::null() };
+            (content, judged)
+        })?;
+        let object = NormalizedObject {
+            id,
+            api_version: api_version.to_owned(),
+            content,
+        };
+        Ok((
+            LiveObject {
+                object,
+                meta,
+                managed: Doc::null(),
+                last_applied: LastApplied::Absent,
+                compared: None,
+            },
+            judged,
+        ))
     }
 
     /// Like [`Normalizer::live`], consuming the raw object.
@@ -379,21 +395,7 @@ impl Normalizer {
         value: &Value,
         ignore: &[JsonPointer],
     ) -> Result<NormalizedObject, NormalizeError> {
-        let Value::Object(obj) = value else {
-            return Err(NormalizeError::NotAMapping);
-        };
-        let content = if ignore.is_empty() {
-            self.content(obj, &id)
-        } else {
-            let mut value = value.clone();
-            for p in ignore {
-                p.remove(&mut value);
-            }
-            match &value {
-                Value::Object(obj) => self.content(obj, &id),
-                _ => return Err(NormalizeError::NotAMapping),
-            }
-        };
+        let content = self.normalized_with(&id, value, ignore, |b, root| b.finish(root))?;
         Ok(NormalizedObject {
             id,
             api_version: api_version.to_owned(),
@@ -401,8 +403,38 @@ impl Normalizer {
         })
     }
 
-    /// The normalized content of an object of kind `id`.
-    fn content(&self, obj: &Map<String, Value>, id: &ResourceId) -> Doc {
+    /// Normalizes `value` (without the `ignore` pointers) into the builder and hands the root
+    /// to `f`.
+    fn normalized_with<R>(
+        &self,
+        id: &ResourceId,
+        value: &Value,
+        ignore: &[JsonPointer],
+        f: impl FnOnce(&mut Builder, Val) -> R,
+    ) -> Result<R, NormalizeError> {
+        let Value::Object(obj) = value else {
+            return Err(NormalizeError::NotAMapping);
+        };
+        if ignore.is_empty() {
+            return Ok(self.content_with(obj, id, f));
+        }
+        let mut value = value.clone();
+        for p in ignore {
+            p.remove(&mut value);
+        }
+        match &value {
+            Value::Object(obj) => Ok(self.content_with(obj, id, f)),
+            _ => Err(NormalizeError::NotAMapping),
+        }
+    }
+
+    /// Normalizes an object of kind `id` into the builder and hands the root to `f`.
+    fn content_with<R>(
+        &self,
+        obj: &Map<String, Value>,
+        id: &ResourceId,
+        f: impl FnOnce(&mut Builder, Val) -> R,
+    ) -> R {
         let secret = id.kind == "Secret" && id.group.is_empty();
         let ctx = Ctx {
             kind: &id.kind,
@@ -449,7 +481,7 @@ impl Normalizer {
                 b.push(key, map);
             }
             let root = b.end_map(mark);
-            b.finish(root)
+            f(b, root)
         })
     }
 
