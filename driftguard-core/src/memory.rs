@@ -98,6 +98,10 @@ impl DriftStore for MemoryStore {
         Ok(query.apply(self.lock().events.values().cloned()))
     }
 
+    async fn drift(&self, episode: &str) -> Result<Option<Drift>, StoreError> {
+        Ok(self.lock().episodes.get(episode).cloned())
+    }
+
     async fn scans(
         &self,
         environment: Option<&str>,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
-use crate::query::{DriftQuery, EventQuery, Page};
+use crate::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
 use crate::state::{Drift, DriftEvent, DriftRecord};
 
 /// A boxed error from an adapter.
@@ -409,6 +409,32 @@ pub trait DriftStore: Send + Sync {
             .await?
             .into_iter()
             .find(|r| &r.id == id))
+    }
+
+    /// One drift episode, open or resolved, by its id. The default pages through
+    /// [`DriftStore::drifts`] (open ones first); stores with an index on the id answer directly.
+    async fn drift(&self, episode: &str) -> Result<Option<Drift>, StoreError> {
+        for status in [DriftStatus::Open, DriftStatus::Resolved] {
+            let mut offset = 0;
+            loop {
+                let q = DriftQuery {
+                    status,
+                    sort: DriftSort::Detected,
+                    limit: 1000,
+                    offset,
+                    ..DriftQuery::default()
+                };
+                let page = self.drifts(&q).await?;
+                if let Some(d) = page.items.into_iter().find(|d| d.episode == episode) {
+                    return Ok(Some(d));
+                }
+                match page.next_offset {
+                    Some(n) => offset = n,
+                    None => break,
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The events of one object, oldest first.

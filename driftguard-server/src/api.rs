@@ -292,28 +292,10 @@ async fn get_drift(
     State(state): State<AppState>,
     Path(episode): Path<String>,
 ) -> Result<Json<DriftDetail>, AppError> {
-    // open drifts first (the common case), then the whole history
-    for status in [DriftStatus::Open, DriftStatus::Resolved] {
-        let mut offset = 0;
-        loop {
-            let q = DriftQuery {
-                status,
-                sort: DriftSort::Detected,
-                limit: 1000,
-                offset,
-                ..DriftQuery::default()
-            };
-            let page = state.store.drifts(&q).await?;
-            if let Some(d) = page.items.iter().find(|d| d.episode == episode) {
-                return Ok(Json(DriftDetail::from(d)));
-            }
-            match page.next_offset {
-                Some(n) => offset = n,
-                None => break,
-            }
-        }
+    match state.store.drift(&episode).await? {
+        Some(d) => Ok(Json(DriftDetail::from(&d))),
+        None => Err(AppError::not_found(format!("no drift episode `{episode}`"))),
     }
-    Err(AppError::not_found(format!("no drift episode `{episode}`")))
 }
 
 /// Filters of `GET /api/v1/events`.

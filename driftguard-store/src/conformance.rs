@@ -523,6 +523,27 @@ pub async fn queries_match_reference(store: Arc<dyn DriftStore>) {
         commit_both(&store, &reference, &b).await;
     }
     assert_same(&store, &reference, "dataset").await;
+    // one episode by its id, open or resolved
+    let all = reference
+        .drifts(&DriftQuery {
+            status: DriftStatus::All,
+            limit: 10_000,
+            ..DriftQuery::default()
+        })
+        .await
+        .expect("drifts")
+        .items;
+    assert!(
+        all.iter().any(|d| d.resolved_at.is_some()) && all.iter().any(|d| d.resolved_at.is_none())
+    );
+    for d in &all {
+        let got = store.drift(&d.episode).await.expect("drift by id");
+        assert_eq!(got.as_ref(), Some(d), "episode {}", d.episode);
+    }
+    assert_eq!(
+        store.drift("no-such-episode").await.expect("drift by id"),
+        None
+    );
 }
 
 /// Walking pages yields every item once, in order, with a stable total.

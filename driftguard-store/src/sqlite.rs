@@ -540,6 +540,20 @@ impl DriftStore for SqliteStore {
         self.with(move |c| query_drifts(c, &q)).await
     }
 
+    async fn drift(&self, episode: &str) -> Result<Option<Drift>, StoreError> {
+        let episode = episode.to_owned();
+        self.with(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM episodes WHERE episode = ?1")
+                .map_err(sql)?
+                .query_row(params![episode], |r| r.get(0))
+                .optional()
+                .map_err(sql)?;
+            body.map(|b| from_json("episode", &b)).transpose()
+        })
+        .await
+    }
+
     async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
         let q = query.clone();
         self.with(move |c| query_events(c, &q)).await
