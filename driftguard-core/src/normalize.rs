@@ -146,9 +146,20 @@ pub enum LastApplied {
 /// Normalizes objects; holds the Secret hashing key.
 #[derive(Clone, Debug)]
 pub struct Normalizer {
-    key: SecretKey,
+    /// The HMAC with the Secret key already absorbed (cloned for every value).
+    mac: KeyedMac,
     /// Drop labels and annotations under system prefixes (default: true).
     pub ignore_system_prefixes: bool,
+}
+
+/// An HMAC-SHA256 state holding the Secret key; its `Debug` output is redacted.
+#[derive(Clone)]
+struct KeyedMac(Hmac<Sha256>);
+
+impl fmt::Debug for KeyedMac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyedMac(redacted)")
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -173,7 +184,9 @@ impl Normalizer {
     /// A normalizer hashing Secret values with `key`.
     pub fn new(key: SecretKey) -> Self {
         Normalizer {
-            key,
+            mac: KeyedMac(
+                Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC accepts keys of any length"),
+            ),
             ignore_system_prefixes: true,
         }
     }
@@ -708,8 +721,7 @@ impl Normalizer {
 
     /// The keyed hash of a Secret value: `hmac-sha256:` and 32 hex digits.
     pub fn hash_secret(&self, bytes: &[u8]) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key.0).expect("HMAC accepts keys of any length");
+        let mut mac = self.mac.0.clone();
         mac.update(bytes);
         let out = mac.finalize().into_bytes();
         let mut s = String::with_capacity(SECRET_HASH_PREFIX.len() + 32);
