@@ -387,3 +387,45 @@ async fn database_killed_during_scans_loses_nothing() {
     );
     mongo.database().drop().await.expect("drop");
 }
+
+/// The open-drift view (`open_drifts`) is derived data: lost or never written (a database from
+/// before it existed), it is rebuilt from the episodes, by a query and by a write alike; two
+/// stores on one database keep it in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_drift_view_is_rebuilt_and_shared() {
+    use driftguard_store::conformance::{dataset, drift_queries};
+    let Some(uri) = mongo_uri() else { return };
+    let db = unique_db("view");
+    let a = MongoStore::connect(&uri, &db).await.expect("connects");
+    let b = MongoStore::connect(&uri, &db).await.expect("connects");
+    let reference = MemoryStore::new();
+    let same = |when: &'static str| {
+        let (a, b, reference) = (&a, &b, &reference);
+        async move {
+            for q in drift_queries() {
+                let want = reference.drifts(&q).await.expect("reference");
+                for s in [a, b] {
+                    assert_eq!(s.drifts(&q).await.expect("drifts"), want, "{when}: {q:?}");
+                }
+            }
+        }
+    };
+    let view = a.database().collection::<Document>("open_drifts");
+    let batches = dataset();
+    let half = batches.len() / 2;
+    for (i, batch) in batches[..half].iter().enumerate() {
+        let s = if i % 2 == 0 { &a } else { &b };
+        s.commit(batch).await.expect("commit");
+        reference.commit(batch).await.expect("commit");
+    }
+    same("written by two stores").await;
+    view.drop().await.expect("drop the view");
+    same("view rebuilt by queries").await;
+    view.drop().await.expect("drop the view");
+    for batch in &batches[half..] {
+        a.commit(batch).await.expect("commit");
+        reference.commit(batch).await.expect("commit");
+    }
+    same("view rebuilt by writes").await;
+    a.database().drop().await.expect("drop");
+}
