@@ -21,6 +21,14 @@ use crate::hash::{
     encode_str, T_ABSENT, T_ARR, T_FALSE, T_FLOAT, T_INT, T_NULL, T_OBJ, T_TRUE, T_UINT,
 };
 
+/// Byte order of keys, deciding on the first byte without a `memcmp` call when it can.
+fn key_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x.cmp(y),
+        _ => a.cmp(b),
+    }
+}
+
 /// A range of the text buffer or of the node array.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Span {
@@ -205,7 +213,7 @@ impl<'a> Node<'a> {
         };
         let items = self.items_at(r);
         items
-            .binary_search_by(|e| self.str_at(e.key).cmp(key))
+            .binary_search_by(|e| key_cmp(self.str_at(e.key), key))
             .ok()
             .map(|i| self.child(items[i].val))
     }
@@ -218,7 +226,7 @@ impl<'a> Node<'a> {
         };
         let items = self.items_at(r);
         while let Some(e) = items.get(*pos) {
-            match self.str_at(e.key).cmp(key) {
+            match key_cmp(self.str_at(e.key), key) {
                 std::cmp::Ordering::Less => *pos += 1,
                 std::cmp::Ordering::Equal => {
                     *pos += 1;
@@ -468,9 +476,9 @@ impl Builder {
         let items = &mut self.stack[mark..];
         let sorted = items
             .windows(2)
-            .all(|w| text[w[0].key.range()] <= text[w[1].key.range()]);
+            .all(|w| key_cmp(&text[w[0].key.range()], &text[w[1].key.range()]).is_le());
         if !sorted {
-            items.sort_unstable_by(|a, b| text[a.key.range()].cmp(&text[b.key.range()]));
+            items.sort_unstable_by(|a, b| key_cmp(&text[a.key.range()], &text[b.key.range()]));
         }
         Val::Map(self.close(mark))
     }
