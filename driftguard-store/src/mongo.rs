@@ -421,15 +421,30 @@ impl MongoStore {
         docs.iter().map(|d| body_of(coll, d)).collect()
     }
 
+    /// One document by `_id`: a single `find` command answered in its first batch (no cursor
+    /// left open, no `killCursors` round trip).
+    async fn by_id(&self, coll: &str, id: String) -> Result<Option<Document>, StoreError> {
+        let reply = self
+            .db
+            .run_command(doc! {
+                "find": coll,
+                "filter": {"_id": id},
+                "limit": 1_i64,
+                "singleBatch": true,
+            })
+            .await
+            .map_err(|e| merr(&format!("read {coll}"), e))?;
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .map_err(|e| corrupt(format!("find reply of {coll}"), e))?;
+        Ok(batch.first().and_then(Bson::as_document).cloned())
+    }
+
     /// The stored view of `env`'s open drifts, if there is one.
     async fn read_view(&self, env: &str) -> Result<Option<OpenView>, StoreError> {
-        let c = self.coll(OPEN_VIEW);
         'attempt: for _ in 0..VIEW_ATTEMPTS {
-            let Some(head) = c
-                .find_one(doc! {"_id": view_head_id(env)})
-                .await
-                .map_err(|e| merr("read open-drift view", e))?
-            else {
+            let Some(head) = self.by_id(OPEN_VIEW, view_head_id(env)).await? else {
                 return Ok(None);
             };
             let version = head
@@ -444,11 +459,7 @@ impl MongoStore {
                 .filter_map(|b| b.as_str().map(str::to_owned))
                 .collect();
             for id in &chunks {
-                match c
-                    .find_one(doc! {"_id": id})
-                    .await
-                    .map_err(|e| merr("read open-drift view", e))?
-                {
+                match self.by_id(OPEN_VIEW, id.clone()).await? {
                     Some(chunk) => view_items(&chunk, &mut items)?,
                     // replaced by a newer version meanwhile: read the new head
                     None => continue 'attempt,
