@@ -23,11 +23,12 @@ mod util;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::e2e::*;
+use util::edit;
 
 const TOKEN: &str = "acceptance-token-5d1e";
 const HOOK_SECRET: &str = "acceptance-hook-secret-77f0";
@@ -261,26 +262,13 @@ fn resolutions(s: &Services, repo: &Path) {
 // ---------------------------------------------------------------- small helpers
 
 fn b64(s: &str) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-fn edit(path: &Path, from: &str, to: &str) {
-    util::edit(path, from, to);
+/// Whether `text` holds the rotated Secret value, plain or base64.
+fn holds_canary(text: &str) -> bool {
+    text.contains(CANARY) || text.contains(&b64(CANARY))
 }
 
 fn git(repo: &Path, args: &[&str], author: &str) {
@@ -308,21 +296,6 @@ fn git(repo: &Path, args: &[&str], author: &str) {
 
 fn commit(repo: &Path, author: &str, message: &str) {
     git(repo, &["commit", "-q", "-a", "-m", message], author);
-}
-
-/// `kubectl` that may fail: `(exit code, stdout, stderr)`.
-fn kubectl_status(s: &Services, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(&s.kubectl);
-    cmd.args(args).env("KUBECONFIG", &s.kubeconfig);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("kubectl runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Removes what an earlier run left (namespaces, the CRD) and waits until it is gone.
@@ -634,7 +607,7 @@ fn kubectl_diff(s: &Services, repo: &Path, env: &str, work: &Path) -> KubectlDif
             .filter(|l| !l.starts_with('W'))
             .collect::<Vec<_>>()
             .join(" "),
-        leaks_secret: out.contains(&b64(CANARY)) || out.contains(CANARY),
+        leaks_secret: holds_canary(&out),
         ..KubectlDiff::default()
     };
     let read = |p: &Path| -> Option<Value> {
@@ -712,27 +685,14 @@ fn describe_kubectl(kd: &KubectlDiff, e: &Expect) -> String {
 // ---------------------------------------------------------------- the server
 
 fn start_server(dir: &Path, port: u16) -> Server {
-    let log = dir.join("serve.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_driftguard"))
-        .args(["serve", "--config", "serve.yaml", "--store", "serve.db"])
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("DRIFTGUARD_CONFIG")
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
-        .env("ACC_TOKENS", TOKEN)
-        .env("ACC_HOOK_SECRET", HOOK_SECRET)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("driftguard serve starts");
-    Server {
-        child,
+    spawn_server(
+        dir,
+        &["--config", "serve.yaml", "--store", "serve.db"],
+        &[("ACC_TOKENS", TOKEN), ("ACC_HOOK_SECRET", HOOK_SECRET)],
         port,
-        log,
-        token: TOKEN.into(),
-    }
+        dir.join("serve.log"),
+        TOKEN,
+    )
 }
 
 /// Webhook events as `(event, key, episode)`.
@@ -890,11 +850,8 @@ server:
         "drift nobody made: {extra:?}\n{}",
         one.table
     );
-    assert!(
-        !one.raw.contains(CANARY) && !one.raw.contains(&b64(CANARY)),
-        "a Secret value in the output"
-    );
-    assert!(!one.table.contains(CANARY) && !one.table.contains(&b64(CANARY)));
+    assert!(!holds_canary(&one.raw), "a Secret value in the output");
+    assert!(!holds_canary(&one.table));
     let kd_one: BTreeMap<&str, KubectlDiff> = ENVS
         .iter()
         .map(|e| (*e, kubectl_diff(&s, &repo, e, dir)))
@@ -1003,7 +960,7 @@ server:
         }
     }
     let bodies: String = hook.all().iter().map(|h| h.body.to_string()).collect();
-    assert!(!bodies.contains(CANARY) && !bodies.contains(&b64(CANARY)));
+    assert!(!holds_canary(&bodies));
     let mut metrics_row = Vec::new();
     for env in ENVS {
         let want = still.keys().filter(|k| k.0 == env).count() as f64;
@@ -1023,10 +980,7 @@ server:
         }
     }
     let log = server.log();
-    assert!(
-        !log.contains(CANARY) && !log.contains(&b64(CANARY)),
-        "a Secret value in the server log"
-    );
+    assert!(!holds_canary(&log), "a Secret value in the server log");
     drop(server);
     for db in ["cli.db", "serve.db"] {
         for f in std::fs::read_dir(dir).expect("dir").flatten() {
@@ -1034,10 +988,7 @@ server:
             if name.starts_with(db) {
                 let bytes = std::fs::read(f.path()).expect("read store");
                 let hay = String::from_utf8_lossy(&bytes);
-                assert!(
-                    !hay.contains(CANARY) && !hay.contains(&b64(CANARY)),
-                    "{name} holds the Secret value"
-                );
+                assert!(!holds_canary(&hay), "{name} holds the Secret value");
             }
         }
     }

@@ -124,34 +124,21 @@ impl Drop for Namespaces<'_> {
 }
 
 fn start_server(s: &Services, dir: &Path, config: &Path, run: usize) -> Server {
-    let port = free_port();
-    let log = dir.join(format!("serve-{run}.log"));
-    let child = Command::new(env!("CARGO_BIN_EXE_driftguard"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("DRIFTGUARD_CONFIG")
-        .env_remove("KUBECONFIG")
-        .env("NO_COLOR", "1")
-        .env(
-            "RUST_LOG",
-            std::env::var("DRIFTGUARD_E2E_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .env("MONGODB_URI", &s.mongodb_uri)
-        .env("E2E_TOKENS", TOKEN)
-        .env("E2E_HOOK_SECRET", HOOK_SECRET)
-        .env("E2E_SECRET_KEY", SECRET_KEY)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("driftguard serve starts");
-    Server {
-        child,
-        port,
-        log,
-        token: TOKEN.into(),
-    }
+    let log_level = std::env::var("DRIFTGUARD_E2E_LOG").unwrap_or_else(|_| "info".into());
+    spawn_server(
+        dir,
+        &["--config", config.to_str().expect("utf-8 path")],
+        &[
+            ("RUST_LOG", &log_level),
+            ("MONGODB_URI", &s.mongodb_uri),
+            ("E2E_TOKENS", TOKEN),
+            ("E2E_HOOK_SECRET", HOOK_SECRET),
+            ("E2E_SECRET_KEY", SECRET_KEY),
+        ],
+        free_port(),
+        dir.join(format!("serve-{run}.log")),
+        TOKEN,
+    )
 }
 
 fn mails_with(mails: &[String], needle: &str) -> usize {

@@ -18,7 +18,7 @@ use serde_json::{Map, Number, Value};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::hash::{
-    encode_str, T_ABSENT, T_ARR, T_FALSE, T_FLOAT, T_INT, T_NULL, T_OBJ, T_TRUE, T_UINT,
+    encode_f64, encode_i64, encode_str, encode_u64, T_ABSENT, T_ARR, T_FALSE, T_NULL, T_OBJ, T_TRUE,
 };
 
 /// Byte order of keys, deciding on the first byte without a `memcmp` call when it can.
@@ -264,23 +264,9 @@ impl<'a> Node<'a> {
             Val::Null => out.push(T_NULL),
             Val::Bool(false) => out.push(T_FALSE),
             Val::Bool(true) => out.push(T_TRUE),
-            Val::Int(i) => {
-                out.push(T_INT);
-                out.extend_from_slice(&i.to_le_bytes());
-            }
-            Val::UInt(u) => {
-                out.push(T_UINT);
-                out.extend_from_slice(&u.to_le_bytes());
-            }
-            Val::Float(f) => {
-                if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                    out.push(T_INT);
-                    out.extend_from_slice(&(f as i64).to_le_bytes());
-                } else {
-                    out.push(T_FLOAT);
-                    out.extend_from_slice(&f.to_bits().to_le_bytes());
-                }
-            }
+            Val::Int(i) => encode_i64(i, out),
+            Val::UInt(u) => encode_u64(u, out),
+            Val::Float(f) => encode_f64(f, out),
             Val::Str(s) => encode_str(self.str_at(s), out),
             Val::Arr(r) => {
                 out.push(T_ARR);

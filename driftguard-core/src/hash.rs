@@ -72,22 +72,33 @@ pub(crate) fn encode_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
+pub(crate) fn encode_i64(i: i64, out: &mut Vec<u8>) {
+    out.push(T_INT);
+    out.extend_from_slice(&i.to_le_bytes());
+}
+
+pub(crate) fn encode_u64(u: u64, out: &mut Vec<u8>) {
+    out.push(T_UINT);
+    out.extend_from_slice(&u.to_le_bytes());
+}
+
+/// A float with no fraction is encoded as the integer it equals (`1.0` hashes like `1`).
+pub(crate) fn encode_f64(f: f64, out: &mut Vec<u8>) {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        encode_i64(f as i64, out);
+    } else {
+        out.push(T_FLOAT);
+        out.extend_from_slice(&f.to_bits().to_le_bytes());
+    }
+}
+
 fn encode_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     if let Some(i) = n.as_i64() {
-        out.push(T_INT);
-        out.extend_from_slice(&i.to_le_bytes());
+        encode_i64(i, out);
     } else if let Some(u) = n.as_u64() {
-        out.push(T_UINT);
-        out.extend_from_slice(&u.to_le_bytes());
+        encode_u64(u, out);
     } else {
-        let f = n.as_f64().unwrap_or(f64::NAN);
-        if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            out.push(T_INT);
-            out.extend_from_slice(&(f as i64).to_le_bytes());
-        } else {
-            out.push(T_FLOAT);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
+        encode_f64(n.as_f64().unwrap_or(f64::NAN), out);
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,17 +44,24 @@ pub fn services() -> Option<Services> {
 }
 
 pub fn kubectl(s: &Services, args: &[&str]) -> String {
-    let out = Command::new(&s.kubectl)
-        .args(args)
-        .env("KUBECONFIG", &s.kubeconfig)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (code, out, err) = kubectl_status(s, args, &[]);
+    assert_eq!(code, 0, "kubectl {args:?} failed: {err}");
+    out
+}
+
+/// `kubectl` that may fail, with extra environment variables: `(exit code, stdout, stderr)`.
+pub fn kubectl_status(s: &Services, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(&s.kubectl);
+    cmd.args(args).env("KUBECONFIG", &s.kubeconfig);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("kubectl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 // ---------------------------------------------------------------- SHA-256 / HMAC (to verify the webhook signature)
@@ -312,6 +319,41 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port()
+}
+
+/// Starts `driftguard serve` in `dir` with `args` (plus `--listen` on `port`) and extra
+/// environment variables; its stderr goes to `log`.
+pub fn spawn_server(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    port: u16,
+    log: PathBuf,
+    token: &str,
+) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driftguard"));
+    cmd.arg("serve")
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env_remove("DRIFTGUARD_CONFIG")
+        .env_remove("KUBECONFIG")
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("driftguard serve starts");
+    Server {
+        child,
+        port,
+        log,
+        token: token.into(),
+    }
 }
 
 impl Server {
