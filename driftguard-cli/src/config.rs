@@ -63,6 +63,10 @@ pub struct EnvironmentConfig {
     /// Namespaces to read from the cluster (empty: all).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// The namespace of namespaced manifests that name none, as `kubectl apply -n` gives it
+    /// (default: `default`).
+    #[serde(default)]
+    pub default_namespace: Option<String>,
     /// Kinds to read besides those Git defines (`apiVersion` and `kind`).
     #[serde(default)]
     pub kinds: Vec<KindConfig>,
@@ -514,6 +518,17 @@ impl Config {
                     problem(format!("{at}.orphanKinds[{j}]"), "must not be empty".into());
                 }
             }
+            if env
+                .default_namespace
+                .as_ref()
+                .is_some_and(|n| !is_dns_label(n))
+            {
+                problem(
+                    format!("{at}.defaultNamespace"),
+                    "must be a namespace name (lower-case letters, digits and `-`, at most 63)"
+                        .into(),
+                );
+            }
         }
         if let Some(store) = &f.store {
             if store.sqlite.is_some() && store.mongodb.is_some() {
@@ -595,6 +610,7 @@ impl EnvironmentConfig {
                 .collect()
         });
         spec.namespaces = self.namespaces.clone();
+        spec.default_namespace = self.default_namespace.clone();
         spec.extra_kinds = self
             .kinds
             .iter()
@@ -613,6 +629,17 @@ fn io_message(e: &std::io::Error) -> String {
 }
 
 /// Turns a serde_yaml error into a located problem (`file:line:col: path: message`).
+/// Whether `name` is a valid namespace name (an RFC 1123 label).
+fn is_dns_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
 fn yaml_problem(file: &str, e: &serde_yaml::Error) -> ConfigProblem {
     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     let msg = e.to_string();

@@ -434,41 +434,49 @@ fn config_validate_lists_every_problem_with_its_line() {
 
     write(
         &demo.join("bad.yaml"),
-        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    live:\n      dump: missing.yaml\n  - name: a\n    git:\n      url: x\n    dir: y\nsecretKey:\n  env: ''\n",
+        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    defaultNamespace: Shop_1\n    live:\n      dump: missing.yaml\n  - name: a\n    git:\n      url: x\n    dir: y\nsecretKey:\n  env: ''\n",
     );
     let r = run_in(&demo, &["config", "validate", "bad.yaml"]);
     assert_eq!(r.code, 1, "{r:?}");
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert!(
         lines
-            .contains(&"bad.yaml:5: environments[0].live.dump: file ./missing.yaml does not exist"),
+            .contains(&"bad.yaml:6: environments[0].live.dump: file ./missing.yaml does not exist"),
         "{}",
         r.stderr
     );
     assert!(
-        lines.contains(&"bad.yaml:6: environments[1].name: environment `a` is defined twice"),
+        lines.contains(&"bad.yaml:7: environments[1].name: environment `a` is defined twice"),
         "{}",
         r.stderr
     );
     assert!(
-        lines
-            .contains(&"bad.yaml:9: environments[1].dir: `git` and `dir` are both set: choose one"),
+        lines.contains(
+            &"bad.yaml:10: environments[1].dir: `git` and `dir` are both set: choose one"
+        ),
         "{}",
         r.stderr
     );
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("bad.yaml:6: environments[1]: no live side")),
+            .any(|l| l.starts_with("bad.yaml:7: environments[1]: no live side")),
         "{}",
         r.stderr
     );
     assert!(
-        lines.contains(&"bad.yaml:11: secretKey.env: must not be empty"),
+        lines.contains(&"bad.yaml:12: secretKey.env: must not be empty"),
         "{}",
         r.stderr
     );
-    assert_eq!(lines.last(), Some(&"bad.yaml: 5 problems"), "{}", r.stderr);
+    assert!(
+        lines.contains(
+            &"bad.yaml:4: environments[0].defaultNamespace: must be a namespace name (lower-case letters, digits and `-`, at most 63)"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines.last(), Some(&"bad.yaml: 6 problems"), "{}", r.stderr);
 
     // a wrong type names the key and line
     write(

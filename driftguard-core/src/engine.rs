@@ -27,6 +27,7 @@ use crate::ports::{
     LiveSnapshot, LiveSource, Notification, Notifier, ScanBatch, ScanCounts, ScanSummary,
     SourceError, StoreError,
 };
+use crate::scope::Scopes;
 use crate::severity::{drift_score, SeverityRules};
 use crate::state::{
     transition, Direction, Drift, DriftEvent, DriftKind, DriftRecord, Observation, Presence, Tick,
@@ -53,6 +54,11 @@ pub struct EnvironmentSpec {
     pub namespaces: Vec<String>,
     /// Extra kinds to read besides those Git defines.
     pub extra_kinds: Vec<GroupVersionKind>,
+    /// The namespace a namespaced manifest without `metadata.namespace` is applied to, as
+    /// `kubectl apply -n <namespace>` (or an Argo CD destination namespace) gives it. Default:
+    /// `default`. Which kinds are namespaced: see [`crate::scope`].
+    #[serde(default)]
+    pub default_namespace: Option<String>,
 }
 
 impl EnvironmentSpec {
@@ -63,6 +69,11 @@ impl EnvironmentSpec {
             hpa_owns_replicas: true,
             ..EnvironmentSpec::default()
         }
+    }
+
+    /// [`EnvironmentSpec::default_namespace`], or `default`.
+    pub fn default_namespace(&self) -> &str {
+        self.default_namespace.as_deref().unwrap_or("default")
     }
 }
 
@@ -157,21 +168,33 @@ impl Engine {
             errors: desired.errors.clone(),
             ..EnvState::default()
         };
-        for raw in desired
+        // desired objects without a namespace are in the default one (live ones never lack it)
+        let default_ns = self.spec.default_namespace();
+        for (raw, ns) in desired
             .objects
             .iter()
-            .map(|m| &m.object)
-            .chain(live.objects.iter().map(|l| &l.object))
+            .map(|m| (&m.object, Some(default_ns)))
+            .chain(live.objects.iter().map(|l| (&l.object, None)))
         {
             match kind_of(raw) {
-                Some("HorizontalPodAutoscaler") => st.hpa_targets.extend(hpa_target(env, raw)),
-                Some("StatefulSet") => st.claim_prefixes.extend(claim_prefixes(raw)),
+                Some("HorizontalPodAutoscaler") => {
+                    st.hpa_targets.extend(hpa_target(env, raw, ns));
+                }
+                Some("StatefulSet") => st.claim_prefixes.extend(claim_prefixes(raw, ns)),
                 _ => {}
             }
         }
+        let mut scopes: Option<Scopes> = None;
         st.desired.reserve(desired.objects.len());
         for m in &desired.objects {
-            let result = identify(env, &m.object.0).and_then(|(id, api_version)| {
+            let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
+                if id.namespace.is_none()
+                    && scopes
+                        .get_or_insert_with(|| learn_scopes(desired, live))
+                        .namespaced(&id.group, &id.kind)
+                {
+                    id.namespace = Some(default_ns.to_owned());
+                }
                 let pointers = self.pointers(&id, &st.hpa_targets);
                 match st.desired.entry(id) {
                     Entry::Occupied(first) => Ok(Err(format!(
@@ -425,7 +448,23 @@ fn kind_of(raw: &RawObject) -> Option<&str> {
     field(raw.0.as_object()?, "kind")?.as_str()
 }
 
-fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
+/// What the desired and live objects tell of the scope of kinds.
+fn learn_scopes(desired: &DesiredSet, live: &LiveSnapshot) -> Scopes {
+    let mut scopes = Scopes::default();
+    for m in &desired.objects {
+        if kind_of(&m.object) == Some("CustomResourceDefinition") {
+            scopes.learn_definition(&m.object.0);
+        }
+    }
+    for l in &live.objects {
+        let meta = l.object.meta();
+        scopes.learn_live(&meta.group_kind(), meta.namespace.is_some());
+    }
+    scopes
+}
+
+/// The object an HPA scales; `default_ns` is the HPA's namespace when it sets none.
+fn hpa_target(env: &str, raw: &RawObject, default_ns: Option<&str>) -> Option<ResourceId> {
     if kind_of(raw) != Some("HorizontalPodAutoscaler") {
         return None;
     }
@@ -441,13 +480,14 @@ fn hpa_target(env: &str, raw: &RawObject) -> Option<ResourceId> {
             .unwrap_or(""),
         kind: target.get("kind").and_then(Value::as_str)?,
         name: target.get("name").and_then(Value::as_str)?,
-        namespace: meta.namespace,
+        namespace: meta.namespace.or(default_ns),
     };
     Some(target_meta.id(env))
 }
 
-/// Name prefixes of the claims a StatefulSet makes from its `volumeClaimTemplates`.
-fn claim_prefixes(raw: &RawObject) -> Vec<(String, String)> {
+/// Name prefixes of the claims a StatefulSet makes from its `volumeClaimTemplates`;
+/// `default_ns` is the StatefulSet's namespace when it sets none.
+fn claim_prefixes(raw: &RawObject, default_ns: Option<&str>) -> Vec<(String, String)> {
     if kind_of(raw) != Some("StatefulSet") {
         return Vec::new();
     }
@@ -463,7 +503,7 @@ fn claim_prefixes(raw: &RawObject) -> Vec<(String, String)> {
     else {
         return Vec::new();
     };
-    let ns = meta.namespace.unwrap_or("").to_owned();
+    let ns = meta.namespace.or(default_ns).unwrap_or("").to_owned();
     templates
         .iter()
         .filter_map(|t| t.get("metadata")?.get("name")?.as_str())

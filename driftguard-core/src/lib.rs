@@ -53,6 +53,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod scope;
 pub mod severity;
 pub mod state;
 

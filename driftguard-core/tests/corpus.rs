@@ -366,3 +366,72 @@ fn ignore_rules_by_pointer_and_manager() {
     let st = index(&engine, live);
     assert_eq!(verdicts(&engine, &st), Vec::<String>::new());
 }
+
+/// The corpus as manifests that name no namespace would give it (`kubectl apply -n corpus`).
+fn desired_without_namespaces() -> (DesiredSet, usize) {
+    let mut set = desired();
+    let mut stripped = 0;
+    for m in &mut set.objects {
+        let mut v = m.object.clone().into_value();
+        if let Some(md) = v["metadata"].as_object_mut() {
+            stripped += usize::from(md.remove("namespace").is_some());
+        }
+        m.object = RawObject::new(v);
+    }
+    (set, stripped)
+}
+
+fn engine_in(default_namespace: &str) -> Engine {
+    let mut spec = EnvironmentSpec::new(ENV);
+    spec.default_namespace = Some(default_namespace.to_owned());
+    Engine::new(
+        spec,
+        Normalizer::new(SecretKey::new(b"corpus-key".to_vec())),
+    )
+}
+
+#[test]
+fn manifests_without_a_namespace_are_in_the_default_one() {
+    let (set, stripped) = desired_without_namespaces();
+    assert!(stripped >= 15, "the corpus names its namespace: {stripped}");
+    let mut live = live_values();
+    // the HPA still owns the replicas of its target, found in the default namespace
+    find(&mut live, "Deployment", "frontend")["spec"]["replicas"] = json!(7);
+    let snapshot = LiveSnapshot {
+        objects: live.into_iter().map(RawLive::new).collect(),
+        ..LiveSnapshot::default()
+    };
+    let engine = engine_in("corpus");
+    let st = engine.index(&set, &snapshot);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(verdicts(&engine, &st), Vec::<String>::new());
+    // cluster-scoped kinds stay without a namespace, the custom resource gets one (its CRD
+    // in Git says it is namespaced)
+    let namespace_of = |kind: &str| {
+        st.desired
+            .keys()
+            .find(|id| id.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} in Git"))
+            .namespace
+            .clone()
+    };
+    assert_eq!(namespace_of("Namespace"), None);
+    assert_eq!(namespace_of("CustomResourceDefinition"), None);
+    assert_eq!(namespace_of("Widget").as_deref(), Some("corpus"));
+    assert_eq!(namespace_of("Deployment").as_deref(), Some("corpus"));
+
+    // applied to another namespace than the one configured: every namespaced object is
+    // missing, the cluster-scoped ones are not
+    let engine = engine_in("elsewhere");
+    let st = engine.index(&set, &snapshot);
+    let missing = verdicts(&engine, &st)
+        .into_iter()
+        .filter(|v| v.contains(" missing "))
+        .count();
+    assert_eq!(
+        missing,
+        st.desired.len() - 2,
+        "{:#?}",
+        verdicts(&engine, &st)
+    );
+}

@@ -313,6 +313,40 @@ async fn history_lists_the_commits_that_changed_an_object() {
 }
 
 #[tokio::test]
+async fn history_of_a_manifest_without_a_namespace() {
+    let without_ns =
+        |value: &str| configmap("settings", "x", value).replace("  namespace: x\n", "");
+    let mut repo = TestRepo::new();
+    repo.write("prod/settings.yaml", &without_ns("1"));
+    let a = repo.commit("create settings", "Alice");
+    repo.write("prod/settings.yaml", &without_ns("2"));
+    let b = repo.commit("change settings", "Bob");
+    // a manifest naming the namespace exactly wins over one naming none
+    repo.write("prod/pinned.yaml", &configmap("settings", "pinned", "3"));
+    let c = repo.commit("pinned settings", "Carol");
+    let cache = cache();
+    let src = GitRepoSource::open(GitSourceConfig::new(repo.url(), cache.path()).path("prod"))
+        .await
+        .expect("opens");
+    // the engine gives it the environment's default namespace, whichever that is
+    for ns in ["default", "shop"] {
+        let id = ResourceId::new("prod", "", "ConfigMap", Some(ns), "settings");
+        let versions = src.history(&id, 10).await.expect("history");
+        let commits: Vec<&str> = versions.iter().map(|v| v.commit.id.as_str()).collect();
+        assert_eq!(commits, vec![b.as_str(), a.as_str()], "in {ns}");
+    }
+    let pinned = ResourceId::new("prod", "", "ConfigMap", Some("pinned"), "settings");
+    let versions = src.history(&pinned, 10).await.expect("history");
+    assert_eq!(versions[0].commit.id, c);
+    assert_eq!(
+        versions[0].object.as_ref().expect("object").0["data"]["key"],
+        "3"
+    );
+    let cluster = ResourceId::new("prod", "", "ConfigMap", None, "settings");
+    assert_eq!(src.history(&cluster, 10).await.expect("history").len(), 2);
+}
+
+#[tokio::test]
 async fn kustomizations_are_rendered() {
     let Some(bin) = kustomize_bin() else { return };
     let mut repo = TestRepo::new();

@@ -8,11 +8,12 @@ mod kube_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use driftguard_core::engine::EnvironmentSpec;
 use driftguard_core::engine::{ScanError, ScanReport, VerdictStatus};
 use driftguard_core::ports::{GroupVersionKind, LiveScope, LiveSource, SourceError};
 use driftguard_core::state::{Direction, Drift, DriftKind};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
-use kube_support::{cluster, corpus, desired, scanner, unique_ns};
+use kube_support::{cluster, corpus, desired, scanner, scanner_for, unique_ns};
 
 fn app(ns: &str) -> Vec<(String, String)> {
     let files = [
@@ -330,6 +331,96 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
         .expect("CronJob listed");
     assert_eq!(cronjob.object.meta().api_version, "batch/v1beta1");
     assert!(cronjob.object.0["metadata"]["managedFields"].is_array());
+    c.drop_namespace(&ns);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_without_a_namespace_as_kubectl_apply_n_applies_them() {
+    let Some(c) = cluster() else { return };
+    let ns = unique_ns("dg-nons");
+    let role = format!("{ns}-reader");
+    let files = vec![
+        (
+            "00-namespace.yaml".to_owned(),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+        ),
+        (
+            "10-app.yaml".to_owned(),
+            format!(
+                r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  LOG_LEVEL: info
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {{app: web}}
+  ports: [{{port: 80}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {role}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+"#
+            ),
+        ),
+    ];
+    c.apply(&files[0].1, &[]);
+    c.apply(&files[1].1, &["-n", &ns]);
+    let live = Arc::new(c.source().await);
+    let mut spec = EnvironmentSpec::new("nons");
+    spec.namespaces = vec![ns.clone()];
+    spec.default_namespace = Some(ns.clone());
+    let (scanner, clock, _store) = scanner_for(spec, desired(&files), live);
+
+    let report = scanner.scan().await.expect("first scan");
+    assert!(
+        report.summary.errors.is_empty(),
+        "{:?}",
+        report.summary.errors
+    );
+    assert_eq!(report.drifts().count(), 0, "drift:\n{}", show(&report));
+    assert_eq!(
+        report.summary.counts.in_sync, 4,
+        "{:?}",
+        report.summary.counts
+    );
+    let namespace_of = |kind: &str| {
+        report
+            .verdicts
+            .iter()
+            .find(|v| v.id.kind == kind)
+            .unwrap_or_else(|| panic!("{kind} has a verdict"))
+            .id
+            .namespace
+            .clone()
+    };
+    assert_eq!(namespace_of("ConfigMap"), Some(ns.clone()));
+    assert_eq!(namespace_of("Service"), Some(ns.clone()));
+    assert_eq!(namespace_of("ClusterRole"), None);
+
+    // a change by hand is found in that namespace
+    c.kubectl(&["-n", &ns, "delete", "configmap", "settings"]);
+    clock.advance(chrono::Duration::seconds(10));
+    let report = scanner.scan().await.expect("second scan");
+    let d = drift_of(&report, "ConfigMap", "settings").expect("the deleted ConfigMap drifts");
+    assert_eq!(d.kind, DriftKind::Missing);
+    assert_eq!(d.id.namespace.as_deref(), Some(ns.as_str()));
+    assert_eq!(report.drifts().count(), 1, "{}", show(&report));
+
+    let _ = c.kubectl_raw(
+        &["delete", "clusterrole", &role, "--ignore-not-found"],
+        None,
+    );
     c.drop_namespace(&ns);
 }
 

@@ -409,7 +409,9 @@ impl Reader {
         Ok(set)
     }
 
-    /// Finds one object at `commit`, looking in `hint` first.
+    /// Finds one object at `commit`, looking in `hint` first. A manifest that names no
+    /// namespace stands for the object in any namespace (the engine gives it the environment's
+    /// default one), when no manifest names it exactly.
     fn locate(
         &self,
         repo: &gix::Repository,
@@ -417,8 +419,32 @@ impl Reader {
         id: &ResourceId,
         hint: Option<&str>,
     ) -> Result<Option<Located>, SourceError> {
+        let exact = |o: &RawObject| &o.meta().id(&id.environment) == id;
+        if let Some(found) = self.locate_by(repo, commit, hint, &exact)? {
+            return Ok(Some(found));
+        }
+        if id.namespace.is_none() {
+            return Ok(None);
+        }
+        let without_namespace = |o: &RawObject| {
+            let mut found = o.meta().id(&id.environment);
+            found.namespace.is_none() && {
+                found.namespace.clone_from(&id.namespace);
+                &found == id
+            }
+        };
+        self.locate_by(repo, commit, hint, &without_namespace)
+    }
+
+    /// Finds the first object `matches` accepts at `commit`, looking in `hint` first.
+    fn locate_by(
+        &self,
+        repo: &gix::Repository,
+        commit: ObjectId,
+        hint: Option<&str>,
+        matches: &dyn Fn(&RawObject) -> bool,
+    ) -> Result<Option<Located>, SourceError> {
         let root = root_tree(repo, commit)?;
-        let matches = |o: &RawObject| &o.meta().id(&id.environment) == id;
         if let Some(h) = hint {
             if let Some(blob) = blob_at(repo, root, h)? {
                 let parsed = self.parsed(repo, h, blob)?;

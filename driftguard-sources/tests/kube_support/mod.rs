@@ -186,6 +186,17 @@ pub fn scanner(
     set: DesiredSet,
     live: Arc<KubeLiveSource>,
 ) -> (Scanner, Arc<ManualClock>, Arc<MemoryStore>) {
+    let mut spec = EnvironmentSpec::new(env);
+    spec.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
+    scanner_for(spec, set, live)
+}
+
+/// A scanner for an environment configured by `spec`.
+pub fn scanner_for(
+    spec: EnvironmentSpec,
+    set: DesiredSet,
+    live: Arc<KubeLiveSource>,
+) -> (Scanner, Arc<ManualClock>, Arc<MemoryStore>) {
     let git = Arc::new(MemoryGitSource::new());
     git.set(set);
     let store = Arc::new(MemoryStore::new());
@@ -194,8 +205,6 @@ pub fn scanner(
             .single()
             .expect("valid time"),
     ));
-    let mut spec = EnvironmentSpec::new(env);
-    spec.namespaces = namespaces.iter().map(|s| s.to_string()).collect();
     let engine = driftguard_core::engine::Engine::new(
         spec,
         Normalizer::new(SecretKey::new(b"test-key".to_vec())),
