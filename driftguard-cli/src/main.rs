@@ -978,6 +978,15 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
     server_cfg
         .notifiers
         .extend(config.file.notifications.iter().cloned());
+    // like every path of the file, a CA file is relative to the file's folder
+    for n in &mut server_cfg.notifiers {
+        if let driftguard_server::config::NotifierConfig::Email {
+            ca_file: Some(ca), ..
+        } = n
+        {
+            *ca = config.resolve(ca);
+        }
+    }
     let env_var = |k: &str| std::env::var(k).ok();
     let tokens = server_cfg.resolve_tokens(&env_var)?;
     let webhook_secret = server_cfg.resolve_webhook_secret(&env_var)?;

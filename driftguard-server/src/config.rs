@@ -294,16 +294,24 @@ pub enum NotifierConfig {
         #[serde(default)]
         queue: QueueConfig,
     },
-    /// E-mail over SMTP (plain SMTP, optional AUTH PLAIN; no TLS).
+    /// E-mail over SMTP (STARTTLS when offered, or implicit TLS; optional AUTH PLAIN).
     Email {
         /// Name (default `email`).
         #[serde(default)]
         name: Option<String>,
-        /// SMTP host.
+        /// SMTP host (the name its certificate must carry).
         host: String,
-        /// SMTP port (default 25).
+        /// SMTP port (default 25; 465 with `tls: tls`).
         #[serde(default)]
         port: Option<u16>,
+        /// `auto` (default: STARTTLS when offered, never a password without TLS), `starttls`
+        /// (required), `tls` (implicit TLS) or `none` (plain text, for a relay on the same
+        /// host).
+        #[serde(default)]
+        tls: crate::notify::smtp::SmtpTls,
+        /// PEM file of CA certificates to trust besides the web PKI roots.
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
         /// Envelope and header sender.
         from: String,
         /// Recipients.

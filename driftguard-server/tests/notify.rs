@@ -15,10 +15,11 @@ use driftguard_core::severity::Severity;
 use driftguard_core::state::{DriftEvent, EventKind};
 use driftguard_server::config::{HumanDuration, NotifierConfig, QueueConfig, RouteConfig};
 use driftguard_server::metrics::Metrics;
+use driftguard_server::notify::smtp::{SmtpNotifier, SmtpTls};
 use driftguard_server::notify::{self, build_notifiers, QueuedNotifier, RoutedNotifier};
 use driftguard_server::testkit;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -328,7 +329,10 @@ async fn email_over_smtp_to_a_local_receiver() {
         Some(("bot".into(), "pw".into())),
         None,
     )
-    .expect("valid");
+    .expect("valid")
+    // this receiver offers no STARTTLS: the password goes in plain text only when told to
+    .with_tls(SmtpTls::None, None)
+    .expect("no CA file");
     let e = event("prod", 0, EventKind::Detected, Severity::High);
     n.notify(&notification(
         "prod",
@@ -388,6 +392,281 @@ async fn email_over_smtp_to_a_local_receiver() {
         ))
         .await
         .is_err());
+}
+
+/// How a test SMTP receiver offers TLS.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Offer {
+    Nothing,
+    StartTls,
+    Implicit,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A test CA and a TLS acceptor whose certificate (for `127.0.0.1` and `localhost`) it signed;
+/// the CA's certificate as PEM.
+fn test_tls() -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca =
+        CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("key")).expect("CA");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("certificate");
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    )
+    .expect("server config");
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+type Transcripts = Arc<Mutex<Vec<Vec<String>>>>;
+
+/// An SMTP receiver offering TLS as `offer` says. Each session's transcript: the commands
+/// received (`TLS` once the connection is secured, `DATA` with the message's subject).
+async fn tls_receiver(offer: Offer) -> (Transcripts, u16, String) {
+    let (acceptor, ca_pem) = test_tls();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let transcripts: Transcripts = Arc::default();
+    let all = transcripts.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let all = all.clone();
+            tokio::spawn(async move {
+                let mut log = Vec::new();
+                let _ = smtp_session(sock, offer, &acceptor, &mut log).await;
+                all.lock().expect("lock").push(log);
+            });
+        }
+    });
+    (transcripts, port, ca_pem)
+}
+
+async fn smtp_session(
+    sock: tokio::net::TcpStream,
+    offer: Offer,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    log: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let mut s: BufReader<Box<dyn Stream>> = if offer == Offer::Implicit {
+        let tls = acceptor.accept(sock).await?;
+        log.push("TLS".into());
+        BufReader::new(Box::new(tls))
+    } else {
+        BufReader::new(Box::new(sock))
+    };
+    let mut secured = offer == Offer::Implicit;
+    s.write_all(b"220 test ESMTP\r\n").await?;
+    s.flush().await?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if s.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_owned();
+        let reply: &[u8] = if cmd.starts_with("EHLO") {
+            if offer == Offer::StartTls && !secured {
+                b"250-test\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"
+            } else {
+                b"250-test\r\n250 AUTH PLAIN\r\n"
+            }
+        } else if cmd == "STARTTLS" && offer == Offer::StartTls && !secured {
+            s.write_all(b"220 go ahead\r\n").await?;
+            s.flush().await?;
+            let tls = acceptor.accept(s.into_inner()).await?;
+            s = BufReader::new(Box::new(tls));
+            secured = true;
+            log.push("TLS".into());
+            continue;
+        } else if let Some(token) = cmd.strip_prefix("AUTH PLAIN ") {
+            log.push(format!("AUTH {token}"));
+            b"235 ok\r\n"
+        } else if cmd.starts_with("MAIL FROM:") || cmd.starts_with("RCPT TO:") {
+            log.push(cmd.clone());
+            b"250 ok\r\n"
+        } else if cmd == "DATA" {
+            s.write_all(b"354 go\r\n").await?;
+            s.flush().await?;
+            let mut subject = String::new();
+            loop {
+                line.clear();
+                s.read_line(&mut line).await?;
+                if line == ".\r\n" {
+                    break;
+                }
+                if let Some(sub) = line.strip_prefix("Subject: ") {
+                    subject = sub.trim_end().to_owned();
+                }
+            }
+            log.push(format!("DATA {subject}"));
+            b"250 queued\r\n"
+        } else if cmd == "QUIT" {
+            s.write_all(b"221 bye\r\n").await?;
+            s.flush().await?;
+            return Ok(());
+        } else {
+            log.push(cmd.clone());
+            b"500 what\r\n"
+        };
+        s.write_all(reply).await?;
+        s.flush().await?;
+    }
+}
+
+fn mailer(port: u16, tls: SmtpTls, ca_file: Option<&std::path::Path>) -> SmtpNotifier {
+    SmtpNotifier::new(
+        "email".into(),
+        "127.0.0.1".into(),
+        port,
+        "driftguard@example.org".into(),
+        vec!["ops@example.org".into()],
+        Some(("bot".into(), "pw".into())),
+        None,
+    )
+    .expect("valid")
+    .with_tls(tls, ca_file)
+    .expect("CA file")
+}
+
+fn one_detection() -> Notification {
+    notification(
+        "prod",
+        vec![event("prod", 0, EventKind::Detected, Severity::High)],
+    )
+}
+
+/// Waits for the receiver to finish `n` sessions.
+async fn sessions(t: &Transcripts, n: usize) -> Vec<Vec<String>> {
+    for _ in 0..200 {
+        if t.lock().expect("lock").len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    t.lock().expect("lock").clone()
+}
+
+#[tokio::test]
+async fn email_over_starttls_and_implicit_tls_trusting_a_private_ca() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (offer, tls) in [
+        (Offer::StartTls, SmtpTls::Auto),
+        (Offer::StartTls, SmtpTls::StartTls),
+        (Offer::Implicit, SmtpTls::Tls),
+    ] {
+        let (t, port, ca_pem) = tls_receiver(offer).await;
+        let ca = dir.path().join(format!("ca-{port}.pem"));
+        std::fs::write(&ca, ca_pem).expect("write CA");
+        mailer(port, tls, Some(&ca))
+            .notify(&one_detection())
+            .await
+            .unwrap_or_else(|e| panic!("{offer:?} with {tls:?}: {e:?}"));
+        let got = sessions(&t, 1).await;
+        assert_eq!(
+            got[0],
+            [
+                "TLS",
+                "AUTH AGJvdABwdw==",
+                "MAIL FROM:<driftguard@example.org>",
+                "RCPT TO:<ops@example.org>",
+                "DATA [DriftGuard] prod: 1 detected",
+            ],
+            "{offer:?} with {tls:?}: the password only after TLS"
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_password_without_tls_and_no_unknown_certificates() {
+    // no STARTTLS offered: auto refuses to send the password, starttls refuses to go on
+    let (t, port, _) = tls_receiver(Offer::Nothing).await;
+    let err = mailer(port, SmtpTls::Auto, None)
+        .notify(&one_detection())
+        .await
+        .expect_err("no password in plain text");
+    assert!(
+        format!("{err:?}").contains("not sent in plain text"),
+        "{err:?}"
+    );
+    let err = mailer(port, SmtpTls::StartTls, None)
+        .notify(&one_detection())
+        .await
+        .expect_err("STARTTLS required");
+    assert!(
+        format!("{err:?}").contains("does not offer STARTTLS"),
+        "{err:?}"
+    );
+    for session in sessions(&t, 2).await {
+        assert!(
+            session
+                .iter()
+                .all(|c| !c.starts_with("AUTH") && !c.starts_with("MAIL")),
+            "{session:?}"
+        );
+    }
+    // without a password, auto sends in plain text when the server offers no TLS
+    let (t, port, _) = tls_receiver(Offer::Nothing).await;
+    let plain = SmtpNotifier::new(
+        "email".into(),
+        "127.0.0.1".into(),
+        port,
+        "driftguard@example.org".into(),
+        vec!["ops@example.org".into()],
+        None,
+        None,
+    )
+    .expect("valid");
+    plain.notify(&one_detection()).await.expect("sent");
+    assert_eq!(
+        sessions(&t, 1).await[0].last().map(String::as_str),
+        Some("DATA [DriftGuard] prod: 1 detected")
+    );
+
+    // a certificate no trusted CA signed: no password, no mail
+    let (t, port, _) = tls_receiver(Offer::StartTls).await;
+    let err = mailer(port, SmtpTls::Auto, None)
+        .notify(&one_detection())
+        .await
+        .expect_err("unknown issuer");
+    assert!(format!("{err:?}").contains("TLS with 127.0.0.1"), "{err:?}");
+    assert!(sessions(&t, 1).await[0]
+        .iter()
+        .all(|c| !c.starts_with("AUTH")));
+
+    // a CA file that cannot be read is named
+    let missing = std::path::Path::new("/nonexistent/ca.pem");
+    let err = SmtpNotifier::new(
+        "email".into(),
+        "127.0.0.1".into(),
+        port,
+        "driftguard@example.org".into(),
+        vec!["ops@example.org".into()],
+        None,
+        None,
+    )
+    .expect("valid")
+    .with_tls(SmtpTls::Auto, Some(missing))
+    .err()
+    .expect("unreadable CA file");
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
 
 #[tokio::test]

@@ -451,6 +451,8 @@ pub fn build_notifiers(
                 name,
                 host,
                 port,
+                tls,
+                ca_file,
                 from,
                 to,
                 username,
@@ -473,7 +475,7 @@ pub fn build_notifiers(
                 let n = smtp::SmtpNotifier::new(
                     name.clone().unwrap_or_else(|| "email".into()),
                     host.clone(),
-                    port.unwrap_or(25),
+                    port.unwrap_or(tls.default_port()),
                     from.clone(),
                     to.clone(),
                     credentials,
@@ -481,6 +483,11 @@ pub fn build_notifiers(
                 )
                 .map_err(|message| ConfigError::Invalid {
                     field: field("to"),
+                    message,
+                })?
+                .with_tls(*tls, ca_file.as_deref())
+                .map_err(|message| ConfigError::Invalid {
+                    field: field("ca_file"),
                     message,
                 })?;
                 (Arc::new(n), route, queue)

@@ -1,15 +1,52 @@
-//! E-mail over SMTP with a minimal client (EHLO, optional AUTH PLAIN, MAIL, RCPT, DATA).
-//! Plain TCP only: use a local relay for TLS.
+//! E-mail over SMTP with a minimal client (EHLO, STARTTLS or implicit TLS, optional AUTH PLAIN,
+//! MAIL, RCPT, DATA).
+//!
+//! TLS (rustls, the `ring` provider) checks the server's certificate against the web PKI roots
+//! and the configured CA file. In the default mode, [`SmtpTls::Auto`], STARTTLS is used when
+//! the server offers it, and a password is never sent over a connection without TLS.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use driftguard_core::ports::{Notification, Notifier, NotifyError};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 
 use super::{tally, EventView};
+
+/// How the SMTP connection is secured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS when the server offers it; without it, mail goes in plain text but a password
+    /// is never sent.
+    #[default]
+    Auto,
+    /// STARTTLS, required: a server that does not offer it is an error.
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// Plain text only, password included: for a relay on the same host.
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port: 465 for [`SmtpTls::Tls`], 25 otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Tls => 465,
+            _ => 25,
+        }
+    }
+}
 
 /// Sends mail.
 pub struct SmtpNotifier {
@@ -20,6 +57,8 @@ pub struct SmtpNotifier {
     to: Vec<String>,
     credentials: Option<(String, String)>,
     public_url: Option<String>,
+    tls: SmtpTls,
+    connector: TlsConnector,
 }
 
 fn clean_address(a: &str) -> Result<String, String> {
@@ -34,8 +73,36 @@ fn clean_address(a: &str) -> Result<String, String> {
     Ok(a.to_owned())
 }
 
+/// A TLS client trusting the web PKI roots and the certificates of `ca_file` (PEM).
+fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect())
+            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file {}: no certificate in it", path.display()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
 impl SmtpNotifier {
-    /// A notifier sending from `from` to `to` through `host:port`.
+    /// A notifier sending from `from` to `to` through `host:port`, with STARTTLS when the server
+    /// offers it ([`SmtpTls::Auto`]; see [`SmtpNotifier::with_tls`]).
     pub fn new(
         name: String,
         host: String,
@@ -59,7 +126,19 @@ impl SmtpNotifier {
                 .collect::<Result<_, _>>()?,
             credentials,
             public_url,
+            tls: SmtpTls::Auto,
+            connector: connector(None)?,
         })
+    }
+
+    /// Secures the connection as `tls` says, trusting the certificates of `ca_file` (PEM)
+    /// besides the web PKI roots.
+    pub fn with_tls(mut self, tls: SmtpTls, ca_file: Option<&Path>) -> Result<Self, String> {
+        self.tls = tls;
+        if ca_file.is_some() {
+            self.connector = connector(ca_file)?;
+        }
+        Ok(self)
     }
 
     /// Subject and plain-text body of a notification.
@@ -87,7 +166,7 @@ impl SmtpNotifier {
     }
 
     async fn send(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
-        let stream = tokio::time::timeout(
+        let tcp = tokio::time::timeout(
             Duration::from_secs(10),
             TcpStream::connect((self.host.as_str(), self.port)),
         )
@@ -98,20 +177,80 @@ impl SmtpNotifier {
         .map_err(|e| NotifyError::Unreachable {
             source: Box::new(e),
         })?;
-        let (r, mut w) = stream.into_split();
-        let mut r = BufReader::new(r);
-        expect(&mut r, 220).await?;
-        command(&mut w, &mut r, "EHLO driftguard", 250).await?;
+        if self.tls == SmtpTls::Tls {
+            let mut s = BufReader::new(self.handshake(tcp).await?);
+            reply(&mut s, 220).await?;
+            command(&mut s, "EHLO driftguard", 250).await?;
+            return self.transaction(&mut s, true, subject, body).await;
+        }
+        let mut s = BufReader::new(tcp);
+        reply(&mut s, 220).await?;
+        let offers = command(&mut s, "EHLO driftguard", 250)
+            .await?
+            .iter()
+            .any(|l| {
+                l.get(4..)
+                    .is_some_and(|ext| ext.eq_ignore_ascii_case("STARTTLS"))
+            });
+        match self.tls {
+            SmtpTls::StartTls | SmtpTls::Auto if offers => {
+                command(&mut s, "STARTTLS", 220).await?;
+                // nothing is pipelined after STARTTLS, so the buffer is empty
+                let mut s = BufReader::new(self.handshake(s.into_inner()).await?);
+                command(&mut s, "EHLO driftguard", 250).await?;
+                self.transaction(&mut s, true, subject, body).await
+            }
+            SmtpTls::StartTls => Err(NotifyError::Backend {
+                context: format!("SMTP server {}:{}", self.host, self.port),
+                source: "it does not offer STARTTLS, which `tls: starttls` requires".into(),
+            }),
+            _ => self.transaction(&mut s, false, subject, body).await,
+        }
+    }
+
+    /// TLS over `tcp`, checking the certificate names `host`.
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NotifyError> {
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| NotifyError::Backend {
+            context: format!("SMTP host {}", self.host),
+            source: Box::new(e),
+        })?;
+        self.connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| NotifyError::Unreachable {
+                source: format!("TLS with {}:{}: {e}", self.host, self.port).into(),
+            })
+    }
+
+    /// AUTH (only over TLS, unless `tls: none`), the envelope and the message.
+    async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        s: &mut BufReader<S>,
+        secured: bool,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), NotifyError> {
         if let Some((user, pass)) = &self.credentials {
+            if !secured && self.tls != SmtpTls::None {
+                return Err(NotifyError::Backend {
+                    context: format!("SMTP server {}:{}", self.host, self.port),
+                    source: "it offers no STARTTLS, and the password is not sent in plain text \
+                             (set `tls: none` for a relay on the same host)"
+                        .into(),
+                });
+            }
             let token =
                 base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-            command(&mut w, &mut r, &format!("AUTH PLAIN {token}"), 235).await?;
+            command(s, &format!("AUTH PLAIN {token}"), 235).await?;
         }
-        command(&mut w, &mut r, &format!("MAIL FROM:<{}>", self.from), 250).await?;
+        command(s, &format!("MAIL FROM:<{}>", self.from), 250).await?;
         for to in &self.to {
-            command(&mut w, &mut r, &format!("RCPT TO:<{to}>"), 250).await?;
+            command(s, &format!("RCPT TO:<{to}>"), 250).await?;
         }
-        command(&mut w, &mut r, "DATA", 354).await?;
+        command(s, "DATA", 354).await?;
         let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
         let mut msg = format!(
             "From: DriftGuard <{}>\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
@@ -120,9 +259,11 @@ impl SmtpNotifier {
             chrono::Utc::now().to_rfc2822(),
         );
         msg.push_str(&dot_stuff(body));
-        w.write_all(msg.as_bytes()).await.map_err(io_err)?;
-        expect(&mut r, 250).await?;
-        let _ = w.write_all(b"QUIT\r\n").await;
+        s.write_all(msg.as_bytes()).await.map_err(io_err)?;
+        s.flush().await.map_err(io_err)?;
+        reply(s, 250).await?;
+        let _ = s.write_all(b"QUIT\r\n").await;
+        let _ = s.flush().await;
         Ok(())
     }
 }
@@ -148,23 +289,25 @@ fn io_err(e: std::io::Error) -> NotifyError {
     }
 }
 
-async fn command<R: tokio::io::AsyncBufRead + Unpin>(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
-    r: &mut R,
+/// Sends one command and reads its reply (the reply's lines).
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
     line: &str,
     code: u16,
-) -> Result<(), NotifyError> {
-    w.write_all(format!("{line}\r\n").as_bytes())
+) -> Result<Vec<String>, NotifyError> {
+    s.write_all(format!("{line}\r\n").as_bytes())
         .await
         .map_err(io_err)?;
-    expect(r, code).await
+    s.flush().await.map_err(io_err)?;
+    reply(s, code).await
 }
 
-/// Reads a (possibly multi-line) reply and checks its code.
-async fn expect<R: tokio::io::AsyncBufRead + Unpin>(
+/// Reads a (possibly multi-line) reply, checks its code and returns its lines.
+async fn reply<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     code: u16,
-) -> Result<(), NotifyError> {
+) -> Result<Vec<String>, NotifyError> {
+    let mut lines = Vec::new();
     loop {
         let mut line = String::new();
         let n = tokio::time::timeout(Duration::from_secs(30), r.read_line(&mut line))
@@ -185,12 +328,14 @@ async fn expect<R: tokio::io::AsyncBufRead + Unpin>(
                     context: "malformed SMTP reply".into(),
                     source: "reply without a code".into(),
                 })?;
-        if line.as_bytes().get(3) == Some(&b'-') {
+        let more = line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line.trim_end().to_owned());
+        if more {
             continue;
         }
         // 251 (user not local, will forward) is as good as 250
         if got == code || (code == 250 && got == 251) {
-            return Ok(());
+            return Ok(lines);
         }
         return Err(NotifyError::Rejected { status: got });
     }
