@@ -1002,14 +1002,26 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<u8> {
     }
     let metrics = Arc::new(Metrics::new());
     let cancel = tokio_util::sync::CancellationToken::new();
-    let built = driftguard_server::notify::build_notifiers(
+    let built = driftguard_server::notify::build_notifiers_marked(
         &server_cfg.notifiers,
         metrics.clone(),
         server_cfg.public_url.clone(),
         cancel.clone(),
         &env_var,
+        Some(store.clone()),
     )?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // what was still queued when the server last stopped goes out first
+    match driftguard_server::notify::resend_undelivered(&built.notifiers, &*store, clock.now())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            events = n,
+            "queued again the events not delivered before the last stop"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read which events were not delivered"),
+    }
     let mut envs = Vec::new();
     for env in &config.file.environments {
         let git = setup::git_source(&config, env).await?;

@@ -618,3 +618,90 @@ server:
     );
     drop(server);
 }
+
+/// A server killed while its alerts cannot be delivered (the receiver is down) sends them when
+/// it comes back, from what its store kept; the first scan after the restart finds the drifts
+/// known, so only the resend can bring them. Needs no cluster: the demo's saved dumps.
+#[test]
+fn alerts_not_delivered_when_the_server_is_killed_go_out_after_the_restart() {
+    let (_tmp, demo) = util::demo_copy();
+    let hook_port = free_port();
+    util::write(
+        &demo.join("serve.yaml"),
+        &format!(
+            r#"environments:
+  - name: prod
+    dir: gitops/envs/prod
+    live:
+      dump: live/prod.yaml
+secretKey:
+  file: secret.key
+notifications:
+  - type: webhook
+    name: ops-hook
+    url: http://127.0.0.1:{hook_port}/driftguard
+    secret_env: E2E_HOOK_SECRET
+    queue: {{group_window: 100ms, initial_backoff: 100ms, max_backoff: 200ms, max_attempts: 1000}}
+server:
+  token_env: E2E_TOKENS
+  poll_interval: 1h
+  full_scan_interval: 1h
+  shutdown_grace: 1s
+"#
+        ),
+    );
+    let store = demo.join("history.db");
+    let store_arg = store.to_string_lossy().into_owned();
+    let args = ["--config", "serve.yaml", "--store", store_arg.as_str()];
+    let env = [("E2E_TOKENS", TOKEN), ("E2E_HOOK_SECRET", HOOK_SECRET)];
+    let start = |run: usize| {
+        spawn_server(
+            &demo,
+            &args,
+            &env,
+            free_port(),
+            demo.join(format!("serve-{run}.log")),
+            TOKEN,
+        )
+    };
+
+    // first run: the drifts are detected and stored, their alert fails and is retried
+    let mut first = start(1);
+    let open = poll(Instant::now(), Duration::from_secs(30), || {
+        let d = first.drifts("environment=prod&status=open");
+        (!d.is_empty() && first.log().contains("notification failed")).then_some(d)
+    })
+    .unwrap_or_else(|| panic!("no drift, or no failed delivery:\n{}", first.log()))
+    .0;
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+
+    // the receiver comes up; the second run sends what the first could not
+    let hooks = webhook_receiver_on(hook_port, HOOK_SECRET);
+    let second = start(2);
+    let want: std::collections::BTreeSet<String> = open
+        .iter()
+        .map(|d| d["episode"].as_str().expect("episode").to_owned())
+        .collect();
+    let got = poll(Instant::now(), Duration::from_secs(30), || {
+        let got: std::collections::BTreeSet<String> = hooks
+            .all()
+            .iter()
+            .flat_map(|h| h.body["events"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["event"] == "detected")
+            .filter_map(|e| e["episode"].as_str().map(str::to_owned))
+            .collect();
+        (got == want).then_some(got)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the detections of {want:?} never arrived: {:?}\n{}",
+            hooks.all(),
+            second.log()
+        )
+    })
+    .0;
+    assert_eq!(got.len(), open.len());
+    assert!(hooks.all().iter().all(|h| h.signature_ok));
+    assert!(second.log().contains("queued again"), "{}", second.log());
+}

@@ -28,6 +28,7 @@ struct MemoryInner {
     events: BTreeMap<String, DriftEvent>,
     episodes: BTreeMap<String, Drift>,
     scans: BTreeMap<String, ScanSummary>,
+    delivered: HashMap<String, DateTime<Utc>>,
 }
 
 impl MemoryStore {
@@ -138,6 +139,21 @@ impl DriftStore for MemoryStore {
             .retain(|_, d| d.resolved_at.is_none_or(|t| t >= before));
         stats.episodes = (n - inner.episodes.len()) as u64;
         Ok(stats)
+    }
+
+    async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.lock().delivered.get(notifier).copied())
+    }
+
+    async fn set_delivered_until(
+        &self,
+        notifier: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let mark = inner.delivered.entry(notifier.to_owned()).or_insert(until);
+        *mark = (*mark).max(until);
+        Ok(())
     }
 }
 

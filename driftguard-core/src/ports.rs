@@ -452,6 +452,26 @@ pub trait DriftStore: Send + Sync {
     async fn health(&self) -> Result<(), StoreError> {
         self.scans(None, 1).await.map(|_| ())
     }
+
+    /// How far the deliveries of the notifier named `notifier` have gone: the time of the
+    /// newest events it handed over (delivered, or given up after all its retries). A server
+    /// that restarts sends the later events again, so that no alert is lost in a crash.
+    /// `None` when never set, and always for a store that does not keep it (the default).
+    async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let _ = notifier;
+        Ok(None)
+    }
+
+    /// Moves [`DriftStore::delivered_until`] of `notifier` forward to `until` (never back).
+    /// Kept by [`DriftStore::prune`]. The default keeps nothing.
+    async fn set_delivered_until(
+        &self,
+        notifier: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (notifier, until);
+        Ok(())
+    }
 }
 
 /// Events to announce for one environment.

@@ -16,7 +16,10 @@ use driftguard_core::state::{DriftEvent, EventKind};
 use driftguard_server::config::{HumanDuration, NotifierConfig, QueueConfig, RouteConfig};
 use driftguard_server::metrics::Metrics;
 use driftguard_server::notify::smtp::{SmtpNotifier, SmtpTls};
-use driftguard_server::notify::{self, build_notifiers, QueuedNotifier, RoutedNotifier};
+use driftguard_server::notify::{
+    self, build_notifiers, build_notifiers_marked, resend_undelivered, QueuedNotifier,
+    RoutedNotifier,
+};
 use driftguard_server::testkit;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -667,6 +670,162 @@ async fn no_password_without_tls_and_no_unknown_certificates() {
     .err()
     .expect("unreadable CA file");
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+}
+
+/// One run of a server's notifiers on `store`: a webhook to `url`, recording delivery marks.
+fn marked_webhook(
+    url: &str,
+    store: &Arc<dyn driftguard_core::ports::DriftStore>,
+    cancel: &CancellationToken,
+) -> notify::BuiltNotifiers {
+    build_notifiers_marked(
+        &[NotifierConfig::Webhook {
+            name: Some("hook".into()),
+            url: url.to_owned(),
+            secret_env: None,
+            route: RouteConfig::default(),
+            queue: QueueConfig {
+                max_attempts: 1000,
+                ..fast_queue()
+            },
+        }],
+        Arc::new(Metrics::new()),
+        None,
+        cancel.clone(),
+        &env_of(&[]),
+        Some(store.clone()),
+    )
+    .expect("built")
+}
+
+#[tokio::test]
+async fn alerts_not_delivered_before_a_stop_are_sent_after_the_restart() {
+    use driftguard_core::ports::{DriftStore, ScanBatch};
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("driftguard.db");
+    let store: Arc<dyn DriftStore> =
+        Arc::new(driftguard_store::SqliteStore::open(&path).expect("opens"));
+    let (rx, url) = receiver().await;
+    let t0 = testkit::t0();
+
+    // first run: the receiver fails every time
+    rx.script.lock().expect("lock").extend([500; 10_000]);
+    let cancel = CancellationToken::new();
+    let built = marked_webhook(&url, &store, &cancel);
+    assert_eq!(
+        resend_undelivered(&built.notifiers, &*store, t0)
+            .await
+            .expect("reads"),
+        0,
+        "a new notifier starts from now"
+    );
+    assert_eq!(store.delivered_until("hook").await.expect("mark"), Some(t0));
+    let events = vec![
+        event("prod", 1, EventKind::Detected, Severity::High),
+        event("prod", 2, EventKind::Detected, Severity::Low),
+    ];
+    // what a scan does: store the events, then announce them
+    store
+        .commit(&ScanBatch {
+            environment: "prod".into(),
+            summary: None,
+            upserts: Vec::new(),
+            deletes: Vec::new(),
+            events: events.clone(),
+        })
+        .await
+        .expect("stored");
+    built.notifiers[0]
+        .notify(&notification("prod", events.clone()))
+        .await
+        .expect("queued");
+    wait_for(&rx, 2).await;
+    cancel.cancel();
+    built.flush(Duration::from_secs(5)).await;
+    assert_eq!(
+        store.delivered_until("hook").await.expect("mark"),
+        Some(t0),
+        "nothing was delivered: the mark stays"
+    );
+
+    // the restart, on the same file: the receiver is back
+    rx.script.lock().expect("lock").clear();
+    let before = rx.got.lock().expect("lock").len();
+    drop(store);
+    let store: Arc<dyn DriftStore> =
+        Arc::new(driftguard_store::SqliteStore::open(&path).expect("opens again"));
+    let cancel = CancellationToken::new();
+    let built = marked_webhook(&url, &store, &cancel);
+    let later = t0 + chrono::Duration::hours(1);
+    assert_eq!(
+        resend_undelivered(&built.notifiers, &*store, later)
+            .await
+            .expect("reads"),
+        2
+    );
+    wait_for(&rx, before + 1).await;
+    let (_, body) = rx.got.lock().expect("lock")[before].clone();
+    let body: Value = serde_json::from_slice(&body).expect("json");
+    let ids: Vec<&str> = body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(
+        ids,
+        [events[0].event_id.as_str(), events[1].event_id.as_str()]
+    );
+    // once delivered, the mark moves to the newest event, and a further restart sends nothing
+    let start = Instant::now();
+    while store.delivered_until("hook").await.expect("mark") != Some(events[1].at) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mark never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    built.flush(Duration::from_secs(5)).await;
+    let cancel = CancellationToken::new();
+    let built = marked_webhook(&url, &store, &cancel);
+    assert_eq!(
+        resend_undelivered(&built.notifiers, &*store, later)
+            .await
+            .expect("reads"),
+        0
+    );
+    cancel.cancel();
+    built.flush(Duration::from_secs(5)).await;
+
+    // names are marks: two notifiers may not share one
+    let twice = build_notifiers(
+        &[
+            NotifierConfig::Webhook {
+                name: None,
+                url: url.clone(),
+                secret_env: None,
+                route: RouteConfig::default(),
+                queue: fast_queue(),
+            },
+            NotifierConfig::Webhook {
+                name: None,
+                url,
+                secret_env: None,
+                route: RouteConfig::default(),
+                queue: fast_queue(),
+            },
+        ],
+        Arc::new(Metrics::new()),
+        None,
+        CancellationToken::new(),
+        &env_of(&[]),
+    );
+    let err = twice.expect_err("duplicate names");
+    assert!(
+        err.to_string().contains("server.notifiers[1].name"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -273,6 +273,18 @@ impl DriftStore for BufferedStore {
         self.inner.events(query).await
     }
 
+    async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.delivered_until(notifier).await
+    }
+
+    async fn set_delivered_until(
+        &self,
+        notifier: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_delivered_until(notifier, until).await
+    }
+
     async fn scans(
         &self,
         environment: Option<&str>,

@@ -33,6 +33,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_retention, retention);
         $crate::conformance_tests!(@one $fresh, conformance_concurrent_writers, concurrent_writers);
         $crate::conformance_tests!(@one $fresh, conformance_scanner_round_trip, scanner_round_trip);
+        $crate::conformance_tests!(@one $fresh, conformance_delivery_marks, delivery_marks);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -661,6 +662,47 @@ pub async fn retention(store: Arc<dyn DriftStore>) {
             .total
             > 0
     );
+}
+
+/// How far each notifier's deliveries went: kept per notifier, only ever moved forward, with
+/// full precision, and kept by prune.
+pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
+    assert_eq!(store.delivered_until("webhook").await.expect("reads"), None);
+    store
+        .set_delivered_until("webhook", t(100))
+        .await
+        .expect("sets");
+    store
+        .set_delivered_until("email", t(50))
+        .await
+        .expect("sets");
+    assert_eq!(
+        store.delivered_until("webhook").await.expect("reads"),
+        Some(t(100))
+    );
+    assert_eq!(
+        store.delivered_until("email").await.expect("reads"),
+        Some(t(50))
+    );
+    // never back
+    store
+        .set_delivered_until("webhook", t(90))
+        .await
+        .expect("sets");
+    assert_eq!(
+        store.delivered_until("webhook").await.expect("reads"),
+        Some(t(100))
+    );
+    store
+        .set_delivered_until("webhook", t(200))
+        .await
+        .expect("sets");
+    store.prune(t(10_000)).await.expect("prunes");
+    assert_eq!(
+        store.delivered_until("webhook").await.expect("reads"),
+        Some(t(200))
+    );
+    assert_eq!(store.delivered_until("slack").await.expect("reads"), None);
 }
 
 /// Many writers at once (distinct environments, and the same batches retried concurrently).

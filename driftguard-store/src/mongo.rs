@@ -988,6 +988,39 @@ impl DriftStore for MongoStore {
             .map_err(|e| merr("ping", e))?;
         self.ready().await
     }
+
+    async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let d = self
+            .coll("deliveries")
+            .find_one(doc! {"_id": notifier})
+            .await
+            .map_err(|e| merr("find delivery mark", e))?;
+        Ok(d.and_then(|d| d.get_i64("until").ok())
+            .map(DateTime::from_timestamp_nanos))
+    }
+
+    async fn set_delivered_until(
+        &self,
+        notifier: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let until = nanos(until);
+        // moves only forward: a mark already at or past `until` does not match, and the upsert
+        // then collides with it on `_id`
+        let r = self
+            .coll("deliveries")
+            .update_one(
+                doc! {"_id": notifier, "until": {"$lt": until}},
+                doc! {"$set": {"until": until}},
+            )
+            .upsert(true)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Ok(()),
+            Err(e) => Err(merr("set delivery mark", e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,6 +78,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX scans_env_started ON scans(env, started_at DESC, scan_id DESC);
     CREATE INDEX scans_started ON scans(started_at DESC, scan_id DESC);
     ",
+    // 2: how far each notifier's deliveries went
+    "
+    CREATE TABLE deliveries (
+        notifier TEXT PRIMARY KEY,
+        until_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -637,6 +644,40 @@ impl DriftStore for SqliteStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql))
             .await
+    }
+
+    async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let notifier = notifier.to_owned();
+        let until: Option<i64> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT until_at FROM deliveries WHERE notifier = ?1",
+                    [&notifier],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)
+            })
+            .await?;
+        Ok(until.map(DateTime::from_timestamp_nanos))
+    }
+
+    async fn set_delivered_until(
+        &self,
+        notifier: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (notifier, until) = (notifier.to_owned(), nanos(until));
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO deliveries (notifier, until_at) VALUES (?1, ?2)
+                 ON CONFLICT (notifier) DO UPDATE SET until_at = max(until_at, excluded.until_at)",
+                params![notifier, until],
+            )
+            .map(|_| ())
+            .map_err(sql)
+        })
+        .await
     }
 }
 

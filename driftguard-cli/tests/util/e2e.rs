@@ -179,7 +179,12 @@ impl<T: Clone> Receiver<T> {
 }
 
 pub fn webhook_receiver(secret: &'static str) -> Receiver<Hook> {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook receiver");
+    webhook_receiver_on(0, secret)
+}
+
+/// [`webhook_receiver`] on a given port (0: any).
+pub fn webhook_receiver_on(port: u16, secret: &'static str) -> Receiver<Hook> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind webhook receiver");
     let port = listener.local_addr().expect("addr").port();
     let got: Arc<Mutex<Vec<Hook>>> = Arc::default();
     let sink = got.clone();

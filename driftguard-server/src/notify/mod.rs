@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use driftguard_core::ports::{Notification, Notifier, NotifyError};
+use driftguard_core::ports::{DriftStore, Notification, Notifier, NotifyError, StoreError};
+use driftguard_core::query::EventQuery;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{DriftEvent, EventKind};
 use serde::Serialize;
@@ -227,9 +228,24 @@ impl QueuedNotifier {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
     ) -> (Arc<QueuedNotifier>, JoinHandle<()>) {
+        Self::spawn_marked(inner, cfg, metrics, cancel, None)
+    }
+
+    /// Like [`QueuedNotifier::spawn`], recording in `marks` how far deliveries went
+    /// ([`DriftStore::set_delivered_until`]) so that [`resend_undelivered`] can send again,
+    /// after a restart, what was still queued. A notification counts as handed over once
+    /// delivered, or given up after all its retries; one that fails while shutting down is not,
+    /// and nothing after it is.
+    pub fn spawn_marked(
+        inner: Arc<dyn Notifier>,
+        cfg: QueueConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+        marks: Option<Arc<dyn DriftStore>>,
+    ) -> (Arc<QueuedNotifier>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(cfg.capacity.max(1));
         let name = inner.name().to_owned();
-        let handle = tokio::spawn(deliver_loop(inner, cfg, metrics.clone(), rx, cancel));
+        let handle = tokio::spawn(deliver_loop(inner, cfg, metrics.clone(), rx, cancel, marks));
         (Arc::new(QueuedNotifier { name, tx, metrics }), handle)
     }
 }
@@ -268,9 +284,12 @@ async fn deliver_loop(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Notification>,
     cancel: CancellationToken,
+    marks: Option<Arc<dyn DriftStore>>,
 ) {
     let name = inner.name().to_owned();
     let mut closing = false;
+    // set once a notification is left undelivered at shutdown: no mark may pass it
+    let mut held = false;
     loop {
         let first = if closing {
             match rx.recv().await {
@@ -298,6 +317,7 @@ async fn deliver_loop(
                 }
             }
         }
+        let newest = batch.iter().flat_map(|n| &n.events).map(|e| e.at).max();
         for n in group(batch) {
             let attempts = if closing { 1 } else { cfg.max_attempts.max(1) };
             let mut backoff = cfg.initial_backoff.0;
@@ -312,7 +332,14 @@ async fn deliver_loop(
                     Err(e) => {
                         metrics.notification(&name, NotifyOutcome::Failed);
                         tracing::warn!(notifier = %name, environment = %n.environment, attempt, error = %e, "notification failed");
-                        if attempt >= attempts {
+                        // shutting down: one more attempt at most
+                        if attempt >= attempts || closing {
+                            if closing {
+                                // sent again at the next start
+                                held = true;
+                                tracing::warn!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification not delivered before shutdown");
+                                break;
+                            }
                             metrics.notification(&name, NotifyOutcome::Dropped);
                             tracing::error!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification given up");
                             break;
@@ -326,7 +353,68 @@ async fn deliver_loop(
                 }
             }
         }
+        if let (Some(store), Some(newest), false) = (&marks, newest, held) {
+            if let Err(e) = store.set_delivered_until(&name, newest).await {
+                tracing::warn!(notifier = %name, error = %e, "cannot record how far deliveries went");
+            }
+        }
     }
+}
+
+/// Sends again what `notifiers` had not handed over when the server last stopped: the events
+/// stored after each one's delivery mark ([`DriftStore::delivered_until`]), oldest first, through
+/// the notifier (so routing applies). A notifier without a mark starts from `now`: nothing old
+/// is sent. Returns how many events were queued again. Receivers may see an event twice (a
+/// crash between delivery and mark): `event_id` tells.
+pub async fn resend_undelivered(
+    notifiers: &[Arc<dyn Notifier>],
+    store: &dyn DriftStore,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut resent = 0;
+    for notifier in notifiers {
+        let name = notifier.name();
+        let Some(mark) = store.delivered_until(name).await? else {
+            store.set_delivered_until(name, now).await?;
+            continue;
+        };
+        let mut q = EventQuery {
+            since: Some(mark),
+            limit: 1000,
+            ..EventQuery::default()
+        };
+        let mut events: Vec<DriftEvent> = Vec::new();
+        loop {
+            let page = store.events(&q).await?;
+            events.extend(page.items.into_iter().filter(|e| e.at > mark));
+            match page.next_offset {
+                Some(next) => q.offset = next,
+                None => break,
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        tracing::info!(notifier = %name, events = events.len(), since = %mark, "sending again what was not delivered");
+        let mut by_env: Vec<Notification> = Vec::new();
+        for e in events {
+            let env = e.drift.id.environment.clone();
+            resent += 1;
+            match by_env.iter_mut().find(|n| n.environment == env) {
+                Some(n) => n.events.push(e),
+                None => by_env.push(Notification {
+                    environment: env,
+                    events: vec![e],
+                }),
+            }
+        }
+        for n in &by_env {
+            if let Err(e) = notifier.notify(n).await {
+                tracing::warn!(notifier = %name, error = %e, "cannot queue a notification again");
+            }
+        }
+    }
+    Ok(resent)
 }
 
 /// Notifiers built from the configuration, and their delivery tasks.
@@ -376,6 +464,19 @@ pub fn build_notifiers(
     public_url: Option<String>,
     cancel: CancellationToken,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BuiltNotifiers, ConfigError> {
+    build_notifiers_marked(configs, metrics, public_url, cancel, env, None)
+}
+
+/// Like [`build_notifiers`], the queues recording in `marks` how far deliveries went (see
+/// [`QueuedNotifier::spawn_marked`] and [`resend_undelivered`]).
+pub fn build_notifiers_marked(
+    configs: &[NotifierConfig],
+    metrics: Arc<Metrics>,
+    public_url: Option<String>,
+    cancel: CancellationToken,
+    env: &dyn Fn(&str) -> Option<String>,
+    marks: Option<Arc<dyn DriftStore>>,
 ) -> Result<BuiltNotifiers, ConfigError> {
     let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
     let mut out = BuiltNotifiers {
@@ -493,8 +594,23 @@ pub fn build_notifiers(
                 (Arc::new(n), route, queue)
             }
         };
-        let (queued, handle) =
-            QueuedNotifier::spawn(inner, queue.clone(), metrics.clone(), cancel.clone());
+        // names label metrics and delivery marks: each must be its own
+        if out.notifiers.iter().any(|n| n.name() == inner.name()) {
+            return Err(ConfigError::Invalid {
+                field: field("name"),
+                message: format!(
+                    "the name `{}` is used by another notifier: give each its own `name`",
+                    inner.name()
+                ),
+            });
+        }
+        let (queued, handle) = QueuedNotifier::spawn_marked(
+            inner,
+            queue.clone(),
+            metrics.clone(),
+            cancel.clone(),
+            marks.clone(),
+        );
         out.workers.push(handle);
         out.notifiers.push(Arc::new(RoutedNotifier {
             inner: queued,
