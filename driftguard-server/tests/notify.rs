@@ -534,19 +534,22 @@ async fn smtp_session(
     }
 }
 
-fn mailer(port: u16, tls: SmtpTls, ca_file: Option<&std::path::Path>) -> SmtpNotifier {
+/// A notifier mailing ops@ through 127.0.0.1:`port`, logging in as `bot` when `password`.
+fn smtp_to(port: u16, password: bool) -> SmtpNotifier {
     SmtpNotifier::new(
         "email".into(),
         "127.0.0.1".into(),
         port,
         "driftguard@example.org".into(),
         vec!["ops@example.org".into()],
-        Some(("bot".into(), "pw".into())),
+        password.then(|| ("bot".into(), "pw".into())),
         None,
     )
     .expect("valid")
-    .with_tls(tls, ca_file)
-    .expect("CA file")
+}
+
+fn mailer(port: u16, tls: SmtpTls, ca_file: Option<&std::path::Path>) -> SmtpNotifier {
+    smtp_to(port, true).with_tls(tls, ca_file).expect("CA file")
 }
 
 fn one_detection() -> Notification {
@@ -627,17 +630,10 @@ async fn no_password_without_tls_and_no_unknown_certificates() {
     }
     // without a password, auto sends in plain text when the server offers no TLS
     let (t, port, _) = tls_receiver(Offer::Nothing).await;
-    let plain = SmtpNotifier::new(
-        "email".into(),
-        "127.0.0.1".into(),
-        port,
-        "driftguard@example.org".into(),
-        vec!["ops@example.org".into()],
-        None,
-        None,
-    )
-    .expect("valid");
-    plain.notify(&one_detection()).await.expect("sent");
+    smtp_to(port, false)
+        .notify(&one_detection())
+        .await
+        .expect("sent");
     assert_eq!(
         sessions(&t, 1).await[0].last().map(String::as_str),
         Some("DATA [DriftGuard] prod: 1 detected")
@@ -656,19 +652,10 @@ async fn no_password_without_tls_and_no_unknown_certificates() {
 
     // a CA file that cannot be read is named
     let missing = std::path::Path::new("/nonexistent/ca.pem");
-    let err = SmtpNotifier::new(
-        "email".into(),
-        "127.0.0.1".into(),
-        port,
-        "driftguard@example.org".into(),
-        vec!["ops@example.org".into()],
-        None,
-        None,
-    )
-    .expect("valid")
-    .with_tls(SmtpTls::Auto, Some(missing))
-    .err()
-    .expect("unreadable CA file");
+    let err = smtp_to(port, false)
+        .with_tls(SmtpTls::Auto, Some(missing))
+        .err()
+        .expect("unreadable CA file");
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
 

@@ -667,42 +667,31 @@ pub async fn retention(store: Arc<dyn DriftStore>) {
 /// How far each notifier's deliveries went: kept per notifier, only ever moved forward, with
 /// full precision, and kept by prune.
 pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
-    assert_eq!(store.delivered_until("webhook").await.expect("reads"), None);
-    store
-        .set_delivered_until("webhook", t(100))
-        .await
-        .expect("sets");
-    store
-        .set_delivered_until("email", t(50))
-        .await
-        .expect("sets");
-    assert_eq!(
-        store.delivered_until("webhook").await.expect("reads"),
-        Some(t(100))
-    );
-    assert_eq!(
-        store.delivered_until("email").await.expect("reads"),
-        Some(t(50))
-    );
+    let mark = |name: &'static str| {
+        let store = store.clone();
+        async move { store.delivered_until(name).await.expect("reads") }
+    };
+    let set = |name: &'static str, secs: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .set_delivered_until(name, t(secs))
+                .await
+                .expect("sets")
+        }
+    };
+    assert_eq!(mark("webhook").await, None);
+    set("webhook", 100).await;
+    set("email", 50).await;
+    assert_eq!(mark("webhook").await, Some(t(100)));
+    assert_eq!(mark("email").await, Some(t(50)));
     // never back
-    store
-        .set_delivered_until("webhook", t(90))
-        .await
-        .expect("sets");
-    assert_eq!(
-        store.delivered_until("webhook").await.expect("reads"),
-        Some(t(100))
-    );
-    store
-        .set_delivered_until("webhook", t(200))
-        .await
-        .expect("sets");
+    set("webhook", 90).await;
+    assert_eq!(mark("webhook").await, Some(t(100)));
+    set("webhook", 200).await;
     store.prune(t(10_000)).await.expect("prunes");
-    assert_eq!(
-        store.delivered_until("webhook").await.expect("reads"),
-        Some(t(200))
-    );
-    assert_eq!(store.delivered_until("slack").await.expect("reads"), None);
+    assert_eq!(mark("webhook").await, Some(t(200)), "kept by prune");
+    assert_eq!(mark("slack").await, None);
 }
 
 /// Many writers at once (distinct environments, and the same batches retried concurrently).

@@ -180,6 +180,16 @@ fn floor<T>(
     (ids / n * rounds as f64, whole / n * rounds as f64)
 }
 
+/// One line of figures: `ids` and `whole` are seconds per pair.
+fn report(n: usize, input: &str, ids: f64, whole: f64) {
+    println!(
+        "{n:>7} pairs, {input}: {:>7.0} pairs/s (best round; identify and index {:.2} µs, all {:.2} µs per pair)",
+        1.0 / whole,
+        ids * 1e6,
+        whole * 1e6
+    );
+}
+
 fn main() {
     for n in [10_000usize, 100_000] {
         let rounds = if n <= 10_000 { 10 } else { 3 };
@@ -193,10 +203,7 @@ fn main() {
             |d, l, out| walk_value(d, Some(l), 0, out),
             rounds,
         );
-        println!(
-            "{n:>7} pairs, serde_json values: {:>7.0} pairs/s (best round; identify and index {:.2} µs, all {:.2} µs per pair)",
-            1.0 / whole, ids * 1e6, whole * 1e6
-        );
+        report(n, "serde_json values", ids, whole);
         let dd: Vec<Doc> = dv.iter().map(|v| Doc::from_value(v)).collect();
         let ld: Vec<Doc> = lv.iter().map(|v| Doc::from_value(v)).collect();
         drop((dv, lv));
@@ -208,9 +215,6 @@ fn main() {
             |d, l, out| walk_doc(d.root(), Some(l.root()), 0, out),
             rounds,
         );
-        println!(
-            "{n:>7} pairs, compact documents: {:>7.0} pairs/s (best round; identify and index {:.2} µs, all {:.2} µs per pair)",
-            1.0 / whole, ids * 1e6, whole * 1e6
-        );
+        report(n, "compact documents", ids, whole);
     }
 }
