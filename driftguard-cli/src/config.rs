@@ -530,6 +530,42 @@ impl Config {
                 );
             }
         }
+        // notifiers: `server.notifiers` and `notifications` are served together
+        let notifiers = f
+            .server
+            .iter()
+            .flat_map(|s| s.notifiers.iter().enumerate())
+            .map(|(i, n)| (format!("server.notifiers[{i}]"), n))
+            .chain(
+                f.notifications
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (format!("notifications[{i}]"), n)),
+            );
+        let mut names = std::collections::HashSet::new();
+        for (at, n) in notifiers {
+            if !names.insert(n.name()) {
+                problem(
+                    at.clone(),
+                    format!(
+                        "the name `{}` is used by another notifier: give each its own `name`",
+                        n.name()
+                    ),
+                );
+            }
+            if let driftguard_server::config::NotifierConfig::Email {
+                ca_file: Some(ca), ..
+            } = n
+            {
+                let r = self.resolve(ca);
+                if !r.is_file() {
+                    problem(
+                        format!("{at}.ca_file"),
+                        format!("file {} does not exist", r.display()),
+                    );
+                }
+            }
+        }
         if let Some(store) = &f.store {
             if store.sqlite.is_some() && store.mongodb.is_some() {
                 problem(

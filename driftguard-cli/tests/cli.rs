@@ -478,6 +478,29 @@ fn config_validate_lists_every_problem_with_its_line() {
     );
     assert_eq!(lines.last(), Some(&"bad.yaml: 6 problems"), "{}", r.stderr);
 
+    // notifiers: names must differ, a CA file must exist
+    write(
+        &demo.join("bad3.yaml"),
+        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    live:\n      dump: live/prod.yaml\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n  - type: webhook\n    url: http://127.0.0.1:9/other\n  - type: email\n    host: 127.0.0.1\n    from: a@b.c\n    to: [d@e.f]\n    ca_file: certs/none.pem\n",
+    );
+    let r = run_in(&demo, &["config", "validate", "bad3.yaml"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert!(
+        lines.contains(&"bad3.yaml:9: notifications[1]: the name `webhook` is used by another notifier: give each its own `name`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("bad3.yaml:15: notifications[2].ca_file: file ")
+                && l.ends_with("certs/none.pem does not exist")
+        ),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines.last(), Some(&"bad3.yaml: 2 problems"), "{}", r.stderr);
+
     // a wrong type names the key and line
     write(
         &demo.join("bad2.yaml"),

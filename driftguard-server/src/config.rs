@@ -331,6 +331,20 @@ pub enum NotifierConfig {
     },
 }
 
+impl NotifierConfig {
+    /// The notifier's name: `name`, or its type (`slack`, `webhook`, `pagerduty`, `email`).
+    /// Names label metrics and delivery marks, so each notifier needs its own.
+    pub fn name(&self) -> &str {
+        let (name, default) = match self {
+            NotifierConfig::Slack { name, .. } => (name, "slack"),
+            NotifierConfig::Webhook { name, .. } => (name, "webhook"),
+            NotifierConfig::Pagerduty { name, .. } => (name, "pagerduty"),
+            NotifierConfig::Email { name, .. } => (name, "email"),
+        };
+        name.as_deref().unwrap_or(default)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -487,7 +487,7 @@ pub fn build_notifiers_marked(
         let field = |f: &str| format!("server.notifiers[{i}].{f}");
         let (inner, route, queue): (Arc<dyn Notifier>, &RouteConfig, &QueueConfig) = match cfg {
             NotifierConfig::Slack {
-                name,
+                name: _,
                 url_env,
                 url,
                 route,
@@ -504,14 +504,14 @@ pub fn build_notifiers_marked(
                     }
                 };
                 let n = slack::SlackNotifier::new(
-                    name.clone().unwrap_or_else(|| "slack".into()),
+                    cfg.name().to_owned(),
                     parse_url(&url, &field("url"))?,
                     public_url.clone(),
                 );
                 (Arc::new(n), route, queue)
             }
             NotifierConfig::Webhook {
-                name,
+                name: _,
                 url,
                 secret_env,
                 route,
@@ -522,7 +522,7 @@ pub fn build_notifiers_marked(
                     .map(|v| env_var(env, v, &field("secret_env")))
                     .transpose()?;
                 let n = webhook::WebhookNotifier::new(
-                    name.clone().unwrap_or_else(|| "webhook".into()),
+                    cfg.name().to_owned(),
                     parse_url(url, &field("url"))?,
                     secret,
                     public_url.clone(),
@@ -530,7 +530,7 @@ pub fn build_notifiers_marked(
                 (Arc::new(n), route, queue)
             }
             NotifierConfig::Pagerduty {
-                name,
+                name: _,
                 routing_key_env,
                 events_url,
                 route,
@@ -541,7 +541,7 @@ pub fn build_notifiers_marked(
                     .clone()
                     .unwrap_or_else(|| pagerduty::DEFAULT_EVENTS_URL.into());
                 let n = pagerduty::PagerDutyNotifier::new(
-                    name.clone().unwrap_or_else(|| "pagerduty".into()),
+                    cfg.name().to_owned(),
                     parse_url(&url, &field("events_url"))?,
                     key,
                     public_url.clone(),
@@ -549,7 +549,7 @@ pub fn build_notifiers_marked(
                 (Arc::new(n), route, queue)
             }
             NotifierConfig::Email {
-                name,
+                name: _,
                 host,
                 port,
                 tls,
@@ -574,7 +574,7 @@ pub fn build_notifiers_marked(
                     }
                 };
                 let n = smtp::SmtpNotifier::new(
-                    name.clone().unwrap_or_else(|| "email".into()),
+                    cfg.name().to_owned(),
                     host.clone(),
                     port.unwrap_or(tls.default_port()),
                     from.clone(),
