@@ -664,7 +664,6 @@ fn io_message(e: &std::io::Error) -> String {
     }
 }
 
-/// Turns a serde_yaml error into a located problem (`file:line:col: path: message`).
 /// Whether `name` is a valid namespace name (an RFC 1123 label).
 fn is_dns_label(name: &str) -> bool {
     let b = name.as_bytes();
@@ -676,6 +675,7 @@ fn is_dns_label(name: &str) -> bool {
         && b[b.len() - 1] != b'-'
 }
 
+/// Turns a serde_yaml error into a located problem (`file:line:col: path: message`).
 fn yaml_problem(file: &str, e: &serde_yaml::Error) -> ConfigProblem {
     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
     let msg = e.to_string();

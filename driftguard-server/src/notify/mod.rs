@@ -332,14 +332,13 @@ async fn deliver_loop(
                     Err(e) => {
                         metrics.notification(&name, NotifyOutcome::Failed);
                         tracing::warn!(notifier = %name, environment = %n.environment, attempt, error = %e, "notification failed");
-                        // shutting down: one more attempt at most
-                        if attempt >= attempts || closing {
-                            if closing {
-                                // sent again at the next start
-                                held = true;
-                                tracing::warn!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification not delivered before shutdown");
-                                break;
-                            }
+                        if closing {
+                            // shutting down: no more attempts; sent again at the next start
+                            held = true;
+                            tracing::warn!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification not delivered before shutdown");
+                            break;
+                        }
+                        if attempt >= attempts {
                             metrics.notification(&name, NotifyOutcome::Dropped);
                             tracing::error!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification given up");
                             break;
@@ -371,46 +370,49 @@ pub async fn resend_undelivered(
     store: &dyn DriftStore,
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    let mut resent = 0;
+    let mut marks = Vec::new();
     for notifier in notifiers {
-        let name = notifier.name();
-        let Some(mark) = store.delivered_until(name).await? else {
-            store.set_delivered_until(name, now).await?;
+        match store.delivered_until(notifier.name()).await? {
+            Some(mark) => marks.push((notifier, mark)),
+            None => store.set_delivered_until(notifier.name(), now).await?,
+        }
+    }
+    // one read of the store, from the oldest mark
+    let Some(oldest) = marks.iter().map(|(_, mark)| *mark).min() else {
+        return Ok(0);
+    };
+    let mut q = EventQuery {
+        since: Some(oldest),
+        limit: 1000,
+        ..EventQuery::default()
+    };
+    let mut events: Vec<DriftEvent> = Vec::new();
+    loop {
+        let page = store.events(&q).await?;
+        events.extend(page.items);
+        match page.next_offset {
+            Some(next) => q.offset = next,
+            None => break,
+        }
+    }
+    let mut resent = 0;
+    for (notifier, mark) in marks {
+        let after: Vec<Notification> = events
+            .iter()
+            .filter(|e| e.at > mark)
+            .map(|e| Notification {
+                environment: e.drift.id.environment.clone(),
+                events: vec![e.clone()],
+            })
+            .collect();
+        if after.is_empty() {
             continue;
-        };
-        let mut q = EventQuery {
-            since: Some(mark),
-            limit: 1000,
-            ..EventQuery::default()
-        };
-        let mut events: Vec<DriftEvent> = Vec::new();
-        loop {
-            let page = store.events(&q).await?;
-            events.extend(page.items.into_iter().filter(|e| e.at > mark));
-            match page.next_offset {
-                Some(next) => q.offset = next,
-                None => break,
-            }
         }
-        if events.is_empty() {
-            continue;
-        }
-        tracing::info!(notifier = %name, events = events.len(), since = %mark, "sending again what was not delivered");
-        let mut by_env: Vec<Notification> = Vec::new();
-        for e in events {
-            let env = e.drift.id.environment.clone();
-            resent += 1;
-            match by_env.iter_mut().find(|n| n.environment == env) {
-                Some(n) => n.events.push(e),
-                None => by_env.push(Notification {
-                    environment: env,
-                    events: vec![e],
-                }),
-            }
-        }
-        for n in &by_env {
-            if let Err(e) = notifier.notify(n).await {
-                tracing::warn!(notifier = %name, error = %e, "cannot queue a notification again");
+        resent += after.len();
+        tracing::info!(notifier = %notifier.name(), events = after.len(), since = %mark, "sending again what was not delivered");
+        for n in group(after) {
+            if let Err(e) = notifier.notify(&n).await {
+                tracing::warn!(notifier = %notifier.name(), error = %e, "cannot queue a notification again");
             }
         }
     }

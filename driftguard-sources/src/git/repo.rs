@@ -11,7 +11,7 @@ use gix::ObjectId;
 
 use driftguard_core::id::ResourceId;
 use driftguard_core::manifest::ManifestError;
-use driftguard_core::model::{CommitInfo, RawObject, Revision};
+use driftguard_core::model::{CommitInfo, Provenance, RawObject, Revision};
 use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 
 use super::kustomize;
@@ -411,7 +411,7 @@ impl Reader {
 
     /// Finds one object at `commit`, looking in `hint` first. A manifest that names no
     /// namespace stands for the object in any namespace (the engine gives it the environment's
-    /// default one), when no manifest names it exactly.
+    /// default one), when no manifest names it exactly. One pass over the tree.
     fn locate(
         &self,
         repo: &gix::Repository,
@@ -419,67 +419,62 @@ impl Reader {
         id: &ResourceId,
         hint: Option<&str>,
     ) -> Result<Option<Located>, SourceError> {
-        let exact = |o: &RawObject| &o.meta().id(&id.environment) == id;
-        if let Some(found) = self.locate_by(repo, commit, hint, &exact)? {
-            return Ok(Some(found));
-        }
-        if id.namespace.is_none() {
-            return Ok(None);
-        }
-        let without_namespace = |o: &RawObject| {
-            let mut found = o.meta().id(&id.environment);
-            found.namespace.is_none() && {
-                found.namespace.clone_from(&id.namespace);
-                &found == id
-            }
-        };
-        self.locate_by(repo, commit, hint, &without_namespace)
-    }
-
-    /// Finds the first object `matches` accepts at `commit`, looking in `hint` first.
-    fn locate_by(
-        &self,
-        repo: &gix::Repository,
-        commit: ObjectId,
-        hint: Option<&str>,
-        matches: &dyn Fn(&RawObject) -> bool,
-    ) -> Result<Option<Located>, SourceError> {
         let root = root_tree(repo, commit)?;
+        // the first object naming `id` exactly, and the first naming it without a namespace
+        let pick = |objects: &[(RawObject, Provenance)]| {
+            let (mut exact, mut loose) = (None, None);
+            for (o, _) in objects {
+                let mut found = o.meta().id(&id.environment);
+                if &found == id {
+                    exact = Some(o.clone());
+                    break;
+                }
+                if loose.is_none() && found.namespace.is_none() && id.namespace.is_some() {
+                    found.namespace.clone_from(&id.namespace);
+                    if &found == id {
+                        loose = Some(o.clone());
+                    }
+                }
+            }
+            (exact, loose)
+        };
+        let mut fallback: Option<Located> = None;
+        let mut look = |objects: &[(RawObject, Provenance)], file: &dyn Fn() -> String, blob| {
+            let (exact, loose) = pick(objects);
+            let located = |object| Located {
+                object,
+                file: file(),
+                blob,
+            };
+            if fallback.is_none() {
+                fallback = loose.map(located);
+            }
+            exact.map(located)
+        };
         if let Some(h) = hint {
             if let Some(blob) = blob_at(repo, root, h)? {
                 let parsed = self.parsed(repo, h, blob)?;
-                if let Some((o, _)) = parsed.objects.iter().find(|(o, _)| matches(o)) {
-                    return Ok(Some(Located {
-                        object: o.clone(),
-                        file: h.to_owned(),
-                        blob: Some(blob),
-                    }));
+                if let Some(found) = look(&parsed.objects, &|| h.to_owned(), Some(blob)) {
+                    return Ok(Some(found));
                 }
             }
         }
         let plan = plan(&self.filter, self.walk(repo, root)?);
         for (path, blob) in &plan.files {
             let parsed = self.parsed(repo, path, *blob)?;
-            if let Some((o, _)) = parsed.objects.iter().find(|(o, _)| matches(o)) {
-                return Ok(Some(Located {
-                    object: o.clone(),
-                    file: path.clone(),
-                    blob: Some(*blob),
-                }));
+            if let Some(found) = look(&parsed.objects, &|| path.clone(), Some(*blob)) {
+                return Ok(Some(found));
             }
         }
         let mut checkout = None;
         for dir in &plan.kustomizations {
             let parsed = self.rendered(repo, root, dir, &mut checkout);
-            if let Some((o, _)) = parsed.objects.iter().find(|(o, _)| matches(o)) {
-                return Ok(Some(Located {
-                    object: o.clone(),
-                    file: kustomization_file(repo, root, dir),
-                    blob: None,
-                }));
+            let file = || kustomization_file(repo, root, dir);
+            if let Some(found) = look(&parsed.objects, &file, None) {
+                return Ok(Some(found));
             }
         }
-        Ok(None)
+        Ok(fallback)
     }
 
     /// The versions of one object, newest first, following first parents from `tip`.
