@@ -1,9 +1,9 @@
 //! # driftguard-cli
 //!
-//! The library part of the `driftguard` binary: the configuration file model and loading
-//! ([`config`]), the wiring of sources, stores and the clock from a configuration ([`setup`]),
-//! and the renderings of scan results and history ([`output`]). The server uses [`config`] to
-//! read the same file.
+//! The library part of the `driftguard` binary: the renderings of scan results and history
+//! ([`output`]) and the exit codes. The configuration file's model and the wiring of sources
+//! and stores live in the server crate (`driftguard_server::config`, `driftguard_server::setup`),
+//! which builds the whole service; [`config`] re-exports the model.
 //!
 //! Exit codes of the binary (like `terraform plan -detailed-exitcode`):
 //!
@@ -13,9 +13,12 @@
 //! | 1 | error (bad configuration, unreachable source, malformed input) |
 //! | 2 | drift found (at or above `--fail-on`) |
 
-pub mod config;
 pub mod output;
-pub mod setup;
+
+/// The configuration file's model (`driftguard_server::config`).
+pub mod config {
+    pub use driftguard_server::config::*;
+}
 
 /// No drift.
 pub const EXIT_OK: u8 = 0;

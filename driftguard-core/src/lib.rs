@@ -41,6 +41,7 @@ pub mod compare;
 pub mod convert;
 pub mod doc;
 pub mod engine;
+pub mod error;
 pub mod hash;
 pub mod id;
 pub mod ignore;
@@ -53,6 +54,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod scanner;
 pub mod scope;
 pub mod severity;
 pub mod state;
@@ -62,7 +64,7 @@ pub mod prelude {
     pub use crate::compare::{compare, compare_docs, Comparison, FieldDiff};
     pub use crate::doc::Doc;
     pub use crate::engine::{
-        Engine, EnvState, EnvironmentSpec, ScanError, ScanReport, Scanner, Verdict, VerdictStatus,
+        Engine, EnvState, EnvironmentSpec, ScanError, ScanReport, Verdict, VerdictStatus,
     };
     pub use crate::id::{GroupKind, ResourceId};
     pub use crate::ignore::{IgnoreRule, IgnoreRules, JsonPointer};
@@ -74,6 +76,7 @@ pub mod prelude {
         LiveSnapshot, LiveSource, Notification, Notifier, ScanBatch, ScanSummary,
     };
     pub use crate::query::{DriftQuery, EventQuery, Page};
+    pub use crate::scanner::Scanner;
     pub use crate::severity::{Severity, SeverityRules};
     pub use crate::state::{
         Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Presence, Resolution,

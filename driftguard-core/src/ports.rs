@@ -5,6 +5,7 @@
 //! Each trait has few required methods and provided defaults built on them, and is object safe
 //! (`Arc<dyn GitSource>` and so on) so that an implementation can be chosen at run time.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -183,6 +184,27 @@ pub trait GitSource: Send + Sync {
         Err(SourceError::Unsupported {
             what: "object history".into(),
         })
+    }
+
+    /// The versions of several objects (each newest first, at most `limit`), read in one batch
+    /// before an evaluation. An object whose history cannot be read is left out, and a source
+    /// without history answers an empty map. The default asks [`GitSource::history`] for each.
+    async fn histories(
+        &self,
+        ids: &[ResourceId],
+        limit: usize,
+    ) -> HashMap<ResourceId, Vec<ObjectVersion>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for id in ids {
+            match self.history(id, limit).await {
+                Ok(v) => {
+                    out.insert(id.clone(), v);
+                }
+                Err(SourceError::Unsupported { .. }) => break,
+                Err(_) => {}
+            }
+        }
+        out
     }
 
     /// The desired objects at the current revision.

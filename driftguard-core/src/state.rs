@@ -294,6 +294,16 @@ pub enum Presence {
     },
     /// On neither side (or live but not tracked).
     Neither,
+    /// The live side could not be read (its kind is forbidden or failed to list, or the watch
+    /// is down): nothing can be said, so the record stays as it is and nothing resolves.
+    Unknown,
+}
+
+impl Presence {
+    /// Whether this observation shows a drift.
+    pub fn drifted(&self) -> bool {
+        drift_kind(self).is_some()
+    }
 }
 
 /// An observation of one object.
@@ -370,13 +380,21 @@ fn drift_kind(p: &Presence) -> Option<DriftKind> {
 
 /// The pure transition function.
 pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) -> Transition {
+    if matches!(obs.presence, Presence::Unknown) {
+        // an unreadable side says nothing: no event, no change, nothing resolved by silence
+        return Transition {
+            record: prev.cloned(),
+            events: Vec::new(),
+            changed: false,
+        };
+    }
     let mut events = Vec::new();
     let prev_drift = prev.and_then(|r| r.drift.as_ref());
     let (desired_hash, live_hash) = match &obs.presence {
         Presence::Both(c) => (Some(c.desired_hash()), Some(c.live_hash())),
         Presence::DesiredOnly { desired_hash, .. } => (Some(*desired_hash), None),
         Presence::LiveOnly { live_hash } => (None, Some(*live_hash)),
-        Presence::Neither => (None, None),
+        Presence::Neither | Presence::Unknown => (None, None),
     };
     let baseline = match &obs.presence {
         Presence::Both(c) if c.in_sync() => Some(c.desired_fields()),
@@ -565,7 +583,7 @@ fn resolution(
     live_hash: Option<u64>,
 ) -> Resolution {
     match (&obs.presence, open.kind) {
-        (Presence::Neither, _) => Resolution::Removed,
+        (Presence::Neither | Presence::Unknown, _) => Resolution::Removed,
         (_, DriftKind::Orphan) => Resolution::Adopted,
         (_, DriftKind::Missing) => match open.direction {
             Direction::Forward => Resolution::Reverted,

@@ -78,6 +78,7 @@ fn verdicts(engine: &Engine, st: &EnvState) -> Vec<String> {
             }
             Presence::LiveOnly { .. } => format!("{}/{} orphan {}", id.kind, id.name, obs.severity),
             Presence::Neither => continue,
+            Presence::Unknown => format!("{}/{} unknown", id.kind, id.name),
         };
         out.push(line);
     }

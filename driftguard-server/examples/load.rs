@@ -180,7 +180,7 @@ async fn main() {
             name,
             git.clone(),
             live.clone(),
-            store,
+            store.clone(),
             Arc::new(SystemClock),
             Duration::from_secs(3600),
             Duration::from_secs(3600),
@@ -198,7 +198,7 @@ async fn main() {
         *git.0.lock().expect("lock") = Some(testkit::desired("rev-1", objs.clone()));
         live.set(testkit::live(objs));
         let ctx = driftguard_server::state::ScanContext::new(
-            env.scanner.store.clone(),
+            store,
             Arc::new(Metrics::new()),
             Arc::new(SystemClock),
         );

@@ -13,18 +13,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use driftguard_core::error::chain;
 use driftguard_core::id::ResourceId;
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
+use driftguard_store::BufferHealth;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use utoipa::{IntoParams, OpenApi};
 
 use crate::dto::*;
+use crate::environment::{Environment, RunScanError, SourceState};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
-use crate::state::{AppState, Environment, SourceState};
+use crate::state::AppState;
 
 /// Largest page size.
 pub const MAX_LIMIT: usize = 1000;
@@ -432,8 +435,8 @@ fn environment_dto(env: &Environment) -> EnvironmentDto {
         last_scan: s.last_scan.as_ref().map(ScanDto::from),
         last_error: s.last_error.clone(),
         sources: vec![
-            source_dto("git", env.scanner.git.describe(), &s.git),
-            source_dto("live", env.scanner.live.describe(), &s.live),
+            source_dto("git", env.scanner.describe_git(), &s.git),
+            source_dto("live", env.scanner.describe_live(), &s.live),
         ],
     }
 }
@@ -473,7 +476,8 @@ async fn get_environment(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 200, body = ScanDto), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 502, description = "The scan failed (a source could not be read)", body = ErrorBody)),
+        (status = 502, description = "The scan failed (a source could not be read)", body = ErrorBody),
+        (status = 503, description = "The store cannot be read or written", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn scan_now(
     State(state): State<AppState>,
@@ -488,7 +492,14 @@ async fn scan_now(
     let handle = tokio::spawn(async move { e.run_scan(&ctx).await });
     match handle.await {
         Ok(Ok(summary)) => Ok(Json(ScanDto::from(&summary))),
-        Ok(Err(msg)) => Err(AppError::new(StatusCode::BAD_GATEWAY, "scan_failed", msg)),
+        Ok(Err(RunScanError::Source(msg))) => {
+            Err(AppError::new(StatusCode::BAD_GATEWAY, "scan_failed", msg))
+        }
+        Ok(Err(RunScanError::Store(msg))) => Err(AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            msg,
+        )),
         Err(_) => Err(AppError::internal()),
     }
 }
@@ -594,6 +605,11 @@ async fn git_webhook(
         .to_owned();
     let payload: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| AppError::bad_request(format!("body is not JSON: {e}")))?;
+    if !payload.is_object() {
+        return Err(AppError::bad_request(
+            "body is not a webhook payload (expected a JSON object)",
+        ));
+    }
     let is_push = matches!(event.as_str(), "push" | "Push Hook")
         || payload.get("object_kind").and_then(|v| v.as_str()) == Some("push");
     if !is_push {
@@ -639,6 +655,11 @@ async fn git_webhook(
             }
         }
     }
+    if urls.is_empty() {
+        return Err(AppError::bad_request(
+            "push payload names no repository (repository.clone_url, project.git_http_url, ...)",
+        ));
+    }
     let mut triggered = Vec::new();
     for env in &state.environments {
         if env.wants_push(&urls) {
@@ -661,16 +682,26 @@ async fn healthz() -> Json<Health> {
     })
 }
 
-/// Readiness: the store answers and every environment's sources are healthy.
+/// Readiness: the store answers and takes writes, and every environment's sources are healthy.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Ready), (status = 503, description = "Not ready; the checks say why", body = Ready)))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let mut checks = Vec::new();
+    let mut degraded = false;
     let store = match tokio::time::timeout(Duration::from_secs(2), state.store.health()).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "store health check failed");
-            Some("store unreachable".to_owned())
+            tracing::warn!(error = %chain(&e), "store health check failed");
+            match state.buffer.as_ref().map(|b| b.status()) {
+                // detection goes on: writes wait in order for the store
+                Some(BufferHealth::Degraded { queued, last_error }) => {
+                    degraded = true;
+                    Some(format!(
+                        "degraded: {queued} writes buffered until the store answers ({last_error})"
+                    ))
+                }
+                _ => Some("store unreachable".to_owned()),
+            }
         }
         Err(_) => Some("store did not answer within 2 s".to_owned()),
     };
@@ -680,6 +711,19 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         reason: store,
     });
     for env in &state.environments {
+        let w = env.write_health();
+        if w.unwritten > 0 {
+            degraded = true;
+            checks.push(Check {
+                name: format!("{}/writes", env.name),
+                ok: false,
+                reason: Some(format!(
+                    "{} changes kept until the store answers: {}",
+                    w.unwritten,
+                    w.last_error.unwrap_or_default()
+                )),
+            });
+        }
         let s = env.status();
         for (which, src) in [("git", &s.git), ("live", &s.live)] {
             let reason = match src.up {
@@ -695,12 +739,19 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         }
     }
     let ready = checks.iter().all(|c| c.ok);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (code, status) = match (ready, degraded) {
+        (true, _) => (StatusCode::OK, "ready"),
+        (false, true) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "unready"),
     };
-    (status, Json(Ready { ready, checks }))
+    (
+        code,
+        Json(Ready {
+            ready,
+            status: status.into(),
+            checks,
+        }),
+    )
 }
 
 /// Prometheus metrics (OpenMetrics text).

@@ -456,6 +456,9 @@ pub struct Check {
 pub struct Ready {
     /// Every check passed.
     pub ready: bool,
+    /// `ready`; `degraded` when detection runs but the store cannot be written (writes are
+    /// kept and retried in order; the checks say why); `unready` otherwise.
+    pub status: String,
     /// Checks.
     pub checks: Vec<Check>,
 }

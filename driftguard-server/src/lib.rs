@@ -5,34 +5,42 @@
 //! ([`api::router`]), Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert
 //! notifiers ([`notify`]).
 //!
+//! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
+//! `driftguard serve` is that call plus flag parsing:
+//!
 //! ```no_run
-//! # async fn demo(state: driftguard_server::AppState) -> std::io::Result<()> {
-//! use driftguard_server::{run, supervisor::Supervisor};
-//! let cancel = tokio_util::sync::CancellationToken::new();
-//! let supervisor = Supervisor::start(&state, cancel.clone());
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let stop = cancel.clone();
-//! run(listener, state, async move { stop.cancelled().await }).await?;
-//! supervisor.shutdown(std::time::Duration::from_secs(10)).await;
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use driftguard_server::{config::Config, serve, service::shutdown_signal, ServeOptions};
+//! let config = Config::load(std::path::Path::new("driftguard.yaml"))?;
+//! serve(&config, &ServeOptions::default(), shutdown_signal()?).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! The configuration file's model and its validation are in [`config`]; wiring a
+//! configuration to sources and stores (also used by the CLI's one-shot scans) is in [`setup`].
 
 pub mod api;
 pub mod config;
 pub mod dto;
+pub mod environment;
 pub mod error;
 pub mod metrics;
 pub mod notify;
 pub mod retention;
+pub mod service;
+pub mod setup;
 pub mod state;
 pub mod supervisor;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 use std::future::Future;
 
 pub use api::router;
+pub use environment::Environment;
 pub use error::AppError;
-pub use state::{AppState, Environment};
+pub use service::{serve, ServeError, ServeOptions, Service};
+pub use state::AppState;
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
 /// flight. Refuses a non-loopback listener when no bearer token is configured.

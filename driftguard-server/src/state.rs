@@ -5,10 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use driftguard_core::engine::{ScanError, Scanner};
-use driftguard_core::ports::{Clock, DriftStore, LiveChange, LiveScope, ScanSummary, SourceError};
-use driftguard_core::query::{DriftQuery, DriftStatus};
-use tokio::sync::Notify;
+use driftguard_core::ports::{Clock, DriftStore};
 
 use crate::metrics::Metrics;
 
@@ -22,277 +19,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// The state of one source of an environment.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SourceState {
-    /// Whether it answered at its last use (`None`: not used yet).
-    pub up: Option<bool>,
-    /// When it last answered.
-    pub last_ok: Option<DateTime<Utc>>,
-    /// The last error (a one-line message, no internals).
-    pub error: Option<String>,
-}
-
-/// What is known about an environment.
-#[derive(Clone, Debug, Default)]
-pub struct EnvStatus {
-    /// The last full scan.
-    pub last_scan: Option<ScanSummary>,
-    /// The last scan failure.
-    pub last_error: Option<String>,
-    /// The desired side.
-    pub git: SourceState,
-    /// The live side.
-    pub live: SourceState,
-    /// Whether a watch is running.
-    pub watching: bool,
-    /// Whether a scan is running.
-    pub scanning: bool,
-    /// Open drifts after the last scan or live change.
-    pub open_drifts: usize,
-}
-
-/// One environment: its scanner, its intervals and its status.
-pub struct Environment {
-    /// Name.
-    pub name: String,
-    /// The scanner.
-    pub scanner: Arc<Scanner>,
-    /// How often Git is fetched.
-    pub poll_interval: Duration,
-    /// How often a full reconciling scan runs.
-    pub full_scan_interval: Duration,
-    /// Repository URL(s) whose push webhooks concern this environment (empty: every push).
-    pub repositories: Vec<String>,
-    status: RwLock<EnvStatus>,
-    /// Serializes scans and live changes of this environment.
-    lock: tokio::sync::Mutex<()>,
-    pub(crate) fetch_now: Notify,
-    pub(crate) scope_changed: Notify,
-}
-
-impl std::fmt::Debug for Environment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Environment")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Environment {
-    /// An environment around a scanner (its name is the scanner's environment name).
-    pub fn new(
-        scanner: Arc<Scanner>,
-        poll_interval: Duration,
-        full_scan_interval: Duration,
-    ) -> Self {
-        Environment {
-            name: scanner.engine.spec.name.clone(),
-            scanner,
-            poll_interval,
-            full_scan_interval,
-            repositories: Vec::new(),
-            status: RwLock::new(EnvStatus::default()),
-            lock: tokio::sync::Mutex::new(()),
-            fetch_now: Notify::new(),
-            scope_changed: Notify::new(),
-        }
-    }
-
-    /// Limits the Git push webhooks that trigger a fetch to these repository URLs.
-    pub fn with_repositories(mut self, urls: Vec<String>) -> Self {
-        self.repositories = urls;
-        self
-    }
-
-    /// A copy of the status.
-    pub fn status(&self) -> EnvStatus {
-        self.status
-            .read()
-            .expect("status lock is never poisoned")
-            .clone()
-    }
-
-    fn update(&self, f: impl FnOnce(&mut EnvStatus)) {
-        f(&mut self.status.write().expect("status lock is never poisoned"));
-    }
-
-    /// Asks the poll loop to fetch Git now.
-    pub fn request_fetch(&self) {
-        self.fetch_now.notify_one();
-    }
-
-    /// Whether a push of `repository` concerns this environment.
-    pub fn wants_push(&self, repository: &[String]) -> bool {
-        self.repositories.is_empty()
-            || self.repositories.iter().any(|r| {
-                repository
-                    .iter()
-                    .any(|u| normalize_repo(u) == normalize_repo(r))
-            })
-    }
-
-    fn source(&self, which: &str, ok: Result<(), String>, now: DateTime<Utc>, metrics: &Metrics) {
-        let up = ok.is_ok();
-        metrics.source(&self.name, which, up, now);
-        self.update(|s| {
-            let st = if which == "git" {
-                &mut s.git
-            } else {
-                &mut s.live
-            };
-            st.up = Some(up);
-            match ok {
-                Ok(()) => {
-                    st.last_ok = Some(now);
-                    st.error = None;
-                }
-                Err(e) => st.error = Some(e),
-            }
-        });
-    }
-
-    /// Runs one full scan now (waits for a running scan of this environment to finish first).
-    pub async fn run_scan(&self, ctx: &ScanContext) -> Result<ScanSummary, String> {
-        let _guard = self.lock.lock().await;
-        let before: Option<LiveScope> = self.scanner.live_scope();
-        self.update(|s| s.scanning = true);
-        let t0 = Instant::now();
-        let result = self.scanner.scan().await;
-        let secs = t0.elapsed().as_secs_f64();
-        let now = ctx.clock.now();
-        let out = match result {
-            Ok(report) => {
-                ctx.metrics.record_scan(&report.summary, secs);
-                self.source("git", Ok(()), now, &ctx.metrics);
-                self.source("live", Ok(()), now, &ctx.metrics);
-                ctx.metrics.count_events(&self.name, &report.events);
-                let open: Vec<_> = report.drifts().cloned().collect();
-                ctx.metrics.set_open_drifts(&self.name, &open, now);
-                let summary = report.summary.clone();
-                self.update(|s| {
-                    s.last_scan = Some(summary.clone());
-                    s.last_error = None;
-                    s.open_drifts = open.len();
-                });
-                for e in &report.notify_errors {
-                    tracing::warn!(environment = %self.name, error = %e, "notification failed");
-                }
-                tracing::info!(environment = %self.name, score = summary.score,
-                    events = summary.events, duration_ms = summary.duration_ms, "scan finished");
-                Ok(summary)
-            }
-            Err(e) => {
-                let msg = describe_scan_error(&e);
-                match &e {
-                    ScanError::Desired { source, .. } => {
-                        self.source("git", Err(source_message(source)), now, &ctx.metrics)
-                    }
-                    ScanError::Live { source, .. } => {
-                        self.source("git", Ok(()), now, &ctx.metrics);
-                        self.source("live", Err(source_message(source)), now, &ctx.metrics)
-                    }
-                    ScanError::Store(_) => {}
-                }
-                tracing::warn!(environment = %self.name, error = %e, cause = ?std::error::Error::source(&e), "scan failed");
-                self.update(|s| s.last_error = Some(msg.clone()));
-                Err(msg)
-            }
-        };
-        self.update(|s| s.scanning = false);
-        ctx.cache.invalidate();
-        if self.scanner.live_scope() != before {
-            self.scope_changed.notify_one();
-        }
-        out
-    }
-
-    /// Re-evaluates the objects a live change touched.
-    pub async fn apply_change(&self, ctx: &ScanContext, change: &LiveChange) {
-        let _guard = self.lock.lock().await;
-        let now = ctx.clock.now();
-        match change {
-            LiveChange::Disconnected(reason) => {
-                self.source(
-                    "live",
-                    Err(format!("watch disconnected: {reason}")),
-                    now,
-                    &ctx.metrics,
-                );
-                return;
-            }
-            _ => self.source("live", Ok(()), now, &ctx.metrics),
-        }
-        let applied = self.scanner.apply_live_change(change).await;
-        ctx.cache.invalidate();
-        match applied {
-            Ok(events) if events.is_empty() => {}
-            Ok(events) => {
-                ctx.metrics.count_events(&self.name, &events);
-                let q = DriftQuery {
-                    environment: Some(self.name.clone()),
-                    status: DriftStatus::Open,
-                    limit: usize::MAX / 2,
-                    ..DriftQuery::default()
-                };
-                match ctx.store.drifts(&q).await {
-                    Ok(page) => {
-                        ctx.metrics.set_open_drifts(&self.name, &page.items, now);
-                        self.update(|s| s.open_drifts = page.total);
-                    }
-                    Err(e) => {
-                        tracing::warn!(environment = %self.name, error = %e, "cannot read open drifts")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(environment = %self.name, error = %e, "live change not applied");
-            }
-        }
-    }
-
-    pub(crate) fn set_watching(&self, on: bool) {
-        self.update(|s| s.watching = on);
-    }
-
-    pub(crate) fn mark_git(&self, ok: Result<(), String>, ctx: &ScanContext) {
-        self.source("git", ok, ctx.clock.now(), &ctx.metrics);
-    }
-
-    pub(crate) fn mark_live(&self, ok: Result<(), String>, ctx: &ScanContext) {
-        self.source("live", ok, ctx.clock.now(), &ctx.metrics);
-    }
-}
-
-fn normalize_repo(u: &str) -> String {
-    u.trim()
-        .trim_end_matches('/')
-        .trim_end_matches(".git")
-        .to_ascii_lowercase()
-}
-
-/// A one-line message for a source error that names no internals beyond the source's own words.
-pub fn source_message(e: &SourceError) -> String {
-    e.to_string()
-}
-
-fn describe_scan_error(e: &ScanError) -> String {
-    match e {
-        ScanError::Desired {
-            source_name,
-            source,
-        } => {
-            format!("cannot read the desired state ({source_name}): {source}")
-        }
-        ScanError::Live {
-            source_name,
-            source,
-        } => {
-            format!("cannot read the live state ({source_name}): {source}")
-        }
-        ScanError::Store(_) => "the store failed".into(),
-    }
-}
+pub use crate::environment::{EnvStatus, Environment, SourceState};
 
 /// What scans need besides the environment.
 #[derive(Clone)]
@@ -407,6 +134,9 @@ pub struct Inner {
     pub public_url: Option<String>,
     /// Cached answers of the drift and event lists.
     pub cache: Arc<ResponseCache>,
+    /// The write buffer in front of the store, when there is one (its health is reported by
+    /// `/readyz`).
+    pub buffer: Option<Arc<driftguard_store::BufferedStore>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -450,6 +180,7 @@ impl AppState {
                 body_limit: 1024 * 1024,
                 public_url: None,
                 cache: Arc::new(ResponseCache::new(Duration::from_secs(1))),
+                buffer: None,
             },
         }
     }
@@ -505,6 +236,12 @@ impl AppStateBuilder {
     /// this process happened meanwhile (default 1 s; zero disables the cache).
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.inner.cache = Arc::new(ResponseCache::new(ttl));
+        self
+    }
+
+    /// The write buffer in front of the store (see [`Inner::buffer`]).
+    pub fn buffer(mut self, buffer: Arc<driftguard_store::BufferedStore>) -> Self {
+        self.inner.buffer = Some(buffer);
         self
     }
 

@@ -1,5 +1,6 @@
 //! Continuous detection: per environment, a full-scan loop, a Git poll loop (also woken by the
-//! push webhook) and a live watch loop, each independent of the other environments.
+//! push webhook), a live watch loop and a loop that writes what the scanner kept while the store
+//! could not be written, each independent of the other environments.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,8 @@ use futures_util::StreamExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{source_message, AppState, Environment, ScanContext};
+use crate::environment::{source_message, Environment};
+use crate::state::{AppState, ScanContext};
 
 /// The running detection tasks.
 pub struct Supervisor {
@@ -34,7 +36,8 @@ impl Supervisor {
             let ctx = state.scan_context();
             tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
             tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
-            tasks.spawn(watch_loop(env.clone(), ctx, cancel.clone()));
+            tasks.spawn(watch_loop(env.clone(), ctx.clone(), cancel.clone()));
+            tasks.spawn(write_loop(env.clone(), ctx, cancel.clone()));
         }
         Supervisor { cancel, tasks }
     }
@@ -51,16 +54,46 @@ impl Supervisor {
     }
 }
 
+/// First wait after a failed full scan; it doubles up to the full-scan interval.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+
 async fn full_scan_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    let mut retry = RETRY_FIRST;
     loop {
         if cancel.is_cancelled() {
             return;
         }
         // a scan is not interrupted by cancellation: shutdown waits for it (up to the grace)
-        let _ = env.run_scan(&ctx).await;
+        let wait = match env.run_scan(&ctx).await {
+            Ok(_) => {
+                retry = RETRY_FIRST;
+                env.full_scan_interval
+            }
+            Err(_) => {
+                // a source or the store is down: try again soon, not an interval later
+                let wait = retry.min(env.full_scan_interval);
+                retry = (retry * 2).min(env.full_scan_interval);
+                wait
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(env.full_scan_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// How often kept writes are tried again while the store is unavailable.
+const WRITE_RETRY: Duration = Duration::from_secs(1);
+
+async fn write_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(WRITE_RETRY) => {}
+        }
+        if env.write_health().unwritten > 0 {
+            env.retry_unwritten(&ctx).await;
         }
     }
 }
@@ -76,7 +109,7 @@ async fn poll_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellation
         }
         let fetched = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = env.scanner.git.fetch() => r,
+            r = env.scanner.fetch() => r,
         };
         match fetched {
             Ok(Some(rev)) => {
@@ -109,7 +142,7 @@ async fn watch_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellatio
         };
         let watched = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = env.scanner.live.watch(&scope) => r,
+            r = env.scanner.watch(&scope) => r,
         };
         let mut stream = match watched {
             Ok(s) => s,

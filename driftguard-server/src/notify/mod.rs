@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, NotifierConfig, QueueConfig, RouteConfig};
+use crate::config::{NotifierConfig, QueueConfig, RouteConfig, SettingError};
 use crate::dto::ObjectRef;
 use crate::metrics::{Metrics, NotifyOutcome};
 
@@ -449,10 +449,10 @@ fn env_var(
     env: &dyn Fn(&str) -> Option<String>,
     var: &str,
     field: &str,
-) -> Result<String, ConfigError> {
+) -> Result<String, SettingError> {
     env(var)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| ConfigError::MissingEnv {
+        .ok_or_else(|| SettingError::MissingEnv {
             var: var.to_owned(),
             field: field.to_owned(),
         })
@@ -466,7 +466,7 @@ pub fn build_notifiers(
     public_url: Option<String>,
     cancel: CancellationToken,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<BuiltNotifiers, ConfigError> {
+) -> Result<BuiltNotifiers, SettingError> {
     build_notifiers_marked(configs, metrics, public_url, cancel, env, None)
 }
 
@@ -479,7 +479,7 @@ pub fn build_notifiers_marked(
     cancel: CancellationToken,
     env: &dyn Fn(&str) -> Option<String>,
     marks: Option<Arc<dyn DriftStore>>,
-) -> Result<BuiltNotifiers, ConfigError> {
+) -> Result<BuiltNotifiers, SettingError> {
     let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
     let mut out = BuiltNotifiers {
         notifiers: Vec::new(),
@@ -499,7 +499,7 @@ pub fn build_notifiers_marked(
                     (Some(var), _) => env_var(env, var, &field("url_env"))?,
                     (None, Some(u)) => u.clone(),
                     (None, None) => {
-                        return Err(ConfigError::Invalid {
+                        return Err(SettingError::Invalid {
                             field: field("url_env"),
                             message: "a Slack notifier needs url_env (or url)".into(),
                         })
@@ -569,7 +569,7 @@ pub fn build_notifiers_marked(
                     }
                     (None, None) => None,
                     _ => {
-                        return Err(ConfigError::Invalid {
+                        return Err(SettingError::Invalid {
                             field: field("username"),
                             message: "username and password_env go together".into(),
                         })
@@ -584,12 +584,12 @@ pub fn build_notifiers_marked(
                     credentials,
                     public_url.clone(),
                 )
-                .map_err(|message| ConfigError::Invalid {
+                .map_err(|message| SettingError::Invalid {
                     field: field("to"),
                     message,
                 })?
                 .with_tls(*tls, ca_file.as_deref())
-                .map_err(|message| ConfigError::Invalid {
+                .map_err(|message| SettingError::Invalid {
                     field: field("ca_file"),
                     message,
                 })?;
@@ -598,7 +598,7 @@ pub fn build_notifiers_marked(
         };
         // names label metrics and delivery marks: each must be its own
         if out.notifiers.iter().any(|n| n.name() == inner.name()) {
-            return Err(ConfigError::Invalid {
+            return Err(SettingError::Invalid {
                 field: field("name"),
                 message: format!(
                     "the name `{}` is used by another notifier: give each its own `name`",
@@ -623,13 +623,13 @@ pub fn build_notifiers_marked(
     Ok(out)
 }
 
-fn parse_url(u: &str, field: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(u).map_err(|e| ConfigError::Invalid {
+fn parse_url(u: &str, field: &str) -> Result<reqwest::Url, SettingError> {
+    let url = reqwest::Url::parse(u).map_err(|e| SettingError::Invalid {
         field: field.to_owned(),
         message: format!("not a URL: {e}"),
     })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError::Invalid {
+        return Err(SettingError::Invalid {
             field: field.to_owned(),
             message: "expected an http or https URL".into(),
         });

@@ -1,5 +1,6 @@
 //! Wiring a configuration to the ports: the desired and live sources of an environment, the
-//! store, the Secret hashing key and the clock.
+//! store and the Secret hashing key. Used by `driftguard serve` ([`crate::service`]) and by
+//! the CLI's one-shot scans alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::memory::MemoryStore;
 use driftguard_core::normalize::SecretKey;
 use driftguard_core::ports::{
-    Clock, DriftStore, GitSource, LiveSource, PruneStats, ScanBatch, ScanSummary, StoreError,
+    DriftStore, GitSource, LiveSource, PruneStats, ScanBatch, ScanSummary, StoreError,
 };
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
@@ -19,36 +20,66 @@ use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::config::{Config, EnvironmentConfig, StoreConfig};
+pub use crate::state::SystemClock;
 
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A setup failure, one line.
+/// Why a configuration could not be wired to its sources and store.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SetupError(pub String);
-
-/// Formats an error and its causes on one line (`a: b: c`), without repeating a cause whose
-/// text is already part of the previous one.
-pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out.replace('\n', " ")
+pub enum SetupError {
+    /// An environment variable the configuration names is not set, or is empty.
+    #[error("{field}: environment variable {var} is not set")]
+    MissingEnv {
+        /// The key of the configuration naming the variable.
+        field: String,
+        /// The variable.
+        var: String,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store ({store})")]
+    Store {
+        /// The store, described.
+        store: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// A file could not be read, created or written.
+    #[error("cannot {action} {}", path.display())]
+    File {
+        /// `read`, `create` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Secret key file holds nothing.
+    #[error("the Secret key file {} is empty", path.display())]
+    EmptyKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A shared store needs a configured Secret key.
+    #[error("secretKey: a MongoDB store needs a configured key (secretKey.env or secretKey.file) so that every process hashes Secrets alike")]
+    KeyNeeded,
+    /// No random key could be made.
+    #[error("cannot make a random key: {0}")]
+    Random(getrandom::Error),
+    /// An environment names no desired side.
+    #[error("environment {environment}: no desired side (git or dir)")]
+    NoDesiredSide {
+        /// The environment.
+        environment: String,
+    },
+    /// A source of an environment could not be set up.
+    #[error("environment {environment}")]
+    Source {
+        /// The environment.
+        environment: String,
+        /// The cause.
+        #[source]
+        source: driftguard_core::ports::SourceError,
+    },
 }
 
 /// Where history is kept.
@@ -112,36 +143,40 @@ impl StoreChoice {
         }
     }
 
+    /// Opens the store of a long-running server: like [`StoreChoice::open_write`], except
+    /// that a MongoDB server that cannot be reached yet is not an error (the store connects
+    /// when the database answers; wrap it in a `BufferedStore`).
+    pub async fn open_service(&self) -> Result<Arc<dyn DriftStore>, SetupError> {
+        self.open_write().await
+    }
+
     /// Opens (creating if needed) the store for writing.
     pub async fn open_write(&self) -> Result<Arc<dyn DriftStore>, SetupError> {
         match self {
             StoreChoice::Memory => Ok(Arc::new(MemoryStore::new())),
             StoreChoice::Sqlite(p) => SqliteStore::open(p)
                 .map(|s| Arc::new(s) as Arc<dyn DriftStore>)
-                .map_err(|e| {
-                    SetupError(format!(
-                        "cannot open the store {}: {}",
-                        p.display(),
-                        one_line(&e)
-                    ))
+                .map_err(|source| SetupError::Store {
+                    store: self.describe(),
+                    source,
                 }),
             StoreChoice::Mongo {
                 uri_env,
                 database,
                 retention,
             } => {
-                let uri = std::env::var(uri_env).map_err(|_| {
-                    SetupError(format!(
-                        "store: environment variable {uri_env} (the MongoDB URI) is not set"
-                    ))
+                let uri = std::env::var(uri_env).map_err(|_| SetupError::MissingEnv {
+                    field: "store.mongodb.uriEnv".into(),
+                    var: uri_env.clone(),
                 })?;
                 let mut options = MongoOptions::new(uri, database.clone());
                 options.retention = *retention;
                 MongoStore::connect_with(options)
                     .await
                     .map(|s| Arc::new(s) as Arc<dyn DriftStore>)
-                    .map_err(|e| {
-                        SetupError(format!("cannot open the MongoDB store: {}", one_line(&e)))
+                    .map_err(|source| SetupError::Store {
+                        store: self.describe(),
+                        source,
                     })
             }
         }
@@ -175,15 +210,13 @@ pub fn secret_key(
     }
     if let Some(k) = &config.file.secret_key {
         if let Some(var) = &k.env {
-            let v = std::env::var(var).map_err(|_| {
-                SetupError(format!(
-                    "secretKey.env: environment variable {var} is not set"
-                ))
-            })?;
+            let missing = || SetupError::MissingEnv {
+                field: "secretKey.env".into(),
+                var: var.clone(),
+            };
+            let v = std::env::var(var).map_err(|_| missing())?;
             if v.trim().is_empty() {
-                return Err(SetupError(format!(
-                    "secretKey.env: environment variable {var} is empty"
-                )));
+                return Err(missing());
             }
             return Ok(plain(v.trim().as_bytes().to_vec()));
         }
@@ -209,9 +242,7 @@ pub fn secret_key(
             })
         }
         StoreChoice::Memory => Ok(plain(random_key()?.into_bytes())),
-        StoreChoice::Mongo { .. } => Err(SetupError(
-            "secretKey: a MongoDB store needs a configured key (secretKey.env or secretKey.file) so that every process hashes Secrets alike".into(),
-        )),
+        StoreChoice::Mongo { .. } => Err(SetupError::KeyNeeded),
     }
 }
 
@@ -221,34 +252,34 @@ pub fn key_path_for(db: &Path) -> PathBuf {
 }
 
 fn read_key_file(p: &Path) -> Result<Vec<u8>, SetupError> {
-    let text = std::fs::read_to_string(p).map_err(|e| {
-        SetupError(format!(
-            "cannot read the Secret key file {}: {}",
-            p.display(),
-            e.kind()
-        ))
+    let text = std::fs::read_to_string(p).map_err(|source| SetupError::File {
+        action: "read the Secret key file",
+        path: p.to_path_buf(),
+        source,
     })?;
     let t = text.trim();
     if t.is_empty() {
-        return Err(SetupError(format!(
-            "the Secret key file {} is empty",
-            p.display()
-        )));
+        return Err(SetupError::EmptyKey {
+            path: p.to_path_buf(),
+        });
     }
     Ok(t.as_bytes().to_vec())
 }
 
 fn random_key() -> Result<String, SetupError> {
     let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf).map_err(|e| SetupError(format!("cannot make a random key: {e}")))?;
+    getrandom::fill(&mut buf).map_err(SetupError::Random)?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Writes a fresh per-store key file (mode 0600 on Unix).
 pub fn write_key_file(path: &Path, key: &str) -> Result<(), SetupError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SetupError(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| SetupError::File {
+            action: "create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -258,10 +289,15 @@ pub fn write_key_file(path: &Path, key: &str) -> Result<(), SetupError> {
         opts.mode(0o600);
     }
     use std::io::Write;
-    let mut f = opts
-        .open(path)
-        .map_err(|e| SetupError(format!("cannot create {}: {e}", path.display())))?;
-    writeln!(f, "{key}").map_err(|e| SetupError(format!("cannot write {}: {e}", path.display())))
+    let file_error = |action| {
+        move |source| SetupError::File {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    };
+    let mut f = opts.open(path).map_err(file_error("create"))?;
+    writeln!(f, "{key}").map_err(file_error("write"))
 }
 
 /// The desired side of an environment.
@@ -278,28 +314,21 @@ pub async fn git_source(
         let (include, exclude) = d.globs();
         let mut src = DirSource::new(config.resolve(d.path()))
             .with_globs(&include, &exclude)
-            .map_err(|e| SetupError(format!("{}: {}", env.name, one_line(&e))))?;
+            .map_err(|source| SetupError::Source {
+                environment: env.name.clone(),
+                source,
+            })?;
         if let Some(k) = kustomize {
             src = src.with_kustomize_bin(k);
         }
         return Ok(Arc::new(src));
     }
     let Some(g) = &env.git else {
-        return Err(SetupError(format!(
-            "environment {}: no desired side (git or dir)",
-            env.name
-        )));
+        return Err(SetupError::NoDesiredSide {
+            environment: env.name.clone(),
+        });
     };
-    let url = if looks_like_url(&g.url) {
-        g.url.clone()
-    } else {
-        // absolute: `git fetch` runs inside the mirror, where a relative path means nothing
-        let path = config.resolve(Path::new(&g.url));
-        std::path::absolute(&path)
-            .unwrap_or(path)
-            .display()
-            .to_string()
-    };
+    let url = repository_url(config, g);
     let cache = config.file.git_cache.as_ref().map_or_else(
         || config.base.join(".driftguard").join("git"),
         |p| config.resolve(p),
@@ -319,8 +348,26 @@ pub async fn git_source(
     }
     let src = GitRepoSource::open(gc)
         .await
-        .map_err(|e| SetupError(format!("environment {}: {}", env.name, one_line(&e))))?;
+        .map_err(|source| SetupError::Source {
+            environment: env.name.clone(),
+            source,
+        })?;
     Ok(Arc::new(src))
+}
+
+/// The URL of an environment's repository as DriftGuard uses it: as written when it is a URL,
+/// else the local path made absolute (`git fetch` runs inside the mirror, where a relative path
+/// means nothing). Push webhooks are matched against it.
+pub fn repository_url(config: &Config, g: &crate::config::GitConfig) -> String {
+    if looks_like_url(&g.url) {
+        g.url.clone()
+    } else {
+        let path = config.resolve(Path::new(&g.url));
+        std::path::absolute(&path)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
 }
 
 fn looks_like_url(s: &str) -> bool {
@@ -344,7 +391,10 @@ pub async fn live_source(
     };
     let src = KubeLiveSource::connect(&spec)
         .await
-        .map_err(|e| SetupError(format!("environment {}: {}", env.name, one_line(&e))))?;
+        .map_err(|source| SetupError::Source {
+            environment: env.name.clone(),
+            source,
+        })?;
     Ok(Arc::new(src))
 }
 

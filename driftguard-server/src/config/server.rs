@@ -1,5 +1,5 @@
-//! Configuration of the server and of its notifiers, as read from the YAML configuration file
-//! (the CLI deserializes these structs; unknown fields are refused).
+//! The `server:` section and the notifiers of the configuration file.
+//! Unknown fields are refused.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -114,7 +114,7 @@ impl Default for ServerConfig {
 
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum SettingError {
     /// An environment variable named by the configuration is not set.
     #[error("environment variable {var} (named by {field}) is not set")]
     MissingEnv {
@@ -138,7 +138,7 @@ impl ServerConfig {
     pub fn resolve_tokens(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<String>, ConfigError> {
+    ) -> Result<Vec<String>, SettingError> {
         let mut out: Vec<String> = self
             .tokens
             .iter()
@@ -146,7 +146,7 @@ impl ServerConfig {
             .cloned()
             .collect();
         if let Some(var) = &self.token_env {
-            let v = env(var).ok_or_else(|| ConfigError::MissingEnv {
+            let v = env(var).ok_or_else(|| SettingError::MissingEnv {
                 var: var.clone(),
                 field: "server.token_env".into(),
             })?;
@@ -164,11 +164,11 @@ impl ServerConfig {
     pub fn resolve_webhook_secret(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Option<String>, ConfigError> {
+    ) -> Result<Option<String>, SettingError> {
         match &self.webhook_secret_env {
             None => Ok(None),
             Some(var) => env(var).filter(|s| !s.is_empty()).map(Some).ok_or_else(|| {
-                ConfigError::MissingEnv {
+                SettingError::MissingEnv {
                     var: var.clone(),
                     field: "server.webhook_secret_env".into(),
                 }
@@ -182,9 +182,9 @@ impl ServerConfig {
         &self,
         override_listen: Option<&str>,
         has_tokens: bool,
-    ) -> Result<(SocketAddr, Option<String>), ConfigError> {
+    ) -> Result<(SocketAddr, Option<String>), SettingError> {
         let raw = override_listen.unwrap_or(&self.listen);
-        let addr: SocketAddr = raw.parse().map_err(|e| ConfigError::Invalid {
+        let addr: SocketAddr = raw.parse().map_err(|e| SettingError::Invalid {
             field: "server.listen".into(),
             message: format!("`{raw}`: {e}"),
         })?;

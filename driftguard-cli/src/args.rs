@@ -1,0 +1,246 @@
+//! The command line: flags and subcommands (clap derive), and the parsers of flag values.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use driftguard_core::query::DriftStatus;
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{Direction, DriftKind, EventKind};
+
+/// Detects configuration drift between Git and Kubernetes clusters.
+#[derive(Debug, Parser)]
+#[command(name = "driftguard", version, about, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 no drift, 2 drift found (at or above --fail-on), 1 error.")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Configuration file (default: ./driftguard.yaml when it exists).
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "DRIFTGUARD_CONFIG",
+        value_name = "FILE"
+    )]
+    pub(crate) config: Option<PathBuf>,
+    /// SQLite store file (default: .driftguard/driftguard.db next to the configuration).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) store: Option<PathBuf>,
+    /// Keep no history: every scan is a first scan.
+    #[arg(long, global = true, conflicts_with = "store")]
+    pub(crate) no_store: bool,
+    /// Print only results and errors.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Colors: auto (a terminal, and NO_COLOR unset), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub(crate) color: ColorChoice,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub(crate) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub(crate) enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Scans environments once and prints what drifted.
+    Scan(ScanArgs),
+    /// Lists drifts kept in the store.
+    Drifts(DriftsArgs),
+    /// The events of one object (`[env:]Kind[.group]/[namespace/]name`).
+    History(ObjectArgs),
+    /// Lists drift events kept in the store.
+    Events(EventsArgs),
+    /// Explains one object's drift: field diff, who changed each field, commit, classification.
+    Explain(ObjectArgs),
+    /// Configuration file commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Prints shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Runs the server (REST API, continuous detection, metrics, notifications).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (default: server.listen, 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Checks a configuration file and prints every problem with its location.
+    Validate {
+        /// The file (default: --config, or ./driftguard.yaml).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScanArgs {
+    /// Environments to scan (default: all in the configuration). Without a configuration: the
+    /// name given to the flags' environment.
+    #[arg(short, long = "env", value_name = "NAME")]
+    pub(crate) env: Vec<String>,
+    /// Desired side: a Git repository URL or local path.
+    #[arg(long, value_name = "URL|PATH", conflicts_with = "dir")]
+    pub(crate) git: Option<String>,
+    /// Branch, tag or commit of --git.
+    #[arg(long = "ref", value_name = "REF", requires = "git")]
+    pub(crate) reference: Option<String>,
+    /// Folder inside the --git repository.
+    #[arg(long, value_name = "PATH", requires = "git")]
+    pub(crate) path: Option<String>,
+    /// Desired side: a plain folder of manifests.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Live side: a kubeconfig file (like kubectl).
+    #[arg(long, value_name = "FILE", conflicts_with = "live_dump")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Live side: the kubeconfig context.
+    #[arg(long, value_name = "NAME", conflicts_with = "live_dump")]
+    pub(crate) context: Option<String>,
+    /// Namespaces to read (repeatable; default: all).
+    #[arg(short, long, value_name = "NS")]
+    pub(crate) namespace: Vec<String>,
+    /// Live side: a dump (`kubectl get -o yaml` output), repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) live_dump: Vec<PathBuf>,
+    /// File holding the Secret hashing key.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_key_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+    /// Print field-level diffs (Secret values are never shown).
+    #[arg(long)]
+    pub(crate) diff: bool,
+    /// Exit 2 only for drift at or above this severity.
+    #[arg(long, value_name = "SEVERITY", default_value = "low", value_parser = parse_severity)]
+    pub(crate) fail_on: Severity,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DriftsArgs {
+    /// Environment.
+    #[arg(short, long = "env")]
+    pub(crate) env: Option<String>,
+    /// Kubernetes kind.
+    #[arg(long)]
+    pub(crate) kind: Option<String>,
+    /// Namespace.
+    #[arg(short, long)]
+    pub(crate) namespace: Option<String>,
+    /// Name (glob).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// open, resolved or all.
+    #[arg(long, default_value = "open", value_parser = parse_status)]
+    pub(crate) status: DriftStatus,
+    /// Minimum severity.
+    #[arg(long, value_parser = parse_severity)]
+    pub(crate) severity: Option<Severity>,
+    /// Direction (forward, reverse, conflict, unknown).
+    #[arg(long, value_parser = parse_direction)]
+    pub(crate) direction: Option<Direction>,
+    /// Kind of drift (modified, missing, orphan).
+    #[arg(long, value_parser = parse_drift_kind)]
+    pub(crate) drift: Option<DriftKind>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// Environment.
+    #[arg(short, long = "env")]
+    pub(crate) env: Option<String>,
+    /// Event kind (detected, changed, resolved).
+    #[arg(long, value_parser = parse_event_kind)]
+    pub(crate) kind: Option<EventKind>,
+    /// Only events since: a duration back (`30m`, `2h`, `7d`) or an RFC 3339 time.
+    #[arg(long, value_parser = parse_since)]
+    pub(crate) since: Option<DateTime<Utc>>,
+    /// At most this many.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) limit: usize,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ObjectArgs {
+    /// The object: `[env:]Kind[.group]/[namespace/]name`, e.g. `prod:Deployment/shop/web`.
+    pub(crate) object: String,
+    /// Environment (instead of the `env:` prefix).
+    #[arg(short, long = "env")]
+    pub(crate) env: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+}
+
+pub(crate) fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+}
+pub(crate) fn parse_status(s: &str) -> Result<DriftStatus, String> {
+    s.parse()
+}
+pub(crate) fn parse_direction(s: &str) -> Result<Direction, String> {
+    s.parse()
+}
+pub(crate) fn parse_drift_kind(s: &str) -> Result<DriftKind, String> {
+    s.parse()
+}
+pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+    s.parse()
+}
+pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("`{s}`: expected a duration (30m, 2h, 7d) or an RFC 3339 time"))?;
+    let d = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" | "" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => return Err(format!("`{s}`: unknown unit (s, m, h or d)")),
+    };
+    Ok(Utc::now() - d)
+}

@@ -1,0 +1,181 @@
+//! `driftguard scan`: one-shot scans of the selected environments; results are stored only
+//! when the scans succeed.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Result};
+use driftguard_cli::output::{self, EnvResult, ScanOutput};
+use driftguard_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use driftguard_core::engine::Engine;
+use driftguard_core::error::chain;
+use driftguard_core::normalize::Normalizer;
+use driftguard_core::ports::{Clock, DriftStore};
+use driftguard_core::scanner::Scanner;
+use driftguard_core::state::Drift;
+use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
+
+use crate::args::{Format, Global, ScanArgs};
+use crate::commands::{print_machine, stdout_style};
+use crate::plan::scan_config;
+use crate::progress::Progress;
+
+pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
+    let (config, selected) = scan_config(g, a)?;
+    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
+    let key = setup::secret_key(&config, a.secret_key_file.as_deref(), &choice)?;
+    let existing = !matches!(&choice, StoreChoice::Sqlite(p) if !p.exists());
+    let read_store = choice.open_read().await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let progress = Progress::start(!g.quiet && std::io::stderr().is_terminal());
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    let mut batches = Vec::new();
+    for name in &selected {
+        let env = config
+            .environment(name)
+            .ok_or_else(|| anyhow!("no environment `{name}`"))?;
+        progress.set(format!("scanning {name}..."));
+        tracing::info!(environment = %name, "scanning");
+        let outcome = async {
+            let git = setup::git_source(&config, env).await?;
+            let live = setup::live_source(&config, env).await?;
+            let deferred = Arc::new(DeferredStore::new(read_store.clone()));
+            let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
+            let scanner = Scanner::new(engine, git, live, deferred.clone(), clock.clone());
+            let report = scanner
+                .scan()
+                .await
+                .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
+            anyhow::Ok((report, deferred.take()))
+        }
+        .await;
+        match outcome {
+            Ok((report, b)) => {
+                results.push(EnvResult::from_report(&report));
+                batches.extend(b);
+            }
+            Err(e) => failed.push(chain(e.as_ref())),
+        }
+    }
+    progress.finish();
+    // store what the successful scans saw
+    if !batches.is_empty() && choice != StoreChoice::Memory {
+        let store: Arc<dyn DriftStore> = if existing {
+            read_store.clone()
+        } else {
+            choice.open_write().await?
+        };
+        if let Some((path, k)) = &key.create {
+            setup::write_key_file(path, k)?;
+        }
+        for b in &batches {
+            store.commit(b).await.map_err(|e| {
+                anyhow!(
+                    "cannot store the scan ({}): {}",
+                    choice.describe(),
+                    chain(&e)
+                )
+            })?;
+        }
+        if let Some(retention) = config.retention() {
+            // what is older than the retention goes; a failure only delays that to the next scan
+            if let Err(e) =
+                driftguard_server::retention::prune_once(store.as_ref(), clock.as_ref(), retention)
+                    .await
+            {
+                tracing::warn!("cannot prune the history: {}", chain(&e));
+            }
+        }
+    }
+    let now = clock.now();
+    let style = stdout_style(g);
+    match a.output {
+        Format::Json | Format::Yaml => {
+            let out = ScanOutput {
+                environments: results.clone(),
+                failed: failed.clone(),
+            };
+            print_machine(a.output, &out)?;
+        }
+        Format::Table => {
+            let drifts: Vec<&Drift> = results.iter().flat_map(|r| r.drifts.iter()).collect();
+            if drifts.is_empty() {
+                if !failed.is_empty() && results.is_empty() {
+                    // nothing scanned: errors only
+                } else if !g.quiet {
+                    let tracked: usize = results.iter().map(|r| r.summary.counts.tracked).sum();
+                    println!(
+                        "No drift: {tracked} objects in sync in {} environment{}.",
+                        results.len(),
+                        if results.len() == 1 { "" } else { "s" }
+                    );
+                }
+            } else {
+                print!("{}", output::drift_table(&drifts, now, style));
+                if a.diff {
+                    println!();
+                    print!("{}", output::diffs(&drifts, style));
+                }
+            }
+            let resolved: Vec<&Drift> = results.iter().flat_map(|r| r.resolved.iter()).collect();
+            if !resolved.is_empty() && !g.quiet {
+                println!();
+                println!("Resolved since the last scan:");
+                for d in resolved {
+                    println!(
+                        "  {} {} {} ({} {}, {})",
+                        d.id.environment,
+                        output::kind_label(d),
+                        d.id.namespaced_name(),
+                        d.kind,
+                        d.direction,
+                        d.resolution.map(|r| r.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+            if !drifts.is_empty() && !g.quiet {
+                let per_env: Vec<String> = results
+                    .iter()
+                    .map(|r| format!("{}: {}", r.environment, r.drifts.len()))
+                    .collect();
+                println!();
+                println!(
+                    "{} drift{} ({}).",
+                    drifts.len(),
+                    if drifts.len() == 1 { "" } else { "s" },
+                    per_env.join(", ")
+                );
+            }
+        }
+    }
+    let mut manifest_errors = false;
+    for r in &results {
+        for e in &r.errors {
+            manifest_errors = true;
+            eprintln!("warning: {}: {e}", r.environment);
+        }
+        if !g.quiet {
+            for n in &r.notes {
+                tracing::info!(environment = %r.environment, "{n}");
+            }
+        }
+    }
+    for f in &failed {
+        eprintln!("error: {f}");
+    }
+    if !failed.is_empty() {
+        return Ok(EXIT_ERROR);
+    }
+    let failing = results
+        .iter()
+        .flat_map(|r| r.drifts.iter())
+        .any(|d| d.severity >= a.fail_on);
+    Ok(if failing {
+        EXIT_DRIFT
+    } else if manifest_errors {
+        EXIT_ERROR
+    } else {
+        EXIT_OK
+    })
+}

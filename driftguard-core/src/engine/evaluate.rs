@@ -1,0 +1,208 @@
+//! The pure evaluation of an environment: the observations of its objects, direction evidence
+//! from Git history, the state machine run against the stored records, and the counts and
+//! verdicts of the result. No IO and no awaits: the Git history it needs is read before it, in
+//! one batch, for the objects [`history_wanted`] names.
+
+use std::collections::HashMap;
+
+use crate::id::ResourceId;
+use crate::ports::{ObjectVersion, ScanCounts};
+use crate::state::{
+    transition, Direction, DriftEvent, DriftKind, DriftRecord, Observation, Presence, Tick,
+};
+
+use super::report::{Verdict, VerdictStatus};
+use super::{Engine, EnvState};
+
+/// How many Git versions of a drifted object are read for evidence and attribution.
+pub const HISTORY_DEPTH: usize = 20;
+
+/// Git history read for an evaluation: the versions of each object, newest first. An object
+/// that is not in the map has no known history (the source cannot tell, or the read failed).
+pub type Histories = HashMap<ResourceId, Vec<ObjectVersion>>;
+
+/// What evaluating some objects of an environment gives.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Evaluation {
+    /// New events, in object order.
+    pub events: Vec<DriftEvent>,
+    /// Records that changed and must be written.
+    pub upserts: Vec<DriftRecord>,
+    /// Records to forget (the object left both sides).
+    pub deletes: Vec<ResourceId>,
+    /// The record of every evaluated object that still has one.
+    pub records: HashMap<ResourceId, DriftRecord>,
+    /// The verdict on every evaluated object, drifted first, then unknown, then in sync.
+    pub verdicts: Vec<Verdict>,
+    /// Counts of the evaluated objects.
+    pub counts: ScanCounts,
+}
+
+/// Whether the evaluation of `obs` wants the object's Git history: it shows a drift, and
+/// something new is to be said of it (no open drift yet, or its drifted fields changed). An
+/// open drift that did not change keeps the commit named when it was detected.
+pub fn history_wanted(prev: Option<&DriftRecord>, obs: &Observation) -> bool {
+    if !obs.presence.drifted() {
+        return false;
+    }
+    let open = prev.and_then(|r| r.drift.as_ref());
+    let unchanged = match (&obs.presence, open) {
+        (Presence::Both(c), Some(d)) => d.fields == c.drifted,
+        (_, Some(_)) => true,
+        _ => false,
+    };
+    !unchanged
+}
+
+impl Engine {
+    /// The observations of `ids`, in the order given.
+    pub fn observe_each<'a>(
+        &self,
+        st: &EnvState,
+        ids: impl IntoIterator<Item = &'a ResourceId>,
+    ) -> Vec<Observation> {
+        ids.into_iter().map(|id| self.observe(st, id)).collect()
+    }
+
+    /// Every object an environment's full scan looks at: desired, tracked live, and recorded,
+    /// in identity order.
+    pub fn scan_ids<'a>(
+        &self,
+        st: &'a EnvState,
+        records: &'a HashMap<ResourceId, DriftRecord>,
+    ) -> Vec<&'a ResourceId> {
+        let mut ids: Vec<&ResourceId> = st
+            .desired
+            .keys()
+            .chain(st.live.keys().filter(|id| !st.desired.contains_key(*id)))
+            .chain(
+                records
+                    .keys()
+                    .filter(|id| !st.desired.contains_key(*id) && !st.live.contains_key(*id)),
+            )
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Runs the state machine over `observations` against the stored `records`, with the
+    /// evidence `histories` gives: the events, the records to write and the verdicts. Pure.
+    pub fn evaluate(
+        &self,
+        st: &EnvState,
+        records: &HashMap<ResourceId, DriftRecord>,
+        observations: Vec<Observation>,
+        histories: &Histories,
+        tick: &Tick,
+    ) -> Evaluation {
+        let mut ev = Evaluation::default();
+        ev.records.reserve(observations.len());
+        for mut obs in observations {
+            let prev = records.get(&obs.id);
+            if matches!(obs.presence, Presence::Unknown) {
+                ev.counts.unknown += 1;
+                ev.verdicts.push(Verdict {
+                    id: obs.id.clone(),
+                    status: VerdictStatus::Unknown,
+                    drift: prev.and_then(|r| r.drift.clone()),
+                });
+                if let Some(p) = prev {
+                    ev.records.insert(obs.id, p.clone());
+                }
+                continue;
+            }
+            let versions = histories.get(&obs.id);
+            self.add_evidence(st, prev, &mut obs, versions, tick);
+            let t = transition(prev, &obs, tick);
+            ev.events.extend(t.events);
+            match t.record {
+                Some(r) => {
+                    ev.counts.tracked += 1;
+                    match r.drift.as_ref().map(|d| d.kind) {
+                        None => ev.counts.in_sync += 1,
+                        Some(DriftKind::Modified) => ev.counts.modified += 1,
+                        Some(DriftKind::Missing) => ev.counts.missing += 1,
+                        Some(DriftKind::Orphan) => ev.counts.orphan += 1,
+                    }
+                    ev.verdicts.push(Verdict {
+                        id: obs.id.clone(),
+                        status: if r.drift.is_some() {
+                            VerdictStatus::Drifted
+                        } else {
+                            VerdictStatus::InSync
+                        },
+                        drift: r.drift.clone(),
+                    });
+                    if t.changed {
+                        ev.upserts.push(r.clone());
+                    }
+                    ev.records.insert(obs.id, r);
+                }
+                None => {
+                    if prev.is_some() {
+                        ev.deletes.push(obs.id);
+                    }
+                }
+            }
+        }
+        ev.verdicts.sort_by(|a, b| {
+            let rank = |v: &Verdict| match v.status {
+                VerdictStatus::Drifted => 0,
+                VerdictStatus::Unknown => 1,
+                VerdictStatus::InSync => 2,
+            };
+            rank(a).cmp(&rank(b)).then(a.id.cmp(&b.id))
+        });
+        ev
+    }
+
+    /// Fills in the commit and history-based direction evidence of a drifted observation.
+    fn add_evidence(
+        &self,
+        st: &EnvState,
+        prev: Option<&DriftRecord>,
+        obs: &mut Observation,
+        versions: Option<&Vec<ObjectVersion>>,
+        tick: &Tick,
+    ) {
+        if !obs.presence.drifted() {
+            return;
+        }
+        if !history_wanted(prev, obs) {
+            // nothing new: the commit named when it was detected still stands
+            if obs.commit.is_none() {
+                obs.commit = prev
+                    .and_then(|r| r.drift.as_ref())
+                    .and_then(|d| d.attribution.commit.clone());
+            }
+            return;
+        }
+        let Some(versions) = versions else {
+            return;
+        };
+        obs.commit = versions.first().map(|v| v.commit.clone());
+        let no_history = prev.is_none_or(|r| r.baseline.is_none());
+        match &obs.presence {
+            Presence::Both(_) if no_history && obs.evidence.is_none() => {
+                // live equals an earlier Git version: the newer commits were not applied
+                for (i, v) in versions.iter().enumerate().skip(1) {
+                    if let Some(o) = &v.object {
+                        if self.live_equals(st, &obs.id, o) {
+                            obs.evidence = Some(Direction::Reverse);
+                            obs.commit = versions.get(i - 1).map(|v| v.commit.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+            Presence::LiveOnly { .. } if tick.first_scan || prev.is_none() => {
+                obs.evidence = Some(if versions.is_empty() {
+                    Direction::Forward
+                } else {
+                    Direction::Reverse
+                });
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Indexing: both sides normalized into an [`EnvState`].
+
+use std::collections::hash_map::Entry;
+
+use crate::id::{GroupKind, ResourceId};
+use crate::manifest::ManifestError;
+use crate::model::{RawLive, RawObject, Revision};
+use crate::normalize::{field, identify, DesiredObject, LiveObject};
+use crate::ports::{DesiredSet, LiveSnapshot};
+use crate::scope::Scopes;
+
+use super::ownership::{claim_prefixes, hpa_target, orphan_eligible};
+use super::{Engine, FastMap, FastSet};
+
+/// The normalized state of one environment, kept between scans for incremental use.
+#[derive(Clone, Debug, Default)]
+pub struct EnvState {
+    /// Desired objects by identity.
+    pub desired: FastMap<ResourceId, DesiredObject>,
+    /// Live objects that are tracked (in Git, or eligible as orphans).
+    pub live: FastMap<ResourceId, LiveObject>,
+    /// Objects whose replicas an HPA owns.
+    pub hpa_targets: FastSet<ResourceId>,
+    /// Namespaces fully managed by Git.
+    pub managed_namespaces: FastSet<String>,
+    /// Kinds in which orphans count.
+    pub orphan_kinds: FastSet<GroupKind>,
+    /// PersistentVolumeClaims made from StatefulSet `volumeClaimTemplates`, as
+    /// `(namespace, name prefix)`: `<template>-<statefulset>-`.
+    pub claim_prefixes: FastSet<(String, String)>,
+    /// Kinds whose live state is unknown (could not be read).
+    pub unknown_kinds: FastSet<GroupKind>,
+    /// Problems met (manifest errors, duplicates, unreadable kinds).
+    pub errors: Vec<ManifestError>,
+    /// Problems reading live kinds.
+    pub live_errors: Vec<String>,
+    /// The Git revision.
+    pub revision: Option<Revision>,
+}
+
+impl Engine {
+    /// Normalizes and indexes both sides. The raw objects are only read: the state keeps
+    /// compact normalized copies.
+    pub fn index(&self, desired: &DesiredSet, live: &LiveSnapshot) -> EnvState {
+        let env = &self.spec.name;
+        let mut st = EnvState {
+            revision: desired.revision.clone(),
+            errors: desired.errors.clone(),
+            ..EnvState::default()
+        };
+        // desired objects without a namespace are in the default one (live ones never lack it)
+        let default_ns = self.spec.default_namespace();
+        for (raw, ns) in desired
+            .objects
+            .iter()
+            .map(|m| (&m.object, Some(default_ns)))
+            .chain(live.objects.iter().map(|l| (&l.object, None)))
+        {
+            match kind_of(raw) {
+                Some("HorizontalPodAutoscaler") => {
+                    st.hpa_targets.extend(hpa_target(env, raw, ns));
+                }
+                Some("StatefulSet") => st.claim_prefixes.extend(claim_prefixes(raw, ns)),
+                _ => {}
+            }
+        }
+        let mut scopes: Option<Scopes> = None;
+        st.desired.reserve(desired.objects.len());
+        for m in &desired.objects {
+            let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
+                if id.namespace.is_none()
+                    && scopes
+                        .get_or_insert_with(|| learn_scopes(desired, live))
+                        .namespaced(&id.group, &id.kind)
+                {
+                    id.namespace = Some(default_ns.to_owned());
+                }
+                let pointers = self.pointers(&id, &st.hpa_targets);
+                match st.desired.entry(id) {
+                    Entry::Occupied(first) => Ok(Err(format!(
+                        "duplicate object {}: also defined at {}",
+                        first.key(),
+                        first.get().provenance
+                    ))),
+                    Entry::Vacant(slot) => {
+                        let id = slot.key().clone();
+                        let d = self.normalizer.desired_as(id, api_version, m, &pointers)?;
+                        slot.insert(d);
+                        Ok(Ok(()))
+                    }
+                }
+            });
+            let message = match result {
+                Ok(Ok(())) => continue,
+                Ok(Err(duplicate)) => duplicate,
+                Err(e) => e.to_string(),
+            };
+            st.errors.push(ManifestError {
+                file: m.provenance.file.clone(),
+                line: m.provenance.line,
+                field: None,
+                message,
+            });
+        }
+        st.managed_namespaces = match &self.spec.managed_namespaces {
+            Some(list) => list.iter().cloned().collect(),
+            None => st
+                .desired
+                .keys()
+                .filter(|id| id.group.is_empty() && id.kind == "Namespace")
+                .map(|id| id.name.clone())
+                .collect(),
+        };
+        st.orphan_kinds = match &self.spec.orphan_kinds {
+            Some(list) => list.iter().cloned().collect(),
+            None => st.desired.keys().map(ResourceId::group_kind).collect(),
+        };
+        for e in &live.errors {
+            st.unknown_kinds.insert(e.kind.clone());
+            st.live_errors
+                .push(format!("cannot read {}: {}", e.kind, e.message));
+        }
+        st.live.reserve(live.objects.len());
+        for raw in &live.objects {
+            self.track_live(&mut st, raw);
+        }
+        st
+    }
+
+    /// Like [`Engine::index`], taking the raw objects (dropped afterwards).
+    pub fn index_owned(&self, desired: DesiredSet, live: LiveSnapshot) -> EnvState {
+        self.index(&desired, &live)
+    }
+
+    /// Normalizes one live object into `st` if it is tracked. Returns its identity.
+    pub fn insert_live(&self, st: &mut EnvState, raw: &RawLive) -> Option<ResourceId> {
+        let id = raw.object.meta().id(&self.spec.name);
+        self.track_live(st, raw).then_some(id)
+    }
+
+    /// [`Engine::insert_live`] without handing the identity back.
+    fn track_live(&self, st: &mut EnvState, raw: &RawLive) -> bool {
+        let Ok((id, api_version)) = identify(&self.spec.name, &raw.object.0) else {
+            return false;
+        };
+        let desired = st.desired.get(&id);
+        if desired.is_none() && !st.orphan_kinds.contains(&id.group_kind()) {
+            return false;
+        }
+        let pointers = self.pointers(&id, &st.hpa_targets);
+        // compared once, here, before the content is stored: what an object in sync with Git
+        // keeps is its comparison
+        let judged =
+            self.normalizer
+                .live_view_as(
+                    id.clone(),
+                    api_version,
+                    raw,
+                    &pointers,
+                    |content| match desired {
+                        Some(d) => {
+                            let cmp = self.compare_with(d, api_version, content);
+                            let differs = !cmp.in_sync();
+                            (Some(cmp), differs)
+                        }
+                        None => (None, true),
+                    },
+                );
+        let Ok((mut live, cmp)) = judged else {
+            return false;
+        };
+        match cmp {
+            Some(cmp) => {
+                // attribution data is kept only when it can be needed
+                if !cmp.in_sync() {
+                    self.normalizer
+                        .attach_attribution(raw, &pointers, &mut live);
+                }
+                live.compared = Some(cmp);
+            }
+            None => {
+                if !orphan_eligible(st, &id, &live) {
+                    st.live.remove(&id);
+                    return false;
+                }
+                self.normalizer
+                    .attach_attribution(raw, &pointers, &mut live);
+            }
+        }
+        st.live.insert(id, live);
+        true
+    }
+
+    /// Like [`Engine::insert_live`], taking the raw object.
+    pub fn insert_live_owned(&self, st: &mut EnvState, raw: RawLive) -> Option<ResourceId> {
+        self.insert_live(st, &raw)
+    }
+}
+
+pub(super) fn kind_of(raw: &RawObject) -> Option<&str> {
+    field(raw.0.as_object()?, "kind")?.as_str()
+}
+
+/// What the desired and live objects tell of the scope of kinds.
+fn learn_scopes(desired: &DesiredSet, live: &LiveSnapshot) -> Scopes {
+    let mut scopes = Scopes::default();
+    for m in &desired.objects {
+        if kind_of(&m.object) == Some("CustomResourceDefinition") {
+            scopes.learn_definition(&m.object.0);
+        }
+    }
+    for l in &live.objects {
+        let meta = l.object.meta();
+        scopes.learn_live(&meta.group_kind(), meta.namespace.is_some());
+    }
+    scopes
+}

@@ -1,0 +1,197 @@
+//! The scan engine, pure.
+//!
+//! [`Engine`] indexes normalized desired and live objects ([`EnvState`], `index`), applies the
+//! Kubernetes ownership rules (`ownership`: HPA replicas, StatefulSet claims, orphan
+//! eligibility), turns one object's two sides into an [`Observation`] (`observe`) and evaluates a
+//! whole environment against the stored records in one pure step ([`Engine::evaluate`]). The
+//! report types are in `report`. [`crate::scanner::Scanner`] wires the engine to the ports.
+
+mod evaluate;
+mod index;
+mod observe;
+mod ownership;
+mod report;
+
+pub use crate::scanner::Scanner;
+pub use evaluate::{history_wanted, Evaluation, Histories, HISTORY_DEPTH};
+pub use index::EnvState;
+pub use report::{ScanError, ScanReport, Verdict, VerdictStatus};
+
+use std::collections::{BTreeSet, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::{compare_nodes, Comparison};
+use crate::convert::convert;
+use crate::doc::{Doc, Node};
+use crate::id::{GroupKind, ResourceId};
+use crate::ignore::{IgnoreRules, JsonPointer};
+use crate::managed::owned_by_any;
+use crate::model::RawObject;
+use crate::normalize::{DesiredObject, LiveObject, Normalizer};
+use crate::ports::{DesiredSet, GroupVersionKind, LiveScope};
+use crate::severity::SeverityRules;
+
+/// Settings of one environment that the engine needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentSpec {
+    /// Name.
+    pub name: String,
+    /// Ignore rules.
+    pub ignore: IgnoreRules,
+    /// Severity overrides.
+    pub severity: SeverityRules,
+    /// When a HorizontalPodAutoscaler targets an object, its `spec.replicas` is not drift
+    /// (default true; see [`EnvironmentSpec::new`]).
+    pub hpa_owns_replicas: bool,
+    /// Namespaces fully managed by Git (orphans are looked for there). Default: the namespaces
+    /// Git itself defines.
+    pub managed_namespaces: Option<Vec<String>>,
+    /// Kinds in which orphans are looked for. Default: the kinds Git defines.
+    pub orphan_kinds: Option<Vec<GroupKind>>,
+    /// Namespaces to read from the cluster (empty: all).
+    pub namespaces: Vec<String>,
+    /// Extra kinds to read besides those Git defines.
+    pub extra_kinds: Vec<GroupVersionKind>,
+    /// The namespace a namespaced manifest without `metadata.namespace` is applied to, as
+    /// `kubectl apply -n <namespace>` (or an Argo CD destination namespace) gives it. Default:
+    /// `default`. Which kinds are namespaced: see [`crate::scope`].
+    #[serde(default)]
+    pub default_namespace: Option<String>,
+}
+
+impl EnvironmentSpec {
+    /// An environment with default settings.
+    pub fn new(name: impl Into<String>) -> Self {
+        EnvironmentSpec {
+            name: name.into(),
+            hpa_owns_replicas: true,
+            ..EnvironmentSpec::default()
+        }
+    }
+
+    /// [`EnvironmentSpec::default_namespace`], or `default`.
+    pub fn default_namespace(&self) -> &str {
+        self.default_namespace.as_deref().unwrap_or("default")
+    }
+}
+
+/// A hash map with a fast, randomly seeded hasher (foldhash) for the engine's indexes.
+pub type FastMap<K, V> = foldhash::HashMap<K, V>;
+
+/// A hash set with a fast, randomly seeded hasher (foldhash) for the engine's indexes.
+pub type FastSet<T> = foldhash::HashSet<T>;
+
+/// The pure part of the engine.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    /// The environment.
+    pub spec: EnvironmentSpec,
+    /// The normalizer (holds the Secret key).
+    pub normalizer: Normalizer,
+}
+
+impl Engine {
+    /// An engine for one environment.
+    pub fn new(spec: EnvironmentSpec, normalizer: Normalizer) -> Self {
+        Engine { spec, normalizer }
+    }
+
+    /// The live scope: the kinds Git defines, in the version Git uses, plus configured ones.
+    pub fn live_scope(&self, desired: &DesiredSet) -> LiveScope {
+        self.scope_of(desired.objects.iter().map(|m| {
+            let meta = m.object.meta();
+            GroupVersionKind::from_api_version(meta.api_version, meta.kind)
+        }))
+    }
+
+    /// The live scope for these kinds plus the configured ones, one version per group/kind.
+    pub(crate) fn scope_of(&self, kinds: impl Iterator<Item = GroupVersionKind>) -> LiveScope {
+        let mut kinds: BTreeSet<GroupVersionKind> = kinds.collect();
+        kinds.extend(self.spec.extra_kinds.iter().cloned());
+        let mut seen = HashSet::new();
+        LiveScope {
+            kinds: kinds
+                .into_iter()
+                .filter(|k| seen.insert(k.group_kind()))
+                .collect(),
+            namespaces: self.spec.namespaces.clone(),
+            label_selector: None,
+        }
+    }
+
+    pub(crate) fn pointers(
+        &self,
+        id: &ResourceId,
+        hpa_targets: &FastSet<ResourceId>,
+    ) -> Vec<JsonPointer> {
+        let mut p = if self.spec.ignore.rules.is_empty() {
+            Vec::new()
+        } else {
+            self.spec.ignore.pointers_for(id)
+        };
+        if self.spec.hpa_owns_replicas && !hpa_targets.is_empty() && hpa_targets.contains(id) {
+            p.push(JsonPointer::parse("/spec/replicas").expect("static pointer is valid"));
+        }
+        p
+    }
+
+    /// Compares the two sides of one object, with version conversion and ignored managers.
+    pub fn compare(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
+        self.ignore_managers(&d.object.id, l, self.compare_fields(d, l))
+    }
+
+    /// Drops drift in fields that ignored field managers own.
+    fn ignore_managers(&self, id: &ResourceId, l: &LiveObject, mut cmp: Comparison) -> Comparison {
+        if !cmp.in_sync() {
+            let managers = self.spec.ignore.managers_for(id);
+            if !managers.is_empty() {
+                let managed = l.managed_fields();
+                cmp.retain_drift(|p| !owned_by_any(&managed, &managers, p));
+            }
+        }
+        cmp
+    }
+
+    /// Compares the fields of both sides, with version conversion.
+    fn compare_fields(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
+        self.compare_with(d, &l.object.api_version, l.object.content.root())
+    }
+
+    /// Compares a desired object with live content read in `live_version`.
+    fn compare_with(&self, d: &DesiredObject, live_version: &str, live: Node<'_>) -> Comparison {
+        let id = &d.object.id;
+        let converted = (d.object.api_version != live_version)
+            .then(|| {
+                convert(
+                    &id.kind,
+                    &d.object.api_version,
+                    live_version,
+                    &d.object.content.to_value(),
+                )
+            })
+            .flatten()
+            .map(|v| Doc::from_value(&v));
+        let desired = converted.as_ref().unwrap_or(&d.object.content);
+        compare_nodes(&id.group, &id.kind, desired.root(), live)
+    }
+
+    /// Whether a live object equals an earlier desired version (normalized the same way).
+    pub fn live_equals(&self, st: &EnvState, id: &ResourceId, earlier: &RawObject) -> bool {
+        let Some(l) = st.live.get(id) else {
+            return false;
+        };
+        let pointers = self.pointers(id, &st.hpa_targets);
+        let Ok(n) = self
+            .normalizer
+            .normalize(&self.spec.name, &earlier.0, &pointers)
+        else {
+            return false;
+        };
+        let d = DesiredObject {
+            object: n,
+            provenance: Default::default(),
+        };
+        self.compare(&d, l).in_sync()
+    }
+}

@@ -1,0 +1,273 @@
+//! The configuration file's model: what `driftguard.yaml` may hold. Keys are camelCase.
+
+use std::path::{Path, PathBuf};
+
+use driftguard_core::engine::EnvironmentSpec;
+use driftguard_core::id::GroupKind;
+use driftguard_core::ignore::{IgnoreRule, IgnoreRules};
+use driftguard_core::ports::GroupVersionKind;
+use driftguard_core::severity::{SeverityRule, SeverityRules};
+use serde::{Deserialize, Serialize};
+
+use super::server::{HumanDuration, NotifierConfig, ServerConfig};
+
+/// The whole file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Environments to scan.
+    #[serde(default)]
+    pub environments: Vec<EnvironmentConfig>,
+    /// Where history is kept (default: the embedded SQLite file).
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// The key Secret values are hashed with.
+    #[serde(default)]
+    pub secret_key: Option<SecretKeySource>,
+    /// Notifiers (used by `driftguard serve`, added to `server.notifiers`).
+    #[serde(default)]
+    pub notifications: Vec<NotifierConfig>,
+    /// The `server:` section (used by `driftguard serve`).
+    #[serde(default)]
+    pub server: Option<ServerConfig>,
+    /// Folder holding the clones of remote repositories (default `.driftguard/git`).
+    #[serde(default)]
+    pub git_cache: Option<PathBuf>,
+    /// The binary rendering kustomizations (`kubectl` or `kustomize`; default: found on PATH).
+    #[serde(default)]
+    pub kustomize_bin: Option<PathBuf>,
+}
+
+/// One environment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    /// Name (unique).
+    pub name: String,
+    /// Desired side: a Git repository.
+    #[serde(default)]
+    pub git: Option<GitConfig>,
+    /// Desired side: a plain folder of manifests.
+    #[serde(default)]
+    pub dir: Option<DirConfig>,
+    /// Live side.
+    #[serde(default)]
+    pub live: Option<LiveConfig>,
+    /// Namespaces to read from the cluster (empty: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// The namespace of namespaced manifests that name none, as `kubectl apply -n` gives it
+    /// (default: `default`).
+    #[serde(default)]
+    pub default_namespace: Option<String>,
+    /// Kinds to read besides those Git defines (`apiVersion` and `kind`).
+    #[serde(default)]
+    pub kinds: Vec<KindConfig>,
+    /// Ignore rules (like Argo CD's `ignoreDifferences`).
+    #[serde(default)]
+    pub ignore: Vec<IgnoreRule>,
+    /// Severity overrides.
+    #[serde(default)]
+    pub severity: Vec<SeverityRule>,
+    /// Whether an HPA owns the `spec.replicas` of its target (default true).
+    #[serde(default)]
+    pub hpa_owns_replicas: Option<bool>,
+    /// Namespaces fully managed by Git, where orphans are looked for (default: the
+    /// namespaces Git defines).
+    #[serde(default)]
+    pub managed_namespaces: Option<Vec<String>>,
+    /// Kinds (`Kind` or `Kind.group`) in which orphans are looked for (default: the kinds Git
+    /// defines).
+    #[serde(default)]
+    pub orphan_kinds: Option<Vec<String>>,
+}
+
+/// A Git repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitConfig {
+    /// URL or local path.
+    pub url: String,
+    /// Branch, tag or commit (default: the remote's default branch).
+    #[serde(default, rename = "ref")]
+    pub reference: Option<String>,
+    /// Folder inside the repository.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Globs of files to read (relative to `path`).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs of files to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Name of an environment variable holding an HTTPS token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A private SSH key file.
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// A plain folder: a path, or a mapping with globs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DirConfig {
+    /// Just the path.
+    Path(PathBuf),
+    /// Path and globs.
+    Full(DirFull),
+}
+
+/// A plain folder with globs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DirFull {
+    /// The folder.
+    pub path: PathBuf,
+    /// Globs of files to read.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Globs of files to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl DirConfig {
+    /// The folder.
+    pub fn path(&self) -> &Path {
+        match self {
+            DirConfig::Path(p) => p,
+            DirConfig::Full(f) => &f.path,
+        }
+    }
+
+    /// Include and exclude globs.
+    pub fn globs(&self) -> (Vec<String>, Vec<String>) {
+        match self {
+            DirConfig::Path(_) => (Vec::new(), Vec::new()),
+            DirConfig::Full(f) => (f.include.clone(), f.exclude.clone()),
+        }
+    }
+}
+
+/// The live side: a cluster (kubeconfig and context, or in-cluster), or dump files.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Kubeconfig file (default `$KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Use the in-cluster service account.
+    #[serde(default)]
+    pub in_cluster: bool,
+    /// Dump files (`kubectl get -o yaml` output) instead of a cluster.
+    #[serde(default)]
+    pub dump: Option<OneOrMany>,
+}
+
+/// One path or a list of paths.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(PathBuf),
+    /// Several.
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    /// As a list.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(p) => vec![p.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A kind to read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KindConfig {
+    /// `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+/// Where history is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// An SQLite file (the default, `.driftguard/driftguard.db`).
+    #[serde(default)]
+    pub sqlite: Option<PathBuf>,
+    /// A MongoDB database.
+    #[serde(default)]
+    pub mongodb: Option<MongoConfig>,
+    /// Age after which events, scan summaries and resolved episodes are pruned (e.g. `90d`;
+    /// default: kept). Open drifts and current records are never pruned.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+}
+
+/// A MongoDB database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MongoConfig {
+    /// Name of the environment variable holding the connection string (default
+    /// `MONGODB_URI`); the URI is never written in the file.
+    #[serde(default)]
+    pub uri_env: Option<String>,
+    /// Database (default `driftguard`).
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+/// Where the Secret hashing key comes from: never inline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySource {
+    /// An environment variable holding the key.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// A file holding the key (surrounding whitespace is trimmed).
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+impl EnvironmentConfig {
+    /// The engine's view of this environment.
+    pub fn spec(&self) -> EnvironmentSpec {
+        let mut spec = EnvironmentSpec::new(self.name.clone());
+        spec.ignore = IgnoreRules {
+            rules: self.ignore.clone(),
+        };
+        spec.severity = SeverityRules {
+            overrides: self.severity.clone(),
+        };
+        if let Some(h) = self.hpa_owns_replicas {
+            spec.hpa_owns_replicas = h;
+        }
+        spec.managed_namespaces = self.managed_namespaces.clone();
+        spec.orphan_kinds = self.orphan_kinds.as_ref().map(|v| {
+            v.iter()
+                .map(|k| match k.split_once('.') {
+                    Some((kind, group)) => GroupKind::new(group, kind),
+                    None => GroupKind::new("", k.as_str()),
+                })
+                .collect()
+        });
+        spec.namespaces = self.namespaces.clone();
+        spec.default_namespace = self.default_namespace.clone();
+        spec.extra_kinds = self
+            .kinds
+            .iter()
+            .map(|k| GroupVersionKind::from_api_version(&k.api_version, &k.kind))
+            .collect();
+        spec
+    }
+}

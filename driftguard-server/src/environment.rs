@@ -1,0 +1,321 @@
+//! One environment of the running service: its scanner, its intervals and what is known of its
+//! sources, with the two operations the supervisors run on it (a full scan, a live change).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use driftguard_core::engine::ScanError;
+use driftguard_core::error::chain;
+use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError};
+use driftguard_core::scanner::{Scanner, WriteHealth};
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use crate::state::ScanContext;
+
+/// The state of one source of an environment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceState {
+    /// Whether it answered at its last use (`None`: not used yet).
+    pub up: Option<bool>,
+    /// When it last answered.
+    pub last_ok: Option<DateTime<Utc>>,
+    /// The last error (a one-line message, no internals).
+    pub error: Option<String>,
+}
+
+/// What is known about an environment.
+#[derive(Clone, Debug, Default)]
+pub struct EnvStatus {
+    /// The last full scan.
+    pub last_scan: Option<ScanSummary>,
+    /// The last scan failure.
+    pub last_error: Option<String>,
+    /// The desired side.
+    pub git: SourceState,
+    /// The live side.
+    pub live: SourceState,
+    /// Whether a watch is running.
+    pub watching: bool,
+    /// Whether a scan is running.
+    pub scanning: bool,
+    /// Open drifts after the last scan or live change.
+    pub open_drifts: usize,
+}
+
+/// Why a scan asked for through [`Environment::run_scan`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunScanError {
+    /// A source could not be read (the message says which and why).
+    #[error("{0}")]
+    Source(String),
+    /// The store could not be read or written.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// One environment: its scanner, its intervals and its status.
+pub struct Environment {
+    /// Name.
+    pub name: String,
+    /// The scanner.
+    pub scanner: Arc<Scanner>,
+    /// How often Git is fetched.
+    pub poll_interval: Duration,
+    /// How often a full reconciling scan runs.
+    pub full_scan_interval: Duration,
+    /// Repository URL(s) whose push webhooks concern this environment (empty: every push).
+    pub repositories: Vec<String>,
+    /// A link to the repository's web page (for links to files), when configured.
+    pub web_url: Option<String>,
+    status: RwLock<EnvStatus>,
+    pub(crate) fetch_now: Notify,
+    pub(crate) scope_changed: Notify,
+}
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Environment")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Environment {
+    /// An environment around a scanner (its name is the scanner's environment name).
+    pub fn new(
+        scanner: Arc<Scanner>,
+        poll_interval: Duration,
+        full_scan_interval: Duration,
+    ) -> Self {
+        Environment {
+            name: scanner.environment().to_owned(),
+            scanner,
+            poll_interval,
+            full_scan_interval,
+            repositories: Vec::new(),
+            web_url: None,
+            status: RwLock::new(EnvStatus::default()),
+            fetch_now: Notify::new(),
+            scope_changed: Notify::new(),
+        }
+    }
+
+    /// Limits the Git push webhooks that trigger a fetch to these repository URLs.
+    pub fn with_repositories(mut self, urls: Vec<String>) -> Self {
+        self.repositories = urls;
+        self
+    }
+
+    /// A copy of the status.
+    pub fn status(&self) -> EnvStatus {
+        self.status
+            .read()
+            .expect("status lock is never poisoned")
+            .clone()
+    }
+
+    /// Whether the scanner's writes reach the store.
+    pub fn write_health(&self) -> WriteHealth {
+        self.scanner.write_health()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut EnvStatus)) {
+        f(&mut self.status.write().expect("status lock is never poisoned"));
+    }
+
+    /// Asks the poll loop to fetch Git now.
+    pub fn request_fetch(&self) {
+        self.fetch_now.notify_one();
+    }
+
+    /// Whether a push of `repository` (the URLs a push payload names) concerns this
+    /// environment.
+    pub fn wants_push(&self, repository: &[String]) -> bool {
+        self.repositories.is_empty()
+            || self.repositories.iter().any(|r| {
+                repository
+                    .iter()
+                    .any(|u| normalize_repo(u) == normalize_repo(r))
+            })
+    }
+
+    fn source(&self, which: &str, ok: Result<(), String>, now: DateTime<Utc>, metrics: &Metrics) {
+        let up = ok.is_ok();
+        metrics.source(&self.name, which, up, now);
+        self.update(|s| {
+            let st = if which == "git" {
+                &mut s.git
+            } else {
+                &mut s.live
+            };
+            st.up = Some(up);
+            match ok {
+                Ok(()) => {
+                    st.last_ok = Some(now);
+                    st.error = None;
+                }
+                Err(e) => st.error = Some(e),
+            }
+        });
+    }
+
+    /// Runs one full scan now (the scanner runs one scan or live change at a time: this waits
+    /// for one in progress).
+    pub async fn run_scan(&self, ctx: &ScanContext) -> Result<ScanSummary, RunScanError> {
+        let before: Option<LiveScope> = self.scanner.live_scope();
+        self.update(|s| s.scanning = true);
+        let t0 = Instant::now();
+        let result = self.scanner.scan().await;
+        let secs = t0.elapsed().as_secs_f64();
+        let now = ctx.clock.now();
+        let out = match result {
+            Ok(report) => {
+                ctx.metrics.record_scan(&report.summary, secs);
+                self.source("git", Ok(()), now, &ctx.metrics);
+                self.source("live", Ok(()), now, &ctx.metrics);
+                ctx.metrics.count_events(&self.name, &report.events);
+                let open: Vec<_> = report.drifts().cloned().collect();
+                ctx.metrics.set_open_drifts(&self.name, &open, now);
+                let summary = report.summary.clone();
+                self.update(|s| {
+                    s.last_scan = Some(summary.clone());
+                    s.last_error = None;
+                    s.open_drifts = open.len();
+                });
+                for e in &report.notify_errors {
+                    tracing::warn!(environment = %self.name, error = %e, "notification failed");
+                }
+                tracing::info!(environment = %self.name, score = summary.score,
+                    events = summary.events, duration_ms = summary.duration_ms, "scan finished");
+                Ok(summary)
+            }
+            Err(e) => {
+                let msg = describe_scan_error(&e);
+                let err = match &e {
+                    ScanError::Desired { source, .. } => {
+                        self.source("git", Err(source_message(source)), now, &ctx.metrics);
+                        RunScanError::Source(msg.clone())
+                    }
+                    ScanError::Live { source, .. } => {
+                        self.source("git", Ok(()), now, &ctx.metrics);
+                        self.source("live", Err(source_message(source)), now, &ctx.metrics);
+                        RunScanError::Source(msg.clone())
+                    }
+                    ScanError::Store(_) | ScanError::Unwritten { .. } => {
+                        RunScanError::Store(msg.clone())
+                    }
+                };
+                tracing::warn!(environment = %self.name, error = %chain(&e), "scan failed");
+                self.update(|s| s.last_error = Some(msg));
+                Err(err)
+            }
+        };
+        self.update(|s| s.scanning = false);
+        ctx.cache.invalidate();
+        if self.scanner.live_scope() != before {
+            self.scope_changed.notify_one();
+        }
+        out
+    }
+
+    /// Re-evaluates the objects a live change touched. Metrics and the status follow from
+    /// the scanner's records; the store is not read back.
+    pub async fn apply_change(&self, ctx: &ScanContext, change: &LiveChange) {
+        let now = ctx.clock.now();
+        match change {
+            LiveChange::Disconnected(reason) => {
+                self.source(
+                    "live",
+                    Err(format!("watch disconnected: {reason}")),
+                    now,
+                    &ctx.metrics,
+                );
+                return;
+            }
+            _ => self.source("live", Ok(()), now, &ctx.metrics),
+        }
+        let applied = self.scanner.apply_live_change(change).await;
+        ctx.cache.invalidate();
+        match applied {
+            Ok(events) if events.is_empty() => {}
+            Ok(events) => {
+                ctx.metrics.count_events(&self.name, &events);
+                let open = self.scanner.open_drifts().await;
+                ctx.metrics.set_open_drifts(&self.name, &open, now);
+                self.update(|s| s.open_drifts = open.len());
+            }
+            Err(e @ ScanError::Unwritten { .. }) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e),
+                    "live change kept: it is written and announced when the store answers");
+            }
+            Err(e) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e), "live change not applied");
+            }
+        }
+    }
+
+    /// Writes what the scanner kept while the store could not be written. Returns whether
+    /// nothing is kept any more.
+    pub async fn retry_unwritten(&self, ctx: &ScanContext) -> bool {
+        match self.scanner.retry_unwritten().await {
+            Ok(0) => {
+                ctx.cache.invalidate();
+                let now = ctx.clock.now();
+                let open = self.scanner.open_drifts().await;
+                ctx.metrics.set_open_drifts(&self.name, &open, now);
+                self.update(|s| s.open_drifts = open.len());
+                tracing::info!(environment = %self.name, "the store answers again: kept changes written");
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(environment = %self.name, error = %chain(&e), "store still unavailable");
+                false
+            }
+        }
+    }
+
+    pub(crate) fn set_watching(&self, on: bool) {
+        self.update(|s| s.watching = on);
+    }
+
+    pub(crate) fn mark_git(&self, ok: Result<(), String>, ctx: &ScanContext) {
+        self.source("git", ok, ctx.clock.now(), &ctx.metrics);
+    }
+
+    pub(crate) fn mark_live(&self, ok: Result<(), String>, ctx: &ScanContext) {
+        self.source("live", ok, ctx.clock.now(), &ctx.metrics);
+    }
+}
+
+fn normalize_repo(u: &str) -> String {
+    u.trim()
+        .trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_ascii_lowercase()
+}
+
+/// A one-line message for a source error that names no internals beyond the source's own words.
+pub fn source_message(e: &SourceError) -> String {
+    e.to_string()
+}
+
+fn describe_scan_error(e: &ScanError) -> String {
+    match e {
+        ScanError::Desired {
+            source_name,
+            source,
+        } => {
+            format!("cannot read the desired state ({source_name}): {source}")
+        }
+        ScanError::Live {
+            source_name,
+            source,
+        } => {
+            format!("cannot read the live state ({source_name}): {source}")
+        }
+        ScanError::Store(_) | ScanError::Unwritten { .. } => "the store is unavailable".into(),
+    }
+}

@@ -1,0 +1,346 @@
+//! The whole service, built from a configuration and run until shutdown: the one entry point
+//! behind `driftguard serve`, and the one call that embeds the server in another program.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use driftguard_server::config::Config;
+//! use driftguard_server::service::{serve, shutdown_signal, ServeOptions};
+//! let config = Config::load(std::path::Path::new("driftguard.yaml"))?;
+//! serve(&config, &ServeOptions::default(), shutdown_signal()?).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Service::build`] opens the store (through the [`BufferedStore`] wrapper, so that a
+//! database outage leaves detection running), the sources of every environment, the notifiers
+//! (with their delivery marks) and the supervisors' state; [`Service::run`] serves the API on a
+//! listener while the supervisors detect, and on shutdown drains scans and alert queues within
+//! the configured grace.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use driftguard_core::engine::Engine;
+use driftguard_core::error::chain;
+use driftguard_core::normalize::Normalizer;
+use driftguard_core::ports::{Clock, DriftStore};
+use driftguard_core::scanner::Scanner;
+use driftguard_store::BufferedStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ServerConfig, SettingError};
+use crate::environment::Environment;
+use crate::metrics::Metrics;
+use crate::notify::BuiltNotifiers;
+use crate::setup::{self, SetupError, StoreChoice};
+use crate::state::{AppState, SystemClock};
+use crate::supervisor::Supervisor;
+
+/// How often `serve` prunes history older than `store.retention`.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Batches the store wrapper keeps while the database is down.
+const BUFFER_CAPACITY: usize = 10_000;
+
+/// Choices made outside the configuration file (command-line flags).
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Address to listen on, instead of `server.listen`.
+    pub listen: Option<String>,
+    /// An SQLite file to use instead of the configured store.
+    pub store: Option<PathBuf>,
+    /// Keep no history (an in-memory store).
+    pub no_store: bool,
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration names no environment.
+    #[error("{}: no environments to watch", path.display())]
+    NoEnvironments {
+        /// The configuration file.
+        path: PathBuf,
+    },
+    /// A setting of the `server:` section cannot be used.
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+    /// A store, a source or the Secret key could not be set up.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("the server on {addr} failed")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process cannot listen for stop signals.
+    #[error("cannot listen for SIGTERM")]
+    Signal(#[source] std::io::Error),
+}
+
+/// A service ready to run.
+pub struct Service {
+    state: AppState,
+    cancel: CancellationToken,
+    notifiers: BuiltNotifiers,
+    settings: ServerConfig,
+    retention: Option<Duration>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("addr", &self.addr)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `server:` section with the top-level `notifications` added, paths resolved.
+fn settings(config: &Config) -> ServerConfig {
+    let mut s: ServerConfig = config.file.server.clone().unwrap_or_default();
+    s.notifiers
+        .extend(config.file.notifications.iter().cloned());
+    // like every path of the file, a CA file is relative to the file's folder
+    for n in &mut s.notifiers {
+        if let crate::config::NotifierConfig::Email {
+            ca_file: Some(ca), ..
+        } = n
+        {
+            *ca = config.resolve(ca);
+        }
+    }
+    s
+}
+
+impl Service {
+    /// Builds everything from `config`: store, sources, notifiers, environments. Does not
+    /// listen yet. A store that cannot be reached does not stop it: writes are buffered and
+    /// `/readyz` says degraded until the store answers.
+    pub async fn build(config: &Config, options: &ServeOptions) -> Result<Service, ServeError> {
+        if config.file.environments.is_empty() {
+            return Err(ServeError::NoEnvironments {
+                path: config.path.clone(),
+            });
+        }
+        let settings = settings(config);
+        let env_var = |k: &str| std::env::var(k).ok();
+        let tokens = settings.resolve_tokens(&env_var)?;
+        let webhook_secret = settings.resolve_webhook_secret(&env_var)?;
+        let (addr, note) =
+            settings.effective_listen(options.listen.as_deref(), !tokens.is_empty())?;
+        if let Some(n) = note {
+            tracing::warn!("{n}");
+        }
+        let choice = StoreChoice::from_config(config, options.store.as_deref(), options.no_store);
+        let key = setup::secret_key(config, None, &choice)?;
+        let inner = choice.open_service().await?;
+        if let Some((p, k)) = &key.create {
+            setup::write_key_file(p, k)?;
+        }
+        let buffer = Arc::new(BufferedStore::new(
+            inner,
+            BUFFER_CAPACITY,
+            Duration::from_secs(1),
+        ));
+        let store: Arc<dyn DriftStore> = buffer.clone();
+        let metrics = Arc::new(Metrics::new());
+        let cancel = CancellationToken::new();
+        let notifiers = crate::notify::build_notifiers_marked(
+            &settings.notifiers,
+            metrics.clone(),
+            settings.public_url.clone(),
+            cancel.clone(),
+            &env_var,
+            Some(store.clone()),
+        )?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let mut envs = Vec::new();
+        for env in &config.file.environments {
+            let git = setup::git_source(config, env).await?;
+            let live = setup::live_source(config, env).await?;
+            let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
+            let mut scanner = Scanner::new(engine, git, live, store.clone(), clock.clone());
+            for n in &notifiers.notifiers {
+                scanner = scanner.with_notifier(n.clone());
+            }
+            let repositories = env
+                .git
+                .as_ref()
+                .map(|g| vec![setup::repository_url(config, g)])
+                .unwrap_or_default();
+            envs.push(Arc::new(
+                Environment::new(
+                    Arc::new(scanner),
+                    settings.poll_interval.0,
+                    settings.full_scan_interval.0,
+                )
+                .with_repositories(repositories),
+            ));
+        }
+        let state = AppState::builder(store, envs, metrics)
+            .tokens(tokens)
+            .webhook_secret(webhook_secret)
+            .clock(clock)
+            .config(&settings)
+            .buffer(buffer)
+            .build();
+        Ok(Service {
+            state,
+            cancel,
+            notifiers,
+            settings,
+            retention: config.retention(),
+            addr,
+        })
+    }
+
+    /// The shared state (store, environments, metrics).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The address from the configuration (or the options).
+    pub fn address(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Binds the configured address and runs until `shutdown` completes.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let addr = self.addr;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen { addr, source })?;
+        self.run(listener, shutdown).await
+    }
+
+    /// Serves on `listener` while the supervisors detect, until `shutdown` completes; then
+    /// drains scans and alert queues within `server.shutdownGrace`.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Service {
+            state,
+            cancel,
+            notifiers,
+            settings,
+            retention,
+            ..
+        } = self;
+        let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+            addr: settings
+                .listen
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
+            source,
+        })?;
+        // what was still queued when the server last stopped goes out first; a store that is
+        // down now is asked again until it answers
+        let resend = tokio::spawn(resend_when_possible(
+            notifiers.notifiers.clone(),
+            state.store.clone(),
+            state.clock.clone(),
+            cancel.clone(),
+        ));
+        let supervisor = Supervisor::start(&state, cancel.clone());
+        let pruner = retention.map(|retention| {
+            crate::retention::spawn_pruner(
+                state.store.clone(),
+                state.clock.clone(),
+                retention,
+                PRUNE_EVERY,
+                cancel.clone(),
+            )
+        });
+        let stop = cancel.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop.cancelled() => {}
+            }
+        };
+        let served = crate::run(listener, state, shutdown).await;
+        cancel.cancel();
+        supervisor.shutdown(settings.shutdown_grace.0).await;
+        notifiers.flush(settings.shutdown_grace.0).await;
+        let _ = resend.await;
+        if let Some(p) = pruner {
+            let _ = p.await;
+        }
+        served.map_err(|source| ServeError::Serve { addr, source })
+    }
+}
+
+/// Builds the service from `config` and runs it on its configured address until `shutdown`.
+pub async fn serve(
+    config: &Config,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Service::build(config, options)
+        .await?
+        .run_until(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM (how Kubernetes stops a pod).
+pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, ServeError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
+async fn resend_when_possible(
+    notifiers: Vec<Arc<dyn driftguard_core::ports::Notifier>>,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    cancel: CancellationToken,
+) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match crate::notify::resend_undelivered(&notifiers, &*store, clock.now()).await {
+            Ok(0) => return,
+            Ok(n) => {
+                tracing::info!(
+                    events = n,
+                    "queued again the events not delivered before the last stop"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cannot read which events were not delivered; trying again");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
