@@ -200,7 +200,8 @@ impl GitSource for DirSource {
 }
 
 /// Saved dumps of live objects: the output of `kubectl get <kinds> -A -o yaml` or `-o json`
-/// (a `List`), one or several files.
+/// (a `List`), one or several files. A snapshot holds the dumped objects the scope admits
+/// ([`LiveScope::admits`]), as a cluster would list them.
 #[derive(Debug, Clone)]
 pub struct DumpSource {
     paths: Vec<PathBuf>,
@@ -245,19 +246,14 @@ impl LiveSource for DumpSource {
     }
 
     async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
+        let rule = scope.admission()?;
         let me = self.clone();
         let objects = blocking(move || me.read()).await?;
-        let in_scope = |o: &RawLive| {
-            let meta = o.object.meta();
-            let gk = meta.group_kind();
-            scope.kinds.iter().any(|k| k.group_kind() == gk)
-                && (scope.namespaces.is_empty()
-                    || meta
-                        .namespace
-                        .is_none_or(|ns| scope.namespaces.iter().any(|s| s == ns)))
-        };
         Ok(LiveSnapshot {
-            objects: objects.into_iter().filter(in_scope).collect(),
+            objects: objects
+                .into_iter()
+                .filter(|o| rule.admits(o.object.value()))
+                .collect(),
             errors: Vec::new(),
         })
     }
