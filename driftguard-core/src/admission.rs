@@ -14,9 +14,11 @@
 //!    `metadata.labels` match it, with the API server's grammar and meaning
 //!    ([`LabelSelector`]).
 //!
-//! A deletion seen by a watch is admitted on 1 and 2 alone ([`Admission::admits_change`]): the
-//! API server announces an object whose labels stopped matching a selector as a deletion that
-//! carries the new labels. An invalid label selector admits nothing; sources report it as
+//! A deletion seen by a watch is admitted on 1 and 2 alone ([`Admission::admits_change`]):
+//! whatever labels it carries (the API server announces an object whose labels left the
+//! selector as a deletion), forgetting an object that was never admitted is harmless, while a
+//! deletion dropped would leave an object that is gone. An invalid label selector admits
+//! nothing; sources report it as
 //! [`SourceError::Invalid`](crate::ports::SourceError::Invalid) before they read anything.
 //!
 //! A source may filter on its server first (kinds, namespaces, the selector): it still passes

@@ -210,8 +210,8 @@ impl Supervisor {
                         }
                         WatchEvent::Bookmark(_) | WatchEvent::Error(_) => continue,
                     };
-                    // a deletion is admitted whatever its labels: an object whose labels left
-                    // the selector is announced as deleted, with its new labels
+                    // a deletion is admitted whatever its labels (an object whose labels left
+                    // the selector is announced as deleted): see `Admission::admits_change`
                     if !self.rule.admits_change(&change) {
                         continue;
                     }
