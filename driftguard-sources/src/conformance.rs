@@ -46,6 +46,12 @@ use crate::git::select::KUSTOMIZATION_FILES;
 /// The environment name identities are computed in.
 const ENV: &str = "conformance";
 
+/// A temporary folder, removed when dropped (for the generated tests: the caller need not
+/// depend on `tempfile`).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temporary folder can be made")
+}
+
 /// The binaries the desired-side checks need.
 #[derive(Clone, Debug)]
 pub struct Tools {
@@ -398,7 +404,7 @@ macro_rules! git_source_conformance_tests {
         async fn $name() {
             let tools = $tools();
             let tree = $crate::conformance::ManifestTree::$tree();
-            let repo = ::tempfile::tempdir().expect("a temporary folder");
+            let repo = $crate::conformance::temp_dir();
             tree.commit(&tools.git, repo.path()).expect("the tree is committed");
             let (source, _keep) = $open(repo.path(), &tools).await;
             $crate::conformance::check_git_source(source.as_ref(), &tree, repo.path(), &tools)
@@ -770,7 +776,7 @@ macro_rules! live_source_conformance_tests {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn conformance_live_admits_like_a_dump() {
             let fixture = $crate::conformance::LiveFixture::new(&$crate::conformance::run_token());
-            let dir = ::tempfile::tempdir().expect("a temporary folder");
+            let dir = $crate::conformance::temp_dir();
             let dump = fixture.dump(dir.path()).expect("the dump is written");
             let (source, _keep) = $fresh(&fixture).await;
             $crate::conformance::same_admission(&dump, source.as_ref(), &fixture).await;
