@@ -37,6 +37,7 @@
 //! assert_eq!(cmp.drifted_paths(), vec!["spec.replicas"]);
 //! ```
 
+pub mod admission;
 pub mod compare;
 pub mod convert;
 pub mod doc;

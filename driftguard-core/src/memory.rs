@@ -300,16 +300,23 @@ impl LiveSource for MemoryLiveSource {
                 target: "memory cluster".into(),
                 source: "set unreachable by the test".into(),
             })?;
-        let errors = self.errors.lock().expect("lock is never poisoned").clone();
+        let rule = scope.admission()?;
+        // kinds that fail to list, as a cluster reports them: those of the scope only
+        let errors: Vec<crate::ports::KindError> = self
+            .errors
+            .lock()
+            .expect("lock is never poisoned")
+            .iter()
+            .filter(|e| rule.admits_kind(&e.kind))
+            .cloned()
+            .collect();
         let in_scope = |o: &RawLive| {
             let meta = o.object.meta();
-            let gk = meta.group_kind();
-            scope.kinds.iter().any(|k| k.group_kind() == gk)
-                && !errors.iter().any(|e| e.kind == gk)
-                && (scope.namespaces.is_empty()
-                    || meta
-                        .namespace
-                        .is_none_or(|ns| scope.namespaces.iter().any(|s| s == ns)))
+            rule.admits(o.object.value())
+                && !errors.iter().any(|e| {
+                    e.kind.kind == meta.kind
+                        && e.kind.group == crate::id::GroupKind::group_of(meta.api_version)
+                })
         };
         Ok(LiveSnapshot {
             objects: objects.into_iter().filter(in_scope).collect(),

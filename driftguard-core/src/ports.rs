@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use crate::admission::LabelSelectorError;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
@@ -64,6 +65,18 @@ pub enum SourceError {
         #[source]
         source: BoxError,
     },
+}
+
+impl From<LabelSelectorError> for SourceError {
+    /// A scope whose label selector is invalid: the same error from every live source.
+    fn from(e: LabelSelectorError) -> Self {
+        SourceError::Invalid(ManifestError {
+            file: "live scope".into(),
+            line: 0,
+            field: Some("label_selector".into()),
+            message: e.to_string(),
+        })
+    }
 }
 
 /// Errors of stores.
@@ -254,14 +267,16 @@ impl GroupVersionKind {
     }
 }
 
-/// What to read from a cluster.
+/// What to read from a cluster. Which objects it admits is decided once, for every live
+/// source, by [`LiveScope::admits`] (the rule: [`crate::admission`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveScope {
     /// Kinds to read.
     pub kinds: Vec<GroupVersionKind>,
     /// Namespaces (empty: all).
     pub namespaces: Vec<String>,
-    /// Label selector, if any.
+    /// Label selector in the API server's syntax, if any
+    /// ([`LabelSelector`](crate::admission::LabelSelector)).
     pub label_selector: Option<String>,
 }
 

@@ -13,7 +13,8 @@ use driftguard_core::ports::{
 
 use crate::git::select::Filter;
 use crate::git::{
-    extend_set, find_kustomize, parse_bytes, plan, render_kustomization, FileObjects,
+    extend_set, find_kustomize, kustomization_path, parse_bytes, plan, render_kustomization,
+    FileObjects, NO_KUSTOMIZE,
 };
 
 /// A folder of manifests that is not a Git repository.
@@ -99,6 +100,10 @@ impl DirSource {
     fn read(&self) -> Result<DesiredSet, SourceError> {
         let mut all = Vec::new();
         walk_dir(&self.root, "", &mut all)?;
+        // the order of a Git tree (`a.yaml` before `a/`), so that objects come in the same
+        // order as from a repository holding the same files (the first of two definitions of
+        // an object is the one kept)
+        all.sort_by(|a, b| a.0.cmp(&b.0));
         let plan = plan(&self.filter, all);
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         let mut files: Vec<(String, FileObjects)> = Vec::with_capacity(plan.files.len());
@@ -113,11 +118,7 @@ impl DirSource {
         }
         let mut rendered = Vec::new();
         for dir in &plan.kustomizations {
-            let file = if dir.is_empty() {
-                "kustomization.yaml".to_owned()
-            } else {
-                format!("{dir}/kustomization.yaml")
-            };
+            let file = kustomization_path(dir, |p| self.root.join(p).is_file());
             let fail = |message: String| FileObjects {
                 objects: Vec::new(),
                 errors: vec![ManifestError {
@@ -128,9 +129,7 @@ impl DirSource {
                 }],
             };
             let parsed = match find_kustomize(self.kustomize_bin.as_deref()) {
-                None => fail(
-                    "cannot render the kustomization: no kubectl or kustomize binary found".into(),
-                ),
+                None => fail(NO_KUSTOMIZE.into()),
                 Some(bin) => match render_kustomization(&bin, &self.root.join(dir)) {
                     Ok(text) => {
                         hasher.update(file.as_bytes());
@@ -200,7 +199,8 @@ impl GitSource for DirSource {
 }
 
 /// Saved dumps of live objects: the output of `kubectl get <kinds> -A -o yaml` or `-o json`
-/// (a `List`), one or several files.
+/// (a `List`), one or several files. A snapshot holds the dumped objects the scope admits
+/// ([`LiveScope::admits`]), as a cluster would list them.
 #[derive(Debug, Clone)]
 pub struct DumpSource {
     paths: Vec<PathBuf>,
@@ -245,19 +245,14 @@ impl LiveSource for DumpSource {
     }
 
     async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
+        let rule = scope.admission()?;
         let me = self.clone();
         let objects = blocking(move || me.read()).await?;
-        let in_scope = |o: &RawLive| {
-            let meta = o.object.meta();
-            let gk = meta.group_kind();
-            scope.kinds.iter().any(|k| k.group_kind() == gk)
-                && (scope.namespaces.is_empty()
-                    || meta
-                        .namespace
-                        .is_none_or(|ns| scope.namespaces.iter().any(|s| s == ns)))
-        };
         Ok(LiveSnapshot {
-            objects: objects.into_iter().filter(in_scope).collect(),
+            objects: objects
+                .into_iter()
+                .filter(|o| rule.admits(o.object.value()))
+                .collect(),
             errors: Vec::new(),
         })
     }

@@ -8,7 +8,10 @@
 //!   so CRDs work without code changes; objects are handled as plain JSON (dynamic objects),
 //!   in the version Git uses, or the group's preferred version when that one is not served;
 //! - lists with pagination (`limit`/`continue`, 500 a page) and the scope's label selector,
-//!   per namespace when the scope names namespaces;
+//!   per namespace when the scope names namespaces, and passes every listed and watched object
+//!   through the scope's admission rule ([`LiveScope::admits`]), so that a cluster admits the
+//!   same objects as any other live source (the `Namespace` kind, listed whole, is limited
+//!   there to the scope's namespaces);
 //! - watches with plain list + watch (no streaming lists, no aggregated discovery: API servers
 //!   from 1.20 on work), bookmarks, a relist of one kind on `410 Gone`, and reconnection with
 //!   backoff ([`LiveSource::watch`]).
@@ -35,6 +38,7 @@ use ::kube::core::Request;
 use ::kube::discovery::{self, Scope};
 use ::kube::{Client, Config, Resource};
 use async_trait::async_trait;
+use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
 use driftguard_core::manifest::ManifestError;
 use driftguard_core::model::RawLive;
@@ -223,14 +227,16 @@ impl LiveSource for KubeLiveSource {
     }
 
     async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
-        Ok(self.inner.list_scope(scope).await?.into_snapshot())
+        let rule = scope.admission()?;
+        Ok(self.inner.list_scope(scope, &rule).await?.into_snapshot())
     }
 
     async fn watch(
         &self,
         scope: &LiveScope,
     ) -> Result<BoxStream<'static, LiveChange>, SourceError> {
-        Ok(watch::start(self.inner.clone(), scope.clone()))
+        let rule = scope.admission()?;
+        Ok(watch::start(self.inner.clone(), scope.clone(), rule))
     }
 }
 
@@ -283,8 +289,6 @@ struct Target {
     gvk: GroupVersionKind,
     ar: ApiResource,
     namespace: Option<String>,
-    /// For the `Namespace` kind when the scope names namespaces: only those.
-    only_names: Option<Vec<String>>,
 }
 
 impl Target {
@@ -294,17 +298,6 @@ impl Target {
 
     fn group_kind(&self) -> GroupKind {
         self.gvk.group_kind()
-    }
-
-    /// Whether an object of this target is in scope.
-    fn admits(&self, object: &Value) -> bool {
-        match &self.only_names {
-            None => true,
-            Some(names) => object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| names.iter().any(|x| x == n)),
-        }
     }
 
     /// Sets `apiVersion` and `kind`, which list responses leave out of their items.
@@ -413,19 +406,22 @@ impl Inner {
         Ok(r)
     }
 
-    fn list_params(&self, scope: &LiveScope) -> ListParams {
+    /// The list parameters of a scope: the page size and the label selector (the server
+    /// filters by it; [`Admission::admits`] checks again).
+    fn list_params(&self, rule: &Admission) -> ListParams {
         let mut lp = ListParams::default().limit(self.page_size);
-        if let Some(sel) = scope.label_selector.as_deref().filter(|s| !s.is_empty()) {
-            lp = lp.labels(sel);
+        if let Some(sel) = rule.selector() {
+            lp = lp.labels(sel.as_str());
         }
         lp
     }
 
-    /// Lists one target, page by page.
+    /// Lists one target, page by page, keeping the objects `rule` admits.
     async fn list_target(
         &self,
         target: &Target,
         lp: &ListParams,
+        rule: &Admission,
     ) -> Result<(Vec<Value>, String), ::kube::Error> {
         let request = Request::new(target.url());
         let mut lp = lp.clone();
@@ -457,8 +453,8 @@ impl Inner {
             if let Some(Value::Array(page)) = body.get_mut("items").map(Value::take) {
                 items.reserve(page.len());
                 for mut item in page {
-                    if target.admits(&item) {
-                        target.fill_type(&mut item);
+                    target.fill_type(&mut item);
+                    if rule.admits(&item) {
                         items.push(item);
                     }
                 }
@@ -470,42 +466,42 @@ impl Inner {
         }
     }
 
-    /// Resolves and lists every kind of a scope.
-    async fn list_scope(&self, scope: &LiveScope) -> Result<Listing, SourceError> {
+    /// Resolves and lists every kind of a scope (`rule` is its admission rule): one list per
+    /// kind (the first version named for a group and kind), per namespace for namespaced kinds
+    /// when the scope names namespaces, else cluster-wide.
+    async fn list_scope(
+        &self,
+        scope: &LiveScope,
+        rule: &Admission,
+    ) -> Result<Listing, SourceError> {
         let mut listing = Listing::default();
         let mut targets = Vec::new();
-        for gvk in &scope.kinds {
+        let mut seen = std::collections::HashSet::new();
+        for gvk in scope.kinds.iter().filter(|k| seen.insert(k.group_kind())) {
             match self.resolve(gvk).await {
-                Ok(r) => {
-                    let is_namespace_kind = gvk.group.is_empty() && gvk.kind == "Namespace";
-                    if r.namespaced && !scope.namespaces.is_empty() {
-                        for ns in &scope.namespaces {
-                            targets.push(Target {
-                                gvk: gvk.clone(),
-                                ar: r.ar.clone(),
-                                namespace: Some(ns.clone()),
-                                only_names: None,
-                            });
-                        }
-                    } else {
+                Ok(r) if r.namespaced && !rule.namespaces().is_empty() => {
+                    for ns in rule.namespaces() {
                         targets.push(Target {
                             gvk: gvk.clone(),
                             ar: r.ar.clone(),
-                            namespace: None,
-                            only_names: (is_namespace_kind && !scope.namespaces.is_empty())
-                                .then(|| scope.namespaces.clone()),
+                            namespace: Some(ns.clone()),
                         });
                     }
                 }
+                Ok(r) => targets.push(Target {
+                    gvk: gvk.clone(),
+                    ar: r.ar,
+                    namespace: None,
+                }),
                 Err(e) => self.take_failure(&mut listing, gvk.group_kind(), &e)?,
             }
         }
-        let lp = self.list_params(scope);
+        let lp = self.list_params(rule);
         let results: Vec<(Target, ListResult)> = futures_util::stream::iter(targets)
             .map(|t| {
                 let lp = &lp;
                 async move {
-                    let r = self.list_target(&t, lp).await;
+                    let r = self.list_target(&t, lp, rule).await;
                     (t, r)
                 }
             })
@@ -561,7 +557,7 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn target(kind: &str, only: Option<Vec<String>>) -> Target {
+    fn target(kind: &str) -> Target {
         let gvk = GroupVersionKind::from_api_version("v1", kind);
         Target {
             ar: ApiResource {
@@ -573,13 +569,12 @@ mod tests {
             },
             gvk,
             namespace: None,
-            only_names: only,
         }
     }
 
     #[test]
     fn fill_type_sets_missing_type_only() {
-        let t = target("ConfigMap", None);
+        let t = target("ConfigMap");
         let mut v = serde_json::json!({"metadata": {"name": "a"}});
         t.fill_type(&mut v);
         assert_eq!(v["apiVersion"], "v1");
@@ -591,11 +586,21 @@ mod tests {
     }
 
     #[test]
-    fn namespace_target_admits_listed_names() {
-        let t = target("Namespace", Some(vec!["shop".into()]));
-        assert!(t.admits(&serde_json::json!({"metadata": {"name": "shop"}})));
-        assert!(!t.admits(&serde_json::json!({"metadata": {"name": "other"}})));
-        assert!(target("Namespace", None).admits(&serde_json::json!({})));
+    fn listed_namespaces_are_those_of_the_scope() {
+        // list items come without apiVersion and kind: the rule sees them once filled in
+        let scope = LiveScope {
+            kinds: vec![GroupVersionKind::from_api_version("v1", "Namespace")],
+            namespaces: vec!["shop".into()],
+            label_selector: None,
+        };
+        let rule = scope.admission().expect("valid scope");
+        let t = target("Namespace");
+        let mut shop = serde_json::json!({"metadata": {"name": "shop"}});
+        let mut other = serde_json::json!({"metadata": {"name": "other"}});
+        t.fill_type(&mut shop);
+        t.fill_type(&mut other);
+        assert!(rule.admits(&shop));
+        assert!(!rule.admits(&other));
     }
 
     #[test]

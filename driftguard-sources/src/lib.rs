@@ -2,8 +2,11 @@
 //!
 //! Adapters for the desired and live sides: Git through `gix` ([`git`]), plain manifest
 //! folders and saved dumps of live objects ([`files`]), and live clusters through `kube`
-//! ([`kube`]). Each turns IO into core values and nothing more.
+//! ([`kube`]). Each turns IO into core values and nothing more. With the `conformance`
+//! feature, the `conformance` module checks that every source means the same thing.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod files;
 pub mod git;
 pub mod kube;

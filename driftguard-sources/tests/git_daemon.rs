@@ -29,7 +29,7 @@ fn start_daemon(base: &std::path::Path) -> Daemon {
         .expect("addr")
         .port();
     // run git-daemon itself: `git daemon` would run it as a child that outlives a kill
-    let exec_path = Command::new("git")
+    let exec_path = Command::new(git_bin())
         .arg("--exec-path")
         .output()
         .expect("git runs");

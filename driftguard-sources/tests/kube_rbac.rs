@@ -111,7 +111,7 @@ stringData: {{password: hunter2}}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_service_account_can_scan_and_watch_but_not_write() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let text = std::fs::read_to_string(rbac_dir().join("driftguard-readonly.yaml"))
         .expect("deploy/rbac/driftguard-readonly.yaml");
     c.apply(&text, &[]);
@@ -178,7 +178,7 @@ async fn read_only_service_account_can_scan_and_watch_but_not_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_kind_is_reported_and_the_rest_is_scanned() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let ns = unique_ns("dg-403");
     let files = app(&ns);
     c.apply(&files[0].1, &[]);

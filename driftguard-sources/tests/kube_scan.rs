@@ -99,7 +99,7 @@ fn show(report: &ScanReport) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_changes_are_reported_with_kind_direction_fields_and_manager() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let ns = unique_ns("dg-ops");
     let files = app(&ns);
     for (_, text) in &files {
@@ -263,7 +263,7 @@ async fn operator_changes_are_reported_with_kind_direction_fields_and_manager() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corpus_applied_to_the_cluster_has_no_drift() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let ns = unique_ns("dg-corpus");
     let files = corpus(&ns);
     let text = |name: &str| {
@@ -336,7 +336,7 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifests_without_a_namespace_as_kubectl_apply_n_applies_them() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let ns = unique_ns("dg-nons");
     let role = format!("{ns}-reader");
     let files = vec![
@@ -426,7 +426,7 @@ rules:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_and_label_selector() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let ns = unique_ns("dg-page");
     let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
     for i in 0..25 {
@@ -458,7 +458,7 @@ async fn pagination_and_label_selector() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_kind_is_reported_and_the_rest_is_read() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let live = c.source().await;
     let scope = LiveScope {
         kinds: vec![
@@ -479,7 +479,7 @@ async fn unknown_kind_is_reported_and_the_rest_is_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_not_served_falls_back_to_the_preferred_one() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     let live = c.source().await;
     // Git still says extensions/v1beta1 Ingress... which 1.20 serves; networking.k8s.io/v2 is
     // not served at all: the preferred networking.k8s.io version is read instead
@@ -497,7 +497,7 @@ async fn version_not_served_falls_back_to_the_preferred_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_server_is_an_error_never_an_empty_cluster() {
-    let Some(c) = cluster() else { return };
+    let c = cluster();
     // the test cluster's kubeconfig, pointed at a port nobody listens on
     let text = std::fs::read_to_string(&c.kubeconfig).expect("kubeconfig");
     let server = text

@@ -3,6 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The error of a kustomization when no binary renders it.
+pub(crate) const NO_BINARY: &str =
+    "cannot render the kustomization: no kubectl or kustomize binary found (set kustomize_bin)";
+
 /// Finds the binary: the configured one, else `kubectl`, else `kustomize` on `PATH`.
 pub(crate) fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = configured {

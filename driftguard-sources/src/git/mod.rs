@@ -39,7 +39,10 @@ use self::repo::Reader;
 use self::select::Filter;
 
 pub(crate) use self::select::{extend_set, parse_bytes, plan, FileObjects};
-pub(crate) use kustomize::{find_binary as find_kustomize, render as render_kustomization};
+pub(crate) use kustomize::{
+    find_binary as find_kustomize, render as render_kustomization, NO_BINARY as NO_KUSTOMIZE,
+};
+pub(crate) use select::kustomization_path;
 
 /// Credentials for a remote. Taken from the configuration or the environment, never from a
 /// file in the repository. `Debug` does not show the token.

@@ -15,7 +15,7 @@ use driftguard_core::model::{CommitInfo, Provenance, RawObject, Revision};
 use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 
 use super::kustomize;
-use super::select::{extend_set, parse_bytes, plan, FileObjects, Filter, KUSTOMIZATION_FILES};
+use super::select::{extend_set, kustomization_path, parse_bytes, plan, FileObjects, Filter};
 
 /// Memory for delta bases while reading blobs (per reading thread).
 const DELTA_BASE_CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -343,15 +343,22 @@ impl Reader {
             }],
         };
         let result = match kustomize::find_binary(self.kustomize_bin.as_deref()) {
-            None => fail("cannot render the kustomization: no kubectl or kustomize binary found (set kustomize_bin)".into()),
+            None => fail(kustomize::NO_BINARY.into()),
             Some(bin) => {
                 if checkout.is_none() {
                     match materialize(repo, root) {
                         Ok(t) => *checkout = Some(t),
-                        Err(e) => return Arc::new(fail(format!("cannot write the tree to render it: {e}"))),
+                        Err(e) => {
+                            return Arc::new(fail(format!(
+                                "cannot write the tree to render it: {e}"
+                            )))
+                        }
                     }
                 }
-                let base = checkout.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default();
+                let base = checkout
+                    .as_ref()
+                    .map(|t| t.path().to_path_buf())
+                    .unwrap_or_default();
                 match kustomize::render(&bin, &base.join(dir)) {
                     Ok(text) => parse_bytes(&file, text.as_bytes()),
                     Err(message) => fail(message),
@@ -662,17 +669,7 @@ fn blob_at(
 
 /// The kustomization file's path in `dir` (for provenance and errors).
 fn kustomization_file(repo: &gix::Repository, root: ObjectId, dir: &str) -> String {
-    for name in KUSTOMIZATION_FILES {
-        let path = if dir.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{dir}/{name}")
-        };
-        if matches!(blob_at(repo, root, &path), Ok(Some(_))) {
-            return path;
-        }
-    }
-    format!("{dir}/kustomization.yaml")
+    kustomization_path(dir, |path| matches!(blob_at(repo, root, path), Ok(Some(_))))
 }
 
 /// Writes the whole tree into a temporary folder (to run kustomize on it).

@@ -180,6 +180,24 @@ pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
     }
 }
 
+/// The path (relative to the root) of the kustomization file in `dir`: the first of
+/// [`KUSTOMIZATION_FILES`] that `exists` (the renderer reads it first), else
+/// `kustomization.yaml`. Provenance and errors of a rendered kustomization name it.
+pub(crate) fn kustomization_path(dir: &str, exists: impl Fn(&str) -> bool) -> String {
+    let path = |name: &str| {
+        if dir.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{dir}/{name}")
+        }
+    };
+    KUSTOMIZATION_FILES
+        .iter()
+        .map(|name| path(name))
+        .find(|p| exists(p))
+        .unwrap_or_else(|| path(KUSTOMIZATION_FILES[0]))
+}
+
 /// The objects and problems of one parsed file, kept for reuse while its content is the same.
 #[derive(Debug, Default)]
 pub(crate) struct FileObjects {

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use ::kube::api::WatchParams;
 use ::kube::core::{Request, WatchEvent};
+use driftguard_core::admission::Admission;
 use driftguard_core::model::RawLive;
 use driftguard_core::ports::{LiveChange, LiveScope};
 use futures_util::stream::{BoxStream, StreamExt};
@@ -37,10 +38,23 @@ const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 60)
 /// errors are reported as they are.
 const TRANSIENT_RETRIES: u32 = 10;
 
-/// Starts the supervisor and returns the stream of changes.
-pub(super) fn start(inner: Arc<Inner>, scope: LiveScope) -> BoxStream<'static, LiveChange> {
+/// Starts the supervisor and returns the stream of changes (`rule` is the scope's admission
+/// rule: every change passes [`Admission::admits_change`]).
+pub(super) fn start(
+    inner: Arc<Inner>,
+    scope: LiveScope,
+    rule: Admission,
+) -> BoxStream<'static, LiveChange> {
     let (tx, rx) = mpsc::channel::<LiveChange>(1024);
-    tokio::spawn(Supervisor { inner, scope, tx }.run());
+    tokio::spawn(
+        Supervisor {
+            inner,
+            scope,
+            rule,
+            tx,
+        }
+        .run(),
+    );
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|change| (change, rx))
     })
@@ -60,6 +74,7 @@ enum Msg {
 struct Supervisor {
     inner: Arc<Inner>,
     scope: LiveScope,
+    rule: Admission,
     tx: mpsc::Sender<LiveChange>,
 }
 
@@ -90,7 +105,7 @@ impl Supervisor {
             let next_backoff = (backoff * 2)
                 .max(Duration::from_millis(100))
                 .min(self.inner.max_backoff);
-            let listing = match self.inner.list_scope(&self.scope).await {
+            let listing = match self.inner.list_scope(&self.scope, &self.rule).await {
                 Ok(l) if l.transient && transient_tries < TRANSIENT_RETRIES => {
                     // the server is up but not ready for some kinds (just restarted): wait
                     transient_tries += 1;
@@ -159,7 +174,7 @@ impl Supervisor {
     ) -> End {
         let (mtx, mut mrx) = mpsc::channel::<Msg>(1024);
         let mut tasks = JoinSet::new();
-        let selector = self.scope.label_selector.clone().filter(|s| !s.is_empty());
+        let selector = self.rule.selector().map(|s| s.as_str().to_owned());
         for (i, (target, rv)) in targets.iter().enumerate() {
             tasks.spawn(watch_one(
                 self.inner.clone(),
@@ -186,31 +201,38 @@ impl Supervisor {
                     let target = &targets[i].0;
                     let change = match event {
                         WatchEvent::Added(mut o) | WatchEvent::Modified(mut o) => {
-                            if !target.admits(&o) {
-                                continue;
-                            }
                             target.fill_type(&mut o);
-                            caches[i].insert(object_key(&o), o.clone());
                             LiveChange::Applied(RawLive::new(o))
                         }
                         WatchEvent::Deleted(mut o) => {
-                            if !target.admits(&o) {
-                                continue;
-                            }
                             target.fill_type(&mut o);
-                            caches[i].remove(&object_key(&o));
                             LiveChange::Deleted(RawLive::new(o))
                         }
                         WatchEvent::Bookmark(_) | WatchEvent::Error(_) => continue,
                     };
+                    // a deletion is admitted whatever its labels (an object whose labels left
+                    // the selector is announced as deleted): see `Admission::admits_change`
+                    if !self.rule.admits_change(&change) {
+                        continue;
+                    }
+                    match &change {
+                        LiveChange::Applied(o) => {
+                            let value = o.object.value();
+                            caches[i].insert(object_key(value), value.clone());
+                        }
+                        LiveChange::Deleted(o) => {
+                            caches[i].remove(&object_key(o.object.value()));
+                        }
+                        LiveChange::Restarted(_) | LiveChange::Disconnected(_) => {}
+                    }
                     if self.send(change).await.is_err() {
                         return End::Closed;
                     }
                 }
                 Msg::Gone(i) => {
                     let target = &targets[i].0;
-                    let lp = self.inner.list_params(&self.scope);
-                    let (items, rv) = match self.inner.list_target(target, &lp).await {
+                    let lp = self.inner.list_params(&self.rule);
+                    let (items, rv) = match self.inner.list_target(target, &lp, &self.rule).await {
                         Ok(r) => r,
                         Err(e) => return End::Lost(format!("relisting {}: {e}", target.gvk.kind)),
                     };

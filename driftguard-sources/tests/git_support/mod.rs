@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 /// A repository with a work tree, in a temporary folder.
 pub struct TestRepo {
@@ -10,8 +11,14 @@ pub struct TestRepo {
     pub n: u32,
 }
 
+/// The `git` binary (`driftguard_test_support::program`): a missing `git` fails the test.
+pub fn git_bin() -> &'static Path {
+    static GIT: OnceLock<PathBuf> = OnceLock::new();
+    GIT.get_or_init(|| driftguard_test_support::program("git", &["--version"]))
+}
+
 pub fn git(cwd: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
+    let out = Command::new(git_bin())
         .args(args)
         .current_dir(cwd)
         .env_remove("GIT_DIR")
@@ -64,7 +71,7 @@ impl TestRepo {
         self.n += 1;
         let date = format!("2024-01-{:02}T10:00:00Z", self.n);
         git(self.path(), &["add", "-A"]);
-        let out = Command::new("git")
+        let out = Command::new(git_bin())
             .args(["commit", "-q", "-m", message])
             .current_dir(self.path())
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
@@ -105,17 +112,18 @@ pub fn configmap(name: &str, ns: &str, value: &str) -> String {
     )
 }
 
-/// The kustomize binary for tests: `KUSTOMIZE_BIN`, `KUBECTL`, the driftguard cache's kubectl,
-/// or `kubectl`/`kustomize` on PATH. `None` (and a message) when there is none and CI is not
-/// set; a panic when CI is set.
-pub fn kustomize_bin() -> Option<PathBuf> {
+/// The kustomize binary for tests: `KUSTOMIZE_BIN`, `KUBECTL` (from the environment or the
+/// test services' `services.env`), the driftguard cache's kubectl, or `kubectl`/`kustomize` on
+/// PATH, checked to run (`driftguard_test_support::program`). None found fails the test.
+#[track_caller]
+pub fn kustomize_bin() -> PathBuf {
     let mut candidates: Vec<PathBuf> = Vec::new();
     for var in ["KUSTOMIZE_BIN", "KUBECTL"] {
-        if let Some(v) = std::env::var_os(var) {
+        if let Some(v) = driftguard_test_support::lookup(var) {
             candidates.push(PathBuf::from(v));
         }
     }
-    let cache = std::env::var_os("DRIFTGUARD_CACHE")
+    let cache = driftguard_test_support::lookup("DRIFTGUARD_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/driftguard")));
     if let Some(c) = cache {
@@ -127,12 +135,23 @@ pub fn kustomize_bin() -> Option<PathBuf> {
             candidates.push(d.join("kustomize"));
         }
     }
-    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
-        return Some(found);
-    }
-    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-        panic!("no kubectl or kustomize binary found (CI is set: this is a failure)");
-    }
-    eprintln!("SKIPPED: no kubectl or kustomize binary found; set KUSTOMIZE_BIN or KUBECTL");
-    None
+    let found = candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no kubectl or kustomize binary found: set KUSTOMIZE_BIN or KUBECTL \
+                 (scripts/test-services.sh up names the test cluster's kubectl)"
+            )
+        });
+    let is_kustomize = found
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("kustomize"));
+    let args: &[&str] = if is_kustomize {
+        &["version"]
+    } else {
+        &["version", "--client"]
+    };
+    driftguard_test_support::program(&found.display().to_string(), args)
 }

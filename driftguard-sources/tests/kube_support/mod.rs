@@ -23,61 +23,16 @@ pub struct Cluster {
     pub run_dir: PathBuf,
 }
 
-fn from_env_file(path: &Path) -> Option<(String, String)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut kubeconfig = None;
-    let mut kubectl = None;
-    for line in text.lines() {
-        let line = line.trim().trim_start_matches("export ").trim();
-        if let Some(v) = line.strip_prefix("KUBECONFIG=") {
-            kubeconfig = Some(v.trim_matches('"').to_owned());
-        } else if let Some(v) = line.strip_prefix("KUBECTL=") {
-            kubectl = Some(v.trim_matches('"').to_owned());
-        }
+/// The test cluster (`driftguard_test_support::cluster`): a cluster that is not configured or
+/// does not answer fails the test.
+#[track_caller]
+pub fn cluster() -> Cluster {
+    let (kubeconfig, kubectl) = driftguard_test_support::cluster();
+    Cluster {
+        kubeconfig,
+        kubectl,
+        run_dir: driftguard_test_support::run_dir(),
     }
-    Some((kubeconfig?, kubectl?))
-}
-
-/// The test cluster, or `None` (with a message) when it is not running outside CI. In CI a
-/// missing cluster fails the test.
-pub fn cluster() -> Option<Cluster> {
-    let run_dir = PathBuf::from(
-        std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into()),
-    );
-    let found = match (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
-        (Ok(c), Ok(k)) if !c.is_empty() && !k.is_empty() => Some((c, k)),
-        _ => from_env_file(&run_dir.join("services.env")),
-    };
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    let Some((kubeconfig, kubectl)) = found else {
-        if ci {
-            panic!(
-                "the test cluster is not running (no KUBECONFIG/KUBECTL and no {}): \
-                 start it with scripts/test-services.sh up",
-                run_dir.join("services.env").display()
-            );
-        }
-        eprintln!("SKIPPED: test cluster not running (run scripts/test-services.sh up)");
-        return None;
-    };
-    let c = Cluster {
-        kubeconfig: kubeconfig.into(),
-        kubectl: kubectl.into(),
-        run_dir,
-    };
-    let ok = Command::new(&c.kubectl)
-        .env("KUBECONFIG", &c.kubeconfig)
-        .args(["get", "--raw", "/readyz"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if ci {
-            panic!("the test cluster does not answer /readyz");
-        }
-        eprintln!("SKIPPED: the test cluster does not answer (run scripts/test-services.sh up)");
-        return None;
-    }
-    Some(c)
 }
 
 impl Cluster {
