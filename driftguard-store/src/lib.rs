@@ -8,8 +8,8 @@
 //!   order (bounded) and retried with backoff in the background, and health reports degraded.
 //!
 //! Every store keeps, per environment, the current record of each tracked object, the
-//! append-only event log, scan summaries and drift episodes (derived from events exactly like
-//! [`driftguard_core::memory::apply_event_to_episode`]). Records, events, episodes and scans are
+//! append-only event log, scan summaries and drift episodes (derived from events by one rule,
+//! [`driftguard_core::state::episode_replaces`], which every store calls). Records, events, episodes and scans are
 //! stored as their serde JSON form plus indexed columns for the filters; none of them holds a
 //! Secret value (the core hashes Secret data and redacts it in field diffs).
 

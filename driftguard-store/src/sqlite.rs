@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::state::{episode_replaces, Drift, DriftEvent, DriftRecord, EpisodeStamp};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction};
 
@@ -248,17 +248,20 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, S
 }
 
 fn put_episode(tx: &Transaction<'_>, d: &Drift) -> Result<(), StoreError> {
-    let old: Option<(i64, bool)> = tx
+    let stored: Option<EpisodeStamp> = tx
         .query_row(
             "SELECT updated_at, open FROM episodes WHERE episode = ?1",
             [&d.episode],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(EpisodeStamp {
+                    updated_at: DateTime::from_timestamp_nanos(r.get(0)?),
+                    open: r.get(1)?,
+                })
+            },
         )
         .optional()
         .map_err(sql)?;
-    // same rule as driftguard_core::memory::apply_event_to_episode
-    let newer = old.is_none_or(|(updated, open)| updated <= nanos(d.updated_at) || open);
-    if !newer {
+    if !episode_replaces(stored, d) {
         return Ok(());
     }
     tx.execute(

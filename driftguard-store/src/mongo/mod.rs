@@ -26,10 +26,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::id::ResourceId;
-use driftguard_core::memory::apply_event_to_episode;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::state::{episode_replaces, Drift, DriftEvent, DriftRecord, EpisodeStamp};
 use futures_util::{StreamExt, TryStreamExt};
 use mongodb::bson::{doc, Bson, DateTime as BsonDate, Document};
 use mongodb::error::ErrorKind;
@@ -680,7 +679,10 @@ impl MongoStore {
             }
             let before = episodes.clone();
             for e in &new_events {
-                apply_event_to_episode(&mut episodes, e);
+                let stored = episodes.get(&e.drift.episode).map(EpisodeStamp::of);
+                if episode_replaces(stored, &e.drift) {
+                    episodes.insert(e.drift.episode.clone(), e.drift.clone());
+                }
             }
             let changed: Vec<Document> = episodes
                 .values()
