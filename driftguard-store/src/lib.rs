@@ -59,3 +59,19 @@ pub(crate) fn corrupt(what: impl std::fmt::Display, e: impl std::fmt::Display) -
         what: format!("{what}: {e}"),
     }
 }
+
+/// An error and its causes on one line (`a: b: c`), leaving out a cause whose text the line
+/// already holds (the same rule as the CLI's `setup::one_line`).
+pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out.replace('\n', " ")
+}
