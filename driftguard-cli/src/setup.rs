@@ -2,20 +2,16 @@
 //! store, the Secret hashing key and the clock.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::memory::MemoryStore;
 use driftguard_core::normalize::SecretKey;
-use driftguard_core::ports::{
-    Clock, DriftStore, GitSource, LiveSource, PruneStats, ScanBatch, ScanSummary, StoreError,
-};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::ports::{Clock, DriftStore, GitSource, LiveSource};
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::config::{Config, EnvironmentConfig, StoreConfig};
@@ -346,61 +342,4 @@ pub async fn live_source(
         .await
         .map_err(|e| SetupError(format!("environment {}: {}", env.name, one_line(&e))))?;
     Ok(Arc::new(src))
-}
-
-/// A store that reads from another and keeps the batches written, so that a one-shot scan
-/// writes nothing unless it succeeds ([`DeferredStore::take`], then commit them).
-pub struct DeferredStore {
-    inner: Arc<dyn DriftStore>,
-    pending: Mutex<Vec<ScanBatch>>,
-}
-
-impl DeferredStore {
-    /// Reads from `inner`.
-    pub fn new(inner: Arc<dyn DriftStore>) -> Self {
-        DeferredStore {
-            inner,
-            pending: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The batches written so far.
-    pub fn take(&self) -> Vec<ScanBatch> {
-        std::mem::take(&mut *self.pending.lock().expect("pending lock is never poisoned"))
-    }
-}
-
-#[async_trait]
-impl DriftStore for DeferredStore {
-    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
-        self.inner.records(environment).await
-    }
-
-    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
-        self.pending
-            .lock()
-            .expect("pending lock is never poisoned")
-            .push(batch.clone());
-        Ok(())
-    }
-
-    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
-        self.inner.drifts(query).await
-    }
-
-    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
-        self.inner.events(query).await
-    }
-
-    async fn scans(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ScanSummary>, StoreError> {
-        self.inner.scans(environment, limit).await
-    }
-
-    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
-        self.inner.prune(before).await
-    }
 }
