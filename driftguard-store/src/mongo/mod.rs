@@ -13,9 +13,10 @@
 //! **The database may be down when the store is made.** [`MongoStore::connect_lazy`] does not
 //! contact the server: the driver connects when a call needs it, and the indexes are created
 //! by the first call that reaches the server (a call made while it is down fails, and the next
-//! call tries the set-up again). While no server is reachable every call fails within the
-//! server selection timeout ([`MongoOptions::server_selection_timeout`]) with
-//! [`StoreError::Unavailable`], which [`crate::BufferedStore`] buffers.
+//! call tries the set-up again). While no server is reachable every call fails with
+//! [`StoreError::Unavailable`], which [`crate::BufferedStore`] buffers, after about the server
+//! selection timeout ([`MongoOptions::server_selection_timeout`]; at most twice it for a call
+//! that waited for another call's set-up attempt, however many calls wait).
 //! [`MongoStore::connect_with`] instead creates the indexes at once and fails when the
 //! server cannot be reached.
 
