@@ -14,7 +14,7 @@ use crate::ports::{
     StoreError,
 };
 use crate::query::{DriftQuery, EventQuery, Page};
-use crate::state::{Drift, DriftEvent, DriftRecord, EventKind};
+use crate::state::{episode_replaces, Drift, DriftEvent, DriftRecord, EpisodeStamp};
 
 /// A store kept in memory.
 #[derive(Debug, Default)]
@@ -44,20 +44,6 @@ impl MemoryStore {
     }
 }
 
-/// Applies an event to the episode it belongs to (shared meaning for every store).
-pub fn apply_event_to_episode(episodes: &mut BTreeMap<String, Drift>, e: &DriftEvent) {
-    match e.kind {
-        EventKind::Detected | EventKind::Changed | EventKind::Resolved => {
-            let newer = episodes
-                .get(&e.drift.episode)
-                .is_none_or(|old| old.updated_at <= e.drift.updated_at || old.is_open());
-            if newer {
-                episodes.insert(e.drift.episode.clone(), e.drift.clone());
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl DriftStore for MemoryStore {
     async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
@@ -83,7 +69,12 @@ impl DriftStore for MemoryStore {
                 continue;
             }
             inner.events.insert(e.event_id.clone(), e.clone());
-            apply_event_to_episode(&mut inner.episodes, e);
+            let stored = inner.episodes.get(&e.drift.episode).map(EpisodeStamp::of);
+            if episode_replaces(stored, &e.drift) {
+                inner
+                    .episodes
+                    .insert(e.drift.episode.clone(), e.drift.clone());
+            }
         }
         if let Some(s) = &batch.summary {
             inner.scans.insert(s.scan_id.clone(), s.clone());

@@ -635,3 +635,108 @@ pub fn episode_id(id: &ResourceId, kind: DriftKind, at: DateTime<Utc>) -> String
     );
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
 }
+
+/// What a store knows of the stored version of a drift episode: enough to decide, with
+/// [`episode_replaces`], whether an incoming version replaces it. Stores that keep the episode
+/// as indexed columns build it from those columns, without reading the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpisodeStamp {
+    /// When the stored version last changed ([`Drift::updated_at`]).
+    pub updated_at: DateTime<Utc>,
+    /// Whether the stored version is open ([`Drift::is_open`]).
+    pub open: bool,
+}
+
+impl EpisodeStamp {
+    /// The stamp of a stored episode.
+    pub fn of(stored: &Drift) -> Self {
+        EpisodeStamp {
+            updated_at: stored.updated_at,
+            open: stored.is_open(),
+        }
+    }
+}
+
+/// The episode rule, shared by every store: whether `incoming` (the drift an event carries, as
+/// it stands after the event) replaces the stored version of its episode.
+///
+/// It does when nothing is stored yet, when the stored version is still open (a later event of
+/// an open episode always moves it: `changed`, or the `resolved` that closes it), or when the
+/// stored version is not newer than the incoming one. So a resolved episode is not reopened by
+/// an older event replayed after it (a buffer draining after an outage), while a replay of the
+/// same version, or a newer one, still lands. Stores call this only for events they had not
+/// stored yet.
+pub fn episode_replaces(stored: Option<EpisodeStamp>, incoming: &Drift) -> bool {
+    stored.is_none_or(|s| s.open || s.updated_at <= incoming.updated_at)
+}
+
+#[cfg(test)]
+mod episode_rule_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn drift(updated: i64, resolved: bool) -> Drift {
+        Drift {
+            episode: "ep".into(),
+            id: ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web"),
+            api_version: "apps/v1".into(),
+            kind: DriftKind::Modified,
+            direction: Direction::Forward,
+            severity: Severity::High,
+            fields: Vec::new(),
+            attribution: Attribution::default(),
+            detected_at: at(0),
+            updated_at: at(updated),
+            resolved_at: resolved.then(|| at(updated)),
+            resolution: resolved.then_some(Resolution::Reverted),
+            revision: None,
+            provenance: None,
+        }
+    }
+
+    fn stamp(updated: i64, open: bool) -> Option<EpisodeStamp> {
+        Some(EpisodeStamp {
+            updated_at: at(updated),
+            open,
+        })
+    }
+
+    #[test]
+    fn stamp_of_a_stored_episode() {
+        assert_eq!(Some(EpisodeStamp::of(&drift(5, false))), stamp(5, true));
+        assert_eq!(Some(EpisodeStamp::of(&drift(5, true))), stamp(5, false));
+    }
+
+    #[test]
+    fn episode_rule() {
+        // (stored, incoming updated_at, incoming resolved, replaces)
+        let cases = [
+            (None, 10, false, true),
+            (None, 10, true, true),
+            // an open episode is moved by any later event, even one that says it is older
+            (stamp(10, true), 20, false, true),
+            (stamp(10, true), 20, true, true),
+            (stamp(10, true), 5, false, true),
+            (stamp(10, true), 5, true, true),
+            // a resolved one only by a version at least as new
+            (stamp(10, false), 5, false, false),
+            (stamp(10, false), 5, true, false),
+            (stamp(10, false), 10, true, true),
+            (stamp(10, false), 10, false, true),
+            (stamp(10, false), 11, false, true),
+        ];
+        for (stored, updated, resolved, want) in cases {
+            assert_eq!(
+                episode_replaces(stored, &drift(updated, resolved)),
+                want,
+                "stored {stored:?}, incoming updated {updated} resolved {resolved}"
+            );
+        }
+    }
+}

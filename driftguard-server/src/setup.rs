@@ -3,20 +3,15 @@
 //! the CLI's one-shot scans alike.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use driftguard_core::memory::MemoryStore;
 use driftguard_core::normalize::SecretKey;
-use driftguard_core::ports::{
-    DriftStore, GitSource, LiveSource, PruneStats, ScanBatch, ScanSummary, StoreError,
-};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::ports::{DriftStore, GitSource, LiveSource, StoreError};
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::config::{Config, EnvironmentConfig, StoreConfig};
@@ -143,11 +138,39 @@ impl StoreChoice {
         }
     }
 
+    /// The MongoDB connection options (the URI from its environment variable).
+    fn mongo_options(
+        uri_env: &str,
+        database: &str,
+        retention: Option<std::time::Duration>,
+    ) -> Result<MongoOptions, SetupError> {
+        let uri = std::env::var(uri_env).map_err(|_| SetupError::MissingEnv {
+            field: "store.mongodb.uriEnv".into(),
+            var: uri_env.to_owned(),
+        })?;
+        let mut options = MongoOptions::new(uri, database.to_owned());
+        options.retention = retention;
+        Ok(options)
+    }
+
     /// Opens the store of a long-running server: like [`StoreChoice::open_write`], except
     /// that a MongoDB server that cannot be reached yet is not an error (the store connects
     /// when the database answers; wrap it in a `BufferedStore`).
     pub async fn open_service(&self) -> Result<Arc<dyn DriftStore>, SetupError> {
-        self.open_write().await
+        match self {
+            StoreChoice::Mongo {
+                uri_env,
+                database,
+                retention,
+            } => MongoStore::connect_lazy(Self::mongo_options(uri_env, database, *retention)?)
+                .await
+                .map(|s| Arc::new(s) as Arc<dyn DriftStore>)
+                .map_err(|source| SetupError::Store {
+                    store: self.describe(),
+                    source,
+                }),
+            _ => self.open_write().await,
+        }
     }
 
     /// Opens (creating if needed) the store for writing.
@@ -165,12 +188,7 @@ impl StoreChoice {
                 database,
                 retention,
             } => {
-                let uri = std::env::var(uri_env).map_err(|_| SetupError::MissingEnv {
-                    field: "store.mongodb.uriEnv".into(),
-                    var: uri_env.clone(),
-                })?;
-                let mut options = MongoOptions::new(uri, database.clone());
-                options.retention = *retention;
+                let options = Self::mongo_options(uri_env, database, *retention)?;
                 MongoStore::connect_with(options)
                     .await
                     .map(|s| Arc::new(s) as Arc<dyn DriftStore>)
@@ -396,61 +414,4 @@ pub async fn live_source(
             source,
         })?;
     Ok(Arc::new(src))
-}
-
-/// A store that reads from another and keeps the batches written, so that a one-shot scan
-/// writes nothing unless it succeeds ([`DeferredStore::take`], then commit them).
-pub struct DeferredStore {
-    inner: Arc<dyn DriftStore>,
-    pending: Mutex<Vec<ScanBatch>>,
-}
-
-impl DeferredStore {
-    /// Reads from `inner`.
-    pub fn new(inner: Arc<dyn DriftStore>) -> Self {
-        DeferredStore {
-            inner,
-            pending: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// The batches written so far.
-    pub fn take(&self) -> Vec<ScanBatch> {
-        std::mem::take(&mut *self.pending.lock().expect("pending lock is never poisoned"))
-    }
-}
-
-#[async_trait]
-impl DriftStore for DeferredStore {
-    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
-        self.inner.records(environment).await
-    }
-
-    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
-        self.pending
-            .lock()
-            .expect("pending lock is never poisoned")
-            .push(batch.clone());
-        Ok(())
-    }
-
-    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
-        self.inner.drifts(query).await
-    }
-
-    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
-        self.inner.events(query).await
-    }
-
-    async fn scans(
-        &self,
-        environment: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<ScanSummary>, StoreError> {
-        self.inner.scans(environment, limit).await
-    }
-
-    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
-        self.inner.prune(before).await
-    }
 }

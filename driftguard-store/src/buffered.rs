@@ -3,9 +3,11 @@
 //! When a commit fails because the store is unavailable, the batch is queued (bounded, in order)
 //! and acknowledged; a background task retries the queue with exponential backoff. While the
 //! queue is not empty every later batch joins it (so order is kept), [`BufferedStore::status`]
-//! is degraded and [`DriftStore::health`] fails. Record reads overlay the queued batches on what
-//! the store returns (or on the last records read when the store cannot be read), so the next
-//! scan continues from what was acknowledged and emits no event twice. Other reads pass through.
+//! is degraded (with the cause, one line) and [`DriftStore::health`] fails. Record reads
+//! (`records`, `record`) overlay the queued batches on what the store returns (or on the last
+//! records read when the store cannot be read), so the next scan continues from what was
+//! acknowledged and emits no event twice. Every other method, the trait's provided ones
+//! included, goes to the wrapped store.
 //!
 //! Batches are kept in memory: they survive a database outage, not the loss of this process.
 
@@ -30,7 +32,9 @@ pub enum BufferHealth {
     Degraded {
         /// Batches queued.
         queued: usize,
-        /// The last error met.
+        /// The last error met with its causes, on one line (`store unavailable: cannot open
+        /// /var/lib/driftguard/driftguard.db: unable to open database file`): what a person
+        /// needs to act on.
         last_error: String,
     },
 }
@@ -76,6 +80,22 @@ fn apply_to_cache(cache: &mut HashMap<String, BTreeMap<ResourceId, DriftRecord>>
         if let Some(env) = cache.get_mut(&id.environment) {
             env.remove(id);
         }
+    }
+}
+
+/// The record of `id` after batch `b`, given the one before it (`batch` applies upserts, then
+/// deletes, like every store).
+fn queued_record(
+    b: &ScanBatch,
+    id: &ResourceId,
+    before: Option<DriftRecord>,
+) -> Option<DriftRecord> {
+    if b.deletes.contains(id) {
+        return None;
+    }
+    match b.upserts.iter().rfind(|r| &r.id == id) {
+        Some(r) => Some(r.clone()),
+        None => before,
     }
 }
 
@@ -193,8 +213,9 @@ async fn retry_loop(
                     backoff = initial;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "store still unavailable; batch kept for retry");
-                    state.lock().expect("lock").last_error = Some(e.to_string());
+                    let why = driftguard_core::error::chain(&e);
+                    tracing::warn!(error = %why, "store still unavailable; batch kept for retry");
+                    state.lock().expect("lock").last_error = Some(why);
                     backoff = (backoff * 2).min(max);
                     break;
                 }
@@ -257,9 +278,27 @@ impl DriftStore for BufferedStore {
                 Ok(())
             }
             Err(e @ StoreError::Unavailable { .. }) => {
-                tracing::warn!(error = %e, "store unavailable; batch buffered");
+                let why = driftguard_core::error::chain(&e);
+                tracing::warn!(error = %why, "store unavailable; batch buffered");
                 let mut s = self.lock();
-                self.enqueue(&mut s, batch, e.to_string())
+                self.enqueue(&mut s, batch, why)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn record(&self, id: &ResourceId) -> Result<Option<DriftRecord>, StoreError> {
+        match self.inner.record(id).await {
+            Ok(stored) => {
+                // batches still queued are newer than what the store has
+                let s = self.lock();
+                Ok(s.queue.iter().fold(stored, |r, b| queued_record(b, id, r)))
+            }
+            Err(e @ StoreError::Unavailable { .. }) => {
+                match self.lock().cache.get(&id.environment) {
+                    Some(map) => Ok(map.get(id).cloned()),
+                    None => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
@@ -267,6 +306,14 @@ impl DriftStore for BufferedStore {
 
     async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
         self.inner.drifts(query).await
+    }
+
+    async fn drift(&self, episode: &str) -> Result<Option<Drift>, StoreError> {
+        self.inner.drift(episode).await
+    }
+
+    async fn history(&self, id: &ResourceId, limit: usize) -> Result<Vec<DriftEvent>, StoreError> {
+        self.inner.history(id, limit).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
@@ -305,5 +352,55 @@ impl DriftStore for BufferedStore {
             });
         }
         self.inner.health().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_probe::{check_forwards_everything, record, Probe};
+
+    #[tokio::test]
+    async fn forwards_every_method() {
+        let probe = Arc::new(Probe::default());
+        let store = BufferedStore::new(probe.clone(), 4, Duration::from_secs(60));
+        check_forwards_everything(&store, &probe).await;
+        store
+            .commit(&ScanBatch {
+                environment: "prod".into(),
+                upserts: vec![record()],
+                ..ScanBatch::default()
+            })
+            .await
+            .expect("commits");
+        assert_eq!(probe.take_calls(), vec!["commit"]);
+    }
+
+    #[test]
+    fn queued_batches_overlay_one_record() {
+        let id = crate::test_probe::id();
+        let mut newer = record();
+        newer.api_version = "v2".into();
+        let upsert = |r: &DriftRecord| ScanBatch {
+            upserts: vec![r.clone()],
+            ..ScanBatch::default()
+        };
+        let delete = ScanBatch {
+            upserts: vec![record()],
+            deletes: vec![id.clone()],
+            ..ScanBatch::default()
+        };
+        assert_eq!(
+            queued_record(&upsert(&newer), &id, Some(record())),
+            Some(newer.clone())
+        );
+        assert_eq!(
+            queued_record(&upsert(&newer), &id, None),
+            Some(newer.clone())
+        );
+        // upserts, then deletes, like every store applies a batch
+        assert_eq!(queued_record(&delete, &id, Some(newer.clone())), None);
+        let other = ScanBatch::default();
+        assert_eq!(queued_record(&other, &id, Some(newer.clone())), Some(newer));
     }
 }

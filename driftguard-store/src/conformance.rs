@@ -5,16 +5,20 @@
 //! answer, so "same meaning as the in-memory store" is what is tested. Use
 //! [`conformance_tests!`](crate::conformance_tests) to generate one `#[tokio::test]` per check.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use driftguard_core::compare::FieldDiff;
 use driftguard_core::id::ResourceId;
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
 use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
-use driftguard_core::ports::{DesiredSet, DriftStore, ScanBatch, ScanCounts, ScanSummary};
+use driftguard_core::ports::{
+    DesiredSet, DriftStore, PruneStats, ScanBatch, ScanCounts, ScanSummary, StoreError,
+};
 use driftguard_core::prelude::{Engine, EnvironmentSpec, Normalizer, Scanner, SecretKey};
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{
     Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64, Resolution,
@@ -34,6 +38,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_concurrent_writers, concurrent_writers);
         $crate::conformance_tests!(@one $fresh, conformance_scanner_round_trip, scanner_round_trip);
         $crate::conformance_tests!(@one $fresh, conformance_delivery_marks, delivery_marks);
+        $crate::conformance_tests!(@one $fresh, conformance_provided_methods, provided_methods);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -692,6 +697,160 @@ pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
     store.prune(t(10_000)).await.expect("prunes");
     assert_eq!(mark("webhook").await, Some(t(200)), "kept by prune");
     assert_eq!(mark("slack").await, None);
+}
+
+/// A store seen through its required methods only: its provided methods are the trait's
+/// defaults, the meaning every override must keep.
+struct RequiredOnly(Arc<dyn DriftStore>);
+
+#[async_trait]
+impl DriftStore for RequiredOnly {
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        self.0.records(environment).await
+    }
+
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        self.0.commit(batch).await
+    }
+
+    async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        self.0.drifts(query).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        self.0.events(query).await
+    }
+
+    async fn scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.0.scans(environment, limit).await
+    }
+
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        self.0.prune(before).await
+    }
+}
+
+/// The provided methods (`record`, `drift`, `history`, `delivered_until`) mean what the trait
+/// says, whether a store overrides them or not: each answers like the trait's default built on
+/// the store's own required methods, and like the reference store.
+pub async fn provided_methods(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    let batches = dataset();
+    for b in &batches {
+        commit_both(&store, &reference, b).await;
+    }
+    let defaults = RequiredOnly(store.clone());
+    // record: every current record, every forgotten one, and objects never seen
+    let mut ids: BTreeSet<ResourceId> = BTreeSet::new();
+    for env in ["prod", "dev"] {
+        let current = reference.records(env).await.expect("records");
+        assert!(!current.is_empty(), "the dataset has records in {env}");
+        ids.extend(current.into_iter().map(|r| r.id));
+    }
+    let deleted: Vec<&ResourceId> = batches.iter().flat_map(|b| &b.deletes).collect();
+    assert!(!deleted.is_empty(), "the dataset forgets objects");
+    ids.extend(deleted.into_iter().cloned());
+    ids.insert(ResourceId::new(
+        "prod",
+        "",
+        "ConfigMap",
+        Some("shop"),
+        "never",
+    ));
+    ids.insert(ResourceId::new(
+        "nope",
+        "apps",
+        "Deployment",
+        None,
+        "web-0-0",
+    ));
+    for id in &ids {
+        let got = store.record(id).await.expect("record");
+        assert_eq!(
+            got,
+            defaults.record(id).await.expect("default record"),
+            "record({id}) is the one records() holds"
+        );
+        assert_eq!(
+            got,
+            reference.record(id).await.expect("reference record"),
+            "record({id})"
+        );
+    }
+    // drift: every episode, open or resolved, and one that does not exist
+    let all = reference
+        .drifts(&DriftQuery {
+            status: DriftStatus::All,
+            limit: 10_000,
+            ..DriftQuery::default()
+        })
+        .await
+        .expect("drifts")
+        .items;
+    let mut episodes: Vec<String> = all.into_iter().map(|d| d.episode).collect();
+    episodes.push("no-such-episode".into());
+    for ep in &episodes {
+        let got = store.drift(ep).await.expect("drift");
+        assert_eq!(
+            got,
+            defaults.drift(ep).await.expect("default drift"),
+            "drift({ep}) is the one drifts() holds"
+        );
+        assert_eq!(
+            got,
+            reference.drift(ep).await.expect("reference"),
+            "drift({ep})"
+        );
+    }
+    // history: every object's events, oldest first, cut at `limit`
+    let mut with_several = 0;
+    for (i, id) in ids.iter().enumerate() {
+        let limits: &[usize] = if i % 8 == 0 {
+            &[0, 1, 2, 1000]
+        } else {
+            &[1000]
+        };
+        for &limit in limits {
+            let got = store.history(id, limit).await.expect("history");
+            assert_eq!(
+                got,
+                defaults.history(id, limit).await.expect("default history"),
+                "history({id}, {limit}) is what events() holds"
+            );
+            assert_eq!(
+                got,
+                reference.history(id, limit).await.expect("reference"),
+                "history({id}, {limit})"
+            );
+            if limit == 1000 && got.len() > 1 {
+                with_several += 1;
+            }
+        }
+    }
+    assert!(with_several > 0, "some objects have several events");
+    // delivered_until: what the reference keeps (the default, which keeps nothing, is for
+    // stores that cannot keep a mark)
+    for (name, secs) in [("webhook", Some(100)), ("email", Some(7)), ("slack", None)] {
+        if let Some(secs) = secs {
+            store
+                .set_delivered_until(name, t(secs))
+                .await
+                .expect("sets");
+            reference
+                .set_delivered_until(name, t(secs))
+                .await
+                .expect("sets");
+        }
+        assert_eq!(
+            store.delivered_until(name).await.expect("mark"),
+            reference.delivered_until(name).await.expect("mark"),
+            "delivered_until({name})"
+        );
+    }
 }
 
 /// Many writers at once (distinct environments, and the same batches retried concurrently).

@@ -6,24 +6,33 @@
 //! - [`mongo::MongoStore`]: the official `mongodb` driver; several servers may share a database.
 //! - [`buffered::BufferedStore`]: wraps any store; when it is unavailable, batches are queued in
 //!   order (bounded) and retried with backoff in the background, and health reports degraded.
+//! - [`deferred::DeferredStore`]: wraps any store and holds writes back until the caller takes
+//!   them (a one-shot scan writes nothing unless it succeeds).
+//!
+//! Both wrappers forward every [`DriftStore`](driftguard_core::ports::DriftStore) method, the
+//! provided ones included, so they answer like the store they wrap.
 //!
 //! Every store keeps, per environment, the current record of each tracked object, the
-//! append-only event log, scan summaries and drift episodes (derived from events exactly like
-//! [`driftguard_core::memory::apply_event_to_episode`]). Records, events, episodes and scans are
+//! append-only event log, scan summaries and drift episodes (derived from events by one rule,
+//! [`driftguard_core::state::episode_replaces`], which every store calls). Records, events, episodes and scans are
 //! stored as their serde JSON form plus indexed columns for the filters; none of them holds a
 //! Secret value (the core hashes Secret data and redacts it in field diffs).
 
 pub mod buffered;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod deferred;
 pub mod mongo;
 pub mod sqlite;
+#[cfg(test)]
+mod test_probe;
 
 use chrono::{DateTime, Utc};
 use driftguard_core::ports::{BoxError, StoreError};
 use driftguard_core::severity::Severity;
 
 pub use buffered::{BufferHealth, BufferedStore};
+pub use deferred::DeferredStore;
 pub use mongo::{MongoOptions, MongoStore};
 pub use sqlite::SqliteStore;
 

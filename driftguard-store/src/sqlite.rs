@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::state::{episode_replaces, Drift, DriftEvent, DriftRecord, EpisodeStamp};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension, Transaction};
 
@@ -117,7 +117,7 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| backend(format!("cannot open {}", path.display()), e))?;
+        .map_err(|e| sql_in(format!("cannot open {}", path.display()), e))?;
         Self::init(conn, Some(path))
     }
 
@@ -137,11 +137,11 @@ impl SqliteStore {
             .as_ref()
             .map_or_else(|| "memory".to_owned(), |p| p.display().to_string());
         conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| backend("busy_timeout", e))?;
+            .map_err(|e| sql_in("busy_timeout", e))?;
         if path.is_some() {
             let mode: String = conn
                 .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-                .map_err(|e| backend(format!("cannot set WAL mode on {what}"), e))?;
+                .map_err(|e| sql_in(format!("cannot set WAL mode on {what}"), e))?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(backend(
                     format!("cannot set WAL mode on {what}"),
@@ -150,9 +150,9 @@ impl SqliteStore {
             }
         }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
-            .map_err(|e| backend("pragmas", e))?;
+            .map_err(|e| sql_in("pragmas", e))?;
         migrate(&mut conn).map_err(|e| match e {
-            e @ StoreError::Corrupt { .. } => e,
+            e @ (StoreError::Corrupt { .. } | StoreError::Unavailable { .. }) => e,
             e => backend(format!("cannot migrate {what}"), e),
         })?;
         Ok(SqliteStore {
@@ -197,14 +197,46 @@ impl SqliteStore {
     }
 }
 
-fn sql(e: rusqlite::Error) -> StoreError {
+/// What was being done when an SQLite error happened (kept as the cause of `Unavailable`,
+/// whose message has no context of its own).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+struct SqlContext {
+    context: String,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// Whether a retry may cure an SQLite error: a full disk, a file or folder that cannot be
+/// written or opened now (read-only, permissions, a volume not mounted yet), an I/O error, or
+/// another writer holding the lock past the busy timeout.
+fn retryable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode;
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if matches!(
+            f.code,
+            ErrorCode::DiskFull
+                | ErrorCode::ReadOnly
+                | ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::CannotOpen
+        )
+    )
+}
+
+/// An SQLite error as a store error: `Unavailable` when a retry may cure it (see
+/// [`retryable`]), `Corrupt` for a damaged file, else `Backend`; the cause is kept as source.
+fn sql_in(context: impl Into<String>, e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
-        {
-            StoreError::Unavailable { source: e.into() }
-        }
+        _ if retryable(&e) => StoreError::Unavailable {
+            source: Box::new(SqlContext {
+                context: context.into(),
+                source: e,
+            }),
+        },
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
         {
@@ -212,8 +244,12 @@ fn sql(e: rusqlite::Error) -> StoreError {
                 what: e.to_string(),
             }
         }
-        _ => backend("sqlite", e),
+        _ => backend(context, e),
     }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    sql_in("sqlite", e)
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -248,17 +284,20 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, S
 }
 
 fn put_episode(tx: &Transaction<'_>, d: &Drift) -> Result<(), StoreError> {
-    let old: Option<(i64, bool)> = tx
+    let stored: Option<EpisodeStamp> = tx
         .query_row(
             "SELECT updated_at, open FROM episodes WHERE episode = ?1",
             [&d.episode],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(EpisodeStamp {
+                    updated_at: DateTime::from_timestamp_nanos(r.get(0)?),
+                    open: r.get(1)?,
+                })
+            },
         )
         .optional()
         .map_err(sql)?;
-    // same rule as driftguard_core::memory::apply_event_to_episode
-    let newer = old.is_none_or(|(updated, open)| updated <= nanos(d.updated_at) || open);
-    if !newer {
+    if !episode_replaces(stored, d) {
         return Ok(());
     }
     tx.execute(
@@ -684,6 +723,217 @@ impl DriftStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::buffered::{BufferHealth, BufferedStore};
+    use driftguard_core::state::{Direction, DriftKind, EventKind};
+
+    /// A batch of `n` objects with an open drift each (bodies padded so that a few hundred
+    /// objects take many pages).
+    fn batch(scan: &str, n: usize) -> ScanBatch {
+        let at = DateTime::from_timestamp(1_700_000_000, 0).expect("valid time");
+        let mut b = ScanBatch {
+            environment: "prod".into(),
+            ..ScanBatch::default()
+        };
+        for i in 0..n {
+            let id = ResourceId::new("prod", "", "ConfigMap", Some("ns"), format!("cm-{i}"));
+            let drift = Drift {
+                episode: format!("{scan}-{i}"),
+                id: id.clone(),
+                api_version: "v1".into(),
+                kind: DriftKind::Modified,
+                direction: Direction::Forward,
+                severity: driftguard_core::severity::Severity::Low,
+                fields: Vec::new(),
+                attribution: Default::default(),
+                detected_at: at,
+                updated_at: at,
+                resolved_at: None,
+                resolution: None,
+                revision: Some("x".repeat(2000)),
+                provenance: None,
+            };
+            b.events.push(DriftEvent {
+                event_id: format!("{scan}-{i}-detected"),
+                kind: EventKind::Detected,
+                at,
+                scan_id: scan.into(),
+                revision: None,
+                drift: drift.clone(),
+            });
+            b.upserts.push(DriftRecord {
+                id,
+                api_version: "v1".into(),
+                desired_hash: None,
+                live_hash: None,
+                baseline: None,
+                drift: Some(drift),
+                updated_at: at,
+            });
+        }
+        b
+    }
+
+    /// Test hook: runs `f` on the store's connection (page limits, timeouts).
+    fn on_conn<T>(s: &SqliteStore, f: impl FnOnce(&Connection) -> T) -> T {
+        f(&s.conn.lock().expect("lock"))
+    }
+
+    /// Caps the file at its current size (`PRAGMA max_page_count`): the next write that needs
+    /// a new page fails with SQLITE_FULL, exactly like a full disk, whoever runs the test.
+    fn fill_up(s: &SqliteStore) {
+        on_conn(s, |c| {
+            let pages: i64 = c
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .expect("page_count");
+            let max: i64 = c
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get(0)
+                })
+                .expect("max_page_count");
+            assert_eq!(max, pages);
+        });
+    }
+
+    fn make_room(s: &SqliteStore) {
+        on_conn(s, |c| {
+            c.query_row("PRAGMA max_page_count = 1073741823", [], |_| Ok(()))
+                .expect("max_page_count");
+        });
+    }
+
+    fn chain(e: &StoreError) -> String {
+        driftguard_core::error::chain(e)
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_unavailable_and_a_retry_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(dir.path().join("full.db")).expect("opens");
+        s.commit(&batch("a", 5))
+            .await
+            .expect("room for the first batch");
+        fill_up(&s);
+        let err = s.commit(&batch("b", 300)).await.expect_err("disk full");
+        assert!(
+            matches!(err, StoreError::Unavailable { .. }),
+            "{err:?} is Unavailable"
+        );
+        assert!(chain(&err).contains("full"), "cause kept: {}", chain(&err));
+        // all or nothing, and the store still answers
+        assert_eq!(s.records("prod").await.expect("reads").len(), 5);
+        make_room(&s);
+        s.commit(&batch("b", 300)).await.expect("the retry passes");
+        assert_eq!(s.records("prod").await.expect("reads").len(), 300);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_file_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ro.db");
+        SqliteStore::open(&path)
+            .expect("creates the file")
+            .commit(&batch("a", 3))
+            .await
+            .expect("commits");
+        // test hook: the same file opened read-only (as a file whose permissions were taken
+        // away would be, for anyone but root, who runs these tests)
+        let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("opens read-only");
+        let ro = SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: Some(path),
+        };
+        assert_eq!(ro.records("prod").await.expect("reads").len(), 3);
+        let err = ro.commit(&batch("b", 1)).await.expect_err("read-only");
+        assert!(
+            matches!(err, StoreError::Unavailable { .. }),
+            "{err:?} is Unavailable"
+        );
+        assert!(chain(&err).contains("readonly"), "{}", chain(&err));
+        let err = ro
+            .set_delivered_until("webhook", DateTime::from_timestamp_nanos(1))
+            .await
+            .expect_err("read-only");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_locked_database_is_unavailable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("locked.db");
+        let s = SqliteStore::open(&path).expect("opens");
+        on_conn(&s, |c| {
+            c.busy_timeout(Duration::from_millis(20)).expect("timeout")
+        });
+        let other = Connection::open(&path).expect("second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("holds the lock");
+        let err = s.commit(&batch("a", 1)).await.expect_err("locked");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        other.execute_batch("COMMIT").expect("releases");
+        s.commit(&batch("a", 1)).await.expect("the retry passes");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_opened_is_unavailable() {
+        // a folder where the file should be: SQLITE_CANTOPEN
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = SqliteStore::open(dir.path()).expect_err("a folder is no database");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        let text = chain(&err);
+        assert!(text.contains("cannot open"), "{text}");
+        assert!(text.contains(&dir.path().display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn other_errors_are_not_unavailable() {
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(matches!(sql(e), StoreError::Backend { .. }));
+        let e = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            None,
+        );
+        assert!(matches!(sql(e), StoreError::Corrupt { .. }));
+        assert!(matches!(
+            sql(rusqlite::Error::InvalidQuery),
+            StoreError::Backend { .. }
+        ));
+    }
+
+    /// The buffering wrapper keeps acknowledging while the disk is full, says why it is
+    /// degraded, and drains once there is room again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_sqlite_rides_out_a_full_disk() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = SqliteStore::open(dir.path().join("full.db")).expect("opens");
+        s.commit(&batch("a", 5)).await.expect("commits");
+        fill_up(&s);
+        let b = BufferedStore::new(Arc::new(s.clone()), 10, Duration::from_millis(20));
+        b.commit(&batch("b", 300))
+            .await
+            .expect("acknowledged while the disk is full");
+        match b.status() {
+            BufferHealth::Degraded { queued, last_error } => {
+                assert_eq!(queued, 1);
+                assert!(
+                    last_error.contains("store unavailable") && last_error.contains("full"),
+                    "the cause a person can act on: {last_error}"
+                );
+            }
+            BufferHealth::Healthy => panic!("degraded while the disk is full"),
+        }
+        assert_eq!(b.records("prod").await.expect("reads").len(), 300);
+        let health = b.health().await.expect_err("degraded");
+        assert!(chain(&health).contains("full"), "{}", chain(&health));
+        make_room(&s);
+        assert!(b.flush(Duration::from_secs(30)).await, "drains");
+        assert_eq!(b.status(), BufferHealth::Healthy);
+        assert_eq!(s.records("prod").await.expect("reads").len(), 300);
+    }
 
     #[test]
     fn globs_escape_sqlite_specials() {

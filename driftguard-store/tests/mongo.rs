@@ -1,18 +1,21 @@
-//! The conformance suite, the Secret canary and the outage test against MongoDB (SecantusDB).
+//! The conformance suite (over a store made with `connect`, over one made with `connect_lazy`,
+//! and over `BufferedStore`), the Secret canary, the outage tests and lazy set-up against
+//! MongoDB (SecantusDB).
 //!
-//! Needs `MONGODB_URI` (see scripts/README.md: `scripts/test-services.sh up`). Without it the
-//! tests fail in CI (`CI=true`) and are skipped with a message elsewhere.
+//! Needs the MongoDB test server: `MONGODB_URI`, from the environment or the test services'
+//! `services.env` (`scripts/test-services.sh up`). Without it every test here fails; none runs
+//! against a substitute.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
 use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
-use driftguard_core::ports::{DesiredSet, DriftStore};
+use driftguard_core::ports::{DesiredSet, DriftStore, ScanBatch, StoreError};
 use driftguard_core::prelude::{Engine, EnvironmentSpec, Normalizer, Scanner, SecretKey};
 use driftguard_core::query::{DriftQuery, DriftStatus, EventQuery};
 use driftguard_store::buffered::{BufferHealth, BufferedStore};
@@ -22,17 +25,9 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use serde_json::json;
 
-fn mongo_uri() -> Option<String> {
-    match std::env::var("MONGODB_URI") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("MONGODB_URI is not set: start SecantusDB with scripts/test-services.sh up");
-            }
-            eprintln!("skipped: MONGODB_URI is not set (scripts/test-services.sh up)");
-            None
-        }
-    }
+/// The test server's URI; fails the test when it is not configured.
+fn mongo_uri() -> String {
+    driftguard_test_support::mongodb_uri()
 }
 
 fn unique_db(prefix: &str) -> String {
@@ -48,10 +43,7 @@ fn unique_db(prefix: &str) -> String {
 }
 
 async fn fresh() -> Arc<dyn DriftStore> {
-    let Some(uri) = mongo_uri() else {
-        // locally without a server: run the suite's checks on the reference instead
-        return Arc::new(MemoryStore::new());
-    };
+    let uri = mongo_uri();
     let store = MongoStore::connect(&uri, &unique_db("c"))
         .await
         .expect("connects to MongoDB");
@@ -77,9 +69,210 @@ async fn drop_stale_databases(store: &MongoStore) {
 
 driftguard_store::conformance_tests!(fresh);
 
+/// `BufferedStore` over MongoDB.
+mod buffered {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use driftguard_core::ports::DriftStore;
+    use driftguard_store::BufferedStore;
+
+    async fn fresh() -> Arc<dyn DriftStore> {
+        Arc::new(BufferedStore::new(
+            super::fresh().await,
+            100,
+            Duration::from_millis(50),
+        ))
+    }
+
+    driftguard_store::conformance_tests!(fresh);
+}
+
+/// A store made with `connect_lazy` on the live server: set up by its first call.
+mod lazy {
+    use std::sync::Arc;
+
+    use driftguard_core::ports::DriftStore;
+    use driftguard_store::mongo::{MongoOptions, MongoStore};
+
+    async fn fresh() -> Arc<dyn DriftStore> {
+        let options = MongoOptions::new(super::mongo_uri(), super::unique_db("lazy"));
+        let store = MongoStore::connect_lazy(options)
+            .await
+            .expect("a well-formed URI");
+        assert!(!store.is_set_up(), "nothing done before the first call");
+        Arc::new(store)
+    }
+
+    driftguard_store::conformance_tests!(fresh);
+}
+
+/// Every method of `store`, each as one call (the batch is not empty).
+async fn call_every_method(store: &dyn DriftStore, name: usize) -> Result<(), StoreError> {
+    let id = driftguard_core::id::ResourceId::new("prod", "", "ConfigMap", Some("ns"), "cm");
+    let batch = ScanBatch {
+        environment: "prod".into(),
+        deletes: vec![id.clone()],
+        ..ScanBatch::default()
+    };
+    match name {
+        0 => store.records("prod").await.map(drop),
+        1 => store.commit(&batch).await,
+        2 => store.drifts(&DriftQuery::default()).await.map(drop),
+        3 => store.events(&EventQuery::default()).await.map(drop),
+        4 => store.scans(None, 10).await.map(drop),
+        5 => store.prune(t(0)).await.map(drop),
+        6 => store.record(&id).await.map(drop),
+        7 => store.drift("ep").await.map(drop),
+        8 => store.history(&id, 10).await.map(drop),
+        9 => store.health().await,
+        10 => store.delivered_until("webhook").await.map(drop),
+        _ => store.set_delivered_until("webhook", t(1)).await,
+    }
+}
+
+const METHODS: usize = 12;
+
+/// Made while nothing listens on its port, a lazy store is made at once, and then every call
+/// fails as `Unavailable` within the server selection timeout (so `BufferedStore` buffers),
+/// alone or many at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_store_on_a_dead_port_is_unavailable_quickly() {
+    let timeout = Duration::from_secs(1);
+    let slack = Duration::from_millis(1500);
+    let mut o = MongoOptions::new(
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port()),
+        "dead",
+    );
+    o.server_selection_timeout = timeout;
+    let started = Instant::now();
+    let store = Arc::new(MongoStore::connect_lazy(o).await.expect("made without IO"));
+    assert!(started.elapsed() < Duration::from_millis(500), "no waiting");
+    for m in 0..METHODS {
+        let started = Instant::now();
+        let err = call_every_method(store.as_ref(), m)
+            .await
+            .expect_err("no server");
+        let took = started.elapsed();
+        assert!(
+            matches!(err, StoreError::Unavailable { .. }),
+            "method {m}: {err:?} is Unavailable"
+        );
+        assert!(took < timeout + slack, "method {m} took {took:?}");
+    }
+    assert!(!store.is_set_up());
+    // many calls at once: one set-up attempt at a time, and those that waited for it fail
+    // with it instead of each waiting out another timeout
+    let started = Instant::now();
+    let calls: Vec<_> = (0..METHODS)
+        .map(|m| {
+            let store = store.clone();
+            tokio::spawn(async move { call_every_method(store.as_ref(), m).await })
+        })
+        .collect();
+    for c in calls {
+        let err = c.await.expect("task").expect_err("no server");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took < 2 * timeout + slack,
+        "{METHODS} calls at once took {took:?}"
+    );
+    // the buffering wrapper acknowledges, and says why it is degraded
+    let buffered = BufferedStore::new(store.clone(), 10, Duration::from_secs(60));
+    let b = driftguard_store::conformance::dataset().remove(0);
+    buffered.commit(&b).await.expect("buffered");
+    match buffered.status() {
+        BufferHealth::Degraded { queued, last_error } => {
+            assert_eq!(queued, 1);
+            assert!(
+                last_error.starts_with("store unavailable: ") && last_error.len() > 30,
+                "the cause, not only that it failed: {last_error}"
+            );
+        }
+        BufferHealth::Healthy => panic!("degraded"),
+    }
+    // a malformed URI is the one thing that fails at once
+    let err = MongoStore::connect_lazy(MongoOptions::new("mongodb://", "x"))
+        .await
+        .expect_err("malformed");
+    assert!(matches!(err, StoreError::Backend { .. }), "{err:?}");
+}
+
+/// A lazy store made while its server is down sets itself up (indexes, TTL) on the first call
+/// after the server starts, and a buffered store over it drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_store_sets_up_when_the_server_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut server = OwnServer::stopped(dir.path().join("data"));
+    let mut o = MongoOptions::new(server.uri(), "late");
+    o.server_selection_timeout = Duration::from_millis(1500);
+    o.retention = Some(Duration::from_secs(3600));
+    let store = Arc::new(MongoStore::connect_lazy(o).await.expect("made"));
+    let buffered = BufferedStore::new(store.clone(), 100, Duration::from_millis(200));
+    let reference = MemoryStore::new();
+    let batches = driftguard_store::conformance::dataset();
+    let (early, late) = batches.split_at(3);
+    for b in early {
+        buffered.commit(b).await.expect("acknowledged while down");
+        reference.commit(b).await.expect("reference");
+    }
+    assert!(matches!(
+        store.health().await,
+        Err(StoreError::Unavailable { .. })
+    ));
+    assert!(!store.is_set_up());
+    assert_eq!(buffered.queued(), early.len());
+
+    server.spawn();
+    assert!(
+        buffered.flush(Duration::from_secs(60)).await,
+        "drains once the server is up"
+    );
+    assert!(
+        store.is_set_up(),
+        "set up by the first call that reached it"
+    );
+    for b in late {
+        buffered.commit(b).await.expect("commits");
+        reference.commit(b).await.expect("reference");
+    }
+    assert_eq!(buffered.queued(), 0, "written straight through");
+    let names = |coll: &'static str| {
+        let db = store.database().clone();
+        async move {
+            db.collection::<Document>(coll)
+                .list_index_names()
+                .await
+                .expect("indexes")
+        }
+    };
+    assert!(names("records").await.contains(&"identity".to_owned()));
+    assert!(names("events").await.contains(&"ttl_at_date".to_owned()));
+    let q = EventQuery {
+        limit: 100_000,
+        ..EventQuery::default()
+    };
+    assert_eq!(
+        store.events(&q).await.expect("events"),
+        reference.events(&q).await.expect("events")
+    );
+    let dq = DriftQuery {
+        status: DriftStatus::All,
+        limit: 10_000,
+        ..DriftQuery::default()
+    };
+    assert_eq!(
+        store.drifts(&dq).await.expect("drifts"),
+        reference.drifts(&dq).await.expect("drifts")
+    );
+    server.kill();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexes_and_ttl_are_created() {
-    let Some(uri) = mongo_uri() else { return };
+    let uri = mongo_uri();
     let mut o = MongoOptions::new(&uri, unique_db("ix"));
     o.retention = Some(Duration::from_secs(3600));
     let store = MongoStore::connect_with(o).await.expect("connects");
@@ -119,7 +312,7 @@ async fn indexes_and_ttl_are_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_canary_is_not_in_any_collection() {
-    let Some(uri) = mongo_uri() else { return };
+    let uri = mongo_uri();
     let store = MongoStore::connect(&uri, &unique_db("canary"))
         .await
         .expect("connects");
@@ -156,37 +349,23 @@ struct OwnServer {
 }
 
 impl OwnServer {
-    fn binary() -> PathBuf {
-        let cache = std::env::var("DRIFTGUARD_CACHE").map_or_else(
-            |_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache/driftguard"),
-            PathBuf::from,
-        );
-        cache.join("secantus-venv/bin/secantusd-py")
+    /// A server on a free port, not started yet (nothing listens there).
+    fn stopped(dir: PathBuf) -> Self {
+        OwnServer {
+            port: free_port(),
+            dir,
+            child: None,
+        }
     }
 
     fn start(dir: PathBuf) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut s = OwnServer {
-            port,
-            dir,
-            child: None,
-        };
+        let mut s = Self::stopped(dir);
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        let bin = Self::binary();
-        assert!(
-            bin.exists(),
-            "{} missing: run scripts/mongo/start.sh once",
-            bin.display()
-        );
-        let child = Command::new(bin)
+        let child = Command::new(driftguard_test_support::secantusd())
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--storage-path")
             .arg(&self.dir)
@@ -225,6 +404,15 @@ impl Drop for OwnServer {
     }
 }
 
+/// A port nothing listens on (bound, then let go).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 fn deployment(name: &str, replicas: i64) -> serde_json::Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "shop"},
@@ -236,9 +424,6 @@ fn deployment(name: &str, replicas: i64) -> serde_json::Value {
 /// exactly once and the scans go on exactly like scans over the in-memory reference.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_killed_during_scans_loses_nothing() {
-    if mongo_uri().is_none() {
-        return;
-    }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut server = OwnServer::start(dir.path().join("data"));
     let mut o = MongoOptions::new(server.uri(), "outage");
@@ -394,7 +579,7 @@ async fn database_killed_during_scans_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_drift_view_is_rebuilt_and_shared() {
     use driftguard_store::conformance::{dataset, drift_queries};
-    let Some(uri) = mongo_uri() else { return };
+    let uri = mongo_uri();
     let db = unique_db("view");
     let a = MongoStore::connect(&uri, &db).await.expect("connects");
     let b = MongoStore::connect(&uri, &db).await.expect("connects");

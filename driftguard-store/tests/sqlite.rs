@@ -25,6 +25,25 @@ async fn fresh() -> Arc<dyn DriftStore> {
 
 driftguard_store::conformance_tests!(fresh);
 
+/// `BufferedStore` over SQLite.
+mod buffered {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use driftguard_core::ports::DriftStore;
+    use driftguard_store::BufferedStore;
+
+    async fn fresh() -> Arc<dyn DriftStore> {
+        Arc::new(BufferedStore::new(
+            super::fresh().await,
+            100,
+            Duration::from_millis(50),
+        ))
+    }
+
+    driftguard_store::conformance_tests!(fresh);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_in_memory_database() {
     let store: Arc<dyn DriftStore> = Arc::new(SqliteStore::open_in_memory().expect("opens"));

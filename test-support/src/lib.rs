@@ -95,3 +95,30 @@ pub fn program(name: &str, args: &[&str]) -> PathBuf {
         Err(e) => panic!("{name} is required by this test and cannot run: {e}"),
     }
 }
+
+/// Where the test services' downloads and builds are kept (`$DRIFTGUARD_CACHE`, from the
+/// environment or `services.env`; default `~/.cache/driftguard`).
+pub fn cache_dir() -> PathBuf {
+    lookup("DRIFTGUARD_CACHE").map_or_else(
+        || {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/driftguard")
+        },
+        PathBuf::from,
+    )
+}
+
+/// The SecantusDB server binary, for a test that runs a MongoDB-compatible server of its own
+/// (to stop and start it). Fails the test when it is not installed.
+#[track_caller]
+pub fn secantusd() -> PathBuf {
+    let bin = cache_dir().join("secantus-venv/bin/secantusd-py");
+    if !bin.exists() {
+        panic!(
+            "{} is missing: install SecantusDB with scripts/mongo/start.sh \
+             (or scripts/test-services.sh up)",
+            bin.display()
+        );
+    }
+    bin
+}

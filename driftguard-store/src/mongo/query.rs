@@ -1,0 +1,274 @@
+//! Reads: records, drift episodes, events, scans and delivery marks, with the query filters
+//! of [`DriftQuery`] and [`EventQuery`] turned into MongoDB filters and sorts (the meaning of
+//! each filter is `driftguard_core::query`'s).
+
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::ports::{ScanSummary, StoreError};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use futures_util::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+
+use super::schema::{body_of, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS};
+use super::{merr, MongoStore};
+use crate::{corrupt, nanos, severity_rank};
+
+pub(super) fn i64_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A DriftGuard name glob (`*` = any run) as an anchored regular expression.
+fn glob_regex(pattern: &str) -> String {
+    let mut out = String::from("^");
+    for c in pattern.chars() {
+        match c {
+            '*' => out.push_str(".*"),
+            c if "\\.^$|?+()[]{}/".contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('$');
+    out
+}
+
+fn drift_filter(q: &DriftQuery) -> Document {
+    let mut f = Document::new();
+    if let Some(e) = &q.environment {
+        f.insert("env", e);
+    }
+    match q.status {
+        DriftStatus::Open => {
+            f.insert("open", true);
+        }
+        DriftStatus::Resolved => {
+            f.insert("open", false);
+        }
+        DriftStatus::All => {}
+    }
+    if let Some(k) = &q.kind {
+        f.insert("kind", k);
+    }
+    if let Some(n) = &q.namespace {
+        f.insert("namespace", n);
+    }
+    if let Some(n) = &q.name {
+        f.insert("name", doc! {"$regex": glob_regex(n)});
+    }
+    if let Some(k) = q.drift {
+        f.insert("drift_kind", k.as_str());
+    }
+    if let Some(d) = q.direction {
+        f.insert("direction", d.as_str());
+    }
+    if let Some(s) = q.min_severity {
+        // `$in` rather than `$gte`: exact matches only (SecantusDB 0.7 drops 0 from `$gte: 0`)
+        let ranks: Vec<i64> = (severity_rank(s)..=3).collect();
+        f.insert("severity", doc! {"$in": ranks});
+    }
+    f
+}
+
+fn drift_sort(s: DriftSort) -> Document {
+    match s {
+        DriftSort::Severity => doc! {"severity": -1, "detected_at": 1, "_id": 1},
+        DriftSort::Detected => doc! {"detected_at": 1, "_id": 1},
+        DriftSort::Updated => doc! {"updated_at": -1, "_id": 1},
+        DriftSort::Object => {
+            doc! {"env": 1, "group": 1, "kind": 1, "namespace": 1, "name": 1, "_id": 1}
+        }
+    }
+}
+
+fn event_filter(q: &EventQuery) -> Document {
+    let mut f = Document::new();
+    if let Some(e) = &q.environment {
+        f.insert("env", e);
+    }
+    if let Some(o) = &q.object {
+        f.insert("object_key", o.key());
+    }
+    if let Some(k) = q.kind {
+        f.insert("kind", k.as_str());
+    }
+    let mut at = Document::new();
+    if let Some(s) = q.since {
+        at.insert("$gte", nanos(s));
+    }
+    if let Some(u) = q.until {
+        at.insert("$lt", nanos(u));
+    }
+    if !at.is_empty() {
+        f.insert("at", at);
+    }
+    f
+}
+
+impl MongoStore {
+    /// The bodies of the documents of `coll` matching `filter`, in `sort` order.
+    pub(super) async fn find_all<T: serde::de::DeserializeOwned>(
+        &self,
+        coll: &str,
+        filter: Document,
+        sort: Document,
+        skip: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>, StoreError> {
+        let c = self.coll(coll);
+        let mut find = c.find(filter).sort(sort).projection(doc! {"body": 1});
+        if skip > 0 {
+            find = find.skip(skip as u64);
+        }
+        if let Some(l) = limit {
+            find = find.limit(i64_of(l));
+        }
+        let docs: Vec<Document> = find
+            .await
+            .map_err(|e| merr(&format!("find in {coll}"), e))?
+            .try_collect()
+            .await
+            .map_err(|e| merr(&format!("read {coll}"), e))?;
+        docs.iter().map(|d| body_of(coll, d)).collect()
+    }
+
+    /// One document by `_id`: a single `find` command answered in its first batch (no cursor
+    /// left open, no `killCursors` round trip).
+    pub(super) async fn by_id(
+        &self,
+        coll: &str,
+        id: String,
+    ) -> Result<Option<Document>, StoreError> {
+        let reply = self
+            .db
+            .run_command(doc! {
+                "find": coll,
+                "filter": {"_id": id},
+                "limit": 1_i64,
+                "singleBatch": true,
+            })
+            .await
+            .map_err(|e| merr(&format!("read {coll}"), e))?;
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .map_err(|e| corrupt(format!("find reply of {coll}"), e))?;
+        Ok(batch.first().and_then(Bson::as_document).cloned())
+    }
+
+    /// One page of the bodies of `coll` matching `filter`, with the total count.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        coll: &str,
+        filter: Document,
+        sort: Document,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<T>, StoreError> {
+        let total = self
+            .coll(coll)
+            .count_documents(filter.clone())
+            .await
+            .map_err(|e| merr(&format!("count {coll}"), e))? as usize;
+        let items = if limit == 0 || offset >= total {
+            Vec::new()
+        } else {
+            self.find_all(coll, filter, sort, offset, Some(limit))
+                .await?
+        };
+        let end = offset + items.len();
+        Ok(Page {
+            next_offset: (end < total).then_some(end),
+            items,
+            total,
+        })
+    }
+
+    pub(super) async fn read_records(&self, env: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        self.find_all(RECORDS, doc! {"env": env}, doc! {"_id": 1}, 0, None)
+            .await
+    }
+
+    pub(super) async fn read_record(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Option<DriftRecord>, StoreError> {
+        let d = self
+            .coll(RECORDS)
+            .find_one(doc! {"_id": id.key()})
+            .await
+            .map_err(|e| merr("find record", e))?;
+        d.map(|d| body_of("record", &d)).transpose()
+    }
+
+    pub(super) async fn read_drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        if let (DriftStatus::Open, Some(env)) = (query.status, &query.environment) {
+            return Ok(query.apply(self.open_drifts(env).await?));
+        }
+        self.page(
+            EPISODES,
+            drift_filter(query),
+            drift_sort(query.sort),
+            query.offset,
+            query.limit,
+        )
+        .await
+    }
+
+    pub(super) async fn read_drift(&self, episode: &str) -> Result<Option<Drift>, StoreError> {
+        self.by_id(EPISODES, episode.to_owned())
+            .await?
+            .map(|d| body_of("episode", &d))
+            .transpose()
+    }
+
+    pub(super) async fn read_events(&self, q: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        self.page(
+            EVENTS,
+            event_filter(q),
+            doc! {"at": 1, "_id": 1},
+            q.offset,
+            q.limit,
+        )
+        .await
+    }
+
+    pub(super) async fn read_scans(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let f = environment.map_or_else(Document::new, |e| doc! {"env": e});
+        self.find_all(SCANS, f, doc! {"started_at": -1, "_id": -1}, 0, Some(limit))
+            .await
+    }
+
+    pub(super) async fn read_delivered_until(
+        &self,
+        notifier: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let d = self
+            .coll(DELIVERIES)
+            .find_one(doc! {"_id": notifier})
+            .await
+            .map_err(|e| merr("find delivery mark", e))?;
+        Ok(d.and_then(|d| d.get_i64("until").ok())
+            .map(DateTime::from_timestamp_nanos))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_anchored_regexes() {
+        assert_eq!(glob_regex("web-*"), "^web-.*$");
+        assert_eq!(glob_regex("a.b(c)"), "^a\\.b\\(c\\)$");
+    }
+}

@@ -1,0 +1,213 @@
+//! A store for the wrappers' unit tests: every method answers something the trait's provided
+//! default would not, and logs its name, so a test can tell that a wrapper forwarded a call
+//! to the same method of the store it wraps.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use driftguard_core::id::ResourceId;
+use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
+use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::severity::Severity;
+use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind};
+
+/// The probe.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    calls: Mutex<Vec<&'static str>>,
+}
+
+impl Probe {
+    fn log(&self, name: &'static str) {
+        self.calls.lock().expect("lock").push(name);
+    }
+
+    /// The methods called since the last call of `take_calls`.
+    pub(crate) fn take_calls(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.calls.lock().expect("lock"))
+    }
+}
+
+pub(crate) fn at() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000, 0).expect("valid time")
+}
+
+pub(crate) fn id() -> ResourceId {
+    ResourceId::new("prod", "", "ConfigMap", Some("ns"), "probe")
+}
+
+pub(crate) fn drift() -> Drift {
+    Drift {
+        episode: "probe-episode".into(),
+        id: id(),
+        api_version: "v1".into(),
+        kind: DriftKind::Orphan,
+        direction: Direction::Unknown,
+        severity: Severity::Low,
+        fields: Vec::new(),
+        attribution: Default::default(),
+        detected_at: at(),
+        updated_at: at(),
+        resolved_at: None,
+        resolution: None,
+        revision: None,
+        provenance: None,
+    }
+}
+
+pub(crate) fn record() -> DriftRecord {
+    DriftRecord {
+        id: id(),
+        api_version: "v1".into(),
+        desired_hash: None,
+        live_hash: None,
+        baseline: None,
+        drift: Some(drift()),
+        updated_at: at(),
+    }
+}
+
+pub(crate) fn event() -> DriftEvent {
+    DriftEvent {
+        event_id: "probe-event".into(),
+        kind: EventKind::Detected,
+        at: at(),
+        scan_id: "probe-scan".into(),
+        revision: None,
+        drift: drift(),
+    }
+}
+
+pub(crate) const PRUNED: PruneStats = PruneStats {
+    events: 7,
+    scans: 8,
+    episodes: 9,
+};
+
+#[async_trait]
+impl DriftStore for Probe {
+    /// None: so the default `record` would find nothing.
+    async fn records(&self, _: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        self.log("records");
+        Ok(Vec::new())
+    }
+
+    async fn commit(&self, _: &ScanBatch) -> Result<(), StoreError> {
+        self.log("commit");
+        Ok(())
+    }
+
+    /// Empty: so the default `drift` would find nothing.
+    async fn drifts(&self, _: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        self.log("drifts");
+        Ok(Page {
+            items: Vec::new(),
+            total: 0,
+            next_offset: None,
+        })
+    }
+
+    /// Empty: so the default `history` would find nothing.
+    async fn events(&self, _: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        self.log("events");
+        Ok(Page {
+            items: Vec::new(),
+            total: 0,
+            next_offset: None,
+        })
+    }
+
+    /// Answers: so the default `health` would pass.
+    async fn scans(&self, _: Option<&str>, _: usize) -> Result<Vec<ScanSummary>, StoreError> {
+        self.log("scans");
+        Ok(Vec::new())
+    }
+
+    async fn prune(&self, _: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        self.log("prune");
+        Ok(PRUNED)
+    }
+
+    async fn record(&self, _: &ResourceId) -> Result<Option<DriftRecord>, StoreError> {
+        self.log("record");
+        Ok(Some(record()))
+    }
+
+    async fn drift(&self, _: &str) -> Result<Option<Drift>, StoreError> {
+        self.log("drift");
+        Ok(Some(drift()))
+    }
+
+    async fn history(&self, _: &ResourceId, _: usize) -> Result<Vec<DriftEvent>, StoreError> {
+        self.log("history");
+        Ok(vec![event()])
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.log("health");
+        Err(StoreError::Conflict {
+            what: "probe health".into(),
+        })
+    }
+
+    async fn delivered_until(&self, _: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.log("delivered_until");
+        Ok(Some(at()))
+    }
+
+    async fn set_delivered_until(&self, _: &str, _: DateTime<Utc>) -> Result<(), StoreError> {
+        self.log("set_delivered_until");
+        Ok(())
+    }
+}
+
+/// Calls every method of `store` (a wrapper over `probe`) and checks that each went to the
+/// same method of the probe and brought back its answer.
+pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Probe) {
+    probe.take_calls();
+    let one = |name: &'static str| vec![name];
+    assert_eq!(store.records("prod").await.expect("records"), vec![]);
+    assert_eq!(probe.take_calls(), one("records"));
+    assert_eq!(store.record(&id()).await.expect("record"), Some(record()));
+    assert_eq!(probe.take_calls(), one("record"));
+    assert_eq!(
+        store
+            .drifts(&DriftQuery::default())
+            .await
+            .expect("drifts")
+            .total,
+        0
+    );
+    assert_eq!(probe.take_calls(), one("drifts"));
+    assert_eq!(
+        store.drift("probe-episode").await.expect("drift"),
+        Some(drift())
+    );
+    assert_eq!(probe.take_calls(), one("drift"));
+    assert_eq!(
+        store
+            .events(&EventQuery::default())
+            .await
+            .expect("events")
+            .total,
+        0
+    );
+    assert_eq!(probe.take_calls(), one("events"));
+    assert_eq!(
+        store.history(&id(), 10).await.expect("history"),
+        vec![event()]
+    );
+    assert_eq!(probe.take_calls(), one("history"));
+    assert_eq!(store.scans(None, 5).await.expect("scans"), vec![]);
+    assert_eq!(probe.take_calls(), one("scans"));
+    assert_eq!(store.prune(at()).await.expect("prune"), PRUNED);
+    assert_eq!(probe.take_calls(), one("prune"));
+    let health = store.health().await.expect_err("the probe's health fails");
+    assert!(health.to_string().contains("probe health"), "{health}");
+    assert_eq!(probe.take_calls(), one("health"));
+    assert_eq!(store.delivered_until("n").await.expect("mark"), Some(at()));
+    assert_eq!(probe.take_calls(), one("delivered_until"));
+    store.set_delivered_until("n", at()).await.expect("sets");
+    assert_eq!(probe.take_calls(), one("set_delivered_until"));
+}
