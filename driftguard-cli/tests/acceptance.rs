@@ -15,8 +15,7 @@
 //! long each took) is printed and written to `$CARGO_TARGET_TMPDIR/acceptance-report.md`, and to
 //! `$DRIFTGUARD_ACCEPTANCE_REPORT` when set (`docs/acceptance-report.md` is one such run).
 //!
-//! Needs `scripts/test-services.sh up`. With `CI` set a missing cluster is a failure; locally
-//! the test is skipped with a message.
+//! Needs `scripts/test-services.sh up`: a missing cluster fails the test.
 
 mod util;
 
@@ -723,14 +722,7 @@ fn open_in_metrics(server: &Server, env: &str) -> f64 {
 
 #[test]
 fn acceptance_scenario_against_the_cluster_side_by_side_with_kubectl_diff() {
-    let Some(s) = services() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI: the test cluster is required (scripts/test-services.sh up)"
-        );
-        eprintln!("skipped: no test cluster (run scripts/test-services.sh up)");
-        return;
-    };
+    let s = services();
     let t_all = Instant::now();
     clean_cluster(&s);
     let _cleanup = Cleanup(&s);

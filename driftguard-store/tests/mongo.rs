@@ -6,9 +6,6 @@
 //! `services.env` (`scripts/test-services.sh up`). Without it every test here fails; none runs
 //! against a substitute.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +18,7 @@ use driftguard_core::query::{DriftQuery, DriftStatus, EventQuery};
 use driftguard_store::buffered::{BufferHealth, BufferedStore};
 use driftguard_store::conformance::t;
 use driftguard_store::mongo::{MongoOptions, MongoStore};
+use driftguard_test_support::MongoServer;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use serde_json::json;
@@ -141,7 +139,10 @@ async fn lazy_store_on_a_dead_port_is_unavailable_quickly() {
     let timeout = Duration::from_secs(1);
     let slack = Duration::from_millis(1500);
     let mut o = MongoOptions::new(
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port()),
+        format!(
+            "mongodb://127.0.0.1:{}/?directConnection=true",
+            driftguard_test_support::free_port()
+        ),
         "dead",
     );
     o.server_selection_timeout = timeout;
@@ -205,7 +206,7 @@ async fn lazy_store_on_a_dead_port_is_unavailable_quickly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_store_sets_up_when_the_server_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = OwnServer::stopped(dir.path().join("data"));
+    let mut server = MongoServer::stopped(dir.path().join("data"));
     let mut o = MongoOptions::new(server.uri(), "late");
     o.server_selection_timeout = Duration::from_millis(1500);
     o.retention = Some(Duration::from_secs(3600));
@@ -340,79 +341,6 @@ async fn secret_canary_is_not_in_any_collection() {
     db.drop().await.expect("drop");
 }
 
-/// A SecantusDB of the test's own, on a free port, with data in a folder (so it can be killed
-/// and started again on the same data).
-struct OwnServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnServer {
-    /// A server on a free port, not started yet (nothing listens there).
-    fn stopped(dir: PathBuf) -> Self {
-        OwnServer {
-            port: free_port(),
-            dir,
-            child: None,
-        }
-    }
-
-    fn start(dir: PathBuf) -> Self {
-        let mut s = Self::stopped(dir);
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(driftguard_test_support::secantusd())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--storage-path")
-            .arg(&self.dir)
-            .args(["--log-level", "WARNING"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start secantusd");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "secantusd did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL secantusd");
-            c.wait().expect("reaped");
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 fn deployment(name: &str, replicas: i64) -> serde_json::Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": "shop"},
@@ -425,7 +353,7 @@ fn deployment(name: &str, replicas: i64) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_killed_during_scans_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = OwnServer::start(dir.path().join("data"));
+    let mut server = MongoServer::start(dir.path().join("data"));
     let mut o = MongoOptions::new(server.uri(), "outage");
     o.server_selection_timeout = Duration::from_millis(1500);
     let mongo = Arc::new(MongoStore::connect_with(o).await.expect("connects"));

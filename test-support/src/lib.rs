@@ -10,8 +10,10 @@
 //!
 //! Only the test code of the workspace depends on this crate (as a dev-dependency).
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Where the test services keep their run-time state (`$DRIFTGUARD_RUN`, default
 /// `/tmp/driftguard-test`).
@@ -121,4 +123,81 @@ pub fn secantusd() -> PathBuf {
         );
     }
     bin
+}
+
+/// A port nothing listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// A SecantusDB of the test's own, on a free port, with its data in a folder, so that a test
+/// can kill it and start it again on the same data (the shared test server is never stopped).
+#[derive(Debug)]
+pub struct MongoServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl MongoServer {
+    /// A server on a free port, not started yet (nothing listens there).
+    pub fn stopped(dir: PathBuf) -> Self {
+        MongoServer {
+            port: free_port(),
+            dir,
+            child: None,
+        }
+    }
+
+    /// A server started on a free port, keeping its data in `dir`.
+    #[track_caller]
+    pub fn start(dir: PathBuf) -> Self {
+        let mut s = Self::stopped(dir);
+        s.spawn();
+        s
+    }
+
+    /// Starts it (again, on the same port and data); waits until it accepts connections.
+    #[track_caller]
+    pub fn spawn(&mut self) {
+        let child = Command::new(secantusd())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--storage-path")
+            .arg(&self.dir)
+            .args(["--log-level", "WARNING"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start secantusd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "secantusd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills it (SIGKILL, like a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Its connection string.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+}
+
+impl Drop for MongoServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

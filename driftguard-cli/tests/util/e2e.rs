@@ -22,25 +22,14 @@ pub struct Services {
     pub mongodb_uri: String,
 }
 
-pub fn services() -> Option<Services> {
-    let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
-    let file = std::fs::read_to_string(Path::new(&run).join("services.env")).unwrap_or_default();
-    let get = |key: &str| {
-        std::env::var(key)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                file.lines()
-                    .filter_map(|l| l.trim().strip_prefix("export "))
-                    .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                    .map(|v| v.trim_matches('"').to_owned())
-            })
-    };
-    Some(Services {
-        kubeconfig: get("KUBECONFIG")?,
-        kubectl: get("KUBECTL")?,
-        mongodb_uri: get("MONGODB_URI")?,
-    })
+/// The test services; a missing one fails the test (see `driftguard_test_support`).
+pub fn services() -> Services {
+    let (kubeconfig, kubectl) = driftguard_test_support::cluster();
+    Services {
+        kubeconfig: kubeconfig.display().to_string(),
+        kubectl: kubectl.display().to_string(),
+        mongodb_uri: driftguard_test_support::mongodb_uri(),
+    }
 }
 
 pub fn kubectl(s: &Services, args: &[&str]) -> String {

@@ -1,0 +1,334 @@
+//! `state::transition` on its own: a table of single steps (previous record + observation in,
+//! record and events out), and properties over random walks of observations of one object.
+//!
+//! Observations are made by the real engine from small ConfigMaps, so that every comparison,
+//! hash and baseline is what a scan would see.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::engine::{Engine, EnvironmentSpec};
+use driftguard_core::id::ResourceId;
+use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject};
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::{DesiredSet, KindError, LiveSnapshot};
+use driftguard_core::state::{
+    episode_replaces, transition, DriftEvent, DriftRecord, EpisodeStamp, EventKind, Observation,
+    Tick,
+};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn t(i: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+        + Duration::minutes(i)
+}
+
+fn engine() -> Engine {
+    Engine::new(
+        EnvironmentSpec::new("prod"),
+        Normalizer::new(SecretKey::new(b"k".to_vec())),
+    )
+}
+
+fn id() -> ResourceId {
+    ResourceId::new("prod", "", "ConfigMap", Some("shop"), "cfg")
+}
+
+fn configmap(v: &str, tracked: bool) -> Value {
+    let mut labels = json!({"app": "shop"});
+    if tracked {
+        labels[driftguard_core::normalize::TRACKING_LABEL] = json!("true");
+    }
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cfg", "namespace": "shop", "labels": labels},
+        "data": {"LEVEL": v}})
+}
+
+/// What one side holds in one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// Absent.
+    No,
+    /// Present with this value of `data.LEVEL`.
+    V(u8),
+}
+
+/// One step of a walk: Git's side and the cluster's side (`None`: the cluster cannot be read).
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    git: Side,
+    live: Option<Side>,
+}
+
+fn observe(step: Step) -> Observation {
+    let e = engine();
+    let desired = DesiredSet {
+        objects: match step.git {
+            Side::No => vec![],
+            Side::V(v) => vec![RawManifest {
+                object: RawObject::new(configmap(&format!("v{v}"), true)),
+                provenance: Provenance::default(),
+            }],
+        },
+        ..DesiredSet::default()
+    };
+    let live = match step.live {
+        None => LiveSnapshot {
+            objects: vec![],
+            errors: vec![KindError {
+                kind: id().group_kind(),
+                message: "forbidden".into(),
+            }],
+        },
+        Some(Side::No) => LiveSnapshot::default(),
+        Some(Side::V(v)) => {
+            let mut o = configmap(&format!("v{v}"), true);
+            o["metadata"]["uid"] = json!("u1");
+            LiveSnapshot {
+                objects: vec![RawLive::new(o)],
+                errors: vec![],
+            }
+        }
+    };
+    // the ConfigMap kind stays an orphan kind even when Git holds none
+    let mut spec = EnvironmentSpec::new("prod");
+    spec.orphan_kinds = Some(vec![id().group_kind()]);
+    let e = Engine::new(spec, e.normalizer.clone());
+    let st = e.index(&desired, &live);
+    e.observe(&st, &id())
+}
+
+fn tick(i: i64, first_scan: bool) -> Tick {
+    Tick {
+        now: t(i),
+        scan_id: format!("scan-{i}"),
+        revision: Some(format!("rev-{i}")),
+        first_scan,
+    }
+}
+
+/// Runs a walk from no record; returns every step's events and the final record.
+fn walk(steps: &[Step]) -> (Vec<Vec<DriftEvent>>, Option<DriftRecord>) {
+    let mut record: Option<DriftRecord> = None;
+    let mut all = Vec::new();
+    for (i, s) in steps.iter().enumerate() {
+        let tr = transition(record.as_ref(), &observe(*s), &tick(i as i64, i == 0));
+        all.push(tr.events);
+        record = tr.record;
+    }
+    (all, record)
+}
+
+fn render(events: &[DriftEvent]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let d = &e.drift;
+            let mut s = format!("{} {} {}", e.kind, d.kind, d.direction);
+            if !d.fields.is_empty() {
+                s.push_str(&format!(" [{}]", d.paths().join(",")));
+            }
+            if let Some(r) = d.resolution {
+                s.push_str(&format!(" {r}"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The events of the last step of a walk.
+fn check(steps: &[Step]) -> String {
+    let (all, _) = walk(steps);
+    all.last().map(|e| render(e)).unwrap_or_default()
+}
+
+const fn s(git: Side, live: Side) -> Step {
+    Step {
+        git,
+        live: Some(live),
+    }
+}
+const fn unknown(git: Side) -> Step {
+    Step { git, live: None }
+}
+use Side::{No, V};
+
+#[test]
+fn table_of_single_steps() {
+    // (walk, events of its last step)
+    let cases: &[(&[Step], &str)] = &[
+        // in sync from the start: nothing to say
+        (&[s(V(1), V(1))], ""),
+        // first scan with a difference and no evidence: direction unknown
+        (&[s(V(1), V(2))], "detected modified unknown [data.LEVEL]"),
+        // live moved away from an agreed baseline: forward
+        (
+            &[s(V(1), V(1)), s(V(1), V(2))],
+            "detected modified forward [data.LEVEL]",
+        ),
+        // Git moved: reverse
+        (
+            &[s(V(1), V(1)), s(V(2), V(1))],
+            "detected modified reverse [data.LEVEL]",
+        ),
+        // both moved, differently: conflict
+        (
+            &[s(V(1), V(1)), s(V(2), V(3))],
+            "detected modified conflict [data.LEVEL]",
+        ),
+        // live went back: reverted
+        (
+            &[s(V(1), V(1)), s(V(1), V(2)), s(V(1), V(1))],
+            "resolved modified forward [data.LEVEL] reverted",
+        ),
+        // Git took live's value: adopted
+        (
+            &[s(V(1), V(1)), s(V(1), V(2)), s(V(2), V(2))],
+            "resolved modified forward [data.LEVEL] adopted",
+        ),
+        // a reverse drift applied
+        (
+            &[s(V(1), V(1)), s(V(2), V(1)), s(V(2), V(2))],
+            "resolved modified reverse [data.LEVEL] applied",
+        ),
+        // deleted by hand: missing, forward
+        (&[s(V(1), V(1)), s(V(1), No)], "detected missing forward"),
+        // recreated: the missing drift is reverted
+        (
+            &[s(V(1), V(1)), s(V(1), No), s(V(1), V(1))],
+            "resolved missing forward reverted",
+        ),
+        // new in Git, never applied: missing, reverse
+        (&[s(No, No), s(V(1), No)], "detected missing reverse"),
+        // made by hand (tracked): orphan, forward
+        (&[s(No, No), s(No, V(1))], "detected orphan forward"),
+        // removed from Git, not pruned: orphan, reverse
+        (&[s(V(1), V(1)), s(No, V(1))], "detected orphan reverse"),
+        // the orphan deleted: removed
+        (
+            &[s(No, No), s(No, V(1)), s(No, No)],
+            "resolved orphan forward removed",
+        ),
+        // the same difference seen again: no event
+        (&[s(V(1), V(1)), s(V(1), V(2)), s(V(1), V(2))], ""),
+        // the drifted value changes: changed
+        (
+            &[s(V(1), V(1)), s(V(1), V(2)), s(V(1), V(3))],
+            "changed modified forward [data.LEVEL]",
+        ),
+        // the cluster cannot be read: nothing resolves, nothing is detected
+        (&[s(V(1), V(1)), s(V(1), V(2)), unknown(V(1))], ""),
+        (&[s(V(1), V(1)), unknown(V(2))], ""),
+    ];
+    let mut failures = Vec::new();
+    for (steps, want) in cases {
+        let got = check(steps);
+        if got != *want {
+            failures.push(format!("{steps:?}\n  want: {want}\n  got:  {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn an_unknown_step_keeps_the_record_as_it_is() {
+    let steps = [s(V(1), V(1)), s(V(1), V(2))];
+    let (_, before) = walk(&steps);
+    let before = before.expect("a record");
+    let tr = transition(Some(&before), &observe(unknown(V(1))), &tick(9, false));
+    assert!(tr.events.is_empty());
+    assert!(!tr.changed);
+    assert_eq!(tr.record.as_ref(), Some(&before));
+    // and with no record, none is made
+    let tr = transition(None, &observe(unknown(V(1))), &tick(9, true));
+    assert!(tr.record.is_none() && tr.events.is_empty() && !tr.changed);
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(No), (1u8..4).prop_map(V)]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    (side(), prop::option::weighted(0.85, side())).prop_map(|(git, live)| Step { git, live })
+}
+
+/// Whether both sides agree (or neither holds the object).
+fn agree(s: Step) -> bool {
+    matches!(s.live, Some(l) if l == s.git)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The same observation twice in a row emits nothing the second time.
+    #[test]
+    fn the_same_observation_twice_emits_no_event(steps in prop::collection::vec(step(), 1..8)) {
+        let mut record: Option<DriftRecord> = None;
+        for (i, s) in steps.iter().enumerate() {
+            let obs = observe(*s);
+            let first = transition(record.as_ref(), &obs, &tick(2 * i as i64, i == 0));
+            let again = transition(first.record.as_ref(), &obs, &tick(2 * i as i64 + 1, false));
+            prop_assert!(again.events.is_empty(), "{:?} then {:?}: {:?}", steps, s, again.events);
+            prop_assert!(!again.changed);
+            record = first.record;
+        }
+    }
+
+    /// An open drift resolves exactly once when both sides come to agree, and nothing
+    /// resolves (or happens at all) while the cluster cannot be read.
+    #[test]
+    fn a_drift_resolves_once_and_only_when_both_sides_agree(steps in prop::collection::vec(step(), 1..10)) {
+        let mut record: Option<DriftRecord> = None;
+        for (i, s) in steps.iter().enumerate() {
+            let was_open = record.as_ref().is_some_and(|r| r.drift.is_some());
+            let tr = transition(record.as_ref(), &observe(*s), &tick(i as i64, i == 0));
+            let resolved = tr.events.iter().filter(|e| e.kind == EventKind::Resolved).count();
+            prop_assert!(resolved <= 1, "step {}: {:?}", i, tr.events);
+            if s.live.is_none() {
+                prop_assert!(tr.events.is_empty(), "an unreadable side emitted {:?}", tr.events);
+                prop_assert_eq!(&tr.record, &record);
+            }
+            if agree(*s) {
+                prop_assert_eq!(resolved, usize::from(was_open), "{:?} step {}", steps, i);
+                prop_assert_eq!(tr.events.len(), resolved);
+                prop_assert!(tr.record.as_ref().is_none_or(|r| r.drift.is_none()));
+            }
+            record = tr.record;
+        }
+    }
+
+    /// Replaying the events of a walk through the store's episode rule gives, for the open
+    /// episode, exactly the drift the final record holds; every other episode ends resolved.
+    #[test]
+    fn replaying_the_events_rebuilds_the_record(steps in prop::collection::vec(step(), 1..10)) {
+        let (all, record) = walk(&steps);
+        let mut episodes: std::collections::BTreeMap<String, driftguard_core::state::Drift> =
+            Default::default();
+        for e in all.iter().flatten() {
+            let stored = episodes.get(&e.drift.episode).map(|d| EpisodeStamp {
+                updated_at: d.updated_at,
+                open: d.is_open(),
+            });
+            if episode_replaces(stored, &e.drift) {
+                episodes.insert(e.drift.episode.clone(), e.drift.clone());
+            }
+        }
+        let open: Vec<_> = episodes.values().filter(|d| d.is_open()).collect();
+        match record.as_ref().and_then(|r| r.drift.as_ref()) {
+            Some(d) => {
+                prop_assert_eq!(open.len(), 1);
+                let replayed = open[0];
+                prop_assert_eq!(&replayed.episode, &d.episode);
+                prop_assert_eq!(replayed.kind, d.kind);
+                prop_assert_eq!(replayed.direction, d.direction);
+                prop_assert_eq!(replayed.severity, d.severity);
+                prop_assert_eq!(&replayed.fields, &d.fields);
+                prop_assert_eq!(replayed.detected_at, d.detected_at);
+                prop_assert_eq!(replayed.updated_at, d.updated_at);
+            }
+            None => prop_assert!(open.is_empty(), "open episodes without an open record: {:?}", open),
+        }
+    }
+}
