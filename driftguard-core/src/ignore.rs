@@ -11,6 +11,7 @@ use crate::path::glob_match;
 /// An RFC 6901 JSON pointer (`/spec/replicas`, `/spec/template/spec/containers/0/image`), where a
 /// `*` segment matches any key or index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct JsonPointer {
     segments: Vec<String>,
@@ -103,6 +104,7 @@ fn remove_at(value: &mut Value, segments: &[String]) {
 
 /// One ignore rule.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IgnoreRule {
     /// API group glob (absent: any).

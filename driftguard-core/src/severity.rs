@@ -15,6 +15,7 @@ use crate::state::DriftKind;
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
 )]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Cosmetic: labels, annotations.
@@ -74,6 +75,7 @@ impl FromStr for Severity {
 
 /// A configured severity override: objects matched by globs, and optionally a path glob.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeverityRule {
     /// Kind glob (absent: any).

@@ -139,6 +139,9 @@ impl Service {
                 path: config.path.clone(),
             });
         }
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
         let settings = settings(config);
         let env_var = |k: &str| std::env::var(k).ok();
         let tokens = settings.resolve_tokens(&env_var)?;

@@ -980,7 +980,7 @@ fn missing_secrets_are_named_in_errors() {
         .expect_err("missing");
         assert_eq!(
             err.to_string(),
-            "environment variable PD_KEY (named by server.notifiers[0].routing_key_env) is not set"
+            "environment variable PD_KEY (named by server.notifiers[0].routingKeyEnv) is not set"
         );
     });
 }

@@ -7,21 +7,23 @@ use driftguard_core::id::GroupKind;
 use driftguard_core::ignore::{IgnoreRule, IgnoreRules};
 use driftguard_core::ports::GroupVersionKind;
 use driftguard_core::severity::{SeverityRule, SeverityRules};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::server::{HumanDuration, NotifierConfig, ServerConfig};
 
-/// The whole file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The whole file (`driftguard.yaml`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConfigFile {
-    /// Environments to scan.
+    /// Environments to scan, each with a desired side (Git or a folder) and a live side.
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
     /// Where history is kept (default: the embedded SQLite file).
     #[serde(default)]
     pub store: Option<StoreConfig>,
-    /// The key Secret values are hashed with.
+    /// Where the key Secret values are hashed with comes from (never the key itself; default:
+    /// `DRIFTGUARD_SECRET_KEY`, then a key kept next to an SQLite store).
     #[serde(default)]
     pub secret_key: Option<SecretKeySource>,
     /// Notifiers (used by `driftguard serve`, added to `server.notifiers`).
@@ -39,18 +41,19 @@ pub struct ConfigFile {
 }
 
 /// One environment.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnvironmentConfig {
-    /// Name (unique).
+    /// Name, unique; letters, digits, `-`, `_` and `.`.
     pub name: String,
-    /// Desired side: a Git repository.
+    /// Desired side: a Git repository (set `git` or `dir`).
     #[serde(default)]
     pub git: Option<GitConfig>,
-    /// Desired side: a plain folder of manifests.
+    /// Desired side: a plain folder of manifests, as a path or a mapping with globs (set `git`
+    /// or `dir`).
     #[serde(default)]
     pub dir: Option<DirConfig>,
-    /// Live side.
+    /// Live side: a cluster or dump files.
     #[serde(default)]
     pub live: Option<LiveConfig>,
     /// Namespaces to read from the cluster (empty: all).
@@ -60,16 +63,18 @@ pub struct EnvironmentConfig {
     /// (default: `default`).
     #[serde(default)]
     pub default_namespace: Option<String>,
-    /// Kinds to read besides those Git defines (`apiVersion` and `kind`).
+    /// Kinds to read from the cluster besides those Git defines.
     #[serde(default)]
     pub kinds: Vec<KindConfig>,
-    /// Ignore rules (like Argo CD's `ignoreDifferences`).
+    /// Ignore rules (like Argo CD's `ignoreDifferences`): which objects, and which fields or
+    /// field managers to leave out of the comparison.
     #[serde(default)]
     pub ignore: Vec<IgnoreRule>,
-    /// Severity overrides.
+    /// Severity overrides (the highest matching one wins over the built-in verdict).
     #[serde(default)]
     pub severity: Vec<SeverityRule>,
-    /// Whether an HPA owns the `spec.replicas` of its target (default true).
+    /// Whether an HPA owns the `spec.replicas` of its target, so that it is not drift
+    /// (absent: true).
     #[serde(default)]
     pub hpa_owns_replicas: Option<bool>,
     /// Namespaces fully managed by Git, where orphans are looked for (default: the
@@ -83,7 +88,7 @@ pub struct EnvironmentConfig {
 }
 
 /// A Git repository.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitConfig {
     /// URL or local path.
@@ -94,7 +99,7 @@ pub struct GitConfig {
     /// Folder inside the repository.
     #[serde(default)]
     pub path: Option<String>,
-    /// Globs of files to read (relative to `path`).
+    /// Globs of files to read, relative to `path` (default: every `.yaml`, `.yml` and `.json`).
     #[serde(default)]
     pub include: Vec<String>,
     /// Globs of files to leave out.
@@ -103,28 +108,28 @@ pub struct GitConfig {
     /// Name of an environment variable holding an HTTPS token.
     #[serde(default)]
     pub token_env: Option<String>,
-    /// A private SSH key file.
+    /// A private SSH key file, for `ssh://` and `user@host:path` remotes.
     #[serde(default)]
     pub ssh_key: Option<PathBuf>,
 }
 
-/// A plain folder: a path, or a mapping with globs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A plain folder: a path, or a mapping with the path and globs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum DirConfig {
-    /// Just the path.
+    /// The folder's path.
     Path(PathBuf),
-    /// Path and globs.
+    /// The folder's path and globs.
     Full(DirFull),
 }
 
 /// A plain folder with globs.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DirFull {
     /// The folder.
     pub path: PathBuf,
-    /// Globs of files to read.
+    /// Globs of files to read, relative to `path` (default: every `.yaml`, `.yml` and `.json`).
     #[serde(default)]
     pub include: Vec<String>,
     /// Globs of files to leave out.
@@ -151,7 +156,7 @@ impl DirConfig {
 }
 
 /// The live side: a cluster (kubeconfig and context, or in-cluster), or dump files.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LiveConfig {
     /// Kubeconfig file (default `$KUBECONFIG`, then `~/.kube/config`).
@@ -160,21 +165,21 @@ pub struct LiveConfig {
     /// Context in the kubeconfig.
     #[serde(default)]
     pub context: Option<String>,
-    /// Use the in-cluster service account.
+    /// Use the pod's in-cluster service account.
     #[serde(default)]
     pub in_cluster: bool,
-    /// Dump files (`kubectl get -o yaml` output) instead of a cluster.
+    /// Dump files (`kubectl get -o yaml` output) instead of a cluster: one path or a list.
     #[serde(default)]
     pub dump: Option<OneOrMany>,
 }
 
 /// One path or a list of paths.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
-    /// One.
+    /// One path.
     One(PathBuf),
-    /// Several.
+    /// A list of paths.
     Many(Vec<PathBuf>),
 }
 
@@ -188,24 +193,24 @@ impl OneOrMany {
     }
 }
 
-/// A kind to read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A kind to read from the cluster.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KindConfig {
     /// `apiVersion`, e.g. `apps/v1`.
     pub api_version: String,
-    /// Kind.
+    /// The kind, e.g. `NetworkPolicy`.
     pub kind: String,
 }
 
 /// Where history is kept.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreConfig {
-    /// An SQLite file (the default, `.driftguard/driftguard.db`).
+    /// An SQLite file (the default store: `.driftguard/driftguard.db`).
     #[serde(default)]
     pub sqlite: Option<PathBuf>,
-    /// A MongoDB database.
+    /// A MongoDB database (several servers can share it).
     #[serde(default)]
     pub mongodb: Option<MongoConfig>,
     /// Age after which events, scan summaries and resolved episodes are pruned (e.g. `90d`;
@@ -215,7 +220,7 @@ pub struct StoreConfig {
 }
 
 /// A MongoDB database.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MongoConfig {
     /// Name of the environment variable holding the connection string (default
@@ -228,7 +233,7 @@ pub struct MongoConfig {
 }
 
 /// Where the Secret hashing key comes from: never inline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySource {
     /// An environment variable holding the key.

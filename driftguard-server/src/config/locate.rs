@@ -1,7 +1,10 @@
 //! Finding the line of a key in the configuration's YAML text, for error messages.
 
+use super::keys::snake_case;
+
 /// Finds the line of a key path (`environments[1].live.dump`) in block-style YAML text.
-/// Returns the line (1-based) of the deepest segment found.
+/// Returns the line (1-based) of the deepest segment found. A camelCase key is also found
+/// under its deprecated snake_case spelling (`caFile` as `ca_file`).
 pub fn locate(text: &str, path: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let mut segments = Vec::new();
@@ -48,7 +51,10 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
                         (indent, t)
                     };
                     let w = *want.get_or_insert(ind);
-                    if ind == w && body.starts_with(&format!("{k}:")) {
+                    if ind == w
+                        && (body.starts_with(&format!("{k}:"))
+                            || body.starts_with(&format!("{}:", snake_case(k))))
+                    {
                         hit = Some((i, ind));
                         break;
                     }
@@ -65,7 +71,9 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
                 }
             }
         }
-        let (i, ind) = hit?;
+        let Some((i, ind)) = hit else {
+            break;
+        };
         found = Some(i + 1);
         let mut e = i + 1;
         while e < lines.len() {

@@ -6,10 +6,18 @@
 //! the values are checked together ([`Config::validate`]), which reports every problem found,
 //! each with the line of the key at fault.
 //!
-//! Relative paths in the file are relative to the folder holding the file.
+//! Keys are camelCase. The snake_case keys that the `server:` section and the notifiers used
+//! to have still load, and each one found gives a warning ([`Config::warnings`]), e.g.
+//! `driftguard.yaml:14: server.poll_interval: snake_case keys are deprecated; write
+//! pollInterval`.
+//!
+//! Relative paths in the file are relative to the folder holding the file. The reference of
+//! every key, `docs/config-reference.md`, is generated from this model ([`reference_markdown`]).
 
 mod file;
+mod keys;
 mod locate;
+mod reference;
 mod server;
 
 use std::fmt;
@@ -17,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use file::*;
 pub use locate::locate;
+pub use reference::{json_schema, reference_markdown, UndocumentedKeys};
 pub use server::*;
 
 /// A problem in the configuration, with its location.
@@ -74,6 +83,9 @@ pub struct Config {
     pub path: PathBuf,
     /// The folder relative paths are resolved against.
     pub base: PathBuf,
+    /// What loading found that still works but should change (deprecated snake_case keys), in
+    /// file order. Programs show them: the CLI on stderr, `driftguard serve` in its log.
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl Config {
@@ -134,6 +146,7 @@ impl Config {
             file,
             path: path.to_path_buf(),
             base,
+            warnings: key_warnings(&name, text),
         })
     }
 
@@ -161,6 +174,7 @@ impl Config {
             file,
             path: PathBuf::from("(flags)"),
             base: PathBuf::from("."),
+            warnings: Vec::new(),
         }
     }
 
@@ -333,7 +347,7 @@ impl Config {
                 let r = self.resolve(ca);
                 if !r.is_file() {
                     problem(
-                        format!("{at}.ca_file"),
+                        format!("{at}.caFile"),
                         format!("file {} does not exist", r.display()),
                     );
                 }
@@ -396,6 +410,26 @@ fn check_globs(
     }
 }
 
+/// A warning per deprecated snake_case key of `text`, a document the model accepted. Keys are
+/// found in the parsed YAML, lines by [`locate`].
+fn key_warnings(file: &str, text: &str) -> Vec<ConfigProblem> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out: Vec<ConfigProblem> = keys::snake_case_keys(&doc)
+        .into_iter()
+        .map(|k| ConfigProblem {
+            file: file.to_owned(),
+            line: locate(text, &k.path).unwrap_or(0),
+            column: 0,
+            message: format!("snake_case keys are deprecated; write {}", k.camel),
+            path: Some(k.path),
+        })
+        .collect();
+    out.sort_by_key(|p| p.line);
+    out
+}
+
 fn io_message(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
@@ -440,5 +474,103 @@ fn yaml_problem(file: &str, e: &serde_yaml::Error) -> ConfigProblem {
         column,
         path,
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENV: &str = "environments:\n  - name: a\n    dir: .\n    live:\n      dump: mod.rs\n";
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+        Config::from_text(&dir.join("d.yaml"), text)
+    }
+
+    #[test]
+    fn snake_case_keys_load_and_warn_with_file_line_and_new_key() {
+        let text = format!(
+            "{ENV}server:\n  listen: 127.0.0.1:9000\n  poll_interval: 30s\n  notifiers:\n    - type: pagerduty\n      routing_key_env: PD\n      route: {{min_severity: high}}\n      queue:\n        max_attempts: 3\n"
+        );
+        let config = load(&text).expect("snake_case keys still load");
+        let server = config.file.server.as_ref().expect("server section");
+        assert_eq!(server.poll_interval.0, std::time::Duration::from_secs(30));
+        assert_eq!(server.notifiers[0].name(), "pagerduty");
+        let NotifierConfig::Pagerduty {
+            routing_key_env,
+            route,
+            queue,
+            ..
+        } = &server.notifiers[0]
+        else {
+            panic!("a pagerduty notifier: {:?}", server.notifiers[0]);
+        };
+        assert_eq!(routing_key_env, "PD");
+        assert_eq!(
+            route.min_severity,
+            Some(driftguard_core::severity::Severity::High)
+        );
+        assert_eq!(queue.max_attempts, 3);
+        let warnings: Vec<String> = config
+            .warnings
+            .iter()
+            .map(|w| {
+                w.to_string()
+                    .replace(&config.path.display().to_string(), "d.yaml")
+            })
+            .collect();
+        assert_eq!(
+            warnings,
+            [
+                "d.yaml:8: server.poll_interval: snake_case keys are deprecated; write pollInterval",
+                "d.yaml:11: server.notifiers[0].routing_key_env: snake_case keys are deprecated; write routingKeyEnv",
+                "d.yaml:12: server.notifiers[0].route.min_severity: snake_case keys are deprecated; write minSeverity",
+                "d.yaml:14: server.notifiers[0].queue.max_attempts: snake_case keys are deprecated; write maxAttempts",
+            ]
+        );
+    }
+
+    #[test]
+    fn camel_case_keys_load_without_warnings() {
+        let text = format!(
+            "{ENV}server:\n  pollInterval: 30s\n  cacheTtl: 0s\n  notifiers:\n    - type: pagerduty\n      routingKeyEnv: PD\n      route: {{minSeverity: high}}\n      queue: {{maxAttempts: 3, groupWindow: 1s}}\n"
+        );
+        let config = load(&text).expect("valid");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let server = config.file.server.expect("server section");
+        assert_eq!(server.cache_ttl.0, std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn unknown_and_doubled_keys_are_still_errors() {
+        let e = load(&format!("{ENV}server:\n  pollIntervall: 30s\n")).expect_err("typo");
+        let s = e.to_string();
+        assert!(
+            s.contains("d.yaml:7:") && s.contains("unknown field `pollIntervall`"),
+            "{s}"
+        );
+        let e = load(&format!(
+            "{ENV}server:\n  pollInterval: 30s\n  poll_interval: 40s\n"
+        ))
+        .expect_err("the same key twice");
+        assert!(e.to_string().contains("duplicate field"), "{e}");
+        // snake_case keys outside `server:` and notifiers were never valid
+        let e = load(&format!("{ENV}secret_key:\n  env: K\n")).expect_err("not an alias");
+        assert!(e.to_string().contains("unknown field `secret_key`"), "{e}");
+    }
+
+    #[test]
+    fn problems_name_the_camel_case_key_at_the_line_of_either_spelling() {
+        for key in ["caFile", "ca_file"] {
+            let text = format!(
+                "{ENV}notifications:\n  - type: email\n    host: h\n    from: a@b.c\n    to: [d@e.f]\n    {key}: none.pem\n"
+            );
+            let e = load(&text).expect_err("missing CA file");
+            assert_eq!(e.problems.len(), 1, "{e}");
+            let p = &e.problems[0];
+            assert_eq!(p.path.as_deref(), Some("notifications[0].caFile"), "{e}");
+            assert_eq!(p.line, 11, "{e}");
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! The `server:` section and the notifiers of the configuration file.
-//! Unknown fields are refused.
+//!
+//! Keys are camelCase like the rest of the file; the snake_case spellings these sections used
+//! to have are still read (serde aliases), and loading warns about each one
+//! ([`super::Config::warnings`]). Unknown fields are refused.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use driftguard_core::severity::Severity;
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A duration written as `500ms`, `30s`, `5m`, `1h`, `1d`, or a plain number of seconds.
@@ -36,6 +41,26 @@ impl HumanDuration {
     }
 }
 
+/// What the configuration reference says about durations.
+const DURATION_DOC: &str =
+    "A duration: a whole number and a unit, `500ms`, `30s`, `5m`, `1h` or `1d`; a bare number is seconds.";
+
+impl JsonSchema for HumanDuration {
+    fn schema_name() -> Cow<'static, str> {
+        "HumanDuration".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "title": "duration",
+            "description": DURATION_DOC,
+            "type": ["string", "integer"],
+            "pattern": "^ *[0-9]+ *(ms|s|m|h|d)? *$",
+            "minimum": 0,
+        })
+    }
+}
+
 impl Serialize for HumanDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ms = self.0.as_millis();
@@ -62,34 +87,45 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// The `server:` section of the configuration.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The `server:` section of the configuration (used by `driftguard serve`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to listen on (default `127.0.0.1:8080`).
+    /// Address to listen on (`--listen` overrides it). Without API tokens a non-loopback
+    /// address is replaced by `127.0.0.1` on the same port.
     pub listen: String,
-    /// Bearer tokens accepted by the API. Prefer `token_env`.
+    /// Bearer tokens accepted by the API, written inline. Prefer `tokenEnv`.
     pub tokens: Vec<String>,
     /// Name of an environment variable holding bearer tokens (comma separated).
+    #[serde(alias = "token_env")]
     pub token_env: Option<String>,
-    /// Name of an environment variable holding the Git webhook secret.
+    /// Name of an environment variable holding the shared secret of the Git push webhook
+    /// (`POST /api/v1/webhooks/git` answers 404 without it).
+    #[serde(alias = "webhook_secret_env")]
     pub webhook_secret_env: Option<String>,
-    /// How often Git is fetched.
+    /// How often Git is fetched (a scan follows when the tracked ref moved).
+    #[serde(alias = "poll_interval")]
     pub poll_interval: HumanDuration,
-    /// How often a full reconciling scan runs.
+    /// How often a full reconciling scan runs (and once at start).
+    #[serde(alias = "full_scan_interval")]
     pub full_scan_interval: HumanDuration,
     /// Time limit of one API request.
+    #[serde(alias = "request_timeout")]
     pub request_timeout: HumanDuration,
     /// Largest accepted request body, in bytes.
+    #[serde(alias = "body_limit")]
     pub body_limit: usize,
     /// Public URL of the server, used for links in alerts (e.g. `https://driftguard.example`).
+    #[serde(alias = "public_url")]
     pub public_url: Option<String>,
     /// How long shutdown waits for in-flight scans and alert queues.
+    #[serde(alias = "shutdown_grace")]
     pub shutdown_grace: HumanDuration,
     /// Longest time the drift and event lists are answered from the server's cache (it is
     /// also invalidated by every scan and live change of this server; `0s` disables it).
+    #[serde(alias = "cache_ttl")]
     pub cache_ttl: HumanDuration,
-    /// Notifiers.
+    /// Notifiers, each chosen by its `type` (the top-level `notifications` are added to them).
     pub notifiers: Vec<NotifierConfig>,
 }
 
@@ -134,7 +170,7 @@ pub enum SettingError {
 }
 
 impl ServerConfig {
-    /// The bearer tokens: `tokens` plus those in the variable named by `token_env`.
+    /// The bearer tokens: `tokens` plus those in the variable named by `tokenEnv`.
     pub fn resolve_tokens(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -148,7 +184,7 @@ impl ServerConfig {
         if let Some(var) = &self.token_env {
             let v = env(var).ok_or_else(|| SettingError::MissingEnv {
                 var: var.clone(),
-                field: "server.token_env".into(),
+                field: "server.tokenEnv".into(),
             })?;
             out.extend(
                 v.split(',')
@@ -170,7 +206,7 @@ impl ServerConfig {
             Some(var) => env(var).filter(|s| !s.is_empty()).map(Some).ok_or_else(|| {
                 SettingError::MissingEnv {
                     var: var.clone(),
-                    field: "server.webhook_secret_env".into(),
+                    field: "server.webhookSecretEnv".into(),
                 }
             }),
         }
@@ -202,28 +238,33 @@ impl ServerConfig {
 }
 
 /// Which events a notifier receives.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RouteConfig {
-    /// Environments (empty: all).
+    /// Environments whose events are sent (empty: all).
     pub environments: Vec<String>,
-    /// Minimum severity (default: low, i.e. everything).
+    /// Minimum severity of the drifts sent (absent: `low`, i.e. everything).
+    #[serde(alias = "min_severity")]
     pub min_severity: Option<Severity>,
 }
 
 /// Delivery settings of a notifier's queue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct QueueConfig {
     /// Notifications waiting at most; more are dropped (and counted).
     pub capacity: usize,
     /// Attempts per notification.
+    #[serde(alias = "max_attempts")]
     pub max_attempts: u32,
     /// First retry delay (doubles each attempt).
+    #[serde(alias = "initial_backoff")]
     pub initial_backoff: HumanDuration,
     /// Longest retry delay.
+    #[serde(alias = "max_backoff")]
     pub max_backoff: HumanDuration,
     /// Notifications for the same environment arriving within this window are sent as one.
+    #[serde(alias = "group_window")]
     pub group_window: HumanDuration,
 }
 
@@ -239,64 +280,76 @@ impl Default for QueueConfig {
     }
 }
 
-/// One notifier.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// A notifier: where drift events are announced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(
+    tag = "type",
+    rename_all = "lowercase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum NotifierConfig {
     /// Slack incoming webhook.
     Slack {
-        /// Name for logs and metrics (default `slack`).
+        /// Name for logs, metrics and delivery marks, unique among notifiers (default
+        /// `slack`).
         #[serde(default)]
         name: Option<String>,
         /// Environment variable holding the incoming-webhook URL (it is a secret).
+        #[serde(alias = "url_env")]
         url_env: Option<String>,
-        /// The URL itself (prefer `url_env`).
+        /// The URL itself (prefer `urlEnv`).
         #[serde(default)]
         url: Option<String>,
-        /// Routing.
+        /// Which events this notifier receives.
         #[serde(default)]
         route: RouteConfig,
-        /// Queue.
+        /// Delivery: queue size, retries and grouping.
         #[serde(default)]
         queue: QueueConfig,
     },
     /// Generic webhook: JSON body signed with HMAC-SHA256.
     Webhook {
-        /// Name (default `webhook`).
+        /// Name for logs, metrics and delivery marks, unique among notifiers (default
+        /// `webhook`).
         #[serde(default)]
         name: Option<String>,
         /// Receiver URL.
         url: String,
-        /// Environment variable holding the signing secret.
-        #[serde(default)]
+        /// Environment variable holding the signing secret (the body is signed in
+        /// `X-DriftGuard-Signature-256` when it is set).
+        #[serde(default, alias = "secret_env")]
         secret_env: Option<String>,
-        /// Routing.
+        /// Which events this notifier receives.
         #[serde(default)]
         route: RouteConfig,
-        /// Queue.
+        /// Delivery: queue size, retries and grouping.
         #[serde(default)]
         queue: QueueConfig,
     },
     /// PagerDuty Events API v2.
     Pagerduty {
-        /// Name (default `pagerduty`).
+        /// Name for logs, metrics and delivery marks, unique among notifiers (default
+        /// `pagerduty`).
         #[serde(default)]
         name: Option<String>,
         /// Environment variable holding the integration (routing) key.
+        #[serde(alias = "routing_key_env")]
         routing_key_env: String,
         /// Events URL (default `https://events.pagerduty.com/v2/enqueue`).
-        #[serde(default)]
+        #[serde(default, alias = "events_url")]
         events_url: Option<String>,
-        /// Routing.
+        /// Which events this notifier receives.
         #[serde(default)]
         route: RouteConfig,
-        /// Queue.
+        /// Delivery: queue size, retries and grouping.
         #[serde(default)]
         queue: QueueConfig,
     },
     /// E-mail over SMTP (STARTTLS when offered, or implicit TLS; optional AUTH PLAIN).
     Email {
-        /// Name (default `email`).
+        /// Name for logs, metrics and delivery marks, unique among notifiers (default
+        /// `email`).
         #[serde(default)]
         name: Option<String>,
         /// SMTP host (the name its certificate must carry).
@@ -310,7 +363,7 @@ pub enum NotifierConfig {
         #[serde(default)]
         tls: crate::notify::smtp::SmtpTls,
         /// PEM file of CA certificates to trust besides the web PKI roots.
-        #[serde(default)]
+        #[serde(default, alias = "ca_file")]
         ca_file: Option<std::path::PathBuf>,
         /// Envelope and header sender.
         from: String,
@@ -319,13 +372,13 @@ pub enum NotifierConfig {
         /// User for AUTH PLAIN.
         #[serde(default)]
         username: Option<String>,
-        /// Environment variable holding the password.
-        #[serde(default)]
+        /// Environment variable holding the password (goes with `username`).
+        #[serde(default, alias = "password_env")]
         password_env: Option<String>,
-        /// Routing.
+        /// Which events this notifier receives.
         #[serde(default)]
         route: RouteConfig,
-        /// Queue.
+        /// Delivery: queue size, retries and grouping.
         #[serde(default)]
         queue: QueueConfig,
     },
@@ -365,7 +418,7 @@ mod tests {
     #[test]
     fn reads_config_and_refuses_unknown_fields() {
         let cfg: ServerConfig = serde_yaml::from_str(
-            "listen: 0.0.0.0:9000\npoll_interval: 30s\nnotifiers:\n  - type: webhook\n    url: http://127.0.0.1:1/x\n    route: {min_severity: high}\n",
+            "listen: 0.0.0.0:9000\npollInterval: 30s\nnotifiers:\n  - type: webhook\n    url: http://127.0.0.1:1/x\n    route: {minSeverity: high}\n",
         )
         .expect("valid config");
         assert_eq!(cfg.poll_interval.0, Duration::from_secs(30));

@@ -496,12 +496,12 @@ pub fn build_notifiers_marked(
                 queue,
             } => {
                 let url = match (url_env, url) {
-                    (Some(var), _) => env_var(env, var, &field("url_env"))?,
+                    (Some(var), _) => env_var(env, var, &field("urlEnv"))?,
                     (None, Some(u)) => u.clone(),
                     (None, None) => {
                         return Err(SettingError::Invalid {
-                            field: field("url_env"),
-                            message: "a Slack notifier needs url_env (or url)".into(),
+                            field: field("urlEnv"),
+                            message: "a Slack notifier needs urlEnv (or url)".into(),
                         })
                     }
                 };
@@ -521,7 +521,7 @@ pub fn build_notifiers_marked(
             } => {
                 let secret = secret_env
                     .as_ref()
-                    .map(|v| env_var(env, v, &field("secret_env")))
+                    .map(|v| env_var(env, v, &field("secretEnv")))
                     .transpose()?;
                 let n = webhook::WebhookNotifier::new(
                     cfg.name().to_owned(),
@@ -538,13 +538,13 @@ pub fn build_notifiers_marked(
                 route,
                 queue,
             } => {
-                let key = env_var(env, routing_key_env, &field("routing_key_env"))?;
+                let key = env_var(env, routing_key_env, &field("routingKeyEnv"))?;
                 let url = events_url
                     .clone()
                     .unwrap_or_else(|| pagerduty::DEFAULT_EVENTS_URL.into());
                 let n = pagerduty::PagerDutyNotifier::new(
                     cfg.name().to_owned(),
-                    parse_url(&url, &field("events_url"))?,
+                    parse_url(&url, &field("eventsUrl"))?,
                     key,
                     public_url.clone(),
                 );
@@ -565,13 +565,13 @@ pub fn build_notifiers_marked(
             } => {
                 let credentials = match (username, password_env) {
                     (Some(u), Some(p)) => {
-                        Some((u.clone(), env_var(env, p, &field("password_env"))?))
+                        Some((u.clone(), env_var(env, p, &field("passwordEnv"))?))
                     }
                     (None, None) => None,
                     _ => {
                         return Err(SettingError::Invalid {
                             field: field("username"),
-                            message: "username and password_env go together".into(),
+                            message: "username and passwordEnv go together".into(),
                         })
                     }
                 };
@@ -590,7 +590,7 @@ pub fn build_notifiers_marked(
                 })?
                 .with_tls(*tls, ca_file.as_deref())
                 .map_err(|message| SettingError::Invalid {
-                    field: field("ca_file"),
+                    field: field("caFile"),
                     message,
                 })?;
                 (Arc::new(n), route, queue)

@@ -23,7 +23,9 @@ use tokio_rustls::TlsConnector;
 use super::{tally, EventView};
 
 /// How the SMTP connection is secured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// STARTTLS when the server offers it; without it, mail goes in plain text but a password
