@@ -19,14 +19,28 @@ pub(crate) fn config_path(g: &Global) -> Option<PathBuf> {
     })
 }
 
+/// Loads and validates a file. Its warnings are left to the caller: `scan` prints them
+/// ([`print_warnings`]), `serve` logs them when it builds the service.
 pub(crate) fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// Prints the configuration's warnings (deprecated keys) on stderr, one `warning: ...` line
+/// each.
+pub(crate) fn print_warnings(config: &Config) {
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// The configuration for query commands: the file if any, else an empty one (store in ./).
 pub(crate) fn query_config(g: &Global) -> Result<Config> {
     match config_path(g) {
-        Some(p) => Ok(Config::load_unchecked(&p)?),
+        Some(p) => {
+            let config = Config::load_unchecked(&p)?;
+            print_warnings(&config);
+            Ok(config)
+        }
         None => Ok(Config::from_flags(ConfigFile::default())),
     }
 }
@@ -72,6 +86,7 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
     match file {
         Some(path) => {
             let mut config = load_config(&path)?;
+            print_warnings(&config);
             let selected: Vec<String> = if a.env.is_empty() {
                 config
                     .file

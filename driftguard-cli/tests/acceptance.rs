@@ -764,13 +764,13 @@ fn acceptance_scenario_against_the_cluster_side_by_side_with_kubectl_diff() {
 notifications:
   - type: webhook
     url: http://127.0.0.1:{}/driftguard
-    secret_env: ACC_HOOK_SECRET
-    queue: {{group_window: 200ms, initial_backoff: 200ms}}
+    secretEnv: ACC_HOOK_SECRET
+    queue: {{groupWindow: 200ms, initialBackoff: 200ms}}
 server:
-  token_env: ACC_TOKENS
-  poll_interval: 1s
-  full_scan_interval: 1h
-  shutdown_grace: 2s
+  tokenEnv: ACC_TOKENS
+  pollInterval: 1s
+  fullScanInterval: 1h
+  shutdownGrace: 2s
 "#,
         hook.port
     )

@@ -481,7 +481,7 @@ fn config_validate_lists_every_problem_with_its_line() {
     // notifiers: names must differ, a CA file must exist
     write(
         &demo.join("bad3.yaml"),
-        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    live:\n      dump: live/prod.yaml\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n  - type: webhook\n    url: http://127.0.0.1:9/other\n  - type: email\n    host: 127.0.0.1\n    from: a@b.c\n    to: [d@e.f]\n    ca_file: certs/none.pem\n",
+        "environments:\n  - name: a\n    dir: gitops/envs/prod\n    live:\n      dump: live/prod.yaml\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:9/hook\n  - type: webhook\n    url: http://127.0.0.1:9/other\n  - type: email\n    host: 127.0.0.1\n    from: a@b.c\n    to: [d@e.f]\n    caFile: certs/none.pem\n",
     );
     let r = run_in(&demo, &["config", "validate", "bad3.yaml"]);
     assert_eq!(r.code, 1, "{r:?}");
@@ -493,7 +493,7 @@ fn config_validate_lists_every_problem_with_its_line() {
     );
     assert!(
         lines.iter().any(
-            |l| l.starts_with("bad3.yaml:15: notifications[2].ca_file: file ")
+            |l| l.starts_with("bad3.yaml:15: notifications[2].caFile: file ")
                 && l.ends_with("certs/none.pem does not exist")
         ),
         "{}",
@@ -513,6 +513,45 @@ fn config_validate_lists_every_problem_with_its_line() {
             .starts_with("bad2.yaml:3:17: environments[0].namespaces: invalid type"),
         "{}",
         r.stderr
+    );
+}
+
+/// The one configuration written with the old snake_case keys on purpose: they still load,
+/// and each gives a warning with its file, line and the key to write instead.
+#[test]
+fn config_validate_accepts_snake_case_keys_with_a_warning() {
+    let (_tmp, demo) = demo_copy();
+    write(
+        &demo.join("old.yaml"),
+        "environments:\n  - name: prod\n    dir: gitops/envs/prod\n    live:\n      dump: live/prod.yaml\nserver:\n  listen: 127.0.0.1:9000\n  poll_interval: 30s\n  notifiers:\n    - type: webhook\n      url: http://127.0.0.1:9/hook\n      secret_env: HOOK_SECRET\n      queue: {group_window: 1s}\n",
+    );
+    let r = run_in(&demo, &["config", "validate", "old.yaml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "old.yaml: ok (1 environment)\n");
+    assert_eq!(
+        r.stderr.lines().collect::<Vec<_>>(),
+        [
+            "warning: old.yaml:8: server.poll_interval: snake_case keys are deprecated; write pollInterval",
+            "warning: old.yaml:12: server.notifiers[0].secret_env: snake_case keys are deprecated; write secretEnv",
+            "warning: old.yaml:13: server.notifiers[0].queue.group_window: snake_case keys are deprecated; write groupWindow",
+        ],
+        "{r:?}"
+    );
+    // the camelCase spelling of the same file loads without a word
+    write(
+        &demo.join("new.yaml"),
+        "environments:\n  - name: prod\n    dir: gitops/envs/prod\n    live:\n      dump: live/prod.yaml\nserver:\n  listen: 127.0.0.1:9000\n  pollInterval: 30s\n  notifiers:\n    - type: webhook\n      url: http://127.0.0.1:9/hook\n      secretEnv: HOOK_SECRET\n      queue: {groupWindow: 1s}\n",
+    );
+    let r = run_in(&demo, &["config", "validate", "new.yaml"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stderr, "", "{r:?}");
+    // scans print the same warnings
+    let r = run_in(&demo, &["--config", "old.yaml", "scan", "--no-store"]);
+    assert!(
+        r.stderr.contains(
+            "warning: old.yaml:8: server.poll_interval: snake_case keys are deprecated; write pollInterval"
+        ),
+        "{r:?}"
     );
 }
 

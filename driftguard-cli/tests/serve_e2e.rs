@@ -252,19 +252,19 @@ secretKey: {{env: E2E_SECRET_KEY}}
 notifications:
   - type: webhook
     url: http://127.0.0.1:{hook_port}/driftguard
-    secret_env: E2E_HOOK_SECRET
-    queue: {{group_window: 100ms, initial_backoff: 200ms}}
+    secretEnv: E2E_HOOK_SECRET
+    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}
   - type: email
     host: 127.0.0.1
     port: {smtp_port}
     from: driftguard@example.org
     to: [ops@example.org]
-    queue: {{group_window: 100ms, initial_backoff: 200ms}}
+    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}
 server:
-  token_env: E2E_TOKENS
-  poll_interval: 60s
-  full_scan_interval: 1h
-  shutdown_grace: 2s
+  tokenEnv: E2E_TOKENS
+  pollInterval: 60s
+  fullScanInterval: 1h
+  shutdownGrace: 2s
 "#,
             kc = s.kubeconfig,
             hook_port = hook.port,
@@ -632,13 +632,13 @@ notifications:
   - type: webhook
     name: ops-hook
     url: http://127.0.0.1:{hook_port}/driftguard
-    secret_env: E2E_HOOK_SECRET
-    queue: {{group_window: 100ms, initial_backoff: 100ms, max_backoff: 200ms, max_attempts: 1000}}
+    secretEnv: E2E_HOOK_SECRET
+    queue: {{groupWindow: 100ms, initialBackoff: 100ms, maxBackoff: 200ms, maxAttempts: 1000}}
 server:
-  token_env: E2E_TOKENS
-  poll_interval: 1h
-  full_scan_interval: 1h
-  shutdown_grace: 1s
+  tokenEnv: E2E_TOKENS
+  pollInterval: 1h
+  fullScanInterval: 1h
+  shutdownGrace: 1s
 "#
         ),
     );

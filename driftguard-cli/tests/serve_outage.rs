@@ -116,13 +116,13 @@ secretKey: {{env: OUTAGE_SECRET_KEY}}
 notifications:
   - type: webhook
     url: http://127.0.0.1:{hook_port}/driftguard
-    secret_env: OUTAGE_HOOK_SECRET
-    queue: {{group_window: 100ms, initial_backoff: 200ms}}
+    secretEnv: OUTAGE_HOOK_SECRET
+    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}
 server:
-  token_env: OUTAGE_TOKENS
-  poll_interval: 60s
-  full_scan_interval: 1h
-  shutdown_grace: 2s
+  tokenEnv: OUTAGE_TOKENS
+  pollInterval: 60s
+  fullScanInterval: 1h
+  shutdownGrace: 2s
 "#,
             kc = s.kubeconfig,
             hook_port = hook.port,

@@ -7,7 +7,7 @@ use driftguard_cli::{EXIT_ERROR, EXIT_OK};
 use driftguard_server::config::Config;
 
 use crate::args::Global;
-use crate::plan::config_path;
+use crate::plan::{config_path, print_warnings};
 
 pub(crate) fn validate(g: &Global, file: Option<&Path>) -> Result<u8> {
     let path = file
@@ -16,6 +16,7 @@ pub(crate) fn validate(g: &Global, file: Option<&Path>) -> Result<u8> {
         .ok_or_else(|| anyhow!("no configuration file: pass one, or --config FILE"))?;
     match Config::load(&path) {
         Ok(c) => {
+            print_warnings(&c);
             if !g.quiet {
                 println!(
                     "{}: ok ({} environment{})",
