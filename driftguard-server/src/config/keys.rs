@@ -128,6 +128,51 @@ mod tests {
         );
     }
 
+    /// The configuration examples of the docs and of `examples/` are written in camelCase.
+    #[test]
+    fn documented_configurations_use_camel_case_keys() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let top: Vec<String> = crate::config::json_schema()["properties"]
+            .as_object()
+            .expect("the file is a mapping")
+            .keys()
+            .cloned()
+            .collect();
+        let mut texts = vec![(
+            "examples/demo/driftguard.yaml".to_owned(),
+            std::fs::read_to_string(root.join("examples/demo/driftguard.yaml")).expect("demo"),
+        )];
+        for doc in std::fs::read_dir(root.join("docs")).expect("docs") {
+            let path = doc.expect("docs entry").path();
+            if path.extension().is_some_and(|e| e == "md") {
+                let text = std::fs::read_to_string(&path).expect("readable doc");
+                for (i, block) in text.split("```yaml\n").skip(1).enumerate() {
+                    let block = block.split("```").next().unwrap_or_default();
+                    texts.push((format!("{} block {}", path.display(), i + 1), block.into()));
+                }
+            }
+        }
+        let mut configs = 0;
+        let mut old = Vec::new();
+        for (name, text) in texts {
+            let Ok(Value::Mapping(doc)) = serde_yaml::from_str::<Value>(&text) else {
+                continue;
+            };
+            // configuration files only, not the Kubernetes manifests of the walkthrough
+            if !doc
+                .keys()
+                .all(|k| k.as_str().is_some_and(|k| top.iter().any(|t| t == k)))
+            {
+                continue;
+            }
+            configs += 1;
+            let found = snake_case_keys(&Value::Mapping(doc));
+            old.extend(found.into_iter().map(|k| format!("{name}: {}", k.path)));
+        }
+        assert!(configs >= 5, "found only {configs} configuration examples");
+        assert!(old.is_empty(), "snake_case keys in examples: {old:#?}");
+    }
+
     /// What [`snake_case_keys`] relies on: every mapping of the model refuses unknown keys,
     /// and none has free-form keys.
     #[test]
