@@ -58,7 +58,7 @@ pub struct EventView {
     pub revision: Option<String>,
     /// How it ended (resolved events).
     pub resolution: Option<String>,
-    /// Link to the drift in the API (when `public_url` is configured).
+    /// Link to the drift in the API (when `publicUrl` is configured).
     pub link: Option<String>,
 }
 

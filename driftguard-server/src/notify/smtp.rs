@@ -75,7 +75,7 @@ fn clean_address(a: &str) -> Result<String, String> {
     Ok(a.to_owned())
 }
 
-/// A TLS client trusting the web PKI roots and the certificates of `ca_file` (PEM).
+/// A TLS client trusting the web PKI roots and the certificates of `caFile` (PEM).
 fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
@@ -133,7 +133,7 @@ impl SmtpNotifier {
         })
     }
 
-    /// Secures the connection as `tls` says, trusting the certificates of `ca_file` (PEM)
+    /// Secures the connection as `tls` says, trusting the certificates of `caFile` (PEM)
     /// besides the web PKI roots.
     pub fn with_tls(mut self, tls: SmtpTls, ca_file: Option<&Path>) -> Result<Self, String> {
         self.tls = tls;
