@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn(uri_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }
@@ -74,6 +75,24 @@ async fn method_not_allowed() -> AppError {
         "method_not_allowed",
         "method not allowed on this route",
     )
+}
+
+/// Refuses a URI longer than [`crate::listener::MAX_URI`] with the one error shape (a first
+/// request line that long never reaches here: the listener answers it).
+async fn uri_limit(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > crate::listener::MAX_URI {
+        return AppError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request URI is longer than {} bytes",
+                crate::listener::MAX_URI
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
