@@ -19,6 +19,7 @@ use driftguard_cli::output::{self, EnvResult, ScanOutput, Style};
 use driftguard_cli::setup::{self, DeferredStore, StoreChoice, SystemClock};
 use driftguard_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
 use driftguard_core::engine::{Engine, Scanner};
+use driftguard_core::names::UnknownName;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
@@ -228,19 +229,19 @@ struct ObjectArgs {
     output: Format,
 }
 
-fn parse_severity(s: &str) -> Result<Severity, String> {
+fn parse_severity(s: &str) -> Result<Severity, UnknownName> {
     s.parse()
 }
-fn parse_status(s: &str) -> Result<DriftStatus, String> {
+fn parse_status(s: &str) -> Result<DriftStatus, UnknownName> {
     s.parse()
 }
-fn parse_direction(s: &str) -> Result<Direction, String> {
+fn parse_direction(s: &str) -> Result<Direction, UnknownName> {
     s.parse()
 }
-fn parse_drift_kind(s: &str) -> Result<DriftKind, String> {
+fn parse_drift_kind(s: &str) -> Result<DriftKind, UnknownName> {
     s.parse()
 }
-fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+fn parse_event_kind(s: &str) -> Result<EventKind, UnknownName> {
     s.parse()
 }
 fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {

@@ -48,6 +48,7 @@ pub mod managed;
 pub mod manifest;
 pub mod memory;
 pub mod model;
+pub mod names;
 pub mod normalize;
 pub mod path;
 pub mod ports;

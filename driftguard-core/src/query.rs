@@ -1,72 +1,42 @@
 //! History queries and their pure evaluation (used by the in-memory store and as the reference
 //! meaning of every filter for the other stores).
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::ResourceId;
+use crate::names::named_enum;
 use crate::path::glob_match;
 use crate::severity::Severity;
 use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
 
-/// Open, resolved or both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriftStatus {
-    /// Still open.
-    #[default]
-    Open,
-    /// Resolved.
-    Resolved,
-    /// Both.
-    All,
-}
-
-impl FromStr for DriftStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "open" => Ok(DriftStatus::Open),
-            "resolved" => Ok(DriftStatus::Resolved),
-            "all" => Ok(DriftStatus::All),
-            other => Err(format!(
-                "unknown status `{other}` (expected open, resolved or all)"
-            )),
-        }
+named_enum! {
+    /// Open, resolved or both.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum DriftStatus: "drift status" {
+        /// Still open.
+        #[default]
+        Open => "open",
+        /// Resolved.
+        Resolved => "resolved",
+        /// Both.
+        All => "all",
     }
 }
 
-/// Sort order of drifts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriftSort {
-    /// Highest severity first, then oldest first.
-    #[default]
-    Severity,
-    /// Oldest detection first.
-    Detected,
-    /// Most recent update first.
-    Updated,
-    /// By object identity.
-    Object,
-}
-
-impl FromStr for DriftSort {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "severity" => Ok(DriftSort::Severity),
-            "detected" => Ok(DriftSort::Detected),
-            "updated" => Ok(DriftSort::Updated),
-            "object" => Ok(DriftSort::Object),
-            other => Err(format!(
-                "unknown sort `{other}` (expected severity, detected, updated or object)"
-            )),
-        }
+named_enum! {
+    /// Sort order of drifts.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum DriftSort: "sort order" {
+        /// Highest severity first, then oldest first.
+        #[default]
+        Severity => "severity",
+        /// Oldest detection first.
+        Detected => "detected",
+        /// Most recent update first.
+        Updated => "updated",
+        /// By object identity.
+        Object => "object",
     }
 }
 

@@ -1,44 +1,31 @@
 //! Severity of a drift and the environment's drift score.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compare::FieldDiff;
 use crate::id::ResourceId;
+use crate::names::named_enum;
 use crate::path::glob_match;
 use crate::state::DriftKind;
 
-/// How bad a drift is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Cosmetic: labels, annotations.
-    #[default]
-    Low,
-    /// Configuration that changes behaviour: env vars, resources, ConfigMap data, ports.
-    Medium,
-    /// Images, Secret data, RBAC rules, replicas scaled to zero.
-    High,
-    /// Security posture: privileged containers, host namespaces.
-    Critical,
+named_enum! {
+    /// How bad a drift is.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub enum Severity: "severity" {
+        /// Cosmetic: labels, annotations.
+        #[default]
+        Low => "low",
+        /// Configuration that changes behaviour: env vars, resources, ConfigMap data, ports.
+        Medium => "medium",
+        /// Images, Secret data, RBAC rules, replicas scaled to zero.
+        High => "high",
+        /// Security posture: privileged containers, host namespaces.
+        Critical => "critical",
+    }
 }
 
 impl Severity {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
     /// Weight in the drift score.
     pub fn weight(self) -> f64 {
         match self {
@@ -46,28 +33,6 @@ impl Severity {
             Severity::Medium => 0.2,
             Severity::High => 0.5,
             Severity::Critical => 1.0,
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "low" => Ok(Severity::Low),
-            "medium" => Ok(Severity::Medium),
-            "high" => Ok(Severity::High),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!(
-                "unknown severity `{other}` (expected low, medium, high or critical)"
-            )),
         }
     }
 }

@@ -128,7 +128,10 @@ fn query_error(e: QueryRejection) -> AppError {
     AppError::bad_request(format!("invalid query: {}", e.body_text()))
 }
 
-fn parse<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError> {
+fn parse<T: FromStr>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError>
+where
+    T::Err: std::fmt::Display,
+{
     v.as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| T::from_str(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))))
