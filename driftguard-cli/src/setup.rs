@@ -36,19 +36,9 @@ impl Clock for SystemClock {
 pub struct SetupError(pub String);
 
 /// Formats an error and its causes on one line (`a: b: c`), without repeating a cause whose
-/// text is already part of the previous one.
+/// text is already part of the previous one ([`driftguard_core::error::chain`]).
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = c.source();
-    }
-    out.replace('\n', " ")
+    driftguard_core::error::chain(e)
 }
 
 /// Where history is kept.

@@ -41,6 +41,7 @@ pub mod compare;
 pub mod convert;
 pub mod doc;
 pub mod engine;
+pub mod error;
 pub mod hash;
 pub mod id;
 pub mod ignore;
