@@ -18,6 +18,7 @@ use driftguard_cli::config::{
 use driftguard_cli::output::{self, EnvResult, ScanOutput, Style};
 use driftguard_cli::setup::{self, DeferredStore, StoreChoice, SystemClock};
 use driftguard_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use driftguard_core::duration::{Since, SinceError};
 use driftguard_core::engine::{Engine, Scanner};
 use driftguard_core::names::UnknownName;
 use driftguard_core::normalize::Normalizer;
@@ -206,7 +207,8 @@ struct EventsArgs {
     /// Event kind (detected, changed, resolved).
     #[arg(long, value_parser = parse_event_kind)]
     kind: Option<EventKind>,
-    /// Only events since: a duration back (`30m`, `2h`, `7d`) or an RFC 3339 time.
+    /// Only events since: a duration back (`30m`, `2h`, `7d`; a bare number is seconds) or an
+    /// RFC 3339 time.
     #[arg(long, value_parser = parse_since)]
     since: Option<DateTime<Utc>>,
     /// At most this many.
@@ -244,23 +246,8 @@ fn parse_drift_kind(s: &str) -> Result<DriftKind, UnknownName> {
 fn parse_event_kind(s: &str) -> Result<EventKind, UnknownName> {
     s.parse()
 }
-fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a duration (30m, 2h, 7d) or an RFC 3339 time"))?;
-    let d = match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" | "" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => return Err(format!("`{s}`: unknown unit (s, m, h or d)")),
-    };
-    Ok(Utc::now() - d)
+fn parse_since(s: &str) -> Result<DateTime<Utc>, SinceError> {
+    Ok(s.parse::<Since>()?.at(Utc::now()))
 }
 
 fn main() -> ExitCode {

@@ -40,6 +40,7 @@
 pub mod compare;
 pub mod convert;
 pub mod doc;
+pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod hash;
