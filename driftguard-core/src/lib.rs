@@ -57,6 +57,7 @@ pub mod ports;
 pub mod quantity;
 pub mod query;
 pub mod scope;
+pub mod selector;
 pub mod severity;
 pub mod state;
 

@@ -7,6 +7,7 @@ use crate::compare::FieldDiff;
 use crate::id::ResourceId;
 use crate::names::named_enum;
 use crate::path::glob_match;
+use crate::selector::ObjectSelector;
 use crate::state::DriftKind;
 
 named_enum! {
@@ -37,19 +38,14 @@ impl Severity {
     }
 }
 
-/// A configured severity override: objects matched by globs, and optionally a path glob.
+/// A configured severity override: which objects ([`ObjectSelector`], written inline: `group`,
+/// `kind`, `namespace`, `name`), optionally which fields, and the severity to give.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeverityRule {
-    /// Kind glob (absent: any).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// Namespace glob (absent: any).
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// Name glob (absent: any).
-    #[serde(default)]
-    pub name: Option<String>,
+    /// The objects the rule applies to.
+    #[serde(flatten)]
+    pub selector: ObjectSelector,
     /// Field path glob, e.g. `spec.template.spec.containers*.image` (absent: any field).
     #[serde(default)]
     pub path: Option<String>,
@@ -90,10 +86,7 @@ impl SeverityRules {
             .overrides
             .iter()
             .filter(|r| {
-                let m = |p: &Option<String>, v: &str| p.as_deref().is_none_or(|p| glob_match(p, v));
-                m(&r.kind, &id.kind)
-                    && m(&r.namespace, id.namespace.as_deref().unwrap_or(""))
-                    && m(&r.name, &id.name)
+                r.selector.matches(id)
                     && match &r.path {
                         None => true,
                         Some(p) => fields.iter().any(|f| glob_match(p, &f.path)),
@@ -208,6 +201,36 @@ mod tests {
                 &[diff("metadata.labels.x", json!("y"))]
             ),
             Severity::High
+        );
+    }
+
+    #[test]
+    fn overrides_select_by_group_too() {
+        let rule: SeverityRule =
+            serde_yaml::from_str("group: example.com\nkind: Widget\nseverity: critical\n")
+                .expect("valid rule");
+        let r = SeverityRules {
+            overrides: vec![rule],
+        };
+        let d = [diff("spec.color", json!("red"))];
+        let widget = |group: &str| ResourceId::new("e", group, "Widget", Some("n"), "w");
+        assert_eq!(
+            r.classify(&widget("example.com"), DriftKind::Modified, &d),
+            Severity::Critical
+        );
+        assert_eq!(
+            r.classify(&widget("other.org"), DriftKind::Modified, &d),
+            Severity::Medium
+        );
+        // the fields written before the selector existed still read, unknown ones are refused
+        let old: SeverityRule = serde_yaml::from_str(
+            "kind: Deployment\nnamespace: prod\nname: web-*\npath: spec.replicas\nseverity: High\n",
+        )
+        .expect("valid rule");
+        assert_eq!(old.selector.name.as_deref(), Some("web-*"));
+        assert_eq!(old.severity, Severity::High);
+        assert!(
+            serde_yaml::from_str::<SeverityRule>("kind: X\nseverity: low\ngroups: [a]\n").is_err()
         );
     }
 
