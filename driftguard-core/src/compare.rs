@@ -10,7 +10,9 @@
 //! An empty list or map in Git (`[]`, `{}`) agrees with a null or absent field live, at any
 //! depth, because the API server drops empty collections (a ClusterRole applied with
 //! `rules: []` comes back with `rules: null`); a non-empty list live still differs from `[]` in
-//! Git ([`Node::is_empty_collection`](crate::doc::Node::is_empty_collection)).
+//! Git ([`Node::is_empty_collection`](crate::doc::Node::is_empty_collection)). A marker whose
+//! presence is its meaning (a volume's `emptyDir: {}`, which the API server keeps) must still
+//! be there live.
 //!
 //! Every compared leaf gets a path hash and a value hash on each side ([`FieldHashes`]); the
 //! object's hash is the hash of its leaves.
@@ -24,6 +26,12 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::doc::{Doc, Node};
 use crate::hash::FieldHashes;
 use crate::path;
+
+/// Whether the field at `path` is an empty map whose presence is its meaning, so that it must
+/// be present live even though the API server drops other empty collections.
+fn presence_marker(path: &str) -> bool {
+    path.rsplit('.').next() == Some("emptyDir")
+}
 
 /// Longest string shown in a field diff before it is shortened.
 const MAX_SHOWN: usize = 2048;
@@ -321,8 +329,10 @@ impl Walker {
                 }
                 Some(xxh3_64(&self.enc))
             }
-            // the API server drops empty lists and maps: absent live is what Git's `[]` gives
-            None if d.is_some_and(|d| d.is_empty_collection()) => dh,
+            // the API server drops empty lists and maps: absent live is what Git's `[]` gives;
+            // not for a marker whose presence is its meaning (`emptyDir: {}` picks the volume
+            // source: absent live means another source took its place)
+            None if d.is_some_and(|d| d.is_empty_collection()) && !presence_marker(&self.buf) => dh,
             None => None,
         };
         self.leaves.push(Leaf {

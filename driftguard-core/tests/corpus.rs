@@ -638,3 +638,18 @@ fn an_in_sync_empty_list_keeps_a_baseline_so_later_changes_have_a_direction() {
     assert_eq!(after.desired_fields(), before.desired_fields());
     assert_ne!(after.live_fields(), before.live_fields());
 }
+
+#[test]
+fn a_volume_whose_empty_dir_became_a_host_path_is_drift() {
+    // `emptyDir: {}` is the one empty map whose presence is its meaning: the API server keeps
+    // it, and its absence live means another volume source took its place
+    check(
+        |l| {
+            let v = &mut find(l, "Deployment", "frontend")["spec"]["template"]["spec"]["volumes"]
+                [0];
+            v.as_object_mut().expect("a volume").remove("emptyDir");
+            v["hostPath"] = json!({"path": "/var/run/docker.sock", "type": ""});
+        },
+        &["Deployment/frontend modified forward medium spec.template.spec.volumes[cache].emptyDir"],
+    );
+}

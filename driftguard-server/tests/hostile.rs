@@ -113,7 +113,7 @@ async fn a_store_that_takes_no_writes_is_reported_by_readyz_with_its_cause() {
     let buffer = Arc::new(BufferedStore::new(
         inner.clone(),
         100,
-        Duration::from_secs(3600),
+        Duration::from_millis(50),
     ));
     let env = environment(buffer.clone());
     let state = AppState::builder(buffer.clone(), vec![env], Arc::new(Metrics::new()))
