@@ -35,3 +35,8 @@ cargo test --workspace --no-fail-fast -- --include-ignored
 # run its tests both ways, since hashes must not depend on map order
 step "cargo test -p driftguard-core (without preserve_order)"
 cargo test -p driftguard-core
+
+step "examples (the library embedded and extended)"
+for example in engine_in_memory scan_git_and_dump extend; do
+  cargo run -q -p driftguard-examples --example "$example"
+done

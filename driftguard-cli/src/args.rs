@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use driftguard_core::duration::{Since, SinceError};
+use driftguard_core::names::UnknownName;
 use driftguard_core::query::DriftStatus;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
@@ -211,36 +213,23 @@ pub(crate) struct ObjectArgs {
     pub(crate) output: Format,
 }
 
-pub(crate) fn parse_severity(s: &str) -> Result<Severity, String> {
+pub(crate) fn parse_severity(s: &str) -> Result<Severity, UnknownName> {
     s.parse()
 }
-pub(crate) fn parse_status(s: &str) -> Result<DriftStatus, String> {
+pub(crate) fn parse_status(s: &str) -> Result<DriftStatus, UnknownName> {
     s.parse()
 }
-pub(crate) fn parse_direction(s: &str) -> Result<Direction, String> {
+pub(crate) fn parse_direction(s: &str) -> Result<Direction, UnknownName> {
     s.parse()
 }
-pub(crate) fn parse_drift_kind(s: &str) -> Result<DriftKind, String> {
+pub(crate) fn parse_drift_kind(s: &str) -> Result<DriftKind, UnknownName> {
     s.parse()
 }
-pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, String> {
+pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, UnknownName> {
     s.parse()
 }
-pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| format!("`{s}`: expected a duration (30m, 2h, 7d) or an RFC 3339 time"))?;
-    let d = match unit {
-        "s" => chrono::Duration::seconds(n),
-        "m" => chrono::Duration::minutes(n),
-        "h" | "" => chrono::Duration::hours(n),
-        "d" => chrono::Duration::days(n),
-        _ => return Err(format!("`{s}`: unknown unit (s, m, h or d)")),
-    };
-    Ok(Utc::now() - d)
+/// `--since`: a duration back (one unit rule, see `driftguard_core::duration`) or an RFC 3339
+/// time.
+pub(crate) fn parse_since(s: &str) -> Result<DateTime<Utc>, SinceError> {
+    Ok(s.parse::<Since>()?.at(Utc::now()))
 }

@@ -7,6 +7,13 @@
 //! `hostIPC` are compared even when Git does not set them (security posture). Lists without merge keys are compared whole: same length and order,
 //! with the desired subset applied inside their items.
 //!
+//! An empty list or map in Git (`[]`, `{}`) agrees with a null or absent field live, at any
+//! depth, because the API server drops empty collections (a ClusterRole applied with
+//! `rules: []` comes back with `rules: null`); a non-empty list live still differs from `[]` in
+//! Git ([`Node::is_empty_collection`](crate::doc::Node::is_empty_collection)). A marker whose
+//! presence is its meaning (a volume's `emptyDir: {}`, which the API server keeps) must still
+//! be there live.
+//!
 //! Every compared leaf gets a path hash and a value hash on each side ([`FieldHashes`]); the
 //! object's hash is the hash of its leaves.
 
@@ -19,6 +26,12 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::doc::{Doc, Node};
 use crate::hash::FieldHashes;
 use crate::path;
+
+/// Whether the field at `path` is an empty map whose presence is its meaning, so that it must
+/// be present live even though the API server drops other empty collections.
+fn presence_marker(path: &str) -> bool {
+    path.rsplit('.').next() == Some("emptyDir")
+}
 
 /// Longest string shown in a field diff before it is shortened.
 const MAX_SHOWN: usize = 2048;
@@ -307,14 +320,21 @@ impl Walker {
             d.encode(&mut self.enc);
             xxh3_64(&self.enc)
         });
-        let lh = l.map(|l| {
-            self.enc.clear();
-            match d {
-                Some(d) => d.encode_projected(l, &mut self.enc),
-                None => l.encode(&mut self.enc),
+        let lh = match l {
+            Some(l) => {
+                self.enc.clear();
+                match d {
+                    Some(d) => d.encode_projected(l, &mut self.enc),
+                    None => l.encode(&mut self.enc),
+                }
+                Some(xxh3_64(&self.enc))
             }
-            xxh3_64(&self.enc)
-        });
+            // the API server drops empty lists and maps: absent live is what Git's `[]` gives;
+            // not for a marker whose presence is its meaning (`emptyDir: {}` picks the volume
+            // source: absent live means another source took its place)
+            None if d.is_some_and(|d| d.is_empty_collection()) && !presence_marker(&self.buf) => dh,
+            None => None,
+        };
         self.leaves.push(Leaf {
             path: path_hash,
             desired: dh,

@@ -206,6 +206,14 @@ impl<'a> Node<'a> {
         self.len() == 0
     }
 
+    /// Whether this is an empty list or map, which stands for an absent field: the API server
+    /// drops empty collections (a ClusterRole applied with `rules: []` comes back with
+    /// `rules: null`), so an empty one in Git agrees with a null or absent field live. A
+    /// non-empty value live still differs from an empty list in Git.
+    pub fn is_empty_collection(&self) -> bool {
+        matches!(self.val, Val::Map(r) | Val::Arr(r) if r.len == 0)
+    }
+
     /// A map's value for `key` (binary search).
     pub fn get(&self, key: &str) -> Option<Node<'a>> {
         let Val::Map(r) = self.val else {
@@ -297,6 +305,7 @@ impl<'a> Node<'a> {
                     encode_str(k, out);
                     match live.get(k) {
                         Some(lv) => dv.encode_projected(lv, out),
+                        None if dv.is_empty_collection() => dv.encode(out),
                         None => out.push(T_ABSENT),
                     }
                 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::id::ResourceId;
-use crate::path::glob_match;
+use crate::selector::ObjectSelector;
 
 /// An RFC 6901 JSON pointer (`/spec/replicas`, `/spec/template/spec/containers/0/image`), where a
 /// `*` segment matches any key or index.
@@ -102,23 +102,15 @@ fn remove_at(value: &mut Value, segments: &[String]) {
     }
 }
 
-/// One ignore rule.
+/// One ignore rule: which objects ([`ObjectSelector`], written inline: `group`, `kind`,
+/// `namespace`, `name`), and what to ignore in them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IgnoreRule {
-    /// API group glob (absent: any).
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Kind glob (absent: any).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// Namespace glob (absent: any).
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// Name glob (absent: any).
-    #[serde(default)]
-    pub name: Option<String>,
+    /// The objects the rule applies to.
+    #[serde(flatten)]
+    pub selector: ObjectSelector,
     /// Pointers removed from both sides before comparison.
     #[serde(default)]
     pub json_pointers: Vec<JsonPointer>,
@@ -130,13 +122,7 @@ pub struct IgnoreRule {
 impl IgnoreRule {
     /// Whether the rule applies to `id`.
     pub fn matches(&self, id: &ResourceId) -> bool {
-        let m = |pattern: &Option<String>, value: &str| {
-            pattern.as_deref().is_none_or(|p| glob_match(p, value))
-        };
-        m(&self.group, &id.group)
-            && m(&self.kind, &id.kind)
-            && m(&self.namespace, id.namespace.as_deref().unwrap_or(""))
-            && m(&self.name, &id.name)
+        self.selector.matches(id)
     }
 }
 
@@ -173,6 +159,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn rules_read_as_before_and_refuse_unknown_fields() {
+        let rule: IgnoreRule = serde_yaml::from_str(
+            "group: apps\nkind: Deployment\nnamespace: prod-*\nname: web\njsonPointers: [/spec/replicas]\nmanagedFieldsManagers: [hpa]\n",
+        )
+        .expect("valid rule");
+        assert_eq!(
+            rule.selector,
+            ObjectSelector {
+                group: Some("apps".into()),
+                kind: Some("Deployment".into()),
+                namespace: Some("prod-*".into()),
+                name: Some("web".into()),
+            }
+        );
+        assert_eq!(rule.managed_fields_managers, vec!["hpa"]);
+        assert_eq!(rule.json_pointers.len(), 1);
+        let err = serde_yaml::from_str::<IgnoreRule>("kind: Deployment\njsonPointer: [/x]\n")
+            .expect_err("typo");
+        assert!(err.to_string().contains("jsonPointer"), "{err}");
+        let back: IgnoreRule =
+            serde_json::from_value(serde_json::to_value(&rule).expect("serializes"))
+                .expect("round trip");
+        assert_eq!(back, rule);
+    }
+
+    #[test]
     fn pointers_remove_fields() {
         let mut v = json!({"spec": {"replicas": 3, "template": {"spec": {"containers": [
             {"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}}}});
@@ -192,8 +204,11 @@ mod tests {
     #[test]
     fn rules_match_by_globs() {
         let rule = IgnoreRule {
-            kind: Some("Deploy*".into()),
-            namespace: Some("prod-*".into()),
+            selector: ObjectSelector {
+                kind: Some("Deploy*".into()),
+                namespace: Some("prod-*".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(rule.matches(&ResourceId::new(

@@ -6,7 +6,9 @@
 //!   `generation`, `creationTimestamp`, `managedFields`, `selfLink`, owner references, the
 //!   last-applied and deployment-revision annotations), and so are labels and annotations under
 //!   system prefixes (`kubernetes.io/`, `k8s.io/`, `*.kubernetes.io/`, `*.k8s.io/`);
-//! - `null` is the same as absent; `1.0` is `1`; quantities under resource maps get one spelling
+//! - `null` is the same as absent, except for a value of ConfigMap `data`/`binaryData` or Secret
+//!   `data`/`stringData`, where it is the same as `""` (the API server stores `key:` as
+//!   `key: ""`); `1.0` is `1`; quantities under resource maps get one spelling
 //!   (`500m` = `0.5`, `1Gi` = `1024Mi`);
 //! - lists with Kubernetes merge keys become maps keyed by `[key]` (containers by name, env by
 //!   name, container ports by `containerPort/protocol`, Service ports by `port/protocol`, volumes
@@ -449,6 +451,7 @@ impl Normalizer {
         f: impl FnOnce(&mut Builder, Val) -> R,
     ) -> R {
         let secret = id.kind == "Secret" && id.group.is_empty();
+        let configmap = id.kind == "ConfigMap" && id.group.is_empty();
         let ctx = Ctx {
             kind: &id.kind,
             group: &id.group,
@@ -464,6 +467,12 @@ impl Normalizer {
                 match k.as_str() {
                     "apiVersion" | "kind" | "status" => {}
                     "data" | "stringData" if secret => {}
+                    "data" | "binaryData" if configmap => {
+                        if let Some(n) = self.configmap_data(b, v, ctx) {
+                            let key = b.str(k);
+                            b.push(key, n);
+                        }
+                    }
                     "metadata" => {
                         if let Some(m) = self.metadata(b, v) {
                             let key = b.str(k);
@@ -498,8 +507,36 @@ impl Normalizer {
         })
     }
 
+    /// A ConfigMap's `data` or `binaryData`, where a null value is an empty one (the API server
+    /// stores `key:` as `key: ""`).
+    fn configmap_data(&self, b: &mut Builder, v: &Value, ctx: Ctx<'_>) -> Option<Val> {
+        let Value::Object(map) = v else {
+            return self.norm(b, v, Ctx { depth: 1, ..ctx });
+        };
+        let mark = b.mark();
+        for (k, v) in map {
+            let n = match v {
+                Value::Null => Some(Val::Str(b.str(""))),
+                v => self.norm(
+                    b,
+                    v,
+                    Ctx {
+                        depth: 2,
+                        parent: k,
+                        ..ctx
+                    },
+                ),
+            };
+            if let Some(n) = n {
+                let key = b.str(k);
+                b.push(key, n);
+            }
+        }
+        Some(b.end_map(mark))
+    }
+
     /// A Secret's `data` with `stringData` folded in, every value replaced by its keyed hash,
-    /// sorted by key.
+    /// sorted by key. A null value is an empty one (the API server stores `key:` as `key: ""`).
     fn secret_data(&self, obj: &Map<String, Value>, ctx: Ctx<'_>) -> Vec<(String, String)> {
         // normalized on their own, so that no plain text reaches the object's document
         let part = |key: &str| -> Option<Doc> {
@@ -534,15 +571,31 @@ impl Normalizer {
                 data.push((k.to_owned(), hashed));
             }
         }
+        let nulls = |key: &str| {
+            field(obj, key)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| v.is_null())
+                .map(|(k, _)| k.as_str())
+        };
+        let set = |data: &mut Vec<(String, String)>, k: &str, hashed: String| match data
+            .binary_search_by(|(dk, _)| dk.as_str().cmp(k))
+        {
+            Ok(i) => data[i].1 = hashed,
+            Err(i) => data.insert(i, (k.to_owned(), hashed)),
+        };
+        for k in nulls("data") {
+            set(&mut data, k, self.hash_secret(b""));
+        }
         if let Some(doc) = part("stringData") {
             for (k, v) in doc.root().entries() {
                 let s = scalar_string(&v.to_value()).unwrap_or_default();
-                let hashed = self.hash_secret(s.as_bytes());
-                match data.binary_search_by(|(dk, _)| dk.as_str().cmp(k)) {
-                    Ok(i) => data[i].1 = hashed,
-                    Err(i) => data.insert(i, (k.to_owned(), hashed)),
-                }
+                set(&mut data, k, self.hash_secret(s.as_bytes()));
             }
+        }
+        for k in nulls("stringData") {
+            set(&mut data, k, self.hash_secret(b""));
         }
         data
     }

@@ -1,72 +1,42 @@
 //! History queries and their pure evaluation (used by the in-memory store and as the reference
 //! meaning of every filter for the other stores).
 
-use std::str::FromStr;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::id::ResourceId;
+use crate::names::named_enum;
 use crate::path::glob_match;
 use crate::severity::Severity;
 use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
 
-/// Open, resolved or both.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriftStatus {
-    /// Still open.
-    #[default]
-    Open,
-    /// Resolved.
-    Resolved,
-    /// Both.
-    All,
-}
-
-impl FromStr for DriftStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "open" => Ok(DriftStatus::Open),
-            "resolved" => Ok(DriftStatus::Resolved),
-            "all" => Ok(DriftStatus::All),
-            other => Err(format!(
-                "unknown status `{other}` (expected open, resolved or all)"
-            )),
-        }
+named_enum! {
+    /// Open, resolved or both.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum DriftStatus: "drift status" {
+        /// Still open.
+        #[default]
+        Open => "open",
+        /// Resolved.
+        Resolved => "resolved",
+        /// Both.
+        All => "all",
     }
 }
 
-/// Sort order of drifts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriftSort {
-    /// Highest severity first, then oldest first.
-    #[default]
-    Severity,
-    /// Oldest detection first.
-    Detected,
-    /// Most recent update first.
-    Updated,
-    /// By object identity.
-    Object,
-}
-
-impl FromStr for DriftSort {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "severity" => Ok(DriftSort::Severity),
-            "detected" => Ok(DriftSort::Detected),
-            "updated" => Ok(DriftSort::Updated),
-            "object" => Ok(DriftSort::Object),
-            other => Err(format!(
-                "unknown sort `{other}` (expected severity, detected, updated or object)"
-            )),
-        }
+named_enum! {
+    /// Sort order of drifts.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub enum DriftSort: "sort order" {
+        /// Highest severity first, then oldest first.
+        #[default]
+        Severity => "severity",
+        /// Oldest detection first.
+        Detected => "detected",
+        /// Most recent update first.
+        Updated => "updated",
+        /// By object identity.
+        Object => "object",
     }
 }
 
@@ -75,6 +45,9 @@ impl FromStr for DriftSort {
 pub struct DriftQuery {
     /// Environment.
     pub environment: Option<String>,
+    /// API group (exact; `""` is the core group).
+    #[serde(default)]
+    pub group: Option<String>,
     /// Kubernetes kind (exact).
     pub kind: Option<String>,
     /// Namespace (exact).
@@ -101,6 +74,7 @@ impl Default for DriftQuery {
     fn default() -> Self {
         DriftQuery {
             environment: None,
+            group: None,
             kind: None,
             namespace: None,
             name: None,
@@ -121,6 +95,7 @@ impl DriftQuery {
         self.environment
             .as_ref()
             .is_none_or(|e| &d.id.environment == e)
+            && self.group.as_ref().is_none_or(|g| &d.id.group == g)
             && self.kind.as_ref().is_none_or(|k| &d.id.kind == k)
             && self
                 .namespace
@@ -245,5 +220,66 @@ impl<T> Page<T> {
             items,
             total,
         }
+    }
+}
+
+/// Values for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    /// An open drift of `id`.
+    pub(crate) fn drift_of(id: ResourceId) -> Drift {
+        let at = Utc
+            .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
+            .single()
+            .expect("valid time");
+        Drift {
+            episode: id.key(),
+            id,
+            api_version: "v1".into(),
+            kind: DriftKind::Modified,
+            direction: Direction::Forward,
+            severity: Severity::Medium,
+            fields: Vec::new(),
+            attribution: Default::default(),
+            detected_at: at,
+            updated_at: at,
+            resolved_at: None,
+            resolution: None,
+            revision: None,
+            provenance: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::drift_of;
+    use super::*;
+
+    #[test]
+    fn group_is_an_exact_filter_and_absent_means_any() {
+        let apps = drift_of(ResourceId::new("e", "apps", "Deployment", Some("n"), "web"));
+        let core = drift_of(ResourceId::new("e", "", "ConfigMap", Some("n"), "web"));
+        let q = |group: Option<&str>| DriftQuery {
+            group: group.map(Into::into),
+            ..DriftQuery::default()
+        };
+        assert!(q(None).matches(&apps) && q(None).matches(&core));
+        assert!(q(Some("apps")).matches(&apps));
+        assert!(!q(Some("apps")).matches(&core));
+        assert!(q(Some("")).matches(&core), "the core group");
+        assert!(!q(Some("")).matches(&apps));
+        assert!(!q(Some("app*")).matches(&apps), "exact, not a glob");
+        // queries stored or sent before the field existed still read
+        let old: DriftQuery = serde_json::from_value(serde_json::json!({
+            "environment": null, "kind": null, "namespace": null, "name": null, "drift": null,
+            "direction": null, "min_severity": null, "status": "open", "sort": "severity",
+            "limit": 100, "offset": 0}))
+        .expect("reads");
+        assert_eq!(old, DriftQuery::default());
     }
 }

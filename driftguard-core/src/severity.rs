@@ -1,45 +1,32 @@
 //! Severity of a drift and the environment's drift score.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compare::FieldDiff;
 use crate::id::ResourceId;
+use crate::names::named_enum;
 use crate::path::glob_match;
+use crate::selector::ObjectSelector;
 use crate::state::DriftKind;
 
-/// How bad a drift is.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
-)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Cosmetic: labels, annotations.
-    #[default]
-    Low,
-    /// Configuration that changes behaviour: env vars, resources, ConfigMap data, ports.
-    Medium,
-    /// Images, Secret data, RBAC rules, replicas scaled to zero.
-    High,
-    /// Security posture: privileged containers, host namespaces.
-    Critical,
+named_enum! {
+    /// How bad a drift is.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+    pub enum Severity: "severity" {
+        /// Cosmetic: labels, annotations.
+        #[default]
+        Low => "low",
+        /// Configuration that changes behaviour: env vars, resources, ConfigMap data, ports.
+        Medium => "medium",
+        /// Images, Secret data, RBAC rules, replicas scaled to zero.
+        High => "high",
+        /// Security posture: privileged containers, host namespaces.
+        Critical => "critical",
+    }
 }
 
 impl Severity {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
     /// Weight in the drift score.
     pub fn weight(self) -> f64 {
         match self {
@@ -51,42 +38,15 @@ impl Severity {
     }
 }
 
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "low" => Ok(Severity::Low),
-            "medium" => Ok(Severity::Medium),
-            "high" => Ok(Severity::High),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!(
-                "unknown severity `{other}` (expected low, medium, high or critical)"
-            )),
-        }
-    }
-}
-
-/// A configured severity override: objects matched by globs, and optionally a path glob.
+/// A configured severity override: which objects ([`ObjectSelector`], written inline: `group`,
+/// `kind`, `namespace`, `name`), optionally which fields, and the severity to give.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeverityRule {
-    /// Kind glob (absent: any).
-    #[serde(default)]
-    pub kind: Option<String>,
-    /// Namespace glob (absent: any).
-    #[serde(default)]
-    pub namespace: Option<String>,
-    /// Name glob (absent: any).
-    #[serde(default)]
-    pub name: Option<String>,
+    /// The objects the rule applies to.
+    #[serde(flatten)]
+    pub selector: ObjectSelector,
     /// Field path glob, e.g. `spec.template.spec.containers*.image` (absent: any field).
     #[serde(default)]
     pub path: Option<String>,
@@ -127,10 +87,7 @@ impl SeverityRules {
             .overrides
             .iter()
             .filter(|r| {
-                let m = |p: &Option<String>, v: &str| p.as_deref().is_none_or(|p| glob_match(p, v));
-                m(&r.kind, &id.kind)
-                    && m(&r.namespace, id.namespace.as_deref().unwrap_or(""))
-                    && m(&r.name, &id.name)
+                r.selector.matches(id)
                     && match &r.path {
                         None => true,
                         Some(p) => fields.iter().any(|f| glob_match(p, &f.path)),
@@ -245,6 +202,36 @@ mod tests {
                 &[diff("metadata.labels.x", json!("y"))]
             ),
             Severity::High
+        );
+    }
+
+    #[test]
+    fn overrides_select_by_group_too() {
+        let rule: SeverityRule =
+            serde_yaml::from_str("group: example.com\nkind: Widget\nseverity: critical\n")
+                .expect("valid rule");
+        let r = SeverityRules {
+            overrides: vec![rule],
+        };
+        let d = [diff("spec.color", json!("red"))];
+        let widget = |group: &str| ResourceId::new("e", group, "Widget", Some("n"), "w");
+        assert_eq!(
+            r.classify(&widget("example.com"), DriftKind::Modified, &d),
+            Severity::Critical
+        );
+        assert_eq!(
+            r.classify(&widget("other.org"), DriftKind::Modified, &d),
+            Severity::Medium
+        );
+        // the fields written before the selector existed still read, unknown ones are refused
+        let old: SeverityRule = serde_yaml::from_str(
+            "kind: Deployment\nnamespace: prod\nname: web-*\npath: spec.replicas\nseverity: High\n",
+        )
+        .expect("valid rule");
+        assert_eq!(old.selector.name.as_deref(), Some("web-*"));
+        assert_eq!(old.severity, Severity::High);
+        assert!(
+            serde_yaml::from_str::<SeverityRule>("kind: X\nseverity: low\ngroups: [a]\n").is_err()
         );
     }
 

@@ -2,7 +2,6 @@
 //! the time, passed in) to the next record and the events.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -12,49 +11,13 @@ use crate::hash::FieldHashes;
 use crate::id::ResourceId;
 use crate::managed::FieldOwner;
 use crate::model::{CommitInfo, Provenance};
+use crate::names::named_enum;
 use crate::severity::Severity;
 
-macro_rules! string_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($(#[$vm])* $variant),+ }
-
-        impl $name {
-            /// Lower-case name.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $s),+ }
-            }
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($s => Ok($name::$variant),)+
-                    other => Err(format!(
-                        "unknown {} `{}` (expected one of: {})",
-                        stringify!($name).to_lowercase(), other,
-                        [$($s),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-string_enum!(
+named_enum! {
     /// What kind of drift.
-    DriftKind {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum DriftKind: "drift kind" {
         /// Both sides exist and differ.
         Modified => "modified",
         /// In Git, not in the cluster.
@@ -62,11 +25,12 @@ string_enum!(
         /// In the cluster (and tracked), not in Git.
         Orphan => "orphan",
     }
-);
+}
 
-string_enum!(
+named_enum! {
     /// Which side moved.
-    Direction {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Direction: "direction" {
         /// Live changed since the two last agreed; Git did not.
         Forward => "forward",
         /// Git changed; live did not (not applied).
@@ -76,11 +40,12 @@ string_enum!(
         /// No evidence either way.
         Unknown => "unknown",
     }
-);
+}
 
-string_enum!(
+named_enum! {
     /// How a drift ended.
-    Resolution {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Resolution: "resolution" {
         /// Live went back to Git.
         Reverted => "reverted",
         /// Git changed to match live.
@@ -90,11 +55,12 @@ string_enum!(
         /// The object left both sides.
         Removed => "removed",
     }
-);
+}
 
-string_enum!(
+named_enum! {
     /// What happened to a drift.
-    EventKind {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum EventKind: "event kind" {
         /// A drift began.
         Detected => "detected",
         /// The drifted fields, direction or severity changed.
@@ -102,7 +68,7 @@ string_enum!(
         /// The drift ended.
         Resolved => "resolved",
     }
-);
+}
 
 /// A 64-bit hash, written as 16 hex digits (safe for JSON and BSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

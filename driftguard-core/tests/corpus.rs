@@ -20,9 +20,22 @@ fn fixtures() -> &'static Path {
     ))
 }
 
+/// The empty-collection corpus: manifests with `[]`, `{}` and empty values, and what the API
+/// server returned for them (`fixtures/apiserver-1.20-empty/README.md`).
+fn empty_fixtures() -> &'static Path {
+    Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/apiserver-1.20-empty"
+    ))
+}
+
 fn desired() -> DesiredSet {
+    desired_in(fixtures())
+}
+
+fn desired_in(dir: &Path) -> DesiredSet {
     let mut set = DesiredSet::default();
-    let mut files: Vec<_> = fs::read_dir(fixtures().join("desired"))
+    let mut files: Vec<_> = fs::read_dir(dir.join("desired"))
         .expect("fixture folder")
         .map(|e| e.expect("entry").path())
         .collect();
@@ -38,9 +51,13 @@ fn desired() -> DesiredSet {
 }
 
 fn live_values() -> Vec<Value> {
+    live_values_in(fixtures())
+}
+
+fn live_values_in(dir: &Path) -> Vec<Value> {
     let mut out = Vec::new();
     for f in ["live-namespaced.yaml", "live-cluster.yaml"] {
-        let text = fs::read_to_string(fixtures().join(f)).expect("fixture file");
+        let text = fs::read_to_string(dir.join(f)).expect("fixture file");
         let (objects, errors) = parse_file(f, &text, None).into_live();
         assert!(errors.is_empty(), "{errors:?}");
         out.extend(objects.into_iter().map(|o| o.object.into_value()));
@@ -86,8 +103,12 @@ fn verdicts(engine: &Engine, st: &EnvState) -> Vec<String> {
 }
 
 fn index(engine: &Engine, live: Vec<Value>) -> EnvState {
+    index_in(engine, &desired(), live)
+}
+
+fn index_in(engine: &Engine, desired: &DesiredSet, live: Vec<Value>) -> EnvState {
     engine.index(
-        &desired(),
+        desired,
         &LiveSnapshot {
             objects: live.into_iter().map(RawLive::new).collect(),
             ..LiveSnapshot::default()
@@ -434,5 +455,201 @@ fn manifests_without_a_namespace_are_in_the_default_one() {
         st.desired.len() - 2,
         "{:#?}",
         verdicts(&engine, &st)
+    );
+}
+
+/// The empty-collection corpus with `mutate` applied to the live side (and `edit` to Git):
+/// every verdict, as in [`check`].
+fn check_empty(
+    edit: impl FnOnce(&mut DesiredSet),
+    mutate: impl FnOnce(&mut Vec<Value>),
+    expect: &[&str],
+) {
+    let mut desired = desired_in(empty_fixtures());
+    edit(&mut desired);
+    let mut live = live_values_in(empty_fixtures());
+    mutate(&mut live);
+    let engine = Engine::new(
+        EnvironmentSpec::new(ENV),
+        Normalizer::new(SecretKey::new(b"corpus-key".to_vec())),
+    );
+    let st = index_in(&engine, &desired, live);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(st.desired.len(), 10, "every manifest read");
+    assert_eq!(verdicts(&engine, &st), expect);
+}
+
+/// Changes the manifest `kind`/`name` in Git.
+fn edit_desired(set: &mut DesiredSet, kind: &str, name: &str, f: impl FnOnce(&mut Value)) {
+    let m = set
+        .objects
+        .iter_mut()
+        .find(|m| m.object.0["kind"] == kind && m.object.0["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} in Git"));
+    let mut v = m.object.clone().into_value();
+    f(&mut v);
+    m.object = RawObject::new(v);
+}
+
+#[test]
+fn empty_collections_and_values_as_the_api_server_returns_them_are_no_drift() {
+    // `rules: []` came back `rules: null`, `subjects: []` and a Deployment's `env: []`,
+    // `volumes: []`, `tolerations: []`, `args: []`, `ports: []`, `nodeSelector: {}`,
+    // `annotations: {}` came back absent; `data: {}` too; ConfigMap and Secret values written
+    // `key:` (null) came back `""`
+    check_empty(|_| {}, |_| {}, &[]);
+}
+
+#[test]
+fn the_live_side_says_null_where_the_server_drops_a_collection() {
+    // a client may read `rules: null` as it is, or drop it: the same
+    check_empty(
+        |_| {},
+        |l| {
+            let role = find(l, "Role", "nothing");
+            role["rules"] = Value::Null;
+            let deploy = find(l, "Deployment", "api");
+            deploy["spec"]["template"]["spec"]["tolerations"] = Value::Null;
+        },
+        &[],
+    );
+}
+
+#[test]
+fn a_non_empty_list_live_is_drift_against_an_empty_one_in_git() {
+    check_empty(
+        |_| {},
+        |l| {
+            find(l, "ClusterRole", "dg-rules-empty-nothing")["rules"] =
+                json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]);
+            let c = &mut find(l, "Deployment", "api")["spec"]["template"]["spec"];
+            c["tolerations"] = json!([{"operator": "Exists"}]);
+            c["containers"][0]["args"] = json!(["--debug"]);
+            c["containers"][0]["env"] = json!([{"name": "DEBUG", "value": "1"}]);
+            find(l, "RoleBinding", "nobody")["subjects"] =
+                json!([{"kind": "User", "name": "mallory", "apiGroup": "rbac.authorization.k8s.io"}]);
+        },
+        // applied client-side: the last-applied annotation equals Git, so live moved
+        &[
+            "Deployment/api modified forward medium spec.template.spec.containers[api].args,spec.template.spec.containers[api].env[DEBUG],spec.template.spec.tolerations",
+            "ClusterRole/dg-rules-empty-nothing modified forward high rules",
+            "RoleBinding/nobody modified forward high subjects",
+        ],
+    );
+}
+
+#[test]
+fn empty_and_null_values_differ_from_set_ones() {
+    check_empty(
+        |_| {},
+        |l| {
+            // values set by hand where Git has `""` or `key:` (null)
+            find(l, "ConfigMap", "empty-values")["data"]["blank"] = json!("set-by-hand");
+            find(l, "ConfigMap", "empty-values")["data"]["empty"] = json!("x");
+            // base64 of "x"
+            find(l, "Secret", "empty-values")["data"]["blank"] = json!("eA==");
+            find(l, "Secret", "empty-string-data")["data"]["empty"] = json!("eA==");
+            // a key added where Git has `data: {}`
+            find(l, "ConfigMap", "no-data")["data"] = json!({"added": ""});
+        },
+        &[
+            "ConfigMap/empty-values modified forward medium data.blank,data.empty",
+            "ConfigMap/no-data modified forward medium data.added",
+            "Secret/empty-string-data modified forward high data.empty",
+            "Secret/empty-values modified forward high data.blank",
+        ],
+    );
+    // and a value emptied live where Git sets one
+    check_empty(
+        |_| {},
+        |l| {
+            find(l, "ConfigMap", "empty-values")["data"]["set"] = json!("");
+            find(l, "Secret", "empty-values")["data"]["set"] = Value::Null;
+        },
+        &[
+            "ConfigMap/empty-values modified forward medium data.set",
+            "Secret/empty-values modified forward high data.set",
+        ],
+    );
+}
+
+#[test]
+fn an_empty_list_inside_a_list_compared_whole_is_absent_too() {
+    // the API server drops `resourceNames: []` inside a rule: the rule list still agrees
+    check_empty(
+        |d| {
+            edit_desired(d, "Role", "nothing", |v| {
+                v["rules"] = json!([{"apiGroups": [""], "resources": ["configmaps"],
+                    "verbs": ["get"], "resourceNames": []}]);
+            })
+        },
+        |l| {
+            find(l, "Role", "nothing")["rules"] =
+                json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]);
+        },
+        &[],
+    );
+    check_empty(
+        |d| {
+            edit_desired(d, "Role", "nothing", |v| {
+                v["rules"] = json!([{"apiGroups": [""], "resources": ["configmaps"],
+                    "verbs": ["get"], "resourceNames": []}]);
+            })
+        },
+        |l| {
+            find(l, "Role", "nothing")["rules"] = json!([{"apiGroups": [""],
+                "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["one"]}]);
+        },
+        &["Role/nothing modified unknown high rules"],
+    );
+}
+
+#[test]
+fn an_in_sync_empty_list_keeps_a_baseline_so_later_changes_have_a_direction() {
+    let desired = desired_in(empty_fixtures());
+    let engine = Engine::new(
+        EnvironmentSpec::new(ENV),
+        Normalizer::new(SecretKey::new(b"corpus-key".to_vec())),
+    );
+    let id = ResourceId::new(
+        ENV,
+        "rbac.authorization.k8s.io",
+        "ClusterRole",
+        None,
+        "dg-rules-empty-nothing",
+    );
+    let st = index_in(&engine, &desired, live_values_in(empty_fixtures()));
+    let Presence::Both(before) = engine.observe(&st, &id).presence else {
+        panic!("both sides")
+    };
+    assert!(before.in_sync());
+    // `rules` is a compared leaf on both sides, with the same hash
+    assert_eq!(before.desired_fields(), before.live_fields());
+    assert!(!before.leaves.is_empty());
+    let mut live = live_values_in(empty_fixtures());
+    find(&mut live, "ClusterRole", "dg-rules-empty-nothing")["rules"] =
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]);
+    let st = index_in(&engine, &desired, live);
+    let Presence::Both(after) = engine.observe(&st, &id).presence else {
+        panic!("both sides")
+    };
+    assert_eq!(after.drifted_paths(), vec!["rules"]);
+    // the desired side did not move: only the live hash of `rules` changed
+    assert_eq!(after.desired_fields(), before.desired_fields());
+    assert_ne!(after.live_fields(), before.live_fields());
+}
+
+#[test]
+fn a_volume_whose_empty_dir_became_a_host_path_is_drift() {
+    // `emptyDir: {}` is the one empty map whose presence is its meaning: the API server keeps
+    // it, and its absence live means another volume source took its place
+    check(
+        |l| {
+            let v = &mut find(l, "Deployment", "frontend")["spec"]["template"]["spec"]["volumes"]
+                [0];
+            v.as_object_mut().expect("a volume").remove("emptyDir");
+            v["hostPath"] = json!({"path": "/var/run/docker.sock", "type": ""});
+        },
+        &["Deployment/frontend modified forward medium spec.template.spec.volumes[cache].emptyDir"],
     );
 }

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use driftguard_core::error::chain;
-use driftguard_core::id::ResourceId;
+use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn(uri_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }
@@ -74,6 +75,24 @@ async fn method_not_allowed() -> AppError {
         "method_not_allowed",
         "method not allowed on this route",
     )
+}
+
+/// Refuses a URI longer than [`crate::listener::MAX_URI`] with the one error shape (a first
+/// request line that long never reaches here: the listener answers it).
+async fn uri_limit(req: Request, next: Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > crate::listener::MAX_URI {
+        return AppError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "the request URI is longer than {} bytes",
+                crate::listener::MAX_URI
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -131,7 +150,10 @@ fn query_error(e: QueryRejection) -> AppError {
     AppError::bad_request(format!("invalid query: {}", e.body_text()))
 }
 
-fn parse<T: FromStr<Err = String>>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError> {
+fn parse<T: FromStr>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError>
+where
+    T::Err: std::fmt::Display,
+{
     v.as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| T::from_str(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))))
@@ -197,6 +219,8 @@ fn known_env(state: &AppState, env: &Option<String>) -> Result<(), AppError> {
 pub struct DriftParams {
     /// Environment.
     pub environment: Option<String>,
+    /// API group (exact, e.g. `apps`; absent or empty: any).
+    pub group: Option<String>,
     /// Kubernetes kind (exact).
     pub kind: Option<String>,
     /// Namespace (exact).
@@ -226,6 +250,7 @@ impl DriftParams {
         let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Ok(DriftQuery {
             environment: non_empty(&self.environment),
+            group: non_empty(&self.group),
             kind: non_empty(&self.kind),
             namespace: non_empty(&self.namespace),
             name: non_empty(&self.name),
@@ -336,22 +361,15 @@ async fn list_events(
     let Query(p) = q.map_err(query_error)?;
     let environment = p.environment.clone().filter(|s| !s.is_empty());
     known_env(&state, &environment)?;
-    let object = match p.object.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(r) => {
-            let env = environment.as_deref().ok_or_else(|| {
-                AppError::bad_request("object: needs the environment parameter too")
-            })?;
-            Some(ResourceId::parse_ref(env, r).ok_or_else(|| {
-                AppError::bad_request(format!(
-                    "object: `{r}` is not `Kind[.group]/[namespace/]name`"
-                ))
-            })?)
-        }
-    };
-    let query = EventQuery {
+    let object = p.object.as_deref().filter(|s| !s.is_empty());
+    if object.is_some() && environment.is_none() {
+        return Err(AppError::bad_request(
+            "object: needs the environment parameter too",
+        ));
+    }
+    let mut query = EventQuery {
         environment,
-        object,
+        object: None,
         kind: parse::<EventKind>("event", &p.event)?,
         since: parse_time("since", &p.since)?,
         until: parse_time("until", &p.until)?,
@@ -361,6 +379,24 @@ async fn list_events(
     if let (Some(s), Some(u)) = (query.since, query.until) {
         if u < s {
             return Err(AppError::bad_request("until: must not be before since"));
+        }
+    }
+    if let (Some(r), Some(env)) = (object, query.environment.as_deref()) {
+        let found = find_object(&state, env, r)
+            .await
+            .map_err(|e| AppError::new(e.status, e.code, format!("object: {}", e.message)))?;
+        match found {
+            Some(id) => query.object = Some(id),
+            // nothing known about the object: it has no events
+            None => {
+                return Ok(Json(EventPage {
+                    items: Vec::new(),
+                    total: 0,
+                    limit: query.limit,
+                    offset: query.offset,
+                    next_offset: None,
+                }))
+            }
         }
     }
     let page = state.store.events(&query).await?;
@@ -531,10 +567,12 @@ async fn object_history(
     if state.environment(&env).is_none() {
         return Err(AppError::not_found(format!("no environment `{env}`")));
     }
-    let id = ResourceId::parse_ref(&env, &object).ok_or_else(|| {
-        AppError::bad_request(format!("`{object}` is not `Kind[.group]/[namespace/]name`"))
-    })?;
     let limit = parse_limit(&p.limit, 100)?;
+    let Some(id) = find_object(&state, &env, &object).await? else {
+        return Err(AppError::not_found(format!(
+            "nothing known about {env}:{object}"
+        )));
+    };
     let record = state.store.record(&id).await?;
     let events = state.store.history(&id, limit).await?;
     if record.is_none() && events.is_empty() {
@@ -545,6 +583,28 @@ async fn object_history(
         record: record.as_ref().map(RecordDto::from),
         events: events.iter().map(EventDto::from).collect(),
     }))
+}
+
+/// The object a reference (`Kind[.group]/[namespace/]name`, see [`CoreObjectRef`]) names in
+/// `env`, as the CLI's `history` and `explain` find it: an absent group or namespace means
+/// any. A reference that gives every part is taken as it is; otherwise the object is looked
+/// for among the drift episodes, then among the tracked objects. `None`: nothing matches.
+async fn find_object(
+    state: &AppState,
+    env: &str,
+    text: &str,
+) -> Result<Option<ResourceId>, AppError> {
+    let bad = |e: ObjectRefError| AppError::bad_request(e.to_string());
+    let r = CoreObjectRef::parse_in(env, text).map_err(bad)?;
+    if let Some(id) = r.exact_id() {
+        return Ok(Some(id));
+    }
+    let drifts = state.store.drifts(&r.drift_query()).await?;
+    if let Some(id) = r.pick(drifts.items.iter().map(|d| &d.id)).map_err(bad)? {
+        return Ok(Some(id));
+    }
+    let records = state.store.records(env).await?;
+    r.pick(records.iter().map(|rec| &rec.id)).map_err(bad)
 }
 
 /// Verifies a push webhook and triggers an immediate Git fetch.

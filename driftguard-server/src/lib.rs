@@ -24,6 +24,7 @@ pub mod config;
 pub mod dto;
 pub mod environment;
 pub mod error;
+pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod retention;
@@ -60,7 +61,7 @@ pub async fn run(
         tracing::warn!(%addr, "no API tokens configured: the API is open, listening on loopback only");
     }
     tracing::info!(%addr, "DriftGuard API listening");
-    axum::serve(listener, router(state))
+    axum::serve(listener::GuardedListener(listener), router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -440,6 +440,170 @@ async fn one_drift_with_diff_and_attribution() {
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
 
+/// The README's demo (`examples/demo`, environment `prod`) scanned on memory sources.
+async fn demo_app() -> Router {
+    use driftguard_core::manifest::parse_file;
+    use driftguard_core::model::Revision;
+    use driftguard_core::ports::DesiredSet;
+
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo");
+    let read = |p: std::path::PathBuf| {
+        let text = std::fs::read_to_string(&p).expect("demo file");
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        (name, text)
+    };
+    let mut files: Vec<_> = std::fs::read_dir(demo.join("gitops/envs/prod"))
+        .expect("demo manifests")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut desired = DesiredSet {
+        revision: Some(Revision::plain("demo")),
+        ..DesiredSet::default()
+    };
+    for f in files {
+        let (name, text) = read(f);
+        let (objects, errors) = parse_file(&name, &text, None).into_manifests();
+        assert!(errors.is_empty(), "{errors:?}");
+        desired.objects.extend(objects);
+    }
+    let (name, text) = read(demo.join("live/prod.yaml"));
+    let (live, errors) = parse_file(&name, &text, None).into_live();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let (prod, git, live_source) = testkit::memory_environment(
+        "prod",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    git.set(desired);
+    live_source.set(live);
+    let state = AppState::builder(store, vec![prod], Arc::new(Metrics::new()))
+        .tokens(vec![TOKEN.into()])
+        .clock(clock)
+        .build();
+    let app = router(state);
+    let r = post(&app, "/api/v1/environments/prod/scan").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app
+}
+
+/// `driftguard explain prod:Deployment/shop/api` finds the demo's api Deployment (cli.rs,
+/// `history_drifts_events_explain_and_resolved_drift`); the object URL with the same reference
+/// finds the same object: an absent group (or namespace) means any, as in the CLI.
+#[tokio::test]
+async fn object_urls_find_what_the_cli_finds() {
+    let app = demo_app().await;
+    let r = get(
+        &app,
+        "/api/v1/environments/prod/objects/Deployment/shop/api",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json["object"],
+        json!({"environment": "prod", "group": "apps", "kind": "Deployment",
+            "namespace": "shop", "name": "api", "reference": "Deployment.apps/shop/api"})
+    );
+    let drift = &r.json["record"]["drift"];
+    assert_eq!(drift["status"], "open", "{}", r.text);
+    assert!(
+        drift["paths"]
+            .as_array()
+            .expect("paths")
+            .contains(&json!("spec.template.spec.containers[api].image")),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.json["events"][0]["event"], "detected", "{}", r.text);
+    // every spelling of the same reference answers the same object
+    for reference in [
+        "Deployment.apps/shop/api",
+        "Deployment/api",
+        "prod:Deployment/shop/api",
+    ] {
+        let other = get(
+            &app,
+            &format!("/api/v1/environments/prod/objects/{reference}"),
+        )
+        .await;
+        assert_eq!(other.status, StatusCode::OK, "{reference}: {}", other.text);
+        assert_eq!(other.json["object"], r.json["object"], "{reference}");
+        assert_eq!(other.json["record"], r.json["record"], "{reference}");
+    }
+    // the core group: found without a group too (the CLI explains this one as well)
+    let r = get(
+        &app,
+        "/api/v1/environments/prod/objects/ConfigMap/shop/api-config",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["object"]["group"], "");
+    assert_eq!(r.json["record"]["drift"]["direction"], "reverse");
+    // an object that never drifted is found among the tracked ones
+    let r = get(&app, "/api/v1/environments/prod/objects/Service/shop/api").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["record"]["drift"], Value::Null);
+    assert_eq!(r.json["events"], json!([]));
+    // a wrong group, an unknown name, another environment
+    for (uri, status, code) in [
+        (
+            "Deployment.example.com/shop/api",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "Deployment/shop/nothing",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "dev:Deployment/shop/api",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+    ] {
+        let r = get(&app, &format!("/api/v1/environments/prod/objects/{uri}")).await;
+        assert_error(&r, status, code);
+    }
+    // the events of the object, by the same reference
+    let r = get(
+        &app,
+        "/api/v1/events?environment=prod&object=Deployment/shop/api",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["total"], 1, "{}", r.text);
+    assert_eq!(r.json["items"][0]["drift"]["object"]["name"], "api");
+    let r = get(
+        &app,
+        "/api/v1/events?environment=prod&object=Deployment/shop/nothing",
+    )
+    .await;
+    assert_eq!(r.json["total"], 0, "{}", r.text);
+    // and the drift list filters by group
+    let r = get(&app, "/api/v1/drifts?environment=prod&group=apps").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let items = r.json["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    assert!(
+        items.iter().all(|d| d["object"]["group"] == "apps"),
+        "{}",
+        r.text
+    );
+    let all = get(&app, "/api/v1/drifts?environment=prod").await;
+    assert!(
+        all.json["total"].as_u64() > r.json["total"].as_u64(),
+        "the demo drifts in the core group too: {}",
+        all.text
+    );
+}
+
 #[tokio::test]
 async fn object_history_events_and_scans() {
     let f = fixture().await;

@@ -656,6 +656,7 @@ async fn no_password_without_tls_and_no_unknown_certificates() {
         .with_tls(SmtpTls::Auto, Some(missing))
         .err()
         .expect("unreadable CA file");
+    let err = driftguard_core::error::chain(&err);
     assert!(err.contains("/nonexistent/ca.pem"), "{err}");
 }
 

@@ -277,6 +277,21 @@ pub fn drift_queries() -> Vec<DriftQuery> {
             ..all.clone()
         });
     }
+    // the group filter: exact, `""` is the core group, absent is any
+    for (group, kind) in [
+        ("apps", None),
+        ("", None),
+        ("app*", None),
+        ("example.com", None),
+        ("", Some("Deployment")),
+        ("apps", Some("Deployment")),
+    ] {
+        qs.push(DriftQuery {
+            group: Some(group.into()),
+            kind: kind.map(Into::into),
+            ..all.clone()
+        });
+    }
     for name in ["web-*", "*-1", "api[1]", "api[*", "*", "web-?-1", "w*b-2-*"] {
         qs.push(DriftQuery {
             name: Some(name.into()),

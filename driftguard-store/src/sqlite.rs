@@ -403,6 +403,10 @@ fn drift_where(q: &DriftQuery) -> (String, Vec<SqlValue>) {
         DriftStatus::Resolved => clauses.push("open = 0"),
         DriftStatus::All => {}
     }
+    if let Some(g) = &q.group {
+        clauses.push("grp = ?");
+        args.push(g.clone().into());
+    }
     if let Some(k) = &q.kind {
         clauses.push("kind = ?");
         args.push(k.clone().into());

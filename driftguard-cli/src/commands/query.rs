@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use chrono::Utc;
 use driftguard_cli::output;
 use driftguard_cli::EXIT_OK;
 use driftguard_core::error::chain;
+use driftguard_core::id::ObjectRef;
 use driftguard_core::ports::DriftStore;
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::query::{DriftQuery, EventQuery};
 use driftguard_core::state::Drift;
 use driftguard_server::setup::StoreChoice;
 
@@ -90,55 +91,31 @@ pub(crate) async fn events(g: &Global, a: &EventsArgs) -> Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Finds the episodes of the object a reference names, most recently updated first.
+/// Finds the episodes of the object a reference names (an absent group or namespace means
+/// any, see [`ObjectRef`]), open ones first, then the most recently updated.
 async fn find_object(
     store: &dyn DriftStore,
     reference: &str,
     env_flag: Option<&str>,
 ) -> Result<Vec<Drift>> {
-    let (env, rest) = match reference.split_once(':') {
-        Some((e, r)) if !e.contains('/') => (Some(e.to_owned()), r),
-        _ => (env_flag.map(str::to_owned), reference),
-    };
-    let bad = || {
-        anyhow!("`{reference}`: expected [env:]Kind[.group]/[namespace/]name, e.g. prod:Deployment/shop/web")
-    };
-    let id = driftguard_core::id::ResourceId::parse_ref(env.as_deref().unwrap_or("_"), rest)
-        .ok_or_else(bad)?;
-    let group_given = rest.split('/').next().is_some_and(|k| k.contains('.'));
-    let q = DriftQuery {
-        environment: env.clone(),
-        kind: Some(id.kind.clone()),
-        namespace: id.namespace.clone(),
-        status: DriftStatus::All,
-        sort: DriftSort::Updated,
-        limit: 10_000,
-        ..DriftQuery::default()
-    };
+    let mut r = ObjectRef::parse(reference)?;
+    if r.environment.is_none() {
+        r.environment = env_flag.map(str::to_owned);
+    }
     let page = store
-        .drifts(&q)
+        .drifts(&r.drift_query())
         .await
         .map_err(|e| anyhow!("cannot read drifts: {}", chain(&e)))?;
-    let mut items: Vec<Drift> = page
-        .items
-        .into_iter()
-        .filter(|d| d.id.name == id.name && (!group_given || d.id.group == id.group))
-        .collect();
+    let Some(id) = r.pick(page.items.iter().map(|d| &d.id))? else {
+        return Ok(Vec::new());
+    };
+    let mut items: Vec<Drift> = page.items.into_iter().filter(|d| d.id == id).collect();
     // prefer open episodes, then the most recent
     items.sort_by(|a, b| {
         b.is_open()
             .cmp(&a.is_open())
             .then(b.updated_at.cmp(&a.updated_at))
     });
-    let mut ids: Vec<String> = items.iter().map(|d| d.id.to_string()).collect();
-    ids.sort();
-    ids.dedup();
-    if ids.len() > 1 {
-        bail!(
-            "`{reference}` is ambiguous: {} (give the environment, namespace or group)",
-            ids.join(", ")
-        );
-    }
     Ok(items)
 }
 

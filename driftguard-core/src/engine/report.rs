@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::ResourceId;
 use crate::manifest::ManifestError;
+use crate::names::named_enum;
 use crate::ports::{ScanSummary, SourceError, StoreError};
 use crate::state::{Drift, DriftEvent};
 
@@ -18,16 +19,17 @@ pub struct Verdict {
     pub drift: Option<Drift>,
 }
 
-/// Status of one object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerdictStatus {
-    /// Both sides agree.
-    InSync,
-    /// There is an open drift.
-    Drifted,
-    /// The live state could not be read.
-    Unknown,
+named_enum! {
+    /// Status of one object.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum VerdictStatus: "verdict status" {
+        /// Both sides agree.
+        InSync => "in-sync",
+        /// There is an open drift.
+        Drifted => "drifted",
+        /// The live state could not be read.
+        Unknown => "unknown",
+    }
 }
 
 /// The result of one scan.

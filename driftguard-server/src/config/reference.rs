@@ -358,11 +358,37 @@ fn constant(schema: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A schema's description on one line, ready for a table cell.
+/// A schema's description on one line, ready for a table cell: rustdoc's intra-doc links
+/// (``[`ObjectSelector`]``) become plain code.
 fn description(schema: &Value) -> Option<String> {
     let d = schema.get("description").and_then(Value::as_str)?;
     let one_line = d.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!one_line.is_empty()).then(|| one_line.replace('|', "\\|"))
+    (!one_line.is_empty()).then(|| without_doc_links(&one_line).replace('|', "\\|"))
+}
+
+/// ``[`name`]`` → `` `name` `` when no link target follows.
+fn without_doc_links(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("[`") {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find("`]") else {
+            break;
+        };
+        let code = &after[..end + 1];
+        let tail = &after[end + 2..];
+        out.push_str(&rest[..start]);
+        if tail.starts_with('(') || tail.starts_with('[') || code.contains('[') {
+            out.push('[');
+            out.push_str(code);
+            out.push(']');
+        } else {
+            out.push_str(code);
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 fn default_of(schema: &Value, required: bool) -> String {
@@ -441,6 +467,15 @@ mod tests {
             .filter(|key| key.contains('_'))
             .collect();
         assert!(snake.is_empty(), "snake_case keys: {snake:?}");
+    }
+
+    #[test]
+    fn doc_links_become_code() {
+        assert_eq!(
+            without_doc_links("which objects ([`ObjectSelector`], inline) and [`a`](b.md)"),
+            "which objects (`ObjectSelector`, inline) and [`a`](b.md)"
+        );
+        assert_eq!(without_doc_links("no link [`x"), "no link [`x");
     }
 
     #[test]

@@ -4,88 +4,16 @@
 //! to have are still read (serde aliases), and loading warns about each one
 //! ([`super::Config::warnings`]). Unknown fields are refused.
 
-use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use driftguard_core::severity::Severity;
-use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
-/// A duration written as `500ms`, `30s`, `5m`, `1h`, `1d`, or a plain number of seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct HumanDuration(pub Duration);
-
-impl HumanDuration {
-    /// Parses `500ms`, `30s`, `5m`, `1h`, `1d` or `30`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}` (expected e.g. 30s, 5m, 1h)"))?;
-        let d = match unit.trim() {
-            "" | "s" => Duration::from_secs(n),
-            "ms" => Duration::from_millis(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
-            other => {
-                return Err(format!(
-                    "invalid duration unit `{other}` in `{s}` (expected ms, s, m, h or d)"
-                ))
-            }
-        };
-        Ok(HumanDuration(d))
-    }
-}
-
-/// What the configuration reference says about durations.
-const DURATION_DOC: &str =
-    "A duration: a whole number and a unit, `500ms`, `30s`, `5m`, `1h` or `1d`; a bare number is seconds.";
-
-impl JsonSchema for HumanDuration {
-    fn schema_name() -> Cow<'static, str> {
-        "HumanDuration".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "title": "duration",
-            "description": DURATION_DOC,
-            "type": ["string", "integer"],
-            "pattern": "^ *[0-9]+ *(ms|s|m|h|d)? *$",
-            "minimum": 0,
-        })
-    }
-}
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
-            s.serialize_str(&format!("{}s", ms / 1000))
-        } else {
-            s.serialize_str(&format!("{ms}ms"))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Secs(n) => Ok(HumanDuration(Duration::from_secs(n))),
-            Raw::Text(t) => HumanDuration::parse(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
+/// Durations in the configuration (`500ms`, `30s`, `5m`, `1h`, `7d`, `2w`; a bare number is
+/// seconds): the core's type, re-exported so that `config::HumanDuration` keeps working.
+pub use driftguard_core::duration::HumanDuration;
 
 /// The `server:` section of the configuration (used by `driftguard serve`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -401,19 +329,6 @@ impl NotifierConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_durations() {
-        assert_eq!(
-            HumanDuration::parse("5m").map(|d| d.0),
-            Ok(Duration::from_secs(300))
-        );
-        assert_eq!(
-            HumanDuration::parse("250ms").map(|d| d.0),
-            Ok(Duration::from_millis(250))
-        );
-        assert!(HumanDuration::parse("5 parsecs").is_err());
-    }
 
     #[test]
     fn reads_config_and_refuses_unknown_fields() {

@@ -584,14 +584,14 @@ pub fn build_notifiers_marked(
                     credentials,
                     public_url.clone(),
                 )
-                .map_err(|message| SettingError::Invalid {
+                .map_err(|e| SettingError::Invalid {
                     field: field("to"),
-                    message,
+                    message: driftguard_core::error::chain(&e),
                 })?
                 .with_tls(*tls, ca_file.as_deref())
-                .map_err(|message| SettingError::Invalid {
+                .map_err(|e| SettingError::Invalid {
                     field: field("caFile"),
-                    message,
+                    message: driftguard_core::error::chain(&e),
                 })?;
                 (Arc::new(n), route, queue)
             }

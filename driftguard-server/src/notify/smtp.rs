@@ -63,40 +63,70 @@ pub struct SmtpNotifier {
     connector: TlsConnector,
 }
 
-fn clean_address(a: &str) -> Result<String, String> {
+/// Why an e-mail notifier cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSetupError {
+    /// An address is not a plain `user@host`.
+    #[error("`{0}` is not a plain e-mail address")]
+    BadAddress(String),
+    /// No recipient.
+    #[error("at least one recipient is needed")]
+    NoRecipient,
+    /// The CA file cannot be read or holds no usable certificate.
+    #[error("CA file {}", path.display())]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: driftguard_core::ports::BoxError,
+    },
+    /// The TLS client cannot be set up.
+    #[error("TLS")]
+    Tls(#[source] driftguard_core::ports::BoxError),
+}
+
+fn clean_address(a: &str) -> Result<String, SmtpSetupError> {
     let a = a.trim();
     if a.is_empty()
         || !a.contains('@')
         || a.chars()
             .any(|c| matches!(c, '<' | '>' | '\r' | '\n' | ' ' | ','))
     {
-        return Err(format!("`{a}` is not a plain e-mail address"));
+        return Err(SmtpSetupError::BadAddress(a.to_owned()));
     }
     Ok(a.to_owned())
 }
 
 /// A TLS client trusting the web PKI roots and the certificates of `caFile` (PEM).
-fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, String> {
+fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, SmtpSetupError> {
     let mut roots = RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
     if let Some(path) = ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .and_then(|certs| certs.collect())
-            .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            .map_err(|e| SmtpSetupError::CaFile {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?;
         if certs.is_empty() {
-            return Err(format!("CA file {}: no certificate in it", path.display()));
+            return Err(SmtpSetupError::CaFile {
+                path: path.to_path_buf(),
+                source: "no certificate in it".into(),
+            });
         }
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| format!("CA file {}: {e}", path.display()))?;
+            roots.add(cert).map_err(|e| SmtpSetupError::CaFile {
+                path: path.to_path_buf(),
+                source: e.into(),
+            })?;
         }
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| SmtpSetupError::Tls(e.into()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))
@@ -113,9 +143,9 @@ impl SmtpNotifier {
         to: Vec<String>,
         credentials: Option<(String, String)>,
         public_url: Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SmtpSetupError> {
         if to.is_empty() {
-            return Err("at least one recipient is needed".into());
+            return Err(SmtpSetupError::NoRecipient);
         }
         Ok(SmtpNotifier {
             name,
@@ -135,7 +165,11 @@ impl SmtpNotifier {
 
     /// Secures the connection as `tls` says, trusting the certificates of `caFile` (PEM)
     /// besides the web PKI roots.
-    pub fn with_tls(mut self, tls: SmtpTls, ca_file: Option<&Path>) -> Result<Self, String> {
+    pub fn with_tls(
+        mut self,
+        tls: SmtpTls,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, SmtpSetupError> {
         self.tls = tls;
         if ca_file.is_some() {
             self.connector = connector(ca_file)?;

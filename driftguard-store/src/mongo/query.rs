@@ -49,6 +49,9 @@ fn drift_filter(q: &DriftQuery) -> Document {
         }
         DriftStatus::All => {}
     }
+    if let Some(g) = &q.group {
+        f.insert("group", g);
+    }
     if let Some(k) = &q.kind {
         f.insert("kind", k);
     }

@@ -1,0 +1,260 @@
+//! The scanner's own contract: live changes the store refuses are kept in order, written and
+//! announced once the store answers, with the time they were observed; a full scan does not
+//! overtake them; one scan or live change runs at a time.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::memory::{
+    ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore, RecordingNotifier,
+};
+use driftguard_core::model::Revision;
+use driftguard_core::ports::{PruneStats, ScanBatch, ScanSummary, StoreError};
+use driftguard_core::prelude::*;
+use driftguard_core::query::{DriftStatus, EventQuery};
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use futures_executor::block_on;
+use serde_json::{json, Value};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0)
+        .single()
+        .expect("valid time")
+}
+
+/// A store that refuses writes (as unavailable) while `down` is set.
+#[derive(Default)]
+struct FlakyStore {
+    inner: MemoryStore,
+    down: AtomicBool,
+    refused: AtomicUsize,
+}
+
+#[async_trait]
+impl DriftStore for FlakyStore {
+    async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        self.inner.records(environment).await
+    }
+    async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(StoreError::Unavailable {
+                source: "disk full".into(),
+            });
+        }
+        self.inner.commit(batch).await
+    }
+    async fn drifts(&self, q: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+        self.inner.drifts(q).await
+    }
+    async fn events(&self, q: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+        self.inner.events(q).await
+    }
+    async fn scans(&self, e: Option<&str>, l: usize) -> Result<Vec<ScanSummary>, StoreError> {
+        self.inner.scans(e, l).await
+    }
+    async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+        self.inner.prune(before).await
+    }
+}
+
+fn deployment(name: &str, replicas: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"replicas": replicas}})
+}
+
+fn served(mut v: Value) -> Value {
+    v["metadata"]["uid"] = json!("u");
+    v
+}
+
+struct World {
+    store: Arc<FlakyStore>,
+    clock: Arc<ManualClock>,
+    notifier: Arc<RecordingNotifier>,
+    scanner: Scanner,
+    live: Arc<MemoryLiveSource>,
+}
+
+fn world() -> World {
+    let git = Arc::new(MemoryGitSource::new());
+    git.set(DesiredSet {
+        revision: Some(Revision::plain("r1")),
+        objects: ["a", "b"]
+            .iter()
+            .map(|n| RawManifest {
+                object: RawObject::new(deployment(n, 2)),
+                provenance: Provenance::default(),
+            })
+            .collect(),
+        ..DesiredSet::default()
+    });
+    let live = Arc::new(MemoryLiveSource::new());
+    live.set(vec![
+        RawLive::new(served(deployment("a", 2))),
+        RawLive::new(served(deployment("b", 2))),
+    ]);
+    let store = Arc::new(FlakyStore::default());
+    let clock = Arc::new(ManualClock::new(t0()));
+    let notifier = Arc::new(RecordingNotifier::default());
+    let scanner = Scanner::new(
+        Engine::new(
+            EnvironmentSpec::new("prod"),
+            Normalizer::new(SecretKey::new(b"k".to_vec())),
+        ),
+        git,
+        live.clone(),
+        store.clone(),
+        clock.clone(),
+    )
+    .with_notifier(notifier.clone());
+    World {
+        store,
+        clock,
+        notifier,
+        scanner,
+        live,
+    }
+}
+
+fn announced(n: &RecordingNotifier) -> usize {
+    n.received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|x| x.events.len())
+        .sum()
+}
+
+#[test]
+fn live_changes_the_store_refuses_are_kept_and_written_later_with_their_time() {
+    let w = world();
+    block_on(w.scanner.scan()).expect("first scan");
+    w.store.down.store(true, Ordering::SeqCst);
+
+    // two hand changes while the store is down, a minute apart
+    w.clock.advance(Duration::minutes(1));
+    let first_at = w.clock.now();
+    let r = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
+                "a", 5,
+            ))))),
+    );
+    assert!(
+        matches!(r, Err(ScanError::Unwritten { queued: 1, .. })),
+        "{r:?}"
+    );
+    w.clock.advance(Duration::minutes(1));
+    let second_at = w.clock.now();
+    let r = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
+                "b", 7,
+            ))))),
+    );
+    assert!(
+        matches!(r, Err(ScanError::Unwritten { queued: 2, .. })),
+        "{r:?}"
+    );
+    let health = w.scanner.write_health();
+    assert_eq!(health.unwritten, 2);
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("disk full")),
+        "{health:?}"
+    );
+    // nothing stored, nothing announced: events are announced only once stored
+    assert_eq!(announced(&w.notifier), 0);
+    // the scanner's records moved on: what is open is known without the store
+    assert_eq!(block_on(w.scanner.open_drifts()).len(), 2);
+    // a full scan does not overtake the kept changes
+    assert!(matches!(
+        block_on(w.scanner.scan()),
+        Err(ScanError::Store(StoreError::Unavailable { .. }))
+    ));
+
+    // the store answers again, minutes later
+    w.clock.advance(Duration::minutes(10));
+    w.store.down.store(false, Ordering::SeqCst);
+    assert_eq!(block_on(w.scanner.retry_unwritten()).expect("written"), 0);
+    assert_eq!(w.scanner.write_health(), Default::default());
+    let events = block_on(w.store.events(&EventQuery::default()))
+        .expect("events")
+        .items;
+    let detected: Vec<(String, DateTime<Utc>)> = events
+        .iter()
+        .map(|e| (e.drift.id.name.clone(), e.at))
+        .collect();
+    assert_eq!(
+        detected,
+        vec![("a".to_owned(), first_at), ("b".to_owned(), second_at)],
+        "stored once each, with the time the change was observed"
+    );
+    assert_eq!(announced(&w.notifier), 2);
+    // trying again writes and announces nothing more
+    assert_eq!(block_on(w.scanner.retry_unwritten()).expect("nothing"), 0);
+    assert_eq!(announced(&w.notifier), 2);
+    // and a full scan now agrees with what was kept
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 5))),
+        RawLive::new(served(deployment("b", 7))),
+    ]);
+    let report = block_on(w.scanner.scan()).expect("scan");
+    assert!(report.events.is_empty(), "{:?}", report.events);
+    let open = block_on(w.store.drifts(&DriftQuery {
+        status: DriftStatus::Open,
+        ..DriftQuery::default()
+    }))
+    .expect("drifts");
+    assert_eq!(open.total, 2);
+    assert!(w.store.refused.load(Ordering::SeqCst) >= 3);
+}
+
+#[test]
+fn concurrent_scans_and_changes_run_one_at_a_time() {
+    let w = world();
+    block_on(w.scanner.scan()).expect("first scan");
+    // many changes and scans at once: the scanner serializes them itself
+    let changes: Vec<_> = (0..20)
+        .map(|i| {
+            LiveChange::Applied(RawLive::new(served(deployment(
+                if i % 2 == 0 { "a" } else { "b" },
+                3 + i,
+            ))))
+        })
+        .collect();
+    let futures = changes
+        .iter()
+        .map(|c| {
+            let s = &w.scanner;
+            Box::pin(async move {
+                let _ = s.apply_live_change(c).await;
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        })
+        .chain((0..5).map(|_| {
+            let s = &w.scanner;
+            Box::pin(async move {
+                let _ = s.scan().await;
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        }));
+    block_on(futures_util::future::join_all(futures));
+    // every event was stored once, and each detection announced once
+    let events = block_on(w.store.events(&EventQuery {
+        limit: 10_000,
+        ..EventQuery::default()
+    }))
+    .expect("events")
+    .items;
+    let mut ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+    assert_eq!(announced(&w.notifier), n);
+}
