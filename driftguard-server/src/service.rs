@@ -260,12 +260,31 @@ impl Service {
         })?;
         // what was still queued when the server last stopped goes out first; a store that is
         // down now is asked again until it answers
-        let resend = tokio::spawn(resend_when_possible(
-            notifiers.notifiers.clone(),
-            state.store.clone(),
-            state.clock.clone(),
-            cancel.clone(),
-        ));
+        // the marks of notifiers new to the store start at this moment, before any event of
+        // this run; what a store that is down now holds is asked for again until it answers
+        let started = state.clock.now();
+        let first =
+            crate::notify::resend_undelivered(&notifiers.notifiers, &*state.store, started).await;
+        let resend = match first {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(
+                        events = n,
+                        "queued again the events not delivered before the last stop"
+                    );
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "cannot read which events were not delivered; trying again");
+                Some(tokio::spawn(resend_when_possible(
+                    notifiers.notifiers.clone(),
+                    state.store.clone(),
+                    started,
+                    cancel.clone(),
+                )))
+            }
+        };
         let supervisor = Supervisor::start(&state, cancel.clone());
         let pruner = retention.map(|retention| {
             crate::retention::spawn_pruner(
@@ -287,7 +306,9 @@ impl Service {
         cancel.cancel();
         supervisor.shutdown(settings.shutdown_grace.0).await;
         notifiers.flush(settings.shutdown_grace.0).await;
-        let _ = resend.await;
+        if let Some(resend) = resend {
+            let _ = resend.await;
+        }
         if let Some(p) = pruner {
             let _ = p.await;
         }
@@ -322,12 +343,17 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()> + Send + 'static, Se
 async fn resend_when_possible(
     notifiers: Vec<Arc<dyn driftguard_core::ports::Notifier>>,
     store: Arc<dyn DriftStore>,
-    clock: Arc<dyn Clock>,
+    started: chrono::DateTime<chrono::Utc>,
     cancel: CancellationToken,
 ) {
     let mut wait = Duration::from_secs(1);
     loop {
-        match crate::notify::resend_undelivered(&notifiers, &*store, clock.now()).await {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(30));
+        match crate::notify::resend_undelivered(&notifiers, &*store, started).await {
             Ok(0) => return,
             Ok(n) => {
                 tracing::info!(
@@ -337,13 +363,8 @@ async fn resend_when_possible(
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "cannot read which events were not delivered; trying again");
+                tracing::debug!(error = %chain(&e), "the store still cannot say which events were not delivered");
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-        wait = (wait * 2).min(Duration::from_secs(30));
     }
 }
