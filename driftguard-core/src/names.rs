@@ -230,6 +230,7 @@ mod tests {
         check::<DriftStatus>();
         check::<DriftSort>();
         check::<crate::engine::VerdictStatus>();
+        check::<crate::findings::FindingCategory>();
     }
 
     #[test]
