@@ -58,6 +58,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod remediation;
 pub mod scanner;
 pub mod scope;
 pub mod selector;

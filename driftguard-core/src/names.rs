@@ -231,6 +231,7 @@ mod tests {
         check::<DriftSort>();
         check::<crate::engine::VerdictStatus>();
         check::<crate::findings::FindingCategory>();
+        check::<crate::remediation::RemediationAction>();
     }
 
     #[test]
