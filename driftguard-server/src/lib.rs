@@ -27,6 +27,7 @@ pub mod error;
 pub mod listener;
 pub mod metrics;
 pub mod notify;
+pub mod queries;
 pub mod retention;
 pub mod service;
 pub mod setup;
