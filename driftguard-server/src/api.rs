@@ -47,8 +47,13 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let hooks = Router::new().route("/webhooks/git", post(git_webhook));
+    // MCP (streamable HTTP) behind the same authentication as the API
+    let mcp = Router::new()
+        .nest_service("/mcp", crate::mcp::http_service(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api.merge(hooks))
+        .merge(mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

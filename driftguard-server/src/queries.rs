@@ -6,7 +6,7 @@
 
 use axum::http::StatusCode;
 use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
-use driftguard_core::query::DriftQuery;
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus};
 use driftguard_core::remediation::{plan, RemediationAction};
 
 use crate::dto::*;
@@ -181,4 +181,61 @@ pub async fn find_object(
     }
     let records = state.store.records(env).await?;
     r.pick(records.iter().map(|rec| &rec.id)).map_err(bad)
+}
+
+/// The drift of the object `reference` names in `env`: its open episode, else its latest one.
+pub async fn object_drift(
+    state: &AppState,
+    env: &str,
+    reference: &str,
+) -> Result<DriftDetail, AppError> {
+    environment(state, env)?;
+    let Some(id) = find_object(state, env, reference).await? else {
+        return Err(AppError::not_found(format!(
+            "nothing known about {env}:{reference}"
+        )));
+    };
+    let query = DriftQuery {
+        environment: Some(id.environment.clone()),
+        group: Some(id.group.clone()),
+        kind: Some(id.kind.clone()),
+        namespace: id.namespace.clone(),
+        name: Some(id.name.clone()),
+        status: DriftStatus::All,
+        sort: DriftSort::Updated,
+        limit: 1000,
+        ..DriftQuery::default()
+    };
+    let page = state.store.drifts(&query).await?;
+    // the name is a glob in queries: keep the object itself; open first, then the newest
+    let mut items: Vec<_> = page.items.into_iter().filter(|d| d.id == id).collect();
+    items.sort_by(|a, b| {
+        b.is_open()
+            .cmp(&a.is_open())
+            .then(b.updated_at.cmp(&a.updated_at))
+    });
+    match items.first() {
+        Some(d) => Ok(DriftDetail::from(d)),
+        None => Err(AppError::not_found(format!("{id} never drifted"))),
+    }
+}
+
+/// The open drifts of `env` with their details (highest severity first, at most `limit`),
+/// and how many are open in all.
+pub async fn open_drift_details(
+    state: &AppState,
+    env: &str,
+    limit: usize,
+) -> Result<(Vec<DriftDetail>, usize), AppError> {
+    environment(state, env)?;
+    let query = DriftQuery {
+        environment: Some(env.to_owned()),
+        limit,
+        ..DriftQuery::default()
+    };
+    let page = state.store.drifts(&query).await?;
+    Ok((
+        page.items.iter().map(DriftDetail::from).collect(),
+        page.total,
+    ))
 }

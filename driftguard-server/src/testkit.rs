@@ -118,7 +118,7 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
         1 => DriftKind::Missing,
         _ => DriftKind::Orphan,
     };
-    let direction = if i % 2 == 0 {
+    let direction = if i.is_multiple_of(2) {
         Direction::Forward
     } else {
         Direction::Reverse
