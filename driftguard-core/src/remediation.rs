@@ -286,8 +286,16 @@ pub fn plan(d: &Drift, action: Option<RemediationAction>) -> RemediationPlan {
             }
         ));
     }
-    if d.provenance.is_none() && d.kind != DriftKind::Orphan {
-        notes.push("the drift does not say which file defines the object in Git".into());
+    match &d.provenance {
+        Some(p) => notes.push(format!(
+            "{} is relative to the environment's folder in Git (its `dir`, or `git.path` in \
+             the repository)",
+            p.file
+        )),
+        None if d.kind != DriftKind::Orphan => {
+            notes.push("the drift does not say which file defines the object in Git".into());
+        }
+        None => {}
     }
     if d.direction == Direction::Conflict {
         notes.push(
