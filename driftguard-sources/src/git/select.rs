@@ -205,6 +205,8 @@ pub(crate) struct FileObjects {
     pub objects: Vec<(RawObject, Provenance)>,
     /// Problems.
     pub errors: Vec<ManifestError>,
+    /// What to tell (hooks a kustomization inflating Helm charts left out).
+    pub notes: Vec<String>,
 }
 
 /// Parses the bytes of one file (`path` relative to the root).
@@ -215,6 +217,7 @@ pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
             FileObjects {
                 objects: p.objects,
                 errors: p.errors,
+                notes: Vec::new(),
             }
         }
         Err(e) => FileObjects {
@@ -228,6 +231,7 @@ pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
                 field: None,
                 message: "file is not valid UTF-8".into(),
             }],
+            notes: Vec::new(),
         },
     }
 }
@@ -242,6 +246,7 @@ pub(crate) fn extend_set(set: &mut DesiredSet, parsed: &FileObjects, path: &str,
                 document: provenance.document,
                 line: provenance.line,
                 revision: Some(revision.to_owned()),
+                rendered: provenance.rendered.clone(),
             },
         });
     }
@@ -251,6 +256,7 @@ pub(crate) fn extend_set(set: &mut DesiredSet, parsed: &FileObjects, path: &str,
             ..e.clone()
         });
     }
+    set.notes.extend(parsed.notes.iter().cloned());
 }
 
 #[cfg(test)]
