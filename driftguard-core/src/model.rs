@@ -246,6 +246,10 @@ pub struct LiveMeta {
     /// Whether the object is one the API server or a controller makes by itself in every
     /// namespace (`default` ServiceAccount, `kube-root-ca.crt`, service-account tokens).
     pub system_default: bool,
+    /// Whether the object is a Helm hook (`helm.sh/hook`: a migration Job, a test Pod): not
+    /// desired state, so never an orphan ([`crate::render::helm_hook`]).
+    #[serde(default)]
+    pub hook: bool,
 }
 
 /// Reads a string at a dotted path of plain keys.

@@ -702,6 +702,51 @@ mod tests {
     }
 
     #[test]
+    fn live_hooks_are_never_orphans() {
+        use crate::engine::{Engine, EnvironmentSpec};
+        use crate::id::ResourceId;
+        use crate::model::{RawLive, RawManifest};
+        use crate::normalize::{Normalizer, SecretKey};
+        use crate::ports::{DesiredSet, LiveSnapshot};
+        use crate::state::Presence;
+        use serde_json::json;
+
+        let mut spec = EnvironmentSpec::new("prod");
+        spec.managed_namespaces = Some(vec!["shop".into()]);
+        let engine = Engine::new(spec, Normalizer::new(SecretKey::new(b"k".to_vec())));
+        let cm = |name: &str, annotations: Value| {
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "shop", "uid": name,
+                    "annotations": annotations}})
+        };
+        let desired = DesiredSet {
+            objects: vec![RawManifest {
+                object: RawObject::new(cm("config", json!({}))),
+                provenance: Provenance::default(),
+            }],
+            ..DesiredSet::default()
+        };
+        let live = LiveSnapshot {
+            objects: vec![
+                RawLive::new(cm("config", json!({}))),
+                RawLive::new(cm("by-hand", json!({}))),
+                RawLive::new(cm("pre-install", json!({"helm.sh/hook": "pre-install"}))),
+            ],
+            ..LiveSnapshot::default()
+        };
+        let state = engine.index(&desired, &live);
+        let presence = |name: &str| {
+            let id = ResourceId::new("prod", "", "ConfigMap", Some("shop"), name);
+            engine.observe(&state, &id).presence
+        };
+        assert!(matches!(presence("by-hand"), Presence::LiveOnly { .. }));
+        assert!(
+            !matches!(presence("pre-install"), Presence::LiveOnly { .. }),
+            "a hook is not an orphan"
+        );
+    }
+
+    #[test]
     fn missing_dependencies_are_recognized() {
         let stderr = "Error: An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: cache, db\n";
         assert_eq!(
