@@ -117,7 +117,9 @@ fn under(path: &str, dir: &str) -> bool {
 ///
 /// Files or folders whose name starts with `.` are skipped. A folder holding a
 /// `kustomization.yaml` is rendered as a whole; a folder holding a `Chart.yaml` is a Helm
-/// chart, not supported yet: it is skipped with a note.
+/// chart found among plain manifests: it is not rendered there (an environment renders a chart
+/// with its `helm:` section) and is skipped with a note, unless it lies in a kustomization's
+/// folder (which may inflate it).
 pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
     let mut kust: Vec<String> = Vec::new();
     let mut helm: Vec<String> = Vec::new();
@@ -150,8 +152,10 @@ pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
         .filter(|k| !helm.iter().any(|h| under(k, h)))
         .cloned()
         .collect();
+    // a chart inside a kustomization's folder is the kustomization's (`helmCharts:`)
     let mut notes: Vec<String> = helm
         .iter()
+        .filter(|h| !kust.iter().any(|k| under(h, k)))
         .map(|h| {
             format!(
                 "Helm chart at {} is not supported yet: its files were skipped",

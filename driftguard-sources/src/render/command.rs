@@ -99,8 +99,8 @@ impl CommandRenderer {
             values: Vec::new(),
             inputs_commit: None,
         };
-        let label = format!("{} ({display})", folder_label(input.rel));
-        let read = read_command_output(&text, &label, &rendering);
+        // no file: the command line stands for it (`./gen.sh (rendered by command from apps)`)
+        let read = read_command_output(&text, &display, &rendering);
         let mut notes = vec![format!("{} rendered by {display}", folder_label(input.rel))];
         notes.extend(hooks_note(&format!("command {display}"), &read.hooks));
         Ok(Rendered {
