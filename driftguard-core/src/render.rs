@@ -28,8 +28,9 @@ use crate::model::{ObjectMeta, Provenance, RawObject, Rendering};
 /// The annotation marking a Helm hook (`pre-install`, `post-upgrade`, `test`, ...).
 pub const HELM_HOOK_ANNOTATION: &str = "helm.sh/hook";
 
-/// One `--set` parameter, as Argo CD's `helm.parameters` holds it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One `--set` parameter, as Argo CD's `helm.parameters` holds it. `Debug` does not show the
+/// value.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelmParameter {
     /// The value's path (`image.tag`, `ingress.hosts[0]`).
     pub name: String,
@@ -40,8 +41,9 @@ pub struct HelmParameter {
 }
 
 /// How a chart is rendered: the options of `helm template`, with the meaning and precedence of
-/// Argo CD's Helm source.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Argo CD's Helm source. Values may hold secrets (a password set with `--set`): `Debug` shows
+/// the inline values' size and the parameters' names only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelmOptions {
     /// The release name (`.Release.Name`).
     pub release_name: String,
@@ -142,6 +144,43 @@ impl HelmOptions {
     /// Whether there are inline values to write for [`HelmOptions::template_args`].
     pub fn has_inline_values(&self) -> bool {
         self.values.as_deref().is_some_and(|v| !v.trim().is_empty())
+    }
+}
+
+impl fmt::Debug for HelmParameter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HelmParameter")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .field("force_string", &self.force_string)
+            .finish()
+    }
+}
+
+impl fmt::Debug for HelmOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parameters: Vec<&str> = self.parameters.iter().map(|p| p.name.as_str()).collect();
+        f.debug_struct("HelmOptions")
+            .field("release_name", &self.release_name)
+            .field("namespace", &self.namespace)
+            .field("value_files", &self.value_files)
+            .field(
+                "values",
+                &self
+                    .values
+                    .as_ref()
+                    .map(|v| format!("<{} bytes, redacted>", v.len())),
+            )
+            .field("parameters", &parameters)
+            .field("kube_version", &self.kube_version)
+            .field("api_versions", &self.api_versions)
+            .field("include_crds", &self.include_crds)
+            .field("skip_tests", &self.skip_tests)
+            .field(
+                "ignore_missing_value_files",
+                &self.ignore_missing_value_files,
+            )
+            .finish()
     }
 }
 
@@ -584,6 +623,23 @@ mod tests {
             plain.template_args("c", &[], None).join(" "),
             "template r c --namespace n"
         );
+    }
+
+    #[test]
+    fn debug_does_not_show_values() {
+        let mut o = HelmOptions::new("r", "n");
+        o.values = Some("password: hunter2\n".into());
+        o.parameters = vec![HelmParameter {
+            name: "db.password".into(),
+            value: "s3cr3t".into(),
+            force_string: true,
+        }];
+        let shown = format!("{o:?} {:?}", o.parameters[0]);
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.contains("db.password"), "{shown}");
     }
 
     #[test]

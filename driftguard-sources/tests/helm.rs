@@ -228,7 +228,7 @@ async fn values_follow_argo_cds_precedence() {
         .expect("rendered");
     assert_eq!(r.values, ["a.yaml", "b.yaml"]);
     assert!(
-        set.notes[0].ends_with("values a.yaml, b.yaml, inline values, 1 parameters)"),
+        set.notes[0].ends_with("values a.yaml, b.yaml, inline values, 1 parameter)"),
         "{:?}",
         set.notes
     );

@@ -137,8 +137,10 @@ impl HelmRenderer {
         if self.options.has_inline_values() {
             how.push("inline values".into());
         }
-        if !self.options.parameters.is_empty() {
-            how.push(format!("{} parameters", self.options.parameters.len()));
+        match self.options.parameters.len() {
+            0 => {}
+            1 => how.push("1 parameter".into()),
+            n => how.push(format!("{n} parameters")),
         }
         let what = format!("Helm chart {chart}");
         let mut notes = vec![format!("{what} rendered ({})", how.join(", "))];
