@@ -22,6 +22,9 @@ use crate::git::{
 };
 use crate::render::{join_relative, RenderInput, Rendered, Renderer};
 
+/// A rendering and the key of the inputs it was made from.
+type KeptRendering = (u64, Arc<Rendered>);
+
 /// A folder of manifests that is not a Git repository, or a folder rendered by a
 /// [`Renderer`] (a Helm chart, a command).
 ///
@@ -37,7 +40,7 @@ pub struct DirSource {
     helm_bin: Option<PathBuf>,
     render: Option<Renderer>,
     /// The last rendering, by the key of its inputs.
-    rendered: Arc<Mutex<Option<(u64, Arc<Rendered>)>>>,
+    rendered: Arc<Mutex<Option<KeptRendering>>>,
     /// Renderings run so far.
     renders: Arc<AtomicU64>,
 }
