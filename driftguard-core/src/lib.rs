@@ -59,6 +59,7 @@ pub mod ports;
 pub mod quantity;
 pub mod query;
 pub mod remediation;
+pub mod render;
 pub mod scanner;
 pub mod scope;
 pub mod selector;

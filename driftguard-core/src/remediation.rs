@@ -406,7 +406,7 @@ mod tests {
                 file: "apps/web.yaml".into(),
                 document: 0,
                 line: 1,
-                revision: None,
+                ..Provenance::default()
             }),
             findings: Vec::new(),
         }

@@ -790,7 +790,7 @@ impl utoipa::Modify for BearerAuth {
         get_remediation, list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto,
-        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, DriftPage, EventDto, EventPage,
+        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted)),
     modifiers(&BearerAuth),
