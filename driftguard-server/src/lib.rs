@@ -29,6 +29,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod notify;
 pub mod queries;
+pub mod remediate;
 pub mod retention;
 pub mod service;
 pub mod setup;
