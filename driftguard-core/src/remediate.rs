@@ -78,7 +78,7 @@ pub struct Target {
 /// Where an adopt plan writes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdoptFile {
-    /// The file, relative to the environment's folder in Git.
+    /// The file, as the drift names it (from the repository root for a Git source).
     pub file: String,
     /// The YAML document in the file (0-based).
     pub document: usize,

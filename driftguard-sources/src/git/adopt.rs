@@ -99,10 +99,13 @@ pub fn push_adoption(
     clone.push(config.url.as_ref());
     clone.push(work.as_os_str());
     run_git(&clone, None, config.auth.as_ref(), config.timeout).map_err(git_err("git clone"))?;
-    let file = if config.path.is_empty() {
+    let folder = config.path.trim_matches('/');
+    // provenance names the file from the repository's root; a file named from the
+    // environment's folder is joined to it
+    let file = if folder.is_empty() || target.file.starts_with(&format!("{folder}/")) {
         target.file.clone()
     } else {
-        format!("{}/{}", config.path.trim_end_matches('/'), target.file)
+        format!("{folder}/{}", target.file)
     };
     let path = work.join(&file);
     let file_error = |what: &str| {
