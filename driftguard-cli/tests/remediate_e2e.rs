@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::e2e::{free_port, kubectl, services};
+use util::e2e::{free_port, kubectl, services, spawn_server, unix_secs_now, Server};
 use util::run_in;
 
 struct Daemon(Child);
@@ -211,5 +211,214 @@ fn revert_and_adopt_end_to_end() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("adopted"), "{}", r.stdout);
     drop(daemon);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A POST with a JSON body and a bearer token: `(status, body)`.
+fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|b| b.1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// The API: plan, then confirm exactly that plan, with a token allowed to remediate; the
+/// drift resolves as `reverted` and the history names the token.
+#[test]
+fn api_plan_then_confirm() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remapi-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    std::fs::write(work.join("envs/prod/app.yaml"), manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &work.join("envs/prod/app.yaml").display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(
+        &dir,
+        &[],
+        &[("OPS_TOKEN", "ops-token"), ("PLAIN_TOKENS", "plain-token")],
+        port,
+        tmp.path().join("serve.log"),
+        "ops-token",
+    );
+    server.wait_ready(after, 1);
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let started = Instant::now();
+    let episode = loop {
+        let open = server.drifts("status=open");
+        if let Some(ep) = open.iter().find_map(|d| d["episode"].as_str()) {
+            break ep.to_owned();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "drift seen:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path = format!("/api/v1/drifts/{episode}/remediate");
+    let (code, _) = post_json(&server, &path, "plain-token", "{}");
+    assert_eq!(code, 403, "a plain token may not remediate");
+    let (code, plan) = post_json(&server, &path, "ops-token", r#"{"action": "revert"}"#);
+    assert_eq!(code, 200, "{plan}\n{}", server.log());
+    assert_eq!(plan["applied"], false);
+    assert!(plan["preview"].as_array().expect("preview").iter().any(|c| c["path"] == "/spec/replicas" && c["to"] == 2), "{plan}");
+    assert_eq!(
+        kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]),
+        "5",
+        "planning changes nothing"
+    );
+    let (code, _) = post_json(&server, &path, "ops-token", r#"{"confirm": "0000000000000000"}"#);
+    assert_eq!(code, 409);
+    let id = plan["plan"].as_str().expect("plan id");
+    let (code, done) = post_json(&server, &path, "ops-token", &format!(r#"{{"confirm": "{id}"}}"#));
+    assert_eq!(code, 200, "{done}\n{}", server.log());
+    assert_eq!(done["applied"], true, "{done}");
+    assert_eq!(
+        kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+    let (code, _) = post_json(&server, &path, "ops-token", &format!(r#"{{"confirm": "{id}"}}"#));
+    assert_eq!(code, 409, "a plan is used once");
+    let started = Instant::now();
+    loop {
+        let d = server.json(&format!("/api/v1/drifts/{episode}")).unwrap_or_default();
+        if d["resolution"] == "reverted" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "resolved as reverted: {d}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = server.json("/api/v1/events?event=remediated").expect("events");
+    assert!(events.to_string().contains("token:ops"), "{events}");
+    drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+fn many(ns: &str) -> String {
+    let mut out = manifest(ns);
+    for i in 0..20 {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\ndata:\n  k: base\n"
+        ));
+    }
+    out.push_str(&format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: contested\n  namespace: {ns}\ndata:\n  k: base\n"
+    ));
+    out
+}
+
+/// A `revert` policy under `serve`: a `kubectl` change is reverted within 5 seconds, once; a
+/// conflict is not touched; under a burst of 20 changes the rate limit holds.
+#[test]
+fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-rempol-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, many(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: revert\n      rateLimit: {{max: 5, perSeconds: 3600}}\nserver:\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(&dir, &[], &[], port, tmp.path().join("serve.log"), "none");
+    server.wait_ready(after, 1);
+    let replicas = || kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]);
+
+    // a kubectl change: reverted within 5 seconds
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let changed = Instant::now();
+    while replicas() != "2" {
+        assert!(changed.elapsed() < Duration::from_secs(5), "reverted within 5 s:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // a conflict: Git moves, then the cluster moves the same field
+    let text = std::fs::read_to_string(&file).expect("read");
+    let contested = "  name: contested\n  namespace: ";
+    let at = text.find(contested).expect("contested");
+    let (head, tail) = text.split_at(at);
+    std::fs::write(&file, format!("{head}{}", tail.replacen("k: base", "k: from-git", 1))).expect("write");
+    git(&work, &["commit", "-q", "-a", "-m", "contested from git"]);
+    let started = Instant::now();
+    while !server
+        .drifts("status=open")
+        .iter()
+        .any(|d| d["name"] == "contested" || d["object"]["name"] == "contested")
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "reverse drift seen:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl(&s, &["-n", &ns, "patch", "configmap/contested", "-p", r#"{"data":{"k":"from-live"}}"#]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        kubectl(&s, &["-n", &ns, "get", "configmap/contested", "-o", "jsonpath={.data.k}"]),
+        "from-live",
+        "a conflict is not touched"
+    );
+
+    // a burst of 20 changes: 4 more remediations fit in the rate limit (5 an hour)
+    for i in 0..20 {
+        kubectl(&s, &["-n", &ns, "patch", &format!("configmap/cm-{i}"), "-p", r#"{"data":{"k":"burst"}}"#]);
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let reverted = (0..20)
+        .filter(|i| {
+            kubectl(&s, &["-n", &ns, "get", &format!("configmap/cm-{i}"), "-o", "jsonpath={.data.k}"]) == "base"
+        })
+        .count();
+    assert_eq!(reverted, 4, "the rate limit holds:\n{}", server.log());
+    let events = server.json("/api/v1/events?event=remediated&limit=1000").expect("events");
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5, "{events}");
+    assert!(items.iter().all(|e| e["remediation"]["requested_by"] == "policy"), "{events}");
+    let web_events = items
+        .iter()
+        .filter(|e| e.to_string().contains("\"web\""))
+        .count();
+    assert_eq!(web_events, 1, "once: {events}");
+    assert_eq!(replicas(), "2");
+    drop(server);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }

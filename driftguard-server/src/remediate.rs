@@ -3,7 +3,9 @@
 //! event. The CLI's `driftguard remediate`, the API and the policy loop all go through
 //! [`Remediator`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use driftguard_core::engine::{Engine, ScanError, ScanReport};
 use driftguard_core::error::chain;
@@ -47,6 +49,117 @@ pub enum RemediateError {
     /// The audit event could not be stored.
     #[error("the remediation was done but its audit event could not be stored: {0}")]
     Audit(String),
+    /// No plan with this id waits for confirmation (never made, already used, or expired).
+    #[error("no plan {0} waits for confirmation (plans expire after 10 minutes and are used once): plan again")]
+    UnknownPlan(String),
+    /// The plan made now differs from the one confirmed.
+    #[error("the drift changed since plan {0} was made: nothing was changed; plan again")]
+    Changed(String),
+    /// The environment cannot be remediated here.
+    #[error("environment {0} cannot be remediated through this server (its live side is not a cluster)")]
+    NotAvailable(String),
+}
+
+/// How long a plan waits for its confirmation.
+pub const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remediation through the API: a [`Remediator`] per environment whose live side is a
+/// cluster, and the plans waiting for confirmation (plan, then confirm exactly that plan).
+pub struct RemediationService {
+    remediators: HashMap<String, Arc<Remediator>>,
+    pending: Mutex<HashMap<String, (Proposal, Instant)>>,
+}
+
+impl RemediationService {
+    /// Builds the remediators of the configured environments (those with a cluster).
+    pub async fn build(
+        config: &Config,
+        key: &SecretKey,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let mut remediators = HashMap::new();
+        for env in &config.file.environments {
+            if env.live.as_ref().is_some_and(|l| l.dump.is_some()) {
+                continue;
+            }
+            match Remediator::open(config, env, key.clone(), store.clone(), clock.clone()).await {
+                Ok(r) => {
+                    remediators.insert(env.name.clone(), Arc::new(r));
+                }
+                Err(e) => tracing::warn!(environment = %env.name, "no remediation: {}", chain(&e)),
+            }
+        }
+        RemediationService {
+            remediators,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The remediator of `env`, when it has one.
+    pub fn get(&self, env: &str) -> Option<Arc<Remediator>> {
+        self.remediators.get(env).cloned()
+    }
+
+    fn remediator(&self, env: &str) -> Result<&Arc<Remediator>, RemediateError> {
+        self.remediators
+            .get(env)
+            .ok_or_else(|| RemediateError::NotAvailable(env.to_owned()))
+    }
+
+    async fn propose_one(
+        &self,
+        drift: Drift,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Result<Proposal, RemediateError> {
+        let r = self.remediator(&drift.id.environment)?;
+        let mut proposed = r.propose(vec![drift], action, prune).await?;
+        match proposed.pop() {
+            Some(p) => p.result,
+            None => Err(RemediateError::Git("nothing proposed".into())),
+        }
+    }
+
+    /// Plans `action` for `drift` and keeps the plan for its confirmation.
+    pub async fn plan(
+        &self,
+        drift: Drift,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Result<Proposal, RemediateError> {
+        let p = self.propose_one(drift, action, prune).await?;
+        let mut pending = self.pending.lock().expect("plan lock is never poisoned");
+        pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+        pending.insert(p.plan.id.clone(), (p.clone(), Instant::now()));
+        Ok(p)
+    }
+
+    /// Carries out the plan `plan_id` made earlier for `drift`, if planning it again gives the
+    /// same plan; `requested_by` names who asked.
+    pub async fn confirm(
+        &self,
+        drift: Drift,
+        plan_id: &str,
+        prune: bool,
+        requested_by: &str,
+    ) -> Result<RemediationRecord, RemediateError> {
+        let waiting = {
+            let mut pending = self.pending.lock().expect("plan lock is never poisoned");
+            pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+            pending.remove(plan_id)
+        };
+        let Some((p, _)) = waiting.filter(|(p, _)| p.drift.episode == drift.episode) else {
+            return Err(RemediateError::UnknownPlan(plan_id.to_owned()));
+        };
+        let now = self.propose_one(drift, p.plan.action, prune).await?;
+        if now.plan.id != p.plan.id {
+            return Err(RemediateError::Changed(plan_id.to_owned()));
+        }
+        self.remediator(&now.drift.id.environment)?
+            .execute(&p, requested_by)
+            .await
+    }
 }
 
 /// A plan with its preview, ready to confirm.
@@ -286,4 +399,67 @@ fn find_desired(desired: &DesiredSet, id: &ResourceId, default_ns: &str) -> Opti
         .map(|m| &m.object)
         .find(|o| same(o, id, Some(default_ns)))
         .map(|o| o.value().clone())
+}
+
+/// Runs the remediation `policy` of `env` until `cancel`: every open drift is decided by the
+/// core's [`driftguard_core::remediate::decide`] (the kill switch `paused` read each time) and
+/// the ones to act on are remediated with `policy` named as who asked, then the environment is
+/// scanned so that they resolve.
+pub fn spawn_policy(
+    state: crate::state::AppState,
+    env: Arc<crate::environment::Environment>,
+    remediator: Arc<Remediator>,
+    policy: driftguard_core::remediate::Policy,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use driftguard_core::remediate::{decide, Decision, PolicyLedger};
+    tokio::spawn(async move {
+        let mut ledger = PolicyLedger::default();
+        let mut notified = std::collections::HashSet::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+            let drifts = env.scanner.open_drifts().await;
+            let mut acted = false;
+            for d in drifts {
+                let killed = paused.load(std::sync::atomic::Ordering::SeqCst);
+                match decide(&policy, &d, &ledger, killed, state.clock.now()) {
+                    Decision::Skip(_) => {}
+                    Decision::Notify => {
+                        if notified.insert(d.episode.clone()) {
+                            tracing::info!(environment = %env.name, episode = %d.episode,
+                                "the remediation policy would remediate this drift (notify only)");
+                        }
+                    }
+                    Decision::Act(action) => {
+                        // once per episode, whatever comes of it
+                        ledger.record(&d.episode, state.clock.now());
+                        let episode = d.episode.clone();
+                        let result = match remediator.propose(vec![d], action, false).await {
+                            Ok(mut p) => match p.pop().map(|p| p.result) {
+                                Some(Ok(prop)) => remediator.execute(&prop, "policy").await.map(|_| ()),
+                                Some(Err(e)) => Err(e),
+                                None => Ok(()),
+                            },
+                            Err(e) => Err(e),
+                        };
+                        match result {
+                            Ok(()) => {
+                                acted = true;
+                                tracing::info!(environment = %env.name, %episode, %action, "remediated by policy");
+                            }
+                            Err(e) => tracing::warn!(environment = %env.name, %episode,
+                                "the remediation policy could not remediate: {}", chain(&e)),
+                        }
+                    }
+                }
+            }
+            if acted {
+                let _ = env.run_scan(&state.scan_context()).await;
+            }
+        }
+    })
 }
