@@ -307,7 +307,7 @@ fn api_plan_then_confirm() {
     let started = Instant::now();
     loop {
         let d = server.json(&format!("/api/v1/drifts/{episode}")).unwrap_or_default();
-        if d["resolution"] == "reverted" {
+        if d["drift"]["resolution"] == "reverted" {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "resolved as reverted: {d}\n{}", server.log());
