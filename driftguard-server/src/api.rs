@@ -811,20 +811,10 @@ async fn git_webhook(
             "missing X-Hub-Signature-256 or X-Gitlab-Token",
         ));
     }
-    let event = h("x-github-event")
-        .or_else(|| h("x-gitlab-event"))
-        .unwrap_or("push")
-        .to_owned();
-    let payload: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| AppError::bad_request(format!("body is not JSON: {e}")))?;
-    if !payload.is_object() {
-        return Err(AppError::bad_request(
-            "body is not a webhook payload (expected a JSON object)",
-        ));
-    }
-    let is_push = matches!(event.as_str(), "push" | "Push Hook")
-        || payload.get("object_kind").and_then(|v| v.as_str()) == Some("push");
-    if !is_push {
+    let push = crate::push::read_push(h("x-github-event").or_else(|| h("x-gitlab-event")), &body)
+        .map_err(|e| AppError::bad_request(e.to_string()))?;
+    let event = push.event;
+    if !push.is_push {
         return Ok((
             StatusCode::OK,
             Json(WebhookAccepted {
@@ -833,45 +823,7 @@ async fn git_webhook(
             }),
         ));
     }
-    let mut urls = Vec::new();
-    for (obj, keys) in [
-        (
-            "repository",
-            &[
-                "clone_url",
-                "html_url",
-                "ssh_url",
-                "git_url",
-                "url",
-                "git_http_url",
-                "git_ssh_url",
-                "homepage",
-            ][..],
-        ),
-        (
-            "project",
-            &[
-                "git_http_url",
-                "git_ssh_url",
-                "web_url",
-                "http_url",
-                "ssh_url",
-            ][..],
-        ),
-    ] {
-        if let Some(o) = payload.get(obj) {
-            for k in keys {
-                if let Some(u) = o.get(*k).and_then(|v| v.as_str()) {
-                    urls.push(u.to_owned());
-                }
-            }
-        }
-    }
-    if urls.is_empty() {
-        return Err(AppError::bad_request(
-            "push payload names no repository (repository.clone_url, project.git_http_url, ...)",
-        ));
-    }
+    let urls = push.repositories;
     let mut triggered = Vec::new();
     for env in &state.environments {
         if env.wants_push(&urls) {

@@ -28,6 +28,7 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod notify;
+pub mod push;
 pub mod queries;
 pub mod remediate;
 pub mod retention;
