@@ -90,7 +90,10 @@ fn revert_and_adopt_end_to_end() {
     let srv = tmp.path().join("srv");
     std::fs::create_dir_all(&srv).expect("mkdir");
     git(&srv, &["init", "-q", "--bare", "-b", "main", "shop.git"]);
-    git(&srv.join("shop.git"), &["config", "receive.denyCurrentBranch", "ignore"]);
+    git(
+        &srv.join("shop.git"),
+        &["config", "receive.denyCurrentBranch", "ignore"],
+    );
     let work = tmp.path().join("work");
     std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
     std::fs::write(work.join("envs/prod/app.yaml"), manifest(&ns)).expect("write");
@@ -117,7 +120,10 @@ fn revert_and_adopt_end_to_end() {
     );
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "git daemon listens");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "git daemon listens"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let url = format!("git://127.0.0.1:{port}/shop.git");
@@ -145,7 +151,17 @@ fn revert_and_adopt_end_to_end() {
     kubectl(&s, &["-n", &ns, "scale", web, "--replicas=5"]);
     kubectl(&s, &["-n", &ns, "set", "image", web, "app=nginx:1.26"]);
     kubectl(&s, &["-n", &ns, "label", web, "hotfix=yes"]);
-    kubectl(&s, &["-n", &ns, "patch", "configmap/settings", "-p", r#"{"data":{"mode":"unsafe"}}"#]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/settings",
+            "-p",
+            r#"{"data":{"mode":"unsafe"}}"#,
+        ],
+    );
     let objects = [
         format!("prod:Deployment/{ns}/web"),
         format!("prod:ConfigMap/{ns}/settings"),
@@ -155,10 +171,22 @@ fn revert_and_adopt_end_to_end() {
     let r = run_in(&dir, &args);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("/spec/replicas: 5 -> 2"), "{}", r.stdout);
-    assert!(r.stdout.contains("/data/mode: unsafe -> safe"), "{}", r.stdout);
-    assert!(r.stdout.contains("/metadata/labels/hotfix: yes -> (absent)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("/data/mode: unsafe -> safe"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("/metadata/labels/hotfix: yes -> (absent)"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(
-        kubectl(&s, &["-n", &ns, "get", web, "-o", "jsonpath={.spec.replicas}"]),
+        kubectl(
+            &s,
+            &["-n", &ns, "get", web, "-o", "jsonpath={.spec.replicas}"]
+        ),
         "5",
         "a dry run changes nothing"
     );
@@ -172,7 +200,17 @@ fn revert_and_adopt_end_to_end() {
         "2 nginx:1.25"
     );
     assert_eq!(
-        kubectl(&s, &["-n", &ns, "get", "configmap/settings", "-o", "jsonpath={.data.mode}"]),
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/settings",
+                "-o",
+                "jsonpath={.data.mode}"
+            ]
+        ),
         "safe"
     );
     let h = run_in(&dir, &["history", &objects[0], "-o", "json"]);
@@ -181,7 +219,17 @@ fn revert_and_adopt_end_to_end() {
     assert!(h.stdout.contains("\"requestedBy\": \"cli:"), "{}", h.stdout);
 
     // adopt: the live value goes into Git on a pushed branch
-    kubectl(&s, &["-n", &ns, "patch", "configmap/settings", "-p", r#"{"data":{"level":"2"}}"#]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/settings",
+            "-p",
+            r#"{"data":{"level":"2"}}"#,
+        ],
+    );
     let r = run_in(&dir, &["remediate", "--adopt", "--yes", &objects[1]]);
     assert_eq!(r.code, 0, "{r:?}");
     git(&work, &["fetch", "-q", "origin"]);
@@ -195,15 +243,25 @@ fn revert_and_adopt_end_to_end() {
     let diff = git(&work, &["diff", "-U0", "main", &branch]);
     let changed: Vec<&str> = diff
         .lines()
-        .filter(|l| (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---"))
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
         .collect();
     assert_eq!(
         changed,
-        vec!["-  level: \"1\"  # tuned by hand", "+  level: '2'  # tuned by hand"],
+        vec![
+            "-  level: \"1\"  # tuned by hand",
+            "+  level: '2'  # tuned by hand"
+        ],
         "{diff}"
     );
     let log = git(&work, &["log", "-1", "--format=%B", &branch]);
-    assert!(log.contains("Drift-Episode: ") && log.contains("Requested-By: cli:"), "{log}");
+    assert!(
+        log.contains("Drift-Episode: ") && log.contains("Requested-By: cli:"),
+        "{log}"
+    );
     // merged and polled: the drift resolves as adopted
     git(&work, &["merge", "-q", "--ff-only", &branch]);
     git(&work, &["push", "-q", "origin", "main"]);
@@ -218,7 +276,8 @@ fn revert_and_adopt_end_to_end() {
 fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
     write!(
         s,
         "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -229,7 +288,10 @@ fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serd
     s.read_to_string(&mut out).expect("read");
     let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = out.split_once("\r\n\r\n").map(|b| b.1).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// The API: plan, then confirm exactly that plan, with a token allowed to remediate; the
@@ -247,7 +309,14 @@ fn api_plan_then_confirm() {
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "the shop"]);
     kubectl(&s, &["create", "namespace", &ns]);
-    kubectl(&s, &["apply", "-f", &work.join("envs/prod/app.yaml").display().to_string()]);
+    kubectl(
+        &s,
+        &[
+            "apply",
+            "-f",
+            &work.join("envs/prod/app.yaml").display().to_string(),
+        ],
+    );
     let dir = tmp.path().join("dg");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
@@ -277,7 +346,11 @@ fn api_plan_then_confirm() {
         if let Some(ep) = open.iter().find_map(|d| d["episode"].as_str()) {
             break ep.to_owned();
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "drift seen:\n{}", server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "drift seen:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let path = format!("/api/v1/drifts/{episode}/remediate");
@@ -286,34 +359,84 @@ fn api_plan_then_confirm() {
     let (code, plan) = post_json(&server, &path, "ops-token", r#"{"action": "revert"}"#);
     assert_eq!(code, 200, "{plan}\n{}", server.log());
     assert_eq!(plan["applied"], false);
-    assert!(plan["preview"].as_array().expect("preview").iter().any(|c| c["path"] == "/spec/replicas" && c["to"] == 2), "{plan}");
+    assert!(
+        plan["preview"]
+            .as_array()
+            .expect("preview")
+            .iter()
+            .any(|c| c["path"] == "/spec/replicas" && c["to"] == 2),
+        "{plan}"
+    );
     assert_eq!(
-        kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]),
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
         "5",
         "planning changes nothing"
     );
-    let (code, _) = post_json(&server, &path, "ops-token", r#"{"confirm": "0000000000000000"}"#);
+    let (code, _) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        r#"{"confirm": "0000000000000000"}"#,
+    );
     assert_eq!(code, 409);
     let id = plan["plan"].as_str().expect("plan id");
-    let (code, done) = post_json(&server, &path, "ops-token", &format!(r#"{{"confirm": "{id}"}}"#));
+    let (code, done) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        &format!(r#"{{"confirm": "{id}"}}"#),
+    );
     assert_eq!(code, 200, "{done}\n{}", server.log());
     assert_eq!(done["applied"], true, "{done}");
     assert_eq!(
-        kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]),
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
         "2"
     );
-    let (code, _) = post_json(&server, &path, "ops-token", &format!(r#"{{"confirm": "{id}"}}"#));
+    let (code, _) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        &format!(r#"{{"confirm": "{id}"}}"#),
+    );
     assert_eq!(code, 409, "a plan is used once");
     let started = Instant::now();
     loop {
-        let d = server.json(&format!("/api/v1/drifts/{episode}")).unwrap_or_default();
+        let d = server
+            .json(&format!("/api/v1/drifts/{episode}"))
+            .unwrap_or_default();
         if d["drift"]["resolution"] == "reverted" {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "resolved as reverted: {d}\n{}", server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "resolved as reverted: {d}\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let events = server.json("/api/v1/events?event=remediated").expect("events");
+    let events = server
+        .json("/api/v1/events?event=remediated")
+        .expect("events");
     assert!(events.to_string().contains("token:ops"), "{events}");
     drop(server);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
@@ -364,13 +487,29 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
     let after = unix_secs_now();
     let mut server = spawn_server(&dir, &[], &[], port, tmp.path().join("serve.log"), "none");
     server.wait_ready(after, 1);
-    let replicas = || kubectl(&s, &["-n", &ns, "get", "deployment/web", "-o", "jsonpath={.spec.replicas}"]);
+    let replicas = || {
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        )
+    };
 
     // a kubectl change: reverted within 5 seconds
     kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
     let changed = Instant::now();
     while replicas() != "2" {
-        assert!(changed.elapsed() < Duration::from_secs(5), "reverted within 5 s:\n{}", server.log());
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "reverted within 5 s:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -379,7 +518,11 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
     let contested = "  name: contested\n  namespace: ";
     let at = text.find(contested).expect("contested");
     let (head, tail) = text.split_at(at);
-    std::fs::write(&file, format!("{head}{}", tail.replacen("k: base", "k: from-git", 1))).expect("write");
+    std::fs::write(
+        &file,
+        format!("{head}{}", tail.replacen("k: base", "k: from-git", 1)),
+    )
+    .expect("write");
     git(&work, &["commit", "-q", "-a", "-m", "contested from git"]);
     let started = Instant::now();
     while !server
@@ -387,32 +530,83 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
         .iter()
         .any(|d| d["name"] == "contested" || d["object"]["name"] == "contested")
     {
-        assert!(started.elapsed() < Duration::from_secs(20), "reverse drift seen:\n{}", server.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "reverse drift seen:\n{}",
+            server.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    kubectl(&s, &["-n", &ns, "patch", "configmap/contested", "-p", r#"{"data":{"k":"from-live"}}"#]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/contested",
+            "-p",
+            r#"{"data":{"k":"from-live"}}"#,
+        ],
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        kubectl(&s, &["-n", &ns, "get", "configmap/contested", "-o", "jsonpath={.data.k}"]),
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/contested",
+                "-o",
+                "jsonpath={.data.k}"
+            ]
+        ),
         "from-live",
         "a conflict is not touched"
     );
 
     // a burst of 20 changes: 4 more remediations fit in the rate limit (5 an hour)
     for i in 0..20 {
-        kubectl(&s, &["-n", &ns, "patch", &format!("configmap/cm-{i}"), "-p", r#"{"data":{"k":"burst"}}"#]);
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "patch",
+                &format!("configmap/cm-{i}"),
+                "-p",
+                r#"{"data":{"k":"burst"}}"#,
+            ],
+        );
     }
     std::thread::sleep(Duration::from_secs(6));
     let reverted = (0..20)
         .filter(|i| {
-            kubectl(&s, &["-n", &ns, "get", &format!("configmap/cm-{i}"), "-o", "jsonpath={.data.k}"]) == "base"
+            kubectl(
+                &s,
+                &[
+                    "-n",
+                    &ns,
+                    "get",
+                    &format!("configmap/cm-{i}"),
+                    "-o",
+                    "jsonpath={.data.k}",
+                ],
+            ) == "base"
         })
         .count();
     assert_eq!(reverted, 4, "the rate limit holds:\n{}", server.log());
-    let events = server.json("/api/v1/events?event=remediated&limit=1000").expect("events");
+    let events = server
+        .json("/api/v1/events?event=remediated&limit=1000")
+        .expect("events");
     let items = events["items"].as_array().cloned().unwrap_or_default();
     assert_eq!(items.len(), 5, "{events}");
-    assert!(items.iter().all(|e| e["remediation"]["requested_by"] == "policy"), "{events}");
+    assert!(
+        items
+            .iter()
+            .all(|e| e["remediation"]["requested_by"] == "policy"),
+        "{events}"
+    );
     let web_events = items
         .iter()
         .filter(|e| e.to_string().contains("\"web\""))

@@ -35,7 +35,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::engine::{EnvState, Engine};
+use crate::engine::{Engine, EnvState};
 use crate::managed::{parse_managed_fields, ManagedFieldsEntry};
 use crate::names::named_enum;
 use crate::normalize::TRACKING_LABEL;
@@ -445,10 +445,10 @@ fn secret_plain(desired: &Value, object: &str) -> Result<(), Refusal> {
     if data.is_empty() {
         return refuse("the manifest holds no data");
     }
-    let encrypted = data.iter().flat_map(|m| m.values()).any(|v| {
-        v.as_str()
-            .is_some_and(|s| s.starts_with("ENC["))
-    });
+    let encrypted = data
+        .iter()
+        .flat_map(|m| m.values())
+        .any(|v| v.as_str().is_some_and(|s| s.starts_with("ENC[")));
     if encrypted {
         return refuse("its values are encrypted");
     }
@@ -713,7 +713,11 @@ pub fn set_path(value: &mut Value, path: &str, to: Option<&Value>) -> bool {
 /// JSON pointers, leaving out what the API server keeps for itself (`managedFields`,
 /// `resourceVersion`, `generation`, `status`). Values under a Secret's `data` and `stringData`
 /// are shown as `(secret value)`.
-pub fn diff_objects(before: Option<&Value>, after: Option<&Value>, secret: bool) -> Vec<FieldChange> {
+pub fn diff_objects(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    secret: bool,
+) -> Vec<FieldChange> {
     let mut out = Vec::new();
     diff_at(String::new(), before, after, secret, &mut out);
     out
@@ -722,7 +726,10 @@ pub fn diff_objects(before: Option<&Value>, after: Option<&Value>, secret: bool)
 fn skipped(pointer: &str) -> bool {
     matches!(
         pointer,
-        "/metadata/managedFields" | "/metadata/resourceVersion" | "/metadata/generation" | "/status"
+        "/metadata/managedFields"
+            | "/metadata/resourceVersion"
+            | "/metadata/generation"
+            | "/status"
     )
 }
 
@@ -757,9 +764,16 @@ fn diff_at(
             }
         }
         _ => {
-            let hide = secret && (pointer.starts_with("/data/") || pointer.starts_with("/stringData/"));
+            let hide =
+                secret && (pointer.starts_with("/data/") || pointer.starts_with("/stringData/"));
             let show = |v: Option<&Value>| {
-                v.map(|v| if hide { Value::String(crate::compare::REDACTED.into()) } else { v.clone() })
+                v.map(|v| {
+                    if hide {
+                        Value::String(crate::compare::REDACTED.into())
+                    } else {
+                        v.clone()
+                    }
+                })
             };
             out.push(FieldChange {
                 path: pointer,
@@ -817,7 +831,11 @@ pub struct RemediationRecord {
 }
 
 /// The `remediated` event of `drift` at `at` (deterministic id: writing it twice keeps one).
-pub fn remediation_event(drift: &Drift, record: RemediationRecord, at: DateTime<Utc>) -> DriftEvent {
+pub fn remediation_event(
+    drift: &Drift,
+    record: RemediationRecord,
+    at: DateTime<Utc>,
+) -> DriftEvent {
     let seed = format!(
         "{}|remediated|{}|{}",
         drift.episode,

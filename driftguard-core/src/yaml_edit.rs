@@ -64,7 +64,9 @@ fn key_at(text: &str, col: usize) -> Option<(String, usize)> {
         let end = stripped.find('\'')?;
         (stripped[..end].to_owned(), col + end + 2)
     } else {
-        let end = rest.find(": ").or_else(|| rest.strip_suffix(':').map(str::len))?;
+        let end = rest
+            .find(": ")
+            .or_else(|| rest.strip_suffix(':').map(str::len))?;
         (rest[..end].trim_end().to_owned(), col + end)
     };
     let tail = text.get(after..)?;
@@ -218,7 +220,8 @@ fn strip_comment(v: &str) -> &str {
 
 fn item_matches(lines: &[Line], item: Block, key: &str) -> bool {
     let view = item_as_map(lines, item);
-    let field = |k: &str| find_key(&view, item, k).map(|e| scalar_of(&view[e.line].text, e.value_col));
+    let field =
+        |k: &str| find_key(&view, item, k).map(|e| scalar_of(&view[e.line].text, e.value_col));
     for k in ["name", "mountPath", "devicePath"] {
         if field(k).as_deref() == Some(key) {
             return true;
@@ -259,7 +262,12 @@ fn unsupported(path: &str, why: &str) -> YamlEditError {
 }
 
 /// Sets (`Some`) or removes (`None`) the field `path` of document `doc` of `text`.
-pub fn edit(text: &str, doc: usize, path: &str, to: Option<&Value>) -> Result<String, YamlEditError> {
+pub fn edit(
+    text: &str,
+    doc: usize,
+    path: &str,
+    to: Option<&Value>,
+) -> Result<String, YamlEditError> {
     let mut lines: Vec<Line> = text.lines().map(|l| Line { text: l.to_owned() }).collect();
     let docs = documents(&lines);
     let (ds, de) = *docs.get(doc).ok_or(YamlEditError::NoDocument(doc))?;
@@ -312,7 +320,11 @@ pub fn edit(text: &str, doc: usize, path: &str, to: Option<&Value>) -> Result<St
                     let mut new = Vec::new();
                     let key = render_scalar(&Value::String(k.clone()));
                     if is_scalar(&v) {
-                        new.push(format!("{}{key}: {}", " ".repeat(indent), render_scalar(&v)));
+                        new.push(format!(
+                            "{}{key}: {}",
+                            " ".repeat(indent),
+                            render_scalar(&v)
+                        ));
                     } else {
                         new.push(format!("{}{key}:", " ".repeat(indent)));
                         new.extend(render_block(&v, indent + 2));
@@ -352,7 +364,10 @@ pub fn edit(text: &str, doc: usize, path: &str, to: Option<&Value>) -> Result<St
                             return Ok(text.to_owned());
                         };
                         if !last {
-                            return Err(unsupported(path, "a new list item holding only part of a field"));
+                            return Err(unsupported(
+                                path,
+                                "a new list item holding only part of a field",
+                            ));
                         }
                         let indent = block
                             .indent
@@ -380,7 +395,11 @@ fn apply_key(
 ) -> Result<Vec<Line>, YamlEditError> {
     let text = lines[e.line].text.clone();
     let rest = text[e.value_col..].trim();
-    if rest.starts_with('|') || rest.starts_with('>') || rest.starts_with('&') || rest.starts_with('*') {
+    if rest.starts_with('|')
+        || rest.starts_with('>')
+        || rest.starts_with('&')
+        || rest.starts_with('*')
+    {
         return Err(unsupported(path, "a block scalar, anchor or alias"));
     }
     let body_end = if rest.is_empty() || strip_comment(rest).is_empty() {
@@ -481,7 +500,13 @@ spec:
     fn sets_a_scalar_keeping_comments_and_order() {
         let out = edit(FILE, 1, "spec.replicas", Some(&json!(5))).expect("edit");
         assert!(out.contains("  replicas: 5 # three\n"), "{out}");
-        let out = edit(&out, 1, "spec.template.spec.containers[app].image", Some(&json!("nginx:1.26"))).expect("edit");
+        let out = edit(
+            &out,
+            1,
+            "spec.template.spec.containers[app].image",
+            Some(&json!("nginx:1.26")),
+        )
+        .expect("edit");
         assert!(out.contains("          image: nginx:1.26\n"), "{out}");
         assert!(out.contains("# pinned on purpose") && out.starts_with("# the web app"));
         let changed: Vec<(&str, &str)> = FILE
@@ -495,7 +520,10 @@ spec:
     #[test]
     fn adds_and_removes_keys_and_items() {
         let out = edit(FILE, 1, "metadata.labels.hotfix", Some(&json!("yes"))).expect("edit");
-        assert!(out.contains("    app: web  # keep\n    hotfix: yes\n"), "{out}");
+        assert!(
+            out.contains("    app: web  # keep\n    hotfix: yes\n"),
+            "{out}"
+        );
         let out = edit(
             &out,
             1,
@@ -507,12 +535,24 @@ spec:
         let parsed: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&out)
             .map(|d| serde_yaml::Value::deserialize(d).expect("yaml"))
             .collect();
-        assert_eq!(parsed[1]["metadata"]["labels"]["hotfix"], serde_yaml::Value::from("yes"));
-        let back = edit(&out, 1, "spec.template.spec.containers[app].env[DEBUG]", None).expect("edit");
+        assert_eq!(
+            parsed[1]["metadata"]["labels"]["hotfix"],
+            serde_yaml::Value::from("yes")
+        );
+        let back = edit(
+            &out,
+            1,
+            "spec.template.spec.containers[app].env[DEBUG]",
+            None,
+        )
+        .expect("edit");
         let back = edit(&back, 1, "metadata.labels.hotfix", None).expect("edit");
         assert_eq!(back, FILE);
         let new_map = edit(FILE, 1, "metadata.annotations.team", Some(&json!("a"))).expect("edit");
-        assert!(new_map.contains("  annotations:\n    team: a\n"), "{new_map}");
+        assert!(
+            new_map.contains("  annotations:\n    team: a\n"),
+            "{new_map}"
+        );
     }
 
     #[test]
@@ -522,7 +562,10 @@ spec:
             edit(flow, 0, "data.b", Some(&json!("2"))),
             Err(YamlEditError::Unsupported { .. })
         ));
-        assert_eq!(edit(FILE, 5, "spec", None), Err(YamlEditError::NoDocument(5)));
+        assert_eq!(
+            edit(FILE, 5, "spec", None),
+            Err(YamlEditError::NoDocument(5))
+        );
     }
 
     use serde::Deserialize;

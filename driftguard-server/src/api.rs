@@ -470,9 +470,10 @@ async fn remediate(
     Path(episode): Path<String>,
     body: Result<Json<RemediateRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RemediateAnswer>, AppError> {
-    let Json(body) = body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
-    let action = parse::<RemediationAction>("action", &body.action)?
-        .unwrap_or(RemediationAction::Revert);
+    let Json(body) =
+        body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let action =
+        parse::<RemediationAction>("action", &body.action)?.unwrap_or(RemediationAction::Revert);
     let Some(service) = state.remediation.clone() else {
         return Err(AppError::new(
             StatusCode::CONFLICT,
@@ -485,12 +486,19 @@ async fn remediate(
         .drift(&episode)
         .await
         .map_err(|e| {
-            tracing::error!("cannot read drift {episode}: {}", driftguard_core::error::chain(&e));
+            tracing::error!(
+                "cannot read drift {episode}: {}",
+                driftguard_core::error::chain(&e)
+            );
             AppError::internal()
         })?
         .ok_or_else(|| AppError::not_found(format!("no drift episode {episode}")))?;
     let refused = |e: crate::remediate::RemediateError| {
-        AppError::new(StatusCode::CONFLICT, "refused", driftguard_core::error::chain(&e))
+        AppError::new(
+            StatusCode::CONFLICT,
+            "refused",
+            driftguard_core::error::chain(&e),
+        )
     };
     let change = |c: &driftguard_core::remediation::FieldChange| FieldChangeDto {
         path: c.path.clone(),
@@ -499,7 +507,10 @@ async fn remediate(
     };
     match body.confirm {
         None => {
-            let p = service.plan(drift, action, body.prune).await.map_err(refused)?;
+            let p = service
+                .plan(drift, action, body.prune)
+                .await
+                .map_err(refused)?;
             Ok(Json(RemediateAnswer {
                 plan: p.plan.id.clone(),
                 episode: p.drift.episode.clone(),

@@ -56,7 +56,9 @@ pub enum RemediateError {
     #[error("the drift changed since plan {0} was made: nothing was changed; plan again")]
     Changed(String),
     /// The environment cannot be remediated here.
-    #[error("environment {0} cannot be remediated through this server (its live side is not a cluster)")]
+    #[error(
+        "environment {0} cannot be remediated through this server (its live side is not a cluster)"
+    )]
     NotAvailable(String),
 }
 
@@ -254,7 +256,11 @@ impl Remediator {
         let revision = self.git.revision().await.map_err(source("Git"))?;
         let desired = self.git.desired(&revision).await.map_err(source("Git"))?;
         let scope = self.engine.live_scope(&desired);
-        let live = self.kube.snapshot(&scope).await.map_err(source("the cluster"))?;
+        let live = self
+            .kube
+            .snapshot(&scope)
+            .await
+            .map_err(source("the cluster"))?;
         let st = self.engine.index(&desired, &live);
         let git_ready = if desired.warnings.is_empty() {
             Readiness::Ready
@@ -263,7 +269,8 @@ impl Remediator {
         };
         let mut out = Vec::new();
         for drift in drifts {
-            let raw_desired = find_desired(&desired, &drift.id, self.engine.spec.default_namespace());
+            let raw_desired =
+                find_desired(&desired, &drift.id, self.engine.spec.default_namespace());
             let raw_live = live
                 .objects
                 .iter()
@@ -361,7 +368,11 @@ impl Remediator {
     }
 
     /// Stores the `remediated` event of `drift`.
-    pub async fn audit(&self, drift: &Drift, record: RemediationRecord) -> Result<(), RemediateError> {
+    pub async fn audit(
+        &self,
+        drift: &Drift,
+        record: RemediationRecord,
+    ) -> Result<(), RemediateError> {
         let event = remediation_event(drift, record, self.clock.now());
         self.store
             .commit(&ScanBatch {
@@ -440,7 +451,9 @@ pub fn spawn_policy(
                         let episode = d.episode.clone();
                         let result = match remediator.propose(vec![d], action, false).await {
                             Ok(mut p) => match p.pop().map(|p| p.result) {
-                                Some(Ok(prop)) => remediator.execute(&prop, "policy").await.map(|_| ()),
+                                Some(Ok(prop)) => {
+                                    remediator.execute(&prop, "policy").await.map(|_| ())
+                                }
                                 Some(Err(e)) => Err(e),
                                 None => Ok(()),
                             },

@@ -207,9 +207,9 @@ impl Service {
         }
         // remediation only when some token may remediate or a policy acts
         let any_policy = config.file.environments.iter().any(|e| {
-            e.remediation.as_ref().is_some_and(|p| {
-                p.mode != driftguard_core::remediate::PolicyMode::Off
-            })
+            e.remediation
+                .as_ref()
+                .is_some_and(|p| p.mode != driftguard_core::remediate::PolicyMode::Off)
         });
         let remediation = if any_policy
             || scoped_tokens

@@ -1287,7 +1287,10 @@ async fn remediation_needs_a_token_with_the_remediate_scope() {
         Duration::from_secs(3600),
         Duration::from_secs(3600),
     );
-    git.set(testkit::desired("rev-a", vec![deployment("shop", "web", 3, "web:1")]));
+    git.set(testkit::desired(
+        "rev-a",
+        vec![deployment("shop", "web", 3, "web:1")],
+    ));
     live.set(testkit::live(vec![deployment("shop", "web", 5, "web:1")]));
     let state = AppState::builder(store, vec![dev], Arc::new(Metrics::new()))
         .tokens(vec![TOKEN.into()])
@@ -1326,14 +1329,22 @@ async fn remediation_needs_a_token_with_the_remediate_scope() {
     assert!(r.text.contains("remediate"), "{}", r.text);
     let r = send(&app, call("viewer-token", uri.clone(), "{}")).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
-    let r = send(&app, call("viewer-token", "/api/v1/environments/dev/scan".into(), "")).await;
+    let r = send(
+        &app,
+        call("viewer-token", "/api/v1/environments/dev/scan".into(), ""),
+    )
+    .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     let r = Request::get("/api/v1/drifts")
         .header("authorization", "Bearer viewer-token")
         .body(Body::empty())
         .expect("request");
     assert_eq!(send(&app, r).await.status, StatusCode::OK);
-    let r = send(&app, call("ops-token", uri.clone(), r#"{"action": "revert"}"#)).await;
+    let r = send(
+        &app,
+        call("ops-token", uri.clone(), r#"{"action": "revert"}"#),
+    )
+    .await;
     assert_error(&r, StatusCode::CONFLICT, "not_available");
     let r = send(&app, call("ops-token", uri, r#"{"bogus": 1}"#)).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");

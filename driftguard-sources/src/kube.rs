@@ -51,7 +51,7 @@ use serde_json::Value;
 mod apply;
 mod watch;
 
-pub use apply::{ApplyError, Applied};
+pub use apply::{Applied, ApplyError};
 
 /// How to reach a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use driftguard_core::ports::{LiveSource, LiveSnapshot};
+use driftguard_core::ports::{LiveSnapshot, LiveSource};
 use driftguard_core::remediate::{self, Operation, Readiness, Request};
 use driftguard_core::remediation::RemediationAction;
 use driftguard_core::state::{Drift, EventKind, Resolution};
@@ -123,13 +123,10 @@ fn get(c: &Cluster, ns: &str, what: &str) -> Value {
 }
 
 fn raw<'a>(snap: &'a LiveSnapshot, d: &Drift) -> Option<&'a Value> {
-    snap.objects
-        .iter()
-        .map(|o| o.object.value())
-        .find(|v| {
-            v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
-                && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
-        })
+    snap.objects.iter().map(|o| o.object.value()).find(|v| {
+        v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
+            && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +139,12 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
     let set = desired(&files);
     let (scanner, clock, _store) = scanner("prod", &[&ns], set.clone(), live.clone());
     let report = scanner.scan().await.expect("scan");
-    assert_eq!(report.drifts().count(), 0, "{:?}", report.drifts().collect::<Vec<_>>());
+    assert_eq!(
+        report.drifts().count(),
+        0,
+        "{:?}",
+        report.drifts().collect::<Vec<_>>()
+    );
 
     // the drifts: a scale, an image hotfix, an added env var, an added label, a patched
     // ConfigMap; a field Git does not set; the HPA's target scaled and hotfixed
@@ -151,10 +153,31 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
     c.kubectl(&["-n", &ns, "set", "image", web, "app=nginx:1.26"]);
     c.kubectl(&["-n", &ns, "set", "env", web, "DEBUG=true"]);
     c.kubectl(&["-n", &ns, "label", web, "hotfix=yes"]);
-    c.kubectl(&["-n", &ns, "patch", web, "-p", r#"{"spec":{"revisionHistoryLimit":3}}"#]);
-    c.kubectl(&["-n", &ns, "patch", "configmap/settings", "-p", r#"{"data":{"mode":"unsafe","extra":"x"}}"#]);
+    c.kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        web,
+        "-p",
+        r#"{"spec":{"revisionHistoryLimit":3}}"#,
+    ]);
+    c.kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "configmap/settings",
+        "-p",
+        r#"{"data":{"mode":"unsafe","extra":"x"}}"#,
+    ]);
     c.kubectl(&["-n", &ns, "scale", "deployment/scaled", "--replicas=4"]);
-    c.kubectl(&["-n", &ns, "set", "image", "deployment/scaled", "app=nginx:1.26"]);
+    c.kubectl(&[
+        "-n",
+        &ns,
+        "set",
+        "image",
+        "deployment/scaled",
+        "app=nginx:1.26",
+    ]);
     clock.advance(chrono::Duration::seconds(5));
     let report = scanner.scan().await.expect("scan");
     let drifts: Vec<Drift> = report.drifts().cloned().collect();
@@ -168,14 +191,10 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
     let plans: Vec<_> = drifts
         .iter()
         .map(|d| {
-            let desired = set
-                .objects
-                .iter()
-                .map(|m| m.object.value())
-                .find(|v| {
-                    v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
-                        && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
-                });
+            let desired = set.objects.iter().map(|m| m.object.value()).find(|v| {
+                v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
+                    && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
+            });
             remediate::plan(
                 &engine,
                 &st,
@@ -195,7 +214,10 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
     assert!(plans.iter().all(|p| p.operation == Operation::Apply));
 
     // the preview is the API server's dry run: exactly what would change, and nothing changes
-    let web_plan = plans.iter().find(|p| p.target.name == "web").expect("web plan");
+    let web_plan = plans
+        .iter()
+        .find(|p| p.target.name == "web")
+        .expect("web plan");
     let preview = live.preview(web_plan).await.expect("preview");
     assert!(!preview.applied);
     let paths: Vec<&str> = preview.changes.iter().map(|c| c.path.as_str()).collect();
@@ -206,9 +228,18 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
     ] {
         assert!(paths.contains(&want), "{want} in {paths:?}");
     }
-    assert!(paths.iter().any(|p| p.starts_with("/spec/template/spec/containers/0/env")), "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/spec/template/spec/containers/0/env")),
+        "{paths:?}"
+    );
     assert!(!paths.contains(&"/spec/revisionHistoryLimit"), "{paths:?}");
-    assert_eq!(get(&c, &ns, web)["spec"]["replicas"], 5, "a dry run changes nothing");
+    assert_eq!(
+        get(&c, &ns, web)["spec"]["replicas"],
+        5,
+        "a dry run changes nothing"
+    );
 
     // an account that may only read: a clear error, nothing half-done
     c.apply(
@@ -246,7 +277,10 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
     let err = reader.apply_plan(web_plan).await.expect_err("forbidden");
     assert!(matches!(err, ApplyError::Forbidden { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("write role") && msg.contains("nothing was changed"), "{msg}");
+    assert!(
+        msg.contains("write role") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
     let now = get(&c, &ns, web);
     assert_eq!(now["spec"]["replicas"], 5);
     assert_eq!(now["metadata"]["labels"]["hotfix"], "yes");
@@ -258,7 +292,10 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
     }
     let now = get(&c, &ns, web);
     assert_eq!(now["spec"]["replicas"], 2);
-    assert_eq!(now["spec"]["revisionHistoryLimit"], 3, "Git does not set it: left alone");
+    assert_eq!(
+        now["spec"]["revisionHistoryLimit"], 3,
+        "Git does not set it: left alone"
+    );
     assert_eq!(now["metadata"]["labels"].get("hotfix"), None);
     let container = &now["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "nginx:1.25");
@@ -275,14 +312,28 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
         .iter()
         .any(|m| m["manager"] == "driftguard"));
     let cm = get(&c, &ns, "configmap/settings");
-    assert_eq!(cm["data"], serde_json::json!({"mode": "safe", "level": "1"}));
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"mode": "safe", "level": "1"})
+    );
     let scaled = get(&c, &ns, "deployment/scaled");
-    assert_eq!(scaled["spec"]["replicas"], 4, "the HPA's replicas are left alone");
-    assert_eq!(scaled["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.25");
+    assert_eq!(
+        scaled["spec"]["replicas"], 4,
+        "the HPA's replicas are left alone"
+    );
+    assert_eq!(
+        scaled["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.25"
+    );
 
     clock.advance(chrono::Duration::seconds(5));
     let report = scanner.scan().await.expect("scan");
-    assert_eq!(report.drifts().count(), 0, "{:?}", report.drifts().collect::<Vec<_>>());
+    assert_eq!(
+        report.drifts().count(),
+        0,
+        "{:?}",
+        report.drifts().collect::<Vec<_>>()
+    );
     let resolved: Vec<(String, Option<Resolution>)> = report
         .events
         .iter()
@@ -290,6 +341,11 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
         .map(|e| (e.drift.id.name.clone(), e.drift.resolution))
         .collect();
     assert_eq!(resolved.len(), 3, "{resolved:?}");
-    assert!(resolved.iter().all(|(_, r)| *r == Some(Resolution::Reverted)), "{resolved:?}");
+    assert!(
+        resolved
+            .iter()
+            .all(|(_, r)| *r == Some(Resolution::Reverted)),
+        "{resolved:?}"
+    );
     c.drop_namespace(&ns);
 }

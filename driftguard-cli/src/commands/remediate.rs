@@ -112,9 +112,10 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
             .drifts()
             .filter(|d| {
                 if a.all {
-                    a.kind.as_ref().is_none_or(|k| k.eq_ignore_ascii_case(&d.id.kind))
-                        && a
-                            .namespace
+                    a.kind
+                        .as_ref()
+                        .is_none_or(|k| k.eq_ignore_ascii_case(&d.id.kind))
+                        && a.namespace
                             .as_ref()
                             .is_none_or(|n| d.id.namespace.as_ref() == Some(n))
                 } else {
@@ -183,7 +184,10 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
     } else if a.yes {
         true
     } else if std::io::stdin().is_terminal() {
-        print!("Apply {ready} plan{}? [y/N] ", if ready == 1 { "" } else { "s" });
+        print!(
+            "Apply {ready} plan{}? [y/N] ",
+            if ready == 1 { "" } else { "s" }
+        );
         std::io::stdout().flush()?;
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -247,11 +251,12 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
                 .scan()
                 .await
                 .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
-            for e in report.events.iter().filter(|e| e.kind == EventKind::Resolved) {
-                if let Some(o) = outcomes
-                    .iter_mut()
-                    .find(|o| o.episode == e.drift.episode)
-                {
+            for e in report
+                .events
+                .iter()
+                .filter(|e| e.kind == EventKind::Resolved)
+            {
+                if let Some(o) = outcomes.iter_mut().find(|o| o.episode == e.drift.episode) {
                     o.resolution = e.drift.resolution.map(|r| r.to_string());
                 }
             }

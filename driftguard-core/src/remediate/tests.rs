@@ -1,16 +1,18 @@
 use super::*;
 use crate::compare::FieldDiff;
 use crate::engine::EnvironmentSpec;
+use crate::id::ResourceId;
 use crate::ignore::{IgnoreRule, JsonPointer};
 use crate::model::{Provenance, RawLive, RawManifest, RawObject, Rendering};
 use crate::normalize::{Normalizer, SecretKey};
 use crate::ports::{DesiredSet, LiveSnapshot};
 use crate::state::Attribution;
-use crate::id::ResourceId;
 use chrono::TimeZone;
 
 fn at(s: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + s, 0).single().expect("time")
+    Utc.timestamp_opt(1_700_000_000 + s, 0)
+        .single()
+        .expect("time")
 }
 
 fn deploy_git() -> Value {
@@ -118,7 +120,12 @@ fn deploy_drift() -> Drift {
     )
 }
 
-fn req<'a>(d: &'a Drift, action: RemediationAction, desired: Option<&'a Value>, live: Option<&'a Value>) -> Request<'a> {
+fn req<'a>(
+    d: &'a Drift,
+    action: RemediationAction,
+    desired: Option<&'a Value>,
+    live: Option<&'a Value>,
+) -> Request<'a> {
     Request {
         drift: d,
         action,
@@ -141,18 +148,41 @@ fn revert_applies_only_gits_fields_and_removes_what_the_cluster_added() {
     let (git, live) = (deploy_git(), deploy_live());
     let st = state(&e, &[git.clone(), hpa()], &[live.clone()]);
     let d = deploy_drift();
-    let p = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git), Some(&live))).expect("plan");
+    let p = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git), Some(&live)),
+    )
+    .expect("plan");
     assert_eq!(p.operation, Operation::Apply);
     let body = p.apply.clone().expect("body");
-    assert_eq!(body.pointer("/spec/replicas"), None, "the HPA owns replicas");
-    assert_eq!(body.pointer("/metadata/labels/app"), None, "ignored by a rule");
+    assert_eq!(
+        body.pointer("/spec/replicas"),
+        None,
+        "the HPA owns replicas"
+    );
+    assert_eq!(
+        body.pointer("/metadata/labels/app"),
+        None,
+        "ignored by a rule"
+    );
     assert_eq!(body.pointer("/status"), None);
     assert_eq!(
         body.pointer("/spec/template/spec/containers/0/image"),
         Some(&json!("nginx:1.25"))
     );
-    assert_eq!(body.pointer("/spec/revisionHistoryLimit"), None, "Git does not set it");
-    assert!(p.left_alone.iter().any(|l| l.contains("HorizontalPodAutoscaler")), "{:?}", p.left_alone);
+    assert_eq!(
+        body.pointer("/spec/revisionHistoryLimit"),
+        None,
+        "Git does not set it"
+    );
+    assert!(
+        p.left_alone
+            .iter()
+            .any(|l| l.contains("HorizontalPodAutoscaler")),
+        "{:?}",
+        p.left_alone
+    );
     // guarded removals: the label and the env var, each behind a test
     let removes: Vec<&str> = p
         .removals
@@ -162,7 +192,10 @@ fn revert_applies_only_gits_fields_and_removes_what_the_cluster_added() {
         .collect();
     assert_eq!(
         removes,
-        vec!["/metadata/labels/hotfix", "/spec/template/spec/containers/0/env/1"]
+        vec![
+            "/metadata/labels/hotfix",
+            "/spec/template/spec/containers/0/env/1"
+        ]
     );
     assert!(p.removals.iter().any(|o| o["op"] == "test"
         && o["path"] == "/spec/template/spec/containers/0/env/1"
@@ -170,11 +203,21 @@ fn revert_applies_only_gits_fields_and_removes_what_the_cluster_added() {
     assert_eq!(p.changes.len(), 3);
     assert_eq!(p.changes[2].to, Some(json!("nginx:1.25")));
     // the id is the content: the same inputs give the same id, another body another one
-    let again = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git), Some(&live))).expect("plan");
+    let again = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git), Some(&live)),
+    )
+    .expect("plan");
     assert_eq!(p.id, again.id);
     let mut git2 = git.clone();
     git2["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.27");
-    let other = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git2), Some(&live))).expect("plan");
+    let other = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git2), Some(&live)),
+    )
+    .expect("plan");
     assert_ne!(p.id, other.id);
 }
 
@@ -191,10 +234,22 @@ fn fields_of_ignored_managers_are_left_alone() {
     let live = deploy_live();
     let st = state(&e, &[git.clone()], &[live.clone()]);
     let d = deploy_drift();
-    let p = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git), Some(&live))).expect("plan");
+    let p = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git), Some(&live)),
+    )
+    .expect("plan");
     let body = p.apply.expect("body");
-    assert_eq!(body.pointer("/spec/template/spec/containers/0/resources"), None);
-    assert_eq!(body.pointer("/spec/replicas"), Some(&json!(3)), "no HPA here");
+    assert_eq!(
+        body.pointer("/spec/template/spec/containers/0/resources"),
+        None
+    );
+    assert_eq!(
+        body.pointer("/spec/replicas"),
+        Some(&json!(3)),
+        "no HPA here"
+    );
 }
 
 #[test]
@@ -204,10 +259,17 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
         "data": {"a": "1"}});
     let st = state(&e, &[git.clone()], &[]);
     let d = drift(DriftKind::Missing, "", "ConfigMap", Vec::new());
-    let p = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git), None)).expect("plan");
+    let p = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git), None),
+    )
+    .expect("plan");
     assert_eq!(p.operation, Operation::Create);
     assert_eq!(
-        p.apply.as_ref().and_then(|b| b.pointer("/metadata/namespace")),
+        p.apply
+            .as_ref()
+            .and_then(|b| b.pointer("/metadata/namespace")),
         Some(&json!("shop"))
     );
 
@@ -221,12 +283,18 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
     let tracked = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "web", "namespace": "shop", "labels": {"driftguard.io/tracked": "true"}}});
     r.live = Some(&tracked);
-    assert_eq!(plan(&e, &st, &r).expect("plan").operation, Operation::Delete);
+    assert_eq!(
+        plan(&e, &st, &r).expect("plan").operation,
+        Operation::Delete
+    );
     let mut spec = EnvironmentSpec::new("prod");
     spec.managed_namespaces = Some(vec!["shop".into()]);
     let managed = engine(spec);
     r.live = Some(&untracked);
-    assert_eq!(plan(&managed, &st, &r).expect("plan").operation, Operation::Delete);
+    assert_eq!(
+        plan(&managed, &st, &r).expect("plan").operation,
+        Operation::Delete
+    );
 }
 
 #[test]
@@ -236,7 +304,12 @@ fn refusals_say_why() {
     let st = state(&e, &[git.clone()], &[live.clone()]);
     let mut d = deploy_drift();
     d.direction = Direction::Conflict;
-    let err = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&git), Some(&live))).expect_err("conflict");
+    let err = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&git), Some(&live)),
+    )
+    .expect_err("conflict");
     assert!(matches!(err, Refusal::Conflict(_)));
     assert!(err.to_string().contains("conflict"), "{err}");
     d.direction = Direction::Forward;
@@ -247,7 +320,16 @@ fn refusals_say_why() {
     let mut resolved = deploy_drift();
     resolved.resolved_at = Some(at(5));
     assert!(matches!(
-        plan(&e, &st, &req(&resolved, RemediationAction::Revert, Some(&git), Some(&live))),
+        plan(
+            &e,
+            &st,
+            &req(
+                &resolved,
+                RemediationAction::Revert,
+                Some(&git),
+                Some(&live)
+            )
+        ),
         Err(Refusal::Resolved(_))
     ));
 }
@@ -260,24 +342,46 @@ fn secrets_are_reverted_only_from_plain_values_and_never_shown() {
         DriftKind::Modified,
         "",
         "Secret",
-        vec![fd("data.token", Some(json!("(secret value)")), Some(json!("(secret value)")))],
+        vec![fd(
+            "data.token",
+            Some(json!("(secret value)")),
+            Some(json!("(secret value)")),
+        )],
     );
     let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web"},
         "data": {"token": "c2VjcmV0LXZhbHVl"}});
-    let p = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&plain), None)).expect("plan");
+    let p = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&plain), None),
+    )
+    .expect("plan");
     let shown = format!("{p:?} {}", serde_json::to_string(&p).expect("json"));
     assert!(!shown.contains("c2VjcmV0LXZhbHVl"), "{shown}");
     let sops = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web"},
         "data": {"token": "ENC[AES256_GCM,data:xx]"}, "sops": {"version": "3"}});
-    let err = plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&sops), None)).expect_err("sops");
+    let err = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Revert, Some(&sops), None),
+    )
+    .expect_err("sops");
     assert!(err.to_string().contains("SOPS"), "{err}");
     let empty = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web"}});
     assert!(matches!(
-        plan(&e, &st, &req(&d, RemediationAction::Revert, Some(&empty), None)),
+        plan(
+            &e,
+            &st,
+            &req(&d, RemediationAction::Revert, Some(&empty), None)
+        ),
         Err(Refusal::SecretNotPlain { .. })
     ));
     assert!(matches!(
-        plan(&e, &st, &req(&d, RemediationAction::Adopt, Some(&plain), None)),
+        plan(
+            &e,
+            &st,
+            &req(&d, RemediationAction::Adopt, Some(&plain), None)
+        ),
         Err(Refusal::SecretAdopt(_))
     ));
 }
@@ -288,7 +392,12 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
     let (git, live) = (deploy_git(), deploy_live());
     let st = state(&e, &[git.clone()], &[live.clone()]);
     let d = deploy_drift();
-    let p = plan(&e, &st, &req(&d, RemediationAction::Adopt, Some(&git), Some(&live))).expect("plan");
+    let p = plan(
+        &e,
+        &st,
+        &req(&d, RemediationAction::Adopt, Some(&git), Some(&live)),
+    )
+    .expect("plan");
     assert_eq!(p.operation, Operation::Adopt);
     assert_eq!(
         p.file,
@@ -297,7 +406,13 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
             document: 1
         })
     );
-    assert_eq!(p.writes[2], ("spec.template.spec.containers[app].image".into(), Some(json!("nginx:1.26"))));
+    assert_eq!(
+        p.writes[2],
+        (
+            "spec.template.spec.containers[app].image".into(),
+            Some(json!("nginx:1.26"))
+        )
+    );
     let mut rendered = deploy_drift();
     if let Some(prov) = rendered.provenance.as_mut() {
         prov.rendered = Some(Rendering {
@@ -306,11 +421,20 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
             ..Rendering::default()
         });
     }
-    let err = plan(&e, &st, &req(&rendered, RemediationAction::Adopt, Some(&git), Some(&live))).expect_err("rendered");
+    let err = plan(
+        &e,
+        &st,
+        &req(&rendered, RemediationAction::Adopt, Some(&git), Some(&live)),
+    )
+    .expect_err("rendered");
     assert!(err.to_string().contains("helm from charts/web"), "{err}");
     let missing = drift(DriftKind::Missing, "apps", "Deployment", Vec::new());
     assert!(matches!(
-        plan(&e, &st, &req(&missing, RemediationAction::Adopt, Some(&git), None)),
+        plan(
+            &e,
+            &st,
+            &req(&missing, RemediationAction::Adopt, Some(&git), None)
+        ),
         Err(Refusal::Unsupported(_))
     ));
 }
@@ -335,9 +459,17 @@ fn paths_are_found_set_and_removed() {
         ]
     );
     let mut v = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
-    assert!(set_path(&mut v, "spec.ports[80/TCP].targetPort", Some(&json!(9090))));
+    assert!(set_path(
+        &mut v,
+        "spec.ports[80/TCP].targetPort",
+        Some(&json!(9090))
+    ));
     assert_eq!(v.pointer("/spec/ports/0/targetPort"), Some(&json!(9090)));
-    assert!(set_path(&mut v, r#"metadata.labels["a/b"]"#, Some(&json!("x"))));
+    assert!(set_path(
+        &mut v,
+        r#"metadata.labels["a/b"]"#,
+        Some(&json!("x"))
+    ));
     assert_eq!(v.pointer("/metadata/labels/a~1b"), Some(&json!("x")));
     assert!(remove_path(&mut v, r#"metadata.labels["a/b"]"#));
     assert!(!remove_path(&mut v, "spec.nothing"));
@@ -346,7 +478,10 @@ fn paths_are_found_set_and_removed() {
 fn policy(mode: PolicyMode) -> Policy {
     Policy {
         mode,
-        rate_limit: RateLimit { max: 3, per_seconds: 60 },
+        rate_limit: RateLimit {
+            max: 3,
+            per_seconds: 60,
+        },
         ..Policy::default()
     }
 }
@@ -355,17 +490,38 @@ fn policy(mode: PolicyMode) -> Policy {
 fn policy_acts_once_per_episode_within_its_limits() {
     let d = deploy_drift();
     let mut ledger = PolicyLedger::default();
-    assert!(matches!(decide(&Policy::default(), &d, &ledger, false, at(0)), Decision::Skip(_)));
+    assert!(matches!(
+        decide(&Policy::default(), &d, &ledger, false, at(0)),
+        Decision::Skip(_)
+    ));
     let p = policy(PolicyMode::Revert);
-    assert_eq!(decide(&p, &d, &ledger, false, at(0)), Decision::Act(RemediationAction::Revert));
-    assert!(matches!(decide(&p, &d, &ledger, true, at(0)), Decision::Skip(s) if s.contains("kill")));
+    assert_eq!(
+        decide(&p, &d, &ledger, false, at(0)),
+        Decision::Act(RemediationAction::Revert)
+    );
+    assert!(
+        matches!(decide(&p, &d, &ledger, true, at(0)), Decision::Skip(s) if s.contains("kill"))
+    );
     ledger.record(&d.episode, at(0));
-    assert!(matches!(decide(&p, &d, &ledger, false, at(1)), Decision::Skip(s) if s.contains("already")));
+    assert!(
+        matches!(decide(&p, &d, &ledger, false, at(1)), Decision::Skip(s) if s.contains("already"))
+    );
     let mut conflict = deploy_drift();
     conflict.episode = "ep2".into();
     conflict.direction = Direction::Conflict;
-    assert!(matches!(decide(&p, &conflict, &ledger, false, at(1)), Decision::Skip(s) if s.contains("conflict")));
-    assert_eq!(decide(&policy(PolicyMode::Notify), &conflict, &ledger, false, at(1)), Decision::Skip("a conflict is never remediated by policy".into()));
+    assert!(
+        matches!(decide(&p, &conflict, &ledger, false, at(1)), Decision::Skip(s) if s.contains("conflict"))
+    );
+    assert_eq!(
+        decide(
+            &policy(PolicyMode::Notify),
+            &conflict,
+            &ledger,
+            false,
+            at(1)
+        ),
+        Decision::Skip("a conflict is never remediated by policy".into())
+    );
     // a burst of 20 drifts: 3 a minute
     let mut acted = 0;
     let mut l = PolicyLedger::default();
@@ -380,7 +536,10 @@ fn policy_acts_once_per_episode_within_its_limits() {
     assert_eq!(acted, 3);
     let mut late = deploy_drift();
     late.episode = "late".into();
-    assert!(matches!(decide(&p, &late, &l, false, at(61)), Decision::Act(_)));
+    assert!(matches!(
+        decide(&p, &late, &l, false, at(61)),
+        Decision::Act(_)
+    ));
 }
 
 #[test]
@@ -392,21 +551,52 @@ fn policy_selectors_severity_direction_and_window() {
         kind: Some("ConfigMap".into()),
         ..ObjectSelector::default()
     }];
-    assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Skip(_)));
+    assert!(matches!(
+        decide(&p, &d, &l, false, at(0)),
+        Decision::Skip(_)
+    ));
     p.selectors[0].kind = Some("Deploy*".into());
-    assert_eq!(decide(&p, &d, &l, false, at(0)), Decision::Act(RemediationAction::Adopt));
+    assert_eq!(
+        decide(&p, &d, &l, false, at(0)),
+        Decision::Act(RemediationAction::Adopt)
+    );
     p.min_severity = Some(Severity::High);
-    assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Skip(_)));
+    assert!(matches!(
+        decide(&p, &d, &l, false, at(0)),
+        Decision::Skip(_)
+    ));
     p.min_severity = None;
     let mut rev = deploy_drift();
     rev.direction = Direction::Reverse;
-    assert!(matches!(decide(&p, &rev, &l, false, at(0)), Decision::Skip(_)));
+    assert!(matches!(
+        decide(&p, &rev, &l, false, at(0)),
+        Decision::Skip(_)
+    ));
     p.directions = vec![Direction::Reverse];
-    assert!(matches!(decide(&p, &rev, &l, false, at(0)), Decision::Act(_)));
+    assert!(matches!(
+        decide(&p, &rev, &l, false, at(0)),
+        Decision::Act(_)
+    ));
     // 1_700_000_000 is 22:13 UTC on a Tuesday
-    p.window = Some(TimeWindow { start_hour: 9, end_hour: 17, days: Vec::new() });
-    assert!(matches!(decide(&p, &rev, &l, false, at(0)), Decision::Skip(s) if s.contains("window")));
-    p.window = Some(TimeWindow { start_hour: 22, end_hour: 6, days: vec!["tue".into()] });
-    assert!(matches!(decide(&p, &rev, &l, false, at(0)), Decision::Act(_)));
-    assert_eq!(decide(&policy(PolicyMode::Notify), &d, &l, false, at(0)), Decision::Notify);
+    p.window = Some(TimeWindow {
+        start_hour: 9,
+        end_hour: 17,
+        days: Vec::new(),
+    });
+    assert!(
+        matches!(decide(&p, &rev, &l, false, at(0)), Decision::Skip(s) if s.contains("window"))
+    );
+    p.window = Some(TimeWindow {
+        start_hour: 22,
+        end_hour: 6,
+        days: vec!["tue".into()],
+    });
+    assert!(matches!(
+        decide(&p, &rev, &l, false, at(0)),
+        Decision::Act(_)
+    ));
+    assert_eq!(
+        decide(&policy(PolicyMode::Notify), &d, &l, false, at(0)),
+        Decision::Notify
+    );
 }

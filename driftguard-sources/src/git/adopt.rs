@@ -60,7 +60,11 @@ pub struct Adopted {
 
 /// The branch an adoption of `episode` is pushed to.
 pub fn adopt_branch(episode: &str) -> String {
-    let short: String = episode.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let short: String = episode
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(16)
+        .collect();
     format!("driftguard/adopt-{short}")
 }
 
@@ -88,7 +92,8 @@ pub fn push_adoption(
         message: e.to_string(),
     })?;
     let work = tmp.path().join("work");
-    let mut clone: Vec<&std::ffi::OsStr> = vec!["clone".as_ref(), "--quiet".as_ref(), "--no-local".as_ref()];
+    let mut clone: Vec<&std::ffi::OsStr> =
+        vec!["clone".as_ref(), "--quiet".as_ref(), "--no-local".as_ref()];
     let reference = config.reference.trim();
     let branch_ref = (!reference.is_empty() && reference != "HEAD").then_some(reference);
     if let Some(r) = branch_ref {
@@ -157,7 +162,15 @@ pub fn push_adoption(
         ],
         "git commit",
     )?;
-    in_work(&["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")], "git push")?;
+    in_work(
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+        "git push",
+    )?;
     let commit = read_head(&work, &branch).unwrap_or_default();
     Ok(Adopted {
         branch,

@@ -127,10 +127,12 @@ impl KubeLiveSource {
     pub async fn get_object(&self, t: &Target) -> Result<Option<Value>, ApplyError> {
         let api = self.api_for(t).await?;
         let got = api.get_opt(&t.name).await.map_err(|e| error(t, "get", e))?;
-        got.map(|o| serde_json::to_value(o).map_err(|e| ApplyError::Unreachable {
-            object: describe(t),
-            why: e.to_string(),
-        }))
+        got.map(|o| {
+            serde_json::to_value(o).map_err(|e| ApplyError::Unreachable {
+                object: describe(t),
+                why: e.to_string(),
+            })
+        })
         .transpose()
     }
 
@@ -196,7 +198,10 @@ impl KubeLiveSource {
                 None
             }
             Operation::Apply | Operation::Create => {
-                let body = plan.apply.as_ref().ok_or(ApplyError::NotClusterPlan(plan.operation))?;
+                let body = plan
+                    .apply
+                    .as_ref()
+                    .ok_or(ApplyError::NotClusterPlan(plan.operation))?;
                 if !plan.removals.is_empty() && before.is_some() && dry_run {
                     self.patch_removals(&api, t, &plan.removals, true).await?;
                 }
