@@ -764,8 +764,12 @@ fn diff_at(
             }
         }
         _ => {
-            let hide =
-                secret && (pointer.starts_with("/data/") || pointer.starts_with("/stringData/"));
+            let hide = secret
+                && (pointer.starts_with("/data/")
+                    || pointer.starts_with("/stringData/")
+                    || pointer.starts_with(
+                        "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+                    ));
             let show = |v: Option<&Value>| {
                 v.map(|v| {
                     if hide {

@@ -600,3 +600,24 @@ fn policy_selectors_severity_direction_and_window() {
         Decision::Notify
     );
 }
+
+#[test]
+fn previews_redact_secret_values() {
+    let before = json!({"kind": "Secret", "metadata": {"annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"t\":\"b2xk\"}}"}},
+        "data": {"t": "b2xk"}});
+    let after = json!({"kind": "Secret", "metadata": {"annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"t\":\"bmV3\"}}"}},
+        "data": {"t": "bmV3"}, "status": {"x": 1}});
+    let changes = diff_objects(Some(&before), Some(&after), true);
+    let shown = serde_json::to_string(&changes).expect("json");
+    assert_eq!(changes.len(), 2, "{shown}");
+    assert!(
+        !shown.contains("b2xk") && !shown.contains("bmV3"),
+        "{shown}"
+    );
+    let plain = diff_objects(Some(&before), Some(&after), false);
+    assert!(serde_json::to_string(&plain)
+        .expect("json")
+        .contains("bmV3"));
+}
