@@ -47,20 +47,20 @@ fn engine(spec: EnvironmentSpec) -> Engine {
     Engine::new(spec, Normalizer::new(SecretKey::new(b"k".to_vec())))
 }
 
-fn state(e: &Engine, desired: &[Value], live: &[Value]) -> EnvState {
+fn state(e: &Engine, desired: &[&Value], live: &[&Value]) -> EnvState {
     e.index(
         &DesiredSet {
             objects: desired
                 .iter()
                 .map(|v| RawManifest {
-                    object: RawObject::new(v.clone()),
+                    object: RawObject::new((*v).clone()),
                     provenance: Provenance::default(),
                 })
                 .collect(),
             ..DesiredSet::default()
         },
         &LiveSnapshot {
-            objects: live.iter().cloned().map(RawLive::new).collect(),
+            objects: live.iter().map(|v| RawLive::new((*v).clone())).collect(),
             errors: Vec::new(),
         },
     )
@@ -146,7 +146,7 @@ fn revert_applies_only_gits_fields_and_removes_what_the_cluster_added() {
     });
     let e = engine(spec);
     let (git, live) = (deploy_git(), deploy_live());
-    let st = state(&e, &[git.clone(), hpa()], &[live.clone()]);
+    let st = state(&e, &[&git, &hpa()], &[&live]);
     let d = deploy_drift();
     let p = plan(
         &e,
@@ -232,7 +232,7 @@ fn fields_of_ignored_managers_are_left_alone() {
     let mut git = deploy_git();
     git["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}});
     let live = deploy_live();
-    let st = state(&e, &[git.clone()], &[live.clone()]);
+    let st = state(&e, &[&git], &[&live]);
     let d = deploy_drift();
     let p = plan(
         &e,
@@ -257,7 +257,7 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
     let e = engine(EnvironmentSpec::new("prod"));
     let git = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"},
         "data": {"a": "1"}});
-    let st = state(&e, &[git.clone()], &[]);
+    let st = state(&e, &[&git], &[]);
     let d = drift(DriftKind::Missing, "", "ConfigMap", Vec::new());
     let p = plan(
         &e,
@@ -301,7 +301,7 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
 fn refusals_say_why() {
     let e = engine(EnvironmentSpec::new("prod"));
     let (git, live) = (deploy_git(), deploy_live());
-    let st = state(&e, &[git.clone()], &[live.clone()]);
+    let st = state(&e, &[&git], &[&live]);
     let mut d = deploy_drift();
     d.direction = Direction::Conflict;
     let err = plan(
@@ -390,7 +390,7 @@ fn secrets_are_reverted_only_from_plain_values_and_never_shown() {
 fn adopt_writes_the_live_values_into_plain_files_only() {
     let e = engine(EnvironmentSpec::new("prod"));
     let (git, live) = (deploy_git(), deploy_live());
-    let st = state(&e, &[git.clone()], &[live.clone()]);
+    let st = state(&e, &[&git], &[&live]);
     let d = deploy_drift();
     let p = plan(
         &e,

@@ -144,9 +144,11 @@ impl KubeLiveSource {
         removals: &[Value],
         dry_run: bool,
     ) -> Result<Value, ApplyError> {
-        let mut pp = PatchParams::default();
-        pp.field_manager = Some(FIELD_MANAGER.to_owned());
-        pp.dry_run = dry_run;
+        let pp = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            dry_run,
+            ..PatchParams::default()
+        };
         let url = api.resource_url().to_owned();
         let ns_less = url.trim_end_matches('/');
         let mut req = Request::new(ns_less)
@@ -190,8 +192,10 @@ impl KubeLiveSource {
         let after = match plan.operation {
             Operation::Adopt => return Err(ApplyError::NotClusterPlan(plan.operation)),
             Operation::Delete => {
-                let mut dp = DeleteParams::default();
-                dp.dry_run = dry_run;
+                let dp = DeleteParams {
+                    dry_run,
+                    ..DeleteParams::default()
+                };
                 api.delete(&t.name, &dp)
                     .await
                     .map_err(|e| error(t, "delete", e))?;
