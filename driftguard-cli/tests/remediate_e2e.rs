@@ -190,6 +190,30 @@ fn revert_and_adopt_end_to_end() {
         "5",
         "a dry run changes nothing"
     );
+    // every open drift matching a filter, as JSON
+    let r = run_in(
+        &dir,
+        &[
+            "remediate",
+            "--all",
+            "-e",
+            "prod",
+            "--kind",
+            "ConfigMap",
+            "--revert",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let outcomes = r.json();
+    let outcomes = outcomes.as_array().expect("a list");
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(outcomes[0]["object"]
+        .as_str()
+        .is_some_and(|o| o.ends_with("/settings")));
+    assert_eq!(outcomes[0]["applied"], false);
     let mut args = vec!["remediate", "--revert", "--yes"];
     args.extend(objects.iter().map(String::as_str));
     let r = run_in(&dir, &args);
