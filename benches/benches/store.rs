@@ -93,6 +93,7 @@ fn batch(scan: usize) -> ScanBatch {
     for &i in &opened {
         let d = drift(i, scan);
         b.events.push(DriftEvent {
+            remediation: None,
             event_id: format!("{}-detected", d.episode),
             kind: EventKind::Detected,
             at: t,
@@ -110,6 +111,7 @@ fn batch(scan: usize) -> ScanBatch {
             d.resolved_at = Some(t);
             d.resolution = Some(Resolution::Reverted);
             b.events.push(DriftEvent {
+                remediation: None,
                 event_id: format!("{}-resolved", d.episode),
                 kind: EventKind::Resolved,
                 at: t,

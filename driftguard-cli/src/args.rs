@@ -76,6 +76,10 @@ pub(crate) enum Command {
     Events(EventsArgs),
     /// Explains one object's drift: field diff, who changed each field, commit, classification.
     Explain(ObjectArgs),
+    /// Ends drifts: puts the cluster back to Git (`--revert`) or writes the change into Git
+    /// (`--adopt`). Shows the server's dry run first; changes nothing without `--yes` (or a
+    /// confirmation on a terminal). See docs/remediation.md.
+    Remediate(RemediateArgs),
     /// Configuration file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -212,6 +216,43 @@ pub(crate) struct ObjectArgs {
     /// Environment (instead of the `env:` prefix).
     #[arg(short, long = "env")]
     pub(crate) env: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).args(["revert", "adopt"])))]
+pub(crate) struct RemediateArgs {
+    /// The objects: `[env:]Kind[.group]/[namespace/]name` (with `--all`: none).
+    pub(crate) objects: Vec<String>,
+    /// Every open drift matching the filters (`--env`, `--kind`, `--namespace`).
+    #[arg(long, conflicts_with = "objects")]
+    pub(crate) all: bool,
+    /// Environment (instead of the `env:` prefix).
+    #[arg(short, long = "env")]
+    pub(crate) env: Option<String>,
+    /// With `--all`: only this kind.
+    #[arg(long, requires = "all")]
+    pub(crate) kind: Option<String>,
+    /// With `--all`: only this namespace.
+    #[arg(short, long, requires = "all")]
+    pub(crate) namespace: Option<String>,
+    /// Put the cluster back to Git (a reverse drift: apply Git).
+    #[arg(long)]
+    pub(crate) revert: bool,
+    /// Write the cluster's values into Git, on a new branch pushed to the remote.
+    #[arg(long)]
+    pub(crate) adopt: bool,
+    /// Only show what would change (the API server's dry run).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Do it without asking.
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+    /// Delete orphans (only tracked ones, or in fully managed namespaces).
+    #[arg(long)]
+    pub(crate) prune: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub(crate) output: Format,

@@ -59,6 +59,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod remediate;
 pub mod remediation;
 pub mod render;
 pub mod scanner;
@@ -66,6 +67,7 @@ pub mod scope;
 pub mod selector;
 pub mod severity;
 pub mod state;
+pub mod yaml_edit;
 
 /// The names most users need.
 pub mod prelude {

@@ -232,17 +232,42 @@ mod tests {
         check::<crate::engine::VerdictStatus>();
         check::<crate::findings::FindingCategory>();
         check::<crate::remediation::RemediationAction>();
+        check::<crate::remediate::Operation>();
+        check::<crate::remediate::PolicyMode>();
     }
 
     #[test]
     fn serde_names_are_the_stored_ones() {
         // the spellings written by the serde derives these enums had before (stored data)
         let stored = serde_json::json!([
-            "low", "medium", "high", "critical", "modified", "missing", "orphan", "forward",
-            "reverse", "conflict", "unknown", "reverted", "adopted", "applied", "removed",
-            "detected", "changed", "resolved", "open", "resolved", "all", "severity", "detected",
-            "updated", "object"
+            "low",
+            "medium",
+            "high",
+            "critical",
+            "modified",
+            "missing",
+            "orphan",
+            "forward",
+            "reverse",
+            "conflict",
+            "unknown",
+            "reverted",
+            "adopted",
+            "applied",
+            "removed",
+            "detected",
+            "changed",
+            "resolved",
+            "remediated",
+            "open",
+            "resolved",
+            "all",
+            "severity",
+            "detected",
+            "updated",
+            "object"
         ]);
+        // `remediated` is new (remediation events); every earlier name is unchanged
         let mut now: Vec<&str> = Vec::new();
         now.extend(Severity::ALL.iter().map(|v| v.as_str()));
         now.extend(DriftKind::ALL.iter().map(|v| v.as_str()));

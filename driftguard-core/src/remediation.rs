@@ -6,6 +6,9 @@
 //! lists the steps (preview, change, verify) with the `kubectl` commands and the field changes
 //! to write into Git. It is built from the stored drift alone, so it holds no Secret value: a
 //! Secret's fields say to copy the value by hand.
+//!
+//! These plans are advice for a person. What DriftGuard itself carries out, when asked, is the
+//! plan of [`crate::remediate`], built from the raw objects and the environment's rules.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -68,6 +68,8 @@ named_enum! {
         Changed => "changed",
         /// The drift ended.
         Resolved => "resolved",
+        /// DriftGuard remediated the drift (or tried to): see [`DriftEvent::remediation`].
+        Remediated => "remediated",
     }
 }
 
@@ -244,6 +246,9 @@ pub struct DriftEvent {
     pub revision: Option<String>,
     /// The drift as it stands after the event.
     pub drift: Drift,
+    /// What DriftGuard did, for a `remediated` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<crate::remediate::RemediationRecord>,
 }
 
 /// What the engine saw of one object in one scan.
@@ -593,6 +598,7 @@ fn event(kind: EventKind, drift: Drift, tick: &Tick) -> DriftEvent {
         tick.now.to_rfc3339_opts(SecondsFormat::Millis, true)
     );
     DriftEvent {
+        remediation: None,
         event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes())),
         kind,
         at: tick.now,

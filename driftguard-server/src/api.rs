@@ -20,10 +20,11 @@ use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 use driftguard_store::BufferHealth;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use crate::config::TokenScope;
 use crate::dto::*;
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::queries;
@@ -42,6 +43,9 @@ pub fn router(state: AppState) -> Router {
         .route("/drifts", get(list_drifts))
         .route("/drifts/{episode}", get(get_drift))
         .route("/drifts/{episode}/remediation", get(get_remediation))
+        .route("/drifts/{episode}/remediate", post(remediate))
+        .route("/remediation/pause", post(pause_remediation))
+        .route("/remediation/resume", post(resume_remediation))
         .route("/events", get(list_events))
         .route("/scans", get(list_scans))
         .route("/openapi.json", get(openapi_json))
@@ -124,31 +128,98 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if state.tokens.is_empty() {
-        return next.run(req).await;
+/// Who made a request, as its bearer token says (an extension of every authenticated request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// `token:<name>` for a named token, `token` for a plain one, `anonymous` without tokens.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<TokenScope>,
+}
+
+/// The scope a request needs: remediation, a scan, or reading.
+fn needed_scope(req: &Request) -> TokenScope {
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::POST
+        && (path.ends_with("/remediate")
+            || path.ends_with("/remediation/pause")
+            || path.ends_with("/remediation/resume"))
+    {
+        TokenScope::Remediate
+    } else if req.method() == axum::http::Method::POST && path.ends_with("/scan") {
+        TokenScope::Scan
+    } else {
+        TokenScope::Read
     }
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return AppError::unauthorized("missing bearer token").into_response();
+}
+
+async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let plain = vec![TokenScope::Read, TokenScope::Scan];
+    let caller = if state.tokens.is_empty() && state.scoped_tokens.is_empty() {
+        Caller {
+            name: "anonymous".into(),
+            scopes: plain,
+        }
+    } else {
+        let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+            return AppError::unauthorized("missing bearer token").into_response();
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(token) = token else {
+            return AppError::unauthorized("expected `Authorization: Bearer <token>`")
+                .into_response();
+        };
+        let mut found = None;
+        for t in &state.tokens {
+            if constant_time_eq(t.as_bytes(), token.as_bytes()) {
+                found = Some(Caller {
+                    name: "token".into(),
+                    scopes: plain.clone(),
+                });
+            }
+        }
+        for t in &state.scoped_tokens {
+            if constant_time_eq(t.token.as_bytes(), token.as_bytes()) {
+                found = Some(Caller {
+                    name: format!("token:{}", t.name),
+                    scopes: t.scopes.clone(),
+                });
+            }
+        }
+        let Some(caller) = found else {
+            return AppError::unauthorized("invalid bearer token").into_response();
+        };
+        caller
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    let Some(token) = token else {
-        return AppError::unauthorized("expected `Authorization: Bearer <token>`").into_response();
-    };
-    let mut ok = false;
-    for t in &state.tokens {
-        ok |= constant_time_eq(t.as_bytes(), token.as_bytes());
+    let needed = needed_scope(&req);
+    if !caller.scopes.contains(&needed) {
+        return AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token may not {}: give it the `{}` scope in server.apiTokens",
+                match needed {
+                    TokenScope::Remediate => "remediate",
+                    TokenScope::Scan => "ask for scans",
+                    TokenScope::Read => "read",
+                },
+                match needed {
+                    TokenScope::Remediate => "remediate",
+                    TokenScope::Scan => "scan",
+                    TokenScope::Read => "read",
+                }
+            ),
+        )
+        .into_response();
     }
-    if !ok {
-        return AppError::unauthorized("invalid bearer token").into_response();
-    }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
@@ -353,6 +424,180 @@ async fn get_remediation(
     queries::remediation(&state, &episode, action)
         .await
         .map(Json)
+}
+
+/// A remediation request: without `confirm`, plan and preview; with `confirm`, carry out
+/// exactly the plan of that id.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemediateRequest {
+    /// `revert` (default) or `adopt`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Delete an orphan (only a tracked one, or in a fully managed namespace).
+    #[serde(default)]
+    pub prune: bool,
+    /// The id of the plan to carry out (from an earlier answer without `confirm`).
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// A remediation plan with its preview, or the result of carrying it out.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediateAnswer {
+    /// The plan's id (send it back as `confirm` to carry it out).
+    pub plan: String,
+    /// The drift episode.
+    pub episode: String,
+    /// The object.
+    pub object: String,
+    /// `apply`, `create`, `delete` or `adopt`.
+    pub operation: String,
+    /// What changes (the API server's dry run for the cluster; the fields written for adopt).
+    /// Secret values are redacted.
+    pub preview: Vec<FieldChangeDto>,
+    /// Fields left alone, and why.
+    pub left_alone: Vec<String>,
+    /// Whether it was carried out.
+    pub applied: bool,
+    /// The result, once carried out.
+    pub result: Option<String>,
+}
+
+/// Remediates a drift, plan then confirm: without `confirm` the answer is the plan and its
+/// preview (nothing changes); with `confirm` the plan of that id is carried out, if planning
+/// again gives the same plan. Needs a token with the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/drifts/{episode}/remediate", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id")),
+    request_body = RemediateRequest,
+    responses((status = 200, body = RemediateAnswer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn remediate(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(episode): Path<String>,
+    body: Result<Json<RemediateRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RemediateAnswer>, AppError> {
+    let Json(body) =
+        body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let action =
+        parse::<RemediationAction>("action", &body.action)?.unwrap_or(RemediationAction::Revert);
+    let Some(service) = state.remediation.clone() else {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "not_available",
+            "remediation is not available on this server",
+        ));
+    };
+    let drift = state
+        .store
+        .drift(&episode)
+        .await
+        .map_err(|e| {
+            tracing::error!(
+                "cannot read drift {episode}: {}",
+                driftguard_core::error::chain(&e)
+            );
+            AppError::internal()
+        })?
+        .ok_or_else(|| AppError::not_found(format!("no drift episode {episode}")))?;
+    let refused = |e: crate::remediate::RemediateError| {
+        AppError::new(
+            StatusCode::CONFLICT,
+            "refused",
+            driftguard_core::error::chain(&e),
+        )
+    };
+    let change = |c: &driftguard_core::remediation::FieldChange| FieldChangeDto {
+        path: c.path.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+    };
+    match body.confirm {
+        None => {
+            let p = service
+                .plan(drift, action, body.prune)
+                .await
+                .map_err(refused)?;
+            Ok(Json(RemediateAnswer {
+                plan: p.plan.id.clone(),
+                episode: p.drift.episode.clone(),
+                object: p.plan.object.clone(),
+                operation: p.plan.operation.to_string(),
+                preview: p.preview.iter().map(change).collect(),
+                left_alone: p.plan.left_alone.clone(),
+                applied: false,
+                result: None,
+            }))
+        }
+        Some(id) => {
+            let object = format!(
+                "{}:{}/{}",
+                drift.id.environment,
+                drift.id.group_kind(),
+                drift.id.namespaced_name()
+            );
+            let env = drift.id.environment.clone();
+            let record = service
+                .confirm(drift, &id, body.prune, &caller.name)
+                .await
+                .map_err(refused)?;
+            // scan now, so that the drift resolves
+            if let Some(e) = state.environment(&env) {
+                let e = e.clone();
+                let ctx = state.scan_context();
+                tokio::spawn(async move {
+                    let _ = e.run_scan(&ctx).await;
+                });
+            }
+            Ok(Json(RemediateAnswer {
+                plan: record.plan_id.clone(),
+                episode,
+                object,
+                operation: record.operation.to_string(),
+                preview: record.changes.iter().map(change).collect(),
+                left_alone: Vec::new(),
+                applied: record.ok,
+                result: Some(record.result),
+            }))
+        }
+    }
+}
+
+/// The kill switch of the remediation policies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemediationSwitch {
+    /// Whether every remediation policy is stopped.
+    pub paused: bool,
+}
+
+/// Stops every remediation policy at once (the kill switch). Needs the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/remediation/pause", tag = "drifts",
+    responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn pause_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+    state
+        .remediation_paused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::warn!("remediation policies paused through the API");
+    Json(RemediationSwitch { paused: true })
+}
+
+/// Lets the remediation policies act again. Needs the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/remediation/resume", tag = "drifts",
+    responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn resume_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+    state
+        .remediation_paused
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("remediation policies resumed through the API");
+    Json(RemediationSwitch { paused: false })
 }
 
 /// Filters of `GET /api/v1/events`.
@@ -841,9 +1086,9 @@ impl utoipa::Modify for NamedParams {
 #[openapi(
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
-        get_remediation, list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
+        get_remediation, remediate, pause_remediation, resume_remediation, list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
-        FindingDto, RemediationDto, PlanStepDto, FieldChangeDto,
+        FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
         CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted)),

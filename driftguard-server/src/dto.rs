@@ -311,6 +311,28 @@ pub struct EventDto {
     pub revision: Option<String>,
     /// The drift as it stood after the event.
     pub drift: DriftSummary,
+    /// What DriftGuard did (`remediated` events only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationEventDto>,
+}
+
+/// The audit of one remediation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct RemediationEventDto {
+    /// The plan's id.
+    pub plan: String,
+    /// `revert` or `adopt`.
+    pub action: String,
+    /// `apply`, `create`, `delete` or `adopt`.
+    pub operation: String,
+    /// Who asked: `token:<name>`, `cli:<user>`, `policy`.
+    pub requested_by: String,
+    /// The change (Secret values redacted).
+    pub changes: Vec<FieldChangeDto>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The result in words.
+    pub result: String,
 }
 
 impl From<&DriftEvent> for EventDto {
@@ -322,6 +344,23 @@ impl From<&DriftEvent> for EventDto {
             scan_id: e.scan_id.clone(),
             revision: e.revision.clone(),
             drift: DriftSummary::from(&e.drift),
+            remediation: e.remediation.as_ref().map(|r| RemediationEventDto {
+                plan: r.plan_id.clone(),
+                action: r.action.to_string(),
+                operation: r.operation.to_string(),
+                requested_by: r.requested_by.clone(),
+                changes: r
+                    .changes
+                    .iter()
+                    .map(|c| FieldChangeDto {
+                        path: c.path.clone(),
+                        from: c.from.clone(),
+                        to: c.to.clone(),
+                    })
+                    .collect(),
+                ok: r.ok,
+                result: r.result.clone(),
+            }),
         }
     }
 }

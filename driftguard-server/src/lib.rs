@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod notify;
 pub mod push;
 pub mod queries;
+pub mod remediate;
 pub mod retention;
 pub mod service;
 pub mod setup;
@@ -54,7 +55,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    if state.tokens.is_empty() {
+    if state.tokens.is_empty() && state.scoped_tokens.is_empty() {
         if !addr.ip().is_loopback() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,

@@ -104,6 +104,8 @@ pub struct Service {
     settings: ServerConfig,
     retention: Option<Duration>,
     addr: SocketAddr,
+    /// The remediation policies that act, by environment.
+    policies: Vec<(String, driftguard_core::remediate::Policy)>,
 }
 
 impl std::fmt::Debug for Service {
@@ -148,9 +150,12 @@ impl Service {
         let settings = settings(config);
         let env_var = |k: &str| std::env::var(k).ok();
         let tokens = settings.resolve_tokens(&env_var)?;
+        let scoped_tokens = settings.resolve_scoped_tokens(&env_var)?;
         let webhook_secret = settings.resolve_webhook_secret(&env_var)?;
-        let (addr, note) =
-            settings.effective_listen(options.listen.as_deref(), !tokens.is_empty())?;
+        let (addr, note) = settings.effective_listen(
+            options.listen.as_deref(),
+            !tokens.is_empty() || !scoped_tokens.is_empty(),
+        )?;
         if let Some(n) = note {
             tracing::warn!("{n}");
         }
@@ -200,18 +205,54 @@ impl Service {
                 .with_repositories(repositories),
             ));
         }
-        let state = AppState::builder(store, envs, metrics)
+        // remediation only when some token may remediate or a policy acts
+        let any_policy = config.file.environments.iter().any(|e| {
+            e.remediation
+                .as_ref()
+                .is_some_and(|p| p.mode != driftguard_core::remediate::PolicyMode::Off)
+        });
+        let remediation = if any_policy
+            || scoped_tokens
+                .iter()
+                .any(|t| t.scopes.contains(&crate::config::TokenScope::Remediate))
+        {
+            Some(Arc::new(
+                crate::remediate::RemediationService::build(
+                    config,
+                    &key.key,
+                    store.clone(),
+                    clock.clone(),
+                )
+                .await,
+            ))
+        } else {
+            None
+        };
+        let mut state = AppState::builder(store, envs, metrics)
             .tokens(tokens)
+            .scoped_tokens(scoped_tokens);
+        if let Some(r) = remediation {
+            state = state.remediation(r);
+        }
+        let state = state
             .webhook_secret(webhook_secret)
             .clock(clock)
             .config(&settings)
             .buffer(buffer)
             .build();
+        let policies = config
+            .file
+            .environments
+            .iter()
+            .filter_map(|e| e.remediation.clone().map(|p| (e.name.clone(), p)))
+            .filter(|(_, p)| p.mode != driftguard_core::remediate::PolicyMode::Off)
+            .collect();
         Ok(Service {
             state,
             cancel,
             notifiers,
             settings,
+            policies,
             retention: config.retention(),
             addr,
         })
@@ -252,6 +293,7 @@ impl Service {
             notifiers,
             settings,
             retention,
+            policies,
             ..
         } = self;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen {
@@ -289,6 +331,25 @@ impl Service {
             }
         };
         let supervisor = Supervisor::start(&state, cancel.clone());
+        state.remediation_paused.store(
+            settings.remediation_paused,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let mut policy_tasks = Vec::new();
+        if let Some(service) = &state.remediation {
+            for (name, policy) in &policies {
+                if let (Some(env), Some(r)) = (state.environment(name), service.get(name)) {
+                    policy_tasks.push(crate::remediate::spawn_policy(
+                        state.clone(),
+                        env.clone(),
+                        r,
+                        policy.clone(),
+                        state.remediation_paused.clone(),
+                        cancel.clone(),
+                    ));
+                }
+            }
+        }
         let pruner = retention.map(|retention| {
             crate::retention::spawn_pruner(
                 state.store.clone(),
@@ -308,6 +369,9 @@ impl Service {
         let served = crate::run(listener, state, shutdown).await;
         cancel.cancel();
         supervisor.shutdown(settings.shutdown_grace.0).await;
+        for t in policy_tasks {
+            let _ = t.await;
+        }
         notifiers.flush(settings.shutdown_grace.0).await;
         if let Some(resend) = resend {
             let _ = resend.await;

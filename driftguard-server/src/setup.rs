@@ -357,6 +357,30 @@ pub async fn git_source(
             environment: env.name.clone(),
         });
     };
+    let gc = git_config(config, env, g);
+    let src = GitRepoSource::open(gc)
+        .await
+        .map_err(|source| SetupError::Source {
+            environment: env.name.clone(),
+            source,
+        })?;
+    Ok(Arc::new(src))
+}
+
+/// The Git source configuration of an environment whose desired side is `g` (also what the
+/// adopt writer clones and pushes to).
+pub fn git_config(
+    config: &Config,
+    env: &EnvironmentConfig,
+    g: &crate::config::GitConfig,
+) -> GitSourceConfig {
+    let kustomize = config
+        .file
+        .kustomize_bin
+        .as_ref()
+        .map(|p| config.resolve(p));
+    let helm_bin = config.file.helm_bin.as_ref().map(|p| program(config, p));
+    let renderer = renderer(config, env);
     let url = repository_url(config, g);
     let cache = config.file.git_cache.as_ref().map_or_else(
         || config.base.join(".driftguard").join("git"),
@@ -378,13 +402,7 @@ pub async fn git_source(
             ..GitAuth::default()
         });
     }
-    let src = GitRepoSource::open(gc)
-        .await
-        .map_err(|source| SetupError::Source {
-            environment: env.name.clone(),
-            source,
-        })?;
-    Ok(Arc::new(src))
+    gc
 }
 
 /// A configured program: a path (holding `/`) is resolved against the configuration's folder,
@@ -478,16 +496,25 @@ pub async fn live_source(
             DumpSource::new(paths).with_limits(config.file.limits.limits()),
         ));
     }
+    Ok(Arc::new(kube_source(config, env).await?))
+}
+
+/// The cluster of an environment (its live side, unless that is a dump), for reading and for
+/// remediation.
+pub async fn kube_source(
+    config: &Config,
+    env: &EnvironmentConfig,
+) -> Result<KubeLiveSource, SetupError> {
+    let live = env.live.clone().unwrap_or_default();
     let spec = KubeConfigSpec {
         kubeconfig: live.kubeconfig.as_ref().map(|p| config.resolve(p)),
         context: live.context.clone(),
         in_cluster: live.in_cluster,
     };
-    let src = KubeLiveSource::connect(&spec)
+    KubeLiveSource::connect(&spec)
         .await
         .map_err(|source| SetupError::Source {
             environment: env.name.clone(),
             source,
-        })?;
-    Ok(Arc::new(src))
+        })
 }

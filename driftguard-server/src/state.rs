@@ -119,7 +119,14 @@ pub struct Inner {
     /// The environments.
     pub environments: Vec<Arc<Environment>>,
     /// Accepted bearer tokens (empty: no authentication; the server then binds to loopback).
+    /// They may read and scan.
     pub tokens: Vec<String>,
+    /// Named bearer tokens with scopes (`server.apiTokens`).
+    pub scoped_tokens: Vec<crate::config::ScopedToken>,
+    /// Remediation (`None`: no environment can be remediated through the API).
+    pub remediation: Option<Arc<crate::remediate::RemediationService>>,
+    /// The kill switch of the remediation policies.
+    pub remediation_paused: Arc<std::sync::atomic::AtomicBool>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Shared secret of the Git push webhook (`None`: webhook disabled).
@@ -176,6 +183,9 @@ impl AppState {
                 store,
                 environments,
                 tokens: Vec::new(),
+                scoped_tokens: Vec::new(),
+                remediation: None,
+                remediation_paused: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 metrics,
                 webhook_secret: None,
                 clock: Arc::new(SystemClock),
@@ -209,6 +219,18 @@ impl AppStateBuilder {
     /// Accepted bearer tokens.
     pub fn tokens(mut self, tokens: Vec<String>) -> Self {
         self.inner.tokens = tokens;
+        self
+    }
+
+    /// Named bearer tokens with scopes.
+    pub fn scoped_tokens(mut self, tokens: Vec<crate::config::ScopedToken>) -> Self {
+        self.inner.scoped_tokens = tokens;
+        self
+    }
+
+    /// The remediation service.
+    pub fn remediation(mut self, r: Arc<crate::remediate::RemediationService>) -> Self {
+        self.inner.remediation = Some(r);
         self
     }
 

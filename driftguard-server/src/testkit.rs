@@ -217,6 +217,7 @@ pub async fn fill_store(
         opened.resolved_at = None;
         opened.resolution = None;
         batch.events.push(DriftEvent {
+            remediation: None,
             event_id: format!("{}-d", d.episode),
             kind: EventKind::Detected,
             at: d.detected_at,
@@ -226,6 +227,7 @@ pub async fn fill_store(
         });
         if !open {
             batch.events.push(DriftEvent {
+                remediation: None,
                 event_id: format!("{}-r", d.episode),
                 kind: EventKind::Resolved,
                 at: d.resolved_at.unwrap_or(d.detected_at),

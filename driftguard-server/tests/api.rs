@@ -1237,6 +1237,9 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/drifts",
         "/api/v1/drifts/{episode}",
         "/api/v1/drifts/{episode}/remediation",
+        "/api/v1/drifts/{episode}/remediate",
+        "/api/v1/remediation/pause",
+        "/api/v1/remediation/resume",
         "/api/v1/events",
         "/api/v1/scans",
         "/api/v1/openapi.json",
@@ -1270,4 +1273,82 @@ async fn openapi_document_matches_the_answers() {
         .await;
         assert_ne!(r.json["error"]["message"], "no such route", "{uri}");
     }
+}
+
+/// Scoped tokens: a plain token reads and scans but may not remediate; a named `read` token
+/// may not scan; a `remediate` token passes the scope check (and, on a server without a
+/// cluster to remediate, gets a clear 409).
+#[tokio::test]
+async fn remediation_needs_a_token_with_the_remediate_scope() {
+    use driftguard_server::config::{ScopedToken, TokenScope};
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let (dev, git, live) = testkit::memory_environment(
+        "dev",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    git.set(testkit::desired(
+        "rev-a",
+        vec![deployment("shop", "web", 3, "web:1")],
+    ));
+    live.set(testkit::live(vec![deployment("shop", "web", 5, "web:1")]));
+    let state = AppState::builder(store, vec![dev], Arc::new(Metrics::new()))
+        .tokens(vec![TOKEN.into()])
+        .scoped_tokens(vec![
+            ScopedToken {
+                name: "viewer".into(),
+                token: "viewer-token".into(),
+                scopes: vec![TokenScope::Read],
+            },
+            ScopedToken {
+                name: "ops".into(),
+                token: "ops-token".into(),
+                scopes: vec![TokenScope::Read, TokenScope::Remediate],
+            },
+        ])
+        .clock(clock)
+        .build();
+    let app = router(state);
+    let r = post(&app, "/api/v1/environments/dev/scan").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let drifts = get(&app, "/api/v1/drifts").await;
+    let episode = drifts.json["items"][0]["episode"]
+        .as_str()
+        .expect("an open drift")
+        .to_owned();
+    let call = |token: &str, uri: String, body: &str| {
+        Request::post(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    };
+    let uri = format!("/api/v1/drifts/{episode}/remediate");
+    let r = send(&app, call(TOKEN, uri.clone(), "{}")).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    assert!(r.text.contains("remediate"), "{}", r.text);
+    let r = send(&app, call("viewer-token", uri.clone(), "{}")).await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = send(
+        &app,
+        call("viewer-token", "/api/v1/environments/dev/scan".into(), ""),
+    )
+    .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = Request::get("/api/v1/drifts")
+        .header("authorization", "Bearer viewer-token")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&app, r).await.status, StatusCode::OK);
+    let r = send(
+        &app,
+        call("ops-token", uri.clone(), r#"{"action": "revert"}"#),
+    )
+    .await;
+    assert_error(&r, StatusCode::CONFLICT, "not_available");
+    let r = send(&app, call("ops-token", uri, r#"{"bogus": 1}"#)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
 }

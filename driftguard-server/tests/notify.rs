@@ -58,6 +58,7 @@ fn event(env: &str, i: usize, kind: EventKind, severity: Severity) -> DriftEvent
         f.live = Some(serde_json::json!("hunter2-live-value"));
     }
     DriftEvent {
+        remediation: None,
         event_id: format!("{}-{}", d.episode, kind.as_str()),
         kind,
         at: d.updated_at,

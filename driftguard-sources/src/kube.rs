@@ -48,7 +48,10 @@ use driftguard_core::ports::{
 use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 
+mod apply;
 mod watch;
+
+pub use apply::{Applied, ApplyError};
 
 /// How to reach a cluster.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -121,6 +121,7 @@ pub fn drift(
 /// An event with a deterministic id.
 pub fn event(kind: EventKind, d: &Drift, at: DateTime<Utc>, scan: &str) -> DriftEvent {
     DriftEvent {
+        remediation: None,
         event_id: format!("{}-{}-{scan}", d.episode, kind.as_str()),
         kind,
         at,

@@ -758,6 +758,7 @@ mod tests {
                 findings: Vec::new(),
             };
             b.events.push(DriftEvent {
+                remediation: None,
                 event_id: format!("{scan}-{i}-detected"),
                 kind: EventKind::Detected,
                 at,

@@ -71,6 +71,7 @@ pub(crate) fn record() -> DriftRecord {
 
 pub(crate) fn event() -> DriftEvent {
     DriftEvent {
+        remediation: None,
         event_id: "probe-event".into(),
         kind: EventKind::Detected,
         at: at(),

@@ -223,6 +223,7 @@ async fn crash_writer_child() {
                 updated_at: at,
             });
             batch.events.push(DriftEvent {
+                remediation: None,
                 event_id: format!("{prefix}-{scan}-{i}-detected"),
                 kind: EventKind::Detected,
                 at,

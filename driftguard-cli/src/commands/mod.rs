@@ -2,6 +2,7 @@
 
 mod mcp;
 mod query;
+mod remediate;
 mod scan;
 mod serve;
 mod validate;
@@ -23,6 +24,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::History(a) => query::history(g, a).await,
         Command::Events(a) => query::events(g, a).await,
         Command::Explain(a) => query::explain(g, a).await,
+        Command::Remediate(a) => remediate::remediate(g, a).await,
         Command::Config(ConfigCommand::Validate { file }) => validate::validate(g, file.as_deref()),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

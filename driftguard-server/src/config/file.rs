@@ -150,6 +150,11 @@ pub struct EnvironmentConfig {
     /// defines).
     #[serde(default)]
     pub orphan_kinds: Option<Vec<String>>,
+    /// The remediation policy under `driftguard serve` (default: `off`): `notify`, `revert`
+    /// or `adopt` drifts matching its selectors, severity and directions, within its rate
+    /// limit and time window (see docs/remediation.md).
+    #[serde(default)]
+    pub remediation: Option<driftguard_core::remediate::Policy>,
 }
 
 /// A Git repository.

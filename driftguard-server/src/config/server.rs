@@ -27,6 +27,12 @@ pub struct ServerConfig {
     /// Name of an environment variable holding bearer tokens (comma separated).
     #[serde(alias = "token_env")]
     pub token_env: Option<String>,
+    /// Named bearer tokens with scopes. The plain `tokens` and `tokenEnv` may `read` and
+    /// `scan`; only a token given the `remediate` scope here may remediate.
+    pub api_tokens: Vec<ApiTokenConfig>,
+    /// The kill switch of every remediation policy: true stops them all (also
+    /// `POST /api/v1/remediation/pause`).
+    pub remediation_paused: bool,
     /// Name of an environment variable holding the shared secret of the Git push webhook
     /// (`POST /api/v1/webhooks/git` answers 404 without it).
     #[serde(alias = "webhook_secret_env")]
@@ -63,6 +69,8 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             tokens: Vec::new(),
             token_env: None,
+            api_tokens: Vec::new(),
+            remediation_paused: false,
             webhook_secret_env: None,
             poll_interval: HumanDuration(Duration::from_secs(60)),
             full_scan_interval: HumanDuration(Duration::from_secs(3600)),
@@ -73,6 +81,55 @@ impl Default for ServerConfig {
             cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
         }
+    }
+}
+
+/// What a bearer token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TokenScope {
+    /// Read environments, drifts, events, scans.
+    Read,
+    /// Ask for a scan.
+    Scan,
+    /// Remediate drifts (`POST /api/v1/drifts/{episode}/remediate`).
+    Remediate,
+}
+
+/// A named bearer token with scopes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    /// The token's name: the audit trail names it as who asked (`token:<name>`).
+    pub name: String,
+    /// Name of the environment variable holding the token.
+    pub token_env: String,
+    /// What it may do (default: `read`).
+    #[serde(default = "read_scope")]
+    pub scopes: Vec<TokenScope>,
+}
+
+fn read_scope() -> Vec<TokenScope> {
+    vec![TokenScope::Read]
+}
+
+/// A resolved named token. `Debug` does not show the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScopedToken {
+    /// The name.
+    pub name: String,
+    /// The token.
+    pub token: String,
+    /// What it may do.
+    pub scopes: Vec<TokenScope>,
+}
+
+impl std::fmt::Debug for ScopedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedToken")
+            .field("name", &self.name)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
     }
 }
 
@@ -122,6 +179,29 @@ impl ServerConfig {
             );
         }
         Ok(out)
+    }
+
+    /// The named tokens of `apiTokens`, read from their variables.
+    pub fn resolve_scoped_tokens(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Vec<ScopedToken>, SettingError> {
+        self.api_tokens
+            .iter()
+            .map(|t| {
+                let token = env(&t.token_env)
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| SettingError::MissingEnv {
+                        var: t.token_env.clone(),
+                        field: format!("server.apiTokens[{}].tokenEnv", t.name),
+                    })?;
+                Ok(ScopedToken {
+                    name: t.name.clone(),
+                    token: token.trim().to_owned(),
+                    scopes: t.scopes.clone(),
+                })
+            })
+            .collect()
     }
 
     /// The webhook secret, if configured.

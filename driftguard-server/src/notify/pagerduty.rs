@@ -47,7 +47,7 @@ pub fn event(
     let action = match kind {
         EventKind::Detected => "trigger",
         EventKind::Resolved => "resolve",
-        EventKind::Changed => return None,
+        EventKind::Changed | EventKind::Remediated => return None,
     };
     let mut e = json!({
         "routing_key": routing_key,

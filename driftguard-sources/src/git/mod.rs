@@ -26,7 +26,10 @@
 //!   a rendered environment's earlier revisions are rendered on demand (only where the inputs
 //!   changed, at most ten renderings a walk, the last 32 kept).
 
+mod adopt;
 mod kustomize;
+
+pub use adopt::{adopt_branch, push_adoption, AdoptError, Adopted};
 mod repo;
 pub(crate) mod select;
 

@@ -1,0 +1,642 @@
+//! `driftguard remediate` end to end: the test cluster, a real Git remote accepting pushes
+//! (`git daemon --enable=receive-pack` on 127.0.0.1) and the built binary. Revert a scale, an
+//! image hotfix, an added label and a patched ConfigMap (dry run first); adopt a change into Git
+//! on a pushed branch whose diff is exactly the drifted field with the file's comments intact;
+//! after the branch is merged, the drift resolves as `adopted`.
+
+mod util;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::e2e::{free_port, kubectl, services, spawn_server, unix_secs_now, Server};
+use util::run_in;
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada")
+        .env("GIT_AUTHOR_EMAIL", "ada@acme.example")
+        .env("GIT_COMMITTER_NAME", "Ada")
+        .env("GIT_COMMITTER_EMAIL", "ada@acme.example")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn manifest(ns: &str) -> String {
+    format!(
+        r#"# The shop's web tier. Owned by team web.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {ns}
+  labels:
+    app: web
+spec:
+  replicas: 2  # two is enough off-season
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+        - name: app
+          # pinned: see the release notes
+          image: "nginx:1.25"
+---
+# Tunables.
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: {ns}
+data:
+  mode: safe
+  level: "1"  # tuned by hand
+"#
+    )
+}
+
+#[test]
+fn revert_and_adopt_end_to_end() {
+    let s = services();
+    let gitbin = driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-rem-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let srv = tmp.path().join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    git(&srv, &["init", "-q", "--bare", "-b", "main", "shop.git"]);
+    git(
+        &srv.join("shop.git"),
+        &["config", "receive.denyCurrentBranch", "ignore"],
+    );
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    std::fs::write(work.join("envs/prod/app.yaml"), manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    let port = free_port();
+    let daemon = Daemon(
+        Command::new(&gitbin)
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", srv.display()),
+                &srv.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon starts"),
+    );
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "git daemon listens"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("git://127.0.0.1:{port}/shop.git");
+    git(&work, &["remote", "add", "origin", &url]);
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    kubectl(&s, &["create", "namespace", &ns]);
+    let file = work.join("envs/prod/app.yaml");
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{url}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let r = run_in(&dir, &["scan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // revert: a scale, an image hotfix, an added label, a patched ConfigMap
+    let web = "deployment/web";
+    kubectl(&s, &["-n", &ns, "scale", web, "--replicas=5"]);
+    kubectl(&s, &["-n", &ns, "set", "image", web, "app=nginx:1.26"]);
+    kubectl(&s, &["-n", &ns, "label", web, "hotfix=yes"]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/settings",
+            "-p",
+            r#"{"data":{"mode":"unsafe"}}"#,
+        ],
+    );
+    let objects = [
+        format!("prod:Deployment/{ns}/web"),
+        format!("prod:ConfigMap/{ns}/settings"),
+    ];
+    let mut args = vec!["remediate", "--revert", "--dry-run"];
+    args.extend(objects.iter().map(String::as_str));
+    let r = run_in(&dir, &args);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("/spec/replicas: 5 -> 2"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("/data/mode: unsafe -> safe"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("/metadata/labels/hotfix: yes -> (absent)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        kubectl(
+            &s,
+            &["-n", &ns, "get", web, "-o", "jsonpath={.spec.replicas}"]
+        ),
+        "5",
+        "a dry run changes nothing"
+    );
+    // every open drift matching a filter, as JSON
+    let r = run_in(
+        &dir,
+        &[
+            "remediate",
+            "--all",
+            "-e",
+            "prod",
+            "--kind",
+            "ConfigMap",
+            "--revert",
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let outcomes = r.json();
+    let outcomes = outcomes.as_array().expect("a list");
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert!(outcomes[0]["object"]
+        .as_str()
+        .is_some_and(|o| o.ends_with("/settings")));
+    assert_eq!(outcomes[0]["applied"], false);
+    let mut args = vec!["remediate", "--revert", "--yes"];
+    args.extend(objects.iter().map(String::as_str));
+    let r = run_in(&dir, &args);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.matches(": reverted").count(), 2, "{}", r.stdout);
+    assert_eq!(
+        kubectl(&s, &["-n", &ns, "get", web, "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.metadata.labels.hotfix}"]).trim(),
+        "2 nginx:1.25"
+    );
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/settings",
+                "-o",
+                "jsonpath={.data.mode}"
+            ]
+        ),
+        "safe"
+    );
+    let h = run_in(&dir, &["history", &objects[0], "-o", "json"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(h.stdout.contains("\"remediated\""), "{}", h.stdout);
+    assert!(h.stdout.contains("\"requestedBy\": \"cli:"), "{}", h.stdout);
+
+    // adopt: the live value goes into Git on a pushed branch
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/settings",
+            "-p",
+            r#"{"data":{"level":"2"}}"#,
+        ],
+    );
+    let r = run_in(&dir, &["remediate", "--adopt", "--yes", &objects[1]]);
+    assert_eq!(r.code, 0, "{r:?}");
+    git(&work, &["fetch", "-q", "origin"]);
+    let branches = git(&work, &["branch", "-r"]);
+    let branch = branches
+        .lines()
+        .map(str::trim)
+        .find(|b| b.starts_with("origin/driftguard/adopt-"))
+        .unwrap_or_else(|| panic!("a pushed branch in {branches}"))
+        .to_owned();
+    let diff = git(&work, &["diff", "-U0", "main", &branch]);
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            "-  level: \"1\"  # tuned by hand",
+            "+  level: '2'  # tuned by hand"
+        ],
+        "{diff}"
+    );
+    let log = git(&work, &["log", "-1", "--format=%B", &branch]);
+    assert!(
+        log.contains("Drift-Episode: ") && log.contains("Requested-By: cli:"),
+        "{log}"
+    );
+    // merged and polled: the drift resolves as adopted
+    git(&work, &["merge", "-q", "--ff-only", &branch]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let r = run_in(&dir, &["scan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("adopted"), "{}", r.stdout);
+    drop(daemon);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A POST with a JSON body and a bearer token: `(status, body)`.
+fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|b| b.1).unwrap_or("");
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The API: plan, then confirm exactly that plan, with a token allowed to remediate; the
+/// drift resolves as `reverted` and the history names the token.
+#[test]
+fn api_plan_then_confirm() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remapi-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    std::fs::write(work.join("envs/prod/app.yaml"), manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(
+        &s,
+        &[
+            "apply",
+            "-f",
+            &work.join("envs/prod/app.yaml").display().to_string(),
+        ],
+    );
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(
+        &dir,
+        &[],
+        &[("OPS_TOKEN", "ops-token"), ("PLAIN_TOKENS", "plain-token")],
+        port,
+        tmp.path().join("serve.log"),
+        "ops-token",
+    );
+    server.wait_ready(after, 1);
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let started = Instant::now();
+    let episode = loop {
+        let open = server.drifts("status=open");
+        if let Some(ep) = open.iter().find_map(|d| d["episode"].as_str()) {
+            break ep.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "drift seen:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let path = format!("/api/v1/drifts/{episode}/remediate");
+    let (code, _) = post_json(&server, &path, "plain-token", "{}");
+    assert_eq!(code, 403, "a plain token may not remediate");
+    let (code, plan) = post_json(&server, &path, "ops-token", r#"{"action": "revert"}"#);
+    assert_eq!(code, 200, "{plan}\n{}", server.log());
+    assert_eq!(plan["applied"], false);
+    assert!(
+        plan["preview"]
+            .as_array()
+            .expect("preview")
+            .iter()
+            .any(|c| c["path"] == "/spec/replicas" && c["to"] == 2),
+        "{plan}"
+    );
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "5",
+        "planning changes nothing"
+    );
+    let (code, _) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        r#"{"confirm": "0000000000000000"}"#,
+    );
+    assert_eq!(code, 409);
+    let id = plan["plan"].as_str().expect("plan id");
+    let (code, done) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        &format!(r#"{{"confirm": "{id}"}}"#),
+    );
+    assert_eq!(code, 200, "{done}\n{}", server.log());
+    assert_eq!(done["applied"], true, "{done}");
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "2"
+    );
+    let (code, _) = post_json(
+        &server,
+        &path,
+        "ops-token",
+        &format!(r#"{{"confirm": "{id}"}}"#),
+    );
+    assert_eq!(code, 409, "a plan is used once");
+    let started = Instant::now();
+    loop {
+        let d = server
+            .json(&format!("/api/v1/drifts/{episode}"))
+            .unwrap_or_default();
+        if d["drift"]["resolution"] == "reverted" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "resolved as reverted: {d}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let events = server
+        .json("/api/v1/events?event=remediated")
+        .expect("events");
+    assert!(events.to_string().contains("token:ops"), "{events}");
+    drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+fn many(ns: &str) -> String {
+    let mut out = manifest(ns);
+    for i in 0..20 {
+        out.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\ndata:\n  k: base\n"
+        ));
+    }
+    out.push_str(&format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: contested\n  namespace: {ns}\ndata:\n  k: base\n"
+    ));
+    out
+}
+
+/// A `revert` policy under `serve`: a `kubectl` change is reverted within 5 seconds, once; a
+/// conflict is not touched; under a burst of 20 changes the rate limit holds.
+#[test]
+fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-rempol-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, many(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: revert\n      rateLimit: {{max: 5, perSeconds: 3600}}\nserver:\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(&dir, &[], &[], port, tmp.path().join("serve.log"), "none");
+    server.wait_ready(after, 1);
+    let replicas = || {
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}",
+            ],
+        )
+    };
+
+    // a kubectl change: reverted within 5 seconds
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let changed = Instant::now();
+    while replicas() != "2" {
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "reverted within 5 s:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // a conflict: Git moves, then the cluster moves the same field
+    let text = std::fs::read_to_string(&file).expect("read");
+    let contested = "  name: contested\n  namespace: ";
+    let at = text.find(contested).expect("contested");
+    let (head, tail) = text.split_at(at);
+    std::fs::write(
+        &file,
+        format!("{head}{}", tail.replacen("k: base", "k: from-git", 1)),
+    )
+    .expect("write");
+    git(&work, &["commit", "-q", "-a", "-m", "contested from git"]);
+    let started = Instant::now();
+    while !server
+        .drifts("status=open")
+        .iter()
+        .any(|d| d["name"] == "contested" || d["object"]["name"] == "contested")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "reverse drift seen:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "configmap/contested",
+            "-p",
+            r#"{"data":{"k":"from-live"}}"#,
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/contested",
+                "-o",
+                "jsonpath={.data.k}"
+            ]
+        ),
+        "from-live",
+        "a conflict is not touched"
+    );
+
+    // a burst of 20 changes: 4 more remediations fit in the rate limit (5 an hour)
+    for i in 0..20 {
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "patch",
+                &format!("configmap/cm-{i}"),
+                "-p",
+                r#"{"data":{"k":"burst"}}"#,
+            ],
+        );
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let reverted = (0..20)
+        .filter(|i| {
+            kubectl(
+                &s,
+                &[
+                    "-n",
+                    &ns,
+                    "get",
+                    &format!("configmap/cm-{i}"),
+                    "-o",
+                    "jsonpath={.data.k}",
+                ],
+            ) == "base"
+        })
+        .count();
+    assert_eq!(reverted, 4, "the rate limit holds:\n{}", server.log());
+    let events = server
+        .json("/api/v1/events?event=remediated&limit=1000")
+        .expect("events");
+    let items = events["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5, "{events}");
+    assert!(
+        items
+            .iter()
+            .all(|e| e["remediation"]["requested_by"] == "policy"),
+        "{events}"
+    );
+    let web_events = items
+        .iter()
+        .filter(|e| e.to_string().contains("\"web\""))
+        .count();
+    assert_eq!(web_events, 1, "once: {events}");
+    assert_eq!(replicas(), "2");
+    drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}

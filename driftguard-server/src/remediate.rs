@@ -1,0 +1,478 @@
+//! Remediation through an environment's configured sources: scan, plan (the core's
+//! [`driftguard_core::remediate::plan`]), preview (a server-side dry run), apply, and the audit
+//! event. The CLI's `driftguard remediate`, the API and the policy loop all go through
+//! [`Remediator`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use driftguard_core::engine::{Engine, ScanError, ScanReport};
+use driftguard_core::error::chain;
+use driftguard_core::id::ResourceId;
+use driftguard_core::model::{ObjectMeta, RawObject};
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::{Clock, DesiredSet, DriftStore, GitSource, LiveSource, ScanBatch};
+use driftguard_core::remediate::{
+    self, remediation_event, Operation, Plan, Readiness, Refusal, RemediationRecord, Request,
+};
+use driftguard_core::remediation::{FieldChange, RemediationAction};
+use driftguard_core::scanner::Scanner;
+use driftguard_core::state::Drift;
+use driftguard_sources::git::{push_adoption, GitSourceConfig};
+use driftguard_sources::kube::{ApplyError, KubeLiveSource};
+use serde_json::Value;
+
+use crate::config::{Config, EnvironmentConfig};
+use crate::setup::{self, SetupError};
+
+/// Why a remediation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RemediateError {
+    /// DriftGuard will not do it (the reason says why).
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The cluster refused or could not be reached.
+    #[error(transparent)]
+    Cluster(#[from] ApplyError),
+    /// The Git side failed.
+    #[error("{0}")]
+    Git(String),
+    /// A source could not be read.
+    #[error("cannot read {what}: {why}")]
+    Source {
+        /// Which source.
+        what: String,
+        /// Why.
+        why: String,
+    },
+    /// The audit event could not be stored.
+    #[error("the remediation was done but its audit event could not be stored: {0}")]
+    Audit(String),
+    /// No plan with this id waits for confirmation (never made, already used, or expired).
+    #[error("no plan {0} waits for confirmation (plans expire after 10 minutes and are used once): plan again")]
+    UnknownPlan(String),
+    /// The plan made now differs from the one confirmed.
+    #[error("the drift changed since plan {0} was made: nothing was changed; plan again")]
+    Changed(String),
+    /// The environment cannot be remediated here.
+    #[error(
+        "environment {0} cannot be remediated through this server (its live side is not a cluster)"
+    )]
+    NotAvailable(String),
+}
+
+/// How long a plan waits for its confirmation.
+pub const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Remediation through the API: a [`Remediator`] per environment whose live side is a
+/// cluster, and the plans waiting for confirmation (plan, then confirm exactly that plan).
+pub struct RemediationService {
+    remediators: HashMap<String, Arc<Remediator>>,
+    pending: Mutex<HashMap<String, (Proposal, Instant)>>,
+}
+
+impl RemediationService {
+    /// Builds the remediators of the configured environments (those with a cluster).
+    pub async fn build(
+        config: &Config,
+        key: &SecretKey,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let mut remediators = HashMap::new();
+        for env in &config.file.environments {
+            if env.live.as_ref().is_some_and(|l| l.dump.is_some()) {
+                continue;
+            }
+            match Remediator::open(config, env, key.clone(), store.clone(), clock.clone()).await {
+                Ok(r) => {
+                    remediators.insert(env.name.clone(), Arc::new(r));
+                }
+                Err(e) => tracing::warn!(environment = %env.name, "no remediation: {}", chain(&e)),
+            }
+        }
+        RemediationService {
+            remediators,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The remediator of `env`, when it has one.
+    pub fn get(&self, env: &str) -> Option<Arc<Remediator>> {
+        self.remediators.get(env).cloned()
+    }
+
+    fn remediator(&self, env: &str) -> Result<&Arc<Remediator>, RemediateError> {
+        self.remediators
+            .get(env)
+            .ok_or_else(|| RemediateError::NotAvailable(env.to_owned()))
+    }
+
+    async fn propose_one(
+        &self,
+        drift: Drift,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Result<Proposal, RemediateError> {
+        let r = self.remediator(&drift.id.environment)?;
+        let mut proposed = r.propose(vec![drift], action, prune).await?;
+        match proposed.pop() {
+            Some(p) => p.result,
+            None => Err(RemediateError::Git("nothing proposed".into())),
+        }
+    }
+
+    /// Plans `action` for `drift` and keeps the plan for its confirmation.
+    pub async fn plan(
+        &self,
+        drift: Drift,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Result<Proposal, RemediateError> {
+        let p = self.propose_one(drift, action, prune).await?;
+        let mut pending = self.pending.lock().expect("plan lock is never poisoned");
+        pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+        pending.insert(p.plan.id.clone(), (p.clone(), Instant::now()));
+        Ok(p)
+    }
+
+    /// Carries out the plan `plan_id` made earlier for `drift`, if planning it again gives the
+    /// same plan; `requested_by` names who asked.
+    pub async fn confirm(
+        &self,
+        drift: Drift,
+        plan_id: &str,
+        prune: bool,
+        requested_by: &str,
+    ) -> Result<RemediationRecord, RemediateError> {
+        let waiting = {
+            let mut pending = self.pending.lock().expect("plan lock is never poisoned");
+            pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+            pending.remove(plan_id)
+        };
+        let Some((p, _)) = waiting.filter(|(p, _)| p.drift.episode == drift.episode) else {
+            return Err(RemediateError::UnknownPlan(plan_id.to_owned()));
+        };
+        let now = self.propose_one(drift, p.plan.action, prune).await?;
+        if now.plan.id != p.plan.id {
+            return Err(RemediateError::Changed(plan_id.to_owned()));
+        }
+        self.remediator(&now.drift.id.environment)?
+            .execute(&p, requested_by)
+            .await
+    }
+}
+
+/// A plan with its preview, ready to confirm.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    /// The drift it ends.
+    pub drift: Drift,
+    /// The plan.
+    pub plan: Plan,
+    /// What would change: for a cluster plan the API server's dry-run answer (JSON pointers),
+    /// for adopt the fields to write into Git.
+    pub preview: Vec<FieldChange>,
+}
+
+/// One drift and what remediating it would do, or why not.
+#[derive(Debug)]
+pub struct Proposed {
+    /// The drift.
+    pub drift: Drift,
+    /// The proposal, or why there is none.
+    pub result: Result<Proposal, RemediateError>,
+}
+
+/// Remediation of one environment.
+pub struct Remediator {
+    engine: Engine,
+    git: Arc<dyn GitSource>,
+    kube: KubeLiveSource,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    scanner: Scanner,
+    git_config: Option<GitSourceConfig>,
+}
+
+impl Remediator {
+    /// Wires the environment's sources with `store`.
+    pub async fn open(
+        config: &Config,
+        env: &EnvironmentConfig,
+        key: SecretKey,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, SetupError> {
+        let git = setup::git_source(config, env).await?;
+        let kube = setup::kube_source(config, env).await?;
+        let engine = Engine::new(env.spec(), Normalizer::new(key));
+        let live: Arc<dyn LiveSource> = Arc::new(kube.clone());
+        let scanner = Scanner::new(
+            engine.clone(),
+            git.clone(),
+            live,
+            store.clone(),
+            clock.clone(),
+        );
+        let git_config = env.git.as_ref().map(|g| setup::git_config(config, env, g));
+        Ok(Remediator {
+            engine,
+            git,
+            kube,
+            store,
+            clock,
+            scanner,
+            git_config,
+        })
+    }
+
+    /// The environment's name.
+    pub fn environment(&self) -> &str {
+        &self.engine.spec.name
+    }
+
+    /// Scans the environment (and stores the result), so that plans start from what is true
+    /// now.
+    pub async fn scan(&self) -> Result<ScanReport, ScanError> {
+        self.scanner.scan().await
+    }
+
+    /// Plans and previews `action` for each of `drifts`.
+    pub async fn propose(
+        &self,
+        drifts: Vec<Drift>,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Result<Vec<Proposed>, RemediateError> {
+        let source = |what: &str| {
+            let what = what.to_owned();
+            move |e: driftguard_core::ports::SourceError| RemediateError::Source {
+                what: what.clone(),
+                why: chain(&e),
+            }
+        };
+        let revision = self.git.revision().await.map_err(source("Git"))?;
+        let desired = self.git.desired(&revision).await.map_err(source("Git"))?;
+        let scope = self.engine.live_scope(&desired);
+        let live = self
+            .kube
+            .snapshot(&scope)
+            .await
+            .map_err(source("the cluster"))?;
+        let st = self.engine.index(&desired, &live);
+        let git_ready = if desired.warnings.is_empty() {
+            Readiness::Ready
+        } else {
+            Readiness::Down(desired.warnings.join("; "))
+        };
+        let mut out = Vec::new();
+        for drift in drifts {
+            let raw_desired =
+                find_desired(&desired, &drift.id, self.engine.spec.default_namespace());
+            let raw_live = live
+                .objects
+                .iter()
+                .map(|l| &l.object)
+                .find(|o| same(o, &drift.id, None))
+                .map(|o| o.value().clone());
+            let req = Request {
+                drift: &drift,
+                action,
+                desired: raw_desired.as_ref(),
+                live: raw_live.as_ref(),
+                prune,
+                git: git_ready.clone(),
+                cluster: Readiness::Ready,
+            };
+            let result = match remediate::plan(&self.engine, &st, &req) {
+                Err(r) => Err(RemediateError::Refused(r)),
+                Ok(plan) => self.preview(&plan).await.map(|preview| Proposal {
+                    drift: drift.clone(),
+                    plan,
+                    preview,
+                }),
+            };
+            out.push(Proposed { drift, result });
+        }
+        Ok(out)
+    }
+
+    async fn preview(&self, plan: &Plan) -> Result<Vec<FieldChange>, RemediateError> {
+        match plan.operation {
+            Operation::Adopt => Ok(plan.changes.clone()),
+            _ => Ok(self.kube.preview(plan).await?.changes),
+        }
+    }
+
+    /// Carries out `p` (cluster side) and stores the `remediated` event, successful or not;
+    /// `requested_by` names who asked (`cli:<user>`, `token:<name>`, `policy`).
+    pub async fn execute(
+        &self,
+        p: &Proposal,
+        requested_by: &str,
+    ) -> Result<RemediationRecord, RemediateError> {
+        let outcome = match p.plan.operation {
+            Operation::Adopt => self.adopt(p, requested_by).await,
+            _ => self
+                .kube
+                .apply_plan(&p.plan)
+                .await
+                .map(|a| (a.changes, format!("{} by DriftGuard", p.plan.operation)))
+                .map_err(RemediateError::from),
+        };
+        let record = RemediationRecord {
+            plan_id: p.plan.id.clone(),
+            action: p.plan.action,
+            operation: p.plan.operation,
+            requested_by: requested_by.to_owned(),
+            changes: match &outcome {
+                Ok((c, _)) => c.clone(),
+                Err(_) => p.preview.clone(),
+            },
+            ok: outcome.is_ok(),
+            result: match &outcome {
+                Ok((_, r)) => r.clone(),
+                Err(e) => e.to_string(),
+            },
+        };
+        self.audit(&p.drift, record.clone()).await?;
+        outcome.map(|_| record)
+    }
+
+    /// Pushes the adoption of `p` to a new branch of the environment's remote.
+    async fn adopt(
+        &self,
+        p: &Proposal,
+        requested_by: &str,
+    ) -> Result<(Vec<FieldChange>, String), RemediateError> {
+        let Some(gc) = self.git_config.clone() else {
+            return Err(RemediateError::Git(
+                "adopt needs a Git repository as the desired side (`git:`), not a folder".into(),
+            ));
+        };
+        let plan = p.plan.clone();
+        let by = requested_by.to_owned();
+        let pushed = tokio::task::spawn_blocking(move || push_adoption(&gc, &plan, &by))
+            .await
+            .map_err(|e| RemediateError::Git(e.to_string()))?
+            .map_err(|e| RemediateError::Git(chain(&e)))?;
+        Ok((
+            p.preview.clone(),
+            format!(
+                "adopt: pushed branch {} (commit {}) changing {}",
+                pushed.branch, pushed.commit, pushed.file
+            ),
+        ))
+    }
+
+    /// Stores the `remediated` event of `drift`.
+    pub async fn audit(
+        &self,
+        drift: &Drift,
+        record: RemediationRecord,
+    ) -> Result<(), RemediateError> {
+        let event = remediation_event(drift, record, self.clock.now());
+        self.store
+            .commit(&ScanBatch {
+                environment: drift.id.environment.clone(),
+                summary: None,
+                upserts: Vec::new(),
+                deletes: Vec::new(),
+                events: vec![event],
+            })
+            .await
+            .map_err(|e| RemediateError::Audit(chain(&e)))
+    }
+
+    /// The Git source (for the adopt writer).
+    pub fn git(&self) -> &Arc<dyn GitSource> {
+        &self.git
+    }
+}
+
+/// Whether `o` is the object `id` (`default_ns`: the namespace of a desired object without one).
+fn same(o: &RawObject, id: &ResourceId, default_ns: Option<&str>) -> bool {
+    let m = ObjectMeta::of(o.value());
+    let oid = m.id(&id.environment);
+    oid.group == id.group
+        && oid.kind == id.kind
+        && oid.name == id.name
+        && (oid.namespace == id.namespace
+            || (oid.namespace.is_none() && id.namespace.as_deref() == default_ns))
+}
+
+fn find_desired(desired: &DesiredSet, id: &ResourceId, default_ns: &str) -> Option<Value> {
+    desired
+        .objects
+        .iter()
+        .map(|m| &m.object)
+        .find(|o| same(o, id, Some(default_ns)))
+        .map(|o| o.value().clone())
+}
+
+/// Runs the remediation `policy` of `env` until `cancel`: every open drift is decided by the
+/// core's [`driftguard_core::remediate::decide`] (the kill switch `paused` read each time) and
+/// the ones to act on are remediated with `policy` named as who asked, then the environment is
+/// scanned so that they resolve.
+pub fn spawn_policy(
+    state: crate::state::AppState,
+    env: Arc<crate::environment::Environment>,
+    remediator: Arc<Remediator>,
+    policy: driftguard_core::remediate::Policy,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    cancel: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    use driftguard_core::remediate::{decide, Decision, PolicyLedger};
+    tokio::spawn(async move {
+        let mut ledger = PolicyLedger::default();
+        let mut notified = std::collections::HashSet::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+            }
+            let drifts = env.scanner.open_drifts().await;
+            let mut acted = false;
+            for d in drifts {
+                let killed = paused.load(std::sync::atomic::Ordering::SeqCst);
+                match decide(&policy, &d, &ledger, killed, state.clock.now()) {
+                    Decision::Skip(_) => {}
+                    Decision::Notify => {
+                        if notified.insert(d.episode.clone()) {
+                            tracing::info!(environment = %env.name, episode = %d.episode,
+                                "the remediation policy would remediate this drift (notify only)");
+                        }
+                    }
+                    Decision::Act(action) => {
+                        // once per episode, whatever comes of it
+                        ledger.record(&d.episode, state.clock.now());
+                        let episode = d.episode.clone();
+                        let result = match remediator.propose(vec![d], action, false).await {
+                            Ok(mut p) => match p.pop().map(|p| p.result) {
+                                Some(Ok(prop)) => {
+                                    remediator.execute(&prop, "policy").await.map(|_| ())
+                                }
+                                Some(Err(e)) => Err(e),
+                                None => Ok(()),
+                            },
+                            Err(e) => Err(e),
+                        };
+                        match result {
+                            Ok(()) => {
+                                acted = true;
+                                tracing::info!(environment = %env.name, %episode, %action, "remediated by policy");
+                            }
+                            Err(e) => tracing::warn!(environment = %env.name, %episode,
+                                "the remediation policy could not remediate: {}", chain(&e)),
+                        }
+                    }
+                }
+            }
+            if acted {
+                let _ = env.run_scan(&state.scan_context()).await;
+            }
+        }
+    })
+}
