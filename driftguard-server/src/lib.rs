@@ -2,8 +2,8 @@
 //!
 //! The long-running DriftGuard service: continuous detection per environment
 //! ([`supervisor::Supervisor`]), a JSON REST API under `/api/v1` with an OpenAPI document
-//! ([`api::router`]), Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert
-//! notifiers ([`notify`]).
+//! ([`api::router`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]),
+//! Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert notifiers ([`notify`]).
 //!
 //! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
 //! `driftguard serve` is that call plus flag parsing:
@@ -24,6 +24,7 @@ pub mod config;
 pub mod dto;
 pub mod environment;
 pub mod error;
+pub mod feed;
 pub mod listener;
 pub mod metrics;
 pub mod notify;
@@ -34,6 +35,7 @@ pub mod state;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod web;
 
 use std::future::Future;
 
@@ -60,7 +62,13 @@ pub async fn run(
         }
         tracing::warn!(%addr, "no API tokens configured: the API is open, listening on loopback only");
     }
-    tracing::info!(%addr, "DriftGuard API listening");
+    tracing::info!(%addr, "DriftGuard API and dashboard listening");
+    let feed = state.feed.clone();
+    // event streams end first, so that they do not hold the graceful shutdown up
+    let shutdown = async move {
+        shutdown.await;
+        feed.close();
+    };
     axum::serve(listener::GuardedListener(listener), router(state))
         .with_graceful_shutdown(shutdown)
         .await

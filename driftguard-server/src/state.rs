@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use driftguard_core::ports::{Clock, DriftStore};
 
+use crate::feed::EventFeed;
 use crate::metrics::Metrics;
+use crate::web::session::Sessions;
 
 /// The system clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,6 +34,8 @@ pub struct ScanContext {
     pub clock: Arc<dyn Clock>,
     /// Answers cached by the API, invalidated after every write.
     pub cache: Arc<ResponseCache>,
+    /// Where finished scans are announced to open pages and event streams.
+    pub feed: Arc<EventFeed>,
 }
 
 impl ScanContext {
@@ -42,6 +46,7 @@ impl ScanContext {
             metrics,
             clock,
             cache: Arc::new(ResponseCache::new(Duration::ZERO)),
+            feed: Arc::new(EventFeed::new()),
         }
     }
 }
@@ -137,6 +142,10 @@ pub struct Inner {
     /// The write buffer in front of the store, when there is one (its health is reported by
     /// `/readyz`).
     pub buffer: Option<Arc<driftguard_store::BufferedStore>>,
+    /// The live feed of stored events and finished scans (`GET /api/v1/events/stream`).
+    pub feed: Arc<EventFeed>,
+    /// The dashboard's sessions.
+    pub sessions: Arc<Sessions>,
 }
 
 impl std::ops::Deref for AppState {
@@ -181,6 +190,8 @@ impl AppState {
                 public_url: None,
                 cache: Arc::new(ResponseCache::new(Duration::from_secs(1))),
                 buffer: None,
+                feed: Arc::new(EventFeed::new()),
+                sessions: Arc::new(Sessions::new()),
             },
         }
     }
@@ -197,6 +208,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             cache: self.cache.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -242,6 +254,12 @@ impl AppStateBuilder {
     /// The write buffer in front of the store (see [`Inner::buffer`]).
     pub fn buffer(mut self, buffer: Arc<driftguard_store::BufferedStore>) -> Self {
         self.inner.buffer = Some(buffer);
+        self
+    }
+
+    /// The live feed (give its [`EventFeed::notifier`] to every scanner of the environments).
+    pub fn feed(mut self, feed: Arc<EventFeed>) -> Self {
+        self.inner.feed = feed;
         self
     }
 
