@@ -174,20 +174,34 @@ fn env_card(e: &EnvironmentDto, open: &[&Drift], now: DateTime<Utc>) -> EnvCard 
         Severity::Low,
     ]
     .into_iter()
-    .map(|s| Count {
-        label: s.as_str(),
-        class: format!("sev-{}", s.as_str()),
-        n: open.iter().filter(|d| d.severity == s).count(),
-        link: env_q(&[("severity", s.as_str())]),
+    .map(|s| {
+        let n = open.iter().filter(|d| d.severity == s).count();
+        Count {
+            label: s.as_str(),
+            class: if n == 0 {
+                "zero".into()
+            } else {
+                format!("sev-{}", s.as_str())
+            },
+            n,
+            link: env_q(&[("severity", s.as_str())]),
+        }
     })
     .collect();
     let directions = Direction::ALL
         .iter()
-        .map(|d| Count {
-            label: d.as_str(),
-            class: format!("dir-{}", d.as_str()),
-            n: open.iter().filter(|x| x.direction == *d).count(),
-            link: env_q(&[("direction", d.as_str())]),
+        .map(|d| {
+            let n = open.iter().filter(|x| x.direction == *d).count();
+            Count {
+                label: d.as_str(),
+                class: if n == 0 {
+                    "zero".into()
+                } else {
+                    format!("dir-{}", d.as_str())
+                },
+                n,
+                link: env_q(&[("direction", d.as_str())]),
+            }
         })
         .collect();
     let oldest = open

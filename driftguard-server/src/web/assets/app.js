@@ -79,19 +79,38 @@
     timer = setTimeout(refresh, 150);
   }
 
-  var source = new EventSource("/api/v1/events/stream");
-  ["detected", "changed", "resolved", "scan", "lagged"].forEach(function (kind) {
-    source.addEventListener(kind, function () {
-      pending[kind] = (pending[kind] || 0) + 1;
-      schedule();
+  // one stream per open page; a page left (or kept in the back/forward cache) gives its
+  // connection back at once: browsers allow only a few per server
+  var source = null;
+  function connect() {
+    source = new EventSource("/api/v1/events/stream");
+    ["detected", "changed", "resolved", "scan", "lagged"].forEach(function (kind) {
+      source.addEventListener(kind, function () {
+        pending[kind] = (pending[kind] || 0) + 1;
+        schedule();
+      });
     });
+    source.addEventListener("open", function () {
+      body.dataset.stream = "open";
+      say("Live: this page updates by itself.");
+    });
+    source.addEventListener("error", function () {
+      body.dataset.stream = "reconnecting";
+      say("Live updates interrupted; reconnecting…");
+    });
+  }
+  window.addEventListener("pagehide", function () {
+    if (source) {
+      source.close();
+      source = null;
+    }
+    body.dataset.stream = "closed";
   });
-  source.addEventListener("open", function () {
-    body.dataset.stream = "open";
-    say("Live: this page updates by itself.");
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted && !source) {
+      connect();
+      schedule();
+    }
   });
-  source.addEventListener("error", function () {
-    body.dataset.stream = "reconnecting";
-    say("Live updates interrupted; reconnecting…");
-  });
+  connect();
 })();
