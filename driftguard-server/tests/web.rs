@@ -26,9 +26,7 @@ const TOKEN: &str = "web-s3cret-token";
 struct Fixture {
     app: Router,
     state: AppState,
-    #[allow(dead_code)]
     git: Arc<MemoryGitSource>,
-    #[allow(dead_code)]
     live: Arc<MemoryLiveSource>,
 }
 
@@ -287,7 +285,6 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
         "driftguard explain dev:Deployment.apps/shop/web",
         "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1",
         "Episodes of this object",
-        "id=\"findings\"",
         "id=\"actions\"",
     ] {
         assert!(
@@ -325,6 +322,50 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert!(missing.text.contains("no drift episode"));
     assert_secure_headers(&missing);
+}
+
+#[tokio::test]
+async fn a_secret_value_shows_only_as_changed() {
+    let f = fixture(false).await;
+    let secret = |password: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "shop"},
+            "data": {"password": password}})
+    };
+    // "hunter2" in Git, "letmein" live
+    f.git
+        .set(testkit::desired("rev-b", vec![secret("aHVudGVyMg==")]));
+    f.live.set(testkit::live(vec![secret("bGV0bWVpbg==")]));
+    let env = f.state.environment("dev").expect("dev");
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let d = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery {
+            kind: Some("Secret".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("drifts")
+        .items
+        .remove(0);
+    for uri in [
+        format!("/drifts/{}", d.episode),
+        format!("/drifts/{}?view=inline", d.episode),
+        "/drifts?kind=Secret".to_owned(),
+        "/objects/dev/Secret/shop/creds".to_owned(),
+        "/events".to_owned(),
+    ] {
+        let r = page(&f.app, &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+        for value in ["aHVudGVyMg", "bGV0bWVpbg", "hunter2", "letmein"] {
+            assert!(!r.text.contains(value), "{uri} shows a Secret value");
+        }
+        if uri.starts_with("/drifts/") {
+            assert!(r.text.contains("data.password"), "{uri}");
+            assert!(r.text.contains("(secret value)"), "{uri}: {}", r.text);
+        }
+    }
 }
 
 #[tokio::test]

@@ -678,7 +678,9 @@ pub struct Where {
     revision: String,
 }
 
-/// A risk finding of a drift (filled once drifts carry findings; the page has their place).
+/// A risk finding of a drift. Drifts do not carry findings yet: when the drift DTO gains
+/// them (`DriftDetail::findings`), fill [`DriftPage::findings`] from it; the page shows the
+/// section only when there are some.
 #[derive(Clone, Debug)]
 pub struct FindingView {
     severity: Badge,
