@@ -2,7 +2,7 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this).
 #
 # Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
-# source package, SecantusDB for MongoDB), runs formatting, lints and every test of the
+# source package, SecantusDB for MongoDB, helm for Helm charts), runs formatting, lints and every test of the
 # workspace, and stops the services again, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (kube-apiserver 1.20, SecantusDB)"
+step "test services (kube-apiserver 1.20, SecantusDB, helm)"
 scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"

@@ -57,6 +57,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod render;
 pub mod scanner;
 pub mod scope;
 pub mod selector;

@@ -953,7 +953,7 @@ impl utoipa::Modify for BearerAuth {
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
         list_events, event_stream, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
-        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, DriftPage, EventDto, EventPage,
+        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted)),
     modifiers(&BearerAuth),

@@ -160,6 +160,23 @@ pub struct ProvenanceDto {
     pub line: usize,
     /// Revision read.
     pub revision: Option<String>,
+    /// How the object was rendered (a Helm chart, a command); absent for a manifest file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<RenderingDto>,
+}
+
+/// How a rendered object was made: `file` is then its template (helm's `# Source:`) or the
+/// command line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RenderingDto {
+    /// `helm`, `kustomize` or `command`.
+    pub renderer: String,
+    /// The chart folder (or the command's folder), relative to the repository root.
+    pub source: String,
+    /// The value files in play, in order (the last wins).
+    pub values: Vec<String>,
+    /// The newest commit that changed an input of the rendering (chart or values).
+    pub inputs_commit: Option<String>,
 }
 
 /// A drift episode with its field diff and attribution.
@@ -215,6 +232,12 @@ impl From<&Drift> for DriftDetail {
                 document: p.document,
                 line: p.line,
                 revision: p.revision.clone(),
+                rendered: p.rendered.as_ref().map(|r| RenderingDto {
+                    renderer: r.renderer.clone(),
+                    source: r.source.clone(),
+                    values: r.values.clone(),
+                    inputs_commit: r.inputs_commit.clone(),
+                }),
             }),
         }
     }
@@ -470,4 +493,33 @@ pub struct WebhookAccepted {
     pub event: String,
     /// Environments whose Git fetch was triggered.
     pub triggered: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftguard_core::model::Rendering;
+    use driftguard_core::severity::Severity;
+
+    #[test]
+    fn provenance_says_how_an_object_was_rendered_and_only_then() {
+        let mut d = crate::testkit::drift("prod", 0, Severity::High, true);
+        let plain = serde_json::to_value(DriftDetail::from(&d)).expect("json");
+        assert!(plain["provenance"].get("rendered").is_none(), "{plain}");
+        if let Some(p) = d.provenance.as_mut() {
+            p.file = "charts/shop/templates/web.yaml".into();
+            p.rendered = Some(Rendering {
+                renderer: "helm".into(),
+                source: "charts/shop".into(),
+                values: vec!["envs/prod/values.yaml".into()],
+                inputs_commit: Some("abc".into()),
+            });
+        }
+        let rendered = serde_json::to_value(DriftDetail::from(&d)).expect("json");
+        assert_eq!(
+            rendered["provenance"]["rendered"],
+            serde_json::json!({"renderer": "helm", "source": "charts/shop",
+                "values": ["envs/prod/values.yaml"], "inputs_commit": "abc"})
+        );
+    }
 }

@@ -112,8 +112,14 @@ impl Environment {
     }
 
     /// The web page of a file and line in the repository, when [`Environment::web_url`] is
-    /// configured and the revision is known.
+    /// configured, the revision is known and the object comes from a manifest file (not a
+    /// renderer).
     pub fn file_link(&self, p: &Provenance) -> Option<String> {
+        if p.rendered.is_some() {
+            // a rendered object's `file` is its template as the renderer names it, and its
+            // line is in the rendered output: neither is a place in the repository
+            return None;
+        }
         let base = self.web_url.as_deref()?;
         let revision = p.revision.as_deref()?;
         let line = p.line.to_string();

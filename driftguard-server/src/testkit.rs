@@ -55,6 +55,7 @@ pub fn desired(revision: &str, objects: Vec<Value>) -> DesiredSet {
                     document: i,
                     line: 1 + i * 20,
                     revision: Some(revision.into()),
+                    rendered: None,
                 },
             })
             .collect(),
@@ -160,6 +161,7 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
             document: 0,
             line: 1,
             revision: Some("rev-1".into()),
+            rendered: None,
         }),
     }
 }

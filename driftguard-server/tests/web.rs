@@ -633,3 +633,54 @@ async fn the_event_stream_announces_stored_events_and_scans() {
     .await;
     assert!(end.is_ok(), "the stream ends when the feed closes");
 }
+
+#[tokio::test]
+async fn file_links_follow_the_configured_web_page() {
+    use driftguard_core::model::{Provenance, Rendering};
+    let f = fixture(false).await;
+    let env = f.state.environment("dev").expect("dev");
+    let p = Provenance {
+        file: "envs/prod/web.yaml".into(),
+        document: 1,
+        line: 12,
+        revision: Some("abc123".into()),
+        rendered: None,
+    };
+    assert_eq!(
+        env.file_link(&p).as_deref(),
+        Some("https://git.example/org/repo/blob/abc123/envs/prod/web.yaml#L12")
+    );
+    let (prod, _, _) = testkit::memory_environment(
+        "x",
+        f.state.store.clone(),
+        f.state.clock.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    assert_eq!(prod.file_link(&p), None, "no web page configured");
+    let gitea = Arc::into_inner(prod).expect("one owner").with_web_url(Some(
+        "https://gitea.example/o/r/src/commit/{revision}/{path}#L{line}".into(),
+    ));
+    assert_eq!(
+        gitea.file_link(&p).as_deref(),
+        Some("https://gitea.example/o/r/src/commit/abc123/envs/prod/web.yaml#L12")
+    );
+    let rendered = Provenance {
+        rendered: Some(Rendering {
+            renderer: "helm".into(),
+            source: "charts/web".into(),
+            ..Rendering::default()
+        }),
+        ..p.clone()
+    };
+    assert_eq!(
+        env.file_link(&rendered),
+        None,
+        "a template is no place in the repository"
+    );
+    let unknown = Provenance {
+        revision: None,
+        ..p
+    };
+    assert_eq!(env.file_link(&unknown), None, "no revision, no link");
+}

@@ -102,6 +102,7 @@ pub fn drift(
             document: 0,
             line: 1,
             revision: Some("rev-1".into()),
+            rendered: None,
         }),
     }
 }
@@ -990,6 +991,7 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
                 document: 0,
                 line: 1,
                 revision: Some("r1".into()),
+                rendered: None,
             },
         }],
         ..DesiredSet::default()

@@ -676,6 +676,8 @@ pub struct Where {
     line: usize,
     link: Option<String>,
     revision: String,
+    /// How a renderer made it (a Helm chart, a command), in words.
+    rendered: Option<String>,
 }
 
 /// A risk finding of a drift. Drifts do not carry findings yet: when the drift DTO gains
@@ -840,6 +842,20 @@ pub(crate) async fn drift(
             line: p.line,
             link: env.and_then(|e| e.file_link(p)),
             revision: p.revision.as_deref().map(view::short).unwrap_or_default(),
+            rendered: detail
+                .provenance
+                .as_ref()
+                .and_then(|p| p.rendered.as_ref())
+                .map(|r| {
+                    let mut text = format!("rendered by {} from {}", r.renderer, r.source);
+                    if !r.values.is_empty() {
+                        text.push_str(&format!(" with {}", r.values.join(", ")));
+                    }
+                    if let Some(c) = &r.inputs_commit {
+                        text.push_str(&format!("; inputs last changed in {}", view::short(c)));
+                    }
+                    text
+                }),
         }),
         revision: s.revision.as_deref().map(view::short).unwrap_or_default(),
         detected: When::of(s.detected_at, now),
