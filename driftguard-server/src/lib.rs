@@ -2,7 +2,8 @@
 //!
 //! The long-running DriftGuard service: continuous detection per environment
 //! ([`supervisor::Supervisor`]), a JSON REST API under `/api/v1` with an OpenAPI document
-//! ([`api::router`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]),
+//! ([`api::router`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]), an
+//! MCP server for AI assistants at `/mcp` and over stdio ([`mcp`]),
 //! Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert notifiers ([`notify`]).
 //!
 //! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
@@ -26,8 +27,10 @@ pub mod environment;
 pub mod error;
 pub mod feed;
 pub mod listener;
+pub mod mcp;
 pub mod metrics;
 pub mod notify;
+pub mod queries;
 pub mod retention;
 pub mod service;
 pub mod setup;
@@ -64,10 +67,13 @@ pub async fn run(
     }
     tracing::info!(%addr, "DriftGuard API and dashboard listening");
     let feed = state.feed.clone();
-    // event streams end first, so that they do not hold the graceful shutdown up
+    let mcp = state.mcp_cancel.clone();
     let shutdown = async move {
         shutdown.await;
+        // open event streams (the live feed's, MCP's) end now, so that the connections can
+        // close and do not hold the graceful shutdown up
         feed.close();
+        mcp.cancel();
     };
     axum::serve(listener::GuardedListener(listener), router(state))
         .with_graceful_shutdown(shutdown)

@@ -146,6 +146,9 @@ pub struct Inner {
     pub feed: Arc<EventFeed>,
     /// The dashboard's sessions.
     pub sessions: Arc<Sessions>,
+    /// Ends the MCP sessions served over HTTP (cancelled when the server shuts down, so that
+    /// an open event stream does not hold the shutdown).
+    pub mcp_cancel: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -192,6 +195,7 @@ impl AppState {
                 buffer: None,
                 feed: Arc::new(EventFeed::new()),
                 sessions: Arc::new(Sessions::new()),
+                mcp_cancel: tokio_util::sync::CancellationToken::new(),
             },
         }
     }

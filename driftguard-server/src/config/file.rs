@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use driftguard_core::engine::EnvironmentSpec;
+use driftguard_core::findings::FindingRules;
 use driftguard_core::id::GroupKind;
 use driftguard_core::ignore::{IgnoreRule, IgnoreRules};
 use driftguard_core::ports::GroupVersionKind;
@@ -87,6 +88,11 @@ pub struct EnvironmentConfig {
     /// Severity overrides (the highest matching one wins over the built-in verdict).
     #[serde(default)]
     pub severity: Vec<SeverityRule>,
+    /// Risk findings: overrides of the built-in rules (risk changed, or `off`, for some
+    /// objects, rules and fields) and the field managers that are people's tools (see
+    /// `docs/findings.md`).
+    #[serde(default)]
+    pub findings: FindingRules,
     /// Whether an HPA owns the `spec.replicas` of its target, so that it is not drift
     /// (absent: true).
     #[serde(default)]
@@ -385,6 +391,7 @@ impl EnvironmentConfig {
         spec.severity = SeverityRules {
             overrides: self.severity.clone(),
         };
+        spec.findings = self.findings.clone();
         if let Some(h) = self.hpa_owns_replicas {
             spec.hpa_owns_replicas = h;
         }
