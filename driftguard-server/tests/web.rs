@@ -285,6 +285,7 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
         "driftguard explain dev:Deployment.apps/shop/web",
         "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1",
         "Episodes of this object",
+        "id=\"findings\"",
         "id=\"actions\"",
     ] {
         assert!(
@@ -304,6 +305,37 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
     )
     .await;
     assert!(inline.text.contains("class=\"diff-inline\"") && inline.text.contains("- 3"));
+
+    // the risk findings the core put on a drift: its risk, each finding's category, field,
+    // reason and rule; the drifts table has a risk column
+    let with_findings = page(&f.app, "/drifts/prod-00000000", None).await;
+    assert_eq!(
+        with_findings.status,
+        StatusCode::OK,
+        "{}",
+        with_findings.text
+    );
+    for needle in [
+        "Risk: <span class=\"badge sev-",
+        "<strong>availability</strong>",
+        "fewer replicas live",
+        "(replicas-cut)",
+    ] {
+        assert!(
+            with_findings.text.contains(needle),
+            "findings lack {needle}:\n{}",
+            with_findings.text
+        );
+    }
+    let without = page(&f.app, "/drifts/prod-00000001", None).await;
+    assert!(without.text.contains("No risk finding beyond the drift"));
+    let table = page(
+        &f.app,
+        "/drifts?environment=prod&limit=200&status=all",
+        None,
+    )
+    .await;
+    assert!(table.text.contains("<th scope=\"col\">Risk</th>"));
 
     let object = page(&f.app, "/objects/dev/Deployment/shop/web", None).await;
     assert_eq!(object.status, StatusCode::OK, "{}", object.text);

@@ -19,9 +19,10 @@ use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, EventKind}
 use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
-use crate::api::{environment_dto, find_object, DriftParams, MAX_LIMIT};
+use crate::api::{DriftParams, MAX_LIMIT};
 use crate::dto::{DriftDetail, DriftSummary, EnvironmentDto};
 use crate::error::AppError;
+use crate::queries::{environment_dto, find_object};
 use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
@@ -320,6 +321,7 @@ pub struct DriftRow {
     drift: Badge,
     direction: Badge,
     severity: Badge,
+    risk: Badge,
     fields: String,
     who: String,
     detected: When,
@@ -339,6 +341,7 @@ fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
         drift: badge("drift", &d.drift),
         direction: badge("dir", &d.direction),
         severity: badge("sev", &d.severity),
+        risk: badge("sev", &d.risk),
         fields: if d.paths.is_empty() {
             "–".into()
         } else {
@@ -680,14 +683,14 @@ pub struct Where {
     rendered: Option<String>,
 }
 
-/// A risk finding of a drift. Drifts do not carry findings yet: when the drift DTO gains
-/// them (`DriftDetail::findings`), fill [`DriftPage::findings`] from it; the page shows the
-/// section only when there are some.
+/// A risk finding of a drift (the core's findings, as the API gives them).
 #[derive(Clone, Debug)]
 pub struct FindingView {
-    severity: Badge,
-    title: String,
-    detail: String,
+    risk: Badge,
+    rule: String,
+    category: String,
+    path: Option<String>,
+    reason: String,
 }
 
 #[derive(Template)]
@@ -718,6 +721,7 @@ struct DriftPage {
     episodes: Vec<EpisodeRow>,
     explain: String,
     object_link: String,
+    risk: Badge,
     findings: Vec<FindingView>,
 }
 
@@ -865,7 +869,18 @@ pub(crate) async fn drift(
         episodes,
         explain: format!("driftguard explain {reference}"),
         object_link: view::object_link(&s.object.environment, &s.object.reference),
-        findings: Vec::new(),
+        risk: badge("sev", &s.risk),
+        findings: s
+            .findings
+            .iter()
+            .map(|f| FindingView {
+                risk: badge("sev", &f.risk),
+                rule: f.rule.clone(),
+                category: f.category.replace('-', " "),
+                path: f.path.clone(),
+                reason: f.reason.clone(),
+            })
+            .collect(),
         d: s,
     })
 }
