@@ -433,14 +433,7 @@ async fn list_events(
             }
         }
     }
-    let page = state.store.events(&query).await?;
-    Ok(Json(EventPage {
-        items: page.items.iter().map(EventDto::from).collect(),
-        total: page.total,
-        limit: query.limit,
-        offset: query.offset,
-        next_offset: page.next_offset,
-    }))
+    Ok(Json(queries::events(&state, &query).await?))
 }
 
 /// Filters of `GET /api/v1/events/stream`.
@@ -534,10 +527,9 @@ async fn list_scans(
     let environment = p.environment.clone().filter(|s| !s.is_empty());
     queries::known_env(&state, &environment)?;
     let limit = parse_limit(&p.limit, 20)?;
-    let scans = state.store.scans(environment.as_deref(), limit).await?;
-    Ok(Json(ScanList {
-        items: scans.iter().map(ScanDto::from).collect(),
-    }))
+    Ok(Json(
+        queries::scans(&state, environment.as_deref(), limit).await?,
+    ))
 }
 
 /// Environments with their status and score.

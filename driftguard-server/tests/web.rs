@@ -298,6 +298,16 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
         detail.text.contains(episode.direction_reason()),
         "why the direction"
     );
+    // the page and the API read the same query: the API gives the file's web page and the
+    // reason for the direction too
+    let api = page(&f.app, &format!("/api/v1/drifts/{}", episode.episode), None).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let json: serde_json::Value = serde_json::from_str(&api.text).expect("json");
+    assert_eq!(
+        json["provenance"]["web_url"],
+        "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1"
+    );
+    assert_eq!(json["direction_reason"], episode.direction_reason());
     let inline = page(
         &f.app,
         &format!("/drifts/{}?view=inline", episode.episode),

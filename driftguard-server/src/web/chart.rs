@@ -2,8 +2,8 @@
 //! worst environment) over 24 h, 7 d or 30 d, drawn server-side as inline SVG from the scan
 //! history of the store. No script draws it; a table next to it gives the same numbers.
 
+use crate::dto::ScanDto;
 use chrono::{DateTime, Duration, Utc};
-use driftguard_core::ports::ScanSummary;
 
 use super::view::When;
 
@@ -102,7 +102,7 @@ pub struct Chart {
     pub to: When,
 }
 
-fn open_of(s: &ScanSummary) -> usize {
+fn open_of(s: &ScanDto) -> usize {
     s.counts.modified + s.counts.missing + s.counts.orphan
 }
 
@@ -143,7 +143,7 @@ fn runs(values: &[Option<f64>], max: f64) -> Vec<String> {
 
 /// Draws the chart of `range` ending at `now` from the scans of each environment (each list
 /// newest first, reaching back past the range's start when history allows).
-pub fn draw(range: Range, now: DateTime<Utc>, scans: &[Vec<ScanSummary>]) -> Chart {
+pub fn draw(range: Range, now: DateTime<Utc>, scans: &[Vec<ScanDto>]) -> Chart {
     let start = now - range.duration();
     let bucket = range.duration() / BUCKETS as i32;
     let mut open = Vec::with_capacity(BUCKETS + 1);
@@ -199,10 +199,10 @@ pub fn draw(range: Range, now: DateTime<Utc>, scans: &[Vec<ScanSummary>]) -> Cha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use driftguard_core::ports::ScanCounts;
+    use driftguard_core::ports::{ScanCounts, ScanSummary};
 
-    fn scan(at: DateTime<Utc>, modified: usize, score: f64) -> ScanSummary {
-        ScanSummary {
+    fn scan(at: DateTime<Utc>, modified: usize, score: f64) -> ScanDto {
+        ScanDto::from(&ScanSummary {
             scan_id: at.to_rfc3339(),
             environment: "e".into(),
             started_at: at,
@@ -215,7 +215,7 @@ mod tests {
             score,
             errors: Vec::new(),
             events: 0,
-        }
+        })
     }
 
     #[test]

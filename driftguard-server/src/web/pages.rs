@@ -1,28 +1,28 @@
-//! The pages: each reads what the API reads (the store through the core's queries, the
-//! environments' status) and fills a template.
+//! The pages: each reads through the same functions as the API and the MCP server
+//! ([`crate::queries`], answering the API's DTOs) and fills a template; no page reads the
+//! store itself.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use chrono::{DateTime, Utc};
 use driftguard_core::duration::HumanDuration;
-use driftguard_core::id::{ObjectRef as CoreObjectRef, ResourceId};
+use driftguard_core::id::ResourceId;
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::severity::Severity;
-use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
+use driftguard_core::state::{Direction, DriftKind, EventKind};
 
 use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
 use crate::api::{DriftParams, MAX_LIMIT};
-use crate::dto::{DriftDetail, DriftSummary, EnvironmentDto};
+use crate::dto::{DriftSummary, EnvironmentDto, EventDto};
 use crate::error::AppError;
-use crate::queries::{environment_dto, find_object};
+use crate::queries;
 use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
@@ -121,20 +121,21 @@ struct OverviewPage {
 }
 
 /// Every open drift (all pages), for the overview's counts.
-async fn all_open(state: &AppState) -> Result<Vec<Drift>, WebError> {
+async fn all_open(state: &AppState) -> Result<Vec<DriftSummary>, WebError> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
-        let page = state
-            .store
-            .drifts(&DriftQuery {
+        let page = queries::drifts(
+            state,
+            &DriftQuery {
                 status: DriftStatus::Open,
                 sort: DriftSort::Detected,
                 limit: MAX_LIMIT,
                 offset,
                 ..DriftQuery::default()
-            })
-            .await?;
+            },
+        )
+        .await?;
         out.extend(page.items);
         match page.next_offset {
             Some(n) => offset = n,
@@ -162,7 +163,7 @@ fn source_view(label: &'static str, s: &crate::dto::SourceDto, now: DateTime<Utc
     }
 }
 
-fn env_card(e: &EnvironmentDto, open: &[&Drift], now: DateTime<Utc>) -> EnvCard {
+fn env_card(e: &EnvironmentDto, open: &[&DriftSummary], now: DateTime<Utc>) -> EnvCard {
     let env_q = |extra: &[(&str, &str)]| {
         let mut pairs = vec![("environment", e.name.as_str())];
         pairs.extend_from_slice(extra);
@@ -176,7 +177,7 @@ fn env_card(e: &EnvironmentDto, open: &[&Drift], now: DateTime<Utc>) -> EnvCard 
     ]
     .into_iter()
     .map(|s| {
-        let n = open.iter().filter(|d| d.severity == s).count();
+        let n = open.iter().filter(|d| d.severity == s.as_str()).count();
         Count {
             label: s.as_str(),
             class: if n == 0 {
@@ -192,7 +193,7 @@ fn env_card(e: &EnvironmentDto, open: &[&Drift], now: DateTime<Utc>) -> EnvCard 
     let directions = Direction::ALL
         .iter()
         .map(|d| {
-            let n = open.iter().filter(|x| x.direction == *d).count();
+            let n = open.iter().filter(|x| x.direction == d.as_str()).count();
             Count {
                 label: d.as_str(),
                 class: if n == 0 {
@@ -244,7 +245,9 @@ pub(crate) async fn overview(
     let mut scans = Vec::with_capacity(state.environments.len());
     let start = now - range.duration();
     for e in &state.environments {
-        let list = state.store.scans(Some(&e.name), MAX_LIMIT).await?;
+        let list = queries::scans(&state, Some(&e.name), MAX_LIMIT)
+            .await?
+            .items;
         // keep the range, and the last scan before it (the state at its start)
         let keep = list
             .iter()
@@ -252,13 +255,15 @@ pub(crate) async fn overview(
             .map_or(list.len(), |i| i + 1);
         scans.push(list.into_iter().take(keep).collect::<Vec<_>>());
     }
-    let envs: Vec<EnvCard> = state
-        .environments
+    let envs: Vec<EnvCard> = queries::environments(&state)
+        .items
         .iter()
         .map(|e| {
-            let dto = environment_dto(e);
-            let mine: Vec<&Drift> = open.iter().filter(|d| d.id.environment == e.name).collect();
-            env_card(&dto, &mine, now)
+            let mine: Vec<&DriftSummary> = open
+                .iter()
+                .filter(|d| d.object.environment == e.name)
+                .collect();
+            env_card(e, &mine, now)
         })
         .collect();
     let notice = q
@@ -297,14 +302,11 @@ pub(crate) async fn scan_now(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     check_csrf(&viewer, &headers, &form.csrf)?;
-    let e = state
-        .environment(&env)
-        .cloned()
-        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
-    let ctx = state.scan_context();
+    queries::environment(&state, &env)?;
+    let (state, name) = (state.clone(), env.clone());
     tokio::spawn(async move {
         // the outcome shows on the overview (status, last error) and in the feed
-        let _ = e.run_scan(&ctx).await;
+        let _ = queries::scan_now(&state, &name).await;
     });
     Ok(Redirect::to(&format!("/{}", view::query_string(&[("scan", &env)]))).into_response())
 }
@@ -467,22 +469,17 @@ pub(crate) async fn drifts(
     let query = drift_query(&q, now);
     let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
     let (page, error) = match &query {
-        Ok(query) => match &query.environment {
-            Some(e) if state.environment(e).is_none() => {
-                (None, Some(format!("no environment `{e}`")))
-            }
-            _ => (Some(state.store.drifts(query).await?), None),
+        // a bad filter (an unknown environment too) is said above the table
+        Ok(query) => match queries::drifts(&state, query).await {
+            Ok(page) => (Some(page), None),
+            Err(e) if e.status == StatusCode::NOT_FOUND => (None, Some(e.message)),
+            Err(e) => return Err(e.into()),
         },
         Err(e) => (None, Some(e.message.clone())),
     };
     let rows: Vec<DriftRow> = page
         .as_ref()
-        .map(|p| {
-            p.items
-                .iter()
-                .map(|d| drift_row(&DriftSummary::from(d), now))
-                .collect()
-        })
+        .map(|p| p.items.iter().map(|d| drift_row(d, now)).collect())
         .unwrap_or_default();
     let (limit, offset) = query.as_ref().map_or((50, 0), |q| (q.limit, q.offset));
     let total = page.as_ref().map_or(0, |p| p.total);
@@ -614,24 +611,31 @@ pub struct EventRow {
     direction: Badge,
 }
 
-fn event_row(e: &DriftEvent, now: DateTime<Utc>) -> EventRow {
+/// `namespace/name`, or the name of a cluster-scoped object.
+fn namespaced(o: &crate::dto::ObjectRef) -> String {
+    match &o.namespace {
+        Some(ns) => format!("{ns}/{}", o.name),
+        None => o.name.clone(),
+    }
+}
+
+fn event_row(e: &EventDto, now: DateTime<Utc>) -> EventRow {
     let d = &e.drift;
-    let s = DriftSummary::from(d);
     EventRow {
         at: When::of(e.at, now),
-        event: badge("event", e.kind.as_str()),
-        environment: d.id.environment.clone(),
-        kind: d.id.kind.clone(),
-        object: d.id.namespaced_name(),
-        object_link: view::object_link(&d.id.environment, &s.object.reference),
+        event: badge("event", &e.event),
+        environment: d.object.environment.clone(),
+        kind: d.object.kind.clone(),
+        object: namespaced(&d.object),
+        object_link: view::object_link(&d.object.environment, &d.object.reference),
         drift_link: view::drift_link(&d.episode),
-        detail: match (e.kind, d.resolution) {
-            (EventKind::Resolved, Some(r)) => format!("{} ({r})", d.kind),
-            _ if d.fields.is_empty() => d.kind.to_string(),
-            _ => format!("{}: {}", d.kind, d.paths().join(", ")),
+        detail: match (e.event.as_str(), &d.resolution) {
+            ("resolved", Some(r)) => format!("{} ({r})", d.drift),
+            _ if d.paths.is_empty() => d.drift.clone(),
+            _ => format!("{}: {}", d.drift, d.paths.join(", ")),
         },
-        severity: badge("sev", d.severity.as_str()),
-        direction: badge("dir", d.direction.as_str()),
+        severity: badge("sev", &d.severity),
+        direction: badge("dir", &d.direction),
     }
 }
 
@@ -646,14 +650,14 @@ pub struct EpisodeRow {
     ended: String,
 }
 
-fn episode_row(d: &Drift, current: &str, now: DateTime<Utc>) -> EpisodeRow {
+fn episode_row(d: &DriftSummary, current: &str, now: DateTime<Utc>) -> EpisodeRow {
     EpisodeRow {
         link: view::drift_link(&d.episode),
         current: d.episode == current,
-        drift: d.kind.to_string(),
-        direction: d.direction.to_string(),
+        drift: d.drift.clone(),
+        direction: d.direction.clone(),
         detected: When::of(d.detected_at, now),
-        ended: match (d.resolved_at, d.resolution) {
+        ended: match (d.resolved_at, &d.resolution) {
             (Some(t), Some(r)) => format!("{r} {}", view::ago(t, now)),
             (Some(t), None) => format!("resolved {}", view::ago(t, now)),
             _ => "open".into(),
@@ -703,7 +707,7 @@ struct DriftPage {
     direction: Badge,
     severity: Badge,
     status: String,
-    reason: &'static str,
+    reason: String,
     inline: bool,
     side_link: String,
     inline_link: String,
@@ -725,27 +729,6 @@ struct DriftPage {
     findings: Vec<FindingView>,
 }
 
-/// The episodes of one object, newest first (the core's object reference with every part).
-async fn episodes_of(state: &AppState, id: &ResourceId) -> Result<Vec<Drift>, WebError> {
-    let r = CoreObjectRef {
-        environment: Some(id.environment.clone()),
-        group: Some(id.group.clone()),
-        kind: id.kind.clone(),
-        namespace: id.namespace.clone(),
-        name: id.name.clone(),
-    };
-    let mut q = r.drift_query();
-    q.limit = MAX_LIMIT;
-    Ok(state
-        .store
-        .drifts(&q)
-        .await?
-        .items
-        .into_iter()
-        .filter(|d| &d.id == id)
-        .collect())
-}
-
 /// `GET /drifts/{episode}`.
 pub(crate) async fn drift(
     State(state): State<AppState>,
@@ -754,26 +737,40 @@ pub(crate) async fn drift(
     Query(q): Params,
 ) -> Result<Html<String>, WebError> {
     let now = state.clock.now();
-    let Some(d) = state.store.drift(&episode).await? else {
-        return Err(AppError::not_found(format!("no drift episode `{episode}`")).into());
-    };
-    let detail = DriftDetail::from(&d);
+    let detail = queries::drift(&state, &episode).await?;
     let s = detail.drift.clone();
-    let env = state.environment(&d.id.environment);
-    let history = state.store.history(&d.id, MAX_LIMIT).await?;
+    let o = &s.object;
+    let id = ResourceId::new(
+        &o.environment,
+        &o.group,
+        &o.kind,
+        o.namespace.as_deref(),
+        &o.name,
+    );
+    let history = queries::events(
+        &state,
+        &EventQuery {
+            environment: Some(o.environment.clone()),
+            object: Some(id),
+            limit: MAX_LIMIT,
+            ..EventQuery::default()
+        },
+    )
+    .await?;
     let events: Vec<EventRow> = history
+        .items
         .iter()
-        .filter(|e| e.drift.episode == d.episode)
+        .filter(|e| e.drift.episode == s.episode)
         .rev()
         .map(|e| event_row(e, now))
         .collect();
-    let episodes = episodes_of(&state, &d.id)
+    let episodes = queries::episodes(&state, o, MAX_LIMIT)
         .await?
         .iter()
-        .map(|x| episode_row(x, &d.episode, now))
+        .map(|x| episode_row(x, &s.episode, now))
         .collect();
     let inline = param(&q, "view") == "inline";
-    let base = view::drift_link(&d.episode);
+    let base = view::drift_link(&s.episode);
     let fields = detail
         .fields
         .iter()
@@ -793,12 +790,8 @@ pub(crate) async fn drift(
         .collect();
     let reference = format!("{}:{}", s.object.environment, s.object.reference);
     html(&DriftPage {
-        layout: Layout::page(
-            format!("{} {}", s.object.kind, d.id.namespaced_name()),
-            "/drifts",
-            &viewer,
-        ),
-        heading: format!("{} {}", s.object.kind, d.id.namespaced_name()),
+        layout: Layout::page(format!("{} {}", o.kind, namespaced(o)), "/drifts", &viewer),
+        heading: format!("{} {}", o.kind, namespaced(o)),
         drift: badge("drift", &s.drift),
         direction: badge("dir", &s.direction),
         severity: badge("sev", &s.severity),
@@ -806,16 +799,16 @@ pub(crate) async fn drift(
             Some(r) => format!("resolved ({r})"),
             None => s.status.clone(),
         },
-        reason: d.direction_reason(),
+        reason: detail.direction_reason.clone(),
         inline,
         side_link: base.clone(),
         inline_link: format!("{base}?view=inline"),
         fields,
-        absent_note: match d.kind {
-            DriftKind::Missing => Some("The object is in Git and not in the cluster."),
-            DriftKind::Orphan => Some("The object is in the cluster and not in Git."),
-            DriftKind::Modified if d.fields.is_empty() => Some("No field detail was kept."),
-            DriftKind::Modified => None,
+        absent_note: match s.drift.parse::<DriftKind>() {
+            Ok(DriftKind::Missing) => Some("The object is in Git and not in the cluster."),
+            Ok(DriftKind::Orphan) => Some("The object is in the cluster and not in Git."),
+            _ if detail.fields.is_empty() => Some("No field detail was kept."),
+            _ => None,
         },
         owners: detail
             .attribution
@@ -841,25 +834,21 @@ pub(crate) async fn drift(
             time: When::of(c.time, now),
             message: c.message.clone(),
         }),
-        place: d.provenance.as_ref().map(|p| Where {
+        place: detail.provenance.as_ref().map(|p| Where {
             file: p.file.clone(),
             line: p.line,
-            link: env.and_then(|e| e.file_link(p)),
+            link: p.web_url.clone(),
             revision: p.revision.as_deref().map(view::short).unwrap_or_default(),
-            rendered: detail
-                .provenance
-                .as_ref()
-                .and_then(|p| p.rendered.as_ref())
-                .map(|r| {
-                    let mut text = format!("rendered by {} from {}", r.renderer, r.source);
-                    if !r.values.is_empty() {
-                        text.push_str(&format!(" with {}", r.values.join(", ")));
-                    }
-                    if let Some(c) = &r.inputs_commit {
-                        text.push_str(&format!("; inputs last changed in {}", view::short(c)));
-                    }
-                    text
-                }),
+            rendered: p.rendered.as_ref().map(|r| {
+                let mut text = format!("rendered by {} from {}", r.renderer, r.source);
+                if !r.values.is_empty() {
+                    text.push_str(&format!(" with {}", r.values.join(", ")));
+                }
+                if let Some(c) = &r.inputs_commit {
+                    text.push_str(&format!("; inputs last changed in {}", view::short(c)));
+                }
+                text
+            }),
         }),
         revision: s.revision.as_deref().map(view::short).unwrap_or_default(),
         detected: When::of(s.detected_at, now),
@@ -909,37 +898,34 @@ pub(crate) async fn object(
     Path((env, object)): Path<(String, String)>,
 ) -> Result<Html<String>, WebError> {
     let now = state.clock.now();
-    if state.environment(&env).is_none() {
-        return Err(AppError::not_found(format!("no environment `{env}`")).into());
-    }
-    let Some(id) = find_object(&state, &env, &object).await? else {
-        return Err(AppError::not_found(format!("nothing known about {env}:{object}")).into());
-    };
-    let record = state.store.record(&id).await?;
-    let history = state.store.history(&id, MAX_LIMIT).await?;
-    if record.is_none() && history.is_empty() {
-        return Err(AppError::not_found(format!("nothing known about {id}")).into());
-    }
-    let episodes = episodes_of(&state, &id)
+    let history = queries::object_history(&state, &env, &object, MAX_LIMIT).await?;
+    let o = &history.object;
+    let record = history.record.as_ref();
+    let episodes = queries::episodes(&state, o, MAX_LIMIT)
         .await?
         .iter()
         .map(|x| episode_row(x, "", now))
         .collect();
-    let reference = crate::dto::ObjectRef::from(&id).reference;
+    let reference = &o.reference;
     html(&ObjectPage {
-        layout: Layout::page(format!("{} {}", id.kind, id.namespaced_name()), "", &viewer),
-        heading: format!("{} {}", id.kind, id.namespaced_name()),
+        layout: Layout::page(format!("{} {}", o.kind, namespaced(o)), "", &viewer),
+        heading: format!("{} {}", o.kind, namespaced(o)),
         environment: env.clone(),
-        in_git: record.as_ref().map(|r| r.desired_hash.is_some()),
-        in_cluster: record.as_ref().map(|r| r.live_hash.is_some()),
-        open: record.as_ref().and_then(|r| r.drift.as_ref()).map(|d| {
+        in_git: record.map(|r| r.in_git),
+        in_cluster: record.map(|r| r.in_cluster),
+        open: record.and_then(|r| r.drift.as_ref()).map(|d| {
             (
-                format!("{} {}", d.kind, d.direction),
+                format!("{} {}", d.drift, d.direction),
                 view::drift_link(&d.episode),
             )
         }),
-        updated: record.as_ref().map(|r| When::of(r.updated_at, now)),
-        events: history.iter().rev().map(|e| event_row(e, now)).collect(),
+        updated: record.map(|r| When::of(r.updated_at, now)),
+        events: history
+            .events
+            .iter()
+            .rev()
+            .map(|e| event_row(e, now))
+            .collect(),
         episodes,
         explain: format!("driftguard explain {env}:{reference}"),
     })
@@ -970,11 +956,6 @@ pub(crate) async fn events(
 ) -> Result<Response, WebError> {
     let now = state.clock.now();
     let environment = Some(param(&q, "environment").to_owned()).filter(|s| !s.is_empty());
-    if let Some(e) = &environment {
-        if state.environment(e).is_none() {
-            return Err(AppError::not_found(format!("no environment `{e}`")).into());
-        }
-    }
     let kind = match param(&q, "event") {
         "" => None,
         k => Some(
@@ -990,17 +971,18 @@ pub(crate) async fn events(
         ..EventQuery::default()
     };
     // the store pages oldest first: count, then read the newest page
-    let total = state.store.events(&base).await?.total;
+    let total = queries::events(&state, &base).await?.total;
     let end = total.saturating_sub(skip);
     let start = end.saturating_sub(EVENTS_PER_PAGE);
-    let page = state
-        .store
-        .events(&EventQuery {
+    let page = queries::events(
+        &state,
+        &EventQuery {
             limit: (end - start).max(1),
             offset: start,
             ..base
-        })
-        .await?;
+        },
+    )
+    .await?;
     let events = page
         .items
         .iter()
@@ -1076,20 +1058,13 @@ pub(crate) async fn scans(
 ) -> Result<Html<String>, WebError> {
     let now = state.clock.now();
     let environment = Some(param(&q, "environment")).filter(|s| !s.is_empty());
-    if let Some(e) = environment {
-        if state.environment(e).is_none() {
-            return Err(AppError::not_found(format!("no environment `{e}`")).into());
-        }
-    }
-    let list = state.store.scans(environment, 100).await?;
+    let list = queries::scans(&state, environment, 100).await?.items;
     let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
-    let failing = state
-        .environments
-        .iter()
+    let failing = queries::environments(&state)
+        .items
+        .into_iter()
         .filter(|e| environment.is_none_or(|n| n == e.name))
-        .filter_map(|e: &Arc<crate::Environment>| {
-            e.status().last_error.map(|m| (e.name.clone(), m))
-        })
+        .filter_map(|e| e.last_error.map(|m| (e.name, m)))
         .collect();
     html(&ScansPage {
         layout: Layout::page("Scans", "/scans", &viewer),
