@@ -140,7 +140,7 @@ pub async fn episodes(
         .map(DriftSummary::from)
         .filter(|d| d.object == *object)
         .collect();
-    items.sort_by(|a, b| b.detected_at.cmp(&a.detected_at));
+    items.sort_by_key(|d| std::cmp::Reverse(d.detected_at));
     Ok(items)
 }
 
