@@ -525,6 +525,19 @@ server:
     assert!(text_of(&c, "#direction-reason")
         .await
         .contains("live changed"));
+    // its risk and findings, as the API gives them (the page reads the same query)
+    let api = drift_of(&server, "a", "Deployment", "open").expect("the API has the drift");
+    let findings = text_of(&c, "#findings").await;
+    assert!(
+        findings.contains(&format!("Risk: {}", api["risk"].as_str().unwrap_or("?"))),
+        "{findings}"
+    );
+    for f in api["findings"].as_array().into_iter().flatten() {
+        assert!(
+            findings.contains(f["reason"].as_str().unwrap_or("?")),
+            "{findings} lacks {f}"
+        );
+    }
     screenshot(&c, "drift").await;
     // the object's history
     click_to(&c, "dl.facts a[href^='/objects/']", |u| {
