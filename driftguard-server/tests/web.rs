@@ -308,6 +308,32 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
         "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1"
     );
     assert_eq!(json["direction_reason"], episode.direction_reason());
+    // an open drift's suggested remediation, the API's plan, shown and never applied
+    let plan = page(
+        &f.app,
+        &format!("/api/v1/drifts/{}/remediation", episode.episode),
+        None,
+    )
+    .await;
+    let plan: serde_json::Value = serde_json::from_str(&plan.text).expect("json");
+    let suggested = plan["suggested"].as_str().expect("suggested");
+    assert!(
+        detail
+            .text
+            .contains(&format!("Suggested remediation: {suggested}")),
+        "{}",
+        detail.text
+    );
+    assert!(detail.text.contains("never applies it"));
+    let steps = plan["steps"].as_array().map_or(0, Vec::len);
+    assert!(steps > 0, "{plan}");
+    let shown = detail
+        .text
+        .split("<ol class=\"steps\">")
+        .nth(1)
+        .expect("steps");
+    let shown = shown.split("</ol>").next().unwrap_or_default();
+    assert_eq!(shown.matches("<li>").count(), steps, "every step: {shown}");
     let inline = page(
         &f.app,
         &format!("/drifts/{}?view=inline", episode.episode),
@@ -339,6 +365,23 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
     }
     let without = page(&f.app, "/drifts/prod-00000001", None).await;
     assert!(without.text.contains("No risk finding beyond the drift"));
+    let resolved = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery {
+            environment: Some("prod".into()),
+            status: driftguard_core::query::DriftStatus::Resolved,
+            ..Default::default()
+        })
+        .await
+        .expect("drifts")
+        .items
+        .remove(0);
+    let resolved = page(&f.app, &format!("/drifts/{}", resolved.episode), None).await;
+    assert!(
+        !resolved.text.contains("Suggested remediation"),
+        "a resolved drift needs none"
+    );
     let table = page(
         &f.app,
         "/drifts?environment=prod&limit=200&status=all",

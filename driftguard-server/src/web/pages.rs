@@ -20,7 +20,7 @@ use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
 use crate::api::{DriftParams, MAX_LIMIT};
-use crate::dto::{DriftSummary, EnvironmentDto, EventDto};
+use crate::dto::{DriftSummary, EnvironmentDto, EventDto, RemediationDto};
 use crate::error::AppError;
 use crate::queries;
 use crate::state::AppState;
@@ -727,6 +727,7 @@ struct DriftPage {
     object_link: String,
     risk: Badge,
     findings: Vec<FindingView>,
+    remediation: Option<RemediationDto>,
 }
 
 /// `GET /drifts/{episode}`.
@@ -769,6 +770,12 @@ pub(crate) async fn drift(
         .iter()
         .map(|x| episode_row(x, &s.episode, now))
         .collect();
+    // an open drift's suggested plan, shown and never applied (the API's remediation query)
+    let remediation = if s.status == "open" {
+        Some(queries::remediation(&state, &s.episode, None).await?)
+    } else {
+        None
+    };
     let inline = param(&q, "view") == "inline";
     let base = view::drift_link(&s.episode);
     let fields = detail
@@ -870,6 +877,7 @@ pub(crate) async fn drift(
                 reason: f.reason.clone(),
             })
             .collect(),
+        remediation,
         d: s,
     })
 }
