@@ -538,6 +538,12 @@ server:
             "{findings} lacks {f}"
         );
     }
+    // the suggested remediation (the API's plan), shown and never applied
+    let plan = text_of(&c, "#actions").await;
+    assert!(
+        plan.contains("Suggested remediation: ") && plan.contains("never applies it"),
+        "{plan}"
+    );
     screenshot(&c, "drift").await;
     // the object's history
     click_to(&c, "dl.facts a[href^='/objects/']", |u| {
