@@ -17,6 +17,12 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "tools"
 command -v git >/dev/null || { apt-get update -qq && apt-get install -y -qq git; }
+# the dashboard's browser tests (driftguard-cli/tests/dashboard.rs): Debian's Chromium and its
+# WebDriver server
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 step "cargo fmt --check"

@@ -9,7 +9,7 @@ use driftguard_core::findings::drift_risk;
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::remediation::suggest;
 use driftguard_core::severity::Severity;
-use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind};
+use driftguard_core::state::{Drift, DriftEvent, DriftKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -341,25 +341,9 @@ pub fn events_table(events: &[DriftEvent], style: Style) -> String {
     })
 }
 
-/// Why a direction was given.
+/// Why a direction was given (the core's [`Drift::direction_reason`]).
 pub fn direction_reason(d: &Drift) -> &'static str {
-    match (d.kind, d.direction) {
-        (DriftKind::Modified, Direction::Forward) => {
-            "live changed since it last matched Git (or it differs from what was last applied); Git did not"
-        }
-        (DriftKind::Modified, Direction::Reverse) => {
-            "Git changed and the change was not applied: live still equals the last applied (or an earlier Git) version"
-        }
-        (DriftKind::Modified, Direction::Conflict) => "both Git and live changed since they last agreed",
-        (DriftKind::Missing, Direction::Forward) => "the object was live before and was deleted by hand",
-        (DriftKind::Missing, Direction::Reverse) => "the object is new in Git and was never applied",
-        (DriftKind::Orphan, Direction::Forward) => "the object was created by hand in a namespace Git manages",
-        (DriftKind::Orphan, Direction::Reverse) => "the object was removed from Git and not pruned",
-        (_, Direction::Unknown) => {
-            "no history and no evidence yet: later scans will tell which side moves"
-        }
-        _ => "",
-    }
+    d.direction_reason()
 }
 
 /// `explain`: the classification, the risk findings and the suggested remediation, the

@@ -60,6 +60,10 @@ pub struct DriftQuery {
     pub direction: Option<Direction>,
     /// Minimum severity.
     pub min_severity: Option<Severity>,
+    /// Only episodes detected before this time (an age filter: "open for more than a day" is
+    /// `now - 1 day`).
+    #[serde(default)]
+    pub detected_before: Option<DateTime<Utc>>,
     /// Open, resolved or both.
     pub status: DriftStatus,
     /// Order.
@@ -81,6 +85,7 @@ impl Default for DriftQuery {
             drift: None,
             direction: None,
             min_severity: None,
+            detected_before: None,
             status: DriftStatus::Open,
             sort: DriftSort::Severity,
             limit: 100,
@@ -105,6 +110,7 @@ impl DriftQuery {
             && self.drift.is_none_or(|k| d.kind == k)
             && self.direction.is_none_or(|x| d.direction == x)
             && self.min_severity.is_none_or(|s| d.severity >= s)
+            && self.detected_before.is_none_or(|t| d.detected_at < t)
             && match self.status {
                 DriftStatus::Open => d.is_open(),
                 DriftStatus::Resolved => !d.is_open(),
@@ -282,5 +288,18 @@ mod tests {
             "limit": 100, "offset": 0}))
         .expect("reads");
         assert_eq!(old, DriftQuery::default());
+    }
+
+    #[test]
+    fn detected_before_is_an_exclusive_age_filter() {
+        let d = drift_of(ResourceId::new("e", "apps", "Deployment", Some("n"), "web"));
+        let q = |t| DriftQuery {
+            detected_before: Some(t),
+            ..DriftQuery::default()
+        };
+        let second = chrono::Duration::seconds(1);
+        assert!(q(d.detected_at + second).matches(&d));
+        assert!(!q(d.detected_at).matches(&d), "exclusive");
+        assert!(!q(d.detected_at - second).matches(&d));
     }
 }

@@ -206,6 +206,38 @@ impl Drift {
     pub fn paths(&self) -> Vec<&str> {
         self.fields.iter().map(|f| f.path.as_str()).collect()
     }
+
+    /// Why the direction is what it is, in one sentence (the CLI's `explain` and the
+    /// dashboard show it).
+    pub fn direction_reason(&self) -> &'static str {
+        match (self.kind, self.direction) {
+            (DriftKind::Modified, Direction::Forward) => {
+                "live changed since it last matched Git (or it differs from what was last applied); Git did not"
+            }
+            (DriftKind::Modified, Direction::Reverse) => {
+                "Git changed and the change was not applied: live still equals the last applied (or an earlier Git) version"
+            }
+            (DriftKind::Modified, Direction::Conflict) => {
+                "both Git and live changed since they last agreed"
+            }
+            (DriftKind::Missing, Direction::Forward) => {
+                "the object was live before and was deleted by hand"
+            }
+            (DriftKind::Missing, Direction::Reverse) => {
+                "the object is new in Git and was never applied"
+            }
+            (DriftKind::Orphan, Direction::Forward) => {
+                "the object was created by hand in a namespace Git manages"
+            }
+            (DriftKind::Orphan, Direction::Reverse) => {
+                "the object was removed from Git and not pruned"
+            }
+            (_, Direction::Unknown) => {
+                "no history and no evidence yet: later scans will tell which side moves"
+            }
+            _ => "",
+        }
+    }
 }
 
 /// The current record of one tracked object. Holds hashes, never values (except the display

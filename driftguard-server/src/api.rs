@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/remediation/pause", post(pause_remediation))
         .route("/remediation/resume", post(resume_remediation))
         .route("/events", get(list_events))
+        .route("/events/stream", get(event_stream))
         .route("/scans", get(list_scans))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api.merge(hooks))
+        .merge(crate::web::routes(state.clone()))
         .merge(mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -153,15 +155,30 @@ fn needed_scope(req: &Request) -> TokenScope {
     }
 }
 
+/// A bearer token; or, for reads only (`GET`, `HEAD`), the dashboard's session cookie, so that
+/// its pages can follow the event stream. A cookie never authorizes a change: that would be
+/// open to cross-site requests.
 async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let plain = vec![TokenScope::Read, TokenScope::Scan];
-    let caller = if state.tokens.is_empty() && state.scoped_tokens.is_empty() {
+    let caller = if !state.auth_required() {
         Caller {
             name: "anonymous".into(),
             scopes: plain,
         }
     } else {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+            let read = req.method() == axum::http::Method::GET
+                || req.method() == axum::http::Method::HEAD;
+            let signed_in = crate::web::session::cookie_value(req.headers())
+                .and_then(|id| state.sessions.get(&id))
+                .is_some_and(|s| s.signed_in);
+            if read && signed_in {
+                req.extensions_mut().insert(Caller {
+                    name: "session".into(),
+                    scopes: vec![TokenScope::Read],
+                });
+                return next.run(req).await;
+            }
             return AppError::unauthorized("missing bearer token").into_response();
         };
         let token = value
@@ -314,6 +331,8 @@ pub struct DriftParams {
     pub severity: Option<String>,
     /// `open` (default), `resolved` or `all`.
     pub status: Option<String>,
+    /// Only drifts detected before this time (RFC 3339): an age filter.
+    pub detected_before: Option<String>,
     /// `severity` (default), `detected`, `updated` or `object`.
     pub sort: Option<String>,
     /// Page size (1..1000, default 100).
@@ -338,6 +357,7 @@ impl DriftParams {
             drift: parse::<DriftKind>("drift", &self.drift)?,
             direction: parse::<Direction>("direction", &self.direction)?,
             min_severity: parse::<Severity>("severity", &self.severity)?,
+            detected_before: parse_time("detected_before", &self.detected_before)?,
             status: parse::<DriftStatus>("status", &self.status)?.unwrap_or_default(),
             sort: parse::<DriftSort>("sort", &self.sort)?.unwrap_or_default(),
             limit: parse_limit(&self.limit, 100)?,
@@ -680,14 +700,73 @@ async fn list_events(
             }
         }
     }
-    let page = state.store.events(&query).await?;
-    Ok(Json(EventPage {
-        items: page.items.iter().map(EventDto::from).collect(),
-        total: page.total,
-        limit: query.limit,
-        offset: query.offset,
-        next_offset: page.next_offset,
-    }))
+    Ok(Json(queries::events(&state, &query).await?))
+}
+
+/// Filters of `GET /api/v1/events/stream`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamParams {
+    /// Environment (absent: every environment).
+    pub environment: Option<String>,
+}
+
+/// Server-sent events: each drift event as it is stored (`event: detected|changed|resolved`,
+/// `id:` the event id, `data:` the event as in `GET /api/v1/events`) and each finished scan
+/// (`event: scan`, `data:` the scan as in `GET /api/v1/scans`). A listener too slow to keep
+/// up gets `event: lagged` (`data:` how many it missed) and should read the lists again. Only
+/// what happens after connecting is sent; a comment is sent every 15 s to keep the connection
+/// open.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events", params(StreamParams),
+    responses((status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn event_stream(
+    State(state): State<AppState>,
+    q: Result<Query<StreamParams>, QueryRejection>,
+) -> Result<Response, AppError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let Query(p) = q.map_err(query_error)?;
+    let environment = p.environment.filter(|s| !s.is_empty());
+    queries::known_env(&state, &environment)?;
+    let rx = state.feed.subscribe();
+    let closed = state.feed.closed();
+    let first = Event::default().comment("connected");
+    let events = futures_util::stream::unfold(
+        (rx, closed, environment),
+        |(mut rx, closed, env)| async move {
+            loop {
+                let got = tokio::select! {
+                    _ = closed.cancelled() => return None,
+                    got = rx.recv() => got,
+                };
+                let event = match got {
+                    Ok(m) if env.as_ref().is_none_or(|e| *e == m.environment) => {
+                        Event::default().event(m.kind).id(m.id).data(&*m.data)
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => {
+                        Event::default().event("lagged").data(n.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok::<_, std::convert::Infallible>(event), (rx, closed, env)));
+            }
+        },
+    );
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(first) }),
+        events,
+    );
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    // proxies must not hold the stream back
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
 }
 
 /// Filters of `GET /api/v1/scans`.
@@ -715,10 +794,9 @@ async fn list_scans(
     let environment = p.environment.clone().filter(|s| !s.is_empty());
     queries::known_env(&state, &environment)?;
     let limit = parse_limit(&p.limit, 20)?;
-    let scans = state.store.scans(environment.as_deref(), limit).await?;
-    Ok(Json(ScanList {
-        items: scans.iter().map(ScanDto::from).collect(),
-    }))
+    Ok(Json(
+        queries::scans(&state, environment.as_deref(), limit).await?,
+    ))
 }
 
 /// Environments with their status and score.
@@ -1086,7 +1164,8 @@ impl utoipa::Modify for NamedParams {
 #[openapi(
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
-        get_remediation, remediate, pause_remediation, resume_remediation, list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
+        get_remediation, remediate, pause_remediation, resume_remediation, list_events,
+        event_stream, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
         CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,

@@ -201,6 +201,10 @@ pub struct ProvenanceDto {
     /// How the object was rendered (a Helm chart, a command); absent for a manifest file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rendered: Option<RenderingDto>,
+    /// The file and line on the repository's web page (when the environment's `git.webUrl`
+    /// is set; never for a rendered object).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_url: Option<String>,
 }
 
 /// How a rendered object was made: `file` is then its template (helm's `# Source:`) or the
@@ -228,6 +232,9 @@ pub struct DriftDetail {
     pub attribution: AttributionDto,
     /// Where it is defined in Git.
     pub provenance: Option<ProvenanceDto>,
+    /// Why the direction is what it is, in one sentence.
+    #[serde(default)]
+    pub direction_reason: String,
 }
 
 impl From<&Drift> for DriftDetail {
@@ -276,7 +283,9 @@ impl From<&Drift> for DriftDetail {
                     values: r.values.clone(),
                     inputs_commit: r.inputs_commit.clone(),
                 }),
+                web_url: None,
             }),
+            direction_reason: d.direction_reason().to_owned(),
         }
     }
 }

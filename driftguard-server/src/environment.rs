@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use driftguard_core::engine::ScanError;
 use driftguard_core::error::chain;
+use driftguard_core::model::Provenance;
 use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError};
 use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
@@ -100,6 +101,35 @@ impl Environment {
             fetch_now: Notify::new(),
             scope_changed: Notify::new(),
         }
+    }
+
+    /// Links files to the repository's web page: a base URL (`https://github.com/org/repo`:
+    /// `{base}/blob/{revision}/{file}#L{line}`) or a template with `{revision}`, `{path}` and
+    /// `{line}`.
+    pub fn with_web_url(mut self, url: Option<String>) -> Self {
+        self.web_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The web page of a file and line in the repository, when [`Environment::web_url`] is
+    /// configured, the revision is known and the object comes from a manifest file (not a
+    /// renderer).
+    pub fn file_link(&self, p: &Provenance) -> Option<String> {
+        if p.rendered.is_some() {
+            // a rendered object's `file` is its template as the renderer names it, and its
+            // line is in the rendered output: neither is a place in the repository
+            return None;
+        }
+        let base = self.web_url.as_deref()?;
+        let revision = p.revision.as_deref()?;
+        let line = p.line.to_string();
+        Some(if base.contains("{path}") {
+            base.replace("{revision}", revision)
+                .replace("{path}", &p.file)
+                .replace("{line}", &line)
+        } else {
+            format!("{base}/blob/{revision}/{}#L{line}", p.file)
+        })
     }
 
     /// Limits the Git push webhooks that trigger a fetch to these repository URLs.
@@ -214,6 +244,9 @@ impl Environment {
         };
         self.update(|s| s.scanning = false);
         ctx.cache.invalidate();
+        if let Ok(summary) = &out {
+            ctx.feed.publish_scan(summary);
+        }
         if self.scanner.live_scope() != before {
             self.scope_changed.notify_one();
         }

@@ -2,7 +2,8 @@
 //!
 //! The long-running DriftGuard service: continuous detection per environment
 //! ([`supervisor::Supervisor`]), a JSON REST API under `/api/v1` with an OpenAPI document
-//! ([`api::router`]), an MCP server for AI assistants at `/mcp` and over stdio ([`mcp`]),
+//! ([`api::router`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]), an
+//! MCP server for AI assistants at `/mcp` and over stdio ([`mcp`]),
 //! Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert notifiers ([`notify`]).
 //!
 //! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
@@ -24,6 +25,7 @@ pub mod config;
 pub mod dto;
 pub mod environment;
 pub mod error;
+pub mod feed;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;
@@ -38,6 +40,7 @@ pub mod state;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod web;
 
 use std::future::Future;
 
@@ -64,11 +67,14 @@ pub async fn run(
         }
         tracing::warn!(%addr, "no API tokens configured: the API is open, listening on loopback only");
     }
-    tracing::info!(%addr, "DriftGuard API listening");
+    tracing::info!(%addr, "DriftGuard API and dashboard listening");
+    let feed = state.feed.clone();
     let mcp = state.mcp_cancel.clone();
     let shutdown = async move {
         shutdown.await;
-        // open MCP event streams end now, so that the connections can close
+        // open event streams (the live feed's, MCP's) end now, so that the connections can
+        // close and do not hold the graceful shutdown up
+        feed.close();
         mcp.cancel();
     };
     axum::serve(listener::GuardedListener(listener), router(state))

@@ -266,6 +266,8 @@ impl DriftGuardMcp {
             direction: a.direction,
             severity: a.severity,
             status: a.status,
+            // the age filter is the API's and the dashboard's; the tool does not offer it
+            detected_before: None,
             sort: a.sort,
             limit: a.limit.map(|n| n.to_string()),
             offset: a.offset.map(|n| n.to_string()),

@@ -1,13 +1,14 @@
-//! The read and scan operations behind the API and the MCP server: each is one function over
-//! [`AppState`], answering the API's DTOs or its one error shape. The REST handlers
-//! ([`crate::api`]) and the MCP tools ([`crate::mcp`]) are thin views over these; neither holds
-//! a rule of its own (filters parse into the core's `DriftQuery`, references into its
+//! The read and scan operations behind the API, the MCP server and the dashboard: each is one
+//! function over [`AppState`], answering the API's DTOs or its one error shape. The REST
+//! handlers ([`crate::api`]), the MCP tools ([`crate::mcp`]) and the dashboard's pages
+//! ([`crate::web`]) are thin views over these; none holds a rule of its own (filters parse into the core's `DriftQuery`, references into its
 //! `ObjectRef`, plans come from `driftguard_core::remediation`).
 
 use axum::http::StatusCode;
 use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::remediation::{plan, RemediationAction};
+use driftguard_core::state::Drift;
 
 use crate::dto::*;
 use crate::environment::{Environment, RunScanError, SourceState};
@@ -94,12 +95,79 @@ pub async fn drifts(state: &AppState, query: &DriftQuery) -> Result<DriftPage, A
     })
 }
 
+/// A drift's detail, with the link to its file on the repository's web page when its
+/// environment has one.
+fn detail(state: &AppState, d: &Drift) -> DriftDetail {
+    let mut detail = DriftDetail::from(d);
+    if let (Some(p), Some(dto)) = (&d.provenance, detail.provenance.as_mut()) {
+        dto.web_url = state
+            .environment(&d.id.environment)
+            .and_then(|e| e.file_link(p));
+    }
+    detail
+}
+
 /// One drift episode with its field diff, attribution and findings.
 pub async fn drift(state: &AppState, episode: &str) -> Result<DriftDetail, AppError> {
     match state.store.drift(episode).await? {
-        Some(d) => Ok(DriftDetail::from(&d)),
+        Some(d) => Ok(detail(state, &d)),
         None => Err(AppError::not_found(format!("no drift episode `{episode}`"))),
     }
+}
+
+/// Every episode of one object (open or resolved), newest first, at most `limit`.
+pub async fn episodes(
+    state: &AppState,
+    object: &ObjectRef,
+    limit: usize,
+) -> Result<Vec<DriftSummary>, AppError> {
+    let query = DriftQuery {
+        environment: Some(object.environment.clone()),
+        group: Some(object.group.clone()),
+        kind: Some(object.kind.clone()),
+        namespace: object.namespace.clone(),
+        name: Some(object.name.clone()),
+        status: DriftStatus::All,
+        sort: DriftSort::Detected,
+        limit,
+        ..DriftQuery::default()
+    };
+    let page = state.store.drifts(&query).await?;
+    // the name is a glob in queries: keep the object itself
+    let mut items: Vec<DriftSummary> = page
+        .items
+        .iter()
+        .map(DriftSummary::from)
+        .filter(|d| d.object == *object)
+        .collect();
+    items.sort_by_key(|d| std::cmp::Reverse(d.detected_at));
+    Ok(items)
+}
+
+/// A page of events, oldest first (the query is checked: an unknown environment is a 404).
+pub async fn events(state: &AppState, query: &EventQuery) -> Result<EventPage, AppError> {
+    known_env(state, &query.environment)?;
+    let page = state.store.events(query).await?;
+    Ok(EventPage {
+        items: page.items.iter().map(EventDto::from).collect(),
+        total: page.total,
+        limit: query.limit,
+        offset: query.offset,
+        next_offset: page.next_offset,
+    })
+}
+
+/// The latest scans (newest first, at most `limit`) of one environment or of all.
+pub async fn scans(
+    state: &AppState,
+    environment: Option<&str>,
+    limit: usize,
+) -> Result<ScanList, AppError> {
+    known_env(state, &environment.map(str::to_owned))?;
+    let scans = state.store.scans(environment, limit).await?;
+    Ok(ScanList {
+        items: scans.iter().map(ScanDto::from).collect(),
+    })
 }
 
 /// The remediation plan of a drift episode: `action`, or the suggested one. Never applied.
@@ -215,7 +283,7 @@ pub async fn object_drift(
             .then(b.updated_at.cmp(&a.updated_at))
     });
     match items.first() {
-        Some(d) => Ok(DriftDetail::from(d)),
+        Some(d) => Ok(detail(state, d)),
         None => Err(AppError::not_found(format!("{id} never drifted"))),
     }
 }
@@ -235,7 +303,7 @@ pub async fn open_drift_details(
     };
     let page = state.store.drifts(&query).await?;
     Ok((
-        page.items.iter().map(DriftDetail::from).collect(),
+        page.items.iter().map(|d| detail(state, d)).collect(),
         page.total,
     ))
 }

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig, SettingError};
 use crate::environment::Environment;
+use crate::feed::EventFeed;
 use crate::metrics::Metrics;
 use crate::notify::BuiltNotifiers;
 use crate::setup::{self, SetupError, StoreChoice};
@@ -182,6 +183,7 @@ impl Service {
             Some(store.clone()),
         )?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let feed = Arc::new(EventFeed::new());
         let mut envs = Vec::new();
         for env in &config.file.environments {
             let git = setup::git_source(config, env).await?;
@@ -191,6 +193,7 @@ impl Service {
             for n in &notifiers.notifiers {
                 scanner = scanner.with_notifier(n.clone());
             }
+            scanner = scanner.with_notifier(feed.notifier());
             let repositories = env
                 .git
                 .as_ref()
@@ -202,7 +205,8 @@ impl Service {
                     settings.poll_interval.0,
                     settings.full_scan_interval.0,
                 )
-                .with_repositories(repositories),
+                .with_repositories(repositories)
+                .with_web_url(env.git.as_ref().and_then(|g| g.web_url.clone())),
             ));
         }
         // remediation only when some token may remediate or a policy acts
@@ -239,6 +243,7 @@ impl Service {
             .clock(clock)
             .config(&settings)
             .buffer(buffer)
+            .feed(feed)
             .build();
         let policies = config
             .file

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use driftguard_core::ports::{Clock, DriftStore};
 
+use crate::feed::EventFeed;
 use crate::metrics::Metrics;
+use crate::web::session::Sessions;
 
 /// The system clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -32,6 +34,8 @@ pub struct ScanContext {
     pub clock: Arc<dyn Clock>,
     /// Answers cached by the API, invalidated after every write.
     pub cache: Arc<ResponseCache>,
+    /// Where finished scans are announced to open pages and event streams.
+    pub feed: Arc<EventFeed>,
 }
 
 impl ScanContext {
@@ -42,6 +46,7 @@ impl ScanContext {
             metrics,
             clock,
             cache: Arc::new(ResponseCache::new(Duration::ZERO)),
+            feed: Arc::new(EventFeed::new()),
         }
     }
 }
@@ -144,6 +149,10 @@ pub struct Inner {
     /// The write buffer in front of the store, when there is one (its health is reported by
     /// `/readyz`).
     pub buffer: Option<Arc<driftguard_store::BufferedStore>>,
+    /// The live feed of stored events and finished scans (`GET /api/v1/events/stream`).
+    pub feed: Arc<EventFeed>,
+    /// The dashboard's sessions.
+    pub sessions: Arc<Sessions>,
     /// Ends the MCP sessions served over HTTP (cancelled when the server shuts down, so that
     /// an open event stream does not hold the shutdown).
     pub mcp_cancel: tokio_util::sync::CancellationToken,
@@ -171,6 +180,19 @@ pub struct AppStateBuilder {
 }
 
 impl AppState {
+    /// Whether requests need a token (plain or named tokens are configured).
+    pub fn auth_required(&self) -> bool {
+        !self.tokens.is_empty() || !self.scoped_tokens.is_empty()
+    }
+
+    /// Whether `token` is one of the configured tokens, plain or named (compared in constant
+    /// time).
+    pub fn token_accepted(&self, token: &str) -> bool {
+        let eq = |t: &str| crate::api::constant_time_eq(t.as_bytes(), token.as_bytes());
+        !token.is_empty()
+            && (self.tokens.iter().any(|t| eq(t)) || self.scoped_tokens.iter().any(|t| eq(&t.token)))
+    }
+
     /// Starts building a state around a store and the environments; `metrics` should be the
     /// same instance the notifiers count failures in.
     pub fn builder(
@@ -194,6 +216,8 @@ impl AppState {
                 public_url: None,
                 cache: Arc::new(ResponseCache::new(Duration::from_secs(1))),
                 buffer: None,
+                feed: Arc::new(EventFeed::new()),
+                sessions: Arc::new(Sessions::new()),
                 mcp_cancel: tokio_util::sync::CancellationToken::new(),
             },
         }
@@ -211,6 +235,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             cache: self.cache.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -268,6 +293,12 @@ impl AppStateBuilder {
     /// The write buffer in front of the store (see [`Inner::buffer`]).
     pub fn buffer(mut self, buffer: Arc<driftguard_store::BufferedStore>) -> Self {
         self.inner.buffer = Some(buffer);
+        self
+    }
+
+    /// The live feed (give its [`EventFeed::notifier`] to every scanner of the environments).
+    pub fn feed(mut self, feed: Arc<EventFeed>) -> Self {
+        self.inner.feed = feed;
         self
     }
 

@@ -1241,6 +1241,7 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/remediation/pause",
         "/api/v1/remediation/resume",
         "/api/v1/events",
+        "/api/v1/events/stream",
         "/api/v1/scans",
         "/api/v1/openapi.json",
         "/api/v1/webhooks/git",
@@ -1261,6 +1262,22 @@ async fn openapi_document_matches_the_answers() {
         } else {
             "GET"
         };
+        if p.ends_with("/stream") {
+            // an endless answer: its head is enough
+            let resp = f
+                .app
+                .clone()
+                .oneshot(
+                    Request::get(&uri)
+                        .header("authorization", format!("Bearer {TOKEN}"))
+                        .body(Body::empty())
+                        .expect("req"),
+                )
+                .await
+                .expect("infallible");
+            assert_eq!(resp.status(), StatusCode::OK, "{uri}");
+            continue;
+        }
         let r = send(
             &f.app,
             Request::builder()

@@ -334,6 +334,19 @@ pub fn drift_queries() -> Vec<DriftQuery> {
             ..base.clone()
         });
     }
+    // the age filter: detected strictly before, at full precision
+    for cut in [
+        t(0),
+        t(1000),
+        t(2000),
+        t(2000) + Duration::nanoseconds(1),
+        t(100_000),
+    ] {
+        qs.push(DriftQuery {
+            detected_before: Some(cut),
+            ..all.clone()
+        });
+    }
     qs.push(DriftQuery {
         environment: Some("prod".into()),
         kind: Some("Deployment".into()),

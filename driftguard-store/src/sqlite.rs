@@ -431,6 +431,10 @@ fn drift_where(q: &DriftQuery) -> (String, Vec<SqlValue>) {
         clauses.push("severity >= ?");
         args.push(severity_rank(s).into());
     }
+    if let Some(t) = q.detected_before {
+        clauses.push("detected_at < ?");
+        args.push(nanos(t).into());
+    }
     let w = if clauses.is_empty() {
         String::new()
     } else {

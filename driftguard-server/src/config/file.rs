@@ -181,6 +181,12 @@ pub struct GitConfig {
     /// A private SSH key file, for `ssh://` and `user@host:path` remotes.
     #[serde(default)]
     pub ssh_key: Option<PathBuf>,
+    /// The repository's web page, for the dashboard's links to a file and line: a base URL
+    /// (`https://github.com/org/repo`, linked as `{base}/blob/{revision}/{file}#L{line}`) or a
+    /// template with `{revision}`, `{path}` and `{line}`
+    /// (`https://gitea.example/org/repo/src/commit/{revision}/{path}#L{line}`).
+    #[serde(default)]
+    pub web_url: Option<String>,
 }
 
 /// A Helm chart as the desired side, rendered with `helm template`. The keys mean what Argo

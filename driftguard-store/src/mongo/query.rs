@@ -72,6 +72,9 @@ fn drift_filter(q: &DriftQuery) -> Document {
         let ranks: Vec<i64> = (severity_rank(s)..=3).collect();
         f.insert("severity", doc! {"$in": ranks});
     }
+    if let Some(t) = q.detected_before {
+        f.insert("detected_at", doc! {"$lt": nanos(t)});
+    }
     f
 }
 

@@ -1,0 +1,423 @@
+//! The web dashboard: server-rendered pages at `/` on the API's listener, behind the same
+//! tokens.
+//!
+//! Pages are askama templates (`templates/`), checked and compiled with the binary: a
+//! template that names a missing field does not build, and rendering is plain Rust (fast, no
+//! template files at run time). A little plain JavaScript (`assets/app.js`) keeps open pages
+//! live from `GET /api/v1/events/stream`; everything else works without it. Styles, script and
+//! icon are embedded ([`assets`]); nothing is fetched from elsewhere.
+//!
+//! The dashboard holds no rules: filters parse into the core's `DriftQuery` exactly as the
+//! API's do, objects are found with the API's lookup (the core's `ObjectRef`), and the
+//! environments' status is the API's.
+//!
+//! Security: with tokens configured, a sign-in form exchanges a token for an HttpOnly session
+//! cookie ([`session`]); state-changing forms carry the session's CSRF token and must come
+//! from this origin; every page is sent with a strict Content-Security-Policy (no inline
+//! script or style), `frame-ancestors 'none'`, `X-Frame-Options`, `X-Content-Type-Options`.
+
+pub mod assets;
+pub mod chart;
+mod pages;
+pub mod session;
+pub mod view;
+
+use askama::Template;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use serde::Deserialize;
+
+use crate::api::constant_time_eq;
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// The Content-Security-Policy of every dashboard answer: only this origin's files, no inline
+/// script or style, no framing, forms only to this origin.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The dashboard's routes (merged into [`crate::api::router`]).
+pub fn routes(state: AppState) -> Router<AppState> {
+    let pages = Router::new()
+        .route("/", get(pages::overview))
+        .route("/drifts", get(pages::drifts))
+        .route("/drifts/{episode}", get(pages::drift))
+        .route("/objects/{env}/{*object}", get(pages::object))
+        .route("/events", get(pages::events))
+        .route("/scans", get(pages::scans))
+        .route("/environments/{env}/scan", post(pages::scan_now))
+        .route("/logout", post(logout))
+        .route_layer(middleware::from_fn_with_state(state, viewer));
+    Router::new()
+        .merge(pages)
+        .route("/login", get(login_form).post(login))
+        .route("/assets/{name}", get(assets::serve))
+        .layer(middleware::from_fn(security_headers))
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let is_asset = req.uri().path().starts_with("/assets/");
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_asset {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
+}
+
+/// Who is looking at a page: their session's CSRF token.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    /// The CSRF token forms send back.
+    pub csrf: String,
+    /// Whether a sign-out button is shown (tokens are configured).
+    pub signed_in: bool,
+}
+
+fn secure(state: &AppState) -> bool {
+    state
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// Lets a page through with a session: with tokens, one opened by signing in (otherwise a
+/// page asks to sign in); without tokens, any session, opened on the first visit.
+async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let cookie = session::cookie_value(req.headers());
+    let found = cookie.as_deref().and_then(|id| state.sessions.get(id));
+    let open = !state.auth_required();
+    match found {
+        Some(s) if s.signed_in || open => {
+            req.extensions_mut().insert(Viewer {
+                csrf: s.csrf,
+                signed_in: !open,
+            });
+            next.run(req).await
+        }
+        _ if open => {
+            let (id, s) = match state.sessions.open(false) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
+                    return WebError(AppError::internal()).into_response();
+                }
+            };
+            req.extensions_mut().insert(Viewer {
+                csrf: s.csrf,
+                signed_in: false,
+            });
+            let mut resp = next.run(req).await;
+            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, secure(&state))) {
+                resp.headers_mut().append(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        _ if req.method() == Method::GET || req.method() == Method::HEAD => {
+            let here = req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            Redirect::to(&format!("/login{}", view::query_string(&[("next", &here)])))
+                .into_response()
+        }
+        _ => WebError(AppError::unauthorized(
+            "sign in first (your session has ended)",
+        ))
+        .into_response(),
+    }
+}
+
+/// Whether a state-changing request comes from this origin: a browser's `Origin` (or, without
+/// it, `Sec-Fetch-Site`) must name this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok()) {
+        let bare = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        return matches!((bare, host), (Some(o), Some(h)) if o == h);
+    }
+    match headers.get("sec-fetch-site").and_then(|h| h.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        // neither header: not a browser's cross-site request (browsers send Origin on POST)
+        None => true,
+    }
+}
+
+/// Checks a form's CSRF token and origin.
+fn check_csrf(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Result<(), WebError> {
+    if !same_origin(headers) {
+        return Err(WebError(AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "cross-site requests are refused",
+        )));
+    }
+    if !constant_time_eq(viewer.csrf.as_bytes(), token.as_bytes()) {
+        return Err(WebError(AppError::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "the form has expired: reload the page and try again",
+        )));
+    }
+    Ok(())
+}
+
+/// A form that only carries its CSRF token.
+#[derive(Debug, Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// An error shown as a page (the API's error, in HTML).
+#[derive(Debug)]
+pub struct WebError(pub AppError);
+
+impl From<AppError> for WebError {
+    fn from(e: AppError) -> Self {
+        WebError(e)
+    }
+}
+
+impl From<driftguard_core::ports::StoreError> for WebError {
+    fn from(e: driftguard_core::ports::StoreError) -> Self {
+        WebError(AppError::from(e))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    reason: String,
+    message: String,
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let page = ErrorPage {
+            layout: Layout::plain(e.status.canonical_reason().unwrap_or("Error")),
+            status: e.status.as_u16(),
+            reason: e.status.canonical_reason().unwrap_or("Error").to_owned(),
+            message: e.message,
+        };
+        match page.render() {
+            Ok(html) => (e.status, Html(html)).into_response(),
+            Err(_) => (e.status, "error").into_response(),
+        }
+    }
+}
+
+/// A link of the main navigation.
+#[derive(Clone, Debug)]
+pub struct NavItem {
+    /// Text.
+    pub label: &'static str,
+    /// Target.
+    pub href: &'static str,
+    /// Whether it is the page shown.
+    pub current: bool,
+}
+
+/// What every page's frame needs.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The page's title.
+    pub title: String,
+    /// The main navigation (empty on the sign-in page).
+    pub nav: Vec<NavItem>,
+    /// The CSRF token of the sign-out form.
+    pub csrf: String,
+    /// Whether to show the sign-out button.
+    pub sign_out: bool,
+    /// Whether the page follows the live feed.
+    pub live: bool,
+    /// Stylesheet URL.
+    pub css: &'static str,
+    /// Script URL.
+    pub js: &'static str,
+    /// Icon URL.
+    pub icon: &'static str,
+}
+
+impl Layout {
+    /// The frame of a page of the dashboard, `current` being its navigation entry.
+    pub fn page(title: impl Into<String>, current: &str, viewer: &Viewer) -> Layout {
+        let nav = [
+            ("Overview", "/"),
+            ("Drifts", "/drifts"),
+            ("Events", "/events"),
+            ("Scans", "/scans"),
+        ]
+        .into_iter()
+        .map(|(label, href)| NavItem {
+            label,
+            href,
+            current: href == current,
+        })
+        .collect();
+        Layout {
+            title: title.into(),
+            nav,
+            csrf: viewer.csrf.clone(),
+            sign_out: viewer.signed_in,
+            live: true,
+            css: assets::url("app.css"),
+            js: assets::url("app.js"),
+            icon: assets::url("icon.svg"),
+        }
+    }
+
+    /// A frame without navigation (sign-in, errors).
+    pub fn plain(title: impl Into<String>) -> Layout {
+        Layout {
+            title: title.into(),
+            nav: Vec::new(),
+            csrf: String::new(),
+            sign_out: false,
+            live: false,
+            css: assets::url("app.css"),
+            js: assets::url("app.js"),
+            icon: assets::url("icon.svg"),
+        }
+    }
+}
+
+/// Renders a template into a page.
+pub(crate) fn html(t: &impl Template) -> Result<Html<String>, WebError> {
+    t.render().map(Html).map_err(|e| {
+        tracing::error!(error = %e, "a dashboard template failed to render");
+        WebError(AppError::internal())
+    })
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NextParam {
+    next: Option<String>,
+}
+
+/// Only a path of this site (`/...`, not `//host`).
+fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    q: Result<Query<NextParam>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    let next = local_path(q.as_ref().ok().and_then(|Query(p)| p.next.as_deref()));
+    if !state.auth_required() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    Ok(html(&LoginPage {
+        layout: Layout::plain("Sign in"),
+        next,
+        error: None,
+    })?
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(|_| AppError::bad_request("expected a sign-in form"))?;
+    let next = local_path(form.next.as_deref());
+    if !same_origin(&headers) {
+        return Err(WebError(AppError::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "cross-site requests are refused",
+        )));
+    }
+    if !state.auth_required() {
+        return Ok(Redirect::to(&next).into_response());
+    }
+    let token = form.token.trim();
+    if !state.token_accepted(token) {
+        tracing::info!("dashboard sign-in refused: wrong token");
+        let page = html(&LoginPage {
+            layout: Layout::plain("Sign in"),
+            next,
+            error: Some("That token is not accepted.".into()),
+        })?;
+        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    }
+    let (id, _) = state.sessions.open(true).map_err(|e| {
+        tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
+        AppError::internal()
+    })?;
+    let mut resp = Redirect::to(&next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, secure(&state))) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Response, WebError> {
+    check_csrf(&viewer, &headers, &form.csrf)?;
+    if let Some(id) = session::cookie_value(&headers) {
+        state.sessions.close(&id);
+    }
+    let mut resp = Redirect::to(if !state.auth_required() {
+        "/"
+    } else {
+        "/login"
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(secure(&state))) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,193 @@
+//! Dashboard sessions: a sign-in with an API token gives the browser an HttpOnly,
+//! `SameSite=Strict` session cookie that lasts as long as the browser session (no
+//! `Max-Age`); the token itself is never stored in the browser, never put in a URL and never
+//! kept here. Each session has its own CSRF token, which every state-changing form sends back.
+//!
+//! Sessions live in memory: a restart signs everyone out. Only a SHA-256 of each session id is
+//! kept, so the table alone cannot be replayed.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "driftguard_session";
+
+/// How long a session lasts without being used.
+pub const IDLE: Duration = Duration::from_secs(8 * 3600);
+
+/// How long a session lasts at most.
+pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Most sessions kept (the oldest goes first).
+const MAX_SESSIONS: usize = 10_000;
+
+/// One signed-in browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    /// The CSRF token of its forms.
+    pub csrf: String,
+    /// Whether it was opened by signing in with a token (otherwise: no tokens are configured).
+    pub signed_in: bool,
+}
+
+#[derive(Debug)]
+struct Entry {
+    session: Session,
+    created: Instant,
+    used: Instant,
+}
+
+/// Why a session could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The operating system's random source failed.
+    #[error("no random bytes for a session id")]
+    Random(#[source] getrandom::Error),
+}
+
+/// The sessions of this server.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+fn random_token() -> Result<String, SessionError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(SessionError::Random)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+fn key(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+impl Sessions {
+    /// No sessions.
+    pub fn new() -> Self {
+        Sessions::default()
+    }
+
+    /// Opens a session: returns its id (the cookie's value) and the session.
+    pub fn open(&self, signed_in: bool) -> Result<(String, Session), SessionError> {
+        let id = random_token()?;
+        let session = Session {
+            csrf: random_token()?,
+            signed_in,
+        };
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("session lock is never poisoned");
+        entries.retain(|_, e| alive(e, now));
+        if entries.len() >= MAX_SESSIONS {
+            if let Some(oldest) = entries
+                .iter()
+                .min_by_key(|(_, e)| e.created)
+                .map(|(k, _)| *k)
+            {
+                entries.remove(&oldest);
+            }
+        }
+        entries.insert(
+            key(&id),
+            Entry {
+                session: session.clone(),
+                created: now,
+                used: now,
+            },
+        );
+        Ok((id, session))
+    }
+
+    /// The live session of a cookie value (its idle time starts again).
+    pub fn get(&self, id: &str) -> Option<Session> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().expect("session lock is never poisoned");
+        let k = key(id);
+        match entries.get_mut(&k) {
+            Some(e) if alive(e, now) => {
+                e.used = now;
+                Some(e.session.clone())
+            }
+            Some(_) => {
+                entries.remove(&k);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Ends a session.
+    pub fn close(&self, id: &str) {
+        self.entries
+            .lock()
+            .expect("session lock is never poisoned")
+            .remove(&key(id));
+    }
+}
+
+fn alive(e: &Entry, now: Instant) -> bool {
+    now.duration_since(e.used) < IDLE && now.duration_since(e.created) < MAX_AGE
+}
+
+/// The session id in a request's `Cookie` headers.
+pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+        })
+}
+
+/// The `Set-Cookie` value of a session id: HttpOnly, `SameSite=Strict`, for the browser
+/// session only; `Secure` when the server is reached over HTTPS.
+pub fn set_cookie(id: &str, secure: bool) -> String {
+    format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_open_read_and_close() {
+        let s = Sessions::new();
+        let (id, session) = s.open(true).expect("random");
+        assert_ne!(id, session.csrf);
+        assert_eq!(id.len(), 43, "256 bits");
+        assert_eq!(s.get(&id), Some(session));
+        assert_eq!(s.get("forged"), None);
+        s.close(&id);
+        assert_eq!(s.get(&id), None);
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others_and_is_http_only() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append(
+            "cookie",
+            "a=1; driftguard_session=abc; b=2".parse().expect("ascii"),
+        );
+        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        let c = set_cookie("abc", false);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Max-Age"));
+        assert!(set_cookie("abc", true).ends_with("; Secure"));
+    }
+}

@@ -1,0 +1,771 @@
+//! The dashboard's pages, sign-in, CSRF protection, security headers and assets
+//! (tower::ServiceExt::oneshot), and the event stream on a real listener. The browser tests
+//! are in `driftguard-cli/tests/dashboard.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
+use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
+use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::DriftStore;
+use driftguard_server::feed::EventFeed;
+use driftguard_server::metrics::Metrics;
+use driftguard_server::state::AppState;
+use driftguard_server::testkit::{self, deployment};
+use driftguard_server::web::{assets, CSP};
+use driftguard_server::{router, Environment};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const TOKEN: &str = "web-s3cret-token";
+
+struct Fixture {
+    app: Router,
+    state: AppState,
+    git: Arc<MemoryGitSource>,
+    live: Arc<MemoryLiveSource>,
+}
+
+/// `dev` on memory sources (web: 5 replicas live, 3 in Git; linked to a repository web page);
+/// `prod` with 40 hand-made drifts (every fourth resolved). `tokens`: whether sign-in is
+/// needed.
+async fn fixture(tokens: bool) -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0() + chrono::Duration::hours(1)));
+    let git = Arc::new(MemoryGitSource::new());
+    let live = Arc::new(MemoryLiveSource::new());
+    // as under `serve`: the scanner announces to the live feed once the store has the events
+    let feed = Arc::new(EventFeed::new());
+    let engine = Engine::new(
+        EnvironmentSpec::new("dev"),
+        Normalizer::new(SecretKey::new(b"test-key".to_vec())),
+    );
+    let scanner = Scanner::new(
+        engine,
+        git.clone(),
+        live.clone(),
+        store.clone(),
+        clock.clone(),
+    )
+    .with_notifier(feed.notifier());
+    let dev = Arc::new(
+        Environment::new(
+            Arc::new(scanner),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .with_web_url(Some("https://git.example/org/repo".into())),
+    );
+    git.set(testkit::desired(
+        "rev-a",
+        vec![
+            deployment("shop", "web", 3, "web:1"),
+            deployment("shop", "api", 2, "api:1"),
+        ],
+    ));
+    live.set(testkit::live(vec![
+        deployment("shop", "web", 5, "web:1"),
+        deployment("shop", "api", 2, "api:1"),
+    ]));
+    let (prod, _, _) = testkit::memory_environment(
+        "prod",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    testkit::fill_store(store.as_ref() as &dyn DriftStore, "prod", 40, 4)
+        .await
+        .expect("store filled");
+    let state = AppState::builder(store, vec![dev, prod], Arc::new(Metrics::new()))
+        .tokens(if tokens { vec![TOKEN.into()] } else { vec![] })
+        .clock(clock)
+        .feed(feed)
+        .build();
+    Fixture {
+        app: router(state.clone()),
+        state,
+        git,
+        live,
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The session id this answer sets.
+    fn session(&self) -> Option<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("driftguard_session="))
+            .map(|c| c.split(';').next().unwrap_or("").to_owned())
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The CSRF token of the page's forms.
+    fn csrf(&self) -> String {
+        let at = self
+            .text
+            .find("name=\"csrf\" value=\"")
+            .expect("a form with a CSRF token");
+        let rest = &self.text[at + "name=\"csrf\" value=\"".len()..];
+        rest[..rest.find('"').expect("closing quote")].to_owned()
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Resp {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body read")
+        .to_bytes();
+    Resp {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn page(app: &Router, uri: &str, session: Option<&str>) -> Resp {
+    let mut req = Request::get(uri).header("host", "dash.test");
+    if let Some(s) = session {
+        req = req.header("cookie", format!("driftguard_session={s}"));
+    }
+    send(app, req.body(Body::empty()).expect("request")).await
+}
+
+async fn form(
+    app: &Router,
+    uri: &str,
+    session: Option<&str>,
+    origin: Option<&str>,
+    body: &str,
+) -> Resp {
+    let mut req = Request::post(uri)
+        .header("host", "dash.test")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(s) = session {
+        req = req.header("cookie", format!("driftguard_session={s}"));
+    }
+    if let Some(o) = origin {
+        req = req.header("origin", o);
+    }
+    send(app, req.body(Body::from(body.to_owned())).expect("request")).await
+}
+
+async fn sign_in(app: &Router) -> String {
+    let r = form(
+        app,
+        "/login",
+        None,
+        Some("http://dash.test"),
+        &format!("token={TOKEN}&next=%2Fdrifts"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    assert_eq!(r.header("location"), "/drifts");
+    r.session().expect("a session cookie")
+}
+
+fn assert_secure_headers(r: &Resp) {
+    assert_eq!(r.header("content-security-policy"), CSP);
+    assert!(!CSP.contains("unsafe-inline") && !CSP.contains("unsafe-eval"));
+    assert!(CSP.contains("frame-ancestors 'none'") && CSP.contains("script-src 'self'"));
+    assert_eq!(r.header("x-frame-options"), "DENY");
+    assert_eq!(r.header("x-content-type-options"), "nosniff");
+}
+
+/// No inline script, no inline style, no event-handler attribute, no external resource.
+fn assert_self_contained(html: &str) {
+    for bad in ["<script>", "style=\"", "<style", "javascript:", "http://"] {
+        assert!(!html.contains(bad), "the page holds `{bad}`:\n{html}");
+    }
+    // `onclick=` and the like
+    let handler = html.match_indices(" on").any(|(i, _)| {
+        let rest = &html[i + 3..];
+        let letters = rest.bytes().take_while(u8::is_ascii_lowercase).count();
+        letters > 0 && rest.as_bytes().get(letters) == Some(&b'=')
+    });
+    assert!(!handler, "an event-handler attribute:\n{html}");
+    // the only outside address: the configured repository's web page
+    let outside = html
+        .match_indices("https://")
+        .any(|(i, _)| !html[i..].starts_with("https://git.example/org/repo/"));
+    assert!(!outside, "an outside address:\n{html}");
+}
+
+#[tokio::test]
+async fn every_page_renders_with_its_data_and_the_security_headers() {
+    let f = fixture(false).await;
+    let scan = f
+        .state
+        .environment("dev")
+        .expect("dev")
+        .run_scan(&f.state.scan_context())
+        .await
+        .expect("scan");
+    assert_eq!(scan.events, 1);
+    let overview = page(&f.app, "/", None).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    assert_secure_headers(&overview);
+    assert_self_contained(&overview.text);
+    let cookie = overview
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("a session is opened without tokens too (for CSRF)");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    for needle in [
+        "id=\"env-dev\"",
+        "id=\"env-prod\"",
+        "Scan now",
+        "Open drifts (all environments)",
+        "<svg",
+    ] {
+        assert!(overview.text.contains(needle), "overview lacks {needle}");
+    }
+    // prod: 30 open of 40 (every fourth resolved)
+    assert!(
+        overview.text.contains("<strong>31</strong> open drifts"),
+        "{}",
+        overview.text
+    );
+
+    let drifts = page(&f.app, "/drifts?environment=dev", None).await;
+    assert_eq!(drifts.status, StatusCode::OK);
+    assert!(drifts.text.contains("shop/web") && drifts.text.contains("spec.replicas"));
+    assert!(
+        !drifts.text.contains("ns-1/web-1"),
+        "filtered by environment"
+    );
+
+    let episode = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery {
+            environment: Some("dev".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("drifts")
+        .items
+        .remove(0);
+    let detail = page(&f.app, &format!("/drifts/{}", episode.episode), None).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.text);
+    assert_self_contained(&detail.text);
+    for needle in [
+        "<code>spec.replicas</code>",
+        "<code>3</code>",
+        "<code>5</code>",
+        "driftguard explain dev:Deployment.apps/shop/web",
+        "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1",
+        "Episodes of this object",
+        "id=\"findings\"",
+        "id=\"actions\"",
+    ] {
+        assert!(
+            detail.text.contains(needle),
+            "drift page lacks {needle}:\n{}",
+            detail.text
+        );
+    }
+    assert!(
+        detail.text.contains(episode.direction_reason()),
+        "why the direction"
+    );
+    // the page and the API read the same query: the API gives the file's web page and the
+    // reason for the direction too
+    let api = page(&f.app, &format!("/api/v1/drifts/{}", episode.episode), None).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", api.text);
+    let json: serde_json::Value = serde_json::from_str(&api.text).expect("json");
+    assert_eq!(
+        json["provenance"]["web_url"],
+        "https://git.example/org/repo/blob/rev-a/deploy.yaml#L1"
+    );
+    assert_eq!(json["direction_reason"], episode.direction_reason());
+    // an open drift's suggested remediation, the API's plan, shown and never applied
+    let plan = page(
+        &f.app,
+        &format!("/api/v1/drifts/{}/remediation", episode.episode),
+        None,
+    )
+    .await;
+    let plan: serde_json::Value = serde_json::from_str(&plan.text).expect("json");
+    let suggested = plan["suggested"].as_str().expect("suggested");
+    assert!(
+        detail
+            .text
+            .contains(&format!("Suggested remediation: {suggested}")),
+        "{}",
+        detail.text
+    );
+    assert!(detail.text.contains("never applies it"));
+    let steps = plan["steps"].as_array().map_or(0, Vec::len);
+    assert!(steps > 0, "{plan}");
+    let shown = detail
+        .text
+        .split("<ol class=\"steps\">")
+        .nth(1)
+        .expect("steps");
+    let shown = shown.split("</ol>").next().unwrap_or_default();
+    assert_eq!(shown.matches("<li>").count(), steps, "every step: {shown}");
+    let inline = page(
+        &f.app,
+        &format!("/drifts/{}?view=inline", episode.episode),
+        None,
+    )
+    .await;
+    assert!(inline.text.contains("class=\"diff-inline\"") && inline.text.contains("- 3"));
+
+    // the risk findings the core put on a drift: its risk, each finding's category, field,
+    // reason and rule; the drifts table has a risk column
+    let with_findings = page(&f.app, "/drifts/prod-00000000", None).await;
+    assert_eq!(
+        with_findings.status,
+        StatusCode::OK,
+        "{}",
+        with_findings.text
+    );
+    for needle in [
+        "Risk: <span class=\"badge sev-",
+        "<strong>availability</strong>",
+        "fewer replicas live",
+        "(replicas-cut)",
+    ] {
+        assert!(
+            with_findings.text.contains(needle),
+            "findings lack {needle}:\n{}",
+            with_findings.text
+        );
+    }
+    let without = page(&f.app, "/drifts/prod-00000001", None).await;
+    assert!(without.text.contains("No risk finding beyond the drift"));
+    let resolved = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery {
+            environment: Some("prod".into()),
+            status: driftguard_core::query::DriftStatus::Resolved,
+            ..Default::default()
+        })
+        .await
+        .expect("drifts")
+        .items
+        .remove(0);
+    let resolved = page(&f.app, &format!("/drifts/{}", resolved.episode), None).await;
+    assert!(
+        !resolved.text.contains("Suggested remediation"),
+        "a resolved drift needs none"
+    );
+    let table = page(
+        &f.app,
+        "/drifts?environment=prod&limit=200&status=all",
+        None,
+    )
+    .await;
+    assert!(table.text.contains("<th scope=\"col\">Risk</th>"));
+
+    let object = page(&f.app, "/objects/dev/Deployment/shop/web", None).await;
+    assert_eq!(object.status, StatusCode::OK, "{}", object.text);
+    assert!(object.text.contains("detected"));
+    let events = page(&f.app, "/events?environment=prod", None).await;
+    assert_eq!(events.status, StatusCode::OK);
+    assert!(
+        events.text.contains("50 events"),
+        "40 detected, 10 resolved"
+    );
+    let scans = page(&f.app, "/scans", None).await;
+    assert_eq!(scans.status, StatusCode::OK);
+    assert!(scans.text.contains("dev") && scans.text.contains("prod"));
+
+    let missing = page(&f.app, "/drifts/nope", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(missing.text.contains("no drift episode"));
+    assert_secure_headers(&missing);
+}
+
+#[tokio::test]
+async fn a_secret_value_shows_only_as_changed() {
+    let f = fixture(false).await;
+    let secret = |password: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": "shop"},
+            "data": {"password": password}})
+    };
+    // "hunter2" in Git, "letmein" live
+    f.git
+        .set(testkit::desired("rev-b", vec![secret("aHVudGVyMg==")]));
+    f.live.set(testkit::live(vec![secret("bGV0bWVpbg==")]));
+    let env = f.state.environment("dev").expect("dev");
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let d = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery {
+            kind: Some("Secret".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("drifts")
+        .items
+        .remove(0);
+    for uri in [
+        format!("/drifts/{}", d.episode),
+        format!("/drifts/{}?view=inline", d.episode),
+        "/drifts?kind=Secret".to_owned(),
+        "/objects/dev/Secret/shop/creds".to_owned(),
+        "/events".to_owned(),
+    ] {
+        let r = page(&f.app, &uri, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}: {}", r.text);
+        for value in ["aHVudGVyMg", "bGV0bWVpbg", "hunter2", "letmein"] {
+            assert!(!r.text.contains(value), "{uri} shows a Secret value");
+        }
+        if uri.starts_with("/drifts/") {
+            assert!(r.text.contains("data.password"), "{uri}");
+            assert!(r.text.contains("(secret value)"), "{uri}: {}", r.text);
+        }
+    }
+}
+
+#[tokio::test]
+async fn drift_filters_live_in_the_url_and_use_the_api_rules() {
+    let f = fixture(false).await;
+    let rows = |text: &str| text.matches("class=\"object\"").count();
+    let all = page(&f.app, "/drifts?status=all&environment=prod", None).await;
+    assert!(all.text.contains("40 drifts (all)"), "{}", all.text);
+    assert_eq!(rows(&all.text), 40);
+    let critical = page(&f.app, "/drifts?environment=prod&severity=critical", None).await;
+    // open criticals: i % 4 == 3 are critical, and exactly those are resolved
+    assert_eq!(rows(&critical.text), 0);
+    let high = page(&f.app, "/drifts?environment=prod&severity=high", None).await;
+    assert_eq!(rows(&high.text), 10, "{}", high.text);
+    let paged = page(&f.app, "/drifts?environment=prod&limit=7&offset=7", None).await;
+    assert_eq!(rows(&paged.text), 7);
+    assert!(paged.text.contains("8–14 of 30"), "{}", paged.text);
+    assert!(paged.text.contains("offset=14") && paged.text.contains("offset=0"));
+    // age: the clock is 1 h after the drifts were detected (over 40 s)
+    let old = page(&f.app, "/drifts?environment=prod&age=30m", None).await;
+    assert_eq!(rows(&old.text), 30);
+    let older = page(&f.app, "/drifts?environment=prod&age=2h", None).await;
+    assert_eq!(rows(&older.text), 0);
+    let sorted = page(&f.app, "/drifts?environment=prod&sort=object", None).await;
+    assert!(sorted.text.contains("aria-sort=\"ascending\""));
+    let bad = page(&f.app, "/drifts?severity=urgent", None).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text.contains("severity"), "{}", bad.text);
+    let bad_age = page(&f.app, "/drifts?age=soon", None).await;
+    assert_eq!(bad_age.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn with_tokens_pages_ask_to_sign_in_and_a_wrong_token_is_refused() {
+    let f = fixture(true).await;
+    let r = page(&f.app, "/drifts?environment=prod", None).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        r.header("location"),
+        "/login?next=%2Fdrifts%3Fenvironment%3Dprod"
+    );
+    let login = page(&f.app, "/login", None).await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.text.contains("type=\"password\""));
+    assert_secure_headers(&login);
+    assert!(!login.text.contains(TOKEN));
+
+    let wrong = form(
+        &f.app,
+        "/login",
+        None,
+        Some("http://dash.test"),
+        "token=nope&next=%2F",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.text.contains("not accepted"));
+    assert!(wrong.session().is_none());
+    let cross = form(
+        &f.app,
+        "/login",
+        None,
+        Some("https://evil.example"),
+        &format!("token={TOKEN}"),
+    )
+    .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "a cross-site sign-in");
+    // an open redirect is not offered
+    let r = form(
+        &f.app,
+        "/login",
+        None,
+        Some("http://dash.test"),
+        &format!("token={TOKEN}&next=%2F%2Fevil.example"),
+    )
+    .await;
+    assert_eq!(r.header("location"), "/");
+
+    let s = sign_in(&f.app).await;
+    let ok = page(&f.app, "/drifts", Some(&s)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(ok.text.contains("Sign out"));
+    assert!(!ok.text.contains(TOKEN), "the token is never in a page");
+    // the cookie reads the API (the event stream), never changes anything through it
+    let api = page(&f.app, "/api/v1/drifts", Some(&s)).await;
+    assert_eq!(api.status, StatusCode::OK);
+    let post = form(&f.app, "/api/v1/environments/dev/scan", Some(&s), None, "").await;
+    assert_eq!(post.status, StatusCode::UNAUTHORIZED);
+    let forged = page(&f.app, "/drifts", Some("forged")).await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+
+    // sign out: the session ends
+    let csrf = ok.csrf();
+    let out = form(
+        &f.app,
+        "/logout",
+        Some(&s),
+        Some("http://dash.test"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.header("set-cookie").contains("Max-Age=0"));
+    assert_eq!(
+        page(&f.app, "/drifts", Some(&s)).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn scan_now_needs_the_csrf_token_and_this_origin() {
+    let f = fixture(true).await;
+    let s = sign_in(&f.app).await;
+    let overview = page(&f.app, "/", Some(&s)).await;
+    let csrf = overview.csrf();
+    let scans = || async {
+        f.state
+            .store
+            .scans(Some("dev"), 10)
+            .await
+            .expect("scans")
+            .len()
+    };
+    assert_eq!(scans().await, 0);
+    let none = form(&f.app, "/environments/dev/scan", Some(&s), None, "").await;
+    assert_eq!(none.status, StatusCode::FORBIDDEN);
+    let wrong = form(
+        &f.app,
+        "/environments/dev/scan",
+        Some(&s),
+        None,
+        "csrf=wrong",
+    )
+    .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    let cross = form(
+        &f.app,
+        "/environments/dev/scan",
+        Some(&s),
+        Some("https://evil.example"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN);
+    let anonymous = form(
+        &f.app,
+        "/environments/dev/scan",
+        None,
+        None,
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(scans().await, 0, "nothing was scanned");
+    let ok = form(
+        &f.app,
+        "/environments/dev/scan",
+        Some(&s),
+        Some("http://dash.test"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    assert_eq!(ok.header("location"), "/?scan=dev");
+    for _ in 0..100 {
+        if scans().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(scans().await, 1);
+    let after = page(&f.app, "/?scan=dev", Some(&s)).await;
+    assert!(after.text.contains("A scan of dev was started"));
+}
+
+#[tokio::test]
+async fn assets_are_embedded_small_and_versioned() {
+    let f = fixture(false).await;
+    let overview = page(&f.app, "/", None).await;
+    let mut total = 0;
+    for name in assets::PAGE_ASSETS {
+        let url = assets::url(name);
+        assert!(url.contains("?v="), "{url}");
+        assert!(overview.text.contains(url), "the page loads {url}");
+        let r = page(&f.app, url, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(r.header("cache-control").contains("immutable"));
+        assert_self_contained(&r.text);
+        total += r.text.len();
+    }
+    assert_eq!(total, assets::page_bytes());
+    eprintln!("first load: {total} bytes of scripts and styles");
+    assert!(total < 200 * 1024, "{total} bytes");
+    assert_eq!(
+        page(&f.app, "/assets/nope.js", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// Reads the stream until `want` shows in it (or 5 s pass).
+async fn read_until(body: &mut Body, want: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !seen.contains(want) {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .unwrap_or_else(|_| panic!("`{want}` not in the stream:\n{seen}"))
+            .expect("the stream goes on")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn the_event_stream_announces_stored_events_and_scans() {
+    let f = fixture(true).await;
+    let unauth = send(
+        &f.app,
+        Request::get("/api/v1/events/stream")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(unauth.status, StatusCode::UNAUTHORIZED);
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/events/stream?environment=dev")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    let mut body = resp.into_body();
+    read_until(&mut body, ": connected").await;
+    let env = f.state.environment("dev").expect("dev");
+    let summary = env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let detected = read_until(&mut body, "event: detected").await;
+    assert!(detected.contains("\"scan_id\""), "{detected}");
+    let seen = detected + &read_until(&mut body, "event: scan").await;
+    assert!(seen.contains(&summary.scan_id), "{seen}");
+    assert!(!seen.contains("prod-"), "filtered by environment: {seen}");
+    // values never travel in the stream: paths only
+    assert!(
+        seen.contains("spec.replicas") && !seen.contains("\"live\""),
+        "{seen}"
+    );
+    // closing the feed ends the stream (the server is stopping)
+    f.state.feed.close();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends when the feed closes");
+}
+
+#[tokio::test]
+async fn file_links_follow_the_configured_web_page() {
+    use driftguard_core::model::{Provenance, Rendering};
+    let f = fixture(false).await;
+    let env = f.state.environment("dev").expect("dev");
+    let p = Provenance {
+        file: "envs/prod/web.yaml".into(),
+        document: 1,
+        line: 12,
+        revision: Some("abc123".into()),
+        rendered: None,
+    };
+    assert_eq!(
+        env.file_link(&p).as_deref(),
+        Some("https://git.example/org/repo/blob/abc123/envs/prod/web.yaml#L12")
+    );
+    let (prod, _, _) = testkit::memory_environment(
+        "x",
+        f.state.store.clone(),
+        f.state.clock.clone(),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    assert_eq!(prod.file_link(&p), None, "no web page configured");
+    let gitea = Arc::into_inner(prod).expect("one owner").with_web_url(Some(
+        "https://gitea.example/o/r/src/commit/{revision}/{path}#L{line}".into(),
+    ));
+    assert_eq!(
+        gitea.file_link(&p).as_deref(),
+        Some("https://gitea.example/o/r/src/commit/abc123/envs/prod/web.yaml#L12")
+    );
+    let rendered = Provenance {
+        rendered: Some(Rendering {
+            renderer: "helm".into(),
+            source: "charts/web".into(),
+            ..Rendering::default()
+        }),
+        ..p.clone()
+    };
+    assert_eq!(
+        env.file_link(&rendered),
+        None,
+        "a template is no place in the repository"
+    );
+    let unknown = Provenance {
+        revision: None,
+        ..p
+    };
+    assert_eq!(env.file_link(&unknown), None, "no revision, no link");
+}
