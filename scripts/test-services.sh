@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Bring the DriftGuard test services up or down.
 #   scripts/test-services.sh up     build/reuse k8s binaries, start cluster + SecantusDB,
-#                                   write $DRIFTGUARD_RUN/services.env
+#                                   install/reuse helm, write $DRIFTGUARD_RUN/services.env
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
-# KUBECONFIG, KUBECTL and MONGODB_URI for tests.
+# KUBECONFIG, KUBECTL, MONGODB_URI, HELM and HELM_KUBECTL for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -20,10 +20,12 @@ case "${1:-}" in
     "$HERE/test-cluster/build.sh"
     "$HERE/test-cluster/start.sh" >/dev/null
     "$HERE/mongo/start.sh" >/dev/null
+    "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
     {
       echo "# written by scripts/test-services.sh up"
       sed 's/^/export /' "$DRIFTGUARD_RUN/env"
       sed 's/^/export /' "$DRIFTGUARD_RUN/mongo.env"
+      cat "$DRIFTGUARD_RUN/helm.env"
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
     } >"$SERVICES_ENV.tmp"
@@ -35,7 +37,7 @@ case "${1:-}" in
     rc=0
     "$HERE/mongo/stop.sh" || rc=1
     "$HERE/test-cluster/stop.sh" || rc=1
-    rm -f "$SERVICES_ENV"
+    rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env"
     exit "$rc"
     ;;
   status)
@@ -47,6 +49,12 @@ case "${1:-}" in
         echo "kubernetes: ready ($KUBECONFIG)"
       else echo "kubernetes: NOT ready"; rc=1; fi
     else echo "kubernetes: not started"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/helm.env" ]; then
+      # shellcheck disable=SC1091
+      . "$DRIFTGUARD_RUN/helm.env"
+      if "$HELM" version --short >/dev/null 2>&1; then echo "helm: $("$HELM" version --short) ($HELM)"
+      else echo "helm: NOT runnable ($HELM)"; rc=1; fi
+    else echo "helm: not installed"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/mongo.env" ] && pid_alive "$DRIFTGUARD_RUN/mongo.pid"; then
       echo "secantusdb: running ($(cat "$DRIFTGUARD_RUN/mongo.env"))"
     else echo "secantusdb: not running"; rc=1; fi

@@ -98,6 +98,27 @@ pub fn program(name: &str, args: &[&str]) -> PathBuf {
     }
 }
 
+/// The helm binary the tests run (v3.18.0, installed by `scripts/helm/install.sh` into
+/// `$DRIFTGUARD_CACHE/helm/`): `HELM` from the environment or `services.env`, checked to run
+/// (`helm version`). A missing or broken helm fails the test.
+#[track_caller]
+pub fn helm() -> PathBuf {
+    let path = service("HELM", "helm (scripts/helm/install.sh)");
+    program(&path, &["version", "--short"])
+}
+
+/// A kubectl whose `kubectl kustomize --enable-helm` renders kustomizations with `helmCharts:`
+/// (v1.33, installed with helm by `scripts/helm/install.sh`; the test cluster's kubectl 1.20
+/// cannot). Only a renderer: never pointed at the test cluster. Missing fails the test.
+#[track_caller]
+pub fn helm_kubectl() -> PathBuf {
+    let path = service(
+        "HELM_KUBECTL",
+        "kubectl with kustomize --enable-helm (scripts/helm/install.sh)",
+    );
+    program(&path, &["version", "--client"])
+}
+
 /// Where the test services' downloads and builds are kept (`$DRIFTGUARD_CACHE`, from the
 /// environment or `services.env`; default `~/.cache/driftguard`).
 pub fn cache_dir() -> PathBuf {
