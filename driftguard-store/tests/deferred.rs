@@ -88,6 +88,10 @@ impl DriftStore for CommitThrough {
         self.deferred.delivered_until(notifier).await
     }
 
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        self.deferred.epoch(environment).await
+    }
+
     async fn set_delivered_until(
         &self,
         notifier: &str,
