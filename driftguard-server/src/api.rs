@@ -450,45 +450,114 @@ fn source_dto(source: &str, description: String, s: &SourceState) -> SourceDto {
     }
 }
 
-fn environment_dto(env: &Environment) -> EnvironmentDto {
-    let s = env.status();
-    let status = if s.last_error.is_some() {
+fn status_word(last_error: bool, scanned: bool, open_drifts: usize) -> &'static str {
+    if last_error {
         "error"
-    } else if s.last_scan.is_none() {
+    } else if !scanned {
         "pending"
-    } else if s.open_drifts > 0 {
+    } else if open_drifts > 0 {
         "drifted"
     } else {
         "in_sync"
-    };
-    EnvironmentDto {
-        name: env.name.clone(),
-        status: status.into(),
-        score: s.last_scan.as_ref().map(|l| l.score),
-        open_drifts: s.open_drifts,
-        scanning: s.scanning,
-        watching: s.watching,
-        last_scan: s.last_scan.as_ref().map(ScanDto::from),
-        last_error: s.last_error.clone(),
-        sources: vec![
-            source_dto("git", env.scanner.describe_git(), &s.git),
-            source_dto("live", env.scanner.describe_live(), &s.live),
-        ],
     }
+}
+
+/// An environment as this replica sees it: its own status when it runs it (always without
+/// leader election), else its leader's last scan and the open drifts, from the store.
+async fn environment_dto(state: &AppState, env: &Environment) -> Result<EnvironmentDto, AppError> {
+    let s = env.status();
+    let sources = vec![
+        source_dto("git", env.scanner.describe_git(), &s.git),
+        source_dto("live", env.scanner.describe_live(), &s.live),
+    ];
+    let Some(leadership) = env.leadership() else {
+        return Ok(EnvironmentDto {
+            name: env.name.clone(),
+            status: status_word(s.last_error.is_some(), s.last_scan.is_some(), s.open_drifts)
+                .into(),
+            score: s.last_scan.as_ref().map(|l| l.score),
+            open_drifts: s.open_drifts,
+            scanning: s.scanning,
+            watching: s.watching,
+            last_scan: s.last_scan.as_ref().map(ScanDto::from),
+            last_error: s.last_error.clone(),
+            sources,
+            leader: None,
+        });
+    };
+    let view = leadership.view(&env.name);
+    let leader = LeaderDto {
+        replica: view.holder.clone(),
+        this_replica: view.leading,
+        epoch: view.epoch,
+        store_epoch: state.store.epoch(&env.name).await?,
+    };
+    if view.leading {
+        return Ok(EnvironmentDto {
+            name: env.name.clone(),
+            status: status_word(s.last_error.is_some(), s.last_scan.is_some(), s.open_drifts)
+                .into(),
+            score: s.last_scan.as_ref().map(|l| l.score),
+            open_drifts: s.open_drifts,
+            scanning: s.scanning,
+            watching: s.watching,
+            last_scan: s.last_scan.as_ref().map(ScanDto::from),
+            last_error: s.last_error.clone(),
+            sources,
+            leader: Some(leader),
+        });
+    }
+    // led elsewhere: what its leader wrote
+    let last = state
+        .store
+        .scans(Some(&env.name), 1)
+        .await?
+        .into_iter()
+        .next();
+    let open = state
+        .store
+        .drifts(&DriftQuery {
+            environment: Some(env.name.clone()),
+            status: DriftStatus::Open,
+            limit: 1,
+            ..DriftQuery::default()
+        })
+        .await?
+        .total;
+    Ok(EnvironmentDto {
+        name: env.name.clone(),
+        status: status_word(false, last.is_some(), open).into(),
+        score: last.as_ref().map(|l| l.score),
+        open_drifts: open,
+        scanning: false,
+        watching: false,
+        last_scan: last.as_ref().map(ScanDto::from),
+        last_error: None,
+        sources: sources
+            .into_iter()
+            .map(|d| SourceDto {
+                up: None,
+                last_ok: None,
+                error: None,
+                ..d
+            })
+            .collect(),
+        leader: Some(leader),
+    })
 }
 
 /// Environments with their status and score.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_environments(State(state): State<AppState>) -> Json<EnvironmentList> {
-    Json(EnvironmentList {
-        items: state
-            .environments
-            .iter()
-            .map(|e| environment_dto(e))
-            .collect(),
-    })
+async fn list_environments(
+    State(state): State<AppState>,
+) -> Result<Json<EnvironmentList>, AppError> {
+    let mut items = Vec::with_capacity(state.environments.len());
+    for e in &state.environments {
+        items.push(environment_dto(&state, e).await?);
+    }
+    Ok(Json(EnvironmentList { items }))
 }
 
 /// One environment.
@@ -504,7 +573,7 @@ async fn get_environment(
     let e = state
         .environment(&env)
         .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
-    Ok(Json(environment_dto(e)))
+    Ok(Json(environment_dto(&state, e).await?))
 }
 
 /// Scans an environment now and answers its summary.
@@ -512,6 +581,7 @@ async fn get_environment(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 200, body = ScanDto), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "Another replica leads the environment (leader election): ask it", body = ErrorBody),
         (status = 502, description = "The scan failed (a source could not be read)", body = ErrorBody),
         (status = 503, description = "The store cannot be read or written", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -536,6 +606,9 @@ async fn scan_now(
             "store_unavailable",
             msg,
         )),
+        Ok(Err(RunScanError::NotLeader(msg))) => {
+            Err(AppError::new(StatusCode::CONFLICT, "not_leader", msg))
+        }
         Err(_) => Err(AppError::internal()),
     }
 }
@@ -771,6 +844,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         reason: store,
     });
     for env in &state.environments {
+        // with leader election, an environment led elsewhere is its leader's to check
+        let elected = env.leadership().is_some();
+        if elected && !env.leads() {
+            continue;
+        }
         let w = env.write_health();
         if w.unwritten > 0 {
             degraded = true;
@@ -789,6 +867,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
             let reason = match src.up {
                 Some(true) => None,
                 Some(false) => Some(src.error.clone().unwrap_or_else(|| "down".into())),
+                // a replica that just took an environment over stays ready meanwhile
+                None if elected => None,
                 None => Some("not checked yet (first scan pending)".into()),
             };
             checks.push(Check {
@@ -872,7 +952,7 @@ impl utoipa::Modify for BearerAuth {
         list_events, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, DriftPage, EventDto, EventPage,
-        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
+        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted)),
     modifiers(&BearerAuth),
 )]

@@ -24,6 +24,7 @@ pub mod config;
 pub mod dto;
 pub mod environment;
 pub mod error;
+pub mod ha;
 pub mod listener;
 pub mod metrics;
 pub mod notify;

@@ -15,6 +15,10 @@
 //! (with their delivery marks) and the supervisors' state; [`Service::run`] serves the API on a
 //! listener while the supervisors detect, and on shutdown drains scans and alert queues within
 //! the configured grace.
+//!
+//! With leader election (`server.ha`, see [`crate::ha`]) the supervisors of an environment run
+//! only on the replica that leads it: [`Service::run`] starts the elector instead, and on
+//! shutdown hands the environments back before it stops.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,13 +31,17 @@ use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
 use driftguard_core::scanner::Scanner;
+use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
+use driftguard_sources::kube::KubeConfigSpec;
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig, SettingError};
 use crate::environment::Environment;
+use crate::ha::elector::Elector;
+use crate::ha::{HaSettings, Leadership};
 use crate::metrics::Metrics;
-use crate::notify::BuiltNotifiers;
+use crate::notify::{BuiltNotifiers, Marks};
 use crate::setup::{self, SetupError, StoreChoice};
 use crate::state::{AppState, SystemClock};
 use crate::supervisor::Supervisor;
@@ -91,6 +99,16 @@ pub enum ServeError {
     /// The process cannot listen for stop signals.
     #[error("cannot listen for SIGTERM")]
     Signal(#[source] std::io::Error),
+    /// The home cluster of leader election (`server.ha`) cannot be used.
+    #[error("server.ha: cannot use the home cluster's Leases")]
+    Leases(#[source] LeaseError),
+}
+
+/// Leader election, ready to run.
+struct Election {
+    settings: HaSettings,
+    leases: LeaseClient,
+    leadership: Arc<Leadership>,
 }
 
 /// A service ready to run.
@@ -101,6 +119,7 @@ pub struct Service {
     settings: ServerConfig,
     retention: Option<Duration>,
     addr: SocketAddr,
+    election: Option<Election>,
 }
 
 impl std::fmt::Debug for Service {
@@ -151,6 +170,35 @@ impl Service {
         if let Some(n) = note {
             tracing::warn!("{n}");
         }
+        let election = match &settings.ha {
+            None => None,
+            Some(ha) => {
+                if options.store.is_some() || options.no_store {
+                    return Err(ServeError::Setting(SettingError::Invalid {
+                        field: "server.ha".into(),
+                        message: "--store and --no-store cannot be used with leader election: the replicas share the configured MongoDB store".into(),
+                    }));
+                }
+                let ha_settings = HaSettings::from_config(ha, &env_var);
+                let spec = KubeConfigSpec {
+                    kubeconfig: ha.home_kubeconfig.as_ref().map(|p| config.resolve(p)),
+                    context: ha.home_context.clone(),
+                    in_cluster: ha.in_cluster,
+                };
+                let timeout = (ha_settings.renew_deadline / 2)
+                    .min(ha_settings.retry_period.max(Duration::from_secs(1)));
+                let leases = LeaseClient::connect(&spec, &ha_settings.namespace)
+                    .await
+                    .map_err(ServeError::Leases)?
+                    .with_timeout(timeout);
+                let leadership = Arc::new(Leadership::new(ha_settings.identity.clone()));
+                Some(Election {
+                    settings: ha_settings,
+                    leases,
+                    leadership,
+                })
+            }
+        };
         let choice = StoreChoice::from_config(config, options.store.as_deref(), options.no_store);
         let key = setup::secret_key(config, None, &choice)?;
         let inner = choice.open_service().await?;
@@ -165,13 +213,17 @@ impl Service {
         let store: Arc<dyn DriftStore> = buffer.clone();
         let metrics = Arc::new(Metrics::new());
         let cancel = CancellationToken::new();
-        let notifiers = crate::notify::build_notifiers_marked(
+        let marks = match &election {
+            None => Marks::PerNotifier(store.clone()),
+            Some(e) => Marks::PerEnvironment(store.clone(), e.leadership.clone()),
+        };
+        let notifiers = crate::notify::build_notifiers_with_marks(
             &settings.notifiers,
             metrics.clone(),
             settings.public_url.clone(),
             cancel.clone(),
             &env_var,
-            Some(store.clone()),
+            marks,
         )?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut envs = Vec::new();
@@ -188,14 +240,16 @@ impl Service {
                 .as_ref()
                 .map(|g| vec![setup::repository_url(config, g)])
                 .unwrap_or_default();
-            envs.push(Arc::new(
-                Environment::new(
-                    Arc::new(scanner),
-                    settings.poll_interval.0,
-                    settings.full_scan_interval.0,
-                )
-                .with_repositories(repositories),
-            ));
+            let mut environment = Environment::new(
+                Arc::new(scanner),
+                settings.poll_interval.0,
+                settings.full_scan_interval.0,
+            )
+            .with_repositories(repositories);
+            if let Some(e) = &election {
+                environment = environment.with_leadership(e.leadership.clone());
+            }
+            envs.push(Arc::new(environment));
         }
         let state = AppState::builder(store, envs, metrics)
             .tokens(tokens)
@@ -211,6 +265,7 @@ impl Service {
             settings,
             retention: config.retention(),
             addr,
+            election,
         })
     }
 
@@ -249,6 +304,7 @@ impl Service {
             notifiers,
             settings,
             retention,
+            election,
             ..
         } = self;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen {
@@ -258,6 +314,12 @@ impl Service {
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
             source,
         })?;
+        if let Some(election) = election {
+            return run_elected(
+                state, cancel, notifiers, settings, retention, listener, addr, election, shutdown,
+            )
+            .await;
+        }
         // what was still queued when the server last stopped goes out first; a store that is
         // down now is asked again until it answers
         // the marks of notifiers new to the store start at this moment, before any event of
@@ -314,6 +376,64 @@ impl Service {
         }
         served.map_err(|source| ServeError::Serve { addr, source })
     }
+}
+
+/// [`Service::run`] with leader election: the elector runs the supervisors of the environments
+/// this replica leads (and sends again, per environment, what the previous leader had not
+/// delivered); every replica serves the API. On shutdown the environments are handed back.
+#[allow(clippy::too_many_arguments)]
+async fn run_elected(
+    state: AppState,
+    cancel: CancellationToken,
+    notifiers: BuiltNotifiers,
+    settings: ServerConfig,
+    retention: Option<Duration>,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    election: Election,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let grace = settings.shutdown_grace.0;
+    let elector = Elector::new(
+        election.settings,
+        election.leases,
+        election.leadership,
+        state.clone(),
+        notifiers.notifiers.clone(),
+        grace,
+    );
+    let elector = tokio::spawn(elector.run(cancel.clone()));
+    // every replica prunes: the deletes are idempotent
+    let pruner = retention.map(|retention| {
+        crate::retention::spawn_pruner(
+            state.store.clone(),
+            state.clock.clone(),
+            retention,
+            PRUNE_EVERY,
+            cancel.clone(),
+        )
+    });
+    let stop = cancel.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.cancelled() => {}
+        }
+    };
+    let served = crate::run(listener, state, shutdown).await;
+    cancel.cancel();
+    // the elector hands the environments back and waits for their loops (within the grace)
+    if tokio::time::timeout(grace + Duration::from_secs(5), elector)
+        .await
+        .is_err()
+    {
+        tracing::warn!("leader election did not stop in time");
+    }
+    notifiers.flush(grace).await;
+    if let Some(p) = pruner {
+        let _ = p.await;
+    }
+    served.map_err(|source| ServeError::Serve { addr, source })
 }
 
 /// Builds the service from `config` and runs it on its configured address until `shutdown`.

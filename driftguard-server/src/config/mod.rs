@@ -361,6 +361,27 @@ impl Config {
                 );
             }
         }
+        if let Some(ha) = f.server.as_ref().and_then(|s| s.ha.as_ref()) {
+            for (key, message) in ha.problems() {
+                problem(format!("server.ha.{key}"), message);
+            }
+            if f.store.as_ref().is_none_or(|s| s.mongodb.is_none()) {
+                problem(
+                    "server.ha".into(),
+                    "replicas share their history: set `store.mongodb`".into(),
+                );
+            }
+            if ha
+                .home_kubeconfig
+                .as_ref()
+                .is_some_and(|p| !self.resolve(p).is_file())
+            {
+                problem(
+                    "server.ha.homeKubeconfig".into(),
+                    "file does not exist".into(),
+                );
+            }
+        }
         if let Some(k) = &f.secret_key {
             match (&k.env, &k.file) {
                 (None, None) => problem(
