@@ -300,7 +300,11 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
         Err(ScanError::Store(StoreError::Conflict { .. })) => {}
         other => panic!("expected a refused scan, got {other:?}"),
     }
-    assert_eq!(announced(&w.notifier), 1, "nothing of the old term is announced");
+    assert_eq!(
+        announced(&w.notifier),
+        1,
+        "nothing of the old term is announced"
+    );
     let stored = block_on(w.store.events(&EventQuery::default()))
         .expect("events")
         .items;

@@ -43,8 +43,7 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
 
     assert_eq!(leases.get("env-prod").await.expect("reads"), None);
     let labels = BTreeMap::from([("driftguard.io/lease".to_owned(), "environment".to_owned())]);
-    let annotations =
-        BTreeMap::from([("driftguard.io/environment".to_owned(), "prod".to_owned())]);
+    let annotations = BTreeMap::from([("driftguard.io/environment".to_owned(), "prod".to_owned())]);
     let created = leases
         .create("env-prod", &claim(Some("a"), 0, 0), &labels, &annotations)
         .await
@@ -52,13 +51,20 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
     assert_eq!(created.holder.as_deref(), Some("a"));
     assert_eq!(created.duration, Duration::from_secs(7));
     assert_eq!(created.transitions, 0);
-    assert_eq!(created.renewed_at, claim(None, 0, 0).renewed_at, "microseconds kept");
+    assert_eq!(
+        created.renewed_at,
+        claim(None, 0, 0).renewed_at,
+        "microseconds kept"
+    );
     assert_eq!(created.annotations, annotations);
     // a second create loses
     let again = leases
         .create("env-prod", &claim(Some("b"), 0, 0), &labels, &annotations)
         .await;
-    assert!(matches!(again, Err(LeaseError::Conflict { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(LeaseError::Conflict { .. })),
+        "{again:?}"
+    );
 
     // a renewal on the version read wins; a second writer of that version loses
     let renewed = leases
@@ -67,8 +73,15 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
         .expect("renewed");
     assert_ne!(renewed.resource_version, created.resource_version);
     let stale = leases.update(&created, &claim(Some("b"), 1, 3)).await;
-    assert!(matches!(stale, Err(LeaseError::Conflict { .. })), "{stale:?}");
-    let read = leases.get("env-prod").await.expect("reads").expect("exists");
+    assert!(
+        matches!(stale, Err(LeaseError::Conflict { .. })),
+        "{stale:?}"
+    );
+    let read = leases
+        .get("env-prod")
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(read, renewed, "the record read is the one written");
     assert_eq!(read.labels, labels);
 
@@ -77,10 +90,7 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
         .update(&read, &claim(Some("b"), read.transitions + 1, 9))
         .await
         .expect("taken over");
-    assert_eq!(
-        (taken.holder.as_deref(), taken.transitions),
-        (Some("b"), 1)
-    );
+    assert_eq!((taken.holder.as_deref(), taken.transitions), (Some("b"), 1));
     // a release leaves no holder
     let released = leases
         .update(&taken, &claim(None, taken.transitions, 10))
@@ -90,7 +100,12 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
 
     // listing by label finds only the labelled ones
     leases
-        .create("member-a", &claim(Some("a"), 0, 0), &BTreeMap::new(), &BTreeMap::new())
+        .create(
+            "member-a",
+            &claim(Some("a"), 0, 0),
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+        )
         .await
         .expect("created");
     let listed = leases
@@ -104,7 +119,10 @@ async fn leases_are_written_on_the_version_read_and_races_have_one_winner() {
 
     // deleting on a stale version loses; on the current one wins; a second delete is a no-op
     let stale = leases.delete(&taken).await;
-    assert!(matches!(stale, Err(LeaseError::Conflict { .. })), "{stale:?}");
+    assert!(
+        matches!(stale, Err(LeaseError::Conflict { .. })),
+        "{stale:?}"
+    );
     leases.delete(&released).await.expect("deleted");
     leases.delete(&released).await.expect("already gone");
     assert_eq!(leases.get("env-prod").await.expect("reads"), None);

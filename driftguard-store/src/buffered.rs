@@ -466,7 +466,9 @@ mod tests {
         assert_eq!(store.queued(), 1);
         assert_eq!(store.records("prod").await.expect("cached"), vec![record()]);
         // meanwhile another replica took over and claimed the environment
-        switch.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        switch
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         switch
             .inner
             .commit(&ScanBatch::claim("prod", 2))

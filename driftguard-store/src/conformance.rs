@@ -719,7 +719,7 @@ pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
 
 /// One detection in `env`, with its record and a summary, written by leadership `epoch`.
 fn fenced_batch(env: &str, n: i64, epoch: Option<u64>) -> ScanBatch {
-    let id = ResourceId::new(env, "apps", "Deployment", Some("shop"), &format!("web-{n}"));
+    let id = ResourceId::new(env, "apps", "Deployment", Some("shop"), format!("web-{n}"));
     let d = drift(
         &id,
         &format!("{env}-ep-{n}"),

@@ -109,7 +109,11 @@ pub struct LeaseClient {
 
 impl std::fmt::Debug for LeaseClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LeaseClient({} namespace {})", self.describe, self.namespace)
+        write!(
+            f,
+            "LeaseClient({} namespace {})",
+            self.describe, self.namespace
+        )
     }
 }
 
@@ -135,9 +139,7 @@ impl LeaseRecord {
         LeaseRecord {
             name: lease.metadata.name.unwrap_or_default(),
             holder: spec.holder_identity.filter(|h| !h.is_empty()),
-            duration: Duration::from_secs(
-                spec.lease_duration_seconds.unwrap_or(0).max(0) as u64,
-            ),
+            duration: Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64),
             transitions: spec.lease_transitions.unwrap_or(0).max(0) as u64,
             acquired_at: spec.acquire_time.as_ref().and_then(chrono_of),
             renewed_at: spec.renew_time.as_ref().and_then(chrono_of),
@@ -210,8 +212,7 @@ impl LeaseClient {
             Ok(Err(e)) => Err(self.error(what, name, e)),
             Err(_) => Err(LeaseError::Unreachable {
                 target: self.describe.clone(),
-                source: format!("{what} lease {name}: no answer within {:?}", self.timeout)
-                    .into(),
+                source: format!("{what} lease {name}: no answer within {:?}", self.timeout).into(),
             }),
         }
     }

@@ -257,7 +257,8 @@ impl MongoStore {
             .find_one(doc! {"_id": environment})
             .await
             .map_err(|e| merr("read the leadership fence", e))?;
-        Ok(d.and_then(|d| d.get_i64("epoch").ok()).map(|e| e.max(0) as u64))
+        Ok(d.and_then(|d| d.get_i64("epoch").ok())
+            .map(|e| e.max(0) as u64))
     }
 
     pub(super) async fn read_delivered_until(

@@ -213,7 +213,11 @@ impl MongoStore {
     /// Passes the fence of `environment` with `epoch` (see the module documentation of
     /// [`super`]): moves its highest epoch up to `epoch`, or refuses when it is higher
     /// ([`driftguard_core::fence::refused`]).
-    pub(super) async fn write_fence(&self, environment: &str, epoch: u64) -> Result<(), StoreError> {
+    pub(super) async fn write_fence(
+        &self,
+        environment: &str,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
         let e = i64::try_from(epoch).map_err(|e| crate::backend("leadership epoch", e))?;
         // a document at or below `epoch` matches and moves up; a higher one does not match,
         // and the upsert then collides with it on `_id`

@@ -77,9 +77,8 @@ impl JsonFileStore {
                 data.delivered =
                     serde_json::from_value(v.get("delivered").cloned().unwrap_or(json!({})))
                         .map_err(corrupt)?;
-                data.epochs =
-                    serde_json::from_value(v.get("epochs").cloned().unwrap_or(json!({})))
-                        .map_err(corrupt)?;
+                data.epochs = serde_json::from_value(v.get("epochs").cloned().unwrap_or(json!({})))
+                    .map_err(corrupt)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(backend("cannot read the store file", e)),
@@ -131,7 +130,8 @@ impl DriftStore for JsonFileStore {
         let mut data = self.lock()?;
         // a batch of an older leadership term is refused before anything changes
         let stored = data.epochs.get(&batch.environment).copied();
-        if let Some(epoch) = driftguard_core::fence::check(&batch.environment, stored, batch.epoch)? {
+        if let Some(epoch) = driftguard_core::fence::check(&batch.environment, stored, batch.epoch)?
+        {
             data.epochs.insert(batch.environment.clone(), epoch);
         }
         for r in &batch.upserts {
