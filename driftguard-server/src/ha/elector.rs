@@ -383,12 +383,17 @@ impl Elector {
         for (env, why) in lost {
             if let Some(t) = self.terms.remove(&env) {
                 t.cancel.cancel();
-                self.leadership.end(&env);
-                let now = self.state.clock.now();
-                self.state.metrics.set_leader(&env, false, now);
-                self.state.metrics.leadership_lost(&env);
-                tracing::warn!(environment = %env, epoch = t.epoch, reason = %why,
-                    "stopped leading the environment: its Lease was lost");
+                // the term may have run out before (a paused process): say when; a term that
+                // ended by itself (and said so) is only cleaned up
+                if let Some(ago) = self.leadership.ended_ago(&env, t.epoch) {
+                    self.leadership.end_epoch(&env, t.epoch);
+                    let now = self.state.clock.now();
+                    self.state.metrics.set_leader(&env, false, now);
+                    self.state.metrics.leadership_lost(&env);
+                    tracing::warn!(environment = %env, epoch = t.epoch, reason = %why,
+                        ended_ms_ago = ago.as_millis() as u64,
+                        "stopped leading the environment: its Lease was lost");
+                }
                 self.stopping.push(t.task);
             }
         }
@@ -557,11 +562,22 @@ async fn lead(
         }
     }
     let loops = Supervisor::start_for(std::slice::from_ref(&env), &ctx, cancel.child_token());
+    let mut valid_until = None;
     let reason = loop {
         let Some(term) = leadership.term(&env.name).filter(|t| t.epoch == epoch) else {
-            break (!cancel.is_cancelled())
-                .then_some("not renewed within renewDeadline (local fence)");
+            if cancel.is_cancelled() {
+                break None;
+            }
+            // the term ran out (by the monotonic clock: also while this process was paused);
+            // say when, for a reader of the log
+            let ago = valid_until.map_or(Duration::ZERO, |v: Instant| {
+                Instant::now().saturating_duration_since(v)
+            });
+            tracing::warn!(environment = %env.name, epoch, ended_ms_ago = ago.as_millis() as u64,
+                "the term ran out: not renewed within renewDeadline (local fence)");
+            break Some("not renewed within renewDeadline (local fence)");
         };
+        valid_until = Some(term.valid_until);
         tokio::select! {
             _ = cancel.cancelled() => break None,
             _ = env.step_down_requested(epoch) => break Some("the store refused a write of this epoch"),

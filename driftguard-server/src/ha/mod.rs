@@ -190,6 +190,17 @@ impl Leadership {
             .filter(|t| t.valid_until > now)
     }
 
+    /// How long ago the term of `epoch` of `environment` ran out (zero while it is valid;
+    /// `None` when there is no such term).
+    pub fn ended_ago(&self, environment: &str, epoch: u64) -> Option<Duration> {
+        let now = Instant::now();
+        self.read()
+            .get(environment)
+            .and_then(|e| e.term)
+            .filter(|t| t.epoch == epoch)
+            .map(|t| now.saturating_duration_since(t.valid_until))
+    }
+
     /// Whether this replica leads `environment` now: it holds the Lease and renewed it less
     /// than `renewDeadline` ago (by the monotonic clock: a process that was paused finds its
     /// terms over when it wakes).
