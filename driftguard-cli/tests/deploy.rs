@@ -530,9 +530,7 @@ fn the_dockerfile_builds_the_binary_in_one_stage_and_runs_it_as_non_root_in_anot
     assert_eq!(user.trim(), "65532:65532");
     let values = std::fs::read_to_string(chart().join("values.yaml")).expect("values");
     assert!(values.contains("runAsUser: 65532") && values.contains("runAsGroup: 65532"));
-    assert!(lines
-        .iter()
-        .any(|l| *l == r#"ENTRYPOINT ["/usr/local/bin/driftguard"]"#));
+    assert!(lines.contains(&r#"ENTRYPOINT ["/usr/local/bin/driftguard"]"#));
     // everything the build stage copies is in the repository, and the workspace's members are
     // all copied
     for l in lines
