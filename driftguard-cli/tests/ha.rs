@@ -471,6 +471,24 @@ server:
         "fair share is 2 of 4 per replica: {holders:?}"
     );
     eprintln!("steady after {t_steady:?}: {holders:?}");
+    // a replica that does not lead an environment does not scan it: it names its leader
+    let (env0, leader0) = holders.iter().next().expect("an environment");
+    let (_, bystander) = replicas
+        .iter()
+        .find(|(n, _)| *n != leader0)
+        .expect("another replica");
+    let (code, body) = request(
+        bystander.port,
+        "POST",
+        &format!("/api/v1/environments/{env0}/scan"),
+        Duration::from_secs(10),
+    )
+    .expect("answers");
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body.contains("not_leader") && body.contains(leader0.as_str()),
+        "{body}"
+    );
 
     // ---- a hand change in every environment: one alert each
     for ns in app_ns.values() {

@@ -490,7 +490,8 @@ async fn environment_dto(state: &AppState, env: &Environment) -> Result<Environm
         replica: view.holder.clone(),
         this_replica: view.leading,
         epoch: view.epoch,
-        store_epoch: state.store.epoch(&env.name).await?,
+        // informational: a store that cannot say leaves it out
+        store_epoch: state.store.epoch(&env.name).await.ok().flatten(),
     };
     if view.leading {
         return Ok(EnvironmentDto {

@@ -582,6 +582,44 @@ mod tests {
     }
 
     #[test]
+    fn leader_election_needs_a_shared_store_and_timings_in_order() {
+        let mongo = "store:\n  mongodb: {uriEnv: U}\n";
+        let ok = load(&format!(
+            "{ENV}{mongo}server:\n  ha: {{namespace: dg, leaseDuration: 15s, renewDeadline: 10s, retryPeriod: 2s}}\n"
+        ))
+        .expect("valid");
+        let ha = ok.file.server.and_then(|s| s.ha).expect("ha");
+        assert_eq!(ha.namespace, "dg");
+        assert_eq!(ha.lease_prefix, "driftguard");
+        let problems = |text: String| -> Vec<String> {
+            load(&text)
+                .expect_err("refused")
+                .problems
+                .iter()
+                .map(|p| p.path.clone().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(
+            problems(format!("{ENV}server:\n  ha: {{}}\n")),
+            ["server.ha"],
+            "replicas share their history: a MongoDB store"
+        );
+        assert_eq!(
+            problems(format!(
+                "{ENV}{mongo}server:\n  ha: {{leaseDuration: 1500ms, renewDeadline: 2s, retryPeriod: 3s, namespace: Not_A_Name, leasePrefix: '', inCluster: true, homeContext: c}}\n"
+            )),
+            [
+                "server.ha.leaseDuration",
+                "server.ha.renewDeadline",
+                "server.ha.retryPeriod",
+                "server.ha.namespace",
+                "server.ha.leasePrefix",
+                "server.ha.inCluster",
+            ]
+        );
+    }
+
+    #[test]
     fn problems_name_the_camel_case_key_at_the_line_of_either_spelling() {
         for key in ["caFile", "ca_file"] {
             let text = format!(
