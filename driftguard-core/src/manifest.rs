@@ -23,7 +23,12 @@ pub struct ManifestError {
 
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: ", self.file, self.line)?;
+        // line 0: the line is not known (a rendered document)
+        if self.line == 0 {
+            write!(f, "{}: ", self.file)?;
+        } else {
+            write!(f, "{}:{}: ", self.file, self.line)?;
+        }
         if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
@@ -117,6 +122,26 @@ pub fn parse_file(file: &str, text: &str, revision: Option<&str>) -> Parsed {
     parsed
 }
 
+/// Reads one parsed JSON value as the `document`-th of `file`: an object (a `List` is
+/// unwrapped), or an array of objects (a renderer's output). Lines are not known (0).
+pub fn parse_json_value(
+    file: &str,
+    document: usize,
+    value: Value,
+    revision: Option<&str>,
+) -> Parsed {
+    let mut parsed = Parsed::default();
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                accept(file, document, 0, item, revision, &mut parsed);
+            }
+        }
+        v => accept(file, document, 0, v, revision, &mut parsed),
+    }
+    parsed
+}
+
 /// Splits YAML text at `---` lines; returns each document with its 1-based first line.
 fn split_documents(text: &str) -> Vec<(usize, &str)> {
     let mut docs = Vec::new();
@@ -194,6 +219,7 @@ fn accept(
             document,
             line,
             revision: revision.map(str::to_owned),
+            rendered: None,
         },
     ));
 }

@@ -70,11 +70,45 @@ pub struct Provenance {
     pub line: usize,
     /// The Git commit (or plain revision id) the file was read at.
     pub revision: Option<String>,
+    /// How the object was rendered, when a renderer (a Helm chart, a command) made it; `file`
+    /// is then the template it came from (helm's `# Source:`), or what the command is named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Rendering>,
+}
+
+/// How a rendered object was made: which renderer, from which inputs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendering {
+    /// `helm`, `kustomize` or `command`.
+    pub renderer: String,
+    /// The chart folder (or the folder the command ran in), relative to the source root.
+    pub source: String,
+    /// The value files in play, relative to the source root, in the order given (the last
+    /// wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// The newest commit that changed an input of the rendering (the chart, a value file),
+    /// when the source is Git.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs_commit: Option<String>,
 }
 
 impl fmt::Display for Provenance {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        match &self.rendered {
+            None => write!(f, "{}:{}", self.file, self.line),
+            Some(r) => {
+                let source = if r.source.is_empty() { "." } else { &r.source };
+                write!(f, "{} (rendered by {} from {source}", self.file, r.renderer)?;
+                if !r.values.is_empty() {
+                    write!(f, " with {}", r.values.join(", "))?;
+                }
+                if let Some(c) = &r.inputs_commit {
+                    write!(f, ", inputs last changed in {}", &c[..c.len().min(12)])?;
+                }
+                f.write_str(")")
+            }
+        }
     }
 }
 
@@ -212,6 +246,10 @@ pub struct LiveMeta {
     /// Whether the object is one the API server or a controller makes by itself in every
     /// namespace (`default` ServiceAccount, `kube-root-ca.crt`, service-account tokens).
     pub system_default: bool,
+    /// Whether the object is a Helm hook (`helm.sh/hook`: a migration Job, a test Pod): not
+    /// desired state, so never an orphan ([`crate::render::helm_hook`]).
+    #[serde(default)]
+    pub hook: bool,
 }
 
 /// Reads a string at a dotted path of plain keys.

@@ -331,6 +331,7 @@ impl Normalizer {
             }
         }
         meta.system_default = is_system_default(&id, value);
+        meta.hook = crate::render::helm_hook(value).is_some();
         // `managedFields` and the last-applied annotation are dropped by normalization
         let (content, judged) = self.normalized_with(&id, value, ignore, |b, root| {
             let (judged, keep) = judge(b.view(root));

@@ -56,6 +56,10 @@ pub enum SourceError {
     /// Input that cannot be used (a malformed dump, a bad configuration).
     #[error("invalid input: {0}")]
     Invalid(ManifestError),
+    /// The desired side could not be rendered (a Helm chart, a command): see
+    /// [`RenderError`](crate::render::RenderError).
+    #[error("rendering failed")]
+    Render(#[from] crate::render::RenderError),
     /// Anything else.
     #[error("{context}")]
     Backend {

@@ -42,6 +42,7 @@ use futures_core::stream::BoxStream;
 use futures_util::lock::Mutex as AsyncMutex;
 
 use crate::engine::{history_wanted, Engine, EnvState, ScanError, ScanReport, HISTORY_DEPTH};
+use crate::findings::drift_risk;
 use crate::id::ResourceId;
 use crate::model::Revision;
 use crate::ports::{
@@ -309,9 +310,11 @@ impl Scanner {
             .evaluate(&st, &records, observations, &histories, &tick);
         let score = drift_score(
             ev.counts.tracked,
-            ev.verdicts
-                .iter()
-                .filter_map(|v| v.drift.as_ref().map(|d| d.severity)),
+            ev.verdicts.iter().filter_map(|v| {
+                v.drift
+                    .as_ref()
+                    .map(|d| drift_risk(d.severity, &d.findings))
+            }),
         );
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());

@@ -102,6 +102,9 @@ pub enum ServeError {
     /// The home cluster of leader election (`server.ha`) cannot be used.
     #[error("server.ha: cannot use the home cluster's Leases")]
     Leases(#[source] LeaseError),
+    /// The MCP session over stdio failed.
+    #[error(transparent)]
+    Mcp(#[from] crate::mcp::McpError),
 }
 
 /// Leader election, ready to run.
@@ -434,6 +437,26 @@ async fn run_elected(
         let _ = p.await;
     }
     served.map_err(|source| ServeError::Serve { addr, source })
+}
+
+impl Service {
+    /// Serves MCP on stdin/stdout instead of HTTP (`driftguard mcp`): the same environments,
+    /// store and notifiers, no listener and no continuous detection (the assistant scans with
+    /// the `scan_now` tool). Returns when the client closes the session, after sending the
+    /// alerts of the scans it ran (within `server.shutdownGrace`).
+    pub async fn run_mcp_stdio(self) -> Result<(), ServeError> {
+        let Service {
+            state,
+            cancel,
+            notifiers,
+            settings,
+            ..
+        } = self;
+        let served = crate::mcp::serve_stdio(state).await;
+        cancel.cancel();
+        notifiers.flush(settings.shutdown_grace.0).await;
+        Ok(served?)
+    }
 }
 
 /// Builds the service from `config` and runs it on its configured address until `shutdown`.

@@ -11,11 +11,13 @@ use driftguard_core::ports::{DriftStore, GitSource, LiveSource, StoreError};
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+use driftguard_sources::render::{CommandRenderer, HelmRenderer, Renderer};
 pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
-use crate::config::{Config, EnvironmentConfig, StoreConfig};
+use crate::config::{Config, EnvironmentConfig, InlineValues, StoreConfig};
 pub use crate::state::SystemClock;
+use driftguard_core::render::{HelmOptions, HelmParameter};
 
 /// Why a configuration could not be wired to its sources and store.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +330,8 @@ pub async fn git_source(
         .kustomize_bin
         .as_ref()
         .map(|p| config.resolve(p));
+    let helm_bin = config.file.helm_bin.as_ref().map(|p| program(config, p));
+    let renderer = renderer(config, env);
     if let Some(d) = &env.dir {
         let (include, exclude) = d.globs();
         let mut src = DirSource::new(config.resolve(d.path()))
@@ -338,6 +342,12 @@ pub async fn git_source(
             })?;
         if let Some(k) = kustomize {
             src = src.with_kustomize_bin(k);
+        }
+        if let Some(h) = helm_bin {
+            src = src.with_helm_bin(h);
+        }
+        if let Some(r) = renderer {
+            src = src.with_renderer(r);
         }
         return Ok(Arc::new(src));
     }
@@ -357,6 +367,8 @@ pub async fn git_source(
     gc.include = g.include.clone();
     gc.exclude = g.exclude.clone();
     gc.kustomize_bin = kustomize;
+    gc.helm_bin = helm_bin;
+    gc.render = renderer;
     if g.token_env.is_some() || g.ssh_key.is_some() {
         gc.auth = Some(GitAuth {
             token_env: g.token_env.clone(),
@@ -371,6 +383,66 @@ pub async fn git_source(
             source,
         })?;
     Ok(Arc::new(src))
+}
+
+/// A configured program: a path (holding `/`) is resolved against the configuration's folder,
+/// a bare name is kept (looked up on PATH when it runs).
+fn program(config: &Config, p: &Path) -> PathBuf {
+    if p.to_string_lossy().contains('/') {
+        config.resolve(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// How an environment's desired side is rendered, if it is: its `helm` section (a chart,
+/// with Argo CD's meaning of each key) or its `render` section (a command).
+pub fn renderer(config: &Config, env: &EnvironmentConfig) -> Option<Renderer> {
+    if let Some(h) = &env.helm {
+        let mut options = HelmOptions::new(
+            h.release_name.clone().unwrap_or_else(|| env.name.clone()),
+            h.namespace
+                .clone()
+                .or_else(|| env.default_namespace.clone())
+                .unwrap_or_else(|| "default".into()),
+        );
+        options.value_files = h.value_files.clone();
+        options.values = h.values.as_ref().map(InlineValues::to_yaml);
+        options.parameters = h
+            .parameters
+            .iter()
+            .map(|p| HelmParameter {
+                name: p.name.clone(),
+                value: p.value.clone(),
+                force_string: p.force_string,
+            })
+            .collect();
+        options.kube_version = h.kube_version.clone();
+        options.api_versions = h.api_versions.clone();
+        options.include_crds = h.include_crds.unwrap_or(true);
+        options.skip_tests = h.skip_tests;
+        options.ignore_missing_value_files = h.ignore_missing_value_files;
+        let mut r = HelmRenderer::new(options);
+        r.binary = h
+            .binary
+            .as_ref()
+            .or(config.file.helm_bin.as_ref())
+            .map(|p| program(config, p));
+        if let Some(t) = h.timeout {
+            r.timeout = t.0;
+        }
+        return Some(Renderer::Helm(r));
+    }
+    let c = env.render.as_ref()?;
+    let mut r = CommandRenderer::new(c.command.iter().cloned());
+    r.shell = c.shell;
+    if let Some(t) = c.timeout {
+        r.timeout = t.0;
+    }
+    if let Some(m) = c.max_output {
+        r.max_output = m;
+    }
+    Some(Renderer::Command(r))
 }
 
 /// The URL of an environment's repository as DriftGuard uses it: as written when it is a URL,

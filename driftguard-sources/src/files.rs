@@ -1,8 +1,11 @@
 //! File-based sources: a manifest folder that is not a Git repository (desired side, with the
-//! same rules as the Git source), and saved dumps of live objects (`kubectl get ... -o yaml`
-//! or `-o json`) as the live side, for air-gapped audits.
+//! same rules as the Git source; or a Helm chart or a command's folder, rendered), and saved
+//! dumps of live objects (`kubectl get ... -o yaml` or `-o json`) as the live side, for
+//! air-gapped audits.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use driftguard_core::manifest::{parse_file, ManifestError};
@@ -10,22 +13,36 @@ use driftguard_core::model::{RawLive, Revision};
 use driftguard_core::ports::{
     DesiredSet, GitSource, LiveScope, LiveSnapshot, LiveSource, SourceError,
 };
+use driftguard_core::render::RenderError;
 
 use crate::git::select::Filter;
 use crate::git::{
     extend_set, find_kustomize, kustomization_path, parse_bytes, plan, render_kustomization,
-    FileObjects, NO_KUSTOMIZE,
+    FileObjects,
 };
+use crate::render::{join_relative, RenderInput, Rendered, Renderer};
 
-/// A folder of manifests that is not a Git repository.
+/// A rendering and the key of the inputs it was made from.
+type KeptRendering = (u64, Arc<Rendered>);
+
+/// A folder of manifests that is not a Git repository, or a folder rendered by a
+/// [`Renderer`] (a Helm chart, a command).
 ///
-/// Its revision is `dir:<xxh3 of the selected files' paths and contents>`; it has no history
-/// ([`GitSource::history`] answers `Unsupported`).
+/// Its revision is `dir:<xxh3 of the selected files' paths and contents>` (of every file of
+/// the folder and the value files, when rendered); it has no history ([`GitSource::history`]
+/// answers `Unsupported`). A rendering is kept while that revision is the same: a reload of
+/// an unchanged folder does not run the renderer.
 #[derive(Debug, Clone)]
 pub struct DirSource {
     root: PathBuf,
     filter: Filter,
     kustomize_bin: Option<PathBuf>,
+    helm_bin: Option<PathBuf>,
+    render: Option<Renderer>,
+    /// The last rendering, by the key of its inputs.
+    rendered: Arc<Mutex<Option<KeptRendering>>>,
+    /// Renderings run so far.
+    renders: Arc<AtomicU64>,
 }
 
 fn io_error(context: String, e: std::io::Error) -> SourceError {
@@ -39,6 +56,7 @@ fn io_error(context: String, e: std::io::Error) -> SourceError {
     }
 }
 
+/// Every file below `root` (paths relative to it, sorted), `.git` folders left out.
 fn walk_dir(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
     let dir = if rel.is_empty() {
         root.to_path_buf()
@@ -61,6 +79,9 @@ fn walk_dir(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<
         };
         let Ok(ft) = entry.file_type() else { continue };
         if ft.is_dir() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
             walk_dir(root, &path, out)?;
         } else if ft.is_file() {
             out.push((path, entry.path()));
@@ -76,7 +97,29 @@ impl DirSource {
             root: root.into(),
             filter: Filter::new("", &[], &[]).expect("no globs are valid globs"),
             kustomize_bin: None,
+            helm_bin: None,
+            render: None,
+            rendered: Arc::new(Mutex::new(None)),
+            renders: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Renders the folder with `renderer` (a Helm chart, a command) instead of reading its
+    /// manifest files.
+    pub fn with_renderer(mut self, renderer: Renderer) -> Self {
+        self.render = Some(renderer);
+        self
+    }
+
+    /// The helm binary inflating the Helm charts of kustomizations (`helmCharts:`).
+    pub fn with_helm_bin(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.helm_bin = Some(bin.into());
+        self
+    }
+
+    /// How many renderings ran so far (an unchanged folder reuses the last one).
+    pub fn renders(&self) -> u64 {
+        self.renders.load(Ordering::Relaxed)
     }
 
     /// Keeps only files matching `include` (if any) and not matching `exclude` (globs relative
@@ -98,6 +141,9 @@ impl DirSource {
 
     /// Reads the folder: the set (with revision) or an IO error.
     fn read(&self) -> Result<DesiredSet, SourceError> {
+        if let Some(renderer) = &self.render {
+            return self.read_rendered(renderer);
+        }
         let mut all = Vec::new();
         walk_dir(&self.root, "", &mut all)?;
         // the order of a Git tree (`a.yaml` before `a/`), so that objects come in the same
@@ -119,27 +165,21 @@ impl DirSource {
         let mut rendered = Vec::new();
         for dir in &plan.kustomizations {
             let file = kustomization_path(dir, |p| self.root.join(p).is_file());
-            let fail = |message: String| FileObjects {
-                objects: Vec::new(),
-                errors: vec![ManifestError {
-                    file: file.clone(),
-                    line: 1,
-                    field: None,
-                    message,
-                }],
-            };
-            let parsed = match find_kustomize(self.kustomize_bin.as_deref()) {
-                None => fail(NO_KUSTOMIZE.into()),
-                Some(bin) => match render_kustomization(&bin, &self.root.join(dir)) {
-                    Ok(text) => {
-                        hasher.update(file.as_bytes());
-                        hasher.update(&[0]);
-                        hasher.update(text.as_bytes());
-                        parse_bytes(&file, text.as_bytes())
-                    }
-                    Err(m) => fail(m),
-                },
-            };
+            let text = std::fs::read_to_string(self.root.join(&file)).ok();
+            let parsed = render_kustomization(
+                find_kustomize(self.kustomize_bin.as_deref()).as_deref(),
+                &self.root.join(dir),
+                &file,
+                text.as_deref(),
+                self.helm_bin.as_deref(),
+            );
+            if parsed.errors.is_empty() {
+                hasher.update(file.as_bytes());
+                hasher.update(&[0]);
+                for (o, _) in &parsed.objects {
+                    hasher.update(o.value().to_string().as_bytes());
+                }
+            }
             rendered.push((file, dir.clone(), parsed));
         }
         let revision = Revision::plain(format!("dir:{:016x}", hasher.digest()));
@@ -162,6 +202,98 @@ impl DirSource {
     }
 }
 
+impl DirSource {
+    /// Reads the folder as `renderer` renders it: the rendering is kept while every file of
+    /// the folder and every value file are the same.
+    fn read_rendered(&self, renderer: &Renderer) -> Result<DesiredSet, SourceError> {
+        let mut all = Vec::new();
+        walk_dir(&self.root, "", &mut all)?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut hash_file = |rel: &str, path: &Path| -> Result<bool, SourceError> {
+            match std::fs::read(path) {
+                Ok(data) => {
+                    hasher.update(rel.as_bytes());
+                    hasher.update(&[0]);
+                    hasher.update(&(data.len() as u64).to_le_bytes());
+                    hasher.update(&data);
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    hasher.update(rel.as_bytes());
+                    hasher.update(b"\0missing");
+                    Ok(false)
+                }
+                Err(e) => Err(io_error(format!("file {}", path.display()), e)),
+            }
+        };
+        for (rel, path) in &all {
+            hash_file(rel, path)?;
+        }
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for f in renderer.value_files() {
+            // named relative to the folder when inside it, else as written
+            let rel = join_relative("", f).unwrap_or_else(|| f.clone());
+            let path = self.root.join(f);
+            if hash_file(&format!("value file {rel}"), &path)? {
+                values.push((rel, path));
+            } else {
+                missing.push(rel);
+            }
+        }
+        let key = hasher.digest();
+        let revision = Revision::plain(format!("dir:{key:016x}"));
+        let kept = self
+            .rendered
+            .lock()
+            .expect("lock is never poisoned")
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, r)| Arc::clone(r));
+        let rendered = match kept {
+            Some(r) => r,
+            None => {
+                if let Some(m) = missing.first() {
+                    if !renderer.ignore_missing_value_files() {
+                        return Err(RenderError::Input {
+                            what: format!("value file {m}"),
+                            problem: "does not exist (ignoreMissingValueFiles leaves it out)"
+                                .into(),
+                        }
+                        .into());
+                    }
+                }
+                let scratch = tempfile::Builder::new()
+                    .prefix("driftguard-render-scratch-")
+                    .tempdir()
+                    .map_err(|source| RenderError::Prepare {
+                        folder: std::env::temp_dir().display().to_string(),
+                        source,
+                    })?;
+                let input = RenderInput {
+                    dir: &self.root,
+                    rel: "",
+                    value_files: values,
+                    missing_value_files: missing,
+                    revision: None,
+                    scratch: scratch.path(),
+                };
+                let r = Arc::new(renderer.render(&input)?);
+                self.renders.fetch_add(1, Ordering::Relaxed);
+                *self.rendered.lock().expect("lock is never poisoned") =
+                    Some((key, Arc::clone(&r)));
+                r
+            }
+        };
+        let mut set = DesiredSet {
+            revision: Some(revision.clone()),
+            ..DesiredSet::default()
+        };
+        rendered.extend_set(&mut set, &revision.id, None);
+        Ok(set)
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
@@ -176,7 +308,10 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl GitSource for DirSource {
     fn describe(&self) -> String {
-        format!("dir {}", self.root.display())
+        match &self.render {
+            Some(r) => format!("dir {} ({})", self.root.display(), r.describe()),
+            None => format!("dir {}", self.root.display()),
+        }
     }
 
     async fn revision(&self) -> Result<Revision, SourceError> {

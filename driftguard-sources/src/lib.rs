@@ -1,8 +1,8 @@
 //! # driftguard-sources
 //!
 //! Adapters for the desired and live sides: Git through `gix` ([`git`]), plain manifest
-//! folders and saved dumps of live objects ([`files`]), and live clusters through `kube`
-//! ([`kube`]). Each turns IO into core values and nothing more. With the `conformance`
+//! folders and saved dumps of live objects ([`files`]), renderers of the desired side (Helm
+//! charts, commands: [`render`]), and live clusters through `kube` ([`kube`]). Each turns IO into core values and nothing more. With the `conformance`
 //! feature, the `conformance` module checks that every source means the same thing.
 
 #[cfg(feature = "conformance")]
@@ -10,3 +10,4 @@ pub mod conformance;
 pub mod files;
 pub mod git;
 pub mod kube;
+pub mod render;

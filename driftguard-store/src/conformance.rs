@@ -103,7 +103,19 @@ pub fn drift(
             document: 0,
             line: 1,
             revision: Some("rev-1".into()),
+            rendered: None,
         }),
+        findings: if kind == DriftKind::Modified {
+            vec![driftguard_core::findings::Finding {
+                rule: "replicas-cut".into(),
+                category: driftguard_core::findings::FindingCategory::Availability,
+                risk: Severity::Medium,
+                path: Some("spec.replicas".into()),
+                reason: "fewer replicas live".into(),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -1082,6 +1094,7 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
                 document: 0,
                 line: 1,
                 revision: Some("r1".into()),
+                rendered: None,
             },
         }],
         ..DesiredSet::default()

@@ -76,8 +76,11 @@ pub(super) fn made_by_statefulset(st: &EnvState, id: &ResourceId) -> bool {
     })
 }
 
+/// Whether a live object that Git does not define may be an orphan: of an orphan kind, not
+/// made by a StatefulSet, not a Helm hook, and tracked or unowned in a managed namespace.
 pub(super) fn orphan_eligible(st: &EnvState, id: &ResourceId, live: &LiveObject) -> bool {
-    if !st.orphan_kinds.contains(&id.group_kind()) || made_by_statefulset(st, id) {
+    if !st.orphan_kinds.contains(&id.group_kind()) || made_by_statefulset(st, id) || live.meta.hook
+    {
         return false;
     }
     if live.meta.tracking {

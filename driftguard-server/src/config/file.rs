@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use driftguard_core::engine::EnvironmentSpec;
+use driftguard_core::findings::FindingRules;
 use driftguard_core::id::GroupKind;
 use driftguard_core::ignore::{IgnoreRule, IgnoreRules};
 use driftguard_core::ports::GroupVersionKind;
@@ -38,6 +39,11 @@ pub struct ConfigFile {
     /// The binary rendering kustomizations (`kubectl` or `kustomize`; default: found on PATH).
     #[serde(default)]
     pub kustomize_bin: Option<PathBuf>,
+    /// The helm binary (v3) rendering Helm charts and the `helmCharts:` of kustomizations: a
+    /// path, or a name looked up on PATH (default `helm`). An environment's `helm.binary`
+    /// overrides it.
+    #[serde(default)]
+    pub helm_bin: Option<PathBuf>,
 }
 
 /// One environment.
@@ -53,6 +59,15 @@ pub struct EnvironmentConfig {
     /// or `dir`).
     #[serde(default)]
     pub dir: Option<DirConfig>,
+    /// Render the desired side from a Helm chart: the folder `git.path` or `dir` is the chart
+    /// (like an Argo CD Application with a Helm source; see docs/helm.md).
+    #[serde(default)]
+    pub helm: Option<HelmConfig>,
+    /// Render the desired side with a command run in the folder `git.path` or `dir`, whose
+    /// standard output is YAML or JSON objects (jsonnet, cdk8s, kcl, a script of your own; in
+    /// the spirit of Argo CD's config management plugins).
+    #[serde(default)]
+    pub render: Option<RenderConfig>,
     /// Live side: a cluster or dump files.
     #[serde(default)]
     pub live: Option<LiveConfig>,
@@ -73,6 +88,11 @@ pub struct EnvironmentConfig {
     /// Severity overrides (the highest matching one wins over the built-in verdict).
     #[serde(default)]
     pub severity: Vec<SeverityRule>,
+    /// Risk findings: overrides of the built-in rules (risk changed, or `off`, for some
+    /// objects, rules and fields) and the field managers that are people's tools (see
+    /// `docs/findings.md`).
+    #[serde(default)]
+    pub findings: FindingRules,
     /// Whether an HPA owns the `spec.replicas` of its target, so that it is not drift
     /// (absent: true).
     #[serde(default)]
@@ -111,6 +131,117 @@ pub struct GitConfig {
     /// A private SSH key file, for `ssh://` and `user@host:path` remotes.
     #[serde(default)]
     pub ssh_key: Option<PathBuf>,
+}
+
+/// A Helm chart as the desired side, rendered with `helm template`. The keys mean what Argo
+/// CD's `spec.source.helm` keys mean, with the same precedence: `parameters` over `values`
+/// over `valueFiles` (the last file wins) over the chart's `values.yaml`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmConfig {
+    /// The release name (`.Release.Name`; Argo CD `helm.releaseName`). Default: the
+    /// environment's name.
+    #[serde(default)]
+    pub release_name: Option<String>,
+    /// The release namespace (`.Release.Namespace`, `helm template --namespace`; Argo CD: the
+    /// destination namespace), also the namespace of rendered objects that name none.
+    /// Default: `defaultNamespace`, else `default`.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Value files, relative to the chart folder, in order: the last wins (Argo CD
+    /// `helm.valueFiles`). They may lie elsewhere in the repository
+    /// (`../../envs/prod/values.yaml`).
+    #[serde(default)]
+    pub value_files: Vec<String>,
+    /// Inline values, over the value files: YAML text (Argo CD `helm.values`) or a mapping
+    /// (Argo CD `helm.valuesObject`).
+    #[serde(default)]
+    pub values: Option<InlineValues>,
+    /// `--set` parameters, over everything else (Argo CD `helm.parameters`).
+    #[serde(default)]
+    pub parameters: Vec<HelmParameterConfig>,
+    /// The Kubernetes version templates see (`.Capabilities.KubeVersion`, `--kube-version`;
+    /// Argo CD `helm.kubeVersion`).
+    #[serde(default)]
+    pub kube_version: Option<String>,
+    /// API versions templates see (`.Capabilities.APIVersions`, `--api-versions`; Argo CD
+    /// `helm.apiVersions`).
+    #[serde(default)]
+    pub api_versions: Vec<String>,
+    /// Whether the chart's `crds/` are rendered (`--include-crds`; default true, as Argo CD's
+    /// `helm.skipCrds: false`).
+    #[serde(default, rename = "includeCRDs")]
+    pub include_crds: Option<bool>,
+    /// Leave `templates/tests` out (`--skip-tests`; Argo CD `helm.skipTests`). Tests are
+    /// hooks, skipped either way; this only spares rendering them.
+    #[serde(default)]
+    pub skip_tests: bool,
+    /// Leave out value files that do not exist instead of failing (Argo CD
+    /// `helm.ignoreMissingValueFiles`).
+    #[serde(default)]
+    pub ignore_missing_value_files: bool,
+    /// The helm binary (v3): a path, or a name looked up on PATH. Default: `helmBin`, else
+    /// `helm`.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// Longest one `helm template` may run (default `2m`).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// Inline Helm values: YAML text, or a mapping.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum InlineValues {
+    /// YAML text (Argo CD `helm.values`).
+    Text(String),
+    /// A mapping (Argo CD `helm.valuesObject`).
+    Object(serde_json::Map<String, serde_json::Value>),
+}
+
+impl InlineValues {
+    /// The values as YAML text, as helm reads them from a file.
+    pub fn to_yaml(&self) -> String {
+        match self {
+            InlineValues::Text(t) => t.clone(),
+            // JSON is YAML: no second serializer needed
+            InlineValues::Object(m) => serde_json::Value::Object(m.clone()).to_string(),
+        }
+    }
+}
+
+/// One `--set` parameter (Argo CD `helm.parameters[]`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HelmParameterConfig {
+    /// The value's path (`image.tag`, `ingress.hosts[0]`).
+    pub name: String,
+    /// The value (commas are escaped, as Argo CD does, unless it is a `{a,b}` list).
+    pub value: String,
+    /// Pass it with `--set-string`: always a string, never a number or a boolean.
+    #[serde(default)]
+    pub force_string: bool,
+}
+
+/// A command rendering the desired side: run in the folder `git.path` (of a copy of the
+/// revision's whole tree) or `dir`, it prints YAML (documents separated by `---`) or JSON
+/// (objects, arrays of objects, `List`s) on its standard output.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenderConfig {
+    /// The program and its arguments, run without a shell (`[jsonnet, -y, main.jsonnet]`); a
+    /// program with a `/` is relative to the folder. With `shell: true`, one command line.
+    pub command: Vec<String>,
+    /// Run `command` (a single line) with `sh -c`, for pipes and variables.
+    #[serde(default)]
+    pub shell: bool,
+    /// Longest the command may run; it is stopped after that (default `60s`).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Most bytes the command may print; it is stopped when it prints more (default
+    /// 67108864, 64 MiB).
+    #[serde(default)]
+    pub max_output: Option<u64>,
 }
 
 /// A plain folder: a path, or a mapping with the path and globs.
@@ -254,6 +385,7 @@ impl EnvironmentConfig {
         spec.severity = SeverityRules {
             overrides: self.severity.clone(),
         };
+        spec.findings = self.findings.clone();
         if let Some(h) = self.hpa_owns_replicas {
             spec.hpa_owns_replicas = h;
         }
@@ -267,7 +399,11 @@ impl EnvironmentConfig {
                 .collect()
         });
         spec.namespaces = self.namespaces.clone();
-        spec.default_namespace = self.default_namespace.clone();
+        // a chart's objects that name no namespace are in the release's
+        spec.default_namespace = self
+            .default_namespace
+            .clone()
+            .or_else(|| self.helm.as_ref().and_then(|h| h.namespace.clone()));
         spec.extra_kinds = self
             .kinds
             .iter()

@@ -257,6 +257,7 @@ impl Config {
                     check_globs(&mut problem, &format!("{at}.dir"), &inc, &exc);
                 }
             }
+            self.check_rendering(&mut problem, &at, env);
             match &env.live {
                 None => problem(
                     at.clone(),
@@ -353,6 +354,9 @@ impl Config {
                 }
             }
         }
+        if let Some(bin) = &f.helm_bin {
+            check_binary(&mut problem, "helmBin", &self.resolve(bin), bin);
+        }
         if let Some(store) = &f.store {
             if store.sqlite.is_some() && store.mongodb.is_some() {
                 problem(
@@ -414,6 +418,157 @@ impl Config {
     pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
         self.file.environments.iter().find(|e| e.name == name)
     }
+
+    /// Checks an environment's `helm` or `render` section.
+    fn check_rendering(
+        &self,
+        problem: &mut impl FnMut(String, String),
+        at: &str,
+        env: &EnvironmentConfig,
+    ) {
+        if env.helm.is_some() && env.render.is_some() {
+            problem(
+                format!("{at}.render"),
+                "`helm` and `render` are both set: choose one".into(),
+            );
+        }
+        if env.helm.is_some() || env.render.is_some() {
+            let (side, globs) = match (&env.git, &env.dir) {
+                (Some(g), _) => ("git", !g.include.is_empty() || !g.exclude.is_empty()),
+                (None, Some(d)) => {
+                    let (include, exclude) = d.globs();
+                    ("dir", !include.is_empty() || !exclude.is_empty())
+                }
+                (None, None) => ("", false),
+            };
+            if globs {
+                problem(
+                    format!("{at}.{side}"),
+                    "`include` and `exclude` do not apply to a rendered environment (helm or render): remove them".into(),
+                );
+            }
+        }
+        if let Some(h) = &env.helm {
+            let at = format!("{at}.helm");
+            match &h.release_name {
+                Some(r) if !is_release_name(r) => problem(
+                    format!("{at}.releaseName"),
+                    format!("`{r}` is not a release name (lower-case letters, digits, `-` and `.`, at most 53)"),
+                ),
+                None if !is_release_name(&env.name) => problem(
+                    format!("{at}.releaseName"),
+                    format!(
+                        "the environment's name `{}` is not a release name (lower-case letters, digits, `-` and `.`, at most 53): set releaseName",
+                        env.name
+                    ),
+                ),
+                _ => {}
+            }
+            if let Some(ns) = &h.namespace {
+                if !is_dns_label(ns) {
+                    problem(
+                        format!("{at}.namespace"),
+                        "must be a namespace name (lower-case letters, digits and `-`, at most 63)"
+                            .into(),
+                    );
+                }
+                if env.default_namespace.as_ref().is_some_and(|d| d != ns) {
+                    problem(
+                        format!("{at}.namespace"),
+                        "differs from `defaultNamespace`: a chart's objects that name no namespace are in the release namespace; set only one of them".into(),
+                    );
+                }
+            }
+            for (j, f) in h.value_files.iter().enumerate() {
+                let key = format!("{at}.valueFiles[{j}]");
+                if f.trim().is_empty() {
+                    problem(key, "must not be empty".into());
+                } else if env.git.is_some() && f.starts_with('/') {
+                    problem(
+                        key,
+                        "must be a file of the repository, relative to the chart folder".into(),
+                    );
+                } else if let (Some(d), false) = (&env.dir, h.ignore_missing_value_files) {
+                    let p = self.resolve(d.path()).join(f);
+                    if !p.is_file() {
+                        problem(
+                            key,
+                            format!(
+                                "file {} does not exist (ignoreMissingValueFiles leaves it out)",
+                                p.display()
+                            ),
+                        );
+                    }
+                }
+            }
+            if let Some(InlineValues::Text(t)) = &h.values {
+                match serde_yaml::from_str::<serde_yaml::Value>(t) {
+                    Ok(serde_yaml::Value::Mapping(_) | serde_yaml::Value::Null) => {}
+                    Ok(_) => problem(
+                        format!("{at}.values"),
+                        "must be a YAML mapping of values".into(),
+                    ),
+                    Err(e) => problem(format!("{at}.values"), format!("is not YAML: {e}")),
+                }
+            }
+            for (j, p) in h.parameters.iter().enumerate() {
+                if p.name.trim().is_empty() {
+                    problem(
+                        format!("{at}.parameters[{j}].name"),
+                        "must not be empty".into(),
+                    );
+                }
+            }
+            if h.timeout.is_some_and(|t| t.0.is_zero()) {
+                problem(format!("{at}.timeout"), "must be longer than 0s".into());
+            }
+            if let Some(bin) = &h.binary {
+                check_binary(problem, &format!("{at}.binary"), &self.resolve(bin), bin);
+            }
+        }
+        if let Some(r) = &env.render {
+            let at = format!("{at}.render");
+            if r.command.first().is_none_or(|c| c.trim().is_empty()) {
+                problem(format!("{at}.command"), "names no program".into());
+            } else if r.shell && r.command.len() != 1 {
+                problem(
+                    format!("{at}.command"),
+                    "with `shell: true`, give one command line (a list of one string)".into(),
+                );
+            }
+            if r.timeout.is_some_and(|t| t.0.is_zero()) {
+                problem(format!("{at}.timeout"), "must be longer than 0s".into());
+            }
+            if r.max_output == Some(0) {
+                problem(
+                    format!("{at}.maxOutput"),
+                    "must be more than 0 bytes".into(),
+                );
+            }
+        }
+    }
+}
+
+/// A configured binary named by a path (holding `/`) must exist; a bare name is looked up on
+/// PATH when it runs.
+fn check_binary(
+    problem: &mut impl FnMut(String, String),
+    key: &str,
+    resolved: &Path,
+    given: &Path,
+) {
+    if given.to_string_lossy().contains('/') && !resolved.is_file() {
+        problem(
+            key.to_owned(),
+            format!("file {} does not exist", resolved.display()),
+        );
+    }
+}
+
+/// Whether `name` is a Helm release name: lower-case letters, digits, `-` and `.` (DNS
+/// labels joined by dots), at most 53 characters.
+fn is_release_name(name: &str) -> bool {
+    name.len() <= 53 && !name.is_empty() && name.split('.').all(is_dns_label)
 }
 
 fn check_globs(
@@ -631,5 +786,146 @@ mod tests {
             assert_eq!(p.path.as_deref(), Some("notifications[0].caFile"), "{e}");
             assert_eq!(p.line, 11, "{e}");
         }
+    }
+    const CHART: &str = "../../../examples/helm/charts/shop";
+
+    fn problems(text: &str) -> Vec<String> {
+        match load(text) {
+            Ok(_) => Vec::new(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.path.clone().unwrap_or_default(), p.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_helm_environment_loads_with_argo_cd_keys() {
+        let text = format!(
+            "environments:\n  - name: prod\n    dir: {CHART}\n    helm:\n      releaseName: shop\n      namespace: shop-prod\n      valueFiles: [../../envs/prod/values.yaml]\n      values: |\n        theme: blue\n      parameters:\n        - {{name: web.replicas, value: \"4\"}}\n        - {{name: worker.image, value: \"busybox:1.33\", forceString: true}}\n      kubeVersion: 1.20.2\n      apiVersions: [monitoring.coreos.com/v1]\n      includeCRDs: false\n      skipTests: true\n    live:\n      dump: mod.rs\n  - name: gen\n    dir: .\n    render:\n      command: [./gen.sh, --all]\n      timeout: 5s\n      maxOutput: 1000\n    live:\n      dump: mod.rs\n"
+        );
+        let config = load(&text).expect("valid");
+        let prod = config.environment("prod").expect("prod");
+        assert_eq!(prod.spec().default_namespace.as_deref(), Some("shop-prod"));
+        let Some(driftguard_sources::render::Renderer::Helm(h)) =
+            crate::setup::renderer(&config, prod)
+        else {
+            panic!("a helm renderer");
+        };
+        assert_eq!(h.options.release_name, "shop");
+        assert!(!h.options.include_crds);
+        assert!(h.options.skip_tests);
+        assert_eq!(h.options.values.as_deref(), Some("theme: blue\n"));
+        assert_eq!(
+            h.options.template_args("c", &["v.yaml".into()], Some("i.yaml")).join(" "),
+            "template shop c --namespace shop-prod --kube-version 1.20.2 --api-versions monitoring.coreos.com/v1 --skip-tests --values v.yaml --values i.yaml --set web.replicas=4 --set-string worker.image=busybox:1.33"
+        );
+        let Some(driftguard_sources::render::Renderer::Command(c)) =
+            crate::setup::renderer(&config, config.environment("gen").expect("gen"))
+        else {
+            panic!("a command renderer");
+        };
+        assert_eq!(c.command, ["./gen.sh", "--all"]);
+        assert_eq!(c.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.max_output, 1000);
+        // defaults: the environment's name is the release, `default` the namespace
+        let text = format!(
+            "environments:\n  - name: staging\n    dir: {CHART}\n    helm:\n      values: {{theme: red}}\n    live:\n      dump: mod.rs\n"
+        );
+        let config = load(&text).expect("valid");
+        let env = config.environment("staging").expect("staging");
+        let Some(driftguard_sources::render::Renderer::Helm(h)) =
+            crate::setup::renderer(&config, env)
+        else {
+            panic!("a helm renderer");
+        };
+        assert_eq!(
+            (
+                h.options.release_name.as_str(),
+                h.options.namespace.as_str()
+            ),
+            ("staging", "default")
+        );
+        assert!(h.options.include_crds);
+        assert_eq!(h.options.values.as_deref(), Some("{\"theme\":\"red\"}"));
+    }
+
+    #[test]
+    fn helm_and_render_problems_are_located() {
+        let env = |name: &str, body: &str| {
+            format!("environments:\n  - name: {name}\n{body}    live:\n      dump: mod.rs\n")
+        };
+        let cases = [
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{}}\n    render: {{command: [x]}}\n")),
+                "environments[0].render: `helm` and `render` are both set: choose one",
+            ),
+            (
+                env("a", "    git: {url: x, include: ['*.yaml']}\n    helm: {}\n"),
+                "environments[0].git: `include` and `exclude` do not apply",
+            ),
+            (
+                env("Prod_EU", &format!("    dir: {CHART}\n    helm: {{}}\n")),
+                "environments[0].helm.releaseName: the environment's name `Prod_EU` is not a release name",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{releaseName: Shop}}\n")),
+                "environments[0].helm.releaseName: `Shop` is not a release name",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    defaultNamespace: x\n    helm: {{namespace: y}}\n")),
+                "environments[0].helm.namespace: differs from `defaultNamespace`",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{valueFiles: [nope.yaml]}}\n")),
+                "environments[0].helm.valueFiles[0]: file ",
+            ),
+            (
+                env("a", "    git: {url: x}\n    helm: {valueFiles: [/etc/v.yaml]}\n"),
+                "environments[0].helm.valueFiles[0]: must be a file of the repository",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{values: '[1, 2]'}}\n")),
+                "environments[0].helm.values: must be a YAML mapping",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{parameters: [{{name: '', value: x}}]}}\n")),
+                "environments[0].helm.parameters[0].name: must not be empty",
+            ),
+            (
+                env("a", &format!("    dir: {CHART}\n    helm: {{binary: ./no/helm}}\n")),
+                "environments[0].helm.binary: file ",
+            ),
+            (
+                env("a", "    dir: .\n    render: {command: [sh, -c], shell: true}\n"),
+                "environments[0].render.command: with `shell: true`, give one command line",
+            ),
+            (
+                env("a", "    dir: .\n    render: {command: []}\n"),
+                "environments[0].render.command: names no program",
+            ),
+            (
+                env("a", "    dir: .\n    render: {command: [x], timeout: 0s, maxOutput: 0}\n"),
+                "environments[0].render.maxOutput: must be more than 0 bytes",
+            ),
+            (
+                format!("{}helmBin: ./missing/helm\n", env("a", "    dir: .\n")),
+                "helmBin: file ",
+            ),
+        ];
+        for (text, expected) in cases {
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p.starts_with(expected)),
+                "{expected:?} not in {found:?}\n{text}"
+            );
+        }
+        // a missing value file is fine when it is to be left out
+        let ok = env(
+            "a",
+            &format!("    dir: {CHART}\n    helm: {{valueFiles: [nope.yaml], ignoreMissingValueFiles: true}}\n"),
+        );
+        assert_eq!(problems(&ok), Vec::<String>::new());
     }
 }

@@ -1,7 +1,19 @@
-//! Rendering kustomizations with `kubectl kustomize` or the `kustomize` binary.
+//! Rendering kustomizations with `kubectl kustomize` or the `kustomize` binary. A
+//! kustomization inflating Helm charts (`helmCharts:`) is rendered with `--enable-helm` when
+//! helm is found; its hooks are left out like a chart's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use driftguard_core::manifest::ManifestError;
+use driftguard_core::render::{hooks_note, kustomization_uses_helm, split_hooks};
+
+use super::select::{parse_bytes, FileObjects};
+use crate::render::find_program;
+
+/// The error of a kustomization inflating Helm charts when no helm is found.
+pub(crate) const NO_HELM: &str =
+    "cannot render the kustomization: it inflates Helm charts (helmCharts) and no helm binary was found (set helmBin)";
 
 /// The error of a kustomization when no binary renders it.
 pub(crate) const NO_BINARY: &str =
@@ -24,11 +36,69 @@ pub(crate) fn find_binary(configured: Option<&Path>) -> Option<PathBuf> {
     None
 }
 
+/// Renders the kustomization in `dir` (on disk; `file` is its kustomization file as the
+/// source names it, `text` its content) with `bin`, or says why it cannot: the parsed objects
+/// and problems, and the notes (hooks left out).
+pub(crate) fn render_folder(
+    bin: Option<&Path>,
+    dir: &Path,
+    file: &str,
+    text: Option<&str>,
+    helm_bin: Option<&Path>,
+) -> FileObjects {
+    let fail = |message: String| FileObjects {
+        errors: vec![ManifestError {
+            file: file.to_owned(),
+            line: 1,
+            field: None,
+            message,
+        }],
+        ..FileObjects::default()
+    };
+    let Some(bin) = bin else {
+        return fail(NO_BINARY.into());
+    };
+    let uses_helm = text.is_some_and(kustomization_uses_helm);
+    let helm = if uses_helm {
+        let found = match helm_bin {
+            Some(h) => find_program(&h.display().to_string(), None),
+            None => find_program("helm", None),
+        };
+        match found {
+            Some(h) => Some(h),
+            None => return fail(NO_HELM.into()),
+        }
+    } else {
+        None
+    };
+    let text = match render(bin, dir, helm.as_deref()) {
+        Ok(text) => text,
+        Err(m) => return fail(m),
+    };
+    let parsed = parse_bytes(file, text.as_bytes());
+    if !uses_helm {
+        return parsed;
+    }
+    let (kept, hooks) = split_hooks(driftguard_core::manifest::Parsed {
+        objects: parsed.objects,
+        errors: parsed.errors,
+    });
+    let dir_name = file.rsplit_once('/').map_or(".", |(d, _)| d);
+    FileObjects {
+        objects: kept.objects,
+        errors: kept.errors,
+        notes: hooks_note(&format!("kustomization {dir_name}"), &hooks)
+            .into_iter()
+            .collect(),
+    }
+}
+
 /// Renders the kustomization in `dir` with `bin`. Returns the YAML stream, or a message.
 ///
 /// A binary whose file name starts with `kustomize` is run as `kustomize build DIR`; any other
-/// (kubectl) as `kubectl kustomize DIR`.
-pub(crate) fn render(bin: &Path, dir: &Path) -> Result<String, String> {
+/// (kubectl) as `kubectl kustomize DIR`. With `helm`, Helm charts are inflated with it
+/// (`--enable-helm --helm-command HELM`).
+pub(crate) fn render(bin: &Path, dir: &Path, helm: Option<&Path>) -> Result<String, String> {
     let is_kustomize = bin
         .file_name()
         .and_then(|n| n.to_str())
@@ -38,6 +108,9 @@ pub(crate) fn render(bin: &Path, dir: &Path) -> Result<String, String> {
         cmd.arg("build");
     } else {
         cmd.arg("kustomize");
+    }
+    if let Some(h) = helm {
+        cmd.arg("--enable-helm").arg("--helm-command").arg(h);
     }
     cmd.arg(dir);
     // no network: remote bases are not fetched by DriftGuard

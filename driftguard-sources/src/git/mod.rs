@@ -13,10 +13,18 @@
 //!   are read by [`driftguard_core::manifest::parse_file`].
 //! - **Kustomize**: a folder holding `kustomization.yaml` is rendered as a whole (`kubectl
 //!   kustomize`, or the configured binary) from a copy of the revision's tree in a temporary
-//!   folder. **Helm charts** (`Chart.yaml`) are not supported: they are skipped with a note.
+//!   folder; one inflating Helm charts (`helmCharts:`) with `--enable-helm` when helm is found.
+//!   A Helm chart (`Chart.yaml`) met among plain manifests is skipped with a note.
+//! - **Renderers**: with [`GitSourceConfig::render`], the environment's folder is rendered
+//!   instead of read: a Helm chart (`helm template`) or a command ([`crate::render`]). Only the
+//!   inputs are written out (the chart folder and its value files; the whole tree for a
+//!   command), and the rendering is kept by the inputs' key (their tree and blob ids): a
+//!   revision whose inputs did not change is not rendered again.
 //! - **Incremental**: parsed files are kept by blob id; loading another revision re-parses only
 //!   the blobs that changed.
-//! - **History**: [`GitRepoSource`] answers [`GitSource::history`] by walking first parents.
+//! - **History**: [`GitRepoSource`] answers [`GitSource::history`] by walking first parents;
+//!   a rendered environment's earlier revisions are rendered on demand (only where the inputs
+//!   changed, at most ten renderings a walk, the last 32 kept).
 
 mod kustomize;
 mod repo;
@@ -35,13 +43,12 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
 
-use self::repo::Reader;
+use self::repo::{Reader, ReaderOptions};
 use self::select::Filter;
+use crate::render::Renderer;
 
 pub(crate) use self::select::{extend_set, parse_bytes, plan, FileObjects};
-pub(crate) use kustomize::{
-    find_binary as find_kustomize, render as render_kustomization, NO_BINARY as NO_KUSTOMIZE,
-};
+pub(crate) use kustomize::{find_binary as find_kustomize, render_folder as render_kustomization};
 pub(crate) use select::kustomization_path;
 
 /// Credentials for a remote. Taken from the configuration or the environment, never from a
@@ -101,6 +108,12 @@ pub struct GitSourceConfig {
     /// The binary rendering kustomizations: `kubectl` (run as `kubectl kustomize`) or
     /// `kustomize` (run as `kustomize build`). Default: `kubectl`, else `kustomize`, on `PATH`.
     pub kustomize_bin: Option<PathBuf>,
+    /// The helm binary inflating the Helm charts of kustomizations (`helmCharts:`). Default:
+    /// `helm` on `PATH`.
+    pub helm_bin: Option<PathBuf>,
+    /// How the environment's folder is rendered (a Helm chart, a command) instead of read as
+    /// manifest files; the include and exclude globs do not apply then.
+    pub render: Option<Renderer>,
     /// Longest a clone or fetch may take.
     pub timeout: Duration,
     /// Threads parsing files when many changed (0: one per core, at most 8).
@@ -119,6 +132,8 @@ impl GitSourceConfig {
             cache_dir: cache_dir.into(),
             auth: None,
             kustomize_bin: None,
+            helm_bin: None,
+            render: None,
             timeout: Duration::from_secs(300),
             parse_threads: 0,
         }
@@ -133,6 +148,12 @@ impl GitSourceConfig {
     /// Sets the folder inside the repository.
     pub fn path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
+        self
+    }
+
+    /// Renders the folder with `renderer` (a Helm chart, a command).
+    pub fn render(mut self, renderer: Renderer) -> Self {
+        self.render = Some(renderer);
         self
     }
 
@@ -353,7 +374,13 @@ impl GitRepoSource {
         let m = mirror.clone();
         let (reader, fetch_error, head) = blocking(move || {
             let fetch_error = prepare(&cfg, &m)?;
-            let reader = Reader::open(&m, filter, cfg.kustomize_bin.clone(), cfg.parse_threads)?;
+            let options = ReaderOptions {
+                kustomize_bin: cfg.kustomize_bin.clone(),
+                helm_bin: cfg.helm_bin.clone(),
+                render: cfg.render.clone(),
+                parse_threads: cfg.parse_threads,
+            };
+            let reader = Reader::open(&m, filter, options)?;
             let head = reader.resolve(&cfg.reference).map_err(|e| match e {
                 SourceError::NotFound { what } => SourceError::NotFound {
                     what: format!("{what} in {}", redact_url(&cfg.url)),
@@ -382,6 +409,14 @@ impl GitRepoSource {
     pub fn files_parsed(&self) -> u64 {
         self.reader
             .parsed_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many renderings ran so far (a chart or a command; a revision whose inputs did not
+    /// change reuses the last rendering and does not count).
+    pub fn renders(&self) -> u64 {
+        self.reader
+            .render_count
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -420,8 +455,14 @@ impl GitSource for GitRepoSource {
             &self.config.reference
         };
         let path = select::normalize_prefix(&self.config.path);
+        let rendered = self
+            .config
+            .render
+            .as_ref()
+            .map(|r| format!(" ({})", r.describe()))
+            .unwrap_or_default();
         format!(
-            "git {}@{}:{}",
+            "git {}@{}:{}{rendered}",
             redact_url(&self.config.url),
             r,
             if path.is_empty() { "/" } else { &path }

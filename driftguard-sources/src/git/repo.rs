@@ -13,15 +13,25 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::manifest::ManifestError;
 use driftguard_core::model::{CommitInfo, Provenance, RawObject, Revision};
 use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
+use driftguard_core::render::RenderError;
 
 use super::kustomize;
 use super::select::{extend_set, kustomization_path, parse_bytes, plan, FileObjects, Filter};
+use crate::render::{join_relative, RenderInput, Rendered, Renderer};
 
 /// Memory for delta bases while reading blobs (per reading thread).
 const DELTA_BASE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// How many commits a history walk looks at, at most.
 const MAX_HISTORY_WALK: usize = 2_000;
+
+/// How many renderings of earlier revisions one history walk runs, at most (renderings
+/// already kept are free).
+const MAX_HISTORY_RENDERS: usize = 10;
+
+/// How many renderings of earlier revisions are kept for history (besides those of the last
+/// two loads).
+const OLD_RENDERS_KEPT: usize = 32;
 
 fn backend(
     context: impl Into<String>,
@@ -45,6 +55,44 @@ struct Caches {
     parsed: gix::hashtable::HashMap<ObjectId, (u64, Arc<FileObjects>)>,
     /// Rendered kustomizations by (root tree, folder).
     rendered: HashMap<(ObjectId, String), (u64, Arc<FileObjects>)>,
+    /// Renderings of the environment (a chart, a command) by the key of their inputs, with
+    /// the generation that last used them.
+    renders: HashMap<u64, (u64, Arc<Rendered>)>,
+    /// Renderings of earlier revisions made for history, with when they were last used.
+    old_renders: HashMap<u64, (u64, Arc<Rendered>)>,
+    /// The clock of `old_renders`.
+    old_tick: u64,
+    /// The newest commit that changed the rendering's inputs, by commit (`None`: not found
+    /// within [`MAX_HISTORY_WALK`] commits).
+    inputs_commits: HashMap<ObjectId, (u64, Option<ObjectId>)>,
+}
+
+/// The inputs of a rendering at one commit, found from the tree alone (no blob is read).
+#[derive(Debug, Clone)]
+struct Inputs {
+    /// Their key: equal keys, equal inputs (a tree diff restricted to the inputs).
+    key: u64,
+    /// The root tree.
+    root: ObjectId,
+    /// The environment's folder, if the commit has it.
+    folder: Option<ObjectId>,
+    /// Value files that exist: path from the root, blob.
+    values: Vec<(String, ObjectId)>,
+    /// Value files that do not (paths from the root).
+    missing: Vec<String>,
+}
+
+/// How a [`Reader`] reads besides its folder.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderOptions {
+    /// The binary rendering kustomizations.
+    pub kustomize_bin: Option<PathBuf>,
+    /// The helm binary for kustomizations inflating Helm charts.
+    pub helm_bin: Option<PathBuf>,
+    /// How the environment is rendered, if it is.
+    pub render: Option<Renderer>,
+    /// Threads parsing files (0: one per core, at most 8).
+    pub parse_threads: usize,
 }
 
 /// Reads one repository for one environment.
@@ -53,11 +101,18 @@ pub(crate) struct Reader {
     repo: gix::ThreadSafeRepository,
     pub filter: Filter,
     kustomize_bin: Option<PathBuf>,
+    /// The helm binary for kustomizations inflating Helm charts.
+    helm_bin: Option<PathBuf>,
+    /// How the environment is rendered, if it is (a chart, a command), instead of reading
+    /// its files.
+    render: Option<Renderer>,
     /// Threads parsing files when many changed (0: one per core, at most 8).
     parse_threads: usize,
     caches: Mutex<Caches>,
     /// Blobs parsed so far (cache misses).
     pub parsed_count: AtomicU64,
+    /// Renderings run so far (cache misses).
+    pub render_count: AtomicU64,
 }
 
 /// Where an object was found at one commit.
@@ -70,21 +125,19 @@ struct Located {
 
 impl Reader {
     /// Opens the repository at `path` (bare or not).
-    pub fn open(
-        path: &Path,
-        filter: Filter,
-        kustomize_bin: Option<PathBuf>,
-        parse_threads: usize,
-    ) -> Result<Self, SourceError> {
+    pub fn open(path: &Path, filter: Filter, options: ReaderOptions) -> Result<Self, SourceError> {
         let repo = gix::open(path)
             .map_err(|e| backend(format!("cannot open repository {}", path.display()), e))?;
         Ok(Reader {
             repo: repo.into_sync(),
             filter,
-            kustomize_bin,
-            parse_threads,
+            kustomize_bin: options.kustomize_bin,
+            helm_bin: options.helm_bin,
+            render: options.render,
+            parse_threads: options.parse_threads,
             caches: Mutex::new(Caches::default()),
             parsed_count: AtomicU64::new(0),
+            render_count: AtomicU64::new(0),
         })
     }
 
@@ -333,38 +386,39 @@ impl Reader {
             }
         }
         let file = kustomization_file(repo, root, dir);
-        let fail = |message: String| FileObjects {
-            objects: Vec::new(),
-            errors: vec![ManifestError {
-                file: file.clone(),
-                line: 1,
-                field: None,
-                message,
-            }],
-        };
-        let result = match kustomize::find_binary(self.kustomize_bin.as_deref()) {
-            None => fail(kustomize::NO_BINARY.into()),
-            Some(bin) => {
-                if checkout.is_none() {
-                    match materialize(repo, root) {
-                        Ok(t) => *checkout = Some(t),
-                        Err(e) => {
-                            return Arc::new(fail(format!(
-                                "cannot write the tree to render it: {e}"
-                            )))
-                        }
-                    }
-                }
-                let base = checkout
-                    .as_ref()
-                    .map(|t| t.path().to_path_buf())
-                    .unwrap_or_default();
-                match kustomize::render(&bin, &base.join(dir)) {
-                    Ok(text) => parse_bytes(&file, text.as_bytes()),
-                    Err(message) => fail(message),
+        let bin = kustomize::find_binary(self.kustomize_bin.as_deref());
+        if bin.is_some() && checkout.is_none() {
+            match materialize(repo, root, "driftguard-kustomize-") {
+                Ok(t) => *checkout = Some(t),
+                Err(e) => {
+                    return Arc::new(FileObjects {
+                        errors: vec![ManifestError {
+                            file,
+                            line: 1,
+                            field: None,
+                            message: format!("cannot write the tree to render it: {e}"),
+                        }],
+                        ..FileObjects::default()
+                    })
                 }
             }
-        };
+        }
+        let base = checkout
+            .as_ref()
+            .map(|t| t.path().to_path_buf())
+            .unwrap_or_default();
+        let text = blob_at(repo, root, &file)
+            .ok()
+            .flatten()
+            .and_then(|b| repo.find_blob(b).ok())
+            .map(|b| String::from_utf8_lossy(&b.data).into_owned());
+        let result = kustomize::render_folder(
+            bin.as_deref(),
+            &base.join(dir),
+            &file,
+            text.as_deref(),
+            self.helm_bin.as_deref(),
+        );
         let result = Arc::new(result);
         let mut c = self.caches();
         let generation = c.generation;
@@ -383,6 +437,11 @@ impl Reader {
         {
             let mut c = self.caches();
             c.generation += 1;
+        }
+        if let Some(renderer) = &self.render {
+            let set = self.load_rendered(&repo, renderer, commit, root, revision);
+            self.forget_unused();
+            return set;
         }
         let entries = self.walk(&repo, root)?;
         let plan = plan(&self.filter, entries);
@@ -408,12 +467,342 @@ impl Reader {
                 if dir.is_empty() { "." } else { dir }
             ));
         }
-        // forget what the last two loads did not use
+        self.forget_unused();
+        Ok(set)
+    }
+
+    /// Forgets what the last two loads did not use.
+    fn forget_unused(&self) {
         let mut c = self.caches();
         let keep = c.generation.saturating_sub(1);
         c.parsed.retain(|_, (g, _)| *g >= keep);
         c.rendered.retain(|_, (g, _)| *g >= keep);
+        c.renders.retain(|_, (g, _)| *g >= keep);
+        c.inputs_commits.retain(|_, (g, _)| *g >= keep);
+    }
+
+    /// The desired objects at `commit` as `renderer` renders them: reused while the inputs
+    /// are unchanged.
+    fn load_rendered(
+        &self,
+        repo: &gix::Repository,
+        renderer: &Renderer,
+        commit: ObjectId,
+        root: ObjectId,
+        revision: Revision,
+    ) -> Result<DesiredSet, SourceError> {
+        let inputs = self.inputs(repo, renderer, root)?;
+        let rendered = self.rendering(repo, renderer, commit, &inputs, false)?;
+        let since = self.inputs_commit(repo, renderer, commit, inputs.key)?;
+        let mut set = DesiredSet {
+            revision: Some(revision.clone()),
+            ..DesiredSet::default()
+        };
+        let since = since.map(|c| c.to_string());
+        rendered.extend_set(&mut set, &revision.id, since.as_deref());
         Ok(set)
+    }
+
+    /// The inputs of `renderer` in the tree `root`: the environment's folder (the whole tree
+    /// for a command) and the value files. No blob is read.
+    fn inputs(
+        &self,
+        repo: &gix::Repository,
+        renderer: &Renderer,
+        root: ObjectId,
+    ) -> Result<Inputs, SourceError> {
+        let prefix = &self.filter.prefix;
+        let folder = if prefix.is_empty() {
+            Some(root)
+        } else {
+            tree_at(repo, root, prefix)?
+        };
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        match (renderer.reads_whole_tree(), folder) {
+            (true, _) => h.update(root.as_bytes()),
+            (false, Some(f)) => h.update(f.as_bytes()),
+            (false, None) => h.update(b"\0no folder"),
+        }
+        let mut values = Vec::new();
+        let mut missing = Vec::new();
+        for f in renderer.value_files() {
+            let path = join_relative(prefix, f).ok_or_else(|| RenderError::Input {
+                what: format!("value file {f}"),
+                problem: "is not a file of the repository".into(),
+            })?;
+            h.update(path.as_bytes());
+            match blob_at(repo, root, &path)? {
+                Some(b) => {
+                    h.update(b.as_bytes());
+                    values.push((path, b));
+                }
+                None => {
+                    h.update(b"\0missing");
+                    missing.push(path);
+                }
+            }
+        }
+        Ok(Inputs {
+            key: h.digest(),
+            root,
+            folder,
+            values,
+            missing,
+        })
+    }
+
+    /// The rendering of `inputs` (found at `commit`): kept, or run now. `old`: for history
+    /// (kept apart from the loads' renderings, at most [`OLD_RENDERS_KEPT`]).
+    fn rendering(
+        &self,
+        repo: &gix::Repository,
+        renderer: &Renderer,
+        commit: ObjectId,
+        inputs: &Inputs,
+        old: bool,
+    ) -> Result<Arc<Rendered>, SourceError> {
+        if let Some(r) = self.kept_rendering(inputs.key, old) {
+            return Ok(r);
+        }
+        let prefix = self.filter.prefix.as_str();
+        let short = &commit.to_string()[..12];
+        let Some(folder) = inputs.folder else {
+            return Err(RenderError::Input {
+                what: format!("folder {}", crate::render::folder_label(prefix)),
+                problem: format!("does not exist at commit {short}"),
+            }
+            .into());
+        };
+        if let Some(m) = inputs.missing.first() {
+            if !renderer.ignore_missing_value_files() {
+                return Err(RenderError::Input {
+                    what: format!("value file {m}"),
+                    problem: format!(
+                        "does not exist at commit {short} (ignoreMissingValueFiles leaves it out)"
+                    ),
+                }
+                .into());
+            }
+        }
+        let tempdir = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|source| RenderError::Prepare {
+                    folder: std::env::temp_dir().display().to_string(),
+                    source,
+                })
+        };
+        let work = tempdir("driftguard-render-")?;
+        let scratch = tempdir("driftguard-render-scratch-")?;
+        let prepare = |source| RenderError::Prepare {
+            folder: work.path().display().to_string(),
+            source,
+        };
+        if renderer.reads_whole_tree() {
+            write_tree(repo, inputs.root, "", work.path()).map_err(prepare)?;
+        } else {
+            write_tree(repo, folder, prefix, work.path()).map_err(prepare)?;
+            for (path, blob) in &inputs.values {
+                write_blob(repo, *blob, &work.path().join(path), false).map_err(prepare)?;
+            }
+        }
+        let dir = if prefix.is_empty() {
+            work.path().to_path_buf()
+        } else {
+            work.path().join(prefix)
+        };
+        let revision = commit.to_string();
+        let input = RenderInput {
+            dir: &dir,
+            rel: prefix,
+            value_files: inputs
+                .values
+                .iter()
+                .map(|(p, _)| (p.clone(), work.path().join(p)))
+                .collect(),
+            missing_value_files: inputs.missing.clone(),
+            revision: Some(&revision),
+            scratch: scratch.path(),
+        };
+        let rendered = Arc::new(renderer.render(&input)?);
+        self.render_count.fetch_add(1, Ordering::Relaxed);
+        let mut c = self.caches();
+        if old {
+            c.old_tick += 1;
+            let tick = c.old_tick;
+            c.old_renders
+                .insert(inputs.key, (tick, Arc::clone(&rendered)));
+            if c.old_renders.len() > OLD_RENDERS_KEPT {
+                let oldest = c
+                    .old_renders
+                    .iter()
+                    .min_by_key(|(_, (t, _))| *t)
+                    .map(|(k, _)| *k);
+                if let Some(k) = oldest {
+                    c.old_renders.remove(&k);
+                }
+            }
+        } else {
+            let generation = c.generation;
+            c.renders
+                .insert(inputs.key, (generation, Arc::clone(&rendered)));
+        }
+        Ok(rendered)
+    }
+
+    /// A rendering kept for inputs `key`, if there is one (marked used).
+    fn kept_rendering(&self, key: u64, old: bool) -> Option<Arc<Rendered>> {
+        let mut c = self.caches();
+        let generation = c.generation;
+        if let Some((g, r)) = c.renders.get_mut(&key) {
+            if !old {
+                *g = generation;
+            }
+            return Some(Arc::clone(r));
+        }
+        c.old_tick += 1;
+        let tick = c.old_tick;
+        let (t, r) = c.old_renders.get_mut(&key)?;
+        *t = tick;
+        let r = Arc::clone(r);
+        if !old {
+            c.renders.insert(key, (generation, Arc::clone(&r)));
+        }
+        Some(r)
+    }
+
+    /// The newest commit that changed an input of the rendering, following first parents
+    /// from `commit` (whose inputs' key is `key`): the oldest commit of the run with the same
+    /// inputs. `None` past [`MAX_HISTORY_WALK`] commits.
+    fn inputs_commit(
+        &self,
+        repo: &gix::Repository,
+        renderer: &Renderer,
+        commit: ObjectId,
+        key: u64,
+    ) -> Result<Option<ObjectId>, SourceError> {
+        let generation = {
+            let mut c = self.caches();
+            let generation = c.generation;
+            if let Some((g, since)) = c.inputs_commits.get_mut(&commit) {
+                *g = generation;
+                return Ok(*since);
+            }
+            generation
+        };
+        let parent_of = |c: ObjectId| -> Result<Option<ObjectId>, SourceError> {
+            let commit = repo
+                .find_commit(c)
+                .map_err(|e| backend(format!("cannot read commit {c}"), e))?;
+            let parent = commit.parent_ids().next().map(|p| p.detach());
+            Ok(parent)
+        };
+        let mut last = commit;
+        let mut current = parent_of(commit)?;
+        let mut walked = 0;
+        let since = loop {
+            let Some(c) = current else {
+                break Some(last);
+            };
+            walked += 1;
+            if walked > MAX_HISTORY_WALK {
+                break None;
+            }
+            let inputs = self.inputs(repo, renderer, root_tree(repo, c)?)?;
+            if inputs.key != key {
+                break Some(last);
+            }
+            // an earlier load walked from here already
+            let known = self.caches().inputs_commits.get(&c).map(|(_, s)| *s);
+            if let Some(since) = known {
+                break since;
+            }
+            last = c;
+            current = parent_of(c)?;
+        };
+        self.caches()
+            .inputs_commits
+            .insert(commit, (generation, since));
+        Ok(since)
+    }
+
+    /// [`Reader::history`] of a rendered environment: the object as each revision renders
+    /// it. Revisions whose inputs equal their parent's are not rendered; at most
+    /// [`MAX_HISTORY_RENDERS`] renderings are run, and the walk stops at a revision that
+    /// cannot be rendered (nothing is claimed of what it held).
+    fn history_rendered(
+        &self,
+        renderer: &Renderer,
+        tip: ObjectId,
+        id: &ResourceId,
+        limit: usize,
+    ) -> Result<Vec<ObjectVersion>, SourceError> {
+        let repo = self.local();
+        let mut versions = Vec::new();
+        if limit == 0 {
+            return Ok(versions);
+        }
+        // the newer commit, its inputs' key and the object as it rendered it
+        let mut newer: Option<(ObjectId, u64, Option<RawObject>)> = None;
+        let mut current = Some(tip);
+        let mut walked = 0;
+        let mut renders_left = MAX_HISTORY_RENDERS;
+        while let Some(c) = current {
+            walked += 1;
+            if walked > MAX_HISTORY_WALK {
+                return Ok(versions);
+            }
+            let commit = repo
+                .find_commit(c)
+                .map_err(|e| backend(format!("cannot read commit {c}"), e))?;
+            let parent = commit.parent_ids().next().map(|p| p.detach());
+            let inputs = self.inputs(&repo, renderer, root_tree(&repo, c)?)?;
+            let state = match &newer {
+                Some((_, key, object)) if *key == inputs.key => object.clone(),
+                _ if inputs.folder.is_none() => None,
+                _ => {
+                    let kept = self.kept_rendering(inputs.key, true);
+                    let rendered = match kept {
+                        Some(r) => r,
+                        None if renders_left == 0 => return Ok(versions),
+                        None => {
+                            renders_left -= 1;
+                            match self.rendering(&repo, renderer, c, &inputs, true) {
+                                Ok(r) => r,
+                                Err(_) => return Ok(versions),
+                            }
+                        }
+                    };
+                    let (exact, loose) = pick(&rendered.objects, id);
+                    exact.or(loose)
+                }
+            };
+            if let Some((newer_id, _, newer_obj)) = newer.take() {
+                if newer_obj != state {
+                    let created = newer_obj.is_some() && state.is_none();
+                    versions.push(ObjectVersion {
+                        commit: commit_info(&repo, newer_id)?,
+                        object: newer_obj,
+                    });
+                    if versions.len() >= limit || created {
+                        return Ok(versions);
+                    }
+                }
+            }
+            newer = Some((c, inputs.key, state));
+            current = parent;
+        }
+        // the root commit created what it renders
+        if let Some((root_id, _, Some(obj))) = newer {
+            if versions.len() < limit {
+                versions.push(ObjectVersion {
+                    commit: commit_info(&repo, root_id)?,
+                    object: Some(obj),
+                });
+            }
+        }
+        Ok(versions)
     }
 
     /// Finds one object at `commit`, looking in `hint` first. A manifest that names no
@@ -427,27 +816,9 @@ impl Reader {
         hint: Option<&str>,
     ) -> Result<Option<Located>, SourceError> {
         let root = root_tree(repo, commit)?;
-        // the first object naming `id` exactly, and the first naming it without a namespace
-        let pick = |objects: &[(RawObject, Provenance)]| {
-            let (mut exact, mut loose) = (None, None);
-            for (o, _) in objects {
-                let mut found = o.meta().id(&id.environment);
-                if &found == id {
-                    exact = Some(o.clone());
-                    break;
-                }
-                if loose.is_none() && found.namespace.is_none() && id.namespace.is_some() {
-                    found.namespace.clone_from(&id.namespace);
-                    if &found == id {
-                        loose = Some(o.clone());
-                    }
-                }
-            }
-            (exact, loose)
-        };
         let mut fallback: Option<Located> = None;
         let mut look = |objects: &[(RawObject, Provenance)], file: &dyn Fn() -> String, blob| {
-            let (exact, loose) = pick(objects);
+            let (exact, loose) = pick(objects, id);
             let located = |object| Located {
                 object,
                 file: file(),
@@ -495,6 +866,9 @@ impl Reader {
         id: &ResourceId,
         limit: usize,
     ) -> Result<Vec<ObjectVersion>, SourceError> {
+        if let Some(renderer) = &self.render {
+            return self.history_rendered(renderer, tip, id, limit);
+        }
         let repo = self.local();
         let mut versions = Vec::new();
         if limit == 0 {
@@ -562,6 +936,55 @@ impl Reader {
         }
         Ok(versions)
     }
+}
+
+/// The first object naming `id` exactly, and the first naming it without a namespace (a
+/// manifest that names none stands for the object in the environment's default namespace).
+fn pick(
+    objects: &[(RawObject, Provenance)],
+    id: &ResourceId,
+) -> (Option<RawObject>, Option<RawObject>) {
+    let (mut exact, mut loose) = (None, None);
+    for (o, _) in objects {
+        let mut found = o.meta().id(&id.environment);
+        if &found == id {
+            exact = Some(o.clone());
+            break;
+        }
+        if loose.is_none() && found.namespace.is_none() && id.namespace.is_some() {
+            found.namespace.clone_from(&id.namespace);
+            if &found == id {
+                loose = Some(o.clone());
+            }
+        }
+    }
+    (exact, loose)
+}
+
+/// The tree at `path` (a folder, relative to the root) in `root`, if there is one.
+fn tree_at(
+    repo: &gix::Repository,
+    root: ObjectId,
+    path: &str,
+) -> Result<Option<ObjectId>, SourceError> {
+    let mut tree_id = root;
+    for component in path.split('/').filter(|c| !c.is_empty()) {
+        let t = repo
+            .find_tree(tree_id)
+            .map_err(|e| backend("cannot read tree", e))?;
+        let entry = t
+            .decode()
+            .map_err(|e| backend("cannot decode tree", e))?
+            .entries
+            .iter()
+            .find(|e| e.filename == component && e.mode.is_tree())
+            .map(|e| e.oid.to_owned());
+        match entry {
+            Some(id) => tree_id = id,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(tree_id))
 }
 
 /// Reads and parses blobs.
@@ -672,23 +1095,69 @@ fn kustomization_file(repo: &gix::Repository, root: ObjectId, dir: &str) -> Stri
     kustomization_path(dir, |path| matches!(blob_at(repo, root, path), Ok(Some(_))))
 }
 
-/// Writes the whole tree into a temporary folder (to run kustomize on it).
-fn materialize(repo: &gix::Repository, root: ObjectId) -> std::io::Result<tempfile::TempDir> {
-    let dir = tempfile::Builder::new()
-        .prefix("driftguard-kustomize-")
-        .tempdir()?;
-    let mut files = Vec::new();
-    walk_tree(repo, root, "", &mut files).map_err(std::io::Error::other)?;
-    for (path, blob) in files {
-        if path.split('/').any(|c| c == ".." || c.is_empty()) {
+/// Writes the whole tree into a temporary folder (to run kustomize or a command on it).
+fn materialize(
+    repo: &gix::Repository,
+    root: ObjectId,
+    prefix: &str,
+) -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    write_tree(repo, root, "", dir.path())?;
+    Ok(dir)
+}
+
+/// Writes the files of `tree` into `target` at `path` (relative to the root), executables
+/// with their mode (a command renderer may run a script of the repository).
+fn write_tree(
+    repo: &gix::Repository,
+    tree: ObjectId,
+    path: &str,
+    target: &Path,
+) -> std::io::Result<()> {
+    let t = repo.find_tree(tree).map_err(std::io::Error::other)?;
+    let decoded = t.decode().map_err(std::io::Error::other)?;
+    for e in &decoded.entries {
+        let name = String::from_utf8_lossy(e.filename);
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
             continue;
         }
-        let data = repo.find_blob(blob).map_err(std::io::Error::other)?;
-        let target = dir.path().join(&path);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+        let child = if path.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{path}/{name}")
+        };
+        if e.mode.is_tree() {
+            write_tree(repo, e.oid.to_owned(), &child, target)?;
+        } else if e.mode.is_blob() {
+            write_blob(
+                repo,
+                e.oid.to_owned(),
+                &target.join(&child),
+                e.mode.is_executable(),
+            )?;
         }
-        std::fs::write(target, &data.data)?;
     }
-    Ok(dir)
+    Ok(())
+}
+
+/// Writes one blob to `file` (creating its folder).
+fn write_blob(
+    repo: &gix::Repository,
+    blob: ObjectId,
+    file: &Path,
+    executable: bool,
+) -> std::io::Result<()> {
+    let data = repo.find_blob(blob).map_err(std::io::Error::other)?;
+    if let Some(parent) = file.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(file, &data.data)?;
+    #[cfg(unix)]
+    if executable {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o755))?;
+    }
+    #[cfg(not(unix))]
+    let _ = executable;
+    Ok(())
 }

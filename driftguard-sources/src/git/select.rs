@@ -117,7 +117,9 @@ fn under(path: &str, dir: &str) -> bool {
 ///
 /// Files or folders whose name starts with `.` are skipped. A folder holding a
 /// `kustomization.yaml` is rendered as a whole; a folder holding a `Chart.yaml` is a Helm
-/// chart, not supported yet: it is skipped with a note.
+/// chart found among plain manifests: it is not rendered there (an environment renders a chart
+/// with its `helm:` section) and is skipped with a note, unless it lies in a kustomization's
+/// folder (which may inflate it).
 pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
     let mut kust: Vec<String> = Vec::new();
     let mut helm: Vec<String> = Vec::new();
@@ -150,8 +152,10 @@ pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
         .filter(|k| !helm.iter().any(|h| under(k, h)))
         .cloned()
         .collect();
+    // a chart inside a kustomization's folder is the kustomization's (`helmCharts:`)
     let mut notes: Vec<String> = helm
         .iter()
+        .filter(|h| !kust.iter().any(|k| under(h, k)))
         .map(|h| {
             format!(
                 "Helm chart at {} is not supported yet: its files were skipped",
@@ -205,6 +209,8 @@ pub(crate) struct FileObjects {
     pub objects: Vec<(RawObject, Provenance)>,
     /// Problems.
     pub errors: Vec<ManifestError>,
+    /// What to tell (hooks a kustomization inflating Helm charts left out).
+    pub notes: Vec<String>,
 }
 
 /// Parses the bytes of one file (`path` relative to the root).
@@ -215,6 +221,7 @@ pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
             FileObjects {
                 objects: p.objects,
                 errors: p.errors,
+                notes: Vec::new(),
             }
         }
         Err(e) => FileObjects {
@@ -228,6 +235,7 @@ pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
                 field: None,
                 message: "file is not valid UTF-8".into(),
             }],
+            notes: Vec::new(),
         },
     }
 }
@@ -242,6 +250,7 @@ pub(crate) fn extend_set(set: &mut DesiredSet, parsed: &FileObjects, path: &str,
                 document: provenance.document,
                 line: provenance.line,
                 revision: Some(revision.to_owned()),
+                rendered: provenance.rendered.clone(),
             },
         });
     }
@@ -251,6 +260,7 @@ pub(crate) fn extend_set(set: &mut DesiredSet, parsed: &FileObjects, path: &str,
             ..e.clone()
         });
     }
+    set.notes.extend(parsed.notes.iter().cloned());
 }
 
 #[cfg(test)]

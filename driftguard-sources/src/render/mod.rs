@@ -1,0 +1,168 @@
+//! Renderers on the desired side: a Helm chart ([`HelmRenderer`], `helm template`) or any
+//! command printing manifests ([`CommandRenderer`]: jsonnet, cdk8s, kcl, home-grown
+//! generators). Both give the objects of a [`DesiredSet`], each with its provenance (the
+//! template file, the chart, the value files in play).
+//!
+//! The Git source ([`crate::git`]) and the folder source ([`crate::files`]) render an
+//! environment with the renderer its configuration names: they key the rendering by the
+//! content of its inputs (a Helm chart's folder and value files; a command's whole tree or
+//! folder) and run the renderer again only when an input changed. The rules (Helm's value
+//! precedence, hooks are not desired state, reading the output) are the core's
+//! ([`driftguard_core::render`]); this module runs the programs.
+
+mod command;
+mod helm;
+
+use std::path::{Path, PathBuf};
+
+use driftguard_core::manifest::ManifestError;
+use driftguard_core::model::{Provenance, RawManifest, RawObject};
+use driftguard_core::ports::DesiredSet;
+use driftguard_core::render::RenderError;
+
+pub use command::CommandRenderer;
+pub(crate) use command::{find_program, folder_label};
+pub use helm::HelmRenderer;
+
+/// How an environment's desired side is rendered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Renderer {
+    /// A Helm chart: the environment's folder is the chart.
+    Helm(HelmRenderer),
+    /// A command run in the environment's folder.
+    Command(CommandRenderer),
+}
+
+impl Renderer {
+    /// `helm chart` or `command <line>`, for descriptions.
+    pub fn describe(&self) -> String {
+        match self {
+            Renderer::Helm(_) => "helm chart".into(),
+            Renderer::Command(c) => format!("command {}", c.display()),
+        }
+    }
+
+    /// The value files, as configured (relative to the environment's folder).
+    pub(crate) fn value_files(&self) -> &[String] {
+        match self {
+            Renderer::Helm(h) => &h.options.value_files,
+            Renderer::Command(_) => &[],
+        }
+    }
+
+    /// Whether a value file that does not exist is left out.
+    pub(crate) fn ignore_missing_value_files(&self) -> bool {
+        match self {
+            Renderer::Helm(h) => h.options.ignore_missing_value_files,
+            Renderer::Command(_) => false,
+        }
+    }
+
+    /// Whether the rendering may read the whole tree (a command), not only the environment's
+    /// folder and value files (a chart).
+    pub(crate) fn reads_whole_tree(&self) -> bool {
+        matches!(self, Renderer::Command(_))
+    }
+
+    /// Renders the inputs written on disk as `input` says.
+    pub(crate) fn render(&self, input: &RenderInput<'_>) -> Result<Rendered, RenderError> {
+        match self {
+            Renderer::Helm(h) => h.render(input),
+            Renderer::Command(c) => c.render(input),
+        }
+    }
+}
+
+/// The inputs of one rendering, on disk.
+#[derive(Debug)]
+pub(crate) struct RenderInput<'a> {
+    /// The environment's folder (the chart, or where the command runs).
+    pub dir: &'a Path,
+    /// Its path relative to the source root (provenance).
+    pub rel: &'a str,
+    /// Value files that exist: path relative to the source root (as provenance names it) and
+    /// path on disk, in the order configured.
+    pub value_files: Vec<(String, PathBuf)>,
+    /// Value files that do not exist and are left out (`ignoreMissingValueFiles`).
+    pub missing_value_files: Vec<String>,
+    /// The revision rendered, when it is a commit (`DRIFTGUARD_REVISION` for commands).
+    pub revision: Option<&'a str>,
+    /// A scratch folder of this rendering (helm's homes, the inline values file).
+    pub scratch: &'a Path,
+}
+
+/// What a rendering gave: objects (provenance without revision), problems and notes. Kept
+/// while its inputs are unchanged.
+#[derive(Debug, Default)]
+pub(crate) struct Rendered {
+    /// Objects, each with its provenance (`rendered` set).
+    pub objects: Vec<(RawObject, Provenance)>,
+    /// Documents that are not Kubernetes objects.
+    pub errors: Vec<ManifestError>,
+    /// What to tell: the rendering, the hooks skipped.
+    pub notes: Vec<String>,
+}
+
+impl Rendered {
+    /// Adds the rendering to `set`, as read at `revision`, its inputs last changed by
+    /// `inputs_commit`.
+    pub fn extend_set(&self, set: &mut DesiredSet, revision: &str, inputs_commit: Option<&str>) {
+        set.objects.reserve(self.objects.len());
+        for (object, provenance) in &self.objects {
+            let mut provenance = provenance.clone();
+            provenance.revision = Some(revision.to_owned());
+            if let Some(r) = &mut provenance.rendered {
+                r.inputs_commit = inputs_commit.map(str::to_owned);
+            }
+            set.objects.push(RawManifest {
+                object: object.clone(),
+                provenance,
+            });
+        }
+        set.errors.extend(self.errors.iter().cloned());
+        set.notes.extend(self.notes.iter().cloned());
+    }
+}
+
+/// `rel` (a relative path) resolved against the folder `base`, both relative to a root:
+/// `.` and `..` are resolved. `None` when the result leaves the root or `rel` is absolute.
+pub(crate) fn join_relative(base: &str, rel: &str) -> Option<String> {
+    if rel.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_stay_inside_the_root() {
+        assert_eq!(
+            join_relative("charts/shop", "values-prod.yaml").as_deref(),
+            Some("charts/shop/values-prod.yaml")
+        );
+        assert_eq!(
+            join_relative("charts/shop", "../../envs/prod.yaml").as_deref(),
+            Some("envs/prod.yaml")
+        );
+        assert_eq!(
+            join_relative("", "./a/./b.yaml").as_deref(),
+            Some("a/b.yaml")
+        );
+        assert_eq!(join_relative("charts", "../../x.yaml"), None);
+        assert_eq!(join_relative("charts", "/etc/passwd"), None);
+        assert_eq!(join_relative("", "."), None);
+    }
+}
