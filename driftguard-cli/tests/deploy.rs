@@ -18,15 +18,18 @@ fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/helm/driftguard")
 }
 
+/// A name part of its own for each test (the tests of this binary run at the same time).
 fn uniq() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     format!(
-        "{}-{}",
+        "{}-{}-{}",
         std::process::id() % 100_000,
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_millis()
-            % 1_000_000
+            % 1_000_000,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     )
 }
 

@@ -43,12 +43,15 @@ impl Drop for World {
     }
 }
 
+/// A name part of its own for each world (the tests of this binary run at the same time).
 fn uniq() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let n = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() % 1_000_000)
         .unwrap_or(0);
-    format!("{}-{n}", std::process::id() % 100_000)
+    format!("{}-{n}-{k}", std::process::id() % 100_000)
 }
 
 impl World {
