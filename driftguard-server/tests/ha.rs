@@ -40,6 +40,21 @@ impl Drop for World {
                 ])
                 .output();
         }
+        // the database too, from a thread of its own (this may run inside the test's runtime)
+        let database = self.database.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Runtime::new() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(s) =
+                    MongoStore::connect(&driftguard_test_support::mongodb_uri(), &database).await
+                {
+                    let _ = s.database().drop().await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -336,7 +351,6 @@ async fn replicas_split_environments_hand_them_over_and_step_down_on_a_refused_w
         "{:?}",
         w.holders()
     );
-    store.database().drop().await.expect("drop database");
 }
 
 /// A TCP proxy to the API server that can be cut.
@@ -454,5 +468,4 @@ async fn a_leader_that_cannot_renew_stops_before_another_takes_over() {
     eprintln!("local fence after {a_stopped:?}, takeover after {b_leads:?}");
     a.stop().await;
     b.stop().await;
-    store.database().drop().await.expect("drop database");
 }
