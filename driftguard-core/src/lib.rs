@@ -49,6 +49,7 @@ pub mod findings;
 pub mod hash;
 pub mod id;
 pub mod ignore;
+pub mod limits;
 pub mod managed;
 pub mod manifest;
 pub mod memory;
