@@ -44,6 +44,7 @@ pub mod doc;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod fence;
 pub mod findings;
 pub mod hash;
 pub mod id;

@@ -29,6 +29,8 @@ struct MemoryInner {
     episodes: BTreeMap<String, Drift>,
     scans: BTreeMap<String, ScanSummary>,
     delivered: HashMap<String, DateTime<Utc>>,
+    /// The highest leadership epoch written per environment.
+    epochs: HashMap<String, u64>,
 }
 
 impl MemoryStore {
@@ -58,6 +60,10 @@ impl DriftStore for MemoryStore {
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
         let mut inner = self.lock();
+        let stored = inner.epochs.get(&batch.environment).copied();
+        if let Some(epoch) = crate::fence::check(&batch.environment, stored, batch.epoch)? {
+            inner.epochs.insert(batch.environment.clone(), epoch);
+        }
         for r in &batch.upserts {
             inner.records.insert(r.id.clone(), r.clone());
         }
@@ -134,6 +140,10 @@ impl DriftStore for MemoryStore {
 
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.lock().delivered.get(notifier).copied())
+    }
+
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().epochs.get(environment).copied())
     }
 
     async fn set_delivered_until(

@@ -390,15 +390,39 @@ pub struct ScanBatch {
     pub deletes: Vec<ResourceId>,
     /// New events (their ids are deterministic; writing them twice must not duplicate them).
     pub events: Vec<DriftEvent>,
+    /// The leadership epoch of the writer, when replicas elect a leader per environment
+    /// (`None`: no election, as with a single server or the CLI; such a batch is not fenced).
+    /// A store keeps the highest epoch it has seen per environment and refuses, as
+    /// [`StoreError::Conflict`], a batch carrying a lower one: the rule is
+    /// [`crate::fence::check`]. A batch with an epoch is checked and its epoch recorded even
+    /// when it holds nothing else ([`ScanBatch::claim`]).
+    pub epoch: Option<u64>,
 }
 
 impl ScanBatch {
-    /// Whether there is nothing to write.
+    /// A batch that writes nothing but `epoch`: how a new leader fences off the older ones
+    /// before it reads the environment's history (from then on the store refuses their
+    /// writes).
+    pub fn claim(environment: impl Into<String>, epoch: u64) -> Self {
+        ScanBatch {
+            environment: environment.into(),
+            epoch: Some(epoch),
+            ..ScanBatch::default()
+        }
+    }
+
+    /// Whether the batch holds no summary, record or event (its epoch aside).
     pub fn is_empty(&self) -> bool {
         self.summary.is_none()
             && self.upserts.is_empty()
             && self.deletes.is_empty()
             && self.events.is_empty()
+    }
+
+    /// Whether a store has nothing to do with the batch: it is empty and carries no epoch to
+    /// check and record.
+    pub fn writes_nothing(&self) -> bool {
+        self.is_empty() && self.epoch.is_none()
     }
 }
 
@@ -500,6 +524,15 @@ pub trait DriftStore: Send + Sync {
     /// `None` when never set, and always for a store that does not keep it (the default).
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let _ = notifier;
+        Ok(None)
+    }
+
+    /// The highest leadership epoch written for `environment` ([`ScanBatch::epoch`], the
+    /// fence of [`crate::fence`]); `None` when no batch with an epoch was written. A new
+    /// leader reads it to make sure its own epoch is higher. The default keeps nothing (a
+    /// store that does not fence; the conformance suite refuses it).
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        let _ = environment;
         Ok(None)
     }
 

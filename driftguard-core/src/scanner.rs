@@ -15,6 +15,15 @@
 //! ([`Scanner::fetch`], [`Scanner::watch`], [`Scanner::live_scope`], [`Scanner::write_health`])
 //! never wait for a scan. Callers need no lock of their own.
 //!
+//! ## Leadership terms
+//!
+//! When replicas elect a leader per environment, the leader gives its scanner the epoch of its
+//! term ([`Scanner::set_epoch`]) and every batch the scanner writes carries it
+//! ([`ScanBatch::epoch`]): the store refuses the batches of an older term
+//! ([`crate::fence`]). A new epoch starts from the store: what the scanner kept of the previous
+//! term (the indexed environment, the records, the batches not written yet) is forgotten, and
+//! the next call should be a full scan.
+//!
 //! ## When the store cannot be written
 //!
 //! A live change's batch that the store refuses as [`StoreError::Unavailable`] is kept, in order
@@ -64,6 +73,8 @@ struct ScanState {
     records: HashMap<ResourceId, DriftRecord>,
     /// Batches the store refused, oldest first.
     unwritten: VecDeque<ScanBatch>,
+    /// The leadership epoch stamped on every batch (`None`: no election).
+    epoch: Option<u64>,
 }
 
 /// The engine wired to its ports, for one environment.
@@ -79,6 +90,8 @@ pub struct Scanner {
     scope: Mutex<Option<LiveScope>>,
     /// Published after every write attempt.
     health: Mutex<WriteHealth>,
+    /// The epoch of the current term, published (the state holds the one batches carry).
+    epoch: Mutex<Option<u64>>,
     seq: AtomicU64,
 }
 
@@ -111,6 +124,7 @@ impl Scanner {
             state: AsyncMutex::new(ScanState::default()),
             scope: Mutex::new(None),
             health: Mutex::new(WriteHealth::default()),
+            epoch: Mutex::new(None),
             seq: AtomicU64::new(0),
         }
     }
@@ -188,11 +202,37 @@ impl Scanner {
         format!("{}-{}-{n}", self.environment(), now.timestamp_millis())
     }
 
-    fn batch(&self) -> ScanBatch {
+    fn batch(&self, epoch: Option<u64>) -> ScanBatch {
         ScanBatch {
             environment: self.environment().to_owned(),
+            epoch,
             ..ScanBatch::default()
         }
+    }
+
+    /// Starts a leadership term: every batch written from now on carries `epoch` (`None`: no
+    /// election, the default). A different epoch than the current one forgets what the
+    /// scanner kept (the indexed environment, the records, the live scope and the batches not
+    /// written yet, which the store would refuse): the new term starts from the store, with a
+    /// full scan. Waits for a scan or live change in progress (it finishes with the epoch it
+    /// started with).
+    pub async fn set_epoch(&self, epoch: Option<u64>) {
+        let mut state = self.state.lock().await;
+        if state.epoch == epoch {
+            return;
+        }
+        *state = ScanState {
+            epoch,
+            ..ScanState::default()
+        };
+        *self.scope.lock().expect("scope cell is never poisoned") = None;
+        *self.health.lock().expect("health cell is never poisoned") = WriteHealth::default();
+        *self.epoch.lock().expect("epoch cell is never poisoned") = epoch;
+    }
+
+    /// The epoch of the current term (see [`Scanner::set_epoch`]).
+    pub fn epoch(&self) -> Option<u64> {
+        *self.epoch.lock().expect("epoch cell is never poisoned")
     }
 
     /// One full scan.
@@ -225,7 +265,7 @@ impl Scanner {
                 self.store
                     .commit(&ScanBatch {
                         summary: Some(summary),
-                        ..self.batch()
+                        ..self.batch(state.epoch)
                     })
                     .await?;
                 return Err(ScanError::Live {
@@ -297,6 +337,7 @@ impl Scanner {
             upserts: ev.upserts,
             deletes: ev.deletes,
             events: ev.events,
+            epoch: state.epoch,
         };
         self.store.commit(&batch).await?;
         let notify_errors = self.announce(&batch.events).await;
@@ -392,7 +433,7 @@ impl Scanner {
             upserts: std::mem::take(&mut ev.upserts),
             deletes: std::mem::take(&mut ev.deletes),
             events: std::mem::take(&mut ev.events),
-            ..self.batch()
+            ..self.batch(state.epoch)
         };
         let events = batch.events.clone();
         if !batch.is_empty() {

@@ -258,3 +258,81 @@ fn concurrent_scans_and_changes_run_one_at_a_time() {
     assert_eq!(ids.len(), n);
     assert_eq!(announced(&w.notifier), n);
 }
+
+#[test]
+fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() {
+    let w = world();
+    // term 1: the scanner's batches carry epoch 1
+    block_on(w.scanner.set_epoch(Some(1)));
+    assert_eq!(w.scanner.epoch(), Some(1));
+    block_on(w.scanner.scan()).expect("first scan of term 1");
+    w.clock.advance(Duration::minutes(1));
+    let events = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
+                "a", 5,
+            ))))),
+    )
+    .expect("written in term 1");
+    assert_eq!(events.len(), 1);
+    assert_eq!(announced(&w.notifier), 1);
+
+    // another replica takes over with epoch 2 and claims the environment
+    block_on(w.store.commit(&ScanBatch::claim("prod", 2))).expect("claim");
+    // an older epoch is refused from then on, whole, and nothing of it is announced
+    w.clock.advance(Duration::minutes(1));
+    let r = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
+                "b", 9,
+            ))))),
+    );
+    match r {
+        Err(ScanError::Unwritten {
+            source: StoreError::Conflict { what },
+            ..
+        }) => assert!(what.contains("epoch 1 was refused"), "{what}"),
+        other => panic!("expected a refused epoch, got {other:?}"),
+    }
+    // a refused batch is not kept (it could never be written)
+    assert_eq!(w.scanner.write_health().unwritten, 0);
+    match block_on(w.scanner.scan()) {
+        Err(ScanError::Store(StoreError::Conflict { .. })) => {}
+        other => panic!("expected a refused scan, got {other:?}"),
+    }
+    assert_eq!(
+        announced(&w.notifier),
+        1,
+        "nothing of the old term is announced"
+    );
+    let stored = block_on(w.store.events(&EventQuery::default()))
+        .expect("events")
+        .items;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+
+    // a new term (epoch 3) forgets what the old one kept and starts from the store
+    block_on(w.scanner.set_epoch(Some(3)));
+    assert!(w.scanner.live_scope().is_none());
+    assert!(block_on(w.scanner.open_drifts()).is_empty());
+    let before_scan = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
+                "b", 9,
+            ))))),
+    )
+    .expect("nothing to do before a full scan");
+    assert!(before_scan.is_empty());
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 5))),
+        RawLive::new(served(deployment("b", 9))),
+    ]);
+    let report = block_on(w.scanner.scan()).expect("scan of term 3");
+    // `a` is already open in the store: only `b` is new
+    let names: Vec<&str> = report
+        .events
+        .iter()
+        .map(|e| e.drift.id.name.as_str())
+        .collect();
+    assert_eq!(names, ["b"]);
+    assert_eq!(announced(&w.notifier), 2);
+}

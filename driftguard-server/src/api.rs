@@ -803,8 +803,10 @@ async fn list_scans(
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-async fn list_environments(State(state): State<AppState>) -> Json<EnvironmentList> {
-    Json(queries::environments(&state))
+async fn list_environments(
+    State(state): State<AppState>,
+) -> Result<Json<EnvironmentList>, AppError> {
+    queries::environments(&state).await.map(Json)
 }
 
 /// One environment.
@@ -817,7 +819,8 @@ async fn get_environment(
     State(state): State<AppState>,
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDto>, AppError> {
-    queries::environment(&state, &env).map(|e| Json(queries::environment_dto(e)))
+    let e = queries::environment(&state, &env)?;
+    queries::environment_dto(&state, e).await.map(Json)
 }
 
 /// Scans an environment now and answers its summary.
@@ -825,6 +828,7 @@ async fn get_environment(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 200, body = ScanDto), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 409, description = "Another replica leads the environment (leader election): ask it", body = ErrorBody),
         (status = 502, description = "The scan failed (a source could not be read)", body = ErrorBody),
         (status = 503, description = "The store cannot be read or written", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -982,6 +986,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         reason: store,
     });
     for env in &state.environments {
+        // with leader election, an environment led elsewhere is its leader's to check
+        let elected = env.leadership().is_some();
+        if elected && !env.leads() {
+            continue;
+        }
         let w = env.write_health();
         if w.unwritten > 0 {
             degraded = true;
@@ -1000,6 +1009,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
             let reason = match src.up {
                 Some(true) => None,
                 Some(false) => Some(src.error.clone().unwrap_or_else(|| "down".into())),
+                // a replica that just took an environment over stays ready meanwhile
+                None if elected => None,
                 None => Some("not checked yet (first scan pending)".into()),
             };
             checks.push(Check {
@@ -1169,7 +1180,7 @@ impl utoipa::Modify for NamedParams {
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
         CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
-        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
+        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted)),
     modifiers(&BearerAuth, &NamedParams),
 )]

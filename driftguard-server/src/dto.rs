@@ -495,6 +495,25 @@ pub struct EnvironmentDto {
     pub last_error: Option<String>,
     /// Sources.
     pub sources: Vec<SourceDto>,
+    /// Who leads the environment, with leader election (`server.ha`; absent without). When
+    /// another replica leads it, the status, score, open drifts and last scan are the store's
+    /// (its leader's last scan), and the sources say nothing of this replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<LeaderDto>,
+}
+
+/// The leadership of an environment, as the answering replica knows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct LeaderDto {
+    /// The replica holding the environment's Lease, as last seen (absent: none).
+    pub replica: Option<String>,
+    /// Whether the answering replica is that one.
+    pub this_replica: bool,
+    /// The epoch of the leader's term, as last seen.
+    pub epoch: Option<u64>,
+    /// The highest epoch the store has seen written for the environment (writes of older
+    /// epochs are refused).
+    pub store_epoch: Option<u64>,
 }
 
 /// Environments.

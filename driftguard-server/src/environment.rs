@@ -1,5 +1,10 @@
 //! One environment of the running service: its scanner, its intervals and what is known of its
 //! sources, with the two operations the supervisors run on it (a full scan, a live change).
+//!
+//! With leader election ([`crate::ha`]) an environment runs its operations only while this
+//! replica leads it ([`Leadership::leads`]), and a write the store refuses (an older epoch:
+//! another replica leads it now) makes it ask its elector to step down
+//! ([`Environment::step_down_requested`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -8,10 +13,11 @@ use chrono::{DateTime, Utc};
 use driftguard_core::engine::ScanError;
 use driftguard_core::error::chain;
 use driftguard_core::model::Provenance;
-use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError};
+use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError, StoreError};
 use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
 
+use crate::ha::Leadership;
 use crate::metrics::Metrics;
 use crate::state::ScanContext;
 
@@ -54,6 +60,9 @@ pub enum RunScanError {
     /// The store could not be read or written.
     #[error("{0}")]
     Store(String),
+    /// This replica does not lead the environment (leader election): its leader scans it.
+    #[error("{0}")]
+    NotLeader(String),
 }
 
 /// One environment: its scanner, its intervals and its status.
@@ -73,6 +82,12 @@ pub struct Environment {
     status: RwLock<EnvStatus>,
     pub(crate) fetch_now: Notify,
     pub(crate) scope_changed: Notify,
+    /// Who leads which environment, with leader election.
+    leadership: Option<Arc<Leadership>>,
+    /// Signalled when the store refused a write of this replica's epoch.
+    step_down: Notify,
+    /// The highest epoch of this replica whose write the store refused.
+    refused_epoch: std::sync::Mutex<Option<u64>>,
 }
 
 impl std::fmt::Debug for Environment {
@@ -100,6 +115,9 @@ impl Environment {
             status: RwLock::new(EnvStatus::default()),
             fetch_now: Notify::new(),
             scope_changed: Notify::new(),
+            leadership: None,
+            step_down: Notify::new(),
+            refused_epoch: std::sync::Mutex::new(None),
         }
     }
 
@@ -130,6 +148,74 @@ impl Environment {
         } else {
             format!("{base}/blob/{revision}/{}#L{line}", p.file)
         })
+    /// Runs operations only while this replica leads the environment (leader election).
+    pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// The leadership view, with leader election.
+    pub fn leadership(&self) -> Option<&Arc<Leadership>> {
+        self.leadership.as_ref()
+    }
+
+    /// Whether this replica may run the environment's operations now: always without leader
+    /// election; with it, while it leads the environment.
+    pub fn leads(&self) -> bool {
+        self.leadership.as_ref().is_none_or(|l| l.leads(&self.name))
+    }
+
+    /// Completes when the store refused a write of this replica carrying `epoch` or a later
+    /// one (another replica leads the environment): the elector then steps down.
+    pub async fn step_down_requested(&self, epoch: u64) {
+        loop {
+            let notified = self.step_down.notified();
+            let refused = *self
+                .refused_epoch
+                .lock()
+                .expect("refusal lock is never poisoned");
+            if refused.is_some_and(|r| r >= epoch) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn not_leader(&self) -> String {
+        let holder = self
+            .leadership
+            .as_ref()
+            .and_then(|l| l.view(&self.name).holder);
+        match holder {
+            Some(h) => format!("environment {} is led by replica {h}", self.name),
+            None => format!("environment {} has no leader on this replica", self.name),
+        }
+    }
+
+    /// Whether `e` is the store refusing this replica's epoch; if so, asks for a step-down.
+    fn refused(&self, e: &ScanError) -> bool {
+        let conflict = matches!(
+            e,
+            ScanError::Store(StoreError::Conflict { .. })
+                | ScanError::Unwritten {
+                    source: StoreError::Conflict { .. },
+                    ..
+                }
+        );
+        if conflict && self.leadership.is_some() {
+            tracing::warn!(environment = %self.name, epoch = ?self.scanner.epoch(), error = %chain(e),
+                "the store refused this replica's write: another replica leads the environment; stepping down");
+            if let Some(epoch) = self.scanner.epoch() {
+                let mut refused = self
+                    .refused_epoch
+                    .lock()
+                    .expect("refusal lock is never poisoned");
+                *refused = Some(refused.map_or(epoch, |r| r.max(epoch)));
+            }
+            self.step_down.notify_one();
+            return true;
+        }
+        false
     }
 
     /// Limits the Git push webhooks that trigger a fetch to these repository URLs.
@@ -194,6 +280,9 @@ impl Environment {
     /// Runs one full scan now (the scanner runs one scan or live change at a time: this waits
     /// for one in progress).
     pub async fn run_scan(&self, ctx: &ScanContext) -> Result<ScanSummary, RunScanError> {
+        if !self.leads() {
+            return Err(RunScanError::NotLeader(self.not_leader()));
+        }
         let before: Option<LiveScope> = self.scanner.live_scope();
         self.update(|s| s.scanning = true);
         let t0 = Instant::now();
@@ -220,6 +309,11 @@ impl Environment {
                 tracing::info!(environment = %self.name, score = summary.score,
                     events = summary.events, duration_ms = summary.duration_ms, "scan finished");
                 Ok(summary)
+            }
+            Err(e) if self.refused(&e) => {
+                let msg = format!("{}: {}", self.not_leader(), chain(&e));
+                self.update(|s| s.last_error = Some(msg.clone()));
+                Err(RunScanError::NotLeader(msg))
             }
             Err(e) => {
                 let msg = describe_scan_error(&e);
@@ -256,6 +350,10 @@ impl Environment {
     /// Re-evaluates the objects a live change touched. Metrics and the status follow from
     /// the scanner's records; the store is not read back.
     pub async fn apply_change(&self, ctx: &ScanContext, change: &LiveChange) {
+        if !self.leads() {
+            tracing::debug!(environment = %self.name, "live change ignored: this replica does not lead the environment");
+            return;
+        }
         let now = ctx.clock.now();
         match change {
             LiveChange::Disconnected(reason) => {
@@ -279,6 +377,7 @@ impl Environment {
                 ctx.metrics.set_open_drifts(&self.name, &open, now);
                 self.update(|s| s.open_drifts = open.len());
             }
+            Err(e) if self.refused(&e) => {}
             Err(e @ ScanError::Unwritten { .. }) => {
                 tracing::warn!(environment = %self.name, error = %chain(&e),
                     "live change kept: it is written and announced when the store answers");
@@ -292,6 +391,9 @@ impl Environment {
     /// Writes what the scanner kept while the store could not be written. Returns whether
     /// nothing is kept any more.
     pub async fn retry_unwritten(&self, ctx: &ScanContext) -> bool {
+        if !self.leads() {
+            return false;
+        }
         match self.scanner.retry_unwritten().await {
             Ok(0) => {
                 ctx.cache.invalidate();
@@ -303,6 +405,10 @@ impl Environment {
                 true
             }
             Ok(_) => false,
+            Err(e @ StoreError::Conflict { .. }) => {
+                self.refused(&ScanError::Store(e));
+                false
+            }
             Err(e) => {
                 tracing::debug!(environment = %self.name, error = %chain(&e), "store still unavailable");
                 false

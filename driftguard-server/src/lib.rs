@@ -26,6 +26,7 @@ pub mod dto;
 pub mod environment;
 pub mod error;
 pub mod feed;
+pub mod ha;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;

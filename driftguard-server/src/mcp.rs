@@ -241,7 +241,7 @@ impl DriftGuardMcp {
         output_schema = schema_for_output::<EnvironmentList>()
     )]
     async fn list_environments(&self) -> Result<CallToolResult, ErrorData> {
-        structured(Ok(queries::environments(&self.state)))
+        structured(queries::environments(&self.state).await)
     }
 
     /// Drift episodes with the store's filters (environment, group, kind, namespace, name,
@@ -374,7 +374,9 @@ impl DriftGuardMcp {
     ) -> Result<GetPromptResult, ErrorData> {
         let env = queries::environment(&self.state, &a.environment)
             .map_err(|e| ErrorData::invalid_params(e.message, None))?;
-        let dto = queries::environment_dto(env);
+        let dto = queries::environment_dto(&self.state, env)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
         let text = format!(
             "Triage the open configuration drifts of the DriftGuard environment `{name}` \
              (status {status}, drift score {score}, {open} open drifts).\n\n\
@@ -410,7 +412,7 @@ impl DriftGuardMcp {
 impl DriftGuardMcp {
     async fn report(&self, env: &str) -> Result<DriftReport, AppError> {
         let e = queries::environment(&self.state, env)?;
-        let environment = queries::environment_dto(e);
+        let environment = queries::environment_dto(&self.state, e).await?;
         let (drifts, open) = queries::open_drift_details(&self.state, env, MAX_LIMIT).await?;
         Ok(DriftReport {
             environment,
@@ -507,7 +509,10 @@ impl ServerHandler for DriftGuardMcp {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
         if uri == ENVIRONMENTS_URI {
-            return json_contents(uri, &queries::environments(&self.state));
+            let list = queries::environments(&self.state)
+                .await
+                .map_err(|e| resource_error(uri, e))?;
+            return json_contents(uri, &list);
         }
         if let Some(env) = uri
             .strip_prefix("driftguard://environments/")

@@ -85,6 +85,8 @@ pub struct Metrics {
     notify_sent: Family<NotifierLabels, Counter>,
     notify_failed: Family<NotifierLabels, Counter>,
     notify_dropped: Family<NotifierLabels, Counter>,
+    leader: Family<EnvLabels, Gauge>,
+    step_downs: Family<EnvLabels, Counter>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -162,8 +164,22 @@ impl Metrics {
             "Notifications given up after every retry, or dropped because the queue was full",
             notify_dropped.clone(),
         );
+        let leader = Family::<EnvLabels, Gauge>::default();
+        registry.register(
+            "driftguard_leader",
+            "Whether this replica leads the environment (1) or not (0), with leader election (server.ha)",
+            leader.clone(),
+        );
+        let step_downs = Family::<EnvLabels, Counter>::default();
+        registry.register(
+            "driftguard_leadership_lost",
+            "Times this replica stopped leading the environment without releasing it (lease lost, not renewed in time, or a write refused by the store)",
+            step_downs.clone(),
+        );
         Metrics {
             registry,
+            leader,
+            step_downs,
             drift_score,
             drifts,
             drift_age,
@@ -252,6 +268,30 @@ impl Metrics {
         self.drift_age
             .get_or_create(&Metrics::env(environment))
             .set(age);
+    }
+
+    /// Says whether this replica leads `environment` (leader election). A replica that stops
+    /// leading also drops the environment's drift series: the leader publishes them, so that
+    /// summing over replicas counts each drift once.
+    pub fn set_leader(&self, environment: &str, leading: bool, now: DateTime<Utc>) {
+        let env = Metrics::env(environment);
+        self.leader.get_or_create(&env).set(i64::from(leading));
+        if !leading {
+            self.set_open_drifts(environment, &[], now);
+            self.drift_score.remove(&env);
+            self.drift_age.remove(&env);
+            self.open
+                .lock()
+                .expect("metrics lock is never poisoned")
+                .remove(environment);
+        }
+    }
+
+    /// Counts a leadership lost without a release (see [`Metrics::set_leader`]).
+    pub fn leadership_lost(&self, environment: &str) {
+        self.step_downs
+            .get_or_create(&Metrics::env(environment))
+            .inc();
     }
 
     /// Notifier outcomes.

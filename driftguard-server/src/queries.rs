@@ -43,43 +43,103 @@ fn source_dto(source: &str, description: String, s: &SourceState) -> SourceDto {
     }
 }
 
-/// One environment with its status and score.
-pub fn environment_dto(env: &Environment) -> EnvironmentDto {
-    let s = env.status();
-    let status = if s.last_error.is_some() {
+fn status_word(last_error: bool, scanned: bool, open_drifts: usize) -> &'static str {
+    if last_error {
         "error"
-    } else if s.last_scan.is_none() {
+    } else if !scanned {
         "pending"
-    } else if s.open_drifts > 0 {
+    } else if open_drifts > 0 {
         "drifted"
     } else {
         "in_sync"
-    };
-    EnvironmentDto {
+    }
+}
+
+/// One environment with its status and score, as this replica sees it: its own status when
+/// it runs the environment (always without leader election); with leader election
+/// (`server.ha`) the `leader`, and for an environment another replica leads, its leader's last
+/// scan and the open drifts, read from the store.
+pub async fn environment_dto(
+    state: &AppState,
+    env: &Environment,
+) -> Result<EnvironmentDto, AppError> {
+    let s = env.status();
+    let sources = vec![
+        source_dto("git", env.scanner.describe_git(), &s.git),
+        source_dto("live", env.scanner.describe_live(), &s.live),
+    ];
+    let own = |leader: Option<LeaderDto>| EnvironmentDto {
         name: env.name.clone(),
-        status: status.into(),
+        status: status_word(s.last_error.is_some(), s.last_scan.is_some(), s.open_drifts).into(),
         score: s.last_scan.as_ref().map(|l| l.score),
         open_drifts: s.open_drifts,
         scanning: s.scanning,
         watching: s.watching,
         last_scan: s.last_scan.as_ref().map(ScanDto::from),
         last_error: s.last_error.clone(),
-        sources: vec![
-            source_dto("git", env.scanner.describe_git(), &s.git),
-            source_dto("live", env.scanner.describe_live(), &s.live),
-        ],
+        sources: sources.clone(),
+        leader,
+    };
+    let Some(leadership) = env.leadership() else {
+        return Ok(own(None));
+    };
+    let view = leadership.view(&env.name);
+    let leader = LeaderDto {
+        replica: view.holder.clone(),
+        this_replica: view.leading,
+        epoch: view.epoch,
+        // informational: a store that cannot say leaves it out
+        store_epoch: state.store.epoch(&env.name).await.ok().flatten(),
+    };
+    if view.leading {
+        return Ok(own(Some(leader)));
     }
+    // led elsewhere: what its leader wrote
+    let last = state
+        .store
+        .scans(Some(&env.name), 1)
+        .await?
+        .into_iter()
+        .next();
+    let open = state
+        .store
+        .drifts(&DriftQuery {
+            environment: Some(env.name.clone()),
+            status: DriftStatus::Open,
+            limit: 1,
+            ..DriftQuery::default()
+        })
+        .await?
+        .total;
+    Ok(EnvironmentDto {
+        name: env.name.clone(),
+        status: status_word(false, last.is_some(), open).into(),
+        score: last.as_ref().map(|l| l.score),
+        open_drifts: open,
+        scanning: false,
+        watching: false,
+        last_scan: last.as_ref().map(ScanDto::from),
+        last_error: None,
+        sources: sources
+            .into_iter()
+            .map(|d| SourceDto {
+                up: None,
+                last_ok: None,
+                error: None,
+                ..d
+            })
+            .collect(),
+        leader: Some(leader),
+    })
 }
 
-/// Every environment.
-pub fn environments(state: &AppState) -> EnvironmentList {
-    EnvironmentList {
-        items: state
-            .environments
-            .iter()
-            .map(|e| environment_dto(e))
-            .collect(),
+/// Every environment (see [`environment_dto`]).
+pub async fn environments(state: &AppState) -> Result<EnvironmentList, AppError> {
+    let mut items = Vec::with_capacity(state.environments.len());
+    for e in &state.environments {
+        items.push(environment_dto(state, e).await?);
     }
+    Ok(EnvironmentList { items })
 }
 
 /// A page of drift episodes (the query is checked: an unknown environment is a 404).
@@ -210,7 +270,8 @@ pub async fn object_history(
 
 /// Scans an environment now (the scan goes on even if the caller goes away) and answers its
 /// summary: 502 `scan_failed` when a source cannot be read, 503 `store_unavailable` when the
-/// store cannot be written.
+/// store cannot be written, 409 `not_leader` when another replica leads the environment
+/// (leader election; also when the store refused this replica's write).
 pub async fn scan_now(state: &AppState, env: &str) -> Result<ScanDto, AppError> {
     let e = environment(state, env)?.clone();
     let ctx = state.scan_context();
@@ -225,6 +286,9 @@ pub async fn scan_now(state: &AppState, env: &str) -> Result<ScanDto, AppError> 
             "store_unavailable",
             msg,
         )),
+        Ok(Err(RunScanError::NotLeader(msg))) => {
+            Err(AppError::new(StatusCode::CONFLICT, "not_leader", msg))
+        }
         Err(_) => Err(AppError::internal()),
     }
 }

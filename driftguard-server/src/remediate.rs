@@ -433,6 +433,10 @@ pub fn spawn_policy(
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
             }
+            // with leader election, only the replica that leads the environment acts
+            if !env.leads() {
+                continue;
+            }
             let drifts = env.scanner.open_drifts().await;
             let mut acted = false;
             for d in drifts {

@@ -15,6 +15,10 @@
 //! (with their delivery marks) and the supervisors' state; [`Service::run`] serves the API on a
 //! listener while the supervisors detect, and on shutdown drains scans and alert queues within
 //! the configured grace.
+//!
+//! With leader election (`server.ha`, see [`crate::ha`]) the supervisors of an environment run
+//! only on the replica that leads it: [`Service::run`] starts the elector instead, and on
+//! shutdown hands the environments back before it stops.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,14 +31,18 @@ use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
 use driftguard_core::scanner::Scanner;
+use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
+use driftguard_sources::kube::KubeConfigSpec;
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig, SettingError};
 use crate::environment::Environment;
 use crate::feed::EventFeed;
+use crate::ha::elector::Elector;
+use crate::ha::{HaSettings, Leadership};
 use crate::metrics::Metrics;
-use crate::notify::BuiltNotifiers;
+use crate::notify::{BuiltNotifiers, Marks};
 use crate::setup::{self, SetupError, StoreChoice};
 use crate::state::{AppState, SystemClock};
 use crate::supervisor::Supervisor;
@@ -92,9 +100,19 @@ pub enum ServeError {
     /// The process cannot listen for stop signals.
     #[error("cannot listen for SIGTERM")]
     Signal(#[source] std::io::Error),
+    /// The home cluster of leader election (`server.ha`) cannot be used.
+    #[error("server.ha: cannot use the home cluster's Leases")]
+    Leases(#[source] LeaseError),
     /// The MCP session over stdio failed.
     #[error(transparent)]
     Mcp(#[from] crate::mcp::McpError),
+}
+
+/// Leader election, ready to run.
+struct Election {
+    settings: HaSettings,
+    leases: LeaseClient,
+    leadership: Arc<Leadership>,
 }
 
 /// A service ready to run.
@@ -107,6 +125,7 @@ pub struct Service {
     addr: SocketAddr,
     /// The remediation policies that act, by environment.
     policies: Vec<(String, driftguard_core::remediate::Policy)>,
+    election: Option<Election>,
 }
 
 impl std::fmt::Debug for Service {
@@ -160,6 +179,35 @@ impl Service {
         if let Some(n) = note {
             tracing::warn!("{n}");
         }
+        let election = match &settings.ha {
+            None => None,
+            Some(ha) => {
+                if options.store.is_some() || options.no_store {
+                    return Err(ServeError::Setting(SettingError::Invalid {
+                        field: "server.ha".into(),
+                        message: "--store and --no-store cannot be used with leader election: the replicas share the configured MongoDB store".into(),
+                    }));
+                }
+                let ha_settings = HaSettings::from_config(ha, &env_var);
+                let spec = KubeConfigSpec {
+                    kubeconfig: ha.home_kubeconfig.as_ref().map(|p| config.resolve(p)),
+                    context: ha.home_context.clone(),
+                    in_cluster: ha.in_cluster,
+                };
+                let timeout = (ha_settings.renew_deadline / 2)
+                    .min(ha_settings.retry_period.max(Duration::from_secs(1)));
+                let leases = LeaseClient::connect(&spec, &ha_settings.namespace)
+                    .await
+                    .map_err(ServeError::Leases)?
+                    .with_timeout(timeout);
+                let leadership = Arc::new(Leadership::new(ha_settings.identity.clone()));
+                Some(Election {
+                    settings: ha_settings,
+                    leases,
+                    leadership,
+                })
+            }
+        };
         let choice = StoreChoice::from_config(config, options.store.as_deref(), options.no_store);
         let key = setup::secret_key(config, None, &choice)?;
         let inner = choice.open_service().await?;
@@ -174,13 +222,17 @@ impl Service {
         let store: Arc<dyn DriftStore> = buffer.clone();
         let metrics = Arc::new(Metrics::new());
         let cancel = CancellationToken::new();
-        let notifiers = crate::notify::build_notifiers_marked(
+        let marks = match &election {
+            None => Marks::PerNotifier(store.clone()),
+            Some(e) => Marks::PerEnvironment(store.clone(), e.leadership.clone()),
+        };
+        let notifiers = crate::notify::build_notifiers_with_marks(
             &settings.notifiers,
             metrics.clone(),
             settings.public_url.clone(),
             cancel.clone(),
             &env_var,
-            Some(store.clone()),
+            marks,
         )?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let feed = Arc::new(EventFeed::new());
@@ -199,15 +251,17 @@ impl Service {
                 .as_ref()
                 .map(|g| vec![setup::repository_url(config, g)])
                 .unwrap_or_default();
-            envs.push(Arc::new(
-                Environment::new(
-                    Arc::new(scanner),
-                    settings.poll_interval.0,
-                    settings.full_scan_interval.0,
-                )
-                .with_repositories(repositories)
-                .with_web_url(env.git.as_ref().and_then(|g| g.web_url.clone())),
-            ));
+            let mut environment = Environment::new(
+                Arc::new(scanner),
+                settings.poll_interval.0,
+                settings.full_scan_interval.0,
+            )
+            .with_repositories(repositories)
+            .with_web_url(env.git.as_ref().and_then(|g| g.web_url.clone()));
+            if let Some(e) = &election {
+                environment = environment.with_leadership(e.leadership.clone());
+            }
+            envs.push(Arc::new(environment));
         }
         // remediation only when some token may remediate or a policy acts
         let any_policy = config.file.environments.iter().any(|e| {
@@ -260,6 +314,7 @@ impl Service {
             policies,
             retention: config.retention(),
             addr,
+            election,
         })
     }
 
@@ -299,6 +354,7 @@ impl Service {
             settings,
             retention,
             policies,
+            election,
             ..
         } = self;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen {
@@ -308,6 +364,17 @@ impl Service {
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0))),
             source,
         })?;
+        state.remediation_paused.store(
+            settings.remediation_paused,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        if let Some(election) = election {
+            return run_elected(
+                state, cancel, notifiers, settings, retention, listener, addr, election, policies,
+                shutdown,
+            )
+            .await;
+        }
         // what was still queued when the server last stopped goes out first; a store that is
         // down now is asked again until it answers
         // the marks of notifiers new to the store start at this moment, before any event of
@@ -336,25 +403,7 @@ impl Service {
             }
         };
         let supervisor = Supervisor::start(&state, cancel.clone());
-        state.remediation_paused.store(
-            settings.remediation_paused,
-            std::sync::atomic::Ordering::SeqCst,
-        );
-        let mut policy_tasks = Vec::new();
-        if let Some(service) = &state.remediation {
-            for (name, policy) in &policies {
-                if let (Some(env), Some(r)) = (state.environment(name), service.get(name)) {
-                    policy_tasks.push(crate::remediate::spawn_policy(
-                        state.clone(),
-                        env.clone(),
-                        r,
-                        policy.clone(),
-                        state.remediation_paused.clone(),
-                        cancel.clone(),
-                    ));
-                }
-            }
-        }
+        let policy_tasks = spawn_policies(&state, &policies, &cancel);
         let pruner = retention.map(|retention| {
             crate::retention::spawn_pruner(
                 state.store.clone(),
@@ -386,6 +435,94 @@ impl Service {
         }
         served.map_err(|source| ServeError::Serve { addr, source })
     }
+}
+
+/// The remediation policy loop of each environment that has a policy that acts (each acts only
+/// while this replica leads its environment).
+fn spawn_policies(
+    state: &AppState,
+    policies: &[(String, driftguard_core::remediate::Policy)],
+    cancel: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    if let Some(service) = &state.remediation {
+        for (name, policy) in policies {
+            if let (Some(env), Some(r)) = (state.environment(name), service.get(name)) {
+                tasks.push(crate::remediate::spawn_policy(
+                    state.clone(),
+                    env.clone(),
+                    r,
+                    policy.clone(),
+                    state.remediation_paused.clone(),
+                    cancel.clone(),
+                ));
+            }
+        }
+    }
+    tasks
+}
+
+/// [`Service::run`] with leader election: the elector runs the supervisors of the environments
+/// this replica leads (and sends again, per environment, what the previous leader had not
+/// delivered); every replica serves the API. On shutdown the environments are handed back.
+#[allow(clippy::too_many_arguments)]
+async fn run_elected(
+    state: AppState,
+    cancel: CancellationToken,
+    notifiers: BuiltNotifiers,
+    settings: ServerConfig,
+    retention: Option<Duration>,
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    election: Election,
+    policies: Vec<(String, driftguard_core::remediate::Policy)>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let grace = settings.shutdown_grace.0;
+    let policy_tasks = spawn_policies(&state, &policies, &cancel);
+    let elector = Elector::new(
+        election.settings,
+        election.leases,
+        election.leadership,
+        state.clone(),
+        notifiers.notifiers.clone(),
+        grace,
+    );
+    let elector = tokio::spawn(elector.run(cancel.clone()));
+    // every replica prunes: the deletes are idempotent
+    let pruner = retention.map(|retention| {
+        crate::retention::spawn_pruner(
+            state.store.clone(),
+            state.clock.clone(),
+            retention,
+            PRUNE_EVERY,
+            cancel.clone(),
+        )
+    });
+    let stop = cancel.clone();
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = stop.cancelled() => {}
+        }
+    };
+    let served = crate::run(listener, state, shutdown).await;
+    cancel.cancel();
+    // the elector hands the environments back and waits for their loops (within the grace)
+    if tokio::time::timeout(grace + Duration::from_secs(5), elector)
+        .await
+        .is_err()
+    {
+        tracing::warn!("leader election did not stop in time");
+    }
+    for t in policy_tasks {
+        let _ = t.await;
+    }
+    notifiers.flush(grace).await;
+    if let Some(p) = pruner {
+        let _ = p.await;
+    }
+    served.map_err(|source| ServeError::Serve { addr, source })
 }
 
 impl Service {

@@ -31,9 +31,19 @@ impl Supervisor {
     /// Spawns the loops of every environment. They stop when `cancel` is cancelled (or on
     /// [`Supervisor::shutdown`]).
     pub fn start(state: &AppState, cancel: CancellationToken) -> Self {
+        Self::start_for(&state.environments, &state.scan_context(), cancel)
+    }
+
+    /// Spawns the loops of `environments` only (with leader election, a replica runs those
+    /// of the environments it leads: [`crate::ha`]). The full-scan loop starts with a scan.
+    pub fn start_for(
+        environments: &[Arc<Environment>],
+        ctx: &ScanContext,
+        cancel: CancellationToken,
+    ) -> Self {
         let mut tasks = JoinSet::new();
-        for env in &state.environments {
-            let ctx = state.scan_context();
+        for env in environments {
+            let ctx = ctx.clone();
             tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
             tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
             tasks.spawn(watch_loop(env.clone(), ctx.clone(), cancel.clone()));

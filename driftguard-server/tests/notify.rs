@@ -733,6 +733,7 @@ async fn alerts_not_delivered_before_a_stop_are_sent_after_the_restart() {
             upserts: Vec::new(),
             deletes: Vec::new(),
             events: events.clone(),
+            epoch: None,
         })
         .await
         .expect("stored");
@@ -997,4 +998,194 @@ fn missing_secrets_are_named_in_errors() {
             "environment variable PD_KEY (named by server.notifiers[0].routingKeyEnv) is not set"
         );
     });
+}
+
+fn ids_of(body: &Bytes) -> Vec<String> {
+    let body: Value = serde_json::from_slice(body).expect("json");
+    body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn per_environment_marks_move_for_led_environments_and_a_new_leader_resends_from_them() {
+    use driftguard_core::ports::{DriftStore, ScanBatch};
+    use driftguard_server::ha::{Leadership, Term};
+    use driftguard_server::notify::{
+        build_notifiers_with_marks, mark_key, resend_undelivered_for, Marks,
+    };
+    let store: Arc<dyn DriftStore> = Arc::new(driftguard_core::memory::MemoryStore::new());
+    let (rx, url) = receiver().await;
+    let leadership = Arc::new(Leadership::new("replica-a"));
+    let term = |epoch| Term {
+        epoch,
+        valid_until: Instant::now() + Duration::from_secs(600),
+    };
+    leadership.begin("prod", term(1));
+    let cancel = CancellationToken::new();
+    let built = build_notifiers_with_marks(
+        &[NotifierConfig::Webhook {
+            name: Some("hook".into()),
+            url: url.clone(),
+            secret_env: None,
+            route: RouteConfig::default(),
+            queue: fast_queue(),
+        }],
+        Arc::new(Metrics::new()),
+        None,
+        cancel.clone(),
+        &env_of(&[]),
+        Marks::PerEnvironment(store.clone(), leadership.clone()),
+    )
+    .expect("built");
+    let stored = |env: &str, events: &[DriftEvent]| {
+        let store = store.clone();
+        let batch = ScanBatch {
+            environment: env.to_owned(),
+            events: events.to_vec(),
+            ..ScanBatch::default()
+        };
+        async move { store.commit(&batch).await.expect("stored") }
+    };
+    let t0 = testkit::t0();
+    // a new leader's first acquisition: the mark starts now, nothing old is sent
+    assert_eq!(
+        resend_undelivered_for(&built.notifiers, &*store, "prod", t0)
+            .await
+            .expect("reads"),
+        0
+    );
+    assert_eq!(
+        store
+            .delivered_until(&mark_key("hook", "prod"))
+            .await
+            .expect("mark"),
+        Some(t0)
+    );
+
+    // an environment this replica leads: delivered, its mark moves (and only its own)
+    let prod = vec![
+        event("prod", 1, EventKind::Detected, Severity::High),
+        event("prod", 2, EventKind::Detected, Severity::High),
+    ];
+    stored("prod", &prod).await;
+    built.notifiers[0]
+        .notify(&notification("prod", prod.clone()))
+        .await
+        .expect("queued");
+    wait_for(&rx, 1).await;
+    let start = Instant::now();
+    while store
+        .delivered_until(&mark_key("hook", "prod"))
+        .await
+        .expect("mark")
+        != Some(prod[1].at)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the mark never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.delivered_until("hook").await.expect("mark"), None);
+
+    // an environment another replica leads: not delivered, no mark moves
+    let dev = vec![event("dev", 3, EventKind::Detected, Severity::High)];
+    stored("dev", &dev).await;
+    store
+        .set_delivered_until(&mark_key("hook", "dev"), t0)
+        .await
+        .expect("the other leader's mark");
+    built.notifiers[0]
+        .notify(&notification("dev", dev.clone()))
+        .await
+        .expect("queued");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.got.lock().expect("lock").len(),
+        1,
+        "nothing sent for dev"
+    );
+    assert_eq!(
+        store
+            .delivered_until(&mark_key("hook", "dev"))
+            .await
+            .expect("mark"),
+        Some(t0)
+    );
+
+    // this replica takes dev over: what lies after dev's mark goes out once, then the mark moves
+    leadership.begin("dev", term(2));
+    assert_eq!(
+        resend_undelivered_for(&built.notifiers, &*store, "dev", t0)
+            .await
+            .expect("reads"),
+        1
+    );
+    wait_for(&rx, 2).await;
+    let (_, body) = rx.got.lock().expect("lock")[1].clone();
+    assert_eq!(ids_of(&body), [dev[0].event_id.clone()]);
+    let start = Instant::now();
+    while store
+        .delivered_until(&mark_key("hook", "dev"))
+        .await
+        .expect("mark")
+        != Some(dev[0].at)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the mark never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // and again: nothing more to send
+    assert_eq!(
+        resend_undelivered_for(&built.notifiers, &*store, "dev", t0)
+            .await
+            .expect("reads"),
+        0
+    );
+
+    // a store a single server used: an environment's first mark starts at the notifier's
+    let stage = vec![event("stage", 4, EventKind::Detected, Severity::High)];
+    stored("stage", &stage).await;
+    store
+        .set_delivered_until("hook", t0)
+        .await
+        .expect("a single server's mark");
+    leadership.begin("stage", term(1));
+    assert_eq!(
+        resend_undelivered_for(
+            &built.notifiers,
+            &*store,
+            "stage",
+            t0 + chrono::Duration::hours(1)
+        )
+        .await
+        .expect("reads"),
+        1
+    );
+    wait_for(&rx, 3).await;
+
+    // losing an environment while its alerts wait in the queue: they are not delivered
+    leadership.end("prod");
+    let late = vec![event("prod", 5, EventKind::Detected, Severity::High)];
+    built.notifiers[0]
+        .notify(&notification("prod", late))
+        .await
+        .expect("queued");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.got.lock().expect("lock").len(), 3);
+    assert_eq!(
+        store
+            .delivered_until(&mark_key("hook", "prod"))
+            .await
+            .expect("mark"),
+        Some(prod[1].at)
+    );
+    cancel.cancel();
+    built.flush(Duration::from_secs(5)).await;
 }

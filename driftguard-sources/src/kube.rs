@@ -49,6 +49,7 @@ use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 
 mod apply;
+pub mod lease;
 mod watch;
 
 pub use apply::{Applied, ApplyError};
@@ -108,10 +109,12 @@ fn config_error(file: &str, field: Option<&str>, message: String) -> SourceError
     })
 }
 
-impl KubeLiveSource {
-    /// Reads the configuration and builds a client. Does not contact the API server: an
-    /// unreachable server shows up in [`LiveSource::snapshot`] and [`LiveSource::watch`].
-    pub async fn connect(spec: &KubeConfigSpec) -> Result<Self, SourceError> {
+impl KubeConfigSpec {
+    /// Reads the configuration this spec names (a kubeconfig and context, or the in-cluster
+    /// service account) into a kube [`Config`], with a description of the cluster
+    /// (`cluster https://10.0.0.1 (context prod)`). Does not contact the API server.
+    pub async fn load(&self) -> Result<(Config, String), SourceError> {
+        let spec = self;
         let (config, origin) = if spec.in_cluster {
             let config = Config::incluster().map_err(|e| {
                 config_error(
@@ -155,6 +158,15 @@ impl KubeLiveSource {
             (config, format!("context {context}"))
         };
         let describe = format!("cluster {} ({origin})", config.cluster_url);
+        Ok((config, describe))
+    }
+}
+
+impl KubeLiveSource {
+    /// Reads the configuration and builds a client. Does not contact the API server: an
+    /// unreachable server shows up in [`LiveSource::snapshot`] and [`LiveSource::watch`].
+    pub async fn connect(spec: &KubeConfigSpec) -> Result<Self, SourceError> {
+        let (config, describe) = spec.load().await?;
         Self::from_config(config, describe)
     }
 

@@ -10,6 +10,11 @@
 //! included, goes to the wrapped store.
 //!
 //! Batches are kept in memory: they survive a database outage, not the loss of this process.
+//!
+//! A queued batch whose leadership epoch the store refuses when it is retried
+//! ([`StoreError::Conflict`], see [`driftguard_core::fence`]: another replica leads its
+//! environment now) can never be written: it is dropped with an error in the log, and the
+//! records kept for its environment are read again from the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -212,6 +217,20 @@ async fn retry_loop(
                     }
                     backoff = initial;
                 }
+                Err(e @ StoreError::Conflict { .. }) => {
+                    // a refused epoch is refused for ever: drop the batch, and forget what the
+                    // cache assumed of it
+                    let why = driftguard_core::error::chain(&e);
+                    tracing::error!(environment = %batch.environment, epoch = ?batch.epoch,
+                        events = batch.events.len(), error = %why,
+                        "buffered batch dropped: the store refuses it");
+                    let mut s = state.lock().expect("lock");
+                    s.queue.pop_front();
+                    s.cache.remove(&batch.environment);
+                    if s.queue.is_empty() {
+                        s.last_error = None;
+                    }
+                }
                 Err(e) => {
                     let why = driftguard_core::error::chain(&e);
                     tracing::warn!(error = %why, "store still unavailable; batch kept for retry");
@@ -253,7 +272,7 @@ impl DriftStore for BufferedStore {
     }
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        if batch.writes_nothing() {
             return Ok(());
         }
         {
@@ -324,6 +343,10 @@ impl DriftStore for BufferedStore {
         self.inner.delivered_until(notifier).await
     }
 
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.epoch(environment).await
+    }
+
     async fn set_delivered_until(
         &self,
         notifier: &str,
@@ -374,6 +397,96 @@ mod tests {
             .await
             .expect("commits");
         assert_eq!(probe.take_calls(), vec!["commit"]);
+    }
+
+    /// The in-memory store, unavailable while `down` is set.
+    #[derive(Default)]
+    struct Switch {
+        inner: driftguard_core::memory::MemoryStore,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Switch {
+        fn check(&self) -> Result<(), StoreError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Unavailable {
+                    source: "switched off".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl DriftStore for Switch {
+        async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+            self.check()?;
+            self.inner.records(environment).await
+        }
+        async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+            self.check()?;
+            self.inner.commit(batch).await
+        }
+        async fn drifts(&self, query: &DriftQuery) -> Result<Page<Drift>, StoreError> {
+            self.inner.drifts(query).await
+        }
+        async fn events(&self, query: &EventQuery) -> Result<Page<DriftEvent>, StoreError> {
+            self.inner.events(query).await
+        }
+        async fn scans(
+            &self,
+            environment: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<ScanSummary>, StoreError> {
+            self.inner.scans(environment, limit).await
+        }
+        async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {
+            self.inner.prune(before).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_buffered_batch_whose_epoch_is_refused_is_dropped_not_retried_for_ever() {
+        let switch = Arc::new(Switch::default());
+        let store = BufferedStore::new(switch.clone(), 8, Duration::from_millis(10));
+        let old_term = ScanBatch {
+            environment: "prod".into(),
+            upserts: vec![record()],
+            epoch: Some(1),
+            ..ScanBatch::default()
+        };
+        store
+            .commit(&ScanBatch::claim("prod", 1))
+            .await
+            .expect("claim");
+        assert!(store.records("prod").await.expect("records").is_empty());
+        // the database goes down: the old leader's batch is buffered (and its record read back)
+        switch.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        store.commit(&old_term).await.expect("buffered");
+        assert_eq!(store.queued(), 1);
+        assert_eq!(store.records("prod").await.expect("cached"), vec![record()]);
+        // meanwhile another replica took over and claimed the environment
+        switch
+            .down
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        switch
+            .inner
+            .commit(&ScanBatch::claim("prod", 2))
+            .await
+            .expect("new leader's claim");
+        // the retry is refused: the batch is dropped, and the buffer is healthy again
+        assert!(
+            store.flush(Duration::from_secs(5)).await,
+            "a refused batch does not stay queued"
+        );
+        assert_eq!(store.status(), BufferHealth::Healthy);
+        assert!(
+            store.records("prod").await.expect("records").is_empty(),
+            "nothing of the refused batch was written"
+        );
+        // a refusal of a direct write is the caller's to see
+        let err = store.commit(&old_term).await.expect_err("refused");
+        assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     }
 
     #[test]

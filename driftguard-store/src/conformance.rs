@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_concurrent_writers, concurrent_writers);
         $crate::conformance_tests!(@one $fresh, conformance_scanner_round_trip, scanner_round_trip);
         $crate::conformance_tests!(@one $fresh, conformance_delivery_marks, delivery_marks);
+        $crate::conformance_tests!(@one $fresh, conformance_fencing, fencing);
         $crate::conformance_tests!(@one $fresh, conformance_provided_methods, provided_methods);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
@@ -502,6 +503,7 @@ pub async fn round_trip(store: Arc<dyn DriftStore>) {
         upserts: vec![r.clone()],
         deletes: vec![],
         events: vec![e.clone()],
+        epoch: None,
     };
     store.commit(&b).await.expect("commits");
     assert_eq!(
@@ -532,6 +534,7 @@ pub async fn round_trip(store: Arc<dyn DriftStore>) {
         upserts: vec![],
         deletes: vec![id.clone()],
         events: vec![event(EventKind::Resolved, &resolved, t(20), "s2")],
+        epoch: None,
     };
     store.commit(&b2).await.expect("commits");
     assert!(store.records("prod").await.expect("records").is_empty());
@@ -740,6 +743,107 @@ pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
     assert_eq!(mark("slack").await, None);
 }
 
+/// One detection in `env`, with its record and a summary, written by leadership `epoch`.
+fn fenced_batch(env: &str, n: i64, epoch: Option<u64>) -> ScanBatch {
+    let id = ResourceId::new(env, "apps", "Deployment", Some("shop"), format!("web-{n}"));
+    let d = drift(
+        &id,
+        &format!("{env}-ep-{n}"),
+        DriftKind::Modified,
+        Direction::Forward,
+        Severity::High,
+        t(n),
+        t(n),
+        None,
+    );
+    let scan = format!("{env}-fenced-{n}");
+    ScanBatch {
+        environment: env.to_owned(),
+        summary: Some(summary(env, &scan, t(n), 1)),
+        upserts: vec![record(&id, Some(d.clone()), t(n))],
+        deletes: vec![],
+        events: vec![event(EventKind::Detected, &d, t(n), &scan)],
+        epoch,
+    }
+}
+
+fn is_refusal(r: &Result<(), StoreError>, epoch: u64) -> bool {
+    matches!(r, Err(StoreError::Conflict { what })
+        if what.contains(&format!("leadership epoch {epoch} was refused")))
+}
+
+/// Fencing by leadership epoch ([`driftguard_core::fence`]): per environment, the store keeps
+/// the highest epoch written and refuses, whole and as [`StoreError::Conflict`], a batch that
+/// carries a lower one; an empty batch with an epoch (a claim) moves the fence too; a batch
+/// without an epoch is not fenced; a refused batch leaves nothing behind. Answers like the
+/// reference.
+pub async fn fencing(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    // term 2 writes
+    commit_both(&store, &reference, &fenced_batch("prod", 1, Some(2))).await;
+    commit_both(&store, &reference, &fenced_batch("prod", 2, Some(2))).await;
+    // an older term is refused, whole
+    let r = store.commit(&fenced_batch("prod", 3, Some(1))).await;
+    assert!(is_refusal(&r, 1), "epoch 1 after 2: {r:?}");
+    assert!(is_refusal(
+        &reference.commit(&fenced_batch("prod", 3, Some(1))).await,
+        1
+    ));
+    assert_same(&store, &reference, "after a refused batch").await;
+    assert_eq!(
+        store
+            .events(&EventQuery::default())
+            .await
+            .expect("events")
+            .total,
+        2,
+        "nothing of the refused batch is stored"
+    );
+    assert_eq!(store.scans(Some("prod"), 10).await.expect("scans").len(), 2);
+    assert_eq!(store.epoch("prod").await.expect("epoch"), Some(2));
+    assert_eq!(store.epoch("dev").await.expect("epoch"), None);
+    // a new term claims the environment with an empty batch: term 2 is fenced off at once
+    store
+        .commit(&ScanBatch::claim("prod", 3))
+        .await
+        .expect("claim of epoch 3");
+    reference
+        .commit(&ScanBatch::claim("prod", 3))
+        .await
+        .expect("claim");
+    let r = store.commit(&fenced_batch("prod", 4, Some(2))).await;
+    assert!(is_refusal(&r, 2), "epoch 2 after the claim of 3: {r:?}");
+    let r = store.commit(&ScanBatch::claim("prod", 2)).await;
+    assert!(is_refusal(&r, 2), "an older claim: {r:?}");
+    // the claim wrote nothing else
+    assert_same(&store, &reference, "after a claim").await;
+    // term 3 writes; epochs are per environment; no epoch is not fenced
+    commit_both(&store, &reference, &fenced_batch("prod", 5, Some(3))).await;
+    commit_both(&store, &reference, &fenced_batch("dev", 6, Some(1))).await;
+    commit_both(&store, &reference, &fenced_batch("prod", 7, None)).await;
+    assert_eq!(store.epoch("prod").await.expect("epoch"), Some(3));
+    assert_eq!(store.epoch("dev").await.expect("epoch"), Some(1));
+    // a retried batch of the current term is still idempotent
+    store
+        .commit(&fenced_batch("prod", 5, Some(3)))
+        .await
+        .expect("retry of the current term");
+    assert_same(&store, &reference, "after terms 3 and 1").await;
+
+    // two writers racing: whatever the order, once the claim of 9 has returned, 8 is refused
+    let (claim8, claim9) = (ScanBatch::claim("race", 8), ScanBatch::claim("race", 9));
+    let (a, b) = tokio::join!(store.commit(&claim8), store.commit(&claim9));
+    assert!(b.is_ok(), "the newer claim always passes: {b:?}");
+    assert!(a.is_ok() || is_refusal(&a, 8), "{a:?}");
+    assert_eq!(store.epoch("race").await.expect("epoch"), Some(9));
+    let r = store.commit(&fenced_batch("race", 10, Some(8))).await;
+    assert!(is_refusal(&r, 8), "{r:?}");
+    store
+        .commit(&fenced_batch("race", 11, Some(9)))
+        .await
+        .expect("the newest epoch writes");
+}
+
 /// A store seen through its required methods only: its provided methods are the trait's
 /// defaults, the meaning every override must keep.
 struct RequiredOnly(Arc<dyn DriftStore>);
@@ -940,6 +1044,7 @@ pub async fn concurrent_writers(store: Arc<dyn DriftStore>) {
                     upserts: vec![record(&id, Some(d.clone()), t(i))],
                     deletes: vec![],
                     events: vec![event(EventKind::Detected, &d, t(i), &format!("{env}-{i}"))],
+                    epoch: None,
                 };
                 store.commit(&b).await.expect("concurrent commit");
                 reference.commit(&b).await.expect("reference");

@@ -98,6 +98,10 @@ impl DriftStore for DeferredStore {
         self.inner.delivered_until(notifier).await
     }
 
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.epoch(environment).await
+    }
+
     async fn set_delivered_until(
         &self,
         notifier: &str,

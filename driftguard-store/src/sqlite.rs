@@ -4,7 +4,9 @@
 //!   killed process (or a power cut) loses nothing that was acknowledged, and readers never block
 //!   the writer. (`NORMAL` would be safe against a killed process but may lose the last commits
 //!   on power loss; FULL costs one fsync per batch, and a batch is a whole scan.)
-//! - One batch is one `BEGIN IMMEDIATE` transaction: all or nothing.
+//! - One batch is one `BEGIN IMMEDIATE` transaction: all or nothing. A batch's leadership
+//!   epoch is checked against the highest one kept for its environment (table `fences`) and
+//!   recorded in the same transaction ([`driftguard_core::fence`]).
 //! - A schema version (`PRAGMA user_version`) with forward migrations, applied at open.
 //! - Blocking calls run on tokio's blocking pool, never on the async threads.
 
@@ -83,6 +85,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE deliveries (
         notifier TEXT PRIMARY KEY,
         until_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
+    // 3: the highest leadership epoch written per environment (fencing)
+    "
+    CREATE TABLE fences (
+        env TEXT PRIMARY KEY,
+        epoch INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
 ];
@@ -325,10 +334,37 @@ fn put_episode(tx: &Transaction<'_>, d: &Drift) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks the batch's epoch against the one kept for its environment and records it, inside
+/// the batch's transaction (the rule: [`driftguard_core::fence::check`]).
+fn fence(tx: &Transaction<'_>, batch: &ScanBatch) -> Result<(), StoreError> {
+    if batch.epoch.is_none() {
+        return Ok(());
+    }
+    let stored: Option<i64> = tx
+        .query_row(
+            "SELECT epoch FROM fences WHERE env = ?1",
+            [&batch.environment],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    let stored = stored.map(|e| e.max(0) as u64);
+    if let Some(epoch) = driftguard_core::fence::check(&batch.environment, stored, batch.epoch)? {
+        let epoch = i64::try_from(epoch).map_err(|e| backend("leadership epoch", e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO fences (env, epoch) VALUES (?1, ?2)",
+            params![batch.environment, epoch],
+        )
+        .map_err(sql)?;
+    }
+    Ok(())
+}
+
 fn commit_batch(conn: &mut Connection, batch: &ScanBatch) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(sql)?;
+    fence(&tx, batch)?;
     {
         let mut up = tx
             .prepare_cached("INSERT OR REPLACE INTO records (key, env, body) VALUES (?1, ?2, ?3)")
@@ -582,7 +618,7 @@ impl DriftStore for SqliteStore {
     }
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        if batch.writes_nothing() {
             return Ok(());
         }
         let batch = batch.clone();
@@ -691,6 +727,19 @@ impl DriftStore for SqliteStore {
     async fn health(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql))
             .await
+    }
+
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        let env = environment.to_owned();
+        self.with(move |c| {
+            c.query_row("SELECT epoch FROM fences WHERE env = ?1", [&env], |r| {
+                r.get::<_, i64>(0)
+            })
+            .optional()
+            .map(|e| e.map(|e| e.max(0) as u64))
+            .map_err(sql)
+        })
+        .await
     }
 
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -162,6 +162,11 @@ impl DriftStore for Probe {
         self.log("set_delivered_until");
         Ok(())
     }
+
+    async fn epoch(&self, _: &str) -> Result<Option<u64>, StoreError> {
+        self.log("epoch");
+        Ok(Some(7))
+    }
 }
 
 /// Calls every method of `store` (a wrapper over `probe`) and checks that each went to the
@@ -212,4 +217,6 @@ pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Pr
     assert_eq!(probe.take_calls(), one("delivered_until"));
     store.set_delivered_until("n", at()).await.expect("sets");
     assert_eq!(probe.take_calls(), one("set_delivered_until"));
+    assert_eq!(store.epoch("prod").await.expect("epoch"), Some(7));
+    assert_eq!(probe.take_calls(), one("epoch"));
 }

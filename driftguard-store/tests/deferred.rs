@@ -17,6 +17,9 @@ use driftguard_store::DeferredStore;
 struct CommitThrough {
     deferred: DeferredStore,
     inner: Arc<dyn DriftStore>,
+    /// One commit at a time through defer-and-take: with concurrent writers (the conformance
+    /// suite has them) another writer's batch could otherwise be taken along with this one.
+    commits: tokio::sync::Mutex<()>,
 }
 
 impl CommitThrough {
@@ -24,6 +27,7 @@ impl CommitThrough {
         Arc::new(CommitThrough {
             deferred: DeferredStore::new(inner.clone()),
             inner,
+            commits: tokio::sync::Mutex::new(()),
         })
     }
 }
@@ -35,6 +39,7 @@ impl DriftStore for CommitThrough {
     }
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
+        let _one_at_a_time = self.commits.lock().await;
         self.deferred.commit(batch).await?;
         let taken = self.deferred.take();
         assert_eq!(
@@ -86,6 +91,10 @@ impl DriftStore for CommitThrough {
 
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.deferred.delivered_until(notifier).await
+    }
+
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        self.deferred.epoch(environment).await
     }
 
     async fn set_delivered_until(

@@ -365,6 +365,27 @@ impl Config {
                 );
             }
         }
+        if let Some(ha) = f.server.as_ref().and_then(|s| s.ha.as_ref()) {
+            for (key, message) in ha.problems() {
+                problem(format!("server.ha.{key}"), message);
+            }
+            if f.store.as_ref().is_none_or(|s| s.mongodb.is_none()) {
+                problem(
+                    "server.ha".into(),
+                    "replicas share their history: set `store.mongodb`".into(),
+                );
+            }
+            if ha
+                .home_kubeconfig
+                .as_ref()
+                .is_some_and(|p| !self.resolve(p).is_file())
+            {
+                problem(
+                    "server.ha.homeKubeconfig".into(),
+                    "file does not exist".into(),
+                );
+            }
+        }
         if let Some(k) = &f.secret_key {
             match (&k.env, &k.file) {
                 (None, None) => problem(
@@ -713,6 +734,44 @@ mod tests {
         // snake_case keys outside `server:` and notifiers were never valid
         let e = load(&format!("{ENV}secret_key:\n  env: K\n")).expect_err("not an alias");
         assert!(e.to_string().contains("unknown field `secret_key`"), "{e}");
+    }
+
+    #[test]
+    fn leader_election_needs_a_shared_store_and_timings_in_order() {
+        let mongo = "store:\n  mongodb: {uriEnv: U}\n";
+        let ok = load(&format!(
+            "{ENV}{mongo}server:\n  ha: {{namespace: dg, leaseDuration: 15s, renewDeadline: 10s, retryPeriod: 2s}}\n"
+        ))
+        .expect("valid");
+        let ha = ok.file.server.and_then(|s| s.ha).expect("ha");
+        assert_eq!(ha.namespace, "dg");
+        assert_eq!(ha.lease_prefix, "driftguard");
+        let problems = |text: String| -> Vec<String> {
+            load(&text)
+                .expect_err("refused")
+                .problems
+                .iter()
+                .map(|p| p.path.clone().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(
+            problems(format!("{ENV}server:\n  ha: {{}}\n")),
+            ["server.ha"],
+            "replicas share their history: a MongoDB store"
+        );
+        assert_eq!(
+            problems(format!(
+                "{ENV}{mongo}server:\n  ha: {{leaseDuration: 1500ms, renewDeadline: 2s, retryPeriod: 3s, namespace: Not_A_Name, leasePrefix: '', inCluster: true, homeContext: c}}\n"
+            )),
+            [
+                "server.ha.leaseDuration",
+                "server.ha.renewDeadline",
+                "server.ha.retryPeriod",
+                "server.ha.namespace",
+                "server.ha.leasePrefix",
+                "server.ha.inCluster",
+            ]
+        );
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub struct ServerConfig {
     pub cache_ttl: HumanDuration,
     /// Notifiers, each chosen by its `type` (the top-level `notifications` are added to them).
     pub notifiers: Vec<NotifierConfig>,
+    /// High availability: several replicas share one MongoDB store and elect, per environment,
+    /// the one that watches, polls, scans, writes and alerts, with Kubernetes Leases in a home
+    /// cluster. Absent: this server does all of it alone (the default).
+    pub ha: Option<HaConfig>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
             cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
+            ha: None,
         }
     }
 }
@@ -131,6 +136,125 @@ impl std::fmt::Debug for ScopedToken {
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }
+}
+
+/// Leader election per environment (`server.ha`), with `coordination.k8s.io/v1` Leases in a
+/// namespace of a home cluster. See `docs/high-availability.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HaConfig {
+    /// Kubeconfig file of the home cluster, where the Leases live (default: `$KUBECONFIG`,
+    /// then `~/.kube/config`). Relative to the configuration file.
+    pub home_kubeconfig: Option<std::path::PathBuf>,
+    /// Context of the home cluster in that kubeconfig (default: its current context).
+    pub home_context: Option<String>,
+    /// Reach the home cluster with the pod's service account (DriftGuard runs in it).
+    pub in_cluster: bool,
+    /// Namespace of the Leases (the replicas need `get`, `list`, `create`, `update` and
+    /// `delete` on `leases` there).
+    pub namespace: String,
+    /// How long a leader's claim lasts after its last renewal: a replica takes an
+    /// environment over when its Lease has not changed for this long (judged by the
+    /// replica's own monotonic clock since it last saw the Lease change, never by comparing
+    /// clocks). Whole seconds, at least `1s`. Failover takes about this long.
+    pub lease_duration: HumanDuration,
+    /// How long a leader keeps writing without a successful renewal: past it, it stops
+    /// writing and stops its loops for the environment at once (local fence). Shorter than
+    /// `leaseDuration`, so a leader always stops before another replica can take over.
+    pub renew_deadline: HumanDuration,
+    /// How often Leases are renewed, and the others looked at.
+    pub retry_period: HumanDuration,
+    /// This replica's name in the Leases (default: the `POD_NAME` environment variable, else
+    /// `<hostname>-<process id>`). Each replica needs its own.
+    pub identity: Option<String>,
+    /// Prefix of the Leases' names (`<prefix>-env-<environment>`,
+    /// `<prefix>-member-<identity>`): deployments sharing a namespace need their own.
+    pub lease_prefix: String,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            home_kubeconfig: None,
+            home_context: None,
+            in_cluster: false,
+            namespace: "driftguard".into(),
+            lease_duration: HumanDuration(Duration::from_secs(15)),
+            renew_deadline: HumanDuration(Duration::from_secs(10)),
+            retry_period: HumanDuration(Duration::from_secs(2)),
+            identity: None,
+            lease_prefix: "driftguard".into(),
+        }
+    }
+}
+
+impl HaConfig {
+    /// What is wrong with the timings and names, as `(key, message)` pairs (empty: nothing).
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let (lease, renew, retry) = (
+            self.lease_duration.0,
+            self.renew_deadline.0,
+            self.retry_period.0,
+        );
+        if lease < Duration::from_secs(1) || lease.subsec_nanos() != 0 {
+            out.push((
+                "leaseDuration",
+                "must be a whole number of seconds, at least 1s (Leases keep seconds)".into(),
+            ));
+        }
+        if renew >= lease {
+            out.push((
+                "renewDeadline",
+                "must be shorter than leaseDuration (a leader stops before another can take over)"
+                    .into(),
+            ));
+        }
+        if retry.is_zero() || retry >= renew {
+            out.push((
+                "retryPeriod",
+                "must be more than 0 and shorter than renewDeadline".into(),
+            ));
+        }
+        if !is_dns_label_part(&self.namespace) {
+            out.push((
+                "namespace",
+                "must be a namespace name (lower-case letters, digits and `-`)".into(),
+            ));
+        }
+        if self.lease_prefix.is_empty()
+            || self.lease_prefix.len() > 40
+            || !is_dns_label_part(&self.lease_prefix)
+        {
+            out.push((
+                "leasePrefix",
+                "must be 1 to 40 lower-case letters, digits and `-`".into(),
+            ));
+        }
+        if self.in_cluster && (self.home_kubeconfig.is_some() || self.home_context.is_some()) {
+            out.push((
+                "inCluster",
+                "inCluster and homeKubeconfig/homeContext are both set: choose one".into(),
+            ));
+        }
+        if self
+            .identity
+            .as_deref()
+            .is_some_and(|i| i.trim().is_empty())
+        {
+            out.push(("identity", "must not be empty".into()));
+        }
+        out
+    }
+}
+
+fn is_dns_label_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// A configuration value that cannot be used.

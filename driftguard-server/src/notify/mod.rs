@@ -5,6 +5,15 @@
 //! [`build_notifiers`] turns the configuration into ready notifiers: each is
 //! `RoutedNotifier(QueuedNotifier(concrete))`. Add each to every environment's `Scanner`
 //! (`Scanner::with_notifier`); routing by environment happens inside.
+//!
+//! **Delivery marks** ([`Marks`]) say, in the store, how far each notifier's deliveries went,
+//! so that a server that stops with alerts still queued sends them after its restart
+//! ([`resend_undelivered`]). A single server keeps one mark per notifier. Replicas that elect a
+//! leader per environment ([`crate::ha`]) keep one per notifier *and environment*
+//! (`<notifier>/<environment>`, [`mark_key`]): each replica alerts only for the environments it
+//! leads, a new leader sends again what lies after the environment's mark
+//! ([`resend_undelivered_for`]), and a replica that no longer leads an environment delivers
+//! none of its alerts and moves none of its marks (the new leader sends them).
 
 pub mod pagerduty;
 pub mod slack;
@@ -28,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{NotifierConfig, QueueConfig, RouteConfig, SettingError};
 use crate::dto::{FindingDto, ObjectRef};
+use crate::ha::Leadership;
 use crate::metrics::{Metrics, NotifyOutcome};
 use driftguard_core::findings::drift_risk;
 
@@ -229,6 +239,36 @@ impl Notifier for RoutedNotifier {
     }
 }
 
+/// Where and how a notifier's queue records how far its deliveries went.
+#[derive(Clone, Default)]
+pub enum Marks {
+    /// Nothing is recorded.
+    #[default]
+    None,
+    /// One mark per notifier (a single server, which alerts for every environment).
+    PerNotifier(Arc<dyn DriftStore>),
+    /// One mark per notifier and environment ([`mark_key`]), moved only while this replica
+    /// leads the environment; the alerts of an environment it does not lead (any more) are not
+    /// delivered: its leader sends them.
+    PerEnvironment(Arc<dyn DriftStore>, Arc<Leadership>),
+}
+
+impl std::fmt::Debug for Marks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Marks::None => "Marks::None",
+            Marks::PerNotifier(_) => "Marks::PerNotifier",
+            Marks::PerEnvironment(..) => "Marks::PerEnvironment",
+        })
+    }
+}
+
+/// The key of the delivery mark of `notifier` for `environment` (`<notifier>/<environment>`;
+/// environment names hold no `/`, so keys of different pairs differ).
+pub fn mark_key(notifier: &str, environment: &str) -> String {
+    format!("{notifier}/{environment}")
+}
+
 /// A bounded queue in front of a notifier: `notify` returns at once; a background task
 /// groups bursts, delivers, retries with exponential backoff, and counts failures.
 pub struct QueuedNotifier {
@@ -260,6 +300,18 @@ impl QueuedNotifier {
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
         marks: Option<Arc<dyn DriftStore>>,
+    ) -> (Arc<QueuedNotifier>, JoinHandle<()>) {
+        let marks = marks.map_or(Marks::None, Marks::PerNotifier);
+        Self::spawn_with_marks(inner, cfg, metrics, cancel, marks)
+    }
+
+    /// Like [`QueuedNotifier::spawn_marked`], with the marks kept as `marks` says.
+    pub fn spawn_with_marks(
+        inner: Arc<dyn Notifier>,
+        cfg: QueueConfig,
+        metrics: Arc<Metrics>,
+        cancel: CancellationToken,
+        marks: Marks,
     ) -> (Arc<QueuedNotifier>, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(cfg.capacity.max(1));
         let name = inner.name().to_owned();
@@ -302,12 +354,18 @@ async fn deliver_loop(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<Notification>,
     cancel: CancellationToken,
-    marks: Option<Arc<dyn DriftStore>>,
+    marks: Marks,
 ) {
     let name = inner.name().to_owned();
     let mut closing = false;
-    // set once a notification is left undelivered at shutdown: no mark may pass it
+    // set once a notification is left undelivered at shutdown: no mark may pass it (per
+    // environment with per-environment marks)
     let mut held = false;
+    let mut held_envs: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let leads = |env: &str| match &marks {
+        Marks::PerEnvironment(_, leadership) => leadership.leads(env),
+        _ => true,
+    };
     loop {
         let first = if closing {
             match rx.recv().await {
@@ -336,12 +394,28 @@ async fn deliver_loop(
             }
         }
         let newest = batch.iter().flat_map(|n| &n.events).map(|e| e.at).max();
+        // environments of this batch not delivered because another replica leads them now
+        let mut skipped: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut newest_per_env: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for e in batch.iter().flat_map(|n| &n.events) {
+            let t = newest_per_env
+                .entry(e.drift.id.environment.clone())
+                .or_insert(e.at);
+            *t = (*t).max(e.at);
+        }
         for n in group(batch) {
             let attempts = if closing { 1 } else { cfg.max_attempts.max(1) };
             let mut backoff = cfg.initial_backoff.0;
             let mut attempt = 0;
             loop {
                 attempt += 1;
+                if !leads(&n.environment) {
+                    // another replica leads it now: it sends these from the mark
+                    skipped.insert(n.environment.clone());
+                    tracing::warn!(notifier = %name, environment = %n.environment, events = n.events.len(),
+                        "notification not delivered: this replica no longer leads the environment (its leader sends it)");
+                    break;
+                }
                 match inner.notify(&n).await {
                     Ok(()) => {
                         metrics.notification(&name, NotifyOutcome::Sent);
@@ -353,6 +427,7 @@ async fn deliver_loop(
                         if closing {
                             // shutting down: no more attempts; sent again at the next start
                             held = true;
+                            held_envs.insert(n.environment.clone());
                             tracing::warn!(notifier = %name, environment = %n.environment, events = n.events.len(), "notification not delivered before shutdown");
                             break;
                         }
@@ -370,9 +445,30 @@ async fn deliver_loop(
                 }
             }
         }
-        if let (Some(store), Some(newest), false) = (&marks, newest, held) {
-            if let Err(e) = store.set_delivered_until(&name, newest).await {
-                tracing::warn!(notifier = %name, error = %e, "cannot record how far deliveries went");
+        match &marks {
+            Marks::None => {}
+            Marks::PerNotifier(store) => {
+                if let (Some(newest), false) = (newest, held) {
+                    if let Err(e) = store.set_delivered_until(&name, newest).await {
+                        tracing::warn!(notifier = %name, error = %e, "cannot record how far deliveries went");
+                    }
+                }
+            }
+            Marks::PerEnvironment(store, _) => {
+                for (env, newest) in newest_per_env {
+                    // a mark moves past what was delivered while this replica led the
+                    // environment, never past a notification left undelivered (not leading
+                    // any more, or shutting down): the environment's leader sends it
+                    if held_envs.contains(&env) || skipped.contains(&env) {
+                        continue;
+                    }
+                    if let Err(e) = store
+                        .set_delivered_until(&mark_key(&name, &env), newest)
+                        .await
+                    {
+                        tracing::warn!(notifier = %name, environment = %env, error = %e, "cannot record how far deliveries went");
+                    }
+                }
             }
         }
     }
@@ -432,6 +528,70 @@ pub async fn resend_undelivered(
             if let Err(e) = notifier.notify(&n).await {
                 tracing::warn!(notifier = %notifier.name(), error = %e, "cannot queue a notification again");
             }
+        }
+    }
+    Ok(resent)
+}
+
+/// Sends again what `notifiers` had not handed over for `environment`, by the marks of
+/// [`Marks::PerEnvironment`]: the environment's events stored after each notifier's mark
+/// ([`mark_key`]), oldest first, through the notifier (so routing applies). A leader calls it
+/// when it takes an environment over, before its loops start, so that what its predecessor
+/// had not delivered goes out once. A mark not set yet starts at the notifier's own mark (a
+/// store a single server used before) or else at `now`. Returns how many events were queued.
+pub async fn resend_undelivered_for(
+    notifiers: &[Arc<dyn Notifier>],
+    store: &dyn DriftStore,
+    environment: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut marks = Vec::new();
+    for notifier in notifiers {
+        let key = mark_key(notifier.name(), environment);
+        match store.delivered_until(&key).await? {
+            Some(mark) => marks.push((notifier, mark)),
+            None => {
+                let start = store.delivered_until(notifier.name()).await?.unwrap_or(now);
+                store.set_delivered_until(&key, start).await?;
+                if start < now {
+                    marks.push((notifier, start));
+                }
+            }
+        }
+    }
+    let Some(oldest) = marks.iter().map(|(_, mark)| *mark).min() else {
+        return Ok(0);
+    };
+    let mut q = EventQuery {
+        environment: Some(environment.to_owned()),
+        since: Some(oldest),
+        limit: 1000,
+        ..EventQuery::default()
+    };
+    let mut events: Vec<DriftEvent> = Vec::new();
+    loop {
+        let page = store.events(&q).await?;
+        events.extend(page.items);
+        match page.next_offset {
+            Some(next) => q.offset = next,
+            None => break,
+        }
+    }
+    let mut resent = 0;
+    for (notifier, mark) in marks {
+        let after: Vec<DriftEvent> = events.iter().filter(|e| e.at > mark).cloned().collect();
+        if after.is_empty() {
+            continue;
+        }
+        resent += after.len();
+        tracing::info!(notifier = %notifier.name(), environment, events = after.len(), since = %mark,
+            "sending again what the environment's previous leader had not delivered");
+        let n = Notification {
+            environment: environment.to_owned(),
+            events: after,
+        };
+        if let Err(e) = notifier.notify(&n).await {
+            tracing::warn!(notifier = %notifier.name(), error = %e, "cannot queue a notification again");
         }
     }
     Ok(resent)
@@ -497,6 +657,19 @@ pub fn build_notifiers_marked(
     cancel: CancellationToken,
     env: &dyn Fn(&str) -> Option<String>,
     marks: Option<Arc<dyn DriftStore>>,
+) -> Result<BuiltNotifiers, SettingError> {
+    let marks = marks.map_or(Marks::None, Marks::PerNotifier);
+    build_notifiers_with_marks(configs, metrics, public_url, cancel, env, marks)
+}
+
+/// Like [`build_notifiers`], the queues keeping their delivery marks as `marks` says.
+pub fn build_notifiers_with_marks(
+    configs: &[NotifierConfig],
+    metrics: Arc<Metrics>,
+    public_url: Option<String>,
+    cancel: CancellationToken,
+    env: &dyn Fn(&str) -> Option<String>,
+    marks: Marks,
 ) -> Result<BuiltNotifiers, SettingError> {
     let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
     let mut out = BuiltNotifiers {
@@ -624,7 +797,7 @@ pub fn build_notifiers_marked(
                 ),
             });
         }
-        let (queued, handle) = QueuedNotifier::spawn_marked(
+        let (queued, handle) = QueuedNotifier::spawn_with_marks(
             inner,
             queue.clone(),
             metrics.clone(),

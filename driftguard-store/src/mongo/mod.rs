@@ -5,9 +5,10 @@
 //! - this module: [`MongoOptions`], [`MongoStore`] (connecting, set-up on first use, error
 //!   mapping) and its [`DriftStore`] implementation, which hands each call to the modules below;
 //! - `schema`: the collections (`records`, `events`, `episodes`, `scans`, `deliveries`,
-//!   `open_drifts`), their documents, indexes and TTL indexes (retention);
+//!   `fences`, `open_drifts`), their documents, indexes and TTL indexes (retention);
 //! - `view`: the open-drift view, which answers the open drifts of one environment;
-//! - `write`: committing a batch, delivery marks, pruning;
+//! - `write`: committing a batch (after its leadership epoch passed the fence), delivery
+//!   marks, pruning;
 //! - `query`: reading records, drifts, events and scans.
 //!
 //! **The database may be down when the store is made.** [`MongoStore::connect_lazy`] does not
@@ -19,6 +20,18 @@
 //! that waited for another call's set-up attempt, however many calls wait).
 //! [`MongoStore::connect_with`] instead creates the indexes at once and fails when the
 //! server cannot be reached.
+//!
+//! **Fencing** ([`driftguard_core::fence`]): a batch that carries a leadership epoch first
+//! moves the environment's document in `fences` with one conditional update (`epoch` set where
+//! it is not higher; an upsert that collides with a higher one is the refusal), then writes
+//! the batch. This is a check, then a write, not one transaction: a writer paused *between*
+//! the two (after its epoch passed, before its last document is written) can still land that
+//! one batch after a newer leader has claimed the environment. The window is the length of one
+//! batch's writes (milliseconds), and leaders stop writing on their own before their lease
+//! can move (the server's local fence), so reaching it takes a pause that starts inside it.
+//! Transactions would close it on a MongoDB replica set; SecantusDB, the server the tests run
+//! against, accepts transactions but does not detect write conflicts between them, so they
+//! would not fence there.
 
 mod query;
 mod schema;
@@ -244,10 +257,16 @@ impl DriftStore for MongoStore {
     }
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+        if batch.writes_nothing() {
             return Ok(());
         }
         self.ready().await?;
+        if let Some(epoch) = batch.epoch {
+            self.write_fence(&batch.environment, epoch).await?;
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
         self.write_batch(batch).await
     }
 
@@ -292,6 +311,11 @@ impl DriftStore for MongoStore {
             .map(|_| ())
             .map_err(|e| merr("ping", e))?;
         self.ready().await
+    }
+
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        self.ready().await?;
+        self.read_fence(environment).await
     }
 
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -254,6 +254,16 @@ impl MongoStore {
             .await
     }
 
+    pub(super) async fn read_fence(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        let d = self
+            .coll(super::schema::FENCES)
+            .find_one(doc! {"_id": environment})
+            .await
+            .map_err(|e| merr("read the leadership fence", e))?;
+        Ok(d.and_then(|d| d.get_i64("epoch").ok())
+            .map(|e| e.max(0) as u64))
+    }
+
     pub(super) async fn read_delivered_until(
         &self,
         notifier: &str,

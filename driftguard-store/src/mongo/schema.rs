@@ -29,6 +29,8 @@ pub(super) const EPISODES: &str = "episodes";
 pub(super) const SCANS: &str = "scans";
 /// Delivery marks: `_id` = notifier name, `until` = nanoseconds.
 pub(super) const DELIVERIES: &str = "deliveries";
+/// The highest leadership epoch written per environment: `_id` = environment, `epoch`.
+pub(super) const FENCES: &str = "fences";
 /// The open-drift views (see [`super::view`]).
 pub(super) const OPEN_DRIFTS: &str = "open_drifts";
 

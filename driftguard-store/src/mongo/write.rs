@@ -17,7 +17,8 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 
 use super::schema::{
-    episode_doc, event_doc, record_doc, scan_doc, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
+    episode_doc, event_doc, record_doc, scan_doc, DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS,
+    SCANS,
 };
 use super::{is_duplicate, merr, MongoStore};
 use crate::nanos;
@@ -207,6 +208,42 @@ impl MongoStore {
             scans,
             episodes,
         })
+    }
+
+    /// Passes the fence of `environment` with `epoch` (see the module documentation of
+    /// [`super`]): moves its highest epoch up to `epoch`, or refuses when it is higher
+    /// ([`driftguard_core::fence::refused`]).
+    pub(super) async fn write_fence(
+        &self,
+        environment: &str,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
+        let e = i64::try_from(epoch).map_err(|e| crate::backend("leadership epoch", e))?;
+        // a document at or below `epoch` matches and moves up; a higher one does not match,
+        // and the upsert then collides with it on `_id`
+        let r = self
+            .coll(FENCES)
+            .update_one(
+                doc! {"_id": environment, "epoch": {"$lte": e}},
+                doc! {"$set": {"epoch": e}},
+            )
+            .upsert(true)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(err) if is_duplicate(&err) => {
+                let current = self
+                    .coll(FENCES)
+                    .find_one(doc! {"_id": environment})
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|d| d.get_i64("epoch").ok())
+                    .map(|c| c.max(0) as u64);
+                Err(driftguard_core::fence::refused(environment, epoch, current))
+            }
+            Err(err) => Err(merr("pass the leadership fence", err)),
+        }
     }
 
     /// Moves the delivery mark of `notifier` forward to `until` (never back).

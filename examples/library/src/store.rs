@@ -20,12 +20,15 @@ struct Data {
     episodes: BTreeMap<String, Drift>,
     scans: BTreeMap<String, ScanSummary>,
     delivered: BTreeMap<String, DateTime<Utc>>,
+    /// The highest leadership epoch written per environment (fencing).
+    epochs: BTreeMap<String, u64>,
 }
 
 /// A [`DriftStore`] kept in memory and written whole to one JSON file after every change
 /// (fine for a few thousand events; use SQLite or MongoDB beyond). It keeps the meanings every
 /// store shares by calling the core: the query filters ([`DriftQuery::apply`],
-/// [`EventQuery::apply`]) and which version of an episode wins ([`episode_replaces`]). The
+/// [`EventQuery::apply`]), which version of an episode wins ([`episode_replaces`]) and which
+/// leadership epochs may write ([`driftguard_core::fence::check`]). The
 /// store conformance suite runs against it in `tests/custom_store.rs`.
 pub struct JsonFileStore {
     path: PathBuf,
@@ -74,6 +77,8 @@ impl JsonFileStore {
                 data.delivered =
                     serde_json::from_value(v.get("delivered").cloned().unwrap_or(json!({})))
                         .map_err(corrupt)?;
+                data.epochs = serde_json::from_value(v.get("epochs").cloned().unwrap_or(json!({})))
+                    .map_err(corrupt)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(backend("cannot read the store file", e)),
@@ -99,6 +104,7 @@ impl JsonFileStore {
             "episodes": data.episodes.values().collect::<Vec<_>>(),
             "scans": data.scans.values().collect::<Vec<_>>(),
             "delivered": data.delivered,
+            "epochs": data.epochs,
         });
         let text = serde_json::to_vec(&v).map_err(|e| backend("cannot encode the store", e))?;
         let tmp = self.path.with_extension("tmp");
@@ -122,6 +128,12 @@ impl DriftStore for JsonFileStore {
 
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
         let mut data = self.lock()?;
+        // a batch of an older leadership term is refused before anything changes
+        let stored = data.epochs.get(&batch.environment).copied();
+        if let Some(epoch) = driftguard_core::fence::check(&batch.environment, stored, batch.epoch)?
+        {
+            data.epochs.insert(batch.environment.clone(), epoch);
+        }
         for r in &batch.upserts {
             data.records.insert(r.id.clone(), r.clone());
         }
@@ -192,6 +204,10 @@ impl DriftStore for JsonFileStore {
         };
         self.save(&data)?;
         Ok(stats)
+    }
+
+    async fn epoch(&self, environment: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock()?.epochs.get(environment).copied())
     }
 
     async fn delivered_until(&self, notifier: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
