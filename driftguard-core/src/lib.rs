@@ -63,6 +63,7 @@ pub mod scope;
 pub mod selector;
 pub mod severity;
 pub mod state;
+pub mod terraform;
 
 /// The names most users need.
 pub mod prelude {
