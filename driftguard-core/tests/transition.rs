@@ -333,9 +333,12 @@ proptest! {
     }
 }
 
+/// A step and the source's apply mark at that step.
+type Marked = (Step, Option<u64>);
+
 /// A walk where each step also carries the source's apply mark (`None`: the source knows
 /// none); returns the events of the last step.
-fn check_marked(steps: &[(Step, Option<u64>)]) -> (String, Option<DriftRecord>) {
+fn check_marked(steps: &[Marked]) -> (String, Option<DriftRecord>) {
     let mut record: Option<DriftRecord> = None;
     let mut last = Vec::new();
     for (i, (s, mark)) in steps.iter().enumerate() {
@@ -350,7 +353,7 @@ fn check_marked(steps: &[(Step, Option<u64>)]) -> (String, Option<DriftRecord>) 
 
 #[test]
 fn a_drift_that_ends_while_the_apply_mark_moved_was_applied() {
-    let cases: &[(&[(Step, Option<u64>)], &str)] = &[
+    let cases: &[(&[Marked], &str)] = &[
         // changed by hand, then an apply put it back: applied, not reverted
         (
             &[

@@ -207,9 +207,8 @@ fn observe_change(
         return None;
     } else if change.is_no_op() || (creates && deletes) || change.actions.contains(&Action::Update)
     {
-        if live.is_none() {
-            return None;
-        }
+        // in the plan's view the resource exists in the cloud
+        live.as_ref()?;
         let (cmp, paths) = if change.is_no_op() {
             compare_with_paths(live.as_ref(), live.as_ref(), &Value::Null)
         } else {
