@@ -250,7 +250,7 @@ fn hand_changes_an_unapplied_commit_and_an_orphan_then_an_apply_resolves_them() 
     );
     assert_eq!(db.attribution.who(db.direction), "Bob (6e7176d0)");
     let p = db.provenance.as_ref().expect("provenance");
-    assert_eq!((p.file.as_str(), p.line), ("infra/main.tf", 62));
+    assert_eq!((p.file.as_str(), p.line), ("infra/main.tf", 61));
     assert_eq!(p.revision.as_deref(), Some("6e7176d"));
     let rendered = p.rendered.as_ref().expect("rendered");
     assert_eq!(

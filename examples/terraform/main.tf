@@ -14,10 +14,9 @@ terraform {
   backend "local" {}
 }
 
+# credentials from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
 provider "aws" {
   region                      = var.region
-  access_key                  = "testing"
-  secret_key                  = "testing"
   skip_credentials_validation = true
   skip_metadata_api_check     = true
   skip_requesting_account_id  = true
