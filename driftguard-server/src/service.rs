@@ -26,7 +26,6 @@ use driftguard_core::engine::Engine;
 use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
-use driftguard_core::scanner::Scanner;
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
@@ -176,10 +175,9 @@ impl Service {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let mut envs = Vec::new();
         for env in &config.file.environments {
-            let git = setup::git_source(config, env).await?;
-            let live = setup::live_source(config, env).await?;
             let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
-            let mut scanner = Scanner::new(engine, git, live, store.clone(), clock.clone());
+            let mut scanner =
+                setup::scanner(config, env, engine, store.clone(), clock.clone()).await?;
             for n in &notifiers.notifiers {
                 scanner = scanner.with_notifier(n.clone());
             }
