@@ -77,6 +77,7 @@ fn drift(i: usize, scan: usize) -> Drift {
         resolution: None,
         revision: Some("rev".into()),
         provenance: None,
+        findings: Vec::new(),
     }
 }
 

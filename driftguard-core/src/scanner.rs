@@ -35,6 +35,7 @@ use futures_util::lock::Mutex as AsyncMutex;
 use crate::engine::{
     history_wanted, Engine, EnvState, Evaluation, Histories, ScanError, ScanReport, HISTORY_DEPTH,
 };
+use crate::findings::drift_risk;
 use crate::id::ResourceId;
 use crate::manifest::ManifestError;
 use crate::model::Revision;
@@ -464,9 +465,11 @@ impl Scanner {
     ) -> Result<ScanReport, ScanError> {
         let score = drift_score(
             ev.counts.tracked,
-            ev.verdicts
-                .iter()
-                .filter_map(|v| v.drift.as_ref().map(|d| d.severity)),
+            ev.verdicts.iter().filter_map(|v| {
+                v.drift
+                    .as_ref()
+                    .map(|d| drift_risk(d.severity, &d.findings))
+            }),
         );
         let summary = ScanSummary {
             scan_id: tick.scan_id.clone(),

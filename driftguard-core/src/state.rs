@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::compare::{Comparison, FieldDiff};
+use crate::findings::Finding;
 use crate::hash::FieldHashes;
 use crate::id::ResourceId;
 use crate::managed::FieldOwner;
@@ -64,7 +65,7 @@ named_enum! {
     pub enum EventKind: "event kind" {
         /// A drift began.
         Detected => "detected",
-        /// The drifted fields, direction or severity changed.
+        /// The drifted fields, direction, severity or findings changed.
         Changed => "changed",
         /// The drift ended.
         Resolved => "resolved",
@@ -188,6 +189,10 @@ pub struct Drift {
     /// Where the object is defined in Git.
     #[serde(default)]
     pub provenance: Option<Provenance>,
+    /// What the drift means: risk findings, highest risk first (see [`crate::findings`]).
+    /// Absent in data stored before findings existed.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 impl Drift {
@@ -295,6 +300,8 @@ pub struct Observation {
     pub evidence: Option<Direction>,
     /// Severity the rules give this drift (ignored when in sync).
     pub severity: Severity,
+    /// Risk findings on this drift (empty when in sync).
+    pub findings: Vec<Finding>,
     /// Where the object is defined in Git.
     pub provenance: Option<Provenance>,
     /// A mark that moves whenever the desired side is applied, when the source knows one
@@ -315,6 +322,7 @@ impl Observation {
             commit: None,
             evidence: None,
             severity: Severity::Low,
+            findings: Vec::new(),
             provenance: None,
             applied_mark: None,
         }
@@ -416,6 +424,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     next.direction = direction;
                     next.severity = obs.severity;
                     next.fields = fields;
+                    next.findings = obs.findings.clone();
                     next.api_version = obs.api_version.clone();
                     if !obs.owners.is_empty() || obs.commit.is_some() {
                         next.attribution = attribution;
@@ -426,6 +435,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     if next.fields != open.fields
                         || next.direction != open.direction
                         || next.severity != open.severity
+                        || next.findings != open.findings
                     {
                         next.updated_at = tick.now;
                         next.revision = tick.revision.clone();
@@ -455,6 +465,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                         resolution: None,
                         revision: tick.revision.clone(),
                         provenance: obs.provenance.clone(),
+                        findings: obs.findings.clone(),
                     };
                     events.push(event(EventKind::Detected, d.clone(), tick));
                     Some(d)
@@ -686,6 +697,7 @@ mod episode_rule_tests {
             resolution: resolved.then_some(Resolution::Reverted),
             revision: None,
             provenance: None,
+            findings: Vec::new(),
         }
     }
 

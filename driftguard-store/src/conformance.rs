@@ -104,6 +104,17 @@ pub fn drift(
             revision: Some("rev-1".into()),
             rendered: None,
         }),
+        findings: if kind == DriftKind::Modified {
+            vec![driftguard_core::findings::Finding {
+                rule: "replicas-cut".into(),
+                category: driftguard_core::findings::FindingCategory::Availability,
+                risk: Severity::Medium,
+                path: Some("spec.replicas".into()),
+                reason: "fewer replicas live".into(),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -53,6 +53,7 @@ pub(crate) fn drift() -> Drift {
         resolution: None,
         revision: None,
         provenance: None,
+        findings: Vec::new(),
     }
 }
 

@@ -193,6 +193,9 @@ impl SmtpNotifier {
             if !v.who.is_empty() {
                 body.push_str(&format!("  who: {}\r\n", v.who));
             }
+            if !v.findings.is_empty() {
+                body.push_str(&format!("  findings: {}\r\n", v.findings_line()));
+            }
             if let Some(l) = &v.link {
                 body.push_str(&format!("  details: {l}\r\n"));
             }
