@@ -142,8 +142,30 @@ impl fmt::Debug for TerraformSource {
 }
 
 impl TerraformSource {
-    /// A source for `config`.
-    pub fn new(config: TerraformConfig) -> Self {
+    /// A source for `config`. Relative folders and files are taken from the current folder
+    /// once, here: terraform runs in the root module's folder, where they would mean another
+    /// place (its data folder, the plan files, the CLI configuration).
+    pub fn new(mut config: TerraformConfig) -> Self {
+        let absolute = |p: &mut PathBuf| {
+            if p.is_relative() {
+                if let Ok(a) = std::path::absolute(&*p) {
+                    *p = a;
+                }
+            }
+        };
+        absolute(&mut config.work_dir);
+        if let TerraformCode::Folder(dir) = &mut config.code {
+            absolute(dir);
+        }
+        if let Some(c) = config.cli_config_file.as_mut() {
+            absolute(c);
+        }
+        // a binary given as a relative path (not a name looked up on PATH)
+        if let Some(b) = config.binary.as_mut() {
+            if b.components().count() > 1 {
+                absolute(b);
+            }
+        }
         TerraformSource {
             config,
             initialized: Mutex::new(None),
@@ -362,4 +384,34 @@ fn write_out(
     std::fs::rename(&fresh, &tree).map_err(io(format!("cannot move {}", fresh.display())))?;
     std::fs::write(&mark, revision).map_err(io(format!("cannot write {}", mark.display())))?;
     Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_are_taken_from_the_current_folder_once() {
+        let mut c = TerraformConfig::new(
+            TerraformCode::Folder("infra".into()),
+            ".driftguard/terraform/prod",
+        );
+        c.cli_config_file = Some("tf.rc".into());
+        c.binary = Some("terraform".into());
+        let src = TerraformSource::new(c);
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(src.config.work_dir, cwd.join(".driftguard/terraform/prod"));
+        let TerraformCode::Folder(dir) = &src.config.code else {
+            panic!("a folder");
+        };
+        assert_eq!(dir, &cwd.join("infra"));
+        assert_eq!(src.config.cli_config_file, Some(cwd.join("tf.rc")));
+        // a name is looked up on PATH
+        assert_eq!(src.config.binary, Some(PathBuf::from("terraform")));
+        let mut c = TerraformConfig::new(TerraformCode::Folder("/srv/infra".into()), "/w");
+        c.binary = Some("bin/terraform".into());
+        let src = TerraformSource::new(c);
+        assert_eq!(src.config.binary, Some(cwd.join("bin/terraform")));
+        assert_eq!(src.config.work_dir, PathBuf::from("/w"));
+    }
 }
