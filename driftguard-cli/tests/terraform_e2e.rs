@@ -145,6 +145,30 @@ fn rows(drifts: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The same rows from the API's drift summaries.
+fn api_rows(drifts: &[Value]) -> BTreeSet<String> {
+    drifts
+        .iter()
+        .map(|d| {
+            let paths: Vec<&str> = d["paths"]
+                .as_array()
+                .expect("paths")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            format!(
+                "{} {} {} {} {} [{}]",
+                d["object"]["kind"].as_str().expect("kind"),
+                d["object"]["name"].as_str().expect("name"),
+                d["drift"].as_str().expect("drift kind"),
+                d["direction"].as_str().expect("direction"),
+                d["severity"].as_str().expect("severity"),
+                paths.join(",")
+            )
+        })
+        .collect()
+}
+
 fn cloud(v: &Value) -> &Value {
     &v["environments"][0]
 }
@@ -333,10 +357,10 @@ s3.create_bucket(Bucket="hand-made-reports")
     );
     outputs.extend([second.stdout.clone(), second.stderr.clone()]);
 
-    // the table, the diff, the stored drifts and events, an explanation
+    // the stored drifts (a table and JSON), the events, an explanation
     let env = env_vars();
     for args in [
-        vec!["scan", "--config", "driftguard.yaml", "--diff"],
+        vec!["drifts", "--config", "driftguard.yaml"],
         vec!["drifts", "--config", "driftguard.yaml", "-o", "json"],
         vec!["events", "--config", "driftguard.yaml", "-o", "json"],
         vec![
@@ -391,7 +415,28 @@ s3.create_bucket(Bucket="hand-made-reports")
         );
         std::thread::sleep(Duration::from_millis(200));
     };
-    assert_eq!(rows(&api), expected, "{api:#?}");
+    assert_eq!(api_rows(&api), expected, "{api:#?}");
+    let db_api = api
+        .iter()
+        .find(|d| d["object"]["name"] == "aws_db_instance.db")
+        .expect("the database's drift");
+    assert!(
+        db_api["who"]
+            .as_str()
+            .is_some_and(|w| w.contains("Bob Sre")),
+        "{db_api:#}"
+    );
+    let detail = server
+        .json(&format!(
+            "/api/v1/drifts/{}",
+            db_api["episode"].as_str().expect("episode")
+        ))
+        .expect("the drift's detail");
+    assert_eq!(
+        detail["attribution"]["commit"]["id"],
+        storage_commit.as_str(),
+        "{detail:#}"
+    );
     let envs = server.json("/api/v1/environments").expect("environments");
     outputs.push(envs.to_string());
     outputs.push(serde_json::to_string(&api).expect("json"));
