@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Bring the DriftGuard test services up or down.
 #   scripts/test-services.sh up     build/reuse k8s binaries, start cluster + SecantusDB,
-#                                   install/reuse helm, write $DRIFTGUARD_RUN/services.env
+#                                   install/reuse helm and moto, find terraform and its
+#                                   provider mirror, write $DRIFTGUARD_RUN/services.env
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
-# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON and SCHEMATHESIS for tests.
+# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
+# TERRAFORM and TF_CLI_CONFIG_FILE for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -21,6 +23,8 @@ case "${1:-}" in
     "$HERE/test-cluster/start.sh" >/dev/null
     "$HERE/mongo/start.sh" >/dev/null
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
+    "$HERE/moto/install.sh" >"$DRIFTGUARD_RUN/moto.env"
+    "$HERE/terraform/setup.sh" >"$DRIFTGUARD_RUN/terraform.env"
     # the official MCP Python SDK: the real client of the MCP tests (a venv, cached)
     mcp_python="$("$HERE/mcp-client/install.sh" | sed -n 's/^MCP_PYTHON=//p')"
     # Schemathesis: the API contract test drives `serve` from its OpenAPI document (a venv)
@@ -30,6 +34,8 @@ case "${1:-}" in
       sed 's/^/export /' "$DRIFTGUARD_RUN/env"
       sed 's/^/export /' "$DRIFTGUARD_RUN/mongo.env"
       cat "$DRIFTGUARD_RUN/helm.env"
+      cat "$DRIFTGUARD_RUN/moto.env"
+      cat "$DRIFTGUARD_RUN/terraform.env"
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
       echo "export MCP_PYTHON=$mcp_python"
@@ -43,7 +49,7 @@ case "${1:-}" in
     rc=0
     "$HERE/mongo/stop.sh" || rc=1
     "$HERE/test-cluster/stop.sh" || rc=1
-    rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env"
+    rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env" "$DRIFTGUARD_RUN/moto.env" "$DRIFTGUARD_RUN/terraform.env"
     exit "$rc"
     ;;
   status)
@@ -61,6 +67,15 @@ case "${1:-}" in
       if "$HELM" version --short >/dev/null 2>&1; then echo "helm: $("$HELM" version --short) ($HELM)"
       else echo "helm: NOT runnable ($HELM)"; rc=1; fi
     else echo "helm: not installed"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/moto.env" ]; then
+      # shellcheck disable=SC1091
+      . "$DRIFTGUARD_RUN/moto.env"
+      if "$MOTO_VENV/bin/python" -c 'import boto3, moto' 2>/dev/null; then echo "moto: installed ($MOTO_VENV)"
+      else echo "moto: NOT importable ($MOTO_VENV)"; rc=1; fi
+    else echo "moto: not installed"; rc=1; fi
+    if grep -q TF_CLI_CONFIG_FILE "$DRIFTGUARD_RUN/terraform.env" 2>/dev/null; then
+      echo "terraform: $(sed -n 's/^export TERRAFORM=//p' "$DRIFTGUARD_RUN/terraform.env") with a provider mirror"
+    else echo "terraform: terraform or the AWS provider mirror missing"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/mongo.env" ] && pid_alive "$DRIFTGUARD_RUN/mongo.pid"; then
       echo "secantusdb: running ($(cat "$DRIFTGUARD_RUN/mongo.env"))"
     else echo "secantusdb: not running"; rc=1; fi

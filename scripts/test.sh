@@ -2,9 +2,10 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this).
 #
 # Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
-# source package, SecantusDB for MongoDB, helm for Helm charts, the MCP Python SDK as a real MCP
-# client, Schemathesis for the API contract), runs formatting, lints and every test of the workspace, and stops the services again,
-# whatever happens.
+# source package, SecantusDB for MongoDB, helm for Helm charts, moto's server as the AWS API and
+# terraform with its provider mirror for Terraform, the MCP Python SDK as a real MCP client,
+# Schemathesis for the API contract), runs formatting, lints and every test of the workspace,
+# and stops the services again, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRIFTGUARD_RUN=${DRIFTGUARD_RUN:-/tmp/driftguard-test}
@@ -28,7 +29,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (kube-apiserver 1.20, SecantusDB, helm, the MCP Python SDK)"
+step "test services (kube-apiserver 1.20, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis)"
 scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"

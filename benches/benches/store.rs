@@ -48,6 +48,7 @@ fn record(i: usize, drift: Option<Drift>, t: DateTime<Utc>) -> DriftRecord {
         live_hash: Some(Hash64(i as u64 * 104_729)),
         baseline: None,
         drift,
+        applied_mark: None,
         updated_at: t,
     }
 }

@@ -372,7 +372,7 @@ pub fn project(d: &Value, l: &Value) -> Value {
     Doc::from_value(d).root().project(Doc::from_value(l).root())
 }
 
-fn shorten(v: Value) -> Value {
+pub(crate) fn shorten(v: Value) -> Value {
     match v {
         Value::String(s) if s.len() > MAX_SHOWN => {
             let mut end = MAX_SHOWN;

@@ -69,6 +69,7 @@ pub mod selector;
 pub mod severity;
 pub mod state;
 pub mod yaml_edit;
+pub mod terraform;
 
 /// The names most users need.
 pub mod prelude {

@@ -326,6 +326,78 @@ impl LiveSource for MemoryLiveSource {
     }
 }
 
+/// A plan source held in memory: the check it gives, and the commits of files.
+#[derive(Debug, Default)]
+pub struct MemoryPlanSource {
+    inner: Mutex<MemoryPlans>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryPlans {
+    run: Option<crate::terraform::PlanRun>,
+    unreachable: bool,
+    commits: HashMap<String, crate::model::CommitInfo>,
+}
+
+impl MemoryPlanSource {
+    /// A source with no check yet (a scan fails until [`MemoryPlanSource::set`]).
+    pub fn new() -> Self {
+        MemoryPlanSource::default()
+    }
+
+    /// The check every scan gets from now on.
+    pub fn set(&self, run: crate::terraform::PlanRun) {
+        let mut inner = self.inner.lock().expect("lock is never poisoned");
+        inner.run = Some(run);
+        inner.unreachable = false;
+    }
+
+    /// Makes the cloud unreachable until the next [`MemoryPlanSource::set`].
+    pub fn set_unreachable(&self) {
+        self.inner
+            .lock()
+            .expect("lock is never poisoned")
+            .unreachable = true;
+    }
+
+    /// The newest commit that changed `file`.
+    pub fn set_commit(&self, file: impl Into<String>, commit: crate::model::CommitInfo) {
+        self.inner
+            .lock()
+            .expect("lock is never poisoned")
+            .commits
+            .insert(file.into(), commit);
+    }
+}
+
+#[async_trait]
+impl crate::ports::PlanSource for MemoryPlanSource {
+    fn describe(&self) -> String {
+        "memory plans".into()
+    }
+
+    async fn plan(&self) -> Result<crate::terraform::PlanRun, SourceError> {
+        let inner = self.inner.lock().expect("lock is never poisoned");
+        if inner.unreachable {
+            return Err(SourceError::Unreachable {
+                target: "memory cloud".into(),
+                source: "set unreachable by the test".into(),
+            });
+        }
+        inner.run.clone().ok_or_else(|| SourceError::NotFound {
+            what: "no plans set".into(),
+        })
+    }
+
+    async fn last_commits(&self, files: &[String]) -> HashMap<String, crate::model::CommitInfo> {
+        let inner = self.inner.lock().expect("lock is never poisoned");
+        files
+            .iter()
+            .filter_map(|f| inner.commits.get(f).map(|c| (f.clone(), c.clone())))
+            .collect()
+    }
+}
+
 /// A notifier that keeps what it was sent.
 #[derive(Debug, Default)]
 pub struct RecordingNotifier {

@@ -60,6 +60,10 @@ pub enum SourceError {
     /// [`RenderError`](crate::render::RenderError).
     #[error("rendering failed")]
     Render(#[from] crate::render::RenderError),
+    /// Terraform could not plan, or its plan could not be read: see
+    /// [`TerraformError`](crate::terraform::TerraformError).
+    #[error("terraform could not plan")]
+    Terraform(#[from] crate::terraform::TerraformError),
     /// Anything else.
     #[error("{context}")]
     Backend {
@@ -170,7 +174,9 @@ pub struct DesiredSet {
 pub struct ObjectVersion {
     /// The commit that produced this version.
     pub commit: CommitInfo,
-    /// The object as of that commit; `None` when the commit deleted it.
+    /// The object as of that commit; `None` when the commit deleted it, or when the source
+    /// has no object of its own to give (a Terraform resource: the version is the commit that
+    /// changed the file declaring it).
     pub object: Option<RawObject>,
 }
 
@@ -228,6 +234,43 @@ pub trait GitSource: Send + Sync {
     async fn load(&self) -> Result<DesiredSet, SourceError> {
         let revision = self.revision().await?;
         self.desired(&revision).await
+    }
+}
+
+/// Both sides at once, from a tool that plans one against the other: a Terraform root
+/// module and workspace, checked with read-only plans ([`crate::terraform`]). A scanner built
+/// on one ([`Scanner::with_plans`](crate::scanner::Scanner::with_plans)) runs the same state
+/// machine, history, stores and notifiers as one built on a [`GitSource`] and a
+/// [`LiveSource`]; it has no watch.
+#[async_trait]
+pub trait PlanSource: Send + Sync {
+    /// A human-readable description of the code (`terraform git https://host/infra@main:prod
+    /// (workspace default)`).
+    fn describe(&self) -> String;
+
+    /// A human-readable description of the cloud side (`cloud, as terraform refreshes it`).
+    fn describe_live(&self) -> String {
+        "the cloud, as terraform refreshes it".into()
+    }
+
+    /// Runs one check: both plans of the current revision, and whatever else
+    /// [`PlanRun`](crate::terraform::PlanRun) holds. Never changes the cloud or the state.
+    /// [`SourceError::Unreachable`] means the cloud (or the state's backend) could not be
+    /// reached; any other error is the code's side.
+    async fn plan(&self) -> Result<crate::terraform::PlanRun, SourceError>;
+
+    /// Fetches the code's remote. Returns the new revision when the tracked ref moved.
+    async fn fetch(&self) -> Result<Option<Revision>, SourceError> {
+        Ok(None)
+    }
+
+    /// The newest commit that changed each of `files` (paths relative to the source root, as
+    /// [`Provenance::file`](crate::model::Provenance::file) names them), up to the revision
+    /// last planned, read in one batch before an evaluation. A file whose history cannot be
+    /// read is left out; a source without history answers an empty map (the default).
+    async fn last_commits(&self, files: &[String]) -> HashMap<String, CommitInfo> {
+        let _ = files;
+        HashMap::new()
     }
 }
 
@@ -576,6 +619,12 @@ pub trait Clock: Send + Sync {
 impl fmt::Debug for dyn GitSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "GitSource({})", self.describe())
+    }
+}
+
+impl fmt::Debug for dyn PlanSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PlanSource({})", self.describe())
     }
 }
 

@@ -41,13 +41,17 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use futures_util::lock::Mutex as AsyncMutex;
 
-use crate::engine::{history_wanted, Engine, EnvState, ScanError, ScanReport, HISTORY_DEPTH};
+use crate::engine::{
+    history_wanted, Engine, EnvState, Evaluation, Histories, ScanError, ScanReport, HISTORY_DEPTH,
+};
 use crate::findings::drift_risk;
 use crate::id::ResourceId;
+use crate::manifest::ManifestError;
 use crate::model::Revision;
 use crate::ports::{
     Clock, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope, LiveSource,
-    Notification, Notifier, ScanBatch, ScanSummary, SourceError, StoreError,
+    Notification, Notifier, ObjectVersion, PlanSource, ScanBatch, ScanSummary, SourceError,
+    StoreError,
 };
 use crate::severity::drift_score;
 use crate::state::{Drift, DriftEvent, DriftRecord, Tick};
@@ -77,11 +81,21 @@ struct ScanState {
     epoch: Option<u64>,
 }
 
+/// Where a scanner reads both sides from.
+enum Sides {
+    /// Manifests from a Git source, objects from a live source (Kubernetes).
+    Manifests {
+        git: Arc<dyn GitSource>,
+        live: Arc<dyn LiveSource>,
+    },
+    /// Plans of both sides at once (Terraform).
+    Plans(Arc<dyn PlanSource>),
+}
+
 /// The engine wired to its ports, for one environment.
 pub struct Scanner {
     engine: Engine,
-    git: Arc<dyn GitSource>,
-    live: Arc<dyn LiveSource>,
+    sides: Sides,
     store: Arc<dyn DriftStore>,
     notifiers: Vec<Arc<dyn Notifier>>,
     clock: Arc<dyn Clock>,
@@ -99,8 +113,8 @@ impl std::fmt::Debug for Scanner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scanner")
             .field("environment", &self.environment())
-            .field("git", &self.git.describe())
-            .field("live", &self.live.describe())
+            .field("git", &self.describe_git())
+            .field("live", &self.describe_live())
             .finish_non_exhaustive()
     }
 }
@@ -114,10 +128,30 @@ impl Scanner {
         store: Arc<dyn DriftStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        Self::wired(engine, Sides::Manifests { git, live }, store, clock)
+    }
+
+    /// Wires an engine to a source that plans both sides at once (a Terraform root module):
+    /// a scan is one check of its plans ([`crate::terraform`]); there is no watch, and
+    /// [`Scanner::apply_live_change`] does nothing.
+    pub fn with_plans(
+        engine: Engine,
+        plans: Arc<dyn PlanSource>,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::wired(engine, Sides::Plans(plans), store, clock)
+    }
+
+    fn wired(
+        engine: Engine,
+        sides: Sides,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Scanner {
             engine,
-            git,
-            live,
+            sides,
             store,
             notifiers: Vec::new(),
             clock,
@@ -147,25 +181,40 @@ impl Scanner {
 
     /// The desired side, described (`git https://host/repo@main:envs/prod`).
     pub fn describe_git(&self) -> String {
-        self.git.describe()
+        match &self.sides {
+            Sides::Manifests { git, .. } => git.describe(),
+            Sides::Plans(p) => p.describe(),
+        }
     }
 
     /// The live side, described (`cluster https://10.0.0.1 (context prod)`).
     pub fn describe_live(&self) -> String {
-        self.live.describe()
+        match &self.sides {
+            Sides::Manifests { live, .. } => live.describe(),
+            Sides::Plans(p) => p.describe_live(),
+        }
     }
 
     /// Fetches the desired side's remote; the new revision when the tracked ref moved.
     pub async fn fetch(&self) -> Result<Option<Revision>, SourceError> {
-        self.git.fetch().await
+        match &self.sides {
+            Sides::Manifests { git, .. } => git.fetch().await,
+            Sides::Plans(p) => p.fetch().await,
+        }
     }
 
-    /// Watches the live side within `scope` (see [`Scanner::live_scope`]).
+    /// Watches the live side within `scope` (see [`Scanner::live_scope`]). A scanner on
+    /// plans cannot watch ([`SourceError::Unsupported`]).
     pub async fn watch(
         &self,
         scope: &LiveScope,
     ) -> Result<BoxStream<'static, LiveChange>, SourceError> {
-        self.live.watch(scope).await
+        match &self.sides {
+            Sides::Manifests { live, .. } => live.watch(scope).await,
+            Sides::Plans(_) => Err(SourceError::Unsupported {
+                what: "watch (a plan source is checked by scans)".into(),
+            }),
+        }
     }
 
     /// The live scope of the last successful scan (what a watch should cover).
@@ -240,50 +289,77 @@ impl Scanner {
         let mut state = self.state.lock().await;
         // kept batches go first; a scan does not overtake them
         self.flush(&mut state).await.map_err(ScanError::Store)?;
+        match &self.sides {
+            Sides::Manifests { git, live } => self.scan_manifests(git, live, &mut state).await,
+            Sides::Plans(plans) => self.scan_plans(plans, &mut state).await,
+        }
+    }
+
+    /// Writes the summary of a scan whose live side could not be read, and says so.
+    async fn live_failed(
+        &self,
+        scan_id: String,
+        started: DateTime<Utc>,
+        revision: Option<String>,
+        source_name: String,
+        source: SourceError,
+        epoch: Option<u64>,
+    ) -> ScanError {
+        let summary = ScanSummary {
+            scan_id,
+            environment: self.environment().to_owned(),
+            started_at: started,
+            duration_ms: elapsed_ms(started, self.clock.now()),
+            revision,
+            counts: Default::default(),
+            score: 0.0,
+            errors: vec![format!("live state unknown: {source}")],
+            events: 0,
+        };
+        let written = self
+            .store
+            .commit(&ScanBatch {
+                summary: Some(summary),
+                ..self.batch(epoch)
+            })
+            .await;
+        match written {
+            Ok(()) => ScanError::Live {
+                source_name,
+                source,
+            },
+            Err(e) => ScanError::Store(e),
+        }
+    }
+
+    /// One full scan of a Git source and a live source.
+    async fn scan_manifests(
+        &self,
+        git: &Arc<dyn GitSource>,
+        live: &Arc<dyn LiveSource>,
+        state: &mut ScanState,
+    ) -> Result<ScanReport, ScanError> {
         let started = self.clock.now();
         let scan_id = self.scan_id(started);
         // gather: desired, live, records
-        let mut desired = self.git.load().await.map_err(|source| ScanError::Desired {
-            source_name: self.git.describe(),
+        let mut desired = git.load().await.map_err(|source| ScanError::Desired {
+            source_name: git.describe(),
             source,
         })?;
         let scope = self.engine.live_scope(&desired);
-        let snapshot = match self.live.snapshot(&scope).await {
+        let snapshot = match live.snapshot(&scope).await {
             Ok(s) => s,
             Err(source) => {
-                let summary = ScanSummary {
-                    scan_id,
-                    environment: self.environment().to_owned(),
-                    started_at: started,
-                    duration_ms: elapsed_ms(started, self.clock.now()),
-                    revision: desired.revision.as_ref().map(|r| r.id.clone()),
-                    counts: Default::default(),
-                    score: 0.0,
-                    errors: vec![format!("live state unknown: {source}")],
-                    events: 0,
-                };
-                self.store
-                    .commit(&ScanBatch {
-                        summary: Some(summary),
-                        ..self.batch(state.epoch)
-                    })
-                    .await?;
-                return Err(ScanError::Live {
-                    source_name: self.live.describe(),
-                    source,
-                });
+                let revision = desired.revision.as_ref().map(|r| r.id.clone());
+                return Err(self
+                    .live_failed(scan_id, started, revision, live.describe(), source, state.epoch)
+                    .await);
             }
         };
         let notes = std::mem::take(&mut desired.notes);
         let warnings = std::mem::take(&mut desired.warnings);
         let st = self.engine.index_owned(desired, snapshot);
-        let records: HashMap<ResourceId, DriftRecord> = self
-            .store
-            .records(self.environment())
-            .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect();
+        let records = self.records().await?;
         let tick = Tick {
             now: started,
             scan_id: scan_id.clone(),
@@ -302,12 +378,132 @@ impl Scanner {
         let histories = if wanted.is_empty() {
             Default::default()
         } else {
-            self.git.histories(&wanted, HISTORY_DEPTH).await
+            git.histories(&wanted, HISTORY_DEPTH).await
         };
         // evaluate: pure
         let ev = self
             .engine
             .evaluate(&st, &records, observations, &histories, &tick);
+        let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
+        errors.extend(st.live_errors.iter().cloned());
+        errors.extend(warnings);
+        let report = self
+            .finish(state, &tick, ev, errors, notes, st.errors.clone())
+            .await?;
+        *self.scope.lock().expect("scope cell is never poisoned") = Some(self.scope_of(&st));
+        state.env = Some(st);
+        Ok(report)
+    }
+
+    /// One check of a plan source: its plans turned into observations by the core
+    /// ([`crate::terraform::observe`]), the commits of the drifted resources' files read in
+    /// one batch, then the same evaluation and writes as any scan.
+    async fn scan_plans(
+        &self,
+        plans: &Arc<dyn PlanSource>,
+        state: &mut ScanState,
+    ) -> Result<ScanReport, ScanError> {
+        let started = self.clock.now();
+        let scan_id = self.scan_id(started);
+        // gather: both plans, records
+        let run = match plans.plan().await {
+            Ok(run) => run,
+            Err(source @ SourceError::Unreachable { .. }) => {
+                return Err(self
+                    .live_failed(scan_id, started, None, plans.describe_live(), source, state.epoch)
+                    .await);
+            }
+            Err(source) => {
+                return Err(ScanError::Desired {
+                    source_name: plans.describe(),
+                    source,
+                })
+            }
+        };
+        let records = self.records().await?;
+        let tick = Tick {
+            now: started,
+            scan_id: scan_id.clone(),
+            revision: run.revision.as_ref().map(|r| r.id.clone()),
+            first_scan: records.is_empty(),
+        };
+        // evaluate: the plans into observations (pure)
+        let view = crate::terraform::observe(&self.engine, &run, &records).map_err(|e| {
+            ScanError::Desired {
+                source_name: plans.describe(),
+                source: SourceError::Terraform(e),
+            }
+        })?;
+        // gather: the commits of the files declaring the drifted resources, in one batch
+        let wanted: Vec<(&ResourceId, &str)> = view
+            .observations
+            .iter()
+            .filter(|o| history_wanted(records.get(&o.id), o))
+            .filter_map(|o| o.provenance.as_ref().map(|p| (&o.id, p.file.as_str())))
+            .collect();
+        let mut files: Vec<String> = wanted.iter().map(|(_, f)| (*f).to_owned()).collect();
+        files.sort();
+        files.dedup();
+        let commits = if files.is_empty() {
+            Default::default()
+        } else {
+            plans.last_commits(&files).await
+        };
+        let histories: Histories = wanted
+            .iter()
+            .filter_map(|(id, file)| {
+                let commit = commits.get(*file)?.clone();
+                Some((
+                    (*id).clone(),
+                    vec![ObjectVersion {
+                        commit,
+                        object: None,
+                    }],
+                ))
+            })
+            .collect();
+        // evaluate: the state machine (pure)
+        let ev = self.engine.evaluate(
+            &EnvState::default(),
+            &records,
+            view.observations,
+            &histories,
+            &tick,
+        );
+        let mut errors = view.errors;
+        errors.extend(run.warnings);
+        let mut notes = run.notes;
+        notes.extend(view.notes);
+        let report = self
+            .finish(state, &tick, ev, errors, notes, Vec::new())
+            .await?;
+        // a plan source has no watch: an empty scope says there is nothing to watch
+        *self.scope.lock().expect("scope cell is never poisoned") = Some(LiveScope::default());
+        Ok(report)
+    }
+
+    /// The stored records of the environment.
+    async fn records(&self) -> Result<HashMap<ResourceId, DriftRecord>, ScanError> {
+        Ok(self
+            .store
+            .records(self.environment())
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect())
+    }
+
+    /// Writes an evaluated scan and announces its events: nothing was acknowledged if the
+    /// write fails, and the next scan does it again.
+    async fn finish(
+        &self,
+        state: &mut ScanState,
+        tick: &Tick,
+        ev: Evaluation,
+        errors: Vec<String>,
+        notes: Vec<String>,
+        manifest_errors: Vec<ManifestError>,
+    ) -> Result<ScanReport, ScanError> {
         let score = drift_score(
             ev.counts.tracked,
             ev.verdicts.iter().filter_map(|v| {
@@ -316,21 +512,17 @@ impl Scanner {
                     .map(|d| drift_risk(d.severity, &d.findings))
             }),
         );
-        let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
-        errors.extend(st.live_errors.iter().cloned());
-        errors.extend(warnings);
         let summary = ScanSummary {
-            scan_id,
+            scan_id: tick.scan_id.clone(),
             environment: self.environment().to_owned(),
-            started_at: started,
-            duration_ms: elapsed_ms(started, self.clock.now()),
+            started_at: tick.now,
+            duration_ms: elapsed_ms(tick.now, self.clock.now()),
             revision: tick.revision.clone(),
             counts: ev.counts.clone(),
             score,
             errors,
             events: ev.events.len(),
         };
-        // write: nothing was acknowledged if this fails; the next scan does it again
         let batch = ScanBatch {
             environment: self.environment().to_owned(),
             summary: Some(summary.clone()),
@@ -341,18 +533,15 @@ impl Scanner {
         };
         self.store.commit(&batch).await?;
         let notify_errors = self.announce(&batch.events).await;
-        let report = ScanReport {
+        state.records = ev.records;
+        Ok(ScanReport {
             summary,
             verdicts: ev.verdicts,
             events: batch.events,
-            manifest_errors: st.errors.clone(),
+            manifest_errors,
             notes,
             notify_errors,
-        };
-        state.records = ev.records;
-        *self.scope.lock().expect("scope cell is never poisoned") = Some(self.scope_of(&st));
-        state.env = Some(st);
-        Ok(report)
+        })
     }
 
     /// The live scope of an indexed environment.
@@ -421,10 +610,11 @@ impl Scanner {
             .filter(|o| history_wanted(state.records.get(&o.id), o))
             .map(|o| o.id.clone())
             .collect();
-        let histories = if wanted.is_empty() {
-            Default::default()
-        } else {
-            self.git.histories(&wanted, HISTORY_DEPTH).await
+        let histories = match &self.sides {
+            Sides::Manifests { git, .. } if !wanted.is_empty() => {
+                git.histories(&wanted, HISTORY_DEPTH).await
+            }
+            _ => Default::default(),
         };
         let mut ev = self
             .engine

@@ -102,6 +102,9 @@ impl SeverityRules {
 }
 
 fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
+    if id.kind.starts_with("aws_") {
+        return cloud_field(id, f);
+    }
     let p = f.path.as_str();
     let last = p.rsplit(['.', ']']).next().unwrap_or(p);
     let is_true = |v: &Option<Value>| v.as_ref().and_then(Value::as_bool) == Some(true);
@@ -134,6 +137,214 @@ fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
         return Severity::Low;
     }
     Severity::Medium
+}
+
+/// The severity of a drifted attribute of a cloud resource (Terraform's AWS resources): high
+/// when the cloud is more open than the code says (a security group opened to `0.0.0.0/0` or
+/// `::/0`, S3 public access, an IAM policy granting more), low for tags, medium otherwise.
+fn cloud_field(id: &ResourceId, f: &FieldDiff) -> Severity {
+    let p = f.path.as_str();
+    let top = p.split(['.', '[']).next().unwrap_or(p);
+    let kind = id.kind.as_str();
+    let high = match kind {
+        "aws_security_group" | "aws_default_security_group" => {
+            top == "ingress" && opens_to_world(&f.desired, &f.live, rule_items)
+        }
+        "aws_security_group_rule" => {
+            matches!(top, "cidr_blocks" | "ipv6_cidr_blocks")
+                && opens_to_world(&f.desired, &f.live, |v| vec![v])
+        }
+        "aws_vpc_security_group_ingress_rule" => {
+            matches!(top, "cidr_ipv4" | "cidr_ipv6")
+                && f.live
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .is_some_and(is_world)
+        }
+        "aws_s3_bucket_public_access_block" | "aws_s3_account_public_access_block" => {
+            matches!(
+                top,
+                "block_public_acls"
+                    | "block_public_policy"
+                    | "ignore_public_acls"
+                    | "restrict_public_buckets"
+            ) && f.live.as_ref().and_then(Value::as_bool) != Some(true)
+        }
+        "aws_s3_bucket_acl" | "aws_s3_bucket"
+            if matches!(top, "acl" | "access_control_policy" | "grant") =>
+        {
+            public_acl(&f.live) && !public_acl(&f.desired)
+        }
+        "aws_s3_bucket_policy" | "aws_s3_bucket" if top == "policy" => {
+            public_policy(&f.live) && !public_policy(&f.desired)
+        }
+        "aws_iam_policy"
+        | "aws_iam_role_policy"
+        | "aws_iam_user_policy"
+        | "aws_iam_group_policy"
+            if top == "policy" =>
+        {
+            policy_widened(&f.desired, &f.live)
+        }
+        "aws_iam_role" if matches!(top, "assume_role_policy" | "inline_policy") => {
+            policy_widened(&f.desired, &f.live)
+        }
+        _ => false,
+    };
+    if high {
+        Severity::High
+    } else if top == "tags" || top == "tags_all" {
+        Severity::Low
+    } else {
+        Severity::Medium
+    }
+}
+
+fn is_world(cidr: &str) -> bool {
+    cidr == "0.0.0.0/0" || cidr == "::/0"
+}
+
+/// The rules of a security group's `ingress` list.
+fn rule_items(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `live` holds a world-open CIDR (in `cidr_blocks`/`ipv6_cidr_blocks` of its rules,
+/// or as a plain CIDR list) for a rule that `desired` does not open to the world.
+fn opens_to_world(
+    desired: &Option<Value>,
+    live: &Option<Value>,
+    rules: impl Fn(&Value) -> Vec<&Value>,
+) -> bool {
+    let open = |rule: &Value| -> Vec<String> {
+        let cidrs = |v: Option<&Value>| -> Vec<String> {
+            v.and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|c| is_world(c))
+                .map(str::to_owned)
+                .collect()
+        };
+        match rule {
+            Value::Array(_) => cidrs(Some(rule)),
+            _ => {
+                let mut c = cidrs(rule.get("cidr_blocks"));
+                c.extend(cidrs(rule.get("ipv6_cidr_blocks")));
+                c
+            }
+        }
+    };
+    // a rule is its ports and protocol; a world-open one the code also has is not new
+    let key = |rule: &Value, cidr: &str| {
+        format!(
+            "{}|{}|{}|{cidr}",
+            rule.get("from_port").unwrap_or(&Value::Null),
+            rule.get("to_port").unwrap_or(&Value::Null),
+            rule.get("protocol").unwrap_or(&Value::Null)
+        )
+    };
+    let set = |v: &Option<Value>| -> std::collections::BTreeSet<String> {
+        v.as_ref()
+            .map(|v| {
+                rules(v)
+                    .into_iter()
+                    .flat_map(|r| open(r).into_iter().map(move |c| key(r, &c)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (d, l) = (set(desired), set(live));
+    l.iter().any(|k| !d.contains(k))
+}
+
+/// Whether an S3 ACL (a canned ACL name, or grants) lets everyone or every AWS user in.
+fn public_acl(v: &Option<Value>) -> bool {
+    let Some(v) = v else {
+        return false;
+    };
+    let text = v.to_string();
+    [
+        "public-read",
+        "public-read-write",
+        "authenticated-read",
+        "/global/AllUsers",
+        "/global/AuthenticatedUsers",
+    ]
+    .iter()
+    .any(|p| text.contains(p))
+}
+
+/// The `Allow` statements of a policy document (a JSON string, as Terraform holds it).
+fn allow_statements(v: &Option<Value>) -> Vec<Value> {
+    let doc = match v {
+        Some(Value::String(s)) => serde_json::from_str::<Value>(s).ok(),
+        Some(other) => Some(other.clone()),
+        None => None,
+    };
+    let Some(doc) = doc else {
+        return Vec::new();
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(one) => vec![one.clone()],
+        None => Vec::new(),
+    };
+    statements
+        .into_iter()
+        .filter(|s| s.get("Effect").and_then(Value::as_str) == Some("Allow"))
+        .collect()
+}
+
+/// The strings of a policy element (`"s3:*"` or `["a", "b"]`).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        Some(Value::Object(m)) => m.values().flat_map(|x| strings(Some(x))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a bucket policy allows anyone (`"Principal": "*"` or `{"AWS": "*"}`).
+fn public_policy(v: &Option<Value>) -> bool {
+    allow_statements(v)
+        .iter()
+        .any(|s| strings(s.get("Principal")).iter().any(|p| p == "*"))
+}
+
+/// Whether the live policy allows more than the code's: an action, resource or principal of
+/// an `Allow` statement that the code's statements do not name.
+fn policy_widened(desired: &Option<Value>, live: &Option<Value>) -> bool {
+    let grants = |v: &Option<Value>| -> std::collections::BTreeSet<String> {
+        allow_statements(v)
+            .iter()
+            .flat_map(|s| {
+                [
+                    "Action",
+                    "NotAction",
+                    "Resource",
+                    "NotResource",
+                    "Principal",
+                ]
+                .into_iter()
+                .flat_map(move |k| {
+                    strings(s.get(k))
+                        .into_iter()
+                        .map(move |x| format!("{k}={x}"))
+                })
+            })
+            .collect()
+    };
+    let (d, l) = (grants(desired), grants(live));
+    l.iter().any(|g| !d.contains(g))
 }
 
 /// The environment's drift score, 0 (in sync) to 100.
@@ -233,6 +444,132 @@ mod tests {
         assert_eq!(old.severity, Severity::High);
         assert!(
             serde_yaml::from_str::<SeverityRule>("kind: X\nseverity: low\ngroups: [a]\n").is_err()
+        );
+    }
+
+    #[test]
+    fn cloud_resources_are_high_when_more_open_than_the_code() {
+        let r = SeverityRules::default();
+        let id = |kind: &str| ResourceId::new("e", "aws", kind, None, format!("{kind}.x"));
+        let field = |path: &str, desired: Value, live: Value| FieldDiff {
+            path: path.into(),
+            desired: Some(desired),
+            live: Some(live),
+        };
+        let c = |kind: &str, f: FieldDiff| r.classify(&id(kind), DriftKind::Modified, &[f]);
+        let rule = |port: u16, cidr: &str| json!({"from_port": port, "to_port": port, "protocol": "tcp", "cidr_blocks": [cidr]});
+        let code = json!([rule(443, "10.0.0.0/16")]);
+        assert_eq!(
+            c(
+                "aws_security_group",
+                field(
+                    "ingress",
+                    code.clone(),
+                    json!([rule(22, "0.0.0.0/0"), rule(443, "10.0.0.0/16")])
+                )
+            ),
+            Severity::High
+        );
+        // a rule the code opens to the world already is not new
+        let open = json!([rule(443, "0.0.0.0/0")]);
+        assert_eq!(
+            c(
+                "aws_security_group",
+                field(
+                    "ingress",
+                    open.clone(),
+                    json!([rule(443, "0.0.0.0/0"), rule(80, "10.0.0.0/8")])
+                )
+            ),
+            Severity::Medium
+        );
+        assert_eq!(
+            c(
+                "aws_security_group",
+                field("ingress", code, json!([rule(443, "10.1.0.0/16")]))
+            ),
+            Severity::Medium
+        );
+        assert_eq!(
+            c(
+                "aws_vpc_security_group_ingress_rule",
+                field("cidr_ipv6", json!("2001:db8::/32"), json!("::/0"))
+            ),
+            Severity::High
+        );
+        assert_eq!(
+            c(
+                "aws_s3_bucket_public_access_block",
+                field("block_public_policy", json!(true), json!(false))
+            ),
+            Severity::High
+        );
+        assert_eq!(
+            c(
+                "aws_s3_bucket_acl",
+                field("acl", json!("private"), json!("public-read"))
+            ),
+            Severity::High
+        );
+        let policy = |principal: &str| {
+            json!(
+                json!({"Statement": [{"Effect": "Allow", "Principal": principal,
+                "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}]})
+                .to_string()
+            )
+        };
+        assert_eq!(
+            c(
+                "aws_s3_bucket_policy",
+                field("policy", policy("arn:aws:iam::1:root"), policy("*"))
+            ),
+            Severity::High
+        );
+        let iam = |actions: Value| {
+            json!(
+                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": actions, "Resource": "*"}]})
+                .to_string()
+            )
+        };
+        assert_eq!(
+            c(
+                "aws_iam_policy",
+                field(
+                    "policy",
+                    iam(json!(["s3:GetObject"])),
+                    iam(json!(["s3:GetObject", "s3:*"]))
+                )
+            ),
+            Severity::High
+        );
+        assert_eq!(
+            c(
+                "aws_iam_policy",
+                field(
+                    "policy",
+                    iam(json!(["s3:GetObject", "s3:PutObject"])),
+                    iam(json!(["s3:GetObject"]))
+                )
+            ),
+            Severity::Medium,
+            "narrowed is not widened"
+        );
+        assert_eq!(
+            c("aws_s3_bucket", field("tags.team", json!("a"), json!("b"))),
+            Severity::Low
+        );
+        assert_eq!(
+            c(
+                "aws_db_instance",
+                field("allocated_storage", json!(20), json!(30))
+            ),
+            Severity::Medium
+        );
+        // missing and orphan cloud resources are medium, and overrides still win
+        assert_eq!(
+            r.classify(&id("aws_vpc"), DriftKind::Missing, &[]),
+            Severity::Medium
         );
     }
 

@@ -51,7 +51,8 @@ named_enum! {
         Reverted => "reverted",
         /// Git changed to match live.
         Adopted => "adopted",
-        /// A reverse drift was applied.
+        /// The desired side was applied: a reverse drift, or any drift an apply ended when the
+        /// source knows its applies (Terraform).
         Applied => "applied",
         /// The object left both sides.
         Removed => "removed",
@@ -258,6 +259,11 @@ pub struct DriftRecord {
     /// The open drift, if any.
     #[serde(default)]
     pub drift: Option<Drift>,
+    /// While a drift is open: the mark of the desired side's last apply as the source saw it
+    /// at the last evaluation ([`Observation::applied_mark`]; Terraform: the state's lineage
+    /// and serial). `None` when in sync, or when the source knows no such mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_mark: Option<Hash64>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -335,6 +341,11 @@ pub struct Observation {
     pub findings: Vec<Finding>,
     /// Where the object is defined in Git.
     pub provenance: Option<Provenance>,
+    /// A mark that moves whenever the desired side is applied, when the source knows one
+    /// (Terraform: a hash of the state's lineage and serial, which every `terraform apply`
+    /// that changes something moves). A drift that ends while the mark moved was ended by an
+    /// apply: it is resolved as [`Resolution::Applied`]. `None` for Kubernetes sources.
+    pub applied_mark: Option<u64>,
 }
 
 impl Observation {
@@ -350,6 +361,7 @@ impl Observation {
             severity: Severity::Low,
             findings: Vec::new(),
             provenance: None,
+            applied_mark: None,
         }
     }
 }
@@ -506,6 +518,9 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
             events,
         };
     }
+    // the mark is only needed to tell how an open drift ends: in-sync records do not keep
+    // it, so an apply does not rewrite them
+    let applied_mark = drift.as_ref().and(obs.applied_mark).map(Hash64);
     let mut record = DriftRecord {
         id: obs.id.clone(),
         api_version: obs.api_version.clone(),
@@ -513,6 +528,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
         live_hash: live_hash.map(Hash64),
         baseline,
         drift,
+        applied_mark,
         updated_at: prev.map_or(tick.now, |p| p.updated_at),
     };
     let changed = prev != Some(&record);
@@ -596,9 +612,16 @@ fn resolution(
     desired_hash: Option<u64>,
     live_hash: Option<u64>,
 ) -> Resolution {
+    // the source says the desired side was applied since the drift was last seen open
+    let applied = match (prev.and_then(|r| r.applied_mark), obs.applied_mark) {
+        (Some(before), Some(now)) => before.0 != now,
+        _ => false,
+    };
     match (&obs.presence, open.kind) {
         (Presence::Neither | Presence::Unknown, _) => Resolution::Removed,
         (_, DriftKind::Orphan) => Resolution::Adopted,
+        (_, DriftKind::Missing) if applied => Resolution::Applied,
+        (Presence::Both(_), DriftKind::Modified) if applied => Resolution::Applied,
         (_, DriftKind::Missing) => match open.direction {
             Direction::Forward => Resolution::Reverted,
             _ => Resolution::Applied,

@@ -332,3 +332,114 @@ proptest! {
         }
     }
 }
+
+/// A step and the source's apply mark at that step.
+type Marked = (Step, Option<u64>);
+
+/// A walk where each step also carries the source's apply mark (`None`: the source knows
+/// none); returns the events of the last step.
+fn check_marked(steps: &[Marked]) -> (String, Option<DriftRecord>) {
+    let mut record: Option<DriftRecord> = None;
+    let mut last = Vec::new();
+    for (i, (s, mark)) in steps.iter().enumerate() {
+        let mut obs = observe(*s);
+        obs.applied_mark = *mark;
+        let tr = transition(record.as_ref(), &obs, &tick(i as i64, i == 0));
+        last = tr.events;
+        record = tr.record;
+    }
+    (render(&last), record)
+}
+
+#[test]
+fn a_drift_that_ends_while_the_apply_mark_moved_was_applied() {
+    let cases: &[(&[Marked], &str)] = &[
+        // changed by hand, then an apply put it back: applied, not reverted
+        (
+            &[
+                (s(V(1), V(1)), Some(1)),
+                (s(V(1), V(2)), Some(1)),
+                (s(V(1), V(1)), Some(2)),
+            ],
+            "resolved modified forward [data.LEVEL] applied",
+        ),
+        // put back by hand (no apply): reverted
+        (
+            &[
+                (s(V(1), V(1)), Some(1)),
+                (s(V(1), V(2)), Some(1)),
+                (s(V(1), V(1)), Some(1)),
+            ],
+            "resolved modified forward [data.LEVEL] reverted",
+        ),
+        // deleted by hand, recreated by an apply
+        (
+            &[
+                (s(V(1), V(1)), Some(1)),
+                (s(V(1), No), Some(1)),
+                (s(V(1), V(1)), Some(2)),
+            ],
+            "resolved missing forward applied",
+        ),
+        // the code took the value changed by hand (no apply): adopted
+        (
+            &[
+                (s(V(1), V(1)), Some(1)),
+                (s(V(1), V(2)), Some(1)),
+                (s(V(2), V(2)), Some(1)),
+            ],
+            "resolved modified forward [data.LEVEL] adopted",
+        ),
+        // a source without marks: as before
+        (
+            &[
+                (s(V(1), V(1)), None),
+                (s(V(1), V(2)), None),
+                (s(V(1), V(1)), Some(5)),
+            ],
+            "resolved modified forward [data.LEVEL] reverted",
+        ),
+        // an orphan deleted by an apply is removed
+        (
+            &[
+                (s(No, No), Some(1)),
+                (s(No, V(1)), Some(1)),
+                (s(No, No), Some(2)),
+            ],
+            "resolved orphan forward removed",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (steps, want) in cases {
+        let (got, _) = check_marked(steps);
+        if got != *want {
+            failures.push(format!("{steps:?}\n  want: {want}\n  got:  {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn only_records_of_open_drifts_keep_the_apply_mark() {
+    let (_, open) = check_marked(&[(s(V(1), V(1)), Some(7)), (s(V(1), V(2)), Some(7))]);
+    let open = open.expect("a record");
+    assert_eq!(open.applied_mark.map(|h| h.0), Some(7));
+    // a record in sync does not keep it, so that an apply does not rewrite every record
+    let (_, in_sync) = check_marked(&[(s(V(1), V(1)), Some(7))]);
+    assert_eq!(in_sync.expect("a record").applied_mark, None);
+    // the mark moving while the drift stays open rewrites the record, with no event
+    let mut obs = observe(s(V(1), V(2)));
+    obs.applied_mark = Some(8);
+    let tr = transition(Some(&open), &obs, &tick(10, false));
+    assert!(tr.events.is_empty());
+    assert!(tr.changed);
+    assert_eq!(tr.record.and_then(|r| r.applied_mark).map(|h| h.0), Some(8));
+    // and the record reads back from its JSON (stores keep records as JSON bodies)
+    let text = serde_json::to_string(&open).expect("serializes");
+    let back: DriftRecord = serde_json::from_str(&text).expect("reads back");
+    assert_eq!(back, open);
+    let without: DriftRecord =
+        serde_json::from_str(&text.replace(",\"applied_mark\":\"0000000000000007\"", ""))
+            .expect("a record written before the mark existed still reads");
+    assert_eq!(without.applied_mark, None);
+}

@@ -238,10 +238,9 @@ impl Service {
         let feed = Arc::new(EventFeed::new());
         let mut envs = Vec::new();
         for env in &config.file.environments {
-            let git = setup::git_source(config, env).await?;
-            let live = setup::live_source(config, env).await?;
             let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
-            let mut scanner = Scanner::new(engine, git, live, store.clone(), clock.clone());
+            let mut scanner =
+                setup::scanner(config, env, engine, store.clone(), clock.clone()).await?;
             for n in &notifiers.notifiers {
                 scanner = scanner.with_notifier(n.clone());
             }

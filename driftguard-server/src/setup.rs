@@ -5,13 +5,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use driftguard_core::engine::Engine;
 use driftguard_core::memory::MemoryStore;
 use driftguard_core::normalize::SecretKey;
-use driftguard_core::ports::{DriftStore, GitSource, LiveSource, StoreError};
+use driftguard_core::ports::{Clock, DriftStore, GitSource, LiveSource, PlanSource, StoreError};
+use driftguard_core::scanner::Scanner;
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
 use driftguard_sources::render::{CommandRenderer, HelmRenderer, Renderer};
+use driftguard_sources::terraform::aws::{AwsConfig, AwsLister};
+use driftguard_sources::terraform::{TerraformCode, TerraformSource};
 pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
@@ -320,6 +324,105 @@ pub fn write_key_file(path: &Path, key: &str) -> Result<(), SetupError> {
     writeln!(f, "{key}").map_err(file_error("write"))
 }
 
+/// The scanner of an environment: on its Git (or folder) and live sources, or, for a
+/// Terraform environment, on its plans.
+pub async fn scanner(
+    config: &Config,
+    env: &EnvironmentConfig,
+    engine: Engine,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+) -> Result<Scanner, SetupError> {
+    if env.terraform.is_some() {
+        let plans = plan_source(config, env).await?;
+        return Ok(Scanner::with_plans(engine, plans, store, clock));
+    }
+    let git = git_source(config, env).await?;
+    let live = live_source(config, env).await?;
+    Ok(Scanner::new(engine, git, live, store, clock))
+}
+
+/// The plan source of a Terraform environment (its `terraform` section, with `git` or `dir`
+/// holding the root module).
+pub async fn plan_source(
+    config: &Config,
+    env: &EnvironmentConfig,
+) -> Result<Arc<dyn PlanSource>, SetupError> {
+    let t = env.terraform.clone().unwrap_or_default();
+    let code = if let Some(d) = &env.dir {
+        TerraformCode::Folder(config.resolve(d.path()))
+    } else if let Some(g) = &env.git {
+        let url = repository_url(config, g);
+        let mut gc = GitSourceConfig::new(url, git_cache(config))
+            .reference(g.reference.clone().unwrap_or_default())
+            .path(g.path.clone().unwrap_or_default());
+        gc.limits = config.file.limits.limits();
+        if g.token_env.is_some() || g.ssh_key.is_some() {
+            gc.auth = Some(GitAuth {
+                token_env: g.token_env.clone(),
+                ssh_key_path: g.ssh_key.as_ref().map(|p| config.resolve(p)),
+                ..GitAuth::default()
+            });
+        }
+        let src = GitRepoSource::open(gc)
+            .await
+            .map_err(|source| SetupError::Source {
+                environment: env.name.clone(),
+                source,
+            })?;
+        TerraformCode::Git {
+            source: Arc::new(src),
+            path: g.path.clone().unwrap_or_default(),
+        }
+    } else {
+        return Err(SetupError::NoDesiredSide {
+            environment: env.name.clone(),
+        });
+    };
+    let cache = config.file.terraform_cache.as_ref().map_or_else(
+        || config.base.join(".driftguard").join("terraform"),
+        |p| config.resolve(p),
+    );
+    let mut tc = driftguard_sources::terraform::TerraformConfig::new(code, cache.join(&env.name));
+    tc.workspace = t.workspace.clone();
+    // relative variable files are the module's (terraform reads them from its folder)
+    tc.var_files = t.var_files.clone();
+    tc.binary = t.binary.as_ref().map(|p| program(config, p));
+    tc.backend_config = t.backend_config.clone();
+    tc.cli_config_file = t.cli_config_file.as_ref().map(|p| config.resolve(p));
+    if let Some(d) = t.timeout {
+        tc.timeout = d.0;
+    }
+    if let Some(o) = &t.orphans {
+        let a = &o.aws;
+        let regions = if a.regions.is_empty() {
+            vec![std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .ok()
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".into())]
+        } else {
+            a.regions.clone()
+        };
+        let mut ac = AwsConfig::new(regions);
+        ac.endpoint = a.endpoint.clone();
+        if !a.kinds.is_empty() {
+            ac.kinds = a.kinds.clone();
+        }
+        ac.exclude = a.exclude.clone();
+        tc.cloud = Some(Arc::new(AwsLister::new(ac)));
+    }
+    Ok(Arc::new(TerraformSource::new(tc)))
+}
+
+/// The folder holding the clones of remote repositories.
+fn git_cache(config: &Config) -> PathBuf {
+    config.file.git_cache.as_ref().map_or_else(
+        || config.base.join(".driftguard").join("git"),
+        |p| config.resolve(p),
+    )
+}
+
 /// The desired side of an environment.
 pub async fn git_source(
     config: &Config,
@@ -382,11 +485,7 @@ pub fn git_config(
     let helm_bin = config.file.helm_bin.as_ref().map(|p| program(config, p));
     let renderer = renderer(config, env);
     let url = repository_url(config, g);
-    let cache = config.file.git_cache.as_ref().map_or_else(
-        || config.base.join(".driftguard").join("git"),
-        |p| config.resolve(p),
-    );
-    let mut gc = GitSourceConfig::new(url, cache)
+    let mut gc = GitSourceConfig::new(url, git_cache(config))
         .reference(g.reference.clone().unwrap_or_default())
         .path(g.path.clone().unwrap_or_default());
     gc.include = g.include.clone();

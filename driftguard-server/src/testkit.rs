@@ -243,6 +243,7 @@ pub async fn fill_store(
             live_hash: Some(Hash64(i as u64 + 1)),
             baseline: None,
             drift: open.then_some(d.clone()),
+            applied_mark: None,
             updated_at: d.updated_at,
         });
     }

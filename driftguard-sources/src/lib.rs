@@ -11,3 +11,4 @@ pub mod files;
 pub mod git;
 pub mod kube;
 pub mod render;
+pub mod terraform;

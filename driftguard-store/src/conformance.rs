@@ -141,6 +141,7 @@ pub fn record(id: &ResourceId, drift: Option<Drift>, at: DateTime<Utc>) -> Drift
         live_hash: Some(Hash64(u64::MAX - 3)),
         baseline: None,
         drift,
+        applied_mark: None,
         updated_at: at,
     }
 }

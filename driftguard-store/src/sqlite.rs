@@ -826,6 +826,7 @@ mod tests {
                 live_hash: None,
                 baseline: None,
                 drift: Some(drift),
+                applied_mark: None,
                 updated_at: at,
             });
         }

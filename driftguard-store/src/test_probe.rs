@@ -65,6 +65,7 @@ pub(crate) fn record() -> DriftRecord {
         live_hash: None,
         baseline: None,
         drift: Some(drift()),
+        applied_mark: None,
         updated_at: at(),
     }
 }

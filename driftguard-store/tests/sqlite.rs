@@ -220,6 +220,7 @@ async fn crash_writer_child() {
                 live_hash: None,
                 baseline: None,
                 drift: Some(drift.clone()),
+                applied_mark: None,
                 updated_at: at,
             });
             batch.events.push(DriftEvent {

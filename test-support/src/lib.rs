@@ -237,6 +237,134 @@ impl Drop for MongoServer {
     }
 }
 
+/// Terraform as the tests run it: the binary (1.11.4 on the machine image) and a CLI
+/// configuration whose `provider_installation` is the image's filesystem mirror of the AWS
+/// provider 5.100.0 (both found by `scripts/terraform/setup.sh`). No network.
+#[derive(Clone, Debug)]
+pub struct Terraform {
+    /// The terraform binary.
+    pub bin: PathBuf,
+    /// The CLI configuration (`TF_CLI_CONFIG_FILE`).
+    pub cli_config: PathBuf,
+}
+
+/// Terraform and its provider mirror: `TERRAFORM` and `TF_CLI_CONFIG_FILE` from the
+/// environment or `services.env`. A missing binary or mirror fails the test, naming it.
+#[track_caller]
+pub fn terraform() -> Terraform {
+    let bin = service(
+        "TERRAFORM",
+        "terraform (1.11, on PATH; found by scripts/terraform/setup.sh)",
+    );
+    let bin = program(&bin, &["version"]);
+    let cli_config = PathBuf::from(service(
+        "TF_CLI_CONFIG_FILE",
+        "the AWS provider's filesystem mirror (registry.terraform.io/hashicorp/aws, found by \
+         scripts/terraform/setup.sh)",
+    ));
+    let text = std::fs::read_to_string(&cli_config).unwrap_or_else(|e| {
+        panic!(
+            "the Terraform CLI configuration {}: {e}",
+            cli_config.display()
+        )
+    });
+    let mirror = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("path"))
+        .map(|p| {
+            p.trim()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let aws = Path::new(&mirror).join("registry.terraform.io/hashicorp/aws");
+    assert!(
+        aws.is_dir(),
+        "the AWS provider mirror {} is missing (scripts/terraform/setup.sh)",
+        aws.display()
+    );
+    Terraform { bin, cli_config }
+}
+
+/// The Python of moto's venv (`scripts/moto/install.sh`), whose boto3 is the tests' hand in
+/// the AWS console. Missing fails the test.
+#[track_caller]
+pub fn moto_python() -> PathBuf {
+    let venv = PathBuf::from(service(
+        "MOTO_VENV",
+        "moto's server (scripts/moto/install.sh)",
+    ));
+    let py = venv.join("bin/python");
+    program(&py.display().to_string(), &["-c", "import boto3, moto"])
+}
+
+/// A moto server of the test's own (the AWS API on a free 127.0.0.1 port, empty), stopped
+/// when dropped: tests never share an account.
+#[derive(Debug)]
+pub struct MotoServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+impl MotoServer {
+    /// Starts one and waits until it answers.
+    #[track_caller]
+    pub fn start() -> Self {
+        let py = moto_python();
+        let server = py.with_file_name("moto_server");
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto's server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        MotoServer { port, child }
+    }
+
+    /// Its URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a Python script with boto3 against this server (credentials and region set; the
+    /// script reads `ENDPOINT`); fails the test when it fails. Returns its standard output.
+    #[track_caller]
+    pub fn boto3(&self, script: &str) -> String {
+        let out = Command::new(moto_python())
+            .arg("-c")
+            .arg(script)
+            .env("ENDPOINT", self.url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output()
+            .expect("run boto3");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The Python of the venv holding the official MCP Python SDK (`mcp` on PyPI), the real MCP
 /// client the MCP tests drive DriftGuard with: `MCP_PYTHON` (written to `services.env` by
 /// `scripts/test-services.sh up`, which runs `scripts/mcp-client/install.sh`), else the venv

@@ -11,7 +11,6 @@ use driftguard_core::engine::Engine;
 use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
-use driftguard_core::scanner::Scanner;
 use driftguard_core::state::Drift;
 use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
 
@@ -38,11 +37,10 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
         progress.set(format!("scanning {name}..."));
         tracing::info!(environment = %name, "scanning");
         let outcome = async {
-            let git = setup::git_source(&config, env).await?;
-            let live = setup::live_source(&config, env).await?;
             let deferred = Arc::new(DeferredStore::new(read_store.clone()));
             let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
-            let scanner = Scanner::new(engine, git, live, deferred.clone(), clock.clone());
+            let scanner =
+                setup::scanner(&config, env, engine, deferred.clone(), clock.clone()).await?;
             let report = scanner
                 .scan()
                 .await

@@ -44,6 +44,10 @@ pub struct ConfigFile {
     /// overrides it.
     #[serde(default)]
     pub helm_bin: Option<PathBuf>,
+    /// Folder holding the working folders of Terraform environments (their `TF_DATA_DIR`, the
+    /// revision written out; default `.driftguard/terraform`).
+    #[serde(default)]
+    pub terraform_cache: Option<PathBuf>,
     /// What one input may cost: larger manifest files and dumps, and sources handing over
     /// more objects, are clear errors instead of unbounded memory (the defaults fit large
     /// clusters; raise them here).
@@ -113,7 +117,12 @@ pub struct EnvironmentConfig {
     /// the spirit of Argo CD's config management plugins).
     #[serde(default)]
     pub render: Option<RenderConfig>,
-    /// Live side: a cluster or dump files.
+    /// A Terraform root module instead of Kubernetes manifests: the folder `git.path` or
+    /// `dir` is the root module, checked with read-only plans (`plan -refresh-only` and
+    /// `plan`); the cloud is the live side, so `live` is not set (see docs/terraform.md).
+    #[serde(default)]
+    pub terraform: Option<TerraformConfig>,
+    /// Live side: a cluster or dump files (not for a Terraform environment).
     #[serde(default)]
     pub live: Option<LiveConfig>,
     /// Namespaces to read from the cluster (empty: all).
@@ -298,6 +307,71 @@ pub struct RenderConfig {
     /// 67108864, 64 MiB).
     #[serde(default)]
     pub max_output: Option<u64>,
+}
+
+/// How a Terraform root module is checked. Nothing is ever applied: DriftGuard runs `terraform
+/// init -input=false`, `terraform plan -refresh-only` and `terraform plan` (both `-lock=false
+/// -input=false -out=<a private temporary file>`), `terraform show -json` and `terraform state
+/// pull`, in a working folder of its own.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TerraformConfig {
+    /// The workspace to plan (`TF_WORKSPACE`; default `default`).
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// Variable files (`-var-file`), relative to the root module's folder, or absolute (a file
+    /// of the DriftGuard host, outside the repository: where sensitive values belong).
+    #[serde(default)]
+    pub var_files: Vec<String>,
+    /// The terraform binary: a path, or a name looked up on PATH (default `terraform`).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// `-backend-config` values given to `terraform init`: `key=value` (`path=/var/lib/tf/prod.tfstate`
+    /// for a local state) or a file.
+    #[serde(default)]
+    pub backend_config: Vec<String>,
+    /// A Terraform CLI configuration file (`TF_CLI_CONFIG_FILE`): provider mirrors and
+    /// caches. Default: terraform's own (`~/.terraformrc`).
+    #[serde(default)]
+    pub cli_config_file: Option<PathBuf>,
+    /// Longest one terraform step may run (default `10m`).
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// Resources of the cloud account that are in no state (made by hand), listed through the
+    /// cloud's API and reported as orphans.
+    #[serde(default)]
+    pub orphans: Option<OrphansConfig>,
+}
+
+/// Which cloud account is listed for resources in no Terraform state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrphansConfig {
+    /// An AWS account, with the credentials of DriftGuard's environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    pub aws: AwsOrphansConfig,
+}
+
+/// An AWS account listed for orphans: S3 buckets, VPCs, security groups, EC2 instances and RDS
+/// instances. A default VPC and a VPC's `default` security group are never orphans.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsOrphansConfig {
+    /// Regions whose VPCs, security groups and instances are listed (S3 buckets are global;
+    /// default: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Send the requests to this URL instead of AWS (LocalStack, moto's server).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Kinds to list: `aws_s3_bucket`, `aws_vpc`, `aws_security_group`, `aws_instance`,
+    /// `aws_db_instance` (default: all).
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Globs of ids or names never reported (`tfstate-*`: a state bucket; resources another
+    /// tool manages).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// A plain folder: a path, or a mapping with the path and globs.

@@ -258,7 +258,15 @@ impl Config {
                 }
             }
             self.check_rendering(&mut problem, &at, env);
+            if let Some(t) = &env.terraform {
+                self.check_terraform(&mut problem, &at, env, t);
+            }
             match &env.live {
+                Some(_) if env.terraform.is_some() => problem(
+                    format!("{at}.live"),
+                    "a Terraform environment has no `live` side: the cloud is read through terraform's plans; remove it".into(),
+                ),
+                None if env.terraform.is_some() => {}
                 None => problem(
                     at.clone(),
                     "no live side: set `live` (a kubeconfig/context, inCluster, or a dump)".into(),
@@ -417,6 +425,91 @@ impl Config {
     /// The environment named `name`.
     pub fn environment(&self, name: &str) -> Option<&EnvironmentConfig> {
         self.file.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Checks an environment's `terraform` section.
+    fn check_terraform(
+        &self,
+        problem: &mut impl FnMut(String, String),
+        at: &str,
+        env: &EnvironmentConfig,
+        t: &TerraformConfig,
+    ) {
+        let at_t = format!("{at}.terraform");
+        if env.helm.is_some() || env.render.is_some() {
+            problem(
+                at_t.clone(),
+                "`terraform` and `helm`/`render` are both set: choose one".into(),
+            );
+        }
+        let globs = match (&env.git, &env.dir) {
+            (Some(g), _) => !g.include.is_empty() || !g.exclude.is_empty(),
+            (None, Some(d)) => {
+                let (include, exclude) = d.globs();
+                !include.is_empty() || !exclude.is_empty()
+            }
+            _ => false,
+        };
+        if globs {
+            problem(
+                at_t.clone(),
+                "`include` and `exclude` do not apply to a Terraform environment: remove them"
+                    .into(),
+            );
+        }
+        if t.workspace.as_ref().is_some_and(|w| w.trim().is_empty()) {
+            problem(format!("{at_t}.workspace"), "must not be empty".into());
+        }
+        for (j, f) in t.var_files.iter().enumerate() {
+            let key = format!("{at_t}.varFiles[{j}]");
+            if f.trim().is_empty() {
+                problem(key, "must not be empty".into());
+                continue;
+            }
+            let p = Path::new(f);
+            let resolved = if p.is_absolute() {
+                Some(p.to_path_buf())
+            } else {
+                env.dir.as_ref().map(|d| self.resolve(d.path()).join(p))
+            };
+            if let Some(r) = resolved.filter(|r| !r.is_file()) {
+                problem(key, format!("file {} does not exist", r.display()));
+            }
+        }
+        if let Some(bin) = &t.binary {
+            check_binary(problem, &format!("{at_t}.binary"), &self.resolve(bin), bin);
+        }
+        if let Some(c) = &t.cli_config_file {
+            let r = self.resolve(c);
+            if !r.is_file() {
+                problem(
+                    format!("{at_t}.cliConfigFile"),
+                    format!("file {} does not exist", r.display()),
+                );
+            }
+        }
+        if t.timeout.is_some_and(|d| d.0.is_zero()) {
+            problem(format!("{at_t}.timeout"), "must be longer than 0s".into());
+        }
+        if let Some(o) = &t.orphans {
+            let kinds = driftguard_core::terraform::cloud::AWS_KINDS;
+            for (j, k) in o.aws.kinds.iter().enumerate() {
+                if !kinds.contains(&k.as_str()) {
+                    problem(
+                        format!("{at_t}.orphans.aws.kinds[{j}]"),
+                        format!("`{k}` cannot be listed: one of {}", kinds.join(", ")),
+                    );
+                }
+            }
+            if let Some(e) = &o.aws.endpoint {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    problem(
+                        format!("{at_t}.orphans.aws.endpoint"),
+                        "must be an http:// or https:// URL".into(),
+                    );
+                }
+            }
+        }
     }
 
     /// Checks an environment's `helm` or `render` section.
@@ -927,5 +1020,92 @@ mod tests {
             &format!("    dir: {CHART}\n    helm: {{valueFiles: [nope.yaml], ignoreMissingValueFiles: true}}\n"),
         );
         assert_eq!(problems(&ok), Vec::<String>::new());
+    }
+
+    const MODULE: &str = "../../../examples/terraform";
+
+    #[test]
+    fn a_terraform_environment_loads_without_a_live_side() {
+        let text = format!(
+            "terraformCache: /var/cache/dg-tf\nenvironments:\n  - name: cloud\n    dir: {MODULE}\n    terraform:\n      workspace: prod\n      varFiles: [variables.tf, /etc/hostname]\n      binary: terraform\n      backendConfig: [path=/var/lib/tf/prod.tfstate]\n      timeout: 2m\n      orphans:\n        aws:\n          regions: [eu-west-1]\n          endpoint: http://127.0.0.1:5000\n          kinds: [aws_s3_bucket, aws_vpc]\n          exclude: ['tfstate-*']\n"
+        );
+        let config = load(&text).expect("valid");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let env = config.environment("cloud").expect("cloud");
+        let t = env.terraform.as_ref().expect("terraform section");
+        assert_eq!(t.workspace.as_deref(), Some("prod"));
+        assert_eq!(t.var_files, ["variables.tf", "/etc/hostname"]);
+        assert_eq!(t.backend_config, ["path=/var/lib/tf/prod.tfstate"]);
+        assert_eq!(
+            t.timeout.map(|d| d.0),
+            Some(std::time::Duration::from_secs(120))
+        );
+        let aws = &t.orphans.as_ref().expect("orphans").aws;
+        assert_eq!(aws.kinds, ["aws_s3_bucket", "aws_vpc"]);
+        assert_eq!(aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(
+            config.file.terraform_cache.as_deref(),
+            Some(Path::new("/var/cache/dg-tf"))
+        );
+    }
+
+    #[test]
+    fn terraform_problems_are_located() {
+        let env = |body: &str| format!("environments:\n  - name: a\n{body}");
+        let cases = [
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{}}\n    live:\n      dump: mod.rs\n")),
+                "environments[0].live: a Terraform environment has no `live` side",
+            ),
+            (
+                env(&format!("    dir: {CHART}\n    terraform: {{}}\n    helm: {{}}\n")),
+                "environments[0].terraform: `terraform` and `helm`/`render` are both set",
+            ),
+            (
+                env("    git: {url: x, include: ['*.tf']}\n    terraform: {}\n"),
+                "environments[0].terraform: `include` and `exclude` do not apply",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{workspace: ' '}}\n")),
+                "environments[0].terraform.workspace: must not be empty",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{varFiles: [prod.tfvars]}}\n")),
+                "environments[0].terraform.varFiles[0]: file ",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{binary: ./no/terraform}}\n")),
+                "environments[0].terraform.binary: file ",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{cliConfigFile: none.tfrc}}\n")),
+                "environments[0].terraform.cliConfigFile: file ",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{timeout: 0s}}\n")),
+                "environments[0].terraform.timeout: must be longer than 0s",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{orphans: {{aws: {{kinds: [aws_lambda_function]}}}}}}\n")),
+                "environments[0].terraform.orphans.aws.kinds[0]: `aws_lambda_function` cannot be listed",
+            ),
+            (
+                env(&format!("    dir: {MODULE}\n    terraform: {{orphans: {{aws: {{endpoint: '127.0.0.1:5000'}}}}}}\n")),
+                "environments[0].terraform.orphans.aws.endpoint: must be an http:// or https:// URL",
+            ),
+        ];
+        for (text, expected) in cases {
+            let found = problems(&text);
+            assert!(
+                found.iter().any(|p| p.starts_with(expected)),
+                "{expected:?} not in {found:?}\n{text}"
+            );
+        }
+        // without `live`, only a Kubernetes environment is refused
+        let found = problems(&env(&format!("    dir: {MODULE}\n")));
+        assert!(
+            found.iter().any(|p| p.contains("no live side")),
+            "{found:?}"
+        );
     }
 }

@@ -46,7 +46,8 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
 
-use self::repo::{Reader, ReaderOptions};
+pub(crate) use self::repo::Reader;
+use self::repo::ReaderOptions;
 use self::select::Filter;
 use crate::render::Renderer;
 
@@ -433,6 +434,17 @@ impl GitRepoSource {
             .lock()
             .expect("lock is never poisoned")
             .clone()
+    }
+
+    /// The reader of the mirror (for the Terraform source: working copies and file
+    /// histories).
+    pub(crate) fn reader(&self) -> Arc<Reader> {
+        Arc::clone(&self.reader)
+    }
+
+    /// The commit the tracked ref points at (as of the last fetch).
+    pub(crate) async fn head(&self) -> Result<gix::ObjectId, SourceError> {
+        self.resolve().await
     }
 
     fn not_found(&self, e: SourceError) -> SourceError {

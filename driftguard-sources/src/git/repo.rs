@@ -945,6 +945,56 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// Writes the whole tree of `commit` into the folder `target` (created; it must not
+    /// exist), executables with their mode: a working copy of the revision, for tools that
+    /// need one (Terraform).
+    pub fn export(&self, commit: ObjectId, target: &Path) -> Result<(), SourceError> {
+        let repo = self.local();
+        let root = root_tree(&repo, commit)?;
+        std::fs::create_dir_all(target)
+            .map_err(|e| backend(format!("cannot create {}", target.display()), e))?;
+        write_tree(&repo, root, "", target).map_err(|e| {
+            backend(
+                format!("cannot write the tree into {}", target.display()),
+                e,
+            )
+        })
+    }
+
+    /// The newest commit that changed the file at `path` (from the root), following first
+    /// parents from `tip`: the oldest commit of the run, ending at `tip`, in which the file
+    /// has its blob at `tip`. `None` when the file is not at `tip`, or past
+    /// [`MAX_HISTORY_WALK`] commits.
+    pub fn last_change(
+        &self,
+        tip: ObjectId,
+        path: &str,
+    ) -> Result<Option<CommitInfo>, SourceError> {
+        let repo = self.local();
+        let Some(blob) = blob_at(&repo, root_tree(&repo, tip)?, path)? else {
+            return Ok(None);
+        };
+        let mut last = tip;
+        let mut current = tip;
+        for _ in 0..MAX_HISTORY_WALK {
+            let commit = repo
+                .find_commit(current)
+                .map_err(|e| backend(format!("cannot read commit {current}"), e))?;
+            let Some(parent) = commit.parent_ids().next().map(|p| p.detach()) else {
+                // the root commit made it
+                return commit_info(&repo, last).map(Some);
+            };
+            if blob_at(&repo, root_tree(&repo, parent)?, path)? != Some(blob) {
+                return commit_info(&repo, last).map(Some);
+            }
+            last = parent;
+            current = parent;
+        }
+        Ok(None)
+    }
+}
+
 /// The first object naming `id` exactly, and the first naming it without a namespace (a
 /// manifest that names none stands for the object in the environment's default namespace).
 fn pick(

@@ -21,7 +21,7 @@ use driftguard_core::ports::DesiredSet;
 use driftguard_core::render::RenderError;
 
 pub use command::CommandRenderer;
-pub(crate) use command::{find_program, folder_label};
+pub(crate) use command::{find_program, folder_label, Run};
 pub use helm::HelmRenderer;
 
 /// How an environment's desired side is rendered.

@@ -1,0 +1,534 @@
+//! Terraform end to end (issue 20): `examples/terraform` (an S3 bucket, a VPC in a local
+//! module, a security group and a PostgreSQL instance whose password is a sensitive variable)
+//! in a real Git repository, applied with a real terraform (1.11.4, the AWS provider 5.100.0
+//! from the image's filesystem mirror) to moto's server, checked by the built `driftguard`
+//! binary (`scan`, then `serve` and its API).
+//!
+//! Right after the apply there is no drift. Then, with boto3 as the hand in the console: the
+//! bucket's tags changed, an ingress rule opened to 0.0.0.0/0, the VPC deleted, a bucket made
+//! outside Terraform; and a `.tf` change committed and not applied. Each comes out with the
+//! right kind, direction and attributes, the ingress rule as high severity, the commit named
+//! for the reverse drift. A later `terraform apply` resolves them as `applied` (the bucket
+//! made by hand stays an orphan: no apply ends it). The sensitive password (a canary) is in
+//! no output, no API answer, no log and no file DriftGuard wrote.
+//!
+//! Needs terraform and its provider mirror (`scripts/terraform/setup.sh`) and moto
+//! (`scripts/moto/install.sh`), both run by `scripts/test-services.sh up`: a missing one fails
+//! the test, naming it.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use driftguard_test_support::{terraform, MotoServer, Terraform};
+use serde_json::Value;
+use util::e2e::{free_port, spawn_server};
+use util::{copy_dir, repo_root, run_env, Run};
+
+const CANARY: &str = "CANARY-pw-7d41c9e2";
+const KEY: &str = "tf-e2e-secret-key";
+const TOKEN: &str = "tf-e2e-token";
+
+fn git(repo: &Path, args: &[&str], author: &str) {
+    let out = Command::new(driftguard_test_support::program("git", &["--version"]))
+        .args(args)
+        .current_dir(repo)
+        .env("GIT_AUTHOR_NAME", author)
+        .env("GIT_AUTHOR_EMAIL", "dev@acme.example")
+        .env("GIT_COMMITTER_NAME", author)
+        .env("GIT_COMMITTER_EMAIL", "dev@acme.example")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn head(repo: &Path) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .expect("git runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The user's own terraform: `init` and `apply` of the repository's code, with the user's
+/// data folder and state (outside DriftGuard's folders).
+fn user_apply(t: &Terraform, tmp: &Path, repo: &Path) {
+    for args in [
+        vec![
+            "init".to_owned(),
+            "-input=false".into(),
+            "-no-color".into(),
+            format!(
+                "-backend-config=path={}",
+                tmp.join("state.tfstate").display()
+            ),
+        ],
+        vec![
+            "apply".to_owned(),
+            "-auto-approve".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+            format!("-var-file={}", tmp.join("secrets.tfvars").display()),
+        ],
+    ] {
+        let out = Command::new(&t.bin)
+            .args(&args)
+            .current_dir(repo)
+            .env("TF_CLI_CONFIG_FILE", &t.cli_config)
+            .env("TF_DATA_DIR", tmp.join("user-tf-data"))
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .expect("terraform runs");
+        assert!(
+            out.status.success(),
+            "terraform {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn env_vars() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "us-east-1"),
+        ("TF_E2E_KEY", KEY),
+        ("TF_E2E_TOKENS", TOKEN),
+    ]
+}
+
+fn scan(dir: &Path) -> (Run, Duration) {
+    let started = Instant::now();
+    let run = run_env(
+        dir,
+        &["scan", "--config", "driftguard.yaml", "-o", "json"],
+        &env_vars(),
+    );
+    (run, started.elapsed())
+}
+
+/// `kind name drift direction severity [fields]` of drifts.
+fn rows(drifts: &[Value]) -> BTreeSet<String> {
+    drifts
+        .iter()
+        .map(|d| {
+            let fields: Vec<&str> = d["fields"]
+                .as_array()
+                .expect("fields")
+                .iter()
+                .filter_map(|f| f["path"].as_str())
+                .collect();
+            format!(
+                "{} {} {} {} {} [{}]",
+                d["id"]["kind"].as_str().expect("kind"),
+                d["id"]["name"].as_str().expect("name"),
+                d["kind"].as_str().expect("drift kind"),
+                d["direction"].as_str().expect("direction"),
+                d["severity"].as_str().expect("severity"),
+                fields.join(",")
+            )
+        })
+        .collect()
+}
+
+/// The same rows from the API's drift summaries.
+fn api_rows(drifts: &[Value]) -> BTreeSet<String> {
+    drifts
+        .iter()
+        .map(|d| {
+            let paths: Vec<&str> = d["paths"]
+                .as_array()
+                .expect("paths")
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            format!(
+                "{} {} {} {} {} [{}]",
+                d["object"]["kind"].as_str().expect("kind"),
+                d["object"]["name"].as_str().expect("name"),
+                d["drift"].as_str().expect("drift kind"),
+                d["direction"].as_str().expect("direction"),
+                d["severity"].as_str().expect("severity"),
+                paths.join(",")
+            )
+        })
+        .collect()
+}
+
+fn cloud(v: &Value) -> &Value {
+    &v["environments"][0]
+}
+
+fn list<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v[key].as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// Every file below `dir` holding `needle`, except those in `skip`.
+fn files_holding(dir: &Path, needle: &str, skip: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if skip.contains(&p) {
+            continue;
+        }
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(files_holding(&p, needle, skip));
+        } else if std::fs::read(&p)
+            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn terraform_drift_end_to_end_against_moto() {
+    let t = terraform();
+    let moto = MotoServer::start();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    copy_dir(&repo_root().join("examples/terraform"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"], "Alice Dev");
+    git(&repo, &["add", "-A"], "Alice Dev");
+    git(
+        &repo,
+        &["commit", "-q", "-m", "infra: data bucket, network, web, db"],
+        "Alice Dev",
+    );
+    // the sensitive value lives outside the repository, in a variable file of the host
+    std::fs::write(
+        dir.join("secrets.tfvars"),
+        format!(
+            "aws_endpoint = \"{}\"\ndb_password = \"{CANARY}\"\n",
+            moto.url()
+        ),
+    )
+    .expect("write variables");
+    user_apply(&t, dir, &repo);
+
+    let config = format!(
+        r#"environments:
+  - name: cloud
+    git:
+      url: ./repo
+    terraform:
+      binary: {bin}
+      cliConfigFile: {cli}
+      varFiles: [{vars}]
+      backendConfig: ["path={state}"]
+      timeout: 5m
+      orphans:
+        aws:
+          regions: [us-east-1]
+          endpoint: {endpoint}
+secretKey: {{env: TF_E2E_KEY}}
+server:
+  tokenEnv: TF_E2E_TOKENS
+  pollInterval: 1h
+  fullScanInterval: 1h
+  shutdownGrace: 1s
+"#,
+        bin = t.bin.display(),
+        cli = t.cli_config.display(),
+        vars = dir.join("secrets.tfvars").display(),
+        state = dir.join("state.tfstate").display(),
+        endpoint = moto.url(),
+    );
+    std::fs::write(dir.join("driftguard.yaml"), config).expect("write config");
+    let validate = run_env(dir, &["config", "validate"], &[]);
+    assert_eq!(validate.code, 0, "{}{}", validate.stdout, validate.stderr);
+    let mut outputs = vec![validate.stdout, validate.stderr];
+
+    // 1. right after the apply: everything in sync
+    let (first, took) = scan(dir);
+    eprintln!("first check of the module (init, both plans, the account listed): {took:?}");
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    let v = first.json();
+    assert_eq!(rows(list(cloud(&v), "drifts")), BTreeSet::new(), "{v:#}");
+    assert_eq!(cloud(&v)["summary"]["counts"]["tracked"], 4, "{v:#}");
+    assert_eq!(cloud(&v)["summary"]["counts"]["in_sync"], 4, "{v:#}");
+    outputs.extend([first.stdout.clone(), first.stderr.clone()]);
+
+    // 2. the hand in the console, and a code change committed and not applied
+    moto.boto3(
+        r#"
+import boto3, os
+e = os.environ["ENDPOINT"]
+s3 = boto3.client("s3", endpoint_url=e)
+ec2 = boto3.client("ec2", endpoint_url=e)
+tags = s3.get_bucket_tagging(Bucket="driftguard-data")["TagSet"]
+tags = [t if t["Key"] != "team" else {"Key": "team", "Value": "data-eng"} for t in tags]
+s3.put_bucket_tagging(Bucket="driftguard-data", Tagging={"TagSet": tags})
+sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["web"]}])
+ec2.authorize_security_group_ingress(GroupId=sg["SecurityGroups"][0]["GroupId"],
+    IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+vpcs = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["main"]}])["Vpcs"]
+assert len(vpcs) == 1, vpcs
+ec2.delete_vpc(VpcId=vpcs[0]["VpcId"])
+s3.create_bucket(Bucket="hand-made-reports")
+"#,
+    );
+    let main_tf = repo.join("main.tf");
+    let text = std::fs::read_to_string(&main_tf).expect("read main.tf");
+    assert!(text.contains("allocated_storage   = 20"));
+    std::fs::write(
+        &main_tf,
+        text.replace("allocated_storage   = 20", "allocated_storage   = 30"),
+    )
+    .expect("write main.tf");
+    git(
+        &repo,
+        &["commit", "-q", "-a", "-m", "db: 30 GB of storage"],
+        "Bob Sre",
+    );
+    let storage_commit = head(&repo);
+
+    let (second, took) = scan(dir);
+    eprintln!("drift check of the module (fetch, both plans, the account listed): {took:?}");
+    assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
+    let v = second.json();
+    let drifts = list(cloud(&v), "drifts");
+    let expected: BTreeSet<String> = [
+        "aws_db_instance aws_db_instance.db modified reverse medium [allocated_storage]",
+        "aws_s3_bucket aws_s3_bucket.data modified forward low [tags.team,tags_all.team]",
+        "aws_s3_bucket hand-made-reports orphan forward medium []",
+        "aws_security_group aws_security_group.web modified forward high [ingress]",
+        "aws_vpc module.network.aws_vpc.main missing forward medium []",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    assert_eq!(rows(drifts), expected, "{v:#}");
+    let drift = |name: &str| {
+        drifts
+            .iter()
+            .find(|d| d["id"]["name"] == name)
+            .unwrap_or_else(|| panic!("no drift of {name}"))
+    };
+    for d in drifts {
+        assert_eq!(d["id"]["group"], "aws", "{d:#}");
+        assert_eq!(d["id"]["environment"], "cloud", "{d:#}");
+    }
+    // the reverse drift names the commit of the file declaring the resource
+    let db = drift("aws_db_instance.db");
+    assert_eq!(db["attribution"]["commit"]["id"], storage_commit.as_str());
+    assert_eq!(db["attribution"]["commit"]["author"], "Bob Sre");
+    assert_eq!(
+        db["attribution"]["commit"]["message"],
+        "db: 30 GB of storage"
+    );
+    assert_eq!(db["fields"][0]["desired"], 30);
+    assert_eq!(db["fields"][0]["live"], 20);
+    assert_eq!(db["provenance"]["file"], "main.tf");
+    let sg = drift("aws_security_group.web");
+    let live = sg["fields"][0]["live"].to_string();
+    assert!(
+        live.contains("0.0.0.0/0") && live.contains("\"from_port\":22"),
+        "{live}"
+    );
+    let vpc = drift("module.network.aws_vpc.main");
+    assert_eq!(vpc["provenance"]["file"], "modules/network/main.tf");
+    let bucket = drift("aws_s3_bucket.data");
+    assert_eq!(bucket["fields"][0]["desired"], "platform");
+    assert_eq!(bucket["fields"][0]["live"], "data-eng");
+    eprintln!(
+        "scan summary of the drift check: duration_ms {}",
+        cloud(&v)["summary"]["duration_ms"]
+    );
+    outputs.extend([second.stdout.clone(), second.stderr.clone()]);
+
+    // the stored drifts (a table and JSON), the events, an explanation
+    let env = env_vars();
+    for args in [
+        vec!["drifts", "--config", "driftguard.yaml"],
+        vec!["drifts", "--config", "driftguard.yaml", "-o", "json"],
+        vec!["events", "--config", "driftguard.yaml", "-o", "json"],
+        vec![
+            "explain",
+            "--config",
+            "driftguard.yaml",
+            "cloud:aws_db_instance.aws/aws_db_instance.db",
+        ],
+    ] {
+        let r = run_env(dir, &args, &env);
+        assert!(
+            r.code == 0 || r.code == 2,
+            "{args:?}: {}{}",
+            r.stdout,
+            r.stderr
+        );
+        outputs.extend([r.stdout, r.stderr]);
+    }
+    let table = &outputs[outputs.len() - 8];
+    assert!(
+        table.contains("aws_security_group.web") && table.contains("high"),
+        "{table}"
+    );
+    let explained = &outputs[outputs.len() - 2];
+    assert!(explained.contains("Bob Sre"), "{explained}");
+
+    // 3. the server: the same drifts through the API, with their severities
+    let port = free_port();
+    let mut server = spawn_server(
+        dir,
+        &["--config", "driftguard.yaml"],
+        &env,
+        port,
+        dir.join("serve.log"),
+        TOKEN,
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let api = loop {
+        if let Ok(Some(st)) = server.child.try_wait() {
+            panic!("driftguard serve exited ({st}):\n{}", server.log());
+        }
+        let scanned = server
+            .json("/api/v1/environments")
+            .is_some_and(|e| e["items"][0]["last_scan"]["started_at"].is_string());
+        if scanned {
+            break server.drifts("environment=cloud");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no check of the Terraform environment:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(api_rows(&api), expected, "{api:#?}");
+    let db_api = api
+        .iter()
+        .find(|d| d["object"]["name"] == "aws_db_instance.db")
+        .expect("the database's drift");
+    assert!(
+        db_api["who"]
+            .as_str()
+            .is_some_and(|w| w.contains("Bob Sre")),
+        "{db_api:#}"
+    );
+    let detail = server
+        .json(&format!(
+            "/api/v1/drifts/{}",
+            db_api["episode"].as_str().expect("episode")
+        ))
+        .expect("the drift's detail");
+    assert_eq!(
+        detail["attribution"]["commit"]["id"],
+        storage_commit.as_str(),
+        "{detail:#}"
+    );
+    let envs = server.json("/api/v1/environments").expect("environments");
+    outputs.push(envs.to_string());
+    outputs.push(serde_json::to_string(&api).expect("json"));
+    for d in &api {
+        if let Some(ep) = d["episode"].as_str() {
+            if let Some((_, body)) = server.get(&format!("/api/v1/drifts/{ep}")) {
+                outputs.push(body);
+            }
+        }
+    }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    outputs.push(server.log());
+    drop(server);
+
+    // 4. terraform apply: every drift it can end is resolved as applied; the bucket made
+    // outside Terraform stays an orphan
+    user_apply(&t, dir, &repo);
+    let (third, took) = scan(dir);
+    eprintln!("check after the apply: {took:?}");
+    assert_eq!(third.code, 2, "{}\n{}", third.stdout, third.stderr);
+    let v = third.json();
+    let resolved: BTreeSet<String> = list(cloud(&v), "resolved")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["id"]["name"].as_str().expect("name"),
+                d["resolution"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            "aws_db_instance.db applied",
+            "aws_s3_bucket.data applied",
+            "aws_security_group.web applied",
+            "module.network.aws_vpc.main applied",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<BTreeSet<_>>(),
+        "{v:#}"
+    );
+    assert_eq!(
+        rows(list(cloud(&v), "drifts")),
+        ["aws_s3_bucket hand-made-reports orphan forward medium []".to_owned()]
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+    );
+    outputs.extend([third.stdout.clone(), third.stderr.clone()]);
+
+    // DriftGuard's working folder: the revision written out, terraform's data folder beside
+    // it (not inside the tree), no plan file left
+    let work = dir.join(".driftguard/terraform/cloud");
+    assert!(work.join("tree/main.tf").is_file() && work.join("data").is_dir());
+    assert!(!work.join("tree/.driftguard").exists() && !work.join("tree/.terraform").exists());
+    let leftovers: Vec<String> = std::fs::read_dir(&work)
+        .expect("work dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("plans-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // nothing sensitive: in no output, and in no file but the user's own (the variable
+    // file, terraform's state and its data folder)
+    for (i, o) in outputs.iter().enumerate() {
+        assert!(
+            !o.contains(CANARY),
+            "output {i} holds the sensitive value:\n{o}"
+        );
+    }
+    let skip = [
+        dir.join("secrets.tfvars"),
+        dir.join("state.tfstate"),
+        dir.join("state.tfstate.backup"),
+        dir.join("user-tf-data"),
+    ];
+    let leaked = files_holding(dir, CANARY, &skip);
+    assert_eq!(
+        leaked,
+        Vec::<PathBuf>::new(),
+        "files holding the sensitive value"
+    );
+    assert!(
+        dir.join(".driftguard/driftguard.db").is_file(),
+        "the store was written (and searched)"
+    );
+    // the user's state does hold it: the search would have found it
+    assert!(std::fs::read_to_string(dir.join("state.tfstate"))
+        .expect("state")
+        .contains(CANARY));
+}

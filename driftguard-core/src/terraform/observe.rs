@@ -1,0 +1,305 @@
+//! The plans of a check turned into one observation per resource.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::compare::Comparison;
+use crate::engine::Engine;
+use crate::id::ResourceId;
+use crate::ignore::JsonPointer;
+use crate::model::{Provenance, Rendering};
+use crate::state::{Direction, DriftKind, DriftRecord, Observation, Presence};
+
+use super::cloud::{account_kind, managed_ids, unmanaged};
+use super::declare::find;
+use super::plan::{read_plan, Action, Change, Plan};
+use super::values::{compare_with_paths, value_at, value_hash};
+use super::{provider_group, PlanRun, StateMark, TerraformError};
+
+/// What a check's plans say, ready for the state machine.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanView {
+    /// One observation per resource (those of the plans, the account's orphans, and the
+    /// recorded ones no longer seen), in identity order.
+    pub observations: Vec<Observation>,
+    /// Problems that did not stop the check (a kind of the account that could not be listed).
+    pub errors: Vec<String>,
+    /// Things worth telling (resources an apply would replace).
+    pub notes: Vec<String>,
+}
+
+/// Turns a check's plans into observations (see [the module documentation](super)). Pure:
+/// `records` (the environment's stored records) only decide what becomes of recorded
+/// resources the plans no longer name.
+pub fn observe(
+    engine: &Engine,
+    run: &PlanRun,
+    records: &HashMap<ResourceId, DriftRecord>,
+) -> Result<PlanView, TerraformError> {
+    let normalizer = &engine.normalizer;
+    let refresh = read_plan(&run.refresh_only, "refresh-only plan", normalizer)?;
+    let plan = read_plan(&run.plan, "plan", normalizer)?;
+    let mark = run.state.as_ref().map(StateMark::hash);
+    let mut view = PlanView::default();
+    let mut seen: BTreeMap<ResourceId, Observation> = BTreeMap::new();
+    for (address, change) in &plan.changes {
+        let Some(mut obs) = observe_change(engine, run, &refresh, address, change) else {
+            continue;
+        };
+        if change.is_replace() && obs.presence.drifted() {
+            view.notes.push(format!(
+                "{address}: an apply would replace it ({})",
+                change
+                    .reason
+                    .as_deref()
+                    .unwrap_or("an attribute that cannot be updated changed")
+                    .replace('_', " ")
+            ));
+        }
+        obs.applied_mark = mark;
+        seen.insert(obs.id.clone(), obs);
+    }
+    if let Some(inventory) = &run.cloud {
+        let managed = managed_by_state(&refresh, &plan);
+        for r in unmanaged(inventory, &managed) {
+            let id = ResourceId::new(
+                engine.spec.name.as_str(),
+                inventory.provider.as_str(),
+                r.kind.as_str(),
+                None,
+                r.id.as_str(),
+            );
+            if seen.contains_key(&id) {
+                continue;
+            }
+            let live_hash = xxhash_rust::xxh3::xxh3_64(
+                format!("{}\0{}\0{}", r.kind, r.id, r.name.as_deref().unwrap_or("")).as_bytes(),
+            );
+            let mut obs = Observation::new(
+                id.clone(),
+                inventory.provider_source.as_str(),
+                Presence::LiveOnly { live_hash },
+            );
+            // in the account and in no state: made outside Terraform
+            obs.evidence = Some(Direction::Forward);
+            obs.severity = engine.spec.severity.classify(&id, DriftKind::Orphan, &[]);
+            obs.applied_mark = mark;
+            seen.insert(id, obs);
+        }
+        for e in &inventory.errors {
+            view.errors.push(format!(
+                "cannot list {} of the account (orphans of that kind unknown): {}",
+                e.kind, e.message
+            ));
+        }
+    }
+    // recorded resources the plans no longer name: gone from both sides, unless the account
+    // could not be listed for their kind, or an orphan was adopted into a state
+    let unlisted: BTreeSet<(&str, &str)> = run
+        .cloud
+        .iter()
+        .flat_map(|inv| {
+            inv.errors
+                .iter()
+                .map(|e| (inv.provider.as_str(), e.kind.as_str()))
+        })
+        .collect();
+    let adopted = managed_by_state(&refresh, &plan);
+    for (id, record) in records {
+        if seen.contains_key(id) || id.environment != engine.spec.name {
+            continue;
+        }
+        let open_orphan = record
+            .drift
+            .as_ref()
+            .is_some_and(|d| d.kind == DriftKind::Orphan);
+        let presence = if unlisted.contains(&(id.group.as_str(), id.kind.as_str())) && open_orphan {
+            Presence::Unknown
+        } else if open_orphan
+            && adopted
+                .get(id.kind.as_str())
+                .is_some_and(|ids| ids.contains(&id.name))
+        {
+            // imported into a state: the orphan was adopted (in sync, then forgotten)
+            Presence::Both(Comparison {
+                leaves: Vec::new(),
+                drifted: Vec::new(),
+                drifted_hashes: Vec::new(),
+            })
+        } else {
+            Presence::Neither
+        };
+        let mut obs = Observation::new(id.clone(), record.api_version.as_str(), presence);
+        obs.applied_mark = mark;
+        seen.insert(id.clone(), obs);
+    }
+    view.observations = seen.into_values().collect();
+    Ok(view)
+}
+
+/// The ids of the account resources the state holds, by account kind (from the refreshed
+/// state and from what was deleted since the state was written).
+fn managed_by_state(refresh: &Plan, plan: &Plan) -> BTreeMap<&'static str, BTreeSet<String>> {
+    let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+    let state = refresh
+        .prior
+        .values()
+        .chain(plan.prior.values())
+        .map(|(r, v)| (r.kind.as_str(), v))
+        .chain(
+            refresh
+                .drift
+                .values()
+                .filter_map(|c| c.before.as_ref().map(|b| (c.resource.kind.as_str(), b))),
+        );
+    for (kind, values) in state {
+        if let Some(k) = account_kind(kind) {
+            out.entry(k).or_default().extend(managed_ids(kind, values));
+        }
+    }
+    out
+}
+
+/// One resource of the normal plan, with the state's view from the refresh-only plan.
+fn observe_change(
+    engine: &Engine,
+    run: &PlanRun,
+    refresh: &Plan,
+    address: &str,
+    change: &Change,
+) -> Option<Observation> {
+    let r = &change.resource;
+    let id = ResourceId::new(
+        engine.spec.name.as_str(),
+        provider_group(&r.provider),
+        r.kind.as_str(),
+        None,
+        address,
+    );
+    let pointers: Vec<JsonPointer> = if engine.spec.ignore.rules.is_empty() {
+        Vec::new()
+    } else {
+        engine.spec.ignore.pointers_for(&id)
+    };
+    let without = |v: Option<&Value>| {
+        v.cloned().map(|mut v| {
+            for p in &pointers {
+                p.remove(&mut v);
+            }
+            v
+        })
+    };
+    // the code's view, the cloud's (as this plan refreshed it) and the state's (as the last
+    // apply wrote it: the refresh-only plan's `before` of what drifted)
+    let desired = without(change.after.as_ref());
+    let live = without(change.before.as_ref());
+    let drift = refresh.drift.get(address);
+    let state = match drift {
+        Some(d) => without(d.before.as_ref()),
+        None => live.clone(),
+    };
+    let in_state = state.is_some();
+    let creates = change.actions.contains(&Action::Create);
+    let deletes =
+        change.actions.contains(&Action::Delete) || change.actions.contains(&Action::Forget);
+    let mut obs = if change.actions.contains(&Action::Read) {
+        return None;
+    } else if change.is_no_op() || (creates && deletes) || change.actions.contains(&Action::Update)
+    {
+        // in the plan's view the resource exists in the cloud
+        live.as_ref()?;
+        let (cmp, paths) = if change.is_no_op() {
+            compare_with_paths(live.as_ref(), live.as_ref(), &Value::Null)
+        } else {
+            compare_with_paths(desired.as_ref(), live.as_ref(), &change.unknown)
+        };
+        let evidence = (!cmp.in_sync()).then(|| direction(&cmp, &paths, state.as_ref()));
+        let severity = engine
+            .spec
+            .severity
+            .classify(&id, DriftKind::Modified, &cmp.drifted);
+        let mut obs = Observation::new(id.clone(), r.provider.as_str(), Presence::Both(cmp));
+        obs.evidence = evidence;
+        obs.severity = severity;
+        obs
+    } else if creates {
+        let (cmp, _) = compare_with_paths(desired.as_ref(), None, &change.unknown);
+        let mut obs = Observation::new(
+            id.clone(),
+            r.provider.as_str(),
+            Presence::DesiredOnly {
+                desired_hash: cmp.desired_hash(),
+                fields: cmp.desired_fields(),
+            },
+        );
+        // in the state and gone from the cloud: deleted outside Terraform; else never applied
+        let deleted = drift.is_some_and(|d| d.actions.contains(&Action::Delete));
+        obs.evidence = Some(if deleted || in_state {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        });
+        obs.severity = engine.spec.severity.classify(&id, DriftKind::Missing, &[]);
+        obs
+    } else if deletes {
+        let (cmp, _) = compare_with_paths(None, live.as_ref(), &Value::Null);
+        let mut obs = Observation::new(
+            id.clone(),
+            r.provider.as_str(),
+            Presence::LiveOnly {
+                live_hash: cmp.live_hash(),
+            },
+        );
+        // in the state and the cloud, gone from the code: an apply would destroy it
+        obs.evidence = Some(Direction::Reverse);
+        obs.severity = engine.spec.severity.classify(&id, DriftKind::Orphan, &[]);
+        obs
+    } else {
+        return None;
+    };
+    obs.provenance = provenance(run, change);
+    Some(obs)
+}
+
+/// Which side moved, attribute by attribute: the state agreeing with the code means the cloud
+/// moved (forward), agreeing with the cloud means the code moved (reverse); anything else,
+/// or some of each, is a conflict.
+fn direction(cmp: &Comparison, paths: &[Vec<String>], state: Option<&Value>) -> Direction {
+    let (mut forward, mut reverse, mut conflict) = (false, false, false);
+    for (i, segments) in paths.iter().enumerate() {
+        let ph = cmp.drifted_hashes[i];
+        let Some(leaf) = cmp.leaves.iter().find(|l| l.path == ph) else {
+            continue;
+        };
+        let s = value_hash(value_at(state, segments));
+        match (s == leaf.desired, s == leaf.live) {
+            (true, false) => forward = true,
+            (false, true) => reverse = true,
+            _ => conflict = true,
+        }
+    }
+    match (forward, reverse, conflict) {
+        (true, false, false) => Direction::Forward,
+        (false, true, false) => Direction::Reverse,
+        _ => Direction::Conflict,
+    }
+}
+
+/// Where the resource is declared, as a rendered object's provenance.
+fn provenance(run: &PlanRun, change: &Change) -> Option<Provenance> {
+    let r = &change.resource;
+    let d = find(&run.declarations, &r.module_address, &r.kind, &r.name)?;
+    Some(Provenance {
+        file: d.file.clone(),
+        document: 0,
+        line: d.line,
+        revision: run.revision.as_ref().map(|r| r.id.clone()),
+        rendered: Some(Rendering {
+            renderer: "terraform".into(),
+            source: run.module.folder.clone(),
+            values: run.module.var_files.clone(),
+            inputs_commit: None,
+        }),
+    })
+}
