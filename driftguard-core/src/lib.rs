@@ -68,8 +68,8 @@ pub mod scope;
 pub mod selector;
 pub mod severity;
 pub mod state;
-pub mod yaml_edit;
 pub mod terraform;
+pub mod yaml_edit;
 
 /// The names most users need.
 pub mod prelude {

@@ -352,7 +352,14 @@ impl Scanner {
             Err(source) => {
                 let revision = desired.revision.as_ref().map(|r| r.id.clone());
                 return Err(self
-                    .live_failed(scan_id, started, revision, live.describe(), source, state.epoch)
+                    .live_failed(
+                        scan_id,
+                        started,
+                        revision,
+                        live.describe(),
+                        source,
+                        state.epoch,
+                    )
                     .await);
             }
         };
@@ -410,7 +417,14 @@ impl Scanner {
             Ok(run) => run,
             Err(source @ SourceError::Unreachable { .. }) => {
                 return Err(self
-                    .live_failed(scan_id, started, None, plans.describe_live(), source, state.epoch)
+                    .live_failed(
+                        scan_id,
+                        started,
+                        None,
+                        plans.describe_live(),
+                        source,
+                        state.epoch,
+                    )
                     .await);
             }
             Err(source) => {

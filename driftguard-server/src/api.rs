@@ -167,8 +167,8 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
         }
     } else {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            let read = req.method() == axum::http::Method::GET
-                || req.method() == axum::http::Method::HEAD;
+            let read =
+                req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
             let signed_in = crate::web::session::cookie_value(req.headers())
                 .and_then(|id| state.sessions.get(&id))
                 .is_some_and(|s| s.signed_in);

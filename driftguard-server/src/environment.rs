@@ -148,6 +148,8 @@ impl Environment {
         } else {
             format!("{base}/blob/{revision}/{}#L{line}", p.file)
         })
+    }
+
     /// Runs operations only while this replica leads the environment (leader election).
     pub fn with_leadership(mut self, leadership: Arc<Leadership>) -> Self {
         self.leadership = Some(leadership);

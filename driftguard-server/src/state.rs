@@ -190,7 +190,8 @@ impl AppState {
     pub fn token_accepted(&self, token: &str) -> bool {
         let eq = |t: &str| crate::api::constant_time_eq(t.as_bytes(), token.as_bytes());
         !token.is_empty()
-            && (self.tokens.iter().any(|t| eq(t)) || self.scoped_tokens.iter().any(|t| eq(&t.token)))
+            && (self.tokens.iter().any(|t| eq(t))
+                || self.scoped_tokens.iter().any(|t| eq(&t.token)))
     }
 
     /// Starts building a state around a store and the environments; `metrics` should be the
