@@ -146,6 +146,7 @@ mod tests {
             scan_id: "s1".into(),
             revision: None,
             drift: d,
+            remediation: None,
         };
         notifier
             .notify(&Notification {

@@ -381,6 +381,8 @@ impl Remediator {
                 upserts: Vec::new(),
                 deletes: Vec::new(),
                 events: vec![event],
+                // an audit record of what was done: written whichever replica leads
+                epoch: None,
             })
             .await
             .map_err(|e| RemediateError::Audit(chain(&e)))

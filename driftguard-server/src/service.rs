@@ -30,7 +30,6 @@ use driftguard_core::engine::Engine;
 use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
-use driftguard_core::scanner::Scanner;
 use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
 use driftguard_sources::kube::KubeConfigSpec;
 use driftguard_store::BufferedStore;

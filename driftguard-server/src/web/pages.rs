@@ -256,6 +256,7 @@ pub(crate) async fn overview(
         scans.push(list.into_iter().take(keep).collect::<Vec<_>>());
     }
     let envs: Vec<EnvCard> = queries::environments(&state)
+        .await?
         .items
         .iter()
         .map(|e| {
@@ -1069,6 +1070,7 @@ pub(crate) async fn scans(
     let list = queries::scans(&state, environment, 100).await?.items;
     let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
     let failing = queries::environments(&state)
+        .await?
         .items
         .into_iter()
         .filter(|e| environment.is_none_or(|n| n == e.name))
