@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditSnapshot;
 use crate::id::ResourceId;
 use crate::model::{RawLive, Revision};
 use crate::ports::{
@@ -29,6 +30,7 @@ struct MemoryInner {
     episodes: BTreeMap<String, Drift>,
     scans: BTreeMap<String, ScanSummary>,
     delivered: HashMap<String, DateTime<Utc>>,
+    audit: HashMap<String, AuditSnapshot>,
 }
 
 impl MemoryStore {
@@ -144,6 +146,28 @@ impl DriftStore for MemoryStore {
         let mut inner = self.lock();
         let mark = inner.delivered.entry(notifier.to_owned()).or_insert(until);
         *mark = (*mark).max(until);
+        Ok(())
+    }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .get(environment)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .audit
+            .entry(environment.to_owned())
+            .or_default()
+            .apply(changes);
         Ok(())
     }
 }
