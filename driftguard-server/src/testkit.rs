@@ -148,8 +148,9 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
                 operation: "Update".into(),
                 subresource: String::new(),
                 time: Some(at),
+                audit_id: None,
             }],
-            commit: None,
+            ..Attribution::default()
         },
         detected_at: at,
         updated_at: at,
