@@ -56,6 +56,10 @@ pub struct AuditCursor {
     pub inode: u64,
     /// Bytes read (always at a line's end).
     pub offset: u64,
+    /// A hash of the file's first bytes read (at most 256): a new file that got the old one's
+    /// inode (a rotation that deleted it, a truncation) has other first bytes.
+    #[serde(default)]
+    pub head: u64,
 }
 
 /// An environment's audit index as a store keeps it, or a change to it: each object's writes
