@@ -1,16 +1,19 @@
 //! One environment of the running service: its scanner, its intervals and what is known of its
 //! sources, with the two operations the supervisors run on it (a full scan, a live change).
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::{AuditEvent, AuditObject, IngestStats};
 use driftguard_core::engine::ScanError;
 use driftguard_core::error::chain;
-use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError};
+use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError, StoreError};
 use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
 
+use crate::audit::{read_log, AuditReadError, AuditSettings, LogRead};
 use crate::metrics::Metrics;
 use crate::state::ScanContext;
 
@@ -69,9 +72,14 @@ pub struct Environment {
     pub repositories: Vec<String>,
     /// A link to the repository's web page (for links to files), when configured.
     pub web_url: Option<String>,
+    /// Where its audit events come from (`None`: no audit index).
+    pub audit: Option<AuditSettings>,
     status: RwLock<EnvStatus>,
     pub(crate) fetch_now: Notify,
     pub(crate) scope_changed: Notify,
+    /// Objects new audit events wrote to, whose open drifts are to name their writers.
+    pending_audit: Mutex<BTreeSet<AuditObject>>,
+    pub(crate) audit_wake: Notify,
 }
 
 impl std::fmt::Debug for Environment {
@@ -96,9 +104,100 @@ impl Environment {
             full_scan_interval,
             repositories: Vec::new(),
             web_url: None,
+            audit: None,
             status: RwLock::new(EnvStatus::default()),
             fetch_now: Notify::new(),
             scope_changed: Notify::new(),
+            pending_audit: Mutex::new(BTreeSet::new()),
+            audit_wake: Notify::new(),
+        }
+    }
+
+    /// Takes audit events from `settings` (the scanner's environment must have audit
+    /// settings too, see `EnvironmentSpec::audit`).
+    pub fn with_audit(mut self, settings: AuditSettings) -> Self {
+        self.audit = Some(settings);
+        self
+    }
+
+    /// Adds audit events to the index (see [`Scanner::ingest_audit`]); the open drifts of the
+    /// objects they wrote to name their writers soon after (the supervisor's audit loop).
+    pub async fn ingest_audit(
+        &self,
+        ctx: &ScanContext,
+        events: &[AuditEvent],
+    ) -> Result<IngestStats, StoreError> {
+        let stats = self.scanner.ingest_audit(events, None).await?;
+        self.indexed(ctx, &stats.objects);
+        ctx.metrics.audit(&self.name, "indexed", stats.indexed);
+        ctx.metrics.audit(&self.name, "ignored", stats.ignored);
+        ctx.metrics.audit(&self.name, "duplicate", stats.duplicates);
+        Ok(stats)
+    }
+
+    /// Reads the audit log file on from where it was left, if there is one (see
+    /// [`crate::audit::read_log`]).
+    pub async fn read_audit_log(
+        &self,
+        ctx: &ScanContext,
+    ) -> Option<Result<LogRead, AuditReadError>> {
+        let reader = self.audit.as_ref()?.log.as_ref()?;
+        let read = read_log(&self.scanner, reader).await;
+        if let Ok(r) = &read {
+            self.indexed(ctx, &r.objects);
+            ctx.metrics.audit(&self.name, "indexed", r.indexed);
+            ctx.metrics
+                .audit(&self.name, "duplicate", r.writes - r.indexed);
+        }
+        Some(read)
+    }
+
+    /// Queues the objects that gained writes, and wakes the audit loop.
+    fn indexed(&self, _ctx: &ScanContext, objects: &[AuditObject]) {
+        if objects.is_empty() {
+            return;
+        }
+        self.pending_audit
+            .lock()
+            .expect("pending lock is never poisoned")
+            .extend(objects.iter().cloned());
+        self.audit_wake.notify_one();
+    }
+
+    /// Has the open drifts of the objects new audit events wrote to name their writers (a
+    /// `changed` event for each drift that gains one). Waits for a scan in progress.
+    pub async fn attribute_pending(&self, ctx: &ScanContext) {
+        let objects: Vec<AuditObject> = std::mem::take(
+            &mut *self
+                .pending_audit
+                .lock()
+                .expect("pending lock is never poisoned"),
+        )
+        .into_iter()
+        .collect();
+        if objects.is_empty() {
+            return;
+        }
+        let now = ctx.clock.now();
+        let named = self.scanner.attribute_writes(&objects).await;
+        ctx.cache.invalidate();
+        match named {
+            Ok(events) if events.is_empty() => {}
+            Ok(events) => {
+                ctx.metrics.count_events(&self.name, &events);
+                let open = self.scanner.open_drifts().await;
+                ctx.metrics.set_open_drifts(&self.name, &open, now);
+                self.update(|s| s.open_drifts = open.len());
+                tracing::info!(environment = %self.name, drifts = events.len(),
+                    "the audit log named who made drifts");
+            }
+            Err(e @ ScanError::Unwritten { .. }) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e),
+                    "attribution kept: it is written and announced when the store answers");
+            }
+            Err(e) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e), "attribution not applied");
+            }
         }
     }
 

@@ -56,6 +56,16 @@ pub struct DriftLabels {
     pub severity: String,
 }
 
+/// `{environment,outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// Environment.
+    pub environment: String,
+    /// `indexed` (a write kept), `ignored` (not a write kept: reads, failed writes),
+    /// `duplicate` (already kept, or older than the index keeps), `refused` (a post refused).
+    pub outcome: String,
+}
+
 /// `{notifier}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifierLabels {
@@ -85,6 +95,7 @@ pub struct Metrics {
     notify_sent: Family<NotifierLabels, Counter>,
     notify_failed: Family<NotifierLabels, Counter>,
     notify_dropped: Family<NotifierLabels, Counter>,
+    audit_events: Family<AuditLabels, Counter>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -162,8 +173,15 @@ impl Metrics {
             "Notifications given up after every retry, or dropped because the queue was full",
             notify_dropped.clone(),
         );
+        let audit_events = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "driftguard_audit_events",
+            "Audit events received (by outcome), and audit posts refused",
+            audit_events.clone(),
+        );
         Metrics {
             registry,
+            audit_events,
             drift_score,
             drifts,
             drift_age,
@@ -252,6 +270,18 @@ impl Metrics {
         self.drift_age
             .get_or_create(&Metrics::env(environment))
             .set(age);
+    }
+
+    /// Counts `n` audit events of `environment` with `outcome` (see [`AuditLabels`]).
+    pub fn audit(&self, environment: &str, outcome: &str, n: usize) {
+        if n > 0 {
+            self.audit_events
+                .get_or_create(&AuditLabels {
+                    environment: environment.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(n as u64);
+        }
     }
 
     /// Notifier outcomes.

@@ -188,14 +188,16 @@ impl Service {
                 .as_ref()
                 .map(|g| vec![setup::repository_url(config, g)])
                 .unwrap_or_default();
-            envs.push(Arc::new(
-                Environment::new(
-                    Arc::new(scanner),
-                    settings.poll_interval.0,
-                    settings.full_scan_interval.0,
-                )
-                .with_repositories(repositories),
-            ));
+            let mut environment = Environment::new(
+                Arc::new(scanner),
+                settings.poll_interval.0,
+                settings.full_scan_interval.0,
+            )
+            .with_repositories(repositories);
+            if let Some(audit) = setup::audit_settings(config, env, &env_var)? {
+                environment = environment.with_audit(audit);
+            }
+            envs.push(Arc::new(environment));
         }
         let state = AppState::builder(store, envs, metrics)
             .tokens(tokens)

@@ -52,8 +52,13 @@ pub struct EventView {
     pub severity: String,
     /// Drifted field paths.
     pub fields: Vec<String>,
-    /// Who changed it (field managers or commit author), may be empty.
+    /// Who changed it (the people the audit log names, else field managers; or the commit
+    /// author), may be empty.
     pub who: String,
+    /// The writes of the audit log behind it, one line each (`alice (kubectl-edit, patch,
+    /// from 10.0.0.7) at 2024-05-01 12:03:04 UTC`), oldest first; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<String>,
     /// Git revision.
     pub revision: Option<String>,
     /// How it ended (resolved events).
@@ -77,6 +82,12 @@ impl EventView {
             severity: d.severity.as_str().to_owned(),
             fields: d.fields.iter().map(|f| f.path.clone()).collect(),
             who: d.attribution.who(d.direction),
+            writers: d
+                .attribution
+                .writers
+                .iter()
+                .map(driftguard_core::audit::AuditWrite::describe)
+                .collect(),
             revision: e.revision.clone(),
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
             link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),

@@ -193,6 +193,9 @@ impl SmtpNotifier {
             if !v.who.is_empty() {
                 body.push_str(&format!("  who: {}\r\n", v.who));
             }
+            for w in &v.writers {
+                body.push_str(&format!("  by: {w}\r\n"));
+            }
             if let Some(l) = &v.link {
                 body.push_str(&format!("  details: {l}\r\n"));
             }
