@@ -1,5 +1,6 @@
 //! The REST API (axum), its authentication, limits and the OpenAPI document.
 
+use base64::Engine as _;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -148,6 +149,48 @@ fn check_bearer(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppError> 
     }
     if !ok {
         return Err(AppError::unauthorized("invalid bearer token"));
+    }
+    Ok(())
+}
+
+/// Checks an audit post's token against `tokens` (each compared in constant time): as
+/// `Authorization: Bearer <token>`, or as the password of `Authorization: Basic` (any user
+/// name). The API server's webhook client sends a kubeconfig's `token` only over HTTPS; over
+/// plain HTTP it sends the credentials of the server URL's user info
+/// (`http://driftguard:<token>@127.0.0.1:8080/...`) as Basic, and masks that password in the
+/// errors it logs.
+fn check_audit_token(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(AppError::unauthorized(
+            "missing audit token: send `Authorization: Bearer <token>`, or Basic credentials \
+             with the token as the password",
+        ));
+    };
+    let value = value.to_str().unwrap_or("").trim();
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        Some(credentials.trim().to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()))
+    } else {
+        None
+    };
+    let Some(token) = token else {
+        return Err(AppError::unauthorized(
+            "expected `Authorization: Bearer <token>` or `Authorization: Basic` with the token \
+             as the password",
+        ));
+    };
+    let mut ok = false;
+    for t in tokens {
+        ok |= constant_time_eq(t.as_bytes(), token.as_bytes());
+    }
+    if !ok {
+        return Err(AppError::unauthorized("invalid audit token"));
     }
     Ok(())
 }
@@ -759,7 +802,7 @@ async fn git_webhook(
     params(("env" = String, Path, description = "Environment name")),
     responses((status = 200, body = AuditAccepted),
         (status = 400, description = "Not an audit.k8s.io/v1 EventList", body = ErrorBody),
-        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token (Bearer, or Basic with the token as the password)", body = ErrorBody),
         (status = 404, description = "No such environment, or no audit webhook configured for it", body = ErrorBody),
         (status = 413, description = "Larger than `audit.webhook.maxBody`", body = ErrorBody),
         (status = 503, description = "The index could not be saved: post again (nothing is indexed twice)", body = ErrorBody)),
@@ -783,7 +826,7 @@ async fn audit_webhook(
         tracing::warn!(environment = %env, code = err.code, message = %err.message, "audit post refused");
         err
     };
-    check_bearer(req.headers(), &settings.tokens).map_err(refuse)?;
+    check_audit_token(req.headers(), &settings.tokens).map_err(refuse)?;
     let max = settings.max_body;
     let too_large = || {
         AppError::new(

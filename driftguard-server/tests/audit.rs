@@ -111,7 +111,13 @@ async fn post(app: &Router, env: &str, token: Option<&str>, body: Body) -> Resp 
         .uri(format!("/api/v1/environments/{env}/audit"))
         .header(header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {
-        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        // a whole header value (`scheme credentials`) as it is, else a bearer token
+        let value = if t.contains(' ') {
+            t.to_owned()
+        } else {
+            format!("Bearer {t}")
+        };
+        req = req.header(header::AUTHORIZATION, value);
     }
     send(app, req.body(body).expect("request")).await
 }
@@ -146,6 +152,14 @@ fn error(r: &Resp) -> (&str, &str) {
 async fn refusals_are_clear() {
     let f = fixture(UserNames::Keep).await;
     let good = || Body::from(list(vec![event("e1", "alice", "web", "scale", 10)]));
+    let basic = |user_pass: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(user_pass)
+        )
+    };
+    let wrong_basic = basic("driftguard:nope");
     let cases: Vec<(&str, Option<&str>, Body, StatusCode, &str, &str)> = vec![
         (
             "prod",
@@ -153,7 +167,7 @@ async fn refusals_are_clear() {
             good(),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing bearer token",
+            "missing audit token",
         ),
         (
             "prod",
@@ -161,7 +175,7 @@ async fn refusals_are_clear() {
             good(),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "invalid bearer token",
+            "invalid audit token",
         ),
         (
             "prod",
@@ -169,7 +183,23 @@ async fn refusals_are_clear() {
             good(),
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "invalid bearer token",
+            "invalid audit token",
+        ),
+        (
+            "prod",
+            Some(&wrong_basic),
+            good(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid audit token",
+        ),
+        (
+            "prod",
+            Some("Digest abc"),
+            good(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "expected `Authorization: Bearer <token>` or `Authorization: Basic`",
         ),
         (
             "prod",
@@ -239,6 +269,16 @@ async fn refusals_are_clear() {
     )
     .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.body);
+    // the token as the password of Basic credentials (what the API server sends over plain
+    // HTTP for a server URL with user info)
+    let r = post(
+        &f.app,
+        "prod",
+        Some(&basic(&format!("driftguard:{AUDIT_TOKEN}"))),
+        good(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     // the API's own limit (1 KiB here) does not apply to audit posts, which have their own
     let many: Vec<Value> = (0..40)
         .map(|i| event(&format!("b{i}"), "bob", "api", "", 5))
@@ -253,7 +293,7 @@ async fn refusals_are_clear() {
     let metrics = f.state.metrics.encode(f.clock.now());
     assert!(
         metrics
-            .contains("driftguard_audit_events_total{environment=\"prod\",outcome=\"refused\"} 8"),
+            .contains("driftguard_audit_events_total{environment=\"prod\",outcome=\"refused\"} 10"),
         "{metrics}"
     );
 }

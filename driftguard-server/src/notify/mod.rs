@@ -179,7 +179,8 @@ pub(crate) fn check_status(status: reqwest::StatusCode) -> Result<(), NotifyErro
 }
 
 /// Passes on only the events of some environments at or above a severity, and only
-/// detections and resolutions (a drift is announced once when detected, once when resolved).
+/// detections and resolutions (a drift is announced once when detected, once when resolved),
+/// plus the changes that name writers, for the queue to fold into their detection.
 pub struct RoutedNotifier {
     /// Where to pass them.
     pub inner: Arc<dyn Notifier>,
@@ -198,7 +199,12 @@ impl RoutedNotifier {
         let events: Vec<DriftEvent> = n
             .events
             .iter()
-            .filter(|e| e.kind != EventKind::Changed && e.drift.severity >= self.min_severity)
+            // a change that names writers goes on to the queue, which folds it into the
+            // detection it follows in the same group window (see `group`)
+            .filter(|e| {
+                (e.kind != EventKind::Changed || !e.drift.attribution.writers.is_empty())
+                    && e.drift.severity >= self.min_severity
+            })
             .cloned()
             .collect();
         (!events.is_empty()).then(|| Notification {
@@ -277,7 +283,10 @@ impl Notifier for QueuedNotifier {
     }
 }
 
-/// Merges notifications of the same environment, keeping order of first appearance.
+/// Merges notifications of the same environment, keeping order of first appearance. A
+/// `changed` event is not announced of itself: when it follows the detection of its drift in
+/// the same group window (the audit log named who made the drift soon after it was seen),
+/// the detection carries its attribution; otherwise it is dropped.
 fn group(batch: Vec<Notification>) -> Vec<Notification> {
     let mut out: Vec<Notification> = Vec::new();
     for n in batch {
@@ -286,6 +295,24 @@ fn group(batch: Vec<Notification>) -> Vec<Notification> {
             None => out.push(n),
         }
     }
+    for n in &mut out {
+        let mut kept: Vec<DriftEvent> = Vec::with_capacity(n.events.len());
+        for e in std::mem::take(&mut n.events) {
+            if e.kind != EventKind::Changed {
+                kept.push(e);
+                continue;
+            }
+            if let Some(d) = kept
+                .iter_mut()
+                .rev()
+                .find(|d| d.kind == EventKind::Detected && d.drift.episode == e.drift.episode)
+            {
+                d.drift.attribution = e.drift.attribution;
+            }
+        }
+        n.events = kept;
+    }
+    out.retain(|n| !n.events.is_empty());
     out
 }
 
