@@ -5,7 +5,7 @@
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
-# KUBECONFIG, KUBECTL, MONGODB_URI, HELM and HELM_KUBECTL for tests.
+# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL and MCP_PYTHON for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -21,6 +21,8 @@ case "${1:-}" in
     "$HERE/test-cluster/start.sh" >/dev/null
     "$HERE/mongo/start.sh" >/dev/null
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
+    # the official MCP Python SDK: the real client of the MCP tests (a venv, cached)
+    mcp_python="$("$HERE/mcp-client/install.sh" | sed -n 's/^MCP_PYTHON=//p')"
     {
       echo "# written by scripts/test-services.sh up"
       sed 's/^/export /' "$DRIFTGUARD_RUN/env"
@@ -28,6 +30,7 @@ case "${1:-}" in
       cat "$DRIFTGUARD_RUN/helm.env"
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
+      echo "export MCP_PYTHON=$mcp_python"
     } >"$SERVICES_ENV.tmp"
     mv "$SERVICES_ENV.tmp" "$SERVICES_ENV"
     log "services up; env in $SERVICES_ENV"

@@ -2,8 +2,9 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this).
 #
 # Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
-# source package, SecantusDB for MongoDB, helm for Helm charts), runs formatting, lints and every test of the
-# workspace, and stops the services again, whatever happens.
+# source package, SecantusDB for MongoDB, helm for Helm charts, the MCP Python SDK as a real MCP
+# client), runs formatting, lints and every test of the workspace, and stops the services again,
+# whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRIFTGUARD_RUN=${DRIFTGUARD_RUN:-/tmp/driftguard-test}
@@ -21,7 +22,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (kube-apiserver 1.20, SecantusDB, helm)"
+step "test services (kube-apiserver 1.20, SecantusDB, helm, the MCP Python SDK)"
 scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"

@@ -76,6 +76,7 @@ fn drift(i: usize, scan: usize) -> Drift {
         resolution: None,
         revision: Some("rev".into()),
         provenance: None,
+        findings: Vec::new(),
     }
 }
 

@@ -86,6 +86,10 @@ pub(crate) enum Command {
     },
     /// Runs the server (REST API, continuous detection, metrics, notifications).
     Serve(ServeArgs),
+    /// Serves MCP (Model Context Protocol) on stdin/stdout, for AI assistants: tools to list
+    /// environments and drifts, explain a drift, read an object's history, scan now and get a
+    /// remediation plan (never applied). See docs/mcp.md.
+    Mcp,
 }
 
 #[derive(Debug, Args)]

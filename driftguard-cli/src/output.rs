@@ -1,11 +1,13 @@
-//! Renderings: the drift table, field diffs, events, and `explain`.
+//! Renderings: the drift table, field diffs with their findings, events, and `explain`.
 
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use driftguard_core::compare::FieldDiff;
 use driftguard_core::engine::ScanReport;
+use driftguard_core::findings::drift_risk;
 use driftguard_core::ports::ScanSummary;
+use driftguard_core::remediation::suggest;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind};
 use serde::Serialize;
@@ -270,6 +272,28 @@ pub fn diffs(drifts: &[&Drift], style: Style) -> String {
                 let _ = writeln!(out, "  in the cluster, not in Git");
             }
         }
+        out.push_str(&findings(d, "  ! ", style));
+    }
+    out
+}
+
+/// The findings of a drift, one line each: `high security rbac-widened (rules): reason`.
+pub fn findings(d: &Drift, indent: &str, style: Style) -> String {
+    let mut out = String::new();
+    for f in &d.findings {
+        let at = f
+            .path
+            .as_deref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{indent}{} {} {}{at}: {}",
+            style.severity(f.risk, f.risk.as_str()),
+            f.category,
+            f.rule,
+            f.reason
+        );
     }
     out
 }
@@ -338,7 +362,8 @@ pub fn direction_reason(d: &Drift) -> &'static str {
     }
 }
 
-/// `explain`: the field diff, who changed each field, the commit, the classification.
+/// `explain`: the classification, the risk findings and the suggested remediation, the
+/// commit, and the field diff with who changed each field.
 pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -379,6 +404,24 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         "  severity:  {}",
         style.severity(d.severity, d.severity.as_str())
     );
+    let risk = drift_risk(d.severity, &d.findings);
+    if risk != d.severity {
+        let _ = writeln!(
+            out,
+            "  risk:      {} (raised by the findings)",
+            style.severity(risk, risk.as_str())
+        );
+    }
+    if d.findings.is_empty() {
+        let _ = writeln!(out, "  findings:  none");
+    } else {
+        let _ = writeln!(out, "  findings:");
+        out.push_str(&findings(d, "    ", style));
+    }
+    let (suggested, why) = suggest(d);
+    if d.is_open() {
+        let _ = writeln!(out, "  suggested: {suggested} — {why}");
+    }
     if let Some(r) = &d.revision {
         let _ = writeln!(out, "  revision:  {r}");
     }

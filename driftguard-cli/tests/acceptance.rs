@@ -7,9 +7,10 @@
 //! to its own namespaces (`staging` with `kubectl apply --server-side`). Then the hand changes
 //! operators make (see [`changes`]), Git commits that are not applied, a conflict, a revert and
 //! an adoption. After each phase `driftguard scan` must report exactly the expected drifts
-//! (kind, direction, fields, severity, who) and nothing else; `kubectl diff` runs on the same
-//! state in the same run; `driftguard serve`, started before the changes, must announce each
-//! drift once to a local webhook receiver and count it in `/metrics`.
+//! (kind, direction, fields, severity, who, and the risk findings of the judged changes) and
+//! nothing else; `kubectl diff` runs on the same state in the same run; `driftguard serve`,
+//! started before the changes, must announce each drift once to a local webhook receiver and
+//! count it in `/metrics`.
 //!
 //! The report (a Markdown table of what each tool caught, missed and misclassified, and how
 //! long each took) is printed and written to `$CARGO_TARGET_TMPDIR/acceptance-report.md`, and to
@@ -496,6 +497,39 @@ fn check_drift(e: &Expect, want: &Verdict, got: &Value) -> String {
         .unwrap_or_default();
     for m in want.managers {
         assert!(managers.contains(m), "{m} not named for {ctx}");
+    }
+    // the judgement (issue 18): the risk findings some hand changes must get
+    let findings: Vec<(&str, &str, &str)> = got["findings"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|x| {
+                    let s = |k: &str| x[k].as_str().unwrap_or_default();
+                    (s("rule"), s("category"), s("risk"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let judged = match e.scenario {
+        "RBAC rule widened by hand" => Some(("rbac-widened", "security", "high")),
+        "image hotfix (`kubectl set image`)" | "image hotfix on a server-side-applied env" => {
+            Some(("image-not-in-git", "supply-chain", "medium"))
+        }
+        "label added (`kubectl label`)" => Some(("metadata-only", "cosmetic", "low")),
+        "scaled to zero, later reverted by hand" => Some(("replicas-zero", "availability", "high")),
+        "object deleted (`kubectl delete svc`)" => {
+            Some(("service-missing", "availability", "medium"))
+        }
+        _ => None,
+    };
+    if let Some(f) = judged {
+        assert!(findings.contains(&f), "finding {f:?} of {ctx}");
+    }
+    if e.scenario == "label added (`kubectl label`)" {
+        assert!(
+            findings.iter().all(|(_, _, risk)| *risk == "low"),
+            "an added label is low: {ctx}"
+        );
     }
     let author = got["attribution"]["commit"]["author"].as_str();
     if let Some(a) = want.author {

@@ -239,6 +239,7 @@ fn writes_read(log: &str) -> usize {
 }
 
 #[test]
+#[allow(clippy::vec_init_then_push)] // each hand change is timed, one after the other
 fn who_by_name_from_the_audit_webhook_and_log() {
     let c = cluster();
     let s = &c.s;
@@ -450,7 +451,8 @@ server:
     // ---- malformed, oversized and unauthenticated posts are refused, clearly
     let port = c.webhook_port;
     let events = br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[]}"#;
-    let cases: Vec<(Option<&str>, Vec<u8>, Option<usize>, u16, &str)> = vec![
+    type Case<'a> = (Option<&'a str>, Vec<u8>, Option<usize>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (None, events.to_vec(), None, 401, "missing audit token"),
         (
             Some("wrong"),

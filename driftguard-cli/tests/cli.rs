@@ -289,6 +289,27 @@ fn history_drifts_events_explain_and_resolved_drift() {
     let r = run_in(&demo, &["drifts", "-o", "json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json().as_array().map(Vec::len), Some(5));
+    // every drift carries its findings; the demo's deleted ConfigMap has none, the label
+    // added by hand (resolved since) was cosmetic
+    let drifts = r.json();
+    let of = |name: &str| -> Vec<String> {
+        drifts
+            .as_array()
+            .expect("drifts")
+            .iter()
+            .find(|d| d["id"]["name"] == name)
+            .map(|d| {
+                d["findings"]
+                    .as_array()
+                    .expect("findings")
+                    .iter()
+                    .map(|f| f["rule"].as_str().expect("rule").to_owned())
+                    .collect()
+            })
+            .unwrap_or_else(|| panic!("{name} drifts"))
+    };
+    assert_eq!(of("api"), ["image-not-in-git"]);
+    assert_eq!(of("worker-config"), Vec::<String>::new());
     let r = run_in(&demo, &["drifts", "--status", "resolved"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("shop/web"), "{}", r.stdout);
@@ -332,9 +353,22 @@ fn history_drifts_events_explain_and_resolved_drift() {
         "direction: forward",
         "severity:  high",
         "defined in Git at api.yaml:1",
+        // the judgement: a hotfix Git never saw, and what to do about it
+        "findings:\n    medium supply-chain image-not-in-git (spec.template.spec.containers[api].image): container `api` runs `ghcr.io/example/shop-api:1.4.3-hotfix` in the cluster",
+        "suggested: revert",
     ] {
         assert!(r.stdout.contains(s), "missing {s:?} in\n{}", r.stdout);
     }
+    let r = run_in(
+        &demo,
+        &["explain", "prod:Deployment/shop/api", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let f = &r.json()["findings"][0];
+    assert_eq!(f["rule"], "image-not-in-git", "{}", r.stdout);
+    assert_eq!(f["category"], "supply-chain");
+    assert_eq!(f["risk"], "medium");
+    assert_eq!(f["path"], "spec.template.spec.containers[api].image");
     let r = run_in(&demo, &["explain", "ConfigMap/shop/api-config"]);
     assert!(r.stdout.contains("direction: reverse"), "{}", r.stdout);
     let r = run_in(&demo, &["explain", "prod:Deployment/shop/nothing"]);

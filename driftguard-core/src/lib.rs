@@ -1,8 +1,8 @@
 //! # driftguard-core
 //!
 //! The pure heart of DriftGuard: the normalized resource model, normalization, the field
-//! hasher, the drift state machine, severity and drift score, the scan engine, and the ports
-//! (traits) through which sources, stores and notifiers plug in.
+//! hasher, the drift state machine, severity, risk findings and the drift score, the scan
+//! engine, and the ports (traits) through which sources, stores and notifiers plug in.
 //!
 //! This crate does no IO: it reads no files, opens no sockets and never reads the clock (time
 //! is passed in through [`ports::Clock`] or as a value).
@@ -45,9 +45,11 @@ pub mod doc;
 pub mod duration;
 pub mod engine;
 pub mod error;
+pub mod findings;
 pub mod hash;
 pub mod id;
 pub mod ignore;
+pub mod limits;
 pub mod managed;
 pub mod manifest;
 pub mod memory;
@@ -58,6 +60,7 @@ pub mod path;
 pub mod ports;
 pub mod quantity;
 pub mod query;
+pub mod remediation;
 pub mod render;
 pub mod scanner;
 pub mod scope;
@@ -72,6 +75,7 @@ pub mod prelude {
     pub use crate::engine::{
         Engine, EnvState, EnvironmentSpec, ScanError, ScanReport, Verdict, VerdictStatus,
     };
+    pub use crate::findings::{Finding, FindingCategory, FindingRules};
     pub use crate::id::{GroupKind, ResourceId};
     pub use crate::ignore::{IgnoreRule, IgnoreRules, JsonPointer};
     pub use crate::manifest::{parse_file, ManifestError};

@@ -230,6 +230,8 @@ mod tests {
         check::<DriftStatus>();
         check::<DriftSort>();
         check::<crate::engine::VerdictStatus>();
+        check::<crate::findings::FindingCategory>();
+        check::<crate::remediation::RemediationAction>();
     }
 
     #[test]

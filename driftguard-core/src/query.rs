@@ -251,6 +251,7 @@ pub(crate) mod tests_support {
             resolution: None,
             revision: None,
             provenance: None,
+            findings: Vec::new(),
         }
     }
 }

@@ -35,6 +35,7 @@ use futures_util::lock::Mutex as AsyncMutex;
 
 use crate::audit::{AuditCursor, AuditEvent, AuditEvidence, AuditIndex, AuditObject, IngestStats};
 use crate::engine::{history_wanted, Engine, EnvState, ScanError, ScanReport, HISTORY_DEPTH};
+use crate::findings::drift_risk;
 use crate::id::ResourceId;
 use crate::model::Revision;
 use crate::ports::{
@@ -280,9 +281,11 @@ impl Scanner {
                 .evaluate_audited(&st, &records, observations, &histories, &audit, &tick);
         let score = drift_score(
             ev.counts.tracked,
-            ev.verdicts
-                .iter()
-                .filter_map(|v| v.drift.as_ref().map(|d| d.severity)),
+            ev.verdicts.iter().filter_map(|v| {
+                v.drift
+                    .as_ref()
+                    .map(|d| drift_risk(d.severity, &d.findings))
+            }),
         );
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());

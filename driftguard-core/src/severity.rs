@@ -138,7 +138,8 @@ fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
 
 /// The environment's drift score, 0 (in sync) to 100.
 ///
-/// `score = min(100, 100 × Σ weight(severity of each open drift) / tracked objects)`, with
+/// `score = min(100, 100 × Σ weight(risk of each open drift) / tracked objects)`, where a
+/// drift's risk is its severity raised by its findings ([`crate::findings::drift_risk`]), with
 /// weights low 0.05, medium 0.2, high 0.5, critical 1.0. An environment where every tracked object
 /// has a critical drift scores 100; one low drift among 100 objects scores 0.05 (rounded to two
 /// decimals).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::audit::{merge_writers, AuditFinding, AuditWrite};
 use crate::compare::{Comparison, FieldDiff};
+use crate::findings::Finding;
 use crate::hash::FieldHashes;
 use crate::id::ResourceId;
 use crate::managed::FieldOwner;
@@ -64,8 +65,8 @@ named_enum! {
     pub enum EventKind: "event kind" {
         /// A drift began.
         Detected => "detected",
-        /// The drifted fields, direction or severity changed, or the audit log named new
-        /// writers.
+        /// The drifted fields, direction, severity or findings changed, or the audit log
+        /// named new writers.
         Changed => "changed",
         /// The drift ended.
         Resolved => "resolved",
@@ -233,6 +234,10 @@ pub struct Drift {
     /// Where the object is defined in Git.
     #[serde(default)]
     pub provenance: Option<Provenance>,
+    /// What the drift means: risk findings, highest risk first (see [`crate::findings`]).
+    /// Absent in data stored before findings existed.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
 }
 
 impl Drift {
@@ -340,6 +345,8 @@ pub struct Observation {
     pub evidence: Option<Direction>,
     /// Severity the rules give this drift (ignored when in sync).
     pub severity: Severity,
+    /// Risk findings on this drift (empty when in sync).
+    pub findings: Vec<Finding>,
     /// Where the object is defined in Git.
     pub provenance: Option<Provenance>,
     /// What the audit log says of the drift (`None`: the environment keeps no audit index).
@@ -357,6 +364,7 @@ impl Observation {
             commit: None,
             evidence: None,
             severity: Severity::Low,
+            findings: Vec::new(),
             provenance: None,
             audit: None,
         }
@@ -467,6 +475,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     next.direction = direction;
                     next.severity = obs.severity;
                     next.fields = fields;
+                    next.findings = obs.findings.clone();
                     next.api_version = obs.api_version.clone();
                     if !obs.owners.is_empty() || obs.commit.is_some() {
                         next.attribution.owners = attribution.owners;
@@ -485,6 +494,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     if next.fields != open.fields
                         || next.direction != open.direction
                         || next.severity != open.severity
+                        || next.findings != open.findings
                         || next.attribution.writers != open.attribution.writers
                     {
                         next.updated_at = tick.now;
@@ -515,6 +525,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                         resolution: None,
                         revision: tick.revision.clone(),
                         provenance: obs.provenance.clone(),
+                        findings: obs.findings.clone(),
                     };
                     events.push(event(EventKind::Detected, d.clone(), tick));
                     Some(d)
@@ -735,6 +746,7 @@ mod episode_rule_tests {
             resolution: resolved.then_some(Resolution::Reverted),
             revision: None,
             provenance: None,
+            findings: Vec::new(),
         }
     }
 

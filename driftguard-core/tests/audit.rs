@@ -33,6 +33,7 @@ fn rfc(secs: i64) -> String {
 
 /// A write as the API server's audit log records it (the request received a few hundred
 /// milliseconds into second `secs`).
+#[allow(clippy::too_many_arguments)]
 fn write(
     id: &str,
     who: &str,
@@ -319,6 +320,7 @@ fn each_drift_names_the_people_who_made_it() {
                     device: 1,
                     inode: 2,
                     offset: 300,
+                    head: 9,
                 }),
             )
             .await

@@ -462,3 +462,69 @@ fn incremental_live_change_touches_one_object() {
     w.live(&[deployment(3, "app:1"), configmap("a", json!({}))]);
     assert_eq!(w.scan(), Vec::<String>::new());
 }
+
+#[test]
+fn findings_are_kept_on_the_drift_and_weigh_in_the_score() {
+    let mut w = World::new();
+    w.git(&[deployment(3, "app:1")]);
+    w.live(&[deployment(3, "app:1")]);
+    w.scan();
+    // a hotfix: a supply-chain finding on the detected drift, in the store too
+    w.live(&[deployment(3, "app:1-hotfix")]);
+    assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
+    let open = block_on(w.store.drifts(&Default::default())).expect("drifts");
+    let rules: Vec<&str> = open.items[0]
+        .findings
+        .iter()
+        .map(|f| f.rule.as_str())
+        .collect();
+    assert_eq!(rules, ["image-not-in-git"]);
+    // the same field, now on a mutable tag: the judgement changed, and the drift with it
+    w.live(&[deployment(3, "app:latest")]);
+    assert_eq!(w.scan(), vec!["changed:Deployment/web:modified:forward"]);
+    let report = block_on(w.scanner.scan()).expect("scan succeeds");
+    let d = report.drifts().next().expect("one open drift");
+    assert_eq!(d.findings[0].rule, "image-mutable-tag");
+    assert_eq!(d.findings[0].risk, Severity::High);
+    // one tracked object with a high drift: the score is the high weight (severity high, and
+    // the finding's risk is high too)
+    assert_eq!(report.summary.score, 50.0);
+    // scaled to zero as well: the availability finding is high, severity stays high
+    w.live(&[deployment(0, "app:latest")]);
+    w.scan();
+    let open = block_on(w.store.drifts(&Default::default())).expect("drifts");
+    let mut rules: Vec<&str> = open.items[0]
+        .findings
+        .iter()
+        .map(|f| f.rule.as_str())
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["image-mutable-tag", "replicas-zero"]);
+}
+
+#[test]
+fn a_security_finding_raises_the_score_above_the_severity() {
+    let mut w = World::new();
+    let privileged = |on: bool| {
+        let mut d = deployment(3, "app:1");
+        if on {
+            d["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
+                json!({"runAsNonRoot": false});
+        } else {
+            d["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
+                json!({"runAsNonRoot": true});
+        }
+        d
+    };
+    w.git(&[privileged(false)]);
+    w.live(&[privileged(false)]);
+    w.scan();
+    w.live(&[privileged(true)]);
+    w.clock.advance(Duration::minutes(1));
+    let report = block_on(w.scanner.scan()).expect("scan succeeds");
+    let d = report.drifts().next().expect("one open drift");
+    // the built-in severity of a securityContext field is medium; the finding says high
+    assert_eq!(d.severity, Severity::Medium);
+    assert_eq!(d.findings[0].rule, "run-as-root");
+    assert_eq!(report.summary.score, 50.0);
+}

@@ -16,8 +16,8 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use driftguard_core::audit::parse_event_list;
 use driftguard_core::error::chain;
-use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::remediation::RemediationAction;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 use driftguard_store::BufferHealth;
@@ -28,8 +28,8 @@ use sha2::Sha256;
 use utoipa::{IntoParams, OpenApi};
 
 use crate::dto::*;
-use crate::environment::{Environment, RunScanError, SourceState};
 use crate::error::{AppError, ErrorBody, ErrorDetail};
+use crate::queries;
 use crate::state::AppState;
 
 /// Largest page size.
@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/environments/{env}/objects/{*object}", get(object_history))
         .route("/drifts", get(list_drifts))
         .route("/drifts/{episode}", get(get_drift))
+        .route("/drifts/{episode}/remediation", get(get_remediation))
         .route("/events", get(list_events))
         .route("/scans", get(list_scans))
         .route("/openapi.json", get(openapi_json))
@@ -52,8 +53,13 @@ pub fn router(state: AppState) -> Router {
     let hooks = Router::new()
         .route("/webhooks/git", post(git_webhook))
         .route("/environments/{env}/audit", post(audit_webhook));
+    // MCP (streamable HTTP) behind the same authentication as the API
+    let mcp = Router::new()
+        .nest_service("/mcp", crate::mcp::http_service(state.clone()))
+        .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest("/api/v1", api.merge(hooks))
+        .merge(mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -262,15 +268,6 @@ fn parse_time(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, A
         .transpose()
 }
 
-fn known_env(state: &AppState, env: &Option<String>) -> Result<(), AppError> {
-    match env.as_deref() {
-        Some(e) if !e.is_empty() && state.environment(e).is_none() => {
-            Err(AppError::not_found(format!("no environment `{e}`")))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Filters of `GET /api/v1/drifts`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -305,7 +302,9 @@ pub struct DriftParams {
 }
 
 impl DriftParams {
-    fn query(&self) -> Result<DriftQuery, AppError> {
+    /// The store query these filters ask for (a value that is not a name of its enum, or a
+    /// limit out of range, is a 400).
+    pub fn query(&self) -> Result<DriftQuery, AppError> {
         let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         Ok(DriftQuery {
             environment: non_empty(&self.environment),
@@ -335,7 +334,7 @@ async fn list_drifts(
 ) -> Result<Response, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let query = p.query()?;
-    known_env(&state, &query.environment)?;
+    queries::known_env(&state, &query.environment)?;
     let key = format!(
         "drifts:{}",
         serde_json::to_string(&query).map_err(|_| AppError::internal())?
@@ -344,15 +343,8 @@ async fn list_drifts(
         return Ok(json_bytes(body));
     }
     let generation = state.cache.generation();
-    let page = state.store.drifts(&query).await?;
-    let body = serde_json::to_vec(&DriftPage {
-        items: page.items.iter().map(DriftSummary::from).collect(),
-        total: page.total,
-        limit: query.limit,
-        offset: query.offset,
-        next_offset: page.next_offset,
-    })
-    .map_err(|_| AppError::internal())?;
+    let page = queries::drifts(&state, &query).await?;
+    let body = serde_json::to_vec(&page).map_err(|_| AppError::internal())?;
     let body = Bytes::from(body);
     state.cache.put(key, generation, body.clone());
     Ok(json_bytes(body))
@@ -379,10 +371,36 @@ async fn get_drift(
     State(state): State<AppState>,
     Path(episode): Path<String>,
 ) -> Result<Json<DriftDetail>, AppError> {
-    match state.store.drift(&episode).await? {
-        Some(d) => Ok(Json(DriftDetail::from(&d))),
-        None => Err(AppError::not_found(format!("no drift episode `{episode}`"))),
-    }
+    queries::drift(&state, &episode).await.map(Json)
+}
+
+/// Filters of the remediation plan.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemediationParams {
+    /// `revert` (the cluster back to Git) or `adopt` (Git takes the cluster's state); absent:
+    /// the action DriftGuard suggests.
+    pub action: Option<String>,
+}
+
+/// How to end a drift: the revert or adopt plan (steps, commands, field changes). Never
+/// applied by DriftGuard.
+#[utoipa::path(get, path = "/api/v1/drifts/{episode}/remediation", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id"), RemediationParams),
+    responses((status = 200, body = RemediationDto), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_remediation(
+    State(state): State<AppState>,
+    Path(episode): Path<String>,
+    q: Result<Query<RemediationParams>, QueryRejection>,
+) -> Result<Json<RemediationDto>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let action = parse::<RemediationAction>("action", &p.action)?;
+    queries::remediation(&state, &episode, action)
+        .await
+        .map(Json)
 }
 
 /// Filters of `GET /api/v1/events`.
@@ -419,7 +437,7 @@ async fn list_events(
 ) -> Result<Json<EventPage>, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let environment = p.environment.clone().filter(|s| !s.is_empty());
-    known_env(&state, &environment)?;
+    queries::known_env(&state, &environment)?;
     let object = p.object.as_deref().filter(|s| !s.is_empty());
     if object.is_some() && environment.is_none() {
         return Err(AppError::bad_request(
@@ -441,7 +459,7 @@ async fn list_events(
         }
     }
     if let (Some(r), Some(env)) = (object, query.environment.as_deref()) {
-        let found = find_object(&state, env, r)
+        let found = queries::find_object(&state, env, r)
             .await
             .map_err(|e| AppError::new(e.status, e.code, format!("object: {}", e.message)))?;
         match found {
@@ -491,7 +509,7 @@ async fn list_scans(
 ) -> Result<Json<ScanList>, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let environment = p.environment.clone().filter(|s| !s.is_empty());
-    known_env(&state, &environment)?;
+    queries::known_env(&state, &environment)?;
     let limit = parse_limit(&p.limit, 20)?;
     let scans = state.store.scans(environment.as_deref(), limit).await?;
     Ok(Json(ScanList {
@@ -499,55 +517,12 @@ async fn list_scans(
     }))
 }
 
-fn source_dto(source: &str, description: String, s: &SourceState) -> SourceDto {
-    SourceDto {
-        source: source.into(),
-        description,
-        up: s.up,
-        last_ok: s.last_ok,
-        error: s.error.clone(),
-    }
-}
-
-fn environment_dto(env: &Environment) -> EnvironmentDto {
-    let s = env.status();
-    let status = if s.last_error.is_some() {
-        "error"
-    } else if s.last_scan.is_none() {
-        "pending"
-    } else if s.open_drifts > 0 {
-        "drifted"
-    } else {
-        "in_sync"
-    };
-    EnvironmentDto {
-        name: env.name.clone(),
-        status: status.into(),
-        score: s.last_scan.as_ref().map(|l| l.score),
-        open_drifts: s.open_drifts,
-        scanning: s.scanning,
-        watching: s.watching,
-        last_scan: s.last_scan.as_ref().map(ScanDto::from),
-        last_error: s.last_error.clone(),
-        sources: vec![
-            source_dto("git", env.scanner.describe_git(), &s.git),
-            source_dto("live", env.scanner.describe_live(), &s.live),
-        ],
-    }
-}
-
 /// Environments with their status and score.
 #[utoipa::path(get, path = "/api/v1/environments", tag = "environments",
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_environments(State(state): State<AppState>) -> Json<EnvironmentList> {
-    Json(EnvironmentList {
-        items: state
-            .environments
-            .iter()
-            .map(|e| environment_dto(e))
-            .collect(),
-    })
+    Json(queries::environments(&state))
 }
 
 /// One environment.
@@ -560,10 +535,7 @@ async fn get_environment(
     State(state): State<AppState>,
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDto>, AppError> {
-    let e = state
-        .environment(&env)
-        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
-    Ok(Json(environment_dto(e)))
+    queries::environment(&state, &env).map(|e| Json(queries::environment_dto(e)))
 }
 
 /// Scans an environment now and answers its summary.
@@ -578,25 +550,7 @@ async fn scan_now(
     State(state): State<AppState>,
     Path(env): Path<String>,
 ) -> Result<Json<ScanDto>, AppError> {
-    let e = state
-        .environment(&env)
-        .cloned()
-        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
-    let ctx = state.scan_context();
-    // the scan goes on even if the client goes away
-    let handle = tokio::spawn(async move { e.run_scan(&ctx).await });
-    match handle.await {
-        Ok(Ok(summary)) => Ok(Json(ScanDto::from(&summary))),
-        Ok(Err(RunScanError::Source(msg))) => {
-            Err(AppError::new(StatusCode::BAD_GATEWAY, "scan_failed", msg))
-        }
-        Ok(Err(RunScanError::Store(msg))) => Err(AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            msg,
-        )),
-        Err(_) => Err(AppError::internal()),
-    }
+    queries::scan_now(&state, &env).await.map(Json)
 }
 
 /// Filters of the object history.
@@ -623,47 +577,11 @@ async fn object_history(
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<ObjectHistory>, AppError> {
     let Query(p) = q.map_err(query_error)?;
-    if state.environment(&env).is_none() {
-        return Err(AppError::not_found(format!("no environment `{env}`")));
-    }
+    queries::environment(&state, &env)?;
     let limit = parse_limit(&p.limit, 100)?;
-    let Some(id) = find_object(&state, &env, &object).await? else {
-        return Err(AppError::not_found(format!(
-            "nothing known about {env}:{object}"
-        )));
-    };
-    let record = state.store.record(&id).await?;
-    let events = state.store.history(&id, limit).await?;
-    if record.is_none() && events.is_empty() {
-        return Err(AppError::not_found(format!("nothing known about {id}")));
-    }
-    Ok(Json(ObjectHistory {
-        object: ObjectRef::from(&id),
-        record: record.as_ref().map(RecordDto::from),
-        events: events.iter().map(EventDto::from).collect(),
-    }))
-}
-
-/// The object a reference (`Kind[.group]/[namespace/]name`, see [`CoreObjectRef`]) names in
-/// `env`, as the CLI's `history` and `explain` find it: an absent group or namespace means
-/// any. A reference that gives every part is taken as it is; otherwise the object is looked
-/// for among the drift episodes, then among the tracked objects. `None`: nothing matches.
-async fn find_object(
-    state: &AppState,
-    env: &str,
-    text: &str,
-) -> Result<Option<ResourceId>, AppError> {
-    let bad = |e: ObjectRefError| AppError::bad_request(e.to_string());
-    let r = CoreObjectRef::parse_in(env, text).map_err(bad)?;
-    if let Some(id) = r.exact_id() {
-        return Ok(Some(id));
-    }
-    let drifts = state.store.drifts(&r.drift_query()).await?;
-    if let Some(id) = r.pick(drifts.items.iter().map(|d| &d.id)).map_err(bad)? {
-        return Ok(Some(id));
-    }
-    let records = state.store.records(env).await?;
-    r.pick(records.iter().map(|rec| &rec.id)).map_err(bad)
+    queries::object_history(&state, &env, &object, limit)
+        .await
+        .map(Json)
 }
 
 /// Verifies a push webhook and triggers an immediate Git fetch.
@@ -718,20 +636,10 @@ async fn git_webhook(
             "missing X-Hub-Signature-256 or X-Gitlab-Token",
         ));
     }
-    let event = h("x-github-event")
-        .or_else(|| h("x-gitlab-event"))
-        .unwrap_or("push")
-        .to_owned();
-    let payload: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| AppError::bad_request(format!("body is not JSON: {e}")))?;
-    if !payload.is_object() {
-        return Err(AppError::bad_request(
-            "body is not a webhook payload (expected a JSON object)",
-        ));
-    }
-    let is_push = matches!(event.as_str(), "push" | "Push Hook")
-        || payload.get("object_kind").and_then(|v| v.as_str()) == Some("push");
-    if !is_push {
+    let push = crate::push::read_push(h("x-github-event").or_else(|| h("x-gitlab-event")), &body)
+        .map_err(|e| AppError::bad_request(e.to_string()))?;
+    let event = push.event;
+    if !push.is_push {
         return Ok((
             StatusCode::OK,
             Json(WebhookAccepted {
@@ -740,45 +648,7 @@ async fn git_webhook(
             }),
         ));
     }
-    let mut urls = Vec::new();
-    for (obj, keys) in [
-        (
-            "repository",
-            &[
-                "clone_url",
-                "html_url",
-                "ssh_url",
-                "git_url",
-                "url",
-                "git_http_url",
-                "git_ssh_url",
-                "homepage",
-            ][..],
-        ),
-        (
-            "project",
-            &[
-                "git_http_url",
-                "git_ssh_url",
-                "web_url",
-                "http_url",
-                "ssh_url",
-            ][..],
-        ),
-    ] {
-        if let Some(o) = payload.get(obj) {
-            for k in keys {
-                if let Some(u) = o.get(*k).and_then(|v| v.as_str()) {
-                    urls.push(u.to_owned());
-                }
-            }
-        }
-    }
-    if urls.is_empty() {
-        return Err(AppError::bad_request(
-            "push payload names no repository (repository.clone_url, project.git_http_url, ...)",
-        ));
-    }
+    let urls = push.repositories;
     let mut triggered = Vec::new();
     for env in &state.environments {
         if env.wants_push(&urls) {
@@ -1020,8 +890,10 @@ impl utoipa::Modify for BearerAuth {
 #[openapi(
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
-        list_events, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
+        get_remediation, list_events, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics,
+        openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
+        FindingDto, RemediationDto, PlanStepDto, FieldChangeDto,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),

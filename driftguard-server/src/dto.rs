@@ -3,14 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditWrite;
+use driftguard_core::findings::{drift_risk, Finding};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::ScanSummary;
+use driftguard_core::remediation::{FieldChange, PlanStep, RemediationPlan};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The identity of an object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct ObjectRef {
     /// Environment.
     pub environment: String,
@@ -45,7 +48,7 @@ impl From<&ResourceId> for ObjectRef {
 }
 
 /// A drift episode, without its field values.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct DriftSummary {
     /// Episode id (stable from detection to resolution).
     pub episode: String,
@@ -76,6 +79,39 @@ pub struct DriftSummary {
     pub resolution: Option<String>,
     /// Git revision at the last update.
     pub revision: Option<String>,
+    /// How much the drift weighs: its severity raised by its findings (`low` .. `critical`;
+    /// a drift whose only findings say likely noise or cosmetic is `low`).
+    pub risk: String,
+    /// What the drift means: risk findings, highest risk first (empty: nothing to say beyond
+    /// the severity).
+    pub findings: Vec<FindingDto>,
+}
+
+/// One risk finding on a drift (see `docs/findings.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct FindingDto {
+    /// The rule that found it, e.g. `rbac-widened`, `image-not-in-git`.
+    pub rule: String,
+    /// `security`, `availability`, `supply-chain`, `likely-noise` or `cosmetic`.
+    pub category: String,
+    /// `low`, `medium`, `high` or `critical`.
+    pub risk: String,
+    /// The field it concerns (absent: the whole object).
+    pub path: Option<String>,
+    /// Why, in words a person can read.
+    pub reason: String,
+}
+
+impl From<&Finding> for FindingDto {
+    fn from(f: &Finding) -> Self {
+        FindingDto {
+            rule: f.rule.clone(),
+            category: f.category.as_str().to_owned(),
+            risk: f.risk.as_str().to_owned(),
+            path: f.path.clone(),
+            reason: f.reason.clone(),
+        }
+    }
 }
 
 impl From<&Drift> for DriftSummary {
@@ -95,12 +131,14 @@ impl From<&Drift> for DriftSummary {
             resolved_at: d.resolved_at,
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
             revision: d.revision.clone(),
+            risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
+            findings: d.findings.iter().map(FindingDto::from).collect(),
         }
     }
 }
 
 /// One drifted field. Secret values are redacted by the core.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct FieldDiffDto {
     /// Path.
     pub path: String,
@@ -111,7 +149,7 @@ pub struct FieldDiffDto {
 }
 
 /// A Git commit.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct CommitDto {
     /// Commit id.
     pub id: String,
@@ -126,7 +164,7 @@ pub struct CommitDto {
 }
 
 /// The field manager that owns a drifted field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct FieldOwnerDto {
     /// Drifted path.
     pub path: String,
@@ -148,7 +186,7 @@ pub struct FieldOwnerDto {
 }
 
 /// One write of the audit log that may have made the drift.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct WriterDto {
     /// The user: a name, its keyed hash (`hmac:...`) or `(a person)`, as the environment's
     /// `audit.userNames` keeps it.
@@ -198,7 +236,7 @@ impl From<&AuditWrite> for WriterDto {
 }
 
 /// Who changed a drifted object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct AttributionDto {
     /// Owners of the drifted fields, each with the user that set it when the audit log says.
     pub owners: Vec<FieldOwnerDto>,
@@ -218,7 +256,7 @@ pub struct AttributionDto {
 }
 
 /// Where the object is defined in Git.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct ProvenanceDto {
     /// File.
     pub file: String,
@@ -235,7 +273,7 @@ pub struct ProvenanceDto {
 
 /// How a rendered object was made: `file` is then its template (helm's `# Source:`) or the
 /// command line.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct RenderingDto {
     /// `helm`, `kustomize` or `command`.
     pub renderer: String,
@@ -248,7 +286,7 @@ pub struct RenderingDto {
 }
 
 /// A drift episode with its field diff and attribution.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct DriftDetail {
     /// The episode.
     pub drift: DriftSummary,
@@ -316,7 +354,7 @@ impl From<&Drift> for DriftDetail {
 }
 
 /// A page of drifts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct DriftPage {
     /// The drifts.
     pub items: Vec<DriftSummary>,
@@ -331,7 +369,7 @@ pub struct DriftPage {
 }
 
 /// One event of the audit trail.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct EventDto {
     /// Event id.
     pub event_id: String,
@@ -361,7 +399,7 @@ impl From<&DriftEvent> for EventDto {
 }
 
 /// A page of events, oldest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct EventPage {
     /// Events.
     pub items: Vec<EventDto>,
@@ -376,7 +414,7 @@ pub struct EventPage {
 }
 
 /// Counts of a scan.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct CountsDto {
     /// Objects tracked.
     pub tracked: usize,
@@ -393,7 +431,7 @@ pub struct CountsDto {
 }
 
 /// A scan summary.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct ScanDto {
     /// Scan id.
     pub scan_id: String,
@@ -439,14 +477,14 @@ impl From<&ScanSummary> for ScanDto {
 }
 
 /// Scan summaries, newest first.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct ScanList {
     /// Scans.
     pub items: Vec<ScanDto>,
 }
 
 /// The state of one source.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct SourceDto {
     /// `git` or `live`.
     pub source: String,
@@ -461,7 +499,7 @@ pub struct SourceDto {
 }
 
 /// An environment with its status and score.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct EnvironmentDto {
     /// Name.
     pub name: String,
@@ -484,14 +522,14 @@ pub struct EnvironmentDto {
 }
 
 /// Environments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct EnvironmentList {
     /// Environments.
     pub items: Vec<EnvironmentDto>,
 }
 
 /// The current record of an object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct RecordDto {
     /// API version.
     pub api_version: String,
@@ -518,7 +556,7 @@ impl From<&DriftRecord> for RecordDto {
 }
 
 /// The history of one object.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct ObjectHistory {
     /// The object.
     pub object: ObjectRef,
@@ -529,14 +567,14 @@ pub struct ObjectHistory {
 }
 
 /// Liveness.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct Health {
     /// Always `ok`.
     pub status: String,
 }
 
 /// One readiness check.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct Check {
     /// `store`, or `<environment>/git`, `<environment>/live`.
     pub name: String,
@@ -547,7 +585,7 @@ pub struct Check {
 }
 
 /// Readiness (answered with 200 when ready, 503 when not).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct Ready {
     /// Every check passed.
     pub ready: bool,
@@ -559,7 +597,7 @@ pub struct Ready {
 }
 
 /// Answer to a Git push webhook.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct WebhookAccepted {
     /// Event type as sent (`push`, `Push Hook`, `ping`, ...).
     pub event: String,
@@ -581,6 +619,78 @@ pub struct AuditAccepted {
     pub ignored: usize,
     /// Writes already indexed (a post sent again), or older than the index keeps.
     pub duplicates: usize,
+}
+
+/// One field a remediation changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct FieldChangeDto {
+    /// Path.
+    pub path: String,
+    /// Value now, where the change happens (absent: not set). Secret values are redacted.
+    pub from: Option<serde_json::Value>,
+    /// Value after the change (absent: removed).
+    pub to: Option<serde_json::Value>,
+}
+
+/// One step of a remediation plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct PlanStepDto {
+    /// What to do.
+    pub description: String,
+    /// The command that does it, when there is one.
+    pub command: Option<String>,
+    /// The field changes it makes.
+    pub changes: Vec<FieldChangeDto>,
+}
+
+/// How to end a drift: the revert or adopt plan. DriftGuard never applies it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct RemediationDto {
+    /// Episode id.
+    pub episode: String,
+    /// The object, `env:Kind[.group]/[namespace/]name`.
+    pub object: String,
+    /// This plan's action: `revert` (the cluster back to Git, or Git's newer version applied)
+    /// or `adopt` (Git takes what the cluster runs).
+    pub action: String,
+    /// The action DriftGuard suggests.
+    pub suggested: String,
+    /// Why.
+    pub reason: String,
+    /// The steps, in order.
+    pub steps: Vec<PlanStepDto>,
+    /// What to watch out for.
+    pub notes: Vec<String>,
+    /// Always false: the plan is never applied by DriftGuard.
+    pub applied: bool,
+    /// The plan as text, one step a line.
+    pub text: String,
+}
+
+impl From<&RemediationPlan> for RemediationDto {
+    fn from(p: &RemediationPlan) -> Self {
+        let change = |c: &FieldChange| FieldChangeDto {
+            path: c.path.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+        };
+        let step = |s: &PlanStep| PlanStepDto {
+            description: s.description.clone(),
+            command: s.command.clone(),
+            changes: s.changes.iter().map(change).collect(),
+        };
+        RemediationDto {
+            episode: p.episode.clone(),
+            object: p.object.clone(),
+            action: p.action.as_str().to_owned(),
+            suggested: p.suggested.as_str().to_owned(),
+            reason: p.reason.clone(),
+            steps: p.steps.iter().map(step).collect(),
+            notes: p.notes.clone(),
+            applied: p.applied,
+            text: p.to_text(),
+        }
+    }
 }
 
 #[cfg(test)]

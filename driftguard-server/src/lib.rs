@@ -2,8 +2,8 @@
 //!
 //! The long-running DriftGuard service: continuous detection per environment
 //! ([`supervisor::Supervisor`]), a JSON REST API under `/api/v1` with an OpenAPI document
-//! ([`api::router`]), Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert
-//! notifiers ([`notify`]).
+//! ([`api::router`]), an MCP server for AI assistants at `/mcp` and over stdio ([`mcp`]),
+//! Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert notifiers ([`notify`]).
 //!
 //! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
 //! `driftguard serve` is that call plus flag parsing:
@@ -26,8 +26,11 @@ pub mod dto;
 pub mod environment;
 pub mod error;
 pub mod listener;
+pub mod mcp;
 pub mod metrics;
 pub mod notify;
+pub mod push;
+pub mod queries;
 pub mod retention;
 pub mod service;
 pub mod setup;
@@ -62,6 +65,12 @@ pub async fn run(
         tracing::warn!(%addr, "no API tokens configured: the API is open, listening on loopback only");
     }
     tracing::info!(%addr, "DriftGuard API listening");
+    let mcp = state.mcp_cancel.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // open MCP event streams end now, so that the connections can close
+        mcp.cancel();
+    };
     axum::serve(listener::GuardedListener(listener), router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -91,6 +91,9 @@ pub enum ServeError {
     /// The process cannot listen for stop signals.
     #[error("cannot listen for SIGTERM")]
     Signal(#[source] std::io::Error),
+    /// The MCP session over stdio failed.
+    #[error(transparent)]
+    Mcp(#[from] crate::mcp::McpError),
 }
 
 /// A service ready to run.
@@ -315,6 +318,26 @@ impl Service {
             let _ = p.await;
         }
         served.map_err(|source| ServeError::Serve { addr, source })
+    }
+}
+
+impl Service {
+    /// Serves MCP on stdin/stdout instead of HTTP (`driftguard mcp`): the same environments,
+    /// store and notifiers, no listener and no continuous detection (the assistant scans with
+    /// the `scan_now` tool). Returns when the client closes the session, after sending the
+    /// alerts of the scans it ran (within `server.shutdownGrace`).
+    pub async fn run_mcp_stdio(self) -> Result<(), ServeError> {
+        let Service {
+            state,
+            cancel,
+            notifiers,
+            settings,
+            ..
+        } = self;
+        let served = crate::mcp::serve_stdio(state).await;
+        cancel.cancel();
+        notifiers.flush(settings.shutdown_grace.0).await;
+        Ok(served?)
     }
 }
 

@@ -337,6 +337,7 @@ pub async fn git_source(
     if let Some(d) = &env.dir {
         let (include, exclude) = d.globs();
         let mut src = DirSource::new(config.resolve(d.path()))
+            .with_limits(config.file.limits.limits())
             .with_globs(&include, &exclude)
             .map_err(|source| SetupError::Source {
                 environment: env.name.clone(),
@@ -371,6 +372,7 @@ pub async fn git_source(
     gc.kustomize_bin = kustomize;
     gc.helm_bin = helm_bin;
     gc.render = renderer;
+    gc.limits = config.file.limits.limits();
     if g.token_env.is_some() || g.ssh_key.is_some() {
         gc.auth = Some(GitAuth {
             token_env: g.token_env.clone(),
@@ -474,7 +476,9 @@ pub async fn live_source(
     let live = env.live.clone().unwrap_or_default();
     if let Some(d) = &live.dump {
         let paths: Vec<PathBuf> = d.paths().iter().map(|p| config.resolve(p)).collect();
-        return Ok(Arc::new(DumpSource::new(paths)));
+        return Ok(Arc::new(
+            DumpSource::new(paths).with_limits(config.file.limits.limits()),
+        ));
     }
     let spec = KubeConfigSpec {
         kubeconfig: live.kubeconfig.as_ref().map(|p| config.resolve(p)),

@@ -137,6 +137,9 @@ pub struct Inner {
     /// The write buffer in front of the store, when there is one (its health is reported by
     /// `/readyz`).
     pub buffer: Option<Arc<driftguard_store::BufferedStore>>,
+    /// Ends the MCP sessions served over HTTP (cancelled when the server shuts down, so that
+    /// an open event stream does not hold the shutdown).
+    pub mcp_cancel: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -181,6 +184,7 @@ impl AppState {
                 public_url: None,
                 cache: Arc::new(ResponseCache::new(Duration::from_secs(1))),
                 buffer: None,
+                mcp_cancel: tokio_util::sync::CancellationToken::new(),
             },
         }
     }

@@ -159,7 +159,7 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
         1 => DriftKind::Missing,
         _ => DriftKind::Orphan,
     };
-    let direction = if i % 2 == 0 {
+    let direction = if i.is_multiple_of(2) {
         Direction::Forward
     } else {
         Direction::Reverse
@@ -204,6 +204,17 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
             revision: Some("rev-1".into()),
             rendered: None,
         }),
+        findings: if kind == DriftKind::Modified {
+            vec![driftguard_core::findings::Finding {
+                rule: "replicas-cut".into(),
+                category: driftguard_core::findings::FindingCategory::Availability,
+                risk: Severity::Medium,
+                path: Some("spec.replicas".into()),
+                reason: "fewer replicas live".into(),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -268,6 +268,8 @@ async fn environments_scan_and_status() {
     let d = &r.json["items"][0];
     assert_eq!(d["object"]["reference"], "Deployment.apps/shop/web");
     assert_eq!(d["paths"], json!(["spec.replicas"]));
+    assert_eq!(d["findings"], json!([]), "scaled up: nothing to judge");
+    assert_eq!(d["risk"], d["severity"]);
     // first scan, no history: the direction is unknown
     assert_eq!(d["direction"], "unknown");
 
@@ -433,6 +435,43 @@ async fn one_drift_with_diff_and_attribution() {
     );
     assert_eq!(r.json["attribution"]["who"], "kubectl-edit");
     assert_eq!(r.json["provenance"]["file"], "deploy.yaml");
+    // the findings, and the risk they give the drift: a low drift with a medium finding
+    assert_eq!(r.json["drift"]["findings"][0]["rule"], "replicas-cut");
+    assert_eq!(r.json["drift"]["findings"][0]["category"], "availability");
+    assert_eq!(
+        r.json["drift"]["findings"][0]["reason"],
+        "fewer replicas live"
+    );
+    assert_eq!(r.json["drift"]["severity"], "low");
+    assert_eq!(r.json["drift"]["risk"], "medium");
+    // how to end it: a plan, never applied
+    let r = get(&f.app, "/api/v1/drifts/prod-00000000/remediation").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["action"], "revert");
+    assert_eq!(r.json["applied"], false);
+    assert_eq!(
+        r.json["steps"][1]["command"],
+        "kubectl apply -f deploy.yaml"
+    );
+    assert_eq!(
+        r.json["steps"][1]["changes"],
+        json!([{"path": "spec.replicas", "from": 5, "to": 3}])
+    );
+    let r = get(
+        &f.app,
+        "/api/v1/drifts/prod-00000000/remediation?action=adopt",
+    )
+    .await;
+    assert_eq!(r.json["action"], "adopt", "{}", r.text);
+    assert_eq!(r.json["steps"][0]["changes"][0]["to"], 5);
+    let r = get(
+        &f.app,
+        "/api/v1/drifts/prod-00000000/remediation?action=apply",
+    )
+    .await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = get(&f.app, "/api/v1/drifts/does-not-exist/remediation").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     // a resolved one is found too
     let r = get(&f.app, "/api/v1/drifts/prod-00000003").await;
     assert_eq!(r.json["drift"]["status"], "resolved");
@@ -1128,6 +1167,10 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/drifts/prod-00000000",
         "/api/v1/drifts/prod-00000003",
         "/api/v1/drifts/nope",
+        "/api/v1/drifts/prod-00000000/remediation",
+        "/api/v1/drifts/prod-00000001/remediation?action=adopt",
+        "/api/v1/drifts/prod-00000000/remediation?action=bogus",
+        "/api/v1/drifts/nope/remediation",
         "/api/v1/events?environment=prod",
         "/api/v1/events?since=bad",
         "/api/v1/scans",
@@ -1193,6 +1236,7 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/environments/{env}/objects/{object}",
         "/api/v1/drifts",
         "/api/v1/drifts/{episode}",
+        "/api/v1/drifts/{episode}/remediation",
         "/api/v1/events",
         "/api/v1/scans",
         "/api/v1/openapi.json",

@@ -160,7 +160,8 @@ async fn refusals_are_clear() {
         )
     };
     let wrong_basic = basic("driftguard:nope");
-    let cases: Vec<(&str, Option<&str>, Body, StatusCode, &str, &str)> = vec![
+    type Case<'a> = (&'a str, Option<&'a str>, Body, StatusCode, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "prod",
             None,

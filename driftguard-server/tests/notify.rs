@@ -150,6 +150,13 @@ async fn generic_webhook_is_signed_and_documented_shape() {
     assert_eq!(e["who"], "kubectl-edit");
     assert_eq!(e["object"]["reference"], "Deployment.apps/ns-0/web-0");
     assert_eq!(e["link"], "https://dg.example/api/v1/drifts/prod-00000000");
+    // the findings travel with the event, and raise its risk to at least the severity
+    assert_eq!(e["risk"], "high");
+    assert_eq!(e["findings"][0]["rule"], "replicas-cut");
+    assert_eq!(e["findings"][0]["category"], "availability");
+    assert_eq!(e["findings"][0]["risk"], "medium");
+    assert_eq!(e["findings"][0]["path"], "spec.replicas");
+    assert_eq!(e["findings"][0]["reason"], "fewer replicas live");
     cancel.cancel();
     built.flush(Duration::from_secs(5)).await;
     assert!(metrics
@@ -190,6 +197,7 @@ async fn slack_block_kit_message() {
         "forward",
         "`spec.replicas`",
         "Who: kubectl-edit",
+        "Findings: medium availability replicas-cut: fewer replicas live",
         "<https://dg.example/api/v1/drifts/prod-00000000|Details>",
     ] {
         assert!(first.contains(part), "{part} in {first}");
@@ -365,6 +373,10 @@ async fn email_over_smtp_to_a_local_receiver() {
         "{data}"
     );
     assert!(data.contains("who: kubectl-edit"));
+    assert!(
+        data.contains("  findings: medium availability replicas-cut: fewer replicas live\r\n"),
+        "{data}"
+    );
     assert!(!data.contains("hunter2"));
 
     assert!(notify::smtp::SmtpNotifier::new(

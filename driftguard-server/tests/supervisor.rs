@@ -203,10 +203,11 @@ async fn watch_poll_webhook_and_shutdown() {
         1,
         "Git moved to 4 replicas, live has 3"
     );
-    assert_eq!(
-        env.status().last_scan.and_then(|s| s.revision).as_deref(),
-        Some("rev-b")
-    );
+    // the status follows the store's commit (the scan stores, then reports)
+    eventually("the status shows the new revision", async || {
+        env.status().last_scan.and_then(|s| s.revision).as_deref() == Some("rev-b")
+    })
+    .await;
 
     let t = Instant::now();
     sup.shutdown(Duration::from_secs(5)).await;

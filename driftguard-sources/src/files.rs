@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use driftguard_core::limits::Limits;
 use driftguard_core::manifest::{parse_file, ManifestError};
 use driftguard_core::model::{RawLive, Revision};
 use driftguard_core::ports::{
@@ -15,7 +16,7 @@ use driftguard_core::ports::{
 };
 use driftguard_core::render::RenderError;
 
-use crate::git::select::Filter;
+use crate::git::select::{too_large, Filter};
 use crate::git::{
     extend_set, find_kustomize, kustomization_path, parse_bytes, plan, render_kustomization,
     FileObjects,
@@ -43,6 +44,8 @@ pub struct DirSource {
     rendered: Arc<Mutex<Option<KeptRendering>>>,
     /// Renderings run so far.
     renders: Arc<AtomicU64>,
+    /// What one file may cost.
+    limits: Limits,
 }
 
 fn io_error(context: String, e: std::io::Error) -> SourceError {
@@ -101,7 +104,14 @@ impl DirSource {
             render: None,
             rendered: Arc::new(Mutex::new(None)),
             renders: Arc::new(AtomicU64::new(0)),
+            limits: Limits::default(),
         }
+    }
+
+    /// What one manifest file may cost (a larger one is an error of its own, not read).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Renders the folder with `renderer` (a Helm chart, a command) instead of reading its
@@ -154,6 +164,15 @@ impl DirSource {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         let mut files: Vec<(String, FileObjects)> = Vec::with_capacity(plan.files.len());
         for (rel, path) in &plan.files {
+            let size = std::fs::metadata(path)
+                .map_err(|e| io_error(format!("file {}", path.display()), e))?
+                .len();
+            if let Err(e) = self.limits.check_manifest(rel, size) {
+                hasher.update(rel.as_bytes());
+                hasher.update(&size.to_le_bytes());
+                files.push((rel.clone(), too_large(e)));
+                continue;
+            }
             let data =
                 std::fs::read(path).map_err(|e| io_error(format!("file {}", path.display()), e))?;
             hasher.update(rel.as_bytes());
@@ -339,6 +358,7 @@ impl GitSource for DirSource {
 #[derive(Debug, Clone)]
 pub struct DumpSource {
     paths: Vec<PathBuf>,
+    limits: Limits,
 }
 
 impl DumpSource {
@@ -346,13 +366,26 @@ impl DumpSource {
     pub fn new(paths: impl IntoIterator<Item = impl Into<PathBuf>>) -> Self {
         DumpSource {
             paths: paths.into_iter().map(Into::into).collect(),
+            limits: Limits::default(),
         }
+    }
+
+    /// How large a dump may be and how many objects it may hold.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn read(&self) -> Result<Vec<RawLive>, SourceError> {
         let mut objects = Vec::new();
         for path in &self.paths {
             let name = path.display().to_string();
+            let size = std::fs::metadata(path)
+                .map_err(|e| io_error(format!("dump {name}"), e))?
+                .len();
+            self.limits
+                .check_dump(&name, size)
+                .map_err(SourceError::Invalid)?;
             let data = std::fs::read(path).map_err(|e| io_error(format!("dump {name}"), e))?;
             let text = std::str::from_utf8(&data).map_err(|_| {
                 SourceError::Invalid(ManifestError {
@@ -367,6 +400,9 @@ impl DumpSource {
                 return Err(SourceError::Invalid(e));
             }
             objects.extend(live);
+            self.limits
+                .check_objects(&format!("dump {name}"), objects.len())
+                .map_err(SourceError::Invalid)?;
         }
         Ok(objects)
     }

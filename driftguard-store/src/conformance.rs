@@ -109,6 +109,17 @@ pub fn drift(
             revision: Some("rev-1".into()),
             rendered: None,
         }),
+        findings: if kind == DriftKind::Modified {
+            vec![driftguard_core::findings::Finding {
+                rule: "replicas-cut".into(),
+                category: driftguard_core::findings::FindingCategory::Availability,
+                risk: Severity::Medium,
+                path: Some("spec.replicas".into()),
+                reason: "fewer replicas live".into(),
+            }]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -771,6 +782,7 @@ pub fn audit_saves() -> Vec<(&'static str, AuditSnapshot)> {
         device: 2049,
         inode: 1_234_567,
         offset,
+        head: 0x5eed ^ offset,
     };
     let objects = |v: Vec<(&AuditObject, Vec<AuditWrite>)>| {
         v.into_iter()
@@ -1322,7 +1334,7 @@ pub async fn write_secret_canary(store: Arc<dyn DriftStore>) -> Vec<String> {
         "responseStatus": {"code": 200},
         "requestObject": {"data": {"password": b64(needles[0].as_bytes())},
             "stringData": {"password": needles[0]}},
-        "responseObject": {"kind": "Secret", "data": {"password": b64(needles[0][..10].as_bytes())}},
+        "responseObject": {"kind": "Secret", "data": {"password": b64(&needles[0].as_bytes()[..10])}},
         "requestReceivedTimestamp": t(59).to_rfc3339(),
         "stageTimestamp": t(59).to_rfc3339()});
     let event = parse_event_line(event.to_string().as_bytes()).expect("an audit event");

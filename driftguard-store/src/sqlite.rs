@@ -853,6 +853,7 @@ mod tests {
                 resolution: None,
                 revision: Some("x".repeat(2000)),
                 provenance: None,
+                findings: Vec::new(),
             };
             b.events.push(DriftEvent {
                 event_id: format!("{scan}-{i}-detected"),

@@ -56,6 +56,7 @@ pub(crate) fn drift() -> Drift {
         resolution: None,
         revision: None,
         provenance: None,
+        findings: Vec::new(),
     }
 }
 
@@ -108,6 +109,7 @@ pub(crate) fn audit() -> AuditSnapshot {
             device: 1,
             inode: 2,
             offset: 3,
+            head: 4,
         }],
     }
 }

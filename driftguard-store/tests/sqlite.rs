@@ -211,6 +211,7 @@ async fn crash_writer_child() {
                 resolution: None,
                 revision: None,
                 provenance: None,
+                findings: Vec::new(),
             };
             batch.upserts.push(DriftRecord {
                 id: id.clone(),

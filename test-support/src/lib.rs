@@ -222,3 +222,33 @@ impl Drop for MongoServer {
         self.kill();
     }
 }
+
+/// The Python of the venv holding the official MCP Python SDK (`mcp` on PyPI), the real MCP
+/// client the MCP tests drive DriftGuard with: `MCP_PYTHON` (written to `services.env` by
+/// `scripts/test-services.sh up`, which runs `scripts/mcp-client/install.sh`), else the venv
+/// that script keeps under [`cache_dir`]. Fails the test when the SDK does not import.
+#[track_caller]
+pub fn mcp_python() -> PathBuf {
+    let python =
+        lookup("MCP_PYTHON").map_or_else(|| cache_dir().join("mcp-venv/bin/python"), PathBuf::from);
+    match Command::new(&python)
+        .args([
+            "-c",
+            "import mcp.client.session, mcp.client.stdio, mcp.client.streamable_http",
+        ])
+        .output()
+    {
+        Ok(o) if o.status.success() => python,
+        Ok(o) => panic!(
+            "the MCP Python SDK does not import with {} ({}): install it with \
+             scripts/mcp-client/install.sh (scripts/test-services.sh up runs it)",
+            python.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => panic!(
+            "the MCP Python SDK is required: cannot run {} ({e}); install it with \
+             scripts/mcp-client/install.sh (scripts/test-services.sh up runs it)",
+            python.display()
+        ),
+    }
+}

@@ -1,5 +1,6 @@
 //! One module per command; [`run`] dispatches.
 
+mod mcp;
 mod query;
 mod scan;
 mod serve;
@@ -29,6 +30,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Serve(a) => serve::serve(g, a).await,
+        Command::Mcp => mcp::mcp(g).await,
     }
 }
 

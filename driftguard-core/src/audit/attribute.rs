@@ -466,6 +466,7 @@ mod tests {
                 direction: Direction::Forward,
                 severity: crate::severity::Severity::Low,
                 fields: Vec::new(),
+                findings: Vec::new(),
                 attribution: Attribution {
                     audit_since: since.map(t),
                     ..Attribution::default()

@@ -342,7 +342,8 @@ mod tests {
     #[test]
     fn what_counts_as_a_write() {
         let base = parse_event_line(EDIT.as_bytes()).expect("an event");
-        let cases: Vec<(&str, Box<dyn Fn(&mut AuditEvent)>, bool)> = vec![
+        type Case<'a> = (&'a str, Box<dyn Fn(&mut AuditEvent)>, bool);
+        let cases: Vec<Case> = vec![
             ("as is", Box::new(|_| {}), true),
             ("a read", Box::new(|e| e.verb = "get".into()), false),
             (

@@ -141,7 +141,7 @@ impl AuditIndex {
         let mut ix = AuditIndex::new(limits);
         for o in snapshot.objects {
             let mut writes = o.writes;
-            writes.sort_by(|a, b| a.at.cmp(&b.at));
+            writes.sort_by_key(|w| w.at);
             let before = writes.len();
             let keep = ix.limits.writes_per_object.max(1);
             if writes.len() > keep {
@@ -466,6 +466,7 @@ mod tests {
             device: 1,
             inode: 7,
             offset: 100,
+            head: 42,
         });
         let snap = ix.snapshot();
         let again = AuditIndex::from_snapshot(AuditLimits::default(), snap.clone(), t(30));

@@ -25,6 +25,7 @@ use crate::audit::AuditSpec;
 use crate::compare::{compare_nodes, Comparison};
 use crate::convert::convert;
 use crate::doc::{Doc, Node};
+use crate::findings::FindingRules;
 use crate::id::{GroupKind, ResourceId};
 use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::owned_by_any;
@@ -42,6 +43,9 @@ pub struct EnvironmentSpec {
     pub ignore: IgnoreRules,
     /// Severity overrides.
     pub severity: SeverityRules,
+    /// Finding rules (overrides of the built-in risk findings).
+    #[serde(default)]
+    pub findings: FindingRules,
     /// When a HorizontalPodAutoscaler targets an object, its `spec.replicas` is not drift
     /// (default true; see [`EnvironmentSpec::new`]).
     pub hpa_owns_replicas: bool,

@@ -3,6 +3,7 @@
 use crate::audit::attributable;
 use crate::compare::compare_docs;
 use crate::doc::Doc;
+use crate::findings::FindingInput;
 use crate::id::ResourceId;
 use crate::managed::owners_of;
 use crate::normalize::{DesiredObject, LiveObject};
@@ -11,9 +12,9 @@ use crate::state::{Direction, DriftKind, Observation, Presence};
 use super::{Engine, EnvState};
 
 impl Engine {
-    /// What is seen of one object. Severity and evidence from last-applied are filled in;
-    /// history-based evidence and the commit are left to [`Engine::evaluate`]. An object of a
-    /// kind whose live state could not be read is [`Presence::Unknown`].
+    /// What is seen of one object. Severity, risk findings and evidence from last-applied are
+    /// filled in; history-based evidence and the commit are left to [`Engine::evaluate`]. An
+    /// object of a kind whose live state could not be read is [`Presence::Unknown`].
     pub fn observe(&self, st: &EnvState, id: &ResourceId) -> Observation {
         if !st.unknown_kinds.is_empty() && st.unknown_kinds.contains(&id.group_kind()) {
             let api_version = st
@@ -49,6 +50,14 @@ impl Engine {
                             self.spec
                                 .severity
                                 .classify(id, DriftKind::Modified, &cmp.drifted);
+                        obs.findings = self.spec.findings.judge(&FindingInput {
+                            id,
+                            kind: DriftKind::Modified,
+                            fields: &cmp.drifted,
+                            owners: &obs.owners,
+                            desired: Some(&d.object.content),
+                            live: Some(&l.object.content),
+                        });
                     }
                 }
                 obs
@@ -65,6 +74,10 @@ impl Engine {
                     },
                 );
                 obs.severity = self.spec.severity.classify(id, DriftKind::Missing, &[]);
+                obs.findings = self.spec.findings.judge(&FindingInput {
+                    desired: Some(&d.object.content),
+                    ..FindingInput::new(id, DriftKind::Missing, &[])
+                });
                 obs
             }
             (None, Some(l)) => {
@@ -76,6 +89,10 @@ impl Engine {
                     },
                 );
                 obs.severity = self.spec.severity.classify(id, DriftKind::Orphan, &[]);
+                obs.findings = self.spec.findings.judge(&FindingInput {
+                    live: Some(&l.object.content),
+                    ..FindingInput::new(id, DriftKind::Orphan, &[])
+                });
                 obs
             }
             (None, None) => Observation::new(id.clone(), api_version, Presence::Neither),

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use driftguard_core::audit::{AuditLimits, AuditSpec, UserNames};
 use driftguard_core::engine::EnvironmentSpec;
+use driftguard_core::findings::FindingRules;
 use driftguard_core::id::GroupKind;
 use driftguard_core::ignore::{IgnoreRule, IgnoreRules};
 use driftguard_core::ports::GroupVersionKind;
@@ -44,6 +45,51 @@ pub struct ConfigFile {
     /// overrides it.
     #[serde(default)]
     pub helm_bin: Option<PathBuf>,
+    /// What one input may cost: larger manifest files and dumps, and sources handing over
+    /// more objects, are clear errors instead of unbounded memory (the defaults fit large
+    /// clusters; raise them here).
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// Limits on what one input may cost (see `docs/reliability.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest manifest file read, in bytes (default 16 MiB): a larger file is an error of its
+    /// own, not read, and the other files are scanned.
+    pub max_manifest_bytes: u64,
+    /// Largest dump file read, in bytes (default 512 MiB).
+    pub max_dump_bytes: u64,
+    /// Most objects one source may hand over in one read (default 500000).
+    pub max_objects: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig::from(driftguard_core::limits::Limits::default())
+    }
+}
+
+impl From<driftguard_core::limits::Limits> for LimitsConfig {
+    fn from(l: driftguard_core::limits::Limits) -> Self {
+        LimitsConfig {
+            max_manifest_bytes: l.max_manifest_bytes,
+            max_dump_bytes: l.max_dump_bytes,
+            max_objects: l.max_objects,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// As the core's limits.
+    pub fn limits(&self) -> driftguard_core::limits::Limits {
+        driftguard_core::limits::Limits {
+            max_manifest_bytes: self.max_manifest_bytes,
+            max_dump_bytes: self.max_dump_bytes,
+            max_objects: self.max_objects,
+        }
+    }
 }
 
 /// One environment.
@@ -88,6 +134,11 @@ pub struct EnvironmentConfig {
     /// Severity overrides (the highest matching one wins over the built-in verdict).
     #[serde(default)]
     pub severity: Vec<SeverityRule>,
+    /// Risk findings: overrides of the built-in rules (risk changed, or `off`, for some
+    /// objects, rules and fields) and the field managers that are people's tools (see
+    /// `docs/findings.md`).
+    #[serde(default)]
+    pub findings: FindingRules,
     /// Whether an HPA owns the `spec.replicas` of its target, so that it is not drift
     /// (absent: true).
     #[serde(default)]
@@ -453,6 +504,7 @@ impl EnvironmentConfig {
         spec.severity = SeverityRules {
             overrides: self.severity.clone(),
         };
+        spec.findings = self.findings.clone();
         if let Some(h) = self.hpa_owns_replicas {
             spec.hpa_owns_replicas = h;
         }

@@ -27,11 +27,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NotifierConfig, QueueConfig, RouteConfig, SettingError};
-use crate::dto::ObjectRef;
+use crate::dto::{FindingDto, ObjectRef};
 use crate::metrics::{Metrics, NotifyOutcome};
+use driftguard_core::findings::drift_risk;
 
 /// What a notifier tells about one event. Holds no field values (only paths), so no Secret
-/// value and no raw object is ever sent.
+/// value and no raw object is ever sent; the findings' reasons quote only what a rule read,
+/// and no rule reads a Secret.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventView {
     /// Event id.
@@ -65,6 +67,10 @@ pub struct EventView {
     pub resolution: Option<String>,
     /// Link to the drift in the API (when `publicUrl` is configured).
     pub link: Option<String>,
+    /// The drift's risk: its severity raised by its findings.
+    pub risk: String,
+    /// Risk findings, highest risk first.
+    pub findings: Vec<FindingDto>,
 }
 
 impl EventView {
@@ -91,7 +97,19 @@ impl EventView {
             revision: e.revision.clone(),
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
             link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),
+            risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
+            findings: d.findings.iter().map(FindingDto::from).collect(),
         }
+    }
+
+    /// The findings in one line: `high security rbac-widened: <reason>; ...` (empty when
+    /// there are none).
+    pub fn findings_line(&self) -> String {
+        self.findings
+            .iter()
+            .map(|f| format!("{} {} {}: {}", f.risk, f.category, f.rule, f.reason))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// `Deployment.apps shop/web`.

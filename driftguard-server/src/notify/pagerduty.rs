@@ -74,6 +74,8 @@ pub fn event(
                 "who": v.who,
                 "revision": v.revision,
                 "episode": v.episode,
+                "risk": v.risk,
+                "findings": v.findings_line(),
             },
         });
         if let Some(link) = &v.link {

@@ -77,6 +77,9 @@ pub fn message(n: &Notification, public_url: Option<&str>) -> Value {
         if !v.who.is_empty() {
             text.push_str(&format!("\nWho: {}", escape(&v.who)));
         }
+        if !v.findings.is_empty() {
+            text.push_str(&format!("\nFindings: {}", escape(&v.findings_line())));
+        }
         if let Some(link) = &v.link {
             text.push_str(&format!("\n<{link}|Details>"));
         }

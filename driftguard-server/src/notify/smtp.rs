@@ -196,6 +196,9 @@ impl SmtpNotifier {
             for w in &v.writers {
                 body.push_str(&format!("  by: {w}\r\n"));
             }
+            if !v.findings.is_empty() {
+                body.push_str(&format!("  findings: {}\r\n", v.findings_line()));
+            }
             if let Some(l) = &v.link {
                 body.push_str(&format!("  details: {l}\r\n"));
             }

@@ -118,6 +118,8 @@ pub struct GitSourceConfig {
     pub timeout: Duration,
     /// Threads parsing files when many changed (0: one per core, at most 8).
     pub parse_threads: usize,
+    /// What one file may cost (a larger one is an error of its own, not read).
+    pub limits: driftguard_core::limits::Limits,
 }
 
 impl GitSourceConfig {
@@ -136,6 +138,7 @@ impl GitSourceConfig {
             render: None,
             timeout: Duration::from_secs(300),
             parse_threads: 0,
+            limits: driftguard_core::limits::Limits::default(),
         }
     }
 
@@ -379,6 +382,7 @@ impl GitRepoSource {
                 helm_bin: cfg.helm_bin.clone(),
                 render: cfg.render.clone(),
                 parse_threads: cfg.parse_threads,
+                limits: cfg.limits,
             };
             let reader = Reader::open(&m, filter, options)?;
             let head = reader.resolve(&cfg.reference).map_err(|e| match e {

@@ -16,8 +16,11 @@ use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 use driftguard_core::render::RenderError;
 
 use super::kustomize;
-use super::select::{extend_set, kustomization_path, parse_bytes, plan, FileObjects, Filter};
+use super::select::{
+    extend_set, kustomization_path, parse_bytes, plan, too_large, FileObjects, Filter,
+};
 use crate::render::{join_relative, RenderInput, Rendered, Renderer};
+use driftguard_core::limits::Limits;
 
 /// Memory for delta bases while reading blobs (per reading thread).
 const DELTA_BASE_CACHE_BYTES: usize = 32 * 1024 * 1024;
@@ -93,6 +96,8 @@ pub(crate) struct ReaderOptions {
     pub render: Option<Renderer>,
     /// Threads parsing files (0: one per core, at most 8).
     pub parse_threads: usize,
+    /// What one file may cost.
+    pub limits: Limits,
 }
 
 /// Reads one repository for one environment.
@@ -108,6 +113,8 @@ pub(crate) struct Reader {
     render: Option<Renderer>,
     /// Threads parsing files when many changed (0: one per core, at most 8).
     parse_threads: usize,
+    /// What one file may cost.
+    limits: Limits,
     caches: Mutex<Caches>,
     /// Blobs parsed so far (cache misses).
     pub parsed_count: AtomicU64,
@@ -135,6 +142,7 @@ impl Reader {
             helm_bin: options.helm_bin,
             render: options.render,
             parse_threads: options.parse_threads,
+            limits: options.limits,
             caches: Mutex::new(Caches::default()),
             parsed_count: AtomicU64::new(0),
             render_count: AtomicU64::new(0),
@@ -261,10 +269,7 @@ impl Reader {
                 return Ok(Arc::clone(p));
             }
         }
-        let data = repo
-            .find_blob(blob)
-            .map_err(|e| backend(format!("cannot read {path}"), e))?;
-        let parsed = Arc::new(parse_bytes(path, &data.data));
+        let parsed = Arc::new(read_blob(repo, path, blob, &self.limits)?);
         self.parsed_count.fetch_add(1, Ordering::Relaxed);
         let mut c = self.caches();
         let generation = c.generation;
@@ -309,9 +314,9 @@ impl Reader {
         let parsed: Parsed = if missing.is_empty() {
             Vec::new()
         } else if missing.len() < 64 {
-            read_and_parse(repo, missing.iter())?
+            read_and_parse(repo, missing.iter(), &self.limits)?
         } else if threads < 2 {
-            read_and_parse(&self.blob_reader(), missing.iter())?
+            read_and_parse(&self.blob_reader(), missing.iter(), &self.limits)?
         } else {
             // contiguous runs of files: neighbours in the tree tend to share delta bases
             let per_thread = missing.len().div_ceil(threads);
@@ -319,7 +324,9 @@ impl Reader {
                 let handles: Vec<_> = missing
                     .chunks(per_thread)
                     .map(|files| {
-                        scope.spawn(move || read_and_parse(&self.blob_reader(), files.iter()))
+                        scope.spawn(move || {
+                            read_and_parse(&self.blob_reader(), files.iter(), &self.limits)
+                        })
                     })
                     .collect();
                 handles
@@ -987,17 +994,35 @@ fn tree_at(
     Ok(Some(tree_id))
 }
 
+/// Reads and parses one blob; a blob over the size limit is not read (its header says how
+/// large it is) and is the file's error.
+fn read_blob(
+    repo: &gix::Repository,
+    path: &str,
+    blob: ObjectId,
+    limits: &Limits,
+) -> Result<FileObjects, SourceError> {
+    let header = repo
+        .find_header(blob)
+        .map_err(|e| backend(format!("cannot read {path}"), e))?;
+    if let Err(e) = limits.check_manifest(path, header.size()) {
+        return Ok(too_large(e));
+    }
+    let data = repo
+        .find_blob(blob)
+        .map_err(|e| backend(format!("cannot read {path}"), e))?;
+    Ok(parse_bytes(path, &data.data))
+}
+
 /// Reads and parses blobs.
 fn read_and_parse<'a>(
     repo: &gix::Repository,
     files: impl Iterator<Item = &'a (&'a str, ObjectId)>,
+    limits: &Limits,
 ) -> Result<Parsed, SourceError> {
     let mut out = Vec::new();
     for (path, blob) in files {
-        let data = repo
-            .find_blob(*blob)
-            .map_err(|e| backend(format!("cannot read {path}"), e))?;
-        out.push((*blob, Arc::new(parse_bytes(path, &data.data))));
+        out.push((*blob, Arc::new(read_blob(repo, path, *blob, limits)?)));
     }
     Ok(out)
 }

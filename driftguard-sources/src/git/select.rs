@@ -214,6 +214,15 @@ pub(crate) struct FileObjects {
 }
 
 /// Parses the bytes of one file (`path` relative to the root).
+/// The objects of a file that is over the size limit: none, and the file's error.
+pub(crate) fn too_large(error: driftguard_core::manifest::ManifestError) -> FileObjects {
+    FileObjects {
+        objects: Vec::new(),
+        errors: vec![error],
+        notes: Vec::new(),
+    }
+}
+
 pub(crate) fn parse_bytes(path: &str, data: &[u8]) -> FileObjects {
     match std::str::from_utf8(data) {
         Ok(text) => {
