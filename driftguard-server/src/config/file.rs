@@ -196,9 +196,12 @@ pub struct AuditConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditWebhookConfig {
-    /// Name of an environment variable holding the bearer token(s) the API server sends
-    /// (comma separated; `users[].user.token` of its webhook kubeconfig). Required: audit
-    /// events are never taken without it. The API's own tokens are not accepted here.
+    /// Name of an environment variable holding the token(s) the API server sends (comma
+    /// separated): as a bearer token (`users[].user.token` of its webhook kubeconfig, sent
+    /// over HTTPS only), or as the password of Basic credentials (the user info of the
+    /// kubeconfig's server URL, `http://driftguard:<token>@host:port/...`, for plain HTTP).
+    /// Required: audit events are never taken without it. The API's own tokens are not
+    /// accepted here.
     pub token_env: String,
     /// Largest accepted body, in bytes (default 16777216, 16 MiB; a batch of 400 events at
     /// `Metadata` level is about 0.5 MiB). Larger posts are refused with 413.
