@@ -5,7 +5,7 @@
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
-# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL and MCP_PYTHON for tests.
+# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON and SCHEMATHESIS for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -23,6 +23,8 @@ case "${1:-}" in
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
     # the official MCP Python SDK: the real client of the MCP tests (a venv, cached)
     mcp_python="$("$HERE/mcp-client/install.sh" | sed -n 's/^MCP_PYTHON=//p')"
+    # Schemathesis: the API contract test drives `serve` from its OpenAPI document (a venv)
+    schemathesis="$("$HERE/schemathesis/install.sh" | sed -n 's/^SCHEMATHESIS=//p')"
     {
       echo "# written by scripts/test-services.sh up"
       sed 's/^/export /' "$DRIFTGUARD_RUN/env"
@@ -31,6 +33,7 @@ case "${1:-}" in
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
       echo "export MCP_PYTHON=$mcp_python"
+      echo "export SCHEMATHESIS=$schemathesis"
     } >"$SERVICES_ENV.tmp"
     mv "$SERVICES_ENV.tmp" "$SERVICES_ENV"
     log "services up; env in $SERVICES_ENV"

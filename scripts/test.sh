@@ -3,7 +3,7 @@
 #
 # Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
 # source package, SecantusDB for MongoDB, helm for Helm charts, the MCP Python SDK as a real MCP
-# client), runs formatting, lints and every test of the workspace, and stops the services again,
+# client, Schemathesis for the API contract), runs formatting, lints and every test of the workspace, and stops the services again,
 # whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,15 @@ cargo test --workspace --no-fail-fast -- --include-ignored
 # run its tests both ways, since hashes must not depend on map order
 step "cargo test -p driftguard-core (without preserve_order)"
 cargo test -p driftguard-core
+
+# a short fuzz pass when a nightly toolchain with cargo-fuzz is here (scripts/fuzz.sh; longer
+# runs by hand: scripts/fuzz.sh 600); a crash fails the suite
+if rustup toolchain list 2>/dev/null | grep -q '^nightly' && cargo +nightly fuzz --help >/dev/null 2>&1; then
+  step "short fuzz pass (${FUZZ_SECONDS:-10}s per target)"
+  scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+else
+  step "short fuzz pass: skipped (no nightly toolchain with cargo-fuzz)"
+fi
 
 step "examples (the library embedded and extended)"
 for example in engine_in_memory scan_git_and_dump extend; do

@@ -100,26 +100,290 @@ pub fn parse_file(file: &str, text: &str, revision: Option<&str>) -> Parsed {
         match serde_yaml::from_str::<Value>(doc) {
             Ok(Value::Null) => {}
             Ok(v) => accept(file, index, start, v, revision, &mut parsed),
-            Err(e) => {
-                let line = e
-                    .location()
-                    .map_or(start, |l| start + l.line().saturating_sub(1));
-                let msg = e.to_string();
-                // serde_yaml appends " at line N column M"; our line is the file's
-                let msg = match msg.find(" at line ") {
-                    Some(i) => msg[..i].to_owned(),
-                    None => msg,
-                };
-                parsed.errors.push(ManifestError {
-                    file: file.to_owned(),
-                    line,
-                    field: None,
-                    message: format!("invalid YAML: {msg}"),
-                });
-            }
+            Err(e) => parsed.errors.push(yaml_error(file, start, &e)),
         }
     }
     parsed
+}
+
+/// More objects than a dump may hold (see [`parse_dump`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyObjects {
+    /// The limit that was passed.
+    pub max_objects: usize,
+    /// How many objects the file holds.
+    pub found: usize,
+}
+
+/// Parses a dump (`kubectl get -o yaml/json` output) like [`parse_file`], holding at most
+/// `max_objects` objects: the items of a `List` (and of a top-level array) are counted as they
+/// are parsed, and those past the limit are skipped unparsed, so a dump far over the limit costs
+/// memory for the limit's worth of objects, not for the whole dump. Over the limit it is an
+/// error saying how many objects the file holds.
+pub fn parse_dump(file: &str, text: &str, max_objects: usize) -> Result<Parsed, TooManyObjects> {
+    let budget = bounded::Budget::new(max_objects);
+    let mut parsed = Parsed::default();
+    if file.to_ascii_lowercase().ends_with(".json") {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let value = serde::de::DeserializeSeed::deserialize(bounded::Document(&budget), &mut de)
+            .and_then(|v| de.end().map(|()| v));
+        match value {
+            Ok(v) => accept(file, 0, 1, v, None, &mut parsed),
+            Err(e) => parsed.errors.push(ManifestError {
+                file: file.to_owned(),
+                line: e.line().max(1),
+                field: None,
+                message: format!("invalid JSON: {e}"),
+            }),
+        }
+    } else {
+        for (index, (start, doc)) in split_documents(text).into_iter().enumerate() {
+            if doc
+                .lines()
+                .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            {
+                continue;
+            }
+            let value = serde::de::DeserializeSeed::deserialize(
+                bounded::Document(&budget),
+                serde_yaml::Deserializer::from_str(doc),
+            );
+            match value {
+                Ok(Value::Null) => {}
+                // a document of its own is one object (a list's items were counted)
+                Ok(v) if v.is_object() && !v.get("items").is_some_and(Value::is_array) => {
+                    if budget.take_one() {
+                        accept(file, index, start, v, None, &mut parsed);
+                    }
+                }
+                Ok(v) => accept(file, index, start, v, None, &mut parsed),
+                Err(e) => parsed.errors.push(yaml_error(file, start, &e)),
+            }
+        }
+    }
+    let found = parsed.objects.len() + budget.over();
+    if found > max_objects {
+        return Err(TooManyObjects { max_objects, found });
+    }
+    Ok(parsed)
+}
+
+/// A YAML error as the file's: its line counted from the document's first line.
+fn yaml_error(file: &str, start: usize, e: &serde_yaml::Error) -> ManifestError {
+    let line = e
+        .location()
+        .map_or(start, |l| start + l.line().saturating_sub(1));
+    let msg = e.to_string();
+    // serde_yaml appends " at line N column M"; our line is the file's
+    let msg = match msg.find(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg,
+    };
+    ManifestError {
+        file: file.to_owned(),
+        line,
+        field: None,
+        message: format!("invalid YAML: {msg}"),
+    }
+}
+
+/// Parsing a document into a [`Value`] while counting the items of its top-level `items`
+/// array (or of the document itself when it is an array) against a budget.
+mod bounded {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde::Deserialize;
+    use serde_json::{Map, Value};
+
+    /// How many objects may still be read, and how many were skipped past the limit.
+    pub(super) struct Budget {
+        left: Cell<usize>,
+        over: Cell<usize>,
+    }
+
+    impl Budget {
+        pub(super) fn new(max: usize) -> Self {
+            Budget {
+                left: Cell::new(max),
+                over: Cell::new(0),
+            }
+        }
+
+        /// Takes one object from the budget: `false` (and counted as over) when none is left.
+        pub(super) fn take_one(&self) -> bool {
+            match self.left.get().checked_sub(1) {
+                Some(left) => {
+                    self.left.set(left);
+                    true
+                }
+                None => {
+                    self.over.set(self.over.get() + 1);
+                    false
+                }
+            }
+        }
+
+        /// Objects skipped past the limit.
+        pub(super) fn over(&self) -> usize {
+            self.over.get()
+        }
+    }
+
+    /// A whole document: a mapping whose `items` are counted, or an array whose elements are.
+    pub(super) struct Document<'a>(pub(super) &'a Budget);
+
+    impl<'de> DeserializeSeed<'de> for Document<'_> {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(DocumentVisitor(self.0))
+        }
+    }
+
+    struct DocumentVisitor<'a>(&'a Budget);
+
+    impl<'de> Visitor<'de> for DocumentVisitor<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a Kubernetes object or list")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = if key == "items" {
+                    map.next_value_seed(Items(self.0))?
+                } else {
+                    map.next_value::<Value>()?
+                };
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+            ItemsVisitor(self.0).visit_seq(seq)
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            Value::deserialize(d)
+        }
+    }
+
+    /// The `items` of a list: each element taken from the budget before it is parsed.
+    struct Items<'a>(&'a Budget);
+
+    impl<'de> DeserializeSeed<'de> for Items<'_> {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(ItemsVisitor(self.0))
+        }
+    }
+
+    struct ItemsVisitor<'a>(&'a Budget);
+
+    impl<'de> Visitor<'de> for ItemsVisitor<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list of objects")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            loop {
+                if self.0.left.get() == 0 {
+                    // past the limit: counted, skipped unparsed
+                    if seq.next_element::<de::IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                    self.0.over.set(self.0.over.get() + 1);
+                    continue;
+                }
+                match seq.next_element::<Value>()? {
+                    Some(v) => {
+                        self.0.left.set(self.0.left.get() - 1);
+                        out.push(v);
+                    }
+                    None => break,
+                }
+            }
+            Ok(Value::Array(out))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+            Value::deserialize(MapAccessDeserializer::new(map))
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+    }
 }
 
 /// Reads one parsed JSON value as the `document`-th of `file`: an object (a `List` is
@@ -187,13 +451,15 @@ fn accept(
         return;
     }
     let meta = ObjectMeta::of(&value);
-    if meta.kind.ends_with("List") {
-        if let Some(items) = value.get("items").and_then(Value::as_array) {
+    if meta.kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
+        // the items are moved out, not copied: a large dump is not held twice
+        let mut value = value;
+        if let Some(Value::Array(items)) = value.as_object_mut().and_then(|m| m.remove("items")) {
             for item in items {
-                accept(file, document, line, item.clone(), revision, parsed);
+                accept(file, document, line, item, revision, parsed);
             }
-            return;
         }
+        return;
     }
     for (field, present) in [
         ("apiVersion", !meta.api_version.is_empty()),
@@ -227,6 +493,71 @@ fn accept(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn json_list(n: usize) -> String {
+        let items: Vec<String> = (0..n)
+            .map(|i| {
+                format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c{i}"}}}}"#)
+            })
+            .collect();
+        format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+            items.join(",")
+        )
+    }
+
+    #[test]
+    fn a_dump_is_read_up_to_its_object_limit_and_no_further() {
+        // JSON and YAML Lists, at the limit and one past it
+        let json = json_list(10);
+        let p = parse_dump("d.json", &json, 10).expect("at the limit");
+        assert_eq!(p.objects.len(), 10);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(
+            parse_dump("d.json", &json, 9).map(|p| p.objects.len()),
+            Err(TooManyObjects {
+                max_objects: 9,
+                found: 10
+            })
+        );
+        let yaml: Value = serde_json::from_str(&json).expect("json");
+        let yaml = serde_yaml::to_string(&yaml).expect("yaml");
+        assert_eq!(
+            parse_dump("d.yaml", &yaml, 10).expect("fits").objects.len(),
+            10
+        );
+        assert_eq!(
+            parse_dump("d.yaml", &yaml, 3).map(|p| p.objects.len()),
+            Err(TooManyObjects {
+                max_objects: 3,
+                found: 10
+            })
+        );
+        // documents of their own count too
+        let docs = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n";
+        assert_eq!(
+            parse_dump("d.yaml", docs, 2).expect("fits").objects.len(),
+            2
+        );
+        assert_eq!(
+            parse_dump("d.yaml", docs, 1).map(|p| p.objects.len()),
+            Err(TooManyObjects {
+                max_objects: 1,
+                found: 2
+            })
+        );
+        // the same objects, errors and lines as parse_file when it fits
+        let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nkind: [\n";
+        let a = parse_dump("b.yaml", bad, 100).expect("fits");
+        let b = parse_file("b.yaml", bad, None);
+        assert_eq!(a.objects.len(), b.objects.len());
+        assert_eq!(a.errors, b.errors);
+        let a = parse_dump("b.json", "{\"items\": [1, 2", 100).expect("an error, not a limit");
+        assert_eq!(
+            a.errors,
+            parse_file("b.json", "{\"items\": [1, 2", None).errors
+        );
+    }
 
     #[test]
     fn multi_document_yaml_keeps_lines() {

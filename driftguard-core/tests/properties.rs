@@ -1,7 +1,14 @@
-//! Properties: key order never changes a hash; normalization is idempotent.
+//! Properties: key order never changes a hash; normalization is idempotent; an object compared
+//! with itself is in sync; a canonical quantity reads back as itself. The same invariants as the
+//! fuzz targets of `fuzz/` (`compare`, `quantity`), on the stable toolchain.
 
+use driftguard_core::engine::{Engine, EnvironmentSpec};
 use driftguard_core::hash::hash_value;
+use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject};
 use driftguard_core::normalize::{Normalizer, SecretKey};
+use driftguard_core::ports::{DesiredSet, LiveSnapshot};
+use driftguard_core::quantity::canonical;
+use driftguard_core::state::Presence;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -90,5 +97,57 @@ proptest! {
         meta["namespace"] = json!("n");
         let twice = n.normalize("e", &again_input, &[]).expect("valid");
         prop_assert_eq!(once.content, twice.content);
+    }
+
+    #[test]
+    fn an_object_compared_with_itself_is_in_sync(
+        spec in value(),
+        data in value(),
+        kind in prop_oneof![Just("Deployment"), Just("ConfigMap"), Just("Secret"), Just("Service"), Just("Widget")],
+    ) {
+        let mut obj = object(kind, spec);
+        obj["data"] = data;
+        let mut live = obj.clone();
+        live["metadata"]["uid"] = json!("u-1");
+        let engine = Engine::new(
+            EnvironmentSpec::new("e"),
+            Normalizer::new(SecretKey::new(b"k".to_vec())),
+        );
+        let st = engine.index(
+            &DesiredSet {
+                objects: vec![RawManifest {
+                    object: RawObject::new(obj),
+                    provenance: Provenance::default(),
+                }],
+                ..DesiredSet::default()
+            },
+            &LiveSnapshot {
+                objects: vec![RawLive::new(live)],
+                errors: Vec::new(),
+            },
+        );
+        for id in st.desired.keys() {
+            let o = engine.observe(&st, id);
+            match &o.presence {
+                Presence::Both(c) => prop_assert!(c.in_sync(), "itself differs: {:?}", c.drifted),
+                other => prop_assert!(false, "itself is not on both sides: {:?}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn a_canonical_quantity_reads_back_as_itself(
+        n in 0u64..10_000_000,
+        frac in prop::option::of(0u32..1000),
+        unit in prop_oneof![Just(""), Just("m"), Just("k"), Just("M"), Just("G"), Just("Ki"), Just("Mi"), Just("Gi"), Just("e3"), Just("E-2")],
+    ) {
+        let s = match frac {
+            Some(f) => format!("{n}.{f}{unit}"),
+            None => format!("{n}{unit}"),
+        };
+        if let Some(c) = canonical(&s) {
+            let again = canonical(&c);
+            prop_assert_eq!(again.as_deref(), Some(c.as_str()), "{} -> {}", s, c);
+        }
     }
 }

@@ -245,6 +245,13 @@ fn parse_usize(
     }
 }
 
+/// The largest `offset` of a page (the OpenAPI document's `maximum`).
+pub const MAX_OFFSET: usize = i32::MAX as usize;
+
+fn parse_offset(v: &Option<String>) -> Result<usize, AppError> {
+    parse_usize("offset", v, 0, MAX_OFFSET)
+}
+
 fn parse_limit(v: &Option<String>, default: usize) -> Result<usize, AppError> {
     let n = parse_usize("limit", v, default, MAX_LIMIT)?;
     if n == 0 {
@@ -255,8 +262,12 @@ fn parse_limit(v: &Option<String>, default: usize) -> Result<usize, AppError> {
 
 fn parse_time(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, AppError> {
     v.as_deref()
-        .filter(|s| !s.is_empty())
         .map(|s| {
+            if s.is_empty() {
+                return Err(AppError::bad_request(format!(
+                    "{name}: empty (leave the parameter out for no bound)"
+                )));
+            }
             DateTime::parse_from_rfc3339(s)
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|_| {
@@ -294,10 +305,10 @@ pub struct DriftParams {
     /// `severity` (default), `detected`, `updated` or `object`.
     pub sort: Option<String>,
     /// Page size (1..1000, default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Items to skip (default 0).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, maximum = 2147483647)]
     pub offset: Option<String>,
 }
 
@@ -318,7 +329,7 @@ impl DriftParams {
             status: parse::<DriftStatus>("status", &self.status)?.unwrap_or_default(),
             sort: parse::<DriftSort>("sort", &self.sort)?.unwrap_or_default(),
             limit: parse_limit(&self.limit, 100)?,
-            offset: parse_usize("offset", &self.offset, 0, usize::MAX / 4)?,
+            offset: parse_offset(&self.offset)?,
         })
     }
 }
@@ -415,14 +426,16 @@ pub struct EventParams {
     /// Event kind: `detected`, `changed`, `resolved`.
     pub event: Option<String>,
     /// From (inclusive, RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// To (exclusive, RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Page size (1..1000, default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     /// Items to skip.
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, maximum = 2147483647)]
     pub offset: Option<String>,
 }
 
@@ -436,12 +449,17 @@ async fn list_events(
     q: Result<Query<EventParams>, QueryRejection>,
 ) -> Result<Json<EventPage>, AppError> {
     let Query(p) = q.map_err(query_error)?;
-    let environment = p.environment.clone().filter(|s| !s.is_empty());
-    queries::known_env(&state, &environment)?;
     let object = p.object.as_deref().filter(|s| !s.is_empty());
+    // an object reference may name its environment (`prod:Deployment/shop/web`)
+    let environment = p.environment.clone().filter(|s| !s.is_empty()).or_else(|| {
+        object
+            .and_then(|o| driftguard_core::id::ObjectRef::parse(o).ok())
+            .and_then(|r| r.environment)
+    });
+    queries::known_env(&state, &environment)?;
     if object.is_some() && environment.is_none() {
         return Err(AppError::bad_request(
-            "object: needs the environment parameter too",
+            "object: needs the environment (the environment parameter, or `env:` before the reference)",
         ));
     }
     let mut query = EventQuery {
@@ -451,7 +469,7 @@ async fn list_events(
         since: parse_time("since", &p.since)?,
         until: parse_time("until", &p.until)?,
         limit: parse_limit(&p.limit, 100)?,
-        offset: parse_usize("offset", &p.offset, 0, usize::MAX / 4)?,
+        offset: parse_offset(&p.offset)?,
     };
     if let (Some(s), Some(u)) = (query.since, query.until) {
         if u < s {
@@ -494,7 +512,7 @@ pub struct ScanParams {
     /// Environment.
     pub environment: Option<String>,
     /// How many (1..1000, default 20).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
@@ -559,7 +577,7 @@ async fn scan_now(
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// Most events (1..1000, default 100).
-    #[param(value_type = Option<u32>)]
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
 }
 
@@ -885,6 +903,90 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The query parameters whose values are names of a core enum: the document gives each the
+/// pattern of those names (any ASCII case, or empty for "any"), taken from the enum itself.
+struct NamedParams;
+
+/// `(parameter, names)` of the query parameters read with [`parse`].
+fn named_params() -> [(&'static str, &'static [&'static str]); 7] {
+    use driftguard_core::names::Named;
+    [
+        ("drift", DriftKind::NAMES),
+        ("direction", Direction::NAMES),
+        ("severity", Severity::NAMES),
+        ("status", DriftStatus::NAMES),
+        ("sort", DriftSort::NAMES),
+        ("event", EventKind::NAMES),
+        ("action", RemediationAction::NAMES),
+    ]
+}
+
+/// A regular expression (ECMA 262, as JSON Schema reads it) matching `names` in any ASCII
+/// case, or the empty string.
+fn names_pattern(names: &[&str]) -> String {
+    let alternatives: Vec<String> = names
+        .iter()
+        .map(|n| {
+            n.chars()
+                .map(|c| {
+                    if c.is_ascii_alphabetic() {
+                        format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                    } else if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                        c.to_string()
+                    } else {
+                        format!("\\{c}")
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(|{})$", alternatives.join("|"))
+}
+
+/// The grammar of an object reference in the API, as [`driftguard_core::id::ObjectRef::parse`]
+/// reads it: `[env:]Kind[.group]/[namespace/]name`, every part non-empty; before the first `/`
+/// a `:` ends the environment.
+/// Empty stands for "any object".
+pub const OBJECT_REF_PATTERN: &str =
+    "^(?:(?:[^:/]+:[^/.]+(?:\\.[^/]+)?|[^:/.]+(?:\\.[^:/]+)?)/(?:[^/]+/)?[^/]+)?$";
+
+/// The same without the environment: a path that already names it
+/// (`/environments/{env}/objects/{object}`).
+pub const OBJECT_IN_ENV_PATTERN: &str = "^[^:/.]+(?:\\.[^:/]+)?/(?:[^/]+/)?[^/]+$";
+
+impl utoipa::Modify for NamedParams {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{RefOr, Schema};
+        let named = named_params();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    if p.name == "object" {
+                        let pattern = match p.parameter_in {
+                            ParameterIn::Path => OBJECT_IN_ENV_PATTERN,
+                            _ => OBJECT_REF_PATTERN,
+                        };
+                        if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut() {
+                            o.pattern = Some(pattern.to_owned());
+                        }
+                        continue;
+                    }
+                    if !matches!(p.parameter_in, ParameterIn::Query) {
+                        continue;
+                    }
+                    let Some((_, names)) = named.iter().find(|(n, _)| *n == p.name) else {
+                        continue;
+                    };
+                    if let Some(RefOr::T(Schema::Object(o))) = p.schema.as_mut() {
+                        o.pattern = Some(names_pattern(names));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI description of the API, generated from the handlers and DTOs.
 #[derive(OpenApi)]
 #[openapi(
@@ -897,6 +999,6 @@ impl utoipa::Modify for BearerAuth {
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &NamedParams),
 )]
 pub struct ApiDoc;

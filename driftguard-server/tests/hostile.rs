@@ -299,3 +299,89 @@ async fn a_uri_too_long_gets_the_one_error_shape() {
     stop.cancel();
     server.await.expect("joined").expect("served");
 }
+
+/// A 100 MB request body (declared by its length, or sent chunked without one) is refused with
+/// 413 and the one error shape, by the default body limit (1 MiB, `server.bodyLimit`); the
+/// server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_megabyte_body_is_refused_with_413() {
+    let store = Arc::new(MemoryStore::new());
+    let env = environment(store.clone());
+    let state = AppState::builder(store, vec![env], Arc::new(Metrics::new()))
+        .webhook_secret(Some(SECRET.into()))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    let server = tokio::spawn(driftguard_server::run(listener, state, async move {
+        s.cancelled().await
+    }));
+    const HUNDRED_MB: usize = 100 * 1024 * 1024;
+    for chunked in [false, true] {
+        let answer = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let head = if chunked {
+                "POST /api/v1/webhooks/git HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_owned()
+            } else {
+                format!("POST /api/v1/webhooks/git HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nContent-Length: {HUNDRED_MB}\r\nConnection: close\r\n\r\n")
+            };
+            let _ = s.write_all(head.as_bytes());
+            let writer = s.try_clone().expect("clone");
+            // the body goes out on its own thread until the server stops reading
+            let sender = std::thread::spawn(move || {
+                let mut w = writer;
+                let chunk = vec![b'x'; 1024 * 1024];
+                let mut sent = 0;
+                while sent < HUNDRED_MB {
+                    let ok = if chunked {
+                        w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                            .and_then(|()| w.write_all(&chunk))
+                            .and_then(|()| w.write_all(b"\r\n"))
+                    } else {
+                        w.write_all(&chunk)
+                    };
+                    if ok.is_err() {
+                        break;
+                    }
+                    sent += chunk.len();
+                }
+                if chunked {
+                    let _ = w.write_all(b"0\r\n\r\n");
+                }
+                sent
+            });
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = sender.join();
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+        .expect("joined");
+        assert!(
+            answer.starts_with("HTTP/1.1 413"),
+            "chunked {chunked}: {answer:.300}"
+        );
+        assert_eq!(
+            body_of(&answer)["error"]["code"],
+            "payload_too_large",
+            "{answer:.300}"
+        );
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        raw(
+            port,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    })
+    .await
+    .expect("joined");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    stop.cancel();
+    server.await.expect("joined").expect("served");
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use driftguard_core::limits::Limits;
-use driftguard_core::manifest::{parse_file, ManifestError};
+use driftguard_core::manifest::{parse_dump, ManifestError};
 use driftguard_core::model::{RawLive, Revision};
 use driftguard_core::ports::{
     DesiredSet, GitSource, LiveScope, LiveSnapshot, LiveSource, SourceError,
@@ -395,14 +395,25 @@ impl DumpSource {
                     message: "dump is not valid UTF-8".into(),
                 })
             })?;
-            let (live, errors) = parse_file(&name, text, None).into_live();
+            // counted while parsed: objects past the limit are skipped, not held
+            let left = self.limits.max_objects.saturating_sub(objects.len());
+            let parsed = parse_dump(&name, text, left).map_err(|e| {
+                let count = objects.len() + e.found;
+                match self.limits.check_objects(&format!("dump {name}"), count) {
+                    Err(e) => SourceError::Invalid(e),
+                    Ok(()) => SourceError::Invalid(ManifestError {
+                        file: name.clone(),
+                        line: 0,
+                        field: None,
+                        message: format!("{count} objects, over the limit"),
+                    }),
+                }
+            })?;
+            let (live, errors) = parsed.into_live();
             if let Some(e) = errors.into_iter().next() {
                 return Err(SourceError::Invalid(e));
             }
             objects.extend(live);
-            self.limits
-                .check_objects(&format!("dump {name}"), objects.len())
-                .map_err(SourceError::Invalid)?;
         }
         Ok(objects)
     }

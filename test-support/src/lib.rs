@@ -119,6 +119,20 @@ pub fn helm_kubectl() -> PathBuf {
     program(&path, &["version", "--client"])
 }
 
+/// Schemathesis's `st` (PyPI, installed by `scripts/schemathesis/install.sh` into a venv under
+/// [`cache_dir`]): `SCHEMATHESIS` from the environment or `services.env`, else that venv; checked
+/// to run (`st --version`). Missing fails the test.
+#[track_caller]
+pub fn schemathesis() -> PathBuf {
+    let path = lookup("SCHEMATHESIS").unwrap_or_else(|| {
+        cache_dir()
+            .join("schemathesis-venv/bin/st")
+            .display()
+            .to_string()
+    });
+    program(&path, &["--version"])
+}
+
 /// Where the test services' downloads and builds are kept (`$DRIFTGUARD_CACHE`, from the
 /// environment or `services.env`; default `~/.cache/driftguard`).
 pub fn cache_dir() -> PathBuf {
