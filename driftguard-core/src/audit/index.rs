@@ -81,17 +81,39 @@ impl AuditSnapshot {
 
     /// `changes` applied to `self` (the meaning every store gives to a save).
     pub fn apply(&mut self, changes: &AuditSnapshot) {
-        for o in &changes.objects {
-            self.objects.retain(|x| x.object != o.object);
-            if !o.writes.is_empty() {
-                self.objects.push(o.clone());
+        if !changes.objects.is_empty() {
+            // one merge of two sorted lists (a change named twice: the last one wins), so that
+            // a save costs the size of the index once, not once per object it changes
+            let changed: std::collections::BTreeMap<&AuditObject, &ObjectWrites> =
+                changes.objects.iter().map(|o| (&o.object, o)).collect();
+            if !self.objects.is_sorted_by(|a, b| a.object <= b.object) {
+                self.objects.sort_by(|a, b| a.object.cmp(&b.object));
             }
+            let old = std::mem::take(&mut self.objects);
+            let mut merged = Vec::with_capacity(old.len() + changed.len());
+            let mut new = changed.into_iter().peekable();
+            for o in old {
+                while let Some((_, n)) = new.next_if(|(k, _)| **k < o.object) {
+                    if !n.writes.is_empty() {
+                        merged.push(n.clone());
+                    }
+                }
+                match new.next_if(|(k, _)| **k == o.object) {
+                    Some((_, n)) if !n.writes.is_empty() => merged.push(n.clone()),
+                    Some(_) => {}
+                    None => merged.push(o),
+                }
+            }
+            merged.extend(
+                new.filter(|(_, n)| !n.writes.is_empty())
+                    .map(|(_, n)| n.clone()),
+            );
+            self.objects = merged;
         }
         for c in &changes.cursors {
             self.cursors.retain(|x| x.source != c.source);
             self.cursors.push(c.clone());
         }
-        self.objects.sort_by(|a, b| a.object.cmp(&b.object));
         self.cursors.sort_by(|a, b| a.source.cmp(&b.source));
     }
 }
