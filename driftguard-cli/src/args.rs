@@ -145,6 +145,11 @@ pub(crate) struct ScanArgs {
     /// File holding the Secret hashing key.
     #[arg(long, value_name = "FILE")]
     pub(crate) secret_key_file: Option<PathBuf>,
+    /// The API server's audit log (`--audit-log-path`, JSON lines), read on from where the
+    /// last scan left it, so that each drift names who made it (every scanned environment;
+    /// `audit.logFile` in the configuration).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub(crate) output: Format,

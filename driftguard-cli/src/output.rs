@@ -425,6 +425,21 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
             let _ = writeln!(out, "  commit:    unknown (no Git history for this source)");
         }
     }
+    if !d.attribution.writers.is_empty() {
+        let since = d
+            .attribution
+            .audit_since
+            .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  who:       {} (audit log{since})",
+            d.attribution.users().join(", ")
+        );
+        for w in &d.attribution.writers {
+            let _ = writeln!(out, "    {} [audit id {}]", w.describe(), w.audit_id);
+        }
+    }
     if d.fields.is_empty() {
         let _ = writeln!(
             out,
@@ -465,6 +480,15 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
             owners.join("; ")
         };
         let _ = writeln!(out, "      live value set by: {by}");
+        for w in d
+            .attribution
+            .owners
+            .iter()
+            .filter(|o| o.path == f.path)
+            .filter_map(|o| d.attribution.writer_of(o))
+        {
+            let _ = writeln!(out, "      who:  {}", w.describe());
+        }
     }
     out
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use driftguard_server::config::{
-    Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig, OneOrMany,
+    AuditConfig, Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig, OneOrMany,
 };
 
 use crate::args::{Global, ScanArgs};
@@ -151,6 +151,9 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
                     env.live = Some(l);
                 }
                 env.namespaces.extend(a.namespace.iter().cloned());
+                if let Some(log) = &a.audit_log {
+                    env.audit.get_or_insert_with(AuditConfig::default).log_file = Some(abs(log));
+                }
             }
             Ok((config, selected))
         }
@@ -166,6 +169,10 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
                 dir,
                 live: Some(live),
                 namespaces: a.namespace.clone(),
+                audit: a.audit_log.as_ref().map(|p| AuditConfig {
+                    log_file: Some(p.clone()),
+                    ..AuditConfig::default()
+                }),
                 ..EnvironmentConfig::default()
             };
             let config = Config::from_flags(ConfigFile {

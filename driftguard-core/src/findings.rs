@@ -2051,6 +2051,7 @@ mod tests {
             operation: op.into(),
             subresource: String::new(),
             time: None,
+            audit_id: None,
         };
         let judge = |o: FieldOwner| {
             let owners = [o];

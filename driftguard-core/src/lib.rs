@@ -38,6 +38,7 @@
 //! ```
 
 pub mod admission;
+pub mod audit;
 pub mod compare;
 pub mod convert;
 pub mod doc;

@@ -36,6 +36,10 @@ pub struct FieldOwner {
     pub subresource: String,
     /// When it wrote.
     pub time: Option<DateTime<Utc>>,
+    /// The audit id of the write that set the field, when the audit log names one (see
+    /// [`crate::audit::attribute`]): the drift's attribution holds it among its writers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
 }
 
 /// Reads `metadata.managedFields` of a live object.
@@ -154,6 +158,7 @@ pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[String]) -> Vec<Fiel
                 operation: e.operation.clone(),
                 subresource: e.subresource.clone(),
                 time: e.time,
+                audit_id: None,
             });
         }
     }

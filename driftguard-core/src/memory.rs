@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::AuditSnapshot;
 use crate::id::ResourceId;
 use crate::model::{RawLive, Revision};
 use crate::ports::{
@@ -31,6 +32,7 @@ struct MemoryInner {
     delivered: HashMap<String, DateTime<Utc>>,
     /// The highest leadership epoch written per environment.
     epochs: HashMap<String, u64>,
+    audit: HashMap<String, AuditSnapshot>,
 }
 
 impl MemoryStore {
@@ -154,6 +156,28 @@ impl DriftStore for MemoryStore {
         let mut inner = self.lock();
         let mark = inner.delivered.entry(notifier.to_owned()).or_insert(until);
         *mark = (*mark).max(until);
+        Ok(())
+    }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        Ok(self
+            .lock()
+            .audit
+            .get(environment)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        self.lock()
+            .audit
+            .entry(environment.to_owned())
+            .or_default()
+            .apply(changes);
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use futures_core::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::LabelSelectorError;
+use crate::audit::AuditSnapshot;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
@@ -587,6 +588,28 @@ pub trait DriftStore: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let _ = (notifier, until);
+        Ok(())
+    }
+
+    /// The audit index of `environment` as kept: the recent writes of each object and how
+    /// far audit log files were read (see [`crate::audit`]), so that a restart does not forget
+    /// who did what. Empty when nothing was saved, and always for a store that does not keep
+    /// it (the default).
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        let _ = environment;
+        Ok(AuditSnapshot::default())
+    }
+
+    /// Saves changes to the audit index of `environment`, all or nothing, with the meaning of
+    /// [`AuditSnapshot::apply`]: each object's writes replace the kept ones (an object without
+    /// writes is forgotten), each cursor replaces the one of its file. Not touched by
+    /// [`DriftStore::prune`] (the index has its own limits). The default keeps nothing.
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        let _ = (environment, changes);
         Ok(())
     }
 }

@@ -11,9 +11,10 @@
 //! A scanner keeps state between calls (the indexed environment, the records, the batches the
 //! store has not taken yet). One scan or live change runs at a time per scanner: [`Scanner::scan`],
 //! [`Scanner::apply_live_change`] and [`Scanner::retry_unwritten`] hold the scanner's state for
-//! their whole run, and a call made meanwhile waits its turn. The other methods
-//! ([`Scanner::fetch`], [`Scanner::watch`], [`Scanner::live_scope`], [`Scanner::write_health`])
-//! never wait for a scan. Callers need no lock of their own.
+//! their whole run, and a call made meanwhile waits its turn; so does
+//! [`Scanner::attribute_writes`]. The other methods ([`Scanner::fetch`], [`Scanner::watch`],
+//! [`Scanner::live_scope`], [`Scanner::write_health`], [`Scanner::ingest_audit`],
+//! [`Scanner::audit_cursor`]) never wait for a scan. Callers need no lock of their own.
 //!
 //! ## Leadership terms
 //!
@@ -33,7 +34,7 @@
 //! announced once written, never before. A full scan writes nothing while batches are kept: it
 //! fails with [`ScanError::Store`] until they are written.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,6 +42,7 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use futures_util::lock::Mutex as AsyncMutex;
 
+use crate::audit::{AuditCursor, AuditEvent, AuditEvidence, AuditIndex, AuditObject, IngestStats};
 use crate::engine::{
     history_wanted, Engine, EnvState, Evaluation, Histories, ScanError, ScanReport, HISTORY_DEPTH,
 };
@@ -54,7 +56,7 @@ use crate::ports::{
     StoreError,
 };
 use crate::severity::drift_score;
-use crate::state::{Drift, DriftEvent, DriftRecord, Tick};
+use crate::state::{Drift, DriftEvent, DriftRecord, Observation, Tick};
 
 /// Most batches a scanner keeps while the store cannot be written.
 pub const MAX_UNWRITTEN: usize = 10_000;
@@ -79,6 +81,8 @@ struct ScanState {
     unwritten: VecDeque<ScanBatch>,
     /// The leadership epoch stamped on every batch (`None`: no election).
     epoch: Option<u64>,
+    /// When the last full scan of this scanner started.
+    last_full_scan: Option<DateTime<Utc>>,
 }
 
 /// Where a scanner reads both sides from.
@@ -107,6 +111,8 @@ pub struct Scanner {
     /// The epoch of the current term, published (the state holds the one batches carry).
     epoch: Mutex<Option<u64>>,
     seq: AtomicU64,
+    /// The audit index, loaded from the store on first use (only with audit settings).
+    audit: AsyncMutex<Option<AuditIndex>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -160,6 +166,7 @@ impl Scanner {
             health: Mutex::new(WriteHealth::default()),
             epoch: Mutex::new(None),
             seq: AtomicU64::new(0),
+            audit: AsyncMutex::new(None),
         }
     }
 
@@ -387,16 +394,22 @@ impl Scanner {
         } else {
             git.histories(&wanted, HISTORY_DEPTH).await
         };
+        // gather: the audit log's writes of the drifted objects
+        let (audit, audit_problem) = self
+            .audit_evidence(&observations, state.last_full_scan)
+            .await;
         // evaluate: pure
-        let ev = self
-            .engine
-            .evaluate(&st, &records, observations, &histories, &tick);
+        let ev =
+            self.engine
+                .evaluate_audited(&st, &records, observations, &histories, &audit, &tick);
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());
         errors.extend(warnings);
+        errors.extend(audit_problem);
         let report = self
             .finish(state, &tick, ev, errors, notes, st.errors.clone())
             .await?;
+        state.last_full_scan = Some(started);
         *self.scope.lock().expect("scope cell is never poisoned") = Some(self.scope_of(&st));
         state.env = Some(st);
         Ok(report)
@@ -612,6 +625,53 @@ impl Scanner {
             }
             LiveChange::Disconnected(_) => return Ok(Vec::new()),
         };
+        self.reevaluate(state, ids, now).await
+    }
+
+    /// Re-evaluates the open drifts of `objects`, the objects new audit events wrote to (see
+    /// [`Scanner::ingest_audit`]), so that they name who made them: a drift whose writers grow
+    /// gets a `changed` event. Written, kept and announced like a live change. Needs one full
+    /// scan first (returns no events before that).
+    pub async fn attribute_writes(
+        &self,
+        objects: &[AuditObject],
+    ) -> Result<Vec<DriftEvent>, ScanError> {
+        if objects.is_empty() || self.engine.spec.audit.is_none() {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
+        if state.env.is_none() {
+            return Ok(Vec::new());
+        }
+        let wanted: HashSet<&AuditObject> = objects.iter().collect();
+        let mut ids: Vec<ResourceId> = state
+            .records
+            .values()
+            .filter(|r| r.drift.as_ref().is_some_and(Drift::is_open))
+            .map(|r| &r.id)
+            .filter(|id| wanted.contains(&AuditObject::of(id)))
+            .cloned()
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        ids.sort_unstable();
+        self.reevaluate(state, ids, now).await
+    }
+
+    /// Evaluates `ids` again against the indexed environment and writes what changed (the
+    /// second half of a live change).
+    async fn reevaluate(
+        &self,
+        state: &mut ScanState,
+        ids: Vec<ResourceId>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DriftEvent>, ScanError> {
+        let Some(st) = state.env.as_ref() else {
+            return Ok(Vec::new());
+        };
         let tick = Tick {
             now,
             scan_id: self.scan_id(now),
@@ -630,9 +690,17 @@ impl Scanner {
             }
             _ => Default::default(),
         };
-        let mut ev = self
-            .engine
-            .evaluate(st, &state.records, observations, &histories, &tick);
+        let (audit, _) = self
+            .audit_evidence(&observations, state.last_full_scan)
+            .await;
+        let mut ev = self.engine.evaluate_audited(
+            st,
+            &state.records,
+            observations,
+            &histories,
+            &audit,
+            &tick,
+        );
         let batch = ScanBatch {
             upserts: std::mem::take(&mut ev.upserts),
             deletes: std::mem::take(&mut ev.deletes),
@@ -658,6 +726,146 @@ impl Scanner {
                 queued: state.unwritten.len(),
                 source,
             }),
+        }
+    }
+
+    /// Adds audit events to the environment's index of recent writes (the writes among them:
+    /// see [`AuditEvent::is_write`]; the privacy setting is applied first) and saves what
+    /// changed, with `cursor` (how far an audit log file was read) in the same save. Never
+    /// waits for a scan. Without audit settings ([`crate::engine::EnvironmentSpec::audit`])
+    /// every event is ignored.
+    ///
+    /// When the store refuses the save, the error is returned and the index keeps the events
+    /// (and the cursor) in memory, saved with the next ingestion: a sender that posts them
+    /// again adds nothing twice (writes are told apart by audit id). Follow with
+    /// [`Scanner::attribute_writes`] for the objects it names, so that open drifts name their
+    /// writers.
+    pub async fn ingest_audit(
+        &self,
+        events: &[AuditEvent],
+        cursor: Option<AuditCursor>,
+    ) -> Result<IngestStats, StoreError> {
+        let Some(spec) = &self.engine.spec.audit else {
+            return Ok(IngestStats {
+                received: events.len(),
+                ignored: events.len(),
+                ..IngestStats::default()
+            });
+        };
+        let now = self.clock.now();
+        let mut slot = self.audit.lock().await;
+        let index = self.audit_index(&mut slot).await?;
+        let stats = index.ingest(events, spec.user_names, &self.engine.normalizer, now);
+        if let Some(c) = cursor {
+            index.set_cursor(c);
+        }
+        let changes = index.take_changes();
+        if !changes.is_empty() {
+            if let Err(e) = self
+                .store
+                .save_audit_index(self.environment(), &changes)
+                .await
+            {
+                index.restore_changes(&changes);
+                return Err(e);
+            }
+        }
+        Ok(stats)
+    }
+
+    /// How far the audit log file at `source` was read, as the index keeps it (`None`: never,
+    /// or no audit settings).
+    pub async fn audit_cursor(&self, source: &str) -> Result<Option<AuditCursor>, StoreError> {
+        if self.engine.spec.audit.is_none() {
+            return Ok(None);
+        }
+        let mut slot = self.audit.lock().await;
+        Ok(self.audit_index(&mut slot).await?.cursor(source).cloned())
+    }
+
+    /// The audit index, read from the store on first use.
+    async fn audit_index<'a>(
+        &self,
+        slot: &'a mut Option<AuditIndex>,
+    ) -> Result<&'a mut AuditIndex, StoreError> {
+        if slot.is_none() {
+            let limits = self
+                .engine
+                .spec
+                .audit
+                .as_ref()
+                .map(|a| a.limits.clone())
+                .unwrap_or_default();
+            let kept = self.store.audit_index(self.environment()).await?;
+            *slot = Some(AuditIndex::from_snapshot(limits, kept, self.clock.now()));
+        }
+        Ok(slot.get_or_insert_with(AuditIndex::default))
+    }
+
+    /// The audit evidence of an evaluation of `observations`: the indexed writes of the
+    /// drifted ones, and when the previous full scan started (`last_scan`, else the newest
+    /// full scan the store kept). A store that cannot give the index does not fail the
+    /// evaluation: its drifts name no writers this time, and the problem is returned.
+    async fn audit_evidence(
+        &self,
+        observations: &[Observation],
+        last_scan: Option<DateTime<Utc>>,
+    ) -> (AuditEvidence, Option<String>) {
+        if self.engine.spec.audit.is_none() {
+            return (AuditEvidence::default(), None);
+        }
+        let drifted: Vec<&ResourceId> = observations
+            .iter()
+            .filter(|o| o.presence.drifted())
+            .map(|o| &o.id)
+            .collect();
+        if drifted.is_empty() {
+            return (
+                AuditEvidence {
+                    enabled: true,
+                    last_scan,
+                    ..AuditEvidence::default()
+                },
+                None,
+            );
+        }
+        let last_scan = match last_scan {
+            Some(t) => Some(t),
+            // a scan that could not read the live side saw nothing in sync
+            None => self
+                .store
+                .scans(Some(self.environment()), 10)
+                .await
+                .ok()
+                .and_then(|v| v.into_iter().find(|s| s.counts.tracked > 0))
+                .map(|s| s.started_at),
+        };
+        let mut slot = self.audit.lock().await;
+        match self.audit_index(&mut slot).await {
+            Ok(index) => {
+                let mut writes = HashMap::new();
+                for id in drifted {
+                    let w = index.writes(&AuditObject::of(id));
+                    if !w.is_empty() {
+                        writes.insert(id.clone(), w.to_vec());
+                    }
+                }
+                (
+                    AuditEvidence {
+                        enabled: true,
+                        writes,
+                        last_scan,
+                    },
+                    None,
+                )
+            }
+            Err(e) => (
+                AuditEvidence::default(),
+                Some(format!(
+                    "audit index unavailable (no drift named its writers): {}",
+                    crate::error::chain(&e)
+                )),
+            ),
         }
     }
 

@@ -6,6 +6,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::audit::{merge_writers, AuditFinding, AuditWrite};
 use crate::compare::{Comparison, FieldDiff};
 use crate::findings::Finding;
 use crate::hash::FieldHashes;
@@ -65,7 +66,8 @@ named_enum! {
     pub enum EventKind: "event kind" {
         /// A drift began.
         Detected => "detected",
-        /// The drifted fields, direction, severity or findings changed.
+        /// The drifted fields, direction, severity or findings changed, or the audit log
+        /// named new writers.
         Changed => "changed",
         /// The drift ended.
         Resolved => "resolved",
@@ -99,15 +101,26 @@ impl<'de> Deserialize<'de> for Hash64 {
     }
 }
 
-/// Who changed a drifted object: field managers on the live side, the commit on the Git side.
+/// Who changed a drifted object: field managers and, from the audit log, the people behind
+/// them on the live side; the commit on the Git side.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {
-    /// Owners of the drifted fields (from `metadata.managedFields`).
+    /// Owners of the drifted fields (from `metadata.managedFields`; where it names none, from
+    /// the audit log's write, see [`crate::audit::attribute`]).
     #[serde(default)]
     pub owners: Vec<FieldOwner>,
     /// The commit that last changed the object in Git.
     #[serde(default)]
     pub commit: Option<CommitInfo>,
+    /// The writes of the audit log that may have made the drift, oldest first: who, with what,
+    /// from where, when (forward, conflict and unknown drift, in an environment with an audit
+    /// index). They only grow while the drift is open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<AuditWrite>,
+    /// Writes were taken from this time on: when the object last agreed with Git, as far as
+    /// was known when the drift was detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_since: Option<DateTime<Utc>>,
 }
 
 impl Attribution {
@@ -124,10 +137,43 @@ impl Attribution {
         out
     }
 
-    /// A one-line summary of who: the field managers for forward drift, the commit author for
-    /// reverse drift.
+    /// The write of the audit log that set an owner's field, when one is named.
+    pub fn writer_of(&self, owner: &FieldOwner) -> Option<&AuditWrite> {
+        let id = owner.audit_id.as_deref()?;
+        self.writers.iter().find(|w| w.audit_id == id)
+    }
+
+    /// The users of the writers, each once with what they wrote with: people first, then
+    /// service accounts, then system users, the most recent first (`alice (kubectl-edit)`,
+    /// `bob (kubectl/scale, kubectl-patch)`).
+    pub fn users(&self) -> Vec<String> {
+        let mut by_user: Vec<(&AuditWrite, Vec<String>)> = Vec::new();
+        for w in self.writers.iter().rev() {
+            match by_user.iter_mut().find(|(x, _)| x.user == w.user) {
+                Some((_, via)) => {
+                    if !via.contains(&w.via()) {
+                        via.push(w.via());
+                    }
+                }
+                None => by_user.push((w, vec![w.via()])),
+            }
+        }
+        by_user.sort_by_key(|(w, _)| w.user.class);
+        by_user
+            .into_iter()
+            .map(|(w, via)| format!("{} ({})", w.user.display(), via.join(", ")))
+            .collect()
+    }
+
+    /// A one-line summary of who: for forward drift the users the audit log names (else the
+    /// field managers), for reverse drift the commit author.
     pub fn who(&self, direction: Direction) -> String {
-        let managers = self.managers().join(", ");
+        let users = self.users();
+        let live = if users.is_empty() {
+            self.managers().join(", ")
+        } else {
+            users.join(", ")
+        };
         let commit = self
             .commit
             .as_ref()
@@ -135,19 +181,19 @@ impl Attribution {
         match direction {
             // Git moved: the commit is who; the cluster's managers only applied older Git
             Direction::Reverse => commit.unwrap_or_default(),
-            // the cluster moved: only its field managers can say who (the commit that last
-            // changed the object in Git is not the person who changed the cluster)
-            Direction::Forward => managers,
+            // the cluster moved: only its writers can say who (the commit that last changed
+            // the object in Git is not the person who changed the cluster)
+            Direction::Forward => live,
             Direction::Conflict => match commit {
-                Some(c) if !managers.is_empty() => format!("{managers}; {c}"),
+                Some(c) if !live.is_empty() => format!("{live}; {c}"),
                 Some(c) => c,
-                None => managers,
+                None => live,
             },
             Direction::Unknown => {
-                if managers.is_empty() {
+                if live.is_empty() {
                     commit.unwrap_or_default()
                 } else {
-                    managers
+                    live
                 }
             }
         }
@@ -318,6 +364,11 @@ impl Presence {
     pub fn drifted(&self) -> bool {
         drift_kind(self).is_some()
     }
+
+    /// Which kind of drift this observation shows, if any.
+    pub fn drift_kind(&self) -> Option<DriftKind> {
+        drift_kind(self)
+    }
 }
 
 /// An observation of one object.
@@ -346,6 +397,8 @@ pub struct Observation {
     /// that changes something moves). A drift that ends while the mark moved was ended by an
     /// apply: it is resolved as [`Resolution::Applied`]. `None` for Kubernetes sources.
     pub applied_mark: Option<u64>,
+    /// What the audit log says of the drift (`None`: the environment keeps no audit index).
+    pub audit: Option<AuditFinding>,
 }
 
 impl Observation {
@@ -362,6 +415,7 @@ impl Observation {
             findings: Vec::new(),
             provenance: None,
             applied_mark: None,
+            audit: None,
         }
     }
 }
@@ -446,9 +500,18 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                 _ => Vec::new(),
             };
             let direction = direction(prev, obs, kind, tick);
+            // the cluster's writers say nothing of a drift Git made
+            let writers_for = |d: Direction| {
+                obs.audit
+                    .as_ref()
+                    .filter(|_| d != Direction::Reverse)
+                    .map(|f| f.writers.as_slice())
+            };
             let attribution = Attribution {
                 owners: obs.owners.clone(),
                 commit: obs.commit.clone(),
+                writers: writers_for(direction).unwrap_or_default().to_vec(),
+                audit_since: obs.audit.as_ref().and_then(|f| f.since),
             };
             match prev_drift.filter(|d| d.kind == kind) {
                 Some(open) => {
@@ -464,15 +527,24 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     next.findings = obs.findings.clone();
                     next.api_version = obs.api_version.clone();
                     if !obs.owners.is_empty() || obs.commit.is_some() {
-                        next.attribution = attribution;
+                        next.attribution.owners = attribution.owners;
+                        next.attribution.commit = attribution.commit;
+                    }
+                    if let Some(found) = writers_for(direction) {
+                        next.attribution.writers = merge_writers(&open.attribution.writers, found);
+                    }
+                    if next.attribution.audit_since.is_none() {
+                        next.attribution.audit_since = attribution.audit_since;
                     }
                     if obs.provenance.is_some() {
                         next.provenance = obs.provenance.clone();
                     }
+                    // newly named writers are news too: who did it, once the audit log said
                     if next.fields != open.fields
                         || next.direction != open.direction
                         || next.severity != open.severity
                         || next.findings != open.findings
+                        || next.attribution.writers != open.attribution.writers
                     {
                         next.updated_at = tick.now;
                         next.revision = tick.revision.clone();

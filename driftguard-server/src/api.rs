@@ -1,5 +1,6 @@
 //! The REST API (axum), its authentication, limits and the OpenAPI document.
 
+use base64::Engine as _;
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -13,12 +14,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::parse_event_list;
 use driftguard_core::error::chain;
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::remediation::RemediationAction;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 use driftguard_store::BufferHealth;
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -51,7 +54,10 @@ pub fn router(state: AppState) -> Router {
         .route("/scans", get(list_scans))
         .route("/openapi.json", get(openapi_json))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
-    let hooks = Router::new().route("/webhooks/git", post(git_webhook));
+    // their own authentication: a push signature, the API server's audit token
+    let hooks = Router::new()
+        .route("/webhooks/git", post(git_webhook))
+        .route("/environments/{env}/audit", post(audit_webhook));
     // MCP (streamable HTTP) behind the same authentication as the API
     let mcp = Router::new()
         .nest_service("/mcp", crate::mcp::http_service(state.clone()))
@@ -128,6 +134,48 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks an audit post's token against `tokens` (each compared in constant time): as
+/// `Authorization: Bearer <token>`, or as the password of `Authorization: Basic` (any user
+/// name). The API server's webhook client sends a kubeconfig's `token` only over HTTPS; over
+/// plain HTTP it sends the credentials of the server URL's user info
+/// (`http://driftguard:<token>@127.0.0.1:8080/...`) as Basic, and masks that password in the
+/// errors it logs.
+fn check_audit_token(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(AppError::unauthorized(
+            "missing audit token: send `Authorization: Bearer <token>`, or Basic credentials \
+             with the token as the password",
+        ));
+    };
+    let value = value.to_str().unwrap_or("").trim();
+    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    let token = if scheme.eq_ignore_ascii_case("bearer") {
+        Some(credentials.trim().to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64::engine::general_purpose::STANDARD
+            .decode(credentials.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()))
+    } else {
+        None
+    };
+    let Some(token) = token else {
+        return Err(AppError::unauthorized(
+            "expected `Authorization: Bearer <token>` or `Authorization: Basic` with the token \
+             as the password",
+        ));
+    };
+    let mut ok = false;
+    for t in tokens {
+        ok |= constant_time_eq(t.as_bytes(), token.as_bytes());
+    }
+    if !ok {
+        return Err(AppError::unauthorized("invalid audit token"));
+    }
+    Ok(())
 }
 
 /// Who made a request, as its bearer token says (an extension of every authenticated request).
@@ -949,6 +997,93 @@ async fn git_webhook(
     ))
 }
 
+/// Takes the audit events the API server's webhook backend posts (an `audit.k8s.io/v1`
+/// `EventList`, configured with `--audit-webhook-config-file`) into the environment's index of
+/// recent writes; the open drifts of the objects they wrote to name their writers soon after.
+/// Authenticated by the environment's own token (`audit.webhook.tokenEnv`), not the API's.
+#[utoipa::path(post, path = "/api/v1/environments/{env}/audit", tag = "audit",
+    request_body(content = Object, description = "An `audit.k8s.io/v1` `EventList` (only the metadata of each event is read; request and response bodies are skipped)", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment name")),
+    responses((status = 200, body = AuditAccepted),
+        (status = 400, description = "Not an audit.k8s.io/v1 EventList", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token (Bearer, or Basic with the token as the password)", body = ErrorBody),
+        (status = 404, description = "No such environment, or no audit webhook configured for it", body = ErrorBody),
+        (status = 413, description = "Larger than `audit.webhook.maxBody`", body = ErrorBody),
+        (status = 503, description = "The index could not be saved: post again (nothing is indexed twice)", body = ErrorBody)),
+    security(("audit_token" = [])))]
+async fn audit_webhook(
+    State(state): State<AppState>,
+    Path(env): Path<String>,
+    req: Request,
+) -> Result<Json<AuditAccepted>, AppError> {
+    let e = state
+        .environment(&env)
+        .cloned()
+        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
+    let Some(settings) = e.audit.as_ref().filter(|a| a.webhook) else {
+        return Err(AppError::not_found(format!(
+            "the audit webhook is not configured for environment `{env}` (audit.webhook)"
+        )));
+    };
+    let refuse = |err: AppError| {
+        state.metrics.audit(&env, "refused", 1);
+        tracing::warn!(environment = %env, code = err.code, message = %err.message, "audit post refused");
+        err
+    };
+    check_audit_token(req.headers(), &settings.tokens).map_err(refuse)?;
+    let max = settings.max_body;
+    let too_large = || {
+        AppError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the audit event list is larger than {max} bytes (audit.webhook.maxBody)"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(refuse(too_large()));
+    }
+    let mut body = Vec::with_capacity(declared.map_or(64 * 1024, |n| n as usize));
+    let mut stream = req.into_body().into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|_| refuse(AppError::bad_request("cannot read the request body")))?;
+        if body.len() + chunk.len() > max {
+            return Err(refuse(too_large()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let events = parse_event_list(&body).map_err(|err| {
+        refuse(AppError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_audit_events",
+            chain(&err),
+        ))
+    })?;
+    let stats = e
+        .ingest_audit(&state.scan_context(), &events)
+        .await
+        .map_err(|err| {
+            tracing::warn!(environment = %env, error = %chain(&err), "cannot save the audit index");
+            AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the audit index could not be saved; post the events again (none is indexed twice)",
+            )
+        })?;
+    Ok(Json(AuditAccepted {
+        environment: env,
+        received: stats.received,
+        indexed: stats.indexed,
+        ignored: stats.ignored,
+        duplicates: stats.duplicates,
+    }))
+}
+
 /// Liveness.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
@@ -1083,6 +1218,11 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // the environment's own audit token (audit.webhook.tokenEnv), not the API's
+        components.add_security_scheme(
+            "audit_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -1176,12 +1316,12 @@ impl utoipa::Modify for NamedParams {
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
         get_remediation, remediate, pause_remediation, resume_remediation, list_events,
-        event_stream, list_scans, git_webhook, healthz, readyz, metrics, openapi_json),
+        event_stream, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
-        CommitDto, FieldOwnerDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
+        CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, RecordDto,
-        ObjectHistory, Health, Check, Ready, WebhookAccepted)),
+        ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),
     modifiers(&BearerAuth, &NamedParams),
 )]
 pub struct ApiDoc;

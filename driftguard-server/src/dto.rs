@@ -2,6 +2,7 @@
 //! document).
 
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditWrite;
 use driftguard_core::findings::{drift_risk, Finding};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::ScanSummary;
@@ -65,7 +66,8 @@ pub struct DriftSummary {
     pub status: String,
     /// Drifted field paths.
     pub paths: Vec<String>,
-    /// Who: field managers (forward) or commit author (reverse); may be empty.
+    /// Who: the people the audit log names, else the field managers (forward), or the commit
+    /// author (reverse); may be empty.
     pub who: String,
     /// First seen.
     pub detected_at: DateTime<Utc>,
@@ -174,16 +176,82 @@ pub struct FieldOwnerDto {
     pub subresource: String,
     /// When it wrote.
     pub time: Option<DateTime<Utc>>,
+    /// Who set the field, from the audit log: the user as the privacy setting keeps it (a
+    /// name, `hmac:...`, or `(a person)`); absent when the audit log names no one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The audit id of that write (one of `writers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<String>,
+}
+
+/// One write of the audit log that may have made the drift.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct WriterDto {
+    /// The user: a name, its keyed hash (`hmac:...`) or `(a person)`, as the environment's
+    /// `audit.userNames` keeps it.
+    pub user: String,
+    /// `person`, `service-account` or `system`.
+    pub user_class: String,
+    /// The user's groups (as kept).
+    pub groups: Vec<String>,
+    /// The user it impersonated, if any.
+    pub acting_as: Option<String>,
+    /// `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+    /// The subresource written (`scale`), or empty.
+    pub subresource: String,
+    /// The field manager it wrote as (`kubectl-edit`; the user agent's product when the
+    /// client named none, `kubectl`).
+    pub manager: String,
+    /// The client's user agent.
+    pub user_agent: String,
+    /// The client's address (absent when names of people are hashed or dropped).
+    pub source_ip: Option<String>,
+    /// When the API server received it.
+    pub at: DateTime<Utc>,
+    /// The request's audit id (to find it in the API server's log).
+    pub audit_id: String,
+    /// One line: `alice (kubectl-edit, patch, from 10.0.0.7) at 2024-05-01 12:03:04 UTC`.
+    pub summary: String,
+}
+
+impl From<&AuditWrite> for WriterDto {
+    fn from(w: &AuditWrite) -> Self {
+        WriterDto {
+            user: w.user.display(),
+            user_class: w.user.class.as_str().to_owned(),
+            groups: w.user.groups.clone(),
+            acting_as: w.user.acting_as.clone(),
+            verb: w.verb.clone(),
+            subresource: w.subresource.clone(),
+            manager: w.manager.clone(),
+            user_agent: w.user_agent.clone(),
+            source_ip: w.source_ip.clone(),
+            at: w.at,
+            audit_id: w.audit_id.clone(),
+            summary: w.describe(),
+        }
+    }
 }
 
 /// Who changed a drifted object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
 pub struct AttributionDto {
-    /// Owners of the drifted fields.
+    /// Owners of the drifted fields, each with the user that set it when the audit log says.
     pub owners: Vec<FieldOwnerDto>,
     /// The commit that last changed the object in Git.
     pub commit: Option<CommitDto>,
-    /// One-line summary.
+    /// The writes of the audit log that may have made the drift, oldest first (forward,
+    /// conflict and unknown drift, in an environment with `audit` settings).
+    #[serde(default)]
+    pub writers: Vec<WriterDto>,
+    /// The users of `writers`, each once with what they wrote with, people first
+    /// (`alice (kubectl-edit)`).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// One-line summary: the users for forward drift (else the field managers), the commit
+    /// author for reverse drift.
     pub who: String,
 }
 
@@ -261,8 +329,12 @@ impl From<&Drift> for DriftDetail {
                         operation: o.operation.clone(),
                         subresource: o.subresource.clone(),
                         time: o.time,
+                        user: d.attribution.writer_of(o).map(|w| w.user.display()),
+                        audit_id: o.audit_id.clone(),
                     })
                     .collect(),
+                writers: d.attribution.writers.iter().map(WriterDto::from).collect(),
+                users: d.attribution.users(),
                 commit: d.attribution.commit.as_ref().map(|c| CommitDto {
                     id: c.id.clone(),
                     author: c.author.clone(),
@@ -598,6 +670,22 @@ pub struct WebhookAccepted {
     pub event: String,
     /// Environments whose Git fetch was triggered.
     pub triggered: Vec<String>,
+}
+
+/// What an audit post gave.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditAccepted {
+    /// The environment.
+    pub environment: String,
+    /// Events received.
+    pub received: usize,
+    /// Writes added to the index.
+    pub indexed: usize,
+    /// Events that are not writes DriftGuard keeps (reads, failed or dry-run writes, earlier
+    /// stages).
+    pub ignored: usize,
+    /// Writes already indexed (a post sent again), or older than the index keeps.
+    pub duplicates: usize,
 }
 
 /// One field a remediation changes.

@@ -6,10 +6,12 @@
 //! another replica leads it now) makes it ask its elector to step down
 //! ([`Environment::step_down_requested`]).
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::{AuditEvent, AuditObject, IngestStats};
 use driftguard_core::engine::ScanError;
 use driftguard_core::error::chain;
 use driftguard_core::model::Provenance;
@@ -18,6 +20,7 @@ use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
 
 use crate::ha::Leadership;
+use crate::audit::{read_log, AuditReadError, AuditSettings, LogRead};
 use crate::metrics::Metrics;
 use crate::state::ScanContext;
 
@@ -79,6 +82,8 @@ pub struct Environment {
     pub repositories: Vec<String>,
     /// A link to the repository's web page (for links to files), when configured.
     pub web_url: Option<String>,
+    /// Where its audit events come from (`None`: no audit index).
+    pub audit: Option<AuditSettings>,
     status: RwLock<EnvStatus>,
     pub(crate) fetch_now: Notify,
     pub(crate) scope_changed: Notify,
@@ -88,6 +93,9 @@ pub struct Environment {
     step_down: Notify,
     /// The highest epoch of this replica whose write the store refused.
     refused_epoch: std::sync::Mutex<Option<u64>>,
+    /// Objects new audit events wrote to, whose open drifts are to name their writers.
+    pending_audit: Mutex<BTreeSet<AuditObject>>,
+    pub(crate) audit_wake: Notify,
 }
 
 impl std::fmt::Debug for Environment {
@@ -112,12 +120,103 @@ impl Environment {
             full_scan_interval,
             repositories: Vec::new(),
             web_url: None,
+            audit: None,
             status: RwLock::new(EnvStatus::default()),
             fetch_now: Notify::new(),
             scope_changed: Notify::new(),
             leadership: None,
             step_down: Notify::new(),
             refused_epoch: std::sync::Mutex::new(None),
+            pending_audit: Mutex::new(BTreeSet::new()),
+            audit_wake: Notify::new(),
+        }
+    }
+
+    /// Takes audit events from `settings` (the scanner's environment must have audit
+    /// settings too, see `EnvironmentSpec::audit`).
+    pub fn with_audit(mut self, settings: AuditSettings) -> Self {
+        self.audit = Some(settings);
+        self
+    }
+
+    /// Adds audit events to the index (see [`Scanner::ingest_audit`]); the open drifts of the
+    /// objects they wrote to name their writers soon after (the supervisor's audit loop).
+    pub async fn ingest_audit(
+        &self,
+        ctx: &ScanContext,
+        events: &[AuditEvent],
+    ) -> Result<IngestStats, StoreError> {
+        let stats = self.scanner.ingest_audit(events, None).await?;
+        self.indexed(ctx, &stats.objects);
+        ctx.metrics.audit(&self.name, "indexed", stats.indexed);
+        ctx.metrics.audit(&self.name, "ignored", stats.ignored);
+        ctx.metrics.audit(&self.name, "duplicate", stats.duplicates);
+        Ok(stats)
+    }
+
+    /// Reads the audit log file on from where it was left, if there is one (see
+    /// [`crate::audit::read_log`]).
+    pub async fn read_audit_log(
+        &self,
+        ctx: &ScanContext,
+    ) -> Option<Result<LogRead, AuditReadError>> {
+        let reader = self.audit.as_ref()?.log.as_ref()?;
+        let read = read_log(&self.scanner, reader).await;
+        if let Ok(r) = &read {
+            self.indexed(ctx, &r.objects);
+            ctx.metrics.audit(&self.name, "indexed", r.indexed);
+            ctx.metrics
+                .audit(&self.name, "duplicate", r.writes - r.indexed);
+        }
+        Some(read)
+    }
+
+    /// Queues the objects that gained writes, and wakes the audit loop.
+    fn indexed(&self, _ctx: &ScanContext, objects: &[AuditObject]) {
+        if objects.is_empty() {
+            return;
+        }
+        self.pending_audit
+            .lock()
+            .expect("pending lock is never poisoned")
+            .extend(objects.iter().cloned());
+        self.audit_wake.notify_one();
+    }
+
+    /// Has the open drifts of the objects new audit events wrote to name their writers (a
+    /// `changed` event for each drift that gains one). Waits for a scan in progress.
+    pub async fn attribute_pending(&self, ctx: &ScanContext) {
+        let objects: Vec<AuditObject> = std::mem::take(
+            &mut *self
+                .pending_audit
+                .lock()
+                .expect("pending lock is never poisoned"),
+        )
+        .into_iter()
+        .collect();
+        if objects.is_empty() {
+            return;
+        }
+        let now = ctx.clock.now();
+        let named = self.scanner.attribute_writes(&objects).await;
+        ctx.cache.invalidate();
+        match named {
+            Ok(events) if events.is_empty() => {}
+            Ok(events) => {
+                ctx.metrics.count_events(&self.name, &events);
+                let open = self.scanner.open_drifts().await;
+                ctx.metrics.set_open_drifts(&self.name, &open, now);
+                self.update(|s| s.open_drifts = open.len());
+                tracing::info!(environment = %self.name, drifts = events.len(),
+                    "the audit log named who made drifts");
+            }
+            Err(e @ ScanError::Unwritten { .. }) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e),
+                    "attribution kept: it is written and announced when the store answers");
+            }
+            Err(e) => {
+                tracing::warn!(environment = %self.name, error = %chain(&e), "attribution not applied");
+            }
         }
     }
 

@@ -21,6 +21,7 @@
 //! configuration to sources and stores (also used by the CLI's one-shot scans) is in [`setup`].
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod dto;
 pub mod environment;

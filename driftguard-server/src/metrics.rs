@@ -56,6 +56,16 @@ pub struct DriftLabels {
     pub severity: String,
 }
 
+/// `{environment,outcome}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    /// Environment.
+    pub environment: String,
+    /// `indexed` (a write kept), `ignored` (not a write kept: reads, failed writes),
+    /// `duplicate` (already kept, or older than the index keeps), `refused` (a post refused).
+    pub outcome: String,
+}
+
 /// `{notifier}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifierLabels {
@@ -87,6 +97,7 @@ pub struct Metrics {
     notify_dropped: Family<NotifierLabels, Counter>,
     leader: Family<EnvLabels, Gauge>,
     step_downs: Family<EnvLabels, Counter>,
+    audit_events: Family<AuditLabels, Counter>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -176,10 +187,17 @@ impl Metrics {
             "Times this replica stopped leading the environment without releasing it (lease lost, not renewed in time, or a write refused by the store)",
             step_downs.clone(),
         );
+        let audit_events = Family::<AuditLabels, Counter>::default();
+        registry.register(
+            "driftguard_audit_events",
+            "Audit events received (by outcome), and audit posts refused",
+            audit_events.clone(),
+        );
         Metrics {
             registry,
             leader,
             step_downs,
+            audit_events,
             drift_score,
             drifts,
             drift_age,
@@ -292,6 +310,18 @@ impl Metrics {
         self.step_downs
             .get_or_create(&Metrics::env(environment))
             .inc();
+    }
+
+    /// Counts `n` audit events of `environment` with `outcome` (see [`AuditLabels`]).
+    pub fn audit(&self, environment: &str, outcome: &str, n: usize) {
+        if n > 0 {
+            self.audit_events
+                .get_or_create(&AuditLabels {
+                    environment: environment.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .inc_by(n as u64);
+        }
     }
 
     /// Notifier outcomes.

@@ -259,6 +259,9 @@ impl Service {
             if let Some(e) = &election {
                 environment = environment.with_leadership(e.leadership.clone());
             }
+            if let Some(audit) = setup::audit_settings(config, env, &env_var)? {
+                environment = environment.with_audit(audit);
+            }
             envs.push(Arc::new(environment));
         }
         // remediation only when some token may remediate or a policy acts

@@ -19,9 +19,11 @@ use driftguard_sources::terraform::{TerraformCode, TerraformSource};
 pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
+use crate::audit::{AuditSettings, DEFAULT_LOG_POLL, DEFAULT_MAX_BODY};
 use crate::config::{Config, EnvironmentConfig, InlineValues, StoreConfig};
 pub use crate::state::SystemClock;
 use driftguard_core::render::{HelmOptions, HelmParameter};
+use driftguard_sources::audit_log::AuditLogReader;
 
 /// Why a configuration could not be wired to its sources and store.
 #[derive(Debug, thiserror::Error)]
@@ -616,4 +618,50 @@ pub async fn kube_source(
             environment: env.name.clone(),
             source,
         })
+}
+
+/// The audit settings of an environment (its `audit` section), with the webhook's tokens read
+/// from the variable `tokenEnv` names (`var` looks variables up). `None` without a section.
+pub fn audit_settings(
+    config: &Config,
+    env: &EnvironmentConfig,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<AuditSettings>, SetupError> {
+    let Some(a) = &env.audit else {
+        return Ok(None);
+    };
+    let mut tokens = Vec::new();
+    if let Some(w) = &a.webhook {
+        let missing = || SetupError::MissingEnv {
+            field: format!("environment {}: audit.webhook.tokenEnv", env.name),
+            var: w.token_env.clone(),
+        };
+        let v = var(&w.token_env).ok_or_else(missing)?;
+        tokens = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if tokens.is_empty() {
+            return Err(missing());
+        }
+    }
+    Ok(Some(AuditSettings {
+        tokens,
+        webhook: a.webhook.is_some(),
+        max_body: a
+            .webhook
+            .as_ref()
+            .and_then(|w| w.max_body)
+            .unwrap_or(DEFAULT_MAX_BODY),
+        log: audit_log(config, env),
+        log_every: a.log_poll_interval.map_or(DEFAULT_LOG_POLL, |d| d.0),
+    }))
+}
+
+/// The reader of an environment's audit log file (`audit.logFile`), if it names one.
+pub fn audit_log(config: &Config, env: &EnvironmentConfig) -> Option<AuditLogReader> {
+    let path = env.audit.as_ref()?.log_file.as_ref()?;
+    Some(AuditLogReader::new(config.resolve(path)))
 }

@@ -1,10 +1,13 @@
 //! Continuous detection: per environment, a full-scan loop, a Git poll loop (also woken by the
-//! push webhook), a live watch loop and a loop that writes what the scanner kept while the store
-//! could not be written, each independent of the other environments.
+//! push webhook), a live watch loop, a loop that writes what the scanner kept while the store
+//! could not be written and, with audit settings, an audit loop (it follows the audit log file
+//! and has open drifts name the writers new audit events report), each independent of the
+//! other environments.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use driftguard_core::error::chain;
 use driftguard_core::ports::SourceError;
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
@@ -47,6 +50,9 @@ impl Supervisor {
             tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
             tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
             tasks.spawn(watch_loop(env.clone(), ctx.clone(), cancel.clone()));
+            if env.audit.is_some() {
+                tasks.spawn(audit_loop(env.clone(), ctx.clone(), cancel.clone()));
+            }
             tasks.spawn(write_loop(env.clone(), ctx, cancel.clone()));
         }
         Supervisor { cancel, tasks }
@@ -104,6 +110,53 @@ async fn write_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellatio
         }
         if env.write_health().unwritten > 0 {
             env.retry_unwritten(&ctx).await;
+        }
+    }
+}
+
+/// Follows the audit log file (if any) and, whenever audit events were indexed (from the file
+/// or the webhook), has the open drifts they concern name their writers.
+async fn audit_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    let Some(settings) = env.audit.clone() else {
+        return;
+    };
+    // with no file to follow, only the webhook wakes this loop
+    let every = if settings.log.is_some() {
+        settings.log_every
+    } else {
+        Duration::from_secs(3600)
+    };
+    let mut last_note = String::new();
+    loop {
+        if settings.log.is_some() {
+            match env.read_audit_log(&ctx).await {
+                Some(Ok(read)) => {
+                    for note in &read.notes {
+                        if note.ends_with("does not exist (yet)") {
+                            if *note != last_note {
+                                tracing::info!(environment = %env.name, "audit log: {note}");
+                            }
+                        } else {
+                            tracing::warn!(environment = %env.name, "audit log: {note}");
+                        }
+                        last_note.clone_from(note);
+                    }
+                    if read.writes > 0 {
+                        tracing::debug!(environment = %env.name, writes = read.writes,
+                            indexed = read.indexed, "audit log read");
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(environment = %env.name, error = %chain(&e), "cannot read the audit log");
+                }
+                None => {}
+            }
+        }
+        env.attribute_pending(&ctx).await;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = env.audit_wake.notified() => {}
+            _ = tokio::time::sleep(every) => {}
         }
     }
 }

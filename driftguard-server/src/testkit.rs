@@ -22,7 +22,9 @@ use driftguard_core::state::{
 };
 use serde_json::{json, Value};
 
+use crate::audit::AuditSettings;
 use crate::state::Environment;
+use driftguard_core::audit::{AuditSpec, UserNames};
 
 /// A fixed start time.
 pub fn t0() -> DateTime<Utc> {
@@ -111,6 +113,44 @@ pub fn environment(
     Arc::new(Environment::new(Arc::new(scanner), poll, full))
 }
 
+/// An environment on in-memory sources that keeps an audit index (default limits, `names`
+/// applied to people) and takes audit posts with `token` (bodies up to `max_body` bytes).
+pub fn audited_environment(
+    name: &str,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    names: UserNames,
+    token: &str,
+    max_body: usize,
+) -> (
+    Arc<Environment>,
+    Arc<MemoryGitSource>,
+    Arc<MemoryLiveSource>,
+) {
+    let git = Arc::new(MemoryGitSource::new());
+    let live = Arc::new(MemoryLiveSource::new());
+    let mut spec = EnvironmentSpec::new(name);
+    spec.audit = Some(AuditSpec {
+        user_names: names,
+        ..AuditSpec::default()
+    });
+    let engine = Engine::new(spec, Normalizer::new(SecretKey::new(b"test-key".to_vec())));
+    let scanner = Scanner::new(engine, git.clone(), live.clone(), store, clock);
+    let env = Environment::new(
+        Arc::new(scanner),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+    .with_audit(AuditSettings {
+        tokens: vec![token.to_owned()],
+        webhook: true,
+        max_body,
+        log: None,
+        log_every: Duration::from_secs(3600),
+    });
+    (Arc::new(env), git, live)
+}
+
 /// A drift episode made by hand (number `i`).
 pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
     let ns = format!("ns-{}", i % 5);
@@ -148,8 +188,9 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
                 operation: "Update".into(),
                 subresource: String::new(),
                 time: Some(at),
+                audit_id: None,
             }],
-            commit: None,
+            ..Attribution::default()
         },
         detected_at: at,
         updated_at: at,

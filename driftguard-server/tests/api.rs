@@ -1245,6 +1245,7 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/scans",
         "/api/v1/openapi.json",
         "/api/v1/webhooks/git",
+        "/api/v1/environments/{env}/audit",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -1257,7 +1258,7 @@ async fn openapi_document_matches_the_answers() {
             .replace("{env}", "dev")
             .replace("{episode}", "prod-00000000")
             .replace("{object}", "Deployment.apps/shop/web");
-        let method = if p.ends_with("/scan") || p.ends_with("/git") {
+        let method = if p.ends_with("/scan") || p.ends_with("/git") || p.ends_with("/audit") {
             "POST"
         } else {
             "GET"

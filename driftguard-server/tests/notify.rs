@@ -1189,3 +1189,81 @@ async fn per_environment_marks_move_for_led_environments_and_a_new_leader_resend
     cancel.cancel();
     built.flush(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_detection_carries_the_writers_named_within_its_group_window() {
+    let sink = Arc::new(Flaky {
+        fail: Mutex::new(0),
+        delay: Duration::from_millis(1),
+        calls: Mutex::new(Vec::new()),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let cancel = CancellationToken::new();
+    let (q, handle) = QueuedNotifier::spawn(
+        sink.clone(),
+        QueueConfig {
+            group_window: HumanDuration(Duration::from_millis(300)),
+            ..fast_queue()
+        },
+        metrics,
+        cancel.clone(),
+    );
+    let routed = RoutedNotifier {
+        inner: q,
+        environments: Vec::new(),
+        min_severity: Severity::Low,
+    };
+    let alice: driftguard_core::audit::AuditWrite = serde_json::from_value(serde_json::json!({
+        "audit_id": "a1", "at": "2026-01-01T00:00:00Z", "verb": "patch",
+        "subresource": "scale", "user": {"name": "alice", "class": "person"},
+        "manager": "", "user_agent": "kubectl/v1.20.2"
+    }))
+    .expect("a write");
+    let named = |i: usize| {
+        let mut e = event("prod", i, EventKind::Changed, Severity::High);
+        e.drift.attribution.writers = vec![alice.clone()];
+        e
+    };
+    // detected, then named by the audit log within the window: one alert that says who
+    routed
+        .notify(&notification(
+            "prod",
+            vec![event("prod", 0, EventKind::Detected, Severity::High)],
+        ))
+        .await
+        .expect("ok");
+    // a change that names no one is never announced
+    routed
+        .notify(&notification(
+            "prod",
+            vec![event("prod", 0, EventKind::Changed, Severity::High)],
+        ))
+        .await
+        .expect("ok");
+    routed
+        .notify(&notification("prod", vec![named(0)]))
+        .await
+        .expect("ok");
+    let start = Instant::now();
+    while sink.calls.lock().expect("lock").is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // named after its detection was sent: no second alert
+    routed
+        .notify(&notification("prod", vec![named(0)]))
+        .await
+        .expect("ok");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let calls = sink.calls.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].events.len(), 1);
+    let e = &calls[0].events[0];
+    assert_eq!(e.kind, EventKind::Detected);
+    assert_eq!(e.drift.attribution.writers, [alice]);
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("worker ends")
+        .expect("no panic");
+}

@@ -7,7 +7,7 @@
 //! (`records`, `record`) overlay the queued batches on what the store returns (or on the last
 //! records read when the store cannot be read), so the next scan continues from what was
 //! acknowledged and emits no event twice. Every other method, the trait's provided ones
-//! included, goes to the wrapped store.
+//! included (the audit index's too), goes to the wrapped store.
 //!
 //! Batches are kept in memory: they survive a database outage, not the loss of this process.
 //!
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
@@ -367,6 +368,21 @@ impl DriftStore for BufferedStore {
         self.inner.prune(before).await
     }
 
+    /// Goes to the wrapped store (the scanner keeps an index it could not save in memory).
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        self.inner.audit_index(environment).await
+    }
+
+    /// Goes to the wrapped store: not buffered (the scanner keeps the changes of a refused
+    /// save in its index and saves them with the next one).
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        self.inner.save_audit_index(environment, changes).await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         if let BufferHealth::Degraded { queued, last_error } = self.status() {
             return Err(StoreError::Unavailable {
@@ -397,6 +413,11 @@ mod tests {
             .await
             .expect("commits");
         assert_eq!(probe.take_calls(), vec!["commit"]);
+        store
+            .save_audit_index("prod", &crate::test_probe::audit())
+            .await
+            .expect("saves");
+        assert_eq!(probe.take_calls(), vec!["save_audit_index"]);
     }
 
     /// The in-memory store, unavailable while `down` is set.

@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::audit::{
+    parse_event_line, AuditCursor, AuditObject, AuditSnapshot, AuditSpec, AuditUser, AuditWrite,
+    ObjectWrites, UserClass,
+};
 use driftguard_core::compare::FieldDiff;
 use driftguard_core::id::ResourceId;
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
@@ -40,6 +44,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_delivery_marks, delivery_marks);
         $crate::conformance_tests!(@one $fresh, conformance_fencing, fencing);
         $crate::conformance_tests!(@one $fresh, conformance_provided_methods, provided_methods);
+        $crate::conformance_tests!(@one $fresh, conformance_audit_index, audit_index);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -845,6 +850,162 @@ pub async fn fencing(store: Arc<dyn DriftStore>) {
         .expect("the newest epoch writes");
 }
 
+/// One audit write (times with a sub-millisecond part, so that stores keep full precision).
+pub fn audit_write(id: &str, secs: i64, who: &str) -> AuditWrite {
+    AuditWrite {
+        audit_id: id.to_owned(),
+        at: t(secs),
+        verb: "patch".into(),
+        subresource: if secs % 2 == 0 {
+            String::new()
+        } else {
+            "scale".into()
+        },
+        user: AuditUser {
+            name: Some(who.to_owned()),
+            class: if who.starts_with("system:serviceaccount:") {
+                UserClass::ServiceAccount
+            } else {
+                UserClass::Person
+            },
+            groups: vec!["dev".into()],
+            acting_as: (secs % 3 == 0).then(|| "hmac:0123456789abcdef".to_owned()),
+        },
+        manager: "kubectl-edit".into(),
+        user_agent: "kubectl/v1.20.2 (linux/amd64) kubernetes/faecb19".into(),
+        source_ip: Some("10.0.0.7".into()),
+    }
+}
+
+fn audit_object(resource: &str, namespace: Option<&str>, name: &str) -> AuditObject {
+    AuditObject {
+        group: if resource == "deployments" {
+            "apps".into()
+        } else {
+            String::new()
+        },
+        resource: resource.into(),
+        namespace: namespace.map(str::to_owned),
+        name: name.into(),
+    }
+}
+
+/// Saves of audit indexes, in order: two environments, objects replaced and forgotten, a
+/// cluster-scoped object, cursors replaced.
+pub fn audit_saves() -> Vec<(&'static str, AuditSnapshot)> {
+    let web = audit_object("deployments", Some("shop"), "web");
+    let cm = audit_object("configmaps", Some("shop"), "settings");
+    let ns = audit_object("namespaces", None, "shop");
+    let cursor = |source: &str, offset: u64| AuditCursor {
+        source: source.into(),
+        device: 2049,
+        inode: 1_234_567,
+        offset,
+        head: 0x5eed ^ offset,
+    };
+    let objects = |v: Vec<(&AuditObject, Vec<AuditWrite>)>| {
+        v.into_iter()
+            .map(|(o, writes)| ObjectWrites {
+                object: o.clone(),
+                writes,
+            })
+            .collect()
+    };
+    vec![
+        (
+            "prod",
+            AuditSnapshot {
+                objects: objects(vec![
+                    (&web, vec![audit_write("w1", 10, "alice")]),
+                    (
+                        &cm,
+                        vec![
+                            audit_write("w2", 11, "bob"),
+                            audit_write("w3", 12, "system:serviceaccount:ci:deployer"),
+                        ],
+                    ),
+                ]),
+                cursors: vec![cursor("/var/log/kubernetes/audit.log", 10)],
+            },
+        ),
+        (
+            "dev",
+            AuditSnapshot {
+                objects: objects(vec![(&web, vec![audit_write("w4", 13, "carol")])]),
+                cursors: vec![cursor("/var/log/kubernetes/audit.log", 99)],
+            },
+        ),
+        (
+            "prod",
+            AuditSnapshot {
+                objects: objects(vec![
+                    (
+                        &web,
+                        vec![audit_write("w1", 10, "alice"), audit_write("w5", 20, "bob")],
+                    ),
+                    (&cm, Vec::new()),
+                    (&ns, vec![audit_write("w6", 21, "alice")]),
+                ]),
+                cursors: vec![
+                    cursor("/var/log/kubernetes/audit.log", 20),
+                    cursor("/var/log/other.log", 5),
+                ],
+            },
+        ),
+        ("prod", AuditSnapshot::default()),
+        (
+            "dev",
+            AuditSnapshot {
+                objects: objects(vec![(&cm, Vec::new())]),
+                cursors: Vec::new(),
+            },
+        ),
+    ]
+}
+
+/// The audit index pair (`audit_index`, `save_audit_index`): kept per environment, each
+/// object's writes replaced by a save, an object without writes forgotten (also one never
+/// saved), each cursor replaced per file, every field kept with full precision, and untouched
+/// by prune; answers like the reference store's after every save.
+pub async fn audit_index(store: Arc<dyn DriftStore>) {
+    let reference = MemoryStore::new();
+    assert_eq!(
+        store.audit_index("prod").await.expect("reads"),
+        AuditSnapshot::default(),
+        "empty at first"
+    );
+    for (i, (env, changes)) in audit_saves().iter().enumerate() {
+        store
+            .save_audit_index(env, changes)
+            .await
+            .expect("store saves");
+        reference
+            .save_audit_index(env, changes)
+            .await
+            .expect("reference saves");
+        for e in ["prod", "dev", "none"] {
+            assert_eq!(
+                store.audit_index(e).await.expect("reads"),
+                reference.audit_index(e).await.expect("reads"),
+                "after save {i}, environment {e}"
+            );
+        }
+    }
+    let prod = store.audit_index("prod").await.expect("reads");
+    assert_eq!(prod.objects.len(), 2, "web and the namespace: {prod:?}");
+    assert_eq!(prod.cursors.len(), 2);
+    assert_eq!(
+        store.audit_index("dev").await.expect("reads").objects.len(),
+        1
+    );
+    store.prune(t(100_000)).await.expect("prunes");
+    assert_eq!(
+        store.audit_index("prod").await.expect("reads"),
+        prod,
+        "prune leaves the index to its own limits"
+    );
+}
+
 /// A store seen through its required methods only: its provided methods are the trait's
 /// defaults, the meaning every override must keep.
 struct RequiredOnly(Arc<dyn DriftStore>);
@@ -1273,10 +1434,36 @@ pub async fn write_secret_canary(store: Arc<dyn DriftStore>) -> Vec<String> {
             "metadata": {"name": "shop"}})),
     ]);
     clock.set(t(60));
-    scanner(store.clone(), git, live, clock)
-        .scan()
+    // the second scan keeps an audit index, fed an event whose bodies hold the values (as an
+    // API server logging at RequestResponse level sends it): only its metadata is kept
+    let audited = {
+        let mut spec = EnvironmentSpec::new("prod");
+        spec.audit = Some(AuditSpec::default());
+        let engine = Engine::new(
+            spec,
+            Normalizer::new(SecretKey::new(b"conformance-key".to_vec())),
+        );
+        Scanner::new(engine, git, live, store.clone(), clock)
+    };
+    let event = json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1",
+        "level": "RequestResponse", "auditID": "canary-1", "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/shop/secrets/db?fieldManager=kubectl-edit",
+        "verb": "patch", "user": {"username": "alice", "groups": ["system:authenticated"]},
+        "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.20.2",
+        "objectRef": {"resource": "secrets", "namespace": "shop", "name": "db", "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestObject": {"data": {"password": b64(needles[0].as_bytes())},
+            "stringData": {"password": needles[0]}},
+        "responseObject": {"kind": "Secret", "data": {"password": b64(&needles[0].as_bytes()[..10])}},
+        "requestReceivedTimestamp": t(59).to_rfc3339(),
+        "stageTimestamp": t(59).to_rfc3339()});
+    let event = parse_event_line(event.to_string().as_bytes()).expect("an audit event");
+    let ingested = audited
+        .ingest_audit(&[event], None)
         .await
-        .expect("scan");
+        .expect("the index is saved");
+    assert_eq!(ingested.indexed, 1, "the canary write is indexed");
+    audited.scan().await.expect("scan");
     // the Secret's drift is in the store, its values are not (checked by the caller)
     let drifts = store
         .drifts(&DriftQuery {

@@ -6,19 +6,23 @@
 //! to the wrapped store, so it answers exactly like that store (with the batches not yet
 //! written left out).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 
-/// Reads from another store and keeps the batches written until [`DeferredStore::take`].
+/// Reads from another store and keeps the batches written until [`DeferredStore::take`] (and
+/// the audit index's changes until [`DeferredStore::take_audit`]).
 pub struct DeferredStore {
     inner: Arc<dyn DriftStore>,
     pending: Mutex<Vec<ScanBatch>>,
+    audit: Mutex<BTreeMap<String, AuditSnapshot>>,
 }
 
 impl std::fmt::Debug for DeferredStore {
@@ -33,6 +37,7 @@ impl DeferredStore {
         DeferredStore {
             inner,
             pending: Mutex::new(Vec::new()),
+            audit: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -43,6 +48,16 @@ impl DeferredStore {
     /// The batches written so far, oldest first (they are no longer kept).
     pub fn take(&self) -> Vec<ScanBatch> {
         std::mem::take(&mut *self.lock())
+    }
+
+    fn audit(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, AuditSnapshot>> {
+        self.audit.lock().expect("pending lock is never poisoned")
+    }
+
+    /// The audit index changes saved so far, per environment, merged (they are no longer
+    /// kept): save them to the real store after the batches.
+    pub fn take_audit(&self) -> Vec<(String, AuditSnapshot)> {
+        std::mem::take(&mut *self.audit()).into_iter().collect()
     }
 }
 
@@ -109,6 +124,34 @@ impl DriftStore for DeferredStore {
     ) -> Result<(), StoreError> {
         self.inner.set_delivered_until(notifier, until).await
     }
+
+    /// The wrapped store's index with the changes kept here applied.
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        let mut snap = self.inner.audit_index(environment).await?;
+        if let Some(kept) = self.audit().get(environment) {
+            snap.apply(kept);
+        }
+        Ok(snap)
+    }
+
+    /// Keeps the changes (see [`DeferredStore::take_audit`]); writes nothing.
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        let mut kept = self.audit();
+        let merged = kept.entry(environment.to_owned()).or_default();
+        for o in &changes.objects {
+            merged.objects.retain(|x| x.object != o.object);
+            merged.objects.push(o.clone());
+        }
+        for c in &changes.cursors {
+            merged.cursors.retain(|x| x.source != c.source);
+            merged.cursors.push(c.clone());
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +175,17 @@ mod tests {
         assert!(probe.take_calls().is_empty(), "nothing written");
         assert_eq!(store.take(), vec![b("one"), b("two")]);
         assert!(store.take().is_empty(), "taken once");
+        // the audit index's changes are kept too, and read back over the wrapped store's
+        let audit = crate::test_probe::audit();
+        store.save_audit_index("prod", &audit).await.expect("kept");
+        assert!(probe.take_calls().is_empty(), "nothing written");
+        let mut read = store.audit_index("prod").await.expect("reads");
+        assert_eq!(probe.take_calls(), vec!["audit_index"]);
+        let mut want = crate::test_probe::audit();
+        want.apply(&audit);
+        read.objects.sort_by(|a, b| a.object.cmp(&b.object));
+        assert_eq!(read, want);
+        assert_eq!(store.take_audit(), vec![("prod".to_owned(), audit)]);
+        assert!(store.take_audit().is_empty(), "taken once");
     }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
@@ -92,6 +93,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE fences (
         env TEXT PRIMARY KEY,
         epoch INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
+    // 4: the audit index: recent writes per object, how far audit log files were read
+    "
+    CREATE TABLE audit_writes (
+        env TEXT NOT NULL,
+        object_key TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (env, object_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit_cursors (
+        env TEXT NOT NULL,
+        source TEXT NOT NULL,
+        body TEXT NOT NULL,
+        PRIMARY KEY (env, source)
     ) WITHOUT ROWID;
     ",
 ];
@@ -358,6 +374,71 @@ fn fence(tx: &Transaction<'_>, batch: &ScanBatch) -> Result<(), StoreError> {
         .map_err(sql)?;
     }
     Ok(())
+}
+
+fn read_audit(conn: &Connection, env: &str) -> Result<AuditSnapshot, StoreError> {
+    let mut snap = AuditSnapshot::default();
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM audit_writes WHERE env = ?1")
+        .map_err(sql)?;
+    for body in stmt
+        .query_map([env], |r| r.get::<_, String>(0))
+        .map_err(sql)?
+    {
+        snap.objects.push(from_json::<ObjectWrites>(
+            "audit writes",
+            &body.map_err(sql)?,
+        )?);
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM audit_cursors WHERE env = ?1")
+        .map_err(sql)?;
+    for body in stmt
+        .query_map([env], |r| r.get::<_, String>(0))
+        .map_err(sql)?
+    {
+        snap.cursors.push(from_json::<AuditCursor>(
+            "audit cursor",
+            &body.map_err(sql)?,
+        )?);
+    }
+    snap.objects.sort_by(|a, b| a.object.cmp(&b.object));
+    snap.cursors.sort_by(|a, b| a.source.cmp(&b.source));
+    Ok(snap)
+}
+
+fn save_audit(conn: &mut Connection, env: &str, changes: &AuditSnapshot) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO audit_writes (env, object_key, body) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(sql)?;
+        let mut del = tx
+            .prepare_cached("DELETE FROM audit_writes WHERE env = ?1 AND object_key = ?2")
+            .map_err(sql)?;
+        for o in &changes.objects {
+            if o.writes.is_empty() {
+                del.execute(params![env, o.object.key()]).map_err(sql)?;
+            } else {
+                put.execute(params![env, o.object.key(), to_json(o)?])
+                    .map_err(sql)?;
+            }
+        }
+        let mut cur = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO audit_cursors (env, source, body) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(sql)?;
+        for c in &changes.cursors {
+            cur.execute(params![env, c.source, to_json(c)?])
+                .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
 }
 
 fn commit_batch(conn: &mut Connection, batch: &ScanBatch) -> Result<(), StoreError> {
@@ -775,6 +856,23 @@ impl DriftStore for SqliteStore {
         })
         .await
     }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        let env = environment.to_owned();
+        self.with(move |c| read_audit(c, &env)).await
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let (env, changes) = (environment.to_owned(), changes.clone());
+        self.with(move |c| save_audit(c, &env, &changes)).await
+    }
 }
 
 #[cfg(test)]
@@ -999,6 +1097,40 @@ mod tests {
     fn globs_escape_sqlite_specials() {
         assert_eq!(sqlite_glob("web-*"), "web-*");
         assert_eq!(sqlite_glob("a?[b]"), "a[?][[]b]");
+    }
+
+    /// A file written by the previous schema (2) is brought to 3: what it held is kept, and
+    /// the audit index can be saved and read.
+    #[tokio::test]
+    async fn migrates_a_version_2_file_to_the_audit_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v2.db");
+        {
+            let mut c = Connection::open(&path).expect("raw open");
+            let tx = c.transaction().expect("tx");
+            for (i, m) in MIGRATIONS.iter().take(2).enumerate() {
+                tx.execute_batch(m).expect("old migration");
+                tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))
+                    .expect("version");
+            }
+            tx.commit().expect("commit");
+            commit_batch(&mut c, &batch("old", 3)).expect("old data");
+            c.execute_batch("INSERT INTO deliveries VALUES ('webhook', 42)")
+                .expect("a mark");
+        }
+        let s = SqliteStore::open(&path).expect("migrates");
+        assert_eq!(s.schema_version().await.expect("version"), 3);
+        assert_eq!(s.records("prod").await.expect("records").len(), 3);
+        assert_eq!(
+            s.delivered_until("webhook").await.expect("mark"),
+            Some(DateTime::from_timestamp_nanos(42))
+        );
+        let saves = crate::test_probe::audit();
+        s.save_audit_index("prod", &saves).await.expect("saves");
+        let mut want = AuditSnapshot::default();
+        want.apply(&saves);
+        assert_eq!(s.audit_index("prod").await.expect("reads"), want);
+        assert!(s.audit_index("dev").await.expect("reads").is_empty());
     }
 
     #[tokio::test]

@@ -6,6 +6,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::{
+    AuditCursor, AuditObject, AuditSnapshot, AuditUser, AuditWrite, ObjectWrites, UserClass,
+};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
@@ -79,6 +82,37 @@ pub(crate) fn event() -> DriftEvent {
         scan_id: "probe-scan".into(),
         revision: None,
         drift: drift(),
+    }
+}
+
+/// An audit index with one object and one cursor.
+pub(crate) fn audit() -> AuditSnapshot {
+    AuditSnapshot {
+        objects: vec![ObjectWrites {
+            object: AuditObject::of(&id()),
+            writes: vec![AuditWrite {
+                audit_id: "probe-audit".into(),
+                at: at(),
+                verb: "patch".into(),
+                subresource: String::new(),
+                user: AuditUser {
+                    name: Some("probe".into()),
+                    class: UserClass::Person,
+                    groups: Vec::new(),
+                    acting_as: None,
+                },
+                manager: "kubectl-patch".into(),
+                user_agent: String::new(),
+                source_ip: None,
+            }],
+        }],
+        cursors: vec![AuditCursor {
+            source: "/probe.log".into(),
+            device: 1,
+            inode: 2,
+            offset: 3,
+            head: 4,
+        }],
     }
 }
 
@@ -168,6 +202,17 @@ impl DriftStore for Probe {
         self.log("epoch");
         Ok(Some(7))
     }
+
+    /// Not empty: so the default would not answer it.
+    async fn audit_index(&self, _: &str) -> Result<AuditSnapshot, StoreError> {
+        self.log("audit_index");
+        Ok(audit())
+    }
+
+    async fn save_audit_index(&self, _: &str, _: &AuditSnapshot) -> Result<(), StoreError> {
+        self.log("save_audit_index");
+        Ok(())
+    }
 }
 
 /// Calls every method of `store` (a wrapper over `probe`) and checks that each went to the
@@ -220,4 +265,6 @@ pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Pr
     assert_eq!(probe.take_calls(), one("set_delivered_until"));
     assert_eq!(store.epoch("prod").await.expect("epoch"), Some(7));
     assert_eq!(probe.take_calls(), one("epoch"));
+    assert_eq!(store.audit_index("prod").await.expect("index"), audit());
+    assert_eq!(probe.take_calls(), one("audit_index"));
 }

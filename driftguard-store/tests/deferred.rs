@@ -1,11 +1,13 @@
 //! The conformance suite against `DeferredStore`, through an adapter whose `commit` defers the
-//! batch and then at once commits what `take` hands back to the inner store: every read goes
+//! batch and then at once commits what `take` hands back to the inner store (and likewise
+//! for the audit index's saves and `take_audit`): every read goes
 //! through the `DeferredStore`'s forwarding, over the in-memory store and over SQLite.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
@@ -103,6 +105,28 @@ impl DriftStore for CommitThrough {
         until: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.deferred.set_delivered_until(notifier, until).await
+    }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        self.deferred.audit_index(environment).await
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        self.deferred.save_audit_index(environment, changes).await?;
+        let taken = self.deferred.take_audit();
+        assert_eq!(
+            taken,
+            vec![(environment.to_owned(), changes.clone())],
+            "kept as given"
+        );
+        for (env, c) in &taken {
+            self.inner.save_audit_index(env, c).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Start a throw-away Kubernetes v1.20.2 control plane on 127.0.0.1:
 # etcd + kube-apiserver + kube-controller-manager (no nodes, no scheduler).
+# The API server audits with deploy/audit/audit-policy.yaml into a log file
+# ($AUDIT_LOG) and a batch webhook posting to
+# http://127.0.0.1:$AUDIT_WEBHOOK_PORT/api/v1/environments/audit/audit with $AUDIT_TOKEN
+# (nothing listens there but the audit test's driftguard serve). Token users alice and bob
+# (group dev) make hand changes in tests.
 # Writes $DRIFTGUARD_RUN/kubeconfig, $DRIFTGUARD_RUN/env, $DRIFTGUARD_RUN/*.pid,
 # $DRIFTGUARD_RUN/apiserver.cmd; prints `export KUBECONFIG=...` lines.
 # Idempotent: if the cluster already runs and is ready, it just re-prints the env.
@@ -46,6 +51,8 @@ ETCD_PORT="$(free_port)"
 ETCD_PEER_PORT="$(free_port "$ETCD_PORT")"
 API_PORT="$(free_port "$ETCD_PORT" "$ETCD_PEER_PORT")"
 KCM_PORT="$(free_port "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT")"
+# fixed for the run: the audit webhook's target (driftguard serve listens there in the test)
+AUDIT_WEBHOOK_PORT="$(free_port "$ETCD_PORT" "$ETCD_PEER_PORT" "$API_PORT" "$KCM_PORT")"
 APISERVER_URL="https://127.0.0.1:$API_PORT"
 
 # ---- PKI: CA, apiserver serving cert, service-account key pair, admin token
@@ -68,9 +75,43 @@ EXT
   openssl rsa -in sa.key -pubout -out sa.pub >/dev/null 2>&1
 )
 ADMIN_TOKEN="$(openssl rand -hex 24)"
+ALICE_TOKEN="$(openssl rand -hex 24)"
+BOB_TOKEN="$(openssl rand -hex 24)"
+AUDIT_TOKEN="$(openssl rand -hex 24)"
 # token,user,uid,"group1,group2"
-echo "$ADMIN_TOKEN,admin,admin,\"system:masters\"" >"$PKI/tokens.csv"
+{
+  echo "$ADMIN_TOKEN,admin,admin,\"system:masters\""
+  echo "$ALICE_TOKEN,alice,alice,\"dev\""
+  echo "$BOB_TOKEN,bob,bob,\"dev\""
+} >"$PKI/tokens.csv"
 chmod 600 "$PKI"/*.key "$PKI/tokens.csv"
+
+# ---- audit: the documented policy, a log file, a batch webhook to driftguard serve
+AUDIT_DIR="$CLUSTER_DIR/audit"
+AUDIT_LOG="$AUDIT_DIR/audit.log"
+AUDIT_POLICY="$(cd "$HERE/../.." && pwd)/deploy/audit/audit-policy.yaml"
+AUDIT_WEBHOOK_CONFIG="$AUDIT_DIR/webhook.kubeconfig"
+mkdir -p "$AUDIT_DIR"
+cat >"$AUDIT_WEBHOOK_CONFIG" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: driftguard
+  cluster:
+    # plain HTTP: the webhook client sends a kubeconfig token only over HTTPS, but the URL's
+    # user info as Basic credentials (driftguard takes the token as their password)
+    server: http://driftguard:$AUDIT_TOKEN@127.0.0.1:$AUDIT_WEBHOOK_PORT/api/v1/environments/audit/audit
+users:
+- name: kube-apiserver
+  user: {}
+contexts:
+- name: driftguard
+  context:
+    cluster: driftguard
+    user: kube-apiserver
+current-context: driftguard
+KC
+chmod 600 "$AUDIT_WEBHOOK_CONFIG"
 
 cat >"$INFO_FILE" <<INFO
 APISERVER_URL=$APISERVER_URL
@@ -116,6 +157,13 @@ APISERVER_ARGS=(
   --endpoint-reconciler-type=none
   --allow-privileged=true
   --profiling=false
+  --audit-policy-file="$AUDIT_POLICY"
+  --audit-log-path="$AUDIT_LOG" --audit-log-format=json
+  --audit-log-maxsize=100 --audit-log-maxbackup=2
+  --audit-webhook-config-file="$AUDIT_WEBHOOK_CONFIG"
+  --audit-webhook-mode=batch
+  --audit-webhook-batch-max-wait=1s
+  --audit-webhook-initial-backoff=500ms
   --v=1
 )
 printf '%q ' "${APISERVER_ARGS[@]}" >"$APISERVER_CMD"
@@ -197,6 +245,13 @@ done
 cat >"$ENV_FILE" <<ENV
 KUBECONFIG=$KUBECONFIG_FILE
 KUBECTL=$KUBECTL
+APISERVER_URL=$APISERVER_URL
+AUDIT_WEBHOOK_PORT=$AUDIT_WEBHOOK_PORT
+AUDIT_TOKEN=$AUDIT_TOKEN
+AUDIT_LOG=$AUDIT_LOG
+ALICE_TOKEN=$ALICE_TOKEN
+BOB_TOKEN=$BOB_TOKEN
 ENV
+chmod 600 "$ENV_FILE"
 log "cluster ready: $APISERVER_URL (logs in $CLUSTER_DIR)"
 print_env

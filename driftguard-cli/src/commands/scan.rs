@@ -12,6 +12,7 @@ use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
 use driftguard_core::state::Drift;
+use driftguard_server::audit::read_log;
 use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
 
 use crate::args::{Format, Global, ScanArgs};
@@ -30,6 +31,8 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     let mut results = Vec::new();
     let mut failed = Vec::new();
     let mut batches = Vec::new();
+    let mut audits = Vec::new();
+    let mut audit_warnings = Vec::new();
     for name in &selected {
         let env = config
             .environment(name)
@@ -41,17 +44,39 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
             let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
             let scanner =
                 setup::scanner(&config, env, engine, deferred.clone(), clock.clone()).await?;
+            // the audit log first: who wrote what since the last scan
+            let mut audit_notes = Vec::new();
+            if let Some(reader) = setup::audit_log(&config, env) {
+                progress.set(format!("reading the audit log of {name}..."));
+                match read_log(&scanner, &reader).await {
+                    Ok(read) => {
+                        tracing::info!(environment = %name, writes = read.writes,
+                            indexed = read.indexed, "audit log read");
+                        audit_notes.extend(read.notes);
+                    }
+                    // without it the drifts name no one new: said, not fatal
+                    Err(e) => audit_warnings.push(format!(
+                        "{name}: cannot read the audit log {}: {}",
+                        reader.path().display(),
+                        chain(&e)
+                    )),
+                }
+                progress.set(format!("scanning {name}..."));
+            }
             let report = scanner
                 .scan()
                 .await
                 .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
-            anyhow::Ok((report, deferred.take()))
+            anyhow::Ok((report, deferred.take(), deferred.take_audit(), audit_notes))
         }
         .await;
         match outcome {
-            Ok((report, b)) => {
-                results.push(EnvResult::from_report(&report));
+            Ok((report, b, audit, notes)) => {
+                let mut result = EnvResult::from_report(&report);
+                result.notes.extend(notes);
+                results.push(result);
                 batches.extend(b);
+                audits.extend(audit);
             }
             Err(e) => failed.push(chain(e.as_ref())),
         }
@@ -71,6 +96,16 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
             store.commit(b).await.map_err(|e| {
                 anyhow!(
                     "cannot store the scan ({}): {}",
+                    choice.describe(),
+                    chain(&e)
+                )
+            })?;
+        }
+        // the audit index after the batches: where the log was read to, and who wrote what
+        for (env, changes) in &audits {
+            store.save_audit_index(env, changes).await.map_err(|e| {
+                anyhow!(
+                    "cannot store the audit index ({}): {}",
                     choice.describe(),
                     chain(&e)
                 )
@@ -158,6 +193,9 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                 tracing::info!(environment = %r.environment, "{n}");
             }
         }
+    }
+    for w in &audit_warnings {
+        eprintln!("warning: {w}");
     }
     for f in &failed {
         eprintln!("error: {f}");

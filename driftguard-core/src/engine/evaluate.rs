@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use crate::audit::{attributable, attribute, window_start, AuditEvidence, AuditFinding};
 use crate::id::ResourceId;
 use crate::ports::{ObjectVersion, ScanCounts};
 use crate::state::{
@@ -95,6 +96,21 @@ impl Engine {
         histories: &Histories,
         tick: &Tick,
     ) -> Evaluation {
+        let none = AuditEvidence::default();
+        self.evaluate_audited(st, records, observations, histories, &none, tick)
+    }
+
+    /// [`Engine::evaluate`] with the writes of the audit log too: each drift names the
+    /// writers the audit rule finds ([`crate::audit::attribute`]). Pure.
+    pub fn evaluate_audited(
+        &self,
+        st: &EnvState,
+        records: &HashMap<ResourceId, DriftRecord>,
+        observations: Vec<Observation>,
+        histories: &Histories,
+        audit: &AuditEvidence,
+        tick: &Tick,
+    ) -> Evaluation {
         let mut ev = Evaluation::default();
         ev.records.reserve(observations.len());
         for mut obs in observations {
@@ -113,6 +129,9 @@ impl Engine {
             }
             let versions = histories.get(&obs.id);
             self.add_evidence(st, prev, &mut obs, versions, tick);
+            if audit.enabled {
+                add_audit(st, prev, &mut obs, audit);
+            }
             let t = transition(prev, &obs, tick);
             ev.events.extend(t.events);
             match t.record {
@@ -205,4 +224,40 @@ impl Engine {
             _ => {}
         }
     }
+}
+
+/// Fills in what the audit log says of a drifted observation: the writers since the object
+/// last agreed with Git, and the users of its field owners.
+fn add_audit(
+    st: &EnvState,
+    prev: Option<&DriftRecord>,
+    obs: &mut Observation,
+    audit: &AuditEvidence,
+) {
+    let Some(kind) = obs.presence.drift_kind() else {
+        return;
+    };
+    let since = window_start(prev, audit.last_scan);
+    let writes = audit.writes.get(&obs.id).map_or(&[][..], Vec::as_slice);
+    let (managed, drifted) = match &obs.presence {
+        Presence::Both(c) => (
+            st.live
+                .get(&obs.id)
+                .map(|l| l.managed_fields())
+                .unwrap_or_default(),
+            c.drifted_paths(),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let may_have_set = attributable(managed.clone(), obs.evidence);
+    let writers = attribute(
+        kind,
+        &drifted,
+        &mut obs.owners,
+        &managed,
+        &may_have_set,
+        writes,
+        since,
+    );
+    obs.audit = Some(AuditFinding { writers, since });
 }

@@ -21,6 +21,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::AuditSpec;
 use crate::compare::{compare_nodes, Comparison};
 use crate::convert::convert;
 use crate::doc::{Doc, Node};
@@ -62,6 +63,10 @@ pub struct EnvironmentSpec {
     /// `default`. Which kinds are namespaced: see [`crate::scope`].
     #[serde(default)]
     pub default_namespace: Option<String>,
+    /// The settings of the audit index (`None`: none is kept, and drifts name field managers
+    /// only): see [`crate::audit`].
+    #[serde(default)]
+    pub audit: Option<AuditSpec>,
 }
 
 impl EnvironmentSpec {

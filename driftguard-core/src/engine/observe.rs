@@ -1,5 +1,6 @@
 //! One object's two sides turned into an [`Observation`].
 
+use crate::audit::attributable;
 use crate::compare::compare_docs;
 use crate::doc::Doc;
 use crate::findings::FindingInput;
@@ -41,13 +42,9 @@ impl Engine {
                 if let Presence::Both(cmp) = &obs.presence {
                     if !cmp.in_sync() {
                         obs.evidence = self.last_applied_evidence(st, d, l);
-                        let mut managed = l.managed_fields();
-                        if obs.evidence == Some(Direction::Forward) {
-                            // the last client-side apply wrote Git's values, and live differs:
-                            // that manager is not who changed the field (a 1.20 server does not
-                            // record `kubectl scale` in managedFields, for one)
-                            managed.retain(|e| e.manager != "kubectl-client-side-apply");
-                        }
+                        // the last client-side apply wrote Git's values, and live differs:
+                        // that manager is not who changed the field
+                        let managed = attributable(l.managed_fields(), obs.evidence);
                         obs.owners = owners_of(&managed, &cmp.drifted_paths());
                         obs.severity =
                             self.spec

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use driftguard_core::audit::{AuditLimits, AuditSpec, UserNames};
 use driftguard_core::engine::EnvironmentSpec;
 use driftguard_core::findings::FindingRules;
 use driftguard_core::id::GroupKind;
@@ -164,6 +165,82 @@ pub struct EnvironmentConfig {
     /// limit and time window (see docs/remediation.md).
     #[serde(default)]
     pub remediation: Option<driftguard_core::remediate::Policy>,
+    /// Who, by name: the API server's audit log (its webhook backend, or its log file) names
+    /// the person behind each hand change (see docs/audit.md).
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
+}
+
+/// Attribution from the API server's audit log: where the events come from, what is kept of a
+/// person's name, and how much is kept.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Take the events the API server's webhook backend posts (`--audit-webhook-config-file`,
+    /// batch mode) at `POST /api/v1/environments/<name>/audit` of `driftguard serve`.
+    #[serde(default)]
+    pub webhook: Option<AuditWebhookConfig>,
+    /// An audit log file as `--audit-log-path` writes it (JSON lines): read on from where it
+    /// was left before each `driftguard scan`, and followed by `driftguard serve`; rotation
+    /// and truncation are followed.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    /// How often `driftguard serve` reads new lines of `logFile` (default `2s`).
+    #[serde(default)]
+    pub log_poll_interval: Option<HumanDuration>,
+    /// What is kept of a person's user name: `keep` (default; with the source address),
+    /// `hash` (a keyed hash made with the Secret key, `hmac:` and 16 hex digits; no address)
+    /// or `drop` (only "a person"; no address, no groups). Service accounts and the control
+    /// plane's users are software and always kept by name. Applied before anything is kept.
+    #[serde(default)]
+    pub user_names: Option<UserNames>,
+    /// Most writes kept per object, the newest (default 8).
+    #[serde(default)]
+    pub writes_per_object: Option<usize>,
+    /// How long a write is kept, counted from now (default `7d`).
+    #[serde(default)]
+    pub max_age: Option<HumanDuration>,
+    /// Most objects whose writes are kept; those written to longest ago go first (default
+    /// 50000).
+    #[serde(default)]
+    pub max_objects: Option<usize>,
+}
+
+/// The audit webhook endpoint of an environment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditWebhookConfig {
+    /// Name of an environment variable holding the token(s) the API server sends (comma
+    /// separated): as a bearer token (`users[].user.token` of its webhook kubeconfig, sent
+    /// over HTTPS only), or as the password of Basic credentials (the user info of the
+    /// kubeconfig's server URL, `http://driftguard:<token>@host:port/...`, for plain HTTP).
+    /// Required: audit events are never taken without it. The API's own tokens are not
+    /// accepted here.
+    pub token_env: String,
+    /// Largest accepted body, in bytes (default 16777216, 16 MiB; a batch of 400 events at
+    /// `Metadata` level is about 0.5 MiB). Larger posts are refused with 413.
+    #[serde(default)]
+    pub max_body: Option<usize>,
+}
+
+impl AuditConfig {
+    /// The core's audit settings.
+    pub fn spec(&self) -> AuditSpec {
+        let mut limits = AuditLimits::default();
+        if let Some(n) = self.writes_per_object {
+            limits.writes_per_object = n;
+        }
+        if let Some(d) = self.max_age {
+            limits.max_age = d.0;
+        }
+        if let Some(n) = self.max_objects {
+            limits.max_objects = n;
+        }
+        AuditSpec {
+            user_names: self.user_names.unwrap_or_default(),
+            limits,
+        }
+    }
 }
 
 /// A Git repository.
@@ -539,6 +616,7 @@ impl EnvironmentConfig {
             .iter()
             .map(|k| GroupVersionKind::from_api_version(&k.api_version, &k.kind))
             .collect();
+        spec.audit = self.audit.as_ref().map(AuditConfig::spec);
         spec
     }
 }

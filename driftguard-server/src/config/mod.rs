@@ -314,6 +314,48 @@ impl Config {
                     problem(format!("{at}.orphanKinds[{j}]"), "must not be empty".into());
                 }
             }
+            if let Some(a) = &env.audit {
+                let at = format!("{at}.audit");
+                if a.webhook.is_none() && a.log_file.is_none() {
+                    problem(
+                        at.clone(),
+                        "no audit events to read: set `webhook` (the API server's webhook backend) or `logFile` (its log file)".into(),
+                    );
+                }
+                if let Some(w) = &a.webhook {
+                    if w.token_env.trim().is_empty() {
+                        problem(
+                            format!("{at}.webhook.tokenEnv"),
+                            "must name the environment variable holding the token the API server sends".into(),
+                        );
+                    }
+                    if w.max_body == Some(0) {
+                        problem(
+                            format!("{at}.webhook.maxBody"),
+                            "must be more than 0 bytes".into(),
+                        );
+                    }
+                }
+                for (key, zero) in [
+                    ("writesPerObject", a.writes_per_object == Some(0)),
+                    ("maxObjects", a.max_objects == Some(0)),
+                    ("maxAge", a.max_age.is_some_and(|d| d.0.is_zero())),
+                    (
+                        "logPollInterval",
+                        a.log_poll_interval.is_some_and(|d| d.0.is_zero()),
+                    ),
+                ] {
+                    if zero {
+                        problem(format!("{at}.{key}"), "must be more than 0".into());
+                    }
+                }
+                if a.log_file
+                    .as_ref()
+                    .is_some_and(|p| p.as_os_str().is_empty())
+                {
+                    problem(format!("{at}.logFile"), "must not be empty".into());
+                }
+            }
             if env
                 .default_namespace
                 .as_ref()
@@ -1107,5 +1149,95 @@ mod tests {
             found.iter().any(|p| p.contains("no live side")),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn an_audit_section_loads_and_its_problems_are_located() {
+        let env = |audit: &str| {
+            format!("environments:\n  - name: prod\n    dir: .\n    live:\n      dump: mod.rs\n    audit:\n{audit}")
+        };
+        let config = load(&env(
+            "      webhook: {tokenEnv: AUDIT_TOKEN, maxBody: 1000}\n      logFile: /var/log/kubernetes/audit.log\n      logPollInterval: 5s\n      userNames: hash\n      writesPerObject: 4\n      maxAge: 2d\n      maxObjects: 10\n",
+        ))
+        .expect("valid");
+        let prod = config.environment("prod").expect("prod");
+        let spec = prod.spec().audit.expect("audit settings");
+        assert_eq!(spec.user_names, driftguard_core::audit::UserNames::Hash);
+        assert_eq!(spec.limits.writes_per_object, 4);
+        assert_eq!(
+            spec.limits.max_age,
+            std::time::Duration::from_secs(2 * 86400)
+        );
+        assert_eq!(spec.limits.max_objects, 10);
+        let var = |k: &str| (k == "AUDIT_TOKEN").then(|| "t1, t2".to_owned());
+        let settings = crate::setup::audit_settings(&config, prod, &var)
+            .expect("resolved")
+            .expect("settings");
+        assert_eq!(settings.tokens, ["t1", "t2"]);
+        assert_eq!(settings.max_body, 1000);
+        assert!(settings.webhook);
+        assert_eq!(settings.log_every, std::time::Duration::from_secs(5));
+        assert!(
+            !format!("{settings:?}").contains("t1"),
+            "tokens are not printed"
+        );
+        let err = crate::setup::audit_settings(&config, prod, &|_: &str| None)
+            .expect_err("the variable is missing");
+        assert_eq!(
+            err.to_string(),
+            "environment prod: audit.webhook.tokenEnv: environment variable AUDIT_TOKEN is not set"
+        );
+        // defaults: nothing but a log file
+        let config = load(&env("      logFile: audit.log\n")).expect("valid");
+        let prod = config.environment("prod").expect("prod");
+        assert_eq!(
+            prod.spec().audit,
+            Some(driftguard_core::audit::AuditSpec::default())
+        );
+        let settings = crate::setup::audit_settings(&config, prod, &|_: &str| None)
+            .expect("no token needed")
+            .expect("settings");
+        assert!(!settings.webhook);
+        assert!(settings
+            .log
+            .as_ref()
+            .is_some_and(|l| l.path().ends_with("src/config/audit.log")));
+        let cases = [
+            (
+                "      userNames: keep\n",
+                "environments[0].audit: no audit events to read",
+            ),
+            (
+                "      webhook: {tokenEnv: ' '}\n",
+                "environments[0].audit.webhook.tokenEnv: must name the environment variable",
+            ),
+            (
+                "      webhook: {tokenEnv: T, maxBody: 0}\n",
+                "environments[0].audit.webhook.maxBody: must be more than 0 bytes",
+            ),
+            (
+                "      logFile: a.log\n      writesPerObject: 0\n",
+                "environments[0].audit.writesPerObject: must be more than 0",
+            ),
+            (
+                "      logFile: a.log\n      maxAge: 0s\n",
+                "environments[0].audit.maxAge: must be more than 0",
+            ),
+            (
+                "      logFile: a.log\n      userNames: blur\n",
+                "environments[0].audit.userNames: unknown user name setting `blur`",
+            ),
+            (
+                "      logFile: a.log\n      tokenEnv: X\n",
+                "environments[0].audit: unknown field `tokenEnv`",
+            ),
+        ];
+        for (audit, expected) in cases {
+            let found = problems(&env(audit));
+            assert!(
+                found.iter().any(|p| p.starts_with(expected)),
+                "{expected:?} not in {found:?}"
+            );
+        }
     }
 }

@@ -64,8 +64,13 @@ pub struct EventView {
     pub severity: String,
     /// Drifted field paths.
     pub fields: Vec<String>,
-    /// Who changed it (field managers or commit author), may be empty.
+    /// Who changed it (the people the audit log names, else field managers; or the commit
+    /// author), may be empty.
     pub who: String,
+    /// The writes of the audit log behind it, one line each (`alice (kubectl-edit, patch,
+    /// from 10.0.0.7) at 2024-05-01 12:03:04 UTC`), oldest first; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub writers: Vec<String>,
     /// Git revision.
     pub revision: Option<String>,
     /// How it ended (resolved events).
@@ -93,6 +98,12 @@ impl EventView {
             severity: d.severity.as_str().to_owned(),
             fields: d.fields.iter().map(|f| f.path.clone()).collect(),
             who: d.attribution.who(d.direction),
+            writers: d
+                .attribution
+                .writers
+                .iter()
+                .map(driftguard_core::audit::AuditWrite::describe)
+                .collect(),
             revision: e.revision.clone(),
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
             link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),
@@ -196,7 +207,8 @@ pub(crate) fn check_status(status: reqwest::StatusCode) -> Result<(), NotifyErro
 }
 
 /// Passes on only the events of some environments at or above a severity, and only
-/// detections and resolutions (a drift is announced once when detected, once when resolved).
+/// detections and resolutions (a drift is announced once when detected, once when resolved),
+/// plus the changes that name writers, for the queue to fold into their detection.
 pub struct RoutedNotifier {
     /// Where to pass them.
     pub inner: Arc<dyn Notifier>,
@@ -215,7 +227,12 @@ impl RoutedNotifier {
         let events: Vec<DriftEvent> = n
             .events
             .iter()
-            .filter(|e| e.kind != EventKind::Changed && e.drift.severity >= self.min_severity)
+            // a change that names writers goes on to the queue, which folds it into the
+            // detection it follows in the same group window (see `group`)
+            .filter(|e| {
+                (e.kind != EventKind::Changed || !e.drift.attribution.writers.is_empty())
+                    && e.drift.severity >= self.min_severity
+            })
             .cloned()
             .collect();
         (!events.is_empty()).then(|| Notification {
@@ -336,7 +353,10 @@ impl Notifier for QueuedNotifier {
     }
 }
 
-/// Merges notifications of the same environment, keeping order of first appearance.
+/// Merges notifications of the same environment, keeping order of first appearance. A
+/// `changed` event is not announced of itself: when it follows the detection of its drift in
+/// the same group window (the audit log named who made the drift soon after it was seen),
+/// the detection carries its attribution; otherwise it is dropped.
 fn group(batch: Vec<Notification>) -> Vec<Notification> {
     let mut out: Vec<Notification> = Vec::new();
     for n in batch {
@@ -345,6 +365,24 @@ fn group(batch: Vec<Notification>) -> Vec<Notification> {
             None => out.push(n),
         }
     }
+    for n in &mut out {
+        let mut kept: Vec<DriftEvent> = Vec::with_capacity(n.events.len());
+        for e in std::mem::take(&mut n.events) {
+            if e.kind != EventKind::Changed {
+                kept.push(e);
+                continue;
+            }
+            if let Some(d) = kept
+                .iter_mut()
+                .rev()
+                .find(|d| d.kind == EventKind::Detected && d.drift.episode == e.drift.episode)
+            {
+                d.drift.attribution = e.drift.attribution;
+            }
+        }
+        n.events = kept;
+    }
+    out.retain(|n| !n.events.is_empty());
     out
 }
 

@@ -193,6 +193,9 @@ impl SmtpNotifier {
             if !v.who.is_empty() {
                 body.push_str(&format!("  who: {}\r\n", v.who));
             }
+            for w in &v.writers {
+                body.push_str(&format!("  by: {w}\r\n"));
+            }
             if !v.findings.is_empty() {
                 body.push_str(&format!("  findings: {}\r\n", v.findings_line()));
             }

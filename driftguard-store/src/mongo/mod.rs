@@ -5,11 +5,12 @@
 //! - this module: [`MongoOptions`], [`MongoStore`] (connecting, set-up on first use, error
 //!   mapping) and its [`DriftStore`] implementation, which hands each call to the modules below;
 //! - `schema`: the collections (`records`, `events`, `episodes`, `scans`, `deliveries`,
-//!   `fences`, `open_drifts`), their documents, indexes and TTL indexes (retention);
+//!   `fences`, `open_drifts`, `audit_writes`, `audit_cursors`), their documents, indexes and TTL
+//!   indexes (retention);
 //! - `view`: the open-drift view, which answers the open drifts of one environment;
 //! - `write`: committing a batch (after its leadership epoch passed the fence), delivery
-//!   marks, pruning;
-//! - `query`: reading records, drifts, events and scans.
+//!   marks, the audit index, pruning;
+//! - `query`: reading records, drifts, events, scans and the audit index.
 //!
 //! **The database may be down when the store is made.** [`MongoStore::connect_lazy`] does not
 //! contact the server: the driver connects when a call needs it, and the indexes are created
@@ -44,6 +45,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
@@ -330,5 +332,22 @@ impl DriftStore for MongoStore {
     ) -> Result<(), StoreError> {
         self.ready().await?;
         self.write_delivered_until(notifier, until).await
+    }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        self.ready().await?;
+        self.read_audit(environment).await
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.ready().await?;
+        self.write_audit(environment, changes).await
     }
 }

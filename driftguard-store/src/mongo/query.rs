@@ -1,8 +1,9 @@
-//! Reads: records, drift episodes, events, scans and delivery marks, with the query filters
+//! Reads: records, drift episodes, events, scans, delivery marks and the audit index, with the query filters
 //! of [`DriftQuery`] and [`EventQuery`] turned into MongoDB filters and sorts (the meaning of
 //! each filter is `driftguard_core::query`'s).
 
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
@@ -10,7 +11,9 @@ use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
-use super::schema::{body_of, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS};
+use super::schema::{
+    body_of, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
+};
 use super::{merr, MongoStore};
 use crate::{corrupt, nanos, severity_rank};
 
@@ -275,6 +278,20 @@ impl MongoStore {
             .map_err(|e| merr("find delivery mark", e))?;
         Ok(d.and_then(|d| d.get_i64("until").ok())
             .map(DateTime::from_timestamp_nanos))
+    }
+
+    pub(super) async fn read_audit(&self, env: &str) -> Result<AuditSnapshot, StoreError> {
+        let mut snap = AuditSnapshot {
+            objects: self
+                .find_all::<ObjectWrites>(AUDIT_WRITES, doc! {"env": env}, doc! {"_id": 1}, 0, None)
+                .await?,
+            cursors: self
+                .find_all::<AuditCursor>(AUDIT_CURSORS, doc! {"env": env}, doc! {"_id": 1}, 0, None)
+                .await?,
+        };
+        snap.objects.sort_by(|a, b| a.object.cmp(&b.object));
+        snap.cursors.sort_by(|a, b| a.source.cmp(&b.source));
+        Ok(snap)
     }
 }
 

@@ -33,6 +33,16 @@ pub(super) const DELIVERIES: &str = "deliveries";
 pub(super) const FENCES: &str = "fences";
 /// The open-drift views (see [`super::view`]).
 pub(super) const OPEN_DRIFTS: &str = "open_drifts";
+/// The audit index: `_id` = environment and object key, `env`, `body` = the object's writes.
+pub(super) const AUDIT_WRITES: &str = "audit_writes";
+/// How far audit log files were read: `_id` = environment and file, `env`, `body` = cursor.
+pub(super) const AUDIT_CURSORS: &str = "audit_cursors";
+
+/// The `_id` of an audit document: the environment, `|`, and a key (an environment's name has
+/// no `|`).
+pub(super) fn audit_id(env: &str, key: &str) -> String {
+    format!("{env}|{key}")
+}
 
 pub(super) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| crate::backend("serialize", e))
@@ -171,6 +181,8 @@ impl MongoStore {
             (EVENTS, events),
             (EPISODES, episodes),
             (SCANS, scans),
+            (AUDIT_WRITES, vec![idx(doc! {"env": 1}, "env")]),
+            (AUDIT_CURSORS, vec![idx(doc! {"env": 1}, "env")]),
         ] {
             self.coll(name)
                 .create_indexes(models)

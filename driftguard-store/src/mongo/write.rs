@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{PruneStats, ScanBatch, StoreError};
 use driftguard_core::state::{episode_replaces, Drift, DriftEvent, DriftRecord, EpisodeStamp};
@@ -17,8 +18,8 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 
 use super::schema::{
-    episode_doc, event_doc, record_doc, scan_doc, DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS,
-    SCANS,
+    audit_id, episode_doc, event_doc, record_doc, scan_doc, to_json, AUDIT_CURSORS, AUDIT_WRITES,
+    DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS, SCANS,
 };
 use super::{is_duplicate, merr, MongoStore};
 use crate::nanos;
@@ -268,5 +269,38 @@ impl MongoStore {
             Err(e) if is_duplicate(&e) => Ok(()),
             Err(e) => Err(merr("set delivery mark", e)),
         }
+    }
+
+    /// Saves changes to an environment's audit index: objects first (replaced, or deleted
+    /// when they have no writes), cursors last, so that a save cut short never moves a cursor
+    /// past writes it did not keep (its retry completes it).
+    pub(super) async fn write_audit(
+        &self,
+        env: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        let mut put = Vec::new();
+        let mut gone = Vec::new();
+        for o in &changes.objects {
+            let id = audit_id(env, &o.object.key());
+            if o.writes.is_empty() {
+                gone.push(id);
+            } else {
+                put.push(doc! {"_id": id, "env": env, "body": to_json(o)?});
+            }
+        }
+        self.replace_all(AUDIT_WRITES, put).await?;
+        for chunk in gone.chunks(500) {
+            self.coll(AUDIT_WRITES)
+                .delete_many(doc! {"_id": {"$in": chunk.to_vec()}})
+                .await
+                .map_err(|e| merr("delete audit writes", e))?;
+        }
+        let cursors: Vec<Document> = changes
+            .cursors
+            .iter()
+            .map(|c| Ok(doc! {"_id": audit_id(env, &c.source), "env": env, "body": to_json(c)?}))
+            .collect::<Result<_, StoreError>>()?;
+        self.replace_all(AUDIT_CURSORS, cursors).await
     }
 }

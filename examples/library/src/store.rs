@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
@@ -22,6 +23,7 @@ struct Data {
     delivered: BTreeMap<String, DateTime<Utc>>,
     /// The highest leadership epoch written per environment (fencing).
     epochs: BTreeMap<String, u64>,
+    audit: BTreeMap<String, AuditSnapshot>,
 }
 
 /// A [`DriftStore`] kept in memory and written whole to one JSON file after every change
@@ -79,6 +81,8 @@ impl JsonFileStore {
                         .map_err(corrupt)?;
                 data.epochs = serde_json::from_value(v.get("epochs").cloned().unwrap_or(json!({})))
                     .map_err(corrupt)?;
+                data.audit = serde_json::from_value(v.get("audit").cloned().unwrap_or(json!({})))
+                    .map_err(corrupt)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(backend("cannot read the store file", e)),
@@ -105,6 +109,7 @@ impl JsonFileStore {
             "scans": data.scans.values().collect::<Vec<_>>(),
             "delivered": data.delivered,
             "epochs": data.epochs,
+            "audit": data.audit,
         });
         let text = serde_json::to_vec(&v).map_err(|e| backend("cannot encode the store", e))?;
         let tmp = self.path.with_extension("tmp");
@@ -222,6 +227,29 @@ impl DriftStore for JsonFileStore {
         let mut data = self.lock()?;
         let mark = data.delivered.entry(notifier.to_owned()).or_insert(until);
         *mark = (*mark).max(until);
+        self.save(&data)
+    }
+
+    async fn audit_index(&self, environment: &str) -> Result<AuditSnapshot, StoreError> {
+        Ok(self
+            .lock()?
+            .audit
+            .get(environment)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save_audit_index(
+        &self,
+        environment: &str,
+        changes: &AuditSnapshot,
+    ) -> Result<(), StoreError> {
+        let mut data = self.lock()?;
+        // what a save means is the core's: `AuditSnapshot::apply`
+        data.audit
+            .entry(environment.to_owned())
+            .or_default()
+            .apply(changes);
         self.save(&data)
     }
 }
