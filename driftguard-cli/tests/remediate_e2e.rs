@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::e2e::{free_port, kubectl, services, spawn_server, unix_secs_now, Server};
+use util::e2e::{
+    free_port, kubectl, services, spawn_server, unix_secs_now, webhook_receiver, Hook, Server,
+};
 use util::run_in;
 
 struct Daemon(Child);
@@ -241,6 +243,22 @@ fn revert_and_adopt_end_to_end() {
     assert_eq!(h.code, 0, "{h:?}");
     assert!(h.stdout.contains("\"remediated\""), "{}", h.stdout);
     assert!(h.stdout.contains("\"requestedBy\": \"cli:"), "{}", h.stdout);
+    // the resolution names DriftGuard as who ended the drift
+    let resolved_by_driftguard = |stdout: &str, how: &str| {
+        let events: serde_json::Value = serde_json::from_str(stdout).expect("history JSON");
+        events.as_array().is_some_and(|all| {
+            all.iter().any(|e| {
+                e["kind"] == "resolved"
+                    && e["drift"]["resolution"] == how
+                    && e["drift"]["resolved_by"] == "driftguard"
+            })
+        })
+    };
+    assert!(
+        resolved_by_driftguard(&h.stdout, "reverted"),
+        "{}",
+        h.stdout
+    );
 
     // adopt: the live value goes into Git on a pushed branch
     kubectl(
@@ -292,6 +310,9 @@ fn revert_and_adopt_end_to_end() {
     let r = run_in(&dir, &["scan"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("adopted"), "{}", r.stdout);
+    let h = run_in(&dir, &["history", &objects[1], "-o", "json"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(resolved_by_driftguard(&h.stdout, "adopted"), "{}", h.stdout);
     drop(daemon);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -318,8 +339,19 @@ fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serd
     )
 }
 
+const HOOK_SECRET: &str = "rem-hook-secret-4f1e";
+
+/// The events a webhook receiver got, each with the environment it came from.
+fn hooked(hooks: &[Hook]) -> Vec<serde_json::Value> {
+    hooks
+        .iter()
+        .flat_map(|h| h.body["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// The API: plan, then confirm exactly that plan, with a token allowed to remediate; the
-/// drift resolves as `reverted` and the history names the token.
+/// drift resolves as `reverted` with DriftGuard named as who ended it, the history names the
+/// token, and the remediation is announced at a real local webhook receiver like a drift.
 #[test]
 fn api_plan_then_confirm() {
     let s = services();
@@ -341,14 +373,16 @@ fn api_plan_then_confirm() {
             &work.join("envs/prod/app.yaml").display().to_string(),
         ],
     );
+    let hook = webhook_receiver(HOOK_SECRET);
     let dir = tmp.path().join("dg");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
         dir.join("driftguard.yaml"),
         format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
             work.display(),
-            s.kubeconfig
+            s.kubeconfig,
+            hook.port
         ),
     )
     .expect("config");
@@ -357,7 +391,11 @@ fn api_plan_then_confirm() {
     let mut server = spawn_server(
         &dir,
         &[],
-        &[("OPS_TOKEN", "ops-token"), ("PLAIN_TOKENS", "plain-token")],
+        &[
+            ("OPS_TOKEN", "ops-token"),
+            ("PLAIN_TOKENS", "plain-token"),
+            ("REM_HOOK_SECRET", HOOK_SECRET),
+        ],
         port,
         tmp.path().join("serve.log"),
         "ops-token",
@@ -449,6 +487,7 @@ fn api_plan_then_confirm() {
             .json(&format!("/api/v1/drifts/{episode}"))
             .unwrap_or_default();
         if d["drift"]["resolution"] == "reverted" {
+            assert_eq!(d["drift"]["who"], "driftguard", "{d}");
             break;
         }
         assert!(
@@ -462,6 +501,43 @@ fn api_plan_then_confirm() {
         .json("/api/v1/events?event=remediated")
         .expect("events");
     assert!(events.to_string().contains("token:ops"), "{events}");
+    // announced like a drift: the remediation, then the resolution naming DriftGuard
+    let started = Instant::now();
+    let (remediated, resolved) = loop {
+        let got = hooked(&hook.all());
+        let of = |kind: &str| {
+            got.iter()
+                .find(|e| e["event"] == kind && e["episode"] == episode.as_str())
+                .cloned()
+        };
+        if let (Some(a), Some(b)) = (of("remediated"), of("resolved")) {
+            break (a, b);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "webhook got the remediation and the resolution: {got:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        remediated["remediation"]["requested_by"], "token:ops",
+        "{remediated}"
+    );
+    assert_eq!(remediated["remediation"]["ok"], true, "{remediated}");
+    assert_eq!(
+        remediated["remediation"]["operation"], "apply",
+        "{remediated}"
+    );
+    assert!(
+        remediated["remediation"]["paths"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "/spec/replicas")),
+        "{remediated}"
+    );
+    assert_eq!(resolved["who"], "driftguard", "{resolved}");
+    assert_eq!(resolved["resolution"], "reverted", "{resolved}");
+    assert!(hook.all().iter().all(|h| h.signature_ok), "signed");
     drop(server);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -637,6 +713,103 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
         .count();
     assert_eq!(web_events, 1, "once: {events}");
     assert_eq!(replicas(), "2");
+    drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A `notify` policy under `serve`: a `kubectl` change is announced at a real local webhook
+/// receiver as a `remediated` event that changed nothing (`ok: false`, what a revert would
+/// change), once per episode; the cluster keeps the change.
+#[test]
+fn notify_policy_announces_and_changes_nothing() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remnot-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let hook = webhook_receiver(HOOK_SECRET);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: notify\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig,
+            hook.port
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(
+        &dir,
+        &[],
+        &[("REM_HOOK_SECRET", HOOK_SECRET)],
+        port,
+        tmp.path().join("serve.log"),
+        "none",
+    );
+    server.wait_ready(after, 1);
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let started = Instant::now();
+    let announced = loop {
+        let got = hooked(&hook.all());
+        if let Some(e) = got.iter().find(|e| e["event"] == "remediated") {
+            break e.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "webhook got the notify-only remediation: {got:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let r = &announced["remediation"];
+    assert_eq!(r["ok"], false, "{announced}");
+    assert_eq!(r["requested_by"], "policy", "{announced}");
+    assert!(
+        r["result"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("notify only")),
+        "{announced}"
+    );
+    assert!(
+        r["paths"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "/spec/replicas")),
+        "{announced}"
+    );
+    assert_eq!(announced["object"]["name"], "web", "{announced}");
+    std::thread::sleep(Duration::from_secs(2));
+    let count = hooked(&hook.all())
+        .iter()
+        .filter(|e| e["event"] == "remediated")
+        .count();
+    assert_eq!(count, 1, "once per episode");
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "5",
+        "notify changes nothing"
+    );
     drop(server);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }

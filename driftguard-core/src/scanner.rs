@@ -40,8 +40,10 @@ use crate::ports::{
     Clock, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope, LiveSource,
     Notification, Notifier, ScanBatch, ScanSummary, SourceError, StoreError,
 };
+use crate::query::EventQuery;
+use crate::remediate::{credit, RemediationRecord};
 use crate::severity::drift_score;
-use crate::state::{Drift, DriftEvent, DriftRecord, Tick};
+use crate::state::{Drift, DriftEvent, DriftRecord, EventKind, Tick};
 
 /// Most batches a scanner keeps while the store cannot be written.
 pub const MAX_UNWRITTEN: usize = 10_000;
@@ -80,6 +82,9 @@ pub struct Scanner {
     /// Published after every write attempt.
     health: Mutex<WriteHealth>,
     seq: AtomicU64,
+    /// Remediations of open episodes by this process, waiting for their `resolved` event
+    /// (see [`Scanner::expect_remediation`]).
+    credits: Mutex<HashMap<String, RemediationRecord>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -112,6 +117,7 @@ impl Scanner {
             scope: Mutex::new(None),
             health: Mutex::new(WriteHealth::default()),
             seq: AtomicU64::new(0),
+            credits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -265,9 +271,10 @@ impl Scanner {
             self.git.histories(&wanted, HISTORY_DEPTH).await
         };
         // evaluate: pure
-        let ev = self
+        let mut ev = self
             .engine
             .evaluate(&st, &records, observations, &histories, &tick);
+        self.credit(&mut ev.events).await;
         let score = drift_score(
             ev.counts.tracked,
             ev.verdicts.iter().filter_map(|v| {
@@ -388,6 +395,7 @@ impl Scanner {
         let mut ev = self
             .engine
             .evaluate(st, &state.records, observations, &histories, &tick);
+        self.credit(&mut ev.events).await;
         let batch = ScanBatch {
             upserts: std::mem::take(&mut ev.upserts),
             deletes: std::mem::take(&mut ev.deletes),
@@ -449,6 +457,76 @@ impl Scanner {
         }
         *self.health.lock().expect("health cell is never poisoned") = WriteHealth::default();
         Ok(())
+    }
+
+    /// Says that DriftGuard is about to remediate `episode` as `record` says (its `ok` taken
+    /// as the hoped-for outcome), so that the `resolved` event a watch may see before the
+    /// `remediated` event is stored still names DriftGuard (see [`credit`]). Undo it with
+    /// [`Scanner::forget_remediation`] when the remediation fails.
+    pub fn expect_remediation(&self, episode: &str, record: RemediationRecord) {
+        self.credits
+            .lock()
+            .expect("credits cell is never poisoned")
+            .insert(episode.to_owned(), record);
+    }
+
+    /// Forgets what [`Scanner::expect_remediation`] said of `episode`.
+    pub fn forget_remediation(&self, episode: &str) {
+        self.credits
+            .lock()
+            .expect("credits cell is never poisoned")
+            .remove(episode);
+    }
+
+    /// Stores a `remediated` event and announces it to the notifiers, like a drift's events;
+    /// a successful remediation is remembered so that the episode's `resolved` event names
+    /// DriftGuard. Returns the notifiers' errors.
+    pub async fn record_remediation(&self, event: DriftEvent) -> Result<Vec<String>, StoreError> {
+        if let Some(r) = event.remediation.as_ref().filter(|r| r.ok) {
+            self.expect_remediation(&event.drift.episode, r.clone());
+        }
+        self.store
+            .commit(&ScanBatch {
+                events: vec![event.clone()],
+                ..self.batch()
+            })
+            .await?;
+        Ok(self.announce(&[event]).await)
+    }
+
+    /// Credits the `resolved` events among `events` that a remediation ended: one this
+    /// process expects ([`Scanner::expect_remediation`]), else a successful `remediated` event
+    /// of the episode in the store (a remediation by another process, the CLI).
+    async fn credit(&self, events: &mut [DriftEvent]) {
+        for e in events.iter_mut().filter(|e| e.kind == EventKind::Resolved) {
+            let episode = e.drift.episode.clone();
+            let expected = self
+                .credits
+                .lock()
+                .expect("credits cell is never poisoned")
+                .remove(&episode);
+            if let Some(r) = expected {
+                credit(e, &episode, &r);
+                continue;
+            }
+            let q = EventQuery {
+                object: Some(e.drift.id.clone()),
+                kind: Some(EventKind::Remediated),
+                limit: 100,
+                ..EventQuery::default()
+            };
+            // best effort: a store that cannot answer leaves the resolution as it is
+            if let Ok(page) = self.store.events(&q).await {
+                if let Some(r) = page
+                    .items
+                    .iter()
+                    .filter(|r| r.drift.episode == episode)
+                    .find_map(|r| r.remediation.as_ref().filter(|r| r.ok))
+                {
+                    credit(e, &episode, r);
+                }
+            }
+        }
     }
 
     async fn announce(&self, events: &[DriftEvent]) -> Vec<String> {

@@ -222,6 +222,7 @@ impl Service {
                     &key.key,
                     store.clone(),
                     clock.clone(),
+                    &envs,
                 )
                 .await,
             ))
