@@ -135,12 +135,13 @@ fn revert_and_adopt_end_to_end() {
     kubectl(&s, &["create", "namespace", &ns]);
     let file = work.join("envs/prod/app.yaml");
     kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let (forge_port, forge_seen) = fake_forge();
     let dir = tmp.path().join("dg");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
         dir.join("driftguard.yaml"),
         format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{url}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
+            "environments:\n  - name: prod\n    git: {{url: \"{url}\", ref: main, path: envs/prod, pullRequest: {{forge: github, apiUrl: \"http://127.0.0.1:{forge_port}\", repository: shop/gitops, tokenEnv: DG_E2E_FORGE_TOKEN}}}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
             s.kubeconfig
         ),
     )
@@ -272,8 +273,13 @@ fn revert_and_adopt_end_to_end() {
             r#"{"data":{"level":"2"}}"#,
         ],
     );
-    let r = run_in(&dir, &["remediate", "--adopt", "--yes", &objects[1]]);
+    let r = util::run_env(
+        &dir,
+        &["remediate", "--adopt", "--yes", &objects[1]],
+        &[("DG_E2E_FORGE_TOKEN", "ghp-e2e-token")],
+    );
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("ghp-e2e-token") && !r.stderr.contains("ghp-e2e-token"));
     git(&work, &["fetch", "-q", "origin"]);
     let branches = git(&work, &["branch", "-r"]);
     let branch = branches
@@ -299,6 +305,24 @@ fn revert_and_adopt_end_to_end() {
         ],
         "{diff}"
     );
+    // the pull request, as the (local, fake) GitHub API received it
+    let requests = forge_seen.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let (request_line, auth, body) = &requests[0];
+    assert_eq!(request_line, "POST /repos/shop/gitops/pulls");
+    assert_eq!(auth, "Bearer ghp-e2e-token");
+    assert_eq!(
+        body["head"].as_str(),
+        branch.strip_prefix("origin/"),
+        "{body}"
+    );
+    assert_eq!(body["base"], "main", "{body}");
+    assert!(
+        body["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Requested by: cli:")),
+        "{body}"
+    );
     let log = git(&work, &["log", "-1", "--format=%B", &branch]);
     assert!(
         log.contains("Drift-Episode: ") && log.contains("Requested-By: cli:"),
@@ -313,8 +337,72 @@ fn revert_and_adopt_end_to_end() {
     let h = run_in(&dir, &["history", &objects[1], "-o", "json"]);
     assert_eq!(h.code, 0, "{h:?}");
     assert!(resolved_by_driftguard(&h.stdout, "adopted"), "{}", h.stdout);
+    assert!(
+        h.stdout
+            .contains("opened pull request #42 https://github.example/shop/gitops/pull/42"),
+        "{}",
+        h.stdout
+    );
     drop(daemon);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Requests a fake forge got: `(method and path, Authorization header, JSON body)`.
+type ForgeSeen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// A fake GitHub API on 127.0.0.1 (no forge runs here): records each request and answers 201
+/// with pull request #42.
+fn fake_forge() -> (u16, ForgeSeen) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: ForgeSeen = ForgeSeen::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut w = conn.try_clone().expect("clone");
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let request_line: Vec<&str> = line.split_whitespace().take(2).collect();
+            let (mut auth, mut len) = (String::new(), 0usize);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            sink.lock().expect("lock").push((
+                request_line.join(" "),
+                auth,
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ));
+            let answer =
+                r#"{"number": 42, "html_url": "https://github.example/shop/gitops/pull/42"}"#;
+            let _ = write!(
+                w,
+                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (port, seen)
 }
 
 /// A POST with a JSON body and a bearer token: `(status, body)`.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod dto;
 pub mod environment;
 pub mod error;
+pub mod forge;
 pub mod listener;
 pub mod mcp;
 pub mod metrics;

@@ -198,6 +198,8 @@ pub struct Remediator {
     clock: Arc<dyn Clock>,
     scanner: Scanner,
     git_config: Option<GitSourceConfig>,
+    /// The pull request to open after an adoption is pushed, and the branch it merges into.
+    pull_request: Option<(crate::forge::PullRequestConfig, String)>,
     /// The running environment's scanner (under `serve`): remediated events are announced
     /// through its notifiers and its `resolved` events name DriftGuard.
     live_scanner: Option<Arc<Scanner>>,
@@ -231,6 +233,16 @@ impl Remediator {
             clock,
             scanner,
             git_config,
+            pull_request: env.git.as_ref().and_then(|g| {
+                g.pull_request.clone().map(|pr| {
+                    let base = pr
+                        .base
+                        .clone()
+                        .or_else(|| g.reference.clone().filter(|r| !r.trim().is_empty()))
+                        .unwrap_or_else(|| "main".into());
+                    (pr, base)
+                })
+            }),
             live_scanner: None,
         })
     }
@@ -402,13 +414,34 @@ impl Remediator {
             .await
             .map_err(|e| RemediateError::Git(e.to_string()))?
             .map_err(|e| RemediateError::Git(chain(&e)))?;
-        Ok((
-            p.preview.clone(),
-            format!(
-                "adopt: pushed branch {} (commit {}) changing {}",
-                pushed.branch, pushed.commit, pushed.file
-            ),
-        ))
+        let mut result = format!(
+            "adopt: pushed branch {} (commit {}) changing {}",
+            pushed.branch, pushed.commit, pushed.file
+        );
+        if let Some((forge, base)) = &self.pull_request {
+            let fields: Vec<&str> = p.plan.writes.iter().map(|(f, _)| f.as_str()).collect();
+            let pr = crate::forge::PullRequest {
+                head: pushed.branch.clone(),
+                base: base.clone(),
+                title: format!("DriftGuard: adopt the live {} of {}", fields.join(", "), p.plan.object),
+                body: format!(
+                    "DriftGuard adopts what the cluster runs into Git.\n\n- Drift episode: `{}`\n- Plan: `{}`\n- Requested by: {}\n- File: `{}`\n",
+                    p.plan.episode, p.plan.id, requested_by, pushed.file
+                ),
+            };
+            match forge.open(&pr).await {
+                Ok(o) => result.push_str(&format!("; opened pull request #{} {}", o.number, o.url)),
+                Err(e) => {
+                    // the branch is pushed: the drift resolves once it is merged, by hand
+                    tracing::warn!(branch = %pushed.branch, "the pull request could not be opened: {}", chain(&e));
+                    result.push_str(&format!(
+                        "; the pull request could not be opened: {}",
+                        chain(&e)
+                    ));
+                }
+            }
+        }
+        Ok((p.preview.clone(), result))
     }
 
     /// Stores the `remediated` event of `drift` and announces it to the notifiers (those of
