@@ -2,7 +2,10 @@
 //! (`git daemon --enable=receive-pack` on 127.0.0.1) and the built binary. Revert a scale, an
 //! image hotfix, an added label and a patched ConfigMap (dry run first); adopt a change into Git
 //! on a pushed branch whose diff is exactly the drifted field with the file's comments intact;
-//! after the branch is merged, the drift resolves as `adopted`.
+//! after the branch is merged, the drift resolves as `adopted`; the pull request goes to a fake
+//! forge API on 127.0.0.1. The API's plan-then-confirm, announced at a webhook receiver; a
+//! `revert` and a `notify` policy; a missing object created and a tracked orphan pruned. Every
+//! resolution a remediation caused names DriftGuard.
 
 mod util;
 
@@ -899,5 +902,162 @@ fn notify_policy_announces_and_changes_nothing() {
         "notify changes nothing"
     );
     drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The names of the ConfigMaps in `ns`.
+fn configmaps(s: &util::e2e::Services, ns: &str) -> String {
+    kubectl(s, &["-n", ns, "get", "configmaps", "-o", "name"])
+}
+
+/// A missing object is created from Git; an orphan is deleted only with `--prune` and only
+/// when it carries the tracking label; an untracked object is never an orphan, so never
+/// deleted. Each resolution names DriftGuard.
+#[test]
+fn create_a_missing_object_and_prune_a_tracked_orphan() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remprune-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let r = run_in(&dir, &["scan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // missing: deleted by hand; orphans: one tracked, one not
+    kubectl(&s, &["-n", &ns, "delete", "configmap/settings"]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "extra",
+            "--from-literal=k=v",
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "label",
+            "configmap/extra",
+            "driftguard.io/tracked=true",
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "loose",
+            "--from-literal=k=v",
+        ],
+    );
+    let settings = format!("prod:ConfigMap/{ns}/settings");
+    let extra = format!("prod:ConfigMap/{ns}/extra");
+    let loose = format!("prod:ConfigMap/{ns}/loose");
+
+    // without --prune: the missing object is created, the orphan refused and kept
+    let r = run_in(&dir, &["remediate", "--revert", "--yes", &settings, &extra]);
+    assert_eq!(r.code, 1, "a refusal is an error exit: {r:?}");
+    assert!(
+        r.stdout.contains(&format!("create {settings} (plan")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("refused {extra}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("{settings}: reverted")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/settings",
+                "-o",
+                "jsonpath={.data.mode} {.data.level}"
+            ]
+        ),
+        "safe 1"
+    );
+    let names = configmaps(&s, &ns);
+    assert!(names.contains("configmap/extra"), "kept: {names}");
+
+    // an untracked object is no orphan: nothing to prune
+    let r = run_in(&dir, &["remediate", "--revert", "--prune", "--yes", &loose]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(configmaps(&s, &ns).contains("configmap/loose"));
+
+    // with --prune, the tracked orphan goes (dry run first: nothing changes)
+    let r = run_in(
+        &dir,
+        &["remediate", "--revert", "--prune", "--dry-run", &extra],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("delete {extra} (plan")),
+        "{}",
+        r.stdout
+    );
+    assert!(configmaps(&s, &ns).contains("configmap/extra"));
+    let r = run_in(&dir, &["remediate", "--revert", "--prune", "--yes", &extra]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("{extra}: reverted")),
+        "{}",
+        r.stdout
+    );
+    let names = configmaps(&s, &ns);
+    assert!(!names.contains("configmap/extra"), "deleted: {names}");
+    assert!(names.contains("configmap/loose"), "untouched: {names}");
+    assert!(names.contains("configmap/settings"), "{names}");
+
+    // both resolutions name DriftGuard
+    for object in [&settings, &extra] {
+        let h = run_in(&dir, &["history", object, "-o", "json"]);
+        assert_eq!(h.code, 0, "{h:?}");
+        let events: serde_json::Value = serde_json::from_str(&h.stdout).expect("history JSON");
+        assert!(
+            events.as_array().is_some_and(|all| all.iter().any(|e| {
+                e["kind"] == "resolved"
+                    && e["drift"]["resolution"] == "reverted"
+                    && e["drift"]["resolved_by"] == "driftguard"
+            })),
+            "{}",
+            h.stdout
+        );
+    }
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }
