@@ -703,6 +703,19 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // its resolution names DriftGuard
+    let started = Instant::now();
+    while !server.drifts("status=resolved").iter().any(|d| {
+        d["object"]["name"] == "web" && d["resolution"] == "reverted" && d["who"] == "driftguard"
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "resolved by DriftGuard: {:?}\n{}",
+            server.drifts("status=resolved"),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // a conflict: Git moves, then the cluster moves the same field
     let text = std::fs::read_to_string(&file).expect("read");

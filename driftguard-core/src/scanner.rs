@@ -496,35 +496,57 @@ impl Scanner {
 
     /// Credits the `resolved` events among `events` that a remediation ended: one this
     /// process expects ([`Scanner::expect_remediation`]), else a successful `remediated` event
-    /// of the episode in the store (a remediation by another process, the CLI).
+    /// of the episode in the store (a remediation by another process, the CLI), read in one
+    /// query from the oldest detection among them.
     async fn credit(&self, events: &mut [DriftEvent]) {
-        for e in events.iter_mut().filter(|e| e.kind == EventKind::Resolved) {
-            let episode = e.drift.episode.clone();
+        let mut rest = Vec::new();
+        for (i, e) in events.iter_mut().enumerate() {
+            if e.kind != EventKind::Resolved {
+                continue;
+            }
             let expected = self
                 .credits
                 .lock()
                 .expect("credits cell is never poisoned")
-                .remove(&episode);
-            if let Some(r) = expected {
-                credit(e, &episode, &r);
-                continue;
-            }
-            let q = EventQuery {
-                object: Some(e.drift.id.clone()),
-                kind: Some(EventKind::Remediated),
-                limit: 100,
-                ..EventQuery::default()
-            };
-            // best effort: a store that cannot answer leaves the resolution as it is
-            if let Ok(page) = self.store.events(&q).await {
-                if let Some(r) = page
-                    .items
-                    .iter()
-                    .filter(|r| r.drift.episode == episode)
-                    .find_map(|r| r.remediation.as_ref().filter(|r| r.ok))
-                {
-                    credit(e, &episode, r);
+                .remove(&e.drift.episode);
+            match expected {
+                Some(r) => {
+                    let episode = e.drift.episode.clone();
+                    credit(e, &episode, &r);
                 }
+                None => rest.push(i),
+            }
+        }
+        let Some(since) = rest.iter().map(|&i| events[i].drift.detected_at).min() else {
+            return;
+        };
+        let mut q = EventQuery {
+            environment: Some(self.environment().to_owned()),
+            kind: Some(EventKind::Remediated),
+            since: Some(since),
+            limit: 1000,
+            ..EventQuery::default()
+        };
+        let mut done: HashMap<String, RemediationRecord> = HashMap::new();
+        loop {
+            // best effort: a store that cannot answer leaves the resolutions as they are
+            let Ok(page) = self.store.events(&q).await else {
+                break;
+            };
+            for r in page.items {
+                if let Some(rec) = r.remediation.filter(|rec| rec.ok) {
+                    done.insert(r.drift.episode, rec);
+                }
+            }
+            match page.next_offset {
+                Some(next) if next > q.offset => q.offset = next,
+                _ => break,
+            }
+        }
+        for i in rest {
+            let episode = events[i].drift.episode.clone();
+            if let Some(r) = done.get(&episode) {
+                credit(&mut events[i], &episode, r);
             }
         }
     }

@@ -357,12 +357,8 @@ impl Remediator {
             Operation::Adopt => self.adopt(p, requested_by).await,
             _ => {
                 // a watch may see the change before the audit event is stored
-                for s in [Some(&self.scanner), self.live_scanner.as_deref()]
-                    .into_iter()
-                    .flatten()
-                {
-                    s.expect_remediation(&p.drift.episode, expected.clone());
-                }
+                self.announcer()
+                    .expect_remediation(&p.drift.episode, expected);
                 self.kube
                     .apply_plan(&p.plan)
                     .await
@@ -371,12 +367,7 @@ impl Remediator {
             }
         };
         if outcome.is_err() {
-            for s in [Some(&self.scanner), self.live_scanner.as_deref()]
-                .into_iter()
-                .flatten()
-            {
-                s.forget_remediation(&p.drift.episode);
-            }
+            self.announcer().forget_remediation(&p.drift.episode);
         }
         let record = RemediationRecord {
             plan_id: p.plan.id.clone(),
