@@ -76,6 +76,7 @@ fn drift(i: usize, scan: usize) -> Drift {
         updated_at: at(scan),
         resolved_at: None,
         resolution: None,
+        resolved_by: None,
         revision: Some("rev".into()),
         provenance: None,
         findings: Vec::new(),

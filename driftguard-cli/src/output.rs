@@ -203,7 +203,7 @@ pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> Strin
     let rows: Vec<Vec<String>> = drifts
         .iter()
         .map(|d| {
-            let who = d.attribution.who(d.direction);
+            let who = d.who();
             vec![
                 d.id.environment.clone(),
                 kind_label(d),

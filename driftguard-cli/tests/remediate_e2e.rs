@@ -2,7 +2,10 @@
 //! (`git daemon --enable=receive-pack` on 127.0.0.1) and the built binary. Revert a scale, an
 //! image hotfix, an added label and a patched ConfigMap (dry run first); adopt a change into Git
 //! on a pushed branch whose diff is exactly the drifted field with the file's comments intact;
-//! after the branch is merged, the drift resolves as `adopted`.
+//! after the branch is merged, the drift resolves as `adopted`; the pull request goes to a fake
+//! forge API on 127.0.0.1. The API's plan-then-confirm, announced at a webhook receiver; a
+//! `revert` and a `notify` policy; a missing object created and a tracked orphan pruned. Every
+//! resolution a remediation caused names DriftGuard.
 
 mod util;
 
@@ -11,7 +14,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::e2e::{free_port, kubectl, services, spawn_server, unix_secs_now, Server};
+use util::e2e::{
+    free_port, kubectl, services, spawn_server, unix_secs_now, webhook_receiver, Hook, Server,
+};
 use util::run_in;
 
 struct Daemon(Child);
@@ -133,12 +138,13 @@ fn revert_and_adopt_end_to_end() {
     kubectl(&s, &["create", "namespace", &ns]);
     let file = work.join("envs/prod/app.yaml");
     kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let (forge_port, forge_seen) = fake_forge();
     let dir = tmp.path().join("dg");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
         dir.join("driftguard.yaml"),
         format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{url}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
+            "environments:\n  - name: prod\n    git: {{url: \"{url}\", ref: main, path: envs/prod, pullRequest: {{forge: github, apiUrl: \"http://127.0.0.1:{forge_port}\", repository: shop/gitops, tokenEnv: DG_E2E_FORGE_TOKEN}}}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
             s.kubeconfig
         ),
     )
@@ -241,6 +247,22 @@ fn revert_and_adopt_end_to_end() {
     assert_eq!(h.code, 0, "{h:?}");
     assert!(h.stdout.contains("\"remediated\""), "{}", h.stdout);
     assert!(h.stdout.contains("\"requestedBy\": \"cli:"), "{}", h.stdout);
+    // the resolution names DriftGuard as who ended the drift
+    let resolved_by_driftguard = |stdout: &str, how: &str| {
+        let events: serde_json::Value = serde_json::from_str(stdout).expect("history JSON");
+        events.as_array().is_some_and(|all| {
+            all.iter().any(|e| {
+                e["kind"] == "resolved"
+                    && e["drift"]["resolution"] == how
+                    && e["drift"]["resolved_by"] == "driftguard"
+            })
+        })
+    };
+    assert!(
+        resolved_by_driftguard(&h.stdout, "reverted"),
+        "{}",
+        h.stdout
+    );
 
     // adopt: the live value goes into Git on a pushed branch
     kubectl(
@@ -254,8 +276,13 @@ fn revert_and_adopt_end_to_end() {
             r#"{"data":{"level":"2"}}"#,
         ],
     );
-    let r = run_in(&dir, &["remediate", "--adopt", "--yes", &objects[1]]);
+    let r = util::run_env(
+        &dir,
+        &["remediate", "--adopt", "--yes", &objects[1]],
+        &[("DG_E2E_FORGE_TOKEN", "ghp-e2e-token")],
+    );
     assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("ghp-e2e-token") && !r.stderr.contains("ghp-e2e-token"));
     git(&work, &["fetch", "-q", "origin"]);
     let branches = git(&work, &["branch", "-r"]);
     let branch = branches
@@ -281,6 +308,24 @@ fn revert_and_adopt_end_to_end() {
         ],
         "{diff}"
     );
+    // the pull request, as the (local, fake) GitHub API received it
+    let requests = forge_seen.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let (request_line, auth, body) = &requests[0];
+    assert_eq!(request_line, "POST /repos/shop/gitops/pulls");
+    assert_eq!(auth, "Bearer ghp-e2e-token");
+    assert_eq!(
+        body["head"].as_str(),
+        branch.strip_prefix("origin/"),
+        "{body}"
+    );
+    assert_eq!(body["base"], "main", "{body}");
+    assert!(
+        body["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("Requested by: cli:")),
+        "{body}"
+    );
     let log = git(&work, &["log", "-1", "--format=%B", &branch]);
     assert!(
         log.contains("Drift-Episode: ") && log.contains("Requested-By: cli:"),
@@ -292,8 +337,75 @@ fn revert_and_adopt_end_to_end() {
     let r = run_in(&dir, &["scan"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("adopted"), "{}", r.stdout);
+    let h = run_in(&dir, &["history", &objects[1], "-o", "json"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(resolved_by_driftguard(&h.stdout, "adopted"), "{}", h.stdout);
+    assert!(
+        h.stdout
+            .contains("opened pull request #42 https://github.example/shop/gitops/pull/42"),
+        "{}",
+        h.stdout
+    );
     drop(daemon);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Requests a fake forge got: `(method and path, Authorization header, JSON body)`.
+type ForgeSeen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// A fake GitHub API on 127.0.0.1 (no forge runs here): records each request and answers 201
+/// with pull request #42.
+fn fake_forge() -> (u16, ForgeSeen) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: ForgeSeen = ForgeSeen::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut w = conn.try_clone().expect("clone");
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let request_line: Vec<&str> = line.split_whitespace().take(2).collect();
+            let (mut auth, mut len) = (String::new(), 0usize);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            sink.lock().expect("lock").push((
+                request_line.join(" "),
+                auth,
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ));
+            let answer =
+                r#"{"number": 42, "html_url": "https://github.example/shop/gitops/pull/42"}"#;
+            let _ = write!(
+                w,
+                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (port, seen)
 }
 
 /// A POST with a JSON body and a bearer token: `(status, body)`.
@@ -318,8 +430,19 @@ fn post_json(server: &Server, path: &str, token: &str, body: &str) -> (u16, serd
     )
 }
 
+const HOOK_SECRET: &str = "rem-hook-secret-4f1e";
+
+/// The events a webhook receiver got, each with the environment it came from.
+fn hooked(hooks: &[Hook]) -> Vec<serde_json::Value> {
+    hooks
+        .iter()
+        .flat_map(|h| h.body["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
 /// The API: plan, then confirm exactly that plan, with a token allowed to remediate; the
-/// drift resolves as `reverted` and the history names the token.
+/// drift resolves as `reverted` with DriftGuard named as who ended it, the history names the
+/// token, and the remediation is announced at a real local webhook receiver like a drift.
 #[test]
 fn api_plan_then_confirm() {
     let s = services();
@@ -341,14 +464,16 @@ fn api_plan_then_confirm() {
             &work.join("envs/prod/app.yaml").display().to_string(),
         ],
     );
+    let hook = webhook_receiver(HOOK_SECRET);
     let dir = tmp.path().join("dg");
     std::fs::create_dir_all(&dir).expect("mkdir");
     std::fs::write(
         dir.join("driftguard.yaml"),
         format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
             work.display(),
-            s.kubeconfig
+            s.kubeconfig,
+            hook.port
         ),
     )
     .expect("config");
@@ -357,7 +482,11 @@ fn api_plan_then_confirm() {
     let mut server = spawn_server(
         &dir,
         &[],
-        &[("OPS_TOKEN", "ops-token"), ("PLAIN_TOKENS", "plain-token")],
+        &[
+            ("OPS_TOKEN", "ops-token"),
+            ("PLAIN_TOKENS", "plain-token"),
+            ("REM_HOOK_SECRET", HOOK_SECRET),
+        ],
         port,
         tmp.path().join("serve.log"),
         "ops-token",
@@ -449,6 +578,7 @@ fn api_plan_then_confirm() {
             .json(&format!("/api/v1/drifts/{episode}"))
             .unwrap_or_default();
         if d["drift"]["resolution"] == "reverted" {
+            assert_eq!(d["drift"]["who"], "driftguard", "{d}");
             break;
         }
         assert!(
@@ -462,6 +592,43 @@ fn api_plan_then_confirm() {
         .json("/api/v1/events?event=remediated")
         .expect("events");
     assert!(events.to_string().contains("token:ops"), "{events}");
+    // announced like a drift: the remediation, then the resolution naming DriftGuard
+    let started = Instant::now();
+    let (remediated, resolved) = loop {
+        let got = hooked(&hook.all());
+        let of = |kind: &str| {
+            got.iter()
+                .find(|e| e["event"] == kind && e["episode"] == episode.as_str())
+                .cloned()
+        };
+        if let (Some(a), Some(b)) = (of("remediated"), of("resolved")) {
+            break (a, b);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "webhook got the remediation and the resolution: {got:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        remediated["remediation"]["requested_by"], "token:ops",
+        "{remediated}"
+    );
+    assert_eq!(remediated["remediation"]["ok"], true, "{remediated}");
+    assert_eq!(
+        remediated["remediation"]["operation"], "apply",
+        "{remediated}"
+    );
+    assert!(
+        remediated["remediation"]["paths"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "/spec/replicas")),
+        "{remediated}"
+    );
+    assert_eq!(resolved["who"], "driftguard", "{resolved}");
+    assert_eq!(resolved["resolution"], "reverted", "{resolved}");
+    assert!(hook.all().iter().all(|h| h.signature_ok), "signed");
     drop(server);
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }
@@ -532,6 +699,19 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
         assert!(
             changed.elapsed() < Duration::from_secs(5),
             "reverted within 5 s:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // its resolution names DriftGuard
+    let started = Instant::now();
+    while !server.drifts("status=resolved").iter().any(|d| {
+        d["object"]["name"] == "web" && d["resolution"] == "reverted" && d["who"] == "driftguard"
+    }) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "resolved by DriftGuard: {:?}\n{}",
+            server.drifts("status=resolved"),
             server.log()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -638,5 +818,259 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
     assert_eq!(web_events, 1, "once: {events}");
     assert_eq!(replicas(), "2");
     drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A `notify` policy under `serve`: a `kubectl` change is announced at a real local webhook
+/// receiver as a `remediated` event that changed nothing (`ok: false`, what a revert would
+/// change), once per episode; the cluster keeps the change.
+#[test]
+fn notify_policy_announces_and_changes_nothing() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remnot-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let hook = webhook_receiver(HOOK_SECRET);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: notify\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  pollInterval: 1s\n",
+            work.display(),
+            s.kubeconfig,
+            hook.port
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(
+        &dir,
+        &[],
+        &[("REM_HOOK_SECRET", HOOK_SECRET)],
+        port,
+        tmp.path().join("serve.log"),
+        "none",
+    );
+    server.wait_ready(after, 1);
+    kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
+    let started = Instant::now();
+    let announced = loop {
+        let got = hooked(&hook.all());
+        if let Some(e) = got.iter().find(|e| e["event"] == "remediated") {
+            break e.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "webhook got the notify-only remediation: {got:?}\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let r = &announced["remediation"];
+    assert_eq!(r["ok"], false, "{announced}");
+    assert_eq!(r["requested_by"], "policy", "{announced}");
+    assert!(
+        r["result"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("notify only")),
+        "{announced}"
+    );
+    assert!(
+        r["paths"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "/spec/replicas")),
+        "{announced}"
+    );
+    assert_eq!(announced["object"]["name"], "web", "{announced}");
+    std::thread::sleep(Duration::from_secs(2));
+    let count = hooked(&hook.all())
+        .iter()
+        .filter(|e| e["event"] == "remediated")
+        .count();
+    assert_eq!(count, 1, "once per episode");
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "deployment/web",
+                "-o",
+                "jsonpath={.spec.replicas}"
+            ]
+        ),
+        "5",
+        "notify changes nothing"
+    );
+    drop(server);
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The names of the ConfigMaps in `ns`.
+fn configmaps(s: &util::e2e::Services, ns: &str) -> String {
+    kubectl(s, &["-n", ns, "get", "configmaps", "-o", "name"])
+}
+
+/// A missing object is created from Git; an orphan is deleted only with `--prune` and only
+/// when it carries the tracking label; an untracked object is never an orphan, so never
+/// deleted. Each resolution names DriftGuard.
+#[test]
+fn create_a_missing_object_and_prune_a_tracked_orphan() {
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remprune-{}", std::process::id());
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, manifest(&ns)).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    let r = run_in(&dir, &["scan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
+    // missing: deleted by hand; orphans: one tracked, one not
+    kubectl(&s, &["-n", &ns, "delete", "configmap/settings"]);
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "extra",
+            "--from-literal=k=v",
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "label",
+            "configmap/extra",
+            "driftguard.io/tracked=true",
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "configmap",
+            "loose",
+            "--from-literal=k=v",
+        ],
+    );
+    let settings = format!("prod:ConfigMap/{ns}/settings");
+    let extra = format!("prod:ConfigMap/{ns}/extra");
+    let loose = format!("prod:ConfigMap/{ns}/loose");
+
+    // without --prune: the missing object is created, the orphan refused and kept
+    let r = run_in(&dir, &["remediate", "--revert", "--yes", &settings, &extra]);
+    assert_eq!(r.code, 1, "a refusal is an error exit: {r:?}");
+    assert!(
+        r.stdout.contains(&format!("create {settings} (plan")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("refused {extra}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!("{settings}: reverted")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        kubectl(
+            &s,
+            &[
+                "-n",
+                &ns,
+                "get",
+                "configmap/settings",
+                "-o",
+                "jsonpath={.data.mode} {.data.level}"
+            ]
+        ),
+        "safe 1"
+    );
+    let names = configmaps(&s, &ns);
+    assert!(names.contains("configmap/extra"), "kept: {names}");
+
+    // an untracked object is no orphan: nothing to prune
+    let r = run_in(&dir, &["remediate", "--revert", "--prune", "--yes", &loose]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(configmaps(&s, &ns).contains("configmap/loose"));
+
+    // with --prune, the tracked orphan goes (dry run first: nothing changes)
+    let r = run_in(
+        &dir,
+        &["remediate", "--revert", "--prune", "--dry-run", &extra],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("delete {extra} (plan")),
+        "{}",
+        r.stdout
+    );
+    assert!(configmaps(&s, &ns).contains("configmap/extra"));
+    let r = run_in(&dir, &["remediate", "--revert", "--prune", "--yes", &extra]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!("{extra}: reverted")),
+        "{}",
+        r.stdout
+    );
+    let names = configmaps(&s, &ns);
+    assert!(!names.contains("configmap/extra"), "deleted: {names}");
+    assert!(names.contains("configmap/loose"), "untouched: {names}");
+    assert!(names.contains("configmap/settings"), "{names}");
+
+    // both resolutions name DriftGuard
+    for object in [&settings, &extra] {
+        let h = run_in(&dir, &["history", object, "-o", "json"]);
+        assert_eq!(h.code, 0, "{h:?}");
+        let events: serde_json::Value = serde_json::from_str(&h.stdout).expect("history JSON");
+        assert!(
+            events.as_array().is_some_and(|all| all.iter().any(|e| {
+                e["kind"] == "resolved"
+                    && e["drift"]["resolution"] == "reverted"
+                    && e["drift"]["resolved_by"] == "driftguard"
+            })),
+            "{}",
+            h.stdout
+        );
+    }
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }

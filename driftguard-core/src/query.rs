@@ -255,6 +255,7 @@ pub(crate) mod tests_support {
             updated_at: at,
             resolved_at: None,
             resolution: None,
+            resolved_by: None,
             revision: None,
             provenance: None,
             findings: Vec::new(),

@@ -42,7 +42,7 @@ use crate::normalize::TRACKING_LABEL;
 use crate::remediation::{FieldChange, RemediationAction};
 use crate::selector::ObjectSelector;
 use crate::severity::Severity;
-use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
+use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind, Resolution};
 
 /// The field manager DriftGuard applies with.
 pub const FIELD_MANAGER: &str = "driftguard";
@@ -855,6 +855,29 @@ pub fn remediation_event(
         drift: drift.clone(),
         remediation: Some(record),
     }
+}
+
+/// The actor a drift names when DriftGuard ended it ([`Drift::resolved_by`]).
+pub const ACTOR: &str = "driftguard";
+
+/// Credits a `resolved` event to the remediation that ended it: when `by` is a successful
+/// remediation of the same episode, the drift names DriftGuard ([`ACTOR`]) as who ended it, and
+/// the resolution says what DriftGuard did: `adopted` for an adoption, `applied` for a reverse
+/// drift put into the cluster, `reverted` for the cluster put back to Git (an orphan deleted
+/// included). Returns whether the event was credited; any other event, or a failed
+/// remediation, is left as it is.
+pub fn credit(resolved: &mut DriftEvent, episode: &str, by: &RemediationRecord) -> bool {
+    if resolved.kind != EventKind::Resolved || resolved.drift.episode != episode || !by.ok {
+        return false;
+    }
+    let d = &mut resolved.drift;
+    d.resolution = Some(match (by.operation, d.direction) {
+        (Operation::Adopt, _) => Resolution::Adopted,
+        (_, Direction::Reverse) => Resolution::Applied,
+        _ => Resolution::Reverted,
+    });
+    d.resolved_by = Some(ACTOR.to_owned());
+    true
 }
 
 named_enum! {

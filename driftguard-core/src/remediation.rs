@@ -404,6 +404,7 @@ mod tests {
             updated_at: at,
             resolved_at: None,
             resolution: None,
+            resolved_by: None,
             revision: None,
             provenance: Some(Provenance {
                 file: "apps/web.yaml".into(),

@@ -55,8 +55,10 @@ use crate::ports::{
     Notification, Notifier, ObjectVersion, PlanSource, ScanBatch, ScanSummary, SourceError,
     StoreError,
 };
+use crate::query::EventQuery;
+use crate::remediate::{credit, RemediationRecord};
 use crate::severity::drift_score;
-use crate::state::{Drift, DriftEvent, DriftRecord, Observation, Tick};
+use crate::state::{Drift, DriftEvent, DriftRecord, EventKind, Observation, Tick};
 
 /// Most batches a scanner keeps while the store cannot be written.
 pub const MAX_UNWRITTEN: usize = 10_000;
@@ -113,6 +115,9 @@ pub struct Scanner {
     seq: AtomicU64,
     /// The audit index, loaded from the store on first use (only with audit settings).
     audit: AsyncMutex<Option<AuditIndex>>,
+    /// Remediations of open episodes by this process, waiting for their `resolved` event
+    /// (see [`Scanner::expect_remediation`]).
+    credits: Mutex<HashMap<String, RemediationRecord>>,
 }
 
 impl std::fmt::Debug for Scanner {
@@ -167,6 +172,7 @@ impl Scanner {
             epoch: Mutex::new(None),
             seq: AtomicU64::new(0),
             audit: AsyncMutex::new(None),
+            credits: Mutex::new(HashMap::new()),
         }
     }
 
@@ -399,9 +405,10 @@ impl Scanner {
             .audit_evidence(&observations, state.last_full_scan)
             .await;
         // evaluate: pure
-        let ev =
+        let mut ev =
             self.engine
                 .evaluate_audited(&st, &records, observations, &histories, &audit, &tick);
+        self.credit(&mut ev.events).await;
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());
         errors.extend(warnings);
@@ -490,13 +497,14 @@ impl Scanner {
             })
             .collect();
         // evaluate: the state machine (pure)
-        let ev = self.engine.evaluate(
+        let mut ev = self.engine.evaluate(
             &EnvState::default(),
             &records,
             view.observations,
             &histories,
             &tick,
         );
+        self.credit(&mut ev.events).await;
         let mut errors = view.errors;
         errors.extend(run.warnings);
         let mut notes = run.notes;
@@ -701,6 +709,7 @@ impl Scanner {
             &audit,
             &tick,
         );
+        self.credit(&mut ev.events).await;
         let batch = ScanBatch {
             upserts: std::mem::take(&mut ev.upserts),
             deletes: std::mem::take(&mut ev.deletes),
@@ -902,6 +911,99 @@ impl Scanner {
         }
         *self.health.lock().expect("health cell is never poisoned") = WriteHealth::default();
         Ok(())
+    }
+
+    /// Says that DriftGuard is about to remediate `episode` as `record` says (its `ok` taken
+    /// as the hoped-for outcome), so that the `resolved` event a watch may see before the
+    /// `remediated` event is stored still names DriftGuard (see [`credit`]). Undo it with
+    /// [`Scanner::forget_remediation`] when the remediation fails.
+    pub fn expect_remediation(&self, episode: &str, record: RemediationRecord) {
+        self.credits
+            .lock()
+            .expect("credits cell is never poisoned")
+            .insert(episode.to_owned(), record);
+    }
+
+    /// Forgets what [`Scanner::expect_remediation`] said of `episode`.
+    pub fn forget_remediation(&self, episode: &str) {
+        self.credits
+            .lock()
+            .expect("credits cell is never poisoned")
+            .remove(episode);
+    }
+
+    /// Stores a `remediated` event and announces it to the notifiers, like a drift's events;
+    /// a successful remediation is remembered so that the episode's `resolved` event names
+    /// DriftGuard. Returns the notifiers' errors.
+    pub async fn record_remediation(&self, event: DriftEvent) -> Result<Vec<String>, StoreError> {
+        if let Some(r) = event.remediation.as_ref().filter(|r| r.ok) {
+            self.expect_remediation(&event.drift.episode, r.clone());
+        }
+        self.store
+            .commit(&ScanBatch {
+                events: vec![event.clone()],
+                // a record of what was done: written whichever replica leads
+                ..self.batch(None)
+            })
+            .await?;
+        Ok(self.announce(&[event]).await)
+    }
+
+    /// Credits the `resolved` events among `events` that a remediation ended: one this
+    /// process expects ([`Scanner::expect_remediation`]), else a successful `remediated` event
+    /// of the episode in the store (a remediation by another process, the CLI), read in one
+    /// query from the oldest detection among them.
+    async fn credit(&self, events: &mut [DriftEvent]) {
+        let mut rest = Vec::new();
+        for (i, e) in events.iter_mut().enumerate() {
+            if e.kind != EventKind::Resolved {
+                continue;
+            }
+            let expected = self
+                .credits
+                .lock()
+                .expect("credits cell is never poisoned")
+                .remove(&e.drift.episode);
+            match expected {
+                Some(r) => {
+                    let episode = e.drift.episode.clone();
+                    credit(e, &episode, &r);
+                }
+                None => rest.push(i),
+            }
+        }
+        let Some(since) = rest.iter().map(|&i| events[i].drift.detected_at).min() else {
+            return;
+        };
+        let mut q = EventQuery {
+            environment: Some(self.environment().to_owned()),
+            kind: Some(EventKind::Remediated),
+            since: Some(since),
+            limit: 1000,
+            ..EventQuery::default()
+        };
+        let mut done: HashMap<String, RemediationRecord> = HashMap::new();
+        loop {
+            // best effort: a store that cannot answer leaves the resolutions as they are
+            let Ok(page) = self.store.events(&q).await else {
+                break;
+            };
+            for r in page.items {
+                if let Some(rec) = r.remediation.filter(|rec| rec.ok) {
+                    done.insert(r.drift.episode, rec);
+                }
+            }
+            match page.next_offset {
+                Some(next) if next > q.offset => q.offset = next,
+                _ => break,
+            }
+        }
+        for i in rest {
+            let episode = events[i].drift.episode.clone();
+            if let Some(r) = done.get(&episode) {
+                credit(&mut events[i], &episode, r);
+            }
+        }
     }
 
     async fn announce(&self, events: &[DriftEvent]) -> Vec<String> {

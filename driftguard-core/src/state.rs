@@ -231,6 +231,10 @@ pub struct Drift {
     /// How it ended.
     #[serde(default)]
     pub resolution: Option<Resolution>,
+    /// Who ended it, when DriftGuard did (a remediation: [`crate::remediate::ACTOR`]); absent
+    /// when the drift ended by someone else's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
     /// Git revision at the last update.
     #[serde(default)]
     pub revision: Option<String>,
@@ -247,6 +251,15 @@ impl Drift {
     /// Whether the drift is still open.
     pub fn is_open(&self) -> bool {
         self.resolved_at.is_none()
+    }
+
+    /// Who: for a drift DriftGuard ended, DriftGuard ([`Drift::resolved_by`]); otherwise who
+    /// changed the object ([`Attribution::who`]).
+    pub fn who(&self) -> String {
+        match &self.resolved_by {
+            Some(by) => by.clone(),
+            None => self.attribution.who(self.direction),
+        }
     }
 
     /// The drifted paths.
@@ -572,6 +585,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                         updated_at: tick.now,
                         resolved_at: None,
                         resolution: None,
+                        resolved_by: None,
                         revision: tick.revision.clone(),
                         provenance: obs.provenance.clone(),
                         findings: obs.findings.clone(),
@@ -805,6 +819,7 @@ mod episode_rule_tests {
             updated_at: at(updated),
             resolved_at: resolved.then(|| at(updated)),
             resolution: resolved.then_some(Resolution::Reverted),
+            resolved_by: None,
             revision: None,
             provenance: None,
             findings: Vec::new(),

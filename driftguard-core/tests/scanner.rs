@@ -336,3 +336,117 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
     assert_eq!(names, ["b"]);
     assert_eq!(announced(&w.notifier), 2);
 }
+
+/// A remediation is stored and announced like a drift's events, and the `resolved` event that
+/// follows it names DriftGuard: from the store (a remediation by another process), or from what
+/// this process expects (the watch may see the change before the audit event is stored).
+#[test]
+fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announced() {
+    use driftguard_core::remediate::{remediation_event, Operation, RemediationRecord};
+    use driftguard_core::remediation::RemediationAction;
+    use driftguard_core::state::{EventKind, Resolution};
+    let w = world();
+    block_on(w.scanner.scan()).expect("first scan");
+    // both drift: a is remediated (by another process: its event is in the store), b is
+    // expected to be
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 5))),
+        RawLive::new(served(deployment("b", 5))),
+    ]);
+    w.clock.advance(Duration::seconds(1));
+    let report = block_on(w.scanner.scan()).expect("drift scan");
+    let open: Vec<Drift> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Detected)
+        .map(|e| e.drift.clone())
+        .collect();
+    assert_eq!(open.len(), 2);
+    let record = |ok: bool| RemediationRecord {
+        plan_id: "p".into(),
+        action: RemediationAction::Revert,
+        operation: Operation::Apply,
+        requested_by: "policy".into(),
+        changes: Vec::new(),
+        ok,
+        result: "apply by DriftGuard".into(),
+    };
+    let before = announced(&w.notifier);
+    let errors = block_on(w.scanner.record_remediation(remediation_event(
+        &open[0],
+        record(true),
+        w.clock.now(),
+    )))
+    .expect("stored");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(announced(&w.notifier), before + 1, "announced");
+    let stored = block_on(w.store.events(&EventQuery {
+        kind: Some(EventKind::Remediated),
+        ..EventQuery::default()
+    }))
+    .expect("events");
+    assert_eq!(stored.items.len(), 1);
+    // a fresh scanner (another process) finds it in the store
+    w.scanner.forget_remediation(&open[0].episode);
+    w.scanner.expect_remediation(&open[1].episode, record(true));
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 2))),
+        RawLive::new(served(deployment("b", 2))),
+    ]);
+    w.clock.advance(Duration::seconds(1));
+    let report = block_on(w.scanner.scan()).expect("resolving scan");
+    let resolved: Vec<&DriftEvent> = report
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Resolved)
+        .collect();
+    assert_eq!(resolved.len(), 2);
+    for e in resolved {
+        assert_eq!(e.drift.resolved_by.as_deref(), Some("driftguard"), "{e:?}");
+        assert_eq!(e.drift.who(), "driftguard");
+        assert_eq!(e.drift.resolution, Some(Resolution::Reverted));
+    }
+    // the stored episodes say so too
+    let a = block_on(w.store.drifts(&DriftQuery {
+        status: DriftStatus::Resolved,
+        ..DriftQuery::default()
+    }))
+    .expect("drifts");
+    assert!(a
+        .items
+        .iter()
+        .all(|d| d.resolved_by.as_deref() == Some("driftguard")));
+
+    // a drift that ends by someone else's hand (a failed remediation before it) does not
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 7))),
+        RawLive::new(served(deployment("b", 2))),
+    ]);
+    w.clock.advance(Duration::seconds(1));
+    let report = block_on(w.scanner.scan()).expect("drift again");
+    let again = report
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Detected)
+        .expect("detected")
+        .drift
+        .clone();
+    block_on(
+        w.scanner
+            .record_remediation(remediation_event(&again, record(false), w.clock.now())),
+    )
+    .expect("stored");
+    w.live.set(vec![
+        RawLive::new(served(deployment("a", 2))),
+        RawLive::new(served(deployment("b", 2))),
+    ]);
+    w.clock.advance(Duration::seconds(1));
+    let report = block_on(w.scanner.scan()).expect("resolved by hand");
+    let e = report
+        .events
+        .iter()
+        .find(|e| e.kind == EventKind::Resolved)
+        .expect("resolved");
+    assert_eq!(e.drift.resolved_by, None);
+    assert_ne!(e.drift.who(), "driftguard");
+}

@@ -67,7 +67,7 @@ pub struct DriftSummary {
     /// Drifted field paths.
     pub paths: Vec<String>,
     /// Who: the people the audit log names, else the field managers (forward), or the commit
-    /// author (reverse); may be empty.
+    /// author (reverse); `driftguard` for a drift DriftGuard's remediation ended; may be empty.
     pub who: String,
     /// First seen.
     pub detected_at: DateTime<Utc>,
@@ -125,7 +125,7 @@ impl From<&Drift> for DriftSummary {
             severity: d.severity.as_str().to_owned(),
             status: if d.is_open() { "open" } else { "resolved" }.to_owned(),
             paths: d.fields.iter().map(|f| f.path.clone()).collect(),
-            who: d.attribution.who(d.direction),
+            who: d.who(),
             detected_at: d.detected_at,
             updated_at: d.updated_at,
             resolved_at: d.resolved_at,

@@ -19,8 +19,8 @@ use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError, St
 use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
 
-use crate::ha::Leadership;
 use crate::audit::{read_log, AuditReadError, AuditSettings, LogRead};
+use crate::ha::Leadership;
 use crate::metrics::Metrics;
 use crate::state::ScanContext;
 

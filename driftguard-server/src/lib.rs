@@ -27,6 +27,7 @@ pub mod dto;
 pub mod environment;
 pub mod error;
 pub mod feed;
+pub mod forge;
 pub mod ha;
 pub mod listener;
 pub mod mcp;

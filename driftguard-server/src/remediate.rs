@@ -12,7 +12,7 @@ use driftguard_core::error::chain;
 use driftguard_core::id::ResourceId;
 use driftguard_core::model::{ObjectMeta, RawObject};
 use driftguard_core::normalize::{Normalizer, SecretKey};
-use driftguard_core::ports::{Clock, DesiredSet, DriftStore, GitSource, LiveSource, ScanBatch};
+use driftguard_core::ports::{Clock, DesiredSet, DriftStore, GitSource, LiveSource};
 use driftguard_core::remediate::{
     self, remediation_event, Operation, Plan, Readiness, Refusal, RemediationRecord, Request,
 };
@@ -73,12 +73,14 @@ pub struct RemediationService {
 }
 
 impl RemediationService {
-    /// Builds the remediators of the configured environments (those with a cluster).
+    /// Builds the remediators of the configured environments (those with a cluster); each
+    /// announces its remediations through its running environment among `running`.
     pub async fn build(
         config: &Config,
         key: &SecretKey,
         store: Arc<dyn DriftStore>,
         clock: Arc<dyn Clock>,
+        running: &[Arc<crate::environment::Environment>],
     ) -> Self {
         let mut remediators = HashMap::new();
         for env in &config.file.environments {
@@ -86,7 +88,10 @@ impl RemediationService {
                 continue;
             }
             match Remediator::open(config, env, key.clone(), store.clone(), clock.clone()).await {
-                Ok(r) => {
+                Ok(mut r) => {
+                    if let Some(e) = running.iter().find(|e| e.name == env.name) {
+                        r = r.with_live_scanner(e.scanner.clone());
+                    }
                     remediators.insert(env.name.clone(), Arc::new(r));
                 }
                 Err(e) => tracing::warn!(environment = %env.name, "no remediation: {}", chain(&e)),
@@ -190,10 +195,14 @@ pub struct Remediator {
     engine: Engine,
     git: Arc<dyn GitSource>,
     kube: KubeLiveSource,
-    store: Arc<dyn DriftStore>,
     clock: Arc<dyn Clock>,
     scanner: Scanner,
     git_config: Option<GitSourceConfig>,
+    /// The pull request to open after an adoption is pushed, and the branch it merges into.
+    pull_request: Option<(crate::forge::PullRequestConfig, String)>,
+    /// The running environment's scanner (under `serve`): remediated events are announced
+    /// through its notifiers and its `resolved` events name DriftGuard.
+    live_scanner: Option<Arc<Scanner>>,
 }
 
 impl Remediator {
@@ -221,11 +230,33 @@ impl Remediator {
             engine,
             git,
             kube,
-            store,
             clock,
             scanner,
             git_config,
+            pull_request: env.git.as_ref().and_then(|g| {
+                g.pull_request.clone().map(|pr| {
+                    let base = pr
+                        .base
+                        .clone()
+                        .or_else(|| g.reference.clone().filter(|r| !r.trim().is_empty()))
+                        .unwrap_or_else(|| "main".into());
+                    (pr, base)
+                })
+            }),
+            live_scanner: None,
         })
+    }
+
+    /// Announces remediations through `scanner` (the running environment's, with its
+    /// notifiers) instead of this remediator's own.
+    pub fn with_live_scanner(mut self, scanner: Arc<Scanner>) -> Self {
+        self.live_scanner = Some(scanner);
+        self
+    }
+
+    /// The scanner remediated events go through.
+    fn announcer(&self) -> &Scanner {
+        self.live_scanner.as_deref().unwrap_or(&self.scanner)
     }
 
     /// The environment's name.
@@ -313,15 +344,31 @@ impl Remediator {
         p: &Proposal,
         requested_by: &str,
     ) -> Result<RemediationRecord, RemediateError> {
+        let expected = RemediationRecord {
+            plan_id: p.plan.id.clone(),
+            action: p.plan.action,
+            operation: p.plan.operation,
+            requested_by: requested_by.to_owned(),
+            changes: p.preview.clone(),
+            ok: true,
+            result: String::new(),
+        };
         let outcome = match p.plan.operation {
             Operation::Adopt => self.adopt(p, requested_by).await,
-            _ => self
-                .kube
-                .apply_plan(&p.plan)
-                .await
-                .map(|a| (a.changes, format!("{} by DriftGuard", p.plan.operation)))
-                .map_err(RemediateError::from),
+            _ => {
+                // a watch may see the change before the audit event is stored
+                self.announcer()
+                    .expect_remediation(&p.drift.episode, expected);
+                self.kube
+                    .apply_plan(&p.plan)
+                    .await
+                    .map(|a| (a.changes, format!("{} by DriftGuard", p.plan.operation)))
+                    .map_err(RemediateError::from)
+            }
         };
+        if outcome.is_err() {
+            self.announcer().forget_remediation(&p.drift.episode);
+        }
         let record = RemediationRecord {
             plan_id: p.plan.id.clone(),
             action: p.plan.action,
@@ -358,34 +405,53 @@ impl Remediator {
             .await
             .map_err(|e| RemediateError::Git(e.to_string()))?
             .map_err(|e| RemediateError::Git(chain(&e)))?;
-        Ok((
-            p.preview.clone(),
-            format!(
-                "adopt: pushed branch {} (commit {}) changing {}",
-                pushed.branch, pushed.commit, pushed.file
-            ),
-        ))
+        let mut result = format!(
+            "adopt: pushed branch {} (commit {}) changing {}",
+            pushed.branch, pushed.commit, pushed.file
+        );
+        if let Some((forge, base)) = &self.pull_request {
+            let fields: Vec<&str> = p.plan.writes.iter().map(|(f, _)| f.as_str()).collect();
+            let pr = crate::forge::PullRequest {
+                head: pushed.branch.clone(),
+                base: base.clone(),
+                title: format!("DriftGuard: adopt the live {} of {}", fields.join(", "), p.plan.object),
+                body: format!(
+                    "DriftGuard adopts what the cluster runs into Git.\n\n- Drift episode: `{}`\n- Plan: `{}`\n- Requested by: {}\n- File: `{}`\n",
+                    p.plan.episode, p.plan.id, requested_by, pushed.file
+                ),
+            };
+            match forge.open(&pr).await {
+                Ok(o) => result.push_str(&format!("; opened pull request #{} {}", o.number, o.url)),
+                Err(e) => {
+                    // the branch is pushed: the drift resolves once it is merged, by hand
+                    tracing::warn!(branch = %pushed.branch, "the pull request could not be opened: {}", chain(&e));
+                    result.push_str(&format!(
+                        "; the pull request could not be opened: {}",
+                        chain(&e)
+                    ));
+                }
+            }
+        }
+        Ok((p.preview.clone(), result))
     }
 
-    /// Stores the `remediated` event of `drift`.
+    /// Stores the `remediated` event of `drift` and announces it to the notifiers (those of
+    /// the running environment under `serve`).
     pub async fn audit(
         &self,
         drift: &Drift,
         record: RemediationRecord,
     ) -> Result<(), RemediateError> {
         let event = remediation_event(drift, record, self.clock.now());
-        self.store
-            .commit(&ScanBatch {
-                environment: drift.id.environment.clone(),
-                summary: None,
-                upserts: Vec::new(),
-                deletes: Vec::new(),
-                events: vec![event],
-                // an audit record of what was done: written whichever replica leads
-                epoch: None,
-            })
+        let errors = self
+            .announcer()
+            .record_remediation(event)
             .await
-            .map_err(|e| RemediateError::Audit(chain(&e)))
+            .map_err(|e| RemediateError::Audit(chain(&e)))?;
+        for e in errors {
+            tracing::warn!(environment = %drift.id.environment, error = %e, "notification failed");
+        }
+        Ok(())
     }
 
     /// The Git source (for the adopt writer).
@@ -449,6 +515,10 @@ pub fn spawn_policy(
                         if notified.insert(d.episode.clone()) {
                             tracing::info!(environment = %env.name, episode = %d.episode,
                                 "the remediation policy would remediate this drift (notify only)");
+                            if let Err(e) = notify_only(&remediator, d).await {
+                                tracing::warn!(environment = %env.name,
+                                    "the remediation policy could not announce a drift: {}", chain(&e));
+                            }
                         }
                     }
                     Decision::Act(action) => {
@@ -481,4 +551,40 @@ pub fn spawn_policy(
             }
         }
     })
+}
+
+/// The `notify` mode: plans and previews a revert of `d` without carrying it out, and
+/// announces (and records) a `remediated` event that says so, `ok: false`, with what would
+/// change or why it would not.
+async fn notify_only(remediator: &Remediator, d: Drift) -> Result<(), RemediateError> {
+    let action = RemediationAction::Revert;
+    let proposed = remediator.propose(vec![d.clone()], action, false).await;
+    let (plan_id, operation, changes, result) = match proposed.map(|mut p| p.pop()) {
+        Ok(Some(Proposed { result: Ok(p), .. })) => (
+            p.plan.id.clone(),
+            p.plan.operation,
+            p.preview,
+            format!(
+                "notify only: the policy would {} this drift ({}); nothing was changed",
+                action, p.plan.operation
+            ),
+        ),
+        Ok(Some(Proposed { result: Err(e), .. })) | Err(e) => (
+            String::new(),
+            Operation::Apply,
+            Vec::new(),
+            format!("notify only: the policy could not {action} this drift: {e}"),
+        ),
+        Ok(None) => return Ok(()),
+    };
+    let record = RemediationRecord {
+        plan_id,
+        action,
+        operation,
+        requested_by: "policy".into(),
+        changes,
+        ok: false,
+        result,
+    };
+    remediator.audit(&d, record).await
 }

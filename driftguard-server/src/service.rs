@@ -281,6 +281,7 @@ impl Service {
                     &key.key,
                     store.clone(),
                     clock.clone(),
+                    &envs,
                 )
                 .await,
             ))

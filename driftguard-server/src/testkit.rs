@@ -196,6 +196,7 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
         updated_at: at,
         resolved_at: (!open).then_some(at + chrono::Duration::seconds(60)),
         resolution: (!open).then_some(driftguard_core::state::Resolution::Reverted),
+        resolved_by: None,
         revision: Some("rev-1".into()),
         provenance: Some(Provenance {
             file: "deploy.yaml".into(),

@@ -102,6 +102,7 @@ pub fn drift(
         updated_at: updated,
         resolved_at: resolved,
         resolution: resolved.map(|_| Resolution::Reverted),
+        resolved_by: None,
         revision: Some("rev-1".into()),
         provenance: Some(Provenance {
             file: "apps/web.yaml".into(),

@@ -904,6 +904,7 @@ mod tests {
                 updated_at: at,
                 resolved_at: None,
                 resolution: None,
+                resolved_by: None,
                 revision: Some("x".repeat(2000)),
                 provenance: None,
                 findings: Vec::new(),

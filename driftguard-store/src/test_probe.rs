@@ -54,6 +54,7 @@ pub(crate) fn drift() -> Drift {
         updated_at: at(),
         resolved_at: None,
         resolution: None,
+        resolved_by: None,
         revision: None,
         provenance: None,
         findings: Vec::new(),

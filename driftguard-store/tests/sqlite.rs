@@ -209,6 +209,7 @@ async fn crash_writer_child() {
                 updated_at: at,
                 resolved_at: None,
                 resolution: None,
+                resolved_by: None,
                 revision: None,
                 provenance: None,
                 findings: Vec::new(),

@@ -477,6 +477,7 @@ mod tests {
                 resolution: None,
                 revision: None,
                 provenance: None,
+                resolved_by: None,
             }),
             applied_mark: None,
             updated_at: t(updated),

@@ -80,6 +80,7 @@ fn drift(kind: DriftKind, group: &str, k: &str, fields: Vec<FieldDiff>) -> Drift
         updated_at: at(0),
         resolved_at: None,
         resolution: None,
+        resolved_by: None,
         revision: None,
         provenance: Some(Provenance {
             file: "apps/web.yaml".into(),
@@ -620,4 +621,53 @@ fn previews_redact_secret_values() {
     assert!(serde_json::to_string(&plain)
         .expect("json")
         .contains("bmV3"));
+}
+
+#[test]
+fn a_resolution_after_a_remediation_names_driftguard() {
+    let record = |operation: Operation, ok: bool| RemediationRecord {
+        plan_id: "p".into(),
+        action: RemediationAction::Revert,
+        operation,
+        requested_by: "policy".into(),
+        changes: Vec::new(),
+        ok,
+        result: String::new(),
+    };
+    let d = deploy_drift();
+    let resolved = |direction: Direction| {
+        let mut r = remediation_event(&d, record(Operation::Apply, true), at(1));
+        r.kind = EventKind::Resolved;
+        r.remediation = None;
+        r.drift.direction = direction;
+        r.drift.resolution = Some(Resolution::Removed);
+        r
+    };
+    let mut e = resolved(Direction::Forward);
+    assert!(credit(&mut e, &d.episode, &record(Operation::Apply, true)));
+    assert_eq!(e.drift.resolution, Some(Resolution::Reverted));
+    assert_eq!(e.drift.resolved_by.as_deref(), Some(ACTOR));
+    assert_eq!(e.drift.who(), "driftguard");
+    let mut e = resolved(Direction::Reverse);
+    assert!(credit(&mut e, &d.episode, &record(Operation::Apply, true)));
+    assert_eq!(e.drift.resolution, Some(Resolution::Applied));
+    let mut e = resolved(Direction::Forward);
+    assert!(credit(&mut e, &d.episode, &record(Operation::Adopt, true)));
+    assert_eq!(e.drift.resolution, Some(Resolution::Adopted));
+    let mut e = resolved(Direction::Forward);
+    assert!(credit(&mut e, &d.episode, &record(Operation::Delete, true)));
+    assert_eq!(e.drift.resolution, Some(Resolution::Reverted));
+    // a failed remediation, another episode, or another kind of event: left as it is
+    for (episode, ok, kind) in [
+        (d.episode.as_str(), false, EventKind::Resolved),
+        ("other", true, EventKind::Resolved),
+        (d.episode.as_str(), true, EventKind::Changed),
+    ] {
+        let mut e = resolved(Direction::Forward);
+        e.kind = kind;
+        assert!(!credit(&mut e, episode, &record(Operation::Apply, ok)));
+        assert_eq!(e.drift.resolution, Some(Resolution::Removed));
+        assert_eq!(e.drift.resolved_by, None);
+        assert_ne!(e.drift.who(), "driftguard");
+    }
 }

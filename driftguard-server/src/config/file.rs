@@ -273,6 +273,43 @@ pub struct GitConfig {
     /// (`https://gitea.example/org/repo/src/commit/{revision}/{path}#L{line}`).
     #[serde(default)]
     pub web_url: Option<String>,
+    /// Open a pull (or merge) request through the forge's REST API after an adoption's branch
+    /// is pushed (absent: the branch is only pushed).
+    #[serde(default)]
+    pub pull_request: Option<PullRequestConfig>,
+}
+
+/// Which forge hosts the environment's repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    /// GitHub or GitHub Enterprise: a pull request.
+    Github,
+    /// GitLab: a merge request.
+    Gitlab,
+    /// Gitea or Forgejo: a pull request.
+    Gitea,
+}
+
+/// Opening a pull (or merge) request after an adoption is pushed (`git.pullRequest`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullRequestConfig {
+    /// `github`, `gitlab` or `gitea`.
+    pub forge: ForgeKind,
+    /// The API's base URL. Default: `https://api.github.com` (GitHub), `https://gitlab.com/api/v4`
+    /// (GitLab); required for Gitea (`https://gitea.example.org/api/v1`).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The repository: `owner/name` (GitHub, Gitea), the project's path `group/name` or its
+    /// numeric id (GitLab).
+    pub repository: String,
+    /// Name of the environment variable holding the API token (GitHub: a token allowed to
+    /// open pull requests; GitLab: a token with the `api` scope; Gitea: an access token).
+    pub token_env: String,
+    /// The branch to merge into. Default: the environment's `git.ref`, else `main`.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 /// A Helm chart as the desired side, rendered with `helm template`. The keys mean what Argo

@@ -48,7 +48,7 @@ use driftguard_core::findings::drift_risk;
 pub struct EventView {
     /// Event id.
     pub event_id: String,
-    /// `detected`, `changed` or `resolved`.
+    /// `detected`, `changed`, `resolved` or `remediated`.
     pub event: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -65,7 +65,7 @@ pub struct EventView {
     /// Drifted field paths.
     pub fields: Vec<String>,
     /// Who changed it (the people the audit log names, else field managers; or the commit
-    /// author), may be empty.
+    /// author), `driftguard` when DriftGuard's remediation ended it; may be empty.
     pub who: String,
     /// The writes of the audit log behind it, one line each (`alice (kubectl-edit, patch,
     /// from 10.0.0.7) at 2024-05-01 12:03:04 UTC`), oldest first; absent when none.
@@ -81,6 +81,29 @@ pub struct EventView {
     pub risk: String,
     /// Risk findings, highest risk first.
     pub findings: Vec<FindingDto>,
+    /// What DriftGuard did (`remediated` events only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationView>,
+}
+
+/// What a notifier tells of a remediation: what, how, who asked and the result; the changed
+/// paths without their values.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RemediationView {
+    /// The plan's id.
+    pub plan: String,
+    /// `revert` or `adopt`.
+    pub action: String,
+    /// `apply`, `create`, `delete` or `adopt`.
+    pub operation: String,
+    /// Who asked: `token:<name>`, `cli:<user>`, `policy`.
+    pub requested_by: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The result in words.
+    pub result: String,
+    /// The paths it changed (or would change).
+    pub paths: Vec<String>,
 }
 
 impl EventView {
@@ -97,7 +120,7 @@ impl EventView {
             direction: d.direction.as_str().to_owned(),
             severity: d.severity.as_str().to_owned(),
             fields: d.fields.iter().map(|f| f.path.clone()).collect(),
-            who: d.attribution.who(d.direction),
+            who: d.who(),
             writers: d
                 .attribution
                 .writers
@@ -109,6 +132,15 @@ impl EventView {
             link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),
             risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
             findings: d.findings.iter().map(FindingDto::from).collect(),
+            remediation: e.remediation.as_ref().map(|r| RemediationView {
+                plan: r.plan_id.clone(),
+                action: r.action.as_str().to_owned(),
+                operation: r.operation.as_str().to_owned(),
+                requested_by: r.requested_by.clone(),
+                ok: r.ok,
+                result: r.result.clone(),
+                paths: r.changes.iter().map(|c| c.path.clone()).collect(),
+            }),
         }
     }
 
@@ -148,6 +180,17 @@ impl EventView {
                     .map(|r| format!(", {r}"))
                     .unwrap_or_default()
             ),
+            "remediated" => match &self.remediation {
+                Some(r) => format!(
+                    "remediated: {} of {} ({}, asked by {}): {}",
+                    r.operation,
+                    self.object_label(),
+                    if r.ok { "done" } else { "not done" },
+                    r.requested_by,
+                    r.result
+                ),
+                None => format!("remediated: {}", self.object_label()),
+            },
             ev => format!(
                 "{ev}: {} {} drift of {} ({})",
                 self.direction,
