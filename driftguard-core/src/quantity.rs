@@ -23,7 +23,11 @@ pub fn parse_nanos(s: &str) -> Option<i128> {
         Some((i, f)) => (i, f),
         None => (number, ""),
     };
-    if frac_part.contains('.') || frac_part.len() > 18 || int_part.len() > 20 {
+    // trailing zeros of the fraction say nothing; a value too large for i128 fails the checked
+    // arithmetic below (found by fuzzing: a length limit on the integer part refused
+    // `500000000000000000000000000`, the canonical spelling of `5E26`)
+    let frac_part = frac_part.trim_end_matches('0');
+    if frac_part.contains('.') || frac_part.len() > 18 {
         return None;
     }
     let mut digits: i128 = 0;
@@ -105,5 +109,32 @@ mod tests {
         assert_ne!(canonical("1G"), canonical("1Gi"));
         assert_eq!(canonical("abc"), None);
         assert_eq!(canonical("1Zi"), None);
+    }
+
+    /// Regression (fuzz target `quantity`, fuzz/artifacts/quantity/crash-eadd5e57...): a
+    /// canonical spelling reads back as itself, also when it has more than 20 digits.
+    #[test]
+    fn large_canonical_spellings_read_back() {
+        for s in [
+            "5E26",
+            "5e26",
+            "1E28",
+            "170141183460469231731E9",
+            "1.50000000000000000000000",
+        ] {
+            let c = canonical(s).expect(s);
+            assert_eq!(canonical(&c).as_deref(), Some(c.as_str()), "{s} -> {c}");
+        }
+        assert_eq!(
+            canonical("5E26").as_deref(),
+            Some("500000000000000000000000000")
+        );
+        assert_eq!(
+            canonical("1.50000000000000000000000").as_deref(),
+            Some("1.5")
+        );
+        // beyond i128 nano-units: not a quantity DriftGuard compares, not a panic
+        assert_eq!(canonical("1E40"), None);
+        assert_eq!(canonical(&"9".repeat(60)), None);
     }
 }
