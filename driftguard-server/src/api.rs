@@ -380,6 +380,7 @@ pub struct DriftParams {
     /// `open` (default), `resolved` or `all`.
     pub status: Option<String>,
     /// Only drifts detected before this time (RFC 3339): an age filter.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub detected_before: Option<String>,
     /// `severity` (default), `detected`, `updated` or `object`.
     pub sort: Option<String>,
