@@ -1120,7 +1120,7 @@ mod tests {
                 .expect("a mark");
         }
         let s = SqliteStore::open(&path).expect("migrates");
-        assert_eq!(s.schema_version().await.expect("version"), 3);
+        assert_eq!(s.schema_version().await.expect("version"), SCHEMA_VERSION);
         assert_eq!(s.records("prod").await.expect("records").len(), 3);
         assert_eq!(
             s.delivered_until("webhook").await.expect("mark"),
