@@ -100,13 +100,13 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   took=$(( $(date +%s) - start ))
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  execs=$(grep -ao 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   corpus=$(find "$FUZZ/corpus/$t" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then verdict="ok"; else verdict="CRASH (rc $rc, see $log)"; failed=1; fi
   line="$t: ${execs:-0} executions in ${took}s, corpus $corpus inputs: $verdict"
   echo "$line" | tee -a "$SUMMARY"
   if [ "$rc" -ne 0 ]; then
-    grep -E 'ERROR|panicked|SUMMARY|Test unit written' "$log" | head -20 >&2 || true
+    grep -aE 'ERROR|panicked|SUMMARY|Test unit written' "$log" | head -20 >&2 || true
   fi
 done
 exit "$failed"
