@@ -239,13 +239,35 @@ mod bounded {
         type Value = Value;
 
         fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(DocumentVisitor(self.0))
+            d.deserialize_any(Counting {
+                budget: self.0,
+                document: true,
+            })
         }
     }
 
-    struct DocumentVisitor<'a>(&'a Budget);
+    /// The `items` of a list: each element taken from the budget before it is parsed.
+    struct Items<'a>(&'a Budget);
 
-    impl<'de> Visitor<'de> for DocumentVisitor<'_> {
+    impl<'de> DeserializeSeed<'de> for Items<'_> {
+        type Value = Value;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Counting {
+                budget: self.0,
+                document: false,
+            })
+        }
+    }
+
+    /// Builds a [`Value`], counting the elements of an array against the budget; a mapping
+    /// has its `items` counted when it is the document itself, and is read whole otherwise.
+    struct Counting<'a> {
+        budget: &'a Budget,
+        document: bool,
+    }
+
+    impl<'de> Visitor<'de> for Counting<'_> {
         type Value = Value;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -253,10 +275,13 @@ mod bounded {
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            if !self.document {
+                return Value::deserialize(MapAccessDeserializer::new(map));
+            }
             let mut out = Map::new();
             while let Some(key) = map.next_key::<String>()? {
                 let value = if key == "items" {
-                    map.next_value_seed(Items(self.0))?
+                    map.next_value_seed(Items(self.budget))?
                 } else {
                     map.next_value::<Value>()?
                 };
@@ -265,8 +290,27 @@ mod bounded {
             Ok(Value::Object(out))
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
-            ItemsVisitor(self.0).visit_seq(seq)
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let budget = self.budget;
+            let mut out = Vec::new();
+            loop {
+                if budget.left.get() == 0 {
+                    // past the limit: counted, skipped unparsed
+                    if seq.next_element::<de::IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                    budget.over.set(budget.over.get() + 1);
+                    continue;
+                }
+                match seq.next_element::<Value>()? {
+                    Some(v) => {
+                        budget.left.set(budget.left.get() - 1);
+                        out.push(v);
+                    }
+                    None => break,
+                }
+            }
+            Ok(Value::Array(out))
         }
 
         fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
@@ -303,85 +347,6 @@ mod bounded {
 
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
             Value::deserialize(d)
-        }
-    }
-
-    /// The `items` of a list: each element taken from the budget before it is parsed.
-    struct Items<'a>(&'a Budget);
-
-    impl<'de> DeserializeSeed<'de> for Items<'_> {
-        type Value = Value;
-
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-            d.deserialize_any(ItemsVisitor(self.0))
-        }
-    }
-
-    struct ItemsVisitor<'a>(&'a Budget);
-
-    impl<'de> Visitor<'de> for ItemsVisitor<'_> {
-        type Value = Value;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a list of objects")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut out = Vec::new();
-            loop {
-                if self.0.left.get() == 0 {
-                    // past the limit: counted, skipped unparsed
-                    if seq.next_element::<de::IgnoredAny>()?.is_none() {
-                        break;
-                    }
-                    self.0.over.set(self.0.over.get() + 1);
-                    continue;
-                }
-                match seq.next_element::<Value>()? {
-                    Some(v) => {
-                        self.0.left.set(self.0.left.get() - 1);
-                        out.push(v);
-                    }
-                    None => break,
-                }
-            }
-            Ok(Value::Array(out))
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
-            Value::deserialize(MapAccessDeserializer::new(map))
-        }
-
-        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-            Ok(Value::Bool(v))
-        }
-
-        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-
-        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-
-        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-            Ok(Value::from(v))
-        }
-
-        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-            Ok(Value::String(v.to_owned()))
-        }
-
-        fn visit_string<E>(self, v: String) -> Result<Value, E> {
-            Ok(Value::String(v))
-        }
-
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-
-        fn visit_none<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
         }
     }
 }
