@@ -187,6 +187,26 @@ pub struct Caller {
     pub scopes: Vec<TokenScope>,
 }
 
+impl Caller {
+    /// Whether it may do what `needed` allows: otherwise 403 `forbidden`, naming the scope
+    /// to give the token.
+    pub fn may(&self, needed: TokenScope) -> Result<(), AppError> {
+        if self.scopes.contains(&needed) {
+            return Ok(());
+        }
+        let (what, scope) = match needed {
+            TokenScope::Remediate => ("remediate", "remediate"),
+            TokenScope::Scan => ("ask for scans", "scan"),
+            TokenScope::Read => ("read", "read"),
+        };
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not {what}: give it the `{scope}` scope in server.apiTokens"),
+        ))
+    }
+}
+
 /// The scope a request needs: remediation, a scan, or reading.
 fn needed_scope(req: &Request) -> TokenScope {
     let path = req.uri().path();
@@ -207,12 +227,8 @@ fn needed_scope(req: &Request) -> TokenScope {
 /// its pages can follow the event stream. A cookie never authorizes a change: that would be
 /// open to cross-site requests.
 async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let plain = vec![TokenScope::Read, TokenScope::Scan];
     let caller = if !state.auth_required() {
-        Caller {
-            name: "anonymous".into(),
-            scopes: plain,
-        }
+        AppState::anonymous()
     } else {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
             let read =
@@ -241,48 +257,14 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
             return AppError::unauthorized("expected `Authorization: Bearer <token>`")
                 .into_response();
         };
-        let mut found = None;
-        for t in &state.tokens {
-            if constant_time_eq(t.as_bytes(), token.as_bytes()) {
-                found = Some(Caller {
-                    name: "token".into(),
-                    scopes: plain.clone(),
-                });
-            }
-        }
-        for t in &state.scoped_tokens {
-            if constant_time_eq(t.token.as_bytes(), token.as_bytes()) {
-                found = Some(Caller {
-                    name: format!("token:{}", t.name),
-                    scopes: t.scopes.clone(),
-                });
-            }
-        }
-        let Some(caller) = found else {
+        let Some(caller) = state.caller(token) else {
             return AppError::unauthorized("invalid bearer token").into_response();
         };
         caller
     };
     let needed = needed_scope(&req);
-    if !caller.scopes.contains(&needed) {
-        return AppError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "this token may not {}: give it the `{}` scope in server.apiTokens",
-                match needed {
-                    TokenScope::Remediate => "remediate",
-                    TokenScope::Scan => "ask for scans",
-                    TokenScope::Read => "read",
-                },
-                match needed {
-                    TokenScope::Remediate => "remediate",
-                    TokenScope::Scan => "scan",
-                    TokenScope::Read => "read",
-                }
-            ),
-        )
-        .into_response();
+    if let Err(e) = caller.may(needed) {
+        return e.into_response();
     }
     req.extensions_mut().insert(caller);
     next.run(req).await
@@ -495,45 +477,6 @@ async fn get_remediation(
         .map(Json)
 }
 
-/// A remediation request: without `confirm`, plan and preview; with `confirm`, carry out
-/// exactly the plan of that id.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RemediateRequest {
-    /// `revert` (default) or `adopt`.
-    #[serde(default)]
-    pub action: Option<String>,
-    /// Delete an orphan (only a tracked one, or in a fully managed namespace).
-    #[serde(default)]
-    pub prune: bool,
-    /// The id of the plan to carry out (from an earlier answer without `confirm`).
-    #[serde(default)]
-    pub confirm: Option<String>,
-}
-
-/// A remediation plan with its preview, or the result of carrying it out.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RemediateAnswer {
-    /// The plan's id (send it back as `confirm` to carry it out).
-    pub plan: String,
-    /// The drift episode.
-    pub episode: String,
-    /// The object.
-    pub object: String,
-    /// `apply`, `create`, `delete` or `adopt`.
-    pub operation: String,
-    /// What changes (the API server's dry run for the cluster; the fields written for adopt).
-    /// Secret values are redacted.
-    pub preview: Vec<FieldChangeDto>,
-    /// Fields left alone, and why.
-    pub left_alone: Vec<String>,
-    /// Whether it was carried out.
-    pub applied: bool,
-    /// The result, once carried out.
-    pub result: Option<String>,
-}
-
 /// Remediates a drift, plan then confirm: without `confirm` the answer is the plan and its
 /// preview (nothing changes); with `confirm` the plan of that id is carried out, if planning
 /// again gives the same plan. Needs a token with the `remediate` scope.
@@ -552,88 +495,9 @@ async fn remediate(
 ) -> Result<Json<RemediateAnswer>, AppError> {
     let Json(body) =
         body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
-    let action =
-        parse::<RemediationAction>("action", &body.action)?.unwrap_or(RemediationAction::Revert);
-    let Some(service) = state.remediation.clone() else {
-        return Err(AppError::new(
-            StatusCode::CONFLICT,
-            "not_available",
-            "remediation is not available on this server",
-        ));
-    };
-    let drift = state
-        .store
-        .drift(&episode)
+    queries::remediate(&state, &episode, &body, &caller)
         .await
-        .map_err(|e| {
-            tracing::error!(
-                "cannot read drift {episode}: {}",
-                driftguard_core::error::chain(&e)
-            );
-            AppError::internal()
-        })?
-        .ok_or_else(|| AppError::not_found(format!("no drift episode {episode}")))?;
-    let refused = |e: crate::remediate::RemediateError| {
-        AppError::new(
-            StatusCode::CONFLICT,
-            "refused",
-            driftguard_core::error::chain(&e),
-        )
-    };
-    let change = |c: &driftguard_core::remediation::FieldChange| FieldChangeDto {
-        path: c.path.clone(),
-        from: c.from.clone(),
-        to: c.to.clone(),
-    };
-    match body.confirm {
-        None => {
-            let p = service
-                .plan(drift, action, body.prune)
-                .await
-                .map_err(refused)?;
-            Ok(Json(RemediateAnswer {
-                plan: p.plan.id.clone(),
-                episode: p.drift.episode.clone(),
-                object: p.plan.object.clone(),
-                operation: p.plan.operation.to_string(),
-                preview: p.preview.iter().map(change).collect(),
-                left_alone: p.plan.left_alone.clone(),
-                applied: false,
-                result: None,
-            }))
-        }
-        Some(id) => {
-            let object = format!(
-                "{}:{}/{}",
-                drift.id.environment,
-                drift.id.group_kind(),
-                drift.id.namespaced_name()
-            );
-            let env = drift.id.environment.clone();
-            let record = service
-                .confirm(drift, &id, body.prune, &caller.name)
-                .await
-                .map_err(refused)?;
-            // scan now, so that the drift resolves
-            if let Some(e) = state.environment(&env) {
-                let e = e.clone();
-                let ctx = state.scan_context();
-                tokio::spawn(async move {
-                    let _ = e.run_scan(&ctx).await;
-                });
-            }
-            Ok(Json(RemediateAnswer {
-                plan: record.plan_id.clone(),
-                episode,
-                object,
-                operation: record.operation.to_string(),
-                preview: record.changes.iter().map(change).collect(),
-                left_alone: Vec::new(),
-                applied: record.ok,
-                result: Some(record.result),
-            }))
-        }
-    }
+        .map(Json)
 }
 
 /// The kill switch of the remediation policies.

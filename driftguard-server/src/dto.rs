@@ -788,3 +788,42 @@ mod tests {
         );
     }
 }
+
+/// A remediation request: without `confirm`, plan and preview; with `confirm`, carry out
+/// exactly the plan of that id.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemediateRequest {
+    /// `revert` (default) or `adopt`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Delete an orphan (only a tracked one, or in a fully managed namespace).
+    #[serde(default)]
+    pub prune: bool,
+    /// The id of the plan to carry out (from an earlier answer without `confirm`).
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// A remediation plan with its preview, or the result of carrying it out.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediateAnswer {
+    /// The plan's id (send it back as `confirm` to carry it out).
+    pub plan: String,
+    /// The drift episode.
+    pub episode: String,
+    /// The object.
+    pub object: String,
+    /// `apply`, `create`, `delete` or `adopt`.
+    pub operation: String,
+    /// What changes (the API server's dry run for the cluster; the fields written for adopt).
+    /// Secret values are redacted.
+    pub preview: Vec<FieldChangeDto>,
+    /// Fields left alone, and why.
+    pub left_alone: Vec<String>,
+    /// Whether it was carried out.
+    pub applied: bool,
+    /// The result, once carried out.
+    pub result: Option<String>,
+}

@@ -282,7 +282,9 @@ impl Environment {
         }
     }
 
-    fn not_leader(&self) -> String {
+    /// Which replica leads this environment, in words (for a refusal on a replica that does
+    /// not).
+    pub fn not_leader(&self) -> String {
         let holder = self
             .leadership
             .as_ref()

@@ -10,6 +10,7 @@ use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::remediation::{plan, RemediationAction};
 use driftguard_core::state::Drift;
 
+use crate::api::Caller;
 use crate::dto::*;
 use crate::environment::{Environment, RunScanError, SourceState};
 use crate::error::AppError;
@@ -239,6 +240,255 @@ pub async fn remediation(
     match state.store.drift(episode).await? {
         Some(d) => Ok(RemediationDto::from(&plan(&d, action))),
         None => Err(AppError::not_found(format!("no drift episode `{episode}`"))),
+    }
+}
+
+/// Most drifts one remediation request may name (the dashboard's selection of a page).
+pub const MAX_REMEDIATE: usize = 100;
+
+/// One drift of a remediation request: its plan and preview, what was done, or why not.
+#[derive(Debug)]
+pub struct RemediationItem {
+    /// The drift episode asked for.
+    pub episode: String,
+    /// The object (`env:Kind.group/namespace/name`), empty when the episode is unknown.
+    pub object: String,
+    /// The plan or result, or the error in the API's shape.
+    pub answer: Result<RemediateAnswer, AppError>,
+}
+
+fn change_dto(c: &driftguard_core::remediation::FieldChange) -> FieldChangeDto {
+    FieldChangeDto {
+        path: c.path.clone(),
+        from: c.from.clone(),
+        to: c.to.clone(),
+    }
+}
+
+fn refused(e: &crate::remediate::RemediateError) -> AppError {
+    AppError::new(
+        StatusCode::CONFLICT,
+        "refused",
+        driftguard_core::error::chain(e),
+    )
+}
+
+fn object_of(d: &Drift) -> String {
+    format!(
+        "{}:{}/{}",
+        d.id.environment,
+        d.id.group_kind(),
+        d.id.namespaced_name()
+    )
+}
+
+/// The remediation service, and the distinct episodes of a request (at least one, at most
+/// [`MAX_REMEDIATE`]).
+fn remediation_request<'a>(
+    state: &AppState,
+    episodes: impl IntoIterator<Item = &'a str>,
+) -> Result<
+    (
+        std::sync::Arc<crate::remediate::RemediationService>,
+        Vec<&'a str>,
+    ),
+    AppError,
+> {
+    let Some(service) = state.remediation.clone() else {
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "not_available",
+            "remediation is not available on this server (no token has the `remediate` scope \
+             and no environment has a remediation policy)",
+        ));
+    };
+    let mut distinct: Vec<&str> = Vec::new();
+    for e in episodes {
+        if !distinct.contains(&e) {
+            distinct.push(e);
+        }
+    }
+    if distinct.is_empty() {
+        return Err(AppError::bad_request("select at least one drift"));
+    }
+    if distinct.len() > MAX_REMEDIATE {
+        return Err(AppError::bad_request(format!(
+            "{} drifts selected: at most {MAX_REMEDIATE} at once",
+            distinct.len()
+        )));
+    }
+    Ok((service, distinct))
+}
+
+/// The drifts of `episodes` that can be remediated here; the others get their item (unknown
+/// episode, or another replica leads the environment).
+async fn remediable(
+    state: &AppState,
+    episodes: &[&str],
+    items: &mut [Option<RemediationItem>],
+) -> Result<Vec<(usize, Drift)>, AppError> {
+    let mut found = Vec::new();
+    for (i, episode) in episodes.iter().enumerate() {
+        let Some(d) = state.store.drift(episode).await? else {
+            items[i] = Some(RemediationItem {
+                episode: (*episode).to_owned(),
+                object: String::new(),
+                answer: Err(AppError::not_found(format!("no drift episode {episode}"))),
+            });
+            continue;
+        };
+        // with leader election only the leader acts on an environment
+        if let Some(env) = state.environment(&d.id.environment) {
+            if !env.leads() {
+                items[i] = Some(RemediationItem {
+                    episode: (*episode).to_owned(),
+                    object: object_of(&d),
+                    answer: Err(AppError::new(
+                        StatusCode::CONFLICT,
+                        "not_leader",
+                        format!("{}: ask the replica that leads it", env.not_leader()),
+                    )),
+                });
+                continue;
+            }
+        }
+        found.push((i, d));
+    }
+    Ok(found)
+}
+
+/// Plans `action` for each of `episodes` and previews it (a server-side dry run on the
+/// cluster; the fields to write for adopt); nothing changes. Each plan waits for its
+/// confirmation ([`confirm_remediations`]) for [`crate::remediate::PLAN_TTL`].
+pub async fn plan_remediations(
+    state: &AppState,
+    episodes: &[String],
+    action: RemediationAction,
+    prune: bool,
+) -> Result<Vec<RemediationItem>, AppError> {
+    let (service, episodes) = remediation_request(state, episodes.iter().map(String::as_str))?;
+    let mut items: Vec<Option<RemediationItem>> = episodes.iter().map(|_| None).collect();
+    let found = remediable(state, &episodes, &mut items).await?;
+    let (order, drifts): (Vec<usize>, Vec<Drift>) = found.into_iter().unzip();
+    let proposed = service.plan_many(drifts, action, prune).await;
+    for (i, p) in order.into_iter().zip(proposed) {
+        items[i] = Some(RemediationItem {
+            episode: p.drift.episode.clone(),
+            object: object_of(&p.drift),
+            answer: p.result.as_ref().map_err(refused).map(|p| RemediateAnswer {
+                plan: p.plan.id.clone(),
+                episode: p.drift.episode.clone(),
+                object: p.plan.object.clone(),
+                operation: p.plan.operation.to_string(),
+                preview: p.preview.iter().map(change_dto).collect(),
+                left_alone: p.plan.left_alone.clone(),
+                applied: false,
+                result: None,
+            }),
+        });
+    }
+    Ok(items.into_iter().flatten().collect())
+}
+
+/// Carries out the plans `(episode, plan id)` made by [`plan_remediations`], each only if
+/// planning it again gives the same plan; `caller` is named as who asked in each
+/// `remediated` event. Then scans each environment acted on, so that its drifts resolve.
+pub async fn confirm_remediations(
+    state: &AppState,
+    plans: &[(String, String)],
+    prune: bool,
+    caller: &Caller,
+) -> Result<Vec<RemediationItem>, AppError> {
+    let (service, episodes) = remediation_request(state, plans.iter().map(|(e, _)| e.as_str()))?;
+    let mut items: Vec<Option<RemediationItem>> = episodes.iter().map(|_| None).collect();
+    let found = remediable(state, &episodes, &mut items).await?;
+    let plan_of = |episode: &str| {
+        plans
+            .iter()
+            .find(|(e, _)| e == episode)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default()
+    };
+    let mut order = Vec::new();
+    let mut objects = Vec::new();
+    let asked: Vec<(Drift, String)> = found
+        .into_iter()
+        .map(|(i, d)| {
+            order.push(i);
+            objects.push(object_of(&d));
+            let plan = plan_of(&d.episode);
+            (d, plan)
+        })
+        .collect();
+    let done = service.confirm_many(asked, prune, &caller.name).await;
+    let mut acted: Vec<String> = Vec::new();
+    for ((i, object), (episode, result)) in order.into_iter().zip(objects).zip(done) {
+        if result.is_ok() {
+            let env = object.split(':').next().unwrap_or_default().to_owned();
+            if !acted.contains(&env) {
+                acted.push(env);
+            }
+        }
+        items[i] = Some(RemediationItem {
+            episode: episode.clone(),
+            answer: result
+                .as_ref()
+                .map_err(refused)
+                .map(|record| RemediateAnswer {
+                    plan: record.plan_id.clone(),
+                    episode: episode.clone(),
+                    object: object.clone(),
+                    operation: record.operation.to_string(),
+                    preview: record.changes.iter().map(change_dto).collect(),
+                    left_alone: Vec::new(),
+                    applied: record.ok,
+                    result: Some(record.result.clone()),
+                }),
+            object,
+        });
+    }
+    // scan now, so that the drifts resolve
+    for env in acted {
+        if let Some(e) = state.environment(&env) {
+            let e = e.clone();
+            let ctx = state.scan_context();
+            tokio::spawn(async move {
+                let _ = e.run_scan(&ctx).await;
+            });
+        }
+    }
+    Ok(items.into_iter().flatten().collect())
+}
+
+/// The API's remediation of one episode, plan then confirm: without `confirm`, the plan and
+/// its preview; with it, the result of carrying out that plan.
+pub async fn remediate(
+    state: &AppState,
+    episode: &str,
+    req: &RemediateRequest,
+    caller: &Caller,
+) -> Result<RemediateAnswer, AppError> {
+    let action = match req.action.as_deref().filter(|a| !a.is_empty()) {
+        None => RemediationAction::Revert,
+        Some(a) => a
+            .parse::<RemediationAction>()
+            .map_err(|e| AppError::bad_request(format!("action: {e}")))?,
+    };
+    let mut items = match &req.confirm {
+        None => plan_remediations(state, &[episode.to_owned()], action, req.prune).await?,
+        Some(id) => {
+            confirm_remediations(
+                state,
+                &[(episode.to_owned(), id.clone())],
+                req.prune,
+                caller,
+            )
+            .await?
+        }
+    };
+    match items.pop() {
+        Some(item) => item.answer,
+        None => Err(AppError::internal()),
     }
 }
 

@@ -114,18 +114,24 @@ impl RemediationService {
             .ok_or_else(|| RemediateError::NotAvailable(env.to_owned()))
     }
 
-    async fn propose_one(
+    /// Plans and previews `action` for each of `drifts`, reading each environment's sides
+    /// once; keeps every plan made for its confirmation. The answers are in the order of
+    /// `drifts`.
+    pub async fn plan_many(
         &self,
-        drift: Drift,
+        drifts: Vec<Drift>,
         action: RemediationAction,
         prune: bool,
-    ) -> Result<Proposal, RemediateError> {
-        let r = self.remediator(&drift.id.environment)?;
-        let mut proposed = r.propose(vec![drift], action, prune).await?;
-        match proposed.pop() {
-            Some(p) => p.result,
-            None => Err(RemediateError::Git("nothing proposed".into())),
+    ) -> Vec<Proposed> {
+        let proposed = self.propose_grouped(drifts, action, prune).await;
+        let mut pending = self.pending.lock().expect("plan lock is never poisoned");
+        pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
+        for p in &proposed {
+            if let Ok(p) = &p.result {
+                pending.insert(p.plan.id.clone(), (p.clone(), Instant::now()));
+            }
         }
+        proposed
     }
 
     /// Plans `action` for `drift` and keeps the plan for its confirmation.
@@ -135,11 +141,61 @@ impl RemediationService {
         action: RemediationAction,
         prune: bool,
     ) -> Result<Proposal, RemediateError> {
-        let p = self.propose_one(drift, action, prune).await?;
-        let mut pending = self.pending.lock().expect("plan lock is never poisoned");
-        pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
-        pending.insert(p.plan.id.clone(), (p.clone(), Instant::now()));
-        Ok(p)
+        match self.plan_many(vec![drift], action, prune).await.pop() {
+            Some(p) => p.result,
+            None => Err(RemediateError::Git("nothing proposed".into())),
+        }
+    }
+
+    /// Proposes `action` for `drifts`, one [`Remediator::propose`] per environment, answers
+    /// in the order of `drifts`.
+    async fn propose_grouped(
+        &self,
+        drifts: Vec<Drift>,
+        action: RemediationAction,
+        prune: bool,
+    ) -> Vec<Proposed> {
+        let mut groups: Vec<(String, Vec<(usize, Drift)>)> = Vec::new();
+        for (i, d) in drifts.into_iter().enumerate() {
+            let env = d.id.environment.clone();
+            match groups.iter_mut().find(|(e, _)| *e == env) {
+                Some((_, g)) => g.push((i, d)),
+                None => groups.push((env, vec![(i, d)])),
+            }
+        }
+        let mut out: Vec<(usize, Proposed)> = Vec::new();
+        for (env, group) in groups {
+            let (order, drifts): (Vec<usize>, Vec<Drift>) = group.into_iter().unzip();
+            let answers = match self.remediator(&env) {
+                Ok(r) => match r.propose(drifts.clone(), action, prune).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // a source could not be read: every drift of the environment says so
+                        let why = e.to_string();
+                        drifts
+                            .into_iter()
+                            .map(|drift| Proposed {
+                                drift,
+                                result: Err(RemediateError::Source {
+                                    what: format!("environment {env}"),
+                                    why: why.clone(),
+                                }),
+                            })
+                            .collect()
+                    }
+                },
+                Err(_) => drifts
+                    .into_iter()
+                    .map(|drift| Proposed {
+                        drift,
+                        result: Err(RemediateError::NotAvailable(env.clone())),
+                    })
+                    .collect(),
+            };
+            out.extend(order.into_iter().zip(answers));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Carries out the plan `plan_id` made earlier for `drift`, if planning it again gives the
@@ -151,21 +207,72 @@ impl RemediationService {
         prune: bool,
         requested_by: &str,
     ) -> Result<RemediationRecord, RemediateError> {
-        let waiting = {
+        match self
+            .confirm_many(vec![(drift, plan_id.to_owned())], prune, requested_by)
+            .await
+            .pop()
+        {
+            Some((_, r)) => r,
+            None => Err(RemediateError::UnknownPlan(plan_id.to_owned())),
+        }
+    }
+
+    /// Carries out each `(drift, plan id)` made earlier, one by one, each only if planning it
+    /// again (each environment's sides read once) gives the same plan. Answers, by episode,
+    /// in the order given.
+    pub async fn confirm_many(
+        &self,
+        items: Vec<(Drift, String)>,
+        prune: bool,
+        requested_by: &str,
+    ) -> Vec<(String, Result<RemediationRecord, RemediateError>)> {
+        // each plan waits once: take them all before planning again
+        let mut waiting = Vec::with_capacity(items.len());
+        {
             let mut pending = self.pending.lock().expect("plan lock is never poisoned");
             pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
-            pending.remove(plan_id)
-        };
-        let Some((p, _)) = waiting.filter(|(p, _)| p.drift.episode == drift.episode) else {
-            return Err(RemediateError::UnknownPlan(plan_id.to_owned()));
-        };
-        let now = self.propose_one(drift, p.plan.action, prune).await?;
-        if now.plan.id != p.plan.id {
-            return Err(RemediateError::Changed(plan_id.to_owned()));
+            for (drift, id) in items {
+                let found = pending
+                    .remove(&id)
+                    .filter(|(p, _)| p.drift.episode == drift.episode)
+                    .map(|(p, _)| p);
+                waiting.push((drift, id, found));
+            }
         }
-        self.remediator(&now.drift.id.environment)?
-            .execute(&p, requested_by)
-            .await
+        let mut out = Vec::with_capacity(waiting.len());
+        // plans of one action are proposed again together
+        let mut by_action: Vec<(RemediationAction, Vec<(Drift, Proposal)>)> = Vec::new();
+        let mut order = Vec::with_capacity(waiting.len());
+        for (drift, id, found) in waiting {
+            order.push(drift.episode.clone());
+            match found {
+                None => out.push((drift.episode.clone(), Err(RemediateError::UnknownPlan(id)))),
+                Some(p) => match by_action.iter_mut().find(|(a, _)| *a == p.plan.action) {
+                    Some((_, g)) => g.push((drift, p)),
+                    None => by_action.push((p.plan.action, vec![(drift, p)])),
+                },
+            }
+        }
+        for (action, group) in by_action {
+            let (drifts, earlier): (Vec<Drift>, Vec<Proposal>) = group.into_iter().unzip();
+            let now = self.propose_grouped(drifts, action, prune).await;
+            for (p, now) in earlier.into_iter().zip(now) {
+                let episode = p.drift.episode.clone();
+                let result = match now.result {
+                    Err(e) => Err(e),
+                    Ok(n) if n.plan.id != p.plan.id => {
+                        Err(RemediateError::Changed(p.plan.id.clone()))
+                    }
+                    Ok(n) => match self.remediator(&n.drift.id.environment) {
+                        Ok(r) => r.execute(&p, requested_by).await,
+                        Err(e) => Err(e),
+                    },
+                };
+                out.push((episode, result));
+            }
+        }
+        out.sort_by_key(|(e, _)| order.iter().position(|o| o == e));
+        out
     }
 }
 

@@ -188,10 +188,48 @@ impl AppState {
     /// Whether `token` is one of the configured tokens, plain or named (compared in constant
     /// time).
     pub fn token_accepted(&self, token: &str) -> bool {
+        self.caller(token).is_some()
+    }
+
+    /// Who a token is, and what it may do: a plain token reads and scans, a named one has its
+    /// configured scopes (every token is compared, in constant time). `None`: not a token of
+    /// this server.
+    pub fn caller(&self, token: &str) -> Option<crate::api::Caller> {
+        use crate::config::TokenScope;
+        if token.is_empty() {
+            return None;
+        }
         let eq = |t: &str| crate::api::constant_time_eq(t.as_bytes(), token.as_bytes());
-        !token.is_empty()
-            && (self.tokens.iter().any(|t| eq(t))
-                || self.scoped_tokens.iter().any(|t| eq(&t.token)))
+        let mut found = None;
+        for t in &self.tokens {
+            if eq(t) {
+                found = Some(crate::api::Caller {
+                    name: "token".into(),
+                    scopes: vec![TokenScope::Read, TokenScope::Scan],
+                });
+            }
+        }
+        for t in &self.scoped_tokens {
+            if eq(&t.token) {
+                found = Some(crate::api::Caller {
+                    name: format!("token:{}", t.name),
+                    scopes: t.scopes.clone(),
+                });
+            }
+        }
+        found
+    }
+
+    /// The caller of a request when no token is configured: it may read and scan, never
+    /// remediate (remediation needs a named token with the `remediate` scope).
+    pub fn anonymous() -> crate::api::Caller {
+        crate::api::Caller {
+            name: "anonymous".into(),
+            scopes: vec![
+                crate::config::TokenScope::Read,
+                crate::config::TokenScope::Scan,
+            ],
+        }
     }
 
     /// Starts building a state around a store and the environments; `metrics` should be the

@@ -12,6 +12,7 @@ use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
 use driftguard_core::normalize::{Normalizer, SecretKey};
 use driftguard_core::ports::DriftStore;
+use driftguard_server::config::{ScopedToken, TokenScope};
 use driftguard_server::feed::EventFeed;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
@@ -34,6 +35,11 @@ struct Fixture {
 /// `prod` with 40 hand-made drifts (every fourth resolved). `tokens`: whether sign-in is
 /// needed.
 async fn fixture(tokens: bool) -> Fixture {
+    fixture_with(tokens, Vec::new()).await
+}
+
+/// [`fixture`] with named tokens (`server.apiTokens`) too.
+async fn fixture_with(tokens: bool, scoped: Vec<ScopedToken>) -> Fixture {
     let store = Arc::new(MemoryStore::new());
     let clock = Arc::new(ManualClock::new(testkit::t0() + chrono::Duration::hours(1)));
     let git = Arc::new(MemoryGitSource::new());
@@ -83,6 +89,7 @@ async fn fixture(tokens: bool) -> Fixture {
         .expect("store filled");
     let state = AppState::builder(store, vec![dev, prod], Arc::new(Metrics::new()))
         .tokens(if tokens { vec![TOKEN.into()] } else { vec![] })
+        .scoped_tokens(scoped)
         .clock(clock)
         .feed(feed)
         .build();
@@ -176,12 +183,16 @@ async fn form(
 }
 
 async fn sign_in(app: &Router) -> String {
+    sign_in_with(app, TOKEN).await
+}
+
+async fn sign_in_with(app: &Router, token: &str) -> String {
     let r = form(
         app,
         "/login",
         None,
         Some("http://dash.test"),
-        &format!("token={TOKEN}&next=%2Fdrifts"),
+        &format!("token={token}&next=%2Fdrifts"),
     )
     .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
@@ -624,6 +635,128 @@ async fn scan_now_needs_the_csrf_token_and_this_origin() {
     assert_eq!(scans().await, 1);
     let after = page(&f.app, "/?scan=dev", Some(&s)).await;
     assert!(after.text.contains("A scan of dev was started"));
+}
+
+#[tokio::test]
+async fn a_session_may_do_only_what_its_token_may() {
+    let named = |name: &str, token: &str, scopes: Vec<TokenScope>| ScopedToken {
+        name: name.into(),
+        token: token.into(),
+        scopes,
+    };
+    let f = fixture_with(
+        false,
+        vec![
+            named("viewer", "viewer-token-1", vec![TokenScope::Read]),
+            named(
+                "ops",
+                "ops-token-2",
+                vec![TokenScope::Read, TokenScope::Scan, TokenScope::Remediate],
+            ),
+        ],
+    )
+    .await;
+    let episode = f
+        .state
+        .store
+        .drifts(&driftguard_core::query::DriftQuery::default())
+        .await
+        .expect("drifts")
+        .items[0]
+        .episode
+        .clone();
+    let scans = || async {
+        f.state
+            .store
+            .scans(Some("dev"), 10)
+            .await
+            .expect("scans")
+            .len()
+    };
+
+    // a read-only token: no button that changes anything, and its posts are refused
+    let viewer = sign_in_with(&f.app, "viewer-token-1").await;
+    let overview = page(&f.app, "/", Some(&viewer)).await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(!overview.text.contains("Scan now"), "{}", overview.text);
+    let csrf = overview.csrf();
+    let scan = form(
+        &f.app,
+        "/environments/dev/scan",
+        Some(&viewer),
+        Some("http://dash.test"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN);
+    assert!(scan.text.contains("`scan` scope"), "{}", scan.text);
+    let drifts = page(&f.app, "/drifts", Some(&viewer)).await;
+    assert!(
+        !drifts.text.contains("name=\"episode\"") && !drifts.text.contains("bulk-form"),
+        "no selection for a read-only token"
+    );
+    let drift = page(&f.app, &format!("/drifts/{episode}"), Some(&viewer)).await;
+    assert!(drift.text.contains("Suggested remediation"));
+    assert!(!drift.text.contains("remediate-form"));
+    let remediate = form(
+        &f.app,
+        "/drifts/remediate",
+        Some(&viewer),
+        Some("http://dash.test"),
+        &format!("csrf={csrf}&action=revert&episode={episode}"),
+    )
+    .await;
+    assert_eq!(remediate.status, StatusCode::FORBIDDEN);
+    assert!(
+        remediate.text.contains("`remediate` scope"),
+        "{}",
+        remediate.text
+    );
+    // without the session's CSRF token, even the right scope is refused
+    let ops = sign_in_with(&f.app, "ops-token-2").await;
+    let forged = form(
+        &f.app,
+        "/drifts/remediate",
+        Some(&ops),
+        Some("http://dash.test"),
+        &format!("csrf={csrf}&episode={episode}"),
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.text.contains("expired"), "{}", forged.text);
+    assert_eq!(scans().await, 0, "nothing was scanned");
+
+    // a token that may scan and remediate: Scan now; this server has no cluster to
+    // remediate, so no remediation button, and a post says why
+    let overview = page(&f.app, "/", Some(&ops)).await;
+    assert!(overview.text.contains("Scan now"));
+    let drifts = page(&f.app, "/drifts", Some(&ops)).await;
+    assert!(!drifts.text.contains("bulk-form"));
+    let remediate = form(
+        &f.app,
+        "/drifts/remediate",
+        Some(&ops),
+        Some("http://dash.test"),
+        &format!("csrf={}&episode={episode}", overview.csrf()),
+    )
+    .await;
+    assert_eq!(remediate.status, StatusCode::CONFLICT, "{}", remediate.text);
+    assert!(
+        remediate.text.contains("not available"),
+        "{}",
+        remediate.text
+    );
+    // the API answers the same for the token itself
+    let api = send(
+        &f.app,
+        Request::post(format!("/api/v1/drifts/{episode}/remediate"))
+            .header("authorization", "Bearer viewer-token-1")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@
 pub mod assets;
 pub mod chart;
 mod pages;
+mod remediate;
 pub mod session;
 pub mod view;
 
@@ -31,7 +32,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
-use crate::api::constant_time_eq;
+use crate::api::{constant_time_eq, Caller};
+use crate::config::TokenScope;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -45,6 +47,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(pages::overview))
         .route("/drifts", get(pages::drifts))
+        .route("/drifts/remediate", post(remediate::remediate))
         .route("/drifts/{episode}", get(pages::drift))
         .route("/objects/{env}/{*object}", get(pages::object))
         .route("/events", get(pages::events))
@@ -86,13 +89,27 @@ async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Who is looking at a page: their session's CSRF token.
+/// Who is looking at a page: their session's CSRF token and what their token may do.
 #[derive(Clone, Debug)]
 pub struct Viewer {
     /// The CSRF token forms send back.
     pub csrf: String,
     /// Whether a sign-out button is shown (tokens are configured).
     pub signed_in: bool,
+    /// Who signed in and the token's scopes (without tokens: read and scan).
+    pub caller: Caller,
+}
+
+impl Viewer {
+    /// Whether the viewer's token has `scope` (a page shows the buttons it allows).
+    pub fn may(&self, scope: TokenScope) -> bool {
+        self.caller.may(scope).is_ok()
+    }
+
+    /// A 403 page unless the viewer's token has `scope`.
+    pub fn require(&self, scope: TokenScope) -> Result<(), WebError> {
+        self.caller.may(scope).map_err(WebError)
+    }
 }
 
 fn secure(state: &AppState) -> bool {
@@ -113,11 +130,12 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
             req.extensions_mut().insert(Viewer {
                 csrf: s.csrf,
                 signed_in: !open,
+                caller: s.caller,
             });
             next.run(req).await
         }
         _ if open => {
-            let (id, s) = match state.sessions.open(false) {
+            let (id, s) = match state.sessions.open(false, AppState::anonymous()) {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
@@ -127,6 +145,7 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
             req.extensions_mut().insert(Viewer {
                 csrf: s.csrf,
                 signed_in: false,
+                caller: s.caller,
             });
             let mut resp = next.run(req).await;
             if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, secure(&state))) {
@@ -258,6 +277,11 @@ pub struct Layout {
     pub sign_out: bool,
     /// Whether the page follows the live feed.
     pub live: bool,
+    /// Whether the viewer's token may ask for scans (the Scan now buttons).
+    pub may_scan: bool,
+    /// Whether the viewer may remediate: the token has the `remediate` scope and this server
+    /// remediates (the preview buttons).
+    pub may_remediate: bool,
     /// Stylesheet URL.
     pub css: &'static str,
     /// Script URL.
@@ -268,7 +292,12 @@ pub struct Layout {
 
 impl Layout {
     /// The frame of a page of the dashboard, `current` being its navigation entry.
-    pub fn page(title: impl Into<String>, current: &str, viewer: &Viewer) -> Layout {
+    pub fn page(
+        title: impl Into<String>,
+        current: &str,
+        viewer: &Viewer,
+        state: &AppState,
+    ) -> Layout {
         let nav = [
             ("Overview", "/"),
             ("Drifts", "/drifts"),
@@ -288,6 +317,8 @@ impl Layout {
             csrf: viewer.csrf.clone(),
             sign_out: viewer.signed_in,
             live: true,
+            may_scan: viewer.may(TokenScope::Scan),
+            may_remediate: viewer.may(TokenScope::Remediate) && state.remediation.is_some(),
             css: assets::url("app.css"),
             js: assets::url("app.js"),
             icon: assets::url("icon.svg"),
@@ -302,6 +333,8 @@ impl Layout {
             csrf: String::new(),
             sign_out: false,
             live: false,
+            may_scan: false,
+            may_remediate: false,
             css: assets::url("app.css"),
             js: assets::url("app.js"),
             icon: assets::url("icon.svg"),
@@ -380,7 +413,7 @@ async fn login(
         return Ok(Redirect::to(&next).into_response());
     }
     let token = form.token.trim();
-    if !state.token_accepted(token) {
+    let Some(caller) = state.caller(token) else {
         tracing::info!("dashboard sign-in refused: wrong token");
         let page = html(&LoginPage {
             layout: Layout::plain("Sign in"),
@@ -388,8 +421,9 @@ async fn login(
             error: Some("That token is not accepted.".into()),
         })?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
-    }
-    let (id, _) = state.sessions.open(true).map_err(|e| {
+    };
+    tracing::info!(caller = %caller.name, "dashboard sign-in");
+    let (id, _) = state.sessions.open(true, caller).map_err(|e| {
         tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
         AppError::internal()
     })?;

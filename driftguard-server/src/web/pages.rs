@@ -20,6 +20,7 @@ use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
 use crate::api::{DriftParams, MAX_LIMIT};
+use crate::config::TokenScope;
 use crate::dto::{DriftSummary, EnvironmentDto, EventDto, RemediationDto};
 use crate::error::AppError;
 use crate::queries;
@@ -273,7 +274,7 @@ pub(crate) async fn overview(
         .map(|env| format!("A scan of {env} was started; this page updates when it ends."));
     let drawn = chart::draw(range, now, &scans);
     html(&OverviewPage {
-        layout: Layout::page("Overview", "/", &viewer),
+        layout: Layout::page("Overview", "/", &viewer, &state),
         notice,
         total_open: open.len(),
         drifted: envs.iter().filter(|e| e.open > 0).count(),
@@ -303,6 +304,7 @@ pub(crate) async fn scan_now(
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     check_csrf(&viewer, &headers, &form.csrf)?;
+    viewer.require(TokenScope::Scan)?;
     queries::environment(&state, &env)?;
     let (state, name) = (state.clone(), env.clone());
     tokio::spawn(async move {
@@ -317,6 +319,9 @@ pub(crate) async fn scan_now(
 /// One row of the drifts table.
 #[derive(Clone, Debug)]
 pub struct DriftRow {
+    episode: String,
+    /// Whether it is open (only an open drift can be selected for remediation).
+    open: bool,
     link: String,
     environment: String,
     kind: String,
@@ -334,6 +339,8 @@ pub struct DriftRow {
 
 fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
     DriftRow {
+        episode: d.episode.clone(),
+        open: d.status == "open",
         link: view::drift_link(&d.episode),
         environment: d.object.environment.clone(),
         kind: d.object.kind.clone(),
@@ -517,7 +524,7 @@ pub(crate) async fn drifts(
     let first = if rows.is_empty() { 0 } else { offset + 1 };
     let last = offset + rows.len();
     let page = DriftsPage {
-        layout: Layout::page("Drifts", "/drifts", &viewer),
+        layout: Layout::page("Drifts", "/drifts", &viewer, &state),
         caption: format!(
             "{} drift{} ({}), sorted by {}",
             total,
@@ -798,7 +805,12 @@ pub(crate) async fn drift(
         .collect();
     let reference = format!("{}:{}", s.object.environment, s.object.reference);
     html(&DriftPage {
-        layout: Layout::page(format!("{} {}", o.kind, namespaced(o)), "/drifts", &viewer),
+        layout: Layout::page(
+            format!("{} {}", o.kind, namespaced(o)),
+            "/drifts",
+            &viewer,
+            &state,
+        ),
         heading: format!("{} {}", o.kind, namespaced(o)),
         drift: badge("drift", &s.drift),
         direction: badge("dir", &s.direction),
@@ -917,7 +929,7 @@ pub(crate) async fn object(
         .collect();
     let reference = &o.reference;
     html(&ObjectPage {
-        layout: Layout::page(format!("{} {}", o.kind, namespaced(o)), "", &viewer),
+        layout: Layout::page(format!("{} {}", o.kind, namespaced(o)), "", &viewer, &state),
         heading: format!("{} {}", o.kind, namespaced(o)),
         environment: env.clone(),
         in_git: record.map(|r| r.in_git),
@@ -1018,7 +1030,7 @@ pub(crate) async fn events(
     };
     let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
     Ok(html(&EventsPage {
-        layout: Layout::page("Events", "/events", &viewer),
+        layout: Layout::page("Events", "/events", &viewer, &state),
         environments: choices(param(&q, "environment"), "all environments", env_names),
         kinds: choices(
             param(&q, "event"),
@@ -1077,7 +1089,7 @@ pub(crate) async fn scans(
         .filter_map(|e| e.last_error.map(|m| (e.name, m)))
         .collect();
     html(&ScansPage {
-        layout: Layout::page("Scans", "/scans", &viewer),
+        layout: Layout::page("Scans", "/scans", &viewer, &state),
         environments: choices(param(&q, "environment"), "all environments", env_names),
         rows: list
             .iter()

@@ -32,6 +32,9 @@ pub struct Session {
     pub csrf: String,
     /// Whether it was opened by signing in with a token (otherwise: no tokens are configured).
     pub signed_in: bool,
+    /// Who signed in (the token's name, never the token) and what the token may do: a page
+    /// offers and accepts only what its scopes allow.
+    pub caller: crate::api::Caller,
 }
 
 #[derive(Debug)]
@@ -71,12 +74,17 @@ impl Sessions {
         Sessions::default()
     }
 
-    /// Opens a session: returns its id (the cookie's value) and the session.
-    pub fn open(&self, signed_in: bool) -> Result<(String, Session), SessionError> {
+    /// Opens a session for `caller`: returns its id (the cookie's value) and the session.
+    pub fn open(
+        &self,
+        signed_in: bool,
+        caller: crate::api::Caller,
+    ) -> Result<(String, Session), SessionError> {
         let id = random_token()?;
         let session = Session {
             csrf: random_token()?,
             signed_in,
+            caller,
         };
         let now = Instant::now();
         let mut entries = self.entries.lock().expect("session lock is never poisoned");
@@ -169,7 +177,12 @@ mod tests {
     #[test]
     fn sessions_open_read_and_close() {
         let s = Sessions::new();
-        let (id, session) = s.open(true).expect("random");
+        let caller = crate::api::Caller {
+            name: "token:ops".into(),
+            scopes: vec![crate::config::TokenScope::Read],
+        };
+        let (id, session) = s.open(true, caller.clone()).expect("random");
+        assert_eq!(session.caller, caller, "the session keeps who signed in");
         assert_ne!(id, session.csrf);
         assert_eq!(id.len(), 43, "256 bits");
         assert_eq!(s.get(&id), Some(session));

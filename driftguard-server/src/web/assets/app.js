@@ -4,6 +4,22 @@
 // No inline script, no third-party code: the Content-Security-Policy allows only this file.
 (function () {
   "use strict";
+  // the drifts table's "select all": checks every open drift of the page
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t && t.matches && t.matches("[data-select-all]")) {
+      var table = t.closest("table");
+      if (table) {
+        table.querySelectorAll("input[name=episode]").forEach(function (box) {
+          box.checked = t.checked;
+        });
+      }
+    }
+  });
+})();
+
+(function () {
+  "use strict";
   var body = document.body;
   if (!body || body.dataset.live !== "on" || !window.EventSource || !window.fetch) {
     return;
@@ -54,7 +70,16 @@
         document.querySelectorAll("[data-live-region]").forEach(function (old) {
           var fresh = doc.getElementById(old.id);
           if (fresh) {
-            old.replaceWith(document.importNode(fresh, true));
+            // a selection of drifts survives the update (those still listed stay checked)
+            var checked = {};
+            old.querySelectorAll("input[name=episode]:checked").forEach(function (box) {
+              checked[box.value] = true;
+            });
+            var node = document.importNode(fresh, true);
+            node.querySelectorAll("input[name=episode]").forEach(function (box) {
+              box.checked = checked[box.value] === true;
+            });
+            old.replaceWith(node);
           }
         });
         body.dataset.updated = String(Date.now());
