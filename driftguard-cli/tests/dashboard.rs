@@ -273,8 +273,13 @@ fn secs_between(at: &str, shown: std::time::SystemTime) -> f64 {
     shown - unix_secs(at)
 }
 
+/// The browser tests of this file run one at a time (two Chromiums and two servers on two
+/// cores would blur the one-second live checks).
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_a_real_browser() {
+    let _one = ONE_BROWSER.lock().await;
     let s = services();
     driftguard_test_support::program("git", &["--version"]);
     let uniq = format!(
@@ -754,6 +759,460 @@ server:
     eprintln!("done after {:?}", t_start.elapsed());
 
     // the server kept up all along
+    assert!(
+        matches!(server.get("/readyz"), Some((200, _))),
+        "{}",
+        server.log()
+    );
+}
+
+/// Submits the form button `css` and waits for the next page (the same URL for a preview and
+/// its confirmation: the document changes).
+async fn submit(c: &Client, css: &str) {
+    c.execute("window.__before = true", vec![])
+        .await
+        .expect("mark the page");
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+        .click()
+        .await
+        .expect("click");
+    wait_for(Duration::from_secs(60), "the next page", || async {
+        c.execute(
+            "return window.__before === undefined && document.readyState === 'complete'",
+            vec![],
+        )
+        .await
+        .ok()
+            == Some(json!(true))
+    })
+    .await;
+}
+
+async fn sign_in_as(c: &Client, base: &str, token: &str) {
+    c.goto(&format!("{base}/login")).await.expect("goto");
+    c.find(Locator::Id("token"))
+        .await
+        .expect("token field")
+        .send_keys(token)
+        .await
+        .expect("type");
+    click_to(c, "form.stack button[type=submit]", |u| u == "/?").await;
+}
+
+fn replicas(s: &Services, ns: &str) -> String {
+    kubectl(
+        s,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+fn config_value(s: &Services, ns: &str, name: &str, key: &str) -> String {
+    kubectl(
+        s,
+        &[
+            "get",
+            "configmap",
+            name,
+            "-n",
+            ns,
+            "-o",
+            &format!("jsonpath={{.data.{key}}}"),
+        ],
+    )
+    .trim()
+    .to_owned()
+}
+
+/// Whether the drifts table's selection box of the object `name` is checked.
+async fn checked(c: &Client, label_part: &str) -> bool {
+    c.execute(
+        "var want = arguments[0]; \
+         return Array.from(document.querySelectorAll('#drifts-table input[name=episode]'))\
+         .filter(function (b) { return b.getAttribute('aria-label').indexOf(want) >= 0; })\
+         .map(function (b) { return b.checked; })[0] === true;",
+        vec![json!(label_part)],
+    )
+    .await
+    .expect("script")
+        == json!(true)
+}
+
+/// Issue 16's dashboard buttons: a drift's page previews a revert (the API server's dry run,
+/// nothing changed) and confirms it; the drifts table's selection reverts two drifts at once
+/// and leaves the third; the selection survives a live update; a read-only token sees no
+/// button. Each remediation is recorded as done by the signed-in token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remediation_from_the_dashboard() {
+    let _one = ONE_BROWSER.lock().await;
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let uniq = format!(
+        "{}-{}",
+        std::process::id(),
+        unix_secs_now() as u64 % 1_000_000
+    );
+    let ns = format!("dash-r-{uniq}");
+    let _cleanup = Cleanup {
+        s: &s,
+        namespaces: vec![ns.clone()],
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("apps")).expect("mkdir");
+    let mut text = manifests(&ns, "r");
+    for name in ["flags", "limits"] {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  level: \"1\"\n"
+        ));
+    }
+    std::fs::write(repo.join("apps/web.yaml"), &text).expect("write");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &["commit", "-q", "-m", "web, app-config, flags, limits"],
+    );
+    kubectl(&s, &["create", "namespace", &ns]);
+    kubectl(
+        &s,
+        &[
+            "apply",
+            "-f",
+            repo.join("apps/web.yaml").to_str().expect("utf-8"),
+        ],
+    );
+    // hand changes before the server starts: four open drifts
+    let patch = |kind: &str, name: &str, body: &str| {
+        kubectl(
+            &s,
+            &[
+                "patch", kind, name, "-n", &ns, "--type", "merge", "-p", body,
+            ],
+        );
+    };
+    patch("deployment", "web", r#"{"spec":{"replicas":4}}"#);
+    patch("configmap", "app-config", r#"{"data":{"owner":"someone"}}"#);
+    patch("configmap", "flags", r#"{"data":{"level":"9"}}"#);
+    patch("configmap", "limits", r#"{"data":{"level":"5"}}"#);
+    let config = dir.join("driftguard.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"environments:
+  - name: r
+    git: {{url: "{repo}"}}
+    live: {{kubeconfig: "{kc}"}}
+    namespaces: ["{ns}"]
+store: {{sqlite: history.db}}
+secretKey: {{env: DASH_SECRET_KEY}}
+server:
+  apiTokens:
+    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}
+    - {{name: viewer, tokenEnv: VIEWER_TOKEN, scopes: [read]}}
+  pollInterval: 60s
+  fullScanInterval: 1h
+  shutdownGrace: 2s
+"#,
+            repo = repo.display(),
+            kc = s.kubeconfig,
+        ),
+    )
+    .expect("write config");
+    const OPS: &str = "dash-ops-token-8d2e";
+    const VIEWER: &str = "dash-viewer-token-41aa";
+    let port = free_port();
+    let mut server = spawn_server(
+        dir,
+        &["--config", config.to_str().expect("utf-8")],
+        &[
+            ("OPS_TOKEN", OPS),
+            ("VIEWER_TOKEN", VIEWER),
+            ("DASH_SECRET_KEY", SECRET_KEY),
+        ],
+        port,
+        dir.join("serve.log"),
+        OPS,
+    );
+    server.wait_ready(0.0, 1);
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(server.drifts("environment=r").len(), 4, "{}", server.log());
+    let web = drift_of(&server, "r", "Deployment", "open").expect("the Deployment drift");
+    let web_episode = web["episode"].as_str().expect("episode").to_owned();
+
+    let driver = start_driver(&dir.join("chromedriver.log"));
+    let c = browser(&driver, &dir.join("profile"), false).await;
+    sign_in_as(&c, &base, OPS).await;
+
+    // ---- one drift: preview (nothing changes), then confirm
+    c.goto(&format!("{base}/drifts/{web_episode}"))
+        .await
+        .expect("goto");
+    let revert_checked = c
+        .execute(
+            "return document.querySelector('#remediate-form input[value=revert]').checked",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(
+        revert_checked,
+        json!(true),
+        "revert is suggested for a scale"
+    );
+    c.execute(
+        "document.getElementById('remediate-form').scrollIntoView({block: 'center'})",
+        vec![],
+    )
+    .await
+    .expect("script");
+    screenshot(&c, "drift-remediate").await;
+    submit(&c, "#preview-button").await;
+    assert_eq!(
+        c.current_url().await.expect("url").path(),
+        "/drifts/remediate"
+    );
+    let heading = text_of(&c, "#remediation-heading").await;
+    assert_eq!(heading.trim(), "Preview: revert 1 drift");
+    let plan = text_of(&c, "#plans").await;
+    assert!(
+        plan.contains(&format!("r:Deployment.apps/{ns}/web")),
+        "{plan}"
+    );
+    let change = text_of(&c, "#plans table.changes tbody").await;
+    assert!(
+        change.contains("replicas") && change.contains('4') && change.contains('2'),
+        "the dry run shows 4 going back to 2: {change}"
+    );
+    assert_eq!(replicas(&s, &ns), "4", "a preview changes nothing");
+    screenshot(&c, "remediate-preview").await;
+    submit(&c, "#confirm-button").await;
+    let heading = text_of(&c, "#remediation-heading").await;
+    assert!(heading.contains("1 of 1 drift carried out"), "{heading}");
+    let result = text_of(&c, ".plan-result").await;
+    assert!(result.contains("by DriftGuard"), "{result}");
+    assert_eq!(replicas(&s, &ns), "2", "the cluster is back to Git");
+    let (resolved, _) = poll(Instant::now(), Duration::from_secs(20), || {
+        server
+            .json(&format!("/api/v1/drifts/{web_episode}"))
+            .filter(|d| d["drift"]["status"] == "resolved")
+    })
+    .unwrap_or_else(|| panic!("the scale does not resolve:\n{}", server.log()));
+    assert_eq!(resolved["drift"]["resolution"], "reverted", "{resolved}");
+    let events = server
+        .json(&format!(
+            "/api/v1/events?environment=r&object=Deployment.apps/{ns}/web"
+        ))
+        .expect("events");
+    let remediated: Vec<&Value> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event"] == "remediated")
+        .collect();
+    assert_eq!(remediated.len(), 1, "{events}");
+    assert_eq!(
+        remediated[0]["remediation"]["requested_by"], "token:ops",
+        "the event names who asked: {}",
+        remediated[0]
+    );
+
+    // ---- a selection of the drifts table: two of the three ConfigMaps
+    c.goto(&format!("{base}/drifts?environment=r"))
+        .await
+        .expect("goto");
+    wait_for(
+        Duration::from_secs(10),
+        "the page follows the stream",
+        || async {
+            c.execute("return document.body.dataset.stream", vec![])
+                .await
+                .ok()
+                == Some(json!("open"))
+        },
+    )
+    .await;
+    let boxes = || async {
+        c.execute(
+            "return Array.from(document.querySelectorAll('#drifts-table input[name=episode]')).map(function (b) { return b.checked; })",
+            vec![],
+        )
+        .await
+        .expect("script")
+    };
+    assert_eq!(
+        boxes().await,
+        json!([false, false, false]),
+        "three open drifts"
+    );
+    c.find(Locator::Css("[data-select-all]"))
+        .await
+        .expect("select all")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(boxes().await, json!([true, true, true]), "select all");
+    c.find(Locator::Css("[data-select-all]"))
+        .await
+        .expect("select all")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(boxes().await, json!([false, false, false]), "and none");
+    for name in ["app-config", "flags"] {
+        c.find(Locator::Css(&format!(
+            "#drifts-table input[aria-label*='{ns}/{name} ']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("the box of {name}: {e}"))
+        .click()
+        .await
+        .expect("click");
+    }
+    // a live update of the table keeps the selection
+    let updated = c
+        .execute("return document.body.dataset.updated || ''", vec![])
+        .await
+        .expect("script");
+    patch("configmap", "limits", r#"{"data":{"level":"6"}}"#);
+    wait_for(Duration::from_secs(10), "a live update", || async {
+        c.execute("return document.body.dataset.updated || ''", vec![])
+            .await
+            .ok()
+            .is_some_and(|u| u != updated)
+    })
+    .await;
+    assert!(checked(&c, &format!("{ns}/app-config ")).await);
+    assert!(checked(&c, &format!("{ns}/flags ")).await);
+    assert!(!checked(&c, &format!("{ns}/limits ")).await);
+    screenshot(&c, "drifts-selected").await;
+    submit(&c, "#bulk-revert").await;
+    let heading = text_of(&c, "#remediation-heading").await;
+    assert_eq!(heading.trim(), "Preview: revert 2 drifts");
+    let plans = text_of(&c, "#plans").await;
+    assert!(
+        plans.contains(&format!("{ns}/app-config")) && plans.contains(&format!("{ns}/flags")),
+        "{plans}"
+    );
+    assert!(!plans.contains("limits"), "only the selection: {plans}");
+    assert_eq!(
+        config_value(&s, &ns, "flags", "level"),
+        "9",
+        "nothing changed yet"
+    );
+    submit(&c, "#confirm-button").await;
+    let heading = text_of(&c, "#remediation-heading").await;
+    assert!(heading.contains("2 of 2 drifts carried out"), "{heading}");
+    assert_eq!(config_value(&s, &ns, "flags", "level"), "1");
+    assert_eq!(config_value(&s, &ns, "app-config", "owner"), "team-r");
+    assert_eq!(
+        config_value(&s, &ns, "limits", "level"),
+        "6",
+        "not selected"
+    );
+    screenshot(&c, "remediate-done").await;
+    let (open, _) = poll(Instant::now(), Duration::from_secs(20), || {
+        let open = server.drifts("environment=r");
+        (open.len() == 1).then_some(open)
+    })
+    .unwrap_or_else(|| panic!("two drifts do not resolve:\n{}", server.log()));
+    assert_eq!(open[0]["object"]["name"], "limits");
+    let reverted = server.drifts("environment=r&status=resolved");
+    assert_eq!(reverted.len(), 3, "{reverted:?}");
+    assert!(
+        reverted.iter().all(|d| d["resolution"] == "reverted"),
+        "{reverted:?}"
+    );
+
+    // ---- adopt, previewed only: the live value to write into Git
+    c.goto(&format!("{base}/drifts?environment=r"))
+        .await
+        .expect("goto");
+    c.find(Locator::Css("#drifts-table input[name=episode]"))
+        .await
+        .expect("the box of limits")
+        .click()
+        .await
+        .expect("click");
+    submit(&c, "#bulk-adopt").await;
+    assert_eq!(
+        text_of(&c, "#remediation-heading").await.trim(),
+        "Preview: adopt 1 drift"
+    );
+    let adopt = text_of(&c, "#plans").await;
+    assert!(
+        adopt.contains("limits") && adopt.contains("level") && adopt.contains('6'),
+        "{adopt}"
+    );
+    assert!(text_of(&c, "#confirm-button")
+        .await
+        .contains("adopt 1 drift"));
+    let branches = Command::new("git")
+        .args(["branch", "--list"])
+        .current_dir(&repo)
+        .output()
+        .expect("git branch");
+    assert_eq!(
+        String::from_utf8_lossy(&branches.stdout).trim(),
+        "* main",
+        "a preview pushes nothing"
+    );
+
+    // ---- a read-only token: no button to press
+    c.find(Locator::Css("form.signout button"))
+        .await
+        .expect("sign out")
+        .click()
+        .await
+        .expect("click");
+    wait_for(Duration::from_secs(10), "signed out", || async {
+        c.current_url().await.is_ok_and(|u| u.path() == "/login")
+    })
+    .await;
+    sign_in_as(&c, &base, VIEWER).await;
+    c.goto(&format!("{base}/drifts?environment=r"))
+        .await
+        .expect("goto");
+    let inputs = c
+        .execute(
+            "return document.querySelectorAll('input[name=episode], #bulk-form').length",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(inputs, json!(0), "no selection for a read-only token");
+    c.goto(&format!(
+        "{base}/drifts/{}",
+        open[0]["episode"].as_str().expect("episode")
+    ))
+    .await
+    .expect("goto");
+    assert!(body(&c).await.contains("never applies it"));
+    let form = c
+        .execute(
+            "return document.getElementById('remediate-form') === null",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(
+        form,
+        json!(true),
+        "no remediation form for a read-only token"
+    );
+    c.close().await.expect("close");
     assert!(
         matches!(server.get("/readyz"), Some((200, _))),
         "{}",
