@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use util::e2e::*;
 use util::edit;
+use util::git_as as git;
 
 const TOKEN: &str = "acceptance-token-5d1e";
 const HOOK_SECRET: &str = "acceptance-hook-secret-77f0";
@@ -269,29 +270,6 @@ fn b64(s: &str) -> String {
 /// Whether `text` holds the rotated Secret value, plain or base64.
 fn holds_canary(text: &str) -> bool {
     text.contains(CANARY) || text.contains(&b64(CANARY))
-}
-
-fn git(repo: &Path, args: &[&str], author: &str) {
-    let email = format!(
-        "{}@acme.example",
-        author.split(' ').next().unwrap_or("x").to_lowercase()
-    );
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(repo)
-        .env("GIT_AUTHOR_NAME", author)
-        .env("GIT_AUTHOR_EMAIL", &email)
-        .env("GIT_COMMITTER_NAME", author)
-        .env("GIT_COMMITTER_EMAIL", &email)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", repo)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn commit(repo: &Path, author: &str, message: &str) {

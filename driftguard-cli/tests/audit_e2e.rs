@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -82,20 +81,6 @@ impl Cluster {
         let (code, _, err) = kubectl_status(&self.s, &all, env);
         assert_eq!(code, 0, "kubectl {args:?} failed: {err}");
         t.elapsed()
-    }
-}
-
-/// Deletes the test namespace when the test ends, passed or failed.
-struct Namespace<'a>(&'a Services, String);
-
-impl Drop for Namespace<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.0.kubectl)
-            .args(["delete", "namespace", &self.1, "--wait=false"])
-            .env("KUBECONFIG", &self.0.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -253,7 +238,7 @@ fn who_by_name_from_the_audit_webhook_and_log() {
             % 1_000_000
     );
     let ns = format!("audit-e2e-{uniq}");
-    let _cleanup = Namespace(s, ns.clone());
+    let _cleanup = DeleteOnDrop::namespaces(s, &[&ns]);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path().to_path_buf();
     if std::env::var_os("DRIFTGUARD_E2E_KEEP").is_some() {

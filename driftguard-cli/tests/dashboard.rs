@@ -184,77 +184,8 @@ async fn body(c: &Client) -> String {
     text_of(c, "body").await
 }
 
-fn manifests(ns: &str, team: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: app-config
-  namespace: {ns}
-data:
-  mode: normal
-  owner: team-{team}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: {ns}
-  labels: {{app: web}}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.25
-"#
-    )
-}
-
-/// Deletes the test's namespaces when it ends, passed or failed.
-struct Cleanup<'a> {
-    s: &'a Services,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for n in &self.namespaces {
-            let _ = kubectl_status(
-                self.s,
-                &[
-                    "delete",
-                    "namespace",
-                    n,
-                    "--wait=false",
-                    "--ignore-not-found",
-                ],
-                &[],
-            );
-        }
-    }
-}
-
 fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Admin")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.org")
-        .env("GIT_COMMITTER_NAME", "Ada Admin")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.org")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    util::git_as(dir, args, "Ada Admin");
 }
 
 /// The open drift of a kind in an environment, from the API.
@@ -288,22 +219,19 @@ async fn dashboard_in_a_real_browser() {
         unix_secs_now() as u64 % 1_000_000
     );
     let (ns_a, ns_b) = (format!("dash-a-{uniq}"), format!("dash-b-{uniq}"));
-    let _cleanup = Cleanup {
-        s: &s,
-        namespaces: vec![ns_a.clone(), ns_b.clone()],
-    };
+    let _cleanup = DeleteOnDrop::namespaces(&s, &[&ns_a, &ns_b]);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
 
     // environment a: a Git repository (commit, file and line, a web link); b: a folder
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("apps")).expect("mkdir");
-    std::fs::write(repo.join("apps/web.yaml"), manifests(&ns_a, "a")).expect("write");
+    std::fs::write(repo.join("apps/web.yaml"), web_manifests(&ns_a, Some("a"))).expect("write");
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "web: two replicas"]);
     std::fs::create_dir_all(dir.join("b")).expect("mkdir");
-    std::fs::write(dir.join("b/app.yaml"), manifests(&ns_b, "b")).expect("write");
+    std::fs::write(dir.join("b/app.yaml"), web_manifests(&ns_b, Some("b"))).expect("write");
     for (ns, file) in [
         (&ns_a, repo.join("apps/web.yaml")),
         (&ns_b, dir.join("b/app.yaml")),
@@ -846,15 +774,12 @@ async fn remediation_from_the_dashboard() {
         unix_secs_now() as u64 % 1_000_000
     );
     let ns = format!("dash-r-{uniq}");
-    let _cleanup = Cleanup {
-        s: &s,
-        namespaces: vec![ns.clone()],
-    };
+    let _cleanup = DeleteOnDrop::namespaces(&s, &[&ns]);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("apps")).expect("mkdir");
-    let mut text = manifests(&ns, "r");
+    let mut text = web_manifests(&ns, Some("r"));
     for name in ["flags", "limits"] {
         text.push_str(&format!(
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  level: \"1\"\n"

@@ -21,71 +21,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use util::e2e::{kubectl, kubectl_status, Services};
+use util::e2e::{kubectl, DeleteOnDrop, Services};
 use util::{copy_dir, repo_root, run_env, write, Run};
-
-/// The namespaces of this run, deleted (with the CRD) when the test ends, however it ends.
-struct Cleanup<'a> {
-    services: &'a Services,
-    namespaces: Vec<String>,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = kubectl_status(
-                self.services,
-                &[
-                    "delete",
-                    "namespace",
-                    ns,
-                    "--wait=false",
-                    "--ignore-not-found",
-                ],
-                &[],
-            );
-        }
-        let _ = kubectl_status(
-            self.services,
-            &[
-                "delete",
-                "crd",
-                "widgets.shop.example.com",
-                "--wait=false",
-                "--ignore-not-found",
-            ],
-            &[],
-        );
-    }
-}
-
-fn git(repo: &Path, args: &[&str], author: &str) {
-    let out = Command::new(driftguard_test_support::program("git", &["--version"]))
-        .args(args)
-        .current_dir(repo)
-        .env("GIT_AUTHOR_NAME", author)
-        .env("GIT_AUTHOR_EMAIL", "dev@acme.example")
-        .env("GIT_COMMITTER_NAME", author)
-        .env("GIT_COMMITTER_EMAIL", "dev@acme.example")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn head(repo: &Path) -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(repo)
-        .output()
-        .expect("git runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
+use util::{git_as as git, head};
 
 /// `helm template shop charts/shop -n NS --include-crds -f envs/ENV/values.yaml | kubectl
 /// apply -n NS -f -`: everything the chart renders, the hook and the test pod included.
@@ -201,10 +139,8 @@ fn helm_charts_end_to_end_on_the_test_cluster() {
     let run = std::process::id();
     let staging = format!("helm-e2e-staging-{run}");
     let prod = format!("helm-e2e-prod-{run}");
-    let _cleanup = Cleanup {
-        services: &s,
-        namespaces: vec![staging.clone(), prod.clone()],
-    };
+    let _cleanup =
+        DeleteOnDrop::namespaces(&s, &[&staging, &prod]).with_crd("widgets.shop.example.com");
     for ns in [&staging, &prod] {
         kubectl(&s, &["create", "namespace", ns]);
     }

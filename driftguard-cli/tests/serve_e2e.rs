@@ -144,38 +144,6 @@ fn mails_with(mails: &[String], needle: &str) -> usize {
     mails.iter().filter(|m| m.contains(needle)).count()
 }
 
-fn manifests(name_suffix: &str, ns: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: app-config
-  namespace: {ns}
-data:
-  mode: normal
-  owner: team-{name_suffix}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: {ns}
-  labels: {{app: web}}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.25
-"#
-    )
-}
-
 /// A drift as `(environment, kind, name, status)`.
 fn describe(d: &Value) -> (String, String, String, String) {
     (
@@ -227,7 +195,7 @@ fn serve_end_to_end_cluster_mongodb_webhook_smtp_and_restart() {
         kubectl(&s, &["create", "namespace", ns]);
         let m = dir.join(env).join("app.yaml");
         std::fs::create_dir_all(m.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&m, manifests(env, ns)).expect("write manifests");
+        std::fs::write(&m, web_manifests(ns, Some(env))).expect("write manifests");
         kubectl(&s, &["apply", "-f", m.to_str().expect("utf-8 path")]);
     }
 

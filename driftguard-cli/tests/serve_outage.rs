@@ -11,7 +11,6 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use driftguard_test_support::MongoServer;
@@ -20,59 +19,6 @@ use util::e2e::*;
 
 const TOKEN: &str = "outage-token-5d1e";
 const HOOK_SECRET: &str = "outage-hook-secret-77aa";
-
-struct Cleanup<'a> {
-    s: &'a Services,
-    ns: String,
-}
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.s.kubectl)
-            .args([
-                "delete",
-                "namespace",
-                &self.ns,
-                "--wait=false",
-                "--ignore-not-found",
-            ])
-            .env("KUBECONFIG", &self.s.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-fn manifests(ns: &str) -> String {
-    format!(
-        r#"apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: app-config
-  namespace: {ns}
-data:
-  mode: normal
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  namespace: {ns}
-  labels: {{app: web}}
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {{app: web}}
-  template:
-    metadata:
-      labels: {{app: web}}
-    spec:
-      containers:
-        - name: web
-          image: nginx:1.25
-"#
-    )
-}
 
 fn readyz(server: &Server) -> (u16, Value) {
     match server.get("/readyz") {
@@ -86,10 +32,7 @@ fn a_mongodb_outage_under_serve_loses_nothing_and_repeats_nothing() {
     let s = services();
     let uniq = format!("{}", std::process::id());
     let ns = format!("outage-{uniq}");
-    let _cleanup = Cleanup {
-        s: &s,
-        ns: ns.clone(),
-    };
+    let _cleanup = DeleteOnDrop::namespaces(&s, &[&ns]);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let mut mongo = MongoServer::start(dir.join("mongo-data"));
@@ -97,7 +40,7 @@ fn a_mongodb_outage_under_serve_loses_nothing_and_repeats_nothing() {
     kubectl(&s, &["create", "namespace", &ns]);
     let m = dir.join("app").join("app.yaml");
     std::fs::create_dir_all(m.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&m, manifests(&ns)).expect("write manifests");
+    std::fs::write(&m, web_manifests(&ns, None)).expect("write manifests");
     kubectl(&s, &["apply", "-f", m.to_str().expect("utf-8 path")]);
 
     let hook = webhook_receiver(HOOK_SECRET);

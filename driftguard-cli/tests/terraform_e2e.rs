@@ -27,38 +27,11 @@ use driftguard_test_support::{terraform, MotoServer, Terraform};
 use serde_json::Value;
 use util::e2e::{free_port, spawn_server};
 use util::{copy_dir, repo_root, run_env, Run};
+use util::{git_as as git, head};
 
 const CANARY: &str = "CANARY-pw-7d41c9e2";
 const KEY: &str = "tf-e2e-secret-key";
 const TOKEN: &str = "tf-e2e-token";
-
-fn git(repo: &Path, args: &[&str], author: &str) {
-    let out = Command::new(driftguard_test_support::program("git", &["--version"]))
-        .args(args)
-        .current_dir(repo)
-        .env("GIT_AUTHOR_NAME", author)
-        .env("GIT_AUTHOR_EMAIL", "dev@acme.example")
-        .env("GIT_COMMITTER_NAME", author)
-        .env("GIT_COMMITTER_EMAIL", "dev@acme.example")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn head(repo: &Path) -> String {
-    let out = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(repo)
-        .output()
-        .expect("git runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// The user's own terraform: `init` and `apply` of the repository's code, with the user's
 /// data folder and state (outside DriftGuard's folders).

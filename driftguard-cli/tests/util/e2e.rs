@@ -53,6 +53,82 @@ pub fn kubectl_status(s: &Services, args: &[&str], env: &[(&str, &str)]) -> (i32
     )
 }
 
+/// A ConfigMap `app-config` (`mode: normal`, and `owner: team-<team>` when given) and a
+/// Deployment `web` (2 replicas of nginx:1.25) in `ns`: the e2e tests' usual desired state.
+pub fn web_manifests(ns: &str, team: Option<&str>) -> String {
+    let owner = team.map_or(String::new(), |t| format!("  owner: team-{t}\n"));
+    format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+  namespace: {ns}
+data:
+  mode: normal
+{owner}---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {ns}
+  labels: {{app: web}}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: web
+          image: nginx:1.25
+"#
+    )
+}
+
+/// Deletes namespaces (and custom resource definitions) when dropped, however the test ends;
+/// it does not wait for them to go.
+pub struct DeleteOnDrop<'a> {
+    s: &'a Services,
+    namespaces: Vec<String>,
+    crds: Vec<String>,
+}
+
+impl<'a> DeleteOnDrop<'a> {
+    /// The namespaces `names`, deleted at the end.
+    pub fn namespaces(s: &'a Services, names: &[&str]) -> Self {
+        DeleteOnDrop {
+            s,
+            namespaces: names.iter().map(|n| (*n).to_owned()).collect(),
+            crds: Vec::new(),
+        }
+    }
+
+    /// Deletes the CRD `name` at the end too.
+    pub fn with_crd(mut self, name: &str) -> Self {
+        self.crds.push(name.to_owned());
+        self
+    }
+}
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        let kinds = self
+            .namespaces
+            .iter()
+            .map(|n| ("namespace", n))
+            .chain(self.crds.iter().map(|c| ("crd", c)));
+        for (kind, name) in kinds {
+            let _ = kubectl_status(
+                self.s,
+                &["delete", kind, name, "--wait=false", "--ignore-not-found"],
+                &[],
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------- SHA-256 / HMAC (to verify the webhook signature)
 
 fn sha256(data: &[u8]) -> [u8; 32] {
