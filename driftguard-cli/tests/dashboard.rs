@@ -188,6 +188,29 @@ fn git(dir: &Path, args: &[&str]) {
     util::git_as(dir, args, "Ada Admin");
 }
 
+/// `kubectl patch <kind> <name> -n <ns> --type merge -p <body>`: a hand change.
+fn patch(s: &Services, ns: &str, kind: &str, name: &str, body: &str) {
+    kubectl(
+        s,
+        &["patch", kind, name, "-n", ns, "--type", "merge", "-p", body],
+    );
+}
+
+/// Waits until the open page follows the event stream.
+async fn follows_stream(c: &Client) {
+    wait_for(
+        Duration::from_secs(10),
+        "the page follows the stream",
+        || async {
+            c.execute("return document.body.dataset.stream", vec![])
+                .await
+                .ok()
+                == Some(json!("open"))
+        },
+    )
+    .await;
+}
+
 /// The open drift of a kind in an environment, from the API.
 fn drift_of(server: &Server, env: &str, kind: &str, status: &str) -> Option<Value> {
     server
@@ -240,33 +263,13 @@ async fn dashboard_in_a_real_browser() {
         kubectl(&s, &["apply", "-f", file.to_str().expect("utf-8")]);
     }
     // a hand change before the server starts: the dashboard opens on a drift
-    kubectl(
+    patch(&s, &ns_a, "deployment", "web", r#"{"spec":{"replicas":4}}"#);
+    patch(
         &s,
-        &[
-            "patch",
-            "deployment",
-            "web",
-            "-n",
-            &ns_a,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"replicas":4}}"#,
-        ],
-    );
-    kubectl(
-        &s,
-        &[
-            "patch",
-            "configmap",
-            "app-config",
-            "-n",
-            &ns_b,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"data":{"owner":"someone"}}"#,
-        ],
+        &ns_b,
+        "configmap",
+        "app-config",
+        r#"{"data":{"owner":"someone"}}"#,
     );
     let config = dir.join("driftguard.yaml");
     std::fs::write(
@@ -474,33 +477,16 @@ server:
         .await
         .expect("goto");
     eprintln!("goto took {:?}", tg.elapsed());
-    wait_for(
-        Duration::from_secs(10),
-        "the page follows the stream",
-        || async {
-            c.execute("return document.body.dataset.stream", vec![])
-                .await
-                .ok()
-                == Some(json!("open"))
-        },
-    )
-    .await;
+    follows_stream(&c).await;
     c.execute("window.__sameDocument = true", vec![])
         .await
         .expect("mark the document");
-    kubectl(
+    patch(
         &s,
-        &[
-            "patch",
-            "configmap",
-            "app-config",
-            "-n",
-            &ns_a,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"data":{"mode":"debug"}}"#,
-        ],
+        &ns_a,
+        "configmap",
+        "app-config",
+        r#"{"data":{"mode":"debug"}}"#,
     );
     let t0 = Instant::now();
     wait_for(
@@ -538,32 +524,15 @@ server:
     ))
     .await
     .expect("goto");
-    wait_for(
-        Duration::from_secs(10),
-        "the page follows the stream",
-        || async {
-            c.execute("return document.body.dataset.stream", vec![])
-                .await
-                .ok()
-                == Some(json!("open"))
-        },
-    )
-    .await;
+    follows_stream(&c).await;
     assert_eq!(text_of(&c, "#drift-status").await.trim(), "open");
     assert!(text_of(&c, "#diff").await.contains("debug"));
-    kubectl(
+    patch(
         &s,
-        &[
-            "patch",
-            "configmap",
-            "app-config",
-            "-n",
-            &ns_a,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"data":{"mode":"normal"}}"#,
-        ],
+        &ns_a,
+        "configmap",
+        "app-config",
+        r#"{"data":{"mode":"normal"}}"#,
     );
     wait_for(
         Duration::from_secs(10),
@@ -802,18 +771,16 @@ async fn remediation_from_the_dashboard() {
         ],
     );
     // hand changes before the server starts: four open drifts
-    let patch = |kind: &str, name: &str, body: &str| {
-        kubectl(
-            &s,
-            &[
-                "patch", kind, name, "-n", &ns, "--type", "merge", "-p", body,
-            ],
-        );
-    };
-    patch("deployment", "web", r#"{"spec":{"replicas":4}}"#);
-    patch("configmap", "app-config", r#"{"data":{"owner":"someone"}}"#);
-    patch("configmap", "flags", r#"{"data":{"level":"9"}}"#);
-    patch("configmap", "limits", r#"{"data":{"level":"5"}}"#);
+    patch(&s, &ns, "deployment", "web", r#"{"spec":{"replicas":4}}"#);
+    patch(
+        &s,
+        &ns,
+        "configmap",
+        "app-config",
+        r#"{"data":{"owner":"someone"}}"#,
+    );
+    patch(&s, &ns, "configmap", "flags", r#"{"data":{"level":"9"}}"#);
+    patch(&s, &ns, "configmap", "limits", r#"{"data":{"level":"5"}}"#);
     let config = dir.join("driftguard.yaml");
     std::fs::write(
         &config,
@@ -940,17 +907,7 @@ server:
     c.goto(&format!("{base}/drifts?environment=r"))
         .await
         .expect("goto");
-    wait_for(
-        Duration::from_secs(10),
-        "the page follows the stream",
-        || async {
-            c.execute("return document.body.dataset.stream", vec![])
-                .await
-                .ok()
-                == Some(json!("open"))
-        },
-    )
-    .await;
+    follows_stream(&c).await;
     let boxes = || async {
         c.execute(
             "return Array.from(document.querySelectorAll('#drifts-table input[name=episode]')).map(function (b) { return b.checked; })",
@@ -993,7 +950,7 @@ server:
         .execute("return document.body.dataset.updated || ''", vec![])
         .await
         .expect("script");
-    patch("configmap", "limits", r#"{"data":{"level":"6"}}"#);
+    patch(&s, &ns, "configmap", "limits", r#"{"data":{"level":"6"}}"#);
     wait_for(Duration::from_secs(10), "a live update", || async {
         c.execute("return document.body.dataset.updated || ''", vec![])
             .await

@@ -15,7 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use util::e2e::{
-    free_port, kubectl, services, spawn_server, unix_secs_now, webhook_receiver, Hook, Server,
+    free_port, kubectl, services, spawn_server, unix_secs_now, webhook_receiver, DeleteOnDrop,
+    Hook, Server, Services,
 };
 use util::run_in;
 
@@ -30,6 +31,50 @@ impl Drop for Daemon {
 
 fn git(dir: &Path, args: &[&str]) -> String {
     util::git_as(dir, args, "Ada")
+}
+
+/// The usual scenario: a Git repository `gitops` holding `manifests` in `envs/prod/app.yaml`,
+/// applied to the new namespace `ns` (deleted when the value is dropped), and a DriftGuard
+/// folder `dg` whose `driftguard.yaml` watches it: `env_extra` adds keys to the environment,
+/// `rest` top-level sections.
+struct Shop<'a> {
+    _tmp: tempfile::TempDir,
+    work: std::path::PathBuf,
+    file: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    _cleanup: DeleteOnDrop<'a>,
+}
+
+fn shop<'a>(s: &'a Services, ns: &str, manifests: &str, env_extra: &str, rest: &str) -> Shop<'a> {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let work = tmp.path().join("gitops");
+    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
+    let file = work.join("envs/prod/app.yaml");
+    std::fs::write(&file, manifests).expect("write");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "the shop"]);
+    let cleanup = DeleteOnDrop::namespaces(s, &[ns]);
+    kubectl(s, &["create", "namespace", ns]);
+    kubectl(s, &["apply", "-f", &file.display().to_string()]);
+    let dir = tmp.path().join("dg");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!(
+            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n{env_extra}{rest}",
+            work.display(),
+            s.kubeconfig
+        ),
+    )
+    .expect("config");
+    Shop {
+        _tmp: tmp,
+        work,
+        file,
+        dir,
+        _cleanup: cleanup,
+    }
 }
 
 fn manifest(ns: &str) -> String {
@@ -432,35 +477,15 @@ fn api_plan_then_confirm() {
     let s = services();
     driftguard_test_support::program("git", &["--version"]);
     let ns = format!("dg-remapi-{}", std::process::id());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let work = tmp.path().join("gitops");
-    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
-    std::fs::write(work.join("envs/prod/app.yaml"), manifest(&ns)).expect("write");
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "the shop"]);
-    kubectl(&s, &["create", "namespace", &ns]);
-    kubectl(
-        &s,
-        &[
-            "apply",
-            "-f",
-            &work.join("envs/prod/app.yaml").display().to_string(),
-        ],
-    );
     let hook = webhook_receiver(HOOK_SECRET);
-    let dir = tmp.path().join("dg");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("driftguard.yaml"),
-        format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n",
-            work.display(),
-            s.kubeconfig,
-            hook.port
-        ),
-    )
-    .expect("config");
+    let shop = shop(
+        &s,
+        &ns,
+        &manifest(&ns),
+        "",
+        &format!("notifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  tokenEnv: PLAIN_TOKENS\n  apiTokens:\n    - {{name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}}\n  pollInterval: 1s\n", hook.port),
+    );
+    let dir = shop.dir.clone();
     let port = free_port();
     let after = unix_secs_now();
     let mut server = spawn_server(
@@ -472,7 +497,7 @@ fn api_plan_then_confirm() {
             ("REM_HOOK_SECRET", HOOK_SECRET),
         ],
         port,
-        tmp.path().join("serve.log"),
+        dir.join("serve.log"),
         "ops-token",
     );
     server.wait_ready(after, 1);
@@ -637,30 +662,17 @@ fn policy_reverts_once_within_its_rate_limit_and_leaves_conflicts() {
     let s = services();
     driftguard_test_support::program("git", &["--version"]);
     let ns = format!("dg-rempol-{}", std::process::id());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let work = tmp.path().join("gitops");
-    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
-    let file = work.join("envs/prod/app.yaml");
-    std::fs::write(&file, many(&ns)).expect("write");
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "the shop"]);
-    kubectl(&s, &["create", "namespace", &ns]);
-    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
-    let dir = tmp.path().join("dg");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("driftguard.yaml"),
-        format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: revert\n      rateLimit: {{max: 5, perSeconds: 3600}}\nserver:\n  pollInterval: 1s\n",
-            work.display(),
-            s.kubeconfig
-        ),
-    )
-    .expect("config");
+    let shop = shop(
+        &s,
+        &ns,
+        &many(&ns),
+        "    remediation:\n      mode: revert\n      rateLimit: {max: 5, perSeconds: 3600}\n",
+        "server:\n  pollInterval: 1s\n",
+    );
+    let (work, file, dir) = (shop.work.clone(), shop.file.clone(), shop.dir.clone());
     let port = free_port();
     let after = unix_secs_now();
-    let mut server = spawn_server(&dir, &[], &[], port, tmp.path().join("serve.log"), "none");
+    let mut server = spawn_server(&dir, &[], &[], port, dir.join("serve.log"), "none");
     server.wait_ready(after, 1);
     let replicas = || {
         kubectl(
@@ -813,29 +825,15 @@ fn notify_policy_announces_and_changes_nothing() {
     let s = services();
     driftguard_test_support::program("git", &["--version"]);
     let ns = format!("dg-remnot-{}", std::process::id());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let work = tmp.path().join("gitops");
-    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
-    let file = work.join("envs/prod/app.yaml");
-    std::fs::write(&file, manifest(&ns)).expect("write");
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "the shop"]);
-    kubectl(&s, &["create", "namespace", &ns]);
-    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
     let hook = webhook_receiver(HOOK_SECRET);
-    let dir = tmp.path().join("dg");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("driftguard.yaml"),
-        format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n    remediation:\n      mode: notify\nnotifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  pollInterval: 1s\n",
-            work.display(),
-            s.kubeconfig,
-            hook.port
-        ),
-    )
-    .expect("config");
+    let shop = shop(
+        &s,
+        &ns,
+        &manifest(&ns),
+        "    remediation:\n      mode: notify\n",
+        &format!("notifications:\n  - type: webhook\n    url: http://127.0.0.1:{}/driftguard\n    secretEnv: REM_HOOK_SECRET\n    queue: {{groupWindow: 100ms, initialBackoff: 200ms}}\nserver:\n  pollInterval: 1s\n", hook.port),
+    );
+    let dir = shop.dir.clone();
     let port = free_port();
     let after = unix_secs_now();
     let mut server = spawn_server(
@@ -843,7 +841,7 @@ fn notify_policy_announces_and_changes_nothing() {
         &[],
         &[("REM_HOOK_SECRET", HOOK_SECRET)],
         port,
-        tmp.path().join("serve.log"),
+        dir.join("serve.log"),
         "none",
     );
     server.wait_ready(after, 1);
@@ -915,27 +913,8 @@ fn create_a_missing_object_and_prune_a_tracked_orphan() {
     let s = services();
     driftguard_test_support::program("git", &["--version"]);
     let ns = format!("dg-remprune-{}", std::process::id());
-    let tmp = tempfile::tempdir().expect("tmp");
-    let work = tmp.path().join("gitops");
-    std::fs::create_dir_all(work.join("envs/prod")).expect("mkdir");
-    let file = work.join("envs/prod/app.yaml");
-    std::fs::write(&file, manifest(&ns)).expect("write");
-    git(&work, &["init", "-q", "-b", "main"]);
-    git(&work, &["add", "."]);
-    git(&work, &["commit", "-q", "-m", "the shop"]);
-    kubectl(&s, &["create", "namespace", &ns]);
-    kubectl(&s, &["apply", "-f", &file.display().to_string()]);
-    let dir = tmp.path().join("dg");
-    std::fs::create_dir_all(&dir).expect("mkdir");
-    std::fs::write(
-        dir.join("driftguard.yaml"),
-        format!(
-            "environments:\n  - name: prod\n    git: {{url: \"{}\", ref: main, path: envs/prod}}\n    live: {{kubeconfig: \"{}\"}}\n    namespaces: [{ns}]\n",
-            work.display(),
-            s.kubeconfig
-        ),
-    )
-    .expect("config");
+    let shop = shop(&s, &ns, &manifest(&ns), "", "");
+    let dir = shop.dir.clone();
     let r = run_in(&dir, &["scan"]);
     assert_eq!(r.code, 0, "{r:?}");
 
