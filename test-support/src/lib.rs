@@ -98,6 +98,39 @@ pub fn program(name: &str, args: &[&str]) -> PathBuf {
     }
 }
 
+/// Runs `git` in `dir` as `author` (e-mail `<first name>@acme.example`), without system or
+/// global configuration; its standard output, trimmed. A missing git or a failing command
+/// fails the test with git's message.
+#[track_caller]
+pub fn git_as(dir: &Path, args: &[&str], author: &str) -> String {
+    static GIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let git = GIT.get_or_init(|| program("git", &["--version"]));
+    let email = format!(
+        "{}@acme.example",
+        author.split(' ').next().unwrap_or("x").to_lowercase()
+    );
+    let out = Command::new(git)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env("GIT_AUTHOR_NAME", author)
+        .env("GIT_AUTHOR_EMAIL", &email)
+        .env("GIT_COMMITTER_NAME", author)
+        .env("GIT_COMMITTER_EMAIL", &email)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// The helm binary the tests run (v3.18.0, installed by `scripts/helm/install.sh` into
 /// `$DRIFTGUARD_CACHE/helm/`): `HELM` from the environment or `services.env`, checked to run
 /// (`helm version`). A missing or broken helm fails the test.

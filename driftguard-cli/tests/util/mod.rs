@@ -104,35 +104,9 @@ pub fn edit(path: &Path, from: &str, to: &str) {
     std::fs::write(path, text.replacen(from, to, 1)).expect("write");
 }
 
-/// Runs `git` in `dir` as `author` (e-mail `<first name>@acme.example`), without system or
-/// global configuration; its standard output. A failure fails the test with git's message.
-pub fn git_as(dir: &Path, args: &[&str], author: &str) -> String {
-    let email = format!(
-        "{}@acme.example",
-        author.split(' ').next().unwrap_or("x").to_lowercase()
-    );
-    static GIT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    let git = GIT.get_or_init(|| driftguard_test_support::program("git", &["--version"]));
-    let out = Command::new(git)
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", author)
-        .env("GIT_AUTHOR_EMAIL", &email)
-        .env("GIT_COMMITTER_NAME", author)
-        .env("GIT_COMMITTER_EMAIL", &email)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use driftguard_test_support::git_as;
 
 /// The commit `HEAD` of the repository at `dir`.
 pub fn head(dir: &Path) -> String {
-    git_as(dir, &["rev-parse", "HEAD"], "x").trim().to_owned()
+    git_as(dir, &["rev-parse", "HEAD"], "x")
 }
