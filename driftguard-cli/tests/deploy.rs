@@ -227,57 +227,15 @@ fn the_chart_renders_and_the_cluster_accepts_it() {
     }
 }
 
-/// A kubeconfig for a ServiceAccount: the admin kubeconfig with the account's token (read
-/// through kubectl's template, never printed).
+/// A kubeconfig for a ServiceAccount of the test cluster.
 fn service_account_kubeconfig(s: &Services, ns: &str, sa: &str, dir: &Path) -> PathBuf {
-    let mut secret = String::new();
-    let t = Instant::now();
-    while secret.trim().is_empty() {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "token secret of {ns}/{sa}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        secret = kubectl(
-            s,
-            &[
-                "-n",
-                ns,
-                "get",
-                "serviceaccount",
-                sa,
-                "-o",
-                "jsonpath={.secrets[0].name}",
-            ],
-        );
-    }
-    let token = kubectl(
-        s,
-        &[
-            "-n",
-            ns,
-            "get",
-            "secret",
-            secret.trim(),
-            "-o",
-            "go-template={{.data.token | base64decode}}",
-        ],
-    );
-    let admin = std::fs::read_to_string(&s.kubeconfig).expect("kubeconfig");
-    let replaced: Vec<String> = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("token:") {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}token: {}", token.trim())
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(&path, replaced.join("\n") + "\n").expect("write kubeconfig");
-    path
+    driftguard_test_support::service_account_kubeconfig(
+        Path::new(&s.kubectl),
+        Path::new(&s.kubeconfig),
+        ns,
+        sa,
+        dir,
+    )
 }
 
 #[test]

@@ -409,25 +409,20 @@ pub async fn confirm_remediations(
             .map(|(_, p)| p.clone())
             .unwrap_or_default()
     };
-    let mut order = Vec::new();
-    let mut objects = Vec::new();
+    let mut asked_of = Vec::new();
     let asked: Vec<(Drift, String)> = found
         .into_iter()
         .map(|(i, d)| {
-            order.push(i);
-            objects.push(object_of(&d));
+            asked_of.push((i, object_of(&d), d.id.environment.clone()));
             let plan = plan_of(&d.episode);
             (d, plan)
         })
         .collect();
     let done = service.confirm_many(asked, prune, &caller.name).await;
     let mut acted: Vec<String> = Vec::new();
-    for ((i, object), (episode, result)) in order.into_iter().zip(objects).zip(done) {
-        if result.is_ok() {
-            let env = object.split(':').next().unwrap_or_default().to_owned();
-            if !acted.contains(&env) {
-                acted.push(env);
-            }
+    for ((i, object, env), (episode, result)) in asked_of.into_iter().zip(done) {
+        if result.is_ok() && !acted.contains(&env) {
+            acted.push(env);
         }
         items[i] = Some(RemediationItem {
             episode: episode.clone(),

@@ -185,12 +185,6 @@ impl AppState {
         !self.tokens.is_empty() || !self.scoped_tokens.is_empty()
     }
 
-    /// Whether `token` is one of the configured tokens, plain or named (compared in constant
-    /// time).
-    pub fn token_accepted(&self, token: &str) -> bool {
-        self.caller(token).is_some()
-    }
-
     /// Who a token is, and what it may do: a plain token reads and scans, a named one has its
     /// configured scopes (every token is compared, in constant time). `None`: not a token of
     /// this server.

@@ -9,7 +9,6 @@ mod kube_support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use driftguard_core::ports::{LiveSnapshot, LiveSource};
 use driftguard_core::remediate::{self, Operation, Readiness, Request};
@@ -72,50 +71,9 @@ data: {{mode: safe, level: "1"}}
     )]
 }
 
-/// A kubeconfig for a ServiceAccount: the admin kubeconfig with the account's token (read
-/// through kubectl's template, never printed).
+/// A kubeconfig for a ServiceAccount of the test cluster.
 fn service_account_kubeconfig(c: &Cluster, ns: &str, sa: &str, dir: &Path) -> PathBuf {
-    let mut secret = String::new();
-    for _ in 0..100 {
-        secret = c.kubectl(&[
-            "-n",
-            ns,
-            "get",
-            "serviceaccount",
-            sa,
-            "-o",
-            "jsonpath={.secrets[0].name}",
-        ]);
-        if !secret.trim().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(!secret.trim().is_empty(), "token secret of {ns}/{sa} made");
-    let token = c.kubectl(&[
-        "-n",
-        ns,
-        "get",
-        "secret",
-        secret.trim(),
-        "-o",
-        "go-template={{.data.token | base64decode}}",
-    ]);
-    let admin = std::fs::read_to_string(&c.kubeconfig).expect("kubeconfig");
-    let replaced: Vec<String> = admin
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("token:") {
-                let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}token: {}", token.trim())
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    let path = dir.join(format!("{sa}.kubeconfig"));
-    std::fs::write(&path, replaced.join("\n") + "\n").expect("write kubeconfig");
-    path
+    driftguard_test_support::service_account_kubeconfig(&c.kubectl, &c.kubeconfig, ns, sa, dir)
 }
 
 fn get(c: &Cluster, ns: &str, what: &str) -> Value {

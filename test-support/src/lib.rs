@@ -131,6 +131,76 @@ pub fn git_as(dir: &Path, args: &[&str], author: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A kubeconfig for the ServiceAccount `ns/sa`, written into `dir`: the `admin` kubeconfig with
+/// the account's token instead of the admin's. The token is read through kubectl's template
+/// and never printed. Waits up to 20 s for the token controller to make the account's secret.
+#[track_caller]
+pub fn service_account_kubeconfig(
+    kubectl: &Path,
+    admin: &Path,
+    ns: &str,
+    sa: &str,
+    dir: &Path,
+) -> PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new(kubectl)
+            .args(args)
+            .env("KUBECONFIG", admin)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let started = Instant::now();
+    let secret = loop {
+        let name = run(&[
+            "-n",
+            ns,
+            "get",
+            "serviceaccount",
+            sa,
+            "-o",
+            "jsonpath={.secrets[0].name}",
+        ]);
+        if !name.is_empty() {
+            break name;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no token secret of {ns}/{sa} within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let token = run(&[
+        "-n",
+        ns,
+        "get",
+        "secret",
+        &secret,
+        "-o",
+        "go-template={{.data.token | base64decode}}",
+    ]);
+    let replaced: Vec<String> = std::fs::read_to_string(admin)
+        .expect("kubeconfig")
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("token:") {
+                let indent = &l[..l.len() - l.trim_start().len()];
+                format!("{indent}token: {token}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(&path, replaced.join("\n") + "\n").expect("write kubeconfig");
+    path
+}
+
 /// The helm binary the tests run (v3.18.0, installed by `scripts/helm/install.sh` into
 /// `$DRIFTGUARD_CACHE/helm/`): `HELM` from the environment or `services.env`, checked to run
 /// (`helm version`). A missing or broken helm fails the test.
