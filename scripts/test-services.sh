@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Bring the DriftGuard test services up or down.
-#   scripts/test-services.sh up     build/reuse k8s binaries, start cluster + SecantusDB,
+#   scripts/test-services.sh up     build/reuse k8s binaries (KUBE_VERSION, default the newest
+#                                   of scripts/test-cluster/lib.sh), start cluster + SecantusDB,
 #                                   install/reuse helm and moto, find terraform and its
-#                                   provider mirror, write $DRIFTGUARD_RUN/services.env
+#                                   provider mirror, write $DRIFTGUARD_RUN/services.env;
+#                                   run again with another KUBE_VERSION, it swaps the cluster
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
-# KUBECONFIG, KUBECTL, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
+# KUBECONFIG, KUBECTL, KUBE_VERSION, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
 # TERRAFORM and TF_CLI_CONFIG_FILE for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +34,8 @@ case "${1:-}" in
     {
       echo "# written by scripts/test-services.sh up"
       sed 's/^/export /' "$DRIFTGUARD_RUN/env"
+      # the cluster's version (tests may say which server they ran on)
+      sed -n 's/^KUBE_VERSION=/export KUBE_VERSION=/p' "$DRIFTGUARD_RUN/cluster.info"
       sed 's/^/export /' "$DRIFTGUARD_RUN/mongo.env"
       cat "$DRIFTGUARD_RUN/helm.env"
       cat "$DRIFTGUARD_RUN/moto.env"
@@ -58,7 +62,7 @@ case "${1:-}" in
       # shellcheck disable=SC1091
       . "$DRIFTGUARD_RUN/env"
       if "$KUBECTL" --kubeconfig "$KUBECONFIG" get --raw /readyz >/dev/null 2>&1; then
-        echo "kubernetes: ready ($KUBECONFIG)"
+        echo "kubernetes: $(sed -n 's/^KUBE_VERSION=//p' "$DRIFTGUARD_RUN/cluster.info" 2>/dev/null) ready ($KUBECONFIG)"
       else echo "kubernetes: NOT ready"; rc=1; fi
     else echo "kubernetes: not started"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/helm.env" ]; then

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run calls this).
 #
-# Starts the real services the tests need (a kube-apiserver 1.20 test cluster built from Debian's
-# source package, SecantusDB for MongoDB, helm for Helm charts, moto's server as the AWS API and
+# Starts the real services the tests need (a Kubernetes test cluster, etcd + kube-apiserver +
+# kube-controller-manager built from the Go module proxy: scripts/test-cluster/; SecantusDB for MongoDB, helm for Helm charts, moto's server as the AWS API and
 # terraform with its provider mirror for Terraform, the MCP Python SDK as a real MCP client,
 # Schemathesis for the API contract), runs formatting, lints and every test of the workspace,
-# and stops the services again, whatever happens.
+# and stops the services again, whatever happens. Every test runs on the newest Kubernetes
+# (KUBE_VERSION_NEWEST in scripts/test-cluster/lib.sh); then the live-source, sources conformance
+# and acceptance suites run again on an older minor still in support (KUBE_VERSION_OLDER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRIFTGUARD_RUN=${DRIFTGUARD_RUN:-/tmp/driftguard-test}
 export DRIFTGUARD_CACHE=${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}
+# shellcheck disable=SC2016
+KUBE_NEWEST="$(bash -c '. scripts/test-cluster/lib.sh; echo "$KUBE_VERSION_NEWEST"')"
+# shellcheck disable=SC2016
+KUBE_OLDER="$(bash -c '. scripts/test-cluster/lib.sh; echo "$KUBE_VERSION_OLDER"')"
 
 cleanup() { scripts/test-services.sh down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
@@ -29,15 +35,15 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (kube-apiserver 1.20, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis)"
-scripts/test-services.sh up
+step "test services (Kubernetes $KUBE_NEWEST, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis)"
+KUBE_VERSION=$KUBE_NEWEST scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "cargo test"
+step "cargo test (Kubernetes $KUBE_NEWEST)"
 cargo test --workspace --no-fail-fast -- --include-ignored
 # the workspace turns on serde_json's preserve_order (through bson); the core alone does not:
 # run its tests both ways, since hashes must not depend on map order
@@ -57,3 +63,12 @@ step "examples (the library embedded and extended)"
 for example in engine_in_memory scan_git_and_dump extend; do
   cargo run -q -p driftguard-examples --example "$example"
 done
+
+step "the live-source, sources conformance and acceptance suites on Kubernetes $KUBE_OLDER"
+# the same services, the cluster swapped for the older version (built once into the cache)
+KUBE_VERSION=$KUBE_OLDER scripts/test-services.sh up >/dev/null
+# shellcheck disable=SC1091
+. "$DRIFTGUARD_RUN/services.env"
+cargo test -p driftguard-sources --no-fail-fast --test kube_scan --test kube_watch \
+  --test conformance_live --test conformance_git -- --include-ignored
+cargo test -p driftguard-cli --no-fail-fast --test acceptance -- --include-ignored

@@ -1,145 +1,93 @@
 #!/usr/bin/env bash
-# Build (or reuse cached) kube-apiserver + kube-controller-manager v1.20.2 from
-# Debian bookworm's kubernetes source package, and install the run-time packages
-# (etcd, openssl, kubectl, ...). Idempotent: a second run only checks things.
+# Build (or reuse cached) the test cluster's programs for KUBE_VERSION (default: the newest,
+# KUBE_VERSION_NEWEST in lib.sh) and install the run-time packages (openssl, curl, ...).
+#
+# kube-apiserver, kube-controller-manager and kubectl come from the k8s.io/kubernetes module
+# through a module of ours, k8s/v<KUBE_VERSION>/ (go.mod with the published staging modules as
+# replacements, go.sum committed: made by k8s/new-version.sh), built with the machine's Go
+# (1.26), CGO_ENABLED=0, into $DRIFTGUARD_CACHE/k8s-<KUBE_VERSION>/bin. etcd comes from
+# go.etcd.io/etcd/server/v3 through etcd/ (ETCD_VERSION in lib.sh) into
+# $DRIFTGUARD_CACHE/etcd-<ETCD_VERSION>/bin: Debian bookworm's etcd 3.4 is older than what
+# current Kubernetes supports. The Go build cache stays in $DRIFTGUARD_CACHE/go-build, so the
+# second version's build reuses most of the first one's.
+#
+# KUBE_VERSION=1.20.2 keeps the old path: build-debian-1.20.sh (Debian's source package and etcd).
+# Idempotent: binaries that are there and answer --version with the right version are kept.
 set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
-export DEBIAN_FRONTEND=noninteractive
-CACHE="${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}"
-K8S_DIR="$CACHE/k8s-1.20"
-BIN_DIR="$K8S_DIR/bin"
-GO_BIN=/usr/lib/go-1.19/bin
-RUNTIME_PKGS=(etcd-server etcd-client rsync openssl curl bc python3 python3-venv)
-BUILD_PKGS=(golang-1.19-go golang-github-modern-go-reflect2-dev make dpkg-dev)
-
-log() { echo "[build.sh] $*" >&2; }
-
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-
-apt_updated=0
-apt_update() {
-  if [ "$apt_updated" = 0 ]; then
-    log "apt-get update"
-    $SUDO apt-get update -qq
-    apt_updated=1
-  fi
-}
-
-pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-
-ensure_pkgs() {
-  local missing=()
-  local p
-  for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
-  if [ "${#missing[@]}" -gt 0 ]; then
-    apt_update
-    log "installing: ${missing[*]}"
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
-
-# Add a deb-src index for bookworm main (same mirror the machine uses).
-ensure_deb_src() {
-  if grep -rqsE '^\s*(Types:.*deb-src|deb-src\s)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-     && apt-cache showsrc kubernetes >/dev/null 2>&1 && [ -n "$(apt-cache showsrc kubernetes 2>/dev/null)" ]; then
-    return 0
-  fi
-  local mirror
-  mirror="$(grep -rhoE '^\s*URIs:\s*\S+' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' | grep -v security | grep -i debian | head -n1 || true)"
-  if [ -z "$mirror" ]; then
-    mirror="$(grep -rhE '^\s*deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-      | grep -E 'bookworm(\s|$)' | sed -E 's/^\s*deb\s+(\[[^]]*\]\s+)?(\S+).*/\2/' | head -n1 || true)"
-  fi
-  mirror="${mirror:-http://deb.debian.org/debian}"
-  log "adding deb-src for $mirror bookworm main"
-  $SUDO tee /etc/apt/sources.list.d/driftguard-src.sources >/dev/null <<SRC
-Types: deb-src
-URIs: $mirror
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  apt_updated=0
-  apt_update
-}
-
-# kubectl: Debian bookworm ships a matching v1.20.2 kubectl in kubernetes-client.
-# We extract it into $BIN_DIR (not dpkg-installed: /usr/bin/kubectl may belong to
-# another package, e.g. a cloud SDK). If that fails, kubectl is built from source.
-KUBECTL_FROM_APT=1
-ensure_kubectl() {
-  if [ -x "$BIN_DIR/kubectl" ] && "$BIN_DIR/kubectl" version --client >/dev/null 2>&1; then return 0; fi
-  mkdir -p "$BIN_DIR"
-  local tmp
-  tmp="$(mktemp -d)"
-  apt_update
-  if (cd "$tmp" && apt-get download -qq kubernetes-client >/dev/null 2>&1 \
-        && dpkg-deb -x kubernetes-client_*.deb x && [ -x x/usr/bin/kubectl ]); then
-    install -m 0755 "$tmp/x/usr/bin/kubectl" "$BIN_DIR/kubectl"
-    log "kubectl $("$BIN_DIR/kubectl" version --client --short 2>/dev/null || true) from Debian kubernetes-client"
-  else
-    log "kubernetes-client .deb not available; kubectl will be built from source"
-    KUBECTL_FROM_APT=0
-  fi
-  rm -rf "$tmp"
-}
-
-bins_ok() {
-  local b
-  for b in "$@"; do
-    [ -x "$BIN_DIR/$b" ] || return 1
-    if [ "$b" = kubectl ]; then
-      "$BIN_DIR/$b" version --client >/dev/null 2>&1 || return 1
-    else
-      "$BIN_DIR/$b" --version >/dev/null 2>&1 || return 1
-    fi
-  done
-}
-
-ensure_pkgs "${RUNTIME_PKGS[@]}"
-ensure_kubectl
-
-WANT=(kube-apiserver kube-controller-manager kubectl)
-
-if bins_ok "${WANT[@]}"; then
-  log "cached binaries OK in $BIN_DIR"
-  exit 0
+if [ "$KUBE_VERSION" = 1.20.2 ]; then
+  exec "$HERE/build-debian-1.20.sh"
 fi
 
-ensure_pkgs "${BUILD_PKGS[@]}"
-ensure_deb_src
+export DEBIAN_FRONTEND=noninteractive
+RUNTIME_PKGS=(rsync openssl curl bc python3 python3-venv)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+missing=()
+for p in "${RUNTIME_PKGS[@]}"; do pkg_installed "$p" || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-SRC_ROOT="$K8S_DIR/src"
-rm -rf "$SRC_ROOT"
-mkdir -p "$SRC_ROOT" "$BIN_DIR"
-cd "$SRC_ROOT"
-log "downloading kubernetes source package"
-apt-get source --download-only -qq kubernetes >/dev/null
-ORIG="$(ls kubernetes_*.orig.tar.* | head -n1)"
-log "unpacking $ORIG"
-mkdir tree
-tar -xf "$ORIG" -C tree --strip-components=1
-cd tree
-[ -d vendor/github.com/modern-go/reflect2 ] || { log "unexpected source layout"; exit 1; }
+MOD_DIR="$HERE/k8s/v$KUBE_VERSION"
+[ -s "$MOD_DIR/go.mod" ] && [ -s "$MOD_DIR/go.sum" ] \
+  || die "no module for Kubernetes $KUBE_VERSION in $MOD_DIR (make one: scripts/test-cluster/k8s/new-version.sh $KUBE_VERSION)"
 
-log "replacing vendored reflect2 with Debian's copy (Go >= 1.18 safe)"
-rm -rf vendor/github.com/modern-go/reflect2
-cp -a /usr/share/gocode/src/github.com/modern-go/reflect2 vendor/github.com/modern-go/reflect2
-rm -f vendor/github.com/modern-go/reflect2/go.mod
+# version_ok BINARY WANT: BINARY is runnable and its --version (kubectl: version --client) names WANT
+version_ok() {
+  local out
+  [ -x "$1" ] || return 1
+  case "$(basename "$1")" in
+    kubectl) out="$("$1" version --client 2>/dev/null)" || return 1 ;;
+    *) out="$("$1" --version 2>/dev/null)" || return 1 ;;
+  esac
+  grep -qF "$2" <<<"$out"
+}
 
-WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
-[ "$KUBECTL_FROM_APT" = 1 ] || WHAT="$WHAT cmd/kubectl"
-log "make WHAT=\"$WHAT\" (takes several minutes)"
-start=$(date +%s)
-PATH="$GO_BIN:$PATH" CGO_ENABLED=0 GOPROXY=off GOCACHE="$K8S_DIR/gocache" \
-  make WHAT="$WHAT"
-log "make finished in $(( $(date +%s) - start ))s"
+GO="$(command -v go || echo /usr/local/go/bin/go)"
+[ -x "$GO" ] || die "no Go toolchain (go on PATH or /usr/local/go/bin/go): the test cluster is built with Go 1.26"
+# the machine's own Go, the module's go.sum as is (no update), no VCS stamping; GOPROXY as set up
+go_build() {
+  env CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
+    GOCACHE="$DRIFTGUARD_CACHE/go-build" "$GO" build -trimpath "$@"
+}
 
-for b in kube-apiserver kube-controller-manager $([ "$KUBECTL_FROM_APT" = 1 ] || echo kubectl); do
-  install -m 0755 "_output/bin/$b" "$BIN_DIR/$b"
+# ---- etcd
+if version_ok "$ETCD_BIN/etcd" "etcd Version: $ETCD_VERSION"; then
+  log "cached etcd $ETCD_VERSION OK in $ETCD_BIN"
+else
+  mkdir -p "$ETCD_BIN"
+  log "building etcd $ETCD_VERSION (go.etcd.io/etcd/server/v3) into $ETCD_BIN"
+  start=$(date +%s)
+  (cd "$HERE/etcd" && go_build -ldflags "-s -w" -o "$ETCD_BIN/etcd.tmp" go.etcd.io/etcd/server/v3)
+  mv "$ETCD_BIN/etcd.tmp" "$ETCD_BIN/etcd"
+  log "etcd built in $(( $(date +%s) - start ))s"
+  version_ok "$ETCD_BIN/etcd" "etcd Version: $ETCD_VERSION" || die "built etcd does not say version $ETCD_VERSION"
+fi
+
+# ---- kube-apiserver, kube-controller-manager, kubectl
+minor="${KUBE_VERSION#*.}"; minor="${minor%%.*}"
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags="$ldflags -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-cd /
-rm -rf "$SRC_ROOT" "$K8S_DIR/gocache"
-bins_ok "${WANT[@]}"
-log "built: $("$BIN_DIR/kube-apiserver" --version) -> $BIN_DIR"
+mkdir -p "$K8S_BIN"
+for b in kube-apiserver kube-controller-manager kubectl; do
+  if version_ok "$K8S_BIN/$b" "v$KUBE_VERSION"; then
+    log "cached $b v$KUBE_VERSION OK in $K8S_BIN"
+    continue
+  fi
+  log "building $b v$KUBE_VERSION (k8s.io/kubernetes/cmd/$b; several minutes when the Go cache is cold)"
+  start=$(date +%s)
+  (cd "$MOD_DIR" && go_build -ldflags "$ldflags" -o "$K8S_BIN/$b.tmp" "k8s.io/kubernetes/cmd/$b")
+  mv "$K8S_BIN/$b.tmp" "$K8S_BIN/$b"
+  log "$b built in $(( $(date +%s) - start ))s"
+  version_ok "$K8S_BIN/$b" "v$KUBE_VERSION" || die "built $b does not say version v$KUBE_VERSION"
+done

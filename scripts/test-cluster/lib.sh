@@ -3,7 +3,22 @@
 # shellcheck source=../lib/common.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/lib/common.sh"
 
-K8S_BIN="$DRIFTGUARD_CACHE/k8s-1.20/bin"
+# The Kubernetes versions the tests run on (each has a module in k8s/v<version>/, made by
+# k8s/new-version.sh): every suite on the newest, the live-source, conformance and acceptance
+# suites also on the older one (scripts/test.sh). 1.20.2 still starts by hand (Debian's build).
+KUBE_VERSION_NEWEST=1.37.2
+KUBE_VERSION_OLDER=1.35.4
+KUBE_VERSION="${KUBE_VERSION:-$KUBE_VERSION_NEWEST}"
+KUBE_VERSION="${KUBE_VERSION#v}"
+# etcd for the built versions (module in etcd/): 3.6 is what Kubernetes 1.34 to 1.37 support
+ETCD_VERSION=3.6.16
+if [ "$KUBE_VERSION" = 1.20.2 ]; then
+  K8S_BIN="$DRIFTGUARD_CACHE/k8s-1.20/bin"
+  ETCD_BIN=/usr/bin  # Debian's etcd-server 3.4
+else
+  K8S_BIN="$DRIFTGUARD_CACHE/k8s-$KUBE_VERSION/bin"
+  ETCD_BIN="$DRIFTGUARD_CACHE/etcd-$ETCD_VERSION/bin"
+fi
 CLUSTER_DIR="$DRIFTGUARD_RUN/cluster"
 PKI="$CLUSTER_DIR/pki"
 KUBECONFIG_FILE="$DRIFTGUARD_RUN/kubeconfig"

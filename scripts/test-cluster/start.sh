@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start a throw-away Kubernetes v1.20.2 control plane on 127.0.0.1:
+# Start a throw-away Kubernetes control plane on 127.0.0.1, of version $KUBE_VERSION (default
+# the newest the tests run on, see lib.sh; 1.35.4 the older one, 1.20.2 by hand):
 # etcd + kube-apiserver + kube-controller-manager (no nodes, no scheduler).
 # The API server audits with deploy/audit/audit-policy.yaml into a log file
 # ($AUDIT_LOG) and a batch webhook posting to
@@ -8,7 +9,8 @@
 # (group dev) make hand changes in tests.
 # Writes $DRIFTGUARD_RUN/kubeconfig, $DRIFTGUARD_RUN/env, $DRIFTGUARD_RUN/*.pid,
 # $DRIFTGUARD_RUN/apiserver.cmd; prints `export KUBECONFIG=...` lines.
-# Idempotent: if the cluster already runs and is ready, it just re-prints the env.
+# Idempotent: if a cluster of that version already runs and is ready, it just re-prints the env;
+# one of another version is stopped first.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
@@ -29,13 +31,13 @@ print_env() {
 mkdir -p "$DRIFTGUARD_RUN"
 
 # ---- already running?
-if [ -s "$INFO_FILE" ] && pid_alive "$DRIFTGUARD_RUN/etcd.pid" \
+if [ -s "$INFO_FILE" ] && grep -qx "KUBE_VERSION=$KUBE_VERSION" "$INFO_FILE" && pid_alive "$DRIFTGUARD_RUN/etcd.pid" \
    && pid_alive "$DRIFTGUARD_RUN/kube-apiserver.pid" \
    && pid_alive "$DRIFTGUARD_RUN/kube-controller-manager.pid"; then
   # shellcheck disable=SC1090
   . "$INFO_FILE"
   if apiserver_ready "$APISERVER_URL" "$ADMIN_TOKEN"; then
-    log "cluster already running at $APISERVER_URL"
+    log "cluster (Kubernetes $KUBE_VERSION) already running at $APISERVER_URL"
     print_env
     exit 0
   fi
@@ -117,11 +119,12 @@ cat >"$INFO_FILE" <<INFO
 APISERVER_URL=$APISERVER_URL
 ADMIN_TOKEN=$ADMIN_TOKEN
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
+KUBE_VERSION=$KUBE_VERSION
 INFO
 
 # ---- etcd
-log "starting etcd on 127.0.0.1:$ETCD_PORT"
-setsid etcd --name driftguard --data-dir "$CLUSTER_DIR/etcd" \
+log "starting etcd ($("$ETCD_BIN/etcd" --version | head -n1)) on 127.0.0.1:$ETCD_PORT"
+setsid "$ETCD_BIN/etcd" --name driftguard --data-dir "$CLUSTER_DIR/etcd" \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-cluster "driftguard=http://127.0.0.1:$ETCD_PEER_PORT" --initial-cluster-state new \
@@ -144,7 +147,7 @@ APISERVER_ARGS=(
   "$K8S_BIN/kube-apiserver"
   --etcd-servers="http://127.0.0.1:$ETCD_PORT"
   --bind-address=127.0.0.1 --advertise-address=127.0.0.1
-  --secure-port="$API_PORT" --insecure-port=0
+  --secure-port="$API_PORT"
   --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key"
   --client-ca-file="$PKI/ca.crt"
   --token-auth-file="$PKI/tokens.csv"
@@ -166,10 +169,13 @@ APISERVER_ARGS=(
   --audit-webhook-initial-backoff=500ms
   --v=1
 )
+# flags that 1.24 removed; 1.20 needs them to keep its insecure port closed
+if [ "$KUBE_VERSION" = 1.20.2 ]; then APISERVER_ARGS+=(--insecure-port=0); KCM_OLD_ARGS=(--port=0)
+else KCM_OLD_ARGS=(); fi
 printf '%q ' "${APISERVER_ARGS[@]}" >"$APISERVER_CMD"
 echo >>"$APISERVER_CMD"
 : >"$APISERVER_LOG"
-log "starting kube-apiserver on $APISERVER_URL"
+log "starting kube-apiserver $KUBE_VERSION on $APISERVER_URL"
 launch_apiserver
 
 # ---- kubeconfigs (admin for users/tests; the controller-manager uses the same token)
@@ -211,7 +217,7 @@ setsid "$K8S_BIN/kube-controller-manager" \
   --kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
   --authentication-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
   --authorization-kubeconfig="$CLUSTER_DIR/controller-manager.kubeconfig" \
-  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --port=0 \
+  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" ${KCM_OLD_ARGS[@]+"${KCM_OLD_ARGS[@]}"} \
   --leader-elect=false \
   --horizontal-pod-autoscaler-sync-period=2s \
   --controllers='*' \
@@ -253,5 +259,5 @@ ALICE_TOKEN=$ALICE_TOKEN
 BOB_TOKEN=$BOB_TOKEN
 ENV
 chmod 600 "$ENV_FILE"
-log "cluster ready: $APISERVER_URL (logs in $CLUSTER_DIR)"
+log "cluster ready: Kubernetes $KUBE_VERSION at $APISERVER_URL (logs in $CLUSTER_DIR)"
 print_env
