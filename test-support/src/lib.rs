@@ -59,15 +59,15 @@ pub fn mongodb_uri() -> String {
     service("MONGODB_URI", "the MongoDB test server (SecantusDB)")
 }
 
-/// The test cluster: its kubeconfig and its `kubectl` (v1.20, matching the server). Fails
+/// The test cluster: its kubeconfig and its `kubectl` (the server's version). Fails
 /// the test when the cluster is not configured or does not answer `/readyz`.
 #[track_caller]
 pub fn cluster() -> (PathBuf, PathBuf) {
     let kubeconfig = PathBuf::from(service(
         "KUBECONFIG",
-        "the test cluster (kube-apiserver 1.20)",
+        "the test cluster (kube-apiserver 1.37.2, or KUBE_VERSION's)",
     ));
-    let kubectl = PathBuf::from(service("KUBECTL", "kubectl 1.20 of the test cluster"));
+    let kubectl = PathBuf::from(service("KUBECTL", "kubectl of the test cluster"));
     let ready = Command::new(&kubectl)
         .env("KUBECONFIG", &kubeconfig)
         .args(["get", "--raw", "/readyz"])
@@ -133,7 +133,8 @@ pub fn git_as(dir: &Path, args: &[&str], author: &str) -> String {
 
 /// A kubeconfig for the ServiceAccount `ns/sa`, written into `dir`: the `admin` kubeconfig with
 /// the account's token instead of the admin's. The token is read through kubectl's template
-/// and never printed. Waits up to 20 s for the token controller to make the account's secret.
+/// and never printed. Makes the account a token secret (`<sa>-token`) and waits up to 20 s for
+/// the token controller to fill it.
 #[track_caller]
 pub fn service_account_kubeconfig(
     kubectl: &Path,
@@ -155,35 +156,40 @@ pub fn service_account_kubeconfig(
         );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
+    // Since Kubernetes 1.24 the token controller no longer makes a secret for every account:
+    // ask for one (a `service-account-token` secret naming the account), as on any version.
+    let secret = format!("{sa}-token");
+    let manifest = dir.join(format!("{sa}-token.yaml"));
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {secret}\n  namespace: {ns}\n  \
+             annotations:\n    kubernetes.io/service-account.name: {sa}\n\
+             type: kubernetes.io/service-account-token\n"
+        ),
+    )
+    .expect("write token secret manifest");
+    run(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
     let started = Instant::now();
-    let secret = loop {
-        let name = run(&[
+    let token = loop {
+        let token = run(&[
             "-n",
             ns,
             "get",
-            "serviceaccount",
-            sa,
+            "secret",
+            &secret,
             "-o",
-            "jsonpath={.secrets[0].name}",
+            "go-template={{if .data.token}}{{.data.token | base64decode}}{{end}}",
         ]);
-        if !name.is_empty() {
-            break name;
+        if !token.is_empty() {
+            break token;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "no token secret of {ns}/{sa} within 20 s"
+            "no token in secret {ns}/{secret} within 20 s"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    let token = run(&[
-        "-n",
-        ns,
-        "get",
-        "secret",
-        &secret,
-        "-o",
-        "go-template={{.data.token | base64decode}}",
-    ]);
     let replaced: Vec<String> = std::fs::read_to_string(admin)
         .expect("kubeconfig")
         .lines()

@@ -16,7 +16,7 @@ use serde_json::Value;
 pub struct Services {
     /// KUBECONFIG of the test cluster.
     pub kubeconfig: String,
-    /// kubectl 1.20.
+    /// kubectl of the test cluster's version.
     pub kubectl: String,
     /// The MongoDB test server.
     pub mongodb_uri: String,
