@@ -29,7 +29,12 @@
 mod adopt;
 mod kustomize;
 
-pub use adopt::{adopt_branch, push_adoption, AdoptError, Adopted};
+pub use kustomize::KustomizeLimits;
+
+pub use adopt::{
+    adopt_branch, adoption_revision, push_adoption, push_adoption_at, AdoptError, Adopted,
+    UnsafePath,
+};
 mod repo;
 pub(crate) mod select;
 
@@ -115,6 +120,8 @@ pub struct GitSourceConfig {
     /// The helm binary inflating the Helm charts of kustomizations (`helmCharts:`). Default:
     /// `helm` on `PATH`.
     pub helm_bin: Option<PathBuf>,
+    /// How long a kustomization's rendering may run and how much it may print.
+    pub kustomize_limits: KustomizeLimits,
     /// How the environment's folder is rendered (a Helm chart, a command) instead of read as
     /// manifest files; the include and exclude globs do not apply then.
     pub render: Option<Renderer>,
@@ -139,6 +146,7 @@ impl GitSourceConfig {
             auth: None,
             kustomize_bin: None,
             helm_bin: None,
+            kustomize_limits: KustomizeLimits::default(),
             render: None,
             timeout: Duration::from_secs(300),
             parse_threads: 0,
@@ -384,6 +392,7 @@ impl GitRepoSource {
             let options = ReaderOptions {
                 kustomize_bin: cfg.kustomize_bin.clone(),
                 helm_bin: cfg.helm_bin.clone(),
+                kustomize_limits: cfg.kustomize_limits,
                 render: cfg.render.clone(),
                 parse_threads: cfg.parse_threads,
                 limits: cfg.limits,
