@@ -19,7 +19,7 @@ use driftguard_core::render::RenderError;
 use crate::git::select::{too_large, Filter};
 use crate::git::{
     extend_set, find_kustomize, kustomization_path, parse_bytes, plan, render_kustomization,
-    FileObjects,
+    FileObjects, KustomizeLimits,
 };
 use crate::render::{join_relative, RenderInput, Rendered, Renderer};
 
@@ -39,6 +39,7 @@ pub struct DirSource {
     filter: Filter,
     kustomize_bin: Option<PathBuf>,
     helm_bin: Option<PathBuf>,
+    kustomize_limits: KustomizeLimits,
     render: Option<Renderer>,
     /// The last rendering, by the key of its inputs.
     rendered: Arc<Mutex<Option<KeptRendering>>>,
@@ -101,6 +102,7 @@ impl DirSource {
             filter: Filter::new("", &[], &[]).expect("no globs are valid globs"),
             kustomize_bin: None,
             helm_bin: None,
+            kustomize_limits: KustomizeLimits::default(),
             render: None,
             rendered: Arc::new(Mutex::new(None)),
             renders: Arc::new(AtomicU64::new(0)),
@@ -149,6 +151,13 @@ impl DirSource {
         self
     }
 
+    /// How long a kustomization's rendering may run and how much it may print (default:
+    /// [`KustomizeLimits::default`]).
+    pub fn with_kustomize_limits(mut self, limits: KustomizeLimits) -> Self {
+        self.kustomize_limits = limits;
+        self
+    }
+
     /// Reads the folder: the set (with revision) or an IO error.
     fn read(&self) -> Result<DesiredSet, SourceError> {
         if let Some(renderer) = &self.render {
@@ -191,6 +200,7 @@ impl DirSource {
                 &file,
                 text.as_deref(),
                 self.helm_bin.as_deref(),
+                self.kustomize_limits,
             );
             if parsed.errors.is_empty() {
                 hasher.update(file.as_bytes());

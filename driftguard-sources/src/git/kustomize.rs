@@ -1,15 +1,41 @@
 //! Rendering kustomizations with `kubectl kustomize` or the `kustomize` binary. A
 //! kustomization inflating Helm charts (`helmCharts:`) is rendered with `--enable-helm` when
 //! helm is found; its hooks are left out like a chart's.
+//!
+//! The binary runs like every renderer ([`crate::render`]'s runner): an argument list, in a
+//! process group of its own, stopped with the group after [`KustomizeLimits::timeout`] or
+//! when it prints more than [`KustomizeLimits::max_output`] bytes. A remote base that never
+//! answers, or a generator that never stops printing, cannot hang a scan.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
+use driftguard_core::error::chain;
 use driftguard_core::manifest::ManifestError;
-use driftguard_core::render::{hooks_note, kustomization_uses_helm, split_hooks};
+use driftguard_core::render::{display_command, hooks_note, kustomization_uses_helm, split_hooks};
 
 use super::select::{parse_bytes, FileObjects};
-use crate::render::find_program;
+use crate::render::{find_program, Run};
+
+/// How long one kustomization's rendering may run and how much it may print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KustomizeLimits {
+    /// Longest one rendering may run; it is stopped (with its process group) after that.
+    pub timeout: Duration,
+    /// Most bytes it may print; it is stopped when it prints more.
+    pub max_output: u64,
+}
+
+impl Default for KustomizeLimits {
+    /// Those of a Helm chart's rendering: 120 s, 256 MiB.
+    fn default() -> Self {
+        KustomizeLimits {
+            timeout: Duration::from_secs(120),
+            max_output: 256 * 1024 * 1024,
+        }
+    }
+}
 
 /// The error of a kustomization inflating Helm charts when no helm is found.
 pub(crate) const NO_HELM: &str =
@@ -45,6 +71,7 @@ pub(crate) fn render_folder(
     file: &str,
     text: Option<&str>,
     helm_bin: Option<&Path>,
+    limits: KustomizeLimits,
 ) -> FileObjects {
     let fail = |message: String| FileObjects {
         errors: vec![ManifestError {
@@ -71,7 +98,7 @@ pub(crate) fn render_folder(
     } else {
         None
     };
-    let text = match render(bin, dir, helm.as_deref()) {
+    let text = match render(bin, dir, helm.as_deref(), limits) {
         Ok(text) => text,
         Err(m) => return fail(m),
     };
@@ -93,39 +120,47 @@ pub(crate) fn render_folder(
     }
 }
 
-/// Renders the kustomization in `dir` with `bin`. Returns the YAML stream, or a message.
+/// Renders the kustomization in `dir` with `bin`, within `limits`. Returns the YAML stream,
+/// or a message (a timeout and too much output say so).
 ///
 /// A binary whose file name starts with `kustomize` is run as `kustomize build DIR`; any other
 /// (kubectl) as `kubectl kustomize DIR`. With `helm`, Helm charts are inflated with it
 /// (`--enable-helm --helm-command HELM`).
-pub(crate) fn render(bin: &Path, dir: &Path, helm: Option<&Path>) -> Result<String, String> {
+pub(crate) fn render(
+    bin: &Path,
+    dir: &Path,
+    helm: Option<&Path>,
+    limits: KustomizeLimits,
+) -> Result<String, String> {
     let is_kustomize = bin
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("kustomize"));
-    let mut cmd = Command::new(bin);
-    if is_kustomize {
-        cmd.arg("build");
-    } else {
-        cmd.arg("kustomize");
-    }
+    let mut args: Vec<String> = vec![if is_kustomize { "build" } else { "kustomize" }.into()];
     if let Some(h) = helm {
-        cmd.arg("--enable-helm").arg("--helm-command").arg(h);
+        args.extend([
+            "--enable-helm".into(),
+            "--helm-command".into(),
+            h.display().to_string(),
+        ]);
     }
-    cmd.arg(dir);
-    // no network: remote bases are not fetched by DriftGuard
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(format!(
-            "{} failed ({}): {}",
-            bin.display(),
-            out.status,
-            first.trim()
-        ));
+    args.push(dir.display().to_string());
+    let display = display_command(&bin.display().to_string(), &args);
+    // DriftGuard fetches no remote base itself; the binary may (a `git` clone, a URL): it
+    // never waits for a password on a terminal, and the limits stop it
+    let env: [(&str, OsString); 2] = [
+        ("GIT_TERMINAL_PROMPT", "0".into()),
+        ("GIT_ASKPASS", "true".into()),
+    ];
+    Run {
+        program: bin,
+        args: &args,
+        cwd: dir,
+        env: &env,
+        timeout: limits.timeout,
+        max_output: limits.max_output,
+        display: &display,
     }
-    String::from_utf8(out.stdout).map_err(|_| "kustomize output is not UTF-8".to_owned())
+    .output()
+    .map_err(|e| chain(&e))
 }

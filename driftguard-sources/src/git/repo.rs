@@ -15,7 +15,7 @@ use driftguard_core::model::{CommitInfo, Provenance, RawObject, Revision};
 use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 use driftguard_core::render::RenderError;
 
-use super::kustomize;
+use super::kustomize::{self, KustomizeLimits};
 use super::select::{
     extend_set, kustomization_path, parse_bytes, plan, too_large, FileObjects, Filter,
 };
@@ -92,6 +92,8 @@ pub(crate) struct ReaderOptions {
     pub kustomize_bin: Option<PathBuf>,
     /// The helm binary for kustomizations inflating Helm charts.
     pub helm_bin: Option<PathBuf>,
+    /// How long a kustomization's rendering may run and how much it may print.
+    pub kustomize_limits: KustomizeLimits,
     /// How the environment is rendered, if it is.
     pub render: Option<Renderer>,
     /// Threads parsing files (0: one per core, at most 8).
@@ -108,6 +110,8 @@ pub(crate) struct Reader {
     kustomize_bin: Option<PathBuf>,
     /// The helm binary for kustomizations inflating Helm charts.
     helm_bin: Option<PathBuf>,
+    /// How long a kustomization's rendering may run and how much it may print.
+    kustomize_limits: KustomizeLimits,
     /// How the environment is rendered, if it is (a chart, a command), instead of reading
     /// its files.
     render: Option<Renderer>,
@@ -140,6 +144,7 @@ impl Reader {
             filter,
             kustomize_bin: options.kustomize_bin,
             helm_bin: options.helm_bin,
+            kustomize_limits: options.kustomize_limits,
             render: options.render,
             parse_threads: options.parse_threads,
             limits: options.limits,
@@ -425,6 +430,7 @@ impl Reader {
             &file,
             text.as_deref(),
             self.helm_bin.as_deref(),
+            self.kustomize_limits,
         );
         let result = Arc::new(result);
         let mut c = self.caches();
