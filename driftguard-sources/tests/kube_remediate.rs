@@ -76,8 +76,18 @@ fn service_account_kubeconfig(c: &Cluster, ns: &str, sa: &str, dir: &Path) -> Pa
     driftguard_test_support::service_account_kubeconfig(&c.kubectl, &c.kubeconfig, ns, sa, dir)
 }
 
+/// The object as the server has it, managedFields included (kubectl hides them since 1.21).
 fn get(c: &Cluster, ns: &str, what: &str) -> Value {
-    serde_json::from_str(&c.kubectl(&["-n", ns, "get", what, "-o", "json"])).expect("json")
+    serde_json::from_str(&c.kubectl(&[
+        "-n",
+        ns,
+        "get",
+        what,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .expect("json")
 }
 
 fn raw<'a>(snap: &'a LiveSnapshot, d: &Drift) -> Option<&'a Value> {

@@ -329,7 +329,7 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
         .iter()
         .find(|o| o.object.meta().kind == "CronJob")
         .expect("CronJob listed");
-    assert_eq!(cronjob.object.meta().api_version, "batch/v1beta1");
+    assert_eq!(cronjob.object.meta().api_version, "batch/v1");
     assert!(cronjob.object.0["metadata"]["managedFields"].is_array());
     c.drop_namespace(&ns);
 }

@@ -168,7 +168,10 @@ pub fn scanner_for(
     (scanner, clock, store)
 }
 
-/// The corpus of real manifests shared by the project, with its namespace renamed.
+/// The corpus of real manifests shared by the project, with its namespace renamed. It was taken
+/// on a 1.20 server; the test cluster (1.35 and newer) no longer serves the beta versions of the
+/// HPA (`autoscaling/v2beta2`, gone in 1.26) and the CronJob (`batch/v1beta1`, gone in 1.25), so
+/// those two ask for `autoscaling/v2` and `batch/v1`, as current manifests do (same fields).
 pub fn corpus(ns: &str) -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = [
@@ -189,7 +192,12 @@ pub fn corpus(ns: &str) -> Vec<(String, String)> {
             let text = std::fs::read_to_string(&f).expect("corpus file");
             let text = text
                 .replace("namespace: corpus", &format!("namespace: {ns}"))
-                .replace("name: corpus\n", &format!("name: {ns}\n"));
+                .replace("name: corpus\n", &format!("name: {ns}\n"))
+                .replace(
+                    "apiVersion: autoscaling/v2beta2\n",
+                    "apiVersion: autoscaling/v2\n",
+                )
+                .replace("apiVersion: batch/v1beta1\n", "apiVersion: batch/v1\n");
             (
                 f.file_name()
                     .expect("file name")
