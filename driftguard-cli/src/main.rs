@@ -73,12 +73,19 @@ fn init_logging(g: &Global) {
             _ => "trace",
         }
     };
+    // Never below info for the clients that log what they receive: the kube client logs an API
+    // server's refusal at debug (`Unsuccessful: Status { message, .. }`) and a Status body at
+    // trace, and such a message can quote a Secret's value; the MongoDB driver logs whole
+    // commands at debug. DriftGuard's own logs say what failed, with Secret messages replaced.
+    const BODY_LOGGERS: &str = "kube_client=info,kube=info,mongodb=info";
     let filter = if g.verbose == 0 {
         // the kube client logs connection failures as errors: the CLI reports them itself
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new(format!("{level},kube_client=off,kube=off")))
+        match std::env::var("RUST_LOG") {
+            Ok(own) if !own.trim().is_empty() => EnvFilter::new(format!("{own},{BODY_LOGGERS}")),
+            _ => EnvFilter::new(format!("{level},kube_client=off,kube=off")),
+        }
     } else {
-        EnvFilter::new(level)
+        EnvFilter::new(format!("{level},{BODY_LOGGERS}"))
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

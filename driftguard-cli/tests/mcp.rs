@@ -20,6 +20,7 @@ use util::e2e::{free_port, spawn_server};
 use util::{demo_copy, edit};
 
 const TOKEN: &str = "mcp-test-token-93e1";
+const VIEWER_TOKEN: &str = "mcp-viewer-token-5a7d0c21e9b4";
 /// The Secret value the demo's cluster gets by hand: never in any answer.
 const ROTATED: &str = "rotated-by-hand-canary-5c2f";
 const DEMO_PASSWORD: &str = "demo-only-not-a-real-password";
@@ -279,13 +280,18 @@ fn mcp_over_http_behind_the_api_token() {
     let (tmp, demo) = demo();
     let config = demo.join("driftguard.yaml");
     let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("server:\n  tokenEnv: MCP_TEST_TOKENS\n");
+    text.push_str(
+        "server:\n  tokenEnv: MCP_TEST_TOKENS\n  apiTokens:\n    - {name: viewer, tokenEnv: MCP_VIEWER_TOKEN, scopes: [read]}\n",
+    );
     std::fs::write(&config, text).expect("config written");
     let port = free_port();
     let server = spawn_server(
         &demo,
         &["--config", "driftguard.yaml"],
-        &[("MCP_TEST_TOKENS", TOKEN)],
+        &[
+            ("MCP_TEST_TOKENS", TOKEN),
+            ("MCP_VIEWER_TOKEN", VIEWER_TOKEN),
+        ],
         port,
         tmp.path().join("serve.log"),
         TOKEN,
@@ -302,7 +308,14 @@ fn mcp_over_http_behind_the_api_token() {
     let url = format!("http://127.0.0.1:{port}/mcp");
     let (r, raw) = client(
         &demo,
-        &["http", "prod", "Deployment/shop/api", &url, TOKEN],
+        &[
+            "http",
+            "prod",
+            "Deployment/shop/api",
+            &url,
+            TOKEN,
+            VIEWER_TOKEN,
+        ],
         Some("http.json"),
     );
     assert_eq!(r["transport"], "http");
@@ -319,5 +332,53 @@ fn mcp_over_http_behind_the_api_token() {
         auth["sdk_with_wrong_token"].is_string(),
         "the SDK connected with a wrong token: {auth}"
     );
+    // scan_now needs the scan scope, as `POST .../scan` does: a read-only token is refused
+    let viewer = &r["scan_as_read_only"];
+    assert_eq!(viewer["is_error"], true, "{viewer}");
+    assert!(
+        viewer["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("forbidden") && t.contains("`scan` scope")),
+        "{viewer}"
+    );
+    // concurrent scan requests of one environment share one scan
+    let before = server
+        .json("/api/v1/scans?environment=prod&limit=100")
+        .and_then(|v| v["items"].as_array().map(Vec::len))
+        .expect("scans");
+    let asked: Vec<_> = (0..10)
+        .map(|_| {
+            let port = server.port;
+            std::thread::spawn(move || post_scan(port, "prod"))
+        })
+        .collect();
+    for a in asked {
+        assert_eq!(a.join().expect("a scan request"), 200);
+    }
+    let after = server
+        .json("/api/v1/scans?environment=prod&limit=100")
+        .and_then(|v| v["items"].as_array().map(Vec::len))
+        .expect("scans");
+    assert!(
+        after - before < 10,
+        "ten concurrent requests ran {} scans",
+        after - before
+    );
     assert!(!server.log().contains(ROTATED));
+}
+
+/// `POST /api/v1/environments/{env}/scan` with the test token: the status.
+fn post_scan(port: u16, env: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "POST /api/v1/environments/{env}/scan HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("answer");
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
 }

@@ -180,7 +180,7 @@ pub(crate) fn compare_nodes(
     }
     let run = |w: &mut Walker| {
         w.configmap = group.is_empty() && kind == "ConfigMap";
-        w.secret = group.is_empty() && kind == "Secret";
+        w.secret = crate::secret::is_secret(group, kind);
         w.buf.clear();
         w.leaves.clear();
         w.walk(Some(desired), Some(live), Kind::Root);

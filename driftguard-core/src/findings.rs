@@ -196,7 +196,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn secret(&self) -> bool {
-        self.input.id.group.is_empty() && self.input.id.kind == "Secret"
+        crate::secret::is_secret(&self.input.id.group, &self.input.id.kind)
     }
 
     fn desired(&self) -> Option<&Value> {

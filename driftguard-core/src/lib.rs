@@ -66,6 +66,7 @@ pub mod remediation;
 pub mod render;
 pub mod scanner;
 pub mod scope;
+pub mod secret;
 pub mod selector;
 pub mod severity;
 pub mod state;

@@ -443,6 +443,20 @@ fn accept(
             return;
         }
     }
+    if let Some(why) = name_refused(meta.name) {
+        parsed.errors.push(err(
+            Some("metadata.name"),
+            format!("{} name {:?} {why}", meta.kind, meta.name),
+        ));
+        return;
+    }
+    if let Some(why) = meta.namespace.and_then(namespace_refused) {
+        parsed.errors.push(err(
+            Some("metadata.namespace"),
+            format!("namespace {:?} {why}", meta.namespace.unwrap_or_default()),
+        ));
+        return;
+    }
     parsed.objects.push((
         RawObject::new(value),
         Provenance {
@@ -455,9 +469,67 @@ fn accept(
     ));
 }
 
+/// Why the API server would refuse `name` as any object's name, whatever its kind: every name
+/// must be usable as a path segment of its URL (apimachinery's `IsValidPathSegmentName`: not
+/// `.` or `..`, no `/` or `%`); most kinds ask more (a DNS subdomain), which the API server
+/// says when the object is applied. Control characters are refused too: no kind accepts them.
+pub fn name_refused(name: &str) -> Option<&'static str> {
+    if name == "." || name == ".." {
+        Some("may not be `.` or `..`")
+    } else if name.contains('/') || name.contains('%') {
+        Some("may not contain `/` or `%`")
+    } else if name.chars().any(char::is_control) {
+        Some("may not contain control characters")
+    } else if name.len() > 253 {
+        Some("is longer than 253 characters")
+    } else {
+        None
+    }
+}
+
+/// Why the API server would refuse `namespace` (a DNS label: at most 63 lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit). Empty: the default namespace.
+pub fn namespace_refused(namespace: &str) -> Option<&'static str> {
+    let ok = namespace.is_empty()
+        || (namespace.len() <= 63
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !namespace.starts_with('-')
+            && !namespace.ends_with('-'));
+    (!ok).then_some(
+        "is not a valid namespace name (at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_the_api_server_refuses_are_located_errors() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ../../etc/passwd\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: ../up}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: \"system:controller:x\"}\n";
+        let p = parse_file("bad.yaml", text, None);
+        let names: Vec<&str> = p.objects.iter().map(|(o, _)| o.meta().name).collect();
+        assert_eq!(names, ["ok", "system:controller:x"]);
+        assert_eq!(p.errors.len(), 2, "{:?}", p.errors);
+        assert_eq!(p.errors[0].line, 5);
+        assert_eq!(p.errors[0].field.as_deref(), Some("metadata.name"));
+        assert!(
+            p.errors[0]
+                .to_string()
+                .starts_with("bad.yaml:5: field `metadata.name`"),
+            "{}",
+            p.errors[0]
+        );
+        assert_eq!(p.errors[1].field.as_deref(), Some("metadata.namespace"));
+        for bad in [".", "..", "a/b", "a%2f", "a\nb", &"x".repeat(254)] {
+            assert!(name_refused(bad).is_some(), "{bad:?}");
+        }
+        assert!(name_refused("web-1.shop").is_none());
+        assert!(namespace_refused("Shop").is_some());
+        assert!(namespace_refused("shop-1").is_none());
+    }
 
     fn json_list(n: usize) -> String {
         let items: Vec<String> = (0..n)

@@ -40,7 +40,7 @@ pub const TRACKING_LABEL: &str = "driftguard.io/tracked";
 /// The prefix every hashed Secret value carries in normalized views.
 pub const SECRET_HASH_PREFIX: &str = "hmac-sha256:";
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+use crate::secret::LAST_APPLIED;
 
 /// Annotations the API server or its controllers write that lie outside the system prefixes
 /// (or must go even when system prefixes are compared).
@@ -279,7 +279,7 @@ impl Normalizer {
             .and_then(|a| a.get(LAST_APPLIED))
             .and_then(Value::as_str)
         {
-            live.last_applied = if id.kind == "Secret" && id.group.is_empty() {
+            live.last_applied = if crate::secret::is_secret(&id.group, &id.kind) {
                 serde_json::from_str::<Value>(la)
                     .ok()
                     .and_then(|v| self.normalize(&id.environment, &v, ignore).ok())
@@ -451,7 +451,7 @@ impl Normalizer {
         id: &ResourceId,
         f: impl FnOnce(&mut Builder, Val) -> R,
     ) -> R {
-        let secret = id.kind == "Secret" && id.group.is_empty();
+        let secret = crate::secret::is_secret(&id.group, &id.kind);
         let configmap = id.kind == "ConfigMap" && id.group.is_empty();
         let ctx = Ctx {
             kind: &id.kind,

@@ -75,6 +75,16 @@ pub struct Target {
     pub name: String,
 }
 
+impl Target {
+    /// The API group (`apps`; empty for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+}
+
 /// Where an adopt plan writes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdoptFile {
@@ -246,7 +256,7 @@ pub fn plan(engine: &Engine, st: &EnvState, req: &Request<'_>) -> Result<Plan, R
     if d.direction == Direction::Conflict {
         return Err(Refusal::Conflict(object));
     }
-    let secret = d.id.group.is_empty() && d.id.kind == "Secret";
+    let secret = crate::secret::is_secret(&d.id.group, &d.id.kind);
     let target = Target {
         api_version: req
             .desired
@@ -764,25 +774,22 @@ fn diff_at(
             }
         }
         _ => {
-            let hide = secret
-                && (pointer.starts_with("/data/")
-                    || pointer.starts_with("/stringData/")
-                    || pointer.starts_with(
-                        "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
-                    ));
+            // a whole object or subtree (a deleted or created Secret, its `data` added) goes
+            // through the same rule as a leaf
             let show = |v: Option<&Value>| {
                 v.map(|v| {
-                    if hide {
-                        Value::String(crate::compare::REDACTED.into())
+                    if secret {
+                        crate::secret::redact_at(&pointer, v)
                     } else {
                         v.clone()
                     }
                 })
             };
+            let (from, to) = (show(before), show(after));
             out.push(FieldChange {
                 path: pointer,
-                from: show(before),
-                to: show(after),
+                from,
+                to,
             });
         }
     }
@@ -824,8 +831,13 @@ pub struct RemediationRecord {
     pub action: RemediationAction,
     /// What was done.
     pub operation: Operation,
-    /// Who asked: `token:<name>`, `cli:<user>`, `policy`.
+    /// Who asked for it to be carried out (who confirmed the plan): `token:<name>`,
+    /// `cli:<user>`, `policy`.
     pub requested_by: String,
+    /// Who made the plan that was confirmed, when not the same caller (absent in records
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_by: Option<String>,
     /// The previewed change (Secret values redacted).
     pub changes: Vec<FieldChange>,
     /// Whether it succeeded.

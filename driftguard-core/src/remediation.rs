@@ -155,7 +155,7 @@ fn ns_flag(d: &Drift) -> String {
 }
 
 fn secret(d: &Drift) -> bool {
-    d.id.group.is_empty() && d.id.kind == "Secret"
+    crate::secret::is_secret(&d.id.group, &d.id.kind)
 }
 
 /// The plan for ending `d` by `action` (`None`: the suggested action).

@@ -75,7 +75,7 @@ impl SeverityRules {
                 .unwrap_or(Severity::Low),
             DriftKind::Missing | DriftKind::Orphan => {
                 if id.group == "rbac.authorization.k8s.io" && RBAC_KINDS.contains(&id.kind.as_str())
-                    || (id.group.is_empty() && id.kind == "Secret")
+                    || crate::secret::is_secret(&id.group, &id.kind)
                 {
                     Severity::High
                 } else {
@@ -119,7 +119,7 @@ fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
     {
         return Severity::High;
     }
-    if id.group.is_empty() && id.kind == "Secret" && (p.starts_with("data") || p == "type") {
+    if crate::secret::is_secret(&id.group, &id.kind) && (p.starts_with("data") || p == "type") {
         return Severity::High;
     }
     if p.ends_with(".image") && p.contains("ontainers[") {

@@ -367,6 +367,7 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
         action: RemediationAction::Revert,
         operation: Operation::Apply,
         requested_by: "policy".into(),
+        planned_by: None,
         changes: Vec::new(),
         ok,
         result: "apply by DriftGuard".into(),

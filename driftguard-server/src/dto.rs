@@ -406,8 +406,12 @@ pub struct RemediationEventDto {
     pub action: String,
     /// `apply`, `create`, `delete` or `adopt`.
     pub operation: String,
-    /// Who asked: `token:<name>`, `cli:<user>`, `policy`.
+    /// Who asked for it to be carried out (confirmed the plan): `token:<name>`, `cli:<user>`,
+    /// `policy`.
     pub requested_by: String,
+    /// Who made the plan, when another caller than the one who confirmed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_by: Option<String>,
     /// The change (Secret values redacted).
     pub changes: Vec<FieldChangeDto>,
     /// Whether it succeeded.
@@ -430,6 +434,7 @@ impl From<&DriftEvent> for EventDto {
                 action: r.action.to_string(),
                 operation: r.operation.to_string(),
                 requested_by: r.requested_by.clone(),
+                planned_by: r.planned_by.clone(),
                 changes: r
                     .changes
                     .iter()

@@ -10,6 +10,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+
 use chrono::{DateTime, Utc};
 use driftguard_core::audit::{AuditEvent, AuditObject, IngestStats};
 use driftguard_core::engine::ScanError;
@@ -55,7 +57,7 @@ pub struct EnvStatus {
 }
 
 /// Why a scan asked for through [`Environment::run_scan`] failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum RunScanError {
     /// A source could not be read (the message says which and why).
     #[error("{0}")]
@@ -67,6 +69,11 @@ pub enum RunScanError {
     #[error("{0}")]
     NotLeader(String),
 }
+
+/// A scan asked for now, shared by the requests that wait for it.
+type RequestedScan = futures_util::future::Shared<
+    futures_util::future::BoxFuture<'static, Result<ScanSummary, RunScanError>>,
+>;
 
 /// One environment: its scanner, its intervals and its status.
 pub struct Environment {
@@ -95,6 +102,8 @@ pub struct Environment {
     refused_epoch: std::sync::Mutex<Option<u64>>,
     /// Objects new audit events wrote to, whose open drifts are to name their writers.
     pending_audit: Mutex<BTreeSet<AuditObject>>,
+    /// The scan asked for now that is running, shared by every request made meanwhile.
+    requested: std::sync::Mutex<Option<RequestedScan>>,
     pub(crate) audit_wake: Notify,
 }
 
@@ -128,6 +137,7 @@ impl Environment {
             step_down: Notify::new(),
             refused_epoch: std::sync::Mutex::new(None),
             pending_audit: Mutex::new(BTreeSet::new()),
+            requested: std::sync::Mutex::new(None),
             audit_wake: Notify::new(),
         }
     }
@@ -378,6 +388,38 @@ impl Environment {
                 Err(e) => st.error = Some(e),
             }
         });
+    }
+
+    /// A full scan asked for now (through the API, MCP or the dashboard): requests made while
+    /// one runs share it instead of queueing scans of their own, so ten concurrent requests
+    /// cost one scan. The scan runs in its own task: a request that gives up does not stop it.
+    pub fn requested_scan(
+        self: &Arc<Self>,
+        ctx: &ScanContext,
+    ) -> impl std::future::Future<Output = Result<ScanSummary, RunScanError>> + 'static {
+        let mut slot = self
+            .requested
+            .lock()
+            .expect("the requested-scan slot is never poisoned: nothing panics holding it");
+        if let Some(running) = slot.as_ref() {
+            return running.clone();
+        }
+        let (me, ctx) = (Arc::clone(self), ctx.clone());
+        let scan = async move {
+            let task = tokio::spawn(async move {
+                let out = me.run_scan(&ctx).await;
+                *me.requested.lock().expect(
+                    "the requested-scan slot is never poisoned: nothing panics holding it",
+                ) = None;
+                out
+            });
+            task.await
+                .unwrap_or_else(|e| Err(RunScanError::Source(format!("the scan task ended: {e}"))))
+        }
+        .boxed()
+        .shared();
+        *slot = Some(scan.clone());
+        scan
     }
 
     /// Runs one full scan now (the scanner runs one scan or live change at a time: this waits

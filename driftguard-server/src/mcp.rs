@@ -40,7 +40,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{DriftParams, MAX_LIMIT};
+use crate::api::{Caller, DriftParams, MAX_LIMIT};
+use crate::config::TokenScope;
 use crate::dto::*;
 use crate::error::AppError;
 use crate::queries;
@@ -211,6 +212,19 @@ fn tool_error(e: AppError) -> Result<CallToolResult, ErrorData> {
     })))
 }
 
+/// Who calls a tool: over HTTP, the caller the API's authentication found for the request
+/// (the same [`Caller::may`] check as REST then decides); over stdio, the local user, who
+/// started the server and may do anything it does.
+fn caller(ctx: &RequestContext<RoleServer>) -> Caller {
+    match ctx.extensions.get::<axum::http::request::Parts>() {
+        Some(parts) => parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
+            name: "unauthenticated".into(),
+            scopes: Vec::new(),
+        }),
+        None => AppState::anonymous(),
+    }
+}
+
 fn structured<T: Serialize>(r: Result<T, AppError>) -> Result<CallToolResult, ErrorData> {
     match r {
         Ok(v) => serde_json::to_value(v)
@@ -334,7 +348,14 @@ impl DriftGuardMcp {
         input_schema = input::<ScanArgs>(),
         output_schema = schema_for_output::<ScanDto>()
     )]
-    async fn scan_now(&self, Args(a): Args<ScanArgs>) -> Result<CallToolResult, ErrorData> {
+    async fn scan_now(
+        &self,
+        Args(a): Args<ScanArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if let Err(e) = caller(&ctx).may(TokenScope::Scan) {
+            return tool_error(e);
+        }
         structured(queries::scan_now(&self.state, &a.environment).await)
     }
 

@@ -365,12 +365,13 @@ pub async fn plan_remediations(
     episodes: &[String],
     action: RemediationAction,
     prune: bool,
+    caller: &Caller,
 ) -> Result<Vec<RemediationItem>, AppError> {
     let (service, episodes) = remediation_request(state, episodes.iter().map(String::as_str))?;
     let mut items: Vec<Option<RemediationItem>> = episodes.iter().map(|_| None).collect();
     let found = remediable(state, &episodes, &mut items).await?;
     let (order, drifts): (Vec<usize>, Vec<Drift>) = found.into_iter().unzip();
-    let proposed = service.plan_many(drifts, action, prune).await;
+    let proposed = service.plan_many(drifts, action, prune, &caller.name).await;
     for (i, p) in order.into_iter().zip(proposed) {
         items[i] = Some(RemediationItem {
             episode: p.drift.episode.clone(),
@@ -470,7 +471,7 @@ pub async fn remediate(
             .map_err(|e| AppError::bad_request(format!("action: {e}")))?,
     };
     let mut items = match &req.confirm {
-        None => plan_remediations(state, &[episode.to_owned()], action, req.prune).await?,
+        None => plan_remediations(state, &[episode.to_owned()], action, req.prune, caller).await?,
         Some(id) => {
             confirm_remediations(
                 state,
@@ -513,28 +514,26 @@ pub async fn object_history(
     })
 }
 
-/// Scans an environment now (the scan goes on even if the caller goes away) and answers its
+/// Scans an environment now (the scan goes on even if the caller goes away; requests made while
+/// one runs share it) and answers its
 /// summary: 502 `scan_failed` when a source cannot be read, 503 `store_unavailable` when the
 /// store cannot be written, 409 `not_leader` when another replica leads the environment
 /// (leader election; also when the store refused this replica's write).
 pub async fn scan_now(state: &AppState, env: &str) -> Result<ScanDto, AppError> {
-    let e = environment(state, env)?.clone();
-    let ctx = state.scan_context();
-    let handle = tokio::spawn(async move { e.run_scan(&ctx).await });
-    match handle.await {
-        Ok(Ok(summary)) => Ok(ScanDto::from(&summary)),
-        Ok(Err(RunScanError::Source(msg))) => {
+    let scan = environment(state, env)?.requested_scan(&state.scan_context());
+    match scan.await {
+        Ok(summary) => Ok(ScanDto::from(&summary)),
+        Err(RunScanError::Source(msg)) => {
             Err(AppError::new(StatusCode::BAD_GATEWAY, "scan_failed", msg))
         }
-        Ok(Err(RunScanError::Store(msg))) => Err(AppError::new(
+        Err(RunScanError::Store(msg)) => Err(AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             msg,
         )),
-        Ok(Err(RunScanError::NotLeader(msg))) => {
+        Err(RunScanError::NotLeader(msg)) => {
             Err(AppError::new(StatusCode::CONFLICT, "not_leader", msg))
         }
-        Err(_) => Err(AppError::internal()),
     }
 }
 

@@ -117,17 +117,21 @@ impl RemediationService {
     /// Plans and previews `action` for each of `drifts`, reading each environment's sides
     /// once; keeps every plan made for its confirmation. The answers are in the order of
     /// `drifts`.
+    /// `planned_by` names who asked for the plans (recorded with the remediation when another
+    /// caller confirms).
     pub async fn plan_many(
         &self,
         drifts: Vec<Drift>,
         action: RemediationAction,
         prune: bool,
+        planned_by: &str,
     ) -> Vec<Proposed> {
-        let proposed = self.propose_grouped(drifts, action, prune).await;
+        let mut proposed = self.propose_grouped(drifts, action, prune).await;
         let mut pending = self.pending.lock().expect("plan lock is never poisoned");
         pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
-        for p in &proposed {
-            if let Ok(p) = &p.result {
+        for p in &mut proposed {
+            if let Ok(p) = &mut p.result {
+                p.planned_by = Some(planned_by.to_owned());
                 pending.insert(p.plan.id.clone(), (p.clone(), Instant::now()));
             }
         }
@@ -140,8 +144,13 @@ impl RemediationService {
         drift: Drift,
         action: RemediationAction,
         prune: bool,
+        planned_by: &str,
     ) -> Result<Proposal, RemediateError> {
-        match self.plan_many(vec![drift], action, prune).await.pop() {
+        match self
+            .plan_many(vec![drift], action, prune, planned_by)
+            .await
+            .pop()
+        {
             Some(p) => p.result,
             None => Err(RemediateError::Git("nothing proposed".into())),
         }
@@ -232,10 +241,15 @@ impl RemediationService {
             let mut pending = self.pending.lock().expect("plan lock is never poisoned");
             pending.retain(|_, (_, at)| at.elapsed() < PLAN_TTL);
             for (drift, id) in items {
-                let found = pending
-                    .remove(&id)
-                    .filter(|(p, _)| p.drift.episode == drift.episode)
-                    .map(|(p, _)| p);
+                // a plan of another episode is not used up by a wrong confirmation
+                let of_this = pending
+                    .get(&id)
+                    .is_some_and(|(p, _)| p.drift.episode == drift.episode);
+                let found = if of_this {
+                    pending.remove(&id).map(|(p, _)| p)
+                } else {
+                    None
+                };
                 waiting.push((drift, id, found));
             }
         }
@@ -276,6 +290,11 @@ impl RemediationService {
     }
 }
 
+/// Who made `p`, when not `confirmed_by`.
+fn planned_by(p: &Proposal, confirmed_by: &str) -> Option<String> {
+    p.planned_by.clone().filter(|by| by != confirmed_by)
+}
+
 /// A plan with its preview, ready to confirm.
 #[derive(Clone, Debug)]
 pub struct Proposal {
@@ -286,6 +305,9 @@ pub struct Proposal {
     /// What would change: for a cluster plan the API server's dry-run answer (JSON pointers),
     /// for adopt the fields to write into Git.
     pub preview: Vec<FieldChange>,
+    /// Who asked for the plan (`None`: planned and carried out in one go, by the CLI or a
+    /// policy).
+    pub planned_by: Option<String>,
 }
 
 /// One drift and what remediating it would do, or why not.
@@ -430,6 +452,7 @@ impl Remediator {
                     drift: drift.clone(),
                     plan,
                     preview,
+                    planned_by: None,
                 }),
             };
             out.push(Proposed { drift, result });
@@ -456,6 +479,7 @@ impl Remediator {
             action: p.plan.action,
             operation: p.plan.operation,
             requested_by: requested_by.to_owned(),
+            planned_by: planned_by(p, requested_by),
             changes: p.preview.clone(),
             ok: true,
             result: String::new(),
@@ -481,6 +505,7 @@ impl Remediator {
             action: p.plan.action,
             operation: p.plan.operation,
             requested_by: requested_by.to_owned(),
+            planned_by: planned_by(p, requested_by),
             changes: match &outcome {
                 Ok((c, _)) => c.clone(),
                 Err(_) => p.preview.clone(),
@@ -689,6 +714,7 @@ async fn notify_only(remediator: &Remediator, d: Drift) -> Result<(), RemediateE
         action,
         operation,
         requested_by: "policy".into(),
+        planned_by: None,
         changes,
         ok: false,
         result,

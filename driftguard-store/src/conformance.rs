@@ -313,7 +313,10 @@ pub fn drift_queries() -> Vec<DriftQuery> {
             ..all.clone()
         });
     }
-    for name in ["web-*", "*-1", "api[1]", "api[*", "*", "web-?-1", "w*b-2-*"] {
+    for name in [
+        "web-*", "*-1", "api[1]", "api[*", "*", "web-?-1", "w*b-2-*", "w*-*-*", "*e*-*-2",
+        "web-1*-*",
+    ] {
         qs.push(DriftQuery {
             name: Some(name.into()),
             ..all.clone()
@@ -601,6 +604,57 @@ pub async fn queries_match_reference(store: Arc<dyn DriftStore>) {
         store.drift("no-such-episode").await.expect("drift by id"),
         None
     );
+    hostile_globs(&store, &reference).await;
+}
+
+/// A name glob of many `*` against a long name answers at once, the same as the reference: a
+/// backtracking matcher (or a regular expression of the glob) takes time to the power of the
+/// stars here, and a request that never ends holds the server.
+async fn hostile_globs(store: &Arc<dyn DriftStore>, reference: &MemoryStore) {
+    let id = ResourceId::new("prod", "", "ConfigMap", Some("shop"), "a".repeat(250));
+    let at = t(9000);
+    let d = drift(
+        &id,
+        "ep-long-name",
+        DriftKind::Modified,
+        Direction::Forward,
+        Severity::Low,
+        at,
+        at,
+        None,
+    );
+    let b = ScanBatch {
+        environment: "prod".into(),
+        events: vec![event(EventKind::Detected, &d, at, "prod-scan-long")],
+        upserts: vec![record(&id, Some(d.clone()), at)],
+        ..ScanBatch::default()
+    };
+    commit_both(store, reference, &b).await;
+    for name in [
+        "*a*a*a*a*a*a*a*a*a*a*b".to_owned(),
+        "*a*a*a*a*a*a*a*a*a*a*".to_owned(),
+        format!("{}*a*a*a*a*a*a*a*a*b", "a".repeat(20)),
+    ] {
+        for status in [DriftStatus::Open, DriftStatus::All] {
+            for environment in [Some("prod".to_owned()), None] {
+                let q = DriftQuery {
+                    name: Some(name.clone()),
+                    status,
+                    environment,
+                    limit: 50,
+                    ..DriftQuery::default()
+                };
+                let got =
+                    tokio::time::timeout(std::time::Duration::from_secs(60), store.drifts(&q))
+                        .await
+                        .unwrap_or_else(|_| panic!("{q:?} did not answer within 60 s"))
+                        .expect("drifts");
+                let want = reference.drifts(&q).await.expect("drifts");
+                assert_eq!(got, want, "{q:?}");
+                assert_eq!(got.total, usize::from(!name.ends_with('b')), "{q:?}");
+            }
+        }
+    }
 }
 
 /// Walking pages yields every item once, in order, with a stable total.

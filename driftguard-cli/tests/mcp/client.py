@@ -172,7 +172,19 @@ async def over_stdio(env, obj, command):
     return out, tap.log
 
 
-async def over_http(env, obj, url, token):
+async def scan_as(url, env, token):
+    """scan_now with a token that may only read: the tool's result (an error is expected)."""
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with client:
+        async with streamable_http_client(url, http_client=client) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                r = await session.call_tool("scan_now", {"environment": env})
+                return {"is_error": bool(r.is_error),
+                        "text": " ".join(c.text for c in r.content if hasattr(c, "text"))[:500]}
+
+
+async def over_http(env, obj, url, token, read_only=None):
     tap = Tap()
     client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
     async with client:
@@ -210,6 +222,8 @@ async def over_http(env, obj, url, token):
         "wrong_token": {"status": wrong.status_code, "body": wrong.text[:300]},
         "sdk_with_wrong_token": refused,
     }
+    if read_only:
+        out["scan_as_read_only"] = await scan_as(url, env, read_only)
     return out, tap.log
 
 
@@ -221,7 +235,7 @@ def main():
             rest = rest[1:]
         out, log = anyio.run(over_stdio, env, obj, rest)
     elif mode == "http":
-        out, log = anyio.run(over_http, env, obj, sys.argv[4], sys.argv[5])
+        out, log = anyio.run(over_http, env, obj, *sys.argv[4:7])
     else:
         sys.exit(f"unknown mode {mode}")
     path = os.environ.get("MCP_TRANSCRIPT")

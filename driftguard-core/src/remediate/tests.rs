@@ -624,12 +624,47 @@ fn previews_redact_secret_values() {
 }
 
 #[test]
+fn a_secret_deleted_created_or_given_data_shows_no_value() {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "shop",
+            "labels": {"app.kubernetes.io/managed-by": "driftguard"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"t\":\"b2xk\"}}"}},
+        "type": "Opaque", "data": {"t": "b2xk"}, "stringData": {"pin": 73191184}});
+    let bare = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "shop"}, "type": "Opaque"});
+    for (what, changes) in [
+        ("pruned", diff_objects(Some(&secret), None, true)),
+        ("created", diff_objects(None, Some(&secret), true)),
+        ("given data", diff_objects(Some(&bare), Some(&secret), true)),
+    ] {
+        let shown = serde_json::to_string(&changes).expect("json");
+        assert!(!changes.is_empty(), "{what}");
+        assert!(
+            !shown.contains("b2xk") && !shown.contains("73191184"),
+            "{what}: {shown}"
+        );
+        // what is not a value stays readable
+        assert!(
+            shown.contains("Opaque") || what == "given data",
+            "{what}: {shown}"
+        );
+    }
+    let pruned = diff_objects(Some(&secret), None, true);
+    assert_eq!(pruned[0].path, "");
+    let from = pruned[0].from.as_ref().expect("the object before");
+    assert_eq!(from["metadata"]["name"], json!("db"));
+    assert_eq!(from["data"]["t"], json!(crate::compare::REDACTED));
+}
+
+#[test]
 fn a_resolution_after_a_remediation_names_driftguard() {
     let record = |operation: Operation, ok: bool| RemediationRecord {
         plan_id: "p".into(),
         action: RemediationAction::Revert,
         operation,
         requested_by: "policy".into(),
+        planned_by: None,
         changes: Vec::new(),
         ok,
         result: String::new(),

@@ -176,7 +176,14 @@ pub(crate) async fn remediate(
         tracing::info!(caller = %viewer.caller.name, plans = form.confirm.len(), "remediation confirmed on the dashboard");
         queries::confirm_remediations(&state, &form.confirm, form.prune, &viewer.caller).await?
     } else {
-        queries::plan_remediations(&state, &form.episodes, form.action, form.prune).await?
+        queries::plan_remediations(
+            &state,
+            &form.episodes,
+            form.action,
+            form.prune,
+            &viewer.caller,
+        )
+        .await?
     };
     let items: Vec<PlanView> = items.iter().map(plan_view).collect();
     let ready = items.iter().filter(|p| p.ready).count();

@@ -14,6 +14,7 @@ use driftguard_core::remediate::{
     apply_removals, diff_objects, Operation, Plan, Target, FIELD_MANAGER,
 };
 use driftguard_core::remediation::FieldChange;
+use driftguard_core::secret;
 use serde_json::Value;
 
 use super::{classify, Failure, KubeLiveSource};
@@ -84,15 +85,21 @@ fn error(t: &Target, verb: &str, e: ::kube::Error) -> ApplyError {
         } else {
             s.message.clone()
         };
+        // the API server may quote a Secret's value in its message: never passed on
+        let secret = secret::is_secret(t.group(), &t.kind);
+        let stale = why.contains("test") || s.code == 404 || s.code == 409;
+        let why = if secret {
+            secret::api_message(s.code, &why)
+        } else {
+            why
+        };
         return match s.code {
             401 | 403 => ApplyError::Forbidden {
                 verb: verb.to_owned(),
                 object,
                 why: format!("HTTP {}: {why}", s.code),
             },
-            404 | 409 | 422 if why.contains("test") || s.code == 404 || s.code == 409 => {
-                ApplyError::Stale { object, why }
-            }
+            404 | 409 | 422 if stale => ApplyError::Stale { object, why },
             _ => ApplyError::Refused { object, why },
         };
     }
@@ -188,7 +195,7 @@ impl KubeLiveSource {
                 object: describe(t),
                 why: e.to_string(),
             })?;
-        let secret = t.kind == "Secret" && !t.api_version.contains('/');
+        let secret = secret::is_secret(t.group(), &t.kind);
         let after = match plan.operation {
             Operation::Adopt => return Err(ApplyError::NotClusterPlan(plan.operation)),
             Operation::Delete => {

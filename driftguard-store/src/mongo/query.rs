@@ -24,6 +24,27 @@ pub(super) fn i64_of(n: usize) -> i64 {
 /// A DriftGuard name glob (`*` = any run) as an anchored regular expression.
 fn glob_regex(pattern: &str) -> String {
     let mut out = String::from("^");
+    push_escaped(&mut out, pattern);
+    out.push('$');
+    out
+}
+
+/// Whether the database may match `pattern` itself: a regular expression of a glob with many
+/// `*` backtracks (`^.*a.*a.*a.*a.*b$` takes time to the power of the stars in a backtracking
+/// engine), so such a glob is matched by [`driftguard_core::path::glob_match`], in linear
+/// time, on the drifts whose name starts with its literal prefix.
+fn regex_safe(pattern: &str) -> bool {
+    pattern.matches('*').count() <= 1
+}
+
+/// The anchored regular expression of the literal prefix of `pattern` (before its first `*`).
+fn prefix_regex(pattern: &str) -> String {
+    let mut out = String::from("^");
+    push_escaped(&mut out, pattern.split('*').next().unwrap_or(""));
+    out
+}
+
+fn push_escaped(out: &mut String, pattern: &str) {
     for c in pattern.chars() {
         match c {
             '*' => out.push_str(".*"),
@@ -34,8 +55,6 @@ fn glob_regex(pattern: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('$');
-    out
 }
 
 fn drift_filter(q: &DriftQuery) -> Document {
@@ -61,8 +80,14 @@ fn drift_filter(q: &DriftQuery) -> Document {
     if let Some(n) = &q.namespace {
         f.insert("namespace", n);
     }
-    if let Some(n) = &q.name {
-        f.insert("name", doc! {"$regex": glob_regex(n)});
+    match &q.name {
+        Some(n) if regex_safe(n) => {
+            f.insert("name", doc! {"$regex": glob_regex(n)});
+        }
+        Some(n) => {
+            f.insert("name", doc! {"$regex": prefix_regex(n)});
+        }
+        None => {}
     }
     if let Some(k) = q.drift {
         f.insert("drift_kind", k.as_str());
@@ -216,6 +241,19 @@ impl MongoStore {
         if let (DriftStatus::Open, Some(env)) = (query.status, &query.environment) {
             return Ok(query.apply(self.open_drifts(env).await?));
         }
+        if query.name.as_deref().is_some_and(|n| !regex_safe(n)) {
+            // the database narrows by the literal prefix; the glob is matched here
+            let all = self
+                .find_all(
+                    EPISODES,
+                    drift_filter(query),
+                    drift_sort(query.sort),
+                    0,
+                    None,
+                )
+                .await?;
+            return Ok(query.apply(all));
+        }
         self.page(
             EPISODES,
             drift_filter(query),
@@ -298,6 +336,14 @@ impl MongoStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_star_globs_are_not_given_to_the_database() {
+        assert!(regex_safe("web-*"));
+        assert!(!regex_safe("*a*a*a*a*a*b"));
+        assert_eq!(prefix_regex("we.b*a*b"), "^we\\.b");
+        assert_eq!(prefix_regex("*a*b"), "^");
+    }
 
     #[test]
     fn globs_become_anchored_regexes() {
