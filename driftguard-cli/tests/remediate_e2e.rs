@@ -492,13 +492,13 @@ fn api_plan_then_confirm() {
         &dir,
         &[],
         &[
-            ("OPS_TOKEN", "ops-token"),
-            ("PLAIN_TOKENS", "plain-token"),
+            ("OPS_TOKEN", "ops-token-5e2b9d71"),
+            ("PLAIN_TOKENS", "plain-token-8a4c3f60"),
             ("REM_HOOK_SECRET", HOOK_SECRET),
         ],
         port,
         dir.join("serve.log"),
-        "ops-token",
+        "ops-token-5e2b9d71",
     );
     server.wait_ready(after, 1);
     kubectl(&s, &["-n", &ns, "scale", "deployment/web", "--replicas=5"]);
@@ -516,9 +516,9 @@ fn api_plan_then_confirm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let path = format!("/api/v1/drifts/{episode}/remediate");
-    let (code, _) = post_json(&server, &path, "plain-token", "{}");
+    let (code, _) = post_json(&server, &path, "plain-token-8a4c3f60", "{}");
     assert_eq!(code, 403, "a plain token may not remediate");
-    let (code, plan) = post_json(&server, &path, "ops-token", r#"{"action": "revert"}"#);
+    let (code, plan) = post_json(&server, &path, "ops-token-5e2b9d71", r#"{"action": "revert"}"#);
     assert_eq!(code, 200, "{plan}\n{}", server.log());
     assert_eq!(plan["applied"], false);
     assert!(
@@ -547,7 +547,7 @@ fn api_plan_then_confirm() {
     let (code, _) = post_json(
         &server,
         &path,
-        "ops-token",
+        "ops-token-5e2b9d71",
         r#"{"confirm": "0000000000000000"}"#,
     );
     assert_eq!(code, 409);
@@ -555,7 +555,7 @@ fn api_plan_then_confirm() {
     let (code, done) = post_json(
         &server,
         &path,
-        "ops-token",
+        "ops-token-5e2b9d71",
         &format!(r#"{{"confirm": "{id}"}}"#),
     );
     assert_eq!(code, 200, "{done}\n{}", server.log());
@@ -577,7 +577,7 @@ fn api_plan_then_confirm() {
     let (code, _) = post_json(
         &server,
         &path,
-        "ops-token",
+        "ops-token-5e2b9d71",
         &format!(r#"{{"confirm": "{id}"}}"#),
     );
     assert_eq!(code, 409, "a plan is used once");

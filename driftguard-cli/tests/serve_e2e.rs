@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use util::e2e::*;
 
-const TOKEN: &str = "e2e-token-7f3a";
+const TOKEN: &str = "e2e-token-7f3a-c41d";
 const HOOK_SECRET: &str = "e2e-hook-secret-91c2";
 const SECRET_KEY: &str = "e2e-secret-key-0123456789abcdef";
 /// The bound: the server notices a change within this long (it comes from the watch:

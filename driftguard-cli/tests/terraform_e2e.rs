@@ -31,7 +31,7 @@ use util::{git_as as git, head};
 
 const CANARY: &str = "CANARY-pw-7d41c9e2";
 const KEY: &str = "tf-e2e-secret-key";
-const TOKEN: &str = "tf-e2e-token";
+const TOKEN: &str = "tf-e2e-token-3c9a";
 
 /// The user's own terraform: `init` and `apply` of the repository's code, with the user's
 /// data folder and state (outside DriftGuard's folders).

@@ -74,6 +74,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))
         .layer(middleware::from_fn(uri_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::guard::requests,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
         .with_state(state)
 }
@@ -227,24 +231,37 @@ fn needed_scope(req: &Request) -> TokenScope {
 /// its pages can follow the event stream. A cookie never authorizes a change: that would be
 /// open to cross-site requests.
 async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let client = req
+        .extensions()
+        .get::<crate::guard::Client>()
+        .copied()
+        .unwrap_or(crate::guard::Client {
+            ip: None,
+            https: false,
+        });
     let caller = if !state.auth_required() {
         AppState::anonymous()
     } else {
         let Some(value) = req.headers().get(header::AUTHORIZATION) else {
             let read =
                 req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
-            let signed_in = crate::web::session::cookie_value(req.headers())
+            let session = crate::web::session::cookie_value(req.headers(), client.https)
                 .and_then(|id| state.sessions.get(&id))
-                .is_some_and(|s| s.signed_in);
-            if read && signed_in {
+                .filter(|s| s.signed_in);
+            if let Some(session) = session.filter(|_| read) {
                 req.extensions_mut().insert(Caller {
                     name: "session".into(),
                     scopes: vec![TokenScope::Read],
                 });
+                // what it opens (the event stream) ends when the session does
+                req.extensions_mut().insert(session.end);
                 return next.run(req).await;
             }
             return AppError::unauthorized("missing bearer token").into_response();
         };
+        if let Err(wait) = state.throttle.admit(client.ip, std::time::Instant::now()) {
+            return crate::guard::too_many_failures(wait);
+        }
         let token = value
             .to_str()
             .ok()
@@ -258,6 +275,7 @@ async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Re
                 .into_response();
         };
         let Some(caller) = state.caller(token) else {
+            state.throttle.failed(client.ip, std::time::Instant::now());
             return AppError::unauthorized("invalid bearer token").into_response();
         };
         caller
@@ -637,6 +655,7 @@ pub struct StreamParams {
     security(("bearer" = [])))]
 async fn event_stream(
     State(state): State<AppState>,
+    session: Option<axum::Extension<crate::web::session::SessionEnd>>,
     q: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -646,13 +665,25 @@ async fn event_stream(
     queries::known_env(&state, &environment)?;
     let rx = state.feed.subscribe();
     let closed = state.feed.closed();
+    // a stream opened with a session ends when the session does (sign-out, expiry); one
+    // opened with a bearer token lives as long as the server, whose tokens are fixed at start
+    let session = session.map(|axum::Extension(end)| end);
     let first = Event::default().comment("connected");
     let events = futures_util::stream::unfold(
-        (rx, closed, environment),
-        |(mut rx, closed, env)| async move {
+        (rx, closed, environment, session),
+        |(mut rx, closed, env, session)| async move {
             loop {
+                let session_ended = async {
+                    match &session {
+                        Some(end) => end.ended().await,
+                        None => std::future::pending().await,
+                    }
+                };
                 let got = tokio::select! {
+                    // an ended session delivers nothing more, even what is already queued
+                    biased;
                     _ = closed.cancelled() => return None,
+                    _ = session_ended => return None,
                     got = rx.recv() => got,
                 };
                 let event = match got {
@@ -665,7 +696,10 @@ async fn event_stream(
                     }
                     Err(RecvError::Closed) => return None,
                 };
-                return Some((Ok::<_, std::convert::Infallible>(event), (rx, closed, env)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (rx, closed, env, session),
+                ));
             }
         },
     );
@@ -797,7 +831,39 @@ async fn object_history(
         (status = 413, body = ErrorBody)))]
 async fn git_webhook(
     State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<crate::guard::Client>,
     headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    throttled(&state, client, git_push(&state, &headers, body))
+        .await
+        .into_response()
+}
+
+/// Runs a token check and what follows under the limit on failed checks per client: a client
+/// past it gets 429 at once; a 401 counts as a failure.
+async fn throttled<T: IntoResponse>(
+    state: &AppState,
+    client: crate::guard::Client,
+    f: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Response {
+    if let Err(wait) = state.throttle.admit(client.ip, std::time::Instant::now()) {
+        return crate::guard::too_many_failures(wait);
+    }
+    match f.await {
+        Ok(v) => v.into_response(),
+        Err(e) => {
+            if e.status == StatusCode::UNAUTHORIZED {
+                state.throttle.failed(client.ip, std::time::Instant::now());
+            }
+            e.into_response()
+        }
+    }
+}
+
+async fn git_push(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<WebhookAccepted>), AppError> {
     let Some(secret) = state.webhook_secret.as_deref() else {
@@ -872,24 +938,51 @@ async fn git_webhook(
     responses((status = 200, body = AuditAccepted),
         (status = 400, description = "Not an audit.k8s.io/v1 EventList", body = ErrorBody),
         (status = 401, description = "Missing or wrong token (Bearer, or Basic with the token as the password)", body = ErrorBody),
-        (status = 404, description = "No such environment, or no audit webhook configured for it", body = ErrorBody),
+        (status = 404, description = "No such environment, or no audit webhook configured for it (answered only to a caller holding an audit token)", body = ErrorBody),
         (status = 413, description = "Larger than `audit.webhook.maxBody`", body = ErrorBody),
         (status = 503, description = "The index could not be saved: post again (nothing is indexed twice)", body = ErrorBody)),
     security(("audit_token" = [])))]
 async fn audit_webhook(
     State(state): State<AppState>,
+    axum::Extension(client): axum::Extension<crate::guard::Client>,
     Path(env): Path<String>,
     req: Request,
+) -> Response {
+    throttled(&state, client, audit_post(&state, env, req)).await
+}
+
+async fn audit_post(
+    state: &AppState,
+    env: String,
+    req: Request,
 ) -> Result<Json<AuditAccepted>, AppError> {
-    let e = state
+    // authenticate first, then look the environment up: without a token nobody learns which
+    // environments exist. A post for an environment without an audit webhook is checked
+    // against every environment's audit tokens (and not counted under its name, which anyone
+    // may choose).
+    let found = state
         .environment(&env)
         .cloned()
-        .ok_or_else(|| AppError::not_found(format!("no environment `{env}`")))?;
-    let Some(settings) = e.audit.as_ref().filter(|a| a.webhook) else {
-        return Err(AppError::not_found(format!(
-            "the audit webhook is not configured for environment `{env}` (audit.webhook)"
-        )));
+        .filter(|e| e.audit.as_ref().is_some_and(|a| a.webhook));
+    let Some(e) = found else {
+        let every: Vec<String> = state
+            .environments
+            .iter()
+            .filter_map(|e| e.audit.as_ref().filter(|a| a.webhook))
+            .flat_map(|a| a.tokens.iter().cloned())
+            .collect();
+        if let Err(err) = check_audit_token(req.headers(), &every) {
+            tracing::warn!(code = err.code, message = %err.message, "audit post refused");
+            return Err(err);
+        }
+        return Err(AppError::not_found(match state.environment(&env) {
+            None => format!("no environment `{env}`"),
+            Some(_) => format!(
+                "the audit webhook is not configured for environment `{env}` (audit.webhook)"
+            ),
+        }));
     };
+    let settings = e.audit.as_ref().expect("found above with an audit webhook");
     let refuse = |err: AppError| {
         state.metrics.audit(&env, "refused", 1);
         tracing::warn!(environment = %env, code = err.code, message = %err.message, "audit post refused");

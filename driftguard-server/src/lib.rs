@@ -28,6 +28,7 @@ pub mod environment;
 pub mod error;
 pub mod feed;
 pub mod forge;
+pub mod guard;
 pub mod ha;
 pub mod listener;
 pub mod mcp;
@@ -80,7 +81,10 @@ pub async fn run(
         feed.close();
         mcp.cancel();
     };
-    axum::serve(listener::GuardedListener(listener), router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener::GuardedListener(listener),
+        router(state).into_make_service_with_connect_info::<guard::Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -171,6 +171,7 @@ impl Service {
         let tokens = settings.resolve_tokens(&env_var)?;
         let scoped_tokens = settings.resolve_scoped_tokens(&env_var)?;
         let webhook_secret = settings.resolve_webhook_secret(&env_var)?;
+        let trusted_proxies = settings.resolve_trusted_proxies()?;
         let (addr, note) = settings.effective_listen(
             options.listen.as_deref(),
             !tokens.is_empty() || !scoped_tokens.is_empty(),
@@ -296,6 +297,7 @@ impl Service {
         }
         let state = state
             .webhook_secret(webhook_secret)
+            .trusted_proxies(trusted_proxies)
             .clock(clock)
             .config(&settings)
             .buffer(buffer)

@@ -36,6 +36,9 @@ pub enum SetupError {
         /// The variable.
         var: String,
     },
+    /// A value the configuration names cannot be used (e.g. a token too easy to guess).
+    #[error(transparent)]
+    Setting(#[from] crate::config::SettingError),
     /// The store could not be opened.
     #[error("cannot open the store ({store})")]
     Store {
@@ -637,12 +640,11 @@ pub fn audit_settings(
             var: w.token_env.clone(),
         };
         let v = var(&w.token_env).ok_or_else(missing)?;
-        tokens = v
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
+        tokens = crate::config::split_tokens(
+            &v,
+            &format!("environment {}: audit.webhook.tokenEnv", env.name),
+            &w.token_env,
+        )?;
         if tokens.is_empty() {
             return Err(missing());
         }

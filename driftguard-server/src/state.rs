@@ -156,6 +156,11 @@ pub struct Inner {
     /// Ends the MCP sessions served over HTTP (cancelled when the server shuts down, so that
     /// an open event stream does not hold the shutdown).
     pub mcp_cancel: tokio_util::sync::CancellationToken,
+    /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
+    /// (`server.trustedProxies`).
+    pub trusted_proxies: Vec<crate::guard::AddrRange>,
+    /// The limit on failed sign-ins and token checks per client.
+    pub throttle: Arc<crate::guard::Throttle>,
 }
 
 impl std::ops::Deref for AppState {
@@ -252,6 +257,8 @@ impl AppState {
                 feed: Arc::new(EventFeed::new()),
                 sessions: Arc::new(Sessions::new()),
                 mcp_cancel: tokio_util::sync::CancellationToken::new(),
+                trusted_proxies: Vec::new(),
+                throttle: Arc::new(crate::guard::Throttle::new()),
             },
         }
     }
@@ -332,6 +339,12 @@ impl AppStateBuilder {
     /// The live feed (give its [`EventFeed::notifier`] to every scanner of the environments).
     pub fn feed(mut self, feed: Arc<EventFeed>) -> Self {
         self.inner.feed = feed;
+        self
+    }
+
+    /// The proxies whose forwarding headers are believed (see [`Inner::trusted_proxies`]).
+    pub fn trusted_proxies(mut self, proxies: Vec<crate::guard::AddrRange>) -> Self {
+        self.inner.trusted_proxies = proxies;
         self
     }
 

@@ -234,6 +234,32 @@ async fn refusals_are_clear() {
             "payload_too_large",
             "larger than 65536 bytes (audit.webhook.maxBody)",
         ),
+        // authentication comes first: without an audit token, no answer tells which
+        // environments exist or have a webhook (it was 404 for these)
+        (
+            "nowhere",
+            None,
+            good(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing audit token",
+        ),
+        (
+            "nowhere",
+            Some("nope"),
+            good(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid audit token",
+        ),
+        (
+            "dev",
+            Some(API_TOKEN),
+            good(),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid audit token",
+        ),
         (
             "nowhere",
             Some(AUDIT_TOKEN),

@@ -154,7 +154,7 @@ impl World {
   mongodb: {{uriEnv: MONGODB_URI, database: {db}}}
 secretKey: {{file: key}}
 server:
-  tokens: [t]
+  tokens: [ha-replica-token-9c4e]
   pollInterval: 1h
   fullScanInterval: 1h
   shutdownGrace: 2s

@@ -156,7 +156,7 @@ async fn send(app: &Router, req: Request<Body>) -> Resp {
 }
 
 async fn page(app: &Router, uri: &str, session: Option<&str>) -> Resp {
-    let mut req = Request::get(uri).header("host", "dash.test");
+    let mut req = Request::get(uri).header("host", "127.0.0.1:8080");
     if let Some(s) = session {
         req = req.header("cookie", format!("driftguard_session={s}"));
     }
@@ -171,7 +171,7 @@ async fn form(
     body: &str,
 ) -> Resp {
     let mut req = Request::post(uri)
-        .header("host", "dash.test")
+        .header("host", "127.0.0.1:8080")
         .header("content-type", "application/x-www-form-urlencoded");
     if let Some(s) = session {
         req = req.header("cookie", format!("driftguard_session={s}"));
@@ -191,7 +191,7 @@ async fn sign_in_with(app: &Router, token: &str) -> String {
         app,
         "/login",
         None,
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("token={token}&next=%2Fdrifts"),
     )
     .await;
@@ -506,6 +506,12 @@ async fn with_tokens_pages_ask_to_sign_in_and_a_wrong_token_is_refused() {
     let login = page(&f.app, "/login", None).await;
     assert_eq!(login.status, StatusCode::OK);
     assert!(login.text.contains("type=\"password\""));
+    // a token is no password of the person's: the browser is not asked to keep it
+    assert!(
+        login.text.contains("autocomplete=\"off\"") && !login.text.contains("current-password"),
+        "{}",
+        login.text
+    );
     assert_secure_headers(&login);
     assert!(!login.text.contains(TOKEN));
 
@@ -513,7 +519,7 @@ async fn with_tokens_pages_ask_to_sign_in_and_a_wrong_token_is_refused() {
         &f.app,
         "/login",
         None,
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         "token=nope&next=%2F",
     )
     .await;
@@ -534,7 +540,7 @@ async fn with_tokens_pages_ask_to_sign_in_and_a_wrong_token_is_refused() {
         &f.app,
         "/login",
         None,
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("token={TOKEN}&next=%2F%2Fevil.example"),
     )
     .await;
@@ -559,7 +565,7 @@ async fn with_tokens_pages_ask_to_sign_in_and_a_wrong_token_is_refused() {
         &f.app,
         "/logout",
         Some(&s),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={csrf}"),
     )
     .await;
@@ -620,7 +626,7 @@ async fn scan_now_needs_the_csrf_token_and_this_origin() {
         &f.app,
         "/environments/dev/scan",
         Some(&s),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={csrf}"),
     )
     .await;
@@ -684,7 +690,7 @@ async fn a_session_may_do_only_what_its_token_may() {
         &f.app,
         "/environments/dev/scan",
         Some(&viewer),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={csrf}"),
     )
     .await;
@@ -702,7 +708,7 @@ async fn a_session_may_do_only_what_its_token_may() {
         &f.app,
         "/drifts/remediate",
         Some(&viewer),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={csrf}&action=revert&episode={episode}"),
     )
     .await;
@@ -718,7 +724,7 @@ async fn a_session_may_do_only_what_its_token_may() {
         &f.app,
         "/drifts/remediate",
         Some(&ops),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={csrf}&episode={episode}"),
     )
     .await;
@@ -736,7 +742,7 @@ async fn a_session_may_do_only_what_its_token_may() {
         &f.app,
         "/drifts/remediate",
         Some(&ops),
-        Some("http://dash.test"),
+        Some("http://127.0.0.1:8080"),
         &format!("csrf={}&episode={episode}", overview.csrf()),
     )
     .await;
@@ -901,4 +907,384 @@ async fn file_links_follow_the_configured_web_page() {
         ..p
     };
     assert_eq!(env.file_link(&unknown), None, "no revision, no link");
+}
+
+/// A request for `host`, with a bearer token when given.
+async fn get_as_host(app: &Router, uri: &str, host: &str, bearer: Option<&str>) -> Resp {
+    let mut req = Request::get(uri).header("host", host);
+    if let Some(t) = bearer {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    send(app, req.body(Body::empty()).expect("request")).await
+}
+
+#[tokio::test]
+async fn without_tokens_every_route_serves_loopback_hosts_only() {
+    // DNS rebinding: attacker.example made to resolve to 127.0.0.1 read every drift and
+    // started scans (with the CSRF token taken from the page)
+    let f = fixture(false).await;
+    for uri in [
+        "/",
+        "/drifts",
+        "/login",
+        "/assets/app.css",
+        "/api/v1/drifts",
+        "/api/v1/environments",
+        "/api/v1/events/stream",
+        "/mcp",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/no-such-route",
+    ] {
+        for host in [
+            "attacker.example",
+            "attacker.example:8080",
+            "127.0.0.1.nip.io",
+        ] {
+            let r = get_as_host(&f.app, uri, host, None).await;
+            assert_eq!(
+                r.status,
+                StatusCode::FORBIDDEN,
+                "{uri} as {host}: {}",
+                r.text
+            );
+            assert!(r.text.contains("host_not_allowed"), "{uri}: {}", r.text);
+        }
+    }
+    let scan = send(
+        &f.app,
+        Request::post("/environments/dev/scan")
+            .header("host", "attacker.example:8080")
+            .header("origin", "http://attacker.example:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from("csrf=x"))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN, "{}", scan.text);
+    for host in [
+        "localhost:8080",
+        "127.0.0.1:8080",
+        "[::1]:8080",
+        "LOCALHOST",
+    ] {
+        let r = get_as_host(&f.app, "/api/v1/drifts", host, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{host}: {}", r.text);
+        assert_eq!(
+            get_as_host(&f.app, "/drifts", host, None).await.status,
+            StatusCode::OK
+        );
+    }
+    // with tokens the token is the protection: any host
+    let t = fixture(true).await;
+    let r = get_as_host(&t.app, "/api/v1/drifts", "driftguard.example", Some(TOKEN)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = get_as_host(&t.app, "/login", "driftguard.example", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn next_never_leads_off_this_site_nor_fails() {
+    let hostile = [
+        "/%09/127.0.0.1:18999/",
+        "/%0a/127.0.0.1:18999/",
+        "/%0d%0aSet-Cookie:%20x=1",
+        "%2F%5C127.0.0.1:18999",
+        "//127.0.0.1:18999/",
+        "/%E2%80%A8/evil.example",
+        "https://evil.example/",
+    ];
+    // without tokens /login sends the browser on at once
+    let open = fixture(false).await;
+    for next in hostile {
+        let r = page(&open.app, &format!("/login?next={next}"), None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}: {}", r.text);
+        assert_eq!(r.header("location"), "/", "{next}");
+    }
+    // with tokens: the form keeps `/`, and signing in goes there
+    let f = fixture(true).await;
+    for next in hostile {
+        let r = page(&f.app, &format!("/login?next={next}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{next}: {}", r.text);
+        assert!(
+            r.text.contains("name=\"next\" value=\"/\""),
+            "{next}: {}",
+            r.text
+        );
+        let r = form(
+            &f.app,
+            "/login",
+            None,
+            Some("http://127.0.0.1:8080"),
+            &format!("token={TOKEN}&next={next}"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{next}: {}", r.text);
+        assert_eq!(r.header("location"), "/", "{next}");
+    }
+    let r = page(&f.app, "/login?next=%2Fdrifts%3Fenvironment%3Dprod", None).await;
+    assert!(r.text.contains("/drifts?environment=prod"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_age_too_long_for_a_date_is_a_bad_request() {
+    // `DateTime - TimeDelta overflowed` made this a panic (500)
+    let f = fixture(false).await;
+    for age in [
+        "99999999999d",
+        "2000000000w",
+        "1000000d",
+        "18446744073709551615",
+    ] {
+        let r = page(&f.app, &format!("/drifts?age={age}"), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{age}: {}", r.text);
+        assert!(r.text.contains("age:"), "{age}: {}", r.text);
+    }
+    let r = page(&f.app, "/drifts?age=7d", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // the API's times are parsed, never computed: far dates are answered
+    for q in [
+        "detected_before=9999-12-31T23:59:59-23:59",
+        "detected_before=0000-01-01T00:00:00%2B23:59",
+    ] {
+        let r = page(&f.app, &format!("/api/v1/drifts?{q}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+    }
+    for q in [
+        "since=0000-01-01T00:00:00%2B23:59",
+        "until=9999-12-31T23:59:59-23:59",
+    ] {
+        let r = page(&f.app, &format!("/api/v1/events?{q}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {}", r.text);
+    }
+}
+
+/// `req` as if it came over a connection from `peer`.
+fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {
+    let addr: std::net::SocketAddr = format!("{peer}:40000").parse().expect("address");
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(driftguard_server::guard::Peer(
+            addr,
+        )));
+    req
+}
+
+fn sign_in_request(token: &str, peer: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::post("/login")
+        .header("host", "127.0.0.1:8080")
+        .header("origin", "http://127.0.0.1:8080")
+        .header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    from_peer(
+        req.body(Body::from(format!("token={token}&next=%2Fdrifts")))
+            .expect("request"),
+        peer,
+    )
+}
+
+#[tokio::test]
+async fn failed_sign_ins_and_token_checks_are_limited_per_client() {
+    // 300 wrong sign-ins in 8 s got no slowdown
+    let f = fixture(true).await;
+    let burst = driftguard_server::guard::FAILURES_BURST;
+    for i in 0..burst {
+        let r = send(&f.app, sign_in_request("wrong-token", "192.0.2.7", &[])).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let r = send(&f.app, sign_in_request("wrong-token", "192.0.2.7", &[])).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    let wait: u64 = r
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    // while held, even the right token is not heard (else guesses would still be told apart)
+    let r = send(&f.app, sign_in_request(TOKEN, "192.0.2.7", &[])).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // another client is not held
+    let r = send(&f.app, sign_in_request(TOKEN, "192.0.2.8", &[])).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+
+    // bearer checks: the same limit, in the API's error shape
+    let bearer = |token: &str, peer: &str| {
+        from_peer(
+            Request::get("/api/v1/drifts")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .expect("request"),
+            peer,
+        )
+    };
+    for _ in 0..burst {
+        let r = send(&f.app, bearer("wrong-token", "198.51.100.4")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let r = send(&f.app, bearer(TOKEN, "198.51.100.4")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.text.contains("too_many_failures"), "{}", r.text);
+    assert!(!r.header("retry-after").is_empty());
+    let r = send(&f.app, bearer(TOKEN, "198.51.100.5")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // an untrusted peer's X-Forwarded-For is not believed: still the peer's count
+    let spoofed = |token: &str, xff: &str| {
+        from_peer(
+            Request::get("/api/v1/drifts")
+                .header("authorization", format!("Bearer {token}"))
+                .header("x-forwarded-for", xff)
+                .body(Body::empty())
+                .expect("request"),
+            "198.51.100.4",
+        )
+    };
+    let r = send(&f.app, spoofed(TOKEN, "203.0.113.1")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// A server with tokens behind a proxy at 10.0.0.0/8.
+async fn behind_proxy() -> Router {
+    let store = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let (prod, _, _) = testkit::memory_environment(
+        "prod",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    let state = AppState::builder(store, vec![prod], Arc::new(Metrics::new()))
+        .tokens(vec![TOKEN.into()])
+        .trusted_proxies(vec!["10.0.0.0/8".parse().expect("range")])
+        .clock(clock)
+        .build();
+    router(state)
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_https_makes_the_cookie_secure_and_host_only() {
+    // the cookie was Secure only when publicUrl was https, never behind a TLS proxy
+    let app = behind_proxy().await;
+    let https = [("x-forwarded-proto", "https")];
+    let r = send(&app, sign_in_request(TOKEN, "10.1.2.3", &https)).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.text);
+    let cookie = r.header("set-cookie").to_owned();
+    assert!(
+        cookie.starts_with("__Host-driftguard_session=")
+            && cookie.contains("; Path=/;")
+            && cookie.ends_with("; Secure")
+            && !cookie.to_ascii_lowercase().contains("domain"),
+        "{cookie}"
+    );
+    let id = cookie
+        .trim_start_matches("__Host-driftguard_session=")
+        .split(';')
+        .next()
+        .expect("value")
+        .to_owned();
+    let visit = |name: &str| {
+        from_peer(
+            Request::get("/drifts")
+                .header("host", "driftguard.example")
+                .header("x-forwarded-proto", "https")
+                .header("cookie", format!("{name}={id}"))
+                .body(Body::empty())
+                .expect("request"),
+            "10.1.2.3",
+        )
+    };
+    assert_eq!(
+        send(&app, visit("__Host-driftguard_session")).await.status,
+        StatusCode::OK
+    );
+    // over HTTPS a cookie without the prefix (one a neighbouring site could set) is not read
+    assert_eq!(
+        send(&app, visit("driftguard_session")).await.status,
+        StatusCode::SEE_OTHER
+    );
+    // X-Forwarded-Proto from anyone else is not believed
+    let r = send(&app, sign_in_request(TOKEN, "192.0.2.9", &https)).await;
+    let cookie = r.header("set-cookie");
+    assert!(
+        cookie.starts_with("driftguard_session=") && !cookie.contains("Secure"),
+        "{cookie}"
+    );
+    // behind the proxy, failures count per forwarded client
+    for _ in 0..driftguard_server::guard::FAILURES_BURST {
+        let r = send(
+            &app,
+            sign_in_request(
+                "wrong-token",
+                "10.1.2.3",
+                &[("x-forwarded-for", "198.51.100.1")],
+            ),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let held = send(
+        &app,
+        sign_in_request(TOKEN, "10.1.2.3", &[("x-forwarded-for", "198.51.100.1")]),
+    )
+    .await;
+    assert_eq!(held.status, StatusCode::TOO_MANY_REQUESTS);
+    let other = send(
+        &app,
+        sign_in_request(
+            TOKEN,
+            "10.1.2.3",
+            &[("x-forwarded-for", "198.51.100.1, 198.51.100.2")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        other.status,
+        StatusCode::SEE_OTHER,
+        "the nearest untrusted address"
+    );
+}
+
+#[tokio::test]
+async fn signing_out_ends_the_session_s_event_stream() {
+    // a stream opened before sign-out kept delivering events after it
+    let f = fixture(true).await;
+    let s = sign_in(&f.app).await;
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/events/stream")
+                .header("cookie", format!("driftguard_session={s}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    read_until(&mut body, ": connected").await;
+    let csrf = page(&f.app, "/drifts", Some(&s)).await.csrf();
+    let out = form(
+        &f.app,
+        "/logout",
+        Some(&s),
+        Some("http://127.0.0.1:8080"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    let env = f.state.environment("dev").expect("dev");
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let mut after = String::new();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(d) = frame.into_data() {
+                after.push_str(&String::from_utf8_lossy(&d));
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream ends with the session");
+    assert!(!after.contains("event:"), "nothing after sign-out: {after}");
 }

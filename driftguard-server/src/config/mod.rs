@@ -436,6 +436,22 @@ impl Config {
                 );
             }
         }
+        for (i, p) in f
+            .server
+            .iter()
+            .flat_map(|s| s.trusted_proxies.iter().enumerate())
+        {
+            if let Err(message) = p.parse::<crate::guard::AddrRange>() {
+                problem(format!("server.trustedProxies[{i}]"), message);
+            }
+        }
+        // inline tokens are checked here, where the line is known (those of variables when
+        // they are read, see `ServerConfig::resolve_tokens`)
+        for (i, t) in f.server.iter().flat_map(|s| s.tokens.iter().enumerate()) {
+            if let Some(message) = weak_token(t).filter(|_| !t.is_empty()) {
+                problem(format!("server.tokens[{i}]"), message);
+            }
+        }
         if let Some(k) = &f.secret_key {
             match (&k.env, &k.file) {
                 (None, None) => problem(
@@ -922,6 +938,18 @@ mod tests {
             assert_eq!(p.line, 11, "{e}");
         }
     }
+    #[test]
+    fn an_inline_token_too_easy_to_guess_is_a_located_problem() {
+        let text = format!("{ENV}server:\n  tokens:\n    - 4f1c9e0b7a2d6e83c5b1\n    - a\n");
+        let e = load(&text).expect_err("`a` guards nothing");
+        assert_eq!(e.problems.len(), 1, "{e}");
+        let p = &e.problems[0];
+        assert_eq!(p.path.as_deref(), Some("server.tokens[1]"), "{e}");
+        assert!(p.message.contains("at least 16"), "{e}");
+        assert!(p.line >= 7, "{e}");
+        load(&format!("{ENV}server:\n  tokens: [4f1c9e0b7a2d6e83c5b1]\n")).expect("strong");
+    }
+
     const CHART: &str = "../../../examples/helm/charts/shop";
 
     fn problems(text: &str) -> Vec<String> {
@@ -1169,17 +1197,27 @@ mod tests {
             std::time::Duration::from_secs(2 * 86400)
         );
         assert_eq!(spec.limits.max_objects, 10);
-        let var = |k: &str| (k == "AUDIT_TOKEN").then(|| "t1, t2".to_owned());
+        let (t1, t2) = ("audit-token-1-4f1c9e0b", "audit-token-2-7a2d6e83");
+        let var = |k: &str| (k == "AUDIT_TOKEN").then(|| format!("{t1}, {t2}"));
         let settings = crate::setup::audit_settings(&config, prod, &var)
             .expect("resolved")
             .expect("settings");
-        assert_eq!(settings.tokens, ["t1", "t2"]);
+        assert_eq!(settings.tokens, [t1, t2]);
         assert_eq!(settings.max_body, 1000);
         assert!(settings.webhook);
         assert_eq!(settings.log_every, std::time::Duration::from_secs(5));
         assert!(
-            !format!("{settings:?}").contains("t1"),
+            !format!("{settings:?}").contains(t1),
             "tokens are not printed"
+        );
+        let weak = |k: &str| (k == "AUDIT_TOKEN").then(|| format!("{t1}, audit"));
+        let err = crate::setup::audit_settings(&config, prod, &weak)
+            .expect_err("a token too easy to guess");
+        assert!(
+            err.to_string().starts_with(
+                "invalid environment prod: audit.webhook.tokenEnv: token 2 of 2 in $AUDIT_TOKEN: a token of 5 characters"
+            ),
+            "{err}"
         );
         let err = crate::setup::audit_settings(&config, prod, &|_: &str| None)
             .expect_err("the variable is missing");

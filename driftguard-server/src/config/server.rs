@@ -22,7 +22,9 @@ pub struct ServerConfig {
     /// Address to listen on (`--listen` overrides it). Without API tokens a non-loopback
     /// address is replaced by `127.0.0.1` on the same port.
     pub listen: String,
-    /// Bearer tokens accepted by the API, written inline. Prefer `tokenEnv`.
+    /// Bearer tokens accepted by the API, written inline. Prefer `tokenEnv`. Every token
+    /// (these, `tokenEnv`'s, `apiTokens`' and the audit webhooks') has at least 16 characters,
+    /// 8 of them different, or the server does not start (`openssl rand -hex 20` makes one).
     pub tokens: Vec<String>,
     /// Name of an environment variable holding bearer tokens (comma separated).
     #[serde(alias = "token_env")]
@@ -52,6 +54,12 @@ pub struct ServerConfig {
     /// Public URL of the server, used for links in alerts (e.g. `https://driftguard.example`).
     #[serde(alias = "public_url")]
     pub public_url: Option<String>,
+    /// Addresses (`10.0.0.7`) or ranges (`10.0.0.0/8`) of the reverse proxies in front of
+    /// the server. Only from these is `X-Forwarded-Proto` believed (`https` makes the session
+    /// cookie `Secure`, named `__Host-driftguard_session`) and `X-Forwarded-For` read for the
+    /// client's address (the limit on failed sign-ins is per client). Empty: no proxy is
+    /// trusted, and the peer's address is the client's.
+    pub trusted_proxies: Vec<String>,
     /// How long shutdown waits for in-flight scans and alert queues.
     #[serde(alias = "shutdown_grace")]
     pub shutdown_grace: HumanDuration,
@@ -81,6 +89,7 @@ impl Default for ServerConfig {
             request_timeout: HumanDuration(Duration::from_secs(30)),
             body_limit: 1024 * 1024,
             public_url: None,
+            trusted_proxies: Vec::new(),
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
             cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
@@ -278,29 +287,82 @@ pub enum SettingError {
     },
 }
 
+/// Fewest characters of a token that guards the server (API and audit tokens): 16 random
+/// characters of base64 hold 96 bits, of hex 64; `openssl rand -hex 20` makes a good one.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Fewest different characters of such a token (`aaaaaaaaaaaaaaaa` is 16 characters long).
+pub const MIN_TOKEN_DISTINCT: usize = 8;
+
+/// Why `token` is too weak to guard the server, if it is. The message never holds the token.
+pub fn weak_token(token: &str) -> Option<String> {
+    let chars = token.chars().count();
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let advice = "make one with `openssl rand -hex 20`";
+    if chars < MIN_TOKEN_CHARS {
+        Some(format!(
+            "a token of {chars} characters is too easy to guess: at least {MIN_TOKEN_CHARS} are needed ({advice})"
+        ))
+    } else if distinct < MIN_TOKEN_DISTINCT {
+        Some(format!(
+            "a token of only {distinct} different characters is too easy to guess: at least {MIN_TOKEN_DISTINCT} are needed ({advice})"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The tokens in a comma-separated variable's value, each checked with [`weak_token`]
+/// (`field` and `var` name them in the error, with the token's position, never its value).
+pub fn split_tokens(value: &str, field: &str, var: &str) -> Result<Vec<String>, SettingError> {
+    let tokens: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        if let Some(message) = weak_token(t) {
+            return Err(SettingError::Invalid {
+                field: field.to_owned(),
+                message: format!("token {} of {} in ${var}: {message}", i + 1, tokens.len()),
+            });
+        }
+    }
+    Ok(tokens)
+}
+
 impl ServerConfig {
-    /// The bearer tokens: `tokens` plus those in the variable named by `tokenEnv`.
+    /// The bearer tokens: `tokens` plus those in the variable named by `tokenEnv`. A token too
+    /// easy to guess ([`weak_token`]) is an error naming where it is.
     pub fn resolve_tokens(
         &self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Vec<String>, SettingError> {
-        let mut out: Vec<String> = self
+        let mut out: Vec<String> = Vec::new();
+        for (i, t) in self
             .tokens
             .iter()
-            .filter(|t| !t.is_empty())
-            .cloned()
-            .collect();
+            .enumerate()
+            .filter(|(_, t)| !t.is_empty())
+        {
+            if let Some(message) = weak_token(t) {
+                return Err(SettingError::Invalid {
+                    field: format!("server.tokens[{i}]"),
+                    message,
+                });
+            }
+            out.push(t.clone());
+        }
         if let Some(var) = &self.token_env {
             let v = env(var).ok_or_else(|| SettingError::MissingEnv {
                 var: var.clone(),
                 field: "server.tokenEnv".into(),
             })?;
-            out.extend(
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            );
+            out.extend(split_tokens(&v, "server.tokenEnv", var)?);
         }
         Ok(out)
     }
@@ -313,16 +375,37 @@ impl ServerConfig {
         self.api_tokens
             .iter()
             .map(|t| {
+                let field = format!("server.apiTokens[{}].tokenEnv", t.name);
                 let token = env(&t.token_env)
                     .filter(|v| !v.trim().is_empty())
                     .ok_or_else(|| SettingError::MissingEnv {
                         var: t.token_env.clone(),
-                        field: format!("server.apiTokens[{}].tokenEnv", t.name),
+                        field: field.clone(),
                     })?;
+                if let Some(message) = weak_token(token.trim()) {
+                    return Err(SettingError::Invalid {
+                        field,
+                        message: format!("${}: {message}", t.token_env),
+                    });
+                }
                 Ok(ScopedToken {
                     name: t.name.clone(),
                     token: token.trim().to_owned(),
                     scopes: t.scopes.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The trusted proxies' addresses and ranges (`trustedProxies`).
+    pub fn resolve_trusted_proxies(&self) -> Result<Vec<crate::guard::AddrRange>, SettingError> {
+        self.trusted_proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse().map_err(|message| SettingError::Invalid {
+                    field: format!("server.trustedProxies[{i}]"),
+                    message,
                 })
             })
             .collect()
@@ -547,5 +630,70 @@ mod tests {
         let (addr, note) = cfg.effective_listen(None, false).expect("valid addr");
         assert_eq!(addr.to_string(), "127.0.0.1:9000");
         assert!(note.is_some());
+    }
+
+    #[test]
+    fn tokens_too_easy_to_guess_are_refused_by_name() {
+        // `a` was accepted (and the server then listened on 0.0.0.0)
+        for weak in [
+            "a",
+            "secret",
+            "fifteen-chars-x",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "abababababababab",
+        ] {
+            assert!(weak_token(weak).is_some(), "{weak}");
+            if weak.len() > 3 {
+                assert!(
+                    !weak_token(weak).unwrap_or_default().contains(weak),
+                    "{weak}"
+                );
+            }
+        }
+        for strong in [
+            "web-s3cret-token",
+            "4f1c9e0b7a2d6e83c5b1",
+            "contract-test-token-4b1d",
+        ] {
+            assert_eq!(weak_token(strong), None, "{strong}");
+        }
+        let cfg: ServerConfig = serde_yaml::from_str(
+            "tokens: [4f1c9e0b7a2d6e83c5b1, a]\ntokenEnv: T\napiTokens:\n  - {name: ops, tokenEnv: OPS}\n",
+        )
+        .expect("valid config");
+        let err = cfg
+            .resolve_tokens(&|_: &str| Some("x".into()))
+            .expect_err("weak inline token");
+        assert_eq!(
+            err.to_string(),
+            "invalid server.tokens[1]: a token of 1 characters is too easy to guess: at least 16 are needed (make one with `openssl rand -hex 20`)"
+        );
+        let cfg = ServerConfig {
+            tokens: vec![],
+            ..cfg
+        };
+        let err = cfg
+            .resolve_tokens(&|_: &str| Some("4f1c9e0b7a2d6e83c5b1, short".into()))
+            .expect_err("weak token in the variable");
+        assert!(
+            err.to_string().starts_with(
+                "invalid server.tokenEnv: token 2 of 2 in $T: a token of 5 characters"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            cfg.resolve_tokens(&|_: &str| Some("4f1c9e0b7a2d6e83c5b1".into()))
+                .expect("strong")
+                .len(),
+            1
+        );
+        let err = cfg
+            .resolve_scoped_tokens(&|_: &str| Some("ops".into()))
+            .expect_err("weak named token");
+        assert!(
+            err.to_string()
+                .starts_with("invalid server.apiTokens[ops].tokenEnv: $OPS: a token of 3"),
+            "{err}"
+        );
     }
 }

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use crate::api::{constant_time_eq, Caller};
 use crate::config::TokenScope;
 use crate::error::AppError;
+use crate::guard::Client;
 use crate::state::AppState;
 
 /// The Content-Security-Policy of every dashboard answer: only this origin's files, no inline
@@ -112,17 +113,16 @@ impl Viewer {
     }
 }
 
-fn secure(state: &AppState) -> bool {
-    state
-        .public_url
-        .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
+/// Whether the request came over HTTPS (see [`crate::guard::Client`]).
+fn secure(req_extensions: &axum::http::Extensions) -> bool {
+    req_extensions.get::<Client>().is_some_and(|c| c.https)
 }
 
 /// Lets a page through with a session: with tokens, one opened by signing in (otherwise a
 /// page asks to sign in); without tokens, any session, opened on the first visit.
 async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let cookie = session::cookie_value(req.headers());
+    let https = secure(req.extensions());
+    let cookie = session::cookie_value(req.headers(), https);
     let found = cookie.as_deref().and_then(|id| state.sessions.get(id));
     let open = !state.auth_required();
     match found {
@@ -148,7 +148,7 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
                 caller: s.caller,
             });
             let mut resp = next.run(req).await;
-            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, secure(&state))) {
+            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, https)) {
                 resp.headers_mut().append(header::SET_COOKIE, v);
             }
             resp
@@ -363,12 +363,43 @@ struct NextParam {
     next: Option<String>,
 }
 
-/// Only a path of this site (`/...`, not `//host`).
-fn local_path(next: Option<&str>) -> String {
-    match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
-        _ => "/".to_owned(),
+/// Where to go after signing in: `next` when it is a path of this site, else `/`.
+///
+/// `next` is resolved against this server's origin the way a browser resolves a `Location`
+/// (WHATWG URL rules: tabs and newlines dropped, `\\` read as `/`), and kept only when it stays
+/// on that origin. A value holding a control character or whitespace anywhere, or starting
+/// with `//` or `/\\`, is refused outright, so that no reading of it can name another host
+/// (`/\t/evil.example` is `//evil.example` to a browser) and no header is ever built from it.
+pub fn local_path(next: Option<&str>) -> String {
+    next.and_then(same_origin_path)
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+fn same_origin_path(next: &str) -> Option<String> {
+    let b = next.as_bytes();
+    if b.first() != Some(&b'/') || matches!(b.get(1), Some(b'/' | b'\\')) {
+        return None;
     }
+    if next.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return None;
+    }
+    let base = reqwest::Url::parse("http://driftguard.invalid/").expect("a valid base URL");
+    let url = base.join(next).ok()?;
+    if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let mut out = url.path().to_owned();
+    if let Some(q) = url.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    if let Some(f) = url.fragment() {
+        out.push('#');
+        out.push_str(f);
+    }
+    // what the URL parser wrote is ASCII, fit for a header
+    (out.starts_with('/') && !out.starts_with("//") && HeaderValue::from_str(&out).is_ok())
+        .then_some(out)
 }
 
 async fn login_form(
@@ -397,6 +428,7 @@ struct LoginForm {
 
 async fn login(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, WebError> {
@@ -412,9 +444,23 @@ async fn login(
     if !state.auth_required() {
         return Ok(Redirect::to(&next).into_response());
     }
+    if let Err(wait) = state.throttle.admit(client.ip, std::time::Instant::now()) {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(client = ?client.ip, "dashboard sign-in refused: too many failures");
+        let mut resp = WebError(AppError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_failures",
+            format!("Too many failed sign-ins from this address: try again in {secs} s."),
+        ))
+        .into_response();
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return Ok(resp);
+    }
     let token = form.token.trim();
     let Some(caller) = state.caller(token) else {
-        tracing::info!("dashboard sign-in refused: wrong token");
+        state.throttle.failed(client.ip, std::time::Instant::now());
+        tracing::info!(client = ?client.ip, "dashboard sign-in refused: wrong token");
         let page = html(&LoginPage {
             layout: Layout::plain("Sign in"),
             next,
@@ -428,7 +474,7 @@ async fn login(
         AppError::internal()
     })?;
     let mut resp = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, secure(&state))) {
+    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, client.https)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
@@ -437,11 +483,12 @@ async fn login(
 async fn logout(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
+    Extension(client): Extension<Client>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     check_csrf(&viewer, &headers, &form.csrf)?;
-    if let Some(id) = session::cookie_value(&headers) {
+    if let Some(id) = session::cookie_value(&headers, client.https) {
         state.sessions.close(&id);
     }
     let mut resp = Redirect::to(if !state.auth_required() {
@@ -450,8 +497,52 @@ async fn logout(
         "/login"
     })
     .into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(secure(&state))) {
+    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(client.https)) {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for (next, want) in [
+            ("/drifts?environment=prod", "/drifts?environment=prod"),
+            (
+                "/objects/prod/Deployment.apps/shop/web",
+                "/objects/prod/Deployment.apps/shop/web",
+            ),
+            ("/drifts#top", "/drifts#top"),
+            ("/a/../drifts", "/drifts"),
+            ("/drifts?name=w%C3%A9b", "/drifts?name=w%C3%A9b"),
+            ("/drifts?name=wéb", "/drifts?name=w%C3%A9b"),
+            ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
+        ] {
+            assert_eq!(local_path(Some(next)), want, "{next:?}");
+        }
+        for next in [
+            "//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\t/127.0.0.1:18999/",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/ /evil.example",
+            "/\u{a0}/evil.example",
+            "/\u{2028}/evil.example",
+            "/drifts\u{0}",
+            "/drifts\u{7f}",
+            "http://evil.example/",
+            "https:/evil.example",
+            "evil.example",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(local_path(Some(next)), "/", "{next:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use driftguard_core::duration::HumanDuration;
 use driftguard_core::id::ResourceId;
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
@@ -432,9 +432,16 @@ fn drift_query(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<DriftQ
             let d: HumanDuration = a
                 .parse()
                 .map_err(|e| AppError::bad_request(format!("age: {e}")))?;
-            let d = chrono::Duration::from_std(d.0)
-                .map_err(|_| AppError::bad_request("age: too long"))?;
-            Some((now - d).to_rfc3339())
+            // a duration reaching back past year 1 (or past what a date can hold) is refused,
+            // never subtracted unchecked (`99999999999d` made this page panic)
+            let before = chrono::Duration::from_std(d.0)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .filter(|t| t.year() >= 1)
+                .ok_or_else(|| {
+                    AppError::bad_request(format!("age: `{a}` reaches back before year 1"))
+                })?;
+            Some(before.to_rfc3339())
         }
     };
     DriftParams {

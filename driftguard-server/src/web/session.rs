@@ -4,7 +4,13 @@
 //! kept here. Each session has its own CSRF token, which every state-changing form sends back.
 //!
 //! Sessions live in memory: a restart signs everyone out. Only a SHA-256 of each session id is
-//! kept, so the table alone cannot be replayed.
+//! kept, so the table alone cannot be replayed. What a session opened (the event stream) ends
+//! with it ([`SessionEnd`]): at sign-out, and when the session expires.
+//!
+//! Over HTTPS (see [`crate::guard::Client::https`]) the cookie is `Secure` and named
+//! `__Host-driftguard_session`: the prefix makes the browser refuse it unless it was set over
+//! HTTPS, for this host only (no `Domain`) and for every path, so that a neighbouring site
+//! cannot plant a session of its own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,9 +18,22 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE: &str = "driftguard_session";
+
+/// The session cookie's name over HTTPS.
+pub const SECURE_COOKIE: &str = "__Host-driftguard_session";
+
+/// The session cookie's name: [`SECURE_COOKIE`] over HTTPS, else [`COOKIE`].
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
 
 /// How long a session lasts without being used.
 pub const IDLE: Duration = Duration::from_secs(8 * 3600);
@@ -25,8 +44,31 @@ pub const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Most sessions kept (the oldest goes first).
 const MAX_SESSIONS: usize = 10_000;
 
+/// The end of a session, for what it opened: cancelled when the session is closed or found
+/// expired, and due at its maximum age in any case.
+#[derive(Clone, Debug)]
+pub struct SessionEnd {
+    token: CancellationToken,
+    deadline: Instant,
+}
+
+impl SessionEnd {
+    /// Completes when the session ends.
+    pub async fn ended(&self) {
+        tokio::select! {
+            _ = self.token.cancelled() => {}
+            _ = tokio::time::sleep_until(self.deadline.into()) => {}
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_ended(&self) -> bool {
+        self.token.is_cancelled() || Instant::now() >= self.deadline
+    }
+}
+
 /// One signed-in browser.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Session {
     /// The CSRF token of its forms.
     pub csrf: String,
@@ -35,6 +77,8 @@ pub struct Session {
     /// Who signed in (the token's name, never the token) and what the token may do: a page
     /// offers and accepts only what its scopes allow.
     pub caller: crate::api::Caller,
+    /// Its end (event streams it opened stop then).
+    pub end: SessionEnd,
 }
 
 #[derive(Debug)]
@@ -81,21 +125,33 @@ impl Sessions {
         caller: crate::api::Caller,
     ) -> Result<(String, Session), SessionError> {
         let id = random_token()?;
+        let now = Instant::now();
         let session = Session {
             csrf: random_token()?,
             signed_in,
             caller,
+            end: SessionEnd {
+                token: CancellationToken::new(),
+                deadline: now + MAX_AGE,
+            },
         };
-        let now = Instant::now();
         let mut entries = self.entries.lock().expect("session lock is never poisoned");
-        entries.retain(|_, e| alive(e, now));
+        entries.retain(|_, e| {
+            let keep = alive(e, now);
+            if !keep {
+                e.session.end.token.cancel();
+            }
+            keep
+        });
         if entries.len() >= MAX_SESSIONS {
             if let Some(oldest) = entries
                 .iter()
                 .min_by_key(|(_, e)| e.created)
                 .map(|(k, _)| *k)
             {
-                entries.remove(&oldest);
+                if let Some(e) = entries.remove(&oldest) {
+                    e.session.end.token.cancel();
+                }
             }
         }
         entries.insert(
@@ -120,19 +176,25 @@ impl Sessions {
                 Some(e.session.clone())
             }
             Some(_) => {
-                entries.remove(&k);
+                if let Some(e) = entries.remove(&k) {
+                    e.session.end.token.cancel();
+                }
                 None
             }
             None => None,
         }
     }
 
-    /// Ends a session.
+    /// Ends a session, and what it opened.
     pub fn close(&self, id: &str) {
-        self.entries
+        let removed = self
+            .entries
             .lock()
             .expect("session lock is never poisoned")
             .remove(&key(id));
+        if let Some(e) = removed {
+            e.session.end.token.cancel();
+        }
     }
 }
 
@@ -140,8 +202,10 @@ fn alive(e: &Entry, now: Instant) -> bool {
     now.duration_since(e.used) < IDLE && now.duration_since(e.created) < MAX_AGE
 }
 
-/// The session id in a request's `Cookie` headers.
-pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
+/// The session id in a request's `Cookie` headers: the cookie named for the request's scheme
+/// ([`cookie_name`]); over HTTPS one without the `__Host-` prefix is not read.
+pub fn cookie_value(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
+    let wanted = cookie_name(secure);
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
@@ -149,15 +213,16 @@ pub fn cookie_value(headers: &axum::http::HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .find_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
+            (name == wanted && !value.is_empty()).then(|| value.to_owned())
         })
 }
 
-/// The `Set-Cookie` value of a session id: HttpOnly, `SameSite=Strict`, for the browser
-/// session only; `Secure` when the server is reached over HTTPS.
+/// The `Set-Cookie` value of a session id: HttpOnly, `SameSite=Strict`, `Path=/`, no
+/// `Domain`, for the browser session only; over HTTPS `Secure` and `__Host-` named.
 pub fn set_cookie(id: &str, secure: bool) -> String {
     format!(
-        "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{}",
+        "{}={id}; Path=/; HttpOnly; SameSite=Strict{}",
+        cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -165,7 +230,8 @@ pub fn set_cookie(id: &str, secure: bool) -> String {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_cookie(secure: bool) -> String {
     format!(
-        "{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        cookie_name(secure),
         if secure { "; Secure" } else { "" }
     )
 }
@@ -185,10 +251,12 @@ mod tests {
         assert_eq!(session.caller, caller, "the session keeps who signed in");
         assert_ne!(id, session.csrf);
         assert_eq!(id.len(), 43, "256 bits");
-        assert_eq!(s.get(&id), Some(session));
-        assert_eq!(s.get("forged"), None);
+        assert_eq!(s.get(&id).map(|x| x.csrf), Some(session.csrf.clone()));
+        assert!(s.get("forged").is_none());
+        assert!(!session.end.is_ended());
         s.close(&id);
-        assert_eq!(s.get(&id), None);
+        assert!(s.get(&id).is_none());
+        assert!(session.end.is_ended(), "what it opened ends with it");
     }
 
     #[test]
@@ -198,9 +266,24 @@ mod tests {
             "cookie",
             "a=1; driftguard_session=abc; b=2".parse().expect("ascii"),
         );
-        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&h, false).as_deref(), Some("abc"));
+        assert_eq!(
+            cookie_value(&h, true),
+            None,
+            "over HTTPS only the __Host- cookie"
+        );
         let c = set_cookie("abc", false);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Max-Age"));
-        assert!(set_cookie("abc", true).ends_with("; Secure"));
+        let c = set_cookie("abc", true);
+        assert!(
+            c.starts_with("__Host-driftguard_session=abc; Path=/;"),
+            "{c}"
+        );
+        assert!(c.ends_with("; Secure") && !c.contains("Domain"), "{c}");
+        h.append(
+            "cookie",
+            "__Host-driftguard_session=def".parse().expect("ascii"),
+        );
+        assert_eq!(cookie_value(&h, true).as_deref(), Some("def"));
     }
 }
