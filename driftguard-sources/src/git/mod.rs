@@ -38,23 +38,24 @@ pub use adopt::{
 mod repo;
 pub(crate) mod select;
 
+use std::ffi::OsString;
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use driftguard_core::error::chain;
 use driftguard_core::id::ResourceId;
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
+use driftguard_core::render::RenderError;
 
 pub(crate) use self::repo::Reader;
 use self::repo::ReaderOptions;
 use self::select::Filter;
-use crate::render::Renderer;
+use crate::render::{Renderer, Run};
 
 pub(crate) use self::select::{extend_set, parse_bytes, plan, FileObjects};
 pub(crate) use kustomize::{find_binary as find_kustomize, render_folder as render_kustomization};
@@ -213,75 +214,77 @@ impl fmt::Debug for GitRepoSource {
     }
 }
 
-/// Runs one `git` command for the remote, with credentials in its environment and a timeout.
+/// Most bytes a `git` command may print on its standard output (the commands run print
+/// nothing there: `--quiet`, `cat-file -e`).
+const GIT_MAX_OUTPUT: u64 = 1024 * 1024;
+
+/// Runs one `git` command for the remote, with credentials in its environment, through the
+/// one runner of programs ([`Run`]): a timeout, its own process group (an `ssh` or
+/// `git-remote-https` it started is stopped with it), standard error drained while it runs.
 fn run_git(
     args: &[&std::ffi::OsStr],
     cwd: Option<&Path>,
     auth: Option<&GitAuth>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let mut cmd = Command::new("git");
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true");
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("a git argument is not UTF-8: {}", a.to_string_lossy()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut env: Vec<(&str, OsString)> = vec![
+        ("GIT_TERMINAL_PROMPT", "0".into()),
+        ("GIT_ASKPASS", "true".into()),
+    ];
     if let Some(auth) = auth {
         if let Some(token) = auth.token() {
             let user = auth.username.as_deref().unwrap_or("x-access-token");
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
+            env.extend([
+                ("GIT_CONFIG_COUNT", "1".into()),
+                ("GIT_CONFIG_KEY_0", "http.extraHeader".into()),
+                (
                     "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}"),
-                );
+                    format!("Authorization: Basic {basic}").into(),
+                ),
+            ]);
         }
         if let Some(key) = &auth.ssh_key_path {
-            cmd.env(
+            env.push((
                 "GIT_SSH_COMMAND",
                 format!(
                     "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
                     key.display()
-                ),
-            );
+                )
+                .into(),
+            ));
         }
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let mut err = String::new();
-                if let Some(mut s) = child.stderr.take() {
-                    let _ = s.read_to_string(&mut err);
-                }
-                if status.success() {
-                    return Ok(());
-                }
-                let msg = err
-                    .lines()
-                    .map(str::trim)
-                    .rfind(|l| !l.is_empty())
-                    .unwrap_or("")
-                    .to_owned();
-                return Err(format!("git {status}: {msg}"));
-            }
-            Ok(None) if started.elapsed() > timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("git timed out after {}s", timeout.as_secs()));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("cannot wait for git: {e}")),
+    // the step only (`git clone`): the arguments may hold a URL with a token
+    let step = args
+        .iter()
+        .find(|a| !a.starts_with('-') && !a.contains('='))
+        .map_or("", String::as_str);
+    let display = format!("git {step}");
+    let run = Run {
+        program: Path::new("git"),
+        args: &args,
+        cwd: cwd.unwrap_or(Path::new(".")),
+        env: &env,
+        timeout,
+        max_output: GIT_MAX_OUTPUT,
+        display: &display,
+    };
+    match run.output() {
+        Ok(_) => Ok(()),
+        Err(RenderError::Failed { status, stderr, .. }) => Err(format!("git {status}: {stderr}")),
+        Err(RenderError::TimedOut { timeout, .. }) => {
+            Err(format!("git timed out after {}s", timeout.as_secs()))
         }
+        Err(e) => Err(chain(&e)),
     }
 }
 

@@ -157,7 +157,8 @@ pub(crate) struct Run<'a> {
 
 impl Run<'_> {
     /// Runs the program; its standard output as text. The program runs in a process group of
-    /// its own, stopped as a whole on a timeout or too much output.
+    /// its own, stopped as a whole on a timeout or too much output. `GIT_DIR`,
+    /// `GIT_WORK_TREE` and `GIT_INDEX_FILE` are not passed on.
     pub fn output(&self) -> Result<String, RenderError> {
         let mut cmd = Command::new(self.program);
         cmd.args(self.args)
@@ -165,6 +166,10 @@ impl Run<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // a program never works on a repository DriftGuard was started in by accident
+        for k in ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"] {
+            cmd.env_remove(k);
+        }
         for (k, v) in self.env {
             cmd.env(k, v);
         }
