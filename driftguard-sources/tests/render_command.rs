@@ -258,3 +258,58 @@ async fn a_script_of_the_repository_renders_each_revision() {
         Some(second.as_str())
     );
 }
+
+/// Runs `git` with `stdin` in `dir`; its output.
+fn git_stdin(dir: &Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(git_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("git ends");
+    assert!(out.status.success(), "git {args:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn a_hostile_tree_is_written_without_its_git_folder_and_links() {
+    // a commit git itself would never check out: a `.git` folder in the tree, and a link to
+    // a file outside it, made with plumbing
+    let repo = TestRepo::new();
+    let dir = repo.path();
+    let blob = |text: &str| git_stdin(dir, &["hash-object", "-w", "--stdin"], text);
+    let config = blob("[core]\n\tfsmonitor = touch pwned\n");
+    let gen = blob(
+        "#!/bin/sh\ncat <<EOF\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seen\n  namespace: gen\ndata:\n  git: \"$(test -e .git && echo yes || echo no)\"\n  link: \"$(test -e passwd || test -L passwd && echo yes || echo no)\"\nEOF\n",
+    );
+    let link = blob("/etc/passwd");
+    let dot_git = git_stdin(dir, &["mktree"], &format!("100644 blob {config}\tconfig\n"));
+    let root = git_stdin(
+        dir,
+        &["mktree"],
+        &format!(
+            "040000 tree {dot_git}\t.git\n100755 blob {gen}\tgen.sh\n120000 blob {link}\tpasswd\n"
+        ),
+    );
+    let commit =
+        driftguard_test_support::git_as(dir, &["commit-tree", &root, "-m", "hostile"], "Mallory");
+    git(dir, &["update-ref", "refs/heads/main", &commit]);
+    let cache = cache();
+    let cfg = GitSourceConfig::new(repo.url(), cache.path())
+        .render(Renderer::Command(CommandRenderer::new(["./gen.sh"])));
+    let src = GitRepoSource::open(cfg).await.expect("opens");
+    let set = src.load().await.expect("renders");
+    assert!(set.errors.is_empty(), "{:?}", set.errors);
+    let data = &set.objects[0].object.value()["data"];
+    assert_eq!(data["git"], "no", "the tree's .git folder is not written");
+    assert_eq!(data["link"], "no", "the tree's link is not written");
+}

@@ -1188,7 +1188,10 @@ fn materialize(
 }
 
 /// Writes the files of `tree` into `target` at `path` (relative to the root), executables
-/// with their mode (a command renderer may run a script of the repository).
+/// with their mode (a command renderer may run a script of the repository). Like a `git`
+/// checkout it never writes a `.git` entry (a hostile tree's `.git/config` would configure
+/// every `git` run in the folder) and writes symbolic links not at all: every write lands in
+/// a folder this function made, inside `target`.
 fn write_tree(
     repo: &gix::Repository,
     tree: ObjectId,
@@ -1199,7 +1202,12 @@ fn write_tree(
     let decoded = t.decode().map_err(std::io::Error::other)?;
     for e in &decoded.entries {
         let name = String::from_utf8_lossy(e.filename);
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.eq_ignore_ascii_case(".git")
+        {
             continue;
         }
         let child = if path.is_empty() {
