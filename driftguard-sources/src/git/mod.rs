@@ -14,12 +14,15 @@
 //! - **Kustomize**: a folder holding `kustomization.yaml` is rendered as a whole (`kubectl
 //!   kustomize`, or the configured binary) from a copy of the revision's tree in a temporary
 //!   folder; one inflating Helm charts (`helmCharts:`) with `--enable-helm` when helm is found.
+//!   It runs within [`KustomizeLimits`] (a timeout and an output cap, its process group
+//!   stopped as a whole), like every program DriftGuard runs, `git` included.
 //!   A Helm chart (`Chart.yaml`) met among plain manifests is skipped with a note.
 //! - **Renderers**: with [`GitSourceConfig::render`], the environment's folder is rendered
 //!   instead of read: a Helm chart (`helm template`) or a command ([`crate::render`]). Only the
 //!   inputs are written out (the chart folder and its value files; the whole tree for a
 //!   command), and the rendering is kept by the inputs' key (their tree and blob ids): a
-//!   revision whose inputs did not change is not rendered again.
+//!   revision whose inputs did not change is not rendered again. A tree written out holds no
+//!   symbolic link and no `.git` entry, as `git` would check it out.
 //! - **Incremental**: parsed files are kept by blob id; loading another revision re-parses only
 //!   the blobs that changed.
 //! - **History**: [`GitRepoSource`] answers [`GitSource::history`] by walking first parents;
