@@ -518,7 +518,12 @@ fn api_plan_then_confirm() {
     let path = format!("/api/v1/drifts/{episode}/remediate");
     let (code, _) = post_json(&server, &path, "plain-token-8a4c3f60", "{}");
     assert_eq!(code, 403, "a plain token may not remediate");
-    let (code, plan) = post_json(&server, &path, "ops-token-5e2b9d71", r#"{"action": "revert"}"#);
+    let (code, plan) = post_json(
+        &server,
+        &path,
+        "ops-token-5e2b9d71",
+        r#"{"action": "revert"}"#,
+    );
     assert_eq!(code, 200, "{plan}\n{}", server.log());
     assert_eq!(plan["applied"], false);
     assert!(
@@ -1034,6 +1039,205 @@ fn create_a_missing_object_and_prune_a_tracked_orphan() {
             "{}",
             h.stdout
         );
+    }
+    let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Every file under `dir`, as bytes (the SQLite history, logs), for a look for canaries.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The hostile probe's Secret leaks and plan confusion (#26): pruning a tracked orphan Secret
+/// shows and stores none of its value (preview, event, log at `-vvv`, the history file); the
+/// API server's refusal of a Git Secret (`stringData.pin: 73191184`, a number) names the field
+/// and never the value; confirming one episode's plan against another is refused without
+/// using the plan up, and the remediation records who planned and who confirmed.
+#[test]
+fn secret_values_never_leak_and_plans_are_not_confused() {
+    const CANARY: &str = "hunter2-canary-7f3e91";
+    const PIN: &str = "73191184";
+    const OPS: &str = "ops-token-5e2b9d71c3a8f604";
+    const OPS2: &str = "ops2-token-91c0e4a7b2d35f18";
+    let s = services();
+    driftguard_test_support::program("git", &["--version"]);
+    let ns = format!("dg-remsecret-{}", std::process::id());
+    let shop = shop(
+        &s,
+        &ns,
+        &manifest(&ns),
+        "",
+        "server:\n  apiTokens:\n    - {name: ops, tokenEnv: OPS_TOKEN, scopes: [read, scan, remediate]}\n    - {name: ops2, tokenEnv: OPS2_TOKEN, scopes: [read, scan, remediate]}\n  pollInterval: 1s\n",
+    );
+    // a Git Secret the API server refuses: an unquoted number in stringData
+    std::fs::write(
+        shop.work.join("envs/prod/pin.yaml"),
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: pin\n  namespace: {ns}\nstringData:\n  pin: {PIN}\n"),
+    )
+    .expect("write");
+    git(&shop.work, &["add", "."]);
+    git(&shop.work, &["commit", "-q", "-m", "a pin"]);
+    // a tracked orphan Secret made by hand
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "stray",
+            &format!("--from-literal=password={CANARY}"),
+        ],
+    );
+    kubectl(
+        &s,
+        &[
+            "-n",
+            &ns,
+            "label",
+            "secret/stray",
+            "driftguard.io/tracked=true",
+        ],
+    );
+    let dir = shop.dir.clone();
+    let port = free_port();
+    let after = unix_secs_now();
+    let mut server = spawn_server(
+        &dir,
+        &["-vvv"],
+        &[("OPS_TOKEN", OPS), ("OPS2_TOKEN", OPS2)],
+        port,
+        dir.join("serve.log"),
+        OPS,
+    );
+    server.wait_ready(after, 1);
+    let episode_of = |name: &str| {
+        let started = Instant::now();
+        loop {
+            let open = server.drifts("status=open&kind=Secret");
+            if let Some(ep) = open
+                .iter()
+                .find(|d| d["object"]["name"] == name)
+                .and_then(|d| d["episode"].as_str())
+            {
+                return ep.to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "a drift of the Secret {name}: {open:?}\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let stray = episode_of("stray");
+    let pin = episode_of("pin");
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(CANARY)
+    };
+    let clean = |what: &str, text: &str| {
+        for v in [CANARY, encoded.as_str(), PIN] {
+            assert!(!text.contains(v), "{what} shows a Secret value {v}: {text}");
+        }
+    };
+
+    // 1. the prune preview names the Secret's keys, never their values
+    let stray_path = format!("/api/v1/drifts/{stray}/remediate");
+    let (code, plan) = post_json(
+        &server,
+        &stray_path,
+        OPS,
+        r#"{"action": "revert", "prune": true}"#,
+    );
+    assert_eq!(code, 200, "{plan}\n{}", server.log());
+    assert_eq!(plan["operation"], "delete", "{plan}");
+    clean("the prune preview", &plan.to_string());
+    assert!(
+        plan.to_string().contains("password"),
+        "the key is shown: {plan}"
+    );
+
+    // 2. the API server's refusal of the Git Secret names the field only
+    let pin_path = format!("/api/v1/drifts/{pin}/remediate");
+    let (code, refused) = post_json(&server, &pin_path, OPS, r#"{"action": "revert"}"#);
+    assert_eq!(code, 409, "{refused}\n{}", server.log());
+    clean("the refusal", &refused.to_string());
+    assert!(
+        refused.to_string().contains("stringData.pin"),
+        "the refusal names the field: {refused}"
+    );
+
+    // 11. the stray's plan confirmed against the pin's episode: refused, and not used up
+    let id = plan["plan"].as_str().expect("plan id");
+    let (code, wrong) = post_json(
+        &server,
+        &pin_path,
+        OPS2,
+        &format!(r#"{{"confirm": "{id}"}}"#),
+    );
+    assert_eq!(code, 409, "{wrong}");
+    let (code, done) = post_json(
+        &server,
+        &stray_path,
+        OPS2,
+        &format!(r#"{{"confirm": "{id}", "prune": true}}"#),
+    );
+    assert_eq!(code, 200, "{done}\n{}", server.log());
+    assert_eq!(done["applied"], true, "{done}");
+    clean("the confirmation", &done.to_string());
+    let started = Instant::now();
+    let events = loop {
+        let events = server
+            .json("/api/v1/events?event=remediated")
+            .expect("events");
+        if events["items"].as_array().is_some_and(|i| !i.is_empty()) {
+            break events;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    clean("the remediated event", &events.to_string());
+    let r = &events["items"][0]["remediation"];
+    assert_eq!(r["requested_by"], "token:ops2", "{events}");
+    assert_eq!(r["planned_by"], "token:ops", "{events}");
+    let history = server
+        .json(&format!(
+            "/api/v1/environments/prod/objects/Secret/{ns}/stray"
+        ))
+        .expect("history");
+    clean("the object history", &history.to_string());
+    drop(server);
+    // the log at -vvv and every file DriftGuard wrote (the SQLite history)
+    for (path, bytes) in files_under(&dir) {
+        for v in [CANARY, encoded.as_str(), PIN] {
+            assert!(
+                !contains(&bytes, v),
+                "{} holds a Secret value {v}",
+                path.display()
+            );
+        }
     }
     let _ = kubectl(&s, &["delete", "namespace", &ns, "--wait=false"]);
 }
