@@ -290,7 +290,7 @@ async fn a_uri_too_long_gets_the_one_error_shape() {
     let answer = tokio::task::spawn_blocking(move || {
         raw(
             port,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )
     })
     .await
@@ -326,9 +326,9 @@ async fn a_hundred_megabyte_body_is_refused_with_413() {
             s.set_read_timeout(Some(Duration::from_secs(30)))
                 .expect("timeout");
             let head = if chunked {
-                "POST /api/v1/webhooks/git HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_owned()
+                "POST /api/v1/webhooks/git HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_owned()
             } else {
-                format!("POST /api/v1/webhooks/git HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nContent-Length: {HUNDRED_MB}\r\nConnection: close\r\n\r\n")
+                format!("POST /api/v1/webhooks/git HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nContent-Length: {HUNDRED_MB}\r\nConnection: close\r\n\r\n")
             };
             let _ = s.write_all(head.as_bytes());
             let writer = s.try_clone().expect("clone");
@@ -376,7 +376,7 @@ async fn a_hundred_megabyte_body_is_refused_with_413() {
     let answer = tokio::task::spawn_blocking(move || {
         raw(
             port,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
         )
     })
     .await

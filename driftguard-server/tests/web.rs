@@ -1288,3 +1288,45 @@ async fn signing_out_ends_the_session_s_event_stream() {
     assert!(end.is_ok(), "the stream ends with the session");
     assert!(!after.contains("event:"), "nothing after sign-out: {after}");
 }
+
+#[tokio::test]
+async fn bidi_controls_in_names_and_values_are_shown_not_obeyed() {
+    // `\u{202E}` in a name reordered the page's text
+    let f = fixture(false).await;
+    let name = "web\u{202E}lmth.exe";
+    f.git.set(testkit::desired(
+        "rev-b",
+        vec![deployment("shop", name, 3, "web:1\u{2067}")],
+    ));
+    f.live.set(testkit::live(vec![deployment(
+        "shop",
+        name,
+        5,
+        "web:2\u{2067}",
+    )]));
+    let env = f.state.environment("dev").expect("dev");
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let list = page(&f.app, "/drifts?environment=dev", None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert!(list.text.contains("web\\u{202E}lmth.exe"), "{}", list.text);
+    let link = list
+        .text
+        .match_indices("href=\"/drifts/")
+        .map(|(i, _)| &list.text[i + 6..])
+        .map(|rest| &rest[..rest.find('"').expect("closing quote")])
+        .find(|href| !href.contains('?'))
+        .expect("a drift link")
+        .to_owned();
+    let one = page(&f.app, &link, None).await;
+    assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+    for p in [&list, &one] {
+        assert!(
+            !p.text
+                .chars()
+                .any(driftguard_server::web::view::is_bidi_control),
+            "a bidi control reached the page:\n{}",
+            p.text
+        );
+    }
+    assert!(one.text.contains("\\u{2067}"), "values too: {}", one.text);
+}

@@ -1,8 +1,48 @@
 //! Small presentation helpers of the dashboard: times, values, links. Presentation only: what
 //! a drift means is decided by the core, the pages only show it.
 
+use std::fmt;
+
+use askama::filters::Escaper;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+
+/// Whether `c` is a Unicode bidirectional control (embeddings, overrides, isolates and marks):
+/// in a name or a value it reorders the text around it on the page (`\u{202E}` made
+/// `evil.yaml` read as `lmay.live`).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+/// The dashboard's one escaper (`askama.toml` gives it every `.html` template, so every value
+/// a template writes passes through it, names and values from Git and the cluster included):
+/// askama's HTML escaping, with each bidirectional control shown as a visible escape
+/// (`\u{202E}`) instead of acting on the page.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Html;
+
+impl Escaper for Html {
+    fn write_escaped_str<W: fmt::Write>(&self, mut dest: W, string: &str) -> fmt::Result {
+        let mut rest = string;
+        while let Some(at) = rest.find(is_bidi_control) {
+            askama::filters::Html.write_escaped_str(&mut dest, &rest[..at])?;
+            let c = rest[at..]
+                .chars()
+                .next()
+                .expect("a character was found there");
+            write!(dest, "\\u{{{:04X}}}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        askama::filters::Html.write_escaped_str(dest, rest)
+    }
+
+    fn write_escaped_char<W: fmt::Write>(&self, dest: W, c: char) -> fmt::Result {
+        self.write_escaped_str(dest, c.encode_utf8(&mut [0; 4]))
+    }
+}
 
 /// A time as a page shows it: relative text, the exact time for `<time datetime>` and a
 /// readable UTC time for its title.
@@ -107,6 +147,31 @@ pub fn short(id: &str) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn escaped(s: &str) -> String {
+        let mut out = String::new();
+        Html.write_escaped_str(&mut out, s)
+            .expect("a String takes it");
+        out
+    }
+
+    #[test]
+    fn bidi_controls_are_shown_not_obeyed() {
+        assert_eq!(escaped("evil\u{202E}lmay.yaml"), "evil\\u{202E}lmay.yaml");
+        assert_eq!(
+            escaped("<a>\u{2066}\u{200F}&\u{061C}"),
+            "&#60;a&#62;\\u{2066}\\u{200F}&#38;\\u{061C}"
+        );
+        assert_eq!(
+            escaped("ünïcode ✓ שלום"),
+            "ünïcode ✓ שלום",
+            "other text is left alone"
+        );
+        let mut one = String::new();
+        Html.write_escaped_char(&mut one, '\u{202D}')
+            .expect("a String takes it");
+        assert_eq!(one, "\\u{202D}");
+    }
 
     #[test]
     fn times_links_and_values() {
