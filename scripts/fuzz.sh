@@ -19,7 +19,7 @@ SECONDS_EACH="${1:-60}"
 shift || true
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL_TARGETS=(manifest dump config quantity compare webhook api_query render_output audit)
+ALL_TARGETS=(manifest dump config quantity compare webhook api_query render_output audit preview)
 SERVER_TARGETS=" config webhook api_query "
 FEATURES=(--features server)
 if [ "${FUZZ_QUICK:-0}" = 1 ]; then FEATURES=(); fi

@@ -63,7 +63,10 @@ pub fn router(state: AppState) -> Router {
         .nest_service("/mcp", crate::mcp::http_service(state.clone()))
         .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
-        .nest("/api/v1", api.merge(hooks))
+        .nest(
+            "/api/v1",
+            api.merge(hooks).layer(middleware::from_fn(no_store)),
+        )
         .merge(crate::web::routes(state.clone()))
         .merge(mcp)
         .route("/healthz", get(healthz))
@@ -115,6 +118,16 @@ async fn uri_limit(req: Request, next: Next) -> Response {
         .into_response();
     }
     next.run(req).await
+}
+
+/// API answers hold drifts, events and plans: no browser or proxy keeps them
+/// (`Cache-Control: no-store`, unless a route set its own).
+async fn no_store(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(axum::http::HeaderValue::from_static("no-store"));
+    resp
 }
 
 async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -19,7 +19,7 @@ use driftguard_core::remediate::{
 use driftguard_core::remediation::{FieldChange, RemediationAction};
 use driftguard_core::scanner::Scanner;
 use driftguard_core::state::Drift;
-use driftguard_sources::git::{push_adoption, GitSourceConfig};
+use driftguard_sources::git::{adoption_revision, push_adoption_at, GitSourceConfig};
 use driftguard_sources::kube::{ApplyError, KubeLiveSource};
 use serde_json::Value;
 
@@ -533,10 +533,15 @@ impl Remediator {
         };
         let plan = p.plan.clone();
         let by = requested_by.to_owned();
-        let pushed = tokio::task::spawn_blocking(move || push_adoption(&gc, &plan, &by))
-            .await
-            .map_err(|e| RemediateError::Git(e.to_string()))?
-            .map_err(|e| RemediateError::Git(chain(&e)))?;
+        // the branch starts at the commit the plan was made from, never the branch head: a
+        // commit pushed since the plan cannot change what is written, nor where
+        let revision = adoption_revision(&p.drift).map(str::to_owned);
+        let pushed = tokio::task::spawn_blocking(move || {
+            push_adoption_at(&gc, &plan, revision.as_deref(), &by)
+        })
+        .await
+        .map_err(|e| RemediateError::Git(e.to_string()))?
+        .map_err(|e| RemediateError::Git(chain(&e)))?;
         let mut result = format!(
             "adopt: pushed branch {} (commit {}) changing {}",
             pushed.branch, pushed.commit, pushed.file

@@ -371,6 +371,53 @@ async fn drifts_filters_and_pagination() {
     assert_eq!(seen, sorted, "sort=detected follows detection order");
 }
 
+/// Answers hold drifts and events: no browser or proxy may keep them; and a name glob built
+/// to make a backtracking matcher take exponential time answers at once (the server keeps
+/// answering `/healthz` afterwards).
+#[tokio::test]
+async fn answers_are_not_cached_and_hostile_globs_answer_at_once() {
+    let f = fixture().await;
+    for uri in [
+        "/api/v1/drifts?environment=prod",
+        "/api/v1/environments",
+        "/api/v1/events",
+        "/api/v1/drifts/nope",
+    ] {
+        let r = get(&f.app, uri).await;
+        assert_eq!(
+            r.headers.get("cache-control").and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{uri}"
+        );
+    }
+    // a drift with a long name: the matcher's worst case
+    let long = "a".repeat(200);
+    f.git.set(testkit::desired(
+        "rev-b",
+        vec![deployment("shop", &long, 3, "web:1")],
+    ));
+    f.live
+        .set(testkit::live(vec![deployment("shop", &long, 5, "web:1")]));
+    assert_eq!(
+        post(&f.app, "/api/v1/environments/dev/scan").await.status,
+        StatusCode::OK
+    );
+    let r = get(
+        &f.app,
+        &format!("/api/v1/drifts?status=all&name={}*", "*a".repeat(30)),
+    )
+    .await;
+    assert_eq!(r.json["total"], 1, "{}", r.text);
+    let hostile = format!("/api/v1/drifts?status=all&name={}b", "*a".repeat(30));
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(20), get(&f.app, &hostile))
+            .await
+            .expect("a hostile glob answers within 20 s");
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(get(&f.app, "/healthz").await.status, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn bad_parameters_are_refused_with_one_shape() {
     let f = fixture().await;
