@@ -384,7 +384,8 @@ server:
     assert_eq!(
         field_users(&web),
         BTreeMap::from([("spec.replicas".into(), "alice".into())]),
-        "the scale has no manager on 1.20: the audit log names its user\n{web:#}"
+        "spec.replicas is the scaler's: the audit log names the user of the scale (its owner is \
+         the manager `kubectl` with subresource `scale` since 1.22, nobody on 1.20)\n{web:#}"
     );
     let w = &web["attribution"]["writers"][0];
     assert_eq!(w["user_class"], "person");

@@ -46,8 +46,19 @@ fn helm(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The chart rendered for release `release` in `namespace` with `--set` values.
-fn render(release: &str, namespace: &str, sets: &[&str]) -> String {
+/// The test cluster's Kubernetes version (`1.37.2`), for `helm template --kube-version`.
+fn server_version(s: &Services) -> String {
+    let (ok, out) = kubectl_in(s, &["get", "--raw", "/version"], None);
+    assert!(ok, "kubectl get --raw /version: {out}");
+    let json: Value = serde_json::from_str(&out[out.find('{').unwrap_or(0)..])
+        .unwrap_or_else(|e| panic!("/version: {e}: {out}"));
+    let version = json["gitVersion"].as_str().expect("gitVersion");
+    version.trim_start_matches('v').to_owned()
+}
+
+/// The chart rendered for Kubernetes `kube_version`, release `release` in `namespace` with
+/// `--set` values.
+fn render(release: &str, namespace: &str, kube_version: &str, sets: &[&str]) -> String {
     let chart = chart();
     let mut args = vec![
         "template",
@@ -56,7 +67,7 @@ fn render(release: &str, namespace: &str, sets: &[&str]) -> String {
         "--namespace",
         namespace,
         "--kube-version",
-        "1.20.2",
+        kube_version,
     ];
     for s in sets {
         args.extend(["--set", s]);
@@ -122,7 +133,8 @@ fn the_chart_renders_and_the_cluster_accepts_it() {
     let (ok, out, err) = helm(&["lint", chart().to_str().expect("utf-8"), "--set", VALUES[0]]);
     assert!(ok, "helm lint: {out}{err}");
     let ns = format!("dg-chart-{}", uniq());
-    let text = render("dg", &ns, VALUES);
+    let version = server_version(&s);
+    let text = render("dg", &ns, &version, VALUES);
     let all = docs(&text);
     for k in [
         "ServiceAccount",
@@ -139,14 +151,21 @@ fn the_chart_renders_and_the_cluster_accepts_it() {
         assert_eq!(kind(&all, k).len(), 1, "one {k} in:\n{text}");
     }
     assert!(kind(&all, "ServiceMonitor").is_empty(), "off by default");
-    // the PDB's API version follows the cluster's (policy/v1 from 1.21 on)
+    // the PDB's API version follows the cluster's: policy/v1 from 1.21 on (the test cluster's),
+    // policy/v1beta1 before
     assert_eq!(
         kind(&all, "PodDisruptionBudget")[0]["apiVersion"],
+        "policy/v1"
+    );
+    let old = docs(&render("dg", &ns, "1.20.2", VALUES));
+    assert_eq!(
+        kind(&old, "PodDisruptionBudget")[0]["apiVersion"],
         "policy/v1beta1"
     );
     let on = docs(&render(
         "dg",
         &ns,
+        &version,
         &[VALUES, &["serviceMonitor.enabled=true"]].concat(),
     ));
     let sm = kind(&on, "ServiceMonitor");
@@ -273,6 +292,7 @@ fn the_server_runs_with_only_the_rights_of_the_charts_service_account() {
     kubectl(&s, &["create", "namespace", &app_ns]);
     // the chart's ServiceAccount and RBAC, for real
     let chart = chart();
+    let version = server_version(&s);
     let mut args = vec![
         "template",
         release.as_str(),
@@ -280,7 +300,7 @@ fn the_server_runs_with_only_the_rights_of_the_charts_service_account() {
         "--namespace",
         &release_ns,
         "--kube-version",
-        "1.20.2",
+        &version,
         "--show-only",
         "templates/serviceaccount.yaml",
         "--show-only",
