@@ -998,6 +998,13 @@ server:
     }
 
     // ---- the report
+    let server: Value =
+        serde_json::from_str(&kubectl(&s, &["get", "--raw", "/version"])).expect("/version");
+    let server = server["gitVersion"]
+        .as_str()
+        .expect("gitVersion")
+        .trim_start_matches('v')
+        .to_owned();
     let mut r = String::new();
     writeln!(
         r,
@@ -1006,7 +1013,7 @@ server:
     .expect("w");
     writeln!(
         r,
-        "Scenario `examples/acceptance/gitops` on the kube-apiserver 1.20.2 test cluster (with \
+        "Scenario `examples/acceptance/gitops` on the kube-apiserver {server} test cluster (with \
          kube-controller-manager); {tracked} objects tracked in dev, staging and prod; staging \
          applied with `kubectl apply --server-side`, the others client-side. Produced by \
          `cargo test -p driftguard-cli --test acceptance` ({:.0} s in all).\n",
