@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #
 # FUZZ_QUICK=1 (the test command's short pass) leaves out the targets of the server's parsers
-# (config, webhook, api_query), which build the whole server with the sanitizer.
+# (config, webhook, api_query, next), which build the whole server with the sanitizer; those run
+# in the nightly job (scripts/fuzz-nightly.sh).
 #
 # Needs the nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
 # `cargo install cargo-fuzz --locked`). Prints, per target, the executions and the time fuzzed,
@@ -19,8 +20,8 @@ SECONDS_EACH="${1:-60}"
 shift || true
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 FUZZ="$ROOT/fuzz"
-ALL_TARGETS=(manifest dump config quantity compare webhook api_query render_output audit preview)
-SERVER_TARGETS=" config webhook api_query "
+ALL_TARGETS=(manifest dump config quantity compare webhook api_query render_output audit preview next)
+SERVER_TARGETS=" config webhook api_query next "
 FEATURES=(--features server)
 if [ "${FUZZ_QUICK:-0}" = 1 ]; then FEATURES=(); fi
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=(); fi

@@ -1062,7 +1062,12 @@ pub fn decide(
     if policy.window.as_ref().is_some_and(|w| !w.contains(now)) {
         return skip("outside the policy's time window");
     }
-    let since = now - chrono::Duration::seconds(policy.rate_limit.per_seconds as i64);
+    // a period longer than any date can go back counts every remediation ever made
+    let since = i64::try_from(policy.rate_limit.per_seconds)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|period| now.checked_sub_signed(period))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let recent = ledger.acted_at.iter().filter(|t| **t > since).count();
     if recent >= policy.rate_limit.max as usize {
         return skip("the rate limit is reached");

@@ -706,3 +706,17 @@ fn a_resolution_after_a_remediation_names_driftguard() {
         assert_ne!(e.drift.who(), "driftguard");
     }
 }
+
+#[test]
+fn a_rate_limit_period_longer_than_time_counts_everything_and_never_panics() {
+    let d = deploy_drift();
+    let mut p = policy(PolicyMode::Revert);
+    p.rate_limit = RateLimit {
+        max: 1,
+        per_seconds: u64::MAX,
+    };
+    let mut l = PolicyLedger::default();
+    assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Act(_)));
+    l.record("another", at(-1_000_000_000));
+    assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Skip(_)));
+}
