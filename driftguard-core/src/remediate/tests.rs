@@ -718,5 +718,8 @@ fn a_rate_limit_period_longer_than_time_counts_everything_and_never_panics() {
     let mut l = PolicyLedger::default();
     assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Act(_)));
     l.record("another", at(-1_000_000_000));
-    assert!(matches!(decide(&p, &d, &l, false, at(0)), Decision::Skip(_)));
+    assert!(matches!(
+        decide(&p, &d, &l, false, at(0)),
+        Decision::Skip(_)
+    ));
 }
