@@ -113,8 +113,9 @@ pub fn configmap(name: &str, ns: &str, value: &str) -> String {
 }
 
 /// The kustomize binary for tests: `KUSTOMIZE_BIN`, `KUBECTL` (from the environment or the
-/// test services' `services.env`), the driftguard cache's kubectl, or `kubectl`/`kustomize` on
-/// PATH, checked to run (`driftguard_test_support::program`). None found fails the test.
+/// test services' `services.env`), the driftguard cache's newest kubectl, or `kubectl` or
+/// `kustomize` on PATH, checked to run (`driftguard_test_support::program`). None found fails
+/// the test.
 #[track_caller]
 pub fn kustomize_bin() -> PathBuf {
     let mut candidates: Vec<PathBuf> = Vec::new();
@@ -127,7 +128,20 @@ pub fn kustomize_bin() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/driftguard")));
     if let Some(c) = cache {
-        candidates.push(c.join("k8s-1.20/bin/kubectl"));
+        // the test clusters' kubectl (`k8s-<version>/bin`), the newest version first
+        let mut versions: Vec<(Vec<u32>, PathBuf)> = std::fs::read_dir(&c)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let version = name.strip_prefix("k8s-")?;
+                let key = version.split('.').map(|n| n.parse().unwrap_or(0)).collect();
+                Some((key, e.path().join("bin/kubectl")))
+            })
+            .collect();
+        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.extend(versions.into_iter().map(|(_, p)| p));
     }
     if let Some(path) = std::env::var_os("PATH") {
         for d in std::env::split_paths(&path) {
