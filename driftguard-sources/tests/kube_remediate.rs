@@ -2,7 +2,7 @@
 //! Remediation on the test cluster: the core's plans applied with server-side apply by
 //! [`KubeLiveSource::apply_plan`], previewed with a server-side dry run; a scale, an image
 //! hotfix, an added env var, an added label and a patched ConfigMap are reverted and resolve as
-//! `reverted`, while fields Git does not set and an HPA's replicas are left alone; an account
+//! `reverted`, while fields Git does not set and an HPA's (autoscaling/v2) replicas are left alone; an account
 //! without write rights gets a clear error and nothing changes.
 
 mod kube_support;
@@ -54,7 +54,7 @@ spec:
     spec:
       containers: [{{name: app, image: "nginx:1.25"}}]
 ---
-apiVersion: autoscaling/v1
+apiVersion: autoscaling/v2
 kind: HorizontalPodAutoscaler
 metadata: {{name: scaled, namespace: {ns}}}
 spec:
