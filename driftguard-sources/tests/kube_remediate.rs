@@ -2,8 +2,8 @@
 //! Remediation on the test cluster: the core's plans applied with server-side apply by
 //! [`KubeLiveSource::apply_plan`], previewed with a server-side dry run; a scale, an image
 //! hotfix, an added env var, an added label and a patched ConfigMap are reverted and resolve as
-//! `reverted`, while fields Git does not set and an HPA's (autoscaling/v2) replicas are left alone; an account
-//! without write rights gets a clear error and nothing changes.
+//! `reverted`, while fields Git does not set and an HPA's (autoscaling/v2) replicas are left
+//! alone; an account without write rights gets a clear error and nothing changes.
 
 mod kube_support;
 
