@@ -115,10 +115,10 @@ impl Comparison {
 
     /// Drops drifted fields for which `ignore` says yes (ignored field managers, rules): they
     /// count as agreeing.
-    pub fn retain_drift(&mut self, mut keep: impl FnMut(&str) -> bool) {
+    pub fn retain_drift(&mut self, mut keep: impl FnMut(&FieldDiff) -> bool) {
         let mut i = 0;
         while i < self.drifted.len() {
-            if keep(&self.drifted[i].path) {
+            if keep(&self.drifted[i]) {
                 i += 1;
                 continue;
             }
@@ -219,6 +219,19 @@ struct Walker {
 }
 
 impl Walker {
+    /// Whether the current leaf is an entry of a map whose entries are data: labels,
+    /// annotations, a ConfigMap's or Secret's data.
+    fn in_data_map(&self) -> bool {
+        let under = |p: &str| {
+            self.buf
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        };
+        under("metadata.labels")
+            || under("metadata.annotations")
+            || ((self.configmap || self.secret) && (under("data") || under("binaryData")))
+    }
+
     fn closed_children(&self, node: Kind) -> &'static [&'static str] {
         match node {
             Kind::Root if self.configmap => &["metadata", "data", "binaryData"],
@@ -333,6 +346,9 @@ impl Walker {
             // not for a marker whose presence is its meaning (`emptyDir: {}` picks the volume
             // source: absent live means another source took its place)
             None if d.is_some_and(|d| d.is_empty_collection()) && !presence_marker(&self.buf) => dh,
+            // the API server leaves out a zero it need not keep (`minReadySeconds: 0`); not
+            // in maps whose entries are data (a label `x: ""` is kept, so absent is a change)
+            None if d.is_some_and(|d| d.is_zero_scalar()) && !self.in_data_map() => dh,
             None => None,
         };
         self.leaves.push(Leaf {
@@ -402,6 +418,37 @@ mod tests {
             "template": {"spec": {"dnsPolicy": "ClusterFirst", "containers": {
             "[a]": {"name": "a", "image": "x", "imagePullPolicy": "IfNotPresent"}}}}}});
         assert!(paths(d, l).is_empty());
+    }
+
+    #[test]
+    fn zeros_the_api_server_omits_are_not_drift() {
+        // minReadySeconds and initialDelaySeconds are omitempty ints; PodSecurityPolicy's
+        // booleans omitempty bools; an env var's empty value an omitempty string
+        let d = json!({"spec": {"minReadySeconds": 0, "paused": false, "template": {"spec": {
+            "containers": {"[a]": {"name": "a", "image": "x",
+                "readinessProbe": {"initialDelaySeconds": 0, "periodSeconds": 5},
+                "env": {"[E]": {"name": "E", "value": ""}}}},
+            "tolerations": [{"key": "k", "operator": "Exists", "tolerationSeconds": 0}]}}}});
+        let l = json!({"spec": {"template": {"spec": {
+            "containers": {"[a]": {"name": "a", "image": "x",
+                "readinessProbe": {"periodSeconds": 5},
+                "env": {"[E]": {"name": "E"}}}},
+            "tolerations": [{"key": "k", "operator": "Exists"}]}}}});
+        assert!(paths(d.clone(), l.clone()).is_empty(), "{:?}", paths(d, l));
+        // a zero Git sets and a non-zero live value still differ
+        let l2 = json!({"spec": {"minReadySeconds": 30}});
+        assert_eq!(
+            paths(json!({"spec": {"minReadySeconds": 0}}), l2),
+            vec!["spec.minReadySeconds"]
+        );
+        // a label or data entry with an empty value is kept by the API server: gone is a change
+        let d = json!({"metadata": {"labels": {"tier": ""}}});
+        assert_eq!(
+            paths(d, json!({"metadata": {}})),
+            vec!["metadata.labels.tier"]
+        );
+        let c = compare("", "ConfigMap", &json!({"data": {"k": ""}}), &json!({}));
+        assert_eq!(c.drifted_paths(), vec!["data.k"]);
     }
 
     #[test]

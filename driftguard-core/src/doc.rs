@@ -214,6 +214,22 @@ impl<'a> Node<'a> {
         matches!(self.val, Val::Map(r) | Val::Arr(r) if r.len == 0)
     }
 
+    /// Whether this is the zero value of its scalar type (`0`, `false`, `""`): what the API
+    /// server leaves out of a stored object for a field marked `omitempty` that is not a
+    /// pointer (`minReadySeconds: 0`, a probe's `initialDelaySeconds: 0`, an env var's
+    /// `value: ""`). A pointer field keeps its zero, so a zero in Git and an absent field live
+    /// can only mean the server dropped it, or that the field is unset, which means the same.
+    pub fn is_zero_scalar(&self) -> bool {
+        match self.val {
+            Val::Bool(b) => !b,
+            Val::Int(i) => i == 0,
+            Val::UInt(u) => u == 0,
+            Val::Float(f) => f == 0.0,
+            Val::Str(s) => s.len == 0,
+            _ => false,
+        }
+    }
+
     /// A map's value for `key` (binary search).
     pub fn get(&self, key: &str) -> Option<Node<'a>> {
         let Val::Map(r) = self.val else {
@@ -305,7 +321,8 @@ impl<'a> Node<'a> {
                     encode_str(k, out);
                     match live.get(k) {
                         Some(lv) => dv.encode_projected(lv, out),
-                        None if dv.is_empty_collection() => dv.encode(out),
+                        // what the API server drops: empty collections, omitted zeros
+                        None if dv.is_empty_collection() || dv.is_zero_scalar() => dv.encode(out),
                         None => out.push(T_ABSENT),
                     }
                 }

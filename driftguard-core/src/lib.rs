@@ -54,6 +54,7 @@ pub mod limits;
 pub mod managed;
 pub mod manifest;
 pub mod memory;
+pub mod metadata;
 pub mod model;
 pub mod names;
 pub mod normalize;

@@ -4,8 +4,8 @@
 //! Applied to both sides alike:
 //! - what the API server writes is dropped (`status`, `metadata.uid`, `resourceVersion`,
 //!   `generation`, `creationTimestamp`, `managedFields`, `selfLink`, owner references, the
-//!   last-applied and deployment-revision annotations), and so are labels and annotations under
-//!   system prefixes (`kubernetes.io/`, `k8s.io/`, `*.kubernetes.io/`, `*.k8s.io/`);
+//!   last-applied annotation), and so are labels and annotations that the API server, its
+//!   controllers or the applying tool write, by name and domain ([`crate::metadata`]);
 //! - `null` is the same as absent, except for a value of ConfigMap `data`/`binaryData` or Secret
 //!   `data`/`stringData`, where it is the same as `""` (the API server stores `key:` as
 //!   `key: ""`); `1.0` is `1`; quantities under resource maps get one spelling
@@ -40,14 +40,8 @@ pub const TRACKING_LABEL: &str = "driftguard.io/tracked";
 /// The prefix every hashed Secret value carries in normalized views.
 pub const SECRET_HASH_PREFIX: &str = "hmac-sha256:";
 
+use crate::metadata::MetadataKeys;
 use crate::secret::LAST_APPLIED;
-
-/// Annotations the API server or its controllers write that lie outside the system prefixes
-/// (or must go even when system prefixes are compared).
-const SERVER_ANNOTATIONS: &[&str] = &[
-    "deployment.kubernetes.io/revision",
-    "deprecated.daemonset.template.generation",
-];
 
 /// The key Secret values are hashed with. Its `Debug` output is redacted.
 #[derive(Clone)]
@@ -150,8 +144,9 @@ pub enum LastApplied {
 pub struct Normalizer {
     /// The HMAC with the Secret key already absorbed (cloned for every value).
     mac: KeyedMac,
-    /// Drop labels and annotations under system prefixes (default: true).
-    pub ignore_system_prefixes: bool,
+    /// Which label and annotation keys the server or a tool writes, and so are left out
+    /// ([`crate::metadata`]).
+    pub metadata_keys: MetadataKeys,
 }
 
 /// An HMAC-SHA256 state holding the Secret key; its `Debug` output is redacted.
@@ -189,7 +184,7 @@ impl Normalizer {
             mac: KeyedMac(
                 Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC accepts keys of any length"),
             ),
-            ignore_system_prefixes: true,
+            metadata_keys: MetadataKeys::default(),
         }
     }
 
@@ -612,10 +607,7 @@ impl Normalizer {
                     if let Value::Object(map) = v {
                         let inner = b.mark();
                         for (lk, lv) in map {
-                            if lk == LAST_APPLIED
-                                || SERVER_ANNOTATIONS.contains(&lk.as_str())
-                                || (self.ignore_system_prefixes && is_system_key(lk))
-                            {
+                            if lk == LAST_APPLIED || self.metadata_keys.dropped(lk) {
                                 continue;
                             }
                             let start = b.text().len();
@@ -855,17 +847,6 @@ pub fn normalize_number(n: &Number) -> Number {
     n.clone()
 }
 
-/// Whether a label or annotation key lies under a system prefix.
-pub fn is_system_key(key: &str) -> bool {
-    let Some((prefix, _)) = key.split_once('/') else {
-        return false;
-    };
-    prefix == "kubernetes.io"
-        || prefix == "k8s.io"
-        || prefix.ends_with(".kubernetes.io")
-        || prefix.ends_with(".k8s.io")
-}
-
 /// The identity and API version of an object, checking the fields identity needs.
 pub(crate) fn identify<'a>(
     environment: &str,
@@ -941,7 +922,7 @@ mod tests {
     fn drops_server_fields_and_keys_lists() {
         let v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "a", "namespace": "ns", "uid": "x", "resourceVersion": "1",
-                "labels": {"app": "a", "app.kubernetes.io/managed-by": "x"},
+                "labels": {"app": "a", "pod-template-hash": "x"},
                 "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
             "spec": {"replicas": 1.0, "template": {"spec": {"containers": [
                 {"name": "c", "image": "i", "ports": [{"containerPort": 80}],
@@ -994,11 +975,32 @@ mod tests {
     }
 
     #[test]
-    fn system_prefixes() {
-        assert!(is_system_key("kubernetes.io/service-account.name"));
-        assert!(is_system_key("app.kubernetes.io/name"));
-        assert!(is_system_key("k8s.io/x"));
-        assert!(!is_system_key("example.com/team"));
-        assert!(!is_system_key("team"));
+    fn keys_dropped_by_who_writes_them() {
+        let n = n();
+        let keys = |v: &Value| {
+            v["metadata"]["annotations"]
+                .as_object()
+                .map(|m| m.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let v = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "s", "namespace": "n", "annotations": {
+                "meta.helm.sh/release-name": "shop",
+                "deployment.kubernetes.io/revision": "3",
+                "nginx.ingress.kubernetes.io/proxy-body-size": "8m",
+                "team": "web"}}});
+        let got = n.normalize("e", &v, &[]).expect("valid").content.to_value();
+        assert_eq!(
+            keys(&got),
+            ["nginx.ingress.kubernetes.io/proxy-body-size", "team"]
+        );
+        let mut compare_helm = n.clone();
+        compare_helm.metadata_keys.compare = vec!["meta.helm.sh".into()];
+        let got = compare_helm
+            .normalize("e", &v, &[])
+            .expect("valid")
+            .content
+            .to_value();
+        assert_eq!(keys(&got).len(), 3);
     }
 }

@@ -34,6 +34,29 @@ pub fn push_key(buf: &mut String, key: &str) {
     }
 }
 
+/// The label key a path names (`metadata.labels.app`, `metadata.labels["app.kubernetes.io/name"]`),
+/// if it names one.
+pub fn label_key(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("metadata.labels")?;
+    if let Some(plain) = rest.strip_prefix('.') {
+        return (!plain.contains(['.', '['])).then(|| plain.to_owned());
+    }
+    let quoted = rest.strip_prefix("[\"")?.strip_suffix("\"]")?;
+    let mut out = String::with_capacity(quoted.len());
+    let mut escaped = false;
+    for c in quoted.chars() {
+        match (escaped, c) {
+            (false, '\\') => escaped = true,
+            (false, '"') => return None,
+            _ => {
+                out.push(c);
+                escaped = false;
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Whether a normalized map key stands for an item of a keyed list (`[nginx]`).
 pub fn is_item(key: &str) -> bool {
     key.len() >= 2 && key.starts_with('[') && key.ends_with(']') && !key.starts_with("[\"")
@@ -112,6 +135,18 @@ mod tests {
             join(&["spec", "containers", "[nginx]", "image"]),
             "spec.containers[nginx].image"
         );
+    }
+
+    #[test]
+    fn label_keys_read_back() {
+        for key in ["app", "app.kubernetes.io/instance", "we\"ird\\"] {
+            assert_eq!(
+                label_key(&join(&["metadata", "labels", key])).as_deref(),
+                Some(key)
+            );
+        }
+        assert_eq!(label_key("metadata.annotations.app"), None);
+        assert_eq!(label_key("metadata.labelsx"), None);
     }
 
     #[test]

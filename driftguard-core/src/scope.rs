@@ -13,7 +13,7 @@ use crate::engine::FastMap;
 use crate::id::GroupKind;
 use crate::normalize::field;
 
-/// The cluster-scoped kinds Kubernetes serves (1.20 and later), as `(group, kind)`.
+/// The cluster-scoped kinds Kubernetes serves (1.20 to 1.37), as `(group, kind)`.
 const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("", "ComponentStatus"),
     ("", "Namespace"),
@@ -27,6 +27,25 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
         "admissionregistration.k8s.io",
         "ValidatingWebhookConfiguration",
     ),
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
+    ("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingAdmissionPolicyBinding",
+    ),
+    ("authentication.k8s.io", "SelfSubjectReview"),
+    ("certificates.k8s.io", "ClusterTrustBundle"),
+    ("internal.apiserver.k8s.io", "StorageVersion"),
+    ("networking.k8s.io", "IPAddress"),
+    ("networking.k8s.io", "ServiceCIDR"),
+    ("resource.k8s.io", "DeviceClass"),
+    ("resource.k8s.io", "ResourceSlice"),
+    ("storage.k8s.io", "VolumeAttributesClass"),
+    ("storagemigration.k8s.io", "StorageVersionMigration"),
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ("apiregistration.k8s.io", "APIService"),
     ("authentication.k8s.io", "TokenReview"),

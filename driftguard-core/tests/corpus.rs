@@ -209,13 +209,32 @@ fn label_added_by_hand() {
 }
 
 #[test]
-fn system_labels_are_ignored() {
+fn keys_the_server_or_a_tool_writes_are_ignored_and_user_settings_are_not() {
+    // what `helm install`, Argo CD (label and annotation tracking), Flux and the controllers
+    // leave on an object Git does not set
     check(
         |l| {
-            find(l, "Service", "frontend")["metadata"]["labels"] =
-                json!({"app.kubernetes.io/managed-by": "someone"})
+            let svc = find(l, "Service", "frontend");
+            svc["metadata"]["labels"] = json!({
+                "app.kubernetes.io/managed-by": "Helm",
+                "app.kubernetes.io/instance": "shop",
+                "kustomize.toolkit.fluxcd.io/name": "apps",
+                "kustomize.toolkit.fluxcd.io/namespace": "flux-system"});
+            svc["metadata"]["annotations"] = json!({
+                "meta.helm.sh/release-name": "shop",
+                "meta.helm.sh/release-namespace": "corpus",
+                "argocd.argoproj.io/tracking-id": "shop:/Service:corpus/frontend",
+                "endpoints.kubernetes.io/last-change-trigger-time": "2026-01-01T00:00:00Z"});
         },
         &[],
+    );
+    // a setting under a Kubernetes domain, added by hand: drift
+    check(
+        |l| {
+            find(l, "Service", "frontend")["metadata"]["annotations"] =
+                json!({"service.beta.kubernetes.io/aws-load-balancer-internal": "true"})
+        },
+        &["Service/frontend modified unknown low metadata.annotations[\"service.beta.kubernetes.io/aws-load-balancer-internal\"]"],
     );
 }
 
@@ -456,6 +475,34 @@ fn manifests_without_a_namespace_are_in_the_default_one() {
         "{:#?}",
         verdicts(&engine, &st)
     );
+}
+
+/// A cluster-scoped object whose manifest carries a namespace (charts often template one onto
+/// every object) is the cluster's object of that name, as kubectl, Helm and the API server take
+/// it: found live, in sync, never missing.
+#[test]
+fn a_namespace_on_a_cluster_scoped_manifest_is_ignored() {
+    let (mut set, _) = desired_without_namespaces();
+    for m in &mut set.objects {
+        let mut v = (*m.object.0).clone();
+        v["metadata"]["namespace"] = json!("corpus");
+        m.object = RawObject::new(v);
+    }
+    let snapshot = LiveSnapshot {
+        objects: live_values().into_iter().map(RawLive::new).collect(),
+        ..LiveSnapshot::default()
+    };
+    let engine = engine_in("corpus");
+    let st = engine.index(&set, &snapshot);
+    assert!(st.errors.is_empty(), "{:?}", st.errors);
+    assert_eq!(verdicts(&engine, &st), Vec::<String>::new());
+    let cluster_scoped: Vec<_> = st
+        .desired
+        .keys()
+        .filter(|id| matches!(id.kind.as_str(), "Namespace" | "CustomResourceDefinition"))
+        .collect();
+    assert_eq!(cluster_scoped.len(), 2);
+    assert!(cluster_scoped.iter().all(|id| id.namespace.is_none()));
 }
 
 /// The empty-collection corpus with `mutate` applied to the live side (and `edit` to Git):

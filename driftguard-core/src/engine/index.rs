@@ -68,12 +68,16 @@ impl Engine {
         st.desired.reserve(desired.objects.len());
         for m in &desired.objects {
             let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
-                if id.namespace.is_none()
-                    && scopes
-                        .get_or_insert_with(|| learn_scopes(desired, live))
-                        .namespaced(&id.group, &id.kind)
-                {
+                let namespaced = scopes
+                    .get_or_insert_with(|| learn_scopes(desired, live))
+                    .namespaced(&id.group, &id.kind);
+                if id.namespace.is_none() && namespaced {
                     id.namespace = Some(default_ns.to_owned());
+                }
+                // kubectl, Helm and the API server ignore the namespace of a cluster-scoped
+                // object's manifest: the object is the cluster's one of that name
+                if !namespaced {
+                    id.namespace = None;
                 }
                 let pointers = self.pointers(&id, &st.hpa_targets);
                 match st.desired.entry(id) {

@@ -29,8 +29,10 @@ use crate::findings::FindingRules;
 use crate::id::{GroupKind, ResourceId};
 use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::owned_by_any;
+use crate::metadata::MetadataKeys;
 use crate::model::RawObject;
 use crate::normalize::{DesiredObject, LiveObject, Normalizer};
+use crate::path;
 use crate::ports::{DesiredSet, GroupVersionKind, LiveScope};
 use crate::severity::SeverityRules;
 
@@ -67,6 +69,10 @@ pub struct EnvironmentSpec {
     /// only): see [`crate::audit`].
     #[serde(default)]
     pub audit: Option<AuditSpec>,
+    /// Changes to which label and annotation keys the server or a tool writes (never drift):
+    /// see [`crate::metadata`].
+    #[serde(default)]
+    pub metadata_keys: MetadataKeys,
 }
 
 impl EnvironmentSpec {
@@ -102,7 +108,9 @@ pub struct Engine {
 
 impl Engine {
     /// An engine for one environment.
-    pub fn new(spec: EnvironmentSpec, normalizer: Normalizer) -> Self {
+    pub fn new(spec: EnvironmentSpec, mut normalizer: Normalizer) -> Self {
+        // the one place the environment's metadata keys reach normalization and comparison
+        normalizer.metadata_keys = spec.metadata_keys.clone();
         Engine { spec, normalizer }
     }
 
@@ -156,7 +164,7 @@ impl Engine {
             let managers = self.spec.ignore.managers_for(id);
             if !managers.is_empty() {
                 let managed = l.managed_fields();
-                cmp.retain_drift(|p| !owned_by_any(&managed, &managers, p));
+                cmp.retain_drift(|f| !owned_by_any(&managed, &managers, &f.path));
             }
         }
         cmp
@@ -182,7 +190,14 @@ impl Engine {
             .flatten()
             .map(|v| Doc::from_value(&v));
         let desired = converted.as_ref().unwrap_or(&d.object.content);
-        compare_nodes(&id.group, &id.kind, desired.root(), live)
+        let mut cmp = compare_nodes(&id.group, &id.kind, desired.root(), live);
+        // a label a tool adds when Git does not set it (Argo CD's label tracking)
+        let keys = &self.normalizer.metadata_keys;
+        cmp.retain_drift(|f| {
+            f.desired.is_some()
+                || !path::label_key(&f.path).is_some_and(|k| keys.tool_label_when_unset(&k))
+        });
+        cmp
     }
 
     /// Whether a live object equals an earlier desired version (normalized the same way).

@@ -152,6 +152,12 @@ pub struct EnvironmentConfig {
     /// (absent: true).
     #[serde(default)]
     pub hpa_owns_replicas: Option<bool>,
+    /// Label and annotation keys: `compare` keys or domains that the built-in lists say the
+    /// API server or a deployment tool writes (Helm's `meta.helm.sh`, Argo CD's
+    /// `argocd.argoproj.io`, Flux's `*.toolkit.fluxcd.io`, ...), `toolOwned` more keys or
+    /// domains your own tools write. See `docs/configuration.md`.
+    #[serde(default)]
+    pub metadata_keys: driftguard_core::metadata::MetadataKeys,
     /// Namespaces fully managed by Git, where orphans are looked for (default: the
     /// namespaces Git defines).
     #[serde(default)]
@@ -633,6 +639,7 @@ impl EnvironmentConfig {
         if let Some(h) = self.hpa_owns_replicas {
             spec.hpa_owns_replicas = h;
         }
+        spec.metadata_keys = self.metadata_keys.clone();
         spec.managed_namespaces = self.managed_namespaces.clone();
         spec.orphan_kinds = self.orphan_kinds.as_ref().map(|v| {
             v.iter()
