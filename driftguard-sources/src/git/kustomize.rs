@@ -144,6 +144,10 @@ pub(crate) fn render(
             h.display().to_string(),
         ]);
     }
+    // the folder as an absolute path: the program runs in it, so a relative one would be
+    // looked for below itself
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = dir.as_path();
     args.push(dir.display().to_string());
     let display = display_command(&bin.display().to_string(), &args);
     // DriftGuard fetches no remote base itself; the binary may (a `git` clone, a URL): it
