@@ -1,6 +1,8 @@
 //! Parsing manifests: multi-document YAML (`---`) and JSON, `List` kinds unwrapped, each object
 //! with the file, document index and line it came from. Pure: callers hand in the text.
 
+pub mod yaml11;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -99,7 +101,11 @@ pub fn parse_file(file: &str, text: &str, revision: Option<&str>) -> Parsed {
         }
         match serde_yaml::from_str::<Value>(doc) {
             Ok(Value::Null) => {}
-            Ok(v) => accept(file, index, start, v, revision, &mut parsed),
+            Ok(mut v) => {
+                // unquoted scalars as kubectl and Helm read them (YAML 1.1: `0755` is octal)
+                yaml11::apply(&mut v, doc);
+                accept(file, index, start, v, revision, &mut parsed)
+            }
             Err(e) => parsed.errors.push(yaml_error(file, start, &e)),
         }
     }
@@ -505,6 +511,17 @@ pub fn namespace_refused(namespace: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unquoted_scalars_are_read_as_kubectl_reads_them() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  volumes:\n    - name: s\n      secret: {secretName: s, defaultMode: 0755}\n  hostNetwork: no\n";
+        let p = parse_file("pod.yaml", text, None);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let v = &p.objects[0].0 .0;
+        assert_eq!(v["spec"]["volumes"][0]["secret"]["defaultMode"], 493);
+        assert_eq!(v["spec"]["hostNetwork"], false);
+        assert_eq!(v["metadata"]["name"], "p");
+    }
 
     #[test]
     fn names_the_api_server_refuses_are_located_errors() {
