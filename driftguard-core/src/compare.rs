@@ -33,6 +33,22 @@ fn presence_marker(path: &str) -> bool {
     path.rsplit('.').next() == Some("emptyDir")
 }
 
+/// Fields whose items mean something when empty, or whose every entry narrows or widens what
+/// they allow: compared whole when Git sets them, with what the cluster added (other than the
+/// API server's defaults, [`crate::doc::Node::encode_closed`]). A NetworkPolicy's `ingress:
+/// [{}]` allows everything, so a `from` added live narrows it; `podSelector: {}` selects every
+/// pod, so labels added live change which; an RBAC rule given `resourceNames` live no longer
+/// grants what Git says. The desired subset would find them all agreeing.
+fn closed_fields(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("networking.k8s.io", "NetworkPolicy") => {
+            &["spec.egress", "spec.ingress", "spec.podSelector"]
+        }
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => &["rules"],
+        _ => &[],
+    }
+}
+
 /// Longest string shown in a field diff before it is shortened.
 const MAX_SHOWN: usize = 2048;
 
@@ -181,6 +197,7 @@ pub(crate) fn compare_nodes(
     let run = |w: &mut Walker| {
         w.configmap = group.is_empty() && kind == "ConfigMap";
         w.secret = crate::secret::is_secret(group, kind);
+        w.closed_fields = closed_fields(group, kind);
         w.buf.clear();
         w.leaves.clear();
         w.walk(Some(desired), Some(live), Kind::Root);
@@ -211,6 +228,8 @@ pub(crate) fn compare_nodes(
 struct Walker {
     configmap: bool,
     secret: bool,
+    /// Fields of this kind compared whole ([`closed_fields`]).
+    closed_fields: &'static [&'static str],
     buf: String,
     enc: Vec<u8>,
     leaves: Vec<Leaf>,
@@ -266,6 +285,9 @@ impl Walker {
     }
 
     fn walk(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>, node: Kind) {
+        if d.is_some() && !self.closed_fields.is_empty() && self.at_closed_field() {
+            return self.leaf_with(d, l, true);
+        }
         let closed = node == Kind::Closed;
         let structural = matches!(node, Kind::Root | Kind::Metadata | Kind::Container);
         match (d, l) {
@@ -327,6 +349,16 @@ impl Walker {
     }
 
     fn leaf(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>) {
+        self.leaf_with(d, l, false);
+    }
+
+    /// Whether the field at the current path means something even where Git leaves it empty
+    /// or says less: compared whole, live additions included.
+    fn at_closed_field(&self) -> bool {
+        self.closed_fields.contains(&self.buf.as_str())
+    }
+
+    fn leaf_with(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>, closed: bool) {
         let path_hash = xxh3_64(self.buf.as_bytes());
         let dh = d.map(|d| {
             self.enc.clear();
@@ -337,6 +369,7 @@ impl Walker {
             Some(l) => {
                 self.enc.clear();
                 match d {
+                    Some(d) if closed => d.encode_closed(l, &mut self.enc),
                     Some(d) => d.encode_projected(l, &mut self.enc),
                     None => l.encode(&mut self.enc),
                 }
@@ -369,6 +402,7 @@ impl Walker {
                 })
             };
             let live_shown = match (d, l) {
+                (Some(_), Some(l)) if closed => Some(l.to_value()),
                 (Some(d), Some(l)) => Some(d.project(l)),
                 (None, l) => l.map(|l| l.to_value()),
                 (_, None) => None,
@@ -449,6 +483,35 @@ mod tests {
         );
         let c = compare("", "ConfigMap", &json!({"data": {"k": ""}}), &json!({}));
         assert_eq!(c.drifted_paths(), vec!["data.k"]);
+    }
+
+    #[test]
+    fn rules_that_mean_something_when_empty_are_compared_whole() {
+        let np = |d: Value, l: Value| {
+            compare("networking.k8s.io", "NetworkPolicy", &d, &l).drifted_paths()
+        };
+        // allow all, then narrowed by hand to one source
+        let d = json!({"spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]}});
+        let l = json!({"spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [
+            {"from": [{"podSelector": {"matchLabels": {"app": "x"}}}]}]}});
+        assert_eq!(np(d.clone(), l), vec!["spec.ingress"]);
+        assert!(np(d.clone(), d.clone()).is_empty());
+        // every pod, then only some
+        let l = json!({"spec": {"podSelector": {"matchLabels": {"app": "db"}}, "ingress": [{}],
+            "policyTypes": ["Ingress"]}});
+        assert_eq!(np(d, l), vec!["spec.podSelector"]);
+        // the API server's default protocol is not a change
+        let d = json!({"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80}]}]}});
+        let l = json!({"spec": {"podSelector": {}, "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}]}});
+        assert!(np(d, l).is_empty());
+        // an RBAC rule narrowed (or widened) by a field Git does not set
+        let d = json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]});
+        let l = json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+            "resourceNames": ["one"]}]});
+        let c = compare("rbac.authorization.k8s.io", "Role", &d, &l);
+        assert_eq!(c.drifted_paths(), vec!["rules"]);
+        assert_eq!(c.drifted[0].live, Some(l["rules"].clone()), "shown whole");
+        assert!(compare("rbac.authorization.k8s.io", "ClusterRole", &d, &d).in_sync());
     }
 
     #[test]

@@ -338,6 +338,51 @@ impl<'a> Node<'a> {
         }
     }
 
+    /// Encodes `live` compared whole with `self`: like [`Node::encode_projected`] for what
+    /// `self` sets, and every entry `live` adds beside it, except the API server's defaults
+    /// (a port's `protocol: TCP`). An empty map in `self` so matches only an empty map.
+    pub(crate) fn encode_closed(&self, live: Node<'_>, out: &mut Vec<u8>) {
+        fn server_default(key: &str, v: Node<'_>) -> bool {
+            key == "protocol" && v.as_str() == Some("TCP")
+        }
+        match (self.val, live.val) {
+            (Val::Map(_), Val::Map(_)) => {
+                let added: Vec<(&str, Node<'_>)> = live
+                    .entries()
+                    .filter(|(k, v)| self.get(k).is_none() && !server_default(k, *v))
+                    .collect();
+                let mut entries: Vec<(&str, Option<Node<'_>>, Option<Node<'_>>)> = self
+                    .entries()
+                    .map(|(k, dv)| (k, Some(dv), live.get(k)))
+                    .chain(added.into_iter().map(|(k, lv)| (k, None, Some(lv))))
+                    .collect();
+                entries.sort_by(|a, b| key_cmp(a.0, b.0));
+                out.push(T_OBJ);
+                out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+                for (k, dv, lv) in entries {
+                    encode_str(k, out);
+                    match (dv, lv) {
+                        (Some(dv), Some(lv)) => dv.encode_closed(lv, out),
+                        (Some(dv), None) if dv.is_empty_collection() || dv.is_zero_scalar() => {
+                            dv.encode(out)
+                        }
+                        (Some(_), None) => out.push(T_ABSENT),
+                        (None, Some(lv)) => lv.encode(out),
+                        (None, None) => out.push(T_ABSENT),
+                    }
+                }
+            }
+            (Val::Arr(da), Val::Arr(la)) if da.len == la.len => {
+                out.push(T_ARR);
+                out.extend_from_slice(&(da.len as u64).to_le_bytes());
+                for (dv, lv) in self.items().zip(live.items()) {
+                    dv.encode_closed(lv, out);
+                }
+            }
+            _ => live.encode(out),
+        }
+    }
+
     /// `live` restricted to the shape of `self`, for display.
     pub fn project(&self, live: Node<'_>) -> Value {
         match (self.val, live.val) {
