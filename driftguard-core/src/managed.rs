@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::path;
+use crate::path::glob_match;
+use crate::state::Direction;
 
 /// One entry of `metadata.managedFields`, with the owned fields turned into DriftGuard paths.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,5 +211,137 @@ mod tests {
             &["kubectl-set".to_owned()],
             "spec.template.spec.containers[nginx].image"
         ));
+    }
+}
+
+/// Field managers that write what a person types or clicks, as an `Update` (a server-side apply
+/// by any manager is an applier's write): `kubectl edit`, `patch`, `set`, `label`,
+/// `annotate`, `scale` (`kubectl` on the scale subresource since 1.22), `rollout`, `replace`,
+/// `create`; k9s; web consoles (`Mozilla`). `kubectl-client-side-apply` is an apply.
+const HAND_MANAGERS: &[&str] = &[
+    "kubectl",
+    "kubectl-edit",
+    "kubectl-patch",
+    "kubectl-set",
+    "kubectl-label",
+    "kubectl-annotate",
+    "kubectl-scale",
+    "kubectl-rollout",
+    "kubectl-replace",
+    "kubectl-create",
+    "k9s*",
+    "Mozilla*",
+];
+
+/// Whether an entry is a person's write by hand.
+pub fn by_hand(manager: &str, operation: &str) -> bool {
+    operation == "Update" && HAND_MANAGERS.iter().any(|g| glob_match(g, manager))
+}
+
+/// Which side moved, as `managedFields` tell it when nothing else does (a first scan of an
+/// object applied server-side, which has no last-applied annotation): the applier is the
+/// newest server-side `Apply` of the object itself. A drifted field whose newest owner is a
+/// hand write after that apply moved live; one the applier still owns holds what was applied,
+/// so Git moved. Every drifted field one way gives that direction; both ways, a conflict;
+/// a drifted field owned by someone else (a controller) or no apply at all, no evidence.
+pub fn direction_from_owners(
+    entries: &[ManagedFieldsEntry],
+    owners: &[FieldOwner],
+    drifted: usize,
+) -> Option<Direction> {
+    let applier = entries
+        .iter()
+        .filter(|e| e.operation == "Apply" && e.subresource.is_empty())
+        .max_by_key(|e| e.time)?;
+    if owners.len() != drifted || owners.is_empty() {
+        return None;
+    }
+    let (mut live_moved, mut git_moved) = (false, false);
+    for o in owners {
+        if by_hand(&o.manager, &o.operation) && o.time >= applier.time {
+            live_moved = true;
+        } else if o.manager == applier.manager && o.operation == "Apply" {
+            git_moved = true;
+        } else {
+            return None;
+        }
+    }
+    Some(match (live_moved, git_moved) {
+        (true, true) => Direction::Conflict,
+        (true, false) => Direction::Forward,
+        _ => Direction::Reverse,
+    })
+}
+
+#[cfg(test)]
+mod direction_tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: i64) -> Option<DateTime<Utc>> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).single()
+    }
+
+    fn entry(manager: &str, operation: &str, time: i64, paths: &[&str]) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: manager.into(),
+            operation: operation.into(),
+            subresource: String::new(),
+            time: at(time),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn hand_writes_after_the_apply_moved_live() {
+        let applied = entry(
+            "argocd-controller",
+            "Apply",
+            0,
+            &["spec.replicas", "spec.template"],
+        );
+        let set = entry(
+            "kubectl-set",
+            "Update",
+            60,
+            &["spec.template.spec.containers[api].image"],
+        );
+        let entries = vec![applied.clone(), set];
+        let drifted = ["spec.template.spec.containers[api].image".to_owned()];
+        let owners = owners_of(&entries, &drifted);
+        assert_eq!(
+            direction_from_owners(&entries, &owners, 1),
+            Some(Direction::Forward)
+        );
+        // the applier still owns the drifted field: Git moved since
+        let drifted = ["spec.replicas".to_owned()];
+        let owners = owners_of(&entries, &drifted);
+        assert_eq!(
+            direction_from_owners(&entries, &owners, 1),
+            Some(Direction::Reverse)
+        );
+        // both
+        let drifted = [
+            "spec.replicas".to_owned(),
+            "spec.template.spec.containers[api].image".to_owned(),
+        ];
+        let owners = owners_of(&entries, &drifted);
+        assert_eq!(
+            direction_from_owners(&entries, &owners, 2),
+            Some(Direction::Conflict)
+        );
+        // a controller's write, or no server-side apply: no evidence
+        let hpa = entry("kube-controller-manager", "Update", 90, &["spec.replicas"]);
+        let entries2 = vec![applied, hpa];
+        let owners = owners_of(&entries2, &["spec.replicas".to_owned()]);
+        assert_eq!(direction_from_owners(&entries2, &owners, 1), None);
+        let csa = vec![entry(
+            "kubectl-client-side-apply",
+            "Update",
+            0,
+            &["spec.replicas"],
+        )];
+        let owners = owners_of(&csa, &["spec.replicas".to_owned()]);
+        assert_eq!(direction_from_owners(&csa, &owners, 1), None);
     }
 }

@@ -5,7 +5,7 @@ use crate::compare::compare_docs;
 use crate::doc::Doc;
 use crate::findings::FindingInput;
 use crate::id::ResourceId;
-use crate::managed::owners_of;
+use crate::managed::{direction_from_owners, owners_of};
 use crate::normalize::{DesiredObject, LiveObject};
 use crate::state::{Direction, DriftKind, Observation, Presence};
 
@@ -46,6 +46,11 @@ impl Engine {
                         // that manager is not who changed the field
                         let managed = attributable(l.managed_fields(), obs.evidence);
                         obs.owners = owners_of(&managed, &cmp.drifted_paths());
+                        if obs.evidence.is_none() {
+                            // applied server-side: managedFields say who wrote since
+                            obs.evidence =
+                                direction_from_owners(&managed, &obs.owners, cmp.drifted.len());
+                        }
                         obs.severity =
                             self.spec
                                 .severity
@@ -128,6 +133,11 @@ fn last_applied_evidence(d: &DesiredObject, l: &LiveObject, la: &Doc) -> Option<
     if compare_docs(&id.group, &id.kind, la, &l.object.content).in_sync() {
         // live is still what was applied last, and Git moved on
         return Some(Direction::Reverse);
+    }
+    // Git moved on from what was applied, and live moved away from it too: both moved. Only
+    // for an object never applied server-side, whose annotation nothing else leaves stale
+    if l.managed_fields().iter().all(|e| e.operation != "Apply") {
+        return Some(Direction::Conflict);
     }
     None
 }
