@@ -2,9 +2,10 @@
 # The whole test suite, exactly what CI runs (.ci/run calls this).
 #
 # Starts the real services the tests need (a Kubernetes test cluster, etcd + kube-apiserver +
-# kube-controller-manager built from the Go module proxy: scripts/test-cluster/; SecantusDB for MongoDB, helm for Helm charts, moto's server as the AWS API and
-# terraform with its provider mirror for Terraform, the MCP Python SDK as a real MCP client,
-# Schemathesis for the API contract), runs formatting, lints and every test of the workspace,
+# kube-controller-manager built from the Go module proxy: scripts/test-cluster/; SecantusDB for
+# MongoDB, helm for Helm charts, moto's server as the AWS API and terraform with its provider
+# mirror for Terraform, the MCP Python SDK as a real MCP client, Schemathesis for the API
+# contract), runs formatting, lints and every test of the workspace,
 # and stops the services again, whatever happens. Every test runs on the newest Kubernetes
 # (KUBE_VERSION_NEWEST in scripts/test-cluster/lib.sh); then the live-source, sources conformance
 # and acceptance suites run again on an older minor still in support (KUBE_VERSION_OLDER).
