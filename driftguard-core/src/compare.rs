@@ -345,6 +345,24 @@ impl Walker {
                     self.buf.truncate(len);
                 }
             }
+            // a keyed list Git sets (Service ports, containers, volumes): an item the cluster
+            // has beside Git's is an addition (a port changed by hand shows as its old item
+            // gone and its new item added)
+            let keyed = dm.is_some_and(|m| {
+                !m.is_empty_collection() && m.entries().all(|(k, _)| path::is_item(k))
+            });
+            if keyed {
+                let mut dpos = 0;
+                for (k, lv) in lm.entries() {
+                    if !path::is_item(k) || dm.is_some_and(|m| m.seek(k, &mut dpos).is_some()) {
+                        continue;
+                    }
+                    let len = self.buf.len();
+                    path::push_key(&mut self.buf, k);
+                    self.leaf(None, Some(lv));
+                    self.buf.truncate(len);
+                }
+            }
         }
     }
 
@@ -512,6 +530,39 @@ mod tests {
         assert_eq!(c.drifted_paths(), vec!["rules"]);
         assert_eq!(c.drifted[0].live, Some(l["rules"].clone()), "shown whole");
         assert!(compare("rbac.authorization.k8s.io", "ClusterRole", &d, &d).in_sync());
+    }
+
+    #[test]
+    fn a_changed_list_key_shows_the_old_item_gone_and_the_new_added() {
+        let d = json!({"spec": {"ports": {"[80/TCP]": {"port": 80, "protocol": "TCP", "targetPort": 8080}}}});
+        let l = json!({"spec": {"ports": {"[81/TCP]": {"port": 81, "protocol": "TCP", "targetPort": 8080}}}});
+        let c = compare("", "Service", &d, &l);
+        let paths = c.drifted_paths();
+        assert!(
+            paths.contains(&"spec.ports[80/TCP].port".to_owned()),
+            "{paths:?}"
+        );
+        let added = c
+            .drifted
+            .iter()
+            .find(|f| f.path == "spec.ports[81/TCP]")
+            .expect("the new port is shown");
+        assert_eq!(added.desired, None);
+        assert_eq!(
+            added.live.as_ref().map(|v| v["port"].clone()),
+            Some(json!(81))
+        );
+        // a port added beside Git's, and a sidecar added by hand
+        let l = json!({"spec": {"ports": {"[80/TCP]": {"port": 80, "protocol": "TCP", "targetPort": 8080},
+            "[9090/TCP]": {"port": 9090, "protocol": "TCP"}}}});
+        assert_eq!(
+            paths_of("", "Service", &d, &l),
+            vec!["spec.ports[9090/TCP]"]
+        );
+    }
+
+    fn paths_of(group: &str, kind: &str, d: &Value, l: &Value) -> Vec<String> {
+        compare(group, kind, d, l).drifted_paths()
     }
 
     #[test]
