@@ -109,7 +109,7 @@ pub enum Writer {
 /// Per-environment changes to the built-in lists (`metadataKeys` in the configuration).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct MetadataKeys {
     /// Keys, or domains (`example.com`, also matching its subdomains), compared even though a
     /// built-in list says the server or a tool writes them (`argocd.argoproj.io` to see hand

@@ -204,9 +204,17 @@ const MAX_CLIENTS: usize = 10_000;
 /// past it gets 429 with `Retry-After` for every credential it sends, right or wrong, until
 /// it may fail again (otherwise its guesses would still be told apart). IPv6 clients are
 /// counted per /64, the block one host usually has. In memory, at most 10,000 clients.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Throttle {
     buckets: Mutex<HashMap<Option<IpAddr>, Bucket>>,
+    /// Failures allowed in a burst (`server.failedCredentialsBurst`).
+    burst: u32,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle::with_burst(FAILURES_BURST)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -240,6 +248,14 @@ impl Throttle {
         Throttle::default()
     }
 
+    /// No failures yet; `burst` allowed before a client must wait.
+    pub fn with_burst(burst: u32) -> Self {
+        Throttle {
+            buckets: Mutex::new(HashMap::new()),
+            burst,
+        }
+    }
+
     /// `Err(how long to wait)` when `ip` has failed too often to be heard now.
     pub fn admit(&self, ip: Option<IpAddr>, now: Instant) -> Result<(), Duration> {
         let buckets = self
@@ -249,7 +265,7 @@ impl Throttle {
         let Some(b) = buckets.get(&client_key(ip)) else {
             return Ok(());
         };
-        let over = b.drained(now) + 1.0 - f64::from(FAILURES_BURST);
+        let over = b.drained(now) + 1.0 - f64::from(self.burst);
         if over > 0.0 {
             return Err(FAILURE_REFILL.mul_f64(over));
         }

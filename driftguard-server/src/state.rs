@@ -356,7 +356,10 @@ impl AppStateBuilder {
 
     /// Applies the `server:` configuration (timeouts, limits, public URL); tokens and the
     /// webhook secret are resolved separately (see [`crate::config::ServerConfig`]).
-    pub fn config(self, cfg: &crate::config::ServerConfig) -> Self {
+    pub fn config(mut self, cfg: &crate::config::ServerConfig) -> Self {
+        self.inner.throttle = Arc::new(crate::guard::Throttle::with_burst(
+            cfg.failed_credentials_burst.max(1),
+        ));
         self.request_timeout(cfg.request_timeout.0)
             .body_limit(cfg.body_limit)
             .cache_ttl(cfg.cache_ttl.0)

@@ -114,15 +114,22 @@ pub fn attribute(
                 .filter(|w| w.subresource != "status" && w.verb != "delete")
                 .collect();
             for o in owners.iter_mut() {
-                o.audit_id = o.time.and_then(|t| {
-                    recent
+                o.audit_id = match o.time {
+                    Some(t) => recent
                         .iter()
                         .filter(|w| w.manager == o.manager)
                         .map(|w| ((w.at - t).abs(), *w))
                         .filter(|(d, _)| *d <= TIME_TOLERANCE)
                         .min_by_key(|(d, _)| *d)
-                        .map(|(_, w)| w.audit_id.clone())
-                });
+                        .map(|(_, w)| w.audit_id.clone()),
+                    // the API server records no time for some entries (a `kubectl scale`'s,
+                    // on the scale subresource, since 1.2x): the manager's newest write there
+                    None => recent
+                        .iter()
+                        .rev()
+                        .find(|w| w.manager == o.manager && w.subresource == o.subresource)
+                        .map(|w| w.audit_id.clone()),
+                };
             }
             let matched: HashSet<&str> = owners
                 .iter()
@@ -320,6 +327,34 @@ mod tests {
             None,
         );
         assert_eq!(writers, ["apply", "alice-edit", "bob-patch"]);
+    }
+
+    #[test]
+    fn a_scale_whose_entry_has_no_time_names_the_newest_scale() {
+        // since 1.2x `kubectl scale` is the manager `kubectl` on the scale subresource, and its
+        // managedFields entry carries no time
+        let mut scale = entry("kubectl", None, &["spec.replicas"]);
+        scale.subresource = "scale".into();
+        let managed = [
+            entry("kubectl-client-side-apply", Some(0), &["spec.replicas"]),
+            scale,
+        ];
+        let mut early = w("bob-scale", "bob", "kubectl", 40);
+        early.subresource = "scale".into();
+        let mut late = w("alice-scale", "alice", "kubectl", 90);
+        late.subresource = "scale".into();
+        let (owners, writers) = run(
+            DriftKind::Modified,
+            &["spec.replicas"],
+            &managed,
+            &[early, late, w("patch", "carol", "kubectl", 95)],
+            Some(10),
+        );
+        assert_eq!(
+            owner_ids(&owners),
+            [("spec.replicas".to_owned(), Some("alice-scale".to_owned()))]
+        );
+        assert!(writers.contains(&"alice-scale".to_owned()), "{writers:?}");
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// client's address (the limit on failed sign-ins is per client). Empty: no proxy is
     /// trusted, and the peer's address is the client's.
     pub trusted_proxies: Vec<String>,
+    /// Failed sign-ins and token checks one client may make in a burst before it must wait
+    /// (one more is allowed every 6 s); past it every credential from that client gets 429.
+    pub failed_credentials_burst: u32,
     /// How long shutdown waits for in-flight scans and alert queues.
     #[serde(alias = "shutdown_grace")]
     pub shutdown_grace: HumanDuration,
@@ -90,6 +93,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             public_url: None,
             trusted_proxies: Vec::new(),
+            failed_credentials_burst: crate::guard::FAILURES_BURST,
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
             cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
