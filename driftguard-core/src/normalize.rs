@@ -896,13 +896,27 @@ pub(crate) fn field<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Va
     }
 }
 
-/// Objects that the API server or its controllers create in every namespace by themselves.
+/// Objects that the API server or its controllers create in every namespace by themselves,
+/// and a deployment tool's own records: Helm's release (`sh.helm.release.v1.<release>.v<n>`,
+/// a Secret of type `helm.sh/release.v1`, or a ConfigMap with the label `owner: helm` under
+/// Helm's ConfigMap driver), which `helm install` and Flux's helm-controller write beside the
+/// chart's objects.
 fn is_system_default(id: &ResourceId, value: &Value) -> bool {
+    let helm_record = || {
+        id.name.starts_with("sh.helm.release.v1.")
+            && value
+                .pointer("/metadata/labels/owner")
+                .and_then(Value::as_str)
+                == Some("helm")
+    };
     match (id.group.as_str(), id.kind.as_str()) {
         ("", "ServiceAccount") => id.name == "default",
-        ("", "ConfigMap") => id.name == "kube-root-ca.crt",
+        ("", "ConfigMap") => id.name == "kube-root-ca.crt" || helm_record(),
         ("", "Secret") => {
-            value.get("type").and_then(Value::as_str) == Some("kubernetes.io/service-account-token")
+            let t = value.get("type").and_then(Value::as_str);
+            t == Some("kubernetes.io/service-account-token")
+                || t == Some("helm.sh/release.v1")
+                || helm_record()
         }
         ("", "Endpoints") | ("discovery.k8s.io", "EndpointSlice") | ("", "Event") => true,
         _ => false,
@@ -916,6 +930,19 @@ mod tests {
 
     fn n() -> Normalizer {
         Normalizer::new(SecretKey::new(b"test-key".to_vec()))
+    }
+
+    #[test]
+    fn helm_release_records_are_the_tool_s_own() {
+        let id = |kind: &str, name: &str| ResourceId::new("e", "", kind, Some("shop"), name);
+        let release = json!({"type": "helm.sh/release.v1",
+            "metadata": {"labels": {"owner": "helm", "name": "shop"}}});
+        assert!(is_system_default(&id("Secret", "sh.helm.release.v1.shop.v3"), &release));
+        let cm = json!({"metadata": {"labels": {"owner": "helm"}}});
+        assert!(is_system_default(&id("ConfigMap", "sh.helm.release.v1.shop.v1"), &cm));
+        // a user's Secret named alike is not
+        let mine = json!({"type": "Opaque", "metadata": {"labels": {"owner": "team-a"}}});
+        assert!(!is_system_default(&id("Secret", "sh.helm.release.v1.shop.v3"), &mine));
     }
 
     #[test]
