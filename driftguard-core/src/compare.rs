@@ -129,6 +129,37 @@ impl Comparison {
         self.drifted.iter().map(|d| d.path.clone()).collect()
     }
 
+    /// Adds fields found drifted outside the comparison (a field Git does not set, written by
+    /// hand: [`crate::engine`]): each is a leaf with no desired value, and the list stays
+    /// sorted by path.
+    pub fn add_drifted(&mut self, fields: Vec<FieldDiff>) {
+        if fields.is_empty() {
+            return;
+        }
+        let mut enc = Vec::new();
+        for f in fields {
+            let path = xxh3_64(f.path.as_bytes());
+            enc.clear();
+            if let Some(v) = &f.live {
+                Doc::from_value(v).root().encode(&mut enc);
+            }
+            self.leaves.push(Leaf {
+                path,
+                desired: None,
+                live: f.live.as_ref().map(|_| xxh3_64(&enc)),
+            });
+            self.drifted.push(f);
+            self.drifted_hashes.push(path);
+        }
+        let mut pairs: Vec<(FieldDiff, u64)> = self
+            .drifted
+            .drain(..)
+            .zip(self.drifted_hashes.drain(..))
+            .collect();
+        pairs.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        (self.drifted, self.drifted_hashes) = pairs.into_iter().unzip();
+    }
+
     /// Drops drifted fields for which `ignore` says yes (ignored field managers, rules): they
     /// count as agreeing.
     pub fn retain_drift(&mut self, mut keep: impl FnMut(&FieldDiff) -> bool) {

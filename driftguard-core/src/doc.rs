@@ -214,6 +214,11 @@ impl<'a> Node<'a> {
         matches!(self.val, Val::Map(r) | Val::Arr(r) if r.len == 0)
     }
 
+    /// Whether this is `null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self.val, Val::Null)
+    }
+
     /// Whether this is the zero value of its scalar type (`0`, `false`, `""`): what the API
     /// server leaves out of a stored object for a field marked `omitempty` that is not a
     /// pointer (`minReadySeconds: 0`, a probe's `initialDelaySeconds: 0`, an env var's

@@ -163,7 +163,11 @@ impl Engine {
                     &pointers,
                     |content| match desired {
                         Some(d) => {
-                            let cmp = self.compare_with(d, api_version, content);
+                            let mut cmp = self.compare_with(d, api_version, content);
+                            if super::unset::any_by_hand(&raw.object.0) {
+                                let managed = crate::managed::parse_managed_fields(&raw.object.0);
+                                self.add_hand_changes(d, content, &managed, &mut cmp);
+                            }
                             let differs = !cmp.in_sync();
                             (Some(cmp), differs)
                         }

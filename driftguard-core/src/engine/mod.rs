@@ -11,6 +11,7 @@ mod index;
 mod observe;
 mod ownership;
 mod report;
+mod unset;
 
 pub use crate::scanner::Scanner;
 pub use evaluate::{history_wanted, Evaluation, Histories, HISTORY_DEPTH};
@@ -155,7 +156,28 @@ impl Engine {
 
     /// Compares the two sides of one object, with version conversion and ignored managers.
     pub fn compare(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
-        self.ignore_managers(&d.object.id, l, self.compare_fields(d, l))
+        let mut cmp = self.compare_fields(d, l);
+        let managed = l.managed_fields();
+        if managed
+            .iter()
+            .any(|e| crate::managed::by_hand(&e.manager, &e.operation))
+        {
+            self.add_hand_changes(d, l.object.content.root(), &managed, &mut cmp);
+        }
+        self.ignore_managers(&d.object.id, l, cmp)
+    }
+
+    /// Adds to `cmp` the fields Git does not set that a person wrote by hand (see
+    /// [`unset`]).
+    fn add_hand_changes(
+        &self,
+        d: &DesiredObject,
+        live: Node<'_>,
+        managed: &[crate::managed::ManagedFieldsEntry],
+        cmp: &mut Comparison,
+    ) {
+        let found = unset::hand_changes(d.object.content.root(), live, managed, &cmp.drifted);
+        cmp.add_drifted(found);
     }
 
     /// Drops drift in fields that ignored field managers own.

@@ -1,0 +1,208 @@
+//! Hand changes to fields Git does not set.
+//!
+//! The desired subset compares only what Git sets, so a field a person adds by hand where Git
+//! says nothing (a Service's `type: LoadBalancer`, a toleration, container limits) would never
+//! show: `kubectl diff` and Argo CD do not see it either. `managedFields` do: the API server
+//! records which manager owns each field. A field whose newest owner is a person's write by
+//! hand ([`managed::by_hand`]: `kubectl edit`/`patch`/`set`/`scale`/..., k9s, a web console),
+//! that Git does not set, and that the object still has, is drift: Git's value is absent, the
+//! live value is shown. Fields controllers and the API server maintain are owned by them, not
+//! by a hand manager, so they never count.
+//!
+//! Left to the comparison: fields Git sets (compared already), closed maps (labels,
+//! annotations, data, env, securityContext: every key is compared), items of a keyed list Git
+//! sets, and anything under `metadata` (the comparison's closed maps; owner references and
+//! finalizers are controllers' business). A rollout restart's `restartedAt` annotation is a
+//! restart, not configuration.
+
+use serde_json::Value;
+
+use crate::compare::FieldDiff;
+use crate::doc::Node;
+use crate::managed::{by_hand, owners_of, ManagedFieldsEntry};
+use crate::remediate::{parse_path, Segment};
+
+/// Maps whose every key the comparison already looks at.
+const CLOSED: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "binaryData",
+    "env",
+    "securityContext",
+];
+
+/// Whether the raw `managedFields` of an object hold a write by hand (a cheap look before they
+/// are read whole).
+pub(crate) fn any_by_hand(raw: &Value) -> bool {
+    raw.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| {
+            entries.iter().any(|e| {
+                let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("");
+                by_hand(s("manager"), s("operation"))
+            })
+        })
+}
+
+/// The fields of `live` that a person wrote by hand and Git (`desired`) does not set, with
+/// their live values, leaving out those `already` reported.
+pub(crate) fn hand_changes(
+    desired: Node<'_>,
+    live: Node<'_>,
+    entries: &[ManagedFieldsEntry],
+    already: &[FieldDiff],
+) -> Vec<FieldDiff> {
+    let mut out: Vec<FieldDiff> = Vec::new();
+    for e in entries.iter().filter(|e| by_hand(&e.manager, &e.operation)) {
+        for p in &e.paths {
+            if p.starts_with("metadata") || p.contains("kubectl.kubernetes.io/restartedAt") {
+                continue;
+            }
+            // the newest owner of the field is this write
+            let newest = owners_of(entries, std::slice::from_ref(p));
+            if newest
+                .first()
+                .is_none_or(|o| o.manager != e.manager || o.time != e.time)
+            {
+                continue;
+            }
+            let related = |q: &str| crate::path::is_within(q, p) || crate::path::is_within(p, q);
+            if already.iter().any(|f| related(&f.path)) || out.iter().any(|f| related(&f.path)) {
+                continue;
+            }
+            let segments = parse_path(p);
+            if git_covers(desired, &segments) {
+                continue;
+            }
+            if let Some(v) = at(live, &segments) {
+                out.push(FieldDiff {
+                    path: p.clone(),
+                    desired: None,
+                    live: Some(v.to_value()),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn child<'a>(node: Node<'a>, s: &Segment) -> Option<Node<'a>> {
+    match s {
+        Segment::Key(k) => node.get(k),
+        Segment::Item(k) => node.get(&crate::path::item_key(k)),
+    }
+}
+
+/// The node at `segments` of `node`.
+fn at<'a>(node: Node<'a>, segments: &[Segment]) -> Option<Node<'a>> {
+    segments.iter().try_fold(node, |n, s| child(n, s))
+}
+
+/// Whether the comparison already looks at the field: Git sets it or a field holding it that
+/// is compared whole (a value, a list), or it lies in a closed map.
+fn git_covers(desired: Node<'_>, segments: &[Segment]) -> bool {
+    let mut node = desired;
+    let mut last_key: Option<&str> = None;
+    for s in segments {
+        if !node.is_map() {
+            return !node.is_null();
+        }
+        match child(node, s) {
+            Some(next) => node = next,
+            None => return last_key.is_some_and(|k| CLOSED.contains(&k)),
+        }
+        last_key = match s {
+            Segment::Key(k) => Some(k.as_str()),
+            Segment::Item(_) => None,
+        };
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc::Doc;
+    use chrono::{TimeZone, Utc};
+    use serde_json::json;
+
+    fn entry(manager: &str, op: &str, secs: i64, paths: &[&str]) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: manager.into(),
+            operation: op.into(),
+            subresource: String::new(),
+            time: Utc.timestamp_opt(1_700_000_000 + secs, 0).single(),
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn fields_a_person_set_where_git_says_nothing() {
+        let desired = Doc::from_value(&json!({"spec": {"ports": {"[80/TCP]": {"port": 80}},
+            "template": {"spec": {"containers": {"[app]": {"name": "app", "image": "a:1"}}}}}}));
+        let live = Doc::from_value(&json!({"spec": {"type": "LoadBalancer",
+            "ports": {"[80/TCP]": {"port": 80, "protocol": "TCP"}},
+            "clusterIP": "10.0.0.9",
+            "template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}},
+                "spec": {"tolerations": [{"key": "k", "operator": "Exists"}],
+                "containers": {"[app]": {"name": "app", "image": "a:2",
+                    "resources": {"limits": {"cpu": "1"}}}}}}}}));
+        let entries = vec![
+            entry(
+                "argocd-controller",
+                "Apply",
+                0,
+                &[
+                    "spec.ports[80/TCP].port",
+                    "spec.template.spec.containers[app].image",
+                ],
+            ),
+            entry("kube-apiserver", "Update", 1, &["spec.clusterIP"]),
+            entry("kubectl-patch", "Update", 10, &["spec.type"]),
+            entry(
+                "kubectl-edit",
+                "Update",
+                20,
+                &["spec.template.spec.tolerations"],
+            ),
+            entry(
+                "kubectl-set",
+                "Update",
+                30,
+                &[
+                    "spec.template.spec.containers[app].resources.limits.cpu",
+                    "spec.template.spec.containers[app].image",
+                ],
+            ),
+            entry(
+                "kubectl-rollout",
+                "Update",
+                40,
+                &["spec.template.metadata.annotations[\"kubectl.kubernetes.io/restartedAt\"]"],
+            ),
+        ];
+        let already = vec![FieldDiff {
+            path: "spec.template.spec.containers[app].image".into(),
+            desired: Some(json!("a:1")),
+            live: Some(json!("a:2")),
+        }];
+        let got = hand_changes(desired.root(), live.root(), &entries, &already);
+        let paths: Vec<&str> = got.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.type",
+                "spec.template.spec.tolerations",
+                "spec.template.spec.containers[app].resources.limits.cpu"
+            ]
+        );
+        assert_eq!(got[0].live, Some(json!("LoadBalancer")));
+        assert_eq!(got[0].desired, None);
+        // a field the applier took back since is not a hand change any more
+        let mut later = entries.clone();
+        later.push(entry("argocd-controller", "Apply", 50, &["spec.type"]));
+        let got = hand_changes(desired.root(), live.root(), &later, &already);
+        assert!(got.iter().all(|f| f.path != "spec.type"), "{got:?}");
+    }
+}
