@@ -32,6 +32,42 @@ const CLOSED: &[&str] = &[
     "securityContext",
 ];
 
+/// Values the API server gives a field Git leaves unset, by the field's name: a write by hand
+/// that leaves such a value behaves as Git's silence does, so it is not drift. They matter
+/// because `managedFields` credit the defaults a request caused to its manager: a Service
+/// patched to `type: LoadBalancer` by `kubectl patch` also "owns" the
+/// `externalTrafficPolicy: Cluster` the API server filled in.
+const SERVER_DEFAULTS: &[(&str, &str)] = &[
+    ("allocateLoadBalancerNodePorts", "true"),
+    ("externalTrafficPolicy", "\"Cluster\""),
+    ("internalTrafficPolicy", "\"Cluster\""),
+    ("sessionAffinity", "\"None\""),
+    ("ipFamilyPolicy", "\"SingleStack\""),
+    ("terminationMessagePath", "\"/dev/termination-log\""),
+    ("terminationMessagePolicy", "\"File\""),
+    ("imagePullPolicy", "\"IfNotPresent\""),
+    ("timeoutSeconds", "1"),
+    ("periodSeconds", "10"),
+    ("successThreshold", "1"),
+    ("failureThreshold", "3"),
+    ("dnsPolicy", "\"ClusterFirst\""),
+    ("restartPolicy", "\"Always\""),
+    ("schedulerName", "\"default-scheduler\""),
+    ("terminationGracePeriodSeconds", "30"),
+    ("revisionHistoryLimit", "10"),
+    ("progressDeadlineSeconds", "600"),
+    ("protocol", "\"TCP\""),
+];
+
+fn server_default(segments: &[Segment], value: &Value) -> bool {
+    let Some(Segment::Key(name)) = segments.last() else {
+        return false;
+    };
+    SERVER_DEFAULTS
+        .iter()
+        .any(|(k, v)| k == name && serde_json::from_str::<Value>(v).is_ok_and(|d| &d == value))
+}
+
 /// Whether the raw `managedFields` of an object hold a write by hand (a cheap look before they
 /// are read whole).
 pub(crate) fn any_by_hand(raw: &Value) -> bool {
@@ -75,11 +111,14 @@ pub(crate) fn hand_changes(
             if git_covers(desired, &segments) {
                 continue;
             }
-            if let Some(v) = at(live, &segments) {
+            if let Some(v) = at(live, &segments).map(|v| v.to_value()) {
+                if server_default(&segments, &v) {
+                    continue;
+                }
                 out.push(FieldDiff {
                     path: p.clone(),
                     desired: None,
-                    live: Some(v.to_value()),
+                    live: Some(v),
                 });
             }
         }
@@ -199,6 +238,22 @@ mod tests {
         );
         assert_eq!(got[0].live, Some(json!("LoadBalancer")));
         assert_eq!(got[0].desired, None);
+        // the defaults a hand write made the API server fill in are not
+        let live2 = Doc::from_value(&json!({"spec": {"type": "LoadBalancer",
+            "externalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": true}}));
+        let patch = vec![entry(
+            "kubectl-patch",
+            "Update",
+            10,
+            &[
+                "spec.type",
+                "spec.externalTrafficPolicy",
+                "spec.allocateLoadBalancerNodePorts",
+            ],
+        )];
+        let got = hand_changes(desired.root(), live2.root(), &patch, &[]);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].path, "spec.type");
         // a field the applier took back since is not a hand change any more
         let mut later = entries.clone();
         later.push(entry("argocd-controller", "Apply", 50, &["spec.type"]));
