@@ -937,12 +937,21 @@ mod tests {
         let id = |kind: &str, name: &str| ResourceId::new("e", "", kind, Some("shop"), name);
         let release = json!({"type": "helm.sh/release.v1",
             "metadata": {"labels": {"owner": "helm", "name": "shop"}}});
-        assert!(is_system_default(&id("Secret", "sh.helm.release.v1.shop.v3"), &release));
+        assert!(is_system_default(
+            &id("Secret", "sh.helm.release.v1.shop.v3"),
+            &release
+        ));
         let cm = json!({"metadata": {"labels": {"owner": "helm"}}});
-        assert!(is_system_default(&id("ConfigMap", "sh.helm.release.v1.shop.v1"), &cm));
+        assert!(is_system_default(
+            &id("ConfigMap", "sh.helm.release.v1.shop.v1"),
+            &cm
+        ));
         // a user's Secret named alike is not
         let mine = json!({"type": "Opaque", "metadata": {"labels": {"owner": "team-a"}}});
-        assert!(!is_system_default(&id("Secret", "sh.helm.release.v1.shop.v3"), &mine));
+        assert!(!is_system_default(
+            &id("Secret", "sh.helm.release.v1.shop.v3"),
+            &mine
+        ));
     }
 
     #[test]
