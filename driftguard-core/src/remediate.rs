@@ -10,8 +10,10 @@
 //!   only the fields Git sets, minus what DriftGuard ignores (ignore rules' pointers, an HPA's
 //!   `spec.replicas`, fields whose newest owner is an ignored field manager), plus guarded JSON
 //!   patch removals of what the cluster added to closed maps and keyed lists (an added label,
-//!   an added env var, an added ConfigMap key) that Git does not set. Fields Git does not set
-//!   are never in the body, so they are left alone.
+//!   an added env var, an added ConfigMap key) that Git does not set, and of fields Git does
+//!   not set that a person wrote by hand (a drift of their own: the API server's default
+//!   applies again). Other fields Git does not set are never in the body, so they are left
+//!   alone.
 //! - **Create** ([`Operation::Create`]): a missing object, from Git.
 //! - **Delete** ([`Operation::Delete`]): an orphan, only when asked to prune, and only when it
 //!   carries the tracking label [`TRACKING_LABEL`] or lives in a namespace the environment

@@ -202,7 +202,9 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
             .any(|p| p.starts_with("/spec/template/spec/containers/0/env")),
         "{paths:?}"
     );
-    assert!(!paths.contains(&"/spec/revisionHistoryLimit"), "{paths:?}");
+    // Git does not set it, and a person did (`kubectl patch`): a drift of its own, which the
+    // revert undoes by removing it (the API server's default applies again)
+    assert!(paths.contains(&"/spec/revisionHistoryLimit"), "{paths:?}");
     assert_eq!(
         get(&c, &ns, web)["spec"]["replicas"],
         5,
@@ -261,8 +263,8 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
     let now = get(&c, &ns, web);
     assert_eq!(now["spec"]["replicas"], 2);
     assert_eq!(
-        now["spec"]["revisionHistoryLimit"], 3,
-        "Git does not set it: left alone"
+        now["spec"]["revisionHistoryLimit"], 10,
+        "set by hand where Git says nothing: back to the API server's default"
     );
     assert_eq!(now["metadata"]["labels"].get("hotfix"), None);
     let container = &now["spec"]["template"]["spec"]["containers"][0];
