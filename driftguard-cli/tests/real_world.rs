@@ -229,11 +229,24 @@ fn flux_rendered(c: &Ctx) -> Vec<serde_yaml::Value> {
 fn install(c: &Ctx) {
     // a monitoring stack's CRDs and operator: client-side apply, as its README says
     c.kubectl(&["apply", "-f", "corpus/prometheus-operator/crds/"]);
-    c.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com",
-    ]);
+    // polled, not `kubectl wait`: that fails at once while the CRD has no conditions yet
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c
+        .kubectl(&[
+            "get",
+            "crd/servicemonitors.monitoring.coreos.com",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+        ])
+        .trim()
+        != "True"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ServiceMonitor CRD was not established within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     c.kubectl(&["apply", "-f", "corpus/prometheus-operator/operator/"]);
 
     // Helm releases, hooks not run (no node runs their Jobs)
