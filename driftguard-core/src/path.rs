@@ -37,24 +37,14 @@ pub fn push_key(buf: &mut String, key: &str) {
 /// The label key a path names (`metadata.labels.app`, `metadata.labels["app.kubernetes.io/name"]`),
 /// if it names one.
 pub fn label_key(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("metadata.labels")?;
-    if let Some(plain) = rest.strip_prefix('.') {
-        return (!plain.contains(['.', '['])).then(|| plain.to_owned());
-    }
-    let quoted = rest.strip_prefix("[\"")?.strip_suffix("\"]")?;
-    let mut out = String::with_capacity(quoted.len());
-    let mut escaped = false;
-    for c in quoted.chars() {
-        match (escaped, c) {
-            (false, '\\') => escaped = true,
-            (false, '"') => return None,
-            _ => {
-                out.push(c);
-                escaped = false;
-            }
+    // read with the one path parser, not a second one
+    use crate::remediate::{parse_path, Segment};
+    match parse_path(path).as_slice() {
+        [Segment::Key(m), Segment::Key(l), Segment::Key(k)] if m == "metadata" && l == "labels" => {
+            Some(k.clone())
         }
+        _ => None,
     }
-    Some(out)
 }
 
 /// Whether a normalized map key stands for an item of a keyed list (`[nginx]`).
