@@ -463,7 +463,7 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
             .iter()
             .filter(|o| o.path == f.path)
             .map(|o| {
-                let mut s = format!("{} ({}", o.manager, o.operation);
+                let mut s = format!("{} ({}, {}", o.manager, o.kind().as_str(), o.operation);
                 if !o.subresource.is_empty() {
                     let _ = write!(s, ", subresource {}", o.subresource);
                 }

@@ -349,7 +349,7 @@ fn history_drifts_events_explain_and_resolved_drift() {
         "spec.template.spec.containers[api].image",
         "git:  ghcr.io/example/shop-api:1.4.2",
         "live: ghcr.io/example/shop-api:1.4.3-hotfix",
-        "live value set by: kubectl-set (Update) at 2026-",
+        "live value set by: kubectl-set (person, Update) at 2026-",
         "direction: forward",
         "severity:  high",
         "defined in Git at api.yaml:1",

@@ -55,7 +55,7 @@ use serde_json::Value;
 use crate::compare::FieldDiff;
 use crate::doc::Doc;
 use crate::id::ResourceId;
-use crate::managed::FieldOwner;
+use crate::managed::{manager_kind, FieldOwner, ManagerKind};
 use crate::names::named_enum;
 use crate::path::glob_match;
 use crate::quantity::parse_nanos;
@@ -134,18 +134,6 @@ pub struct FindingRules {
     #[serde(default)]
     pub people_managers: Vec<String>,
 }
-
-/// Field managers whose writes are a person's (or a Git applier's) doing.
-const PEOPLE_MANAGERS: &[&str] = &[
-    "kubectl*",
-    "helm",
-    "k9s*",
-    "Mozilla*",
-    "argocd*",
-    "kustomize-controller",
-    "helm-controller",
-    "before-first-apply",
-];
 
 /// Mutable image tags (besides no tag at all).
 const MUTABLE_TAGS: &[&str] = &[
@@ -301,14 +289,6 @@ impl FindingRules {
             .collect()
     }
 
-    fn is_people_manager(&self, manager: &str) -> bool {
-        PEOPLE_MANAGERS
-            .iter()
-            .copied()
-            .chain(self.people_managers.iter().map(String::as_str))
-            .any(|g| glob_match(g, manager))
-    }
-
     /// `controller-owned`: every drifted field was last written by a controller (an `Update`
     /// by a field manager that is neither a person's tool nor a Git applier).
     fn noise(&self, ctx: &mut Ctx<'_>) {
@@ -318,7 +298,8 @@ impl FindingRules {
             let Some(owner) = input.owners.iter().find(|o| o.path == f.path) else {
                 return;
             };
-            if owner.operation != "Update" || self.is_people_manager(&owner.manager) {
+            let kind = manager_kind(&owner.manager, &owner.operation, &self.people_managers);
+            if kind != ManagerKind::Controller {
                 return;
             }
             controllers.insert(&owner.manager);

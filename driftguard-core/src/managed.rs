@@ -214,28 +214,126 @@ mod tests {
     }
 }
 
-/// Field managers that write what a person types or clicks, as an `Update` (a server-side apply
-/// by any manager is an applier's write): `kubectl edit`, `patch`, `set`, `label`,
-/// `annotate`, `scale` (`kubectl` on the scale subresource since 1.22), `rollout`, `replace`,
-/// `create`; k9s; web consoles (`Mozilla`). `kubectl-client-side-apply` is an apply.
-const HAND_MANAGERS: &[&str] = &[
-    "kubectl",
-    "kubectl-edit",
-    "kubectl-patch",
-    "kubectl-set",
-    "kubectl-label",
-    "kubectl-annotate",
-    "kubectl-scale",
-    "kubectl-rollout",
-    "kubectl-replace",
-    "kubectl-create",
-    "k9s*",
-    "Mozilla*",
+/// Field managers of the tools that apply Git's manifests, writing with `Update` (a
+/// server-side `Apply` by any manager is an applier's write too): kubectl's client-side apply,
+/// Helm, Argo CD, Flux, kapp, Rancher Fleet, Pulumi, Skaffold, Spinnaker, Terraform's
+/// Kubernetes provider, and the API server's mark of fields a client-side apply owned before
+/// the first server-side one (`before-first-apply`).
+const APPLIERS: &[&str] = &[
+    "kubectl-client-side-apply",
+    "before-first-apply",
+    "helm",
+    "argocd*",
+    "kustomize-controller",
+    "helm-controller",
+    "kapp*",
+    "fleet*",
+    "pulumi-kubernetes*",
+    "skaffold*",
+    "spinnaker*",
+    "Terraform",
+    "terraform*",
 ];
+
+/// Field managers that write what a person types or clicks, as an `Update`: kubectl's commands
+/// (`edit`, `patch`, `set`, `label`, `annotate`, `scale`, `rollout`, `replace`, `create`, and
+/// `kubectl` itself), k9s, web consoles (`Mozilla`: the dashboard, Lens, Headlamp, Rancher's
+/// UI). kubectl's client-side apply is an applier ([`APPLIERS`]).
+const HAND_MANAGERS: &[&str] = &["kubectl*", "k9s*", "Mozilla*"];
+
+/// Who a field manager is, by its name and operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ManagerKind {
+    /// A person's tool: what it wrote was typed or clicked (`kubectl edit`, a web console).
+    Person,
+    /// A tool that applies Git's manifests (any server-side `Apply`, Helm, Argo CD, Flux, ...).
+    Applier,
+    /// Anything else writing with `Update`: a controller or operator maintaining the object
+    /// (the built-in ones, cert-manager's injector, an autoscaler, a policy engine's
+    /// background mutation).
+    Controller,
+}
+
+impl ManagerKind {
+    /// The word shown beside the manager.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ManagerKind::Person => "person",
+            ManagerKind::Applier => "applier",
+            ManagerKind::Controller => "controller",
+        }
+    }
+}
+
+/// Who the field manager `manager` writing with `operation` is. `people` are more globs of
+/// people's tools (an environment's own, see `findings.peopleManagers`).
+pub fn manager_kind(manager: &str, operation: &str, people: &[String]) -> ManagerKind {
+    let matches = |g: &str| glob_match(g, manager);
+    if operation == "Apply" || APPLIERS.iter().any(|g| matches(g)) {
+        ManagerKind::Applier
+    } else if HAND_MANAGERS.iter().any(|g| matches(g)) || people.iter().any(|g| matches(g)) {
+        ManagerKind::Person
+    } else {
+        ManagerKind::Controller
+    }
+}
 
 /// Whether an entry is a person's write by hand.
 pub fn by_hand(manager: &str, operation: &str) -> bool {
-    operation == "Update" && HAND_MANAGERS.iter().any(|g| glob_match(g, manager))
+    manager_kind(manager, operation, &[]) == ManagerKind::Person
+}
+
+impl FieldOwner {
+    /// Who the owner is.
+    pub fn kind(&self) -> ManagerKind {
+        manager_kind(&self.manager, &self.operation, &[])
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn managers_by_who_they_are() {
+        let kind = |m: &str, op: &str| manager_kind(m, op, &[]);
+        for (m, op) in [
+            ("kubectl-edit", "Update"),
+            ("kubectl-patch", "Update"),
+            ("kubectl", "Update"),
+            ("kubectl-label", "Update"),
+            ("k9s", "Update"),
+            ("Mozilla", "Update"),
+        ] {
+            assert_eq!(kind(m, op), ManagerKind::Person, "{m}");
+        }
+        for (m, op) in [
+            ("kubectl", "Apply"),
+            ("kubectl-client-side-apply", "Update"),
+            ("helm", "Update"),
+            ("argocd-controller", "Apply"),
+            ("argocd-application-controller", "Update"),
+            ("kustomize-controller", "Apply"),
+            ("before-first-apply", "Update"),
+            ("some-operator", "Apply"),
+        ] {
+            assert_eq!(kind(m, op), ManagerKind::Applier, "{m}");
+        }
+        for m in [
+            "kube-controller-manager",
+            "cert-manager-cainjector",
+            "vpa-updater",
+            "kyverno",
+            "kube-apiserver",
+        ] {
+            assert_eq!(kind(m, "Update"), ManagerKind::Controller, "{m}");
+        }
+        assert_eq!(
+            manager_kind("acme-deploy", "Update", &["acme-*".to_owned()]),
+            ManagerKind::Person
+        );
+    }
 }
 
 /// Which side moved, as `managedFields` tell it when nothing else does (a first scan of an

@@ -176,6 +176,10 @@ pub struct FieldOwnerDto {
     pub subresource: String,
     /// When it wrote.
     pub time: Option<DateTime<Utc>>,
+    /// Who the manager is, by its name: `person` (a person's tool: `kubectl edit`, a web
+    /// console), `applier` (Helm, Argo CD, Flux, any server-side apply) or `controller`
+    /// (anything else writing with `Update`).
+    pub writer: String,
     /// Who set the field, from the audit log: the user as the privacy setting keeps it (a
     /// name, `hmac:...`, or `(a person)`); absent when the audit log names no one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -329,6 +333,7 @@ impl From<&Drift> for DriftDetail {
                         operation: o.operation.clone(),
                         subresource: o.subresource.clone(),
                         time: o.time,
+                        writer: o.kind().as_str().to_owned(),
                         user: d.attribution.writer_of(o).map(|w| w.user.display()),
                         audit_id: o.audit_id.clone(),
                     })

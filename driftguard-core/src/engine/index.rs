@@ -164,10 +164,7 @@ impl Engine {
                     |content| match desired {
                         Some(d) => {
                             let mut cmp = self.compare_with(d, api_version, content);
-                            if super::unset::any_by_hand(&raw.object.0) {
-                                let managed = crate::managed::parse_managed_fields(&raw.object.0);
-                                self.add_hand_changes(d, content, &managed, &mut cmp);
-                            }
+                            self.add_unset_changes(d, content, &raw.object.0, &mut cmp);
                             let differs = !cmp.in_sync();
                             (Some(cmp), differs)
                         }

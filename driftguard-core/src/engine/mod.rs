@@ -157,27 +157,43 @@ impl Engine {
     /// Compares the two sides of one object, with version conversion and ignored managers.
     pub fn compare(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
         let mut cmp = self.compare_fields(d, l);
-        let managed = l.managed_fields();
-        if managed
-            .iter()
-            .any(|e| crate::managed::by_hand(&e.manager, &e.operation))
-        {
-            self.add_hand_changes(d, l.object.content.root(), &managed, &mut cmp);
-        }
+        let managed = l.managed.to_value();
+        let raw = serde_json::json!({ "metadata": { "managedFields": managed } });
+        self.add_unset_changes(d, l.object.content.root(), &raw, &mut cmp);
         self.ignore_managers(&d.object.id, l, cmp)
     }
 
-    /// Adds to `cmp` the fields Git does not set that a person wrote by hand (see
-    /// [`unset`]).
-    fn add_hand_changes(
+    /// Adds to `cmp` the fields Git does not set that a person changed (see [`unset`]): those
+    /// written by hand, and replicas scaled without an owner; and drops the labels and
+    /// annotations Git does not set that a controller wrote. `raw` is the live object as the
+    /// server sent it (only its `metadata.managedFields` is read, and only when needed).
+    pub(crate) fn add_unset_changes(
         &self,
         d: &DesiredObject,
         live: Node<'_>,
-        managed: &[crate::managed::ManagedFieldsEntry],
+        raw: &serde_json::Value,
         cmp: &mut Comparison,
     ) {
-        let found = unset::hand_changes(d.object.content.root(), live, managed, &cmp.drifted);
+        let desired = d.object.content.root();
+        let mut found = Vec::new();
+        let mut managed: Option<Vec<crate::managed::ManagedFieldsEntry>> = None;
+        if unset::any_by_hand(raw) {
+            let entries = managed.get_or_insert_with(|| crate::managed::parse_managed_fields(raw));
+            found = unset::hand_changes(desired, live, entries, &cmp.drifted);
+        }
+        let id = &d.object.id;
+        let scaled = unset::unowned_scale(&id.group, &id.kind, desired, live, || {
+            managed
+                .take()
+                .unwrap_or_else(|| crate::managed::parse_managed_fields(raw))
+        });
+        found.extend(scaled.filter(|f| cmp.drifted.iter().all(|g| g.path != f.path)));
         cmp.add_drifted(found);
+        if cmp.drifted.iter().any(unset::live_only_key) {
+            let entries = managed.unwrap_or_else(|| crate::managed::parse_managed_fields(raw));
+            let people = &self.spec.findings.people_managers;
+            cmp.retain_drift(|f| !unset::controller_written(f, &entries, people));
+        }
     }
 
     /// Drops drift in fields that ignored field managers own.

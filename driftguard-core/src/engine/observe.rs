@@ -5,7 +5,7 @@ use crate::compare::compare_docs;
 use crate::doc::Doc;
 use crate::findings::FindingInput;
 use crate::id::ResourceId;
-use crate::managed::{direction_from_owners, owners_of};
+use crate::managed::{by_hand, direction_from_owners, owners_of, FieldOwner};
 use crate::normalize::{DesiredObject, LiveObject};
 use crate::state::{Direction, DriftKind, Observation, Presence};
 
@@ -50,6 +50,9 @@ impl Engine {
                             // applied server-side: managedFields say who wrote since
                             obs.evidence =
                                 direction_from_owners(&managed, &obs.owners, cmp.drifted.len());
+                        }
+                        if obs.evidence.is_none() && only_live_moves(cmp, &obs.owners) {
+                            obs.evidence = Some(Direction::Forward);
                         }
                         obs.severity =
                             self.spec
@@ -122,6 +125,20 @@ impl Engine {
             .last_applied(&self.spec.name, l, &pointers)?;
         last_applied_evidence(d, l, &la)
     }
+}
+
+/// Whether every drifted field is one Git does not set, that nobody owns (scaled through the
+/// scale subresource) or a person wrote by hand: Git cannot have moved a field it does not set
+/// (an applier that stops setting one removes it, and owns it until then), so live moved.
+fn only_live_moves(cmp: &crate::compare::Comparison, owners: &[FieldOwner]) -> bool {
+    !cmp.drifted.is_empty()
+        && cmp.drifted.iter().all(|f| {
+            f.desired.is_none()
+                && owners
+                    .iter()
+                    .filter(|o| o.path == f.path)
+                    .all(|o| by_hand(&o.manager, &o.operation))
+        })
 }
 
 fn last_applied_evidence(d: &DesiredObject, l: &LiveObject, la: &Doc) -> Option<Direction> {

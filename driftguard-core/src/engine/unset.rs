@@ -14,12 +14,24 @@
 //! sets, and anything under `metadata` (the comparison's closed maps; owner references and
 //! finalizers are controllers' business). A rollout restart's `restartedAt` annotation is a
 //! restart, not configuration.
+//!
+//! One write leaves no owner: the scale subresource (`kubectl scale`, `PATCH .../scale`). The
+//! API server's `ScaleHandler` (k8s.io/apimachinery `managedfields/scalehandler.go`) moves the
+//! ownership of `spec.replicas` between the object and its scale, and a scale write to a
+//! field nobody owned leaves it owned by nobody (seen on 1.35 and 1.37). Git's silence on
+//! `spec.replicas` means the API server's default, 1: every applier (server-side apply,
+//! kubectl's client-side apply, Helm's three-way merge) resets a field it stops setting. So a
+//! Deployment, ReplicaSet, StatefulSet or ReplicationController whose manifest sets no
+//! replicas, whose replicas no manager owns and differ from 1, was scaled by hand
+//! ([`unowned_scale`]). An autoscaler also writes through the scale subresource: the replicas
+//! of a HorizontalPodAutoscaler's target are not compared at all (`hpaOwnsReplicas`), so an
+//! autoscaler in the environment's scope never counts; one outside it does (documented).
 
 use serde_json::Value;
 
 use crate::compare::FieldDiff;
 use crate::doc::Node;
-use crate::managed::{by_hand, owners_of, ManagedFieldsEntry};
+use crate::managed::{by_hand, manager_kind, owners_of, ManagedFieldsEntry, ManagerKind};
 use crate::remediate::{parse_path, Segment};
 
 /// Maps whose every key the comparison already looks at.
@@ -66,6 +78,86 @@ fn server_default(segments: &[Segment], value: &Value) -> bool {
     SERVER_DEFAULTS
         .iter()
         .any(|(k, v)| k == name && serde_json::from_str::<Value>(v).is_ok_and(|d| &d == value))
+}
+
+/// Kinds whose `spec.replicas` the scale subresource writes (group, kind).
+const SCALED: &[(&str, &str)] = &[
+    ("apps", "Deployment"),
+    ("apps", "ReplicaSet"),
+    ("apps", "StatefulSet"),
+    ("", "ReplicationController"),
+];
+
+/// The API server's default of `spec.replicas` for the [`SCALED`] kinds.
+const DEFAULT_REPLICAS: u64 = 1;
+
+/// `spec.replicas` of `live` when it moved through the scale subresource without an owner (see
+/// the module's notes): a kind the scale subresource serves, Git sets no replicas, live has
+/// other than the default, and no manager owns the field. `managed` is read only when the
+/// cheap checks pass.
+pub(crate) fn unowned_scale(
+    group: &str,
+    kind: &str,
+    desired: Node<'_>,
+    live: Node<'_>,
+    managed: impl FnOnce() -> Vec<ManagedFieldsEntry>,
+) -> Option<FieldDiff> {
+    if !SCALED.iter().any(|(g, k)| *g == group && *k == kind) {
+        return None;
+    }
+    if desired
+        .get("spec")
+        .and_then(|s| s.get("replicas"))
+        .is_some()
+    {
+        return None;
+    }
+    let value = live.get("spec")?.get("replicas")?.to_value();
+    if value.as_u64() == Some(DEFAULT_REPLICAS) {
+        return None;
+    }
+    const PATH: &str = "spec.replicas";
+    // an owner of `spec` itself (`.`) owns the map's presence, not its fields
+    let owned = managed().iter().any(|e| e.paths.iter().any(|p| p == PATH));
+    (!owned).then(|| FieldDiff {
+        path: PATH.to_owned(),
+        desired: None,
+        live: Some(value),
+    })
+}
+
+/// Whether `f` is a label or annotation that live has and Git does not set.
+pub(crate) fn live_only_key(f: &FieldDiff) -> bool {
+    if f.desired.is_some() {
+        return false;
+    }
+    let segments = parse_path(&f.path);
+    matches!(
+        segments.as_slice(),
+        [.., Segment::Key(m), Segment::Key(map), Segment::Key(_)]
+            if m == "metadata" && (map == "labels" || map == "annotations")
+    )
+}
+
+/// Whether a label or annotation that live has and Git does not set was written by a
+/// controller: the newest manager owning that very key is neither a person's tool nor an
+/// applier ([`ManagerKind::Controller`]). Such keys are the controller's (cert-manager's
+/// injector, a service mesh, an operator), not drift; [`crate::metadata`] names the API
+/// server's own keys, which need no owner to be known. `people` are more globs of people's
+/// tools.
+pub(crate) fn controller_written(
+    f: &FieldDiff,
+    entries: &[ManagedFieldsEntry],
+    people: &[String],
+) -> bool {
+    live_only_key(f)
+        && entries
+            .iter()
+            .filter(|e| e.paths.iter().any(|p| *p == f.path))
+            .max_by_key(|e| e.time)
+            .is_some_and(|e| {
+                manager_kind(&e.manager, &e.operation, people) == ManagerKind::Controller
+            })
 }
 
 /// Whether the raw `managedFields` of an object hold a write by hand (a cheap look before they
@@ -259,5 +351,75 @@ mod tests {
         later.push(entry("argocd-controller", "Apply", 50, &["spec.type"]));
         let got = hand_changes(desired.root(), live.root(), &later, &already);
         assert!(got.iter().all(|f| f.path != "spec.type"), "{got:?}");
+    }
+
+    #[test]
+    fn replicas_scaled_without_an_owner() {
+        let git = Doc::from_value(&json!({"spec": {"template": {}}}));
+        let scaled = Doc::from_value(&json!({"spec": {"replicas": 3}}));
+        let applied = || vec![entry("kubectl", "Apply", 0, &["spec.template"])];
+        let found = unowned_scale("apps", "Deployment", git.root(), scaled.root(), applied);
+        assert_eq!(
+            found.map(|f| (f.path, f.live)),
+            Some(("spec.replicas".to_owned(), Some(json!(3))))
+        );
+        // the default, a kind the scale subresource does not serve, Git setting replicas, or an
+        // owner of the field: not this rule's
+        let default = Doc::from_value(&json!({"spec": {"replicas": 1}}));
+        assert!(unowned_scale("apps", "Deployment", git.root(), default.root(), applied).is_none());
+        assert!(unowned_scale("", "ConfigMap", git.root(), scaled.root(), applied).is_none());
+        let sets = Doc::from_value(&json!({"spec": {"replicas": 2}}));
+        assert!(
+            unowned_scale("apps", "StatefulSet", sets.root(), scaled.root(), applied).is_none()
+        );
+        let owned = || vec![entry("kubectl-edit", "Update", 5, &["spec.replicas"])];
+        assert!(unowned_scale("apps", "ReplicaSet", git.root(), scaled.root(), owned).is_none());
+        // owning `spec` itself is owning the map, not its replicas
+        let spec = || vec![entry("helm", "Update", 5, &["spec"])];
+        assert!(
+            unowned_scale("", "ReplicationController", git.root(), scaled.root(), spec).is_some()
+        );
+    }
+
+    #[test]
+    fn keys_a_controller_wrote_are_its_own() {
+        let key = |path: &str| FieldDiff {
+            path: path.into(),
+            desired: None,
+            live: Some(json!("x")),
+        };
+        let injected = "metadata.annotations[\"cert-manager.io/inject-ca-from\"]";
+        let team = "spec.template.metadata.labels.team";
+        let entries = vec![
+            entry(
+                "helm",
+                "Update",
+                0,
+                &["metadata.annotations", "spec.template"],
+            ),
+            entry("cert-manager-cainjector", "Update", 5, &[injected]),
+            entry("kubectl-label", "Update", 9, &[team]),
+        ];
+        assert!(controller_written(&key(injected), &entries, &[]));
+        assert!(!controller_written(&key(team), &entries, &[]));
+        // a key Git sets is compared whatever wrote it; a field that is no key is not this rule's
+        let mut set = key(injected);
+        set.desired = Some(json!("y"));
+        assert!(!controller_written(&set, &entries, &[]));
+        assert!(!controller_written(
+            &key("spec.type"),
+            &[entry("svc-operator", "Update", 1, &["spec.type"])],
+            &[]
+        ));
+        // an environment that names the tool a person's keeps it drift
+        assert!(!controller_written(
+            &key(injected),
+            &entries,
+            &["cert-manager-*".to_owned()]
+        ));
+        // the newest owner decides: a person who wrote over the controller's key
+        let mut later = entries.clone();
+        later.push(entry("kubectl-annotate", "Update", 20, &[injected]));
+        assert!(!controller_written(&key(injected), &later, &[]));
     }
 }
