@@ -1,22 +1,21 @@
-//! The REST API (axum), its authentication, limits and the OpenAPI document.
+//! The REST API (axum): its routes, each with the scope it needs, the webhooks, health and
+//! metrics, and the OpenAPI document. Who a caller is and what a scope allows are `auth`'s;
+//! the limits every request passes are the composed router's (`router`).
 
-use base64::Engine as _;
-use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use driftguard_core::audit::parse_event_list;
 use driftguard_core::error::chain;
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::query::{DriftSort, DriftStatus, EventQuery};
 use driftguard_core::remediation::RemediationAction;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
@@ -27,97 +26,70 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::config::TokenScope;
+use crate::auth::session::SessionEnd;
+use crate::auth::{authenticate, same_secret, Authorization, Caller, Needs};
+use crate::config::TokenScope::{Read, Remediate, Scan};
 use crate::dto::*;
 use crate::error::{AppError, ErrorBody, ErrorDetail};
 use crate::queries;
+use crate::queries::filter::{parse, parse_limit, parse_offset, parse_time, DriftFilter};
 use crate::state::AppState;
 
-/// Largest page size.
-pub const MAX_LIMIT: usize = 1000;
-
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
+/// The API's routes: `/api/v1` behind the API's authentication, each route with the scope it
+/// needs ([`Needs`]), beside the webhooks that authenticate themselves; health and metrics.
+pub fn routes(state: AppState) -> Router<AppState> {
     let api = Router::new()
-        .route("/environments", get(list_environments))
-        .route("/environments/{env}", get(get_environment))
-        .route("/environments/{env}/scan", post(scan_now))
-        .route("/environments/{env}/objects/{*object}", get(object_history))
-        .route("/drifts", get(list_drifts))
-        .route("/drifts/{episode}", get(get_drift))
-        .route("/drifts/{episode}/remediation", get(get_remediation))
-        .route("/drifts/{episode}/remediate", post(remediate))
-        .route("/remediation/pause", post(pause_remediation))
-        .route("/remediation/resume", post(resume_remediation))
-        .route("/events", get(list_events))
-        .route("/events/stream", get(event_stream))
-        .route("/scans", get(list_scans))
-        .route("/openapi.json", get(openapi_json))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .route(
+            "/environments",
+            get(list_environments).route_layer(Needs(Read)),
+        )
+        .route(
+            "/environments/{env}",
+            get(get_environment).route_layer(Needs(Read)),
+        )
+        .route(
+            "/environments/{env}/scan",
+            post(scan_now).route_layer(Needs(Scan)),
+        )
+        .route(
+            "/environments/{env}/objects/{*object}",
+            get(object_history).route_layer(Needs(Read)),
+        )
+        .route("/drifts", get(list_drifts).route_layer(Needs(Read)))
+        .route("/drifts/{episode}", get(get_drift).route_layer(Needs(Read)))
+        .route(
+            "/drifts/{episode}/remediation",
+            get(get_remediation).route_layer(Needs(Read)),
+        )
+        .route(
+            "/drifts/{episode}/remediate",
+            post(remediate).route_layer(Needs(Remediate)),
+        )
+        .route(
+            "/remediation/pause",
+            post(pause_remediation).route_layer(Needs(Remediate)),
+        )
+        .route(
+            "/remediation/resume",
+            post(resume_remediation).route_layer(Needs(Remediate)),
+        )
+        .route("/events", get(list_events).route_layer(Needs(Read)))
+        .route("/events/stream", get(event_stream).route_layer(Needs(Read)))
+        .route("/scans", get(list_scans).route_layer(Needs(Read)))
+        .route("/openapi.json", get(openapi_json).route_layer(Needs(Read)))
+        .route_layer(middleware::from_fn_with_state(state, authenticate));
     // their own authentication: a push signature, the API server's audit token
     let hooks = Router::new()
         .route("/webhooks/git", post(git_webhook))
         .route("/environments/{env}/audit", post(audit_webhook));
-    // MCP (streamable HTTP) behind the same authentication as the API
-    let mcp = Router::new()
-        .nest_service("/mcp", crate::mcp::http_service(state.clone()))
-        .layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .nest(
             "/api/v1",
             api.merge(hooks).layer(middleware::from_fn(no_store)),
         )
-        .merge(crate::web::routes(state.clone()))
-        .merge(mcp)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
-        .layer(middleware::from_fn(uri_limit))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::guard::requests,
-        ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .with_state(state)
-}
-
-fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    tracing::error!("a request handler panicked");
-    AppError::internal().into_response()
-}
-
-async fn not_found() -> AppError {
-    AppError::not_found("no such route")
-}
-
-async fn method_not_allowed() -> AppError {
-    AppError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
-}
-
-/// Refuses a URI longer than [`crate::listener::MAX_URI`] with the one error shape (a first
-/// request line that long never reaches here: the listener answers it).
-async fn uri_limit(req: Request, next: Next) -> Response {
-    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if len > crate::listener::MAX_URI {
-        return AppError::new(
-            StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!(
-                "the request URI is longer than {} bytes",
-                crate::listener::MAX_URI
-            ),
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// API answers hold drifts, events and plans: no browser or proxy keeps them
@@ -130,29 +102,6 @@ async fn no_store(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn time_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the request took longer than {} ms",
-                state.request_timeout.as_millis()
-            ),
-        )
-        .into_response(),
-    }
-}
-
-/// Constant-time comparison.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks an audit post's token against `tokens` (each compared in constant time): as
 /// `Authorization: Bearer <token>`, or as the password of `Authorization: Basic` (any user
 /// name). The API server's webhook client sends a kubeconfig's `token` only over HTTPS; over
@@ -160,24 +109,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// (`http://driftguard:<token>@127.0.0.1:8080/...`) as Basic, and masks that password in the
 /// errors it logs.
 fn check_audit_token(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(authorization) = Authorization::of(headers) else {
         return Err(AppError::unauthorized(
             "missing audit token: send `Authorization: Bearer <token>`, or Basic credentials \
              with the token as the password",
         ));
     };
-    let value = value.to_str().unwrap_or("").trim();
-    let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    let token = if scheme.eq_ignore_ascii_case("bearer") {
-        Some(credentials.trim().to_owned())
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        base64::engine::general_purpose::STANDARD
-            .decode(credentials.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|up| up.split_once(':').map(|(_, p)| p.to_owned()))
-    } else {
-        None
+    let token = match authorization {
+        Authorization::Bearer(token) => Some(token),
+        Authorization::Basic { password, .. } => Some(password),
+        Authorization::Unreadable => None,
     };
     let Some(token) = token else {
         return Err(AppError::unauthorized(
@@ -187,7 +128,7 @@ fn check_audit_token(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppEr
     };
     let mut ok = false;
     for t in tokens {
-        ok |= constant_time_eq(t.as_bytes(), token.as_bytes());
+        ok |= same_secret(t, &token);
     }
     if !ok {
         return Err(AppError::unauthorized("invalid audit token"));
@@ -195,247 +136,18 @@ fn check_audit_token(headers: &HeaderMap, tokens: &[String]) -> Result<(), AppEr
     Ok(())
 }
 
-/// Who made a request, as its bearer token says (an extension of every authenticated request).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// `token:<name>` for a named token, `token` for a plain one, `anonymous` without tokens.
-    pub name: String,
-    /// What it may do.
-    pub scopes: Vec<TokenScope>,
-}
-
-impl Caller {
-    /// Whether it may do what `needed` allows: otherwise 403 `forbidden`, naming the scope
-    /// to give the token.
-    pub fn may(&self, needed: TokenScope) -> Result<(), AppError> {
-        if self.scopes.contains(&needed) {
-            return Ok(());
-        }
-        let (what, scope) = match needed {
-            TokenScope::Remediate => ("remediate", "remediate"),
-            TokenScope::Scan => ("ask for scans", "scan"),
-            TokenScope::Read => ("read", "read"),
-        };
-        Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token may not {what}: give it the `{scope}` scope in server.apiTokens"),
-        ))
-    }
-}
-
-/// The scope a request needs: remediation, a scan, or reading.
-fn needed_scope(req: &Request) -> TokenScope {
-    let path = req.uri().path();
-    if req.method() == axum::http::Method::POST
-        && (path.ends_with("/remediate")
-            || path.ends_with("/remediation/pause")
-            || path.ends_with("/remediation/resume"))
-    {
-        TokenScope::Remediate
-    } else if req.method() == axum::http::Method::POST && path.ends_with("/scan") {
-        TokenScope::Scan
-    } else {
-        TokenScope::Read
-    }
-}
-
-/// A bearer token; or, for reads only (`GET`, `HEAD`), the dashboard's session cookie, so that
-/// its pages can follow the event stream. A cookie never authorizes a change: that would be
-/// open to cross-site requests.
-async fn auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let client = req
-        .extensions()
-        .get::<crate::guard::Client>()
-        .copied()
-        .unwrap_or(crate::guard::Client {
-            ip: None,
-            https: false,
-        });
-    let caller = if !state.auth_required() {
-        AppState::anonymous()
-    } else {
-        let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-            let read =
-                req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
-            let session = crate::web::session::cookie_value(req.headers(), client.https)
-                .and_then(|id| state.sessions.get(&id))
-                .filter(|s| s.signed_in);
-            if let Some(session) = session.filter(|_| read) {
-                req.extensions_mut().insert(Caller {
-                    name: "session".into(),
-                    scopes: vec![TokenScope::Read],
-                });
-                // what it opens (the event stream) ends when the session does
-                req.extensions_mut().insert(session.end);
-                return next.run(req).await;
-            }
-            return AppError::unauthorized("missing bearer token").into_response();
-        };
-        if let Err(wait) = state.throttle.admit(client.ip, std::time::Instant::now()) {
-            return crate::guard::too_many_failures(wait);
-        }
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        let Some(token) = token else {
-            return AppError::unauthorized("expected `Authorization: Bearer <token>`")
-                .into_response();
-        };
-        let Some(caller) = state.caller(token) else {
-            state.throttle.failed(client.ip, std::time::Instant::now());
-            return AppError::unauthorized("invalid bearer token").into_response();
-        };
-        caller
-    };
-    let needed = needed_scope(&req);
-    if let Err(e) = caller.may(needed) {
-        return e.into_response();
-    }
-    req.extensions_mut().insert(caller);
-    next.run(req).await
-}
-
 fn query_error(e: QueryRejection) -> AppError {
     AppError::bad_request(format!("invalid query: {}", e.body_text()))
 }
 
-fn parse<T: FromStr>(name: &str, v: &Option<String>) -> Result<Option<T>, AppError>
-where
-    T::Err: std::fmt::Display,
-{
-    v.as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| T::from_str(s).map_err(|e| AppError::bad_request(format!("{name}: {e}"))))
-        .transpose()
-}
-
-fn parse_usize(
-    name: &str,
-    v: &Option<String>,
-    default: usize,
-    max: usize,
-) -> Result<usize, AppError> {
-    match v.as_deref() {
-        None | Some("") => Ok(default),
-        Some(s) => {
-            let n: usize = s.parse().map_err(|_| {
-                AppError::bad_request(format!("{name}: `{s}` is not a non-negative integer"))
-            })?;
-            if n > max {
-                return Err(AppError::bad_request(format!("{name}: at most {max}")));
-            }
-            Ok(n)
-        }
-    }
-}
-
-/// The largest `offset` of a page (the OpenAPI document's `maximum`).
-pub const MAX_OFFSET: usize = i32::MAX as usize;
-
-fn parse_offset(v: &Option<String>) -> Result<usize, AppError> {
-    parse_usize("offset", v, 0, MAX_OFFSET)
-}
-
-fn parse_limit(v: &Option<String>, default: usize) -> Result<usize, AppError> {
-    let n = parse_usize("limit", v, default, MAX_LIMIT)?;
-    if n == 0 {
-        return Err(AppError::bad_request("limit: must be at least 1"));
-    }
-    Ok(n)
-}
-
-fn parse_time(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, AppError> {
-    v.as_deref()
-        .map(|s| {
-            if s.is_empty() {
-                return Err(AppError::bad_request(format!(
-                    "{name}: empty (leave the parameter out for no bound)"
-                )));
-            }
-            DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| {
-                    AppError::bad_request(format!(
-                        "{name}: `{s}` is not an RFC 3339 time (e.g. 2024-05-01T12:00:00Z)"
-                    ))
-                })
-        })
-        .transpose()
-}
-
-/// Filters of `GET /api/v1/drifts`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct DriftParams {
-    /// Environment.
-    pub environment: Option<String>,
-    /// API group (exact, e.g. `apps`; absent or empty: any).
-    pub group: Option<String>,
-    /// Kubernetes kind (exact).
-    pub kind: Option<String>,
-    /// Namespace (exact).
-    pub namespace: Option<String>,
-    /// Name (glob, e.g. `web-*`).
-    pub name: Option<String>,
-    /// Kind of drift: `modified`, `missing`, `orphan`.
-    pub drift: Option<String>,
-    /// Direction: `forward`, `reverse`, `conflict`, `unknown`.
-    pub direction: Option<String>,
-    /// Minimum severity: `low`, `medium`, `high`, `critical`.
-    pub severity: Option<String>,
-    /// `open` (default), `resolved` or `all`.
-    pub status: Option<String>,
-    /// Only drifts detected before this time (RFC 3339): an age filter.
-    #[param(value_type = Option<String>, format = DateTime)]
-    pub detected_before: Option<String>,
-    /// `severity` (default), `detected`, `updated` or `object`.
-    pub sort: Option<String>,
-    /// Page size (1..1000, default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    pub limit: Option<String>,
-    /// Items to skip (default 0).
-    #[param(value_type = Option<u32>, maximum = 2147483647)]
-    pub offset: Option<String>,
-}
-
-impl DriftParams {
-    /// The store query these filters ask for (a value that is not a name of its enum, or a
-    /// limit out of range, is a 400).
-    pub fn query(&self) -> Result<DriftQuery, AppError> {
-        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        Ok(DriftQuery {
-            environment: non_empty(&self.environment),
-            group: non_empty(&self.group),
-            kind: non_empty(&self.kind),
-            namespace: non_empty(&self.namespace),
-            name: non_empty(&self.name),
-            drift: parse::<DriftKind>("drift", &self.drift)?,
-            direction: parse::<Direction>("direction", &self.direction)?,
-            min_severity: parse::<Severity>("severity", &self.severity)?,
-            detected_before: parse_time("detected_before", &self.detected_before)?,
-            status: parse::<DriftStatus>("status", &self.status)?.unwrap_or_default(),
-            sort: parse::<DriftSort>("sort", &self.sort)?.unwrap_or_default(),
-            limit: parse_limit(&self.limit, 100)?,
-            offset: parse_offset(&self.offset)?,
-        })
-    }
-}
-
 /// Drift episodes, filtered and paged.
-#[utoipa::path(get, path = "/api/v1/drifts", tag = "drifts", params(DriftParams),
+#[utoipa::path(get, path = "/api/v1/drifts", tag = "drifts", params(DriftFilter),
     responses((status = 200, body = DriftPage), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn list_drifts(
     State(state): State<AppState>,
-    q: Result<Query<DriftParams>, QueryRejection>,
+    q: Result<Query<DriftFilter>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let query = p.query()?;
@@ -668,7 +380,7 @@ pub struct StreamParams {
     security(("bearer" = [])))]
 async fn event_stream(
     State(state): State<AppState>,
-    session: Option<axum::Extension<crate::web::session::SessionEnd>>,
+    session: Option<axum::Extension<SessionEnd>>,
     q: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -906,7 +618,7 @@ async fn git_push(
         mac.verify_slice(&expected)
             .map_err(|_| AppError::unauthorized("signature does not match"))?;
     } else if let Some(token) = h("x-gitlab-token") {
-        if !constant_time_eq(token.as_bytes(), secret.as_bytes()) {
+        if !same_secret(token, secret) {
             return Err(AppError::unauthorized("invalid X-Gitlab-Token"));
         }
     } else {

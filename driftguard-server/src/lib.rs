@@ -2,9 +2,11 @@
 //!
 //! The long-running DriftGuard service: continuous detection per environment
 //! ([`supervisor::Supervisor`]), a JSON REST API under `/api/v1` with an OpenAPI document
-//! ([`api::router`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]), an
+//! ([`api`]), a live event stream ([`feed`]), the web dashboard at `/` ([`web`]), an
 //! MCP server for AI assistants at `/mcp` and over stdio ([`mcp`]),
 //! Prometheus metrics at `/metrics` ([`metrics::Metrics`]) and alert notifiers ([`notify`]).
+//! The three faces share one authentication ([`auth`]) and one set of queries ([`queries`]),
+//! and are composed into one application by [`router()`].
 //!
 //! Everything is built from the configuration file by one call ([`service::serve`]); the CLI's
 //! `driftguard serve` is that call plus flag parsing:
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod dto;
 pub mod environment;
@@ -38,6 +41,7 @@ pub mod push;
 pub mod queries;
 pub mod remediate;
 pub mod retention;
+pub mod router;
 pub mod service;
 pub mod setup;
 pub mod state;
@@ -48,9 +52,9 @@ pub mod web;
 
 use std::future::Future;
 
-pub use api::router;
 pub use environment::Environment;
 pub use error::AppError;
+pub use router::router;
 pub use service::{serve, ServeError, ServeOptions, Service};
 pub use state::AppState;
 

@@ -1,7 +1,7 @@
 //! The server's listener: every connection's first request line is checked before hyper reads
 //! it, so that a request whose URI is too long gets the one error shape (hyper itself answers
 //! such a request with an empty 414 or 431). Later requests on a kept-alive connection are
-//! checked by the router's middleware (see [`crate::api`]), up to hyper's own limit.
+//! checked by the router's middleware (see [`router`](mod@crate::router)), up to hyper's own limit.
 
 use std::io;
 use std::pin::Pin;

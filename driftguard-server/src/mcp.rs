@@ -10,8 +10,8 @@
 //! episode. One prompt: `triage_open_drifts`.
 //!
 //! Two transports: [`serve_stdio`] (what `driftguard mcp --config FILE` runs) and
-//! [`http_service`], streamable HTTP mounted at `/mcp` by [`crate::api::router`] behind the
-//! API's bearer-token authentication.
+//! [`http_service`], streamable HTTP mounted at `/mcp` by the composed router (`router`)
+//! behind the API's bearer-token authentication ([`crate::auth`]).
 //!
 //! Errors: arguments that do not fit a tool's schema (an unknown or missing field, a wrong
 //! type) or values that name nothing (a severity `extreme`, a limit of 0) are JSON-RPC
@@ -40,11 +40,11 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Caller, DriftParams, MAX_LIMIT};
+use crate::auth::Caller;
 use crate::config::TokenScope;
 use crate::dto::*;
 use crate::error::AppError;
-use crate::queries;
+use crate::queries::{self, DriftFilter, MAX_LIMIT};
 use crate::state::AppState;
 
 /// URI of the environments resource.
@@ -221,7 +221,7 @@ fn caller(ctx: &RequestContext<RoleServer>) -> Caller {
             name: "unauthenticated".into(),
             scopes: Vec::new(),
         }),
-        None => AppState::anonymous(),
+        None => Caller::anonymous(),
     }
 }
 
@@ -270,7 +270,7 @@ impl DriftGuardMcp {
         &self,
         Args(a): Args<ListDriftsArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let params = DriftParams {
+        let filter = DriftFilter {
             environment: a.environment,
             group: a.group,
             kind: a.kind,
@@ -286,7 +286,7 @@ impl DriftGuardMcp {
             limit: a.limit.map(|n| n.to_string()),
             offset: a.offset.map(|n| n.to_string()),
         };
-        let query = match params.query() {
+        let query = match filter.query() {
             Ok(q) => q,
             Err(e) => return tool_error(e),
         };

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use driftguard_core::ports::{Clock, DriftStore};
 
+use crate::auth::session::Sessions;
+use crate::auth::{caller_of, Caller};
 use crate::feed::EventFeed;
 use crate::metrics::Metrics;
-use crate::web::session::Sessions;
 
 /// The system clock.
 #[derive(Clone, Copy, Debug, Default)]
@@ -190,45 +191,10 @@ impl AppState {
         !self.tokens.is_empty() || !self.scoped_tokens.is_empty()
     }
 
-    /// Who a token is, and what it may do: a plain token reads and scans, a named one has its
-    /// configured scopes (every token is compared, in constant time). `None`: not a token of
-    /// this server.
-    pub fn caller(&self, token: &str) -> Option<crate::api::Caller> {
-        use crate::config::TokenScope;
-        if token.is_empty() {
-            return None;
-        }
-        let eq = |t: &str| crate::api::constant_time_eq(t.as_bytes(), token.as_bytes());
-        let mut found = None;
-        for t in &self.tokens {
-            if eq(t) {
-                found = Some(crate::api::Caller {
-                    name: "token".into(),
-                    scopes: vec![TokenScope::Read, TokenScope::Scan],
-                });
-            }
-        }
-        for t in &self.scoped_tokens {
-            if eq(&t.token) {
-                found = Some(crate::api::Caller {
-                    name: format!("token:{}", t.name),
-                    scopes: t.scopes.clone(),
-                });
-            }
-        }
-        found
-    }
-
-    /// The caller of a request when no token is configured: it may read and scan, never
-    /// remediate (remediation needs a named token with the `remediate` scope).
-    pub fn anonymous() -> crate::api::Caller {
-        crate::api::Caller {
-            name: "anonymous".into(),
-            scopes: vec![
-                crate::config::TokenScope::Read,
-                crate::config::TokenScope::Scan,
-            ],
-        }
+    /// Who a token is among this server's tokens, and what it may do (see
+    /// [`crate::auth::caller_of`]). `None`: not a token of this server.
+    pub fn caller(&self, token: &str) -> Option<Caller> {
+        caller_of(token, &self.tokens, &self.scoped_tokens)
     }
 
     /// Starts building a state around a store and the environments; `metrics` should be the

@@ -12,15 +12,15 @@
 //! environments' status is the API's.
 //!
 //! Security: with tokens configured, a sign-in form exchanges a token for an HttpOnly session
-//! cookie ([`session`]); state-changing forms carry the session's CSRF token and must come
-//! from this origin; every page is sent with a strict Content-Security-Policy (no inline
-//! script or style), `frame-ancestors 'none'`, `X-Frame-Options`, `X-Content-Type-Options`.
+//! cookie ([`crate::auth::session`]); state-changing forms carry the session's CSRF token and
+//! must come from this origin; every page is sent with a strict Content-Security-Policy (no
+//! inline script or style), `frame-ancestors 'none'`, `X-Frame-Options`,
+//! `X-Content-Type-Options`.
 
 pub mod assets;
 pub mod chart;
 mod pages;
 mod remediate;
-pub mod session;
 pub mod view;
 
 use askama::Template;
@@ -32,7 +32,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use serde::Deserialize;
 
-use crate::api::{constant_time_eq, Caller};
+use crate::auth::{same_secret, session, Caller};
 use crate::config::TokenScope;
 use crate::error::AppError;
 use crate::guard::Client;
@@ -43,7 +43,7 @@ use crate::state::AppState;
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The dashboard's routes (merged into [`crate::api::router`]).
+/// The dashboard's routes (merged into [`crate::router()`]).
 pub fn routes(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(pages::overview))
@@ -135,7 +135,7 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
             next.run(req).await
         }
         _ if open => {
-            let (id, s) = match state.sessions.open(false, AppState::anonymous()) {
+            let (id, s) = match state.sessions.open(false, Caller::anonymous()) {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
@@ -195,7 +195,7 @@ fn check_csrf(viewer: &Viewer, headers: &HeaderMap, token: &str) -> Result<(), W
             "cross-site requests are refused",
         )));
     }
-    if !constant_time_eq(viewer.csrf.as_bytes(), token.as_bytes()) {
+    if !same_secret(&viewer.csrf, token) {
         return Err(WebError(AppError::new(
             StatusCode::FORBIDDEN,
             "csrf",

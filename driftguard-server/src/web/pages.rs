@@ -19,11 +19,10 @@ use driftguard_core::state::{Direction, DriftKind, EventKind};
 use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
-use crate::api::{DriftParams, MAX_LIMIT};
 use crate::config::TokenScope;
 use crate::dto::{DriftSummary, EnvironmentDto, EventDto, RemediationDto};
 use crate::error::AppError;
-use crate::queries;
+use crate::queries::{self, DriftFilter, MAX_LIMIT};
 use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
@@ -422,8 +421,8 @@ const FILTERS: [&str; 10] = [
     "sort",
 ];
 
-/// The page's filters as the API's drift parameters; `age` (`1h`, `7d`, ...) becomes
-/// `detected_before`.
+/// The page's filters as the drift filter that the API and MCP read too; `age` (`1h`, `7d`,
+/// ...) becomes `detected_before`.
 fn drift_query(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<DriftQuery, AppError> {
     let get = |k: &str| q.get(k).cloned().filter(|v| !v.is_empty());
     let detected_before = match get("age") {
@@ -444,7 +443,7 @@ fn drift_query(q: &HashMap<String, String>, now: DateTime<Utc>) -> Result<DriftQ
             Some(before.to_rfc3339())
         }
     };
-    DriftParams {
+    DriftFilter {
         environment: get("environment"),
         group: get("group"),
         kind: get("kind"),

@@ -76,7 +76,7 @@ pub struct Session {
     pub signed_in: bool,
     /// Who signed in (the token's name, never the token) and what the token may do: a page
     /// offers and accepts only what its scopes allow.
-    pub caller: crate::api::Caller,
+    pub caller: crate::auth::Caller,
     /// Its end (event streams it opened stop then).
     pub end: SessionEnd,
 }
@@ -122,7 +122,7 @@ impl Sessions {
     pub fn open(
         &self,
         signed_in: bool,
-        caller: crate::api::Caller,
+        caller: crate::auth::Caller,
     ) -> Result<(String, Session), SessionError> {
         let id = random_token()?;
         let now = Instant::now();
@@ -243,7 +243,7 @@ mod tests {
     #[test]
     fn sessions_open_read_and_close() {
         let s = Sessions::new();
-        let caller = crate::api::Caller {
+        let caller = crate::auth::Caller {
             name: "token:ops".into(),
             scopes: vec![crate::config::TokenScope::Read],
         };

@@ -1,8 +1,13 @@
 //! The read and scan operations behind the API, the MCP server and the dashboard: each is one
 //! function over [`AppState`], answering the API's DTOs or its one error shape. The REST
-//! handlers ([`crate::api`]), the MCP tools ([`crate::mcp`]) and the dashboard's pages
-//! ([`crate::web`]) are thin views over these; none holds a rule of its own (filters parse into the core's `DriftQuery`, references into its
-//! `ObjectRef`, plans come from `driftguard_core::remediation`).
+//! handlers (`api`), the MCP tools (`mcp`) and the dashboard's pages (`web`) are thin views
+//! over these; none holds a rule of its own (filters are read by [`filter`] into the core's
+//! `DriftQuery`, references into its `ObjectRef`, plans come from
+//! `driftguard_core::remediation`).
+
+pub mod filter;
+
+pub use filter::{DriftFilter, MAX_LIMIT};
 
 use axum::http::StatusCode;
 use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
@@ -10,7 +15,7 @@ use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
 use driftguard_core::remediation::{plan, RemediationAction};
 use driftguard_core::state::Drift;
 
-use crate::api::Caller;
+use crate::auth::Caller;
 use crate::dto::*;
 use crate::environment::{Environment, RunScanError, SourceState};
 use crate::error::AppError;

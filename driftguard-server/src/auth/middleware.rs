@@ -1,0 +1,114 @@
+//! Authentication on the routes that need it: [`authenticate`] finds who is asking (once, on a
+//! router), [`Needs`] says what a route asks of them (on each route).
+
+use std::future::{ready, Ready};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use tower::{Layer, Service};
+
+use super::{session, Authorization, Caller};
+use crate::config::TokenScope;
+use crate::error::AppError;
+use crate::guard::{too_many_failures, Client};
+use crate::state::AppState;
+
+/// Finds the caller of a request and hands it on as an extension ([`Caller`]): the caller of
+/// a bearer token; or, for reads only (`GET`, `HEAD`), of the dashboard's session cookie, so
+/// that its pages can follow the event stream (a cookie never authorizes a change: that would
+/// be open to cross-site requests); without configured tokens, [`Caller::anonymous`]. What the
+/// caller may do there is the route's to say ([`Needs`]).
+///
+/// Failed token checks count against the client's limit ([`crate::guard::Throttle`]).
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !state.auth_required() {
+        req.extensions_mut().insert(Caller::anonymous());
+        return next.run(req).await;
+    }
+    let client = req.extensions().get::<Client>().copied().unwrap_or(Client {
+        ip: None,
+        https: false,
+    });
+    let Some(authorization) = Authorization::of(req.headers()) else {
+        let read = req.method() == Method::GET || req.method() == Method::HEAD;
+        let session = session::cookie_value(req.headers(), client.https)
+            .and_then(|id| state.sessions.get(&id))
+            .filter(|s| s.signed_in);
+        if let Some(session) = session.filter(|_| read) {
+            req.extensions_mut().insert(Caller {
+                name: "session".into(),
+                scopes: vec![TokenScope::Read],
+            });
+            // what it opens (the event stream) ends when the session does
+            req.extensions_mut().insert(session.end);
+            return next.run(req).await;
+        }
+        return AppError::unauthorized("missing bearer token").into_response();
+    };
+    if let Err(wait) = state.throttle.admit(client.ip, Instant::now()) {
+        return too_many_failures(wait);
+    }
+    let Authorization::Bearer(token) = authorization else {
+        return AppError::unauthorized("expected `Authorization: Bearer <token>`").into_response();
+    };
+    let Some(caller) = state.caller(&token) else {
+        state.throttle.failed(client.ip, Instant::now());
+        return AppError::unauthorized("invalid bearer token").into_response();
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// The scope a route needs, declared on the route
+/// (`post(scan_now).route_layer(Needs(TokenScope::Scan))`), under [`authenticate`]: a caller
+/// without it is answered 403, naming the scope to give the token ([`Caller::may`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Needs(pub TokenScope);
+
+impl<S> Layer<S> for Needs {
+    type Service = NeedsService<S>;
+
+    fn layer(&self, inner: S) -> NeedsService<S> {
+        NeedsService {
+            inner,
+            scope: self.0,
+        }
+    }
+}
+
+/// A route behind [`Needs`].
+#[derive(Clone, Debug)]
+pub struct NeedsService<S> {
+    inner: S,
+    scope: TokenScope,
+}
+
+impl<S> Service<Request> for NeedsService<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let allowed = match req.extensions().get::<Caller>() {
+            Some(caller) => caller.may(self.scope),
+            // not behind `authenticate`: nobody is known, so nothing is allowed
+            None => Err(AppError::unauthorized("missing bearer token")),
+        };
+        match allowed {
+            Ok(()) => Either::Left(self.inner.call(req)),
+            Err(e) => Either::Right(ready(Ok(e.into_response()))),
+        }
+    }
+}

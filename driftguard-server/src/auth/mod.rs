@@ -1,0 +1,230 @@
+//! Who is asking, and what they may do: the one place where credentials are read and scopes
+//! are decided, for the API, MCP and the dashboard alike.
+//!
+//! - [`Caller`]: who made a request (a token's name, never the token) and its scopes; every
+//!   check of a scope is [`Caller::may`].
+//! - [`Authorization`]: the one reader of the `Authorization` header (the scheme in any case,
+//!   RFC 7235): `Bearer` for the API and MCP, `Bearer` or `Basic` for the audit webhook.
+//! - [`caller_of`]: which configured token a presented one is, compared in constant time.
+//! - [`session`]: the dashboard's sessions, each acting as the caller who signed in.
+//! - [`middleware`]: [`authenticate`] finds the caller of a request; [`Needs`], on a route, is
+//!   the scope that route needs.
+
+pub mod middleware;
+pub mod session;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+
+use crate::config::{ScopedToken, TokenScope};
+use crate::error::AppError;
+
+pub use middleware::{authenticate, Needs};
+
+/// Who made a request, as its credentials say (an extension of every authenticated request).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// `token:<name>` for a named token, `token` for a plain one, `anonymous` without tokens.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<TokenScope>,
+}
+
+impl Caller {
+    /// The caller of a request when no token is configured: it may read and scan, never
+    /// remediate (remediation needs a named token with the `remediate` scope).
+    pub fn anonymous() -> Caller {
+        Caller {
+            name: "anonymous".into(),
+            scopes: vec![TokenScope::Read, TokenScope::Scan],
+        }
+    }
+
+    /// Whether it may do what `needed` allows: otherwise 403 `forbidden`, naming the scope
+    /// to give the token.
+    pub fn may(&self, needed: TokenScope) -> Result<(), AppError> {
+        if self.scopes.contains(&needed) {
+            return Ok(());
+        }
+        let (what, scope) = match needed {
+            TokenScope::Remediate => ("remediate", "remediate"),
+            TokenScope::Scan => ("ask for scans", "scan"),
+            TokenScope::Read => ("read", "read"),
+        };
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not {what}: give it the `{scope}` scope in server.apiTokens"),
+        ))
+    }
+}
+
+/// Whether two secrets are equal, compared in constant time (for secrets of the same length).
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// Who `token` is among the configured tokens, and what it may do: a plain token reads and
+/// scans, a named one has its configured scopes (every token is compared, in constant time).
+/// `None`: not a token of this server.
+pub fn caller_of(token: &str, plain: &[String], named: &[ScopedToken]) -> Option<Caller> {
+    if token.is_empty() {
+        return None;
+    }
+    let mut found = None;
+    for t in plain {
+        if same_secret(t, token) {
+            found = Some(Caller {
+                name: "token".into(),
+                scopes: vec![TokenScope::Read, TokenScope::Scan],
+            });
+        }
+    }
+    for t in named {
+        if same_secret(&t.token, token) {
+            found = Some(Caller {
+                name: format!("token:{}", t.name),
+                scopes: t.scopes.clone(),
+            });
+        }
+    }
+    found
+}
+
+/// An `Authorization` header, read: the scheme's name in any case (RFC 7235), then its
+/// credentials after one or more spaces (a `Bearer` without a token cannot be read).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Authorization {
+    /// `Bearer <token>` (RFC 6750).
+    Bearer(String),
+    /// `Basic <base64 of user:password>` (RFC 7617).
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// Another scheme, or credentials that cannot be read.
+    Unreadable,
+}
+
+impl std::fmt::Debug for Authorization {
+    // never the secret
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Authorization::Bearer(_) => f.write_str("Bearer(..)"),
+            Authorization::Basic { user, .. } => write!(f, "Basic({user}:..)"),
+            Authorization::Unreadable => f.write_str("Unreadable"),
+        }
+    }
+}
+
+impl Authorization {
+    /// The `Authorization` header of a request, read; `None` without one.
+    pub fn of(headers: &HeaderMap) -> Option<Authorization> {
+        headers
+            .get(header::AUTHORIZATION)
+            .map(|v| Authorization::parse(v.to_str().unwrap_or("")))
+    }
+
+    /// Reads a header value.
+    pub fn parse(value: &str) -> Authorization {
+        let value = value.trim();
+        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty() {
+            Authorization::Bearer(credentials.to_owned())
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            base64::engine::general_purpose::STANDARD
+                .decode(credentials)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|up| {
+                    up.split_once(':').map(|(u, p)| Authorization::Basic {
+                        user: u.to_owned(),
+                        password: p.to_owned(),
+                    })
+                })
+                .unwrap_or(Authorization::Unreadable)
+        } else {
+            Authorization::Unreadable
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_is_read_in_any_case() {
+        for v in [
+            "Bearer abc",
+            "bearer abc",
+            "BEARER abc",
+            "bEaReR   abc ",
+            " Bearer abc",
+        ] {
+            assert_eq!(
+                Authorization::parse(v),
+                Authorization::Bearer("abc".into()),
+                "{v:?}"
+            );
+        }
+        let basic = base64::engine::general_purpose::STANDARD.encode("driftguard:s3cret");
+        for scheme in ["Basic", "basic", "BASIC"] {
+            assert_eq!(
+                Authorization::parse(&format!("{scheme} {basic}")),
+                Authorization::Basic {
+                    user: "driftguard".into(),
+                    password: "s3cret".into()
+                }
+            );
+        }
+        for v in [
+            "Digest abc",
+            "Bearerabc",
+            "Basic !!!",
+            "Basic YWJj",
+            "",
+            "Token abc",
+        ] {
+            assert_eq!(Authorization::parse(v), Authorization::Unreadable, "{v:?}");
+        }
+        // a token is not optional (RFC 6750: `Bearer 1*SP b64token`)
+        for v in ["Bearer", "Bearer ", "bearer   "] {
+            assert_eq!(Authorization::parse(v), Authorization::Unreadable, "{v:?}");
+        }
+        assert_eq!(
+            format!("{:?}", Authorization::parse("Bearer abc")),
+            "Bearer(..)",
+            "never the token"
+        );
+    }
+
+    #[test]
+    fn tokens_name_their_callers() {
+        let named = vec![ScopedToken {
+            name: "ops".into(),
+            token: "t-ops".into(),
+            scopes: vec![TokenScope::Read, TokenScope::Remediate],
+        }];
+        let plain = vec!["t-plain".to_owned()];
+        let c = caller_of("t-ops", &plain, &named).expect("named");
+        assert_eq!(c.name, "token:ops");
+        assert!(c.may(TokenScope::Remediate).is_ok());
+        assert_eq!(
+            c.may(TokenScope::Scan).map_err(|e| e.code),
+            Err("forbidden")
+        );
+        let c = caller_of("t-plain", &plain, &named).expect("plain");
+        assert_eq!(c.name, "token");
+        assert!(c.may(TokenScope::Scan).is_ok() && c.may(TokenScope::Remediate).is_err());
+        assert_eq!(caller_of("t-op", &plain, &named), None);
+        assert_eq!(caller_of("", &[String::new()], &[]), None);
+        assert!(
+            same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("ab", "abc")
+        );
+    }
+}
