@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use driftguard_core::memory::{MemoryLiveSource, MemoryStore};
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, DriftStore, GitSource, SourceError};
+use driftguard_server::context::SystemClock;
 use driftguard_server::metrics::Metrics;
-use driftguard_server::state::{AppState, SystemClock};
+use driftguard_server::state::AppState;
 use driftguard_server::testkit;
 use tokio_util::sync::CancellationToken;
 
@@ -197,7 +198,7 @@ async fn main() {
             .collect();
         *git.0.lock().expect("lock") = Some(testkit::desired("rev-1", objs.clone()));
         live.set(testkit::live(objs));
-        let ctx = driftguard_server::state::ScanContext::new(
+        let ctx = driftguard_server::context::ScanContext::new(
             store,
             Arc::new(Metrics::new()),
             Arc::new(SystemClock),

@@ -573,7 +573,7 @@ async fn throttled<T: IntoResponse>(
     f: impl std::future::Future<Output = Result<T, AppError>>,
 ) -> Response {
     if let Err(wait) = state.throttle.admit(client.ip, std::time::Instant::now()) {
-        return crate::guard::too_many_failures(wait);
+        return crate::auth::throttle::too_many_failures(wait);
     }
     match f.await {
         Ok(v) => v.into_response(),

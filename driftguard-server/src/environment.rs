@@ -22,9 +22,9 @@ use driftguard_core::scanner::{Scanner, WriteHealth};
 use tokio::sync::Notify;
 
 use crate::audit::{read_log, AuditReadError, AuditSettings, LogRead};
+use crate::context::ScanContext;
 use crate::ha::Leadership;
 use crate::metrics::Metrics;
-use crate::state::ScanContext;
 
 /// The state of one source of an environment.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -26,6 +26,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod context;
 pub mod dto;
 pub mod environment;
 pub mod error;

@@ -620,9 +620,9 @@ fn find_desired(desired: &DesiredSet, id: &ResourceId, default_ns: &str) -> Opti
 /// Runs the remediation `policy` of `env` until `cancel`: every open drift is decided by the
 /// core's [`driftguard_core::remediate::decide`] (the kill switch `paused` read each time) and
 /// the ones to act on are remediated with `policy` named as who asked, then the environment is
-/// scanned so that they resolve.
+/// scanned (in `ctx`, whose clock also times the policy) so that they resolve.
 pub fn spawn_policy(
-    state: crate::state::AppState,
+    ctx: crate::context::ScanContext,
     env: Arc<crate::environment::Environment>,
     remediator: Arc<Remediator>,
     policy: driftguard_core::remediate::Policy,
@@ -646,7 +646,7 @@ pub fn spawn_policy(
             let mut acted = false;
             for d in drifts {
                 let killed = paused.load(std::sync::atomic::Ordering::SeqCst);
-                match decide(&policy, &d, &ledger, killed, state.clock.now()) {
+                match decide(&policy, &d, &ledger, killed, ctx.clock.now()) {
                     Decision::Skip(_) => {}
                     Decision::Notify => {
                         if notified.insert(d.episode.clone()) {
@@ -660,7 +660,7 @@ pub fn spawn_policy(
                     }
                     Decision::Act(action) => {
                         // once per episode, whatever comes of it
-                        ledger.record(&d.episode, state.clock.now());
+                        ledger.record(&d.episode, ctx.clock.now());
                         let episode = d.episode.clone();
                         let result = match remediator.propose(vec![d], action, false).await {
                             Ok(mut p) => match p.pop().map(|p| p.result) {
@@ -684,7 +684,7 @@ pub fn spawn_policy(
                 }
             }
             if acted {
-                let _ = env.run_scan(&state.scan_context()).await;
+                let _ = env.run_scan(&ctx).await;
             }
         }
     })

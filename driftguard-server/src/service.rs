@@ -36,6 +36,7 @@ use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ServerConfig, SettingError};
+use crate::context::SystemClock;
 use crate::environment::Environment;
 use crate::feed::EventFeed;
 use crate::ha::elector::Elector;
@@ -43,7 +44,7 @@ use crate::ha::{HaSettings, Leadership};
 use crate::metrics::Metrics;
 use crate::notify::{BuiltNotifiers, Marks};
 use crate::setup::{self, SetupError, StoreChoice};
-use crate::state::{AppState, SystemClock};
+use crate::state::AppState;
 use crate::supervisor::Supervisor;
 
 /// How often `serve` prunes history older than `store.retention`.
@@ -453,7 +454,7 @@ fn spawn_policies(
         for (name, policy) in policies {
             if let (Some(env), Some(r)) = (state.environment(name), service.get(name)) {
                 tasks.push(crate::remediate::spawn_policy(
-                    state.clone(),
+                    state.scan_context(),
                     env.clone(),
                     r,
                     policy.clone(),

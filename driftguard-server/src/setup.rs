@@ -21,7 +21,7 @@ use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::audit::{AuditSettings, DEFAULT_LOG_POLL, DEFAULT_MAX_BODY};
 use crate::config::{Config, EnvironmentConfig, InlineValues, StoreConfig};
-pub use crate::state::SystemClock;
+pub use crate::context::SystemClock;
 use driftguard_core::render::{HelmOptions, HelmParameter};
 use driftguard_sources::audit_log::AuditLogReader;
 

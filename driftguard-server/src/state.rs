@@ -1,116 +1,20 @@
 //! Shared state of the server: the store, the environments with their scanners and status,
 //! authentication, metrics.
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use driftguard_core::ports::{Clock, DriftStore};
 
 use crate::auth::session::Sessions;
+use crate::auth::throttle::Throttle;
 use crate::auth::{caller_of, Caller};
+use crate::config::AddrRange;
+use crate::context::{ResponseCache, ScanContext, SystemClock};
 use crate::feed::EventFeed;
 use crate::metrics::Metrics;
 
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
 pub use crate::environment::{EnvStatus, Environment, SourceState};
-
-/// What scans need besides the environment.
-#[derive(Clone)]
-pub struct ScanContext {
-    /// The store.
-    pub store: Arc<dyn DriftStore>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Time.
-    pub clock: Arc<dyn Clock>,
-    /// Answers cached by the API, invalidated after every write.
-    pub cache: Arc<ResponseCache>,
-    /// Where finished scans are announced to open pages and event streams.
-    pub feed: Arc<EventFeed>,
-}
-
-impl ScanContext {
-    /// A context with its own (unshared) cache.
-    pub fn new(store: Arc<dyn DriftStore>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
-        ScanContext {
-            store,
-            metrics,
-            clock,
-            cache: Arc::new(ResponseCache::new(Duration::ZERO)),
-            feed: Arc::new(EventFeed::new()),
-        }
-    }
-}
-
-/// Serialized answers of read-only queries, keyed by the normalized query. An entry is used
-/// only while no scan or live change of this process has written since it was made, and for
-/// at most `ttl` (a bound on staleness when another process writes to the same store).
-#[derive(Debug)]
-pub struct ResponseCache {
-    generation: std::sync::atomic::AtomicU64,
-    entries: RwLock<std::collections::HashMap<String, (u64, Instant, axum::body::Bytes)>>,
-    ttl: Duration,
-}
-
-/// Most cached answers kept.
-const CACHE_ENTRIES: usize = 512;
-
-impl ResponseCache {
-    /// A cache keeping answers for at most `ttl` (zero: disabled).
-    pub fn new(ttl: Duration) -> Self {
-        ResponseCache {
-            generation: std::sync::atomic::AtomicU64::new(0),
-            entries: RwLock::new(std::collections::HashMap::new()),
-            ttl,
-        }
-    }
-
-    /// The current generation (read it before querying the store).
-    pub fn generation(&self) -> u64 {
-        self.generation.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Forgets everything (after a write).
-    pub fn invalidate(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// A fresh cached answer.
-    pub fn get(&self, key: &str) -> Option<axum::body::Bytes> {
-        if self.ttl.is_zero() {
-            return None;
-        }
-        let generation = self.generation();
-        let entries = self.entries.read().expect("cache lock is never poisoned");
-        entries
-            .get(key)
-            .filter(|(g, at, _)| *g == generation && at.elapsed() < self.ttl)
-            .map(|(_, _, b)| b.clone())
-    }
-
-    /// Keeps an answer computed at `generation`.
-    pub fn put(&self, key: String, generation: u64, body: axum::body::Bytes) {
-        if self.ttl.is_zero() || generation != self.generation() {
-            return;
-        }
-        let mut entries = self.entries.write().expect("cache lock is never poisoned");
-        if entries.len() >= CACHE_ENTRIES {
-            entries.clear();
-        }
-        entries.insert(key, (generation, Instant::now(), body));
-    }
-}
 
 /// Everything the handlers and the supervisor share. Cheap to clone.
 #[derive(Clone)]
@@ -159,9 +63,9 @@ pub struct Inner {
     pub mcp_cancel: tokio_util::sync::CancellationToken,
     /// The proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed
     /// (`server.trustedProxies`).
-    pub trusted_proxies: Vec<crate::guard::AddrRange>,
+    pub trusted_proxies: Vec<AddrRange>,
     /// The limit on failed sign-ins and token checks per client.
-    pub throttle: Arc<crate::guard::Throttle>,
+    pub throttle: Arc<Throttle>,
 }
 
 impl std::ops::Deref for AppState {
@@ -224,7 +128,7 @@ impl AppState {
                 sessions: Arc::new(Sessions::new()),
                 mcp_cancel: tokio_util::sync::CancellationToken::new(),
                 trusted_proxies: Vec::new(),
-                throttle: Arc::new(crate::guard::Throttle::new()),
+                throttle: Arc::new(Throttle::new()),
             },
         }
     }
@@ -309,7 +213,7 @@ impl AppStateBuilder {
     }
 
     /// The proxies whose forwarding headers are believed (see [`Inner::trusted_proxies`]).
-    pub fn trusted_proxies(mut self, proxies: Vec<crate::guard::AddrRange>) -> Self {
+    pub fn trusted_proxies(mut self, proxies: Vec<AddrRange>) -> Self {
         self.inner.trusted_proxies = proxies;
         self
     }
@@ -323,9 +227,7 @@ impl AppStateBuilder {
     /// Applies the `server:` configuration (timeouts, limits, public URL); tokens and the
     /// webhook secret are resolved separately (see [`crate::config::ServerConfig`]).
     pub fn config(mut self, cfg: &crate::config::ServerConfig) -> Self {
-        self.inner.throttle = Arc::new(crate::guard::Throttle::with_burst(
-            cfg.failed_credentials_burst.max(1),
-        ));
+        self.inner.throttle = Arc::new(Throttle::with_burst(cfg.failed_credentials_burst.max(1)));
         self.request_timeout(cfg.request_timeout.0)
             .body_limit(cfg.body_limit)
             .cache_ttl(cfg.cache_ttl.0)

@@ -13,8 +13,9 @@ use futures_util::StreamExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::ScanContext;
 use crate::environment::{source_message, Environment};
-use crate::state::{AppState, ScanContext};
+use crate::state::AppState;
 
 /// The running detection tasks.
 pub struct Supervisor {

@@ -12,8 +12,9 @@ use driftguard_core::ports::{
     DesiredSet, DriftStore, GitSource, LiveChange, LiveScope, LiveSnapshot, LiveSource, SourceError,
 };
 use driftguard_core::query::{DriftQuery, DriftStatus};
+use driftguard_server::context::SystemClock;
 use driftguard_server::metrics::Metrics;
-use driftguard_server::state::{AppState, SystemClock};
+use driftguard_server::state::AppState;
 use driftguard_server::supervisor::Supervisor;
 use driftguard_server::testkit::{self, deployment};
 use futures_core::stream::BoxStream;

@@ -1089,7 +1089,7 @@ fn sign_in_request(token: &str, peer: &str, headers: &[(&str, &str)]) -> Request
 async fn failed_sign_ins_and_token_checks_are_limited_per_client() {
     // 300 wrong sign-ins in 8 s got no slowdown
     let f = fixture(true).await;
-    let burst = driftguard_server::guard::FAILURES_BURST;
+    let burst = driftguard_server::config::FAILURES_BURST;
     for i in 0..burst {
         let r = send(&f.app, sign_in_request("wrong-token", "192.0.2.7", &[])).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
@@ -1211,7 +1211,7 @@ async fn a_trusted_proxy_s_https_makes_the_cookie_secure_and_host_only() {
         "{cookie}"
     );
     // behind the proxy, failures count per forwarded client
-    for _ in 0..driftguard_server::guard::FAILURES_BURST {
+    for _ in 0..driftguard_server::config::FAILURES_BURST {
         let r = send(
             &app,
             sign_in_request(

@@ -12,10 +12,11 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
+use super::throttle::too_many_failures;
 use super::{session, Authorization, Caller};
 use crate::config::TokenScope;
 use crate::error::AppError;
-use crate::guard::{too_many_failures, Client};
+use crate::guard::Client;
 use crate::state::AppState;
 
 /// Finds the caller of a request and hands it on as an extension ([`Caller`]): the caller of
@@ -24,7 +25,7 @@ use crate::state::AppState;
 /// be open to cross-site requests); without configured tokens, [`Caller::anonymous`]. What the
 /// caller may do there is the route's to say ([`Needs`]).
 ///
-/// Failed token checks count against the client's limit ([`crate::guard::Throttle`]).
+/// Failed token checks count against the client's limit ([`super::throttle::Throttle`]).
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if !state.auth_required() {
         req.extensions_mut().insert(Caller::anonymous());

@@ -9,9 +9,11 @@
 //! - [`session`]: the dashboard's sessions, each acting as the caller who signed in.
 //! - [`middleware`]: [`authenticate`] finds the caller of a request; [`Needs`], on a route, is
 //!   the scope that route needs.
+//! - [`throttle`]: the limit on failed sign-ins and token checks per client.
 
 pub mod middleware;
 pub mod session;
+pub mod throttle;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;

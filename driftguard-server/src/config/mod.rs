@@ -441,7 +441,7 @@ impl Config {
             .iter()
             .flat_map(|s| s.trusted_proxies.iter().enumerate())
         {
-            if let Err(message) = p.parse::<crate::guard::AddrRange>() {
+            if let Err(message) = p.parse::<AddrRange>() {
                 problem(format!("server.trustedProxies[{i}]"), message);
             }
         }

@@ -4,7 +4,7 @@
 //! to have are still read (serde aliases), and loading warns about each one
 //! ([`super::Config::warnings`]). Unknown fields are refused.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use driftguard_core::severity::Severity;
@@ -78,6 +78,10 @@ pub struct ServerConfig {
     pub ha: Option<HaConfig>,
 }
 
+/// Failed sign-ins and token checks allowed from one client in a burst (the default of
+/// `server.failedCredentialsBurst`).
+pub const FAILURES_BURST: u32 = 10;
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -93,7 +97,7 @@ impl Default for ServerConfig {
             body_limit: 1024 * 1024,
             public_url: None,
             trusted_proxies: Vec::new(),
-            failed_credentials_burst: crate::guard::FAILURES_BURST,
+            failed_credentials_burst: FAILURES_BURST,
             shutdown_grace: HumanDuration(Duration::from_secs(10)),
             cache_ttl: HumanDuration(Duration::from_secs(1)),
             notifiers: Vec::new(),
@@ -402,7 +406,7 @@ impl ServerConfig {
     }
 
     /// The trusted proxies' addresses and ranges (`trustedProxies`).
-    pub fn resolve_trusted_proxies(&self) -> Result<Vec<crate::guard::AddrRange>, SettingError> {
+    pub fn resolve_trusted_proxies(&self) -> Result<Vec<AddrRange>, SettingError> {
         self.trusted_proxies
             .iter()
             .enumerate()
@@ -453,6 +457,70 @@ impl ServerConfig {
             ));
         }
         Ok((addr, None))
+    }
+}
+
+/// A range of addresses (`10.0.0.7`, `10.0.0.0/8`, `fd00::/8`): the trusted proxies of
+/// `server.trustedProxies`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrRange {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl AddrRange {
+    /// Whether `ip` is in the range (an IPv4 address mapped into IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical_ip(ip);
+        match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for AddrRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or a range like 10.0.0.0/8"))?;
+        let addr = canonical_ip(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+        };
+        Ok(AddrRange { addr, prefix })
+    }
+}
+
+/// An IPv4 address mapped into IPv6 as the IPv4 address (how clients and trusted proxies are
+/// compared and counted).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -620,6 +688,30 @@ impl NotifierConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_hold_their_addresses() {
+        let r = |s: &str| s.parse::<AddrRange>().expect(s);
+        let ip = |s: &str| s.parse::<IpAddr>().expect(s);
+        assert!(r("10.0.0.0/8").contains(ip("10.1.2.3")));
+        assert!(!r("10.0.0.0/8").contains(ip("11.0.0.1")));
+        assert!(r("10.0.0.7").contains(ip("10.0.0.7")));
+        assert!(!r("10.0.0.7").contains(ip("10.0.0.8")));
+        assert!(r("10.0.0.7").contains(ip("::ffff:10.0.0.7")), "mapped IPv4");
+        assert!(r("0.0.0.0/0").contains(ip("192.0.2.1")));
+        assert!(!r("0.0.0.0/0").contains(ip("2001:db8::1")));
+        assert!(r("fd00::/8").contains(ip("fd12::1")));
+        assert!(r("::1").contains(ip("::1")));
+        for bad in [
+            "10.0.0.0/33",
+            "proxy.example",
+            "10.0.0.0/",
+            "fd00::/129",
+            "",
+        ] {
+            assert!(bad.parse::<AddrRange>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_config_and_refuses_unknown_fields() {

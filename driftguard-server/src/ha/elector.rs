@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::share::{acquisition_order, fair_share, is_free, to_release, Observations};
 use super::{HaSettings, Leadership, Term};
+use crate::context::ScanContext;
 use crate::environment::Environment;
-use crate::state::{AppState, ScanContext};
+use crate::state::AppState;
 use crate::supervisor::Supervisor;
 
 /// Label naming what a Lease is for (`environment` or `member`).
