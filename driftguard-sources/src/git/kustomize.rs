@@ -2,12 +2,15 @@
 //! kustomization inflating Helm charts (`helmCharts:`) is rendered with `--enable-helm` when
 //! helm is found; its hooks are left out like a chart's.
 //!
-//! The binary runs like every renderer ([`crate::render`]'s runner): an argument list, in a
-//! process group of its own, stopped with the group after [`KustomizeLimits::timeout`] or
-//! when it prints more than [`KustomizeLimits::max_output`] bytes. A remote base that never
-//! answers, or a generator that never stops printing, cannot hang a scan.
+//! The binary runs like every program ([`crate::process`]): an argument list, in a process
+//! group of its own, stopped with the group (and the `git` or `helm` it started) after
+//! [`KustomizeLimits::timeout`] or when it prints more than [`KustomizeLimits::max_output`]
+//! bytes. A remote base that never answers, or a generator that never stops printing, cannot
+//! hang a scan. Its environment is scrubbed: [`BASE_ENV`](crate::process::BASE_ENV) and what
+//! fetching a remote base needs ([`GIT_ENV`]: proxies, certificates, SSH), never
+//! `KUBECONFIG`. Unlike the renderers it keeps the network: a remote base (`resources:` holding
+//! a URL) is fetched by kustomize itself.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use driftguard_core::manifest::ManifestError;
 use driftguard_core::render::{display_command, hooks_note, kustomization_uses_helm, split_hooks};
 
 use super::select::{parse_bytes, FileObjects};
-use crate::render::{find_program, Run};
+use crate::process::{find_program, Network, Program, GIT_ENV};
 
 /// How long one kustomization's rendering may run and how much it may print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,19 +155,16 @@ pub(crate) fn render(
     let display = display_command(&bin.display().to_string(), &args);
     // DriftGuard fetches no remote base itself; the binary may (a `git` clone, a URL): it
     // never waits for a password on a terminal, and the limits stop it
-    let env: [(&str, OsString); 2] = [
-        ("GIT_TERMINAL_PROMPT", "0".into()),
-        ("GIT_ASKPASS", "true".into()),
-    ];
-    Run {
-        program: bin,
-        args: &args,
-        cwd: dir,
-        env: &env,
-        timeout: limits.timeout,
-        max_output: limits.max_output,
-        display: &display,
-    }
-    .output()
-    .map_err(|e| chain(&e))
+    Program::new(bin)
+        .args(&args)
+        .current_dir(dir)
+        .pass_env(GIT_ENV)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .timeout(limits.timeout)
+        .max_output(limits.max_output)
+        .network(Network::Allow)
+        .display(display)
+        .run_text()
+        .map_err(|e| chain(&e))
 }

@@ -15,7 +15,8 @@
 //!   kustomize`, or the configured binary) from a copy of the revision's tree in a temporary
 //!   folder; one inflating Helm charts (`helmCharts:`) with `--enable-helm` when helm is found.
 //!   It runs within [`KustomizeLimits`] (a timeout and an output cap, its process group
-//!   stopped as a whole), like every program DriftGuard runs, `git` included.
+//!   stopped as a whole), like every program DriftGuard runs, `git` included: all go through
+//!   [`crate::process`], with a scrubbed environment.
 //!   A Helm chart (`Chart.yaml`) met among plain manifests is skipped with a note.
 //! - **Renderers**: with [`GitSourceConfig::render`], the environment's folder is rendered
 //!   instead of read: a Helm chart (`helm template`) or a command ([`crate::render`]). Only the
@@ -41,7 +42,6 @@ pub use adopt::{
 mod repo;
 pub(crate) mod select;
 
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -53,12 +53,12 @@ use driftguard_core::error::chain;
 use driftguard_core::id::ResourceId;
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
-use driftguard_core::render::RenderError;
 
 pub(crate) use self::repo::Reader;
 use self::repo::ReaderOptions;
 use self::select::Filter;
-use crate::render::{Renderer, Run};
+use crate::process::{Network, Program, RunError, GIT_ENV};
+use crate::render::Renderer;
 
 pub(crate) use self::select::{extend_set, parse_bytes, plan, FileObjects};
 pub(crate) use kustomize::{find_binary as find_kustomize, render_folder as render_kustomization};
@@ -221,74 +221,84 @@ impl fmt::Debug for GitRepoSource {
 /// nothing there: `--quiet`, `cat-file -e`).
 const GIT_MAX_OUTPUT: u64 = 1024 * 1024;
 
-/// Runs one `git` command for the remote, with credentials in its environment, through the
-/// one runner of programs ([`Run`]): a timeout, its own process group (an `ssh` or
-/// `git-remote-https` it started is stopped with it), standard error drained while it runs.
+/// Runs one `git` command for the remote through the one runner of programs
+/// ([`crate::process`]): a timeout, its own process group (an `ssh` or `git-remote-https` it
+/// started is stopped with it), standard output and error drained while it runs, and a
+/// scrubbed environment: [`BASE_ENV`](crate::process::BASE_ENV), [`GIT_ENV`] (proxies,
+/// certificates, SSH, git's own configuration files) and what is set here on purpose: no
+/// terminal prompt, the credentials (`GIT_CONFIG_*`, `GIT_SSH_COMMAND`). The credentials are
+/// never on the command line, and removed from its error messages, as is a password in a URL
+/// argument; the command line shown is the step only (`git clone`).
 fn run_git(
     args: &[&std::ffi::OsStr],
     cwd: Option<&Path>,
     auth: Option<&GitAuth>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            a.to_str()
-                .map(str::to_owned)
-                .ok_or_else(|| format!("a git argument is not UTF-8: {}", a.to_string_lossy()))
-        })
-        .collect::<Result<_, _>>()?;
-    let mut env: Vec<(&str, OsString)> = vec![
-        ("GIT_TERMINAL_PROMPT", "0".into()),
-        ("GIT_ASKPASS", "true".into()),
-    ];
+    let mut run = Program::new("git")
+        .args(args)
+        .pass_env(GIT_ENV)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .timeout(timeout)
+        .max_output(GIT_MAX_OUTPUT)
+        .network(Network::Allow);
+    if let Some(dir) = cwd {
+        run = run.current_dir(dir);
+    }
     if let Some(auth) = auth {
         if let Some(token) = auth.token() {
             let user = auth.username.as_deref().unwrap_or("x-access-token");
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
-            env.extend([
-                ("GIT_CONFIG_COUNT", "1".into()),
-                ("GIT_CONFIG_KEY_0", "http.extraHeader".into()),
-                (
+            run = run
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env(
                     "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}").into(),
-                ),
-            ]);
+                    format!("Authorization: Basic {basic}"),
+                )
+                .redact(basic)
+                .redact(token);
         }
         if let Some(key) = &auth.ssh_key_path {
-            env.push((
+            run = run.env(
                 "GIT_SSH_COMMAND",
                 format!(
                     "ssh -i '{}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
                     key.display()
-                )
-                .into(),
-            ));
+                ),
+            );
+        }
+    }
+    for a in args {
+        if let Some(password) = a.to_str().and_then(url_password) {
+            run = run.redact(password);
         }
     }
     // the step only (`git clone`): the arguments may hold a URL with a token
     let step = args
         .iter()
+        .filter_map(|a| a.to_str())
         .find(|a| !a.starts_with('-') && !a.contains('='))
-        .map_or("", String::as_str);
-    let display = format!("git {step}");
-    let run = Run {
-        program: Path::new("git"),
-        args: &args,
-        cwd: cwd.unwrap_or(Path::new(".")),
-        env: &env,
-        timeout,
-        max_output: GIT_MAX_OUTPUT,
-        display: &display,
-    };
-    match run.output() {
+        .unwrap_or("");
+    let run = run.display(format!("git {step}"));
+    match run.run() {
         Ok(_) => Ok(()),
-        Err(RenderError::Failed { status, stderr, .. }) => Err(format!("git {status}: {stderr}")),
-        Err(RenderError::TimedOut { timeout, .. }) => {
+        Err(RunError::Failed { status, stderr, .. }) => Err(format!("git {status}: {stderr}")),
+        Err(RunError::TimedOut { timeout, .. }) => {
             Err(format!("git timed out after {}s", timeout.as_secs()))
         }
         Err(e) => Err(chain(&e)),
     }
+}
+
+/// The password of a URL (`scheme://user:password@host/...`), as [`redact_url`] removes it.
+fn url_password(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split_once('/').map_or(rest, |(a, _)| a);
+    let (user, _) = authority.rsplit_once('@')?;
+    let (_, password) = user.split_once(':')?;
+    (!password.is_empty()).then_some(password)
 }
 
 fn mirror_path(config: &GitSourceConfig) -> PathBuf {
@@ -579,6 +589,13 @@ mod tests {
             "git://127.0.0.1:9418/r"
         );
         assert_eq!(redact_url("/tmp/repo"), "/tmp/repo");
+        assert_eq!(
+            url_password("https://user:secret@example.com/org/repo.git"),
+            Some("secret")
+        );
+        assert_eq!(url_password("https://user@example.com/org"), None);
+        assert_eq!(url_password("https://example.com/a:b@c"), None);
+        assert_eq!(url_password("/tmp/repo"), None);
     }
 
     #[test]

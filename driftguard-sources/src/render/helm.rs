@@ -6,8 +6,12 @@
 //! with homes of its own in a scratch folder (no user repositories or plugins) and never with
 //! a command that reaches the network: dependencies must be vendored under `charts/`, and one
 //! that is not is a [`RenderError::MissingDependency`].
+//!
+//! It runs like every program ([`crate::process`]): a timeout, an output cap, its process group
+//! stopped as a whole, only [`BASE_ENV`](crate::process::BASE_ENV) of DriftGuard's environment
+//! (no `KUBECONFIG`, no `HELM_*` of the user: its homes are the scratch folder's), and no
+//! network where the OS allows it.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,8 +20,9 @@ use driftguard_core::render::{
     display_command, hooks_note, missing_dependencies, read_helm_output, HelmOptions, RenderError,
 };
 
-use super::command::{find_program, folder_label, Run};
+use super::command::folder_label;
 use super::{RenderInput, Rendered};
+use crate::process::{find_program, Network, Program};
 
 /// A Helm chart's rendering: the options of `helm template` and the binary running it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,22 +100,18 @@ impl HelmRenderer {
         let args =
             self.options
                 .template_args(&input.dir.display().to_string(), &files, inline.as_deref());
-        let home = |name: &str| -> OsString { input.scratch.join(name).into_os_string() };
-        let env = [
-            ("HELM_CACHE_HOME", home("helm-cache")),
-            ("HELM_CONFIG_HOME", home("helm-config")),
-            ("HELM_DATA_HOME", home("helm-data")),
-        ];
-        let run = Run {
-            program: &bin,
-            args: &args,
-            cwd: input.dir,
-            env: &env,
-            timeout: self.timeout,
-            max_output: self.max_output,
-            display: &display,
-        };
-        let text = run.output().map_err(|e| match e {
+        let home = |name: &str| input.scratch.join(name);
+        let run = Program::new(bin)
+            .args(&args)
+            .current_dir(input.dir)
+            .env("HELM_CACHE_HOME", home("helm-cache"))
+            .env("HELM_CONFIG_HOME", home("helm-config"))
+            .env("HELM_DATA_HOME", home("helm-data"))
+            .timeout(self.timeout)
+            .max_output(self.max_output)
+            .network(Network::Deny)
+            .display(&display);
+        let text = run.run_text().map_err(|e| match RenderError::from(e) {
             RenderError::Failed { stderr, .. } if missing_dependencies(&stderr).is_some() => {
                 RenderError::MissingDependency {
                     chart: chart.clone(),

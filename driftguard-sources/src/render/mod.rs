@@ -8,20 +8,24 @@
 //! content of its inputs (a Helm chart's folder and value files; a command's whole tree or
 //! folder) and run the renderer again only when an input changed. The rules (Helm's value
 //! precedence, hooks are not desired state, reading the output) are the core's
-//! ([`driftguard_core::render`]); this module runs the programs.
+//! ([`driftguard_core::render`]); this module runs the programs, through the one runner of
+//! programs ([`crate::process`]) and without network where the OS allows it.
 
 mod command;
 mod helm;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use driftguard_core::manifest::ManifestError;
 use driftguard_core::model::{Provenance, RawManifest, RawObject};
 use driftguard_core::ports::DesiredSet;
 use driftguard_core::render::RenderError;
 
+pub(crate) use crate::process::find_program;
+pub(crate) use command::folder_label;
 pub use command::CommandRenderer;
-pub(crate) use command::{find_program, folder_label, Run};
 pub use helm::HelmRenderer;
 
 /// How an environment's desired side is rendered.
@@ -121,6 +125,47 @@ impl Rendered {
         }
         set.errors.extend(self.errors.iter().cloned());
         set.notes.extend(self.notes.iter().cloned());
+    }
+}
+
+/// One run of a program as the terraform source describes it, run by [`crate::process`] with
+/// the whole environment passed on ([`Program::inherit_env`](crate::process::Program::inherit_env):
+/// terraform's providers read their credentials there), `GIT_DIR`, `GIT_WORK_TREE` and
+/// `GIT_INDEX_FILE` left out; errors as the renderers'. Other callers build a
+/// [`Program`](crate::process::Program) themselves.
+pub(crate) struct Run<'a> {
+    /// The program.
+    pub program: &'a Path,
+    /// Its arguments.
+    pub args: &'a [String],
+    /// Where it runs.
+    pub cwd: &'a Path,
+    /// Variables added to its environment.
+    pub env: &'a [(&'a str, OsString)],
+    /// Longest it may run.
+    pub timeout: Duration,
+    /// Most bytes it may print.
+    pub max_output: u64,
+    /// The command line for messages.
+    pub display: &'a str,
+}
+
+impl Run<'_> {
+    /// Runs the program; its standard output as text.
+    pub fn output(&self) -> Result<String, RenderError> {
+        let mut program = crate::process::Program::new(self.program)
+            .args(self.args)
+            .current_dir(self.cwd)
+            .inherit_env()
+            .timeout(self.timeout)
+            .max_output(self.max_output)
+            // `TF_LOG=trace` prints much on standard error: as much as on standard output
+            .max_stderr(self.max_output.max(16 * 1024 * 1024))
+            .display(self.display);
+        for (k, v) in self.env {
+            program = program.env(k, v);
+        }
+        Ok(program.run_text()?)
     }
 }
 
