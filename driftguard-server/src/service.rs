@@ -227,6 +227,7 @@ impl Service {
             None => Marks::PerNotifier(store.clone()),
             Some(e) => Marks::PerEnvironment(store.clone(), e.leadership.clone()),
         };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let notifiers = crate::notify::build_notifiers_with_marks(
             &settings.notifiers,
             metrics.clone(),
@@ -234,8 +235,8 @@ impl Service {
             cancel.clone(),
             &env_var,
             marks,
+            clock.clone(),
         )?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let feed = Arc::new(EventFeed::new());
         let mut envs = Vec::new();
         for env in &config.file.environments {

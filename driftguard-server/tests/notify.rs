@@ -410,6 +410,190 @@ async fn email_over_smtp_to_a_local_receiver() {
         .is_err());
 }
 
+/// The value of header `name` in a message as received, its folded lines joined.
+fn header(data: &str, name: &str) -> Option<String> {
+    let mut lines = data.split("\r\n");
+    let prefix = format!("{}:", name.to_ascii_lowercase());
+    let first = lines.find(|l| l.to_ascii_lowercase().starts_with(&prefix))?;
+    let mut value = first[prefix.len()..].trim().to_owned();
+    for l in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        value.push(' ');
+        value.push_str(l.trim());
+    }
+    Some(value)
+}
+
+/// The text of an unstructured header value with RFC 2047 encoded words (`=?utf-8?b?...?=`,
+/// `=?utf-8?q?...?=`; the space between two encoded words is not text).
+fn decode_rfc2047(value: &str) -> String {
+    use base64::Engine as _;
+    let mut out = String::new();
+    let mut after_word = false;
+    for token in value.split(' ') {
+        let word = token
+            .strip_prefix("=?")
+            .and_then(|t| t.strip_suffix("?="))
+            .and_then(|t| {
+                let mut parts = t.splitn(3, '?');
+                Some((parts.next()?, parts.next()?, parts.next()?))
+            });
+        let (text, encoded) = match word {
+            Some((charset, encoding, text)) => {
+                assert!(charset.eq_ignore_ascii_case("utf-8"), "{value}");
+                let bytes = if encoding.eq_ignore_ascii_case("b") {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(text)
+                        .expect("base64 word")
+                } else {
+                    quoted_printable(&text.replace('_', " "))
+                };
+                (String::from_utf8(bytes).expect("utf-8 word"), true)
+            }
+            None => (token.to_owned(), false),
+        };
+        // adjacent encoded words join without the space between them
+        let joined = encoded && after_word;
+        if !out.is_empty() && !joined {
+            out.push(' ');
+        }
+        out.push_str(&text);
+        after_word = encoded;
+    }
+    out
+}
+
+/// Quoted-printable decoded (soft line breaks dropped).
+fn quoted_printable(s: &str) -> Vec<u8> {
+    let s = s.replace("=\r\n", "");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn email_headers_are_encoded_dated_by_the_clock_and_identified() {
+    let clock = Arc::new(driftguard_core::memory::ManualClock::new(testkit::t0()));
+    let env = "produktion-süd";
+    let first = notification(
+        env,
+        vec![event("prod", 0, EventKind::Detected, Severity::High)],
+    );
+    let second = notification(
+        env,
+        vec![event("prod", 1, EventKind::Detected, Severity::High)],
+    );
+
+    // a server that offers 8BITMIME
+    let (got, port) = smtp_receiver(false).await;
+    let n = smtp_to(port, false).with_clock(clock.clone());
+    n.notify(&first).await.expect("sent");
+    n.notify(&first).await.expect("sent again");
+    n.notify(&second).await.expect("sent");
+    let got = got.lock().expect("lock").clone();
+    assert_eq!(got.len(), 3);
+    let (envelope, data) = &got[0];
+    let head = data.split("\r\n\r\n").next().expect("headers");
+    assert!(head.is_ascii(), "headers are 7-bit: {head}");
+    let subject = header(data, "Subject").expect("Subject");
+    assert!(
+        subject.to_ascii_lowercase().contains("=?utf-8?") && !subject.contains("ü"),
+        "RFC 2047: {subject}"
+    );
+    assert_eq!(
+        decode_rfc2047(&subject),
+        "[DriftGuard] produktion-süd: 1 detected"
+    );
+    let date = header(data, "Date").expect("Date");
+    assert_eq!(
+        chrono::DateTime::parse_from_rfc2822(&date).expect("RFC 5322 date"),
+        testkit::t0(),
+        "the Date is the clock's: {date}"
+    );
+    let id = header(data, "Message-ID").expect("Message-ID");
+    assert!(
+        id.starts_with('<') && id.ends_with("@example.org>") && id.len() > 20,
+        "{id}"
+    );
+    assert_eq!(
+        header(&got[1].1, "Message-ID").as_ref(),
+        Some(&id),
+        "a resend of the same alert is the same message"
+    );
+    assert_ne!(header(&got[2].1, "Message-ID").as_ref(), Some(&id));
+    assert_eq!(
+        header(data, "From").as_deref(),
+        Some("DriftGuard <driftguard@example.org>")
+    );
+    // the body in 8bit, announced as such
+    assert_eq!(
+        envelope[0],
+        "MAIL FROM:<driftguard@example.org> BODY=8BITMIME"
+    );
+    assert_eq!(
+        header(data, "Content-Transfer-Encoding").as_deref(),
+        Some("8bit")
+    );
+    assert!(
+        data.contains("DriftGuard detected changes in environment produktion-süd.\r\n"),
+        "{data}"
+    );
+    assert!(!data.contains("hunter2"));
+
+    // a server without 8BITMIME, and a line longer than 76 characters: the body goes
+    // quoted-printable, 7-bit, each line folded short
+    let (got, port) = smtp_receiver(true).await;
+    SmtpNotifier::new(
+        "email".into(),
+        "127.0.0.1".into(),
+        port,
+        "driftguard@example.org".into(),
+        vec!["ops@example.org".into()],
+        None,
+        Some("https://driftguard.example.org/a/rather/long/prefix/before/the/pages".into()),
+    )
+    .expect("valid")
+    .with_clock(clock.clone())
+    .notify(&first)
+    .await
+    .expect("sent");
+    let got = got.lock().expect("lock").clone();
+    let (envelope, data) = &got[0];
+    assert_eq!(envelope[0], "MAIL FROM:<driftguard@example.org>");
+    assert!(data.is_ascii(), "{data}");
+    assert!(
+        data.split("\r\n").all(|l| l.len() <= 78),
+        "lines are folded: {data}"
+    );
+    assert_eq!(
+        header(data, "Content-Transfer-Encoding").as_deref(),
+        Some("quoted-printable")
+    );
+    let body = data.split_once("\r\n\r\n").expect("body").1;
+    let body = String::from_utf8(quoted_printable(body)).expect("utf-8");
+    assert!(
+        body.contains("DriftGuard detected changes in environment produktion-süd.\r\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "  details: https://driftguard.example.org/a/rather/long/prefix/before/the/pages/"
+        ),
+        "{body}"
+    );
+    assert!(!body.contains("hunter2"));
+}
+
 /// How a test SMTP receiver offers TLS.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Offer {
@@ -1039,6 +1223,7 @@ async fn per_environment_marks_move_for_led_environments_and_a_new_leader_resend
         cancel.clone(),
         &env_of(&[]),
         Marks::PerEnvironment(store.clone(), leadership.clone()),
+        Arc::new(driftguard_core::memory::ManualClock::new(testkit::t0())),
     )
     .expect("built");
     let stored = |env: &str, events: &[DriftEvent]| {

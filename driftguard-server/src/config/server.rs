@@ -648,7 +648,7 @@ pub enum NotifierConfig {
         /// (required), `tls` (implicit TLS) or `none` (plain text, for a relay on the same
         /// host).
         #[serde(default)]
-        tls: crate::notify::smtp::SmtpTls,
+        tls: SmtpTls,
         /// PEM file of CA certificates to trust besides the web PKI roots.
         #[serde(default, alias = "ca_file")]
         ca_file: Option<std::path::PathBuf>,
@@ -669,6 +669,34 @@ pub enum NotifierConfig {
         #[serde(default)]
         queue: QueueConfig,
     },
+}
+
+/// How the SMTP connection is secured.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// STARTTLS when the server offers it; without it, mail goes in plain text but a password
+    /// is never sent.
+    #[default]
+    Auto,
+    /// STARTTLS, required: a server that does not offer it is an error.
+    StartTls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+    /// Plain text only, password included: for a relay on the same host.
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port: 465 for [`SmtpTls::Tls`], 25 otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Tls => 465,
+            _ => 25,
+        }
+    }
 }
 
 impl NotifierConfig {

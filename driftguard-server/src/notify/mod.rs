@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use driftguard_core::ports::{DriftStore, Notification, Notifier, NotifyError, StoreError};
+use driftguard_core::ports::{Clock, DriftStore, Notification, Notifier, NotifyError, StoreError};
 use driftguard_core::query::EventQuery;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{DriftEvent, EventKind};
@@ -36,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NotifierConfig, QueueConfig, RouteConfig, SettingError};
+use crate::context::SystemClock;
 use crate::dto::{FindingDto, ObjectRef};
 use crate::ha::Leadership;
 use crate::metrics::{Metrics, NotifyOutcome};
@@ -740,10 +741,20 @@ pub fn build_notifiers_marked(
     marks: Option<Arc<dyn DriftStore>>,
 ) -> Result<BuiltNotifiers, SettingError> {
     let marks = marks.map_or(Marks::None, Marks::PerNotifier);
-    build_notifiers_with_marks(configs, metrics, public_url, cancel, env, marks)
+    build_notifiers_with_marks(
+        configs,
+        metrics,
+        public_url,
+        cancel,
+        env,
+        marks,
+        Arc::new(SystemClock),
+    )
 }
 
-/// Like [`build_notifiers`], the queues keeping their delivery marks as `marks` says.
+/// Like [`build_notifiers`], the queues keeping their delivery marks as `marks` says, the
+/// notifiers that date what they send (e-mail) reading `clock` ([`build_notifiers`] and
+/// [`build_notifiers_marked`] read the system clock).
 pub fn build_notifiers_with_marks(
     configs: &[NotifierConfig],
     metrics: Arc<Metrics>,
@@ -751,6 +762,7 @@ pub fn build_notifiers_with_marks(
     cancel: CancellationToken,
     env: &dyn Fn(&str) -> Option<String>,
     marks: Marks,
+    clock: Arc<dyn Clock>,
 ) -> Result<BuiltNotifiers, SettingError> {
     let public_url = public_url.map(|u| u.trim_end_matches('/').to_owned());
     let mut out = BuiltNotifiers {
@@ -864,7 +876,8 @@ pub fn build_notifiers_with_marks(
                 .map_err(|e| SettingError::Invalid {
                     field: field("caFile"),
                     message: driftguard_core::error::chain(&e),
-                })?;
+                })?
+                .with_clock(clock.clone());
                 (Arc::new(n), route, queue)
             }
         };

@@ -1,66 +1,59 @@
-//! E-mail over SMTP with a minimal client (EHLO, STARTTLS or implicit TLS, optional AUTH PLAIN,
-//! MAIL, RCPT, DATA).
+//! E-mail over SMTP with `lettre`, which writes the message (headers encoded by RFC 2047 and
+//! folded, a `Message-ID`, the body's transfer encoding chosen for the server: `8bit` where it
+//! offers 8BITMIME, quoted-printable or base64 elsewhere) and speaks the protocol (EHLO,
+//! STARTTLS or implicit TLS, AUTH, the envelope, DATA with its dot-stuffing). The `Date` is the
+//! [`Clock`] port's.
 //!
-//! TLS (rustls, the `ring` provider) checks the server's certificate against the web PKI roots
-//! and the configured CA file. In the default mode, [`SmtpTls::Auto`], STARTTLS is used when
-//! the server offers it, and a password is never sent over a connection without TLS.
+//! What is decided here is the policy: TLS (rustls, the `ring` provider) checks the server's
+//! certificate against the web PKI roots and the configured CA file. In the default mode,
+//! [`SmtpTls::Auto`], STARTTLS is used when the server offers it, and a password is never sent
+//! over a connection without TLS.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use base64::Engine as _;
-use driftguard_core::ports::{Notification, Notifier, NotifyError};
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
+use driftguard_core::ports::{Clock, Notification, Notifier, NotifyError};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, Mailboxes, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+};
+use lettre::transport::smtp::extension::{ClientId, Extension};
+use lettre::{Address, Message};
+use sha2::{Digest, Sha256};
 
 use super::{tally, EventView};
+use crate::context::SystemClock;
 
-/// How the SMTP connection is secured.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    /// STARTTLS when the server offers it; without it, mail goes in plain text but a password
-    /// is never sent.
-    #[default]
-    Auto,
-    /// STARTTLS, required: a server that does not offer it is an error.
-    StartTls,
-    /// TLS from the first byte (SMTPS, port 465).
-    Tls,
-    /// Plain text only, password included: for a relay on the same host.
-    None,
-}
+/// How the connection is secured (the configuration's type: `notifications[].tls`).
+pub use crate::config::SmtpTls;
 
-impl SmtpTls {
-    /// The usual port: 465 for [`SmtpTls::Tls`], 25 otherwise.
-    pub fn default_port(self) -> u16 {
-        match self {
-            SmtpTls::Tls => 465,
-            _ => 25,
-        }
-    }
-}
+/// How long connecting (and the TLS handshake of implicit TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one whole delivery may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The name this client gives in EHLO.
+const HELLO: &str = "driftguard";
 
 /// Sends mail.
 pub struct SmtpNotifier {
     name: String,
     host: String,
     port: u16,
-    from: String,
-    to: Vec<String>,
-    credentials: Option<(String, String)>,
+    /// `DriftGuard <from>`.
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    credentials: Option<Credentials>,
     public_url: Option<String>,
     tls: SmtpTls,
-    connector: TlsConnector,
+    /// The server's name to check its certificate against, and the roots to trust.
+    tls_parameters: TlsParameters,
+    clock: Arc<dyn Clock>,
 }
 
 /// Why an e-mail notifier cannot be made.
@@ -86,7 +79,8 @@ pub enum SmtpSetupError {
     Tls(#[source] driftguard_core::ports::BoxError),
 }
 
-fn clean_address(a: &str) -> Result<String, SmtpSetupError> {
+/// A plain `user@host` (no display name, no list, nothing a header could be smuggled in).
+fn clean_address(a: &str) -> Result<Address, SmtpSetupError> {
     let a = a.trim();
     if a.is_empty()
         || !a.contains('@')
@@ -95,46 +89,42 @@ fn clean_address(a: &str) -> Result<String, SmtpSetupError> {
     {
         return Err(SmtpSetupError::BadAddress(a.to_owned()));
     }
-    Ok(a.to_owned())
+    a.parse()
+        .map_err(|_| SmtpSetupError::BadAddress(a.to_owned()))
 }
 
-/// A TLS client trusting the web PKI roots and the certificates of `caFile` (PEM).
-fn connector(ca_file: Option<&Path>) -> Result<TlsConnector, SmtpSetupError> {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// TLS with `host`, trusting the web PKI roots and the certificates of `caFile` (PEM).
+fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, SmtpSetupError> {
+    let builder =
+        TlsParameters::builder(host.to_owned()).certificate_store(CertificateStore::WebpkiRoots);
+    let Some(path) = ca_file else {
+        return builder
+            .build_rustls()
+            .map_err(|e| SmtpSetupError::Tls(e.into()));
     };
-    if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect())
-            .map_err(|e| SmtpSetupError::CaFile {
-                path: path.to_path_buf(),
-                source: e.into(),
-            })?;
-        if certs.is_empty() {
-            return Err(SmtpSetupError::CaFile {
-                path: path.to_path_buf(),
-                source: "no certificate in it".into(),
-            });
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| SmtpSetupError::CaFile {
-                path: path.to_path_buf(),
-                source: e.into(),
-            })?;
-        }
+    let ca_error = |source: driftguard_core::ports::BoxError| SmtpSetupError::CaFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.into()))?;
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(ca_error("no certificate in it".into()));
     }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SmtpSetupError::Tls(e.into()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    let certs = Certificate::from_pem(&pem).map_err(|e| ca_error(e.into()))?;
+    // a certificate that is not one fails here, at setup, rather than at the first mail
+    builder
+        .add_root_certificate(certs)
+        .build_rustls()
+        .map_err(|e| ca_error(e.into()))
 }
 
 impl SmtpNotifier {
     /// A notifier sending from `from` to `to` through `host:port`, with STARTTLS when the server
-    /// offers it ([`SmtpTls::Auto`]; see [`SmtpNotifier::with_tls`]).
+    /// offers it ([`SmtpTls::Auto`]; see [`SmtpNotifier::with_tls`]), dating its mail by the
+    /// system clock (see [`SmtpNotifier::with_clock`]).
     pub fn new(
         name: String,
         host: String,
@@ -148,18 +138,19 @@ impl SmtpNotifier {
             return Err(SmtpSetupError::NoRecipient);
         }
         Ok(SmtpNotifier {
+            tls_parameters: tls_parameters(&host, None)?,
             name,
             host,
             port,
-            from: clean_address(&from)?,
+            from: Mailbox::new(Some("DriftGuard".into()), clean_address(&from)?),
             to: to
                 .iter()
-                .map(|t| clean_address(t))
+                .map(|t| clean_address(t).map(|a| Mailbox::new(None, a)))
                 .collect::<Result<_, _>>()?,
-            credentials,
+            credentials: credentials.map(|(user, password)| Credentials::new(user, password)),
             public_url,
             tls: SmtpTls::Auto,
-            connector: connector(None)?,
+            clock: Arc::new(SystemClock),
         })
     }
 
@@ -172,12 +163,19 @@ impl SmtpNotifier {
     ) -> Result<Self, SmtpSetupError> {
         self.tls = tls;
         if ca_file.is_some() {
-            self.connector = connector(ca_file)?;
+            self.tls_parameters = tls_parameters(&self.host, ca_file)?;
         }
         Ok(self)
     }
 
-    /// Subject and plain-text body of a notification.
+    /// Dates mail by `clock` (the `Date` header).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Subject and plain-text body of a notification. Fields are named by their paths, never
+    /// their values.
     pub fn render(&self, n: &Notification) -> (String, String) {
         let subject = format!("[DriftGuard] {}: {}", n.environment, tally(&n.events));
         let mut body = format!(
@@ -207,179 +205,159 @@ impl SmtpNotifier {
         (subject, body)
     }
 
-    async fn send(&self, subject: &str, body: &str) -> Result<(), NotifyError> {
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(10),
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| NotifyError::Unreachable {
-            source: "SMTP connect timed out".into(),
-        })?
-        .map_err(|e| NotifyError::Unreachable {
-            source: Box::new(e),
-        })?;
-        if self.tls == SmtpTls::Tls {
-            let mut s = BufReader::new(self.handshake(tcp).await?);
-            reply(&mut s, 220).await?;
-            command(&mut s, "EHLO driftguard", 250).await?;
-            return self.transaction(&mut s, true, subject, body).await;
+    /// The `Message-ID` of a notification, at the sender's domain: the same for the same
+    /// events, so that a retry or a resend after a restart is the same message to a receiver
+    /// that folds duplicates.
+    fn message_id(&self, n: &Notification) -> String {
+        let mut h = Sha256::new();
+        h.update(self.name.as_bytes());
+        h.update([0]);
+        h.update(n.environment.as_bytes());
+        for e in &n.events {
+            h.update([0]);
+            h.update(e.event_id.as_bytes());
         }
-        let mut s = BufReader::new(tcp);
-        reply(&mut s, 220).await?;
-        let offers = command(&mut s, "EHLO driftguard", 250)
-            .await?
-            .iter()
-            .any(|l| {
-                l.get(4..)
-                    .is_some_and(|ext| ext.eq_ignore_ascii_case("STARTTLS"))
-            });
-        match self.tls {
-            SmtpTls::StartTls | SmtpTls::Auto if offers => {
-                command(&mut s, "STARTTLS", 220).await?;
-                // nothing is pipelined after STARTTLS, so the buffer is empty
-                let mut s = BufReader::new(self.handshake(s.into_inner()).await?);
-                command(&mut s, "EHLO driftguard", 250).await?;
-                self.transaction(&mut s, true, subject, body).await
-            }
-            SmtpTls::StartTls => Err(NotifyError::Backend {
-                context: format!("SMTP server {}:{}", self.host, self.port),
-                source: "it does not offer STARTTLS, which `tls: starttls` requires".into(),
-            }),
-            _ => self.transaction(&mut s, false, subject, body).await,
+        let digest = h.finalize();
+        format!(
+            "<{}.driftguard@{}>",
+            hex::encode(&digest[..16]),
+            self.from.email.domain()
+        )
+    }
+
+    /// The message: `8bit` when the server takes it (`eight_bit`: it offers 8BITMIME) and the
+    /// body needs it, else whatever 7-bit encoding suits the body.
+    fn message(&self, n: &Notification, eight_bit: bool) -> Result<Message, lettre::error::Error> {
+        let (subject, body) = self.render(n);
+        let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
+        let body = if eight_bit && !body.is_ascii() {
+            // refused when a line is too long for 8bit: then quoted-printable or base64
+            Body::new_with_encoding(body.clone(), ContentTransferEncoding::EightBit)
+                .unwrap_or_else(|_| Body::new(body))
+        } else {
+            Body::new(body)
+        };
+        let to: Mailboxes = self.to.iter().cloned().collect();
+        Message::builder()
+            .from(self.from.clone())
+            .mailbox(lettre::message::header::To::from(to))
+            .subject(subject)
+            .date(SystemTime::from(self.clock.now()))
+            .message_id(Some(self.message_id(n)))
+            .singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(body),
+            )
+    }
+
+    /// Where this notifier delivers, for errors.
+    fn server(&self) -> String {
+        format!("SMTP server {}:{}", self.host, self.port)
+    }
+
+    /// A failure of the conversation: the server's reply code when it answered with one.
+    fn failed(&self, e: lettre::transport::smtp::Error) -> NotifyError {
+        if let Some(code) = e.status() {
+            return NotifyError::Rejected {
+                status: code.into(),
+            };
+        }
+        if e.is_client() || e.is_response() {
+            return NotifyError::Backend {
+                context: self.server(),
+                source: Box::new(e),
+            };
+        }
+        NotifyError::Unreachable {
+            source: Box::new(e),
         }
     }
 
-    /// TLS over `tcp`, checking the certificate names `host`.
-    async fn handshake(
-        &self,
-        tcp: TcpStream,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, NotifyError> {
-        let name = ServerName::try_from(self.host.clone()).map_err(|e| NotifyError::Backend {
-            context: format!("SMTP host {}", self.host),
-            source: Box::new(e),
-        })?;
-        self.connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| NotifyError::Unreachable {
+    async fn send(&self, n: &Notification) -> Result<(), NotifyError> {
+        let hello = ClientId::Domain(HELLO.into());
+        let implicit = (self.tls == SmtpTls::Tls).then(|| self.tls_parameters.clone());
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(CONNECT_TIMEOUT),
+            &hello,
+            implicit,
+            None,
+        )
+        .await
+        .map_err(|e| match (self.tls, e.status()) {
+            (SmtpTls::Tls, None) => NotifyError::Unreachable {
                 source: format!("TLS with {}:{}: {e}", self.host, self.port).into(),
-            })
+            },
+            _ => self.failed(e),
+        })?;
+        // on an error here the connection is dropped without QUIT: a failed TLS handshake
+        // leaves lettre no stream to say it on
+        self.starttls(&mut conn, &hello).await?;
+        let sent = self.transaction(&mut conn, n).await;
+        // QUIT, whatever came of it
+        conn.abort().await;
+        sent
+    }
+
+    /// STARTTLS as the mode says.
+    async fn starttls(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        hello: &ClientId,
+    ) -> Result<(), NotifyError> {
+        match self.tls {
+            SmtpTls::StartTls | SmtpTls::Auto if conn.can_starttls() => conn
+                .starttls(self.tls_parameters.clone(), hello)
+                .await
+                .map_err(|e| match e.status() {
+                    Some(_) => self.failed(e),
+                    None => NotifyError::Unreachable {
+                        source: format!("TLS with {}:{}: {e}", self.host, self.port).into(),
+                    },
+                })?,
+            SmtpTls::StartTls => {
+                return Err(NotifyError::Backend {
+                    context: self.server(),
+                    source: "it does not offer STARTTLS, which `tls: starttls` requires".into(),
+                })
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// AUTH (only over TLS, unless `tls: none`), the envelope and the message.
-    async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn transaction(
         &self,
-        s: &mut BufReader<S>,
-        secured: bool,
-        subject: &str,
-        body: &str,
+        conn: &mut AsyncSmtpConnection,
+        n: &Notification,
     ) -> Result<(), NotifyError> {
-        if let Some((user, pass)) = &self.credentials {
-            if !secured && self.tls != SmtpTls::None {
+        if let Some(credentials) = &self.credentials {
+            if !conn.is_encrypted() && self.tls != SmtpTls::None {
                 return Err(NotifyError::Backend {
-                    context: format!("SMTP server {}:{}", self.host, self.port),
+                    context: self.server(),
                     source: "it offers no STARTTLS, and the password is not sent in plain text \
                              (set `tls: none` for a relay on the same host)"
                         .into(),
                 });
             }
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
-            command(s, &format!("AUTH PLAIN {token}"), 235).await?;
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| self.failed(e))?;
         }
-        command(s, &format!("MAIL FROM:<{}>", self.from), 250).await?;
-        for to in &self.to {
-            command(s, &format!("RCPT TO:<{to}>"), 250).await?;
-        }
-        command(s, "DATA", 354).await?;
-        let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
-        let mut msg = format!(
-            "From: DriftGuard <{}>\r\nTo: {}\r\nSubject: {subject}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-            self.from,
-            self.to.join(", "),
-            chrono::Utc::now().to_rfc2822(),
-        );
-        msg.push_str(&dot_stuff(body));
-        s.write_all(msg.as_bytes()).await.map_err(io_err)?;
-        s.flush().await.map_err(io_err)?;
-        reply(s, 250).await?;
-        let _ = s.write_all(b"QUIT\r\n").await;
-        let _ = s.flush().await;
-        Ok(())
-    }
-}
-
-/// The DATA payload of a body: CRLF line ends, lines starting with `.` doubled, and the
-/// terminating `.` line.
-pub fn dot_stuff(body: &str) -> String {
-    let mut out = String::with_capacity(body.len() + 8);
-    for line in body.lines() {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str(".\r\n");
-    out
-}
-
-fn io_err(e: std::io::Error) -> NotifyError {
-    NotifyError::Unreachable {
-        source: Box::new(e),
-    }
-}
-
-/// Sends one command and reads its reply (the reply's lines).
-async fn command<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut BufReader<S>,
-    line: &str,
-    code: u16,
-) -> Result<Vec<String>, NotifyError> {
-    s.write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(io_err)?;
-    s.flush().await.map_err(io_err)?;
-    reply(s, code).await
-}
-
-/// Reads a (possibly multi-line) reply, checks its code and returns its lines.
-async fn reply<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-    code: u16,
-) -> Result<Vec<String>, NotifyError> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(30), r.read_line(&mut line))
+        let eight_bit = conn.server_info().supports_feature(Extension::EightBitMime);
+        let message = self
+            .message(n, eight_bit)
+            .map_err(|e| NotifyError::Backend {
+                context: "composing the e-mail".into(),
+                source: Box::new(e),
+            })?;
+        // a message that is not 7-bit goes with BODY=8BITMIME (lettre adds it)
+        conn.send(message.envelope(), &message.formatted())
             .await
-            .map_err(|_| NotifyError::Unreachable {
-                source: "SMTP server did not answer".into(),
-            })?
-            .map_err(io_err)?;
-        if n == 0 {
-            return Err(NotifyError::Unreachable {
-                source: "SMTP server closed the connection".into(),
-            });
-        }
-        let got: u16 =
-            line.get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| NotifyError::Backend {
-                    context: "malformed SMTP reply".into(),
-                    source: "reply without a code".into(),
-                })?;
-        let more = line.as_bytes().get(3) == Some(&b'-');
-        lines.push(line.trim_end().to_owned());
-        if more {
-            continue;
-        }
-        // 251 (user not local, will forward) is as good as 250
-        if got == code || (code == 250 && got == 251) {
-            return Ok(lines);
-        }
-        return Err(NotifyError::Rejected { status: got });
+            .map_err(|e| self.failed(e))?;
+        Ok(())
     }
 }
 
@@ -390,8 +368,7 @@ impl Notifier for SmtpNotifier {
     }
 
     async fn notify(&self, n: &Notification) -> Result<(), NotifyError> {
-        let (subject, body) = self.render(n);
-        tokio::time::timeout(Duration::from_secs(60), self.send(&subject, &body))
+        tokio::time::timeout(SEND_TIMEOUT, self.send(n))
             .await
             .map_err(|_| NotifyError::Unreachable {
                 source: "SMTP transaction timed out".into(),
@@ -402,9 +379,45 @@ impl Notifier for SmtpNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    #[test]
-    fn dot_stuffing() {
-        assert_eq!(dot_stuff("a\r\n.b\n..c"), "a\r\n..b\r\n...c\r\n.\r\n");
+    /// What DATA carries of a body (lettre's codec, no longer ours): CRLF line ends, lines
+    /// starting with `.` doubled, and the terminating `.` line.
+    #[tokio::test]
+    async fn dot_stuffing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.expect("accept");
+            let mut s = BufReader::new(sock);
+            s.write_all(b"220 test\r\n").await.expect("write");
+            let mut line = String::new();
+            s.read_line(&mut line).await.expect("EHLO");
+            s.write_all(b"250 test\r\n").await.expect("write");
+            let mut data = String::new();
+            while !data.ends_with("\r\n.\r\n") {
+                line.clear();
+                if s.read_line(&mut line).await.expect("read") == 0 {
+                    break;
+                }
+                data.push_str(&line);
+            }
+            s.write_all(b"250 queued\r\n").await.expect("write");
+            data
+        });
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            ("127.0.0.1", port),
+            Some(CONNECT_TIMEOUT),
+            &ClientId::Domain(HELLO.into()),
+            None,
+            None,
+        )
+        .await
+        .expect("connect");
+        let body = Body::new("a\r\n.b\n..c".to_owned());
+        conn.message(&body.into_vec()).await.expect("sent");
+        assert_eq!(server.await.expect("server"), "a\r\n..b\r\n...c\r\n.\r\n");
     }
 }
