@@ -229,18 +229,26 @@ fn flux_rendered(c: &Ctx) -> Vec<serde_yaml::Value> {
 fn install(c: &Ctx) {
     // a monitoring stack's CRDs and operator: client-side apply, as its README says
     c.kubectl(&["apply", "-f", "corpus/prometheus-operator/crds/"]);
-    // polled, not `kubectl wait`: that fails at once while the CRD has no conditions yet
+    // polled, not `kubectl wait` (nor a jsonpath filter): both fail at once while the CRD
+    // has no conditions yet
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while c
-        .kubectl(&[
+    let established = || {
+        let crd = c.kubectl(&[
             "get",
             "crd/servicemonitors.monitoring.coreos.com",
             "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-        ])
-        .trim()
-        != "True"
-    {
+            "json",
+        ]);
+        let crd: Value = serde_json::from_str(&crd).expect("kubectl prints JSON");
+        crd.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|conds| {
+                conds
+                    .iter()
+                    .any(|x| x["type"] == "Established" && x["status"] == "True")
+            })
+    };
+    while !established() {
         assert!(
             std::time::Instant::now() < deadline,
             "the ServiceMonitor CRD was not established within 60 s"

@@ -378,7 +378,27 @@ pub trait LiveSource: Send + Sync {
             what: "watch".into(),
         })
     }
+
+    /// What the cluster would make of each of `objects` once applied, in the same order: the
+    /// object as a server-side apply dry run answers it (the API server's defaults, admission
+    /// policies and webhooks applied; nothing changed). A namespaced object without a
+    /// namespace is in `default_namespace`. For
+    /// [`EnvironmentSpec::server_side_diff`](crate::engine::EnvironmentSpec::server_side_diff).
+    async fn predict(
+        &self,
+        objects: &[RawObject],
+        default_namespace: &str,
+    ) -> Result<Vec<Prediction>, SourceError> {
+        let _ = (objects, default_namespace);
+        Err(SourceError::Unsupported {
+            what: "server-side diff".into(),
+        })
+    }
 }
+
+/// What the API server would make of one desired object: a server-side apply dry run's
+/// answer, or why there is none.
+pub type Prediction = Result<RawObject, String>;
 
 /// Counts of one scan.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

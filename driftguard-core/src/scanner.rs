@@ -49,7 +49,7 @@ use crate::engine::{
 use crate::findings::drift_risk;
 use crate::id::ResourceId;
 use crate::manifest::ManifestError;
-use crate::model::Revision;
+use crate::model::{RawObject, Revision};
 use crate::ports::{
     Clock, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope, LiveSource,
     Notification, Notifier, ObjectVersion, PlanSource, ScanBatch, ScanSummary, SourceError,
@@ -377,8 +377,34 @@ impl Scanner {
             }
         };
         let notes = std::mem::take(&mut desired.notes);
-        let warnings = std::mem::take(&mut desired.warnings);
-        let st = self.engine.index_owned(desired, snapshot);
+        let mut warnings = std::mem::take(&mut desired.warnings);
+        let predictions = if self.engine.spec.server_side_diff {
+            // Secrets are never sent: their values stay out of DriftGuard's requests
+            let objects: Vec<RawObject> = desired
+                .objects
+                .iter()
+                .filter(|m| !crate::secret::is_secret_object(&m.object.0))
+                .map(|m| m.object.clone())
+                .collect();
+            match live
+                .predict(&objects, self.engine.spec.default_namespace())
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    warnings.push(format!(
+                        "server-side diff: {e}; compared with Git's objects instead"
+                    ));
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let st = self
+            .engine
+            .index_predicted(&desired, &snapshot, &predictions);
+        drop((desired, snapshot, predictions));
         let records = self.records().await?;
         let tick = Tick {
             now: started,

@@ -41,15 +41,17 @@ use async_trait::async_trait;
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
 use driftguard_core::manifest::ManifestError;
-use driftguard_core::model::RawLive;
+use driftguard_core::model::{RawLive, RawObject};
 use driftguard_core::ports::{
-    GroupVersionKind, KindError, LiveChange, LiveScope, LiveSnapshot, LiveSource, SourceError,
+    GroupVersionKind, KindError, LiveChange, LiveScope, LiveSnapshot, LiveSource, Prediction,
+    SourceError,
 };
 use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 
 mod apply;
 pub mod lease;
+mod predict;
 mod watch;
 
 pub use apply::{Applied, ApplyError};
@@ -252,6 +254,14 @@ impl LiveSource for KubeLiveSource {
     ) -> Result<BoxStream<'static, LiveChange>, SourceError> {
         let rule = scope.admission()?;
         Ok(watch::start(self.inner.clone(), scope.clone(), rule))
+    }
+
+    async fn predict(
+        &self,
+        objects: &[RawObject],
+        default_namespace: &str,
+    ) -> Result<Vec<Prediction>, SourceError> {
+        Ok(self.predict_all(objects, default_namespace).await)
     }
 }
 

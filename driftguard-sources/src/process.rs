@@ -785,7 +785,10 @@ fn probe_isolation() -> Option<Vec<OsString>> {
             "--".into(),
         ];
         // `true` through the prefix, as a program will be run through it
+        // with the network as far as this runner goes: a `Deny` here would ask for the very
+        // probe being made (a recursive `OnceLock` initialisation deadlocks)
         let ok = Program::new(&unshare)
+            .network(Network::Allow)
             .args(&prefix[1..])
             .arg("true")
             .timeout(Duration::from_secs(10))

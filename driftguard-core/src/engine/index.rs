@@ -2,11 +2,12 @@
 
 use std::collections::hash_map::Entry;
 
+use crate::doc::Doc;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{RawLive, RawObject, Revision};
 use crate::normalize::{field, identify, DesiredObject, LiveObject};
-use crate::ports::{DesiredSet, LiveSnapshot};
+use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
 use crate::scope::Scopes;
 
 use super::ownership::{claim_prefixes, hpa_target, orphan_eligible};
@@ -36,12 +37,28 @@ pub struct EnvState {
     pub live_errors: Vec<String>,
     /// The Git revision.
     pub revision: Option<Revision>,
+    /// What the API server would make of desired objects, projected on Git's fields (a
+    /// server-side diff: see [`super::predicted`]); compared in their place.
+    pub predicted: FastMap<ResourceId, Doc>,
 }
 
 impl Engine {
     /// Normalizes and indexes both sides. The raw objects are only read: the state keeps
     /// compact normalized copies.
     pub fn index(&self, desired: &DesiredSet, live: &LiveSnapshot) -> EnvState {
+        self.index_predicted(desired, live, &[])
+    }
+
+    /// [`Engine::index`] comparing with what the API server would make of the desired objects
+    /// ([`crate::ports::LiveSource::predict`]'s answers, in any order): see
+    /// [`super::predicted`]. Refused predictions leave Git's objects compared; their reasons
+    /// join the live errors.
+    pub fn index_predicted(
+        &self,
+        desired: &DesiredSet,
+        live: &LiveSnapshot,
+        predictions: &[Prediction],
+    ) -> EnvState {
         let env = &self.spec.name;
         let mut st = EnvState {
             revision: desired.revision.clone(),
@@ -119,6 +136,12 @@ impl Engine {
             Some(list) => list.iter().cloned().collect(),
             None => st.desired.keys().map(ResourceId::group_kind).collect(),
         };
+        for p in predictions {
+            match p {
+                Ok(raw) => self.add_prediction(&mut st, raw),
+                Err(why) => st.live_errors.push(format!("server-side diff: {why}")),
+            }
+        }
         for e in &live.errors {
             st.unknown_kinds.insert(e.kind.clone());
             st.live_errors
@@ -129,6 +152,26 @@ impl Engine {
             self.track_live(&mut st, raw);
         }
         st
+    }
+
+    /// Keeps the server's answer for a desired object, projected on Git's fields.
+    fn add_prediction(&self, st: &mut EnvState, raw: &RawObject) {
+        let Ok((id, _)) = identify(&self.spec.name, &raw.0) else {
+            return;
+        };
+        let Some(d) = st.desired.get(&id) else {
+            return;
+        };
+        let pointers = self.pointers(&id, &st.hpa_targets);
+        let Ok(answer) = self
+            .normalizer
+            .normalize(&self.spec.name, &raw.0, &pointers)
+        else {
+            return;
+        };
+        let projected =
+            super::predicted::project(&d.object.content.to_value(), &answer.content.to_value());
+        st.predicted.insert(id, Doc::from_value(&projected));
     }
 
     /// Like [`Engine::index`], taking the raw objects (dropped afterwards).
@@ -163,7 +206,8 @@ impl Engine {
                     &pointers,
                     |content| match desired {
                         Some(d) => {
-                            let mut cmp = self.compare_with(d, api_version, content);
+                            let predicted = st.predicted.get(&id);
+                            let mut cmp = self.compare_with(d, predicted, api_version, content);
                             self.add_unset_changes(d, content, &raw.object.0, &mut cmp);
                             let differs = !cmp.in_sync();
                             (Some(cmp), differs)

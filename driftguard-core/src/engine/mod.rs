@@ -10,6 +10,7 @@ mod evaluate;
 mod index;
 mod observe;
 mod ownership;
+pub mod predicted;
 mod report;
 mod unset;
 
@@ -74,6 +75,11 @@ pub struct EnvironmentSpec {
     /// see [`crate::metadata`].
     #[serde(default)]
     pub metadata_keys: MetadataKeys,
+    /// Compare with what the API server would make of Git's objects (a server-side apply dry
+    /// run of each, as Argo CD's server-side diff does) instead of Git's objects themselves:
+    /// see [`predicted`]. Costs one request per live object per full scan.
+    #[serde(default)]
+    pub server_side_diff: bool,
 }
 
 impl EnvironmentSpec {
@@ -156,7 +162,7 @@ impl Engine {
 
     /// Compares the two sides of one object, with version conversion and ignored managers.
     pub fn compare(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
-        let mut cmp = self.compare_fields(d, l);
+        let mut cmp = self.compare_fields(d, None, l);
         let managed = l.managed.to_value();
         let raw = serde_json::json!({ "metadata": { "managedFields": managed } });
         self.add_unset_changes(d, l.object.content.root(), &raw, &mut cmp);
@@ -208,26 +214,40 @@ impl Engine {
         cmp
     }
 
-    /// Compares the fields of both sides, with version conversion.
-    fn compare_fields(&self, d: &DesiredObject, l: &LiveObject) -> Comparison {
-        self.compare_with(d, &l.object.api_version, l.object.content.root())
+    /// Compares the fields of both sides, with version conversion; with the server's answer
+    /// for the desired object when there is one ([`predicted`]).
+    fn compare_fields(
+        &self,
+        d: &DesiredObject,
+        predicted: Option<&Doc>,
+        l: &LiveObject,
+    ) -> Comparison {
+        self.compare_with(d, predicted, &l.object.api_version, l.object.content.root())
     }
 
-    /// Compares a desired object with live content read in `live_version`.
-    fn compare_with(&self, d: &DesiredObject, live_version: &str, live: Node<'_>) -> Comparison {
+    /// Compares a desired object (or the server's answer for it, `predicted`) with live content
+    /// read in `live_version`.
+    fn compare_with(
+        &self,
+        d: &DesiredObject,
+        predicted: Option<&Doc>,
+        live_version: &str,
+        live: Node<'_>,
+    ) -> Comparison {
         let id = &d.object.id;
+        let base = predicted.unwrap_or(&d.object.content);
         let converted = (d.object.api_version != live_version)
             .then(|| {
                 convert(
                     &id.kind,
                     &d.object.api_version,
                     live_version,
-                    &d.object.content.to_value(),
+                    &base.to_value(),
                 )
             })
             .flatten()
             .map(|v| Doc::from_value(&v));
-        let desired = converted.as_ref().unwrap_or(&d.object.content);
+        let desired = converted.as_ref().unwrap_or(base);
         let mut cmp = compare_nodes(&id.group, &id.kind, desired.root(), live);
         // a label a tool adds when Git does not set it (Argo CD's label tracking)
         let keys = &self.normalizer.metadata_keys;

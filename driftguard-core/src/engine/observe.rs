@@ -35,7 +35,7 @@ impl Engine {
                 // indexed objects were compared when the live side was indexed
                 let cmp = match &l.compared {
                     Some(cmp) => cmp.clone(),
-                    None => self.compare_fields(d, l),
+                    None => self.compare_fields(d, st.predicted.get(id), l),
                 };
                 let cmp = self.ignore_managers(id, l, cmp);
                 let mut obs = Observation::new(id.clone(), api_version, Presence::Both(cmp));

@@ -153,7 +153,7 @@ pub(crate) fn controller_written(
     live_only_key(f)
         && entries
             .iter()
-            .filter(|e| e.paths.iter().any(|p| *p == f.path))
+            .filter(|e| e.paths.contains(&f.path))
             .max_by_key(|e| e.time)
             .is_some_and(|e| {
                 manager_kind(&e.manager, &e.operation, people) == ManagerKind::Controller

@@ -158,6 +158,12 @@ pub struct EnvironmentConfig {
     /// domains your own tools write. See `docs/configuration.md`.
     #[serde(default)]
     pub metadata_keys: driftguard_core::metadata::MetadataKeys,
+    /// Compare with what the API server would make of Git's objects (a server-side apply dry
+    /// run of each, as Argo CD's server-side diff does), so that admission policies, webhooks
+    /// and the server's defaults over Git's values are not drift. One request per object per
+    /// full scan; needs `patch` on the kinds. Default false. See `docs/configuration.md`.
+    #[serde(default)]
+    pub server_side_diff: bool,
     /// Namespaces fully managed by Git, where orphans are looked for (default: the
     /// namespaces Git defines).
     #[serde(default)]
@@ -640,6 +646,7 @@ impl EnvironmentConfig {
             spec.hpa_owns_replicas = h;
         }
         spec.metadata_keys = self.metadata_keys.clone();
+        spec.server_side_diff = self.server_side_diff;
         spec.managed_namespaces = self.managed_namespaces.clone();
         spec.orphan_kinds = self.orphan_kinds.as_ref().map(|v| {
             v.iter()
