@@ -57,8 +57,11 @@ impl Drop for Policy<'_> {
     }
 }
 
-/// The drifts of each environment: `env -> [(kind/name, direction, [(path, git, live)])]`.
-fn scan(repo: &Path) -> Vec<(String, String, String, Vec<(String, Value, Value)>)> {
+/// One drift: `(environment, kind/name, direction, [(path, git, live)])`.
+type Found = (String, String, String, Vec<(String, Value, Value)>);
+
+/// The drifts of every environment.
+fn scan(repo: &Path) -> Vec<Found> {
     let out = run_env(
         repo,
         &["scan", "--config", "driftguard.yaml", "-o", "json"],
