@@ -46,6 +46,7 @@ pub fn engine_inputs(n: usize) -> (DesiredSet, LiveSnapshot) {
         ..DesiredSet::default()
     };
     let live = LiveSnapshot {
+        served: Vec::new(),
         objects: live.into_iter().map(RawLive::new).collect(),
         ..LiveSnapshot::default()
     };

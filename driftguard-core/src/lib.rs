@@ -24,7 +24,7 @@
 //!     }],
 //!     ..DesiredSet::default()
 //! };
-//! let live = LiveSnapshot {
+//! let live = LiveSnapshot { served: Vec::new(),
 //!     objects: vec![RawLive::new(json!({"apiVersion": "apps/v1", "kind": "Deployment",
 //!         "metadata": {"name": "web", "namespace": "shop", "uid": "1"},
 //!         "spec": {"replicas": 5, "revisionHistoryLimit": 10}}))],

@@ -344,6 +344,7 @@ impl LiveSource for MemoryLiveSource {
                 })
         };
         Ok(LiveSnapshot {
+            served: Vec::new(),
             objects: objects.into_iter().filter(in_scope).collect(),
             errors,
         })

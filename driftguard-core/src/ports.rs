@@ -344,6 +344,11 @@ pub struct LiveSnapshot {
     pub objects: Vec<RawLive>,
     /// Kinds that could not be read: their objects' live state is unknown.
     pub errors: Vec<KindError>,
+    /// What the API server's discovery says of the scope of the kinds read: `(kind,
+    /// namespaced)`. Empty where the source has no discovery (a dump); the engine then falls
+    /// back to Git's CustomResourceDefinitions, the built-in list and the objects themselves
+    /// ([`crate::scope::Scopes`]).
+    pub served: Vec<(GroupKind, bool)>,
 }
 
 /// A change seen by a watch.

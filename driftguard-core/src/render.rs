@@ -783,6 +783,7 @@ mod tests {
             ..DesiredSet::default()
         };
         let live = LiveSnapshot {
+            served: Vec::new(),
             objects: vec![
                 RawLive::new(cm("config", json!({}))),
                 RawLive::new(cm("by-hand", json!({}))),

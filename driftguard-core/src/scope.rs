@@ -3,9 +3,12 @@
 //! [`crate::engine::EnvironmentSpec::default_namespace`]), and a cluster-scoped one stays
 //! without.
 //!
-//! What is known, most trusted first: a CustomResourceDefinition in Git (`spec.scope`), the
-//! cluster-scoped kinds Kubernetes itself serves, and the live objects of the kind (with a
-//! namespace or without). A kind nothing is known of is taken as namespaced, as most are.
+//! What is known, most trusted first: the API server's discovery (the cluster's own answer,
+//! read by the live source, cached there per server version), a CustomResourceDefinition in
+//! Git (`spec.scope`), the built-in list of the cluster-scoped kinds Kubernetes serves (up to
+//! 1.37: the fallback where there is no discovery, such as a dump), and the live objects of the
+//! kind (with a namespace or without). A kind nothing is known of is taken as namespaced, as
+//! most are.
 
 use serde_json::Value;
 
@@ -70,6 +73,8 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
 /// What is known of the scope of kinds (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct Scopes {
+    /// From the API server's discovery: namespaced or not.
+    served: FastMap<GroupKind, bool>,
     /// From CustomResourceDefinitions in Git: namespaced or not.
     defined: FastMap<GroupKind, bool>,
     /// From live objects: namespaced or not.
@@ -102,6 +107,11 @@ impl Scopes {
         }
     }
 
+    /// Learns what the API server's discovery says of `kind`: the truth, where there is one.
+    pub fn learn_served(&mut self, kind: &GroupKind, namespaced: bool) {
+        self.served.insert(kind.clone(), namespaced);
+    }
+
     /// Learns from a live object of `kind`: it has a namespace or not.
     pub fn learn_live(&mut self, kind: &GroupKind, has_namespace: bool) {
         if !self.seen.contains_key(kind) {
@@ -112,6 +122,9 @@ impl Scopes {
     /// Whether objects of `group`/`kind` live in namespaces.
     pub fn namespaced(&self, group: &str, kind: &str) -> bool {
         let gk = GroupKind::new(group, kind);
+        if let Some(&namespaced) = self.served.get(&gk) {
+            return namespaced;
+        }
         if let Some(&namespaced) = self.defined.get(&gk) {
             return namespaced;
         }
@@ -146,8 +159,13 @@ mod tests {
                 "names": {"kind": "Gadget", "plural": "gadgets"}}}));
         assert!(
             s.namespaced("example.test", "Gadget"),
-            "Git's CRD is trusted first"
+            "Git's CRD is trusted before the objects"
         );
+        // the API server's discovery is trusted first, over Git's CRD and the built-in list
+        s.learn_served(&GroupKind::new("example.test", "Gadget"), false);
+        assert!(!s.namespaced("example.test", "Gadget"));
+        s.learn_served(&GroupKind::new("", "Namespace"), false);
+        assert!(!s.namespaced("", "Namespace"));
         s.learn_definition(&json!({"kind": "CustomResourceDefinition",
             "spec": {"group": "example.test", "scope": "Cluster", "names": {"kind": "Fleet"}}}));
         assert!(!s.namespaced("example.test", "Fleet"));

@@ -110,6 +110,7 @@ fn index_in(engine: &Engine, desired: &DesiredSet, live: Vec<Value>) -> EnvState
     engine.index(
         desired,
         &LiveSnapshot {
+            served: Vec::new(),
             objects: live.into_iter().map(RawLive::new).collect(),
             ..LiveSnapshot::default()
         },
@@ -439,6 +440,7 @@ fn manifests_without_a_namespace_are_in_the_default_one() {
     // the HPA still owns the replicas of its target, found in the default namespace
     find(&mut live, "Deployment", "frontend")["spec"]["replicas"] = json!(7);
     let snapshot = LiveSnapshot {
+        served: Vec::new(),
         objects: live.into_iter().map(RawLive::new).collect(),
         ..LiveSnapshot::default()
     };
@@ -489,6 +491,7 @@ fn a_namespace_on_a_cluster_scoped_manifest_is_ignored() {
         m.object = RawObject::new(v);
     }
     let snapshot = LiveSnapshot {
+        served: Vec::new(),
         objects: live_values().into_iter().map(RawLive::new).collect(),
         ..LiveSnapshot::default()
     };

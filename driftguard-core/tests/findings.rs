@@ -121,6 +121,7 @@ fn run(desired: &DesiredSet, live: Vec<Value>, rules: FindingRules) -> Vec<Strin
     let st = engine.index(
         desired,
         &LiveSnapshot {
+            served: Vec::new(),
             objects: live.into_iter().map(RawLive::new).collect(),
             ..LiveSnapshot::default()
         },

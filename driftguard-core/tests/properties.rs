@@ -121,7 +121,7 @@ proptest! {
                 }],
                 ..DesiredSet::default()
             },
-            &LiveSnapshot {
+            &LiveSnapshot { served: Vec::new(),
                 objects: vec![RawLive::new(live)],
                 errors: Vec::new(),
             },

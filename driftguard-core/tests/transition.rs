@@ -75,6 +75,7 @@ fn observe(step: Step) -> Observation {
     };
     let live = match step.live {
         None => LiveSnapshot {
+            served: Vec::new(),
             objects: vec![],
             errors: vec![KindError {
                 kind: id().group_kind(),
@@ -86,6 +87,7 @@ fn observe(step: Step) -> Observation {
             let mut o = configmap(&format!("v{v}"), true);
             o["metadata"]["uid"] = json!("u1");
             LiveSnapshot {
+                served: Vec::new(),
                 objects: vec![RawLive::new(o)],
                 errors: vec![],
             }

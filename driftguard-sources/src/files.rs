@@ -441,6 +441,7 @@ impl LiveSource for DumpSource {
         let me = self.clone();
         let objects = blocking(move || me.read()).await?;
         Ok(LiveSnapshot {
+            served: Vec::new(),
             objects: objects
                 .into_iter()
                 .filter(|o| rule.admits(o.object.value()))

@@ -87,6 +87,9 @@ struct Inner {
     /// Resolved kinds (discovery results are kept; failures are not, so a CRD installed later
     /// is found on the next snapshot).
     resolved: Mutex<HashMap<GroupVersionKind, Resolved>>,
+    /// The API server's version (`gitVersion`) the resolved kinds were read from: when it
+    /// changes (an upgrade), they are read again.
+    server_version: Mutex<Option<String>>,
 }
 
 /// A kind resolved through discovery.
@@ -191,6 +194,7 @@ impl KubeLiveSource {
                 concurrency: DEFAULT_CONCURRENCY,
                 max_backoff: Duration::from_secs(2),
                 resolved: Mutex::new(HashMap::new()),
+                server_version: Mutex::new(None),
             }),
         }
     }
@@ -224,6 +228,13 @@ impl KubeLiveSource {
             concurrency: self.inner.concurrency,
             max_backoff: self.inner.max_backoff,
             resolved: Mutex::new(resolved),
+            server_version: Mutex::new(
+                self.inner
+                    .server_version
+                    .lock()
+                    .expect("version lock is never poisoned")
+                    .clone(),
+            ),
         };
         f(&mut inner);
         KubeLiveSource {
@@ -357,6 +368,8 @@ struct Listed {
 struct Listing {
     listed: Vec<Listed>,
     errors: Vec<KindError>,
+    /// The scope of each kind read, as discovery says it.
+    served: Vec<(GroupKind, bool)>,
     /// Whether some error may go away soon (HTTP 429/5xx).
     transient: bool,
 }
@@ -364,6 +377,7 @@ struct Listing {
 impl Listing {
     fn into_snapshot(self) -> LiveSnapshot {
         LiveSnapshot {
+            served: self.served,
             objects: self
                 .listed
                 .into_iter()
@@ -393,6 +407,30 @@ fn resource_version(object: &Value) -> Option<&str> {
 }
 
 impl Inner {
+    /// Forgets the resolved kinds when the API server's version changed since they were read
+    /// (discovery is cached per server version). A failed version request changes nothing:
+    /// the listing that follows says what is wrong.
+    async fn check_server_version(&self) {
+        let Ok(info) = self.client.apiserver_version().await else {
+            return;
+        };
+        let mut version = self
+            .server_version
+            .lock()
+            .expect("version lock is never poisoned");
+        if version.as_deref() != Some(info.git_version.as_str()) {
+            if version.is_some() {
+                tracing::info!(source = %self.describe, from = ?version, to = %info.git_version,
+                    "the API server's version changed: kinds are discovered again");
+            }
+            self.resolved
+                .lock()
+                .expect("discovery cache lock is never poisoned")
+                .clear();
+            *version = Some(info.git_version);
+        }
+    }
+
     /// Resolves a kind through discovery, in the version asked for, else the group's preferred
     /// version.
     async fn resolve(&self, gvk: &GroupVersionKind) -> Result<Resolved, ::kube::Error> {
@@ -502,8 +540,13 @@ impl Inner {
         let mut listing = Listing::default();
         let mut targets = Vec::new();
         let mut seen = std::collections::HashSet::new();
+        self.check_server_version().await;
         for gvk in scope.kinds.iter().filter(|k| seen.insert(k.group_kind())) {
-            match self.resolve(gvk).await {
+            let resolved = self.resolve(gvk).await;
+            if let Ok(r) = &resolved {
+                listing.served.push((gvk.group_kind(), r.namespaced));
+            }
+            match resolved {
                 Ok(r) if r.namespaced && !rule.namespaces().is_empty() => {
                     for ns in rule.namespaces() {
                         targets.push(Target {

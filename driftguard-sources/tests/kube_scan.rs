@@ -317,6 +317,21 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
         let meta = o.object.meta();
         assert!(!meta.api_version.is_empty() && !meta.kind.is_empty());
     }
+    // discovery's answer on each kind's scope comes with it (the engine trusts it first)
+    let served = |group: &str, kind: &str| {
+        snap.served
+            .iter()
+            .find(|(k, _)| k.group == group && k.kind == kind)
+            .map(|(_, namespaced)| *namespaced)
+    };
+    assert_eq!(served("", "ConfigMap"), Some(true), "{:?}", snap.served);
+    assert_eq!(served("apps", "Deployment"), Some(true));
+    assert_eq!(snap.served.len(), {
+        let mut kinds: Vec<_> = scope.kinds.iter().map(|k| k.group_kind()).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds.len()
+    });
     let widget = snap
         .objects
         .iter()

@@ -262,5 +262,8 @@ fn learn_scopes(desired: &DesiredSet, live: &LiveSnapshot) -> Scopes {
         let meta = l.object.meta();
         scopes.learn_live(&meta.group_kind(), meta.namespace.is_some());
     }
+    for (kind, namespaced) in &live.served {
+        scopes.learn_served(kind, *namespaced);
+    }
     scopes
 }

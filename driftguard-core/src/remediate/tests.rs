@@ -60,6 +60,7 @@ fn state(e: &Engine, desired: &[&Value], live: &[&Value]) -> EnvState {
             ..DesiredSet::default()
         },
         &LiveSnapshot {
+            served: Vec::new(),
             objects: live.iter().map(|v| RawLive::new((*v).clone())).collect(),
             errors: Vec::new(),
         },

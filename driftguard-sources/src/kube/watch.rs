@@ -147,6 +147,7 @@ impl Supervisor {
                 caches.push(cache);
             }
             let snapshot = driftguard_core::ports::LiveSnapshot {
+                served: listing.served,
                 objects,
                 errors: listing.errors,
             };

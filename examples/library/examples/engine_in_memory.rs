@@ -29,6 +29,7 @@ fn main() {
     };
     // what the API server returned: defaults filled in, and someone scaled it
     let live = LiveSnapshot {
+        served: Vec::new(),
         objects: vec![RawLive::new(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "shop", "uid": "7c1e",

@@ -52,6 +52,7 @@ impl LiveSource for JsonDirLiveSource {
             }
         }
         Ok(LiveSnapshot {
+            served: Vec::new(),
             objects,
             errors: Vec::new(),
         })
