@@ -1,7 +1,8 @@
 //! Live scan benchmark on the test cluster: a full DriftGuard scan (snapshot through the kube
-//! live source + comparison with the desired manifests) of 500 and 5,000 objects, side by side
-//! with `kubectl diff -f` on the same manifests and `kubectl get -o json` of the same objects,
-//! in one run.
+//! live source + comparison with the desired manifests) of 500 and 5,000 objects, the same scan
+//! with `serverSideDiff` (a server-side apply dry run of every desired object, compared in its
+//! place), side by side with `kubectl diff -f` on the same manifests and `kubectl get -o json`
+//! of the same objects, in one run.
 //!
 //! ```sh
 //! scripts/test-services.sh up
@@ -207,29 +208,42 @@ async fn main() -> Result<(), BoxError> {
         let total = set.objects.len();
 
         let dir_s = dir.to_string_lossy().into_owned();
-        let (mut scan_t, mut snap_t, mut diff_t, mut get_t) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut scan_t, mut snap_t, mut diff_t, mut get_t, mut ssd_t) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut drifted = 0;
+        let mut ssd_drifted = 0;
         let mut live_objects = 0;
         for run in 0..=runs {
             // DriftGuard: a full scan (desired from memory, live snapshot, comparison, store)
-            let git = Arc::new(MemoryGitSource::new());
-            git.set(set.clone());
-            let mut spec = EnvironmentSpec::new("bench");
-            spec.namespaces = vec![ns.clone()];
-            let scanner = Scanner::new(
-                Engine::new(spec, Normalizer::new(SecretKey::new(b"bench".to_vec()))),
-                git,
-                source.clone(),
-                Arc::new(MemoryStore::new()),
-                Arc::new(ManualClock::new(chrono::DateTime::<chrono::Utc>::from(
-                    std::time::SystemTime::now(),
-                ))),
-            );
+            let scanner_with = |server_side_diff: bool| {
+                let git = Arc::new(MemoryGitSource::new());
+                git.set(set.clone());
+                let mut spec = EnvironmentSpec::new("bench");
+                spec.namespaces = vec![ns.clone()];
+                spec.server_side_diff = server_side_diff;
+                Scanner::new(
+                    Engine::new(spec, Normalizer::new(SecretKey::new(b"bench".to_vec()))),
+                    git,
+                    source.clone(),
+                    Arc::new(MemoryStore::new()),
+                    Arc::new(ManualClock::new(chrono::DateTime::<chrono::Utc>::from(
+                        std::time::SystemTime::now(),
+                    ))),
+                )
+            };
+            let scanner = scanner_with(false);
             let t = Instant::now();
             let report = scanner.scan().await?;
             let scan = t.elapsed();
             drifted = report.drifts().count();
+            // the same scan with serverSideDiff: one dry-run apply per desired object
+            let t = Instant::now();
+            let report = scanner_with(true).scan().await?;
+            let ssd = t.elapsed();
+            ssd_drifted = report.drifts().count();
+            if !report.summary.errors.is_empty() {
+                return Err(format!("server-side diff: {:?}", report.summary.errors).into());
+            }
             let scope = scanner.live_scope().ok_or("no scope")?;
             let t = Instant::now();
             live_objects = source.snapshot(&scope).await?.objects.len();
@@ -256,22 +270,27 @@ async fn main() -> Result<(), BoxError> {
                 continue; // warm-up (discovery caches, connections)
             }
             eprintln!(
-                "{n}: run {run}: scan {} ms, snapshot {} ms, kubectl diff {} ms, kubectl get {} ms",
+                "{n}: run {run}: scan {} ms, server-side diff scan {} ms, snapshot {} ms, kubectl diff {} ms, kubectl get {} ms",
                 ms(scan),
+                ms(ssd),
                 ms(snap),
                 diff.map_or("-".into(), ms),
                 ms(get)
             );
             scan_t.push(scan);
+            ssd_t.push(ssd);
             snap_t.push(snap);
             diff_t.extend(diff);
             get_t.push(get);
         }
         let (scan, snap, get) = (median(scan_t), median(snap_t), median(get_t));
+        let ssd = median(ssd_t);
         let diff = (!diff_t.is_empty()).then(|| median(diff_t));
         rows.push(format!(
-            "| {n} | {total} | {live_objects} | {drifted} | {} | {} | {} | {} | {:.1}x | {:.2}x |",
+            "| {n} | {total} | {live_objects} | {drifted} | {} | {ssd_drifted} | {} ({:.1}x) | {} | {} | {} | {:.1}x | {:.2}x |",
             ms(scan),
+            ms(ssd),
+            ssd.as_secs_f64() / scan.as_secs_f64(),
             ms(snap),
             diff.map_or("-".into(), ms),
             ms(get),
@@ -279,10 +298,17 @@ async fn main() -> Result<(), BoxError> {
             scan.as_secs_f64() / get.as_secs_f64()
         ));
     }
-    println!("live scan on the test cluster (kube-apiserver 1.20.2), median of {runs} runs ({diff_runs} for kubectl diff), after one warm-up, ms");
+    let version = c
+        .kubectl(&["version", "-o", "json"])
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    println!("live scan on the test cluster (kube-apiserver {version}), median of {runs} runs ({diff_runs} for kubectl diff), after one warm-up, ms");
     println!();
-    println!("| objects | desired | live listed | drifts | DriftGuard scan | snapshot alone | kubectl diff -f | kubectl get -o json | diff / scan (target >= 10) | scan / get (target <= 1.25) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| objects | desired | live listed | drifts | DriftGuard scan | drifts (server-side diff) | scan with serverSideDiff (x plain) | snapshot alone | kubectl diff -f | kubectl get -o json | diff / scan (target >= 10) | scan / get (target <= 1.25) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!("{r}");
     }
