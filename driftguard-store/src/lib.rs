@@ -2,8 +2,13 @@
 //!
 //! Durable implementations of [`driftguard_core::ports::DriftStore`]:
 //!
-//! - [`sqlite::SqliteStore`]: one file, no set-up; the default for the CLI and a single server.
-//! - [`mongo::MongoStore`]: the official `mongodb` driver; several servers may share a database.
+//! - `sqlite::SqliteStore` (feature `sqlite`, default): one file, no set-up; the default for
+//!   the CLI and a single server.
+//! - [`mongo::MongoStore`] (feature `mongodb`): the official `mongodb` driver; several servers
+//!   may share a database. In a build without the feature, `mongo` keeps its names
+//!   ([`MongoOptions`], `MongoStore`) and every `MongoStore` constructor fails with an error
+//!   saying this build has no MongoDB, so code that picks its store from a configuration
+//!   builds either way and a configuration naming MongoDB gets that error.
 //! - [`buffered::BufferedStore`]: wraps any store; when it is unavailable, batches are queued in
 //!   order (bounded) and retried with backoff in the background, and health reports degraded.
 //! - [`deferred::DeferredStore`]: wraps any store and holds writes back until the caller takes
@@ -17,54 +22,71 @@
 //! [`driftguard_core::state::episode_replaces`], which every store calls). Records, events, episodes and scans are
 //! stored as their serde JSON form plus indexed columns for the filters; none of them holds a
 //! Secret value (the core hashes Secret data and redacts it in field diffs).
+//!
+//! Features: `sqlite` (default) and `mongodb` each compile one store and its driver; an
+//! embedder takes what it needs (`default-features = false, features = ["sqlite"]`). The
+//! driftguard CLI and driftguard-server have both. `conformance`: the suite.
 
 pub mod buffered;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod deferred;
+#[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(not(feature = "mongodb"))]
+#[path = "mongo/absent.rs"]
+pub mod mongo;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(test)]
 mod test_probe;
 
-use chrono::{DateTime, Utc};
-use driftguard_core::ports::{BoxError, StoreError};
-use driftguard_core::severity::Severity;
-
 pub use buffered::{BufferHealth, BufferedStore};
 pub use deferred::DeferredStore;
 pub use mongo::{MongoOptions, MongoStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-/// A time as integer nanoseconds since the epoch (saturating outside 1677..2262), the sort and
-/// filter key every store uses so that order matches the in-memory store exactly.
-pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    })
-}
+#[cfg(any(feature = "sqlite", feature = "mongodb"))]
+pub(crate) use shared::{backend, corrupt, nanos, severity_rank};
 
-/// Severity as a number that sorts like [`Severity`].
-pub(crate) fn severity_rank(s: Severity) -> i64 {
-    match s {
-        Severity::Low => 0,
-        Severity::Medium => 1,
-        Severity::High => 2,
-        Severity::Critical => 3,
+/// What the stores share: sort keys and error constructors.
+#[cfg(any(feature = "sqlite", feature = "mongodb"))]
+mod shared {
+    use chrono::{DateTime, Utc};
+    use driftguard_core::ports::{BoxError, StoreError};
+    use driftguard_core::severity::Severity;
+
+    /// A time as integer nanoseconds since the epoch (saturating outside 1677..2262), the sort and
+    /// filter key every store uses so that order matches the in-memory store exactly.
+    pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+        t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+            i64::MIN
+        } else {
+            i64::MAX
+        })
     }
-}
 
-pub(crate) fn backend(context: impl Into<String>, e: impl Into<BoxError>) -> StoreError {
-    StoreError::Backend {
-        context: context.into(),
-        source: e.into(),
+    /// Severity as a number that sorts like [`Severity`].
+    pub(crate) fn severity_rank(s: Severity) -> i64 {
+        match s {
+            Severity::Low => 0,
+            Severity::Medium => 1,
+            Severity::High => 2,
+            Severity::Critical => 3,
+        }
     }
-}
 
-pub(crate) fn corrupt(what: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what: format!("{what}: {e}"),
+    pub(crate) fn backend(context: impl Into<String>, e: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend {
+            context: context.into(),
+            source: e.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl std::fmt::Display, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            what: format!("{what}: {e}"),
+        }
     }
 }

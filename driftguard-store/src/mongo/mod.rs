@@ -2,7 +2,9 @@
 //!
 //! Where things are:
 //!
-//! - this module: [`MongoOptions`], [`MongoStore`] (connecting, set-up on first use, error
+//! - `options`: [`MongoOptions`] (also in a build without the `mongodb` feature, whose
+//!   `MongoStore` only says so: `absent.rs`);
+//! - this module: [`MongoStore`] (connecting, set-up on first use, error
 //!   mapping) and its [`DriftStore`] implementation, which hands each call to the modules below;
 //! - `schema`: the collections (`records`, `events`, `episodes`, `scans`, `deliveries`,
 //!   `fences`, `open_drifts`, `audit_writes`, `audit_cursors`), their documents, indexes and TTL
@@ -34,6 +36,7 @@
 //! against, accepts transactions but does not detect write conflicts between them, so they
 //! would not fence there.
 
+mod options;
 mod query;
 mod schema;
 mod view;
@@ -41,7 +44,6 @@ mod write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -55,31 +57,7 @@ use mongodb::error::ErrorKind;
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, Collection, Database};
 
-/// Settings of the MongoDB store.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MongoOptions {
-    /// Connection string (TLS and auth options pass through, e.g. `?tls=true&tlsCAFile=...`).
-    pub uri: String,
-    /// Database name.
-    pub database: String,
-    /// Age after which events, scans and resolved episodes expire (TTL indexes). `None`: kept.
-    pub retention: Option<Duration>,
-    /// How long an operation waits for a reachable server before failing as unavailable (also
-    /// the connect timeout). A `serverSelectionTimeoutMS` in the URI takes precedence.
-    pub server_selection_timeout: Duration,
-}
-
-impl MongoOptions {
-    /// Options for `uri` and `database`, no retention, 5 s server selection timeout.
-    pub fn new(uri: impl Into<String>, database: impl Into<String>) -> Self {
-        MongoOptions {
-            uri: uri.into(),
-            database: database.into(),
-            retention: None,
-            server_selection_timeout: Duration::from_secs(5),
-        }
-    }
-}
+pub use options::MongoOptions;
 
 /// A DriftStore in MongoDB. Clones share the client and the set-up state.
 #[derive(Clone, Debug)]
