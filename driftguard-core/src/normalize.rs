@@ -22,7 +22,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Number, Value};
 use sha2::Sha256;
 

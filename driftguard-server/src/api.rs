@@ -21,7 +21,7 @@ use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 use driftguard_store::BufferHealth;
 use futures_util::StreamExt;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::{IntoParams, OpenApi, ToSchema};

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use driftguard_core::terraform::cloud::AWS_KINDS;
 use driftguard_core::terraform::{CloudError, CloudInventory, CloudResource};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use super::CloudLister;
