@@ -1,12 +1,13 @@
 //! From flags to what a command does: which configuration file, and for `scan`, the
-//! configuration the flags make (alone, or as overrides of the file) and the environments to
-//! scan.
+//! configuration the flags make (alone, or as overrides of the file), resolved into its plan,
+//! and the environments to scan.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use driftguard_server::config::{
-    AuditConfig, Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig, OneOrMany,
+    AuditConfig, Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig,
+    OneOrMany, ResolvedConfig,
 };
 
 use crate::args::{Global, ScanArgs};
@@ -20,9 +21,15 @@ pub(crate) fn config_path(g: &Global) -> Option<PathBuf> {
 }
 
 /// Loads and validates a file. Its warnings are left to the caller: `scan` prints them
-/// ([`print_warnings`]), `serve` logs them when it builds the service.
+/// ([`print_warnings`]).
 pub(crate) fn load_config(path: &Path) -> Result<Config> {
     Ok(Config::load(path)?)
+}
+
+/// Loads, validates and resolves a file: the plan `serve` and `mcp` hand to the service (which
+/// logs its warnings).
+pub(crate) fn load_plan(path: &Path) -> Result<ResolvedConfig> {
+    Ok(ResolvedConfig::load(path)?)
 }
 
 /// Prints the configuration's warnings (deprecated keys) on stderr, one `warning: ...` line
@@ -45,8 +52,9 @@ pub(crate) fn query_config(g: &Global) -> Result<Config> {
     }
 }
 
-/// Builds the configuration of a scan: the file (with flag overrides) or flags alone.
-pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<String>)> {
+/// Builds the configuration of a scan, the file (with flag overrides) or flags alone, and
+/// resolves it once: the plan whose environments are scanned.
+pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, Vec<String>)> {
     let desired_flag = a.git.is_some() || a.dir.is_some();
     let live_flag = a.kubeconfig.is_some() || a.context.is_some() || !a.live_dump.is_empty();
     let file = if g.config.is_some() || !desired_flag {
@@ -155,7 +163,7 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
                     env.audit.get_or_insert_with(AuditConfig::default).log_file = Some(abs(log));
                 }
             }
-            Ok((config, selected))
+            Ok((config.plan(), selected))
         }
         None => {
             if !desired_flag {
@@ -179,7 +187,8 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
                 environments: vec![env],
                 ..ConfigFile::default()
             });
-            let problems = config.validate();
+            let plan = config.plan();
+            let problems = config.validate_plan(&plan);
             if let Some(p) = problems.first() {
                 bail!(
                     "{}",
@@ -191,7 +200,7 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(Config, Vec<Strin
                         }
                 );
             }
-            Ok((config, vec![name]))
+            Ok((plan, vec![name]))
         }
     }
 }

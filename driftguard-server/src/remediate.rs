@@ -23,7 +23,7 @@ use driftguard_sources::git::{adoption_revision, push_adoption_at, GitSourceConf
 use driftguard_sources::kube::{ApplyError, KubeLiveSource};
 use serde_json::Value;
 
-use crate::config::{Config, EnvironmentConfig};
+use crate::config::EnvironmentPlan;
 use crate::setup::{self, SetupError};
 
 /// Why a remediation did not happen.
@@ -76,18 +76,18 @@ impl RemediationService {
     /// Builds the remediators of the configured environments (those with a cluster); each
     /// announces its remediations through its running environment among `running`.
     pub async fn build(
-        config: &Config,
+        environments: &[EnvironmentPlan],
         key: &SecretKey,
         store: Arc<dyn DriftStore>,
         clock: Arc<dyn Clock>,
         running: &[Arc<crate::environment::Environment>],
     ) -> Self {
         let mut remediators = HashMap::new();
-        for env in &config.file.environments {
-            if env.live.as_ref().is_some_and(|l| l.dump.is_some()) {
+        for env in environments {
+            if env.live_is_dump() {
                 continue;
             }
-            match Remediator::open(config, env, key.clone(), store.clone(), clock.clone()).await {
+            match Remediator::open(env, key.clone(), store.clone(), clock.clone()).await {
                 Ok(mut r) => {
                     if let Some(e) = running.iter().find(|e| e.name == env.name) {
                         r = r.with_live_scanner(e.scanner.clone());
@@ -337,15 +337,14 @@ pub struct Remediator {
 impl Remediator {
     /// Wires the environment's sources with `store`.
     pub async fn open(
-        config: &Config,
-        env: &EnvironmentConfig,
+        env: &EnvironmentPlan,
         key: SecretKey,
         store: Arc<dyn DriftStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, SetupError> {
-        let git = setup::git_source(config, env).await?;
-        let kube = setup::kube_source(config, env).await?;
-        let engine = Engine::new(env.spec(), Normalizer::new(key));
+        let git = setup::git_source(env).await?;
+        let kube = setup::kube_source(env).await?;
+        let engine = Engine::new(env.spec.clone(), Normalizer::new(key));
         let live: Arc<dyn LiveSource> = Arc::new(kube.clone());
         let scanner = Scanner::new(
             engine.clone(),
@@ -354,24 +353,17 @@ impl Remediator {
             store.clone(),
             clock.clone(),
         );
-        let git_config = env.git.as_ref().map(|g| setup::git_config(config, env, g));
         Ok(Remediator {
             engine,
             git,
             kube,
             clock,
             scanner,
-            git_config,
-            pull_request: env.git.as_ref().and_then(|g| {
-                g.pull_request.clone().map(|pr| {
-                    let base = pr
-                        .base
-                        .clone()
-                        .or_else(|| g.reference.clone().filter(|r| !r.trim().is_empty()))
-                        .unwrap_or_else(|| "main".into());
-                    (pr, base)
-                })
-            }),
+            git_config: env.git().map(|g| g.source.clone()),
+            pull_request: env
+                .git()
+                .and_then(|g| g.pull_request.clone())
+                .map(|pr| (pr.config, pr.base)),
             live_scanner: None,
         })
     }

@@ -31,11 +31,10 @@ use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
 use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
-use driftguard_sources::kube::KubeConfigSpec;
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ServerConfig, SettingError};
+use crate::config::{Config, ResolvedConfig, ServerConfig, SettingError};
 use crate::context::SystemClock;
 use crate::environment::Environment;
 use crate::feed::EventFeed;
@@ -137,37 +136,32 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// The `server:` section with the top-level `notifications` added, paths resolved.
-fn settings(config: &Config) -> ServerConfig {
-    let mut s: ServerConfig = config.file.server.clone().unwrap_or_default();
-    s.notifiers
-        .extend(config.file.notifications.iter().cloned());
-    // like every path of the file, a CA file is relative to the file's folder
-    for n in &mut s.notifiers {
-        if let crate::config::NotifierConfig::Email {
-            ca_file: Some(ca), ..
-        } = n
-        {
-            *ca = config.resolve(ca);
-        }
-    }
-    s
-}
-
 impl Service {
     /// Builds everything from `config`: store, sources, notifiers, environments. Does not
     /// listen yet. A store that cannot be reached does not stop it: writes are buffered and
     /// `/readyz` says degraded until the store answers.
+    ///
+    /// The configuration is resolved once ([`Config::plan`]); each part goes where it is used
+    /// (see [`Service::build_plan`]).
     pub async fn build(config: &Config, options: &ServeOptions) -> Result<Service, ServeError> {
-        if config.file.environments.is_empty() {
+        Service::build_plan(&config.plan(), options).await
+    }
+
+    /// Builds everything from a configuration's plan: the server's part to the API and the
+    /// notifiers, the store's and the key's to the store, each environment's to its sources.
+    pub async fn build_plan(
+        plan: &ResolvedConfig,
+        options: &ServeOptions,
+    ) -> Result<Service, ServeError> {
+        if plan.environments.is_empty() {
             return Err(ServeError::NoEnvironments {
-                path: config.path.clone(),
+                path: plan.path.clone(),
             });
         }
-        for w in &config.warnings {
+        for w in &plan.warnings {
             tracing::warn!("{w}");
         }
-        let settings = settings(config);
+        let settings = plan.server.settings.clone();
         let env_var = |k: &str| std::env::var(k).ok();
         let tokens = settings.resolve_tokens(&env_var)?;
         let scoped_tokens = settings.resolve_scoped_tokens(&env_var)?;
@@ -190,11 +184,7 @@ impl Service {
                     }));
                 }
                 let ha_settings = HaSettings::from_config(ha, &env_var);
-                let spec = KubeConfigSpec {
-                    kubeconfig: ha.home_kubeconfig.as_ref().map(|p| config.resolve(p)),
-                    context: ha.home_context.clone(),
-                    in_cluster: ha.in_cluster,
-                };
+                let spec = plan.server.home_cluster.clone().unwrap_or_default();
                 let timeout = (ha_settings.renew_deadline / 2)
                     .min(ha_settings.retry_period.max(Duration::from_secs(1)));
                 let leases = LeaseClient::connect(&spec, &ha_settings.namespace)
@@ -209,8 +199,9 @@ impl Service {
                 })
             }
         };
-        let choice = StoreChoice::from_config(config, options.store.as_deref(), options.no_store);
-        let key = setup::secret_key(config, None, &choice)?;
+        let choice =
+            StoreChoice::from_plan(&plan.store, options.store.as_deref(), options.no_store);
+        let key = setup::secret_key(plan.secret_key.as_ref(), None, &choice)?;
         let inner = choice.open_service().await?;
         if let Some((p, k)) = &key.create {
             setup::write_key_file(p, k)?;
@@ -239,48 +230,38 @@ impl Service {
         )?;
         let feed = Arc::new(EventFeed::new());
         let mut envs = Vec::new();
-        for env in &config.file.environments {
-            let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
-            let mut scanner =
-                setup::scanner(config, env, engine, store.clone(), clock.clone()).await?;
+        for env in &plan.environments {
+            let engine = Engine::new(env.spec.clone(), Normalizer::new(key.key.clone()));
+            let mut scanner = setup::scanner(env, engine, store.clone(), clock.clone()).await?;
             for n in &notifiers.notifiers {
                 scanner = scanner.with_notifier(n.clone());
             }
             scanner = scanner.with_notifier(feed.notifier());
-            let repositories = env
-                .git
-                .as_ref()
-                .map(|g| vec![setup::repository_url(config, g)])
-                .unwrap_or_default();
             let mut environment = Environment::new(
                 Arc::new(scanner),
                 settings.poll_interval.0,
                 settings.full_scan_interval.0,
             )
-            .with_repositories(repositories)
-            .with_web_url(env.git.as_ref().and_then(|g| g.web_url.clone()));
+            .with_repositories(env.repositories())
+            .with_web_url(env.git().and_then(|g| g.web_url.clone()));
             if let Some(e) = &election {
                 environment = environment.with_leadership(e.leadership.clone());
             }
-            if let Some(audit) = setup::audit_settings(config, env, &env_var)? {
+            if let Some(audit) = setup::audit_settings(env, &env_var)? {
                 environment = environment.with_audit(audit);
             }
             envs.push(Arc::new(environment));
         }
         // remediation only when some token may remediate or a policy acts
-        let any_policy = config.file.environments.iter().any(|e| {
-            e.remediation
-                .as_ref()
-                .is_some_and(|p| p.mode != driftguard_core::remediate::PolicyMode::Off)
-        });
-        let remediation = if any_policy
+        let policies = plan.acting_policies();
+        let remediation = if !policies.is_empty()
             || scoped_tokens
                 .iter()
                 .any(|t| t.scopes.contains(&crate::config::TokenScope::Remediate))
         {
             Some(Arc::new(
                 crate::remediate::RemediationService::build(
-                    config,
+                    &plan.environments,
                     &key.key,
                     store.clone(),
                     clock.clone(),
@@ -305,20 +286,13 @@ impl Service {
             .buffer(buffer)
             .feed(feed)
             .build();
-        let policies = config
-            .file
-            .environments
-            .iter()
-            .filter_map(|e| e.remediation.clone().map(|p| (e.name.clone(), p)))
-            .filter(|(_, p)| p.mode != driftguard_core::remediate::PolicyMode::Off)
-            .collect();
         Ok(Service {
             state,
             cancel,
             notifiers,
             settings,
             policies,
-            retention: config.retention(),
+            retention: plan.store.retention,
             addr,
             election,
         })

@@ -1,6 +1,8 @@
-//! Wiring a configuration to the ports: the desired and live sources of an environment, the
-//! store and the Secret hashing key. Used by `driftguard serve` ([`crate::service`]) and by
-//! the CLI's one-shot scans alike.
+//! Wiring the configuration's plan ([`crate::config::ResolvedConfig`]) to the ports: the
+//! desired and live sources of an environment (from its [`EnvironmentPlan`] alone), the store
+//! (from the [`StorePlan`]) and the Secret hashing key (from the [`SecretKeyPlan`]). Paths are
+//! already resolved and defaults applied: setup opens and connects. Used by `driftguard serve`
+//! ([`crate::service`]) and by the CLI's one-shot scans alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,18 +13,18 @@ use driftguard_core::normalize::SecretKey;
 use driftguard_core::ports::{Clock, DriftStore, GitSource, LiveSource, PlanSource, StoreError};
 use driftguard_core::scanner::Scanner;
 use driftguard_sources::files::{DirSource, DumpSource};
-use driftguard_sources::git::{GitAuth, GitRepoSource, GitSourceConfig};
-use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
-use driftguard_sources::render::{CommandRenderer, HelmRenderer, Renderer};
+use driftguard_sources::git::{GitRepoSource, GitSourceConfig};
+use driftguard_sources::kube::KubeLiveSource;
 use driftguard_sources::terraform::aws::{AwsConfig, AwsLister};
 use driftguard_sources::terraform::{TerraformCode, TerraformSource};
 pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
 
 use crate::audit::{AuditSettings, DEFAULT_LOG_POLL, DEFAULT_MAX_BODY};
-use crate::config::{Config, EnvironmentConfig, InlineValues, StoreConfig};
+use crate::config::{
+    DesiredPlan, EnvironmentPlan, LivePlan, SecretKeyPlan, StoreBackend, StorePlan,
+};
 pub use crate::context::SystemClock;
-use driftguard_core::render::{HelmOptions, HelmParameter};
 use driftguard_sources::audit_log::AuditLogReader;
 
 /// Why a configuration could not be wired to its sources and store.
@@ -107,26 +109,22 @@ pub enum StoreChoice {
 }
 
 impl StoreChoice {
-    /// The choice a configuration makes, with `--store` / `--no-store` overrides.
-    pub fn from_config(config: &Config, store_flag: Option<&Path>, no_store: bool) -> Self {
+    /// The choice the configuration's store plan makes, with `--store` / `--no-store`
+    /// overrides.
+    pub fn from_plan(plan: &StorePlan, store_flag: Option<&Path>, no_store: bool) -> Self {
         if no_store {
             return StoreChoice::Memory;
         }
         if let Some(p) = store_flag {
             return StoreChoice::Sqlite(p.to_path_buf());
         }
-        match &config.file.store {
-            Some(StoreConfig {
-                mongodb: Some(m), ..
-            }) => StoreChoice::Mongo {
-                uri_env: m.uri_env.clone().unwrap_or_else(|| "MONGODB_URI".into()),
-                database: m.database.clone().unwrap_or_else(|| "driftguard".into()),
-                retention: config.retention(),
+        match &plan.backend {
+            StoreBackend::Mongo { uri_env, database } => StoreChoice::Mongo {
+                uri_env: uri_env.clone(),
+                database: database.clone(),
+                retention: plan.retention,
             },
-            Some(StoreConfig {
-                sqlite: Some(p), ..
-            }) => StoreChoice::Sqlite(config.resolve(p)),
-            _ => StoreChoice::Sqlite(config.base.join(".driftguard").join("driftguard.db")),
+            StoreBackend::Sqlite(p) => StoreChoice::Sqlite(p.clone()),
         }
     }
 
@@ -222,11 +220,12 @@ pub struct ResolvedKey {
     pub create: Option<(PathBuf, String)>,
 }
 
-/// The Secret hashing key: `secretKey.env` / `secretKey.file` from the configuration, else the
-/// `DRIFTGUARD_SECRET_KEY` environment variable, else a per-store key kept next to the SQLite
-/// file (`<db>.key`, created on the first stored scan), else (no store) a random key.
+/// The Secret hashing key: `secretKey.env` / `secretKey.file` from the configuration
+/// (`configured`), else the `DRIFTGUARD_SECRET_KEY` environment variable, else a per-store key
+/// kept next to the SQLite file (`<db>.key`, created on the first stored scan), else (no
+/// store) a random key.
 pub fn secret_key(
-    config: &Config,
+    configured: Option<&SecretKeyPlan>,
     key_file_flag: Option<&Path>,
     store: &StoreChoice,
 ) -> Result<ResolvedKey, SetupError> {
@@ -237,8 +236,8 @@ pub fn secret_key(
     if let Some(p) = key_file_flag {
         return read_key_file(p).map(plain);
     }
-    if let Some(k) = &config.file.secret_key {
-        if let Some(var) = &k.env {
+    match configured {
+        Some(SecretKeyPlan::Env(var)) => {
             let missing = || SetupError::MissingEnv {
                 field: "secretKey.env".into(),
                 var: var.clone(),
@@ -249,9 +248,8 @@ pub fn secret_key(
             }
             return Ok(plain(v.trim().as_bytes().to_vec()));
         }
-        if let Some(f) = &k.file {
-            return read_key_file(&config.resolve(f)).map(plain);
-        }
+        Some(SecretKeyPlan::File(f)) => return read_key_file(f).map(plain),
+        None => {}
     }
     if let Ok(v) = std::env::var("DRIFTGUARD_SECRET_KEY") {
         if !v.trim().is_empty() {
@@ -332,74 +330,57 @@ pub fn write_key_file(path: &Path, key: &str) -> Result<(), SetupError> {
 /// The scanner of an environment: on its Git (or folder) and live sources, or, for a
 /// Terraform environment, on its plans.
 pub async fn scanner(
-    config: &Config,
-    env: &EnvironmentConfig,
+    env: &EnvironmentPlan,
     engine: Engine,
     store: Arc<dyn DriftStore>,
     clock: Arc<dyn Clock>,
 ) -> Result<Scanner, SetupError> {
     if env.terraform.is_some() {
-        let plans = plan_source(config, env).await?;
+        let plans = plan_source(env).await?;
         return Ok(Scanner::with_plans(engine, plans, store, clock));
     }
-    let git = git_source(config, env).await?;
-    let live = live_source(config, env).await?;
+    let git = git_source(env).await?;
+    let live = live_source(env).await?;
     Ok(Scanner::new(engine, git, live, store, clock))
 }
 
 /// The plan source of a Terraform environment (its `terraform` section, with `git` or `dir`
 /// holding the root module).
-pub async fn plan_source(
-    config: &Config,
-    env: &EnvironmentConfig,
-) -> Result<Arc<dyn PlanSource>, SetupError> {
+pub async fn plan_source(env: &EnvironmentPlan) -> Result<Arc<dyn PlanSource>, SetupError> {
     let t = env.terraform.clone().unwrap_or_default();
-    let code = if let Some(d) = &env.dir {
-        TerraformCode::Folder(config.resolve(d.path()))
-    } else if let Some(g) = &env.git {
-        let url = repository_url(config, g);
-        let mut gc = GitSourceConfig::new(url, git_cache(config))
-            .reference(g.reference.clone().unwrap_or_default())
-            .path(g.path.clone().unwrap_or_default());
-        gc.limits = config.file.limits.limits();
-        if g.token_env.is_some() || g.ssh_key.is_some() {
-            gc.auth = Some(GitAuth {
-                token_env: g.token_env.clone(),
-                ssh_key_path: g.ssh_key.as_ref().map(|p| config.resolve(p)),
-                ..GitAuth::default()
-            });
+    let code = match &env.desired {
+        Some(DesiredPlan::Folder(f)) => TerraformCode::Folder(f.path.clone()),
+        Some(DesiredPlan::Git(g)) => {
+            // the module's files as they are: nothing is rendered
+            let mut gc = g.source.clone();
+            gc.include.clear();
+            gc.exclude.clear();
+            gc.kustomize_bin = None;
+            gc.helm_bin = None;
+            gc.render = None;
+            let path = gc.path.clone();
+            TerraformCode::Git {
+                source: Arc::new(open_git(env, gc).await?),
+                path,
+            }
         }
-        let src = GitRepoSource::open(gc)
-            .await
-            .map_err(|source| SetupError::Source {
+        None => {
+            return Err(SetupError::NoDesiredSide {
                 environment: env.name.clone(),
-                source,
-            })?;
-        TerraformCode::Git {
-            source: Arc::new(src),
-            path: g.path.clone().unwrap_or_default(),
+            })
         }
-    } else {
-        return Err(SetupError::NoDesiredSide {
-            environment: env.name.clone(),
-        });
     };
-    let cache = config.file.terraform_cache.as_ref().map_or_else(
-        || config.base.join(".driftguard").join("terraform"),
-        |p| config.resolve(p),
-    );
-    let mut tc = driftguard_sources::terraform::TerraformConfig::new(code, cache.join(&env.name));
-    tc.workspace = t.workspace.clone();
+    let mut tc = driftguard_sources::terraform::TerraformConfig::new(code, t.work_dir);
+    tc.workspace = t.workspace;
     // relative variable files are the module's (terraform reads them from its folder)
-    tc.var_files = t.var_files.clone();
-    tc.binary = t.binary.as_ref().map(|p| program(config, p));
-    tc.backend_config = t.backend_config.clone();
-    tc.cli_config_file = t.cli_config_file.as_ref().map(|p| config.resolve(p));
+    tc.var_files = t.var_files;
+    tc.binary = t.binary;
+    tc.backend_config = t.backend_config;
+    tc.cli_config_file = t.cli_config_file;
     if let Some(d) = t.timeout {
-        tc.timeout = d.0;
+        tc.timeout = d;
     }
-    if let Some(o) = &t.orphans {
-        let a = &o.aws;
+    if let Some(a) = &t.orphans {
         let regions = if a.regions.is_empty() {
             vec![std::env::var("AWS_REGION")
                 .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
@@ -420,200 +401,60 @@ pub async fn plan_source(
     Ok(Arc::new(TerraformSource::new(tc)))
 }
 
-/// The folder holding the clones of remote repositories.
-fn git_cache(config: &Config) -> PathBuf {
-    config.file.git_cache.as_ref().map_or_else(
-        || config.base.join(".driftguard").join("git"),
-        |p| config.resolve(p),
-    )
-}
-
-/// The desired side of an environment.
-pub async fn git_source(
-    config: &Config,
-    env: &EnvironmentConfig,
-) -> Result<Arc<dyn GitSource>, SetupError> {
-    let kustomize = config
-        .file
-        .kustomize_bin
-        .as_ref()
-        .map(|p| config.resolve(p));
-    let helm_bin = config.file.helm_bin.as_ref().map(|p| program(config, p));
-    let renderer = renderer(config, env);
-    if let Some(d) = &env.dir {
-        let (include, exclude) = d.globs();
-        let mut src = DirSource::new(config.resolve(d.path()))
-            .with_limits(config.file.limits.limits())
-            .with_globs(&include, &exclude)
-            .map_err(|source| SetupError::Source {
-                environment: env.name.clone(),
-                source,
-            })?;
-        if let Some(k) = kustomize {
-            src = src.with_kustomize_bin(k);
-        }
-        if let Some(h) = helm_bin {
-            src = src.with_helm_bin(h);
-        }
-        if let Some(r) = renderer {
-            src = src.with_renderer(r);
-        }
-        return Ok(Arc::new(src));
-    }
-    let Some(g) = &env.git else {
-        return Err(SetupError::NoDesiredSide {
-            environment: env.name.clone(),
-        });
-    };
-    let gc = git_config(config, env, g);
-    let src = GitRepoSource::open(gc)
+async fn open_git(env: &EnvironmentPlan, gc: GitSourceConfig) -> Result<GitRepoSource, SetupError> {
+    GitRepoSource::open(gc)
         .await
         .map_err(|source| SetupError::Source {
             environment: env.name.clone(),
             source,
-        })?;
-    Ok(Arc::new(src))
+        })
 }
 
-/// The Git source configuration of an environment whose desired side is `g` (also what the
-/// adopt writer clones and pushes to).
-pub fn git_config(
-    config: &Config,
-    env: &EnvironmentConfig,
-    g: &crate::config::GitConfig,
-) -> GitSourceConfig {
-    let kustomize = config
-        .file
-        .kustomize_bin
-        .as_ref()
-        .map(|p| config.resolve(p));
-    let helm_bin = config.file.helm_bin.as_ref().map(|p| program(config, p));
-    let renderer = renderer(config, env);
-    let url = repository_url(config, g);
-    let mut gc = GitSourceConfig::new(url, git_cache(config))
-        .reference(g.reference.clone().unwrap_or_default())
-        .path(g.path.clone().unwrap_or_default());
-    gc.include = g.include.clone();
-    gc.exclude = g.exclude.clone();
-    gc.kustomize_bin = kustomize;
-    gc.helm_bin = helm_bin;
-    gc.render = renderer;
-    gc.limits = config.file.limits.limits();
-    if g.token_env.is_some() || g.ssh_key.is_some() {
-        gc.auth = Some(GitAuth {
-            token_env: g.token_env.clone(),
-            ssh_key_path: g.ssh_key.as_ref().map(|p| config.resolve(p)),
-            ..GitAuth::default()
-        });
-    }
-    gc
-}
-
-/// A configured program: a path (holding `/`) is resolved against the configuration's folder,
-/// a bare name is kept (looked up on PATH when it runs).
-fn program(config: &Config, p: &Path) -> PathBuf {
-    if p.to_string_lossy().contains('/') {
-        config.resolve(p)
-    } else {
-        p.to_path_buf()
-    }
-}
-
-/// How an environment's desired side is rendered, if it is: its `helm` section (a chart,
-/// with Argo CD's meaning of each key) or its `render` section (a command).
-pub fn renderer(config: &Config, env: &EnvironmentConfig) -> Option<Renderer> {
-    if let Some(h) = &env.helm {
-        let mut options = HelmOptions::new(
-            h.release_name.clone().unwrap_or_else(|| env.name.clone()),
-            h.namespace
-                .clone()
-                .or_else(|| env.default_namespace.clone())
-                .unwrap_or_else(|| "default".into()),
-        );
-        options.value_files = h.value_files.clone();
-        options.values = h.values.as_ref().map(InlineValues::to_yaml);
-        options.parameters = h
-            .parameters
-            .iter()
-            .map(|p| HelmParameter {
-                name: p.name.clone(),
-                value: p.value.clone(),
-                force_string: p.force_string,
-            })
-            .collect();
-        options.kube_version = h.kube_version.clone();
-        options.api_versions = h.api_versions.clone();
-        options.include_crds = h.include_crds.unwrap_or(true);
-        options.skip_tests = h.skip_tests;
-        options.ignore_missing_value_files = h.ignore_missing_value_files;
-        let mut r = HelmRenderer::new(options);
-        r.binary = h
-            .binary
-            .as_ref()
-            .or(config.file.helm_bin.as_ref())
-            .map(|p| program(config, p));
-        if let Some(t) = h.timeout {
-            r.timeout = t.0;
+/// The desired side of an environment.
+pub async fn git_source(env: &EnvironmentPlan) -> Result<Arc<dyn GitSource>, SetupError> {
+    match &env.desired {
+        Some(DesiredPlan::Folder(f)) => {
+            let mut src = DirSource::new(f.path.clone())
+                .with_limits(env.limits)
+                .with_globs(&f.include, &f.exclude)
+                .map_err(|source| SetupError::Source {
+                    environment: env.name.clone(),
+                    source,
+                })?;
+            if let Some(k) = &f.kustomize_bin {
+                src = src.with_kustomize_bin(k);
+            }
+            if let Some(h) = &f.helm_bin {
+                src = src.with_helm_bin(h);
+            }
+            if let Some(r) = &f.renderer {
+                src = src.with_renderer(r.clone());
+            }
+            Ok(Arc::new(src))
         }
-        return Some(Renderer::Helm(r));
+        Some(DesiredPlan::Git(g)) => Ok(Arc::new(open_git(env, g.source.clone()).await?)),
+        None => Err(SetupError::NoDesiredSide {
+            environment: env.name.clone(),
+        }),
     }
-    let c = env.render.as_ref()?;
-    let mut r = CommandRenderer::new(c.command.iter().cloned());
-    r.shell = c.shell;
-    if let Some(t) = c.timeout {
-        r.timeout = t.0;
-    }
-    if let Some(m) = c.max_output {
-        r.max_output = m;
-    }
-    Some(Renderer::Command(r))
-}
-
-/// The URL of an environment's repository as DriftGuard uses it: as written when it is a URL,
-/// else the local path made absolute (`git fetch` runs inside the mirror, where a relative path
-/// means nothing). Push webhooks are matched against it.
-pub fn repository_url(config: &Config, g: &crate::config::GitConfig) -> String {
-    if looks_like_url(&g.url) {
-        g.url.clone()
-    } else {
-        let path = config.resolve(Path::new(&g.url));
-        std::path::absolute(&path)
-            .unwrap_or(path)
-            .display()
-            .to_string()
-    }
-}
-
-fn looks_like_url(s: &str) -> bool {
-    s.contains("://") || (s.contains('@') && s.contains(':'))
 }
 
 /// The live side of an environment.
-pub async fn live_source(
-    config: &Config,
-    env: &EnvironmentConfig,
-) -> Result<Arc<dyn LiveSource>, SetupError> {
-    let live = env.live.clone().unwrap_or_default();
-    if let Some(d) = &live.dump {
-        let paths: Vec<PathBuf> = d.paths().iter().map(|p| config.resolve(p)).collect();
+pub async fn live_source(env: &EnvironmentPlan) -> Result<Arc<dyn LiveSource>, SetupError> {
+    if let LivePlan::Dump(paths) = &env.live {
         return Ok(Arc::new(
-            DumpSource::new(paths).with_limits(config.file.limits.limits()),
+            DumpSource::new(paths.clone()).with_limits(env.limits),
         ));
     }
-    Ok(Arc::new(kube_source(config, env).await?))
+    Ok(Arc::new(kube_source(env).await?))
 }
 
-/// The cluster of an environment (its live side, unless that is a dump), for reading and for
-/// remediation.
-pub async fn kube_source(
-    config: &Config,
-    env: &EnvironmentConfig,
-) -> Result<KubeLiveSource, SetupError> {
-    let live = env.live.clone().unwrap_or_default();
-    let spec = KubeConfigSpec {
-        kubeconfig: live.kubeconfig.as_ref().map(|p| config.resolve(p)),
-        context: live.context.clone(),
-        in_cluster: live.in_cluster,
+/// The cluster of an environment (its live side, unless that is a dump: then the default
+/// kubeconfig's), for reading and for remediation.
+pub async fn kube_source(env: &EnvironmentPlan) -> Result<KubeLiveSource, SetupError> {
+    let spec = match &env.live {
+        LivePlan::Cluster(spec) => spec.clone(),
+        LivePlan::Dump(_) => Default::default(),
     };
     KubeLiveSource::connect(&spec)
         .await
@@ -626,8 +467,7 @@ pub async fn kube_source(
 /// The audit settings of an environment (its `audit` section), with the webhook's tokens read
 /// from the variable `tokenEnv` names (`var` looks variables up). `None` without a section.
 pub fn audit_settings(
-    config: &Config,
-    env: &EnvironmentConfig,
+    env: &EnvironmentPlan,
     var: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<AuditSettings>, SetupError> {
     let Some(a) = &env.audit else {
@@ -657,13 +497,13 @@ pub fn audit_settings(
             .as_ref()
             .and_then(|w| w.max_body)
             .unwrap_or(DEFAULT_MAX_BODY),
-        log: audit_log(config, env),
-        log_every: a.log_poll_interval.map_or(DEFAULT_LOG_POLL, |d| d.0),
+        log: audit_log(env),
+        log_every: a.log_poll_interval.unwrap_or(DEFAULT_LOG_POLL),
     }))
 }
 
 /// The reader of an environment's audit log file (`audit.logFile`), if it names one.
-pub fn audit_log(config: &Config, env: &EnvironmentConfig) -> Option<AuditLogReader> {
+pub fn audit_log(env: &EnvironmentPlan) -> Option<AuditLogReader> {
     let path = env.audit.as_ref()?.log_file.as_ref()?;
-    Some(AuditLogReader::new(config.resolve(path)))
+    Some(AuditLogReader::new(path.clone()))
 }

@@ -18,8 +18,8 @@ use crate::commands::{print_machine, stdout_style};
 use crate::plan::query_config;
 
 async fn query_store(g: &Global) -> Result<Arc<dyn DriftStore>> {
-    let config = query_config(g)?;
-    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
+    let plan = query_config(g)?.plan();
+    let choice = StoreChoice::from_plan(&plan.store, g.store.as_deref(), g.no_store);
     Ok(choice.open_read().await?)
 }
 

@@ -61,7 +61,7 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
     } else {
         RemediationAction::Revert
     };
-    let config = query_config(g)?;
+    let plan = query_config(g)?.plan();
     let refs = a
         .objects
         .iter()
@@ -70,8 +70,7 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
             None => ObjectRef::parse(o),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut envs: Vec<String> = config
-        .file
+    let mut envs: Vec<String> = plan
         .environments
         .iter()
         .map(|e| e.name.clone())
@@ -87,8 +86,8 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
     if envs.is_empty() {
         bail!("no environment matches");
     }
-    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
-    let key = setup::secret_key(&config, None, &choice)?;
+    let choice = StoreChoice::from_plan(&plan.store, g.store.as_deref(), g.no_store);
+    let key = setup::secret_key(plan.secret_key.as_ref(), None, &choice)?;
     let store = choice.open_write().await?;
     if let Some((path, k)) = &key.create {
         setup::write_key_file(path, k)?;
@@ -98,10 +97,10 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
     let mut failed = false;
     let mut by_env: BTreeMap<String, (Remediator, Vec<Proposed>)> = BTreeMap::new();
     for name in &envs {
-        let env = config
+        let env = plan
             .environment(name)
             .ok_or_else(|| anyhow!("no environment `{name}`"))?;
-        let r = Remediator::open(&config, env, key.key.clone(), store.clone(), clock.clone())
+        let r = Remediator::open(env, key.key.clone(), store.clone(), clock.clone())
             .await
             .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
         let report = r

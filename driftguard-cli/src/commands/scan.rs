@@ -21,9 +21,13 @@ use crate::plan::scan_config;
 use crate::progress::Progress;
 
 pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
-    let (config, selected) = scan_config(g, a)?;
-    let choice = StoreChoice::from_config(&config, g.store.as_deref(), g.no_store);
-    let key = setup::secret_key(&config, a.secret_key_file.as_deref(), &choice)?;
+    let (plan, selected) = scan_config(g, a)?;
+    let choice = StoreChoice::from_plan(&plan.store, g.store.as_deref(), g.no_store);
+    let key = setup::secret_key(
+        plan.secret_key.as_ref(),
+        a.secret_key_file.as_deref(),
+        &choice,
+    )?;
     let existing = !matches!(&choice, StoreChoice::Sqlite(p) if !p.exists());
     let read_store = choice.open_read().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -34,19 +38,18 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     let mut audits = Vec::new();
     let mut audit_warnings = Vec::new();
     for name in &selected {
-        let env = config
+        let env = plan
             .environment(name)
             .ok_or_else(|| anyhow!("no environment `{name}`"))?;
         progress.set(format!("scanning {name}..."));
         tracing::info!(environment = %name, "scanning");
         let outcome = async {
             let deferred = Arc::new(DeferredStore::new(read_store.clone()));
-            let engine = Engine::new(env.spec(), Normalizer::new(key.key.clone()));
-            let scanner =
-                setup::scanner(&config, env, engine, deferred.clone(), clock.clone()).await?;
+            let engine = Engine::new(env.spec.clone(), Normalizer::new(key.key.clone()));
+            let scanner = setup::scanner(env, engine, deferred.clone(), clock.clone()).await?;
             // the audit log first: who wrote what since the last scan
             let mut audit_notes = Vec::new();
-            if let Some(reader) = setup::audit_log(&config, env) {
+            if let Some(reader) = setup::audit_log(env) {
                 progress.set(format!("reading the audit log of {name}..."));
                 match read_log(&scanner, &reader).await {
                     Ok(read) => {
@@ -111,7 +114,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                 )
             })?;
         }
-        if let Some(retention) = config.retention() {
+        if let Some(retention) = plan.store.retention {
             // what is older than the retention goes; a failure only delays that to the next scan
             if let Err(e) =
                 driftguard_server::retention::prune_once(store.as_ref(), clock.as_ref(), retention)

@@ -1,0 +1,88 @@
+//! The `server:` section and the notifiers (`server.notifiers` and `notifications`, served
+//! together).
+
+use super::super::weak_token;
+use super::super::{AddrRange, ConfigFile, NotifierConfig, ResolvedConfig};
+use super::{check_file, Problems};
+
+/// Names unique across both lists; CA files that exist.
+pub(super) fn notifiers(problems: &mut Problems, f: &ConfigFile, plan: &ResolvedConfig) {
+    let keys = f
+        .server
+        .iter()
+        .flat_map(|s| s.notifiers.iter().enumerate())
+        .map(|(i, n)| (format!("server.notifiers[{i}]"), n))
+        .chain(
+            f.notifications
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("notifications[{i}]"), n)),
+        );
+    // the plan holds them in the same order, CA files resolved
+    let mut names = std::collections::HashSet::new();
+    for ((at, n), resolved) in keys.zip(&plan.server.settings.notifiers) {
+        if !names.insert(n.name()) {
+            problems.add(
+                at.clone(),
+                format!(
+                    "the name `{}` is used by another notifier: give each its own `name`",
+                    n.name()
+                ),
+            );
+        }
+        if let NotifierConfig::Email {
+            ca_file: Some(ca), ..
+        } = resolved
+        {
+            check_file(problems, format!("{at}.caFile"), ca);
+        }
+    }
+}
+
+/// Leader election: its timings and names, a shared store, a home kubeconfig that exists.
+pub(super) fn ha(problems: &mut Problems, f: &ConfigFile, plan: &ResolvedConfig) {
+    let Some(ha) = f.server.as_ref().and_then(|s| s.ha.as_ref()) else {
+        return;
+    };
+    for (key, message) in ha.problems() {
+        problems.add(format!("server.ha.{key}"), message);
+    }
+    if f.store.as_ref().is_none_or(|s| s.mongodb.is_none()) {
+        problems.add(
+            "server.ha",
+            "replicas share their history: set `store.mongodb`",
+        );
+    }
+    if plan
+        .server
+        .home_cluster
+        .as_ref()
+        .and_then(|c| c.kubeconfig.as_ref())
+        .is_some_and(|p| !p.is_file())
+    {
+        problems.add("server.ha.homeKubeconfig", "file does not exist");
+    }
+}
+
+/// Each trusted proxy is an address or a range.
+pub(super) fn trusted_proxies(problems: &mut Problems, f: &ConfigFile) {
+    for (i, p) in f
+        .server
+        .iter()
+        .flat_map(|s| s.trusted_proxies.iter().enumerate())
+    {
+        if let Err(message) = p.parse::<AddrRange>() {
+            problems.add(format!("server.trustedProxies[{i}]"), message);
+        }
+    }
+}
+
+/// Inline tokens are checked here, where the line is known (those of variables when they are
+/// read, see `ServerConfig::resolve_tokens`).
+pub(super) fn tokens(problems: &mut Problems, f: &ConfigFile) {
+    for (i, t) in f.server.iter().flat_map(|s| s.tokens.iter().enumerate()) {
+        if let Some(message) = weak_token(t).filter(|_| !t.is_empty()) {
+            problems.add(format!("server.tokens[{i}]"), message);
+        }
+    }
+}
