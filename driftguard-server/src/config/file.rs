@@ -433,6 +433,21 @@ pub struct RenderConfig {
     /// 67108864, 64 MiB).
     #[serde(default)]
     pub max_output: Option<u64>,
+    /// Names of environment variables of DriftGuard's environment passed to the command
+    /// (`[JSONNET_PATH, CDK8S_ENV]`). It runs with a scrubbed environment: only `PATH`,
+    /// `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_ALL`, `LC_CTYPE`, `TZ` and `TMPDIR`, these names,
+    /// and `DRIFTGUARD_REVISION` and `DRIFTGUARD_PATH`; nothing else (`KUBECONFIG`, tokens,
+    /// cloud credentials) reaches it. A name that is not set is left out; `GIT_DIR`,
+    /// `GIT_WORK_TREE` and `GIT_INDEX_FILE` never pass.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Let the command use the network (default false). Without it, the command runs in a
+    /// network namespace of its own with no way out, where the OS allows it (unprivileged
+    /// user namespaces, `unshare --user --net`); where it does not, the command runs with the
+    /// network, and DriftGuard logs that once. Rendering reads the folder: a generator that
+    /// fetches its inputs (a remote jsonnet library, a package registry) needs this.
+    #[serde(default)]
+    pub allow_network: bool,
 }
 
 /// How a Terraform root module is checked. Nothing is ever applied: DriftGuard runs `terraform

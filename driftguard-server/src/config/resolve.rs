@@ -309,5 +309,7 @@ fn command(c: &RenderConfig) -> CommandRenderer {
     if let Some(m) = c.max_output {
         renderer.max_output = m;
     }
+    renderer.pass_env = c.pass_env.clone();
+    renderer.allow_network = c.allow_network;
     renderer
 }

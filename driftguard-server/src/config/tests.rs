@@ -474,6 +474,50 @@ fn an_audit_section_loads_and_its_problems_are_located() {
 }
 
 #[test]
+fn a_render_command_gets_the_variables_it_names_and_the_network_only_when_asked() {
+    let text = "environments:\n  - name: gen\n    dir: .\n    render:\n      command: [./gen.sh]\n      passEnv: [JSONNET_PATH, CDK8S_ENV]\n      allowNetwork: true\n    live:\n      dump: mod.rs\n  - name: plain\n    git: {url: x}\n    render: {command: [./gen.sh]}\n    live:\n      dump: mod.rs\n";
+    let plan = load(text).expect("valid").plan();
+    let Some(driftguard_sources::render::Renderer::Command(c)) =
+        plan.environment("gen").expect("gen").renderer()
+    else {
+        panic!("a command renderer");
+    };
+    assert_eq!(c.pass_env, ["JSONNET_PATH", "CDK8S_ENV"]);
+    assert!(c.allow_network);
+    // defaults: nothing passed on, no network (a repository's renderer alike)
+    let Some(driftguard_sources::render::Renderer::Command(c)) =
+        plan.environment("plain").expect("plain").renderer()
+    else {
+        panic!("a command renderer");
+    };
+    assert!(c.pass_env.is_empty());
+    assert!(!c.allow_network);
+    let env = |render: &str| {
+        format!("environments:\n  - name: a\n    dir: .\n    render: {render}\n    live:\n      dump: mod.rs\n")
+    };
+    for (render, expected) in [
+        (
+            "{command: [x], passEnv: ['']}",
+            "environments[0].render.passEnv[0]: must not be empty",
+        ),
+        (
+            "{command: [x], passEnv: [A, 'B=1']}",
+            "environments[0].render.passEnv[1]: `B=1` is not the name of an environment variable",
+        ),
+        (
+            "{command: [x], allowNetwork: yes please}",
+            "environments[0].render.allowNetwork: invalid type",
+        ),
+    ] {
+        let found = problems(&env(render));
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {found:?}"
+        );
+    }
+}
+
+#[test]
 fn a_glob_the_sources_cannot_compile_is_a_located_problem() {
     let text = "environments:\n  - name: a\n    dir:\n      path: .\n      include: ['*.yaml', '[a']\n    live:\n      dump: mod.rs\n";
     let e = load(text).expect_err("an unclosed class");

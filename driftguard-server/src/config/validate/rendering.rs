@@ -144,4 +144,14 @@ fn render(problems: &mut Problems, at: &str, r: &RenderConfig) {
     if r.max_output == Some(0) {
         problems.add(format!("{at}.maxOutput"), "must be more than 0 bytes");
     }
+    for (j, name) in r.pass_env.iter().enumerate() {
+        if name.trim().is_empty() {
+            problems.add(format!("{at}.passEnv[{j}]"), "must not be empty");
+        } else if name.contains('=') || name.contains('\0') || name.trim() != name {
+            problems.add(
+                format!("{at}.passEnv[{j}]"),
+                format!("`{name}` is not the name of an environment variable"),
+            );
+        }
+    }
 }
