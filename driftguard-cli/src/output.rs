@@ -283,7 +283,7 @@ pub fn findings(d: &Drift, indent: &str, style: Style) -> String {
     for f in &d.findings {
         let at = f
             .path
-            .as_deref()
+            .as_ref()
             .map(|p| format!(" ({p})"))
             .unwrap_or_default();
         let _ = writeln!(

@@ -25,7 +25,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::doc::{Doc, Node};
 use crate::hash::FieldHashes;
-use crate::path;
+use crate::path::{self, FieldPath};
 
 /// Whether the field at `path` is an empty map whose presence is its meaning, so that it must
 /// be present live even though the API server drops other empty collections.
@@ -58,8 +58,8 @@ pub const REDACTED: &str = "(secret value)";
 /// One drifted field: the Git value and the live value (`None` = absent).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldDiff {
-    /// The field path (see [`crate::path`]).
-    pub path: String,
+    /// The field path (serialized as its printed form).
+    pub path: FieldPath,
     /// Value in Git.
     pub desired: Option<Value>,
     /// Value in the cluster.
@@ -125,7 +125,7 @@ impl Comparison {
     }
 
     /// The drifted paths.
-    pub fn drifted_paths(&self) -> Vec<String> {
+    pub fn drifted_paths(&self) -> Vec<FieldPath> {
         self.drifted.iter().map(|d| d.path.clone()).collect()
     }
 
@@ -138,7 +138,7 @@ impl Comparison {
         }
         let mut enc = Vec::new();
         for f in fields {
-            let path = xxh3_64(f.path.as_bytes());
+            let path = xxh3_64(f.path.as_str().as_bytes());
             enc.clear();
             if let Some(v) = &f.live {
                 Doc::from_value(v).root().encode(&mut enc);
@@ -261,7 +261,7 @@ struct Walker {
     secret: bool,
     /// Fields of this kind compared whole ([`closed_fields`]).
     closed_fields: &'static [&'static str],
-    buf: String,
+    buf: FieldPath,
     enc: Vec<u8>,
     leaves: Vec<Leaf>,
     drifted: Vec<FieldDiff>,
@@ -274,6 +274,7 @@ impl Walker {
     fn in_data_map(&self) -> bool {
         let under = |p: &str| {
             self.buf
+                .as_str()
                 .strip_prefix(p)
                 .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
         };
@@ -343,7 +344,7 @@ impl Walker {
         for (k, dv) in dm.into_iter().flat_map(|m| m.entries()) {
             containers |= k == "containers";
             let len = self.buf.len();
-            path::push_key(&mut self.buf, k);
+            self.buf.push(k);
             let child = self.child_kind(node, k);
             self.walk(Some(dv), lm.and_then(|m| m.seek(k, &mut lpos)), child);
             self.buf.truncate(len);
@@ -358,7 +359,7 @@ impl Walker {
                     continue;
                 }
                 let len = self.buf.len();
-                path::push_key(&mut self.buf, k);
+                self.buf.push(k);
                 self.leaf(None, Some(lv));
                 self.buf.truncate(len);
             }
@@ -370,7 +371,7 @@ impl Walker {
                 }
                 if let Some(lv) = lm.get(k) {
                     let len = self.buf.len();
-                    path::push_key(&mut self.buf, k);
+                    self.buf.push(k);
                     let child = self.child_kind(node, k);
                     self.walk(None, Some(lv), child);
                     self.buf.truncate(len);
@@ -389,7 +390,7 @@ impl Walker {
                         continue;
                     }
                     let len = self.buf.len();
-                    path::push_key(&mut self.buf, k);
+                    self.buf.push(k);
                     self.leaf(None, Some(lv));
                     self.buf.truncate(len);
                 }
@@ -408,7 +409,7 @@ impl Walker {
     }
 
     fn leaf_with(&mut self, d: Option<Node<'_>>, l: Option<Node<'_>>, closed: bool) {
-        let path_hash = xxh3_64(self.buf.as_bytes());
+        let path_hash = xxh3_64(self.buf.as_str().as_bytes());
         let dh = d.map(|d| {
             self.enc.clear();
             d.encode(&mut self.enc);
@@ -427,7 +428,11 @@ impl Walker {
             // the API server drops empty lists and maps: absent live is what Git's `[]` gives;
             // not for a marker whose presence is its meaning (`emptyDir: {}` picks the volume
             // source: absent live means another source took its place)
-            None if d.is_some_and(|d| d.is_empty_collection()) && !presence_marker(&self.buf) => dh,
+            None if d.is_some_and(|d| d.is_empty_collection())
+                && !presence_marker(self.buf.as_str()) =>
+            {
+                dh
+            }
             // the API server leaves out a zero it need not keep (`minReadySeconds: 0`); not
             // in maps whose entries are data (a label `x: ""` is kept, so absent is a change)
             None if d.is_some_and(|d| d.is_zero_scalar()) && !self.in_data_map() => dh,
@@ -439,8 +444,10 @@ impl Walker {
             live: lh,
         });
         if dh != lh {
-            let secret =
-                self.secret && (self.buf.starts_with("data.") || self.buf.starts_with("data["));
+            let secret = self.secret && {
+                let p = self.buf.as_str();
+                p.starts_with("data.") || p.starts_with("data[")
+            };
             let show = |v: Option<Value>| {
                 v.map(|v| {
                     if secret {
@@ -489,7 +496,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn paths(d: Value, l: Value) -> Vec<String> {
+    fn paths(d: Value, l: Value) -> Vec<FieldPath> {
         compare("apps", "Deployment", &d, &l).drifted_paths()
     }
 
@@ -570,7 +577,7 @@ mod tests {
         let c = compare("", "Service", &d, &l);
         let paths = c.drifted_paths();
         assert!(
-            paths.contains(&"spec.ports[80/TCP].port".to_owned()),
+            paths.contains(&"spec.ports[80/TCP].port".into()),
             "{paths:?}"
         );
         let added = c
@@ -592,7 +599,7 @@ mod tests {
         );
     }
 
-    fn paths_of(group: &str, kind: &str, d: &Value, l: &Value) -> Vec<String> {
+    fn paths_of(group: &str, kind: &str, d: &Value, l: &Value) -> Vec<FieldPath> {
         compare(group, kind, d, l).drifted_paths()
     }
 

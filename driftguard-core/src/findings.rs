@@ -57,7 +57,7 @@ use crate::doc::Doc;
 use crate::id::ResourceId;
 use crate::managed::{manager_kind, FieldOwner, ManagerKind};
 use crate::names::named_enum;
-use crate::path::glob_match;
+use crate::path::{glob_match, FieldPath};
 use crate::quantity::parse_nanos;
 use crate::selector::ObjectSelector;
 use crate::severity::Severity;
@@ -91,7 +91,7 @@ pub struct Finding {
     pub risk: Severity,
     /// The field it concerns (absent: the whole object).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub path: Option<FieldPath>,
     /// Why, in words a person can read.
     pub reason: String,
 }
@@ -210,14 +210,14 @@ impl Ctx<'_> {
         rule: &str,
         category: FindingCategory,
         risk: Severity,
-        path: Option<&str>,
+        path: Option<&FieldPath>,
         reason: String,
     ) {
         let f = Finding {
             rule: rule.to_owned(),
             category,
             risk,
-            path: path.map(str::to_owned),
+            path: path.cloned(),
             reason,
         };
         if !self.out.contains(&f) {
@@ -271,9 +271,9 @@ impl FindingRules {
                 let last = self.overrides.iter().rev().find(|o| {
                     o.selector.matches(id)
                         && o.rule.as_deref().is_none_or(|r| glob_match(r, &f.rule))
-                        && o.path
-                            .as_deref()
-                            .is_none_or(|p| f.path.as_deref().is_some_and(|fp| glob_match(p, fp)))
+                        && o.path.as_deref().is_none_or(|p| {
+                            f.path.as_ref().is_some_and(|fp| glob_match(p, fp.as_str()))
+                        })
                 });
                 match last {
                     Some(o) if o.off => None,
@@ -345,60 +345,10 @@ pub fn drift_risk(severity: Severity, findings: &[Finding]) -> Severity {
 
 // ------------------------------------------------------------------ paths and values
 
-/// The segments of a DriftGuard path as normalized map keys: `a.b[x]["c.d"]` is
+/// The segments of a path as normalized map keys: `a.b[x]["c.d"]` is
 /// `["a", "b", "[x]", "c.d"]`.
-fn segments(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = path.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            '[' => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    let mut key = String::new();
-                    while let Some(c) = chars.next() {
-                        match c {
-                            '\\' => {
-                                if let Some(n) = chars.next() {
-                                    key.push(n);
-                                }
-                            }
-                            '"' => {
-                                // the closing `]`
-                                chars.next();
-                                break;
-                            }
-                            other => key.push(other),
-                        }
-                    }
-                    out.push(key);
-                } else {
-                    let mut key = String::from("[");
-                    for c in chars.by_ref() {
-                        key.push(c);
-                        if c == ']' {
-                            break;
-                        }
-                    }
-                    out.push(key);
-                }
-            }
-            other => cur.push(other),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
+fn segments(path: &FieldPath) -> Vec<String> {
+    path.segments().map(|s| s.map_key().into_owned()).collect()
 }
 
 fn value_at<'v>(root: &'v Value, segs: &[String]) -> Option<&'v Value> {
@@ -423,12 +373,8 @@ fn container_of(segs: &[String]) -> Option<(usize, &str)> {
     })
 }
 
-fn join(segs: &[String]) -> String {
-    let mut buf = String::new();
-    for s in segs {
-        crate::path::push_key(&mut buf, s);
-    }
-    buf
+fn join(segs: &[String]) -> FieldPath {
+    FieldPath::from_keys(segs.iter().map(String::as_str))
 }
 
 fn show(v: &Option<Value>) -> String {
@@ -468,7 +414,7 @@ fn field_rules(ctx: &mut Ctx<'_>, f: &FieldDiff) {
     let id = ctx.input.id;
     let segs = segments(&f.path);
     let last = segs.last().map(String::as_str).unwrap_or("");
-    let p = f.path.as_str();
+    let p = &f.path;
 
     // security context of a container or pod
     if segs.iter().any(|s| s == "securityContext") {
@@ -529,7 +475,7 @@ fn field_rules(ctx: &mut Ctx<'_>, f: &FieldDiff) {
 }
 
 fn security_context(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String], last: &str) {
-    let p = f.path.as_str();
+    let p = &f.path;
     let who = match container_of(segs) {
         Some((_, name)) => format!("container `{name}`"),
         None => "the pods".to_owned(),
@@ -823,7 +769,7 @@ fn everyone(subject: &str) -> bool {
 
 fn binding_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
     let first = segs.first().map(String::as_str);
-    let p = f.path.as_str();
+    let p = &f.path;
     if first == Some("roleRef") {
         let name = |v: &Option<Value>| -> Option<String> {
             match segs.get(1).map(String::as_str) {
@@ -898,7 +844,7 @@ fn open_rule(rule: &Value, peers: &str) -> bool {
 }
 
 fn network_policy_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
-    let p = f.path.as_str();
+    let p = &f.path;
     let (direction, peers) = match segs.get(1).map(String::as_str) {
         Some("ingress") => ("ingress", "from"),
         Some("egress") => ("egress", "to"),
@@ -968,7 +914,7 @@ fn network_policy_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
 }
 
 fn service_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
-    let p = f.path.as_str();
+    let p = &f.path;
     match segs.get(1).map(String::as_str) {
         Some("type") if segs.len() == 2 => {
             let l = f
@@ -1038,7 +984,7 @@ fn ingress_routes(v: Option<&Value>) -> BTreeSet<String> {
 }
 
 fn ingress_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
-    let p = f.path.as_str();
+    let p = &f.path;
     match segs.get(1).map(String::as_str) {
         Some("rules") => {
             let d = ingress_routes(f.desired.as_ref());
@@ -1144,7 +1090,7 @@ fn limits(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
 
 /// `probe-removed`: a probe Git defines is gone live (its fields all absent live).
 fn probes_removed(ctx: &mut Ctx<'_>) {
-    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut seen: BTreeSet<FieldPath> = BTreeSet::new();
     let fields = ctx.input.fields;
     for f in fields {
         let segs = segments(&f.path);
@@ -1162,7 +1108,7 @@ fn probes_removed(ctx: &mut Ctx<'_>) {
         }
         let under: Vec<&FieldDiff> = fields
             .iter()
-            .filter(|g| crate::path::is_within(&g.path, &prefix))
+            .filter(|g| g.path.is_within(&prefix))
             .collect();
         let gone_in_diff = under
             .iter()
@@ -1285,7 +1231,7 @@ fn image_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
         return;
     };
     let l = parse_image(live);
-    let p = f.path.as_str();
+    let p = &f.path;
     let d = desired.map(parse_image);
     let mut specific = false;
     if l.mutable() && !d.as_ref().is_some_and(Image::mutable) {
@@ -1347,10 +1293,13 @@ fn image_field(ctx: &mut Ctx<'_>, f: &FieldDiff, segs: &[String]) {
 // ------------------------------------------------------------------ cosmetic
 
 fn metadata_only(ctx: &mut Ctx<'_>) {
-    let all_meta = ctx.input.fields.iter().all(|f| {
-        crate::path::is_within(&f.path, "metadata.labels")
-            || crate::path::is_within(&f.path, "metadata.annotations")
-    });
+    let labels = FieldPath::from_keys(["metadata", "labels"]);
+    let annotations = FieldPath::from_keys(["metadata", "annotations"]);
+    let all_meta = ctx
+        .input
+        .fields
+        .iter()
+        .all(|f| f.path.is_within(&labels) || f.path.is_within(&annotations));
     if all_meta {
         let n = ctx.input.fields.len();
         ctx.add(
@@ -1567,20 +1516,20 @@ fn orphan_rules(ctx: &mut Ctx<'_>) {
 
 /// The pod spec of a workload's content: `spec.template.spec`, `spec.jobTemplate.spec.
 /// template.spec` or a Pod's `spec`.
-fn pod_spec<'v>(v: &'v Value, kind: &str) -> Option<(&'v Value, &'static str)> {
+fn pod_spec<'v>(v: &'v Value, kind: &str) -> Option<(&'v Value, &'static [&'static str])> {
     let spec = v.get("spec")?;
     match kind {
-        "Pod" => Some((spec, "spec")),
+        "Pod" => Some((spec, &["spec"])),
         "CronJob" => spec
             .get("jobTemplate")?
             .get("spec")?
             .get("template")?
             .get("spec")
-            .map(|s| (s, "spec.jobTemplate.spec.template.spec")),
+            .map(|s| (s, &["spec", "jobTemplate", "spec", "template", "spec"][..])),
         _ => spec
             .get("template")?
             .get("spec")
-            .map(|s| (s, "spec.template.spec")),
+            .map(|s| (s, &["spec", "template", "spec"][..])),
     }
 }
 
@@ -1590,13 +1539,14 @@ fn orphan_pod_spec(ctx: &mut Ctx<'_>, live: &Value) {
     let Some((spec, base)) = pod_spec(live, &kind) else {
         return;
     };
+    let base = FieldPath::from_keys(base.iter().copied());
     for ns in ["hostNetwork", "hostPID", "hostIPC"] {
         if spec.get(ns).and_then(Value::as_bool) == Some(true) {
             ctx.add(
                 "host-namespace",
                 FindingCategory::Security,
                 Severity::Critical,
-                Some(&format!("{base}.{ns}")),
+                Some(&base.join(ns)),
                 format!("a workload not in Git runs with `{ns}: true`"),
             );
         }
@@ -1612,7 +1562,7 @@ fn orphan_pod_spec(ctx: &mut Ctx<'_>, live: &Value) {
                 "host-path",
                 FindingCategory::Security,
                 Severity::Critical,
-                Some(&format!("{base}.volumes{key}")),
+                Some(&base.join("volumes").join(key)),
                 format!(
                     "a workload not in Git mounts a path of the node (volume `{}`)",
                     item_name(key)
@@ -1627,7 +1577,7 @@ fn orphan_pod_spec(ctx: &mut Ctx<'_>, live: &Value) {
             .into_iter()
             .flatten()
         {
-            let at = format!("{base}.{list_name}{key}");
+            let at = base.join(list_name).join(key);
             let name = item_name(key);
             let sc = c.get("securityContext");
             if sc
@@ -1639,7 +1589,7 @@ fn orphan_pod_spec(ctx: &mut Ctx<'_>, live: &Value) {
                     "privileged",
                     FindingCategory::Security,
                     Severity::Critical,
-                    Some(&format!("{at}.securityContext.privileged")),
+                    Some(&at.join("securityContext").join("privileged")),
                     format!("container `{name}` of a workload not in Git runs privileged"),
                 );
             }
@@ -1649,7 +1599,7 @@ fn orphan_pod_spec(ctx: &mut Ctx<'_>, live: &Value) {
                         "image-mutable-tag",
                         FindingCategory::SupplyChain,
                         Severity::High,
-                        Some(&format!("{at}.image")),
+                        Some(&at.join("image")),
                         format!(
                             "container `{name}` of a workload not in Git runs `{image}`, a mutable tag"
                         ),
@@ -1684,22 +1634,6 @@ mod tests {
 
     fn deploy() -> ResourceId {
         ResourceId::new("e", "apps", "Deployment", Some("n"), "web")
-    }
-
-    #[test]
-    fn path_segments() {
-        assert_eq!(
-            segments("spec.template.spec.containers[api].image"),
-            ["spec", "template", "spec", "containers", "[api]", "image"]
-        );
-        assert_eq!(
-            segments("metadata.labels[\"app.kubernetes.io/name\"]"),
-            ["metadata", "labels", "app.kubernetes.io/name"]
-        );
-        assert_eq!(
-            segments("spec.ports[80/TCP].port"),
-            ["spec", "ports", "[80/TCP]", "port"]
-        );
     }
 
     #[test]

@@ -4,8 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::path;
-use crate::path::glob_match;
+use crate::path::{glob_match, FieldPath};
 use crate::state::Direction;
 
 /// One entry of `metadata.managedFields`, with the owned fields turned into DriftGuard paths.
@@ -20,15 +19,15 @@ pub struct ManagedFieldsEntry {
     pub subresource: String,
     /// When the manager last wrote.
     pub time: Option<DateTime<Utc>>,
-    /// Paths owned, in DriftGuard's path syntax (see [`crate::path`]).
-    pub paths: Vec<String>,
+    /// Paths owned.
+    pub paths: Vec<FieldPath>,
 }
 
 /// Who owns a drifted field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldOwner {
     /// The drifted path.
-    pub path: String,
+    pub path: FieldPath,
     /// Field manager.
     pub manager: String,
     /// `Apply` or `Update`.
@@ -63,7 +62,7 @@ pub fn parse_managed_fields_list(list: &Value) -> Vec<ManagedFieldsEntry> {
             let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
             let mut paths = Vec::new();
             if let Some(fields) = e.get("fieldsV1") {
-                let mut buf = String::new();
+                let mut buf = FieldPath::new();
                 collect_paths(fields, &mut buf, &mut paths);
             }
             ManagedFieldsEntry {
@@ -83,7 +82,7 @@ pub fn parse_managed_fields_list(list: &Value) -> Vec<ManagedFieldsEntry> {
 
 /// Walks a `fieldsV1` tree; every node whose children are empty (or that is marked `.`) is an
 /// owned leaf.
-fn collect_paths(node: &Value, buf: &mut String, out: &mut Vec<String>) {
+fn collect_paths(node: &Value, buf: &mut FieldPath, out: &mut Vec<FieldPath>) {
     let Some(map) = node.as_object() else {
         return;
     };
@@ -100,9 +99,10 @@ fn collect_paths(node: &Value, buf: &mut String, out: &mut Vec<String>) {
     for (k, child) in children {
         let len = buf.len();
         if let Some(field) = k.strip_prefix("f:") {
-            path::push_key(buf, field);
+            // a key of the normalized view, as the comparison prints it
+            buf.push(field);
         } else if let Some(key) = k.strip_prefix("k:") {
-            buf.push_str(&path::item_key(&merge_key_from_json(key)));
+            buf.push_item(&merge_key_from_json(key));
         } else if let Some(v) = k.strip_prefix("v:") {
             // set-like list items: the list is compared whole, so own the list itself
             let _ = v;
@@ -142,7 +142,7 @@ fn merge_key_from_json(json: &str) -> String {
 
 /// The owners of `drifted` paths among `entries`: for each path the most recent manager whose
 /// owned fields are the path, lie below it, or contain it.
-pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[String]) -> Vec<FieldOwner> {
+pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[FieldPath]) -> Vec<FieldOwner> {
     let mut out = Vec::new();
     for p in drifted {
         let best = entries
@@ -150,7 +150,7 @@ pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[String]) -> Vec<Fiel
             .filter(|e| {
                 e.paths
                     .iter()
-                    .any(|owned| path::is_within(owned, p) || path::is_within(p, owned))
+                    .any(|owned| owned.is_within(p) || p.is_within(owned))
             })
             .max_by_key(|e| e.time);
         if let Some(e) = best {
@@ -168,13 +168,13 @@ pub fn owners_of(entries: &[ManagedFieldsEntry], drifted: &[String]) -> Vec<Fiel
 }
 
 /// Whether `path` is owned by one of `managers` (and by no other manager more recently).
-pub fn owned_by_any(entries: &[ManagedFieldsEntry], managers: &[String], p: &str) -> bool {
+pub fn owned_by_any(entries: &[ManagedFieldsEntry], managers: &[String], p: &FieldPath) -> bool {
     entries
         .iter()
         .filter(|e| {
             e.paths
                 .iter()
-                .any(|owned| path::is_within(p, owned) || path::is_within(owned, p))
+                .any(|owned| p.is_within(owned) || owned.is_within(p))
         })
         .max_by_key(|e| e.time)
         .is_some_and(|e| managers.iter().any(|m| m == &e.manager))
@@ -200,16 +200,16 @@ mod tests {
         assert_eq!(entries[0].subresource, "scale");
         assert!(entries[1]
             .paths
-            .contains(&"spec.template.spec.containers[nginx].image".to_owned()));
+            .contains(&"spec.template.spec.containers[nginx].image".into()));
         assert!(entries[1]
             .paths
-            .contains(&"spec.template.spec.containers[80/TCP]".to_owned()));
-        let owners = owners_of(&entries, &["spec.replicas".to_owned()]);
+            .contains(&"spec.template.spec.containers[80/TCP]".into()));
+        let owners = owners_of(&entries, &["spec.replicas".into()]);
         assert_eq!(owners[0].manager, "kubectl-scale");
         assert!(owned_by_any(
             &entries,
             &["kubectl-set".to_owned()],
-            "spec.template.spec.containers[nginx].image"
+            &"spec.template.spec.containers[nginx].image".into()
         ));
     }
 }
@@ -386,7 +386,7 @@ mod direction_tests {
             operation: operation.into(),
             subresource: String::new(),
             time: at(time),
-            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            paths: paths.iter().map(|p| FieldPath::parse(p)).collect(),
         }
     }
 
@@ -405,14 +405,14 @@ mod direction_tests {
             &["spec.template.spec.containers[api].image"],
         );
         let entries = vec![applied.clone(), set];
-        let drifted = ["spec.template.spec.containers[api].image".to_owned()];
+        let drifted = ["spec.template.spec.containers[api].image".into()];
         let owners = owners_of(&entries, &drifted);
         assert_eq!(
             direction_from_owners(&entries, &owners, 1),
             Some(Direction::Forward)
         );
         // the applier still owns the drifted field: Git moved since
-        let drifted = ["spec.replicas".to_owned()];
+        let drifted = ["spec.replicas".into()];
         let owners = owners_of(&entries, &drifted);
         assert_eq!(
             direction_from_owners(&entries, &owners, 1),
@@ -420,8 +420,8 @@ mod direction_tests {
         );
         // both
         let drifted = [
-            "spec.replicas".to_owned(),
-            "spec.template.spec.containers[api].image".to_owned(),
+            "spec.replicas".into(),
+            "spec.template.spec.containers[api].image".into(),
         ];
         let owners = owners_of(&entries, &drifted);
         assert_eq!(
@@ -431,7 +431,7 @@ mod direction_tests {
         // a controller's write, or no server-side apply: no evidence
         let hpa = entry("kube-controller-manager", "Update", 90, &["spec.replicas"]);
         let entries2 = vec![applied, hpa];
-        let owners = owners_of(&entries2, &["spec.replicas".to_owned()]);
+        let owners = owners_of(&entries2, &["spec.replicas".into()]);
         assert_eq!(direction_from_owners(&entries2, &owners, 1), None);
         let csa = vec![entry(
             "kubectl-client-side-apply",
@@ -439,7 +439,7 @@ mod direction_tests {
             0,
             &["spec.replicas"],
         )];
-        let owners = owners_of(&csa, &["spec.replicas".to_owned()]);
+        let owners = owners_of(&csa, &["spec.replicas".into()]);
         assert_eq!(direction_from_owners(&csa, &owners, 1), None);
     }
 }

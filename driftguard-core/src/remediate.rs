@@ -41,6 +41,7 @@ use crate::engine::{Engine, EnvState};
 use crate::managed::{parse_managed_fields, ManagedFieldsEntry};
 use crate::names::named_enum;
 use crate::normalize::TRACKING_LABEL;
+use crate::path::{FieldPath, Segment};
 use crate::remediation::{FieldChange, RemediationAction};
 use crate::selector::ObjectSelector;
 use crate::severity::Severity;
@@ -131,7 +132,7 @@ pub struct Plan {
     /// Adopt: the field paths and live values to write (a Secret is never adopted). Never
     /// serialized.
     #[serde(skip)]
-    pub writes: Vec<(String, Option<Value>)>,
+    pub writes: Vec<(FieldPath, Option<Value>)>,
 }
 
 impl fmt::Debug for Plan {
@@ -331,7 +332,7 @@ pub fn plan(engine: &Engine, st: &EnvState, req: &Request<'_>) -> Result<Plan, R
                         .push(format!("{}: an ignore rule", String::from(ptr.clone())));
                 }
             }
-            if hpa && remove_path(&mut body, "spec.replicas") {
+            if hpa && remove_path(&mut body, &FieldPath::from_keys(["spec", "replicas"])) {
                 p.left_alone
                     .push("spec.replicas: owned by a HorizontalPodAutoscaler".into());
             }
@@ -360,7 +361,7 @@ pub fn plan(engine: &Engine, st: &EnvState, req: &Request<'_>) -> Result<Plan, R
                 .fields
                 .iter()
                 .map(|f| FieldChange {
-                    path: f.path.clone(),
+                    path: f.path.to_string(),
                     from: f.live.clone(),
                     to: f.desired.clone(),
                 })
@@ -396,7 +397,7 @@ pub fn plan(engine: &Engine, st: &EnvState, req: &Request<'_>) -> Result<Plan, R
                 .fields
                 .iter()
                 .map(|f| FieldChange {
-                    path: f.path.clone(),
+                    path: f.path.to_string(),
                     from: f.desired.clone(),
                     to: f.live.clone(),
                 })
@@ -491,81 +492,17 @@ fn strip_server_fields(body: &mut Value, namespace: Option<&str>) {
 }
 
 /// The paths whose newest owner is one of `managers`.
-fn newest_owners(entries: &[ManagedFieldsEntry], managers: &[String]) -> Vec<(String, String)> {
+fn newest_owners(entries: &[ManagedFieldsEntry], managers: &[String]) -> Vec<(FieldPath, String)> {
     let mut out = Vec::new();
     for e in entries.iter().filter(|e| managers.contains(&e.manager)) {
         for p in &e.paths {
             let newer = entries.iter().any(|o| {
-                o.manager != e.manager
-                    && o.time > e.time
-                    && o.paths.iter().any(|q| crate::path::is_within(p, q))
+                o.manager != e.manager && o.time > e.time && o.paths.iter().any(|q| p.is_within(q))
             });
             if !newer {
                 out.push((p.clone(), e.manager.clone()));
             }
         }
-    }
-    out
-}
-
-/// One segment of a printed field path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Segment {
-    /// A map key.
-    Key(String),
-    /// An item of a keyed list, by its merge key (`nginx`, `80/TCP`).
-    Item(String),
-}
-
-/// Parses a path as [`crate::path`] prints it.
-pub fn parse_path(path: &str) -> Vec<Segment> {
-    let mut out = Vec::new();
-    let mut chars = path.chars().peekable();
-    let mut cur = String::new();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => {
-                if !cur.is_empty() {
-                    out.push(Segment::Key(std::mem::take(&mut cur)));
-                }
-            }
-            '[' => {
-                if !cur.is_empty() {
-                    out.push(Segment::Key(std::mem::take(&mut cur)));
-                }
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    let mut key = String::new();
-                    while let Some(c) = chars.next() {
-                        match c {
-                            '\\' => {
-                                if let Some(n) = chars.next() {
-                                    key.push(n);
-                                }
-                            }
-                            '"' => break,
-                            c => key.push(c),
-                        }
-                    }
-                    // the closing `]`
-                    chars.next();
-                    out.push(Segment::Key(key));
-                } else {
-                    let mut key = String::new();
-                    for c in chars.by_ref() {
-                        if c == ']' {
-                            break;
-                        }
-                        key.push(c);
-                    }
-                    out.push(Segment::Item(key));
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() {
-        out.push(Segment::Key(cur));
     }
     out
 }
@@ -602,14 +539,14 @@ fn escape_pointer(s: &str) -> String {
 
 /// Finds `path` in `value`: the JSON pointer, and the `test` operations that guard the list
 /// items on the way (their position may change).
-fn locate(value: &Value, path: &str) -> Option<(String, Vec<Value>)> {
+fn locate(value: &Value, path: &FieldPath) -> Option<(String, Vec<Value>)> {
     let mut cur = value;
     let mut pointer = String::new();
     let mut tests = Vec::new();
-    for seg in parse_path(path) {
+    for seg in path.segments() {
         match seg {
             Segment::Key(k) => {
-                cur = cur.as_object()?.get(&k)?;
+                cur = cur.as_object()?.get(&*k)?;
                 pointer.push('/');
                 pointer.push_str(&escape_pointer(&k));
             }
@@ -629,7 +566,7 @@ fn locate(value: &Value, path: &str) -> Option<(String, Vec<Value>)> {
 }
 
 /// The guarded JSON patch operations that remove `path` from `live`.
-fn removal(live: &Value, path: &str) -> Option<Vec<Value>> {
+fn removal(live: &Value, path: &FieldPath) -> Option<Vec<Value>> {
     let (pointer, mut ops) = locate(live, path)?;
     let value = live.pointer(&pointer)?;
     if !ops.iter().any(|o| o["path"] == pointer.as_str()) {
@@ -640,7 +577,7 @@ fn removal(live: &Value, path: &str) -> Option<Vec<Value>> {
 }
 
 /// Removes `path` from `value`; whether something was there.
-pub fn remove_path(value: &mut Value, path: &str) -> bool {
+pub fn remove_path(value: &mut Value, path: &FieldPath) -> bool {
     let Some((pointer, _)) = locate(value, path) else {
         return false;
     };
@@ -663,11 +600,11 @@ pub fn remove_path(value: &mut Value, path: &str) -> bool {
 
 /// Sets `path` in `value` to `to` (absent: removes it), creating maps on the way; a keyed list
 /// item that does not exist yet is appended with its merge key `name` (or `mountPath`).
-pub fn set_path(value: &mut Value, path: &str, to: Option<&Value>) -> bool {
+pub fn set_path(value: &mut Value, path: &FieldPath, to: Option<&Value>) -> bool {
     let Some(to) = to else {
         return remove_path(value, path);
     };
-    let segs = parse_path(path);
+    let segs: Vec<Segment<'_>> = path.segments().collect();
     let mut cur = value;
     for (i, seg) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
@@ -684,10 +621,10 @@ pub fn set_path(value: &mut Value, path: &str, to: Option<&Value>) -> bool {
                     return false;
                 };
                 if last {
-                    m.insert(k.clone(), to.clone());
+                    m.insert(k.to_string(), to.clone());
                     return true;
                 }
-                cur = m.entry(k.clone()).or_insert(Value::Null);
+                cur = m.entry(k.to_string()).or_insert(Value::Null);
             }
             Segment::Item(k) => {
                 if cur.is_null() {

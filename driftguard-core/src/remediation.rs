@@ -33,7 +33,8 @@ named_enum! {
 /// One field to change in Git (adopt) or that changes in the cluster (revert).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
-    /// The field path.
+    /// The field path as printed ([`crate::path::FieldPath`]); in a preview of what an apply
+    /// changes ([`crate::remediate::diff_objects`]), a JSON pointer.
     pub path: String,
     /// Its value now, where the change happens (absent: not set).
     pub from: Option<Value>,
@@ -194,7 +195,7 @@ pub fn plan(d: &Drift, action: Option<RemediationAction>) -> RemediationPlan {
                     .fields
                     .iter()
                     .map(|f| FieldChange {
-                        path: f.path.clone(),
+                        path: f.path.to_string(),
                         from: f.live.clone(),
                         to: f.desired.clone(),
                     })
@@ -224,7 +225,7 @@ pub fn plan(d: &Drift, action: Option<RemediationAction>) -> RemediationPlan {
                     .fields
                     .iter()
                     .map(|f| FieldChange {
-                        path: f.path.clone(),
+                        path: f.path.to_string(),
                         from: f.desired.clone(),
                         to: f.live.clone(),
                     })

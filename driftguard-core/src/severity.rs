@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::compare::FieldDiff;
 use crate::id::ResourceId;
 use crate::names::named_enum;
-use crate::path::glob_match;
+use crate::path::{glob_match, Segment};
 use crate::selector::ObjectSelector;
 use crate::state::DriftKind;
 
@@ -90,7 +90,7 @@ impl SeverityRules {
                 r.selector.matches(id)
                     && match &r.path {
                         None => true,
-                        Some(p) => fields.iter().any(|f| glob_match(p, &f.path)),
+                        Some(p) => fields.iter().any(|f| glob_match(p, f.path.as_str())),
                     }
             })
             .collect();
@@ -106,7 +106,11 @@ fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
         return cloud_field(id, f);
     }
     let p = f.path.as_str();
-    let last = p.rsplit(['.', ']']).next().unwrap_or(p);
+    let last = f.path.last();
+    let last = match &last {
+        Some(Segment::Key(k)) => k,
+        _ => "",
+    };
     let is_true = |v: &Option<Value>| v.as_ref().and_then(Value::as_bool) == Some(true);
     if (last == "privileged" || last == "hostNetwork" || last == "hostPID" || last == "hostIPC")
         && is_true(&f.live)
@@ -143,8 +147,11 @@ fn builtin_field(id: &ResourceId, f: &FieldDiff) -> Severity {
 /// when the cloud is more open than the code says (a security group opened to `0.0.0.0/0` or
 /// `::/0`, S3 public access, an IAM policy granting more), low for tags, medium otherwise.
 fn cloud_field(id: &ResourceId, f: &FieldDiff) -> Severity {
-    let p = f.path.as_str();
-    let top = p.split(['.', '[']).next().unwrap_or(p);
+    let top = f.path.segments().next();
+    let top = match &top {
+        Some(Segment::Key(k)) => k,
+        _ => "",
+    };
     let kind = id.kind.as_str();
     let high = match kind {
         "aws_security_group" | "aws_default_security_group" => {

@@ -1,7 +1,7 @@
 //! A format-preserving edit of block-style YAML manifests: set, add or remove one field of one
 //! document, keeping every other line as it is (comments, blank lines, key order, quoting).
 //!
-//! Paths are DriftGuard's field paths ([`crate::path`]): map keys and items of keyed lists
+//! Paths are DriftGuard's field paths ([`FieldPath`]): map keys and items of keyed lists
 //! (`spec.template.spec.containers[app].env[DEBUG]`). Supported: block maps, block lists whose
 //! items are maps (`- name: app`), plain or quoted scalars, values with a trailing comment.
 //! Flow style (`{a: 1}`, `[a, b]`) on the way to an edited field, multi-line scalars being
@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use crate::remediate::{parse_path, Segment};
+use crate::path::{FieldPath, Segment};
 
 /// Why a YAML edit could not be made.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,7 @@ pub enum YamlEditError {
     #[error("cannot edit `{path}` in place: {why}")]
     Unsupported {
         /// The field path.
-        path: String,
+        path: FieldPath,
         /// Why.
         why: String,
     },
@@ -254,9 +254,9 @@ fn is_scalar(v: &Value) -> bool {
     !matches!(v, Value::Object(_) | Value::Array(_))
 }
 
-fn unsupported(path: &str, why: &str) -> YamlEditError {
+fn unsupported(path: &FieldPath, why: &str) -> YamlEditError {
     YamlEditError::Unsupported {
-        path: path.to_owned(),
+        path: path.clone(),
         why: why.to_owned(),
     }
 }
@@ -265,7 +265,7 @@ fn unsupported(path: &str, why: &str) -> YamlEditError {
 pub fn edit(
     text: &str,
     doc: usize,
-    path: &str,
+    path: &FieldPath,
     to: Option<&Value>,
 ) -> Result<String, YamlEditError> {
     let mut lines: Vec<Line> = text.lines().map(|l| Line { text: l.to_owned() }).collect();
@@ -278,7 +278,7 @@ pub fn edit(
         indent: root_indent,
         parent: None,
     };
-    let segs = parse_path(path);
+    let segs: Vec<Segment<'_>> = path.segments().collect();
     let mut view = lines.clone();
     for (n, seg) in segs.iter().enumerate() {
         let last = n + 1 == segs.len();
@@ -310,7 +310,7 @@ pub fn edit(
                     let mut v = to.clone();
                     for s in segs[n + 1..].iter().rev() {
                         v = match s {
-                            Segment::Key(k) => serde_json::json!({ k.clone(): v }),
+                            Segment::Key(k) => serde_json::json!({ k.to_string(): v }),
                             Segment::Item(_) => serde_json::json!([v]),
                         };
                     }
@@ -318,7 +318,7 @@ pub fn edit(
                         .indent
                         .unwrap_or_else(|| block.parent.map_or(0, |p| p + 2));
                     let mut new = Vec::new();
-                    let key = render_scalar(&Value::String(k.clone()));
+                    let key = render_scalar(&Value::String(k.to_string()));
                     if is_scalar(&v) {
                         new.push(format!(
                             "{}{key}: {}",
@@ -391,7 +391,7 @@ fn apply_key(
     lines: &mut Vec<Line>,
     e: Entry,
     to: Option<&Value>,
-    path: &str,
+    path: &FieldPath,
 ) -> Result<Vec<Line>, YamlEditError> {
     let text = lines[e.line].text.clone();
     let rest = text[e.value_col..].trim();
@@ -569,4 +569,14 @@ spec:
     }
 
     use serde::Deserialize;
+
+    /// [`super::edit`] of a printed path.
+    fn edit(
+        text: &str,
+        doc: usize,
+        path: &str,
+        to: Option<&Value>,
+    ) -> Result<String, YamlEditError> {
+        super::edit(text, doc, &FieldPath::parse(path), to)
+    }
 }

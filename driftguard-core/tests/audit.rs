@@ -294,7 +294,7 @@ fn owner_users(d: &Drift) -> Vec<(String, String)> {
         .iter()
         .map(|o| {
             (
-                o.path.clone(),
+                o.path.to_string(),
                 d.attribution
                     .writer_of(o)
                     .map(|w| w.user.display())

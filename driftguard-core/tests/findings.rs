@@ -108,7 +108,7 @@ fn findings(engine: &Engine, st: &EnvState) -> Vec<String> {
             );
             if let Some(p) = f.path {
                 line.push(' ');
-                line.push_str(&p);
+                line.push_str(p.as_str());
             }
             out.push(line);
         }

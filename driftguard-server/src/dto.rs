@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditWrite;
 use driftguard_core::findings::{drift_risk, Finding};
 use driftguard_core::id::ResourceId;
+use driftguard_core::path::FieldPath;
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::remediation::{FieldChange, PlanStep, RemediationPlan};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
@@ -108,7 +109,7 @@ impl From<&Finding> for FindingDto {
             rule: f.rule.clone(),
             category: f.category.as_str().to_owned(),
             risk: f.risk.as_str().to_owned(),
-            path: f.path.clone(),
+            path: f.path.as_ref().map(FieldPath::to_string),
             reason: f.reason.clone(),
         }
     }
@@ -124,7 +125,7 @@ impl From<&Drift> for DriftSummary {
             direction: d.direction.as_str().to_owned(),
             severity: d.severity.as_str().to_owned(),
             status: if d.is_open() { "open" } else { "resolved" }.to_owned(),
-            paths: d.fields.iter().map(|f| f.path.clone()).collect(),
+            paths: d.fields.iter().map(|f| f.path.to_string()).collect(),
             who: d.who(),
             detected_at: d.detected_at,
             updated_at: d.updated_at,
@@ -317,7 +318,7 @@ impl From<&Drift> for DriftDetail {
                 .fields
                 .iter()
                 .map(|f| FieldDiffDto {
-                    path: f.path.clone(),
+                    path: f.path.to_string(),
                     desired: f.desired.clone(),
                     live: f.live.clone(),
                 })
@@ -328,7 +329,7 @@ impl From<&Drift> for DriftDetail {
                     .owners
                     .iter()
                     .map(|o| FieldOwnerDto {
-                        path: o.path.clone(),
+                        path: o.path.to_string(),
                         manager: o.manager.clone(),
                         operation: o.operation.clone(),
                         subresource: o.subresource.clone(),

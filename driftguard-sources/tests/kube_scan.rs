@@ -204,7 +204,7 @@ async fn operator_changes_are_reported_with_kind_direction_fields_and_manager() 
         .attribution
         .owners
         .iter()
-        .map(|o| (o.path.clone(), o.manager.clone()))
+        .map(|o| (o.path.to_string(), o.manager.clone()))
         .collect();
     assert!(
         owners.contains(&(

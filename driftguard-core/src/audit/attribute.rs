@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::id::ResourceId;
 use crate::managed::{FieldOwner, ManagedFieldsEntry};
-use crate::path::is_within;
+use crate::path::FieldPath;
 use crate::state::{Direction, DriftKind, DriftRecord};
 
 use super::AuditWrite;
@@ -97,7 +97,7 @@ pub fn attributable(
 /// Returns the writers, oldest first, at most [`MAX_WRITERS`].
 pub fn attribute(
     kind: DriftKind,
-    drifted: &[String],
+    drifted: &[FieldPath],
     owners: &mut Vec<FieldOwner>,
     managed: &[ManagedFieldsEntry],
     attributable: &[ManagedFieldsEntry],
@@ -141,7 +141,7 @@ pub fn attribute(
                     e.manager == m
                         && e.paths
                             .iter()
-                            .any(|p| drifted.iter().any(|d| is_within(p, d) || is_within(d, p)))
+                            .any(|p| drifted.iter().any(|d| p.is_within(d) || d.is_within(p)))
                 })
             };
             let candidates: Vec<&AuditWrite> = recent
@@ -160,12 +160,14 @@ pub fn attribute(
             let stale = |o: &FieldOwner| {
                 o.audit_id.is_none() && from.is_some_and(|f| o.time.is_some_and(|t| t < f))
             };
-            let unexplained: Vec<&String> = drifted
+            let unexplained: Vec<&FieldPath> = drifted
                 .iter()
                 .filter(|p| owners.iter().find(|o| &o.path == *p).is_none_or(stale))
                 .collect();
+            let replicas = FieldPath::from_keys(["spec", "replicas"]);
             for p in unexplained {
-                let scaled = is_within(p, "spec.replicas")
+                let scaled = p
+                    .is_within(&replicas)
                     .then(|| candidates.iter().rev().find(|w| w.subresource == "scale"))
                     .flatten()
                     .copied();
@@ -250,12 +252,12 @@ mod tests {
             operation: "Update".into(),
             subresource: String::new(),
             time: at.map(t),
-            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            paths: paths.iter().map(|p| FieldPath::parse(p)).collect(),
         }
     }
 
-    fn paths(p: &[&str]) -> Vec<String> {
-        p.iter().map(|x| (*x).to_owned()).collect()
+    fn paths(p: &[&str]) -> Vec<FieldPath> {
+        p.iter().map(|x| FieldPath::parse(x)).collect()
     }
 
     fn run(
@@ -282,7 +284,7 @@ mod tests {
     fn owner_ids(owners: &[FieldOwner]) -> Vec<(String, Option<String>)> {
         owners
             .iter()
-            .map(|o| (o.path.clone(), o.audit_id.clone()))
+            .map(|o| (o.path.to_string(), o.audit_id.clone()))
             .collect()
     }
 

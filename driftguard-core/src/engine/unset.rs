@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::compare::FieldDiff;
 use crate::doc::Node;
 use crate::managed::{by_hand, manager_kind, owners_of, ManagedFieldsEntry, ManagerKind};
-use crate::remediate::{parse_path, Segment};
+use crate::path::{FieldPath, Segment};
 
 /// Maps whose every key the comparison already looks at.
 const CLOSED: &[&str] = &[
@@ -71,7 +71,7 @@ const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("protocol", "\"TCP\""),
 ];
 
-fn server_default(segments: &[Segment], value: &Value) -> bool {
+fn server_default(segments: &[Segment<'_>], value: &Value) -> bool {
     let Some(Segment::Key(name)) = segments.last() else {
         return false;
     };
@@ -120,7 +120,7 @@ pub(crate) fn unowned_scale(
     // an owner of `spec` itself (`.`) owns the map's presence, not its fields
     let owned = managed().iter().any(|e| e.paths.iter().any(|p| p == PATH));
     (!owned).then(|| FieldDiff {
-        path: PATH.to_owned(),
+        path: PATH.into(),
         desired: None,
         live: Some(value),
     })
@@ -131,7 +131,7 @@ pub(crate) fn live_only_key(f: &FieldDiff) -> bool {
     if f.desired.is_some() {
         return false;
     }
-    let segments = parse_path(&f.path);
+    let segments: Vec<Segment<'_>> = f.path.segments().collect();
     matches!(
         segments.as_slice(),
         [.., Segment::Key(m), Segment::Key(map), Segment::Key(_)]
@@ -184,7 +184,10 @@ pub(crate) fn hand_changes(
     let mut out: Vec<FieldDiff> = Vec::new();
     for e in entries.iter().filter(|e| by_hand(&e.manager, &e.operation)) {
         for p in &e.paths {
-            if p.starts_with("metadata") || p.contains("kubectl.kubernetes.io/restartedAt") {
+            let printed = p.as_str();
+            if printed.starts_with("metadata")
+                || printed.contains("kubectl.kubernetes.io/restartedAt")
+            {
                 continue;
             }
             // the newest owner of the field is this write
@@ -195,11 +198,11 @@ pub(crate) fn hand_changes(
             {
                 continue;
             }
-            let related = |q: &str| crate::path::is_within(q, p) || crate::path::is_within(p, q);
+            let related = |q: &FieldPath| q.is_within(p) || p.is_within(q);
             if already.iter().any(|f| related(&f.path)) || out.iter().any(|f| related(&f.path)) {
                 continue;
             }
-            let segments = parse_path(p);
+            let segments: Vec<Segment<'_>> = p.segments().collect();
             if git_covers(desired, &segments) {
                 continue;
             }
@@ -218,21 +221,18 @@ pub(crate) fn hand_changes(
     out
 }
 
-fn child<'a>(node: Node<'a>, s: &Segment) -> Option<Node<'a>> {
-    match s {
-        Segment::Key(k) => node.get(k),
-        Segment::Item(k) => node.get(&crate::path::item_key(k)),
-    }
+fn child<'a>(node: Node<'a>, s: &Segment<'_>) -> Option<Node<'a>> {
+    node.get(&s.map_key())
 }
 
 /// The node at `segments` of `node`.
-fn at<'a>(node: Node<'a>, segments: &[Segment]) -> Option<Node<'a>> {
+fn at<'a>(node: Node<'a>, segments: &[Segment<'_>]) -> Option<Node<'a>> {
     segments.iter().try_fold(node, |n, s| child(n, s))
 }
 
 /// Whether the comparison already looks at the field: Git sets it or a field holding it that
 /// is compared whole (a value, a list), or it lies in a closed map.
-fn git_covers(desired: Node<'_>, segments: &[Segment]) -> bool {
+fn git_covers(desired: Node<'_>, segments: &[Segment<'_>]) -> bool {
     let mut node = desired;
     let mut last_key: Option<&str> = None;
     for s in segments {
@@ -244,7 +244,7 @@ fn git_covers(desired: Node<'_>, segments: &[Segment]) -> bool {
             None => return last_key.is_some_and(|k| CLOSED.contains(&k)),
         }
         last_key = match s {
-            Segment::Key(k) => Some(k.as_str()),
+            Segment::Key(k) => Some(&**k),
             Segment::Item(_) => None,
         };
     }
@@ -264,7 +264,7 @@ mod tests {
             operation: op.into(),
             subresource: String::new(),
             time: Utc.timestamp_opt(1_700_000_000 + secs, 0).single(),
-            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            paths: paths.iter().map(|p| FieldPath::parse(p)).collect(),
         }
     }
 
@@ -360,7 +360,7 @@ mod tests {
         let applied = || vec![entry("kubectl", "Apply", 0, &["spec.template"])];
         let found = unowned_scale("apps", "Deployment", git.root(), scaled.root(), applied);
         assert_eq!(
-            found.map(|f| (f.path, f.live)),
+            found.map(|f| (f.path.to_string(), f.live)),
             Some(("spec.replicas".to_owned(), Some(json!(3))))
         );
         // the default, a kind the scale subresource does not serve, Git setting replicas, or an

@@ -443,38 +443,22 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
 
 #[test]
 fn paths_are_found_set_and_removed() {
-    assert_eq!(
-        parse_path(r#"metadata.labels["app.kubernetes.io/name"]"#),
-        vec![
-            Segment::Key("metadata".into()),
-            Segment::Key("labels".into()),
-            Segment::Key("app.kubernetes.io/name".into())
-        ]
-    );
-    assert_eq!(
-        parse_path("spec.ports[80/TCP].targetPort"),
-        vec![
-            Segment::Key("spec".into()),
-            Segment::Key("ports".into()),
-            Segment::Item("80/TCP".into()),
-            Segment::Key("targetPort".into())
-        ]
-    );
+    // how paths read: `crate::path`'s tests (`parses_paths`)
     let mut v = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}]}});
     assert!(set_path(
         &mut v,
-        "spec.ports[80/TCP].targetPort",
+        &"spec.ports[80/TCP].targetPort".into(),
         Some(&json!(9090))
     ));
     assert_eq!(v.pointer("/spec/ports/0/targetPort"), Some(&json!(9090)));
     assert!(set_path(
         &mut v,
-        r#"metadata.labels["a/b"]"#,
+        &r#"metadata.labels["a/b"]"#.into(),
         Some(&json!("x"))
     ));
     assert_eq!(v.pointer("/metadata/labels/a~1b"), Some(&json!("x")));
-    assert!(remove_path(&mut v, r#"metadata.labels["a/b"]"#));
-    assert!(!remove_path(&mut v, "spec.nothing"));
+    assert!(remove_path(&mut v, &r#"metadata.labels["a/b"]"#.into()));
+    assert!(!remove_path(&mut v, &"spec.nothing".into()));
 }
 
 fn policy(mode: PolicyMode) -> Policy {

@@ -12,7 +12,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::compare::{shorten, Comparison, FieldDiff, Leaf, REDACTED};
 use crate::normalize::{Normalizer, SECRET_HASH_PREFIX};
-use crate::path;
+use crate::path::FieldPath;
 
 /// Merges sensitivity marks (`true` where sensitive; maps and lists mirroring the values'
 /// shape) into `into`: a value marked anywhere is marked.
@@ -213,7 +213,7 @@ pub(crate) fn compare_with_paths(
 
 #[derive(Default)]
 struct Walker {
-    path: String,
+    path: FieldPath,
     segments: Vec<String>,
     leaves: Vec<Leaf>,
     drifted: Vec<(FieldDiff, u64, Vec<String>)>,
@@ -254,7 +254,7 @@ impl Walker {
         keys.dedup();
         for k in keys {
             let len = self.path.len();
-            path::push_key(&mut self.path, k);
+            self.path.push(k);
             self.segments.push(k.clone());
             self.walk(
                 d.and_then(|m| m.get(k)),
@@ -267,7 +267,7 @@ impl Walker {
     }
 
     fn leaf(&mut self, d: Option<&Value>, l: Option<&Value>) {
-        let path = xxh3_64(self.path.as_bytes());
+        let path = xxh3_64(self.path.as_str().as_bytes());
         let desired = value_hash(d);
         let live = value_hash(l);
         self.leaves.push(Leaf {
@@ -295,7 +295,7 @@ mod tests {
     use crate::normalize::SecretKey;
     use serde_json::json;
 
-    fn paths(d: Value, l: Value) -> Vec<String> {
+    fn paths(d: Value, l: Value) -> Vec<FieldPath> {
         compare_values(Some(&d), Some(&l), &Value::Null).drifted_paths()
     }
 

@@ -120,7 +120,7 @@ impl EventView {
             drift: d.kind.as_str().to_owned(),
             direction: d.direction.as_str().to_owned(),
             severity: d.severity.as_str().to_owned(),
-            fields: d.fields.iter().map(|f| f.path.clone()).collect(),
+            fields: d.fields.iter().map(|f| f.path.to_string()).collect(),
             who: d.who(),
             writers: d
                 .attribution
