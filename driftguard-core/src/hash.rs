@@ -109,11 +109,6 @@ pub fn hash_value(v: &Value) -> u64 {
     xxh3_64(&buf)
 }
 
-/// xxh3 of raw bytes.
-pub fn hash_bytes(b: &[u8]) -> u64 {
-    xxh3_64(b)
-}
-
 /// One hash per compared field path: `(hash of the path, hash of the value)`, sorted by path
 /// hash. Lets the engine tell which side changed a field without keeping old values.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -91,6 +91,11 @@ pub struct Rendering {
     /// when the source is Git.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs_commit: Option<String>,
+    /// Fields (JSON pointers) the renderer gives a new value on every run of the same inputs
+    /// (a chart's `randAlphaNum` password, `genCA` certificate, `uuidv4`, `now`): not Git's, so
+    /// not compared (see [`crate::render::unstable_fields`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unstable: Vec<String>,
 }
 
 impl fmt::Display for Provenance {

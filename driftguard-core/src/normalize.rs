@@ -215,20 +215,6 @@ impl Normalizer {
         })
     }
 
-    /// Like [`Normalizer::desired`], consuming the raw object.
-    pub fn desired_owned(
-        &self,
-        environment: &str,
-        raw: RawManifest,
-        ignore: &[JsonPointer],
-    ) -> Result<DesiredObject, NormalizeError> {
-        let object = self.normalize(environment, &raw.object.0, ignore)?;
-        Ok(DesiredObject {
-            object,
-            provenance: raw.provenance,
-        })
-    }
-
     /// Normalizes a live object of `environment`. `ignore` pointers are removed first.
     pub fn live(
         &self,
@@ -350,16 +336,6 @@ impl Normalizer {
         ))
     }
 
-    /// Like [`Normalizer::live`], consuming the raw object.
-    pub fn live_owned(
-        &self,
-        environment: &str,
-        raw: RawLive,
-        ignore: &[JsonPointer],
-    ) -> Result<LiveObject, NormalizeError> {
-        self.live(environment, &raw, ignore)
-    }
-
     /// The normalized last-applied configuration of a live object.
     pub fn last_applied(
         &self,
@@ -375,16 +351,6 @@ impl Normalizer {
                 .and_then(|v| self.normalize(environment, &v, ignore).ok())
                 .map(|o| o.content),
         }
-    }
-
-    /// Like [`Normalizer::normalize`], consuming the value.
-    pub fn normalize_owned(
-        &self,
-        environment: &str,
-        value: Value,
-        ignore: &[JsonPointer],
-    ) -> Result<NormalizedObject, NormalizeError> {
-        self.normalize(environment, &value, ignore)
     }
 
     /// Normalizes any object. `ignore` pointers are removed first.

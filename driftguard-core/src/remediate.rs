@@ -323,6 +323,20 @@ pub fn plan(engine: &Engine, st: &EnvState, req: &Request<'_>) -> Result<Plan, R
             }
             let mut body = desired.clone();
             strip_server_fields(&mut body, d.id.namespace.as_deref());
+            // what the renderer makes anew on every run is not Git's: an object that exists
+            // keeps its value (a new object takes the render's, as `helm install` would)
+            if kind != DriftKind::Missing {
+                for ptr in st.unstable.get(&d.id).into_iter().flatten() {
+                    let before = body.clone();
+                    ptr.remove(&mut body);
+                    if body != before {
+                        p.left_alone.push(format!(
+                            "{}: made anew on every render",
+                            String::from(ptr.clone())
+                        ));
+                    }
+                }
+            }
             let hpa = engine.spec.hpa_owns_replicas && st.hpa_targets.contains(&d.id);
             for ptr in engine.spec.ignore.pointers_for(&d.id) {
                 let before = body.clone();

@@ -323,6 +323,71 @@ pub fn read_helm_output(output: &str, chart_dir: &str, rendering: &Rendering) ->
     out
 }
 
+/// Marks in `first` the fields a second run of the same renderer on the same inputs gave
+/// another value (`second`): a Helm chart's `randAlphaNum` password, `genCA` or
+/// `genSelfSignedCert` certificate, `uuidv4`, `now`. Such a value is made anew on every render,
+/// by DriftGuard as by `helm install`, Argo CD or Flux: Git does not hold it, so comparing it
+/// could only ever report drift. The fields go into each object's
+/// [`Rendering::unstable`] (JSON pointers), and the engine leaves them out on both sides; an
+/// object only one run gave is left as it is. Returns how many fields were marked.
+pub fn unstable_fields(first: &mut RenderedObjects, second: &RenderedObjects) -> usize {
+    let key = |o: &RawObject| {
+        let m = o.meta();
+        (
+            m.api_version.to_owned(),
+            m.kind.to_owned(),
+            m.namespace.map(str::to_owned),
+            m.name.to_owned(),
+        )
+    };
+    let others: std::collections::HashMap<_, &RawObject> =
+        second.objects.iter().map(|(o, _)| (key(o), o)).collect();
+    let mut marked = 0;
+    for (object, provenance) in &mut first.objects {
+        let Some(other) = others.get(&key(object)) else {
+            continue;
+        };
+        let mut pointers = Vec::new();
+        differing(&object.0, &other.0, &mut String::new(), &mut pointers);
+        if pointers.is_empty() {
+            continue;
+        }
+        marked += pointers.len();
+        if let Some(r) = &mut provenance.rendered {
+            r.unstable = pointers;
+        }
+    }
+    marked
+}
+
+/// The JSON pointers under which `a` and `b` differ: the deepest differing map entries; a
+/// list, a value or a changed type as a whole.
+fn differing(a: &Value, b: &Value, at: &mut String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (k, va) in x {
+                let len = at.len();
+                at.push('/');
+                at.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                match y.get(k) {
+                    Some(vb) => differing(va, vb, at, out),
+                    None => out.push(at.clone()),
+                }
+                at.truncate(len);
+            }
+            for k in y.keys().filter(|k| !x.contains_key(*k)) {
+                out.push(format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")));
+            }
+        }
+        _ if a != b => out.push(if at.is_empty() {
+            "/".into()
+        } else {
+            at.clone()
+        }),
+        _ => {}
+    }
+}
+
 /// Reads what a command printed: a YAML stream (`---` between documents), or JSON (one value
 /// or several in a row; an array's items and a `List`'s items are objects). Objects and
 /// problems are named `file`; hooks are left out.
@@ -578,6 +643,7 @@ mod tests {
 
     fn rendering() -> Rendering {
         Rendering {
+            unstable: Vec::new(),
             renderer: "helm".into(),
             source: "deploy/shop".into(),
             values: vec!["deploy/values-prod.yaml".into()],
@@ -727,6 +793,7 @@ mod tests {
     #[test]
     fn command_output_may_be_yaml_json_or_json_arrays() {
         let rendering = Rendering {
+            unstable: Vec::new(),
             renderer: "command".into(),
             ..rendering()
         };
@@ -842,5 +909,39 @@ mod tests {
             display_command("sh", &["-c".into(), "echo 'a b'".into(), String::new()]),
             "sh -c 'echo '\\''a b'\\''' ''"
         );
+    }
+
+    #[test]
+    fn fields_a_second_render_gives_anew_are_unstable() {
+        let out = |password: &str, cert: &str| {
+            format!(
+                "---\n# Source: chart/templates/secret.yaml\napiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  user: YWRtaW4=\n  password: {password}\n---\n# Source: chart/templates/tls.yaml\napiVersion: v1\nkind: Secret\nmetadata:\n  name: tls\n  annotations:\n    a/b: x\ndata:\n  tls.crt: {cert}\n---\n# Source: chart/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: normal\n"
+            )
+        };
+        let r = rendering();
+        let mut first = read_helm_output(&out("cGFzczE=", "Y2VydDE="), "chart", &r);
+        let second = read_helm_output(&out("cGFzczI=", "Y2VydDI="), "chart", &r);
+        assert_eq!(unstable_fields(&mut first, &second), 2);
+        let unstable: Vec<Vec<String>> = first
+            .objects
+            .iter()
+            .map(|(_, p)| {
+                p.rendered
+                    .as_ref()
+                    .map(|r| r.unstable.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            unstable,
+            vec![
+                vec!["/data/password".to_owned()],
+                vec!["/data/tls.crt".to_owned()],
+                vec![]
+            ]
+        );
+        // the same output twice: nothing is unstable
+        let mut again = read_helm_output(&out("cGFzczE=", "Y2VydDE="), "chart", &r);
+        assert_eq!(unstable_fields(&mut again, &first), 0);
     }
 }

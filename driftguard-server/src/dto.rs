@@ -785,6 +785,7 @@ mod tests {
         if let Some(p) = d.provenance.as_mut() {
             p.file = "charts/shop/templates/web.yaml".into();
             p.rendered = Some(Rendering {
+                unstable: Vec::new(),
                 renderer: "helm".into(),
                 source: "charts/shop".into(),
                 values: vec!["envs/prod/values.yaml".into()],

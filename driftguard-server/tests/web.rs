@@ -891,6 +891,7 @@ async fn file_links_follow_the_configured_web_page() {
     );
     let rendered = Provenance {
         rendered: Some(Rendering {
+            unstable: Vec::new(),
             renderer: "helm".into(),
             source: "charts/web".into(),
             ..Rendering::default()

@@ -204,11 +204,6 @@ impl KubeLiveSource {
         self.rebuild(|i| i.page_size = page_size.max(1))
     }
 
-    /// Sets how many lists run at once during a snapshot (default [`DEFAULT_CONCURRENCY`]).
-    pub fn with_concurrency(self, concurrency: usize) -> Self {
-        self.rebuild(|i| i.concurrency = concurrency.max(1))
-    }
-
     /// Sets the longest wait between reconnection attempts of a watch (default 2 s).
     pub fn with_max_backoff(self, max_backoff: Duration) -> Self {
         self.rebuild(|i| i.max_backoff = max_backoff.max(Duration::from_millis(10)))

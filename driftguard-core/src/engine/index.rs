@@ -4,6 +4,7 @@ use std::collections::hash_map::Entry;
 
 use crate::doc::Doc;
 use crate::id::{GroupKind, ResourceId};
+use crate::ignore::JsonPointer;
 use crate::manifest::ManifestError;
 use crate::model::{RawLive, RawObject, Revision};
 use crate::normalize::{field, identify, DesiredObject, LiveObject};
@@ -40,9 +41,34 @@ pub struct EnvState {
     /// What the API server would make of desired objects, projected on Git's fields (a
     /// server-side diff: see [`super::predicted`]); compared in their place.
     pub predicted: FastMap<ResourceId, Doc>,
+    /// Fields the renderer gives anew on every run, by object ([`Rendering::unstable`]): left
+    /// out of both sides.
+    ///
+    /// [`Rendering::unstable`]: crate::model::Rendering::unstable
+    pub unstable: FastMap<ResourceId, Vec<JsonPointer>>,
+}
+
+/// The fields a renderer marked as made anew on every run, as pointers.
+fn unstable_pointers(m: &crate::model::RawManifest) -> Vec<JsonPointer> {
+    m.provenance
+        .rendered
+        .iter()
+        .flat_map(|r| &r.unstable)
+        .filter_map(|p| JsonPointer::parse(p).ok())
+        .collect()
 }
 
 impl Engine {
+    /// The pointers left out of both sides of `id`: the ignore rules', an HPA's replicas, and
+    /// the fields its renderer makes anew on every run.
+    pub(crate) fn pointers_in(&self, st: &EnvState, id: &ResourceId) -> Vec<JsonPointer> {
+        let mut p = self.pointers(id, &st.hpa_targets);
+        if let Some(u) = st.unstable.get(id) {
+            p.extend(u.iter().cloned());
+        }
+        p
+    }
+
     /// Normalizes and indexes both sides. The raw objects are only read: the state keeps
     /// compact normalized copies.
     pub fn index(&self, desired: &DesiredSet, live: &LiveSnapshot) -> EnvState {
@@ -96,7 +122,12 @@ impl Engine {
                 if !namespaced {
                     id.namespace = None;
                 }
-                let pointers = self.pointers(&id, &st.hpa_targets);
+                let mut pointers = self.pointers(&id, &st.hpa_targets);
+                let unstable = unstable_pointers(m);
+                if !unstable.is_empty() {
+                    pointers.extend(unstable.iter().cloned());
+                    st.unstable.insert(id.clone(), unstable);
+                }
                 match st.desired.entry(id) {
                     Entry::Occupied(first) => Ok(Err(format!(
                         "duplicate object {}: also defined at {}",
@@ -162,7 +193,7 @@ impl Engine {
         let Some(d) = st.desired.get(&id) else {
             return;
         };
-        let pointers = self.pointers(&id, &st.hpa_targets);
+        let pointers = self.pointers_in(st, &id);
         let Ok(answer) = self
             .normalizer
             .normalize(&self.spec.name, &raw.0, &pointers)
@@ -172,11 +203,6 @@ impl Engine {
         let projected =
             super::predicted::project(&d.object.content.to_value(), &answer.content.to_value());
         st.predicted.insert(id, Doc::from_value(&projected));
-    }
-
-    /// Like [`Engine::index`], taking the raw objects (dropped afterwards).
-    pub fn index_owned(&self, desired: DesiredSet, live: LiveSnapshot) -> EnvState {
-        self.index(&desired, &live)
     }
 
     /// Normalizes one live object into `st` if it is tracked. Returns its identity.
@@ -194,7 +220,7 @@ impl Engine {
         if desired.is_none() && !st.orphan_kinds.contains(&id.group_kind()) {
             return false;
         }
-        let pointers = self.pointers(&id, &st.hpa_targets);
+        let pointers = self.pointers_in(st, &id);
         // compared once, here, before the content is stored: what an object in sync with Git
         // keeps is its comparison
         let judged =
@@ -238,11 +264,6 @@ impl Engine {
         }
         st.live.insert(id, live);
         true
-    }
-
-    /// Like [`Engine::insert_live`], taking the raw object.
-    pub fn insert_live_owned(&self, st: &mut EnvState, raw: RawLive) -> Option<ResourceId> {
-        self.insert_live(st, &raw)
     }
 }
 

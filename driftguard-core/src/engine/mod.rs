@@ -263,7 +263,7 @@ impl Engine {
         let Some(l) = st.live.get(id) else {
             return false;
         };
-        let pointers = self.pointers(id, &st.hpa_targets);
+        let pointers = self.pointers_in(st, id);
         let Ok(n) = self
             .normalizer
             .normalize(&self.spec.name, &earlier.0, &pointers)

@@ -51,7 +51,10 @@ impl Engine {
                             obs.evidence =
                                 direction_from_owners(&managed, &obs.owners, cmp.drifted.len());
                         }
-                        if obs.evidence.is_none() && only_live_moves(cmp, &obs.owners) {
+                        if obs.evidence.is_none()
+                            && !managed.is_empty()
+                            && only_live_moves(cmp, &obs.owners)
+                        {
                             obs.evidence = Some(Direction::Forward);
                         }
                         obs.severity =
@@ -119,7 +122,7 @@ impl Engine {
         l: &LiveObject,
     ) -> Option<Direction> {
         let id = &d.object.id;
-        let pointers = self.pointers(id, &st.hpa_targets);
+        let pointers = self.pointers_in(st, id);
         let la = self
             .normalizer
             .last_applied(&self.spec.name, l, &pointers)?;
@@ -130,6 +133,8 @@ impl Engine {
 /// Whether every drifted field is one Git does not set, that nobody owns (scaled through the
 /// scale subresource) or a person wrote by hand: Git cannot have moved a field it does not set
 /// (an applier that stops setting one removes it, and owns it until then), so live moved.
+/// Only for an object whose `managedFields` are known (a dump read with `kubectl get` has
+/// none: nobody owning a field says nothing there).
 fn only_live_moves(cmp: &crate::compare::Comparison, owners: &[FieldOwner]) -> bool {
     !cmp.drifted.is_empty()
         && cmp.drifted.iter().all(|f| {

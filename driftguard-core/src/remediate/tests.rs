@@ -418,6 +418,7 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
     let mut rendered = deploy_drift();
     if let Some(prov) = rendered.provenance.as_mut() {
         prov.rendered = Some(Rendering {
+            unstable: Vec::new(),
             renderer: "helm".into(),
             source: "charts/web".into(),
             ..Rendering::default()

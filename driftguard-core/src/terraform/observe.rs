@@ -296,6 +296,7 @@ fn provenance(run: &PlanRun, change: &Change) -> Option<Provenance> {
         line: d.line,
         revision: run.revision.as_ref().map(|r| r.id.clone()),
         rendered: Some(Rendering {
+            unstable: Vec::new(),
             renderer: "terraform".into(),
             source: run.module.folder.clone(),
             values: run.module.var_files.clone(),

@@ -100,6 +100,7 @@ impl CommandRenderer {
         }
         let text = run.run_text()?;
         let rendering = Rendering {
+            unstable: Vec::new(),
             renderer: "command".into(),
             source: input.rel.to_owned(),
             values: Vec::new(),

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use driftguard_core::model::Rendering;
 use driftguard_core::render::{
-    display_command, hooks_note, missing_dependencies, read_helm_output, HelmOptions, RenderError,
+    display_command, hooks_note, missing_dependencies, read_helm_output, unstable_fields,
+    HelmOptions, RenderError,
 };
 
 use super::command::folder_label;
@@ -122,12 +123,23 @@ impl HelmRenderer {
         })?;
         let values: Vec<String> = input.value_files.iter().map(|(r, _)| r.clone()).collect();
         let rendering = Rendering {
+            unstable: Vec::new(),
             renderer: "helm".into(),
             source: input.rel.to_owned(),
             values: values.clone(),
             inputs_commit: None,
         };
-        let read = read_helm_output(&text, input.rel, &rendering);
+        let mut read = read_helm_output(&text, input.rel, &rendering);
+        // a second run of the same inputs: what it gives anew (random passwords, generated
+        // certificates) is not Git's (`render::unstable_fields`); a failed second run marks
+        // nothing
+        let unstable = match run.run_text() {
+            Ok(again) if again != text => {
+                let second = read_helm_output(&again, input.rel, &rendering);
+                unstable_fields(&mut read, &second)
+            }
+            _ => 0,
+        };
         let mut how = vec![
             format!("release {}", self.options.release_name),
             format!("namespace {}", self.options.namespace),
@@ -151,6 +163,12 @@ impl HelmRenderer {
             ));
         }
         notes.extend(hooks_note(&what, &read.hooks));
+        if unstable > 0 {
+            notes.push(format!(
+                "{what}: {unstable} field(s) are made anew on every render (random values, \
+                 generated certificates): not compared"
+            ));
+        }
         Ok(Rendered {
             objects: read.objects,
             errors: read.errors,
