@@ -7,7 +7,7 @@ use driftguard_core::compare::FieldDiff;
 use driftguard_core::engine::ScanReport;
 use driftguard_core::findings::drift_risk;
 use driftguard_core::ports::ScanSummary;
-use driftguard_core::remediation::suggest;
+use driftguard_core::remediate::advice::suggest;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Drift, DriftEvent, DriftKind};
 use serde::Serialize;

@@ -63,7 +63,6 @@ pub mod ports;
 pub mod quantity;
 pub mod query;
 pub mod remediate;
-pub mod remediation;
 pub mod render;
 pub mod scanner;
 pub mod scope;

@@ -231,7 +231,7 @@ mod tests {
         check::<DriftSort>();
         check::<crate::engine::VerdictStatus>();
         check::<crate::findings::FindingCategory>();
-        check::<crate::remediation::RemediationAction>();
+        check::<crate::remediate::advice::RemediationAction>();
         check::<crate::remediate::Operation>();
         check::<crate::remediate::PolicyMode>();
     }

@@ -342,8 +342,8 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
 /// this process expects (the watch may see the change before the audit event is stored).
 #[test]
 fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announced() {
+    use driftguard_core::remediate::advice::RemediationAction;
     use driftguard_core::remediate::{remediation_event, Operation, RemediationRecord};
-    use driftguard_core::remediation::RemediationAction;
     use driftguard_core::state::{EventKind, Resolution};
     let w = world();
     block_on(w.scanner.scan()).expect("first scan");

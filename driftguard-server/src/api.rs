@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use driftguard_core::audit::parse_event_list;
 use driftguard_core::error::chain;
 use driftguard_core::query::{DriftSort, DriftStatus, EventQuery};
-use driftguard_core::remediation::RemediationAction;
+use driftguard_core::remediate::advice::RemediationAction;
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 use driftguard_store::BufferHealth;

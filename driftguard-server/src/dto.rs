@@ -7,7 +7,7 @@ use driftguard_core::findings::{drift_risk, Finding};
 use driftguard_core::id::ResourceId;
 use driftguard_core::path::FieldPath;
 use driftguard_core::ports::ScanSummary;
-use driftguard_core::remediation::{FieldChange, PlanStep, RemediationPlan};
+use driftguard_core::remediate::advice::{FieldChange, PlanStep, RemediationPlan};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use driftguard_core::remediation::RemediationAction;
+use driftguard_core::remediate::advice::RemediationAction;
 use rmcp::handler::server::common::{schema_for_empty_input, schema_for_input, FromContextPart};
 use rmcp::handler::server::router::prompt::PromptRouter;
 use rmcp::handler::server::router::tool::ToolRouter;

@@ -13,10 +13,10 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::model::{ObjectMeta, RawObject};
 use driftguard_core::normalize::{Normalizer, SecretKey};
 use driftguard_core::ports::{Clock, DesiredSet, DriftStore, GitSource, LiveSource};
+use driftguard_core::remediate::advice::{FieldChange, RemediationAction};
 use driftguard_core::remediate::{
     self, remediation_event, Operation, Plan, Readiness, Refusal, RemediationRecord, Request,
 };
-use driftguard_core::remediation::{FieldChange, RemediationAction};
 use driftguard_core::scanner::Scanner;
 use driftguard_core::state::Drift;
 use driftguard_sources::git::{adoption_revision, push_adoption_at, GitSourceConfig};

@@ -6,8 +6,8 @@ mod git_support;
 
 use std::path::Path;
 
+use driftguard_core::remediate::advice::RemediationAction;
 use driftguard_core::remediate::{AdoptFile, Operation, Plan, Target};
-use driftguard_core::remediation::RemediationAction;
 use driftguard_sources::git::{
     adopt_branch, push_adoption, push_adoption_at, AdoptError, GitSourceConfig, UnsafePath,
 };

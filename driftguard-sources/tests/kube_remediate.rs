@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use driftguard_core::ports::{LiveSnapshot, LiveSource};
+use driftguard_core::remediate::advice::RemediationAction;
 use driftguard_core::remediate::{self, Operation, Readiness, Request};
-use driftguard_core::remediation::RemediationAction;
 use driftguard_core::state::{Drift, EventKind, Resolution};
 use driftguard_sources::kube::{ApplyError, KubeConfigSpec, KubeLiveSource};
 use kube_support::{cluster, desired, scanner, unique_ns, Cluster};

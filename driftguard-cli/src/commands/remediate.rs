@@ -11,7 +11,7 @@ use driftguard_cli::{EXIT_ERROR, EXIT_OK};
 use driftguard_core::error::chain;
 use driftguard_core::id::ObjectRef;
 use driftguard_core::ports::Clock;
-use driftguard_core::remediation::{FieldChange, RemediationAction};
+use driftguard_core::remediate::advice::{FieldChange, RemediationAction};
 use driftguard_core::state::{Drift, EventKind};
 use driftguard_server::remediate::{Proposed, Remediator};
 use driftguard_server::setup::{self, StoreChoice, SystemClock};

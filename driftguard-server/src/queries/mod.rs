@@ -12,7 +12,7 @@ pub use filter::{DriftFilter, MAX_LIMIT};
 use axum::http::StatusCode;
 use driftguard_core::id::{ObjectRef as CoreObjectRef, ObjectRefError, ResourceId};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
-use driftguard_core::remediation::{plan, RemediationAction};
+use driftguard_core::remediate::advice::{plan, RemediationAction};
 use driftguard_core::state::Drift;
 
 use crate::auth::Caller;
@@ -262,7 +262,7 @@ pub struct RemediationItem {
     pub answer: Result<RemediateAnswer, AppError>,
 }
 
-fn change_dto(c: &driftguard_core::remediation::FieldChange) -> FieldChangeDto {
+fn change_dto(c: &driftguard_core::remediate::advice::FieldChange) -> FieldChangeDto {
     FieldChangeDto {
         path: c.path.clone(),
         from: c.from.clone(),

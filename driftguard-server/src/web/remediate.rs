@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use driftguard_core::remediation::RemediationAction;
+use driftguard_core::remediate::advice::RemediationAction;
 
 use super::view;
 use super::{check_csrf, html, Layout, Viewer, WebError};

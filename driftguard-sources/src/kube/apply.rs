@@ -10,10 +10,10 @@
 use ::kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use ::kube::core::Request;
 use driftguard_core::ports::GroupVersionKind;
+use driftguard_core::remediate::advice::FieldChange;
 use driftguard_core::remediate::{
     apply_removals, diff_objects, Operation, Plan, Target, FIELD_MANAGER,
 };
-use driftguard_core::remediation::FieldChange;
 use driftguard_core::secret;
 use serde_json::Value;
 

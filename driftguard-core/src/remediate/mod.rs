@@ -1,6 +1,7 @@
-//! Remediation that DriftGuard carries out: the pure [`Plan`] of ending one drift, or the
-//! [`Refusal`] that says why it will not, and the remediation [`policy`](Policy) of an
-//! environment.
+//! Remediation, in two parts: [`advice`], the revert or adopt steps a person is told (never
+//! carried out by DriftGuard), and, here, the remediation DriftGuard carries out when asked:
+//! the pure [`Plan`] of ending one drift, or the [`Refusal`] that says why it will not, and the
+//! remediation [`policy`](Policy) of an environment.
 //!
 //! A plan is built from the drift, Git's raw object, the live raw object and the environment's
 //! rules ([`plan`]); adapters apply it (the cluster side with server-side apply, the Git side
@@ -42,7 +43,7 @@ use crate::managed::{parse_managed_fields, ManagedFieldsEntry};
 use crate::names::named_enum;
 use crate::normalize::TRACKING_LABEL;
 use crate::path::{FieldPath, Segment};
-use crate::remediation::{FieldChange, RemediationAction};
+use crate::remediate::advice::{FieldChange, RemediationAction};
 use crate::selector::ObjectSelector;
 use crate::severity::Severity;
 use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind, Resolution};
@@ -1030,6 +1031,8 @@ pub fn decide(
         _ => RemediationAction::Revert,
     })
 }
+
+pub mod advice;
 
 #[cfg(test)]
 mod tests;
