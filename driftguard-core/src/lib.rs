@@ -37,41 +37,23 @@
 //! assert_eq!(cmp.drifted_paths(), vec!["spec.replicas"]);
 //! ```
 
-pub mod admission;
 pub mod audit;
-pub mod compare;
-pub mod convert;
-pub mod doc;
-pub mod duration;
+mod object;
+pub use object::{id, manifest, model};
+mod normalization;
+pub use normalization::{
+    compare, convert, doc, hash, managed, metadata, normalize, path, quantity,
+};
+mod rules;
+pub use rules::{
+    admission, findings, ignore, remediate, render, scope, secret, selector, severity, yaml_edit,
+};
+mod vocabulary;
+pub use vocabulary::{duration, error, fence, limits, memory, names, ports, query};
 pub mod engine;
-pub mod error;
-pub mod fence;
-pub mod findings;
-pub mod hash;
-pub mod id;
-pub mod ignore;
-pub mod limits;
-pub mod managed;
-pub mod manifest;
-pub mod memory;
-pub mod metadata;
-pub mod model;
-pub mod names;
-pub mod normalize;
-pub mod path;
-pub mod ports;
-pub mod quantity;
-pub mod query;
-pub mod remediate;
-pub mod render;
 pub mod scanner;
-pub mod scope;
-pub mod secret;
-pub mod selector;
-pub mod severity;
 pub mod state;
 pub mod terraform;
-pub mod yaml_edit;
 
 /// The names most users need.
 pub mod prelude {

@@ -2,7 +2,7 @@
 //!
 //! [`Engine`] indexes normalized desired and live objects ([`EnvState`], `index`), applies the
 //! Kubernetes ownership rules (`ownership`: HPA replicas, StatefulSet claims, orphan
-//! eligibility), turns one object's two sides into an [`Observation`] (`observe`) and evaluates a
+//! eligibility), turns one object's two sides into an [`Observation`](crate::state::Observation) (`observe`) and evaluates a
 //! whole environment against the stored records in one pure step ([`Engine::evaluate`]). The
 //! report types are in `report`. [`crate::scanner::Scanner`] wires the engine to the ports.
 

@@ -11,7 +11,7 @@
 //!
 //! Three views of each resource instance follow: the code's (the planned values, with the
 //! values only known after an apply left out), the cloud's (the refreshed state) and the
-//! state's. [`observe`] turns them into one [`Observation`] per resource, which the one state
+//! state's. [`observe`] turns them into one [`Observation`](crate::state::Observation) per resource, which the one state
 //! machine of [`crate::state`] runs like any other:
 //!
 //! - **identity**: environment, provider (`aws`, from `registry.terraform.io/hashicorp/aws`)
@@ -32,7 +32,7 @@
 //!   plan is read ([`read_plan`]): no plain text reaches an observation, a record, an event
 //!   or a message, and a changed sensitive attribute shows as `(secret value)`;
 //! - **applied**: the state's lineage and serial are the apply mark
-//!   ([`Observation::applied_mark`]): a drift that ends in a check where the state was
+//!   ([`Observation::applied_mark`](crate::state::Observation::applied_mark)): a drift that ends in a check where the state was
 //!   written was ended by `terraform apply`.
 //!
 //! Where each resource is declared ([`declare`]) gives its provenance and, through the Git

@@ -1,0 +1,5 @@
+//! Identity and model: who an object is, what was read, from where.
+
+pub mod id;
+pub mod manifest;
+pub mod model;
