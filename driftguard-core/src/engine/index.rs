@@ -3,50 +3,16 @@
 use std::collections::hash_map::Entry;
 
 use crate::doc::Doc;
-use crate::id::{GroupKind, ResourceId};
+use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::manifest::ManifestError;
-use crate::model::{RawLive, RawObject, Revision};
-use crate::normalize::{field, identify, DesiredObject, LiveObject};
+use crate::model::{RawLive, RawObject};
+use crate::normalize::identify;
 use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
 use crate::scope::Scopes;
 
-use super::ownership::{claim_prefixes, hpa_target, orphan_eligible};
-use super::{Engine, FastMap, FastSet};
-
-/// The normalized state of one environment, kept between scans for incremental use.
-#[derive(Clone, Debug, Default)]
-pub struct EnvState {
-    /// Desired objects by identity.
-    pub desired: FastMap<ResourceId, DesiredObject>,
-    /// Live objects that are tracked (in Git, or eligible as orphans).
-    pub live: FastMap<ResourceId, LiveObject>,
-    /// Objects whose replicas an HPA owns.
-    pub hpa_targets: FastSet<ResourceId>,
-    /// Namespaces fully managed by Git.
-    pub managed_namespaces: FastSet<String>,
-    /// Kinds in which orphans count.
-    pub orphan_kinds: FastSet<GroupKind>,
-    /// PersistentVolumeClaims made from StatefulSet `volumeClaimTemplates`, as
-    /// `(namespace, name prefix)`: `<template>-<statefulset>-`.
-    pub claim_prefixes: FastSet<(String, String)>,
-    /// Kinds whose live state is unknown (could not be read).
-    pub unknown_kinds: FastSet<GroupKind>,
-    /// Problems met (manifest errors, duplicates, unreadable kinds).
-    pub errors: Vec<ManifestError>,
-    /// Problems reading live kinds.
-    pub live_errors: Vec<String>,
-    /// The Git revision.
-    pub revision: Option<Revision>,
-    /// What the API server would make of desired objects, projected on Git's fields (a
-    /// server-side diff: see [`super::predicted`]); compared in their place.
-    pub predicted: FastMap<ResourceId, Doc>,
-    /// Fields the renderer gives anew on every run, by object ([`Rendering::unstable`]): left
-    /// out of both sides.
-    ///
-    /// [`Rendering::unstable`]: crate::model::Rendering::unstable
-    pub unstable: FastMap<ResourceId, Vec<JsonPointer>>,
-}
+use super::ownership::{claim_prefixes, hpa_target, kind_of, orphan_eligible};
+use super::{Engine, EnvState};
 
 /// The fields a renderer marked as made anew on every run, as pointers.
 fn unstable_pointers(m: &crate::model::RawManifest) -> Vec<JsonPointer> {
@@ -265,10 +231,6 @@ impl Engine {
         st.live.insert(id, live);
         true
     }
-}
-
-pub(super) fn kind_of(raw: &RawObject) -> Option<&str> {
-    field(raw.0.as_object()?, "kind")?.as_str()
 }
 
 /// What the desired and live objects tell of the scope of kinds.

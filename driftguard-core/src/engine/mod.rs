@@ -16,7 +16,6 @@ mod unset;
 
 pub use crate::scanner::Scanner;
 pub use evaluate::{history_wanted, Evaluation, Histories, HISTORY_DEPTH};
-pub use index::EnvState;
 pub use report::{ScanError, ScanReport, Verdict, VerdictStatus};
 
 use std::collections::{BTreeSet, HashSet};
@@ -31,8 +30,9 @@ use crate::findings::FindingRules;
 use crate::id::{GroupKind, ResourceId};
 use crate::ignore::{IgnoreRules, JsonPointer};
 use crate::managed::owned_by_any;
+use crate::manifest::ManifestError;
 use crate::metadata::MetadataKeys;
-use crate::model::RawObject;
+use crate::model::{RawObject, Revision};
 use crate::normalize::{DesiredObject, LiveObject, Normalizer};
 use crate::path;
 use crate::ports::{DesiredSet, GroupVersionKind, LiveScope};
@@ -96,6 +96,40 @@ impl EnvironmentSpec {
     pub fn default_namespace(&self) -> &str {
         self.default_namespace.as_deref().unwrap_or("default")
     }
+}
+
+/// The normalized state of one environment, kept between scans for incremental use.
+#[derive(Clone, Debug, Default)]
+pub struct EnvState {
+    /// Desired objects by identity.
+    pub desired: FastMap<ResourceId, DesiredObject>,
+    /// Live objects that are tracked (in Git, or eligible as orphans).
+    pub live: FastMap<ResourceId, LiveObject>,
+    /// Objects whose replicas an HPA owns.
+    pub hpa_targets: FastSet<ResourceId>,
+    /// Namespaces fully managed by Git.
+    pub managed_namespaces: FastSet<String>,
+    /// Kinds in which orphans count.
+    pub orphan_kinds: FastSet<GroupKind>,
+    /// PersistentVolumeClaims made from StatefulSet `volumeClaimTemplates`, as
+    /// `(namespace, name prefix)`: `<template>-<statefulset>-`.
+    pub claim_prefixes: FastSet<(String, String)>,
+    /// Kinds whose live state is unknown (could not be read).
+    pub unknown_kinds: FastSet<GroupKind>,
+    /// Problems met (manifest errors, duplicates, unreadable kinds).
+    pub errors: Vec<ManifestError>,
+    /// Problems reading live kinds.
+    pub live_errors: Vec<String>,
+    /// The Git revision.
+    pub revision: Option<Revision>,
+    /// What the API server would make of desired objects, projected on Git's fields (a
+    /// server-side diff: see [`predicted`]); compared in their place.
+    pub predicted: FastMap<ResourceId, Doc>,
+    /// Fields the renderer gives anew on every run, by object ([`Rendering::unstable`]): left
+    /// out of both sides.
+    ///
+    /// [`Rendering::unstable`]: crate::model::Rendering::unstable
+    pub unstable: FastMap<ResourceId, Vec<JsonPointer>>,
 }
 
 /// A hash map with a fast, randomly seeded hasher (foldhash) for the engine's indexes.

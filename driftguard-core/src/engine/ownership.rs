@@ -7,8 +7,8 @@ use crate::id::ResourceId;
 use crate::model::{ObjectMeta, RawObject};
 use crate::normalize::LiveObject;
 
-use super::index::kind_of;
 use super::EnvState;
+use crate::normalize::field;
 
 /// The object an HPA scales; `default_ns` is the HPA's namespace when it sets none.
 pub(super) fn hpa_target(
@@ -91,4 +91,8 @@ pub(super) fn orphan_eligible(st: &EnvState, id: &ResourceId, live: &LiveObject)
         .as_ref()
         .is_some_and(|ns| st.managed_namespaces.contains(ns));
     managed_ns && !live.meta.owned && !live.meta.system_default
+}
+
+pub(super) fn kind_of(raw: &RawObject) -> Option<&str> {
+    field(raw.0.as_object()?, "kind")?.as_str()
 }
