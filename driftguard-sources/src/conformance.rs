@@ -41,7 +41,7 @@ use futures_util::stream::StreamExt;
 use serde_json::{json, Value};
 
 use crate::files::{DirSource, DumpSource};
-use crate::git::select::KUSTOMIZATION_FILES;
+use crate::tree::select::KUSTOMIZATION_FILES;
 
 /// The environment name identities are computed in.
 const ENV: &str = "conformance";

@@ -16,12 +16,12 @@ use driftguard_core::ports::{
 };
 use driftguard_core::render::RenderError;
 
-use crate::git::select::{too_large, Filter};
 use crate::git::{
     extend_set, find_kustomize, kustomization_path, parse_bytes, plan, render_kustomization,
     FileObjects, KustomizeLimits,
 };
 use crate::render::{join_relative, RenderInput, Rendered, Renderer};
+use crate::tree::select::{too_large, Filter};
 
 /// A rendering and the key of the inputs it was made from.
 type KeptRendering = (u64, Arc<Rendered>);

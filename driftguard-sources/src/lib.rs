@@ -18,3 +18,4 @@ pub mod kube;
 pub mod process;
 pub mod render;
 pub mod terraform;
+pub(crate) mod tree;

@@ -31,16 +31,14 @@
 //!   changed, at most ten renderings a walk, the last 32 kept).
 
 mod adopt;
-mod kustomize;
 
-pub use kustomize::KustomizeLimits;
+pub use crate::tree::KustomizeLimits;
 
 pub use adopt::{
     adopt_branch, adoption_revision, push_adoption, push_adoption_at, AdoptError, Adopted,
     UnsafePath,
 };
 mod repo;
-pub(crate) mod select;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -56,13 +54,15 @@ use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
 
 pub(crate) use self::repo::Reader;
 use self::repo::ReaderOptions;
-use self::select::Filter;
 use crate::process::{Network, Program, RunError, GIT_ENV};
 use crate::render::Renderer;
+use crate::tree::select::Filter;
 
-pub(crate) use self::select::{extend_set, parse_bytes, plan, FileObjects};
-pub(crate) use kustomize::{find_binary as find_kustomize, render_folder as render_kustomization};
-pub(crate) use select::kustomization_path;
+pub(crate) use crate::tree::kustomize::{
+    find_binary as find_kustomize, render_folder as render_kustomization,
+};
+pub(crate) use crate::tree::select::kustomization_path;
+pub(crate) use crate::tree::select::{extend_set, parse_bytes, plan, FileObjects};
 
 /// Credentials for a remote. Taken from the configuration or the environment, never from a
 /// file in the repository. `Debug` does not show the token.
@@ -498,7 +498,7 @@ impl GitSource for GitRepoSource {
         } else {
             &self.config.reference
         };
-        let path = select::normalize_prefix(&self.config.path);
+        let path = crate::tree::select::normalize_prefix(&self.config.path);
         let rendered = self
             .config
             .render

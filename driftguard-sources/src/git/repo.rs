@@ -15,11 +15,11 @@ use driftguard_core::model::{CommitInfo, Provenance, RawObject, Revision};
 use driftguard_core::ports::{DesiredSet, ObjectVersion, SourceError};
 use driftguard_core::render::RenderError;
 
-use super::kustomize::{self, KustomizeLimits};
-use super::select::{
+use crate::render::{join_relative, RenderInput, Rendered, Renderer};
+use crate::tree::kustomize::{self, KustomizeLimits};
+use crate::tree::select::{
     extend_set, kustomization_path, parse_bytes, plan, too_large, FileObjects, Filter,
 };
-use crate::render::{join_relative, RenderInput, Rendered, Renderer};
 use driftguard_core::limits::Limits;
 
 /// Memory for delta bases while reading blobs (per reading thread).
