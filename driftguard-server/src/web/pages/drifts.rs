@@ -1,0 +1,281 @@
+//! The drift table: filters, sort, pages.
+
+use super::*;
+
+/// One row of the drifts table.
+#[derive(Clone, Debug)]
+pub struct DriftRow {
+    pub(super) episode: String,
+    /// Whether it is open (only an open drift can be selected for remediation).
+    pub(super) open: bool,
+    pub(super) link: String,
+    pub(super) environment: String,
+    pub(super) kind: String,
+    pub(super) object: String,
+    pub(super) drift: Badge,
+    pub(super) direction: Badge,
+    pub(super) severity: Badge,
+    pub(super) risk: Badge,
+    pub(super) fields: String,
+    pub(super) who: String,
+    pub(super) detected: When,
+    pub(super) updated: When,
+    pub(super) status: String,
+}
+
+pub(super) fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
+    DriftRow {
+        episode: d.episode.clone(),
+        open: d.status == "open",
+        link: view::drift_link(&d.episode),
+        environment: d.object.environment.clone(),
+        kind: d.object.kind.clone(),
+        object: match &d.object.namespace {
+            Some(ns) => format!("{ns}/{}", d.object.name),
+            None => d.object.name.clone(),
+        },
+        drift: badge("drift", &d.drift),
+        direction: badge("dir", &d.direction),
+        severity: badge("sev", &d.severity),
+        risk: badge("sev", &d.risk),
+        fields: if d.paths.is_empty() {
+            "–".into()
+        } else {
+            d.paths.join(", ")
+        },
+        who: if d.who.is_empty() {
+            "–".into()
+        } else {
+            d.who.clone()
+        },
+        detected: When::of(d.detected_at, now),
+        updated: When::of(d.updated_at, now),
+        status: match (&d.status[..], &d.resolution) {
+            ("resolved", Some(r)) => format!("resolved ({r})"),
+            (s, _) => s.to_owned(),
+        },
+    }
+}
+
+/// A sortable column header.
+#[derive(Clone, Debug)]
+pub struct SortLink {
+    pub(super) label: &'static str,
+    pub(super) href: String,
+    /// `aria-sort` value, empty when the table is not sorted by it.
+    pub(super) aria: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "drifts.html")]
+pub(super) struct DriftsPage {
+    pub(super) layout: Layout,
+    pub(super) error: Option<String>,
+    pub(super) environments: Vec<Choice>,
+    pub(super) drift_kinds: Vec<Choice>,
+    pub(super) directions: Vec<Choice>,
+    pub(super) severities: Vec<Choice>,
+    pub(super) statuses: Vec<Choice>,
+    pub(super) ages: Vec<Choice>,
+    pub(super) kind: String,
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) sort: String,
+    pub(super) rows: Vec<DriftRow>,
+    pub(super) total: usize,
+    pub(super) first: usize,
+    pub(super) last: usize,
+    pub(super) prev: Option<String>,
+    pub(super) next: Option<String>,
+    pub(super) by_object: SortLink,
+    pub(super) by_severity: SortLink,
+    pub(super) by_detected: SortLink,
+    pub(super) by_updated: SortLink,
+    pub(super) caption: String,
+}
+
+/// The filters of the drifts page, in URL order.
+pub(super) const FILTERS: [&str; 10] = [
+    "environment",
+    "kind",
+    "namespace",
+    "name",
+    "drift",
+    "direction",
+    "severity",
+    "status",
+    "age",
+    "sort",
+];
+
+/// The page's filters as the drift filter that the API and MCP read too; `age` (`1h`, `7d`,
+/// ...) becomes `detected_before`.
+pub(super) fn drift_query(
+    q: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<DriftQuery, AppError> {
+    let get = |k: &str| q.get(k).cloned().filter(|v| !v.is_empty());
+    let detected_before = match get("age") {
+        None => None,
+        Some(a) => {
+            let d: HumanDuration = a
+                .parse()
+                .map_err(|e| AppError::bad_request(format!("age: {e}")))?;
+            // a duration reaching back past year 1 (or past what a date can hold) is refused,
+            // never subtracted unchecked (`99999999999d` made this page panic)
+            let before = chrono::Duration::from_std(d.0)
+                .ok()
+                .and_then(|d| now.checked_sub_signed(d))
+                .filter(|t| t.year() >= 1)
+                .ok_or_else(|| {
+                    AppError::bad_request(format!("age: `{a}` reaches back before year 1"))
+                })?;
+            Some(before.to_rfc3339())
+        }
+    };
+    DriftFilter {
+        environment: get("environment"),
+        group: get("group"),
+        kind: get("kind"),
+        namespace: get("namespace"),
+        name: get("name"),
+        drift: get("drift"),
+        direction: get("direction"),
+        severity: get("severity"),
+        status: get("status"),
+        detected_before,
+        sort: get("sort"),
+        limit: Some(get("limit").unwrap_or_else(|| "50".into())),
+        offset: get("offset"),
+    }
+    .query()
+}
+
+pub(super) fn with(q: &HashMap<String, String>, changes: &[(&str, &str)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for k in FILTERS.iter().copied().chain(["limit", "offset"]) {
+        let v = changes
+            .iter()
+            .find(|(c, _)| *c == k)
+            .map_or_else(|| param(q, k), |(_, v)| v);
+        pairs.push((k, v));
+    }
+    format!("/drifts{}", view::query_string(&pairs))
+}
+
+/// `GET /drifts`: every environment's drifts in one table; the filters live in the URL.
+pub(crate) async fn drifts(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Query(q): Params,
+) -> Result<Response, WebError> {
+    let now = state.clock.now();
+    let query = drift_query(&q, now);
+    let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
+    let (page, error) = match &query {
+        // a bad filter (an unknown environment too) is said above the table
+        Ok(query) => match queries::drifts(&state, query).await {
+            Ok(page) => (Some(page), None),
+            Err(e) if e.status == StatusCode::NOT_FOUND => (None, Some(e.message)),
+            Err(e) => return Err(e.into()),
+        },
+        Err(e) => (None, Some(e.message.clone())),
+    };
+    let rows: Vec<DriftRow> = page
+        .as_ref()
+        .map(|p| p.items.iter().map(|d| drift_row(d, now)).collect())
+        .unwrap_or_default();
+    let (limit, offset) = query.as_ref().map_or((50, 0), |q| (q.limit, q.offset));
+    let total = page.as_ref().map_or(0, |p| p.total);
+    let prev =
+        (offset > 0).then(|| with(&q, &[("offset", &offset.saturating_sub(limit).to_string())]));
+    let next = page
+        .as_ref()
+        .and_then(|p| p.next_offset)
+        .map(|n| with(&q, &[("offset", &n.to_string())]));
+    let sort = query.as_ref().map_or(DriftSort::Severity, |q| q.sort);
+    let sort_link = |label: &'static str, s: DriftSort, order: &'static str| SortLink {
+        label,
+        href: with(&q, &[("sort", s.as_str()), ("offset", "")]),
+        aria: if s == sort { order } else { "none" },
+    };
+    let by_object = sort_link("Object", DriftSort::Object, "ascending");
+    let by_severity = sort_link("Severity", DriftSort::Severity, "descending");
+    let by_detected = sort_link("Detected", DriftSort::Detected, "ascending");
+    let by_updated = sort_link("Updated", DriftSort::Updated, "descending");
+    let status = param(&q, "status");
+    let ages = ["1h", "1d", "7d", "30d"];
+    let mut age_choices = choices(param(&q, "age"), "any age", ages);
+    for c in &mut age_choices[1..] {
+        c.label = format!("older than {}", c.value);
+    }
+    let custom_age = param(&q, "age");
+    if !custom_age.is_empty() && !ages.contains(&custom_age) {
+        age_choices.push(Choice {
+            value: custom_age.to_owned(),
+            label: format!("older than {custom_age}"),
+            selected: true,
+        });
+    }
+    let first = if rows.is_empty() { 0 } else { offset + 1 };
+    let last = offset + rows.len();
+    let page = DriftsPage {
+        layout: Layout::page("Drifts", "/drifts", &viewer, &state),
+        caption: format!(
+            "{} drift{} ({}), sorted by {}",
+            total,
+            if total == 1 { "" } else { "s" },
+            if status.is_empty() { "open" } else { status },
+            sort.as_str()
+        ),
+        error,
+        environments: choices(param(&q, "environment"), "all environments", env_names),
+        drift_kinds: choices(
+            param(&q, "drift"),
+            "any drift",
+            DriftKind::ALL.iter().map(|k| k.as_str()),
+        ),
+        directions: choices(
+            param(&q, "direction"),
+            "any direction",
+            Direction::ALL.iter().map(|k| k.as_str()),
+        ),
+        severities: {
+            let mut c = choices(
+                param(&q, "severity"),
+                "any severity",
+                ["low", "medium", "high", "critical"],
+            );
+            for x in &mut c[1..] {
+                x.label = format!("{} or higher", x.value);
+            }
+            c
+        },
+        statuses: {
+            let mut c = choices(status, "open", ["resolved", "all"]);
+            c[0].selected = status.is_empty() || status == "open";
+            c
+        },
+        ages: age_choices,
+        kind: param(&q, "kind").to_owned(),
+        namespace: param(&q, "namespace").to_owned(),
+        name: param(&q, "name").to_owned(),
+        sort: param(&q, "sort").to_owned(),
+        rows,
+        total,
+        first,
+        last,
+        prev,
+        next,
+        by_object,
+        by_severity,
+        by_detected,
+        by_updated,
+    };
+    let status = if page.error.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, html(&page)?).into_response())
+}
