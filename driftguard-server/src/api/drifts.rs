@@ -1,0 +1,128 @@
+//! Drift episodes: list, one, its remediation plan and remediation, the kill switch.
+
+use super::*;
+
+/// Drift episodes, filtered and paged.
+#[utoipa::path(get, path = "/api/v1/drifts", tag = "drifts", params(DriftFilter),
+    responses((status = 200, body = DriftPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_drifts(
+    State(state): State<AppState>,
+    q: Result<Query<DriftFilter>, QueryRejection>,
+) -> Result<Response, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let query = p.query()?;
+    queries::known_env(&state, &query.environment)?;
+    let key = format!(
+        "drifts:{}",
+        serde_json::to_string(&query).map_err(|_| AppError::internal())?
+    );
+    if let Some(body) = state.cache.get(&key) {
+        return Ok(json_bytes(body));
+    }
+    let generation = state.cache.generation();
+    let page = queries::drifts(&state, &query).await?;
+    let body = serde_json::to_vec(&page).map_err(|_| AppError::internal())?;
+    let body = Bytes::from(body);
+    state.cache.put(key, generation, body.clone());
+    Ok(json_bytes(body))
+}
+
+/// One drift episode with its field diff and attribution.
+#[utoipa::path(get, path = "/api/v1/drifts/{episode}", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id")),
+    responses((status = 200, body = DriftDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_drift(
+    State(state): State<AppState>,
+    Path(episode): Path<String>,
+) -> Result<Json<DriftDetail>, AppError> {
+    queries::drift(&state, &episode).await.map(Json)
+}
+
+/// Filters of the remediation plan.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RemediationParams {
+    /// `revert` (the cluster back to Git) or `adopt` (Git takes the cluster's state); absent:
+    /// the action DriftGuard suggests.
+    pub action: Option<String>,
+}
+
+/// How to end a drift: the revert or adopt plan (steps, commands, field changes). Never
+/// applied by DriftGuard.
+#[utoipa::path(get, path = "/api/v1/drifts/{episode}/remediation", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id"), RemediationParams),
+    responses((status = 200, body = RemediationDto), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_remediation(
+    State(state): State<AppState>,
+    Path(episode): Path<String>,
+    q: Result<Query<RemediationParams>, QueryRejection>,
+) -> Result<Json<RemediationDto>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let action = parse::<RemediationAction>("action", &p.action)?;
+    queries::remediation(&state, &episode, action)
+        .await
+        .map(Json)
+}
+
+/// Remediates a drift, plan then confirm: without `confirm` the answer is the plan and its
+/// preview (nothing changes); with `confirm` the plan of that id is carried out, if planning
+/// again gives the same plan. Needs a token with the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/drifts/{episode}/remediate", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id")),
+    request_body = RemediateRequest,
+    responses((status = 200, body = RemediateAnswer), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn remediate(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(episode): Path<String>,
+    body: Result<Json<RemediateRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RemediateAnswer>, AppError> {
+    let Json(body) =
+        body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    queries::remediate(&state, &episode, &body, &caller)
+        .await
+        .map(Json)
+}
+
+/// The kill switch of the remediation policies.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemediationSwitch {
+    /// Whether every remediation policy is stopped.
+    pub paused: bool,
+}
+
+/// Stops every remediation policy at once (the kill switch). Needs the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/remediation/pause", tag = "drifts",
+    responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn pause_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+    state
+        .remediation_paused
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::warn!("remediation policies paused through the API");
+    Json(RemediationSwitch { paused: true })
+}
+
+/// Lets the remediation policies act again. Needs the `remediate` scope.
+#[utoipa::path(post, path = "/api/v1/remediation/resume", tag = "drifts",
+    responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn resume_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+    state
+        .remediation_paused
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("remediation policies resumed through the API");
+    Json(RemediationSwitch { paused: false })
+}
