@@ -215,7 +215,7 @@ pub enum LivePlan {
 /// environment's desired side).
 #[derive(Clone, Debug, Default)]
 pub struct TerraformPlan {
-    /// DriftGuard's working folder for the environment (`terraformCache`/<name>).
+    /// DriftGuard's working folder for the environment (`terraformCache/<name>`).
     pub work_dir: PathBuf,
     /// The workspace.
     pub workspace: Option<String>,
