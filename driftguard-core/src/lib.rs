@@ -49,7 +49,7 @@ pub use rules::{
     admission, findings, ignore, remediate, render, scope, secret, selector, severity, yaml_edit,
 };
 mod vocabulary;
-pub use vocabulary::{duration, error, fence, limits, memory, names, ports, query};
+pub use vocabulary::{duration, error, fence, limits, memory, names, ports, query, retry};
 pub mod engine;
 pub mod scanner;
 pub mod state;

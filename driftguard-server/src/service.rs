@@ -30,6 +30,7 @@ use driftguard_core::engine::Engine;
 use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
 use driftguard_core::ports::{Clock, DriftStore};
+use driftguard_core::retry::{self, Backoff};
 use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
@@ -555,13 +556,19 @@ async fn resend_when_possible(
     started: chrono::DateTime<chrono::Utc>,
     cancel: CancellationToken,
 ) {
-    let mut wait = Duration::from_secs(1);
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut wait = Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+        retry::seed("resend", salt),
+    );
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait.next_delay()) => {}
         }
-        wait = (wait * 2).min(Duration::from_secs(30));
         match crate::notify::resend_undelivered(&notifiers, &*store, started).await {
             Ok(0) => return,
             Ok(n) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use driftguard_core::error::chain;
 use driftguard_core::ports::SourceError;
+use driftguard_core::retry::{self, Backoff};
 use futures_util::StreamExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -75,7 +76,14 @@ impl Supervisor {
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 
 async fn full_scan_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
-    let mut retry = RETRY_FIRST;
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut retry = Backoff::new(
+        RETRY_FIRST,
+        env.full_scan_interval,
+        retry::seed(&env.name, salt),
+    );
     loop {
         if cancel.is_cancelled() {
             return;
@@ -83,14 +91,12 @@ async fn full_scan_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancell
         // a scan is not interrupted by cancellation: shutdown waits for it (up to the grace)
         let wait = match env.run_scan(&ctx).await {
             Ok(_) => {
-                retry = RETRY_FIRST;
+                retry.reset();
                 env.full_scan_interval
             }
             Err(_) => {
                 // a source or the store is down: try again soon, not an interval later
-                let wait = retry.min(env.full_scan_interval);
-                retry = (retry * 2).min(env.full_scan_interval);
-                wait
+                retry.next_delay()
             }
         };
         tokio::select! {
@@ -191,7 +197,14 @@ async fn poll_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellation
 }
 
 async fn watch_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
-    let mut backoff = Duration::from_secs(1);
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut backoff = Backoff::new(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+        retry::seed(&env.name, salt),
+    );
     loop {
         // the scope is known after the first successful scan
         let scope = loop {
@@ -219,13 +232,12 @@ async fn watch_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellatio
                 env.mark_live(Err(source_message(&e)), &ctx);
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        backoff.reset();
         env.set_watching(true);
         loop {
             tokio::select! {

@@ -26,6 +26,7 @@ use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::retry::{self, Backoff};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use tokio::sync::Notify;
 
@@ -194,6 +195,10 @@ async fn retry_loop(
     initial: Duration,
 ) {
     let max = Duration::from_secs(30);
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut policy = Backoff::new(initial, max, retry::seed("store", salt));
     let mut backoff = initial;
     loop {
         let empty = state.lock().expect("lock").queue.is_empty();
@@ -206,6 +211,7 @@ async fn retry_loop(
         loop {
             let front = state.lock().expect("lock").queue.front().cloned();
             let Some(batch) = front else {
+                policy.reset();
                 backoff = initial;
                 break;
             };
@@ -216,7 +222,7 @@ async fn retry_loop(
                     if s.queue.is_empty() {
                         s.last_error = None;
                     }
-                    backoff = initial;
+                    policy.reset();
                 }
                 Err(e @ StoreError::Conflict { .. }) => {
                     // a refused epoch is refused for ever: drop the batch, and forget what the
@@ -236,7 +242,7 @@ async fn retry_loop(
                     let why = driftguard_core::error::chain(&e);
                     tracing::warn!(error = %why, "store still unavailable; batch kept for retry");
                     state.lock().expect("lock").last_error = Some(why);
-                    backoff = (backoff * 2).min(max);
+                    backoff = policy.next_delay();
                     break;
                 }
             }

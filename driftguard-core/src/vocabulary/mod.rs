@@ -1,4 +1,4 @@
-//! Ports and vocabulary: the traits adapters implement and their values, fencing, history queries, names, durations, limits, error chains, in-memory ports.
+//! Ports and vocabulary: the traits adapters implement and their values, fencing, history queries, names, durations, limits, the retry policy, error chains, in-memory ports.
 
 pub mod duration;
 pub mod error;
@@ -8,3 +8,4 @@ pub mod memory;
 pub mod names;
 pub mod ports;
 pub mod query;
+pub mod retry;

@@ -1,6 +1,7 @@
 //! The delivery queue: marks of what was delivered, retries, and resending what was not.
 
 use super::*;
+use driftguard_core::retry::{self, Backoff};
 
 /// Where and how a notifier's queue records how far its deliveries went.
 #[derive(Clone, Default)]
@@ -189,7 +190,14 @@ pub(super) async fn deliver_loop(
         }
         for n in group(batch) {
             let attempts = if closing { 1 } else { cfg.max_attempts.max(1) };
-            let mut backoff = cfg.initial_backoff.0;
+            let salt = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos().into());
+            let mut backoff = Backoff::new(
+                cfg.initial_backoff.0,
+                cfg.max_backoff.0,
+                retry::seed(&name, salt),
+            );
             let mut attempt = 0;
             loop {
                 attempt += 1;
@@ -221,10 +229,9 @@ pub(super) async fn deliver_loop(
                             break;
                         }
                         tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
                             _ = cancel.cancelled(), if !closing => { closing = true; rx.close(); }
                         }
-                        backoff = (backoff * 2).min(cfg.max_backoff.0);
                     }
                 }
             }

@@ -23,6 +23,7 @@ use ::kube::core::{Request, WatchEvent};
 use driftguard_core::admission::Admission;
 use driftguard_core::model::RawLive;
 use driftguard_core::ports::{LiveChange, LiveScope};
+use driftguard_core::retry::{self, Backoff};
 use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -93,6 +94,14 @@ impl Supervisor {
 
     async fn run(self) {
         let mut backoff = Duration::ZERO;
+        let salt = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into());
+        let mut policy = Backoff::new(
+            Duration::from_millis(100),
+            self.inner.max_backoff,
+            retry::seed(&self.inner.describe, salt),
+        );
         let mut announced = false;
         let mut transient_tries = 0;
         loop {
@@ -102,14 +111,11 @@ impl Supervisor {
                     _ = self.tx.closed() => return,
                 }
             }
-            let next_backoff = (backoff * 2)
-                .max(Duration::from_millis(100))
-                .min(self.inner.max_backoff);
             let listing = match self.inner.list_scope(&self.scope, &self.rule).await {
                 Ok(l) if l.transient && transient_tries < TRANSIENT_RETRIES => {
                     // the server is up but not ready for some kinds (just restarted): wait
                     transient_tries += 1;
-                    backoff = next_backoff;
+                    backoff = policy.next_delay();
                     continue;
                 }
                 Ok(l) => l,
@@ -125,11 +131,12 @@ impl Supervisor {
                         }
                         announced = true;
                     }
-                    backoff = next_backoff;
+                    backoff = policy.next_delay();
                     continue;
                 }
             };
             backoff = Duration::ZERO;
+            policy.reset();
             transient_tries = 0;
             let mut targets = Vec::with_capacity(listing.listed.len());
             let mut caches = Vec::with_capacity(listing.listed.len());
