@@ -38,7 +38,14 @@ pub use adopt::{
     adopt_branch, adoption_revision, push_adoption, push_adoption_at, AdoptError, Adopted,
     UnsafePath,
 };
-mod repo;
+mod cache;
+mod history;
+mod manifests;
+mod objects;
+mod reader;
+mod refs;
+mod rendered;
+mod worktree;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -52,8 +59,8 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, GitSource, ObjectVersion, SourceError};
 
-pub(crate) use self::repo::Reader;
-use self::repo::ReaderOptions;
+pub(crate) use self::reader::Reader;
+use self::reader::ReaderOptions;
 use crate::process::{Network, Program, RunError, GIT_ENV};
 use crate::render::Renderer;
 use crate::tree::select::Filter;
