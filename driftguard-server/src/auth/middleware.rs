@@ -9,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum_extra::extract::CookieJar;
 use futures_util::future::Either;
 use tower::{Layer, Service};
 
@@ -37,7 +38,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     });
     let Some(authorization) = Authorization::of(req.headers()) else {
         let read = req.method() == Method::GET || req.method() == Method::HEAD;
-        let session = session::cookie_value(req.headers(), client.https)
+        let cookies = CookieJar::from_headers(req.headers());
+        let session = session::cookie_value(&cookies, client.https)
             .and_then(|id| state.sessions.get(&id))
             .filter(|s| s.signed_in);
         if let Some(session) = session.filter(|_| read) {

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum_extra::extract::CookieJar;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -202,19 +203,13 @@ fn alive(e: &Entry, now: Instant) -> bool {
     now.duration_since(e.used) < IDLE && now.duration_since(e.created) < MAX_AGE
 }
 
-/// The session id in a request's `Cookie` headers: the cookie named for the request's scheme
+/// The session id among a request's cookies: the cookie named for the request's scheme
 /// ([`cookie_name`]); over HTTPS one without the `__Host-` prefix is not read.
-pub fn cookie_value(headers: &axum::http::HeaderMap, secure: bool) -> Option<String> {
-    let wanted = cookie_name(secure);
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == wanted && !value.is_empty()).then(|| value.to_owned())
-        })
+pub fn cookie_value(jar: &CookieJar, secure: bool) -> Option<String> {
+    jar.get(cookie_name(secure))
+        .map(|c| c.value())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 /// The `Set-Cookie` value of a session id: HttpOnly, `SameSite=Strict`, `Path=/`, no
@@ -266,9 +261,10 @@ mod tests {
             "cookie",
             "a=1; driftguard_session=abc; b=2".parse().expect("ascii"),
         );
-        assert_eq!(cookie_value(&h, false).as_deref(), Some("abc"));
+        let jar = CookieJar::from_headers(&h);
+        assert_eq!(cookie_value(&jar, false).as_deref(), Some("abc"));
         assert_eq!(
-            cookie_value(&h, true),
+            cookie_value(&jar, true),
             None,
             "over HTTPS only the __Host- cookie"
         );
@@ -284,6 +280,7 @@ mod tests {
             "cookie",
             "__Host-driftguard_session=def".parse().expect("ascii"),
         );
-        assert_eq!(cookie_value(&h, true).as_deref(), Some("def"));
+        let jar = CookieJar::from_headers(&h);
+        assert_eq!(cookie_value(&jar, true).as_deref(), Some("def"));
     }
 }

@@ -30,6 +30,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
+use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use crate::auth::{same_secret, session, Caller};
@@ -122,7 +123,7 @@ fn secure(req_extensions: &axum::http::Extensions) -> bool {
 /// page asks to sign in); without tokens, any session, opened on the first visit.
 async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let https = secure(req.extensions());
-    let cookie = session::cookie_value(req.headers(), https);
+    let cookie = session::cookie_value(&CookieJar::from_headers(req.headers()), https);
     let found = cookie.as_deref().and_then(|id| state.sessions.get(id));
     let open = !state.auth_required();
     match found {
@@ -485,10 +486,11 @@ async fn logout(
     Extension(viewer): Extension<Viewer>,
     Extension(client): Extension<Client>,
     headers: HeaderMap,
+    cookies: CookieJar,
     Form(form): Form<CsrfForm>,
 ) -> Result<Response, WebError> {
     check_csrf(&viewer, &headers, &form.csrf)?;
-    if let Some(id) = session::cookie_value(&headers, client.https) {
+    if let Some(id) = session::cookie_value(&cookies, client.https) {
         state.sessions.close(&id);
     }
     let mut resp = Redirect::to(if !state.auth_required() {
