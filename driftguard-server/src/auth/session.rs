@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -212,23 +213,23 @@ pub fn cookie_value(jar: &CookieJar, secure: bool) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The `Set-Cookie` value of a session id: HttpOnly, `SameSite=Strict`, `Path=/`, no
-/// `Domain`, for the browser session only; over HTTPS `Secure` and `__Host-` named.
-pub fn set_cookie(id: &str, secure: bool) -> String {
-    format!(
-        "{}={id}; Path=/; HttpOnly; SameSite=Strict{}",
-        cookie_name(secure),
-        if secure { "; Secure" } else { "" }
-    )
+/// The session cookie of a session id: HttpOnly, `SameSite=Strict`, `Path=/`, no `Domain`,
+/// for the browser session only (no `Max-Age`); over HTTPS `Secure` and `__Host-` named.
+pub fn cookie(id: String, secure: bool) -> Cookie<'static> {
+    Cookie::build((cookie_name(secure), id))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(secure)
+        .build()
 }
 
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_cookie(secure: bool) -> String {
-    format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
-        cookie_name(secure),
-        if secure { "; Secure" } else { "" }
-    )
+/// The cookie that removes the session cookie: the same attributes, empty, `Max-Age=0` (and
+/// an `Expires` in the past).
+pub fn removal(secure: bool) -> Cookie<'static> {
+    let mut c = cookie(String::new(), secure);
+    c.make_removal();
+    c
 }
 
 #[cfg(test)]
@@ -268,14 +269,28 @@ mod tests {
             None,
             "over HTTPS only the __Host- cookie"
         );
-        let c = set_cookie("abc", false);
+        let c = cookie("abc".into(), false).to_string();
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && !c.contains("Max-Age"));
-        let c = set_cookie("abc", true);
         assert!(
-            c.starts_with("__Host-driftguard_session=abc; Path=/;"),
+            c.starts_with("driftguard_session=abc;") && !c.contains("Secure"),
             "{c}"
         );
-        assert!(c.ends_with("; Secure") && !c.contains("Domain"), "{c}");
+        let c = cookie("abc".into(), true).to_string();
+        let attributes: Vec<&str> = c.split("; ").collect();
+        assert_eq!(attributes[0], "__Host-driftguard_session=abc", "{c}");
+        assert!(
+            attributes.contains(&"Path=/") && attributes.contains(&"Secure"),
+            "{c}"
+        );
+        assert!(!c.contains("Domain"), "{c}");
+        let c = removal(true).to_string();
+        assert!(
+            c.starts_with("__Host-driftguard_session=;")
+                && c.contains("; Max-Age=0")
+                && c.contains("; Path=/")
+                && c.contains("; Secure"),
+            "{c}"
+        );
         h.append(
             "cookie",
             "__Host-driftguard_session=def".parse().expect("ascii"),

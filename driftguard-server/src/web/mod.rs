@@ -148,11 +148,8 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
                 signed_in: false,
                 caller: s.caller,
             });
-            let mut resp = next.run(req).await;
-            if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, https)) {
-                resp.headers_mut().append(header::SET_COOKIE, v);
-            }
-            resp
+            let resp = next.run(req).await;
+            (CookieJar::new().add(session::cookie(id, https)), resp).into_response()
         }
         _ if req.method() == Method::GET || req.method() == Method::HEAD => {
             let here = req
@@ -474,11 +471,8 @@ async fn login(
         tracing::error!(error = %driftguard_core::error::chain(&e), "no session");
         AppError::internal()
     })?;
-    let mut resp = Redirect::to(&next).into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, client.https)) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(resp)
+    let cookies = CookieJar::new().add(session::cookie(id, client.https));
+    Ok((cookies, Redirect::to(&next)).into_response())
 }
 
 async fn logout(
@@ -493,16 +487,14 @@ async fn logout(
     if let Some(id) = session::cookie_value(&cookies, client.https) {
         state.sessions.close(&id);
     }
-    let mut resp = Redirect::to(if !state.auth_required() {
+    let to = if !state.auth_required() {
         "/"
     } else {
         "/login"
-    })
-    .into_response();
-    if let Ok(v) = HeaderValue::from_str(&session::clear_cookie(client.https)) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-    Ok(resp)
+    };
+    // added, not removed from the jar: the removal is sent whether or not the request had it
+    let cookies = cookies.add(session::removal(client.https));
+    Ok((cookies, Redirect::to(to)).into_response())
 }
 
 #[cfg(test)]
