@@ -231,9 +231,12 @@ impl Service {
         )?;
         let feed = Arc::new(EventFeed::new());
         let mut envs = Vec::new();
+        // one client and one set of shared watches per cluster, for every environment on it
+        let clusters = setup::Clusters::serving();
         for env in &plan.environments {
             let engine = Engine::new(env.spec.clone(), Normalizer::new(key.key.clone()));
-            let mut scanner = setup::scanner(env, engine, store.clone(), clock.clone()).await?;
+            let mut scanner =
+                setup::scanner(env, &clusters, engine, store.clone(), clock.clone()).await?;
             for n in &notifiers.notifiers {
                 scanner = scanner.with_notifier(n.clone());
             }

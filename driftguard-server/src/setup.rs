@@ -4,17 +4,20 @@
 //! already resolved and defaults applied: setup opens and connects. Used by `driftguard serve`
 //! ([`crate::service`]) and by the CLI's one-shot scans alike.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use driftguard_core::engine::Engine;
 use driftguard_core::memory::MemoryStore;
 use driftguard_core::normalize::SecretKey;
-use driftguard_core::ports::{Clock, DriftStore, GitSource, LiveSource, PlanSource, StoreError};
+use driftguard_core::ports::{
+    Clock, DriftStore, GitSource, LiveSource, PlanSource, SourceError, StoreError,
+};
 use driftguard_core::scanner::Scanner;
 use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitRepoSource, GitSourceConfig};
-use driftguard_sources::kube::KubeLiveSource;
+use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource, SharedWatches};
 use driftguard_sources::terraform::aws::{AwsConfig, AwsLister};
 use driftguard_sources::terraform::{TerraformCode, TerraformSource};
 pub use driftguard_store::DeferredStore;
@@ -331,6 +334,7 @@ pub fn write_key_file(path: &Path, key: &str) -> Result<(), SetupError> {
 /// Terraform environment, on its plans.
 pub async fn scanner(
     env: &EnvironmentPlan,
+    clusters: &Clusters,
     engine: Engine,
     store: Arc<dyn DriftStore>,
     clock: Arc<dyn Clock>,
@@ -340,7 +344,7 @@ pub async fn scanner(
         return Ok(Scanner::with_plans(engine, plans, store, clock));
     }
     let git = git_source(env).await?;
-    let live = live_source(env).await?;
+    let live = live_source(env, clusters).await?;
     Ok(Scanner::new(engine, git, live, store, clock))
 }
 
@@ -439,14 +443,74 @@ pub async fn git_source(env: &EnvironmentPlan) -> Result<Arc<dyn GitSource>, Set
     }
 }
 
-/// The live side of an environment.
-pub async fn live_source(env: &EnvironmentPlan) -> Result<Arc<dyn LiveSource>, SetupError> {
-    if let LivePlan::Dump(paths) = &env.live {
-        return Ok(Arc::new(
+/// The live side of an environment: a dump, or its view of a cluster (`clusters` holds one
+/// client and one set of shared watches per cluster).
+pub async fn live_source(
+    env: &EnvironmentPlan,
+    clusters: &Clusters,
+) -> Result<Arc<dyn LiveSource>, SetupError> {
+    match &env.live {
+        LivePlan::Dump(paths) => Ok(Arc::new(
             DumpSource::new(paths.clone()).with_limits(env.limits),
-        ));
+        )),
+        LivePlan::Cluster(spec) => clusters
+            .view(spec)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn LiveSource>)
+            .map_err(|source| SetupError::Source {
+                environment: env.name.clone(),
+                source,
+            }),
     }
-    Ok(Arc::new(kube_source(env).await?))
+}
+
+/// The clusters of a process: one client (one connection pool) and one set of shared watches
+/// per cluster, whatever the number of environments on it; each environment reads through its
+/// own view ([`KubeLiveSource::view`]).
+#[derive(Debug, Default)]
+pub struct Clusters {
+    shared_cache: bool,
+    sources: tokio::sync::Mutex<HashMap<KubeConfigSpec, KubeLiveSource>>,
+}
+
+impl Clusters {
+    /// For a running service: scans read the shared watches' caches (one list per kind at
+    /// start-up feeds the first scans and the watches; later full scans cost the API server
+    /// nothing).
+    pub fn serving() -> Self {
+        Clusters {
+            shared_cache: true,
+            ..Clusters::default()
+        }
+    }
+
+    /// For one-shot scans: each scan lists what it reads and keeps nothing.
+    pub fn one_shot() -> Self {
+        Clusters::default()
+    }
+
+    /// A new view of the cluster `spec` names, connecting to it on first use.
+    pub async fn view(&self, spec: &KubeConfigSpec) -> Result<KubeLiveSource, SourceError> {
+        let mut sources = self.sources.lock().await;
+        if let Some(s) = sources.get(spec) {
+            return Ok(s.view());
+        }
+        let source = KubeLiveSource::connect(spec)
+            .await?
+            .with_shared_cache(self.shared_cache);
+        sources.insert(spec.clone(), source.clone());
+        Ok(source)
+    }
+
+    /// The shared watches of every cluster (for figures).
+    pub async fn shared_watches(&self) -> Vec<(String, SharedWatches)> {
+        self.sources
+            .lock()
+            .await
+            .values()
+            .map(|s| (s.describe(), s.shared_watches()))
+            .collect()
+    }
 }
 
 /// The cluster of an environment (its live side, unless that is a dump: then the default

@@ -169,14 +169,22 @@ async fn audit_loop(env: Arc<Environment>, ctx: ScanContext, cancel: Cancellatio
 }
 
 async fn poll_loop(env: Arc<Environment>, ctx: ScanContext, cancel: CancellationToken) {
+    // environments polling at the same interval start at different points of it, so that a
+    // fleet on one repository does not fetch all at once (the fetches are shared too)
+    let salt = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos().into());
+    let mut wait =
+        env.poll_interval - retry::offset_in(env.poll_interval, retry::seed(&env.name, salt));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(env.poll_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = env.fetch_now.notified() => {
                 tracing::info!(environment = %env.name, "fetch requested");
             }
         }
+        wait = env.poll_interval;
         let fetched = tokio::select! {
             _ = cancel.cancelled() => return,
             r = env.scanner.fetch() => r,

@@ -50,14 +50,16 @@ use futures_util::stream::{BoxStream, StreamExt};
 use serde_json::Value;
 
 mod apply;
+mod cache;
 pub mod lease;
 mod predict;
 mod watch;
 
 pub use apply::{Applied, ApplyError};
+pub use cache::{SharedWatches, LISTS_AT_ONCE};
 
 /// How to reach a cluster.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct KubeConfigSpec {
     /// Kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`).
     pub kubeconfig: Option<PathBuf>,
@@ -72,14 +74,32 @@ pub const DEFAULT_PAGE_SIZE: u32 = 500;
 /// Lists run at the same time during a snapshot.
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
-/// A live cluster read through the Kubernetes API.
+/// A live cluster read through the Kubernetes API: one view of it (an environment's).
+///
+/// Views made with [`KubeLiveSource::view`] share the cluster's client (one connection pool)
+/// and its watches: one list and watch per kind for all of them ([`cache`]). A view's
+/// [`LiveSource::watch`] always runs on the shared watches; its [`LiveSource::snapshot`] reads
+/// them too when [`KubeLiveSource::with_shared_cache`] says so (a running service), and lists
+/// on its own otherwise (a one-shot scan keeps nothing).
 #[derive(Clone)]
 pub struct KubeLiveSource {
     inner: Arc<Inner>,
+    view: Arc<View>,
+}
+
+/// What one view holds.
+#[derive(Default)]
+struct View {
+    /// Snapshots are read from the shared watches instead of listed.
+    shared_cache: bool,
+    /// The shared watches of the last snapshot, held so that they run between scans.
+    held: Mutex<Vec<Arc<cache::Shared>>>,
 }
 
 struct Inner {
     client: Client,
+    /// The cluster's shared watches.
+    hub: cache::Hub,
     describe: String,
     page_size: u32,
     concurrency: usize,
@@ -187,8 +207,10 @@ impl KubeLiveSource {
     /// Wraps a ready kube [`Client`].
     pub fn from_client(client: Client, describe: String) -> Self {
         KubeLiveSource {
+            view: Arc::default(),
             inner: Arc::new(Inner {
                 client,
+                hub: cache::Hub::default(),
                 describe,
                 page_size: DEFAULT_PAGE_SIZE,
                 concurrency: DEFAULT_CONCURRENCY,
@@ -218,6 +240,7 @@ impl KubeLiveSource {
             .clone();
         let mut inner = Inner {
             client: self.inner.client.clone(),
+            hub: cache::Hub::default(),
             describe: self.inner.describe.clone(),
             page_size: self.inner.page_size,
             concurrency: self.inner.concurrency,
@@ -234,7 +257,41 @@ impl KubeLiveSource {
         f(&mut inner);
         KubeLiveSource {
             inner: Arc::new(inner),
+            view: Arc::new(View {
+                shared_cache: self.view.shared_cache,
+                held: Mutex::default(),
+            }),
         }
+    }
+
+    /// Another view of the same cluster (another environment's): the same client and the same
+    /// shared watches, its own scope.
+    pub fn view(&self) -> Self {
+        KubeLiveSource {
+            inner: self.inner.clone(),
+            view: Arc::new(View {
+                shared_cache: self.view.shared_cache,
+                held: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Whether snapshots are read from the cluster's shared watches (and keep them running
+    /// between scans) instead of listed: what a running service wants; a one-shot scan lists.
+    pub fn with_shared_cache(self, on: bool) -> Self {
+        KubeLiveSource {
+            inner: self.inner,
+            view: Arc::new(View {
+                shared_cache: on,
+                held: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The cluster's running shared watches: how many, the objects their caches hold and the
+    /// size of what they keep (bytes of JSON text).
+    pub fn shared_watches(&self) -> SharedWatches {
+        self.inner.hub.footprint()
     }
 
     /// The kube client (for callers that need more than the port offers).
@@ -251,7 +308,22 @@ impl LiveSource for KubeLiveSource {
 
     async fn snapshot(&self, scope: &LiveScope) -> Result<LiveSnapshot, SourceError> {
         let rule = scope.admission()?;
-        Ok(self.inner.list_scope(scope, &rule).await?.into_snapshot())
+        if !self.view.shared_cache {
+            return Ok(self.inner.list_scope(scope, &rule).await?.into_snapshot());
+        }
+        let coverage = self.inner.cover(scope, &rule).await?;
+        let mut objects = Vec::new();
+        for w in &coverage.watches {
+            if matches!(w.phase(), cache::Phase::Ready) {
+                w.read(&rule, &mut objects);
+            }
+        }
+        *self.view.held.lock().expect("view lock is never poisoned") = coverage.watches;
+        Ok(LiveSnapshot {
+            served: coverage.served,
+            objects,
+            errors: coverage.errors,
+        })
     }
 
     async fn watch(
@@ -272,15 +344,18 @@ impl LiveSource for KubeLiveSource {
 }
 
 /// How a failed request is to be taken.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Failure {
     /// The API server cannot be reached (or answered nothing usable): the whole live state is
     /// unknown.
     Unreachable(String),
     /// The credentials were refused (HTTP 401).
     Unauthorized(String),
-    /// This kind cannot be read (HTTP 403, not served, a bad answer); the others can.
+    /// This kind cannot be read (not served, a bad answer); the others can.
     Kind(String),
+    /// This kind cannot be read with these credentials (HTTP 403), here: elsewhere (in one
+    /// namespace) it may be.
+    Forbidden(String),
     /// This kind cannot be read now, and may be soon (HTTP 429, 5xx).
     Transient(String),
 }
@@ -296,7 +371,7 @@ fn classify(e: &::kube::Error) -> Failure {
             };
             match s.code {
                 401 => Failure::Unauthorized(what),
-                403 => Failure::Kind(format!("forbidden: {what}")),
+                403 => Failure::Forbidden(format!("forbidden: {what}")),
                 404 => Failure::Kind(format!("not served by the API server: {what}")),
                 429 | 500..=599 => Failure::Transient(format!("HTTP {}: {what}", s.code)),
                 code => Failure::Kind(format!("HTTP {code}: {what}")),
@@ -350,23 +425,14 @@ impl Target {
 /// The items of one list and its resource version.
 type ListResult = Result<(Vec<Value>, String), ::kube::Error>;
 
-/// The objects of one target, and where a watch can start.
-#[derive(Debug)]
-struct Listed {
-    target: Target,
-    resource_version: String,
-    items: Vec<Value>,
-}
-
 /// The result of listing a scope.
 #[derive(Debug, Default)]
 struct Listing {
-    listed: Vec<Listed>,
+    /// The objects listed, per target.
+    listed: Vec<Vec<Value>>,
     errors: Vec<KindError>,
     /// The scope of each kind read, as discovery says it.
     served: Vec<(GroupKind, bool)>,
-    /// Whether some error may go away soon (HTTP 429/5xx).
-    transient: bool,
 }
 
 impl Listing {
@@ -376,7 +442,7 @@ impl Listing {
             objects: self
                 .listed
                 .into_iter()
-                .flat_map(|l| l.items)
+                .flatten()
                 .map(RawLive::new)
                 .collect(),
             errors: self.errors,
@@ -393,12 +459,6 @@ impl Listing {
 fn object_key(object: &Value) -> String {
     let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
     format!("{}/{}", s("/metadata/namespace"), s("/metadata/name"))
-}
-
-fn resource_version(object: &Value) -> Option<&str> {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
 }
 
 impl Inner {
@@ -440,7 +500,7 @@ impl Inner {
         let kgvk = ::kube::api::GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind);
         let (ar, caps) = match discovery::pinned_kind(&self.client, &kgvk).await {
             Ok(found) => found,
-            Err(e) if matches!(classify(&e), Failure::Kind(_)) => {
+            Err(e) if matches!(classify(&e), Failure::Kind(_) | Failure::Forbidden(_)) => {
                 // the version Git uses is not served (any more): read the preferred one, the
                 // core converts between known versions
                 let group = discovery::group(&self.client, &gvk.group).await?;
@@ -573,11 +633,7 @@ impl Inner {
             .await;
         for (target, result) in results {
             match result {
-                Ok((items, resource_version)) => listing.listed.push(Listed {
-                    target,
-                    resource_version,
-                    items,
-                }),
+                Ok((items, _)) => listing.listed.push(items),
                 Err(e) => self.take_failure(&mut listing, target.group_kind(), &e)?,
             }
         }
@@ -596,12 +652,11 @@ impl Inner {
             Failure::Unauthorized(what) => Err(SourceError::Forbidden {
                 what: format!("{}: credentials refused: {what}", self.describe),
             }),
-            Failure::Kind(message) => {
+            Failure::Kind(message) | Failure::Forbidden(message) => {
                 listing.add_error(kind, message);
                 Ok(())
             }
             Failure::Transient(message) => {
-                listing.transient = true;
                 listing.add_error(kind, message);
                 Ok(())
             }
@@ -675,7 +730,7 @@ mod tests {
                 ..::kube::core::Status::default()
             }))
         };
-        assert!(matches!(classify(&api(403)), Failure::Kind(m) if m.starts_with("forbidden")));
+        assert!(matches!(classify(&api(403)), Failure::Forbidden(m) if m.starts_with("forbidden")));
         assert!(matches!(classify(&api(404)), Failure::Kind(_)));
         assert!(matches!(classify(&api(401)), Failure::Unauthorized(_)));
         assert!(matches!(classify(&api(503)), Failure::Transient(_)));
@@ -690,6 +745,5 @@ mod tests {
     fn keys_and_versions() {
         let v = serde_json::json!({"metadata": {"name": "a", "namespace": "n", "resourceVersion": "7"}});
         assert_eq!(object_key(&v), "n/a");
-        assert_eq!(resource_version(&v), Some("7"));
     }
 }

@@ -440,3 +440,38 @@ async fn many_files_are_parsed_in_parallel_with_the_same_result() {
         .expect("c7");
     assert_eq!(c7.provenance.file, "apps/app-7.yaml");
 }
+
+/// Many environments on one repository (a fleet): opened and polled at the same moment, they
+/// share the mirror's clone and fetches instead of running one `git fetch` each, and each still
+/// sees the new commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_on_one_repository_share_its_fetches() {
+    let mut repo = first_repo();
+    let cache = cache();
+    let opened = futures_util::future::join_all((0..20).map(|_| {
+        GitRepoSource::open(GitSourceConfig::new(repo.url(), cache.path()).path("envs/prod"))
+    }))
+    .await;
+    let sources: Vec<GitRepoSource> = opened.into_iter().map(|s| s.expect("open")).collect();
+    let after_open = sources[0].fetches_run();
+    assert!(
+        after_open <= 3,
+        "20 opens ran {after_open} clones or fetches"
+    );
+    repo.write(
+        "envs/prod/extra.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: shop\n",
+    );
+    repo.commit("extra", "Ann <ann@example.com>");
+    let polled = futures_util::future::join_all(sources.iter().map(|s| s.fetch())).await;
+    for p in polled {
+        let moved = p.expect("fetch");
+        assert!(moved.is_some(), "every environment sees the new commit");
+    }
+    let fetches = sources[0].fetches_run() - after_open;
+    assert!(
+        (1..=3).contains(&fetches),
+        "20 polls at once ran {fetches} fetches"
+    );
+    assert_eq!(sources[19].fetches_run(), sources[0].fetches_run());
+}

@@ -7,13 +7,18 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 use driftguard_cli::output::{self, EnvResult, ScanOutput};
 use driftguard_cli::{EXIT_DRIFT, EXIT_ERROR, EXIT_OK};
+use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::engine::Engine;
+use driftguard_core::engine::ScanReport;
 use driftguard_core::error::chain;
 use driftguard_core::normalize::Normalizer;
-use driftguard_core::ports::{Clock, DriftStore};
+use driftguard_core::normalize::SecretKey;
+use driftguard_core::ports::{Clock, DriftStore, ScanBatch};
 use driftguard_core::state::Drift;
 use driftguard_server::audit::read_log;
+use driftguard_server::config::ResolvedConfig;
 use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
+use futures_util::StreamExt;
 
 use crate::args::{Format, Global, ScanArgs};
 use crate::commands::{print_machine, stdout_style};
@@ -32,48 +37,25 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     let read_store = choice.open_read().await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let progress = Progress::start(!g.quiet && std::io::stderr().is_terminal());
+    let clusters = setup::Clusters::one_shot();
+    // environments are scanned at once, a few at a time; results keep the selection's order
+    let scans = futures_util::stream::iter(&selected)
+        .map(|name| scan_one(&plan, name, &key.key, &read_store, &clusters, &clock))
+        .buffered(SCANS_AT_ONCE);
+    progress.set(format!(
+        "scanning {} environment{}...",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" }
+    ));
+    let outcomes: Vec<Scanned> = scans.collect().await;
     let mut results = Vec::new();
     let mut failed = Vec::new();
     let mut batches = Vec::new();
     let mut audits = Vec::new();
     let mut audit_warnings = Vec::new();
-    for name in &selected {
-        let env = plan
-            .environment(name)
-            .ok_or_else(|| anyhow!("no environment `{name}`"))?;
-        progress.set(format!("scanning {name}..."));
-        tracing::info!(environment = %name, "scanning");
-        let outcome = async {
-            let deferred = Arc::new(DeferredStore::new(read_store.clone()));
-            let engine = Engine::new(env.spec.clone(), Normalizer::new(key.key.clone()));
-            let scanner = setup::scanner(env, engine, deferred.clone(), clock.clone()).await?;
-            // the audit log first: who wrote what since the last scan
-            let mut audit_notes = Vec::new();
-            if let Some(reader) = setup::audit_log(env) {
-                progress.set(format!("reading the audit log of {name}..."));
-                match read_log(&scanner, &reader).await {
-                    Ok(read) => {
-                        tracing::info!(environment = %name, writes = read.writes,
-                            indexed = read.indexed, "audit log read");
-                        audit_notes.extend(read.notes);
-                    }
-                    // without it the drifts name no one new: said, not fatal
-                    Err(e) => audit_warnings.push(format!(
-                        "{name}: cannot read the audit log {}: {}",
-                        reader.path().display(),
-                        chain(&e)
-                    )),
-                }
-                progress.set(format!("scanning {name}..."));
-            }
-            let report = scanner
-                .scan()
-                .await
-                .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
-            anyhow::Ok((report, deferred.take(), deferred.take_audit(), audit_notes))
-        }
-        .await;
-        match outcome {
+    for scanned in outcomes {
+        audit_warnings.extend(scanned.audit_warning);
+        match scanned.outcome {
             Ok((report, b, audit, notes)) => {
                 let mut result = EnvResult::from_report(&report);
                 result.notes.extend(notes);
@@ -217,4 +199,74 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     } else {
         EXIT_OK
     })
+}
+
+/// Environments scanned at once by `driftguard scan` (each lists its cluster and renders its
+/// Git side; more at once mostly waits on the same API server and CPU).
+const SCANS_AT_ONCE: usize = 4;
+
+/// What one environment's scan gave: the report and what to store, or why it failed; and a
+/// warning when its audit log could not be read.
+struct Scanned {
+    outcome: Result<Done>,
+    audit_warning: Option<String>,
+}
+
+/// A scan that succeeded: its report, the batches and audit index to store, its notes.
+type Done = (
+    ScanReport,
+    Vec<ScanBatch>,
+    Vec<(String, AuditSnapshot)>,
+    Vec<String>,
+);
+
+/// One environment's scan, stored nowhere yet (its batches are kept for after every scan).
+async fn scan_one(
+    plan: &ResolvedConfig,
+    name: &str,
+    key: &SecretKey,
+    read_store: &Arc<dyn DriftStore>,
+    clusters: &setup::Clusters,
+    clock: &Arc<dyn Clock>,
+) -> Scanned {
+    let mut audit_warning = None;
+    let outcome = async {
+        let env = plan
+            .environment(name)
+            .ok_or_else(|| anyhow!("no environment `{name}`"))?;
+        tracing::info!(environment = %name, "scanning");
+        let deferred = Arc::new(DeferredStore::new(read_store.clone()));
+        let engine = Engine::new(env.spec.clone(), Normalizer::new(key.clone()));
+        let scanner =
+            setup::scanner(env, clusters, engine, deferred.clone(), clock.clone()).await?;
+        // the audit log first: who wrote what since the last scan
+        let mut audit_notes = Vec::new();
+        if let Some(reader) = setup::audit_log(env) {
+            match read_log(&scanner, &reader).await {
+                Ok(read) => {
+                    tracing::info!(environment = %name, writes = read.writes,
+                        indexed = read.indexed, "audit log read");
+                    audit_notes.extend(read.notes);
+                }
+                // without it the drifts name no one new: said, not fatal
+                Err(e) => {
+                    audit_warning = Some(format!(
+                        "{name}: cannot read the audit log {}: {}",
+                        reader.path().display(),
+                        chain(&e)
+                    ))
+                }
+            }
+        }
+        let report = scanner
+            .scan()
+            .await
+            .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
+        anyhow::Ok((report, deferred.take(), deferred.take_audit(), audit_notes))
+    }
+    .await;
+    Scanned {
+        outcome,
+        audit_warning,
+    }
 }

@@ -427,7 +427,8 @@ impl Normalizer {
             let mark = b.mark();
             for (k, v) in obj {
                 match k.as_str() {
-                    "apiVersion" | "kind" | "status" => {}
+                    "apiVersion" | "kind" => {}
+                    k if UNREAD_TOP_LEVEL.contains(&k) => {}
                     "data" | "stringData" if secret => {}
                     "data" | "binaryData" if configmap => {
                         if let Some(n) = self.configmap_data(b, v, ctx) {
@@ -799,6 +800,21 @@ fn write_scalar(out: &mut String, v: &Value) -> bool {
 fn scalar_string(v: &Value) -> Option<String> {
     let mut s = String::new();
     write_scalar(&mut s, v).then_some(s)
+}
+
+/// Top-level fields of a live object that no comparison reads (what the controllers report,
+/// never what Git sets): the normalizer leaves them out of every view, and a source that keeps
+/// live objects between scans may drop them at once ([`strip_unread`]).
+pub const UNREAD_TOP_LEVEL: &[&str] = &["status"];
+
+/// Drops from a live object what no comparison reads ([`UNREAD_TOP_LEVEL`]), so that a source
+/// keeping objects (a shared watch's cache) keeps only what the engine can use.
+pub fn strip_unread(object: &mut Value) {
+    if let Value::Object(map) = object {
+        for k in UNREAD_TOP_LEVEL {
+            map.remove(*k);
+        }
+    }
 }
 
 /// `1.0` -> `1`; other numbers unchanged.

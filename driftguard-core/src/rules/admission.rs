@@ -109,6 +109,27 @@ impl Admission {
         }
     }
 
+    /// What a view of a shared watch (one that sees every object of a kind, unfiltered) makes
+    /// of a change, as a watch with the scope's selector would see it: an applied object in
+    /// the scope stays applied; one in the scope's kinds and places whose labels do not match
+    /// is a deletion when it was in the view (`was_in`: the API server announces an object
+    /// whose labels leave the selector as deleted) and nothing otherwise; a deletion in place
+    /// is a deletion; anything else is not the view's (`None`).
+    pub fn view_change(&self, change: LiveChange, was_in: bool) -> Option<LiveChange> {
+        match change {
+            LiveChange::Applied(o) => {
+                if !self.admits_place(o.object.value()) {
+                    None
+                } else if self.admits_labels(o.object.value()) {
+                    Some(LiveChange::Applied(o))
+                } else {
+                    was_in.then_some(LiveChange::Deleted(o))
+                }
+            }
+            other => self.admits_change(&other).then_some(other),
+        }
+    }
+
     /// Whether objects of `kind` can be in the scope.
     pub fn admits_kind(&self, kind: &GroupKind) -> bool {
         self.admits_group_kind(&kind.group, &kind.kind)
@@ -528,6 +549,40 @@ mod tests {
 
     fn labels(v: Value) -> Map<String, Value> {
         v.as_object().cloned().expect("an object")
+    }
+
+    /// A view of an unfiltered (shared) watch: out of place is not the view's; in place but out
+    /// of the selector is a deletion of what was in the view, nothing otherwise; deletions in
+    /// place pass.
+    #[test]
+    fn a_view_of_a_shared_watch_sees_what_a_watch_with_the_selector_sees() {
+        let scope = LiveScope {
+            kinds: vec![GroupVersionKind::from_api_version("v1", "ConfigMap")],
+            namespaces: vec!["shop".into()],
+            label_selector: Some("app=web".into()),
+        };
+        let rule = scope.admission().expect("valid");
+        let cm = |ns: &str, app: &str| {
+            RawLive::new(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": ns, "labels": {"app": app}}}))
+        };
+        let kind = |c: Option<LiveChange>| match c {
+            Some(LiveChange::Applied(_)) => "applied",
+            Some(LiveChange::Deleted(_)) => "deleted",
+            Some(_) => "other",
+            None => "none",
+        };
+        let view = |c: LiveChange, was_in: bool| kind(rule.view_change(c, was_in));
+        assert_eq!(
+            view(LiveChange::Applied(cm("shop", "web")), false),
+            "applied"
+        );
+        assert_eq!(view(LiveChange::Applied(cm("shop", "db")), true), "deleted");
+        assert_eq!(view(LiveChange::Applied(cm("shop", "db")), false), "none");
+        assert_eq!(view(LiveChange::Applied(cm("other", "web")), true), "none");
+        assert_eq!(view(LiveChange::Deleted(cm("shop", "db")), true), "deleted");
+        assert_eq!(view(LiveChange::Deleted(cm("other", "web")), true), "none");
+        assert_eq!(view(LiveChange::Disconnected("x".into()), true), "other");
     }
 
     /// `(selector, labels, expected)` cases: the API server's meaning.

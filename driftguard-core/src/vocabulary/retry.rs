@@ -76,9 +76,38 @@ pub fn seed(name: &str, salt: u64) -> u64 {
     xxhash_rust::xxh3::xxh3_64(name.as_bytes()) ^ salt.rotate_left(17)
 }
 
+/// Where in `period` a periodic task (a Git poll) whose [`seed`] is `seed` first fires: spread
+/// evenly over the period, so that many tasks with the same period (hundreds of environments
+/// polling) do not all fire at the same moment.
+pub fn offset_in(period: Duration, seed: u64) -> Duration {
+    let millis = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+    if millis == 0 {
+        return Duration::ZERO;
+    }
+    let mut b = Backoff::new(Duration::ZERO, Duration::ZERO, seed);
+    Duration::from_millis(b.next_u64() % millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_spread_over_the_period() {
+        let period = Duration::from_secs(60);
+        let offsets: Vec<Duration> = (0..300)
+            .map(|i| offset_in(period, seed(&format!("env-{i}"), 0)))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < period));
+        // every sixth of the period gets some (300 draws: a bucket empty by chance is ~1e-23)
+        for sixth in 0..6 {
+            let (lo, hi) = (period * sixth / 6, period * (sixth + 1) / 6);
+            let n = offsets.iter().filter(|o| **o >= lo && **o < hi).count();
+            assert!((20..=80).contains(&n), "sixth {sixth}: {n}");
+        }
+        assert_eq!(offset_in(Duration::ZERO, 1), Duration::ZERO);
+        assert_eq!(offset_in(period, 5), offset_in(period, 5));
+    }
 
     #[test]
     fn doubles_to_the_maximum_with_jitter_in_the_upper_half() {

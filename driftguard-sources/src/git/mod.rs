@@ -47,6 +47,7 @@ mod refs;
 mod rendered;
 mod worktree;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -390,6 +391,82 @@ fn fetch_blocking(config: &GitSourceConfig, mirror: &Path) -> Result<(), String>
     )
 }
 
+/// One clone or fetch at a time per mirror, shared by every source of the process that reads
+/// it (environments on the same repository): a source asking while another's fetch runs waits
+/// for it and takes its result instead of fetching again, so that N environments polling one
+/// repository at the same moment cost one `git fetch`, not N (which would also contend for the
+/// mirror's lock files).
+struct Gate {
+    /// When the last fetch ended, and how.
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// Clones and fetches run.
+    runs: std::sync::atomic::AtomicU64,
+}
+
+impl Gate {
+    /// The gate of `mirror` (one per path, for the life of the process).
+    fn of(mirror: &Path) -> Arc<Gate> {
+        static GATES: std::sync::OnceLock<Mutex<HashMap<PathBuf, Arc<Gate>>>> =
+            std::sync::OnceLock::new();
+        GATES
+            .get_or_init(Mutex::default)
+            .lock()
+            .expect("gate lock is never poisoned")
+            .entry(mirror.to_path_buf())
+            .or_insert_with(|| {
+                Arc::new(Gate {
+                    last: tokio::sync::Mutex::new(None),
+                    runs: std::sync::atomic::AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    /// Fetches, unless a fetch that ended after this call began can answer for it.
+    async fn fetch(
+        &self,
+        config: &GitSourceConfig,
+        mirror: &Path,
+    ) -> Result<Result<(), String>, SourceError> {
+        let asked = std::time::Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((ended, result)) = last.as_ref() {
+            if *ended >= asked {
+                return Ok(result.clone());
+            }
+        }
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (config, m) = (config.clone(), mirror.to_path_buf());
+        let result = blocking(move || Ok(fetch_blocking(&config, &m))).await?;
+        *last = Some((std::time::Instant::now(), result.clone()));
+        Ok(result)
+    }
+
+    /// Clones the remote if no mirror is there yet, else fetches (as [`Gate::fetch`]).
+    /// Returns why a fetch failed.
+    async fn prepare(
+        &self,
+        config: &GitSourceConfig,
+        mirror: &Path,
+    ) -> Result<Option<String>, SourceError> {
+        let asked = std::time::Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some((ended, result)) = last.as_ref() {
+            if *ended >= asked && mirror.join("HEAD").is_file() {
+                return Ok(result.clone().err());
+            }
+        }
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (config, m) = (config.clone(), mirror.to_path_buf());
+        let prepared = blocking(move || prepare(&config, &m)).await?;
+        *last = Some((
+            std::time::Instant::now(),
+            prepared.clone().map_or(Ok(()), Err),
+        ));
+        Ok(prepared)
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
@@ -408,10 +485,10 @@ impl GitRepoSource {
     pub async fn open(config: GitSourceConfig) -> Result<Self, SourceError> {
         let mirror = mirror_path(&config);
         let filter = Filter::new(&config.path, &config.include, &config.exclude)?;
+        let fetch_error = Gate::of(&mirror).prepare(&config, &mirror).await?;
         let cfg = config.clone();
         let m = mirror.clone();
-        let (reader, fetch_error, head) = blocking(move || {
-            let fetch_error = prepare(&cfg, &m)?;
+        let (reader, head) = blocking(move || {
             let options = ReaderOptions {
                 kustomize_bin: cfg.kustomize_bin.clone(),
                 helm_bin: cfg.helm_bin.clone(),
@@ -427,7 +504,7 @@ impl GitRepoSource {
                 },
                 other => other,
             })?;
-            Ok((reader, fetch_error, head))
+            Ok((reader, head))
         })
         .await?;
         Ok(GitRepoSource {
@@ -457,6 +534,14 @@ impl GitRepoSource {
     pub fn renders(&self) -> u64 {
         self.reader
             .render_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many times `git fetch` (or the first clone) ran on this source's mirror, in this
+    /// process: every source reading the same remote shares them.
+    pub fn fetches_run(&self) -> u64 {
+        Gate::of(&self.mirror)
+            .runs
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -546,9 +631,9 @@ impl GitSource for GitRepoSource {
     }
 
     async fn fetch(&self) -> Result<Option<Revision>, SourceError> {
-        let config = self.config.clone();
-        let mirror = self.mirror.clone();
-        let fetched = blocking(move || Ok(fetch_blocking(&config, &mirror))).await?;
+        let fetched = Gate::of(&self.mirror)
+            .fetch(&self.config, &self.mirror)
+            .await?;
         if let Err(message) = fetched {
             tracing::warn!(remote = %redact_url(&self.config.url), "fetch failed; keeping the last good revision");
             *self.fetch_error.lock().expect("lock is never poisoned") = Some(message.clone());

@@ -109,9 +109,10 @@ fn error(t: &Target, verb: &str, e: ::kube::Error) -> ApplyError {
             object,
             why,
         },
-        Failure::Kind(why) | Failure::Transient(why) | Failure::Unreachable(why) => {
-            ApplyError::Unreachable { object, why }
-        }
+        Failure::Kind(why)
+        | Failure::Forbidden(why)
+        | Failure::Transient(why)
+        | Failure::Unreachable(why) => ApplyError::Unreachable { object, why },
     }
 }
 

@@ -1,46 +1,37 @@
-//! The watch loop of [`super::KubeLiveSource`].
+//! The watch of one view ([`super::KubeLiveSource`] for one scope) on the cluster's shared
+//! watches ([`super::cache`]).
 //!
-//! One supervisor task lists the scope, emits [`LiveChange::Restarted`] with the complete
-//! state, then starts one plain watch (`?watch=1&resourceVersion=…&allowWatchBookmarks=true`)
-//! per kind and namespace and forwards their events while keeping a cache of the objects:
+//! A view's watch reads the objects of its scope from the shared caches and subscribes to
+//! their announcements at one instant, emits [`LiveChange::Restarted`] with that complete
+//! state, then forwards each announcement its admission rule takes
+//! ([`Admission::view_change`]):
 //!
-//! - a watch that the server closes (timeout) is started again from the last resource version
-//!   seen (objects and bookmarks);
-//! - `410 Gone` (the version is too old) relists only that kind and emits the differences
-//!   against the cache as `Applied`/`Deleted`;
-//! - a connection failure emits [`LiveChange::Disconnected`] once; the supervisor then relists
-//!   everything with exponential backoff and emits `Restarted` when the server answers again;
-//! - a kind whose watch is forbidden (HTTP 403) is no longer watched; the rest goes on.
+//! - a shared watch that relisted (first list, `410 Gone`, a kind readable again) or a view
+//!   that fell behind its announcements reads the caches anew and emits `Restarted`;
+//! - a lost connection emits [`LiveChange::Disconnected`] once; when the API server answers
+//!   again (the shared watches list anew), the view emits `Restarted`;
+//! - a kind that cannot be read is in the snapshot's errors; the rest goes on.
 //!
-//! Dropping the stream stops the supervisor and its watches.
+//! Dropping the stream stops the view; a shared watch stops when no view holds it.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::kube::api::WatchParams;
-use ::kube::core::{Request, WatchEvent};
 use driftguard_core::admission::Admission;
-use driftguard_core::model::RawLive;
-use driftguard_core::ports::{LiveChange, LiveScope};
+use driftguard_core::id::GroupKind;
+use driftguard_core::model::{ObjectMeta, RawLive};
+use driftguard_core::ports::{LiveChange, LiveScope, LiveSnapshot};
 use driftguard_core::retry::{self, Backoff};
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use serde_json::Value;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{broadcast, mpsc};
 
-use super::{classify, is_gone, object_key, resource_version, Failure, Inner, Listed, Target};
+use super::cache::{Note, Phase};
+use super::{object_key, Inner};
 
-/// How long the server keeps one watch open (it then ends it; the watch is started again).
-const WATCH_TIMEOUT_SECS: u32 = 290;
-/// A watch that says nothing (not even a bookmark) for this long is taken as broken.
-const IDLE_LIMIT: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 60);
-/// How many times a listing with transient errors (HTTP 429/5xx) is tried again before its
-/// errors are reported as they are.
-const TRANSIENT_RETRIES: u32 = 10;
-
-/// Starts the supervisor and returns the stream of changes (`rule` is the scope's admission
-/// rule: every change passes [`Admission::admits_change`]).
+/// Starts the view's watch and returns the stream of changes (`rule` is the scope's admission
+/// rule: every change passes it).
 pub(super) fn start(
     inner: Arc<Inner>,
     scope: LiveScope,
@@ -48,7 +39,7 @@ pub(super) fn start(
 ) -> BoxStream<'static, LiveChange> {
     let (tx, rx) = mpsc::channel::<LiveChange>(1024);
     tokio::spawn(
-        Supervisor {
+        View {
             inner,
             scope,
             rule,
@@ -56,44 +47,76 @@ pub(super) fn start(
         }
         .run(),
     );
-    futures_util::stream::unfold(rx, |mut rx| async move {
+    stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|change| (change, rx))
     })
     .boxed()
 }
 
-/// What a watch task tells the supervisor.
-enum Msg {
-    /// An object event.
-    Event(usize, WatchEvent<Value>),
-    /// The resource version is too old: relist.
-    Gone(usize),
-    /// The watch failed.
-    Failed(usize, Failure),
-}
-
-struct Supervisor {
+struct View {
     inner: Arc<Inner>,
     scope: LiveScope,
     rule: Admission,
     tx: mpsc::Sender<LiveChange>,
 }
 
-/// The reason a round of watches ended.
+/// The objects in a view with a label selector (`namespace/name` by kind), so that an object
+/// whose labels leave the selector is announced as deleted, and one that never matched is not
+/// announced at all. Without a selector nothing is kept: place alone decides.
+#[derive(Default)]
+struct Members(Option<HashSet<(GroupKind, String)>>);
+
+impl Members {
+    fn new(rule: &Admission, objects: &[RawLive]) -> Self {
+        if rule.selector().is_none() {
+            return Members(None);
+        }
+        Members(Some(
+            objects.iter().map(|o| member(o.object.value())).collect(),
+        ))
+    }
+
+    fn contains(&self, value: &Value) -> bool {
+        self.0.as_ref().is_none_or(|m| m.contains(&member(value)))
+    }
+
+    fn note(&mut self, change: &LiveChange) {
+        let Some(m) = self.0.as_mut() else {
+            return;
+        };
+        match change {
+            LiveChange::Applied(o) => {
+                m.insert(member(o.object.value()));
+            }
+            LiveChange::Deleted(o) => {
+                m.remove(&member(o.object.value()));
+            }
+            LiveChange::Restarted(_) | LiveChange::Disconnected(_) => {}
+        }
+    }
+}
+
+fn member(value: &Value) -> (GroupKind, String) {
+    let meta = ObjectMeta::of(value);
+    (meta.group_kind(), object_key(value))
+}
+
+/// Why a view stopped following its watches.
 enum End {
     /// The consumer dropped the stream.
     Closed,
-    /// Connection lost (or some failure that needs a full relist).
-    Lost(String),
+    /// Read the caches anew.
+    Resync,
+    /// The connection was lost (already announced).
+    Lost,
 }
 
-impl Supervisor {
+impl View {
     async fn send(&self, change: LiveChange) -> Result<(), ()> {
         self.tx.send(change).await.map_err(|_| ())
     }
 
     async fn run(self) {
-        let mut backoff = Duration::ZERO;
         let salt = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos().into());
@@ -103,22 +126,13 @@ impl Supervisor {
             retry::seed(&self.inner.describe, salt),
         );
         let mut announced = false;
-        let mut transient_tries = 0;
         loop {
-            if !backoff.is_zero() {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = self.tx.closed() => return,
-                }
-            }
-            let listing = match self.inner.list_scope(&self.scope, &self.rule).await {
-                Ok(l) if l.transient && transient_tries < TRANSIENT_RETRIES => {
-                    // the server is up but not ready for some kinds (just restarted): wait
-                    transient_tries += 1;
-                    backoff = policy.next_delay();
-                    continue;
-                }
-                Ok(l) => l,
+            let covered = tokio::select! {
+                c = self.inner.cover(&self.scope, &self.rule) => c,
+                _ = self.tx.closed() => return,
+            };
+            let coverage = match covered {
+                Ok(c) => c,
                 Err(e) => {
                     if !announced {
                         tracing::warn!(source = %self.inner.describe, error = %e, "watch: live state unknown");
@@ -131,262 +145,98 @@ impl Supervisor {
                         }
                         announced = true;
                     }
-                    backoff = policy.next_delay();
+                    tokio::select! {
+                        _ = tokio::time::sleep(policy.next_delay()) => {}
+                        _ = self.tx.closed() => return,
+                    }
                     continue;
                 }
             };
-            backoff = Duration::ZERO;
             policy.reset();
-            transient_tries = 0;
-            let mut targets = Vec::with_capacity(listing.listed.len());
-            let mut caches = Vec::with_capacity(listing.listed.len());
+            announced = false;
             let mut objects = Vec::new();
-            for Listed {
-                target,
-                resource_version,
-                items,
-            } in listing.listed
-            {
-                let cache: HashMap<String, Value> =
-                    items.iter().map(|o| (object_key(o), o.clone())).collect();
-                objects.extend(items.into_iter().map(RawLive::new));
-                targets.push((target, resource_version));
-                caches.push(cache);
+            let mut receivers = Vec::with_capacity(coverage.watches.len());
+            for w in &coverage.watches {
+                match w.phase() {
+                    Phase::Ready => receivers.push(w.read_and_follow(&self.rule, &mut objects)),
+                    // a kind that cannot be read now: its errors are in the snapshot, and it
+                    // announces when it can be read
+                    _ => receivers.push(w.read_and_follow(&self.rule, &mut Vec::new())),
+                }
             }
-            let snapshot = driftguard_core::ports::LiveSnapshot {
-                served: listing.served,
+            let snapshot = LiveSnapshot {
+                served: coverage.served.clone(),
                 objects,
-                errors: listing.errors,
+                errors: coverage.errors.clone(),
             };
+            let mut members = Members::new(&self.rule, &snapshot.objects);
             if self.send(LiveChange::Restarted(snapshot)).await.is_err() {
                 return;
             }
-            match self.watch_round(targets, caches).await {
+            match self.follow(receivers, &mut members).await {
                 End::Closed => return,
-                End::Lost(reason) => {
-                    tracing::warn!(source = %self.inner.describe, %reason, "watch: connection lost");
-                    if self.send(LiveChange::Disconnected(reason)).await.is_err() {
-                        return;
-                    }
-                    announced = true;
-                }
+                End::Resync => {}
+                End::Lost => announced = true,
             }
         }
     }
 
-    /// Watches every target until the connection is lost or the consumer goes away.
-    async fn watch_round(
+    /// Forwards the announcements of `receivers` until a resync is needed.
+    async fn follow(
         &self,
-        targets: Vec<(Target, String)>,
-        mut caches: Vec<HashMap<String, Value>>,
+        receivers: Vec<broadcast::Receiver<Note>>,
+        members: &mut Members,
     ) -> End {
-        let (mtx, mut mrx) = mpsc::channel::<Msg>(1024);
-        let mut tasks = JoinSet::new();
-        let selector = self.rule.selector().map(|s| s.as_str().to_owned());
-        for (i, (target, rv)) in targets.iter().enumerate() {
-            tasks.spawn(watch_one(
-                self.inner.clone(),
-                target.clone(),
-                rv.clone(),
-                selector.clone(),
-                i,
-                mtx.clone(),
-            ));
-        }
-        let mut live_targets = targets.len();
+        let streams = receivers.into_iter().map(|rx| {
+            stream::unfold(rx, |mut rx| async move {
+                let note = rx.recv().await;
+                match note {
+                    Err(broadcast::error::RecvError::Closed) => None,
+                    other => Some((other, rx)),
+                }
+            })
+            .boxed()
+        });
+        let mut merged = stream::select_all(streams);
         loop {
-            let msg = tokio::select! {
-                m = mrx.recv() => m,
+            let note = tokio::select! {
+                n = merged.next() => n,
                 _ = self.tx.closed() => return End::Closed,
             };
-            let Some(msg) = msg else {
-                // every watch was dropped (all forbidden): wait for the consumer to go
-                self.tx.closed().await;
-                return End::Closed;
-            };
-            match msg {
-                Msg::Event(i, event) => {
-                    let target = &targets[i].0;
-                    let change = match event {
-                        WatchEvent::Added(mut o) | WatchEvent::Modified(mut o) => {
-                            target.fill_type(&mut o);
-                            LiveChange::Applied(RawLive::new(o))
-                        }
-                        WatchEvent::Deleted(mut o) => {
-                            target.fill_type(&mut o);
-                            LiveChange::Deleted(RawLive::new(o))
-                        }
-                        WatchEvent::Bookmark(_) | WatchEvent::Error(_) => continue,
-                    };
-                    // a deletion is admitted whatever its labels (an object whose labels left
-                    // the selector is announced as deleted): see `Admission::admits_change`
-                    if !self.rule.admits_change(&change) {
-                        continue;
-                    }
-                    match &change {
-                        LiveChange::Applied(o) => {
-                            let value = o.object.value();
-                            caches[i].insert(object_key(value), value.clone());
-                        }
-                        LiveChange::Deleted(o) => {
-                            caches[i].remove(&object_key(o.object.value()));
-                        }
-                        LiveChange::Restarted(_) | LiveChange::Disconnected(_) => {}
-                    }
-                    if self.send(change).await.is_err() {
+            let change = match note {
+                Some(Ok(Note::Applied(v))) => self.change(&v, LiveChange::Applied, members),
+                Some(Ok(Note::Deleted(v))) => self.change(&v, LiveChange::Deleted, members),
+                Some(Ok(Note::Relisted)) | Some(Err(_)) | None => return End::Resync,
+                Some(Ok(Note::Lost(reason))) => {
+                    tracing::warn!(source = %self.inner.describe, %reason, "watch: connection lost");
+                    if self.send(LiveChange::Disconnected(reason)).await.is_err() {
                         return End::Closed;
                     }
+                    return End::Lost;
                 }
-                Msg::Gone(i) => {
-                    let target = &targets[i].0;
-                    let lp = self.inner.list_params(&self.rule);
-                    let (items, rv) = match self.inner.list_target(target, &lp, &self.rule).await {
-                        Ok(r) => r,
-                        Err(e) => return End::Lost(format!("relisting {}: {e}", target.gvk.kind)),
-                    };
-                    let mut fresh: HashMap<String, Value> = HashMap::with_capacity(items.len());
-                    let mut changes = Vec::new();
-                    for o in items {
-                        let key = object_key(&o);
-                        let same = caches[i]
-                            .get(&key)
-                            .is_some_and(|old| resource_version(old) == resource_version(&o));
-                        if !same {
-                            changes.push(LiveChange::Applied(RawLive::new(o.clone())));
-                        }
-                        fresh.insert(key, o);
-                    }
-                    for (key, old) in caches[i].drain() {
-                        if !fresh.contains_key(&key) {
-                            changes.push(LiveChange::Deleted(RawLive::new(old)));
-                        }
-                    }
-                    caches[i] = fresh;
-                    for c in changes {
-                        if self.send(c).await.is_err() {
-                            return End::Closed;
-                        }
-                    }
-                    tasks.spawn(watch_one(
-                        self.inner.clone(),
-                        target.clone(),
-                        rv,
-                        selector.clone(),
-                        i,
-                        mtx.clone(),
-                    ));
-                }
-                Msg::Failed(i, failure) => {
-                    let target = &targets[i].0;
-                    match failure {
-                        Failure::Kind(reason) => {
-                            // e.g. list allowed but watch forbidden: stop watching this kind
-                            tracing::warn!(source = %self.inner.describe, kind = %target.gvk.kind,
-                                %reason, "watch: kind no longer watched");
-                            live_targets -= 1;
-                            if live_targets == 0 {
-                                drop(tasks);
-                                self.tx.closed().await;
-                                return End::Closed;
-                            }
-                        }
-                        Failure::Unreachable(reason)
-                        | Failure::Unauthorized(reason)
-                        | Failure::Transient(reason) => return End::Lost(reason),
-                    }
+            };
+            if let Some(change) = change {
+                members.note(&change);
+                if self.send(change).await.is_err() {
+                    return End::Closed;
                 }
             }
         }
     }
-}
 
-/// Watches one target from `rv`, starting again each time the server ends the watch.
-async fn watch_one(
-    inner: Arc<Inner>,
-    target: Target,
-    mut rv: String,
-    selector: Option<String>,
-    index: usize,
-    tx: mpsc::Sender<Msg>,
-) {
-    let request = Request::new(target.url());
-    let mut wp = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
-    if let Some(sel) = &selector {
-        wp = wp.labels(sel);
-    }
-    loop {
-        let req = match request.watch(&wp, &rv) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx
-                    .send(Msg::Failed(index, Failure::Kind(e.to_string())))
-                    .await;
-                return;
-            }
-        };
-        let stream = match inner.client.request_events::<Value>(req).await {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = if is_gone(&e) {
-                    Msg::Gone(index)
-                } else {
-                    Msg::Failed(index, classify(&e))
-                };
-                let _ = tx.send(msg).await;
-                return;
-            }
-        };
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            let next = match tokio::time::timeout(IDLE_LIMIT, stream.next()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    let _ = tx
-                        .send(Msg::Failed(
-                            index,
-                            Failure::Unreachable("watch went silent".into()),
-                        ))
-                        .await;
-                    return;
-                }
-            };
-            let event = match next {
-                // the server ended the watch: start it again from where it stopped
-                None => break,
-                Some(Ok(event)) => event,
-                Some(Err(e)) => {
-                    let msg = if is_gone(&e) {
-                        Msg::Gone(index)
-                    } else {
-                        Msg::Failed(index, classify(&e))
-                    };
-                    let _ = tx.send(msg).await;
-                    return;
-                }
-            };
-            match &event {
-                WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                    if let Some(v) = resource_version(o) {
-                        rv = v.to_owned();
-                    }
-                }
-                WatchEvent::Bookmark(b) => {
-                    rv = b.metadata.resource_version.clone();
-                    continue;
-                }
-                WatchEvent::Error(status) => {
-                    let msg = if status.code == 410 {
-                        Msg::Gone(index)
-                    } else {
-                        Msg::Failed(index, classify(&::kube::Error::Api(status.clone())))
-                    };
-                    let _ = tx.send(msg).await;
-                    return;
-                }
-            }
-            if tx.send(Msg::Event(index, event)).await.is_err() {
-                return;
-            }
+    /// The view's change for an announced object (`None`: not this view's).
+    fn change(
+        &self,
+        value: &Value,
+        make: fn(RawLive) -> LiveChange,
+        members: &Members,
+    ) -> Option<LiveChange> {
+        // most announcements are other views' objects: the place is checked before copying
+        if !self.rule.admits_place(value) {
+            return None;
         }
+        let was_in = members.contains(value);
+        self.rule
+            .view_change(make(RawLive::new(value.clone())), was_in)
     }
 }
