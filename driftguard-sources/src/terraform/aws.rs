@@ -1,32 +1,49 @@
 //! Listing an AWS account for resources in no Terraform state (feature `aws`): S3 buckets,
 //! VPCs, security groups, EC2 instances and RDS instances, through the AWS APIs (S3
 //! `ListBuckets`; EC2 `DescribeVpcs`, `DescribeSecurityGroups`, `DescribeInstances`; RDS
-//! `DescribeDBInstances`), every request signed with AWS Signature Version 4 ([`sign`]), every
-//! page read (`NextToken`, `Marker`, `ContinuationToken`).
+//! `DescribeDBInstances`), every request signed with AWS Signature Version 4 (the `aws-sigv4`
+//! crate), every answer read with an XML parser (`roxmltree`), every page read
+//! (`NextToken`, `Marker`, `ContinuationToken`).
 //!
-//! Credentials come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
-//! `AWS_SESSION_TOKEN`), as the AWS provider reads them; they are never logged or shown. An
-//! `endpoint` sends every request there instead of AWS (LocalStack, moto's server).
+//! Credentials come from the AWS SDK's default credential chain (`aws-config`), as the AWS
+//! provider finds them: the environment (`AWS_ACCESS_KEY_ID`, ...), the profile files
+//! (`AWS_PROFILE`, with SSO and `credential_process`), a web identity token (IRSA), container
+//! credentials (ECS, EKS Pod Identity), then the instance metadata service. They are resolved
+//! once per listing and never logged or shown. [`AwsConfig::credentials`] replaces the chain
+//! with fixed keys. An `endpoint` sends every listing request there instead of AWS (LocalStack,
+//! moto's server); the chain itself still talks to AWS.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+};
+use aws_sigv4::sign::v4;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use driftguard_core::error::chain;
 use driftguard_core::terraform::cloud::AWS_KINDS;
 use driftguard_core::terraform::{CloudError, CloudInventory, CloudResource};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use reqwest::header::{HeaderName, HeaderValue};
+use roxmltree::{Document, Node};
+use tokio::sync::OnceCell;
 
 use super::CloudLister;
+
+/// AWS credentials (the SDK's own type): `Debug` shows the access key id, never the secret
+/// key or the session token.
+pub use aws_credential_types::Credentials;
 
 /// How an AWS account is listed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AwsConfig {
     /// Regions whose VPCs, security groups and instances are listed (S3 buckets are global).
+    /// The first is also the region of the credential chain's own calls (STS, SSO).
     pub regions: Vec<String>,
-    /// Send every request to this URL instead of AWS (`http://127.0.0.1:5000`).
+    /// Send every listing request to this URL instead of AWS (`http://127.0.0.1:5000`).
     pub endpoint: Option<String>,
     /// Kinds to list (default: all of [`AWS_KINDS`]).
     pub kinds: Vec<String>,
@@ -34,7 +51,7 @@ pub struct AwsConfig {
     pub exclude: Vec<String>,
     /// Longest one request may take.
     pub timeout: Duration,
-    /// The credentials (default: from the environment when listing).
+    /// Fixed credentials instead of the default credential chain.
     pub credentials: Option<Credentials>,
 }
 
@@ -50,7 +67,7 @@ impl fmt::Debug for AwsConfig {
 }
 
 impl AwsConfig {
-    /// Every kind of `regions`, on AWS itself, credentials from the environment.
+    /// Every kind of `regions`, on AWS itself, credentials from the default chain.
     pub fn new(regions: Vec<String>) -> Self {
         AwsConfig {
             regions,
@@ -61,298 +78,119 @@ impl AwsConfig {
             credentials: None,
         }
     }
-}
 
-/// AWS credentials. `Debug` shows only the access key id.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
-    /// The access key id.
-    pub access_key_id: String,
-    /// The secret access key.
-    pub secret_access_key: String,
-    /// A session token, for temporary credentials.
-    pub session_token: Option<String>,
-}
-
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+    /// The region of the credential chain's calls and of S3's listing.
+    fn home_region(&self) -> &str {
+        self.regions.first().map_or("us-east-1", String::as_str)
     }
 }
 
-impl Credentials {
-    /// From `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
-    pub fn from_env() -> Option<Credentials> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        Some(Credentials {
-            access_key_id: var("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
-            session_token: var("AWS_SESSION_TOKEN"),
-        })
-    }
-}
-
-/// One request to sign.
-#[derive(Clone, Debug)]
-pub struct Request<'a> {
-    /// `GET` or `POST`.
-    pub method: &'a str,
-    /// The host (`ec2.us-east-1.amazonaws.com`, `127.0.0.1:5000`).
-    pub host: &'a str,
-    /// The path (`/`).
-    pub path: &'a str,
-    /// Query parameters.
-    pub query: &'a [(String, String)],
-    /// The body.
-    pub body: &'a [u8],
-    /// The region signed for.
-    pub region: &'a str,
-    /// The service signed for (`s3`, `ec2`, `rds`).
-    pub service: &'a str,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-/// RFC 3986 encoding as SigV4 wants it (unreserved characters kept, `/` kept in paths).
-fn uri_encode(s: &str, path: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            b'/' if path => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// The canonical query string of SigV4 (and the one sent).
-pub fn canonical_query(query: &[(String, String)]) -> String {
-    let mut pairs: Vec<(String, String)> = query
+/// Signs `request` for `service` in `region` at `time` with AWS Signature Version 4, adding
+/// `x-amz-date`, `x-amz-content-sha256` (S3 needs it, the others accept it),
+/// `x-amz-security-token` with temporary credentials, and `authorization`. Every header
+/// already on the request is signed; the host is the URL's.
+fn sign(
+    request: &mut reqwest::Request,
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+) -> Result<(), Failure> {
+    let failed = |e: &dyn std::error::Error| {
+        Failure(format!("cannot sign a request to {service}: {}", chain(e)))
+    };
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .expect("identity, region, name and time are all given")
+        .into();
+    let headers: Vec<(&str, &str)> = request
+        .headers()
         .iter()
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    let body = request
+        .body()
+        .and_then(reqwest::Body::as_bytes)
+        .unwrap_or(b"");
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        request.url().as_str(),
+        headers.into_iter(),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| failed(&e))?;
+    let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
+        .map_err(|e| failed(&e))?
+        .into_parts();
+    let (added, _params) = instructions.into_parts();
+    for h in added {
+        // a session token with a control character, say
+        let mut value = HeaderValue::from_str(h.value()).map_err(|e| failed(&e))?;
+        // the token and the signature stay out of reqwest's Debug
+        value.set_sensitive(h.sensitive() || h.name() == "authorization");
+        request
+            .headers_mut()
+            .insert(HeaderName::from_static(h.name()), value);
+    }
+    Ok(())
 }
 
-/// Signs `req` with AWS Signature Version 4 at `now`: the headers to send (`x-amz-date`,
-/// `x-amz-content-sha256`, `x-amz-security-token` when there is a session token, and
-/// `authorization`).
-pub fn sign(req: &Request<'_>, creds: &Credentials, now: DateTime<Utc>) -> Vec<(String, String)> {
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let date = now.format("%Y%m%d").to_string();
-    let payload = hex(&Sha256::digest(req.body));
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    headers.insert("host".into(), req.host.to_owned());
-    headers.insert("x-amz-content-sha256".into(), payload.clone());
-    headers.insert("x-amz-date".into(), amz_date.clone());
-    if let Some(t) = &creds.session_token {
-        headers.insert("x-amz-security-token".into(), t.clone());
-    }
-    let signed: Vec<&str> = headers.keys().map(String::as_str).collect();
-    let signed = signed.join(";");
-    let canonical_headers: String = headers
-        .iter()
-        .map(|(k, v)| format!("{k}:{}\n", v.trim()))
-        .collect();
-    let canonical = format!(
-        "{}\n{}\n{}\n{}\n{}\n{}",
-        req.method,
-        uri_encode(req.path, true),
-        canonical_query(req.query),
-        canonical_headers,
-        signed,
-        payload
-    );
-    let scope = format!("{date}/{}/{}/aws4_request", req.region, req.service);
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let k_date = hmac(
-        format!("AWS4{}", creds.secret_access_key).as_bytes(),
-        date.as_bytes(),
-    );
-    let k_region = hmac(&k_date, req.region.as_bytes());
-    let k_service = hmac(&k_region, req.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    let signature = hex(&hmac(&k_signing, to_sign.as_bytes()));
-    let mut out: Vec<(String, String)> = headers.into_iter().filter(|(k, _)| k != "host").collect();
-    out.push((
-        "authorization".into(),
-        format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={signature}",
-            creds.access_key_id
-        ),
-    ));
-    out
+/// The first child element named `name` (any namespace).
+fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    node.children().find(|c| c.has_tag_name(name))
 }
 
-/// A small XML element tree, enough for the AWS query and S3 APIs' answers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Element {
-    /// The element's name (without a namespace prefix).
-    pub name: String,
-    /// Its text (entities decoded), when it holds text.
-    pub text: String,
-    /// Its child elements.
-    pub children: Vec<Element>,
+/// The `item` elements of the child `set` (EC2's lists).
+fn items<'a, 'i>(node: Node<'a, 'i>, set: &str) -> impl Iterator<Item = Node<'a, 'i>> {
+    child(node, set)
+        .into_iter()
+        .flat_map(|s| s.children().filter(|c| c.has_tag_name("item")))
 }
 
-impl Element {
-    /// The first child named `name`.
-    pub fn child(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find(|c| c.name == name)
+/// The text of the element at `path` (child names; empty for an empty element).
+fn text_at<'a>(node: Node<'a, '_>, path: &[&str]) -> Option<&'a str> {
+    let mut e = node;
+    for p in path {
+        e = child(e, p)?;
     }
-
-    /// The children named `name`.
-    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
-    /// The text of the element at `path` (child names).
-    pub fn text_at(&self, path: &[&str]) -> Option<&str> {
-        let mut e = self;
-        for p in path {
-            e = e.child(p)?;
-        }
-        Some(e.text.as_str())
-    }
-
-    /// Every element named `name` at any depth (depth first).
-    pub fn find_all<'a>(&'a self, name: &str, out: &mut Vec<&'a Element>) {
-        for c in &self.children {
-            if c.name == name {
-                out.push(c);
-            }
-            c.find_all(name, out);
-        }
-    }
+    Some(e.text().unwrap_or(""))
 }
 
-fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_owned();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i..];
-        let Some(end) = after.find(';') else {
-            out.push_str(after);
-            return out;
-        };
-        let entity = &after[1..end];
-        let decoded = match entity {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            e if e.starts_with("#x") => u32::from_str_radix(&e[2..], 16)
-                .ok()
-                .and_then(char::from_u32),
-            e if e.starts_with('#') => e[1..].parse().ok().and_then(char::from_u32),
-            _ => None,
-        };
-        match decoded {
-            Some(c) => out.push(c),
-            None => out.push_str(&after[..=end]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
+/// The first element named `name` at any depth, `node` included.
+fn find<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
+    node.descendants().find(|d| d.has_tag_name(name))
 }
 
-/// Parses an XML document into its root element (declarations, comments and attributes are
-/// skipped; CDATA is text).
-pub fn parse_xml(text: &str) -> Option<Element> {
-    let mut stack: Vec<Element> = vec![Element::default()];
-    let mut rest = text;
-    while let Some(i) = rest.find('<') {
-        let before = &rest[..i];
-        if !before.trim().is_empty() {
-            if let Some(top) = stack.last_mut() {
-                top.text.push_str(&decode_entities(before));
-            }
-        }
-        let after = &rest[i..];
-        if let Some(c) = after.strip_prefix("<![CDATA[") {
-            let end = c.find("]]>")?;
-            if let Some(top) = stack.last_mut() {
-                top.text.push_str(&c[..end]);
-            }
-            rest = &c[end + 3..];
-            continue;
-        }
-        if let Some(c) = after.strip_prefix("<!--") {
-            rest = &c[c.find("-->")? + 3..];
-            continue;
-        }
-        let end = after.find('>')?;
-        let tag = &after[1..end];
-        rest = &after[end + 1..];
-        if tag.starts_with('?') || tag.starts_with('!') {
-            continue;
-        }
-        if let Some(name) = tag.strip_prefix('/') {
-            let done = stack.pop()?;
-            let local = name.trim().rsplit(':').next().unwrap_or(name);
-            if done.name != local {
-                return None;
-            }
-            stack.last_mut()?.children.push(done);
-            continue;
-        }
-        let self_closing = tag.ends_with('/');
-        let name = tag.trim_end_matches('/').split_whitespace().next()?;
-        let local = name.rsplit(':').next().unwrap_or(name);
-        let e = Element {
-            name: local.to_owned(),
-            ..Element::default()
-        };
-        if self_closing {
-            stack.last_mut()?.children.push(e);
-        } else {
-            stack.push(e);
-        }
-    }
-    let mut doc = stack.pop()?;
-    if !stack.is_empty() {
-        return None;
-    }
-    doc.children.pop()
+/// The `Name` tag of an EC2 item.
+fn name_tag(item: Node<'_, '_>) -> Option<String> {
+    items(item, "tagSet")
+        .find(|t| text_at(*t, &["key"]) == Some("Name"))
+        .and_then(|t| text_at(t, &["value"]))
+        .map(str::to_owned)
 }
 
 /// The account's lister.
-#[derive(Debug)]
 pub struct AwsLister {
     config: AwsConfig,
     http: reqwest::Client,
+    /// The credential chain, built at the first listing (it reads the profile files).
+    provider: OnceCell<SharedCredentialsProvider>,
+}
+
+impl fmt::Debug for AwsLister {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsLister")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One failed request, as one line (the AWS error code and message, or the HTTP status).
@@ -366,165 +204,150 @@ impl AwsLister {
             .timeout(config.timeout)
             .build()
             .unwrap_or_default();
-        AwsLister { config, http }
-    }
-
-    fn credentials(&self) -> Option<Credentials> {
-        self.config
-            .credentials
-            .clone()
-            .or_else(Credentials::from_env)
-    }
-
-    /// The base URL and host of a service in a region.
-    fn endpoint(&self, service: &str, region: &str) -> (String, String) {
-        match &self.config.endpoint {
-            Some(e) => {
-                let base = e.trim_end_matches('/').to_owned();
-                let host = base
-                    .split_once("://")
-                    .map_or(base.as_str(), |(_, h)| h)
-                    .split('/')
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                (base, host)
-            }
-            None => {
-                let host = format!("{service}.{region}.amazonaws.com");
-                (format!("https://{host}"), host)
-            }
+        AwsLister {
+            config,
+            http,
+            provider: OnceCell::new(),
         }
     }
 
-    /// One signed request; its XML answer.
+    /// The fixed credentials, or the SDK's default chain over the SDK's HTTP client (rustls
+    /// with ring), in the first region (no region lookup, so no metadata call for it).
+    async fn build_provider(&self) -> SharedCredentialsProvider {
+        if let Some(c) = &self.config.credentials {
+            return SharedCredentialsProvider::new(c.clone());
+        }
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(self.config.home_region().to_owned()))
+            .http_client(http)
+            .load()
+            .await
+            .credentials_provider()
+            .expect("the loader builds the default chain when none is set")
+    }
+
+    /// Credentials for one listing.
+    async fn credentials(&self) -> Result<Credentials, Failure> {
+        let provider = self.provider.get_or_init(|| self.build_provider()).await;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Failure(format!("no AWS credentials: {}", chain(&e))))
+    }
+}
+
+/// One listing, with its credentials.
+struct Listing<'a> {
+    config: &'a AwsConfig,
+    http: &'a reqwest::Client,
+    credentials: Credentials,
+}
+
+impl Listing<'_> {
+    /// The base URL of a service in a region.
+    fn base(&self, service: &str, region: &str) -> String {
+        match &self.config.endpoint {
+            Some(e) => e.trim_end_matches('/').to_owned(),
+            None => format!("https://{service}.{region}.amazonaws.com"),
+        }
+    }
+
+    /// One signed request (a query, or a form for EC2 and RDS); its XML answer's text.
     async fn call(
         &self,
         service: &str,
         region: &str,
-        method: &str,
-        query: Vec<(String, String)>,
-        form: Option<Vec<(String, String)>>,
-    ) -> Result<Element, Failure> {
-        let creds = self.credentials().ok_or_else(|| {
-            Failure("no AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)".into())
-        })?;
-        let (base, host) = self.endpoint(service, region);
-        let body = form.as_deref().map(canonical_query).unwrap_or_default();
-        let req = Request {
-            method,
-            host: &host,
-            path: "/",
-            query: &query,
-            body: body.as_bytes(),
+        query: &[(&str, &str)],
+        form: Option<&[(&str, &str)]>,
+    ) -> Result<String, Failure> {
+        let base = self.base(service, region);
+        let url = format!("{base}/");
+        let builder = match form {
+            Some(f) => self.http.post(&url).form(f),
+            None => self.http.get(&url),
+        };
+        let mut request = builder
+            .query(query)
+            .build()
+            .map_err(|e| Failure(format!("cannot build a request to {service}: {e}")))?;
+        sign(
+            &mut request,
+            &self.credentials,
             region,
             service,
-        };
-        let headers = sign(
-            &req,
-            &creds,
-            DateTime::<Utc>::from(std::time::SystemTime::now()),
-        );
-        let q = canonical_query(&query);
-        let url = if q.is_empty() {
-            format!("{base}/")
-        } else {
-            format!("{base}/?{q}")
-        };
-        let mut rb = match method {
-            "POST" => self.http.post(&url),
-            _ => self.http.get(&url),
-        };
-        for (k, v) in headers {
-            rb = rb.header(k, v);
-        }
-        if form.is_some() {
-            rb = rb
-                .header(
-                    "content-type",
-                    "application/x-www-form-urlencoded; charset=utf-8",
-                )
-                .body(body);
-        }
-        let resp = rb.send().await.map_err(|e| {
-            Failure(format!(
-                "cannot reach {service} at {base}: {}",
-                driftguard_core::error::chain(&e)
-            ))
-        })?;
+            SystemTime::now(),
+        )?;
+        let resp = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|e| Failure(format!("cannot reach {service} at {base}: {}", chain(&e))))?;
         let status = resp.status();
         let text = resp
             .text()
             .await
             .map_err(|e| Failure(format!("cannot read the answer of {service}: {e}")))?;
-        let doc = parse_xml(&text);
         if !status.is_success() {
-            let mut errors = Vec::new();
-            if let Some(d) = &doc {
-                if d.name == "Error" {
-                    errors.push(d);
-                }
-                d.find_all("Error", &mut errors);
-            }
-            let msg = errors
-                .first()
+            let doc = Document::parse(&text).ok();
+            let msg = doc
+                .as_ref()
+                .and_then(|d| find(d.root_element(), "Error"))
                 .map(|e| {
                     format!(
                         "{}: {}",
-                        e.text_at(&["Code"]).unwrap_or("error"),
-                        e.text_at(&["Message"]).unwrap_or("")
+                        text_at(e, &["Code"]).unwrap_or("error"),
+                        text_at(e, &["Message"]).unwrap_or("")
                     )
                 })
                 .unwrap_or_else(|| format!("HTTP {status}"));
             return Err(Failure(format!("{service} answered {msg}")));
         }
-        doc.ok_or_else(|| Failure(format!("{service} answered something that is not XML")))
+        Ok(text)
     }
 
-    /// An EC2 `Describe*` action, every page.
-    async fn ec2(&self, region: &str, action: &str) -> Result<Vec<Element>, Failure> {
-        let mut pages = Vec::new();
+    /// An EC2 `Describe*` action, every page, each page read by `read`.
+    async fn ec2(
+        &self,
+        region: &str,
+        action: &str,
+        read: impl Fn(Node<'_, '_>) -> Vec<CloudResource>,
+    ) -> Result<Vec<CloudResource>, Failure> {
+        let mut out = Vec::new();
         let mut token: Option<String> = None;
-        loop {
-            let mut form = vec![
-                ("Action".to_owned(), action.to_owned()),
-                ("Version".to_owned(), "2016-11-15".to_owned()),
-            ];
+        for _ in 0..1000 {
+            let mut form = vec![("Action", action), ("Version", "2016-11-15")];
             if let Some(t) = &token {
-                form.push(("NextToken".into(), t.clone()));
+                form.push(("NextToken", t));
             }
-            let doc = self
-                .call("ec2", region, "POST", Vec::new(), Some(form))
-                .await?;
-            token = doc
-                .text_at(&["nextToken"])
+            let text = self.call("ec2", region, &[], Some(&form)).await?;
+            let doc = parse(&text, "ec2")?;
+            out.extend(read(doc.root_element()));
+            token = text_at(doc.root_element(), &["nextToken"])
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
-            pages.push(doc);
-            if token.is_none() || pages.len() > 1000 {
-                return Ok(pages);
+            if token.is_none() {
+                break;
             }
         }
+        Ok(out)
     }
 
     async fn buckets(&self) -> Result<Vec<CloudResource>, Failure> {
-        let region = self
-            .config
-            .regions
-            .first()
-            .map_or("us-east-1", String::as_str);
+        let region = self.config.home_region();
         let mut out = Vec::new();
         let mut token: Option<String> = None;
-        loop {
+        for _ in 0..1000 {
             let mut query = Vec::new();
             if let Some(t) = &token {
-                query.push(("continuation-token".to_owned(), t.clone()));
+                query.push(("continuation-token", t.as_str()));
             }
-            let doc = self.call("s3", region, "GET", query, None).await?;
-            let mut found = Vec::new();
-            doc.find_all("Bucket", &mut found);
-            for b in found {
-                if let Some(name) = b.text_at(&["Name"]) {
+            let text = self.call("s3", region, &query, None).await?;
+            let doc = parse(&text, "s3")?;
+            for b in doc.descendants().filter(|d| d.has_tag_name("Bucket")) {
+                if let Some(name) = text_at(b, &["Name"]) {
                     out.push(CloudResource {
                         kind: "aws_s3_bucket".into(),
                         id: name.to_owned(),
@@ -533,108 +356,83 @@ impl AwsLister {
                     });
                 }
             }
-            token = doc
-                .text_at(&["ContinuationToken"])
+            token = text_at(doc.root_element(), &["ContinuationToken"])
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
             if token.is_none() {
-                return Ok(out);
+                break;
             }
         }
+        Ok(out)
     }
 
     async fn vpcs(&self, region: &str) -> Result<Vec<CloudResource>, Failure> {
-        let mut out = Vec::new();
-        for page in self.ec2(region, "DescribeVpcs").await? {
-            for item in page.child("vpcSet").into_iter().flat_map(|s| s.all("item")) {
-                let Some(id) = item.text_at(&["vpcId"]) else {
-                    continue;
-                };
-                out.push(CloudResource {
-                    kind: "aws_vpc".into(),
-                    id: id.to_owned(),
-                    name: name_tag(item),
-                    default: item.text_at(&["isDefault"]) == Some("true"),
-                });
-            }
-        }
-        Ok(out)
+        self.ec2(region, "DescribeVpcs", |page| {
+            items(page, "vpcSet")
+                .filter_map(|item| {
+                    Some(CloudResource {
+                        kind: "aws_vpc".into(),
+                        id: text_at(item, &["vpcId"])?.to_owned(),
+                        name: name_tag(item),
+                        default: text_at(item, &["isDefault"]) == Some("true"),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn security_groups(&self, region: &str) -> Result<Vec<CloudResource>, Failure> {
-        let mut out = Vec::new();
-        for page in self.ec2(region, "DescribeSecurityGroups").await? {
-            for item in page
-                .child("securityGroupInfo")
-                .into_iter()
-                .flat_map(|s| s.all("item"))
-            {
-                let Some(id) = item.text_at(&["groupId"]) else {
-                    continue;
-                };
-                let name = item.text_at(&["groupName"]).map(str::to_owned);
-                out.push(CloudResource {
-                    kind: "aws_security_group".into(),
-                    id: id.to_owned(),
-                    // every VPC's own group
-                    default: name.as_deref() == Some("default"),
-                    name,
-                });
-            }
-        }
-        Ok(out)
+        self.ec2(region, "DescribeSecurityGroups", |page| {
+            items(page, "securityGroupInfo")
+                .filter_map(|item| {
+                    let name = text_at(item, &["groupName"]).map(str::to_owned);
+                    Some(CloudResource {
+                        kind: "aws_security_group".into(),
+                        id: text_at(item, &["groupId"])?.to_owned(),
+                        // every VPC's own group
+                        default: name.as_deref() == Some("default"),
+                        name,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn instances(&self, region: &str) -> Result<Vec<CloudResource>, Failure> {
-        let mut out = Vec::new();
-        for page in self.ec2(region, "DescribeInstances").await? {
-            for reservation in page
-                .child("reservationSet")
-                .into_iter()
-                .flat_map(|s| s.all("item"))
-            {
-                for item in reservation
-                    .child("instancesSet")
-                    .into_iter()
-                    .flat_map(|s| s.all("item"))
-                {
-                    let Some(id) = item.text_at(&["instanceId"]) else {
-                        continue;
-                    };
-                    let state = item.text_at(&["instanceState", "name"]).unwrap_or("");
-                    if state == "terminated" || state == "shutting-down" {
-                        continue;
-                    }
-                    out.push(CloudResource {
+        self.ec2(region, "DescribeInstances", |page| {
+            items(page, "reservationSet")
+                .flat_map(|reservation| items(reservation, "instancesSet"))
+                .filter(|item| {
+                    let state = text_at(*item, &["instanceState", "name"]).unwrap_or("");
+                    state != "terminated" && state != "shutting-down"
+                })
+                .filter_map(|item| {
+                    Some(CloudResource {
                         kind: "aws_instance".into(),
-                        id: id.to_owned(),
+                        id: text_at(item, &["instanceId"])?.to_owned(),
                         name: name_tag(item),
                         default: false,
-                    });
-                }
-            }
-        }
-        Ok(out)
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn databases(&self, region: &str) -> Result<Vec<CloudResource>, Failure> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         for _ in 0..1000 {
-            let mut form = vec![
-                ("Action".to_owned(), "DescribeDBInstances".to_owned()),
-                ("Version".to_owned(), "2014-10-31".to_owned()),
-            ];
+            let mut form = vec![("Action", "DescribeDBInstances"), ("Version", "2014-10-31")];
             if let Some(m) = &marker {
-                form.push(("Marker".into(), m.clone()));
+                form.push(("Marker", m));
             }
-            let doc = self
-                .call("rds", region, "POST", Vec::new(), Some(form))
-                .await?;
-            let mut found = Vec::new();
-            doc.find_all("DBInstance", &mut found);
-            for d in found {
-                let Some(id) = d.text_at(&["DBInstanceIdentifier"]) else {
+            let text = self.call("rds", region, &[], Some(&form)).await?;
+            let doc = parse(&text, "rds")?;
+            for d in doc.descendants().filter(|d| d.has_tag_name("DBInstance")) {
+                let Some(id) = text_at(d, &["DBInstanceIdentifier"]) else {
                     continue;
                 };
                 out.push(CloudResource {
@@ -644,27 +442,41 @@ impl AwsLister {
                     default: false,
                 });
             }
-            let mut markers = Vec::new();
-            doc.find_all("Marker", &mut markers);
-            marker = markers
-                .first()
-                .map(|m| m.text.clone())
-                .filter(|m| !m.is_empty());
+            marker = find(doc.root_element(), "Marker")
+                .and_then(|m| m.text())
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned);
             if marker.is_none() {
                 break;
             }
         }
         Ok(out)
     }
+
+    /// Every resource of `kind`, in every region (S3: once).
+    async fn kind(&self, kind: &str) -> Result<Vec<CloudResource>, Failure> {
+        if kind == "aws_s3_bucket" {
+            return self.buckets().await;
+        }
+        let mut found = Vec::new();
+        for region in &self.config.regions {
+            let listed = match kind {
+                "aws_vpc" => self.vpcs(region).await,
+                "aws_security_group" => self.security_groups(region).await,
+                "aws_instance" => self.instances(region).await,
+                "aws_db_instance" => self.databases(region).await,
+                other => Err(Failure(format!("{other} cannot be listed"))),
+            };
+            found.extend(listed.map_err(|Failure(m)| Failure(format!("{region}: {m}")))?);
+        }
+        Ok(found)
+    }
 }
 
-/// The `Name` tag of an EC2 item.
-fn name_tag(item: &Element) -> Option<String> {
-    item.child("tagSet")?
-        .all("item")
-        .find(|t| t.text_at(&["key"]) == Some("Name"))
-        .and_then(|t| t.text_at(&["value"]))
-        .map(str::to_owned)
+/// A successful answer's XML document.
+fn parse<'i>(text: &'i str, service: &str) -> Result<Document<'i>, Failure> {
+    Document::parse(text)
+        .map_err(|e| Failure(format!("{service} answered something that is not XML: {e}")))
 }
 
 #[async_trait]
@@ -686,41 +498,25 @@ impl CloudLister for AwsLister {
             exclude: self.config.exclude.clone(),
             ..CloudInventory::default()
         };
+        let listing = self.credentials().await.map(|credentials| Listing {
+            config: &self.config,
+            http: &self.http,
+            credentials,
+        });
         for kind in &self.config.kinds {
-            let mut found = Vec::new();
-            let mut failed: Option<String> = None;
-            if kind == "aws_s3_bucket" {
-                match self.buckets().await {
-                    Ok(b) => found = b,
-                    Err(Failure(m)) => failed = Some(m),
-                }
-            } else {
-                for region in &self.config.regions {
-                    let listed = match kind.as_str() {
-                        "aws_vpc" => self.vpcs(region).await,
-                        "aws_security_group" => self.security_groups(region).await,
-                        "aws_instance" => self.instances(region).await,
-                        "aws_db_instance" => self.databases(region).await,
-                        other => Err(Failure(format!("{other} cannot be listed"))),
-                    };
-                    match listed {
-                        Ok(r) => found.extend(r),
-                        Err(Failure(m)) => {
-                            failed = Some(format!("{region}: {m}"));
-                            break;
-                        }
-                    }
-                }
-            }
-            match failed {
-                Some(message) => inv.errors.push(CloudError {
-                    kind: kind.clone(),
-                    message,
-                }),
-                None => {
+            let listed = match &listing {
+                Ok(l) => l.kind(kind).await,
+                Err(Failure(m)) => Err(Failure(m.clone())),
+            };
+            match listed {
+                Ok(found) => {
                     inv.kinds.push(kind.clone());
                     inv.resources.extend(found);
                 }
+                Err(Failure(message)) => inv.errors.push(CloudError {
+                    kind: kind.clone(),
+                    message,
+                }),
             }
         }
         inv
@@ -730,55 +526,51 @@ impl CloudLister for AwsLister {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
 
     #[test]
     fn signature_v4_matches_the_aws_test_suite() {
         // the `get-vanilla-query-order-key-case` case of AWS's SigV4 test suite, with the
         // content hash header every request of this module carries (S3 needs it), checked
         // against botocore's signer
-        let creds = Credentials {
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
-            session_token: None,
-        };
-        let now = Utc
-            .with_ymd_and_hms(2015, 8, 30, 12, 36, 0)
-            .single()
-            .expect("valid time");
-        let query = vec![
-            ("Param2".to_owned(), "value2".to_owned()),
-            ("Param1".to_owned(), "value1".to_owned()),
-        ];
-        let headers = sign(
-            &Request {
-                method: "GET",
-                host: "example.amazonaws.com",
-                path: "/",
-                query: &query,
-                body: b"",
-                region: "us-east-1",
-                service: "service",
-            },
-            &creds,
-            now,
-        );
-        let auth = headers
-            .iter()
-            .find(|(k, _)| k == "authorization")
-            .map(|(_, v)| v.as_str())
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let creds = Credentials::new("AKIDEXAMPLE", secret, None, None, "test");
+        // 2015-08-30T12:36:00Z
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
+        let url = "https://example.amazonaws.com/?Param2=value2&Param1=value1";
+        let mut request =
+            reqwest::Request::new(reqwest::Method::GET, url.parse().expect("valid URL"));
+        sign(&mut request, &creds, "us-east-1", "service", now).expect("signed");
+        let auth = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
             .expect("authorization");
         assert_eq!(
             auth,
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=311c7f58b10b06de8540bb5a27f441ee0609f1d5ad7b191e68d7ea87d90e3d6b"
         );
+        assert_eq!(request.headers()["x-amz-date"], "20150830T123600Z");
+        assert!(request.headers().get("x-amz-security-token").is_none());
         assert!(!format!("{creds:?}").contains("wJalr"));
+        assert!(!format!("{request:?}").contains("Signature="));
+
+        // temporary credentials: the token is sent, signed and hidden
+        let token = "TOKEN-of-a-session";
+        let temporary = Credentials::new("AKIDEXAMPLE", secret, Some(token.into()), None, "t");
+        let mut request =
+            reqwest::Request::new(reqwest::Method::GET, url.parse().expect("valid URL"));
+        sign(&mut request, &temporary, "us-east-1", "service", now).expect("signed");
+        assert_eq!(request.headers()["x-amz-security-token"], token);
+        assert!(request.headers()["authorization"]
+            .to_str()
+            .expect("ASCII")
+            .contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token"));
+        assert!(!format!("{temporary:?} {request:?}").contains(token));
     }
 
     #[test]
     fn xml_answers_are_read() {
-        let doc = parse_xml(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
 <DescribeVpcsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
   <requestId>7a62c49f</requestId>
   <vpcSet>
@@ -787,15 +579,86 @@ mod tests {
       <tagSet><item><key>Name</key><value>a &amp; b</value></item></tagSet></item>
   </vpcSet>
   <nextToken><![CDATA[t<1>]]></nextToken>
-</DescribeVpcsResponse>"#,
-        )
-        .expect("XML");
-        assert_eq!(doc.name, "DescribeVpcsResponse");
-        let items: Vec<&Element> = doc.child("vpcSet").expect("set").all("item").collect();
+</DescribeVpcsResponse>"#;
+        let doc = parse(text, "ec2").expect("XML");
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "DescribeVpcsResponse");
+        let items: Vec<Node> = items(root, "vpcSet").collect();
         assert_eq!(items.len(), 2);
         assert_eq!(name_tag(items[1]).as_deref(), Some("a & b"));
-        assert_eq!(items[0].text_at(&["isDefault"]), Some("true"));
-        assert_eq!(doc.text_at(&["nextToken"]), Some("t<1>"));
-        assert!(parse_xml("<a><b></a>").is_none());
+        assert_eq!(name_tag(items[0]), None);
+        assert_eq!(text_at(items[0], &["isDefault"]), Some("true"));
+        assert_eq!(text_at(root, &["nextToken"]), Some("t<1>"));
+        assert!(parse("<a><b></a>", "ec2").is_err());
+    }
+
+    #[test]
+    fn an_error_answer_names_its_code() {
+        let text = r#"<Response><Errors><Error><Code>UnauthorizedOperation</Code>
+<Message>You are not authorized</Message></Error></Errors></Response>"#;
+        let doc = parse(text, "ec2").expect("XML");
+        let e = find(doc.root_element(), "Error").expect("an Error");
+        assert_eq!(text_at(e, &["Code"]), Some("UnauthorizedOperation"));
+    }
+
+    /// The credential chain reads the process environment, so the check runs in a child
+    /// process of this test binary whose environment holds nothing but a profile: no keys,
+    /// no instance metadata (`AWS_EC2_METADATA_DISABLED`), no network at all.
+    #[test]
+    fn credentials_come_from_a_profile_file() {
+        const CHILD: &str = "DRIFTGUARD_TEST_AWS_PROFILE_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let lister = AwsLister::new(AwsConfig::new(vec!["eu-west-1".into()]));
+            let creds = rt
+                .block_on(lister.credentials())
+                .expect("credentials from the profile");
+            assert_eq!(creds.access_key_id(), "AKIDPROFILE");
+            assert_eq!(creds.secret_access_key(), "secret-from-the-file");
+            assert_eq!(creds.session_token(), Some("token-from-the-file"));
+            return;
+        }
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let config = dir.path().join("config");
+        let credentials = dir.path().join("credentials");
+        std::fs::write(&config, "[profile ci]\nregion = eu-west-1\n").expect("written");
+        std::fs::write(
+            &credentials,
+            "[ci]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = \
+             secret-from-the-file\naws_session_token = token-from-the-file\n",
+        )
+        .expect("written");
+        let name = concat!(module_path!(), "::credentials_come_from_a_profile_file");
+        let name = name.split_once("::").map_or(name, |(_, n)| n);
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", name, "--test-threads=1"])
+            .env_clear()
+            .env(CHILD, "1")
+            .env("HOME", dir.path())
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_PROFILE", "ci")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[tokio::test]
+    async fn fixed_credentials_replace_the_chain() {
+        let mut config = AwsConfig::new(vec!["us-east-1".into()]);
+        config.credentials = Some(Credentials::new("AKIDFIXED", "s3cr3t", None, None, "test"));
+        let lister = AwsLister::new(config);
+        let creds = lister.credentials().await.expect("the fixed credentials");
+        assert_eq!(creds.access_key_id(), "AKIDFIXED");
+        assert!(!format!("{lister:?}").contains("s3cr3t"));
     }
 }
