@@ -113,6 +113,11 @@ pub struct EnvironmentConfig {
     /// (like an Argo CD Application with a Helm source; see docs/helm.md).
     #[serde(default)]
     pub helm: Option<HelmConfig>,
+    /// Kustomize options over the folder `git.path` or `dir` (like an Argo CD Application's
+    /// `kustomize` options or a Flux Kustomization): the folder is built through an overlay
+    /// that sets them (a folder without `kustomization.yaml` is taken whole, as Flux does).
+    #[serde(default)]
+    pub kustomize: Option<KustomizeConfig>,
     /// Render the desired side with a command run in the folder `git.path` or `dir`, whose
     /// standard output is YAML or JSON objects (jsonnet, cdk8s, kcl, a script of your own; in
     /// the spirit of Argo CD's config management plugins).
@@ -273,6 +278,10 @@ pub struct GitConfig {
     /// Globs of files to leave out.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Whether files in subfolders of `path` are read (default true; an Argo CD directory
+    /// Application without `recurse` reads only the folder's own files: false).
+    #[serde(default)]
+    pub recurse: Option<bool>,
     /// Name of an environment variable holding an HTTPS token.
     #[serde(default)]
     pub token_env: Option<String>,
@@ -378,6 +387,72 @@ pub struct HelmConfig {
     /// Longest one `helm template` may run (default `2m`).
     #[serde(default)]
     pub timeout: Option<HumanDuration>,
+}
+
+/// Kustomize options applied through an overlay over the environment's folder, with the
+/// meaning of Argo CD's `spec.source.kustomize` and of a Flux Kustomization's fields of the same
+/// names. Substituted values may come from Secrets: they are never stored or shown.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KustomizeConfig {
+    /// Prefix of every object's name (`namePrefix`).
+    #[serde(default)]
+    pub name_prefix: Option<String>,
+    /// Suffix of every object's name (`nameSuffix`).
+    #[serde(default)]
+    pub name_suffix: Option<String>,
+    /// Namespace of every namespaced object (`namespace`; Flux's `targetNamespace`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Image overrides in Argo CD's syntax: `name=newName:tag`, `name:tag`, `name@digest`
+    /// (Flux's `images` entries are turned into it).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Labels added to every object (`commonLabels`; selectors too, as kustomize does).
+    #[serde(default)]
+    pub common_labels: std::collections::BTreeMap<String, String>,
+    /// Annotations added to every object (`commonAnnotations`).
+    #[serde(default)]
+    pub common_annotations: std::collections::BTreeMap<String, String>,
+    /// Patches (`patches`: strategic merge or JSON 6902, inline or a file of the repository).
+    #[serde(default)]
+    pub patches: Vec<KustomizePatch>,
+    /// Replica counts by object name (`replicas`).
+    #[serde(default)]
+    pub replicas: Vec<KustomizeReplicas>,
+    /// Components, relative to the folder (`components`).
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// `${name}` variables replaced in the built objects (Flux's `postBuild.substitute` and
+    /// `substituteFrom`; `${name:=default}` takes the default when the name is not given).
+    #[serde(default)]
+    pub substitute: std::collections::BTreeMap<String, String>,
+}
+
+/// One kustomize patch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KustomizePatch {
+    /// The patch, inline (YAML or JSON).
+    #[serde(default)]
+    pub patch: Option<String>,
+    /// The patch, a file relative to the folder.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The objects patched (kustomize's `target`: group, version, kind, name, namespace,
+    /// labelSelector, annotationSelector).
+    #[serde(default)]
+    pub target: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A replica count by object name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KustomizeReplicas {
+    /// The object's name.
+    pub name: String,
+    /// The count.
+    pub count: u32,
 }
 
 /// Inline Helm values: YAML text, or a mapping.
