@@ -54,6 +54,8 @@ pub mod engine;
 pub mod scanner;
 pub mod state;
 pub mod terraform;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 /// The names most users need.
 pub mod prelude {

@@ -806,23 +806,14 @@ mod episode_rule_tests {
     }
 
     fn drift(updated: i64, resolved: bool) -> Drift {
-        Drift {
-            episode: "ep".into(),
-            id: ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web"),
-            api_version: "apps/v1".into(),
-            kind: DriftKind::Modified,
-            direction: Direction::Forward,
-            severity: Severity::High,
-            fields: Vec::new(),
-            attribution: Attribution::default(),
-            detected_at: at(0),
-            updated_at: at(updated),
-            resolved_at: resolved.then(|| at(updated)),
-            resolution: resolved.then_some(Resolution::Reverted),
-            resolved_by: None,
-            revision: None,
-            provenance: None,
-            findings: Vec::new(),
+        let d = crate::testkit::drift()
+            .severity(Severity::High)
+            .detected(at(0))
+            .updated(at(updated));
+        if resolved {
+            d.resolved(at(updated), Resolution::Reverted).build()
+        } else {
+            d.build()
         }
     }
 

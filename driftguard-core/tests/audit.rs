@@ -17,6 +17,7 @@ use driftguard_core::memory::{
 use driftguard_core::model::Revision;
 use driftguard_core::prelude::*;
 use driftguard_core::state::Drift;
+use driftguard_core::testkit::{configmap, deployment};
 use futures_executor::block_on;
 use serde_json::{json, Value};
 
@@ -94,29 +95,32 @@ fn entry(manager: &str, secs: i64, fields: Value) -> Value {
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 fn git_deployment() -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop"}, "spec": {"replicas": 2}})
+    deployment("web").replicas(2).build()
 }
 
 fn git_config() -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": "shop"},
-        "data": {"A": "a", "B": "b"}})
+    configmap("settings").data("A", "a").data("B", "b").build()
 }
 
 /// The live Deployment, applied from Git with `kubectl apply` (its last-applied annotation).
-fn deployment(replicas: i64, managed: Vec<Value>) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "managedFields": managed,
-            "annotations": {LAST_APPLIED: git_deployment().to_string()}},
-        "spec": {"replicas": replicas}})
+fn live_deployment(replicas: i64, managed: Vec<Value>) -> Value {
+    deployment("web")
+        .uid("u1")
+        .managed_fields(managed)
+        .annotation(LAST_APPLIED, &git_deployment().to_string())
+        .replicas(replicas)
+        .build()
 }
 
-fn config(a: &str, b: &str, managed: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "settings", "namespace": "shop", "uid": "u2", "managedFields": managed,
-            "annotations": {LAST_APPLIED: git_config().to_string()}},
-        "data": {"A": a, "B": b}})
+/// The live ConfigMap, applied from Git with `kubectl apply`.
+fn live_config(a: &str, b: &str, managed: Vec<Value>) -> Value {
+    configmap("settings")
+        .uid("u2")
+        .managed_fields(managed)
+        .annotation(LAST_APPLIED, &git_config().to_string())
+        .data("A", a)
+        .data("B", b)
+        .build()
 }
 
 fn applied() -> Value {
@@ -154,8 +158,8 @@ impl World {
         });
         let live = Arc::new(MemoryLiveSource::new());
         live.set(vec![
-            RawLive::new(deployment(2, vec![applied()])),
-            RawLive::new(config("a", "b", vec![applied()])),
+            RawLive::new(live_deployment(2, vec![applied()])),
+            RawLive::new(live_config("a", "b", vec![applied()])),
         ]);
         World {
             git,
@@ -187,7 +191,7 @@ impl World {
     /// edits data.A and Bob patches data.B of the ConfigMap.
     fn hand_changes(&self) -> Vec<AuditEvent> {
         self.live.set(vec![
-            RawLive::new(deployment(
+            RawLive::new(live_deployment(
                 5,
                 vec![
                     applied(),
@@ -198,7 +202,7 @@ impl World {
                     ),
                 ],
             )),
-            RawLive::new(config(
+            RawLive::new(live_config(
                 "alice's",
                 "bob's",
                 vec![

@@ -15,6 +15,7 @@ use driftguard_core::ports::{PruneStats, ScanBatch, ScanSummary, StoreError};
 use driftguard_core::prelude::*;
 use driftguard_core::query::{DriftStatus, EventQuery};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::testkit::deployment;
 use futures_executor::block_on;
 use serde_json::{json, Value};
 
@@ -60,12 +61,6 @@ impl DriftStore for FlakyStore {
     }
 }
 
-fn deployment(name: &str, replicas: i64) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"replicas": replicas}})
-}
-
 fn served(mut v: Value) -> Value {
     v["metadata"]["uid"] = json!("u");
     v
@@ -86,7 +81,7 @@ fn world() -> World {
         objects: ["a", "b"]
             .iter()
             .map(|n| RawManifest {
-                object: RawObject::new(deployment(n, 2)),
+                object: RawObject::new(deployment(n).replicas(2).build()),
                 provenance: Provenance::default(),
             })
             .collect(),
@@ -94,8 +89,8 @@ fn world() -> World {
     });
     let live = Arc::new(MemoryLiveSource::new());
     live.set(vec![
-        RawLive::new(served(deployment("a", 2))),
-        RawLive::new(served(deployment("b", 2))),
+        RawLive::new(served(deployment("a").replicas(2).build())),
+        RawLive::new(served(deployment("b").replicas(2).build())),
     ]);
     let store = Arc::new(FlakyStore::default());
     let clock = Arc::new(ManualClock::new(t0()));
@@ -140,9 +135,9 @@ fn live_changes_the_store_refuses_are_kept_and_written_later_with_their_time() {
     let first_at = w.clock.now();
     let r = block_on(
         w.scanner
-            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
-                "a", 5,
-            ))))),
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("a").replicas(5).build(),
+            )))),
     );
     assert!(
         matches!(r, Err(ScanError::Unwritten { queued: 1, .. })),
@@ -152,9 +147,9 @@ fn live_changes_the_store_refuses_are_kept_and_written_later_with_their_time() {
     let second_at = w.clock.now();
     let r = block_on(
         w.scanner
-            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
-                "b", 7,
-            ))))),
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("b").replicas(7).build(),
+            )))),
     );
     assert!(
         matches!(r, Err(ScanError::Unwritten { queued: 2, .. })),
@@ -202,8 +197,8 @@ fn live_changes_the_store_refuses_are_kept_and_written_later_with_their_time() {
     assert_eq!(announced(&w.notifier), 2);
     // and a full scan now agrees with what was kept
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 5))),
-        RawLive::new(served(deployment("b", 7))),
+        RawLive::new(served(deployment("a").replicas(5).build())),
+        RawLive::new(served(deployment("b").replicas(7).build())),
     ]);
     let report = block_on(w.scanner.scan()).expect("scan");
     assert!(report.events.is_empty(), "{:?}", report.events);
@@ -223,10 +218,11 @@ fn concurrent_scans_and_changes_run_one_at_a_time() {
     // many changes and scans at once: the scanner serializes them itself
     let changes: Vec<_> = (0..20)
         .map(|i| {
-            LiveChange::Applied(RawLive::new(served(deployment(
-                if i % 2 == 0 { "a" } else { "b" },
-                3 + i,
-            ))))
+            LiveChange::Applied(RawLive::new(served(
+                deployment(if i % 2 == 0 { "a" } else { "b" })
+                    .replicas(3 + i)
+                    .build(),
+            )))
         })
         .collect();
     let futures = changes
@@ -269,9 +265,9 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
     w.clock.advance(Duration::minutes(1));
     let events = block_on(
         w.scanner
-            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
-                "a", 5,
-            ))))),
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("a").replicas(5).build(),
+            )))),
     )
     .expect("written in term 1");
     assert_eq!(events.len(), 1);
@@ -283,9 +279,9 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
     w.clock.advance(Duration::minutes(1));
     let r = block_on(
         w.scanner
-            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
-                "b", 9,
-            ))))),
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("b").replicas(9).build(),
+            )))),
     );
     match r {
         Err(ScanError::Unwritten {
@@ -316,15 +312,15 @@ fn batches_carry_the_epoch_and_an_older_term_is_refused_and_announces_nothing() 
     assert!(block_on(w.scanner.open_drifts()).is_empty());
     let before_scan = block_on(
         w.scanner
-            .apply_live_change(&LiveChange::Applied(RawLive::new(served(deployment(
-                "b", 9,
-            ))))),
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("b").replicas(9).build(),
+            )))),
     )
     .expect("nothing to do before a full scan");
     assert!(before_scan.is_empty());
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 5))),
-        RawLive::new(served(deployment("b", 9))),
+        RawLive::new(served(deployment("a").replicas(5).build())),
+        RawLive::new(served(deployment("b").replicas(9).build())),
     ]);
     let report = block_on(w.scanner.scan()).expect("scan of term 3");
     // `a` is already open in the store: only `b` is new
@@ -350,8 +346,8 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
     // both drift: a is remediated (by another process: its event is in the store), b is
     // expected to be
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 5))),
-        RawLive::new(served(deployment("b", 5))),
+        RawLive::new(served(deployment("a").replicas(5).build())),
+        RawLive::new(served(deployment("b").replicas(5).build())),
     ]);
     w.clock.advance(Duration::seconds(1));
     let report = block_on(w.scanner.scan()).expect("drift scan");
@@ -391,8 +387,8 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
     w.scanner.forget_remediation(&open[0].episode);
     w.scanner.expect_remediation(&open[1].episode, record(true));
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 2))),
-        RawLive::new(served(deployment("b", 2))),
+        RawLive::new(served(deployment("a").replicas(2).build())),
+        RawLive::new(served(deployment("b").replicas(2).build())),
     ]);
     w.clock.advance(Duration::seconds(1));
     let report = block_on(w.scanner.scan()).expect("resolving scan");
@@ -420,8 +416,8 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
 
     // a drift that ends by someone else's hand (a failed remediation before it) does not
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 7))),
-        RawLive::new(served(deployment("b", 2))),
+        RawLive::new(served(deployment("a").replicas(7).build())),
+        RawLive::new(served(deployment("b").replicas(2).build())),
     ]);
     w.clock.advance(Duration::seconds(1));
     let report = block_on(w.scanner.scan()).expect("drift again");
@@ -438,8 +434,8 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
     )
     .expect("stored");
     w.live.set(vec![
-        RawLive::new(served(deployment("a", 2))),
-        RawLive::new(served(deployment("b", 2))),
+        RawLive::new(served(deployment("a").replicas(2).build())),
+        RawLive::new(served(deployment("b").replicas(2).build())),
     ]);
     w.clock.advance(Duration::seconds(1));
     let report = block_on(w.scanner.scan()).expect("resolved by hand");

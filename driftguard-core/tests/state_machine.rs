@@ -10,6 +10,7 @@ use driftguard_core::memory::{
 };
 use driftguard_core::ports::{KindError, ObjectVersion};
 use driftguard_core::prelude::*;
+use driftguard_core::testkit::{configmap, deployment};
 use futures_executor::block_on;
 use serde_json::{json, Value};
 
@@ -21,17 +22,21 @@ fn t0() -> DateTime<Utc> {
         .expect("valid time")
 }
 
-fn deployment(replicas: i64, image: &str) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
-            {"name": "app", "image": image}]}}}})
+/// The Deployment `shop/web` of these tests.
+fn web(replicas: i64, image: &str) -> Value {
+    deployment("web")
+        .label("app", "web")
+        .replicas(replicas)
+        .image(image)
+        .build()
 }
 
-fn configmap(name: &str, labels: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "shop", "labels": labels},
-        "data": {"k": "v"}})
+/// A ConfigMap of these tests, in `shop`, with `labels`.
+fn config(name: &str, labels: Value) -> Value {
+    configmap(name)
+        .set("/metadata/labels", labels)
+        .data("k", "v")
+        .build()
 }
 
 /// What the API server would return for a desired object: defaults, status, uid.
@@ -153,14 +158,14 @@ fn render(e: &DriftEvent) -> String {
 #[test]
 fn forward_drift_reverted() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     assert_eq!(w.scan(), Vec::<String>::new());
-    w.live(&[deployment(5, "app:1")]);
+    w.live(&[web(5, "app:1")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
     // nothing new: no event, no write
     assert_eq!(w.scan(), Vec::<String>::new());
-    w.live(&[deployment(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     assert_eq!(
         w.scan(),
         vec!["resolved:Deployment/web:modified:forward:reverted"]
@@ -170,12 +175,12 @@ fn forward_drift_reverted() {
 #[test]
 fn forward_drift_adopted_into_git() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.live(&[deployment(3, "app:2")]);
+    w.live(&[web(3, "app:2")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
-    w.git(&[deployment(3, "app:2")]);
+    w.git(&[web(3, "app:2")]);
     assert_eq!(
         w.scan(),
         vec!["resolved:Deployment/web:modified:forward:adopted"]
@@ -185,12 +190,12 @@ fn forward_drift_adopted_into_git() {
 #[test]
 fn reverse_drift_applied() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.git(&[deployment(3, "app:2")]);
+    w.git(&[web(3, "app:2")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:reverse"]);
-    w.live(&[deployment(3, "app:2")]);
+    w.live(&[web(3, "app:2")]);
     assert_eq!(
         w.scan(),
         vec!["resolved:Deployment/web:modified:reverse:applied"]
@@ -200,23 +205,23 @@ fn reverse_drift_applied() {
 #[test]
 fn conflict_when_both_sides_moved() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.git(&[deployment(3, "app:2")]);
-    w.live(&[deployment(3, "app:3")]);
+    w.git(&[web(3, "app:2")]);
+    w.live(&[web(3, "app:3")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:conflict"]);
 }
 
 #[test]
 fn changed_when_drifted_fields_change() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.live(&[deployment(5, "app:1")]);
+    w.live(&[web(5, "app:1")]);
     w.scan();
-    w.live(&[deployment(5, "app:9")]);
+    w.live(&[web(5, "app:9")]);
     assert_eq!(w.scan(), vec!["changed:Deployment/web:modified:forward"]);
     let drifts = block_on(w.store.drifts(&DriftQuery::default())).expect("query");
     assert_eq!(drifts.total, 1, "one episode across the change");
@@ -231,12 +236,12 @@ fn changed_when_drifted_fields_change() {
 #[test]
 fn missing_forward_then_recreated() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
     w.live(&[]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:missing:forward"]);
-    w.live(&[deployment(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     assert_eq!(
         w.scan(),
         vec!["resolved:Deployment/web:missing:forward:reverted"]
@@ -246,16 +251,16 @@ fn missing_forward_then_recreated() {
 #[test]
 fn missing_reverse_when_added_to_git_and_never_applied() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    let cm = configmap("settings", json!({}));
-    w.git(&[deployment(3, "app:1"), cm.clone()]);
+    let cm = config("settings", json!({}));
+    w.git(&[web(3, "app:1"), cm.clone()]);
     assert_eq!(
         w.scan(),
         vec!["detected:ConfigMap/settings:missing:reverse"]
     );
-    w.live(&[deployment(3, "app:1"), cm]);
+    w.live(&[web(3, "app:1"), cm]);
     assert_eq!(
         w.scan(),
         vec!["resolved:ConfigMap/settings:missing:reverse:applied"]
@@ -265,14 +270,14 @@ fn missing_reverse_when_added_to_git_and_never_applied() {
 #[test]
 fn missing_removed_from_git() {
     let mut w = World::new();
-    let cm = configmap("settings", json!({}));
-    w.git(&[deployment(3, "app:1"), cm]);
-    w.live(&[deployment(3, "app:1")]);
+    let cm = config("settings", json!({}));
+    w.git(&[web(3, "app:1"), cm]);
+    w.live(&[web(3, "app:1")]);
     assert_eq!(
         w.scan(),
         vec!["detected:ConfigMap/settings:missing:unknown"]
     );
-    w.git(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
     assert_eq!(
         w.scan(),
         vec!["resolved:ConfigMap/settings:missing:unknown:removed"]
@@ -282,13 +287,13 @@ fn missing_removed_from_git() {
 #[test]
 fn orphan_forward_created_by_hand_then_deleted() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1"), configmap("a", json!({}))]);
-    w.live(&[deployment(3, "app:1"), configmap("a", json!({}))]);
+    w.git(&[web(3, "app:1"), config("a", json!({}))]);
+    w.live(&[web(3, "app:1"), config("a", json!({}))]);
     w.scan();
-    let hand = configmap("hand", json!({"driftguard.io/tracked": "true"}));
-    w.live(&[deployment(3, "app:1"), configmap("a", json!({})), hand]);
+    let hand = config("hand", json!({"driftguard.io/tracked": "true"}));
+    w.live(&[web(3, "app:1"), config("a", json!({})), hand]);
     assert_eq!(w.scan(), vec!["detected:ConfigMap/hand:orphan:forward"]);
-    w.live(&[deployment(3, "app:1"), configmap("a", json!({}))]);
+    w.live(&[web(3, "app:1"), config("a", json!({}))]);
     assert_eq!(
         w.scan(),
         vec!["resolved:ConfigMap/hand:orphan:forward:removed"]
@@ -298,13 +303,13 @@ fn orphan_forward_created_by_hand_then_deleted() {
 #[test]
 fn orphan_reverse_removed_from_git_then_adopted_back() {
     let mut w = World::new();
-    let b = configmap("b", json!({}));
-    w.git(&[configmap("a", json!({})), b.clone()]);
-    w.live(&[configmap("a", json!({})), b.clone()]);
+    let b = config("b", json!({}));
+    w.git(&[config("a", json!({})), b.clone()]);
+    w.live(&[config("a", json!({})), b.clone()]);
     w.scan();
-    w.git(&[configmap("a", json!({}))]);
+    w.git(&[config("a", json!({}))]);
     assert_eq!(w.scan(), vec!["detected:ConfigMap/b:orphan:reverse"]);
-    w.git(&[configmap("a", json!({})), b]);
+    w.git(&[config("a", json!({})), b]);
     assert_eq!(
         w.scan(),
         vec!["resolved:ConfigMap/b:orphan:reverse:adopted"]
@@ -314,15 +319,15 @@ fn orphan_reverse_removed_from_git_then_adopted_back() {
 #[test]
 fn resolution_after_restart_and_no_repeat_announcements() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.live(&[deployment(1, "app:1")]);
+    w.live(&[web(1, "app:1")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
     w.restart();
     // the new process reads the records back: nothing announced twice
     assert_eq!(w.scan(), Vec::<String>::new());
-    w.live(&[deployment(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.restart();
     assert_eq!(
         w.scan(),
@@ -354,10 +359,10 @@ fn resolution_after_restart_and_no_repeat_announcements() {
 #[test]
 fn unreachable_cluster_resolves_nothing() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
-    w.live(&[deployment(5, "app:1")]);
+    w.live(&[web(5, "app:1")]);
     w.scan();
     w.live.set_unreachable();
     w.clock.advance(Duration::minutes(1));
@@ -391,16 +396,16 @@ fn first_scan_direction_from_git_history() {
         vec![
             ObjectVersion {
                 commit: commit("bbbb", "Bea", "bump app to 2"),
-                object: Some(RawObject::new(deployment(3, "app:2"))),
+                object: Some(RawObject::new(web(3, "app:2"))),
             },
             ObjectVersion {
                 commit: commit("aaaa", "Al", "first"),
-                object: Some(RawObject::new(deployment(3, "app:1"))),
+                object: Some(RawObject::new(web(3, "app:1"))),
             },
         ],
     );
-    w.git(&[deployment(3, "app:2")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:2")]);
+    w.live(&[web(3, "app:1")]);
     w.clock.advance(Duration::minutes(1));
     let report = block_on(w.scanner.scan()).expect("scan");
     let drift = report.drifts().next().expect("one drift");
@@ -411,9 +416,9 @@ fn first_scan_direction_from_git_history() {
         ("Bea", "bump app to 2")
     );
     // an orphan that never was in Git was created by hand
-    let hand = configmap("hand", json!({"driftguard.io/tracked": "true"}));
-    w.git(&[deployment(3, "app:2"), configmap("x", json!({}))]);
-    w.live(&[deployment(3, "app:1"), configmap("x", json!({})), hand]);
+    let hand = config("hand", json!({"driftguard.io/tracked": "true"}));
+    w.git(&[web(3, "app:2"), config("x", json!({}))]);
+    w.live(&[web(3, "app:1"), config("x", json!({})), hand]);
     let events = w.scan();
     assert_eq!(events, vec!["detected:ConfigMap/hand:orphan:forward"]);
     // a later scan (Git moved elsewhere, the drift unchanged) still names the commit
@@ -431,27 +436,27 @@ fn first_scan_direction_from_git_history() {
 fn first_scan_without_evidence_is_unknown() {
     let w = {
         let mut w = World::new();
-        w.git(&[deployment(3, "app:2")]);
+        w.git(&[web(3, "app:2")]);
         w
     };
-    w.live(&[deployment(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:unknown"]);
 }
 
 #[test]
 fn incremental_live_change_touches_one_object() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1"), configmap("a", json!({}))]);
-    w.live(&[deployment(3, "app:1"), configmap("a", json!({}))]);
+    w.git(&[web(3, "app:1"), config("a", json!({}))]);
+    w.live(&[web(3, "app:1"), config("a", json!({}))]);
     w.scan();
-    let changed = RawLive::new(served(deployment(3, "app:hotfix")));
+    let changed = RawLive::new(served(web(3, "app:hotfix")));
     let events =
         block_on(w.scanner.apply_live_change(&LiveChange::Applied(changed))).expect("applies");
     assert_eq!(
         events.iter().map(render).collect::<Vec<_>>(),
         vec!["detected:Deployment/web:modified:forward"]
     );
-    let back = RawLive::new(served(deployment(3, "app:1")));
+    let back = RawLive::new(served(web(3, "app:1")));
     let events =
         block_on(w.scanner.apply_live_change(&LiveChange::Applied(back))).expect("applies");
     assert_eq!(
@@ -459,18 +464,18 @@ fn incremental_live_change_touches_one_object() {
         vec!["resolved:Deployment/web:modified:forward:reverted"]
     );
     // a full scan afterwards agrees and says nothing new
-    w.live(&[deployment(3, "app:1"), configmap("a", json!({}))]);
+    w.live(&[web(3, "app:1"), config("a", json!({}))]);
     assert_eq!(w.scan(), Vec::<String>::new());
 }
 
 #[test]
 fn findings_are_kept_on_the_drift_and_weigh_in_the_score() {
     let mut w = World::new();
-    w.git(&[deployment(3, "app:1")]);
-    w.live(&[deployment(3, "app:1")]);
+    w.git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
     w.scan();
     // a hotfix: a supply-chain finding on the detected drift, in the store too
-    w.live(&[deployment(3, "app:1-hotfix")]);
+    w.live(&[web(3, "app:1-hotfix")]);
     assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
     let open = block_on(w.store.drifts(&Default::default())).expect("drifts");
     let rules: Vec<&str> = open.items[0]
@@ -480,7 +485,7 @@ fn findings_are_kept_on_the_drift_and_weigh_in_the_score() {
         .collect();
     assert_eq!(rules, ["image-not-in-git"]);
     // the same field, now on a mutable tag: the judgement changed, and the drift with it
-    w.live(&[deployment(3, "app:latest")]);
+    w.live(&[web(3, "app:latest")]);
     assert_eq!(w.scan(), vec!["changed:Deployment/web:modified:forward"]);
     let report = block_on(w.scanner.scan()).expect("scan succeeds");
     let d = report.drifts().next().expect("one open drift");
@@ -490,7 +495,7 @@ fn findings_are_kept_on_the_drift_and_weigh_in_the_score() {
     // the finding's risk is high too)
     assert_eq!(report.summary.score, 50.0);
     // scaled to zero as well: the availability finding is high, severity stays high
-    w.live(&[deployment(0, "app:latest")]);
+    w.live(&[web(0, "app:latest")]);
     w.scan();
     let open = block_on(w.store.drifts(&Default::default())).expect("drifts");
     let mut rules: Vec<&str> = open.items[0]
@@ -506,7 +511,7 @@ fn findings_are_kept_on_the_drift_and_weigh_in_the_score() {
 fn a_security_finding_raises_the_score_above_the_severity() {
     let mut w = World::new();
     let privileged = |on: bool| {
-        let mut d = deployment(3, "app:1");
+        let mut d = web(3, "app:1");
         if on {
             d["spec"]["template"]["spec"]["containers"][0]["securityContext"] =
                 json!({"runAsNonRoot": false});

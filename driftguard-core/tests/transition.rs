@@ -14,6 +14,7 @@ use driftguard_core::state::{
     episode_replaces, transition, DriftEvent, DriftRecord, EpisodeStamp, EventKind, Observation,
     Tick,
 };
+use driftguard_core::testkit::configmap;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -35,14 +36,15 @@ fn id() -> ResourceId {
     ResourceId::new("prod", "", "ConfigMap", Some("shop"), "cfg")
 }
 
-fn configmap(v: &str, tracked: bool) -> Value {
-    let mut labels = json!({"app": "shop"});
-    if tracked {
-        labels[driftguard_core::normalize::TRACKING_LABEL] = json!("true");
-    }
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "cfg", "namespace": "shop", "labels": labels},
-        "data": {"LEVEL": v}})
+/// The ConfigMap `shop/cfg` with `LEVEL: v`, tracked or not.
+fn cfg(v: &str, tracked: bool) -> Value {
+    let c = configmap("cfg").label("app", "shop");
+    let c = if tracked {
+        c.label(driftguard_core::normalize::TRACKING_LABEL, "true")
+    } else {
+        c
+    };
+    c.data("LEVEL", v).build()
 }
 
 /// What one side holds in one step.
@@ -67,7 +69,7 @@ fn observe(step: Step) -> Observation {
         objects: match step.git {
             Side::No => vec![],
             Side::V(v) => vec![RawManifest {
-                object: RawObject::new(configmap(&format!("v{v}"), true)),
+                object: RawObject::new(cfg(&format!("v{v}"), true)),
                 provenance: Provenance::default(),
             }],
         },
@@ -84,7 +86,7 @@ fn observe(step: Step) -> Observation {
         },
         Some(Side::No) => LiveSnapshot::default(),
         Some(Side::V(v)) => {
-            let mut o = configmap(&format!("v{v}"), true);
+            let mut o = cfg(&format!("v{v}"), true);
             o["metadata"]["uid"] = json!("u1");
             LiveSnapshot {
                 served: Vec::new(),

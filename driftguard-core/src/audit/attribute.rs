@@ -488,36 +488,23 @@ mod tests {
 
     #[test]
     fn windows_and_merges() {
-        use crate::state::{Attribution, Drift};
-        let rec = |updated: i64, drift: Option<Option<i64>>| DriftRecord {
-            id: ResourceId::new("prod", "", "ConfigMap", Some("shop"), "c"),
-            api_version: "v1".into(),
-            desired_hash: None,
-            live_hash: None,
-            baseline: None,
-            drift: drift.map(|since| Drift {
-                episode: "e".into(),
-                id: ResourceId::new("prod", "", "ConfigMap", Some("shop"), "c"),
-                api_version: "v1".into(),
-                kind: DriftKind::Modified,
-                direction: Direction::Forward,
-                severity: crate::severity::Severity::Low,
-                fields: Vec::new(),
-                findings: Vec::new(),
-                attribution: Attribution {
-                    audit_since: since.map(t),
-                    ..Attribution::default()
-                },
-                detected_at: t(0),
-                updated_at: t(0),
-                resolved_at: None,
-                resolution: None,
-                revision: None,
-                provenance: None,
-                resolved_by: None,
-            }),
-            applied_mark: None,
-            updated_at: t(updated),
+        use crate::state::Attribution;
+        use crate::testkit::{drift, record};
+        let id = ResourceId::new("prod", "", "ConfigMap", Some("shop"), "c");
+        let rec = |updated: i64, open: Option<Option<i64>>| {
+            let d = open.map(|since| {
+                drift()
+                    .episode("e")
+                    .id(id.clone())
+                    .severity(crate::severity::Severity::Low)
+                    .attribution(Attribution {
+                        audit_since: since.map(t),
+                        ..Attribution::default()
+                    })
+                    .at(t(0))
+                    .build()
+            });
+            record(&id, d, t(updated))
         };
         assert_eq!(window_start(None, Some(t(5))), Some(t(5)));
         assert_eq!(window_start(None, None), None);

@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn the_drift_query_of_a_ref_means_what_matches_means() {
-        use crate::query::tests_support::drift_of;
+        let drift_of = |id: ResourceId| crate::testkit::drift().id(id).build();
         let r: ObjectRef = "prod:Deployment/shop/web".parse().expect("valid");
         let q = r.drift_query();
         for id in [

@@ -229,44 +229,14 @@ impl<T> Page<T> {
     }
 }
 
-/// Values for the tests of this crate.
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    /// An open drift of `id`.
-    pub(crate) fn drift_of(id: ResourceId) -> Drift {
-        let at = Utc
-            .with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
-            .single()
-            .expect("valid time");
-        Drift {
-            episode: id.key(),
-            id,
-            api_version: "v1".into(),
-            kind: DriftKind::Modified,
-            direction: Direction::Forward,
-            severity: Severity::Medium,
-            fields: Vec::new(),
-            attribution: Default::default(),
-            detected_at: at,
-            updated_at: at,
-            resolved_at: None,
-            resolution: None,
-            resolved_by: None,
-            revision: None,
-            provenance: None,
-            findings: Vec::new(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::tests_support::drift_of;
     use super::*;
+    use crate::testkit::drift;
+
+    fn drift_of(id: ResourceId) -> Drift {
+        drift().id(id).build()
+    }
 
     #[test]
     fn group_is_an_exact_filter_and_absent_means_any() {

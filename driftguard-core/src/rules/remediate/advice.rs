@@ -374,64 +374,42 @@ impl RemediationPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::FieldDiff;
     use crate::findings::Finding;
-    use crate::id::ResourceId;
-    use crate::model::Provenance;
-    use crate::state::Attribution;
+    use crate::testkit::{self, DriftBuilder};
     use chrono::{TimeZone, Utc};
     use serde_json::json;
 
-    fn drift(kind: DriftKind, direction: Direction, group: &str, k: &str) -> Drift {
-        let at = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
-        Drift {
-            episode: "ep".into(),
-            id: ResourceId::new("prod", group, k, Some("shop"), "web"),
-            api_version: "v1".into(),
-            kind,
-            direction,
-            severity: Severity::Medium,
-            fields: if kind == DriftKind::Modified {
-                vec![FieldDiff {
-                    path: "spec.replicas".into(),
-                    desired: Some(json!(3)),
-                    live: Some(json!(0)),
-                }]
-            } else {
-                Vec::new()
-            },
-            attribution: Attribution::default(),
-            detected_at: at,
-            updated_at: at,
-            resolved_at: None,
-            resolution: None,
-            resolved_by: None,
-            revision: None,
-            provenance: Some(Provenance {
-                file: "apps/web.yaml".into(),
-                document: 0,
-                line: 1,
-                ..Provenance::default()
-            }),
-            findings: Vec::new(),
-        }
+    /// The drift of these tests: the object `prod:shop/web` of `group` and kind `k`, defined in
+    /// `apps/web.yaml`.
+    fn drift(kind: DriftKind, group: &str, k: &str) -> DriftBuilder {
+        testkit::drift()
+            .object(group, k)
+            .api_version("v1")
+            .kind(kind)
+            .at(Utc.timestamp_opt(1_700_000_000, 0).single().expect("time"))
+            .provenance("apps/web.yaml", 0, 1)
+    }
+
+    /// The Deployment scaled to zero by hand.
+    fn scaled_to_zero() -> DriftBuilder {
+        drift(DriftKind::Modified, "apps", "Deployment").field(
+            "spec.replicas",
+            Some(json!(3)),
+            Some(json!(0)),
+        )
     }
 
     #[test]
     fn revert_of_a_modified_object() {
-        let mut d = drift(
-            DriftKind::Modified,
-            Direction::Forward,
-            "apps",
-            "Deployment",
-        );
-        d.findings.push(Finding {
-            rule: "replicas-zero".into(),
-            category: FindingCategory::Availability,
-            risk: Severity::High,
-            path: Some("spec.replicas".into()),
-            reason: String::new(),
-        });
+        let d = scaled_to_zero()
+            .finding(Finding {
+                rule: "replicas-zero".into(),
+                category: FindingCategory::Availability,
+                risk: Severity::High,
+                path: Some("spec.replicas".into()),
+                reason: String::new(),
+            })
+            .build();
         let p = plan(&d, None);
         assert_eq!(
             (p.action, p.suggested),
@@ -454,15 +432,10 @@ mod tests {
 
     #[test]
     fn adopt_and_orphans() {
-        let d = drift(
-            DriftKind::Modified,
-            Direction::Forward,
-            "apps",
-            "Deployment",
-        );
+        let d = scaled_to_zero().build();
         let p = plan(&d, Some(RemediationAction::Adopt));
         assert_eq!(p.steps[0].changes[0].to, Some(json!(0)));
-        let o = drift(DriftKind::Orphan, Direction::Forward, "", "ConfigMap");
+        let o = drift(DriftKind::Orphan, "", "ConfigMap").build();
         let p = plan(&o, None);
         assert_eq!(p.suggested, RemediationAction::Adopt);
         let p = plan(&o, Some(RemediationAction::Revert));
@@ -475,12 +448,9 @@ mod tests {
 
     #[test]
     fn secrets_say_to_copy_by_hand() {
-        let mut s = drift(DriftKind::Modified, Direction::Forward, "", "Secret");
-        s.fields = vec![FieldDiff {
-            path: "data.token".into(),
-            desired: Some(json!(REDACTED)),
-            live: Some(json!(REDACTED)),
-        }];
+        let s = drift(DriftKind::Modified, "", "Secret")
+            .field("data.token", Some(json!(REDACTED)), Some(json!(REDACTED)))
+            .build();
         let p = plan(&s, Some(RemediationAction::Adopt));
         assert!(
             p.notes.iter().any(|n| n.contains("by hand")),

@@ -1,12 +1,10 @@
 use super::*;
-use crate::compare::FieldDiff;
 use crate::engine::EnvironmentSpec;
-use crate::id::ResourceId;
 use crate::ignore::{IgnoreRule, JsonPointer};
 use crate::model::{Provenance, RawLive, RawManifest, RawObject, Rendering};
 use crate::normalize::{Normalizer, SecretKey};
 use crate::ports::{DesiredSet, LiveSnapshot};
-use crate::state::Attribution;
+use crate::testkit::{self, deployment, DriftBuilder};
 use chrono::TimeZone;
 
 fn at(s: i64) -> DateTime<Utc> {
@@ -16,24 +14,33 @@ fn at(s: i64) -> DateTime<Utc> {
 }
 
 fn deploy_git() -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
-        "spec": {"replicas": 3, "template": {"spec": {"containers": [
-            {"name": "app", "image": "nginx:1.25", "env": [{"name": "A", "value": "1"}]}]}}}})
+    deployment("web")
+        .label("app", "web")
+        .replicas(3)
+        .image("nginx:1.25")
+        .env("A", "1")
+        .build()
 }
 
+/// [`deploy_git`] as the API server returns it, changed by hand: a label, the replicas, the
+/// image and an environment variable; a field owned by the VPA.
 fn deploy_live() -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop", "uid": "u1", "resourceVersion": "7",
-            "labels": {"app": "web", "hotfix": "yes"},
-            "managedFields": [
-                {"manager": "vpa", "operation": "Update", "time": "2026-11-25T17:41:00Z",
-                 "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
-                    "k:{\"name\":\"app\"}": {"f:resources": {}}}}}}}}]},
-        "spec": {"replicas": 5, "revisionHistoryLimit": 10, "template": {"spec": {"containers": [
-            {"name": "app", "image": "nginx:1.26",
-             "env": [{"name": "A", "value": "1"}, {"name": "DEBUG", "value": "true"}]}]}}},
-        "status": {"replicas": 5}})
+    deployment("web")
+        .label("app", "web")
+        .label("hotfix", "yes")
+        .uid("u1")
+        .set("/metadata/resourceVersion", json!("7"))
+        .managed_fields(vec![json!(
+            {"manager": "vpa", "operation": "Update", "time": "2026-11-25T17:41:00Z",
+             "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"app\"}": {"f:resources": {}}}}}}}})])
+        .replicas(5)
+        .set("/spec/revisionHistoryLimit", json!(10))
+        .image("nginx:1.26")
+        .env("A", "1")
+        .env("DEBUG", "true")
+        .set("/status", json!({"replicas": 5}))
+        .build()
 }
 
 fn hpa() -> Value {
@@ -67,59 +74,31 @@ fn state(e: &Engine, desired: &[&Value], live: &[&Value]) -> EnvState {
     )
 }
 
-fn drift(kind: DriftKind, group: &str, k: &str, fields: Vec<FieldDiff>) -> Drift {
-    Drift {
-        episode: "ep1".into(),
-        id: ResourceId::new("prod", group, k, Some("shop"), "web"),
-        api_version: "v1".into(),
-        kind,
-        direction: Direction::Forward,
-        severity: Severity::Medium,
-        fields,
-        attribution: Attribution::default(),
-        detected_at: at(0),
-        updated_at: at(0),
-        resolved_at: None,
-        resolution: None,
-        resolved_by: None,
-        revision: None,
-        provenance: Some(Provenance {
-            file: "apps/web.yaml".into(),
-            document: 1,
-            line: 3,
-            ..Provenance::default()
-        }),
-        findings: Vec::new(),
-    }
-}
-
-fn fd(path: &str, desired: Option<Value>, live: Option<Value>) -> FieldDiff {
-    FieldDiff {
-        path: path.into(),
-        desired,
-        live,
-    }
+/// The drift of these tests: episode `ep1` of `prod:shop/web`, defined in `apps/web.yaml`.
+fn drift(kind: DriftKind, group: &str, k: &str) -> DriftBuilder {
+    testkit::drift()
+        .episode("ep1")
+        .object(group, k)
+        .api_version("v1")
+        .kind(kind)
+        .at(at(0))
+        .provenance("apps/web.yaml", 1, 3)
 }
 
 fn deploy_drift() -> Drift {
-    drift(
-        DriftKind::Modified,
-        "apps",
-        "Deployment",
-        vec![
-            fd("metadata.labels.hotfix", None, Some(json!("yes"))),
-            fd(
-                "spec.template.spec.containers[app].env[DEBUG]",
-                None,
-                Some(json!({"name": "DEBUG", "value": "true"})),
-            ),
-            fd(
-                "spec.template.spec.containers[app].image",
-                Some(json!("nginx:1.25")),
-                Some(json!("nginx:1.26")),
-            ),
-        ],
-    )
+    drift(DriftKind::Modified, "apps", "Deployment")
+        .field("metadata.labels.hotfix", None, Some(json!("yes")))
+        .field(
+            "spec.template.spec.containers[app].env[DEBUG]",
+            None,
+            Some(json!({"name": "DEBUG", "value": "true"})),
+        )
+        .field(
+            "spec.template.spec.containers[app].image",
+            Some(json!("nginx:1.25")),
+            Some(json!("nginx:1.26")),
+        )
+        .build()
 }
 
 fn req<'a>(
@@ -260,7 +239,7 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
     let git = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"},
         "data": {"a": "1"}});
     let st = state(&e, &[&git], &[]);
-    let d = drift(DriftKind::Missing, "", "ConfigMap", Vec::new());
+    let d = drift(DriftKind::Missing, "", "ConfigMap").build();
     let p = plan(
         &e,
         &st,
@@ -275,7 +254,7 @@ fn missing_is_created_and_orphans_are_deleted_only_when_allowed() {
         Some(&json!("shop"))
     );
 
-    let o = drift(DriftKind::Orphan, "", "ConfigMap", Vec::new());
+    let o = drift(DriftKind::Orphan, "", "ConfigMap").build();
     let untracked = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "web", "namespace": "shop"}});
     let mut r = req(&o, RemediationAction::Revert, None, Some(&untracked));
@@ -340,16 +319,13 @@ fn refusals_say_why() {
 fn secrets_are_reverted_only_from_plain_values_and_never_shown() {
     let e = engine(EnvironmentSpec::new("prod"));
     let st = state(&e, &[], &[]);
-    let d = drift(
-        DriftKind::Modified,
-        "",
-        "Secret",
-        vec![fd(
+    let d = drift(DriftKind::Modified, "", "Secret")
+        .field(
             "data.token",
             Some(json!("(secret value)")),
             Some(json!("(secret value)")),
-        )],
-    );
+        )
+        .build();
     let plain = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "web"},
         "data": {"token": "c2VjcmV0LXZhbHVl"}});
     let p = plan(
@@ -431,7 +407,7 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
     )
     .expect_err("rendered");
     assert!(err.to_string().contains("helm from charts/web"), "{err}");
-    let missing = drift(DriftKind::Missing, "apps", "Deployment", Vec::new());
+    let missing = drift(DriftKind::Missing, "apps", "Deployment").build();
     assert!(matches!(
         plan(
             &e,
