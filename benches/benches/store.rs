@@ -14,11 +14,10 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, ScanBatch, ScanCounts, ScanSummary};
 use driftguard_core::query::DriftQuery;
 use driftguard_core::severity::Severity;
-use driftguard_core::state::{
-    Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64, Resolution,
-};
+use driftguard_core::state::{Drift, DriftEvent, DriftRecord, EventKind, Hash64, Resolution};
 use driftguard_store::mongo::MongoStore;
 use driftguard_store::sqlite::SqliteStore;
+use driftguard_test_support::build;
 
 const OBJECTS: usize = 10_000;
 const EVENTS_PER_SCAN: usize = 1_000;
@@ -42,45 +41,33 @@ fn id(i: usize) -> ResourceId {
 
 fn record(i: usize, drift: Option<Drift>, t: DateTime<Utc>) -> DriftRecord {
     DriftRecord {
-        id: id(i),
-        api_version: "apps/v1".into(),
         desired_hash: Some(Hash64(i as u64 * 7919)),
         live_hash: Some(Hash64(i as u64 * 104_729)),
-        baseline: None,
-        drift,
-        applied_mark: None,
-        updated_at: t,
+        ..build::record(&id(i), drift, t)
     }
 }
 
-fn drift(i: usize, scan: usize) -> Drift {
-    Drift {
-        episode: format!("ep-{i}-{scan}"),
-        id: id(i),
-        api_version: "apps/v1".into(),
-        kind: DriftKind::Modified,
-        direction: Direction::Forward,
-        severity: [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ][i % 4],
-        fields: vec![driftguard_core::compare::FieldDiff {
-            path: "spec.replicas".into(),
-            desired: Some(serde_json::json!(3)),
-            live: Some(serde_json::json!(5)),
-        }],
-        attribution: Default::default(),
-        detected_at: at(scan),
-        updated_at: at(scan),
-        resolved_at: None,
-        resolution: None,
-        resolved_by: None,
-        revision: Some("rev".into()),
-        provenance: None,
-        findings: Vec::new(),
-    }
+/// The drift of object `i` that scan `scan` opens: its replicas changed by hand.
+fn opened_drift(i: usize, scan: usize) -> Drift {
+    build::drift()
+        .episode(format!("ep-{i}-{scan}"))
+        .id(id(i))
+        .severity(
+            [
+                Severity::Low,
+                Severity::Medium,
+                Severity::High,
+                Severity::Critical,
+            ][i % 4],
+        )
+        .field(
+            "spec.replicas",
+            Some(serde_json::json!(3)),
+            Some(serde_json::json!(5)),
+        )
+        .at(at(scan))
+        .revision("rev")
+        .build()
 }
 
 /// Scan `scan`: half the events open drifts on a fresh slice of objects, half resolve the ones
@@ -94,33 +81,25 @@ fn batch(scan: usize) -> ScanBatch {
     };
     let opened: Vec<usize> = (0..half).map(|k| (scan * half + k) % OBJECTS).collect();
     for &i in &opened {
-        let d = drift(i, scan);
+        let d = opened_drift(i, scan);
         b.events.push(DriftEvent {
-            remediation: None,
             event_id: format!("{}-detected", d.episode),
-            kind: EventKind::Detected,
-            at: t,
-            scan_id: format!("s{scan}"),
             revision: None,
-            drift: d.clone(),
+            ..build::event(EventKind::Detected, &d, t, &format!("s{scan}"))
         });
         b.upserts.push(record(i, Some(d), t));
     }
     if scan > 0 {
         for k in 0..half {
             let i = ((scan - 1) * half + k) % OBJECTS;
-            let mut d = drift(i, scan - 1);
+            let mut d = opened_drift(i, scan - 1);
             d.updated_at = t;
             d.resolved_at = Some(t);
             d.resolution = Some(Resolution::Reverted);
             b.events.push(DriftEvent {
-                remediation: None,
                 event_id: format!("{}-resolved", d.episode),
-                kind: EventKind::Resolved,
-                at: t,
-                scan_id: format!("s{scan}"),
                 revision: None,
-                drift: d,
+                ..build::event(EventKind::Resolved, &d, t, &format!("s{scan}"))
             });
             if !opened.contains(&i) {
                 b.upserts.push(record(i, None, t));

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftguard_test_support::build;
 use serde_json::Value;
 use util::e2e::*;
 use util::run_env;
@@ -85,31 +86,20 @@ impl Cluster {
 }
 
 fn manifests(ns: &str) -> String {
-    let deployment = |name: &str, replicas: u32| {
-        format!(
-            r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  namespace: {ns}
-spec:
-  replicas: {replicas}
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-        - name: app
-          image: nginx:1.25
-"#
-        )
+    let deployment = |name: &str, replicas: i64| {
+        build::deployment(name)
+            .namespace(ns)
+            .replicas(replicas)
+            .selector()
+            .image("nginx:1.25")
+            .yaml()
     };
     let config_map = |name: &str| {
-        format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  A: a\n  B: b\n"
-        )
+        build::configmap(name)
+            .namespace(ns)
+            .data("A", "a")
+            .data("B", "b")
+            .yaml()
     };
     [
         deployment("web", 2),

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use driftguard_core::memory::{MemoryLiveSource, MemoryStore};
 use driftguard_core::model::Revision;
 use driftguard_core::ports::{DesiredSet, DriftStore, GitSource, SourceError};
+use driftguard_core::testkit::deployment;
 use driftguard_server::context::SystemClock;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
@@ -188,12 +189,11 @@ async fn main() {
         );
         let objs: Vec<serde_json::Value> = (0..objects / 2)
             .map(|i| {
-                testkit::deployment(
-                    &format!("ns-{}", i % 50),
-                    &format!("app-{i}"),
-                    2,
-                    "registry.example/app:1.0",
-                )
+                deployment(&format!("app-{i}"))
+                    .namespace(&format!("ns-{}", i % 50))
+                    .replicas(2)
+                    .image("registry.example/app:1.0")
+                    .build()
             })
             .collect();
         *git.0.lock().expect("lock") = Some(testkit::desired("rev-1", objs.clone()));

@@ -779,7 +779,7 @@ mod tests {
 
     #[test]
     fn provenance_says_how_an_object_was_rendered_and_only_then() {
-        let mut d = crate::testkit::drift("prod", 0, Severity::High, true);
+        let mut d = crate::testkit::numbered_drift("prod", 0, Severity::High, true);
         let plain = serde_json::to_value(DriftDetail::from(&d)).expect("json");
         assert!(plain["provenance"].get("rendered").is_none(), "{plain}");
         if let Some(p) = d.provenance.as_mut() {

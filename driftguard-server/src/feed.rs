@@ -132,21 +132,18 @@ mod tests {
     use crate::testkit;
     use driftguard_core::severity::Severity;
     use driftguard_core::state::EventKind;
+    use driftguard_test_support::build;
 
     #[tokio::test]
     async fn listeners_get_each_event_once_as_the_api_json() {
         let feed = Arc::new(EventFeed::new());
         let notifier = feed.notifier();
         let mut rx = feed.subscribe();
-        let d = testkit::drift("prod", 0, Severity::High, true);
+        let d = testkit::numbered_drift("prod", 0, Severity::High, true);
         let e = DriftEvent {
             event_id: "e1".into(),
-            kind: EventKind::Detected,
-            at: d.detected_at,
-            scan_id: "s1".into(),
             revision: None,
-            drift: d,
-            remediation: None,
+            ..build::event(EventKind::Detected, &d, d.detected_at, "s1")
         };
         notifier
             .notify(&Notification {

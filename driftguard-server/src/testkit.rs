@@ -1,11 +1,10 @@
 //! Helpers for tests and benchmarks: in-memory environments and stores filled with drifts.
-//! Not for production use.
+//! Not for production use. The drifts and manifests themselves are made with the core's
+//! builders (`driftguard_core::testkit`, `driftguard_test_support::build` in tests).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
-use driftguard_core::compare::FieldDiff;
 use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
 use driftguard_core::id::ResourceId;
 use driftguard_core::managed::FieldOwner;
@@ -19,29 +18,16 @@ use driftguard_core::ports::{
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{
     Attribution, Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64,
+    Resolution,
 };
+use driftguard_core::testkit as build;
 use serde_json::{json, Value};
 
 use crate::audit::AuditSettings;
 use crate::state::Environment;
 use driftguard_core::audit::{AuditSpec, UserNames};
 
-/// A fixed start time.
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0)
-        .single()
-        .expect("valid time")
-}
-
-/// A Deployment manifest.
-pub fn deployment(ns: &str, name: &str, replicas: u32, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
-            {"name": "app", "image": image}]}}}
-    })
-}
+pub use driftguard_core::testkit::t0;
 
 /// A desired set at a plain revision.
 pub fn desired(revision: &str, objects: Vec<Value>) -> DesiredSet {
@@ -151,8 +137,10 @@ pub fn audited_environment(
     (Arc::new(env), git, live)
 }
 
-/// A drift episode made by hand (number `i`).
-pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
+/// Drift episode number `i` of `env`: the Deployment `ns-<i % 5>/web-<i>`, its kind and
+/// direction cycling with `i` (a modified one has its replicas cut, owned by `kubectl-edit`),
+/// detected `i` seconds after [`t0`], resolved a minute later unless `open`.
+pub fn numbered_drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
     let ns = format!("ns-{}", i % 5);
     let kind = match i % 3 {
         0 => DriftKind::Modified,
@@ -165,23 +153,19 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
         Direction::Reverse
     };
     let at = t0() + chrono::Duration::seconds(i as i64);
-    Drift {
-        episode: format!("{env}-{i:08}"),
-        id: ResourceId::new(env, "apps", "Deployment", Some(&ns), format!("web-{i}")),
-        api_version: "apps/v1".into(),
-        kind,
-        direction,
-        severity,
-        fields: if kind == DriftKind::Modified {
-            vec![FieldDiff {
-                path: "spec.replicas".into(),
-                desired: Some(json!(3)),
-                live: Some(json!(5)),
-            }]
-        } else {
-            Vec::new()
-        },
-        attribution: Attribution {
+    let d = build::drift()
+        .episode(format!("{env}-{i:08}"))
+        .id(ResourceId::new(
+            env,
+            "apps",
+            "Deployment",
+            Some(&ns),
+            format!("web-{i}"),
+        ))
+        .kind(kind)
+        .direction(direction)
+        .severity(severity)
+        .attribution(Attribution {
             owners: vec![FieldOwner {
                 path: "spec.replicas".into(),
                 manager: "kubectl-edit".into(),
@@ -191,31 +175,21 @@ pub fn drift(env: &str, i: usize, severity: Severity, open: bool) -> Drift {
                 audit_id: None,
             }],
             ..Attribution::default()
-        },
-        detected_at: at,
-        updated_at: at,
-        resolved_at: (!open).then_some(at + chrono::Duration::seconds(60)),
-        resolution: (!open).then_some(driftguard_core::state::Resolution::Reverted),
-        resolved_by: None,
-        revision: Some("rev-1".into()),
-        provenance: Some(Provenance {
-            file: "deploy.yaml".into(),
-            document: 0,
-            line: 1,
-            revision: Some("rev-1".into()),
-            rendered: None,
-        }),
-        findings: if kind == DriftKind::Modified {
-            vec![driftguard_core::findings::Finding {
-                rule: "replicas-cut".into(),
-                category: driftguard_core::findings::FindingCategory::Availability,
-                risk: Severity::Medium,
-                path: Some("spec.replicas".into()),
-                reason: "fewer replicas live".into(),
-            }]
-        } else {
-            Vec::new()
-        },
+        })
+        .at(at)
+        .revision("rev-1")
+        .provenance("deploy.yaml", 0, 1);
+    let d = if kind == DriftKind::Modified {
+        d.field("spec.replicas", Some(json!(3)), Some(json!(5)))
+            .finding(build::replicas_cut())
+    } else {
+        d
+    };
+    if open {
+        d.build()
+    } else {
+        d.resolved(at + chrono::Duration::seconds(60), Resolution::Reverted)
+            .build()
     }
 }
 
@@ -252,41 +226,32 @@ pub async fn fill_store(
         }),
         ..ScanBatch::default()
     };
+    let scan = format!("{env}-fill");
     for i in 0..n {
         let open = resolved_every == 0 || i % resolved_every != resolved_every - 1;
-        let d = drift(env, i, severities[i % 4], open);
+        let d = numbered_drift(env, i, severities[i % 4], open);
         let mut opened = d.clone();
         opened.resolved_at = None;
         opened.resolution = None;
         batch.events.push(DriftEvent {
-            remediation: None,
             event_id: format!("{}-d", d.episode),
-            kind: EventKind::Detected,
-            at: d.detected_at,
-            scan_id: format!("{env}-fill"),
-            revision: d.revision.clone(),
-            drift: opened,
+            ..build::event(EventKind::Detected, &opened, d.detected_at, &scan)
         });
         if !open {
             batch.events.push(DriftEvent {
-                remediation: None,
                 event_id: format!("{}-r", d.episode),
-                kind: EventKind::Resolved,
-                at: d.resolved_at.unwrap_or(d.detected_at),
-                scan_id: format!("{env}-fill"),
-                revision: d.revision.clone(),
-                drift: d.clone(),
+                ..build::event(
+                    EventKind::Resolved,
+                    &d,
+                    d.resolved_at.unwrap_or(d.detected_at),
+                    &scan,
+                )
             });
         }
         batch.upserts.push(DriftRecord {
-            id: d.id.clone(),
-            api_version: d.api_version.clone(),
             desired_hash: Some(Hash64(i as u64)),
             live_hash: Some(Hash64(i as u64 + 1)),
-            baseline: None,
-            drift: open.then_some(d.clone()),
-            applied_mark: None,
-            updated_at: d.updated_at,
+            ..build::record(&d.id, open.then_some(d.clone()), d.updated_at)
         });
     }
     store.commit(&batch).await

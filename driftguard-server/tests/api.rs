@@ -11,8 +11,9 @@ use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, Me
 use driftguard_core::ports::DriftStore;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
-use driftguard_server::testkit::{self, deployment};
+use driftguard_server::testkit;
 use driftguard_server::{router, Environment};
+use driftguard_test_support::build::deployment;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -43,13 +44,13 @@ async fn fixture() -> Fixture {
     git.set(testkit::desired(
         "rev-a",
         vec![
-            deployment("shop", "web", 3, "web:1"),
-            deployment("shop", "api", 2, "api:1"),
+            deployment("web").replicas(3).image("web:1").build(),
+            deployment("api").replicas(2).image("api:1").build(),
         ],
     ));
     live.set(testkit::live(vec![
-        deployment("shop", "web", 5, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(5).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     let (prod, _, _) = testkit::memory_environment(
         "prod",
@@ -275,8 +276,8 @@ async fn environments_scan_and_status() {
 
     // live fixed: scanning again resolves it
     f.live.set(testkit::live(vec![
-        deployment("shop", "web", 3, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(3).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     let r = post(&f.app, "/api/v1/environments/dev/scan").await;
     assert_eq!(r.json["counts"]["in_sync"], 2, "{}", r.text);
@@ -394,10 +395,12 @@ async fn answers_are_not_cached_and_hostile_globs_answer_at_once() {
     let long = "a".repeat(200);
     f.git.set(testkit::desired(
         "rev-b",
-        vec![deployment("shop", &long, 3, "web:1")],
+        vec![deployment(&long).replicas(3).image("web:1").build()],
     ));
-    f.live
-        .set(testkit::live(vec![deployment("shop", &long, 5, "web:1")]));
+    f.live.set(testkit::live(vec![deployment(&long)
+        .replicas(5)
+        .image("web:1")
+        .build()]));
     assert_eq!(
         post(&f.app, "/api/v1/environments/dev/scan").await.status,
         StatusCode::OK
@@ -1025,8 +1028,8 @@ async fn metrics_follow_scans() {
     }
     // once resolved, the open-drift series goes away
     f.live.set(testkit::live(vec![
-        deployment("shop", "web", 3, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(3).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     post(&f.app, "/api/v1/environments/dev/scan").await;
     let m = send(
@@ -1357,9 +1360,12 @@ async fn remediation_needs_a_token_with_the_remediate_scope() {
     );
     git.set(testkit::desired(
         "rev-a",
-        vec![deployment("shop", "web", 3, "web:1")],
+        vec![deployment("web").replicas(3).image("web:1").build()],
     ));
-    live.set(testkit::live(vec![deployment("shop", "web", 5, "web:1")]));
+    live.set(testkit::live(vec![deployment("web")
+        .replicas(5)
+        .image("web:1")
+        .build()]));
     let state = AppState::builder(store, vec![dev], Arc::new(Metrics::new()))
         .tokens(vec![TOKEN.into()])
         .scoped_tokens(vec![

@@ -13,8 +13,9 @@ use driftguard_core::memory::{ManualClock, MemoryLiveSource, MemoryStore};
 use driftguard_core::ports::{Clock, LiveChange, LiveSource};
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
-use driftguard_server::testkit::{self, deployment};
+use driftguard_server::testkit;
 use driftguard_server::{router, Environment};
+use driftguard_test_support::build::deployment;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -46,13 +47,13 @@ async fn fixture(names: UserNames) -> Fixture {
     git.set(testkit::desired(
         "rev-a",
         vec![
-            deployment("shop", "web", 3, "web:1"),
-            deployment("shop", "api", 2, "api:1"),
+            deployment("web").replicas(3).image("web:1").build(),
+            deployment("api").replicas(2).image("api:1").build(),
         ],
     ));
     live.set(testkit::live(vec![
-        deployment("shop", "web", 3, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(3).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     let (dev, _, _) = testkit::memory_environment(
         "dev",
@@ -348,8 +349,8 @@ async fn posted_writes_name_who_made_each_drift() {
         "the API server retried: nothing twice"
     );
     f.live.set(testkit::live(vec![
-        deployment("shop", "web", 5, "web:1"),
-        deployment("shop", "api", 4, "api:1"),
+        deployment("web").replicas(5).image("web:1").build(),
+        deployment("api").replicas(4).image("api:1").build(),
     ]));
     f.clock.advance(chrono::Duration::seconds(20));
     f.env.run_scan(&f.state.scan_context()).await.expect("scan");
@@ -394,8 +395,8 @@ async fn a_late_post_names_the_writer_of_an_open_drift() {
     f.clock.advance(chrono::Duration::seconds(12));
     let scope = f.env.scanner.live_scope().expect("scope");
     f.live.set(testkit::live(vec![
-        deployment("shop", "web", 7, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(7).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     let snap = f.live.snapshot(&scope).await.expect("live");
     let web = snap

@@ -18,6 +18,7 @@ use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use driftguard_server::metrics::Metrics;
 use driftguard_server::{router, testkit, AppState};
 use driftguard_store::BufferedStore;
+use driftguard_test_support::build::deployment;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -99,11 +100,12 @@ fn environment(store: Arc<dyn DriftStore>) -> Arc<driftguard_server::Environment
     );
     git.set(testkit::desired(
         "r1",
-        vec![testkit::deployment("shop", "web", 3, "web:1")],
+        vec![deployment("web").replicas(3).image("web:1").build()],
     ));
-    live.set(testkit::live(vec![testkit::deployment(
-        "shop", "web", 5, "web:1",
-    )]));
+    live.set(testkit::live(vec![deployment("web")
+        .replicas(5)
+        .image("web:1")
+        .build()]));
     env
 }
 

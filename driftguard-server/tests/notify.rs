@@ -21,6 +21,7 @@ use driftguard_server::notify::{
     RoutedNotifier,
 };
 use driftguard_server::testkit;
+use driftguard_test_support::build;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
@@ -52,19 +53,14 @@ async fn receiver() -> (Arc<Receiver>, String) {
 }
 
 fn event(env: &str, i: usize, kind: EventKind, severity: Severity) -> DriftEvent {
-    let mut d = testkit::drift(env, i, severity, kind != EventKind::Resolved);
+    let mut d = testkit::numbered_drift(env, i, severity, kind != EventKind::Resolved);
     // a Secret-like value in a diff: notifiers send paths, never values
     if let Some(f) = d.fields.first_mut() {
         f.live = Some(serde_json::json!("hunter2-live-value"));
     }
     DriftEvent {
-        remediation: None,
         event_id: format!("{}-{}", d.episode, kind.as_str()),
-        kind,
-        at: d.updated_at,
-        scan_id: "s1".into(),
-        revision: Some("rev-1".into()),
-        drift: d,
+        ..build::event(kind, &d, d.updated_at, "s1")
     }
 }
 

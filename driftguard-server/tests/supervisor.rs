@@ -16,7 +16,8 @@ use driftguard_server::context::SystemClock;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
 use driftguard_server::supervisor::Supervisor;
-use driftguard_server::testkit::{self, deployment};
+use driftguard_server::testkit;
+use driftguard_test_support::build::deployment;
 use futures_core::stream::BoxStream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -131,15 +132,17 @@ async fn watch_poll_webhook_and_shutdown() {
     });
     git.inner.set(testkit::desired(
         "rev-a",
-        vec![deployment("shop", "web", 3, "web:1")],
+        vec![deployment("web").replicas(3).image("web:1").build()],
     ));
     let (tx, rx) = mpsc::unbounded_channel();
     let live = Arc::new(WatchLive {
         inner: MemoryLiveSource::new(),
         rx: Mutex::new(Some(rx)),
     });
-    live.inner
-        .set(testkit::live(vec![deployment("shop", "web", 5, "web:1")]));
+    live.inner.set(testkit::live(vec![deployment("web")
+        .replicas(5)
+        .image("web:1")
+        .build()]));
     let env = testkit::environment(
         "dev",
         git.clone(),
@@ -160,7 +163,7 @@ async fn watch_poll_webhook_and_shutdown() {
     eventually("watching", async || env.status().watching).await;
 
     // a live change re-evaluates the object without a full scan
-    let fixed = testkit::live(vec![deployment("shop", "web", 3, "web:1")]);
+    let fixed = testkit::live(vec![deployment("web").replicas(3).image("web:1").build()]);
     tx.send(LiveChange::Applied(fixed[0].clone()))
         .expect("send");
     eventually("resolved by the watch", async || {
@@ -176,7 +179,7 @@ async fn watch_poll_webhook_and_shutdown() {
     // a push webhook fetches at once (the poll interval is an hour) and scans the new revision
     *git.pending.lock().expect("lock") = Some(testkit::desired(
         "rev-b",
-        vec![deployment("shop", "web", 4, "web:1")],
+        vec![deployment("web").replicas(4).image("web:1").build()],
     ));
     live.inner.set(fixed);
     let body = r#"{"repository":{"clone_url":"https://git.example/shop.git"}}"#;
@@ -225,10 +228,13 @@ async fn polling_finds_new_commits() {
     });
     git.inner.set(testkit::desired(
         "rev-a",
-        vec![deployment("shop", "web", 3, "web:1")],
+        vec![deployment("web").replicas(3).image("web:1").build()],
     ));
     let live = Arc::new(MemoryLiveSource::new());
-    live.set(testkit::live(vec![deployment("shop", "web", 3, "web:1")]));
+    live.set(testkit::live(vec![deployment("web")
+        .replicas(3)
+        .image("web:1")
+        .build()]));
     let env = testkit::environment(
         "dev",
         git.clone(),
@@ -246,7 +252,7 @@ async fn polling_finds_new_commits() {
     assert_eq!(open_drifts(store.as_ref(), "dev").await, 0);
     *git.pending.lock().expect("lock") = Some(testkit::desired(
         "rev-b",
-        vec![deployment("shop", "web", 3, "web:2")],
+        vec![deployment("web").replicas(3).image("web:2").build()],
     ));
     eventually("reverse drift after the poll", async || {
         open_drifts(store.as_ref(), "dev").await == 1
@@ -280,9 +286,12 @@ async fn a_stuck_environment_does_not_delay_the_others() {
     );
     git.set(testkit::desired(
         "rev-a",
-        vec![deployment("shop", "web", 3, "web:1")],
+        vec![deployment("web").replicas(3).image("web:1").build()],
     ));
-    live.set(testkit::live(vec![deployment("shop", "web", 3, "web:1")]));
+    live.set(testkit::live(vec![deployment("web")
+        .replicas(3)
+        .image("web:1")
+        .build()]));
     let state = AppState::builder(
         store,
         vec![stuck.clone(), ok.clone()],

@@ -16,9 +16,10 @@ use driftguard_server::config::{ScopedToken, TokenScope};
 use driftguard_server::feed::EventFeed;
 use driftguard_server::metrics::Metrics;
 use driftguard_server::state::AppState;
-use driftguard_server::testkit::{self, deployment};
+use driftguard_server::testkit;
 use driftguard_server::web::{assets, CSP};
 use driftguard_server::{router, Environment};
+use driftguard_test_support::build::deployment;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -69,13 +70,13 @@ async fn fixture_with(tokens: bool, scoped: Vec<ScopedToken>) -> Fixture {
     git.set(testkit::desired(
         "rev-a",
         vec![
-            deployment("shop", "web", 3, "web:1"),
-            deployment("shop", "api", 2, "api:1"),
+            deployment("web").replicas(3).image("web:1").build(),
+            deployment("api").replicas(2).image("api:1").build(),
         ],
     ));
     live.set(testkit::live(vec![
-        deployment("shop", "web", 5, "web:1"),
-        deployment("shop", "api", 2, "api:1"),
+        deployment("web").replicas(5).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
     ]));
     let (prod, _, _) = testkit::memory_environment(
         "prod",
@@ -1299,14 +1300,12 @@ async fn bidi_controls_in_names_and_values_are_shown_not_obeyed() {
     let name = "web\u{202E}lmth.exe";
     f.git.set(testkit::desired(
         "rev-b",
-        vec![deployment("shop", name, 3, "web:1\u{2067}")],
+        vec![deployment(name).replicas(3).image("web:1\u{2067}").build()],
     ));
-    f.live.set(testkit::live(vec![deployment(
-        "shop",
-        name,
-        5,
-        "web:2\u{2067}",
-    )]));
+    f.live.set(testkit::live(vec![deployment(name)
+        .replicas(5)
+        .image("web:2\u{2067}")
+        .build()]));
     let env = f.state.environment("dev").expect("dev");
     env.run_scan(&f.state.scan_context()).await.expect("scan");
     let list = page(&f.app, "/drifts?environment=dev", None).await;

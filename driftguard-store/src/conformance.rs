@@ -14,7 +14,6 @@ use driftguard_core::audit::{
     parse_event_line, AuditCursor, AuditObject, AuditSnapshot, AuditSpec, AuditUser, AuditWrite,
     ObjectWrites, UserClass,
 };
-use driftguard_core::compare::FieldDiff;
 use driftguard_core::id::ResourceId;
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryLiveSource, MemoryStore};
 use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject, Revision};
@@ -27,6 +26,7 @@ use driftguard_core::severity::Severity;
 use driftguard_core::state::{
     Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64, Resolution,
 };
+use driftguard_core::testkit::{self, DriftBuilder};
 use serde_json::json;
 
 /// Generates one `#[tokio::test]` per conformance check, each with a fresh store from
@@ -65,90 +65,32 @@ pub fn t(secs: i64) -> DateTime<Utc> {
         + Duration::microseconds(secs.rem_euclid(7) * 13)
 }
 
-/// One drift of an object.
-#[allow(clippy::too_many_arguments)]
-pub fn drift(
-    id: &ResourceId,
-    episode: &str,
-    kind: DriftKind,
-    direction: Direction,
-    severity: Severity,
-    detected: DateTime<Utc>,
-    updated: DateTime<Utc>,
-    resolved: Option<DateTime<Utc>>,
-) -> Drift {
-    Drift {
-        episode: episode.to_owned(),
-        id: id.clone(),
-        api_version: if id.group.is_empty() {
-            "v1".into()
-        } else {
-            format!("{}/v1", id.group)
-        },
-        kind,
-        direction,
-        severity,
-        fields: if kind == DriftKind::Modified {
-            vec![FieldDiff {
-                path: "spec.replicas".into(),
-                desired: Some(json!(3)),
-                live: Some(json!(5)),
-            }]
-        } else {
-            Vec::new()
-        },
-        attribution: Default::default(),
-        detected_at: detected,
-        updated_at: updated,
-        resolved_at: resolved,
-        resolution: resolved.map(|_| Resolution::Reverted),
-        resolved_by: None,
-        revision: Some("rev-1".into()),
-        provenance: Some(Provenance {
-            file: "apps/web.yaml".into(),
-            document: 0,
-            line: 1,
-            revision: Some("rev-1".into()),
-            rendered: None,
-        }),
-        findings: if kind == DriftKind::Modified {
-            vec![driftguard_core::findings::Finding {
-                rule: "replicas-cut".into(),
-                category: driftguard_core::findings::FindingCategory::Availability,
-                risk: Severity::Medium,
-                path: Some("spec.replicas".into()),
-                reason: "fewer replicas live".into(),
-            }]
-        } else {
-            Vec::new()
-        },
+/// The drift of `id` the suite writes, to be completed (direction, severity, times):
+/// episode `episode` of kind `kind` at revision `rev-1`, defined in `apps/web.yaml`; a
+/// modified one has its replicas cut (the field and its finding).
+pub fn drift(id: &ResourceId, episode: &str, kind: DriftKind) -> DriftBuilder {
+    let d = testkit::drift()
+        .id(id.clone())
+        .episode(episode)
+        .kind(kind)
+        .revision("rev-1")
+        .provenance("apps/web.yaml", 0, 1);
+    if kind == DriftKind::Modified {
+        d.field("spec.replicas", Some(json!(3)), Some(json!(5)))
+            .finding(testkit::replicas_cut())
+    } else {
+        d
     }
 }
 
-/// An event with a deterministic id.
-pub fn event(kind: EventKind, d: &Drift, at: DateTime<Utc>, scan: &str) -> DriftEvent {
-    DriftEvent {
-        remediation: None,
-        event_id: format!("{}-{}-{scan}", d.episode, kind.as_str()),
-        kind,
-        at,
-        scan_id: scan.to_owned(),
-        revision: d.revision.clone(),
-        drift: d.clone(),
-    }
-}
+pub use testkit::event;
 
-/// A record of an object with an optional open drift.
+/// A record of an object with an optional open drift (with hashes of both sides).
 pub fn record(id: &ResourceId, drift: Option<Drift>, at: DateTime<Utc>) -> DriftRecord {
     DriftRecord {
-        id: id.clone(),
-        api_version: "v1".into(),
         desired_hash: Some(Hash64(0xdead_beef)),
         live_hash: Some(Hash64(u64::MAX - 3)),
-        baseline: None,
-        drift,
-        applied_mark: None,
-        updated_at: at,
+        ..testkit::record(id, drift, at)
     }
 }
 
@@ -211,7 +153,11 @@ pub fn dataset() -> Vec<ScanBatch> {
                     ][(n as usize * 7 + ki) % 4];
                     let ep = format!("ep-{env}-{scan}-{ki}-{i}");
                     let detected = at + Duration::milliseconds(i);
-                    let d = drift(&id, &ep, dk, dir, sev, detected, detected, None);
+                    let d = drift(&id, &ep, dk)
+                        .direction(dir)
+                        .severity(sev)
+                        .at(detected)
+                        .build();
                     b.events
                         .push(event(EventKind::Detected, &d, detected, &scan_id));
                     let mut last = d.clone();
@@ -495,16 +441,10 @@ async fn assert_same(store: &Arc<dyn DriftStore>, reference: &MemoryStore, what:
 pub async fn round_trip(store: Arc<dyn DriftStore>) {
     store.health().await.expect("healthy");
     let id = ResourceId::new("prod", "apps", "Deployment", Some("shop"), "web");
-    let d = drift(
-        &id,
-        "ep1",
-        DriftKind::Modified,
-        Direction::Forward,
-        Severity::High,
-        t(10),
-        t(10),
-        None,
-    );
+    let d = drift(&id, "ep1", DriftKind::Modified)
+        .severity(Severity::High)
+        .at(t(10))
+        .build();
     let e = event(EventKind::Detected, &d, t(10), "s1");
     let r = record(&id, Some(d.clone()), t(10));
     let b = ScanBatch {
@@ -613,16 +553,10 @@ pub async fn queries_match_reference(store: Arc<dyn DriftStore>) {
 async fn hostile_globs(store: &Arc<dyn DriftStore>, reference: &MemoryStore) {
     let id = ResourceId::new("prod", "", "ConfigMap", Some("shop"), "a".repeat(250));
     let at = t(9000);
-    let d = drift(
-        &id,
-        "ep-long-name",
-        DriftKind::Modified,
-        Direction::Forward,
-        Severity::Low,
-        at,
-        at,
-        None,
-    );
+    let d = drift(&id, "ep-long-name", DriftKind::Modified)
+        .severity(Severity::Low)
+        .at(at)
+        .build();
     let b = ScanBatch {
         environment: "prod".into(),
         events: vec![event(EventKind::Detected, &d, at, "prod-scan-long")],
@@ -807,16 +741,10 @@ pub async fn delivery_marks(store: Arc<dyn DriftStore>) {
 /// One detection in `env`, with its record and a summary, written by leadership `epoch`.
 fn fenced_batch(env: &str, n: i64, epoch: Option<u64>) -> ScanBatch {
     let id = ResourceId::new(env, "apps", "Deployment", Some("shop"), format!("web-{n}"));
-    let d = drift(
-        &id,
-        &format!("{env}-ep-{n}"),
-        DriftKind::Modified,
-        Direction::Forward,
-        Severity::High,
-        t(n),
-        t(n),
-        None,
-    );
+    let d = drift(&id, &format!("{env}-ep-{n}"), DriftKind::Modified)
+        .severity(Severity::High)
+        .at(t(n))
+        .build();
     let scan = format!("{env}-fenced-{n}");
     ScanBatch {
         environment: env.to_owned(),
@@ -1245,16 +1173,10 @@ pub async fn concurrent_writers(store: Arc<dyn DriftStore>) {
             for i in 0..10 {
                 let env = format!("w{w}");
                 let id = ResourceId::new(&env, "", "ConfigMap", Some("ns"), format!("cm-{i}"));
-                let d = drift(
-                    &id,
-                    &format!("ep-{env}-{i}"),
-                    DriftKind::Missing,
-                    Direction::Unknown,
-                    Severity::Medium,
-                    t(i),
-                    t(i),
-                    None,
-                );
+                let d = drift(&id, &format!("ep-{env}-{i}"), DriftKind::Missing)
+                    .direction(Direction::Unknown)
+                    .at(t(i))
+                    .build();
                 let b = ScanBatch {
                     environment: env.clone(),
                     summary: Some(summary(&env, &format!("{env}-{i}"), t(i), 1)),
@@ -1291,11 +1213,12 @@ pub async fn concurrent_writers(store: Arc<dyn DriftStore>) {
     );
 }
 
-fn deployment(replicas: i64) -> serde_json::Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"replicas": replicas, "template": {"spec": {"containers": [
-            {"name": "web", "image": "nginx:1.25"}]}}}})
+/// The Deployment `shop/web` the scanner checks, with `replicas`.
+fn web(replicas: i64) -> serde_json::Value {
+    testkit::deployment("web")
+        .replicas(replicas)
+        .container("web", "nginx:1.25")
+        .build()
 }
 
 fn scanner(
@@ -1319,7 +1242,7 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
     git.set(DesiredSet {
         revision: Some(Revision::plain("r1")),
         objects: vec![RawManifest {
-            object: RawObject::new(deployment(3)),
+            object: RawObject::new(web(3)),
             provenance: Provenance {
                 file: "web.yaml".into(),
                 document: 0,
@@ -1334,7 +1257,7 @@ pub async fn scanner_round_trip(store: Arc<dyn DriftStore>) {
     let clock = Arc::new(ManualClock::new(t(0)));
     let mut all_events = Vec::new();
     for (step, replicas) in [3, 5, 7, 7, 3].into_iter().enumerate() {
-        live.set(vec![RawLive::new(deployment(replicas))]);
+        live.set(vec![RawLive::new(web(replicas))]);
         clock.set(t(60 * step as i64));
         // a fresh scanner each time, as after a restart: state comes from the store
         let a = scanner(store.clone(), git.clone(), live.clone(), clock.clone())

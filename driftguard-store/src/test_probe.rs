@@ -14,6 +14,7 @@ use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, Sto
 use driftguard_core::query::{DriftQuery, EventQuery, Page};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind};
+use driftguard_test_support::build;
 
 /// The probe.
 #[derive(Debug, Default)]
@@ -41,48 +42,24 @@ pub(crate) fn id() -> ResourceId {
 }
 
 pub(crate) fn drift() -> Drift {
-    Drift {
-        episode: "probe-episode".into(),
-        id: id(),
-        api_version: "v1".into(),
-        kind: DriftKind::Orphan,
-        direction: Direction::Unknown,
-        severity: Severity::Low,
-        fields: Vec::new(),
-        attribution: Default::default(),
-        detected_at: at(),
-        updated_at: at(),
-        resolved_at: None,
-        resolution: None,
-        resolved_by: None,
-        revision: None,
-        provenance: None,
-        findings: Vec::new(),
-    }
+    build::drift()
+        .episode("probe-episode")
+        .id(id())
+        .kind(DriftKind::Orphan)
+        .direction(Direction::Unknown)
+        .severity(Severity::Low)
+        .at(at())
+        .build()
 }
 
 pub(crate) fn record() -> DriftRecord {
-    DriftRecord {
-        id: id(),
-        api_version: "v1".into(),
-        desired_hash: None,
-        live_hash: None,
-        baseline: None,
-        drift: Some(drift()),
-        applied_mark: None,
-        updated_at: at(),
-    }
+    build::record(&id(), Some(drift()), at())
 }
 
 pub(crate) fn event() -> DriftEvent {
     DriftEvent {
-        remediation: None,
         event_id: "probe-event".into(),
-        kind: EventKind::Detected,
-        at: at(),
-        scan_id: "probe-scan".into(),
-        revision: None,
-        drift: drift(),
+        ..build::event(EventKind::Detected, &drift(), at(), "probe-scan")
     }
 }
 

@@ -18,10 +18,10 @@ use driftguard_core::query::{DriftQuery, DriftStatus, EventQuery};
 use driftguard_store::buffered::{BufferHealth, BufferedStore};
 use driftguard_store::conformance::t;
 use driftguard_store::mongo::{MongoOptions, MongoStore};
+use driftguard_test_support::build::deployment;
 use driftguard_test_support::MongoServer;
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
-use serde_json::json;
 
 /// The test server's URI; fails the test when it is not configured.
 fn mongo_uri() -> String {
@@ -341,12 +341,6 @@ async fn secret_canary_is_not_in_any_collection() {
     db.drop().await.expect("drop");
 }
 
-fn deployment(name: &str, replicas: i64) -> serde_json::Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"replicas": replicas}})
-}
-
 /// The database is killed during scans and started again: the scanner keeps detecting through
 /// the buffered store (health degraded), and after recovery every acknowledged event is stored
 /// exactly once and the scans go on exactly like scans over the in-memory reference.
@@ -371,7 +365,7 @@ async fn database_killed_during_scans_loses_nothing() {
         objects: names
             .iter()
             .map(|n| RawManifest {
-                object: RawObject::new(deployment(n, 3)),
+                object: RawObject::new(deployment(n).replicas(3).build()),
                 provenance: Provenance::default(),
             })
             .collect(),
@@ -414,7 +408,7 @@ async fn database_killed_during_scans_loses_nothing() {
                     } else {
                         3 + step % 4 + 1
                     };
-                    RawLive::new(deployment(n, r))
+                    RawLive::new(deployment(n).replicas(r).build())
                 })
                 .collect(),
         );
@@ -486,7 +480,7 @@ async fn database_killed_during_scans_loses_nothing() {
     live.set(
         names
             .iter()
-            .map(|n| RawLive::new(deployment(n, 3)))
+            .map(|n| RawLive::new(deployment(n).replicas(3).build()))
             .collect(),
     );
     let report = scanner.scan().await.expect("scan after recovery");

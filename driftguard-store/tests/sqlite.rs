@@ -9,12 +9,12 @@ use std::time::Duration;
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{ScanBatch, ScanCounts, ScanSummary};
-use driftguard_core::severity::Severity;
-use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind};
+use driftguard_core::state::{DriftEvent, EventKind};
 
 use driftguard_core::ports::DriftStore;
 use driftguard_core::query::EventQuery;
 use driftguard_store::sqlite::SqliteStore;
+use driftguard_test_support::build;
 
 async fn fresh() -> Arc<dyn DriftStore> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -196,42 +196,17 @@ async fn crash_writer_child() {
         };
         for i in 0..20 {
             let id = ResourceId::new(&env, "", "ConfigMap", Some("ns"), format!("cm-{i}"));
-            let drift = Drift {
-                episode: format!("{prefix}-{scan}-{i}"),
-                id: id.clone(),
-                api_version: "v1".into(),
-                kind: DriftKind::Modified,
-                direction: Direction::Forward,
-                severity: Severity::Medium,
-                fields: vec![],
-                attribution: Default::default(),
-                detected_at: at,
-                updated_at: at,
-                resolved_at: None,
-                resolution: None,
-                resolved_by: None,
-                revision: None,
-                provenance: None,
-                findings: Vec::new(),
-            };
-            batch.upserts.push(DriftRecord {
-                id: id.clone(),
-                api_version: "v1".into(),
-                desired_hash: None,
-                live_hash: None,
-                baseline: None,
-                drift: Some(drift.clone()),
-                applied_mark: None,
-                updated_at: at,
-            });
+            let drift = build::drift()
+                .episode(format!("{prefix}-{scan}-{i}"))
+                .id(id.clone())
+                .at(at)
+                .build();
+            batch
+                .upserts
+                .push(build::record(&id, Some(drift.clone()), at));
             batch.events.push(DriftEvent {
-                remediation: None,
                 event_id: format!("{prefix}-{scan}-{i}-detected"),
-                kind: EventKind::Detected,
-                at,
-                scan_id: scan_id.clone(),
-                revision: None,
-                drift,
+                ..build::event(EventKind::Detected, &drift, at, &scan_id)
             });
         }
         store.commit(&batch).await.expect("commit");

@@ -8,7 +8,26 @@
 //! [`service`], which reads the process environment first and that file second, and panics
 //! with a message naming the script to run when a value is missing.
 //!
+//! The values tests build again and again (drifts, field diffs, events, records,
+//! Deployments, ConfigMaps) come from one set of builders, [`build`].
+//!
 //! Only the test code of the workspace depends on this crate (as a dev-dependency).
+
+/// The builders of drifts, field diffs, events, records and manifests: the core's
+/// `driftguard_core::testkit`, re-exported so that every crate's tests use the same ones (the
+/// core's own tests use it in place, as they cannot depend on this crate).
+///
+/// ```
+/// use driftguard_test_support::build::{deployment, drift};
+///
+/// let d = drift().namespace("pay").name("api").build();
+/// assert_eq!(d.id.to_string(), "prod:Deployment.apps/pay/api");
+/// let file = deployment("api").replicas(2).selector().image("api:1").yaml();
+/// assert!(file.starts_with("apiVersion: apps/v1\nkind: Deployment\n"));
+/// ```
+pub mod build {
+    pub use driftguard_core::testkit::*;
+}
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use driftguard_test_support::build;
+
 /// A repository with a work tree, in a temporary folder.
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
@@ -100,16 +102,23 @@ pub fn cache() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 
+/// The file of a Deployment `ns/name` a person writes: `replicas`, the selector, one
+/// container `main` running `image` (the shared builder's YAML).
 pub fn deployment(name: &str, ns: &str, replicas: u32, image: &str) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
-    )
+    build::deployment(name)
+        .namespace(ns)
+        .replicas(replicas.into())
+        .selector()
+        .container("main", image)
+        .yaml()
 }
 
+/// The file of a ConfigMap `ns/name` with `key: value`.
 pub fn configmap(name: &str, ns: &str, value: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  key: \"{value}\"\n"
-    )
+    build::configmap(name)
+        .namespace(ns)
+        .data("key", value)
+        .yaml()
 }
 
 /// The kustomize binary for tests: `KUSTOMIZE_BIN`, `KUBECTL` (from the environment or the

@@ -305,7 +305,8 @@ impl DriftStore for SqliteStore {
 mod tests {
     use super::*;
     use crate::buffered::{BufferHealth, BufferedStore};
-    use driftguard_core::state::{Direction, DriftKind, EventKind};
+    use driftguard_core::state::EventKind;
+    use driftguard_test_support::build;
 
     /// A batch of `n` objects with an open drift each (bodies padded so that a few hundred
     /// objects take many pages).
@@ -317,43 +318,19 @@ mod tests {
         };
         for i in 0..n {
             let id = ResourceId::new("prod", "", "ConfigMap", Some("ns"), format!("cm-{i}"));
-            let drift = Drift {
-                episode: format!("{scan}-{i}"),
-                id: id.clone(),
-                api_version: "v1".into(),
-                kind: DriftKind::Modified,
-                direction: Direction::Forward,
-                severity: driftguard_core::severity::Severity::Low,
-                fields: Vec::new(),
-                attribution: Default::default(),
-                detected_at: at,
-                updated_at: at,
-                resolved_at: None,
-                resolution: None,
-                resolved_by: None,
-                revision: Some("x".repeat(2000)),
-                provenance: None,
-                findings: Vec::new(),
-            };
+            let drift = build::drift()
+                .episode(format!("{scan}-{i}"))
+                .id(id.clone())
+                .severity(driftguard_core::severity::Severity::Low)
+                .at(at)
+                .revision("x".repeat(2000))
+                .build();
             b.events.push(DriftEvent {
-                remediation: None,
                 event_id: format!("{scan}-{i}-detected"),
-                kind: EventKind::Detected,
-                at,
-                scan_id: scan.into(),
                 revision: None,
-                drift: drift.clone(),
+                ..build::event(EventKind::Detected, &drift, at, scan)
             });
-            b.upserts.push(DriftRecord {
-                id,
-                api_version: "v1".into(),
-                desired_hash: None,
-                live_hash: None,
-                baseline: None,
-                drift: Some(drift),
-                applied_mark: None,
-                updated_at: at,
-            });
+            b.upserts.push(build::record(&id, Some(drift), at));
         }
         b
     }
