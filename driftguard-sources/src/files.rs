@@ -21,7 +21,7 @@ use crate::git::{
     FileObjects, KustomizeLimits,
 };
 use crate::render::{join_relative, RenderInput, Rendered, Renderer};
-use crate::tree::select::{too_large, Filter};
+use crate::tree::select::{too_large, walk_folder, Filter};
 
 /// A rendering and the key of the inputs it was made from.
 type KeptRendering = (u64, Arc<Rendered>);
@@ -41,6 +41,8 @@ pub struct DirSource {
     helm_bin: Option<PathBuf>,
     kustomize_limits: KustomizeLimits,
     render: Option<Renderer>,
+    /// Whether files in subfolders are read.
+    recurse: bool,
     /// The last rendering, by the key of its inputs.
     rendered: Arc<Mutex<Option<KeptRendering>>>,
     /// Renderings run so far.
@@ -61,37 +63,8 @@ fn io_error(context: String, e: std::io::Error) -> SourceError {
 }
 
 /// Every file below `root` (paths relative to it, sorted), `.git` folders left out.
-fn walk_dir(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(rel)
-    };
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(|e| io_error(format!("folder {}", dir.display()), e))?
-        .filter_map(Result::ok)
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let path = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            if entry.file_name() == ".git" {
-                continue;
-            }
-            walk_dir(root, &path, out)?;
-        } else if ft.is_file() {
-            out.push((path, entry.path()));
-        }
-    }
-    Ok(())
+fn walk_dir(root: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), SourceError> {
+    walk_folder(root, "", out).map_err(|(dir, e)| io_error(format!("folder {}", dir.display()), e))
 }
 
 impl DirSource {
@@ -104,6 +77,7 @@ impl DirSource {
             helm_bin: None,
             kustomize_limits: KustomizeLimits::default(),
             render: None,
+            recurse: true,
             rendered: Arc::new(Mutex::new(None)),
             renders: Arc::new(AtomicU64::new(0)),
             limits: Limits::default(),
@@ -141,8 +115,16 @@ impl DirSource {
         include: &[String],
         exclude: &[String],
     ) -> Result<Self, SourceError> {
-        self.filter = Filter::new("", include, exclude)?;
+        self.filter = Filter::new("", include, exclude)?.with_recurse(self.recurse);
         Ok(self)
+    }
+
+    /// Whether files in subfolders are read (default true); without, only the folder's own
+    /// files are (Argo CD's `directory.recurse: false`).
+    pub fn with_recurse(mut self, recurse: bool) -> Self {
+        self.recurse = recurse;
+        self.filter = self.filter.with_recurse(recurse);
+        self
     }
 
     /// The binary rendering kustomizations (`kubectl` or `kustomize`).
@@ -164,7 +146,7 @@ impl DirSource {
             return self.read_rendered(renderer);
         }
         let mut all = Vec::new();
-        walk_dir(&self.root, "", &mut all)?;
+        walk_dir(&self.root, &mut all)?;
         // the order of a Git tree (`a.yaml` before `a/`), so that objects come in the same
         // order as from a repository holding the same files (the first of two definitions of
         // an object is the one kept)
@@ -233,10 +215,13 @@ impl DirSource {
 
 impl DirSource {
     /// Reads the folder as `renderer` renders it: the rendering is kept while every file of
-    /// the folder and every value file are the same.
+    /// the folder and every value file are the same, and the renderer's options. A folder
+    /// built with kustomize is built at every read, as a kustomization among plain manifests
+    /// is: its bases may lie outside the folder; its revision then also names what the build
+    /// printed (before any substitution: a revision never depends on a substituted value).
     fn read_rendered(&self, renderer: &Renderer) -> Result<DesiredSet, SourceError> {
         let mut all = Vec::new();
-        walk_dir(&self.root, "", &mut all)?;
+        walk_dir(&self.root, &mut all)?;
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         let mut hash_file = |rel: &str, path: &Path| -> Result<bool, SourceError> {
             match std::fs::read(path) {
@@ -270,14 +255,19 @@ impl DirSource {
                 missing.push(rel);
             }
         }
-        let key = hasher.digest();
-        let revision = Revision::plain(format!("dir:{key:016x}"));
+        let content = hasher.digest();
+        let key = {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(&content.to_le_bytes());
+            renderer.hash_into(&mut h);
+            h.digest()
+        };
         let kept = self
             .rendered
             .lock()
             .expect("lock is never poisoned")
             .as_ref()
-            .filter(|(k, _)| *k == key)
+            .filter(|(k, _)| *k == key && !renderer.reads_outside_folder())
             .map(|(_, r)| Arc::clone(r));
         let rendered = match kept {
             Some(r) => r,
@@ -306,6 +296,8 @@ impl DirSource {
                     missing_value_files: missing,
                     revision: None,
                     scratch: scratch.path(),
+                    filter: &self.filter,
+                    editable: false,
                 };
                 let r = Arc::new(renderer.render(&input)?);
                 self.renders.fetch_add(1, Ordering::Relaxed);
@@ -313,6 +305,15 @@ impl DirSource {
                     Some((key, Arc::clone(&r)));
                 r
             }
+        };
+        let revision = match rendered.digest {
+            Some(built) if renderer.reads_outside_folder() => {
+                let mut h = xxhash_rust::xxh3::Xxh3::new();
+                h.update(&content.to_le_bytes());
+                h.update(&built.to_le_bytes());
+                Revision::plain(format!("dir:{:016x}", h.digest()))
+            }
+            _ => Revision::plain(format!("dir:{content:016x}")),
         };
         let mut set = DesiredSet {
             revision: Some(revision.clone()),

@@ -7,10 +7,11 @@
 //!   read with `gix`. Credentials come from the configuration or the environment only
 //!   ([`GitAuth`]), are handed to `git` through its environment (never on the command line,
 //!   never written to the cache's config), and are never logged.
-//! - **Manifests**: every `.yaml`, `.yml` and `.json` file below the environment's folder,
-//!   filtered by include/exclude globs (relative to that folder, `*` also matches `/`); files
-//!   and folders whose names start with `.` are skipped. Multi-document YAML and `List` kinds
-//!   are read by [`driftguard_core::manifest::parse_file`].
+//! - **Manifests**: every `.yaml`, `.yml` and `.json` file below the environment's folder
+//!   (only those directly in it with `recurse: false`), filtered by include/exclude globs
+//!   (relative to that folder, `*` also matches `/`); files and folders whose names start with
+//!   `.` are skipped. Multi-document YAML and `List` kinds are read by
+//!   [`driftguard_core::manifest::parse_file`].
 //! - **Kustomize**: a folder holding `kustomization.yaml` is rendered as a whole (`kubectl
 //!   kustomize`, or the configured binary) from a copy of the revision's tree in a temporary
 //!   folder; one inflating Helm charts (`helmCharts:`) with `--enable-helm` when helm is found.
@@ -19,11 +20,13 @@
 //!   [`crate::process`], with a scrubbed environment.
 //!   A Helm chart (`Chart.yaml`) met among plain manifests is skipped with a note.
 //! - **Renderers**: with [`GitSourceConfig::render`], the environment's folder is rendered
-//!   instead of read: a Helm chart (`helm template`) or a command ([`crate::render`]). Only the
-//!   inputs are written out (the chart folder and its value files; the whole tree for a
-//!   command), and the rendering is kept by the inputs' key (their tree and blob ids): a
-//!   revision whose inputs did not change is not rendered again. A tree written out holds no
-//!   symbolic link and no `.git` entry, as `git` would check it out.
+//!   instead of read: a Helm chart (`helm template`), a command, or the folder built with
+//!   kustomize and Argo CD's or Flux's options ([`crate::render`]). Only the inputs are written
+//!   out (the chart folder and its value files; the whole tree for a command or a
+//!   kustomization), and the rendering is kept by the inputs' key (their tree and blob ids,
+//!   and the renderer's options): a revision whose inputs did not change is not rendered
+//!   again. A tree written out holds no symbolic link and no `.git` entry, as `git` would
+//!   check it out.
 //! - **Incremental**: parsed files are kept by blob id; loading another revision re-parses only
 //!   the blobs that changed.
 //! - **History**: [`GitRepoSource`] answers [`GitSource::history`] by walking first parents;
@@ -122,6 +125,10 @@ pub struct GitSourceConfig {
     pub include: Vec<String>,
     /// Globs (relative to `path`) of files to leave out.
     pub exclude: Vec<String>,
+    /// Whether files in subfolders of `path` are read (default true); without, only the
+    /// folder's own files are, as an Argo CD directory Application without `recurse` reads
+    /// them.
+    pub recurse: bool,
     /// Folder holding the clones (one bare mirror per URL).
     pub cache_dir: PathBuf,
     /// Credentials.
@@ -154,6 +161,7 @@ impl GitSourceConfig {
             path: String::new(),
             include: Vec::new(),
             exclude: Vec::new(),
+            recurse: true,
             cache_dir: cache_dir.into(),
             auth: None,
             kustomize_bin: None,
@@ -484,7 +492,8 @@ impl GitRepoSource {
     /// next `desired`) and checks that the tracked ref exists.
     pub async fn open(config: GitSourceConfig) -> Result<Self, SourceError> {
         let mirror = mirror_path(&config);
-        let filter = Filter::new(&config.path, &config.include, &config.exclude)?;
+        let filter = Filter::new(&config.path, &config.include, &config.exclude)?
+            .with_recurse(config.recurse);
         let fetch_error = Gate::of(&mirror).prepare(&config, &mirror).await?;
         let cfg = config.clone();
         let m = mirror.clone();

@@ -24,7 +24,8 @@ const OLD_RENDERS_KEPT: usize = 32;
 /// The inputs of a rendering at one commit, found from the tree alone (no blob is read).
 #[derive(Debug, Clone)]
 pub(super) struct Inputs {
-    /// Their key: equal keys, equal inputs (a tree diff restricted to the inputs).
+    /// Their key: equal keys, equal inputs (a tree diff restricted to the inputs, and the
+    /// renderer's options).
     pub(super) key: u64,
     /// The root tree.
     pub(super) root: ObjectId,
@@ -60,7 +61,8 @@ impl Reader {
     }
 
     /// The inputs of `renderer` in the tree `root`: the environment's folder (the whole tree
-    /// for a command) and the value files. No blob is read.
+    /// for a command or a kustomization), the value files and the renderer's options. No blob
+    /// is read.
     pub(super) fn inputs(
         &self,
         repo: &gix::Repository,
@@ -74,6 +76,7 @@ impl Reader {
             tree_at(repo, root, prefix)?
         };
         let mut h = xxhash_rust::xxh3::Xxh3::new();
+        renderer.hash_into(&mut h);
         match (renderer.reads_whole_tree(), folder) {
             (true, _) => h.update(root.as_bytes()),
             (false, Some(f)) => h.update(f.as_bytes()),
@@ -180,6 +183,8 @@ impl Reader {
             missing_value_files: inputs.missing.clone(),
             revision: Some(&revision),
             scratch: scratch.path(),
+            filter: &self.filter,
+            editable: true,
         };
         let rendered = Arc::new(renderer.render(&input)?);
         self.render_count.fetch_add(1, Ordering::Relaxed);

@@ -114,6 +114,7 @@ impl CommandRenderer {
             objects: read.objects,
             errors: read.errors,
             notes,
+            digest: None,
         })
     }
 }

@@ -173,6 +173,7 @@ impl HelmRenderer {
             objects: read.objects,
             errors: read.errors,
             notes,
+            digest: None,
         })
     }
 }

@@ -1,18 +1,21 @@
-//! Renderers on the desired side: a Helm chart ([`HelmRenderer`], `helm template`) or any
+//! Renderers on the desired side: a Helm chart ([`HelmRenderer`], `helm template`), any
 //! command printing manifests ([`CommandRenderer`]: jsonnet, cdk8s, kcl, home-grown
-//! generators). Both give the objects of a [`DesiredSet`], each with its provenance (the
-//! template file, the chart, the value files in play).
+//! generators), or a folder built with kustomize and Argo CD's or Flux's options
+//! ([`KustomizeRenderer`]). Each gives the objects of a [`DesiredSet`], each with its
+//! provenance (the template file, the chart, the value files in play).
 //!
 //! The Git source ([`crate::git`]) and the folder source ([`crate::files`]) render an
 //! environment with the renderer its configuration names: they key the rendering by the
-//! content of its inputs (a Helm chart's folder and value files; a command's whole tree or
-//! folder) and run the renderer again only when an input changed. The rules (Helm's value
+//! content of its inputs (a Helm chart's folder and value files; a command's or a
+//! kustomization's whole tree or folder) and the renderer's options, and run the renderer
+//! again only when one of them changed. The rules (Helm's value
 //! precedence, hooks are not desired state, reading the output) are the core's
 //! ([`driftguard_core::render`]); this module runs the programs, through the one runner of
 //! programs ([`crate::process`]) and without network where the OS allows it.
 
 mod command;
 mod helm;
+mod kustomize;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,10 +26,16 @@ use driftguard_core::model::{Provenance, RawManifest, RawObject};
 use driftguard_core::ports::DesiredSet;
 use driftguard_core::render::RenderError;
 
+use crate::tree::select::Filter;
+
 pub(crate) use crate::process::find_program;
 pub(crate) use command::folder_label;
 pub use command::CommandRenderer;
 pub use helm::HelmRenderer;
+pub use kustomize::{
+    annotation_key_problem, is_var_name, label_problem, ImageOverride, ImageSyntaxError,
+    KustomizeOptions, KustomizePatch, KustomizeRenderer, KustomizeReplica, SUBSTITUTE_ANNOTATION,
+};
 
 /// How an environment's desired side is rendered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +44,8 @@ pub enum Renderer {
     Helm(HelmRenderer),
     /// A command run in the environment's folder.
     Command(CommandRenderer),
+    /// The folder built with kustomize and the environment's kustomize options.
+    Kustomize(KustomizeRenderer),
 }
 
 impl Renderer {
@@ -43,6 +54,7 @@ impl Renderer {
         match self {
             Renderer::Helm(_) => "helm chart".into(),
             Renderer::Command(c) => format!("command {}", c.display()),
+            Renderer::Kustomize(_) => "kustomize with options".into(),
         }
     }
 
@@ -50,7 +62,7 @@ impl Renderer {
     pub(crate) fn value_files(&self) -> &[String] {
         match self {
             Renderer::Helm(h) => &h.options.value_files,
-            Renderer::Command(_) => &[],
+            Renderer::Command(_) | Renderer::Kustomize(_) => &[],
         }
     }
 
@@ -58,14 +70,35 @@ impl Renderer {
     pub(crate) fn ignore_missing_value_files(&self) -> bool {
         match self {
             Renderer::Helm(h) => h.options.ignore_missing_value_files,
-            Renderer::Command(_) => false,
+            Renderer::Command(_) | Renderer::Kustomize(_) => false,
         }
     }
 
-    /// Whether the rendering may read the whole tree (a command), not only the environment's
-    /// folder and value files (a chart).
+    /// Whether the rendering may read the whole tree (a command; a kustomization, whose bases
+    /// and components may be anywhere in it), not only the environment's folder and value
+    /// files (a chart).
     pub(crate) fn reads_whole_tree(&self) -> bool {
-        matches!(self, Renderer::Command(_))
+        matches!(self, Renderer::Command(_) | Renderer::Kustomize(_))
+    }
+
+    /// Whether the rendering may read files outside the folder of a plain-folder source (a
+    /// kustomization's `../base`), which the folder's content does not key: such a folder is
+    /// rendered at every read.
+    pub(crate) fn reads_outside_folder(&self) -> bool {
+        matches!(self, Renderer::Kustomize(_))
+    }
+
+    /// Feeds the renderer's options to `h`, for the key of its renderings: a changed option
+    /// renders anew.
+    pub(crate) fn hash_into(&self, h: &mut xxhash_rust::xxh3::Xxh3) {
+        match self {
+            Renderer::Helm(r) => h.update(format!("helm {r:?}").as_bytes()),
+            Renderer::Command(r) => h.update(format!("command {r:?}").as_bytes()),
+            Renderer::Kustomize(r) => {
+                h.update(b"kustomize");
+                r.hash_into(h);
+            }
+        }
     }
 
     /// Renders the inputs written on disk as `input` says.
@@ -73,6 +106,7 @@ impl Renderer {
         match self {
             Renderer::Helm(h) => h.render(input),
             Renderer::Command(c) => c.render(input),
+            Renderer::Kustomize(k) => k.render(input),
         }
     }
 }
@@ -93,6 +127,12 @@ pub(crate) struct RenderInput<'a> {
     pub revision: Option<&'a str>,
     /// A scratch folder of this rendering (helm's homes, the inline values file).
     pub scratch: &'a Path,
+    /// Which files of the folder the environment reads (include and exclude globs, whether
+    /// subfolders are): a kustomization generated for a folder without one lists them.
+    pub filter: &'a Filter,
+    /// Whether the files in `dir` may be changed (a revision written out for this rendering),
+    /// or are the user's (a plain folder) and must be copied first.
+    pub editable: bool,
 }
 
 /// What a rendering gave: objects (provenance without revision), problems and notes. Kept
@@ -105,6 +145,10 @@ pub(crate) struct Rendered {
     pub errors: Vec<ManifestError>,
     /// What to tell: the rendering, the hooks skipped.
     pub notes: Vec<String>,
+    /// A digest of what the program printed, before anything was done to it, for a source
+    /// that renders at every read and names its revision by what it read (a plain folder
+    /// built with kustomize); `None` from the renderers that are keyed by their inputs.
+    pub digest: Option<u64>,
 }
 
 impl Rendered {

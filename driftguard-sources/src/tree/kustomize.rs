@@ -19,7 +19,7 @@ use driftguard_core::manifest::ManifestError;
 use driftguard_core::render::{display_command, hooks_note, kustomization_uses_helm, split_hooks};
 
 use super::select::{parse_bytes, FileObjects};
-use crate::process::{find_program, Network, Program, GIT_ENV};
+use crate::process::{find_program, Network, Program, RunError, GIT_ENV};
 
 /// How long one kustomization's rendering may run and how much it may print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,11 +90,7 @@ pub(crate) fn render_folder(
     };
     let uses_helm = text.is_some_and(kustomization_uses_helm);
     let helm = if uses_helm {
-        let found = match helm_bin {
-            Some(h) => find_program(&h.display().to_string(), None),
-            None => find_program("helm", None),
-        };
-        match found {
+        match helm_program(helm_bin) {
             Some(h) => Some(h),
             None => return fail(NO_HELM.into()),
         }
@@ -105,6 +101,22 @@ pub(crate) fn render_folder(
         Ok(text) => text,
         Err(m) => return fail(m),
     };
+    read_output(file, &text, uses_helm)
+}
+
+/// The helm binary inflating a kustomization's charts: the configured one, else `helm` on
+/// `PATH`, if it is found.
+pub(crate) fn helm_program(helm_bin: Option<&Path>) -> Option<PathBuf> {
+    match helm_bin {
+        Some(h) => find_program(&h.display().to_string(), None),
+        None => find_program("helm", None),
+    }
+}
+
+/// Reads what the kustomization whose file is `file` (relative to the root) printed: its
+/// objects, named by that file, and the problems; the hooks of the Helm charts it inflated
+/// (`uses_helm`) are left out with a note.
+pub(crate) fn read_output(file: &str, text: &str, uses_helm: bool) -> FileObjects {
     let parsed = parse_bytes(file, text.as_bytes());
     if !uses_helm {
         return parsed;
@@ -135,6 +147,16 @@ pub(crate) fn render(
     helm: Option<&Path>,
     limits: KustomizeLimits,
 ) -> Result<String, String> {
+    run(bin, dir, helm, limits).map_err(|e| chain(&e))
+}
+
+/// Runs `bin` on the kustomization in `dir`, as [`render`] says; the runner's error as is.
+pub(crate) fn run(
+    bin: &Path,
+    dir: &Path,
+    helm: Option<&Path>,
+    limits: KustomizeLimits,
+) -> Result<String, RunError> {
     let is_kustomize = bin
         .file_name()
         .and_then(|n| n.to_str())
@@ -166,5 +188,4 @@ pub(crate) fn render(
         .network(Network::Allow)
         .display(display)
         .run_text()
-        .map_err(|e| chain(&e))
 }

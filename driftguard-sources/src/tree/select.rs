@@ -11,13 +11,15 @@ use driftguard_core::ports::{DesiredSet, SourceError};
 pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
     ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// The environment's folder and its include/exclude globs.
+/// The environment's folder, its include/exclude globs, and whether its subfolders are read.
 #[derive(Clone, Debug)]
 pub(crate) struct Filter {
     /// Folder inside the root, without leading or trailing `/` (empty: the root).
     pub prefix: String,
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
+    /// Whether files in subfolders of the folder are read (Argo CD's `directory.recurse`).
+    recurse: bool,
 }
 
 fn glob_set(field: &str, globs: &[String]) -> Result<Option<GlobSet>, SourceError> {
@@ -66,7 +68,15 @@ impl Filter {
             prefix: normalize_prefix(path),
             include: glob_set("include", include)?,
             exclude: glob_set("exclude", exclude)?,
+            recurse: true,
         })
+    }
+
+    /// Whether files in subfolders are read (default true); without, only the files directly
+    /// in the folder are, as an Argo CD directory Application without `recurse` reads them.
+    pub fn with_recurse(mut self, recurse: bool) -> Self {
+        self.recurse = recurse;
+        self
     }
 
     /// The part of `path` below the environment's folder, if it is below it.
@@ -77,11 +87,15 @@ impl Filter {
         path.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
     }
 
-    /// Whether a file (path relative to the root) is selected by the globs.
+    /// Whether a file (path relative to the root) is read: below the folder (directly in it
+    /// without `recurse`) and selected by the globs.
     pub fn selects(&self, path: &str) -> bool {
         let Some(rel) = self.relative(path) else {
             return false;
         };
+        if !self.recurse && rel.contains('/') {
+            return false;
+        }
         self.include.as_ref().is_none_or(|g| g.is_match(rel))
             && self.exclude.as_ref().is_none_or(|g| !g.is_match(rel))
     }
@@ -119,7 +133,7 @@ fn under(path: &str, dir: &str) -> bool {
 /// `kustomization.yaml` is rendered as a whole; a folder holding a `Chart.yaml` is a Helm
 /// chart found among plain manifests: it is not rendered there (an environment renders a chart
 /// with its `helm:` section) and is skipped with a note, unless it lies in a kustomization's
-/// folder (which may inflate it).
+/// folder (which may inflate it). Without `recurse`, subfolders are not looked at at all.
 pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
     let mut kust: Vec<String> = Vec::new();
     let mut helm: Vec<String> = Vec::new();
@@ -127,7 +141,7 @@ pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
         let Some(rel) = filter.relative(path) else {
             continue;
         };
-        if rel.split('/').any(|c| c.starts_with('.')) {
+        if rel.split('/').any(|c| c.starts_with('.')) || (!filter.recurse && rel.contains('/')) {
             continue;
         }
         let name = file_name(path);
@@ -182,6 +196,46 @@ pub(crate) fn plan<K>(filter: &Filter, entries: Vec<(String, K)>) -> Plan<K> {
         kustomizations: kust,
         notes,
     }
+}
+
+/// Every file below the folder `root/rel` on disk, with its path relative to `root` (`rel/...`)
+/// and on disk, in name order; `.git` folders and symbolic links are left out (a repository's
+/// tree written out holds neither). `Err` names the folder that cannot be listed.
+pub(crate) fn walk_folder(
+    root: &std::path::Path,
+    rel: &str,
+    out: &mut Vec<(String, std::path::PathBuf)>,
+) -> Result<(), (std::path::PathBuf, std::io::Error)> {
+    let dir = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(|e| (dir.clone(), e))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            walk_folder(root, &path, out)?;
+        } else if ft.is_file() {
+            out.push((path, entry.path()));
+        }
+    }
+    Ok(())
 }
 
 /// The path (relative to the root) of the kustomization file in `dir`: the first of
@@ -304,6 +358,34 @@ mod tests {
         assert_eq!(p.kustomizations, vec!["envs/prod/app".to_owned()]);
         assert_eq!(p.notes.len(), 1);
         assert!(p.notes[0].contains("envs/prod/chart"), "{:?}", p.notes);
+    }
+
+    #[test]
+    fn without_recurse_only_the_folder_s_own_files_are_read() {
+        let f = Filter::new("envs/prod", &[], &[])
+            .expect("valid")
+            .with_recurse(false);
+        let p = plan(
+            &f,
+            paths(&[
+                "envs/prod/a.yaml",
+                "envs/prod/sub/b.yaml",
+                "envs/prod/app/kustomization.yaml",
+                "envs/prod/chart/Chart.yaml",
+            ]),
+        );
+        let files: Vec<&str> = p.files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(files, vec!["envs/prod/a.yaml"]);
+        assert!(p.kustomizations.is_empty(), "{:?}", p.kustomizations);
+        assert!(p.notes.is_empty(), "{:?}", p.notes);
+        assert!(!f.selects("envs/prod/sub/b.yaml"));
+        // a kustomization of the folder itself is still the folder's
+        let p = plan(
+            &f,
+            paths(&["envs/prod/kustomization.yaml", "envs/prod/a.yaml"]),
+        );
+        assert_eq!(p.kustomizations, vec!["envs/prod".to_owned()]);
+        assert!(p.files.is_empty());
     }
 
     #[test]
