@@ -133,7 +133,7 @@ impl EnvironmentPlan {
         }
     }
 
-    /// How the desired side is rendered, if it is (`helm` or `render`).
+    /// How the desired side is rendered, if it is (`helm`, `render` or `kustomize`).
     pub fn renderer(&self) -> Option<&Renderer> {
         match self.desired.as_ref()? {
             DesiredPlan::Folder(f) => f.renderer.as_ref(),
@@ -177,7 +177,7 @@ pub struct FolderPlan {
     pub kustomize_bin: Option<PathBuf>,
     /// The helm binary of kustomizations' `helmCharts:` (`helmBin`).
     pub helm_bin: Option<PathBuf>,
-    /// How the folder is rendered (`helm` or `render`), if it is.
+    /// How the folder is rendered (`helm`, `render` or `kustomize`), if it is.
     pub renderer: Option<Renderer>,
 }
 
@@ -185,7 +185,7 @@ pub struct FolderPlan {
 #[derive(Clone, Debug)]
 pub struct GitPlan {
     /// How it is read: the URL as DriftGuard uses it (a local path made absolute), the clones'
-    /// folder, the revision and folder, globs, credentials, renderers and limits.
+    /// folder, the revision and folder, globs and `recurse`, credentials, renderers and limits.
     pub source: GitSourceConfig,
     /// The repository's web page, for links to a file and line (`git.webUrl`).
     pub web_url: Option<String>,

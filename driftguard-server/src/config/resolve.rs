@@ -5,19 +5,22 @@
 //! remediate` and the query commands read the file without checking it), and on ones it is
 //! about to refuse (validation checks the plan's paths). Where the file is contradictory it
 //! takes what setup always took: `dir` before `git`, a dump before a cluster, `secretKey.env`
-//! before `secretKey.file`.
+//! before `secretKey.file`, and of the renderers `helm`, then `render`, then `kustomize`.
 
 use std::path::{Path, PathBuf};
 
 use driftguard_core::render::{HelmOptions, HelmParameter};
 use driftguard_sources::git::{GitAuth, GitSourceConfig};
 use driftguard_sources::kube::KubeConfigSpec;
-use driftguard_sources::render::{CommandRenderer, HelmRenderer, Renderer};
+use driftguard_sources::render::{
+    CommandRenderer, HelmRenderer, KustomizeOptions, KustomizePatch, KustomizeRenderer,
+    KustomizeReplica, Renderer,
+};
 
 use super::plan::*;
 use super::{
-    Config, DirConfig, EnvironmentConfig, GitConfig, HelmConfig, InlineValues, NotifierConfig,
-    RenderConfig, StoreConfig,
+    Config, DirConfig, EnvironmentConfig, GitConfig, HelmConfig, InlineValues, KustomizeConfig,
+    NotifierConfig, RenderConfig, StoreConfig,
 };
 
 /// Resolves the file's paths against its folder.
@@ -212,6 +215,7 @@ fn git(r: &Resolver<'_>, tools: &Tools, g: &GitConfig, renderer: Option<Renderer
         .path(g.path.clone().unwrap_or_default());
     source.include = g.include.clone();
     source.exclude = g.exclude.clone();
+    source.recurse = g.recurse.unwrap_or(true);
     source.kustomize_bin = tools.kustomize_bin.clone();
     source.helm_bin = tools.helm_bin.clone();
     source.render = renderer;
@@ -257,12 +261,54 @@ fn looks_like_url(s: &str) -> bool {
 }
 
 /// How an environment's desired side is rendered, if it is: its `helm` section (a chart,
-/// with Argo CD's meaning of each key) or its `render` section (a command).
+/// with Argo CD's meaning of each key), its `render` section (a command) or its `kustomize`
+/// section (the folder built with Argo CD's and Flux's kustomize options).
 fn renderer(r: &Resolver<'_>, tools: &Tools, env: &EnvironmentConfig) -> Option<Renderer> {
     if let Some(h) = &env.helm {
         return Some(Renderer::Helm(helm(r, tools, env, h)));
     }
-    env.render.as_ref().map(|c| Renderer::Command(command(c)))
+    if let Some(c) = &env.render {
+        return Some(Renderer::Command(command(c)));
+    }
+    env.kustomize
+        .as_ref()
+        .map(|k| Renderer::Kustomize(kustomize(tools, k)))
+}
+
+/// The `kustomize` section: its options as the sources take them, the binaries of
+/// `kustomizeBin` and `helmBin`.
+fn kustomize(tools: &Tools, k: &KustomizeConfig) -> KustomizeRenderer {
+    let options = KustomizeOptions {
+        name_prefix: k.name_prefix.clone(),
+        name_suffix: k.name_suffix.clone(),
+        namespace: k.namespace.clone(),
+        images: k.images.clone(),
+        common_labels: k.common_labels.clone(),
+        common_annotations: k.common_annotations.clone(),
+        patches: k
+            .patches
+            .iter()
+            .map(|p| KustomizePatch {
+                patch: p.patch.clone(),
+                path: p.path.clone(),
+                target: p.target.clone().unwrap_or_default(),
+            })
+            .collect(),
+        replicas: k
+            .replicas
+            .iter()
+            .map(|r| KustomizeReplica {
+                name: r.name.clone(),
+                count: r.count.into(),
+            })
+            .collect(),
+        components: k.components.clone(),
+        substitute: k.substitute.clone(),
+    };
+    let mut renderer = KustomizeRenderer::new(options);
+    renderer.binary = tools.kustomize_bin.clone();
+    renderer.helm_bin = tools.helm_bin.clone();
+    renderer
 }
 
 fn helm(r: &Resolver<'_>, tools: &Tools, env: &EnvironmentConfig, h: &HelmConfig) -> HelmRenderer {

@@ -284,6 +284,164 @@ fn helm_and_render_problems_are_located() {
     assert_eq!(problems(&ok), Vec::<String>::new());
 }
 
+#[test]
+fn a_kustomize_section_resolves_into_the_renderer_of_git_and_dir_environments() {
+    use driftguard_sources::render::{KustomizePatch, KustomizeReplica, Renderer};
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let text = "kustomizeBin: bin/kustomize\nenvironments:\n  - name: prod\n    git: {url: 'https://git.example/gitops.git', path: apps/prod, recurse: false}\n    kustomize:\n      namePrefix: prod-\n      nameSuffix: -eu\n      namespace: shop\n      images: ['nginx=ghcr.io/acme/nginx:1.27', 'api:v2']\n      commonLabels: {team: shop}\n      commonAnnotations: {owner: platform}\n      patches:\n        - patch: |-\n            - op: replace\n              path: /spec/replicas\n              value: 2\n          target: {kind: Deployment, name: web}\n        - path: memory.yaml\n      replicas: [{name: web, count: 3}]\n      components: [../components/ha]\n      substitute: {region: eu-west-1}\n    live: {dump: mod.rs}\n  - name: folder\n    dir: {path: ., exclude: ['*.rs']}\n    kustomize: {namespace: shop}\n    live: {dump: mod.rs}\n  - name: plain\n    git: {url: 'https://git.example/gitops.git'}\n    live: {dump: mod.rs}\n";
+    let plan = load(text).expect("valid").plan();
+    let prod = plan.environment("prod").expect("prod");
+    assert!(!prod.git().expect("git").source.recurse);
+    let Some(Renderer::Kustomize(k)) = prod.renderer() else {
+        panic!("a kustomize renderer: {:?}", prod.renderer());
+    };
+    assert_eq!(k.binary, Some(base.join("bin/kustomize")));
+    let o = &k.options;
+    assert_eq!(o.name_prefix.as_deref(), Some("prod-"));
+    assert_eq!(o.name_suffix.as_deref(), Some("-eu"));
+    assert_eq!(o.namespace.as_deref(), Some("shop"));
+    assert_eq!(o.images, ["nginx=ghcr.io/acme/nginx:1.27", "api:v2"]);
+    assert_eq!(o.common_labels["team"], "shop");
+    assert_eq!(o.common_annotations["owner"], "platform");
+    assert_eq!(
+        o.patches,
+        [
+            KustomizePatch {
+                patch: Some("- op: replace\n  path: /spec/replicas\n  value: 2".into()),
+                path: None,
+                target: [
+                    ("kind".to_owned(), "Deployment".to_owned()),
+                    ("name".to_owned(), "web".to_owned())
+                ]
+                .into(),
+            },
+            KustomizePatch {
+                patch: None,
+                path: Some("memory.yaml".into()),
+                target: Default::default(),
+            },
+        ]
+    );
+    assert_eq!(
+        o.replicas,
+        [KustomizeReplica {
+            name: "web".into(),
+            count: 3
+        }]
+    );
+    assert_eq!(o.components, ["../components/ha"]);
+    assert_eq!(o.substitute["region"], "eu-west-1");
+    assert!(
+        !format!("{prod:?}").contains("eu-west-1"),
+        "the plan's Debug shows no substituted value"
+    );
+    let folder = plan.environment("folder").expect("folder");
+    let Some(DesiredPlan::Folder(f)) = &folder.desired else {
+        panic!("a folder");
+    };
+    assert_eq!(
+        f.exclude,
+        ["*.rs"],
+        "the globs select what a generated kustomization lists"
+    );
+    let Some(Renderer::Kustomize(k)) = &f.renderer else {
+        panic!("a kustomize renderer: {:?}", f.renderer);
+    };
+    assert_eq!(k.options.namespace.as_deref(), Some("shop"));
+    let plain = plan.environment("plain").expect("plain");
+    assert!(
+        plain.git().expect("git").source.recurse,
+        "recurse by default"
+    );
+    assert!(plain.renderer().is_none());
+}
+
+#[test]
+fn kustomize_problems_are_located() {
+    let env =
+        |body: &str| format!("environments:\n  - name: a\n{body}    live:\n      dump: mod.rs\n");
+    let cases = [
+        (
+            env(&format!(
+                "    dir: {CHART}\n    helm: {{}}\n    kustomize: {{}}\n"
+            )),
+            "environments[0].kustomize: `kustomize` and `helm` are both set: choose one",
+        ),
+        (
+            env("    dir: .\n    render: {command: [x]}\n    kustomize: {}\n"),
+            "environments[0].kustomize: `kustomize` and `render` are both set: choose one",
+        ),
+        (
+            env("    dir: .\n    kustomize: {namespace: Shop}\n"),
+            "environments[0].kustomize.namespace: must be a namespace name",
+        ),
+        (
+            env("    dir: .\n    kustomize:\n      images: ['nginx:1', nginx]\n"),
+            "environments[0].kustomize.images[1]: `nginx` is not an image override",
+        ),
+        (
+            env("    dir: .\n    kustomize: {commonLabels: {team: 'a b'}}\n"),
+            "environments[0].kustomize.commonLabels: the value of label `team`",
+        ),
+        (
+            env("    dir: .\n    kustomize: {commonAnnotations: {'a b': x}}\n"),
+            "environments[0].kustomize.commonAnnotations: annotation key `a b`",
+        ),
+        (
+            env("    dir: .\n    kustomize: {patches: [{target: {kind: X}}]}\n"),
+            "environments[0].kustomize.patches[0]: needs `patch` (inline) or `path` (a file)",
+        ),
+        (
+            env("    dir: .\n    kustomize: {patches: [{path: nope.yaml}]}\n"),
+            "environments[0].kustomize.patches[0].path: file ",
+        ),
+        (
+            env("    git: {url: x}\n    kustomize: {patches: [{path: /etc/p.yaml}]}\n"),
+            "environments[0].kustomize.patches[0].path: must be a file relative to the folder",
+        ),
+        (
+            env("    dir: .\n    kustomize: {patches: [{patch: 'a: [', target: {knd: X}}]}\n"),
+            "environments[0].kustomize.patches[0].patch: is not YAML",
+        ),
+        (
+            env("    dir: .\n    kustomize: {patches: [{patch: 'a: b', target: {knd: X}}]}\n"),
+            "environments[0].kustomize.patches[0].target.knd: is not a target key",
+        ),
+        (
+            env("    dir: .\n    kustomize: {replicas: [{name: '', count: 1}]}\n"),
+            "environments[0].kustomize.replicas[0].name: must not be empty",
+        ),
+        (
+            env("    dir: .\n    kustomize: {components: [../nope]}\n"),
+            "environments[0].kustomize.components[0]: folder ",
+        ),
+        (
+            env("    dir: .\n    kustomize: {substitute: {db-password: x}}\n"),
+            "environments[0].kustomize.substitute: `db-password` is not a variable name",
+        ),
+        (
+            env("    git: {url: x, path: y, recurse: false}\n    helm: {releaseName: r}\n"),
+            "environments[0].git.recurse: does not apply to a rendered environment",
+        ),
+    ];
+    for (text, expected) in cases {
+        let found = problems(&text);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {found:?}\n{text}"
+        );
+    }
+    // the line of the image at fault, and no value of `substitute` in a message
+    let text = env("    dir: .\n    kustomize:\n      substitute: {password: hunter2}\n      images:\n        - nginx:1\n        - nginx\n");
+    let e = load(&text).expect_err("a bare image name");
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert_eq!(e.problems[0].line, 8, "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    // Argo CD's variables are left to the build
+    let ok = env("    git: {url: x}\n    kustomize:\n      images: ['api=ghcr.io/acme/api:$ARGOCD_APP_REVISION']\n      commonLabels: {rev: $ARGOCD_APP_REVISION_SHORT}\n");
+    assert_eq!(problems(&ok), Vec::<String>::new());
+}
+
 const MODULE: &str = "../../../examples/terraform";
 
 #[test]

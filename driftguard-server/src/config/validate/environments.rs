@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::super::{ConfigFile, DesiredPlan, EnvironmentConfig, EnvironmentPlan, ResolvedConfig};
-use super::{audit, check_globs, is_dns_label, live, rendering, terraform, Problems};
+use super::{audit, check_globs, is_dns_label, kustomize, live, rendering, terraform, Problems};
 
 /// Every environment, in file order.
 pub(super) fn check(problems: &mut Problems, f: &ConfigFile, plan: &ResolvedConfig) {
@@ -14,6 +14,9 @@ pub(super) fn check(problems: &mut Problems, f: &ConfigFile, plan: &ResolvedConf
         name(problems, &at, env, &mut seen);
         desired(problems, &at, env, resolved);
         rendering::check(problems, &at, env, resolved);
+        if let Some(k) = &env.kustomize {
+            kustomize::check(problems, &at, env, k, resolved);
+        }
         if let Some(t) = &env.terraform {
             terraform::check(problems, &at, env, t, resolved);
         }

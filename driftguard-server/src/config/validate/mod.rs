@@ -2,7 +2,8 @@
 //! by the caller, [`super::locate`]).
 //!
 //! One file per concern, one function per check: [`environments`] (names, desired and live
-//! sides, kinds, namespaces), [`rendering`] (`helm` and `render`), [`terraform`], [`audit`],
+//! sides, kinds, namespaces), [`rendering`] (`helm` and `render`), [`kustomize`],
+//! [`terraform`], [`audit`],
 //! [`server`] (notifiers, leader election, proxies, tokens), [`store`] (the store, the Secret
 //! key) and here the programs every environment shares. Paths are checked as the plan
 //! ([`ResolvedConfig`]) resolved them: what is checked is what is used.
@@ -12,6 +13,7 @@
 
 mod audit;
 mod environments;
+mod kustomize;
 mod live;
 mod rendering;
 mod server;

@@ -35,6 +35,12 @@ pub(super) fn check(
                 "`include` and `exclude` do not apply to a rendered environment (helm or render): remove them",
             );
         }
+        if env.git.as_ref().is_some_and(|g| g.recurse == Some(false)) {
+            problems.add(
+                format!("{at}.git.recurse"),
+                "does not apply to a rendered environment (helm or render): remove it",
+            );
+        }
     }
     if let Some(h) = &env.helm {
         helm(problems, &format!("{at}.helm"), env, h, resolved);
