@@ -23,6 +23,7 @@
 //! key's line), `validate/` (one file per concern), `plan` (the plan's types), `resolve` (the
 //! plan made), `reference` (the generated reference).
 
+pub mod discover;
 mod file;
 mod keys;
 mod load;

@@ -1,0 +1,296 @@
+//! Environments discovered from a cluster: Argo CD `Application`s ([`argocd`]) and Flux
+//! `Kustomization`s and `HelmRelease`s ([`flux`]) turned into [`EnvironmentConfig`]s, so
+//! that their users configure nothing. Each environment comes with the tool's own view of it
+//! ([`DiscoveredApp`]: project, labels, sync and health, or Flux's `Ready` condition) and with
+//! every part of the tool's object that cannot be mapped, named ([`Problem`]): nothing is left
+//! out silently.
+//!
+//! No IO here. The caller reads the objects in one batch (the Applications, `argocd-cm`, the
+//! Flux objects and sources, the ConfigMaps and Secrets that [`flux::references`] names),
+//! hands them in with a [`DiscoveryContext`] (destination clusters, plugin commands, Git
+//! credentials, name overrides, filters), and gets [`Discovered`] values back.
+//!
+//! ```no_run
+//! use driftguard_server::config::discover::{argocd, DiscoveryContext};
+//! # let applications: Vec<serde_json::Value> = Vec::new();
+//! let ctx = DiscoveryContext::default();
+//! for found in argocd::map_applications(&applications, &ctx) {
+//!     for problem in &found.problems {
+//!         eprintln!("{}/{}: {problem}", found.app.namespace, found.app.name);
+//!     }
+//! }
+//! ```
+//!
+//! The mapping, field by field, and what is not supported: `docs/argocd-flux.md`.
+//!
+//! The files: `argocd/` (Applications in `mod`, the four kinds of source in `renderers`, the
+//! `ARGOCD_APP_*` build environment in `build_env`, `argocd-cm` in `settings`), `flux/`
+//! (Kustomizations and what Flux objects share in `mod`, `git_repository`, `helm_release`),
+//! `jq` (Argo CD's jq paths as JSON pointers), `context` (what the caller hands in), `read`
+//! (reading the objects, collecting problems).
+
+pub mod argocd;
+mod context;
+pub mod flux;
+mod jq;
+mod read;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use driftguard_core::ignore::{IgnoreRule, JsonPointer};
+use driftguard_core::selector::ObjectSelector;
+use serde_json::Value;
+
+pub use argocd::ArgoCdSettings;
+pub use context::{
+    Clusters, DiscoveryContext, Filters, GitCredential, ObjectKey, SecretData, IN_CLUSTER_NAME,
+    IN_CLUSTER_SERVER,
+};
+
+use super::{EnvironmentConfig, GitConfig, InlineValues};
+use read::{strings, Problems};
+
+/// The deployment tool an environment was discovered from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tool {
+    /// Argo CD (`argoproj.io/v1alpha1` Applications).
+    ArgoCd,
+    /// Flux (`kustomize.toolkit.fluxcd.io/v1` Kustomizations, `helm.toolkit.fluxcd.io/v2`
+    /// HelmReleases).
+    Flux,
+}
+
+/// What the tool itself last said about the object (its status), kept to be shown next to
+/// DriftGuard's own verdict.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolVerdict {
+    /// Argo CD `status.sync.status`: `Synced`, `OutOfSync`, `Unknown`.
+    pub sync: Option<String>,
+    /// Argo CD `status.health.status`: `Healthy`, `Progressing`, `Degraded`, `Suspended`,
+    /// `Missing`, `Unknown`.
+    pub health: Option<String>,
+    /// Flux: the `Ready` condition's status (`True`, `False`, `Unknown`).
+    pub ready: Option<String>,
+    /// Flux: the `Ready` condition's reason (`ReconciliationSucceeded`, `BuildFailed`, ...).
+    pub reason: Option<String>,
+    /// The revision the tool last synced or applied (Argo CD `status.sync.revision`, or
+    /// `revisions[i]` of a multi-source Application; Flux `status.lastAppliedRevision`, or a
+    /// HelmRelease's `status.lastAttemptedRevision`).
+    pub revision: Option<String>,
+}
+
+/// The tool's object an environment was discovered from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiscoveredApp {
+    /// The tool.
+    pub tool: Tool,
+    /// `Application`, `Kustomization` or `HelmRelease`.
+    pub kind: String,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// The index in `spec.sources` of the source this environment renders (a multi-source
+    /// Application with several rendering sources gives one environment each).
+    pub source: Option<usize>,
+    /// Argo CD `spec.project` (`default` when empty).
+    pub project: Option<String>,
+    /// The object's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Flux `spec.suspend`: the tool does not apply changes.
+    pub suspended: bool,
+    /// The tool's own verdict.
+    pub verdict: ToolVerdict,
+}
+
+/// A part of the tool's object that DriftGuard does not map, or maps differently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The field at fault, in the tool's object (`spec.source.helm.fileParameters[0]`), or
+    /// in the ConfigMap it comes from (`argocd-cm.data[...]`).
+    pub field: String,
+    /// What is wrong or left out, and what it means for the comparison.
+    pub message: String,
+    /// Whether no environment could be made because of it (the source cannot be fetched, the
+    /// cluster is not known, ...); otherwise the environment is made without that part.
+    pub blocking: bool,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// One environment discovered from one of the tool's objects, or the reasons there is none.
+#[derive(Clone, PartialEq)]
+pub struct Discovered {
+    /// The tool's object.
+    pub app: DiscoveredApp,
+    /// The environment; `None` when a blocking problem stopped it.
+    pub environment: Option<EnvironmentConfig>,
+    /// What is not mapped, in the order found.
+    pub problems: Vec<Problem>,
+    /// Fields of `environment` that hold values read from Secrets
+    /// (`kustomize.substitute.DB_PASSWORD`, `helm.values`): never print, store or send them;
+    /// [`Discovered::redacted`] replaces them. `Debug` shows them redacted.
+    pub secret_fields: Vec<String>,
+}
+
+impl Discovered {
+    fn new(app: DiscoveredApp, environment: EnvironmentConfig, p: Problems) -> Self {
+        let blocked = p.blocked();
+        Discovered {
+            app,
+            environment: (!blocked).then_some(environment),
+            problems: p.into_vec(),
+            secret_fields: Vec::new(),
+        }
+    }
+
+    /// The environment's name, if there is one.
+    pub fn name(&self) -> Option<&str> {
+        self.environment.as_ref().map(|e| e.name.as_str())
+    }
+
+    /// A copy whose Secret values (the [`Discovered::secret_fields`]) are replaced by
+    /// `<redacted>`: for showing or storing the configuration.
+    pub fn redacted(&self) -> Discovered {
+        let mut out = self.clone();
+        if let Some(env) = &mut out.environment {
+            for field in &self.secret_fields {
+                if field == "helm.values" {
+                    if let Some(h) = &mut env.helm {
+                        h.values = Some(InlineValues::Text(REDACTED.into()));
+                    }
+                } else if let Some(name) = field.strip_prefix("kustomize.substitute.") {
+                    if let Some(v) = env
+                        .kustomize
+                        .as_mut()
+                        .and_then(|k| k.substitute.get_mut(name))
+                    {
+                        REDACTED.clone_into(v);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl fmt::Debug for Discovered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = self.redacted();
+        f.debug_struct("Discovered")
+            .field("app", &shown.app)
+            .field("environment", &shown.environment)
+            .field("problems", &shown.problems)
+            .field("secret_fields", &shown.secret_fields)
+            .finish()
+    }
+}
+
+/// A default environment name from its parts (`argocd`, `shop`; `flux`, `apps`, `podinfo`),
+/// joined by `/` as issue #31 names them. The one place the scheme is written: the names are
+/// the keys of [`DiscoveryContext::names`].
+pub fn default_name(parts: &[&str]) -> String {
+    parts.join("/")
+}
+
+/// Makes environment names unique: an environment whose name an earlier one already has is
+/// dropped with a blocking problem naming both objects (give one a name in
+/// [`DiscoveryContext::names`]). Run it over everything discovered, from both tools.
+pub fn dedupe(found: &mut [Discovered]) {
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for d in found.iter_mut() {
+        let Some(name) = d.name().map(str::to_owned) else {
+            continue;
+        };
+        let this = format!("{} {}/{}", d.app.kind, d.app.namespace, d.app.name);
+        match seen.get(&name) {
+            Some(first) => {
+                d.environment = None;
+                d.problems.push(Problem {
+                    field: "metadata.name".into(),
+                    message: format!(
+                        "the environment name `{name}` is already taken by {first}: give one of them another name in the discovery name map"
+                    ),
+                    blocking: true,
+                });
+            }
+            None => {
+                seen.insert(name, this);
+            }
+        }
+    }
+}
+
+/// The Git side of an environment: the URL, the reference, the folder, and the credentials
+/// the caller configured for the URL.
+fn git_config(
+    url: &str,
+    reference: Option<String>,
+    path: Option<String>,
+    ctx: &DiscoveryContext,
+) -> GitConfig {
+    let credential = ctx.credential(url);
+    GitConfig {
+        url: url.to_owned(),
+        reference,
+        path,
+        token_env: credential.and_then(|c| c.token_env.clone()),
+        ssh_key: credential.and_then(|c| c.ssh_key.clone()),
+        ..GitConfig::default()
+    }
+}
+
+/// An ignore rule from the fields Argo CD's `ignoreDifferences` entries and `argocd-cm`
+/// overrides share: `jsonPointers`, `jqPathExpressions` (the plain paths, as pointers) and
+/// `managedFieldsManagers`. `None` when nothing is left to ignore.
+fn ignore_paths(
+    selector: ObjectSelector,
+    entry: &Value,
+    at: &str,
+    p: &mut Problems,
+) -> Option<IgnoreRule> {
+    let mut json_pointers = Vec::new();
+    for (i, text) in strings(entry, "jsonPointers", at, p)
+        .into_iter()
+        .enumerate()
+    {
+        match JsonPointer::parse(&text) {
+            Ok(ptr) => json_pointers.push(ptr),
+            Err(e) => p.note(
+                format!("{at}.jsonPointers[{i}]"),
+                format!("{e}: not ignored, differences there are reported"),
+            ),
+        }
+    }
+    for (i, expression) in strings(entry, "jqPathExpressions", at, p)
+        .into_iter()
+        .enumerate()
+    {
+        match jq::to_pointer(&expression) {
+            Ok(ptr) => json_pointers.push(ptr),
+            Err(why) => p.note(
+                format!("{at}.jqPathExpressions[{i}]"),
+                format!("`{expression}` {why}: not ignored, differences there are reported"),
+            ),
+        }
+    }
+    let managed_fields_managers = strings(entry, "managedFieldsManagers", at, p);
+    if json_pointers.is_empty() && managed_fields_managers.is_empty() {
+        return None;
+    }
+    Some(IgnoreRule {
+        selector,
+        json_pointers,
+        managed_fields_managers,
+    })
+}
+
+#[cfg(test)]
+mod tests;
