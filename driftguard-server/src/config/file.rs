@@ -114,8 +114,9 @@ pub struct EnvironmentConfig {
     #[serde(default)]
     pub helm: Option<HelmConfig>,
     /// Kustomize options over the folder `git.path` or `dir` (like an Argo CD Application's
-    /// `kustomize` options or a Flux Kustomization): the folder is built through an overlay
-    /// that sets them (a folder without `kustomization.yaml` is taken whole, as Flux does).
+    /// `kustomize` options or a Flux Kustomization): they are set in the folder's
+    /// kustomization, as `kustomize edit` does for Argo CD, in a copy (a folder without
+    /// `kustomization.yaml` gets one listing its manifests, as Flux generates it).
     #[serde(default)]
     pub kustomize: Option<KustomizeConfig>,
     /// Render the desired side with a command run in the folder `git.path` or `dir`, whose
@@ -389,9 +390,9 @@ pub struct HelmConfig {
     pub timeout: Option<HumanDuration>,
 }
 
-/// Kustomize options applied through an overlay over the environment's folder, with the
-/// meaning of Argo CD's `spec.source.kustomize` and of a Flux Kustomization's fields of the same
-/// names. Substituted values may come from Secrets: they are never stored or shown.
+/// Kustomize options set in the environment's kustomization (in a copy), with the meaning of
+/// Argo CD's `spec.source.kustomize` and of a Flux Kustomization's fields of the same names.
+/// Substituted values may come from Secrets: they are never stored or shown.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct KustomizeConfig {
@@ -423,8 +424,9 @@ pub struct KustomizeConfig {
     /// Components, relative to the folder (`components`).
     #[serde(default)]
     pub components: Vec<String>,
-    /// `${name}` variables replaced in the built objects (Flux's `postBuild.substitute` and
-    /// `substituteFrom`; `${name:=default}` takes the default when the name is not given).
+    /// `${name}` variables replaced in the built objects, as Flux's `postBuild` does
+    /// (`${name:=default}` takes the default when the name is not given; `$${name}` is kept).
+    /// Discovery fills it from a Kustomization's `substitute` and `substituteFrom`.
     #[serde(default)]
     pub substitute: std::collections::BTreeMap<String, String>,
 }

@@ -14,11 +14,15 @@ pub(crate) struct OldKey {
     pub camel: String,
 }
 
+/// The mappings of the model whose keys are the user's (labels, annotations, variables, a
+/// patch's target): their keys may hold `_` and are never looked at.
+pub(crate) const FREE_FORM: &[&str] = &["commonLabels", "commonAnnotations", "substitute", "target"];
+
 /// Every snake_case key of `doc`, in document order.
 ///
 /// Meant for a document that the model accepted: the model refuses unknown keys in every
-/// mapping and has no mapping of free-form keys (a test of the schema checks both), so there
-/// every key holding `_` is one of the deprecated aliases.
+/// mapping and has no mapping of free-form keys but those named in [`FREE_FORM`] (a test of the
+/// schema checks both), so there every other key holding `_` is one of the deprecated aliases.
 pub(crate) fn snake_case_keys(doc: &Value) -> Vec<OldKey> {
     let mut out = Vec::new();
     walk(doc, "", &mut out);
@@ -43,7 +47,9 @@ fn walk(value: &Value, at: &str, out: &mut Vec<OldKey>) {
                         camel: camel_case(key),
                     });
                 }
-                walk(value, &path, out);
+                if !FREE_FORM.contains(&key) {
+                    walk(value, &path, out);
+                }
             }
         }
         Value::Sequence(items) => {
@@ -126,6 +132,13 @@ mod tests {
             ],
             "values holding `_` are not keys"
         );
+        // the keys of labels, annotations, variables and patch targets are the user's
+        let doc: Value = serde_yaml::from_str(
+            "environments:\n  - name: a\n    kustomize:\n      commonLabels: {team_name: x}\n      substitute: {db_host: h}\n      patches: [{patch: p, target: {label_selector: x}}]\n      name_prefix: p-\n",
+        )
+        .expect("yaml");
+        let found: Vec<String> = snake_case_keys(&doc).into_iter().map(|k| k.path).collect();
+        assert_eq!(found, ["environments[0].kustomize.name_prefix"]);
     }
 
     /// The configuration examples of the docs and of `examples/` are written in camelCase.
@@ -174,7 +187,7 @@ mod tests {
     }
 
     /// What [`snake_case_keys`] relies on: every mapping of the model refuses unknown keys,
-    /// and none has free-form keys.
+    /// and none has free-form keys but those of [`FREE_FORM`].
     #[test]
     fn every_mapping_of_the_model_refuses_unknown_keys() {
         fn check(v: &serde_json::Value, at: &str, bad: &mut Vec<String>) {
@@ -185,8 +198,12 @@ mod tests {
                     {
                         bad.push(format!("{at}: open mapping"));
                     }
-                    if m.get("additionalProperties").is_some_and(|a| a.is_object())
-                        || m.contains_key("patternProperties")
+                    let free_form = FREE_FORM
+                        .iter()
+                        .any(|k| at.contains(&format!("/properties/{k}")));
+                    if (m.get("additionalProperties").is_some_and(|a| a.is_object())
+                        || m.contains_key("patternProperties"))
+                        && !free_form
                     {
                         bad.push(format!("{at}: free-form keys"));
                     }
