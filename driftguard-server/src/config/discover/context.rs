@@ -225,7 +225,7 @@ impl fmt::Debug for SecretData {
 /// nothing else.
 #[derive(Clone, Debug, Default)]
 pub struct DiscoveryContext {
-    /// Environment names by their default name (`argocd/shop` → `shop-prod`).
+    /// Environment names by their default name (`argocd.shop` → `shop-prod`).
     pub names: BTreeMap<String, String>,
     /// The command rendering each Argo CD config management plugin, by the name an
     /// Application gives in `spec.source.plugin.name`.
@@ -235,7 +235,7 @@ pub struct DiscoveryContext {
     /// Argo CD's system-wide settings (`argocd-cm`, `argocd-cmd-params-cm`).
     pub argocd: ArgoCdSettings,
     /// The namespace of Argo CD's control plane (default `argocd`): Applications elsewhere
-    /// ("apps in any namespace") are named `argocd/<namespace>/<name>`.
+    /// ("apps in any namespace") are named `argocd.<namespace>.<name>`.
     pub argocd_namespace: Option<String>,
     /// Git credentials by URL prefix.
     pub git_credentials: Vec<GitCredential>,

@@ -194,10 +194,13 @@ impl fmt::Debug for Discovered {
 }
 
 /// A default environment name from its parts (`argocd`, `shop`; `flux`, `apps`, `podinfo`),
-/// joined by `/` as issue #31 names them. The one place the scheme is written: the names are
-/// the keys of [`DiscoveryContext::names`].
+/// joined by `.` (`argocd.shop`, `flux.apps.podinfo`). Not `/`: an environment's name is a path
+/// segment of the API (`/api/v1/environments/{name}`), of the dashboard's links and of the
+/// store's keys, and names keep to letters, digits, `-`, `_` and `.` there; a `.` is in no
+/// tool's namespace prefix, and the names stay unique (duplicates are refused by [`dedupe`]).
+/// The one place the scheme is written: the names are the keys of [`DiscoveryContext::names`].
 pub fn default_name(parts: &[&str]) -> String {
-    parts.join("/")
+    parts.join(".")
 }
 
 /// Makes environment names unique: an environment whose name an earlier one already has is

@@ -3,9 +3,9 @@
 //! `ignoreDifferences`, with the meaning Argo CD's repo server and controller give them
 //! (`reposerver/repository`, `util/argo/normalizers`).
 //!
-//! One environment per Application, named `argocd/<name>` (`argocd/<namespace>/<name>` for an
+//! One environment per Application, named `argocd.<name>` (`argocd.<namespace>.<name>` for an
 //! Application outside Argo CD's own namespace). A multi-source Application gives one
-//! environment per source that renders objects, named `argocd/<name>/<index>`: the sources
+//! environment per source that renders objects, named `argocd.<name>.<index>`: the sources
 //! with only a `ref` provide `$ref/...` value files to the Helm sources.
 
 mod build_env;

@@ -2,7 +2,7 @@
 //! (`helm.toolkit.fluxcd.io/v2`) as environments, with their `GitRepository` sources
 //! (`source.toolkit.fluxcd.io/v1`), with the meaning Flux's controllers give the fields.
 //!
-//! Each object gives one environment named `flux/<namespace>/<name>`. Sources other than Git
+//! Each object gives one environment named `flux.<namespace>.<name>`. Sources other than Git
 //! repositories (OCI repositories, buckets, Helm repositories) cannot be fetched here: those
 //! objects give a blocking problem.
 

@@ -123,7 +123,7 @@ fn a_directory_application() {
     assert_eq!(
         environment(&found),
         &EnvironmentConfig {
-            name: "argocd/guestbook".into(),
+            name: "argocd.guestbook".into(),
             git: Some(GitConfig {
                 url: "https://github.com/argoproj/argocd-example-apps.git".into(),
                 reference: None,
@@ -163,7 +163,7 @@ fn a_helm_chart_folder_with_values_object_and_parameters() {
     assert_eq!(
         environment(&found),
         &EnvironmentConfig {
-            name: "argocd/shop".into(),
+            name: "argocd.shop".into(),
             git: Some(GitConfig {
                 url: "https://git.example.com/platform/gitops.git".into(),
                 reference: Some("main".into()),
@@ -223,7 +223,7 @@ fn a_kustomization_with_every_option() {
     assert_eq!(
         environment(&found),
         &EnvironmentConfig {
-            name: "argocd/storefront".into(),
+            name: "argocd.storefront".into(),
             git: Some(GitConfig {
                 url: "git@github.com:acme/storefront-deploy.git".into(),
                 reference: Some("v2.4.1".into()),
@@ -315,7 +315,7 @@ fn multi_source_value_files_of_the_same_repository() {
     assert_eq!(
         environment(found),
         &EnvironmentConfig {
-            name: "argocd/prometheus".into(),
+            name: "argocd.prometheus".into(),
             git: Some(GitConfig {
                 url: "https://git.example.com/platform/gitops.git".into(),
                 reference: Some("main".into()),
@@ -349,7 +349,7 @@ fn multi_source_with_two_rendering_sources_gives_two_environments() {
     let names: Vec<Option<&str>> = found.iter().map(Discovered::name).collect();
     assert_eq!(
         names,
-        vec![Some("argocd/logging/0"), Some("argocd/logging/1")]
+        vec![Some("argocd.logging.0"), Some("argocd.logging.1")]
     );
     let split = "spec.sources: 2 sources render objects: one environment each; orphans are not looked for in them (each would take the others' objects for orphans)";
     for f in &found {
@@ -397,7 +397,7 @@ fn a_plugin_mapped_to_a_command_and_one_that_is_not() {
         environment(tools),
         &EnvironmentConfig {
             // outside Argo CD's namespace: the namespace is part of the name
-            name: "argocd/team-tools/tools".into(),
+            name: "argocd.team-tools.tools".into(),
             git: Some(GitConfig {
                 url: "https://git.example.com/tools/deploy.git".into(),
                 reference: Some("release-1.4".into()),
@@ -529,7 +529,7 @@ fn filters_and_names() {
     // a name given twice: the second environment is dropped, saying why
     let mut ctx = argocd_context();
     ctx.names
-        .insert("argocd/shop".into(), "argocd/guestbook".into());
+        .insert("argocd.shop".into(), "argocd.guestbook".into());
     let found = argocd::map_applications(&all, &ctx);
     let shop = found
         .iter()
@@ -541,7 +541,7 @@ fn filters_and_names() {
         vec![
             "spec.source.helm.valueFiles[2]: a remote values file cannot be fetched: left out, the chart is rendered without it",
             "spec.source.helm.fileParameters[0]: `config.banner` from the file `files/banner.txt` (--set-file) is not passed: the chart is rendered without it, and the fields it sets may show as drift",
-            "BLOCKS metadata.name: the environment name `argocd/guestbook` is already taken by Application argocd/guestbook: give one of them another name in the discovery name map",
+            "BLOCKS metadata.name: the environment name `argocd.guestbook` is already taken by Application argocd/guestbook: give one of them another name in the discovery name map",
         ]
     );
 }

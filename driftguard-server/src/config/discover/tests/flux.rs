@@ -60,7 +60,7 @@ fn a_kustomization_of_a_git_repository() {
     assert_eq!(
         environment(&found),
         &EnvironmentConfig {
-            name: "flux/flux-system/podinfo".into(),
+            name: "flux.flux-system.podinfo".into(),
             git: Some(GitConfig {
                 url: "https://github.com/stefanprodan/podinfo".into(),
                 reference: Some("master".into()),
@@ -276,7 +276,7 @@ fn a_helm_release_of_a_chart_folder_in_git() {
     assert_eq!(
         environment(&found),
         &EnvironmentConfig {
-            name: "flux/apps/podinfo".into(),
+            name: "flux.apps.podinfo".into(),
             git: Some(GitConfig {
                 url: "ssh://git@git.example.com/platform/charts.git".into(),
                 reference: Some("v3.2.0".into()),
