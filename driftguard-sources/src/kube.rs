@@ -110,7 +110,14 @@ struct Inner {
     /// The API server's version (`gitVersion`) the resolved kinds were read from: when it
     /// changes (an upgrade), they are read again.
     server_version: Mutex<Option<String>>,
+    /// Discovery requests run one at a time per cluster, and a version check answers for the
+    /// checks asked for while it ran (and [`VERSION_FRESH`] after): many views starting at
+    /// once cost one request each, not one each per view (nor a connection each).
+    discovery: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a version check answers for the checks that follow it.
+const VERSION_FRESH: Duration = Duration::from_secs(2);
 
 /// A kind resolved through discovery.
 #[derive(Clone, Debug)]
@@ -217,6 +224,7 @@ impl KubeLiveSource {
                 max_backoff: Duration::from_secs(2),
                 resolved: Mutex::new(HashMap::new()),
                 server_version: Mutex::new(None),
+                discovery: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -246,6 +254,7 @@ impl KubeLiveSource {
             concurrency: self.inner.concurrency,
             max_backoff: self.inner.max_backoff,
             resolved: Mutex::new(resolved),
+            discovery: tokio::sync::Mutex::new(None),
             server_version: Mutex::new(
                 self.inner
                     .server_version
@@ -466,7 +475,13 @@ impl Inner {
     /// (discovery is cached per server version). A failed version request changes nothing:
     /// the listing that follows says what is wrong.
     async fn check_server_version(&self) {
-        let Ok(info) = self.client.apiserver_version().await else {
+        let mut checked = self.discovery.lock().await;
+        if checked.is_some_and(|t| t.elapsed() < VERSION_FRESH) {
+            return;
+        }
+        let answer = self.client.apiserver_version().await;
+        *checked = Some(std::time::Instant::now());
+        let Ok(info) = answer else {
             return;
         };
         let mut version = self
@@ -489,6 +504,16 @@ impl Inner {
     /// Resolves a kind through discovery, in the version asked for, else the group's preferred
     /// version.
     async fn resolve(&self, gvk: &GroupVersionKind) -> Result<Resolved, ::kube::Error> {
+        if let Some(r) = self
+            .resolved
+            .lock()
+            .expect("discovery cache lock is never poisoned")
+            .get(gvk)
+        {
+            return Ok(r.clone());
+        }
+        // one discovery at a time: views asking for the same kind at once wait for the first
+        let _one = self.discovery.lock().await;
         if let Some(r) = self
             .resolved
             .lock()
@@ -573,6 +598,8 @@ impl Inner {
                 for mut item in page {
                     target.fill_type(&mut item);
                     if rule.admits(&item) {
+                        // what no comparison reads is not kept while the scan runs
+                        driftguard_core::normalize::strip_unread(&mut item);
                         items.push(item);
                     }
                 }
