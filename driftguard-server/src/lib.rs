@@ -27,6 +27,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod discover;
 pub mod dto;
 pub mod environment;
 pub mod error;

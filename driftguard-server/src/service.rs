@@ -106,6 +106,43 @@ pub enum ServeError {
     /// The MCP session over stdio failed.
     #[error(transparent)]
     Mcp(#[from] crate::mcp::McpError),
+    /// The environments of the `discover:` section could not be discovered.
+    #[error(transparent)]
+    Discover(#[from] crate::discover::DiscoverError),
+}
+
+/// `plan` with the environments `discover` finds added after the file's; each problem of the
+/// tools' objects, and each thing that could not be read, logged as a warning.
+async fn discovered(
+    plan: &ResolvedConfig,
+    discover: &crate::config::DiscoveryPlan,
+) -> Result<ResolvedConfig, ServeError> {
+    let configured: Vec<String> = plan.environments.iter().map(|e| e.name.clone()).collect();
+    let found = crate::discover::discover(discover, &configured).await?;
+    for t in &found.tools {
+        tracing::info!(tool = ?t.tool, installed = t.installed, "discovery");
+    }
+    for e in &found.errors {
+        tracing::warn!("discovery: {e}");
+    }
+    for p in &found.settings_problems {
+        tracing::warn!("discovery: Argo CD settings: {p}");
+    }
+    for d in &found.found {
+        let object = format!("{} {}/{}", d.app.kind, d.app.namespace, d.app.name);
+        for p in &d.problems {
+            tracing::warn!(environment = d.name().unwrap_or("-"), %object,
+                blocking = p.blocking, "discovery: {p}");
+        }
+    }
+    tracing::info!(
+        discovered = found.environments.len(),
+        objects = found.found.len(),
+        "environments discovered (at start only: restart to discover again)"
+    );
+    let mut out = plan.clone();
+    out.environments.extend(found.environments);
+    Ok(out)
 }
 
 /// Leader election, ready to run.
@@ -150,10 +187,22 @@ impl Service {
 
     /// Builds everything from a configuration's plan: the server's part to the API and the
     /// notifiers, the store's and the key's to the store, each environment's to its sources.
+    ///
+    /// With a `discover:` section, the environments discovered from Argo CD and Flux are read
+    /// once here and added to the file's ([`crate::discover`]); what they cannot map is
+    /// logged as warnings. A discovery that cannot reach its cluster stops the start.
     pub async fn build_plan(
         plan: &ResolvedConfig,
         options: &ServeOptions,
     ) -> Result<Service, ServeError> {
+        let with_discovered;
+        let plan = match &plan.discover {
+            Some(d) => {
+                with_discovered = discovered(plan, d).await?;
+                &with_discovered
+            }
+            None => plan,
+        };
         if plan.environments.is_empty() {
             return Err(ServeError::NoEnvironments {
                 path: plan.path.clone(),

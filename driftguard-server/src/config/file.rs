@@ -21,6 +21,12 @@ pub struct ConfigFile {
     /// Environments to scan, each with a desired side (Git or a folder) and a live side.
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
+    /// Environments discovered from a cluster running Argo CD or Flux: one per Application,
+    /// Kustomization or HelmRelease, besides those of `environments` (read by `driftguard scan
+    /// --discover`, `driftguard config validate --discover`, and by `driftguard serve` at
+    /// start). See docs/argocd-flux.md.
+    #[serde(default)]
+    pub discover: Option<DiscoverConfig>,
     /// Where history is kept (default: the embedded SQLite file).
     #[serde(default)]
     pub store: Option<StoreConfig>,
@@ -762,4 +768,209 @@ impl EnvironmentConfig {
         spec.audit = self.audit.as_ref().map(AuditConfig::spec);
         spec
     }
+}
+
+/// Where environments are discovered from, and how the tools' objects map to them
+/// (`discover:`; see docs/argocd-flux.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverConfig {
+    /// The cluster whose Argo CD Applications and Flux objects are read (default: the default
+    /// kubeconfig's current context). Environments that Argo CD deploys to
+    /// `https://kubernetes.default.svc` (`in-cluster`), and Flux objects without
+    /// `spec.kubeConfig`, are compared on it too.
+    #[serde(default)]
+    pub cluster: Option<DiscoverCluster>,
+    /// Argo CD: where its Applications and settings are read.
+    #[serde(default)]
+    pub argocd: ArgoCdDiscovery,
+    /// Flux: where its Kustomizations, HelmReleases and sources are read.
+    #[serde(default)]
+    pub flux: FluxDiscovery,
+    /// Which of the tools' objects become environments.
+    #[serde(default)]
+    pub filters: DiscoverFilters,
+    /// Names for discovered environments instead of the default ones (`argocd.shop`,
+    /// `flux.apps.podinfo`).
+    #[serde(default)]
+    pub names: Vec<DiscoverName>,
+    /// The command rendering each Argo CD config management plugin (an Application's
+    /// `spec.source.plugin.name`); an Application using a plugin not listed here is not
+    /// scanned.
+    #[serde(default)]
+    pub plugins: Vec<DiscoverPlugin>,
+    /// Credentials for the tools' repositories, by URL prefix (the longest matching prefix
+    /// wins): DriftGuard never reads the tools' own repository Secrets.
+    #[serde(default)]
+    pub git_credentials: Vec<GitCredentialConfig>,
+    /// Where each cluster the tools deploy to is reached, besides the discovery cluster (an
+    /// Argo CD destination by `server` URL or `name`, a Flux `spec.kubeConfig` by its Secret
+    /// or ConfigMap): DriftGuard never reads the tools' own cluster credentials, so an
+    /// object deploying elsewhere is not scanned until its cluster is listed here.
+    #[serde(default)]
+    pub clusters: Vec<DestinationCluster>,
+    /// Read the Secrets named by Flux's `postBuild.substituteFrom` and `valuesFrom` (default
+    /// false: an object needing one is reported and, unless the reference is optional, not
+    /// scanned). Their values are used for rendering only: never stored, logged or shown.
+    #[serde(default)]
+    pub read_secrets: bool,
+    /// Settings given to every discovered environment.
+    #[serde(default)]
+    pub defaults: DiscoverDefaults,
+}
+
+/// A cluster reached through a kubeconfig and context, or from inside the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverCluster {
+    /// Kubeconfig file (default `$KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig (default: its current context).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Use the pod's in-cluster service account.
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+/// Where Argo CD's objects are read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgoCdDiscovery {
+    /// Whether Argo CD's Applications are read (default true; a cluster without Argo CD's
+    /// CRD has none, which is not an error).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Argo CD's own namespace (default `argocd`): its `argocd-cm` and
+    /// `argocd-cmd-params-cm` ConfigMaps are read there, and its Applications are named
+    /// `argocd.<name>` (those of other namespaces `argocd.<namespace>.<name>`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Namespaces whose Applications are read (default: Argo CD's own namespace; list more
+    /// for "apps in any namespace").
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// Where Flux's objects are read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FluxDiscovery {
+    /// Whether Flux's Kustomizations and HelmReleases are read (default true; a cluster
+    /// without Flux's CRDs has none, which is not an error).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Namespaces whose Kustomizations, HelmReleases, GitRepositories and HelmCharts are read
+    /// (default: all).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// Which of the tools' objects become environments (all must hold).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverFilters {
+    /// A label selector the objects' labels must match, in the API server's syntax
+    /// (`team=shop,tier in (web,api)`).
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Argo CD projects (`spec.project`; default: all). Flux objects have no project: a
+    /// projects filter leaves them all out.
+    #[serde(default)]
+    pub projects: Vec<String>,
+    /// Namespaces of the tools' objects themselves (default: all those read).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// A discovered environment's name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverName {
+    /// The default name (`argocd.shop`, `argocd.team-tools.tools`, `flux.apps.podinfo`).
+    pub discovered: String,
+    /// The environment's name instead (letters, digits, `-`, `_` and `.`).
+    pub name: String,
+}
+
+/// The command rendering an Argo CD config management plugin.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverPlugin {
+    /// The plugin's name, as Applications give it in `spec.source.plugin.name`.
+    pub name: String,
+    /// The command, as an environment's `render` section gives it.
+    pub render: RenderConfig,
+}
+
+/// Credentials for the repositories whose URL starts with a prefix.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitCredentialConfig {
+    /// The URL prefix (`https://github.com/acme/`, `git@github.com:acme/`).
+    pub url_prefix: String,
+    /// Name of an environment variable holding an HTTPS token (`git.tokenEnv`).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A private SSH key file (`git.sshKey`).
+    #[serde(default)]
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// A cluster a tool deploys to, and how DriftGuard reaches it: one of `server`, `name`,
+/// `kubeConfigSecret` or `kubeConfigConfigMap` says which, `kubeconfig`/`context` or
+/// `inCluster` how.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DestinationCluster {
+    /// An Argo CD `spec.destination.server` URL (`https://10.0.12.1:6443`).
+    #[serde(default)]
+    pub server: Option<String>,
+    /// An Argo CD `spec.destination.name` (`prod-eu`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A Flux `spec.kubeConfig.secretRef`, as `<namespace>/<name>` of the Secret (never
+    /// read: it only names the cluster).
+    #[serde(default)]
+    pub kube_config_secret: Option<String>,
+    /// A Flux `spec.kubeConfig.configMapRef`, as `<namespace>/<name>` of the ConfigMap.
+    #[serde(default)]
+    pub kube_config_config_map: Option<String>,
+    /// Kubeconfig file (default `$KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context in the kubeconfig.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Use the pod's in-cluster service account.
+    #[serde(default)]
+    pub in_cluster: bool,
+}
+
+/// Settings given to every discovered environment, as an environment's keys of the same
+/// names give them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DiscoverDefaults {
+    /// Ignore rules, after those the tool's object gives (Argo CD's `ignoreDifferences`,
+    /// `argocd-cm`, Flux's ignore rules).
+    #[serde(default)]
+    pub ignore: Vec<IgnoreRule>,
+    /// Severity overrides.
+    #[serde(default)]
+    pub severity: Vec<SeverityRule>,
+    /// Risk findings' overrides and people's field managers.
+    #[serde(default)]
+    pub findings: FindingRules,
+    /// Server-side diff for every discovered environment (absent: as the tool says: Argo CD's
+    /// `ServerSideDiff` compare option or `controller.diff.server.side`; false for Flux).
+    #[serde(default)]
+    pub server_side_diff: Option<bool>,
+    /// Whether an HPA owns the `spec.replicas` of its target (absent: true).
+    #[serde(default)]
+    pub hpa_owns_replicas: Option<bool>,
+    /// Attribution from the API server's audit log, for every discovered environment.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
 }

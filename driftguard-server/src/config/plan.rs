@@ -20,7 +20,11 @@ use driftguard_sources::git::GitSourceConfig;
 use driftguard_sources::kube::KubeConfigSpec;
 use driftguard_sources::render::Renderer;
 
-use super::{AuditWebhookConfig, AwsOrphansConfig, ConfigProblem, PullRequestConfig, ServerConfig};
+use super::discover::DiscoveryContext;
+use super::{
+    AuditWebhookConfig, AwsOrphansConfig, ConfigProblem, DiscoverDefaults, PullRequestConfig,
+    ServerConfig,
+};
 
 /// The whole configuration, resolved.
 #[derive(Clone, Debug)]
@@ -31,8 +35,11 @@ pub struct ResolvedConfig {
     pub warnings: Vec<ConfigProblem>,
     /// The `server:` section with the top-level `notifications`, paths resolved.
     pub server: ServerPlan,
-    /// The environments, in file order.
+    /// The environments, in file order (a caller that discovers environments adds them
+    /// after these: [`DiscoveryPlan::environment`]).
     pub environments: Vec<EnvironmentPlan>,
+    /// The `discover:` section, when the file has one.
+    pub discover: Option<DiscoveryPlan>,
     /// Where history is kept.
     pub store: StorePlan,
     /// Where the Secret hashing key comes from, when the file says (`secretKey`).
@@ -56,6 +63,43 @@ impl ResolvedConfig {
             .filter(|(_, p)| p.mode != PolicyMode::Off)
             .collect()
     }
+}
+
+/// The `discover:` section, resolved: where the tools' objects are read, the context they
+/// are mapped in (paths resolved), and how a discovered environment is made a plan like the
+/// file's ([`DiscoveryPlan::environment`]). The reading is `crate::discover`'s.
+#[derive(Clone, Debug)]
+pub struct DiscoveryPlan {
+    /// The cluster the tools' objects are read from.
+    pub cluster: KubeConfigSpec,
+    /// Argo CD's own namespace and the namespaces whose Applications are read; `None` when
+    /// Argo CD is not read (`argocd.enabled: false`).
+    pub argocd: Option<ArgoCdReads>,
+    /// The namespaces whose Flux objects are read (empty: all); `None` when Flux is not read
+    /// (`flux.enabled: false`).
+    pub flux: Option<Vec<String>>,
+    /// Whether the Secrets of `substituteFrom` and `valuesFrom` are read.
+    pub read_secrets: bool,
+    /// The label selector of `filters.selector`, for the list requests (the context's filter
+    /// checks it again).
+    pub selector: Option<String>,
+    /// What the mapping needs besides the objects: names, plugins, clusters, credentials and
+    /// filters (the objects read are added to a copy).
+    pub context: DiscoveryContext,
+    /// Settings given to every discovered environment.
+    pub defaults: DiscoverDefaults,
+    /// What every environment of the file shares (binaries, caches, limits), for discovered
+    /// ones.
+    pub(super) shared: super::resolve::Shared,
+}
+
+/// Where Argo CD's objects are read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgoCdReads {
+    /// Argo CD's own namespace: `argocd-cm`, `argocd-cmd-params-cm`.
+    pub namespace: String,
+    /// The namespaces whose Applications are read.
+    pub namespaces: Vec<String>,
 }
 
 /// The `server:` section, resolved.

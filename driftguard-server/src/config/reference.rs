@@ -452,7 +452,7 @@ mod tests {
             "## `notifications[]`, `server.notifiers[]`",
             "### `type: pagerduty`",
             "## `notifications[].queue`, `server.notifiers[].queue`",
-            "## `environments[].ignore[]`",
+            "## `environments[].ignore[]`, `discover.defaults.ignore[]`",
             "### duration",
         ] {
             assert!(

@@ -6,6 +6,10 @@
 //! about to refuse (validation checks the plan's paths). Where the file is contradictory it
 //! takes what setup always took: `dir` before `git`, a dump before a cluster, `secretKey.env`
 //! before `secretKey.file`, and of the renderers `helm`, then `render`, then `kustomize`.
+//!
+//! The `discover:` section's plan keeps what an environment's resolution shares with the
+//! others (the file's folder, binaries, caches, limits), so that environments discovered
+//! later are planned here too, the same way ([`DiscoveryPlan::environment`]).
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +21,16 @@ use driftguard_sources::render::{
     KustomizeReplica, Renderer,
 };
 
+use super::discover::{DiscoveryContext, GitCredential, ObjectKey};
 use super::plan::*;
 use super::{
-    Config, DirConfig, EnvironmentConfig, GitConfig, HelmConfig, InlineValues, KustomizeConfig,
-    NotifierConfig, RenderConfig, StoreConfig,
+    Config, ConfigFile, DirConfig, DiscoverConfig, EnvironmentConfig, GitConfig, HelmConfig,
+    InlineValues, KustomizeConfig, LiveConfig, NotifierConfig, RenderConfig, StoreConfig,
 };
 
 /// Resolves the file's paths against its folder.
 struct Resolver<'a> {
-    config: &'a Config,
+    base: &'a Path,
 }
 
 impl Resolver<'_> {
@@ -40,7 +45,7 @@ impl Resolver<'_> {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.config.base.join(p)
+            self.base.join(p)
         }
     }
 
@@ -57,7 +62,7 @@ impl Resolver<'_> {
     /// A folder of the file, or its default below `.driftguard/` next to the file.
     fn folder_or(&self, p: Option<&PathBuf>, default: &str) -> PathBuf {
         p.map_or_else(
-            || self.config.base.join(".driftguard").join(default),
+            || self.base.join(".driftguard").join(default),
             |p| self.path(p),
         )
     }
@@ -65,7 +70,7 @@ impl Resolver<'_> {
 
 /// The plan of `config`.
 pub(super) fn plan(config: &Config) -> ResolvedConfig {
-    let r = Resolver { config };
+    let r = Resolver { base: &config.base };
     let f = &config.file;
     let tools = Tools {
         kustomize_bin: f.kustomize_bin.as_ref().map(|p| r.path(p)),
@@ -77,13 +82,14 @@ pub(super) fn plan(config: &Config) -> ResolvedConfig {
     ResolvedConfig {
         path: config.path.clone(),
         warnings: config.warnings.clone(),
-        server: server(&r),
+        server: server(&r, f),
         environments: f
             .environments
             .iter()
             .map(|env| environment(&r, &tools, env))
             .collect(),
-        store: store(&r),
+        discover: f.discover.as_ref().map(|d| discovery(&r, &tools, d)),
+        store: store(&r, f),
         secret_key: f.secret_key.as_ref().and_then(|k| match (&k.env, &k.file) {
             (Some(v), _) => Some(SecretKeyPlan::Env(v.clone())),
             (None, Some(p)) => Some(SecretKeyPlan::File(r.path(p))),
@@ -94,6 +100,7 @@ pub(super) fn plan(config: &Config) -> ResolvedConfig {
 }
 
 /// What every environment shares.
+#[derive(Clone, Debug)]
 struct Tools {
     kustomize_bin: Option<PathBuf>,
     helm_bin: Option<PathBuf>,
@@ -102,8 +109,7 @@ struct Tools {
     limits: driftguard_core::limits::Limits,
 }
 
-fn server(r: &Resolver<'_>) -> ServerPlan {
-    let f = &r.config.file;
+fn server(r: &Resolver<'_>, f: &ConfigFile) -> ServerPlan {
     let mut settings = f.server.clone().unwrap_or_default();
     settings.notifiers.extend(f.notifications.iter().cloned());
     for n in &mut settings.notifiers {
@@ -129,8 +135,8 @@ fn server(r: &Resolver<'_>) -> ServerPlan {
     }
 }
 
-fn store(r: &Resolver<'_>) -> StorePlan {
-    let s = r.config.file.store.as_ref();
+fn store(r: &Resolver<'_>, f: &ConfigFile) -> StorePlan {
+    let s = f.store.as_ref();
     let backend = match s {
         Some(StoreConfig {
             mongodb: Some(m), ..
@@ -141,7 +147,7 @@ fn store(r: &Resolver<'_>) -> StorePlan {
         Some(StoreConfig {
             sqlite: Some(p), ..
         }) => StoreBackend::Sqlite(r.path(p)),
-        _ => StoreBackend::Sqlite(r.config.base.join(".driftguard").join("driftguard.db")),
+        _ => StoreBackend::Sqlite(r.base.join(".driftguard").join("driftguard.db")),
     };
     StorePlan {
         backend,
@@ -358,4 +364,142 @@ fn command(c: &RenderConfig) -> CommandRenderer {
     renderer.pass_env = c.pass_env.clone();
     renderer.allow_network = c.allow_network;
     renderer
+}
+
+/// What resolving an environment takes besides the environment: the file's folder and what
+/// every environment shares. Kept in the [`DiscoveryPlan`] for the environments discovered
+/// later.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared {
+    base: PathBuf,
+    tools: Tools,
+}
+
+/// The `discover:` section: paths resolved, defaults applied (Argo CD's namespace `argocd`,
+/// Flux in every namespace, the default kubeconfig).
+fn discovery(r: &Resolver<'_>, tools: &Tools, d: &DiscoverConfig) -> DiscoveryPlan {
+    let live =
+        |kubeconfig: &Option<PathBuf>, context: &Option<String>, in_cluster: bool| LiveConfig {
+            kubeconfig: kubeconfig.as_ref().map(|p| r.path(p)),
+            context: context.clone(),
+            in_cluster,
+            dump: None,
+        };
+    let home = d
+        .cluster
+        .as_ref()
+        .map(|c| live(&c.kubeconfig, &c.context, c.in_cluster))
+        .unwrap_or_default();
+    let mut ctx = DiscoveryContext {
+        names: d
+            .names
+            .iter()
+            .map(|n| (n.discovered.clone(), n.name.clone()))
+            .collect(),
+        plugins: d
+            .plugins
+            .iter()
+            .map(|p| (p.name.clone(), p.render.clone()))
+            .collect(),
+        git_credentials: d
+            .git_credentials
+            .iter()
+            .map(|c| GitCredential {
+                url_prefix: c.url_prefix.clone(),
+                token_env: c.token_env.clone(),
+                ssh_key: c.ssh_key.as_ref().map(|p| r.path(p)),
+            })
+            .collect(),
+        ..DiscoveryContext::default()
+    };
+    for c in &d.clusters {
+        let to = live(&c.kubeconfig, &c.context, c.in_cluster);
+        if let Some(server) = &c.server {
+            let server = server.trim_end_matches('/').to_owned();
+            ctx.clusters.servers.insert(server, to);
+        } else if let Some(name) = &c.name {
+            ctx.clusters.names.insert(name.clone(), to);
+        } else if let Some(key) = c.kube_config_secret.as_deref().and_then(object_key) {
+            ctx.clusters.kubeconfig_secrets.insert(key, to);
+        } else if let Some(key) = c.kube_config_config_map.as_deref().and_then(object_key) {
+            ctx.clusters.kubeconfig_config_maps.insert(key, to);
+        }
+    }
+    ctx.clusters.home = home.clone();
+    let selector = d.filters.selector.clone().filter(|s| !s.trim().is_empty());
+    // an invalid selector is validation's to report; resolution never fails
+    ctx.filters.selector = selector
+        .as_deref()
+        .and_then(|s| driftguard_core::admission::LabelSelector::parse(s).ok());
+    ctx.filters.projects = d.filters.projects.clone();
+    ctx.filters.namespaces = d.filters.namespaces.clone();
+    let argocd = (d.argocd.enabled != Some(false)).then(|| {
+        let namespace = d
+            .argocd
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "argocd".into());
+        let namespaces = if d.argocd.namespaces.is_empty() {
+            vec![namespace.clone()]
+        } else {
+            d.argocd.namespaces.clone()
+        };
+        ArgoCdReads {
+            namespace,
+            namespaces,
+        }
+    });
+    ctx.argocd_namespace = argocd.as_ref().map(|a| a.namespace.clone());
+    DiscoveryPlan {
+        cluster: KubeConfigSpec {
+            kubeconfig: home.kubeconfig,
+            context: home.context,
+            in_cluster: home.in_cluster,
+        },
+        argocd,
+        flux: (d.flux.enabled != Some(false)).then(|| d.flux.namespaces.clone()),
+        read_secrets: d.read_secrets,
+        selector,
+        context: ctx,
+        defaults: d.defaults.clone(),
+        shared: Shared {
+            base: r.base.to_path_buf(),
+            tools: tools.clone(),
+        },
+    }
+}
+
+/// `<namespace>/<name>`.
+pub(super) fn object_key(text: &str) -> Option<ObjectKey> {
+    let (namespace, name) = text.split_once('/')?;
+    (!namespace.is_empty() && !name.is_empty() && !name.contains('/'))
+        .then(|| ObjectKey::new(namespace, name))
+}
+
+impl DiscoveryPlan {
+    /// The plan of a discovered environment, made as the file's environments are (paths
+    /// resolved against the file's folder, the shared binaries, caches and limits), with the
+    /// section's `defaults` given to it first.
+    pub fn environment(&self, discovered: &EnvironmentConfig) -> EnvironmentPlan {
+        let mut env = discovered.clone();
+        let d = &self.defaults;
+        env.ignore.extend(d.ignore.iter().cloned());
+        env.severity.extend(d.severity.iter().cloned());
+        if d.findings != driftguard_core::findings::FindingRules::default() {
+            env.findings = d.findings.clone();
+        }
+        if let Some(on) = d.server_side_diff {
+            env.server_side_diff = on;
+        }
+        if d.hpa_owns_replicas.is_some() {
+            env.hpa_owns_replicas = d.hpa_owns_replicas;
+        }
+        if d.audit.is_some() {
+            env.audit.clone_from(&d.audit);
+        }
+        let r = Resolver {
+            base: &self.shared.base,
+        };
+        environment(&r, &self.shared.tools, &env)
+    }
 }

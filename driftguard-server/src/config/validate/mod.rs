@@ -2,7 +2,8 @@
 //! by the caller, [`super::locate`]).
 //!
 //! One file per concern, one function per check: [`environments`] (names, desired and live
-//! sides, kinds, namespaces), [`rendering`] (`helm` and `render`), [`kustomize`],
+//! sides, kinds, namespaces), [`discover`] (the `discover:` section), [`rendering`] (`helm`
+//! and `render`), [`kustomize`],
 //! [`terraform`], [`audit`],
 //! [`server`] (notifiers, leader election, proxies, tokens), [`store`] (the store, the Secret
 //! key) and here the programs every environment shares. Paths are checked as the plan
@@ -12,6 +13,7 @@
 //! order in which they are found.
 
 mod audit;
+mod discover;
 mod environments;
 mod kustomize;
 mod live;
@@ -51,6 +53,9 @@ pub(super) fn validate(config: &Config, plan: &ResolvedConfig) -> Vec<ConfigProb
     };
     let f = &config.file;
     environments::check(&mut problems, f, plan);
+    if let Some(d) = &f.discover {
+        discover::check(&mut problems, f, d, plan);
+    }
     server::notifiers(&mut problems, f, plan);
     if let (Some(bin), Some(resolved)) = (&f.helm_bin, &plan.helm_bin) {
         check_binary(&mut problems, "helmBin", resolved, bin);

@@ -134,8 +134,8 @@ fn helm(
     }
 }
 
-/// `at` is the section's key (`environments[0].render`).
-fn render(problems: &mut Problems, at: &str, r: &RenderConfig) {
+/// `at` is the section's key (`environments[0].render`, `discover.plugins[0].render`).
+pub(super) fn render(problems: &mut Problems, at: &str, r: &RenderConfig) {
     if r.command.first().is_none_or(|c| c.trim().is_empty()) {
         problems.add(format!("{at}.command"), "names no program");
     } else if r.shell && r.command.len() != 1 {
