@@ -106,10 +106,22 @@ pub(crate) struct ServeArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ConfigCommand {
     /// Checks a configuration file and prints every problem with its location.
-    Validate {
-        /// The file (default: --config, or ./driftguard.yaml).
-        file: Option<PathBuf>,
-    },
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The file (default: --config, or ./driftguard.yaml).
+    pub(crate) file: Option<PathBuf>,
+    /// Also discover the environments of Argo CD and Flux (the `discover:` section, or its
+    /// defaults) and print, for each of their objects, what it maps to and what cannot be
+    /// mapped (Secret values redacted).
+    #[arg(long)]
+    pub(crate) discover: bool,
+    /// With --discover: exit 1 when an object cannot be made an environment (a blocking
+    /// problem), not only when the file or the discovery fails.
+    #[arg(long, requires = "discover")]
+    pub(crate) strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +130,13 @@ pub(crate) struct ScanArgs {
     /// name given to the flags' environment.
     #[arg(short, long = "env", value_name = "NAME")]
     pub(crate) env: Vec<String>,
+    /// Also scan the environments discovered from Argo CD Applications and Flux
+    /// Kustomizations and HelmReleases (the `discover:` section of the configuration, or its
+    /// defaults: the default kubeconfig, Argo CD in `argocd`, Flux in every namespace). What
+    /// cannot be mapped is printed as warnings; an object that cannot be made an environment
+    /// is not scanned, the others are.
+    #[arg(long, conflicts_with_all = ["git", "dir", "kubeconfig", "context", "live_dump"])]
+    pub(crate) discover: bool,
     /// Desired side: a Git repository URL or local path.
     #[arg(long, value_name = "URL|PATH", conflicts_with = "dir")]
     pub(crate) git: Option<String>,

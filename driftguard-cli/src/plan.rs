@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use driftguard_server::config::{
-    AuditConfig, Config, ConfigFile, DirConfig, EnvironmentConfig, GitConfig, LiveConfig,
-    OneOrMany, ResolvedConfig,
+    AuditConfig, Config, ConfigFile, DirConfig, DiscoverConfig, EnvironmentConfig, GitConfig,
+    LiveConfig, OneOrMany, ResolvedConfig,
 };
 
 use crate::args::{Global, ScanArgs};
@@ -54,6 +54,10 @@ pub(crate) fn query_config(g: &Global) -> Result<Config> {
 
 /// Builds the configuration of a scan, the file (with flag overrides) or flags alone, and
 /// resolves it once: the plan whose environments are scanned.
+///
+/// With `--discover` the plan has a discovery section (the file's, else the defaults), and
+/// the selection is the file's environments, or `--env`'s names unchecked: they may name
+/// environments yet to be discovered (the caller checks them once it has).
 pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, Vec<String>)> {
     let desired_flag = a.git.is_some() || a.dir.is_some();
     let live_flag = a.kubeconfig.is_some() || a.context.is_some() || !a.live_dump.is_empty();
@@ -95,6 +99,12 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, V
         Some(path) => {
             let mut config = load_config(&path)?;
             print_warnings(&config);
+            if a.discover {
+                config
+                    .file
+                    .discover
+                    .get_or_insert_with(DiscoverConfig::default);
+            }
             let selected: Vec<String> = if a.env.is_empty() {
                 config
                     .file
@@ -103,7 +113,7 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, V
                     .map(|e| e.name.clone())
                     .collect()
             } else {
-                for n in &a.env {
+                for n in a.env.iter().filter(|_| !a.discover) {
                     if config.environment(n).is_none() {
                         let known: Vec<&str> = config
                             .file
@@ -120,7 +130,7 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, V
                 }
                 a.env.clone()
             };
-            if selected.is_empty() {
+            if selected.is_empty() && !a.discover {
                 bail!("{}: no environments to scan", path.display());
             }
             // flags override the file, relative to the current folder
@@ -164,6 +174,14 @@ pub(crate) fn scan_config(g: &Global, a: &ScanArgs) -> Result<(ResolvedConfig, V
                 }
             }
             Ok((config.plan(), selected))
+        }
+        None if a.discover => {
+            // the discovery's defaults alone
+            let config = Config::from_flags(ConfigFile {
+                discover: Some(DiscoverConfig::default()),
+                ..ConfigFile::default()
+            });
+            Ok((config.plan(), a.env.clone()))
         }
         None => {
             if !desired_flag {

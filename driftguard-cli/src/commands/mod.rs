@@ -1,5 +1,6 @@
 //! One module per command; [`run`] dispatches.
 
+mod config_discover;
 mod mcp;
 mod query;
 mod remediate;
@@ -25,7 +26,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Events(a) => query::events(g, a).await,
         Command::Explain(a) => query::explain(g, a).await,
         Command::Remediate(a) => remediate::remediate(g, a).await,
-        Command::Config(ConfigCommand::Validate { file }) => validate::validate(g, file.as_deref()),
+        Command::Config(ConfigCommand::Validate(a)) => validate::validate(g, a).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "driftguard", &mut std::io::stdout());

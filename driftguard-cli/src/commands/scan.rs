@@ -1,5 +1,5 @@
-//! `driftguard scan`: one-shot scans of the selected environments; results are stored only
-//! when the scans succeed.
+//! `driftguard scan`: one-shot scans of the selected environments (with `--discover`, those
+//! discovered from Argo CD and Flux too); results are stored only when the scans succeed.
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -21,12 +21,48 @@ use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
 use futures_util::StreamExt;
 
 use crate::args::{Format, Global, ScanArgs};
-use crate::commands::{print_machine, stdout_style};
+use crate::commands::{config_discover, print_machine, stdout_style};
 use crate::plan::scan_config;
 use crate::progress::Progress;
 
 pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
-    let (plan, selected) = scan_config(g, a)?;
+    let (mut plan, mut selected) = scan_config(g, a)?;
+    let mut discovery_failed = false;
+    if a.discover {
+        // the discovered environments after the file's, planned the same way
+        let found = config_discover::discover(&plan).await?;
+        discovery_failed = config_discover::print_warnings(&found);
+        if !g.quiet {
+            let not_scanned = found.found.len() - found.environments.len();
+            eprintln!(
+                "discovered {} environment{} ({} object{} not scanned)",
+                found.environments.len(),
+                if found.environments.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                not_scanned,
+                if not_scanned == 1 { "" } else { "s" },
+            );
+        }
+        let names: Vec<String> = found.environments.iter().map(|e| e.name.clone()).collect();
+        plan.environments.extend(found.environments);
+        if a.env.is_empty() {
+            selected.extend(names);
+        } else if let Some(n) = a.env.iter().find(|n| plan.environment(n).is_none()) {
+            let known: Vec<&str> = plan.environments.iter().map(|e| e.name.as_str()).collect();
+            return Err(anyhow!(
+                "no environment `{n}`, configured or discovered (known: {})",
+                known.join(", ")
+            ));
+        }
+        if selected.is_empty() {
+            return Err(anyhow!(
+                "no environments to scan: none configured, none discovered"
+            ));
+        }
+    }
     let choice = StoreChoice::from_plan(&plan.store, g.store.as_deref(), g.no_store);
     let key = setup::secret_key(
         plan.secret_key.as_ref(),
@@ -185,7 +221,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     for f in &failed {
         eprintln!("error: {f}");
     }
-    if !failed.is_empty() {
+    if !failed.is_empty() || discovery_failed {
         return Ok(EXIT_ERROR);
     }
     let failing = results

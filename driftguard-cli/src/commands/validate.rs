@@ -1,21 +1,28 @@
-//! `driftguard config validate`.
-
-use std::path::Path;
+//! `driftguard config validate`, and with `--discover` the discovered environments
+//! ([`super::config_discover`]).
 
 use anyhow::{anyhow, Result};
 use driftguard_cli::{EXIT_ERROR, EXIT_OK};
-use driftguard_server::config::Config;
+use driftguard_server::config::{Config, ConfigFile, DiscoverConfig};
 
-use crate::args::Global;
+use crate::args::{Global, ValidateArgs};
+use crate::commands::config_discover;
 use crate::plan::{config_path, print_warnings};
 
-pub(crate) fn validate(g: &Global, file: Option<&Path>) -> Result<u8> {
-    let path = file
-        .map(Path::to_path_buf)
-        .or_else(|| config_path(g))
-        .ok_or_else(|| anyhow!("no configuration file: pass one, or --config FILE"))?;
+pub(crate) async fn validate(g: &Global, a: &ValidateArgs) -> Result<u8> {
+    let Some(path) = a.file.clone().or_else(|| config_path(g)) else {
+        if a.discover {
+            // no file: the discovery's defaults alone
+            let config = Config::from_flags(ConfigFile {
+                discover: Some(DiscoverConfig::default()),
+                ..ConfigFile::default()
+            });
+            return config_discover::list(g, &config, a.strict).await;
+        }
+        return Err(anyhow!("no configuration file: pass one, or --config FILE"));
+    };
     match Config::load(&path) {
-        Ok(c) => {
+        Ok(mut c) => {
             print_warnings(&c);
             if !g.quiet {
                 println!(
@@ -28,6 +35,10 @@ pub(crate) fn validate(g: &Global, file: Option<&Path>) -> Result<u8> {
                         "s"
                     }
                 );
+            }
+            if a.discover {
+                c.file.discover.get_or_insert_with(DiscoverConfig::default);
+                return config_discover::list(g, &c, a.strict).await;
             }
             Ok(EXIT_OK)
         }
