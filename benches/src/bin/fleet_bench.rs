@@ -1,0 +1,1480 @@
+//! Fleet-scale benchmark of `driftguard serve` on the test cluster (issue #30): many
+//! environments, each a folder of manifests against one namespace of the cluster, served by one
+//! process. Measures start-up until every environment has finished its first scan and watches,
+//! memory, connections and watches on the API server, detection latency of hand changes, and
+//! CPU when idle and under churn of objects Git does not track. Prints a Markdown table.
+//!
+//! ```sh
+//! scripts/test-services.sh up
+//! cargo build --release -p driftguard-cli -p driftguard-benches --bin driftguard --bin fleet_bench
+//! target/release/fleet_bench [--envs 300] [--objects 20000] [--full] [--clean]
+//! ```
+//!
+//! Flags (or environment variables): `--envs` (`ENVS`, default 300), `--objects` (`OBJECTS`,
+//! total over the environments, default 20,000; `--full`: 100,000), `--bin` (`DRIFTGUARD_BIN`,
+//! default `target/release/driftguard`), `--changes` (`CHANGES`, hand changes timed, default
+//! 100), `--idle-secs` (`IDLE_SECS`, 30), `--churn-secs` (`CHURN_SECS`, 30), `--churn-rate`
+//! (`CHURN_RATE`, changes per second, 10), `--settle-timeout` (`SETTLE_TIMEOUT`, seconds, 1800),
+//! `--clean` (delete the benchmark's namespaces and objects, then exit).
+//!
+//! - Objects are created once and kept between runs: namespaces `dg-fleet-<i>`, each with its
+//!   share of ConfigMaps and Deployments (two ConfigMaps to a Deployment; `replicas: 0`, so the
+//!   test cluster's controllers make a ReplicaSet and no pods), applied server-side with field
+//!   manager `kubectl` (as `kubectl apply --server-side`), 16 requests at once. An object is
+//!   applied again when it is missing, was generated differently (annotation
+//!   `fleet-bench/spec`, a hash of the manifest) or still holds a hand change. Each
+//!   environment's folder holds the same manifests (`manifests.yaml`), so nothing drifts at
+//!   start; a temporary folder holds them, `driftguard.yaml` (no API token: the server listens
+//!   on 127.0.0.1), the SQLite store and the server's log.
+//! - Namespaces are not in the folders, so no namespace is managed and objects Git does not
+//!   define are not orphans: the churn ConfigMaps (`churn-<j>`, 10 in each of the first five
+//!   namespaces, patched by a `churn-operator`) are read by the watches but are not drift.
+//! - Hand changes: ConfigMap data and Deployment images, patched with field manager
+//!   `kubectl-edit`, spread over the environments, 5 a second; each timed from the PATCH's
+//!   answer to its `detected` event on `GET /api/v1/events/stream`. They are applied back at
+//!   the end (and their resolution awaited), so the next run starts in sync.
+//! - Memory: `VmRSS` and `VmHWM` of `/proc/<pid>/status`; CPU: `utime + stime` of
+//!   `/proc/<pid>/stat`; connections: the process's established TCP sockets (`/proc/<pid>/fd`
+//!   and `/proc/<pid>/net/tcp{,6}`) to the API server's port; watches: the API server's
+//!   `apiserver_longrunning_requests{verb="WATCH"}`, before start and once settled (the test
+//!   cluster is shared: other clients' watches count too).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams,
+};
+use kube::Client;
+use serde_json::{json, Value};
+use xxhash_rust::xxh3::xxh3_64;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Label on everything the benchmark creates.
+const PART_OF: &str = "app.kubernetes.io/part-of";
+const FLEET: &str = "fleet-bench";
+/// Annotation holding the hash of the manifest an object was applied from.
+const SPEC: &str = "fleet-bench/spec";
+/// The namespaces holding churn ConfigMaps, and how many each.
+const CHURN_NAMESPACES: usize = 5;
+const CHURN_PER_NAMESPACE: usize = 10;
+/// Requests at once while creating objects.
+const APPLY_AT_ONCE: usize = 16;
+/// Hand changes a second.
+const CHANGE_RATE: f64 = 5.0;
+/// The field manager of hand changes (a person's tool to DriftGuard).
+const HAND: &str = "kubectl-edit";
+
+struct Options {
+    envs: usize,
+    objects: usize,
+    bin: PathBuf,
+    changes: usize,
+    idle_secs: u64,
+    churn_secs: u64,
+    churn_rate: f64,
+    settle_timeout: u64,
+    clean: bool,
+}
+
+impl Options {
+    fn parse() -> Result<Self, BoxError> {
+        let env = |key: &str| std::env::var(key).ok();
+        let mut flags: HashMap<String, String> = HashMap::new();
+        let mut full = false;
+        let mut clean = false;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--full" => full = true,
+                "--clean" => clean = true,
+                "-h" | "--help" => {
+                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean]");
+                    std::process::exit(0);
+                }
+                flag if flag.starts_with("--") => {
+                    let (key, value) = match flag.split_once('=') {
+                        Some((k, v)) => (k.to_owned(), v.to_owned()),
+                        None => (
+                            flag.to_owned(),
+                            args.next().ok_or(format!("{flag} needs a value"))?,
+                        ),
+                    };
+                    flags.insert(key.trim_start_matches("--").to_owned(), value);
+                }
+                other => return Err(format!("unexpected argument `{other}` (see --help)").into()),
+            }
+        }
+        let mut take = |flag: &str, var: &str| flags.remove(flag).or_else(|| env(var));
+        let number = |v: Option<String>, default: u64| -> Result<u64, BoxError> {
+            v.map_or(Ok(default), |s| {
+                s.replace(['_', ','], "")
+                    .parse()
+                    .map_err(|e| format!("`{s}`: {e}").into())
+            })
+        };
+        let envs = number(take("envs", "ENVS"), 300)? as usize;
+        let objects = number(
+            take("objects", "OBJECTS"),
+            if full { 100_000 } else { 20_000 },
+        )? as usize;
+        let bin = take("bin", "DRIFTGUARD_BIN").map_or_else(
+            || {
+                let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+                benches
+                    .parent()
+                    .unwrap_or(benches)
+                    .join("target/release/driftguard")
+            },
+            PathBuf::from,
+        );
+        let changes = number(take("changes", "CHANGES"), 100)? as usize;
+        let idle_secs = number(take("idle-secs", "IDLE_SECS"), 30)?;
+        let churn_secs = number(take("churn-secs", "CHURN_SECS"), 30)?;
+        let churn_rate = take("churn-rate", "CHURN_RATE").map_or(Ok(10.0), |s| {
+            s.parse::<f64>().map_err(|e| format!("`{s}`: {e}"))
+        })?;
+        let settle_timeout = number(take("settle-timeout", "SETTLE_TIMEOUT"), 1800)?;
+        if let Some(unknown) = flags.keys().next() {
+            return Err(format!("unknown flag --{unknown} (see --help)").into());
+        }
+        if envs == 0 || objects < envs * 3 {
+            return Err("need at least one environment and 3 objects per environment".into());
+        }
+        Ok(Options {
+            envs,
+            objects,
+            bin,
+            changes,
+            idle_secs,
+            churn_secs,
+            churn_rate: churn_rate.max(0.1),
+            settle_timeout,
+            clean,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the cluster
+
+struct Cluster {
+    kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+/// The test cluster: `KUBECONFIG` and `KUBECTL`, or the test script's `services.env`.
+fn cluster() -> Result<Cluster, BoxError> {
+    if let (Ok(c), Ok(k)) = (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
+        return Ok(Cluster {
+            kubeconfig: c.into(),
+            kubectl: k.into(),
+        });
+    }
+    let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
+    let env = Path::new(&run).join("services.env");
+    let text = std::fs::read_to_string(&env).map_err(|e| {
+        format!(
+            "{}: {e} (start the test cluster: scripts/test-services.sh up)",
+            env.display()
+        )
+    })?;
+    let get = |key: &str| {
+        text.lines()
+            .map(|l| l.trim().trim_start_matches("export ").trim())
+            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_matches('"').to_owned()))
+    };
+    Ok(Cluster {
+        kubeconfig: get("KUBECONFIG=")
+            .ok_or("no KUBECONFIG in services.env")?
+            .into(),
+        kubectl: get("KUBECTL=").ok_or("no KUBECTL in services.env")?.into(),
+    })
+}
+
+impl Cluster {
+    fn kubectl(&self, args: &[&str]) -> Result<String, BoxError> {
+        let out = Command::new(&self.kubectl)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("kubectl {}: {}", args.join(" "), out.status).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The API server's port (its connections are counted).
+    fn api_port(&self) -> Result<u16, BoxError> {
+        let server = self.kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])?;
+        let port = server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse().ok())
+            .unwrap_or(443);
+        Ok(port)
+    }
+
+    fn metrics(&self) -> Result<Metrics, BoxError> {
+        Ok(Metrics::parse(
+            &self.kubectl(&["get", "--raw", "/metrics"])?,
+        ))
+    }
+}
+
+/// What the API server's metrics say about watches and refused requests.
+#[derive(Default)]
+struct Metrics {
+    /// `apiserver_longrunning_requests{verb="WATCH"}` by resource.
+    watches: BTreeMap<String, f64>,
+    /// `apiserver_flowcontrol_rejected_requests_total` (absent until a request is rejected).
+    rejected: Option<f64>,
+    /// `apiserver_request_total{code="429"}`.
+    too_many: f64,
+}
+
+impl Metrics {
+    fn parse(text: &str) -> Self {
+        let mut m = Metrics::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            let label = |key: &str| {
+                labels
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix("=\""))
+                    .map(|v| v.trim_end_matches(['}', '"']))
+            };
+            match name {
+                "apiserver_longrunning_requests" if label("verb") == Some("WATCH") => {
+                    let resource = label("resource").unwrap_or("?").to_owned();
+                    *m.watches.entry(resource).or_default() += value;
+                }
+                "apiserver_flowcontrol_rejected_requests_total" => {
+                    *m.rejected.get_or_insert(0.0) += value;
+                }
+                "apiserver_request_total" if label("code") == Some("429") => m.too_many += value,
+                _ => {}
+            }
+        }
+        m
+    }
+
+    fn watch_total(&self) -> f64 {
+        self.watches.values().sum()
+    }
+}
+
+fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+fn api_of(client: &Client, obj: &Value) -> (Api<DynamicObject>, String) {
+    let kind = obj["kind"].as_str().unwrap_or_default();
+    let (group, version) = match obj["apiVersion"].as_str().unwrap_or("v1").split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", obj["apiVersion"].as_str().unwrap_or("v1")),
+    };
+    let ar = resource(group, version, kind);
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let api = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    (api, name)
+}
+
+/// Whether a request is worth trying again (throttled, server trouble, connection lost).
+fn transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        _ => true,
+    }
+}
+
+/// Server-side apply of `obj` as `manager` (forced: it takes fields other managers hold).
+async fn apply(client: &Client, obj: &Value, manager: &str) -> Result<(), BoxError> {
+    let (api, name) = api_of(client, obj);
+    let params = PatchParams::apply(manager).force();
+    let mut attempt = 0;
+    loop {
+        match api.patch(&name, &params, &Patch::Apply(obj)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if transient(&e) && attempt < 8 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+            }
+            Err(e) => return Err(format!("apply {name}: {e}").into()),
+        }
+    }
+}
+
+/// Applies every object, `APPLY_AT_ONCE` at a time.
+async fn apply_all(client: &Client, objects: Vec<Value>, manager: &str) -> Result<(), BoxError> {
+    let objects = Arc::new(objects);
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let total = objects.len();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..APPLY_AT_ONCE {
+        let (client, objects, next, done) =
+            (client.clone(), objects.clone(), next.clone(), done.clone());
+        let manager = manager.to_owned();
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(obj) = objects.get(i) else {
+                    return Ok::<(), BoxError>(());
+                };
+                apply(&client, obj, &manager).await?;
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                if d % 5000 == 0 {
+                    eprintln!("  {d}/{total}");
+                }
+            }
+        });
+    }
+    while let Some(r) = workers.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// Every object of `ar` labelled as the benchmark's, paged: `namespace/name` -> the object.
+async fn list_fleet(
+    client: &Client,
+    ar: &ApiResource,
+) -> Result<HashMap<String, DynamicObject>, BoxError> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let mut out = HashMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default()
+            .labels(&format!("{PART_OF}={FLEET}"))
+            .limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list(&lp).await?;
+        for o in page.items {
+            let key = format!(
+                "{}/{}",
+                o.metadata.namespace.as_deref().unwrap_or(""),
+                o.metadata.name.as_deref().unwrap_or("")
+            );
+            out.insert(key, o);
+        }
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Whether a live object is as the benchmark applied `desired`: same manifest hash, and no
+/// hand change of an earlier run left in it (one that was not applied back).
+fn as_applied(live: &DynamicObject, desired: &Value) -> bool {
+    let hash = live
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SPEC))
+        .map(String::as_str);
+    let edited = live
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| m.manager.as_deref() == Some(HAND));
+    hash.is_some() && hash == desired["metadata"]["annotations"][SPEC].as_str() && !edited
+}
+
+// ---------------------------------------------------------------------------------------------
+// the fleet
+
+struct Env {
+    namespace: String,
+    objects: Vec<Value>,
+}
+
+fn namespace_name(i: usize) -> String {
+    format!("dg-fleet-{i}")
+}
+
+/// Puts the manifest's hash in its `fleet-bench/spec` annotation.
+fn stamped(mut obj: Value) -> Value {
+    let hash = format!("{:016x}", xxh3_64(obj.to_string().as_bytes()));
+    obj["metadata"]["annotations"][SPEC] = Value::String(hash);
+    obj
+}
+
+fn config_map(ns: &str, env: usize, k: usize) -> Value {
+    stamped(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": format!("cm-{k}"),
+            "namespace": ns,
+            "labels": {PART_OF: FLEET, "app.kubernetes.io/name": format!("svc-{}", k / 3), "tier": "backend"},
+            "annotations": {"owner": format!("team-{}", env % 7)},
+        },
+        "data": {
+            "LOG_LEVEL": "info",
+            "FEATURE_FLAGS": "checkout,search,recommendations",
+            "DATABASE_URL": format!("postgres://db-{env}.internal:5432/svc{k}"),
+            "config.yaml": format!("server:\n  port: {}\n  workers: 4\ncache:\n  ttl: 30s\n", 8000 + k % 100),
+        },
+    }))
+}
+
+fn deployment(ns: &str, env: usize, k: usize) -> Value {
+    let app = format!("app-{k}");
+    stamped(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": app,
+            "namespace": ns,
+            "labels": {PART_OF: FLEET, "app.kubernetes.io/name": app, "tier": "backend"},
+            "annotations": {"owner": format!("team-{}", env % 7)},
+        },
+        "spec": {
+            // no pods: the test cluster runs the controllers but has no nodes
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": app}},
+            "template": {
+                "metadata": {"labels": {"app": app, "tier": "backend"}},
+                "spec": {
+                    "containers": [{
+                        "name": "app",
+                        "image": format!("registry.example/shop/svc:1.{}.0", k % 10),
+                        "ports": [{"containerPort": 8080, "name": "http"}],
+                        "env": [
+                            {"name": "LOG_LEVEL", "value": "info"},
+                            {"name": "PORT", "value": "8080"},
+                            {"name": "CONFIG", "value": format!("/etc/app/cm-{}", k.saturating_sub(1))},
+                        ],
+                        "resources": {
+                            "requests": {"cpu": "100m", "memory": "64Mi"},
+                            "limits": {"memory": "128Mi"},
+                        },
+                    }],
+                },
+            },
+        },
+    }))
+}
+
+/// The environments: `objects` shared out, two ConfigMaps to a Deployment in each.
+fn fleet(envs: usize, objects: usize) -> Vec<Env> {
+    (0..envs)
+        .map(|i| {
+            let namespace = namespace_name(i);
+            let n = objects / envs + usize::from(i < objects % envs);
+            let objects = (0..n)
+                .map(|k| {
+                    if k % 3 == 2 {
+                        deployment(&namespace, i, k)
+                    } else {
+                        config_map(&namespace, i, k)
+                    }
+                })
+                .collect();
+            Env { namespace, objects }
+        })
+        .collect()
+}
+
+fn namespace_object(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {PART_OF: FLEET}}})
+}
+
+fn churn_objects(envs: &[Env]) -> Vec<Value> {
+    envs.iter()
+        .take(CHURN_NAMESPACES)
+        .flat_map(|e| {
+            (0..CHURN_PER_NAMESPACE).map(move |j| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("churn-{j}"), "namespace": e.namespace,
+                        "labels": {"fleet-bench/role": "churn"}},
+                    "data": {"counter": "0"}})
+            })
+        })
+        .collect()
+}
+
+/// Creates what is missing or not as applied (namespaces, objects, churn ConfigMaps).
+async fn ensure(client: &Client, envs: &[Env]) -> Result<(), BoxError> {
+    let t = Instant::now();
+    let namespaces = list_fleet(client, &resource("", "v1", "Namespace")).await?;
+    let config_maps = list_fleet(client, &resource("", "v1", "ConfigMap")).await?;
+    let deployments = list_fleet(client, &resource("apps", "v1", "Deployment")).await?;
+    let missing_ns: Vec<Value> = envs
+        .iter()
+        .filter(|e| !namespaces.contains_key(&format!("/{}", e.namespace)))
+        .map(|e| namespace_object(&e.namespace))
+        .collect();
+    let mut todo = Vec::new();
+    for e in envs {
+        for obj in &e.objects {
+            let key = format!(
+                "{}/{}",
+                e.namespace,
+                obj["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            let live = match obj["kind"].as_str() {
+                Some("Deployment") => deployments.get(&key),
+                _ => config_maps.get(&key),
+            };
+            if !live.is_some_and(|l| as_applied(l, obj)) {
+                todo.push(obj.clone());
+            }
+        }
+    }
+    let total: usize = envs.iter().map(|e| e.objects.len()).sum();
+    eprintln!(
+        "cluster: {} of {} namespaces and {} of {total} objects to apply (checked in {:.1} s)",
+        missing_ns.len(),
+        envs.len(),
+        todo.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    apply_all(client, missing_ns, "kubectl").await?;
+    let n = todo.len();
+    apply_all(client, todo, "kubectl").await?;
+    apply_all(client, churn_objects(envs), "fleet-bench-churn").await?;
+    if n > 0 {
+        eprintln!(
+            "  applied in {:.1} s ({:.0} objects/s)",
+            t.elapsed().as_secs_f64(),
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the deployment controller has seen every Deployment (`observedGeneration`), so
+/// that its writes (a ReplicaSet, the status, the revision annotation) are not measured as live
+/// changes: at its default 20 requests a second it needs minutes for thousands of new
+/// Deployments. Gives up when no progress is made for a minute (a cluster without controllers).
+async fn caught_up(client: &Client) -> Result<(), BoxError> {
+    let t = Instant::now();
+    let (mut best, mut progressed) = (0, Instant::now());
+    loop {
+        let deployments = list_fleet(client, &resource("apps", "v1", "Deployment")).await?;
+        let total = deployments.len();
+        let seen = deployments
+            .values()
+            .filter(|d| {
+                d.data["status"]["observedGeneration"].as_i64() >= d.metadata.generation
+                    && d.metadata.generation.is_some()
+            })
+            .count();
+        if seen == total {
+            if t.elapsed() > Duration::from_secs(1) {
+                eprintln!(
+                    "  the deployment controller caught up after {:.0} s",
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            return Ok(());
+        }
+        if seen > best {
+            (best, progressed) = (seen, Instant::now());
+        } else if progressed.elapsed() > Duration::from_secs(60) {
+            eprintln!("  {seen} of {total} Deployments seen by a controller, no progress for a minute: going on");
+            return Ok(());
+        }
+        eprintln!("  waiting for the deployment controller: {seen} of {total} Deployments seen");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+}
+
+/// Deletes the benchmark's namespaces and what they hold. The namespace controller empties
+/// them; without one (a bare API server) the benchmark's kinds are deleted and each namespace
+/// finalized after two minutes.
+async fn clean(client: &Client) -> Result<(), BoxError> {
+    let ns_ar = resource("", "v1", "Namespace");
+    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ns_ar);
+    let names: Vec<String> = list_fleet(client, &ns_ar)
+        .await?
+        .into_values()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    for name in &names {
+        match all.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    eprintln!("deleting {} namespaces", names.len());
+    let t = Instant::now();
+    loop {
+        let left = list_fleet(client, &ns_ar).await?;
+        if left.is_empty() {
+            eprintln!("  deleted in {:.1} s", t.elapsed().as_secs_f64());
+            return Ok(());
+        }
+        if t.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        eprintln!(
+            "  {} namespaces still there: emptied and finalized",
+            left.len()
+        );
+        for mut ns in left.into_values() {
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            for ar in [
+                resource("", "v1", "ConfigMap"),
+                resource("apps", "v1", "Deployment"),
+                resource("apps", "v1", "ReplicaSet"),
+                resource("", "v1", "Pod"),
+            ] {
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &name, &ar);
+                api.delete_collection(&DeleteParams::default(), &ListParams::default())
+                    .await?;
+            }
+            ns.data["spec"] = json!({"finalizers": []});
+            match all
+                .replace_subresource("finalize", &name, &PostParams::default(), &ns)
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Ok(());
+    }
+}
+
+/// Writes one folder per environment and `driftguard.yaml`; answers the configuration's path.
+fn write_config(
+    work: &Path,
+    envs: &[Env],
+    kubeconfig: &Path,
+    port: u16,
+) -> Result<PathBuf, BoxError> {
+    let q = |s: &str| Value::String(s.to_owned()).to_string();
+    let kubeconfig = std::path::absolute(kubeconfig)?;
+    let mut config = String::from("environments:\n");
+    for e in envs {
+        let dir = work.join("envs").join(&e.namespace);
+        std::fs::create_dir_all(&dir)?;
+        // one document per object; JSON is YAML
+        let mut text = String::new();
+        for obj in &e.objects {
+            text.push_str("---\n");
+            text.push_str(&obj.to_string());
+            text.push('\n');
+        }
+        std::fs::write(dir.join("manifests.yaml"), text)?;
+        config.push_str(&format!(
+            "  - name: {}\n    dir: {}\n    live: {{kubeconfig: {}}}\n    namespaces: [{}]\n",
+            q(&e.namespace),
+            q(&dir.to_string_lossy()),
+            q(&kubeconfig.to_string_lossy()),
+            q(&e.namespace)
+        ));
+    }
+    config.push_str(&format!(
+        "store:\n  sqlite: {}\nserver:\n  listen: 127.0.0.1:{port}\n",
+        q(&work.join("driftguard.db").to_string_lossy())
+    ));
+    let path = work.join("driftguard.yaml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------------------------
+// the process
+
+/// The `driftguard serve` child; killed when dropped.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> Result<(), BoxError> {
+        if let Some(status) = self.child.try_wait()? {
+            return Err(format!("driftguard serve exited ({status}):\n{}", self.log_tail()).into());
+        }
+        Ok(())
+    }
+
+    fn log_tail(&self) -> String {
+        let Ok(mut f) = std::fs::File::open(&self.log) else {
+            return String::new();
+        };
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(4000)));
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL after 20 s; answers how long it took to stop.
+    fn stop(&mut self) -> Result<Duration, BoxError> {
+        let t = Instant::now();
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()?;
+        while t.elapsed() < Duration::from_secs(20) {
+            if self.child.try_wait()?.is_some() {
+                return Ok(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("driftguard serve did not stop within 20 s of SIGTERM: killed");
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(t.elapsed())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `VmRSS` and `VmHWM` in KiB.
+fn memory(pid: u32) -> Result<(u64, u64), BoxError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+/// CPU time used (user + system), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = stat.rsplit_once(')').ok_or("odd /proc/<pid>/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields 14 and 15 of stat(5); `rest` starts at field 3
+    let get = |i: usize| -> Result<u64, BoxError> {
+        Ok(fields.get(i - 3).ok_or("short /proc/<pid>/stat")?.parse()?)
+    };
+    Ok(get(14)? + get(15)?)
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Established TCP connections of the process: (to `port`, all).
+fn tcp_connections(pid: u32, port: u16) -> Result<(usize, usize), BoxError> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let Ok(target) = std::fs::read_link(fd?.path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            inodes.insert(inode.to_owned());
+        }
+    }
+    let (mut to_port, mut all) = (0, 0);
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "01" || !inodes.contains(f[9]) {
+                continue;
+            }
+            all += 1;
+            let remote_port = f[2]
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) {
+                to_port += 1;
+            }
+        }
+    }
+    Ok((to_port, all))
+}
+
+/// CPU of the process over `secs` while `load` runs, in % of one core.
+async fn cpu_percent<F: std::future::Future<Output = Result<(), BoxError>>>(
+    pid: u32,
+    secs: u64,
+    load: F,
+) -> Result<f64, BoxError> {
+    let ticks = clock_ticks();
+    let (t, c) = (Instant::now(), cpu_ticks(pid)?);
+    let deadline = tokio::time::sleep(Duration::from_secs(secs));
+    tokio::pin!(deadline);
+    tokio::pin!(load);
+    let mut load_done = false;
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            r = &mut load, if !load_done => { r?; load_done = true; }
+        }
+    }
+    let used = (cpu_ticks(pid)? - c) as f64 / ticks;
+    Ok(100.0 * used / t.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+// the API
+
+/// A drift event read from the event stream.
+struct Seen {
+    event: String,
+    environment: String,
+    kind: String,
+    name: String,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Feed {
+    seen: Vec<Seen>,
+    lagged: usize,
+}
+
+/// Follows `GET /api/v1/events/stream`, recording each drift event with its arrival time.
+async fn follow_events(http: reqwest::Client, base: String, feed: Arc<Mutex<Feed>>) {
+    let mut resp = match http
+        .get(format!("{base}/api/v1/events/stream"))
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => r,
+        Ok(r) => return eprintln!("event stream: {}", r.status()),
+        Err(e) => return eprintln!("event stream: {e}"),
+    };
+    let mut buf = String::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let at = Instant::now();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let message: String = buf.drain(..end + 2).collect();
+            let (mut event, mut data) = (String::new(), String::new());
+            for line in message.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            let mut feed = feed.lock().expect("the feed lock is never poisoned");
+            if event == "lagged" {
+                feed.lagged += 1;
+                continue;
+            }
+            let Ok(v) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            let o = &v["drift"]["object"];
+            if o.is_null() {
+                continue;
+            }
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            feed.seen.push(Seen {
+                event,
+                environment: s(&o["environment"]),
+                kind: s(&o["kind"]),
+                name: s(&o["name"]),
+                at,
+            });
+        }
+    }
+}
+
+/// Where the environments stand.
+struct Progress {
+    scanned: usize,
+    watching: usize,
+    open_drifts: u64,
+    /// `environment: error` of those whose last scan failed.
+    errors: Vec<String>,
+}
+
+/// `driftguard serve`'s REST API (no token: it listens on 127.0.0.1) and what its event
+/// stream said.
+struct ServeApi {
+    http: reqwest::Client,
+    base: String,
+    feed: Arc<Mutex<Feed>>,
+}
+
+impl ServeApi {
+    async fn get(&self, path: &str) -> Result<Value, BoxError> {
+        Ok(self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn progress(&self) -> Result<Progress, BoxError> {
+        let v = self.get("/api/v1/environments").await?;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        Ok(Progress {
+            scanned: items.iter().filter(|e| !e["last_scan"].is_null()).count(),
+            watching: items
+                .iter()
+                .filter(|e| e["watching"].as_bool() == Some(true))
+                .count(),
+            open_drifts: items.iter().filter_map(|e| e["open_drifts"].as_u64()).sum(),
+            errors: items
+                .iter()
+                .filter_map(|e| {
+                    let err = e["last_error"].as_str()?;
+                    Some(format!("{}: {err}", e["name"].as_str().unwrap_or("?")))
+                })
+                .collect(),
+        })
+    }
+
+    /// Starts following the event stream.
+    fn follow(&self) {
+        tokio::spawn(follow_events(
+            self.http.clone(),
+            self.base.clone(),
+            self.feed.clone(),
+        ));
+    }
+}
+
+/// Starts `driftguard serve` and waits until every environment has scanned once and watches.
+async fn start(
+    opts: &Options,
+    c: &Cluster,
+    config: &Path,
+    api: &ServeApi,
+) -> Result<(Server, Duration, Progress), BoxError> {
+    let log = config.with_file_name("serve.log");
+    let log_file = std::fs::File::create(&log)?;
+    eprintln!(
+        "starting {} serve ({} environments; log {})",
+        opts.bin.display(),
+        opts.envs,
+        log.display()
+    );
+    let started = Instant::now();
+    let child = Command::new(&opts.bin)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()?;
+    let mut server = Server { child, log };
+    let mut following = false;
+    let mut last_report = Instant::now();
+    loop {
+        server.alive()?;
+        if started.elapsed() > Duration::from_secs(opts.settle_timeout) {
+            return Err(format!(
+                "not settled within {} s:\n{}",
+                opts.settle_timeout,
+                server.log_tail()
+            )
+            .into());
+        }
+        if let Ok(p) = api.progress().await {
+            if !following {
+                api.follow();
+                following = true;
+            }
+            if p.scanned == opts.envs && p.watching == opts.envs {
+                return Ok((server, started.elapsed(), p));
+            }
+            if last_report.elapsed() > Duration::from_secs(10) {
+                eprintln!(
+                    "  {:.0} s: {} scanned, {} watching, {} failed",
+                    started.elapsed().as_secs_f64(),
+                    p.scanned,
+                    p.watching,
+                    p.errors.len()
+                );
+                last_report = Instant::now();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The process's memory and connections.
+struct Footprint {
+    /// `VmRSS` and `VmHWM`, KiB.
+    rss: u64,
+    hwm: u64,
+    /// Established TCP connections to the API server, and in all.
+    api_conns: usize,
+    all_conns: usize,
+}
+
+fn footprint(pid: u32, api_port: u16) -> Result<Footprint, BoxError> {
+    let (rss, hwm) = memory(pid)?;
+    let (api_conns, all_conns) = tcp_connections(pid, api_port)?;
+    Ok(Footprint {
+        rss,
+        hwm,
+        api_conns,
+        all_conns,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// the measurements
+
+/// A hand change: the object, and when its PATCH was answered.
+struct Change {
+    environment: String,
+    kind: &'static str,
+    name: String,
+    answered: Instant,
+}
+
+impl Change {
+    /// When the event stream announced `event` for the object.
+    fn seen(&self, feed: &Feed, event: &str) -> Option<Instant> {
+        feed.seen
+            .iter()
+            .find(|s| {
+                s.event == event
+                    && s.environment == self.environment
+                    && s.kind == self.kind
+                    && s.name == self.name
+            })
+            .map(|s| s.at)
+    }
+}
+
+/// The objects changed by hand: spread over the environments, a ConfigMap and a Deployment in
+/// turn.
+fn pick_changes(envs: &[Env], n: usize) -> Vec<(usize, Value)> {
+    (0..n)
+        .map(|k| {
+            let (env, slot) = if n <= envs.len() {
+                (k * envs.len() / n, 0)
+            } else {
+                (k % envs.len(), k / envs.len())
+            };
+            let kind = if k % 2 == 0 {
+                "ConfigMap"
+            } else {
+                "Deployment"
+            };
+            let of_kind: Vec<&Value> = envs[env]
+                .objects
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .collect();
+            (env, of_kind[slot % of_kind.len()].clone())
+        })
+        .collect()
+}
+
+async fn hand_change(client: &Client, obj: &Value, k: usize) -> Result<(), BoxError> {
+    let (api, name) = api_of(client, obj);
+    let params = PatchParams {
+        field_manager: Some(HAND.into()),
+        ..PatchParams::default()
+    };
+    let patch = if obj["kind"] == "Deployment" {
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": format!("registry.example/shop/svc:hotfix-{k}")}]}}}})
+    } else {
+        json!({"data": {"LOG_LEVEL": format!("debug-{k}")}})
+    };
+    api.patch(&name, &params, &Patch::Strategic(&patch)).await?;
+    Ok(())
+}
+
+/// What the hand changes showed.
+struct Detection {
+    /// The objects as Git has them (applied back at the end).
+    originals: Vec<Value>,
+    changes: Vec<Change>,
+    /// From each PATCH's answer to its `detected` event, sorted.
+    latencies: Vec<Duration>,
+}
+
+/// Makes `n` hand changes, `CHANGE_RATE` a second, and waits (60 s at most) for their drifts.
+async fn detect(
+    client: &Client,
+    envs: &[Env],
+    feed: &Mutex<Feed>,
+    n: usize,
+) -> Result<Detection, BoxError> {
+    let targets = pick_changes(envs, n);
+    let mut changes = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / CHANGE_RATE));
+    for (k, (env, obj)) in targets.iter().enumerate() {
+        tick.tick().await;
+        hand_change(client, obj, k).await?;
+        changes.push(Change {
+            environment: envs[*env].namespace.clone(),
+            kind: if obj["kind"] == "Deployment" {
+                "Deployment"
+            } else {
+                "ConfigMap"
+            },
+            name: obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            answered: Instant::now(),
+        });
+    }
+    let wait = Instant::now();
+    let mut latencies = Vec::new();
+    while wait.elapsed() < Duration::from_secs(60) {
+        latencies = {
+            let feed = feed.lock().expect("the feed lock is never poisoned");
+            changes
+                .iter()
+                .filter_map(|ch| {
+                    let at = ch.seen(&feed, "detected")?;
+                    Some(at.saturating_duration_since(ch.answered))
+                })
+                .collect()
+        };
+        if latencies.len() == changes.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    latencies.sort();
+    Ok(Detection {
+        originals: targets.into_iter().map(|(_, o)| o).collect(),
+        changes,
+        latencies,
+    })
+}
+
+/// Applies the objects changed by hand back as Git has them, so that the next run starts in
+/// sync; answers how many drifts resolved (waiting 60 s at most).
+async fn apply_back(
+    client: &Client,
+    detection: &Detection,
+    feed: &Mutex<Feed>,
+) -> Result<usize, BoxError> {
+    let t = Instant::now();
+    apply_all(client, detection.originals.clone(), "kubectl").await?;
+    loop {
+        let resolved = {
+            let feed = feed.lock().expect("the feed lock is never poisoned");
+            detection
+                .changes
+                .iter()
+                .filter(|ch| ch.seen(&feed, "resolved").is_some())
+                .count()
+        };
+        if resolved == detection.changes.len() || t.elapsed() > Duration::from_secs(60) {
+            return Ok(resolved);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What churn on untracked ConfigMaps cost and caused.
+struct Churn {
+    objects: usize,
+    made: usize,
+    cpu: f64,
+    /// Drift events for them on the event stream.
+    events: usize,
+    /// Drifts for them in the API, open or resolved.
+    drifts: u64,
+}
+
+/// `rate` merge patches a second on the churn ConfigMaps for `secs`, as a controller would
+/// (field manager `churn-operator`), while the process's CPU is measured.
+async fn churn(
+    client: &Client,
+    envs: &[Env],
+    api: &ServeApi,
+    pid: u32,
+    secs: u64,
+    rate: f64,
+) -> Result<Churn, BoxError> {
+    let objects = churn_objects(envs);
+    let seen_before = api.feed.lock().expect("the feed lock").seen.len();
+    let made = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (client, objects, made) = (client.clone(), objects.clone(), made.clone());
+        async move {
+            let params = PatchParams {
+                field_manager: Some("churn-operator".into()),
+                ..PatchParams::default()
+            };
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            for i in 0.. {
+                tick.tick().await;
+                let obj = &objects[i % objects.len()];
+                let (api, name) = api_of(&client, obj);
+                let patch = json!({"data": {"counter": i.to_string()}});
+                api.patch(&name, &params, &Patch::Merge(&patch)).await?;
+                made.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), BoxError>(())
+        }
+    };
+    let cpu = cpu_percent(pid, secs, load).await?;
+    let made = made.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let events = api.feed.lock().expect("the feed lock").seen[seen_before..]
+        .iter()
+        .filter(|s| s.name.starts_with("churn-"))
+        .count();
+    let drifts = api
+        .get("/api/v1/drifts?name=churn-*&status=all&limit=1")
+        .await?["total"]
+        .as_u64()
+        .unwrap_or(0);
+    Ok(Churn {
+        objects: objects.len(),
+        made,
+        cpu,
+        events,
+        drifts,
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[i.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+fn mb(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let opts = Options::parse()?;
+    let c = cluster()?;
+    let source = KubeLiveSource::connect(&KubeConfigSpec {
+        kubeconfig: Some(c.kubeconfig.clone()),
+        context: None,
+        in_cluster: false,
+    })
+    .await?;
+    let client = source.client().clone();
+    if opts.clean {
+        return clean(&client).await;
+    }
+    if !opts.bin.exists() {
+        return Err(format!(
+            "{}: no such binary (build it, or name it with --bin / DRIFTGUARD_BIN)",
+            opts.bin.display()
+        )
+        .into());
+    }
+    let version = Command::new(&opts.bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let api_port = c.api_port()?;
+    let kube_version = c
+        .kubectl(&["version", "-o", "json"])
+        .ok()
+        .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+
+    // the objects, the folders and the configuration
+    let envs = fleet(opts.envs, opts.objects);
+    let objects: usize = envs.iter().map(|e| e.objects.len()).sum();
+    ensure(&client, &envs).await?;
+    caught_up(&client).await?;
+    let work = tempfile::Builder::new().prefix("fleet-bench-").tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = write_config(work.path(), &envs, &c.kubeconfig, port)?;
+    let api = ServeApi {
+        http: reqwest::Client::new(),
+        base: format!("http://127.0.0.1:{port}"),
+        feed: Arc::default(),
+    };
+
+    // start-up, then the footprint once settled
+    let before = c.metrics()?;
+    let (mut server, startup, at_start) = start(&opts, &c, &config, &api).await?;
+    let pid = server.pid();
+    eprintln!(
+        "all {} environments scanned and watching after {:.1} s",
+        opts.envs,
+        startup.as_secs_f64()
+    );
+    for e in at_start.errors.iter().take(5) {
+        eprintln!("  error: {e}");
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let settled = footprint(pid, api_port)?;
+    let settled_metrics = c.metrics()?;
+
+    eprintln!("idle for {} s", opts.idle_secs);
+    let idle = cpu_percent(pid, opts.idle_secs, async { Ok::<(), BoxError>(()) }).await?;
+
+    eprintln!("{} hand changes, {CHANGE_RATE} a second", opts.changes);
+    let detection = detect(&client, &envs, &api.feed, opts.changes).await?;
+
+    eprintln!(
+        "churn: {} changes a second on untracked ConfigMaps for {} s",
+        opts.churn_rate, opts.churn_secs
+    );
+    let churned = churn(&client, &envs, &api, pid, opts.churn_secs, opts.churn_rate).await?;
+
+    eprintln!("applying the hand changes back");
+    let resolved = apply_back(&client, &detection, &api.feed).await?;
+    let open_at_end = api.progress().await?.open_drifts;
+    let end = footprint(pid, api_port)?;
+    let stopped = server.stop()?;
+    let after = c.metrics()?;
+    let lagged = api.feed.lock().expect("the feed lock").lagged;
+
+    // the table
+    let watches_added = settled_metrics.watch_total() - before.watch_total();
+    let by_resource: Vec<String> = settled_metrics
+        .watches
+        .iter()
+        .filter_map(|(r, v)| {
+            let d = v - before.watches.get(r).copied().unwrap_or(0.0);
+            (d != 0.0).then(|| format!("{r} {d:+}"))
+        })
+        .collect();
+    let latencies = &detection.latencies;
+    // VmHWM is updated lazily: a VmRSS read earlier can exceed it
+    let peak = end.hwm.max(settled.hwm).max(settled.rss).max(end.rss);
+    println!(
+        "fleet benchmark of `driftguard serve` on the test cluster (kube-apiserver {kube_version}, {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!("| binary | environments | objects | start-up to all watching (s) | RSS settled (MB) | RSS per object (KB) | peak RSS (MB) | API-server watches added | TCP connections to the API server | detection p50 / p99 / max (ms) | idle CPU (% of a core) | churn CPU (% of a core) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| `{}` ({version}) | {} | {objects} | {:.1} | {} | {:.2} | {} | {watches_added:+} | {} | {} / {} / {} | {idle:.1} | {:.1} |",
+        opts.bin.display(),
+        opts.envs,
+        startup.as_secs_f64(),
+        mb(settled.rss),
+        settled.rss as f64 / objects as f64,
+        mb(peak),
+        settled.api_conns,
+        ms(percentile(latencies, 50.0)),
+        ms(percentile(latencies, 99.0)),
+        ms(latencies.last().copied().unwrap_or_default()),
+        churned.cpu,
+    );
+    println!();
+    println!(
+        "- watches added by resource: {}; TCP connections to the API server: {} once settled ({} in all), {} at the end",
+        if by_resource.is_empty() {
+            "none".to_owned()
+        } else {
+            by_resource.join(", ")
+        },
+        settled.api_conns,
+        settled.all_conns,
+        end.api_conns
+    );
+    println!(
+        "- RSS: {} MB settled, {} MB at the end; peak {} MB by the time it settled, {} MB over the run",
+        mb(settled.rss),
+        mb(end.rss),
+        mb(settled.hwm),
+        mb(peak)
+    );
+    println!(
+        "- open drifts once settled: {} (expected 0); environments whose last scan failed: {}",
+        at_start.open_drifts,
+        at_start.errors.len()
+    );
+    println!(
+        "- hand changes detected: {} of {} within 60 s; applied back: {resolved} resolved; open drifts at the end: {open_at_end}",
+        latencies.len(),
+        detection.changes.len()
+    );
+    println!(
+        "- churn: {} changes on {} untracked ConfigMaps in {} s: {} drift events, {} drifts (their namespaces are not managed: no orphans)",
+        churned.made, churned.objects, opts.churn_secs, churned.events, churned.drifts
+    );
+    let rejected = match (before.rejected, after.rejected) {
+        (None, None) => {
+            "0 (`apiserver_flowcontrol_rejected_requests_total` absent: none rejected)".to_owned()
+        }
+        (b, a) => format!("{:+}", a.unwrap_or(0.0) - b.unwrap_or(0.0)),
+    };
+    println!(
+        "- API server over the run: requests rejected by priority and fairness {rejected}; 429 answers {:+} (all clients)",
+        after.too_many - before.too_many
+    );
+    println!(
+        "- stopped {:.1} s after SIGTERM; event stream lagged {lagged} times",
+        stopped.as_secs_f64()
+    );
+    Ok(())
+}
