@@ -3,6 +3,11 @@
 //! (session cookie, store query, template). Target: under 50 ms each. In-memory and SQLite
 //! stores; each environment has a day of hourly scans for the overview's chart.
 //!
+//! A fleet (issue 30): 300 environments and 5,000 open drifts on SQLite, warm (criterion) and
+//! cold (the first request of a process: a store opened anew on the file and a new router;
+//! printed, the median of five). Target: the overview under 100 ms cold, the drift table
+//! paginated server-side.
+//!
 //! `cargo bench -p driftguard-benches --bench dashboard`
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
@@ -25,12 +30,16 @@ use tower::ServiceExt;
 
 const ENVIRONMENTS: usize = 10;
 const OPEN_DRIFTS: usize = 1_000;
+const FLEET_ENVIRONMENTS: usize = 300;
+const FLEET_DRIFTS: usize = 5_000;
 
-async fn app(store: Arc<dyn DriftStore>) -> Router {
+/// The router on `store` with `environments` environments; with `fill`, the store gets
+/// `drifts` open drifts spread over them and a day of hourly scans each.
+async fn app(store: Arc<dyn DriftStore>, environments: usize, drifts: usize, fill: bool) -> Router {
     let now = testkit::t0() + chrono::Duration::hours(24);
     let clock = Arc::new(ManualClock::new(now));
     let mut envs = Vec::new();
-    for e in 0..ENVIRONMENTS {
+    for e in 0..environments {
         let name = format!("env-{e}");
         let (env, _, _) = testkit::memory_environment(
             &name,
@@ -40,7 +49,11 @@ async fn app(store: Arc<dyn DriftStore>) -> Router {
             Duration::from_secs(3600),
         );
         envs.push(env);
-        testkit::fill_store(store.as_ref(), &name, OPEN_DRIFTS / ENVIRONMENTS, 0)
+        if !fill {
+            continue;
+        }
+        let share = drifts / environments + usize::from(e < drifts % environments);
+        testkit::fill_store(store.as_ref(), &name, share, 0)
             .await
             .expect("filled");
         for h in 1..24 {
@@ -106,7 +119,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("dashboard");
     g.sample_size(30);
     for (name, store) in stores {
-        let app = rt.block_on(app(store));
+        let app = rt.block_on(app(store, ENVIRONMENTS, OPEN_DRIFTS, true));
         for (page, uri) in [
             ("overview", "/"),
             ("drifts", "/drifts"),
@@ -120,10 +133,48 @@ fn bench(c: &mut Criterion) {
         }
     }
     g.finish();
+    fleet(c, &rt);
     eprintln!(
         "first load: {} bytes of scripts and styles (target < 200 KB)",
         driftguard_server::web::assets::page_bytes()
     );
+}
+
+/// 300 environments, 5,000 open drifts, SQLite: warm and cold.
+fn fleet(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("fleet.db");
+    let open = || -> Arc<dyn DriftStore> { Arc::new(SqliteStore::open(&db).expect("sqlite")) };
+    let app_warm = rt.block_on(app(open(), FLEET_ENVIRONMENTS, FLEET_DRIFTS, true));
+    let pages = [
+        ("overview", "/"),
+        ("drifts", "/drifts"),
+        ("drifts_page_100", "/drifts?limit=100&offset=4000"),
+    ];
+    for (page, uri) in pages {
+        let mut cold = Vec::new();
+        for _ in 0..5 {
+            let fresh = rt.block_on(app(open(), FLEET_ENVIRONMENTS, FLEET_DRIFTS, false));
+            let start = std::time::Instant::now();
+            rt.block_on(render(&fresh, uri));
+            cold.push(start.elapsed());
+        }
+        cold.sort();
+        let bytes = rt.block_on(render(&app_warm, uri));
+        eprintln!(
+            "fleet ({FLEET_ENVIRONMENTS} environments, {FLEET_DRIFTS} open drifts, sqlite) {page}: \
+             cold {:.1} ms (median of 5), {bytes} bytes of HTML",
+            cold[2].as_secs_f64() * 1e3
+        );
+    }
+    let mut g = c.benchmark_group("dashboard_fleet");
+    g.sample_size(20);
+    for (page, uri) in pages {
+        g.bench_function(format!("sqlite/{page}"), |b| {
+            b.iter(|| rt.block_on(render(&app_warm, uri)))
+        });
+    }
+    g.finish();
 }
 
 criterion_group!(benches, bench);
