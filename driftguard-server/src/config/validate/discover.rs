@@ -255,8 +255,8 @@ mod tests {
     - {kubeConfigSecret: flux-system/prod-kubeconfig, context: prod}
   readSecrets: true
 ";
-        let config = Config::from_text(&dir.path().join("driftguard.yaml"), text)
-            .expect("a valid section");
+        let config =
+            Config::from_text(&dir.path().join("driftguard.yaml"), text).expect("a valid section");
         let plan = config.plan();
         let d = plan.discover.expect("a discover section");
         assert_eq!(d.cluster.kubeconfig, Some(dir.path().join("home.yaml")));
