@@ -13,6 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DRIFTGUARD_RUN=${DRIFTGUARD_RUN:-/tmp/driftguard-test}
 export DRIFTGUARD_CACHE=${DRIFTGUARD_CACHE:-$HOME/.cache/driftguard}
+# a one-shot build: incremental artifacts would only take disk (several GB for the ~60 test
+# binaries), and a full disk fails the build
+export CARGO_INCREMENTAL=0
 # shellcheck disable=SC2016
 KUBE_NEWEST="$(bash -c '. scripts/test-cluster/lib.sh; echo "$KUBE_VERSION_NEWEST"')"
 # shellcheck disable=SC2016
