@@ -395,7 +395,7 @@ impl DriftGuardMcp {
     ) -> Result<GetPromptResult, ErrorData> {
         let env = queries::environment(&self.state, &a.environment)
             .map_err(|e| ErrorData::invalid_params(e.message, None))?;
-        let dto = queries::environment_dto(&self.state, env)
+        let dto = queries::environment_dto(&self.state, &env)
             .await
             .map_err(|e| ErrorData::internal_error(e.message, None))?;
         let text = format!(
@@ -433,7 +433,7 @@ impl DriftGuardMcp {
 impl DriftGuardMcp {
     async fn report(&self, env: &str) -> Result<DriftReport, AppError> {
         let e = queries::environment(&self.state, env)?;
-        let environment = queries::environment_dto(&self.state, e).await?;
+        let environment = queries::environment_dto(&self.state, &e).await?;
         let (drifts, open) = queries::open_drift_details(&self.state, env, MAX_LIMIT).await?;
         Ok(DriftReport {
             environment,
@@ -489,7 +489,7 @@ impl ServerHandler for DriftGuardMcp {
         let mut resources = vec![Resource::new(ENVIRONMENTS_URI, "environments")
             .with_description("The environments with status, drift score and sources")
             .with_mime_type("application/json")];
-        for e in &self.state.environments {
+        for e in self.state.environments().iter() {
             resources.push(
                 Resource::new(uri_report(&e.name), format!("{} drift report", e.name))
                     .with_description(format!(

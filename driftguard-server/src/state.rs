@@ -1,7 +1,7 @@
 //! Shared state of the server: the store, the environments with their scanners and status,
 //! authentication, metrics.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use driftguard_core::ports::{Clock, DriftStore};
@@ -26,8 +26,8 @@ pub struct AppState {
 pub struct Inner {
     /// The store.
     pub store: Arc<dyn DriftStore>,
-    /// The environments.
-    pub environments: Vec<Arc<Environment>>,
+    /// The environments watched now (read them with [`AppState::environments`]).
+    environments: RwLock<Arc<[Arc<Environment>]>>,
     /// Accepted bearer tokens (empty: no authentication; the server then binds to loopback).
     /// They may read and scan.
     pub tokens: Vec<String>,
@@ -78,7 +78,7 @@ impl std::ops::Deref for AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("environments", &self.environments)
+            .field("environments", &self.environments())
             .field("tokens", &self.tokens.len())
             .finish_non_exhaustive()
     }
@@ -111,7 +111,7 @@ impl AppState {
         AppStateBuilder {
             inner: Inner {
                 store,
-                environments,
+                environments: RwLock::new(environments.into()),
                 tokens: Vec::new(),
                 scoped_tokens: Vec::new(),
                 remediation: None,
@@ -133,9 +133,29 @@ impl AppState {
         }
     }
 
-    /// The environment called `name`.
-    pub fn environment(&self, name: &str) -> Option<&Arc<Environment>> {
-        self.environments.iter().find(|e| e.name == name)
+    /// The environments watched now: the file's, then (with a `discover:` section) those
+    /// discovered. With discovery the set changes while `serve` runs ([`crate::follow`]):
+    /// this is a snapshot, and an environment taken from it may have stopped since.
+    pub fn environments(&self) -> Arc<[Arc<Environment>]> {
+        self.environments
+            .read()
+            .expect("the environment set's lock is never poisoned: nothing panics holding it")
+            .clone()
+    }
+
+    /// The environment called `name`, among those watched now.
+    pub fn environment(&self, name: &str) -> Option<Arc<Environment>> {
+        self.environments().iter().find(|e| e.name == name).cloned()
+    }
+
+    /// Replaces the set of environments (discovery following the cluster): requests from
+    /// now on see `environments`. Starting and stopping their loops is the caller's.
+    pub(crate) fn set_environments(&self, environments: Vec<Arc<Environment>>) {
+        *self
+            .environments
+            .write()
+            .expect("the environment set's lock is never poisoned: nothing panics holding it") =
+            environments.into();
     }
 
     /// The context scans run in.

@@ -4,6 +4,7 @@
 //! and has open drifts name the writers new audit events report), each independent of the
 //! other environments.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,16 @@ use crate::context::ScanContext;
 use crate::environment::{source_message, Environment};
 use crate::state::AppState;
 
-/// The running detection tasks.
+/// The running detection tasks, by environment.
 pub struct Supervisor {
+    cancel: CancellationToken,
+    ctx: ScanContext,
+    running: HashMap<String, Loops>,
+}
+
+/// One environment's loops.
+struct Loops {
+    env: Arc<Environment>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -27,7 +36,7 @@ pub struct Supervisor {
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("tasks", &self.tasks.len())
+            .field("environments", &self.running.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -36,7 +45,7 @@ impl Supervisor {
     /// Spawns the loops of every environment. They stop when `cancel` is cancelled (or on
     /// [`Supervisor::shutdown`]).
     pub fn start(state: &AppState, cancel: CancellationToken) -> Self {
-        Self::start_for(&state.environments, &state.scan_context(), cancel)
+        Self::start_for(&state.environments(), &state.scan_context(), cancel)
     }
 
     /// Spawns the loops of `environments` only (with leader election, a replica runs those
@@ -46,29 +55,71 @@ impl Supervisor {
         ctx: &ScanContext,
         cancel: CancellationToken,
     ) -> Self {
-        let mut tasks = JoinSet::new();
+        let mut supervisor = Supervisor {
+            cancel,
+            ctx: ctx.clone(),
+            running: HashMap::new(),
+        };
         for env in environments {
-            let ctx = ctx.clone();
-            tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
-            tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
-            tasks.spawn(watch_loop(env.clone(), ctx.clone(), cancel.clone()));
-            if env.audit.is_some() {
-                tasks.spawn(audit_loop(env.clone(), ctx.clone(), cancel.clone()));
-            }
-            tasks.spawn(write_loop(env.clone(), ctx, cancel.clone()));
+            supervisor.add(env.clone());
         }
-        Supervisor { cancel, tasks }
+        supervisor
+    }
+
+    /// Spawns the loops of one more environment (discovered while `serve` runs). An
+    /// environment of the same name must have been [removed](Supervisor::remove) first: two
+    /// scanners of one environment would race on its records.
+    pub fn add(&mut self, env: Arc<Environment>) {
+        debug_assert!(!self.running.contains_key(&env.name));
+        let cancel = self.cancel.child_token();
+        let ctx = &self.ctx;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(full_scan_loop(env.clone(), ctx.clone(), cancel.clone()));
+        tasks.spawn(poll_loop(env.clone(), ctx.clone(), cancel.clone()));
+        tasks.spawn(watch_loop(env.clone(), ctx.clone(), cancel.clone()));
+        if env.audit.is_some() {
+            tasks.spawn(audit_loop(env.clone(), ctx.clone(), cancel.clone()));
+        }
+        tasks.spawn(write_loop(env.clone(), ctx.clone(), cancel.clone()));
+        self.running
+            .insert(env.name.clone(), Loops { env, cancel, tasks });
+    }
+
+    /// The environment running under `name`, if any.
+    pub fn running(&self, name: &str) -> Option<&Arc<Environment>> {
+        self.running.get(name).map(|l| &l.env)
+    }
+
+    /// Stops the loops of `name` (an environment no longer discovered, or one to start again
+    /// with a new configuration): waits up to `grace` for a scan in flight, then abandons it.
+    /// Returns whether it was running.
+    pub async fn remove(&mut self, name: &str, grace: Duration) -> bool {
+        let Some(mut loops) = self.running.remove(name) else {
+            return false;
+        };
+        loops.cancel.cancel();
+        drain(&mut loops.tasks, grace, name).await;
+        true
     }
 
     /// Stops accepting work, waits up to `grace` for in-flight scans, then abandons the rest.
     pub async fn shutdown(mut self, grace: Duration) {
         self.cancel.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drain).await.is_err() {
-            tracing::warn!("abandoning in-flight scans after the shutdown grace period");
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
+        let mut all = JoinSet::new();
+        for (name, mut loops) in std::mem::take(&mut self.running) {
+            all.spawn(async move { drain(&mut loops.tasks, grace, &name).await });
         }
+        while all.join_next().await.is_some() {}
+    }
+}
+
+/// Waits up to `grace` for `tasks` (cancelled) to end, then aborts the rest.
+async fn drain(tasks: &mut JoinSet<()>, grace: Duration, environment: &str) {
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(environment, "abandoning in-flight scans after the shutdown grace period");
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 }
 

@@ -211,7 +211,7 @@ async fn start(config: &Config) -> Replica {
 impl Replica {
     fn led(&self) -> Vec<String> {
         self.state
-            .environments
+            .environments()
             .iter()
             .filter(|e| e.leads())
             .map(|e| e.name.clone())

@@ -53,7 +53,7 @@ pub(super) async fn get_environment(
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDto>, AppError> {
     let e = queries::environment(&state, &env)?;
-    queries::environment_dto(&state, e).await.map(Json)
+    queries::environment_dto(&state, &e).await.map(Json)
 }
 
 /// Scans an environment now and answers its summary.

@@ -38,7 +38,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<R
         ok: store.is_none(),
         reason: store,
     });
-    for env in &state.environments {
+    for env in state.environments().iter() {
         // with leader election, an environment led elsewhere is its leader's to check
         let elected = env.leadership().is_some();
         if elected && !env.leads() {

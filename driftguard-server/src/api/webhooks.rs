@@ -134,7 +134,7 @@ pub(super) async fn git_push(
     }
     let urls = push.repositories;
     let mut triggered = Vec::new();
-    for env in &state.environments {
+    for env in state.environments().iter() {
         if env.wants_push(&urls) {
             env.request_fetch();
             triggered.push(env.name.clone());
@@ -181,11 +181,10 @@ pub(super) async fn audit_post(
     // may choose).
     let found = state
         .environment(&env)
-        .cloned()
         .filter(|e| e.audit.as_ref().is_some_and(|a| a.webhook));
     let Some(e) = found else {
         let every: Vec<String> = state
-            .environments
+            .environments()
             .iter()
             .filter_map(|e| e.audit.as_ref().filter(|a| a.webhook))
             .flat_map(|a| a.tokens.iter().cloned())

@@ -153,7 +153,7 @@ impl Elector {
         }
         let envs: Vec<String> = self
             .state
-            .environments
+            .environments()
             .iter()
             .map(|e| e.name.clone())
             .collect();
@@ -448,7 +448,7 @@ impl Elector {
             epoch,
             valid_until: sent + self.settings.renew_deadline,
         };
-        let Some(environment) = self.state.environment(env).cloned() else {
+        let Some(environment) = self.state.environment(env) else {
             return Ok(());
         };
         self.leadership.begin(env, term);

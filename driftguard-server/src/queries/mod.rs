@@ -22,10 +22,10 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// The environment called `name`, or a 404.
-pub fn environment<'a>(
-    state: &'a AppState,
+pub fn environment(
+    state: &AppState,
     name: &str,
-) -> Result<&'a std::sync::Arc<Environment>, AppError> {
+) -> Result<std::sync::Arc<Environment>, AppError> {
     state
         .environment(name)
         .ok_or_else(|| AppError::not_found(format!("no environment `{name}`")))
@@ -141,8 +141,9 @@ pub async fn environment_dto(
 
 /// Every environment (see [`environment_dto`]).
 pub async fn environments(state: &AppState) -> Result<EnvironmentList, AppError> {
-    let mut items = Vec::with_capacity(state.environments.len());
-    for e in &state.environments {
+    let environments = state.environments();
+    let mut items = Vec::with_capacity(environments.len());
+    for e in environments.iter() {
         items.push(environment_dto(state, e).await?);
     }
     Ok(EnvironmentList { items })

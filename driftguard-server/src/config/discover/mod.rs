@@ -27,9 +27,11 @@
 //! `ARGOCD_APP_*` build environment in `build_env`, `argocd-cm` in `settings`), `flux/`
 //! (Kustomizations and what Flux objects share in `mod`, `git_repository`, `helm_release`),
 //! `jq` (Argo CD's jq paths as JSON pointers), `context` (what the caller hands in), `read`
-//! (reading the objects, collecting problems).
+//! (reading the objects, collecting problems), `changes` (what changed between two
+//! discoveries, and which watch events can change anything).
 
 pub mod argocd;
+mod changes;
 mod context;
 pub mod flux;
 mod jq;
@@ -43,6 +45,7 @@ use driftguard_core::selector::ObjectSelector;
 use serde_json::Value;
 
 pub use argocd::ArgoCdSettings;
+pub use changes::{changes, fingerprint, Changes};
 pub use context::{
     Clusters, DiscoveryContext, Filters, GitCredential, ObjectKey, SecretData, IN_CLUSTER_NAME,
     IN_CLUSTER_SERVER,

@@ -171,7 +171,8 @@ pub(crate) async fn drifts(
 ) -> Result<Response, WebError> {
     let now = state.clock.now();
     let query = drift_query(&q, now);
-    let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
+    let environments = state.environments();
+    let env_names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
     let (page, error) = match &query {
         // a bad filter (an unknown environment too) is said above the table
         Ok(query) => match queries::drifts(&state, query).await {

@@ -76,7 +76,8 @@ pub(crate) async fn events(
             ])
         )
     };
-    let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
+    let environments = state.environments();
+    let env_names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
     Ok(html(&EventsPage {
         layout: Layout::page("Events", "/events", &viewer, &state),
         environments: choices(param(&q, "environment"), "all environments", env_names),

@@ -179,9 +179,10 @@ pub(crate) async fn overview(
     let now = state.clock.now();
     let open = all_open(&state).await?;
     let range = Range::parse(q.get("range").map(String::as_str));
-    let mut scans = Vec::with_capacity(state.environments.len());
+    let environments = state.environments();
+    let mut scans = Vec::with_capacity(environments.len());
     let start = now - range.duration();
-    for e in &state.environments {
+    for e in environments.iter() {
         let list = queries::scans(&state, Some(&e.name), MAX_LIMIT)
             .await?
             .items;

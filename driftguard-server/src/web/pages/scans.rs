@@ -35,7 +35,8 @@ pub(crate) async fn scans(
     let now = state.clock.now();
     let environment = Some(param(&q, "environment")).filter(|s| !s.is_empty());
     let list = queries::scans(&state, environment, 100).await?.items;
-    let env_names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
+    let environments = state.environments();
+    let env_names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
     let failing = queries::environments(&state)
         .await?
         .items
