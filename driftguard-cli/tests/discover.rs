@@ -13,6 +13,10 @@
 //! changed; `config validate --discover` lists every app with its problems, the two that
 //! cannot be mapped are not scanned, and the others still are.
 //!
+//! `serve_follows_applications_as_they_change`: `serve` follows the cluster; an Application
+//! created, changed and deleted while it runs is an environment added, restarted with its new
+//! configuration and removed (its history kept).
+//!
 //! Argo CD's and Flux's namespaces are made per run (the cluster is shared by tests; the
 //! discovery section says where to read). The CRDs stay installed: other tests may use them.
 //!
@@ -90,6 +94,46 @@ fn serve_files(root: PathBuf) -> u16 {
         }
     });
     port
+}
+
+/// The tools' CRDs, as vendored, applied and Established. They stay installed: other tests
+/// may use them.
+fn install_crds(s: &Services) {
+    let crds = repo_root().join("examples/discovery/crds");
+    kubectl(
+        s,
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=driftguard-e2e",
+            "-f",
+            &crds.display().to_string(),
+        ],
+    );
+    for crd in CRDS {
+        kubectl(
+            s,
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}"),
+            ],
+        );
+    }
+}
+
+/// A per-run suffix for namespaces (the cluster is shared by tests).
+fn run_id() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() % 100_000)
+            .unwrap_or_default()
+    )
 }
 
 /// Applies `yaml` server-side with `manager` as the field manager, in `namespace` for the
@@ -303,14 +347,7 @@ fn argo_cd_and_flux_apps_are_discovered_and_scanned() {
     let s = util::e2e::services();
     let helm = driftguard_test_support::helm();
     let kubectl_bin = PathBuf::from(&s.kubectl);
-    let run = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() % 100_000)
-            .unwrap_or_default()
-    );
+    let run = run_id();
     let argocd_ns = format!("dg-disc-argocd-{run}");
     let flux_ns = format!("dg-disc-flux-{run}");
     let plain_ns = format!("dg-disc-plain-{run}");
@@ -330,30 +367,7 @@ fn argo_cd_and_flux_apps_are_discovered_and_scanned() {
         kubectl(&s, &["create", "namespace", ns]);
     }
 
-    // the tools' CRDs, as vendored
-    let crds = repo_root().join("examples/discovery/crds");
-    kubectl(
-        &s,
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=driftguard-e2e",
-            "-f",
-            &crds.display().to_string(),
-        ],
-    );
-    for crd in CRDS {
-        kubectl(
-            &s,
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}"),
-            ],
-        );
-    }
+    install_crds(&s);
 
     // the repository: a local path for Argo CD, the same over HTTP for Flux
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -695,3 +709,201 @@ images:
 
 /// The API token of `driftguard serve` in step 4.
 const SERVE_TOKEN: &str = "discover-e2e-token-4f7a1c9e2b";
+
+/// The names of `/api/v1/environments`.
+fn environment_names(server: &util::e2e::Server) -> BTreeSet<String> {
+    server
+        .json("/api/v1/environments")
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Waits up to 90 s for `done`, then fails with `what` and the server's log.
+fn wait_for(server: &util::e2e::Server, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 90 s\nenvironments: {:?}\n{}",
+            server.get("/api/v1/environments"),
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
+/// `serve` follows the cluster (#31): an Application created while it runs becomes an
+/// environment and is scanned; changed (another folder), it is scanned with its new
+/// configuration under the same name; deleted, it is no longer listed, while its history
+/// stays in the store. The environment discovered at start is untouched throughout.
+#[test]
+fn serve_follows_applications_as_they_change() {
+    let s = util::e2e::services();
+    let run = run_id();
+    let argocd_ns = format!("dg-follow-argocd-{run}");
+    let first_ns = format!("dg-follow-first-{run}");
+    let second_ns = format!("dg-follow-second-{run}");
+    let namespaces = [&argocd_ns, &first_ns, &second_ns];
+    let _cleanup = DeleteOnDrop::namespaces(&s, &namespaces.map(String::as_str));
+    for ns in namespaces {
+        kubectl(&s, &["create", "namespace", ns]);
+    }
+    install_crds(&s);
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let repo = tmp.path().join("repo");
+    write_repository(&repo);
+    git(&repo, &["init", "-q", "-b", "main"], "Alice Dev");
+    git(&repo, &["add", "-A"], "Alice Dev");
+    git(&repo, &["commit", "-q", "-m", "apps"], "Alice Dev");
+    let repo_url = repo.display().to_string();
+    let plain_source = format!(
+        "    repoURL: {repo_url}\n    targetRevision: main\n    path: apps/plain\n    directory: {{recurse: false}}"
+    );
+    // the folder of the kustomization, read as a plain folder: one Deployment
+    let kustom_source = format!(
+        "    repoURL: {repo_url}\n    targetRevision: main\n    path: apps/kustom\n    directory: {{recurse: false}}"
+    );
+    apply(
+        &s,
+        application("first", &argocd_ns, &plain_source, &first_ns).as_bytes(),
+        "driftguard-e2e",
+        None,
+    );
+
+    // no Flux objects: Flux is read in Argo CD's (empty of Flux objects) namespace
+    write(
+        &tmp.path().join("serve.yaml"),
+        &format!(
+            "discover:\n  cluster: {{kubeconfig: {}}}\n  argocd: {{namespace: {argocd_ns}}}\n  flux: {{namespaces: [{argocd_ns}]}}\nserver:\n  tokenEnv: DISCOVER_TOKENS\n  pollInterval: 60s\n",
+            s.kubeconfig
+        ),
+    );
+    let mut server = util::e2e::spawn_server(
+        tmp.path(),
+        &["--config", "serve.yaml"],
+        &[
+            ("DISCOVER_TOKENS", SERVE_TOKEN),
+            ("DRIFTGUARD_SECRET_KEY", "discover-e2e-key"),
+        ],
+        util::e2e::free_port(),
+        tmp.path().join("serve.log"),
+        SERVE_TOKEN,
+    );
+    server.wait_ready(0.0, 1);
+    assert_eq!(
+        environment_names(&server),
+        BTreeSet::from(["argocd.first".to_owned()]),
+        "{}",
+        server.log()
+    );
+
+    let tracked = |server: &util::e2e::Server, env: &str| -> Option<u64> {
+        let v = server.json(&format!("/api/v1/environments/{env}"))?;
+        v["last_scan"]["counts"]["tracked"].as_u64()
+    };
+
+    // 1. created: listed and scanned (the folder's ConfigMap and Deployment)
+    apply(
+        &s,
+        application("second", &argocd_ns, &plain_source, &second_ns).as_bytes(),
+        "driftguard-e2e",
+        None,
+    );
+    wait_for(&server, "argocd.second appears and is scanned", || {
+        environment_names(&server)
+            == BTreeSet::from(["argocd.first".to_owned(), "argocd.second".to_owned()])
+            && tracked(&server, "argocd.second") == Some(2)
+    });
+    assert!(
+        server.log().contains("discovery: environment added"),
+        "{}",
+        server.log()
+    );
+    // nothing is deployed: the folder's two objects are missing, drifts of argocd.second
+    let before = server.drifts("environment=argocd.second");
+    assert_eq!(before.len(), 2, "{before:?}\n{}", server.log());
+    let episode = before[0]["episode"].as_str().expect("episode").to_owned();
+
+    // 2. changed: another folder, the same name; scanned with the new configuration
+    apply(
+        &s,
+        application("second", &argocd_ns, &kustom_source, &second_ns).as_bytes(),
+        "driftguard-e2e",
+        None,
+    );
+    wait_for(
+        &server,
+        "argocd.second is scanned in its new folder",
+        || tracked(&server, "argocd.second") == Some(1),
+    );
+    assert!(
+        server.log().contains("discovery: environment changed"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        environment_names(&server),
+        BTreeSet::from(["argocd.first".to_owned(), "argocd.second".to_owned()])
+    );
+
+    // 3. deleted: no longer listed, no longer scanned; its history stays in the store
+    kubectl(
+        &s,
+        &[
+            "delete",
+            "application",
+            "second",
+            "-n",
+            &argocd_ns,
+            "--wait=true",
+        ],
+    );
+    wait_for(&server, "argocd.second disappears", || {
+        environment_names(&server) == BTreeSet::from(["argocd.first".to_owned()])
+    });
+    assert!(
+        server.log().contains("discovery: environment removed"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server
+            .get("/api/v1/environments/argocd.second")
+            .map(|(code, _)| code),
+        Some(404)
+    );
+    let kept = server.json(&format!("/api/v1/drifts/{episode}"));
+    assert_eq!(
+        kept.as_ref().and_then(|d| d["episode"].as_str()),
+        Some(episode.as_str()),
+        "the removed environment's drift episode is still in the store: {kept:?}"
+    );
+    let metrics = server.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+    for change in ["added", "changed", "removed"] {
+        assert!(
+            metrics.contains(&format!(
+                "driftguard_discovered_environment_changes_total{{change=\"{change}\"}} 1"
+            )),
+            "{change}:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("environment=\"argocd.second\"")
+            || metrics
+                .lines()
+                .filter(|l| l.contains("environment=\"argocd.second\""))
+                .all(|l| l.starts_with("driftguard_drift_events")),
+        "only the event counters of a removed environment stay:\n{metrics}"
+    );
+    // the environment discovered at start ran throughout
+    assert_eq!(
+        tracked(&server, "argocd.first"),
+        Some(2),
+        "{}",
+        server.log()
+    );
+}

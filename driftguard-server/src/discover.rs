@@ -22,17 +22,23 @@
 //! Secret values read here go into the environments that render with them and nowhere else:
 //! not into a problem, a log line or the `Debug` of anything here.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use driftguard_core::error::chain;
 use driftguard_core::ports::SourceError;
 use driftguard_sources::kube::KubeLiveSource;
+use futures_util::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::config::discover::{
-    argocd, dedupe, flux, ArgoCdSettings, Discovered, DiscoveryContext, ObjectKey, Problem, Tool,
+    argocd, dedupe, fingerprint, flux, ArgoCdSettings, Discovered, DiscoveryContext, ObjectKey,
+    Problem, Tool,
 };
 use crate::config::{DiscoveryPlan, EnvironmentPlan};
 
@@ -315,6 +321,210 @@ fn secret_references(object: &Value) -> Vec<(String, ObjectKey)> {
         }
     }
     out
+}
+
+/// What a watch of [`watch`] saw happen to one of the tools' objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// A new object.
+    Added,
+    /// An object changed in what the mapping reads ([`fingerprint`]).
+    Changed,
+    /// An object deleted.
+    Deleted,
+    /// A watch (re)listed its kind: the first time, or after it lost track; changes made
+    /// meanwhile are not told one by one.
+    Listed,
+}
+
+/// One change of the tools' objects (`Application argocd/shop added`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The object (`Application argocd/shop`), or the kind for [`ChangeKind::Listed`].
+    pub object: String,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            ChangeKind::Added => "added",
+            ChangeKind::Changed => "changed",
+            ChangeKind::Deleted => "deleted",
+            ChangeKind::Listed => "listed",
+        };
+        write!(f, "{} {what}", self.object)
+    }
+}
+
+/// The running watches of [`watch`]; dropping them stops them.
+pub struct Watches {
+    changes: mpsc::Receiver<Change>,
+    _tasks: JoinSet<()>,
+    /// The kinds served that cannot be watched (forbidden, another version): their objects'
+    /// changes are seen at the next periodic discovery only.
+    pub errors: Vec<ReadError>,
+}
+
+impl fmt::Debug for Watches {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watches")
+            .field("errors", &self.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watches {
+    /// The next change; `None` when every watch has ended.
+    pub async fn next(&mut self) -> Option<Change> {
+        self.changes.recv().await
+    }
+}
+
+/// Changes waiting to be read; past this many, more are dropped (one waiting is enough to
+/// discover again).
+const CHANGES_QUEUED: usize = 256;
+
+/// Watches the kinds discovery reads (the Applications of the Argo CD namespaces; the Flux
+/// Kustomizations, HelmReleases, GitRepositories and HelmCharts), with kube-runtime's
+/// [`watcher`] (a paged list, then a watch from its version, listed again when the watch
+/// loses track), and tells which objects were added, deleted, or changed in what the mapping
+/// reads. `serve` discovers again after changes ([`crate::follow`]); the objects themselves
+/// are read again by [`discover`], with the ConfigMaps and Secrets they name.
+///
+/// A kind not served now (the tool is not installed) is not watched: a tool installed later
+/// is found by the periodic discovery. Each watch tells [`ChangeKind::Listed`] when it has
+/// listed its kind, so that what changed between a discovery and the watch's start is not
+/// missed.
+pub async fn watch(plan: &DiscoveryPlan) -> Result<Watches, DiscoverError> {
+    let source = KubeLiveSource::connect(&plan.cluster)
+        .await
+        .map_err(DiscoverError::Connect)?;
+    let reader = Reader {
+        client: source.client().clone(),
+        cluster: driftguard_core::ports::LiveSource::describe(&source),
+    };
+    let selector = plan.selector.as_deref();
+    let mut kinds: Vec<(&Kind, &[String], Option<&str>)> = Vec::new();
+    if let Some(a) = &plan.argocd {
+        kinds.push((&APPLICATION, &a.namespaces, selector));
+    }
+    if let Some(namespaces) = &plan.flux {
+        kinds.push((&KUSTOMIZATION, namespaces, selector));
+        kinds.push((&HELM_RELEASE, namespaces, selector));
+        kinds.push((&GIT_REPOSITORY, namespaces, None));
+        kinds.push((&HELM_CHART, namespaces, None));
+    }
+    let (tx, changes) = mpsc::channel(CHANGES_QUEUED);
+    let mut tasks = JoinSet::new();
+    let mut errors = Vec::new();
+    for (kind, namespaces, selector) in kinds {
+        let Some(ar) = reader.resolve(kind, &mut errors).await? else {
+            continue;
+        };
+        let apis: Vec<Api<DynamicObject>> = if namespaces.is_empty() {
+            vec![Api::all_with(reader.client.clone(), &ar)]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(reader.client.clone(), ns, &ar))
+                .collect()
+        };
+        for api in apis {
+            let mut config = watcher::Config::default().page_size(PAGE);
+            if let Some(s) = selector {
+                config = config.labels(s);
+            }
+            tasks.spawn(watch_kind(api, config, kind.kind, tx.clone()));
+        }
+    }
+    Ok(Watches {
+        changes,
+        _tasks: tasks,
+        errors,
+    })
+}
+
+/// One watch: tells the objects added, deleted, or changed in their [`fingerprint`].
+async fn watch_kind(
+    api: Api<DynamicObject>,
+    config: watcher::Config,
+    kind: &'static str,
+    tx: mpsc::Sender<Change>,
+) {
+    let key = |o: &DynamicObject| {
+        format!(
+            "{}/{}",
+            o.metadata.namespace.as_deref().unwrap_or_default(),
+            o.metadata.name.as_deref().unwrap_or_default()
+        )
+    };
+    let print = |o: &DynamicObject| serde_json::to_value(o).map_or(0, |v| fingerprint(&v));
+    // the fingerprints of the objects as last seen, and of a list in progress
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut listing: HashMap<String, u64> = HashMap::new();
+    let mut listed_once = false;
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut failing = false;
+    while let Some(item) = stream.next().await {
+        let change = match item {
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(o)) => {
+                listing.insert(key(&o), print(&o));
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                failing = false;
+                let before = std::mem::replace(&mut seen, std::mem::take(&mut listing));
+                if listed_once && before == seen {
+                    continue;
+                }
+                listed_once = true;
+                Change {
+                    object: format!("{kind}s"),
+                    kind: ChangeKind::Listed,
+                }
+            }
+            Ok(Event::Apply(o)) => {
+                failing = false;
+                let k = key(&o);
+                let print = print(&o);
+                let kind_of = match seen.insert(k.clone(), print) {
+                    None => ChangeKind::Added,
+                    Some(p) if p != print => ChangeKind::Changed,
+                    Some(_) => continue,
+                };
+                Change {
+                    object: format!("{kind} {k}"),
+                    kind: kind_of,
+                }
+            }
+            Ok(Event::Delete(o)) => {
+                let k = key(&o);
+                seen.remove(&k);
+                Change {
+                    object: format!("{kind} {k}"),
+                    kind: ChangeKind::Deleted,
+                }
+            }
+            Err(e) => {
+                // the stream backs off and tries again; said once per outage
+                if !failing {
+                    tracing::warn!(kind, error = %chain(&e), "discovery: the watch failed; retrying");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        match tx.try_send(change) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
 }
 
 /// A kind discovery reads: the version DriftGuard's mapping reads, and its plural for

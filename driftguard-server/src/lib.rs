@@ -32,6 +32,7 @@ pub mod dto;
 pub mod environment;
 pub mod error;
 pub mod feed;
+pub mod follow;
 pub mod forge;
 pub mod guard;
 pub mod ha;

@@ -66,6 +66,13 @@ pub struct AuditLabels {
     pub outcome: String,
 }
 
+/// `{change}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscoveryLabels {
+    /// `added`, `changed`, `removed`.
+    pub change: String,
+}
+
 /// `{notifier}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifierLabels {
@@ -98,6 +105,7 @@ pub struct Metrics {
     leader: Family<EnvLabels, Gauge>,
     step_downs: Family<EnvLabels, Counter>,
     audit_events: Family<AuditLabels, Counter>,
+    discovered: Family<DiscoveryLabels, Counter>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -193,8 +201,15 @@ impl Metrics {
             "Audit events received (by outcome), and audit posts refused",
             audit_events.clone(),
         );
+        let discovered = Family::<DiscoveryLabels, Counter>::default();
+        registry.register(
+            "driftguard_discovered_environment_changes",
+            "Discovered environments started (added), restarted with a new configuration (changed) or stopped (removed) while serve runs",
+            discovered.clone(),
+        );
         Metrics {
             registry,
+            discovered,
             leader,
             step_downs,
             audit_events,
@@ -310,6 +325,36 @@ impl Metrics {
         self.step_downs
             .get_or_create(&Metrics::env(environment))
             .inc();
+    }
+
+    /// Counts a discovered environment `added`, `changed` or `removed` while `serve` runs.
+    pub fn discovery_change(&self, change: &str) {
+        self.discovered
+            .get_or_create(&DiscoveryLabels {
+                change: change.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Drops the series of an environment that is no longer watched (discovery removed it):
+    /// its score, open drifts, drift age, sources, scan durations and leadership. The
+    /// counters of its events stay (they count what happened).
+    pub fn forget(&self, environment: &str) {
+        let env = Metrics::env(environment);
+        self.set_open_drifts(environment, &[], chrono::DateTime::<Utc>::UNIX_EPOCH);
+        self.open
+            .lock()
+            .expect("metrics lock is never poisoned")
+            .remove(environment);
+        self.drift_score.remove(&env);
+        self.drift_age.remove(&env);
+        self.scan_duration.remove(&env);
+        self.leader.remove(&env);
+        for source in ["git", "live"] {
+            let l = Metrics::src(environment, source);
+            self.source_up.remove(&l);
+            self.last_scan.remove(&l);
+        }
     }
 
     /// Counts `n` audit events of `environment` with `outcome` (see [`AuditLabels`]).

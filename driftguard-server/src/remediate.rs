@@ -4,7 +4,7 @@
 //! [`Remediator`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use driftguard_core::engine::{Engine, ScanError, ScanReport};
@@ -68,7 +68,8 @@ pub const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Remediation through the API: a [`Remediator`] per environment whose live side is a
 /// cluster, and the plans waiting for confirmation (plan, then confirm exactly that plan).
 pub struct RemediationService {
-    remediators: HashMap<String, Arc<Remediator>>,
+    /// By environment; discovery adds and removes them while `serve` runs.
+    remediators: RwLock<HashMap<String, Arc<Remediator>>>,
     pending: Mutex<HashMap<String, (Proposal, Instant)>>,
 }
 
@@ -82,35 +83,65 @@ impl RemediationService {
         clock: Arc<dyn Clock>,
         running: &[Arc<crate::environment::Environment>],
     ) -> Self {
-        let mut remediators = HashMap::new();
-        for env in environments {
-            if env.live_is_dump() {
-                continue;
-            }
-            match Remediator::open(env, key.clone(), store.clone(), clock.clone()).await {
-                Ok(mut r) => {
-                    if let Some(e) = running.iter().find(|e| e.name == env.name) {
-                        r = r.with_live_scanner(e.scanner.clone());
-                    }
-                    remediators.insert(env.name.clone(), Arc::new(r));
-                }
-                Err(e) => tracing::warn!(environment = %env.name, "no remediation: {}", chain(&e)),
-            }
-        }
-        RemediationService {
-            remediators,
+        let service = RemediationService {
+            remediators: RwLock::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
+        };
+        for env in environments {
+            let running = running.iter().find(|e| e.name == env.name);
+            service
+                .add(env, key, store.clone(), clock.clone(), running)
+                .await;
         }
+        service
+    }
+
+    /// Adds (or replaces) the remediator of `env`, unless its live side is a dump; it
+    /// announces its remediations through `running`, the environment's running scanner.
+    pub async fn add(
+        &self,
+        env: &EnvironmentPlan,
+        key: &SecretKey,
+        store: Arc<dyn DriftStore>,
+        clock: Arc<dyn Clock>,
+        running: Option<&Arc<crate::environment::Environment>>,
+    ) {
+        if env.live_is_dump() {
+            return;
+        }
+        match Remediator::open(env, key.clone(), store, clock).await {
+            Ok(mut r) => {
+                if let Some(e) = running {
+                    r = r.with_live_scanner(e.scanner.clone());
+                }
+                self.remediators
+                    .write()
+                    .expect("remediators lock is never poisoned")
+                    .insert(env.name.clone(), Arc::new(r));
+            }
+            Err(e) => tracing::warn!(environment = %env.name, "no remediation: {}", chain(&e)),
+        }
+    }
+
+    /// Removes the remediator of `env` (an environment no longer discovered).
+    pub fn remove(&self, env: &str) {
+        self.remediators
+            .write()
+            .expect("remediators lock is never poisoned")
+            .remove(env);
     }
 
     /// The remediator of `env`, when it has one.
     pub fn get(&self, env: &str) -> Option<Arc<Remediator>> {
-        self.remediators.get(env).cloned()
+        self.remediators
+            .read()
+            .expect("remediators lock is never poisoned")
+            .get(env)
+            .cloned()
     }
 
-    fn remediator(&self, env: &str) -> Result<&Arc<Remediator>, RemediateError> {
-        self.remediators
-            .get(env)
+    fn remediator(&self, env: &str) -> Result<Arc<Remediator>, RemediateError> {
+        self.get(env)
             .ok_or_else(|| RemediateError::NotAvailable(env.to_owned()))
     }
 

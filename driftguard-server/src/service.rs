@@ -35,10 +35,11 @@ use driftguard_sources::kube::lease::{LeaseClient, LeaseError};
 use driftguard_store::BufferedStore;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ResolvedConfig, ServerConfig, SettingError};
+use crate::config::{Config, EnvironmentPlan, ResolvedConfig, ServerConfig, SettingError};
 use crate::context::SystemClock;
 use crate::environment::Environment;
 use crate::feed::EventFeed;
+use crate::follow::Follower;
 use crate::ha::elector::Elector;
 use crate::ha::{HaSettings, Leadership};
 use crate::metrics::Metrics;
@@ -67,7 +68,7 @@ pub struct ServeOptions {
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The configuration names no environment.
+    /// The configuration names no environment and has no `discover:` section.
     #[error("{}: no environments to watch", path.display())]
     NoEnvironments {
         /// The configuration file.
@@ -111,12 +112,13 @@ pub enum ServeError {
     Discover(#[from] crate::discover::DiscoverError),
 }
 
-/// `plan` with the environments `discover` finds added after the file's; each problem of the
-/// tools' objects, and each thing that could not be read, logged as a warning.
+/// `plan` with the environments `discover` finds added after the file's, and what was found
+/// (the follower starts from it); each problem of the tools' objects, and each thing that
+/// could not be read, logged as a warning.
 async fn discovered(
     plan: &ResolvedConfig,
     discover: &crate::config::DiscoveryPlan,
-) -> Result<ResolvedConfig, ServeError> {
+) -> Result<(ResolvedConfig, crate::discover::Discovery), ServeError> {
     let configured: Vec<String> = plan.environments.iter().map(|e| e.name.clone()).collect();
     let found = crate::discover::discover(discover, &configured).await?;
     for t in &found.tools {
@@ -138,11 +140,89 @@ async fn discovered(
     tracing::info!(
         discovered = found.environments.len(),
         objects = found.found.len(),
-        "environments discovered (at start only: restart to discover again)"
+        "environments discovered (followed while serving: the tools' objects are watched)"
     );
     let mut out = plan.clone();
-    out.environments.extend(found.environments);
-    Ok(out)
+    out.environments.extend(found.environments.iter().cloned());
+    Ok((out, found))
+}
+
+/// What makes a running environment of a plan: the parts every environment of the service
+/// shares. Used at start for every environment, and by discovery for those it finds while
+/// `serve` runs ([`crate::follow`]).
+pub(crate) struct EnvironmentBuilder {
+    key: driftguard_core::normalize::SecretKey,
+    clusters: Arc<setup::Clusters>,
+    store: Arc<dyn DriftStore>,
+    clock: Arc<dyn Clock>,
+    notifiers: Vec<Arc<dyn driftguard_core::ports::Notifier>>,
+    feed: Arc<EventFeed>,
+    poll_interval: Duration,
+    full_scan_interval: Duration,
+    leadership: Option<Arc<Leadership>>,
+}
+
+impl EnvironmentBuilder {
+    /// The environment of `env`: its scanner (with the notifiers and the live feed), its
+    /// intervals, repositories, web links, leadership and audit settings.
+    pub(crate) async fn build(
+        &self,
+        env: &EnvironmentPlan,
+    ) -> Result<Arc<Environment>, ServeError> {
+        let engine = Engine::new(env.spec.clone(), Normalizer::new(self.key.clone()));
+        let mut scanner = setup::scanner(
+            env,
+            &self.clusters,
+            engine,
+            self.store.clone(),
+            self.clock.clone(),
+        )
+        .await?;
+        for n in &self.notifiers {
+            scanner = scanner.with_notifier(n.clone());
+        }
+        scanner = scanner.with_notifier(self.feed.notifier());
+        let mut environment = Environment::new(
+            Arc::new(scanner),
+            self.poll_interval,
+            self.full_scan_interval,
+        )
+        .with_repositories(env.repositories())
+        .with_web_url(env.git().and_then(|g| g.web_url.clone()));
+        if let Some(l) = &self.leadership {
+            environment = environment.with_leadership(l.clone());
+        }
+        let env_var = |k: &str| std::env::var(k).ok();
+        if let Some(audit) = setup::audit_settings(env, &env_var)? {
+            environment = environment.with_audit(audit);
+        }
+        Ok(Arc::new(environment))
+    }
+
+    /// Gives `service` the remediator of `env`, running as `running`.
+    pub(crate) async fn remediation(
+        &self,
+        service: &crate::remediate::RemediationService,
+        env: &EnvironmentPlan,
+        running: &Arc<Environment>,
+    ) {
+        service
+            .add(
+                env,
+                &self.key,
+                self.store.clone(),
+                self.clock.clone(),
+                Some(running),
+            )
+            .await;
+    }
+}
+
+/// Discovery, to be followed while the service runs.
+struct Following {
+    plan: crate::config::DiscoveryPlan,
+    found: crate::discover::Discovery,
+    builder: EnvironmentBuilder,
 }
 
 /// Leader election, ready to run.
@@ -163,6 +243,8 @@ pub struct Service {
     /// The remediation policies that act, by environment.
     policies: Vec<(String, driftguard_core::remediate::Policy)>,
     election: Option<Election>,
+    /// With a `discover:` section: the discovered environments, followed while running.
+    following: Option<Following>,
 }
 
 impl std::fmt::Debug for Service {
@@ -189,21 +271,26 @@ impl Service {
     /// notifiers, the store's and the key's to the store, each environment's to its sources.
     ///
     /// With a `discover:` section, the environments discovered from Argo CD and Flux are read
-    /// once here and added to the file's ([`crate::discover`]); what they cannot map is
-    /// logged as warnings. A discovery that cannot reach its cluster stops the start.
+    /// here and added to the file's ([`crate::discover`]); what they cannot map is logged as
+    /// warnings. A discovery that cannot reach its cluster stops the start. While the service
+    /// runs, they follow the cluster ([`crate::follow`]).
     pub async fn build_plan(
         plan: &ResolvedConfig,
         options: &ServeOptions,
     ) -> Result<Service, ServeError> {
         let with_discovered;
+        let mut found = None;
         let plan = match &plan.discover {
             Some(d) => {
-                with_discovered = discovered(plan, d).await?;
+                let (p, f) = discovered(plan, d).await?;
+                with_discovered = p;
+                found = Some((d.clone(), f));
                 &with_discovered
             }
             None => plan,
         };
-        if plan.environments.is_empty() {
+        // with discovery, environments may appear while the service runs
+        if plan.environments.is_empty() && plan.discover.is_none() {
             return Err(ServeError::NoEnvironments {
                 path: plan.path.clone(),
             });
@@ -279,31 +366,21 @@ impl Service {
             clock.clone(),
         )?;
         let feed = Arc::new(EventFeed::new());
+        let builder = EnvironmentBuilder {
+            key: key.key.clone(),
+            // one client and one set of shared watches per cluster, for every environment on it
+            clusters: Arc::new(setup::Clusters::serving()),
+            store: store.clone(),
+            clock: clock.clone(),
+            notifiers: notifiers.notifiers.clone(),
+            feed: feed.clone(),
+            poll_interval: settings.poll_interval.0,
+            full_scan_interval: settings.full_scan_interval.0,
+            leadership: election.as_ref().map(|e| e.leadership.clone()),
+        };
         let mut envs = Vec::new();
-        // one client and one set of shared watches per cluster, for every environment on it
-        let clusters = setup::Clusters::serving();
         for env in &plan.environments {
-            let engine = Engine::new(env.spec.clone(), Normalizer::new(key.key.clone()));
-            let mut scanner =
-                setup::scanner(env, &clusters, engine, store.clone(), clock.clone()).await?;
-            for n in &notifiers.notifiers {
-                scanner = scanner.with_notifier(n.clone());
-            }
-            scanner = scanner.with_notifier(feed.notifier());
-            let mut environment = Environment::new(
-                Arc::new(scanner),
-                settings.poll_interval.0,
-                settings.full_scan_interval.0,
-            )
-            .with_repositories(env.repositories())
-            .with_web_url(env.git().and_then(|g| g.web_url.clone()));
-            if let Some(e) = &election {
-                environment = environment.with_leadership(e.leadership.clone());
-            }
-            if let Some(audit) = setup::audit_settings(env, &env_var)? {
-                environment = environment.with_audit(audit);
-            }
-            envs.push(Arc::new(environment));
+            envs.push(builder.build(env).await?);
         }
         // remediation only when some token may remediate or a policy acts
         let policies = plan.acting_policies();
@@ -339,6 +416,11 @@ impl Service {
             .buffer(buffer)
             .feed(feed)
             .build();
+        let following = found.map(|(plan, found)| Following {
+            plan,
+            found,
+            builder,
+        });
         Ok(Service {
             state,
             cancel,
@@ -348,6 +430,7 @@ impl Service {
             retention: plan.store.retention,
             addr,
             election,
+            following,
         })
     }
 
@@ -388,6 +471,7 @@ impl Service {
             retention,
             policies,
             election,
+            following,
             ..
         } = self;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen {
@@ -402,11 +486,27 @@ impl Service {
             std::sync::atomic::Ordering::SeqCst,
         );
         if let Some(election) = election {
-            return run_elected(
+            // the elector takes the environments of the set as discovery changes it
+            let follower = following.map(|f| {
+                let follower = Follower::new(
+                    f.plan,
+                    &f.found,
+                    f.builder,
+                    state.clone(),
+                    None,
+                    settings.shutdown_grace.0,
+                );
+                tokio::spawn(follower.run(cancel.clone()))
+            });
+            let out = run_elected(
                 state, cancel, notifiers, settings, retention, listener, addr, election, policies,
                 shutdown,
             )
             .await;
+            if let Some(f) = follower {
+                let _ = f.await;
+            }
+            return out;
         }
         // what was still queued when the server last stopped goes out first; a store that is
         // down now is asked again until it answers
@@ -436,6 +536,22 @@ impl Service {
             }
         };
         let supervisor = Supervisor::start(&state, cancel.clone());
+        // with discovery, the follower starts and stops environments: it holds the loops
+        // until shutdown and hands them back
+        let (supervisor, follower) = match following {
+            None => (Some(supervisor), None),
+            Some(f) => {
+                let follower = Follower::new(
+                    f.plan,
+                    &f.found,
+                    f.builder,
+                    state.clone(),
+                    Some(supervisor),
+                    settings.shutdown_grace.0,
+                );
+                (None, Some(tokio::spawn(follower.run(cancel.clone()))))
+            }
+        };
         let policy_tasks = spawn_policies(&state, &policies, &cancel);
         let pruner = retention.map(|retention| {
             crate::retention::spawn_pruner(
@@ -455,7 +571,16 @@ impl Service {
         };
         let served = crate::run(listener, state, shutdown).await;
         cancel.cancel();
-        supervisor.shutdown(settings.shutdown_grace.0).await;
+        let supervisor = match follower {
+            Some(f) => f.await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the discovery follower ended abnormally");
+                None
+            }),
+            None => supervisor,
+        };
+        if let Some(supervisor) = supervisor {
+            supervisor.shutdown(settings.shutdown_grace.0).await;
+        }
         for t in policy_tasks {
             let _ = t.await;
         }

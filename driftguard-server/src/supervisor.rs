@@ -117,7 +117,10 @@ impl Supervisor {
 async fn drain(tasks: &mut JoinSet<()>, grace: Duration, environment: &str) {
     let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(environment, "abandoning in-flight scans after the shutdown grace period");
+        tracing::warn!(
+            environment,
+            "abandoning in-flight scans after the shutdown grace period"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }

@@ -36,6 +36,9 @@ const STALE_MEMBER_DURATIONS: u32 = 5;
 
 /// One environment this replica leads.
 struct Running {
+    /// The environment the term runs (discovery may replace it with another of the same
+    /// name, or remove it: the term then ends).
+    environment: Arc<Environment>,
     epoch: u64,
     /// The Lease as this replica last wrote it.
     record: LeaseRecord,
@@ -151,12 +154,24 @@ impl Elector {
             self.observations.see(&r, now);
             by_name.insert(r.name.clone(), r);
         }
-        let envs: Vec<String> = self
-            .state
-            .environments()
+        let current = self.state.environments();
+        let envs: Vec<String> = current.iter().map(|e| e.name.clone()).collect();
+        // a term whose environment discovery removed or replaced (a new configuration) ends:
+        // a replaced one is taken again, with the new environment, like any free one
+        let stale: Vec<String> = self
+            .terms
             .iter()
-            .map(|e| e.name.clone())
+            .filter(|(name, t)| {
+                !current
+                    .iter()
+                    .any(|e| &e.name == *name && Arc::ptr_eq(e, &t.environment))
+            })
+            .map(|(name, _)| name.clone())
             .collect();
+        for env in stale {
+            tracing::info!(environment = %env, "the environment changed or is no longer discovered: handing it back");
+            self.release(&env).await;
+        }
         for env in &envs {
             if self.terms.contains_key(env) {
                 continue;
@@ -459,7 +474,7 @@ impl Elector {
             previous = ?record.and_then(|r| r.holder.clone()), "leading the environment");
         let cancel = CancellationToken::new();
         let task = tokio::spawn(lead(
-            environment,
+            environment.clone(),
             epoch,
             self.state.scan_context(),
             self.notifiers.clone(),
@@ -470,6 +485,7 @@ impl Elector {
         self.terms.insert(
             env.to_owned(),
             Running {
+                environment,
                 epoch,
                 record: written,
                 cancel,

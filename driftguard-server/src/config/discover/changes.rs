@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn the_same_set_is_no_change() {
-        let envs = [env("argocd.shop", "shop"), env("flux.apps.podinfo", "podinfo")];
+        let envs = [
+            env("argocd.shop", "shop"),
+            env("flux.apps.podinfo", "podinfo"),
+        ];
         let c = changes(&running(&envs), &envs, true);
         assert!(c.is_empty(), "{c:?}");
         assert_eq!(c, Changes::default());
@@ -152,7 +155,10 @@ mod tests {
     #[test]
     fn an_incomplete_discovery_removes_nothing() {
         let before = running(&[env("argocd.shop", "shop"), env("argocd.cart", "cart")]);
-        let now = [env("argocd.shop", "shop/v2"), env("argocd.search", "search")];
+        let now = [
+            env("argocd.shop", "shop/v2"),
+            env("argocd.search", "search"),
+        ];
         let c = changes(&before, &now, false);
         assert_eq!(c.added, ["argocd.search"]);
         assert_eq!(c.changed, ["argocd.shop"]);
