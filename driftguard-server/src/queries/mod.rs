@@ -22,10 +22,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 /// The environment called `name`, or a 404.
-pub fn environment(
-    state: &AppState,
-    name: &str,
-) -> Result<std::sync::Arc<Environment>, AppError> {
+pub fn environment(state: &AppState, name: &str) -> Result<std::sync::Arc<Environment>, AppError> {
     state
         .environment(name)
         .ok_or_else(|| AppError::not_found(format!("no environment `{name}`")))
