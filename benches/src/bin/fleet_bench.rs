@@ -15,7 +15,9 @@
 //! default `target/release/driftguard`), `--changes` (`CHANGES`, hand changes timed, default
 //! 100), `--idle-secs` (`IDLE_SECS`, 30), `--churn-secs` (`CHURN_SECS`, 30), `--churn-rate`
 //! (`CHURN_RATE`, changes per second, 10), `--settle-timeout` (`SETTLE_TIMEOUT`, seconds, 1800),
-//! `--clean` (delete the benchmark's namespaces and objects, then exit).
+//! `--clean` (delete the benchmark's namespaces and objects, then exit), `--scan` (also time a
+//! one-shot `driftguard scan --config` of the same configuration once `serve` has stopped) and
+//! `--scan-only` (only that scan, no `serve`).
 //!
 //! - Objects are created once and kept between runs: namespaces `dg-fleet-<i>`, each with its
 //!   share of ConfigMaps and Deployments (two ConfigMaps to a Deployment; `replicas: 0`, so the
@@ -38,6 +40,9 @@
 //!   and `/proc/<pid>/net/tcp{,6}`) to the API server's port; watches: the API server's
 //!   `apiserver_longrunning_requests{verb="WATCH"}`, before start and once settled (the test
 //!   cluster is shared: other clients' watches count too).
+//! - The one-shot scan (`--scan`, `--scan-only`): wall time and peak RSS (`ru_maxrss` through
+//!   GNU time's `%M`, `/usr/bin/time` from Debian's `time` package) of `driftguard scan`,
+//!   which scans the environments four at a time and keeps nothing between them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -83,6 +88,15 @@ struct Options {
     churn_rate: f64,
     settle_timeout: u64,
     clean: bool,
+    /// Time a one-shot scan after `serve` (`--scan`), or instead of it (`--scan-only`).
+    scan: Scan,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scan {
+    No,
+    After,
+    Only,
 }
 
 impl Options {
@@ -91,13 +105,16 @@ impl Options {
         let mut flags: HashMap<String, String> = HashMap::new();
         let mut full = false;
         let mut clean = false;
+        let mut scan = Scan::No;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--full" => full = true,
                 "--clean" => clean = true,
+                "--scan" => scan = Scan::After,
+                "--scan-only" => scan = Scan::Only,
                 "-h" | "--help" => {
-                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean]");
+                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean] [--scan | --scan-only]");
                     std::process::exit(0);
                 }
                 flag if flag.starts_with("--") => {
@@ -159,6 +176,7 @@ impl Options {
             churn_rate: churn_rate.max(0.1),
             settle_timeout,
             clean,
+            scan,
         })
     }
 }
@@ -775,6 +793,45 @@ impl Drop for Server {
     }
 }
 
+/// A one-shot `driftguard scan --config`: its wall time and peak RSS (KiB).
+fn one_shot_scan(opts: &Options, c: &Cluster, config: &Path) -> Result<(Duration, u64), BoxError> {
+    let report = config.with_file_name("scan-rusage.txt");
+    let log = config.with_file_name("scan.log");
+    eprintln!(
+        "one-shot scan: {} scan --config {} (log {})",
+        opts.bin.display(),
+        config.display(),
+        log.display()
+    );
+    let started = Instant::now();
+    let status = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(&opts.bin)
+        .args(["scan", "--config"])
+        .arg(config)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log)?)
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| format!("/usr/bin/time (Debian's `time` package): {e}"))?;
+    let took = started.elapsed();
+    // exit 2 is drift found (none is expected); 1 is an error
+    if !matches!(status.code(), Some(0 | 2)) {
+        return Err(format!("driftguard scan: {status} (log {})", log.display()).into());
+    }
+    let text = std::fs::read_to_string(&report)?;
+    let kib = text
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("{}: no peak RSS in `{text}`", report.display()))?;
+    Ok((took, kib))
+}
+
 /// `VmRSS` and `VmHWM` in KiB.
 fn memory(pid: u32) -> Result<(u64, u64), BoxError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -1359,6 +1416,12 @@ async fn main() -> Result<(), BoxError> {
         feed: Arc::default(),
     };
 
+    if opts.scan == Scan::Only {
+        let (took, peak) = one_shot_scan(&opts, &c, &config)?;
+        print_scan(&opts, &version, objects, took, peak);
+        return Ok(());
+    }
+
     // start-up, then the footprint once settled
     let before = c.metrics()?;
     let (mut server, startup, at_start) = start(&opts, &c, &config, &api).await?;
@@ -1476,5 +1539,23 @@ async fn main() -> Result<(), BoxError> {
         "- stopped {:.1} s after SIGTERM; event stream lagged {lagged} times",
         stopped.as_secs_f64()
     );
+    if opts.scan == Scan::After {
+        let (took, peak) = one_shot_scan(&opts, &c, &config)?;
+        println!();
+        print_scan(&opts, &version, objects, took, peak);
+    }
     Ok(())
+}
+
+fn print_scan(opts: &Options, version: &str, objects: usize, took: Duration, peak_kib: u64) {
+    println!("| one-shot `driftguard scan` ({version}) | environments | objects | wall time (s) | peak RSS (MB) | peak RSS per object (KB) |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| `{}` | {} | {objects} | {:.1} | {} | {:.2} |",
+        opts.bin.display(),
+        opts.envs,
+        took.as_secs_f64(),
+        mb(peak_kib),
+        peak_kib as f64 / objects as f64
+    );
 }
