@@ -226,6 +226,20 @@ async fn authentication_is_required_and_checked() {
     )
     .await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+    // a refused request with an unread body: the connection is not kept, and the client is
+    // told so (no `Connection: close` when there is no body to leave unread)
+    assert!(!r.headers.contains_key("connection"), "{:?}", r.headers);
+    for token in [None, Some("Bearer wrong")] {
+        let mut req = Request::post("/mcp")
+            .header("content-type", "application/json")
+            .header("content-length", "2");
+        if let Some(t) = token {
+            req = req.header("authorization", t);
+        }
+        let r = send(&f.app, req.body(Body::from("{}")).expect("req")).await;
+        assert_error(&r, StatusCode::UNAUTHORIZED, "unauthorized");
+        assert_eq!(r.headers["connection"], "close", "{token:?}");
+    }
 }
 
 #[tokio::test]

@@ -51,20 +51,47 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             req.extensions_mut().insert(session.end);
             return next.run(req).await;
         }
-        return AppError::unauthorized("missing bearer token").into_response();
+        return refuse(
+            &req,
+            AppError::unauthorized("missing bearer token").into_response(),
+        );
     };
     if let Err(wait) = state.throttle.admit(client.ip, Instant::now()) {
-        return too_many_failures(wait);
+        return refuse(&req, too_many_failures(wait));
     }
     let Authorization::Bearer(token) = authorization else {
-        return AppError::unauthorized("expected `Authorization: Bearer <token>`").into_response();
+        let refused = AppError::unauthorized("expected `Authorization: Bearer <token>`");
+        return refuse(&req, refused.into_response());
     };
     let Some(caller) = state.caller(&token) else {
         state.throttle.failed(client.ip, Instant::now());
-        return AppError::unauthorized("invalid bearer token").into_response();
+        return refuse(
+            &req,
+            AppError::unauthorized("invalid bearer token").into_response(),
+        );
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// A refusal of a request whose body is left unread. hyper does not keep such a connection
+/// (it drains what has already arrived, else closes it), so a client that reused it for its
+/// next request could find it closed under that request (httpx: "Server disconnected without
+/// sending a response"). `Connection: close` says so before the client tries.
+fn refuse(req: &Request, mut response: Response) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+    let headers = req.headers();
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if has_body {
+        response
+            .headers_mut()
+            .insert(CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// The scope a route needs, declared on the route
