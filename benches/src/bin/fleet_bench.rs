@@ -25,8 +25,8 @@
 //!   manager `kubectl` (as `kubectl apply --server-side`), 16 requests at once. An object is
 //!   applied again when it is missing, was generated differently (annotation
 //!   `fleet-bench/spec`, a hash of the manifest) or still holds a hand change. Each
-//!   environment's folder holds the same manifests (`manifests.yaml`), so nothing drifts at
-//!   start; a temporary folder holds them, `driftguard.yaml` (no API token: the server listens
+//!   environment's folder holds the same manifests (`manifests-NNNN.yaml`, 500 objects a
+//!   file), so nothing drifts at start; a temporary folder holds them, `driftguard.yaml` (no API token: the server listens
 //!   on 127.0.0.1), the SQLite store and the server's log.
 //! - Namespaces are not in the folders, so no namespace is managed and objects Git does not
 //!   define are not orphans: the churn ConfigMaps (`churn-<j>`, 10 in each of the first five
@@ -73,6 +73,8 @@ const CHURN_NAMESPACES: usize = 5;
 const CHURN_PER_NAMESPACE: usize = 10;
 /// Requests at once while creating objects.
 const APPLY_AT_ONCE: usize = 16;
+/// Objects per manifest file.
+const FILE_OBJECTS: usize = 500;
 /// Hand changes a second.
 const CHANGE_RATE: f64 = 5.0;
 /// The field manager of hand changes (a person's tool to DriftGuard).
@@ -706,14 +708,17 @@ fn write_config(
     for e in envs {
         let dir = work.join("envs").join(&e.namespace);
         std::fs::create_dir_all(&dir)?;
-        // one document per object; JSON is YAML
-        let mut text = String::new();
-        for obj in &e.objects {
-            text.push_str("---\n");
-            text.push_str(&obj.to_string());
-            text.push('\n');
+        // one document per object (JSON is YAML), in files of at most FILE_OBJECTS objects:
+        // a repository's layout, and far under the manifest size limit at any fleet size
+        for (k, chunk) in e.objects.chunks(FILE_OBJECTS).enumerate() {
+            let mut text = String::new();
+            for obj in chunk {
+                text.push_str("---\n");
+                text.push_str(&obj.to_string());
+                text.push('\n');
+            }
+            std::fs::write(dir.join(format!("manifests-{k:04}.yaml")), text)?;
         }
-        std::fs::write(dir.join("manifests.yaml"), text)?;
         config.push_str(&format!(
             "  - name: {}\n    dir: {}\n    live: {{kubeconfig: {}}}\n    namespaces: [{}]\n",
             q(&e.namespace),
