@@ -878,7 +878,7 @@ fn serve_follows_applications_as_they_change() {
     );
     let kept = server.json(&format!("/api/v1/drifts/{episode}"));
     assert_eq!(
-        kept.as_ref().and_then(|d| d["episode"].as_str()),
+        kept.as_ref().and_then(|d| d["drift"]["episode"].as_str()),
         Some(episode.as_str()),
         "the removed environment's drift episode is still in the store: {kept:?}"
     );
