@@ -59,6 +59,10 @@ pub struct EnvResult {
     pub errors: Vec<String>,
     /// Notes from the sources.
     pub notes: Vec<String>,
+    /// What the deployment tool says of an environment discovered from it (`scan
+    /// --discover`), in the API's shape; absent for the file's environments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<driftguard_server::dto::ToolDto>,
 }
 
 impl EnvResult {
@@ -76,8 +80,37 @@ impl EnvResult {
                 .collect(),
             errors: r.summary.errors.clone(),
             notes: r.notes.clone(),
+            tool: None,
         }
     }
+}
+
+/// One line per discovered environment: what its tool says (`says`: the environment's
+/// tool and [`ToolVerdict::summary`](driftguard_server::config::discover::ToolVerdict::summary))
+/// beside what DriftGuard saw (`argocd.shop: Argo CD says Synced, Healthy, revision 53e28ff;
+/// DriftGuard sees 3 drifts`).
+pub fn tool_lines(
+    results: &[EnvResult],
+    says: impl Fn(&str) -> Option<(String, String)>,
+) -> String {
+    let mut out = String::new();
+    for r in results {
+        let Some((who, verdict)) = says(&r.environment) else {
+            continue;
+        };
+        let n = r.drifts.len();
+        let ours = if n == 0 {
+            "no drift".to_owned()
+        } else {
+            format!("{n} drift{}", if n == 1 { "" } else { "s" })
+        };
+        let _ = writeln!(
+            out,
+            "  {}: {who} says {verdict}; DriftGuard sees {ours}",
+            r.environment
+        );
+    }
+    out
 }
 
 /// What `scan -o json|yaml` prints.

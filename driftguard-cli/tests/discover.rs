@@ -828,6 +828,63 @@ fn serve_follows_applications_as_they_change() {
     assert_eq!(before.len(), 2, "{before:?}\n{}", server.log());
     let episode = before[0]["episode"].as_str().expect("episode").to_owned();
 
+    // 1b. the tool's verdict: Argo CD writes the status (the Application CRD has no status
+    // subresource: a merge patch of the object); the API and /metrics show it, and the
+    // environment is not restarted for it (the end checks one `changed`, argocd.second's)
+    kubectl(
+        &s,
+        &[
+            "patch",
+            "application",
+            "first",
+            "-n",
+            &argocd_ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"status":{"sync":{"status":"OutOfSync","revision":"0123456789abcdef0123456789abcdef01234567"},"health":{"status":"Degraded"},"operationState":{"phase":"Failed"},"reconciledAt":"2026-12-01T09:00:00Z"}}"#,
+        ],
+    );
+    let tool = |server: &util::e2e::Server| -> Value {
+        server
+            .json("/api/v1/environments/argocd.first")
+            .map(|v| v["tool"].clone())
+            .unwrap_or(Value::Null)
+    };
+    wait_for(&server, "argocd.first shows Argo CD's new verdict", || {
+        tool(&server)["sync"] == "OutOfSync"
+    });
+    let t = tool(&server);
+    assert_eq!(t["tool"], "argocd", "{t}");
+    assert_eq!(t["kind"], "Application", "{t}");
+    assert_eq!(t["name"], "first", "{t}");
+    assert_eq!(t["health"], "Degraded", "{t}");
+    assert_eq!(t["operation"], "Failed", "{t}");
+    assert_eq!(t["in_sync"], false, "{t}");
+    assert_eq!(t["healthy"], false, "{t}");
+    assert_eq!(
+        t["revision"], "0123456789abcdef0123456789abcdef01234567",
+        "{t}"
+    );
+    assert_eq!(t["reconciled_at"], "2026-12-01T09:00:00Z", "{t}");
+    let metrics = server.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+    for gauge in ["driftguard_tool_in_sync", "driftguard_tool_healthy"] {
+        assert!(
+            metrics.contains(&format!(
+                "{gauge}{{environment=\"argocd.first\",tool=\"argocd\"}} 0"
+            )),
+            "{gauge}:\n{metrics}"
+        );
+    }
+    assert!(
+        !server
+            .log()
+            .lines()
+            .any(|l| l.contains("environment changed") && l.contains("argocd.first")),
+        "a status change restarts nothing:\n{}",
+        server.log()
+    );
+
     // 2. changed: another folder, the same name; scanned with the new configuration
     apply(
         &s,

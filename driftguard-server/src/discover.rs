@@ -37,8 +37,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::discover::{
-    argocd, dedupe, fingerprint, flux, ArgoCdSettings, Discovered, DiscoveryContext, ObjectKey,
-    Problem, Tool,
+    argocd, dedupe, fingerprint, flux, verdict_fields, ArgoCdSettings, Discovered,
+    DiscoveryContext, ObjectKey, Problem, Tool,
 };
 use crate::config::{DiscoveryPlan, EnvironmentPlan};
 
@@ -335,6 +335,9 @@ pub enum ChangeKind {
     /// A watch (re)listed its kind: the first time, or after it lost track; changes made
     /// meanwhile are not told one by one.
     Listed,
+    /// The tool's verdict on an object changed, and nothing a discovery reads: the verdict is
+    /// updated, no environment changes, nothing is discovered.
+    Status,
 }
 
 /// One change of the tools' objects (`Application argocd/shop added`).
@@ -344,6 +347,9 @@ pub struct Change {
     pub object: String,
     /// What happened.
     pub kind: ChangeKind,
+    /// For [`ChangeKind::Status`]: the object's [`verdict_fields`], to read the verdict
+    /// from ([`crate::config::discover::ToolVerdict::read`]).
+    pub verdict: Option<Value>,
 }
 
 impl fmt::Display for Change {
@@ -353,6 +359,7 @@ impl fmt::Display for Change {
             ChangeKind::Changed => "changed",
             ChangeKind::Deleted => "deleted",
             ChangeKind::Listed => "listed",
+            ChangeKind::Status => "status changed",
         };
         write!(f, "{} {what}", self.object)
     }
@@ -446,13 +453,16 @@ pub async fn watch(plan: &DiscoveryPlan) -> Result<Watches, DiscoverError> {
     })
 }
 
-/// One watch: tells the objects added, deleted, or changed in their [`fingerprint`].
+/// One watch: tells the objects added, deleted, or changed in their [`fingerprint`]; for the
+/// kinds with a verdict (Applications, Kustomizations, HelmReleases), also the objects whose
+/// verdict alone changed ([`ChangeKind::Status`], with their [`verdict_fields`]).
 async fn watch_kind(
     api: Api<DynamicObject>,
     config: watcher::Config,
     kind: &'static str,
     tx: mpsc::Sender<Change>,
 ) {
+    let has_verdict = matches!(kind, "Application" | "Kustomization" | "HelmRelease");
     let key = |o: &DynamicObject| {
         format!(
             "{}/{}",
@@ -460,13 +470,26 @@ async fn watch_kind(
             o.metadata.name.as_deref().unwrap_or_default()
         )
     };
-    let print = |o: &DynamicObject| serde_json::to_value(o).map_or(0, |v| fingerprint(&v));
-    // the fingerprints of the objects as last seen, and of a list in progress
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut listing: HashMap<String, u64> = HashMap::new();
+    // the object's fingerprint, and what its verdict is read from
+    let read = |o: &DynamicObject| {
+        let v = serde_json::to_value(o).unwrap_or(Value::Null);
+        let verdict = if has_verdict {
+            verdict_fields(&v)
+        } else {
+            Value::Null
+        };
+        (fingerprint(&v), verdict)
+    };
+    // the fingerprints and verdicts of the objects as last seen, and of a list in progress
+    let mut seen: HashMap<String, (u64, Value)> = HashMap::new();
+    let mut listing: HashMap<String, (u64, Value)> = HashMap::new();
     let mut listed_once = false;
     let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
     let mut failing = false;
+    let send = |change: Change| match tx.try_send(change) {
+        Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    };
     while let Some(item) = stream.next().await {
         let change = match item {
             Ok(Event::Init) => {
@@ -474,32 +497,50 @@ async fn watch_kind(
                 continue;
             }
             Ok(Event::InitApply(o)) => {
-                listing.insert(key(&o), print(&o));
+                listing.insert(key(&o), read(&o));
                 continue;
             }
             Ok(Event::InitDone) => {
                 failing = false;
                 let before = std::mem::replace(&mut seen, std::mem::take(&mut listing));
-                if listed_once && before == seen {
+                let prints = |m: &HashMap<String, (u64, Value)>| -> HashMap<String, u64> {
+                    m.iter().map(|(k, (p, _))| (k.clone(), *p)).collect()
+                };
+                if listed_once && prints(&before) == prints(&seen) {
+                    // nothing a discovery reads changed meanwhile; verdicts may have
+                    for (k, (_, verdict)) in &seen {
+                        if before.get(k).is_some_and(|(_, b)| b != verdict)
+                            && !send(Change {
+                                object: format!("{kind} {k}"),
+                                kind: ChangeKind::Status,
+                                verdict: Some(verdict.clone()),
+                            })
+                        {
+                            return;
+                        }
+                    }
                     continue;
                 }
                 listed_once = true;
                 Change {
                     object: format!("{kind}s"),
                     kind: ChangeKind::Listed,
+                    verdict: None,
                 }
             }
             Ok(Event::Apply(o)) => {
                 failing = false;
                 let k = key(&o);
-                let print = print(&o);
-                let kind_of = match seen.insert(k.clone(), print) {
+                let (print, verdict) = read(&o);
+                let kind_of = match seen.insert(k.clone(), (print, verdict.clone())) {
                     None => ChangeKind::Added,
-                    Some(p) if p != print => ChangeKind::Changed,
+                    Some((p, _)) if p != print => ChangeKind::Changed,
+                    Some((_, v)) if v != verdict => ChangeKind::Status,
                     Some(_) => continue,
                 };
                 Change {
                     object: format!("{kind} {k}"),
+                    verdict: (kind_of == ChangeKind::Status).then_some(verdict),
                     kind: kind_of,
                 }
             }
@@ -509,6 +550,7 @@ async fn watch_kind(
                 Change {
                     object: format!("{kind} {k}"),
                     kind: ChangeKind::Deleted,
+                    verdict: None,
                 }
             }
             Err(e) => {
@@ -520,9 +562,8 @@ async fn watch_kind(
                 continue;
             }
         };
-        match tx.try_send(change) {
-            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        if !send(change) {
+            return;
         }
     }
 }

@@ -583,6 +583,99 @@ pub struct EnvironmentDto {
     /// (its leader's last scan), and the sources say nothing of this replica.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<LeaderDto>,
+    /// What the deployment tool says of an environment discovered from it (Argo CD's sync
+    /// and health, Flux's `Ready` condition), as last seen (absent: an environment of the
+    /// configuration file, or nothing seen yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolDto>,
+}
+
+/// The deployment tool's own verdict on a discovered environment's object, next to
+/// DriftGuard's. Fields the tool did not write are absent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct ToolDto {
+    /// `argocd` or `flux`.
+    #[schema(example = "argocd")]
+    pub tool: String,
+    /// `Application`, `Kustomization` or `HelmRelease`.
+    pub kind: String,
+    /// The object's namespace.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+    /// The index in `spec.sources` of the source this environment renders (a multi-source
+    /// Application).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<usize>,
+    /// Whether the tool says the cluster runs what Git says (Argo CD `Synced`, Flux `Ready`
+    /// `True`); absent when it does not say (`Unknown`, nothing yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_sync: Option<bool>,
+    /// Whether the tool says the objects are healthy (Argo CD `Healthy`, Flux `Ready`
+    /// `True`); absent when it does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Argo CD `status.sync.status`: `Synced`, `OutOfSync`, `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    /// Argo CD `status.health.status`: `Healthy`, `Progressing`, `Degraded`, `Suspended`,
+    /// `Missing`, `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Argo CD `status.operationState.phase` of the last or running sync: `Running`,
+    /// `Terminating`, `Failed`, `Error`, `Succeeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Flux: the `Ready` condition's status, `True`, `False` or `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Flux: the `Ready` condition's reason (`ReconciliationSucceeded`, `BuildFailed`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Flux: the `Ready` condition's message (its first line, at most 240 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The revision the tool last synced or applied (Argo CD `status.sync.revision(s)`, Flux
+    /// `status.lastAppliedRevision`, a HelmRelease's `status.lastAttemptedRevision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// When the tool last reconciled (Argo CD `status.reconciledAt`) or its `Ready` condition
+    /// last changed (Flux).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconciled_at: Option<DateTime<Utc>>,
+    /// Flux `spec.suspend`: the tool applies no change.
+    pub suspended: bool,
+    /// When DriftGuard last read the object.
+    pub observed_at: DateTime<Utc>,
+}
+
+impl From<&crate::verdicts::ToolStatus> for ToolDto {
+    fn from(s: &crate::verdicts::ToolStatus) -> Self {
+        let v = &s.verdict;
+        ToolDto {
+            tool: crate::verdicts::tool_name(s.tool).into(),
+            kind: s.kind.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            source: s.source,
+            in_sync: v.in_sync(),
+            healthy: v.healthy(),
+            sync: v.sync.clone(),
+            health: v.health.clone(),
+            operation: v.operation.clone(),
+            ready: v.ready.clone(),
+            reason: v.reason.clone(),
+            message: v.message.clone(),
+            revision: v.revision.clone(),
+            reconciled_at: v
+                .reconciled_at
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            suspended: v.suspended,
+            observed_at: s.observed_at,
+        }
+    }
 }
 
 /// The leadership of an environment, as the answering replica knows it.

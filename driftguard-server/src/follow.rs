@@ -25,6 +25,10 @@
 //! Without leader election the follower starts and stops the environments' loops itself (it
 //! holds the [`Supervisor`]); with it, it only changes the set, and the elector takes, runs and
 //! hands back the environments of the new set on its next round.
+//!
+//! The tools' verdicts ([`crate::verdicts`]) are taken from each discovery, and from the
+//! watches' status changes ([`ChangeKind::Status`]) at once: a verdict changes no
+//! environment, so it neither waits for nor triggers a discovery.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,13 +38,14 @@ use driftguard_core::error::chain;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::discover::{changes, Discovered, Problem};
+use crate::config::discover::{changes, secret_values, Discovered, Problem, ToolVerdict};
 use crate::config::{DiscoveryPlan, EnvironmentConfig, EnvironmentPlan};
-use crate::discover::{self, Change, Discovery, Watches};
+use crate::discover::{self, Change, ChangeKind, Discovery, Watches};
 use crate::environment::Environment;
 use crate::service::EnvironmentBuilder;
 use crate::state::AppState;
 use crate::supervisor::Supervisor;
+use crate::verdicts::ToolStatus;
 
 /// How long the tools' objects must be quiet before discovering again.
 pub const DEBOUNCE: Duration = Duration::from_secs(2);
@@ -55,6 +60,9 @@ struct Running {
     config: EnvironmentConfig,
     /// The tool's object it comes from (`Application argocd/shop`), for the log.
     object: String,
+    /// The fields of `config` holding values read from Secrets
+    /// ([`Discovered::secret_fields`]).
+    secret_fields: Vec<String>,
 }
 
 /// Follows the discovery cluster while `serve` runs.
@@ -97,6 +105,7 @@ impl Follower {
                     Running {
                         config,
                         object: object_of(d),
+                        secret_fields: d.secret_fields.clone(),
                     },
                 ))
             })
@@ -112,6 +121,14 @@ impl Follower {
             .iter()
             .map(|d| (object_of(d), d.problems.clone()))
             .collect();
+        let now = state.clock.now();
+        for d in &found.found {
+            if let Some(name) = d.name().filter(|n| running.contains_key(*n)) {
+                state
+                    .verdicts
+                    .set(name, ToolStatus::of(d, now), &state.metrics);
+            }
+        }
         Follower {
             plan,
             configured,
@@ -133,6 +150,11 @@ impl Follower {
                 c = next_change(&mut watches) => c,
                 _ = tokio::time::sleep(RESYNC) => None,
             };
+            if let Some(c) = first.as_ref().filter(|c| c.kind == ChangeKind::Status) {
+                // the tool's verdict only: nothing to discover
+                self.status(c);
+                continue;
+            }
             match &first {
                 Some(c) => {
                     tracing::debug!(change = %c, "discovery: a change of the tools' objects")
@@ -152,8 +174,10 @@ impl Follower {
                     tokio::select! {
                         _ = cancel.cancelled() => break 'follow,
                         c = next_change(&mut watches) => {
-                            if let Some(c) = c {
-                                tracing::debug!(change = %c, "discovery: a change of the tools' objects");
+                            match c {
+                                Some(c) if c.kind == ChangeKind::Status => self.status(&c),
+                                Some(c) => tracing::debug!(change = %c, "discovery: a change of the tools' objects"),
+                                None => {}
                             }
                         }
                         _ = tokio::time::sleep_until(quiet) => break,
@@ -186,6 +210,46 @@ impl Follower {
         }
     }
 
+    /// Takes the tool's new verdict on an object (a [`ChangeKind::Status`] change): no
+    /// environment changes.
+    fn status(&self, change: &Change) {
+        let Some(fields) = &change.verdict else {
+            return;
+        };
+        let changed = self.state.verdicts.update_object(
+            &change.object,
+            |env, s| {
+                // the Secret values the environment took, out of the tool's message
+                let secrets = self
+                    .running
+                    .get(env)
+                    .map(|r| secret_values(&r.config, &r.secret_fields))
+                    .unwrap_or_default();
+                ToolVerdict::read(s.tool, &s.kind, fields, s.source, &secrets)
+            },
+            self.state.clock.now(),
+            &self.state.metrics,
+        );
+        for name in changed {
+            if let Some(v) = self.state.verdicts.get(&name) {
+                tracing::debug!(environment = %name, object = %change.object,
+                    "discovery: the tool says {}", v.verdict.summary());
+            }
+        }
+    }
+
+    /// Takes the verdicts of a discovery, for the environments running.
+    fn verdicts(&self, found: &Discovery) {
+        let now = self.state.clock.now();
+        for d in &found.found {
+            if let Some(name) = d.name().filter(|n| self.running.contains_key(*n)) {
+                self.state
+                    .verdicts
+                    .set(name, ToolStatus::of(d, now), &self.state.metrics);
+            }
+        }
+    }
+
     /// Discovers again and applies what changed.
     async fn rediscover(&mut self) {
         let configured: Vec<String> = self.configured.iter().map(|e| e.name.clone()).collect();
@@ -210,6 +274,7 @@ impl Follower {
         }
         if c.is_empty() {
             tracing::debug!("discovery: no environment changed");
+            self.verdicts(&found);
             return;
         }
         let plans: HashMap<&str, &EnvironmentPlan> = found
@@ -235,6 +300,7 @@ impl Follower {
         }
         for name in &c.removed {
             if let Some(r) = self.running.remove(name) {
+                self.state.verdicts.remove(name);
                 self.state.metrics.forget(name);
                 self.state.metrics.discovery_change("removed");
                 tracing::info!(environment = %name, object = %r.object,
@@ -266,6 +332,7 @@ impl Follower {
                             Running {
                                 config,
                                 object: object.clone(),
+                                secret_fields: d.secret_fields.clone(),
                             },
                         );
                     }
@@ -276,6 +343,7 @@ impl Follower {
                 Err(e) => {
                     // not running: the next discovery tries again
                     self.running.remove(name);
+                    self.state.verdicts.remove(name);
                     self.state.metrics.forget(name);
                     tracing::warn!(environment = %name, %object, error = %chain(&e),
                         "discovery: cannot start the environment; trying again at the next discovery");
@@ -302,6 +370,7 @@ impl Follower {
             }
         }
         self.state.set_environments(set);
+        self.verdicts(&found);
         if let Some(s) = self.supervisor.as_mut() {
             for env in started.into_values() {
                 s.add(env);

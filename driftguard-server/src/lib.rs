@@ -51,6 +51,7 @@ pub mod state;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod verdicts;
 pub mod web;
 
 use std::future::Future;

@@ -73,6 +73,18 @@ pub struct DiscoveryLabels {
     pub change: String,
 }
 
+/// `{environment,tool}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    /// Environment (a discovered one).
+    pub environment: String,
+    /// `argocd` or `flux`.
+    pub tool: String,
+}
+
+/// The `tool` label of each tool (and of the API's `tool.tool`).
+pub const TOOLS: [&str; 2] = ["argocd", "flux"];
+
 /// `{notifier}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifierLabels {
@@ -106,6 +118,8 @@ pub struct Metrics {
     step_downs: Family<EnvLabels, Counter>,
     audit_events: Family<AuditLabels, Counter>,
     discovered: Family<DiscoveryLabels, Counter>,
+    tool_in_sync: Family<ToolLabels, Gauge>,
+    tool_healthy: Family<ToolLabels, Gauge>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -207,9 +221,23 @@ impl Metrics {
             "Discovered environments started (added), restarted with a new configuration (changed) or stopped (removed) while serve runs",
             discovered.clone(),
         );
+        let tool_in_sync = Family::<ToolLabels, Gauge>::default();
+        registry.register(
+            "driftguard_tool_in_sync",
+            "What the deployment tool says of a discovered environment: in sync (1: Argo CD Synced, Flux Ready) or not (0); absent while it says nothing (Unknown)",
+            tool_in_sync.clone(),
+        );
+        let tool_healthy = Family::<ToolLabels, Gauge>::default();
+        registry.register(
+            "driftguard_tool_healthy",
+            "What the deployment tool says of a discovered environment's health: healthy (1: Argo CD Healthy, Flux Ready) or not (0); absent while it says nothing (Unknown)",
+            tool_healthy.clone(),
+        );
         Metrics {
             registry,
             discovered,
+            tool_in_sync,
+            tool_healthy,
             leader,
             step_downs,
             audit_events,
@@ -336,9 +364,34 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets what the deployment tool (`argocd`, `flux`) says of a discovered environment:
+    /// in sync and healthy, 1 or 0; `None` drops the series (the tool says nothing).
+    pub fn set_tool_verdict(
+        &self,
+        environment: &str,
+        tool: &str,
+        in_sync: Option<bool>,
+        healthy: Option<bool>,
+    ) {
+        let labels = ToolLabels {
+            environment: environment.to_owned(),
+            tool: tool.to_owned(),
+        };
+        for (family, value) in [(&self.tool_in_sync, in_sync), (&self.tool_healthy, healthy)] {
+            match value {
+                Some(v) => {
+                    family.get_or_create(&labels).set(i64::from(v));
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
+    }
+
     /// Drops the series of an environment that is no longer watched (discovery removed it):
-    /// its score, open drifts, drift age, sources, scan durations and leadership. The
-    /// counters of its events stay (they count what happened).
+    /// its score, open drifts, drift age, sources, scan durations, leadership and its tool's
+    /// verdict. The counters of its events stay (they count what happened).
     pub fn forget(&self, environment: &str) {
         let env = Metrics::env(environment);
         self.set_open_drifts(environment, &[], chrono::DateTime::<Utc>::UNIX_EPOCH);
@@ -354,6 +407,9 @@ impl Metrics {
             let l = Metrics::src(environment, source);
             self.source_up.remove(&l);
             self.last_scan.remove(&l);
+        }
+        for tool in TOOLS {
+            self.set_tool_verdict(environment, tool, None, None);
         }
     }
 

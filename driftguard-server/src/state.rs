@@ -66,6 +66,8 @@ pub struct Inner {
     pub trusted_proxies: Vec<AddrRange>,
     /// The limit on failed sign-ins and token checks per client.
     pub throttle: Arc<Throttle>,
+    /// The deployment tools' latest verdict per discovered environment.
+    pub verdicts: Arc<crate::verdicts::Verdicts>,
 }
 
 impl std::ops::Deref for AppState {
@@ -129,6 +131,7 @@ impl AppState {
                 mcp_cancel: tokio_util::sync::CancellationToken::new(),
                 trusted_proxies: Vec::new(),
                 throttle: Arc::new(Throttle::new()),
+                verdicts: Arc::new(crate::verdicts::Verdicts::default()),
             },
         }
     }

@@ -320,6 +320,136 @@ async fn environments_scan_and_status() {
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 }
 
+/// A discovered environment carries its tool's verdict (#31): `tool` in the API, the
+/// `driftguard_tool_*` gauges in /metrics; the file's environments have neither.
+#[tokio::test]
+async fn a_discovered_environment_shows_its_tools_verdict() {
+    use driftguard_server::config::discover::{Tool, ToolVerdict};
+    use driftguard_server::verdicts::ToolStatus;
+
+    let f = fixture().await;
+    let r = get(&f.app, "/api/v1/environments/dev").await;
+    assert_eq!(r.json.get("tool"), None, "{}", r.text);
+
+    let object = json!({"status": {
+        "sync": {"status": "Synced", "revision": "53e28ff20cc530b9ada2173fbbd64d48338583ba"},
+        "health": {"status": "Progressing"},
+        "operationState": {"phase": "Running"},
+        "reconciledAt": "2024-05-01T11:58:00Z"
+    }});
+    f.state.verdicts.set(
+        "dev",
+        ToolStatus {
+            tool: Tool::ArgoCd,
+            kind: "Application".into(),
+            namespace: "argocd".into(),
+            name: "shop".into(),
+            source: None,
+            verdict: ToolVerdict::read(Tool::ArgoCd, "Application", &object, None, &[]),
+            observed_at: testkit::t0(),
+        },
+        &f.state.metrics,
+    );
+    let r = get(&f.app, "/api/v1/environments/dev").await;
+    assert_eq!(
+        r.json["tool"],
+        json!({
+            "tool": "argocd", "kind": "Application", "namespace": "argocd", "name": "shop",
+            "in_sync": true, "healthy": false, "sync": "Synced", "health": "Progressing",
+            "operation": "Running", "revision": "53e28ff20cc530b9ada2173fbbd64d48338583ba",
+            "reconciled_at": "2024-05-01T11:58:00Z", "suspended": false,
+            "observed_at": testkit::t0(),
+        }),
+        "{}",
+        r.text
+    );
+    let r = get(&f.app, "/api/v1/environments").await;
+    let items = r.json["items"].as_array().expect("items");
+    let by_name = |n: &str| items.iter().find(|e| e["name"] == n).expect(n);
+    assert_eq!(by_name("dev")["tool"]["sync"], "Synced", "{}", r.text);
+    assert_eq!(by_name("prod").get("tool"), None, "{}", r.text);
+
+    let r = get(&f.app, "/metrics").await;
+    assert!(
+        r.text
+            .contains(r#"driftguard_tool_in_sync{environment="dev",tool="argocd"} 1"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains(r#"driftguard_tool_healthy{environment="dev",tool="argocd"} 0"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        !r.text.contains(r#"environment="prod",tool="#),
+        "{}",
+        r.text
+    );
+
+    // the dashboard: the environment's drift table says what Argo CD says, beside DriftGuard
+    let login = send(
+        &f.app,
+        Request::post("/login")
+            .header("host", "127.0.0.1:8080")
+            .header("origin", "http://127.0.0.1:8080")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={TOKEN}&next=%2Fdrifts")))
+            .expect("request"),
+    )
+    .await;
+    let session = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("driftguard_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = |uri: &'static str| {
+        let app = f.app.clone();
+        let session = session.clone();
+        async move {
+            send(
+                &app,
+                Request::get(uri)
+                    .header("host", "127.0.0.1:8080")
+                    .header("cookie", format!("driftguard_session={session}"))
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+        }
+    };
+    let dev = page("/drifts?environment=dev").await;
+    assert_eq!(dev.status, StatusCode::OK, "{}", dev.text);
+    assert!(
+        dev.text
+            .contains("What Argo CD says <span class=\"muted\">of Application argocd/shop</span>"),
+        "{}",
+        dev.text
+    );
+    assert!(
+        dev.text
+            .contains("Argo CD says Synced, Progressing; DriftGuard has not scanned it yet."),
+        "{}",
+        dev.text
+    );
+    assert!(
+        dev.text
+            .contains("<dt>Last sync</dt><dd class=\"status-pending\">Running</dd>"),
+        "{}",
+        dev.text
+    );
+    let prod = page("/drifts?environment=prod").await;
+    assert_eq!(prod.status, StatusCode::OK, "{}", prod.text);
+    assert!(!prod.text.contains("tool-verdict"), "{}", prod.text);
+    let all = page("/drifts").await;
+    assert!(!all.text.contains("tool-verdict"), "{}", all.text);
+}
+
 #[tokio::test]
 async fn drifts_filters_and_pagination() {
     let f = fixture().await;
@@ -1208,6 +1338,31 @@ fn check_against_doc(doc: &Value, method: &str, uri: &str, r: &Resp) -> Vec<Stri
 async fn openapi_document_matches_the_answers() {
     let f = fixture().await;
     post(&f.app, "/api/v1/environments/dev/scan").await;
+    // dev as if discovered from Flux: its answers carry `tool`
+    let kustomization = json!({"spec": {"suspend": true}, "status": {
+        "conditions": [{"type": "Ready", "status": "False", "reason": "BuildFailed",
+            "message": "kustomize build failed", "lastTransitionTime": "2024-05-01T11:58:00Z"}],
+        "lastAppliedRevision": "main@sha1:1a2b3c4d"
+    }});
+    f.state.verdicts.set(
+        "dev",
+        driftguard_server::verdicts::ToolStatus {
+            tool: driftguard_server::config::discover::Tool::Flux,
+            kind: "Kustomization".into(),
+            namespace: "apps".into(),
+            name: "dev".into(),
+            source: None,
+            verdict: driftguard_server::config::discover::ToolVerdict::read(
+                driftguard_server::config::discover::Tool::Flux,
+                "Kustomization",
+                &kustomization,
+                None,
+                &[],
+            ),
+            observed_at: testkit::t0(),
+        },
+        &f.state.metrics,
+    );
     let doc = get(&f.app, "/api/v1/openapi.json").await;
     assert_eq!(doc.status, StatusCode::OK);
     let doc = doc.json;

@@ -170,32 +170,9 @@ fn block(d: &Discovered) -> String {
 }
 
 fn verdict(d: &Discovered) -> String {
-    let v = &d.app.verdict;
-    let mut parts: Vec<String> = Vec::new();
-    if let Some(p) = &d.app.project {
-        parts.push(format!("project {p}"));
-    }
-    parts.extend(v.sync.clone());
-    parts.extend(v.health.clone());
-    if let Some(r) = &v.ready {
-        parts.push(format!(
-            "Ready={r}{}",
-            v.reason
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        ));
-    }
-    if let Some(r) = &v.revision {
-        parts.push(format!("revision {r}"));
-    }
-    if d.app.suspended {
-        parts.push("suspended".into());
-    }
-    if parts.is_empty() {
-        "nothing yet".into()
-    } else {
-        parts.join(", ")
+    match &d.app.project {
+        Some(p) => format!("project {p}, {}", d.app.verdict.summary()),
+        None => d.app.verdict.summary(),
     }
 }
 

@@ -16,8 +16,11 @@ use driftguard_core::normalize::SecretKey;
 use driftguard_core::ports::{Clock, DriftStore, ScanBatch};
 use driftguard_core::state::Drift;
 use driftguard_server::audit::read_log;
+use driftguard_server::config::discover::Tool;
 use driftguard_server::config::ResolvedConfig;
+use driftguard_server::dto::ToolDto;
 use driftguard_server::setup::{self, DeferredStore, StoreChoice, SystemClock};
+use driftguard_server::verdicts::ToolStatus;
 use futures_util::StreamExt;
 
 use crate::args::{Format, Global, ScanArgs};
@@ -28,6 +31,8 @@ use crate::progress::Progress;
 pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     let (mut plan, mut selected) = scan_config(g, a)?;
     let mut discovery_failed = false;
+    // the tools' verdicts on the discovered environments, by name
+    let mut tools: std::collections::HashMap<String, ToolStatus> = std::collections::HashMap::new();
     if a.discover {
         // the discovered environments after the file's, planned the same way
         let found = config_discover::discover(&plan).await?;
@@ -45,6 +50,12 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                 not_scanned,
                 if not_scanned == 1 { "" } else { "s" },
             );
+        }
+        let read_at = chrono::Utc::now();
+        for d in &found.found {
+            if let Some(name) = d.name() {
+                tools.insert(name.to_owned(), ToolStatus::of(d, read_at));
+            }
         }
         let names: Vec<String> = found.environments.iter().map(|e| e.name.clone()).collect();
         plan.environments.extend(found.environments);
@@ -95,6 +106,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
             Ok((report, b, audit, notes)) => {
                 let mut result = EnvResult::from_report(&report);
                 result.notes.extend(notes);
+                result.tool = tools.get(&result.environment).map(ToolDto::from);
                 results.push(result);
                 batches.extend(b);
                 audits.extend(audit);
@@ -187,6 +199,19 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                         d.resolution.map(|r| r.to_string()).unwrap_or_default()
                     );
                 }
+            }
+            let tool_lines = output::tool_lines(&results, |name| {
+                let t = tools.get(name)?;
+                let who = match t.tool {
+                    Tool::ArgoCd => "Argo CD",
+                    Tool::Flux => "Flux",
+                };
+                Some((who.to_owned(), t.verdict.summary()))
+            });
+            if !tool_lines.is_empty() && !g.quiet {
+                println!();
+                println!("What the deployment tools say:");
+                print!("{tool_lines}");
             }
             if !drifts.is_empty() && !g.quiet {
                 let per_env: Vec<String> = results

@@ -241,7 +241,7 @@ impl utoipa::Modify for NamedParams {
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
-        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, RecordDto,
+        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),
     modifiers(&BearerAuth, &NamedParams),
 )]

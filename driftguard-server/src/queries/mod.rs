@@ -71,6 +71,7 @@ pub async fn environment_dto(
         source_dto("git", env.scanner.describe_git(), &s.git),
         source_dto("live", env.scanner.describe_live(), &s.live),
     ];
+    let tool = state.verdicts.get(&env.name).as_ref().map(ToolDto::from);
     let own = |leader: Option<LeaderDto>| EnvironmentDto {
         name: env.name.clone(),
         status: status_word(s.last_error.is_some(), s.last_scan.is_some(), s.open_drifts).into(),
@@ -82,6 +83,7 @@ pub async fn environment_dto(
         last_error: s.last_error.clone(),
         sources: sources.clone(),
         leader,
+        tool: tool.clone(),
     };
     let Some(leadership) = env.leadership() else {
         return Ok(own(None));
@@ -133,6 +135,7 @@ pub async fn environment_dto(
             })
             .collect(),
         leader: Some(leader),
+        tool,
     })
 }
 

@@ -36,6 +36,7 @@ mod context;
 pub mod flux;
 mod jq;
 mod read;
+mod verdict;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -50,6 +51,7 @@ pub use context::{
     Clusters, DiscoveryContext, Filters, GitCredential, ObjectKey, SecretData, IN_CLUSTER_NAME,
     IN_CLUSTER_SERVER,
 };
+pub use verdict::{verdict_fields, ToolVerdict, MESSAGE_LIMIT};
 
 use super::{EnvironmentConfig, GitConfig, InlineValues};
 use read::{strings, Problems};
@@ -62,25 +64,6 @@ pub enum Tool {
     /// Flux (`kustomize.toolkit.fluxcd.io/v1` Kustomizations, `helm.toolkit.fluxcd.io/v2`
     /// HelmReleases).
     Flux,
-}
-
-/// What the tool itself last said about the object (its status), kept to be shown next to
-/// DriftGuard's own verdict.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ToolVerdict {
-    /// Argo CD `status.sync.status`: `Synced`, `OutOfSync`, `Unknown`.
-    pub sync: Option<String>,
-    /// Argo CD `status.health.status`: `Healthy`, `Progressing`, `Degraded`, `Suspended`,
-    /// `Missing`, `Unknown`.
-    pub health: Option<String>,
-    /// Flux: the `Ready` condition's status (`True`, `False`, `Unknown`).
-    pub ready: Option<String>,
-    /// Flux: the `Ready` condition's reason (`ReconciliationSucceeded`, `BuildFailed`, ...).
-    pub reason: Option<String>,
-    /// The revision the tool last synced or applied (Argo CD `status.sync.revision`, or
-    /// `revisions[i]` of a multi-source Application; Flux `status.lastAppliedRevision`, or a
-    /// HelmRelease's `status.lastAttemptedRevision`).
-    pub revision: Option<String>,
 }
 
 /// The tool's object an environment was discovered from.
@@ -101,9 +84,7 @@ pub struct DiscoveredApp {
     pub project: Option<String>,
     /// The object's labels.
     pub labels: BTreeMap<String, String>,
-    /// Flux `spec.suspend`: the tool does not apply changes.
-    pub suspended: bool,
-    /// The tool's own verdict.
+    /// The tool's own verdict ([`ToolVerdict::read`]).
     pub verdict: ToolVerdict,
 }
 
@@ -157,6 +138,17 @@ impl Discovered {
         self.environment.as_ref().map(|e| e.name.as_str())
     }
 
+    /// The values of [`Discovered::secret_fields`], to be cut out of text that may quote them
+    /// (the tool's messages, [`ToolVerdict::read`]): each substituted variable read from a
+    /// Secret, and every string of at least [`SECRET_VALUE_MIN`] characters in Helm values
+    /// that took a Secret's (they are merged: which came from the Secret is not known).
+    pub fn secret_values(&self) -> Vec<String> {
+        match &self.environment {
+            Some(env) => secret_values(env, &self.secret_fields),
+            None => Vec::new(),
+        }
+    }
+
     /// A copy whose Secret values (the [`Discovered::secret_fields`]) are replaced by
     /// `<redacted>`: for showing or storing the configuration.
     pub fn redacted(&self) -> Discovered {
@@ -183,6 +175,44 @@ impl Discovered {
 }
 
 const REDACTED: &str = "<redacted>";
+
+/// The values of `env`'s `secret_fields` (see [`Discovered::secret_values`]).
+pub fn secret_values(env: &EnvironmentConfig, secret_fields: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in secret_fields {
+        if field == "helm.values" {
+            match env.helm.as_ref().and_then(|h| h.values.as_ref()) {
+                Some(InlineValues::Object(map)) => {
+                    for v in map.values() {
+                        strings_in(v, &mut out);
+                    }
+                }
+                Some(InlineValues::Text(text)) => out.push(text.clone()),
+                None => {}
+            }
+        } else if let Some(name) = field.strip_prefix("kustomize.substitute.") {
+            if let Some(v) = env.kustomize.as_ref().and_then(|k| k.substitute.get(name)) {
+                out.push(v.clone());
+            }
+        }
+    }
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// The shortest string of Helm values taken from a Secret that is cut out of the tool's
+/// messages (shorter ones, `true`, `1`, are everywhere in a message).
+pub const SECRET_VALUE_MIN: usize = 4;
+
+/// The strings of `v` of at least [`SECRET_VALUE_MIN`] characters.
+fn strings_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.chars().count() >= SECRET_VALUE_MIN => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| strings_in(i, out)),
+        Value::Object(map) => map.values().for_each(|i| strings_in(i, out)),
+        _ => {}
+    }
+}
 
 impl fmt::Debug for Discovered {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -66,6 +66,108 @@ pub struct SortLink {
     pub(super) aria: &'static str,
 }
 
+/// What a discovered environment's deployment tool says of it, beside DriftGuard's view: shown
+/// above the drift table filtered to that environment.
+#[derive(Clone, Debug)]
+pub struct ToolPanel {
+    /// `What Argo CD says`.
+    pub(super) heading: String,
+    /// `Application argocd/shop`.
+    pub(super) object: String,
+    /// `Argo CD says Synced, Healthy; DriftGuard sees 3 open drifts.`
+    pub(super) sentence: String,
+    /// Label, value and class of each fact the tool gave.
+    pub(super) facts: Vec<(&'static str, String, &'static str)>,
+    /// Flux's `Ready` message.
+    pub(super) message: Option<String>,
+    /// When DriftGuard read it.
+    pub(super) observed: When,
+}
+
+/// The class of a tool's word: in sync or healthy, not, or unknown.
+fn word_class(good: Option<bool>) -> &'static str {
+    match good {
+        Some(true) => "status-in_sync",
+        Some(false) => "status-drifted",
+        None => "status-pending",
+    }
+}
+
+/// The panel of an environment whose `tool` is known; `None` for the file's environments.
+pub(super) fn tool_panel(e: &EnvironmentDto, now: DateTime<Utc>) -> Option<ToolPanel> {
+    let t = e.tool.as_ref()?;
+    let who = match t.tool.as_str() {
+        "argocd" => "Argo CD",
+        "flux" => "Flux",
+        other => other,
+    };
+    let mut facts: Vec<(&'static str, String, &'static str)> = Vec::new();
+    let mut says: Vec<String> = Vec::new();
+    if let Some(s) = &t.sync {
+        facts.push(("Sync", s.clone(), word_class(t.in_sync)));
+        says.push(s.clone());
+    }
+    if let Some(h) = &t.health {
+        facts.push(("Health", h.clone(), word_class(t.healthy)));
+        says.push(h.clone());
+    }
+    if let Some(o) = &t.operation {
+        let good = match o.as_str() {
+            "Succeeded" => Some(true),
+            "Failed" | "Error" => Some(false),
+            _ => None,
+        };
+        facts.push(("Last sync", o.clone(), word_class(good)));
+    }
+    if let Some(r) = &t.ready {
+        facts.push(("Ready", r.clone(), word_class(t.in_sync)));
+        says.push(format!("Ready={r}"));
+    }
+    if let Some(r) = &t.reason {
+        facts.push(("Reason", r.clone(), ""));
+    }
+    if let Some(r) = &t.revision {
+        facts.push(("Revision", r.clone(), ""));
+    }
+    if t.suspended {
+        facts.push((
+            "Suspended",
+            "yes: Flux applies no change".into(),
+            "status-pending",
+        ));
+        says.push("suspended".into());
+    }
+    if let Some(at) = t.reconciled_at {
+        facts.push(("Reconciled", When::of(at, now).ago, ""));
+    }
+    let tool_says = if says.is_empty() {
+        format!("{who} says nothing yet")
+    } else {
+        format!("{who} says {}", says.join(", "))
+    };
+    let ours = match e.status.as_str() {
+        "pending" => "DriftGuard has not scanned it yet".to_owned(),
+        "error" => "DriftGuard's last scan failed".to_owned(),
+        _ if e.open_drifts == 0 => "DriftGuard sees no drift".to_owned(),
+        _ => format!(
+            "DriftGuard sees {} open drift{}",
+            e.open_drifts,
+            if e.open_drifts == 1 { "" } else { "s" }
+        ),
+    };
+    Some(ToolPanel {
+        heading: format!("What {who} says"),
+        object: match t.source {
+            Some(i) => format!("{} {}/{} (source {i})", t.kind, t.namespace, t.name),
+            None => format!("{} {}/{}", t.kind, t.namespace, t.name),
+        },
+        sentence: format!("{tool_says}; {ours}."),
+        facts,
+        message: t.message.clone(),
+        observed: When::of(t.observed_at, now),
+    })
+}
+
 #[derive(Template)]
 #[template(path = "drifts.html")]
 pub(super) struct DriftsPage {
@@ -92,6 +194,8 @@ pub(super) struct DriftsPage {
     pub(super) by_detected: SortLink,
     pub(super) by_updated: SortLink,
     pub(super) caption: String,
+    /// With one discovered environment chosen, what its tool says.
+    pub(super) tool: Option<ToolPanel>,
 }
 
 /// The filters of the drifts page, in URL order.
@@ -218,6 +322,12 @@ pub(crate) async fn drifts(
             selected: true,
         });
     }
+    let tool = match state.environment(param(&q, "environment")) {
+        Some(env) if state.verdicts.get(&env.name).is_some() => {
+            tool_panel(&queries::environment_dto(&state, &env).await?, now)
+        }
+        _ => None,
+    };
     let first = if rows.is_empty() { 0 } else { offset + 1 };
     let last = offset + rows.len();
     let page = DriftsPage {
@@ -272,6 +382,7 @@ pub(crate) async fn drifts(
         by_severity,
         by_detected,
         by_updated,
+        tool,
     };
     let status = if page.error.is_some() {
         axum::http::StatusCode::BAD_REQUEST

@@ -87,13 +87,7 @@ pub fn map_application(application: &Value, ctx: &DiscoveryContext) -> Vec<Disco
         source: None,
         project: Some(project.clone()),
         labels: meta.labels.clone(),
-        suspended: false,
-        verdict: ToolVerdict {
-            sync: status_string(status, &["sync", "status"]),
-            health: status_string(status, &["health", "status"]),
-            revision: status_string(status, &["sync", "revision"]),
-            ..ToolVerdict::default()
-        },
+        verdict: ToolVerdict::read(Tool::ArgoCd, "Application", application, None, &[]),
     };
 
     let destination = get(spec, "destination").unwrap_or(&Value::Null);
@@ -172,7 +166,7 @@ pub fn map_application(application: &Value, ctx: &DiscoveryContext) -> Vec<Disco
             });
             let mut this = app.clone();
             this.source = source.index;
-            this.verdict.revision = revision;
+            this.verdict = ToolVerdict::read(Tool::ArgoCd, "Application", application, source.index, &[]);
             let default_namespace = if mapped.helm.is_some() {
                 None
             } else {

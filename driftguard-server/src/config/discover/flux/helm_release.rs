@@ -13,6 +13,7 @@ use crate::config::discover::read::{
     Problems,
 };
 use crate::config::discover::{default_name, Discovered, DiscoveryContext, ObjectKey};
+use crate::config::discover::{Tool, ToolVerdict};
 use crate::config::{EnvironmentConfig, GitConfig, HelmConfig, InlineValues};
 use driftguard_core::metadata::MetadataKeys;
 
@@ -56,7 +57,7 @@ pub fn map_helm_release(release: &Value, ctx: &DiscoveryContext) -> Discovered {
         ],
         &mut p,
     );
-    let app = flux_app("HelmRelease", &meta, release, "lastAttemptedRevision");
+    let app = flux_app("HelmRelease", &meta, release);
     let live = kube_config(spec, &meta.namespace, ctx, &mut p);
     let chart = chart(spec, &meta.namespace, ctx, &mut p);
 
@@ -111,6 +112,14 @@ pub fn map_helm_release(release: &Value, ctx: &DiscoveryContext) -> Discovered {
     };
     let mut found = Discovered::new(app, environment, p);
     found.secret_fields = secret_fields;
+    // the message again, without the Secret values it may quote
+    found.app.verdict = ToolVerdict::read(
+        Tool::Flux,
+        "HelmRelease",
+        release,
+        None,
+        &found.secret_values(),
+    );
     found
 }
 

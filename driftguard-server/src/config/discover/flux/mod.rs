@@ -17,8 +17,8 @@ use driftguard_core::selector::ObjectSelector;
 use serde_json::Value;
 
 use super::read::{
-    at, boolean, folder, get, get_path, list, object, patch_target, status_string, string,
-    string_map, strings, unknown_keys, Meta, Problems,
+    at, boolean, folder, get, get_path, list, object, patch_target, string, string_map, strings,
+    unknown_keys, Meta, Problems,
 };
 use super::{
     dedupe, default_name, Discovered, DiscoveredApp, DiscoveryContext, ObjectKey, Tool, ToolVerdict,
@@ -134,7 +134,7 @@ pub fn map_kustomization(kustomization: &Value, ctx: &DiscoveryContext) -> Disco
         ],
         &mut p,
     );
-    let app = flux_app("Kustomization", &meta, kustomization, "lastAppliedRevision");
+    let app = flux_app("Kustomization", &meta, kustomization);
     let live = kube_config(spec, &meta.namespace, ctx, &mut p);
     let git = source_ref(spec, &meta.namespace, ctx, &mut p).map(|mut git| {
         git.path = string(spec, "path", "spec", &mut p).and_then(|s| folder(&s));
@@ -213,17 +213,19 @@ pub fn map_kustomization(kustomization: &Value, ctx: &DiscoveryContext) -> Disco
     };
     let mut found = Discovered::new(app, environment, p);
     found.secret_fields = secret_fields;
+    // the message again, without the Secret values it may quote
+    found.app.verdict = ToolVerdict::read(
+        Tool::Flux,
+        "Kustomization",
+        kustomization,
+        None,
+        &found.secret_values(),
+    );
     found
 }
 
-/// The tool's view of a Flux object: its `Ready` condition and last revision.
-pub(super) fn flux_app(kind: &str, meta: &Meta, object: &Value, revision: &str) -> DiscoveredApp {
-    let status = get(object, "status").unwrap_or(&Value::Null);
-    let ready = get(status, "conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .find(|c| get(c, "type").and_then(Value::as_str) == Some("Ready"));
+/// The tool's view of a Flux object: its `Ready` condition, last revision, `spec.suspend`.
+pub(super) fn flux_app(kind: &str, meta: &Meta, object: &Value) -> DiscoveredApp {
     DiscoveredApp {
         tool: Tool::Flux,
         kind: kind.into(),
@@ -232,13 +234,7 @@ pub(super) fn flux_app(kind: &str, meta: &Meta, object: &Value, revision: &str) 
         source: None,
         project: None,
         labels: meta.labels.clone(),
-        suspended: get_path(object, &["spec", "suspend"]).and_then(Value::as_bool) == Some(true),
-        verdict: ToolVerdict {
-            ready: ready.and_then(|c| status_string(c, &["status"])),
-            reason: ready.and_then(|c| status_string(c, &["reason"])),
-            revision: status_string(status, &[revision]),
-            ..ToolVerdict::default()
-        },
+        verdict: ToolVerdict::read(Tool::Flux, kind, object, None, &[]),
     }
 }
 

@@ -93,11 +93,11 @@ fn a_directory_application() {
             source: None,
             project: Some("web".into()),
             labels: BTreeMap::from([("team".into(), "web".into())]),
-            suspended: false,
             verdict: ToolVerdict {
                 sync: Some("Synced".into()),
                 health: Some("Healthy".into()),
                 revision: Some("53e28ff20cc530b9ada2173fbbd64d48338583ba".into()),
+                reconciled_at: Some("2026-05-04T09:12:44Z".into()),
                 ..ToolVerdict::default()
             },
         }

@@ -48,11 +48,14 @@ fn a_kustomization_of_a_git_repository() {
             source: None,
             project: None,
             labels: BTreeMap::from([("team".into(), "apps".into())]),
-            suspended: false,
             verdict: ToolVerdict {
                 ready: Some("True".into()),
                 reason: Some("ReconciliationSucceeded".into()),
+                message: Some(
+                    "Applied revision: master@sha1:6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c".into()
+                ),
                 revision: Some("master@sha1:6f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c".into()),
+                reconciled_at: Some("2026-05-04T08:56:02Z".into()),
                 ..ToolVerdict::default()
             },
         }
@@ -170,6 +173,20 @@ fn secret_values_never_show() {
         ),
     );
     found.push(flux::map_kustomization(&ks[0], &binary));
+    // Ready messages quoting the values taken from Secrets (a build error, say)
+    let quoting = format!("build failed near {} and {}", SECRETS[0], SECRETS[1]);
+    let mut kustomization = ks[0].clone();
+    kustomization["status"]["conditions"] =
+        json!([{"type": "Ready", "status": "False", "reason": "BuildFailed", "message": quoting}]);
+    let quoting = "upgrade failed: cannot reach postgres://shop:Sup3rS3cret@db.internal:5432/shop";
+    found.push(flux::map_kustomization(&kustomization, &ctx));
+    let mut release = releases[0].clone();
+    release["status"]["conditions"] = json!([{"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": quoting}]);
+    found.push(flux::map_helm_release(&release, &hr_ctx));
+    for f in &found[4..] {
+        let message = f.app.verdict.message.as_deref().expect("a message");
+        assert!(message.contains("<redacted>"), "{message}");
+    }
 
     for f in &found {
         let shown = format!("{f:?} {:?} {}", f.problems, problems(f).join("\n"));
@@ -255,7 +272,9 @@ fn a_helm_release_of_a_chart_folder_in_git() {
         ToolVerdict {
             ready: Some("False".into()),
             reason: Some("UpgradeFailed".into()),
+            message: Some("Helm upgrade failed for release podinfo-prod/podinfo-prod-podinfo with chart podinfo@6.7.1: context deadline exceeded".into()),
             revision: Some("6.7.1".into()),
+            reconciled_at: Some("2026-05-04T09:01:30Z".into()),
             ..ToolVerdict::default()
         }
     );
