@@ -391,3 +391,84 @@ pub(crate) async fn drifts(
     };
     Ok((status, html(&page)?).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::dto::ToolDto;
+
+    fn environment(tool: Option<ToolDto>, status: &str, open_drifts: usize) -> EnvironmentDto {
+        EnvironmentDto {
+            name: "flux.apps.podinfo".into(),
+            status: status.into(),
+            score: None,
+            open_drifts,
+            scanning: false,
+            watching: true,
+            last_scan: None,
+            last_error: None,
+            sources: Vec::new(),
+            leader: None,
+            tool,
+        }
+    }
+
+    #[test]
+    fn a_flux_verdict_beside_driftguards() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 9, 0, 0).unwrap();
+        let tool = ToolDto {
+            tool: "flux".into(),
+            kind: "Kustomization".into(),
+            namespace: "apps".into(),
+            name: "podinfo".into(),
+            source: None,
+            in_sync: Some(true),
+            healthy: Some(true),
+            sync: None,
+            health: None,
+            operation: None,
+            ready: Some("True".into()),
+            reason: Some("ReconciliationSucceeded".into()),
+            message: Some("Applied revision: main@sha1:1a2b3c4d".into()),
+            revision: Some("main@sha1:1a2b3c4d".into()),
+            reconciled_at: Some(now - chrono::Duration::hours(3)),
+            suspended: true,
+            observed_at: now,
+        };
+        let p = tool_panel(&environment(Some(tool.clone()), "drifted", 3), now)
+            .expect("a discovered environment");
+        assert_eq!(p.heading, "What Flux says");
+        assert_eq!(p.object, "Kustomization apps/podinfo");
+        assert_eq!(
+            p.sentence,
+            "Flux says Ready=True, suspended; DriftGuard sees 3 open drifts."
+        );
+        let labels: Vec<&str> = p.facts.iter().map(|f| f.0).collect();
+        assert_eq!(
+            labels,
+            ["Ready", "Reason", "Revision", "Suspended", "Reconciled"]
+        );
+        assert_eq!(p.facts[0].2, "status-in_sync");
+        assert_eq!(p.facts[4].1, "3 h ago");
+        assert_eq!(
+            p.message.as_deref(),
+            Some("Applied revision: main@sha1:1a2b3c4d")
+        );
+
+        let one = tool_panel(&environment(Some(tool.clone()), "drifted", 1), now).expect("panel");
+        assert!(
+            one.sentence.ends_with("DriftGuard sees 1 open drift."),
+            "{}",
+            one.sentence
+        );
+        let clean = tool_panel(&environment(Some(tool), "in_sync", 0), now).expect("panel");
+        assert!(
+            clean.sentence.ends_with("DriftGuard sees no drift."),
+            "{}",
+            clean.sentence
+        );
+        assert!(tool_panel(&environment(None, "in_sync", 0), now).is_none());
+    }
+}
