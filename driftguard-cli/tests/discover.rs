@@ -842,7 +842,7 @@ fn serve_follows_applications_as_they_change() {
             "--type",
             "merge",
             "-p",
-            r#"{"status":{"sync":{"status":"OutOfSync","revision":"0123456789abcdef0123456789abcdef01234567"},"health":{"status":"Degraded"},"operationState":{"phase":"Failed"},"reconciledAt":"2026-12-01T09:00:00Z"}}"#,
+            r#"{"status":{"sync":{"status":"OutOfSync","revision":"0123456789abcdef0123456789abcdef01234567"},"health":{"status":"Degraded"},"operationState":{"phase":"Failed","operation":{"sync":{"revision":"0123456789abcdef0123456789abcdef01234567"}},"startedAt":"2026-12-01T08:59:00Z"},"reconciledAt":"2026-12-01T09:00:00Z"}}"#,
         ],
     );
     let tool = |server: &util::e2e::Server| -> Value {
