@@ -261,6 +261,10 @@ async fn every_page_renders_with_its_data_and_the_security_headers() {
     ] {
         assert!(overview.text.contains(needle), "overview lacks {needle}");
     }
+    assert!(
+        !overview.text.contains("id=\"fleet-table\""),
+        "two environments are cards only"
+    );
     // prod: 30 open of 40 (every fourth resolved)
     assert!(
         overview.text.contains("<strong>31</strong> open drifts"),
@@ -1331,4 +1335,116 @@ async fn bidi_controls_in_names_and_values_are_shown_not_obeyed() {
         );
     }
     assert!(one.text.contains("\\u{2067}"), "values too: {}", one.text);
+}
+
+/// `n` environments `fleet-00`.. on one memory store; `drifts` gives some of them open drifts
+/// (by index: how many; severities low, medium, high, critical in turn).
+async fn fleet(n: usize, drifts: &[(usize, usize)]) -> Router {
+    let store: Arc<dyn DriftStore> = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(testkit::t0() + chrono::Duration::hours(1)));
+    let mut envs = Vec::new();
+    for i in 0..n {
+        let name = format!("fleet-{i:02}");
+        let (env, _, _) = testkit::memory_environment(
+            &name,
+            store.clone(),
+            clock.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        envs.push(env);
+        if let Some((_, k)) = drifts.iter().find(|(e, _)| *e == i) {
+            testkit::fill_store(store.as_ref(), &name, *k, 0)
+                .await
+                .expect("store filled");
+        }
+    }
+    let state = AppState::builder(store, envs, Arc::new(Metrics::new()))
+        .clock(clock)
+        .build();
+    router(state)
+}
+
+/// Where each needle first shows in `text`, in the order given (a needle missing fails).
+fn positions(text: &str, needles: &[String]) -> Vec<usize> {
+    needles
+        .iter()
+        .map(|n| text.find(n.as_str()).unwrap_or_else(|| panic!("no {n}")))
+        .collect()
+}
+
+fn is_sorted(v: &[usize]) -> bool {
+    v.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test]
+async fn up_to_two_dozen_environments_each_is_a_card() {
+    let app = fleet(24, &[(3, 2)]).await;
+    let overview = page(&app, "/", None).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    assert_eq!(overview.text.matches("<li class=\"card\"").count(), 24);
+    assert!(!overview.text.contains("id=\"fleet-table\""));
+    assert!(overview
+        .text
+        .contains("in <strong>1</strong> of 24 environments"));
+}
+
+#[tokio::test]
+async fn a_fleet_shows_the_environments_needing_attention_as_cards_and_every_one_in_a_table() {
+    // fleet-03: 8 open drifts (2 critical), fleet-07: 4 (1 critical), fleet-11: 1 (low)
+    let app = fleet(30, &[(11, 1), (7, 4), (3, 8)]).await;
+    let overview = page(&app, "/", None).await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    assert_self_contained(&overview.text);
+    let text = &overview.text;
+    assert!(
+        text.contains("<strong>13</strong> open drifts") && text.contains("of 30 environments"),
+        "{text}"
+    );
+    // cards: only the drifted ones, the most critical first
+    assert_eq!(text.matches("<li class=\"card\"").count(), 3, "{text}");
+    let cards = positions(
+        text,
+        &["fleet-03", "fleet-07", "fleet-11"].map(|e| format!("id=\"env-{e}\"")),
+    );
+    assert!(is_sorted(&cards), "{cards:?}");
+    assert!(
+        !text.contains("id=\"env-fleet-00\""),
+        "an environment in sync is no card"
+    );
+    // the table: a row per environment, worst first by default
+    assert!(text.contains("id=\"fleet-table\""));
+    assert_eq!(text.matches("<tr id=\"row-fleet-").count(), 30);
+    assert!(text
+        .contains("aria-sort=\"descending\"><a href=\"/?range=24h&#38;sort=status#fleet\">Status"));
+    let worst_first = positions(
+        text,
+        &["fleet-03", "fleet-07", "fleet-11", "fleet-00", "fleet-29"]
+            .map(|e| format!("id=\"row-{e}\"")),
+    );
+    assert!(is_sorted(&worst_first), "{worst_first:?}");
+    // a row links to the environment's drifts and has its own Scan button
+    assert!(text.contains("<a href=\"/drifts?environment=fleet-29\">fleet-29</a>"));
+    assert!(text.contains("aria-label=\"Scan fleet-29 now\""));
+
+    // sorted by name, by open drifts; the range keeps the sort
+    let by_name = page(&app, "/?sort=name", None).await.text;
+    let names: Vec<String> = (0..30)
+        .map(|i| format!("id=\"row-fleet-{i:02}\""))
+        .collect();
+    assert!(is_sorted(&positions(&by_name, &names)));
+    assert!(by_name.contains(
+        "aria-sort=\"ascending\"><a href=\"/?range=24h&#38;sort=name#fleet\">Environment"
+    ));
+    assert!(by_name.contains("href=\"/?range=7d&#38;sort=name\""));
+    let by_open = page(&app, "/?sort=open", None).await.text;
+    let most = positions(
+        &by_open,
+        &["fleet-03", "fleet-07", "fleet-11", "fleet-00"].map(|e| format!("id=\"row-{e}\"")),
+    );
+    assert!(is_sorted(&most), "{most:?}");
+    // an unknown sort is the default one
+    let unknown = page(&app, "/?sort=nope", None).await;
+    assert_eq!(unknown.status, StatusCode::OK);
+    assert!(unknown.text.contains("sorted by status, worst first"));
 }

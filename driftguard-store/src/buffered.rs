@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, EventQuery, OpenTally, Page};
 use driftguard_core::retry::{self, Backoff};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use tokio::sync::Notify;
@@ -368,6 +368,18 @@ impl DriftStore for BufferedStore {
         limit: usize,
     ) -> Result<Vec<ScanSummary>, StoreError> {
         self.inner.scans(environment, limit).await
+    }
+
+    async fn scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.inner.scans_at(environments, times).await
+    }
+
+    async fn open_tallies(&self, environments: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        self.inner.open_tallies(environments).await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {

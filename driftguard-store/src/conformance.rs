@@ -1024,8 +1024,8 @@ impl DriftStore for RequiredOnly {
     }
 }
 
-/// The provided methods (`record`, `drift`, `history`, `delivered_until`) mean what the trait
-/// says, whether a store overrides them or not: each answers like the trait's default built on
+/// The provided methods (`record`, `drift`, `history`, `scans_at`, `open_tallies`,
+/// `delivered_until`) mean what the trait says, whether a store overrides them or not: each answers like the trait's default built on
 /// the store's own required methods, and like the reference store.
 pub async fn provided_methods(store: Arc<dyn DriftStore>) {
     let reference = MemoryStore::new();
@@ -1122,6 +1122,110 @@ pub async fn provided_methods(store: Arc<dyn DriftStore>) {
         }
     }
     assert!(with_several > 0, "some objects have several events");
+    let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    // scans_at: the scans at a chart's points, with two scans of one environment starting
+    // together (the higher id is the later one)
+    for id in ["dev-tie-a", "dev-tie-b"] {
+        let b = ScanBatch {
+            environment: "dev".into(),
+            summary: Some(summary("dev", id, t(50_000), 0)),
+            ..ScanBatch::default()
+        };
+        commit_both(&store, &reference, &b).await;
+    }
+    let started: Vec<DateTime<Utc>> = reference
+        .scans(None, usize::MAX)
+        .await
+        .expect("scans")
+        .iter()
+        .map(|s| s.started_at)
+        .collect();
+    assert!(started.len() > 4, "the dataset has scans");
+    let nano = Duration::nanoseconds(1);
+    let mut every: Vec<DateTime<Utc>> = started
+        .iter()
+        .flat_map(|&at| [at - nano, at, at + nano])
+        .collect();
+    every.extend([t(-1), t(1_000_000)]);
+    let cases: Vec<(Vec<String>, Vec<DateTime<Utc>>)> = vec![
+        (owned(&["prod", "dev"]), every.clone()),
+        (owned(&["dev", "nope", "dev"]), every.clone()),
+        (
+            owned(&["prod"]),
+            vec![t(1_000_000), started[started.len() / 2], t(-1)],
+        ),
+        (owned(&["dev"]), vec![t(50_000)]),
+        (owned(&["prod", "dev"]), vec![t(-1)]),
+        (owned(&["prod", "dev"]), Vec::new()),
+        (Vec::new(), every.clone()),
+    ];
+    let mut answered = 0;
+    for (envs, times) in &cases {
+        let got = store.scans_at(envs, times).await.expect("scans_at");
+        assert_eq!(
+            got,
+            defaults
+                .scans_at(envs, times)
+                .await
+                .expect("default scans_at"),
+            "scans_at({envs:?}, {} times) is what scans() holds",
+            times.len()
+        );
+        assert_eq!(
+            got,
+            reference.scans_at(envs, times).await.expect("reference"),
+            "scans_at({envs:?}, {} times)",
+            times.len()
+        );
+        answered += got.len();
+    }
+    assert!(answered > 0, "some points have scans");
+    let tie = store
+        .scans_at(&owned(&["dev"]), &[t(50_000)])
+        .await
+        .expect("scans_at");
+    assert_eq!(
+        tie.iter().map(|s| s.scan_id.as_str()).collect::<Vec<_>>(),
+        ["dev-tie-b"],
+        "of two scans starting together, the higher id"
+    );
+    // open_tallies: every environment's open drifts counted, and environments without any
+    for envs in [
+        owned(&["prod", "dev"]),
+        owned(&["dev", "nope", "prod", "dev"]),
+        owned(&["nope"]),
+        Vec::new(),
+    ] {
+        let got = store.open_tallies(&envs).await.expect("open_tallies");
+        assert_eq!(
+            got,
+            defaults
+                .open_tallies(&envs)
+                .await
+                .expect("default open_tallies"),
+            "open_tallies({envs:?}) is what drifts() holds"
+        );
+        assert_eq!(
+            got,
+            reference.open_tallies(&envs).await.expect("reference"),
+            "open_tallies({envs:?})"
+        );
+    }
+    let both = store
+        .open_tallies(&owned(&["prod", "dev"]))
+        .await
+        .expect("open_tallies");
+    assert_eq!(
+        both.iter()
+            .map(|t| t.environment.as_str())
+            .collect::<Vec<_>>(),
+        ["dev", "prod"]
+    );
+    assert!(
+        both.iter()
+            .all(|t| t.total() > 0 && t.oldest.is_some() && t.counts.len() > 1),
+        "the dataset has open drifts of several kinds in each: {both:?}"
+    );
     // delivered_until: what the reference keeps (the default, which keeps nothing, is for
     // stores that cannot keep a mark)
     for (name, secs) in [("webhook", Some(100)), ("email", Some(7)), ("slack", None)] {

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, EventQuery, OpenTally, Page};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 
 /// Reads from another store and keeps the batches written until [`DeferredStore::take`] (and
@@ -87,6 +87,18 @@ impl DriftStore for DeferredStore {
         limit: usize,
     ) -> Result<Vec<ScanSummary>, StoreError> {
         self.inner.scans(environment, limit).await
+    }
+
+    async fn scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.inner.scans_at(environments, times).await
+    }
+
+    async fn open_tallies(&self, environments: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        self.inner.open_tallies(environments).await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {

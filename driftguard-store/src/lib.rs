@@ -48,7 +48,7 @@ pub use mongo::{MongoOptions, MongoStore};
 pub use sqlite::SqliteStore;
 
 #[cfg(any(feature = "sqlite", feature = "mongodb"))]
-pub(crate) use shared::{backend, corrupt, nanos, severity_rank};
+pub(crate) use shared::{backend, corrupt, nanos, severity_of_rank, severity_rank};
 
 /// What the stores share: sort keys and error constructors.
 #[cfg(any(feature = "sqlite", feature = "mongodb"))]
@@ -75,6 +75,18 @@ mod shared {
             Severity::High => 2,
             Severity::Critical => 3,
         }
+    }
+
+    /// The severity of a stored rank ([`severity_rank`]).
+    pub(crate) fn severity_of_rank(rank: i64) -> Option<Severity> {
+        [
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ]
+        .into_iter()
+        .find(|s| severity_rank(*s) == rank)
     }
 
     pub(crate) fn backend(context: impl Into<String>, e: impl Into<BoxError>) -> StoreError {

@@ -11,7 +11,7 @@ use driftguard_core::audit::{
 };
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, EventQuery, OpenTally, Page};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind};
 use driftguard_test_support::build;
@@ -61,6 +61,24 @@ pub(crate) fn event() -> DriftEvent {
         event_id: "probe-event".into(),
         ..build::event(EventKind::Detected, &drift(), at(), "probe-scan")
     }
+}
+
+pub(crate) fn scan() -> ScanSummary {
+    ScanSummary {
+        scan_id: "probe-scan".into(),
+        environment: "prod".into(),
+        started_at: at(),
+        duration_ms: 1,
+        revision: None,
+        counts: Default::default(),
+        score: 0.0,
+        errors: Vec::new(),
+        events: 0,
+    }
+}
+
+pub(crate) fn tally() -> OpenTally {
+    OpenTally::of("prod", &[drift()])
 }
 
 /// An audit index with one object and one cursor.
@@ -137,6 +155,22 @@ impl DriftStore for Probe {
     async fn scans(&self, _: Option<&str>, _: usize) -> Result<Vec<ScanSummary>, StoreError> {
         self.log("scans");
         Ok(Vec::new())
+    }
+
+    /// Not empty: so the default (over `scans`, empty) would not answer it.
+    async fn scans_at(
+        &self,
+        _: &[String],
+        _: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.log("scans_at");
+        Ok(vec![scan()])
+    }
+
+    /// Not empty: so the default (over `drifts`, empty) would not answer it.
+    async fn open_tallies(&self, _: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        self.log("open_tallies");
+        Ok(vec![tally()])
     }
 
     async fn prune(&self, _: DateTime<Utc>) -> Result<PruneStats, StoreError> {
@@ -232,6 +266,22 @@ pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Pr
     assert_eq!(probe.take_calls(), one("history"));
     assert_eq!(store.scans(None, 5).await.expect("scans"), vec![]);
     assert_eq!(probe.take_calls(), one("scans"));
+    assert_eq!(
+        store
+            .scans_at(&["prod".to_owned()], &[at()])
+            .await
+            .expect("scans_at"),
+        vec![scan()]
+    );
+    assert_eq!(probe.take_calls(), one("scans_at"));
+    assert_eq!(
+        store
+            .open_tallies(&["prod".to_owned()])
+            .await
+            .expect("open_tallies"),
+        vec![tally()]
+    );
+    assert_eq!(probe.take_calls(), one("open_tallies"));
     assert_eq!(store.prune(at()).await.expect("prune"), PRUNED);
     assert_eq!(probe.take_calls(), one("prune"));
     let health = store.health().await.expect_err("the probe's health fails");

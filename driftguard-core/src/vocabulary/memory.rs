@@ -114,11 +114,7 @@ impl DriftStore for MemoryStore {
             .filter(|s| environment.is_none_or(|e| s.environment == e))
             .cloned()
             .collect();
-        v.sort_by(|a, b| {
-            b.started_at
-                .cmp(&a.started_at)
-                .then(b.scan_id.cmp(&a.scan_id))
-        });
+        v.sort_by(crate::query::newest_scan_first);
         v.truncate(limit);
         Ok(v)
     }

@@ -18,7 +18,7 @@ use crate::audit::AuditSnapshot;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
-use crate::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
+use crate::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
 use crate::state::{Drift, DriftEvent, DriftRecord};
 
 /// A boxed error from an adapter.
@@ -532,6 +532,63 @@ pub trait DriftStore: Send + Sync {
         environment: Option<&str>,
         limit: usize,
     ) -> Result<Vec<ScanSummary>, StoreError>;
+
+    /// The scans that tell each environment's state at each of `times` (a chart's points):
+    /// for every environment in `environments` and every time, the latest scan of the
+    /// environment started at or before it ([`crate::query::scans_at`]); each scan once,
+    /// newest first ([`crate::query::newest_scan_first`]). One call for a chart of a whole
+    /// fleet, however often the environments are scanned. The default reads every scan of
+    /// each environment; stores with an index on (environment, start) seek each answer.
+    async fn scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        let mut out = Vec::new();
+        if times.is_empty() {
+            return Ok(out);
+        }
+        let environments: std::collections::BTreeSet<&String> = environments.iter().collect();
+        for env in environments {
+            let all = self.scans(Some(env), usize::MAX).await?;
+            out.extend(crate::query::scans_at(&all, times));
+        }
+        out.sort_by(crate::query::newest_scan_first);
+        Ok(out)
+    }
+
+    /// The open drifts of each environment in `environments`, counted by severity and
+    /// direction, with the oldest ([`OpenTally`]): one per environment, each once, by name (an
+    /// environment without open drifts has an empty tally). One call for an overview of a
+    /// whole fleet, without reading each drift. The default reads every open drift of each
+    /// environment; stores count them with their indexes.
+    async fn open_tallies(&self, environments: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        let environments: std::collections::BTreeSet<&String> = environments.iter().collect();
+        let mut out = Vec::with_capacity(environments.len());
+        for env in environments {
+            let mut open = Vec::new();
+            let mut offset = 0;
+            loop {
+                let page = self
+                    .drifts(&DriftQuery {
+                        environment: Some(env.clone()),
+                        status: DriftStatus::Open,
+                        sort: DriftSort::Detected,
+                        limit: 1000,
+                        offset,
+                        ..DriftQuery::default()
+                    })
+                    .await?;
+                open.extend(page.items);
+                match page.next_offset {
+                    Some(n) => offset = n,
+                    None => break,
+                }
+            }
+            out.push(OpenTally::of(env, &open));
+        }
+        Ok(out)
+    }
 
     /// Removes events, scans and resolved episodes older than `before`.
     async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError>;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::ResourceId;
 use crate::names::named_enum;
 use crate::path::glob_match;
+use crate::ports::ScanSummary;
 use crate::severity::Severity;
 use crate::state::{Direction, Drift, DriftEvent, DriftKind, EventKind};
 
@@ -229,6 +230,90 @@ impl<T> Page<T> {
     }
 }
 
+/// Newest scan first: by start, then by scan id (both descending), the order of
+/// [`DriftStore::scans`](crate::ports::DriftStore::scans).
+pub fn newest_scan_first(a: &ScanSummary, b: &ScanSummary) -> std::cmp::Ordering {
+    b.started_at
+        .cmp(&a.started_at)
+        .then_with(|| b.scan_id.cmp(&a.scan_id))
+}
+
+/// The scans that tell one environment's state at each of `times`: for each time, the latest
+/// scan (in [`newest_scan_first`] order) started at or before it; each scan once, newest
+/// first. `scans` are the environment's scans, newest first. The meaning of
+/// [`DriftStore::scans_at`](crate::ports::DriftStore::scans_at) for one environment.
+pub fn scans_at(scans: &[ScanSummary], times: &[DateTime<Utc>]) -> Vec<ScanSummary> {
+    let mut kept: Vec<usize> = times
+        .iter()
+        .filter_map(|t| scans.iter().position(|s| s.started_at <= *t))
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    kept.into_iter().map(|i| scans[i].clone()).collect()
+}
+
+/// The open drifts of one environment, counted: what an overview shows of an environment,
+/// without reading each drift.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenTally {
+    /// The environment.
+    pub environment: String,
+    /// Open drifts by severity and direction (only pairs that have some).
+    pub counts: std::collections::BTreeMap<(Severity, Direction), usize>,
+    /// The oldest open drift: when it was detected and its episode (of two detected together,
+    /// the smaller episode id).
+    pub oldest: Option<(DateTime<Utc>, String)>,
+}
+
+impl OpenTally {
+    /// The tally of `environment` over `drifts` (the reference meaning of
+    /// [`DriftStore::open_tallies`](crate::ports::DriftStore::open_tallies)): the open ones of
+    /// that environment are counted, others are ignored.
+    pub fn of<'a>(environment: &str, drifts: impl IntoIterator<Item = &'a Drift>) -> OpenTally {
+        let mut t = OpenTally {
+            environment: environment.to_owned(),
+            ..OpenTally::default()
+        };
+        for d in drifts {
+            if d.id.environment != environment || !d.is_open() {
+                continue;
+            }
+            *t.counts.entry((d.severity, d.direction)).or_default() += 1;
+            let older = t
+                .oldest
+                .as_ref()
+                .is_none_or(|(at, ep)| (d.detected_at, &d.episode) < (*at, ep));
+            if older {
+                t.oldest = Some((d.detected_at, d.episode.clone()));
+            }
+        }
+        t
+    }
+
+    /// Open drifts in all.
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+
+    /// Open drifts of one severity.
+    pub fn of_severity(&self, severity: Severity) -> usize {
+        self.counts
+            .iter()
+            .filter(|((s, _), _)| *s == severity)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Open drifts of one direction.
+    pub fn of_direction(&self, direction: Direction) -> usize {
+        self.counts
+            .iter()
+            .filter(|((_, d), _)| *d == direction)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +357,45 @@ mod tests {
         assert!(q(d.detected_at + second).matches(&d));
         assert!(!q(d.detected_at).matches(&d), "exclusive");
         assert!(!q(d.detected_at - second).matches(&d));
+    }
+
+    fn scan(env: &str, id: &str, secs: i64) -> ScanSummary {
+        ScanSummary {
+            scan_id: id.into(),
+            environment: env.into(),
+            started_at: DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("valid time"),
+            duration_ms: 1,
+            revision: None,
+            counts: crate::ports::ScanCounts::default(),
+            score: 0.0,
+            errors: Vec::new(),
+            events: 0,
+        }
+    }
+
+    #[test]
+    fn scans_at_keeps_the_latest_scan_at_or_before_each_time_once() {
+        let at = |secs: i64| DateTime::from_timestamp(1_700_000_000 + secs, 0).expect("time");
+        // newest first; b and c start together: the higher id is the later one
+        let mut scans = vec![
+            scan("e", "a", 10),
+            scan("e", "b", 20),
+            scan("e", "c", 20),
+            scan("e", "d", 40),
+        ];
+        scans.sort_by(newest_scan_first);
+        let ids = |v: Vec<ScanSummary>| v.into_iter().map(|s| s.scan_id).collect::<Vec<_>>();
+        assert_eq!(ids(scans_at(&scans, &[at(5)])), Vec::<String>::new());
+        assert_eq!(
+            ids(scans_at(&scans, &[at(10)])),
+            ["a"],
+            "at the time counts"
+        );
+        assert_eq!(
+            ids(scans_at(&scans, &[at(35), at(25), at(12), at(20), at(100)])),
+            ["d", "c", "a"],
+            "each once, newest first, whatever the order of the times"
+        );
+        assert_eq!(ids(scans_at(&scans, &[])), Vec::<String>::new());
     }
 }

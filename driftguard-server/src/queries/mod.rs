@@ -237,6 +237,52 @@ pub async fn scans(
     })
 }
 
+/// The scans that tell each environment's state at each of `times` (a chart's points), read in
+/// one store call ([`DriftStore::scans_at`](driftguard_core::ports::DriftStore::scans_at)): one
+/// list per environment of this server, in its order, each newest first.
+pub async fn scans_at(
+    state: &AppState,
+    times: &[chrono::DateTime<chrono::Utc>],
+) -> Result<Vec<Vec<ScanDto>>, AppError> {
+    let names: Vec<String> = state
+        .environments()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    let found = state.store.scans_at(&names, times).await?;
+    let mut out: Vec<Vec<ScanDto>> = vec![Vec::new(); names.len()];
+    let index: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    for s in &found {
+        if let Some(&i) = index.get(s.environment.as_str()) {
+            out[i].push(ScanDto::from(s));
+        }
+    }
+    Ok(out)
+}
+
+/// Every environment's open drifts counted, by severity and direction, with the oldest
+/// ([`OpenTally`](driftguard_core::query::OpenTally)), read in one store call; by name.
+pub async fn open_tallies(
+    state: &AppState,
+) -> Result<std::collections::HashMap<String, driftguard_core::query::OpenTally>, AppError> {
+    let names: Vec<String> = state
+        .environments()
+        .iter()
+        .map(|e| e.name.clone())
+        .collect();
+    Ok(state
+        .store
+        .open_tallies(&names)
+        .await?
+        .into_iter()
+        .map(|t| (t.environment.clone(), t))
+        .collect())
+}
+
 /// The remediation plan of a drift episode: `action`, or the suggested one. Never applied.
 pub async fn remediation(
     state: &AppState,

@@ -141,16 +141,23 @@ fn runs(values: &[Option<f64>], max: f64) -> Vec<String> {
         .collect()
 }
 
-/// Draws the chart of `range` ending at `now` from the scans of each environment (each list
-/// newest first, reaching back past the range's start when history allows).
-pub fn draw(range: Range, now: DateTime<Utc>, scans: &[Vec<ScanDto>]) -> Chart {
+/// The times the chart of `range` ending at `now` shows, oldest first: the ends of its
+/// buckets, from the range's start to `now`. The state at each is the last scan before it
+/// ([`DriftStore::scans_at`](driftguard_core::ports::DriftStore::scans_at) reads just those).
+pub fn points(range: Range, now: DateTime<Utc>) -> Vec<DateTime<Utc>> {
     let start = now - range.duration();
     let bucket = range.duration() / BUCKETS as i32;
+    (0..=BUCKETS).map(|i| start + bucket * i as i32).collect()
+}
+
+/// Draws the chart of `range` ending at `now` from the scans of each environment (each list
+/// newest first, holding at least the last scan at or before each of [`points`]).
+pub fn draw(range: Range, now: DateTime<Utc>, scans: &[Vec<ScanDto>]) -> Chart {
+    let start = now - range.duration();
     let mut open = Vec::with_capacity(BUCKETS + 1);
     let mut score = Vec::with_capacity(BUCKETS + 1);
     let mut rows = Vec::new();
-    for i in 0..=BUCKETS {
-        let end = start + bucket * i as i32;
+    for end in points(range, now) {
         let mut o: Option<usize> = None;
         let mut s: Option<f64> = None;
         for env in scans {
@@ -236,6 +243,51 @@ mod tests {
             Some((1, "5.0"))
         );
         assert_eq!(c.open.runs.len(), 1, "no gap once a scan is known");
+    }
+
+    #[test]
+    fn the_scans_at_the_points_draw_the_same_chart_as_every_scan() {
+        let now = Utc::now();
+        let summary = |env: &str, i: i64, every: Duration| ScanSummary {
+            scan_id: format!("{env}-{i}"),
+            environment: env.into(),
+            started_at: now - every * i as i32,
+            duration_ms: 1,
+            revision: None,
+            counts: ScanCounts {
+                modified: (i % 7) as usize,
+                ..ScanCounts::default()
+            },
+            score: (i % 11) as f64,
+            errors: Vec::new(),
+            events: 0,
+        };
+        // newest first: every 10 minutes for 40 days, every 7 hours, once 3 days ago, never
+        let histories: Vec<Vec<ScanSummary>> = vec![
+            (0..5760)
+                .map(|i| summary("a", i, Duration::minutes(10)))
+                .collect(),
+            (1..200)
+                .map(|i| summary("b", i, Duration::hours(7)))
+                .collect(),
+            vec![summary("c", 1, Duration::days(3))],
+            Vec::new(),
+        ];
+        let dtos = |v: &[ScanSummary]| v.iter().map(ScanDto::from).collect::<Vec<_>>();
+        for range in Range::ALL {
+            let every: Vec<Vec<ScanDto>> = histories.iter().map(|h| dtos(h)).collect();
+            let points = points(range, now);
+            let chosen: Vec<Vec<ScanDto>> = histories
+                .iter()
+                .map(|h| dtos(&driftguard_core::query::scans_at(h, &points)))
+                .collect();
+            assert!(chosen[0].len() <= points.len());
+            assert_eq!(
+                draw(range, now, &every),
+                draw(range, now, &chosen),
+                "{range:?}"
+            );
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, EventQuery, OpenTally, Page};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use mongodb::bson::{doc, Document};
 use mongodb::error::ErrorKind;
@@ -267,6 +267,20 @@ impl DriftStore for MongoStore {
     ) -> Result<Vec<ScanSummary>, StoreError> {
         self.ready().await?;
         self.read_scans(environment, limit).await
+    }
+
+    async fn scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        self.ready().await?;
+        self.read_scans_at(environments, times).await
+    }
+
+    async fn open_tallies(&self, environments: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        self.ready().await?;
+        self.read_open_tallies(environments).await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
+use driftguard_core::state::{Direction, Drift, DriftEvent, DriftRecord};
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
@@ -15,7 +15,7 @@ use super::schema::{
     body_of, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
 };
 use super::{merr, MongoStore};
-use crate::{corrupt, nanos, severity_rank};
+use crate::{corrupt, nanos, severity_of_rank, severity_rank};
 
 pub(super) fn i64_of(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -293,6 +293,137 @@ impl MongoStore {
         let f = environment.map_or_else(Document::new, |e| doc! {"env": e});
         self.find_all(SCANS, f, doc! {"started_at": -1, "_id": -1}, 0, Some(limit))
             .await
+    }
+
+    /// The scans that tell each environment's state at each of `times`, each once, newest
+    /// first: one aggregation, a branch per time (`$unionWith`), each the latest scan of each
+    /// environment at or before that time (`$sort` on the `env_started` index, `$group` by
+    /// environment with `$first`), then each scan once.
+    pub(super) async fn read_scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        if environments.is_empty() || times.is_empty() {
+            return Ok(Vec::new());
+        }
+        let latest_at = |t: DateTime<Utc>| {
+            vec![
+                doc! {"$match": {"env": {"$in": environments}, "started_at": {"$lte": nanos(t)}}},
+                doc! {"$sort": {"env": 1, "started_at": -1, "_id": -1}},
+                doc! {"$group": {"_id": "$env", "scan": {"$first": "$_id"}, "body": {"$first": "$body"}}},
+            ]
+        };
+        let mut pipeline = latest_at(times[0]);
+        for t in &times[1..] {
+            pipeline.push(doc! {"$unionWith": {"coll": SCANS, "pipeline": latest_at(*t)}});
+        }
+        pipeline.push(doc! {"$group": {"_id": "$scan", "body": {"$first": "$body"}}});
+        let docs: Vec<Document> = self
+            .coll(SCANS)
+            .aggregate(pipeline)
+            .await
+            .map_err(|e| merr("aggregate scans", e))?
+            .try_collect()
+            .await
+            .map_err(|e| merr("read scans", e))?;
+        let mut out = docs
+            .iter()
+            .map(|d| body_of(SCANS, d))
+            .collect::<Result<Vec<ScanSummary>, StoreError>>()?;
+        out.sort_by(driftguard_core::query::newest_scan_first);
+        Ok(out)
+    }
+
+    /// The open drifts of each environment counted (by severity and direction) and the
+    /// oldest: two aggregations over the indexed fields, no drift's body is read.
+    pub(super) async fn read_open_tallies(
+        &self,
+        environments: &[String],
+    ) -> Result<Vec<OpenTally>, StoreError> {
+        let mut envs: Vec<&String> = environments.iter().collect();
+        envs.sort_unstable();
+        envs.dedup();
+        let mut out: Vec<OpenTally> = envs
+            .iter()
+            .map(|e| OpenTally {
+                environment: (*e).clone(),
+                ..OpenTally::default()
+            })
+            .collect();
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let at = |env: &str| envs.binary_search_by(|e| e.as_str().cmp(env)).ok();
+        let open = doc! {"$match": {"env": {"$in": environments}, "open": true}};
+        let run = |pipeline: Vec<Document>| async move {
+            let docs: Vec<Document> = self
+                .coll(EPISODES)
+                .aggregate(pipeline)
+                .await
+                .map_err(|e| merr("aggregate episodes", e))?
+                .try_collect()
+                .await
+                .map_err(|e| merr("read episodes", e))?;
+            Ok::<_, StoreError>(docs)
+        };
+        let counted = run(vec![
+            open.clone(),
+            doc! {"$group": {
+                "_id": {"env": "$env", "severity": "$severity", "direction": "$direction"},
+                "n": {"$sum": 1},
+            }},
+        ])
+        .await?;
+        for d in &counted {
+            let key = d
+                .get_document("_id")
+                .map_err(|e| corrupt("open drift count", e))?;
+            let env = key
+                .get_str("env")
+                .map_err(|e| corrupt("open drift count", e))?;
+            let rank = match key.get("severity") {
+                Some(Bson::Int64(n)) => *n,
+                Some(Bson::Int32(n)) => i64::from(*n),
+                other => return Err(corrupt("open drift count", format!("severity {other:?}"))),
+            };
+            let severity = severity_of_rank(rank)
+                .ok_or_else(|| corrupt("open drift count", format!("severity rank {rank}")))?;
+            let direction: Direction = key
+                .get_str("direction")
+                .map_err(|e| corrupt("open drift count", e))?
+                .parse()
+                .map_err(|e| corrupt("open drift count", e))?;
+            let n = match d.get("n") {
+                Some(Bson::Int64(n)) => *n,
+                Some(Bson::Int32(n)) => i64::from(*n),
+                other => return Err(corrupt("open drift count", format!("count {other:?}"))),
+            };
+            if let Some(i) = at(env) {
+                *out[i].counts.entry((severity, direction)).or_default() += n.max(0) as usize;
+            }
+        }
+        let oldest = run(vec![
+            open,
+            doc! {"$sort": {"env": 1, "detected_at": 1, "_id": 1}},
+            doc! {"$group": {"_id": "$env", "at": {"$first": "$detected_at"}, "episode": {"$first": "$_id"}}},
+        ])
+        .await?;
+        for d in &oldest {
+            let env = d
+                .get_str("_id")
+                .map_err(|e| corrupt("oldest open drift", e))?;
+            let when = d
+                .get_i64("at")
+                .map_err(|e| corrupt("oldest open drift", e))?;
+            let episode = d
+                .get_str("episode")
+                .map_err(|e| corrupt("oldest open drift", e))?;
+            if let Some(i) = at(env) {
+                out[i].oldest = Some((DateTime::from_timestamp_nanos(when), episode.to_owned()));
+            }
+        }
+        Ok(out)
     }
 
     pub(super) async fn read_fence(&self, environment: &str) -> Result<Option<u64>, StoreError> {

@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, EventQuery, OpenTally, Page};
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use rusqlite::{Connection, OpenFlags};
 
@@ -247,6 +247,22 @@ impl DriftStore for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.with(move |c| query::read_scans(c, env.as_deref(), limit))
             .await
+    }
+
+    async fn scans_at(
+        &self,
+        environments: &[String],
+        times: &[DateTime<Utc>],
+    ) -> Result<Vec<ScanSummary>, StoreError> {
+        let envs = environments.to_vec();
+        let times: Vec<i64> = times.iter().map(|t| nanos(*t)).collect();
+        self.with(move |c| query::read_scans_at(c, &envs, &times))
+            .await
+    }
+
+    async fn open_tallies(&self, environments: &[String]) -> Result<Vec<OpenTally>, StoreError> {
+        let envs = environments.to_vec();
+        self.with(move |c| query::read_open_tallies(c, &envs)).await
     }
 
     async fn prune(&self, before: DateTime<Utc>) -> Result<PruneStats, StoreError> {

@@ -2,16 +2,18 @@
 //! index, with the filters of [`DriftQuery`] and [`EventQuery`] turned into SQL (the meaning of
 //! each filter is `driftguard_core::query`'s).
 
+use chrono::DateTime;
 use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::ports::{ScanSummary, StoreError};
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Page};
+use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
+use driftguard_core::state::Direction;
 use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::schema::from_json;
 use super::sql;
-use crate::{nanos, severity_rank};
+use crate::{corrupt, nanos, severity_of_rank, severity_rank};
 
 /// The current records of one environment, by key.
 pub(super) fn read_records(conn: &Connection, env: &str) -> Result<Vec<DriftRecord>, StoreError> {
@@ -89,6 +91,99 @@ pub(super) fn read_scans(
                 push(b)?;
             }
         }
+    }
+    Ok(out)
+}
+
+/// The scans that tell each environment's state at each time (`times` in nanoseconds), each
+/// once, newest first: per environment, one seek on `scans_env_started` per scan answered,
+/// from the latest time back (every time between a scan and the time that found it is
+/// answered by that scan).
+pub(super) fn read_scans_at(
+    conn: &Connection,
+    envs: &[String],
+    times: &[i64],
+) -> Result<Vec<ScanSummary>, StoreError> {
+    let mut times = times.to_vec();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let mut envs: Vec<&String> = envs.iter().collect();
+    envs.sort_unstable();
+    envs.dedup();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT started_at, body FROM scans WHERE env = ?1 AND started_at <= ?2
+             ORDER BY started_at DESC, scan_id DESC LIMIT 1",
+        )
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for env in envs {
+        let mut rest = times.as_slice();
+        while let Some(&t) = rest.first() {
+            let found: Option<(i64, String)> = stmt
+                .query_row(params![env, t], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sql)?;
+            let Some((started, body)) = found else {
+                break; // nothing this early, so nothing earlier
+            };
+            out.push(from_json::<ScanSummary>("scan", &body)?);
+            let next = rest.iter().position(|&u| u < started).unwrap_or(rest.len());
+            rest = &rest[next..];
+        }
+    }
+    out.sort_by(driftguard_core::query::newest_scan_first);
+    Ok(out)
+}
+
+/// The open drifts of each environment counted (by severity and direction) and the oldest,
+/// from the indexed columns: no drift's body is read.
+pub(super) fn read_open_tallies(
+    conn: &Connection,
+    envs: &[String],
+) -> Result<Vec<OpenTally>, StoreError> {
+    let mut envs: Vec<&String> = envs.iter().collect();
+    envs.sort_unstable();
+    envs.dedup();
+    let mut counts = conn
+        .prepare_cached(
+            "SELECT severity, direction, COUNT(*) FROM episodes WHERE env = ?1 AND open = 1
+             GROUP BY severity, direction",
+        )
+        .map_err(sql)?;
+    let mut oldest = conn
+        .prepare_cached(
+            "SELECT detected_at, episode FROM episodes WHERE env = ?1 AND open = 1
+             ORDER BY detected_at ASC, episode ASC LIMIT 1",
+        )
+        .map_err(sql)?;
+    let mut out = Vec::with_capacity(envs.len());
+    for env in envs {
+        let mut t = OpenTally {
+            environment: env.clone(),
+            ..OpenTally::default()
+        };
+        let rows = counts
+            .query_map([env], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        for row in rows {
+            let (rank, direction, n) = row.map_err(sql)?;
+            let severity = severity_of_rank(rank)
+                .ok_or_else(|| corrupt("episode", format!("severity rank {rank}")))?;
+            let direction: Direction = direction.parse().map_err(|e| corrupt("episode", e))?;
+            t.counts.insert((severity, direction), n.max(0) as usize);
+        }
+        t.oldest = oldest
+            .query_row([env], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            .optional()
+            .map_err(sql)?
+            .map(|(at, ep)| (DateTime::from_timestamp_nanos(at), ep));
+        out.push(t);
     }
     Ok(out)
 }

@@ -12,7 +12,7 @@ use axum::{Extension, Form};
 use chrono::{DateTime, Datelike, Utc};
 use driftguard_core::duration::HumanDuration;
 use driftguard_core::id::ResourceId;
-use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery};
+use driftguard_core::query::{DriftQuery, DriftSort, EventQuery};
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{Direction, DriftKind, EventKind};
 
