@@ -99,8 +99,6 @@ const NEVER: &[&str] = &["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"];
 pub const STDERR_SHOWN: usize = 1_000;
 /// How much of the beginning and of the end of standard error is kept.
 const STDERR_KEPT: usize = 32 * 1024;
-/// What replaces a secret in an error message.
-const REDACTED: &str = "<redacted>";
 
 /// Whether a program may use the network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -667,10 +665,7 @@ fn drain_stderr(mut stderr: impl Read, limit: u64) -> Event {
 /// [`stderr_summary`]), at most [`STDERR_SHOWN`] characters: its beginning and its end
 /// (where a program says why it failed) around `…`.
 fn excerpt(stderr: &str, secrets: &[String]) -> String {
-    let mut text = stderr.to_owned();
-    for s in secrets {
-        text = text.replace(s.as_str(), REDACTED);
-    }
+    let text = driftguard_core::secret::redact_values(stderr, secrets);
     let joined = stderr_summary(&text, usize::MAX);
     if joined.chars().count() <= STDERR_SHOWN {
         return joined;

@@ -97,6 +97,23 @@ pub fn redact_at(pointer: &str, value: &Value) -> Value {
     cur
 }
 
+/// What a message shows in place of a known secret value (a token a program echoed, a value
+/// taken from a Secret).
+pub const REDACTED_TEXT: &str = "<redacted>";
+
+/// `text` with every occurrence of each of `secrets` replaced by [`REDACTED_TEXT`], the
+/// longest first (one may hold another); empty values are ignored. For messages from other
+/// programs and tools that may quote a value DriftGuard knows to be secret.
+pub fn redact_values(text: &str, secrets: &[String]) -> String {
+    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for s in sorted {
+        out = out.replace(s.as_str(), REDACTED_TEXT);
+    }
+    out
+}
+
 /// What is said instead of an API server's (or another program's) message about a Secret: such
 /// a message may quote the value it refused (`.stringData.pin: expected string, got
 /// &value.valueUnstructured{Value:73191184}`), so it is never passed on. The answer names the
@@ -152,6 +169,20 @@ pub fn api_message(status: u16, message: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn known_values_are_redacted_longest_first() {
+        let secrets = [
+            "s3cr3t".to_owned(),
+            String::new(),
+            "s3cr3t-and-more".to_owned(),
+        ];
+        assert_eq!(
+            redact_values("url https://u:s3cr3t-and-more@h and s3cr3t", &secrets),
+            "url https://u:<redacted>@h and <redacted>"
+        );
+        assert_eq!(redact_values("nothing here", &secrets), "nothing here");
+    }
 
     fn secret() -> Value {
         json!({

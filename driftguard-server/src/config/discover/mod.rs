@@ -174,7 +174,7 @@ impl Discovered {
     }
 }
 
-const REDACTED: &str = "<redacted>";
+const REDACTED: &str = driftguard_core::secret::REDACTED_TEXT;
 
 /// The values of `env`'s `secret_fields` (see [`Discovered::secret_values`]).
 pub fn secret_values(env: &EnvironmentConfig, secret_fields: &[String]) -> Vec<String> {

@@ -97,7 +97,8 @@ impl ToolVerdict {
                 ToolVerdict {
                     ready: of("status"),
                     reason: of("reason"),
-                    message: of("message").map(|m| shorten(&redact(&m, secrets))),
+                    message: of("message")
+                        .map(|m| shorten(&driftguard_core::secret::redact_values(&m, secrets))),
                     revision: status_string(status, &[revision]),
                     reconciled_at: of("lastTransitionTime"),
                     suspended: object.pointer("/spec/suspend").and_then(Value::as_bool)
@@ -211,18 +212,6 @@ pub fn verdict_fields(object: &Value) -> Value {
                 .entry((*step).to_owned())
                 .or_insert_with(|| Value::Object(Map::new()));
         }
-    }
-    out
-}
-
-/// `text` with each of `secrets` replaced by `<redacted>`, the longest first (one may hold
-/// another).
-fn redact(text: &str, secrets: &[String]) -> String {
-    let mut sorted: Vec<&String> = secrets.iter().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut out = text.to_owned();
-    for s in sorted {
-        out = out.replace(s.as_str(), super::REDACTED);
     }
     out
 }
