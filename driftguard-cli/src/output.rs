@@ -9,7 +9,7 @@ use driftguard_core::findings::drift_risk;
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::remediate::advice::suggest;
 use driftguard_core::severity::Severity;
-use driftguard_core::state::{Drift, DriftEvent, DriftKind};
+use driftguard_core::state::{recurrences_label, Drift, DriftEvent, DriftKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -348,8 +348,8 @@ pub fn events_table(events: &[DriftEvent], style: Style) -> String {
         .iter()
         .map(|e| {
             let d = &e.drift;
-            let detail = match (e.kind, d.resolution) {
-                (driftguard_core::state::EventKind::Resolved, Some(r)) => r.to_string(),
+            let detail = match (e.kind, d.ended_how()) {
+                (driftguard_core::state::EventKind::Resolved, Some(how)) => how,
                 _ => fields_label(d),
             };
             vec![
@@ -394,14 +394,13 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
     if let Some(p) = &d.provenance {
         let _ = writeln!(out, "  defined in Git at {p}");
     }
-    let status = if d.is_open() {
-        "open".to_owned()
-    } else {
-        format!(
-            "resolved {} ({})",
+    let status = match (d.ended_how(), recurrences_label(d.recurrences)) {
+        (Some(how), _) => format!(
+            "resolved {} ({how})",
             d.resolved_at.map(|t| ago(t, now)).unwrap_or_default(),
-            d.resolution.map(|r| r.to_string()).unwrap_or_default()
-        )
+        ),
+        (None, Some(again)) => format!("open, {again}"),
+        (None, None) => "open".to_owned(),
     };
     let _ = writeln!(
         out,

@@ -401,11 +401,16 @@ impl Scanner {
         } else {
             Vec::new()
         };
+        let records = self.records().await?;
+        let open = records
+            .values()
+            .filter(|r| r.drift.is_some())
+            .map(|r| r.id.clone())
+            .collect();
         let st = self
             .engine
-            .index_predicted(&desired, &snapshot, &predictions);
+            .index_known(&desired, &snapshot, &predictions, open);
         drop((desired, snapshot, predictions));
-        let records = self.records().await?;
         let tick = Tick {
             now: started,
             scan_id: scan_id.clone(),
@@ -444,6 +449,13 @@ impl Scanner {
             .await?;
         state.last_full_scan = Some(started);
         *self.scope.lock().expect("scope cell is never poisoned") = Some(self.scope_of(&st));
+        let mut st = st;
+        st.open_drifts = state
+            .records
+            .values()
+            .filter(|r| r.drift.is_some())
+            .map(|r| r.id.clone())
+            .collect();
         state.env = Some(st);
         Ok(report)
     }
@@ -745,10 +757,20 @@ impl Scanner {
         let events = batch.events.clone();
         if !batch.is_empty() {
             for id in &ids {
-                match ev.records.remove(id) {
-                    Some(r) => state.records.insert(id.clone(), r),
-                    None => state.records.remove(id),
+                let open = match ev.records.remove(id) {
+                    Some(r) => {
+                        let open = r.drift.is_some();
+                        state.records.insert(id.clone(), r);
+                        open
+                    }
+                    None => {
+                        state.records.remove(id);
+                        false
+                    }
                 };
+                if let Some(st) = state.env.as_mut() {
+                    st.note_open(id, open);
+                }
             }
             state.unwritten.push_back(batch);
         }
@@ -998,7 +1020,8 @@ impl Scanner {
                 None => rest.push(i),
             }
         }
-        let Some(since) = rest.iter().map(|&i| events[i].drift.detected_at).min() else {
+        // only a remediation of the current opening counts (an episode may recur)
+        let Some(since) = rest.iter().map(|&i| events[i].drift.opened_at()).min() else {
             return;
         };
         let mut q = EventQuery {
@@ -1008,7 +1031,7 @@ impl Scanner {
             limit: 1000,
             ..EventQuery::default()
         };
-        let mut done: HashMap<String, RemediationRecord> = HashMap::new();
+        let mut done: HashMap<String, (DateTime<Utc>, RemediationRecord)> = HashMap::new();
         loop {
             // best effort: a store that cannot answer leaves the resolutions as they are
             let Ok(page) = self.store.events(&q).await else {
@@ -1016,7 +1039,7 @@ impl Scanner {
             };
             for r in page.items {
                 if let Some(rec) = r.remediation.filter(|rec| rec.ok) {
-                    done.insert(r.drift.episode, rec);
+                    done.insert(r.drift.episode, (r.at, rec));
                 }
             }
             match page.next_offset {
@@ -1026,7 +1049,8 @@ impl Scanner {
         }
         for i in rest {
             let episode = events[i].drift.episode.clone();
-            if let Some(r) = done.get(&episode) {
+            let opened = events[i].drift.opened_at();
+            if let Some((_, r)) = done.get(&episode).filter(|(at, _)| *at >= opened) {
                 credit(&mut events[i], &episode, r);
             }
         }

@@ -73,6 +73,9 @@ named_enum! {
         Resolved => "resolved",
         /// DriftGuard remediated the drift (or tried to): see [`DriftEvent::remediation`].
         Remediated => "remediated",
+        /// A drift that had been reverted came back, the same change on the same fields soon
+        /// after ([`RECURRENCE_WINDOW`]): its episode opens again ([`Drift::recurrences`]).
+        Recurred => "recurred",
     }
 }
 
@@ -231,10 +234,20 @@ pub struct Drift {
     /// How it ended.
     #[serde(default)]
     pub resolution: Option<Resolution>,
-    /// Who ended it, when DriftGuard did (a remediation: [`crate::remediate::ACTOR`]); absent
-    /// when the drift ended by someone else's change.
+    /// Who ended it: DriftGuard for a remediation ([`crate::remediate::ACTOR`]); otherwise,
+    /// for a drift that ended with the object still live (reverted or applied), the field
+    /// manager that wrote the drifted fields back ([`Observation::resolver`]: a GitOps tool's
+    /// correction names `kustomize-controller`, `argocd-controller`). Absent when unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_by: Option<String>,
+    /// How many times the episode came back after it was reverted ([`EventKind::Recurred`]):
+    /// a hand change a GitOps tool keeps undoing is one episode, not a new one every time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recurrences: u32,
+    /// When it last came back ([`EventKind::Recurred`]); absent for an episode that never
+    /// did. The current opening began then (or at [`Drift::detected_at`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recurred_at: Option<DateTime<Utc>>,
     /// Git revision at the last update.
     #[serde(default)]
     pub revision: Option<String>,
@@ -247,6 +260,29 @@ pub struct Drift {
     pub findings: Vec<Finding>,
 }
 
+/// How a drift ended, in words, from its resolution and who ended it: `reverted by
+/// kustomize-controller`, `adopted`. Every frontend says it this way.
+pub fn ended_how(resolution: &str, resolved_by: Option<&str>) -> String {
+    match resolved_by {
+        Some(by) => format!("{resolution} by {by}"),
+        None => resolution.to_owned(),
+    }
+}
+
+/// How often an episode came back, in words (`came back once`, `came back 3 times`); `None`
+/// for one that never did.
+pub fn recurrences_label(n: u32) -> Option<String> {
+    match n {
+        0 => None,
+        1 => Some("came back once".into()),
+        n => Some(format!("came back {n} times")),
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl Drift {
     /// Whether the drift is still open.
     pub fn is_open(&self) -> bool {
@@ -254,12 +290,29 @@ impl Drift {
     }
 
     /// Who: for a drift DriftGuard ended, DriftGuard ([`Drift::resolved_by`]); otherwise who
-    /// changed the object ([`Attribution::who`]).
+    /// changed the object ([`Attribution::who`]), also when a tool wrote it back (that one is
+    /// [`Drift::resolved_by`]).
     pub fn who(&self) -> String {
         match &self.resolved_by {
-            Some(by) => by.clone(),
-            None => self.attribution.who(self.direction),
+            Some(by) if by == crate::remediate::ACTOR => by.clone(),
+            _ => self.attribution.who(self.direction),
         }
+    }
+
+    /// When the current opening began: when it last came back, else when it was detected.
+    pub fn opened_at(&self) -> DateTime<Utc> {
+        self.recurred_at.unwrap_or(self.detected_at)
+    }
+
+    /// How it ended, in words (`reverted by kustomize-controller`); `None` while open.
+    pub fn ended_how(&self) -> Option<String> {
+        self.resolution
+            .map(|r| ended_how(r.as_str(), self.resolved_by.as_deref()))
+    }
+
+    /// The drifted paths, owned.
+    pub fn paths_owned(&self) -> Vec<crate::path::FieldPath> {
+        self.fields.iter().map(|f| f.path.clone()).collect()
     }
 
     /// The drifted paths.
@@ -323,8 +376,59 @@ pub struct DriftRecord {
     /// and serial). `None` when in sync, or when the source knows no such mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_mark: Option<Hash64>,
+    /// The object's last episode, when it ended as [`Resolution::Reverted`] less than
+    /// [`RECURRENCE_WINDOW`] ago: the same drift coming back reopens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<RevertedEpisode>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+/// How long after a revert the same drift coming back is the same episode recurring: a day,
+/// the span of a person (or a script) fighting a GitOps tool's corrections. A drift that
+/// comes back later is a new episode.
+pub const RECURRENCE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// What a record keeps of its last reverted episode (see [`DriftRecord::reverted`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RevertedEpisode {
+    /// The episode.
+    pub episode: String,
+    /// Its kind.
+    pub kind: DriftKind,
+    /// Its drifted paths (empty for a missing object).
+    #[serde(default)]
+    pub paths: Vec<crate::path::FieldPath>,
+    /// When it was first detected.
+    pub detected_at: DateTime<Utc>,
+    /// When it was last reverted.
+    pub reverted_at: DateTime<Utc>,
+    /// How many times it had come back ([`Drift::recurrences`]).
+    #[serde(default)]
+    pub recurrences: u32,
+}
+
+impl RevertedEpisode {
+    /// What a record keeps of `d`, reverted at `at`.
+    fn of(d: &Drift, at: DateTime<Utc>) -> Self {
+        RevertedEpisode {
+            episode: d.episode.clone(),
+            kind: d.kind,
+            paths: d.fields.iter().map(|f| f.path.clone()).collect(),
+            detected_at: d.detected_at,
+            reverted_at: at,
+            recurrences: d.recurrences,
+        }
+    }
+
+    /// Whether a drift of `kind` on `fields`, opening at `now`, is this episode coming back:
+    /// the same kind on the same fields, within [`RECURRENCE_WINDOW`] of the revert.
+    fn recurs(&self, kind: DriftKind, fields: &[FieldDiff], now: DateTime<Utc>) -> bool {
+        self.kind == kind
+            && self.paths.len() == fields.len()
+            && self.paths.iter().zip(fields).all(|(p, f)| *p == f.path)
+            && now - self.reverted_at <= RECURRENCE_WINDOW
+    }
 }
 
 /// One event of the audit trail.
@@ -412,6 +516,9 @@ pub struct Observation {
     pub applied_mark: Option<u64>,
     /// What the audit log says of the drift (`None`: the environment keeps no audit index).
     pub audit: Option<AuditFinding>,
+    /// When an open drift ends with the object live: the field manager that wrote it back
+    /// (see [`Drift::resolved_by`]; filled in by the engine from `managedFields`).
+    pub resolver: Option<String>,
 }
 
 impl Observation {
@@ -429,6 +536,7 @@ impl Observation {
             provenance: None,
             applied_mark: None,
             audit: None,
+            resolver: None,
         }
     }
 }
@@ -492,6 +600,10 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
     };
 
     let new_kind = drift_kind(&obs.presence);
+    // what is kept of the last reverted episode: while it may recur
+    let mut reverted = prev
+        .and_then(|r| r.reverted.clone())
+        .filter(|r| tick.now - r.reverted_at <= RECURRENCE_WINDOW);
     // close the open drift if it ended or changed kind
     if let Some(open) = prev_drift {
         if new_kind != Some(open.kind) {
@@ -501,6 +613,12 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
             closed.resolution = Some(how);
             closed.updated_at = tick.now;
             closed.revision = tick.revision.clone().or(closed.revision);
+            // who wrote the object back, when it is still live (a tool's correction)
+            if matches!(how, Resolution::Reverted | Resolution::Applied) {
+                closed.resolved_by = obs.resolver.clone();
+            }
+            reverted =
+                (how == Resolution::Reverted).then(|| RevertedEpisode::of(&closed, tick.now));
             events.push(event(EventKind::Resolved, closed, tick));
         }
     }
@@ -572,8 +690,15 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                     }
                 }
                 None => {
+                    // the same drift back soon after a revert: the episode recurs
+                    let recurs = reverted
+                        .take()
+                        .filter(|r| r.recurs(kind, &fields, tick.now));
                     let d = Drift {
-                        episode: episode_id(&obs.id, kind, tick.now),
+                        episode: recurs.as_ref().map_or_else(
+                            || episode_id(&obs.id, kind, tick.now),
+                            |r| r.episode.clone(),
+                        ),
                         id: obs.id.clone(),
                         api_version: obs.api_version.clone(),
                         kind,
@@ -581,16 +706,22 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
                         severity: obs.severity,
                         fields,
                         attribution,
-                        detected_at: tick.now,
+                        detected_at: recurs.as_ref().map_or(tick.now, |r| r.detected_at),
                         updated_at: tick.now,
                         resolved_at: None,
                         resolution: None,
                         resolved_by: None,
+                        recurrences: recurs.as_ref().map_or(0, |r| r.recurrences + 1),
+                        recurred_at: recurs.as_ref().map(|_| tick.now),
                         revision: tick.revision.clone(),
                         provenance: obs.provenance.clone(),
                         findings: obs.findings.clone(),
                     };
-                    events.push(event(EventKind::Detected, d.clone(), tick));
+                    let kind = match recurs {
+                        Some(_) => EventKind::Recurred,
+                        None => EventKind::Detected,
+                    };
+                    events.push(event(kind, d.clone(), tick));
                     Some(d)
                 }
             }
@@ -615,6 +746,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
         baseline,
         drift,
         applied_mark,
+        reverted,
         updated_at: prev.map_or(tick.now, |p| p.updated_at),
     };
     let changed = prev != Some(&record);

@@ -74,6 +74,8 @@ pub fn drift() -> DriftBuilder {
             resolved_at: None,
             resolution: None,
             resolved_by: None,
+            recurrences: 0,
+            recurred_at: None,
             revision: None,
             provenance: None,
             findings: Vec::new(),
@@ -287,6 +289,7 @@ pub fn record(id: &ResourceId, drift: Option<Drift>, at: DateTime<Utc>) -> Drift
         baseline: None,
         drift,
         applied_mark: None,
+        reverted: None,
         updated_at: at,
     }
 }

@@ -421,11 +421,12 @@ fn resolutions_after_a_remediation_name_driftguard_and_remediations_are_announce
     ]);
     w.clock.advance(Duration::seconds(1));
     let report = block_on(w.scanner.scan()).expect("drift again");
+    // the same hand change soon after its remediation: the episode recurs
     let again = report
         .events
         .iter()
-        .find(|e| e.kind == EventKind::Detected)
-        .expect("detected")
+        .find(|e| e.kind == EventKind::Recurred)
+        .expect("recurred")
         .drift
         .clone();
     block_on(

@@ -10,6 +10,7 @@ use driftguard_core::memory::{
 };
 use driftguard_core::ports::{KindError, ObjectVersion};
 use driftguard_core::prelude::*;
+use driftguard_core::query::DriftStatus;
 use driftguard_core::testkit::{configmap, deployment};
 use futures_executor::block_on;
 use serde_json::{json, Value};
@@ -532,4 +533,207 @@ fn a_security_finding_raises_the_score_above_the_severity() {
     assert_eq!(d.severity, Severity::Medium);
     assert_eq!(d.findings[0].rule, "run-as-root");
     assert_eq!(report.summary.score, 50.0);
+}
+
+/// `v` as the API server returns it after these writes: (manager, operation, subresource,
+/// minutes after t0, the fields it owns as `fieldsV1`).
+fn managed(mut v: Value, writes: &[(&str, &str, &str, i64, Value)]) -> Value {
+    v["metadata"]["managedFields"] = writes
+        .iter()
+        .map(|(manager, op, sub, at, fields)| {
+            let mut e = json!({
+                "manager": manager,
+                "operation": op,
+                "apiVersion": "apps/v1",
+                "time": (t0() + Duration::minutes(*at)).to_rfc3339(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": fields,
+            });
+            if !sub.is_empty() {
+                e["subresource"] = json!(sub);
+            }
+            e
+        })
+        .collect();
+    v
+}
+
+/// Flux's kustomize-controller applied `web` at `at`, owning what Git sets.
+fn flux_applied(replicas: i64, at: i64) -> Value {
+    managed(
+        web(replicas, "app:1"),
+        &[(
+            "kustomize-controller",
+            "Apply",
+            "",
+            at,
+            json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+                "k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}),
+        )],
+    )
+}
+
+/// A person scaled `web` to `replicas` at `at` (`kubectl scale`: the scale subresource) after
+/// Flux applied it at `applied`.
+fn scaled_by_hand(replicas: i64, applied: i64, at: i64) -> Value {
+    managed(
+        web(replicas, "app:1"),
+        &[
+            (
+                "kustomize-controller",
+                "Apply",
+                "",
+                applied,
+                json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"app\"}": {".": {}, "f:image": {}, "f:name": {}}}}}}}),
+            ),
+            (
+                "kubectl",
+                "Update",
+                "scale",
+                at,
+                json!({"f:spec": {"f:replicas": {}}}),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn a_tool_correction_names_the_tool_and_a_repeated_hand_change_recurs() {
+    let w = World::new_with_git(&[web(3, "app:1")]);
+    w.live(&[flux_applied(3, 0)]);
+    assert_eq!(w.scan(), Vec::<String>::new());
+    w.live(&[scaled_by_hand(5, 0, 2)]);
+    assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
+    let first = open_drift(&w);
+    // Flux's drift correction: a forced apply takes spec.replicas back
+    w.live(&[flux_applied(3, 4)]);
+    let events = block_on(w.scanner.scan()).expect("scan").events;
+    assert_eq!(events.len(), 1);
+    let ended = &events[0].drift;
+    assert_eq!(ended.resolution, Some(Resolution::Reverted));
+    assert_eq!(ended.resolved_by.as_deref(), Some("kustomize-controller"));
+    assert_eq!(ended.who(), "kubectl", "who made the drift stays named");
+    assert_eq!(
+        ended.ended_how().as_deref(),
+        Some("reverted by kustomize-controller")
+    );
+
+    // the same hand change again: the same episode, recurring
+    w.clock.advance(Duration::minutes(10));
+    w.live(&[scaled_by_hand(5, 4, 16)]);
+    assert_eq!(w.scan(), vec!["recurred:Deployment/web:modified:forward"]);
+    let again = open_drift(&w);
+    assert_eq!(again.episode, first.episode);
+    assert_eq!(again.recurrences, 1);
+    assert_eq!(
+        again.detected_at, first.detected_at,
+        "since when: the first time"
+    );
+    let all = block_on(w.store.drifts(&DriftQuery {
+        status: DriftStatus::All,
+        ..DriftQuery::default()
+    }))
+    .expect("query");
+    assert_eq!(all.total, 1, "one episode, not one per hand change");
+    w.live(&[flux_applied(3, 20)]);
+    assert_eq!(
+        w.scan(),
+        vec!["resolved:Deployment/web:modified:forward:reverted"]
+    );
+    w.live(&[scaled_by_hand(5, 20, 22)]);
+    assert_eq!(w.scan(), vec!["recurred:Deployment/web:modified:forward"]);
+    assert_eq!(open_drift(&w).recurrences, 2);
+    w.live(&[flux_applied(3, 24)]);
+    w.scan();
+
+    // another field is another episode
+    w.live(&[managed(
+        web(3, "app:2"),
+        &[(
+            "kubectl-set",
+            "Update",
+            "",
+            30,
+            json!({"f:spec": {"f:template": {"f:spec": {
+            "f:containers": {"k:{\"name\":\"app\"}": {"f:image": {}}}}}}}),
+        )],
+    )]);
+    assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
+    assert_ne!(open_drift(&w).episode, first.episode);
+    w.live(&[flux_applied(3, 32)]);
+    w.scan();
+
+    // the first hand change, a day after its last revert: a new episode
+    w.clock.advance(Duration::hours(25));
+    w.live(&[scaled_by_hand(5, 32, 60 * 26)]);
+    assert_eq!(w.scan(), vec!["detected:Deployment/web:modified:forward"]);
+    let later = open_drift(&w);
+    assert_ne!(later.episode, first.episode);
+    assert_eq!(later.recurrences, 0);
+}
+
+#[test]
+fn a_drift_reverted_without_managed_fields_names_nobody() {
+    let w = World::new_with_git(&[web(3, "app:1")]);
+    w.live(&[web(3, "app:1")]);
+    w.scan();
+    w.live(&[web(5, "app:1")]);
+    w.scan();
+    w.live(&[web(3, "app:1")]);
+    let events = block_on(w.scanner.scan()).expect("scan").events;
+    assert_eq!(events[0].drift.resolution, Some(Resolution::Reverted));
+    assert_eq!(events[0].drift.resolved_by, None);
+    assert_eq!(events[0].drift.ended_how().as_deref(), Some("reverted"));
+}
+
+/// The one open drift.
+fn open_drift(w: &World) -> Drift {
+    let open = block_on(w.store.drifts(&DriftQuery {
+        status: DriftStatus::Open,
+        ..DriftQuery::default()
+    }))
+    .expect("query");
+    assert_eq!(open.items.len(), 1, "one open drift");
+    open.items[0].clone()
+}
+
+impl World {
+    fn new_with_git(objects: &[Value]) -> World {
+        let mut w = World::new();
+        w.git(objects);
+        w
+    }
+}
+
+#[test]
+fn a_correction_seen_by_the_watch_names_the_tool() {
+    use driftguard_core::ports::LiveChange;
+    let w = World::new_with_git(&[web(3, "app:1")]);
+    w.live(&[flux_applied(3, 0)]);
+    w.scan();
+    let change = |v: Value| LiveChange::Applied(RawLive::new(served(v)));
+    let opened = block_on(
+        w.scanner
+            .apply_live_change(&change(scaled_by_hand(5, 0, 2))),
+    )
+    .expect("live change");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].kind, EventKind::Detected);
+    let ended =
+        block_on(w.scanner.apply_live_change(&change(flux_applied(3, 4)))).expect("live change");
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].drift.resolution, Some(Resolution::Reverted));
+    assert_eq!(
+        ended[0].drift.resolved_by.as_deref(),
+        Some("kustomize-controller")
+    );
+    let again = block_on(
+        w.scanner
+            .apply_live_change(&change(scaled_by_hand(5, 4, 6))),
+    )
+    .expect("live change");
+    assert_eq!(again[0].kind, EventKind::Recurred);
+    assert_eq!(again[0].drift.episode, opened[0].drift.episode);
+    assert_eq!(again[0].drift.recurrences, 1);
 }

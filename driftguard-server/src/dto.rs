@@ -8,7 +8,7 @@ use driftguard_core::id::ResourceId;
 use driftguard_core::path::FieldPath;
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::remediate::advice::{FieldChange, PlanStep, RemediationPlan};
-use driftguard_core::state::{Drift, DriftEvent, DriftRecord};
+use driftguard_core::state::{recurrences_label, Drift, DriftEvent, DriftRecord};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -78,6 +78,15 @@ pub struct DriftSummary {
     pub resolved_at: Option<DateTime<Utc>>,
     /// How it ended: `reverted`, `adopted`, `applied` or `removed`.
     pub resolution: Option<String>,
+    /// Who ended it: `driftguard` for a remediation, else the field manager that wrote the
+    /// drifted fields back (a GitOps tool's correction: `kustomize-controller`,
+    /// `argocd-controller`); absent when unknown or still open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// How many times the episode came back after it was reverted (a hand change a tool
+    /// keeps undoing is one episode: event `recurred`).
+    #[serde(default)]
+    pub recurrences: u32,
     /// Git revision at the last update.
     pub revision: Option<String>,
     /// How much the drift weighs: its severity raised by its findings (`low` .. `critical`;
@@ -115,6 +124,26 @@ impl From<&Finding> for FindingDto {
     }
 }
 
+impl DriftSummary {
+    /// How it ended, in words ([`driftguard_core::state::ended_how`]); `None` while open.
+    pub fn ended_how(&self) -> Option<String> {
+        let r = self.resolution.as_ref()?;
+        Some(driftguard_core::state::ended_how(
+            r,
+            self.resolved_by.as_deref(),
+        ))
+    }
+
+    /// The status in words: `open`, `open, came back twice`, `resolved (reverted by …)`.
+    pub fn status_label(&self) -> String {
+        match (self.ended_how(), recurrences_label(self.recurrences)) {
+            (Some(how), _) => format!("resolved ({how})"),
+            (None, Some(again)) => format!("{}, {again}", self.status),
+            (None, None) => self.status.clone(),
+        }
+    }
+}
+
 impl From<&Drift> for DriftSummary {
     fn from(d: &Drift) -> Self {
         DriftSummary {
@@ -131,6 +160,8 @@ impl From<&Drift> for DriftSummary {
             updated_at: d.updated_at,
             resolved_at: d.resolved_at,
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
+            resolved_by: d.resolved_by.clone(),
+            recurrences: d.recurrences,
             revision: d.revision.clone(),
             risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
             findings: d.findings.iter().map(FindingDto::from).collect(),
@@ -890,6 +921,29 @@ mod tests {
             rendered["provenance"]["rendered"],
             serde_json::json!({"renderer": "helm", "source": "charts/shop",
                 "values": ["envs/prod/values.yaml"], "inputs_commit": "abc"})
+        );
+    }
+    #[test]
+    fn the_status_says_who_ended_a_drift_and_how_often_it_came_back() {
+        let mut d = crate::testkit::numbered_drift("prod", 0, Severity::High, true);
+        d.resolved_at = None;
+        d.resolution = None;
+        assert_eq!(DriftSummary::from(&d).status_label(), "open");
+        d.recurrences = 2;
+        let s = DriftSummary::from(&d);
+        assert_eq!(s.status_label(), "open, came back 2 times");
+        assert_eq!(serde_json::to_value(&s).expect("json")["recurrences"], 2);
+        d.resolved_at = Some(d.updated_at);
+        d.resolution = Some(driftguard_core::state::Resolution::Reverted);
+        d.resolved_by = Some("kustomize-controller".into());
+        let s = DriftSummary::from(&d);
+        assert_eq!(
+            s.status_label(),
+            "resolved (reverted by kustomize-controller)"
+        );
+        assert_eq!(
+            serde_json::to_value(&s).expect("json")["resolved_by"],
+            "kustomize-controller"
         );
     }
 }

@@ -25,6 +25,7 @@ use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, Pag
 use driftguard_core::severity::Severity;
 use driftguard_core::state::{
     Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Hash64, Resolution,
+    RevertedEpisode,
 };
 use driftguard_core::testkit::{self, DriftBuilder};
 use serde_json::json;
@@ -509,6 +510,45 @@ pub async fn round_trip(store: Arc<dyn DriftStore>) {
         scans.iter().map(|s| s.scan_id.as_str()).collect::<Vec<_>>(),
         ["s2", "s1"]
     );
+    // the same drift back soon after: the episode opens again (a `recurred` event), and the
+    // record keeps what it knows of the revert
+    let mut again = d.clone();
+    again.updated_at = t(30);
+    again.recurrences = 1;
+    again.recurred_at = Some(t(30));
+    let mut kept = record(&id, Some(again.clone()), t(30));
+    kept.reverted = Some(RevertedEpisode {
+        episode: again.episode.clone(),
+        kind: again.kind,
+        paths: Vec::new(),
+        detected_at: again.detected_at,
+        reverted_at: t(20),
+        recurrences: 0,
+    });
+    store
+        .commit(&ScanBatch {
+            environment: "prod".into(),
+            summary: Some(summary("prod", "s3", t(30), 1)),
+            upserts: vec![kept.clone()],
+            deletes: vec![],
+            events: vec![event(EventKind::Recurred, &again, t(30), "s3")],
+            epoch: None,
+        })
+        .await
+        .expect("commits");
+    assert_eq!(store.record(&id).await.expect("record"), Some(kept));
+    let open = store.drifts(&DriftQuery::default()).await.expect("drifts");
+    assert_eq!(open.items, vec![again.clone()], "open again");
+    let every = store
+        .drifts(&DriftQuery {
+            status: DriftStatus::All,
+            ..DriftQuery::default()
+        })
+        .await
+        .expect("drifts");
+    assert_eq!(every.total, 1, "one episode");
+    assert_eq!(store.drift("ep1").await.expect("drift"), Some(again));
+    assert_eq!(store.history(&id, 10).await.expect("history").len(), 3);
     // an empty batch is a no-op
     store
         .commit(&ScanBatch::default())

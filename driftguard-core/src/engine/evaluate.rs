@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use crate::audit::{attributable, attribute, window_start, AuditEvidence, AuditFinding};
 use crate::id::ResourceId;
+use crate::managed::{owners_of, ManagedFieldsEntry};
 use crate::ports::{ObjectVersion, ScanCounts};
 use crate::state::{
     transition, Direction, DriftEvent, DriftKind, DriftRecord, Observation, Presence, Tick,
@@ -132,6 +133,7 @@ impl Engine {
             if audit.enabled {
                 add_audit(st, prev, &mut obs, audit);
             }
+            add_resolver(st, prev, &mut obs);
             let t = transition(prev, &obs, tick);
             ev.events.extend(t.events);
             match t.record {
@@ -224,6 +226,41 @@ impl Engine {
             _ => {}
         }
     }
+}
+
+/// Names who wrote the object back when its open drift ends with the object live
+/// ([`Observation::resolver`]): the newest field manager, in `managedFields`, of the fields
+/// that were drifted (a modified object), or of the object's fields (a missing object that is
+/// back). A GitOps tool's correction names the tool (`kustomize-controller`,
+/// `argocd-controller`); a person's `kubectl` names `kubectl-*`. Status writes say nothing of
+/// who restored the spec and are left out. Nothing is named when no manager owns them (a
+/// field added by hand and removed again: who removed it is the audit log's to say).
+fn add_resolver(st: &EnvState, prev: Option<&DriftRecord>, obs: &mut Observation) {
+    let Some(open) = prev.and_then(|r| r.drift.as_ref()) else {
+        return;
+    };
+    if obs.presence.drift_kind() == Some(open.kind) {
+        return;
+    }
+    let Some(live) = st.live.get(&obs.id) else {
+        return;
+    };
+    let managed: Vec<ManagedFieldsEntry> = live
+        .managed_fields()
+        .into_iter()
+        .filter(|e| e.subresource != "status")
+        .collect();
+    obs.resolver = match open.kind {
+        DriftKind::Modified => owners_of(&managed, &open.paths_owned())
+            .into_iter()
+            .max_by_key(|o| o.time)
+            .map(|o| o.manager),
+        DriftKind::Missing => managed
+            .into_iter()
+            .max_by_key(|e| e.time)
+            .map(|e| e.manager),
+        DriftKind::Orphan => None,
+    };
 }
 
 /// Fills in what the audit log says of a drifted observation: the writers since the object

@@ -12,7 +12,7 @@ use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
 use crate::scope::Scopes;
 
 use super::ownership::{claim_prefixes, hpa_target, kind_of, orphan_eligible};
-use super::{Engine, EnvState};
+use super::{Engine, EnvState, FastSet};
 
 /// The fields a renderer marked as made anew on every run, as pointers.
 fn unstable_pointers(m: &crate::model::RawManifest) -> Vec<JsonPointer> {
@@ -51,10 +51,23 @@ impl Engine {
         live: &LiveSnapshot,
         predictions: &[Prediction],
     ) -> EnvState {
+        self.index_known(desired, live, predictions, FastSet::default())
+    }
+
+    /// [`Engine::index_predicted`] for an environment whose stored records hold open drifts
+    /// on `open_drifts` ([`EnvState::open_drifts`]).
+    pub fn index_known(
+        &self,
+        desired: &DesiredSet,
+        live: &LiveSnapshot,
+        predictions: &[Prediction],
+        open_drifts: FastSet<ResourceId>,
+    ) -> EnvState {
         let env = &self.spec.name;
         let mut st = EnvState {
             revision: desired.revision.clone(),
             errors: desired.errors.clone(),
+            open_drifts,
             ..EnvState::default()
         };
         // desired objects without a namespace are in the default one (live ones never lack it)
@@ -212,8 +225,9 @@ impl Engine {
         };
         match cmp {
             Some(cmp) => {
-                // attribution data is kept only when it can be needed
-                if !cmp.in_sync() {
+                // attribution data is kept only when it can be needed: a drift now, or the
+                // end of an open one (who wrote the object back)
+                if !cmp.in_sync() || st.open_drifts.contains(&id) {
                     self.normalizer
                         .attach_attribution(raw, &pointers, &mut live);
                 }

@@ -130,6 +130,22 @@ pub struct EnvState {
     ///
     /// [`Rendering::unstable`]: crate::model::Rendering::unstable
     pub unstable: FastMap<ResourceId, Vec<JsonPointer>>,
+    /// Objects with an open drift (from the stored records): their live side keeps what
+    /// attribution needs even once back in sync with Git, so that the drift's end can name
+    /// who wrote them back ([`crate::state::Observation::resolver`]). Every other object in
+    /// sync keeps only its comparison.
+    pub open_drifts: FastSet<ResourceId>,
+}
+
+impl EnvState {
+    /// Notes whether `id` holds an open drift now ([`EnvState::open_drifts`]).
+    pub fn note_open(&mut self, id: &ResourceId, open: bool) {
+        if open {
+            self.open_drifts.insert(id.clone());
+        } else {
+            self.open_drifts.remove(id);
+        }
+    }
 }
 
 /// A hash map with a fast, randomly seeded hasher (foldhash) for the engine's indexes.

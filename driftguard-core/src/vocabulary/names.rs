@@ -259,6 +259,7 @@ mod tests {
             "changed",
             "resolved",
             "remediated",
+            "recurred",
             "open",
             "resolved",
             "all",
@@ -267,7 +268,8 @@ mod tests {
             "updated",
             "object"
         ]);
-        // `remediated` is new (remediation events); every earlier name is unchanged
+        // `remediated` (remediation events) and `recurred` (a reverted drift back) are new;
+        // every earlier name is unchanged
         let mut now: Vec<&str> = Vec::new();
         now.extend(Severity::ALL.iter().map(|v| v.as_str()));
         now.extend(DriftKind::ALL.iter().map(|v| v.as_str()));

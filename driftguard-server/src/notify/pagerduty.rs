@@ -45,7 +45,7 @@ pub fn event(
     kind: EventKind,
 ) -> Option<Value> {
     let action = match kind {
-        EventKind::Detected => "trigger",
+        EventKind::Detected | EventKind::Recurred => "trigger",
         EventKind::Resolved => "resolve",
         EventKind::Changed | EventKind::Remediated => return None,
     };

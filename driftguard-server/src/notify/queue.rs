@@ -119,11 +119,10 @@ pub(super) fn group(batch: Vec<Notification>) -> Vec<Notification> {
                 kept.push(e);
                 continue;
             }
-            if let Some(d) = kept
-                .iter_mut()
-                .rev()
-                .find(|d| d.kind == EventKind::Detected && d.drift.episode == e.drift.episode)
-            {
+            if let Some(d) = kept.iter_mut().rev().find(|d| {
+                matches!(d.kind, EventKind::Detected | EventKind::Recurred)
+                    && d.drift.episode == e.drift.episode
+            }) {
                 d.drift.attribution = e.drift.attribution;
             }
         }

@@ -60,7 +60,11 @@ pub fn message(n: &Notification, public_url: Option<&str>) -> Value {
             escape(&v.drift),
         );
         if let Some(r) = &v.resolution {
-            text.push_str(&format!(" · {}", escape(r)));
+            let how = driftguard_core::state::ended_how(r, v.resolved_by.as_deref());
+            text.push_str(&format!(" · {}", escape(&how)));
+        }
+        if let Some(again) = driftguard_core::state::recurrences_label(v.recurrences) {
+            text.push_str(&format!(" · {again}"));
         }
         if !v.fields.is_empty() {
             let shown: Vec<String> = v

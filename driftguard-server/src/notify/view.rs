@@ -36,6 +36,13 @@ pub struct EventView {
     pub revision: Option<String>,
     /// How it ended (resolved events).
     pub resolution: Option<String>,
+    /// Who ended it (resolved events): `driftguard`, or the field manager that wrote it back
+    /// (a GitOps tool's correction); absent when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    /// How many times the episode came back after it was reverted (`recurred` events).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recurrences: u32,
     /// Link to the drift in the API (when `publicUrl` is configured).
     pub link: Option<String>,
     /// The drift's risk: its severity raised by its findings.
@@ -90,6 +97,8 @@ impl EventView {
                 .collect(),
             revision: e.revision.clone(),
             resolution: d.resolution.map(|r| r.as_str().to_owned()),
+            resolved_by: d.resolved_by.clone(),
+            recurrences: d.recurrences,
             link: public_url.map(|u| format!("{u}/api/v1/drifts/{}", d.episode)),
             risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
             findings: d.findings.iter().map(FindingDto::from).collect(),
@@ -174,4 +183,8 @@ pub fn tally(events: &[DriftEvent]) -> String {
         .map(|(k, n)| format!("{n} {k}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -53,8 +53,8 @@ pub(super) fn event_row(e: &EventDto, now: DateTime<Utc>) -> EventRow {
         object: namespaced(&d.object),
         object_link: view::object_link(&d.object.environment, &d.object.reference),
         drift_link: view::drift_link(&d.episode),
-        detail: match (e.event.as_str(), &d.resolution) {
-            ("resolved", Some(r)) => format!("{} ({r})", d.drift),
+        detail: match (e.event.as_str(), d.ended_how()) {
+            ("resolved", Some(how)) => format!("{} ({how})", d.drift),
             _ if d.paths.is_empty() => d.drift.clone(),
             _ => format!("{}: {}", d.drift, d.paths.join(", ")),
         },
@@ -81,8 +81,8 @@ pub(super) fn episode_row(d: &DriftSummary, current: &str, now: DateTime<Utc>) -
         drift: d.drift.clone(),
         direction: d.direction.clone(),
         detected: When::of(d.detected_at, now),
-        ended: match (d.resolved_at, &d.resolution) {
-            (Some(t), Some(r)) => format!("{r} {}", view::ago(t, now)),
+        ended: match (d.resolved_at, d.ended_how()) {
+            (Some(t), Some(how)) => format!("{how} {}", view::ago(t, now)),
             (Some(t), None) => format!("resolved {}", view::ago(t, now)),
             _ => "open".into(),
         },
@@ -231,10 +231,7 @@ pub(crate) async fn drift(
         drift: badge("drift", &s.drift),
         direction: badge("dir", &s.direction),
         severity: badge("sev", &s.severity),
-        status: match &s.resolution {
-            Some(r) => format!("resolved ({r})"),
-            None => s.status.clone(),
-        },
+        status: s.status_label(),
         reason: detail.direction_reason.clone(),
         inline,
         side_link: base.clone(),

@@ -50,10 +50,7 @@ pub(super) fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
         },
         detected: When::of(d.detected_at, now),
         updated: When::of(d.updated_at, now),
-        status: match (&d.status[..], &d.resolution) {
-            ("resolved", Some(r)) => format!("resolved ({r})"),
-            (s, _) => s.to_owned(),
-        },
+        status: d.status_label(),
     }
 }
 
