@@ -2,10 +2,11 @@
 //! `examples/discovery/crds` on the test cluster, a Git repository with a plain folder, a
 //! kustomization and a Helm chart, Argo CD Applications for each (plus one with a plugin
 //! DriftGuard has no command for and one with a chart from a Helm repository), and a Flux
-//! GitRepository and Kustomization. The objects are deployed the way the tools would: rendered
-//! the same way (`kubectl kustomize` with the Application's options, `helm template` with its
-//! values) and applied server-side with the tools' field managers (`argocd-controller`,
-//! `kustomize-controller`). No Argo CD or Flux controller runs: only their objects are there.
+//! GitRepository, Kustomization and HelmRelease (the repository's chart with values files and
+//! values). The objects are deployed the way the tools would: rendered the same way (`kubectl
+//! kustomize` with the Application's options, `helm template` with its values) and applied
+//! server-side with the tools' field managers (`argocd-controller`, `kustomize-controller`,
+//! `helm-controller`). No controller runs here (`flux_controllers.rs` runs Flux's).
 //!
 //! `driftguard scan --discover` with a configuration holding only `discover:` scans each app
 //! as an environment (`argocd.<app>`, `flux.<namespace>.<name>`) with zero drift; a hand
@@ -354,6 +355,7 @@ fn argo_cd_and_flux_apps_are_discovered_and_scanned() {
     let kustom_ns = format!("dg-disc-kustom-{run}");
     let shop_ns = format!("dg-disc-shop-{run}");
     let fluxapp_ns = format!("dg-disc-fluxapp-{run}");
+    let fluxhelm_ns = format!("dg-disc-fluxhelm-{run}");
     let namespaces = [
         &argocd_ns,
         &flux_ns,
@@ -361,6 +363,7 @@ fn argo_cd_and_flux_apps_are_discovered_and_scanned() {
         &kustom_ns,
         &shop_ns,
         &fluxapp_ns,
+        &fluxhelm_ns,
     ];
     let _cleanup = DeleteOnDrop::namespaces(&s, &namespaces.map(String::as_str));
     for ns in namespaces {
@@ -464,6 +467,23 @@ spec:
   sourceRef: {{kind: GitRepository, name: apps}}
   path: ./apps/plain
   targetNamespace: {fluxapp_ns}
+---
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: shop
+  namespace: {flux_ns}
+spec:
+  interval: 10m
+  releaseName: fluxshop
+  targetNamespace: {fluxhelm_ns}
+  chart:
+    spec:
+      chart: ./charts/shop
+      sourceRef: {{kind: GitRepository, name: apps}}
+      valuesFiles: [./charts/shop/values.yaml, ./charts/shop/values-prod.yaml]
+  values:
+    replicas: 2
 "
     );
     apply(&s, flux.as_bytes(), "driftguard-e2e", None);
@@ -523,6 +543,25 @@ images:
     );
     let built = output(&kubectl_bin, &["kustomize", "."], &generated);
     apply(&s, &built, "kustomize-controller", None);
+    // Flux: the HelmRelease's chart with its values files and values, in the target namespace
+    let rendered = output(
+        &helm,
+        &[
+            "template",
+            "fluxshop",
+            "charts/shop",
+            "--namespace",
+            &fluxhelm_ns,
+            "--values",
+            "charts/shop/values.yaml",
+            "--values",
+            "charts/shop/values-prod.yaml",
+            "--set",
+            "replicas=2",
+        ],
+        &repo,
+    );
+    apply(&s, &rendered, "helm-controller", Some(&fluxhelm_ns));
 
     // a configuration with only the discovery section
     write(
@@ -555,6 +594,7 @@ images:
         ])
     };
     let flux_env = format!("flux.{flux_ns}.plain");
+    let flux_helm_env = format!("flux.{flux_ns}.shop");
 
     // 1. every app an environment, no drift; the two that cannot be mapped are warnings
     let first = scan();
@@ -569,7 +609,8 @@ images:
             "argocd.plain",
             "argocd.kustom",
             "argocd.shop",
-            flux_env.as_str()
+            flux_env.as_str(),
+            flux_helm_env.as_str()
         ]),
         "{v:#}\n{}",
         first.stderr
@@ -583,7 +624,7 @@ images:
     assert!(
         first
             .stderr
-            .contains("discovered 4 environments (2 objects not scanned)"),
+            .contains("discovered 5 environments (2 objects not scanned)"),
         "{}",
         first.stderr
     );
@@ -644,11 +685,13 @@ images:
         "  rendering:   directory (a kustomization.yaml in it is built)\n",
         &format!("{flux_env}\n"),
         &format!("  source:      {http_url} @ main, path apps/plain\n"),
+        &format!("{flux_helm_env}\n"),
+        &format!("  object:      Flux HelmRelease {flux_ns}/shop\n"),
         &format!("  object:      Argo CD Application {argocd_ns}/tools\n"),
         &format!("  object:      Argo CD Application {argocd_ns}/ingress\n"),
         "    BLOCKING spec.source.plugin.name: ",
         "    BLOCKING spec.source.chart: ",
-        "6 objects discovered: 4 environments, 2 not scanned.",
+        "7 objects discovered: 5 environments, 2 not scanned.",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }
@@ -679,7 +722,7 @@ images:
         tmp.path().join("serve.log"),
         SERVE_TOKEN,
     );
-    server.wait_ready(0.0, 4);
+    server.wait_ready(0.0, 5);
     let environments: BTreeSet<String> = server
         .json("/api/v1/environments")
         .and_then(|v| v["items"].as_array().cloned())
@@ -694,6 +737,7 @@ images:
             "argocd.kustom".to_owned(),
             "argocd.shop".to_owned(),
             flux_env.clone(),
+            flux_helm_env.clone(),
         ]),
         "{}",
         server.log()
