@@ -3,13 +3,15 @@
 #   scripts/test-services.sh up     build/reuse k8s binaries (KUBE_VERSION, default the newest
 #                                   of scripts/test-cluster/lib.sh), start cluster + SecantusDB,
 #                                   install/reuse helm and moto, find terraform and its
-#                                   provider mirror, write $DRIFTGUARD_RUN/services.env;
+#                                   provider mirror, build/reuse Flux's controllers, write
+#                                   $DRIFTGUARD_RUN/services.env;
 #                                   run again with another KUBE_VERSION, it swaps the cluster
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
 # KUBECONFIG, KUBECTL, KUBE_VERSION, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
-# TERRAFORM and TF_CLI_CONFIG_FILE for tests.
+# TERRAFORM, TF_CLI_CONFIG_FILE, FLUX_SOURCE_CONTROLLER, FLUX_KUSTOMIZE_CONTROLLER and FLUX_CRDS
+# for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -27,6 +29,9 @@ case "${1:-}" in
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
     "$HERE/moto/install.sh" >"$DRIFTGUARD_RUN/moto.env"
     "$HERE/terraform/setup.sh" >"$DRIFTGUARD_RUN/terraform.env"
+    # Flux's source-controller and kustomize-controller, built from the Go module proxy, and
+    # their CRDs (the real-controller test, driftguard-cli/tests/flux_controllers.rs)
+    "$HERE/flux/build.sh" >"$DRIFTGUARD_RUN/flux.env"
     # the official MCP Python SDK: the real client of the MCP tests (a venv, cached)
     mcp_python="$("$HERE/mcp-client/install.sh" | sed -n 's/^MCP_PYTHON=//p')"
     # Schemathesis: the API contract test drives `serve` from its OpenAPI document (a venv)
@@ -40,6 +45,7 @@ case "${1:-}" in
       cat "$DRIFTGUARD_RUN/helm.env"
       cat "$DRIFTGUARD_RUN/moto.env"
       cat "$DRIFTGUARD_RUN/terraform.env"
+      cat "$DRIFTGUARD_RUN/flux.env"
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
       echo "export MCP_PYTHON=$mcp_python"
@@ -53,7 +59,8 @@ case "${1:-}" in
     rc=0
     "$HERE/mongo/stop.sh" || rc=1
     "$HERE/test-cluster/stop.sh" || rc=1
-    rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env" "$DRIFTGUARD_RUN/moto.env" "$DRIFTGUARD_RUN/terraform.env"
+    rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env" "$DRIFTGUARD_RUN/moto.env" "$DRIFTGUARD_RUN/terraform.env" \
+      "$DRIFTGUARD_RUN/flux.env"
     exit "$rc"
     ;;
   status)
@@ -80,6 +87,13 @@ case "${1:-}" in
     if grep -q TF_CLI_CONFIG_FILE "$DRIFTGUARD_RUN/terraform.env" 2>/dev/null; then
       echo "terraform: $(sed -n 's/^export TERRAFORM=//p' "$DRIFTGUARD_RUN/terraform.env") with a provider mirror"
     else echo "terraform: terraform or the AWS provider mirror missing"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/flux.env" ]; then
+      # shellcheck disable=SC1091
+      . "$DRIFTGUARD_RUN/flux.env"
+      if [ -x "${FLUX_SOURCE_CONTROLLER:-}" ] && [ -x "${FLUX_KUSTOMIZE_CONTROLLER:-}" ] && [ -d "${FLUX_CRDS:-}" ]; then
+        echo "flux: source-controller and kustomize-controller built ($(dirname "$FLUX_SOURCE_CONTROLLER"))"
+      else echo "flux: a controller or the CRDs missing"; rc=1; fi
+    else echo "flux: not built"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/mongo.env" ] && pid_alive "$DRIFTGUARD_RUN/mongo.pid"; then
       echo "secantusdb: running ($(cat "$DRIFTGUARD_RUN/mongo.env"))"
     else echo "secantusdb: not running"; rc=1; fi
