@@ -643,6 +643,16 @@ spec:
     assert_eq!(e["tool"]["tool"], "flux", "{v:#}");
     assert_eq!(e["tool"]["ready"], "True", "{v:#}");
     assert_eq!(e["tool"]["in_sync"], true, "{v:#}");
+    // Flux's own Event of its first apply: the objects it created
+    let created = e["tool"]["last_change"]["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        created.contains(&Value::from(format!("Deployment/{app_ns}/web created"))),
+        "the change Flux last made, from its Events:\n{:#}",
+        e["tool"]
+    );
     assert!(
         !scan.stderr.contains("warning:"),
         "the Kustomization maps without a problem:\n{}",
@@ -689,6 +699,7 @@ spec:
 
     // a hand change, Flux asked to reconcile, the drift resolved naming Flux; twice
     let mut first_episode = None;
+    let mut last_correction: Option<(Value, Value)> = None;
     for round in 0..2_u64 {
         kubectl(
             &s,
@@ -759,6 +770,23 @@ spec:
             "the drift names who put the fields back\n{resolved:#}"
         );
         assert_eq!(resolved["recurrences"], round, "{resolved:#}");
+        // and Flux's own word for it, from its Events: the Deployment it configured
+        let correction = format!("Deployment/{app_ns}/web configured");
+        let seen = wait_for(
+            &format!("round {round}: Flux's Event of the correction is the tool's last change"),
+            || context(&server, &flux),
+            || {
+                let t = server.json(&format!("/api/v1/environments/{env}"))?["tool"].clone();
+                let c = &t["last_change"];
+                let changes = c["changes"].as_array()?;
+                // this round's: a new Event, or the same one again (a later time, a count)
+                let stamp = (c["at"].clone(), c["count"].clone());
+                (changes.contains(&Value::from(correction.as_str()))
+                    && Some(&stamp) != last_correction.as_ref())
+                .then_some(stamp)
+            },
+        );
+        last_correction = Some(seen);
     }
 
     // one episode in all, nothing else drifted on the way; its events say it came back

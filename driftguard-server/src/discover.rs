@@ -38,7 +38,7 @@ use tokio::task::JoinSet;
 
 use crate::config::discover::{
     argocd, dedupe, fingerprint, flux, verdict_fields, ArgoCdSettings, Discovered,
-    DiscoveryContext, ObjectKey, Problem, Tool,
+    DiscoveryContext, ObjectKey, Problem, Tool, ToolEvent,
 };
 use crate::config::{DiscoveryPlan, EnvironmentPlan};
 
@@ -109,6 +109,20 @@ pub struct Objects {
     pub tools: Vec<ToolFound>,
     /// What could not be read.
     pub errors: Vec<ReadError>,
+    /// The Kubernetes Events the tools recorded on their objects ([`ToolEvent::read`]).
+    pub events: ToolEvents,
+}
+
+/// Kubernetes Events of the tools' objects, as listed. Their messages may quote a value
+/// taken from a Secret (a Flux build error): their `Debug` shows how many there are only,
+/// and each is redacted for its environment when read ([`map`]).
+#[derive(Clone, Default)]
+pub struct ToolEvents(pub Vec<Value>);
+
+impl fmt::Debug for ToolEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} events", self.0.len())
+    }
 }
 
 /// Everything discovered.
@@ -183,6 +197,9 @@ pub async fn read(plan: &DiscoveryPlan) -> Result<Objects, DiscoverError> {
         });
         if let Some(apps) = found {
             out.applications = apps;
+            reader
+                .events(&a.namespaces, &["Application"], &mut out)
+                .await?;
             for (name, slot) in [
                 ("argocd-cm", &mut out.argocd_cm),
                 ("argocd-cmd-params-cm", &mut out.argocd_cmd_params_cm),
@@ -205,6 +222,11 @@ pub async fn read(plan: &DiscoveryPlan) -> Result<Objects, DiscoverError> {
         });
         out.kustomizations = ks.unwrap_or_default();
         out.helm_releases = hrs.unwrap_or_default();
+        if !out.kustomizations.is_empty() || !out.helm_releases.is_empty() {
+            reader
+                .events(namespaces, &["Kustomization", "HelmRelease"], &mut out)
+                .await?;
+        }
         if !out.kustomizations.is_empty() || !out.helm_releases.is_empty() {
             for kind in [&GIT_REPOSITORY, &HELM_CHART] {
                 let sources = reader.kind(kind, namespaces, None, &mut out.errors).await?;
@@ -248,6 +270,7 @@ pub fn map(plan: &DiscoveryPlan, objects: Objects, configured: &[String]) -> Dis
         &ctx,
     ));
     dedupe(&mut found);
+    attach_events(&mut found, &objects.events);
     let configured: HashSet<&str> = configured.iter().map(String::as_str).collect();
     for d in &mut found {
         if let Some(name) = d
@@ -296,6 +319,29 @@ pub fn map(plan: &DiscoveryPlan, objects: Objects, configured: &[String]) -> Dis
     }
 }
 
+/// Gives each discovered object the newest Event its tool recorded on it, its message
+/// without the Secret values the object's environment took.
+fn attach_events(found: &mut [Discovered], events: &ToolEvents) {
+    let mut by_object: HashMap<String, Vec<&Value>> = HashMap::new();
+    for e in &events.0 {
+        if let Some((object, _)) = ToolEvent::read(e, &[]) {
+            by_object.entry(object).or_default().push(e);
+        }
+    }
+    for d in found {
+        let object = format!("{} {}/{}", d.app.kind, d.app.namespace, d.app.name);
+        let Some(events) = by_object.get(&object) else {
+            continue;
+        };
+        let secrets = d.secret_values();
+        for e in events {
+            if let Some((_, e)) = ToolEvent::read(e, &secrets) {
+                d.app.verdict.take_event(e);
+            }
+        }
+    }
+}
+
 fn find<'a>(objects: &'a [Value], namespace: &str, name: &str) -> Option<&'a Value> {
     objects.iter().find(|o| {
         let s = |p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default();
@@ -338,6 +384,16 @@ pub enum ChangeKind {
     /// The tool's verdict on an object changed, and nothing a discovery reads: the verdict is
     /// updated, no environment changes, nothing is discovered.
     Status,
+    /// The tool recorded an Event on an object ([`ToolEvent`]): the verdict's last event is
+    /// updated; no environment changes, nothing is discovered.
+    Event,
+}
+
+impl ChangeKind {
+    /// Whether the change is about the tool's verdict only (nothing to discover).
+    pub fn verdict_only(self) -> bool {
+        matches!(self, ChangeKind::Status | ChangeKind::Event)
+    }
 }
 
 /// One change of the tools' objects (`Application argocd/shop added`).
@@ -348,7 +404,9 @@ pub struct Change {
     /// What happened.
     pub kind: ChangeKind,
     /// For [`ChangeKind::Status`]: the object's [`verdict_fields`], to read the verdict
-    /// from ([`crate::config::discover::ToolVerdict::read`]).
+    /// from ([`crate::config::discover::ToolVerdict::read`]); for [`ChangeKind::Event`]: the
+    /// Event, to be read by [`ToolEvent::read`] (its message may quote a Secret's value:
+    /// never logged).
     pub verdict: Option<Value>,
 }
 
@@ -360,6 +418,7 @@ impl fmt::Display for Change {
             ChangeKind::Deleted => "deleted",
             ChangeKind::Listed => "listed",
             ChangeKind::Status => "status changed",
+            ChangeKind::Event => "event recorded",
         };
         write!(f, "{} {what}", self.object)
     }
@@ -423,9 +482,35 @@ pub async fn watch(plan: &DiscoveryPlan) -> Result<Watches, DiscoverError> {
         kinds.push((&GIT_REPOSITORY, namespaces, None));
         kinds.push((&HELM_CHART, namespaces, None));
     }
+    // the Events the tools record on their objects, in the tools' namespaces
+    let mut events: Vec<(&[String], &str)> = Vec::new();
+    if let Some(a) = &plan.argocd {
+        events.push((&a.namespaces, "Application"));
+    }
+    if let Some(namespaces) = &plan.flux {
+        events.push((namespaces, "Kustomization"));
+        events.push((namespaces, "HelmRelease"));
+    }
     let (tx, changes) = mpsc::channel(CHANGES_QUEUED);
     let mut tasks = JoinSet::new();
     let mut errors = Vec::new();
+    let ar = EVENT.built_in();
+    for (namespaces, kind) in events {
+        let apis: Vec<Api<DynamicObject>> = if namespaces.is_empty() {
+            vec![Api::all_with(reader.client.clone(), &ar)]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| Api::namespaced_with(reader.client.clone(), ns, &ar))
+                .collect()
+        };
+        for api in apis {
+            let config = watcher::Config::default()
+                .page_size(PAGE)
+                .fields(&format!("involvedObject.kind={kind}"));
+            tasks.spawn(watch_events(api, config, tx.clone()));
+        }
+    }
     for (kind, namespaces, selector) in kinds {
         let Some(ar) = reader.resolve(kind, &mut errors).await? else {
             continue;
@@ -568,6 +653,41 @@ async fn watch_kind(
     }
 }
 
+/// One watch of the Events of the tools' objects: tells each Event recorded or repeated
+/// ([`ChangeKind::Event`]; those listed at start too: [`ToolEvent::supersedes`] keeps the
+/// newest).
+async fn watch_events(api: Api<DynamicObject>, config: watcher::Config, tx: mpsc::Sender<Change>) {
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut failing = false;
+    while let Some(item) = stream.next().await {
+        let o = match item {
+            Ok(Event::InitApply(o) | Event::Apply(o)) => o,
+            Ok(_) => continue,
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %chain(&e), "discovery: the watch of the tools' events failed; retrying");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        failing = false;
+        let v = serde_json::to_value(&o).unwrap_or(Value::Null);
+        let Some((object, _)) = ToolEvent::read(&v, &[]) else {
+            continue;
+        };
+        let change = Change {
+            object,
+            kind: ChangeKind::Event,
+            verdict: Some(v),
+        };
+        match tx.try_send(change) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
 /// A kind discovery reads: the version DriftGuard's mapping reads, and its plural for
 /// messages.
 struct Kind {
@@ -632,6 +752,12 @@ const CONFIG_MAP: Kind = Kind {
     version: "v1",
     kind: "ConfigMap",
     plural: "configmaps",
+};
+const EVENT: Kind = Kind {
+    group: "",
+    version: "v1",
+    kind: "Event",
+    plural: "events",
 };
 const SECRET: Kind = Kind {
     group: "",
@@ -779,6 +905,68 @@ impl Reader {
         if let Some(s) = selector {
             lp = lp.labels(s);
         }
+        let mut out = Vec::new();
+        loop {
+            let page = api.list(&lp).await?;
+            for item in page.items {
+                out.push(typed(item, ar)?);
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(c) => lp.continue_token = Some(c),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The Events (`core/v1`) in `namespaces` (all when empty) about objects of `kinds`, into
+    /// `out.events`. Events that cannot be read are a [`ReadError`]: the verdicts go without.
+    async fn events(
+        &self,
+        namespaces: &[String],
+        kinds: &[&str],
+        out: &mut Objects,
+    ) -> Result<(), DiscoverError> {
+        let ar = EVENT.built_in();
+        let apis: Vec<(String, Api<DynamicObject>)> = if namespaces.is_empty() {
+            vec![("events".to_owned(), Api::all_with(self.client.clone(), &ar))]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        format!("events in {ns}"),
+                        Api::namespaced_with(self.client.clone(), ns, &ar),
+                    )
+                })
+                .collect()
+        };
+        for (what, api) in apis {
+            for kind in kinds {
+                let fields = format!("involvedObject.kind={kind}");
+                match self.list_fields(&api, &ar, &fields).await {
+                    Ok(items) => out.events.0.extend(items),
+                    Err(e) => match classify(&e) {
+                        Failure::Cluster => return Err(self.unreachable(e)),
+                        Failure::Read(message) => out.errors.push(ReadError {
+                            what: what.clone(),
+                            message,
+                        }),
+                        Failure::NotFound => {}
+                    },
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every page of a list by field selector.
+    async fn list_fields(
+        &self,
+        api: &Api<DynamicObject>,
+        ar: &ApiResource,
+        fields: &str,
+    ) -> Result<Vec<Value>, kube::Error> {
+        let mut lp = ListParams::default().limit(PAGE).fields(fields);
         let mut out = Vec::new();
         loop {
             let page = api.list(&lp).await?;

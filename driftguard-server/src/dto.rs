@@ -676,8 +676,51 @@ pub struct ToolDto {
     pub reconciled_at: Option<DateTime<Utc>>,
     /// Flux `spec.suspend`: the tool applies no change.
     pub suspended: bool,
+    /// The newest Kubernetes Event the tool recorded on the object: Flux's change set of
+    /// an apply (the drift it corrected, `Deployment/shop/web configured`), a failure, Argo
+    /// CD's sync; absent when none is kept by the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<ToolEventDto>,
+    /// The newest of the tool's Events that says it changed objects (`changes`): what Flux
+    /// last corrected or applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<ToolEventDto>,
     /// When DriftGuard last read the object.
     pub observed_at: DateTime<Utc>,
+}
+
+/// A Kubernetes Event a deployment tool recorded on its object.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct ToolEventDto {
+    /// When it last happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Its reason (Flux: `Progressing`, `ReconciliationSucceeded`, `BuildFailed`...).
+    pub reason: String,
+    /// Its message: at most 10 lines of at most 240 characters, Secret values the
+    /// environment took replaced by `<redacted>`.
+    pub message: String,
+    /// How many times it happened.
+    pub count: u64,
+    /// The objects it says the tool changed (`Deployment/shop/web configured`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+}
+
+impl From<&crate::config::discover::ToolEvent> for ToolEventDto {
+    fn from(e: &crate::config::discover::ToolEvent) -> Self {
+        ToolEventDto {
+            at: e.time(),
+            event_type: if e.warning { "Warning" } else { "Normal" }.into(),
+            reason: e.reason.clone(),
+            message: e.message.clone(),
+            count: e.count,
+            changes: e.changes.clone(),
+        }
+    }
 }
 
 impl From<&crate::verdicts::ToolStatus> for ToolDto {
@@ -704,6 +747,8 @@ impl From<&crate::verdicts::ToolStatus> for ToolDto {
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc)),
             suspended: v.suspended,
+            last_event: v.last_event.as_ref().map(ToolEventDto::from),
+            last_change: v.last_change.as_ref().map(ToolEventDto::from),
             observed_at: s.observed_at,
         }
     }

@@ -38,7 +38,9 @@ use driftguard_core::error::chain;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::discover::{changes, secret_values, Discovered, Problem, ToolVerdict};
+use crate::config::discover::{
+    changes, secret_values, Discovered, Problem, ToolEvent, ToolVerdict,
+};
 use crate::config::{DiscoveryPlan, EnvironmentConfig, EnvironmentPlan};
 use crate::discover::{self, Change, ChangeKind, Discovery, Watches};
 use crate::environment::Environment;
@@ -150,7 +152,7 @@ impl Follower {
                 c = next_change(&mut watches) => c,
                 _ = tokio::time::sleep(RESYNC) => None,
             };
-            if let Some(c) = first.as_ref().filter(|c| c.kind == ChangeKind::Status) {
+            if let Some(c) = first.as_ref().filter(|c| c.kind.verdict_only()) {
                 // the tool's verdict only: nothing to discover
                 self.status(c);
                 continue;
@@ -175,7 +177,7 @@ impl Follower {
                         _ = cancel.cancelled() => break 'follow,
                         c = next_change(&mut watches) => {
                             match c {
-                                Some(c) if c.kind == ChangeKind::Status => self.status(&c),
+                                Some(c) if c.kind.verdict_only() => self.status(&c),
                                 Some(c) => tracing::debug!(change = %c, "discovery: a change of the tools' objects"),
                                 None => {}
                             }
@@ -210,8 +212,8 @@ impl Follower {
         }
     }
 
-    /// Takes the tool's new verdict on an object (a [`ChangeKind::Status`] change): no
-    /// environment changes.
+    /// Takes the tool's new verdict on an object (a [`ChangeKind::Status`] change), or the
+    /// Event it recorded on it (a [`ChangeKind::Event`]): no environment changes.
     fn status(&self, change: &Change) {
         let Some(fields) = &change.verdict else {
             return;
@@ -225,7 +227,19 @@ impl Follower {
                     .get(env)
                     .map(|r| secret_values(&r.config, &r.secret_fields))
                     .unwrap_or_default();
-                ToolVerdict::read(s.tool, &s.kind, fields, s.source, &secrets)
+                if change.kind == ChangeKind::Event {
+                    let mut v = s.verdict.clone();
+                    if let Some((_, e)) = ToolEvent::read(fields, &secrets) {
+                        v.take_event(e);
+                    }
+                    return v;
+                }
+                ToolVerdict {
+                    // not in the object: kept
+                    last_event: s.verdict.last_event.clone(),
+                    last_change: s.verdict.last_change.clone(),
+                    ..ToolVerdict::read(s.tool, &s.kind, fields, s.source, &secrets)
+                }
             },
             self.state.clock.now(),
             &self.state.metrics,

@@ -196,7 +196,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                         d.id.namespaced_name(),
                         d.kind,
                         d.direction,
-                        d.resolution.map(|r| r.to_string()).unwrap_or_default()
+                        d.ended_how().unwrap_or_default()
                     );
                 }
             }
@@ -206,7 +206,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                     Tool::ArgoCd => "Argo CD",
                     Tool::Flux => "Flux",
                 };
-                Some((who.to_owned(), t.verdict.summary()))
+                Some((who.to_owned(), t.verdict.summary_with_event()))
             });
             if !tool_lines.is_empty() && !g.quiet {
                 println!();

@@ -51,7 +51,7 @@ pub use context::{
     Clusters, DiscoveryContext, Filters, GitCredential, ObjectKey, SecretData, IN_CLUSTER_NAME,
     IN_CLUSTER_SERVER,
 };
-pub use verdict::{verdict_fields, ToolVerdict, MESSAGE_LIMIT};
+pub use verdict::{verdict_fields, ToolEvent, ToolVerdict, EVENT_KINDS, MESSAGE_LIMIT};
 
 use super::{EnvironmentConfig, GitConfig, InlineValues};
 use read::{strings, Problems};

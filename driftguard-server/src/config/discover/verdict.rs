@@ -49,6 +49,132 @@ pub struct ToolVerdict {
     pub reconciled_at: Option<String>,
     /// Flux `spec.suspend`: the tool does not apply changes.
     pub suspended: bool,
+    /// The newest Kubernetes Event the tool recorded on the object ([`ToolEvent`]): Flux's
+    /// change set when it applied (a drift it corrected: `Deployment/shop/web configured`),
+    /// its failures; Argo CD's sync and self-heal events. Not read from the object itself: set
+    /// by discovery and by the Events watch, kept when the status changes.
+    pub last_event: Option<ToolEvent>,
+    /// The newest of those Events that says the tool changed objects
+    /// ([`ToolEvent::changes`]): what Flux last corrected or applied. Usually older than
+    /// [`ToolVerdict::last_event`] (Flux records "Reconciliation finished" after each
+    /// reconcile).
+    pub last_change: Option<ToolEvent>,
+}
+
+/// The most lines of an Event's message kept ([`ToolEvent::message`]).
+pub const EVENT_LINES: usize = 10;
+
+/// The kinds whose Events are the tools' ([`ToolEvent::read`]).
+pub const EVENT_KINDS: [&str; 3] = ["Application", "Kustomization", "HelmRelease"];
+
+/// A Kubernetes Event (`core/v1`) a tool recorded on its object: what it did or failed to
+/// do, in its own words. Flux's kustomize-controller records the change set of each apply
+/// that changed something (one line per object: `Deployment/shop/web configured`), which is
+/// how it reports the drift it corrected; helm-controller its drift detection and upgrades;
+/// Argo CD its syncs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ToolEvent {
+    /// When it last happened (`lastTimestamp`, else `eventTime`, else the Event's creation;
+    /// RFC 3339 as written).
+    pub at: Option<String>,
+    /// A `Warning` Event (else `Normal`).
+    pub warning: bool,
+    /// Its reason (Flux: the `Ready` condition's reason at the time, e.g. `Progressing`).
+    pub reason: String,
+    /// Its message: at most [`EVENT_LINES`] lines, each at most [`MESSAGE_LIMIT`] characters,
+    /// with the environment's Secret values replaced by `<redacted>`.
+    pub message: String,
+    /// How many times it happened (`count`, or `series.count`; 1 when not said).
+    pub count: u64,
+    /// The objects it says the tool changed: the lines of the message of the form `<Kind>/
+    /// [<namespace>/]<name> created|configured|deleted`, the change set Flux's
+    /// kustomize-controller records (fluxcd/pkg/ssa's `ChangeSetEntry`; `unchanged` and
+    /// `skipped` entries are never recorded).
+    pub changes: Vec<String>,
+}
+
+/// Whether a line of a tool's Event names an object it changed (see [`ToolEvent::changes`]).
+fn is_change(line: &str) -> bool {
+    let mut words = line.split(' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some(subject), Some(action), None) => {
+            subject.contains('/')
+                && !subject.starts_with('/')
+                && matches!(action, "created" | "configured" | "deleted")
+        }
+        _ => false,
+    }
+}
+
+impl ToolEvent {
+    /// The tool's object an Event is about (`Kustomization flux-system/apps`, as
+    /// [`crate::verdicts::ToolStatus::object`] names it) and the Event; `None` for an Event
+    /// about anything else. `secrets` as for [`ToolVerdict::read`].
+    pub fn read(event: &Value, secrets: &[String]) -> Option<(String, ToolEvent)> {
+        let involved = event.get("involvedObject")?;
+        let s = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let kind = s(involved, "kind").filter(|k| EVENT_KINDS.contains(&k.as_str()))?;
+        let object = format!(
+            "{kind} {}/{}",
+            s(involved, "namespace").unwrap_or_default(),
+            s(involved, "name")?
+        );
+        let message = s(event, "message").unwrap_or_default();
+        let message = driftguard_core::secret::redact_values(&message, secrets);
+        let lines: Vec<String> = message
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(EVENT_LINES)
+            .map(shorten)
+            .collect();
+        let at = s(event, "lastTimestamp")
+            .or_else(|| s(event, "eventTime"))
+            .or_else(|| {
+                event
+                    .pointer("/series/lastObservedTime")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .or_else(|| {
+                event
+                    .pointer("/metadata/creationTimestamp")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        let count = event
+            .get("count")
+            .and_then(Value::as_u64)
+            .or_else(|| event.pointer("/series/count").and_then(Value::as_u64))
+            .unwrap_or(1);
+        Some((
+            object,
+            ToolEvent {
+                at,
+                warning: s(event, "type").as_deref() == Some("Warning"),
+                reason: s(event, "reason").unwrap_or_default(),
+                changes: lines.iter().filter(|l| is_change(l)).cloned().collect(),
+                message: lines.join("\n"),
+                count,
+            },
+        ))
+    }
+
+    /// When it last happened, parsed.
+    pub fn time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+
+    /// Whether it is news next to `kept`: nothing kept, or it happened no earlier (a
+    /// repeated Event is the same Event with a later time and count).
+    pub fn supersedes(&self, kept: Option<&ToolEvent>) -> bool {
+        match kept {
+            None => true,
+            Some(k) => self.time() >= k.time() && self != k,
+        }
+    }
 }
 
 impl ToolVerdict {
@@ -159,6 +285,38 @@ impl ToolVerdict {
         } else {
             parts.join(", ")
         }
+    }
+}
+
+impl ToolVerdict {
+    /// Takes an Event the tool recorded on the object: the last event, and the last change
+    /// when it says the tool changed objects, each when it is news ([`ToolEvent::supersedes`]).
+    pub fn take_event(&mut self, e: ToolEvent) {
+        if !e.changes.is_empty() && e.supersedes(self.last_change.as_ref()) {
+            self.last_change = Some(e.clone());
+        }
+        if e.supersedes(self.last_event.as_ref()) {
+            self.last_event = Some(e);
+        }
+    }
+
+    /// The verdict with the last change the tool made, for a line of text: `Ready=True
+    /// (ReconciliationSucceeded), revision main@sha1:1a2b; last change it made at
+    /// 2026-12-07T01:02:03Z: Deployment/shop/web configured and 1 more`.
+    pub fn summary_with_event(&self) -> String {
+        let Some(e) = &self.last_change else {
+            return self.summary();
+        };
+        let first = e.changes.first().map(String::as_str).unwrap_or_default();
+        let more = match e.changes.len() {
+            0 | 1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        let at =
+            e.at.as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default();
+        format!("{}; last change it made{at}: {first}{more}", self.summary())
     }
 }
 
@@ -428,5 +586,114 @@ mod tests {
         assert_eq!(verdict_fields(&k), before);
         k["spec"]["suspend"] = json!(false);
         assert_ne!(verdict_fields(&k), before);
+    }
+
+    /// An Event as kustomize-controller records it (core/v1, through client-go's recorder):
+    /// the change set of an apply, one object per line.
+    fn flux_event(message: &str, reason: &str, at: &str) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "apps.1876", "namespace": "flux-system",
+                "creationTimestamp": "2026-12-07T01:00:00Z",
+                "annotations": {"kustomize.toolkit.fluxcd.io/revision": "main@sha1:1a2b"}},
+            "involvedObject": {"apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+                "kind": "Kustomization", "name": "apps", "namespace": "flux-system"},
+            "type": "Normal",
+            "reason": reason,
+            "message": message,
+            "source": {"component": "kustomize-controller"},
+            "firstTimestamp": "2026-12-07T01:00:00Z",
+            "lastTimestamp": at,
+            "count": 1
+        })
+    }
+
+    #[test]
+    fn a_tools_event_names_its_object_and_the_objects_it_changed() {
+        let e = flux_event(
+            "ConfigMap/shop/settings configured\nDeployment/shop/web configured\nNamespace/shop unchanged",
+            "Progressing",
+            "2026-12-07T01:02:03Z",
+        );
+        let (object, event) = ToolEvent::read(&e, &[]).expect("a tool's event");
+        assert_eq!(object, "Kustomization flux-system/apps");
+        assert_eq!(event.reason, "Progressing");
+        assert!(!event.warning);
+        assert_eq!(event.at.as_deref(), Some("2026-12-07T01:02:03Z"));
+        assert_eq!(
+            event.changes,
+            [
+                "ConfigMap/shop/settings configured",
+                "Deployment/shop/web configured"
+            ]
+        );
+        assert_eq!(event.message.lines().count(), 3);
+
+        // an Event of anything else is not a tool's
+        let mut pod = e.clone();
+        pod["involvedObject"]["kind"] = json!("Pod");
+        assert_eq!(ToolEvent::read(&pod, &[]), None);
+
+        // a Secret value the environment took is not shown; long messages are cut
+        let mut failed = flux_event(
+            "kustomize build failed: password=hunter2-secret is not valid",
+            "BuildFailed",
+            "2026-12-07T01:03:00Z",
+        );
+        failed["type"] = json!("Warning");
+        let (_, event) = ToolEvent::read(&failed, &["hunter2-secret".into()]).expect("event");
+        assert!(event.warning);
+        assert!(!event.message.contains("hunter2"), "{}", event.message);
+        assert!(event.changes.is_empty());
+        let long = (0..30)
+            .map(|i| format!("Deployment/shop/w{i} created"))
+            .collect::<Vec<_>>();
+        let (_, event) = ToolEvent::read(
+            &flux_event(&long.join("\n"), "Progressing", "2026-12-07T01:04:00Z"),
+            &[],
+        )
+        .expect("event");
+        assert_eq!(event.message.lines().count(), EVENT_LINES);
+    }
+
+    #[test]
+    fn the_verdict_keeps_the_newest_event_and_the_newest_change() {
+        let change = |at: &str| {
+            ToolEvent::read(
+                &flux_event("Deployment/shop/web configured", "Progressing", at),
+                &[],
+            )
+            .expect("event")
+            .1
+        };
+        let finished = ToolEvent::read(
+            &flux_event(
+                "Reconciliation finished in 1.2s, next run in 10m0s",
+                "ReconciliationSucceeded",
+                "2026-12-07T01:02:04Z",
+            ),
+            &[],
+        )
+        .expect("event")
+        .1;
+        let mut v = ToolVerdict::default();
+        v.take_event(change("2026-12-07T01:02:03Z"));
+        v.take_event(finished.clone());
+        assert_eq!(v.last_event.as_ref(), Some(&finished));
+        assert_eq!(
+            v.last_change.as_ref().and_then(|c| c.at.as_deref()),
+            Some("2026-12-07T01:02:03Z")
+        );
+        // an older change listed late changes nothing
+        v.take_event(change("2026-12-07T00:00:00Z"));
+        assert_eq!(
+            v.last_change.as_ref().and_then(|c| c.at.as_deref()),
+            Some("2026-12-07T01:02:03Z")
+        );
+        assert_eq!(v.last_event.as_ref(), Some(&finished));
+        assert!(v.summary_with_event().ends_with(
+            "last change it made at 2026-12-07T01:02:03Z: Deployment/shop/web configured"
+        ));
     }
 }

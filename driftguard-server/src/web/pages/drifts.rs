@@ -77,8 +77,49 @@ pub struct ToolPanel {
     pub(super) facts: Vec<(&'static str, String, &'static str)>,
     /// Flux's `Ready` message.
     pub(super) message: Option<String>,
+    /// The tool's Events: the last change it made (`Last change Flux made`, `Progressing, 2
+    /// minutes ago`, the objects changed) and its last Event when another one; each a
+    /// warning or not.
+    pub(super) events: Vec<ToolEventView>,
     /// When DriftGuard read it.
     pub(super) observed: When,
+}
+
+/// One Event of a deployment tool, as the panel shows it.
+#[derive(Clone, Debug)]
+pub struct ToolEventView {
+    /// `Last change Flux made`.
+    pub(super) label: String,
+    /// `Progressing, 2 minutes ago`.
+    pub(super) head: String,
+    /// The lines shown (the objects changed, or the message).
+    pub(super) lines: Vec<String>,
+    /// A `Warning` Event.
+    pub(super) warning: bool,
+}
+
+impl ToolEventView {
+    fn of(
+        label: String,
+        e: &crate::dto::ToolEventDto,
+        lines: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let times = if e.count > 1 {
+            format!(" ({} times)", e.count)
+        } else {
+            String::new()
+        };
+        ToolEventView {
+            label,
+            head: match e.at {
+                Some(at) => format!("{}{times}, {}", e.reason, When::of(at, now).ago),
+                None => format!("{}{times}", e.reason),
+            },
+            lines,
+            warning: e.event_type == "Warning",
+        }
+    }
 }
 
 /// The class of a tool's word: in sync or healthy, not, or unknown.
@@ -161,6 +202,31 @@ pub(super) fn tool_panel(e: &EnvironmentDto, now: DateTime<Utc>) -> Option<ToolP
         sentence: format!("{tool_says}; {ours}."),
         facts,
         message: t.message.clone(),
+        events: {
+            let mut out = Vec::new();
+            if let Some(c) = &t.last_change {
+                out.push(ToolEventView::of(
+                    format!("Last change {who} made"),
+                    c,
+                    c.changes.clone(),
+                    now,
+                ));
+            }
+            if let Some(e) = t
+                .last_event
+                .as_ref()
+                .filter(|e| Some(*e) != t.last_change.as_ref())
+            {
+                let lines = e.message.lines().map(str::to_owned).collect();
+                out.push(ToolEventView::of(
+                    format!("Last event of {who}"),
+                    e,
+                    lines,
+                    now,
+                ));
+            }
+            out
+        },
         observed: When::of(t.observed_at, now),
     })
 }
@@ -394,7 +460,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::dto::ToolDto;
+    use crate::dto::{ToolDto, ToolEventDto};
 
     fn environment(tool: Option<ToolDto>, status: &str, open_drifts: usize) -> EnvironmentDto {
         EnvironmentDto {
@@ -432,6 +498,22 @@ mod tests {
             revision: Some("main@sha1:1a2b3c4d".into()),
             reconciled_at: Some(now - chrono::Duration::hours(3)),
             suspended: true,
+            last_event: Some(ToolEventDto {
+                at: Some(now - chrono::Duration::minutes(2)),
+                event_type: "Normal".into(),
+                reason: "ReconciliationSucceeded".into(),
+                message: "Reconciliation finished in 1s, next run in 10m0s".into(),
+                count: 1,
+                changes: Vec::new(),
+            }),
+            last_change: Some(ToolEventDto {
+                at: Some(now - chrono::Duration::minutes(3)),
+                event_type: "Normal".into(),
+                reason: "Progressing".into(),
+                message: "Deployment/apps/web configured".into(),
+                count: 2,
+                changes: vec!["Deployment/apps/web configured".into()],
+            }),
             observed_at: now,
         };
         let p = tool_panel(&environment(Some(tool.clone()), "drifted", 3), now)
@@ -452,6 +534,26 @@ mod tests {
         assert_eq!(
             p.message.as_deref(),
             Some("Applied revision: main@sha1:1a2b3c4d")
+        );
+        let events: Vec<(&str, &str, &[String])> = p
+            .events
+            .iter()
+            .map(|e| (e.label.as_str(), e.head.as_str(), e.lines.as_slice()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    "Last change Flux made",
+                    "Progressing (2 times), 3 min ago",
+                    &["Deployment/apps/web configured".to_owned()][..]
+                ),
+                (
+                    "Last event of Flux",
+                    "ReconciliationSucceeded, 2 min ago",
+                    &["Reconciliation finished in 1s, next run in 10m0s".to_owned()][..]
+                ),
+            ]
         );
 
         let one = tool_panel(&environment(Some(tool.clone()), "drifted", 1), now).expect("panel");
