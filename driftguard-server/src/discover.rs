@@ -496,15 +496,7 @@ pub async fn watch(plan: &DiscoveryPlan) -> Result<Watches, DiscoverError> {
     let mut errors = Vec::new();
     let ar = EVENT.built_in();
     for (namespaces, kind) in events {
-        let apis: Vec<Api<DynamicObject>> = if namespaces.is_empty() {
-            vec![Api::all_with(reader.client.clone(), &ar)]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| Api::namespaced_with(reader.client.clone(), ns, &ar))
-                .collect()
-        };
-        for api in apis {
+        for (_, api) in apis(&reader.client, &ar, namespaces) {
             let config = watcher::Config::default()
                 .page_size(PAGE)
                 .fields(&format!("involvedObject.kind={kind}"));
@@ -515,15 +507,7 @@ pub async fn watch(plan: &DiscoveryPlan) -> Result<Watches, DiscoverError> {
         let Some(ar) = reader.resolve(kind, &mut errors).await? else {
             continue;
         };
-        let apis: Vec<Api<DynamicObject>> = if namespaces.is_empty() {
-            vec![Api::all_with(reader.client.clone(), &ar)]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| Api::namespaced_with(reader.client.clone(), ns, &ar))
-                .collect()
-        };
-        for api in apis {
+        for (_, api) in apis(&reader.client, &ar, namespaces) {
             let mut config = watcher::Config::default().page_size(PAGE);
             if let Some(s) = selector {
                 config = config.labels(s);
@@ -688,6 +672,27 @@ async fn watch_events(api: Api<DynamicObject>, config: watcher::Config, tx: mpsc
     }
 }
 
+/// The APIs of `ar` in each of `namespaces`, with the namespace; one for all namespaces when
+/// none is given.
+fn apis<'a>(
+    client: &kube::Client,
+    ar: &ApiResource,
+    namespaces: &'a [String],
+) -> Vec<(Option<&'a str>, Api<DynamicObject>)> {
+    if namespaces.is_empty() {
+        return vec![(None, Api::all_with(client.clone(), ar))];
+    }
+    namespaces
+        .iter()
+        .map(|ns| {
+            (
+                Some(ns.as_str()),
+                Api::namespaced_with(client.clone(), ns, ar),
+            )
+        })
+        .collect()
+}
+
 /// A kind discovery reads: the version DriftGuard's mapping reads, and its plural for
 /// messages.
 struct Kind {
@@ -818,20 +823,11 @@ impl Reader {
             return Ok(None);
         };
         let mut out = Vec::new();
-        let apis: Vec<(String, Api<DynamicObject>)> = if namespaces.is_empty() {
-            vec![(kind.resource(), Api::all_with(self.client.clone(), &ar))]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        format!("{} in {ns}", kind.resource()),
-                        Api::namespaced_with(self.client.clone(), ns, &ar),
-                    )
-                })
-                .collect()
-        };
-        for (what, api) in apis {
+        for (ns, api) in apis(&self.client, &ar, namespaces) {
+            let what = match ns {
+                Some(ns) => format!("{} in {ns}", kind.resource()),
+                None => kind.resource(),
+            };
             match self.list(&api, &ar, selector).await {
                 Ok(items) => out.extend(items),
                 Err(e) => match classify(&e) {
@@ -927,20 +923,11 @@ impl Reader {
         out: &mut Objects,
     ) -> Result<(), DiscoverError> {
         let ar = EVENT.built_in();
-        let apis: Vec<(String, Api<DynamicObject>)> = if namespaces.is_empty() {
-            vec![("events".to_owned(), Api::all_with(self.client.clone(), &ar))]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        format!("events in {ns}"),
-                        Api::namespaced_with(self.client.clone(), ns, &ar),
-                    )
-                })
-                .collect()
-        };
-        for (what, api) in apis {
+        for (ns, api) in apis(&self.client, &ar, namespaces) {
+            let what = match ns {
+                Some(ns) => format!("events in {ns}"),
+                None => "events".to_owned(),
+            };
             for kind in kinds {
                 let fields = format!("involvedObject.kind={kind}");
                 match self.list_fields(&api, &ar, &fields).await {
