@@ -511,6 +511,33 @@ server:
         (detections(&hook).len() >= ENVS.len()).then_some(())
     })
     .unwrap_or_else(|| panic!("detections: {:?}", detections(&hook)));
+    // a replica's list tells of an environment another one leads from the store (read for
+    // all such environments at once): the open drifts its leader counts, and a last scan
+    let told = || -> Option<(Value, Value)> {
+        let list = bystander.json("/api/v1/environments")?;
+        let mine = list["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == env0.as_str())?
+            .clone();
+        let theirs = replicas
+            .get(leader0)?
+            .json(&format!("/api/v1/environments/{env0}"))?;
+        (mine["leader"]["this_replica"] == false
+            && theirs["open_drifts"].as_u64()? >= 1
+            && mine["open_drifts"] == theirs["open_drifts"]
+            && !mine["last_scan"].is_null())
+        .then_some((mine, theirs))
+    };
+    poll(Instant::now(), Duration::from_secs(20), told).unwrap_or_else(|| {
+        panic!(
+            "{env0} as the bystander lists it: {:?}\nas its leader says: {:?}",
+            bystander.json("/api/v1/environments"),
+            replicas
+                .get(leader0)
+                .and_then(|r| r.json(&format!("/api/v1/environments/{env0}")))
+        )
+    });
     // delivered and marked: nothing in flight when a leader dies
     std::thread::sleep(Duration::from_millis(1500));
 

@@ -66,6 +66,23 @@ pub async fn environment_dto(
     state: &AppState,
     env: &Environment,
 ) -> Result<EnvironmentDto, AppError> {
+    environment_dto_from(state, env, None).await
+}
+
+/// What the store says of environments other replicas lead: the last scan of each and its
+/// open drifts, read for many at once ([`environments`]).
+struct LedElsewhere {
+    last: std::collections::HashMap<String, driftguard_core::ports::ScanSummary>,
+    open: std::collections::HashMap<String, usize>,
+}
+
+/// [`environment_dto`], with what the store says of the environments led elsewhere when it
+/// was read for many at once.
+async fn environment_dto_from(
+    state: &AppState,
+    env: &Environment,
+    elsewhere: Option<&LedElsewhere>,
+) -> Result<EnvironmentDto, AppError> {
     let s = env.status();
     let sources = vec![
         source_dto("git", env.scanner.describe_git(), &s.git),
@@ -100,22 +117,31 @@ pub async fn environment_dto(
         return Ok(own(Some(leader)));
     }
     // led elsewhere: what its leader wrote
-    let last = state
-        .store
-        .scans(Some(&env.name), 1)
-        .await?
-        .into_iter()
-        .next();
-    let open = state
-        .store
-        .drifts(&DriftQuery {
-            environment: Some(env.name.clone()),
-            status: DriftStatus::Open,
-            limit: 1,
-            ..DriftQuery::default()
-        })
-        .await?
-        .total;
+    let (last, open) = match elsewhere {
+        Some(e) => (
+            e.last.get(&env.name).cloned(),
+            e.open.get(&env.name).copied().unwrap_or(0),
+        ),
+        None => {
+            let last = state
+                .store
+                .scans(Some(&env.name), 1)
+                .await?
+                .into_iter()
+                .next();
+            let open = state
+                .store
+                .drifts(&DriftQuery {
+                    environment: Some(env.name.clone()),
+                    status: DriftStatus::Open,
+                    limit: 1,
+                    ..DriftQuery::default()
+                })
+                .await?
+                .total;
+            (last, open)
+        }
+    };
     Ok(EnvironmentDto {
         name: env.name.clone(),
         status: status_word(false, last.is_some(), open).into(),
@@ -139,12 +165,41 @@ pub async fn environment_dto(
     })
 }
 
-/// Every environment (see [`environment_dto`]).
+/// Every environment (see [`environment_dto`]). With leader election, what the store says
+/// of the environments other replicas lead is read in two calls for all of them (their last
+/// scans, [`driftguard_core::ports::DriftStore::scans_at`]; their open drifts,
+/// [`driftguard_core::ports::DriftStore::open_tallies`]), not three per environment.
 pub async fn environments(state: &AppState) -> Result<EnvironmentList, AppError> {
     let environments = state.environments();
+    let led_elsewhere: Vec<String> = environments
+        .iter()
+        .filter(|e| e.leadership().is_some_and(|l| !l.view(&e.name).leading))
+        .map(|e| e.name.clone())
+        .collect();
+    let elsewhere = if led_elsewhere.is_empty() {
+        None
+    } else {
+        // the newest scan of each, with room for another replica's clock being ahead
+        let until = state.clock.now() + chrono::TimeDelta::days(1);
+        let last = state
+            .store
+            .scans_at(&led_elsewhere, &[until])
+            .await?
+            .into_iter()
+            .map(|s| (s.environment.clone(), s))
+            .collect();
+        let open = state
+            .store
+            .open_tallies(&led_elsewhere)
+            .await?
+            .into_iter()
+            .map(|t| (t.environment.clone(), t.counts.values().sum()))
+            .collect();
+        Some(LedElsewhere { last, open })
+    };
     let mut items = Vec::with_capacity(environments.len());
     for e in environments.iter() {
-        items.push(environment_dto(state, e).await?);
+        items.push(environment_dto_from(state, e, elsewhere.as_ref()).await?);
     }
     Ok(EnvironmentList { items })
 }
