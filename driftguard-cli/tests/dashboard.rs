@@ -541,9 +541,10 @@ server:
     )
     .await;
     let shown = std::time::SystemTime::now();
+    // the patch that put it back names who did
     assert_eq!(
         text_of(&c, "#drift-status").await.trim(),
-        "resolved (reverted)"
+        "resolved (reverted by kubectl-patch)"
     );
     let resolved = drift_of(&server, "a", "ConfigMap", "resolved").expect("resolved in the API");
     let lag = secs_between(resolved["resolved_at"].as_str().unwrap_or_default(), shown);

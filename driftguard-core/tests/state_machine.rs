@@ -737,3 +737,17 @@ fn a_correction_seen_by_the_watch_names_the_tool() {
     assert_eq!(again[0].drift.episode, opened[0].drift.episode);
     assert_eq!(again[0].drift.recurrences, 1);
 }
+
+#[test]
+fn an_owner_from_before_the_drift_is_not_who_ended_it() {
+    // a dump edited back by hand keeps the owners it had: Flux's apply predates the drift
+    let w = World::new_with_git(&[web(3, "app:1")]);
+    w.live(&[flux_applied(3, 0)]);
+    w.scan();
+    w.live(&[scaled_by_hand(5, 0, 1)]);
+    w.scan();
+    w.live(&[flux_applied(3, 0)]);
+    let events = block_on(w.scanner.scan()).expect("scan").events;
+    assert_eq!(events[0].drift.resolution, Some(Resolution::Reverted));
+    assert_eq!(events[0].drift.resolved_by, None);
+}

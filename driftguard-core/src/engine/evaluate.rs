@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 
+use chrono::SubsecRound;
+
 use crate::audit::{attributable, attribute, window_start, AuditEvidence, AuditFinding};
 use crate::id::ResourceId;
 use crate::managed::{owners_of, ManagedFieldsEntry};
@@ -231,9 +233,9 @@ impl Engine {
 /// Names who wrote the object back when its open drift ends with the object live
 /// ([`Observation::resolver`]): the newest field manager, in `managedFields`, of the fields
 /// that were drifted (a modified object), or of the object's fields (a missing object that is
-/// back). A GitOps tool's correction names the tool (`kustomize-controller`,
-/// `argocd-controller`); a person's `kubectl` names `kubectl-*`. Status writes say nothing of
-/// who restored the spec and are left out. Nothing is named when no manager owns them (a
+/// back), among the writes made since the drift opened. A GitOps tool's correction names the
+/// tool (`kustomize-controller`, `argocd-controller`); a person's `kubectl` names `kubectl-*`.
+/// Status writes say nothing of who restored the spec and are left out. Nothing is named when no manager owns them (a
 /// field added by hand and removed again: who removed it is the audit log's to say).
 fn add_resolver(st: &EnvState, prev: Option<&DriftRecord>, obs: &mut Observation) {
     let Some(open) = prev.and_then(|r| r.drift.as_ref()) else {
@@ -245,10 +247,14 @@ fn add_resolver(st: &EnvState, prev: Option<&DriftRecord>, obs: &mut Observation
     let Some(live) = st.live.get(&obs.id) else {
         return;
     };
+    // only a write since the drift opened can have ended it (`managedFields` times are
+    // whole seconds): an owner from before says nothing of who wrote the object back (a dump
+    // edited by hand keeps its old owners)
+    let since = open.opened_at().trunc_subsecs(0);
     let managed: Vec<ManagedFieldsEntry> = live
         .managed_fields()
         .into_iter()
-        .filter(|e| e.subresource != "status")
+        .filter(|e| e.subresource != "status" && e.time.is_some_and(|t| t >= since))
         .collect();
     obs.resolver = match open.kind {
         DriftKind::Modified => owners_of(&managed, &open.paths_owned())
