@@ -72,11 +72,15 @@ server:
         ),
     )
     .expect("write config");
+    // a call during the outage fails within about twice the server selection timeout: 2 s
+    // keeps an API read's 503 inside the test client's 5 s read timeout however loaded the
+    // machine (the default 5 s made it a race)
+    let uri = format!("{}&serverSelectionTimeoutMS=2000", mongo.uri());
     let mut server = spawn_server(
         dir,
         &["--config", config.to_str().expect("utf-8 path")],
         &[
-            ("OUTAGE_MONGODB_URI", mongo.uri().as_str()),
+            ("OUTAGE_MONGODB_URI", uri.as_str()),
             ("OUTAGE_TOKENS", TOKEN),
             ("OUTAGE_HOOK_SECRET", HOOK_SECRET),
             ("OUTAGE_SECRET_KEY", "outage-secret-key-0123456789"),
