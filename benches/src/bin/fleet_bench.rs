@@ -17,7 +17,9 @@
 //! (`CHURN_RATE`, changes per second, 10), `--settle-timeout` (`SETTLE_TIMEOUT`, seconds, 1800),
 //! `--clean` (delete the benchmark's namespaces and objects, then exit), `--scan` (also time a
 //! one-shot `driftguard scan --config` of the same configuration once `serve` has stopped) and
-//! `--scan-only` (only that scan, no `serve`).
+//! `--scan-only` (only that scan, no `serve`), `--service-account` (DriftGuard reads the
+//! cluster as a ServiceAccount allowed only get, list and watch, as deployed; its token from
+//! the TokenRequest API: priority and fairness then treat it as a workload, not as the admin).
 //!
 //! - Objects are created once and kept between runs: namespaces `dg-fleet-<i>`, each with its
 //!   share of ConfigMaps and Deployments (two ConfigMaps to a Deployment; `replicas: 0`, so the
@@ -92,6 +94,8 @@ struct Options {
     clean: bool,
     /// Time a one-shot scan after `serve` (`--scan`), or instead of it (`--scan-only`).
     scan: Scan,
+    /// Run DriftGuard as a ServiceAccount with read-only access (`--service-account`).
+    service_account: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +112,7 @@ impl Options {
         let mut full = false;
         let mut clean = false;
         let mut scan = Scan::No;
+        let mut service_account = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -115,8 +120,9 @@ impl Options {
                 "--clean" => clean = true,
                 "--scan" => scan = Scan::After,
                 "--scan-only" => scan = Scan::Only,
+                "--service-account" => service_account = true,
                 "-h" | "--help" => {
-                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean] [--scan | --scan-only]");
+                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean] [--scan | --scan-only] [--service-account]");
                     std::process::exit(0);
                 }
                 flag if flag.starts_with("--") => {
@@ -179,6 +185,7 @@ impl Options {
             settle_timeout,
             clean,
             scan,
+            service_account,
         })
     }
 }
@@ -693,6 +700,100 @@ async fn clean(client: &Client) -> Result<(), BoxError> {
         }
         return Ok(());
     }
+}
+
+/// The ServiceAccount DriftGuard runs as with `--service-account`: read-only on every kind
+/// (get, list, watch), as `deploy/helm`'s ClusterRole grants, in namespace `dg-fleet-sa`.
+const SA_NAMESPACE: &str = "dg-fleet-sa";
+
+/// Makes the read-only ServiceAccount (kept between runs; `--clean` removes it) and writes a
+/// kubeconfig that authenticates as it with a token from the TokenRequest API
+/// (`kubectl create token`), for the API server's address and CA of the admin's kubeconfig.
+fn service_account_kubeconfig(c: &Cluster, dir: &Path) -> Result<PathBuf, BoxError> {
+    let manifest = dir.join("service-account.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1
+kind: Namespace
+metadata: {{name: {SA_NAMESPACE}, labels: {{{PART_OF}: {FLEET}}}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: driftguard, namespace: {SA_NAMESPACE}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: dg-fleet-bench-read, labels: {{{PART_OF}: {FLEET}}}}}
+rules:
+  - apiGroups: ['*']
+    resources: ['*']
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: dg-fleet-bench-read, labels: {{{PART_OF}: {FLEET}}}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: dg-fleet-bench-read}}
+subjects: [{{kind: ServiceAccount, name: driftguard, namespace: {SA_NAMESPACE}}}]
+"
+        ),
+    )?;
+    c.kubectl(&["apply", "-f", &manifest.to_string_lossy()])?;
+    let token = c.kubectl(&[
+        "create",
+        "token",
+        "driftguard",
+        "-n",
+        SA_NAMESPACE,
+        "--duration=6h",
+    ])?;
+    let view = |path: &str| {
+        c.kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            &format!("jsonpath={{{path}}}"),
+        ])
+    };
+    let server = view(".clusters[0].cluster.server")?;
+    let ca = view(".clusters[0].cluster.certificate-authority-data")?;
+    let path = dir.join("service-account.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+  - name: test
+    cluster: {{server: {}, certificate-authority-data: {}}}
+users:
+  - name: driftguard
+    user: {{token: {}}}
+contexts:
+  - name: driftguard
+    context: {{cluster: test, user: driftguard}}
+current-context: driftguard
+",
+            server.trim(),
+            ca.trim(),
+            token.trim()
+        ),
+    )?;
+    // the token works and is read-only
+    let can = |verb: &str| {
+        Command::new(&c.kubectl)
+            .args(["auth", "can-i", verb, "configmaps", "-A"])
+            .env("KUBECONFIG", &path)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "yes")
+    };
+    if !can("list")? || can("patch")? {
+        return Err("the ServiceAccount's kubeconfig is not read-only on the cluster".into());
+    }
+    Ok(path)
 }
 
 /// Writes one folder per environment and `driftguard.yaml`; answers the configuration's path.
@@ -1414,7 +1515,13 @@ async fn main() -> Result<(), BoxError> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let config = write_config(work.path(), &envs, &c.kubeconfig, port)?;
+    // DriftGuard's credentials: the admin's, or a read-only ServiceAccount's (as deployed)
+    let driftguard_kubeconfig = if opts.service_account {
+        service_account_kubeconfig(&c, work.path())?
+    } else {
+        c.kubeconfig.clone()
+    };
+    let config = write_config(work.path(), &envs, &driftguard_kubeconfig, port)?;
     let api = ServeApi {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
@@ -1477,8 +1584,13 @@ async fn main() -> Result<(), BoxError> {
     // VmHWM is updated lazily: a VmRSS read earlier can exceed it
     let peak = end.hwm.max(settled.hwm).max(settled.rss).max(end.rss);
     println!(
-        "fleet benchmark of `driftguard serve` on the test cluster (kube-apiserver {kube_version}, {} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        "fleet benchmark of `driftguard serve` on the test cluster (kube-apiserver {kube_version}, {} cores){}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if opts.service_account {
+            format!(", DriftGuard as the ServiceAccount {SA_NAMESPACE}/driftguard (get, list, watch)")
+        } else {
+            String::new()
+        }
     );
     println!();
     println!("| binary | environments | objects | start-up to all watching (s) | RSS settled (MB) | RSS per object (KB) | peak RSS (MB) | API-server watches added | TCP connections to the API server | detection p50 / p99 / max (ms) | idle CPU (% of a core) | churn CPU (% of a core) |");
