@@ -828,7 +828,11 @@ impl Reader {
                 Some(ns) => format!("{} in {ns}", kind.resource()),
                 None => kind.resource(),
             };
-            match self.list(&api, &ar, selector).await {
+            let lp = match selector {
+                Some(s) => ListParams::default().labels(s),
+                None => ListParams::default(),
+            };
+            match self.list(&api, &ar, lp).await {
                 Ok(items) => out.extend(items),
                 Err(e) => match classify(&e) {
                     Failure::Cluster => return Err(self.unreachable(e)),
@@ -890,17 +894,15 @@ impl Reader {
         }
     }
 
-    /// Every page of a list, each item with its `apiVersion` and `kind`.
+    /// Every page of a list (by the label or field selector of `lp`), each item with its
+    /// `apiVersion` and `kind`.
     async fn list(
         &self,
         api: &Api<DynamicObject>,
         ar: &ApiResource,
-        selector: Option<&str>,
+        mut lp: ListParams,
     ) -> Result<Vec<Value>, kube::Error> {
-        let mut lp = ListParams::default().limit(PAGE);
-        if let Some(s) = selector {
-            lp = lp.labels(s);
-        }
+        lp = lp.limit(PAGE);
         let mut out = Vec::new();
         loop {
             let page = api.list(&lp).await?;
@@ -929,8 +931,8 @@ impl Reader {
                 None => "events".to_owned(),
             };
             for kind in kinds {
-                let fields = format!("involvedObject.kind={kind}");
-                match self.list_fields(&api, &ar, &fields).await {
+                let lp = ListParams::default().fields(&format!("involvedObject.kind={kind}"));
+                match self.list(&api, &ar, lp).await {
                     Ok(items) => out.events.0.extend(items),
                     Err(e) => match classify(&e) {
                         Failure::Cluster => return Err(self.unreachable(e)),
@@ -944,27 +946,6 @@ impl Reader {
             }
         }
         Ok(())
-    }
-
-    /// Every page of a list by field selector.
-    async fn list_fields(
-        &self,
-        api: &Api<DynamicObject>,
-        ar: &ApiResource,
-        fields: &str,
-    ) -> Result<Vec<Value>, kube::Error> {
-        let mut lp = ListParams::default().limit(PAGE).fields(fields);
-        let mut out = Vec::new();
-        loop {
-            let page = api.list(&lp).await?;
-            for item in page.items {
-                out.push(typed(item, ar)?);
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(c) => lp.continue_token = Some(c),
-                None => return Ok(out),
-            }
-        }
     }
 
     /// One object, by name; `None` when it does not exist. What cannot be read goes to
