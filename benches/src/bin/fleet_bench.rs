@@ -706,7 +706,8 @@ async fn clean(client: &Client) -> Result<(), BoxError> {
 /// (get, list, watch), as `deploy/helm`'s ClusterRole grants, in namespace `dg-fleet-sa`.
 const SA_NAMESPACE: &str = "dg-fleet-sa";
 
-/// Makes the read-only ServiceAccount (kept between runs; `--clean` removes it) and writes a
+/// Makes the read-only ServiceAccount (kept between runs; `--clean` deletes its namespace, the
+/// labelled ClusterRole and binding stay, harmless without the account) and writes a
 /// kubeconfig that authenticates as it with a token from the TokenRequest API
 /// (`kubectl create token`), for the API server's address and CA of the admin's kubeconfig.
 fn service_account_kubeconfig(c: &Cluster, dir: &Path) -> Result<PathBuf, BoxError> {
