@@ -54,6 +54,22 @@ async fn views_share_one_watch_per_kind_and_see_only_their_objects() {
             &[],
         );
     }
+    // the controller manager publishes `kube-root-ca.crt` into each new namespace a moment
+    // later; wait for it, so the cache and the list below read the same namespace contents
+    for ns in &namespaces {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !c
+            .kubectl_raw(&["get", "configmap", "kube-root-ca.crt", "-n", ns], None)
+            .status
+            .success()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no kube-root-ca.crt in {ns}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let base = c.source().await.with_shared_cache(true);
     let listing = c.source().await;
     let views: Vec<_> = namespaces.iter().map(|_| base.view()).collect();
