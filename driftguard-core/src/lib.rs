@@ -27,7 +27,7 @@
 //! let live = LiveSnapshot { served: Vec::new(),
 //!     objects: vec![RawLive::new(json!({"apiVersion": "apps/v1", "kind": "Deployment",
 //!         "metadata": {"name": "web", "namespace": "shop", "uid": "1"},
-//!         "spec": {"replicas": 5, "revisionHistoryLimit": 10}}))],
+//!         "spec": {"replicas": 5, "revisionHistoryLimit": 10}}))].into(),
 //!     ..LiveSnapshot::default()
 //! };
 //! let state = engine.index(&desired, &live);
@@ -68,7 +68,9 @@ pub mod prelude {
     pub use crate::id::{GroupKind, ResourceId};
     pub use crate::ignore::{IgnoreRule, IgnoreRules, JsonPointer};
     pub use crate::manifest::{parse_file, ManifestError};
-    pub use crate::model::{CommitInfo, Provenance, RawLive, RawManifest, RawObject, Revision};
+    pub use crate::model::{
+        CommitInfo, LiveObjects, Provenance, RawLive, RawManifest, RawObject, Revision,
+    };
     pub use crate::normalize::{Normalizer, SecretKey};
     pub use crate::ports::{
         Clock, DesiredSet, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope,

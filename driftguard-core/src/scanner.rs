@@ -657,8 +657,8 @@ impl Scanner {
                 for e in &snapshot.errors {
                     st.unknown_kinds.insert(e.kind.clone());
                 }
-                for raw in &snapshot.objects {
-                    self.engine.insert_live(st, raw);
+                for raw in snapshot.objects.iter() {
+                    self.engine.insert_live(st, &raw);
                 }
                 let mut all: Vec<ResourceId> = st
                     .desired

@@ -410,7 +410,6 @@ fn late_audit_events_name_the_writers_with_a_changed_event() {
             .objects
             .iter()
             .find(|o| o.object.meta().kind == "ConfigMap")
-            .cloned()
             .expect("the ConfigMap");
         let detected = scanner
             .apply_live_change(&LiveChange::Applied(cm))

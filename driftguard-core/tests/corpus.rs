@@ -117,13 +117,34 @@ fn index_in(engine: &Engine, desired: &DesiredSet, live: Vec<Value>) -> EnvState
     )
 }
 
+/// The live objects as a watch cache hands them over: compact JSON text, parsed while indexed.
+fn index_compact(engine: &Engine, live: &[Value]) -> EnvState {
+    let mut objects = LiveObjects::new();
+    for v in live {
+        objects.push_compact(serde_json::to_string(v).expect("json").into());
+    }
+    engine.index(
+        &desired(),
+        &LiveSnapshot {
+            objects,
+            ..LiveSnapshot::default()
+        },
+    )
+}
+
 fn check(mutate: impl FnOnce(&mut Vec<Value>), expect: &[&str]) {
     let mut live = live_values();
     mutate(&mut live);
     let engine = engine();
-    let st = index(&engine, live);
+    let st = index(&engine, live.clone());
     assert!(st.errors.is_empty(), "{:?}", st.errors);
     assert_eq!(verdicts(&engine, &st), expect);
+    // the same objects as compact text give the same verdicts (HPA targets, StatefulSet
+    // claims and scopes read from the text too)
+    let compact = index_compact(&engine, &live);
+    assert_eq!(verdicts(&engine, &compact), expect, "from compact text");
+    assert_eq!(compact.hpa_targets, st.hpa_targets);
+    assert_eq!(compact.claim_prefixes, st.claim_prefixes);
 }
 
 fn find<'a>(live: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {

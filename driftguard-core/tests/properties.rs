@@ -122,7 +122,7 @@ proptest! {
                 ..DesiredSet::default()
             },
             &LiveSnapshot { served: Vec::new(),
-                objects: vec![RawLive::new(live)],
+                objects: vec![RawLive::new(live)].into(),
                 errors: Vec::new(),
             },
         );

@@ -78,7 +78,7 @@ fn observe(step: Step) -> Observation {
     let live = match step.live {
         None => LiveSnapshot {
             served: Vec::new(),
-            objects: vec![],
+            objects: Default::default(),
             errors: vec![KindError {
                 kind: id().group_kind(),
                 message: "forbidden".into(),
@@ -90,7 +90,7 @@ fn observe(step: Step) -> Observation {
             o["metadata"]["uid"] = json!("u1");
             LiveSnapshot {
                 served: Vec::new(),
-                objects: vec![RawLive::new(o)],
+                objects: vec![RawLive::new(o)].into(),
                 errors: vec![],
             }
         }

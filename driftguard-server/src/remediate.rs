@@ -10,7 +10,7 @@ use std::time::Instant;
 use driftguard_core::engine::{Engine, ScanError, ScanReport};
 use driftguard_core::error::chain;
 use driftguard_core::id::ResourceId;
-use driftguard_core::model::{ObjectMeta, RawObject};
+use driftguard_core::model::ObjectMeta;
 use driftguard_core::normalize::{Normalizer, SecretKey};
 use driftguard_core::ports::{Clock, DesiredSet, DriftStore, GitSource, LiveSource};
 use driftguard_core::remediate::advice::{FieldChange, RemediationAction};
@@ -454,12 +454,12 @@ impl Remediator {
         for drift in drifts {
             let raw_desired =
                 find_desired(&desired, &drift.id, self.engine.spec.default_namespace());
+            // only the drifted object is parsed (a snapshot may keep its objects as text)
             let raw_live = live
                 .objects
-                .iter()
-                .map(|l| &l.object)
-                .find(|o| same(o, &drift.id, None))
-                .map(|o| o.value().clone());
+                .iter_where(|m| same(m, &drift.id, None))
+                .next()
+                .map(|l| l.object.into_value());
             let req = Request {
                 drift: &drift,
                 action,
@@ -621,8 +621,7 @@ impl Remediator {
 }
 
 /// Whether `o` is the object `id` (`default_ns`: the namespace of a desired object without one).
-fn same(o: &RawObject, id: &ResourceId, default_ns: Option<&str>) -> bool {
-    let m = ObjectMeta::of(o.value());
+fn same(m: ObjectMeta<'_>, id: &ResourceId, default_ns: Option<&str>) -> bool {
     let oid = m.id(&id.environment);
     oid.group == id.group
         && oid.kind == id.kind
@@ -636,7 +635,7 @@ fn find_desired(desired: &DesiredSet, id: &ResourceId, default_ns: &str) -> Opti
         .objects
         .iter()
         .map(|m| &m.object)
-        .find(|o| same(o, id, Some(default_ns)))
+        .find(|o| same(o.meta(), id, Some(default_ns)))
         .map(|o| o.value().clone())
 }
 

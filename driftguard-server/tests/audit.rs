@@ -403,7 +403,6 @@ async fn a_late_post_names_the_writer_of_an_open_drift() {
         .objects
         .iter()
         .find(|o| o.object.meta().name == "web")
-        .cloned()
         .expect("web");
     f.env.apply_change(&ctx, &LiveChange::Applied(web)).await;
     let before = get(&f.app, "/api/v1/drifts?environment=prod").await;

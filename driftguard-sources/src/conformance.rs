@@ -688,7 +688,7 @@ pub async fn admits_by_the_rule(source: &dyn LiveSource, fixture: &LiveFixture) 
         let expected = fixture.expected(&scope);
         assert!(!expected.is_empty(), "scope {what:?} admits something");
         let snap = snapshot(source, what, &scope).await;
-        let got = admitted(&who, what, fixture, &scope, &snap.objects);
+        let got = admitted(&who, what, fixture, &scope, &snap.objects.to_vec());
         assert_eq!(
             names(&got),
             names(&expected),
@@ -701,7 +701,7 @@ pub async fn admits_by_the_rule(source: &dyn LiveSource, fixture: &LiveFixture) 
                 let first = tokio::time::timeout(Duration::from_secs(60), stream.next()).await;
                 match first {
                     Ok(Some(LiveChange::Restarted(s))) => {
-                        let got = admitted(&who, what, fixture, &scope, &s.objects);
+                        let got = admitted(&who, what, fixture, &scope, &s.objects.to_vec());
                         assert_eq!(
                             names(&got),
                             names(&expected),
@@ -740,8 +740,8 @@ pub async fn same_admission(
     for (what, scope) in fixture.scopes() {
         let r = snapshot(reference, what, &scope).await;
         let c = snapshot(candidate, what, &scope).await;
-        let r = admitted(&rw, what, fixture, &scope, &r.objects);
-        let c = admitted(&cw, what, fixture, &scope, &c.objects);
+        let r = admitted(&rw, what, fixture, &scope, &r.objects.to_vec());
+        let c = admitted(&cw, what, fixture, &scope, &c.objects.to_vec());
         assert_eq!(
             names(&c),
             names(&r),

@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
 use driftguard_core::manifest::ManifestError;
-use driftguard_core::model::{RawLive, RawObject};
+use driftguard_core::model::{LiveObjects, RawObject};
 use driftguard_core::ports::{
     GroupVersionKind, KindError, LiveChange, LiveScope, LiveSnapshot, LiveSource, Prediction,
     SourceError,
@@ -321,7 +321,7 @@ impl LiveSource for KubeLiveSource {
             return Ok(self.inner.list_scope(scope, &rule).await?.into_snapshot());
         }
         let coverage = self.inner.cover(scope, &rule).await?;
-        let mut objects = Vec::new();
+        let mut objects = LiveObjects::new();
         for w in &coverage.watches {
             if matches!(w.phase(), cache::Phase::Ready) {
                 w.read(&rule, &mut objects);
@@ -432,13 +432,14 @@ impl Target {
 }
 
 /// The items of one list and its resource version.
-type ListResult = Result<(Vec<Value>, String), ::kube::Error>;
+type ListResult = Result<(Vec<Arc<str>>, String), ::kube::Error>;
 
 /// The result of listing a scope.
 #[derive(Debug, Default)]
 struct Listing {
-    /// The objects listed, per target.
-    listed: Vec<Vec<Value>>,
+    /// The objects listed, per target, as compact JSON text (parsed again one at a time by
+    /// the scan: a listing never holds every parsed object at once).
+    listed: Vec<Vec<Arc<str>>>,
     errors: Vec<KindError>,
     /// The scope of each kind read, as discovery says it.
     served: Vec<(GroupKind, bool)>,
@@ -448,12 +449,14 @@ impl Listing {
     fn into_snapshot(self) -> LiveSnapshot {
         LiveSnapshot {
             served: self.served,
-            objects: self
-                .listed
-                .into_iter()
-                .flatten()
-                .map(RawLive::new)
-                .collect(),
+            objects: {
+                let mut objects =
+                    LiveObjects::with_capacity(self.listed.iter().map(Vec::len).sum());
+                for text in self.listed.into_iter().flatten() {
+                    objects.push_compact(text);
+                }
+                objects
+            },
             errors: self.errors,
         }
     }
@@ -560,12 +563,7 @@ impl Inner {
     }
 
     /// Lists one target, page by page, keeping the objects `rule` admits.
-    async fn list_target(
-        &self,
-        target: &Target,
-        lp: &ListParams,
-        rule: &Admission,
-    ) -> Result<(Vec<Value>, String), ::kube::Error> {
+    async fn list_target(&self, target: &Target, lp: &ListParams, rule: &Admission) -> ListResult {
         let request = Request::new(target.url());
         let mut lp = lp.clone();
         let mut items = Vec::new();
@@ -600,7 +598,9 @@ impl Inner {
                     if rule.admits(&item) {
                         // what no comparison reads is not kept while the scan runs
                         driftguard_core::normalize::strip_unread(&mut item);
-                        items.push(item);
+                        if let Ok(text) = serde_json::to_string(&item) {
+                            items.push(Arc::from(text));
+                        }
                     }
                 }
             }

@@ -103,7 +103,7 @@ mod kube {
         };
         let mut stream = source.watch(&scope).await.expect("watch");
         match next(&mut stream).await {
-            LiveChange::Restarted(s) => assert_eq!(names(&s.objects), ["canary", "web"]),
+            LiveChange::Restarted(s) => assert_eq!(names(&s.objects.to_vec()), ["canary", "web"]),
             other => panic!("expected the first state, got {other:?}"),
         }
         let label = |value: &str| {

@@ -107,7 +107,11 @@ async fn dumps_are_a_live_side_filtered_by_scope() {
         ))
         .await
         .expect("snapshot");
-    let names: Vec<&str> = some.objects.iter().map(|o| o.object.meta().name).collect();
+    let names: Vec<String> = some
+        .objects
+        .iter()
+        .map(|o| o.object.meta().name.to_owned())
+        .collect();
     assert_eq!(names, vec!["a", "shop"]);
 
     write(

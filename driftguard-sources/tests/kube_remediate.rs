@@ -90,11 +90,14 @@ fn get(c: &Cluster, ns: &str, what: &str) -> Value {
     .expect("json")
 }
 
-fn raw<'a>(snap: &'a LiveSnapshot, d: &Drift) -> Option<&'a Value> {
-    snap.objects.iter().map(|o| o.object.value()).find(|v| {
-        v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
-            && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
-    })
+fn raw(snap: &LiveSnapshot, d: &Drift) -> Option<Value> {
+    snap.objects
+        .iter()
+        .map(|o| o.object.into_value())
+        .find(|v| {
+            v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
+                && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
+        })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,6 +166,7 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
                 v.pointer("/metadata/name").and_then(Value::as_str) == Some(d.id.name.as_str())
                     && v.get("kind").and_then(Value::as_str) == Some(d.id.kind.as_str())
             });
+            let live = raw(&snap, d);
             remediate::plan(
                 &engine,
                 &st,
@@ -170,7 +174,7 @@ async fn revert_previews_applies_and_resolves_as_reverted() {
                     drift: d,
                     action: RemediationAction::Revert,
                     desired,
-                    live: raw(&snap, d),
+                    live: live.as_ref(),
                     prune: false,
                     git: Readiness::Ready,
                     cluster: Readiness::Ready,

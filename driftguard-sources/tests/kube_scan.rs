@@ -313,7 +313,7 @@ async fn corpus_applied_to_the_cluster_has_no_drift() {
     let scope = scanner.live_scope().expect("scope after a scan");
     let snap = live.snapshot(&scope).await.expect("snapshot");
     assert!(snap.errors.is_empty(), "{:?}", snap.errors);
-    for o in &snap.objects {
+    for o in snap.objects.iter() {
         let meta = o.object.meta();
         assert!(!meta.api_version.is_empty() && !meta.kind.is_empty());
     }
@@ -457,10 +457,10 @@ async fn pagination_and_label_selector() {
         label_selector: None,
     };
     let snap = live.snapshot(&scope).await.expect("snapshot");
-    let names: Vec<&str> = snap
+    let names: Vec<String> = snap
         .objects
         .iter()
-        .map(|o| o.object.meta().name)
+        .map(|o| o.object.meta().name.to_owned())
         .filter(|n| n.starts_with("cm-"))
         .collect();
     assert_eq!(names.len(), 25, "7 pages of 4 all read");
@@ -485,7 +485,7 @@ async fn unknown_kind_is_reported_and_the_rest_is_read() {
     };
     let snap = live.snapshot(&scope).await.expect("snapshot");
     assert_eq!(snap.objects.len(), 1, "only the listed namespace");
-    assert_eq!(snap.objects[0].object.meta().name, "default");
+    assert_eq!(snap.objects.to_vec()[0].object.meta().name, "default");
     let mut kinds: Vec<String> = snap.errors.iter().map(|e| e.kind.to_string()).collect();
     kinds.sort();
     assert_eq!(kinds.len(), 2, "{:?}", snap.errors);

@@ -7,7 +7,7 @@ mod kube_support;
 
 use std::time::Duration;
 
-use driftguard_core::model::RawLive;
+use driftguard_core::model::LiveObjects;
 use driftguard_core::ports::{GroupVersionKind, LiveChange, LiveScope, LiveSource};
 use futures_util::stream::{BoxStream, StreamExt};
 use kube_support::{cluster, unique_ns};
@@ -23,7 +23,7 @@ fn scope(ns: &str) -> LiveScope {
     }
 }
 
-fn names(objects: &[RawLive]) -> Vec<String> {
+fn names(objects: &LiveObjects) -> Vec<String> {
     let mut n: Vec<String> = objects
         .iter()
         .filter(|o| o.object.meta().kind == "ConfigMap")

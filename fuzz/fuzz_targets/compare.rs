@@ -165,7 +165,7 @@ fuzz_target!(|input: Input| {
             ..DesiredSet::default()
         },
         &LiveSnapshot {
-            objects: vec![RawLive::new(live)],
+            objects: vec![RawLive::new(live)].into(),
             errors: Vec::new(),
         },
     );

@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     let st = engine.index(
         &desired,
         &LiveSnapshot {
-            objects: live,
+            objects: live.into(),
             errors: Vec::new(),
         },
     );

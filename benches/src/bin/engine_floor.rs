@@ -195,7 +195,8 @@ fn main() {
         let rounds = if n <= 10_000 { 10 } else { 3 };
         let (desired, live) = driftguard_benches::engine_inputs(n);
         let dv: Vec<&Value> = desired.objects.iter().map(|m| m.object.value()).collect();
-        let lv: Vec<&Value> = live.objects.iter().map(|l| l.object.value()).collect();
+        let live_objects = live.objects.to_vec();
+        let lv: Vec<&Value> = live_objects.iter().map(|l| l.object.value()).collect();
         let (ids, whole) = floor(
             &dv,
             &lv,

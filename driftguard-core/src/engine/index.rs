@@ -6,7 +6,7 @@ use crate::doc::Doc;
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::manifest::ManifestError;
-use crate::model::{RawLive, RawObject};
+use crate::model::{ObjectMeta, RawLive, RawObject};
 use crate::normalize::identify;
 use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
 use crate::scope::Scopes;
@@ -72,11 +72,15 @@ impl Engine {
         };
         // desired objects without a namespace are in the default one (live ones never lack it)
         let default_ns = self.spec.default_namespace();
+        // only these kinds are parsed here: the other live objects once each, when tracked
+        let owners =
+            |meta: ObjectMeta<'_>| matches!(meta.kind, "HorizontalPodAutoscaler" | "StatefulSet");
+        let live_owners: Vec<RawLive> = live.objects.iter_where(owners).collect();
         for (raw, ns) in desired
             .objects
             .iter()
             .map(|m| (&m.object, Some(default_ns)))
-            .chain(live.objects.iter().map(|l| (&l.object, None)))
+            .chain(live_owners.iter().map(|l| (&l.object, None)))
         {
             match kind_of(raw) {
                 Some("HorizontalPodAutoscaler") => {
@@ -86,6 +90,7 @@ impl Engine {
                 _ => {}
             }
         }
+        drop(live_owners);
         let mut scopes: Option<Scopes> = None;
         st.desired.reserve(desired.objects.len());
         for m in &desired.objects {
@@ -158,8 +163,9 @@ impl Engine {
                 .push(format!("cannot read {}: {}", e.kind, e.message));
         }
         st.live.reserve(live.objects.len());
-        for raw in &live.objects {
-            self.track_live(&mut st, raw);
+        // one parsed object at a time: a compact one is dropped once it is tracked
+        for raw in live.objects.iter() {
+            self.track_live(&mut st, &raw);
         }
         st
     }
@@ -255,10 +261,9 @@ fn learn_scopes(desired: &DesiredSet, live: &LiveSnapshot) -> Scopes {
             scopes.learn_definition(&m.object.0);
         }
     }
-    for l in &live.objects {
-        let meta = l.object.meta();
+    live.objects.for_each_meta(|meta| {
         scopes.learn_live(&meta.group_kind(), meta.namespace.is_some());
-    }
+    });
     for (kind, namespaced) in &live.served {
         scopes.learn_served(kind, *namespaced);
     }

@@ -855,7 +855,8 @@ mod tests {
                 RawLive::new(cm("config", json!({}))),
                 RawLive::new(cm("by-hand", json!({}))),
                 RawLive::new(cm("pre-install", json!({"helm.sh/hook": "pre-install"}))),
-            ],
+            ]
+            .into(),
             ..LiveSnapshot::default()
         };
         let state = engine.index(&desired, &live);

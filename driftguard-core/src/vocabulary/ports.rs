@@ -17,7 +17,7 @@ use crate::admission::LabelSelectorError;
 use crate::audit::AuditSnapshot;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
-use crate::model::{CommitInfo, RawLive, RawManifest, RawObject, Revision};
+use crate::model::{CommitInfo, LiveObjects, RawLive, RawManifest, RawObject, Revision};
 use crate::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
 use crate::state::{Drift, DriftEvent, DriftRecord};
 
@@ -340,8 +340,8 @@ pub struct KindError {
 /// A snapshot of the live objects of the tracked kinds.
 #[derive(Clone, Debug, Default)]
 pub struct LiveSnapshot {
-    /// Objects.
-    pub objects: Vec<RawLive>,
+    /// Objects (parsed, or compact text parsed one at a time as they are read).
+    pub objects: LiveObjects,
     /// Kinds that could not be read: their objects' live state is unknown.
     pub errors: Vec<KindError>,
     /// What the API server's discovery says of the scope of the kinds read: `(kind,

@@ -31,7 +31,7 @@ use ::kube::runtime::watcher::{self, watcher, Event};
 use ::kube::Client;
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
-use driftguard_core::model::RawLive;
+use driftguard_core::model::LiveObjects;
 use driftguard_core::normalize::strip_unread;
 use driftguard_core::ports::{KindError, LiveScope, SourceError};
 use driftguard_core::retry::{self, Backoff};
@@ -114,7 +114,7 @@ pub(super) enum Note {
 /// One shared watch: the cache of its target and its announcements.
 pub(super) struct Shared {
     target: Target,
-    objects: Mutex<HashMap<Box<str>, Box<str>>>,
+    objects: Mutex<HashMap<Box<str>, Arc<str>>>,
     notes: broadcast::Sender<Note>,
     phase: watch::Sender<Phase>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -330,7 +330,7 @@ impl Shared {
     pub(super) fn read_and_follow(
         &self,
         rule: &Admission,
-        out: &mut Vec<RawLive>,
+        out: &mut LiveObjects,
     ) -> broadcast::Receiver<Note> {
         let objects = self.objects.lock().expect("cache lock is never poisoned");
         let rx = self.notes.subscribe();
@@ -339,7 +339,7 @@ impl Shared {
     }
 
     /// Reads the objects `rule` admits.
-    pub(super) fn read(&self, rule: &Admission, out: &mut Vec<RawLive>) {
+    pub(super) fn read(&self, rule: &Admission, out: &mut LiveObjects) {
         let objects = self.objects.lock().expect("cache lock is never poisoned");
         read_into(&objects, rule, out);
     }
@@ -361,7 +361,7 @@ impl Shared {
     }
 }
 
-fn read_into(objects: &HashMap<Box<str>, Box<str>>, rule: &Admission, out: &mut Vec<RawLive>) {
+fn read_into(objects: &HashMap<Box<str>, Arc<str>>, rule: &Admission, out: &mut LiveObjects) {
     let namespaces = rule.namespaces();
     for (key, text) in objects {
         // the key is `namespace/name`: out-of-place objects are skipped without parsing
@@ -372,11 +372,13 @@ fn read_into(objects: &HashMap<Box<str>, Box<str>>, rule: &Admission, out: &mut 
                 }
             }
         }
+        // parsed to be judged, then handed over as the shared text: the scan parses each
+        // object again, one at a time, so no snapshot holds every parsed object at once
         let Ok(value) = serde_json::from_str::<Value>(text) else {
             continue;
         };
         if rule.admits(&value) {
-            out.push(RawLive::new(value));
+            out.push_compact(Arc::clone(text));
         }
     }
 }
@@ -389,9 +391,9 @@ fn kept(target: &Target, object: DynamicObject) -> Option<Value> {
     Some(value)
 }
 
-fn store(objects: &mut HashMap<Box<str>, Box<str>>, value: &Value) {
+fn store(objects: &mut HashMap<Box<str>, Arc<str>>, value: &Value) {
     if let Ok(text) = serde_json::to_string(value) {
-        objects.insert(object_key(value).into_boxed_str(), text.into_boxed_str());
+        objects.insert(object_key(value).into_boxed_str(), Arc::from(text));
     }
 }
 
@@ -425,7 +427,7 @@ async fn run(shared: Weak<Shared>, settings: Settings, lists: Arc<Semaphore>) {
         let permit = lists.clone().acquire_owned().await.ok();
         let mut permit = permit;
         let mut stream = std::pin::pin!(watcher(api.clone(), config.clone()));
-        let mut pending: HashMap<Box<str>, Box<str>> = HashMap::new();
+        let mut pending: HashMap<Box<str>, Arc<str>> = HashMap::new();
         loop {
             let Some(item) = stream.next().await else {
                 break;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
-use driftguard_core::model::{ObjectMeta, RawLive};
+use driftguard_core::model::{LiveObjects, ObjectMeta, RawLive};
 use driftguard_core::ports::{LiveChange, LiveScope, LiveSnapshot};
 use driftguard_core::retry::{self, Backoff};
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -67,13 +67,16 @@ struct View {
 struct Members(Option<HashSet<(GroupKind, String)>>);
 
 impl Members {
-    fn new(rule: &Admission, objects: &[RawLive]) -> Self {
+    fn new(rule: &Admission, objects: &LiveObjects) -> Self {
         if rule.selector().is_none() {
             return Members(None);
         }
-        Members(Some(
-            objects.iter().map(|o| member(o.object.value())).collect(),
-        ))
+        let mut set = HashSet::with_capacity(objects.len());
+        objects.for_each_meta(|meta| {
+            let key = format!("{}/{}", meta.namespace.unwrap_or(""), meta.name);
+            set.insert((meta.group_kind(), key));
+        });
+        Members(Some(set))
     }
 
     fn contains(&self, value: &Value) -> bool {
@@ -154,14 +157,14 @@ impl View {
             };
             policy.reset();
             announced = false;
-            let mut objects = Vec::new();
+            let mut objects = LiveObjects::new();
             let mut receivers = Vec::with_capacity(coverage.watches.len());
             for w in &coverage.watches {
                 match w.phase() {
                     Phase::Ready => receivers.push(w.read_and_follow(&self.rule, &mut objects)),
                     // a kind that cannot be read now: its errors are in the snapshot, and it
                     // announces when it can be read
-                    _ => receivers.push(w.read_and_follow(&self.rule, &mut Vec::new())),
+                    _ => receivers.push(w.read_and_follow(&self.rule, &mut LiveObjects::new())),
                 }
             }
             let snapshot = LiveSnapshot {

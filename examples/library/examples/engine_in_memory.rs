@@ -40,7 +40,8 @@ fn main() {
                     {"name": "web", "image": "shop/web:1.4.2",
                      "imagePullPolicy": "IfNotPresent",
                      "terminationMessagePath": "/dev/termination-log"}]}}},
-            "status": {"replicas": 5}}))],
+            "status": {"replicas": 5}}))]
+        .into(),
         ..LiveSnapshot::default()
     };
 

@@ -53,7 +53,7 @@ impl LiveSource for JsonDirLiveSource {
         }
         Ok(LiveSnapshot {
             served: Vec::new(),
-            objects,
+            objects: objects.into(),
             errors: Vec::new(),
         })
     }
