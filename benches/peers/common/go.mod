@@ -1,0 +1,3 @@
+module driftguard.local/peers/common
+
+go 1.26
