@@ -1,7 +1,60 @@
-//! Shared helpers for the benchmarks: realistic synthetic objects.
+//! Shared helpers for the benchmarks: realistic synthetic objects, and the test cluster.
+
+use std::path::{Path, PathBuf};
 
 use driftguard_core::prelude::*;
 use serde_json::{json, Value};
+
+/// An error of a benchmark binary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The test cluster the live benchmarks run on.
+#[derive(Clone, Debug)]
+pub struct TestCluster {
+    /// Its kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The kubectl of its version.
+    pub kubectl: PathBuf,
+}
+
+impl TestCluster {
+    /// `KUBECONFIG` and `KUBECTL`, or those of the test script's `services.env` (in
+    /// `DRIFTGUARD_RUN`, by default `/tmp/driftguard-test`).
+    pub fn from_env() -> Result<TestCluster, BoxError> {
+        if let (Ok(c), Ok(k)) = (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
+            return Ok(TestCluster {
+                kubeconfig: c.into(),
+                kubectl: k.into(),
+            });
+        }
+        let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
+        let env = Path::new(&run).join("services.env");
+        let text = std::fs::read_to_string(&env).map_err(|e| {
+            format!(
+                "{}: {e} (start the test cluster: scripts/test-services.sh up)",
+                env.display()
+            )
+        })?;
+        let get = |key: &str| {
+            text.lines()
+                .map(|l| l.trim().trim_start_matches("export ").trim())
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim_matches('"').to_owned()))
+        };
+        Ok(TestCluster {
+            kubeconfig: get("KUBECONFIG=")
+                .ok_or("no KUBECONFIG in services.env")?
+                .into(),
+            kubectl: get("KUBECTL=").ok_or("no KUBECTL in services.env")?.into(),
+        })
+    }
+
+    /// A kubectl command on the cluster.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.kubectl);
+        c.env("KUBECONFIG", &self.kubeconfig).args(args);
+        c
+    }
+}
 
 /// `n` desired objects (Deployments, Services, ConfigMaps, Secrets in equal parts) and the live
 /// objects an API server would return for them (defaults, status, managedFields, last-applied),
@@ -153,4 +206,48 @@ fn served(d: &Value, i: usize) -> Value {
         _ => {}
     }
     l
+}
+
+/// The manifests of one size of the live benchmarks (`live_bench`, `peers_bench`), in namespace
+/// `ns`: one file per kind (and the Namespace), a mix of what Git holds: ConfigMaps, Secrets,
+/// Roles, RoleBindings and Deployments (`replicas: 0`), as `(file name, YAML)`.
+pub fn live_manifests(ns: &str, n: usize) -> Vec<(String, String)> {
+    let mut cms = String::new();
+    let mut secrets = String::new();
+    let mut roles = String::new();
+    let mut bindings = String::new();
+    let mut deployments = String::new();
+    for i in 0..n {
+        match i % 10 {
+            0..=3 => cms.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n  labels: {{app: bench, shard: \"{}\"}}\ndata:\n  LOG_LEVEL: info\n  FEATURE_FLAGS: \"a,b,c\"\n  config.yaml: |\n    server:\n      port: {}\n      workers: 4\n",
+                i % 7,
+                8000 + i % 100
+            )),
+            4 | 5 => secrets.push_str(&format!(
+                "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\ntype: Opaque\nstringData:\n  username: user{i}\n  password: not-a-real-password-{i}\n"
+            )),
+            6 | 7 => roles.push_str(&format!(
+                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: role-{i}\n  namespace: {ns}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps, secrets]\n  verbs: [get, list, watch]\n- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get]\n"
+            )),
+            8 => bindings.push_str(&format!(
+                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: binding-{i}\n  namespace: {ns}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: role-{}}}\nsubjects:\n- {{kind: ServiceAccount, name: default, namespace: {ns}}}\n",
+                i - 2
+            )),
+            _ => deployments.push_str(&format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {{app: app-{i}}}\n  template:\n    metadata:\n      labels: {{app: app-{i}}}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.25\n        ports: [{{containerPort: 80}}]\n        env: [{{name: MODE, value: bench}}]\n        resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}\n"
+            )),
+        }
+    }
+    vec![
+        (
+            "00-namespace.yaml".into(),
+            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
+        ),
+        ("10-configmaps.yaml".into(), cms),
+        ("20-secrets.yaml".into(), secrets),
+        ("30-roles.yaml".into(), roles),
+        ("40-rolebindings.yaml".into(), bindings),
+        ("50-deployments.yaml".into(), deployments),
+    ]
 }

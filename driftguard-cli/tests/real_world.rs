@@ -16,6 +16,8 @@
 //!
 //! Needs `scripts/test-services.sh up` (the cluster, and helm): a missing one fails the test.
 
+#[path = "util/peers.rs"]
+mod peers;
 mod util;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -921,6 +923,317 @@ fn judge(c: &Change, after: &[Drift]) -> (Outcome, String) {
     (Outcome::Right, seen)
 }
 
+// ---------------------------------------------------------------- the peers (opt-in)
+
+/// Each environment's desired objects as its tool would compare them, one folder each, for
+/// the peers: the charts rendered as DriftGuard renders them (hooks left out), with what
+/// Argo CD and Flux add before they compare (the tracking annotation, Flux's labels), and
+/// every namespaced object given its namespace.
+fn desired_dirs(c: &Ctx, dest: &Path) -> Vec<(String, PathBuf)> {
+    let helm = |release: &str, chart: &str, ns: &str, values: &str| {
+        documents(&c.helm(&[
+            "template",
+            release,
+            chart,
+            "--namespace",
+            ns,
+            "--kube-version",
+            &c.kube_version,
+            "--no-hooks",
+            "--values",
+            values,
+        ]))
+    };
+    let file = |path: &str| documents(&std::fs::read_to_string(c.repo.join(path)).expect("read"));
+    let mut monitoring = Vec::new();
+    for sub in [
+        "corpus/prometheus-operator/crds",
+        "corpus/prometheus-operator/operator",
+    ] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(c.repo.join(sub))
+            .expect("read")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        for f in files {
+            monitoring.extend(documents(&std::fs::read_to_string(f).expect("read")));
+        }
+    }
+    let podinfo: Vec<_> = podinfo_rendered(c)
+        .into_iter()
+        .filter(|d| !is_hook(d))
+        .map(|mut d| {
+            let id = format!(
+                "podinfo:{}/{}:rw-argocd-apps/{}",
+                str_at(&d, &["apiVersion"])
+                    .unwrap_or_default()
+                    .rsplit_once('/')
+                    .map_or("", |(g, _)| g),
+                str_at(&d, &["kind"]).unwrap_or_default(),
+                str_at(&d, &["metadata", "name"]).unwrap_or_default()
+            );
+            set_meta(&mut d, "annotations", "argocd.argoproj.io/tracking-id", &id);
+            d
+        })
+        .collect();
+    let flux: Vec<_> = flux_rendered(c)
+        .into_iter()
+        .map(|mut d| {
+            set_meta(
+                &mut d,
+                "labels",
+                "kustomize.toolkit.fluxcd.io/name",
+                "podinfo",
+            );
+            set_meta(
+                &mut d,
+                "labels",
+                "kustomize.toolkit.fluxcd.io/namespace",
+                "flux-system",
+            );
+            d
+        })
+        .collect();
+    let sets = [
+        (
+            "ingress-helm",
+            "rw-ingress",
+            helm(
+                "ingress",
+                "corpus/ingress-nginx",
+                "rw-ingress",
+                "values/ingress-nginx.yaml",
+            ),
+        ),
+        (
+            "bitnami-helm",
+            "rw-web",
+            helm(
+                "web",
+                "corpus/bitnami-nginx",
+                "rw-web",
+                "values/bitnami-nginx.yaml",
+            ),
+        ),
+        ("podinfo-argocd", "rw-argocd-apps", podinfo),
+        ("podinfo-flux", "rw-flux", flux),
+        (
+            "shop-apply",
+            "rw-shop",
+            file("corpus/microservices-demo/kubernetes-manifests.yaml"),
+        ),
+        (
+            "argocd-ssa",
+            "rw-argocd",
+            file("corpus/argo-cd/install.yaml"),
+        ),
+        ("monitoring-apply", "default", monitoring),
+    ];
+    let mut out = Vec::new();
+    for (env, ns, mut docs) in sets {
+        docs.retain(|d| str_at(d, &["kind"]).is_some());
+        for d in &mut docs {
+            let kind = str_at(d, &["kind"]).unwrap_or_default();
+            if !CLUSTER_KINDS.contains(&kind) && str_at(d, &["metadata", "namespace"]).is_none() {
+                if let Some(m) = d
+                    .get_mut("metadata")
+                    .and_then(serde_yaml::Value::as_mapping_mut)
+                {
+                    m.insert("namespace".into(), ns.into());
+                }
+            }
+        }
+        let dir = dest.join(env);
+        write(&dir.join("all.yaml"), &stream(&docs));
+        out.push((env.to_owned(), dir));
+    }
+    out
+}
+
+/// Whether `engine` found the hand change `ch` on the objects of the run after the changes.
+fn peer_found(ch: &Change, after: &[peers::Verdict]) -> bool {
+    let object = format!("{}/{}", ch.namespace, ch.name);
+    let Some(v) = after
+        .iter()
+        .find(|v| v.env == ch.env && v.kind == ch.kind && v.object == object)
+    else {
+        return false;
+    };
+    match ch.drift {
+        "missing" => v.missing,
+        "modified" => {
+            v.drifted
+                && !v.missing
+                && ch
+                    .paths
+                    .iter()
+                    .any(|p| v.fields.iter().any(|f| peers::same_field(f, p)))
+        }
+        // an object Git does not define is outside every peer's diff
+        _ => false,
+    }
+}
+
+/// The comparison on the real-world corpus (`real-world.md` in the peers' output folder).
+#[allow(clippy::too_many_arguments)]
+fn write_comparison(
+    p: &peers::Peers,
+    kube_version: &str,
+    changes: &[Change],
+    first: &[Drift],
+    second: &[Drift],
+    dg_seconds: (f64, f64),
+    before: &[peers::EngineRun],
+    after: &[peers::EngineRun],
+) {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "### The real-world corpus (Kubernetes {kube_version}; {} hand changes)\n",
+        changes.len()
+    );
+    let _ = writeln!(md, "| engine | version | objects flagged right after install (false drifts) | fields flagged | hand changes found | time after install / after the changes | peak RSS |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    let dg_found: Vec<bool> = changes
+        .iter()
+        .map(|ch| {
+            matches!(
+                judge(ch, second).0,
+                Outcome::Right | Outcome::WrongDirection
+            )
+        })
+        .collect();
+    let dg_objects: BTreeSet<(String, String, String)> = first
+        .iter()
+        .map(|d| (d.env.clone(), d.kind.clone(), d.object.clone()))
+        .collect();
+    let _ = writeln!(
+        md,
+        "| **DriftGuard** | this commit | {} | {} | **{} of {}** | {:.1} s / {:.1} s | — |",
+        dg_objects.len(),
+        first.iter().map(|d| d.fields.len().max(1)).sum::<usize>(),
+        dg_found.iter().filter(|f| **f).count(),
+        changes.len(),
+        dg_seconds.0,
+        dg_seconds.1
+    );
+    let mut found: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+    for (b, a) in before.iter().zip(after) {
+        let flagged: Vec<&peers::Verdict> = b.verdicts.iter().filter(|v| v.drifted).collect();
+        let f: Vec<bool> = changes
+            .iter()
+            .map(|ch| peer_found(ch, &a.verdicts))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} of {} | {:.1} s / {:.1} s | {} MB |{}",
+            b.engine,
+            b.version,
+            flagged.len(),
+            flagged.iter().map(|v| v.fields.len().max(1)).sum::<usize>(),
+            f.iter().filter(|x| **x).count(),
+            changes.len(),
+            b.seconds,
+            a.seconds,
+            b.peak_rss_kb.max(a.peak_rss_kb) / 1024,
+            b.failed
+                .as_ref()
+                .or(a.failed.as_ref())
+                .map(|e| format!(" failed: {}", e.lines().next().unwrap_or_default()))
+                .unwrap_or_default()
+        );
+        found.insert(b.engine.clone(), f);
+    }
+    // per class
+    let _ = writeln!(md, "\nHand changes found, per class:\n");
+    let _ = write!(md, "| class | made | DriftGuard |");
+    for e in peers::ENGINES {
+        let _ = write!(md, " {e} |");
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(md, "|---|---|---|{}", "---|".repeat(peers::ENGINES.len()));
+    let mut classes: Vec<&str> = changes.iter().map(|c| c.class).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    for class in classes {
+        let idx: Vec<usize> = (0..changes.len())
+            .filter(|i| changes[*i].class == class)
+            .collect();
+        let count = |v: &[bool]| idx.iter().filter(|i| v[**i]).count();
+        let _ = write!(md, "| {class} | {} | {} |", idx.len(), count(&dg_found));
+        for e in peers::ENGINES {
+            let _ = write!(md, " {} |", found.get(*e).map_or(0, |v| count(v)));
+        }
+        let _ = writeln!(md);
+    }
+    // where a peer is more right
+    let _ = writeln!(md, "\nHand changes a peer found and DriftGuard did not:\n");
+    let mut any = false;
+    for (i, ch) in changes.iter().enumerate() {
+        if dg_found[i] {
+            continue;
+        }
+        let by: Vec<&str> = peers::ENGINES
+            .iter()
+            .filter(|e| found.get(**e).is_some_and(|v| v[i]))
+            .copied()
+            .collect();
+        if !by.is_empty() {
+            any = true;
+            let _ = writeln!(
+                md,
+                "- `{}` ({}): found by {}",
+                ch.id,
+                ch.class,
+                by.join(", ")
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(md, "- none");
+    }
+    // what each peer flagged after install, by object
+    let _ = writeln!(
+        md,
+        "\nObjects each peer flagged right after install (false drifts), with their fields:\n"
+    );
+    for b in before {
+        let flagged: Vec<&peers::Verdict> = b
+            .verdicts
+            .iter()
+            .filter(|v| v.drifted || v.error.is_some())
+            .collect();
+        let _ = writeln!(
+            md,
+            "<details><summary>{}: {} objects</summary>\n",
+            b.engine,
+            flagged.len()
+        );
+        for v in flagged {
+            let mut fields = v.fields.clone();
+            fields.truncate(6);
+            let _ = writeln!(
+                md,
+                "- {} {} {}{}: {}{}",
+                v.env,
+                v.kind,
+                v.object,
+                if v.missing { " (missing)" } else { "" },
+                fields.join(", "),
+                v.error
+                    .as_deref()
+                    .map(|e| format!(" (error: {})", e.lines().next().unwrap_or_default()))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(md, "\n</details>\n");
+    }
+    std::fs::write(p.out().join("real-world.md"), &md).expect("write the comparison");
+    println!("{md}");
+}
+
 // ---------------------------------------------------------------- the test
 
 /// `driftguard scan -o json` of every environment; `DRIFTGUARD_REAL_WORLD_BIN` runs another
@@ -1019,8 +1332,15 @@ fn real_world_corpus_false_drifts_and_hand_changes() {
         "Platform Team",
     );
 
+    let peers = peers::Peers::from_env();
+    let t = Instant::now();
     let first = drifts(&scan(&repo));
+    let dg_first = t.elapsed().as_secs_f64();
     let scanned = started.elapsed();
+    let peers_before = peers.as_ref().map(|p| {
+        let dirs = desired_dirs(&c, &p.out().join("desired-after-install"));
+        p.run_all("after-install", &dirs, &c.s.kubeconfig, &c.s.kubectl)
+    });
 
     // a release prepared in Git and not applied yet (reverse; with a hand change: conflict)
     for (file, from, to) in GIT_EDITS {
@@ -1038,7 +1358,23 @@ fn real_world_corpus_false_drifts_and_hand_changes() {
             c.kubectl(cmd);
         }
     }
+    let t = Instant::now();
     let second = drifts(&scan(&repo));
+    let dg_second = t.elapsed().as_secs_f64();
+    if let (Some(p), Some(before)) = (&peers, &peers_before) {
+        let dirs = desired_dirs(&c, &p.out().join("desired-after-changes"));
+        let after = p.run_all("after-changes", &dirs, &c.s.kubeconfig, &c.s.kubectl);
+        write_comparison(
+            p,
+            &c.kube_version,
+            &changes,
+            &first,
+            &second,
+            (dg_first, dg_second),
+            before,
+            &after,
+        );
+    }
 
     // ---- the outcome as lines of the known gaps
     let mut lines: BTreeSet<String> = BTreeSet::new();

@@ -200,30 +200,10 @@ struct Cluster {
 
 /// The test cluster: `KUBECONFIG` and `KUBECTL`, or the test script's `services.env`.
 fn cluster() -> Result<Cluster, BoxError> {
-    if let (Ok(c), Ok(k)) = (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
-        return Ok(Cluster {
-            kubeconfig: c.into(),
-            kubectl: k.into(),
-        });
-    }
-    let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
-    let env = Path::new(&run).join("services.env");
-    let text = std::fs::read_to_string(&env).map_err(|e| {
-        format!(
-            "{}: {e} (start the test cluster: scripts/test-services.sh up)",
-            env.display()
-        )
-    })?;
-    let get = |key: &str| {
-        text.lines()
-            .map(|l| l.trim().trim_start_matches("export ").trim())
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_matches('"').to_owned()))
-    };
+    let c = driftguard_benches::TestCluster::from_env()?;
     Ok(Cluster {
-        kubeconfig: get("KUBECONFIG=")
-            .ok_or("no KUBECONFIG in services.env")?
-            .into(),
-        kubectl: get("KUBECTL=").ok_or("no KUBECTL in services.env")?.into(),
+        kubeconfig: c.kubeconfig,
+        kubectl: c.kubectl,
     })
 }
 

@@ -14,11 +14,11 @@
 //! Objects are created once per size in namespace `dg-bench-<size>` with
 //! `kubectl apply --server-side` (kept between runs). Medians are printed as a Markdown table.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use driftguard_benches::{live_manifests as manifests, BoxError, TestCluster as Cluster};
 use driftguard_core::engine::{Engine, EnvironmentSpec, Scanner};
 use driftguard_core::manifest::parse_file;
 use driftguard_core::memory::{ManualClock, MemoryGitSource, MemoryStore};
@@ -26,91 +26,6 @@ use driftguard_core::model::Revision;
 use driftguard_core::normalize::{Normalizer, SecretKey};
 use driftguard_core::ports::{DesiredSet, LiveSource};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-struct Cluster {
-    kubeconfig: PathBuf,
-    kubectl: PathBuf,
-}
-
-fn cluster() -> Result<Cluster, BoxError> {
-    if let (Ok(c), Ok(k)) = (std::env::var("KUBECONFIG"), std::env::var("KUBECTL")) {
-        return Ok(Cluster {
-            kubeconfig: c.into(),
-            kubectl: k.into(),
-        });
-    }
-    let run = std::env::var("DRIFTGUARD_RUN").unwrap_or_else(|_| "/tmp/driftguard-test".into());
-    let env = Path::new(&run).join("services.env");
-    let text = std::fs::read_to_string(&env).map_err(|e| {
-        format!(
-            "{}: {e} (start the test cluster: scripts/test-services.sh up)",
-            env.display()
-        )
-    })?;
-    let get = |key: &str| {
-        text.lines()
-            .map(|l| l.trim().trim_start_matches("export ").trim())
-            .find_map(|l| l.strip_prefix(key).map(|v| v.trim_matches('"').to_owned()))
-    };
-    Ok(Cluster {
-        kubeconfig: get("KUBECONFIG=")
-            .ok_or("no KUBECONFIG in services.env")?
-            .into(),
-        kubectl: get("KUBECTL=").ok_or("no KUBECTL in services.env")?.into(),
-    })
-}
-
-impl Cluster {
-    fn kubectl(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.kubectl);
-        c.env("KUBECONFIG", &self.kubeconfig).args(args);
-        c
-    }
-}
-
-/// The manifests of one size: one file per kind, a mix of what Git holds.
-fn manifests(ns: &str, n: usize) -> Vec<(String, String)> {
-    let mut cms = String::new();
-    let mut secrets = String::new();
-    let mut roles = String::new();
-    let mut bindings = String::new();
-    let mut deployments = String::new();
-    for i in 0..n {
-        match i % 10 {
-            0..=3 => cms.push_str(&format!(
-                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: {ns}\n  labels: {{app: bench, shard: \"{}\"}}\ndata:\n  LOG_LEVEL: info\n  FEATURE_FLAGS: \"a,b,c\"\n  config.yaml: |\n    server:\n      port: {}\n      workers: 4\n",
-                i % 7,
-                8000 + i % 100
-            )),
-            4 | 5 => secrets.push_str(&format!(
-                "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\ntype: Opaque\nstringData:\n  username: user{i}\n  password: not-a-real-password-{i}\n"
-            )),
-            6 | 7 => roles.push_str(&format!(
-                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: role-{i}\n  namespace: {ns}\nrules:\n- apiGroups: [\"\"]\n  resources: [configmaps, secrets]\n  verbs: [get, list, watch]\n- apiGroups: [apps]\n  resources: [deployments]\n  verbs: [get]\n"
-            )),
-            8 => bindings.push_str(&format!(
-                "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: binding-{i}\n  namespace: {ns}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: role-{}}}\nsubjects:\n- {{kind: ServiceAccount, name: default, namespace: {ns}}}\n",
-                i - 2
-            )),
-            _ => deployments.push_str(&format!(
-                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app-{i}\n  namespace: {ns}\n  labels: {{app: bench}}\nspec:\n  replicas: 0\n  selector:\n    matchLabels: {{app: app-{i}}}\n  template:\n    metadata:\n      labels: {{app: app-{i}}}\n    spec:\n      containers:\n      - name: app\n        image: nginx:1.25\n        ports: [{{containerPort: 80}}]\n        env: [{{name: MODE, value: bench}}]\n        resources: {{requests: {{cpu: 100m, memory: 64Mi}}}}\n"
-            )),
-        }
-    }
-    vec![
-        (
-            "00-namespace.yaml".into(),
-            format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"),
-        ),
-        ("10-configmaps.yaml".into(), cms),
-        ("20-secrets.yaml".into(), secrets),
-        ("30-roles.yaml".into(), roles),
-        ("40-rolebindings.yaml".into(), bindings),
-        ("50-deployments.yaml".into(), deployments),
-    ]
-}
 
 /// Objects of the benchmark's kinds in the namespace (with the two the cluster makes itself).
 fn count_in_namespace(c: &Cluster, ns: &str) -> usize {
@@ -160,7 +75,7 @@ async fn main() -> Result<(), BoxError> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
         .min(runs);
-    let c = cluster()?;
+    let c = Cluster::from_env()?;
     let work = tempfile::tempdir()?;
     let source = Arc::new(
         KubeLiveSource::connect(&KubeConfigSpec {
