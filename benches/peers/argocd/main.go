@@ -67,7 +67,8 @@ func defaultResourceOverrides() map[string]v1alpha1.ResourceOverride {
 }
 
 type differ struct {
-	opts []diff.Option
+	opts  []diff.Option
+	owner string
 }
 
 func newDiffer(_ context.Context, mode string, env *peers.Env) (peers.Differ, error) {
@@ -125,12 +126,23 @@ func newDiffer(_ context.Context, mode string, env *peers.Env) (peers.Differ, er
 	if applier != nil {
 		opts = append(opts, diff.WithServerSideDryRunner(diff.NewK8sServerSideDryRunner(applier)))
 	}
-	return &differ{opts: opts}, nil
+	return &differ{opts: opts, owner: env.Opts.Owner}, nil
 }
 
 func (d *differ) Diff(_ context.Context, desired, live *unstructured.Unstructured) peers.Outcome {
 	// util/argo/diff/diff.go preDiffNormalize works on deep copies (resource tracking normalization
 	// is a no-op here: neither side carries Argo CD tracking metadata).
+	if d.owner != "" {
+		// reposerver/repository/repository.go GenerateManifests -> resourceTracking.SetAppInstance
+		// with the v3 default tracking method (annotation).
+		gvk := desired.GroupVersionKind()
+		ann := desired.GetAnnotations()
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann["argocd.argoproj.io/tracking-id"] = fmt.Sprintf("%s:%s/%s:%s/%s", d.owner, gvk.Group, gvk.Kind, desired.GetNamespace(), desired.GetName())
+		desired.SetAnnotations(ann)
+	}
 	if live != nil {
 		live = live.DeepCopy()
 	}

@@ -39,6 +39,11 @@ type Options struct {
 	LiveDump   string
 	Kubeconfig string
 	Out        string
+	// Owner, when set, makes the drivers mark desired objects the way the controllers do before
+	// diffing: Argo CD's repo-server adds the tracking annotation
+	// argocd.argoproj.io/tracking-id=OWNER:group/Kind:namespace/name; kustomize-controller adds
+	// the labels kustomize.toolkit.fluxcd.io/name=OWNER, .../namespace=flux-system.
+	Owner string
 }
 
 type multiFlag []string
@@ -49,8 +54,8 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 // Env is what a driver gets to build its differ: the cluster (when --kubeconfig is given).
 type Env struct {
 	Opts       Options
-	RestConfig *rest.Config     // nil with --live-dump
-	Mapper     meta.RESTMapper  // nil with --live-dump
+	RestConfig *rest.Config      // nil with --live-dump
+	Mapper     meta.RESTMapper   // nil with --live-dump
 	Dynamic    dynamic.Interface // nil with --live-dump
 }
 
@@ -109,7 +114,7 @@ type Report struct {
 }
 
 func usage(e Engine) {
-	fmt.Fprintf(os.Stderr, "usage: %s --mode MODE --desired PATH [--desired PATH ...] (--live-dump FILE | --kubeconfig FILE) [--out FILE]\nmodes: %s\n",
+	fmt.Fprintf(os.Stderr, "usage: %s --mode MODE --desired PATH [--desired PATH ...] (--live-dump FILE | --kubeconfig FILE) [--out FILE] [--owner NAME]\nmodes: %s\n",
 		filepath.Base(os.Args[0]), strings.Join(e.Modes, ", "))
 }
 
@@ -124,6 +129,7 @@ func Main(e Engine) {
 	fs.StringVar(&o.LiveDump, "live-dump", "", "kubectl get -o yaml|json List of live objects")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to read live objects from")
 	fs.StringVar(&o.Out, "out", "", "write the report here instead of stdout")
+	fs.StringVar(&o.Owner, "owner", "", "mark desired objects with the controller's tracking annotation/owner labels for this app/kustomization name (default: off)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		os.Exit(2)
 	}
@@ -317,17 +323,17 @@ func getLive(ctx context.Context, env *Env, d *unstructured.Unstructured) (*unst
 }
 
 var clusterScopedKinds = map[schema.GroupKind]bool{
-	{Group: "", Kind: "Namespace"}:                                                   true,
-	{Group: "", Kind: "PersistentVolume"}:                                            true,
-	{Group: "", Kind: "Node"}:                                                        true,
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:                        true,
-	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}:                 true,
-	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}:                true,
-	{Group: "storage.k8s.io", Kind: "StorageClass"}:                                  true,
-	{Group: "scheduling.k8s.io", Kind: "PriorityClass"}:                              true,
+	{Group: "", Kind: "Namespace"}:                                                  true,
+	{Group: "", Kind: "PersistentVolume"}:                                           true,
+	{Group: "", Kind: "Node"}:                                                       true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRole"}:                       true,
+	{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}:                true,
+	{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}:               true,
+	{Group: "storage.k8s.io", Kind: "StorageClass"}:                                 true,
+	{Group: "scheduling.k8s.io", Kind: "PriorityClass"}:                             true,
 	{Group: "admissionregistration.k8s.io", Kind: "ValidatingWebhookConfiguration"}: true,
 	{Group: "admissionregistration.k8s.io", Kind: "MutatingWebhookConfiguration"}:   true,
-	{Group: "apiregistration.k8s.io", Kind: "APIService"}:                            true,
+	{Group: "apiregistration.k8s.io", Kind: "APIService"}:                           true,
 }
 
 // Key identifies an object by group, kind, namespace and name (not version).

@@ -36,8 +36,9 @@ func main() {
 }
 
 type differ struct {
-	rm   *ssa.ResourceManager
-	opts ssa.DiffOptions
+	rm    *ssa.ResourceManager
+	opts  ssa.DiffOptions
+	owner string
 }
 
 func newDiffer(_ context.Context, _ string, env *peers.Env) (peers.Differ, error) {
@@ -57,7 +58,7 @@ func newDiffer(_ context.Context, _ string, env *peers.Env) (peers.Differ, error
 	}
 	opts.IfNotPresentSelector = map[string]string{ownerGroup + "/ssa": "IfNotPresent"}
 	opts.ForceSelector = map[string]string{ownerGroup + "/force": "enabled"}
-	return &differ{rm: rm, opts: opts}, nil
+	return &differ{rm: rm, opts: opts, owner: env.Opts.Owner}, nil
 }
 
 // FetchesLive: ResourceManager.Diff GETs the live object itself.
@@ -65,6 +66,10 @@ func (d *differ) FetchesLive() bool { return true }
 
 func (d *differ) Diff(ctx context.Context, desired, _ *unstructured.Unstructured) peers.Outcome {
 	// kustomize-controller apply(): normalize.UnstructuredList(objects) before the SSA calls.
+	if d.owner != "" {
+		// resourceManager.SetOwnerLabels(objects, obj.GetName(), obj.GetNamespace())
+		d.rm.SetOwnerLabels([]*unstructured.Unstructured{desired}, d.owner, "flux-system")
+	}
 	if err := normalize.Unstructured(desired); err != nil {
 		return peers.Outcome{Err: err}
 	}
@@ -111,7 +116,8 @@ func fieldsOf(existing, dryRun *unstructured.Unstructured) ([]string, error) {
 			return nil, err
 		}
 		for _, op := range p {
-			paths = append(paths, "metadata."+peers.PointerToPath(x, op.Path))
+			root := map[string]any{"metadata": map[string]any{field: x}}
+			paths = append(paths, peers.PointerToPath(root, "/metadata/"+field+op.Path))
 		}
 	}
 	sort.Strings(paths)
