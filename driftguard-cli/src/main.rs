@@ -24,7 +24,9 @@ use crate::args::{Cli, Global};
 /// mimalloc, not glibc's malloc: with glibc's per-thread arenas the memory of a first scan
 /// stayed with the process. `serve` of 50,000 watched objects held 2,513 MB for good with
 /// glibc (1,669 MB with `MALLOC_ARENA_MAX=2`); with mimalloc 1,523 MB after the first scan and
-/// 539 MB a minute later, about its live heap (fleet_bench, docs/scale.md, issue #30).
+/// 539 MB a minute later, about its live heap (fleet_bench, docs/scale.md, issue #30). The
+/// `system-allocator` feature leaves it out, for heap profilers that follow malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::commands::color_enabled;

@@ -253,7 +253,7 @@ impl Scanner {
         let mut open: Vec<Drift> = state
             .records
             .values()
-            .filter_map(|r| r.drift.clone())
+            .filter_map(|r| r.drift.as_deref().cloned())
             .collect();
         open.sort_by(|a, b| a.id.cmp(&b.id));
         open
@@ -407,6 +407,9 @@ impl Scanner {
             .filter(|r| r.drift.is_some())
             .map(|r| r.id.clone())
             .collect();
+        // the last scan's index goes before the new one is built, so that a full scan does
+        // not hold two (live changes wait for this scan; if it fails, they wait for the next)
+        state.env = None;
         let st = self
             .engine
             .index_known(&desired, &snapshot, &predictions, open);
@@ -695,7 +698,7 @@ impl Scanner {
         let mut ids: Vec<ResourceId> = state
             .records
             .values()
-            .filter(|r| r.drift.as_ref().is_some_and(Drift::is_open))
+            .filter(|r| r.drift.as_deref().is_some_and(Drift::is_open))
             .map(|r| &r.id)
             .filter(|id| wanted.contains(&AuditObject::of(id)))
             .cloned()

@@ -370,7 +370,7 @@ pub struct DriftRecord {
     pub baseline: Option<FieldHashes>,
     /// The open drift, if any.
     #[serde(default)]
-    pub drift: Option<Drift>,
+    pub drift: Option<Box<Drift>>,
     /// While a drift is open: the mark of the desired side's last apply as the source saw it
     /// at the last evaluation ([`Observation::applied_mark`]; Terraform: the state's lineage
     /// and serial). `None` when in sync, or when the source knows no such mark.
@@ -587,7 +587,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
         };
     }
     let mut events = Vec::new();
-    let prev_drift = prev.and_then(|r| r.drift.as_ref());
+    let prev_drift = prev.and_then(|r| r.drift.as_deref());
     let (desired_hash, live_hash) = match &obs.presence {
         Presence::Both(c) => (Some(c.desired_hash()), Some(c.live_hash())),
         Presence::DesiredOnly { desired_hash, .. } => (Some(*desired_hash), None),
@@ -744,7 +744,7 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
         desired_hash: desired_hash.map(Hash64),
         live_hash: live_hash.map(Hash64),
         baseline,
-        drift,
+        drift: drift.map(Box::new),
         applied_mark,
         reverted,
         updated_at: prev.map_or(tick.now, |p| p.updated_at),

@@ -287,7 +287,7 @@ pub fn record(id: &ResourceId, drift: Option<Drift>, at: DateTime<Utc>) -> Drift
         desired_hash: None,
         live_hash: None,
         baseline: None,
-        drift,
+        drift: drift.map(Box::new),
         applied_mark: None,
         reverted: None,
         updated_at: at,

@@ -796,7 +796,7 @@ impl From<&DriftRecord> for RecordDto {
             api_version: r.api_version.clone(),
             in_git: r.desired_hash.is_some(),
             in_cluster: r.live_hash.is_some(),
-            drift: r.drift.as_ref().map(DriftSummary::from),
+            drift: r.drift.as_deref().map(DriftSummary::from),
             updated_at: r.updated_at,
         }
     }

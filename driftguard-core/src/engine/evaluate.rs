@@ -123,7 +123,7 @@ impl Engine {
                 ev.verdicts.push(Verdict {
                     id: obs.id.clone(),
                     status: VerdictStatus::Unknown,
-                    drift: prev.and_then(|r| r.drift.clone()),
+                    drift: prev.and_then(|r| r.drift.as_deref().cloned()),
                 });
                 if let Some(p) = prev {
                     ev.records.insert(obs.id, p.clone());
@@ -154,7 +154,7 @@ impl Engine {
                         } else {
                             VerdictStatus::InSync
                         },
-                        drift: r.drift.clone(),
+                        drift: r.drift.as_deref().cloned(),
                     });
                     if t.changed {
                         ev.upserts.push(r.clone());
