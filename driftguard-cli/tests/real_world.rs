@@ -1045,8 +1045,14 @@ fn desired_dirs(c: &Ctx, dest: &Path) -> Vec<(String, PathBuf)> {
                 }
             }
         }
+        // as JSON documents: YAML 1.2 (serde_yaml) writes `no` unquoted, which the peers'
+        // YAML 1.1 readers take for `false`
+        let text: String = docs
+            .iter()
+            .map(|d| format!("---\n{}\n", serde_json::to_string(d).expect("JSON")))
+            .collect();
         let dir = dest.join(env);
-        write(&dir.join("all.yaml"), &stream(&docs));
+        write(&dir.join("all.yaml"), &text);
         out.push((env.to_owned(), dir));
     }
     out
@@ -1094,7 +1100,7 @@ fn write_comparison(
         "### The real-world corpus (Kubernetes {kube_version}; {} hand changes)\n",
         changes.len()
     );
-    let _ = writeln!(md, "| engine | version | objects flagged right after install (false drifts) | fields flagged | hand changes found | time after install / after the changes | peak RSS |");
+    let _ = writeln!(md, "| engine | version | objects flagged right after install (false drifts) | fields flagged | hand changes found | time after install / after the changes (DriftGuard: the whole `scan`, charts rendered; peers: their diff phase) | peak RSS |");
     let _ = writeln!(md, "|---|---|---|---|---|---|---|");
     let dg_found: Vec<bool> = changes
         .iter()

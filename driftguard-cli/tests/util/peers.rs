@@ -445,6 +445,7 @@ mod tests {
             String::new(),
             &mut out,
         );
-        assert_eq!(out, ["a.b[1]", "a.b[2]", "d.e"]);
+        // an added map is named at its root
+        assert_eq!(out, ["a.b[1]", "a.b[2]", "d"]);
     }
 }

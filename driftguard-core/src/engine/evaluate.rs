@@ -123,7 +123,7 @@ impl Engine {
                 ev.verdicts.push(Verdict {
                     id: obs.id.clone(),
                     status: VerdictStatus::Unknown,
-                    drift: prev.and_then(|r| r.drift.as_deref().cloned()),
+                    drift: prev.and_then(|r| r.drift.clone()),
                 });
                 if let Some(p) = prev {
                     ev.records.insert(obs.id, p.clone());
@@ -154,7 +154,7 @@ impl Engine {
                         } else {
                             VerdictStatus::InSync
                         },
-                        drift: r.drift.as_deref().cloned(),
+                        drift: r.drift.clone(),
                     });
                     if t.changed {
                         ev.upserts.push(r.clone());

@@ -16,7 +16,7 @@ pub struct Verdict {
     /// `in-sync`, `drifted` or `unknown`.
     pub status: VerdictStatus,
     /// The open drift.
-    pub drift: Option<Drift>,
+    pub drift: Option<Box<Drift>>,
 }
 
 named_enum! {
@@ -52,7 +52,7 @@ pub struct ScanReport {
 impl ScanReport {
     /// The open drifts.
     pub fn drifts(&self) -> impl Iterator<Item = &Drift> {
-        self.verdicts.iter().filter_map(|v| v.drift.as_ref())
+        self.verdicts.iter().filter_map(|v| v.drift.as_deref())
     }
 }
 
