@@ -54,5 +54,38 @@ target/release/peers_bench "$sizes" > "$out/speed.md" 2> "$out/speed.log"
   cat "$out/real-world.md"
   echo
   cat "$out/speed.md"
+  cat <<'READING'
+
+## Reading the tables
+
+- **What the peers miss by design.** A field Git does not set — a label or annotation added by
+  hand, an environment variable added to a container, a key added to a ConfigMap, a field Git
+  leaves unset (the classes `labels`, `annotations`, `system-prefix-annotation`, `env`,
+  `unset-field`) — survives a three-way merge and a server-side-apply dry
+  run alike, so no peer shows it. Objects created by hand beside the application
+  (`created-by-hand`) are outside every peer's diff (Argo CD lists orphaned resources only as an
+  AppProject warning). DriftGuard keeps a baseline of the fields Git does not set and compares
+  them too; it also tells forward from reverse drift, which no peer does.
+- **False drifts.** A chart that renders a Secret anew on every run (random certificates) is
+  flagged by every peer right after install; DriftGuard knows values a chart renders anew and
+  leaves them out. `kubectl diff --server-side` also flags every object applied client-side
+  (its dry run drops `last-applied-configuration`).
+- **`kubectl diff` stops at the first object the API server refuses** and then says nothing of
+  the rest of that folder (after the hand changes, a Service with a port changed by hand made
+  the merged object invalid). Client-side it sends a GET and a dry-run PATCH per object behind
+  kubectl's client-side rate limit: minutes at 5,000 objects, so it is not run above
+  `PEERS_KUBECTL_DIFF_MAX` (5,000).
+- **`argocd-server-side` assumes Argo CD applied the objects**: on an object with no field owned
+  by `argocd-controller` it fails ("no managed fields found for manager"); those objects count as
+  not found.
+- **Speed.** DriftGuard lists each kind once, in pages of 500, and compares in memory; the peers
+  read each object (a GET) and the server-side modes dry-run apply it: one or two requests per
+  object. The wall times are of whole processes, start-up included.
+- **Memory.** DriftGuard holds the whole environment during a scan (to find orphans and judge
+  direction): the live side as compact text parsed one object at a time, the desired side
+  parsed. The peers hold their desired objects and one live object at a time; `kubectl diff
+  --server-side` streams. Peak RSS per object falls with size for every engine (a runtime's
+  fixed cost spread over more objects); compare the same size.
+READING
 } > docs/comparison.md
 echo "wrote docs/comparison.md" >&2

@@ -284,17 +284,30 @@ fn main() -> Result<(), BoxError> {
             .map(|r| r.seconds)
             .fold(f64::INFINITY, f64::min);
         for r in &rows {
+            let ran = r.seconds.is_finite();
             table.push(format!(
-                "| {n} | {} | {:.2} s | {} | {} MB | {:.1} KB | {} | {} |",
+                "| {n} | {} | {} | {} | {} | {} | {} | {} |",
                 r.engine,
-                r.seconds,
-                if r.seconds.is_finite() && dg > 0.0 {
+                if ran {
+                    format!("{:.2} s", r.seconds)
+                } else {
+                    "—".into()
+                },
+                if ran && dg > 0.0 {
                     format!("{:.1}×", r.seconds / dg)
                 } else {
                     "—".into()
                 },
-                r.peak_kb / 1024,
-                r.peak_kb as f64 / n as f64,
+                if ran {
+                    format!("{} MB", r.peak_kb / 1024)
+                } else {
+                    "—".into()
+                },
+                if ran {
+                    format!("{:.1} KB", r.peak_kb as f64 / n as f64)
+                } else {
+                    "—".into()
+                },
                 r.flagged.map_or("—".into(), |f| f.to_string()),
                 r.note
             ));
