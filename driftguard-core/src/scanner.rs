@@ -408,7 +408,7 @@ impl Scanner {
             .map(|r| r.id.clone())
             .collect();
         // the last scan's index goes before the new one is built, so that a full scan does
-        // not hold two (live changes wait for this scan; if it fails, they wait for the next)
+        // not hold two (live changes wait for this scan, which keeps its own index)
         state.env = None;
         let st = self
             .engine
@@ -447,9 +447,18 @@ impl Scanner {
         errors.extend(st.live_errors.iter().cloned());
         errors.extend(warnings);
         errors.extend(audit_problem);
-        let report = self
+        let report = match self
             .finish(state, &tick, ev, errors, notes, st.errors.clone())
-            .await?;
+            .await
+        {
+            Ok(report) => report,
+            Err(e) => {
+                // nothing was written: live changes go on from this scan's index (the records
+                // are still those written last)
+                state.env = Some(st);
+                return Err(e);
+            }
+        };
         state.last_full_scan = Some(started);
         *self.scope.lock().expect("scope cell is never poisoned") = Some(self.scope_of(&st));
         let mut st = st;

@@ -125,6 +125,40 @@ fn announced(n: &RecordingNotifier) -> usize {
 }
 
 #[test]
+fn a_full_scan_the_store_refuses_leaves_live_changes_working() {
+    let w = world();
+    block_on(w.scanner.scan()).expect("first scan");
+    // the store goes down during the next full scan: its write fails, nothing is kept of it
+    w.store.down.store(true, Ordering::SeqCst);
+    w.clock.advance(Duration::minutes(1));
+    assert!(matches!(
+        block_on(w.scanner.scan()),
+        Err(ScanError::Store(StoreError::Unavailable { .. }))
+    ));
+    // a hand change seen by the watch is still judged (the scan dropped the last index
+    // before building its own, and keeps its own when it cannot write)
+    w.clock.advance(Duration::minutes(1));
+    let r = block_on(
+        w.scanner
+            .apply_live_change(&LiveChange::Applied(RawLive::new(served(
+                deployment("a").replicas(9).build(),
+            )))),
+    );
+    assert!(
+        matches!(r, Err(ScanError::Unwritten { queued: 1, .. })),
+        "{r:?}"
+    );
+    assert_eq!(block_on(w.scanner.open_drifts()).len(), 1);
+    w.store.down.store(false, Ordering::SeqCst);
+    assert_eq!(block_on(w.scanner.retry_unwritten()).expect("written"), 0);
+    let events = block_on(w.store.events(&EventQuery::default()))
+        .expect("events")
+        .items;
+    assert_eq!(events.len(), 1, "the hand change, stored once");
+    assert_eq!(events[0].drift.id.name, "a");
+}
+
+#[test]
 fn live_changes_the_store_refuses_are_kept_and_written_later_with_their_time() {
     let w = world();
     block_on(w.scanner.scan()).expect("first scan");
