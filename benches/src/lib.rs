@@ -48,6 +48,22 @@ impl TestCluster {
         })
     }
 
+    /// Objects of the kinds of [`live_manifests`] in namespace `ns` (with the two the cluster
+    /// makes itself).
+    pub fn live_set_count(&self, ns: &str) -> usize {
+        self.kubectl(&[
+            "get",
+            "configmaps,secrets,roles,rolebindings,deployments",
+            "-n",
+            ns,
+            "-o",
+            "name",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(0)
+    }
+
     /// A kubectl command on the cluster.
     pub fn kubectl(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(&self.kubectl);

@@ -27,21 +27,6 @@ use driftguard_core::normalize::{Normalizer, SecretKey};
 use driftguard_core::ports::{DesiredSet, LiveSource};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource};
 
-/// Objects of the benchmark's kinds in the namespace (with the two the cluster makes itself).
-fn count_in_namespace(c: &Cluster, ns: &str) -> usize {
-    c.kubectl(&[
-        "get",
-        "configmaps,secrets,roles,rolebindings,deployments",
-        "-n",
-        ns,
-        "-o",
-        "name",
-    ])
-    .output()
-    .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-    .unwrap_or(0)
-}
-
 fn timed(mut cmd: Command, ok_codes: &[i32]) -> Result<Duration, BoxError> {
     let start = Instant::now();
     let status = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).status()?;
@@ -94,7 +79,7 @@ async fn main() -> Result<(), BoxError> {
         for (name, text) in &files {
             std::fs::write(dir.join(name), text)?;
         }
-        let have = count_in_namespace(&c, &ns);
+        let have = c.live_set_count(&ns);
         if have < n {
             eprintln!("creating {n} objects in {ns} (have {have}) ...");
             let t = Instant::now();

@@ -88,20 +88,6 @@ fn timed(cmd: &mut Command, work: &Path) -> Result<(f64, u64, i32, String), BoxE
     ))
 }
 
-fn count_in_namespace(c: &TestCluster, ns: &str) -> usize {
-    c.kubectl(&[
-        "get",
-        "configmaps,secrets,roles,rolebindings,deployments",
-        "-n",
-        ns,
-        "-o",
-        "name",
-    ])
-    .output()
-    .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
-    .unwrap_or(0)
-}
-
 fn main() -> Result<(), BoxError> {
     let sizes: Vec<usize> = std::env::args()
         .nth(1)
@@ -141,7 +127,7 @@ fn main() -> Result<(), BoxError> {
         for (name, text) in live_manifests(&ns, n) {
             std::fs::write(dir.join(name), text)?;
         }
-        let have = count_in_namespace(&c, &ns);
+        let have = c.live_set_count(&ns);
         if have < n {
             eprintln!("creating {n} objects in {ns} (have {have}) ...");
             let status = c
@@ -164,23 +150,17 @@ fn main() -> Result<(), BoxError> {
             ),
         )?;
         let mut rows: Vec<Measured> = Vec::new();
+        let scan = || {
+            let mut cmd = Command::new(&bin);
+            cmd.args(["scan", "--config"])
+                .arg(&config)
+                .args(["-o", "json"])
+                .env("DRIFTGUARD_SECRET_KEY", "peers-bench");
+            cmd
+        };
         // warm-up: discovery, the API server's caches
-        let _ = timed(
-            Command::new(&bin)
-                .args(["scan", "--config"])
-                .arg(&config)
-                .args(["-o", "json"])
-                .env("DRIFTGUARD_SECRET_KEY", "peers-bench"),
-            work.path(),
-        )?;
-        let (s, kb, _, out) = timed(
-            Command::new(&bin)
-                .args(["scan", "--config"])
-                .arg(&config)
-                .args(["-o", "json"])
-                .env("DRIFTGUARD_SECRET_KEY", "peers-bench"),
-            work.path(),
-        )?;
+        let _ = timed(&mut scan(), work.path())?;
+        let (s, kb, _, out) = timed(&mut scan(), work.path())?;
         let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         let flagged = v["environments"][0]["drifts"]
             .as_array()
