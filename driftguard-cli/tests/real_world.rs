@@ -226,6 +226,41 @@ fn flux_rendered(c: &Ctx) -> Vec<serde_yaml::Value> {
     ]))
 }
 
+/// The podinfo chart as Argo CD applies it: rendered, hooks left to the hook phase, the
+/// tracking annotation added.
+fn podinfo_as_argocd_applies(c: &Ctx) -> Vec<serde_yaml::Value> {
+    let mut docs: Vec<_> = podinfo_rendered(c)
+        .into_iter()
+        .filter(|d| !is_hook(d))
+        .collect();
+    for d in &mut docs {
+        let api = str_at(d, &["apiVersion"]).unwrap_or_default();
+        let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+        let kind = str_at(d, &["kind"]).unwrap_or_default().to_owned();
+        let name = str_at(d, &["metadata", "name"])
+            .unwrap_or_default()
+            .to_owned();
+        let id = format!("podinfo:{group}/{kind}:rw-argocd-apps/{name}");
+        set_meta(d, "annotations", "argocd.argoproj.io/tracking-id", &id);
+    }
+    docs
+}
+
+/// The podinfo kustomization as Flux applies it: built, Flux's labels added.
+fn podinfo_as_flux_applies(c: &Ctx) -> Vec<serde_yaml::Value> {
+    let mut docs = flux_rendered(c);
+    for d in &mut docs {
+        set_meta(d, "labels", "kustomize.toolkit.fluxcd.io/name", "podinfo");
+        set_meta(
+            d,
+            "labels",
+            "kustomize.toolkit.fluxcd.io/namespace",
+            "flux-system",
+        );
+    }
+    docs
+}
+
 /// Every install of the corpus, in order (the monitoring CRDs before the podinfo
 /// ServiceMonitor).
 fn install(c: &Ctx) {
@@ -286,20 +321,7 @@ fn install(c: &Ctx) {
     // an Argo CD Application of the podinfo chart: rendered, hooks left to the hook phase,
     // the tracking annotation added, applied server-side by argocd-controller
     c.kubectl(&["create", "namespace", "rw-argocd-apps"]);
-    let mut docs: Vec<_> = podinfo_rendered(c)
-        .into_iter()
-        .filter(|d| !is_hook(d))
-        .collect();
-    for d in &mut docs {
-        let api = str_at(d, &["apiVersion"]).unwrap_or_default();
-        let group = api.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
-        let kind = str_at(d, &["kind"]).unwrap_or_default().to_owned();
-        let name = str_at(d, &["metadata", "name"])
-            .unwrap_or_default()
-            .to_owned();
-        let id = format!("podinfo:{group}/{kind}:rw-argocd-apps/{name}");
-        set_meta(d, "annotations", "argocd.argoproj.io/tracking-id", &id);
-    }
+    let docs = podinfo_as_argocd_applies(c);
     c.kubectl_in(
         &[
             "apply",
@@ -316,16 +338,7 @@ fn install(c: &Ctx) {
     // a Flux Kustomization: kustomize build, Flux's labels, server-side apply by
     // kustomize-controller
     c.kubectl(&["create", "namespace", "rw-flux"]);
-    let mut docs = flux_rendered(c);
-    for d in &mut docs {
-        set_meta(d, "labels", "kustomize.toolkit.fluxcd.io/name", "podinfo");
-        set_meta(
-            d,
-            "labels",
-            "kustomize.toolkit.fluxcd.io/namespace",
-            "flux-system",
-        );
-    }
+    let docs = podinfo_as_flux_applies(c);
     c.kubectl_in(
         &[
             "apply",
@@ -845,17 +858,6 @@ fn false_class(d: &Drift, path: &str, desired: &Value, live: &Value) -> &'static
     "other"
 }
 
-/// A reported path matches an expected one when either is the other or a prefix of it at a
-/// segment boundary (`.` or `[`).
-fn path_matches(reported: &str, expected: &str) -> bool {
-    let prefix = |long: &str, short: &str| {
-        long == short
-            || (long.starts_with(short)
-                && matches!(long.as_bytes().get(short.len()), Some(b'.') | Some(b'[')))
-    };
-    prefix(reported, expected) || prefix(expected, reported)
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Outcome {
     Right,
@@ -899,7 +901,7 @@ fn judge(c: &Change, after: &[Drift]) -> (Outcome, String) {
         let named = c
             .paths
             .iter()
-            .any(|p| d.fields.iter().any(|f| path_matches(&f.0, p)));
+            .any(|p| d.fields.iter().any(|f| peers::path_matches(&f.0, p)));
         return if c.drift == "modified" && !named {
             (Outcome::Missed, seen)
         } else {
@@ -909,7 +911,7 @@ fn judge(c: &Change, after: &[Drift]) -> (Outcome, String) {
     let named = c
         .paths
         .iter()
-        .filter(|p| d.fields.iter().any(|f| path_matches(&f.0, p)))
+        .filter(|p| d.fields.iter().any(|f| peers::path_matches(&f.0, p)))
         .count();
     if named == 0 && !c.paths.is_empty() {
         return (Outcome::Missed, seen);
@@ -961,41 +963,8 @@ fn desired_dirs(c: &Ctx, dest: &Path) -> Vec<(String, PathBuf)> {
             monitoring.extend(documents(&std::fs::read_to_string(f).expect("read")));
         }
     }
-    let podinfo: Vec<_> = podinfo_rendered(c)
-        .into_iter()
-        .filter(|d| !is_hook(d))
-        .map(|mut d| {
-            let id = format!(
-                "podinfo:{}/{}:rw-argocd-apps/{}",
-                str_at(&d, &["apiVersion"])
-                    .unwrap_or_default()
-                    .rsplit_once('/')
-                    .map_or("", |(g, _)| g),
-                str_at(&d, &["kind"]).unwrap_or_default(),
-                str_at(&d, &["metadata", "name"]).unwrap_or_default()
-            );
-            set_meta(&mut d, "annotations", "argocd.argoproj.io/tracking-id", &id);
-            d
-        })
-        .collect();
-    let flux: Vec<_> = flux_rendered(c)
-        .into_iter()
-        .map(|mut d| {
-            set_meta(
-                &mut d,
-                "labels",
-                "kustomize.toolkit.fluxcd.io/name",
-                "podinfo",
-            );
-            set_meta(
-                &mut d,
-                "labels",
-                "kustomize.toolkit.fluxcd.io/namespace",
-                "flux-system",
-            );
-            d
-        })
-        .collect();
+    let podinfo = podinfo_as_argocd_applies(c);
+    let flux = podinfo_as_flux_applies(c);
     let sets = [
         (
             "ingress-helm",
@@ -1448,7 +1417,8 @@ fn real_world_corpus_false_drifts_and_hand_changes() {
                 ch.env == d.env
                     && ch.kind == d.kind
                     && format!("{}/{}", ch.namespace, ch.name) == d.object
-                    && (ch.paths.is_empty() || ch.paths.iter().any(|p| path_matches(path, p)))
+                    && (ch.paths.is_empty()
+                        || ch.paths.iter().any(|p| peers::path_matches(path, p)))
             })
         };
         let fields: Vec<String> = if d.fields.is_empty() {

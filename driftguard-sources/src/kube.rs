@@ -41,7 +41,7 @@ use async_trait::async_trait;
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
 use driftguard_core::manifest::ManifestError;
-use driftguard_core::model::{LiveObjects, RawObject};
+use driftguard_core::model::{LiveObjects, ObjectMeta, RawObject};
 use driftguard_core::ports::{
     GroupVersionKind, KindError, LiveChange, LiveScope, LiveSnapshot, LiveSource, Prediction,
     SourceError,
@@ -469,8 +469,12 @@ impl Listing {
 }
 
 fn object_key(object: &Value) -> String {
-    let s = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("");
-    format!("{}/{}", s("/metadata/namespace"), s("/metadata/name"))
+    meta_key(ObjectMeta::of(object))
+}
+
+/// An object's key within its kind: `namespace/name` (`/name` cluster-wide).
+fn meta_key(meta: ObjectMeta<'_>) -> String {
+    format!("{}/{}", meta.namespace.unwrap_or(""), meta.name)
 }
 
 impl Inner {

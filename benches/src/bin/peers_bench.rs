@@ -19,6 +19,7 @@
 //! at (default 5000: at 20,000 objects it takes many minutes). Peak RSS is `ru_maxrss` through
 //! GNU time (`/usr/bin/time`, Debian's `time` package).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -35,32 +36,24 @@ struct Measured {
     note: String,
 }
 
-/// Runs `cmd` under GNU time; answers (wall seconds, peak RSS kB, exit code, stdout).
-fn timed(cmd: &mut Command, work: &Path) -> Result<(f64, u64, i32, String), BoxError> {
+/// Runs `program` under GNU time, its arguments and environment set by `setup`; answers
+/// (wall seconds, peak RSS kB, stdout). Exit codes 0 to 2 are answers (drift found), above
+/// them failures.
+fn timed(
+    program: impl AsRef<OsStr>,
+    work: &Path,
+    setup: impl FnOnce(&mut Command),
+) -> Result<(f64, u64, String), BoxError> {
     let rss = work.join("rss.txt");
     let _ = std::fs::remove_file(&rss);
-    let program = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
-    let envs: Vec<_> = cmd
-        .get_envs()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
-        .collect();
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&rss)
-        .arg(program)
-        .args(args)
-        .envs(envs)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped());
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
+    let program = program.as_ref();
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f").arg("%M").arg("-o").arg(&rss).arg(program);
+    setup(&mut cmd);
     let started = Instant::now();
-    let out = wrapped
+    let out = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
         .output()
         .map_err(|e| format!("/usr/bin/time (Debian's `time` package): {e}"))?;
     let seconds = started.elapsed().as_secs_f64();
@@ -71,8 +64,7 @@ fn timed(cmd: &mut Command, work: &Path) -> Result<(f64, u64, i32, String), BoxE
     let code = out.status.code().unwrap_or(-1);
     if !(0..=2).contains(&code) {
         return Err(format!(
-            "{:?} exited with {code}: {}",
-            cmd.get_program(),
+            "{program:?} exited with {code}: {}",
             String::from_utf8_lossy(&out.stderr)
                 .lines()
                 .last()
@@ -83,7 +75,6 @@ fn timed(cmd: &mut Command, work: &Path) -> Result<(f64, u64, i32, String), BoxE
     Ok((
         seconds,
         peak,
-        code,
         String::from_utf8_lossy(&out.stdout).into_owned(),
     ))
 }
@@ -106,18 +97,8 @@ fn main() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    let peer_bin = |mode: &str| {
-        let project = mode.split('-').next().unwrap_or(mode);
-        [
-            "peers".to_owned(),
-            format!("peers-{project}"),
-            project.to_owned(),
-        ]
-        .into_iter()
-        .map(|n| peers.join(n))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| peers.join("peers"))
-    };
+    // `build.sh`'s wrapper runs the binary that has the mode
+    let peer_bin = peers.join("peers");
     let work = tempfile::tempdir()?;
     let mut table = Vec::new();
     for &n in &sizes {
@@ -150,17 +131,15 @@ fn main() -> Result<(), BoxError> {
             ),
         )?;
         let mut rows: Vec<Measured> = Vec::new();
-        let scan = || {
-            let mut cmd = Command::new(&bin);
+        let scan = |cmd: &mut Command| {
             cmd.args(["scan", "--config"])
                 .arg(&config)
                 .args(["-o", "json"])
                 .env("DRIFTGUARD_SECRET_KEY", "peers-bench");
-            cmd
         };
         // warm-up: discovery, the API server's caches
-        let _ = timed(&mut scan(), work.path())?;
-        let (s, kb, _, out) = timed(&mut scan(), work.path())?;
+        let _ = timed(&bin, work.path(), scan)?;
+        let (s, kb, out) = timed(&bin, work.path(), scan)?;
         let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
         let flagged = v["environments"][0]["drifts"]
             .as_array()
@@ -179,18 +158,16 @@ fn main() -> Result<(), BoxError> {
             "flux-ssa",
         ] {
             let out_file = work.path().join(format!("{mode}-{n}.json"));
-            let r = timed(
-                Command::new(peer_bin(mode))
-                    .args(["--mode", mode, "--desired"])
+            let r = timed(&peer_bin, work.path(), |cmd| {
+                cmd.args(["--mode", mode, "--desired"])
                     .arg(&dir)
                     .arg("--kubeconfig")
                     .arg(&c.kubeconfig)
                     .arg("--out")
-                    .arg(&out_file),
-                work.path(),
-            );
+                    .arg(&out_file);
+            });
             match r {
-                Ok((s, kb, _, _)) => {
+                Ok((s, kb, _)) => {
                     let v: Value = std::fs::read_to_string(&out_file)
                         .ok()
                         .and_then(|t| serde_json::from_str(&t).ok())
@@ -243,11 +220,14 @@ fn main() -> Result<(), BoxError> {
                 });
                 continue;
             }
-            let mut cmd = c.kubectl(&["diff", "-f", &dir.to_string_lossy()]);
-            if server_side {
-                cmd.args(["--server-side", "--force-conflicts"]);
-            }
-            let (s, kb, _, out) = timed(&mut cmd, work.path())?;
+            let (s, kb, out) = timed(&c.kubectl, work.path(), |cmd| {
+                cmd.env("KUBECONFIG", &c.kubeconfig)
+                    .args(["diff", "-f"])
+                    .arg(&dir);
+                if server_side {
+                    cmd.args(["--server-side", "--force-conflicts"]);
+                }
+            })?;
             let flagged = out.lines().filter(|l| l.starts_with("diff -u")).count();
             rows.push(Measured {
                 engine: engine.into(),

@@ -88,22 +88,6 @@ impl Peers {
         &self.out
     }
 
-    /// The binary that runs `mode` (one binary for all, or one per project).
-    fn binary(&self, mode: &str) -> PathBuf {
-        let project = mode.split('-').next().unwrap_or(mode);
-        for name in [
-            "peers".to_owned(),
-            format!("peers-{project}"),
-            project.to_owned(),
-        ] {
-            let p = self.bins.join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
-        self.bins.join("peers")
-    }
-
     /// Runs every engine on every `(environment, folder of desired manifests)` against the
     /// cluster; `phase` names the run's files under the output folder.
     pub fn run_all(
@@ -158,7 +142,8 @@ impl Peers {
         dest: &Path,
     ) -> Result<EngineRun, String> {
         let out = dest.join("result.json");
-        let bin = self.binary(mode);
+        // `build.sh`'s wrapper runs the binary that has the mode
+        let bin = self.bins.join("peers");
         let run = Command::new(&bin)
             .args(["--mode", mode, "--desired"])
             .arg(dir)
@@ -410,13 +395,18 @@ pub fn loose(path: &str) -> String {
 /// Whether two paths name the same field, or one a field inside the other, in any engine's
 /// spelling ([`loose`]).
 pub fn same_field(a: &str, b: &str) -> bool {
-    let (a, b) = (loose(a), loose(b));
+    path_matches(&loose(a), &loose(b))
+}
+
+/// A reported path matches an expected one when either is the other or a prefix of it at a
+/// segment boundary (`.` or `[`).
+pub fn path_matches(reported: &str, expected: &str) -> bool {
     let prefix = |long: &str, short: &str| {
         long == short
             || (long.starts_with(short)
                 && matches!(long.as_bytes().get(short.len()), Some(b'.') | Some(b'[')))
     };
-    prefix(&a, &b) || prefix(&b, &a)
+    prefix(reported, expected) || prefix(expected, reported)
 }
 
 #[cfg(test)]

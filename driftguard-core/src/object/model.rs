@@ -293,14 +293,7 @@ impl LiveObjects {
     ) -> impl Iterator<Item = RawLive> + 's {
         self.items.iter().filter_map(move |item| match item {
             LiveItem::Parsed(raw) => keep(raw.object.meta()).then(|| raw.clone()),
-            LiveItem::Compact(text) => {
-                let kept = with_head(text, &mut keep)?;
-                if kept {
-                    item.parse()
-                } else {
-                    None
-                }
-            }
+            LiveItem::Compact(text) => with_head(text, &mut keep)?.then(|| item.parse()).flatten(),
         })
     }
 

@@ -28,7 +28,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc};
 
 use super::cache::{Note, Phase};
-use super::{object_key, Inner};
+use super::{meta_key, Inner};
 
 /// Starts the view's watch and returns the stream of changes (`rule` is the scope's admission
 /// rule: every change passes it).
@@ -73,8 +73,7 @@ impl Members {
         }
         let mut set = HashSet::with_capacity(objects.len());
         objects.for_each_meta(|meta| {
-            let key = format!("{}/{}", meta.namespace.unwrap_or(""), meta.name);
-            set.insert((meta.group_kind(), key));
+            set.insert(member_of(meta));
         });
         Members(Some(set))
     }
@@ -100,8 +99,11 @@ impl Members {
 }
 
 fn member(value: &Value) -> (GroupKind, String) {
-    let meta = ObjectMeta::of(value);
-    (meta.group_kind(), object_key(value))
+    member_of(ObjectMeta::of(value))
+}
+
+fn member_of(meta: ObjectMeta<'_>) -> (GroupKind, String) {
+    (meta.group_kind(), meta_key(meta))
 }
 
 /// Why a view stopped following its watches.
