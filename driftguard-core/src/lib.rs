@@ -37,6 +37,7 @@
 //! assert_eq!(cmp.drifted_paths(), vec!["spec.replicas"]);
 //! ```
 
+pub mod ack;
 pub mod audit;
 mod object;
 pub use object::{id, manifest, model};

@@ -76,6 +76,12 @@ named_enum! {
         /// A drift that had been reverted came back, the same change on the same fields soon
         /// after ([`RECURRENCE_WINDOW`]): its episode opens again ([`Drift::recurrences`]).
         Recurred => "recurred",
+        /// A person acknowledged the drift: see [`DriftEvent::acknowledgement`] and
+        /// [`crate::ack`].
+        Acknowledged => "acknowledged",
+        /// The drift's acknowledgement lapsed (the drift changed or ended, the expiry passed)
+        /// or was withdrawn: see [`DriftEvent::acknowledgement`].
+        Unacknowledged => "unacknowledged",
     }
 }
 
@@ -450,6 +456,9 @@ pub struct DriftEvent {
     /// What DriftGuard did, for a `remediated` event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<crate::remediate::RemediationRecord>,
+    /// The acknowledgement, for an `acknowledged` or `unacknowledged` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<crate::ack::Acknowledgement>,
 }
 
 /// What the engine saw of one object in one scan.
@@ -872,6 +881,7 @@ fn event(kind: EventKind, drift: Drift, tick: &Tick) -> DriftEvent {
     );
     DriftEvent {
         remediation: None,
+        acknowledgement: None,
         event_id: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes())),
         kind,
         at: tick.now,

@@ -272,6 +272,7 @@ pub fn event(kind: EventKind, drift: &Drift, at: DateTime<Utc>, scan: &str) -> D
         revision: drift.revision.clone(),
         drift: drift.clone(),
         remediation: None,
+        acknowledgement: None,
     }
 }
 

@@ -401,6 +401,23 @@ impl DriftStore for BufferedStore {
         self.inner.save_audit_index(environment, changes).await
     }
 
+    /// Goes to the wrapped store.
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<driftguard_core::ack::Acknowledgement>, StoreError> {
+        self.inner.acknowledgements(environment).await
+    }
+
+    /// Goes to the wrapped store: not buffered (a person's acknowledgement that cannot be
+    /// saved is refused, not queued).
+    async fn save_acknowledgements(
+        &self,
+        acks: &[driftguard_core::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        self.inner.save_acknowledgements(acks).await
+    }
+
     async fn health(&self) -> Result<(), StoreError> {
         if let BufferHealth::Degraded { queued, last_error } = self.status() {
             return Err(StoreError::Unavailable {

@@ -46,6 +46,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_fencing, fencing);
         $crate::conformance_tests!(@one $fresh, conformance_provided_methods, provided_methods);
         $crate::conformance_tests!(@one $fresh, conformance_audit_index, audit_index);
+        $crate::conformance_tests!(@one $fresh, conformance_acknowledgements, acknowledgements);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1026,6 +1027,112 @@ pub async fn audit_index(store: Arc<dyn DriftStore>) {
         store.audit_index("prod").await.expect("reads"),
         prod,
         "prune leaves the index to its own limits"
+    );
+}
+
+/// Acknowledgements: kept one per episode (the latest saved), read per environment or all,
+/// ordered by environment and episode, times at full precision; an `acknowledged` event and
+/// its `unacknowledged` lapse go through a batch like any event; prune removes only those
+/// whose lapse was recorded before its time (the core's `ack::pruned`).
+pub async fn acknowledgements(store: Arc<dyn DriftStore>) {
+    use driftguard_core::ack::{self, AckRequest, Lapse};
+    let reference = MemoryStore::new();
+    assert!(store
+        .acknowledgements(None)
+        .await
+        .expect("reads")
+        .is_empty());
+    let open = |env: &str, episode: &str| {
+        let id = ResourceId::new(env, "apps", "Deployment", Some("shop"), episode);
+        drift(&id, episode, DriftKind::Modified)
+            .detected(t(1))
+            .updated(t(1))
+            .build()
+    };
+    let (a, b, c) = (
+        open("prod", "ep-b"),
+        open("prod", "ep-a"),
+        open("dev", "ep-c"),
+    );
+    let req = |until: Option<DateTime<Utc>>| AckRequest {
+        by: "token:ops".into(),
+        reason: "known: load test".into(),
+        until,
+    };
+    let (ack_a, event_a) = ack::acknowledge(&a, &req(None), t(10)).expect("open");
+    let (ack_b, _) = ack::acknowledge(&b, &req(Some(t(5000))), t(11)).expect("open");
+    let (ack_c, _) = ack::acknowledge(&c, &req(None), t(12)).expect("open");
+    let all = [ack_a.clone(), ack_b.clone(), ack_c.clone()];
+    store.save_acknowledgements(&all).await.expect("saves");
+    reference.save_acknowledgements(&all).await.expect("saves");
+    let compare = |what: &'static str| {
+        let (store, reference) = (store.clone(), &reference);
+        async move {
+            for env in [None, Some("prod"), Some("dev"), Some("none")] {
+                assert_eq!(
+                    store.acknowledgements(env).await.expect("reads"),
+                    reference.acknowledgements(env).await.expect("reads"),
+                    "{what}, environment {env:?}"
+                );
+            }
+        }
+    };
+    compare("after the first save").await;
+    assert_eq!(
+        store.acknowledgements(None).await.expect("reads"),
+        vec![ack_c.clone(), ack_b.clone(), ack_a.clone()],
+        "by environment, then episode"
+    );
+    // the lapse replaces the acknowledgement of its episode
+    let (lapsed_a, lapse_event) = ack::lapse(&ack_a, &a, Lapse::Expired, None, t(50));
+    store
+        .save_acknowledgements(std::slice::from_ref(&lapsed_a))
+        .await
+        .expect("saves");
+    reference
+        .save_acknowledgements(std::slice::from_ref(&lapsed_a))
+        .await
+        .expect("saves");
+    compare("after a lapse").await;
+    assert_eq!(
+        store.acknowledgements(Some("prod")).await.expect("reads"),
+        vec![ack_b.clone(), lapsed_a.clone()]
+    );
+    // the events go through a batch, their kinds filter
+    let batch = ScanBatch {
+        environment: "prod".into(),
+        events: vec![event_a, lapse_event],
+        ..ScanBatch::default()
+    };
+    commit_both(&store, &reference, &batch).await;
+    for kind in [EventKind::Acknowledged, EventKind::Unacknowledged] {
+        let q = EventQuery {
+            kind: Some(kind),
+            ..EventQuery::default()
+        };
+        let got = store.events(&q).await.expect("events");
+        assert_eq!(got, reference.events(&q).await.expect("events"), "{kind}");
+        assert_eq!(got.items.len(), 1, "{kind}");
+        assert_eq!(
+            got.items[0]
+                .acknowledgement
+                .as_ref()
+                .map(|x| x.episode.as_str()),
+            Some("ep-b")
+        );
+    }
+    // prune: only what lapsed before its time
+    store.prune(t(40)).await.expect("prunes");
+    reference.prune(t(40)).await.expect("prunes");
+    compare("after a prune before the lapse").await;
+    assert_eq!(store.acknowledgements(None).await.expect("reads").len(), 3);
+    store.prune(t(60)).await.expect("prunes");
+    reference.prune(t(60)).await.expect("prunes");
+    compare("after a prune past the lapse").await;
+    assert_eq!(
+        store.acknowledgements(None).await.expect("reads"),
+        vec![ack_c, ack_b],
+        "the lapsed one is gone, the others stay"
     );
 }
 

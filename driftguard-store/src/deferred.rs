@@ -146,6 +146,22 @@ impl DriftStore for DeferredStore {
         Ok(snap)
     }
 
+    /// Reads the wrapped store.
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<driftguard_core::ack::Acknowledgement>, StoreError> {
+        self.inner.acknowledgements(environment).await
+    }
+
+    /// Goes to the wrapped store: an acknowledgement is a person's act, not a scan's write.
+    async fn save_acknowledgements(
+        &self,
+        acks: &[driftguard_core::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        self.inner.save_acknowledgements(acks).await
+    }
+
     /// Keeps the changes (see [`DeferredStore::take_audit`]); writes nothing.
     async fn save_audit_index(
         &self,

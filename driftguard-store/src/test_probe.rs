@@ -225,6 +225,35 @@ impl DriftStore for Probe {
         self.log("save_audit_index");
         Ok(())
     }
+
+    /// Not empty: so the default would not answer it.
+    async fn acknowledgements(
+        &self,
+        _: Option<&str>,
+    ) -> Result<Vec<driftguard_core::ack::Acknowledgement>, StoreError> {
+        self.log("acknowledgements");
+        Ok(vec![ack()])
+    }
+
+    async fn save_acknowledgements(
+        &self,
+        _: &[driftguard_core::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        self.log("save_acknowledgements");
+        Ok(())
+    }
+}
+
+/// The probe's acknowledgement of [`drift`].
+pub(crate) fn ack() -> driftguard_core::ack::Acknowledgement {
+    let req = driftguard_core::ack::AckRequest {
+        by: "token:probe".into(),
+        reason: "probe".into(),
+        until: None,
+    };
+    driftguard_core::ack::acknowledge(&drift(), &req, at())
+        .expect("the probe's drift is open")
+        .0
 }
 
 /// Calls every method of `store` (a wrapper over `probe`) and checks that each went to the
@@ -295,4 +324,11 @@ pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Pr
     assert_eq!(probe.take_calls(), one("epoch"));
     assert_eq!(store.audit_index("prod").await.expect("index"), audit());
     assert_eq!(probe.take_calls(), one("audit_index"));
+    assert_eq!(
+        store.acknowledgements(None).await.expect("acks"),
+        vec![ack()]
+    );
+    assert_eq!(probe.take_calls(), one("acknowledgements"));
+    store.save_acknowledgements(&[ack()]).await.expect("saves");
+    assert_eq!(probe.take_calls(), one("save_acknowledgements"));
 }

@@ -128,6 +128,20 @@ impl DriftStore for CommitThrough {
         }
         Ok(())
     }
+
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<driftguard_core::ack::Acknowledgement>, StoreError> {
+        self.deferred.acknowledgements(environment).await
+    }
+
+    async fn save_acknowledgements(
+        &self,
+        acks: &[driftguard_core::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        self.deferred.save_acknowledgements(acks).await
+    }
 }
 
 /// Over the in-memory store.

@@ -33,6 +33,8 @@ struct MemoryInner {
     /// The highest leadership epoch written per environment.
     epochs: HashMap<String, u64>,
     audit: HashMap<String, AuditSnapshot>,
+    /// Acknowledgements by environment and episode.
+    acks: BTreeMap<(String, String), crate::ack::Acknowledgement>,
 }
 
 impl MemoryStore {
@@ -133,6 +135,7 @@ impl DriftStore for MemoryStore {
             .episodes
             .retain(|_, d| d.resolved_at.is_none_or(|t| t >= before));
         stats.episodes = (n - inner.episodes.len()) as u64;
+        inner.acks.retain(|_, a| !crate::ack::pruned(a, before));
         Ok(stats)
     }
 
@@ -174,6 +177,32 @@ impl DriftStore for MemoryStore {
             .entry(environment.to_owned())
             .or_default()
             .apply(changes);
+        Ok(())
+    }
+
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<crate::ack::Acknowledgement>, StoreError> {
+        Ok(self
+            .lock()
+            .acks
+            .values()
+            .filter(|a| environment.is_none_or(|e| a.environment() == e))
+            .cloned()
+            .collect())
+    }
+
+    async fn save_acknowledgements(
+        &self,
+        acks: &[crate::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for a in acks {
+            inner
+                .acks
+                .insert((a.environment().to_owned(), a.episode.clone()), a.clone());
+        }
         Ok(())
     }
 }

@@ -260,6 +260,8 @@ mod tests {
             "resolved",
             "remediated",
             "recurred",
+            "acknowledged",
+            "unacknowledged",
             "open",
             "resolved",
             "all",
@@ -268,8 +270,9 @@ mod tests {
             "updated",
             "object"
         ]);
-        // `remediated` (remediation events) and `recurred` (a reverted drift back) are new;
-        // every earlier name is unchanged
+        // `remediated` (remediation events), `recurred` (a reverted drift back),
+        // `acknowledged` and `unacknowledged` (acknowledged drift) are new; every earlier name
+        // is unchanged
         let mut now: Vec<&str> = Vec::new();
         now.extend(Severity::ALL.iter().map(|v| v.as_str()));
         now.extend(DriftKind::ALL.iter().map(|v| v.as_str()));

@@ -694,6 +694,29 @@ pub trait DriftStore: Send + Sync {
         let _ = (environment, changes);
         Ok(())
     }
+
+    /// The acknowledgements of `environment` (every environment's for `None`), ordered by
+    /// environment and episode: one per episode (the latest saved), lapsed ones included
+    /// until [`DriftStore::prune`] removes those that lapsed before its time (see
+    /// [`crate::ack`]). Empty for a store that does not keep them (the default; the
+    /// conformance suite refuses it).
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<crate::ack::Acknowledgement>, StoreError> {
+        let _ = environment;
+        Ok(Vec::new())
+    }
+
+    /// Saves acknowledgements, all or nothing, each replacing the one of its episode. The
+    /// default keeps nothing.
+    async fn save_acknowledgements(
+        &self,
+        acks: &[crate::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        let _ = acks;
+        Ok(())
+    }
 }
 
 /// Events to announce for one environment.

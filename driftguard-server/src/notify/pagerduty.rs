@@ -37,7 +37,8 @@ impl PagerDutyNotifier {
     }
 }
 
-/// The PagerDuty event for one DriftGuard event (`None` for `changed`).
+/// The PagerDuty event for one DriftGuard event (`None` for `changed`, `remediated` and
+/// `acknowledged`).
 pub fn event(
     routing_key: &str,
     environment: &str,
@@ -45,9 +46,10 @@ pub fn event(
     kind: EventKind,
 ) -> Option<Value> {
     let action = match kind {
-        EventKind::Detected | EventKind::Recurred => "trigger",
+        // a lapsed acknowledgement is the drift announced again
+        EventKind::Detected | EventKind::Recurred | EventKind::Unacknowledged => "trigger",
         EventKind::Resolved => "resolve",
-        EventKind::Changed | EventKind::Remediated => return None,
+        EventKind::Changed | EventKind::Remediated | EventKind::Acknowledged => return None,
     };
     let mut e = json!({
         "routing_key": routing_key,

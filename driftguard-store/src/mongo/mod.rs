@@ -342,4 +342,23 @@ impl DriftStore for MongoStore {
         self.ready().await?;
         self.write_audit(environment, changes).await
     }
+
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<driftguard_core::ack::Acknowledgement>, StoreError> {
+        self.ready().await?;
+        self.read_acks(environment).await
+    }
+
+    async fn save_acknowledgements(
+        &self,
+        acks: &[driftguard_core::ack::Acknowledgement],
+    ) -> Result<(), StoreError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        self.ready().await?;
+        self.write_acks(acks).await
+    }
 }

@@ -3,6 +3,7 @@
 //! each filter is `driftguard_core::query`'s).
 
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{ScanSummary, StoreError};
@@ -12,7 +13,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
 use super::schema::{
-    body_of, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
+    body_of, ACKS, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
 };
 use super::{merr, MongoStore};
 use crate::{corrupt, nanos, severity_of_rank, severity_rank};
@@ -447,6 +448,18 @@ impl MongoStore {
             .map_err(|e| merr("find delivery mark", e))?;
         Ok(d.and_then(|d| d.get_i64("until").ok())
             .map(DateTime::from_timestamp_nanos))
+    }
+
+    pub(super) async fn read_acks(
+        &self,
+        env: Option<&str>,
+    ) -> Result<Vec<Acknowledgement>, StoreError> {
+        let filter = match env {
+            Some(e) => doc! {"env": e},
+            None => doc! {},
+        };
+        self.find_all(ACKS, filter, doc! {"env": 1, "episode": 1}, 0, None)
+            .await
     }
 
     pub(super) async fn read_audit(&self, env: &str) -> Result<AuditSnapshot, StoreError> {

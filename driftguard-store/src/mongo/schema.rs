@@ -38,6 +38,10 @@ pub(super) const AUDIT_WRITES: &str = "audit_writes";
 /// How far audit log files were read: `_id` = environment and file, `env`, `body` = cursor.
 pub(super) const AUDIT_CURSORS: &str = "audit_cursors";
 
+/// Acknowledged drift: `_id` = environment and episode, `env`, `episode`, `lapsed_at` =
+/// nanoseconds when its lapse was recorded (absent while it may hold), `body`.
+pub(super) const ACKS: &str = "acks";
+
 /// The `_id` of an audit document: the environment, `|`, and a key (an environment's name has
 /// no `|`).
 pub(super) fn audit_id(env: &str, key: &str) -> String {
@@ -183,6 +187,13 @@ impl MongoStore {
             (SCANS, scans),
             (AUDIT_WRITES, vec![idx(doc! {"env": 1}, "env")]),
             (AUDIT_CURSORS, vec![idx(doc! {"env": 1}, "env")]),
+            (
+                ACKS,
+                vec![
+                    idx(doc! {"env": 1, "episode": 1}, "env_episode"),
+                    idx(doc! {"lapsed_at": 1}, "lapsed"),
+                ],
+            ),
         ] {
             self.coll(name)
                 .create_indexes(models)

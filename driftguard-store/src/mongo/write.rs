@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{PruneStats, ScanBatch, StoreError};
@@ -18,8 +19,8 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 
 use super::schema::{
-    audit_id, episode_doc, event_doc, record_doc, scan_doc, to_json, AUDIT_CURSORS, AUDIT_WRITES,
-    DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS, SCANS,
+    audit_id, episode_doc, event_doc, record_doc, scan_doc, to_json, ACKS, AUDIT_CURSORS,
+    AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS, SCANS,
 };
 use super::{is_duplicate, merr, MongoStore};
 use crate::nanos;
@@ -204,6 +205,12 @@ impl MongoStore {
             .await
             .map_err(|e| merr("prune episodes", e))?
             .deleted_count;
+        // the rule of `ack::pruned`: acknowledgements whose lapse was recorded before `t`
+        // (`$lt` a number never matches an absent field)
+        self.coll(ACKS)
+            .delete_many(doc! {"lapsed_at": {"$lt": t}})
+            .await
+            .map_err(|e| merr("prune acknowledgements", e))?;
         Ok(PruneStats {
             events,
             scans,
@@ -269,6 +276,27 @@ impl MongoStore {
             Err(e) if is_duplicate(&e) => Ok(()),
             Err(e) => Err(merr("set delivery mark", e)),
         }
+    }
+
+    /// Saves acknowledgements, each replacing the one of its episode.
+    pub(super) async fn write_acks(&self, acks: &[Acknowledgement]) -> Result<(), StoreError> {
+        let docs: Vec<Document> = acks
+            .iter()
+            .map(|a| {
+                let lapsed = a
+                    .lapsed
+                    .as_ref()
+                    .map_or(Bson::Null, |l| Bson::Int64(nanos(l.at)));
+                Ok(doc! {
+                    "_id": audit_id(a.environment(), &a.episode),
+                    "env": a.environment(),
+                    "episode": &a.episode,
+                    "lapsed_at": lapsed,
+                    "body": to_json(a)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        self.replace_all(ACKS, docs).await
     }
 
     /// Saves changes to an environment's audit index: objects first (replaced, or deleted

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
@@ -314,6 +315,23 @@ impl DriftStore for SqliteStore {
         let (env, changes) = (environment.to_owned(), changes.clone());
         self.with(move |c| write::write_audit(c, &env, &changes))
             .await
+    }
+
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<Acknowledgement>, StoreError> {
+        let env = environment.map(str::to_owned);
+        self.with(move |c| query::read_acks(c, env.as_deref()))
+            .await
+    }
+
+    async fn save_acknowledgements(&self, acks: &[Acknowledgement]) -> Result<(), StoreError> {
+        if acks.is_empty() {
+            return Ok(());
+        }
+        let acks = acks.to_vec();
+        self.with(move |c| write::write_acks(c, &acks)).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! each filter is `driftguard_core::query`'s).
 
 use chrono::DateTime;
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::{AuditCursor, AuditSnapshot, ObjectWrites};
 use driftguard_core::ports::{ScanSummary, StoreError};
 use driftguard_core::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
@@ -242,6 +243,24 @@ pub(super) fn read_audit(conn: &Connection, env: &str) -> Result<AuditSnapshot, 
     snap.objects.sort_by(|a, b| a.object.cmp(&b.object));
     snap.cursors.sort_by(|a, b| a.source.cmp(&b.source));
     Ok(snap)
+}
+
+/// The acknowledgements of one environment (of all for `None`), by environment and episode.
+pub(super) fn read_acks(
+    conn: &Connection,
+    env: Option<&str>,
+) -> Result<Vec<Acknowledgement>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT body FROM acks WHERE ?1 IS NULL OR env = ?1 ORDER BY env, episode")
+        .map_err(sql)?;
+    let rows = stmt
+        .query_map([env], |r| r.get::<_, String>(0))
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for body in rows {
+        out.push(from_json("acknowledgement", &body.map_err(sql)?)?);
+    }
+    Ok(out)
 }
 
 /// Escapes a DriftGuard name glob (`*` only) for SQLite's GLOB (which also knows `?` and `[`).

@@ -97,6 +97,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (env, source)
     ) WITHOUT ROWID;
     ",
+    // 5: acknowledged drift, one per episode (lapsed_at: when its lapse was recorded)
+    "
+    CREATE TABLE acks (
+        env TEXT NOT NULL,
+        episode TEXT NOT NULL,
+        lapsed_at INTEGER,
+        body TEXT NOT NULL,
+        PRIMARY KEY (env, episode)
+    ) WITHOUT ROWID;
+    CREATE INDEX acks_lapsed ON acks(lapsed_at) WHERE lapsed_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

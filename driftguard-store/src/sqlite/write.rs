@@ -1,10 +1,12 @@
-//! Writes: a scan batch (one transaction, fenced), delivery marks, the audit index, pruning.
+//! Writes: a scan batch (one transaction, fenced), delivery marks, the audit index,
+//! acknowledgements, pruning.
 //!
 //! Writes are idempotent, so a retried batch changes nothing: records are replaced by key;
 //! events are inserted by id (duplicates ignored), and only a newly written event moves its
 //! episode (by the core's episode rule, [`episode_replaces`]).
 
 use chrono::DateTime;
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::ports::{PruneStats, ScanBatch, StoreError};
 use driftguard_core::state::{episode_replaces, Drift, EpisodeStamp};
@@ -122,6 +124,33 @@ pub(super) fn write_audit(
     tx.commit().map_err(sql)
 }
 
+/// Saves acknowledgements in one transaction, each replacing the one of its episode.
+pub(super) fn write_acks(
+    conn: &mut Connection,
+    acks: &[Acknowledgement],
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO acks (env, episode, lapsed_at, body) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql)?;
+        for a in acks {
+            put.execute(params![
+                a.environment(),
+                a.episode,
+                a.lapsed.as_ref().map(|l| nanos(l.at)),
+                to_json(a)?
+            ])
+            .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
+}
+
 /// Writes one batch in one `BEGIN IMMEDIATE` transaction, after its epoch passed the fence:
 /// records, new events and their episodes, the summary.
 pub(super) fn write_batch(conn: &mut Connection, batch: &ScanBatch) -> Result<(), StoreError> {
@@ -195,6 +224,12 @@ pub(super) fn prune_before(conn: &mut Connection, t: i64) -> Result<PruneStats, 
             [t],
         )
         .map_err(sql)?;
+    // the rule of `ack::pruned`: acknowledgements whose lapse was recorded before `t`
+    tx.execute(
+        "DELETE FROM acks WHERE lapsed_at IS NOT NULL AND lapsed_at < ?1",
+        [t],
+    )
+    .map_err(sql)?;
     tx.commit().map_err(sql)?;
     Ok(PruneStats {
         events: events as u64,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::Acknowledgement;
 use driftguard_core::audit::AuditSnapshot;
 use driftguard_core::id::ResourceId;
 use driftguard_core::ports::{DriftStore, PruneStats, ScanBatch, ScanSummary, StoreError};
@@ -24,6 +25,8 @@ struct Data {
     /// The highest leadership epoch written per environment (fencing).
     epochs: BTreeMap<String, u64>,
     audit: BTreeMap<String, AuditSnapshot>,
+    /// Acknowledgements by environment and episode.
+    acks: BTreeMap<(String, String), Acknowledgement>,
 }
 
 /// A [`DriftStore`] kept in memory and written whole to one JSON file after every change
@@ -83,6 +86,12 @@ impl JsonFileStore {
                     .map_err(corrupt)?;
                 data.audit = serde_json::from_value(v.get("audit").cloned().unwrap_or(json!({})))
                     .map_err(corrupt)?;
+                for a in
+                    serde_json::from_value::<Vec<Acknowledgement>>(list("acks")).map_err(corrupt)?
+                {
+                    data.acks
+                        .insert((a.environment().to_owned(), a.episode.clone()), a);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(backend("cannot read the store file", e)),
@@ -110,6 +119,7 @@ impl JsonFileStore {
             "delivered": data.delivered,
             "epochs": data.epochs,
             "audit": data.audit,
+            "acks": data.acks.values().collect::<Vec<_>>(),
         });
         let text = serde_json::to_vec(&v).map_err(|e| backend("cannot encode the store", e))?;
         let tmp = self.path.with_extension("tmp");
@@ -202,6 +212,9 @@ impl DriftStore for JsonFileStore {
         data.scans.retain(|_, s| s.started_at >= before);
         data.episodes
             .retain(|_, d| d.resolved_at.is_none_or(|t| t >= before));
+        // which acknowledgements go is the core's rule
+        data.acks
+            .retain(|_, a| !driftguard_core::ack::pruned(a, before));
         let stats = PruneStats {
             events: (e - data.events.len()) as u64,
             scans: (s - data.scans.len()) as u64,
@@ -250,6 +263,28 @@ impl DriftStore for JsonFileStore {
             .entry(environment.to_owned())
             .or_default()
             .apply(changes);
+        self.save(&data)
+    }
+
+    async fn acknowledgements(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<Acknowledgement>, StoreError> {
+        Ok(self
+            .lock()?
+            .acks
+            .values()
+            .filter(|a| environment.is_none_or(|e| a.environment() == e))
+            .cloned()
+            .collect())
+    }
+
+    async fn save_acknowledgements(&self, acks: &[Acknowledgement]) -> Result<(), StoreError> {
+        let mut data = self.lock()?;
+        for a in acks {
+            data.acks
+                .insert((a.environment().to_owned(), a.episode.clone()), a.clone());
+        }
         self.save(&data)
     }
 }

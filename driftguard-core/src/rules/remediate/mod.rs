@@ -820,6 +820,7 @@ pub fn remediation_event(
         revision: drift.revision.clone(),
         drift: drift.clone(),
         remediation: Some(record),
+        acknowledgement: None,
     }
 }
 
