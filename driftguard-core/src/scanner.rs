@@ -412,8 +412,8 @@ impl Scanner {
         state.env = None;
         let st = self
             .engine
-            .index_known(&desired, &snapshot, &predictions, open);
-        drop((desired, snapshot, predictions));
+            .index_consuming(desired, snapshot, &predictions, open);
+        drop(predictions);
         let tick = Tick {
             now: started,
             scan_id: scan_id.clone(),

@@ -145,6 +145,36 @@ fn check(mutate: impl FnOnce(&mut Vec<Value>), expect: &[&str]) {
     assert_eq!(verdicts(&engine, &compact), expect, "from compact text");
     assert_eq!(compact.hpa_targets, st.hpa_targets);
     assert_eq!(compact.claim_prefixes, st.claim_prefixes);
+    // a full scan's index, which lets each object go once it is indexed, is the same too
+    let consumed = index_consuming(&engine, &live);
+    assert_eq!(verdicts(&engine, &consumed), expect, "consuming both sides");
+    assert_eq!(consumed.hpa_targets, st.hpa_targets);
+    assert_eq!(consumed.claim_prefixes, st.claim_prefixes);
+    assert_eq!(consumed.errors, st.errors);
+    assert_eq!(
+        consumed
+            .desired
+            .keys()
+            .collect::<std::collections::BTreeSet<_>>(),
+        st.desired.keys().collect()
+    );
+}
+
+/// [`index_compact`] through [`Engine::index_consuming`], as the scanner indexes.
+fn index_consuming(engine: &Engine, live: &[Value]) -> EnvState {
+    let mut objects = LiveObjects::new();
+    for v in live {
+        objects.push_compact(serde_json::to_string(v).expect("json").into());
+    }
+    engine.index_consuming(
+        desired(),
+        LiveSnapshot {
+            objects,
+            ..LiveSnapshot::default()
+        },
+        &[],
+        Default::default(),
+    )
 }
 
 fn find<'a>(live: &'a mut [Value], kind: &str, name: &str) -> &'a mut Value {

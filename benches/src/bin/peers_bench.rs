@@ -16,7 +16,8 @@
 //! `DRIFTGUARD_PEERS` is the folder of the peers' binaries (default
 //! `~/.cache/driftguard/peers/bin`), `DRIFTGUARD_BIN` the driftguard binary (default
 //! `target/release/driftguard`), `PEERS_KUBECTL_DIFF_MAX` the largest size `kubectl diff` runs
-//! at (default 5000: at 20,000 objects it takes many minutes). Peak RSS is `ru_maxrss` through
+//! at (default 5000: at 20,000 objects it takes many minutes), `PEERS_DRIFTGUARD_ONLY` runs
+//! DriftGuard alone and keeps its configs (to profile it). Peak RSS is `ru_maxrss` through
 //! GNU time (`/usr/bin/time`, Debian's `time` package).
 
 use std::ffi::OsStr;
@@ -79,6 +80,20 @@ fn timed(
     ))
 }
 
+enum Workdir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Workdir {
+    fn path(&self) -> &Path {
+        match self {
+            Workdir::Temp(t) => t.path(),
+            Workdir::Kept(p) => p,
+        }
+    }
+}
+
 fn main() -> Result<(), BoxError> {
     let sizes: Vec<usize> = std::env::args()
         .nth(1)
@@ -97,9 +112,19 @@ fn main() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
+    // DriftGuard alone, to profile its own scan between full runs
+    let driftguard_only = std::env::var_os("PEERS_DRIFTGUARD_ONLY").is_some();
     // `build.sh`'s wrapper runs the binary that has the mode
     let peer_bin = peers.join("peers");
     let work = tempfile::tempdir()?;
+    let work = if driftguard_only {
+        // kept, with its configs and manifests, for a profiler
+        let kept = work.keep();
+        eprintln!("manifests and configs kept in {}", kept.display());
+        Workdir::Kept(kept)
+    } else {
+        Workdir::Temp(work)
+    };
     let mut table = Vec::new();
     for &n in &sizes {
         let ns = format!("dg-bench-{n}");
@@ -151,12 +176,17 @@ fn main() -> Result<(), BoxError> {
             flagged,
             note: String::new(),
         });
-        for mode in [
-            "argocd-legacy",
-            "argocd-structured",
-            "argocd-server-side",
-            "flux-ssa",
-        ] {
+        let modes: &[&str] = if driftguard_only {
+            &[]
+        } else {
+            &[
+                "argocd-legacy",
+                "argocd-structured",
+                "argocd-server-side",
+                "flux-ssa",
+            ]
+        };
+        for &mode in modes {
             let out_file = work.path().join(format!("{mode}-{n}.json"));
             let r = timed(&peer_bin, work.path(), |cmd| {
                 cmd.args(["--mode", mode, "--desired"])
@@ -210,6 +240,9 @@ fn main() -> Result<(), BoxError> {
             } else {
                 "kubectl diff"
             };
+            if driftguard_only {
+                continue;
+            }
             if n > diff_max {
                 rows.push(Measured {
                     engine: engine.into(),

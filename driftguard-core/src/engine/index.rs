@@ -1,12 +1,13 @@
 //! Indexing: both sides normalized into an [`EnvState`].
 
+use std::borrow::Borrow;
 use std::collections::hash_map::Entry;
 
 use crate::doc::Doc;
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::manifest::ManifestError;
-use crate::model::{ObjectMeta, RawLive, RawObject};
+use crate::model::{ObjectMeta, RawLive, RawManifest, RawObject};
 use crate::normalize::identify;
 use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
 use crate::scope::Scopes;
@@ -15,7 +16,7 @@ use super::ownership::{claim_prefixes, hpa_target, kind_of, orphan_eligible};
 use super::{Engine, EnvState, FastSet};
 
 /// The fields a renderer marked as made anew on every run, as pointers.
-fn unstable_pointers(m: &crate::model::RawManifest) -> Vec<JsonPointer> {
+fn unstable_pointers(m: &RawManifest) -> Vec<JsonPointer> {
     m.provenance
         .rendered
         .iter()
@@ -63,10 +64,64 @@ impl Engine {
         predictions: &[Prediction],
         open_drifts: FastSet<ResourceId>,
     ) -> EnvState {
+        let mut st = self.start_state(
+            desired.revision.clone(),
+            desired.errors.clone(),
+            open_drifts,
+            &desired.objects,
+            live,
+        );
+        let scopes = learn_scopes(&desired.objects, live);
+        self.index_desired(&mut st, scopes, desired.objects.iter(), predictions, live);
+        st.live.reserve(live.objects.len());
+        // one parsed object at a time: a compact one is dropped once it is tracked
+        for raw in live.objects.iter() {
+            self.track_live(&mut st, &raw);
+        }
+        st
+    }
+
+    /// [`Engine::index_known`] consuming both sides, as a full scan does: each desired
+    /// manifest is dropped once it is normalized and each live object's text once it is
+    /// tracked, so the peak of a scan is not both sides whole beside the index they become.
+    pub fn index_consuming(
+        &self,
+        desired: DesiredSet,
+        live: LiveSnapshot,
+        predictions: &[Prediction],
+        open_drifts: FastSet<ResourceId>,
+    ) -> EnvState {
+        let DesiredSet {
+            revision,
+            objects,
+            errors,
+            ..
+        } = desired;
+        let mut st = self.start_state(revision, errors, open_drifts, &objects, &live);
+        let scopes = learn_scopes(&objects, &live);
+        self.index_desired(&mut st, scopes, objects.into_iter(), predictions, &live);
+        let LiveSnapshot { objects, .. } = live;
+        st.live.reserve(objects.len());
+        for raw in objects.into_parsed() {
+            self.track_live(&mut st, &raw);
+        }
+        st
+    }
+
+    /// The state before any object is indexed: what the desired and live owners (an HPA's
+    /// target, a StatefulSet's claims) say about the fields others own.
+    fn start_state(
+        &self,
+        revision: Option<crate::model::Revision>,
+        errors: Vec<ManifestError>,
+        open_drifts: FastSet<ResourceId>,
+        desired: &[RawManifest],
+        live: &LiveSnapshot,
+    ) -> EnvState {
         let env = &self.spec.name;
         let mut st = EnvState {
-            revision: desired.revision.clone(),
-            errors: desired.errors.clone(),
+            revision,
+            errors,
             open_drifts,
             ..EnvState::default()
         };
@@ -77,7 +132,6 @@ impl Engine {
             |meta: ObjectMeta<'_>| matches!(meta.kind, "HorizontalPodAutoscaler" | "StatefulSet");
         let live_owners: Vec<RawLive> = live.objects.iter_where(owners).collect();
         for (raw, ns) in desired
-            .objects
             .iter()
             .map(|m| (&m.object, Some(default_ns)))
             .chain(live_owners.iter().map(|l| (&l.object, None)))
@@ -90,14 +144,27 @@ impl Engine {
                 _ => {}
             }
         }
-        drop(live_owners);
-        let mut scopes: Option<Scopes> = None;
-        st.desired.reserve(desired.objects.len());
-        for m in &desired.objects {
+        st
+    }
+
+    /// Normalizes the desired objects into `st` (each let go once normalized when `objects`
+    /// owns them), then what is known before the live objects are: the managed namespaces,
+    /// the kinds orphans are looked for in, the server's predictions, the live errors.
+    fn index_desired<M: Borrow<RawManifest>>(
+        &self,
+        st: &mut EnvState,
+        scopes: Scopes,
+        objects: impl ExactSizeIterator<Item = M>,
+        predictions: &[Prediction],
+        live: &LiveSnapshot,
+    ) {
+        let env = &self.spec.name;
+        let default_ns = self.spec.default_namespace();
+        st.desired.reserve(objects.len());
+        for m in objects {
+            let m = m.borrow();
             let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
-                let namespaced = scopes
-                    .get_or_insert_with(|| learn_scopes(desired, live))
-                    .namespaced(&id.group, &id.kind);
+                let namespaced = scopes.namespaced(&id.group, &id.kind);
                 if id.namespace.is_none() && namespaced {
                     id.namespace = Some(default_ns.to_owned());
                 }
@@ -153,7 +220,7 @@ impl Engine {
         };
         for p in predictions {
             match p {
-                Ok(raw) => self.add_prediction(&mut st, raw),
+                Ok(raw) => self.add_prediction(st, raw),
                 Err(why) => st.live_errors.push(format!("server-side diff: {why}")),
             }
         }
@@ -162,12 +229,6 @@ impl Engine {
             st.live_errors
                 .push(format!("cannot read {}: {}", e.kind, e.message));
         }
-        st.live.reserve(live.objects.len());
-        // one parsed object at a time: a compact one is dropped once it is tracked
-        for raw in live.objects.iter() {
-            self.track_live(&mut st, &raw);
-        }
-        st
     }
 
     /// Keeps the server's answer for a desired object, projected on Git's fields.
@@ -254,9 +315,13 @@ impl Engine {
 }
 
 /// What the desired and live objects tell of the scope of kinds.
-fn learn_scopes(desired: &DesiredSet, live: &LiveSnapshot) -> Scopes {
+fn learn_scopes(desired: &[RawManifest], live: &LiveSnapshot) -> Scopes {
     let mut scopes = Scopes::default();
-    for m in &desired.objects {
+    if desired.is_empty() {
+        // nothing asks: the live objects' metadata is not read
+        return scopes;
+    }
+    for m in desired {
         if kind_of(&m.object) == Some("CustomResourceDefinition") {
             scopes.learn_definition(&m.object.0);
         }

@@ -314,6 +314,16 @@ impl LiveObjects {
     pub fn to_vec(&self) -> Vec<RawLive> {
         self.iter().collect()
     }
+
+    /// The objects, each parsed as it is reached and its text let go once it is passed on (the
+    /// last holder of a compact text frees it): a consumer that keeps less than the object
+    /// never holds the whole set twice.
+    pub fn into_parsed(self) -> impl Iterator<Item = RawLive> {
+        self.items.into_iter().filter_map(|item| match item {
+            LiveItem::Parsed(raw) => Some(raw),
+            compact => compact.parse(),
+        })
+    }
 }
 
 /// Calls `f` with the identifying fields of the compact object `text`; `None` when it is not
