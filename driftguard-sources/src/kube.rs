@@ -394,6 +394,23 @@ fn classify(e: &::kube::Error) -> Failure {
     }
 }
 
+/// A list answer, its items left as text to be parsed one at a time.
+#[derive(serde::Deserialize)]
+struct ListPage<'a> {
+    #[serde(default, borrow)]
+    metadata: ListPageMeta<'a>,
+    #[serde(default, borrow)]
+    items: Vec<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Default, serde::Deserialize)]
+struct ListPageMeta<'a> {
+    #[serde(rename = "resourceVersion", default, borrow)]
+    resource_version: std::borrow::Cow<'a, str>,
+    #[serde(rename = "continue", default, borrow)]
+    continue_token: Option<std::borrow::Cow<'a, str>>,
+}
+
 fn is_gone(e: &::kube::Error) -> bool {
     matches!(e, ::kube::Error::Api(s) if s.code == 410)
 }
@@ -574,8 +591,10 @@ impl Inner {
         let mut restarted = false;
         loop {
             let req = request.list(&lp).map_err(::kube::Error::BuildRequest)?;
-            let mut body: Value = match self.client.request::<Value>(req).await {
-                Ok(v) => v,
+            // the page's text is read one item at a time: a page of 500 objects parsed whole
+            // is ten times its text, and several kinds are listed at once
+            let text = match self.client.request_text(req).await {
+                Ok(t) => t,
                 Err(e) if is_gone(&e) && lp.continue_token.is_some() && !restarted => {
                     // the continue token expired: list again from the start, once
                     restarted = true;
@@ -585,26 +604,25 @@ impl Inner {
                 }
                 Err(e) => return Err(e),
             };
-            let rv = body
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let next = body
-                .pointer("/metadata/continue")
-                .and_then(Value::as_str)
+            let page: ListPage<'_> =
+                serde_json::from_str(&text).map_err(::kube::Error::SerdeError)?;
+            let rv = page.metadata.resource_version.into_owned();
+            let next = page
+                .metadata
+                .continue_token
                 .filter(|c| !c.is_empty())
-                .map(str::to_owned);
-            if let Some(Value::Array(page)) = body.get_mut("items").map(Value::take) {
-                items.reserve(page.len());
-                for mut item in page {
-                    target.fill_type(&mut item);
-                    if rule.admits(&item) {
-                        // what no comparison reads is not kept while the scan runs
-                        driftguard_core::normalize::strip_unread(&mut item);
-                        if let Ok(text) = serde_json::to_string(&item) {
-                            items.push(Arc::from(text));
-                        }
+                .map(|c| c.into_owned());
+            items.reserve(page.items.len());
+            for raw in page.items {
+                let Ok(mut item) = serde_json::from_str::<Value>(raw.get()) else {
+                    continue;
+                };
+                target.fill_type(&mut item);
+                if rule.admits(&item) {
+                    // what no comparison reads is not kept while the scan runs
+                    driftguard_core::normalize::strip_unread(&mut item);
+                    if let Ok(text) = serde_json::to_string(&item) {
+                        items.push(Arc::from(text));
                     }
                 }
             }
