@@ -80,6 +80,10 @@ pub(crate) enum Command {
     /// (`--adopt`). Shows the server's dry run first; changes nothing without `--yes` (or a
     /// confirmation on a terminal). See docs/remediation.md.
     Remediate(RemediateArgs),
+    /// Acknowledges drifts ("we know, leave it"), lists or withdraws acknowledgements. An
+    /// acknowledged drift stays open and listed; it is not announced again and `scan` leaves
+    /// it out of its exit code, until it changes, ends or --until passes.
+    Ack(AckArgs),
     /// Configuration file commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -178,6 +182,41 @@ pub(crate) struct ScanArgs {
     /// Exit 2 only for drift at or above this severity.
     #[arg(long, value_name = "SEVERITY", default_value = "low", value_parser = parse_severity)]
     pub(crate) fail_on: Severity,
+    /// Count acknowledged drift too for the exit code (by default a drift whose
+    /// acknowledgement holds is listed and left out; see `driftguard ack`).
+    #[arg(long)]
+    pub(crate) include_acknowledged: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AckArgs {
+    /// The drift episodes to acknowledge (ids from `driftguard drifts -o json`, the API or the
+    /// dashboard).
+    #[arg(value_name = "EPISODE")]
+    pub(crate) episodes: Vec<String>,
+    /// With --all: the environment whose open drifts are all acknowledged (the baseline at
+    /// onboarding); with --list: the environment listed.
+    #[arg(short, long = "env", value_name = "NAME")]
+    pub(crate) env: Option<String>,
+    /// Acknowledge every open drift of --env.
+    #[arg(long, requires = "env", conflicts_with = "episodes")]
+    pub(crate) all: bool,
+    /// Why (required to acknowledge).
+    #[arg(long, value_name = "TEXT")]
+    pub(crate) reason: Option<String>,
+    /// Until when: a duration from now (`12h`, `3d`) or an RFC 3339 time (default: until the
+    /// drift changes or ends).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) until: Option<String>,
+    /// Withdraw the acknowledgements of the episodes instead (the drifts are announced again).
+    #[arg(long, conflicts_with_all = ["all", "reason", "until"])]
+    pub(crate) withdraw: bool,
+    /// List the acknowledgements (of --env, else of every environment) and how they stand.
+    #[arg(long, conflicts_with_all = ["all", "reason", "until", "withdraw", "episodes"])]
+    pub(crate) list: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
 }
 
 #[derive(Debug, Args)]

@@ -843,3 +843,119 @@ fn store_retention_prunes_old_history_after_a_scan_and_keeps_open_drifts() {
         r.stderr
     );
 }
+
+/// `driftguard ack`: acknowledged drift stays listed but leaves `scan`'s exit code (unless
+/// `--include-acknowledged`); the baseline of a whole environment; a drift that changes
+/// counts again; a withdrawn acknowledgement counts again; refusals are one line.
+#[test]
+fn acknowledged_drift_leaves_the_guardrail_until_it_changes() {
+    let (_tmp, demo) = demo_copy();
+    assert_eq!(run_in(&demo, &["scan"]).code, 2);
+    let r = run_in(&demo, &["drifts", "-o", "json"]);
+    let drifts = r.json();
+    let episode_of = |name: &str| -> String {
+        drifts
+            .as_array()
+            .expect("drifts")
+            .iter()
+            .find(|d| d["id"]["name"] == name)
+            .and_then(|d| d["episode"].as_str())
+            .expect("the drift")
+            .to_owned()
+    };
+    let web = episode_of("web");
+    // refusals
+    let r = run_in(&demo, &["ack", &web]);
+    assert_one_line_error(&r, "--reason");
+    let r = run_in(&demo, &["ack", "nope", "--reason", "x"]);
+    assert_one_line_error(&r, "no drift episode `nope`");
+    // one drift acknowledged: the others still fail the scan
+    let r = run_in(
+        &demo,
+        &["ack", &web, "--reason", "load test", "--until", "3d"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("holds") && r.stdout.contains("by cli:"),
+        "{}",
+        r.stdout
+    );
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("1 acknowledged drift left out"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("shop/web "), "still listed: {}", r.stdout);
+    // the baseline: every open drift of prod
+    let r = run_in(
+        &demo,
+        &[
+            "ack",
+            "--env",
+            "prod",
+            "--all",
+            "--reason",
+            "baseline at onboarding",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout.lines().count(), 7, "{}", r.stdout);
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("7 acknowledged drifts left out"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(run_in(&demo, &["scan", "--include-acknowledged"]).code, 2);
+    let r = run_in(&demo, &["ack", "--list", "-o", "json"]);
+    let list = r.json();
+    assert_eq!(list.as_array().map(Vec::len), Some(7), "{list}");
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|a| a["standing"] == "holds"));
+    // the scale moves again: web's drift changed, its acknowledgement lapsed
+    edit(&demo.join("live/prod.yaml"), "replicas: 5", "replicas: 6");
+    let r = run_in(&demo, &["scan"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("6 acknowledged drifts left out"),
+        "{}",
+        r.stderr
+    );
+    let r = run_in(&demo, &["ack", "--list", "--env", "prod"]);
+    assert!(
+        r.stdout.contains(&format!("{web}  lapsed (changed)")),
+        "{}",
+        r.stdout
+    );
+    // withdrawn: counts again
+    let api = episode_of("api");
+    let r = run_in(&demo, &["ack", "--withdraw", &api]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("lapsed (withdrawn)"), "{}", r.stdout);
+    let r = run_in(&demo, &["ack", "--withdraw", &api]);
+    assert_one_line_error(&r, "no acknowledgement that holds");
+    let r = run_in(&demo, &["events", "-o", "json"]);
+    let kinds: Vec<String> = r
+        .json()
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "acknowledged").count(),
+        8,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "unacknowledged").count(),
+        1,
+        "{kinds:?}"
+    );
+}

@@ -2,6 +2,7 @@
 //! document).
 
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::{self, Acknowledgement};
 use driftguard_core::audit::AuditWrite;
 use driftguard_core::findings::{drift_risk, Finding};
 use driftguard_core::id::ResourceId;
@@ -95,6 +96,54 @@ pub struct DriftSummary {
     /// What the drift means: risk findings, highest risk first (empty: nothing to say beyond
     /// the severity).
     pub findings: Vec<FindingDto>,
+    /// Its acknowledgement, when a person acknowledged it (holding or lapsed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<AcknowledgementDto>,
+}
+
+/// A person's acknowledgement of a drift: "we know, leave it" (see `docs/api.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct AcknowledgementDto {
+    /// The episode.
+    pub episode: String,
+    /// Who: `token:<name>`, `user:<name>`, `cli:<user>`.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Until when at most (absent: until the drift changes or ends).
+    pub until: Option<DateTime<Utc>>,
+    /// `holds` (the drift is not announced again and the CLI guardrail leaves it out) or
+    /// `lapsed`.
+    pub standing: String,
+    /// Why it lapsed: `changed`, `expired`, `resolved` or `withdrawn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lapse: Option<String>,
+}
+
+impl AcknowledgementDto {
+    /// `ack` as it stands for `drift` at `now` (the core's rule, [`ack::standing`]).
+    pub fn of(ack: &Acknowledgement, drift: &Drift, now: DateTime<Utc>) -> Self {
+        let (standing, lapse) = match ack::standing(ack, drift, now) {
+            ack::Standing::Holds => ("holds", None),
+            ack::Standing::Lapsed(why) => ("lapsed", Some(why.as_str().to_owned())),
+        };
+        AcknowledgementDto {
+            episode: ack.episode.clone(),
+            by: ack.by.clone(),
+            reason: ack.reason.clone(),
+            at: ack.at,
+            until: ack.until,
+            standing: standing.to_owned(),
+            lapse,
+        }
+    }
+
+    /// Whether it holds.
+    pub fn holds(&self) -> bool {
+        self.standing == "holds"
+    }
 }
 
 /// One risk finding on a drift (see `docs/findings.md`).
@@ -165,6 +214,7 @@ impl From<&Drift> for DriftSummary {
             revision: d.revision.clone(),
             risk: drift_risk(d.severity, &d.findings).as_str().to_owned(),
             findings: d.findings.iter().map(FindingDto::from).collect(),
+            acknowledgement: None,
         }
     }
 }
@@ -419,7 +469,8 @@ pub struct DriftPage {
 pub struct EventDto {
     /// Event id.
     pub event_id: String,
-    /// `detected`, `changed` or `resolved`.
+    /// `detected`, `changed`, `resolved`, `remediated`, `recurred`, `acknowledged` or
+    /// `unacknowledged`.
     pub event: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -432,6 +483,10 @@ pub struct EventDto {
     /// What DriftGuard did (`remediated` events only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<RemediationEventDto>,
+    /// The acknowledgement (`acknowledged` and `unacknowledged` events only), as it stood
+    /// at the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement: Option<AcknowledgementDto>,
 }
 
 /// The audit of one remediation.
@@ -484,6 +539,10 @@ impl From<&DriftEvent> for EventDto {
                 ok: r.ok,
                 result: r.result.clone(),
             }),
+            acknowledgement: e
+                .acknowledgement
+                .as_ref()
+                .map(|a| AcknowledgementDto::of(a, &e.drift, e.at)),
         }
     }
 }
@@ -1007,6 +1066,33 @@ pub struct RemediateRequest {
     /// The id of the plan to carry out (from an earlier answer without `confirm`).
     #[serde(default)]
     pub confirm: Option<String>,
+}
+
+/// What to acknowledge (`POST /api/v1/acknowledgements`): `episodes`, or every open drift of
+/// `environment` (the baseline at onboarding; with `episodes` absent), with a reason and an
+/// optional expiry.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeRequest {
+    /// The episodes to acknowledge.
+    #[serde(default)]
+    pub episodes: Vec<String>,
+    /// Acknowledge every open drift of this environment (when no episode is given).
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Why (required, at most 500 characters).
+    pub reason: String,
+    /// Until when: an RFC 3339 time or a duration from now (`3d`, `12h`); absent: until the
+    /// drift changes or ends.
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+/// The acknowledgements made, or those of an environment.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct AcknowledgementList {
+    /// The acknowledgements.
+    pub items: Vec<AcknowledgementDto>,
 }
 
 /// A remediation plan with its preview, or the result of carrying it out.

@@ -108,6 +108,10 @@ pub struct ListDriftsArgs {
     /// Items to skip (default 0).
     #[serde(default)]
     pub offset: Option<u32>,
+    /// `true`: only drifts a person acknowledged (and whose acknowledgement holds);
+    /// `false`: only the others (absent: both, each with its acknowledgement).
+    #[serde(default)]
+    pub acknowledged: Option<bool>,
 }
 
 /// Arguments of `explain_drift`: an episode id, or an environment and an object reference.
@@ -285,12 +289,13 @@ impl DriftGuardMcp {
             sort: a.sort,
             limit: a.limit.map(|n| n.to_string()),
             offset: a.offset.map(|n| n.to_string()),
+            acknowledged: a.acknowledged.map(|b| b.to_string()),
         };
         let query = match filter.query() {
             Ok(q) => q,
             Err(e) => return tool_error(e),
         };
-        structured(queries::drifts(&self.state, &query).await)
+        structured(queries::drifts(&self.state, &query, a.acknowledged).await)
     }
 
     /// One drift explained: the field diff (Git and live values; Secret values redacted), who

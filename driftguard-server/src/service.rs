@@ -356,7 +356,7 @@ impl Service {
             Some(e) => Marks::PerEnvironment(store.clone(), e.leadership.clone()),
         };
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let notifiers = crate::notify::build_notifiers_with_marks(
+        let mut notifiers = crate::notify::build_notifiers_with_marks(
             &settings.notifiers,
             metrics.clone(),
             settings.public_url.clone(),
@@ -365,6 +365,12 @@ impl Service {
             marks,
             clock.clone(),
         )?;
+        // acknowledged drift is not announced again (the core's `ack::announced`)
+        notifiers.notifiers = notifiers
+            .notifiers
+            .into_iter()
+            .map(|n| crate::notify::ack::AckGate::wrap(n, store.clone(), clock.clone()))
+            .collect();
         let feed = Arc::new(EventFeed::new());
         let builder = EnvironmentBuilder {
             key: key.key.clone(),
@@ -553,6 +559,11 @@ impl Service {
             }
         };
         let policy_tasks = spawn_policies(&state, &policies, &cancel);
+        let lapses = crate::queries::ack::spawn_lapses(
+            state.clone(),
+            crate::queries::ack::LAPSE_EVERY,
+            cancel.clone(),
+        );
         let pruner = retention.map(|retention| {
             crate::retention::spawn_pruner(
                 state.store.clone(),
@@ -591,6 +602,7 @@ impl Service {
         if let Some(p) = pruner {
             let _ = p.await;
         }
+        let _ = lapses.await;
         served.map_err(|source| ServeError::Serve { addr, source })
     }
 }
@@ -638,6 +650,12 @@ async fn run_elected(
 ) -> Result<(), ServeError> {
     let grace = settings.shutdown_grace.0;
     let policy_tasks = spawn_policies(&state, &policies, &cancel);
+    // each replica records the lapses of the environments it leads
+    let lapses = crate::queries::ack::spawn_lapses(
+        state.clone(),
+        crate::queries::ack::LAPSE_EVERY,
+        cancel.clone(),
+    );
     let elector = Elector::new(
         election.settings,
         election.leases,
@@ -680,6 +698,7 @@ async fn run_elected(
     if let Some(p) = pruner {
         let _ = p.await;
     }
+    let _ = lapses.await;
     served.map_err(|source| ServeError::Serve { addr, source })
 }
 

@@ -27,6 +27,7 @@ struct Fixture {
     #[allow(dead_code)]
     git: Arc<MemoryGitSource>,
     live: Arc<MemoryLiveSource>,
+    clock: Arc<ManualClock>,
 }
 
 /// `dev` runs on memory sources (web has 5 replicas live, 3 in Git); `prod` is filled with
@@ -65,7 +66,7 @@ async fn fixture() -> Fixture {
     let state = AppState::builder(store, vec![dev, prod], Arc::new(Metrics::new()))
         .tokens(vec![TOKEN.into()])
         .webhook_secret(Some(HOOK_SECRET.into()))
-        .clock(clock)
+        .clock(clock.clone())
         .body_limit(64 * 1024)
         .build();
     Fixture {
@@ -73,6 +74,7 @@ async fn fixture() -> Fixture {
         state,
         git,
         live,
+        clock,
     }
 }
 
@@ -1457,6 +1459,8 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/drifts/{episode}",
         "/api/v1/drifts/{episode}/remediation",
         "/api/v1/drifts/{episode}/remediate",
+        "/api/v1/drifts/{episode}/acknowledgement",
+        "/api/v1/acknowledgements",
         "/api/v1/remediation/pause",
         "/api/v1/remediation/resume",
         "/api/v1/events",
@@ -1479,6 +1483,8 @@ async fn openapi_document_matches_the_answers() {
             .replace("{object}", "Deployment.apps/shop/web");
         let method = if p.ends_with("/scan") || p.ends_with("/git") || p.ends_with("/audit") {
             "POST"
+        } else if p.ends_with("/acknowledgement") {
+            "DELETE"
         } else {
             "GET"
         };
@@ -1591,4 +1597,252 @@ async fn remediation_needs_a_token_with_the_remediate_scope() {
     assert_error(&r, StatusCode::CONFLICT, "not_available");
     let r = send(&app, call("ops-token", uri, r#"{"bogus": 1}"#)).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+async fn send_json(app: &Router, method: Method, uri: &str, token: &str, body: Value) -> Resp {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    send(app, req).await
+}
+
+/// Acknowledged drift: it stays open and listed, marked with who, why and until when; the
+/// `acknowledged` filter finds it or leaves it out; the person's act is an event; it lapses
+/// when its expiry passes and when the drift changes (each lapse recorded once, as an event),
+/// and a person may withdraw it; a whole environment can be acknowledged at once (the
+/// baseline); a token without the `scan` scope may not acknowledge.
+#[tokio::test]
+async fn acknowledged_drift_stays_open_marked_and_lapses() {
+    use driftguard_server::queries::ack::record_lapses;
+    let f = fixture().await;
+    assert_eq!(
+        post(&f.app, "/api/v1/environments/dev/scan").await.status,
+        StatusCode::OK
+    );
+    let list = get(&f.app, "/api/v1/drifts?environment=dev").await;
+    let episode = list.json["items"][0]["episode"]
+        .as_str()
+        .expect("web drifted")
+        .to_owned();
+    assert!(list.json["items"][0].get("acknowledgement").is_none());
+    let ack = |body: Value| {
+        send_json(
+            &f.app,
+            Method::POST,
+            "/api/v1/acknowledgements",
+            TOKEN,
+            body,
+        )
+    };
+
+    // refusals
+    let r = ack(json!({"episodes": [episode], "reason": "  "})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = ack(json!({"episodes": ["nope"], "reason": "x"})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let r = ack(json!({"reason": "x"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r =
+        ack(json!({"episodes": [episode], "reason": "x", "until": "2000-01-01T00:00:00Z"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let r = ack(json!({"episodes": [episode], "reason": "x", "until": "soon"})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // acknowledged for an hour
+    let r = ack(json!({"episodes": [episode], "reason": "load test until Friday", "until": "1h"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let a = &r.json["items"][0];
+    assert_eq!(a["standing"], "holds");
+    assert_eq!(a["by"], "token");
+    assert_eq!(a["reason"], "load test until Friday");
+    let until = (testkit::t0() + chrono::TimeDelta::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!(a["until"], until.as_str());
+    // open, listed, marked
+    let list = get(&f.app, "/api/v1/drifts?environment=dev").await;
+    assert_eq!(list.json["total"], 1);
+    assert_eq!(list.json["items"][0]["status"], "open");
+    assert_eq!(
+        list.json["items"][0]["acknowledgement"]["standing"],
+        "holds"
+    );
+    let only = get(&f.app, "/api/v1/drifts?environment=dev&acknowledged=true").await;
+    assert_eq!(only.json["total"], 1);
+    let others = get(&f.app, "/api/v1/drifts?environment=dev&acknowledged=false").await;
+    assert_eq!(
+        (others.json["total"].clone(), others.json["items"].clone()),
+        (json!(0), json!([]))
+    );
+    let r = get(&f.app, "/api/v1/drifts?acknowledged=maybe").await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    let detail = get(&f.app, &format!("/api/v1/drifts/{episode}")).await;
+    assert_eq!(
+        detail.json["drift"]["acknowledgement"]["reason"],
+        "load test until Friday"
+    );
+    let events = get(&f.app, "/api/v1/events?environment=dev&event=acknowledged").await;
+    assert_eq!(
+        events.json["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        events.text
+    );
+    assert_eq!(events.json["items"][0]["acknowledgement"]["by"], "token");
+    // a scan that finds the same drift keeps it
+    assert_eq!(
+        post(&f.app, "/api/v1/environments/dev/scan").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(record_lapses(&f.state).await.expect("lapses"), 0);
+    let only = get(&f.app, "/api/v1/drifts?environment=dev&acknowledged=true").await;
+    assert_eq!(only.json["total"], 1, "{}", only.text);
+
+    // the expiry passes: lapsed, recorded once
+    f.clock.advance(chrono::TimeDelta::hours(2));
+    let (app, state) = (f.app.clone(), f.state.clone());
+    assert_eq!(record_lapses(&state).await.expect("lapses"), 1);
+    assert_eq!(record_lapses(&state).await.expect("lapses"), 0, "once");
+    let list = get(&app, "/api/v1/acknowledgements?environment=dev").await;
+    assert_eq!(list.json["items"][0]["standing"], "lapsed", "{}", list.text);
+    assert_eq!(list.json["items"][0]["lapse"], "expired");
+    let others = get(&app, "/api/v1/drifts?environment=dev&acknowledged=false").await;
+    assert_eq!(others.json["total"], 1);
+    let lapses = get(&app, "/api/v1/events?environment=dev&event=unacknowledged").await;
+    assert_eq!(
+        lapses.json["items"][0]["acknowledgement"]["lapse"], "expired",
+        "{}",
+        lapses.text
+    );
+
+    // acknowledged again with no expiry; the drift changes: lapsed
+    let r = send_json(
+        &app,
+        Method::POST,
+        "/api/v1/acknowledgements",
+        TOKEN,
+        json!({"episodes": [episode], "reason": "known"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    f.live.set(testkit::live(vec![
+        deployment("web").replicas(7).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
+    ]));
+    assert_eq!(
+        post(&app, "/api/v1/environments/dev/scan").await.status,
+        StatusCode::OK
+    );
+    let list = get(&app, "/api/v1/drifts?environment=dev").await;
+    assert_eq!(
+        list.json["items"][0]["acknowledgement"]["lapse"], "changed",
+        "{}",
+        list.text
+    );
+    assert_eq!(record_lapses(&state).await.expect("lapses"), 1);
+
+    // withdrawn by a person
+    let r = send_json(
+        &app,
+        Method::POST,
+        "/api/v1/acknowledgements",
+        TOKEN,
+        json!({"episodes": [episode], "reason": "known, again"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let uri = format!("/api/v1/drifts/{episode}/acknowledgement");
+    let r = send_json(&app, Method::DELETE, &uri, TOKEN, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["lapse"], "withdrawn");
+    let r = send_json(&app, Method::DELETE, &uri, TOKEN, json!({})).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    // the baseline of an environment
+    let open = get(&app, "/api/v1/drifts?environment=prod").await.json["total"].clone();
+    assert!(open.as_u64().is_some_and(|n| n > 1), "{open}");
+    let r = send_json(
+        &app,
+        Method::POST,
+        "/api/v1/acknowledgements",
+        TOKEN,
+        json!({"environment": "prod", "reason": "baseline at onboarding"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(json!(r.json["items"].as_array().map(Vec::len)), open);
+    let rest = get(&app, "/api/v1/drifts?environment=prod&acknowledged=false").await;
+    assert_eq!(rest.json["total"], 0, "{}", rest.text);
+    let held = get(
+        &app,
+        "/api/v1/drifts?environment=prod&acknowledged=true&limit=5&offset=5",
+    )
+    .await;
+    assert_eq!(held.json["total"], open);
+    assert_eq!(held.json["items"].as_array().map(Vec::len), Some(5));
+}
+
+/// Acknowledging needs the `scan` scope (the operator's); reading acknowledgements, `read`.
+#[tokio::test]
+async fn acknowledging_needs_the_scan_scope() {
+    use driftguard_server::config::{ScopedToken, TokenScope};
+    let store = Arc::new(MemoryStore::new());
+    testkit::fill_store(store.as_ref(), "prod", 4, 4)
+        .await
+        .expect("store filled");
+    let clock = Arc::new(ManualClock::new(testkit::t0()));
+    let (prod, _, _) = testkit::memory_environment(
+        "prod",
+        store.clone(),
+        clock.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
+    let state = AppState::builder(store, vec![prod], Arc::new(Metrics::new()))
+        .scoped_tokens(vec![
+            ScopedToken {
+                name: "viewer".into(),
+                token: "viewer-token-0123456789".into(),
+                scopes: vec![TokenScope::Read],
+            },
+            ScopedToken {
+                name: "operator".into(),
+                token: "operator-token-0123456789".into(),
+                scopes: vec![TokenScope::Read, TokenScope::Scan],
+            },
+        ])
+        .clock(clock)
+        .build();
+    let app = router(state);
+    let body = json!({"environment": "prod", "reason": "baseline"});
+    let r = send_json(
+        &app,
+        Method::POST,
+        "/api/v1/acknowledgements",
+        "viewer-token-0123456789",
+        body.clone(),
+    )
+    .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = send_json(
+        &app,
+        Method::POST,
+        "/api/v1/acknowledgements",
+        "operator-token-0123456789",
+        body,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["items"][0]["by"], "token:operator");
+    let req = Request::get("/api/v1/acknowledgements")
+        .header("authorization", "Bearer viewer-token-0123456789")
+        .body(Body::empty())
+        .expect("request");
+    let r = send(&app, req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["items"].as_array().map(Vec::len), Some(3));
 }

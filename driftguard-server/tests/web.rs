@@ -1448,3 +1448,104 @@ async fn a_fleet_shows_the_environments_needing_attention_as_cards_and_every_one
     assert_eq!(unknown.status, StatusCode::OK);
     assert!(unknown.text.contains("sorted by status, worst first"));
 }
+
+/// The drift page's Acknowledge button (with the CSRF token, by a session that may scan)
+/// marks the drift on its page and in the drifts table, whose filter finds it or leaves it
+/// out; Withdraw ends it. A read-only session sees no form and may not post one.
+#[tokio::test]
+async fn a_drift_is_acknowledged_and_withdrawn_from_its_page() {
+    let f = fixture_with(
+        true,
+        vec![ScopedToken {
+            name: "viewer".into(),
+            token: "viewer-web-token-0123".into(),
+            scopes: vec![TokenScope::Read],
+        }],
+    )
+    .await;
+    let s = sign_in(&f.app).await;
+    let drifts = page(&f.app, "/drifts?environment=prod", Some(&s)).await;
+    let at = drifts
+        .text
+        .find("href=\"/drifts/prod-")
+        .expect("a drift link");
+    let rest = &drifts.text[at + "href=\"".len()..];
+    let link = rest[..rest.find('"').expect("quote")].to_owned();
+    let before = page(&f.app, &link, Some(&s)).await;
+    assert!(
+        before.text.contains("id=\"ack-button\""),
+        "the form is there"
+    );
+    let csrf = before.csrf();
+    let action = format!("{link}/acknowledge");
+    let origin = Some("http://127.0.0.1:8080");
+    let none = form(&f.app, &action, Some(&s), origin, "reason=known").await;
+    assert_eq!(none.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let ok = form(
+        &f.app,
+        &action,
+        Some(&s),
+        origin,
+        &format!("csrf={csrf}&reason=load+test+until+Friday&until=3d"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    assert_eq!(ok.header("location"), link);
+    let after = page(&f.app, &link, Some(&s)).await;
+    assert!(
+        after.text.contains("acknowledged by token")
+            && after.text.contains("load test until Friday")
+            && after.text.contains("id=\"ack-withdraw\""),
+        "{}",
+        after.text
+    );
+    let marked = page(
+        &f.app,
+        "/drifts?environment=prod&acknowledged=true",
+        Some(&s),
+    )
+    .await;
+    assert_eq!(
+        marked.text.matches("badge ack").count(),
+        1,
+        "{}",
+        marked.text
+    );
+    let others = page(
+        &f.app,
+        "/drifts?environment=prod&acknowledged=false",
+        Some(&s),
+    )
+    .await;
+    assert!(!others.text.contains(&link), "left out");
+    assert!(
+        others.text.contains("href=\"/drifts/prod-"),
+        "the others stay"
+    );
+    // a read-only session: no form, and a post is refused
+    let v = sign_in_with(&f.app, "viewer-web-token-0123").await;
+    let seen = page(&f.app, &link, Some(&v)).await;
+    assert!(!seen.text.contains("id=\"ack-form\""));
+    let refused = form(
+        &f.app,
+        &action,
+        Some(&v),
+        origin,
+        &format!("csrf={}&withdraw=1", seen.csrf()),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    // withdrawn
+    let ok = form(
+        &f.app,
+        &action,
+        Some(&s),
+        origin,
+        &format!("csrf={csrf}&withdraw=1"),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.text);
+    let after = page(&f.app, &link, Some(&s)).await;
+    assert!(after.text.contains("(lapsed: withdrawn)"), "{}", after.text);
+    assert!(after.text.contains("id=\"ack-button\""));
+}

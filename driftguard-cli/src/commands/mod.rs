@@ -1,5 +1,6 @@
 //! One module per command; [`run`] dispatches.
 
+mod ack;
 mod config_discover;
 mod mcp;
 mod query;
@@ -26,6 +27,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Events(a) => query::events(g, a).await,
         Command::Explain(a) => query::explain(g, a).await,
         Command::Remediate(a) => remediate::remediate(g, a).await,
+        Command::Ack(a) => ack::ack(g, a).await,
         Command::Config(ConfigCommand::Validate(a)) => validate::validate(g, a).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -13,16 +13,17 @@ pub(super) async fn list_drifts(
 ) -> Result<Response, AppError> {
     let Query(p) = q.map_err(query_error)?;
     let query = p.query()?;
+    let acknowledged = p.acknowledged()?;
     queries::known_env(&state, &query.environment)?;
     let key = format!(
-        "drifts:{}",
+        "drifts:{}:{acknowledged:?}",
         serde_json::to_string(&query).map_err(|_| AppError::internal())?
     );
     if let Some(body) = state.cache.get(&key) {
         return Ok(json_bytes(body));
     }
     let generation = state.cache.generation();
-    let page = queries::drifts(&state, &query).await?;
+    let page = queries::drifts(&state, &query, acknowledged).await?;
     let body = serde_json::to_vec(&page).map_err(|_| AppError::internal())?;
     let body = Bytes::from(body);
     state.cache.put(key, generation, body.clone());
@@ -125,4 +126,82 @@ pub(super) async fn resume_remediation(State(state): State<AppState>) -> Json<Re
         .store(false, std::sync::atomic::Ordering::SeqCst);
     tracing::info!("remediation policies resumed through the API");
     Json(RemediationSwitch { paused: false })
+}
+
+/// Acknowledges drifts: the episodes named, or every open drift of an environment (the
+/// baseline). Each stays open and visible, marked; it is not announced again and the CLI's
+/// guardrail leaves it out, until it changes, ends or the expiry passes. Needs the `scan`
+/// scope.
+#[utoipa::path(post, path = "/api/v1/acknowledgements", tag = "drifts",
+    request_body = AcknowledgeRequest,
+    responses((status = 200, body = AcknowledgementList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn acknowledge(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    body: Result<Json<AcknowledgeRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AcknowledgementList>, AppError> {
+    let Json(body) =
+        body.map_err(|e| AppError::bad_request(format!("invalid body: {}", e.body_text())))?;
+    let selection = match (body.episodes.is_empty(), body.environment) {
+        (false, None) => queries::ack::Selection::Episodes(body.episodes),
+        (true, Some(env)) if !env.is_empty() => {
+            queries::environment(&state, &env)?;
+            queries::ack::Selection::Open(driftguard_core::query::DriftQuery {
+                environment: Some(env),
+                ..driftguard_core::query::DriftQuery::default()
+            })
+        }
+        _ => {
+            return Err(AppError::bad_request(
+                "give either `episodes` or `environment`",
+            ))
+        }
+    };
+    let until = queries::ack::parse_until(body.until.as_deref(), state.clock.now())?;
+    let items = queries::ack::acknowledge(&state, &caller, &selection, &body.reason, until).await?;
+    Ok(Json(AcknowledgementList { items }))
+}
+
+/// Filters of the acknowledgement list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AcknowledgementParams {
+    /// Environment (absent: all).
+    pub environment: Option<String>,
+}
+
+/// The acknowledgements, each as it stands for its drift now (`holds` or `lapsed`, and why).
+#[utoipa::path(get, path = "/api/v1/acknowledgements", tag = "drifts",
+    params(AcknowledgementParams),
+    responses((status = 200, body = AcknowledgementList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_acknowledgements(
+    State(state): State<AppState>,
+    q: Result<Query<AcknowledgementParams>, QueryRejection>,
+) -> Result<Json<AcknowledgementList>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let env = p.environment.filter(|e| !e.is_empty());
+    let items = queries::ack::list(&state, env.as_deref()).await?;
+    Ok(Json(AcknowledgementList { items }))
+}
+
+/// Withdraws a drift's acknowledgement: the drift is announced again. Needs the `scan` scope.
+#[utoipa::path(delete, path = "/api/v1/drifts/{episode}/acknowledgement", tag = "drifts",
+    params(("episode" = String, Path, description = "Episode id")),
+    responses((status = 200, body = AcknowledgementDto), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn withdraw_acknowledgement(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Path(episode): Path<String>,
+) -> Result<Json<AcknowledgementDto>, AppError> {
+    queries::ack::withdraw(&state, &caller, &episode)
+        .await
+        .map(Json)
 }

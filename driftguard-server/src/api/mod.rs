@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use driftguard_core::audit::parse_event_list;
 use driftguard_core::error::chain;
@@ -76,6 +76,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route(
             "/drifts/{episode}/remediate",
             post(remediate).route_layer(Needs(Remediate)),
+        )
+        .route(
+            "/acknowledgements",
+            get(list_acknowledgements)
+                .route_layer(Needs(Read))
+                .merge(post(acknowledge).route_layer(Needs(Scan))),
+        )
+        .route(
+            "/drifts/{episode}/acknowledgement",
+            delete(withdraw_acknowledgement).route_layer(Needs(Scan)),
         )
         .route(
             "/remediation/pause",
@@ -204,7 +214,10 @@ impl utoipa::Modify for NamedParams {
         use utoipa::openapi::{RefOr, Schema};
         let named = named_params();
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
                 for p in op.parameters.iter_mut().flatten() {
                     if p.name == "object" {
                         let pattern = match p.parameter_in {
@@ -236,10 +249,12 @@ impl utoipa::Modify for NamedParams {
 #[openapi(
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
-        get_remediation, remediate, pause_remediation, resume_remediation, list_events,
+        get_remediation, remediate, acknowledge, list_acknowledgements, withdraw_acknowledgement,
+        pause_remediation, resume_remediation, list_events,
         event_stream, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
-        FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto, RemediationSwitch,
+        FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto,
+        AcknowledgementDto, AcknowledgementList, AcknowledgeRequest, RemediationSwitch,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),

@@ -15,6 +15,7 @@
 //! ([`resend_undelivered_for`]), and a replica that no longer leads an environment delivers
 //! none of its alerts and moves none of its marks (the new leader sends them).
 
+pub mod ack;
 pub mod pagerduty;
 pub mod slack;
 pub mod smtp;

@@ -55,9 +55,18 @@ pub struct DriftFilter {
     /// Items to skip (default 0).
     #[param(value_type = Option<u32>, maximum = 2147483647)]
     pub offset: Option<String>,
+    /// `true`: only drifts whose acknowledgement holds; `false`: only the others (absent:
+    /// both, each marked).
+    #[param(value_type = Option<bool>)]
+    pub acknowledged: Option<String>,
 }
 
 impl DriftFilter {
+    /// The `acknowledged` filter (`true`/`yes`, `false`/`no`; absent or empty: none).
+    pub fn acknowledged(&self) -> Result<Option<bool>, AppError> {
+        parse_flag("acknowledged", &self.acknowledged)
+    }
+
     /// The store query these filters ask for (a value that is not a name of its enum, or a
     /// limit out of range, is a 400).
     pub fn query(&self) -> Result<DriftQuery, AppError> {
@@ -124,6 +133,20 @@ pub fn parse_limit(v: &Option<String>, default: usize) -> Result<usize, AppError
         return Err(AppError::bad_request("limit: must be at least 1"));
     }
     Ok(n)
+}
+
+/// A yes-or-no value (`true`/`yes`/`1`, `false`/`no`/`0`, any case; absent or empty: `None`).
+pub fn parse_flag(name: &str, v: &Option<String>) -> Result<Option<bool>, AppError> {
+    match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(s) => match s.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(Some(true)),
+            "false" | "no" | "0" => Ok(Some(false)),
+            _ => Err(AppError::bad_request(format!(
+                "{name}: `{s}` is neither true nor false"
+            ))),
+        },
+    }
 }
 
 /// A time bound (RFC 3339; absent: no bound, empty: a 400).

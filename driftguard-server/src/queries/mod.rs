@@ -5,6 +5,7 @@
 //! `DriftQuery`, references into its `ObjectRef`, plans come from
 //! `driftguard_core::remediation`).
 
+pub mod ack;
 pub mod filter;
 
 pub use filter::{DriftFilter, MAX_LIMIT};
@@ -204,12 +205,20 @@ pub async fn environments(state: &AppState) -> Result<EnvironmentList, AppError>
     Ok(EnvironmentList { items })
 }
 
-/// A page of drift episodes (the query is checked: an unknown environment is a 404).
-pub async fn drifts(state: &AppState, query: &DriftQuery) -> Result<DriftPage, AppError> {
+/// A page of drift episodes (the query is checked: an unknown environment is a 404), each
+/// with its acknowledgement; `acknowledged` keeps only the drifts whose acknowledgement holds
+/// (`Some(true)`) or only the others (`Some(false)`).
+pub async fn drifts(
+    state: &AppState,
+    query: &DriftQuery,
+    acknowledged: Option<bool>,
+) -> Result<DriftPage, AppError> {
     known_env(state, &query.environment)?;
-    let page = state.store.drifts(query).await?;
+    let page = ack::drifts(state, query, acknowledged).await?;
+    let mut items: Vec<DriftSummary> = page.items.iter().map(DriftSummary::from).collect();
+    ack::annotate(state, &page.items, &mut items).await?;
     Ok(DriftPage {
-        items: page.items.iter().map(DriftSummary::from).collect(),
+        items,
         total: page.total,
         limit: query.limit,
         offset: query.offset,
@@ -229,10 +238,21 @@ fn detail(state: &AppState, d: &Drift) -> DriftDetail {
     detail
 }
 
-/// One drift episode with its field diff, attribution and findings.
+/// The details of `drifts`, each with its acknowledgement.
+async fn details(state: &AppState, drifts: &[Drift]) -> Result<Vec<DriftDetail>, AppError> {
+    let mut out: Vec<DriftDetail> = drifts.iter().map(|d| detail(state, d)).collect();
+    let mut summaries: Vec<DriftSummary> = out.iter().map(|d| d.drift.clone()).collect();
+    ack::annotate(state, drifts, &mut summaries).await?;
+    for (d, s) in out.iter_mut().zip(summaries) {
+        d.drift.acknowledgement = s.acknowledgement;
+    }
+    Ok(out)
+}
+
+/// One drift episode with its field diff, attribution, findings and acknowledgement.
 pub async fn drift(state: &AppState, episode: &str) -> Result<DriftDetail, AppError> {
     match state.store.drift(episode).await? {
-        Some(d) => Ok(detail(state, &d)),
+        Some(d) => Ok(details(state, std::slice::from_ref(&d)).await?.remove(0)),
         None => Err(AppError::not_found(format!("no drift episode `{episode}`"))),
     }
 }
@@ -256,12 +276,9 @@ pub async fn episodes(
     };
     let page = state.store.drifts(&query).await?;
     // the name is a glob in queries: keep the object itself
-    let mut items: Vec<DriftSummary> = page
-        .items
-        .iter()
-        .map(DriftSummary::from)
-        .filter(|d| d.object == *object)
-        .collect();
+    let mut items: Vec<DriftSummary> = page.items.iter().map(DriftSummary::from).collect();
+    ack::annotate(state, &page.items, &mut items).await?;
+    items.retain(|d| d.object == *object);
     items.sort_by_key(|d| std::cmp::Reverse(d.detected_at));
     Ok(items)
 }
@@ -698,7 +715,7 @@ pub async fn object_drift(
             .then(b.updated_at.cmp(&a.updated_at))
     });
     match items.first() {
-        Some(d) => Ok(detail(state, d)),
+        Some(d) => Ok(details(state, std::slice::from_ref(d)).await?.remove(0)),
         None => Err(AppError::not_found(format!("{id} never drifted"))),
     }
 }
@@ -717,8 +734,5 @@ pub async fn open_drift_details(
         ..DriftQuery::default()
     };
     let page = state.store.drifts(&query).await?;
-    Ok((
-        page.items.iter().map(|d| detail(state, d)).collect(),
-        page.total,
-    ))
+    Ok((details(state, &page.items).await?, page.total))
 }

@@ -51,6 +51,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/drifts", get(pages::drifts))
         .route("/drifts/remediate", post(remediate::remediate))
         .route("/drifts/{episode}", get(pages::drift))
+        .route("/drifts/{episode}/acknowledge", post(pages::acknowledge))
         .route("/objects/{env}/{*object}", get(pages::object))
         .route("/events", get(pages::events))
         .route("/scans", get(pages::scans))

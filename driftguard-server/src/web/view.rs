@@ -78,6 +78,21 @@ pub fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     }
 }
 
+/// An acknowledgement in words: `acknowledged by token:ops 2 h ago until 2024-05-03 17:00 UTC:
+/// load test`.
+pub fn ack_label(a: &crate::dto::AcknowledgementDto, now: DateTime<Utc>) -> String {
+    let until = a
+        .until
+        .map(|u| format!(" until {}", u.format("%Y-%m-%d %H:%M UTC")))
+        .unwrap_or_default();
+    format!(
+        "acknowledged by {} {}{until}: {}",
+        a.by,
+        ago(a.at, now),
+        a.reason
+    )
+}
+
 /// A duration in words (`3 d 4 h`, `5 min`).
 pub fn age(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let s = (now - t).num_seconds().max(0);

@@ -125,6 +125,14 @@ pub struct FindingView {
 #[template(path = "drift.html")]
 pub(super) struct DriftPage {
     pub(super) layout: Layout,
+    /// The acknowledgement in words, when a person acknowledged the drift.
+    pub(super) ack: Option<String>,
+    /// Whether it holds (the withdraw button) or not (the acknowledge form).
+    pub(super) ack_holds: bool,
+    /// Why it lapsed.
+    pub(super) ack_lapse: Option<String>,
+    /// Where the acknowledge form posts.
+    pub(super) ack_action: String,
     pub(super) d: DriftSummary,
     pub(super) heading: String,
     pub(super) drift: Badge,
@@ -304,6 +312,46 @@ pub(crate) async fn drift(
             })
             .collect(),
         remediation,
+        ack: s.acknowledgement.as_ref().map(|a| view::ack_label(a, now)),
+        ack_holds: s.acknowledgement.as_ref().is_some_and(|a| a.holds()),
+        ack_action: format!("{}/acknowledge", view::drift_link(&s.episode)),
+        ack_lapse: s.acknowledgement.as_ref().and_then(|a| a.lapse.clone()),
         d: s,
     })
+}
+
+/// The acknowledge form of a drift's page.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct AckForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    /// `3d`, `12h`, an RFC 3339 time, or empty.
+    #[serde(default)]
+    until: String,
+    /// `1`: withdraw the acknowledgement that holds.
+    #[serde(default)]
+    withdraw: String,
+}
+
+/// `POST /drifts/{episode}/acknowledge`: acknowledges the drift (or withdraws its
+/// acknowledgement) through the API's query, and goes back to its page.
+pub(crate) async fn acknowledge(
+    State(state): State<AppState>,
+    Extension(viewer): Extension<Viewer>,
+    Path(episode): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<AckForm>,
+) -> Result<Response, WebError> {
+    check_csrf(&viewer, &headers, &form.csrf)?;
+    viewer.require(TokenScope::Scan)?;
+    if form.withdraw == "1" {
+        queries::ack::withdraw(&state, &viewer.caller, &episode).await?;
+    } else {
+        let until = queries::ack::parse_until(Some(&form.until), state.clock.now())?;
+        let selection = queries::ack::Selection::Episodes(vec![episode.clone()]);
+        queries::ack::acknowledge(&state, &viewer.caller, &selection, &form.reason, until).await?;
+    }
+    Ok(Redirect::to(&view::drift_link(&episode)).into_response())
 }

@@ -21,6 +21,8 @@ pub struct DriftRow {
     pub(super) detected: When,
     pub(super) updated: When,
     pub(super) status: String,
+    /// `acknowledged by …` while its acknowledgement holds.
+    pub(super) ack: Option<String>,
 }
 
 pub(super) fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
@@ -51,6 +53,11 @@ pub(super) fn drift_row(d: &DriftSummary, now: DateTime<Utc>) -> DriftRow {
         detected: When::of(d.detected_at, now),
         updated: When::of(d.updated_at, now),
         status: d.status_label(),
+        ack: d
+            .acknowledgement
+            .as_ref()
+            .filter(|a| a.holds())
+            .map(|a| view::ack_label(a, now)),
     }
 }
 
@@ -242,6 +249,7 @@ pub(super) struct DriftsPage {
     pub(super) severities: Vec<Choice>,
     pub(super) statuses: Vec<Choice>,
     pub(super) ages: Vec<Choice>,
+    pub(super) acks: Vec<Choice>,
     pub(super) kind: String,
     pub(super) namespace: String,
     pub(super) name: String,
@@ -262,7 +270,7 @@ pub(super) struct DriftsPage {
 }
 
 /// The filters of the drifts page, in URL order.
-pub(super) const FILTERS: [&str; 10] = [
+pub(super) const FILTERS: [&str; 11] = [
     "environment",
     "kind",
     "namespace",
@@ -272,15 +280,16 @@ pub(super) const FILTERS: [&str; 10] = [
     "severity",
     "status",
     "age",
+    "acknowledged",
     "sort",
 ];
 
 /// The page's filters as the drift filter that the API and MCP read too; `age` (`1h`, `7d`,
-/// ...) becomes `detected_before`.
+/// ...) becomes `detected_before`; with the `acknowledged` filter.
 pub(super) fn drift_query(
     q: &HashMap<String, String>,
     now: DateTime<Utc>,
-) -> Result<DriftQuery, AppError> {
+) -> Result<(DriftQuery, Option<bool>), AppError> {
     let get = |k: &str| q.get(k).cloned().filter(|v| !v.is_empty());
     let detected_before = match get("age") {
         None => None,
@@ -300,7 +309,7 @@ pub(super) fn drift_query(
             Some(before.to_rfc3339())
         }
     };
-    DriftFilter {
+    let filter = DriftFilter {
         environment: get("environment"),
         group: get("group"),
         kind: get("kind"),
@@ -314,8 +323,9 @@ pub(super) fn drift_query(
         sort: get("sort"),
         limit: Some(get("limit").unwrap_or_else(|| "50".into())),
         offset: get("offset"),
-    }
-    .query()
+        acknowledged: get("acknowledged"),
+    };
+    Ok((filter.query()?, filter.acknowledged()?))
 }
 
 pub(super) fn with(q: &HashMap<String, String>, changes: &[(&str, &str)]) -> String {
@@ -342,7 +352,7 @@ pub(crate) async fn drifts(
     let env_names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
     let (page, error) = match &query {
         // a bad filter (an unknown environment too) is said above the table
-        Ok(query) => match queries::drifts(&state, query).await {
+        Ok((query, acknowledged)) => match queries::drifts(&state, query, *acknowledged).await {
             Ok(page) => (Some(page), None),
             Err(e) if e.status == StatusCode::NOT_FOUND => (None, Some(e.message)),
             Err(e) => return Err(e.into()),
@@ -353,7 +363,7 @@ pub(crate) async fn drifts(
         .as_ref()
         .map(|p| p.items.iter().map(|d| drift_row(d, now)).collect())
         .unwrap_or_default();
-    let (limit, offset) = query.as_ref().map_or((50, 0), |q| (q.limit, q.offset));
+    let (limit, offset) = query.as_ref().map_or((50, 0), |(q, _)| (q.limit, q.offset));
     let total = page.as_ref().map_or(0, |p| p.total);
     let prev =
         (offset > 0).then(|| with(&q, &[("offset", &offset.saturating_sub(limit).to_string())]));
@@ -361,7 +371,7 @@ pub(crate) async fn drifts(
         .as_ref()
         .and_then(|p| p.next_offset)
         .map(|n| with(&q, &[("offset", &n.to_string())]));
-    let sort = query.as_ref().map_or(DriftSort::Severity, |q| q.sort);
+    let sort = query.as_ref().map_or(DriftSort::Severity, |(q, _)| q.sort);
     let sort_link = |label: &'static str, s: DriftSort, order: &'static str| SortLink {
         label,
         href: with(&q, &[("sort", s.as_str()), ("offset", "")]),
@@ -431,6 +441,16 @@ pub(crate) async fn drifts(
             c
         },
         ages: age_choices,
+        acks: {
+            let mut c = choices(
+                param(&q, "acknowledged"),
+                "acknowledged or not",
+                ["true", "false"],
+            );
+            c[1].label = "acknowledged".into();
+            c[2].label = "not acknowledged".into();
+            c
+        },
         kind: param(&q, "kind").to_owned(),
         namespace: param(&q, "namespace").to_owned(),
         name: param(&q, "name").to_owned(),
