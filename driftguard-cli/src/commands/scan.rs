@@ -249,10 +249,29 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     if !failed.is_empty() || discovery_failed {
         return Ok(EXIT_ERROR);
     }
-    let failing = results
+    // a drift whose acknowledgement holds is listed and left out (the core's `ack::held`)
+    let acks = if a.include_acknowledged {
+        Vec::new()
+    } else {
+        read_store.acknowledgements(None).await.unwrap_or_else(|e| {
+            tracing::warn!("cannot read the acknowledgements: {}", chain(&e));
+            Vec::new()
+        })
+    };
+    let counted: Vec<&Drift> = results
         .iter()
         .flat_map(|r| r.drifts.iter())
-        .any(|d| d.severity >= a.fail_on);
+        .filter(|d| !driftguard_core::ack::held(&acks, d, now))
+        .collect();
+    let left_out = results.iter().map(|r| r.drifts.len()).sum::<usize>() - counted.len();
+    if left_out > 0 && !g.quiet {
+        eprintln!(
+            "{left_out} acknowledged drift{} left out of the exit code (--include-acknowledged counts {})",
+            if left_out == 1 { "" } else { "s" },
+            if left_out == 1 { "it" } else { "them" }
+        );
+    }
+    let failing = counted.iter().any(|d| d.severity >= a.fail_on);
     Ok(if failing {
         EXIT_DRIFT
     } else if manifest_errors {
