@@ -52,8 +52,8 @@ use crate::manifest::ManifestError;
 use crate::model::{RawObject, Revision};
 use crate::ports::{
     Clock, DriftStore, GitSource, GroupVersionKind, LiveChange, LiveScope, LiveSource,
-    Notification, Notifier, ObjectVersion, PlanSource, ScanBatch, ScanSummary, SourceError,
-    StoreError,
+    Notification, Notifier, ObjectVersion, PackedDesired, PlanSource, ScanBatch, ScanSummary,
+    SourceError, StoreError,
 };
 use crate::query::EventQuery;
 use crate::remediate::{credit, RemediationRecord};
@@ -360,6 +360,10 @@ impl Scanner {
             source,
         })?;
         let scope = self.engine.live_scope(&desired);
+        let notes = std::mem::take(&mut desired.notes);
+        let mut warnings = std::mem::take(&mut desired.warnings);
+        // Git's objects wait as text while the live side and the records are read
+        let desired = PackedDesired::from(desired);
         let snapshot = match live.snapshot(&scope).await {
             Ok(s) => s,
             Err(source) => {
@@ -376,15 +380,13 @@ impl Scanner {
                     .await);
             }
         };
-        let notes = std::mem::take(&mut desired.notes);
-        let mut warnings = std::mem::take(&mut desired.warnings);
         let predictions = if self.engine.spec.server_side_diff {
             // Secrets are never sent: their values stay out of DriftGuard's requests
             let objects: Vec<RawObject> = desired
                 .objects
                 .iter()
                 .filter(|m| !crate::secret::is_secret_object(&m.object.0))
-                .map(|m| m.object.clone())
+                .map(|m| m.object)
                 .collect();
             match live
                 .predict(&objects, self.engine.spec.default_namespace())

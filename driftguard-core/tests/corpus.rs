@@ -167,7 +167,7 @@ fn index_consuming(engine: &Engine, live: &[Value]) -> EnvState {
         objects.push_compact(serde_json::to_string(v).expect("json").into());
     }
     engine.index_consuming(
-        desired(),
+        desired().into(),
         LiveSnapshot {
             objects,
             ..LiveSnapshot::default()

@@ -9,7 +9,7 @@ use crate::ignore::JsonPointer;
 use crate::manifest::ManifestError;
 use crate::model::{ObjectMeta, RawLive, RawManifest, RawObject};
 use crate::normalize::identify;
-use crate::ports::{DesiredSet, LiveSnapshot, Prediction};
+use crate::ports::{DesiredSet, LiveSnapshot, PackedDesired, Prediction};
 use crate::scope::Scopes;
 
 use super::ownership::{claim_prefixes, hpa_target, kind_of, orphan_eligible};
@@ -64,14 +64,26 @@ impl Engine {
         predictions: &[Prediction],
         open_drifts: FastSet<ResourceId>,
     ) -> EnvState {
+        let owners: Vec<&RawObject> = desired
+            .objects
+            .iter()
+            .map(|m| &m.object)
+            .filter(|o| is_owner(o.meta()))
+            .collect();
         let mut st = self.start_state(
             desired.revision.clone(),
             desired.errors.clone(),
             open_drifts,
-            &desired.objects,
+            &owners,
             live,
         );
-        let scopes = learn_scopes(&desired.objects, live);
+        let crds: Vec<&RawObject> = desired
+            .objects
+            .iter()
+            .map(|m| &m.object)
+            .filter(|o| is_definition(o.meta()))
+            .collect();
+        let scopes = learn_scopes(!desired.objects.is_empty(), &crds, live);
         self.index_desired(&mut st, scopes, desired.objects.iter(), predictions, live);
         st.live.reserve(live.objects.len());
         // one parsed object at a time: a compact one is dropped once it is tracked
@@ -81,25 +93,29 @@ impl Engine {
         st
     }
 
-    /// [`Engine::index_known`] consuming both sides, as a full scan does: each desired
-    /// manifest is dropped once it is normalized and each live object's text once it is
-    /// tracked, so the peak of a scan is not both sides whole beside the index they become.
+    /// [`Engine::index_known`] consuming both sides, as a full scan does: the desired objects
+    /// wait packed as text and each is parsed and let go once it is normalized, each live
+    /// object's text once it is tracked, so the peak of a scan is not both sides parsed beside
+    /// the index they become.
     pub fn index_consuming(
         &self,
-        desired: DesiredSet,
+        desired: PackedDesired,
         live: LiveSnapshot,
         predictions: &[Prediction],
         open_drifts: FastSet<ResourceId>,
     ) -> EnvState {
-        let DesiredSet {
+        let PackedDesired {
             revision,
             objects,
             errors,
-            ..
         } = desired;
-        let mut st = self.start_state(revision, errors, open_drifts, &objects, &live);
-        let scopes = learn_scopes(&objects, &live);
-        self.index_desired(&mut st, scopes, objects.into_iter(), predictions, &live);
+        let owners: Vec<RawManifest> = objects.iter_where(is_owner).collect();
+        let owners: Vec<&RawObject> = owners.iter().map(|m| &m.object).collect();
+        let mut st = self.start_state(revision, errors, open_drifts, &owners, &live);
+        let crds: Vec<RawManifest> = objects.iter_where(is_definition).collect();
+        let crds: Vec<&RawObject> = crds.iter().map(|m| &m.object).collect();
+        let scopes = learn_scopes(!objects.is_empty(), &crds, &live);
+        self.index_desired(&mut st, scopes, objects.into_parsed(), predictions, &live);
         let LiveSnapshot { objects, .. } = live;
         st.live.reserve(objects.len());
         for raw in objects.into_parsed() {
@@ -115,7 +131,7 @@ impl Engine {
         revision: Option<crate::model::Revision>,
         errors: Vec<ManifestError>,
         open_drifts: FastSet<ResourceId>,
-        desired: &[RawManifest],
+        desired_owners: &[&RawObject],
         live: &LiveSnapshot,
     ) -> EnvState {
         let env = &self.spec.name;
@@ -128,12 +144,10 @@ impl Engine {
         // desired objects without a namespace are in the default one (live ones never lack it)
         let default_ns = self.spec.default_namespace();
         // only these kinds are parsed here: the other live objects once each, when tracked
-        let owners =
-            |meta: ObjectMeta<'_>| matches!(meta.kind, "HorizontalPodAutoscaler" | "StatefulSet");
-        let live_owners: Vec<RawLive> = live.objects.iter_where(owners).collect();
-        for (raw, ns) in desired
+        let live_owners: Vec<RawLive> = live.objects.iter_where(is_owner).collect();
+        for (raw, ns) in desired_owners
             .iter()
-            .map(|m| (&m.object, Some(default_ns)))
+            .map(|o| (*o, Some(default_ns)))
             .chain(live_owners.iter().map(|l| (&l.object, None)))
         {
             match kind_of(raw) {
@@ -154,13 +168,13 @@ impl Engine {
         &self,
         st: &mut EnvState,
         scopes: Scopes,
-        objects: impl ExactSizeIterator<Item = M>,
+        objects: impl Iterator<Item = M>,
         predictions: &[Prediction],
         live: &LiveSnapshot,
     ) {
         let env = &self.spec.name;
         let default_ns = self.spec.default_namespace();
-        st.desired.reserve(objects.len());
+        st.desired.reserve(objects.size_hint().0);
         for m in objects {
             let m = m.borrow();
             let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
@@ -314,17 +328,26 @@ impl Engine {
     }
 }
 
-/// What the desired and live objects tell of the scope of kinds.
-fn learn_scopes(desired: &[RawManifest], live: &LiveSnapshot) -> Scopes {
+/// The kinds whose objects say something of others' fields: an HPA owns its target's
+/// replicas, a StatefulSet its claims.
+fn is_owner(meta: ObjectMeta<'_>) -> bool {
+    matches!(meta.kind, "HorizontalPodAutoscaler" | "StatefulSet")
+}
+
+/// A custom resource definition: it tells the scope of its kind.
+fn is_definition(meta: ObjectMeta<'_>) -> bool {
+    meta.kind == "CustomResourceDefinition"
+}
+
+/// What the desired definitions and the live objects tell of the scope of kinds; nothing is
+/// read when no desired object asks.
+fn learn_scopes(any_desired: bool, definitions: &[&RawObject], live: &LiveSnapshot) -> Scopes {
     let mut scopes = Scopes::default();
-    if desired.is_empty() {
-        // nothing asks: the live objects' metadata is not read
+    if !any_desired {
         return scopes;
     }
-    for m in desired {
-        if kind_of(&m.object) == Some("CustomResourceDefinition") {
-            scopes.learn_definition(&m.object.0);
-        }
+    for d in definitions {
+        scopes.learn_definition(&d.0);
     }
     live.objects.for_each_meta(|meta| {
         scopes.learn_live(&meta.group_kind(), meta.namespace.is_some());

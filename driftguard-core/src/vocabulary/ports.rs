@@ -17,7 +17,9 @@ use crate::admission::LabelSelectorError;
 use crate::audit::AuditSnapshot;
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
-use crate::model::{CommitInfo, LiveObjects, RawLive, RawManifest, RawObject, Revision};
+use crate::model::{
+    CommitInfo, LiveObjects, PackedManifests, RawLive, RawManifest, RawObject, Revision,
+};
 use crate::query::{DriftQuery, DriftSort, DriftStatus, EventQuery, OpenTally, Page};
 use crate::state::{Drift, DriftEvent, DriftRecord};
 
@@ -168,6 +170,30 @@ pub struct DesiredSet {
     /// Problems of the source that did not stop the read but make it less than current (a
     /// failed fetch: the last good revision was read). Reported with the scan's errors.
     pub warnings: Vec<String>,
+}
+
+/// A [`DesiredSet`] whose objects wait as compact text ([`PackedManifests`]) while a scan
+/// reads the live side: what [`crate::engine::Engine::index_consuming`] indexes.
+#[derive(Clone, Debug, Default)]
+pub struct PackedDesired {
+    /// The revision read.
+    pub revision: Option<Revision>,
+    /// Objects.
+    pub objects: PackedManifests,
+    /// Files or documents that could not be read; the rest was.
+    pub errors: Vec<ManifestError>,
+}
+
+impl From<DesiredSet> for PackedDesired {
+    /// Packs the objects; the notes and warnings, which indexing does not read, are dropped
+    /// (take them first).
+    fn from(desired: DesiredSet) -> Self {
+        PackedDesired {
+            revision: desired.revision,
+            objects: PackedManifests::pack(desired.objects),
+            errors: desired.errors,
+        }
+    }
 }
 
 /// One version of an object in Git history.
