@@ -221,10 +221,11 @@ fn tool_error(e: AppError) -> Result<CallToolResult, ErrorData> {
 /// started the server and may do anything it does.
 fn caller(ctx: &RequestContext<RoleServer>) -> Caller {
     match ctx.extensions.get::<axum::http::request::Parts>() {
-        Some(parts) => parts.extensions.get::<Caller>().cloned().unwrap_or(Caller {
-            name: "unauthenticated".into(),
-            scopes: Vec::new(),
-        }),
+        Some(parts) => parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::with_scopes("unauthenticated", Vec::new())),
         None => Caller::anonymous(),
     }
 }
@@ -258,8 +259,11 @@ impl DriftGuardMcp {
         annotations(title = "List environments", read_only_hint = true),
         output_schema = schema_for_output::<EnvironmentList>()
     )]
-    async fn list_environments(&self) -> Result<CallToolResult, ErrorData> {
-        structured(queries::environments(&self.state).await)
+    async fn list_environments(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        structured(queries::environments(&self.seen(&ctx)).await)
     }
 
     /// Drift episodes with the store's filters (environment, group, kind, namespace, name,
@@ -273,6 +277,7 @@ impl DriftGuardMcp {
     async fn list_drifts(
         &self,
         Args(a): Args<ListDriftsArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let filter = DriftFilter {
             environment: a.environment,
@@ -295,7 +300,7 @@ impl DriftGuardMcp {
             Ok(q) => q,
             Err(e) => return tool_error(e),
         };
-        structured(queries::drifts(&self.state, &query, a.acknowledged).await)
+        structured(queries::drifts(&self.seen(&ctx), &query, a.acknowledged).await)
     }
 
     /// One drift explained: the field diff (Git and live values; Secret values redacted), who
@@ -306,11 +311,16 @@ impl DriftGuardMcp {
         input_schema = input::<ExplainArgs>(),
         output_schema = schema_for_output::<DriftDetail>()
     )]
-    async fn explain_drift(&self, Args(a): Args<ExplainArgs>) -> Result<CallToolResult, ErrorData> {
+    async fn explain_drift(
+        &self,
+        Args(a): Args<ExplainArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let state = self.seen(&ctx);
         match (a.episode, a.environment, a.object) {
-            (Some(ep), None, None) => structured(queries::drift(&self.state, &ep).await),
+            (Some(ep), None, None) => structured(queries::drift(&state, &ep).await),
             (None, Some(env), Some(object)) => {
-                structured(queries::object_drift(&self.state, &env, &object).await)
+                structured(queries::object_drift(&state, &env, &object).await)
             }
             _ => Err(ErrorData::invalid_params(
                 "give either `episode`, or `environment` and `object`",
@@ -329,6 +339,7 @@ impl DriftGuardMcp {
     async fn object_history(
         &self,
         Args(a): Args<HistoryArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let limit = a.limit.unwrap_or(100) as usize;
         if limit == 0 || limit > MAX_LIMIT {
@@ -337,7 +348,9 @@ impl DriftGuardMcp {
                 None,
             ));
         }
-        structured(queries::object_history(&self.state, &a.environment, &a.object, limit).await)
+        structured(
+            queries::object_history(&self.seen(&ctx), &a.environment, &a.object, limit).await,
+        )
     }
 
     /// Scans an environment now (Git and the cluster) and answers the scan summary: counts,
@@ -358,10 +371,11 @@ impl DriftGuardMcp {
         Args(a): Args<ScanArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        if let Err(e) = caller(&ctx).may(TokenScope::Scan) {
+        let who = caller(&ctx);
+        if let Err(e) = who.may(TokenScope::Scan) {
             return tool_error(e);
         }
-        structured(queries::scan_now(&self.state, &a.environment).await)
+        structured(queries::scan_now(&self.seen(&ctx), &who, &a.environment).await)
     }
 
     /// How to end a drift: the revert plan (the cluster back to Git) or the adopt plan (Git
@@ -375,6 +389,7 @@ impl DriftGuardMcp {
     async fn suggest_remediation(
         &self,
         Args(a): Args<RemediationArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let action = match a.action.as_deref().filter(|s| !s.is_empty()) {
             None => None,
@@ -383,7 +398,7 @@ impl DriftGuardMcp {
                     .map_err(|e| ErrorData::invalid_params(format!("action: {e}"), None))?,
             ),
         };
-        structured(queries::remediation(&self.state, &a.episode, action).await)
+        structured(queries::remediation(&self.seen(&ctx), &a.episode, action).await)
     }
 }
 
@@ -397,10 +412,12 @@ impl DriftGuardMcp {
     async fn triage_open_drifts(
         &self,
         Parameters(a): Parameters<TriageArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResult, ErrorData> {
-        let env = queries::environment(&self.state, &a.environment)
+        let state = self.seen(&ctx);
+        let env = queries::environment(&state, &a.environment)
             .map_err(|e| ErrorData::invalid_params(e.message, None))?;
-        let dto = queries::environment_dto(&self.state, &env)
+        let dto = queries::environment_dto(&state, &env)
             .await
             .map_err(|e| ErrorData::internal_error(e.message, None))?;
         let text = format!(
@@ -436,10 +453,16 @@ impl DriftGuardMcp {
 }
 
 impl DriftGuardMcp {
-    async fn report(&self, env: &str) -> Result<DriftReport, AppError> {
-        let e = queries::environment(&self.state, env)?;
-        let environment = queries::environment_dto(&self.state, &e).await?;
-        let (drifts, open) = queries::open_drift_details(&self.state, env, MAX_LIMIT).await?;
+    /// The state as the caller of `ctx` sees it (roles per environment: the one check,
+    /// [`Caller::may_in`]).
+    fn seen(&self, ctx: &RequestContext<RoleServer>) -> AppState {
+        self.state.for_caller(&caller(ctx))
+    }
+
+    async fn report(state: &AppState, env: &str) -> Result<DriftReport, AppError> {
+        let e = queries::environment(state, env)?;
+        let environment = queries::environment_dto(state, &e).await?;
+        let (drifts, open) = queries::open_drift_details(state, env, MAX_LIMIT).await?;
         Ok(DriftReport {
             environment,
             open,
@@ -489,12 +512,12 @@ impl ServerHandler for DriftGuardMcp {
     async fn list_resources(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let mut resources = vec![Resource::new(ENVIRONMENTS_URI, "environments")
             .with_description("The environments with status, drift score and sources")
             .with_mime_type("application/json")];
-        for e in self.state.environments().iter() {
+        for e in self.seen(&ctx).environments().iter() {
             resources.push(
                 Resource::new(uri_report(&e.name), format!("{} drift report", e.name))
                     .with_description(format!(
@@ -531,11 +554,12 @@ impl ServerHandler for DriftGuardMcp {
     async fn read_resource(
         &self,
         request: ReadResourceRequestParams,
-        _: RequestContext<RoleServer>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
+        let state = self.seen(&ctx);
         if uri == ENVIRONMENTS_URI {
-            let list = queries::environments(&self.state)
+            let list = queries::environments(&state)
                 .await
                 .map_err(|e| resource_error(uri, e))?;
             return json_contents(uri, &list);
@@ -544,11 +568,13 @@ impl ServerHandler for DriftGuardMcp {
             .strip_prefix("driftguard://environments/")
             .and_then(|r| r.strip_suffix("/report"))
         {
-            let report = self.report(env).await.map_err(|e| resource_error(uri, e))?;
+            let report = Self::report(&state, env)
+                .await
+                .map_err(|e| resource_error(uri, e))?;
             return json_contents(uri, &report);
         }
         if let Some(ep) = uri.strip_prefix("driftguard://drifts/") {
-            let d = queries::drift(&self.state, ep)
+            let d = queries::drift(&state, ep)
                 .await
                 .map_err(|e| resource_error(uri, e))?;
             return json_contents(uri, &d);

@@ -120,6 +120,7 @@ mod tests {
             name: format!("{scope:?}"),
             token: format!("token-{scope:?}"),
             scopes: vec![scope],
+            grants: Vec::new(),
         };
         let scopes = [TokenScope::Read, TokenScope::Scan, TokenScope::Remediate];
         // a fresh one where failed checks are counted

@@ -161,6 +161,51 @@ impl AppState {
             environments.into();
     }
 
+    /// The state as `caller` sees it: itself for a caller who reads every environment;
+    /// otherwise the environments its roles let it read, the store seen through the same
+    /// check ([`crate::auth::visible::VisibleStore`]) and no shared answer cache.
+    pub fn for_caller(&self, caller: &Caller) -> AppState {
+        if caller.reads_everything() {
+            return self.clone();
+        }
+        let all = self.environments();
+        let names: Vec<String> = all.iter().map(|e| e.name.clone()).collect();
+        let seen: Vec<Arc<Environment>> = all
+            .iter()
+            .filter(|e| caller.may_in(crate::config::TokenScope::Read, &e.name))
+            .cloned()
+            .collect();
+        let i = &self.inner;
+        AppState {
+            inner: Arc::new(Inner {
+                store: Arc::new(crate::auth::visible::VisibleStore::new(
+                    i.store.clone(),
+                    caller.clone(),
+                    names,
+                )),
+                environments: RwLock::new(seen.into()),
+                tokens: i.tokens.clone(),
+                scoped_tokens: i.scoped_tokens.clone(),
+                remediation: i.remediation.clone(),
+                remediation_paused: i.remediation_paused.clone(),
+                metrics: i.metrics.clone(),
+                webhook_secret: i.webhook_secret.clone(),
+                clock: i.clock.clone(),
+                request_timeout: i.request_timeout,
+                body_limit: i.body_limit,
+                public_url: i.public_url.clone(),
+                cache: Arc::new(ResponseCache::new(Duration::ZERO)),
+                buffer: i.buffer.clone(),
+                feed: i.feed.clone(),
+                sessions: i.sessions.clone(),
+                mcp_cancel: i.mcp_cancel.clone(),
+                trusted_proxies: i.trusted_proxies.clone(),
+                throttle: i.throttle.clone(),
+                verdicts: i.verdicts.clone(),
+            }),
+        }
+    }
+
     /// The context scans run in.
     pub fn scan_context(&self) -> ScanContext {
         ScanContext {

@@ -1548,11 +1548,13 @@ async fn remediation_needs_a_token_with_the_remediate_scope() {
                 name: "viewer".into(),
                 token: "viewer-token".into(),
                 scopes: vec![TokenScope::Read],
+                grants: Vec::new(),
             },
             ScopedToken {
                 name: "ops".into(),
                 token: "ops-token".into(),
                 scopes: vec![TokenScope::Read, TokenScope::Remediate],
+                grants: Vec::new(),
             },
         ])
         .clock(clock)
@@ -1808,11 +1810,13 @@ async fn acknowledging_needs_the_scan_scope() {
                 name: "viewer".into(),
                 token: "viewer-token-0123456789".into(),
                 scopes: vec![TokenScope::Read],
+                grants: Vec::new(),
             },
             ScopedToken {
                 name: "operator".into(),
                 token: "operator-token-0123456789".into(),
                 scopes: vec![TokenScope::Read, TokenScope::Scan],
+                grants: Vec::new(),
             },
         ])
         .clock(clock)

@@ -654,6 +654,7 @@ async fn a_session_may_do_only_what_its_token_may() {
         name: name.into(),
         token: token.into(),
         scopes,
+        grants: Vec::new(),
     };
     let f = fixture_with(
         false,
@@ -1460,6 +1461,7 @@ async fn a_drift_is_acknowledged_and_withdrawn_from_its_page() {
             name: "viewer".into(),
             token: "viewer-web-token-0123".into(),
             scopes: vec![TokenScope::Read],
+            grants: Vec::new(),
         }],
     )
     .await;
@@ -1548,4 +1550,147 @@ async fn a_drift_is_acknowledged_and_withdrawn_from_its_page() {
     let after = page(&f.app, &link, Some(&s)).await;
     assert!(after.text.contains("(lapsed: withdrawn)"), "{}", after.text);
     assert!(after.text.contains("id=\"ack-button\""));
+}
+
+/// Roles per environment, one check everywhere: a token bound as viewer of `prod*` and
+/// operator of nothing else sees only prod in the API, the dashboard and the event stream,
+/// may not scan or acknowledge; an operator of `dev` scans dev but not prod; a remediator of
+/// dev may not turn the kill switch.
+#[tokio::test]
+async fn roles_per_environment_hold_for_the_api_the_dashboard_and_the_stream() {
+    use driftguard_server::auth::Grant;
+    use driftguard_server::config::Role;
+    let bound = |name: &str, token: &str, role: Role, envs: &[&str]| ScopedToken {
+        name: name.into(),
+        token: token.into(),
+        scopes: Vec::new(),
+        grants: vec![Grant {
+            role,
+            environments: envs.iter().map(|e| (*e).to_owned()).collect(),
+        }],
+    };
+    let f = fixture_with(
+        true,
+        vec![
+            bound("prodview", "prodview-token-0123", Role::Viewer, &["prod*"]),
+            bound("devops", "devops-token-012345", Role::Remediator, &["dev"]),
+        ],
+    )
+    .await;
+    let env = f.state.environment("dev").expect("dev");
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let api = |token: &'static str, method: &'static str, uri: String| {
+        let app = f.app.clone();
+        async move {
+            send(
+                &app,
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("content-type", "application/json")
+                    .body(Body::from(
+                        "{\"reason\": \"known\", \"environment\": \"prod\"}",
+                    ))
+                    .expect("req"),
+            )
+            .await
+        }
+    };
+    let pv = "prodview-token-0123";
+    let envs = api(pv, "GET", "/api/v1/environments".into()).await;
+    assert!(
+        envs.text.contains("\"prod\"") && !envs.text.contains("\"dev\""),
+        "{}",
+        envs.text
+    );
+    let drifts = api(pv, "GET", "/api/v1/drifts?status=all&limit=1000".into()).await;
+    let v: serde_json::Value = serde_json::from_str(&drifts.text).expect("json");
+    assert_eq!(v["total"], 40, "prod's only: {}", drifts.text);
+    assert!(!drifts.text.contains("\"environment\":\"dev\""));
+    let dev_list = api(pv, "GET", "/api/v1/drifts?environment=dev".into()).await;
+    assert_eq!(dev_list.status, StatusCode::NOT_FOUND);
+    let dev_episode = {
+        let all = api(TOKEN, "GET", "/api/v1/drifts?environment=dev".into()).await;
+        let v: serde_json::Value = serde_json::from_str(&all.text).expect("json");
+        v["items"][0]["episode"]
+            .as_str()
+            .expect("dev drift")
+            .to_owned()
+    };
+    let one = api(pv, "GET", format!("/api/v1/drifts/{dev_episode}")).await;
+    assert_eq!(one.status, StatusCode::NOT_FOUND, "as if it did not exist");
+    let events = api(pv, "GET", "/api/v1/events?limit=1000".into()).await;
+    assert!(
+        !events.text.contains("\"environment\":\"dev\""),
+        "{}",
+        events.text
+    );
+    // a viewer may not scan nor acknowledge
+    let scan = api(pv, "POST", "/api/v1/environments/prod/scan".into()).await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN);
+    let ack = api(pv, "POST", "/api/v1/acknowledgements".into()).await;
+    assert_eq!(ack.status, StatusCode::FORBIDDEN);
+    // an operator of dev: dev yes, prod no (named)
+    let dv = "devops-token-012345";
+    let scan = api(dv, "POST", "/api/v1/environments/dev/scan".into()).await;
+    assert_eq!(scan.status, StatusCode::OK, "{}", scan.text);
+    let scan = api(dv, "POST", "/api/v1/environments/prod/scan".into()).await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN);
+    assert!(scan.text.contains("`prod`"), "{}", scan.text);
+    let ack = api(dv, "POST", "/api/v1/acknowledgements".into()).await;
+    assert_eq!(
+        ack.status,
+        StatusCode::NOT_FOUND,
+        "prod is not dev's: {}",
+        ack.text
+    );
+    let pause = api(dv, "POST", "/api/v1/remediation/pause".into()).await;
+    assert_eq!(pause.status, StatusCode::FORBIDDEN, "{}", pause.text);
+    // the dashboard, signed in as the prod viewer
+    let s = sign_in_with(&f.app, pv).await;
+    let overview = page(&f.app, "/", Some(&s)).await;
+    assert!(!overview.text.contains(">dev<"), "{}", overview.text);
+    let table = page(&f.app, "/drifts?status=all&limit=100", Some(&s)).await;
+    assert!(table.text.contains("prod-") && !table.text.contains(&dev_episode));
+    let hidden = page(&f.app, &format!("/drifts/{dev_episode}"), Some(&s)).await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    // the stream: nothing of dev reaches the prod viewer
+    let resp = f
+        .app
+        .clone()
+        .oneshot(
+            Request::get("/api/v1/events/stream")
+                .header("authorization", format!("Bearer {pv}"))
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    read_until(&mut body, ": connected").await;
+    f.live.set(testkit::live(vec![
+        deployment("web").replicas(9).image("web:1").build(),
+        deployment("api").replicas(2).image("api:1").build(),
+    ]));
+    env.run_scan(&f.state.scan_context()).await.expect("scan");
+    let prod_drift = f
+        .state
+        .store
+        .drift("prod-00000000")
+        .await
+        .expect("reads")
+        .expect("a prod drift");
+    f.state
+        .feed
+        .publish_events(&[driftguard_core::testkit::event(
+            driftguard_core::state::EventKind::Changed,
+            &prod_drift,
+            testkit::t0(),
+            "s-prod",
+        )]);
+    let seen = read_until(&mut body, "event: changed").await;
+    assert!(seen.contains("prod-00000000"), "{seen}");
+    assert!(!seen.contains("\"dev\""), "nothing of dev: {seen}");
 }

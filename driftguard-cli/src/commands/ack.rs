@@ -34,10 +34,7 @@ pub(crate) async fn ack(g: &Global, a: &AckArgs) -> Result<u8> {
     }
     let store = choice.open_read().await?;
     let state = AppState::builder(store, Vec::new(), Arc::new(Metrics::new())).build();
-    let caller = Caller {
-        name: who(),
-        scopes: vec![TokenScope::Read, TokenScope::Scan],
-    };
+    let caller = Caller::with_scopes(who(), vec![TokenScope::Read, TokenScope::Scan]);
     let failed = |e: driftguard_server::error::AppError| anyhow!("{}", e.message);
     let items: Vec<AcknowledgementDto> = if a.list {
         ack::list_unchecked(&state, a.env.as_deref())

@@ -8,7 +8,7 @@ use super::*;
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_drifts(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     q: Result<Query<DriftFilter>, QueryRejection>,
 ) -> Result<Response, AppError> {
     let Query(p) = q.map_err(query_error)?;
@@ -37,7 +37,7 @@ pub(super) async fn list_drifts(
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn get_drift(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Path(episode): Path<String>,
 ) -> Result<Json<DriftDetail>, AppError> {
     queries::drift(&state, &episode).await.map(Json)
@@ -61,7 +61,7 @@ pub struct RemediationParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn get_remediation(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Path(episode): Path<String>,
     q: Result<Query<RemediationParams>, QueryRejection>,
 ) -> Result<Json<RemediationDto>, AppError> {
@@ -83,7 +83,7 @@ pub(super) async fn get_remediation(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn remediate(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     axum::Extension(caller): axum::Extension<Caller>,
     Path(episode): Path<String>,
     body: Result<Json<RemediateRequest>, axum::extract::rejection::JsonRejection>,
@@ -107,12 +107,16 @@ pub struct RemediationSwitch {
     responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub(super) async fn pause_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+pub(super) async fn pause_remediation(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Json<RemediationSwitch>, AppError> {
+    everywhere(&caller)?;
     state
         .remediation_paused
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    tracing::warn!("remediation policies paused through the API");
-    Json(RemediationSwitch { paused: true })
+    tracing::warn!(by = %caller.name, "remediation policies paused through the API");
+    Ok(Json(RemediationSwitch { paused: true }))
 }
 
 /// Lets the remediation policies act again. Needs the `remediate` scope.
@@ -120,12 +124,29 @@ pub(super) async fn pause_remediation(State(state): State<AppState>) -> Json<Rem
     responses((status = 200, body = RemediationSwitch), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
-pub(super) async fn resume_remediation(State(state): State<AppState>) -> Json<RemediationSwitch> {
+pub(super) async fn resume_remediation(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Result<Json<RemediationSwitch>, AppError> {
+    everywhere(&caller)?;
     state
         .remediation_paused
         .store(false, std::sync::atomic::Ordering::SeqCst);
-    tracing::info!("remediation policies resumed through the API");
-    Json(RemediationSwitch { paused: false })
+    tracing::info!(by = %caller.name, "remediation policies resumed through the API");
+    Ok(Json(RemediationSwitch { paused: false }))
+}
+
+/// The kill switch stops every environment's policies: only a caller who may remediate
+/// everywhere (its own scope, or an admin) may turn it.
+fn everywhere(caller: &Caller) -> Result<(), AppError> {
+    if caller.may_everywhere(Remediate) {
+        return Ok(());
+    }
+    Err(AppError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "the kill switch stops every environment's policies: it needs the `remediate` scope or the admin role",
+    ))
 }
 
 /// Acknowledges drifts: the episodes named, or every open drift of an environment (the
@@ -139,7 +160,7 @@ pub(super) async fn resume_remediation(State(state): State<AppState>) -> Json<Re
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn acknowledge(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     axum::Extension(caller): axum::Extension<Caller>,
     body: Result<Json<AcknowledgeRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<AcknowledgementList>, AppError> {
@@ -181,7 +202,7 @@ pub struct AcknowledgementParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_acknowledgements(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     q: Result<Query<AcknowledgementParams>, QueryRejection>,
 ) -> Result<Json<AcknowledgementList>, AppError> {
     let Query(p) = q.map_err(query_error)?;
@@ -197,7 +218,7 @@ pub(super) async fn list_acknowledgements(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn withdraw_acknowledgement(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     axum::Extension(caller): axum::Extension<Caller>,
     Path(episode): Path<String>,
 ) -> Result<Json<AcknowledgementDto>, AppError> {

@@ -20,7 +20,7 @@ pub struct ScanParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_scans(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     q: Result<Query<ScanParams>, QueryRejection>,
 ) -> Result<Json<ScanList>, AppError> {
     let Query(p) = q.map_err(query_error)?;
@@ -37,7 +37,7 @@ pub(super) async fn list_scans(
     responses((status = 200, body = EnvironmentList), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_environments(
-    State(state): State<AppState>,
+    Visible(state): Visible,
 ) -> Result<Json<EnvironmentList>, AppError> {
     queries::environments(&state).await.map(Json)
 }
@@ -49,7 +49,7 @@ pub(super) async fn list_environments(
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn get_environment(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Path(env): Path<String>,
 ) -> Result<Json<EnvironmentDto>, AppError> {
     let e = queries::environment(&state, &env)?;
@@ -66,10 +66,11 @@ pub(super) async fn get_environment(
         (status = 503, description = "The store cannot be read or written", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn scan_now(
-    State(state): State<AppState>,
+    Visible(state): Visible,
+    axum::Extension(caller): axum::Extension<Caller>,
     Path(env): Path<String>,
 ) -> Result<Json<ScanDto>, AppError> {
-    queries::scan_now(&state, &env).await.map(Json)
+    queries::scan_now(&state, &caller, &env).await.map(Json)
 }
 
 /// Filters of the object history.
@@ -91,7 +92,7 @@ pub struct HistoryParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn object_history(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Path((env, object)): Path<(String, String)>,
     q: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<Json<ObjectHistory>, AppError> {

@@ -33,7 +33,7 @@ pub struct EventParams {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_events(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     q: Result<Query<EventParams>, QueryRejection>,
 ) -> Result<Json<EventPage>, AppError> {
     let Query(p) = q.map_err(query_error)?;
@@ -105,7 +105,8 @@ pub struct StreamParams {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn event_stream(
-    State(state): State<AppState>,
+    Visible(state): Visible,
+    axum::Extension(caller): axum::Extension<Caller>,
     session: Option<axum::Extension<SessionEnd>>,
     q: Result<Query<StreamParams>, QueryRejection>,
 ) -> Result<Response, AppError> {
@@ -121,8 +122,8 @@ pub(super) async fn event_stream(
     let session = session.map(|axum::Extension(end)| end);
     let first = Event::default().comment("connected");
     let events = futures_util::stream::unfold(
-        (rx, closed, environment, session),
-        |(mut rx, closed, env, session)| async move {
+        (rx, closed, environment, session, caller),
+        |(mut rx, closed, env, session, caller)| async move {
             loop {
                 let session_ended = async {
                     match &session {
@@ -138,7 +139,12 @@ pub(super) async fn event_stream(
                     got = rx.recv() => got,
                 };
                 let event = match got {
-                    Ok(m) if env.as_ref().is_none_or(|e| *e == m.environment) => {
+                    // roles per environment: the one check (a viewer of `prod-*` receives
+                    // nothing of `dev`)
+                    Ok(m)
+                        if env.as_ref().is_none_or(|e| *e == m.environment)
+                            && caller.may_in(Read, &m.environment) =>
+                    {
                         Event::default().event(m.kind).id(m.id).data(&*m.data)
                     }
                     Ok(_) => continue,
@@ -149,7 +155,7 @@ pub(super) async fn event_stream(
                 };
                 return Some((
                     Ok::<_, std::convert::Infallible>(event),
-                    (rx, closed, env, session),
+                    (rx, closed, env, session, caller),
                 ));
             }
         },

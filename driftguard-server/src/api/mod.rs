@@ -27,6 +27,7 @@ use sha2::Sha256;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::session::SessionEnd;
+use crate::auth::visible::Visible;
 use crate::auth::{authenticate, same_secret, Authorization, Caller, Needs};
 use crate::config::TokenScope::{Read, Remediate, Scan};
 use crate::dto::*;

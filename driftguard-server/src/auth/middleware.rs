@@ -43,10 +43,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             .and_then(|id| state.sessions.get(&id))
             .filter(|s| s.signed_in);
         if let Some(session) = session.filter(|_| read) {
-            req.extensions_mut().insert(Caller {
-                name: "session".into(),
-                scopes: vec![TokenScope::Read],
-            });
+            // who signed in, reading only: a viewer where its roles applied
+            req.extensions_mut().insert(session.caller.reading_only());
             // what it opens (the event stream) ends when the session does
             req.extensions_mut().insert(session.end);
             return next.run(req).await;

@@ -10,43 +10,157 @@
 //! - [`middleware`]: [`authenticate`] finds the caller of a request; [`Needs`], on a route, is
 //!   the scope that route needs.
 //! - [`throttle`]: the limit on failed sign-ins and token checks per client.
+//! - [`visible`]: what a caller whose roles cover some environments sees ([`Grant`],
+//!   [`Caller::may_in`], the one check of roles per environment).
 
 pub mod middleware;
 pub mod session;
 pub mod throttle;
+pub mod visible;
 
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
-use crate::config::{ScopedToken, TokenScope};
+use crate::config::{Role, RoleBinding, ScopedToken, TokenScope};
 use crate::error::AppError;
 
 pub use middleware::{authenticate, Needs};
+
+/// A role held in some environments (a `roleBindings` entry).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The role.
+    pub role: Role,
+    /// The environments, as globs.
+    pub environments: Vec<String>,
+}
+
+impl Grant {
+    /// The grant of a binding (an admin's applies to every environment).
+    pub fn of(b: &RoleBinding) -> Grant {
+        Grant {
+            role: b.role,
+            environments: if b.role == Role::Admin {
+                vec!["*".into()]
+            } else {
+                b.environments.clone()
+            },
+        }
+    }
+
+    /// Whether it applies to `environment`.
+    pub fn covers(&self, environment: &str) -> bool {
+        self.environments
+            .iter()
+            .any(|g| driftguard_core::path::glob_match(g, environment))
+    }
+}
 
 /// Who made a request, as its credentials say (an extension of every authenticated request).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// `token:<name>` for a named token, `token` for a plain one, `anonymous` without tokens.
     pub name: String,
-    /// What it may do.
+    /// What it may do in every environment.
     pub scopes: Vec<TokenScope>,
+    /// The roles it holds in some environments.
+    pub grants: Vec<Grant>,
 }
 
 impl Caller {
+    /// A caller who may do `scopes` everywhere and holds no role.
+    pub fn with_scopes(name: impl Into<String>, scopes: Vec<TokenScope>) -> Caller {
+        Caller {
+            name: name.into(),
+            scopes,
+            grants: Vec::new(),
+        }
+    }
+
+    /// The one check of roles per environment: whether the caller may do what `scope`
+    /// allows in `environment` (its scopes apply everywhere, a role where its binding
+    /// applies). The API, the dashboard, MCP and the event stream ask this.
+    pub fn may_in(&self, scope: TokenScope, environment: &str) -> bool {
+        self.scopes.contains(&scope)
+            || self
+                .grants
+                .iter()
+                .any(|g| g.role.scopes().contains(&scope) && g.covers(environment))
+    }
+
+    /// [`Caller::may_in`] as an answer: a 403 naming the environment.
+    pub fn may_in_env(&self, scope: TokenScope, environment: &str) -> Result<(), AppError> {
+        self.may(scope)?;
+        if self.may_in(scope, environment) {
+            return Ok(());
+        }
+        Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} may not {} in environment `{environment}`: no role binding gives it there",
+                self.name,
+                scope_verb(scope)
+            ),
+        ))
+    }
+
+    /// Whether the caller reads every environment (no role restricts what it sees).
+    pub fn reads_everything(&self) -> bool {
+        self.scopes.contains(&TokenScope::Read)
+            || self
+                .grants
+                .iter()
+                .any(|g| g.environments.iter().any(|e| e == "*"))
+    }
+
+    /// The same caller, reading only (what a session cookie allows on the API): its scopes
+    /// cut to `read`, its roles to `viewer`, where they applied.
+    pub fn reading_only(&self) -> Caller {
+        Caller {
+            name: self.name.clone(),
+            scopes: self
+                .scopes
+                .iter()
+                .copied()
+                .filter(|s| *s == TokenScope::Read)
+                .collect(),
+            grants: self
+                .grants
+                .iter()
+                .map(|g| Grant {
+                    role: Role::Viewer,
+                    environments: g.environments.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `scope` holds for every environment: the caller's own scopes, or an admin.
+    pub fn may_everywhere(&self, scope: TokenScope) -> bool {
+        self.scopes.contains(&scope) || self.grants.iter().any(|g| g.role == Role::Admin)
+    }
+
     /// The caller of a request when no token is configured: it may read and scan, never
     /// remediate (remediation needs a named token with the `remediate` scope).
     pub fn anonymous() -> Caller {
         Caller {
             name: "anonymous".into(),
             scopes: vec![TokenScope::Read, TokenScope::Scan],
+            grants: Vec::new(),
         }
     }
 
     /// Whether it may do what `needed` allows: otherwise 403 `forbidden`, naming the scope
     /// to give the token.
     pub fn may(&self, needed: TokenScope) -> Result<(), AppError> {
-        if self.scopes.contains(&needed) {
+        if self.scopes.contains(&needed)
+            || self
+                .grants
+                .iter()
+                .any(|g| g.role.scopes().contains(&needed))
+        {
             return Ok(());
         }
         let (what, scope) = match needed {
@@ -59,6 +173,14 @@ impl Caller {
             "forbidden",
             format!("this token may not {what}: give it the `{scope}` scope in server.apiTokens"),
         ))
+    }
+}
+
+fn scope_verb(scope: TokenScope) -> &'static str {
+    match scope {
+        TokenScope::Remediate => "remediate",
+        TokenScope::Scan => "scan or acknowledge",
+        TokenScope::Read => "read",
     }
 }
 
@@ -77,10 +199,10 @@ pub fn caller_of(token: &str, plain: &[String], named: &[ScopedToken]) -> Option
     let mut found = None;
     for t in plain {
         if same_secret(t, token) {
-            found = Some(Caller {
-                name: "token".into(),
-                scopes: vec![TokenScope::Read, TokenScope::Scan],
-            });
+            found = Some(Caller::with_scopes(
+                "token",
+                vec![TokenScope::Read, TokenScope::Scan],
+            ));
         }
     }
     for t in named {
@@ -88,6 +210,7 @@ pub fn caller_of(token: &str, plain: &[String], named: &[ScopedToken]) -> Option
             found = Some(Caller {
                 name: format!("token:{}", t.name),
                 scopes: t.scopes.clone(),
+                grants: t.grants.clone(),
             });
         }
     }
@@ -211,6 +334,7 @@ mod tests {
             name: "ops".into(),
             token: "t-ops".into(),
             scopes: vec![TokenScope::Read, TokenScope::Remediate],
+            grants: Vec::new(),
         }];
         let plain = vec!["t-plain".to_owned()];
         let c = caller_of("t-ops", &plain, &named).expect("named");

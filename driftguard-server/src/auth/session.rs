@@ -239,10 +239,8 @@ mod tests {
     #[test]
     fn sessions_open_read_and_close() {
         let s = Sessions::new();
-        let caller = crate::auth::Caller {
-            name: "token:ops".into(),
-            scopes: vec![crate::config::TokenScope::Read],
-        };
+        let caller =
+            crate::auth::Caller::with_scopes("token:ops", vec![crate::config::TokenScope::Read]);
         let (id, session) = s.open(true, caller.clone()).expect("random");
         assert_eq!(session.caller, caller, "the session keeps who signed in");
         assert_ne!(id, session.csrf);

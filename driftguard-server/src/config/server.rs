@@ -32,6 +32,10 @@ pub struct ServerConfig {
     /// Named bearer tokens with scopes. The plain `tokens` and `tokenEnv` may `read` and
     /// `scan`; only a token given the `remediate` scope here may remediate.
     pub api_tokens: Vec<ApiTokenConfig>,
+    /// Roles per environment: who (API tokens by name) holds which role (`viewer`,
+    /// `operator`, `remediator`, `admin`) in which environments (globs). One check
+    /// (`Caller::may_in`) guards the API, the dashboard, MCP and the event stream.
+    pub role_bindings: Vec<RoleBinding>,
     /// The kill switch of every remediation policy: true stops them all (also
     /// `POST /api/v1/remediation/pause`).
     pub remediation_paused: bool,
@@ -89,6 +93,7 @@ impl Default for ServerConfig {
             tokens: Vec::new(),
             token_env: None,
             api_tokens: Vec::new(),
+            role_bindings: Vec::new(),
             remediation_paused: false,
             webhook_secret_env: None,
             poll_interval: HumanDuration(Duration::from_secs(60)),
@@ -126,13 +131,51 @@ pub struct ApiTokenConfig {
     pub name: String,
     /// Name of the environment variable holding the token.
     pub token_env: String,
-    /// What it may do (default: `read`).
-    #[serde(default = "read_scope")]
-    pub scopes: Vec<TokenScope>,
+    /// What it may do in every environment (default: `read`; none for a token named in
+    /// `roleBindings`, which then may do only what its roles allow where they apply).
+    #[serde(default)]
+    pub scopes: Option<Vec<TokenScope>>,
 }
 
-fn read_scope() -> Vec<TokenScope> {
-    vec![TokenScope::Read]
+/// A role: what a person or token may do in the environments of its binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Read drifts, events, scans (the API, the dashboard, MCP, the event stream).
+    Viewer,
+    /// A viewer who may also scan now and acknowledge drift.
+    Operator,
+    /// An operator who may also remediate (revert, adopt).
+    Remediator,
+    /// Everything; bound to every environment (`*`), also the remediation kill switch.
+    Admin,
+}
+
+impl Role {
+    /// The scopes the role holds where its binding applies.
+    pub fn scopes(self) -> &'static [TokenScope] {
+        match self {
+            Role::Viewer => &[TokenScope::Read],
+            Role::Operator => &[TokenScope::Read, TokenScope::Scan],
+            Role::Remediator | Role::Admin => {
+                &[TokenScope::Read, TokenScope::Scan, TokenScope::Remediate]
+            }
+        }
+    }
+}
+
+/// A role binding (`server.roleBindings`): a role, the environments it applies to (globs,
+/// `prod-*`; `*` for all) and who holds it (API tokens by name).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleBinding {
+    /// The role.
+    pub role: Role,
+    /// The environments, as globs (`*` any run of characters).
+    pub environments: Vec<String>,
+    /// The API tokens (`apiTokens` names) holding it.
+    #[serde(default)]
+    pub tokens: Vec<String>,
 }
 
 /// A resolved named token. `Debug` does not show the token.
@@ -142,8 +185,10 @@ pub struct ScopedToken {
     pub name: String,
     /// The token.
     pub token: String,
-    /// What it may do.
+    /// What it may do in every environment.
     pub scopes: Vec<TokenScope>,
+    /// The roles it holds per environment (`roleBindings`).
+    pub grants: Vec<crate::auth::Grant>,
 }
 
 impl std::fmt::Debug for ScopedToken {
@@ -151,6 +196,7 @@ impl std::fmt::Debug for ScopedToken {
         f.debug_struct("ScopedToken")
             .field("name", &self.name)
             .field("scopes", &self.scopes)
+            .field("grants", &self.grants)
             .finish_non_exhaustive()
     }
 }
@@ -396,10 +442,22 @@ impl ServerConfig {
                         message: format!("${}: {message}", t.token_env),
                     });
                 }
+                let grants: Vec<crate::auth::Grant> = self
+                    .role_bindings
+                    .iter()
+                    .filter(|b| b.tokens.contains(&t.name))
+                    .map(crate::auth::Grant::of)
+                    .collect();
+                let scopes = match &t.scopes {
+                    Some(s) => s.clone(),
+                    None if grants.is_empty() => vec![TokenScope::Read],
+                    None => Vec::new(),
+                };
                 Ok(ScopedToken {
                     name: t.name.clone(),
                     token: token.trim().to_owned(),
-                    scopes: t.scopes.clone(),
+                    scopes,
+                    grants,
                 })
             })
             .collect()
@@ -739,6 +797,52 @@ mod tests {
         ] {
             assert!(bad.parse::<AddrRange>().is_err(), "{bad}");
         }
+    }
+
+    /// A token named in `roleBindings` without scopes of its own may do only what its roles
+    /// allow where they apply; one with `scopes` keeps them everywhere; an admin's binding
+    /// covers every environment.
+    #[test]
+    fn role_bindings_give_tokens_roles_per_environment() {
+        let cfg: ServerConfig = serde_yaml::from_str(
+            "apiTokens:\n  - {name: prodview, tokenEnv: A}\n  - {name: ci, tokenEnv: B}\n  - {name: boss, tokenEnv: C, scopes: [read]}\n\
+             roleBindings:\n  - {role: viewer, environments: [prod-*], tokens: [prodview]}\n  - {role: operator, environments: [dev], tokens: [prodview]}\n  - {role: admin, environments: [dev], tokens: [boss]}\n",
+        )
+        .expect("valid config");
+        let vars = |v: &str| {
+            Some(
+                match v {
+                    "A" => "4f1c9e0b7a2d6e83c5b1",
+                    "B" => "9e8d7c6b5a4f3e2d1c0b",
+                    _ => "0a1b2c3d4e5f60718293",
+                }
+                .to_owned(),
+            )
+        };
+        let tokens = cfg.resolve_scoped_tokens(&vars).expect("resolves");
+        let caller = |name: &str| {
+            let t = tokens.iter().find(|t| t.name == name).expect("token");
+            crate::auth::caller_of(&t.token, &[], &tokens).expect("caller")
+        };
+        let prodview = caller("prodview");
+        assert!(prodview.scopes.is_empty(), "bound: no scope of its own");
+        assert!(prodview.may_in(TokenScope::Read, "prod-eu"));
+        assert!(!prodview.may_in(TokenScope::Scan, "prod-eu"));
+        assert!(prodview.may_in(TokenScope::Scan, "dev"));
+        assert!(!prodview.may_in(TokenScope::Read, "staging"));
+        assert!(!prodview.reads_everything());
+        assert!(prodview.may(TokenScope::Scan).is_ok(), "somewhere");
+        assert!(prodview.may(TokenScope::Remediate).is_err());
+        let ci = caller("ci");
+        assert_eq!(ci.scopes, vec![TokenScope::Read], "unbound: the default");
+        assert!(ci.reads_everything() && !ci.may_in(TokenScope::Scan, "dev"));
+        let boss = caller("boss");
+        assert!(
+            boss.may_in(TokenScope::Remediate, "anything"),
+            "admin: everywhere"
+        );
+        assert!(boss.may_everywhere(TokenScope::Remediate));
+        assert!(!prodview.may_everywhere(TokenScope::Remediate));
     }
 
     #[test]

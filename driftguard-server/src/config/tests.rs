@@ -146,6 +146,30 @@ fn an_inline_token_too_easy_to_guess_is_a_located_problem() {
     load(&format!("{ENV}server:\n  tokens: [4f1c9e0b7a2d6e83c5b1]\n")).expect("strong");
 }
 
+#[test]
+fn role_bindings_name_environments_and_known_tokens() {
+    let tokens = "  apiTokens:\n    - {name: ops, tokenEnv: OPS}\n";
+    load(&format!(
+        "{ENV}server:\n{tokens}  roleBindings:\n    - {{role: operator, environments: [prod-*], tokens: [ops]}}\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        problems(&format!(
+            "{ENV}server:\n{tokens}  roleBindings:\n    - {{role: viewer, environments: [], tokens: [ops, nobody]}}\n    - {{role: admin, environments: ['*']}}\n"
+        )),
+        [
+            "server.roleBindings[0].environments: name at least one environment (a glob such as `prod-*`, or `*` for all)",
+            "server.roleBindings[0].tokens[1]: no token named `nobody` in server.apiTokens",
+            "server.roleBindings[1].tokens: name who holds the role (API tokens of apiTokens, by name)",
+        ]
+    );
+    let e = load(&format!(
+        "{ENV}server:\n{tokens}  roleBindings:\n    - {{role: owner, environments: [x], tokens: [ops]}}\n"
+    ))
+    .expect_err("no such role");
+    assert!(e.to_string().contains("owner"), "{e}");
+}
+
 const CHART: &str = "../../../examples/helm/charts/shop";
 
 fn problems(text: &str) -> Vec<String> {

@@ -56,6 +56,7 @@ pub async fn acknowledge(
     let mut acks = Vec::with_capacity(drifts.len());
     let mut events: Vec<DriftEvent> = Vec::with_capacity(drifts.len());
     for d in &drifts {
+        caller.may_in_env(TokenScope::Scan, &d.id.environment)?;
         let (a, e) = ack::acknowledge(d, &req, now).map_err(refused)?;
         acks.push(a);
         events.push(e);
@@ -84,6 +85,7 @@ pub async fn withdraw(
         .drift(episode)
         .await?
         .ok_or_else(|| AppError::not_found(format!("no drift episode `{episode}`")))?;
+    caller.may_in_env(TokenScope::Scan, &drift.id.environment)?;
     let now = state.clock.now();
     let acks = state
         .store

@@ -17,6 +17,7 @@ use driftguard_core::remediate::advice::{plan, RemediationAction};
 use driftguard_core::state::Drift;
 
 use crate::auth::Caller;
+use crate::config::TokenScope;
 use crate::dto::*;
 use crate::environment::{Environment, RunScanError, SourceState};
 use crate::error::AppError;
@@ -448,6 +449,7 @@ fn remediation_request<'a>(
 /// episode, or another replica leads the environment).
 async fn remediable(
     state: &AppState,
+    caller: &Caller,
     episodes: &[&str],
     items: &mut [Option<RemediationItem>],
 ) -> Result<Vec<(usize, Drift)>, AppError> {
@@ -461,6 +463,15 @@ async fn remediable(
             });
             continue;
         };
+        // roles per environment: the one check
+        if let Err(e) = caller.may_in_env(TokenScope::Remediate, &d.id.environment) {
+            items[i] = Some(RemediationItem {
+                episode: (*episode).to_owned(),
+                object: object_of(&d),
+                answer: Err(e),
+            });
+            continue;
+        }
         // with leader election only the leader acts on an environment
         if let Some(env) = state.environment(&d.id.environment) {
             if !env.leads() {
@@ -493,7 +504,7 @@ pub async fn plan_remediations(
 ) -> Result<Vec<RemediationItem>, AppError> {
     let (service, episodes) = remediation_request(state, episodes.iter().map(String::as_str))?;
     let mut items: Vec<Option<RemediationItem>> = episodes.iter().map(|_| None).collect();
-    let found = remediable(state, &episodes, &mut items).await?;
+    let found = remediable(state, caller, &episodes, &mut items).await?;
     let (order, drifts): (Vec<usize>, Vec<Drift>) = found.into_iter().unzip();
     let proposed = service.plan_many(drifts, action, prune, &caller.name).await;
     for (i, p) in order.into_iter().zip(proposed) {
@@ -526,7 +537,7 @@ pub async fn confirm_remediations(
 ) -> Result<Vec<RemediationItem>, AppError> {
     let (service, episodes) = remediation_request(state, plans.iter().map(|(e, _)| e.as_str()))?;
     let mut items: Vec<Option<RemediationItem>> = episodes.iter().map(|_| None).collect();
-    let found = remediable(state, &episodes, &mut items).await?;
+    let found = remediable(state, caller, &episodes, &mut items).await?;
     let plan_of = |episode: &str| {
         plans
             .iter()
@@ -643,7 +654,8 @@ pub async fn object_history(
 /// summary: 502 `scan_failed` when a source cannot be read, 503 `store_unavailable` when the
 /// store cannot be written, 409 `not_leader` when another replica leads the environment
 /// (leader election; also when the store refused this replica's write).
-pub async fn scan_now(state: &AppState, env: &str) -> Result<ScanDto, AppError> {
+pub async fn scan_now(state: &AppState, caller: &Caller, env: &str) -> Result<ScanDto, AppError> {
+    caller.may_in_env(TokenScope::Scan, env)?;
     let scan = environment(state, env)?.requested_scan(&state.scan_context());
     match scan.await {
         Ok(summary) => Ok(ScanDto::from(&summary)),

@@ -7,9 +7,9 @@
 //! Only a session signed in with a token that has the `remediate` scope may post here; every
 //! post carries the session's CSRF token and must come from this origin.
 
+use crate::auth::visible::Visible;
 use askama::Template;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -20,7 +20,6 @@ use super::{check_csrf, html, Layout, Viewer, WebError};
 use crate::config::TokenScope;
 use crate::error::AppError;
 use crate::queries::{self, RemediationItem};
-use crate::state::AppState;
 
 /// What a remediation form sends: the drifts (`episode`, repeated) to plan, or the plans
 /// (`confirm` = `<episode>.<plan>`, repeated) to carry out.
@@ -163,7 +162,7 @@ struct RemediatePage {
 /// `POST /drifts/remediate`: plans and previews the selected drifts, or carries out the
 /// confirmed plans.
 pub(crate) async fn remediate(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     headers: HeaderMap,
     body: Bytes,

@@ -64,6 +64,7 @@ pub(super) fn validate(config: &Config, plan: &ResolvedConfig) -> Vec<ConfigProb
     server::ha(&mut problems, f, plan);
     server::trusted_proxies(&mut problems, f);
     server::tokens(&mut problems, f);
+    server::role_bindings(&mut problems, f);
     store::secret_key(&mut problems, f, plan);
     problems.out
 }

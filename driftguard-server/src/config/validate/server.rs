@@ -86,3 +86,32 @@ pub(super) fn tokens(problems: &mut Problems, f: &ConfigFile) {
         }
     }
 }
+
+/// Each role binding names environments and only tokens of `apiTokens`.
+pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
+    let Some(server) = f.server.as_ref() else {
+        return;
+    };
+    for (i, b) in server.role_bindings.iter().enumerate() {
+        if b.environments.is_empty() || b.environments.iter().any(|e| e.trim().is_empty()) {
+            problems.add(
+                format!("server.roleBindings[{i}].environments"),
+                "name at least one environment (a glob such as `prod-*`, or `*` for all)",
+            );
+        }
+        if b.tokens.is_empty() {
+            problems.add(
+                format!("server.roleBindings[{i}].tokens"),
+                "name who holds the role (API tokens of apiTokens, by name)",
+            );
+        }
+        for (j, t) in b.tokens.iter().enumerate() {
+            if !server.api_tokens.iter().any(|a| &a.name == t) {
+                problems.add(
+                    format!("server.roleBindings[{i}].tokens[{j}]"),
+                    format!("no token named `{t}` in server.apiTokens"),
+                );
+            }
+        }
+    }
+}

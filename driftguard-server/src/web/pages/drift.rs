@@ -164,7 +164,7 @@ pub(super) struct DriftPage {
 
 /// `GET /drifts/{episode}`.
 pub(crate) async fn drift(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Path(episode): Path<String>,
     Query(q): Params,
@@ -338,7 +338,7 @@ pub(crate) struct AckForm {
 /// `POST /drifts/{episode}/acknowledge`: acknowledges the drift (or withdraws its
 /// acknowledgement) through the API's query, and goes back to its page.
 pub(crate) async fn acknowledge(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Path(episode): Path<String>,
     headers: HeaderMap,

@@ -342,7 +342,7 @@ pub(super) fn with(q: &HashMap<String, String>, changes: &[(&str, &str)]) -> Str
 
 /// `GET /drifts`: every environment's drifts in one table; the filters live in the URL.
 pub(crate) async fn drifts(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Query(q): Params,
 ) -> Result<Response, WebError> {

@@ -19,7 +19,7 @@ pub(super) const EVENTS_PER_PAGE: usize = 50;
 
 /// `GET /events`: the newest events first; open, the page adds new ones as they happen.
 pub(crate) async fn events(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Query(q): Params,
 ) -> Result<Response, WebError> {

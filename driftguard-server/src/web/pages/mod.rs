@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -19,11 +19,11 @@ use driftguard_core::state::{Direction, DriftKind, EventKind};
 use super::chart::{self, Chart, Range};
 use super::view::{self, When};
 use super::{check_csrf, html, CsrfForm, Layout, Viewer, WebError};
+use crate::auth::visible::Visible;
 use crate::config::TokenScope;
 use crate::dto::{DriftSummary, EnvironmentDto, EventDto, RemediationDto};
 use crate::error::AppError;
 use crate::queries::{self, DriftFilter, MAX_LIMIT};
-use crate::state::AppState;
 
 type Params = Query<HashMap<String, String>>;
 

@@ -19,7 +19,7 @@ pub(super) struct ObjectPage {
 
 /// `GET /objects/{env}/{*object}`: the record and the history of one object.
 pub(crate) async fn object(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Path((env, object)): Path<(String, String)>,
 ) -> Result<Html<String>, WebError> {

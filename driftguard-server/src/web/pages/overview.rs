@@ -276,7 +276,7 @@ pub(super) fn env_card(e: &EnvironmentDto, open: &OpenTally, now: DateTime<Utc>)
 
 /// `GET /`.
 pub(crate) async fn overview(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Query(q): Params,
 ) -> Result<Html<String>, WebError> {
@@ -365,7 +365,7 @@ pub(crate) async fn overview(
 /// `POST /environments/{env}/scan`: starts a scan and goes back to the overview (the page
 /// updates when the scan ends).
 pub(crate) async fn scan_now(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Path(env): Path<String>,
     headers: HeaderMap,
@@ -373,11 +373,12 @@ pub(crate) async fn scan_now(
 ) -> Result<Response, WebError> {
     check_csrf(&viewer, &headers, &form.csrf)?;
     viewer.require(TokenScope::Scan)?;
+    viewer.caller.may_in_env(TokenScope::Scan, &env)?;
     queries::environment(&state, &env)?;
-    let (state, name) = (state.clone(), env.clone());
+    let (state, name, caller) = (state.clone(), env.clone(), viewer.caller.clone());
     tokio::spawn(async move {
         // the outcome shows on the overview (status, last error) and in the feed
-        let _ = queries::scan_now(&state, &name).await;
+        let _ = queries::scan_now(&state, &caller, &name).await;
     });
     Ok(Redirect::to(&format!("/{}", view::query_string(&[("scan", &env)]))).into_response())
 }

@@ -28,7 +28,7 @@ pub(super) struct ScansPage {
 /// `GET /scans`: the latest scans with their errors and warnings, and the environments whose
 /// last scan failed.
 pub(crate) async fn scans(
-    State(state): State<AppState>,
+    Visible(state): Visible,
     Extension(viewer): Extension<Viewer>,
     Query(q): Params,
 ) -> Result<Html<String>, WebError> {
