@@ -174,7 +174,9 @@ impl Engine {
     ) {
         let env = &self.spec.name;
         let default_ns = self.spec.default_namespace();
-        st.desired.reserve(objects.size_hint().0);
+        // grown once: a table doubled as it fills leaves the smaller ones behind
+        let (least, most) = objects.size_hint();
+        st.desired.reserve(most.unwrap_or(least));
         for m in objects {
             let m = m.borrow();
             let result = identify(env, &m.object.0).and_then(|(mut id, api_version)| {
