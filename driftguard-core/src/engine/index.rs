@@ -204,7 +204,7 @@ impl Engine {
                     Entry::Vacant(slot) => {
                         let id = slot.key().clone();
                         let d = self.normalizer.desired_as(id, api_version, m, &pointers)?;
-                        slot.insert(d);
+                        slot.insert(Box::new(d));
                         Ok(Ok(()))
                     }
                 }
@@ -325,7 +325,7 @@ impl Engine {
                     .attach_attribution(raw, &pointers, &mut live);
             }
         }
-        st.live.insert(id, live);
+        st.live.insert(id, Box::new(live));
         true
     }
 }

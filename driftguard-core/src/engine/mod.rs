@@ -102,9 +102,9 @@ impl EnvironmentSpec {
 #[derive(Clone, Debug, Default)]
 pub struct EnvState {
     /// Desired objects by identity.
-    pub desired: FastMap<ResourceId, DesiredObject>,
+    pub desired: FastMap<ResourceId, Box<DesiredObject>>,
     /// Live objects that are tracked (in Git, or eligible as orphans).
-    pub live: FastMap<ResourceId, LiveObject>,
+    pub live: FastMap<ResourceId, Box<LiveObject>>,
     /// Objects whose replicas an HPA owns.
     pub hpa_targets: FastSet<ResourceId>,
     /// Namespaces fully managed by Git.
