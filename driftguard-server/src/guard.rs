@@ -128,11 +128,23 @@ impl Client {
 
 /// The middleware every request passes first (see the module's documentation).
 pub async fn requests(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let tls = req
+        .extensions()
+        .get::<ConnectInfo<crate::tls::TlsPeer>>()
+        .map(|c| c.0);
     let peer = req
         .extensions()
         .get::<ConnectInfo<Peer>>()
-        .map(|c| c.0 .0.ip());
-    let client = Client::of(&state, peer, req.headers());
+        .map(|c| c.0 .0.ip())
+        .or(tls.map(|t| t.addr.ip()));
+    let mut client = Client::of(&state, peer, req.headers());
+    if let Some(t) = tls {
+        // served over TLS here: the browser's scheme is https
+        client.https = true;
+        if t.client_certificate {
+            req.extensions_mut().insert(crate::tls::ClientCertificate);
+        }
+    }
     req.extensions_mut().insert(client);
     if !host_allowed(&state, req.headers(), req.uri()) {
         let peer = peer.map(|p| p.to_string());

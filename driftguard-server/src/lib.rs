@@ -51,6 +51,7 @@ pub mod state;
 pub mod supervisor;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tls;
 pub mod verdicts;
 pub mod web;
 
@@ -95,4 +96,44 @@ pub async fn run(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// [`run`] over TLS (`server.tls`): the certificate and key are read again when their files
+/// change, until `shutdown`; a client certificate the configured CA signed may post to the
+/// audit webhook in place of its token. A first request line too long is answered by hyper
+/// here (the plain listener's own check reads the bytes before TLS could decrypt them).
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: tls::Tls,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if state.tokens.is_empty() && state.scoped_tokens.is_empty() && !addr.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("no API tokens configured: refusing to listen on {addr} (only 127.0.0.1 is allowed without tokens)"),
+        ));
+    }
+    tracing::info!(%addr, "DriftGuard API and dashboard listening over TLS");
+    let feed = state.feed.clone();
+    let mcp = state.mcp_cancel.clone();
+    let reload = tokio_util::sync::CancellationToken::new();
+    let watcher = tls.files.watch(reload.clone());
+    let stop = reload.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stop.cancel();
+        feed.close();
+        mcp.cancel();
+    };
+    let served = axum::serve(
+        tls::TlsListener::new(listener, tls.config)?,
+        router(state).into_make_service_with_connect_info::<tls::TlsPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    reload.cancel();
+    let _ = watcher.await;
+    served
 }

@@ -80,6 +80,9 @@ pub enum ServeError {
     /// A store, a source or the Secret key could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
+    /// The TLS certificate, key or client CA (`server.tls`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The listener could not be bound.
     #[error("cannot listen on {addr}")]
     Listen {
@@ -245,6 +248,8 @@ pub struct Service {
     election: Option<Election>,
     /// With a `discover:` section: the discovered environments, followed while running.
     following: Option<Following>,
+    /// `server.tls`: serve over TLS.
+    tls: Option<crate::tls::Tls>,
 }
 
 impl std::fmt::Debug for Service {
@@ -299,6 +304,12 @@ impl Service {
             tracing::warn!("{w}");
         }
         let settings = plan.server.settings.clone();
+        // read at start: a certificate or key that cannot be used stops `serve` here
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|t| crate::tls::Tls::load(&t.cert_file, &t.key_file, t.client_ca_file.as_deref()))
+            .transpose()?;
         let env_var = |k: &str| std::env::var(k).ok();
         let tokens = settings.resolve_tokens(&env_var)?;
         let scoped_tokens = settings.resolve_scoped_tokens(&env_var)?;
@@ -437,6 +448,7 @@ impl Service {
             addr,
             election,
             following,
+            tls,
         })
     }
 
@@ -478,6 +490,7 @@ impl Service {
             policies,
             election,
             following,
+            tls,
             ..
         } = self;
         let addr = listener.local_addr().map_err(|source| ServeError::Listen {
@@ -506,7 +519,7 @@ impl Service {
             });
             let out = run_elected(
                 state, cancel, notifiers, settings, retention, listener, addr, election, policies,
-                shutdown,
+                tls, shutdown,
             )
             .await;
             if let Some(f) = follower {
@@ -580,7 +593,7 @@ impl Service {
                 _ = stop.cancelled() => {}
             }
         };
-        let served = crate::run(listener, state, shutdown).await;
+        let served = serve_http(listener, state, tls, shutdown).await;
         cancel.cancel();
         let supervisor = match follower {
             Some(f) => f.await.unwrap_or_else(|e| {
@@ -604,6 +617,19 @@ impl Service {
         }
         let _ = lapses.await;
         served.map_err(|source| ServeError::Serve { addr, source })
+    }
+}
+
+/// Serves the router on `listener`, over TLS when `server.tls` is set.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Option<crate::tls::Tls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => crate::run(listener, state, shutdown).await,
+        Some(tls) => crate::run_tls(listener, state, tls, shutdown).await,
     }
 }
 
@@ -646,6 +672,7 @@ async fn run_elected(
     addr: SocketAddr,
     election: Election,
     policies: Vec<(String, driftguard_core::remediate::Policy)>,
+    tls: Option<crate::tls::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let grace = settings.shutdown_grace.0;
@@ -682,7 +709,7 @@ async fn run_elected(
             _ = stop.cancelled() => {}
         }
     };
-    let served = crate::run(listener, state, shutdown).await;
+    let served = serve_http(listener, state, tls, shutdown).await;
     cancel.cancel();
     // the elector hands the environments back and waits for their loops (within the grace)
     if tokio::time::timeout(grace + Duration::from_secs(5), elector)

@@ -179,10 +179,21 @@ pub(super) async fn audit_post(
     // environments exist. A post for an environment without an audit webhook is checked
     // against every environment's audit tokens (and not counted under its name, which anyone
     // may choose).
+    // a client certificate the configured CA signed (server.tls.clientCaFile) stands in
+    // for the token: the API server's audit webhook kubeconfig can present one
+    let by_certificate = req
+        .extensions()
+        .get::<crate::tls::ClientCertificate>()
+        .is_some();
     let found = state
         .environment(&env)
         .filter(|e| e.audit.as_ref().is_some_and(|a| a.webhook));
     let Some(e) = found else {
+        if by_certificate {
+            return Err(AppError::not_found(format!(
+                "no audit webhook for environment `{env}` (audit.webhook)"
+            )));
+        }
         let every: Vec<String> = state
             .environments()
             .iter()
@@ -206,7 +217,9 @@ pub(super) async fn audit_post(
         tracing::warn!(environment = %env, code = err.code, message = %err.message, "audit post refused");
         err
     };
-    check_audit_token(req.headers(), &settings.tokens).map_err(refuse)?;
+    if !by_certificate {
+        check_audit_token(req.headers(), &settings.tokens).map_err(refuse)?;
+    }
     let max = settings.max_body;
     let too_large = || {
         AppError::new(

@@ -120,6 +120,11 @@ fn server(r: &Resolver<'_>, f: &ConfigFile) -> ServerPlan {
             *ca = r.path(ca);
         }
     }
+    if let Some(tls) = &mut settings.tls {
+        tls.cert_file = r.path(&tls.cert_file);
+        tls.key_file = r.path(&tls.key_file);
+        tls.client_ca_file = tls.client_ca_file.as_ref().map(|p| r.path(p));
+    }
     let mut home_cluster = None;
     if let Some(ha) = &mut settings.ha {
         ha.home_kubeconfig = ha.home_kubeconfig.as_ref().map(|p| r.path(p));

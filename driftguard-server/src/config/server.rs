@@ -5,6 +5,7 @@
 //! ([`super::Config::warnings`]). Unknown fields are refused.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use driftguard_core::severity::Severity;
@@ -36,6 +37,8 @@ pub struct ServerConfig {
     /// `operator`, `remediator`, `admin`) in which environments (globs). One check
     /// (`Caller::may_in`) guards the API, the dashboard, MCP and the event stream.
     pub role_bindings: Vec<RoleBinding>,
+    /// Serve over TLS (HTTPS) with this certificate and key, read again when they change.
+    pub tls: Option<TlsConfig>,
     /// The kill switch of every remediation policy: true stops them all (also
     /// `POST /api/v1/remediation/pause`).
     pub remediation_paused: bool,
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             token_env: None,
             api_tokens: Vec::new(),
             role_bindings: Vec::new(),
+            tls: None,
             remediation_paused: false,
             webhook_secret_env: None,
             poll_interval: HumanDuration(Duration::from_secs(60)),
@@ -135,6 +139,22 @@ pub struct ApiTokenConfig {
     /// `roleBindings`, which then may do only what its roles allow where they apply).
     #[serde(default)]
     pub scopes: Option<Vec<TokenScope>>,
+}
+
+/// `server.tls`: `serve` terminates TLS itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM (the server's certificate first). Read again when it
+    /// changes (checked every 2 s); a new pair that cannot be used keeps the one in use.
+    pub cert_file: PathBuf,
+    /// Its private key, PEM (PKCS #8, PKCS #1 or SEC 1).
+    pub key_file: PathBuf,
+    /// Client certificates signed by this CA (PEM) may post to the audit webhook in place of
+    /// its token: the API server's audit webhook kubeconfig can present one. Use a CA of its
+    /// own for this. Clients without a certificate are served as before.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// A role: what a person or token may do in the environments of its binding.

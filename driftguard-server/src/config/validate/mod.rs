@@ -62,6 +62,7 @@ pub(super) fn validate(config: &Config, plan: &ResolvedConfig) -> Vec<ConfigProb
     }
     store::store(&mut problems, f);
     server::ha(&mut problems, f, plan);
+    server::tls(&mut problems, plan);
     server::trusted_proxies(&mut problems, f);
     server::tokens(&mut problems, f);
     server::role_bindings(&mut problems, f);

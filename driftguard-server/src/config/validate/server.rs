@@ -115,3 +115,20 @@ pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
         }
     }
 }
+
+/// The files of `server.tls` exist (whether they can be used is known when `serve` reads
+/// them: the error names the file, never its content).
+pub(super) fn tls(problems: &mut Problems, plan: &ResolvedConfig) {
+    let Some(t) = plan.server.settings.tls.as_ref() else {
+        return;
+    };
+    for (key, path) in [
+        ("certFile", Some(&t.cert_file)),
+        ("keyFile", Some(&t.key_file)),
+        ("clientCaFile", t.client_ca_file.as_ref()),
+    ] {
+        if path.is_some_and(|p| !p.is_file()) {
+            problems.add(format!("server.tls.{key}"), "file does not exist");
+        }
+    }
+}
