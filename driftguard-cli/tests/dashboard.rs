@@ -463,6 +463,37 @@ server:
         "{plan}"
     );
     screenshot(&c, "drift").await;
+    // acknowledged from its page: marked with who, why and until when, in the table too
+    let drift_url = c.current_url().await.expect("url").to_string();
+    c.find(Locator::Id("ack-reason"))
+        .await
+        .expect("the acknowledge form")
+        .send_keys("load test until Friday")
+        .await
+        .expect("type");
+    c.find(Locator::Id("ack-until"))
+        .await
+        .expect("until")
+        .send_keys("3d")
+        .await
+        .expect("type");
+    submit(&c, "#ack-button").await;
+    let ack = text_of(&c, "#ack").await;
+    assert!(
+        ack.contains("acknowledged by token") && ack.contains("load test until Friday"),
+        "{ack}"
+    );
+    let api = drift_of(&server, "a", "Deployment", "open").expect("still open");
+    assert_eq!(api["acknowledgement"]["standing"], "holds", "{api}");
+    screenshot(&c, "drift-acknowledged").await;
+    c.goto(&format!("{base}/drifts?environment=a&acknowledged=true"))
+        .await
+        .expect("goto");
+    assert!(text_of(&c, "#drifts-table").await.contains("acknowledged"));
+    // withdrawn: the rest of the tour sees the drift as before
+    c.goto(&drift_url).await.expect("goto");
+    submit(&c, "#ack-withdraw").await;
+    assert!(text_of(&c, "#ack").await.contains("lapsed: withdrawn"));
     // the object's history
     click_to(&c, "dl.facts a[href^='/objects/']", |u| {
         u.starts_with("/objects/")
