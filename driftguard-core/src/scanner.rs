@@ -443,7 +443,7 @@ impl Scanner {
         // evaluate: pure
         let mut ev =
             self.engine
-                .evaluate_audited(&st, &records, observations, &histories, &audit, &tick);
+                .evaluate_taking(&st, records, observations, &histories, &audit, &tick);
         self.credit(&mut ev.events).await;
         let mut errors: Vec<String> = st.errors.iter().map(ToString::to_string).collect();
         errors.extend(st.live_errors.iter().cloned());

@@ -5,7 +5,8 @@
 //! hash and baseline is what a scan would see.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use driftguard_core::engine::{Engine, EnvironmentSpec};
+use driftguard_core::audit::AuditEvidence;
+use driftguard_core::engine::{Engine, EnvState, EnvironmentSpec, Histories};
 use driftguard_core::id::ResourceId;
 use driftguard_core::model::{Provenance, RawLive, RawManifest, RawObject};
 use driftguard_core::normalize::{Normalizer, SecretKey};
@@ -64,6 +65,12 @@ struct Step {
 }
 
 fn observe(step: Step) -> Observation {
+    let (e, st) = index_step(step);
+    e.observe(&st, &id())
+}
+
+/// The engine and the index of one step.
+fn index_step(step: Step) -> (Engine, EnvState) {
     let e = engine();
     let desired = DesiredSet {
         objects: match step.git {
@@ -100,7 +107,7 @@ fn observe(step: Step) -> Observation {
     spec.orphan_kinds = Some(vec![id().group_kind()]);
     let e = Engine::new(spec, e.normalizer.clone());
     let st = e.index(&desired, &live);
-    e.observe(&st, &id())
+    (e, st)
 }
 
 fn tick(i: i64, first_scan: bool) -> Tick {
@@ -265,6 +272,29 @@ fn agree(s: Step) -> bool {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A full scan's evaluation, which takes the stored records and puts the new ones in
+    /// their place, gives what the evaluation that reads them gives, step after step.
+    #[test]
+    fn evaluating_taking_the_records_is_evaluating_reading_them(
+        steps in prop::collection::vec(step(), 1..8)
+    ) {
+        let mut records = std::collections::HashMap::new();
+        for (i, s) in steps.iter().enumerate() {
+            let (e, st) = index_step(*s);
+            let observations = e.observe_each(&st, e.scan_ids(&st, &records));
+            let tick = tick(i as i64, i == 0);
+            let (histories, audit) = (Histories::default(), AuditEvidence::default());
+            let read = e.evaluate_audited(
+                &st, &records, observations.clone(), &histories, &audit, &tick,
+            );
+            let taken = e.evaluate_taking(
+                &st, records, observations, &histories, &audit, &tick,
+            );
+            prop_assert_eq!(&taken, &read);
+            records = taken.records;
+        }
+    }
 
     /// The same observation twice in a row emits nothing the second time.
     #[test]

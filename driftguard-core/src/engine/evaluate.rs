@@ -114,69 +114,115 @@ impl Engine {
         audit: &AuditEvidence,
         tick: &Tick,
     ) -> Evaluation {
+        let gathered = Gathered {
+            histories,
+            audit,
+            tick,
+        };
         let mut ev = Evaluation::default();
         ev.records.reserve(observations.len());
-        for mut obs in observations {
+        for obs in observations {
             let prev = records.get(&obs.id);
-            if matches!(obs.presence, Presence::Unknown) {
-                ev.counts.unknown += 1;
+            self.evaluate_one(st, prev, obs, &gathered, &mut ev);
+        }
+        sort_verdicts(&mut ev.verdicts);
+        ev
+    }
+
+    /// [`Engine::evaluate_audited`] taking the stored records, as a full scan does: each
+    /// observation's record is taken out of `records` and its new one put in its place, so the
+    /// evaluation holds one table of records, not the stored ones beside the new ones. Records
+    /// of objects not observed stay as they were (a full scan observes every recorded object:
+    /// [`Engine::scan_ids`]).
+    pub fn evaluate_taking(
+        &self,
+        st: &EnvState,
+        records: HashMap<ResourceId, DriftRecord>,
+        observations: Vec<Observation>,
+        histories: &Histories,
+        audit: &AuditEvidence,
+        tick: &Tick,
+    ) -> Evaluation {
+        let gathered = Gathered {
+            histories,
+            audit,
+            tick,
+        };
+        let mut ev = Evaluation {
+            records,
+            ..Evaluation::default()
+        };
+        for obs in observations {
+            let prev = ev.records.remove(&obs.id);
+            self.evaluate_one(st, prev.as_ref(), obs, &gathered, &mut ev);
+        }
+        sort_verdicts(&mut ev.verdicts);
+        ev
+    }
+
+    /// Evaluates one observation against its stored record into `ev`.
+    fn evaluate_one(
+        &self,
+        st: &EnvState,
+        prev: Option<&DriftRecord>,
+        mut obs: Observation,
+        gathered: &Gathered<'_>,
+        ev: &mut Evaluation,
+    ) {
+        let Gathered {
+            histories,
+            audit,
+            tick,
+        } = *gathered;
+        if matches!(obs.presence, Presence::Unknown) {
+            ev.counts.unknown += 1;
+            ev.verdicts.push(Verdict {
+                id: obs.id.clone(),
+                status: VerdictStatus::Unknown,
+                drift: prev.and_then(|r| r.drift.clone()),
+            });
+            if let Some(p) = prev {
+                ev.records.insert(obs.id, p.clone());
+            }
+            return;
+        }
+        let versions = histories.get(&obs.id);
+        self.add_evidence(st, prev, &mut obs, versions, tick);
+        if audit.enabled {
+            add_audit(st, prev, &mut obs, audit);
+        }
+        add_resolver(st, prev, &mut obs);
+        let t = transition(prev, &obs, tick);
+        ev.events.extend(t.events);
+        match t.record {
+            Some(r) => {
+                ev.counts.tracked += 1;
+                match r.drift.as_ref().map(|d| d.kind) {
+                    None => ev.counts.in_sync += 1,
+                    Some(DriftKind::Modified) => ev.counts.modified += 1,
+                    Some(DriftKind::Missing) => ev.counts.missing += 1,
+                    Some(DriftKind::Orphan) => ev.counts.orphan += 1,
+                }
                 ev.verdicts.push(Verdict {
                     id: obs.id.clone(),
-                    status: VerdictStatus::Unknown,
-                    drift: prev.and_then(|r| r.drift.clone()),
+                    status: if r.drift.is_some() {
+                        VerdictStatus::Drifted
+                    } else {
+                        VerdictStatus::InSync
+                    },
+                    drift: r.drift.clone(),
                 });
-                if let Some(p) = prev {
-                    ev.records.insert(obs.id, p.clone());
+                if t.changed {
+                    ev.upserts.push(r.clone());
                 }
-                continue;
+                ev.records.insert(obs.id, r);
             }
-            let versions = histories.get(&obs.id);
-            self.add_evidence(st, prev, &mut obs, versions, tick);
-            if audit.enabled {
-                add_audit(st, prev, &mut obs, audit);
-            }
-            add_resolver(st, prev, &mut obs);
-            let t = transition(prev, &obs, tick);
-            ev.events.extend(t.events);
-            match t.record {
-                Some(r) => {
-                    ev.counts.tracked += 1;
-                    match r.drift.as_ref().map(|d| d.kind) {
-                        None => ev.counts.in_sync += 1,
-                        Some(DriftKind::Modified) => ev.counts.modified += 1,
-                        Some(DriftKind::Missing) => ev.counts.missing += 1,
-                        Some(DriftKind::Orphan) => ev.counts.orphan += 1,
-                    }
-                    ev.verdicts.push(Verdict {
-                        id: obs.id.clone(),
-                        status: if r.drift.is_some() {
-                            VerdictStatus::Drifted
-                        } else {
-                            VerdictStatus::InSync
-                        },
-                        drift: r.drift.clone(),
-                    });
-                    if t.changed {
-                        ev.upserts.push(r.clone());
-                    }
-                    ev.records.insert(obs.id, r);
-                }
-                None => {
-                    if prev.is_some() {
-                        ev.deletes.push(obs.id);
-                    }
+            None => {
+                if prev.is_some() {
+                    ev.deletes.push(obs.id);
                 }
             }
         }
-        ev.verdicts.sort_by(|a, b| {
-            let rank = |v: &Verdict| match v.status {
-                VerdictStatus::Drifted => 0,
-                VerdictStatus::Unknown => 1,
-                VerdictStatus::InSync => 2,
-            };
-            rank(a).cmp(&rank(b)).then(a.id.cmp(&b.id))
-        });
-        ev
     }
 
     /// Fills in the commit and history-based direction evidence of a drifted observation.
@@ -303,4 +349,24 @@ fn add_audit(
         since,
     );
     obs.audit = Some(AuditFinding { writers, since });
+}
+
+/// What an evaluation reads beside the state and the records.
+#[derive(Clone, Copy)]
+struct Gathered<'a> {
+    histories: &'a Histories,
+    audit: &'a AuditEvidence,
+    tick: &'a Tick,
+}
+
+/// Drifted first, then unknown, then in sync; by identity within each.
+fn sort_verdicts(verdicts: &mut [Verdict]) {
+    verdicts.sort_by(|a, b| {
+        let rank = |v: &Verdict| match v.status {
+            VerdictStatus::Drifted => 0,
+            VerdictStatus::Unknown => 1,
+            VerdictStatus::InSync => 2,
+        };
+        rank(a).cmp(&rank(b)).then(a.id.cmp(&b.id))
+    });
 }
