@@ -38,6 +38,7 @@
 //! ```
 
 pub mod ack;
+pub mod actions;
 pub mod audit;
 mod object;
 pub use object::{id, manifest, model};

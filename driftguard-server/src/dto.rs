@@ -1068,6 +1068,46 @@ pub struct RemediateRequest {
     pub confirm: Option<String>,
 }
 
+/// What a person did (`GET /api/v1/actions`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct ActionDto {
+    /// When (for failed sign-ins: the minute they were counted in).
+    pub at: DateTime<Utc>,
+    /// Who: `token:<name>`, `cli:<user>`; for failed sign-ins the client's address.
+    pub who: String,
+    /// `scan`, `acknowledge`, `withdraw`, `remediate` or `sign-in-failed`.
+    pub action: String,
+    /// The environment it concerned.
+    pub environment: Option<String>,
+    /// The drift episodes it concerned.
+    pub episodes: Vec<String>,
+    /// How many (failed sign-ins in that minute; 1 otherwise).
+    pub count: u32,
+    /// A word more: the reason of an acknowledgement, the outcome of a remediation.
+    pub detail: String,
+}
+
+impl From<&driftguard_core::actions::PersonAction> for ActionDto {
+    fn from(a: &driftguard_core::actions::PersonAction) -> Self {
+        ActionDto {
+            at: a.at,
+            who: a.who.clone(),
+            action: a.action.as_str().to_owned(),
+            environment: a.environment.clone(),
+            episodes: a.episodes.clone(),
+            count: a.count,
+            detail: a.detail.clone(),
+        }
+    }
+}
+
+/// People's actions, newest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct ActionList {
+    /// The actions.
+    pub items: Vec<ActionDto>,
+}
+
 /// What to acknowledge (`POST /api/v1/acknowledgements`): `episodes`, or every open drift of
 /// `environment` (the baseline at onboarding; with `episodes` absent), with a reason and an
 /// optional expiry.

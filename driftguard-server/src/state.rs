@@ -68,6 +68,8 @@ pub struct Inner {
     pub throttle: Arc<Throttle>,
     /// The deployment tools' latest verdict per discovered environment.
     pub verdicts: Arc<crate::verdicts::Verdicts>,
+    /// Failed sign-ins counted per client and minute (recorded as people's actions).
+    pub sign_in_failures: Arc<crate::queries::actions::SignInFailures>,
 }
 
 impl std::ops::Deref for AppState {
@@ -132,6 +134,7 @@ impl AppState {
                 trusted_proxies: Vec::new(),
                 throttle: Arc::new(Throttle::new()),
                 verdicts: Arc::new(crate::verdicts::Verdicts::default()),
+                sign_in_failures: Arc::default(),
             },
         }
     }
@@ -202,6 +205,7 @@ impl AppState {
                 trusted_proxies: i.trusted_proxies.clone(),
                 throttle: i.throttle.clone(),
                 verdicts: i.verdicts.clone(),
+                sign_in_failures: i.sign_in_failures.clone(),
             }),
         }
     }

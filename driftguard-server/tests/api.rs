@@ -1464,6 +1464,7 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/remediation/pause",
         "/api/v1/remediation/resume",
         "/api/v1/events",
+        "/api/v1/actions",
         "/api/v1/events/stream",
         "/api/v1/scans",
         "/api/v1/openapi.json",
@@ -1764,6 +1765,38 @@ async fn acknowledged_drift_stays_open_marked_and_lapses() {
     let r = send_json(&app, Method::DELETE, &uri, TOKEN, json!({})).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
 
+    // what people did, with who: scans asked for, acknowledgements, the withdrawal
+    let actions = get(&app, "/api/v1/actions?environment=dev").await;
+    assert_eq!(actions.status, StatusCode::OK, "{}", actions.text);
+    let kinds: Vec<&str> = actions.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "acknowledge").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"scan"), "{kinds:?}");
+    let withdrawn = actions.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|a| a["action"] == "withdraw")
+        .expect("the withdrawal");
+    assert_eq!(withdrawn["who"], "token");
+    assert_eq!(withdrawn["episodes"][0], episode.as_str());
+    let first_ack = actions.json["items"]
+        .as_array()
+        .expect("items")
+        .last()
+        .expect("the oldest");
+    assert!(
+        first_ack["action"] == "scan" || first_ack["detail"] == "load test until Friday",
+        "oldest last: {first_ack}"
+    );
     // the baseline of an environment
     let open = get(&app, "/api/v1/drifts?environment=prod").await.json["total"].clone();
     assert!(open.as_u64().is_some_and(|n| n > 1), "{open}");

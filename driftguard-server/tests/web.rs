@@ -1694,3 +1694,35 @@ async fn roles_per_environment_hold_for_the_api_the_dashboard_and_the_stream() {
     assert!(seen.contains("prod-00000000"), "{seen}");
     assert!(!seen.contains("\"dev\""), "nothing of dev: {seen}");
 }
+
+/// Failed sign-ins are recorded as people's actions, counted per client and minute, and shown
+/// on the events page and by the API (to a caller who reads every environment).
+#[tokio::test]
+async fn failed_sign_ins_are_counted_in_the_history() {
+    let f = fixture(true).await;
+    for _ in 0..3 {
+        let r = form(
+            &f.app,
+            "/login",
+            None,
+            Some("http://127.0.0.1:8080"),
+            "token=wrong-token-0123456789&next=%2F",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+    let actions = f.state.store.actions(None, 10).await.expect("reads");
+    assert_eq!(
+        actions.len(),
+        1,
+        "one record per client and minute: {actions:?}"
+    );
+    assert_eq!(actions[0].count, 3);
+    assert_eq!(
+        actions[0].who, "unknown",
+        "no connection in this test: no address"
+    );
+    let s = sign_in(&f.app).await;
+    let page = page(&f.app, "/events", Some(&s)).await;
+    assert!(page.text.contains("sign-in-failed ×3"), "{}", page.text);
+}

@@ -402,6 +402,22 @@ impl DriftStore for BufferedStore {
     }
 
     /// Goes to the wrapped store.
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        self.inner.actions(environment, limit).await
+    }
+
+    /// Goes to the wrapped store: a person's action is not a scan's write.
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        self.inner.record_actions(actions).await
+    }
+
     async fn acknowledgements(
         &self,
         environment: Option<&str>,

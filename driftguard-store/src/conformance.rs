@@ -47,6 +47,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@one $fresh, conformance_provided_methods, provided_methods);
         $crate::conformance_tests!(@one $fresh, conformance_audit_index, audit_index);
         $crate::conformance_tests!(@one $fresh, conformance_acknowledgements, acknowledgements);
+        $crate::conformance_tests!(@one $fresh, conformance_person_actions, person_actions);
     };
     (@one $fresh:path, $name:ident, $check:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1134,6 +1135,92 @@ pub async fn acknowledgements(store: Arc<dyn DriftStore>) {
         vec![ack_c, ack_b],
         "the lapsed one is gone, the others stay"
     );
+}
+
+/// People's actions: kept once per id (the latest written), newest first, per environment or all, at most the
+/// limit, times at full precision; prune removes those older than its time.
+pub async fn person_actions(store: Arc<dyn DriftStore>) {
+    use driftguard_core::actions::{ActionKind, PersonAction};
+    let reference = MemoryStore::new();
+    assert!(store.actions(None, 10).await.expect("reads").is_empty());
+    let all = vec![
+        PersonAction::new(
+            ActionKind::Scan,
+            "token:ops",
+            t(10),
+            Some("prod".into()),
+            vec![],
+            "",
+        ),
+        PersonAction::new(
+            ActionKind::Acknowledge,
+            "token:ops",
+            t(20),
+            Some("prod".into()),
+            vec!["ep-1".into(), "ep-2".into()],
+            "load test",
+        ),
+        PersonAction::new(
+            ActionKind::Scan,
+            "cli:ada",
+            t(30),
+            Some("dev".into()),
+            vec![],
+            "",
+        ),
+        PersonAction::new(
+            ActionKind::SignInFailed,
+            "192.0.2.7",
+            t(40),
+            None,
+            vec![],
+            "",
+        )
+        .counted(12),
+        // the same instant: the id orders them
+        PersonAction::new(
+            ActionKind::Remediate,
+            "token:ops",
+            t(40),
+            Some("prod".into()),
+            vec!["ep-3".into()],
+            "revert",
+        ),
+    ];
+    store.record_actions(&all).await.expect("records");
+    reference.record_actions(&all).await.expect("records");
+    // written twice: kept once
+    store
+        .record_actions(&all[..2])
+        .await
+        .expect("records again");
+    for (env, limit) in [
+        (None, 10),
+        (None, 2),
+        (Some("prod"), 10),
+        (Some("dev"), 10),
+        (Some("none"), 10),
+    ] {
+        assert_eq!(
+            store.actions(env, limit).await.expect("reads"),
+            reference.actions(env, limit).await.expect("reads"),
+            "environment {env:?}, limit {limit}"
+        );
+    }
+    let newest = store.actions(None, 10).await.expect("reads");
+    assert_eq!(newest.len(), 5);
+    assert_eq!(newest[4], all[0], "oldest last, at full precision");
+    assert_eq!(
+        store.actions(Some("prod"), 10).await.expect("reads").len(),
+        3
+    );
+    store.prune(t(25)).await.expect("prunes");
+    reference.prune(t(25)).await.expect("prunes");
+    assert_eq!(
+        store.actions(None, 10).await.expect("reads"),
+        reference.actions(None, 10).await.expect("reads")
+    );
+    assert_eq!(store.actions(None, 10).await.expect("reads").len(), 3);
 }
 
 /// A store seen through its required methods only: its provided methods are the trait's

@@ -227,6 +227,24 @@ impl DriftStore for Probe {
     }
 
     /// Not empty: so the default would not answer it.
+    async fn actions(
+        &self,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        self.log("actions");
+        Ok(vec![action()])
+    }
+
+    async fn record_actions(
+        &self,
+        _: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        self.log("record_actions");
+        Ok(())
+    }
+
+    /// Not empty: so the default would not answer it.
     async fn acknowledgements(
         &self,
         _: Option<&str>,
@@ -242,6 +260,18 @@ impl DriftStore for Probe {
         self.log("save_acknowledgements");
         Ok(())
     }
+}
+
+/// The probe's action.
+pub(crate) fn action() -> driftguard_core::actions::PersonAction {
+    driftguard_core::actions::PersonAction::new(
+        driftguard_core::actions::ActionKind::Scan,
+        "token:probe",
+        at(),
+        Some("prod".into()),
+        Vec::new(),
+        "",
+    )
 }
 
 /// The probe's acknowledgement of [`drift`].
@@ -331,4 +361,11 @@ pub(crate) async fn check_forwards_everything(store: &dyn DriftStore, probe: &Pr
     assert_eq!(probe.take_calls(), one("acknowledgements"));
     store.save_acknowledgements(&[ack()]).await.expect("saves");
     assert_eq!(probe.take_calls(), one("save_acknowledgements"));
+    assert_eq!(
+        store.actions(None, 10).await.expect("actions"),
+        vec![action()]
+    );
+    assert_eq!(probe.take_calls(), one("actions"));
+    store.record_actions(&[action()]).await.expect("records");
+    assert_eq!(probe.take_calls(), one("record_actions"));
 }

@@ -129,6 +129,21 @@ impl DriftStore for CommitThrough {
         Ok(())
     }
 
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        self.deferred.actions(environment, limit).await
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        self.deferred.record_actions(actions).await
+    }
+
     async fn acknowledgements(
         &self,
         environment: Option<&str>,

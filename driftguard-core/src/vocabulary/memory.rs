@@ -35,6 +35,8 @@ struct MemoryInner {
     audit: HashMap<String, AuditSnapshot>,
     /// Acknowledgements by environment and episode.
     acks: BTreeMap<(String, String), crate::ack::Acknowledgement>,
+    /// People's actions by id.
+    actions: BTreeMap<String, crate::actions::PersonAction>,
 }
 
 impl MemoryStore {
@@ -136,6 +138,7 @@ impl DriftStore for MemoryStore {
             .retain(|_, d| d.resolved_at.is_none_or(|t| t >= before));
         stats.episodes = (n - inner.episodes.len()) as u64;
         inner.acks.retain(|_, a| !crate::ack::pruned(a, before));
+        inner.actions.retain(|_, a| a.at >= before);
         Ok(stats)
     }
 
@@ -191,6 +194,26 @@ impl DriftStore for MemoryStore {
             .filter(|a| environment.is_none_or(|e| a.environment() == e))
             .cloned()
             .collect())
+    }
+
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::actions::PersonAction>, StoreError> {
+        let all: Vec<_> = self.lock().actions.values().cloned().collect();
+        Ok(crate::actions::newest(all, environment, limit))
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[crate::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for a in actions {
+            inner.actions.insert(a.id.clone(), a.clone());
+        }
+        Ok(())
     }
 
     async fn save_acknowledgements(

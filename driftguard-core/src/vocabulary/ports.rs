@@ -734,6 +734,30 @@ pub trait DriftStore: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// The actions of people (scan now, acknowledge, remediate, failed sign-ins), newest
+    /// first, of `environment` (`None`: all), at most `limit` (the order and filter of
+    /// [`crate::actions::newest`]); [`DriftStore::prune`] removes those older than its time.
+    /// Empty for a store that does not keep them (the default; the conformance suite refuses
+    /// it).
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::actions::PersonAction>, StoreError> {
+        let _ = (environment, limit);
+        Ok(Vec::new())
+    }
+
+    /// Records actions of people; one with an id already kept replaces it (a count of failed
+    /// sign-ins that grew). The default keeps nothing.
+    async fn record_actions(
+        &self,
+        actions: &[crate::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        let _ = actions;
+        Ok(())
+    }
+
     /// Saves acknowledgements, all or nothing, each replacing the one of its episode. The
     /// default keeps nothing.
     async fn save_acknowledgements(

@@ -172,3 +172,32 @@ pub(super) async fn event_stream(
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(resp)
 }
+
+/// Filters of the list of people's actions.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActionParams {
+    /// Environment (absent: all).
+    pub environment: Option<String>,
+    /// How many, newest first (1..1000, default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    pub limit: Option<String>,
+}
+
+/// What people did, with who: scan now, acknowledge, withdraw, remediate, and failed
+/// sign-ins counted per client and minute; newest first.
+#[utoipa::path(get, path = "/api/v1/actions", tag = "events", params(ActionParams),
+    responses((status = 200, body = ActionList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_actions(
+    Visible(state): Visible,
+    q: Result<Query<ActionParams>, QueryRejection>,
+) -> Result<Json<ActionList>, AppError> {
+    let Query(p) = q.map_err(query_error)?;
+    let limit = parse_limit(&p.limit, 100)?;
+    let env = p.environment.filter(|e| !e.is_empty());
+    let items = queries::actions::list(&state, env.as_deref(), limit).await?;
+    Ok(Json(ActionList { items }))
+}

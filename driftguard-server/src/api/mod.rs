@@ -97,6 +97,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             post(resume_remediation).route_layer(Needs(Remediate)),
         )
         .route("/events", get(list_events).route_layer(Needs(Read)))
+        .route("/actions", get(list_actions).route_layer(Needs(Read)))
         .route("/events/stream", get(event_stream).route_layer(Needs(Read)))
         .route("/scans", get(list_scans).route_layer(Needs(Read)))
         .route("/openapi.json", get(openapi_json).route_layer(Needs(Read)))
@@ -251,11 +252,11 @@ impl utoipa::Modify for NamedParams {
     info(title = "DriftGuard API", description = "Configuration drift between Git and Kubernetes clusters. Every error is answered as `{\"error\": {\"code\", \"message\"}}`."),
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
         get_remediation, remediate, acknowledge, list_acknowledgements, withdraw_acknowledgement,
-        pause_remediation, resume_remediation, list_events,
+        pause_remediation, resume_remediation, list_events, list_actions,
         event_stream, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto,
-        AcknowledgementDto, AcknowledgementList, AcknowledgeRequest, RemediationSwitch,
+        AcknowledgementDto, AcknowledgementList, AcknowledgeRequest, ActionDto, ActionList, RemediationSwitch,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),

@@ -246,6 +246,27 @@ impl DriftStore for VisibleStore {
     async fn save_acknowledgements(&self, acks: &[Acknowledgement]) -> Result<(), StoreError> {
         self.inner.save_acknowledgements(acks).await
     }
+
+    /// Only the actions in environments the caller reads (failed sign-ins concern none: they
+    /// are for callers who read everything).
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        let mut out = Vec::new();
+        for e in self.readable(environment) {
+            out.extend(self.inner.actions(Some(&e), limit).await?);
+        }
+        Ok(driftguard_core::actions::newest(out, None, limit))
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        self.inner.record_actions(actions).await
+    }
 }
 
 /// The state as the request's caller sees it ([`AppState::for_caller`]): the extractor of

@@ -63,6 +63,24 @@ pub async fn acknowledge(
     }
     state.store.save_acknowledgements(&acks).await?;
     store_events(state, events).await?;
+    let mut by_env: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for a in &acks {
+        by_env
+            .entry(a.environment())
+            .or_default()
+            .push(a.episode.clone());
+    }
+    for (env, episodes) in by_env {
+        crate::queries::actions::did(
+            state,
+            driftguard_core::actions::ActionKind::Acknowledge,
+            &caller.name,
+            Some(env),
+            episodes,
+            reason.trim(),
+        )
+        .await;
+    }
     state.cache.invalidate();
     tracing::info!(by = %caller.name, drifts = acks.len(), "drift acknowledged");
     Ok(acks
@@ -111,6 +129,15 @@ pub async fn withdraw(
         .save_acknowledgements(std::slice::from_ref(&lapsed))
         .await?;
     announce(state, &drift.id.environment, event).await?;
+    crate::queries::actions::did(
+        state,
+        driftguard_core::actions::ActionKind::Withdraw,
+        &caller.name,
+        Some(&drift.id.environment),
+        vec![episode.to_owned()],
+        "",
+    )
+    .await;
     state.cache.invalidate();
     tracing::info!(by = %caller.name, episode, "acknowledgement withdrawn");
     Ok(AcknowledgementDto::of(&lapsed, &drift, now))

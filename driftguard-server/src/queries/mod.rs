@@ -6,6 +6,7 @@
 //! `driftguard_core::remediation`).
 
 pub mod ack;
+pub mod actions;
 pub mod filter;
 
 pub use filter::{DriftFilter, MAX_LIMIT};
@@ -557,6 +558,21 @@ pub async fn confirm_remediations(
     let done = service.confirm_many(asked, prune, &caller.name).await;
     let mut acted: Vec<String> = Vec::new();
     for ((i, object, env), (episode, result)) in asked_of.into_iter().zip(done) {
+        if let Ok(record) = &result {
+            actions::did(
+                state,
+                driftguard_core::actions::ActionKind::Remediate,
+                &caller.name,
+                Some(&env),
+                vec![episode.clone()],
+                format!(
+                    "{} {}",
+                    record.action,
+                    if record.ok { "done" } else { "failed" }
+                ),
+            )
+            .await;
+        }
         if result.is_ok() && !acted.contains(&env) {
             acted.push(env);
         }
@@ -656,6 +672,16 @@ pub async fn object_history(
 /// (leader election; also when the store refused this replica's write).
 pub async fn scan_now(state: &AppState, caller: &Caller, env: &str) -> Result<ScanDto, AppError> {
     caller.may_in_env(TokenScope::Scan, env)?;
+    environment(state, env)?;
+    actions::did(
+        state,
+        driftguard_core::actions::ActionKind::Scan,
+        &caller.name,
+        Some(env),
+        Vec::new(),
+        "",
+    )
+    .await;
     let scan = environment(state, env)?.requested_scan(&state.scan_context());
     match scan.await {
         Ok(summary) => Ok(ScanDto::from(&summary)),

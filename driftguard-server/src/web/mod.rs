@@ -460,6 +460,7 @@ async fn login(
     let Some(caller) = state.caller(token) else {
         state.throttle.failed(client.ip, std::time::Instant::now());
         tracing::info!(client = ?client.ip, "dashboard sign-in refused: wrong token");
+        crate::queries::actions::sign_in_failed(&state, client.ip).await;
         let page = html(&LoginPage {
             layout: Layout::plain("Sign in"),
             next,

@@ -351,6 +351,26 @@ impl DriftStore for MongoStore {
         self.read_acks(environment).await
     }
 
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        self.ready().await?;
+        self.read_actions(environment, limit).await
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        self.ready().await?;
+        self.write_actions(actions).await
+    }
+
     async fn save_acknowledgements(
         &self,
         acks: &[driftguard_core::ack::Acknowledgement],

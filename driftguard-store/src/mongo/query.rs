@@ -13,7 +13,8 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
 use super::schema::{
-    body_of, ACKS, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS, SCANS,
+    body_of, ACKS, ACTIONS, AUDIT_CURSORS, AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, RECORDS,
+    SCANS,
 };
 use super::{merr, MongoStore};
 use crate::{corrupt, nanos, severity_of_rank, severity_rank};
@@ -459,6 +460,19 @@ impl MongoStore {
             None => doc! {},
         };
         self.find_all(ACKS, filter, doc! {"env": 1, "episode": 1}, 0, None)
+            .await
+    }
+
+    pub(super) async fn read_actions(
+        &self,
+        env: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        let filter = match env {
+            Some(e) => doc! {"env": e},
+            None => doc! {},
+        };
+        self.find_all(ACTIONS, filter, doc! {"at": -1, "_id": -1}, 0, Some(limit))
             .await
     }
 

@@ -41,6 +41,9 @@ pub(super) const AUDIT_CURSORS: &str = "audit_cursors";
 /// Acknowledged drift: `_id` = environment and episode, `env`, `episode`, `lapsed_at` =
 /// nanoseconds when its lapse was recorded (absent while it may hold), `body`.
 pub(super) const ACKS: &str = "acks";
+/// People's actions: `_id` = the action's id, `env` (absent: none), `at` = nanoseconds,
+/// `body`.
+pub(super) const ACTIONS: &str = "actions";
 
 /// The `_id` of an audit document: the environment, `|`, and a key (an environment's name has
 /// no `|`).
@@ -187,6 +190,13 @@ impl MongoStore {
             (SCANS, scans),
             (AUDIT_WRITES, vec![idx(doc! {"env": 1}, "env")]),
             (AUDIT_CURSORS, vec![idx(doc! {"env": 1}, "env")]),
+            (
+                ACTIONS,
+                vec![
+                    idx(doc! {"at": -1, "_id": -1}, "at"),
+                    idx(doc! {"env": 1, "at": -1, "_id": -1}, "env_at"),
+                ],
+            ),
             (
                 ACKS,
                 vec![

@@ -19,7 +19,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::error::ErrorKind;
 
 use super::schema::{
-    audit_id, episode_doc, event_doc, record_doc, scan_doc, to_json, ACKS, AUDIT_CURSORS,
+    audit_id, episode_doc, event_doc, record_doc, scan_doc, to_json, ACKS, ACTIONS, AUDIT_CURSORS,
     AUDIT_WRITES, DELIVERIES, EPISODES, EVENTS, FENCES, RECORDS, SCANS,
 };
 use super::{is_duplicate, merr, MongoStore};
@@ -205,6 +205,10 @@ impl MongoStore {
             .await
             .map_err(|e| merr("prune episodes", e))?
             .deleted_count;
+        self.coll(ACTIONS)
+            .delete_many(doc! {"at": {"$lt": t}})
+            .await
+            .map_err(|e| merr("prune actions", e))?;
         // the rule of `ack::pruned`: acknowledgements whose lapse was recorded before `t`
         // (`$lt` a number never matches an absent field)
         self.coll(ACKS)
@@ -276,6 +280,24 @@ impl MongoStore {
             Err(e) if is_duplicate(&e) => Ok(()),
             Err(e) => Err(merr("set delivery mark", e)),
         }
+    }
+
+    /// Records people's actions (one with an id already kept replaces it).
+    pub(super) async fn write_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        let docs: Vec<Document> = actions
+            .iter()
+            .map(|a| {
+                let env = a
+                    .environment
+                    .as_ref()
+                    .map_or(Bson::Null, |e| Bson::String(e.clone()));
+                Ok(doc! {"_id": &a.id, "env": env, "at": nanos(a.at), "body": to_json(a)?})
+            })
+            .collect::<Result<_, StoreError>>()?;
+        self.replace_all(ACTIONS, docs).await
     }
 
     /// Saves acknowledgements, each replacing the one of its episode.

@@ -326,6 +326,27 @@ impl DriftStore for SqliteStore {
             .await
     }
 
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        let env = environment.map(str::to_owned);
+        self.with(move |c| query::read_actions(c, env.as_deref(), limit))
+            .await
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        if actions.is_empty() {
+            return Ok(());
+        }
+        let actions = actions.to_vec();
+        self.with(move |c| write::write_actions(c, &actions)).await
+    }
+
     async fn save_acknowledgements(&self, acks: &[Acknowledgement]) -> Result<(), StoreError> {
         if acks.is_empty() {
             return Ok(());

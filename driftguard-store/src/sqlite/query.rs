@@ -263,6 +263,29 @@ pub(super) fn read_acks(
     Ok(out)
 }
 
+/// People's actions, newest first, of one environment (of all for `None`), at most `limit`.
+pub(super) fn read_actions(
+    conn: &Connection,
+    env: Option<&str>,
+    limit: usize,
+) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT body FROM actions WHERE ?1 IS NULL OR env = ?1
+             ORDER BY at DESC, id DESC LIMIT ?2",
+        )
+        .map_err(sql)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt
+        .query_map(rusqlite::params![env, limit], |r| r.get::<_, String>(0))
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    for body in rows {
+        out.push(from_json("action", &body.map_err(sql)?)?);
+    }
+    Ok(out)
+}
+
 /// Escapes a DriftGuard name glob (`*` only) for SQLite's GLOB (which also knows `?` and `[`).
 fn sqlite_glob(pattern: &str) -> String {
     let mut out = String::with_capacity(pattern.len());

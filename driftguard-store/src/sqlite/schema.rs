@@ -108,6 +108,17 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX acks_lapsed ON acks(lapsed_at) WHERE lapsed_at IS NOT NULL;
     ",
+    // 6: what people did (scan now, acknowledge, remediate, failed sign-ins)
+    "
+    CREATE TABLE actions (
+        id TEXT PRIMARY KEY,
+        env TEXT,
+        at INTEGER NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX actions_at ON actions(at DESC, id DESC);
+    CREATE INDEX actions_env_at ON actions(env, at DESC, id DESC);
+    ",
 ];
 
 /// The schema version this build writes.

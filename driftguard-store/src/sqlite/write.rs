@@ -151,6 +151,28 @@ pub(super) fn write_acks(
     tx.commit().map_err(sql)
 }
 
+/// Records people's actions (one with an id already kept replaces it).
+pub(super) fn write_actions(
+    conn: &mut Connection,
+    actions: &[driftguard_core::actions::PersonAction],
+) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    {
+        let mut put = tx
+            .prepare_cached(
+                "INSERT OR REPLACE INTO actions (id, env, at, body) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(sql)?;
+        for a in actions {
+            put.execute(params![a.id, a.environment, nanos(a.at), to_json(a)?])
+                .map_err(sql)?;
+        }
+    }
+    tx.commit().map_err(sql)
+}
+
 /// Writes one batch in one `BEGIN IMMEDIATE` transaction, after its epoch passed the fence:
 /// records, new events and their episodes, the summary.
 pub(super) fn write_batch(conn: &mut Connection, batch: &ScanBatch) -> Result<(), StoreError> {
@@ -223,6 +245,8 @@ pub(super) fn prune_before(conn: &mut Connection, t: i64) -> Result<PruneStats, 
             "DELETE FROM episodes WHERE resolved_at IS NOT NULL AND resolved_at < ?1",
             [t],
         )
+        .map_err(sql)?;
+    tx.execute("DELETE FROM actions WHERE at < ?1", [t])
         .map_err(sql)?;
     // the rule of `ack::pruned`: acknowledgements whose lapse was recorded before `t`
     tx.execute(

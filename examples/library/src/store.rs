@@ -27,6 +27,8 @@ struct Data {
     audit: BTreeMap<String, AuditSnapshot>,
     /// Acknowledgements by environment and episode.
     acks: BTreeMap<(String, String), Acknowledgement>,
+    /// People's actions by id.
+    actions: BTreeMap<String, driftguard_core::actions::PersonAction>,
 }
 
 /// A [`DriftStore`] kept in memory and written whole to one JSON file after every change
@@ -86,6 +88,13 @@ impl JsonFileStore {
                     .map_err(corrupt)?;
                 data.audit = serde_json::from_value(v.get("audit").cloned().unwrap_or(json!({})))
                     .map_err(corrupt)?;
+                for a in serde_json::from_value::<Vec<driftguard_core::actions::PersonAction>>(
+                    list("actions"),
+                )
+                .map_err(corrupt)?
+                {
+                    data.actions.insert(a.id.clone(), a);
+                }
                 for a in
                     serde_json::from_value::<Vec<Acknowledgement>>(list("acks")).map_err(corrupt)?
                 {
@@ -120,6 +129,7 @@ impl JsonFileStore {
             "epochs": data.epochs,
             "audit": data.audit,
             "acks": data.acks.values().collect::<Vec<_>>(),
+            "actions": data.actions.values().collect::<Vec<_>>(),
         });
         let text = serde_json::to_vec(&v).map_err(|e| backend("cannot encode the store", e))?;
         let tmp = self.path.with_extension("tmp");
@@ -215,6 +225,7 @@ impl DriftStore for JsonFileStore {
         // which acknowledgements go is the core's rule
         data.acks
             .retain(|_, a| !driftguard_core::ack::pruned(a, before));
+        data.actions.retain(|_, a| a.at >= before);
         let stats = PruneStats {
             events: (e - data.events.len()) as u64,
             scans: (s - data.scans.len()) as u64,
@@ -284,6 +295,29 @@ impl DriftStore for JsonFileStore {
         for a in acks {
             data.acks
                 .insert((a.environment().to_owned(), a.episode.clone()), a.clone());
+        }
+        self.save(&data)
+    }
+
+    async fn actions(
+        &self,
+        environment: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<driftguard_core::actions::PersonAction>, StoreError> {
+        let all: Vec<_> = self.lock()?.actions.values().cloned().collect();
+        // the order and filter every store gives are the core's
+        Ok(driftguard_core::actions::newest(all, environment, limit))
+    }
+
+    async fn record_actions(
+        &self,
+        actions: &[driftguard_core::actions::PersonAction],
+    ) -> Result<(), StoreError> {
+        let mut data = self.lock()?;
+        for a in actions {
+            data.actions
+                .entry(a.id.clone())
+                .or_insert_with(|| a.clone());
         }
         self.save(&data)
     }

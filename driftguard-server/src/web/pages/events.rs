@@ -12,7 +12,22 @@ pub(super) struct EventsPage {
     pub(super) total: usize,
     pub(super) older: Option<String>,
     pub(super) newer: Option<String>,
+    /// What people did, newest first: (when, who, what, where, detail).
+    pub(super) actions: Vec<ActionRow>,
 }
+
+/// One action of a person, for the table.
+#[derive(Clone, Debug)]
+pub struct ActionRow {
+    pub(super) when: When,
+    pub(super) who: String,
+    pub(super) what: String,
+    pub(super) environment: String,
+    pub(super) detail: String,
+}
+
+/// People's actions shown on the events page.
+const ACTIONS_SHOWN: usize = 20;
 
 /// Events shown per page.
 pub(super) const EVENTS_PER_PAGE: usize = 50;
@@ -78,6 +93,36 @@ pub(crate) async fn events(
     };
     let environments = state.environments();
     let env_names: Vec<&str> = environments.iter().map(|e| e.name.as_str()).collect();
+    let actions = queries::actions::list(&state, environment.as_deref(), ACTIONS_SHOWN)
+        .await?
+        .into_iter()
+        .map(|a| ActionRow {
+            when: When::of(a.at, now),
+            who: a.who,
+            what: if a.count > 1 {
+                format!("{} ×{}", a.action, a.count)
+            } else {
+                a.action
+            },
+            environment: a.environment.unwrap_or_else(|| "–".into()),
+            detail: if a.episodes.is_empty() {
+                a.detail
+            } else if a.detail.is_empty() {
+                format!(
+                    "{} drift{}",
+                    a.episodes.len(),
+                    if a.episodes.len() == 1 { "" } else { "s" }
+                )
+            } else {
+                format!(
+                    "{} drift{}: {}",
+                    a.episodes.len(),
+                    if a.episodes.len() == 1 { "" } else { "s" },
+                    a.detail
+                )
+            },
+        })
+        .collect();
     Ok(html(&EventsPage {
         layout: Layout::page("Events", "/events", &viewer, &state),
         environments: choices(param(&q, "environment"), "all environments", env_names),
@@ -90,6 +135,7 @@ pub(crate) async fn events(
         total,
         older: (start > 0).then(|| link(skip + EVENTS_PER_PAGE)),
         newer: (skip > 0).then(|| link(skip.saturating_sub(EVENTS_PER_PAGE))),
+        actions,
     })?
     .into_response())
 }
