@@ -51,6 +51,7 @@ use serde_json::Value;
 
 mod apply;
 mod cache;
+mod client;
 pub mod lease;
 mod predict;
 mod watch;
@@ -204,7 +205,7 @@ impl KubeLiveSource {
 
     /// Builds a source from a ready kube [`Config`].
     pub fn from_config(config: Config, describe: String) -> Result<Self, SourceError> {
-        let client = Client::try_from(config).map_err(|e| SourceError::Backend {
+        let client = client::client_for(config).map_err(|e| SourceError::Backend {
             context: format!("cannot build a Kubernetes client for {describe}"),
             source: Box::new(e),
         })?;

@@ -168,7 +168,7 @@ impl LeaseClient {
             context: "cannot read the home cluster's configuration".into(),
             source: Box::new(e),
         })?;
-        let client = Client::try_from(config).map_err(|e| LeaseError::Backend {
+        let client = super::client::client_for(config).map_err(|e| LeaseError::Backend {
             context: format!("cannot build a Kubernetes client for {describe}"),
             source: Box::new(e),
         })?;
