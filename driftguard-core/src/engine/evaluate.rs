@@ -3,6 +3,7 @@
 //! verdicts of the result. No IO and no awaits: the Git history it needs is read before it, in
 //! one batch, for the objects [`history_wanted`] names.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use chrono::SubsecRound;
@@ -114,19 +115,16 @@ impl Engine {
         audit: &AuditEvidence,
         tick: &Tick,
     ) -> Evaluation {
+        let mut ev = Evaluation::default();
+        ev.records.reserve(observations.len());
         let gathered = Gathered {
             histories,
             audit,
             tick,
         };
-        let mut ev = Evaluation::default();
-        ev.records.reserve(observations.len());
-        for obs in observations {
-            let prev = records.get(&obs.id);
-            self.evaluate_one(st, prev, obs, &gathered, &mut ev);
-        }
-        sort_verdicts(&mut ev.verdicts);
-        ev
+        self.evaluate_all(st, ev, observations, &gathered, |_, id| {
+            records.get(id).map(Cow::Borrowed)
+        })
     }
 
     /// [`Engine::evaluate_audited`] taking the stored records, as a full scan does: each
@@ -143,18 +141,32 @@ impl Engine {
         audit: &AuditEvidence,
         tick: &Tick,
     ) -> Evaluation {
+        let ev = Evaluation {
+            records,
+            ..Evaluation::default()
+        };
         let gathered = Gathered {
             histories,
             audit,
             tick,
         };
-        let mut ev = Evaluation {
-            records,
-            ..Evaluation::default()
-        };
+        self.evaluate_all(st, ev, observations, &gathered, |ev, id| {
+            ev.records.remove(id).map(Cow::Owned)
+        })
+    }
+
+    /// Evaluates each observation into `ev` against the record `prev` gives for it.
+    fn evaluate_all<'r>(
+        &self,
+        st: &EnvState,
+        mut ev: Evaluation,
+        observations: Vec<Observation>,
+        gathered: &Gathered<'_>,
+        mut prev: impl FnMut(&mut Evaluation, &ResourceId) -> Option<Cow<'r, DriftRecord>>,
+    ) -> Evaluation {
         for obs in observations {
-            let prev = ev.records.remove(&obs.id);
-            self.evaluate_one(st, prev.as_ref(), obs, &gathered, &mut ev);
+            let record = prev(&mut ev, &obs.id);
+            self.evaluate_one(st, record.as_deref(), obs, gathered, &mut ev);
         }
         sort_verdicts(&mut ev.verdicts);
         ev
