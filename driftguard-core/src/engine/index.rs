@@ -64,25 +64,22 @@ impl Engine {
         predictions: &[Prediction],
         open_drifts: FastSet<ResourceId>,
     ) -> EnvState {
-        let owners: Vec<&RawObject> = desired
-            .objects
-            .iter()
-            .map(|m| &m.object)
-            .filter(|o| is_owner(o.meta()))
-            .collect();
+        let of_kind = |keep: fn(ObjectMeta<'_>) -> bool| -> Vec<&RawObject> {
+            desired
+                .objects
+                .iter()
+                .map(|m| &m.object)
+                .filter(|o| keep(o.meta()))
+                .collect()
+        };
         let mut st = self.start_state(
             desired.revision.clone(),
             desired.errors.clone(),
             open_drifts,
-            &owners,
+            &of_kind(is_owner),
             live,
         );
-        let crds: Vec<&RawObject> = desired
-            .objects
-            .iter()
-            .map(|m| &m.object)
-            .filter(|o| is_definition(o.meta()))
-            .collect();
+        let crds = of_kind(is_definition);
         let scopes = learn_scopes(!desired.objects.is_empty(), &crds, live);
         self.index_desired(&mut st, scopes, desired.objects.iter(), predictions, live);
         st.live.reserve(live.objects.len());
