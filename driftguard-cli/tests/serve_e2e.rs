@@ -555,6 +555,79 @@ server:
         "no mail after the restart: {:?}",
         smtp.all()
     );
+    // ---- acknowledged drift (#33): not announced; its expiry announced again; a change
+    // of the drift lapses it and is announced again
+    let acknowledge = |until: Option<&str>| {
+        let mut body = serde_json::json!({"episodes": [episode_b], "reason": "load test"});
+        if let Some(u) = until {
+            body["until"] = u.into();
+        }
+        let (status, text) = server
+            .send_json("POST", "/api/v1/acknowledgements", &body)
+            .expect("answers");
+        assert_eq!(status, 200, "{text}");
+    };
+    acknowledge(Some("3s"));
+    let t5 = Instant::now();
+    let (_, t_lapse) = poll(t5, Duration::from_secs(30), || {
+        hook_events(&hook.all(), "b")
+            .contains(&("unacknowledged".into(), episode_b.clone()))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the expiry was not announced: {:?}\n{}",
+            hook.all(),
+            server.log()
+        )
+    });
+    eprintln!("acknowledgement expiry announced after {t_lapse:?}");
+    let kinds_b: Vec<String> = hook_events(&hook.all(), "b")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        !kinds_b.contains(&"acknowledged".to_owned()),
+        "a person's acknowledgement is not announced: {kinds_b:?}"
+    );
+    let ack = server
+        .json(&format!("/api/v1/drifts/{episode_b}"))
+        .expect("the drift");
+    assert_eq!(ack["drift"]["acknowledgement"]["lapse"], "expired", "{ack}");
+    acknowledge(None);
+    kubectl(
+        &s,
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-n",
+            &ns_b,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":6}}"#,
+        ],
+    );
+    let t6 = Instant::now();
+    poll(t6, Duration::from_secs(30), || {
+        let lapses = hook_events(&hook.all(), "b")
+            .into_iter()
+            .filter(|e| *e == ("unacknowledged".to_owned(), episode_b.clone()))
+            .count();
+        (lapses == 2).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the change was not announced: {:?}\n{}",
+            hook.all(),
+            server.log()
+        )
+    });
+    let ack = server
+        .json(&format!("/api/v1/drifts/{episode_b}"))
+        .expect("the drift");
+    assert_eq!(ack["drift"]["acknowledgement"]["lapse"], "changed", "{ack}");
     // ---- a graceful stop (SIGTERM, as Kubernetes sends) ends the server with success
     let t4 = Instant::now();
     let sent = Command::new("kill")

@@ -279,8 +279,9 @@ pub fn due(
 
 /// The events among `events` to announce, given the environment's acknowledgements at `now`:
 /// a person's acknowledgement is not announced, nor any event of a drift whose
-/// acknowledgement holds for the drift as the event carries it. A lapse is announced when it
-/// expired or was withdrawn (a change or a resolution is announced by its own event).
+/// acknowledgement holds for the drift as the event carries it. A lapse is announced when the
+/// drift changed, the expiry passed or a person withdrew it: the drift is announced again (a
+/// resolution is announced by its own event).
 pub fn announced(
     events: Vec<DriftEvent>,
     acks: &[Acknowledgement],
@@ -294,7 +295,7 @@ pub fn announced(
                 .acknowledgement
                 .as_ref()
                 .and_then(|a| a.lapsed.as_ref())
-                .is_some_and(|l| matches!(l.why, Lapse::Expired | Lapse::Withdrawn)),
+                .is_some_and(|l| l.why != Lapse::Resolved),
             EventKind::Resolved => true,
             _ => !held(acks, &e.drift, now),
         })
@@ -484,6 +485,7 @@ mod tests {
         let changed_moved = testkit::event(EventKind::Changed, &moved, at(20), "s");
         let (_, acked) = acknowledge(&d, &req(None), at(10)).expect("acknowledged");
         let (_, changed_lapse) = lapse(&ack, &d, Lapse::Changed, None, at(21));
+        let changed_lapse_kept = changed_lapse.clone();
         let (_, withdrawn) = lapse(&ack, &d, Lapse::Withdrawn, Some("token:ops".into()), at(22));
         let out = announced(
             vec![
@@ -497,7 +499,12 @@ mod tests {
             &acks,
             at(30),
         );
-        assert_eq!(out, vec![changed_moved, withdrawn, event]);
+        assert_eq!(
+            out,
+            vec![changed_moved, changed_lapse_kept, withdrawn, event]
+        );
+        let (_, resolved_lapse) = lapse(&ack, &d, Lapse::Resolved, None, at(23));
+        assert!(announced(vec![resolved_lapse], &acks, at(30)).is_empty());
         // once expired, the drift's events are announced again
         let again = testkit::event(EventKind::Changed, &d, at(120), "s");
         assert_eq!(announced(vec![again.clone()], &acks, at(120)), vec![again]);

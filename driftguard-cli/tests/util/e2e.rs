@@ -448,6 +448,25 @@ impl Server {
         Some((status, body))
     }
 
+    /// `(status, body)` of a request with a JSON body (HTTP/1.0), with the bearer token.
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let body = body.to_string();
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.token,
+            body.len()
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let status = out.get(9..12)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n")?.1.to_owned();
+        Some((status, body))
+    }
+
     pub fn json(&self, path: &str) -> Option<Value> {
         match self.get(path)? {
             (200, b) => serde_json::from_str(&b).ok(),

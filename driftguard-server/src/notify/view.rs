@@ -161,6 +161,13 @@ impl EventView {
                 ),
                 None => format!("remediated: {}", self.object_label()),
             },
+            "unacknowledged" => format!(
+                "no longer acknowledged, announced again: {} {} drift of {} ({})",
+                self.direction,
+                self.drift,
+                self.object_label(),
+                self.severity
+            ),
             ev => format!(
                 "{ev}: {} {} drift of {} ({})",
                 self.direction,
