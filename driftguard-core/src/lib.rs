@@ -53,6 +53,7 @@ pub use rules::{
 mod vocabulary;
 pub use vocabulary::{duration, error, fence, limits, memory, names, ports, query, retry};
 pub mod engine;
+pub mod preview;
 pub mod scanner;
 pub mod state;
 pub mod terraform;
