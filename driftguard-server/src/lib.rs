@@ -40,6 +40,7 @@ pub mod listener;
 pub mod mcp;
 pub mod metrics;
 pub mod notify;
+pub mod preview;
 pub mod push;
 pub mod queries;
 pub mod remediate;
@@ -71,7 +72,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    if state.tokens.is_empty() && state.scoped_tokens.is_empty() {
+    if !state.auth_required() {
         if !addr.ip().is_loopback() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -109,7 +110,7 @@ pub async fn run_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    if state.tokens.is_empty() && state.scoped_tokens.is_empty() && !addr.ip().is_loopback() {
+    if !state.auth_required() && !addr.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
             format!("no API tokens configured: refusing to listen on {addr} (only 127.0.0.1 is allowed without tokens)"),

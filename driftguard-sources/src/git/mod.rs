@@ -562,6 +562,20 @@ impl GitRepoSource {
             .clone()
     }
 
+    /// The revision a branch, tag, full ref name (`refs/pull/7/head`), `HEAD` or commit id
+    /// names in the mirror, as of the last fetch (a preview reads Git at two of them with
+    /// [`GitSource::desired`]).
+    pub async fn revision_of(&self, reference: &str) -> Result<Revision, SourceError> {
+        let reader = Arc::clone(&self.reader);
+        let reference = reference.to_owned();
+        blocking(move || {
+            let id = reader.resolve(&reference)?;
+            reader.revision(id)
+        })
+        .await
+        .map_err(|e| self.not_found(e))
+    }
+
     /// The reader of the mirror (for the Terraform source: working copies and file
     /// histories).
     pub(crate) fn reader(&self) -> Arc<Reader> {
