@@ -79,6 +79,9 @@ struct ScanState {
     env: Option<EnvState>,
     /// The current records (as written, or as kept in `unwritten`).
     records: HashMap<ResourceId, DriftRecord>,
+    /// Whether `records` are the environment's (read or written in this term): a full scan
+    /// that cannot read the store goes on from them.
+    records_known: bool,
     /// Batches the store refused, oldest first.
     unwritten: VecDeque<ScanBatch>,
     /// The leadership epoch stamped on every batch (`None`: no election).
@@ -403,7 +406,7 @@ impl Scanner {
         } else {
             Vec::new()
         };
-        let records = self.records().await?;
+        let records = self.records(state).await?;
         let open = records
             .values()
             .filter(|r| r.drift.is_some())
@@ -506,7 +509,7 @@ impl Scanner {
                 })
             }
         };
-        let records = self.records().await?;
+        let records = self.records(state).await?;
         let tick = Tick {
             now: started,
             scan_id: scan_id.clone(),
@@ -569,15 +572,18 @@ impl Scanner {
         Ok(report)
     }
 
-    /// The stored records of the environment.
-    async fn records(&self) -> Result<HashMap<ResourceId, DriftRecord>, ScanError> {
-        Ok(self
-            .store
-            .records(self.environment())
-            .await?
-            .into_iter()
-            .map(|r| (r.id.clone(), r))
-            .collect())
+    /// The stored records of the environment; while the store cannot be read, the records this
+    /// scanner wrote or keeps to write (the store's own copy, which a buffer in front of it
+    /// would otherwise have to hold as well).
+    async fn records(
+        &self,
+        state: &ScanState,
+    ) -> Result<HashMap<ResourceId, DriftRecord>, ScanError> {
+        match self.store.records(self.environment()).await {
+            Ok(stored) => Ok(stored.into_iter().map(|r| (r.id.clone(), r)).collect()),
+            Err(StoreError::Unavailable { .. }) if state.records_known => Ok(state.records.clone()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes an evaluated scan and announces its events: nothing was acknowledged if the
@@ -621,6 +627,7 @@ impl Scanner {
         self.store.commit(&batch).await?;
         let notify_errors = self.announce(&batch.events).await;
         state.records = ev.records;
+        state.records_known = true;
         Ok(ScanReport {
             summary,
             verdicts: ev.verdicts,

@@ -25,17 +25,24 @@ fn t0() -> DateTime<Utc> {
         .expect("valid time")
 }
 
-/// A store that refuses writes (as unavailable) while `down` is set.
+/// A store that refuses writes (as unavailable) while `down` is set, and reads of records
+/// while `no_reads` is.
 #[derive(Default)]
 struct FlakyStore {
     inner: MemoryStore,
     down: AtomicBool,
+    no_reads: AtomicBool,
     refused: AtomicUsize,
 }
 
 #[async_trait]
 impl DriftStore for FlakyStore {
     async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
+        if self.no_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                source: "database locked".into(),
+            });
+        }
         self.inner.records(environment).await
     }
     async fn commit(&self, batch: &ScanBatch) -> Result<(), StoreError> {
@@ -122,6 +129,36 @@ fn announced(n: &RecordingNotifier) -> usize {
         .iter()
         .map(|x| x.events.len())
         .sum()
+}
+
+#[test]
+fn a_full_scan_that_cannot_read_the_store_goes_on_from_the_scanners_records() {
+    let w = world();
+    // before any scan the scanner knows no records: the scan cannot start without the store
+    w.store.no_reads.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        block_on(w.scanner.scan()),
+        Err(ScanError::Store(StoreError::Unavailable { .. }))
+    ));
+    w.store.no_reads.store(false, Ordering::SeqCst);
+    block_on(w.scanner.scan()).expect("first scan");
+    // a hand change nobody watched, then a full scan while the records cannot be read
+    w.live.set(vec![
+        RawLive::new(served(deployment("a").replicas(4).build())),
+        RawLive::new(served(deployment("b").replicas(2).build())),
+    ]);
+    w.store.no_reads.store(true, Ordering::SeqCst);
+    w.clock.advance(Duration::minutes(1));
+    let report = block_on(w.scanner.scan()).expect("scanned from the scanner's own records");
+    assert_eq!(report.events.len(), 1, "{:?}", report.events);
+    assert_eq!(report.events[0].drift.id.name, "a");
+    // and the next one, from the same records, announces nothing twice
+    w.clock.advance(Duration::minutes(1));
+    let report = block_on(w.scanner.scan()).expect("scanned again");
+    assert!(report.events.is_empty(), "{:?}", report.events);
+    w.store.no_reads.store(false, Ordering::SeqCst);
+    let stored = block_on(w.store.records("prod")).expect("records");
+    assert_eq!(stored.iter().filter(|r| r.drift.is_some()).count(), 1);
 }
 
 #[test]

@@ -4,19 +4,20 @@
 //! and acknowledged; a background task retries the queue with exponential backoff. While the
 //! queue is not empty every later batch joins it (so order is kept), [`BufferedStore::status`]
 //! is degraded (with the cause, one line) and [`DriftStore::health`] fails. Record reads
-//! (`records`, `record`) overlay the queued batches on what the store returns (or on the last
-//! records read when the store cannot be read), so the next scan continues from what was
-//! acknowledged and emits no event twice. Every other method, the trait's provided ones
-//! included (the audit index's too), goes to the wrapped store.
+//! (`records`, `record`) overlay the queued batches on what the store returns, so the next scan
+//! continues from what was acknowledged and emits no event twice. While the store cannot be
+//! read they fail: the buffer keeps no copy of the records (a scanner keeps its own and goes
+//! on from them, see [`driftguard_core::scanner`]; a copy here cost as much memory as the
+//! scanner's). Every other method, the trait's provided ones included (the audit index's
+//! too), goes to the wrapped store.
 //!
 //! Batches are kept in memory: they survive a database outage, not the loss of this process.
 //!
 //! A queued batch whose leadership epoch the store refuses when it is retried
 //! ([`StoreError::Conflict`], see [`driftguard_core::fence`]: another replica leads its
-//! environment now) can never be written: it is dropped with an error in the log, and the
-//! records kept for its environment are read again from the store.
+//! environment now) can never be written: it is dropped with an error in the log.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,8 +51,6 @@ pub enum BufferHealth {
 struct State {
     queue: VecDeque<ScanBatch>,
     last_error: Option<String>,
-    /// Last known records per environment (kept up to date with acknowledged batches).
-    cache: HashMap<String, BTreeMap<ResourceId, DriftRecord>>,
 }
 
 /// Wraps a store with an in-order, bounded write buffer and background retries.
@@ -74,19 +73,6 @@ impl std::fmt::Debug for BufferedStore {
 impl Drop for BufferedStore {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-fn apply_to_cache(cache: &mut HashMap<String, BTreeMap<ResourceId, DriftRecord>>, b: &ScanBatch) {
-    for r in &b.upserts {
-        if let Some(env) = cache.get_mut(&r.id.environment) {
-            env.insert(r.id.clone(), r.clone());
-        }
-    }
-    for id in &b.deletes {
-        if let Some(env) = cache.get_mut(&id.environment) {
-            env.remove(id);
-        }
     }
 }
 
@@ -181,7 +167,6 @@ impl BufferedStore {
         }
         s.queue.push_back(batch.clone());
         s.last_error = Some(why);
-        apply_to_cache(&mut s.cache, batch);
         self.wake.notify_one();
         Ok(())
     }
@@ -225,15 +210,13 @@ async fn retry_loop(
                     policy.reset();
                 }
                 Err(e @ StoreError::Conflict { .. }) => {
-                    // a refused epoch is refused for ever: drop the batch, and forget what the
-                    // cache assumed of it
+                    // a refused epoch is refused for ever: drop the batch
                     let why = driftguard_core::error::chain(&e);
                     tracing::error!(environment = %batch.environment, epoch = ?batch.epoch,
                         events = batch.events.len(), error = %why,
                         "buffered batch dropped: the store refuses it");
                     let mut s = state.lock().expect("lock");
                     s.queue.pop_front();
-                    s.cache.remove(&batch.environment);
                     if s.queue.is_empty() {
                         s.last_error = None;
                     }
@@ -255,9 +238,12 @@ impl DriftStore for BufferedStore {
     async fn records(&self, environment: &str) -> Result<Vec<DriftRecord>, StoreError> {
         match self.inner.records(environment).await {
             Ok(stored) => {
+                let s = self.lock();
+                if s.queue.is_empty() {
+                    return Ok(stored);
+                }
                 let mut map: BTreeMap<ResourceId, DriftRecord> =
                     stored.into_iter().map(|r| (r.id.clone(), r)).collect();
-                let mut s = self.lock();
                 // batches still queued are newer than what the store has
                 for b in &s.queue {
                     for r in b.upserts.iter().filter(|r| r.id.environment == environment) {
@@ -267,13 +253,8 @@ impl DriftStore for BufferedStore {
                         map.remove(id);
                     }
                 }
-                s.cache.insert(environment.to_owned(), map.clone());
                 Ok(map.into_values().collect())
             }
-            Err(e @ StoreError::Unavailable { .. }) => match self.lock().cache.get(environment) {
-                Some(map) => Ok(map.values().cloned().collect()),
-                None => Err(e),
-            },
             Err(e) => Err(e),
         }
     }
@@ -299,10 +280,7 @@ impl DriftStore for BufferedStore {
             }
         }
         match self.inner.commit(batch).await {
-            Ok(()) => {
-                apply_to_cache(&mut self.lock().cache, batch);
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e @ StoreError::Unavailable { .. }) => {
                 let why = driftguard_core::error::chain(&e);
                 tracing::warn!(error = %why, "store unavailable; batch buffered");
@@ -319,12 +297,6 @@ impl DriftStore for BufferedStore {
                 // batches still queued are newer than what the store has
                 let s = self.lock();
                 Ok(s.queue.iter().fold(stored, |r, b| queued_record(b, id, r)))
-            }
-            Err(e @ StoreError::Unavailable { .. }) => {
-                match self.lock().cache.get(&id.environment) {
-                    Some(map) => Ok(map.get(id).cloned()),
-                    None => Err(e),
-                }
             }
             Err(e) => Err(e),
         }
@@ -532,11 +504,16 @@ mod tests {
             .await
             .expect("claim");
         assert!(store.records("prod").await.expect("records").is_empty());
-        // the database goes down: the old leader's batch is buffered (and its record read back)
+        // the database goes down: the old leader's batch is buffered; the buffer keeps no copy
+        // of the records to read
         switch.down.store(true, std::sync::atomic::Ordering::SeqCst);
         store.commit(&old_term).await.expect("buffered");
         assert_eq!(store.queued(), 1);
-        assert_eq!(store.records("prod").await.expect("cached"), vec![record()]);
+        let err = store
+            .records("prod")
+            .await
+            .expect_err("no copy of the records");
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
         // meanwhile another replica took over and claimed the environment
         switch
             .down
