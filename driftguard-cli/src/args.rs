@@ -13,7 +13,9 @@ use driftguard_core::state::{Direction, DriftKind, EventKind};
 /// Detects configuration drift between Git and Kubernetes clusters.
 #[derive(Debug, Parser)]
 #[command(name = "driftguard", version, about, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 no drift, 2 drift found (at or above --fail-on), 1 error.")]
+#[command(
+    after_help = "Exit codes: 0 no drift, 2 drift found (at or above --fail-on; preview: what --fail-on names), 1 error."
+)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,
@@ -80,6 +82,12 @@ pub(crate) enum Command {
     /// (`--adopt`). Shows the server's dry run first; changes nothing without `--yes` (or a
     /// confirmation on a terminal). See docs/remediation.md.
     Remediate(RemediateArgs),
+    /// What merging a pull request to the GitOps repository would change in each environment,
+    /// judged against the drift history: hand changes it would overwrite (and who made them),
+    /// drifts it adopts, conflicts, new changes, objects created and pruned. Reads Git, the
+    /// cluster and the store; writes nothing (except a pull-request comment with --comment).
+    /// See docs/preview.md.
+    Preview(PreviewArgs),
     /// Acknowledges drifts ("we know, leave it"), lists or withdraws acknowledgements. An
     /// acknowledged drift stays open and listed; it is not announced again and `scan` leaves
     /// it out of its exit code, until it changes, ends or --until passes.
@@ -186,6 +194,48 @@ pub(crate) struct ScanArgs {
     /// acknowledgement holds is listed and left out; see `driftguard ack`).
     #[arg(long)]
     pub(crate) include_acknowledged: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PreviewArgs {
+    /// The revision merged into (branch, tag, full ref name or commit id).
+    #[arg(long, value_name = "REF")]
+    pub(crate) base: String,
+    /// The revision merged: the pull request's branch, `refs/pull/<n>/head`, a commit id.
+    #[arg(long, value_name = "REF")]
+    pub(crate) head: String,
+    /// Environments (repeatable; default: every one on a Git repository).
+    #[arg(short, long = "env", value_name = "NAME")]
+    pub(crate) env: Vec<String>,
+    /// Output format: table, json, or markdown (a pull-request comment).
+    #[arg(short, long, value_enum, default_value_t = PreviewFormat::Table)]
+    pub(crate) output: PreviewFormat,
+    /// Exit 2 when the preview holds any of these (comma-separated or repeated): `overwrites`
+    /// (a hand change undone), `conflicts`, `high` (a finding of high or critical risk).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "WHAT")]
+    pub(crate) fail_on: Vec<FailOnArg>,
+    /// Post the Markdown as a comment on this pull (merge) request, through the forge of the
+    /// environment's `git.pullRequest` settings; a later run edits the same comment.
+    #[arg(long, value_name = "NUMBER")]
+    pub(crate) comment: Option<u64>,
+    /// File holding the Secret hashing key (as `scan`'s).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secret_key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub(crate) enum PreviewFormat {
+    #[default]
+    Table,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub(crate) enum FailOnArg {
+    Overwrites,
+    Conflicts,
+    High,
 }
 
 #[derive(Debug, Args)]

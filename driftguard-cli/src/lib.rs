@@ -11,7 +11,7 @@
 //! | --- | --- |
 //! | 0 | no drift (at or above `--fail-on`) |
 //! | 1 | error (bad configuration, unreachable source, malformed input) |
-//! | 2 | drift found (at or above `--fail-on`) |
+//! | 2 | drift found (at or above `--fail-on`); for `preview`, the preview holds what `--fail-on` names (`overwrites`, `conflicts`, `high`) |
 
 pub mod output;
 

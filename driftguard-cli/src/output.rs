@@ -570,3 +570,143 @@ mod tests {
         assert!(json.get("tool").is_none(), "{json}");
     }
 }
+
+/// A preview (`driftguard preview`): one row per field a merge writes (and per object created,
+/// pruned or adopted), then the risk findings and a summary line. Secret values come redacted
+/// from the core.
+pub fn preview_table(
+    report: &driftguard_server::preview::PreviewReport,
+    now: DateTime<Utc>,
+    style: Style,
+) -> String {
+    use driftguard_core::preview::{ChangeClass, ObjectChange};
+    use driftguard_server::preview::class_label;
+    let header = [
+        "ENVIRONMENT",
+        "KIND",
+        "OBJECT",
+        "FIELD",
+        "CHANGE",
+        "GIT (BASE -> HEAD)",
+        "LIVE",
+        "HAND CHANGE",
+    ];
+    let hand = |h: &Option<driftguard_core::preview::HandChange>| match h {
+        Some(h) => format!(
+            "{} {}",
+            if h.who.is_empty() { "someone" } else { &h.who },
+            ago(h.at, now)
+        ),
+        None => "-".into(),
+    };
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut classes: Vec<ChangeClass> = Vec::new();
+    for e in &report.environments {
+        for o in &e.objects {
+            let kind = if o.id.group.is_empty() {
+                o.id.kind.clone()
+            } else {
+                format!("{}.{}", o.id.kind, o.id.group)
+            };
+            if o.change != ObjectChange::Modified || o.fields.is_empty() {
+                let what = match o.class {
+                    ChangeClass::New => o.change.to_string(),
+                    c => format!("{}, {}", o.change, class_label(c)),
+                };
+                rows.push(vec![
+                    e.environment.clone(),
+                    kind.clone(),
+                    o.id.namespaced_name(),
+                    "-".into(),
+                    what,
+                    "-".into(),
+                    "-".into(),
+                    hand(&o.hand_change),
+                ]);
+                classes.push(o.class);
+            }
+            for f in &o.fields {
+                rows.push(vec![
+                    e.environment.clone(),
+                    kind.clone(),
+                    o.id.namespaced_name(),
+                    f.path.to_string(),
+                    class_label(f.class).to_owned(),
+                    format!("{} -> {}", show_value(&f.base), show_value(&f.head)),
+                    if o.live_unknown {
+                        "(unknown)".into()
+                    } else {
+                        show_value(&f.live)
+                    },
+                    hand(&f.hand_change),
+                ]);
+                classes.push(f.class);
+            }
+        }
+    }
+    let mut out = if rows.is_empty() {
+        String::new()
+    } else {
+        table(&header, &rows, style, |r, c, s| {
+            if c != 4 {
+                return s.to_owned();
+            }
+            match classes[r] {
+                ChangeClass::Conflicts => style.severity(Severity::Critical, s),
+                ChangeClass::Overwrites => style.severity(Severity::High, s),
+                ChangeClass::Adopts => style.paint("32", s),
+                ChangeClass::New => s.to_owned(),
+            }
+        })
+    };
+    for e in &report.environments {
+        for o in &e.objects {
+            for f in &o.findings {
+                let at = f
+                    .path
+                    .as_ref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "! {} {} {}: {} {} {}{at}: {}",
+                    e.environment,
+                    o.id.kind,
+                    o.id.namespaced_name(),
+                    style.severity(f.risk, f.risk.as_str()),
+                    f.category,
+                    f.rule,
+                    f.reason
+                );
+            }
+        }
+    }
+    let c = report.counts();
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} overwritten hand change{}, {} conflict{}, {} adopted drift{}, {} new; {} created, {} pruned ({} → {}; {} environment{} changed).",
+        c.overwrites,
+        if c.overwrites == 1 { "" } else { "s" },
+        c.conflicts,
+        if c.conflicts == 1 { "" } else { "s" },
+        c.adopts,
+        if c.adopts == 1 { "" } else { "s" },
+        c.new,
+        c.created,
+        c.pruned,
+        report.base,
+        report.head,
+        report.environments.len(),
+        if report.environments.len() == 1 { "" } else { "s" },
+    );
+    for s in &report.skipped {
+        let _ = writeln!(out, "{}: {}.", s.environment, s.reason);
+    }
+    for p in &report.problems {
+        let _ = writeln!(out, "warning: {p}");
+    }
+    out
+}

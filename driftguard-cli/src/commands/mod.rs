@@ -3,6 +3,7 @@
 mod ack;
 mod config_discover;
 mod mcp;
+mod preview;
 mod query;
 mod remediate;
 mod scan;
@@ -28,6 +29,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Explain(a) => query::explain(g, a).await,
         Command::Remediate(a) => remediate::remediate(g, a).await,
         Command::Ack(a) => ack::ack(g, a).await,
+        Command::Preview(a) => preview::preview(g, a).await,
         Command::Config(ConfigCommand::Validate(a)) => validate::validate(g, a).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
