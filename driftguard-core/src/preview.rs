@@ -19,7 +19,13 @@
 //! the one before and head's as the one after. Secret values are never shown: field values of a
 //! Secret pass through [`crate::secret::redact_at`].
 //!
-//! Pure: the caller renders both revisions, reads the live side and the stored records.
+//! Pure: the caller renders both revisions, reads the live side and the stored records
+//! ([`Scanner::preview`](crate::scanner::Scanner::preview) does, through its ports, in
+//! `gather`).
+
+mod gather;
+
+pub use gather::{PreviewError, PreviewRun};
 
 use std::collections::HashMap;
 

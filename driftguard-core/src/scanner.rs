@@ -179,6 +179,21 @@ impl Scanner {
         }
     }
 
+    /// The Git and live sources of a scanner of manifests (`None` for plans), and the store:
+    /// what a preview reads ([`crate::preview`]).
+    pub(crate) fn ports(
+        &self,
+    ) -> (
+        Option<(&Arc<dyn GitSource>, &Arc<dyn LiveSource>)>,
+        &Arc<dyn DriftStore>,
+    ) {
+        let sides = match &self.sides {
+            Sides::Manifests { git, live } => Some((git, live)),
+            Sides::Plans(_) => None,
+        };
+        (sides, &self.store)
+    }
+
     /// Adds a notifier: the events of every batch written are announced to it.
     pub fn with_notifier(mut self, n: Arc<dyn Notifier>) -> Self {
         self.notifiers.push(n);

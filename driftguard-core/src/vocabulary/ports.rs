@@ -224,6 +224,15 @@ pub trait GitSource: Send + Sync {
         Ok(None)
     }
 
+    /// The revision a branch, tag, full ref name or commit id names (a preview reads Git at
+    /// two of them with [`GitSource::desired`]); one not known yet is fetched first, without
+    /// moving the tracked ref. A source without revisions by name (a folder) cannot.
+    async fn revision_of(&self, reference: &str) -> Result<Revision, SourceError> {
+        Err(SourceError::Unsupported {
+            what: format!("reading revision `{reference}` of {}", self.describe()),
+        })
+    }
+
     /// The versions of one object, newest first, at most `limit`.
     async fn history(
         &self,

@@ -1,28 +1,30 @@
 //! `driftguard preview` and `POST /api/v1/preview`: what merging a pull request to the GitOps
 //! repository would change in each environment, classified against the drift history.
 //!
-//! The gathering is here, the judgement in the core ([`driftguard_core::preview`]): for each
-//! environment on a Git repository, Git is read at both revisions through the environment's
-//! own source (the same renderers a scan uses: plain folders, kustomize, Helm, render
-//! commands), and only when the desired state differs between them are the live side (one
-//! snapshot of the kinds either revision defines) and the stored drift records read. Nothing is
-//! written anywhere. [`markdown`] renders a report for a pull-request comment.
+//! The judgement is the core's ([`driftguard_core::preview`]), and so is the reading, through
+//! each environment's scanner ([`Scanner::preview`]): Git at both revisions through the
+//! environment's own source (the same renderers a scan uses: plain folders, kustomize, Helm,
+//! render commands), and only when the desired state differs between them the live side (one
+//! snapshot of the kinds either revision defines) and the stored drift records. Here: which
+//! environments, the report across them, and `--fail-on`. Nothing is written anywhere.
+//! [`markdown`] renders a report for a pull-request comment.
 
 pub mod markdown;
 
 use std::sync::Arc;
 
 use driftguard_core::engine::Engine;
-use driftguard_core::error::chain;
 use driftguard_core::normalize::{Normalizer, SecretKey};
-use driftguard_core::ports::{DesiredSet, DriftStore, GitSource, SourceError, StoreError};
-use driftguard_core::preview::{ChangeClass, EnvPreview, PreviewCounts};
+use driftguard_core::ports::{Clock, DriftStore, SourceError};
+use driftguard_core::preview::{
+    ChangeClass, EnvPreview, PreviewCounts, PreviewError as CorePreviewError,
+};
+use driftguard_core::scanner::Scanner;
 use driftguard_core::severity::Severity;
-use driftguard_sources::git::GitRepoSource;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EnvironmentPlan, ResolvedConfig};
-use crate::setup::{self, Clusters, SetupError};
+use crate::config::ResolvedConfig;
+use crate::setup::{self, Clusters, SetupError, SystemClock};
 
 /// Why a preview could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -36,26 +38,9 @@ pub enum PreviewError {
     /// A source could not be set up.
     #[error(transparent)]
     Setup(#[from] SetupError),
-    /// Git or the cluster could not be read.
-    #[error("environment {environment}: cannot read {what}")]
-    Source {
-        /// The environment.
-        environment: String,
-        /// What was being read.
-        what: String,
-        /// The cause.
-        #[source]
-        source: SourceError,
-    },
-    /// The drift records could not be read.
-    #[error("environment {environment}: cannot read the drift records")]
-    Store {
-        /// The environment.
-        environment: String,
-        /// The cause.
-        #[source]
-        source: StoreError,
-    },
+    /// Git, the cluster or the records could not be read.
+    #[error(transparent)]
+    Read(#[from] driftguard_core::preview::PreviewError),
 }
 
 /// What to preview.
@@ -140,9 +125,9 @@ impl PreviewReport {
     }
 }
 
-/// Previews `request` on the configuration's environments: each on a Git repository, read at
-/// both revisions; the cluster and `store`'s records only where the change touches the desired
-/// state. `key` must be the key scans hash Secrets with.
+/// Previews `request` on the configuration's environments, each on a Git repository through
+/// a scanner of its own (the CLI's one-shot way: Git cloned or fetched into the cache, the
+/// cluster listed). `key` must be the key scans hash Secrets with.
 pub async fn preview(
     config: &ResolvedConfig,
     key: SecretKey,
@@ -155,34 +140,62 @@ pub async fn preview(
             return Err(PreviewError::NoEnvironment(name.clone()));
         }
     }
+    let mut scanners = Vec::new();
+    let mut skipped = Vec::new();
+    let asked = config
+        .environments
+        .iter()
+        .filter(|e| request.environments.is_empty() || request.environments.contains(&e.name));
+    for env in asked {
+        if env.terraform.is_some() || env.git().is_none() {
+            skipped.push(not_on_git(&env.name));
+            continue;
+        }
+        let engine = Engine::new(env.spec.clone(), Normalizer::new(key.clone()));
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let scanner = setup::scanner(env, clusters, engine, store.clone(), clock).await?;
+        scanners.push(Arc::new(scanner));
+    }
+    let mut report = of_scanners(&scanners, request).await?;
+    skipped.append(&mut report.skipped);
+    report.skipped = skipped;
+    Ok(report)
+}
+
+/// Previews `request` with `scanners` (a running server's environments, or the CLI's): an
+/// environment whose source has no revisions by name (a folder) is left out, as one the change
+/// does not touch; an error of any other ends the preview.
+pub async fn of_scanners(
+    scanners: &[Arc<Scanner>],
+    request: &PreviewRequest,
+) -> Result<PreviewReport, PreviewError> {
     let mut report = PreviewReport {
         base: request.base.clone(),
         head: request.head.clone(),
         ..PreviewReport::default()
     };
-    let asked = config
-        .environments
-        .iter()
-        .filter(|e| request.environments.is_empty() || request.environments.contains(&e.name));
     let mut any_git = false;
-    for env in asked {
-        if env.terraform.is_some() || env.git().is_none() {
-            report.skipped.push(Skipped {
-                environment: env.name.clone(),
-                reason: "not on a Git repository".into(),
-            });
-            continue;
-        }
-        any_git = true;
-        match preview_environment(env, key.clone(), &store, clusters, request).await? {
-            Outcome::Untouched => report.skipped.push(Skipped {
-                environment: env.name.clone(),
-                reason: "the change does not touch its desired state".into(),
-            }),
-            Outcome::Touched(p, problems) => {
-                report.problems.extend(problems);
-                report.environments.push(*p);
+    for scanner in scanners {
+        let name = scanner.environment().to_owned();
+        match scanner.preview(&request.base, &request.head).await {
+            Ok(run) => {
+                any_git = true;
+                if run.preview.touched() {
+                    report.problems.extend(run.problems);
+                    report.environments.push(run.preview);
+                } else {
+                    report.skipped.push(Skipped {
+                        environment: name,
+                        reason: "the change does not touch its desired state".into(),
+                    });
+                }
             }
+            Err(CorePreviewError::NotManifests(_))
+            | Err(CorePreviewError::Git {
+                source: SourceError::Unsupported { .. },
+                ..
+            }) => report.skipped.push(not_on_git(&name)),
+            Err(e) => return Err(e.into()),
         }
     }
     if !any_git {
@@ -191,106 +204,11 @@ pub async fn preview(
     Ok(report)
 }
 
-enum Outcome {
-    Untouched,
-    Touched(Box<EnvPreview>, Vec<String>),
-}
-
-async fn preview_environment(
-    env: &EnvironmentPlan,
-    key: SecretKey,
-    store: &Arc<dyn DriftStore>,
-    clusters: &Clusters,
-    request: &PreviewRequest,
-) -> Result<Outcome, PreviewError> {
-    let name = &env.name;
-    let source_error = |what: String| {
-        move |source| PreviewError::Source {
-            environment: name.clone(),
-            what,
-            source,
-        }
-    };
-    let git = env
-        .git()
-        .ok_or(PreviewError::NoGitEnvironment)?
-        .source
-        .clone();
-    let src = GitRepoSource::open(git)
-        .await
-        .map_err(source_error("the repository".into()))?;
-    let base_rev = src
-        .revision_of(&request.base)
-        .await
-        .map_err(source_error(format!("base `{}`", request.base)))?;
-    let head_rev = src
-        .revision_of(&request.head)
-        .await
-        .map_err(source_error(format!("head `{}`", request.head)))?;
-    let base = src
-        .desired(&base_rev)
-        .await
-        .map_err(source_error(format!("Git at base {}", base_rev.short())))?;
-    let head = src
-        .desired(&head_rev)
-        .await
-        .map_err(source_error(format!("Git at head {}", head_rev.short())))?;
-    if same_objects(&base, &head) && base.errors.len() == head.errors.len() {
-        return Ok(Outcome::Untouched);
+fn not_on_git(environment: &str) -> Skipped {
+    Skipped {
+        environment: environment.to_owned(),
+        reason: "not on a Git repository".into(),
     }
-    let engine = Engine::new(env.spec.clone(), Normalizer::new(key));
-    let both = DesiredSet {
-        objects: base
-            .objects
-            .iter()
-            .chain(head.objects.iter())
-            .cloned()
-            .collect(),
-        ..DesiredSet::default()
-    };
-    let scope = engine.live_scope(&both);
-    drop(both);
-    let live = setup::live_source(env, clusters).await?;
-    let snapshot = live
-        .snapshot(&scope)
-        .await
-        .map_err(source_error("the cluster".into()))?;
-    let records = store
-        .records(name)
-        .await
-        .map_err(|source| PreviewError::Store {
-            environment: name.clone(),
-            source,
-        })?;
-    let b = engine.index(&base, &snapshot);
-    let h = engine.index(&head, &snapshot);
-    let preview = engine.preview(&b, &h, &records);
-    if !preview.touched() {
-        return Ok(Outcome::Untouched);
-    }
-    let mut problems: Vec<String> = Vec::new();
-    for (side, st) in [("base", &b), ("head", &h)] {
-        for e in &st.errors {
-            problems.push(format!("{name} ({side}): {e}"));
-        }
-        for e in &st.live_errors {
-            problems.push(format!("{name}: {e}"));
-        }
-    }
-    for w in head.warnings.iter().chain(base.warnings.iter()) {
-        problems.push(format!("{name}: {w}"));
-    }
-    problems.dedup();
-    Ok(Outcome::Touched(Box::new(preview), problems))
-}
-
-/// Whether both revisions give the same objects, in the same order.
-fn same_objects(a: &DesiredSet, b: &DesiredSet) -> bool {
-    a.objects.len() == b.objects.len()
-        && a.objects
-            .iter()
-            .zip(&b.objects)
-            .all(|(x, y)| x.object.value() == y.object.value())
 }
 
 /// The one-line summary of a class, as every rendering names it.
@@ -301,9 +219,4 @@ pub fn class_label(class: ChangeClass) -> &'static str {
         ChangeClass::Overwrites => "overwrites a hand change",
         ChangeClass::Conflicts => "conflicts",
     }
-}
-
-/// An error's chain, for a report line.
-pub fn describe(e: &PreviewError) -> String {
-    chain(e)
 }

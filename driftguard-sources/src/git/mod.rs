@@ -562,20 +562,6 @@ impl GitRepoSource {
             .clone()
     }
 
-    /// The revision a branch, tag, full ref name (`refs/pull/7/head`), `HEAD` or commit id
-    /// names in the mirror, as of the last fetch (a preview reads Git at two of them with
-    /// [`GitSource::desired`]).
-    pub async fn revision_of(&self, reference: &str) -> Result<Revision, SourceError> {
-        let reader = Arc::clone(&self.reader);
-        let reference = reference.to_owned();
-        blocking(move || {
-            let id = reader.resolve(&reference)?;
-            reader.revision(id)
-        })
-        .await
-        .map_err(|e| self.not_found(e))
-    }
-
     /// The reader of the mirror (for the Terraform source: working copies and file
     /// histories).
     pub(crate) fn reader(&self) -> Arc<Reader> {
@@ -675,6 +661,32 @@ impl GitSource for GitRepoSource {
         }
         let reader = Arc::clone(&self.reader);
         Ok(Some(blocking(move || reader.revision(id)).await?))
+    }
+
+    async fn revision_of(&self, reference: &str) -> Result<Revision, SourceError> {
+        let resolve = || {
+            let reader = Arc::clone(&self.reader);
+            let reference = reference.to_owned();
+            blocking(move || {
+                let id = reader.resolve(&reference)?;
+                reader.revision(id)
+            })
+        };
+        match resolve().await {
+            Err(SourceError::NotFound { .. }) => {
+                // a pull request's ref or commit pushed since the last fetch: fetch (through
+                // the mirror's gate, leaving the tracked ref's last revision alone) and look
+                // again
+                let fetched = Gate::of(&self.mirror)
+                    .fetch(&self.config, &self.mirror)
+                    .await?;
+                if let Err(message) = fetched {
+                    return Err(unreachable(&self.config, message));
+                }
+                resolve().await.map_err(|e| self.not_found(e))
+            }
+            other => other.map_err(|e| self.not_found(e)),
+        }
     }
 
     async fn history(
