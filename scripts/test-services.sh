@@ -3,15 +3,16 @@
 #   scripts/test-services.sh up     build/reuse k8s binaries (KUBE_VERSION, default the newest
 #                                   of scripts/test-cluster/lib.sh), start cluster + SecantusDB,
 #                                   install/reuse helm and moto, find terraform and its
-#                                   provider mirror, build/reuse Flux's controllers, write
+#                                   provider mirror, build/reuse Flux's controllers, start
+#                                   the OpenID provider (oidc-provider from npm), write
 #                                   $DRIFTGUARD_RUN/services.env;
 #                                   run again with another KUBE_VERSION, it swaps the cluster
 #   scripts/test-services.sh down   stop both and remove their data
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
 # KUBECONFIG, KUBECTL, KUBE_VERSION, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
-# TERRAFORM, TF_CLI_CONFIG_FILE, FLUX_SOURCE_CONTROLLER, FLUX_KUSTOMIZE_CONTROLLER and FLUX_CRDS
-# for tests.
+# TERRAFORM, TF_CLI_CONFIG_FILE, FLUX_SOURCE_CONTROLLER, FLUX_KUSTOMIZE_CONTROLLER, FLUX_CRDS,
+# OIDC_ISSUER and OIDC_CLIENT_SECRET_FILE for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
@@ -26,6 +27,8 @@ case "${1:-}" in
     "$HERE/test-cluster/build.sh"
     "$HERE/test-cluster/start.sh" >/dev/null
     "$HERE/mongo/start.sh" >/dev/null
+    # the OpenID provider of the sign-in tests (panva's oidc-provider, npm; writes oidc.env)
+    "$HERE/oidc/start.sh" >/dev/null
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
     "$HERE/moto/install.sh" >"$DRIFTGUARD_RUN/moto.env"
     "$HERE/terraform/setup.sh" >"$DRIFTGUARD_RUN/terraform.env"
@@ -42,6 +45,7 @@ case "${1:-}" in
       # the cluster's version (tests may say which server they ran on)
       sed -n 's/^KUBE_VERSION=/export KUBE_VERSION=/p' "$DRIFTGUARD_RUN/cluster.info"
       sed 's/^/export /' "$DRIFTGUARD_RUN/mongo.env"
+      sed 's/^/export /' "$DRIFTGUARD_RUN/oidc.env"
       cat "$DRIFTGUARD_RUN/helm.env"
       cat "$DRIFTGUARD_RUN/moto.env"
       cat "$DRIFTGUARD_RUN/terraform.env"
@@ -58,6 +62,7 @@ case "${1:-}" in
   down)
     rc=0
     "$HERE/mongo/stop.sh" || rc=1
+    "$HERE/oidc/stop.sh" || rc=1
     "$HERE/test-cluster/stop.sh" || rc=1
     rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env" "$DRIFTGUARD_RUN/moto.env" "$DRIFTGUARD_RUN/terraform.env" \
       "$DRIFTGUARD_RUN/flux.env"
@@ -94,6 +99,9 @@ case "${1:-}" in
         echo "flux: source-controller and kustomize-controller built ($(dirname "$FLUX_SOURCE_CONTROLLER"))"
       else echo "flux: a controller or the CRDs missing"; rc=1; fi
     else echo "flux: not built"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/oidc.env" ] && pid_alive "$DRIFTGUARD_RUN/oidc.pid"; then
+      echo "oidc-provider: running ($(sed -n 's/^OIDC_ISSUER=//p' "$DRIFTGUARD_RUN/oidc.env"))"
+    else echo "oidc-provider: not running"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/mongo.env" ] && pid_alive "$DRIFTGUARD_RUN/mongo.pid"; then
       echo "secantusdb: running ($(cat "$DRIFTGUARD_RUN/mongo.env"))"
     else echo "secantusdb: not running"; rc=1; fi

@@ -614,7 +614,7 @@ pub async fn serve_stdio(state: AppState) -> Result<(), McpError> {
 pub fn http_service(state: AppState) -> StreamableHttpService<DriftGuardMcp, LocalSessionManager> {
     let mut config =
         StreamableHttpServerConfig::default().with_cancellation_token(state.mcp_cancel.clone());
-    if !state.tokens.is_empty() || !state.scoped_tokens.is_empty() {
+    if state.auth_required() {
         config = config.disable_allowed_hosts();
     }
     StreamableHttpService::new(

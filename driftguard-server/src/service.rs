@@ -315,9 +315,16 @@ impl Service {
         let scoped_tokens = settings.resolve_scoped_tokens(&env_var)?;
         let webhook_secret = settings.resolve_webhook_secret(&env_var)?;
         let trusted_proxies = settings.resolve_trusted_proxies()?;
+        // the client secret read here: a missing file or variable stops `serve`, naming it
+        let oidc = settings
+            .oidc
+            .as_ref()
+            .map(|o| o.resolve(&env_var, &settings.role_bindings))
+            .transpose()?
+            .map(|s| Arc::new(crate::auth::oidc::Oidc::new(s)));
         let (addr, note) = settings.effective_listen(
             options.listen.as_deref(),
-            !tokens.is_empty() || !scoped_tokens.is_empty(),
+            !tokens.is_empty() || !scoped_tokens.is_empty() || oidc.is_some(),
         )?;
         if let Some(n) = note {
             tracing::warn!("{n}");
@@ -421,7 +428,8 @@ impl Service {
         };
         let mut state = AppState::builder(store, envs, metrics)
             .tokens(tokens)
-            .scoped_tokens(scoped_tokens);
+            .scoped_tokens(scoped_tokens)
+            .oidc(oidc);
         if let Some(r) = remediation {
             state = state.remediation(r);
         }

@@ -70,6 +70,8 @@ pub struct Inner {
     pub verdicts: Arc<crate::verdicts::Verdicts>,
     /// Failed sign-ins counted per client and minute (recorded as people's actions).
     pub sign_in_failures: Arc<crate::queries::actions::SignInFailures>,
+    /// Sign-in with OpenID Connect (`server.oidc`), when configured.
+    pub oidc: Option<Arc<crate::auth::oidc::Oidc>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -94,9 +96,10 @@ pub struct AppStateBuilder {
 }
 
 impl AppState {
-    /// Whether requests need a token (plain or named tokens are configured).
+    /// Whether requests need a token or a session (plain or named tokens, or sign-in with
+    /// OpenID Connect, are configured).
     pub fn auth_required(&self) -> bool {
-        !self.tokens.is_empty() || !self.scoped_tokens.is_empty()
+        !self.tokens.is_empty() || !self.scoped_tokens.is_empty() || self.oidc.is_some()
     }
 
     /// Who a token is among this server's tokens, and what it may do (see
@@ -135,6 +138,7 @@ impl AppState {
                 throttle: Arc::new(Throttle::new()),
                 verdicts: Arc::new(crate::verdicts::Verdicts::default()),
                 sign_in_failures: Arc::default(),
+                oidc: None,
             },
         }
     }
@@ -206,6 +210,7 @@ impl AppState {
                 throttle: i.throttle.clone(),
                 verdicts: i.verdicts.clone(),
                 sign_in_failures: i.sign_in_failures.clone(),
+                oidc: i.oidc.clone(),
             }),
         }
     }
@@ -232,6 +237,12 @@ impl AppStateBuilder {
     /// Named bearer tokens with scopes.
     pub fn scoped_tokens(mut self, tokens: Vec<crate::config::ScopedToken>) -> Self {
         self.inner.scoped_tokens = tokens;
+        self
+    }
+
+    /// Sign-in with OpenID Connect.
+    pub fn oidc(mut self, oidc: Option<Arc<crate::auth::oidc::Oidc>>) -> Self {
+        self.inner.oidc = oidc;
         self
     }
 

@@ -7,6 +7,8 @@
 //!   RFC 7235): `Bearer` for the API and MCP, `Bearer` or `Basic` for the audit webhook.
 //! - [`caller_of`]: which configured token a presented one is, compared in constant time.
 //! - [`session`]: the dashboard's sessions, each acting as the caller who signed in.
+//! - [`oidc`]: sign-in with OpenID Connect; a person is a caller named `user:<e-mail>` whose
+//!   roles are those their groups or e-mail are bound to.
 //! - [`middleware`]: [`authenticate`] finds the caller of a request; [`Needs`], on a route, is
 //!   the scope that route needs.
 //! - [`throttle`]: the limit on failed sign-ins and token checks per client.
@@ -14,6 +16,7 @@
 //!   [`Caller::may_in`], the one check of roles per environment).
 
 pub mod middleware;
+pub mod oidc;
 pub mod session;
 pub mod throttle;
 pub mod visible;

@@ -125,6 +125,9 @@ fn server(r: &Resolver<'_>, f: &ConfigFile) -> ServerPlan {
         tls.key_file = r.path(&tls.key_file);
         tls.client_ca_file = tls.client_ca_file.as_ref().map(|p| r.path(p));
     }
+    if let Some(oidc) = &mut settings.oidc {
+        oidc.client_secret_file = oidc.client_secret_file.as_ref().map(|p| r.path(p));
+    }
     let mut home_cluster = None;
     if let Some(ha) = &mut settings.ha {
         ha.home_kubeconfig = ha.home_kubeconfig.as_ref().map(|p| r.path(p));

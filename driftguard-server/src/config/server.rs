@@ -33,10 +33,15 @@ pub struct ServerConfig {
     /// Named bearer tokens with scopes. The plain `tokens` and `tokenEnv` may `read` and
     /// `scan`; only a token given the `remediate` scope here may remediate.
     pub api_tokens: Vec<ApiTokenConfig>,
-    /// Roles per environment: who (API tokens by name) holds which role (`viewer`,
-    /// `operator`, `remediator`, `admin`) in which environments (globs). One check
-    /// (`Caller::may_in`) guards the API, the dashboard, MCP and the event stream.
+    /// Roles per environment: who (API tokens by name, people signed in with OpenID Connect
+    /// by group or e-mail) holds which role (`viewer`, `operator`, `remediator`, `admin`) in
+    /// which environments (globs). One check (`Caller::may_in`) guards the API, the dashboard,
+    /// MCP and the event stream.
     pub role_bindings: Vec<RoleBinding>,
+    /// Sign-in to the dashboard with an OpenID Connect provider (authorization code with
+    /// PKCE). People get the roles their groups or e-mail addresses are bound to in
+    /// `roleBindings`; API tokens keep working beside it.
+    pub oidc: Option<OidcConfig>,
     /// Serve over TLS (HTTPS) with this certificate and key, read again when they change.
     pub tls: Option<TlsConfig>,
     /// The kill switch of every remediation policy: true stops them all (also
@@ -97,6 +102,7 @@ impl Default for ServerConfig {
             token_env: None,
             api_tokens: Vec::new(),
             role_bindings: Vec::new(),
+            oidc: None,
             tls: None,
             remediation_paused: false,
             webhook_secret_env: None,
@@ -185,7 +191,8 @@ impl Role {
 }
 
 /// A role binding (`server.roleBindings`): a role, the environments it applies to (globs,
-/// `prod-*`; `*` for all) and who holds it (API tokens by name).
+/// `prod-*`; `*` for all) and who holds it: API tokens by name, people signed in with OpenID
+/// Connect by group or by e-mail address.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleBinding {
@@ -196,6 +203,243 @@ pub struct RoleBinding {
     /// The API tokens (`apiTokens` names) holding it.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// The groups (values of the ID token's groups claim, `server.oidc.groupsClaim`) whose
+    /// members hold it when they sign in with OpenID Connect.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// People holding it when they sign in with OpenID Connect: e-mail addresses (compared
+    /// without case) or subjects (`sub`).
+    #[serde(default)]
+    pub users: Vec<String>,
+}
+
+/// `server.oidc`: sign-in with an OpenID Connect provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL, exactly as its ID tokens name it (`iss`); its discovery
+    /// document is `<issuer>/.well-known/openid-configuration`. `https://`, or `http://` on a
+    /// loopback address only.
+    pub issuer: String,
+    /// This server's client id at the provider.
+    pub client_id: String,
+    /// File holding the client secret (relative to the configuration file).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Name of an environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Refused: a client secret is never written in the configuration file (use
+    /// `clientSecretFile` or `clientSecretEnv`).
+    #[serde(default, skip_serializing)]
+    #[schemars(with = "Option<String>")]
+    pub client_secret: Option<InlineSecret>,
+    /// Scopes asked for (`openid` is needed; add the one your provider puts groups under).
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the person's groups (a list of strings, or one string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// E-mail domains allowed to sign in (`acme.example`; the ID token's `email`, which must
+    /// not be marked unverified). Empty: any.
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Base URL the provider sends people back to (`<base>/auth/oidc/callback`; register
+    /// that URL, and `<base>/login` for after sign-out, with the provider). Default:
+    /// `server.publicUrl`, else the URL the browser used.
+    #[serde(default)]
+    pub redirect_base_url: Option<String>,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into()]
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// A value written where a secret may not be: read to say so, never kept (its `Debug` and
+/// the configuration's hold nothing of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlineSecret;
+
+impl<'de> Deserialize<'de> for InlineSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| InlineSecret)
+    }
+}
+
+impl Serialize for InlineSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+/// The resolved `server.oidc`: the client secret read. `Debug` does not show it.
+#[derive(Clone, PartialEq)]
+pub struct OidcSettings {
+    /// The issuer, as configured.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// The claim holding groups.
+    pub groups_claim: String,
+    /// Allowed e-mail domains (lower case; empty: any).
+    pub allowed_email_domains: Vec<String>,
+    /// Base URL of the callback (no trailing `/`).
+    pub redirect_base_url: Option<String>,
+    /// The role bindings naming groups or people.
+    pub bindings: Vec<RoleBinding>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("groups_claim", &self.groups_claim)
+            .field("allowed_email_domains", &self.allowed_email_domains)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcConfig {
+    /// What is wrong with it, as `(key, message)` pairs under `server.oidc` (empty: nothing).
+    /// Whether the secret's file or variable is there is known when `serve` reads it.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.client_secret.is_some() {
+            out.push((
+                "clientSecret",
+                "a client secret is never written in the configuration file: put it in a file \
+                 (clientSecretFile) or an environment variable (clientSecretEnv)"
+                    .into(),
+            ));
+        }
+        match (&self.client_secret_file, &self.client_secret_env) {
+            (None, None) if self.client_secret.is_none() => out.push((
+                "clientSecretFile",
+                "name where the client secret is: clientSecretFile or clientSecretEnv".into(),
+            )),
+            (Some(_), Some(_)) => out.push((
+                "clientSecretEnv",
+                "clientSecretFile and clientSecretEnv are both set: choose one".into(),
+            )),
+            _ => {}
+        }
+        if let Err(message) = issuer_url(&self.issuer) {
+            out.push(("issuer", message));
+        }
+        if self.client_id.trim().is_empty() {
+            out.push(("clientId", "must not be empty".into()));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            out.push(("scopes", "must include `openid`".into()));
+        }
+        if self.groups_claim.trim().is_empty() {
+            out.push(("groupsClaim", "must not be empty".into()));
+        }
+        for d in &self.allowed_email_domains {
+            let d = d.trim();
+            if d.is_empty() || d.contains('@') || d.contains('/') || d.contains(' ') {
+                out.push((
+                    "allowedEmailDomains",
+                    format!("`{d}` is not a domain (write `acme.example`, not an address)"),
+                ));
+            }
+        }
+        if let Some(base) = &self.redirect_base_url {
+            match reqwest::Url::parse(base) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => out.push(("redirectBaseUrl", format!("`{base}` is not an http(s) URL"))),
+            }
+        }
+        out
+    }
+
+    /// The settings, the secret read from its file or variable (an error names the key,
+    /// never the secret). `bindings` are the server's role bindings.
+    pub fn resolve(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+        bindings: &[RoleBinding],
+    ) -> Result<OidcSettings, SettingError> {
+        if let Some((key, message)) = self.problems().into_iter().next() {
+            return Err(SettingError::Invalid {
+                field: format!("server.oidc.{key}"),
+                message,
+            });
+        }
+        let secret = match (&self.client_secret_file, &self.client_secret_env) {
+            (Some(file), _) => {
+                std::fs::read_to_string(file).map_err(|e| SettingError::Invalid {
+                    field: "server.oidc.clientSecretFile".into(),
+                    message: format!("cannot read {}: {}", file.display(), e.kind()),
+                })?
+            }
+            (None, Some(var)) => env(var).ok_or_else(|| SettingError::MissingEnv {
+                var: var.clone(),
+                field: "server.oidc.clientSecretEnv".into(),
+            })?,
+            (None, None) => String::new(),
+        };
+        let secret = secret.trim().to_owned();
+        if secret.is_empty() {
+            return Err(SettingError::Invalid {
+                field: "server.oidc.clientSecretFile".into(),
+                message: "the client secret is empty".into(),
+            });
+        }
+        Ok(OidcSettings {
+            issuer: self.issuer.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: secret,
+            scopes: self.scopes.clone(),
+            groups_claim: self.groups_claim.clone(),
+            allowed_email_domains: self
+                .allowed_email_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            redirect_base_url: self
+                .redirect_base_url
+                .as_ref()
+                .map(|b| b.trim_end_matches('/').to_owned()),
+            bindings: bindings
+                .iter()
+                .filter(|b| !b.groups.is_empty() || !b.users.is_empty())
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+/// Whether `issuer` can be an issuer: an `https://` URL, or `http://` on a loopback address
+/// (a provider on the same machine, as in the tests), without query or fragment.
+pub fn issuer_url(issuer: &str) -> Result<reqwest::Url, String> {
+    let u = reqwest::Url::parse(issuer).map_err(|e| format!("`{issuer}` is not a URL: {e}"))?;
+    let host = u.host_str().unwrap_or("");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(format!(
+                "`{issuer}` must be an https:// URL (http:// only on a loopback address)"
+            ))
+        }
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        return Err(format!("`{issuer}` must have no query or fragment"));
+    }
+    Ok(u)
 }
 
 /// A resolved named token. `Debug` does not show the token.

@@ -160,7 +160,7 @@ fn role_bindings_name_environments_and_known_tokens() {
         [
             "server.roleBindings[0].environments: name at least one environment (a glob such as `prod-*`, or `*` for all)",
             "server.roleBindings[0].tokens[1]: no token named `nobody` in server.apiTokens",
-            "server.roleBindings[1].tokens: name who holds the role (API tokens of apiTokens, by name)",
+            "server.roleBindings[1].tokens: name who holds the role (API tokens of apiTokens by name, or `groups` or `users` signed in with server.oidc)",
         ]
     );
     let e = load(&format!(
@@ -168,6 +168,71 @@ fn role_bindings_name_environments_and_known_tokens() {
     ))
     .expect_err("no such role");
     assert!(e.to_string().contains("owner"), "{e}");
+}
+
+/// `server.oidc`: the secret never inline, an https issuer, `openid`, domains; groups and
+/// people in bindings only with it; the secret read from its file or variable by name.
+#[test]
+fn oidc_settings_and_bindings_of_people_are_checked() {
+    let oidc = "  oidc:\n    issuer: https://id.acme.example\n    clientId: driftguard\n    clientSecretEnv: OIDC_SECRET\n    allowedEmailDomains: [acme.example]\n";
+    let bindings = "  roleBindings:\n    - {role: operator, environments: [prod-*], groups: [platform]}\n    - {role: viewer, environments: [dev], users: [carol@acme.example]}\n";
+    let cfg = load(&format!("{ENV}server:\n{oidc}{bindings}")).expect("valid");
+    let server = cfg.file.server.clone().expect("server");
+    let o = server.oidc.clone().expect("oidc");
+    assert_eq!(o.scopes, ["openid", "email", "profile"], "default scopes");
+    assert_eq!(o.groups_claim, "groups");
+    let resolved = o
+        .resolve(
+            &|v: &str| (v == "OIDC_SECRET").then(|| "s3cret-value\n".to_owned()),
+            &server.role_bindings,
+        )
+        .expect("resolves");
+    assert_eq!(resolved.client_secret, "s3cret-value");
+    assert_eq!(resolved.bindings.len(), 2);
+    assert!(
+        !format!("{resolved:?}").contains("s3cret"),
+        "Debug hides the secret"
+    );
+    let e = o.resolve(&|_: &str| None, &[]).expect_err("no variable");
+    assert_eq!(
+        e.to_string(),
+        "environment variable OIDC_SECRET (named by server.oidc.clientSecretEnv) is not set"
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ENV}server:\n  oidc:\n    issuer: http://id.acme.example\n    clientId: ''\n    clientSecret: hunter2-inline\n    scopes: [email]\n    allowedEmailDomains: [alice@acme.example]\n"
+        )),
+        [
+            "server.oidc.issuer: `http://id.acme.example` must be an https:// URL (http:// only on a loopback address)",
+            "server.oidc.clientId: must not be empty",
+            "server.oidc.clientSecret: a client secret is never written in the configuration file: put it in a file (clientSecretFile) or an environment variable (clientSecretEnv)",
+            "server.oidc.scopes: must include `openid`",
+            "server.oidc.allowedEmailDomains: `alice@acme.example` is not a domain (write `acme.example`, not an address)",
+        ]
+    );
+    let e = load(&format!(
+        "{ENV}server:\n  oidc:\n    issuer: https://id.acme.example\n    clientId: dg\n    clientSecret: hunter2-inline\n"
+    ))
+    .expect_err("inline secret");
+    assert!(
+        !e.to_string().contains("hunter2"),
+        "the secret is never shown: {e}"
+    );
+    assert_eq!(
+        problems(&format!(
+            "{ENV}server:\n  oidc:\n    issuer: http://127.0.0.1:5556\n    clientId: dg\n    clientSecretFile: nowhere.txt\n"
+        ))
+        .len(),
+        1,
+        "a loopback http issuer is fine; the missing file is the problem"
+    );
+    assert_eq!(
+        problems(&format!("{ENV}server:\n{bindings}")),
+        [
+            "server.roleBindings[0].groups: people sign in with OpenID Connect: configure server.oidc",
+            "server.roleBindings[1].users: people sign in with OpenID Connect: configure server.oidc",
+        ]
+    );
 }
 
 const CHART: &str = "../../../examples/helm/charts/shop";

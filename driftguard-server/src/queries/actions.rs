@@ -45,16 +45,26 @@ pub async fn did(
     record(state, a).await;
 }
 
+/// A client's address and a reason of failure.
+type ClientReason = (String, String);
+
 /// Failed sign-ins counted per client and minute: one action per client and minute whose
 /// count grows (the same id, written again).
 #[derive(Debug, Default)]
 pub struct SignInFailures {
-    counts: Mutex<HashMap<String, (DateTime<Utc>, u32)>>,
+    /// Per client and reason: the minute counted and the count.
+    counts: Mutex<HashMap<ClientReason, (DateTime<Utc>, u32)>>,
 }
 
 impl SignInFailures {
     /// Counts one failure of `client` at `now`: the action to record.
     pub fn note(&self, client: &str, now: DateTime<Utc>) -> PersonAction {
+        self.note_because(client, now, "")
+    }
+
+    /// Counts one failure of `client` at `now` for `reason` (counted apart from other
+    /// reasons, and recorded as the action's detail): the action to record.
+    pub fn note_because(&self, client: &str, now: DateTime<Utc>, reason: &str) -> PersonAction {
         let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
         let mut counts = self
             .counts
@@ -62,7 +72,9 @@ impl SignInFailures {
             .expect("never poisoned: no panics while held");
         // only this minute's are kept: the map holds the clients of one minute at most
         counts.retain(|_, (at, _)| *at == minute);
-        let entry = counts.entry(client.to_owned()).or_insert((minute, 0));
+        let entry = counts
+            .entry((client.to_owned(), reason.to_owned()))
+            .or_insert((minute, 0));
         entry.1 += 1;
         PersonAction::new(
             ActionKind::SignInFailed,
@@ -70,7 +82,7 @@ impl SignInFailures {
             minute,
             None,
             Vec::new(),
-            "",
+            reason,
         )
         .counted(entry.1)
     }
@@ -80,6 +92,20 @@ impl SignInFailures {
 pub async fn sign_in_failed(state: &AppState, client: Option<std::net::IpAddr>) {
     let who = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     let action = state.sign_in_failures.note(&who, state.clock.now());
+    record(state, action).await;
+}
+
+/// Records a failed sign-in of `client` for `reason` (never a credential): counted per
+/// client, reason and minute.
+pub async fn sign_in_failed_because(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    reason: &str,
+) {
+    let who = client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let action = state
+        .sign_in_failures
+        .note_because(&who, state.clock.now(), reason);
     record(state, action).await;
 }
 

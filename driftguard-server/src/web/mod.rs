@@ -21,6 +21,7 @@ pub mod assets;
 pub mod chart;
 mod pages;
 mod remediate;
+mod sso;
 pub mod view;
 
 use askama::Template;
@@ -61,6 +62,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(pages)
         .route("/login", get(login_form).post(login))
+        .route("/auth/oidc/login", get(sso::begin))
+        .route("/auth/oidc/callback", get(sso::callback))
         .route("/assets/{name}", get(assets::serve))
         .layer(middleware::from_fn(security_headers))
 }
@@ -274,6 +277,8 @@ pub struct Layout {
     pub csrf: String,
     /// Whether to show the sign-out button.
     pub sign_out: bool,
+    /// Who is signed in (`user:<e-mail>`, `token:<name>`), shown beside it.
+    pub who: String,
     /// Whether the page follows the live feed.
     pub live: bool,
     /// Whether the viewer's token may ask for scans (the Scan now buttons).
@@ -315,6 +320,12 @@ impl Layout {
             nav,
             csrf: viewer.csrf.clone(),
             sign_out: viewer.signed_in,
+            who: viewer
+                .caller
+                .name
+                .strip_prefix("user:")
+                .unwrap_or(&viewer.caller.name)
+                .to_owned(),
             live: true,
             may_scan: viewer.may(TokenScope::Scan),
             may_remediate: viewer.may(TokenScope::Remediate) && state.remediation.is_some(),
@@ -331,6 +342,7 @@ impl Layout {
             nav: Vec::new(),
             csrf: String::new(),
             sign_out: false,
+            who: String::new(),
             live: false,
             may_scan: false,
             may_remediate: false,
@@ -355,6 +367,22 @@ struct LoginPage {
     layout: Layout,
     next: String,
     error: Option<String>,
+    /// Whether sign-in with OpenID Connect is offered.
+    sso: bool,
+    /// Whether the token form is (tokens are configured).
+    tokens: bool,
+}
+
+impl LoginPage {
+    fn new(state: &AppState, next: String, error: Option<String>) -> LoginPage {
+        LoginPage {
+            layout: Layout::plain("Sign in"),
+            next,
+            error,
+            sso: state.oidc.is_some(),
+            tokens: !state.tokens.is_empty() || !state.scoped_tokens.is_empty(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -409,12 +437,7 @@ async fn login_form(
     if !state.auth_required() {
         return Ok(Redirect::to(&next).into_response());
     }
-    Ok(html(&LoginPage {
-        layout: Layout::plain("Sign in"),
-        next,
-        error: None,
-    })?
-    .into_response())
+    Ok(html(&LoginPage::new(&state, next, None))?.into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -461,11 +484,11 @@ async fn login(
         state.throttle.failed(client.ip, std::time::Instant::now());
         tracing::info!(client = ?client.ip, "dashboard sign-in refused: wrong token");
         crate::queries::actions::sign_in_failed(&state, client.ip).await;
-        let page = html(&LoginPage {
-            layout: Layout::plain("Sign in"),
+        let page = html(&LoginPage::new(
+            &state,
             next,
-            error: Some("That token is not accepted.".into()),
-        })?;
+            Some("That token is not accepted.".into()),
+        ))?;
         return Ok((StatusCode::UNAUTHORIZED, page).into_response());
     };
     tracing::info!(caller = %caller.name, "dashboard sign-in");
@@ -489,13 +512,35 @@ async fn logout(
     if let Some(id) = session::cookie_value(&cookies, client.https) {
         state.sessions.close(&id);
     }
+    // a person signed in with OpenID Connect signs out at the provider too, when it has an
+    // end-session endpoint, and comes back to the sign-in page
+    let at_provider = state
+        .oidc
+        .as_ref()
+        .filter(|_| viewer.caller.name.starts_with("user:"))
+        .and_then(|o| {
+            let base = sso::base_url(&state, &client, &headers)?;
+            o.logout_url(&format!("{base}/login"))
+        });
+    // added, not removed from the jar: the removal is sent whether or not the request had it
+    let cookies = cookies.add(session::removal(client.https));
+    if let Some(url) = at_provider {
+        tracing::info!(caller = %viewer.caller.name, "signed out, and on to the OpenID provider");
+        // a page goes on to the provider: the Content-Security-Policy's `form-action 'self'`
+        // stops a form's redirect to another site
+        let page = html(&sso::Onward {
+            layout: Layout::plain("Signed out"),
+            heading: "Signed out of DriftGuard".into(),
+            next: url.to_string(),
+            link: "Sign out at your identity provider too".into(),
+        })?;
+        return Ok((cookies, page).into_response());
+    }
     let to = if !state.auth_required() {
         "/"
     } else {
         "/login"
     };
-    // added, not removed from the jar: the removal is sent whether or not the request had it
-    let cookies = cookies.add(session::removal(client.https));
     Ok((cookies, Redirect::to(to)).into_response())
 }
 

@@ -66,6 +66,7 @@ pub(super) fn validate(config: &Config, plan: &ResolvedConfig) -> Vec<ConfigProb
     server::trusted_proxies(&mut problems, f);
     server::tokens(&mut problems, f);
     server::role_bindings(&mut problems, f);
+    server::oidc(&mut problems, f, plan);
     store::secret_key(&mut problems, f, plan);
     problems.out
 }

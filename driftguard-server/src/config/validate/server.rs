@@ -87,7 +87,8 @@ pub(super) fn tokens(problems: &mut Problems, f: &ConfigFile) {
     }
 }
 
-/// Each role binding names environments and only tokens of `apiTokens`.
+/// Each role binding names environments and only tokens of `apiTokens`; groups and people
+/// only with `server.oidc`.
 pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
     let Some(server) = f.server.as_ref() else {
         return;
@@ -99,11 +100,33 @@ pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
                 "name at least one environment (a glob such as `prod-*`, or `*` for all)",
             );
         }
-        if b.tokens.is_empty() {
+        if b.tokens.is_empty() && b.groups.is_empty() && b.users.is_empty() {
             problems.add(
                 format!("server.roleBindings[{i}].tokens"),
-                "name who holds the role (API tokens of apiTokens, by name)",
+                "name who holds the role (API tokens of apiTokens by name, or `groups` or \
+                 `users` signed in with server.oidc)",
             );
+        }
+        if (!b.groups.is_empty() || !b.users.is_empty()) && server.oidc.is_none() {
+            let key = if b.groups.is_empty() {
+                "users"
+            } else {
+                "groups"
+            };
+            problems.add(
+                format!("server.roleBindings[{i}].{key}"),
+                "people sign in with OpenID Connect: configure server.oidc",
+            );
+        }
+        for (key, names) in [("groups", &b.groups), ("users", &b.users)] {
+            for (j, n) in names.iter().enumerate() {
+                if n.trim().is_empty() {
+                    problems.add(
+                        format!("server.roleBindings[{i}].{key}[{j}]"),
+                        "must not be empty",
+                    );
+                }
+            }
         }
         for (j, t) in b.tokens.iter().enumerate() {
             if !server.api_tokens.iter().any(|a| &a.name == t) {
@@ -113,6 +136,26 @@ pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
                 );
             }
         }
+    }
+}
+
+/// `server.oidc`: an issuer URL, a client id, the secret in a file or a variable (never
+/// inline), `openid` among the scopes; the secret's file exists.
+pub(super) fn oidc(problems: &mut Problems, f: &ConfigFile, plan: &ResolvedConfig) {
+    let Some(o) = f.server.as_ref().and_then(|s| s.oidc.as_ref()) else {
+        return;
+    };
+    for (key, message) in o.problems() {
+        problems.add(format!("server.oidc.{key}"), message);
+    }
+    if let Some(file) = plan
+        .server
+        .settings
+        .oidc
+        .as_ref()
+        .and_then(|o| o.client_secret_file.as_ref())
+    {
+        check_file(problems, "server.oidc.clientSecretFile".to_owned(), file);
     }
 }
 
