@@ -38,12 +38,17 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
+# the OpenID provider of the sign-in tests (scripts/oidc/, panva's oidc-provider from npm)
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (Kubernetes $KUBE_NEWEST, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis)"
+step "test services (Kubernetes $KUBE_NEWEST, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis, the OpenID provider)"
 KUBE_VERSION=$KUBE_NEWEST scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"
