@@ -12,6 +12,7 @@
 //!   the injected clock, is refused; a state of another sign-in is refused, and a sign-in is
 //!   used once.
 //! - the issuer's keys are fetched again, once, for a rotated key.
+//! - an unreachable provider and a callback of no sign-in are pages saying why.
 //!
 //! A missing provider, chromium or chromedriver fails the test (never a skip).
 
@@ -625,4 +626,60 @@ async fn a_rotated_key_is_fetched_once() {
     let stray = token::testing::Signer::new("k3");
     assert!(oidc.verify(&stray.sign(&claims), "n", now).await.is_err());
     assert_eq!(fetches.load(Ordering::SeqCst), 2, "fetches are limited");
+}
+
+/// Without a provider to reach, or at a callback no sign-in began, the answer is a page
+/// saying why (never the code or state it was given), counted in the history; the sign-in
+/// page offers the provider.
+#[tokio::test]
+async fn an_unreachable_provider_and_a_stray_callback_are_pages_saying_why() {
+    let mut s = settings(platform_operates_prod());
+    s.issuer = format!("http://127.0.0.1:{}", driftguard_test_support::free_port());
+    let (base, state) = serve(Oidc::new(s)).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("answers");
+    let page = login.text().await.expect("text");
+    assert!(page.contains("href=\"/auth/oidc/login?next=/\""), "{page}");
+    let resp = http
+        .get(format!("{base}/auth/oidc/login?next=/drifts"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 502);
+    let page = resp.text().await.expect("text");
+    assert!(
+        page.contains("the identity provider cannot be used now"),
+        "{page}"
+    );
+    let resp = http
+        .get(format!("{base}/auth/oidc/callback?code=c0de&state=st4te"))
+        .header("cookie", "driftguard_oidc=forged")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status(), 400);
+    let removal = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(removal.starts_with("driftguard_oidc=;"), "{removal}");
+    let page = resp.text().await.expect("text");
+    assert!(page.contains("this sign-in has expired"), "{page}");
+    assert!(!page.contains("c0de") && !page.contains("st4te"));
+    let actions = state.store.actions(None, 10).await.expect("actions");
+    let reasons: Vec<&str> = actions.iter().map(|a| a.detail.as_str()).collect();
+    assert!(
+        reasons.contains(&"oidc: provider unavailable")
+            && reasons.contains(&"oidc: no sign-in under way"),
+        "{reasons:?}"
+    );
 }
