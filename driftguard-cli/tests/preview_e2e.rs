@@ -13,7 +13,9 @@
 //! - one that changes a Helm values file is rendered through the chart (an environment with
 //!   `helm:`), and only that environment is touched.
 //!
-//! Nothing is written to the cluster or to Git by the previews. The namespaces are
+//! The same through `POST /api/v1/preview` of a running `driftguard serve`, for an operator
+//! (a viewer is refused), on a pull request pushed after the server cloned the repository and
+//! named by its commit. Nothing is written to the cluster or to Git by the previews. The namespaces are
 //! `dg-preview-*`, deleted at the end. Needs the test cluster with its audit settings
 //! (KUBECONFIG, KUBECTL, AUDIT_LOG, ALICE_TOKEN), git and helm; a missing one fails.
 
@@ -30,6 +32,8 @@ use util::e2e::{free_port, kubectl, kubectl_status, DeleteOnDrop, Services};
 use util::{run_env, write, Run};
 
 const SECRET_KEY: &str = "preview-e2e-secret-key-0123456789";
+const OPERATOR_TOKEN: &str = "preview-e2e-operator-token-0123456789";
+const VIEWER_TOKEN: &str = "preview-e2e-viewer-token-0123456789";
 /// How long the audit log may take to name Alice.
 const NAMED_WITHIN: Duration = Duration::from_secs(60);
 
@@ -535,4 +539,68 @@ secretKey: {{env: E2E_SECRET_KEY}}
     let bad = preview(&dir, "no-such-branch", &[]);
     assert_eq!(bad.code, 1, "{}\n{}", bad.stdout, bad.stderr);
     assert!(bad.stderr.contains("no-such-branch"), "{}", bad.stderr);
+
+    // ---- the same through the API of a running server, for an operator
+    let config = std::fs::read_to_string(dir.join("driftguard.yaml")).expect("config");
+    write(
+        &dir.join("serve.yaml"),
+        &format!(
+            "{config}server:\n  apiTokens:\n    - {{name: ops, tokenEnv: E2E_OPERATOR}}\n    - {{name: looker, tokenEnv: E2E_VIEWER}}\n  roleBindings:\n    - {{role: operator, environments: [\"prod*\"], tokens: [ops]}}\n    - {{role: viewer, environments: [\"*\"], tokens: [looker]}}\n  pollInterval: 60s\n  fullScanInterval: 1h\n  shutdownGrace: 2s\n"
+        ),
+    );
+    let api_port = free_port();
+    let mut server = util::e2e::spawn_server(
+        &dir,
+        &["--config", "serve.yaml"],
+        &[
+            ("E2E_SECRET_KEY", SECRET_KEY),
+            ("E2E_OPERATOR", OPERATOR_TOKEN),
+            ("E2E_VIEWER", VIEWER_TOKEN),
+        ],
+        api_port,
+        dir.join("serve.log"),
+        OPERATOR_TOKEN,
+    );
+    server.wait_ready(0.0, 2);
+    // a pull request pushed after the server cloned the repository, named by its commit
+    pull_request(&work, "scale-web-more", |w| {
+        write(&app_file(w), &app(&ns, 4, "nginx:1.25", "info"))
+    });
+    let sha = git(&work, &["rev-parse", "scale-web-more"]);
+    let body = serde_json::json!({"base": "main", "head": sha, "failOn": ["overwrites"]});
+    let (status, answer) = server
+        .send_json("POST", "/api/v1/preview", &body)
+        .expect("the server answers");
+    assert_eq!(status, 200, "{answer}\n{}", server.log());
+    let v: Value = serde_json::from_str(&answer).expect("JSON");
+    assert_eq!(v["fails"], true, "{v:#}");
+    let got = rows(&v["report"]);
+    let classes: Vec<(&str, &str)> = got.iter().map(|r| (r.2.as_str(), r.3.as_str())).collect();
+    assert_eq!(
+        classes,
+        [("spec.replicas", "new"), (image, "overwrites")],
+        "{v:#}"
+    );
+    assert!(got[1].4.contains("alice"), "{got:#?}");
+    assert!(
+        v["markdown"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("<!-- driftguard-preview -->")),
+        "{v:#}"
+    );
+    // a viewer may not; an unknown revision is a 404
+    server.token = VIEWER_TOKEN.into();
+    let (status, answer) = server
+        .send_json("POST", "/api/v1/preview", &body)
+        .expect("the server answers");
+    assert_eq!(status, 403, "{answer}");
+    server.token = OPERATOR_TOKEN.into();
+    let (status, answer) = server
+        .send_json(
+            "POST",
+            "/api/v1/preview",
+            &serde_json::json!({"base": "main", "head": "no-such-branch"}),
+        )
+        .expect("the server answers");
+    assert_eq!(status, 404, "{answer}");
 }

@@ -1435,6 +1435,34 @@ async fn openapi_document_matches_the_answers() {
     )
     .await;
     answers.push(("get", "/readyz".into(), r));
+    // a preview on environments of memory sources (no revisions by name): a clear 400
+    let r = send_json(
+        &f.app,
+        Method::POST,
+        "/api/v1/preview",
+        TOKEN,
+        json!({"base": "main", "head": "pr-7", "failOn": ["overwrites"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Git repository")),
+        "{}",
+        r.json
+    );
+    answers.push(("post", "/api/v1/preview".into(), r));
+    let r = send_json(
+        &f.app,
+        Method::POST,
+        "/api/v1/preview",
+        TOKEN,
+        json!({"base": "main", "head": "pr-7", "failOn": ["everything"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    answers.push(("post", "/api/v1/preview".into(), r));
 
     let mut errors = Vec::new();
     for (m, uri, r) in &answers {
@@ -1467,6 +1495,7 @@ async fn openapi_document_matches_the_answers() {
         "/api/v1/actions",
         "/api/v1/events/stream",
         "/api/v1/scans",
+        "/api/v1/preview",
         "/api/v1/openapi.json",
         "/api/v1/webhooks/git",
         "/api/v1/environments/{env}/audit",
@@ -1482,7 +1511,11 @@ async fn openapi_document_matches_the_answers() {
             .replace("{env}", "dev")
             .replace("{episode}", "prod-00000000")
             .replace("{object}", "Deployment.apps/shop/web");
-        let method = if p.ends_with("/scan") || p.ends_with("/git") || p.ends_with("/audit") {
+        let method = if p.ends_with("/scan")
+            || p.ends_with("/git")
+            || p.ends_with("/audit")
+            || p.ends_with("/preview")
+        {
             "POST"
         } else if p.ends_with("/acknowledgement") {
             "DELETE"

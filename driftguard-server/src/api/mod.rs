@@ -40,12 +40,14 @@ mod drifts;
 mod environments;
 mod events;
 mod health;
+mod preview;
 mod webhooks;
 
 use drifts::*;
 use environments::*;
 use events::*;
 use health::*;
+use preview::*;
 use webhooks::*;
 
 /// The API's routes: `/api/v1` behind the API's authentication, each route with the scope it
@@ -100,6 +102,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/actions", get(list_actions).route_layer(Needs(Read)))
         .route("/events/stream", get(event_stream).route_layer(Needs(Read)))
         .route("/scans", get(list_scans).route_layer(Needs(Read)))
+        .route("/preview", post(preview).route_layer(Needs(Scan)))
         .route("/openapi.json", get(openapi_json).route_layer(Needs(Read)))
         .route_layer(middleware::from_fn_with_state(state, authenticate));
     // their own authentication: a push signature, the API server's audit token
@@ -253,13 +256,14 @@ impl utoipa::Modify for NamedParams {
     paths(list_environments, get_environment, scan_now, object_history, list_drifts, get_drift,
         get_remediation, remediate, acknowledge, list_acknowledgements, withdraw_acknowledgement,
         pause_remediation, resume_remediation, list_events, list_actions,
-        event_stream, list_scans, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
+        event_stream, list_scans, preview, git_webhook, audit_webhook, healthz, readyz, metrics, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, ObjectRef, DriftSummary, DriftDetail, FieldDiffDto,
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto,
         AcknowledgementDto, AcknowledgementList, AcknowledgeRequest, ActionDto, ActionList, RemediationSwitch,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
         CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, RecordDto,
-        ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted)),
+        ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted, PreviewBody, PreviewAnswer,
+        crate::preview::FailOn)),
     modifiers(&BearerAuth, &NamedParams),
 )]
 pub struct ApiDoc;

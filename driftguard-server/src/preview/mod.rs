@@ -56,7 +56,7 @@ pub struct PreviewRequest {
 }
 
 /// What `--fail-on` (and the API's `failOn`) can name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FailOn {
     /// A hand change the merge would undo.

@@ -8,6 +8,7 @@
 pub mod ack;
 pub mod actions;
 pub mod filter;
+pub mod preview;
 
 pub use filter::{DriftFilter, MAX_LIMIT};
 
