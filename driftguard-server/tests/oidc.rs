@@ -4,8 +4,9 @@
 //! through Debian's Chromium with fantoccini, `serve`'s application on a real listener.
 //!
 //! - alice (group `platform`, bound as operator of `prod-*`) signs in through the provider's
-//!   login page and sees only `prod-eu`, on the dashboard and the API; signing out ends the
-//!   session (its cookie is refused) and signs her out at the provider.
+//!   login page and sees only `prod-eu`, on the dashboard, the API and the event stream;
+//!   signing out ends the session (its cookie is refused, its stream ends) and signs her out
+//!   at the provider. The ops token and MCP keep working with bearer tokens beside it.
 //! - bob (group `team-dev`, bound to nothing) and carol (an e-mail domain not allowed) are
 //!   refused with a 403 page saying why; both failures are in the history of actions.
 //! - a real ID token of the provider, changed, signed by another key, or past its expiry by
@@ -196,6 +197,16 @@ async fn arrive(c: &Client, what: &str, at: impl Fn(&reqwest::Url) -> bool) -> r
     }
 }
 
+/// The next piece of an event stream (within 5 s).
+async fn next_chunk(r: &mut reqwest::Response) -> String {
+    let chunk = tokio::time::timeout(Duration::from_secs(5), r.chunk())
+        .await
+        .expect("the stream goes on within 5 s")
+        .expect("reads")
+        .expect("not ended");
+    String::from_utf8_lossy(&chunk).into_owned()
+}
+
 async fn body(c: &Client) -> String {
     c.execute("return document.body.innerText", vec![])
         .await
@@ -301,7 +312,7 @@ fn names(list: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn people_sign_in_through_the_provider_and_see_only_their_environments() {
-    let (base, _state) = serve(Oidc::new(settings(platform_operates_prod()))).await;
+    let (base, state) = serve(Oidc::new(settings(platform_operates_prod()))).await;
     let driver = start_driver();
     let profiles = tempfile::tempdir().expect("temp dir");
 
@@ -332,11 +343,40 @@ async fn people_sign_in_through_the_provider_and_see_only_their_environments() {
     )
     .await;
     assert_eq!(status, 404, "another environment does not exist for her");
+    // the event stream her page follows: nothing of dev-sandbox reaches her
+    let mut stream = reqwest::Client::new()
+        .get(format!("{base}/api/v1/events/stream"))
+        .header("cookie", format!("driftguard_session={cookie}"))
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains(": connected") {
+        seen.push_str(&next_chunk(&mut stream).await);
+    }
+    for env in ["dev-sandbox", "prod-eu"] {
+        let d = testkit::numbered_drift(env, 0, driftguard_core::severity::Severity::High, true);
+        state.feed.publish_events(&[driftguard_core::testkit::event(
+            driftguard_core::state::EventKind::Changed,
+            &d,
+            testkit::t0(),
+            &format!("s-{env}"),
+        )]);
+    }
+    while !seen.contains("event: changed") {
+        seen.push_str(&next_chunk(&mut stream).await);
+    }
+    assert!(seen.contains("prod-eu"), "{seen}");
+    assert!(
+        !seen.contains("dev-sandbox"),
+        "nothing of dev-sandbox: {seen}"
+    );
     // API tokens keep working beside sign-in: the ops token reads everything
     let (status, envs) = api(&base, "/api/v1/environments", None, Some(OPS_TOKEN)).await;
     assert_eq!((status, names(&envs).len()), (200, 2), "{envs}");
 
-    // signing out ends the session here, then at the provider
+    // signing out ends the session here (and the stream it opened), then at the provider
     click(&c, ".signout button").await;
     arrive(&c, "the provider's sign-out page", |u| {
         u.path().starts_with("/session/end")
@@ -344,6 +384,11 @@ async fn people_sign_in_through_the_provider_and_see_only_their_environments() {
     .await;
     let (status, _) = api(&base, "/api/v1/environments", Some(&cookie), None).await;
     assert_eq!(status, 401, "the old session cookie no longer works");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while stream.chunk().await.ok().flatten().is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the session's event stream ended with it");
     click(&c, "button[value=yes]").await;
     let back = arrive(&c, "back at the sign-in page", |u| u.path() == "/login").await;
     assert!(back.as_str().starts_with(&base), "{back}");
