@@ -477,6 +477,11 @@ secretKey: {{env: E2E_SECRET_KEY}}
         )],
     );
 
+    eprintln!(
+        "---- driftguard preview --base main --head debug-logs --fail-on overwrites,conflicts,high\n{}",
+        preview(&dir, "debug-logs", &["--fail-on", "overwrites,conflicts,high"]).stdout
+    );
+
     // 4. a Helm values change, previewed through the chart
     let p = preview(&dir, "helm-greeting", &["-o", "json"]);
     assert_eq!(p.code, 0, "{}\n{}", p.stdout, p.stderr);

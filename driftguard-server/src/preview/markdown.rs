@@ -153,7 +153,7 @@ fn object_rows(out: &mut String, o: &ObjectPreview) {
             };
             let _ = writeln!(
                 out,
-                "| {name} | | {} {} | | | {whole} |",
+                "| {name} | | {}{} | | | {whole} |",
                 mark(o.class),
                 if o.class == ChangeClass::New {
                     what.to_owned()
@@ -166,7 +166,7 @@ fn object_rows(out: &mut String, o: &ObjectPreview) {
     for f in &o.fields {
         let _ = writeln!(
             out,
-            "| {name} | `{}` | {} {} | {} → {} | {} | {} |",
+            "| {name} | `{}` | {}{} | {} → {} | {} | {} |",
             code(f.path.as_str()),
             mark(f.class),
             class_label(f.class),
@@ -206,12 +206,13 @@ fn object_name(o: &ObjectPreview) -> String {
     }
 }
 
+/// The sign before a class, with its space (none for an ordinary change).
 fn mark(class: ChangeClass) -> &'static str {
     match class {
         ChangeClass::New => "",
-        ChangeClass::Adopts => "✅",
-        ChangeClass::Overwrites => "⚠️",
-        ChangeClass::Conflicts => "❌",
+        ChangeClass::Adopts => "✅ ",
+        ChangeClass::Overwrites => "⚠️ ",
+        ChangeClass::Conflicts => "❌ ",
     }
 }
 
