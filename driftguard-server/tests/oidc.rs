@@ -507,7 +507,10 @@ async fn a_real_id_token_changed_forged_or_expired_is_refused() {
     let now = chrono::Utc::now().timestamp();
 
     // a whole sign-in, finished with a clock three hours on: the token has expired
-    let (id, url) = oidc.begin(cb.clone(), "/".into()).await.expect("begins");
+    let (id, url) = oidc
+        .begin(None, cb.clone(), "/".into())
+        .await
+        .expect("begins");
     c.goto(url.as_str()).await.expect("to the provider");
     provider_login(&c, "alice").await;
     let back = caught(&mut rx).await;
@@ -521,7 +524,10 @@ async fn a_real_id_token_changed_forged_or_expired_is_refused() {
     assert!(matches!(again, Err(SignInError::NoSignIn)), "{again:?}");
 
     // a sign-in answered with another's state
-    let (id, url) = oidc.begin(cb.clone(), "/".into()).await.expect("begins");
+    let (id, url) = oidc
+        .begin(None, cb.clone(), "/".into())
+        .await
+        .expect("begins");
     c.goto(url.as_str())
         .await
         .expect("to the provider (signed in there)");
@@ -727,4 +733,50 @@ async fn an_unreachable_provider_and_a_stray_callback_are_pages_saying_why() {
             && reasons.contains(&"oidc: no sign-in under way"),
         "{reasons:?}"
     );
+}
+
+/// One client cannot push everyone else's sign-ins out: past 20 under way, its own oldest go.
+#[tokio::test]
+async fn a_client_s_sign_ins_under_way_are_bounded() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!("http://{}", l.local_addr().expect("addr"));
+    let discovery = json!({"issuer": issuer, "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/jwks")});
+    let app = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || async move { axum::Json(discovery) }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let mut s = settings(Vec::new());
+    s.issuer = issuer;
+    let oidc = Oidc::new(s);
+    let (a, b) = (Some([192, 0, 2, 1].into()), Some([192, 0, 2, 2].into()));
+    let cb = "http://127.0.0.1:1/cb".to_owned();
+    let (theirs, _) = oidc.begin(b, cb.clone(), "/".into()).await.expect("begins");
+    let mut mine = Vec::new();
+    for _ in 0..21 {
+        mine.push(
+            oidc.begin(a, cb.clone(), "/".into())
+                .await
+                .expect("begins")
+                .0,
+        );
+    }
+    let wrong = Callback {
+        state: Some("wrong".into()),
+        ..Callback::default()
+    };
+    // still there (the state is then what fails), or gone
+    let there = |r: Result<_, SignInError>| !matches!(r, Err(SignInError::NoSignIn));
+    assert!(
+        there(oidc.finish(Some(&theirs), &wrong, 0).await),
+        "another's stays"
+    );
+    assert!(
+        !there(oidc.finish(Some(&mine[0]), &wrong, 0).await),
+        "its oldest went"
+    );
+    assert!(there(oidc.finish(Some(&mine[20]), &wrong, 0).await));
 }

@@ -55,7 +55,10 @@ pub(super) async fn begin(
     let next = local_path(q.as_ref().ok().and_then(|Query(p)| p.next.as_deref()));
     let base = base_url(&state, &client, &headers)
         .ok_or_else(|| AppError::bad_request("the request has no usable Host"))?;
-    match oidc.begin(format!("{base}{}", oidc::CALLBACK), next).await {
+    match oidc
+        .begin(client.ip, format!("{base}{}", oidc::CALLBACK), next)
+        .await
+    {
         Ok((id, url)) => {
             let cookies = CookieJar::new().add(oidc::cookie(id, client.https));
             Ok((cookies, Redirect::to(url.as_str())).into_response())

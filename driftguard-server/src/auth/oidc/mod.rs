@@ -17,6 +17,7 @@ pub mod provider;
 pub mod token;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,10 @@ pub const PENDING_FOR: Duration = Duration::from_secs(600);
 /// Most sign-ins under way at once (the oldest goes first).
 const MAX_PENDING: usize = 10_000;
 
+/// Most sign-ins under way from one client address (its oldest goes first), so that one
+/// client cannot push everyone else's out.
+const MAX_PENDING_PER_CLIENT: usize = 20;
+
 /// The path of the callback, under the redirect base URL.
 pub const CALLBACK: &str = "/auth/oidc/callback";
 
@@ -54,6 +59,7 @@ struct Pending {
     redirect_uri: String,
     next: String,
     created: Instant,
+    client: Option<IpAddr>,
 }
 
 /// Sign-in with the provider of `server.oidc`.
@@ -168,10 +174,11 @@ impl Oidc {
         }
     }
 
-    /// Begins a sign-in that returns to `redirect_uri` and then to `next`: the sign-in id
-    /// (the cookie's value) and the provider's URL to send the browser to.
+    /// Begins a sign-in of a browser at `client` that returns to `redirect_uri` and then to
+    /// `next`: the sign-in id (the cookie's value) and the provider's URL to send it to.
     pub async fn begin(
         &self,
+        client: Option<IpAddr>,
         redirect_uri: String,
         next: String,
     ) -> Result<(String, Url), SignInError> {
@@ -189,6 +196,7 @@ impl Oidc {
             redirect_uri,
             next,
             created: Instant::now(),
+            client,
         };
         let url = flow::authorization_url(
             &d.authorization_endpoint,
@@ -203,8 +211,14 @@ impl Oidc {
         );
         let mut all = self.pending.lock().expect("never poisoned");
         all.retain(|_, p| p.created.elapsed() < PENDING_FOR);
-        if all.len() >= MAX_PENDING {
-            if let Some(oldest) = all.iter().min_by_key(|(_, p)| p.created).map(|(k, _)| *k) {
+        let theirs = all.values().filter(|p| p.client == client).count();
+        if theirs >= MAX_PENDING_PER_CLIENT || all.len() >= MAX_PENDING {
+            let oldest = all
+                .iter()
+                .filter(|(_, p)| theirs < MAX_PENDING_PER_CLIENT || p.client == client)
+                .min_by_key(|(_, p)| p.created)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
                 all.remove(&oldest);
             }
         }
