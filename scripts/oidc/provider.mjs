@@ -1,7 +1,8 @@
 // The OpenID provider of the sign-in tests: panva's `oidc-provider` (an OpenID Certified
 // implementation) on 127.0.0.1, with one client for DriftGuard and three static people.
 //
-//   node provider.mjs            (OIDC_PORT, OIDC_CLIENT_SECRET_FILE; prints `ready <issuer>`)
+//   node provider.mjs   (OIDC_PORT, OIDC_CLIENT_SECRET_FILE, optional OIDC_PID_FILE; prints
+//                        `ready <issuer>` once it listens)
 //
 // - client `driftguard`: authorization code with PKCE (required by oidc-provider), secret read
 //   from $OIDC_CLIENT_SECRET_FILE, `client_secret_basic`. A native client, so that its loopback
@@ -153,5 +154,9 @@ const server = http.createServer(async (req, res) => {
   }
   callback(req, res);
 });
-server.listen(port, '127.0.0.1', () => console.log(`ready ${issuer}`));
+server.listen(port, '127.0.0.1', () => {
+  // the process's own pid, for stop.sh (setsid may fork, so `$!` need not be this process)
+  if (process.env.OIDC_PID_FILE) fs.writeFileSync(process.env.OIDC_PID_FILE, `${process.pid}\n`);
+  console.log(`ready ${issuer}`);
+});
 for (const s of ['SIGTERM', 'SIGINT']) process.on(s, () => server.close(() => process.exit(0)));

@@ -52,12 +52,13 @@ if [ ! -s "$SECRET" ]; then
 fi
 port="${DRIFTGUARD_OIDC_PORT:-$(free_port)}"
 log "starting oidc-provider $OIDC_PROVIDER_VERSION on 127.0.0.1:$port"
-(cd "$DIR" && OIDC_PORT="$port" OIDC_CLIENT_SECRET_FILE="$SECRET" \
-  setsid node provider.mjs </dev/null >"$LOGFILE" 2>&1 & echo $! >"$PIDFILE")
+# the provider writes its own pid once it listens (setsid may fork: `$!` need not be node)
+(cd "$DIR" && OIDC_PORT="$port" OIDC_CLIENT_SECRET_FILE="$SECRET" OIDC_PID_FILE="$PIDFILE" \
+  setsid node provider.mjs </dev/null >"$LOGFILE" 2>&1 &)
 
 deadline=$(( $(date +%s) + ${DRIFTGUARD_START_TIMEOUT:-30} ))
-until answers "$port"; do
-  if ! pid_alive "$PIDFILE" || [ "$(date +%s)" -ge "$deadline" ]; then
+until [ -s "$PIDFILE" ] && answers "$port"; do
+  if [ "$(date +%s)" -ge "$deadline" ] || { [ -s "$PIDFILE" ] && ! pid_alive "$PIDFILE"; }; then
     log "the OpenID provider failed to start; log follows:"
     cat "$LOGFILE" >&2 || true
     stop_pidfile "$PIDFILE" oidc-provider
