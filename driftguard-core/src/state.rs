@@ -790,8 +790,8 @@ fn direction(
                     continue;
                 };
                 let b = base.get(ph);
-                let git_moved = leaf.desired != b;
-                let live_moved = leaf.live != b;
+                let git_moved = leaf.desired() != b;
+                let live_moved = leaf.live() != b;
                 match (git_moved, live_moved) {
                     (true, true) => both = true,
                     (true, false) => rev = true,

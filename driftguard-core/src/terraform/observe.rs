@@ -273,7 +273,7 @@ fn direction(cmp: &Comparison, paths: &[Vec<String>], state: Option<&Value>) -> 
             continue;
         };
         let s = value_hash(value_at(state, segments));
-        match (s == leaf.desired, s == leaf.live) {
+        match (s == leaf.desired(), s == leaf.live()) {
             (true, false) => forward = true,
             (false, true) => reverse = true,
             _ => conflict = true,

@@ -270,11 +270,7 @@ impl Walker {
         let path = xxh3_64(self.path.as_str().as_bytes());
         let desired = value_hash(d);
         let live = value_hash(l);
-        self.leaves.push(Leaf {
-            path,
-            desired,
-            live,
-        });
+        self.leaves.push(Leaf::new(path, desired, live));
         if desired != live {
             self.drifted.push((
                 FieldDiff {
