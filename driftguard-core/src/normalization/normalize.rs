@@ -807,12 +807,26 @@ fn scalar_string(v: &Value) -> Option<String> {
 /// live objects between scans may drop them at once ([`strip_unread`]).
 pub const UNREAD_TOP_LEVEL: &[&str] = &["status"];
 
-/// Drops from a live object what no comparison reads ([`UNREAD_TOP_LEVEL`]), so that a source
-/// keeping objects (a shared watch's cache) keeps only what the engine can use.
+/// Drops from a live object what no comparison reads ([`UNREAD_TOP_LEVEL`]), and who owns it
+/// (the `f:status` trees of `metadata.managedFields`: a Deployment's status writer owns about
+/// 600 bytes of it), so that a source keeping objects (a shared watch's cache) keeps only
+/// what the engine can use. Every managed-fields entry stays, with its other fields.
 pub fn strip_unread(object: &mut Value) {
-    if let Value::Object(map) = object {
-        for k in UNREAD_TOP_LEVEL {
-            map.remove(*k);
+    let Value::Object(map) = object else {
+        return;
+    };
+    for k in UNREAD_TOP_LEVEL {
+        map.remove(*k);
+    }
+    let entries = map
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("managedFields"))
+        .and_then(Value::as_array_mut);
+    for entry in entries.into_iter().flatten() {
+        if let Some(Value::Object(fields)) = entry.get_mut("fieldsV1") {
+            for k in UNREAD_TOP_LEVEL {
+                fields.remove(&format!("f:{k}"));
+            }
         }
     }
 }
@@ -907,6 +921,36 @@ fn is_system_default(id: &ResourceId, value: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn strip_unread_drops_status_and_its_owners_and_keeps_every_entry() {
+        let mut o = serde_json::json!({
+            "kind": "Deployment",
+            "metadata": {"name": "web", "managedFields": [
+                {"manager": "kubectl", "operation": "Apply",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {"manager": "kube-controller-manager", "operation": "Update",
+                 "subresource": "status",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:rev": {}}},
+                              "f:status": {"f:replicas": {}}}}
+            ]},
+            "spec": {"replicas": 2},
+            "status": {"replicas": 2}
+        });
+        super::strip_unread(&mut o);
+        assert!(o.get("status").is_none());
+        let entries = o["metadata"]["managedFields"].as_array().expect("kept");
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            entries[0]["fieldsV1"],
+            serde_json::json!({"f:spec": {"f:replicas": {}}})
+        );
+        assert_eq!(
+            entries[1]["fieldsV1"],
+            serde_json::json!({"f:metadata": {"f:annotations": {"f:rev": {}}}})
+        );
+        assert_eq!(entries[1]["manager"], "kube-controller-manager");
+    }
+
     use super::*;
     use serde_json::json;
 
