@@ -1,26 +1,48 @@
-//! Fleet-scale benchmark of `driftguard serve` on the test cluster (issue #30): many
-//! environments, each a folder of manifests against one namespace of the cluster, served by one
-//! process. Measures start-up until every environment has finished its first scan and watches,
-//! memory, connections and watches on the API server, detection latency of hand changes, and
-//! CPU when idle and under churn of objects Git does not track. Prints a Markdown table.
+//! Fleet-scale benchmark of `driftguard serve` on the test cluster, or on up to three test
+//! clusters (issue #30): many environments, each a folder of manifests against one namespace of
+//! one cluster, served by one process. Measures start-up until every environment has finished its
+//! first scan and watches, memory, connections and watches on each API server, detection latency
+//! of hand changes, and CPU when idle and under churn of objects Git does not track. Prints a
+//! Markdown table.
 //!
 //! ```sh
 //! scripts/test-services.sh up
 //! cargo build --release -p driftguard-cli -p driftguard-benches --bin driftguard --bin fleet_bench
-//! target/release/fleet_bench [--envs 300] [--objects 20000] [--full] [--clean]
+//! target/release/fleet_bench [--envs 300] [--objects 20000] [--clusters 1] [--full] [--clean]
+//! target/release/fleet_bench --full            # 100,000 objects, 300 environments, 3 clusters
+//! target/release/fleet_bench --clean --stop-clusters
 //! ```
 //!
 //! Flags (or environment variables): `--envs` (`ENVS`, default 300), `--objects` (`OBJECTS`,
-//! total over the environments, default 20,000; `--full`: 100,000), `--bin` (`DRIFTGUARD_BIN`,
-//! default `target/release/driftguard`), `--changes` (`CHANGES`, hand changes timed, default
-//! 100), `--idle-secs` (`IDLE_SECS`, 30), `--churn-secs` (`CHURN_SECS`, 30), `--churn-rate`
-//! (`CHURN_RATE`, changes per second, 10), `--settle-timeout` (`SETTLE_TIMEOUT`, seconds, 1800),
-//! `--clean` (delete the benchmark's namespaces and objects, then exit), `--scan` (also time a
-//! one-shot `driftguard scan --config` of the same configuration once `serve` has stopped) and
-//! `--scan-only` (only that scan, no `serve`), `--service-account` (DriftGuard reads the
-//! cluster as a ServiceAccount allowed only get, list and watch, as deployed; its token from
-//! the TokenRequest API: priority and fairness then treat it as a workload, not as the admin).
+//! total over the environments, default 20,000; `--full`: 100,000), `--clusters` (`CLUSTERS`,
+//! 1 to 3, default 1; `--full`: 3), `--kubeconfigs a,b,c` (`KUBECONFIGS`: clusters started by
+//! someone else, one kubeconfig each, the first in place of cluster 1; their number is the
+//! number of clusters), `--stop-clusters` (stop the clusters the benchmark started once done),
+//! `--bin` (`DRIFTGUARD_BIN`, default `target/release/driftguard`), `--changes` (`CHANGES`, hand
+//! changes timed, default 100), `--idle-secs` (`IDLE_SECS`, 30), `--churn-secs` (`CHURN_SECS`,
+//! 30), `--churn-rate` (`CHURN_RATE`, changes per second, 10), `--settle-timeout`
+//! (`SETTLE_TIMEOUT`, seconds, 1800), `--clean` (delete the benchmark's namespaces and objects
+//! on every cluster: cluster 1, or those of `--kubeconfigs`, and the benchmark's clusters that
+//! run, none started; then exit), `--scan` (also time a one-shot `driftguard scan --config` of
+//! the same configuration once `serve` has stopped) and `--scan-only` (only that scan, no
+//! `serve`), `--service-account` (DriftGuard reads each cluster as a ServiceAccount allowed only
+//! get, list and watch, as deployed; its token from the TokenRequest API: priority and fairness
+//! then treat it as a workload, not as the admin).
 //!
+//! - Clusters: cluster 1 is the test cluster of the environment (`KUBECONFIG` and `KUBECTL`, or
+//!   `$DRIFTGUARD_RUN/services.env`, by default `/tmp/driftguard-test`). With `--clusters N`,
+//!   the benchmark starts each further cluster `i` (2, 3) itself:
+//!   `DRIFTGUARD_RUN=/tmp/fleet-bench-cluster-<i> KUBE_VERSION=<v> scripts/test-cluster/start.sh`
+//!   (`<v>` cluster 1's version, or `$KUBE_VERSION`, or 1.37.2; its `export KUBECONFIG=...` and
+//!   `export KUBECTL=...` lines read), which reuses the cluster when it already runs there, so
+//!   its objects are kept between runs as cluster 1's are. They keep running after the benchmark
+//!   (it says how to stop them: `DRIFTGUARD_RUN=/tmp/fleet-bench-cluster-<i>
+//!   scripts/test-cluster/stop.sh`) unless `--stop-clusters` is given. Environment `i` is on
+//!   cluster `i % N`; each environment names its cluster's kubeconfig in `driftguard.yaml`
+//!   (`live: {kubeconfig: ...}`, one path per cluster, so DriftGuard shares one client and one
+//!   set of watches per cluster among its environments). The table's `clusters` column says how
+//!   many; the watches and connections it gives are the sums over the clusters, and with more
+//!   than one a line per cluster follows it.
 //! - Objects are created once and kept between runs: namespaces `dg-fleet-<i>`, each with its
 //!   share of ConfigMaps and Deployments (two ConfigMaps to a Deployment; `replicas: 0`, so the
 //!   test cluster's controllers make a ReplicaSet and no pods), applied server-side with field
@@ -32,16 +54,17 @@
 //!   on 127.0.0.1), the SQLite store and the server's log.
 //! - Namespaces are not in the folders, so no namespace is managed and objects Git does not
 //!   define are not orphans: the churn ConfigMaps (`churn-<j>`, 10 in each of the first five
-//!   namespaces, patched by a `churn-operator`) are read by the watches but are not drift.
+//!   namespaces, on their environments' clusters, patched by a `churn-operator`) are read by the
+//!   watches but are not drift.
 //! - Hand changes: ConfigMap data and Deployment images, patched with field manager
-//!   `kubectl-edit`, spread over the environments, 5 a second; each timed from the PATCH's
-//!   answer to its `detected` event on `GET /api/v1/events/stream`. They are applied back at
-//!   the end (and their resolution awaited), so the next run starts in sync.
+//!   `kubectl-edit`, spread over the environments (so over the clusters), 5 a second; each
+//!   timed from the PATCH's answer to its `detected` event on `GET /api/v1/events/stream`. They
+//!   are applied back at the end (and their resolution awaited), so the next run starts in sync.
 //! - Memory: `VmRSS` and `VmHWM` of `/proc/<pid>/status`; CPU: `utime + stime` of
 //!   `/proc/<pid>/stat`; connections: the process's established TCP sockets (`/proc/<pid>/fd`
-//!   and `/proc/<pid>/net/tcp{,6}`) to the API server's port; watches: the API server's
-//!   `apiserver_longrunning_requests{verb="WATCH"}`, before start and once settled (the test
-//!   cluster is shared: other clients' watches count too).
+//!   and `/proc/<pid>/net/tcp{,6}`) to each API server's address and port; watches: each API
+//!   server's `apiserver_longrunning_requests{verb="WATCH"}`, before start and once settled (the
+//!   test cluster is shared: other clients' watches count too); both per cluster and in total.
 //! - The one-shot scan (`--scan`, `--scan-only`): wall time and peak RSS (`ru_maxrss` through
 //!   GNU time's `%M`, `/usr/bin/time` from Debian's `time` package) of `driftguard scan`,
 //!   which scans the environments four at a time and keeps nothing between them.
@@ -96,6 +119,12 @@ struct Options {
     scan: Scan,
     /// Run DriftGuard as a ServiceAccount with read-only access (`--service-account`).
     service_account: bool,
+    /// The clusters the environments are spread over.
+    clusters: usize,
+    /// Kubeconfigs of clusters started by someone else (`--kubeconfigs`), cluster 1's first.
+    kubeconfigs: Vec<PathBuf>,
+    /// Stop the clusters the benchmark started once done (`--stop-clusters`).
+    stop_clusters: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -113,6 +142,7 @@ impl Options {
         let mut clean = false;
         let mut scan = Scan::No;
         let mut service_account = false;
+        let mut stop_clusters = false;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -121,8 +151,9 @@ impl Options {
                 "--scan" => scan = Scan::After,
                 "--scan-only" => scan = Scan::Only,
                 "--service-account" => service_account = true,
+                "--stop-clusters" => stop_clusters = true,
                 "-h" | "--help" => {
-                    println!("fleet_bench [--envs N] [--objects N] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean] [--scan | --scan-only] [--service-account]");
+                    println!("fleet_bench [--envs N] [--objects N] [--clusters 1-3 | --kubeconfigs A,B,C] [--stop-clusters] [--full] [--bin PATH] [--changes N] [--idle-secs S] [--churn-secs S] [--churn-rate R] [--settle-timeout S] [--clean] [--scan | --scan-only] [--service-account]");
                     std::process::exit(0);
                 }
                 flag if flag.starts_with("--") => {
@@ -168,11 +199,39 @@ impl Options {
             s.parse::<f64>().map_err(|e| format!("`{s}`: {e}"))
         })?;
         let settle_timeout = number(take("settle-timeout", "SETTLE_TIMEOUT"), 1800)?;
+        let kubeconfigs: Vec<PathBuf> = take("kubeconfigs", "KUBECONFIGS")
+            .map(|s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let clusters = take("clusters", "CLUSTERS")
+            .map(|v| number(Some(v), 1))
+            .transpose()?
+            .map(|n| n as usize);
+        let clusters = match (clusters, kubeconfigs.len()) {
+            (Some(n), k) if k > 0 && n != k => {
+                return Err(format!("--clusters {n} but {k} kubeconfigs in --kubeconfigs").into())
+            }
+            (_, k) if k > 0 => k,
+            (Some(n), _) if !(1..=3).contains(&n) => {
+                return Err(format!("--clusters {n}: 1 to 3").into())
+            }
+            (Some(n), _) => n,
+            (None, _) if full => 3,
+            (None, _) => 1,
+        };
         if let Some(unknown) = flags.keys().next() {
             return Err(format!("unknown flag --{unknown} (see --help)").into());
         }
         if envs == 0 || objects < envs * 3 {
             return Err("need at least one environment and 3 objects per environment".into());
+        }
+        if envs < clusters {
+            return Err("need at least one environment per cluster".into());
         }
         Ok(Options {
             envs,
@@ -186,6 +245,9 @@ impl Options {
             clean,
             scan,
             service_account,
+            clusters,
+            kubeconfigs,
+            stop_clusters,
         })
     }
 }
@@ -196,6 +258,11 @@ impl Options {
 struct Cluster {
     kubeconfig: PathBuf,
     kubectl: PathBuf,
+    /// Where it comes from, for the report: the test cluster, a `--kubeconfigs` path, or the
+    /// `DRIFTGUARD_RUN` folder of a cluster the benchmark started.
+    origin: String,
+    /// The `DRIFTGUARD_RUN` folder of a cluster the benchmark started (and may stop).
+    run: Option<PathBuf>,
 }
 
 /// The test cluster: `KUBECONFIG` and `KUBECTL`, or the test script's `services.env`.
@@ -204,7 +271,181 @@ fn cluster() -> Result<Cluster, BoxError> {
     Ok(Cluster {
         kubeconfig: c.kubeconfig,
         kubectl: c.kubectl,
+        origin: "the test cluster".into(),
+        run: None,
     })
+}
+
+/// The `DRIFTGUARD_RUN` folder of the cluster `i` (2 or 3) the benchmark starts.
+fn bench_run(i: usize) -> PathBuf {
+    PathBuf::from(format!("/tmp/fleet-bench-cluster-{i}"))
+}
+
+/// A script of `scripts/test-cluster/`.
+fn cluster_script(name: &str) -> PathBuf {
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+    benches
+        .parent()
+        .unwrap_or(benches)
+        .join("scripts/test-cluster")
+        .join(name)
+}
+
+/// `KUBECONFIG` and `KUBECTL` of `export KEY=value` (or `KEY=value`) lines: what
+/// `scripts/test-cluster/start.sh` prints, and its `$DRIFTGUARD_RUN/env`.
+fn exported(text: &str) -> (Option<PathBuf>, Option<PathBuf>) {
+    let get = |key: &str| {
+        text.lines()
+            .map(|l| l.trim().trim_start_matches("export ").trim())
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| PathBuf::from(v.trim_matches(['"', '\''])))
+    };
+    (get("KUBECONFIG="), get("KUBECTL="))
+}
+
+/// Starts the test cluster `i` (2 or 3) in `/tmp/fleet-bench-cluster-<i>`, of Kubernetes
+/// `version`, or reuses it if it already runs there (`start.sh` is idempotent).
+fn start_bench_cluster(i: usize, version: &str) -> Result<Cluster, BoxError> {
+    let run = bench_run(i);
+    let script = cluster_script("start.sh");
+    eprintln!(
+        "cluster {i}: DRIFTGUARD_RUN={} KUBE_VERSION={version} {}",
+        run.display(),
+        script.display()
+    );
+    let t = Instant::now();
+    let mut cmd = Command::new(&script);
+    cmd.env("DRIFTGUARD_RUN", &run)
+        .env("KUBE_VERSION", version)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if std::env::var_os("DRIFTGUARD_START_TIMEOUT").is_none() {
+        // two cores shared with the other clusters and their controllers
+        cmd.env("DRIFTGUARD_START_TIMEOUT", "180");
+    }
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!("{}: {} (cluster {i})", script.display(), out.status).into());
+    }
+    let (kubeconfig, kubectl) = exported(&String::from_utf8_lossy(&out.stdout));
+    eprintln!(
+        "  cluster {i} ready after {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(Cluster {
+        kubeconfig: kubeconfig.ok_or("start.sh printed no KUBECONFIG")?,
+        kubectl: kubectl.ok_or("start.sh printed no KUBECTL")?,
+        origin: run.display().to_string(),
+        run: Some(run),
+    })
+}
+
+/// The cluster `i` (2 or 3) the benchmark started, if it runs (for `--clean`: none is started).
+fn running_bench_cluster(i: usize) -> Option<Cluster> {
+    let run = bench_run(i);
+    let pid = std::fs::read_to_string(run.join("kube-apiserver.pid")).ok()?;
+    if !Path::new("/proc").join(pid.trim()).exists() {
+        return None;
+    }
+    let (kubeconfig, kubectl) = exported(&std::fs::read_to_string(run.join("env")).ok()?);
+    Some(Cluster {
+        kubeconfig: kubeconfig?,
+        kubectl: kubectl?,
+        origin: run.display().to_string(),
+        run: Some(run),
+    })
+}
+
+/// Stops a cluster the benchmark started (`scripts/test-cluster/stop.sh`, which removes its
+/// data).
+fn stop_bench_cluster(run: &Path) -> Result<(), BoxError> {
+    eprintln!(
+        "stopping the cluster in {}: DRIFTGUARD_RUN={} {}",
+        run.display(),
+        run.display(),
+        cluster_script("stop.sh").display()
+    );
+    let status = Command::new(cluster_script("stop.sh"))
+        .env("DRIFTGUARD_RUN", run)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        return Err(format!("stop.sh in {}: {status}", run.display()).into());
+    }
+    Ok(())
+}
+
+/// The Kubernetes version of the clusters the benchmark starts: cluster 1's (`v1.37.2` ->
+/// `1.37.2`), or `$KUBE_VERSION`, or 1.37.2.
+fn started_version(cluster1: &str) -> String {
+    let v = cluster1.trim_start_matches('v');
+    let release = v.split(['-', '+']).next().unwrap_or_default();
+    if release.split('.').count() == 3
+        && release
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return release.to_owned();
+    }
+    std::env::var("KUBE_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map_or_else(
+            || "1.37.2".to_owned(),
+            |v| v.trim_start_matches('v').to_owned(),
+        )
+}
+
+/// The clusters of a run: `--kubeconfigs`, or cluster 1 from the environment and the ones the
+/// benchmark starts. With `--clean`, none is started: cluster 1 and those of the benchmark's
+/// that run.
+fn clusters(opts: &Options) -> Result<Vec<Cluster>, BoxError> {
+    if !opts.kubeconfigs.is_empty() {
+        let kubectl = std::env::var_os("KUBECTL")
+            .map(PathBuf::from)
+            .or_else(|| {
+                driftguard_benches::TestCluster::from_env()
+                    .ok()
+                    .map(|c| c.kubectl)
+            })
+            .unwrap_or_else(|| "kubectl".into());
+        return Ok(opts
+            .kubeconfigs
+            .iter()
+            .map(|k| Cluster {
+                kubeconfig: k.clone(),
+                kubectl: kubectl.clone(),
+                origin: k.display().to_string(),
+                run: None,
+            })
+            .collect());
+    }
+    let first = cluster()?;
+    if opts.clean {
+        let mut all = vec![first];
+        all.extend((2..=3).filter_map(running_bench_cluster));
+        return Ok(all);
+    }
+    if opts.clusters == 1 {
+        return Ok(vec![first]);
+    }
+    let version = started_version(&first.server_version());
+    let mut all = vec![first];
+    for i in 2..=opts.clusters {
+        match start_bench_cluster(i, &version) {
+            Ok(c) => all.push(c),
+            Err(e) => {
+                if opts.stop_clusters {
+                    for run in all.iter().filter_map(|c| c.run.as_deref()) {
+                        let _ = stop_bench_cluster(run);
+                    }
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(all)
 }
 
 impl Cluster {
@@ -220,8 +461,8 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// The API server's port (its connections are counted).
-    fn api_port(&self) -> Result<u16, BoxError> {
+    /// The API server's address (its connections are counted).
+    fn api_endpoint(&self) -> Result<Endpoint, BoxError> {
         let server = self.kubectl(&[
             "config",
             "view",
@@ -229,18 +470,57 @@ impl Cluster {
             "-o",
             "jsonpath={.clusters[0].cluster.server}",
         ])?;
-        let port = server
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.trim_end_matches('/').parse().ok())
-            .unwrap_or(443);
-        Ok(port)
+        Ok(Endpoint::of(server.trim()))
+    }
+
+    /// The API server's `gitVersion`, or `?`.
+    fn server_version(&self) -> String {
+        self.kubectl(&["version", "-o", "json"])
+            .ok()
+            .and_then(|o| serde_json::from_str::<Value>(&o).ok())
+            .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
     }
 
     fn metrics(&self) -> Result<Metrics, BoxError> {
         Ok(Metrics::parse(
             &self.kubectl(&["get", "--raw", "/metrics"])?,
         ))
+    }
+}
+
+/// An API server's address: its port, and the addresses its host resolves to (none: any).
+#[derive(Clone)]
+struct Endpoint {
+    server: String,
+    port: u16,
+    ips: Vec<std::net::IpAddr>,
+}
+
+impl Endpoint {
+    /// Of a kubeconfig's `server` URL (`https://host:port`, port 443 when not given).
+    fn of(server: &str) -> Self {
+        let rest = server.split_once("://").map_or(server, |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (h, p.parse().unwrap_or(443))
+            }
+            _ => (authority, 443),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ips = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map(|a| a.map(|a| a.ip()).collect())
+            .unwrap_or_default();
+        Endpoint {
+            server: authority.to_owned(),
+            port,
+            ips,
+        }
+    }
+
+    fn matches(&self, ip: std::net::IpAddr, port: u16) -> bool {
+        port == self.port && (self.ips.is_empty() || self.ips.contains(&ip))
     }
 }
 
@@ -425,6 +705,8 @@ fn as_applied(live: &DynamicObject, desired: &Value) -> bool {
 struct Env {
     namespace: String,
     objects: Vec<Value>,
+    /// Its cluster: environment `i` is on cluster `i % N`.
+    cluster: usize,
 }
 
 fn namespace_name(i: usize) -> String {
@@ -495,8 +777,9 @@ fn deployment(ns: &str, env: usize, k: usize) -> Value {
     }))
 }
 
-/// The environments: `objects` shared out, two ConfigMaps to a Deployment in each.
-fn fleet(envs: usize, objects: usize) -> Vec<Env> {
+/// The environments: `objects` shared out, two ConfigMaps to a Deployment in each, round-robin
+/// over `clusters`.
+fn fleet(envs: usize, objects: usize, clusters: usize) -> Vec<Env> {
     (0..envs)
         .map(|i| {
             let namespace = namespace_name(i);
@@ -510,7 +793,11 @@ fn fleet(envs: usize, objects: usize) -> Vec<Env> {
                     }
                 })
                 .collect();
-            Env { namespace, objects }
+            Env {
+                namespace,
+                objects,
+                cluster: i % clusters,
+            }
         })
         .collect()
 }
@@ -520,22 +807,28 @@ fn namespace_object(name: &str) -> Value {
         "metadata": {"name": name, "labels": {PART_OF: FLEET}}})
 }
 
-fn churn_objects(envs: &[Env]) -> Vec<Value> {
+/// The churn ConfigMaps of the first namespaces, with their environments' clusters.
+fn churn_objects(envs: &[Env]) -> Vec<(usize, Value)> {
     envs.iter()
         .take(CHURN_NAMESPACES)
         .flat_map(|e| {
             (0..CHURN_PER_NAMESPACE).map(move |j| {
-                json!({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": format!("churn-{j}"), "namespace": e.namespace,
-                        "labels": {"fleet-bench/role": "churn"}},
-                    "data": {"counter": "0"}})
+                (
+                    e.cluster,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("churn-{j}"), "namespace": e.namespace,
+                            "labels": {"fleet-bench/role": "churn"}},
+                        "data": {"counter": "0"}}),
+                )
             })
         })
         .collect()
 }
 
-/// Creates what is missing or not as applied (namespaces, objects, churn ConfigMaps).
-async fn ensure(client: &Client, envs: &[Env]) -> Result<(), BoxError> {
+/// Creates what is missing or not as applied (namespaces, objects, churn ConfigMaps) of the
+/// environments of `all` on one cluster (`cluster`: its index; `name` in messages).
+async fn ensure(client: &Client, all: &[Env], cluster: usize, name: &str) -> Result<(), BoxError> {
+    let envs: Vec<&Env> = all.iter().filter(|e| e.cluster == cluster).collect();
     let t = Instant::now();
     let namespaces = list_fleet(client, &resource("", "v1", "Namespace")).await?;
     let config_maps = list_fleet(client, &resource("", "v1", "ConfigMap")).await?;
@@ -545,8 +838,15 @@ async fn ensure(client: &Client, envs: &[Env]) -> Result<(), BoxError> {
         .filter(|e| !namespaces.contains_key(&format!("/{}", e.namespace)))
         .map(|e| namespace_object(&e.namespace))
         .collect();
+    let others = namespaces
+        .keys()
+        .filter(|k| {
+            let ns = k.trim_start_matches('/');
+            ns != SA_NAMESPACE && !envs.iter().any(|e| e.namespace == ns)
+        })
+        .count();
     let mut todo = Vec::new();
-    for e in envs {
+    for e in &envs {
         for obj in &e.objects {
             let key = format!(
                 "{}/{}",
@@ -564,17 +864,25 @@ async fn ensure(client: &Client, envs: &[Env]) -> Result<(), BoxError> {
     }
     let total: usize = envs.iter().map(|e| e.objects.len()).sum();
     eprintln!(
-        "cluster: {} of {} namespaces and {} of {total} objects to apply (checked in {:.1} s)",
+        "{name}: {} of {} namespaces and {} of {total} objects to apply (checked in {:.1} s)",
         missing_ns.len(),
         envs.len(),
         todo.len(),
         t.elapsed().as_secs_f64()
     );
+    if others > 0 {
+        eprintln!("  and {others} more of the benchmark's namespaces, not this run's on this cluster (--clean deletes them)");
+    }
     let t = Instant::now();
     apply_all(client, missing_ns, "kubectl").await?;
     let n = todo.len();
     apply_all(client, todo, "kubectl").await?;
-    apply_all(client, churn_objects(envs), "fleet-bench-churn").await?;
+    let churn = churn_objects(all)
+        .into_iter()
+        .filter(|(c, _)| *c == cluster)
+        .map(|(_, o)| o)
+        .collect();
+    apply_all(client, churn, "fleet-bench-churn").await?;
     if n > 0 {
         eprintln!(
             "  applied in {:.1} s ({:.0} objects/s)",
@@ -589,7 +897,8 @@ async fn ensure(client: &Client, envs: &[Env]) -> Result<(), BoxError> {
 /// that its writes (a ReplicaSet, the status, the revision annotation) are not measured as live
 /// changes: at its default 20 requests a second it needs minutes for thousands of new
 /// Deployments. Gives up when no progress is made for a minute (a cluster without controllers).
-async fn caught_up(client: &Client) -> Result<(), BoxError> {
+/// `of` names the cluster in messages (empty with one cluster).
+async fn caught_up(client: &Client, of: &str) -> Result<(), BoxError> {
     let t = Instant::now();
     let (mut best, mut progressed) = (0, Instant::now());
     loop {
@@ -605,7 +914,7 @@ async fn caught_up(client: &Client) -> Result<(), BoxError> {
         if seen == total {
             if t.elapsed() > Duration::from_secs(1) {
                 eprintln!(
-                    "  the deployment controller caught up after {:.0} s",
+                    "  the deployment controller{of} caught up after {:.0} s",
                     t.elapsed().as_secs_f64()
                 );
             }
@@ -614,10 +923,12 @@ async fn caught_up(client: &Client) -> Result<(), BoxError> {
         if seen > best {
             (best, progressed) = (seen, Instant::now());
         } else if progressed.elapsed() > Duration::from_secs(60) {
-            eprintln!("  {seen} of {total} Deployments seen by a controller, no progress for a minute: going on");
+            eprintln!("  {seen} of {total} Deployments{of} seen by a controller, no progress for a minute: going on");
             return Ok(());
         }
-        eprintln!("  waiting for the deployment controller: {seen} of {total} Deployments seen");
+        eprintln!(
+            "  waiting for the deployment controller{of}: {seen} of {total} Deployments seen"
+        );
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
 }
@@ -674,7 +985,8 @@ async fn clean(client: &Client) -> Result<(), BoxError> {
                 .await
             {
                 Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                // gone, or changed meanwhile (the namespace controller, another cleaner)
+                Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -689,9 +1001,10 @@ const SA_NAMESPACE: &str = "dg-fleet-sa";
 /// Makes the read-only ServiceAccount (kept between runs; `--clean` deletes its namespace, the
 /// labelled ClusterRole and binding stay, harmless without the account) and writes a
 /// kubeconfig that authenticates as it with a token from the TokenRequest API
-/// (`kubectl create token`), for the API server's address and CA of the admin's kubeconfig.
-fn service_account_kubeconfig(c: &Cluster, dir: &Path) -> Result<PathBuf, BoxError> {
-    let manifest = dir.join("service-account.yaml");
+/// (`kubectl create token`), for the API server's address and CA of the admin's kubeconfig;
+/// `suffix` tells the files of the clusters apart.
+fn service_account_kubeconfig(c: &Cluster, dir: &Path, suffix: &str) -> Result<PathBuf, BoxError> {
+    let manifest = dir.join(format!("service-account{suffix}.yaml"));
     std::fs::write(
         &manifest,
         format!(
@@ -741,7 +1054,7 @@ subjects: [{{kind: ServiceAccount, name: driftguard, namespace: {SA_NAMESPACE}}}
     };
     let server = view(".clusters[0].cluster.server")?;
     let ca = view(".clusters[0].cluster.certificate-authority-data")?;
-    let path = dir.join("service-account.kubeconfig");
+    let path = dir.join(format!("service-account{suffix}.kubeconfig"));
     std::fs::write(
         &path,
         format!(
@@ -778,14 +1091,20 @@ current-context: driftguard
 }
 
 /// Writes one folder per environment and `driftguard.yaml`; answers the configuration's path.
+/// Each environment names its cluster's kubeconfig (`kubeconfigs[e.cluster]`), the same path
+/// for every environment of a cluster: DriftGuard shares one client and one set of watches
+/// among the environments of one kubeconfig.
 fn write_config(
     work: &Path,
     envs: &[Env],
-    kubeconfig: &Path,
+    kubeconfigs: &[PathBuf],
     port: u16,
 ) -> Result<PathBuf, BoxError> {
     let q = |s: &str| Value::String(s.to_owned()).to_string();
-    let kubeconfig = std::path::absolute(kubeconfig)?;
+    let kubeconfigs = kubeconfigs
+        .iter()
+        .map(std::path::absolute)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut config = String::from("environments:\n");
     for e in envs {
         let dir = work.join("envs").join(&e.namespace);
@@ -805,7 +1124,7 @@ fn write_config(
             "  - name: {}\n    dir: {}\n    live: {{kubeconfig: {}}}\n    namespaces: [{}]\n",
             q(&e.namespace),
             q(&dir.to_string_lossy()),
-            q(&kubeconfig.to_string_lossy()),
+            q(&kubeconfigs[e.cluster].to_string_lossy()),
             q(&e.namespace)
         ));
     }
@@ -953,8 +1272,29 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Established TCP connections of the process: (to `port`, all).
-fn tcp_connections(pid: u32, port: u16) -> Result<(usize, usize), BoxError> {
+/// An address of `/proc/net/tcp{,6}` (`0100007F:1F90`: the address's 32-bit words in host
+/// order, the port big-endian), IPv4-mapped IPv6 addresses as IPv4.
+fn proc_address(text: &str) -> Option<(std::net::IpAddr, u16)> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<Vec<u32>>>()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => {
+            let v6 = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+            v6.to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4)
+        }
+        _ => return None,
+    };
+    Some((ip, port))
+}
+
+/// Established TCP connections of the process: to each of `endpoints`, and in all.
+fn tcp_connections(pid: u32, endpoints: &[Endpoint]) -> Result<(Vec<usize>, usize), BoxError> {
     let mut inodes = std::collections::HashSet::new();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
         let Ok(target) = std::fs::read_link(fd?.path()) else {
@@ -968,7 +1308,7 @@ fn tcp_connections(pid: u32, port: u16) -> Result<(usize, usize), BoxError> {
             inodes.insert(inode.to_owned());
         }
     }
-    let (mut to_port, mut all) = (0, 0);
+    let (mut to, mut all) = (vec![0; endpoints.len()], 0);
     for table in ["tcp", "tcp6"] {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
             continue;
@@ -980,15 +1320,15 @@ fn tcp_connections(pid: u32, port: u16) -> Result<(usize, usize), BoxError> {
                 continue;
             }
             all += 1;
-            let remote_port = f[2]
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port) {
-                to_port += 1;
+            let Some((ip, port)) = proc_address(f[2]) else {
+                continue;
+            };
+            if let Some(i) = endpoints.iter().position(|e| e.matches(ip, port)) {
+                to[i] += 1;
             }
         }
     }
-    Ok((to_port, all))
+    Ok((to, all))
 }
 
 /// CPU of the process over `secs` while `load` runs, in % of one core.
@@ -1204,18 +1544,20 @@ struct Footprint {
     /// `VmRSS` and `VmHWM`, KiB.
     rss: u64,
     hwm: u64,
-    /// Established TCP connections to the API server, and in all.
+    /// Established TCP connections to the API servers (in all and of each cluster), and in all.
     api_conns: usize,
+    by_cluster: Vec<usize>,
     all_conns: usize,
 }
 
-fn footprint(pid: u32, api_port: u16) -> Result<Footprint, BoxError> {
+fn footprint(pid: u32, endpoints: &[Endpoint]) -> Result<Footprint, BoxError> {
     let (rss, hwm) = memory(pid)?;
-    let (api_conns, all_conns) = tcp_connections(pid, api_port)?;
+    let (by_cluster, all_conns) = tcp_connections(pid, endpoints)?;
     Ok(Footprint {
         rss,
         hwm,
-        api_conns,
+        api_conns: by_cluster.iter().sum(),
+        by_cluster,
         all_conns,
     })
 }
@@ -1289,8 +1631,8 @@ async fn hand_change(client: &Client, obj: &Value, k: usize) -> Result<(), BoxEr
 
 /// What the hand changes showed.
 struct Detection {
-    /// The objects as Git has them (applied back at the end).
-    originals: Vec<Value>,
+    /// The objects as Git has them, with their clusters (applied back at the end).
+    originals: Vec<(usize, Value)>,
     changes: Vec<Change>,
     /// From each PATCH's answer to its `detected` event, sorted.
     latencies: Vec<Duration>,
@@ -1298,7 +1640,7 @@ struct Detection {
 
 /// Makes `n` hand changes, `CHANGE_RATE` a second, and waits (60 s at most) for their drifts.
 async fn detect(
-    client: &Client,
+    clients: &[Client],
     envs: &[Env],
     feed: &Mutex<Feed>,
     n: usize,
@@ -1308,7 +1650,7 @@ async fn detect(
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / CHANGE_RATE));
     for (k, (env, obj)) in targets.iter().enumerate() {
         tick.tick().await;
-        hand_change(client, obj, k).await?;
+        hand_change(&clients[envs[*env].cluster], obj, k).await?;
         changes.push(Change {
             environment: envs[*env].namespace.clone(),
             kind: if obj["kind"] == "Deployment" {
@@ -1343,7 +1685,10 @@ async fn detect(
     }
     latencies.sort();
     Ok(Detection {
-        originals: targets.into_iter().map(|(_, o)| o).collect(),
+        originals: targets
+            .into_iter()
+            .map(|(env, o)| (envs[env].cluster, o))
+            .collect(),
         changes,
         latencies,
     })
@@ -1352,12 +1697,20 @@ async fn detect(
 /// Applies the objects changed by hand back as Git has them, so that the next run starts in
 /// sync; answers how many drifts resolved (waiting 60 s at most).
 async fn apply_back(
-    client: &Client,
+    clients: &[Client],
     detection: &Detection,
     feed: &Mutex<Feed>,
 ) -> Result<usize, BoxError> {
     let t = Instant::now();
-    apply_all(client, detection.originals.clone(), "kubectl").await?;
+    for (cluster, client) in clients.iter().enumerate() {
+        let originals = detection
+            .originals
+            .iter()
+            .filter(|(c, _)| *c == cluster)
+            .map(|(_, o)| o.clone())
+            .collect();
+        apply_all(client, originals, "kubectl").await?;
+    }
     loop {
         let resolved = {
             let feed = feed.lock().expect("the feed lock is never poisoned");
@@ -1386,9 +1739,9 @@ struct Churn {
 }
 
 /// `rate` merge patches a second on the churn ConfigMaps for `secs`, as a controller would
-/// (field manager `churn-operator`), while the process's CPU is measured.
+/// (field manager `churn-operator`, each on its cluster), while the process's CPU is measured.
 async fn churn(
-    client: &Client,
+    clients: &[Client],
     envs: &[Env],
     api: &ServeApi,
     pid: u32,
@@ -1399,7 +1752,7 @@ async fn churn(
     let seen_before = api.feed.lock().expect("the feed lock").seen.len();
     let made = Arc::new(AtomicUsize::new(0));
     let load = {
-        let (client, objects, made) = (client.clone(), objects.clone(), made.clone());
+        let (clients, objects, made) = (clients.to_vec(), objects.clone(), made.clone());
         async move {
             let params = PatchParams {
                 field_manager: Some("churn-operator".into()),
@@ -1408,8 +1761,8 @@ async fn churn(
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             for i in 0.. {
                 tick.tick().await;
-                let obj = &objects[i % objects.len()];
-                let (api, name) = api_of(&client, obj);
+                let (cluster, obj) = &objects[i % objects.len()];
+                let (api, name) = api_of(&clients[*cluster], obj);
                 let patch = json!({"data": {"counter": i.to_string()}});
                 api.patch(&name, &params, &Patch::Merge(&patch)).await?;
                 made.fetch_add(1, Ordering::Relaxed);
@@ -1457,16 +1810,83 @@ fn mb(kib: u64) -> String {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
     let opts = Options::parse()?;
-    let c = cluster()?;
-    let source = KubeLiveSource::connect(&KubeConfigSpec {
-        kubeconfig: Some(c.kubeconfig.clone()),
-        context: None,
-        in_cluster: false,
-    })
-    .await?;
-    let client = source.client().clone();
+    let clusters = clusters(&opts)?;
+    let result = run(&opts, &clusters).await;
+    let started: Vec<&Path> = clusters.iter().filter_map(|c| c.run.as_deref()).collect();
+    if opts.stop_clusters {
+        for run in started {
+            if let Err(e) = stop_bench_cluster(run) {
+                eprintln!("{e}");
+            }
+        }
+    } else if !started.is_empty() {
+        eprintln!("the clusters the benchmark started keep running, with their objects for the next run; stop them with --stop-clusters or");
+        for run in started {
+            eprintln!(
+                "  DRIFTGUARD_RUN={} {}",
+                run.display(),
+                cluster_script("stop.sh").display()
+            );
+        }
+    }
+    result
+}
+
+/// Every cluster's API-server metrics.
+fn all_metrics(clusters: &[Cluster]) -> Result<Vec<Metrics>, BoxError> {
+    clusters.iter().map(Cluster::metrics).collect()
+}
+
+/// The watches added between two readings of a cluster's metrics, by resource.
+fn watches_added(before: &Metrics, after: &Metrics) -> BTreeMap<String, f64> {
+    after
+        .watches
+        .iter()
+        .filter_map(|(r, v)| {
+            let d = v - before.watches.get(r).copied().unwrap_or(0.0);
+            (d != 0.0).then(|| (r.clone(), d))
+        })
+        .collect()
+}
+
+fn by_resource(added: &BTreeMap<String, f64>) -> String {
+    if added.is_empty() {
+        return "none".to_owned();
+    }
+    added
+        .iter()
+        .map(|(r, d)| format!("{r} {d:+}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn run(opts: &Options, clusters: &[Cluster]) -> Result<(), BoxError> {
+    let mut clients = Vec::new();
+    for c in clusters {
+        let source = KubeLiveSource::connect(&KubeConfigSpec {
+            kubeconfig: Some(c.kubeconfig.clone()),
+            context: None,
+            in_cluster: false,
+        })
+        .await?;
+        clients.push(source.client().clone());
+    }
+    let c = &clusters[0];
+    let client = &clients[0];
     if opts.clean {
-        return clean(&client).await;
+        if clusters.len() == 1 {
+            return clean(client).await;
+        }
+        // every cluster, whatever one of them answers
+        let mut first_error = None;
+        for (i, (c, client)) in clusters.iter().zip(&clients).enumerate() {
+            eprintln!("cluster {} ({}):", i + 1, c.origin);
+            if let Err(e) = clean(client).await {
+                eprintln!("  {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        return first_error.map_or(Ok(()), Err);
     }
     if !opts.bin.exists() {
         return Err(format!(
@@ -1479,30 +1899,64 @@ async fn main() -> Result<(), BoxError> {
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
-    let api_port = c.api_port()?;
-    let kube_version = c
-        .kubectl(&["version", "-o", "json"])
-        .ok()
-        .and_then(|o| serde_json::from_str::<Value>(&o).ok())
-        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "?".into());
+    let endpoints = clusters
+        .iter()
+        .map(Cluster::api_endpoint)
+        .collect::<Result<Vec<_>, _>>()?;
+    let kube_versions: Vec<String> = clusters.iter().map(Cluster::server_version).collect();
+    let kube_version = {
+        let mut distinct: Vec<&str> = Vec::new();
+        for v in &kube_versions {
+            if !distinct.contains(&v.as_str()) {
+                distinct.push(v);
+            }
+        }
+        distinct.join(", ")
+    };
 
     // the objects, the folders and the configuration
-    let envs = fleet(opts.envs, opts.objects);
+    let envs = fleet(opts.envs, opts.objects, clusters.len());
     let objects: usize = envs.iter().map(|e| e.objects.len()).sum();
-    ensure(&client, &envs).await?;
-    caught_up(&client).await?;
+    let name = |i: usize| {
+        if clusters.len() == 1 {
+            "cluster".to_owned()
+        } else {
+            format!("cluster {} ({})", i + 1, clusters[i].origin)
+        }
+    };
+    for (i, client) in clients.iter().enumerate() {
+        ensure(client, &envs, i, &name(i)).await?;
+    }
+    for (i, client) in clients.iter().enumerate() {
+        let of = if clients.len() == 1 {
+            String::new()
+        } else {
+            format!(" of cluster {}", i + 1)
+        };
+        caught_up(client, &of).await?;
+    }
     let work = tempfile::Builder::new().prefix("fleet-bench-").tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     // DriftGuard's credentials: the admin's, or a read-only ServiceAccount's (as deployed)
-    let driftguard_kubeconfig = if opts.service_account {
-        service_account_kubeconfig(&c, work.path())?
+    let driftguard_kubeconfigs: Vec<PathBuf> = if opts.service_account {
+        clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let suffix = if i == 0 {
+                    String::new()
+                } else {
+                    format!("-{}", i + 1)
+                };
+                service_account_kubeconfig(c, work.path(), &suffix)
+            })
+            .collect::<Result<_, _>>()?
     } else {
-        c.kubeconfig.clone()
+        clusters.iter().map(|c| c.kubeconfig.clone()).collect()
     };
-    let config = write_config(work.path(), &envs, &driftguard_kubeconfig, port)?;
+    let config = write_config(work.path(), &envs, &driftguard_kubeconfigs, port)?;
     let api = ServeApi {
         http: reqwest::Client::new(),
         base: format!("http://127.0.0.1:{port}"),
@@ -1510,14 +1964,14 @@ async fn main() -> Result<(), BoxError> {
     };
 
     if opts.scan == Scan::Only {
-        let (took, peak) = one_shot_scan(&opts, &c, &config)?;
-        print_scan(&opts, &version, objects, took, peak);
+        let (took, peak) = one_shot_scan(opts, c, &config)?;
+        print_scan(opts, clusters.len(), &version, objects, took, peak);
         return Ok(());
     }
 
     // start-up, then the footprint once settled
-    let before = c.metrics()?;
-    let (mut server, startup, at_start) = start(&opts, &c, &config, &api).await?;
+    let before = all_metrics(clusters)?;
+    let (mut server, startup, at_start) = start(opts, c, &config, &api).await?;
     let pid = server.pid();
     eprintln!(
         "all {} environments scanned and watching after {:.1} s",
@@ -1528,57 +1982,71 @@ async fn main() -> Result<(), BoxError> {
         eprintln!("  error: {e}");
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let settled = footprint(pid, api_port)?;
-    let settled_metrics = c.metrics()?;
+    let settled = footprint(pid, &endpoints)?;
+    let settled_metrics = all_metrics(clusters)?;
 
     eprintln!("idle for {} s", opts.idle_secs);
     let idle = cpu_percent(pid, opts.idle_secs, async { Ok::<(), BoxError>(()) }).await?;
 
     eprintln!("{} hand changes, {CHANGE_RATE} a second", opts.changes);
-    let detection = detect(&client, &envs, &api.feed, opts.changes).await?;
+    let detection = detect(&clients, &envs, &api.feed, opts.changes).await?;
 
     eprintln!(
         "churn: {} changes a second on untracked ConfigMaps for {} s",
         opts.churn_rate, opts.churn_secs
     );
-    let churned = churn(&client, &envs, &api, pid, opts.churn_secs, opts.churn_rate).await?;
+    let churned = churn(&clients, &envs, &api, pid, opts.churn_secs, opts.churn_rate).await?;
 
     eprintln!("applying the hand changes back");
-    let resolved = apply_back(&client, &detection, &api.feed).await?;
+    let resolved = apply_back(&clients, &detection, &api.feed).await?;
     let open_at_end = api.progress().await?.open_drifts;
-    let end = footprint(pid, api_port)?;
+    let end = footprint(pid, &endpoints)?;
     let stopped = server.stop()?;
-    let after = c.metrics()?;
+    let after = all_metrics(clusters)?;
     let lagged = api.feed.lock().expect("the feed lock").lagged;
 
     // the table
-    let watches_added = settled_metrics.watch_total() - before.watch_total();
-    let by_resource: Vec<String> = settled_metrics
-        .watches
+    let added: Vec<BTreeMap<String, f64>> = before
         .iter()
-        .filter_map(|(r, v)| {
-            let d = v - before.watches.get(r).copied().unwrap_or(0.0);
-            (d != 0.0).then(|| format!("{r} {d:+}"))
-        })
+        .zip(&settled_metrics)
+        .map(|(b, s)| watches_added(b, s))
         .collect();
+    let watches_added: f64 = before
+        .iter()
+        .zip(&settled_metrics)
+        .map(|(b, s)| s.watch_total() - b.watch_total())
+        .sum();
+    let mut added_in_all: BTreeMap<String, f64> = BTreeMap::new();
+    for (r, d) in added.iter().flatten() {
+        *added_in_all.entry(r.clone()).or_default() += d;
+    }
+    added_in_all.retain(|_, d| *d != 0.0);
     let latencies = &detection.latencies;
     // VmHWM is updated lazily: a VmRSS read earlier can exceed it
     let peak = end.hwm.max(settled.hwm).max(settled.rss).max(end.rss);
     println!(
-        "fleet benchmark of `driftguard serve` on the test cluster (kube-apiserver {kube_version}, {} cores){}",
+        "fleet benchmark of `driftguard serve` on {} (kube-apiserver {kube_version}, {} cores){}",
+        if clusters.len() == 1 {
+            "the test cluster".to_owned()
+        } else {
+            format!("{} test clusters", clusters.len())
+        },
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if opts.service_account {
-            format!(", DriftGuard as the ServiceAccount {SA_NAMESPACE}/driftguard (get, list, watch)")
+            format!(
+                ", DriftGuard as the ServiceAccount {SA_NAMESPACE}/driftguard (get, list, watch)"
+            )
         } else {
             String::new()
         }
     );
     println!();
-    println!("| binary | environments | objects | start-up to all watching (s) | RSS settled (MB) | RSS per object (KB) | peak RSS (MB) | API-server watches added | TCP connections to the API server | detection p50 / p99 / max (ms) | idle CPU (% of a core) | churn CPU (% of a core) |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| binary | clusters | environments | objects | start-up to all watching (s) | RSS settled (MB) | RSS per object (KB) | peak RSS (MB) | API-server watches added | TCP connections to the API server | detection p50 / p99 / max (ms) | idle CPU (% of a core) | churn CPU (% of a core) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| `{}` ({version}) | {} | {objects} | {:.1} | {} | {:.2} | {} | {watches_added:+} | {} | {} / {} / {} | {idle:.1} | {:.1} |",
+        "| `{}` ({version}) | {} | {} | {objects} | {:.1} | {} | {:.2} | {} | {watches_added:+} | {} | {} / {} / {} | {idle:.1} | {:.1} |",
         opts.bin.display(),
+        clusters.len(),
         opts.envs,
         startup.as_secs_f64(),
         mb(settled.rss),
@@ -1592,16 +2060,35 @@ async fn main() -> Result<(), BoxError> {
     );
     println!();
     println!(
-        "- watches added by resource: {}; TCP connections to the API server: {} once settled ({} in all), {} at the end",
-        if by_resource.is_empty() {
-            "none".to_owned()
-        } else {
-            by_resource.join(", ")
-        },
+        "- watches added by resource: {}; TCP connections to the API server{}: {} once settled ({} in all), {} at the end",
+        by_resource(&added_in_all),
+        if clusters.len() == 1 { "" } else { "s" },
         settled.api_conns,
         settled.all_conns,
         end.api_conns
     );
+    if clusters.len() > 1 {
+        println!(
+            "- per cluster (environment i on cluster i % {}):",
+            clusters.len()
+        );
+        for (i, c) in clusters.iter().enumerate() {
+            let of: Vec<&Env> = envs.iter().filter(|e| e.cluster == i).collect();
+            println!(
+                "  - cluster {} ({}, API server {}, kube-apiserver {}): {} environments, {} objects; watches added {:+} ({}); TCP connections {} once settled, {} at the end",
+                i + 1,
+                c.origin,
+                endpoints[i].server,
+                kube_versions[i],
+                of.len(),
+                of.iter().map(|e| e.objects.len()).sum::<usize>(),
+                settled_metrics[i].watch_total() - before[i].watch_total(),
+                by_resource(&added[i]),
+                settled.by_cluster[i],
+                end.by_cluster[i]
+            );
+        }
+    }
     println!(
         "- RSS: {} MB settled, {} MB at the end; peak {} MB by the time it settled, {} MB over the run",
         mb(settled.rss),
@@ -1623,33 +2110,49 @@ async fn main() -> Result<(), BoxError> {
         "- churn: {} changes on {} untracked ConfigMaps in {} s: {} drift events, {} drifts (their namespaces are not managed: no orphans)",
         churned.made, churned.objects, opts.churn_secs, churned.events, churned.drifts
     );
-    let rejected = match (before.rejected, after.rejected) {
-        (None, None) => {
-            "0 (`apiserver_flowcontrol_rejected_requests_total` absent: none rejected)".to_owned()
-        }
-        (b, a) => format!("{:+}", a.unwrap_or(0.0) - b.unwrap_or(0.0)),
+    let rejected = if before.iter().chain(&after).all(|m| m.rejected.is_none()) {
+        "0 (`apiserver_flowcontrol_rejected_requests_total` absent: none rejected)".to_owned()
+    } else {
+        let d: f64 = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a.rejected.unwrap_or(0.0) - b.rejected.unwrap_or(0.0))
+            .sum();
+        format!("{d:+}")
     };
+    let too_many: f64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| a.too_many - b.too_many)
+        .sum();
     println!(
-        "- API server over the run: requests rejected by priority and fairness {rejected}; 429 answers {:+} (all clients)",
-        after.too_many - before.too_many
+        "- API server{} over the run: requests rejected by priority and fairness {rejected}; 429 answers {too_many:+} (all clients)",
+        if clusters.len() == 1 { "" } else { "s" },
     );
     println!(
         "- stopped {:.1} s after SIGTERM; event stream lagged {lagged} times",
         stopped.as_secs_f64()
     );
     if opts.scan == Scan::After {
-        let (took, peak) = one_shot_scan(&opts, &c, &config)?;
+        let (took, peak) = one_shot_scan(opts, c, &config)?;
         println!();
-        print_scan(&opts, &version, objects, took, peak);
+        print_scan(opts, clusters.len(), &version, objects, took, peak);
     }
     Ok(())
 }
 
-fn print_scan(opts: &Options, version: &str, objects: usize, took: Duration, peak_kib: u64) {
-    println!("| one-shot `driftguard scan` ({version}) | environments | objects | wall time (s) | peak RSS (MB) | peak RSS per object (KB) |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+fn print_scan(
+    opts: &Options,
+    clusters: usize,
+    version: &str,
+    objects: usize,
+    took: Duration,
+    peak_kib: u64,
+) {
+    println!("| one-shot `driftguard scan` ({version}) | clusters | environments | objects | wall time (s) | peak RSS (MB) | peak RSS per object (KB) |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| `{}` | {} | {objects} | {:.1} | {} | {:.2} |",
+        "| `{}` | {clusters} | {} | {objects} | {:.1} | {} | {:.2} |",
         opts.bin.display(),
         opts.envs,
         took.as_secs_f64(),
