@@ -385,7 +385,7 @@ pub struct DriftRecord {
     /// The object's last episode, when it ended as [`Resolution::Reverted`] less than
     /// [`RECURRENCE_WINDOW`] ago: the same drift coming back reopens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reverted: Option<RevertedEpisode>,
+    pub reverted: Option<Box<RevertedEpisode>>,
     /// When the record last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -626,8 +626,8 @@ pub fn transition(prev: Option<&DriftRecord>, obs: &Observation, tick: &Tick) ->
             if matches!(how, Resolution::Reverted | Resolution::Applied) {
                 closed.resolved_by = obs.resolver.clone();
             }
-            reverted =
-                (how == Resolution::Reverted).then(|| RevertedEpisode::of(&closed, tick.now));
+            reverted = (how == Resolution::Reverted)
+                .then(|| Box::new(RevertedEpisode::of(&closed, tick.now)));
             events.push(event(EventKind::Resolved, closed, tick));
         }
     }

@@ -1012,13 +1012,13 @@ mod tests {
         assert!(plain["provenance"].get("rendered").is_none(), "{plain}");
         if let Some(p) = d.provenance.as_mut() {
             p.file = "charts/shop/templates/web.yaml".into();
-            p.rendered = Some(Rendering {
+            p.rendered = Some(Box::new(Rendering {
                 unstable: Vec::new(),
                 renderer: "helm".into(),
                 source: "charts/shop".into(),
                 values: vec!["envs/prod/values.yaml".into()],
                 inputs_commit: Some("abc".into()),
-            });
+            }));
         }
         let rendered = serde_json::to_value(DriftDetail::from(&d)).expect("json");
         assert_eq!(

@@ -896,12 +896,12 @@ async fn file_links_follow_the_configured_web_page() {
         Some("https://gitea.example/o/r/src/commit/abc123/envs/prod/web.yaml#L12")
     );
     let rendered = Provenance {
-        rendered: Some(Rendering {
+        rendered: Some(Box::new(Rendering {
             unstable: Vec::new(),
             renderer: "helm".into(),
             source: "charts/web".into(),
             ..Rendering::default()
-        }),
+        })),
         ..p.clone()
     };
     assert_eq!(

@@ -519,14 +519,14 @@ pub async fn round_trip(store: Arc<dyn DriftStore>) {
     again.recurrences = 1;
     again.recurred_at = Some(t(30));
     let mut kept = record(&id, Some(again.clone()), t(30));
-    kept.reverted = Some(RevertedEpisode {
+    kept.reverted = Some(Box::new(RevertedEpisode {
         episode: again.episode.clone(),
         kind: again.kind,
         paths: Vec::new(),
         detected_at: again.detected_at,
         reverted_at: t(20),
         recurrences: 0,
-    });
+    }));
     store
         .commit(&ScanBatch {
             environment: "prod".into(),

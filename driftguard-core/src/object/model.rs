@@ -73,7 +73,7 @@ pub struct Provenance {
     /// How the object was rendered, when a renderer (a Helm chart, a command) made it; `file`
     /// is then the template it came from (helm's `# Source:`), or what the command is named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rendered: Option<Rendering>,
+    pub rendered: Option<Box<Rendering>>,
 }
 
 /// How a rendered object was made: which renderer, from which inputs.

@@ -243,7 +243,7 @@ impl RenderedObjects {
         let (parsed, hooks) = split_hooks(parsed);
         self.hooks.extend(hooks);
         for (object, mut provenance) in parsed.objects {
-            provenance.rendered = Some(rendering.clone());
+            provenance.rendered = Some(Box::new(rendering.clone()));
             self.objects.push((object, provenance));
         }
         self.errors.extend(parsed.errors);
@@ -751,7 +751,7 @@ mod tests {
         assert!(r
             .objects
             .iter()
-            .all(|(_, p)| p.rendered.as_ref() == Some(&rendering())));
+            .all(|(_, p)| p.rendered.as_deref() == Some(&rendering())));
         let hooks: Vec<String> = r.hooks.iter().map(ToString::to_string).collect();
         assert_eq!(
             hooks,

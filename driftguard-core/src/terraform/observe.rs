@@ -295,12 +295,12 @@ fn provenance(run: &PlanRun, change: &Change) -> Option<Provenance> {
         document: 0,
         line: d.line,
         revision: run.revision.as_ref().map(|r| r.id.clone()),
-        rendered: Some(Rendering {
+        rendered: Some(Box::new(Rendering {
             unstable: Vec::new(),
             renderer: "terraform".into(),
             source: run.module.folder.clone(),
             values: run.module.var_files.clone(),
             inputs_commit: None,
-        }),
+        })),
     })
 }

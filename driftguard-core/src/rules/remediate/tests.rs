@@ -393,12 +393,12 @@ fn adopt_writes_the_live_values_into_plain_files_only() {
     );
     let mut rendered = deploy_drift();
     if let Some(prov) = rendered.provenance.as_mut() {
-        prov.rendered = Some(Rendering {
+        prov.rendered = Some(Box::new(Rendering {
             unstable: Vec::new(),
             renderer: "helm".into(),
             source: "charts/web".into(),
             ..Rendering::default()
-        });
+        }));
     }
     let err = plan(
         &e,

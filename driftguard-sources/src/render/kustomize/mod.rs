@@ -330,7 +330,7 @@ impl KustomizeRenderer {
                 .objects
                 .into_iter()
                 .map(|(object, mut provenance)| {
-                    provenance.rendered = Some(rendering.clone());
+                    provenance.rendered = Some(Box::new(rendering.clone()));
                     (object, provenance)
                 })
                 .collect(),
