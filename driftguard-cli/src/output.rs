@@ -525,52 +525,6 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-    use driftguard_core::ports::ScanCounts;
-
-    use super::*;
-
-    fn result(environment: &str) -> EnvResult {
-        EnvResult {
-            environment: environment.into(),
-            summary: ScanSummary {
-                scan_id: format!("{environment}-1"),
-                environment: environment.into(),
-                started_at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
-                duration_ms: 10,
-                revision: None,
-                counts: ScanCounts::default(),
-                score: 0.0,
-                errors: Vec::new(),
-                events: 0,
-            },
-            drifts: Vec::new(),
-            resolved: Vec::new(),
-            errors: Vec::new(),
-            notes: Vec::new(),
-            tool: None,
-        }
-    }
-
-    #[test]
-    fn tool_lines_only_for_discovered_environments() {
-        let results = [result("prod"), result("argocd.shop")];
-        let lines = tool_lines(&results, |name| {
-            (name == "argocd.shop").then(|| ("Argo CD".to_owned(), "Synced, Healthy".to_owned()))
-        });
-        assert_eq!(
-            lines,
-            "  argocd.shop: Argo CD says Synced, Healthy; DriftGuard sees no drift\n"
-        );
-        assert_eq!(tool_lines(&results, |_| None), "");
-        // JSON: no `tool` for the file's environments
-        let json = serde_json::to_value(&results[0]).expect("serializable");
-        assert!(json.get("tool").is_none(), "{json}");
-    }
-}
-
 /// A preview (`driftguard preview`): one row per field a merge writes (and per object created,
 /// pruned or adopted), then the risk findings and a summary line. Secret values come redacted
 /// from the core.
@@ -709,4 +663,50 @@ pub fn preview_table(
         let _ = writeln!(out, "warning: {p}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use driftguard_core::ports::ScanCounts;
+
+    use super::*;
+
+    fn result(environment: &str) -> EnvResult {
+        EnvResult {
+            environment: environment.into(),
+            summary: ScanSummary {
+                scan_id: format!("{environment}-1"),
+                environment: environment.into(),
+                started_at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
+                duration_ms: 10,
+                revision: None,
+                counts: ScanCounts::default(),
+                score: 0.0,
+                errors: Vec::new(),
+                events: 0,
+            },
+            drifts: Vec::new(),
+            resolved: Vec::new(),
+            errors: Vec::new(),
+            notes: Vec::new(),
+            tool: None,
+        }
+    }
+
+    #[test]
+    fn tool_lines_only_for_discovered_environments() {
+        let results = [result("prod"), result("argocd.shop")];
+        let lines = tool_lines(&results, |name| {
+            (name == "argocd.shop").then(|| ("Argo CD".to_owned(), "Synced, Healthy".to_owned()))
+        });
+        assert_eq!(
+            lines,
+            "  argocd.shop: Argo CD says Synced, Healthy; DriftGuard sees no drift\n"
+        );
+        assert_eq!(tool_lines(&results, |_| None), "");
+        // JSON: no `tool` for the file's environments
+        let json = serde_json::to_value(&results[0]).expect("serializable");
+        assert!(json.get("tool").is_none(), "{json}");
+    }
 }

@@ -179,19 +179,26 @@ impl Scanner {
         }
     }
 
-    /// The Git and live sources of a scanner of manifests (`None` for plans), and the store:
-    /// what a preview reads ([`crate::preview`]).
-    pub(crate) fn ports(
-        &self,
-    ) -> (
-        Option<(&Arc<dyn GitSource>, &Arc<dyn LiveSource>)>,
-        &Arc<dyn DriftStore>,
-    ) {
-        let sides = match &self.sides {
-            Sides::Manifests { git, live } => Some((git, live)),
+    /// The Git source of a scanner of manifests (`None` for plans): what a preview reads
+    /// ([`crate::preview`]), with [`Scanner::live_source`] and [`Scanner::store`].
+    pub(crate) fn git_source(&self) -> Option<&Arc<dyn GitSource>> {
+        match &self.sides {
+            Sides::Manifests { git, .. } => Some(git),
             Sides::Plans(_) => None,
-        };
-        (sides, &self.store)
+        }
+    }
+
+    /// The live source of a scanner of manifests (`None` for plans).
+    pub(crate) fn live_source(&self) -> Option<&Arc<dyn LiveSource>> {
+        match &self.sides {
+            Sides::Manifests { live, .. } => Some(live),
+            Sides::Plans(_) => None,
+        }
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &Arc<dyn DriftStore> {
+        &self.store
     }
 
     /// Adds a notifier: the events of every batch written are announced to it.

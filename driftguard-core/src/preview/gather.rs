@@ -66,8 +66,8 @@ impl Scanner {
     pub async fn preview(&self, base: &str, head: &str) -> Result<PreviewRun, PreviewError> {
         let engine = self.engine();
         let name = &engine.spec.name;
-        let (sides, store) = self.ports();
-        let Some((git, live)) = sides else {
+        let store = self.store();
+        let (Some(git), Some(live)) = (self.git_source(), self.live_source()) else {
             return Err(PreviewError::NotManifests(name.clone()));
         };
         let git_error = |what: String| {
