@@ -13,7 +13,8 @@
 //! - one that changes a Helm values file is rendered through the chart (an environment with
 //!   `helm:`), and only that environment is touched.
 //!
-//! The same through `POST /api/v1/preview` of a running `driftguard serve`, for an operator
+//! The Markdown is posted on the pull request of a fake GitHub (`--comment 7`), then edited in
+//! place on the next push. The same through `POST /api/v1/preview` of a running `driftguard serve`, for an operator
 //! (a viewer is refused), on a pull request pushed after the server cloned the repository and
 //! named by its commit. Nothing is written to the cluster or to Git by the previews. The namespaces are
 //! `dg-preview-*`, deleted at the end. Needs the test cluster with its audit settings
@@ -21,10 +22,11 @@
 
 mod util;
 
-use std::io::Write as _;
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read, Write as _};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -34,6 +36,7 @@ use util::{run_env, write, Run};
 const SECRET_KEY: &str = "preview-e2e-secret-key-0123456789";
 const OPERATOR_TOKEN: &str = "preview-e2e-operator-token-0123456789";
 const VIEWER_TOKEN: &str = "preview-e2e-viewer-token-0123456789";
+const FORGE_TOKEN: &str = "preview-e2e-forge-token";
 /// How long the audit log may take to name Alice.
 const NAMED_WITHIN: Duration = Duration::from_secs(60);
 
@@ -141,6 +144,88 @@ fn helm_apply(s: &Services, helm: &Path, repo: &Path, ns: &str) {
     );
 }
 
+/// One request the fake forge received: method, path and query, authorization, body.
+type Seen = (String, String, String, Value);
+
+/// A fake GitHub on 127.0.0.1 for pull request 7 of `ops/gitops`: keeps its comments (one by
+/// someone else to begin with), lists, creates and edits them as GitHub does, and records
+/// every request. Anything else is a 404.
+fn fake_github() -> (u16, Arc<Mutex<(Vec<Value>, Vec<Seen>)>>) {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let state = Arc::new(Mutex::new((
+        vec![serde_json::json!({"id": 1, "body": "LGTM once the preview is green"})],
+        Vec::new(),
+    )));
+    let st = state.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut w = conn.try_clone().expect("clone");
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let method = parts.next().unwrap_or_default().to_owned();
+            let target = parts.next().unwrap_or_default().to_owned();
+            let (mut auth, mut len) = (String::new(), 0usize);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut g = st.lock().expect("lock");
+            g.1.push((method.clone(), target.clone(), auth, body.clone()));
+            let path = target.split('?').next().unwrap_or_default();
+            let list = "/repos/ops/gitops/issues/7/comments";
+            let (status, answer) = if method == "GET" && path == list {
+                (200, Value::Array(g.0.clone()))
+            } else if method == "POST" && path == list {
+                let id = 100 + g.0.len() as u64;
+                let c = serde_json::json!({"id": id, "body": body["body"],
+                    "html_url": format!("http://127.0.0.1:{port}/ops/gitops/pull/7#issuecomment-{id}")});
+                g.0.push(c.clone());
+                (201, c)
+            } else if let Some(id) = path
+                .strip_prefix("/repos/ops/gitops/issues/comments/")
+                .and_then(|i| i.parse::<u64>().ok())
+                .filter(|_| method == "PATCH")
+            {
+                match g.0.iter_mut().find(|c| c["id"] == id) {
+                    Some(c) => {
+                        c["body"] = body["body"].clone();
+                        (200, c.clone())
+                    }
+                    None => (404, serde_json::json!({"message": "Not Found"})),
+                }
+            } else {
+                (404, serde_json::json!({"message": "Not Found"}))
+            };
+            drop(g);
+            let out = answer.to_string();
+            let _ = write!(
+                w,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{out}",
+                out.len()
+            );
+        }
+    });
+    (port, state)
+}
+
 /// A pull request: a branch from main with `change` made in the work tree, pushed.
 fn pull_request(work: &Path, branch: &str, change: impl FnOnce(&Path)) {
     git(work, &["checkout", "-q", "-b", branch, "main"]);
@@ -161,7 +246,14 @@ fn preview(dir: &Path, head: &str, extra: &[&str]) -> Run {
         head,
     ];
     args.extend_from_slice(extra);
-    run_env(dir, &args, &[("E2E_SECRET_KEY", SECRET_KEY)])
+    run_env(
+        dir,
+        &args,
+        &[
+            ("E2E_SECRET_KEY", SECRET_KEY),
+            ("E2E_FORGE_TOKEN", FORGE_TOKEN),
+        ],
+    )
 }
 
 /// `(environment, object name, field, class, who)` of every field of a JSON preview, and
@@ -294,13 +386,17 @@ fn preview_pull_requests_against_the_drift_history() {
     );
     helm_apply(&s, &helm, &work, &nsh);
 
+    let (forge_port, forge) = fake_github();
     write(
         &dir.join("driftguard.yaml"),
         &format!(
             r#"helmBin: {helm}
 environments:
   - name: prod
-    git: {{url: "{url}", path: envs/prod}}
+    git:
+      url: "{url}"
+      path: envs/prod
+      pullRequest: {{forge: github, repository: ops/gitops, tokenEnv: E2E_FORGE_TOKEN, apiUrl: "http://127.0.0.1:{forge_port}"}}
     namespaces: ["{ns}"]
     live: {{kubeconfig: "{kc}"}}
     audit: {{logFile: "{audit_log}"}}
@@ -437,6 +533,47 @@ secretKey: {{env: E2E_SECRET_KEY}}
         md.stdout
     );
     eprintln!("---- -o markdown\n{}", md.stdout);
+
+    // the comment on the pull request, then edited in place on the next push (here: another
+    // head), never a second one; the other comment is left alone
+    for head in ["scale-web", "adopt-hotfix"] {
+        let c = preview(&dir, head, &["-o", "markdown", "--comment", "7"]);
+        assert_eq!(c.code, 0, "{}\n{}", c.stdout, c.stderr);
+    }
+    {
+        let (comments, seen) = &*forge.lock().expect("lock");
+        assert_eq!(comments.len(), 2, "{comments:#?}");
+        assert_eq!(comments[0]["body"], "LGTM once the preview is green");
+        let ours = comments[1]["body"].as_str().expect("body");
+        assert!(ours.starts_with("<!-- driftguard-preview -->"), "{ours}");
+        assert!(
+            ours.contains("`main` → `adopt-hotfix`"),
+            "the latest push: {ours}"
+        );
+        assert!(ours.contains("✅ adopts a drift"), "{ours}");
+        let calls: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|(m, t, _, _)| (m.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                (
+                    "GET",
+                    "/repos/ops/gitops/issues/7/comments?per_page=100&page=1"
+                ),
+                ("POST", "/repos/ops/gitops/issues/7/comments"),
+                (
+                    "GET",
+                    "/repos/ops/gitops/issues/7/comments?per_page=100&page=1"
+                ),
+                ("PATCH", "/repos/ops/gitops/issues/comments/101"),
+            ]
+        );
+        for (_, _, auth, _) in seen {
+            assert_eq!(auth, &format!("Bearer {FORGE_TOKEN}"));
+        }
+    }
 
     // 2. the hotfix written into Git: adopted
     let p = preview(
