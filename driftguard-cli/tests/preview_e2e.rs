@@ -147,13 +147,16 @@ fn helm_apply(s: &Services, helm: &Path, repo: &Path, ns: &str) {
 /// One request the fake forge received: method, path and query, authorization, body.
 type Seen = (String, String, String, Value);
 
+/// The fake forge's comments and the requests it received.
+type Forge = Arc<Mutex<(Vec<Value>, Vec<Seen>)>>;
+
 /// A fake GitHub on 127.0.0.1 for pull request 7 of `ops/gitops`: keeps its comments (one by
 /// someone else to begin with), lists, creates and edits them as GitHub does, and records
 /// every request. Anything else is a 404.
-fn fake_github() -> (u16, Arc<Mutex<(Vec<Value>, Vec<Seen>)>>) {
+fn fake_github() -> (u16, Forge) {
     let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let state = Arc::new(Mutex::new((
+    let state: Forge = Arc::new(Mutex::new((
         vec![serde_json::json!({"id": 1, "body": "LGTM once the preview is green"})],
         Vec::new(),
     )));
