@@ -20,7 +20,6 @@ use driftguard_core::preview::{
     ChangeClass, EnvPreview, PreviewCounts, PreviewError as CorePreviewError,
 };
 use driftguard_core::scanner::Scanner;
-use driftguard_core::severity::Severity;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResolvedConfig;
@@ -116,11 +115,7 @@ impl PreviewReport {
         fail_on.iter().any(|f| match f {
             FailOn::Overwrites => c.overwrites > 0,
             FailOn::Conflicts => c.conflicts > 0,
-            FailOn::High => self.environments.iter().any(|e| {
-                e.objects
-                    .iter()
-                    .any(|o| o.findings.iter().any(|f| f.risk >= Severity::High))
-            }),
+            FailOn::High => c.high > 0,
         })
     }
 }
