@@ -215,3 +215,83 @@ pub fn class_label(class: ChangeClass) -> &'static str {
         ChangeClass::Conflicts => "conflicts",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use driftguard_core::findings::{Finding, FindingCategory};
+    use driftguard_core::id::ResourceId;
+    use driftguard_core::preview::{FieldChange, ObjectChange, ObjectPreview};
+    use driftguard_core::severity::Severity;
+
+    use super::*;
+
+    fn report(class: ChangeClass, risk: Option<Severity>) -> PreviewReport {
+        let findings = risk
+            .map(|risk| Finding {
+                rule: "privileged".into(),
+                category: FindingCategory::Security,
+                risk,
+                path: None,
+                reason: "privileged".into(),
+            })
+            .into_iter()
+            .collect();
+        PreviewReport {
+            environments: vec![EnvPreview {
+                environment: "prod".into(),
+                objects: vec![ObjectPreview {
+                    id: ResourceId::new("prod", "apps", "Deployment", Some("shop"), "api"),
+                    api_version: "apps/v1".into(),
+                    change: ObjectChange::Modified,
+                    class,
+                    fields: vec![FieldChange {
+                        path: "spec.replicas".into(),
+                        class,
+                        base: None,
+                        head: None,
+                        live: None,
+                        hand_change: None,
+                    }],
+                    hand_change: None,
+                    findings,
+                    provenance: None,
+                    live_unknown: false,
+                }],
+                ..EnvPreview::default()
+            }],
+            ..PreviewReport::default()
+        }
+    }
+
+    #[test]
+    fn fail_on_names_what_fails() {
+        use FailOn::*;
+        let cases = [
+            (ChangeClass::Overwrites, None, vec![Overwrites], true),
+            (ChangeClass::Overwrites, None, vec![Conflicts, High], false),
+            (ChangeClass::Conflicts, None, vec![Conflicts], true),
+            (
+                ChangeClass::Adopts,
+                None,
+                vec![Overwrites, Conflicts],
+                false,
+            ),
+            (ChangeClass::New, Some(Severity::Critical), vec![High], true),
+            (ChangeClass::New, Some(Severity::High), vec![High], true),
+            (ChangeClass::New, Some(Severity::Medium), vec![High], false),
+            (
+                ChangeClass::Overwrites,
+                Some(Severity::Critical),
+                vec![],
+                false,
+            ),
+        ];
+        for (class, risk, fail_on, fails) in cases {
+            assert_eq!(
+                report(class, risk).fails(&fail_on),
+                fails,
+                "{class} {risk:?} {fail_on:?}"
+            );
+        }
+    }
+}
