@@ -520,7 +520,7 @@ secretKey: {{env: E2E_SECRET_KEY}}
     );
     assert!(gate.stdout.contains("alice"), "{}", gate.stdout);
     eprintln!(
-        "---- driftguard preview --base main --head scale-web\n{}",
+        "---- driftguard preview --base main --head scale-web --fail-on overwrites (exit 2)\n{}",
         gate.stdout
     );
     let md = preview(&dir, "scale-web", &["-o", "markdown"]);
