@@ -216,20 +216,35 @@ pub fn cookie_value(jar: &CookieJar, secure: bool) -> Option<String> {
 /// The session cookie of a session id: HttpOnly, `SameSite=Strict`, `Path=/`, no `Domain`,
 /// for the browser session only (no `Max-Age`); over HTTPS `Secure` and `__Host-` named.
 pub fn cookie(id: String, secure: bool) -> Cookie<'static> {
-    Cookie::build((cookie_name(secure), id))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .secure(secure)
-        .build()
+    browser_cookie(cookie_name(secure), id, SameSite::Strict, secure)
 }
 
 /// The cookie that removes the session cookie: the same attributes, empty, `Max-Age=0` (and
 /// an `Expires` in the past).
 pub fn removal(secure: bool) -> Cookie<'static> {
-    let mut c = cookie(String::new(), secure);
-    c.make_removal();
-    c
+    removal_of(cookie(String::new(), secure))
+}
+
+/// A cookie of the dashboard's: HttpOnly, `Path=/`, no `Domain`, for the browser session only
+/// (no `Max-Age`), `Secure` over HTTPS (the caller gives the `__Host-` name then).
+pub(crate) fn browser_cookie(
+    name: &'static str,
+    value: String,
+    same_site: SameSite,
+    secure: bool,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(same_site)
+        .secure(secure)
+        .build()
+}
+
+/// The cookie that removes `cookie`: the same attributes, `Max-Age=0`.
+pub(crate) fn removal_of(mut cookie: Cookie<'static>) -> Cookie<'static> {
+    cookie.make_removal();
+    cookie
 }
 
 #[cfg(test)]

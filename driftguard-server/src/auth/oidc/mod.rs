@@ -331,19 +331,12 @@ pub fn cookie_name(secure: bool) -> &'static str {
 /// GET from another site), `Path=/`, for the browser session (the sign-in it names lasts
 /// [`PENDING_FOR`] here, and the callback removes it); over HTTPS `Secure` and `__Host-` named.
 pub fn cookie(id: String, secure: bool) -> Cookie<'static> {
-    Cookie::build((cookie_name(secure), id))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(secure)
-        .build()
+    crate::auth::session::browser_cookie(cookie_name(secure), id, SameSite::Lax, secure)
 }
 
 /// The cookie that removes the sign-in cookie.
 pub fn removal(secure: bool) -> Cookie<'static> {
-    let mut c = cookie(String::new(), secure);
-    c.make_removal();
-    c
+    crate::auth::session::removal_of(cookie(String::new(), secure))
 }
 
 #[cfg(test)]
