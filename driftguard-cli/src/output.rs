@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use driftguard_core::ack::{self, Acknowledgement};
 use driftguard_core::compare::FieldDiff;
 use driftguard_core::engine::ScanReport;
 use driftguard_core::findings::drift_risk;
@@ -220,9 +221,15 @@ fn table(
 }
 
 /// The drift table: environment, kind, namespace/name, drift kind, direction, severity,
-/// fields, who, since.
-pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> String {
-    let header = [
+/// fields, who, since; and, when one of them is acknowledged (`acks` holding for it now, the
+/// core's [`ack::holding`]), who acknowledged it and until when.
+pub fn drift_table(
+    drifts: &[&Drift],
+    acks: &[Acknowledgement],
+    now: DateTime<Utc>,
+    style: Style,
+) -> String {
+    let mut header = vec![
         "ENVIRONMENT",
         "KIND",
         "OBJECT",
@@ -233,11 +240,18 @@ pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> Strin
         "WHO",
         "SINCE",
     ];
+    let held: Vec<Option<&Acknowledgement>> =
+        drifts.iter().map(|d| ack::holding(acks, d, now)).collect();
+    let any_held = held.iter().any(Option::is_some);
+    if any_held {
+        header.push("ACKNOWLEDGED");
+    }
     let rows: Vec<Vec<String>> = drifts
         .iter()
-        .map(|d| {
+        .zip(&held)
+        .map(|(d, held)| {
             let who = d.who();
-            vec![
+            let mut row = vec![
                 d.id.environment.clone(),
                 kind_label(d),
                 d.id.namespaced_name(),
@@ -247,7 +261,11 @@ pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> Strin
                 fields_label(d),
                 if who.is_empty() { "-".into() } else { who },
                 ago(d.detected_at, now),
-            ]
+            ];
+            if any_held {
+                row.push(held.map_or_else(|| "-".into(), acknowledged_label));
+            }
+            row
         })
         .collect();
     table(&header, &rows, style, |r, c, s| {
@@ -257,6 +275,14 @@ pub fn drift_table(drifts: &[&Drift], now: DateTime<Utc>, style: Style) -> Strin
             s.to_owned()
         }
     })
+}
+
+/// `by <who> until <date>` (or `until it changes`) of an acknowledgement that holds.
+fn acknowledged_label(a: &Acknowledgement) -> String {
+    match a.until {
+        Some(u) => format!("by {} until {}", a.by, u.format("%Y-%m-%d %H:%M")),
+        None => format!("by {} until it changes", a.by),
+    }
 }
 
 /// A value for display: compact JSON, strings bare, absent as `(absent)`.

@@ -888,6 +888,27 @@ fn acknowledged_drift_leaves_the_guardrail_until_it_changes() {
         r.stderr
     );
     assert!(r.stdout.contains("shop/web "), "still listed: {}", r.stdout);
+    // and marked, in the scan's table and in `drifts`: who, and until when
+    for r in [r, run_in(&demo, &["drifts"])] {
+        let header = r.stdout.lines().next().unwrap_or_default().to_owned();
+        assert!(header.contains("ACKNOWLEDGED"), "{}", r.stdout);
+        let web_row = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("shop/web "))
+            .unwrap_or_default();
+        assert!(
+            web_row.contains("by cli:") && web_row.contains(" until 20"),
+            "{}",
+            r.stdout
+        );
+        let api_row = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("shop/api "))
+            .unwrap_or_default();
+        assert!(!api_row.contains("by cli:"), "{}", r.stdout);
+    }
     // the baseline: every open drift of prod
     let r = run_in(
         &demo,

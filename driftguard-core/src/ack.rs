@@ -150,9 +150,19 @@ pub fn standing(ack: &Acknowledgement, drift: &Drift, now: DateTime<Utc>) -> Sta
 
 /// Whether some acknowledgement among `acks` holds for `drift` at `now`.
 pub fn held(acks: &[Acknowledgement], drift: &Drift, now: DateTime<Utc>) -> bool {
+    holding(acks, drift, now).is_some()
+}
+
+/// The acknowledgement among `acks` that holds for `drift` at `now`, if one does (the newest).
+pub fn holding<'a>(
+    acks: &'a [Acknowledgement],
+    drift: &Drift,
+    now: DateTime<Utc>,
+) -> Option<&'a Acknowledgement> {
     acks.iter()
         .filter(|a| a.episode == drift.episode)
-        .any(|a| standing(a, drift, now) == Standing::Holds)
+        .filter(|a| standing(a, drift, now) == Standing::Holds)
+        .max_by_key(|a| a.at)
 }
 
 /// Whether [`crate::ports::DriftStore::prune`] with `before` removes `ack`: one whose lapse

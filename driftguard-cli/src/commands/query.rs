@@ -49,9 +49,17 @@ pub(crate) async fn drifts(g: &Global, a: &DriftsArgs) -> Result<u8> {
                 }
             } else {
                 let refs: Vec<&Drift> = page.items.iter().collect();
+                // acknowledged drift is marked (a store that cannot say shows none marked)
+                let acks = store
+                    .acknowledgements(a.env.as_deref())
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!("cannot read the acknowledgements: {}", chain(&e));
+                        Vec::new()
+                    });
                 print!(
                     "{}",
-                    output::drift_table(&refs, Utc::now(), stdout_style(g))
+                    output::drift_table(&refs, &acks, Utc::now(), stdout_style(g))
                 );
                 if page.total > page.items.len() && !g.quiet {
                     println!("({} of {} shown)", page.items.len(), page.total);

@@ -156,6 +156,12 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     }
     let now = clock.now();
     let style = stdout_style(g);
+    // acknowledged drift is marked in the table and, unless --include-acknowledged, left out
+    // of the exit code (the core's `ack::held`)
+    let acks = read_store.acknowledgements(None).await.unwrap_or_else(|e| {
+        tracing::warn!("cannot read the acknowledgements: {}", chain(&e));
+        Vec::new()
+    });
     match a.output {
         Format::Json | Format::Yaml => {
             let out = ScanOutput {
@@ -178,7 +184,7 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
                     );
                 }
             } else {
-                print!("{}", output::drift_table(&drifts, now, style));
+                print!("{}", output::drift_table(&drifts, &acks, now, style));
                 if a.diff {
                     println!();
                     print!("{}", output::diffs(&drifts, style));
@@ -249,19 +255,11 @@ pub(crate) async fn scan(g: &Global, a: &ScanArgs) -> Result<u8> {
     if !failed.is_empty() || discovery_failed {
         return Ok(EXIT_ERROR);
     }
-    // a drift whose acknowledgement holds is listed and left out (the core's `ack::held`)
-    let acks = if a.include_acknowledged {
-        Vec::new()
-    } else {
-        read_store.acknowledgements(None).await.unwrap_or_else(|e| {
-            tracing::warn!("cannot read the acknowledgements: {}", chain(&e));
-            Vec::new()
-        })
-    };
+    // a drift whose acknowledgement holds is listed and left out
     let counted: Vec<&Drift> = results
         .iter()
         .flat_map(|r| r.drifts.iter())
-        .filter(|d| !driftguard_core::ack::held(&acks, d, now))
+        .filter(|d| a.include_acknowledged || !driftguard_core::ack::held(&acks, d, now))
         .collect();
     let left_out = results.iter().map(|r| r.drifts.len()).sum::<usize>() - counted.len();
     if left_out > 0 && !g.quiet {
