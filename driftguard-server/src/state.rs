@@ -108,6 +108,16 @@ impl AppState {
         caller_of(token, &self.tokens, &self.scoped_tokens)
     }
 
+    /// `caller` with its role bindings by labels naming the environments discovered now
+    /// ([`Caller::with_labelled`]): asked on every request a token or a session makes (a
+    /// session keeps the caller unresolved, so that a label that changes counts at once).
+    pub fn resolved(&self, caller: Caller) -> Caller {
+        if caller.grants.iter().all(|g| g.labels.is_empty()) {
+            return caller;
+        }
+        caller.with_labelled(|labels| self.verdicts.labelled(labels))
+    }
+
     /// Starts building a state around a store and the environments; `metrics` should be the
     /// same instance the notifiers count failures in.
     pub fn builder(

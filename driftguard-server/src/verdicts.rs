@@ -7,7 +7,7 @@
 //! changes (which change no environment: an environment is not restarted for them); dropped
 //! with the environment. The verdict is read by [`ToolVerdict::read`], pure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,8 @@ pub struct ToolStatus {
     pub source: Option<usize>,
     /// The verdict.
     pub verdict: ToolVerdict,
+    /// The object's labels (what role bindings by `environmentLabels` select).
+    pub labels: BTreeMap<String, String>,
     /// When DriftGuard read it.
     pub observed_at: DateTime<Utc>,
 }
@@ -44,6 +46,7 @@ impl ToolStatus {
             name: d.app.name.clone(),
             source: d.app.source,
             verdict: d.app.verdict.clone(),
+            labels: d.app.labels.clone(),
             observed_at: now,
         }
     }
@@ -125,6 +128,22 @@ impl Verdicts {
         changed
     }
 
+    /// The discovered environments whose tool's object carries every label of `labels`,
+    /// sorted.
+    pub fn labelled(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        let map = self
+            .by_env
+            .read()
+            .expect("the verdicts' lock is never poisoned: nothing panics holding it");
+        let mut found: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| labels.iter().all(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|(env, _)| env.clone())
+            .collect();
+        found.sort();
+        found
+    }
+
     /// Drops the status of `environment` (its gauges go with [`Metrics::forget`]).
     pub fn remove(&self, environment: &str) {
         self.by_env
@@ -153,8 +172,33 @@ mod tests {
                 health: Some("Healthy".into()),
                 ..ToolVerdict::default()
             },
+            labels: BTreeMap::from([("team".to_owned(), name.to_owned())]),
             observed_at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
         }
+    }
+
+    #[test]
+    fn labels_select_the_environments_whose_object_carries_all_of_them() {
+        let metrics = Metrics::new();
+        let v = Verdicts::default();
+        v.set(
+            "argocd.shop",
+            status("Application", "shop", None, "Synced"),
+            &metrics,
+        );
+        v.set(
+            "argocd.cart",
+            status("Application", "cart", None, "Synced"),
+            &metrics,
+        );
+        let team = |t: &str| BTreeMap::from([("team".to_owned(), t.to_owned())]);
+        assert_eq!(v.labelled(&team("shop")), ["argocd.shop"]);
+        assert!(v.labelled(&team("none")).is_empty());
+        let mut both = team("cart");
+        both.insert("tier".into(), "web".into());
+        assert!(v.labelled(&both).is_empty(), "every label must match");
+        v.remove("argocd.shop");
+        assert!(v.labelled(&team("shop")).is_empty());
     }
 
     #[test]

@@ -65,6 +65,7 @@ fn platform_operates_prod() -> Vec<RoleBinding> {
     vec![RoleBinding {
         role: Role::Operator,
         environments: vec!["prod-*".into()],
+        environment_labels: Default::default(),
         tokens: Vec::new(),
         groups: vec!["platform".into()],
         users: Vec::new(),

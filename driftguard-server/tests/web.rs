@@ -1552,6 +1552,85 @@ async fn a_drift_is_acknowledged_and_withdrawn_from_its_page() {
     assert!(after.text.contains("id=\"ack-button\""));
 }
 
+/// A binding by labels (`environmentLabels`) holds in the discovered environments whose tool's
+/// object carries them, in the API and on the dashboard, and follows the labels as they change.
+#[tokio::test]
+async fn a_role_bound_by_labels_holds_in_the_discovered_environments_that_carry_them() {
+    use driftguard_server::auth::Grant;
+    use driftguard_server::config::discover::{Tool, ToolVerdict};
+    use driftguard_server::config::Role;
+    use driftguard_server::verdicts::ToolStatus;
+    let f = fixture_with(
+        true,
+        vec![ScopedToken {
+            name: "webteam".into(),
+            token: "webteam-token-012345".into(),
+            scopes: Vec::new(),
+            grants: vec![Grant {
+                role: Role::Operator,
+                environments: Vec::new(),
+                labels: [("team".to_owned(), "web".to_owned())].into(),
+            }],
+        }],
+    )
+    .await;
+    let labelled = |team: &str| ToolStatus {
+        tool: Tool::ArgoCd,
+        kind: "Application".into(),
+        namespace: "argocd".into(),
+        name: "dev".into(),
+        source: None,
+        verdict: ToolVerdict::default(),
+        labels: [("team".to_owned(), team.to_owned())].into(),
+        observed_at: chrono::Utc::now(),
+    };
+    let api = |method: &'static str, uri: &'static str| {
+        let app = f.app.clone();
+        async move {
+            send(
+                &app,
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("authorization", "Bearer webteam-token-012345")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+        }
+    };
+    // dev comes from an Application labelled team=web: the binding holds there, not in prod
+    f.state
+        .verdicts
+        .set("dev", labelled("web"), &f.state.metrics);
+    let envs = api("GET", "/api/v1/environments").await;
+    assert!(
+        envs.text.contains("\"dev\"") && !envs.text.contains("\"prod\""),
+        "{}",
+        envs.text
+    );
+    let scan = api("POST", "/api/v1/environments/dev/scan").await;
+    assert_eq!(scan.status, StatusCode::OK, "{}", scan.text);
+    let scan = api("POST", "/api/v1/environments/prod/scan").await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN, "{}", scan.text);
+    // the dashboard, signed in with the token, sees the same
+    let s = sign_in_with(&f.app, "webteam-token-012345").await;
+    let overview = page(&f.app, "/", Some(&s)).await;
+    assert!(
+        overview.text.contains(">dev<") && !overview.text.contains(">prod<"),
+        "{}",
+        overview.text
+    );
+    // the Application's label changes: from the next request on, dev is not the team's
+    f.state
+        .verdicts
+        .set("dev", labelled("api"), &f.state.metrics);
+    let scan = api("POST", "/api/v1/environments/dev/scan").await;
+    assert_eq!(scan.status, StatusCode::FORBIDDEN, "{}", scan.text);
+    let overview = page(&f.app, "/", Some(&s)).await;
+    assert!(!overview.text.contains(">dev<"), "{}", overview.text);
+}
+
 /// Roles per environment, one check everywhere: a token bound as viewer of `prod*` and
 /// operator of nothing else sees only prod in the API, the dashboard and the event stream,
 /// may not scan or acknowledge; an operator of `dev` scans dev but not prod; a remediator of
@@ -1567,6 +1646,7 @@ async fn roles_per_environment_hold_for_the_api_the_dashboard_and_the_stream() {
         grants: vec![Grant {
             role,
             environments: envs.iter().map(|e| (*e).to_owned()).collect(),
+            labels: Default::default(),
         }],
     };
     let f = fixture_with(

@@ -44,7 +44,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             .filter(|s| s.signed_in);
         if let Some(session) = session.filter(|_| read) {
             // who signed in, reading only: a viewer where its roles applied
-            req.extensions_mut().insert(session.caller.reading_only());
+            req.extensions_mut()
+                .insert(state.resolved(session.caller.reading_only()));
             // what it opens (the event stream) ends when the session does
             req.extensions_mut().insert(session.end);
             return next.run(req).await;
@@ -68,7 +69,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             AppError::unauthorized("invalid bearer token").into_response(),
         );
     };
-    req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(state.resolved(caller));
     next.run(req).await
 }
 

@@ -22,6 +22,8 @@ pub mod throttle;
 pub mod visible;
 
 use axum::http::{header, HeaderMap, StatusCode};
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
@@ -37,6 +39,10 @@ pub struct Grant {
     pub role: Role,
     /// The environments, as globs.
     pub environments: Vec<String>,
+    /// Discovered environments whose tool's object carries all these labels (empty: none by
+    /// label). [`Caller::with_labelled`] adds their names to `environments` when a request
+    /// is authenticated, from the environments discovered then.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Grant {
@@ -48,6 +54,11 @@ impl Grant {
                 vec!["*".into()]
             } else {
                 b.environments.clone()
+            },
+            labels: if b.role == Role::Admin {
+                BTreeMap::new()
+            } else {
+                b.environment_labels.clone()
             },
         }
     }
@@ -134,10 +145,29 @@ impl Caller {
                 .iter()
                 .map(|g| Grant {
                     role: Role::Viewer,
-                    environments: g.environments.clone(),
+                    ..g.clone()
                 })
                 .collect(),
         }
+    }
+
+    /// The same caller, each grant by labels also naming the discovered environments that
+    /// `labelled` finds for its labels now (the one place a binding's `environmentLabels`
+    /// become environments; [`crate::state::AppState::resolved`] gives the discovered ones).
+    pub fn with_labelled(
+        mut self,
+        labelled: impl Fn(&BTreeMap<String, String>) -> Vec<String>,
+    ) -> Caller {
+        for g in &mut self.grants {
+            if !g.labels.is_empty() {
+                for name in labelled(&g.labels) {
+                    if !g.environments.contains(&name) {
+                        g.environments.push(name);
+                    }
+                }
+            }
+        }
+        self
     }
 
     /// Whether `scope` holds for every environment: the caller's own scopes, or an admin.

@@ -16,8 +16,13 @@ pub(crate) struct OldKey {
 
 /// The mappings of the model whose keys are the user's (labels, annotations, variables, a
 /// patch's target): their keys may hold `_` and are never looked at.
-pub(crate) const FREE_FORM: &[&str] =
-    &["commonLabels", "commonAnnotations", "substitute", "target"];
+pub(crate) const FREE_FORM: &[&str] = &[
+    "commonLabels",
+    "commonAnnotations",
+    "substitute",
+    "target",
+    "environmentLabels",
+];
 
 /// Every snake_case key of `doc`, in document order.
 ///

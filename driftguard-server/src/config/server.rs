@@ -4,6 +4,7 @@
 //! to have are still read (serde aliases), and loading warns about each one
 //! ([`super::Config::warnings`]). Unknown fields are refused.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -199,7 +200,12 @@ pub struct RoleBinding {
     /// The role.
     pub role: Role,
     /// The environments, as globs (`*` any run of characters).
+    #[serde(default)]
     pub environments: Vec<String>,
+    /// Discovered environments (`discover:`) whose Argo CD Application or Flux object carries
+    /// all these labels, as well as those of `environments`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_labels: BTreeMap<String, String>,
     /// The API tokens (`apiTokens` names) holding it.
     #[serde(default)]
     pub tokens: Vec<String>,

@@ -158,7 +158,7 @@ fn role_bindings_name_environments_and_known_tokens() {
             "{ENV}server:\n{tokens}  roleBindings:\n    - {{role: viewer, environments: [], tokens: [ops, nobody]}}\n    - {{role: admin, environments: ['*']}}\n"
         )),
         [
-            "server.roleBindings[0].environments: name at least one environment (a glob such as `prod-*`, or `*` for all)",
+            "server.roleBindings[0].environments: name at least one environment (a glob such as `prod-*`, or `*` for all), or discovered ones by label (environmentLabels)",
             "server.roleBindings[0].tokens[1]: no token named `nobody` in server.apiTokens",
             "server.roleBindings[1].tokens: name who holds the role (API tokens of apiTokens by name, or `groups` or `users` signed in with server.oidc)",
         ]
@@ -168,6 +168,13 @@ fn role_bindings_name_environments_and_known_tokens() {
     ))
     .expect_err("no such role");
     assert!(e.to_string().contains("owner"), "{e}");
+    // by labels: discovered environments only
+    assert_eq!(
+        problems(&format!(
+            "{ENV}server:\n{tokens}  roleBindings:\n    - {{role: viewer, environmentLabels: {{team: web}}, tokens: [ops]}}\n"
+        )),
+        ["server.roleBindings[0].environmentLabels: labels select discovered environments: add a `discover:` section, or name the environments"]
+    );
 }
 
 /// `server.oidc`: the secret never inline, an https issuer, `openid`, domains; groups and

@@ -135,7 +135,7 @@ async fn viewer(State(state): State<AppState>, mut req: Request, next: Next) -> 
             req.extensions_mut().insert(Viewer {
                 csrf: s.csrf,
                 signed_in: !open,
-                caller: s.caller,
+                caller: state.resolved(s.caller),
             });
             next.run(req).await
         }

@@ -279,6 +279,7 @@ mod tests {
         RoleBinding {
             role,
             environments: envs.iter().map(|s| s.to_string()).collect(),
+            environment_labels: Default::default(),
             tokens: Vec::new(),
             groups: groups.iter().map(|s| s.to_string()).collect(),
             users: users.iter().map(|s| s.to_string()).collect(),

@@ -94,10 +94,20 @@ pub(super) fn role_bindings(problems: &mut Problems, f: &ConfigFile) {
         return;
     };
     for (i, b) in server.role_bindings.iter().enumerate() {
-        if b.environments.is_empty() || b.environments.iter().any(|e| e.trim().is_empty()) {
+        if (b.environments.is_empty() && b.environment_labels.is_empty())
+            || b.environments.iter().any(|e| e.trim().is_empty())
+        {
             problems.add(
                 format!("server.roleBindings[{i}].environments"),
-                "name at least one environment (a glob such as `prod-*`, or `*` for all)",
+                "name at least one environment (a glob such as `prod-*`, or `*` for all), or \
+                 discovered ones by label (environmentLabels)",
+            );
+        }
+        if !b.environment_labels.is_empty() && f.discover.is_none() {
+            problems.add(
+                format!("server.roleBindings[{i}].environmentLabels"),
+                "labels select discovered environments: add a `discover:` section, or name the \
+                 environments",
             );
         }
         if b.tokens.is_empty() && b.groups.is_empty() && b.users.is_empty() {
