@@ -23,14 +23,14 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Read, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use util::e2e::{free_port, kubectl, kubectl_status, DeleteOnDrop, Services};
+use util::e2e::{free_port, kubectl, kubectl_status, DeleteOnDrop, GitDaemon, Services};
 use util::{run_env, write, Run};
 
 const SECRET_KEY: &str = "preview-e2e-secret-key-0123456789";
@@ -39,15 +39,6 @@ const VIEWER_TOKEN: &str = "preview-e2e-viewer-token-0123456789";
 const FORGE_TOKEN: &str = "preview-e2e-forge-token";
 /// How long the audit log may take to name Alice.
 const NAMED_WITHIN: Duration = Duration::from_secs(60);
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     util::git_as(dir, args, "Ada Ops")
@@ -333,32 +324,8 @@ fn preview_pull_requests_against_the_drift_history() {
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "the shop"]);
-    let port = free_port();
-    let _daemon = Daemon(
-        Command::new(&gitbin)
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", srv.display()),
-                &srv.display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon starts"),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "git daemon listens"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let daemon = GitDaemon::start(&gitbin, &srv);
+    let port = daemon.port;
     let url = format!("git://127.0.0.1:{port}/gitops.git");
     git(&work, &["remote", "add", "origin", &url]);
     git(&work, &["push", "-q", "origin", "main"]);

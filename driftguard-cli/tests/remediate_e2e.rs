@@ -11,23 +11,13 @@ mod util;
 
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use util::e2e::{
     free_port, kubectl, services, spawn_server, unix_secs_now, webhook_receiver, DeleteOnDrop,
-    Hook, Server, Services,
+    GitDaemon, Hook, Server, Services,
 };
 use util::run_in;
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn git(dir: &Path, args: &[&str]) -> String {
     util::git_as(dir, args, "Ada")
@@ -134,32 +124,8 @@ fn revert_and_adopt_end_to_end() {
     git(&work, &["init", "-q", "-b", "main"]);
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "the shop"]);
-    let port = free_port();
-    let daemon = Daemon(
-        Command::new(&gitbin)
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", srv.display()),
-                &srv.display().to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("git daemon starts"),
-    );
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "git daemon listens"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let daemon = GitDaemon::start(&gitbin, &srv);
+    let port = daemon.port;
     let url = format!("git://127.0.0.1:{port}/shop.git");
     git(&work, &["remote", "add", "origin", &url]);
     git(&work, &["push", "-q", "origin", "main"]);

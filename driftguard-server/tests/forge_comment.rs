@@ -4,7 +4,7 @@
 //! authentication header and body.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -50,35 +50,15 @@ fn forge(kind: ForgeKind, prefix: &'static str, existing: Vec<Value>) -> (u16, A
 fn serve(conn: TcpStream, state: &Mutex<Forge>, kind: ForgeKind, prefix: &str, port: u16) {
     let mut w = conn.try_clone().expect("clone");
     let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    if r.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(request) = driftguard_test_support::read_http_request(&mut r) else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or_default().to_owned();
-    let target = parts.next().unwrap_or_default().to_owned();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).unwrap_or(0) == 0 {
-            return;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
-    let len: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    if r.read_exact(&mut body).is_err() {
-        return;
-    }
+    };
+    let driftguard_test_support::HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    } = request;
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut st = state.lock().expect("lock");
     st.seen.push(Seen {

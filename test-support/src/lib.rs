@@ -288,6 +288,58 @@ pub fn secantusd() -> PathBuf {
     bin
 }
 
+/// One HTTP/1.1 request as a fake server on 127.0.0.1 reads it (the fake forges and receivers
+/// of the tests): the request line, the headers (names in lower case) and the body of
+/// `Content-Length` bytes.
+#[derive(Clone, Debug)]
+pub struct HttpRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// Headers by lower-case name.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+/// Reads one request from `r`; `None` when the connection ends before it is whole.
+pub fn read_http_request(r: &mut impl std::io::BufRead) -> Option<HttpRequest> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut headers = std::collections::BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
 /// A port nothing listens on (bound, then let go).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

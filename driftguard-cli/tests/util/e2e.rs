@@ -384,6 +384,56 @@ impl Drop for Server {
     }
 }
 
+/// A `git daemon` serving the bare repositories under a folder on 127.0.0.1, pushes allowed
+/// (`--enable=receive-pack`); stopped when dropped.
+pub struct GitDaemon {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl GitDaemon {
+    /// Starts `git` (the program) as a daemon of the repositories under `base` and waits until
+    /// it listens.
+    pub fn start(git: &Path, base: &Path) -> GitDaemon {
+        let port = free_port();
+        let daemon = GitDaemon {
+            child: Command::new(git)
+                .args([
+                    "daemon",
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                    &format!("--port={port}"),
+                    &format!("--base-path={}", base.display()),
+                    &base.display().to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("git daemon starts"),
+            port,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "git daemon listens"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
