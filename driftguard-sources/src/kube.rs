@@ -51,6 +51,7 @@ use serde_json::Value;
 
 mod apply;
 mod cache;
+mod packed;
 mod client;
 pub mod lease;
 mod predict;

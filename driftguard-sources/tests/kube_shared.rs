@@ -143,3 +143,64 @@ async fn views_share_one_watch_per_kind_and_see_only_their_objects() {
         c.drop_namespace(ns);
     }
 }
+
+/// The objects of a snapshot by name, as their values.
+fn by_name(objects: &LiveObjects) -> std::collections::BTreeMap<String, serde_json::Value> {
+    objects
+        .iter()
+        .filter(|o| o.object.meta().name.starts_with("cm-"))
+        .map(|o| (o.object.meta().name.to_owned(), o.object.value().clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_of_many_objects_is_packed_with_its_dictionary_and_read_back_as_listed() {
+    // more objects than a dictionary needs (64), fewer than its sample (2,000): the dictionary
+    // is trained when the list ends, and every object is packed with it
+    let c = cluster();
+    let ns = unique_ns("packed");
+    let mut yaml = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n");
+    for i in 0..150 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: {ns}, \
+             labels: {{app: svc-{}}}}}\ndata: {{URL: 'postgres://db-{i}.internal:5432/svc', \
+             LEVEL: info, N: '{i}'}}\n",
+            i / 3
+        ));
+    }
+    c.apply(&yaml, &[]);
+    let base = c.source().await.with_shared_cache(true);
+    let listing = c.source().await;
+    let view = base.view();
+    let cached = view.snapshot(&scope(&ns)).await.expect("snapshot");
+    let listed = listing.snapshot(&scope(&ns)).await.expect("list");
+    let (cached, listed) = (by_name(&cached.objects), by_name(&listed.objects));
+    assert_eq!(cached.len(), 150);
+    assert_eq!(cached, listed, "the unpacked objects are the listed ones");
+
+    // a change reaches the cache through the watch, packed with the list's dictionary
+    let mut stream = view.watch(&scope(&ns)).await.expect("watch");
+    assert!(matches!(next(&mut stream).await, LiveChange::Restarted(_)));
+    c.kubectl(&[
+        "patch",
+        "configmap",
+        "cm-7",
+        "-n",
+        &ns,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"LEVEL":"debug ✓"}}"#,
+    ]);
+    loop {
+        if let LiveChange::Applied(o) = next(&mut stream).await {
+            if o.object.meta().name == "cm-7" {
+                break;
+            }
+        }
+    }
+    let again = by_name(&view.snapshot(&scope(&ns)).await.expect("snapshot").objects);
+    assert_eq!(again["cm-7"]["data"]["LEVEL"], "debug ✓");
+    assert_eq!(again["cm-8"], cached["cm-8"]);
+    drop(stream);
+    c.drop_namespace(&ns);
+}

@@ -204,20 +204,43 @@ pub struct LiveObjects {
     items: Vec<LiveItem>,
 }
 
-#[derive(Clone, PartialEq)]
+/// An object its source keeps packed (compressed, say) and unpacks to the compact JSON text
+/// of one object only when a scan reaches it: a cache of many objects hands them over without
+/// a copy of each.
+pub trait PackedText: Send + Sync {
+    /// The object's compact JSON text; `None` when it cannot be unpacked (the object is then
+    /// skipped, as text that does not parse is).
+    fn unpack(&self) -> Option<String>;
+}
+
+#[derive(Clone)]
 enum LiveItem {
     Parsed(RawLive),
     Compact(Arc<str>),
+    Packed(Arc<dyn PackedText>),
+}
+
+impl PartialEq for LiveItem {
+    fn eq(&self, other: &LiveItem) -> bool {
+        match (self, other) {
+            (LiveItem::Parsed(a), LiveItem::Parsed(b)) => a == b,
+            _ => self.parse() == other.parse(),
+        }
+    }
 }
 
 impl LiveItem {
     fn parse(&self) -> Option<RawLive> {
-        match self {
-            LiveItem::Parsed(raw) => Some(raw.clone()),
-            LiveItem::Compact(text) => serde_json::from_str::<Value>(text)
+        let parse = |text: &str| {
+            serde_json::from_str::<Value>(text)
                 .ok()
                 .filter(Value::is_object)
-                .map(RawLive::new),
+                .map(RawLive::new)
+        };
+        match self {
+            LiveItem::Parsed(raw) => Some(raw.clone()),
+            LiveItem::Compact(text) => parse(text),
+            LiveItem::Packed(packed) => parse(&packed.unpack()?),
         }
     }
 }
@@ -270,6 +293,11 @@ impl LiveObjects {
         self.items.push(LiveItem::Compact(text));
     }
 
+    /// Adds an object its source keeps packed (shared, not copied; unpacked when read).
+    pub fn push_packed(&mut self, packed: Arc<dyn PackedText>) {
+        self.items.push(LiveItem::Packed(packed));
+    }
+
     /// How many objects.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -294,6 +322,14 @@ impl LiveObjects {
         self.items.iter().filter_map(move |item| match item {
             LiveItem::Parsed(raw) => keep(raw.object.meta()).then(|| raw.clone()),
             LiveItem::Compact(text) => with_head(text, &mut keep)?.then(|| item.parse()).flatten(),
+            LiveItem::Packed(packed) => {
+                let text = packed.unpack()?;
+                with_head(&text, &mut keep)?
+                    .then(|| serde_json::from_str::<Value>(&text).ok())
+                    .flatten()
+                    .filter(Value::is_object)
+                    .map(RawLive::new)
+            }
         })
     }
 
@@ -305,6 +341,11 @@ impl LiveObjects {
                 LiveItem::Parsed(raw) => visit(raw.object.meta()),
                 LiveItem::Compact(text) => {
                     with_head(text, &mut visit);
+                }
+                LiveItem::Packed(packed) => {
+                    if let Some(text) = packed.unpack() {
+                        with_head(&text, &mut visit);
+                    }
                 }
             }
         }

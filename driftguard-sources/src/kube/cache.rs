@@ -6,7 +6,8 @@
 //! this is DriftGuard's. A [`Shared`] watch runs kube-runtime's [`watcher`] (paged list, then a
 //! watch with bookmarks; a `410 Gone` relists) for one [`Target`], keeps what the engine can
 //! use of every object (the object without what no comparison reads:
-//! [`strip_unread`](driftguard_core::normalize::strip_unread)) as compact JSON text, and
+//! [`strip_unread`](driftguard_core::normalize::strip_unread)) as compact JSON text packed
+//! with a dictionary of its kind ([`super::packed`]), and
 //! announces each change to every view subscribed ([`Note`]). A view reads its objects from the
 //! cache (its first scan needs no list of its own) and follows the announcements, filtered by
 //! its admission rule.
@@ -31,7 +32,7 @@ use ::kube::runtime::watcher::{self, watcher, Event};
 use ::kube::Client;
 use driftguard_core::admission::Admission;
 use driftguard_core::id::GroupKind;
-use driftguard_core::model::LiveObjects;
+use driftguard_core::model::{LiveObjects, PackedText};
 use driftguard_core::normalize::strip_unread;
 use driftguard_core::ports::{KindError, LiveScope, SourceError};
 use driftguard_core::retry::{self, Backoff};
@@ -39,6 +40,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch, Semaphore};
 
+use super::packed::{Dictionary, Packed, MAX_SAMPLES};
 use super::{classify, object_key, Failure, Inner, Target};
 
 /// Lists (initial lists and relists after a lost connection) that run at once on one cluster.
@@ -114,7 +116,7 @@ pub(super) enum Note {
 /// One shared watch: the cache of its target and its announcements.
 pub(super) struct Shared {
     target: Target,
-    objects: Mutex<HashMap<Box<str>, Arc<str>>>,
+    objects: Mutex<Cache>,
     notes: broadcast::Sender<Note>,
     phase: watch::Sender<Phase>,
     task: Mutex<Option<tokio::task::AbortHandle>>,
@@ -149,7 +151,7 @@ impl Hub {
         let (phase, _) = watch::channel(Phase::Syncing);
         let shared = Arc::new(Shared {
             target: target.clone(),
-            objects: Mutex::new(HashMap::new()),
+            objects: Mutex::new(Cache::default()),
             notes,
             phase,
             task: Mutex::new(None),
@@ -189,7 +191,7 @@ pub struct SharedWatches {
     pub watches: usize,
     /// Objects their caches hold.
     pub objects: usize,
-    /// Bytes of JSON text their caches hold (keys included).
+    /// Bytes their caches hold: the packed objects, their keys and the kinds' dictionaries.
     pub bytes: usize,
 }
 
@@ -344,11 +346,17 @@ impl Shared {
         read_into(&objects, rule, out);
     }
 
-    /// How many objects the cache holds, and their size as kept (bytes of JSON text).
+    /// How many objects the cache holds, and their size as kept (bytes of packed objects,
+    /// keys and the dictionary).
     pub(super) fn footprint(&self) -> (usize, usize) {
-        let objects = self.objects.lock().expect("cache lock is never poisoned");
-        let bytes = objects.iter().map(|(k, v)| k.len() + v.len()).sum();
-        (objects.len(), bytes)
+        let cache = self.objects.lock().expect("cache lock is never poisoned");
+        let bytes = cache
+            .objects
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            + cache.dictionary.as_ref().map_or(0, |d| d.len());
+        (cache.objects.len(), bytes)
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -361,9 +369,9 @@ impl Shared {
     }
 }
 
-fn read_into(objects: &HashMap<Box<str>, Arc<str>>, rule: &Admission, out: &mut LiveObjects) {
+fn read_into(cache: &Cache, rule: &Admission, out: &mut LiveObjects) {
     let namespaces = rule.namespaces();
-    for (key, text) in objects {
+    for (key, packed) in &cache.objects {
         // the key is `namespace/name`: out-of-place objects are skipped without parsing
         if !namespaces.is_empty() {
             if let Some((ns, _)) = key.split_once('/') {
@@ -372,13 +380,17 @@ fn read_into(objects: &HashMap<Box<str>, Arc<str>>, rule: &Admission, out: &mut 
                 }
             }
         }
-        // parsed to be judged, then handed over as the shared text: the scan parses each
-        // object again, one at a time, so no snapshot holds every parsed object at once
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
+        // unpacked and parsed to be judged, then handed over packed: the scan unpacks and
+        // parses each object again, one at a time, so no snapshot holds every object's text
+        // or parsed tree at once
+        let Some(value) = packed
+            .unpack()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        else {
             continue;
         };
         if rule.admits(&value) {
-            out.push_compact(Arc::clone(text));
+            out.push_packed(Arc::clone(packed) as Arc<dyn PackedText>);
         }
     }
 }
@@ -391,9 +403,68 @@ fn kept(target: &Target, object: DynamicObject) -> Option<Value> {
     Some(value)
 }
 
-fn store(objects: &mut HashMap<Box<str>, Arc<str>>, value: &Value) {
-    if let Ok(text) = serde_json::to_string(value) {
-        objects.insert(object_key(value).into_boxed_str(), Arc::from(text));
+/// A watch's objects by `namespace/name`, packed ([`super::packed`]) with the dictionary of
+/// their last full list.
+#[derive(Default)]
+struct Cache {
+    objects: HashMap<Box<str>, Arc<Packed>>,
+    dictionary: Option<Arc<Dictionary>>,
+}
+
+impl Cache {
+    /// Keeps an object (replacing what the key held).
+    fn store(&mut self, value: &Value) {
+        if let Ok(text) = serde_json::to_string(value) {
+            self.insert(object_key(value).into_boxed_str(), &text);
+        }
+    }
+
+    fn insert(&mut self, key: Box<str>, text: &str) {
+        let packed = Packed::pack(text, self.dictionary.as_ref());
+        self.objects.insert(key, packed);
+    }
+}
+
+/// The objects of one full list as they arrive: the first ones kept as text until there are
+/// enough to train the kind's dictionary on them, the others packed with it at once (so a
+/// list of 100,000 objects never holds more than a sample as text).
+#[derive(Default)]
+struct Filling {
+    sample: Vec<(Box<str>, String)>,
+    cache: Cache,
+    trained: bool,
+}
+
+impl Filling {
+    fn add(&mut self, value: &Value) {
+        let Ok(text) = serde_json::to_string(value) else {
+            return;
+        };
+        let key = object_key(value).into_boxed_str();
+        if self.trained {
+            self.cache.insert(key, &text);
+            return;
+        }
+        self.sample.push((key, text));
+        if self.sample.len() >= MAX_SAMPLES {
+            self.train();
+        }
+    }
+
+    fn train(&mut self) {
+        self.trained = true;
+        self.cache.dictionary = Dictionary::train(self.sample.iter().map(|(_, t)| t.as_str()));
+        for (key, text) in std::mem::take(&mut self.sample) {
+            self.cache.insert(key, &text);
+        }
+    }
+
+    fn finish(mut self) -> Cache {
+        if !self.trained {
+            self.train();
+        }
+        self.cache.objects.shrink_to_fit();
+        self.cache
     }
 }
 
@@ -427,7 +498,7 @@ async fn run(shared: Weak<Shared>, settings: Settings, lists: Arc<Semaphore>) {
         let permit = lists.clone().acquire_owned().await.ok();
         let mut permit = permit;
         let mut stream = std::pin::pin!(watcher(api.clone(), config.clone()));
-        let mut pending: HashMap<Box<str>, Arc<str>> = HashMap::new();
+        let mut pending = Filling::default();
         loop {
             let Some(item) = stream.next().await else {
                 break;
@@ -436,19 +507,19 @@ async fn run(shared: Weak<Shared>, settings: Settings, lists: Arc<Semaphore>) {
                 return;
             };
             match item {
-                Ok(Event::Init) => pending.clear(),
+                Ok(Event::Init) => pending = Filling::default(),
                 Ok(Event::InitApply(o)) => {
                     if let Some(v) = kept(&target, o) {
-                        store(&mut pending, &v);
+                        pending.add(&v);
                     }
                 }
                 Ok(Event::InitDone) => {
                     permit = None;
                     {
+                        let filled = std::mem::take(&mut pending).finish();
                         let mut objects =
                             shared.objects.lock().expect("cache lock is never poisoned");
-                        *objects = std::mem::take(&mut pending);
-                        objects.shrink_to_fit();
+                        *objects = filled;
                         shared.set_phase(Phase::Ready);
                         shared.announce(Note::Relisted);
                     }
@@ -459,7 +530,7 @@ async fn run(shared: Weak<Shared>, settings: Settings, lists: Arc<Semaphore>) {
                     if let Some(v) = kept(&target, o) {
                         let mut objects =
                             shared.objects.lock().expect("cache lock is never poisoned");
-                        store(&mut objects, &v);
+                        objects.store(&v);
                         shared.announce(Note::Applied(Arc::new(v)));
                     }
                 }
@@ -467,7 +538,7 @@ async fn run(shared: Weak<Shared>, settings: Settings, lists: Arc<Semaphore>) {
                     if let Some(v) = kept(&target, o) {
                         let mut objects =
                             shared.objects.lock().expect("cache lock is never poisoned");
-                        objects.remove(object_key(&v).as_str());
+                        objects.objects.remove(object_key(&v).as_str());
                         shared.announce(Note::Deleted(Arc::new(v)));
                     }
                 }
