@@ -42,6 +42,7 @@ pub mod cloud;
 pub mod declare;
 mod observe;
 mod plan;
+mod unset;
 mod values;
 
 use std::fmt;

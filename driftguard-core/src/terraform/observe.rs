@@ -12,8 +12,9 @@ use crate::model::{Provenance, Rendering};
 use crate::state::{Direction, DriftKind, DriftRecord, Observation, Presence};
 
 use super::cloud::{account_kind, managed_ids, unmanaged};
-use super::declare::find;
+use super::declare::{find, module_key};
 use super::plan::{read_plan, Action, Change, Plan};
+use super::unset::{owned_rules, unset_attributes, without_owned, Atom};
 use super::values::{compare_with_paths, value_at, value_hash};
 use super::{provider_group, PlanRun, StateMark, TerraformError};
 
@@ -43,8 +44,10 @@ pub fn observe(
     let mark = run.state.as_ref().map(StateMark::hash);
     let mut view = PlanView::default();
     let mut seen: BTreeMap<ResourceId, Observation> = BTreeMap::new();
+    let owned = owned_rules(&plan);
     for (address, change) in &plan.changes {
-        let Some(mut obs) = observe_change(engine, run, &refresh, address, change) else {
+        let Some(mut obs) = observe_change(engine, run, (&refresh, &plan, &owned), address, change)
+        else {
             continue;
         };
         if change.is_replace() && obs.presence.drifted() {
@@ -165,7 +168,7 @@ fn managed_by_state(refresh: &Plan, plan: &Plan) -> BTreeMap<&'static str, BTree
 fn observe_change(
     engine: &Engine,
     run: &PlanRun,
-    refresh: &Plan,
+    (refresh, plan, owned): (&Plan, &Plan, &BTreeSet<Atom>),
     address: &str,
     change: &Change,
 ) -> Option<Observation> {
@@ -192,10 +195,10 @@ fn observe_change(
     };
     // the code's view, the cloud's (as this plan refreshed it) and the state's (as the last
     // apply wrote it: the refresh-only plan's `before` of what drifted)
-    let desired = without(change.after.as_ref());
-    let live = without(change.before.as_ref());
+    let mut desired = without(change.after.as_ref());
+    let mut live = without(change.before.as_ref());
     let drift = refresh.drift.get(address);
-    let state = match drift {
+    let mut state = match drift {
         Some(d) => without(d.before.as_ref()),
         None => live.clone(),
     };
@@ -209,11 +212,29 @@ fn observe_change(
     {
         // in the plan's view the resource exists in the cloud
         live.as_ref()?;
-        let (cmp, paths) = if change.is_no_op() {
-            compare_with_paths(live.as_ref(), live.as_ref(), &Value::Null)
+        if change.is_no_op() {
+            desired = live.clone();
+        }
+        if !(creates && deletes) {
+            let configured = plan.configured.get(&(
+                module_key(&r.module_address),
+                r.kind.clone(),
+                r.name.clone(),
+            ));
+            left_to_the_cloud(
+                &r.kind,
+                configured,
+                owned,
+                &change.unknown,
+                (&mut desired, &mut live, &mut state),
+            );
+        }
+        let unknown = if change.is_no_op() {
+            &Value::Null
         } else {
-            compare_with_paths(desired.as_ref(), live.as_ref(), &change.unknown)
+            &change.unknown
         };
+        let (cmp, paths) = compare_with_paths(desired.as_ref(), live.as_ref(), unknown);
         let evidence = (!cmp.in_sync()).then(|| direction(&cmp, &paths, state.as_ref()));
         let severity = engine
             .spec
@@ -260,6 +281,51 @@ fn observe_change(
     };
     obs.provenance = provenance(run, change);
     Some(obs)
+}
+
+/// A security group's `ingress`/`egress` the code does not set ([`super::unset`]): the rules
+/// are then those of the state's rule resources, and the cloud's rules without theirs are
+/// compared with none. A rule added by hand is forward drift, and stays so after an apply
+/// wrote it into the state, until the code owns it or it is removed. Other attributes the
+/// code leaves to the cloud are not compared (many move by themselves: a database's
+/// `latest_restorable_time`).
+fn left_to_the_cloud(
+    kind: &str,
+    configured: Option<&Value>,
+    owned: &BTreeSet<Atom>,
+    unknown: &Value,
+    (desired, live, state): (&mut Option<Value>, &mut Option<Value>, &mut Option<Value>),
+) {
+    if kind != "aws_security_group" {
+        return;
+    }
+    let (Some(Value::Object(d)), Some(Value::Object(l))) = (desired.as_mut(), live.as_mut()) else {
+        return;
+    };
+    let group = l.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
+    for k in unset_attributes(configured, l.keys()) {
+        let direction = match k.as_str() {
+            "ingress" => "ingress",
+            "egress" => "egress",
+            _ => continue,
+        };
+        if unknown
+            .get(direction)
+            .is_some_and(|u| *u != Value::Bool(false))
+            || value_hash(d.get(direction)) != value_hash(l.get(direction))
+        {
+            // an apply would change it: the normal plan's comparison holds
+            continue;
+        }
+        if let Some(v) = l.get(direction) {
+            let left = without_owned(v, &group, direction, owned);
+            l.insert(k.clone(), left);
+        }
+        d.insert(k.clone(), Value::Array(Vec::new()));
+        if let Some(Value::Object(s)) = state.as_mut() {
+            s.insert(k, Value::Array(Vec::new()));
+        }
+    }
 }
 
 /// Which side moved, attribute by attribute: the state agreeing with the code means the cloud

@@ -1,9 +1,11 @@
 //! Reading `terraform show -json` output, with every sensitive value hashed as it is read.
 //!
 //! Only what drift needs is read: the managed resource instances of `resource_changes` and
-//! `resource_drift` (actions, values before and after, unknown and sensitive marks) and of
-//! `prior_state` (the refreshed values). The rest of the document (variables, outputs, the
-//! configuration, which can hold sensitive values too) is skipped unread.
+//! `resource_drift` (actions, values before and after, unknown and sensitive marks), of
+//! `prior_state` (the refreshed values), and which attributes each resource block of the
+//! `configuration` sets (the names only: the expressions, which can hold sensitive constants,
+//! are dropped as they are read). The rest of the document (variables, outputs) is skipped
+//! unread.
 
 use std::collections::BTreeMap;
 
@@ -105,6 +107,13 @@ pub struct Plan {
     pub drift: BTreeMap<String, Change>,
     /// The refreshed state (`prior_state`): values by address.
     pub prior: BTreeMap<String, (PlannedResource, Value)>,
+    /// What the code sets, by resource block: `(module key, type, name)` (the module key as
+    /// [`module_key`](super::declare::module_key) gives it) to the shape of the block's
+    /// arguments: `true` for an attribute, an object for a nested block of one instance, an
+    /// array of objects for a block that may repeat. Blocks written with `dynamic` are not in
+    /// Terraform's configuration JSON, and so count as not set. Empty when the plan has no
+    /// configuration.
+    pub configured: BTreeMap<(String, String, String), Value>,
     /// Whether Terraform said the plan errored.
     pub errored: bool,
 }
@@ -122,7 +131,82 @@ struct PlanDoc {
     #[serde(default)]
     prior_state: Option<StateDoc>,
     #[serde(default)]
+    configuration: Option<ConfigDoc>,
+    #[serde(default)]
     errored: bool,
+}
+
+#[derive(Deserialize)]
+struct ConfigDoc {
+    #[serde(default)]
+    root_module: Option<ConfigModule>,
+}
+
+#[derive(Deserialize)]
+struct ConfigModule {
+    #[serde(default)]
+    resources: Vec<ConfigResource>,
+    #[serde(default)]
+    module_calls: BTreeMap<String, ModuleCall>,
+}
+
+#[derive(Deserialize)]
+struct ModuleCall {
+    #[serde(default)]
+    module: Option<ConfigModule>,
+}
+
+#[derive(Deserialize)]
+struct ConfigResource {
+    #[serde(default)]
+    mode: String,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default, deserialize_with = "shape_of")]
+    expressions: Value,
+}
+
+/// Reads a block's `expressions` as its shape: every expression (an object of `references`
+/// and `constant_value`) becomes `true`, so no constant is kept.
+fn shape_of<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(shape(&v))
+}
+
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(m) if m.keys().all(|k| k == "references" || k == "constant_value") => {
+            Value::Bool(true)
+        }
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+        _ => Value::Bool(true),
+    }
+}
+
+/// The resource blocks of a module and its calls, by module key.
+fn configured(
+    module: ConfigModule,
+    key: &str,
+    out: &mut BTreeMap<(String, String, String), Value>,
+) {
+    for r in module.resources {
+        if r.mode == "managed" {
+            out.insert((key.to_owned(), r.kind, r.name), r.expressions);
+        }
+    }
+    for (name, call) in module.module_calls {
+        if let Some(m) = call.module {
+            let inner = if key.is_empty() {
+                name
+            } else {
+                format!("{key}.{name}")
+            };
+            configured(m, &inner, out);
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -229,6 +313,9 @@ pub fn read_plan(
         errored: doc.errored,
         ..Plan::default()
     };
+    if let Some(root) = doc.configuration.and_then(|c| c.root_module) {
+        configured(root, "", &mut plan.configured);
+    }
     // the marks of each resource, from every place that has them, merged
     let mut marks: BTreeMap<String, Value> = BTreeMap::new();
     for c in doc.resource_changes.iter().chain(&doc.resource_drift) {

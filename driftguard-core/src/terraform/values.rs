@@ -3,9 +3,12 @@
 //!
 //! Values compare as Terraform means them once the noise of its JSON is gone: `null`, an empty
 //! list and an empty map are all "not set" (a refresh turns `tags = null` into `tags = {}`),
-//! maps are compared key by key (`tags.team`), and lists and sets are compared whole (`ingress`:
-//! the rules of a security group; a set has no stable item names). Values only known after an
-//! apply are not compared.
+//! maps are compared key by key (`tags.team`), a nested block of one instance (a list of one
+//! object on both sides: `point_in_time_recovery`) field by field
+//! (`point_in_time_recovery[0].enabled`: a field the code does not set that moved with it is
+//! not part of the verdict), and other lists and sets whole (`ingress`: the rules
+//! of a security group; a set has no stable item names). Values only known after an apply are
+//! not compared.
 
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::xxh3_64;
@@ -151,9 +154,17 @@ pub(crate) fn value_hash(v: Option<&Value>) -> Option<u64> {
     Some(xxh3_64(buf.as_bytes()))
 }
 
-/// The value at a path of map keys.
+/// The value at a path of map keys and list indexes (`[0]`).
 pub(crate) fn value_at<'a>(v: Option<&'a Value>, segments: &[String]) -> Option<&'a Value> {
-    segments.iter().try_fold(v?, |v, k| v.get(k.as_str()))
+    segments.iter().try_fold(v?, |v, k| match (v, index(k)) {
+        (Value::Array(a), Some(i)) => a.get(i),
+        _ => v.get(k.as_str()),
+    })
+}
+
+/// The list index a path segment names (`[0]`).
+pub(crate) fn index(segment: &str) -> Option<usize> {
+    segment.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
 }
 
 /// A value as shown in a field diff: sensitive values (their keyed hashes) as
@@ -233,6 +244,29 @@ impl Walker {
             }
             (Some(Value::Object(dm)), None) => self.walk_maps(Some(dm), None, unknown),
             (None, Some(Value::Object(lm))) => self.walk_maps(None, Some(lm), unknown),
+            // a nested block of one instance on both sides: field by field
+            (Some(Value::Array(da)), Some(Value::Array(la)))
+                if da.len() == 1 && la.len() == 1 && da[0].is_object() && la[0].is_object() =>
+            {
+                // the block whole is kept as a leaf too, never reported: a set of one item
+                // (a security group's one rule) that grows is compared whole, and the baseline
+                // of the last check must know that path as well
+                self.leaves.push(Leaf::new(
+                    xxh3_64(self.path.as_str().as_bytes()),
+                    value_hash(d),
+                    value_hash(l),
+                ));
+                let len = self.path.len();
+                self.path.push_item("0");
+                self.segments.push("[0]".to_owned());
+                self.walk(
+                    da.first(),
+                    la.first(),
+                    unknown.get(0).unwrap_or(&Value::Null),
+                );
+                self.segments.pop();
+                self.path.truncate(len);
+            }
             // a list with values only known after an apply cannot be compared yet
             _ if marks_any(unknown) => {}
             _ => self.leaf(d, l),
@@ -362,12 +396,40 @@ mod tests {
         // a whole list shown holds no hash either
         let mut l = a.clone();
         l["nested"][0]["x"] = json!(2);
+        l["nested"]
+            .as_array_mut()
+            .expect("a list")
+            .push(json!({"x": 3}));
         let c = compare_values(Some(&a), Some(&l), &Value::Null);
         assert_eq!(c.drifted_paths(), vec!["nested"]);
         assert_eq!(
             c.drifted[0].live,
-            Some(json!([{"token": REDACTED, "x": 2}]))
+            Some(json!([{"token": REDACTED, "x": 2}, {"x": 3}]))
         );
+    }
+
+    #[test]
+    fn a_block_of_one_instance_is_compared_field_by_field() {
+        // point-in-time recovery turned off by hand: the period the code leaves unset moved
+        // with it, on both the plan's sides
+        let d =
+            json!({"point_in_time_recovery": [{"enabled": true, "recovery_period_in_days": 0}]});
+        let l =
+            json!({"point_in_time_recovery": [{"enabled": false, "recovery_period_in_days": 0}]});
+        let (c, segments) = compare_with_paths(Some(&d), Some(&l), &Value::Null);
+        assert_eq!(c.drifted_paths(), vec!["point_in_time_recovery[0].enabled"]);
+        assert_eq!(
+            segments,
+            vec![vec!["point_in_time_recovery", "[0]", "enabled"]]
+        );
+        assert_eq!(value_at(Some(&d), &segments[0]), Some(&json!(true)));
+        // the block whole is a leaf too (not reported), so that a baseline knows its path
+        let whole = xxh3_64(b"point_in_time_recovery");
+        assert!(c.leaves.iter().any(|leaf| leaf.path == whole));
+        assert!(c.drifted_hashes.iter().all(|h| *h != whole));
+        // a list of several items, or of one against two, is compared whole
+        let two = json!({"point_in_time_recovery": [{"enabled": true}, {"enabled": false}]});
+        assert_eq!(paths(d.clone(), two), vec!["point_in_time_recovery"]);
     }
 
     #[test]

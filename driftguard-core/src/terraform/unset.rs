@@ -1,0 +1,274 @@
+//! Attributes the code does not set: what the refresh-only plan shows of them, minus what
+//! other resources of the state own.
+//!
+//! An attribute a resource block leaves unset (Optional and Computed in the provider's schema)
+//! is the cloud's: a normal plan keeps whatever the cloud has, so an apply never shows it
+//! changing. The refresh-only plan does (`resource_drift`: the state as the last apply wrote
+//! it against the cloud now), and that is where a change made outside Terraform shows: the
+//! security group of a module that keeps its rules as `aws_security_group_rule` resources
+//! leaves its own `ingress` unset, and a rule added in the console shows only as that
+//! `ingress` growing.
+//!
+//! Part of such an attribute can be another resource's: the rules of
+//! `aws_security_group_rule`, `aws_vpc_security_group_ingress_rule` and
+//! `aws_vpc_security_group_egress_rule` resources show in their group's `ingress`/`egress` as
+//! well. Those are taken out, source by source, before anything is compared.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use super::plan::Plan;
+
+/// One rule of a security group, for one source: the group, `ingress` or `egress`, the
+/// protocol (named: `tcp`, `-1` for all), the ports, and the source (`cidr:…`, `ipv6:…`,
+/// `pl:…`, `sg:…`, or `self`).
+pub(crate) type Atom = (String, &'static str, String, i64, i64, String);
+
+/// The security group rules other resources of the state own (their refreshed values from
+/// `plan`'s prior state), as atoms.
+pub(crate) fn owned_rules(plan: &Plan) -> BTreeSet<Atom> {
+    let mut out = BTreeSet::new();
+    for (r, v) in plan.prior.values() {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let n = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let group = s("security_group_id");
+        if group.is_empty() {
+            continue;
+        }
+        match r.kind.as_str() {
+            "aws_security_group_rule" => {
+                let direction = match s("type").as_str() {
+                    "ingress" => "ingress",
+                    "egress" => "egress",
+                    _ => continue,
+                };
+                let protocol = protocol(&s("protocol"));
+                let (from, to) = ports(&protocol, n("from_port"), n("to_port"));
+                let mut sources = Vec::new();
+                for (key, prefix) in [
+                    ("cidr_blocks", "cidr:"),
+                    ("ipv6_cidr_blocks", "ipv6:"),
+                    ("prefix_list_ids", "pl:"),
+                ] {
+                    for x in strings(v.get(key)) {
+                        sources.push(format!("{prefix}{x}"));
+                    }
+                }
+                let source_group = s("source_security_group_id");
+                if v.get("self").and_then(Value::as_bool) == Some(true) || source_group == group {
+                    sources.push("self".into());
+                } else if !source_group.is_empty() {
+                    sources.push(format!("sg:{}", group_id(&source_group)));
+                }
+                for source in sources {
+                    out.insert((group.clone(), direction, protocol.clone(), from, to, source));
+                }
+            }
+            "aws_vpc_security_group_ingress_rule" | "aws_vpc_security_group_egress_rule" => {
+                let direction = if r.kind.ends_with("ingress_rule") {
+                    "ingress"
+                } else {
+                    "egress"
+                };
+                let protocol = protocol(&s("ip_protocol"));
+                let (from, to) = ports(&protocol, n("from_port"), n("to_port"));
+                let referenced = s("referenced_security_group_id");
+                let source = if !s("cidr_ipv4").is_empty() {
+                    format!("cidr:{}", s("cidr_ipv4"))
+                } else if !s("cidr_ipv6").is_empty() {
+                    format!("ipv6:{}", s("cidr_ipv6"))
+                } else if !s("prefix_list_id").is_empty() {
+                    format!("pl:{}", s("prefix_list_id"))
+                } else if referenced == group {
+                    "self".into()
+                } else if !referenced.is_empty() {
+                    format!("sg:{}", group_id(&referenced))
+                } else {
+                    continue;
+                };
+                out.insert((group, direction, protocol, from, to, source));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A protocol by name, as the security group reads it (`6` is `tcp`, `all` is `-1`).
+fn protocol(p: &str) -> String {
+    match p.to_ascii_lowercase().as_str() {
+        "all" | "-1" => "-1".into(),
+        "6" => "tcp".into(),
+        "17" => "udp".into(),
+        "1" => "icmp".into(),
+        "58" => "icmpv6".into(),
+        other => other.to_owned(),
+    }
+}
+
+/// The ports of a rule (all protocols: none).
+fn ports(protocol: &str, from: i64, to: i64) -> (i64, i64) {
+    if protocol == "-1" {
+        (0, 0)
+    } else {
+        (from, to)
+    }
+}
+
+/// A security group id without its account (`123456789012/sg-1` → `sg-1`).
+fn group_id(s: &str) -> &str {
+    s.rsplit('/').next().unwrap_or(s)
+}
+
+fn strings(v: Option<&Value>) -> impl Iterator<Item = &str> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// `rules` (a security group's `ingress` or `egress`) without the sources `owned` holds: a
+/// rule keeps the sources no other resource owns, and goes when it has none left.
+pub(crate) fn without_owned(
+    rules: &Value,
+    group: &str,
+    direction: &'static str,
+    owned: &BTreeSet<Atom>,
+) -> Value {
+    let Value::Array(items) = rules else {
+        return rules.clone();
+    };
+    let mut out = Vec::new();
+    for rule in items {
+        let Value::Object(m) = rule else {
+            out.push(rule.clone());
+            continue;
+        };
+        let protocol = protocol(m.get("protocol").and_then(Value::as_str).unwrap_or(""));
+        let n = |k: &str| m.get(k).and_then(Value::as_i64).unwrap_or(0);
+        let (from, to) = ports(&protocol, n("from_port"), n("to_port"));
+        let is_owned = |source: String| {
+            owned.contains(&(
+                group.to_owned(),
+                direction,
+                protocol.clone(),
+                from,
+                to,
+                source,
+            ))
+        };
+        let mut kept = Map::new();
+        let mut any = false;
+        for (key, value) in m {
+            let prefix = match key.as_str() {
+                "cidr_blocks" => "cidr:",
+                "ipv6_cidr_blocks" => "ipv6:",
+                "prefix_list_ids" => "pl:",
+                "security_groups" => "sg:",
+                "self" => {
+                    let own = value.as_bool() == Some(true) && !is_owned("self".into());
+                    any |= own;
+                    kept.insert(key.clone(), Value::Bool(own));
+                    continue;
+                }
+                _ => {
+                    kept.insert(key.clone(), value.clone());
+                    continue;
+                }
+            };
+            let left: Vec<Value> = strings(Some(value))
+                .filter(|x| {
+                    let x = if prefix == "sg:" { group_id(x) } else { x };
+                    !is_owned(format!("{prefix}{x}"))
+                })
+                .map(|x| Value::String(x.to_owned()))
+                .collect();
+            any |= !left.is_empty();
+            kept.insert(key.clone(), Value::Array(left));
+        }
+        if any {
+            out.push(Value::Object(kept));
+        }
+    }
+    Value::Array(out)
+}
+
+/// The top-level attributes of a resource the code does not set, given the shape of its block
+/// (`None`: the block is not known, nothing is said to be unset).
+pub(crate) fn unset_attributes<'a>(
+    configured: Option<&Value>,
+    values: impl Iterator<Item = &'a String>,
+) -> Vec<String> {
+    let Some(Value::Object(set)) = configured else {
+        return Vec::new();
+    };
+    values
+        .filter(|k| !set.contains_key(k.as_str()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rules_lose_the_sources_other_resources_own() {
+        let owned: BTreeSet<Atom> = [
+            (
+                "sg-1".to_owned(),
+                "ingress",
+                "tcp".to_owned(),
+                443,
+                443,
+                "cidr:10.0.0.0/16".to_owned(),
+            ),
+            (
+                "sg-1".to_owned(),
+                "ingress",
+                "-1".to_owned(),
+                0,
+                0,
+                "self".to_owned(),
+            ),
+            (
+                "sg-1".to_owned(),
+                "egress",
+                "-1".to_owned(),
+                0,
+                0,
+                "cidr:0.0.0.0/0".to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let ingress = json!([
+            {"protocol": "tcp", "from_port": 443, "to_port": 443, "description": "x",
+             "cidr_blocks": ["10.0.0.0/16", "0.0.0.0/0"], "ipv6_cidr_blocks": [],
+             "security_groups": [], "prefix_list_ids": [], "self": false},
+            {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": [],
+             "ipv6_cidr_blocks": [], "security_groups": [], "prefix_list_ids": [], "self": true},
+            {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/0"],
+             "ipv6_cidr_blocks": [], "security_groups": [], "prefix_list_ids": [], "self": false}
+        ]);
+        let left = without_owned(&ingress, "sg-1", "ingress", &owned);
+        assert_eq!(
+            left,
+            json!([
+                {"protocol": "tcp", "from_port": 443, "to_port": 443, "description": "x",
+                 "cidr_blocks": ["0.0.0.0/0"], "ipv6_cidr_blocks": [],
+                 "security_groups": [], "prefix_list_ids": [], "self": false},
+                {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/0"],
+                 "ipv6_cidr_blocks": [], "security_groups": [], "prefix_list_ids": [],
+                 "self": false}
+            ])
+        );
+        // another group's, or the other direction's, rules are not owned
+        assert_eq!(without_owned(&ingress, "sg-2", "ingress", &owned), ingress);
+        assert_eq!(without_owned(&ingress, "sg-1", "egress", &owned), ingress);
+        assert_eq!(protocol("6"), "tcp");
+        assert_eq!(protocol("ALL"), "-1");
+    }
+}

@@ -1,0 +1,197 @@
+//! Terraform drift through community modules, on plans recorded from the real binary
+//! (terraform 1.11.4, AWS provider 5.100.0, moto's server): `examples/terraform-modules`
+//! (a VPC, terraform-aws-modules' security group, whose rules are `aws_security_group_rule`
+//! resources, and its DynamoDB table with point-in-time recovery) applied (`modules-clean-*`),
+//! then changed by hand with boto3 (port 22 opened to 0.0.0.0/0 on the group, the table's
+//! point-in-time recovery turned off: `modules-hand-*`), then `terraform apply` run again
+//! (`modules-applied-*`: the recovery back on, the rule written into the group's state).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::memory::{ManualClock, MemoryPlanSource, MemoryStore};
+use driftguard_core::model::Revision;
+use driftguard_core::prelude::*;
+use driftguard_core::terraform::{declare, ModuleInfo, PlanRun, RawPlan, StateMark};
+use futures_executor::block_on;
+
+const SG: &str = "module.web_sg.aws_security_group.this_name_prefix[0]";
+const TABLE: &str = "module.orders.aws_dynamodb_table.this[0]";
+
+fn fixture(name: &str) -> String {
+    let path = format!(
+        "{}/tests/fixtures/terraform/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn t(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 7, 11, 0, 0)
+        .single()
+        .expect("valid time")
+        + Duration::minutes(minutes)
+}
+
+/// The declarations of the example's files.
+fn declarations() -> Vec<declare::Declaration> {
+    let root = format!(
+        "{}/../examples/terraform-modules",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("{root}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    let mut d = declare::declarations_in("", "live/prod/main.tf", &read("live/prod/main.tf"));
+    d.extend(declare::declarations_in(
+        "web_sg",
+        "modules/security-group/main.tf",
+        &read("modules/security-group/main.tf"),
+    ));
+    d.extend(declare::declarations_in(
+        "orders",
+        "modules/dynamodb-table/main.tf",
+        &read("modules/dynamodb-table/main.tf"),
+    ));
+    d
+}
+
+fn run(step: &str) -> PlanRun {
+    let state: StateMark =
+        serde_json::from_str(&fixture(&format!("modules-{step}-state.json"))).expect("state");
+    PlanRun {
+        revision: Some(Revision::plain("c0ffee1")),
+        module: ModuleInfo {
+            folder: "live/prod".into(),
+            workspace: "default".into(),
+            var_files: Vec::new(),
+        },
+        refresh_only: RawPlan::new(fixture(&format!("modules-{step}-refresh.json"))),
+        plan: RawPlan::new(fixture(&format!("modules-{step}-plan.json"))),
+        state: Some(state),
+        declarations: declarations(),
+        cloud: None,
+        notes: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+fn scanner(plans: &Arc<MemoryPlanSource>, clock: &Arc<ManualClock>) -> Scanner {
+    Scanner::with_plans(
+        Engine::new(
+            EnvironmentSpec::new("cloud"),
+            Normalizer::new(SecretKey::new(b"test-key".to_vec())),
+        ),
+        plans.clone(),
+        Arc::new(MemoryStore::new()),
+        clock.clone(),
+    )
+}
+
+/// `name drift direction severity [fields]` of the open drifts.
+fn open(rep: &ScanReport) -> Vec<String> {
+    rep.drifts()
+        .map(|d| {
+            format!(
+                "{} {} {} {} [{}]",
+                d.id.name,
+                d.kind,
+                d.direction,
+                d.severity,
+                d.paths().join(",")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_rule_opened_by_hand_and_a_nested_flag_turned_off_are_forward_drift_field_by_field() {
+    let plans = Arc::new(MemoryPlanSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let s = scanner(&plans, &clock);
+
+    // right after the apply: the refresh-only plan shows the group's ingress and egress
+    // growing by the rules of its rule resources, and the egress rule's ports moving from -1
+    // to 0; none of it is drift
+    plans.set(run("clean"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(open(&rep), Vec::<String>::new());
+    assert_eq!(rep.summary.counts.tracked, 5);
+
+    // by hand: port 22 opened to the world on the group, the table's recovery turned off
+    clock.set(t(10));
+    plans.set(run("hand"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(
+        open(&rep),
+        vec![
+            format!("{TABLE} modified forward medium [point_in_time_recovery[0].enabled]"),
+            format!("{SG} modified forward high [ingress]"),
+        ]
+    );
+    let sg = rep
+        .drifts()
+        .find(|d| d.id.name == SG)
+        .expect("the group's drift");
+    // only the rule no rule resource owns: the module's 443 from the VPC is not in it
+    let live = sg.fields[0].live.as_ref().expect("live").to_string();
+    assert!(
+        live.contains("0.0.0.0/0") && live.contains("\"from_port\":22"),
+        "{live}"
+    );
+    assert!(!live.contains("443"), "{live}");
+    assert_eq!(sg.fields[0].desired, None);
+    let table = rep
+        .drifts()
+        .find(|d| d.id.name == TABLE)
+        .expect("the table");
+    assert_eq!(table.fields[0].desired, Some(true.into()));
+    assert_eq!(table.fields[0].live, Some(false.into()));
+    // declared in the module's file
+    let p = table.provenance.as_ref().expect("provenance");
+    assert_eq!(p.file, "modules/dynamodb-table/main.tf");
+
+    // terraform apply: the recovery is back on (applied); the rule is still open, now in the
+    // group's state too, and still drift
+    clock.set(t(20));
+    plans.set(run("applied"));
+    let rep = block_on(s.scan()).expect("scan");
+    let resolved: Vec<String> = rep
+        .events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e.kind,
+                e.drift.id.name,
+                e.drift
+                    .resolution
+                    .map(|r| r.to_string())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(resolved, vec![format!("resolved {TABLE} applied")]);
+    assert_eq!(
+        open(&rep),
+        vec![format!("{SG} modified forward high [ingress]")]
+    );
+}
+
+#[test]
+fn on_a_first_check_the_direction_comes_from_the_state() {
+    // no history: the table's block is compared with the state field by field (the period
+    // the code leaves unset moved from 35 to 0 with it), the group's rule is forward
+    let plans = Arc::new(MemoryPlanSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let s = scanner(&plans, &clock);
+    plans.set(run("hand"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(
+        open(&rep),
+        vec![
+            format!("{TABLE} modified forward medium [point_in_time_recovery[0].enabled]"),
+            format!("{SG} modified forward high [ingress]"),
+        ]
+    );
+}
