@@ -374,7 +374,10 @@ pub async fn plan_source(env: &EnvironmentPlan) -> Result<Arc<dyn PlanSource>, S
             })
         }
     };
+    // one plugin cache for the environments, beside their working folders (`terraformCache`)
+    let plugin_cache = t.work_dir.parent().map(|d| d.join("plugin-cache"));
     let mut tc = driftguard_sources::terraform::TerraformConfig::new(code, t.work_dir);
+    tc.plugin_cache = plugin_cache;
     tc.workspace = t.workspace;
     // relative variable files are the module's (terraform reads them from its folder)
     tc.var_files = t.var_files;

@@ -192,6 +192,8 @@ pub(crate) struct Run<'a> {
     pub max_output: u64,
     /// The command line for messages.
     pub display: &'a str,
+    /// Values removed from its error messages (secrets of the environment it inherits).
+    pub secrets: &'a [String],
 }
 
 impl Run<'_> {
@@ -208,6 +210,9 @@ impl Run<'_> {
             .display(self.display);
         for (k, v) in self.env {
             program = program.env(k, v);
+        }
+        for s in self.secrets {
+            program = program.redact(s.as_str());
         }
         Ok(program.run_text()?)
     }

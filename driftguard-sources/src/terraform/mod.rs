@@ -4,16 +4,24 @@
 //!
 //! One check runs, in a working folder of DriftGuard's own:
 //!
-//! 1. `terraform init -input=false` (only when the revision changed since the last successful
-//!    one), with the configured `-backend-config` values; providers come from the user's
-//!    configured mirror or cache (`TF_CLI_CONFIG_FILE`), nothing is downloaded on DriftGuard's
-//!    behalf that `terraform init` would not download;
-//! 2. at once: `terraform plan -refresh-only` and `terraform plan`, both `-lock=false
-//!    -input=false`, each written with `-out` to a plan file in a private temporary folder,
-//!    `terraform state pull` (only its lineage and serial are kept), and, when configured,
-//!    the listing of the cloud account ([`CloudLister`]);
-//! 3. at once: `terraform show -json` of both plan files. The temporary folder (the plan files
-//!    hold sensitive values) is removed when the check ends.
+//! 1. `terraform init -input=false`, with the configured `-backend-config` values, only when
+//!    what it depends on beyond the code changed (the binary, the CLI configuration, the
+//!    backend values: a mark in the data folder) or when terraform's plan says it is needed
+//!    (a module or provider added or changed, the backend changed: then `init` and the plan
+//!    again). A written-out revision without a lock file gets the one the last `init` wrote,
+//!    so a new commit needs no `init`. Providers come from the user's configured mirror or
+//!    cache (`TF_CLI_CONFIG_FILE`), linked through a plugin cache shared by the environments
+//!    (`TF_PLUGIN_CACHE_DIR`, [`TerraformConfig::plugin_cache`]); nothing is downloaded on
+//!    DriftGuard's behalf that `terraform init` would not download;
+//! 2. at once: `terraform plan -lock=false -input=false`, written with `-out` to a plan file in
+//!    a private temporary folder, `terraform state pull` (only its lineage and serial are
+//!    kept), and, when configured, the listing of the cloud account ([`CloudLister`]). One
+//!    normal plan gives both what refresh found (`resource_drift`, the state against the
+//!    cloud, as `plan -refresh-only` shows it) and what an apply would change
+//!    (`resource_changes`): each terraform run starts the provider (seconds for AWS's), so
+//!    there is one plan, not two;
+//! 3. `terraform show -json` of the plan file. The temporary folder (the plan file holds
+//!    sensitive values) is removed when the check ends.
 //!
 //! Nothing is ever applied: no `apply`, no `import`, no `refresh` (which writes the state),
 //! and the state is read without its lock. `TF_DATA_DIR` points into DriftGuard's working
@@ -95,6 +103,10 @@ pub struct TerraformConfig {
     pub backend_config: Vec<String>,
     /// A Terraform CLI configuration file (`TF_CLI_CONFIG_FILE`: provider mirrors, caches).
     pub cli_config_file: Option<PathBuf>,
+    /// A folder of providers shared by the environments' `terraform init`s
+    /// (`TF_PLUGIN_CACHE_DIR`), used unless DriftGuard's environment or the CLI configuration
+    /// names one (`None`: none).
+    pub plugin_cache: Option<PathBuf>,
     /// DriftGuard's working folder for this environment (its `TF_DATA_DIR`, the revision
     /// written out, the temporary plan files).
     pub work_dir: PathBuf,
@@ -115,6 +127,7 @@ impl TerraformConfig {
             binary: None,
             backend_config: Vec::new(),
             cli_config_file: None,
+            plugin_cache: None,
             work_dir: work_dir.into(),
             timeout: Duration::from_secs(600),
             cloud: None,
@@ -125,8 +138,6 @@ impl TerraformConfig {
 /// A Terraform root module as both sides of an environment.
 pub struct TerraformSource {
     config: TerraformConfig,
-    /// The revision of the last successful `terraform init`.
-    initialized: Mutex<Option<String>>,
     /// The revision last planned (histories are read up to it).
     planned: Mutex<Option<Revision>>,
     /// Only one check at a time.
@@ -160,6 +171,9 @@ impl TerraformSource {
         if let Some(c) = config.cli_config_file.as_mut() {
             absolute(c);
         }
+        if let Some(c) = config.plugin_cache.as_mut() {
+            absolute(c);
+        }
         // a binary given as a relative path (not a name looked up on PATH)
         if let Some(b) = config.binary.as_mut() {
             if b.components().count() > 1 {
@@ -168,7 +182,6 @@ impl TerraformSource {
         }
         TerraformSource {
             config,
-            initialized: Mutex::new(None),
             planned: Mutex::new(None),
             running: tokio::sync::Mutex::new(()),
             checks: std::sync::atomic::AtomicU64::new(0),
@@ -218,23 +231,14 @@ impl PlanSource for TerraformSource {
             }
         };
         let config = self.config.clone();
-        let init_needed = self
-            .initialized
-            .lock()
-            .expect("lock is never poisoned")
-            .as_deref()
-            != Some(prepared.revision.id.as_str());
-        let p = prepared.clone();
+        let p = prepared;
         let workspace = self.workspace().to_owned();
-        let planning =
-            tokio::task::spawn_blocking(move || run::check(&config, &p, &workspace, init_needed));
+        let planning = tokio::task::spawn_blocking(move || run::check(&config, &p, &workspace));
         let (planned, cloud) = tokio::join!(planning, listing);
         let mut run = planned.map_err(|e| SourceError::Backend {
             context: "terraform task failed".into(),
             source: Box::new(e),
         })??;
-        *self.initialized.lock().expect("lock is never poisoned") =
-            Some(prepared.revision.id.clone());
         *self.planned.lock().expect("lock is never poisoned") = run.revision.clone();
         run.cloud = cloud;
         Ok(run)

@@ -134,13 +134,113 @@ struct ModuleEntry {
     dir: String,
 }
 
-/// One check: init (when needed), both plans and the state's mark at once, both plans' JSON
-/// at once, the declarations of the modules whose code is in the source.
+/// What `init` depends on beyond the code (terraform itself tells when the code needs it
+/// again): the binary, the CLI configuration (its path and content), the `-backend-config`
+/// values and the plugin cache. Kept in the data folder after a successful `init`.
+const INIT_MARK: &str = "driftguard-init";
+
+/// The dependency lock file the last `init` wrote in a written-out revision, kept in the data
+/// folder and put back into the next revision that has none: terraform then finds the
+/// providers it installed still locked and needs no `init` for a new commit.
+const KEPT_LOCK: &str = "driftguard.terraform.lock.hcl";
+
+/// The lock file's name in a root module.
+const LOCK_FILE: &str = ".terraform.lock.hcl";
+
+/// The summaries of terraform's errors that mean "run `terraform init`" (a module or provider
+/// not installed or changed, the lock file out of date, the backend not initialized or
+/// changed). With `TF_IN_AUTOMATION` terraform does not always name the command, so the
+/// summaries are matched (terraform's `internal/command/meta_*.go`, `internal/initwd`; the
+/// same in OpenTofu).
+const INIT_NEEDED: &[&str] = &[
+    "Inconsistent dependency lock file",
+    "Required plugins are not installed",
+    "Module not installed",
+    "Module source has changed",
+    "Module version requirements have changed",
+    "Backend initialization required",
+    "Backend configuration changed",
+    "initialization required",
+    "Failed to decode current backend config",
+    "please run \"terraform init\"",
+    "please run \"tofu init\"",
+];
+
+/// Whether a failed step asks for `init`.
+fn needs_init(e: &RenderError) -> bool {
+    matches!(e, RenderError::Failed { stderr, .. } if INIT_NEEDED.iter().any(|p| stderr.contains(p)))
+}
+
+/// Names of DriftGuard's environment variables whose values may be secret (cloud keys and
+/// tokens, `TF_VAR_db_password`): their values are removed from terraform's error messages.
+fn secret_env_values() -> Vec<String> {
+    const WORDS: &[&str] = &[
+        "SECRET",
+        "TOKEN",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "PRIVATE",
+        "API_KEY",
+        "ACCESS_KEY",
+    ];
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.to_str()?.to_ascii_uppercase();
+            let v = v.into_string().ok()?;
+            (v.len() >= 4 && WORDS.iter().any(|w| k.contains(w))).then_some(v)
+        })
+        .collect()
+}
+
+/// Only one `init` at a time in this process: a shared plugin cache is not safe for
+/// concurrent installs.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The plugin cache `init` uses (`TF_PLUGIN_CACHE_DIR`): the configured one, unless
+/// DriftGuard's environment or the CLI configuration names one already.
+fn plugin_cache(config: &TerraformConfig) -> Option<PathBuf> {
+    let dir = config.plugin_cache.as_ref()?;
+    if std::env::var_os("TF_PLUGIN_CACHE_DIR").is_some_and(|v| !v.is_empty()) {
+        return None;
+    }
+    if let Some(c) = &config.cli_config_file {
+        if std::fs::read_to_string(c).is_ok_and(|t| t.contains("plugin_cache_dir")) {
+            return None;
+        }
+    }
+    Some(dir.clone())
+}
+
+/// The key of what `init` depends on beyond the code ([`INIT_MARK`]).
+fn init_key(config: &TerraformConfig, program: &Path, cache: Option<&Path>) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(program.as_os_str().as_encoded_bytes());
+    h.update(b"\0");
+    if let Some(c) = &config.cli_config_file {
+        h.update(c.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+        h.update(&std::fs::read(c).unwrap_or_default());
+    }
+    h.update(b"\0");
+    for b in &config.backend_config {
+        h.update(b.as_bytes());
+        h.update(b"\0");
+    }
+    if let Some(c) = cache {
+        h.update(c.as_os_str().as_encoded_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+/// One check: `init` when what it depends on changed (or terraform asks for it), then one
+/// `plan` (its `resource_drift` is what refresh found, its `resource_changes` what an apply
+/// would change) beside `state pull` (the apply mark), then one `show -json` of the plan; the
+/// declarations of the modules whose code is in the source.
 pub(crate) fn check(
     config: &TerraformConfig,
     p: &Prepared,
     workspace: &str,
-    init: bool,
 ) -> Result<PlanRun, SourceError> {
     let program = find_terraform(config.binary.as_deref()).ok_or_else(|| {
         step_error(
@@ -182,10 +282,13 @@ pub(crate) fn check(
         var_args.push(format!("-var-file={}", path.display()));
     }
     let data = config.work_dir.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| SourceError::Backend {
-        context: format!("cannot create {}", data.display()),
-        source: Box::new(e),
-    })?;
+    let cache = plugin_cache(config);
+    for d in std::iter::once(&data).chain(cache.as_ref()) {
+        std::fs::create_dir_all(d).map_err(|e| SourceError::Backend {
+            context: format!("cannot create {}", d.display()),
+            source: Box::new(e),
+        })?;
+    }
     let mut env: Vec<(&str, OsString)> = vec![
         ("TF_DATA_DIR", data.clone().into_os_string()),
         ("TF_IN_AUTOMATION", "1".into()),
@@ -196,7 +299,11 @@ pub(crate) fn check(
     if let Some(c) = &config.cli_config_file {
         env.push(("TF_CLI_CONFIG_FILE", c.clone().into_os_string()));
     }
-    let run = |step: &str, args: Vec<String>| -> Result<String, SourceError> {
+    if let Some(c) = &cache {
+        env.push(("TF_PLUGIN_CACHE_DIR", c.clone().into_os_string()));
+    }
+    let secrets = secret_env_values();
+    let run = |args: Vec<String>| -> Result<String, RenderError> {
         let display = display_command("terraform", &args);
         Run {
             program: &program,
@@ -206,18 +313,44 @@ pub(crate) fn check(
             timeout: config.timeout,
             max_output: MAX_OUTPUT,
             display: &display,
+            secrets: &secrets,
         }
         .output()
-        .map_err(|e| step_error(step, e))
     };
-    if init {
+    let io = |what: String| {
+        move |e: std::io::Error| SourceError::Backend {
+            context: what,
+            source: Box::new(e),
+        }
+    };
+
+    // `init`, only when needed: a revision without a lock file gets the one the last `init`
+    // wrote, so that the providers installed are still the locked ones
+    let lock = dir.join(LOCK_FILE);
+    let kept_lock = data.join(KEPT_LOCK);
+    let mut lock_put_back = false;
+    if !p.in_place && !lock.exists() && kept_lock.is_file() {
+        std::fs::copy(&kept_lock, &lock).map_err(io(format!("cannot write {}", lock.display())))?;
+        lock_put_back = true;
+    }
+    let key = init_key(config, &program, cache.as_deref());
+    let marker = data.join(INIT_MARK);
+    let init = |lock_put_back: bool| -> Result<(), SourceError> {
+        let _one = INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = std::fs::remove_file(&marker);
+        if lock_put_back {
+            // the lock of an earlier revision does not fit this one: `init` chooses anew
+            let _ = std::fs::remove_file(&lock);
+        }
         let mut args: Vec<String> = vec![
             "init".into(),
             "-input=false".into(),
             "-no-color".into(),
             "-reconfigure".into(),
         ];
-        if p.in_place && dir.join(".terraform.lock.hcl").is_file() {
+        if p.in_place && lock.is_file() {
             args.push("-lockfile=readonly".into());
         }
         args.extend(
@@ -226,9 +359,20 @@ pub(crate) fn check(
                 .iter()
                 .map(|b| format!("-backend-config={b}")),
         );
-        run("init", args)?;
+        run(args).map_err(|e| step_error("init", e))?;
+        if !p.in_place && lock.is_file() {
+            std::fs::copy(&lock, &kept_lock)
+                .map_err(io(format!("cannot write {}", kept_lock.display())))?;
+        }
+        std::fs::write(&marker, &key).map_err(io(format!("cannot write {}", marker.display())))
+    };
+    let mut initialized = false;
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(key.as_str()) {
+        init(lock_put_back)?;
+        initialized = true;
     }
-    // the plan files hold sensitive values: a private folder, removed when the check ends
+
+    // the plan file holds sensitive values: a private folder, removed when the check ends
     let tmp = tempfile::Builder::new()
         .prefix("plans-")
         .tempdir_in(&config.work_dir)
@@ -236,33 +380,33 @@ pub(crate) fn check(
             context: format!("cannot create a folder in {}", config.work_dir.display()),
             source: Box::new(e),
         })?;
-    let refresh_file = tmp.path().join("refresh-only.tfplan");
     let plan_file = tmp.path().join("plan.tfplan");
-    let plan_args = |refresh_only: bool, out: &Path| {
-        let mut a: Vec<String> = vec!["plan".into()];
-        if refresh_only {
-            a.push("-refresh-only".into());
-        }
-        a.extend([
-            "-lock=false".into(),
-            "-input=false".into(),
-            "-no-color".into(),
-        ]);
-        a.push(format!("-out={}", out.display()));
-        a.extend(var_args.iter().cloned());
-        a
+    let mut plan_args: Vec<String> = vec![
+        "plan".into(),
+        // read only: nothing is written, so the state's lock is not taken
+        "-lock=false".into(),
+        "-input=false".into(),
+        "-no-color".into(),
+        format!("-out={}", plan_file.display()),
+    ];
+    plan_args.extend(var_args.iter().cloned());
+    let plan_and_mark = || {
+        std::thread::scope(|s| {
+            let n = s.spawn(|| run(plan_args.clone()));
+            let st = run(vec!["state".into(), "pull".into()]);
+            (join(n), st)
+        })
     };
-    let (refreshed, planned, state) = std::thread::scope(|s| {
-        let r = s.spawn(|| run("plan -refresh-only", plan_args(true, &refresh_file)));
-        let n = s.spawn(|| run("plan", plan_args(false, &plan_file)));
-        let st = run("state pull", vec!["state".into(), "pull".into()]);
-        (join(r), join(n), st)
-    });
-    refreshed?;
-    planned?;
+    let (mut planned, mut state) = plan_and_mark();
+    let asks_init = |r: &Result<String, RenderError>| r.as_ref().err().is_some_and(needs_init);
+    if !initialized && (asks_init(&planned) || asks_init(&state)) {
+        init(lock_put_back)?;
+        (planned, state) = plan_and_mark();
+    }
+    planned.map_err(|e| step_error("plan", e))?;
     // the state's text (sensitive values in plain text) is read for its lineage and serial
     // and dropped here
-    let state = state?;
+    let state = state.map_err(|e| step_error("state pull", e))?;
     let state = if state.trim().is_empty() {
         None
     } else {
@@ -277,25 +421,15 @@ pub(crate) fn check(
             serial: head.serial,
         })
     };
-    let show = |file: &Path| {
-        run(
-            "show",
-            vec![
-                "show".into(),
-                "-json".into(),
-                "-no-color".into(),
-                file.display().to_string(),
-            ],
-        )
-    };
-    let (refresh_json, plan_json) = std::thread::scope(|s| {
-        let r = s.spawn(|| show(&refresh_file));
-        let n = show(&plan_file);
-        (join(r), n)
-    });
-    let refresh_only = RawPlan::new(refresh_json?);
-    let plan = RawPlan::new(plan_json?);
+    let plan_json = run(vec![
+        "show".into(),
+        "-json".into(),
+        "-no-color".into(),
+        plan_file.display().to_string(),
+    ])
+    .map_err(|e| step_error("show", e))?;
     drop(tmp);
+    let plan = RawPlan::new(plan_json);
     let mut warnings = Vec::new();
     if state.is_none() {
         warnings.push(format!(
@@ -309,7 +443,10 @@ pub(crate) fn check(
             workspace: workspace.to_owned(),
             var_files: config.var_files.clone(),
         },
-        refresh_only,
+        // a normal plan's `resource_drift` and `prior_state` are the refresh-only plan's
+        // (one plan walk refreshes, then plans; terraform leaves out only drift that is a
+        // move and nothing else, which the planned changes show): one plan serves both
+        refresh_only: plan.clone(),
         plan,
         state,
         declarations: declarations(p, &dir, &data),
@@ -319,11 +456,11 @@ pub(crate) fn check(
     })
 }
 
-fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, SourceError>>) -> Result<T, SourceError> {
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, Result<T, RenderError>>) -> Result<T, RenderError> {
     h.join().unwrap_or_else(|_| {
-        Err(SourceError::Backend {
-            context: "a terraform step panicked".into(),
-            source: "thread panicked".into(),
+        Err(RenderError::Spawn {
+            command: "terraform".into(),
+            source: std::io::Error::other("a terraform step panicked"),
         })
     })
 }
