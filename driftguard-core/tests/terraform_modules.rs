@@ -57,8 +57,10 @@ fn declarations() -> Vec<declare::Declaration> {
 }
 
 fn run(step: &str) -> PlanRun {
-    let state: StateMark =
-        serde_json::from_str(&fixture(&format!("modules-{step}-state.json"))).expect("state");
+    // `terraform state pull` of no state prints nothing
+    let state: Option<StateMark> = (step != "empty").then(|| {
+        serde_json::from_str(&fixture(&format!("modules-{step}-state.json"))).expect("state")
+    });
     PlanRun {
         revision: Some(Revision::plain("c0ffee1")),
         module: ModuleInfo {
@@ -68,7 +70,7 @@ fn run(step: &str) -> PlanRun {
         },
         refresh_only: RawPlan::new(fixture(&format!("modules-{step}-refresh.json"))),
         plan: RawPlan::new(fixture(&format!("modules-{step}-plan.json"))),
-        state: Some(state),
+        state,
         declarations: declarations(),
         cloud: None,
         notes: Vec::new(),
@@ -77,13 +79,21 @@ fn run(step: &str) -> PlanRun {
 }
 
 fn scanner(plans: &Arc<MemoryPlanSource>, clock: &Arc<ManualClock>) -> Scanner {
+    scanner_with(plans, clock, Arc::new(MemoryStore::new()), false)
+}
+
+fn scanner_with(
+    plans: &Arc<MemoryPlanSource>,
+    clock: &Arc<ManualClock>,
+    store: Arc<MemoryStore>,
+    expect_empty_state: bool,
+) -> Scanner {
+    let mut spec = EnvironmentSpec::new("cloud");
+    spec.expect_empty_state = expect_empty_state;
     Scanner::with_plans(
-        Engine::new(
-            EnvironmentSpec::new("cloud"),
-            Normalizer::new(SecretKey::new(b"test-key".to_vec())),
-        ),
+        Engine::new(spec, Normalizer::new(SecretKey::new(b"test-key".to_vec()))),
         plans.clone(),
-        Arc::new(MemoryStore::new()),
+        store,
         clock.clone(),
     )
 }
@@ -193,5 +203,40 @@ fn on_a_first_check_the_direction_comes_from_the_state() {
             format!("{TABLE} modified forward medium [point_in_time_recovery[0].enabled]"),
             format!("{SG} modified forward high [ingress]"),
         ]
+    );
+}
+
+#[test]
+fn an_empty_state_is_refused_unless_it_is_meant_and_nothing_stored_is_lost() {
+    let plans = Arc::new(MemoryPlanSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let store = Arc::new(MemoryStore::new());
+    let s = scanner_with(&plans, &clock, store.clone(), false);
+    plans.set(run("clean"));
+    block_on(s.scan()).expect("scan");
+    let before = block_on(store.records("cloud")).expect("records");
+    assert_eq!(before.len(), 5);
+
+    // the same code planned without its backend: an empty local state
+    clock.set(t(10));
+    plans.set(run("empty"));
+    let err = block_on(s.scan()).expect_err("an empty state is refused");
+    let text = driftguard_core::error::chain(&err);
+    assert!(
+        text.contains("the state of workspace default holds no resource")
+            && text.contains("terraform.backendConfig")
+            && text.contains("terraform.expectEmptyState: true"),
+        "{text}"
+    );
+    assert_eq!(block_on(store.records("cloud")).expect("records"), before);
+
+    // meant to be empty: recorded, everything of the code never applied
+    let s = scanner_with(&plans, &clock, Arc::new(MemoryStore::new()), true);
+    let rep = block_on(s.scan()).expect("scan");
+    let rows = open(&rep);
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.contains(" missing reverse ")),
+        "{rows:?}"
     );
 }

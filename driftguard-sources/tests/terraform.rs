@@ -375,7 +375,16 @@ async fn a_folder_is_checked_in_place_and_errors_name_what_is_wrong() {
         "{:?}",
         run.warnings
     );
-    let view = observe(&engine(), &run, &HashMap::new()).expect("observe");
+    // refused unless the environment says the state is meant to be empty
+    let err = observe(&engine(), &run, &HashMap::new()).expect_err("an empty state");
+    assert!(
+        chain(&err).contains("terraform.expectEmptyState: true"),
+        "{}",
+        chain(&err)
+    );
+    let mut meant = engine();
+    meant.spec.expect_empty_state = true;
+    let view = observe(&meant, &run, &HashMap::new()).expect("observe");
     assert_eq!(
         drifts(&view),
         vec![

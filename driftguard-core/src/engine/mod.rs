@@ -80,6 +80,11 @@ pub struct EnvironmentSpec {
     /// see [`predicted`]. Costs one request per live object per full scan.
     #[serde(default)]
     pub server_side_diff: bool,
+    /// A Terraform environment whose state is meant to hold no resource (nothing applied
+    /// yet): its checks are recorded. Otherwise a check of an empty state is refused (see
+    /// [`crate::terraform::TerraformError::EmptyState`]).
+    #[serde(default)]
+    pub expect_empty_state: bool,
 }
 
 impl EnvironmentSpec {

@@ -163,6 +163,19 @@ pub enum TerraformError {
         /// What is wrong.
         problem: String,
     },
+    /// The state holds no resource, and the environment does not say it is meant to be
+    /// empty: nothing is recorded (every resource of the code would be "never applied", every
+    /// resource of the account an orphan). A missing `terraform.backendConfig` reads an empty
+    /// local state.
+    #[error(
+        "the state of workspace {workspace} holds no resource: nothing was recorded (is the \
+         state's backend configured? terraform.backendConfig); if the state is meant to be \
+         empty, set terraform.expectEmptyState: true"
+    )]
+    EmptyState {
+        /// The workspace planned.
+        workspace: String,
+    },
     /// An input of the check is missing or cannot be used (the module folder, a variable
     /// file, a workspace).
     #[error("{what}: {problem}")]

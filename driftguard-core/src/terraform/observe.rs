@@ -41,6 +41,11 @@ pub fn observe(
     let normalizer = &engine.normalizer;
     let refresh = read_plan(&run.refresh_only, "refresh-only plan", normalizer)?;
     let plan = read_plan(&run.plan, "plan", normalizer)?;
+    if !engine.spec.expect_empty_state && state_is_empty(&refresh) {
+        return Err(TerraformError::EmptyState {
+            workspace: run.module.workspace.clone(),
+        });
+    }
     let mark = run.state.as_ref().map(StateMark::hash);
     let mut view = PlanView::default();
     let mut seen: BTreeMap<ResourceId, Observation> = BTreeMap::new();
@@ -139,6 +144,12 @@ pub fn observe(
     }
     view.observations = seen.into_values().collect();
     Ok(view)
+}
+
+/// Whether the state the refresh-only plan read holds no managed resource: none refreshed, none
+/// deleted since it was written.
+fn state_is_empty(refresh: &Plan) -> bool {
+    refresh.prior.is_empty() && refresh.drift.is_empty()
 }
 
 /// The ids of the account resources the state holds, by account kind (from the refreshed

@@ -565,6 +565,11 @@ pub struct TerraformConfig {
     /// cloud's API and reported as orphans.
     #[serde(default)]
     pub orphans: Option<OrphansConfig>,
+    /// The state is meant to hold no resource (nothing applied yet): record its checks.
+    /// Otherwise a check that reads an empty state (often a missing `backendConfig`) is an
+    /// error, and nothing is recorded (default `false`).
+    #[serde(default)]
+    pub expect_empty_state: bool,
 }
 
 /// Which cloud account is listed for resources in no Terraform state.
@@ -766,6 +771,10 @@ impl EnvironmentConfig {
             .map(|k| GroupVersionKind::from_api_version(&k.api_version, &k.kind))
             .collect();
         spec.audit = self.audit.as_ref().map(AuditConfig::spec);
+        spec.expect_empty_state = self
+            .terraform
+            .as_ref()
+            .is_some_and(|t| t.expect_empty_state);
         spec
     }
 }

@@ -566,6 +566,33 @@ fn a_terraform_environment_loads_without_a_live_side() {
 }
 
 #[test]
+fn an_empty_state_is_expected_only_when_said() {
+    let at = |body: &str| {
+        format!("environments:\n  - name: cloud\n    dir: {MODULE}\n    terraform: {body}\n")
+    };
+    let config = load(&at("{}")).expect("valid");
+    let env = config.environment("cloud").expect("cloud");
+    assert!(!env.spec().expect_empty_state);
+    let config = load(&at("{expectEmptyState: true}")).expect("valid");
+    let env = config.environment("cloud").expect("cloud");
+    assert!(env.spec().expect_empty_state);
+    // a Kubernetes environment never expects one
+    let config = load(&format!(
+        "environments:\n  - name: k\n    dir: {MODULE}\n    live: {{dump: mod.rs}}\n"
+    ))
+    .expect("valid");
+    assert!(
+        !config
+            .environment("k")
+            .expect("k")
+            .spec()
+            .expect_empty_state
+    );
+    let e = load(&at("{expectEmptyState: sometimes}")).expect_err("not a boolean");
+    assert!(e.to_string().contains("expectEmptyState"), "{e}");
+}
+
+#[test]
 fn terraform_problems_are_located() {
     let env = |body: &str| format!("environments:\n  - name: a\n{body}");
     let cases = [
