@@ -545,25 +545,37 @@ impl Scanner {
                 source: SourceError::Terraform(e),
             }
         })?;
-        // gather: the commits of the files declaring the drifted resources, in one batch
-        let wanted: Vec<(&ResourceId, &str)> = view
+        // gather: the newest commit of what each drifted resource depends on (its declaring
+        // file, or the paths the observation names), in one batch
+        let wanted: Vec<(&ResourceId, Vec<String>)> = view
             .observations
             .iter()
             .filter(|o| history_wanted(records.get(&o.id), o))
-            .filter_map(|o| o.provenance.as_ref().map(|p| (&o.id, p.file.as_str())))
+            .filter_map(|o| {
+                let paths = if o.depends_on.is_empty() {
+                    vec![o.provenance.as_ref()?.file.clone()]
+                } else {
+                    o.depends_on.clone()
+                };
+                Some((&o.id, paths))
+            })
             .collect();
-        let mut files: Vec<String> = wanted.iter().map(|(_, f)| (*f).to_owned()).collect();
-        files.sort();
-        files.dedup();
-        let commits = if files.is_empty() {
-            Default::default()
+        let mut sets: Vec<Vec<String>> = wanted.iter().map(|(_, p)| p.clone()).collect();
+        sets.sort();
+        sets.dedup();
+        let commits: HashMap<&Vec<String>, crate::model::CommitInfo> = if sets.is_empty() {
+            HashMap::new()
         } else {
-            plans.last_commits(&files).await
+            let found = plans.last_commits_of(&sets).await;
+            sets.iter()
+                .zip(found)
+                .filter_map(|(s, c)| Some((s, c?)))
+                .collect()
         };
         let histories: Histories = wanted
             .iter()
-            .filter_map(|(id, file)| {
-                let commit = commits.get(*file)?.clone();
+            .filter_map(|(id, paths)| {
+                let commit = commits.get(paths)?.clone();
                 Some((
                     (*id).clone(),
                     vec![ObjectVersion {

@@ -326,9 +326,25 @@ impl Drift {
         self.fields.iter().map(|f| f.path.as_str()).collect()
     }
 
+    /// Whether the object is a Terraform resource (or a cloud account's resource in no state):
+    /// its API version is a provider's source address (`registry.terraform.io/hashicorp/aws`,
+    /// two `/`, which no Kubernetes API version has), or it was rendered by terraform.
+    pub fn is_terraform(&self) -> bool {
+        self.api_version.matches('/').count() == 2
+            || self
+                .provenance
+                .as_ref()
+                .and_then(|p| p.rendered.as_ref())
+                .is_some_and(|r| r.renderer == "terraform")
+    }
+
     /// Why the direction is what it is, in one sentence (the CLI's `explain` and the
-    /// dashboard show it).
+    /// dashboard show it), in the words of the environment's kind: the code, the state and
+    /// the cloud for Terraform; Git and the cluster otherwise.
     pub fn direction_reason(&self) -> &'static str {
+        if self.is_terraform() {
+            return self.terraform_direction_reason();
+        }
         match (self.kind, self.direction) {
             (DriftKind::Modified, Direction::Forward) => {
                 "live changed since it last matched Git (or it differs from what was last applied); Git did not"
@@ -353,6 +369,36 @@ impl Drift {
             }
             (_, Direction::Unknown) => {
                 "no history and no evidence yet: later scans will tell which side moves"
+            }
+            _ => "",
+        }
+    }
+
+    fn terraform_direction_reason(&self) -> &'static str {
+        match (self.kind, self.direction) {
+            (DriftKind::Modified, Direction::Forward) => {
+                "the cloud changed outside Terraform: the state (the last apply) still agrees with the code, the cloud does not"
+            }
+            (DriftKind::Modified, Direction::Reverse) => {
+                "the code changed and was not applied: the cloud still equals the state; terraform apply would change it"
+            }
+            (DriftKind::Modified, Direction::Conflict) => {
+                "both the code and the cloud changed since the last apply"
+            }
+            (DriftKind::Missing, Direction::Forward) => {
+                "in the state, gone from the cloud: deleted outside Terraform"
+            }
+            (DriftKind::Missing, Direction::Reverse) => {
+                "in the code, never applied: not in the state nor the cloud"
+            }
+            (DriftKind::Orphan, Direction::Forward) => {
+                "in the cloud account and in no Terraform state: made outside Terraform"
+            }
+            (DriftKind::Orphan, Direction::Reverse) => {
+                "removed from the code, still in the state and the cloud: terraform apply would destroy it"
+            }
+            (_, Direction::Unknown) => {
+                "no history and no evidence yet: later checks will tell which side moves"
             }
             _ => "",
         }
@@ -528,6 +574,11 @@ pub struct Observation {
     /// When an open drift ends with the object live: the field manager that wrote it back
     /// (see [`Drift::resolved_by`]; filled in by the engine from `managedFields`).
     pub resolver: Option<String>,
+    /// The files and folders of the source (from its root) whose changes can change the
+    /// desired side, when more than the provenance's file: for a Terraform resource, its
+    /// module's folder, the files calling its module chain and the variable files. The commit
+    /// named for a drift is the newest that changed any of them. Empty: the provenance's file.
+    pub depends_on: Vec<String>,
 }
 
 impl Observation {
@@ -546,6 +597,7 @@ impl Observation {
             applied_mark: None,
             audit: None,
             resolver: None,
+            depends_on: Vec::new(),
         }
     }
 }

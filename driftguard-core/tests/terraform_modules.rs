@@ -240,3 +240,75 @@ fn an_empty_state_is_refused_unless_it_is_meant_and_nothing_stored_is_lost() {
         "{rows:?}"
     );
 }
+
+fn commit(
+    id: &str,
+    author: &str,
+    minutes: i64,
+    message: &str,
+) -> driftguard_core::model::CommitInfo {
+    driftguard_core::model::CommitInfo {
+        id: id.into(),
+        author: author.into(),
+        email: format!("{}@example.com", author.to_lowercase()),
+        time: t(minutes),
+        message: message.into(),
+    }
+}
+
+#[test]
+fn a_module_input_changed_where_the_module_is_called_names_that_commit() {
+    let plans = Arc::new(MemoryPlanSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let s = scanner(&plans, &clock);
+    // the repository's first commit made everything; a later one changed the table's tags
+    // where the module is called (live/prod/main.tf), not applied
+    let first = commit(
+        "a11ce00000000000000000000000000000000000",
+        "Alice",
+        -60,
+        "infra",
+    );
+    let tags = commit(
+        "ca201000000000000000000000000000000000000",
+        "Carol",
+        -5,
+        "orders: team tag",
+    );
+    plans.set_commit("modules/dynamodb-table", first.clone());
+    plans.set_commit("modules/security-group", first.clone());
+    plans.set_commit("live/prod/main.tf", tags.clone());
+    plans.set(run("inputs"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(
+        open(&rep),
+        vec![
+            format!("{TABLE} modified reverse low [tags.team,tags_all.team]"),
+            format!("{SG} modified forward high [ingress]"),
+        ]
+    );
+    let table = rep
+        .drifts()
+        .find(|d| d.id.name == TABLE)
+        .expect("the table");
+    assert_eq!(table.attribution.commit.as_ref(), Some(&tags));
+    assert_eq!(table.attribution.who(table.direction), "Carol (ca201000)");
+    // still declared in the module's file
+    let p = table.provenance.as_ref().expect("provenance");
+    assert_eq!(p.file, "modules/dynamodb-table/main.tf");
+    // a change in the module itself, newer still, is named instead
+    let module = commit(
+        "b0b0000000000000000000000000000000000000",
+        "Bob",
+        -1,
+        "table: class",
+    );
+    plans.set_commit("modules/dynamodb-table", module.clone());
+    let s = scanner(&plans, &clock);
+    let rep = block_on(s.scan()).expect("scan");
+    let table = rep
+        .drifts()
+        .find(|d| d.id.name == TABLE)
+        .expect("the table");
+    assert_eq!(table.attribution.commit.as_ref(), Some(&module));
+}

@@ -12,7 +12,7 @@ use crate::model::{Provenance, Rendering};
 use crate::state::{Direction, DriftKind, DriftRecord, Observation, Presence};
 
 use super::cloud::{account_kind, managed_ids, unmanaged};
-use super::declare::{find, module_key};
+use super::declare::{find, module_key, DeclarationKind};
 use super::plan::{read_plan, Action, Change, Plan};
 use super::unset::{owned_rules, unset_attributes, without_owned, Atom};
 use super::values::{compare_with_paths, value_at, value_hash};
@@ -291,6 +291,7 @@ fn observe_change(
         return None;
     };
     obs.provenance = provenance(run, change);
+    obs.depends_on = depends_on(run, change);
     Some(obs)
 }
 
@@ -361,6 +362,62 @@ fn direction(cmp: &Comparison, paths: &[Vec<String>], state: Option<&Value>) -> 
         (false, true, false) => Direction::Reverse,
         _ => Direction::Conflict,
     }
+}
+
+/// What the resource's values depend on in the code, from the source root: the folder of the
+/// module declaring it (all its files: variables' defaults, locals), the file of each `module`
+/// block calling its module chain (where the inputs are given), and the variable files of the
+/// root module (those configured that are in the source, and `terraform.tfvars`). A resource
+/// of a module whose code is not in the source (a registry module) depends on the calls.
+fn depends_on(run: &PlanRun, change: &Change) -> Vec<String> {
+    let r = &change.resource;
+    let mut out = Vec::new();
+    let key = module_key(&r.module_address);
+    let decl = run.declarations.iter().find(|d| {
+        d.kind == DeclarationKind::Resource
+            && d.module == key
+            && d.resource_type == r.kind
+            && d.name == r.name
+    });
+    match decl {
+        // a module's folder; the root module's own resources depend on their file only (the
+        // root folder holds every other resource too)
+        Some(d) if !key.is_empty() => out.push(folder_of(&d.file).to_owned()),
+        Some(d) => out.push(d.file.clone()),
+        None => {}
+    }
+    // the calls of the module chain: `a`, `a.b`, ...
+    let parts: Vec<&str> = key.split('.').filter(|p| !p.is_empty()).collect();
+    for depth in 1..=parts.len() {
+        let parent = parts[..depth - 1].join(".");
+        if let Some(call) = run.declarations.iter().find(|d| {
+            d.kind == DeclarationKind::Module && d.module == parent && d.name == parts[depth - 1]
+        }) {
+            out.push(call.file.clone());
+        }
+    }
+    let join = |f: &str| {
+        if run.module.folder.is_empty() {
+            f.to_owned()
+        } else {
+            format!("{}/{f}", run.module.folder.trim_end_matches('/'))
+        }
+    };
+    for f in &run.module.var_files {
+        // an absolute variable file is the host's, not the source's
+        if !f.starts_with('/') {
+            out.push(join(f.trim_start_matches("./")));
+        }
+    }
+    out.push(join("terraform.tfvars"));
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The folder of a file (`""`: the source root).
+fn folder_of(file: &str) -> &str {
+    file.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 /// Where the resource is declared, as a rendered object's provenance.

@@ -308,6 +308,25 @@ pub trait PlanSource: Send + Sync {
         let _ = files;
         HashMap::new()
     }
+
+    /// For each set of paths (files or folders, from the source root), the newest commit
+    /// that changed any of them, up to the revision last planned, read in one batch. The
+    /// default takes the newest by commit time of [`PlanSource::last_commits`] (a source that
+    /// can follow its history should say which came last when two share a second).
+    async fn last_commits_of(&self, sets: &[Vec<String>]) -> Vec<Option<CommitInfo>> {
+        let mut files: Vec<String> = sets.iter().flatten().cloned().collect();
+        files.sort();
+        files.dedup();
+        let commits = self.last_commits(&files).await;
+        sets.iter()
+            .map(|set| {
+                set.iter()
+                    .filter_map(|f| commits.get(f))
+                    .max_by_key(|c| c.time)
+                    .cloned()
+            })
+            .collect()
+    }
 }
 
 /// A kind to read from a cluster.

@@ -9,7 +9,7 @@ use driftguard_core::model::{CommitInfo, Provenance, RawObject};
 use driftguard_core::ports::{ObjectVersion, SourceError};
 
 use super::manifests::kustomization_file;
-use super::objects::{backend, blob_at, root_tree};
+use super::objects::{backend, blob_at, entry_at, root_tree};
 use super::reader::{Reader, MAX_HISTORY_WALK};
 use super::refs::commit_info;
 use crate::render::Renderer;
@@ -265,6 +265,43 @@ impl Reader {
                 return commit_info(&repo, last).map(Some);
             }
             last = parent;
+            current = parent;
+        }
+        Ok(None)
+    }
+
+    /// The newest commit that changed anything at `paths` (files or folders, from the root),
+    /// following first parents from `tip`: the first commit, walking back, whose parent has
+    /// another blob or tree at one of them. `None` when none of them is at `tip`, or past
+    /// [`MAX_HISTORY_WALK`] commits.
+    pub fn last_change_any(
+        &self,
+        tip: ObjectId,
+        paths: &[String],
+    ) -> Result<Option<CommitInfo>, SourceError> {
+        let repo = self.local();
+        let at = |commit: ObjectId| -> Result<Vec<Option<ObjectId>>, SourceError> {
+            let root = root_tree(&repo, commit)?;
+            paths.iter().map(|p| entry_at(&repo, root, p)).collect()
+        };
+        let mut current = tip;
+        let mut entries = at(tip)?;
+        if entries.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        for _ in 0..MAX_HISTORY_WALK {
+            let commit = repo
+                .find_commit(current)
+                .map_err(|e| backend(format!("cannot read commit {current}"), e))?;
+            let Some(parent) = commit.parent_ids().next().map(|p| p.detach()) else {
+                // the root commit made them
+                return commit_info(&repo, current).map(Some);
+            };
+            let before = at(parent)?;
+            if before != entries {
+                return commit_info(&repo, current).map(Some);
+            }
+            entries = before;
             current = parent;
         }
         Ok(None)

@@ -80,6 +80,33 @@ pub(super) fn walk_tree(
 }
 
 /// The blob at `path` in `root`, if there is one.
+/// The blob or tree at `path` (from the root tree `root`; `None`: nothing there).
+pub(super) fn entry_at(
+    repo: &gix::Repository,
+    root: ObjectId,
+    path: &str,
+) -> Result<Option<ObjectId>, SourceError> {
+    let mut tree_id = root;
+    let mut parts = path.split('/').filter(|p| !p.is_empty()).peekable();
+    while let Some(part) = parts.next() {
+        let t = repo
+            .find_tree(tree_id)
+            .map_err(|e| backend("cannot read tree", e))?;
+        let decoded = t.decode().map_err(|e| backend("cannot decode tree", e))?;
+        let Some(e) = decoded.entries.iter().find(|e| e.filename == part) else {
+            return Ok(None);
+        };
+        if parts.peek().is_none() {
+            return Ok(Some(e.oid.to_owned()));
+        }
+        if !e.mode.is_tree() {
+            return Ok(None);
+        }
+        tree_id = e.oid.to_owned();
+    }
+    Ok(None)
+}
+
 pub(super) fn blob_at(
     repo: &gix::Repository,
     root: ObjectId,

@@ -276,6 +276,26 @@ impl PlanSource for TerraformSource {
         .await
         .unwrap_or_default()
     }
+
+    async fn last_commits_of(&self, sets: &[Vec<String>]) -> Vec<Option<CommitInfo>> {
+        let TerraformCode::Git { source, .. } = &self.config.code else {
+            return vec![None; sets.len()];
+        };
+        let planned = self.planned.lock().expect("lock is never poisoned").clone();
+        let Some(tip) = planned.and_then(|r| gix::ObjectId::from_hex(r.id.as_bytes()).ok()) else {
+            return vec![None; sets.len()];
+        };
+        let reader = source.reader();
+        let owned = sets.to_vec();
+        tokio::task::spawn_blocking(move || {
+            owned
+                .iter()
+                .map(|set| reader.last_change_any(tip, set).ok().flatten())
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|_| vec![None; sets.len()])
+    }
 }
 
 /// The code of one check, on disk.
