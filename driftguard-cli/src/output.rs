@@ -10,7 +10,7 @@ use driftguard_core::findings::drift_risk;
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::remediate::advice::suggest;
 use driftguard_core::severity::Severity;
-use driftguard_core::state::{recurrences_label, Drift, DriftEvent, DriftKind};
+use driftguard_core::state::{recurrences_label, Direction, Drift, DriftEvent, DriftKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -406,8 +406,11 @@ pub fn direction_reason(d: &Drift) -> &'static str {
 }
 
 /// `explain`: the classification, the risk findings and the suggested remediation, the
-/// commit, and the field diff with who changed each field.
+/// commit, and the field diff with who changed each field. A Terraform resource is told in
+/// Terraform's words (the code, the state, the cloud; no field managers), and a change made
+/// outside Terraform names no commit.
 pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
+    let tf = d.is_terraform();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -418,7 +421,11 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         d.api_version
     );
     if let Some(p) = &d.provenance {
-        let _ = writeln!(out, "  defined in Git at {p}");
+        if tf {
+            let _ = writeln!(out, "  declared in the code at {p}");
+        } else {
+            let _ = writeln!(out, "  defined in Git at {p}");
+        }
     }
     let status = match (d.ended_how(), recurrences_label(d.recurrences)) {
         (Some(how), _) => format!(
@@ -468,6 +475,13 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         let _ = writeln!(out, "  revision:  {r}");
     }
     match &d.attribution.commit {
+        // a change made in the cloud, outside Terraform, comes from no commit
+        _ if tf && d.direction == Direction::Forward => {
+            let _ = writeln!(
+                out,
+                "  commit:    none (changed outside Terraform, not by a commit)"
+            );
+        }
         Some(c) => {
             let _ = writeln!(
                 out,
@@ -482,6 +496,12 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         None => {
             let _ = writeln!(out, "  commit:    unknown (no Git history for this source)");
         }
+    }
+    if tf && d.direction == Direction::Forward && d.attribution.writers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  who:       unknown (in the cloud account, outside Terraform; no CloudTrail record read)"
+        );
     }
     if !d.attribution.writers.is_empty() {
         let since = d
@@ -502,10 +522,13 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
         let _ = writeln!(
             out,
             "  {}",
-            match d.kind {
-                DriftKind::Missing => "the object is in Git, not in the cluster",
-                DriftKind::Orphan => "the object is in the cluster, not in Git",
-                DriftKind::Modified => "no field detail",
+            match (d.kind, tf) {
+                (DriftKind::Missing, false) => "the object is in Git, not in the cluster",
+                (DriftKind::Orphan, false) => "the object is in the cluster, not in Git",
+                (DriftKind::Missing, true) => "the resource is in the code, not in the cloud",
+                (DriftKind::Orphan, true) =>
+                    "the resource is in the cloud, not in the code (or in no state)",
+                (DriftKind::Modified, _) => "no field detail",
             }
         );
     } else {
@@ -513,6 +536,11 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
     }
     for f in &d.fields {
         let _ = writeln!(out, "    {}", f.path);
+        if tf {
+            let _ = writeln!(out, "      code:  {}", show_value(&f.desired));
+            let _ = writeln!(out, "      cloud: {}", show_value(&f.live));
+            continue;
+        }
         let _ = writeln!(out, "      git:  {}", show_value(&f.desired));
         let _ = writeln!(out, "      live: {}", show_value(&f.live));
         let owners: Vec<String> = d
@@ -734,5 +762,69 @@ mod tests {
         // JSON: no `tool` for the file's environments
         let json = serde_json::to_value(&results[0]).expect("serializable");
         assert!(json.get("tool").is_none(), "{json}");
+    }
+
+    #[test]
+    fn a_terraform_drift_is_explained_in_terraform_terms() {
+        use driftguard_core::id::ResourceId;
+        use driftguard_core::model::CommitInfo;
+        use driftguard_core::testkit::drift;
+        let first = CommitInfo {
+            id: "a11ce0000000000000000000000000000000000".into(),
+            author: "Alice".into(),
+            email: "alice@example.com".into(),
+            time: Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap(),
+            message: "infra".into(),
+        };
+        let sg = "module.web_sg.aws_security_group.this_name_prefix[0]";
+        // a rule opened by hand on a group whose code leaves `ingress` to rule resources; the
+        // repository's first commit is known for the module, and must not be named
+        let d = drift()
+            .id(ResourceId::new(
+                "cloud",
+                "aws",
+                "aws_security_group",
+                None,
+                sg,
+            ))
+            .api_version("registry.terraform.io/hashicorp/aws")
+            .direction(Direction::Forward)
+            .field(
+                "ingress",
+                None,
+                Some(serde_json::json!([{"from_port": 22}])),
+            )
+            .provenance("modules/security-group/main.tf", 0, 45)
+            .build();
+        let mut d = d;
+        d.attribution.commit = Some(first.clone());
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let text = explain(&d, now, Style { color: false });
+        for word in ["cluster", "field manager", "Git", "Alice", "a11ce00"] {
+            assert!(!text.contains(word), "{word:?} in:\n{text}");
+        }
+        for want in [
+            "declared in the code at modules/security-group/main.tf",
+            "the cloud changed outside Terraform",
+            "commit:    none (changed outside Terraform, not by a commit)",
+            "who:       unknown (in the cloud account, outside Terraform",
+            "terraform apply leaves it as it is",
+            "      cloud: [{\"from_port\":22}]",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
+        // a change of the code, not applied, names its commit
+        let mut r = d.clone();
+        r.direction = Direction::Reverse;
+        let text = explain(&r, now, Style { color: false });
+        assert!(text.contains("commit:    a11ce0000000 Alice"), "{text}");
+        assert!(
+            text.contains("review terraform plan and apply it"),
+            "{text}"
+        );
+        // a Kubernetes drift keeps its words
+        let k = drift().api_version("apps/v1").build();
+        let text = explain(&k, now, Style { color: false });
+        assert!(text.contains("Git did not"), "{text}");
     }
 }

@@ -89,6 +89,9 @@ pub fn suggest(d: &Drift) -> (RemediationAction, String) {
         })
         .map(|f| f.rule.as_str())
         .collect::<Vec<_>>();
+    if d.is_terraform() {
+        return terraform_advice(d, &risky);
+    }
     if !risky.is_empty() {
         return (
             RemediationAction::Revert,
@@ -135,6 +138,63 @@ pub fn suggest(d: &Drift) -> (RemediationAction, String) {
              it must stay"
                 .to_owned(),
         ),
+    }
+}
+
+/// The advice for a Terraform resource, in Terraform's terms (the code, the state, the cloud,
+/// `terraform apply`).
+fn terraform_advice(d: &Drift, risky: &[&str]) -> (RemediationAction, String) {
+    // what the code does not set, an apply leaves as it is
+    let unset = d.direction == Direction::Forward
+        && !d.fields.is_empty()
+        && d.fields.iter().all(|f| f.desired.is_none());
+    let (action, text) = match (d.kind, d.direction) {
+        _ if unset => (
+            RemediationAction::Revert,
+            "the code does not set it, so terraform apply leaves it as it is: remove it in the \
+             cloud, or write it into the code (for a security group's rule: a rule resource) if \
+             it must stay",
+        ),
+        (_, Direction::Reverse) if d.kind != DriftKind::Orphan => (
+            RemediationAction::Revert,
+            "the code changed and was not applied: review terraform plan and apply it",
+        ),
+        (DriftKind::Orphan, Direction::Reverse) => (
+            RemediationAction::Revert,
+            "removed from the code: terraform apply destroys it (a `removed` block takes it \
+             out of the state without destroying it)",
+        ),
+        (DriftKind::Orphan, _) => (
+            RemediationAction::Adopt,
+            "made outside Terraform: import it into a state (an `import` block) if it is meant \
+             to stay, otherwise delete it",
+        ),
+        (DriftKind::Missing, Direction::Forward) => (
+            RemediationAction::Revert,
+            "deleted outside Terraform: terraform apply creates it again, or remove it from the \
+             code",
+        ),
+        (_, Direction::Conflict) => (
+            RemediationAction::Revert,
+            "both the code and the cloud changed since the last apply: decide which wins; \
+             terraform apply puts the code's values back",
+        ),
+        _ => (
+            RemediationAction::Revert,
+            "the cloud was changed outside Terraform: terraform apply puts the code's values \
+             back, or write the change into the code if it must stay",
+        ),
+    };
+    if risky.is_empty() {
+        (action, text.to_owned())
+    } else {
+        (
+            RemediationAction::Revert,
+            format!(
+                "the cloud is riskier than the code ({}): {text}",
+                risky.join(", ")
+            ),
+        )
     }
 }
 
