@@ -3,7 +3,8 @@
 #   scripts/test-services.sh up     build/reuse k8s binaries (KUBE_VERSION, default the newest
 #                                   of scripts/test-cluster/lib.sh), start cluster + SecantusDB,
 #                                   install/reuse helm and moto, find terraform and its
-#                                   provider mirror, build/reuse Flux's controllers, start
+#                                   provider mirror, build/reuse OpenTofu (with the mirror
+#                                   offered to it) and Flux's controllers, start
 #                                   the OpenID provider (oidc-provider from npm), write
 #                                   $DRIFTGUARD_RUN/services.env;
 #                                   run again with another KUBE_VERSION, it swaps the cluster
@@ -11,7 +12,7 @@
 #   scripts/test-services.sh status print whether each service answers
 # Then: `. "${DRIFTGUARD_RUN:-/tmp/driftguard-test}/services.env"` exports
 # KUBECONFIG, KUBECTL, KUBE_VERSION, MONGODB_URI, HELM, HELM_KUBECTL, MCP_PYTHON, SCHEMATHESIS, MOTO_VENV,
-# TERRAFORM, TF_CLI_CONFIG_FILE, FLUX_SOURCE_CONTROLLER, FLUX_KUSTOMIZE_CONTROLLER, FLUX_CRDS,
+# TERRAFORM, TF_CLI_CONFIG_FILE, TOFU, TOFU_CLI_CONFIG_FILE, FLUX_SOURCE_CONTROLLER, FLUX_KUSTOMIZE_CONTROLLER, FLUX_CRDS,
 # OIDC_ISSUER and OIDC_CLIENT_SECRET_FILE for tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +33,9 @@ case "${1:-}" in
     "$HERE/helm/install.sh" >"$DRIFTGUARD_RUN/helm.env"
     "$HERE/moto/install.sh" >"$DRIFTGUARD_RUN/moto.env"
     "$HERE/terraform/setup.sh" >"$DRIFTGUARD_RUN/terraform.env"
+    # OpenTofu's tofu, built from the Go module proxy, and a CLI configuration offering it the
+    # same provider mirror (the Terraform tests run with both binaries); a failed build fails `up`
+    "$HERE/opentofu/build.sh" >"$DRIFTGUARD_RUN/opentofu.env"
     # Flux's source-controller and kustomize-controller, built from the Go module proxy, and
     # their CRDs (the real-controller test, driftguard-cli/tests/flux_controllers.rs)
     "$HERE/flux/build.sh" >"$DRIFTGUARD_RUN/flux.env"
@@ -49,6 +53,7 @@ case "${1:-}" in
       cat "$DRIFTGUARD_RUN/helm.env"
       cat "$DRIFTGUARD_RUN/moto.env"
       cat "$DRIFTGUARD_RUN/terraform.env"
+      cat "$DRIFTGUARD_RUN/opentofu.env"
       cat "$DRIFTGUARD_RUN/flux.env"
       echo "export DRIFTGUARD_RUN=$DRIFTGUARD_RUN"
       echo "export DRIFTGUARD_CACHE=$DRIFTGUARD_CACHE"
@@ -65,7 +70,8 @@ case "${1:-}" in
     "$HERE/oidc/stop.sh" || rc=1
     "$HERE/test-cluster/stop.sh" || rc=1
     rm -f "$SERVICES_ENV" "$DRIFTGUARD_RUN/helm.env" "$DRIFTGUARD_RUN/moto.env" "$DRIFTGUARD_RUN/terraform.env" \
-      "$DRIFTGUARD_RUN/flux.env"
+      "$DRIFTGUARD_RUN/opentofu.env" "$DRIFTGUARD_RUN/flux.env"
+    rm -rf "$DRIFTGUARD_RUN/opentofu"
     exit "$rc"
     ;;
   status)
@@ -92,6 +98,13 @@ case "${1:-}" in
     if grep -q TF_CLI_CONFIG_FILE "$DRIFTGUARD_RUN/terraform.env" 2>/dev/null; then
       echo "terraform: $(sed -n 's/^export TERRAFORM=//p' "$DRIFTGUARD_RUN/terraform.env") with a provider mirror"
     else echo "terraform: terraform or the AWS provider mirror missing"; rc=1; fi
+    if [ -s "$DRIFTGUARD_RUN/opentofu.env" ]; then
+      # shellcheck disable=SC1091
+      . "$DRIFTGUARD_RUN/opentofu.env"
+      if "${TOFU:-tofu}" version >/dev/null 2>&1 && [ -s "${TOFU_CLI_CONFIG_FILE:-}" ]; then
+        echo "opentofu: $TOFU with a provider mirror ($TOFU_CLI_CONFIG_FILE)"
+      else echo "opentofu: NOT runnable or its CLI configuration missing"; rc=1; fi
+    else echo "opentofu: not built"; rc=1; fi
     if [ -s "$DRIFTGUARD_RUN/flux.env" ]; then
       # shellcheck disable=SC1091
       . "$DRIFTGUARD_RUN/flux.env"

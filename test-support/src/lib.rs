@@ -468,6 +468,45 @@ pub fn terraform() -> Terraform {
     Terraform { bin, cli_config }
 }
 
+/// OpenTofu as the tests run it: `tofu` built from the Go module proxy and a CLI configuration
+/// offering the same provider mirror under OpenTofu's registry host name (both by
+/// `scripts/opentofu/build.sh`, run by `scripts/test-services.sh up`): `TOFU` and
+/// `TOFU_CLI_CONFIG_FILE` from the environment or `services.env`. A missing one fails the test,
+/// naming it: in CI OpenTofu is a service like the others.
+#[track_caller]
+pub fn tofu() -> Terraform {
+    let bin = service(
+        "TOFU",
+        "OpenTofu's tofu (built by scripts/opentofu/build.sh)",
+    );
+    let bin = program(&bin, &["version"]);
+    let cli_config = PathBuf::from(service(
+        "TOFU_CLI_CONFIG_FILE",
+        "the provider mirror for OpenTofu (registry.opentofu.org/hashicorp/aws, written by \
+         scripts/opentofu/build.sh)",
+    ));
+    let text = std::fs::read_to_string(&cli_config)
+        .unwrap_or_else(|e| panic!("OpenTofu's CLI configuration {}: {e}", cli_config.display()));
+    let mirror = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("path"))
+        .map(|p| {
+            p.trim()
+                .trim_start_matches('=')
+                .trim()
+                .trim_matches('"')
+                .to_owned()
+        })
+        .unwrap_or_default();
+    let aws = Path::new(&mirror).join("registry.opentofu.org/hashicorp/aws");
+    assert!(
+        aws.is_dir(),
+        "the AWS provider mirror for OpenTofu {} is missing (scripts/opentofu/build.sh)",
+        aws.display()
+    );
+    Terraform { bin, cli_config }
+}
+
 /// The Python of moto's venv (`scripts/moto/install.sh`), whose boto3 is the tests' hand in
 /// the AWS console. Missing fails the test.
 #[track_caller]
