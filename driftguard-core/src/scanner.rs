@@ -512,7 +512,9 @@ impl Scanner {
         // gather: both plans, records
         let run = match plans.plan().await {
             Ok(run) => run,
-            Err(source @ SourceError::Unreachable { .. }) => {
+            // the cloud could not be reached, or refused (or was given no) credentials: the
+            // live side is unknown, the code may be fine
+            Err(source @ (SourceError::Unreachable { .. } | SourceError::Forbidden { .. })) => {
                 return Err(self
                     .live_failed(
                         scan_id,

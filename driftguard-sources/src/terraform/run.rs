@@ -93,21 +93,185 @@ fn unreachable(stderr: &str) -> bool {
     .any(|p| stderr.contains(p))
 }
 
-/// One terraform step's error, as the source reports it.
-fn step_error(step: &str, source: RenderError) -> SourceError {
-    let cloud = matches!(&source, RenderError::Failed { stderr, .. } if unreachable(stderr));
+/// A mistake of the set-up that terraform's standard error shows, told apart so that the
+/// error names what to fix (not "cannot reach the cloud" for a provider missing from a mirror,
+/// not "cannot read the desired state" for missing credentials).
+#[derive(Debug, PartialEq, Eq)]
+enum Mistake {
+    /// `init` found a provider in none of the mirrors of the CLI configuration.
+    ProviderNotInMirror {
+        /// The provider (`hashicorp/aws`), when terraform names it.
+        provider: String,
+    },
+    /// `init` could not reach a provider's registry (offline, no mirror configured).
+    RegistryUnreachable {
+        /// The provider, when terraform names it.
+        provider: String,
+    },
+    /// `init` could not install a provider for another reason (a checksum, a platform).
+    ProviderNotInstalled {
+        /// The provider, when terraform names it.
+        provider: String,
+    },
+    /// `init` could not download a module (registry or Git host unreachable, no such module).
+    ModuleNotDownloaded,
+    /// The provider (or the state's backend) found no credentials.
+    NoCredentials,
+    /// The cloud refused the credentials (unknown key, bad signature, expired token).
+    CredentialsRefused,
+    /// The cloud or the backend could not be reached.
+    Unreachable,
+}
+
+/// Standard error as one line of words: the excerpt joins lines with `; ` and terraform wraps
+/// its diagnostics (`was not found in any of the; search locations`).
+fn flat(stderr: &str) -> String {
+    stderr
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The provider a diagnostic of `init` names: `for provider hashicorp/aws:`, `Could not
+/// resolve provider hashicorp/aws:` or `provider registry.terraform.io/hashicorp/aws was not
+/// found`.
+fn provider_named(stderr: &str) -> String {
+    stderr
+        .match_indices("provider ")
+        .filter_map(|(i, m)| {
+            let word = stderr[i + m.len()..]
+                .split(|c: char| c.is_whitespace() || c == ':' || c == ',' || c == ';')
+                .next()?;
+            word.contains('/').then(|| word.to_owned())
+        })
+        .next()
+        .unwrap_or_else(|| "a provider".into())
+}
+
+/// What terraform's (or OpenTofu's) standard error says went wrong, when it is a known
+/// mistake. The provider's and the backend's messages are matched (the AWS provider's
+/// `No valid credential sources found`; the registry client's `could not connect to`), the
+/// first that fits winning: installing comes before reaching the cloud, as an offline `init`
+/// fails with `dial tcp` too.
+fn mistake(stderr: &str) -> Option<Mistake> {
+    let stderr = flat(stderr);
+    let stderr = stderr.as_str();
+    let has = |ps: &[&str]| ps.iter().any(|p| stderr.contains(p));
+    if has(&[
+        "Failed to query available provider packages",
+        "Failed to install provider",
+        "Failed to resolve provider packages",
+    ]) {
+        let provider = provider_named(stderr);
+        return Some(if has(&["not found in any of the search locations"]) {
+            Mistake::ProviderNotInMirror { provider }
+        } else if has(&[
+            "could not connect to",
+            "failed to request discovery document",
+            "dial tcp",
+            "no such host",
+        ]) {
+            Mistake::RegistryUnreachable { provider }
+        } else {
+            Mistake::ProviderNotInstalled { provider }
+        });
+    }
+    if has(&[
+        "Failed to download module",
+        "Module not found",
+        "Failed to query available module",
+        "Error accessing remote module registry",
+    ]) {
+        return Some(Mistake::ModuleNotDownloaded);
+    }
+    if has(&[
+        "No valid credential sources found",
+        "no valid credential sources",
+        "NoCredentialProviders",
+        "static credentials are empty",
+    ]) {
+        return Some(Mistake::NoCredentials);
+    }
+    if has(&[
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "UnrecognizedClientException",
+        "AuthFailure",
+        "The security token included in the request is invalid",
+    ]) {
+        return Some(Mistake::CredentialsRefused);
+    }
+    unreachable(stderr).then_some(Mistake::Unreachable)
+}
+
+/// Where the providers come from, for messages: the configured CLI configuration, else
+/// terraform's own default.
+fn mirror_setting(cli_config: Option<&Path>) -> String {
+    match cli_config {
+        Some(c) => format!(
+            "the CLI configuration {} (terraform.cliConfigFile)",
+            c.display()
+        ),
+        None => "no CLI configuration (terraform.cliConfigFile is not set)".into(),
+    }
+}
+
+/// One terraform step's error, as the source reports it: a known mistake of the set-up says
+/// what to fix ([`Mistake`]), an unreachable cloud is [`SourceError::Unreachable`], anything
+/// else is terraform's error. `cli_config` is the configured CLI configuration.
+fn step_error_in(step: &str, source: RenderError, cli_config: Option<&Path>) -> SourceError {
+    let found = match &source {
+        RenderError::Failed { stderr, .. } => mistake(stderr),
+        _ => None,
+    };
     let e = TerraformError::Step {
         step: step.to_owned(),
         source,
     };
-    if cloud {
-        SourceError::Unreachable {
+    let setup = |context: String, e: TerraformError| SourceError::Backend {
+        context,
+        source: Box::new(e),
+    };
+    match found {
+        None => SourceError::Terraform(e),
+        Some(Mistake::ProviderNotInMirror { provider }) => setup(format!(
+            "terraform {step} cannot install the provider {provider}: it is in none of the provider mirrors of {}; put it there (`terraform providers mirror <folder>` where the registry can be reached) or name the CLI configuration of the mirror that has it",
+            mirror_setting(cli_config)
+        ), e),
+        Some(Mistake::RegistryUnreachable { provider }) => setup(format!(
+            "terraform {step} cannot download the provider {provider}: its registry cannot be reached and {} names no mirror that has it; offline, give a CLI configuration with a provider_installation filesystem_mirror holding it (terraform.cliConfigFile)",
+            mirror_setting(cli_config)
+        ), e),
+        Some(Mistake::ProviderNotInstalled { provider }) => setup(format!(
+            "terraform {step} cannot install the provider {provider} (from {})",
+            mirror_setting(cli_config)
+        ), e),
+        Some(Mistake::ModuleNotDownloaded) => setup(format!(
+            "terraform {step} cannot download a module of the code: its registry or Git host cannot be reached, or it does not exist; offline, vendor the module into the repository"
+        ), e),
+        Some(Mistake::NoCredentials) => SourceError::Forbidden {
+            what: format!(
+                "the cloud (terraform {step}): the provider found no credentials; give DriftGuard's process its cloud's credentials (AWS: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role: IRSA, Pod Identity, an instance profile)"
+            ),
+        },
+        Some(Mistake::CredentialsRefused) => SourceError::Forbidden {
+            what: format!(
+                "the cloud (terraform {step}): the credentials were refused (an unknown key, a wrong secret or an expired token); renew those DriftGuard's process has"
+            ),
+        },
+        Some(Mistake::Unreachable) => SourceError::Unreachable {
             target: format!("the cloud (terraform {step})"),
             source: Box::new(e),
-        }
-    } else {
-        SourceError::Terraform(e)
+        },
     }
+}
+
+/// [`step_error_in`] without a CLI configuration to name.
+fn step_error(step: &str, source: RenderError) -> SourceError {
+    step_error_in(step, source, None)
 }
 
 /// `terraform state pull`'s lineage and serial (the rest, sensitive values included, is
@@ -168,7 +332,7 @@ const INIT_NEEDED: &[&str] = &[
 
 /// Whether a failed step asks for `init`.
 fn needs_init(e: &RenderError) -> bool {
-    matches!(e, RenderError::Failed { stderr, .. } if INIT_NEEDED.iter().any(|p| stderr.contains(p)))
+    matches!(e, RenderError::Failed { stderr, .. } if INIT_NEEDED.iter().any(|p| flat(stderr).contains(p)))
 }
 
 /// Names of DriftGuard's environment variables whose values may be secret (cloud keys and
@@ -317,6 +481,8 @@ pub(crate) fn check(
         }
         .output()
     };
+    let fail =
+        |step: &str, e: RenderError| step_error_in(step, e, config.cli_config_file.as_deref());
     let io = |what: String| {
         move |e: std::io::Error| SourceError::Backend {
             context: what,
@@ -359,7 +525,7 @@ pub(crate) fn check(
                 .iter()
                 .map(|b| format!("-backend-config={b}")),
         );
-        run(args).map_err(|e| step_error("init", e))?;
+        run(args).map_err(|e| fail("init", e))?;
         if !p.in_place && lock.is_file() {
             std::fs::copy(&lock, &kept_lock)
                 .map_err(io(format!("cannot write {}", kept_lock.display())))?;
@@ -403,10 +569,10 @@ pub(crate) fn check(
         init(lock_put_back)?;
         (planned, state) = plan_and_mark();
     }
-    planned.map_err(|e| step_error("plan", e))?;
+    planned.map_err(|e| fail("plan", e))?;
     // the state's text (sensitive values in plain text) is read for its lineage and serial
     // and dropped here
-    let state = state.map_err(|e| step_error("state pull", e))?;
+    let state = state.map_err(|e| fail("state pull", e))?;
     let state = if state.trim().is_empty() {
         None
     } else {
@@ -427,7 +593,7 @@ pub(crate) fn check(
         "-no-color".into(),
         plan_file.display().to_string(),
     ])
-    .map_err(|e| step_error("show", e))?;
+    .map_err(|e| fail("show", e))?;
     drop(tmp);
     let plan = RawPlan::new(plan_json);
     let mut warnings = Vec::new();
@@ -524,6 +690,81 @@ fn declarations(p: &Prepared, dir: &Path, data: &Path) -> Vec<Declaration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_up_mistakes_are_told_apart() {
+        // terraform 1.11's and the AWS provider 5.100's own words
+        // as the excerpt shows it: lines joined with `; `, terraform's wrapping kept
+        let not_in_mirror = "Error: Failed to query available provider packages; Could not retrieve the list of available versions for provider hashicorp/aws:; provider registry.terraform.io/hashicorp/aws was not found in any of the; search locations; - /srv/mirror";
+        assert_eq!(
+            mistake(not_in_mirror),
+            Some(Mistake::ProviderNotInMirror {
+                provider: "hashicorp/aws".into()
+            })
+        );
+        let offline = "Error: Failed to query available provider packages; Could not retrieve the list of available versions for provider hashicorp/aws: could not connect to registry.terraform.io: failed to request discovery document: Get \"https://registry.terraform.io/.well-known/terraform.json\": dial tcp: lookup registry.terraform.io: no such host";
+        assert_eq!(
+            mistake(offline),
+            Some(Mistake::RegistryUnreachable {
+                provider: "hashicorp/aws".into()
+            })
+        );
+        assert_eq!(
+            mistake("Error: No valid credential sources found; with provider[\"registry.terraform.io/hashicorp/aws\"]; Error: failed to refresh cached credentials, no EC2 IMDS role found, operation error ec2imds: GetMetadata, dial tcp 169.254.169.254:80: connect: connection refused"),
+            Some(Mistake::NoCredentials)
+        );
+        assert_eq!(
+            mistake("Error: reading S3 Bucket (logs): operation error S3: HeadBucket, https response error StatusCode: 403, api error InvalidAccessKeyId"),
+            Some(Mistake::CredentialsRefused)
+        );
+        assert_eq!(
+            mistake("Error: reading S3 Bucket: dial tcp 127.0.0.1:1: connect: connection refused"),
+            Some(Mistake::Unreachable)
+        );
+        // OpenTofu 1.12's words
+        assert_eq!(
+            mistake("Error: Failed to resolve provider packages; Could not resolve provider hashicorp/aws: could not connect to; registry.opentofu.org: failed to request discovery document: Get; \"https://registry.opentofu.org/.well-known/terraform.json\": proxyconnect tcp:; dial tcp 127.0.0.1:1: connect: connection refused"),
+            Some(Mistake::RegistryUnreachable {
+                provider: "hashicorp/aws".into()
+            })
+        );
+        assert_eq!(mistake("Error: Unsupported argument"), None);
+
+        let failed = |stderr: &str| RenderError::Failed {
+            command: "terraform init".into(),
+            status: "exit status: 1".into(),
+            stderr: stderr.into(),
+        };
+        let e = step_error_in("init", failed(offline), None);
+        assert!(matches!(e, SourceError::Backend { .. }), "{e:?}");
+        let text = driftguard_core::error::chain(&e);
+        assert!(
+            text.starts_with("terraform init cannot download the provider hashicorp/aws: its registry cannot be reached"),
+            "{text}"
+        );
+        assert!(
+            text.contains("terraform.cliConfigFile is not set"),
+            "{text}"
+        );
+        let e = step_error_in(
+            "init",
+            failed(not_in_mirror),
+            Some(Path::new("/etc/driftguard/terraformrc")),
+        );
+        assert!(
+            e.to_string().contains("in none of the provider mirrors of the CLI configuration /etc/driftguard/terraformrc"),
+            "{e}"
+        );
+        let e = step_error_in(
+            "plan",
+            failed("Error: No valid credential sources found"),
+            None,
+        );
+        assert!(
+            matches!(&e, SourceError::Forbidden { what } if what.contains("found no credentials") && what.contains("AWS_PROFILE")),
+            "{e:?}"
+        );
+    }
 
     #[test]
     fn unreachable_clouds_are_told_apart() {
