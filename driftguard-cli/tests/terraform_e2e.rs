@@ -505,3 +505,290 @@ s3.create_bucket(Bucket="hand-made-reports")
         .expect("state")
         .contains(CANARY));
 }
+
+/// Community modules (issue 35): `examples/terraform-modules`, a root module in `live/prod`
+/// calling terraform-aws-modules' security group (rules as `aws_security_group_rule`
+/// resources) and DynamoDB table (point-in-time recovery), vendored from GitHub, applied to
+/// moto. By hand: port 22 opened to the world on the group (only its `ingress` grows, which
+/// the code leaves unset), the table's point-in-time recovery turned off. In the code: the
+/// table's team tag changed where the module is called (`live/prod/main.tf`), not applied.
+/// Then `terraform apply`. And the same code without its backend: an empty state, refused.
+#[test]
+fn community_modules_end_to_end_against_moto() {
+    let t = terraform();
+    let moto = MotoServer::start();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let repo = dir.join("repo");
+    copy_dir(&repo_root().join("examples/terraform-modules"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"], "Alice Dev");
+    git(&repo, &["add", "-A"], "Alice Dev");
+    git(
+        &repo,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            "prod: network, web group, orders table",
+        ],
+        "Alice Dev",
+    );
+    let first = head(&repo);
+    std::fs::write(
+        dir.join("secrets.tfvars"),
+        format!("aws_endpoint = \"{}\"\n", moto.url()),
+    )
+    .expect("write variables");
+    let root = repo.join("live/prod");
+    user_apply(&t, dir, &root);
+
+    let environment = |name: &str, backend: bool| {
+        format!(
+            r#"  - name: {name}
+    git:
+      url: ./repo
+      path: live/prod
+    terraform:
+      binary: {bin}
+      cliConfigFile: {cli}
+      varFiles: [{vars}]
+{backend}      timeout: 5m
+"#,
+            bin = t.bin.display(),
+            cli = t.cli_config.display(),
+            vars = dir.join("secrets.tfvars").display(),
+            backend = if backend {
+                format!(
+                    "      backendConfig: [\"path={}\"]\n",
+                    dir.join("state.tfstate").display()
+                )
+            } else {
+                String::new()
+            },
+        )
+    };
+    let settings = "secretKey: {env: TF_E2E_KEY}\n";
+    std::fs::write(
+        dir.join("driftguard.yaml"),
+        format!("environments:\n{}{settings}", environment("cloud", true)),
+    )
+    .expect("write config");
+    let validate = run_env(dir, &["config", "validate"], &[]);
+    assert_eq!(validate.code, 0, "{}{}", validate.stdout, validate.stderr);
+
+    // 1. right after the apply: the refresh shows the group's rules growing by those of its
+    // rule resources, and that is not drift
+    let (first_scan, took) = scan(dir);
+    eprintln!("first check of the modules: {took:?}");
+    assert_eq!(
+        first_scan.code, 0,
+        "{}\n{}",
+        first_scan.stdout, first_scan.stderr
+    );
+    let v = first_scan.json();
+    assert_eq!(rows(list(cloud(&v), "drifts")), BTreeSet::new(), "{v:#}");
+    assert_eq!(cloud(&v)["summary"]["counts"]["tracked"], 5, "{v:#}");
+
+    // 2. by hand
+    moto.boto3(
+        r#"
+import boto3, os
+e = os.environ["ENDPOINT"]
+ec2 = boto3.client("ec2", endpoint_url=e)
+ddb = boto3.client("dynamodb", endpoint_url=e)
+sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["web-*"]}])
+groups = sg["SecurityGroups"]
+assert len(groups) == 1, groups
+ec2.authorize_security_group_ingress(GroupId=groups[0]["GroupId"],
+    IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+ddb.update_continuous_backups(TableName="orders",
+    PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": False})
+"#,
+    );
+    let sg = "module.web_sg.aws_security_group.this_name_prefix[0]";
+    let table = "module.orders.aws_dynamodb_table.this[0]";
+    let (second, took) = scan(dir);
+    eprintln!("check after the hand changes: {took:?}");
+    assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
+    let v = second.json();
+    let expected: BTreeSet<String> = [
+        format!("aws_dynamodb_table {table} modified forward medium [point_in_time_recovery[0].enabled]"),
+        format!("aws_security_group {sg} modified forward high [ingress]"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rows(list(cloud(&v), "drifts")), expected, "{v:#}");
+    let drift = |v: &Value, name: &str| {
+        list(cloud(v), "drifts")
+            .iter()
+            .find(|d| d["id"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no drift of {name}: {v:#}"))
+    };
+    let open = drift(&v, sg);
+    let live = open["fields"][0]["live"].to_string();
+    assert!(
+        live.contains("0.0.0.0/0") && live.contains("\"from_port\":22") && !live.contains("443"),
+        "only the rule no rule resource owns: {live}"
+    );
+    // a hand change: explain names no commit (the repository's first commit is not it) and
+    // speaks of the cloud, not of clusters and field managers
+    let explained = run_env(
+        dir,
+        &[
+            "explain",
+            "--config",
+            "driftguard.yaml",
+            &format!("cloud:aws_security_group.aws/{sg}"),
+        ],
+        &env_vars(),
+    );
+    assert_eq!(
+        explained.code, 0,
+        "{}{}",
+        explained.stdout, explained.stderr
+    );
+    let text = &explained.stdout;
+    for word in ["cluster", "field manager", "Alice"] {
+        assert!(!text.contains(word), "{word:?} in:\n{text}");
+    }
+    // the revision checked is the first commit; no commit is named for the change
+    let commit_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("commit:"))
+        .unwrap_or_default();
+    assert!(!commit_line.contains(&first[..12]), "{text}");
+    assert!(
+        text.contains("the cloud changed outside Terraform")
+            && text.contains("commit:    none (changed outside Terraform"),
+        "{text}"
+    );
+
+    // 3. the recovery turned back on by hand, and the table's team changed where the module
+    // is called: the commit of live/prod/main.tf is named, not the module's file's
+    moto.boto3(
+        r#"
+import boto3, os
+ddb = boto3.client("dynamodb", endpoint_url=os.environ["ENDPOINT"])
+ddb.update_continuous_backups(TableName="orders",
+    PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+"#,
+    );
+    let main_tf = root.join("main.tf");
+    let text = std::fs::read_to_string(&main_tf).expect("read main.tf");
+    assert!(text.contains("team = \"shop\""));
+    std::fs::write(
+        &main_tf,
+        text.replace("team = \"shop\"", "team = \"orders\""),
+    )
+    .expect("write main.tf");
+    git(
+        &repo,
+        &[
+            "commit",
+            "-q",
+            "-a",
+            "-m",
+            "orders: the orders team owns the table",
+        ],
+        "Bob Sre",
+    );
+    let inputs = head(&repo);
+    let (third, took) = scan(dir);
+    eprintln!("check after the commit: {took:?}");
+    assert_eq!(third.code, 2, "{}\n{}", third.stdout, third.stderr);
+    let v = third.json();
+    let expected: BTreeSet<String> = [
+        format!("aws_dynamodb_table {table} modified reverse low [tags.team,tags_all.team]"),
+        format!("aws_security_group {sg} modified forward high [ingress]"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rows(list(cloud(&v), "drifts")), expected, "{v:#}");
+    let reverse = drift(&v, table);
+    assert_eq!(
+        reverse["attribution"]["commit"]["id"],
+        inputs.as_str(),
+        "{reverse:#}"
+    );
+    assert_eq!(reverse["attribution"]["commit"]["author"], "Bob Sre");
+    assert_eq!(
+        reverse["provenance"]["file"],
+        "modules/dynamodb-table/main.tf"
+    );
+
+    // 4. terraform apply: the table's tags applied; the rule is still open (an apply leaves
+    // what the code does not set), and still reported
+    user_apply(&t, dir, &root);
+    let (fourth, took) = scan(dir);
+    eprintln!("check after the apply: {took:?}");
+    assert_eq!(fourth.code, 2, "{}\n{}", fourth.stdout, fourth.stderr);
+    let v = fourth.json();
+    assert_eq!(
+        rows(list(cloud(&v), "drifts")),
+        [format!(
+            "aws_security_group {sg} modified forward high [ingress]"
+        )]
+        .into_iter()
+        .collect::<BTreeSet<_>>(),
+        "{v:#}"
+    );
+    let resolved: Vec<String> = list(cloud(&v), "resolved")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {}",
+                d["id"]["name"].as_str().unwrap_or(""),
+                d["resolution"].as_str().unwrap_or("-")
+            )
+        })
+        .collect();
+    assert_eq!(resolved, vec![format!("{table} applied")], "{v:#}");
+
+    // 5. the same code without its backend: an empty state, refused, and nothing stored of
+    // the first environment is lost
+    std::fs::write(
+        dir.join("empty.yaml"),
+        format!(
+            "environments:\n{}{settings}",
+            environment("nobackend", false)
+        ),
+    )
+    .expect("write config");
+    let refused = run_env(
+        dir,
+        &["scan", "--config", "empty.yaml", "-o", "json"],
+        &env_vars(),
+    );
+    let said = format!("{}{}", refused.stdout, refused.stderr);
+    assert_ne!(refused.code, 0, "{said}");
+    assert!(
+        said.contains("holds no resource") && said.contains("terraform.expectEmptyState: true"),
+        "{said}"
+    );
+    let stored = run_env(
+        dir,
+        &["drifts", "--config", "driftguard.yaml", "-o", "json"],
+        &env_vars(),
+    );
+    assert!(
+        stored.stdout.contains(sg),
+        "{}{}",
+        stored.stdout,
+        stored.stderr
+    );
+    // nothing was recorded for the refused environment (the store is shared)
+    let v = stored.json();
+    let envs: BTreeSet<&str> = v
+        .as_array()
+        .expect("a list of drifts")
+        .iter()
+        .filter_map(|d| d["id"]["environment"].as_str())
+        .collect();
+    assert_eq!(
+        envs,
+        ["cloud"].into_iter().collect::<BTreeSet<_>>(),
+        "{v:#}"
+    );
+}

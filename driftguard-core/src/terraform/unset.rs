@@ -271,4 +271,67 @@ mod tests {
         assert_eq!(protocol("6"), "tcp");
         assert_eq!(protocol("ALL"), "-1");
     }
+
+    #[test]
+    fn the_rule_resources_of_the_state_own_their_sources() {
+        use super::super::plan::PlannedResource;
+        let mut plan = Plan::default();
+        let mut add = |kind: &str, name: &str, values: Value| {
+            let r = PlannedResource {
+                address: format!("{kind}.{name}"),
+                module_address: String::new(),
+                kind: kind.into(),
+                name: name.into(),
+                provider: "registry.terraform.io/hashicorp/aws".into(),
+            };
+            plan.prior.insert(r.address.clone(), (r, values));
+        };
+        // as the AWS provider 5.100.0 refreshes them
+        add(
+            "aws_security_group_rule",
+            "https",
+            json!({"security_group_id": "sg-1", "type": "ingress", "protocol": "tcp",
+                   "from_port": 443, "to_port": 443, "cidr_blocks": ["10.0.0.0/16"],
+                   "ipv6_cidr_blocks": ["2001:db8::/32"], "prefix_list_ids": [],
+                   "source_security_group_id": null, "self": false}),
+        );
+        add(
+            "aws_security_group_rule",
+            "peers",
+            json!({"security_group_id": "sg-1", "type": "ingress", "protocol": "-1",
+                   "from_port": 0, "to_port": 0, "source_security_group_id": "sg-1",
+                   "self": false}),
+        );
+        add(
+            "aws_vpc_security_group_ingress_rule",
+            "ssh",
+            json!({"security_group_id": "sg-1", "ip_protocol": "tcp", "from_port": 22,
+                   "to_port": 22, "cidr_ipv4": "10.1.0.0/16"}),
+        );
+        add(
+            "aws_vpc_security_group_egress_rule",
+            "all",
+            json!({"security_group_id": "sg-1", "ip_protocol": "-1", "from_port": null,
+                   "to_port": null, "referenced_security_group_id": "123456789012/sg-2"}),
+        );
+        let owned = owned_rules(&plan);
+        let atom = |d: &'static str, p: &str, f: i64, t: i64, s: &str| {
+            ("sg-1".to_owned(), d, p.to_owned(), f, t, s.to_owned())
+        };
+        let want: BTreeSet<Atom> = [
+            atom("ingress", "tcp", 443, 443, "cidr:10.0.0.0/16"),
+            atom("ingress", "tcp", 443, 443, "ipv6:2001:db8::/32"),
+            atom("ingress", "-1", 0, 0, "self"),
+            atom("ingress", "tcp", 22, 22, "cidr:10.1.0.0/16"),
+            atom("egress", "-1", 0, 0, "sg:sg-2"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(owned, want);
+        // a group's entries as the provider reads them: an `all` egress to another account's
+        // group, and a rule of its own
+        let egress = json!([{"protocol": "-1", "from_port": 0, "to_port": 0,
+            "security_groups": ["123456789012/sg-2"], "cidr_blocks": [], "self": false}]);
+        assert_eq!(without_owned(&egress, "sg-1", "egress", &owned), json!([]));
+    }
 }
