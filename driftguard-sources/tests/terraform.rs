@@ -1,8 +1,9 @@
 //! The Terraform source with a real terraform (1.11.4) and the AWS provider from the image's
 //! filesystem mirror, against moto's server (a server of each test's own): checks of a Git
 //! repository and of a folder, the commits of declaring files, errors, and the AWS account
-//! lister. A missing terraform, provider mirror or moto fails these tests, naming what is
-//! missing (`scripts/terraform/setup.sh`, `scripts/moto/install.sh`).
+//! lister. Each check runs with terraform and with OpenTofu (1.12.6, `TOFU`). A missing
+//! terraform, tofu, provider mirror or moto fails these tests, naming what is missing
+//! (`scripts/terraform/setup.sh`, `scripts/opentofu/build.sh`, `scripts/moto/install.sh`).
 
 mod git_support;
 
@@ -21,7 +22,7 @@ use driftguard_core::terraform::{observe, PlanView};
 use driftguard_sources::git::{GitRepoSource, GitSourceConfig};
 use driftguard_sources::terraform::aws::{AwsConfig, AwsLister};
 use driftguard_sources::terraform::{CloudLister, TerraformCode, TerraformConfig, TerraformSource};
-use driftguard_test_support::{terraform, MotoServer, Terraform};
+use driftguard_test_support::{terraform, tofu, MotoServer, Terraform};
 use git_support::*;
 
 const CANARY: &str = "CANARY-token-51f0a2";
@@ -212,8 +213,16 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_git_repository_is_checked_with_read_only_plans() {
+    git_repository_case(terraform()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_repository_is_checked_with_read_only_plans_of_opentofu() {
+    git_repository_case(tofu()).await;
+}
+
+async fn git_repository_case(t: Terraform) {
     aws_env();
-    let t = terraform();
     let moto = MotoServer::start();
     let setup = Setup::new(&moto);
     let mut repo = TestRepo::new();
@@ -348,8 +357,16 @@ s3.create_bucket(Bucket="by-hand")
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_is_checked_in_place_and_errors_name_what_is_wrong() {
+    folder_case(terraform()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_is_checked_in_place_and_errors_name_what_is_wrong_with_opentofu() {
+    folder_case(tofu()).await;
+}
+
+async fn folder_case(t: Terraform) {
     aws_env();
-    let t = terraform();
     let moto = MotoServer::start();
     let setup = Setup::new(&moto);
     let folder = tempfile::tempdir().expect("temp dir");
