@@ -59,6 +59,7 @@ fn declarations() -> Vec<declare::Declaration> {
 fn run(step: &str) -> PlanRun {
     // `terraform state pull` of no state prints nothing
     let state: Option<StateMark> = (step != "empty").then(|| {
+        // (the state of the `vpcrules-*` steps: `modules-vpcrules.tf` added and applied)
         serde_json::from_str(&fixture(&format!("modules-{step}-state.json"))).expect("state")
     });
     PlanRun {
@@ -311,4 +312,45 @@ fn a_module_input_changed_where_the_module_is_called_names_that_commit() {
         .find(|d| d.id.name == TABLE)
         .expect("the table");
     assert_eq!(table.attribution.commit.as_ref(), Some(&module));
+}
+
+#[test]
+fn rules_of_vpc_security_group_rule_resources_are_theirs_and_a_rule_opened_to_ipv6_is_not() {
+    // the root module with a group whose rules are `aws_vpc_security_group_ingress_rule` and
+    // `..._egress_rule` resources (`modules-vpcrules.tf`), applied; the web group still has
+    // the rule opened by hand before
+    let plans = Arc::new(MemoryPlanSource::new());
+    let clock = Arc::new(ManualClock::new(t(0)));
+    let s = scanner(&plans, &clock);
+    plans.set(run("vpcrules-clean"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(
+        open(&rep),
+        vec![format!("{SG} modified forward high [ingress]")]
+    );
+    assert_eq!(rep.summary.counts.tracked, 8);
+    // by hand: port 22 opened to ::/0 on the api group
+    clock.set(t(10));
+    plans.set(run("vpcrules-hand"));
+    let rep = block_on(s.scan()).expect("scan");
+    assert_eq!(
+        open(&rep),
+        vec![
+            "aws_security_group.api modified forward high [ingress]".to_owned(),
+            format!("{SG} modified forward high [ingress]"),
+        ]
+    );
+    let api = rep
+        .drifts()
+        .find(|d| d.id.name == "aws_security_group.api")
+        .expect("the api group");
+    let live = api.fields[0].live.as_ref().expect("live").to_string();
+    assert!(
+        live.contains("::/0") && live.contains("\"from_port\":22"),
+        "{live}"
+    );
+    assert!(
+        !live.contains("10.40.0.0/16") && !live.contains("443"),
+        "{live}"
+    );
 }
