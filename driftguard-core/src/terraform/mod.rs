@@ -21,7 +21,11 @@
 //!   Terraform (the state agrees with the code) is forward, one changed in the code and not
 //!   applied (the state agrees with the cloud) is reverse, both is conflict. An attribute
 //!   that changed outside Terraform but that the code leaves to the cloud (an apply would not
-//!   touch it) is not drift, as a field Git does not set is not in Kubernetes;
+//!   touch it) is not drift, as a field Git does not set is not in Kubernetes, except a
+//!   security group's rules left to rule resources (the rules no rule resource owns are drift:
+//!   see `unset.rs`); a nested block of one instance is compared field by field;
+//! - **empty state**: a check whose state holds no resource is refused
+//!   ([`TerraformError::EmptyState`]) unless the environment expects it;
 //! - **missing**: in the code, not in the cloud: forward when the state has it (deleted
 //!   outside Terraform), reverse when it does not (never applied);
 //! - **orphan**: in the state and the cloud but no longer in the code (reverse: an apply
@@ -35,8 +39,9 @@
 //!   ([`Observation::applied_mark`](crate::state::Observation::applied_mark)): a drift that ends in a check where the state was
 //!   written was ended by `terraform apply`.
 //!
-//! Where each resource is declared ([`declare`]) gives its provenance and, through the Git
-//! history of that file, the commit named for a reverse drift.
+//! Where each resource is declared ([`declare`]) gives its provenance; the commit named for a
+//! reverse drift is the newest that changed its module's folder, the calls of its module chain
+//! or the variable files ([`Observation::depends_on`](crate::state::Observation::depends_on)).
 
 pub mod cloud;
 pub mod declare;
