@@ -12,9 +12,12 @@
 //! made by hand stays an orphan: no apply ends it). The sensitive password (a canary) is in
 //! no output, no API answer, no log and no file DriftGuard wrote.
 //!
-//! Needs terraform and its provider mirror (`scripts/terraform/setup.sh`) and moto
-//! (`scripts/moto/install.sh`), both run by `scripts/test-services.sh up`: a missing one fails
-//! the test, naming it.
+//! Each case runs twice: with terraform and with OpenTofu (1.12.6: the user's applies and
+//! DriftGuard's checks with the same binary).
+//!
+//! Needs terraform and its provider mirror (`scripts/terraform/setup.sh`), OpenTofu and the
+//! mirror offered to it (`scripts/opentofu/build.sh`) and moto (`scripts/moto/install.sh`), all
+//! run by `scripts/test-services.sh up`: a missing one fails the test, naming it.
 
 mod util;
 
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use driftguard_test_support::{terraform, MotoServer, Terraform};
+use driftguard_test_support::{terraform, tofu, MotoServer, Terraform};
 use serde_json::Value;
 use util::e2e::{free_port, spawn_server};
 use util::{copy_dir, repo_root, run_env, Run};
@@ -174,7 +177,17 @@ fn files_holding(dir: &Path, needle: &str, skip: &[PathBuf]) -> Vec<PathBuf> {
 
 #[test]
 fn terraform_drift_end_to_end_against_moto() {
-    let t = terraform();
+    drift_end_to_end(&terraform());
+}
+
+#[test]
+fn opentofu_drift_end_to_end_against_moto() {
+    drift_end_to_end(&tofu());
+}
+
+/// The case with terraform or OpenTofu: the user's applies and DriftGuard's checks run the
+/// same binary.
+fn drift_end_to_end(t: &Terraform) {
     let moto = MotoServer::start();
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
@@ -196,7 +209,7 @@ fn terraform_drift_end_to_end_against_moto() {
         ),
     )
     .expect("write variables");
-    user_apply(&t, dir, &repo);
+    user_apply(t, dir, &repo);
 
     let config = format!(
         r#"environments:
@@ -233,7 +246,7 @@ server:
 
     // 1. right after the apply: everything in sync
     let (first, took) = scan(dir);
-    eprintln!("first check of the module (init, both plans, the account listed): {took:?}");
+    eprintln!("first check of the module (init, the plan, the account listed): {took:?}");
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     let v = first.json();
     assert_eq!(rows(list(cloud(&v), "drifts")), BTreeSet::new(), "{v:#}");
@@ -277,7 +290,7 @@ s3.create_bucket(Bucket="hand-made-reports")
     let storage_commit = head(&repo);
 
     let (second, took) = scan(dir);
-    eprintln!("drift check of the module (fetch, both plans, the account listed): {took:?}");
+    eprintln!("drift check of the module (fetch, the plan, the account listed): {took:?}");
     assert_eq!(second.code, 2, "{}\n{}", second.stdout, second.stderr);
     let v = second.json();
     let drifts = list(cloud(&v), "drifts");
@@ -427,7 +440,7 @@ s3.create_bucket(Bucket="hand-made-reports")
 
     // 4. terraform apply: every drift it can end is resolved as applied; the bucket made
     // outside Terraform stays an orphan
-    user_apply(&t, dir, &repo);
+    user_apply(t, dir, &repo);
     let (third, took) = scan(dir);
     eprintln!("check after the apply: {took:?}");
     assert_eq!(third.code, 2, "{}\n{}", third.stdout, third.stderr);
@@ -515,7 +528,16 @@ s3.create_bucket(Bucket="hand-made-reports")
 /// Then `terraform apply`. And the same code without its backend: an empty state, refused.
 #[test]
 fn community_modules_end_to_end_against_moto() {
-    let t = terraform();
+    community_modules_end_to_end(&terraform());
+}
+
+#[test]
+fn community_modules_end_to_end_against_moto_with_opentofu() {
+    community_modules_end_to_end(&tofu());
+}
+
+/// The community modules' case with terraform or OpenTofu.
+fn community_modules_end_to_end(t: &Terraform) {
     let moto = MotoServer::start();
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
@@ -540,7 +562,7 @@ fn community_modules_end_to_end_against_moto() {
     )
     .expect("write variables");
     let root = repo.join("live/prod");
-    user_apply(&t, dir, &root);
+    user_apply(t, dir, &root);
 
     let environment = |name: &str, backend: bool| {
         format!(
@@ -720,7 +742,7 @@ ddb.update_continuous_backups(TableName="orders",
 
     // 4. terraform apply: the table's tags applied; the rule is still open (an apply leaves
     // what the code does not set), and still reported
-    user_apply(&t, dir, &root);
+    user_apply(t, dir, &root);
     let (fourth, took) = scan(dir);
     eprintln!("check after the apply: {took:?}");
     assert_eq!(fourth.code, 2, "{}\n{}", fourth.stdout, fourth.stderr);

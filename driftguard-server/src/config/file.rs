@@ -52,7 +52,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub helm_bin: Option<PathBuf>,
     /// Folder holding the working folders of Terraform environments (their `TF_DATA_DIR`, the
-    /// revision written out; default `.driftguard/terraform`).
+    /// revision written out) and the plugin cache they share (`plugin-cache`); default
+    /// `.driftguard/terraform`.
     #[serde(default)]
     pub terraform_cache: Option<PathBuf>,
     /// What one input may cost: larger manifest files and dumps, and sources handing over
@@ -547,7 +548,8 @@ pub struct TerraformConfig {
     /// of the DriftGuard host, outside the repository: where sensitive values belong).
     #[serde(default)]
     pub var_files: Vec<String>,
-    /// The terraform binary: a path, or a name looked up on PATH (default `terraform`).
+    /// The terraform binary: a path, or a name looked up on PATH (default `terraform`); OpenTofu's
+    /// `tofu` works the same way.
     #[serde(default)]
     pub binary: Option<PathBuf>,
     /// `-backend-config` values given to `terraform init`: `key=value` (`path=/var/lib/tf/prod.tfstate`
