@@ -83,6 +83,7 @@ pub mod prelude {
     pub use crate::scanner::Scanner;
     pub use crate::severity::{Severity, SeverityRules};
     pub use crate::state::{
-        Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Presence, Resolution,
+        Direction, Drift, DriftEvent, DriftKind, DriftRecord, EventKind, Presence, Records,
+        Resolution,
     };
 }

@@ -58,7 +58,7 @@ use crate::ports::{
 use crate::query::EventQuery;
 use crate::remediate::{credit, RemediationRecord};
 use crate::severity::drift_score;
-use crate::state::{Drift, DriftEvent, DriftRecord, EventKind, Observation, Tick};
+use crate::state::{Drift, DriftEvent, EventKind, Observation, Records, Tick};
 
 /// Most batches a scanner keeps while the store cannot be written.
 pub const MAX_UNWRITTEN: usize = 10_000;
@@ -78,7 +78,7 @@ struct ScanState {
     /// The indexed environment of the last scan.
     env: Option<EnvState>,
     /// The current records (as written, or as kept in `unwritten`).
-    records: HashMap<ResourceId, DriftRecord>,
+    records: Records,
     /// Whether `records` are the environment's (read or written in this term): a full scan
     /// that cannot read the store goes on from them.
     records_known: bool,
@@ -277,7 +277,7 @@ impl Scanner {
         let state = self.state.lock().await;
         let mut open: Vec<Drift> = state
             .records
-            .values()
+            .iter()
             .filter_map(|r| r.drift.as_deref().cloned())
             .collect();
         open.sort_by(|a, b| a.id.cmp(&b.id));
@@ -430,7 +430,7 @@ impl Scanner {
         };
         let records = self.records(state).await?;
         let open = records
-            .values()
+            .iter()
             .filter(|r| r.drift.is_some())
             .map(|r| r.id.clone())
             .collect();
@@ -491,7 +491,7 @@ impl Scanner {
         let mut st = st;
         st.open_drifts = state
             .records
-            .values()
+            .iter()
             .filter(|r| r.drift.is_some())
             .map(|r| r.id.clone())
             .collect();
@@ -611,12 +611,9 @@ impl Scanner {
     /// The stored records of the environment; while the store cannot be read, the records this
     /// scanner wrote or keeps to write (the store's own copy, which a buffer in front of it
     /// would otherwise have to hold as well).
-    async fn records(
-        &self,
-        state: &ScanState,
-    ) -> Result<HashMap<ResourceId, DriftRecord>, ScanError> {
+    async fn records(&self, state: &ScanState) -> Result<Records, ScanError> {
         match self.store.records(self.environment()).await {
-            Ok(stored) => Ok(stored.into_iter().map(|r| (r.id.clone(), r)).collect()),
+            Ok(stored) => Ok(stored.into_iter().collect()),
             Err(StoreError::Unavailable { .. }) if state.records_known => Ok(state.records.clone()),
             Err(e) => Err(e.into()),
         }
@@ -751,7 +748,7 @@ impl Scanner {
         let wanted: HashSet<&AuditObject> = objects.iter().collect();
         let mut ids: Vec<ResourceId> = state
             .records
-            .values()
+            .iter()
             .filter(|r| r.drift.as_deref().is_some_and(Drift::is_open))
             .map(|r| &r.id)
             .filter(|id| wanted.contains(&AuditObject::of(id)))
@@ -817,7 +814,7 @@ impl Scanner {
                 let open = match ev.records.remove(id) {
                     Some(r) => {
                         let open = r.drift.is_some();
-                        state.records.insert(id.clone(), r);
+                        state.records.insert(r);
                         open
                     }
                     None => {

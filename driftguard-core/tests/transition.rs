@@ -279,7 +279,7 @@ proptest! {
     fn evaluating_taking_the_records_is_evaluating_reading_them(
         steps in prop::collection::vec(step(), 1..8)
     ) {
-        let mut records = std::collections::HashMap::new();
+        let mut records = driftguard_core::state::Records::new();
         for (i, s) in steps.iter().enumerate() {
             let (e, st) = index_step(*s);
             let observations = e.observe_each(&st, e.scan_ids(&st, &records));

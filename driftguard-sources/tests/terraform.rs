@@ -7,7 +7,6 @@
 
 mod git_support;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Once};
@@ -275,7 +274,7 @@ async fn git_repository_case(t: Terraform) {
         .resources
         .iter()
         .any(|r| r.kind == "aws_vpc" && r.default));
-    let view = observe(&engine(), &run, &HashMap::new()).expect("observe");
+    let view = observe(&engine(), &run, &Default::default()).expect("observe");
     assert_eq!(drifts(&view), Vec::<String>::new());
     assert_eq!(view.observations.len(), 2);
 
@@ -302,7 +301,7 @@ s3.create_bucket(Bucket="by-hand")
         run.revision.as_ref().map(|r| r.id.as_str()),
         Some(bob.as_str())
     );
-    let view = observe(&engine(), &run, &HashMap::new()).expect("observe");
+    let view = observe(&engine(), &run, &Default::default()).expect("observe");
     assert_eq!(
         drifts(&view),
         vec![
@@ -393,7 +392,7 @@ async fn folder_case(t: Terraform) {
         run.warnings
     );
     // refused unless the environment says the state is meant to be empty
-    let err = observe(&engine(), &run, &HashMap::new()).expect_err("an empty state");
+    let err = observe(&engine(), &run, &Default::default()).expect_err("an empty state");
     assert!(
         chain(&err).contains("terraform.expectEmptyState: true"),
         "{}",
@@ -401,7 +400,7 @@ async fn folder_case(t: Terraform) {
     );
     let mut meant = engine();
     meant.spec.expect_empty_state = true;
-    let view = observe(&meant, &run, &HashMap::new()).expect("observe");
+    let view = observe(&meant, &run, &Default::default()).expect("observe");
     assert_eq!(
         drifts(&view),
         vec![

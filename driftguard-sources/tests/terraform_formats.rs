@@ -8,7 +8,7 @@
 //! - with each binary, the normal plan's `resource_drift` is the refresh-only plan's (what
 //!   refresh found is in the one plan a check runs: the source runs no `plan -refresh-only`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Once;
@@ -303,7 +303,7 @@ ec2.authorize_security_group_ingress(GroupId=sg["SecurityGroups"][0]["GroupId"],
         EnvironmentSpec::new("cloud"),
         Normalizer::new(SecretKey::new(b"k".to_vec())),
     );
-    let view = observe(&engine, &run, &HashMap::new()).expect("observe");
+    let view = observe(&engine, &run, &Default::default()).expect("observe");
     let drifts = view
         .observations
         .iter()

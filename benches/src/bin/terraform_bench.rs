@@ -28,7 +28,6 @@
 //! different versions can be compared for the same results. The time of each step is printed
 //! as a Markdown table, with the load average of the machine before the first check.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -222,7 +221,7 @@ async fn main() -> Result<(), BoxError> {
             let started = Instant::now();
             let run = src.plan().await.map_err(|e| chain(&e))?;
             let took = started.elapsed();
-            let view = observe(engine, &run, &HashMap::new()).map_err(|e| e.to_string())?;
+            let view = observe(engine, &run, &Default::default()).map_err(|e| e.to_string())?;
             Ok::<_, String>((took, view))
         }
     };

@@ -13,7 +13,7 @@ use crate::id::ResourceId;
 use crate::managed::{owners_of, ManagedFieldsEntry};
 use crate::ports::{ObjectVersion, ScanCounts};
 use crate::state::{
-    transition, Direction, DriftEvent, DriftKind, DriftRecord, Observation, Presence, Tick,
+    transition, Direction, DriftEvent, DriftKind, DriftRecord, Observation, Presence, Records, Tick,
 };
 
 use super::report::{Verdict, VerdictStatus};
@@ -36,7 +36,7 @@ pub struct Evaluation {
     /// Records to forget (the object left both sides).
     pub deletes: Vec<ResourceId>,
     /// The record of every evaluated object that still has one.
-    pub records: HashMap<ResourceId, DriftRecord>,
+    pub records: Records,
     /// The verdict on every evaluated object, drifted first, then unknown, then in sync.
     pub verdicts: Vec<Verdict>,
     /// Counts of the evaluated objects.
@@ -71,18 +71,14 @@ impl Engine {
 
     /// Every object an environment's full scan looks at: desired, tracked live, and recorded,
     /// in identity order.
-    pub fn scan_ids<'a>(
-        &self,
-        st: &'a EnvState,
-        records: &'a HashMap<ResourceId, DriftRecord>,
-    ) -> Vec<&'a ResourceId> {
+    pub fn scan_ids<'a>(&self, st: &'a EnvState, records: &'a Records) -> Vec<&'a ResourceId> {
         let mut ids: Vec<&ResourceId> = st
             .desired
             .keys()
             .chain(st.live.keys().filter(|id| !st.desired.contains_key(*id)))
             .chain(
                 records
-                    .keys()
+                    .ids()
                     .filter(|id| !st.desired.contains_key(*id) && !st.live.contains_key(*id)),
             )
             .collect();
@@ -95,7 +91,7 @@ impl Engine {
     pub fn evaluate(
         &self,
         st: &EnvState,
-        records: &HashMap<ResourceId, DriftRecord>,
+        records: &Records,
         observations: Vec<Observation>,
         histories: &Histories,
         tick: &Tick,
@@ -109,7 +105,7 @@ impl Engine {
     pub fn evaluate_audited(
         &self,
         st: &EnvState,
-        records: &HashMap<ResourceId, DriftRecord>,
+        records: &Records,
         observations: Vec<Observation>,
         histories: &Histories,
         audit: &AuditEvidence,
@@ -135,7 +131,7 @@ impl Engine {
     pub fn evaluate_taking(
         &self,
         st: &EnvState,
-        records: HashMap<ResourceId, DriftRecord>,
+        records: Records,
         observations: Vec<Observation>,
         histories: &Histories,
         audit: &AuditEvidence,
@@ -194,7 +190,7 @@ impl Engine {
                 drift: prev.and_then(|r| r.drift.clone()),
             });
             if let Some(p) = prev {
-                ev.records.insert(obs.id, p.clone());
+                ev.records.insert(p.clone());
             }
             return;
         }
@@ -227,7 +223,7 @@ impl Engine {
                 if t.changed {
                     ev.upserts.push(r.clone());
                 }
-                ev.records.insert(obs.id, r);
+                ev.records.insert(r);
             }
             None => {
                 if prev.is_some() {

@@ -1,6 +1,6 @@
 //! The plans of a check turned into one observation per resource.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
@@ -9,7 +9,7 @@ use crate::engine::Engine;
 use crate::id::ResourceId;
 use crate::ignore::JsonPointer;
 use crate::model::{Provenance, Rendering};
-use crate::state::{Direction, DriftKind, DriftRecord, Observation, Presence};
+use crate::state::{Direction, DriftKind, Observation, Presence, Records};
 
 use super::cloud::{account_kind, managed_ids, unmanaged};
 use super::declare::{find, module_key, DeclarationKind};
@@ -36,7 +36,7 @@ pub struct PlanView {
 pub fn observe(
     engine: &Engine,
     run: &PlanRun,
-    records: &HashMap<ResourceId, DriftRecord>,
+    records: &Records,
 ) -> Result<PlanView, TerraformError> {
     let normalizer = &engine.normalizer;
     let refresh = read_plan(&run.refresh_only, "refresh-only plan", normalizer)?;
@@ -114,7 +114,8 @@ pub fn observe(
         })
         .collect();
     let adopted = managed_by_state(&refresh, &plan);
-    for (id, record) in records {
+    for record in records.iter() {
+        let id = &record.id;
         if seen.contains_key(id) || id.environment != engine.spec.name {
             continue;
         }
