@@ -51,9 +51,9 @@ use serde_json::Value;
 
 mod apply;
 mod cache;
-mod packed;
 mod client;
 pub mod lease;
+mod packed;
 mod predict;
 mod watch;
 
