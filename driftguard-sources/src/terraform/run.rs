@@ -346,7 +346,6 @@ fn secret_env_values() -> Vec<String> {
         "CREDENTIAL",
         "PRIVATE",
         "API_KEY",
-        "ACCESS_KEY",
     ];
     std::env::vars_os()
         .filter_map(|(k, v)| {
@@ -764,6 +763,40 @@ mod tests {
             matches!(&e, SourceError::Forbidden { what } if what.contains("found no credentials") && what.contains("AWS_PROFILE")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn errors_asking_for_init_are_recognized() {
+        let failed = |stderr: &str| RenderError::Failed {
+            command: "terraform plan".into(),
+            status: "exit status: 1".into(),
+            stderr: stderr.into(),
+        };
+        // terraform 1.11's words, wrapped as its diagnostics are
+        for stderr in [
+            "Error: Module not installed; on main.tf line 40:; 40: module \"net\" {; This module is not yet installed.",
+            "Error: Inconsistent dependency lock file; The following dependency selections recorded in the lock file are; inconsistent with the current configuration:",
+            "Error: Backend initialization required, please run \"terraform init\"",
+            "Error: Backend initialization required: please run \"tofu init\"",
+            "Error: Required plugins are not installed",
+            "Error: Module version requirements have changed",
+        ] {
+            assert!(needs_init(&failed(stderr)), "{stderr}");
+        }
+        assert!(!needs_init(&failed("Error: Unsupported argument")));
+        assert!(!needs_init(&RenderError::NoBinary {
+            program: "terraform".into(),
+            setting: "terraform.binary".into(),
+        }));
+    }
+
+    #[test]
+    fn secret_looking_variables_are_redacted() {
+        std::env::set_var("DG_RUN_TEST_DB_PASSWORD", "hunter2-pw");
+        std::env::set_var("DG_RUN_TEST_REGION", "us-east-1");
+        let secrets = secret_env_values();
+        assert!(secrets.iter().any(|s| s == "hunter2-pw"));
+        assert!(!secrets.iter().any(|s| s == "us-east-1"));
     }
 
     #[test]
