@@ -9,6 +9,9 @@
 //! - no cloud credentials in DriftGuard's environment: access denied to the cloud, naming
 //!   the ways to give them.
 //!
+//! And `init` runs only when needed: not again while nothing it depends on changed, again when
+//! the plan asks for it (a module call added).
+//!
 //! This binary runs without AWS credentials in its environment (the user's own terraform
 //! gets them explicitly), so every test here shares that environment.
 
@@ -287,5 +290,72 @@ async fn secret_values_of_the_environment_are_removed_from_errors() {
             name(&t)
         );
         assert!(!text.contains(SECRET), "{}: {text}", name(&t));
+    }
+}
+
+/// `init` runs when nothing was initialized, not again while nothing it depends on changed
+/// (its mark in the data folder is not rewritten), and again when the plan asks for it (a
+/// module call added to the code).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_runs_only_when_needed() {
+    environment();
+    for t in binaries() {
+        let moto = MotoServer::start();
+        let dir = module(&moto);
+        // this binary has no credentials in its environment: static keys in the code
+        let code = MAIN_TF.replace(
+            "  region ",
+            "  access_key = \"testing\"\n  secret_key = \"testing\"\n  region ",
+        );
+        std::fs::write(dir.path().join("code/main.tf"), &code).expect("write");
+        let mark = dir.path().join("work/data/driftguard-init");
+        let src = TerraformSource::new(config(&t, dir.path(), Some(t.cli_config.clone())));
+        let again = config(&t, dir.path(), Some(t.cli_config.clone()));
+        let run = src
+            .plan()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {}", name(&t), chain(&e)));
+        assert!(run.plan.text().contains("aws_s3_bucket.logs"));
+        let first = std::fs::metadata(&mark)
+            .expect("the init mark")
+            .modified()
+            .ok();
+        // a new process, nothing changed: no init
+        std::thread::sleep(Duration::from_millis(1100));
+        TerraformSource::new(again)
+            .plan()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {}", name(&t), chain(&e)));
+        let second = std::fs::metadata(&mark)
+            .expect("the init mark")
+            .modified()
+            .ok();
+        assert_eq!(first, second, "{}: init ran again", name(&t));
+        // a module call added: the plan asks for init, which runs, then the plan again
+        std::fs::create_dir_all(dir.path().join("code/modules/extra")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("code/modules/extra/main.tf"),
+            "resource \"aws_s3_bucket\" \"extra\" {\n  bucket = \"extra\"\n}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("code/main.tf"),
+            format!("{code}\nmodule \"extra\" {{\n  source = \"./modules/extra\"\n}}\n"),
+        )
+        .expect("write");
+        let run = src
+            .plan()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {}", name(&t), chain(&e)));
+        assert!(
+            run.plan.text().contains("module.extra.aws_s3_bucket.extra"),
+            "{}",
+            name(&t)
+        );
+        let third = std::fs::metadata(&mark)
+            .expect("the init mark")
+            .modified()
+            .ok();
+        assert_ne!(second, third, "{}: init did not run", name(&t));
     }
 }
