@@ -48,7 +48,7 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "test services (Kubernetes $KUBE_NEWEST, SecantusDB, helm, moto, terraform and its provider mirror, the MCP Python SDK, Schemathesis, the OpenID provider)"
+step "test services (Kubernetes $KUBE_NEWEST, SecantusDB, helm, moto, terraform and its provider mirror, OpenTofu, the MCP Python SDK, Schemathesis, the OpenID provider)"
 KUBE_VERSION=$KUBE_NEWEST scripts/test-services.sh up
 # shellcheck disable=SC1091
 . "$DRIFTGUARD_RUN/services.env"
