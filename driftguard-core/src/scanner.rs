@@ -717,7 +717,7 @@ impl Scanner {
                 let mut all: Vec<ResourceId> = st
                     .desired
                     .keys()
-                    .chain(st.live.keys().filter(|id| !st.desired.contains_key(*id)))
+                    .chain(st.live.keys().filter(|id| !st.desired.contains_key(id)))
                     .cloned()
                     .collect();
                 all.sort_unstable();

@@ -75,11 +75,11 @@ impl Engine {
         let mut ids: Vec<&ResourceId> = st
             .desired
             .keys()
-            .chain(st.live.keys().filter(|id| !st.desired.contains_key(*id)))
+            .chain(st.live.keys().filter(|id| !st.desired.contains_key(id)))
             .chain(
                 records
                     .ids()
-                    .filter(|id| !st.desired.contains_key(*id) && !st.live.contains_key(*id)),
+                    .filter(|id| !st.desired.contains_key(id) && !st.live.contains_key(id)),
             )
             .collect();
         ids.sort_unstable();

@@ -1,7 +1,6 @@
 //! Indexing: both sides normalized into an [`EnvState`].
 
 use std::borrow::Borrow;
-use std::collections::hash_map::Entry;
 
 use crate::doc::Doc;
 use crate::id::ResourceId;
@@ -192,19 +191,15 @@ impl Engine {
                     pointers.extend(unstable.iter().cloned());
                     st.unstable.insert(id.clone(), unstable);
                 }
-                match st.desired.entry(id) {
-                    Entry::Occupied(first) => Ok(Err(format!(
-                        "duplicate object {}: also defined at {}",
-                        first.key(),
-                        first.get().provenance
-                    ))),
-                    Entry::Vacant(slot) => {
-                        let id = slot.key().clone();
-                        let d = self.normalizer.desired_as(id, api_version, m, &pointers)?;
-                        slot.insert(Box::new(d));
-                        Ok(Ok(()))
-                    }
+                if let Some(first) = st.desired.get(&id) {
+                    return Ok(Err(format!(
+                        "duplicate object {id}: also defined at {}",
+                        first.provenance
+                    )));
                 }
+                let d = self.normalizer.desired_as(id, api_version, m, &pointers)?;
+                st.desired.insert(Box::new(d));
+                Ok(Ok(()))
             });
             let message = match result {
                 Ok(Ok(())) => continue,
@@ -322,7 +317,7 @@ impl Engine {
                     .attach_attribution(raw, &pointers, &mut live);
             }
         }
-        st.live.insert(id, Box::new(live));
+        st.live.insert(Box::new(live));
         true
     }
 }

@@ -6,6 +6,7 @@
 //! whole environment against the stored records in one pure step ([`Engine::evaluate`]). The
 //! report types are in `report`. [`crate::scanner::Scanner`] wires the engine to the ports.
 
+mod by_id;
 mod evaluate;
 mod index;
 mod observe;
@@ -15,6 +16,7 @@ mod report;
 mod unset;
 
 pub use crate::scanner::Scanner;
+pub use by_id::{ById, Identified};
 pub use evaluate::{history_wanted, Evaluation, Histories, HISTORY_DEPTH};
 pub use report::{ScanError, ScanReport, Verdict, VerdictStatus};
 
@@ -107,9 +109,9 @@ impl EnvironmentSpec {
 #[derive(Clone, Debug, Default)]
 pub struct EnvState {
     /// Desired objects by identity.
-    pub desired: FastMap<ResourceId, Box<DesiredObject>>,
+    pub desired: ById<DesiredObject>,
     /// Live objects that are tracked (in Git, or eligible as orphans).
-    pub live: FastMap<ResourceId, Box<LiveObject>>,
+    pub live: ById<LiveObject>,
     /// Objects whose replicas an HPA owns.
     pub hpa_targets: FastSet<ResourceId>,
     /// Namespaces fully managed by Git.
