@@ -172,6 +172,10 @@ async fn main() -> Result<(), BoxError> {
     let repo = dir.join("repo");
     let module = Path::new(env!("CARGO_MANIFEST_DIR")).join("terraform/community");
     copy_dir(&module, &repo)?;
+    // the security-group module is the one the Terraform e2e test vendors (same release): one copy
+    let security_group = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/terraform-modules/modules/security-group");
+    copy_dir(&security_group, &repo.join("modules/security-group"))?;
     git(&repo, &["init", "-q", "-b", "main"])?;
     git(&repo, &["add", "-A"])?;
     git(&repo, &["commit", "-q", "-m", "community modules"])?;
