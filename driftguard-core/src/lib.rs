@@ -41,7 +41,7 @@ pub mod ack;
 pub mod actions;
 pub mod audit;
 mod object;
-pub use object::{id, manifest, model};
+pub use object::{by_id, id, manifest, model};
 mod normalization;
 pub use normalization::{
     compare, convert, doc, hash, managed, metadata, normalize, path, quantity,

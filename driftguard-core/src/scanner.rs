@@ -277,7 +277,7 @@ impl Scanner {
         let state = self.state.lock().await;
         let mut open: Vec<Drift> = state
             .records
-            .iter()
+            .values()
             .filter_map(|r| r.drift.as_deref().cloned())
             .collect();
         open.sort_by(|a, b| a.id.cmp(&b.id));
@@ -430,7 +430,7 @@ impl Scanner {
         };
         let records = self.records(state).await?;
         let open = records
-            .iter()
+            .values()
             .filter(|r| r.drift.is_some())
             .map(|r| r.id.clone())
             .collect();
@@ -491,7 +491,7 @@ impl Scanner {
         let mut st = st;
         st.open_drifts = state
             .records
-            .iter()
+            .values()
             .filter(|r| r.drift.is_some())
             .map(|r| r.id.clone())
             .collect();
@@ -748,7 +748,7 @@ impl Scanner {
         let wanted: HashSet<&AuditObject> = objects.iter().collect();
         let mut ids: Vec<ResourceId> = state
             .records
-            .iter()
+            .values()
             .filter(|r| r.drift.as_deref().is_some_and(Drift::is_open))
             .map(|r| &r.id)
             .filter(|id| wanted.contains(&AuditObject::of(id)))

@@ -7,6 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::audit::{merge_writers, AuditFinding, AuditWrite};
+use crate::by_id::{ById, Identified};
 use crate::compare::{Comparison, FieldDiff};
 use crate::findings::Finding;
 use crate::hash::FieldHashes;
@@ -436,122 +437,14 @@ pub struct DriftRecord {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Drift records by resource, each found by its own `id`: the identity is held once, in the
-/// record, not again as a key beside it, and each record is boxed so that the table's empty
-/// slots cost a pointer, not a record (a scanner keeps one record per tracked object for as
-/// long as it runs; at 100,000 objects the key copies and the slots' room were 40 MB).
-#[derive(Clone, Debug, Default)]
-pub struct Records(std::collections::HashSet<ById>);
+/// Drift records by resource, each found by its own `id` ([`ById`]: the identity is held
+/// once, and an empty slot of the table costs a pointer, not a record; a scanner keeps one
+/// record per tracked object for as long as it runs).
+pub type Records = ById<DriftRecord>;
 
-/// A record hashed and compared by its `id` (the table's key).
-#[derive(Clone, Debug)]
-struct ById(Box<DriftRecord>);
-
-impl PartialEq for ById {
-    fn eq(&self, other: &ById) -> bool {
-        self.0.id == other.0.id
-    }
-}
-
-impl Eq for ById {}
-
-impl std::hash::Hash for ById {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.id.hash(state);
-    }
-}
-
-impl std::borrow::Borrow<ResourceId> for ById {
-    fn borrow(&self) -> &ResourceId {
-        &self.0.id
-    }
-}
-
-impl PartialEq for Records {
-    /// The same records, each equal in full (not only by identity).
-    fn eq(&self, other: &Records) -> bool {
-        self.len() == other.len()
-            && self
-                .iter()
-                .all(|r| other.get(&r.id).is_some_and(|o| o == r))
-    }
-}
-
-impl Records {
-    /// No records.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Makes room for `n` more records.
-    pub fn reserve(&mut self, n: usize) {
-        self.0.reserve(n);
-    }
-
-    /// The record of `id`.
-    pub fn get(&self, id: &ResourceId) -> Option<&DriftRecord> {
-        self.0.get(id).map(|r| &*r.0)
-    }
-
-    /// Whether `id` has a record.
-    pub fn contains(&self, id: &ResourceId) -> bool {
-        self.0.contains(id)
-    }
-
-    /// Keeps `record` under its `id`, replacing (and giving back) the one it had.
-    pub fn insert(&mut self, record: DriftRecord) -> Option<DriftRecord> {
-        self.0.replace(ById(Box::new(record))).map(|r| *r.0)
-    }
-
-    /// Takes the record of `id` out.
-    pub fn remove(&mut self, id: &ResourceId) -> Option<DriftRecord> {
-        self.0.take(id).map(|r| *r.0)
-    }
-
-    /// How many records.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The records, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &DriftRecord> {
-        self.0.iter().map(|r| &*r.0)
-    }
-
-    /// The identities recorded, in no particular order.
-    pub fn ids(&self) -> impl Iterator<Item = &ResourceId> {
-        self.iter().map(|r| &r.id)
-    }
-}
-
-impl FromIterator<DriftRecord> for Records {
-    fn from_iter<I: IntoIterator<Item = DriftRecord>>(iter: I) -> Self {
-        Records(iter.into_iter().map(|r| ById(Box::new(r))).collect())
-    }
-}
-
-impl IntoIterator for Records {
-    type Item = DriftRecord;
-    type IntoIter = IntoRecords;
-
-    fn into_iter(self) -> IntoRecords {
-        IntoRecords(self.0.into_iter())
-    }
-}
-
-/// The records of a [`Records`], taken out.
-pub struct IntoRecords(std::collections::hash_set::IntoIter<ById>);
-
-impl Iterator for IntoRecords {
-    type Item = DriftRecord;
-
-    fn next(&mut self) -> Option<DriftRecord> {
-        self.0.next().map(|r| *r.0)
+impl Identified for DriftRecord {
+    fn id(&self) -> &ResourceId {
+        &self.id
     }
 }
 

@@ -78,7 +78,7 @@ impl Engine {
             .chain(st.live.keys().filter(|id| !st.desired.contains_key(id)))
             .chain(
                 records
-                    .ids()
+                    .keys()
                     .filter(|id| !st.desired.contains_key(id) && !st.live.contains_key(id)),
             )
             .collect();
@@ -147,7 +147,7 @@ impl Engine {
             tick,
         };
         self.evaluate_all(st, ev, observations, &gathered, |ev, id| {
-            ev.records.remove(id).map(Cow::Owned)
+            ev.records.remove(id).map(|r| Cow::Owned(*r))
         })
     }
 
@@ -190,7 +190,7 @@ impl Engine {
                 drift: prev.and_then(|r| r.drift.clone()),
             });
             if let Some(p) = prev {
-                ev.records.insert(p.clone());
+                ev.records.insert(Box::new(p.clone()));
             }
             return;
         }
@@ -223,7 +223,7 @@ impl Engine {
                 if t.changed {
                     ev.upserts.push(r.clone());
                 }
-                ev.records.insert(r);
+                ev.records.insert(Box::new(r));
             }
             None => {
                 if prev.is_some() {

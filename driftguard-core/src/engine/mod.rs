@@ -6,7 +6,6 @@
 //! whole environment against the stored records in one pure step ([`Engine::evaluate`]). The
 //! report types are in `report`. [`crate::scanner::Scanner`] wires the engine to the ports.
 
-mod by_id;
 mod evaluate;
 mod index;
 mod observe;
@@ -15,8 +14,8 @@ pub mod predicted;
 mod report;
 mod unset;
 
+pub use crate::by_id::{ById, Identified};
 pub use crate::scanner::Scanner;
-pub use by_id::{ById, Identified};
 pub use evaluate::{history_wanted, Evaluation, Histories, HISTORY_DEPTH};
 pub use report::{ScanError, ScanReport, Verdict, VerdictStatus};
 

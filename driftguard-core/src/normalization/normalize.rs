@@ -115,6 +115,18 @@ pub struct LiveObject {
     pub compared: Option<Comparison>,
 }
 
+impl crate::by_id::Identified for DesiredObject {
+    fn id(&self) -> &ResourceId {
+        &self.object.id
+    }
+}
+
+impl crate::by_id::Identified for LiveObject {
+    fn id(&self) -> &ResourceId {
+        &self.object.id
+    }
+}
+
 impl LiveObject {
     /// The managed-fields summary (who owns which field).
     pub fn managed_fields(&self) -> Vec<crate::managed::ManagedFieldsEntry> {

@@ -114,7 +114,7 @@ pub fn observe(
         })
         .collect();
     let adopted = managed_by_state(&refresh, &plan);
-    for record in records.iter() {
+    for record in records.values() {
         let id = &record.id;
         if seen.contains_key(id) || id.environment != engine.spec.name {
             continue;

@@ -1,34 +1,22 @@
-//! [`ById`]: the engine's tables of objects, each found by its own identity.
+//! [`ById`]: tables of objects, each found by its own identity (the engine's desired and live
+//! objects, a scanner's drift records).
 //!
 //! A table keyed by `ResourceId` beside objects that hold their `ResourceId` keeps every
-//! identity twice (five strings and 120 bytes of table slot each time), and a slot holding a
-//! boxed object next to a 120-byte key wastes both in every empty slot a hash table keeps. At
-//! 100,000 watched objects, the desired and live tables' keys and slots were about 50 MB.
-//! Here a slot is one pointer and the identity is the object's own.
+//! identity twice (five strings and 120 bytes of table slot each time), and a slot holding an
+//! object next to a 120-byte key wastes both in every empty slot a hash table keeps. At 100,000
+//! watched objects, the keys and slots of these tables were about 90 MB. Here a slot is one
+//! pointer and the identity is the object's own.
 
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use crate::id::ResourceId;
-use crate::normalize::{DesiredObject, LiveObject};
 
 /// An object that knows its identity.
 pub trait Identified {
     /// The object's identity (its key in a [`ById`] table).
     fn id(&self) -> &ResourceId;
-}
-
-impl Identified for DesiredObject {
-    fn id(&self) -> &ResourceId {
-        &self.object.id
-    }
-}
-
-impl Identified for LiveObject {
-    fn id(&self) -> &ResourceId {
-        &self.object.id
-    }
 }
 
 /// A boxed object hashed and compared by its identity.
@@ -151,5 +139,11 @@ impl<'a, T: Identified> IntoIterator for &'a ById<T> {
 
     fn into_iter(self) -> Self::IntoIter {
         Box::new(self.iter())
+    }
+}
+
+impl<T: Identified> FromIterator<T> for ById<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        ById(iter.into_iter().map(|o| Slot(Box::new(o))).collect())
     }
 }
