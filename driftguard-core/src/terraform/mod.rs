@@ -44,6 +44,7 @@
 //! or the variable files ([`Observation::depends_on`](crate::state::Observation::depends_on)).
 
 pub mod cloud;
+pub mod codify;
 pub mod declare;
 mod observe;
 mod plan;

@@ -28,6 +28,9 @@ pub struct PlanView {
     pub errors: Vec<String>,
     /// Things worth telling (resources an apply would replace).
     pub notes: Vec<String>,
+    /// The id in the cloud of each resource (its `id` attribute, as the cloud or the state
+    /// has it; an orphan's own id): what a cloud's audit trail names it by.
+    pub cloud_ids: BTreeMap<ResourceId, String>,
 }
 
 /// Turns a check's plans into observations (see [the module documentation](super)). Pure:
@@ -66,6 +69,16 @@ pub fn observe(
             ));
         }
         obs.applied_mark = mark;
+        let cloud_id = [
+            change.before.as_ref(),
+            refresh.drift.get(address).and_then(|d| d.before.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|v| v.get("id")?.as_str().filter(|i| !i.is_empty()));
+        if let Some(c) = cloud_id {
+            view.cloud_ids.insert(obs.id.clone(), c.to_owned());
+        }
         seen.insert(obs.id.clone(), obs);
     }
     if let Some(inventory) = &run.cloud {
@@ -93,6 +106,7 @@ pub fn observe(
             obs.evidence = Some(Direction::Forward);
             obs.severity = engine.spec.severity.classify(&id, DriftKind::Orphan, &[]);
             obs.applied_mark = mark;
+            view.cloud_ids.insert(id.clone(), r.id.clone());
             seen.insert(id, obs);
         }
         for e in &inventory.errors {
@@ -155,7 +169,10 @@ fn state_is_empty(refresh: &Plan) -> bool {
 
 /// The ids of the account resources the state holds, by account kind (from the refreshed
 /// state and from what was deleted since the state was written).
-fn managed_by_state(refresh: &Plan, plan: &Plan) -> BTreeMap<&'static str, BTreeSet<String>> {
+pub(super) fn managed_by_state(
+    refresh: &Plan,
+    plan: &Plan,
+) -> BTreeMap<&'static str, BTreeSet<String>> {
     let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
     let state = refresh
         .prior
