@@ -42,7 +42,10 @@ use chrono::{DateTime, Utc};
 use futures_core::stream::BoxStream;
 use futures_util::lock::Mutex as AsyncMutex;
 
-use crate::audit::{AuditCursor, AuditEvent, AuditEvidence, AuditIndex, AuditObject, IngestStats};
+use crate::audit::{
+    cloud_evidence, cloud_queries, AuditCursor, AuditEvent, AuditEvidence, AuditIndex, AuditObject,
+    IngestStats,
+};
 use crate::engine::{
     history_wanted, Engine, EnvState, Evaluation, Histories, ScanError, ScanReport, HISTORY_DEPTH,
 };
@@ -587,22 +590,39 @@ impl Scanner {
                 ))
             })
             .collect();
+        // gather: who made each change in the cloud, from its audit trail (read only, when
+        // the source reads one): the drifts made outside the code, in one batch
+        let last_scan = self.previous_scan(state.last_full_scan).await;
+        let queries = cloud_queries(&view.observations, &records, &view.cloud_ids, last_scan);
+        let answer = plans.cloud_writes(&queries).await;
+        let names = self
+            .engine
+            .spec
+            .audit
+            .as_ref()
+            .map(|a| a.user_names)
+            .unwrap_or_default();
+        let audit = cloud_evidence(&answer, names, &self.engine.normalizer, last_scan);
         // evaluate: the state machine (pure)
-        let mut ev = self.engine.evaluate(
+        let mut ev = self.engine.evaluate_audited(
             &EnvState::default(),
             &records,
             view.observations,
             &histories,
+            &audit,
             &tick,
         );
         self.credit(&mut ev.events).await;
         let mut errors = view.errors;
         errors.extend(run.warnings);
+        errors.extend(answer.errors);
         let mut notes = run.notes;
         notes.extend(view.notes);
+        notes.extend(answer.notes);
         let report = self
             .finish(state, &tick, ev, errors, notes, Vec::new())
             .await?;
+        state.last_full_scan = Some(started);
         // a plan source has no watch: an empty scope says there is nothing to watch
         *self.scope.lock().expect("scope cell is never poisoned") = Some(LiveScope::default());
         Ok(report)
@@ -940,17 +960,7 @@ impl Scanner {
                 None,
             );
         }
-        let last_scan = match last_scan {
-            Some(t) => Some(t),
-            // a scan that could not read the live side saw nothing in sync
-            None => self
-                .store
-                .scans(Some(self.environment()), 10)
-                .await
-                .ok()
-                .and_then(|v| v.into_iter().find(|s| s.counts.tracked > 0))
-                .map(|s| s.started_at),
-        };
+        let last_scan = self.previous_scan(last_scan).await;
         let mut slot = self.audit.lock().await;
         match self.audit_index(&mut slot).await {
             Ok(index) => {
@@ -977,6 +987,22 @@ impl Scanner {
                     crate::error::chain(&e)
                 )),
             ),
+        }
+    }
+
+    /// When the previous full scan started: `known` (this scanner's own), else the newest
+    /// full scan the store kept that read the live side (a scan that could not read it saw
+    /// nothing in sync).
+    async fn previous_scan(&self, known: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match known {
+            Some(t) => Some(t),
+            None => self
+                .store
+                .scans(Some(self.environment()), 10)
+                .await
+                .ok()
+                .and_then(|v| v.into_iter().find(|s| s.counts.tracked > 0))
+                .map(|s| s.started_at),
         }
     }
 

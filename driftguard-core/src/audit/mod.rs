@@ -16,10 +16,14 @@
 //!   agreed with Git, matched with `managedFields` by time and manager, so that each field
 //!   owner gains its user.
 //!
+//! - `cloud`: the same for a cloud's own trail (AWS CloudTrail): the writes of a Terraform
+//!   resource changed outside Terraform, as [`AuditWrite`]s.
+//!
 //! Adapters receive the events (the server's webhook endpoint, the audit log reader of
 //! `driftguard-sources`) and hand them to [`crate::scanner::Scanner::ingest_audit`].
 
 mod attribute;
+mod cloud;
 mod event;
 mod index;
 mod user;
@@ -33,6 +37,7 @@ pub use attribute::{
     attributable, attribute, merge_writers, window_start, AuditEvidence, AuditFinding, MAX_WRITERS,
     SKEW, TIME_TOLERANCE,
 };
+pub use cloud::{cloud_evidence, cloud_queries, CloudEvent, CloudWriteQuery, CloudWrites};
 pub use event::{
     parse_event_line, parse_event_list, user_agent_product, AuditError, AuditEvent, EventList,
     ObjectReference, ResponseStatus, UserInfo, AUDIT_API_VERSIONS, WRITE_VERBS,

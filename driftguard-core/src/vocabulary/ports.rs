@@ -14,7 +14,7 @@ use futures_core::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
 use crate::admission::LabelSelectorError;
-use crate::audit::AuditSnapshot;
+use crate::audit::{AuditSnapshot, CloudWriteQuery, CloudWrites};
 use crate::id::{GroupKind, ResourceId};
 use crate::manifest::ManifestError;
 use crate::model::{
@@ -326,6 +326,17 @@ pub trait PlanSource: Send + Sync {
                     .cloned()
             })
             .collect()
+    }
+
+    /// The writes a cloud's own audit trail (AWS CloudTrail) recorded for resources changed
+    /// outside the code, each since its window's start, read in one batch before an
+    /// evaluation (read only). A source may answer for fewer than `wanted` (a rate limit:
+    /// the rest wait for the next check, said in [`CloudWrites::notes`]); what it could not
+    /// read is in [`CloudWrites::errors`], never a failed check. The default: no trail is read
+    /// (`enabled` false), and drifts name no writers.
+    async fn cloud_writes(&self, wanted: &[CloudWriteQuery]) -> CloudWrites {
+        let _ = wanted;
+        CloudWrites::default()
     }
 }
 
