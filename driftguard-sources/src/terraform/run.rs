@@ -396,6 +396,218 @@ fn init_key(config: &TerraformConfig, program: &Path, cache: Option<&Path>) -> S
     format!("{:016x}", h.digest())
 }
 
+/// Terraform set up to run in one root module: the binary, the variable files, the data
+/// folder and the environment every step gets, the secrets its messages must not show, and
+/// `init` when needed. A check and a codify run their steps through it.
+pub(crate) struct Session<'a> {
+    config: &'a TerraformConfig,
+    in_place: bool,
+    program: PathBuf,
+    /// The root module's folder (where terraform runs).
+    pub dir: PathBuf,
+    /// `TF_DATA_DIR`.
+    pub data: PathBuf,
+    /// `-var-file=` arguments.
+    pub var_args: Vec<String>,
+    env: Vec<(&'static str, OsString)>,
+    /// The values of DriftGuard's secret-looking environment variables.
+    pub secrets: Vec<String>,
+    lock: PathBuf,
+    kept_lock: PathBuf,
+    lock_put_back: bool,
+    key: String,
+    marker: PathBuf,
+}
+
+impl<'a> Session<'a> {
+    /// Finds the binary, checks the folder and the variable files, makes the data folder and
+    /// puts back the lock file the last `init` wrote (a revision without one).
+    pub fn open(
+        config: &'a TerraformConfig,
+        p: &Prepared,
+        workspace: &str,
+    ) -> Result<Self, SourceError> {
+        let program = find_terraform(config.binary.as_deref()).ok_or_else(|| {
+            step_error(
+                "init",
+                RenderError::NoBinary {
+                    program: config
+                        .binary
+                        .as_ref()
+                        .map_or_else(|| "terraform".to_owned(), |b| b.display().to_string()),
+                    setting: "terraform.binary".into(),
+                },
+            )
+        })?;
+        let dir = p.module_dir();
+        if !dir.is_dir() {
+            return Err(TerraformError::Input {
+                what: format!(
+                    "root module folder {}",
+                    if p.module.is_empty() { "." } else { &p.module }
+                ),
+                problem: format!("does not exist at revision {}", p.revision.short()),
+            }
+            .into());
+        }
+        let mut var_args = Vec::new();
+        for f in &config.var_files {
+            let path = if Path::new(f).is_absolute() {
+                PathBuf::from(f)
+            } else {
+                dir.join(f)
+            };
+            if !path.is_file() {
+                return Err(TerraformError::Input {
+                    what: format!("variable file {f}"),
+                    problem: format!("does not exist ({})", path.display()),
+                }
+                .into());
+            }
+            var_args.push(format!("-var-file={}", path.display()));
+        }
+        let data = config.work_dir.join("data");
+        let cache = plugin_cache(config);
+        for d in std::iter::once(&data).chain(cache.as_ref()) {
+            std::fs::create_dir_all(d).map_err(|e| SourceError::Backend {
+                context: format!("cannot create {}", d.display()),
+                source: Box::new(e),
+            })?;
+        }
+        let mut env: Vec<(&'static str, OsString)> = vec![
+            ("TF_DATA_DIR", data.clone().into_os_string()),
+            ("TF_IN_AUTOMATION", "1".into()),
+            ("TF_INPUT", "0".into()),
+            ("CHECKPOINT_DISABLE", "1".into()),
+            ("TF_WORKSPACE", workspace.into()),
+        ];
+        if let Some(c) = &config.cli_config_file {
+            env.push(("TF_CLI_CONFIG_FILE", c.clone().into_os_string()));
+        }
+        if let Some(c) = &cache {
+            env.push(("TF_PLUGIN_CACHE_DIR", c.clone().into_os_string()));
+        }
+        // `init`, only when needed: a revision without a lock file gets the one the last
+        // `init` wrote, so that the providers installed are still the locked ones
+        let lock = dir.join(LOCK_FILE);
+        let kept_lock = data.join(KEPT_LOCK);
+        let mut lock_put_back = false;
+        if !p.in_place && !lock.exists() && kept_lock.is_file() {
+            std::fs::copy(&kept_lock, &lock)
+                .map_err(io(format!("cannot write {}", lock.display())))?;
+            lock_put_back = true;
+        }
+        let key = init_key(config, &program, cache.as_deref());
+        let marker = data.join(INIT_MARK);
+        Ok(Session {
+            config,
+            in_place: p.in_place,
+            program,
+            dir,
+            data,
+            var_args,
+            env,
+            secrets: secret_env_values(),
+            lock,
+            kept_lock,
+            lock_put_back,
+            key,
+            marker,
+        })
+    }
+
+    /// Runs `terraform <args>` in the root module's folder.
+    pub fn run(&self, args: Vec<String>) -> Result<String, RenderError> {
+        let display = display_command("terraform", &args);
+        Run {
+            program: &self.program,
+            args: &args,
+            cwd: &self.dir,
+            env: &self.env,
+            timeout: self.config.timeout,
+            max_output: MAX_OUTPUT,
+            display: &display,
+            secrets: &self.secrets,
+        }
+        .output()
+    }
+
+    /// The error of `step`, a set-up mistake named as what to fix.
+    pub fn fail(&self, step: &str, e: RenderError) -> SourceError {
+        step_error_in(step, e, self.config.cli_config_file.as_deref())
+    }
+
+    /// `terraform init`, and the mark of what it depended on.
+    pub fn init(&self) -> Result<(), SourceError> {
+        let _one = INIT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = std::fs::remove_file(&self.marker);
+        if self.lock_put_back {
+            // the lock of an earlier revision does not fit this one: `init` chooses anew
+            let _ = std::fs::remove_file(&self.lock);
+        }
+        let mut args: Vec<String> = vec![
+            "init".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+            "-reconfigure".into(),
+        ];
+        if self.in_place && self.lock.is_file() {
+            args.push("-lockfile=readonly".into());
+        }
+        args.extend(
+            self.config
+                .backend_config
+                .iter()
+                .map(|b| format!("-backend-config={b}")),
+        );
+        self.run(args).map_err(|e| self.fail("init", e))?;
+        if !self.in_place && self.lock.is_file() {
+            std::fs::copy(&self.lock, &self.kept_lock)
+                .map_err(io(format!("cannot write {}", self.kept_lock.display())))?;
+        }
+        std::fs::write(&self.marker, &self.key)
+            .map_err(io(format!("cannot write {}", self.marker.display())))
+    }
+
+    /// `init` when what it depends on beyond the code changed; whether it ran.
+    pub fn init_if_changed(&self) -> Result<bool, SourceError> {
+        if std::fs::read_to_string(&self.marker).ok().as_deref() == Some(self.key.as_str()) {
+            return Ok(false);
+        }
+        self.init()?;
+        Ok(true)
+    }
+
+    /// A private folder in the working folder, removed when dropped (plan files hold
+    /// sensitive values).
+    pub fn private_dir(&self, prefix: &str) -> Result<tempfile::TempDir, SourceError> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.config.work_dir)
+            .map_err(|e| SourceError::Backend {
+                context: format!(
+                    "cannot create a folder in {}",
+                    self.config.work_dir.display()
+                ),
+                source: Box::new(e),
+            })
+    }
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> SourceError {
+    move |e: std::io::Error| SourceError::Backend {
+        context: what,
+        source: Box::new(e),
+    }
+}
+
+/// Whether a step's failure asks for `init`.
+fn asks_init<T>(r: &Result<T, RenderError>) -> bool {
+    r.as_ref().err().is_some_and(needs_init)
+}
+
 /// One check: `init` when what it depends on changed (or terraform asks for it), then one
 /// `plan` (its `resource_drift` is what refresh found, its `resource_changes` what an apply
 /// would change) beside `state pull` (the apply mark), then one `show -json` of the plan; the
@@ -405,146 +617,11 @@ pub(crate) fn check(
     p: &Prepared,
     workspace: &str,
 ) -> Result<PlanRun, SourceError> {
-    let program = find_terraform(config.binary.as_deref()).ok_or_else(|| {
-        step_error(
-            "init",
-            RenderError::NoBinary {
-                program: config
-                    .binary
-                    .as_ref()
-                    .map_or_else(|| "terraform".to_owned(), |b| b.display().to_string()),
-                setting: "terraform.binary".into(),
-            },
-        )
-    })?;
-    let dir = p.module_dir();
-    if !dir.is_dir() {
-        return Err(TerraformError::Input {
-            what: format!(
-                "root module folder {}",
-                if p.module.is_empty() { "." } else { &p.module }
-            ),
-            problem: format!("does not exist at revision {}", p.revision.short()),
-        }
-        .into());
-    }
-    let mut var_args = Vec::new();
-    for f in &config.var_files {
-        let path = if Path::new(f).is_absolute() {
-            PathBuf::from(f)
-        } else {
-            dir.join(f)
-        };
-        if !path.is_file() {
-            return Err(TerraformError::Input {
-                what: format!("variable file {f}"),
-                problem: format!("does not exist ({})", path.display()),
-            }
-            .into());
-        }
-        var_args.push(format!("-var-file={}", path.display()));
-    }
-    let data = config.work_dir.join("data");
-    let cache = plugin_cache(config);
-    for d in std::iter::once(&data).chain(cache.as_ref()) {
-        std::fs::create_dir_all(d).map_err(|e| SourceError::Backend {
-            context: format!("cannot create {}", d.display()),
-            source: Box::new(e),
-        })?;
-    }
-    let mut env: Vec<(&str, OsString)> = vec![
-        ("TF_DATA_DIR", data.clone().into_os_string()),
-        ("TF_IN_AUTOMATION", "1".into()),
-        ("TF_INPUT", "0".into()),
-        ("CHECKPOINT_DISABLE", "1".into()),
-        ("TF_WORKSPACE", workspace.into()),
-    ];
-    if let Some(c) = &config.cli_config_file {
-        env.push(("TF_CLI_CONFIG_FILE", c.clone().into_os_string()));
-    }
-    if let Some(c) = &cache {
-        env.push(("TF_PLUGIN_CACHE_DIR", c.clone().into_os_string()));
-    }
-    let secrets = secret_env_values();
-    let run = |args: Vec<String>| -> Result<String, RenderError> {
-        let display = display_command("terraform", &args);
-        Run {
-            program: &program,
-            args: &args,
-            cwd: &dir,
-            env: &env,
-            timeout: config.timeout,
-            max_output: MAX_OUTPUT,
-            display: &display,
-            secrets: &secrets,
-        }
-        .output()
-    };
-    let fail =
-        |step: &str, e: RenderError| step_error_in(step, e, config.cli_config_file.as_deref());
-    let io = |what: String| {
-        move |e: std::io::Error| SourceError::Backend {
-            context: what,
-            source: Box::new(e),
-        }
-    };
-
-    // `init`, only when needed: a revision without a lock file gets the one the last `init`
-    // wrote, so that the providers installed are still the locked ones
-    let lock = dir.join(LOCK_FILE);
-    let kept_lock = data.join(KEPT_LOCK);
-    let mut lock_put_back = false;
-    if !p.in_place && !lock.exists() && kept_lock.is_file() {
-        std::fs::copy(&kept_lock, &lock).map_err(io(format!("cannot write {}", lock.display())))?;
-        lock_put_back = true;
-    }
-    let key = init_key(config, &program, cache.as_deref());
-    let marker = data.join(INIT_MARK);
-    let init = |lock_put_back: bool| -> Result<(), SourceError> {
-        let _one = INIT
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = std::fs::remove_file(&marker);
-        if lock_put_back {
-            // the lock of an earlier revision does not fit this one: `init` chooses anew
-            let _ = std::fs::remove_file(&lock);
-        }
-        let mut args: Vec<String> = vec![
-            "init".into(),
-            "-input=false".into(),
-            "-no-color".into(),
-            "-reconfigure".into(),
-        ];
-        if p.in_place && lock.is_file() {
-            args.push("-lockfile=readonly".into());
-        }
-        args.extend(
-            config
-                .backend_config
-                .iter()
-                .map(|b| format!("-backend-config={b}")),
-        );
-        run(args).map_err(|e| fail("init", e))?;
-        if !p.in_place && lock.is_file() {
-            std::fs::copy(&lock, &kept_lock)
-                .map_err(io(format!("cannot write {}", kept_lock.display())))?;
-        }
-        std::fs::write(&marker, &key).map_err(io(format!("cannot write {}", marker.display())))
-    };
-    let mut initialized = false;
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(key.as_str()) {
-        init(lock_put_back)?;
-        initialized = true;
-    }
+    let s = Session::open(config, p, workspace)?;
+    let initialized = s.init_if_changed()?;
 
     // the plan file holds sensitive values: a private folder, removed when the check ends
-    let tmp = tempfile::Builder::new()
-        .prefix("plans-")
-        .tempdir_in(&config.work_dir)
-        .map_err(|e| SourceError::Backend {
-            context: format!("cannot create a folder in {}", config.work_dir.display()),
-            source: Box::new(e),
-        })?;
+    let tmp = s.private_dir("plans-")?;
     let plan_file = tmp.path().join("plan.tfplan");
     let mut plan_args: Vec<String> = vec![
         "plan".into(),
@@ -554,24 +631,23 @@ pub(crate) fn check(
         "-no-color".into(),
         format!("-out={}", plan_file.display()),
     ];
-    plan_args.extend(var_args.iter().cloned());
+    plan_args.extend(s.var_args.iter().cloned());
     let plan_and_mark = || {
-        std::thread::scope(|s| {
-            let n = s.spawn(|| run(plan_args.clone()));
-            let st = run(vec!["state".into(), "pull".into()]);
+        std::thread::scope(|sc| {
+            let n = sc.spawn(|| s.run(plan_args.clone()));
+            let st = s.run(vec!["state".into(), "pull".into()]);
             (join(n), st)
         })
     };
     let (mut planned, mut state) = plan_and_mark();
-    let asks_init = |r: &Result<String, RenderError>| r.as_ref().err().is_some_and(needs_init);
     if !initialized && (asks_init(&planned) || asks_init(&state)) {
-        init(lock_put_back)?;
+        s.init()?;
         (planned, state) = plan_and_mark();
     }
-    planned.map_err(|e| fail("plan", e))?;
+    planned.map_err(|e| s.fail("plan", e))?;
     // the state's text (sensitive values in plain text) is read for its lineage and serial
     // and dropped here
-    let state = state.map_err(|e| fail("state pull", e))?;
+    let state = state.map_err(|e| s.fail("state pull", e))?;
     let state = if state.trim().is_empty() {
         None
     } else {
@@ -586,13 +662,14 @@ pub(crate) fn check(
             serial: head.serial,
         })
     };
-    let plan_json = run(vec![
-        "show".into(),
-        "-json".into(),
-        "-no-color".into(),
-        plan_file.display().to_string(),
-    ])
-    .map_err(|e| fail("show", e))?;
+    let plan_json = s
+        .run(vec![
+            "show".into(),
+            "-json".into(),
+            "-no-color".into(),
+            plan_file.display().to_string(),
+        ])
+        .map_err(|e| s.fail("show", e))?;
     drop(tmp);
     let plan = RawPlan::new(plan_json);
     let mut warnings = Vec::new();
@@ -614,7 +691,7 @@ pub(crate) fn check(
         refresh_only: plan.clone(),
         plan,
         state,
-        declarations: declarations(p, &dir, &data),
+        declarations: declarations(p, &s.dir, &s.data),
         cloud: None,
         notes: Vec::new(),
         warnings,
