@@ -38,6 +38,17 @@ fn example(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The arguments of the AWS provider 5.100.0's resource types (`terraform providers schema
+/// -json`, the types of these plans kept).
+fn arguments() -> std::sync::Arc<driftguard_core::terraform::Arguments> {
+    std::sync::Arc::new(
+        driftguard_core::terraform::Arguments::from_schema_json(&fixture(
+            "aws-5.100.0-schema.json",
+        ))
+        .expect("the schema fixture"),
+    )
+}
+
 fn t(minutes: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 20, 0, 0)
         .single()
@@ -114,6 +125,7 @@ fn run(step: &str, revision: &str) -> PlanRun {
         state: Some(state),
         declarations: declarations(),
         cloud: Some(inventory(step)),
+        arguments: Some(arguments()),
         notes: Vec::new(),
         warnings: Vec::new(),
     }

@@ -20,10 +20,12 @@
 //! - **modified**: code and cloud differ in some attributes; an attribute changed outside
 //!   Terraform (the state agrees with the code) is forward, one changed in the code and not
 //!   applied (the state agrees with the cloud) is reverse, both is conflict. An attribute
-//!   that changed outside Terraform but that the code leaves to the cloud (an apply would not
-//!   touch it) is not drift, as a field Git does not set is not in Kubernetes, except a
-//!   security group's rules left to rule resources (the rules no rule resource owns are drift:
-//!   see `unset.rs`); a nested block of one instance is compared field by field;
+//!   the code leaves unset that changed outside Terraform (an apply would not touch it) is
+//!   forward drift when the provider's schema says a configuration may set it (an argument:
+//!   the cloud moves only computed attributes by itself, [`Arguments`]) and no other resource
+//!   of the state names the resource (it may write to it); a security group's rules left to
+//!   rule resources are drift less the rules those own (`unset.rs`); a nested block of one
+//!   instance is compared field by field;
 //! - **empty state**: a check whose state holds no resource is refused
 //!   ([`TerraformError::EmptyState`]) unless the environment expects it;
 //! - **missing**: in the code, not in the cloud: forward when the state has it (deleted
@@ -48,6 +50,7 @@ pub mod codify;
 pub mod declare;
 mod observe;
 mod plan;
+mod schema;
 mod unset;
 mod values;
 
@@ -63,6 +66,7 @@ pub use cloud::{CloudError, CloudInventory, CloudResource};
 pub use declare::{Declaration, DeclarationKind};
 pub use observe::{observe, PlanView};
 pub use plan::{read_plan, Action, Change, Plan, PlannedResource};
+pub use schema::Arguments;
 pub use values::compare_values;
 
 /// The group of resources a provider manages: the provider's type (`aws` for
@@ -142,6 +146,9 @@ pub struct PlanRun {
     pub declarations: Vec<Declaration>,
     /// The cloud account's resources, for resources in no state (`None`: not listed).
     pub cloud: Option<CloudInventory>,
+    /// The arguments of each resource type, from the providers' schemas (`None`: not known;
+    /// then only a security group's rules are compared where the code leaves them unset).
+    pub arguments: Option<Arc<Arguments>>,
     /// Things worth telling that are not errors.
     pub notes: Vec<String>,
     /// Problems that did not stop the check.

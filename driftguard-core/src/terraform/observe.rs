@@ -14,7 +14,10 @@ use crate::state::{Direction, DriftKind, Observation, Presence, Records};
 use super::cloud::{account_kind, managed_ids, unmanaged};
 use super::declare::{find, module_key, DeclarationKind};
 use super::plan::{read_plan, Action, Change, Plan};
-use super::unset::{owned_rules, unset_attributes, without_owned, Atom};
+use super::schema::Arguments;
+use super::unset::{
+    hand_set_arguments, named_by_others, owned_rules, unset_attributes, without_owned, Atom,
+};
 use super::values::{compare_with_paths, value_at, value_hash};
 use super::{provider_group, PlanRun, StateMark, TerraformError};
 
@@ -53,8 +56,17 @@ pub fn observe(
     let mut view = PlanView::default();
     let mut seen: BTreeMap<ResourceId, Observation> = BTreeMap::new();
     let owned = owned_rules(&plan);
+    let named = match &run.arguments {
+        Some(_) => named_by_others(&plan),
+        None => BTreeSet::new(),
+    };
+    let unset = Unset {
+        owned: &owned,
+        arguments: run.arguments.as_deref(),
+        named: &named,
+    };
     for (address, change) in &plan.changes {
-        let Some(mut obs) = observe_change(engine, run, (&refresh, &plan, &owned), address, change)
+        let Some(mut obs) = observe_change(engine, run, (&refresh, &plan, &unset), address, change)
         else {
             continue;
         };
@@ -193,11 +205,22 @@ pub(super) fn managed_by_state(
     out
 }
 
+/// What decides how the arguments the code leaves unset are compared.
+struct Unset<'a> {
+    /// The security group rules other resources own.
+    owned: &'a BTreeSet<Atom>,
+    /// The arguments of each resource type (`None`: the schemas are not known, only security
+    /// groups' rules are compared).
+    arguments: Option<&'a Arguments>,
+    /// The ids and ARNs other resources name.
+    named: &'a BTreeSet<String>,
+}
+
 /// One resource of the normal plan, with the state's view from the refresh-only plan.
 fn observe_change(
     engine: &Engine,
     run: &PlanRun,
-    (refresh, plan, owned): (&Plan, &Plan, &BTreeSet<Atom>),
+    (refresh, plan, unset): (&Plan, &Plan, &Unset<'_>),
     address: &str,
     change: &Change,
 ) -> Option<Observation> {
@@ -253,10 +276,29 @@ fn observe_change(
             left_to_the_cloud(
                 &r.kind,
                 configured,
-                owned,
+                unset.owned,
                 &change.unknown,
                 (&mut desired, &mut live, &mut state),
             );
+            let named = |v: &Option<Value>| {
+                ["id", "arn"].iter().any(|k| {
+                    v.as_ref()
+                        .and_then(|v| v.get(*k))
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| unset.named.contains(s))
+                })
+            };
+            if let Some(arguments) = unset.arguments {
+                if !named(&live) {
+                    hand_set_arguments(
+                        &r.kind,
+                        configured,
+                        arguments,
+                        &change.unknown,
+                        (&mut desired, &mut live, &mut state),
+                    );
+                }
+            }
         }
         let unknown = if change.is_no_op() {
             &Value::Null
@@ -316,9 +358,8 @@ fn observe_change(
 /// A security group's `ingress`/`egress` the code does not set ([`super::unset`]): the rules
 /// are then those of the state's rule resources, and the cloud's rules without theirs are
 /// compared with none. A rule added by hand is forward drift, and stays so after an apply
-/// wrote it into the state, until the code owns it or it is removed. Other attributes the
-/// code leaves to the cloud are not compared (many move by themselves: a database's
-/// `latest_restorable_time`).
+/// wrote it into the state, until the code owns it or it is removed. Other arguments the
+/// code leaves unset are compared with the state by [`hand_set_arguments`].
 fn left_to_the_cloud(
     kind: &str,
     configured: Option<&Value>,

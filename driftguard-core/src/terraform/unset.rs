@@ -19,6 +19,8 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use super::plan::Plan;
+use super::schema::Arguments;
+use super::values::value_hash;
 
 /// One rule of a security group, for one source: the group, `ingress` or `egress`, the
 /// protocol (named: `tcp`, `-1` for all), the ports, and the source (`cidr:…`, `ipv6:…`,
@@ -194,6 +196,94 @@ pub(crate) fn without_owned(
     Value::Array(out)
 }
 
+/// The ids and ARNs of the state's resources that another resource of the state names (a
+/// rule's `security_group_id`, a bucket policy's `bucket`, a subnet's `vpc_id`): another
+/// resource may write to such a resource, and which of its attributes it writes only the
+/// provider knows, so its arguments left unset are not compared (the security group's rules
+/// are: [`owned_rules`] says which are whose).
+pub(crate) fn named_by_others(plan: &Plan) -> BTreeSet<String> {
+    // each string of each resource's values (its own `id` and `arn` left out), with the
+    // resources holding it
+    let mut holders: std::collections::HashMap<&str, BTreeSet<&str>> = Default::default();
+    for (address, (_, v)) in &plan.prior {
+        let mut found = Vec::new();
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "id" | "arn"))
+                .for_each(|(_, x)| collect_strings(x, 1, &mut found)),
+            other => collect_strings(other, 0, &mut found),
+        }
+        for s in found {
+            holders.entry(s).or_default().insert(address.as_str());
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (address, (_, v)) in &plan.prior {
+        for k in ["id", "arn"] {
+            let Some(name) = v.get(k).and_then(Value::as_str) else {
+                continue;
+            };
+            if holders
+                .get(name)
+                .is_some_and(|h| h.iter().any(|a| *a != address.as_str()))
+            {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Every string of `v` (at most 16 levels deep).
+fn collect_strings<'a>(v: &'a Value, depth: usize, out: &mut Vec<&'a str>) {
+    if depth > 16 {
+        return;
+    }
+    match v {
+        Value::String(s) if !s.is_empty() => out.push(s),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, depth + 1, out)),
+        Value::Object(m) => m.values().for_each(|x| collect_strings(x, depth + 1, out)),
+        _ => {}
+    }
+}
+
+/// The arguments of a resource the code leaves unset that changed outside Terraform and an
+/// apply would keep (the normal plan's value is the cloud's): a person set them, in the
+/// console or the API, because the cloud never moves an argument by itself (the attributes
+/// it moves are computed, not arguments: [`Arguments`]). Each such argument's code value is
+/// taken to be the state's (what the last apply recorded), so that the comparison finds it
+/// changed outside Terraform (forward). A resource another resource names
+/// ([`named_by_others`]) is left out, and so is an argument of a type the schemas do not know.
+pub(crate) fn hand_set_arguments(
+    kind: &str,
+    configured: Option<&Value>,
+    arguments: &Arguments,
+    unknown: &Value,
+    (desired, live, state): (&mut Option<Value>, &mut Option<Value>, &mut Option<Value>),
+) {
+    let (Some(Value::Object(d)), Some(Value::Object(l)), Some(Value::Object(s))) =
+        (desired.as_mut(), live.as_mut(), state.as_ref())
+    else {
+        return;
+    };
+    for k in unset_attributes(configured, l.keys()) {
+        if arguments.is_argument(kind, &k) != Some(true)
+            || unknown
+                .get(k.as_str())
+                .is_some_and(|u| *u != Value::Bool(false))
+            || value_hash(d.get(k.as_str())) != value_hash(l.get(k.as_str()))
+        {
+            // the cloud's own, or an apply would change it: the normal comparison holds
+            continue;
+        }
+        let recorded = s.get(k.as_str()).cloned().unwrap_or(Value::Null);
+        if value_hash(Some(&recorded)) != value_hash(l.get(k.as_str())) {
+            d.insert(k, recorded);
+        }
+    }
+}
+
 /// The top-level attributes of a resource the code does not set, given the shape of its block
 /// (`None`: the block is not known, nothing is said to be unset).
 pub(crate) fn unset_attributes<'a>(
@@ -333,5 +423,123 @@ mod tests {
         let egress = json!([{"protocol": "-1", "from_port": 0, "to_port": 0,
             "security_groups": ["123456789012/sg-2"], "cidr_blocks": [], "self": false}]);
         assert_eq!(without_owned(&egress, "sg-1", "egress", &owned), json!([]));
+    }
+
+    #[test]
+    fn resources_other_resources_name_are_told_apart() {
+        use super::super::plan::PlannedResource;
+        let mut plan = Plan::default();
+        let mut add = |kind: &str, name: &str, values: Value| {
+            let r = PlannedResource {
+                address: format!("{kind}.{name}"),
+                module_address: String::new(),
+                kind: kind.into(),
+                name: name.into(),
+                provider: "registry.terraform.io/hashicorp/aws".into(),
+            };
+            plan.prior.insert(r.address.clone(), (r, values));
+        };
+        add(
+            "aws_s3_bucket",
+            "logs",
+            json!({"id": "logs", "arn": "arn:aws:s3:::logs", "bucket": "logs"}),
+        );
+        add(
+            "aws_s3_bucket_versioning",
+            "logs",
+            json!({"id": "logs", "bucket": "logs",
+                   "versioning_configuration": [{"status": "Enabled"}]}),
+        );
+        add(
+            "aws_vpc",
+            "main",
+            json!({"id": "vpc-1", "arn": "arn:aws:ec2:vpc/vpc-1"}),
+        );
+        add(
+            "aws_subnet",
+            "a",
+            json!({"id": "subnet-1", "vpc_id": "vpc-1", "tags": {"Name": "a"}}),
+        );
+        add(
+            "aws_db_instance",
+            "db",
+            json!({"id": "db-1", "arn": "arn:aws:rds:db:db-1", "identifier": "db-1"}),
+        );
+        let named = named_by_others(&plan);
+        assert_eq!(
+            named.into_iter().collect::<Vec<_>>(),
+            vec!["logs".to_owned(), "vpc-1".to_owned()]
+        );
+    }
+
+    #[test]
+    fn arguments_set_by_hand_are_compared_with_the_state_the_clouds_own_are_not() {
+        let arguments = Arguments::from_kinds([(
+            "aws_db_instance",
+            &[
+                "engine",
+                "identifier",
+                "backup_retention_period",
+                "deletion_protection",
+                "ca_cert_identifier",
+                "tags",
+                "versioning",
+            ][..],
+        )]);
+        let configured = json!({"engine": true, "identifier": true, "tags": true});
+        // the cloud now: the normal plan keeps what the code does not set
+        let cloud = json!({"engine": "postgres", "identifier": "db-1",
+            "backup_retention_period": 0, "deletion_protection": true,
+            "ca_cert_identifier": "rds-ca-rsa2048-g1",
+            "latest_restorable_time": "2026-12-07T11:05:00Z",
+            "versioning": [{"enabled": true}],
+            "tags": {"team": "hand"}});
+        let mut desired = Some(cloud.clone());
+        // except the tags, which the code sets: an apply would put them back
+        desired.as_mut().expect("values")["tags"] = json!({"team": "db"});
+        let mut live = Some(cloud.clone());
+        // as the last apply recorded it
+        let mut state = Some(json!({"engine": "postgres", "identifier": "db-1",
+            "backup_retention_period": 7, "deletion_protection": false,
+            "ca_cert_identifier": "rds-ca-rsa2048-g1",
+            "latest_restorable_time": "2026-12-07T10:00:00Z",
+            "versioning": [{"enabled": false}],
+            "tags": {"team": "db"}}));
+        hand_set_arguments(
+            "aws_db_instance",
+            Some(&configured),
+            &arguments,
+            &Value::Null,
+            (&mut desired, &mut live, &mut state),
+        );
+        let d = desired.expect("values");
+        assert_eq!(d["backup_retention_period"], json!(7));
+        assert_eq!(d["deletion_protection"], json!(false));
+        assert_eq!(d["versioning"], json!([{"enabled": false}]));
+        // unchanged, the cloud's own (computed only), or set by the code
+        assert_eq!(d["ca_cert_identifier"], json!("rds-ca-rsa2048-g1"));
+        assert_eq!(d["latest_restorable_time"], json!("2026-12-07T11:05:00Z"));
+        assert_eq!(d["tags"], json!({"team": "db"}));
+        assert_eq!(live, Some(cloud.clone()));
+
+        // a type the schemas do not know, or an unknown block shape: nothing is compared
+        let mut desired = Some(cloud.clone());
+        hand_set_arguments(
+            "aws_rds_cluster",
+            Some(&configured),
+            &arguments,
+            &Value::Null,
+            (&mut desired, &mut live, &mut state),
+        );
+        assert_eq!(desired, Some(cloud.clone()));
+        let mut desired = Some(cloud.clone());
+        hand_set_arguments(
+            "aws_db_instance",
+            None,
+            &arguments,
+            &Value::Null,
+            (&mut desired, &mut live, &mut state),
+        );
+        assert_eq!(desired, Some(cloud));
     }
 }

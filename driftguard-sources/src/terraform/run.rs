@@ -693,6 +693,7 @@ pub(crate) fn check(
         state,
         declarations: declarations(p, &s.dir, &s.data),
         cloud: None,
+        arguments: None,
         notes: Vec::new(),
         warnings,
     })
