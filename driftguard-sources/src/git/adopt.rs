@@ -153,17 +153,9 @@ pub fn push_adoption_at(
     requested_by: &str,
 ) -> Result<Adopted, AdoptError> {
     let target = plan.file.as_ref().ok_or(AdoptError::NotAdopt)?;
+    let branch = adopt_branch(&plan.episode);
+    let (_tmp, work) = clone_at(config, revision, &branch)?;
     let remote = redact_url(&config.url);
-    let revision_error = |revision: &str, problem: &str| AdoptError::Revision {
-        revision: revision.to_owned(),
-        remote: remote.clone(),
-        problem: problem.to_owned(),
-    };
-    if let Some(r) = revision {
-        if !is_commit_id(r) {
-            return Err(revision_error(r, "not a full commit id"));
-        }
-    }
     let git_err = |step: &str| {
         let remote = remote.clone();
         let step = step.to_owned();
@@ -173,46 +165,10 @@ pub fn push_adoption_at(
             message,
         }
     };
-    let tmp = tempfile::tempdir().map_err(|e| AdoptError::File {
-        what: "create a work folder for".into(),
-        file: remote.clone(),
-        message: e.to_string(),
-    })?;
-    let work = tmp.path().join("work");
-    let mut clone: Vec<&std::ffi::OsStr> =
-        vec!["clone".as_ref(), "--quiet".as_ref(), "--no-local".as_ref()];
-    let reference = config.reference.trim();
-    let branch_ref = (!reference.is_empty() && reference != "HEAD").then_some(reference);
-    // at a revision every branch is fetched (the default), and the revision checked out
-    if let (Some(r), None) = (branch_ref, revision) {
-        clone.push("--branch".as_ref());
-        clone.push(r.as_ref());
-    }
-    clone.push("--".as_ref());
-    clone.push(config.url.as_ref());
-    clone.push(work.as_os_str());
-    run_git(&clone, None, config.auth.as_ref(), config.timeout).map_err(git_err("git clone"))?;
     let in_work = |args: &[&str], step: &str| {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
         run_git(&args, Some(&work), config.auth.as_ref(), config.timeout).map_err(git_err(step))
     };
-    let branch = adopt_branch(&plan.episode);
-    match revision {
-        Some(r) => {
-            let commit = format!("{r}^{{commit}}");
-            if in_work(&["cat-file", "-e", &commit], "git cat-file").is_err() {
-                // on no branch: ask for it by id (servers allowing it answer)
-                let _ = in_work(&["fetch", "--quiet", "origin", r], "git fetch");
-                in_work(&["cat-file", "-e", &commit], "git cat-file")
-                    .map_err(|_| revision_error(r, "the remote does not have it (any more)"))?;
-            }
-            in_work(
-                &["checkout", "--quiet", "--no-track", "-b", &branch, r],
-                "git checkout",
-            )?;
-        }
-        None => in_work(&["checkout", "--quiet", "-b", &branch], "git checkout")?,
-    }
     let folder = config.path.trim_matches('/');
     // provenance names the file from the repository's root; a file named from the
     // environment's folder is joined to it
@@ -292,6 +248,216 @@ pub fn push_adoption_at(
     })
 }
 
+/// Clones the remote of `config` into a temporary folder and makes the new branch `branch` at
+/// `revision` (a full commit id; `None`: the tracked branch's head). Returns the folder (removed
+/// when dropped) and the clone in it.
+fn clone_at(
+    config: &GitSourceConfig,
+    revision: Option<&str>,
+    branch: &str,
+) -> Result<(tempfile::TempDir, PathBuf), AdoptError> {
+    let remote = redact_url(&config.url);
+    let revision_error = |revision: &str, problem: &str| AdoptError::Revision {
+        revision: revision.to_owned(),
+        remote: remote.clone(),
+        problem: problem.to_owned(),
+    };
+    if let Some(r) = revision {
+        if !is_commit_id(r) {
+            return Err(revision_error(r, "not a full commit id"));
+        }
+    }
+    let git_err = |step: &str| {
+        let remote = remote.clone();
+        let step = step.to_owned();
+        move |message: String| AdoptError::Git {
+            step,
+            remote,
+            message,
+        }
+    };
+    let tmp = tempfile::tempdir().map_err(|e| AdoptError::File {
+        what: "create a work folder for".into(),
+        file: remote.clone(),
+        message: e.to_string(),
+    })?;
+    let work = tmp.path().join("work");
+    let mut clone: Vec<&std::ffi::OsStr> =
+        vec!["clone".as_ref(), "--quiet".as_ref(), "--no-local".as_ref()];
+    let reference = config.reference.trim();
+    let branch_ref = (!reference.is_empty() && reference != "HEAD").then_some(reference);
+    // at a revision every branch is fetched (the default), and the revision checked out
+    if let (Some(r), None) = (branch_ref, revision) {
+        clone.push("--branch".as_ref());
+        clone.push(r.as_ref());
+    }
+    clone.push("--".as_ref());
+    clone.push(config.url.as_ref());
+    clone.push(work.as_os_str());
+    run_git(&clone, None, config.auth.as_ref(), config.timeout).map_err(git_err("git clone"))?;
+    let in_work = |args: &[&str], step: &str| {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        run_git(&args, Some(&work), config.auth.as_ref(), config.timeout).map_err(git_err(step))
+    };
+    match revision {
+        Some(r) => {
+            let commit = format!("{r}^{{commit}}");
+            if in_work(&["cat-file", "-e", &commit], "git cat-file").is_err() {
+                // on no branch: ask for it by id (servers allowing it answer)
+                let _ = in_work(&["fetch", "--quiet", "origin", r], "git fetch");
+                in_work(&["cat-file", "-e", &commit], "git cat-file")
+                    .map_err(|_| revision_error(r, "the remote does not have it (any more)"))?;
+            }
+            in_work(
+                &["checkout", "--quiet", "--no-track", "-b", branch, r],
+                "git checkout",
+            )?;
+        }
+        None => in_work(&["checkout", "--quiet", "-b", branch], "git checkout")?,
+    }
+    Ok((tmp, work))
+}
+
+/// What [`push_files_at`] pushed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedFiles {
+    /// The branch pushed.
+    pub branch: String,
+    /// The commit id.
+    pub commit: String,
+    /// The files written, relative to the repository root.
+    pub files: Vec<String>,
+}
+
+/// Clones the remote of `config`, makes the new branch `branch` at `revision` (a full commit
+/// id; `None`: the tracked branch's head), writes `files` (`(path relative to the repository
+/// root, text)`: new files, or files replaced whole) in one commit with `message`, and pushes
+/// the branch. A path with `..`, `.git` or a symbolic link in it, or resolving outside the
+/// clone, is refused before anything is written. Blocking: run it off the async threads.
+pub fn push_files_at(
+    config: &GitSourceConfig,
+    revision: Option<&str>,
+    branch: &str,
+    files: &[(String, String)],
+    message: &str,
+) -> Result<PushedFiles, AdoptError> {
+    let (_tmp, work) = clone_at(config, revision, branch)?;
+    let remote = redact_url(&config.url);
+    let in_work = |args: &[&str], step: &str| {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        run_git(&args, Some(&work), config.auth.as_ref(), config.timeout).map_err(|message| {
+            AdoptError::Git {
+                step: step.to_owned(),
+                remote: remote.clone(),
+                message,
+            }
+        })
+    };
+    for (file, text) in files {
+        let unsafe_path = |reason: UnsafePath| AdoptError::UnsafePath {
+            file: file.clone(),
+            reason,
+        };
+        let (folder, name) = file.rsplit_once('/').unwrap_or(("", file.as_str()));
+        if name.is_empty() || name == ".." || name.eq_ignore_ascii_case(".git") {
+            return Err(unsafe_path(UnsafePath::NotRelative));
+        }
+        let dir = if folder.is_empty() {
+            work.clone()
+        } else {
+            match contained_dir(&work, folder) {
+                Ok(d) => d,
+                Err(Contained::Unsafe(u)) => return Err(unsafe_path(u)),
+                Err(Contained::Io(e)) => {
+                    return Err(AdoptError::File {
+                        what: "read".into(),
+                        file: file.clone(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        };
+        let path = dir.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(unsafe_path(UnsafePath::NotAFile));
+        }
+        std::fs::write(&path, text).map_err(|e| AdoptError::File {
+            what: "write".into(),
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        in_work(&["add", "--", file], "git add")?;
+    }
+    in_work(
+        &[
+            "-c",
+            "user.name=DriftGuard",
+            "-c",
+            "user.email=driftguard@localhost",
+            "commit",
+            "--quiet",
+            "-m",
+            message,
+        ],
+        "git commit",
+    )?;
+    in_work(
+        &[
+            "push",
+            "--quiet",
+            "origin",
+            &format!("HEAD:refs/heads/{branch}"),
+        ],
+        "git push",
+    )?;
+    let commit = read_head(&work, branch).unwrap_or_default();
+    Ok(PushedFiles {
+        branch: branch.to_owned(),
+        commit,
+        files: files.iter().map(|(f, _)| f.clone()).collect(),
+    })
+}
+
+/// The folder `folder` (relative to the root, `/`-separated) of the clone `root`, made where
+/// missing one component at a time: no component may be `..`, `.git` or a symbolic link, and
+/// its canonical path must lie inside the canonical root (as [`contained`] for a file).
+fn contained_dir(root: &Path, folder: &str) -> Result<PathBuf, Contained> {
+    if folder.starts_with('/') || folder.starts_with('\\') {
+        return Err(Contained::Unsafe(UnsafePath::NotRelative));
+    }
+    let mut at = root.to_path_buf();
+    let mut walked: Vec<&str> = Vec::new();
+    for part in folder.split('/') {
+        match part {
+            "" | "." => continue,
+            ".." => return Err(Contained::Unsafe(UnsafePath::ParentFolder)),
+            p if p.eq_ignore_ascii_case(".git") => {
+                return Err(Contained::Unsafe(UnsafePath::GitFolder))
+            }
+            p => {
+                walked.push(p);
+                at.push(p);
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(Contained::Unsafe(UnsafePath::Symlink {
+                            component: walked.join("/"),
+                        }))
+                    }
+                    Ok(m) if !m.is_dir() => return Err(Contained::Unsafe(UnsafePath::NotAFile)),
+                    Ok(_) => {}
+                    Err(_) => std::fs::create_dir(&at).map_err(Contained::Io)?,
+                }
+            }
+        }
+    }
+    let canonical_root = root.canonicalize().map_err(Contained::Io)?;
+    let canonical = at.canonicalize().map_err(Contained::Io)?;
+    if !canonical.starts_with(&canonical_root) {
+        return Err(Contained::Unsafe(UnsafePath::OutsideClone));
+    }
+    Ok(canonical)
+}
+
 /// A full commit id (SHA-1 or SHA-256, hexadecimal): never taken for an option or a ref name.
 fn is_commit_id(r: &str) -> bool {
     matches!(r.len(), 40 | 64) && r.bytes().all(|b| b.is_ascii_hexdigit())
@@ -366,6 +532,33 @@ mod tests {
         assert!(!is_commit_id("main"));
         assert!(!is_commit_id(&format!("--{}", "a".repeat(38))));
         assert!(!is_commit_id(&"a".repeat(12)));
+    }
+
+    #[test]
+    fn new_folders_stay_in_the_clone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let made = contained_dir(root, "live/prod").expect("made");
+        assert!(made.is_dir() && made.ends_with("live/prod"));
+        let unsafe_ = |folder: &str| match contained_dir(root, folder) {
+            Err(Contained::Unsafe(u)) => u,
+            other => panic!("{folder}: {other:?}"),
+        };
+        assert_eq!(unsafe_("live/../../x"), UnsafePath::ParentFolder);
+        assert_eq!(unsafe_(".git/hooks"), UnsafePath::GitFolder);
+        assert_eq!(unsafe_("/etc"), UnsafePath::NotRelative);
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().expect("tempdir");
+            std::os::unix::fs::symlink(outside.path(), root.join("out")).expect("link");
+            assert_eq!(
+                unsafe_("out/new"),
+                UnsafePath::Symlink {
+                    component: "out".into()
+                }
+            );
+            assert!(!outside.path().join("new").exists());
+        }
     }
 
     #[test]

@@ -38,8 +38,8 @@ mod adopt;
 pub use crate::tree::KustomizeLimits;
 
 pub use adopt::{
-    adopt_branch, adoption_revision, push_adoption, push_adoption_at, AdoptError, Adopted,
-    UnsafePath,
+    adopt_branch, adoption_revision, push_adoption, push_adoption_at, push_files_at, AdoptError,
+    Adopted, PushedFiles, UnsafePath,
 };
 mod cache;
 mod history;

@@ -32,6 +32,7 @@
 //! The workspace is chosen with `TF_WORKSPACE` (nothing is selected or written). Checkpoint
 //! calls are off (`CHECKPOINT_DISABLE`).
 
+mod codify;
 mod run;
 
 #[cfg(feature = "aws")]
@@ -50,6 +51,7 @@ use driftguard_core::terraform::{CloudInventory, PlanRun};
 
 use crate::git::GitRepoSource;
 
+pub use codify::Codified;
 pub use run::find_terraform;
 
 /// Lists a cloud account's resources, for those in no state.

@@ -331,7 +331,7 @@ const INIT_NEEDED: &[&str] = &[
 ];
 
 /// Whether a failed step asks for `init`.
-fn needs_init(e: &RenderError) -> bool {
+pub(crate) fn needs_init(e: &RenderError) -> bool {
     matches!(e, RenderError::Failed { stderr, .. } if INIT_NEEDED.iter().any(|p| flat(stderr).contains(p)))
 }
 
