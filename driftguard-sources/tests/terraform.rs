@@ -274,11 +274,20 @@ async fn git_repository_case(t: Terraform) {
         .resources
         .iter()
         .any(|r| r.kind == "aws_vpc" && r.default));
+    // the providers' schemas were read: arguments left unset are compared
+    let arguments = run.arguments.clone().expect("the providers' schemas");
+    assert_eq!(
+        arguments.is_argument("aws_s3_bucket", "versioning"),
+        Some(true)
+    );
+    assert_eq!(arguments.is_argument("aws_s3_bucket", "arn"), Some(false));
+    assert!(run.warnings.is_empty(), "{:?}", run.warnings);
     let view = observe(&engine(), &run, &Default::default()).expect("observe");
     assert_eq!(drifts(&view), Vec::<String>::new());
     assert_eq!(view.observations.len(), 2);
 
-    // by hand: the bucket's team tag, a bucket of its own; in the code, the VPC's name
+    // by hand: the bucket's team tag, its versioning and a public policy (neither of which
+    // the code sets), a bucket of its own; in the code, the VPC's name
     moto.boto3(
         r#"
 import boto3, os
@@ -286,6 +295,8 @@ s3 = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"])
 tags = s3.get_bucket_tagging(Bucket="logs")["TagSet"]
 tags = [t if t["Key"] != "team" else {"Key": "team", "Value": "hand"} for t in tags]
 s3.put_bucket_tagging(Bucket="logs", Tagging={"TagSet": tags})
+s3.put_bucket_versioning(Bucket="logs", VersioningConfiguration={"Status": "Enabled"})
+s3.put_bucket_policy(Bucket="logs", Policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::logs/*"}]}')
 s3.create_bucket(Bucket="by-hand")
 "#,
     );
@@ -305,7 +316,7 @@ s3.create_bucket(Bucket="by-hand")
     assert_eq!(
         drifts(&view),
         vec![
-            "aws_s3_bucket aws_s3_bucket.logs forward [tags.team,tags_all.team]",
+            "aws_s3_bucket aws_s3_bucket.logs forward [policy,tags.team,tags_all.team,versioning[0].enabled]",
             "aws_s3_bucket by-hand forward []",
             "aws_vpc module.net.aws_vpc.main reverse [tags.Name,tags_all.Name]",
         ]

@@ -34,6 +34,7 @@
 
 mod codify;
 mod run;
+mod schema;
 
 #[cfg(feature = "aws")]
 pub mod aws;

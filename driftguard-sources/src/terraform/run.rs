@@ -580,6 +580,19 @@ impl<'a> Session<'a> {
         Ok(true)
     }
 
+    /// What the providers' schemas depend on: the binary and the providers the lock file
+    /// names (without one, the root module's folder).
+    pub fn providers_key(&self) -> String {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(self.program.as_os_str().as_encoded_bytes());
+        h.update(b"\0");
+        match std::fs::read(&self.lock) {
+            Ok(lock) => h.update(&lock),
+            Err(_) => h.update(self.dir.as_os_str().as_encoded_bytes()),
+        }
+        format!("{:016x}", h.digest())
+    }
+
     /// A private folder in the working folder, removed when dropped (plan files hold
     /// sensitive values).
     pub fn private_dir(&self, prefix: &str) -> Result<tempfile::TempDir, SourceError> {
@@ -662,17 +675,32 @@ pub(crate) fn check(
             serial: head.serial,
         })
     };
-    let plan_json = s
-        .run(vec![
+    // the plan as JSON, beside the providers' schemas (read once per set of providers)
+    let (plan_json, arguments) = std::thread::scope(|sc| {
+        let a = sc.spawn(|| super::schema::arguments(&s));
+        let shown = s.run(vec![
             "show".into(),
             "-json".into(),
             "-no-color".into(),
             plan_file.display().to_string(),
-        ])
-        .map_err(|e| s.fail("show", e))?;
+        ]);
+        (
+            shown,
+            a.join()
+                .unwrap_or_else(|_| Err("reading them failed".into())),
+        )
+    });
+    let plan_json = plan_json.map_err(|e| s.fail("show", e))?;
     drop(tmp);
     let plan = RawPlan::new(plan_json);
     let mut warnings = Vec::new();
+    let arguments = arguments
+        .map_err(|e| {
+            warnings.push(format!(
+                "the providers' schemas are unknown, so arguments the code leaves unset are not compared (but a security group's rules): {e}"
+            ))
+        })
+        .ok();
     if state.is_none() {
         warnings.push(format!(
             "the state of workspace {workspace} is empty: every resource of the code is reported missing (is the backend configured? terraform.backendConfig)"
@@ -693,7 +721,7 @@ pub(crate) fn check(
         state,
         declarations: declarations(p, &s.dir, &s.data),
         cloud: None,
-        arguments: None,
+        arguments,
         notes: Vec::new(),
         warnings,
     })

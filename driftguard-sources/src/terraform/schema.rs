@@ -1,0 +1,39 @@
+//! The providers' schemas of a root module (`terraform providers schema -json`), read as the
+//! core's [`Arguments`] once per set of locked providers and kept for the process: the
+//! schemas of one provider release never change, and starting the provider to print them
+//! takes seconds (the AWS provider's are 14 MB of JSON).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use driftguard_core::error::chain;
+use driftguard_core::terraform::Arguments;
+
+use super::run::Session;
+
+/// The arguments read so far, by [`Session::providers_key`].
+static READ: Mutex<Option<HashMap<String, Arc<Arguments>>>> = Mutex::new(None);
+
+/// The arguments of the resource types of `s`'s providers: from the process's cache, else from
+/// `terraform providers schema -json` (after `init`). The error says why they are unknown.
+pub(crate) fn arguments(s: &Session<'_>) -> Result<Arc<Arguments>, String> {
+    let key = s.providers_key();
+    if let Some(a) = READ
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .and_then(|m| m.get(&key))
+    {
+        return Ok(Arc::clone(a));
+    }
+    let text = s
+        .run(vec!["providers".into(), "schema".into(), "-json".into()])
+        .map_err(|e| chain(&s.fail("providers schema", e)))?;
+    let arguments = Arc::new(Arguments::from_schema_json(&text)?);
+    drop(text);
+    READ.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new)
+        .insert(key, Arc::clone(&arguments));
+    Ok(arguments)
+}
