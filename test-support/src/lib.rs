@@ -584,6 +584,99 @@ impl Drop for MotoServer {
     }
 }
 
+/// A fake of AWS CloudTrail's `LookupEvents` of the test's own (`test-support/cloudtrail_fake.py`,
+/// run with moto's Python: moto's server does not answer `LookupEvents`), on a free 127.0.0.1
+/// port, stopped when dropped. It checks each request's AWS Signature Version 4 with botocore's
+/// own signer and the secret given here (a mismatch is a 403 `InvalidSignatureException`),
+/// serves the events of [`CloudTrailFake::set_events`] for the asked `ResourceName` from
+/// `StartTime` on, two a page, and logs every request ([`CloudTrailFake::requests`]).
+#[derive(Debug)]
+pub struct CloudTrailFake {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl CloudTrailFake {
+    /// Starts one that accepts requests signed with `access_key` and `secret` for `region`,
+    /// with no events.
+    #[track_caller]
+    pub fn start(access_key: &str, secret: &str, region: &str) -> Self {
+        use std::io::BufRead;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "driftguard-cloudtrail-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("a folder for the fake");
+        std::fs::write(dir.join("events.json"), "[]").expect("written");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cloudtrail_fake.py");
+        let mut child = Command::new(moto_python())
+            .arg(&script)
+            .args([
+                "--access-key",
+                access_key,
+                "--secret",
+                secret,
+                "--region",
+                region,
+            ])
+            .arg("--events")
+            .arg(dir.join("events.json"))
+            .arg("--log")
+            .arg(dir.join("requests.jsonl"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", script.display()));
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the fake's first line");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the CloudTrail fake did not start: {line:?}"));
+        CloudTrailFake { port, dir, child }
+    }
+
+    /// Its URL (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Replaces the events it serves: a JSON list of `{EventId, EventName, EventTime (epoch
+    /// seconds), ResourceName, Username?, ReadOnly?, CloudTrailEvent? (an object)}`.
+    pub fn set_events(&self, json: &str) {
+        let tmp = self.dir.join("events.json.new");
+        std::fs::write(&tmp, json).expect("written");
+        std::fs::rename(&tmp, self.dir.join("events.json")).expect("renamed");
+    }
+
+    /// The requests received so far, one JSON line each (`time`, `target`, `body`, `ok`,
+    /// `why`).
+    pub fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for CloudTrailFake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// The Python of the venv holding the official MCP Python SDK (`mcp` on PyPI), the real MCP
 /// client the MCP tests drive DriftGuard with: `MCP_PYTHON` (written to `services.env` by
 /// `scripts/test-services.sh up`, which runs `scripts/mcp-client/install.sh`), else the venv

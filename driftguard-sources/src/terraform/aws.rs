@@ -17,25 +17,15 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region};
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{
-    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use driftguard_core::error::chain;
 use driftguard_core::terraform::cloud::AWS_KINDS;
 use driftguard_core::terraform::{CloudError, CloudInventory, CloudResource};
-use reqwest::header::{HeaderName, HeaderValue};
 use roxmltree::{Document, Node};
-use tokio::sync::OnceCell;
 
+use super::aws_sign::{sign, CredentialChain};
 use super::CloudLister;
 
-/// AWS credentials (the SDK's own type): `Debug` shows the access key id, never the secret
-/// key or the session token.
-pub use aws_credential_types::Credentials;
+pub use super::aws_sign::Credentials;
 
 /// How an AWS account is listed.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,64 +75,6 @@ impl AwsConfig {
     }
 }
 
-/// Signs `request` for `service` in `region` at `time` with AWS Signature Version 4, adding
-/// `x-amz-date`, `x-amz-content-sha256` (S3 needs it, the others accept it),
-/// `x-amz-security-token` with temporary credentials, and `authorization`. Every header
-/// already on the request is signed; the host is the URL's.
-fn sign(
-    request: &mut reqwest::Request,
-    credentials: &Credentials,
-    region: &str,
-    service: &str,
-    time: SystemTime,
-) -> Result<(), Failure> {
-    let failed = |e: &dyn std::error::Error| {
-        Failure(format!("cannot sign a request to {service}: {}", chain(e)))
-    };
-    let mut settings = SigningSettings::default();
-    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(service)
-        .time(time)
-        .settings(settings)
-        .build()
-        .expect("identity, region, name and time are all given")
-        .into();
-    let headers: Vec<(&str, &str)> = request
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-        .collect();
-    let body = request
-        .body()
-        .and_then(reqwest::Body::as_bytes)
-        .unwrap_or(b"");
-    let signable = SignableRequest::new(
-        request.method().as_str(),
-        request.url().as_str(),
-        headers.into_iter(),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|e| failed(&e))?;
-    let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)
-        .map_err(|e| failed(&e))?
-        .into_parts();
-    let (added, _params) = instructions.into_parts();
-    for h in added {
-        // a session token with a control character, say
-        let mut value = HeaderValue::from_str(h.value()).map_err(|e| failed(&e))?;
-        // the token and the signature stay out of reqwest's Debug
-        value.set_sensitive(h.sensitive() || h.name() == "authorization");
-        request
-            .headers_mut()
-            .insert(HeaderName::from_static(h.name()), value);
-    }
-    Ok(())
-}
-
 /// The first child element named `name` (any namespace).
 fn child<'a, 'i>(node: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
     node.children().find(|c| c.has_tag_name(name))
@@ -182,7 +114,7 @@ pub struct AwsLister {
     config: AwsConfig,
     http: reqwest::Client,
     /// The credential chain, built at the first listing (it reads the profile files).
-    provider: OnceCell<SharedCredentialsProvider>,
+    chain: CredentialChain,
 }
 
 impl fmt::Debug for AwsLister {
@@ -204,38 +136,17 @@ impl AwsLister {
             .timeout(config.timeout)
             .build()
             .unwrap_or_default();
+        let chain = CredentialChain::new(config.credentials.clone(), config.home_region());
         AwsLister {
             config,
             http,
-            provider: OnceCell::new(),
+            chain,
         }
-    }
-
-    /// The fixed credentials, or the SDK's default chain over the SDK's HTTP client (rustls
-    /// with ring), in the first region (no region lookup, so no metadata call for it).
-    async fn build_provider(&self) -> SharedCredentialsProvider {
-        if let Some(c) = &self.config.credentials {
-            return SharedCredentialsProvider::new(c.clone());
-        }
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(self.config.home_region().to_owned()))
-            .http_client(http)
-            .load()
-            .await
-            .credentials_provider()
-            .expect("the loader builds the default chain when none is set")
     }
 
     /// Credentials for one listing.
     async fn credentials(&self) -> Result<Credentials, Failure> {
-        let provider = self.provider.get_or_init(|| self.build_provider()).await;
-        provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Failure(format!("no AWS credentials: {}", chain(&e))))
+        self.chain.credentials().await.map_err(Failure)
     }
 }
 
@@ -279,7 +190,8 @@ impl Listing<'_> {
             region,
             service,
             SystemTime::now(),
-        )?;
+        )
+        .map_err(Failure)?;
         let resp = self
             .http
             .execute(request)
@@ -526,47 +438,6 @@ impl CloudLister for AwsLister {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn signature_v4_matches_the_aws_test_suite() {
-        // the `get-vanilla-query-order-key-case` case of AWS's SigV4 test suite, with the
-        // content hash header every request of this module carries (S3 needs it), checked
-        // against botocore's signer
-        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-        let creds = Credentials::new("AKIDEXAMPLE", secret, None, None, "test");
-        // 2015-08-30T12:36:00Z
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_440_938_160);
-        let url = "https://example.amazonaws.com/?Param2=value2&Param1=value1";
-        let mut request =
-            reqwest::Request::new(reqwest::Method::GET, url.parse().expect("valid URL"));
-        sign(&mut request, &creds, "us-east-1", "service", now).expect("signed");
-        let auth = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .expect("authorization");
-        assert_eq!(
-            auth,
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=311c7f58b10b06de8540bb5a27f441ee0609f1d5ad7b191e68d7ea87d90e3d6b"
-        );
-        assert_eq!(request.headers()["x-amz-date"], "20150830T123600Z");
-        assert!(request.headers().get("x-amz-security-token").is_none());
-        assert!(!format!("{creds:?}").contains("wJalr"));
-        assert!(!format!("{request:?}").contains("Signature="));
-
-        // temporary credentials: the token is sent, signed and hidden
-        let token = "TOKEN-of-a-session";
-        let temporary = Credentials::new("AKIDEXAMPLE", secret, Some(token.into()), None, "t");
-        let mut request =
-            reqwest::Request::new(reqwest::Method::GET, url.parse().expect("valid URL"));
-        sign(&mut request, &temporary, "us-east-1", "service", now).expect("signed");
-        assert_eq!(request.headers()["x-amz-security-token"], token);
-        assert!(request.headers()["authorization"]
-            .to_str()
-            .expect("ASCII")
-            .contains("SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token"));
-        assert!(!format!("{temporary:?} {request:?}").contains(token));
-    }
 
     #[test]
     fn xml_answers_are_read() {

@@ -38,6 +38,10 @@ mod schema;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "aws")]
+mod aws_sign;
+#[cfg(feature = "aws")]
+pub mod cloudtrail;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -46,6 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use driftguard_core::audit::{CloudWriteQuery, CloudWrites};
 use driftguard_core::model::{CommitInfo, Revision};
 use driftguard_core::ports::{PlanSource, SourceError};
 use driftguard_core::terraform::{CloudInventory, PlanRun};
@@ -63,6 +68,17 @@ pub trait CloudLister: Send + Sync + fmt::Debug {
 
     /// The account's resources; a kind that cannot be listed is in `errors`.
     async fn list(&self) -> CloudInventory;
+}
+
+/// Reads a cloud's audit trail for who made the hand changes of a check (CloudTrail:
+/// [`cloudtrail::CloudTrailReader`]).
+#[async_trait]
+pub trait CloudWriteReader: Send + Sync + fmt::Debug {
+    /// What is read (`CloudTrail us-east-1`).
+    fn describe(&self) -> String;
+
+    /// The write events of the resources `wanted` (see [`PlanSource::cloud_writes`]).
+    async fn writes(&self, wanted: &[CloudWriteQuery]) -> CloudWrites;
 }
 
 /// Where the code is.
@@ -117,6 +133,8 @@ pub struct TerraformConfig {
     pub timeout: Duration,
     /// The cloud account's lister, for resources in no state.
     pub cloud: Option<Arc<dyn CloudLister>>,
+    /// The cloud's audit trail, read for who made the hand changes (`None`: not read).
+    pub cloud_writes: Option<Arc<dyn CloudWriteReader>>,
 }
 
 impl TerraformConfig {
@@ -134,6 +152,7 @@ impl TerraformConfig {
             work_dir: work_dir.into(),
             timeout: Duration::from_secs(600),
             cloud: None,
+            cloud_writes: None,
         }
     }
 }
@@ -245,6 +264,13 @@ impl PlanSource for TerraformSource {
         *self.planned.lock().expect("lock is never poisoned") = run.revision.clone();
         run.cloud = cloud;
         Ok(run)
+    }
+
+    async fn cloud_writes(&self, wanted: &[CloudWriteQuery]) -> CloudWrites {
+        match &self.config.cloud_writes {
+            Some(r) => r.writes(wanted).await,
+            None => CloudWrites::default(),
+        }
     }
 
     async fn fetch(&self) -> Result<Option<Revision>, SourceError> {
