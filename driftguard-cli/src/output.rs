@@ -500,7 +500,7 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
     if tf && d.direction == Direction::Forward && d.attribution.writers.is_empty() {
         let _ = writeln!(
             out,
-            "  who:       unknown (in the cloud account, outside Terraform; no CloudTrail record read)"
+            "  who:       unknown (in the cloud account, outside Terraform; no CloudTrail event read names anyone)"
         );
     }
     if !d.attribution.writers.is_empty() {
@@ -509,13 +509,19 @@ pub fn explain(d: &Drift, now: DateTime<Utc>, style: Style) -> String {
             .audit_since
             .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
             .unwrap_or_default();
+        // a Terraform drift's writers are CloudTrail's events, a cluster's its audit log's
+        let (trail, id) = if tf {
+            ("CloudTrail", "event id")
+        } else {
+            ("audit log", "audit id")
+        };
         let _ = writeln!(
             out,
-            "  who:       {} (audit log{since})",
+            "  who:       {} ({trail}{since})",
             d.attribution.users().join(", ")
         );
         for w in &d.attribution.writers {
-            let _ = writeln!(out, "    {} [audit id {}]", w.describe(), w.audit_id);
+            let _ = writeln!(out, "    {} [{id} {}]", w.describe(), w.audit_id);
         }
     }
     if d.fields.is_empty() {

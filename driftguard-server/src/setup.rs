@@ -19,6 +19,7 @@ use driftguard_sources::files::{DirSource, DumpSource};
 use driftguard_sources::git::{GitRepoSource, GitSourceConfig};
 use driftguard_sources::kube::{KubeConfigSpec, KubeLiveSource, SharedWatches};
 use driftguard_sources::terraform::aws::{AwsConfig, AwsLister};
+use driftguard_sources::terraform::cloudtrail::{CloudTrailConfig, CloudTrailReader};
 use driftguard_sources::terraform::{TerraformCode, TerraformSource};
 pub use driftguard_store::DeferredStore;
 use driftguard_store::{MongoOptions, MongoStore, SqliteStore};
@@ -389,11 +390,7 @@ pub async fn plan_source(env: &EnvironmentPlan) -> Result<Arc<dyn PlanSource>, S
     }
     if let Some(a) = &t.orphans {
         let regions = if a.regions.is_empty() {
-            vec![std::env::var("AWS_REGION")
-                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-                .ok()
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "us-east-1".into())]
+            vec![aws_region_of_the_environment()]
         } else {
             a.regions.clone()
         };
@@ -405,7 +402,30 @@ pub async fn plan_source(env: &EnvironmentPlan) -> Result<Arc<dyn PlanSource>, S
         ac.exclude = a.exclude.clone();
         tc.cloud = Some(Arc::new(AwsLister::new(ac)));
     }
+    if let Some(c) = &t.cloud_trail {
+        let region = c
+            .region
+            .clone()
+            .or_else(|| t.orphans.as_ref().and_then(|o| o.regions.first().cloned()))
+            .unwrap_or_else(aws_region_of_the_environment);
+        let mut cc = CloudTrailConfig::new(region);
+        cc.endpoint = c.endpoint.clone();
+        if let Some(n) = c.max_lookups_per_scan {
+            cc.max_lookups = n;
+        }
+        tc.cloud_writes = Some(Arc::new(CloudTrailReader::new(cc)));
+    }
     Ok(Arc::new(TerraformSource::new(tc)))
+}
+
+/// The region of DriftGuard's environment: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else
+/// `us-east-1`.
+fn aws_region_of_the_environment() -> String {
+    std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok()
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "us-east-1".into())
 }
 
 async fn open_git(env: &EnvironmentPlan, gc: GitSourceConfig) -> Result<GitRepoSource, SetupError> {

@@ -567,11 +567,35 @@ pub struct TerraformConfig {
     /// cloud's API and reported as orphans.
     #[serde(default)]
     pub orphans: Option<OrphansConfig>,
+    /// Who made a hand change in AWS: CloudTrail's event history, read for the resources
+    /// that changed outside Terraform (read only; needs `cloudtrail:LookupEvents`). A section
+    /// of its own, not under `orphans`: it is wanted without listing the account, and it
+    /// reads one region's trail at its own endpoint.
+    #[serde(default)]
+    pub cloud_trail: Option<CloudTrailConfig>,
     /// The state is meant to hold no resource (nothing applied yet): record its checks.
     /// Otherwise a check that reads an empty state (often a missing `backendConfig`) is an
     /// error, and nothing is recorded (default `false`).
     #[serde(default)]
     pub expect_empty_state: bool,
+}
+
+/// CloudTrail read for who made the hand changes of a Terraform environment, with the
+/// credentials of DriftGuard's environment (the AWS SDK's default chain).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudTrailConfig {
+    /// The region whose trail is read, where the resources are (default: the first of
+    /// `orphans.aws.regions`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Send the requests to this URL instead of AWS.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Most resources looked up in one check (default 10; CloudTrail answers two lookups a
+    /// second): the others are looked up at the next check.
+    #[serde(default)]
+    pub max_lookups_per_scan: Option<usize>,
 }
 
 /// Which cloud account is listed for resources in no Terraform state.

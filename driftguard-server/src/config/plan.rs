@@ -22,8 +22,8 @@ use driftguard_sources::render::Renderer;
 
 use super::discover::DiscoveryContext;
 use super::{
-    AuditWebhookConfig, AwsOrphansConfig, ConfigProblem, DiscoverDefaults, PullRequestConfig,
-    ServerConfig,
+    AuditWebhookConfig, AwsOrphansConfig, CloudTrailConfig, ConfigProblem, DiscoverDefaults,
+    PullRequestConfig, ServerConfig,
 };
 
 /// The whole configuration, resolved.
@@ -275,6 +275,8 @@ pub struct TerraformPlan {
     pub timeout: Option<Duration>,
     /// The AWS account listed for orphans.
     pub orphans: Option<AwsOrphansConfig>,
+    /// CloudTrail, read for who made the hand changes.
+    pub cloud_trail: Option<CloudTrailConfig>,
 }
 
 /// An environment's `audit` section, resolved.

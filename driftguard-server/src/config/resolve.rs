@@ -188,6 +188,7 @@ fn environment(r: &Resolver<'_>, tools: &Tools, env: &EnvironmentConfig) -> Envi
         cli_config_file: t.cli_config_file.as_ref().map(|p| r.path(p)),
         timeout: t.timeout.map(|d| d.0),
         orphans: t.orphans.as_ref().map(|o| o.aws.clone()),
+        cloud_trail: t.cloud_trail.clone(),
     });
     let audit = env.audit.as_ref().map(|a| AuditPlan {
         webhook: a.webhook.clone(),
