@@ -82,6 +82,12 @@ pub(crate) enum Command {
     /// (`--adopt`). Shows the server's dry run first; changes nothing without `--yes` (or a
     /// confirmation on a terminal). See docs/remediation.md.
     Remediate(RemediateArgs),
+    /// Writes Terraform `import` blocks and the configuration terraform generates for
+    /// resources of the account that no state holds (orphans made by hand). Checks the
+    /// environment first; prints or writes (--out) the files; with --pull-request commits them
+    /// on a new branch, pushes it, opens a pull request (`git.pullRequest`) and records it in
+    /// each orphan's history. See docs/terraform.md.
+    Codify(CodifyArgs),
     /// What merging a pull request to the GitOps repository would change in each environment,
     /// judged against the drift history: hand changes it would overwrite (and who made them),
     /// drifts it adopts, conflicts, new changes, objects created and pruned. Reads Git, the
@@ -366,6 +372,29 @@ pub(crate) struct RemediateArgs {
     /// Delete orphans (only tracked ones, or in fully managed namespaces).
     #[arg(long)]
     pub(crate) prune: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Table)]
+    pub(crate) output: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CodifyArgs {
+    /// The orphans, by their id in the cloud (a bucket's name, `sg-…`, `vpc-…`).
+    pub(crate) orphans: Vec<String>,
+    /// Every orphan of the environment.
+    #[arg(long, conflicts_with = "orphans")]
+    pub(crate) all: bool,
+    /// The Terraform environment (needed when several are configured).
+    #[arg(short, long = "env")]
+    pub(crate) env: Option<String>,
+    /// Write `imports_driftguard.tf` and `generated_driftguard.tf` into this folder (never over
+    /// an existing file) instead of printing them.
+    #[arg(long)]
+    pub(crate) out: Option<std::path::PathBuf>,
+    /// Commit the two files into the root module's folder on a new branch, push it, open a
+    /// pull request (with `git.pullRequest`) and record it in each orphan's history.
+    #[arg(long)]
+    pub(crate) pull_request: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Format::Table)]
     pub(crate) output: Format,

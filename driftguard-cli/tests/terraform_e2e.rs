@@ -814,3 +814,310 @@ ddb.update_continuous_backups(TableName="orders",
         "{v:#}"
     );
 }
+
+/// The user's own `terraform plan` of `dir` (with the user's data folder and state, as
+/// [`user_apply`] left them): its standard output.
+fn user_plan(t: &Terraform, tmp: &Path, dir: &Path) -> String {
+    let out = Command::new(&t.bin)
+        .args([
+            "plan".to_owned(),
+            "-input=false".into(),
+            "-no-color".into(),
+            "-lock=false".into(),
+            format!("-var-file={}", tmp.join("secrets.tfvars").display()),
+        ])
+        .current_dir(dir)
+        .env("TF_CLI_CONFIG_FILE", &t.cli_config)
+        .env("TF_DATA_DIR", tmp.join("user-tf-data"))
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_IN_AUTOMATION", "1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .expect("terraform runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "terraform plan: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn terraform_codify_with_a_pull_request() {
+    codify_end_to_end(&terraform());
+}
+
+#[test]
+fn opentofu_codify_with_a_pull_request() {
+    codify_end_to_end(&tofu());
+}
+
+/// Codify (issue 35): `examples/terraform` applied to moto from a repository served by a `git
+/// daemon` on 127.0.0.1, then a bucket and a security group made by hand (in no state). The
+/// check finds them as orphans and the IaC coverage as 4 of 6; `codify --all --out` writes
+/// import blocks and the configuration terraform generates, and the user's own `terraform
+/// plan` with those two files added imports both and changes nothing else; `codify --all
+/// --pull-request` pushes a branch with the two files in the root module's folder, the fake
+/// GitHub API gets the pull request, and each orphan's history has the `remediated` event.
+fn codify_end_to_end(t: &Terraform) {
+    use util::e2e::{fake_forge, GitDaemon};
+    let moto = MotoServer::start();
+    let gitbin = driftguard_test_support::program("git", &["--version"]);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let srv = dir.join("srv");
+    std::fs::create_dir_all(&srv).expect("mkdir");
+    git(
+        &srv,
+        &["init", "-q", "--bare", "-b", "main", "infra.git"],
+        "x",
+    );
+    let repo = dir.join("repo");
+    copy_dir(&repo_root().join("examples/terraform"), &repo);
+    git(&repo, &["init", "-q", "-b", "main"], "Alice Dev");
+    git(&repo, &["add", "-A"], "Alice Dev");
+    git(
+        &repo,
+        &["commit", "-q", "-m", "infra: data bucket, network, web, db"],
+        "Alice Dev",
+    );
+    let daemon = GitDaemon::start(&gitbin, &srv);
+    let url = format!("git://127.0.0.1:{}/infra.git", daemon.port);
+    git(&repo, &["remote", "add", "origin", &url], "x");
+    git(&repo, &["push", "-q", "origin", "main"], "x");
+    std::fs::write(
+        dir.join("secrets.tfvars"),
+        format!(
+            "aws_endpoint = \"{}\"\ndb_password = \"{CANARY}\"\n",
+            moto.url()
+        ),
+    )
+    .expect("write variables");
+    user_apply(t, dir, &repo);
+    moto.boto3(
+        r#"
+import boto3, os
+e = os.environ["ENDPOINT"]
+s3 = boto3.client("s3", endpoint_url=e)
+ec2 = boto3.client("ec2", endpoint_url=e)
+s3.create_bucket(Bucket="hand-made-reports")
+ec2.create_security_group(GroupName="hand-made-sg", Description="made in the console")
+"#,
+    );
+    let (forge_port, forge_seen) = fake_forge();
+    let config = format!(
+        r#"environments:
+  - name: cloud
+    git:
+      url: "{url}"
+      ref: main
+      pullRequest: {{forge: github, apiUrl: "http://127.0.0.1:{forge_port}", repository: acme/infra, tokenEnv: TF_E2E_FORGE_TOKEN}}
+    terraform:
+      binary: {bin}
+      cliConfigFile: {cli}
+      varFiles: [{vars}]
+      backendConfig: ["path={state}"]
+      timeout: 5m
+      orphans:
+        aws:
+          regions: [us-east-1]
+          endpoint: {endpoint}
+secretKey: {{env: TF_E2E_KEY}}
+"#,
+        bin = t.bin.display(),
+        cli = t.cli_config.display(),
+        vars = dir.join("secrets.tfvars").display(),
+        state = dir.join("state.tfstate").display(),
+        endpoint = moto.url(),
+    );
+    std::fs::write(dir.join("driftguard.yaml"), config).expect("write config");
+    let validate = run_env(dir, &["config", "validate"], &[]);
+    assert_eq!(validate.code, 0, "{}{}", validate.stdout, validate.stderr);
+    let mut env = env_vars();
+    env.push(("TF_E2E_FORGE_TOKEN", "ghp-tf-e2e"));
+
+    // the check: two orphans
+    let (first, took) = scan(dir);
+    eprintln!("check with two orphans: {took:?}");
+    assert_eq!(first.code, 2, "{}\n{}", first.stdout, first.stderr);
+    let v = first.json();
+    let orphans: BTreeSet<String> = rows(list(cloud(&v), "drifts"))
+        .into_iter()
+        .filter(|r| r.contains(" orphan forward "))
+        .collect();
+    assert_eq!(orphans.len(), 2, "{v:#}");
+    assert!(
+        orphans.contains("aws_s3_bucket hand-made-reports orphan forward medium []"),
+        "{orphans:?}"
+    );
+    let sg_id = list(cloud(&v), "drifts")
+        .iter()
+        .filter_map(|d| d["id"]["name"].as_str())
+        .find(|n| n.starts_with("sg-"))
+        .expect("the hand-made group is an orphan")
+        .to_owned();
+
+    // the preview: two files written, nothing pushed
+    let out = dir.join("codified");
+    let started = Instant::now();
+    let preview = run_env(
+        dir,
+        &[
+            "codify",
+            "--all",
+            "--out",
+            &out.display().to_string(),
+            "--config",
+            "driftguard.yaml",
+            "-o",
+            "json",
+        ],
+        &env,
+    );
+    eprintln!("codify preview: {:?}", started.elapsed());
+    assert_eq!(preview.code, 0, "{}\n{}", preview.stdout, preview.stderr);
+    let p = preview.json();
+    // the account: driftguard-data, hand-made-reports, main, web, hand-made-sg, the database
+    // (the default VPC and each VPC's default group are the cloud's own)
+    assert_eq!(p["coverage"]["managed"], 4, "{p:#}");
+    assert_eq!(p["coverage"]["unmanaged"], 2, "{p:#}");
+    assert!(
+        (p["coverage"]["ratio"].as_f64().expect("ratio") - 4.0 / 6.0).abs() < 1e-9,
+        "{p:#}"
+    );
+    assert_eq!(
+        p["coverage"]["byKind"]["aws_s3_bucket"],
+        serde_json::json!({"managed": 1, "unmanaged": 1}),
+        "{p:#}"
+    );
+    assert!(p["pullRequest"].is_null(), "{p:#}");
+    let imports = std::fs::read_to_string(out.join("imports_driftguard.tf")).expect("imports");
+    assert!(
+        imports.contains(
+            "import {\n  to = aws_s3_bucket.hand-made-reports\n  id = \"hand-made-reports\"\n}"
+        ),
+        "{imports}"
+    );
+    assert!(
+        imports.contains(&format!(
+            "import {{\n  to = aws_security_group.hand-made-sg\n  id = \"{sg_id}\"\n}}"
+        )),
+        "{imports}"
+    );
+    let generated = std::fs::read_to_string(out.join("generated_driftguard.tf")).expect("config");
+    assert!(
+        generated.contains("resource \"aws_s3_bucket\" \"hand-made-reports\"")
+            && generated.contains("resource \"aws_security_group\" \"hand-made-sg\""),
+        "{generated}"
+    );
+    assert!(!generated.contains(CANARY) && !imports.contains(CANARY));
+    // nothing was written into the user's tree, nothing pushed
+    assert!(!repo.join("imports_driftguard.tf").exists());
+    assert!(forge_seen.lock().expect("lock").is_empty());
+
+    // the generated configuration is right: with the two files, the user's own plan imports
+    // both and changes nothing
+    let check = dir.join("check");
+    copy_dir(&repo, &check);
+    for f in ["imports_driftguard.tf", "generated_driftguard.tf"] {
+        std::fs::copy(out.join(f), check.join(f)).expect("copy");
+    }
+    let planned = user_plan(t, dir, &check);
+    assert!(
+        planned.contains("Plan: 2 to import, 0 to add, 0 to change, 0 to destroy."),
+        "{planned}\n{generated}"
+    );
+
+    // the pull request
+    let started = Instant::now();
+    let pr = run_env(
+        dir,
+        &[
+            "codify",
+            "--all",
+            "--pull-request",
+            "--config",
+            "driftguard.yaml",
+            "-o",
+            "json",
+        ],
+        &env,
+    );
+    eprintln!("codify with a pull request: {:?}", started.elapsed());
+    assert_eq!(pr.code, 0, "{}\n{}", pr.stdout, pr.stderr);
+    let r = pr.json();
+    assert_eq!(r["pullRequest"]["number"], 42, "{r:#}");
+    let branch = r["pullRequest"]["branch"]
+        .as_str()
+        .expect("branch")
+        .to_owned();
+    assert!(branch.starts_with("driftguard/codify-"), "{branch}");
+    assert_eq!(r["recorded"].as_array().map(Vec::len), Some(2), "{r:#}");
+    // the branch, as the remote has it: the two files, the same as the preview's
+    git(&repo, &["fetch", "-q", "origin"], "x");
+    let shown = |f: &str| git(&repo, &["show", &format!("origin/{branch}:{f}")], "x");
+    assert_eq!(shown("imports_driftguard.tf").trim(), imports.trim());
+    assert_eq!(shown("generated_driftguard.tf").trim(), generated.trim());
+    let parent = git(&repo, &["rev-parse", &format!("origin/{branch}^")], "x");
+    assert_eq!(
+        parent.trim(),
+        head(&repo),
+        "the branch starts at the commit checked"
+    );
+    let log = git(
+        &repo,
+        &["log", "-1", "--format=%B", &format!("origin/{branch}")],
+        "x",
+    );
+    assert!(
+        log.contains("Codify 2 resources no code owns") && log.contains("Requested-By: cli:"),
+        "{log}"
+    );
+    // the pull request, as the (local, fake) GitHub API received it
+    let requests = forge_seen.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let (request_line, auth, body) = &requests[0];
+    assert_eq!(request_line, "POST /repos/acme/infra/pulls");
+    assert_eq!(auth, "Bearer ghp-tf-e2e");
+    assert_eq!(body["head"], branch.as_str(), "{body}");
+    assert_eq!(body["base"], "main", "{body}");
+    assert_eq!(
+        body["title"], "DriftGuard: codify 2 resources no code owns",
+        "{body}"
+    );
+    let text = body["body"].as_str().expect("body");
+    assert!(
+        text.contains("`aws_s3_bucket` `hand-made-reports` as `aws_s3_bucket.hand-made-reports`")
+            && text.contains(&sg_id)
+            && text.contains("IaC coverage before: 67 % (4 of 6 resources)")
+            && text.contains("Requested by: cli:"),
+        "{text}"
+    );
+    // the history of the orphan
+    let h = run_env(
+        dir,
+        &[
+            "history",
+            "cloud:aws_s3_bucket.aws/hand-made-reports",
+            "--config",
+            "driftguard.yaml",
+            "-o",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(h.code, 0, "{}\n{}", h.stdout, h.stderr);
+    assert!(
+        h.stdout.contains("\"codify\"")
+            && h.stdout
+                .contains("opened pull request #42 https://github.example/shop/gitops/pull/42"),
+        "{}",
+        h.stdout
+    );
+    for o in [&preview, &pr, &h] {
+        assert!(!o.stdout.contains(CANARY) && !o.stderr.contains(CANARY));
+    }
+    drop(daemon);
+}

@@ -352,6 +352,12 @@ pub async fn scanner(
 /// The plan source of a Terraform environment (its `terraform` section, with `git` or `dir`
 /// holding the root module).
 pub async fn plan_source(env: &EnvironmentPlan) -> Result<Arc<dyn PlanSource>, SetupError> {
+    Ok(terraform_source(env).await?)
+}
+
+/// The Terraform source of a Terraform environment, as [`plan_source`] makes it (for
+/// `driftguard codify`, which also generates configuration with it).
+pub async fn terraform_source(env: &EnvironmentPlan) -> Result<Arc<TerraformSource>, SetupError> {
     let t = env.terraform.clone().unwrap_or_default();
     let code = match &env.desired {
         Some(DesiredPlan::Folder(f)) => TerraformCode::Folder(f.path.clone()),

@@ -1,6 +1,7 @@
 //! One module per command; [`run`] dispatches.
 
 mod ack;
+mod codify;
 mod config_discover;
 mod mcp;
 mod preview;
@@ -28,6 +29,7 @@ pub(crate) async fn run(cli: Cli) -> Result<u8> {
         Command::Events(a) => query::events(g, a).await,
         Command::Explain(a) => query::explain(g, a).await,
         Command::Remediate(a) => remediate::remediate(g, a).await,
+        Command::Codify(a) => codify::codify(g, a).await,
         Command::Ack(a) => ack::ack(g, a).await,
         Command::Preview(a) => preview::preview(g, a).await,
         Command::Config(ConfigCommand::Validate(a)) => validate::validate(g, a).await,

@@ -622,3 +622,62 @@ pub fn hook_events(hooks: &[Hook], env: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------- forge
+
+/// Requests a fake forge got: `(method and path, Authorization header, JSON body)`.
+pub type ForgeSeen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, serde_json::Value)>>>;
+
+/// A fake GitHub API on 127.0.0.1 (no forge runs here): records each request and answers 201
+/// with pull request #42.
+pub fn fake_forge() -> (u16, ForgeSeen) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen: ForgeSeen = ForgeSeen::default();
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut w = conn.try_clone().expect("clone");
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let request_line: Vec<&str> = line.split_whitespace().take(2).collect();
+            let (mut auth, mut len) = (String::new(), 0usize);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    match k.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => auth = v.trim().to_owned(),
+                        "content-length" => len = v.trim().parse().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            let _ = r.read_exact(&mut body);
+            sink.lock().expect("lock").push((
+                request_line.join(" "),
+                auth,
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            ));
+            let answer =
+                r#"{"number": 42, "html_url": "https://github.example/shop/gitops/pull/42"}"#;
+            let _ = write!(
+                w,
+                "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    (port, seen)
+}

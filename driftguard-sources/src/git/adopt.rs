@@ -331,7 +331,8 @@ pub struct PushedFiles {
 
 /// Clones the remote of `config`, makes the new branch `branch` at `revision` (a full commit
 /// id; `None`: the tracked branch's head), writes `files` (`(path relative to the repository
-/// root, text)`: new files, or files replaced whole) in one commit with `message`, and pushes
+/// root, text)`: a new file, or the text added at the end of a file the branch has) in one
+/// commit with `message`, and pushes
 /// the branch. A path with `..`, `.git` or a symbolic link in it, or resolving outside the
 /// clone, is refused before anything is written. Blocking: run it off the async threads.
 pub fn push_files_at(
@@ -378,9 +379,21 @@ pub fn push_files_at(
             }
         };
         let path = dir.join(name);
-        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
-            return Err(unsafe_path(UnsafePath::NotAFile));
-        }
+        let before = match std::fs::symlink_metadata(&path) {
+            Ok(m) if !m.file_type().is_file() => return Err(unsafe_path(UnsafePath::NotAFile)),
+            Ok(_) => std::fs::read_to_string(&path).map_err(|e| AdoptError::File {
+                what: "read".into(),
+                file: file.clone(),
+                message: e.to_string(),
+            })?,
+            Err(_) => String::new(),
+        };
+        // a file the branch has already (an earlier codify, merged) keeps what it holds
+        let text = if before.is_empty() {
+            text.clone()
+        } else {
+            format!("{}\n{text}", before.trim_end())
+        };
         std::fs::write(&path, text).map_err(|e| AdoptError::File {
             what: "write".into(),
             file: file.clone(),

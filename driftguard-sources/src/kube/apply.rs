@@ -198,7 +198,9 @@ impl KubeLiveSource {
             })?;
         let secret = secret::is_secret(t.group(), &t.kind);
         let after = match plan.operation {
-            Operation::Adopt => return Err(ApplyError::NotClusterPlan(plan.operation)),
+            Operation::Adopt | Operation::Codify => {
+                return Err(ApplyError::NotClusterPlan(plan.operation))
+            }
             Operation::Delete => {
                 let dp = DeleteParams {
                     dry_run,

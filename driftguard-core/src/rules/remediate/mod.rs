@@ -63,6 +63,9 @@ named_enum! {
         Delete => "delete",
         /// Write the live values into the manifest file in Git.
         Adopt => "adopt",
+        /// Write import blocks and the generated configuration of resources no Terraform
+        /// state holds into Git (`driftguard codify`).
+        Codify => "codify",
     }
 }
 
@@ -839,7 +842,7 @@ pub fn credit(resolved: &mut DriftEvent, episode: &str, by: &RemediationRecord) 
     }
     let d = &mut resolved.drift;
     d.resolution = Some(match (by.operation, d.direction) {
-        (Operation::Adopt, _) => Resolution::Adopted,
+        (Operation::Adopt | Operation::Codify, _) => Resolution::Adopted,
         (_, Direction::Reverse) => Resolution::Applied,
         _ => Resolution::Reverted,
     });
