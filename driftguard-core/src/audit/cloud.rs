@@ -326,6 +326,81 @@ mod tests {
     }
 
     #[test]
+    fn the_queries_are_the_hand_changes_naming_no_one_yet() {
+        use crate::compare::Comparison;
+        use crate::state::{Attribution, Presence, Records};
+        use crate::testkit::{drift, record};
+        use std::collections::BTreeMap;
+        let t = |s: i64| {
+            Utc.timestamp_opt(1_700_000_000 + s, 0)
+                .single()
+                .expect("a time")
+        };
+        let id = |n: &str| ResourceId::new("prod", "aws", "aws_s3_bucket", None, n);
+        let obs = |n: &str, evidence: Option<Direction>, drifted: bool| {
+            let presence = if drifted {
+                Presence::LiveOnly { live_hash: 1 }
+            } else {
+                Presence::Both(Comparison {
+                    leaves: Vec::new(),
+                    drifted: Vec::new(),
+                    drifted_hashes: Vec::new(),
+                })
+            };
+            let mut o = Observation::new(id(n), "registry.terraform.io/hashicorp/aws", presence);
+            o.evidence = evidence;
+            o
+        };
+        let observations = [
+            obs("hand", Some(Direction::Forward), true),
+            obs("both", Some(Direction::Conflict), true),
+            obs("code", Some(Direction::Reverse), true),
+            obs("in-sync", None, false),
+            obs("named", Some(Direction::Forward), true),
+            obs("no-id", Some(Direction::Forward), true),
+            obs("was-in-sync", Some(Direction::Forward), true),
+        ];
+        let cloud_ids: BTreeMap<ResourceId, String> = observations
+            .iter()
+            .filter(|o| o.id.name != "no-id")
+            .map(|o| (o.id.clone(), format!("cloud-{}", o.id.name)))
+            .collect();
+        let named = drift()
+            .episode("e")
+            .id(id("named"))
+            .severity(crate::severity::Severity::Low)
+            .attribution(Attribution {
+                writers: vec![event("PutBucketPolicy")
+                    .to_write(UserNames::Keep, &test_normalizer())
+                    .expect("a write")],
+                audit_since: Some(t(1)),
+                ..Attribution::default()
+            })
+            .at(t(2))
+            .build();
+        let records: Records = [
+            record(&id("named"), Some(named), t(2)),
+            record(&id("was-in-sync"), None, t(50)),
+        ]
+        .into_iter()
+        .collect();
+        let q = cloud_queries(&observations, &records, &cloud_ids, Some(t(10)));
+        let got: Vec<(&str, &str, Option<DateTime<Utc>>)> = q
+            .iter()
+            .map(|q| (q.id.name.as_str(), q.cloud_id.as_str(), q.since))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("hand", "cloud-hand", Some(t(10))),
+                ("both", "cloud-both", Some(t(10))),
+                ("was-in-sync", "cloud-was-in-sync", Some(t(50))),
+            ]
+        );
+        assert_eq!(q[0].kind, "aws_s3_bucket");
+    }
+
+    #[test]
     fn evidence_is_sorted_once_and_writes_only() {
         let id = ResourceId::new("prod", "aws", "aws_s3_bucket", None, "aws_s3_bucket.b");
         let mut late = event("PutBucketTagging");
