@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use driftguard_core::audit::CloudEvent;
 use driftguard_core::memory::{ManualClock, MemoryPlanSource, MemoryStore, RecordingNotifier};
 use driftguard_core::model::{CommitInfo, Revision};
 use driftguard_core::prelude::*;
@@ -340,6 +341,118 @@ fn hand_changes_an_unapplied_commit_and_an_orphan_then_an_apply_resolves_them() 
     assert!(
         !text.contains("hmac-sha256"),
         "no keyed hash is shown either"
+    );
+}
+
+/// A CloudTrail event as an adapter reads it.
+fn trail_event(id: &str, name: &str, user: &str, at: DateTime<Utc>) -> CloudEvent {
+    CloudEvent {
+        event_id: id.into(),
+        event_name: name.into(),
+        at,
+        username: Some(user.into()),
+        arn: Some(format!("arn:aws:iam::123456789012:user/{user}")),
+        identity_type: Some("IAMUser".into()),
+        source_ip: Some("198.51.100.7".into()),
+        user_agent: "aws-cli/2.15.0".into(),
+        read_only: Some(false),
+        ..CloudEvent::default()
+    }
+}
+
+#[test]
+fn hand_changes_name_their_writers_from_the_cloud_trail() {
+    let r = rig();
+    let sg = "sg-382f1cfc247a08bef";
+    let vpc = "vpc-d3151f3fc830246ed";
+    r.plans.set_trail(vec![
+        (
+            sg.into(),
+            trail_event("ev-old", "ModifySecurityGroupRules", "mallory", t(-60)),
+        ),
+        (
+            sg.into(),
+            trail_event("ev-alice", "AuthorizeSecurityGroupIngress", "alice", t(5)),
+        ),
+        (vpc.into(), trail_event("ev-bob", "DeleteVpc", "bob", t(6))),
+        (
+            vpc.into(),
+            trail_event("ev-tag", "CreateTags", "carol", t(4)),
+        ),
+    ]);
+    r.plans.set(run("applied", "3846ac0"));
+    block_on(r.scanner.scan()).expect("scan");
+    r.clock.set(t(10));
+    r.plans.set(run("changed", "6e7176d"));
+    let rep = block_on(r.scanner.scan()).expect("scan");
+    let writers = |name: &str| -> Vec<String> {
+        rep.drifts()
+            .find(|d| d.id.name == name)
+            .unwrap_or_else(|| panic!("no drift of {name}"))
+            .attribution
+            .writers
+            .iter()
+            .map(|w| w.describe())
+            .collect()
+    };
+    assert_eq!(
+        writers("aws_security_group.web"),
+        ["alice (AuthorizeSecurityGroupIngress, update, from 198.51.100.7) at 2026-11-27 20:05:00 UTC"],
+        "the write before the last check is not it"
+    );
+    assert_eq!(
+        writers("module.network.aws_vpc.main"),
+        ["bob (DeleteVpc, delete, from 198.51.100.7) at 2026-11-27 20:06:00 UTC"],
+        "a missing resource names its deletion"
+    );
+    assert!(
+        writers("aws_db_instance.db").is_empty(),
+        "a commit's drift asks no trail"
+    );
+    assert!(writers("aws_s3_bucket.data").is_empty());
+    // the drifts made in the cloud were asked, each by its cloud id, from the last check
+    let asked = r.plans.trail_queries();
+    assert_eq!(asked.len(), 2, "every check asks (the first, nothing)");
+    assert!(asked[0].is_empty());
+    let mut got: Vec<(String, String)> = asked[1]
+        .iter()
+        .map(|q| (q.id.name.clone(), q.cloud_id.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "aws_s3_bucket.data".to_owned(),
+                "driftguard-data".to_owned()
+            ),
+            ("aws_security_group.web".to_owned(), sg.to_owned()),
+            (
+                "hand-made-reports".to_owned(),
+                "hand-made-reports".to_owned()
+            ),
+            ("module.network.aws_vpc.main".to_owned(), vpc.to_owned()),
+        ]
+    );
+    assert!(asked[1].iter().all(|q| q.since == Some(t(0))), "{asked:?}");
+    // stored, and not asked again once named
+    let stored = block_on(r.store.records("cloud")).expect("records");
+    let sg_record = stored
+        .iter()
+        .find(|x| x.id.name == "aws_security_group.web")
+        .expect("the group's record");
+    let d = sg_record.drift.as_ref().expect("open");
+    assert_eq!(d.attribution.writers[0].user.name.as_deref(), Some("alice"));
+    assert_eq!(d.attribution.audit_since, Some(t(0)));
+    r.clock.set(t(20));
+    block_on(r.scanner.scan()).expect("scan");
+    let asked = r.plans.trail_queries();
+    let mut again: Vec<&str> = asked[2].iter().map(|q| q.id.name.as_str()).collect();
+    again.sort();
+    assert_eq!(again, ["aws_s3_bucket.data", "hand-made-reports"]);
+    assert!(
+        asked[2].iter().all(|q| q.since == Some(t(0))),
+        "the window stays"
     );
 }
 

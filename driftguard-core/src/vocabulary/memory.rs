@@ -410,6 +410,10 @@ struct MemoryPlans {
     run: Option<crate::terraform::PlanRun>,
     unreachable: bool,
     commits: HashMap<String, crate::model::CommitInfo>,
+    /// The cloud's trail: events by cloud id (`None`: no trail is read).
+    trail: Option<Vec<(String, crate::audit::CloudEvent)>>,
+    /// What the trail was asked, each check's queries in turn.
+    asked: Vec<Vec<crate::audit::CloudWriteQuery>>,
 }
 
 impl MemoryPlanSource {
@@ -441,6 +445,21 @@ impl MemoryPlanSource {
             .commits
             .insert(file.into(), commit);
     }
+
+    /// The cloud's trail from now on: each event with the cloud id it names (every event of
+    /// an id asked for is answered; the window is the caller's).
+    pub fn set_trail(&self, events: Vec<(String, crate::audit::CloudEvent)>) {
+        self.inner.lock().expect("lock is never poisoned").trail = Some(events);
+    }
+
+    /// What the trail was asked, each check's queries in turn.
+    pub fn trail_queries(&self) -> Vec<Vec<crate::audit::CloudWriteQuery>> {
+        self.inner
+            .lock()
+            .expect("lock is never poisoned")
+            .asked
+            .clone()
+    }
 }
 
 #[async_trait]
@@ -460,6 +479,33 @@ impl crate::ports::PlanSource for MemoryPlanSource {
         inner.run.clone().ok_or_else(|| SourceError::NotFound {
             what: "no plans set".into(),
         })
+    }
+
+    async fn cloud_writes(
+        &self,
+        wanted: &[crate::audit::CloudWriteQuery],
+    ) -> crate::audit::CloudWrites {
+        let mut inner = self.inner.lock().expect("lock is never poisoned");
+        let Some(trail) = inner.trail.clone() else {
+            return crate::audit::CloudWrites::default();
+        };
+        inner.asked.push(wanted.to_vec());
+        let events = wanted
+            .iter()
+            .map(|q| {
+                let found = trail
+                    .iter()
+                    .filter(|(id, _)| *id == q.cloud_id)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                (q.id.clone(), found)
+            })
+            .collect();
+        crate::audit::CloudWrites {
+            enabled: true,
+            events,
+            ..crate::audit::CloudWrites::default()
+        }
     }
 
     async fn last_commits(&self, files: &[String]) -> HashMap<String, crate::model::CommitInfo> {
