@@ -282,6 +282,20 @@ async fn git_repository_case(t: Terraform) {
     );
     assert_eq!(arguments.is_argument("aws_s3_bucket", "arn"), Some(false));
     assert!(run.warnings.is_empty(), "{:?}", run.warnings);
+    // and kept in the data folder for the next process: a new source reads them from there
+    let kept: Vec<PathBuf> = std::fs::read_dir(setup.work().join("data"))
+        .expect("data folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("arguments-"))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let read: driftguard_core::terraform::Arguments =
+        serde_json::from_slice(&std::fs::read(&kept[0]).expect("kept")).expect("arguments");
+    assert_eq!(read, *arguments);
     let view = observe(&engine(), &run, &Default::default()).expect("observe");
     assert_eq!(drifts(&view), Vec::<String>::new());
     assert_eq!(view.observations.len(), 2);

@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-/// The arguments of each resource type of the providers a root module uses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The arguments of each resource type of the providers a root module uses (serialized as a
+/// map of type to names, for a cache).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Arguments {
     kinds: BTreeMap<String, BTreeSet<String>>,
 }
@@ -141,5 +143,12 @@ mod tests {
         assert_eq!(a.is_argument("aws_s3_bucket", "versioning"), Some(true));
         assert_eq!(a.is_argument("aws_vpc", "cidr_block"), None);
         assert!(Arguments::from_schema_json("{\"provider_schemas\": 3}").is_err());
+        // kept as a map of type to names
+        let kept = serde_json::to_value(&a).expect("serialized");
+        assert_eq!(
+            kept["aws_s3_bucket"],
+            serde_json::json!(["bucket", "versioning"])
+        );
+        assert_eq!(serde_json::from_value::<Arguments>(kept).expect("read"), a);
     }
 }
