@@ -976,6 +976,7 @@ impl Scanner {
                         enabled: true,
                         writes,
                         last_scan,
+                        cloud: false,
                     },
                     None,
                 )

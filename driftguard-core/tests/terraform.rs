@@ -443,6 +443,11 @@ fn hand_changes_name_their_writers_from_the_cloud_trail() {
         .expect("the group's record");
     let d = sg_record.drift.as_ref().expect("open");
     assert_eq!(d.attribution.writers[0].user.name.as_deref(), Some("alice"));
+    assert!(
+        d.attribution.owners.is_empty(),
+        "an API call is no field manager: {:?}",
+        d.attribution.owners
+    );
     assert_eq!(d.attribution.audit_since, Some(t(0)));
     r.clock.set(t(20));
     block_on(r.scanner.scan()).expect("scan");

@@ -34,6 +34,10 @@ pub struct AuditEvidence {
     /// When the previous full scan started: every object it found in sync agreed with Git
     /// then.
     pub last_scan: Option<DateTime<Utc>>,
+    /// The writes are a cloud's trail (CloudTrail, for a Terraform environment): they name a
+    /// drift's writers, and no field owner (a cloud resource has no `managedFields` to match
+    /// them with, and an API call is no field manager).
+    pub cloud: bool,
 }
 
 /// What the audit log says of one drifted object.

@@ -223,6 +223,7 @@ pub fn cloud_evidence(
         enabled: answer.enabled,
         writes,
         last_scan,
+        cloud: true,
     }
 }
 

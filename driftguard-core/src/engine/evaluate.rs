@@ -337,7 +337,7 @@ fn add_audit(
     let since = window_start(prev, audit.last_scan);
     let writes = audit.writes.get(&obs.id).map_or(&[][..], Vec::as_slice);
     let (managed, drifted) = match &obs.presence {
-        Presence::Both(c) => (
+        Presence::Both(c) if !audit.cloud => (
             st.live
                 .get(&obs.id)
                 .map(|l| l.managed_fields())
