@@ -2,7 +2,7 @@
 //! core's [`Arguments`] once per set of locked providers and kept, for the process and in the
 //! environment's data folder (`arguments-<key>.json`, for the next `driftguard scan`): the
 //! schemas of one provider release never change, and starting the provider to print them
-//! takes seconds (the AWS provider's are 14 MB of JSON; its arguments kept are 0.5 MB).
+//! takes seconds (the AWS provider's are 14 MB of JSON; its arguments kept, 1,526 resource types, are 0.24 MB).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
