@@ -424,6 +424,39 @@ s3.create_bucket(Bucket="hand-made-reports")
         "{detail:#}"
     );
     let envs = server.json("/api/v1/environments").expect("environments");
+    // the IaC coverage of the last check: of the account's buckets, groups and database (the
+    // VPC deleted; the default VPC and its group the cloud's own), three in the state and the
+    // bucket made by hand in none
+    let coverage = &envs["items"][0]["iac_coverage"];
+    assert_eq!(coverage["managed"], 3, "{envs:#}");
+    assert_eq!(coverage["unmanaged"], 1, "{envs:#}");
+    assert_eq!(coverage["ratio"], 0.75, "{envs:#}");
+    assert_eq!(
+        coverage["by_kind"]["aws_s3_bucket"],
+        serde_json::json!({"managed": 1, "unmanaged": 1}),
+        "{envs:#}"
+    );
+    assert_eq!(coverage["unknown_kinds"], serde_json::json!([]), "{envs:#}");
+    let metrics = server.get("/metrics").map(|(_, b)| b).unwrap_or_default();
+    for line in [
+        "driftguard_iac_coverage_ratio{environment=\"cloud\"} 0.75",
+        "driftguard_iac_resources{environment=\"cloud\",state=\"managed\"} 3",
+        "driftguard_iac_resources{environment=\"cloud\",state=\"unmanaged\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}:\n{metrics}");
+    }
+    let page = dashboard_page(port, "/drifts?environment=cloud");
+    assert!(
+        page.contains("IaC coverage 75 % (3 of 4 resources)"),
+        "{page}"
+    );
+    let overview = dashboard_page(port, "/");
+    assert!(
+        overview.contains(
+            "<dt>IaC coverage</dt><dd class=\"iac-coverage\">75 % (3 of 4 resources)</dd>"
+        ),
+        "{overview}"
+    );
     outputs.push(envs.to_string());
     outputs.push(serde_json::to_string(&api).expect("json"));
     for d in &api {
@@ -815,6 +848,42 @@ ddb.update_continuous_backups(TableName="orders",
     );
 }
 
+/// A dashboard page of the server on `port`, signed in with [`TOKEN`] (the sign-in form,
+/// then the session cookie).
+fn dashboard_page(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let exchange = |request: String| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(request.as_bytes()).expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).expect("read");
+        out
+    };
+    let form = format!("token={TOKEN}&next=%2F");
+    let answer = exchange(format!(
+        "POST /login HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+        form.len()
+    ));
+    let cookie = answer
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("set-cookie")
+                .then(|| v.trim().split(';').next().unwrap_or("").to_owned())
+        })
+        .unwrap_or_else(|| panic!("no session cookie: {answer}"));
+    let page = exchange(format!(
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
+    ));
+    assert!(
+        page.starts_with("HTTP/1.1 200") || page.starts_with("HTTP/1.0 200"),
+        "{page}"
+    );
+    page
+}
+
 /// The user's own `terraform plan` of `dir` (with the user's data folder and state, as
 /// [`user_apply`] left them): its standard output.
 fn user_plan(t: &Terraform, tmp: &Path, dir: &Path) -> String {
@@ -993,6 +1062,11 @@ secretKey: {{env: TF_E2E_KEY}}
         "{p:#}"
     );
     assert!(p["pullRequest"].is_null(), "{p:#}");
+    assert_eq!(
+        p["plan"], "Plan: 2 to import, 0 to add, 0 to change, 0 to destroy.",
+        "{p:#}"
+    );
+    assert!(p["problem"].is_null(), "{p:#}");
     let imports = std::fs::read_to_string(out.join("imports_driftguard.tf")).expect("imports");
     assert!(
         imports.contains(

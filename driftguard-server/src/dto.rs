@@ -1,6 +1,8 @@
 //! The JSON shapes the API answers (mirrors of the core types, described in the OpenAPI
 //! document).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use driftguard_core::ack::{self, Acknowledgement};
 use driftguard_core::audit::AuditWrite;
@@ -678,6 +680,62 @@ pub struct EnvironmentDto {
     /// configuration file, or nothing seen yet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<ToolDto>,
+    /// The share of the cloud account's resources that code manages, from this replica's last
+    /// check of a Terraform environment that lists its account (`terraform.orphans`; absent
+    /// otherwise, and for an environment another replica leads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iac_coverage: Option<IacCoverageDto>,
+}
+
+/// The IaC coverage of an environment: of the cloud account's resources of the kinds listed,
+/// those a Terraform state holds (`managed`) and those none holds (`unmanaged`: the orphans).
+/// The cloud's own resources (a default VPC) and those `exclude` names are not counted; a kind
+/// that could not be listed is left out and named in `unknown_kinds`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct IacCoverageDto {
+    /// Resources a state holds.
+    pub managed: usize,
+    /// Resources no state holds.
+    pub unmanaged: usize,
+    /// `managed / (managed + unmanaged)` (absent: nothing counted).
+    pub ratio: Option<f64>,
+    /// By kind (the Terraform resource type: `aws_s3_bucket`).
+    pub by_kind: BTreeMap<String, KindCoverageDto>,
+    /// Kinds that could not be listed at the last check: not counted.
+    pub unknown_kinds: Vec<String>,
+}
+
+/// One kind's part of [`IacCoverageDto`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema, JsonSchema)]
+pub struct KindCoverageDto {
+    /// Resources a state holds.
+    pub managed: usize,
+    /// Resources no state holds.
+    pub unmanaged: usize,
+}
+
+impl From<&driftguard_core::terraform::codify::Coverage> for IacCoverageDto {
+    fn from(c: &driftguard_core::terraform::codify::Coverage) -> Self {
+        IacCoverageDto {
+            managed: c.managed,
+            unmanaged: c.unmanaged,
+            ratio: c.ratio(),
+            by_kind: c
+                .by_kind
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        KindCoverageDto {
+                            managed: v.managed,
+                            unmanaged: v.unmanaged,
+                        },
+                    )
+                })
+                .collect(),
+            unknown_kinds: c.unknown_kinds.clone(),
+        }
+    }
 }
 
 /// The deployment tool's own verdict on a discovered environment's object, next to

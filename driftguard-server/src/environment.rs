@@ -19,6 +19,7 @@ use driftguard_core::error::chain;
 use driftguard_core::model::Provenance;
 use driftguard_core::ports::{LiveChange, LiveScope, ScanSummary, SourceError, StoreError};
 use driftguard_core::scanner::{Scanner, WriteHealth};
+use driftguard_core::terraform::codify::{coverage_of_verdicts, Coverage};
 use tokio::sync::Notify;
 
 use crate::audit::{read_log, AuditReadError, AuditSettings, LogRead};
@@ -54,6 +55,9 @@ pub struct EnvStatus {
     pub scanning: bool,
     /// Open drifts after the last scan or live change.
     pub open_drifts: usize,
+    /// The share of the cloud account's resources that code manages, from the last check of
+    /// a Terraform environment listing its account (`terraform.orphans`).
+    pub iac_coverage: Option<Coverage>,
 }
 
 /// Why a scan asked for through [`Environment::run_scan`] failed.
@@ -91,6 +95,9 @@ pub struct Environment {
     pub web_url: Option<String>,
     /// Where its audit events come from (`None`: no audit index).
     pub audit: Option<AuditSettings>,
+    /// The kinds of the cloud account a Terraform environment lists for orphans (`None`: not
+    /// listed): its IaC coverage is counted over them.
+    pub cloud_kinds: Option<Vec<String>>,
     status: RwLock<EnvStatus>,
     pub(crate) fetch_now: Notify,
     pub(crate) scope_changed: Notify,
@@ -130,6 +137,7 @@ impl Environment {
             repositories: Vec::new(),
             web_url: None,
             audit: None,
+            cloud_kinds: None,
             status: RwLock::new(EnvStatus::default()),
             fetch_now: Notify::new(),
             scope_changed: Notify::new(),
@@ -140,6 +148,13 @@ impl Environment {
             requested: std::sync::Mutex::new(None),
             audit_wake: Notify::new(),
         }
+    }
+
+    /// Counts the IaC coverage of each check over the account's `kinds` (a Terraform
+    /// environment listing its account for orphans).
+    pub fn with_cloud_kinds(mut self, kinds: Option<Vec<String>>) -> Self {
+        self.cloud_kinds = kinds;
+        self
     }
 
     /// Takes audit events from `settings` (the scanner's environment must have audit
@@ -443,10 +458,19 @@ impl Environment {
                 let open: Vec<_> = report.drifts().cloned().collect();
                 ctx.metrics.set_open_drifts(&self.name, &open, now);
                 let summary = report.summary.clone();
+                let coverage = self.cloud_kinds.as_ref().map(|kinds| {
+                    coverage_of_verdicts(&report.verdicts, kinds, &report.summary.errors)
+                });
+                if let Some(c) = &coverage {
+                    ctx.metrics.set_iac_coverage(&self.name, c);
+                }
                 self.update(|s| {
                     s.last_scan = Some(summary.clone());
                     s.last_error = None;
                     s.open_drifts = open.len();
+                    if coverage.is_some() {
+                        s.iac_coverage = coverage.clone();
+                    }
                 });
                 for e in &report.notify_errors {
                     tracing::warn!(environment = %self.name, error = %e, "notification failed");

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use driftguard_core::ports::ScanSummary;
 use driftguard_core::state::{Drift, DriftEvent};
+use driftguard_core::terraform::codify::Coverage;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -19,6 +20,15 @@ use prometheus_client::registry::Registry;
 pub struct EnvLabels {
     /// Environment.
     pub environment: String,
+}
+
+/// `{environment,state}`: `managed` (a state holds it) or `unmanaged` (an orphan).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IacLabels {
+    /// Environment.
+    pub environment: String,
+    /// `managed` or `unmanaged`.
+    pub state: String,
 }
 
 /// `{environment,source}`.
@@ -120,6 +130,8 @@ pub struct Metrics {
     discovered: Family<DiscoveryLabels, Counter>,
     tool_in_sync: Family<ToolLabels, Gauge>,
     tool_healthy: Family<ToolLabels, Gauge>,
+    iac_coverage: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    iac_resources: Family<IacLabels, Gauge>,
     /// Label sets of open drifts per environment, and the oldest detection.
     open: Mutex<BTreeMap<String, OpenSeries>>,
 }
@@ -233,8 +245,22 @@ impl Metrics {
             "What the deployment tool says of a discovered environment's health: healthy (1: Argo CD Healthy, Flux Ready) or not (0); absent while it says nothing (Unknown)",
             tool_healthy.clone(),
         );
+        let iac_coverage = Family::<EnvLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "driftguard_iac_coverage_ratio",
+            "Share of the cloud account's resources (of the kinds listed) that a Terraform state holds, from the last check (0..1)",
+            iac_coverage.clone(),
+        );
+        let iac_resources = Family::<IacLabels, Gauge>::default();
+        registry.register(
+            "driftguard_iac_resources",
+            "The cloud account's resources of the kinds listed, managed by code (in a state) or not (orphans), from the last check",
+            iac_resources.clone(),
+        );
         Metrics {
             registry,
+            iac_coverage,
+            iac_resources,
             discovered,
             tool_in_sync,
             tool_healthy,
@@ -273,6 +299,28 @@ impl Metrics {
         let env = Metrics::env(&summary.environment);
         self.drift_score.get_or_create(&env).set(summary.score);
         self.scan_duration.get_or_create(&env).observe(seconds);
+    }
+
+    /// Sets the IaC coverage of `environment` (its last check); with nothing counted the
+    /// ratio is left out.
+    pub fn set_iac_coverage(&self, environment: &str, c: &Coverage) {
+        let env = Metrics::env(environment);
+        match c.ratio() {
+            Some(r) => {
+                self.iac_coverage.get_or_create(&env).set(r);
+            }
+            None => {
+                self.iac_coverage.remove(&env);
+            }
+        }
+        for (state, n) in [("managed", c.managed), ("unmanaged", c.unmanaged)] {
+            self.iac_resources
+                .get_or_create(&IacLabels {
+                    environment: environment.to_owned(),
+                    state: state.to_owned(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Says whether a source answered, and when it last did.
@@ -403,6 +451,13 @@ impl Metrics {
         self.drift_age.remove(&env);
         self.scan_duration.remove(&env);
         self.leader.remove(&env);
+        self.iac_coverage.remove(&env);
+        for state in ["managed", "unmanaged"] {
+            self.iac_resources.remove(&IacLabels {
+                environment: environment.to_owned(),
+                state: state.to_owned(),
+            });
+        }
         for source in ["git", "live"] {
             let l = Metrics::src(environment, source);
             self.source_up.remove(&l);
@@ -467,4 +522,35 @@ pub enum NotifyOutcome {
 
 fn age_seconds(since: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
     ((now - since).num_milliseconds().max(0) as f64) / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driftguard_core::terraform::codify::Coverage;
+
+    #[test]
+    fn iac_coverage_is_published_and_forgotten() {
+        let m = Metrics::new();
+        let c = Coverage {
+            managed: 3,
+            unmanaged: 1,
+            ..Coverage::default()
+        };
+        m.set_iac_coverage("cloud", &c);
+        let text = m.encode(Utc::now());
+        for line in [
+            "driftguard_iac_coverage_ratio{environment=\"cloud\"} 0.75",
+            "driftguard_iac_resources{environment=\"cloud\",state=\"managed\"} 3",
+            "driftguard_iac_resources{environment=\"cloud\",state=\"unmanaged\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+        }
+        // nothing counted: no ratio
+        m.set_iac_coverage("cloud", &Coverage::default());
+        let text = m.encode(Utc::now());
+        assert!(!text.contains("driftguard_iac_coverage_ratio{"), "{text}");
+        m.forget("cloud");
+        assert!(!m.encode(Utc::now()).contains("environment=\"cloud\""));
+    }
 }

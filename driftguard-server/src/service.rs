@@ -191,7 +191,23 @@ impl EnvironmentBuilder {
             self.full_scan_interval,
         )
         .with_repositories(env.repositories())
-        .with_web_url(env.git().and_then(|g| g.web_url.clone()));
+        .with_web_url(env.git().and_then(|g| g.web_url.clone()))
+        .with_cloud_kinds(
+            // the kinds the account is listed for (`terraform.orphans.aws.kinds`, else all)
+            env.terraform
+                .as_ref()
+                .and_then(|t| t.orphans.as_ref())
+                .map(|a| {
+                    if a.kinds.is_empty() {
+                        driftguard_core::terraform::cloud::AWS_KINDS
+                            .iter()
+                            .map(|k| (*k).to_owned())
+                            .collect()
+                    } else {
+                        a.kinds.clone()
+                    }
+                }),
+        );
         if let Some(l) = &self.leadership {
             environment = environment.with_leadership(l.clone());
         }

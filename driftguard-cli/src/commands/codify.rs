@@ -80,6 +80,8 @@ struct Output {
     coverage: CoverageOut,
     imports: Vec<Import>,
     files: Vec<FileOut>,
+    /// The plan's summary of the imports with the generated configuration.
+    plan: Option<String>,
     /// Terraform's complaint about the generated configuration, if its plan failed.
     problem: Option<String>,
     pull_request: Option<PullRequestOut>,
@@ -203,6 +205,7 @@ pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
         },
         imports: Vec::new(),
         files: Vec::new(),
+        plan: None,
         problem: None,
         pull_request: None,
         recorded: Vec::new(),
@@ -222,6 +225,12 @@ pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
         .map_err(|e| anyhow!("environment {name}: {}", chain(&e)))?;
     out.imports = planned.clone();
     out.problem = codified.problem.clone();
+    out.plan = codified.summary.clone();
+    if table && !g.quiet {
+        if let Some(p) = &codified.summary {
+            eprintln!("terraform's plan with the generated configuration: {p}");
+        }
+    }
     let folder = codified.module.trim_matches('/').to_owned();
     let in_module = |f: &str| {
         if folder.is_empty() {

@@ -10,9 +10,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{Verdict, VerdictStatus};
 use crate::normalize::Normalizer;
+use crate::state::{Direction, DriftKind};
 
-use super::cloud::{unmanaged, CloudInventory, CloudResource};
+use super::cloud::{account_kind, unmanaged, CloudInventory, CloudResource};
 use super::observe::managed_by_state;
 use super::plan::read_plan;
 use super::{PlanRun, TerraformError};
@@ -184,6 +186,54 @@ pub fn redact_generated(text: &str, secrets: &[String]) -> String {
     out
 }
 
+/// The configuration terraform generated, made plannable where a generator writes an empty
+/// string for an unset argument: OpenTofu (1.12) writes `name_prefix = ""` beside
+/// `name = "web"` (terraform writes `null` for an optional string it reads as `""`), and the
+/// AWS provider refuses the two together. In each `resource` block, `<arg>_prefix = ""` whose
+/// `<arg>` has a value becomes `<arg>_prefix = null`.
+pub fn tidy_generated(text: &str) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // top-level arguments of one block: `  name = value`
+    let argument = |l: &str| -> Option<(String, String)> {
+        let body = l.trim_end_matches(['\n', '\r']);
+        let rest = body.strip_prefix("  ")?;
+        if rest.starts_with(' ') {
+            return None;
+        }
+        let (k, v) = rest.split_once('=')?;
+        let k = k.trim();
+        (!k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .then(|| (k.to_owned(), v.trim().to_owned()))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    while start < lines.len() {
+        // one top-level block: up to the line `}`
+        let end = (start..lines.len())
+            .find(|&i| lines[i].trim_end() == "}")
+            .map_or(lines.len(), |i| i + 1);
+        let block = &lines[start..end];
+        let set: BTreeMap<String, String> = block.iter().filter_map(|l| argument(l)).collect();
+        for l in block {
+            match argument(l) {
+                Some((k, v))
+                    if v == "\"\""
+                        && k.strip_suffix("_prefix").is_some_and(|base| {
+                            set.get(base)
+                                .is_some_and(|b| b != "null" && b != "\"\"" && !b.is_empty())
+                        }) =>
+                {
+                    let ending = &l[l.trim_end_matches(['\n', '\r']).len()..];
+                    out.push_str(&format!("  {k} = null{ending}"));
+                }
+                _ => out.push_str(l),
+            }
+        }
+        start = end;
+    }
+    out
+}
+
 /// How much of one kind of the account's resources code manages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KindCoverage {
@@ -270,6 +320,66 @@ pub fn coverage(
             out.unmanaged += 1;
         }
         // neither: excluded by a glob
+    }
+    out
+}
+
+/// The kind a scan error says could not be listed (`cannot list aws_instance of the account
+/// …`, as a check reports it), if it is one.
+pub fn unlisted_kind(error: &str) -> Option<&str> {
+    let rest = error.strip_prefix("cannot list ")?;
+    let (kind, _) = rest.split_once(" of the account")?;
+    (!kind.is_empty() && !kind.contains(' ')).then_some(kind)
+}
+
+/// The coverage as a check's verdicts give it, the account's kinds `kinds` listed and the
+/// check's `errors` naming those that could not be: a resource of a listed kind that the
+/// cloud has and a state holds (in sync, modified, or an orphan an apply would destroy) is
+/// managed, one in no state (an orphan made by hand) is not; one the cloud does not have
+/// (missing) or whose side is unknown is not counted. The same account as [`coverage`]
+/// counts from the listing: the cloud's own and excluded resources are never verdicts.
+pub fn coverage_of_verdicts<'a>(
+    verdicts: impl IntoIterator<Item = &'a Verdict>,
+    kinds: &[String],
+    errors: &[String],
+) -> Coverage {
+    let unknown: BTreeSet<&str> = errors.iter().filter_map(|e| unlisted_kind(e)).collect();
+    let mut out = Coverage {
+        unknown_kinds: unknown.iter().map(|k| (*k).to_owned()).collect(),
+        ..Coverage::default()
+    };
+    let counted: BTreeSet<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !unknown.contains(k))
+        .collect();
+    for k in &counted {
+        out.by_kind.entry((*k).to_owned()).or_default();
+    }
+    for v in verdicts {
+        let kind = v.id.kind.as_str();
+        // the resource type that is the account's kind itself (not `aws_default_vpc`, the
+        // cloud's own VPC adopted into a state: the listing leaves those out)
+        if !counted.contains(kind) || account_kind(kind) != Some(kind) {
+            continue;
+        }
+        let managed = match (v.status, v.drift.as_deref()) {
+            (VerdictStatus::InSync, _) => true,
+            (VerdictStatus::Drifted, Some(d)) => match d.kind {
+                DriftKind::Modified => true,
+                DriftKind::Orphan => d.direction != Direction::Forward,
+                DriftKind::Missing => continue,
+            },
+            _ => continue,
+        };
+        let k = out.by_kind.entry(kind.to_owned()).or_default();
+        if managed {
+            k.managed += 1;
+            out.managed += 1;
+        } else {
+            k.unmanaged += 1;
+            out.unmanaged += 1;
+        }
     }
     out
 }
@@ -391,6 +501,97 @@ mod tests {
             "resource \"aws_db_instance\" \"x\" {\n  password = null # sensitive (removed by DriftGuard)\n  master_password = null # sensitive\n  secret_arn = \"\"\n  name = \"app\"\n  note = \"key <redacted>\"\n  token_list = []\n}\n"
         );
         assert!(!out.contains("hunter22"));
+    }
+
+    #[test]
+    fn empty_prefixes_beside_their_argument_are_null() {
+        let text = "resource \"aws_s3_bucket\" \"a\" {\n  bucket        = \"hand-made\"\n  bucket_prefix = \"\"\n  tags = {\n    name_prefix = \"\"\n  }\n}\n\nresource \"aws_security_group\" \"b\" {\n  name        = null\n  name_prefix = \"\"\n}\n";
+        assert_eq!(
+            tidy_generated(text),
+            "resource \"aws_s3_bucket\" \"a\" {\n  bucket_prefix = null\n".replace(
+                "  bucket_prefix = null\n",
+                "  bucket        = \"hand-made\"\n  bucket_prefix = null\n"
+            ) + "  tags = {\n    name_prefix = \"\"\n  }\n}\n\nresource \"aws_security_group\" \"b\" {\n  name        = null\n  name_prefix = \"\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn coverage_from_a_checks_verdicts() {
+        use crate::id::ResourceId;
+        let verdict = |kind: &str, name: &str, drift: Option<(DriftKind, Direction)>| {
+            let id = ResourceId::new("prod", "aws", kind, None, name);
+            Verdict {
+                status: if drift.is_some() {
+                    VerdictStatus::Drifted
+                } else {
+                    VerdictStatus::InSync
+                },
+                drift: drift.map(|(k, dir)| {
+                    let mut d = crate::testkit::drift().id(id.clone()).build();
+                    d.kind = k;
+                    d.direction = dir;
+                    Box::new(d)
+                }),
+                id,
+            }
+        };
+        let verdicts = vec![
+            verdict("aws_s3_bucket", "aws_s3_bucket.data", None),
+            verdict(
+                "aws_s3_bucket",
+                "hand-made",
+                Some((DriftKind::Orphan, Direction::Forward)),
+            ),
+            verdict(
+                "aws_security_group",
+                "aws_security_group.web",
+                Some((DriftKind::Modified, Direction::Forward)),
+            ),
+            verdict(
+                "aws_vpc",
+                "module.net.aws_vpc.main",
+                Some((DriftKind::Missing, Direction::Forward)),
+            ),
+            verdict(
+                "aws_vpc",
+                "aws_vpc.old",
+                Some((DriftKind::Orphan, Direction::Reverse)),
+            ),
+            verdict("aws_default_vpc", "aws_default_vpc.this", None),
+            verdict("aws_subnet", "aws_subnet.a", None),
+            verdict(
+                "aws_instance",
+                "i-1",
+                Some((DriftKind::Orphan, Direction::Forward)),
+            ),
+        ];
+        let kinds: Vec<String> = crate::terraform::cloud::AWS_KINDS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect();
+        let errors = vec![
+            "cannot list aws_instance of the account (orphans of that kind unknown): access denied"
+                .to_owned(),
+            "something else".to_owned(),
+        ];
+        let c = coverage_of_verdicts(&verdicts, &kinds, &errors);
+        assert_eq!((c.managed, c.unmanaged), (3, 1));
+        assert_eq!(c.unknown_kinds, vec!["aws_instance"]);
+        assert!(!c.by_kind.contains_key("aws_instance"));
+        assert_eq!(
+            c.by_kind["aws_vpc"],
+            KindCoverage {
+                managed: 1,
+                unmanaged: 0
+            }
+        );
+        assert_eq!(
+            c.by_kind["aws_db_instance"],
+            KindCoverage::default(),
+            "a listed kind with nothing is named"
+        );
+        assert_eq!(c.describe(), "75 % (3 of 4 resources)");
+        assert_eq!(unlisted_kind("cannot list a b of the account"), None);
     }
 
     #[test]

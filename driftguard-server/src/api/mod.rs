@@ -261,7 +261,7 @@ impl utoipa::Modify for NamedParams {
         FindingDto, RemediationDto, PlanStepDto, FieldChangeDto, RemediateRequest, RemediateAnswer, RemediationEventDto,
         AcknowledgementDto, AcknowledgementList, AcknowledgeRequest, ActionDto, ActionList, RemediationSwitch,
         CommitDto, FieldOwnerDto, WriterDto, AttributionDto, ProvenanceDto, RenderingDto, DriftPage, EventDto, EventPage,
-        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, RecordDto,
+        CountsDto, ScanDto, ScanList, SourceDto, EnvironmentDto, EnvironmentList, LeaderDto, ToolDto, IacCoverageDto, KindCoverageDto, RecordDto,
         ObjectHistory, Health, Check, Ready, WebhookAccepted, AuditAccepted, PreviewBody, PreviewAnswer,
         crate::preview::FailOn)),
     modifiers(&BearerAuth, &NamedParams),

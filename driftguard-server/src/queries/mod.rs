@@ -105,6 +105,7 @@ async fn environment_dto_from(
         sources: sources.clone(),
         leader,
         tool: tool.clone(),
+        iac_coverage: s.iac_coverage.as_ref().map(IacCoverageDto::from),
     };
     let Some(leadership) = env.leadership() else {
         return Ok(own(None));
@@ -166,6 +167,8 @@ async fn environment_dto_from(
             .collect(),
         leader: Some(leader),
         tool,
+        // counted by the replica that checks it
+        iac_coverage: None,
     })
 }
 

@@ -15,7 +15,7 @@ use driftguard_core::model::Revision;
 use driftguard_core::ports::SourceError;
 use driftguard_core::render::RenderError;
 use driftguard_core::terraform::codify::{
-    import_blocks, redact_generated, Import, GENERATED_FILE, IMPORTS_FILE,
+    import_blocks, redact_generated, tidy_generated, Import, GENERATED_FILE, IMPORTS_FILE,
 };
 
 use super::run::Session;
@@ -32,6 +32,9 @@ pub struct Codified {
     pub imports: String,
     /// The text of [`GENERATED_FILE`] (secrets removed).
     pub generated: String,
+    /// The plan's own summary of the imports with the generated configuration (`Plan: 2 to
+    /// import, 0 to add, 0 to change, 0 to destroy.`), when it printed one.
+    pub summary: Option<String>,
     /// Terraform's complaint about the generated configuration, when the plan with it
     /// failed after writing it (a conflict the provider's schema allows but its validation
     /// refuses): review the configuration before applying it.
@@ -122,7 +125,15 @@ fn generate(
         planned = s.run(args);
     }
     let generated = std::fs::read_to_string(&out).ok();
-    let problem = match (planned, &generated) {
+    let summary_of = |stdout: &str| {
+        stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("Plan: ") || l.starts_with("No changes."))
+            .map(str::to_owned)
+    };
+    let mut summary = planned.as_ref().ok().and_then(|o| summary_of(o));
+    let mut problem = match (planned, &generated) {
         (Ok(_), _) => None,
         // terraform wrote the configuration, then its plan with it failed
         (Err(RenderError::Failed { stderr, .. }), Some(g)) if !g.trim().is_empty() => {
@@ -130,20 +141,50 @@ fn generate(
         }
         (Err(e), _) => return Err(s.fail(&step, e)),
     };
-    let generated = generated.ok_or_else(|| {
+    let raw = generated.ok_or_else(|| {
         SourceError::Terraform(driftguard_core::terraform::TerraformError::Input {
             what: format!("terraform {step}"),
             problem: "wrote no configuration".into(),
         })
     })?;
+    let generated = redact_generated(&tidy_generated(&raw), &s.secrets);
+    if generated != raw || problem.is_some() {
+        // what is handed over is not what terraform planned: plan it (the imports with it)
+        let check = s.dir.join(CHECK_FILE);
+        std::fs::write(&check, &generated)
+            .map_err(io(format!("cannot write {}", check.display())))?;
+        let mut args: Vec<String> = vec![
+            "plan".into(),
+            "-lock=false".into(),
+            "-input=false".into(),
+            "-no-color".into(),
+        ];
+        args.extend(s.var_args.iter().cloned());
+        match s.run(args) {
+            Ok(stdout) => {
+                summary = summary_of(&stdout);
+                problem = None;
+            }
+            Err(RenderError::Failed { stderr, .. }) => {
+                summary = None;
+                problem = Some(stderr.trim().to_owned());
+            }
+            Err(e) => return Err(s.fail("plan (codify: the generated configuration)", e)),
+        }
+    }
     Ok(Codified {
         revision: p.revision.clone(),
         module: p.module.clone(),
         imports: text,
-        generated: redact_generated(&generated, &s.secrets),
+        summary,
+        generated,
         problem,
     })
 }
+
+/// The file the generated configuration is planned from, in the private copy, when what is
+/// handed over differs from what terraform planned.
+const CHECK_FILE: &str = "driftguard_codify_check.tf";
 
 /// Copies the code below `from` into `to`: regular files and folders, not `.terraform`
 /// (a folder source's own data) nor `.git`; symbolic links are copied as what they point at

@@ -267,6 +267,9 @@ pub(super) struct DriftsPage {
     pub(super) caption: String,
     /// With one discovered environment chosen, what its tool says.
     pub(super) tool: Option<ToolPanel>,
+    /// With one Terraform environment chosen that lists its cloud account: `IaC coverage 67 %
+    /// (4 of 6 resources)`.
+    pub(super) iac_coverage: Option<String>,
 }
 
 /// The filters of the drifts page, in URL order.
@@ -401,6 +404,15 @@ pub(crate) async fn drifts(
         }
         _ => None,
     };
+    let iac_coverage = state
+        .environment(param(&q, "environment"))
+        .and_then(|env| env.status().iac_coverage)
+        .map(|c| {
+            format!(
+                "IaC coverage {}",
+                super::overview::coverage_text(&crate::dto::IacCoverageDto::from(&c))
+            )
+        });
     let first = if rows.is_empty() { 0 } else { offset + 1 };
     let last = offset + rows.len();
     let page = DriftsPage {
@@ -466,6 +478,7 @@ pub(crate) async fn drifts(
         by_detected,
         by_updated,
         tool,
+        iac_coverage,
     };
     let status = if page.error.is_some() {
         axum::http::StatusCode::BAD_REQUEST
@@ -495,6 +508,7 @@ mod tests {
             sources: Vec::new(),
             leader: None,
             tool,
+            iac_coverage: None,
         }
     }
 

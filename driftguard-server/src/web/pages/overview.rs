@@ -44,6 +44,28 @@ pub struct EnvCard {
     /// Sort keys of the fleet table.
     pub(super) score_value: Option<f64>,
     pub(super) last_scan_at: Option<DateTime<Utc>>,
+    /// `67 % (4 of 6 resources)`: a Terraform environment listing its cloud account.
+    pub(super) iac_coverage: Option<String>,
+}
+
+/// The IaC coverage in words: `67 % (4 of 6 resources)`, and the kinds not counted.
+pub(super) fn coverage_text(c: &crate::dto::IacCoverageDto) -> String {
+    let mut text = match c.ratio {
+        Some(r) => format!(
+            "{} % ({} of {} resources)",
+            (r * 100.0).round() as u64,
+            c.managed,
+            c.managed + c.unmanaged
+        ),
+        None => "unknown (no resource listed)".into(),
+    };
+    if !c.unknown_kinds.is_empty() {
+        text.push_str(&format!(
+            "; not counted: {} (could not be listed)",
+            c.unknown_kinds.join(", ")
+        ));
+    }
+    text
 }
 
 /// Up to this many environments the overview shows each as a card (a handful look as they
@@ -271,6 +293,7 @@ pub(super) fn env_card(e: &EnvironmentDto, open: &OpenTally, now: DateTime<Utc>)
         scan_action: format!("/environments/{}/scan", view::segment(&e.name)),
         score_value: e.score,
         last_scan_at: e.last_scan.as_ref().map(|s| s.started_at),
+        iac_coverage: e.iac_coverage.as_ref().map(coverage_text),
     }
 }
 
