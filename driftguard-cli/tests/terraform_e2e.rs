@@ -1057,11 +1057,11 @@ secretKey: {{env: TF_E2E_KEY}}
         "{p:#}"
     );
     assert_eq!(
-        p["coverage"]["byKind"]["aws_s3_bucket"],
+        p["coverage"]["by_kind"]["aws_s3_bucket"],
         serde_json::json!({"managed": 1, "unmanaged": 1}),
         "{p:#}"
     );
-    assert!(p["pullRequest"].is_null(), "{p:#}");
+    assert!(p["pull_request"].is_null(), "{p:#}");
     assert_eq!(
         p["plan"], "Plan: 2 to import, 0 to add, 0 to change, 0 to destroy.",
         "{p:#}"
@@ -1122,8 +1122,8 @@ secretKey: {{env: TF_E2E_KEY}}
     eprintln!("codify with a pull request: {:?}", started.elapsed());
     assert_eq!(pr.code, 0, "{}\n{}", pr.stdout, pr.stderr);
     let r = pr.json();
-    assert_eq!(r["pullRequest"]["number"], 42, "{r:#}");
-    let branch = r["pullRequest"]["branch"]
+    assert_eq!(r["pull_request"]["number"], 42, "{r:#}");
+    let branch = r["pull_request"]["branch"]
         .as_str()
         .expect("branch")
         .to_owned();

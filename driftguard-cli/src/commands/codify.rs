@@ -73,7 +73,6 @@ impl PlanSource for Keeping {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct Output {
     environment: String,
     revision: Option<String>,
@@ -89,7 +88,6 @@ struct Output {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct CoverageOut {
     #[serde(flatten)]
     coverage: Coverage,
@@ -103,7 +101,6 @@ struct FileOut {
 }
 
 #[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct PullRequestOut {
     branch: String,
     commit: String,

@@ -248,7 +248,6 @@ pub struct KindCoverage {
 /// `default` group) and those `exclude` names count on neither side; a kind that could not be
 /// listed is left out and named in `unknown_kinds`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Coverage {
     /// Resources a state holds.
     pub managed: usize,
