@@ -277,7 +277,18 @@ pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
             .iter()
             .map(|i| format!("{}/{}", i.kind, i.id))
             .collect();
-        let plan_id = format!("codify-{:012x}", fnv1a(ids.join("\n").as_bytes()) >> 16);
+        let revision = run
+            .revision
+            .as_ref()
+            .map(|r| r.id.clone())
+            .filter(|r| matches!(r.len(), 40 | 64) && r.bytes().all(|b| b.is_ascii_hexdigit()));
+        // the orphans and the commit checked: codifying them again after a new commit is a new
+        // branch; again at the same commit, the branch pushed before (its pull request open)
+        let plan_id = format!(
+            "codify-{:012x}",
+            fnv1a(format!("{}\n{}", ids.join("\n"), revision.as_deref().unwrap_or("")).as_bytes())
+                >> 16
+        );
         let branch = format!("driftguard/{plan_id}");
         let listing: String = planned
             .iter()
@@ -293,11 +304,6 @@ pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
             .iter()
             .map(|f| (f.path.clone(), f.text.clone()))
             .collect();
-        let revision = run
-            .revision
-            .as_ref()
-            .map(|r| r.id.clone())
-            .filter(|r| matches!(r.len(), 40 | 64) && r.bytes().all(|b| b.is_ascii_hexdigit()));
         let gc = git.source.clone();
         let (b, m) = (branch.clone(), message.clone());
         let pushed = tokio::task::spawn_blocking(move || {
