@@ -19,13 +19,6 @@ use crate::args::{AckArgs, Format, Global};
 use crate::commands::print_machine;
 use crate::plan::query_config;
 
-fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 pub(crate) async fn ack(g: &Global, a: &AckArgs) -> Result<u8> {
     let plan = query_config(g)?.plan();
     let choice = StoreChoice::from_plan(&plan.store, g.store.as_deref(), g.no_store);
@@ -34,7 +27,7 @@ pub(crate) async fn ack(g: &Global, a: &AckArgs) -> Result<u8> {
     }
     let store = choice.open_read().await?;
     let state = AppState::builder(store, Vec::new(), Arc::new(Metrics::new())).build();
-    let caller = Caller::with_scopes(who(), vec![TokenScope::Read, TokenScope::Scan]);
+    let caller = Caller::with_scopes(super::who(), vec![TokenScope::Read, TokenScope::Scan]);
     let failed = |e: driftguard_server::error::AppError| anyhow!("{}", e.message);
     let items: Vec<AcknowledgementDto> = if a.list {
         ack::list_unchecked(&state, a.env.as_deref())

@@ -109,13 +109,6 @@ struct PullRequestOut {
     error: Option<String>,
 }
 
-fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
     if a.orphans.is_empty() && !a.all {
         bail!("name the orphans to codify (their ids in the cloud), or pass --all");
@@ -272,7 +265,7 @@ pub(crate) async fn codify(g: &Global, a: &CodifyArgs) -> Result<u8> {
         let git = env.git().ok_or_else(|| {
             anyhow!("--pull-request needs the environment's code in a Git repository (`git:`), not a folder")
         })?;
-        let requested_by = who();
+        let requested_by = super::who();
         let ids: Vec<String> = planned
             .iter()
             .map(|i| format!("{}/{}", i.kind, i.id))

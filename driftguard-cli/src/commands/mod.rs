@@ -20,6 +20,14 @@ use driftguard_cli::EXIT_OK;
 
 use crate::args::{Cli, ColorChoice, Command, ConfigCommand, Format, Global};
 
+/// Who asks, for the history of what the CLI changes: `cli:` and the operating system's user.
+fn who() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 pub(crate) async fn run(cli: Cli) -> Result<u8> {
     let g = &cli.global;
     match &cli.command {

@@ -45,13 +45,6 @@ fn show(v: &Option<Value>) -> String {
     }
 }
 
-fn who() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
     if a.objects.is_empty() && !a.all {
         bail!("name the objects to remediate, or pass --all");
@@ -197,7 +190,7 @@ pub(crate) async fn remediate(g: &Global, a: &RemediateArgs) -> Result<u8> {
         }
         false
     };
-    let requested_by = who();
+    let requested_by = super::who();
     for (name, (r, proposed)) in &by_env {
         let mut done = Vec::new();
         for p in proposed {

@@ -304,6 +304,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A resource of the root module in `plan`'s refreshed state.
+    fn add_prior(plan: &mut Plan, kind: &str, name: &str, values: Value) {
+        let r = super::super::plan::PlannedResource {
+            address: format!("{kind}.{name}"),
+            module_address: String::new(),
+            kind: kind.into(),
+            name: name.into(),
+            provider: "registry.terraform.io/hashicorp/aws".into(),
+        };
+        plan.prior.insert(r.address.clone(), (r, values));
+    }
+
     #[test]
     fn rules_lose_the_sources_other_resources_own() {
         let owned: BTreeSet<Atom> = [
@@ -364,18 +376,9 @@ mod tests {
 
     #[test]
     fn the_rule_resources_of_the_state_own_their_sources() {
-        use super::super::plan::PlannedResource;
         let mut plan = Plan::default();
-        let mut add = |kind: &str, name: &str, values: Value| {
-            let r = PlannedResource {
-                address: format!("{kind}.{name}"),
-                module_address: String::new(),
-                kind: kind.into(),
-                name: name.into(),
-                provider: "registry.terraform.io/hashicorp/aws".into(),
-            };
-            plan.prior.insert(r.address.clone(), (r, values));
-        };
+        let mut add =
+            |kind: &str, name: &str, values: Value| add_prior(&mut plan, kind, name, values);
         // as the AWS provider 5.100.0 refreshes them
         add(
             "aws_security_group_rule",
@@ -427,18 +430,9 @@ mod tests {
 
     #[test]
     fn resources_other_resources_name_are_told_apart() {
-        use super::super::plan::PlannedResource;
         let mut plan = Plan::default();
-        let mut add = |kind: &str, name: &str, values: Value| {
-            let r = PlannedResource {
-                address: format!("{kind}.{name}"),
-                module_address: String::new(),
-                kind: kind.into(),
-                name: name.into(),
-                provider: "registry.terraform.io/hashicorp/aws".into(),
-            };
-            plan.prior.insert(r.address.clone(), (r, values));
-        };
+        let mut add =
+            |kind: &str, name: &str, values: Value| add_prior(&mut plan, kind, name, values);
         add(
             "aws_s3_bucket",
             "logs",
