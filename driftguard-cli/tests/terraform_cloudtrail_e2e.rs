@@ -17,7 +17,6 @@
 mod util;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use driftguard_test_support::{terraform, tofu, CloudTrailFake, MotoServer, Terraform};
@@ -32,42 +31,12 @@ const TOKEN: &str = "tf-ct-token-51d2";
 /// The user's own `terraform init` and `apply` (their data folder and state, outside
 /// DriftGuard's folders).
 fn user_apply(t: &Terraform, tmp: &Path, repo: &Path) {
-    for args in [
-        vec![
-            "init".to_owned(),
-            "-input=false".into(),
-            "-no-color".into(),
-            format!(
-                "-backend-config=path={}",
-                tmp.join("state.tfstate").display()
-            ),
-        ],
-        vec![
-            "apply".to_owned(),
-            "-auto-approve".into(),
-            "-input=false".into(),
-            "-no-color".into(),
-            format!("-var-file={}", tmp.join("vars.tfvars").display()),
-        ],
-    ] {
-        let out = Command::new(&t.bin)
-            .args(&args)
-            .current_dir(repo)
-            .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-            .env("TF_DATA_DIR", tmp.join("user-tf-data"))
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .output()
-            .expect("terraform runs");
-        assert!(
-            out.status.success(),
-            "terraform {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    t.user_apply(
+        repo,
+        &tmp.join("user-tf-data"),
+        &tmp.join("state.tfstate"),
+        &tmp.join("vars.tfvars"),
+    );
 }
 
 fn env_vars() -> Vec<(&'static str, &'static str)> {

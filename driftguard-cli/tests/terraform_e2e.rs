@@ -23,7 +23,6 @@ mod util;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use driftguard_test_support::{terraform, tofu, MotoServer, Terraform};
@@ -39,42 +38,12 @@ const TOKEN: &str = "tf-e2e-token-3c9a";
 /// The user's own terraform: `init` and `apply` of the repository's code, with the user's
 /// data folder and state (outside DriftGuard's folders).
 fn user_apply(t: &Terraform, tmp: &Path, repo: &Path) {
-    for args in [
-        vec![
-            "init".to_owned(),
-            "-input=false".into(),
-            "-no-color".into(),
-            format!(
-                "-backend-config=path={}",
-                tmp.join("state.tfstate").display()
-            ),
-        ],
-        vec![
-            "apply".to_owned(),
-            "-auto-approve".into(),
-            "-input=false".into(),
-            "-no-color".into(),
-            format!("-var-file={}", tmp.join("secrets.tfvars").display()),
-        ],
-    ] {
-        let out = Command::new(&t.bin)
-            .args(&args)
-            .current_dir(repo)
-            .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-            .env("TF_DATA_DIR", tmp.join("user-tf-data"))
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .output()
-            .expect("terraform runs");
-        assert!(
-            out.status.success(),
-            "terraform {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    t.user_apply(
+        repo,
+        &tmp.join("user-tf-data"),
+        &tmp.join("state.tfstate"),
+        &tmp.join("secrets.tfvars"),
+    );
 }
 
 fn env_vars() -> Vec<(&'static str, &'static str)> {
@@ -887,30 +856,13 @@ fn dashboard_page(port: u16, path: &str) -> String {
 /// The user's own `terraform plan` of `dir` (with the user's data folder and state, as
 /// [`user_apply`] left them): its standard output.
 fn user_plan(t: &Terraform, tmp: &Path, dir: &Path) -> String {
-    let out = Command::new(&t.bin)
-        .args([
-            "plan".to_owned(),
-            "-input=false".into(),
-            "-no-color".into(),
-            "-lock=false".into(),
-            format!("-var-file={}", tmp.join("secrets.tfvars").display()),
-        ])
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-        .env("TF_DATA_DIR", tmp.join("user-tf-data"))
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_IN_AUTOMATION", "1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("terraform runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "terraform plan: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    let vars = format!("-var-file={}", tmp.join("secrets.tfvars").display());
+    t.user(
+        dir,
+        &tmp.join("user-tf-data"),
+        &["plan", "-input=false", "-no-color", "-lock=false", &vars],
+        &[],
+    )
 }
 
 #[test]

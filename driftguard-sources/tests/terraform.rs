@@ -8,7 +8,6 @@
 mod git_support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
@@ -90,22 +89,7 @@ const NET_TF: &str = r#"resource "aws_vpc" "main" {
 
 /// Runs the test's own terraform (the "user") in `dir`.
 fn tf(t: &Terraform, dir: &Path, data: &Path, args: &[&str]) {
-    let out = Command::new(&t.bin)
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-        .env("TF_DATA_DIR", data)
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_IN_AUTOMATION", "1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("terraform runs");
-    assert!(
-        out.status.success(),
-        "terraform {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    t.user(dir, data, args, &[]);
 }
 
 /// A user's setup: a variable file outside the code (the endpoint, the sensitive token) and

@@ -10,7 +10,6 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -94,21 +93,7 @@ fn aws_env() {
 
 /// Runs the user's own terraform (or tofu) in `dir`; its standard output.
 fn user(t: &Terraform, dir: &Path, data: &Path, args: &[&str]) -> String {
-    let out = Command::new(&t.bin)
-        .args(args)
-        .current_dir(dir)
-        .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-        .env("TF_DATA_DIR", data)
-        .env("TF_IN_AUTOMATION", "1")
-        .output()
-        .expect("terraform runs");
-    assert!(
-        out.status.success(),
-        "{} {args:?}: {}",
-        t.bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8")
+    t.user(dir, data, args, &[])
 }
 
 /// The keys the core's plan reader reads (`driftguard_core::terraform::read_plan`), at any depth.

@@ -16,7 +16,6 @@
 //! gets them explicitly), so every test here shares that environment.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Once;
 use std::time::Duration;
 
@@ -203,38 +202,17 @@ async fn missing_credentials_are_denied_access_to_the_cloud() {
         let dir = module(&moto);
         // the user applies, with their credentials
         let data = dir.path().join("user-data");
+        let code = dir.path().join("code");
+        let backend = format!(
+            "-backend-config=path={}",
+            dir.path().join("state.tfstate").display()
+        );
+        let vars = format!("-var-file={}", dir.path().join("vars.tfvars").display());
         for args in [
-            vec![
-                "init".to_owned(),
-                "-input=false".into(),
-                format!(
-                    "-backend-config=path={}",
-                    dir.path().join("state.tfstate").display()
-                ),
-            ],
-            vec![
-                "apply".to_owned(),
-                "-auto-approve".into(),
-                "-input=false".into(),
-                format!("-var-file={}", dir.path().join("vars.tfvars").display()),
-            ],
+            &["init", "-input=false", &backend][..],
+            &["apply", "-auto-approve", "-input=false", &vars],
         ] {
-            let out = Command::new(&t.bin)
-                .args(&args)
-                .current_dir(dir.path().join("code"))
-                .env("TF_CLI_CONFIG_FILE", &t.cli_config)
-                .env("TF_DATA_DIR", &data)
-                .env("TF_IN_AUTOMATION", "1")
-                .env("AWS_ACCESS_KEY_ID", "testing")
-                .env("AWS_SECRET_ACCESS_KEY", SECRET)
-                .output()
-                .expect("terraform runs");
-            assert!(
-                out.status.success(),
-                "{} {args:?}: {}",
-                name(&t),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            t.user(&code, &data, args, &[("AWS_SECRET_ACCESS_KEY", SECRET)]);
         }
         // DriftGuard's process has none
         let err = TerraformSource::new(config(&t, dir.path(), Some(t.cli_config.clone())))

@@ -442,12 +442,76 @@ pub fn terraform() -> Terraform {
         "the AWS provider's filesystem mirror (registry.terraform.io/hashicorp/aws, found by \
          scripts/terraform/setup.sh)",
     ));
-    let text = std::fs::read_to_string(&cli_config).unwrap_or_else(|e| {
-        panic!(
-            "the Terraform CLI configuration {}: {e}",
-            cli_config.display()
-        )
-    });
+    let aws = mirror_in(&cli_config).join("registry.terraform.io/hashicorp/aws");
+    assert!(
+        aws.is_dir(),
+        "the AWS provider mirror {} is missing (scripts/terraform/setup.sh)",
+        aws.display()
+    );
+    Terraform { bin, cli_config }
+}
+
+impl Terraform {
+    /// Runs this binary as the test's user would: in `dir`, with the user's own data folder
+    /// `data` (never DriftGuard's), the provider mirror's CLI configuration, no checkpoint
+    /// calls, and moto's test credentials unless `env` gives others. Fails the test with its
+    /// output when it fails; its standard output.
+    #[track_caller]
+    pub fn user<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+        &self,
+        dir: &Path,
+        data: &Path,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> String {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .current_dir(dir)
+            .env("TF_CLI_CONFIG_FILE", &self.cli_config)
+            .env("TF_DATA_DIR", data)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{} does not run: {e}", self.bin.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {stdout}{}",
+            self.bin.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// The user's `init` (a local state at `state`) and `apply` (with `var_file`) of the code
+    /// in `dir`, with their own data folder `data`, as [`Terraform::user`] runs them.
+    #[track_caller]
+    pub fn user_apply(&self, dir: &Path, data: &Path, state: &Path, var_file: &Path) {
+        let backend = format!("-backend-config=path={}", state.display());
+        self.user(
+            dir,
+            data,
+            &["init", "-input=false", "-no-color", &backend],
+            &[],
+        );
+        let vars = format!("-var-file={}", var_file.display());
+        self.user(
+            dir,
+            data,
+            &["apply", "-auto-approve", "-input=false", "-no-color", &vars],
+            &[],
+        );
+    }
+}
+
+/// The folder of the filesystem mirror a CLI configuration names (its `path = "..."`).
+#[track_caller]
+fn mirror_in(cli_config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(cli_config)
+        .unwrap_or_else(|e| panic!("the CLI configuration {}: {e}", cli_config.display()));
     let mirror = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("path"))
@@ -459,13 +523,7 @@ pub fn terraform() -> Terraform {
                 .to_owned()
         })
         .unwrap_or_default();
-    let aws = Path::new(&mirror).join("registry.terraform.io/hashicorp/aws");
-    assert!(
-        aws.is_dir(),
-        "the AWS provider mirror {} is missing (scripts/terraform/setup.sh)",
-        aws.display()
-    );
-    Terraform { bin, cli_config }
+    PathBuf::from(mirror)
 }
 
 /// OpenTofu as the tests run it: `tofu` built from the Go module proxy and a CLI configuration
@@ -485,20 +543,7 @@ pub fn tofu() -> Terraform {
         "the provider mirror for OpenTofu (registry.opentofu.org/hashicorp/aws, written by \
          scripts/opentofu/build.sh)",
     ));
-    let text = std::fs::read_to_string(&cli_config)
-        .unwrap_or_else(|e| panic!("OpenTofu's CLI configuration {}: {e}", cli_config.display()));
-    let mirror = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("path"))
-        .map(|p| {
-            p.trim()
-                .trim_start_matches('=')
-                .trim()
-                .trim_matches('"')
-                .to_owned()
-        })
-        .unwrap_or_default();
-    let aws = Path::new(&mirror).join("registry.opentofu.org/hashicorp/aws");
+    let aws = mirror_in(&cli_config).join("registry.opentofu.org/hashicorp/aws");
     assert!(
         aws.is_dir(),
         "the AWS provider mirror for OpenTofu {} is missing (scripts/opentofu/build.sh)",
