@@ -438,37 +438,8 @@ fn contained_dir(root: &Path, folder: &str) -> Result<PathBuf, Contained> {
     if folder.starts_with('/') || folder.starts_with('\\') {
         return Err(Contained::Unsafe(UnsafePath::NotRelative));
     }
-    let mut at = root.to_path_buf();
-    let mut walked: Vec<&str> = Vec::new();
-    for part in folder.split('/') {
-        match part {
-            "" | "." => continue,
-            ".." => return Err(Contained::Unsafe(UnsafePath::ParentFolder)),
-            p if p.eq_ignore_ascii_case(".git") => {
-                return Err(Contained::Unsafe(UnsafePath::GitFolder))
-            }
-            p => {
-                walked.push(p);
-                at.push(p);
-                match std::fs::symlink_metadata(&at) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        return Err(Contained::Unsafe(UnsafePath::Symlink {
-                            component: walked.join("/"),
-                        }))
-                    }
-                    Ok(m) if !m.is_dir() => return Err(Contained::Unsafe(UnsafePath::NotAFile)),
-                    Ok(_) => {}
-                    Err(_) => std::fs::create_dir(&at).map_err(Contained::Io)?,
-                }
-            }
-        }
-    }
-    let canonical_root = root.canonicalize().map_err(Contained::Io)?;
-    let canonical = at.canonicalize().map_err(Contained::Io)?;
-    if !canonical.starts_with(&canonical_root) {
-        return Err(Contained::Unsafe(UnsafePath::OutsideClone));
-    }
-    Ok(canonical)
+    let (at, _) = walk(root, folder, true)?;
+    inside(root, &at)
 }
 
 /// A full commit id (SHA-1 or SHA-256, hexadecimal): never taken for an option or a ref name.
@@ -491,9 +462,24 @@ fn contained(root: &Path, file: &str) -> Result<PathBuf, Contained> {
     if file.is_empty() || file.starts_with('/') || file.starts_with('\\') {
         return Err(Contained::Unsafe(UnsafePath::NotRelative));
     }
+    let (at, components) = walk(root, file, false)?;
+    if components == 0 {
+        return Err(Contained::Unsafe(UnsafePath::NotRelative));
+    }
+    let meta = std::fs::symlink_metadata(&at).map_err(Contained::Io)?;
+    if !meta.file_type().is_file() {
+        return Err(Contained::Unsafe(UnsafePath::NotAFile));
+    }
+    inside(root, &at)
+}
+
+/// Walks `path` from `root` one component at a time, each looked at with `symlink_metadata`
+/// (never followed): `..`, `.git` and symbolic links are refused; with `make_folders`, every
+/// component is a folder, made where missing. The path reached and how many components it has.
+fn walk(root: &Path, path: &str, make_folders: bool) -> Result<(PathBuf, usize), Contained> {
     let mut at = root.to_path_buf();
     let mut walked: Vec<&str> = Vec::new();
-    for part in file.split('/') {
+    for part in path.split('/') {
         match part {
             "" | "." => continue,
             ".." => return Err(Contained::Unsafe(UnsafePath::ParentFolder)),
@@ -503,22 +489,27 @@ fn contained(root: &Path, file: &str) -> Result<PathBuf, Contained> {
             p => {
                 walked.push(p);
                 at.push(p);
-                let meta = std::fs::symlink_metadata(&at).map_err(Contained::Io)?;
-                if meta.file_type().is_symlink() {
-                    return Err(Contained::Unsafe(UnsafePath::Symlink {
-                        component: walked.join("/"),
-                    }));
+                match std::fs::symlink_metadata(&at) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(Contained::Unsafe(UnsafePath::Symlink {
+                            component: walked.join("/"),
+                        }))
+                    }
+                    Ok(m) if make_folders && !m.is_dir() => {
+                        return Err(Contained::Unsafe(UnsafePath::NotAFile))
+                    }
+                    Ok(_) => {}
+                    Err(_) if make_folders => std::fs::create_dir(&at).map_err(Contained::Io)?,
+                    Err(e) => return Err(Contained::Io(e)),
                 }
             }
         }
     }
-    if walked.is_empty() {
-        return Err(Contained::Unsafe(UnsafePath::NotRelative));
-    }
-    let meta = std::fs::symlink_metadata(&at).map_err(Contained::Io)?;
-    if !meta.file_type().is_file() {
-        return Err(Contained::Unsafe(UnsafePath::NotAFile));
-    }
+    Ok((at, walked.len()))
+}
+
+/// `at`'s canonical path, which must lie inside `root`'s.
+fn inside(root: &Path, at: &Path) -> Result<PathBuf, Contained> {
     let canonical_root = root.canonicalize().map_err(Contained::Io)?;
     let canonical = at.canonicalize().map_err(Contained::Io)?;
     if !canonical.starts_with(&canonical_root) {
