@@ -461,8 +461,14 @@ async fn folder_case(t: Terraform) {
     let err = src.plan().await.expect_err("broken code");
     let text = chain(&err);
     assert!(matches!(err, SourceError::Terraform(_)), "{text}");
+    // named as the binary that ran: `terraform plan`, `tofu plan`
+    let program = t
+        .bin
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     assert!(
-        text.contains("terraform init") || text.contains("terraform plan"),
+        text.contains(&format!("{program} init")) || text.contains(&format!("{program} plan")),
         "{text}"
     );
     assert!(text.contains("nonsense"), "{text}");

@@ -153,7 +153,7 @@ async fn a_provider_missing_from_the_mirror_is_named_with_the_mirror() {
             name(&t)
         );
         assert!(
-            text.starts_with("terraform init cannot install the provider hashicorp/aws: it is in none of the provider mirrors of the CLI configuration"),
+            text.starts_with(&format!("{} init cannot install the provider hashicorp/aws: it is in none of the provider mirrors of the CLI configuration", name(&t))),
             "{}: {text}",
             name(&t)
         );
@@ -186,7 +186,7 @@ async fn an_unreachable_registry_without_a_mirror_asks_for_one() {
             name(&t)
         );
         assert!(
-            text.starts_with("terraform init cannot download the provider hashicorp/aws: its registry cannot be reached"),
+            text.starts_with(&format!("{} init cannot download the provider hashicorp/aws: its registry cannot be reached", name(&t))),
             "{}: {text}",
             name(&t)
         );
@@ -221,7 +221,7 @@ async fn missing_credentials_are_denied_access_to_the_cloud() {
             .expect_err("no credentials");
         let text = chain(&err);
         assert!(
-            matches!(&err, SourceError::Forbidden { what } if what.starts_with("the cloud (terraform plan): the provider found no credentials")),
+            matches!(&err, SourceError::Forbidden { what } if what.starts_with(&format!("the cloud ({} plan): the provider found no credentials", name(&t)))),
             "{}: {text}",
             name(&t)
         );

@@ -160,9 +160,9 @@ pub struct PlanRun {
 pub enum TerraformError {
     /// A step of the check (`init`, `plan -refresh-only`, `plan`, `show`, `state pull`)
     /// could not run or failed.
-    #[error("terraform {step}")]
+    #[error("{step}")]
     Step {
-        /// The step.
+        /// The step, after the program that ran it (`terraform plan`, `tofu init`).
         step: String,
         /// How running it failed (not found, exit status and standard error, timeout).
         #[source]

@@ -143,7 +143,7 @@ fn generate(
     };
     let raw = generated.ok_or_else(|| {
         SourceError::Terraform(driftguard_core::terraform::TerraformError::Input {
-            what: format!("terraform {step}"),
+            what: format!("{} {step}", s.program_name()),
             problem: "wrote no configuration".into(),
         })
     })?;

@@ -222,13 +222,18 @@ fn mirror_setting(cli_config: Option<&Path>) -> String {
 /// One terraform step's error, as the source reports it: a known mistake of the set-up says
 /// what to fix ([`Mistake`]), an unreachable cloud is [`SourceError::Unreachable`], anything
 /// else is terraform's error. `cli_config` is the configured CLI configuration.
-fn step_error_in(step: &str, source: RenderError, cli_config: Option<&Path>) -> SourceError {
+fn step_error_in(
+    program: &str,
+    step: &str,
+    source: RenderError,
+    cli_config: Option<&Path>,
+) -> SourceError {
     let found = match &source {
         RenderError::Failed { stderr, .. } => mistake(stderr),
         _ => None,
     };
     let e = TerraformError::Step {
-        step: step.to_owned(),
+        step: format!("{program} {step}"),
         source,
     };
     let setup = |context: String, e: TerraformError| SourceError::Backend {
@@ -238,40 +243,49 @@ fn step_error_in(step: &str, source: RenderError, cli_config: Option<&Path>) -> 
     match found {
         None => SourceError::Terraform(e),
         Some(Mistake::ProviderNotInMirror { provider }) => setup(format!(
-            "terraform {step} cannot install the provider {provider}: it is in none of the provider mirrors of {}; put it there (`terraform providers mirror <folder>` where the registry can be reached) or name the CLI configuration of the mirror that has it",
+            "{program} {step} cannot install the provider {provider}: it is in none of the provider mirrors of {}; put it there (`{program} providers mirror <folder>` where the registry can be reached) or name the CLI configuration of the mirror that has it",
             mirror_setting(cli_config)
         ), e),
         Some(Mistake::RegistryUnreachable { provider }) => setup(format!(
-            "terraform {step} cannot download the provider {provider}: its registry cannot be reached and {} names no mirror that has it; offline, give a CLI configuration with a provider_installation filesystem_mirror holding it (terraform.cliConfigFile)",
+            "{program} {step} cannot download the provider {provider}: its registry cannot be reached and {} names no mirror that has it; offline, give a CLI configuration with a provider_installation filesystem_mirror holding it (terraform.cliConfigFile)",
             mirror_setting(cli_config)
         ), e),
         Some(Mistake::ProviderNotInstalled { provider }) => setup(format!(
-            "terraform {step} cannot install the provider {provider} (from {})",
+            "{program} {step} cannot install the provider {provider} (from {})",
             mirror_setting(cli_config)
         ), e),
         Some(Mistake::ModuleNotDownloaded) => setup(format!(
-            "terraform {step} cannot download a module of the code: its registry or Git host cannot be reached, or it does not exist; offline, vendor the module into the repository"
+            "{program} {step} cannot download a module of the code: its registry or Git host cannot be reached, or it does not exist; offline, vendor the module into the repository"
         ), e),
         Some(Mistake::NoCredentials) => SourceError::Forbidden {
             what: format!(
-                "the cloud (terraform {step}): the provider found no credentials; give DriftGuard's process its cloud's credentials (AWS: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role: IRSA, Pod Identity, an instance profile)"
+                "the cloud ({program} {step}): the provider found no credentials; give DriftGuard's process its cloud's credentials (AWS: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an IAM role: IRSA, Pod Identity, an instance profile)"
             ),
         },
         Some(Mistake::CredentialsRefused) => SourceError::Forbidden {
             what: format!(
-                "the cloud (terraform {step}): the credentials were refused (an unknown key, a wrong secret or an expired token); renew those DriftGuard's process has"
+                "the cloud ({program} {step}): the credentials were refused (an unknown key, a wrong secret or an expired token); renew those DriftGuard's process has"
             ),
         },
         Some(Mistake::Unreachable) => SourceError::Unreachable {
-            target: format!("the cloud (terraform {step})"),
+            target: format!("the cloud ({program} {step})"),
             source: Box::new(e),
         },
     }
 }
 
+/// A binary's name in messages: its file name (`/usr/local/bin/tofu` is `tofu`).
+fn program_name(program: &Path) -> String {
+    program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "terraform".to_owned())
+}
+
 /// [`step_error_in`] without a CLI configuration to name.
-fn step_error(step: &str, source: RenderError) -> SourceError {
-    step_error_in(step, source, None)
+fn step_error(program: &str, step: &str, source: RenderError) -> SourceError {
+    step_error_in(program, step, source, None)
 }
 
 /// `terraform state pull`'s lineage and serial (the rest, sensitive values included, is
@@ -428,13 +442,15 @@ impl<'a> Session<'a> {
         workspace: &str,
     ) -> Result<Self, SourceError> {
         let program = find_terraform(config.binary.as_deref()).ok_or_else(|| {
+            let configured = config
+                .binary
+                .as_ref()
+                .map_or_else(|| "terraform".to_owned(), |b| b.display().to_string());
             step_error(
+                &program_name(Path::new(&configured)),
                 "init",
                 RenderError::NoBinary {
-                    program: config
-                        .binary
-                        .as_ref()
-                        .map_or_else(|| "terraform".to_owned(), |b| b.display().to_string()),
+                    program: configured,
                     setting: "terraform.binary".into(),
                 },
             )
@@ -516,9 +532,14 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Runs `terraform <args>` in the root module's folder.
+    /// The program as messages name it (`terraform`, `tofu`).
+    pub fn program_name(&self) -> String {
+        program_name(&self.program)
+    }
+
+    /// Runs `terraform <args>` (or `tofu <args>`) in the root module's folder.
     pub fn run(&self, args: Vec<String>) -> Result<String, RenderError> {
-        let display = display_command("terraform", &args);
+        let display = display_command(&self.program_name(), &args);
         Run {
             program: &self.program,
             args: &args,
@@ -534,7 +555,12 @@ impl<'a> Session<'a> {
 
     /// The error of `step`, a set-up mistake named as what to fix.
     pub fn fail(&self, step: &str, e: RenderError) -> SourceError {
-        step_error_in(step, e, self.config.cli_config_file.as_deref())
+        step_error_in(
+            &self.program_name(),
+            step,
+            e,
+            self.config.cli_config_file.as_deref(),
+        )
     }
 
     /// `terraform init`, and the mark of what it depended on.
@@ -840,7 +866,7 @@ mod tests {
             status: "exit status: 1".into(),
             stderr: stderr.into(),
         };
-        let e = step_error_in("init", failed(offline), None);
+        let e = step_error_in("terraform", "init", failed(offline), None);
         assert!(matches!(e, SourceError::Backend { .. }), "{e:?}");
         let text = driftguard_core::error::chain(&e);
         assert!(
@@ -852,6 +878,7 @@ mod tests {
             "{text}"
         );
         let e = step_error_in(
+            "tofu",
             "init",
             failed(not_in_mirror),
             Some(Path::new("/etc/driftguard/terraformrc")),
@@ -860,7 +887,15 @@ mod tests {
             e.to_string().contains("in none of the provider mirrors of the CLI configuration /etc/driftguard/terraformrc"),
             "{e}"
         );
+        // OpenTofu's steps are named as tofu's
+        assert!(
+            e.to_string()
+                .starts_with("tofu init cannot install the provider")
+                && e.to_string().contains("`tofu providers mirror <folder>`"),
+            "{e}"
+        );
         let e = step_error_in(
+            "terraform",
             "plan",
             failed("Error: No valid credential sources found"),
             None,
